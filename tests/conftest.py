@@ -1,0 +1,25 @@
+"""Small seeded fixtures shared by the test files (200 x 10 logits, as STYLE.md asks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def make_logits(n: int = 200, c: int = 10, seed: int = 0, scale: float = 3.0):
+    """Teacher, student (a noisy, blurred copy of the teacher) and labels, all numpy.
+
+    Returns (student (N, C) float32, teacher (N, C) float32, labels (N,) int64).
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, c, size=n)
+    teacher = rng.normal(0.0, 1.0, size=(n, c)) * scale
+    teacher[np.arange(n), labels] += 2.0 * scale
+    student = 0.6 * teacher + rng.normal(0.0, 1.5, size=(n, c))
+    return student.astype(np.float32), teacher.astype(np.float32), labels.astype(np.int64)
+
+
+@pytest.fixture
+def logits():
+    """(student, teacher, labels): 200 x 10, seeded."""
+    return make_logits()
