@@ -1,0 +1,115 @@
+"""The result of a decomposition: per-sample KL split into BCD, SCD and WCD (see `cakd_viz.decompose`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+TERMS = ("bcd", "scd", "wcd")
+FRAME_COLUMNS = (
+    "index",
+    "label",
+    "teacher_pred",
+    "student_pred",
+    "kl",
+    "bcd",
+    "scd",
+    "wcd",
+    "teacher_strong_mass",
+    "student_strong_mass",
+    "strong_size",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Decomposition:
+    """Per-sample terms of KL(teacher || student) = BCD + p_S * SCD + p_W * WCD, every array of shape (N,).
+
+    `teacher_weak_mass` is p_W computed directly in log space (not 1 - p_S), so that the identity
+    holds to float precision even where p_W is far below float32's resolution around 1.
+    """
+
+    kl: np.ndarray
+    bcd: np.ndarray
+    scd: np.ndarray
+    wcd: np.ndarray
+    teacher_strong_mass: np.ndarray
+    teacher_weak_mass: np.ndarray
+    student_strong_mass: np.ndarray
+    strong_size: np.ndarray
+    teacher_pred: np.ndarray
+    student_pred: np.ndarray
+    labels: np.ndarray | None
+    grouping: str
+    temperature: float
+
+    def __len__(self) -> int:
+        return int(self.kl.shape[0])
+
+    @property
+    def scd_contribution(self) -> np.ndarray:
+        """p_S * SCD, the part of the KL carried by the strong group's internal ranking. (N,)"""
+        return self.teacher_strong_mass * self.scd
+
+    @property
+    def wcd_contribution(self) -> np.ndarray:
+        """p_W * WCD, the part of the KL carried by the weak tail ("dark knowledge"). (N,)"""
+        return self.teacher_weak_mass * self.wcd
+
+    def contributions(self) -> dict[str, np.ndarray]:
+        """{"bcd": BCD, "scd": p_S*SCD, "wcd": p_W*WCD}; the three add up to `kl`."""
+        return {"bcd": self.bcd, "scd": self.scd_contribution, "wcd": self.wcd_contribution}
+
+    def shares(self) -> dict[str, float]:
+        """Dataset-level share of the total KL carried by each contribution (they sum to 1)."""
+        total = float(self.kl.sum())
+        if total <= 0:
+            return {name: float("nan") for name in TERMS}
+        return {name: float(v.sum()) / total for name, v in self.contributions().items()}
+
+    def identity_error(self) -> np.ndarray:
+        """|KL - (BCD + p_S*SCD + p_W*WCD)| per sample. (N,)"""
+        return np.abs(self.kl - (self.bcd + self.scd_contribution + self.wcd_contribution))
+
+    def subset(self, index) -> Decomposition:
+        """The same result restricted to some samples (a boolean mask or integer indices)."""
+        pick = {name: getattr(self, name)[index] for name in _PER_SAMPLE}
+        labels = None if self.labels is None else self.labels[index]
+        return Decomposition(**pick, labels=labels, grouping=self.grouping, temperature=self.temperature)
+
+    def to_frame(self, index: np.ndarray | None = None) -> pd.DataFrame:
+        """One row per sample, columns as in DESIGN.md §4 (label is <NA> without labels)."""
+        n = len(self)
+        labels = pd.array(self.labels if self.labels is not None else [pd.NA] * n, dtype="Int64")
+        return pd.DataFrame(
+            {
+                "index": np.arange(n) if index is None else np.asarray(index),
+                "label": labels,
+                "teacher_pred": self.teacher_pred,
+                "student_pred": self.student_pred,
+                "kl": self.kl,
+                "bcd": self.bcd,
+                "scd": self.scd,
+                "wcd": self.wcd,
+                "teacher_strong_mass": self.teacher_strong_mass,
+                "student_strong_mass": self.student_strong_mass,
+                "strong_size": self.strong_size,
+            },
+            columns=list(FRAME_COLUMNS),
+        )
+
+
+_PER_SAMPLE = (
+    "kl",
+    "bcd",
+    "scd",
+    "wcd",
+    "teacher_strong_mass",
+    "teacher_weak_mass",
+    "student_strong_mass",
+    "strong_size",
+    "teacher_pred",
+    "student_pred",
+)
