@@ -1,0 +1,115 @@
+"""Per-dataset and per-class summaries of a `Decomposition` (small tables the app and the CLI show).
+
+Shares are ratios of sums: the share of BCD in a group of samples is sum(BCD) / sum(KL) over them,
+so the three shares of a group add up to 1 and weight each sample by its own KL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cakd_viz.decomposition import TERMS, Decomposition
+
+BREAKDOWN_KEYS = {
+    "label": "true class",
+    "teacher_pred": "teacher's prediction",
+    "student_pred": "student's prediction",
+}
+
+
+def dataset_summary(d: Decomposition) -> dict:
+    """Headline numbers: N, mean KL (nats), mean of each contribution, shares, accuracies where labels exist."""
+    contrib = d.contributions()
+    out = {
+        "num_samples": len(d),
+        "grouping": d.grouping,
+        "temperature": d.temperature,
+        "kl_mean": float(d.kl.mean()),
+        "strong_size_mean": float(d.strong_size.mean()),
+        "teacher_strong_mass_mean": float(d.teacher_strong_mass.mean()),
+        "student_strong_mass_mean": float(d.student_strong_mass.mean()),
+        "agreement": float((d.teacher_pred == d.student_pred).mean()),
+    }
+    for name, values in contrib.items():
+        out[f"{name}_mean"] = float(values.mean())
+    out.update({f"share_{k}": v for k, v in d.shares().items()})
+    if d.labels is not None:
+        out["teacher_accuracy"] = float((d.teacher_pred == d.labels).mean())
+        out["student_accuracy"] = float((d.student_pred == d.labels).mean())
+    return out
+
+
+def class_breakdown(
+    d: Decomposition, *, by: str = "label", num_classes: int | None = None, class_names=None
+) -> pd.DataFrame:
+    """One row per class: count, mean KL, mean contributions, shares, dominant term, accuracies.
+
+    by: "label" (true class), "teacher_pred" or "student_pred". Sorted by total KL, largest first.
+    Classes that never occur are left out.
+    """
+    if by not in BREAKDOWN_KEYS:
+        raise ValueError(f"unknown breakdown {by!r}; choose one of {', '.join(BREAKDOWN_KEYS)}")
+    key = d.labels if by == "label" else getattr(d, by)
+    if key is None:
+        raise ValueError("a breakdown by true class needs labels, and this decomposition has none")
+    c = int(num_classes if num_classes is not None else key.max() + 1)
+    count = np.bincount(key, minlength=c).astype(np.float64)
+    sums = {"kl": np.bincount(key, weights=d.kl, minlength=c)}
+    for name, values in d.contributions().items():
+        sums[name] = np.bincount(key, weights=values, minlength=c)
+    present = count > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame = pd.DataFrame(
+            {
+                "class": np.arange(c),
+                "name": [str(x) for x in (class_names if class_names is not None else range(c))][:c],
+                "count": count.astype(np.int64),
+                "kl_total": sums["kl"],
+                "kl_mean": sums["kl"] / count,
+                **{f"{n}_mean": sums[n] / count for n in TERMS},
+                **{f"share_{n}": sums[n] / sums["kl"] for n in TERMS},
+            }
+        )
+    shares = frame[[f"share_{n}" for n in TERMS]].to_numpy()
+    frame["dominant"] = np.array(TERMS)[np.nan_to_num(shares, nan=-1.0).argmax(1)]
+    if d.labels is not None:
+        frame["teacher_accuracy"] = _rate(key, d.teacher_pred == d.labels, c)
+        frame["student_accuracy"] = _rate(key, d.student_pred == d.labels, c)
+    frame = frame[present].sort_values("kl_total", ascending=False, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def dominant_term(d: Decomposition) -> np.ndarray:
+    """Per sample, the name of the largest contribution ("bcd", "scd" or "wcd"). (N,) str."""
+    stacked = np.stack([d.contributions()[n] for n in TERMS], axis=1)  # (N, 3)
+    return np.array(TERMS)[stacked.argmax(1)]
+
+
+def term_histograms(d: Decomposition, *, bins: int = 60, log: bool = True) -> dict[str, pd.DataFrame]:
+    """Pre-binned distributions of KL and each contribution (so no N-sized payload reaches a browser).
+
+    log=True bins log10 of the value over the positive samples (zeros are counted separately in
+    the "zeros" attribute of each frame). Returns {name: DataFrame(left, right, count)}.
+    """
+    out = {}
+    for name, values in {"kl": d.kl, **d.contributions()}.items():
+        positive = values[values > 0]
+        data = np.log10(positive) if log else values
+        if data.size == 0:
+            data = np.zeros(1)
+        lo, hi = np.percentile(data, [0.1, 99.9]) if data.size > 10 else (data.min(), data.max())
+        if hi <= lo:
+            hi = lo + 1.0
+        counts, edges = np.histogram(np.clip(data, lo, hi), bins=bins, range=(lo, hi))
+        frame = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
+        frame.attrs["zeros"] = int((values <= 0).sum())
+        frame.attrs["log10"] = log
+        out[name] = frame
+    return out
+
+
+def _rate(key: np.ndarray, hit: np.ndarray, c: int) -> np.ndarray:
+    count = np.bincount(key, minlength=c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.bincount(key, weights=hit.astype(np.float64), minlength=c) / count
