@@ -23,6 +23,7 @@ float64 with masked logsumexp. Nothing here ever takes log(softmax(...)).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -206,7 +207,11 @@ def _rows(arr, start: int, stop: int, dev: torch.device) -> torch.Tensor:
     """Rows [start, stop) of an (N, C) array or tensor as float32 on `dev`."""
     if isinstance(arr, torch.Tensor):
         return arr[start:stop].to(dev, torch.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr[start:stop])).to(dev, torch.float32)
+    chunk = np.ascontiguousarray(arr[start:stop])
+    with warnings.catch_warnings():
+        # Read-only memmaps: the tensor is only read (every op below writes to new tensors).
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(chunk).to(dev, torch.float32)
 
 
 def _default_chunk_rows(c: int, dev: torch.device) -> int:
