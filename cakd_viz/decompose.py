@@ -115,7 +115,7 @@ def _chunk_terms(zs, zt, y, g: Grouping, temp: float, correlated) -> dict[str, n
     groups[:, 1] = ~smask
     sums = torch.bmm(buf, groups.transpose(1, 2))  # (n, 3, 2): [e_t, e_s, e_t*(a_t-a_s)] x [S, W]
     size = smask.sum(1)
-    host = sums.double().cpu().numpy()
+    host = sums.cpu().double().numpy()  # float64 on the host (MPS has no float64)
     size_np = size.cpu().numpy()
     part = _row_terms(host, size_np, c)
     part["strong_size"] = size_np

@@ -165,8 +165,8 @@ def class_correlation(
         if shift is None:
             shift = x.mean(0, keepdim=True)  # centring on a first estimate keeps float32 sums accurate
         x = x - shift
-        total += x.sum(0).double().cpu()
-        gram += (x.T @ x).double().cpu()
+        total += x.sum(0).cpu().double()
+        gram += (x.T @ x).cpu().double()
     mean = total / n
     cov = gram / n - torch.outer(mean, mean)
     std = cov.diagonal().clamp_min(0).sqrt()
