@@ -1,0 +1,126 @@
+"""Reading and validating a bundle directory's files (used by :func:`cakd_viz.bundle.load_bundle`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle_npy import open_npy
+from .validate import (
+    BundleError,
+    check_class_names,
+    check_inputs,
+    check_labels,
+    check_logits,
+    check_student_name,
+)
+
+__all__ = ["FORMAT", "read_bundle_dir"]
+
+FORMAT = "cakd-bundle/1"
+
+
+def read_bundle_dir(root: Path, *, check_values: bool = True) -> dict[str, Any]:
+    """Open every file of the bundle at ``root`` memory-mapped and check that they agree.
+
+    Returns the keyword arguments of :class:`~cakd_viz.bundle.Bundle`: path, meta, teacher (N, C),
+    students {name: (N, C)}, labels (N,) or None, inputs (N, ...) or None, class_names or None.
+    """
+    if not root.exists():
+        raise BundleError(f"{root}: no such bundle directory")
+    if not root.is_dir():
+        raise BundleError(f"{root} is a file, not a bundle directory (import files with `cakd-viz import`)")
+    meta = _read_meta(root)
+    teacher = open_npy(root / "teacher.npy", "teacher.npy")
+    check_logits(teacher, "teacher.npy", check_values=check_values)
+    _check_meta_shape(meta, teacher)
+    n, c = teacher.shape
+    class_names = meta.get("class_names")
+    if class_names is not None:
+        class_names = check_class_names(class_names, "meta.json class_names", num_classes=c)
+    students = _open_students(root, meta, teacher, check_values)
+    labels = _open_optional(root, meta, "labels")
+    if labels is not None:
+        check_labels(labels, "labels.npy", num_samples=n, num_classes=c, reference="teacher.npy")
+    inputs = _open_optional(root, meta, "inputs")
+    if inputs is not None:
+        check_inputs(inputs, "inputs.npy", num_samples=n, reference="teacher.npy")
+    return {
+        "path": root,
+        "meta": meta,
+        "teacher": teacher,
+        "students": students,
+        "labels": labels,
+        "inputs": inputs,
+        "class_names": class_names,
+    }
+
+
+def _read_meta(root: Path) -> dict:
+    meta_file = root / "meta.json"
+    if not meta_file.is_file():
+        raise BundleError(f"{root}: meta.json is missing, so this is not a cakd bundle (format {FORMAT!r})")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"meta.json is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise BundleError(f"meta.json must hold a JSON object, found {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise BundleError(f"meta.json: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    for key in ("num_samples", "num_classes"):
+        value = meta.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BundleError(f"meta.json: {key} must be an integer, found {value!r}")
+    students = meta.get("students")
+    if not isinstance(students, dict) or not students:
+        raise BundleError("meta.json: 'students' must be a non-empty object {NAME: {...}}")
+    return meta
+
+
+def _check_meta_shape(meta: dict, teacher: np.ndarray) -> None:
+    for key, actual, what in (
+        ("num_samples", teacher.shape[0], "rows"),
+        ("num_classes", teacher.shape[1], "classes"),
+    ):
+        if meta[key] != actual:
+            raise BundleError(f"meta.json says {key}={meta[key]}, but teacher.npy has {actual} {what}")
+
+
+def _open_students(root: Path, meta: dict, teacher: np.ndarray, check_values: bool) -> dict[str, np.ndarray]:
+    students = {}
+    for name in meta["students"]:
+        try:
+            check_student_name(name)
+        except BundleError as exc:
+            raise BundleError(f"meta.json: {exc}") from None
+        rel = f"students/{name}.npy"
+        if not (root / rel).is_file():
+            raise BundleError(f"{rel} is missing (meta.json lists student {name!r})")
+        arr = open_npy(root / rel, rel)
+        check_logits(
+            arr, rel, num_samples=teacher.shape[0], num_classes=teacher.shape[1], check_values=check_values,
+            reference="teacher.npy",
+        )  # fmt: skip
+        students[name] = arr
+    extra = sorted(f.name for f in (root / "students").glob("*.npy") if f.stem not in students)
+    if extra:
+        raise BundleError(
+            f"students/{extra[0]} is not listed in meta.json 'students' ({len(extra)} unlisted)"
+        )
+    return students
+
+
+def _open_optional(root: Path, meta: dict, key: str) -> np.ndarray | None:
+    """labels.npy / inputs.npy; meta may say whether it should be there ("labels": bool, "inputs": obj)."""
+    file = root / f"{key}.npy"
+    if not file.is_file():
+        if meta.get(key):
+            raise BundleError(f"{key}.npy is missing, but meta.json says the bundle has {key}")
+        return None
+    if key in meta and not meta[key]:
+        raise BundleError(f"meta.json says the bundle has no {key}, but {key}.npy is present")
+    return open_npy(file, f"{key}.npy")

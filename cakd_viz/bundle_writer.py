@@ -1,0 +1,322 @@
+"""Streaming bundle writer, for data sets larger than memory and for several processes at once.
+
+Single process::
+
+    with BundleWriter(out, num_samples=N, num_classes=C, student_names=["kd"]) as w:
+        for start, (t, s, y) in batches:               # t, s: (n, C); y: (n,)
+            w.write(start, teacher=t, students={"kd": s}, labels=y)
+        w.commit()                                     # explicit; an exception in the block aborts
+
+Several ranks (e.g. torchrun), each writing its own rows into one shared temp directory::
+
+    run_id = os.environ["TORCHELASTIC_RUN_ID"]         # any id all ranks agree on
+    if rank == 0:
+        w = BundleWriter(out, ..., partial_id=run_id)  # creates "<out>.partial-<run_id>"
+    dist.barrier()
+    if rank != 0:
+        w = BundleWriter.attach(BundleWriter.partial_path(out, run_id))
+    for start, batch in my_rows: w.write(start, ...)
+    w.close()                                          # every rank: flush, record the rows it wrote
+    dist.barrier()
+    if rank == 0:
+        w.commit()                                     # checks all N rows were written, then renames
+
+The temp directory holds the arrays, ``.writer.json`` (the layout, read by :meth:`attach`) and one
+``.rows-<id>.json`` per closed writer (the row ranges it wrote). ``commit`` refuses to publish a
+bundle with rows nobody wrote; it writes ``meta.json`` last, validates, and renames the directory
+to ``path``, so ``path`` never holds a half-written bundle. A process killed outright leaves only
+``<path>.partial-<id>`` behind, which is safe to delete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import load_bundle
+from .bundle_commit import as_dtype, base_meta, check_target, first_gap, merge_meta, merge_ranges, publish
+from .bundle_npy import open_npy
+from .validate import (
+    BundleError,
+    as_numpy,
+    check_class_names,
+    check_file_name,
+    check_fits_dtype,
+    check_inputs,
+    check_labels,
+    check_logits,
+    check_student_name,
+)
+
+__all__ = ["BundleWriter"]
+
+_LAYOUT = ".writer.json"
+
+
+class BundleWriter:
+    """Write a bundle row block by row block into memmaps inside ``<path>.partial-<id>``.
+
+    ``teacher`` (N, C), ``students[name]`` (N, C), ``labels`` (N,) int64 and ``inputs``
+    (N, *inputs_shape) are writable ``np.memmap``s; use :meth:`write` (validates, records rows), or
+    fill the memmaps directly and call :meth:`mark_written`. ``dtype`` is "float16" or "float32".
+    See the module docstring for multi-process use (:meth:`attach`, :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        num_samples: int,
+        num_classes: int,
+        student_names: Sequence[str],
+        dtype: str | np.dtype = "float16",
+        class_names: Sequence[str] | None = None,
+        with_labels: bool = True,
+        inputs_shape: Sequence[int] | None = None,
+        inputs_dtype: str | np.dtype | None = None,
+        meta: dict | None = None,
+        overwrite: bool = False,
+        partial_id: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if num_samples < 1 or num_classes < 2:
+            raise BundleError(
+                f"a bundle needs num_samples >= 1 and num_classes >= 2, got {num_samples}, {num_classes}"
+            )
+        if not student_names:
+            raise BundleError("student_names: a bundle needs at least one student")
+        names = [check_student_name(n) for n in student_names]
+        if len(set(names)) != len(names):
+            raise BundleError(f"student_names has duplicates: {names}")
+        if as_dtype(dtype) not in (np.float16, np.float32):
+            raise BundleError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+        if inputs_shape is not None and as_dtype(inputs_dtype or "float32").kind not in "fiub":
+            raise BundleError(f"inputs_dtype must be numeric (e.g. uint8 or float32), got {inputs_dtype!r}")
+        if class_names is not None:
+            class_names = check_class_names(class_names, "class_names", num_classes=num_classes)
+        partial_id = partial_id or uuid.uuid4().hex[:12]
+        check_file_name(partial_id, "partial_id")
+        check_target(self.path, overwrite)
+        layout = {
+            "path": str(self.path.resolve()),
+            "num_samples": int(num_samples),
+            "num_classes": int(num_classes),
+            "student_names": names,
+            "dtype": str(np.dtype(dtype)),
+            "with_labels": bool(with_labels),
+            "inputs_shape": None if inputs_shape is None else [int(s) for s in inputs_shape],
+            "inputs_dtype": None if inputs_shape is None else str(np.dtype(inputs_dtype or "float32")),
+            "overwrite": bool(overwrite),
+        }
+        layout["meta"] = base_meta(meta, layout, class_names)
+        tmp = self.partial_path(self.path, partial_id)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            raise BundleError(
+                f"{tmp} already exists (left by an earlier run?); remove it or use another id"
+            ) from None
+        (tmp / "students").mkdir()
+        (tmp / _LAYOUT).write_text(json.dumps(layout, indent=1), encoding="utf-8")
+        self._open(tmp, layout, owner=True, mode="w+")
+
+    @staticmethod
+    def partial_path(path: str | Path, partial_id: str) -> Path:
+        """The temp directory ``<path>.partial-<partial_id>`` a writer with that id uses."""
+        path = Path(path)
+        return path.with_name(f"{path.name}.partial-{partial_id}")
+
+    @classmethod
+    def attach(cls, partial_dir: str | Path) -> BundleWriter:
+        """Open the temp directory that another process's writer created, to write other rows.
+
+        The attached writer may :meth:`write` and must :meth:`close` when done; it cannot commit.
+        """
+        tmp = Path(partial_dir)
+        try:
+            layout = json.loads((tmp / _LAYOUT).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BundleError(f"{tmp}: not a partial bundle directory ({_LAYOUT} is missing)") from None
+        self = cls.__new__(cls)
+        self.path = Path(layout["path"])
+        self._open(tmp, layout, owner=False, mode="r+")
+        return self
+
+    def _open(self, tmp: Path, layout: dict, *, owner: bool, mode: str) -> None:
+        self.partial_dir = tmp
+        self._layout = layout
+        self._owner = owner
+        self._rows: list[tuple[int, int]] = []
+        self._state = "open"  # -> "closed" | "committed" | "aborted"
+        self.num_samples, self.num_classes = layout["num_samples"], layout["num_classes"]
+        self.student_names: list[str] = layout["student_names"]
+        self.dtype = np.dtype(layout["dtype"])
+        n, c = self.num_samples, self.num_classes
+
+        def mm(rel: str, dtype: Any, shape: tuple) -> np.memmap:
+            if mode == "w+":
+                return np.lib.format.open_memmap(tmp / rel, mode="w+", dtype=dtype, shape=shape)
+            return open_npy(tmp / rel, rel, mode="r+")
+
+        self.teacher = mm("teacher.npy", self.dtype, (n, c))
+        self.students = {s: mm(f"students/{s}.npy", self.dtype, (n, c)) for s in self.student_names}
+        self.labels = mm("labels.npy", np.int64, (n,)) if layout["with_labels"] else None
+        shape = layout["inputs_shape"]
+        self.inputs = None if shape is None else mm("inputs.npy", layout["inputs_dtype"], (n, *shape))
+
+    def __repr__(self) -> str:
+        return f"BundleWriter({str(self.path)!r}, partial_dir={str(self.partial_dir)!r}, owner={self._owner})"
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._owner:
+            if self._state == "open":
+                self.close()  # rank 0 owns the directory and decides whether to commit
+        elif exc_type is not None:
+            if self._state != "committed":
+                self.abort()
+        elif self._state != "committed":
+            self.abort()
+            raise BundleError(
+                f"BundleWriter for {self.path} left its with-block without commit(); nothing was saved"
+            )
+
+    def write(
+        self, start: int, *, teacher: Any, students: dict[str, Any], labels: Any = None, inputs: Any = None
+    ) -> None:
+        """Validate and write rows ``[start, start + n)``: teacher (n, C), students {name: (n, C)},
+        labels (n,) (required iff the writer has labels), inputs (n, *inputs_shape) likewise."""
+        self._check_open()
+        teacher = as_numpy(teacher, "teacher")
+        check_logits(teacher, "teacher", num_classes=self.num_classes, row_offset=start)
+        n = teacher.shape[0]
+        if start < 0 or start + n > self.num_samples:
+            raise BundleError(
+                f"write(start={start}): rows {start}..{start + n - 1} are outside 0..{self.num_samples - 1}"
+            )
+        if set(students) != set(self.student_names):
+            raise BundleError(
+                f"write(): students must be exactly {self.student_names}, got {sorted(students)}"
+            )
+        arrays = {}
+        for name in self.student_names:
+            arrays[name] = as_numpy(students[name], f"student {name!r}")
+            check_logits(arrays[name], f"student {name!r}", num_samples=n, num_classes=self.num_classes,
+                         reference="teacher", row_offset=start)  # fmt: skip
+        labels = self._check_labels(labels, n, start)
+        inputs = self._check_inputs(inputs, n)
+        for name, arr in {"teacher": teacher, **{f"student {k!r}": v for k, v in arrays.items()}}.items():
+            check_fits_dtype(arr, name, self.dtype)
+        self._put(start, teacher, arrays, labels, inputs)
+
+    def _check_labels(self, labels: Any, n: int, start: int) -> np.ndarray | None:
+        if (labels is None) != (self.labels is None):
+            raise BundleError(
+                "write(): labels= is required" if labels is None else "write(): this writer has no labels"
+            )
+        if labels is not None:
+            labels = as_numpy(labels, "labels")
+            check_labels(labels, "labels", num_samples=n, num_classes=self.num_classes, reference="teacher",
+                         row_offset=start)  # fmt: skip
+        return labels
+
+    def _check_inputs(self, inputs: Any, n: int) -> np.ndarray | None:
+        if (inputs is None) != (self.inputs is None):
+            raise BundleError(
+                "write(): inputs= is required" if inputs is None else "write(): this writer has no inputs"
+            )
+        if inputs is not None:
+            inputs = as_numpy(inputs, "inputs")
+            check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
+            if inputs.shape[1:] != self.inputs.shape[1:]:
+                raise BundleError(
+                    f"inputs: rows have shape {inputs.shape[1:]}, the writer expects {self.inputs.shape[1:]}"
+                )
+        return inputs
+
+    def _put(self, start: int, teacher: np.ndarray, students: dict, labels: Any, inputs: Any) -> None:
+        """Copy already-validated rows in and record them (no checks)."""
+        stop = start + teacher.shape[0]
+        self.teacher[start:stop] = teacher
+        for name, arr in students.items():
+            self.students[name][start:stop] = arr
+        if labels is not None:
+            self.labels[start:stop] = labels
+        if inputs is not None:
+            self.inputs[start:stop] = inputs
+        self.mark_written(start, stop)
+
+    def mark_written(self, start: int, stop: int) -> None:
+        """Record rows ``[start, stop)`` as written (after filling the memmaps directly)."""
+        self._rows.append((int(start), int(stop)))
+
+    def close(self) -> None:
+        """Flush the memmaps. An attached writer also records its rows for the committer and closes;
+        the creating writer stays open for :meth:`commit`."""
+        self._check_open()
+        self._flush()
+        if not self._owner:
+            rows_file = self.partial_dir / f".rows-{uuid.uuid4().hex[:12]}.json"
+            rows_file.write_text(json.dumps(merge_ranges(self._rows)), encoding="utf-8")
+            self._release("closed")
+
+    def commit(self, meta_update: dict | None = None, *, check_values: bool = True) -> Path:
+        """Flush, check every row was written, write meta.json last, validate, rename to ``path``.
+
+        ``meta_update`` is merged into meta.json ("teacher"/"students" entries merged per key).
+        Only the writer that created the temp directory may commit.
+        """
+        self._check_open()
+        if not self._owner:
+            raise BundleError(
+                "only the writer that created the partial directory (rank 0) can commit; call close()"
+            )
+        self._flush()
+        self._check_coverage()
+        meta = merge_meta(self._layout["meta"], meta_update or {})
+        (self.partial_dir / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        self._release("closed")
+        load_bundle(self.partial_dir, check_values=check_values)
+        for f in [self.partial_dir / _LAYOUT, *self.partial_dir.glob(".rows-*.json")]:
+            f.unlink()
+        publish(self.partial_dir, self.path, self._layout["overwrite"])
+        self._state = "committed"
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the temp directory (and everything written to it)."""
+        self._release("aborted")
+        shutil.rmtree(self.partial_dir, ignore_errors=True)
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise BundleError(f"BundleWriter for {self.path} is {self._state}; it cannot write any more")
+
+    def _flush(self) -> None:
+        for arr in (self.teacher, *self.students.values(), self.labels, self.inputs):
+            if arr is not None:
+                arr.flush()
+
+    def _release(self, state: str) -> None:
+        self._state = state
+        self.teacher, self.students, self.labels, self.inputs = None, {}, None, None
+
+    def _check_coverage(self) -> None:
+        rows = list(self._rows)
+        for f in self.partial_dir.glob(".rows-*.json"):
+            rows += [tuple(r) for r in json.loads(f.read_text(encoding="utf-8"))]
+        gap = first_gap(rows, self.num_samples)
+        if gap is not None:
+            raise BundleError(
+                f"commit: rows {gap[0]}..{gap[1] - 1} were never written (of 0..{self.num_samples - 1}); "
+                "write them, or call mark_written() after filling the memmaps directly"
+            )
