@@ -46,13 +46,15 @@ class Grouping:
 
     def describe(self) -> str:
         """A one-line, honest label for charts and captions."""
-        return {
-            "target": "S = {label} (DKD's split: BCD = TCKD, WCD = NCKD)",
-            "topk": f"S = the teacher's top-{self.param} classes",
-            "topk+target": f"S = the teacher's top-{self.param} classes plus the label",
-            "mass": f"S = the fewest teacher-top classes holding {self.param:g} of the teacher's mass",
-            "corr": f"S = the teacher's prediction plus classes correlated with it at r >= {self.param:g}",
-        }[self.kind]
+        if self.kind == "target":
+            return "S = {label} (DKD's split: BCD = TCKD, WCD = NCKD)"
+        if self.kind == "topk":
+            return f"S = the teacher's top-{self.param} classes"
+        if self.kind == "topk+target":
+            return f"S = the teacher's top-{self.param} classes plus the label"
+        if self.kind == "mass":
+            return f"S = the fewest teacher-top classes holding {self.param:g} of the teacher's mass"
+        return f"S = the teacher's prediction plus classes correlated with it at r >= {self.param:g}"
 
 
 def parse_grouping(spec: str | Grouping) -> Grouping:

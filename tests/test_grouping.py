@@ -120,3 +120,9 @@ def test_rules_that_need_inputs_say_so(logits):
         strong_mask("target", torch.from_numpy(teacher))
     with pytest.raises(ValueError, match="correlation matrix"):
         strong_mask("corr:0.5", torch.from_numpy(teacher))
+
+
+@pytest.mark.parametrize("spec", ["target", "topk:5", "topk+target:2", "mass:0.9", "corr:0.5"])
+def test_every_grouping_has_a_description(spec):
+    text = parse_grouping(spec).describe()
+    assert text.startswith("S = ")
