@@ -1,0 +1,266 @@
+"""Where and why a student fails: failure sets, ranked failures, per-class dominant terms, confusion pairs.
+
+Everything works from a computed `Decomposition` (plus, for `prediction_in_strong`, the teacher's logits
+of the failing rows), returns small pandas tables, and never sends an N-sized payload anywhere: a
+ranking is cut to `limit` rows, classes and pairs are aggregated with `np.bincount`.
+
+The dominant term of a sample is its largest contribution among BCD, p_S*SCD and p_W*WCD; the dominant
+term of a group of samples is the one with the largest summed contribution (each sample weighted by its
+own KL, as in `cakd_viz.aggregates`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cakd_viz.decomposition import TERMS, Decomposition
+from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+
+
+@dataclass(frozen=True)
+class FailureSet:
+    """A named set of samples. `reference` is the class a failure is "about" (its row in per-class views)."""
+
+    slug: str  # short, URL-friendly name
+    description: str
+    needs_labels: bool
+    reference: str  # "label" or "teacher_pred"
+    select: Callable[[Decomposition], np.ndarray]
+
+
+FAILURE_SETS: dict[str, FailureSet] = {
+    "Student wrong, teacher right": FailureSet(
+        "student-wrong", "the teacher predicts the true class and the student does not",
+        True, "label", lambda d: (d.teacher_pred == d.labels) & (d.student_pred != d.labels),
+    ),
+    "Both wrong": FailureSet(
+        "both-wrong", "neither the teacher nor the student predicts the true class",
+        True, "label", lambda d: (d.teacher_pred != d.labels) & (d.student_pred != d.labels),
+    ),
+    "Student disagrees with teacher": FailureSet(
+        "disagree", "the student's top class differs from the teacher's (needs no labels)",
+        False, "teacher_pred", lambda d: d.teacher_pred != d.student_pred,
+    ),
+}  # fmt: skip
+
+RANK_KEYS = {
+    "KL": "kl",
+    "BCD": "bcd",
+    "p_S·SCD": "scd_contribution",
+    "p_W·WCD": "wcd_contribution",
+    "SCD": "scd",
+    "WCD": "wcd",
+}
+"""Display name -> column of `failure_table` to rank by (largest first)."""
+
+
+COLUMN_LABELS = {
+    "label_name": "true class",
+    "teacher_name": "teacher says",
+    "student_name": "student says",
+    "kl": "KL",
+    "bcd": "BCD",
+    "scd_contribution": "p_S·SCD",
+    "wcd_contribution": "p_W·WCD",
+    "scd": "SCD",
+    "wcd": "WCD",
+    "teacher_strong_mass": "p_S",
+    "student_strong_mass": "q_S",
+    "strong_size": "|S|",
+}
+"""Column of `failure_table` -> its heading in a table shown to people (RANK_KEYS uses the same names)."""
+
+
+def available_sets(d: Decomposition) -> list[str]:
+    """The failure sets this decomposition supports (those needing labels only when it has them)."""
+    return [name for name, fs in FAILURE_SETS.items() if d.labels is not None or not fs.needs_labels]
+
+
+def failure_mask(d: Decomposition, which: str) -> np.ndarray:
+    """Boolean (N,) mask of the samples in failure set `which` (a key of FAILURE_SETS)."""
+    if which not in FAILURE_SETS:
+        raise ValueError(f"unknown failure set {which!r}; choose one of: {', '.join(FAILURE_SETS)}")
+    fs = FAILURE_SETS[which]
+    if fs.needs_labels and d.labels is None:
+        raise ValueError(f"failure set {which!r} needs labels, and this decomposition has none")
+    return np.asarray(fs.select(d), dtype=bool)
+
+
+def _names(class_names, idx: np.ndarray) -> list[str]:
+    if class_names is None:
+        return [str(int(i)) for i in idx]
+    return [str(class_names[int(i)]) for i in idx]
+
+
+def per_sample_dominant(d: Decomposition) -> np.ndarray:
+    """(N,) int index into TERMS of each sample's largest contribution."""
+    parts = d.contributions()
+    return np.stack([parts[t] for t in TERMS], axis=1).argmax(1)  # (N, 3) -> (N,)
+
+
+def failure_table(
+    d: Decomposition, mask: np.ndarray, *, by: str = "kl", limit: int | None = None, class_names=None
+) -> pd.DataFrame:
+    """The samples in `mask`, ranked by column `by` (largest first; ties by index), at most `limit` rows.
+
+    Columns: index, label, teacher_pred, student_pred, their names, kl, bcd, scd_contribution,
+    wcd_contribution, scd, wcd, dominant, teacher_strong_mass, student_strong_mass, strong_size.
+    """
+    if by not in RANK_KEYS.values():
+        raise ValueError(f"cannot rank by {by!r}; choose one of: {', '.join(RANK_KEYS.values())}")
+    rows = np.flatnonzero(mask)
+    parts = d.contributions()
+    key = {"scd_contribution": parts["scd"], "wcd_contribution": parts["wcd"]}.get(by)
+    key = getattr(d, by) if key is None else key
+    order = np.argsort(-key[rows], kind="stable")
+    rows = rows[order[:limit] if limit is not None else order]
+    sub = d.subset(rows)
+    frame = pd.DataFrame({"index": rows})
+    if d.labels is not None:
+        frame["label"] = sub.labels
+        frame["label_name"] = _names(class_names, sub.labels)
+    frame["teacher_pred"] = sub.teacher_pred
+    frame["teacher_name"] = _names(class_names, sub.teacher_pred)
+    frame["student_pred"] = sub.student_pred
+    frame["student_name"] = _names(class_names, sub.student_pred)
+    sub_parts = sub.contributions()
+    frame["kl"] = sub.kl
+    frame["bcd"] = sub.bcd
+    frame["scd_contribution"] = sub_parts["scd"]
+    frame["wcd_contribution"] = sub_parts["wcd"]
+    frame["scd"] = sub.scd
+    frame["wcd"] = sub.wcd
+    frame["dominant"] = np.array(TERMS)[per_sample_dominant(sub)] if len(rows) else np.array([], dtype=str)
+    frame["teacher_strong_mass"] = sub.teacher_strong_mass
+    frame["student_strong_mass"] = sub.student_strong_mass
+    frame["strong_size"] = sub.strong_size
+    return frame
+
+
+def class_failures(
+    d: Decomposition, mask: np.ndarray, *, by: str = "label", num_classes: int, class_names=None
+) -> pd.DataFrame:
+    """Per class (of `by`: "label" or "teacher_pred"), which term dominates its failures.
+
+    Columns: class, name, samples (all samples of the class), failures, failure_rate, kl_total and
+    {term}_total (summed over the failures, nats), share_{term}, dominant (largest summed
+    contribution), dominant_count_{term} (failures where that term is the sample's largest).
+    Classes without failures are left out; sorted by failures, then kl_total, largest first.
+    """
+    key_all = d.labels if by == "label" else getattr(d, by)
+    if key_all is None:
+        raise ValueError("a breakdown by true class needs labels, and this decomposition has none")
+    c = int(num_classes)
+    key = key_all[mask]
+    parts = {t: v[mask] for t, v in d.contributions().items()}
+    totals = {t: np.bincount(key, weights=v, minlength=c) for t, v in parts.items()}
+    kl_total = np.bincount(key, weights=d.kl[mask], minlength=c)
+    failures = np.bincount(key, minlength=c)
+    samples = np.bincount(key_all, minlength=c)
+    dom = per_sample_dominant(d.subset(mask)) if mask.any() else np.zeros(0, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame = pd.DataFrame(
+            {
+                "class": np.arange(c),
+                "name": _names(class_names, np.arange(c)),
+                "samples": samples,
+                "failures": failures,
+                "failure_rate": failures / samples,
+                "kl_total": kl_total,
+                **{f"{t}_total": totals[t] for t in TERMS},
+                **{f"share_{t}": totals[t] / kl_total for t in TERMS},
+            }
+        )
+    stacked = np.stack([totals[t] for t in TERMS], axis=1)  # (C, 3)
+    frame["dominant"] = np.array(TERMS)[stacked.argmax(1)]
+    for j, t in enumerate(TERMS):
+        frame[f"dominant_count_{t}"] = np.bincount(key[dom == j], minlength=c)
+    frame = frame[failures > 0].sort_values(["failures", "kl_total"], ascending=False, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def confusion_pairs(
+    d: Decomposition,
+    mask: np.ndarray,
+    *,
+    by: str = "label",
+    class_names=None,
+    family: np.ndarray | None = None,
+    in_strong: np.ndarray | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Counts of (reference class -> student prediction) over the failures, most frequent first.
+
+    by: the reference class ("label" or "teacher_pred"). family: (C,) correlation family per class
+    (from `cakd_viz.sweeps.cluster_classes`) adds `same_family`. in_strong: (N,) bool, the student's
+    prediction lies in the sample's strong set S (see `prediction_in_strong`), adds `in_strong_rate`.
+    Columns: true, predicted, names, count, share (of the failures), kl_mean, dominant, and those two.
+    """
+    ref_all = d.labels if by == "label" else getattr(d, by)
+    if ref_all is None:
+        raise ValueError("confusion pairs by true class need labels, and this decomposition has none")
+    rows = np.flatnonzero(mask)
+    ref, pred = ref_all[rows], d.student_pred[rows]
+    pairs, inverse, counts = np.unique(
+        np.stack([ref, pred], axis=1), axis=0, return_inverse=True, return_counts=True
+    )
+    inverse = inverse.reshape(-1)
+    m = len(pairs)
+    kl_sum = np.bincount(inverse, weights=d.kl[rows], minlength=m)
+    parts = d.contributions()
+    stacked = np.stack([np.bincount(inverse, weights=parts[t][rows], minlength=m) for t in TERMS], axis=1)
+    frame = pd.DataFrame(
+        {
+            "true": pairs[:, 0] if m else np.zeros(0, dtype=np.int64),
+            "predicted": pairs[:, 1] if m else np.zeros(0, dtype=np.int64),
+            "true_name": _names(class_names, pairs[:, 0]) if m else [],
+            "predicted_name": _names(class_names, pairs[:, 1]) if m else [],
+            "count": counts,
+            "share": counts / max(len(rows), 1),
+            "kl_mean": kl_sum / np.maximum(counts, 1),
+            "dominant": np.array(TERMS)[stacked.argmax(1)] if m else np.array([], dtype=str),
+        }
+    )
+    if family is not None:
+        family = np.asarray(family)
+        frame["same_family"] = family[frame["true"].to_numpy()] == family[frame["predicted"].to_numpy()]
+    if in_strong is not None:
+        hits = np.bincount(inverse, weights=np.asarray(in_strong)[rows].astype(np.float64), minlength=m)
+        frame["in_strong_rate"] = hits / np.maximum(counts, 1)
+    frame = frame.sort_values(["count", "kl_mean"], ascending=False, kind="stable").reset_index(drop=True)
+    return frame if limit is None else frame.head(limit)
+
+
+def prediction_in_strong(
+    d: Decomposition,
+    teacher_logits,
+    rows: np.ndarray,
+    *,
+    correlation: np.ndarray | None = None,
+    chunk_rows: int = 4096,
+) -> np.ndarray:
+    """For each of `rows`, whether the student's top class lies in that sample's strong set S. (N,) bool.
+
+    S is rebuilt from the teacher's logits (N, C) (a memmap is fine; only `rows` are read) with the
+    decomposition's own grouping and temperature; `corr:R` needs the bundle's correlation matrix.
+    Rows not in `rows` are False.
+    """
+    g = parse_grouping(d.grouping)
+    correlated = correlated_classes(correlation, float(g.param)) if g.needs_correlation else None
+    if g.needs_correlation and correlation is None:
+        raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
+    out = np.zeros(len(d), dtype=bool)
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    for start in range(0, len(rows), chunk_rows):
+        part = rows[start : start + chunk_rows]
+        z = torch.from_numpy(np.asarray(teacher_logits[part], dtype=np.float32))  # (n, C)
+        y = None if d.labels is None else torch.from_numpy(d.labels[part])
+        mask = strong_mask(g, z, y, temperature=d.temperature, correlated=correlated)  # (n, C)
+        pred = torch.from_numpy(d.student_pred[part]).view(-1, 1)
+        out[part] = mask.gather(1, pred).squeeze(1).numpy()
+    return out

@@ -1,0 +1,133 @@
+"""Figures for one sample (Sample and Learn pages): probability bars with the strong set, and the terms.
+
+Both take a worked `cakd_viz.learn.Example` and never recompute it. Class names come from files, so they
+are escaped before Plotly's HTML-like text renderer sees them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from cakd_viz.figures.style import KL_UNIT, ROLE_COLORS, TERM_COLORS, TERM_LABELS, base_layout
+from cakd_viz.figures.text import plain
+from cakd_viz.learn import Example, format_number, shown_classes
+
+CONTRIBUTION_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "kl": "KL"}
+
+
+def input_image(row, *, size: int = 168):
+    """One sample's input as a small upscaled PIL image, or None when it is not image-like.
+
+    row: (H, W), (H, W, 1|3|4) or (1|3, H, W), uint8 or float (scaled to its own min..max).
+    Nearest-neighbour upscaling keeps the pixels crisp; only this one small image reaches a browser.
+    """
+    from PIL import Image  # only the app needs Pillow
+
+    a = np.asarray(row)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or min(a.shape[:2]) < 2 or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        return None
+    if a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        lo, hi = np.nanmin(a), np.nanmax(a)
+        a = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255.0
+        a = np.nan_to_num(a).round().astype(np.uint8)
+    img = Image.fromarray(np.ascontiguousarray(a))
+    scale = max(1, size // max(a.shape[:2]))
+    return img.resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+
+
+def class_label(names, i: int, label: int | None = None) -> str:
+    """A class's display name (escaped), marked when it is the true class."""
+    name = plain(names[int(i)] if names is not None else int(i))
+    return f"{name}  (true)" if label is not None and int(i) == int(label) else name
+
+
+def probability_bars(
+    example: Example,
+    class_names=None,
+    classes: np.ndarray | None = None,
+    *,
+    log: bool = False,
+    title: str | None = None,
+    font_size: int = 13,
+) -> go.Figure:
+    """Teacher p and student q as horizontal bars for `classes` (default: `shown_classes`), S shaded.
+
+    Rows are ordered as given (teacher's most likely first, at the top). Traces: "teacher p",
+    "student q", and a legend-only "strong set S"; each class of S in view gets a shaded band (a
+    layout shape) and an outlined bar.
+    """
+    idx = shown_classes(example) if classes is None else np.asarray(classes, dtype=np.int64)
+    pos = np.arange(len(idx))
+    labels = [class_label(class_names, i, example.label) for i in idx]
+    strong = example.strong[idx]
+    line = dict(color=[ROLE_COLORS["strong"] if s else "rgba(0,0,0,0)" for s in strong], width=2)
+    fig = go.Figure()
+    for who, values in (("teacher", example.p), ("student", example.q)):
+        sym = "p" if who == "teacher" else "q"
+        fig.add_trace(
+            go.Bar(
+                name=f"{who} {sym}", y=pos, x=values[idx], orientation="h",
+                marker=dict(color=ROLE_COLORS[who], line=line),
+                customdata=np.array(labels, dtype=object),
+                hovertemplate=f"%{{customdata}}<br>{who} {sym} = %{{x:.4g}}<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[None], y=[None], mode="markers", name="strong set S",
+            marker=dict(symbol="square", size=14, color=ROLE_COLORS["strong"], opacity=0.35),
+        )
+    )  # fmt: skip
+    for p in pos[strong]:
+        fig.add_shape(
+            type="rect", xref="paper", x0=0, x1=1, y0=p - 0.5, y1=p + 0.5,
+            fillcolor=ROLE_COLORS["strong"], opacity=0.13, line_width=0, layer="below",
+        )  # fmt: skip
+    fig.update_layout(
+        **base_layout(title, barmode="group", height=max(260, 80 + 34 * len(idx)), font=dict(size=font_size)),
+        bargap=0.25,
+    )
+    fig.update_yaxes(tickvals=pos, ticktext=labels, autorange="reversed", title=None)
+    fig.update_xaxes(
+        title=f"probability at T = {example.temperature:g}" + (" (log scale)" if log else ""),
+        type="log" if log else "linear",
+        range=None if log else [0, max(1e-9, float(max(example.p[idx].max(), example.q[idx].max()))) * 1.05],
+    )
+    return fig
+
+
+def contribution_bars(
+    example, *, title: str | None = None, font_size: int = 13, decimals: int | None = None
+) -> go.Figure:
+    """Each contribution as its own bar, and KL as the three stacked: the identity, drawn.
+
+    `example`: anything with `contributions()` and `kl` (a `learn.Example`). One trace per term
+    ("bcd", "scd", "wcd" in `meta`), each with two bars: its own column and its segment of "KL".
+    decimals: fixed decimals for the value labels (default: 4 significant digits).
+    """
+    parts = example.contributions()
+    fig = go.Figure()
+    for name, value in parts.items():
+        fig.add_trace(
+            go.Bar(
+                name=TERM_LABELS[name], meta=name, x=[CONTRIBUTION_LABELS[name], "KL"], y=[value, value],
+                marker_color=TERM_COLORS[name], text=[format_number(value, decimals), ""], textposition="outside",
+                hovertemplate=f"{CONTRIBUTION_LABELS[name]} = %{{y:.4g}} {KL_UNIT}<extra></extra>",
+                cliponaxis=False,
+            )
+        )  # fmt: skip
+    fig.add_annotation(
+        x="KL", y=example.kl, text=f"<b>{format_number(example.kl, decimals)}</b>", showarrow=False, yshift=12,
+        font=dict(size=font_size + 1, color=TERM_COLORS["kl"]),
+    )  # fmt: skip
+    fig.update_layout(**base_layout(title, barmode="stack", height=340, font=dict(size=font_size)))
+    fig.update_layout(legend_traceorder="normal")
+    fig.update_yaxes(title=f"contribution to KL ({KL_UNIT})", rangemode="tozero")
+    fig.update_xaxes(categoryorder="array", categoryarray=[CONTRIBUTION_LABELS[n] for n in parts] + ["KL"])
+    return fig

@@ -1,0 +1,295 @@
+"""One sample, worked through: the probabilities, the strong set and the three terms (Learn and Sample pages).
+
+`worked_example` runs the same engine as the rest of the package (`decompose` on a 1 x C array) and
+keeps what a person needs to follow the arithmetic of
+
+    KL(p || q) = BCD + p_S * SCD + p_W * WCD
+
+for one sample: p and q, the strong set S, the group masses and each term. `PRESETS` are small
+six-class examples of typical student failures; each names the contribution it is built to make
+dominant, and the tests check that it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cakd_viz.decompose import decompose
+from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+
+LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
+"""The Learn page's classes: two families of look-alikes (animals, vehicles)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Example:
+    """One sample's split of KL(teacher || student). Arrays are (C,); scalars are floats in nats."""
+
+    teacher_logits: np.ndarray
+    student_logits: np.ndarray
+    label: int | None
+    grouping: str
+    temperature: float
+    p: np.ndarray  # teacher probabilities at T
+    q: np.ndarray  # student probabilities at T
+    strong: np.ndarray  # (C,) bool, the strong set S
+    kl: float
+    bcd: float
+    scd: float
+    wcd: float
+    p_strong: float  # p_S
+    p_weak: float  # p_W
+    q_strong: float  # q_S
+
+    @property
+    def q_weak(self) -> float:
+        return float(self.q[~self.strong].sum())
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.p.shape[0])
+
+    def contributions(self) -> dict[str, float]:
+        """{"bcd": BCD, "scd": p_S*SCD, "wcd": p_W*WCD}: they add up to `kl`."""
+        return {"bcd": self.bcd, "scd": self.p_strong * self.scd, "wcd": self.p_weak * self.wcd}
+
+    def dominant(self) -> str:
+        """The largest contribution's name ("bcd", "scd" or "wcd")."""
+        parts = self.contributions()
+        return max(parts, key=parts.get)
+
+    @property
+    def strong_classes(self) -> np.ndarray:
+        """Indices of S, largest teacher probability first."""
+        idx = np.flatnonzero(self.strong)
+        return idx[np.argsort(-self.p[idx], kind="stable")]
+
+
+def worked_example(
+    student_logits,
+    teacher_logits,
+    label: int | None = None,
+    *,
+    grouping: str = "topk:5",
+    temperature: float = 1.0,
+    correlation: np.ndarray | None = None,
+) -> Example:
+    """Work one sample through the decomposition. Logits: (C,) arrays (any float dtype, a memmap row is fine).
+
+    label: the true class, needed by `target` groupings. correlation: the bundle's (C, C) teacher-logit
+    correlation, needed by `corr:R` (a single sample cannot estimate it).
+    """
+    g = parse_grouping(grouping)
+    zt = np.asarray(teacher_logits, dtype=np.float64).reshape(1, -1)  # (1, C)
+    zs = np.asarray(student_logits, dtype=np.float64).reshape(1, -1)
+    labels = None if label is None else np.array([int(label)])
+    d = decompose(
+        zs.astype(np.float32), zt.astype(np.float32), labels,
+        grouping=g, temperature=temperature, device="cpu", correlation=correlation,
+    )  # fmt: skip
+    correlated = (
+        None if correlation is None or not g.needs_correlation else correlated_classes(correlation, g.param)
+    )
+    y = None if labels is None else torch.from_numpy(labels)
+    strong = strong_mask(
+        g, torch.from_numpy(zt.astype(np.float32)), y, temperature=float(temperature), correlated=correlated
+    )[0].numpy()
+    p = torch.softmax(torch.from_numpy(zt[0]) / temperature, 0).numpy()
+    q = torch.softmax(torch.from_numpy(zs[0]) / temperature, 0).numpy()
+    return Example(
+        teacher_logits=zt[0], student_logits=zs[0], label=None if label is None else int(label),
+        grouping=str(g), temperature=float(temperature), p=p, q=q, strong=strong,
+        kl=float(d.kl[0]), bcd=float(d.bcd[0]), scd=float(d.scd[0]), wcd=float(d.wcd[0]),
+        p_strong=float(d.teacher_strong_mass[0]), p_weak=float(d.teacher_weak_mass[0]),
+        q_strong=float(d.student_strong_mass[0]),
+    )  # fmt: skip
+
+
+def shown_classes(example: Example, *, top: int = 15, max_strong: int = 40) -> np.ndarray:
+    """Which classes a bar chart shows: the `top` most likely under teacher or student, plus S.
+
+    S is capped at `max_strong` classes (its most likely ones) so a wide `mass:P` set stays readable.
+    Ordered by teacher probability, largest first. (k,) int indices.
+    """
+    c = example.num_classes
+    top = min(top, c)
+    by_teacher = np.argsort(-example.p, kind="stable")[:top]
+    by_student = np.argsort(-example.q, kind="stable")[: max(1, top // 3)]
+    pick = (
+        set(by_teacher.tolist())
+        | set(by_student.tolist())
+        | set(example.strong_classes[:max_strong].tolist())
+    )
+    idx = np.fromiter(pick, dtype=np.int64)
+    return idx[np.argsort(-example.p[idx], kind="stable")]
+
+
+def format_number(x: float, decimals: int | None = None) -> str:
+    """A number for a label: 4 significant digits (or fixed `decimals`), an exponent only when tiny or huge.
+
+    Magnitudes below 1e-12 are round-off of an exact 0 (e.g. WCD with identical tails) and print as 0.
+    """
+    x = 0.0 if abs(x) < 1e-12 else float(x)
+    if decimals is not None:
+        return f"{x:.{decimals}f}"
+    if x == 0:
+        return "0"
+    return f"{x:.4g}" if 1e-4 <= abs(x) < 1e5 else f"{x:.3e}"
+
+
+def _tex_number(x: float, decimals: int | None) -> str:
+    text = format_number(x, decimals)
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return rf"{mantissa} \times 10^{{{int(exponent)}}}"
+
+
+def identity_latex(example, *, decimals: int | None = None) -> str:
+    """KL = BCD + p_S·SCD + p_W·WCD with this sample's numbers, as LaTeX (plain numbers, no names).
+
+    `example`: anything with kl, bcd, scd, wcd, p_strong, p_weak attributes. decimals: fixed decimals
+    (steadier while a slider moves) instead of 4 significant digits.
+    """
+    e = example
+    terms = [(e.kl, r"\mathrm{KL}"), (e.bcd, r"\mathrm{BCD}"), (e.p_strong, "p_S"), (e.scd, r"\mathrm{SCD}"),
+             (e.p_weak, "p_W"), (e.wcd, r"\mathrm{WCD}")]  # fmt: skip
+    kl, bcd, ps, scd, pw, wcd = (
+        rf"\underbrace{{{_tex_number(v, decimals)}}}_{{{name}}}" for v, name in terms
+    )
+    return rf"{kl} = {bcd} + {ps} \cdot {scd} + {pw} \cdot {wcd}"
+
+
+LOGIT_RANGE = (-8.0, 8.0)  # the Learn page's slider range
+TEMPERATURE_RANGE = (0.25, 10.0)
+
+
+@dataclass(frozen=True)
+class LearnView:
+    """Everything the Learn page's example depends on; round-trips through URL query parameters."""
+
+    teacher: tuple[float, ...]
+    student: tuple[float, ...]
+    temperature: float
+    grouping: str  # "target", "topk:K" or "mass:P"
+    label: int  # index into LEARN_CLASSES
+
+    def to_params(self) -> dict[str, str]:
+        """Query parameters (their names stay clear of the app's shared "T" and "grouping")."""
+        return {
+            "zt": ",".join(f"{v:g}" for v in self.teacher),
+            "zs": ",".join(f"{v:g}" for v in self.student),
+            "lt": f"{self.temperature:g}",
+            "lg": self.grouping,
+            "ly": LEARN_CLASSES[self.label],
+        }
+
+    @classmethod
+    def from_params(cls, params) -> LearnView | None:
+        """The view a link describes, values clipped to the sliders' ranges; None when any part is missing
+        or malformed (a half-valid link is ignored rather than half-applied)."""
+        try:
+            teacher, student = (
+                tuple(_clip(float(v), LOGIT_RANGE) for v in params[k].split(",")) for k in ("zt", "zs")
+            )
+            temperature = _clip(float(params["lt"]), TEMPERATURE_RANGE)
+            g = parse_grouping(params["lg"])
+            label = LEARN_CLASSES.index(params["ly"])
+        except (KeyError, ValueError, AttributeError):
+            return None
+        if len(teacher) != len(LEARN_CLASSES) or len(student) != len(LEARN_CLASSES):
+            return None
+        if g.kind not in ("target", "topk", "mass") or (g.kind == "topk" and g.param >= len(LEARN_CLASSES)):
+            return None
+        grouping = f"mass:{_clip(float(g.param), (0.05, 0.95)):g}" if g.kind == "mass" else str(g)
+        return cls(teacher, student, temperature, grouping, label)
+
+
+def _clip(x: float, bounds: tuple[float, float]) -> float:
+    if x != x:  # NaN
+        raise ValueError("not a number")
+    return round(min(max(x, bounds[0]), bounds[1]), 2)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A six-class teaching example: logits over LEARN_CLASSES, the setting, and what it shows."""
+
+    teacher: tuple[float, ...]
+    student: tuple[float, ...]
+    grouping: str
+    temperature: float
+    label: int
+    dominant: str | None  # the contribution this example is built to make the largest (None: none)
+    story: str
+
+    def view(self) -> LearnView:
+        return LearnView(self.teacher, self.student, self.temperature, self.grouping, self.label)
+
+    def example(self) -> Example:
+        return worked_example(
+            np.array(self.student), np.array(self.teacher), self.label,
+            grouping=self.grouping, temperature=self.temperature,
+        )  # fmt: skip
+
+
+# Teacher: "cat" (the label) is clearly first, then the other animals, then the vehicles in a clear order.
+_TEACHER = (6.0, 4.5, 3.5, 2.0, 0.0, -2.0)
+
+PRESETS: dict[str, Preset] = {
+    "Right top class, wrong ranking among look-alikes": Preset(
+        _TEACHER,
+        (6.0, 3.0, 4.7, 2.0, 0.0, -2.0),
+        "topk:3",
+        1.0,
+        0,
+        "scd",
+        "The student still says cat and gives the animals as much mass as the teacher, but ranks fox above "
+        "dog. Only the order inside S is wrong, so p_S·SCD carries the KL.",
+    ),
+    "Over-confident student flattens the tail": Preset(
+        _TEACHER,
+        (6.5, 4.7, 3.6, 0.0, 0.0, 0.0),
+        "topk:3",
+        2.0,
+        0,
+        "wcd",
+        "The student is sure about the animals and treats car, truck and plane as equally unlikely: the "
+        "teacher's ordering of the tail (its 'dark knowledge') is gone. p_W·WCD carries most of the KL; "
+        "the slightly lower tail mass adds a little BCD.",
+    ),
+    "Wrong group mass: under-confident on the look-alikes": Preset(
+        _TEACHER,
+        (3.6, 2.1, 1.1, 2.0, 0.0, -2.0),
+        "topk:3",
+        1.0,
+        0,
+        "bcd",
+        "The student ranks every class like the teacher, inside S and inside W, but puts too little mass on "
+        "the strong group. Only the binary split is wrong, so BCD carries the KL.",
+    ),
+    "DKD's split: S = {label}, student prefers dog": Preset(
+        _TEACHER,
+        (4.5, 6.0, 3.5, 2.0, 0.0, -2.0),
+        "target",
+        1.0,
+        0,
+        "bcd",
+        "With S = {label} the split is DKD's: BCD is TCKD (the mass on the target) and WCD is NCKD (the "
+        "ranking of the other classes); SCD is 0 because S has one class. The student swaps cat and dog, "
+        "so the target gets too little mass and BCD dominates. Switch the grouping to topk:3 and the same "
+        "mistake becomes a ranking error inside S: SCD.",
+    ),
+    "A good student": Preset(
+        _TEACHER,
+        (5.8, 4.6, 3.3, 2.1, -0.2, -1.8),
+        "topk:3",
+        1.0,
+        0,
+        None,
+        "Close to the teacher everywhere: every term is small. Compare its numbers with the presets above.",
+    ),
+}
