@@ -91,14 +91,13 @@ def topk_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean (n, C) mask of each row's k largest entries; ties go to the lower class index."""
     n, c = logits.shape
     k = max(1, min(int(k), c))
-    top = torch.topk(logits, k, dim=1)
     mask = torch.zeros((n, c), dtype=torch.bool, device=logits.device)
-    mask.scatter_(1, top.indices, True)
     if k == c:
-        return mask
-    # The set is ambiguous only where the k-th value also occurs outside the chosen indices.
-    kth = top.values[:, -1:]  # (n, 1)
-    ties = (logits == kth).sum(1) > (top.values == kth).sum(1)
+        return mask.fill_(True)
+    # One extra value tells whether the k-th largest also occurs outside the chosen k (a boundary tie).
+    top = torch.topk(logits, k + 1, dim=1)
+    mask.scatter_(1, top.indices[:, :k], True)
+    ties = top.values[:, k] == top.values[:, k - 1]
     if bool(ties.any()):
         rows = ties.nonzero().squeeze(1)
         order = torch.sort(logits[rows], dim=1, descending=True, stable=True).indices[:, :k]
@@ -163,7 +162,7 @@ def class_correlation(
     total = torch.zeros(c, dtype=torch.float64)
     gram = torch.zeros((c, c), dtype=torch.float64)
     for start in range(0, n, chunk_rows):
-        x = torch.as_tensor(np.asarray(teacher_logits[start : start + chunk_rows])).to(device, torch.float32)
+        x = torch.from_numpy(np.array(teacher_logits[start : start + chunk_rows], dtype=np.float32)).to(device)
         if shift is None:
             shift = x.mean(0, keepdim=True)  # centring on a first estimate keeps float32 sums accurate
         x = x - shift

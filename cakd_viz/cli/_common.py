@@ -1,0 +1,132 @@
+"""Shared pieces of the commands: the parser class, argument types, table output, number formatting."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: what `--help` shows and what runs."""
+
+    name: str
+    summary: str  # one line, shown in `cakd-viz --help`
+    description: str  # a paragraph, shown in `cakd-viz NAME --help`
+    examples: str  # example invocations, shown at the end of `cakd-viz NAME --help`
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors ("cakd-viz decompose: error: ...") and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and example epilogs."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (e.g. a temperature)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def grouping_spec(text: str) -> str:
+    """argparse type: a grouping spec of DESIGN.md §2; a bad one lists the valid forms."""
+    from cakd_viz.grouping import parse_grouping
+
+    try:
+        return str(parse_grouping(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def table_path(text: str) -> Path:
+    """argparse type: an output table path ending in .csv or .parquet."""
+    path = Path(text)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the output must end in {' or '.join(TABLE_SUFFIXES)} (got {path.suffix or 'no suffix'!r})"
+        )
+    return path
+
+
+def check_output_dir(path: Path) -> None:
+    """Fail before any long work if `path` cannot be written: its folder must exist, it must not be one."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file name ending in .csv or .parquet")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: no such directory for the output {path.name}")
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` as CSV or Parquet (by suffix) to a temp name beside `path`, then rename it over.
+
+    A crash or error never leaves a half-written table, and an existing `path` survives until the new
+    one is complete.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "writing .parquet needs pyarrow (pip install pyarrow); or write .csv"
+                ) from None
+            frame.to_parquet(tmp, index=False, engine="pyarrow")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def human_bytes(size: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def percent(value: float | None) -> str:
+    """0.9123 -> '91.2%'; None -> 'n/a'."""
+    return "n/a" if value is None else f"{100 * value:.1f}%"

@@ -1,0 +1,58 @@
+"""`cakd-viz import SRC --out BUNDLE`: an .npz / .safetensors / .pt file of logits -> a bundle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cakd_viz.cli._common import Command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "src", metavar="SRC", type=Path, help="the file to import: .npz, .safetensors, .pt or .pth"
+    )
+    parser.add_argument(
+        "--out", metavar="BUNDLE", type=Path, required=True, help="the bundle directory to create"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float16", "float32"),
+        default=None,
+        help="storage dtype of the logits (default: the file's, float32 for other dtypes)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle at BUNDLE")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cakd_viz.bundle import load_bundle
+    from cakd_viz.importers import import_file
+
+    path = import_file(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    b = load_bundle(path, check_values=False)  # import_file validated the values already
+    labels = "with labels" if b.labels is not None else "no labels"
+    print(
+        f"imported {args.src} -> {path}: {b.num_samples:,} samples x {b.num_classes:,} classes, {b.dtype}, "
+        f"{labels}, students: {', '.join(b.student_names)}"
+    )
+    return 0
+
+
+COMMAND = Command(
+    name="import",
+    summary="convert an .npz / .safetensors / .pt file of logits into a bundle",
+    description=(
+        "Convert a file of logits into a bundle directory (DESIGN.md §3), validating it on the way:\n"
+        "shapes must agree, values must be finite, labels must lie in 0..C-1.\n\n"
+        "Tensor names: 'teacher' (N, C), 'student' or 'student_NAME' (N, C, at least one), optional\n"
+        "'labels' (N,), 'class_names' and 'inputs' (N, ...). .pt/.pth files must hold a dict of\n"
+        "tensors and are read with torch.load(weights_only=True): pickled objects are refused."
+    ),
+    examples="""
+  cakd-viz import logits.npz --out bundles/cifar100
+  cakd-viz import run42.safetensors --out bundles/run42 --dtype float16 --overwrite
+  cakd-viz import logits.pt --out bundles/imagenet && cakd-viz info bundles/imagenet
+""",
+    add_arguments=add_arguments,
+    run=run,
+)
