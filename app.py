@@ -1,0 +1,34 @@
+"""cakd-viz: the app's entry point (`streamlit run app.py`).
+
+Owns the page config, the navigation and the shared sidebar; each page in pages/ answers one question.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from appkit import state  # first: appkit sets OMP_WAIT_POLICY before torch loads
+
+st.set_page_config(page_title="cakd-viz", page_icon=":material/scatter_plot:", layout="wide")
+
+# (key, title, icon, section); a page is registered when its file exists.
+PAGES = [
+    ("data", "Data", ":material/database:", "Data"),
+    ("overview", "Overview", ":material/stacked_bar_chart:", "Explore"),
+    ("correlation", "Correlation groups", ":material/grid_on:", "Explore"),
+    ("sample", "Sample", ":material/image_search:", "Explore"),
+    ("diagnose", "Diagnose", ":material/troubleshoot:", "Explore"),
+    ("learn", "Learn", ":material/school:", "Learn & tune"),
+    ("tune", "Tune", ":material/tune:", "Learn & tune"),
+]
+HERE = Path(__file__).parent
+
+sections: dict[str, list] = {}
+for key, title, icon, section in PAGES:
+    if (HERE / state.PAGE_FILES[key]).is_file():
+        page = st.Page(state.PAGE_FILES[key], title=title, icon=icon, url_path=key, default=key == "overview")
+        sections.setdefault(section, []).append(page)
+
+current = st.navigation(sections)
+state.sidebar()
+current.run()

@@ -1,0 +1,155 @@
+"""Cached library calls that pages share (small results in `st.cache_data`, keyed on the bundle identity).
+
+Each wrapper takes the `Selection` (for the bundle and settings) and display-free arguments, calls one
+`cakd_viz` function, and caches the small result; pages never compute themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from appkit import bundles
+from appkit.state import Selection
+from cakd_viz import aggregates, sweeps
+from cakd_viz.grouping import parse_grouping
+
+SWEEP_SAMPLE = 3000  # sweeps decompose a fixed random subset of this many samples per setting
+COMEMBERSHIP_SAMPLE = 20000  # pair counts over at most this many samples
+
+
+def shares_by_student(sel: Selection, grouping: str | None = None) -> pd.DataFrame:
+    """One row per student: its dataset summary (shares, mean terms, accuracies) under the selection."""
+    spec = str(parse_grouping(grouping or sel.grouping))
+    rows = [
+        {"student": name, **_summary(sel.key, name, spec, float(sel.temperature), sel.device)}
+        for name in sel.students
+    ]
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _summary(key, student, grouping, temperature, device) -> dict:
+    from appkit.state import _decompose
+
+    return aggregates.dataset_summary(_decompose(key, student, grouping, temperature, device))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def histograms(key, student: str, grouping: str, temperature: float, device: str) -> dict[str, pd.DataFrame]:
+    """Pre-binned log10 distributions of KL and each contribution."""
+    from appkit.state import _decompose
+
+    return aggregates.term_histograms(_decompose(key, student, grouping, temperature, device))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def breakdown(key, student: str, grouping: str, temperature: float, device: str, by: str) -> pd.DataFrame:
+    """Per-class summary, sorted by total KL."""
+    from appkit.state import _decompose
+
+    b = bundles.load(*key)
+    d = _decompose(key, student, grouping, temperature, device)
+    return aggregates.class_breakdown(d, by=by, num_classes=b.num_classes, class_names=b.class_names)
+
+
+@st.cache_data(max_entries=32, show_spinner="Sweeping the temperature on a subset…")
+def temperature_sweep(
+    key, students: tuple[str, ...], grouping: str, temperatures: tuple[float, ...], device: str
+):
+    """Shares vs T for each student on a fixed random subset (`SWEEP_SAMPLE` samples)."""
+    b = bundles.load(*key)
+    frames = []
+    for name in students:
+        f = sweeps.temperature_sweep(
+            b.student(name), b.teacher, b.labels, temperatures=temperatures, grouping=grouping,
+            sample=SWEEP_SAMPLE, device=device, correlation=_corr_for(key, grouping),
+        )  # fmt: skip
+        frames.append(f.assign(student=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+@st.cache_data(max_entries=32, show_spinner="Sweeping the grouping on a subset…")
+def grouping_sweep(
+    key,
+    students: tuple[str, ...],
+    groupings: tuple[str, ...],
+    values: tuple[float, ...],
+    temperature: float,
+    device: str,
+):
+    """Shares vs grouping spec for each student on a fixed random subset (`SWEEP_SAMPLE` samples);
+    column "param" holds the swept parameter value of each spec (`values`, in the order of `groupings`)."""
+    b = bundles.load(*key)
+    frames = []
+    corr = bundles.correlation(*key) if any(parse_grouping(g).needs_correlation for g in groupings) else None
+    for name in students:
+        f = sweeps.grouping_sweep(
+            b.student(name), b.teacher, b.labels, groupings=groupings, temperature=temperature,
+            sample=SWEEP_SAMPLE, device=device, correlation=corr,
+        )  # fmt: skip
+        frames.append(f.assign(student=name, param=list(values)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def correlation(key) -> np.ndarray:
+    """The teacher's (C, C) class-correlation matrix."""
+    return bundles.correlation(*key)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def clusters(key, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(order, family) of the classes: hierarchical clustering of the teacher's correlations."""
+    return sweeps.cluster_classes(bundles.correlation(*key), threshold=threshold)
+
+
+@st.cache_data(max_entries=16, show_spinner="Counting which classes share a strong set…")
+def comembership(key, grouping: str, temperature: float) -> tuple[np.ndarray, int]:
+    """((C, C) pair counts, number of samples counted), over at most `COMEMBERSHIP_SAMPLE` samples."""
+    b = bundles.load(*key)
+    rows = sweeps.subset_rows(b.num_samples, COMEMBERSHIP_SAMPLE)
+    teacher = b.teacher if len(rows) == b.num_samples else np.asarray(b.teacher[rows])
+    labels = None if b.labels is None else np.asarray(b.labels)[rows]
+    corr = _corr_for(key, grouping)
+    counts = sweeps.comembership(
+        teacher, labels, grouping=grouping, temperature=temperature, correlation=corr
+    )
+    return counts, len(rows)
+
+
+def _corr_for(key, grouping: str):
+    return bundles.correlation(*key) if parse_grouping(grouping).needs_correlation else None
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the bundle's summary…")
+def bundle_summary(key) -> dict:
+    """`Bundle.summary()`: shapes, dtype, students with accuracy and agreement, size on disk."""
+    return bundles.load(*key).summary()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def class_table(key) -> pd.DataFrame:
+    """One row per class: index, name, and how many samples carry it as their label (when labelled)."""
+    b = bundles.load(*key)
+    frame = pd.DataFrame({"class": np.arange(b.num_classes), "name": [str(n) for n in b.class_names]})
+    if b.labels is not None:
+        frame["samples"] = np.bincount(np.asarray(b.labels), minlength=b.num_classes)
+    return frame
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def example_inputs(key, count: int = 24, seed: int = 0):
+    """(indices, (k, H, W, 3) uint8 images, captions) for a seeded random pick of samples, or None."""
+    from cakd_viz.figures.data import as_images
+
+    b = bundles.load(*key)
+    if b.inputs is None:
+        return None
+    idx = sweeps.subset_rows(b.num_samples, count, seed)
+    images = as_images(np.asarray(b.inputs[idx]))
+    if images is None:
+        return None
+    names = b.class_names
+    captions = [f"#{i} {names[int(b.labels[i])]}" if b.labels is not None else f"#{i}" for i in idx]
+    return idx, images, captions

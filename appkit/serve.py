@@ -1,0 +1,145 @@
+"""Start the app as a real server and drive it with Chromium (for the browser test and the benchmark).
+
+`running_app(...)` starts `streamlit run app.py` on a free port and stops it (and only it) on exit;
+`browser()` launches Debian's Chromium through Playwright, never a downloaded one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CAKD_VIZ_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Streamlit marks the script state on the app root; Plotly draws charts into .js-plotly-plot.
+EXCEPTION = '[data-testid="stException"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_app(
+    env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None
+) -> Iterator[str]:
+    """Run the app on a free port; yields its base URL. The server process group is killed on exit."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, timeout)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        if log:
+            out.close()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode} before serving {url}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer at {url} within {timeout:.0f} s")
+
+
+def chromium_missing() -> str | None:
+    """A message saying how to install Chromium, or None when it is there."""
+    if Path(CHROMIUM).is_file() or shutil.which(CHROMIUM):
+        return None
+    return f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium` (never `playwright install`)"
+
+
+@contextlib.contextmanager
+def browser():
+    """A Playwright Chromium browser (Debian's binary); closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    missing = chromium_missing()
+    if missing:
+        raise RuntimeError(missing)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def wait_rendered(page, *, charts: int = 0, timeout_ms: float = 120_000, settle_ms: int = 250) -> None:
+    """Wait until the script run is over (the app root says "notRunning", no stale elements) and `charts`
+    Plotly charts are drawn, and still so `settle_ms` later (a rerun can follow a finished run at once)."""
+    done = """(charts) => {
+        const app = document.querySelector('[data-testid="stApp"]');
+        if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+        if (document.querySelector('[data-stale="true"]')) return false;
+        return document.querySelectorAll('.js-plotly-plot .main-svg').length >= charts;
+    }"""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        left = max(1.0, (deadline - time.monotonic()) * 1000)
+        page.wait_for_function(done, arg=charts, timeout=left, polling=50)
+        page.wait_for_timeout(settle_ms)
+        if page.evaluate(done, charts):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"page did not settle within {timeout_ms / 1000:.0f} s")
+
+
+def full_screenshot(page, path: Path | str, *, max_height: int = 12000) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main container, so grow the viewport first."""
+    size = page.viewport_size or {"width": 1400, "height": 900}
+    height = page.evaluate(
+        """() => {
+            const main = document.querySelector('[data-testid="stMain"]');
+            const side = document.querySelector('[data-testid="stSidebarContent"]');
+            return Math.max(main ? main.scrollHeight : 0, side ? side.scrollHeight : 0, window.innerHeight);
+        }"""
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 20, max_height)})
+    page.wait_for_timeout(300)  # let Plotly react to the resize
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)

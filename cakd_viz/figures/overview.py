@@ -1,0 +1,207 @@
+"""Figures of the Overview page: which divergence terms carry the KL, per student, T and grouping.
+
+Builders take computed summaries (dataset summaries, pre-binned histograms, sweep frames, class
+breakdowns) and return Plotly figures; they never see logits. KL and its terms are in nats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cakd_viz.decomposition import TERMS
+from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, TERM_NAMES, base_layout
+from cakd_viz.figures.text import plain
+from cakd_viz.grouping import parse_grouping
+
+
+def shares_figure(summary: pd.DataFrame) -> go.Figure:
+    """Stacked horizontal bars: each student's share of the total KL carried by BCD, p_S·SCD, p_W·WCD.
+
+    summary: one row per student with columns student, share_bcd/scd/wcd, bcd/scd/wcd_mean, kl_mean.
+    """
+    names = [plain(s) for s in summary["student"]]
+    fig = go.Figure()
+    for term in TERMS:
+        share = summary[f"share_{term}"].to_numpy(dtype=float)
+        fig.add_trace(
+            go.Bar(
+                name=TERM_LABELS[term],
+                y=names,
+                x=share * 100,
+                orientation="h",
+                marker_color=TERM_COLORS[term],
+                text=[f"{v:.0%}" if v >= 0.04 else "" for v in share],
+                textposition="inside",
+                customdata=np.stack([summary[f"{term}_mean"], summary["kl_mean"]], axis=1),
+                hovertemplate=(
+                    f"%{{y}}<br>{TERM_NAMES[term]}<br>share %{{x:.1f}}% of the KL<br>"
+                    f"mean %{{customdata[0]:.4g}} of %{{customdata[1]:.4g}} {KL_UNIT}<extra></extra>"
+                ),
+            )
+        )
+    layout = base_layout(height=110 + 48 * len(names), barmode="stack")
+    layout["legend"] = {**layout["legend"], "traceorder": "normal"}
+    layout["xaxis"] = dict(title="share of the total KL (%)", range=[0, 100], ticksuffix="%")
+    layout["yaxis"] = dict(title=None, autorange="reversed")
+    fig.update_layout(**layout)
+    return fig
+
+
+def histogram_figure(hists: dict[str, pd.DataFrame]) -> go.Figure:
+    """Distributions of KL and each contribution per sample, from pre-binned log10 histograms.
+
+    hists: {"kl"|"bcd"|"scd"|"wcd": DataFrame(left, right, count)} as from `aggregates.term_histograms`
+    with log=True (edges are log10 of nats); zeros are counted in `frame.attrs["zeros"]`.
+    """
+    fig = go.Figure()
+    for name in ("kl", *TERMS):
+        if name not in hists:
+            continue
+        frame = hists[name]
+        edges = np.append(frame["left"].to_numpy(), frame["right"].to_numpy()[-1])
+        x = 10.0**edges
+        y = np.append(frame["count"].to_numpy(), frame["count"].to_numpy()[-1])
+        zeros = int(frame.attrs.get("zeros", 0))
+        label = TERM_LABELS[name] + (f" (+{zeros:,} at 0)" if zeros else "")
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                name=label,
+                mode="lines",
+                line=dict(shape="hv", color=TERM_COLORS[name], width=2.5 if name == "kl" else 1.8),
+                fill="tozeroy" if name != "kl" else None,
+                opacity=0.85,
+                hovertemplate=f"{TERM_NAMES[name]}<br>from %{{x:.3g}} {KL_UNIT}<br>%{{y:,}} samples<extra></extra>",
+            )
+        )
+    fig.update_layout(**base_layout(height=340))
+    fig.update_xaxes(
+        type="log", title=f"value per sample ({KL_UNIT}, log scale)", exponentformat="power", dtick=1
+    )
+    fig.update_yaxes(title="samples per bin")
+    return fig
+
+
+def sweep_figure(
+    frame: pd.DataFrame, *, x: str, x_title: str, log_x: bool = False, current: float | None = None
+) -> go.Figure:
+    """Stacked shares of the KL against a swept setting, one panel per student.
+
+    frame: rows from `sweeps.temperature_sweep` / `grouping_sweep` with a "student" column; x: the
+    column swept ("temperature", or a numeric column such as "param"); current: the selected value,
+    marked with a dotted line.
+    """
+    students = list(dict.fromkeys(frame["student"]))
+    fig = make_subplots(
+        rows=1, cols=len(students), shared_yaxes=True, horizontal_spacing=0.04,
+        subplot_titles=[plain(s) for s in students],
+    )  # fmt: skip
+    for col, student in enumerate(students, start=1):
+        part = frame[frame["student"] == student].sort_values(x)
+        for term in TERMS:
+            fig.add_trace(
+                go.Scatter(
+                    x=part[x],
+                    y=part[f"share_{term}"] * 100,
+                    name=TERM_LABELS[term],
+                    legendgroup=term,
+                    showlegend=col == 1,
+                    mode="lines+markers",
+                    stackgroup=f"s{col}",
+                    line=dict(color=TERM_COLORS[term], width=1.5),
+                    customdata=part[["kl_mean", f"{term}_mean"]].to_numpy(),
+                    hovertemplate=(
+                        f"{x_title} %{{x}}<br>{TERM_NAMES[term]}: %{{y:.1f}}% of the KL<br>"
+                        f"mean %{{customdata[1]:.4g}} of %{{customdata[0]:.4g}} {KL_UNIT}<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=col,
+            )
+        ticks = (
+            dict(tickvals=sorted(set(part[x])), ticktext=[f"{v:g}" for v in sorted(set(part[x]))])
+            if log_x
+            else {}
+        )
+        fig.update_xaxes(title=x_title, type="log" if log_x else "linear", row=1, col=col, **ticks)
+        if current is not None:  # a trace, not a shape: shapes on log axes want log10 coordinates
+            fig.add_trace(
+                go.Scatter(
+                    x=[current, current], y=[0, 100], mode="lines", showlegend=False, hoverinfo="skip",
+                    line=dict(color="#444444", dash="dot", width=1), name="selected",
+                ),
+                row=1,
+                col=col,
+            )  # fmt: skip
+    fig.update_yaxes(title="share of the KL (%)", range=[0, 100], ticksuffix="%", row=1, col=1)
+    layout = base_layout(height=380, margin=dict(l=60, r=20, t=40, b=50))
+    layout["legend"] = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+    fig.update_layout(**layout)
+    return fig
+
+
+def class_breakdown_figure(frame: pd.DataFrame, *, top: int = 30, by_title: str = "true class") -> go.Figure:
+    """Per-class total KL split into the three contributions, the `top` classes with the largest total.
+
+    frame: `aggregates.class_breakdown` output (sorted by kl_total, with share_* and name columns).
+    """
+    part = frame.head(top)
+    labels = [
+        f"{plain(n)} ({c})" if str(n) != str(c) else str(c)
+        for n, c in zip(part["name"], part["class"], strict=True)
+    ]
+    fig = go.Figure()
+    for term in TERMS:
+        total = part["kl_total"].to_numpy() * part[f"share_{term}"].fillna(0).to_numpy()
+        fig.add_trace(
+            go.Bar(
+                name=TERM_LABELS[term],
+                y=labels,
+                x=total,
+                orientation="h",
+                marker_color=TERM_COLORS[term],
+                customdata=np.stack([part[f"share_{term}"] * 100, part["count"], part["kl_mean"]], axis=1),
+                hovertemplate=(
+                    f"%{{y}}<br>{TERM_NAMES[term]}: %{{x:.4g}} {KL_UNIT} in total "
+                    "(%{customdata[0]:.1f}% of this class's KL)<br>"
+                    f"%{{customdata[1]:,}} samples, mean KL %{{customdata[2]:.4g}} {KL_UNIT}<extra></extra>"
+                ),
+            )
+        )
+    layout = base_layout(height=140 + 22 * len(part), barmode="stack")
+    layout["legend"] = {**layout["legend"], "traceorder": "normal"}
+    layout["xaxis"] = dict(title=f"total KL over the class's samples ({KL_UNIT})")
+    layout["yaxis"] = dict(title=by_title, autorange="reversed", type="category")
+    fig.update_layout(**layout)
+    return fig
+
+
+def sweep_groupings(
+    spec: str, num_classes: int, *, has_labels: bool = True
+) -> tuple[str, list[str], list[float]]:
+    """The family of grouping specs to sweep around `spec`: (parameter name, specs, parameter values).
+
+    topk / topk+target sweep K, mass sweeps P, corr sweeps R; `target` (no parameter) sweeps topk:K.
+    """
+    g = parse_grouping(spec)
+    if g.kind in ("topk", "topk+target") or g.kind == "target":
+        kind = g.kind if g.kind != "target" else "topk"
+        if kind == "topk+target" and not has_labels:
+            kind = "topk"
+        ks = [k for k in (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 100, 200) if k <= max(1, num_classes - 1)]
+        return "K (strong-set size)", [f"{kind}:{k}" for k in ks], [float(k) for k in ks]
+    if g.kind == "mass":
+        ps = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+        return "P (teacher mass in S)", [f"mass:{p:g}" for p in ps], ps
+    rs = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    return "R (correlation threshold)", [f"corr:{r:g}" for r in rs], rs
+
+
+def grouping_param(spec: str) -> float | None:
+    """The numeric parameter of a grouping spec (K, P or R), None for `target`."""
+    param = parse_grouping(spec).param
+    return None if param is None else float(param)

@@ -1,0 +1,375 @@
+"""The app's shell and its Data, Overview and Correlation pages, driven through Streamlit's AppTest.
+
+Bundles are real ones written into tmp_path; the data root points there, and the URL opens them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_logits
+from streamlit.testing.v1 import AppTest
+
+from cakd_viz import app_config
+from cakd_viz.bundle import write_bundle
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+MY_PAGES = ["pages/data.py", "pages/overview.py", "pages/correlation.py"]
+CLASS_NAMES = ["<b>bold</b>", "[link](http://x)", "plain", *[f"c{i}" for i in range(3, 10)]]
+
+
+def _arrays(n: int = 200, c: int = 10, seed: int = 0) -> dict:
+    student, teacher, labels = make_logits(n, c, seed)
+    other = (0.3 * student + 0.7 * teacher).astype(np.float32)
+    images = (np.random.default_rng(seed).random((n, 8, 8)) * 255).astype(np.uint8)
+    return {
+        "teacher": teacher,
+        "student_ce": student,
+        "student_kd": other,
+        "labels": labels,
+        "inputs": images,
+    }
+
+
+def _write(path: Path, **kw) -> Path:
+    a = _arrays(**kw)
+    return write_bundle(
+        path, teacher=a["teacher"], students={"student_ce": a["student_ce"], "student_kd": a["student_kd"]},
+        labels=a["labels"], inputs=a["inputs"], class_names=CLASS_NAMES[: a["teacher"].shape[1]],
+    )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def navigation_mode(monkeypatch):
+    """Run app.py as the entry point on every AppTest run, as the real server does.
+
+    AppTest re-detects the `pages/` folder before each run and would run a page script alone (Streamlit's
+    old multipage mode); the served app leaves that mode on its first run (appkit._mpa). The script
+    runner reads the flag from its own module-level name, which is swapped here for a constant.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    monkeypatch.setattr(script_runner, "PagesManager", type("V2Only", (), {"uses_pages_directory": False}))
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Path:
+    """A data root holding two bundles ("a", "b"); the shipped samples are pointed at an empty folder."""
+    data = tmp_path / "data"
+    _write(data / "a")
+    _write(data / "b", n=150, seed=1)
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(data))
+    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    return data
+
+
+def _app(source: str | None = None, page: str | None = None, **params) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    if source:
+        at.query_params["bundle"] = source
+    for key, value in params.items():
+        at.query_params[key] = value
+    if page:
+        at.switch_page(page)
+    return at.run()
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def _arr(value) -> np.ndarray:
+    """A Plotly JSON array: a plain list, or {"dtype", "bdata" (base64), "shape"} as Plotly >= 6 writes it."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return out.reshape([int(x) for x in str(shape).split(",")]) if shape else out
+    return np.asarray(value)
+
+
+def _sidebar_text(at: AppTest) -> str:
+    return "\n".join(t.value for t in at.sidebar.text)
+
+
+# -- the shell -------------------------------------------------------------------------------------
+
+
+def test_shell_opens_the_bundle_named_in_the_url(root):
+    at = _app("path:a")
+    _ok(at)
+    assert "path: data/a" in _sidebar_text(at)
+    assert at.title[0].value == "Overview"  # the default page
+    assert at.query_params["bundle"] == "path:data/a"
+    assert at.query_params["student"] == "student_ce"
+    assert at.query_params["grouping"] == "topk:5" and at.query_params["T"] == "4"
+    assert "CPU" in " ".join(c.value for c in at.sidebar.caption) or "CUDA" in " ".join(
+        c.value for c in at.sidebar.caption
+    )
+
+
+def test_shipped_sample_opens_by_default(root, tmp_path, monkeypatch):
+    samples = tmp_path / "samples"
+    _write(samples / "glyphs" / "bundle")
+    monkeypatch.setattr(app_config, "SAMPLES_DIR", samples)
+    at = _app()
+    _ok(at)
+    assert "sample: glyphs" in _sidebar_text(at)
+    assert at.query_params["bundle"] == "sample:glyphs"
+
+
+def test_without_any_bundle_pages_explain_instead_of_failing(root):
+    at = _app()
+    _ok(at)
+    assert any("No bundle is open" in i.value for i in at.info)
+    at.switch_page("pages/data.py").run()
+    _ok(at)
+    assert at.title[0].value == "Data"
+    assert any(s.value == "Open another bundle" for s in at.subheader)
+
+
+@pytest.mark.parametrize("page", MY_PAGES)
+def test_my_pages_render_with_charts(root, page):
+    at = _app("path:a", page)
+    _ok(at)
+    assert at.title, page
+    assert len(at.get("plotly_chart")) >= 2, page
+
+
+def test_every_registered_page_renders(root):
+    at = _app("path:a")
+    for page in [p for p in _registered_pages() if p not in MY_PAGES]:
+        at.switch_page(page).run()
+        _ok(at)
+        assert at.title or at.header, page
+
+
+def _registered_pages() -> list[str]:
+    from appkit.state import PAGE_FILES
+
+    return [p for p in PAGE_FILES.values() if (APP.parent / p).is_file()]
+
+
+def test_url_reproduces_the_view(root):
+    at = _app("path:a", student="student_kd", grouping="topk:3", T="2")
+    _ok(at)
+    assert at.sidebar.selectbox(key="sb_student").value == "student_kd"
+    assert at.sidebar.text_input(key="sb_grouping").value == "topk:3"
+    assert at.sidebar.number_input(key="sb_T").value == 2.0
+    assert any("Grouping `topk:3`, T = 2" in c.value for c in at.caption)
+
+
+def test_changing_student_grouping_and_temperature_updates_view_and_url(root):
+    at = _app("path:a")
+    shares_before = _charts(at)[0]
+    at.sidebar.selectbox(key="sb_student").set_value("student_kd").run()
+    _ok(at)
+    assert at.query_params["student"] == "student_kd"
+    assert any(c.value.startswith("student_kd: each sample") for c in at.caption)
+    at.sidebar.text_input(key="sb_grouping").set_value("mass:0.8").run()
+    _ok(at)
+    assert at.query_params["grouping"] == "mass:0.8"
+    at.sidebar.number_input(key="sb_T").set_value(1.0).run()
+    _ok(at)
+    assert at.query_params["T"] == "1"
+    assert not np.allclose(_arr(_charts(at)[0]["data"][0]["x"]), _arr(shares_before["data"][0]["x"]))
+
+
+def test_bad_grouping_shows_the_error_inline_and_keeps_the_last_good_one(root):
+    at = _app("path:a", grouping="topk:3")
+    at.sidebar.text_input(key="sb_grouping").set_value("nonsense:1").run()
+    _ok(at)
+    errors = [e.value for e in at.sidebar.error]
+    assert any("valid forms" in e and "Still using topk:3" in e for e in errors)
+    assert at.query_params["grouping"] == "topk:3"
+
+
+def test_dkd_view_is_one_click_away(root):
+    at = _app("path:a")
+    at.toggle[0].set_value(True).run()
+    _ok(at)
+    assert any("Grouping `target`" in c.value for c in at.caption)
+    assert at.query_params["dkd"] == "1"
+
+
+def test_switching_to_another_bundle_by_server_path(root):
+    at = _app("path:a", page="pages/data.py")
+    at.text_input(key="data_path").set_value("b")
+    at.button(key="data_open_path").click().run()
+    _ok(at)
+    assert "path: data/b" in _sidebar_text(at)
+    assert "150 samples" in _sidebar_text(at)
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "/etc", "missing-bundle", "escape"])
+def test_server_paths_outside_the_root_are_refused_and_the_old_bundle_stays(root, bad):
+    (root / "escape").symlink_to(Path("/tmp"))  # a symlink inside the root that leads out of it
+    at = _app("path:a", page="pages/data.py")
+    at.text_input(key="data_path").set_value(bad)
+    at.button(key="data_open_path").click().run()
+    _ok(at)
+    assert at.error, "expected an error message"
+    assert "path: data/a" in _sidebar_text(at)
+
+
+def test_a_crafted_url_path_outside_the_root_is_refused(root):
+    at = _app("path:/etc")
+    _ok(at)
+    assert any("outside the data root" in e.value for e in at.sidebar.error)
+
+
+def test_bad_upload_shows_the_error_and_keeps_the_old_bundle(root):
+    at = _app("path:a", page="pages/data.py")
+    at.file_uploader(key="data_upload").set_value(
+        ("bad.npz", b"this is not a zip file", "application/zip")
+    ).run()
+    _ok(at)
+    assert any("Could not import bad.npz" in e.value for e in at.error)
+    assert "path: data/a" in _sidebar_text(at)
+    at.switch_page("pages/overview.py").run()  # the old bundle is still usable
+    _ok(at)
+    assert len(at.get("plotly_chart")) >= 2
+
+
+def test_upload_with_wrong_arrays_is_a_clear_error(root):
+    buf = io.BytesIO()
+    np.savez(buf, teacher=np.zeros((5, 3), np.float32), student=np.zeros((5, 4), np.float32))
+    at = _app("path:a", page="pages/data.py")
+    at.file_uploader(key="data_upload").set_value(("shapes.npz", buf.getvalue(), "application/zip")).run()
+    _ok(at)
+    assert any("Could not import shapes.npz" in e.value for e in at.error)
+    assert "path: data/a" in _sidebar_text(at)
+
+
+def test_good_upload_opens_it(root):
+    a = _arrays(n=120, seed=3)
+    buf = io.BytesIO()
+    np.savez(buf, teacher=a["teacher"], student_up=a["student_ce"], labels=a["labels"])
+    at = _app("path:a", page="pages/data.py")
+    at.file_uploader(key="data_upload").set_value(("mine.npz", buf.getvalue(), "application/zip")).run()
+    _ok(at)
+    assert "upload: mine.npz" in _sidebar_text(at)
+    assert at.sidebar.selectbox(key="sb_student").value == "up"  # student_NAME -> NAME
+    assert at.query_params["bundle"].startswith("upload:")
+
+
+def test_names_from_files_are_text_not_markup(root):
+    at = _app("path:a", page="pages/overview.py", view="Per class")
+    specs = json.dumps(_charts(at))
+    assert "<b>bold</b>" not in specs and "&lt;b&gt;bold&lt;/b&gt;" in specs
+    for page in MY_PAGES:
+        at.switch_page(page).run()
+        for el in [*at.markdown, *at.caption]:
+            assert "bold" not in el.value and "http://x" not in el.value, page
+
+
+# -- figures as the pages draw them ----------------------------------------------------------------
+
+
+def test_overview_charts_carry_one_trace_per_term_in_the_term_colours(root):
+    from cakd_viz.figures.style import TERM_COLORS
+
+    at = _app("path:a", page="pages/overview.py")
+    shares, hist = _charts(at)  # only the open tab ("Distributions") computes
+    assert [t["type"] for t in shares["data"]] == ["bar"] * 3
+    assert [t["marker"]["color"] for t in shares["data"]] == [TERM_COLORS[k] for k in ("bcd", "scd", "wcd")]
+    assert list(shares["data"][0]["y"]) == ["student_ce", "student_kd"]
+    assert len(hist["data"]) == 4 and "nats" in hist["layout"]["xaxis"]["title"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("view", "traces"),
+    [
+        ("Per class", 3),
+        ("vs temperature", 2 * 4),
+        ("vs grouping", 2 * 4),
+    ],  # sweeps: 3 terms + a marker per student
+)
+def test_overview_tabs_open_from_the_url(root, view, traces):
+    at = _app("path:a", page="pages/overview.py", view=view)
+    _ok(at)
+    charts = _charts(at)
+    assert len(charts) == 2, view
+    assert len(charts[1]["data"]) == traces, view
+    if view == "vs temperature":
+        assert {float(_arr(t["x"])[0]) for t in charts[1]["data"] if t.get("stackgroup")} == {0.5}
+    if view == "Per class":
+        assert "nats" in charts[1]["layout"]["xaxis"]["title"]["text"]
+
+
+def test_correlation_charts(root):
+    at = _app("path:a", page="pages/correlation.py")
+    corr, comem, sizes, mass = _charts(at)
+    assert corr["data"][0]["type"] == "heatmap" and _arr(corr["data"][0]["z"]).shape == (10, 10)
+    assert corr["data"][0]["zmin"] == -1 and corr["data"][0]["zmax"] == 1
+    assert comem["data"][0]["type"] == "heatmap"
+    assert sizes["data"][0]["type"] == "bar"
+    assert mass["data"][0]["type"] == "heatmap" and _arr(mass["data"][0]["z"]).shape == (40, 40)  # pre-binned
+
+
+def test_data_page_shows_models_and_examples(root):
+    at = _app("path:a", page="pages/data.py")
+    _ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["samples"] == "200" and metrics["classes"] == "10" and metrics["logit dtype"] == "float32"
+    charts = _charts(at)
+    assert [t["name"] for t in charts[0]["data"]][0].startswith("accuracy")
+    assert any(t["type"] == "image" for c in charts for t in c["data"])
+
+
+# -- the data root (no Streamlit) ------------------------------------------------------------------
+
+
+def test_data_root_rules(tmp_path, monkeypatch):
+    inside = tmp_path / "root" / "x"
+    inside.mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "outside")
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(tmp_path / "root"))
+    assert app_config.resolve_server_path("x") == inside.resolve()
+    assert app_config.resolve_server_path(str(inside)) == inside.resolve()
+    assert app_config.resolve_server_path("root/x") == inside.resolve()
+    for bad in ("../outside", str(tmp_path / "outside"), "link", "x/../../outside", "nope", ""):
+        with pytest.raises(app_config.PathRefused):
+            app_config.resolve_server_path(bad)
+
+
+def test_default_data_roots_are_the_repos_folders(monkeypatch):
+    monkeypatch.delenv(app_config.DATA_ROOT_ENV, raising=False)
+    roots = app_config.data_roots()
+    assert all(r in (app_config.SAMPLES_DIR.resolve(), app_config.RUNS_DIR.resolve()) for r in roots)
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, os.pathsep.join(["/nonexistent-a", "/tmp"]))
+    assert app_config.data_roots() == [Path("/tmp").resolve()]
+
+
+def test_a_bundle_without_labels_or_inputs_still_renders_every_page(root):
+    student, teacher, _ = make_logits(150, 8, seed=2)
+    write_bundle(root / "bare", teacher=teacher, students={"only": student})
+    at = _app("path:bare", grouping="target")
+    _ok(at)
+    assert any("needs labels" in e.value for e in at.sidebar.error)
+    assert at.query_params["grouping"] == "topk:5"
+    assert at.toggle[0].disabled  # the DKD view needs labels
+    for page in MY_PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+        assert len(at.get("plotly_chart")) >= 1, page
+
+
+def test_a_bundle_that_breaks_while_open_is_reported_not_fatal(root):
+    at = _app("path:b")
+    _ok(at)
+    (root / "b" / "meta.json").write_text("{not json")  # rewritten badly: a new mtime, a failed load
+    at.run()
+    _ok(at)
+    assert any("can no longer be read" in e.value for e in at.sidebar.error)
+    assert any("No bundle is open" in i.value for i in at.info)

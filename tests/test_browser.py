@@ -1,0 +1,136 @@
+"""Every page of the app in a real Chromium: no exception box, no error, charts drawn, a screenshot each.
+
+Runs `streamlit run app.py` on a free port and drives Debian's Chromium (/usr/bin/chromium) through
+Playwright. Without Chromium the test FAILS and says how to install it. Screenshots land in
+artifacts/screenshots/ (gitignored), one full-page PNG per page.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # appkit/ sits beside app.py, not installed
+
+from appkit import serve  # noqa: E402
+from cakd_viz import app_config  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+ERROR_BOX = '[data-testid="stAlertContentError"]'
+NAV_LINK = '[data-testid="stSidebarNavLink"]'
+MY_PAGES_WITH_CHARTS = {"data": 2, "overview": 2, "correlation": 4}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(base URL, query string that opens the bundle) of a running app; the shipped sample when present."""
+    missing = serve.chromium_missing()
+    if missing:
+        pytest.fail(missing)
+    env, query = {}, ""
+    if not app_config.available_samples():  # no shipped sample yet: a synthetic one with image inputs
+        root = tmp_path_factory.mktemp("data")
+        _synthetic_bundle(root / "synth")
+        env[app_config.DATA_ROOT_ENV] = str(root)
+        query = f"?bundle=path:{root.name}/synth"
+    log = tmp_path_factory.mktemp("log") / "streamlit.log"
+    with serve.running_app(env=env, log=log) as url:
+        yield url, query
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    with serve.browser() as b:
+        p = b.new_page(viewport={"width": 1400, "height": 900})
+        p.js_errors = []
+        p.on("pageerror", lambda exc: p.js_errors.append(str(exc)))
+        yield p
+
+
+def _synthetic_bundle(path: Path) -> None:
+    from cakd_viz.bundle import write_bundle
+    from cakd_viz.synth import synth_arrays
+
+    teacher, students, labels = synth_arrays(1500, 40, seed=0)
+    images = (np.random.default_rng(0).random((1500, 16, 16)) * 255).astype(np.uint8)
+    write_bundle(path, teacher=teacher, students=students, labels=labels, inputs=images, dtype="float16")
+
+
+def _check(page, name: str) -> int:
+    """Wait for the page, fail on exception or error boxes and JS errors, screenshot; returns the chart count."""
+    serve.wait_rendered(page)
+    charts = page.locator(".js-plotly-plot").count()
+    serve.wait_rendered(page, charts=charts)  # every chart that is on the page has been drawn
+    exceptions = page.locator(serve.EXCEPTION)
+    assert exceptions.count() == 0, f"{name}: {exceptions.first.inner_text()[:2000]}"
+    errors = page.locator(ERROR_BOX)
+    assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:500]}"
+    assert not page.js_errors, f"{name}: JavaScript errors {page.js_errors}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    serve.full_screenshot(page, SHOTS / f"{name}.png")
+    return charts
+
+
+def test_every_page_in_the_navigation_renders(app, page):
+    url, query = app
+    # A deep link as the very first request: the app must still run through app.py's navigation.
+    page.goto(f"{url}/correlation{query}")
+    serve.wait_rendered(page)
+    links = page.locator(NAV_LINK)
+    titles = [
+        links.nth(i).inner_text().strip().splitlines()[-1] for i in range(links.count())
+    ]  # after the icon
+    from appkit.state import PAGE_FILES
+
+    registered = [k for k, f in PAGE_FILES.items() if (Path(serve.REPO) / f).is_file()]
+    assert len(titles) == len(registered), titles
+    assert "Correlation groups" in titles and "Overview" in titles  # st.Page titles, not file names
+    for i, title in enumerate(titles):
+        link = page.locator(NAV_LINK).nth(i)
+        path = urlparse(link.get_attribute("href") or "").path.rstrip("/")
+        link.click()
+        page.wait_for_function("(p) => location.pathname.replace(/\\/$/, '') === p", arg=path, timeout=30_000)
+        page.wait_for_timeout(300)  # let the rerun start before waiting for it to end
+        name = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+        charts = _check(page, name)
+        key = {"correlation_groups": "correlation"}.get(name, name)
+        if key in MY_PAGES_WITH_CHARTS:
+            assert charts >= MY_PAGES_WITH_CHARTS[key], f"{title}: {charts} charts"
+        assert "bundle=" in page.url, f"{title}: the view is not in the URL ({page.url})"
+
+
+def test_changing_the_temperature_rerenders_and_updates_the_url(app, page):
+    url, query = app
+    page.goto(f"{url}/{query}")
+    serve.wait_rendered(page, charts=2)
+    box = page.locator('[data-testid="stSidebar"] input[type="number"]')
+    box.fill("2")
+    box.press("Enter")
+    deadline = time.monotonic() + 60
+    while parse_qs(urlparse(page.url).query).get("T") != ["2"] and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert parse_qs(urlparse(page.url).query).get("T") == ["2"]
+    _check(page, "overview_T2")
+    assert page.get_by_text("T = 2", exact=False).count() > 0
+
+
+@pytest.mark.parametrize("tab", ["Per class", "vs temperature", "vs grouping"])
+def test_overview_tabs_compute_when_opened(app, page, tab):
+    url, query = app
+    page.goto(f"{url}/{query}")
+    serve.wait_rendered(page, charts=2)
+    page.get_by_role("tab", name=tab).click()
+    page.wait_for_function(
+        "(t) => decodeURIComponent(location.search).includes('view=' + t)", arg=tab.replace(" ", "+")
+    )
+    page.wait_for_timeout(300)
+    name = "overview_" + tab.replace(" ", "_").lower()
+    assert _check(page, name) >= 2
