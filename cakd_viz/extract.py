@@ -1,0 +1,401 @@
+"""Logits from checkpoints and data: one pass over a data set, every model on each batch, streamed
+into a logit bundle (DESIGN.md §3; the ``extract`` command of §4).
+
+    from cakd_viz.extract import extract
+    extract("sample:glyphs/teacher", ["sample:glyphs/student_ce", "sample:glyphs/student_kd"],
+            "sample:glyphs:test", "glyphs_bundle", device="auto", batch_size=256)
+
+Rows go straight into memory-mapped ``.npy`` files (:class:`~cakd_viz.bundle_writer.BundleWriter`)
+inside ``<out>.partial-<id>``, renamed to ``out`` only once every row is written and meta.json is
+complete, so a data set larger than memory works and a failed or interrupted run leaves no bundle
+that looks complete. Under ``torchrun --nproc-per-node=K`` the same call shards the rows across the
+ranks (:mod:`cakd_viz.extract_dist`): each rank writes its own rows, rank 0 writes meta and commits.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cakd_viz.bundle_commit import check_target
+from cakd_viz.bundle_writer import BundleWriter
+from cakd_viz.data import DataSource, FolderDataset, load_data
+from cakd_viz.device import describe_device
+from cakd_viz.extract_dist import Group, process_group
+from cakd_viz.extract_loop import Counts, LoadedModel, RowDataset, check_labels, forward_logits, stream_rows
+
+__all__ = ["AUTOCAST", "default_student_name", "extract", "parse_named_model"]
+
+ModelLike = str | Path | nn.Module
+AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def parse_named_model(text: str) -> tuple[str | None, str]:
+    """``"NAME=MODEL"`` -> (NAME, MODEL); ``"MODEL"`` -> (None, MODEL). An existing file wins over NAME=."""
+    name, sep, spec = text.partition("=")
+    if sep and _NAME.match(name) and spec and not Path(text).exists():
+        return name, spec
+    return None, text
+
+
+def default_student_name(model: ModelLike) -> str:
+    """A student's name from its spec: ``sample:glyphs/student_kd`` -> 'student_kd', ``nets/r8.pt`` ->
+    'r8', ``pkg.mod:make_resnet`` -> 'make_resnet', a module -> its lower-cased class name."""
+    if isinstance(model, nn.Module):
+        base = type(model).__name__.lower()
+    else:
+        text = str(model).strip().rstrip("/\\")
+        base = re.split(r"[/\\:]", text)[-1]
+        base = base.rsplit(".", 1)[0] if "." in base and not base.startswith(".") else base
+    base = re.sub(r"[^A-Za-z0-9_.+-]", "_", base).lstrip(".-") or "student"
+    return "teacher_copy" if base == "teacher" else base[:100]
+
+
+def _named_students(students: Mapping[str, ModelLike] | Sequence[ModelLike]) -> dict[str, ModelLike]:
+    if isinstance(students, Mapping):
+        named = dict(students)
+    else:
+        named = {}
+        for spec in students:
+            name, base, k = default_student_name(spec), default_student_name(spec), 2
+            while name in named:
+                name, k = f"{base}_{k}", k + 1
+            named[name] = spec
+    if not named:
+        raise ValueError("at least one student is needed (--student [NAME=]MODEL)")
+    return named
+
+
+def _load_models(
+    teacher: ModelLike, students: dict[str, ModelLike], weights: Mapping[str, str | Path]
+) -> list[LoadedModel]:
+    from cakd_viz.models import load_model
+
+    unknown = sorted(set(weights) - {"teacher", *students})
+    if unknown:
+        raise ValueError(f"weights given for {unknown}: not 'teacher' nor a student ({sorted(students)})")
+    models = []
+    for name, spec in [("teacher", teacher), *students.items()]:
+        if isinstance(spec, nn.Module):
+            if name in weights:
+                raise ValueError(
+                    f"weights given for {name!r}, which is an nn.Module: load them into it first"
+                )
+            module, info, text = spec.eval(), {}, f"<{type(spec).__name__}>"
+        else:
+            w = weights.get(name)
+            text = str(spec) if w is None else f"{spec} (weights {w})"
+            try:
+                module, info = load_model(str(spec), weights=w, map_location="cpu")
+            except ValueError as exc:
+                role = "teacher" if name == "teacher" else f"student {name!r}"
+                raise ValueError(f"{role}: {exc}") from exc
+        models.append(LoadedModel(name=name, spec=text, module=module, info=dict(info)))
+    return models
+
+
+def _autocast(autocast: str | None, device: torch.device, requested: object, notes: _Notes):
+    name = "none" if autocast is None else str(autocast).strip().lower()
+    if name not in AUTOCAST:
+        raise ValueError(f"unknown autocast {autocast!r}; choose one of {', '.join(AUTOCAST)}")
+    if AUTOCAST[name] is None or device.type in ("cuda", "mps"):
+        if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"autocast 'bf16' is not supported by {describe_device(device)}; use 'fp16'")
+        return AUTOCAST[name]
+    if str(requested or "auto").strip().lower() == "auto":
+        notes.append(f"autocast {name!r} ignored: no GPU here, computing in float32 on the CPU")
+        return None
+    raise ValueError(f"autocast {name!r} runs on a GPU only, and the device is {device}; drop --autocast")
+
+
+def _load_source(
+    data: str | Path | DataSource, teacher: LoadedModel, image_size, normalize, notes: _Notes
+) -> DataSource:
+    """The data; folder and .npz images default to the teacher checkpoint's size and normalisation."""
+    if isinstance(data, DataSource):
+        return data
+    text = str(data)
+    own_files = not text.startswith("sample:") and (Path(text).is_dir() or text.lower().endswith(".npz"))
+    shape, norm = teacher.info.get("input_shape"), teacher.info.get("normalization")
+    if own_files and image_size is None and shape and len(shape) == 3:
+        image_size = (int(shape[1]), int(shape[2]))
+    if own_files and normalize is None and norm:
+        normalize = norm
+        notes.append(f"inputs normalised as the teacher was trained ({norm}); override with --normalize")
+    return load_data(text, image_size=image_size, normalize=normalize)
+
+
+def _shown(source: DataSource, store_inputs: bool) -> Callable[[int], np.ndarray] | None:
+    """What the bundle stores as input i: the stored image when there is one, else the model input."""
+    if not store_inputs:
+        return None
+    if source.inputs is not None and len(source.inputs) == len(source):
+        return _StoredInput(source.inputs)
+    if isinstance(source.dataset, FolderDataset):
+        return source.dataset.image  # uint8 (H, W[, 3]), resized like the model input
+    return _ModelInput(source.dataset)
+
+
+class _StoredInput:
+    """Input i as stored (e.g. uint8 images); a class, not a lambda, so loader workers can pickle it."""
+
+    def __init__(self, inputs: np.ndarray) -> None:
+        self.inputs = inputs
+
+    def __call__(self, i: int) -> np.ndarray:
+        return self.inputs[i]
+
+
+class _ModelInput:
+    """Input i as the models see it, float32 (...)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __call__(self, i: int) -> np.ndarray:
+        return torch.as_tensor(self.dataset[i][0], dtype=torch.float32).numpy()
+
+
+def _probe(models: list[LoadedModel], source: DataSource, device: torch.device, amp) -> int:
+    """Run every model on the first (up to) two samples; returns the number of classes C."""
+    items = [source.dataset[i] for i in range(min(2, len(source)))]
+    x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
+    c = forward_logits(models[0], x, autocast=amp).shape[1]
+    if c < 2:
+        raise ValueError(f"teacher ({models[0].spec}) outputs {c} class; a bundle needs at least 2")
+    for m in models[1:]:
+        forward_logits(m, x, num_classes=c, autocast=amp)
+    if source.labels is not None:
+        check_labels(np.asarray(source.labels), c, source.name, 0)
+    return c
+
+
+def _class_names(source: DataSource, teacher: LoadedModel, c: int, notes: _Notes) -> list[str] | None:
+    if len(source.class_names) == c:
+        return list(source.class_names)
+    names = teacher.info.get("class_names")
+    notes.append(f"the data names {len(source.class_names)} classes, the models output {c}")
+    return list(names) if names and len(names) == c else None
+
+
+def _describe(m: LoadedModel, correct: int, n: int) -> dict:
+    keep = ("kind", "arch", "path", "weights", "accuracy")
+    entry = {"spec": m.spec, **{k: m.info[k] for k in keep if m.info.get(k) is not None}}
+    if "accuracy" in entry:
+        entry["checkpoint_accuracy"] = entry.pop("accuracy")  # as recorded when it was trained
+    return entry | {"accuracy": correct / n}
+
+
+def extract(
+    teacher: ModelLike,
+    students: Mapping[str, ModelLike] | Sequence[ModelLike],
+    data: str | Path | DataSource,
+    out: str | Path,
+    *,
+    weights: Mapping[str, str | Path] | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    num_workers: int = 0,
+    dtype: str = "float16",
+    autocast: str | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    normalize: object = None,
+    store_inputs: bool = False,
+    overwrite: bool = False,
+    progress: Callable[..., None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Run the teacher and every student over ``data`` once and write the bundle ``out`` (N, C).
+
+    ``teacher`` / ``students`` ({name: model} or a list, named by :func:`default_student_name`):
+    model specs of ``cakd_viz.models.load_model`` or ``nn.Module`` objects (moved to the device,
+    put in eval mode); ``weights``: {"teacher" or student name: weights file} for
+    ``package.module:factory`` specs. Each model maps a batch (B, ...) to logits (B, C). ``data``: a data
+    spec of ``cakd_viz.data.load_data`` (``image_size`` / ``normalize`` passed on; folders and .npz
+    default to the teacher checkpoint's) or a DataSource. ``dtype``: storage, "float16" | "float32".
+    ``autocast``: None | "bf16" | "fp16", GPU only (ignored with a note when ``device="auto"`` finds
+    none). ``store_inputs``: also write inputs.npy (stored images, else the model inputs).
+    ``progress(rows_done, total)`` on rank 0; ``log(message)`` for notes. Under torchrun every rank
+    calls this; each computes its shard of rows. Returns ``out`` once committed, on every rank.
+    """
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+    if str(dtype) not in ("float16", "float32"):
+        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+    out = Path(out)
+    check_target(out, overwrite)  # fail before any long work
+    with process_group(device) as (group, dev):
+        return _extract(
+            group, dev, teacher, _named_students(students), data, out, dict(weights or {}),
+            requested_device=device, batch_size=batch_size, num_workers=num_workers, dtype=str(dtype),
+            autocast=autocast, image_size=image_size, normalize=normalize, store_inputs=store_inputs,
+            overwrite=overwrite, progress=progress, log=log,
+        )  # fmt: skip
+
+
+@dataclass
+class _Setup:
+    """What every rank knows before the pass: models (teacher first), data, classes, input storage."""
+
+    models: list[LoadedModel]
+    source: DataSource
+    num_classes: int
+    amp: torch.dtype | None
+    shown: Callable[[int], np.ndarray] | None  # input i as stored in inputs.npy, if stored
+    first: np.ndarray | None  # input 0 as stored (its shape and dtype size inputs.npy)
+    class_names: list[str] | None
+
+
+def _prepare(dev: torch.device, teacher, students, data, weights, notes: _Notes, o: dict) -> _Setup:
+    amp = _autocast(o["autocast"], dev, o["requested_device"], notes)
+    models = _load_models(teacher, students, weights)
+    for m in models:
+        m.module.to(dev).eval()
+    source = _load_source(data, models[0], o["image_size"], o["normalize"], notes)
+    if len(source) < 1:
+        raise ValueError(f"data {source.name!r} is empty")
+    c = _probe(models, source, dev, amp)
+    shown = _shown(source, o["store_inputs"])
+    return _Setup(models, source, c, amp, shown, None if shown is None else shown(0),
+                  _class_names(source, models[0], c, notes))  # fmt: skip
+
+
+def _extract(group: Group, dev: torch.device, teacher, students, data, out: Path, weights, **o) -> Path:
+    """Every rank: prepare, (rank 0) create the temp bundle, fill this rank's rows, (rank 0) commit.
+
+    Each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank there
+    and rank 0 removes the temp directory.
+    """
+    t_start, notes, writer = time.perf_counter(), _Notes(group, o["log"]), None
+    try:
+        st = group.step(
+            "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, o
+        )
+        notes.flush()
+        partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(st.source)
+        writer = group.step("creating the bundle", _create, group, out, n, list(students), st, partial_id, o)
+        t_loop = time.perf_counter()
+        counts = group.step("extracting logits", _fill, group, dev, st, writer, out, partial_id, o)
+        total = group.sum([counts.rows, *counts.correct])
+        times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
+        group.step("committing the bundle", _commit, group, writer, dev, st, total, times, notes.all, o)
+    except BaseException:
+        if writer is not None and group.is_main:
+            writer.abort()
+        raise
+    return out
+
+
+def _create(group: Group, out: Path, n: int, names: list[str], st: _Setup, partial_id: str, o: dict):
+    """Rank 0 creates ``<out>.partial-<id>`` with every array; the others get None here."""
+    if not group.is_main:
+        return None
+    return BundleWriter(
+        out, num_samples=n, num_classes=st.num_classes, student_names=names, dtype=o["dtype"],
+        class_names=st.class_names, with_labels=True, overwrite=o["overwrite"], partial_id=partial_id,
+        inputs_shape=None if st.first is None else st.first.shape,
+        inputs_dtype=None if st.first is None else st.first.dtype,
+    )  # fmt: skip
+
+
+def _fill(group: Group, dev, st: _Setup, writer, out: Path, partial_id: str, o: dict) -> Counts:
+    """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote."""
+    if not group.is_main:
+        writer = BundleWriter.attach(BundleWriter.partial_path(out, partial_id))
+    counts = _run(group, dev, st, writer, group.shard(len(st.source)), o)
+    if not group.is_main:
+        writer.close()  # rank 0 commits; it checks that the recorded rows cover 0..N-1
+    return counts
+
+
+def _commit(group: Group, writer: BundleWriter | None, dev, st: _Setup, total, times, notes, o: dict) -> None:
+    """Rank 0 writes meta.json and renames the temp directory to ``out``."""
+    if group.is_main:
+        # every row was validated as it was written, so skip re-reading the arrays
+        writer.commit(_meta(group, dev, st, total, times, notes, o), check_values=False)
+
+
+class _Notes:
+    """Notes for the user (e.g. "autocast ignored"): kept for meta, shown once through ``log`` on rank 0."""
+
+    def __init__(self, group: Group, log: Callable[[str], None] | None) -> None:
+        self.all: list[str] = []
+        self._log = log if group.is_main else None
+        self._shown = 0
+
+    def append(self, note: str) -> None:
+        self.all.append(note)
+
+    def flush(self) -> None:
+        if self._log is not None:
+            for note in self.all[self._shown :]:
+                self._log(note)
+        self._shown = len(self.all)
+
+
+def _run(group: Group, dev, st: _Setup, writer: BundleWriter, rows: range, o: dict) -> Counts:
+    workers = o["num_workers"]
+    loader = DataLoader(
+        RowDataset(st.source.dataset, rows, st.shown),
+        batch_size=o["batch_size"],
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        worker_init_fn=_one_thread if workers else None,
+    )
+    report = None
+    if group.is_main and o["progress"] is not None:
+        o["progress"](0, len(rows))
+
+        def report(done: int) -> None:
+            o["progress"](done, len(rows))
+
+    return stream_rows(
+        st.models, loader, writer, first_row=rows.start, device=dev, num_classes=st.num_classes,
+        data_name=st.source.name, autocast=st.amp, progress=report,
+    )  # fmt: skip
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # data-loader workers must not fight the model for cores
+
+
+def _meta(group: Group, dev, st: _Setup, total: list[int], times, notes: list[str], o: dict) -> dict:
+    """meta.json entries beyond the arrays' own: specs, data, device, settings, accuracies, time."""
+    n, correct, models, source = total[0], total[1:], st.models, st.source
+    seconds, loop_seconds = times
+    import cakd_viz
+
+    run = {
+        "device": str(dev) if group.world_size == 1 else dev.type,  # each rank its own cuda:LOCAL_RANK
+        "device_name": describe_device(dev),
+        "world_size": group.world_size,
+        "backend": group.backend,
+        "batch_size": o["batch_size"],
+        "num_workers": o["num_workers"],
+        "dtype": o["dtype"],
+        "autocast": next((k for k, v in AUTOCAST.items() if v == st.amp and v is not None), None),
+        "seconds": round(seconds, 3),  # everything, loading the models and data included
+        "loop_seconds": round(loop_seconds, 3),  # the pass over the data
+        "samples_per_s": round(n / loop_seconds, 1) if loop_seconds > 0 else None,
+        "torch": torch.__version__,
+        "cakd_viz": cakd_viz.__version__,
+        "notes": notes,
+    }
+    return {
+        "source": "extract",
+        "data": {"spec": source.name, "num_samples": n, "normalization": source.normalization},
+        "extract": run,
+        "teacher": _describe(models[0], correct[0], n),
+        "students": {m.name: _describe(m, k, n) for m, k in zip(models[1:], correct[1:], strict=True)},
+    }

@@ -1,0 +1,453 @@
+"""Extraction (`cakd_viz.extract`, `cakd-viz extract`): every model and data form, every error, and
+that a failed or interrupted run leaves no bundle. The torchrun tests are in test_extract_dist.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cakd_viz.bundle import load_bundle
+from cakd_viz.data import load_data
+from cakd_viz.extract import default_student_name, extract, parse_named_model
+
+REPO = Path(__file__).resolve().parents[1]
+TOYS = "cakd_extract_toys"  # the module written by the `toys` fixture
+C, N, SIDE = 6, 45, 8  # classes, samples, image side of the toy data
+
+TOYS_SOURCE = f'''
+"""Toy architectures and data sets for the extraction tests (written by tests/test_extract.py)."""
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class Net(nn.Module):
+    def __init__(self, classes={C}, width=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.fc = nn.Linear(width * {SIDE} * {SIDE}, classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+class NoBatch(Net):
+    def forward(self, x):
+        return super().forward(x).unsqueeze(-1)  # (B, C, 1): not logits
+
+
+def teacher():
+    torch.manual_seed(0)
+    return Net()
+
+
+def student():
+    torch.manual_seed(1)
+    return Net()
+
+
+def wide():
+    torch.manual_seed(2)
+    return Net(width=5)
+
+
+def four_classes():
+    torch.manual_seed(3)
+    return Net(classes=4)
+
+
+def no_batch():
+    torch.manual_seed(4)
+    return NoBatch()
+
+
+class Noise(Dataset):
+    classes = [str(i) for i in range({C})]
+
+    def __init__(self, n={N}, fail_at=None, interrupt_at=None, label_offset=0):
+        self.n, self.fail_at, self.interrupt_at, self.label_offset = n, fail_at, interrupt_at, label_offset
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.fail_at:
+            raise OSError(f"disk on fire at item {{i}}")
+        if i == self.interrupt_at:
+            raise KeyboardInterrupt
+        g = torch.Generator().manual_seed(i)
+        return torch.randn(1, {SIDE}, {SIDE}, generator=g), i % {C} + self.label_offset
+
+
+def noise():
+    return Noise()
+
+
+def noise_failing():
+    return Noise(fail_at=30)
+
+
+def noise_interrupted():
+    return Noise(interrupt_at=30)
+'''
+
+
+@pytest.fixture(scope="module")
+def toys(tmp_path_factory) -> dict:
+    """A module of toy nets/data sets on sys.path, their weights, an .npz, a TorchScript file."""
+    root = tmp_path_factory.mktemp("toys")
+    (root / f"{TOYS}.py").write_text(textwrap.dedent(TOYS_SOURCE))
+    sys.path.insert(0, str(root))
+    mod = __import__(TOYS)
+    save_file(mod.teacher().state_dict(), str(root / "teacher.safetensors"))
+    torch.save(mod.student().state_dict(), root / "student.pt")
+    torch.jit.save(torch.jit.script(mod.wide().eval()), str(root / "wide_ts.pt"))
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (N, SIDE, SIDE), dtype=np.uint8), np.arange(N) % C
+    np.savez(root / "data.npz", inputs=images, labels=labels)
+    np.savez(root / "big_labels.npz", inputs=images, labels=labels + 4)
+    yield {"root": root, "mod": mod, "npz": root / "data.npz", "images": images, "labels": labels}
+    sys.path.remove(str(root))
+    sys.modules.pop(TOYS, None)
+
+
+def _models(toys) -> dict:
+    root = toys["root"]
+    return {
+        "teacher": f"{TOYS}:teacher",
+        "students": {"s": f"{TOYS}:Net", "ts": str(root / "wide_ts.pt")},
+        "weights": {"teacher": root / "teacher.safetensors", "s": root / "student.pt"},
+    }
+
+
+def _reference(toys, data: str, **data_kw) -> tuple[dict, np.ndarray]:
+    """Logits (N, C) of each toy model computed directly, and the labels."""
+    src = load_data(data, **data_kw)
+    x = torch.stack([src.dataset[i][0] for i in range(len(src))])
+    y = np.array([src.dataset[i][1] for i in range(len(src))])
+    mod = toys["mod"]
+    nets = {"teacher": mod.teacher(), "s": mod.student(), "ts": mod.wide()}
+    with torch.no_grad():
+        return {k: m.eval()(x).numpy() for k, m in nets.items()}, y
+
+
+def _no_leftovers(out: Path) -> None:
+    assert not out.exists()
+    assert not list(out.parent.glob(f"{out.name}.partial-*"))
+
+
+# --- every model and data form ---------------------------------------------------------------------
+
+
+def test_factory_weights_torchscript_and_npz_match_a_direct_forward(toys, tmp_path):
+    m = _models(toys)
+    out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"],
+                  device="cpu", batch_size=7, dtype="float32")  # fmt: skip
+    b = load_bundle(out)
+    ref, labels = _reference(toys, str(toys["npz"]))
+    np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b.student("s"), ref["s"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b.student("ts"), ref["ts"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(b.labels, labels)
+    assert b.inputs is None and b.dtype == "float32"
+    meta = b.meta
+    assert meta["teacher"]["spec"].startswith(f"{TOYS}:teacher (weights ")
+    assert meta["students"]["ts"]["spec"] == m["students"]["ts"]
+    assert meta["data"]["spec"] == str(toys["npz"])
+    run = meta["extract"]
+    assert (run["device"], run["batch_size"], run["dtype"], run["world_size"]) == ("cpu", 7, "float32", 1)
+    assert run["seconds"] > 0 and run["samples_per_s"] > 0
+    acc = (ref["s"].argmax(1) == labels).mean()
+    assert meta["students"]["s"]["accuracy"] == pytest.approx(acc)
+
+
+def test_float16_storage_and_batch_size_do_not_change_the_logits(toys, tmp_path):
+    m = _models(toys)
+    ref, _ = _reference(toys, str(toys["npz"]))
+    for bs in (1, 16, 1000):
+        out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / f"b{bs}", weights=m["weights"],
+                      device="cpu", batch_size=bs)  # fmt: skip
+        b = load_bundle(out)
+        assert b.teacher.dtype == np.float16
+        np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=2e-3, atol=2e-3)
+
+
+def test_data_loader_workers_give_the_same_bundle(toys, tmp_path):
+    m = _models(toys)
+    bundles = [
+        load_bundle(extract(m["teacher"], m["students"], f"{TOYS}:noise", tmp_path / f"b{w}", weights=m["weights"],
+                            device="cpu", batch_size=8, num_workers=w, store_inputs=True))
+        for w in (0, 2)
+    ]  # fmt: skip
+    a, b = bundles
+    np.testing.assert_array_equal(a.teacher, b.teacher)
+    for name in ("s", "ts"):
+        np.testing.assert_array_equal(a.student(name), b.student(name))
+    np.testing.assert_array_equal(bundles[0].inputs, bundles[1].inputs)
+
+
+def test_data_factory(toys, tmp_path):
+    m = _models(toys)
+    out = extract(m["teacher"], m["students"], f"{TOYS}:noise", tmp_path / "b", weights=m["weights"],
+                  device="cpu", batch_size=8, dtype="float32", store_inputs=True)  # fmt: skip
+    b = load_bundle(out)
+    ref, labels = _reference(toys, f"{TOYS}:noise")
+    np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(b.labels, labels)
+    assert b.inputs.shape == (N, 1, SIDE, SIDE) and b.inputs.dtype == np.float32  # the model inputs
+
+
+def test_image_folder_of_pngs_with_resize_and_normalisation(toys, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c in range(C):
+        (tmp_path / "imgs" / f"class_{c}").mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(rng.integers(0, 256, (12, 10), dtype=np.uint8)).save(
+                tmp_path / "imgs" / f"class_{c}" / f"{k}.png"
+            )
+    m, data = _models(toys), str(tmp_path / "imgs")
+    out = extract(m["teacher"], m["students"], data, tmp_path / "b", weights=m["weights"], device="cpu",
+                  image_size=SIDE, normalize="0.5/0.25", dtype="float32", store_inputs=True)  # fmt: skip
+    b = load_bundle(out)
+    ref, labels = _reference(toys, data, image_size=SIDE, normalize="0.5/0.25")
+    np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(b.labels, np.repeat(np.arange(C), 2))
+    assert b.class_names == [f"class_{c}" for c in range(C)]
+    assert b.inputs.shape == (2 * C, SIDE, SIDE) and b.inputs.dtype == np.uint8  # the images, resized
+
+
+def test_npz_inputs_are_stored_as_they_are(toys, tmp_path):
+    m = _models(toys)
+    out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"],
+                  device="cpu", store_inputs=True)  # fmt: skip
+    np.testing.assert_array_equal(load_bundle(out).inputs, toys["images"])
+
+
+def test_modules_and_default_student_names(toys, tmp_path):
+    mod = toys["mod"]
+    out = extract(
+        mod.teacher(), [mod.student(), mod.student()], str(toys["npz"]), tmp_path / "b", device="cpu"
+    )
+    assert load_bundle(out).student_names == ["net", "net_2"]
+
+
+def test_spec_parsing(tmp_path):
+    assert parse_named_model("kd=sample:glyphs/student_kd") == ("kd", "sample:glyphs/student_kd")
+    assert parse_named_model("sample:glyphs/student_kd") == (None, "sample:glyphs/student_kd")
+    assert parse_named_model("pkg.mod:make") == (None, "pkg.mod:make")
+    odd = tmp_path / "a=b.pt"
+    odd.write_bytes(b"")
+    assert parse_named_model(str(odd)) == (None, str(odd))  # an existing file is never split
+    assert default_student_name("sample:glyphs/student_kd") == "student_kd"
+    assert default_student_name("nets/resnet8_ts.pt") == "resnet8_ts"
+    assert default_student_name("pkg.zoo:make_resnet") == "make_resnet"
+    assert default_student_name("sample:glyphs/teacher") == "teacher_copy"
+
+
+def test_autocast_on_auto_without_a_gpu_falls_back_with_a_note(toys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    m, notes = _models(toys), []
+    out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"],
+                  device="auto", autocast="bf16", log=notes.append)  # fmt: skip
+    assert any("autocast 'bf16' ignored" in n for n in notes)
+    meta = load_bundle(out).meta["extract"]
+    assert meta["autocast"] is None and meta["device"] == "cpu" and meta["notes"] == notes
+
+
+def test_progress_reports_rows(toys, tmp_path):
+    m, calls = _models(toys), []
+    extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"], device="cpu",
+            batch_size=20, progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    assert calls == [(0, N), (20, N), (40, N), (N, N)]
+
+
+def test_overwrite(toys, tmp_path):
+    m = _models(toys)
+    args = (m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b")
+    extract(*args, weights=m["weights"], device="cpu")
+    with pytest.raises(ValueError, match="already exists"):
+        extract(*args, weights=m["weights"], device="cpu")
+    extract(*args, weights=m["weights"], device="cpu", dtype="float32", overwrite=True)
+    assert load_bundle(tmp_path / "b").dtype == "float32"
+
+
+# --- the shipped samples ----------------------------------------------------------------------------
+
+
+def _shipped(data: str):
+    from cakd_viz.models import samples_dir
+
+    return load_bundle(samples_dir() / data / "bundle")
+
+
+def test_extracting_the_shipped_digits_checkpoints_reproduces_their_bundle(tmp_path):
+    shipped = _shipped("digits")
+    students = {s: f"sample:digits/{s}" for s in shipped.student_names}
+    b = load_bundle(extract("sample:digits/teacher", students, "sample:digits:test", tmp_path / "b", device="cpu",
+                            store_inputs=True))  # fmt: skip
+    _assert_same_bundle(b, shipped, slice(None))
+
+
+def test_extracting_the_shipped_glyphs_checkpoints_reproduces_their_bundle(tmp_path):
+    """Every 10th held-out glyph (5 per class), to keep the test fast; the code path is the same."""
+    from torch.utils.data import Subset
+
+    from cakd_viz.data import sample_data
+
+    shipped = _shipped("glyphs")
+    rows = np.arange(0, shipped.num_samples, 10)
+    # the split `sample:glyphs:test` names (50 per class); a `samples build --quick` bundle has fewer
+    src = sample_data("glyphs", "test", per_class=shipped.num_samples // 62)
+    assert shipped.meta["data"] == "sample:glyphs:test" and len(src) == shipped.num_samples
+    sub = dataclasses.replace(
+        src, dataset=Subset(src.dataset, rows), inputs=src.inputs[rows], labels=src.labels[rows]
+    )
+    students = {s: f"sample:glyphs/{s}" for s in shipped.student_names}
+    assert sorted(students) == ["student_ce", "student_kd"]
+    b = load_bundle(extract("sample:glyphs/teacher", students, sub, tmp_path / "b", device="cpu",
+                            store_inputs=True))  # fmt: skip
+    _assert_same_bundle(b, shipped, rows)
+
+
+def _assert_same_bundle(b, shipped, rows) -> None:
+    """Equal up to float16 rounding of slightly different float32 sums (batching, kernels)."""
+    assert b.student_names == shipped.student_names and b.class_names == shipped.class_names
+    assert b.dtype == shipped.dtype
+    tol = dict(rtol=2e-3, atol=2e-2)
+    np.testing.assert_allclose(b.teacher.astype(np.float32), shipped.teacher[rows].astype(np.float32), **tol)
+    for s in b.student_names:
+        np.testing.assert_allclose(
+            b.student(s).astype(np.float32), shipped.student(s)[rows].astype(np.float32), **tol
+        )
+    np.testing.assert_array_equal(b.labels, shipped.labels[rows])
+    np.testing.assert_array_equal(b.inputs, shipped.inputs[rows])
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+class _OutOfMemory(torch.nn.Module):
+    def forward(self, x):
+        if x.shape[0] > 4:  # small batches fit
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return torch.zeros(x.shape[0], C)
+
+
+def _error_cases(toys) -> dict:
+    root = toys["root"]
+    t, npz, w = f"{TOYS}:teacher", str(toys["npz"]), {"teacher": root / "teacher.safetensors"}
+    return {
+        "not_batch_c": (dict(teacher=t, students=[f"{TOYS}:no_batch"]), r"returned shape \(\d+, 6, 1\).*\(batch, C\)"),
+        "classes_differ": (dict(teacher=t, students=[f"{TOYS}:four_classes"]), "outputs 4 classes, the teacher 6"),
+        "labels_exceed": (dict(teacher=t, students=[t], data=str(root / "big_labels.npz")), r"label 6 at row 2 .* 6 classes"),
+        "no_import": (dict(teacher=t, students=["no_such_pkg.nets:make"]), "student 'make'.*cannot import module 'no_such_pkg.nets'"),
+        "weights_misfit": (dict(teacher=t, students={"w": f"{TOYS}:wide"}, weights={**w, "w": root / "student.pt"}),
+                           r"student 'w'.*does not fit Net:.*mis-shaped \[conv.bias"),
+        "weights_unknown": (dict(teacher=t, students=[t], weights={"nobody": root / "student.pt"}), "weights given for \\['nobody'\\]"),
+        "oom": (dict(teacher=t, students={"big": _OutOfMemory()}), r"out of memory .* student 'big' on a batch of 16.*smaller --batch-size \(e.g. 8\)"),
+        "unknown_device": (dict(teacher=t, students=[t], device="tpu"), "unknown device 'tpu'"),
+        "autocast_on_cpu": (dict(teacher=t, students=[t], autocast="fp16"), "autocast 'fp16' runs on a GPU only"),
+        "autocast_name": (dict(teacher=t, students=[t], autocast="int8"), "unknown autocast 'int8'"),
+        "no_students": (dict(teacher=t, students=[]), "at least one student"),
+        "bad_data": (dict(teacher=t, students=[t], data="nowhere/data.npz"), "no such file or folder"),
+    }, npz  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["not_batch_c", "classes_differ", "labels_exceed", "no_import", "weights_misfit", "weights_unknown", "oom",
+     "unknown_device", "autocast_on_cpu", "autocast_name", "no_students", "bad_data"],
+)  # fmt: skip
+def test_errors_are_clear_value_errors_and_leave_nothing(toys, tmp_path, case):
+    cases, npz = _error_cases(toys)
+    kw, pattern = cases[case]
+    kw = {"data": npz, "device": "cpu", "batch_size": 16, **kw}
+    out = tmp_path / "b"
+    with pytest.raises(ValueError, match=pattern):
+        extract(kw.pop("teacher"), kw.pop("students"), kw.pop("data"), out, **kw)
+    _no_leftovers(out)
+
+
+@pytest.mark.parametrize(
+    "data, error", [("noise_failing", ValueError), ("noise_interrupted", KeyboardInterrupt)]
+)
+def test_a_run_that_fails_midway_leaves_no_bundle(toys, tmp_path, data, error):
+    m, out = _models(toys), tmp_path / "b"
+    with pytest.raises(error) as info:
+        extract(
+            m["teacher"],
+            m["students"],
+            f"{TOYS}:{data}",
+            out,
+            weights=m["weights"],
+            device="cpu",
+            batch_size=8,
+        )
+    if error is ValueError:
+        assert "reading rows 24..31 failed: OSError: disk on fire at item 30" in str(info.value)
+    _no_leftovers(out)
+
+
+def test_nan_logits_midway_leave_no_bundle(toys, tmp_path):
+    class NanAfter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = toys["mod"].teacher(), 0
+
+        def forward(self, x):
+            self.calls += 1
+            out = self.net(x)
+            return out * float("nan") if self.calls > 3 else out
+
+    out = tmp_path / "b"
+    with pytest.raises(ValueError, match="NaN"):
+        extract(toys["mod"].teacher(), {"nan": NanAfter()}, str(toys["npz"]), out, device="cpu", batch_size=8)
+    _no_leftovers(out)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def _cli(args: list[str], toys) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(toys["root"]), str(REPO)])}
+    return subprocess.run([sys.executable, "-m", "cakd_viz", "extract", *args], capture_output=True, text=True,
+                          env=env, cwd=toys["root"], timeout=120)  # fmt: skip
+
+
+def test_cli_end_to_end(toys, tmp_path):
+    root, out = toys["root"], tmp_path / "cli_bundle"
+    r = _cli(["--teacher", f"{TOYS}:teacher", "--teacher-weights", str(root / "teacher.safetensors"),
+              "--student", f"s={TOYS}:Net", "--student-weights", f"s={root / 'student.pt'}",
+              "--student", str(root / "wide_ts.pt"), "--data", str(toys["npz"]), "--out", str(out),
+              "--device", "cpu", "--batch-size", "16", "--dtype", "float32", "--store-inputs"], toys)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {out}: {N} samples x {C} classes, float32; accuracy teacher" in r.stdout
+    b = load_bundle(out)
+    assert b.student_names == ["s", "wide_ts"] and b.inputs.shape == (N, SIDE, SIDE)
+    ref, _ = _reference(toys, str(toys["npz"]))
+    np.testing.assert_allclose(b.student("wide_ts"), ref["ts"], rtol=1e-5, atol=1e-5)
+    assert json.loads((out / "meta.json").read_text())["extract"]["batch_size"] == 16
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(toys, tmp_path):
+    out = tmp_path / "b"
+    r = _cli(["--teacher", f"{TOYS}:teacher", "--student", f"{TOYS}:four_classes", "--data", str(toys["npz"]),
+              "--out", str(out), "--device", "cpu"], toys)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"cakd-viz extract: error: student 'four_classes' ({TOYS}:four_classes) outputs 4 classes, the teacher 6"
+    ]
+    _no_leftovers(out)
