@@ -3,7 +3,8 @@
 No Streamlit here: the app (``appkit``) asks this module which paths are allowed, so the rules are
 testable on their own. A server path is allowed only when, after resolving ``..`` and symlinks, it
 lies inside one of the data roots (env ``CAKD_VIZ_DATA_ROOT``, several separated by ``os.pathsep``;
-default: the repository's ``sample_checkpoints`` and ``runs`` folders).
+default: the repository's ``sample_checkpoints`` folder and the runs folder, ``CAKD_VIZ_RUNS_DIR`` or
+``runs/``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = REPO_ROOT / "sample_checkpoints"
 RUNS_DIR = REPO_ROOT / "runs"
 DATA_ROOT_ENV = "CAKD_VIZ_DATA_ROOT"
+RUNS_DIR_ENV = "CAKD_VIZ_RUNS_DIR"  # where weight-tuning runs live (see cakd_viz.runs.store)
 
 # Shipped sample bundles, in the order the app offers them; the first one that exists opens by default.
 SAMPLES = {
@@ -39,10 +41,7 @@ def data_roots() -> list[Path]:
     candidates = (
         [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
         if raw
-        else [
-            SAMPLES_DIR,
-            RUNS_DIR,
-        ]
+        else [SAMPLES_DIR, Path(os.environ.get(RUNS_DIR_ENV) or RUNS_DIR).expanduser()]
     )
     return [p.resolve() for p in candidates if p.is_dir()]
 

@@ -1,0 +1,60 @@
+"""Weight-tuning runs and sweeps (DESIGN.md §5): configs, the run folder, launching, training, reading back.
+
+    from cakd_viz.runs import RunConfig, launch, list_runs, cancel
+    run_dir = launch(RunConfig.from_dict({"data": "sample:glyphs", "loss": {"name": "kd"}}))
+    list_runs()[0].state          # "queued" | "running" | "done" | "failed" | "cancelled"
+
+The app only reads run folders and starts processes; it never trains in its own process, and never
+needs Ray (the optional sweep engine).
+"""
+
+from cakd_viz.runs.config import LOSS_NAMES, LossConfig, RunConfig
+from cakd_viz.runs.launcher import cancel, default_max_concurrent, launch
+from cakd_viz.runs.results import (
+    RunInfo,
+    SweepInfo,
+    list_runs,
+    list_sweeps,
+    metrics_frame,
+    read_run,
+    read_sweep,
+    runs_table,
+    sweep_frame,
+)
+from cakd_viz.runs.store import runs_dir
+
+
+def execute(*args, **kwargs):
+    """Execute a prepared run folder here (see ``cakd_viz.runs.runner.execute``)."""
+    from cakd_viz.runs.runner import execute as _execute
+
+    return _execute(*args, **kwargs)
+
+
+def run_config(*args, **kwargs):
+    """Create a run folder and execute it here (see ``cakd_viz.runs.runner.run_config``)."""
+    from cakd_viz.runs.runner import run_config as _run_config
+
+    return _run_config(*args, **kwargs)
+
+
+__all__ = [
+    "LOSS_NAMES",
+    "LossConfig",
+    "RunConfig",
+    "RunInfo",
+    "SweepInfo",
+    "cancel",
+    "default_max_concurrent",
+    "execute",
+    "launch",
+    "list_runs",
+    "list_sweeps",
+    "metrics_frame",
+    "read_run",
+    "read_sweep",
+    "run_config",
+    "runs_dir",
+    "runs_table",
+    "sweep_frame",
+]

@@ -1,0 +1,280 @@
+"""Run configs: one typed dataclass per weight-tuning run, saved as ``config.json`` in its folder.
+
+A run trains a student with ``ce_weight * CE + distillation loss`` (DESIGN.md §5). ``RunConfig.from_dict``
+accepts the JSON form, fills defaults, and refuses unknown keys and bad values with a message naming
+the field; ``validate`` is cheap (no model or data is loaded), so the app and the command line can
+refuse a bad config before anything is launched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from cakd_viz.grouping import parse_grouping
+
+# The loss names a run config accepts: "ce" (cross-entropy only) plus the keys of
+# cakd_viz.losses.LOSSES in lower case. Kept here as strings so that validating a config stays light.
+LOSS_NAMES = ("ce", "kd", "dkd", "cakd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+SAMPLE_DATA = ("digits", "glyphs")
+_SAMPLE_DATA = re.compile(r"^sample:(\w+)$")
+_NAME = re.compile(r"^[\w.+-]*$")
+
+
+@dataclass
+class LossConfig:
+    """The distillation part of the loss; the total is ``ce_weight * CE + <this loss>``."""
+
+    name: str = "cakd"  # "ce" (no distillation) | "kd" | "dkd" | "cakd"
+    grouping: str = "topk:5"  # cakd only: the strong set S (DESIGN.md §2), e.g. "target", "topk:5"
+    temperature: float = 4.0  # T of the softened distributions (kd, dkd, cakd)
+    w_b: float = 1.0  # cakd: weight of BCD
+    alpha: float = 1.0  # cakd: weight of SCD; dkd: weight of TCKD (= BCD with S = {label})
+    beta: float = 8.0  # cakd: weight of WCD; dkd: weight of NCKD (= WCD with S = {label})
+    warmup: float = 0.0  # epochs of linear warm-up of the distillation weights (kd, dkd, cakd)
+    ce_weight: float = 1.0  # weight of the cross-entropy with the labels
+
+    def validate(self) -> None:
+        """ValueError naming the first bad field (prefixed ``loss.``)."""
+        if self.name not in LOSS_NAMES:
+            raise ValueError(f"loss.name must be one of {', '.join(LOSS_NAMES)}, got {self.name!r}")
+        try:
+            parse_grouping(self.grouping)
+        except ValueError as exc:
+            raise ValueError(f"loss.grouping: {exc}") from None
+        _check_number("loss.temperature", self.temperature, low=0.0, open_low=True)
+        for key in ("w_b", "alpha", "beta", "warmup", "ce_weight"):
+            _check_number(f"loss.{key}", getattr(self, key), low=0.0)
+        if self.name == "ce" and self.ce_weight == 0:
+            raise ValueError("loss.ce_weight is 0 and loss.name is 'ce': nothing would be trained")
+
+    def summary(self) -> str:
+        """A short label, e.g. 'CAKD topk:5 (1/1/8, T=4)', 'DKD (1/8, T=4)', 'KD (T=4)', 'CE only'."""
+        if self.name == "ce":
+            return "CE only"
+        if self.name == "kd":
+            return f"KD (T={self.temperature:g})"
+        if self.name == "dkd":
+            return f"DKD ({self.alpha:g}/{self.beta:g}, T={self.temperature:g})"
+        return f"CAKD {self.grouping} ({self.w_b:g}/{self.alpha:g}/{self.beta:g}, T={self.temperature:g})"
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rerun one weight-tuning run (DESIGN.md §5)."""
+
+    data: str = "sample:glyphs"  # "sample:NAME" (train on NAME:train, test on NAME:test) or a data spec
+    test_data: str | None = None  # held-out data spec; None: the sample's test split (required otherwise)
+    teacher: str = "sample:glyphs/teacher"  # a model spec, as in `extract --teacher`
+    teacher_weights: str | None = None  # weights file, for a package.module:factory teacher only
+    student: str = "cnn_s"  # an architecture name (trained from scratch) or a model spec (fine-tuned)
+    student_weights: str | None = None  # weights file, for a package.module:factory student only
+    loss: LossConfig = field(default_factory=LossConfig)
+    epochs: int = 5  # passes over the training set
+    batch_size: int = 64  # samples per step (the global batch under torchrun)
+    lr: float = 0.01  # peak learning rate (cosine schedule down to 0); T^2-scaled KD terms diverge at 0.05
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9, nesterov) | "adamw"
+    weight_decay: float = 5e-4  # L2 (sgd) or decoupled (adamw) weight decay
+    seed: int = 0  # student initialisation, data order and subset draw
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    train_subset: int = 0  # train on a seeded random subset of this many samples; 0: all of them
+    threads: int = 1  # torch CPU threads of the run process (keeps parallel runs from contending)
+    cache_teacher: bool = True  # keep the teacher's logits in RUNS_DIR/.cache for later runs (same results)
+    name: str = ""  # a label for the runs table and the student in the bundle (letters, digits, _.+-)
+    sweep: str = ""  # id of the sweep this run belongs to (set by the sweep engine)
+    params: dict = field(default_factory=dict)  # the values a sweep set for this run (set by the engine)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """Build from the JSON form; unknown keys and wrongly typed values raise ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run config is a JSON object, got {type(data).__name__}")
+        _check_keys(data, cls, "run config")
+        loss = data.get("loss", {})
+        if isinstance(loss, str):  # "loss": "kd" is short for {"name": "kd"}
+            loss = {"name": loss}
+        if not isinstance(loss, dict):
+            raise ValueError(f"loss must be an object such as {{'name': 'cakd', ...}}, got {loss!r}")
+        _check_keys(loss, LossConfig, "loss")
+        values = {k: _coerce(cls, k, v, "") for k, v in data.items() if k != "loss"}
+        loss_values = {k: _coerce(LossConfig, k, v, "loss.") for k, v in loss.items()}
+        return cls(**values, loss=LossConfig(**loss_values))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunConfig:
+        """Read and validate a run config file."""
+        return cls.from_dict(read_json_config(path)).validated()
+
+    def to_dict(self) -> dict:
+        """JSON-ready copy (the form written to config.json)."""
+        return asdict(self)
+
+    def validated(self) -> RunConfig:
+        """``self`` after ``validate()``, for chaining."""
+        self.validate()
+        return self
+
+    def validate(self) -> None:
+        """Cheap checks (no model or data is loaded); ValueError naming the first bad field."""
+        self.loss.validate()
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+        _check_int("train_subset", self.train_subset, 0)
+        _check_int("threads", self.threads, 1)
+        _check_number("lr", self.lr, low=0.0, open_low=True)
+        _check_number("weight_decay", self.weight_decay, low=0.0)
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps; got {self.device!r}")
+        if not _NAME.match(self.name):
+            raise ValueError(f"name {self.name!r}: use letters, digits and _ . + - only")
+        self._validate_specs()
+
+    def _validate_specs(self) -> None:
+        for key in ("data", "teacher", "student"):
+            if not str(getattr(self, key)).strip():
+                raise ValueError(f"{key} is empty")
+        sample = _SAMPLE_DATA.match(self.data)
+        if sample and sample.group(1) not in SAMPLE_DATA:
+            raise ValueError(
+                f"data {self.data!r}: unknown sample; choose one of sample:{', sample:'.join(SAMPLE_DATA)}"
+            )
+        if self.data.startswith("sample:") and not sample:
+            raise ValueError(
+                f"data {self.data!r}: a run trains on a sample's train split and tests on its test split; "
+                "write just sample:NAME (e.g. sample:glyphs)"
+            )
+        if not sample and not self.test_data:
+            raise ValueError(
+                f"test_data is required when data is not a shipped sample (data is {self.data!r})"
+            )
+        for key in ("data", "test_data", "teacher_weights", "student_weights"):
+            _check_path_exists(key, getattr(self, key))
+        _check_model_spec("teacher", self.teacher, archs_allowed=False)
+        _check_model_spec("student", self.student, archs_allowed=True)
+
+    # -- what a run does with it --------------------------------------------------------------------
+
+    def train_spec(self) -> str:
+        """The data spec of the training split."""
+        sample = _SAMPLE_DATA.match(self.data)
+        return f"{self.data}:train" if sample else self.data
+
+    def test_spec(self) -> str:
+        """The data spec of the held-out split."""
+        if self.test_data:
+            return self.test_data
+        return f"{self.data}:test"
+
+    def label(self) -> str:
+        """The name, or a summary of the loss when unnamed."""
+        return self.name or self.loss.summary()
+
+    def student_name(self) -> str:
+        """The student's name in the run's bundle: the run name, or one made from the loss."""
+        if self.name:
+            return self.name
+        if self.loss.name == "cakd":
+            return re.sub(r"[^\w.+-]", "", f"cakd_{self.loss.grouping.replace(':', '')}")
+        return self.loss.name
+
+
+def read_json_config(path: str | Path) -> dict:
+    """The JSON object in ``path``; ValueError (file and line) when it is missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such config file")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+# -- checks -------------------------------------------------------------------------------------------
+
+
+def _check_keys(data: dict, cls: type, where: str) -> None:
+    known = [f.name for f in fields(cls)]
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; known keys: {', '.join(known)}"
+        )
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}
+
+
+def _coerce(cls: type, key: str, value: object, prefix: str) -> object:
+    """Check one JSON value against the field's annotation; ints are accepted for floats."""
+    annotation = str(next(f.type for f in fields(cls) if f.name == key))
+    optional = "None" in annotation
+    if value is None and optional:
+        return None
+    kind = annotation.split("|")[0].strip()
+    expected = _TYPES.get(kind)
+    if expected is None:
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        what = {
+            "int": "a whole number",
+            "float": "a number",
+            "str": "a string",
+            "dict": "an object",
+            "bool": "true or false",
+        }[kind]
+        raise ValueError(f"{prefix}{key} must be {what}, got {value!r}")
+    return value
+
+
+def _check_int(key: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{key} must be a whole number >= {low}, got {value!r}")
+
+
+def _check_number(key: str, value: float, *, low: float, open_low: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (open_low and value == low):
+        bound = f"> {low:g}" if open_low else f">= {low:g}"
+        raise ValueError(f"{key} must be a finite number {bound}, got {value!r}")
+
+
+def _check_path_exists(key: str, spec: str | None) -> None:
+    """A spec that looks like a file path (has a suffix or a slash, no scheme) must exist."""
+    if not spec or spec.startswith("sample:") or re.fullmatch(r"[\w.]+:\w+", spec):
+        return
+    if "/" in spec or "\\" in spec or Path(spec).suffix:
+        if not Path(spec).expanduser().exists():
+            raise ValueError(f"{key} {spec!r}: no such file or folder")
+
+
+def _check_model_spec(key: str, spec: str, *, archs_allowed: bool) -> None:
+    """A shipped sample must be present; a bare word must be an architecture (students only)."""
+    from cakd_viz.models.archs import ARCHS
+    from cakd_viz.models.specs import MODEL_SPEC_FORMS, list_sample_models
+
+    if archs_allowed and spec in ARCHS:
+        return
+    if spec.startswith("sample:"):
+        have = list_sample_models()
+        if spec not in have:
+            hint = f"available: {', '.join(have)}" if have else "run `python -m cakd_viz samples build` first"
+            raise ValueError(f"{key} {spec!r}: no such shipped model; {hint}")
+        return
+    _check_path_exists(key, spec)
+    if not ("/" in spec or "\\" in spec or Path(spec).suffix or ":" in spec):
+        archs = f"an architecture ({', '.join(ARCHS)}) or " if archs_allowed else ""
+        raise ValueError(f"{key} {spec!r}: expected {archs}a model spec ({MODEL_SPEC_FORMS})")

@@ -1,0 +1,206 @@
+"""Start runs as separate processes, cancel them, and bound how many train at once.
+
+``launch(config)`` creates the run folder and starts ``python -m cakd_viz tune --run-dir DIR`` in its
+own session (``start_new_session=True``: a new process group whose id is the child's pid), with its
+output going to the folder's log.txt. Nothing is kept in memory that the run needs later: the app can
+restart and read every run back from disk (``cakd_viz.runs.results``).
+
+``cancel(run_dir)`` asks the run to stop (a cancel file, for runs without a group of their own such as
+Ray trials), then kills its whole process group (SIGTERM, then SIGKILL after a grace period) and marks
+it ``cancelled``.
+
+Concurrency: a run holds one of ``limit`` slot files (``RUNS_DIR/.slots/N.lock``, an exclusive
+``flock``) while it trains; the others wait in state ``queued``, oldest first. The operating system
+drops a dead process's lock, so a crash never leaks a slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cakd_viz.runs import store
+from cakd_viz.runs.config import RunConfig
+
+MAX_RUNS_ENV = "CAKD_VIZ_MAX_RUNS"
+SLOTS = ".slots"
+
+
+class Cancelled(Exception):
+    """The run was asked to stop (cancel file, or its state became final) before it finished."""
+
+
+def default_max_concurrent() -> int:
+    """``$CAKD_VIZ_MAX_RUNS``, else half the CPU cores (at least 1): each run uses one or more threads."""
+    env = os.environ.get(MAX_RUNS_ENV, "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"{MAX_RUNS_ENV}={env!r} is not a whole number") from None
+        if value < 1:
+            raise ValueError(f"{MAX_RUNS_ENV} must be >= 1, got {value}")
+        return value
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def launch(
+    config: RunConfig,
+    root: str | Path | None = None,
+    *,
+    max_concurrent: int | None = None,
+    env: dict | None = None,
+) -> Path:
+    """Validate ``config``, create its run folder under ``root`` and start it in the background.
+
+    Returns the run folder at once (the run may wait, ``queued``, for a slot). An invalid config
+    raises ValueError before anything is created.
+    """
+    config.validate()
+    run_dir = store.create_run(store.runs_dir(root), config.to_dict())
+    spawn(run_dir, max_concurrent=max_concurrent, env=env)
+    return run_dir
+
+
+def spawn(run_dir: Path, *, max_concurrent: int | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start the process that executes the prepared folder ``run_dir``, in a new process group."""
+    limit = max_concurrent or default_max_concurrent()
+    cmd = [
+        sys.executable,
+        "-m",
+        "cakd_viz",
+        "tune",
+        "--run-dir",
+        str(run_dir),
+        "--max-concurrent",
+        str(limit),
+        "-q",
+    ]
+    with open(run_dir / store.LOG, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
+    # The child is its own group leader (pgid == pid). Refused if it already left "queued".
+    store.update_status(run_dir, "queued", **store.process_identity(proc.pid), pgid=proc.pid)
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()  # no zombies
+    return proc
+
+
+def cancel(run_dir: str | Path, *, grace_s: float = 3.0) -> bool:
+    """Stop a queued or running run and mark it ``cancelled``; False when it had already ended."""
+    run_dir = Path(run_dir)
+    try:
+        status = store.read_json(run_dir / store.STATUS)
+    except ValueError:
+        return False
+    if status.get("state") in store.FINAL:
+        return False
+    store.request_cancel(run_dir)
+    pgid = status.get("pgid")
+    if isinstance(pgid, int) and store.process_alive(status):
+        kill_group(pgid, grace_s=grace_s)
+    if store.update_status(run_dir, "cancelled", error=None) is not None:
+        return True
+    # its SIGTERM handler may have recorded "cancelled" itself before it went
+    return store.read_json(run_dir / store.STATUS).get("state") == "cancelled"
+
+
+def kill_group(pgid: int, *, grace_s: float = 3.0) -> None:
+    """SIGTERM the process group, wait up to ``grace_s`` for it to go, then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not group_alive(pgid):
+                return
+            time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            rest = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(rest) > 2 and int(rest[2]) == pgid and rest[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def run_slot(
+    root: Path, limit: int, run_dir: Path | None = None, *, should_stop: Callable[[], bool] = lambda: False,
+    poll_s: float = 0.5,
+) -> Iterator[int]:  # fmt: skip
+    """Hold one of ``limit`` slots under ``root`` while the block runs; waits (oldest first) when all are taken.
+
+    Raises Cancelled when ``should_stop()`` turns true while waiting. Yields the slot number.
+    """
+    folder = root / SLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        if should_stop():
+            raise Cancelled("cancelled while queued")
+        if run_dir is None or not _older_waiting(root, run_dir):
+            for i in range(limit):
+                handle = open(folder / f"{i}.lock", "a")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    continue
+                try:
+                    yield i
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    handle.close()
+                return
+        time.sleep(poll_s)
+
+
+def _older_waiting(root: Path, run_dir: Path) -> bool:
+    """Whether a run queued before ``run_dir`` is itself waiting for a slot (first come, first served)."""
+    try:
+        mine = float(store.read_json(run_dir / store.STATUS).get("waiting_since") or 0)
+    except ValueError:
+        return False
+    for other in root.iterdir():
+        if other == run_dir or other.name.startswith(".") or not other.is_dir():
+            continue
+        try:
+            status = store.read_json(other / store.STATUS)
+        except ValueError:
+            continue
+        since = status.get("waiting_since")
+        if status.get("state") == "queued" and since and float(since) < mine and store.process_alive(status):
+            return True
+    return False

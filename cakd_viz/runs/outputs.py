@@ -1,0 +1,113 @@
+"""What a finished run leaves in its folder: the student's weights, its logit bundle, the summary, and env.json."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cakd_viz.runs import store
+from cakd_viz.runs.build import Parts
+from cakd_viz.runs.config import RunConfig
+from cakd_viz.runs.teacher_cache import teacher_logits
+
+
+def write_outputs(
+    run_dir: Path,
+    cfg: RunConfig,
+    parts: Parts,
+    history: list[dict],
+    dev,
+    seconds: float,
+    cache_dir: Path | None,
+) -> None:
+    """student.* (weights), bundle/ (held-out logits of teacher and student), summary.json, in that order."""
+    from cakd_viz.bundle import write_bundle
+    from cakd_viz.train import predict_logits
+
+    student = parts.student
+    test = parts.test
+    labels = np.asarray(test.labels if test.labels is not None else [int(y) for _, y in test.dataset])
+    s_logits = predict_logits(student, test.dataset, device=dev)
+    t_logits, _ = teacher_logits(parts.teacher, test.dataset, cache_dir, device=dev)
+    accs = [h["val_acc"] for h in history]
+    best = int(np.argmax(accs))
+    summary = {
+        "best_val_acc": accs[best],
+        "best_epoch": history[best]["epoch"],
+        "last_val_acc": accs[-1],
+        "last_epoch": history[-1]["epoch"],
+        "teacher_val_acc": float((t_logits.argmax(1) == labels).mean()),
+        "val_samples": len(labels),
+        "train_samples": len(parts.train_set),
+        "seconds": round(seconds, 2),
+        "train_seconds": round(sum(h["seconds"] for h in history), 2),
+    }
+    save_student(run_dir, cfg, parts, summary)
+    name = cfg.student_name()
+    meta = {
+        "source": "run",
+        "run": {"id": run_dir.name, "config": cfg.to_dict(), "summary": summary},
+        "teacher": {"spec": cfg.teacher, "accuracy": summary["teacher_val_acc"]},
+        "students": {
+            name: {"spec": f"{run_dir.name}/student", "loss": cfg.loss.summary(), "accuracy": accs[-1]}
+        },
+        "data": {"spec": cfg.test_spec(), "normalization": test.normalization},
+    }
+    write_bundle(
+        run_dir / store.BUNDLE, teacher=t_logits, students={name: s_logits}, labels=labels,
+        class_names=test.class_names, inputs=test.display_inputs(), meta=meta, dtype="float32", overwrite=True,
+    )  # fmt: skip
+    store.write_json(run_dir / store.SUMMARY, summary)
+
+
+def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, summary: dict) -> None:
+    from cakd_viz.models import ARCHS, save_checkpoint
+
+    info, train = parts.student_info, parts.train
+    arch = info.get("arch")
+    if arch in ARCHS:
+        save_checkpoint(
+            run_dir / store.WEIGHTS, parts.student, arch=arch, class_names=train.class_names,
+            input_shape=train.input_shape, normalization=train.normalization, arch_kwargs=info.get("arch_kwargs"),
+            accuracy=summary["last_val_acc"], train_config=cfg.to_dict(), extra={"run": run_dir.name},
+        )  # fmt: skip
+        return
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in parts.student.state_dict().items()}
+    save_file(state, str(run_dir / f"{store.WEIGHTS}.safetensors"))
+    note = f"weights of {cfg.student}: load them with that spec and weights={store.WEIGHTS}.safetensors"
+    store.write_json(run_dir / f"{store.WEIGHTS}.json", {"format": "cakd-run-weights/1", "note": note})
+
+
+def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict:
+    """What PAPER.md says users need to compare numbers: seed, device, batch size, versions, world size."""
+    from cakd_viz import __version__
+    from cakd_viz.device import describe_device
+    from cakd_viz.models import count_params
+
+    return {
+        "seed": cfg.seed,
+        "device": str(dev),
+        "device_name": describe_device(dev),
+        "world_size": group.world_size,
+        "backend": group.backend,
+        "batch_size": cfg.batch_size,
+        "batch_size_per_rank": per_rank,
+        "threads": torch.get_num_threads(),
+        "student_params": count_params(parts.student),
+        "train_samples": len(parts.train_set) * group.world_size,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cakd_viz": __version__,
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "argv": sys.argv,
+        "started": time.time(),
+    }

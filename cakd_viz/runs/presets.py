@@ -1,0 +1,40 @@
+"""Loss presets for runs (PAPER.md "Useful presets"): the Tune page lists the keys of ``PRESETS``.
+
+Each preset fills the ``loss`` part of a run config. Only the published settings are used; nothing
+here claims CAKD's own (unpublished) default weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A loss setting and where it comes from."""
+
+    loss: dict  # the "loss" object of a run config
+    source: str  # one line: what it is and where the numbers come from
+
+
+PRESETS: dict[str, Preset] = {
+    "Top-k three-term": Preset(
+        {"name": "cakd", "grouping": "topk:5", "w_b": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": 4.0},
+        "CAKD's three terms with S = the teacher's top-5 classes, weights 1 / 1 / 8, T = 4 "
+        "(the GDKD top-k variant's CIFAR-100 setting, arXiv 2512.04625).",
+    ),
+    "DKD defaults": Preset(
+        {"name": "dkd", "alpha": 1.0, "beta": 8.0, "temperature": 4.0},
+        "Decoupled KD: 1·TCKD + 8·NCKD, T = 4 (Zhao et al., CVPR 2022, CIFAR-100). Equal to CAKD with "
+        "S = {label} and weights 1 / any / 8, since SCD is 0 for a one-class S. DKD also warms the "
+        "weights up over 20 of 240 epochs; set warm-up to taste for short runs.",
+    ),
+    "KD (Hinton)": Preset(
+        {"name": "kd", "temperature": 4.0},
+        "Classic KD: KL(teacher ‖ student) at T = 4, i.e. BCD + p_S·SCD + p_W·WCD with the natural weights.",
+    ),
+    "CE only": Preset(
+        {"name": "ce"},
+        "No distillation: the student learns from the labels alone (the baseline every loss must beat).",
+    ),
+}

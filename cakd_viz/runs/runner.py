@@ -1,0 +1,249 @@
+"""Execute one run: train the student, log every epoch, write weights, bundle and summary, keep status true.
+
+    run_config(cfg, root)   create a run folder for ``cfg`` and execute it in this process
+    execute(run_dir)        execute a prepared folder (what a launched process and a Ray trial do)
+
+The run waits ``queued`` for a concurrency slot (``launcher.run_slot``), then goes ``running`` ->
+``done`` (written last, after ``student.*``, ``bundle/`` and ``summary.json``), ``failed`` (the error,
+with the traceback in log.txt) or ``cancelled`` (cancel file, or SIGTERM). Under ``torchrun`` every
+rank calls the same function: the student trains data-parallel (DistributedDataParallel; each rank
+gets a fixed DistributedSampler shard of the training set, reshuffled every epoch, and
+``batch_size / world_size`` samples per step, so the global batch stays ``batch_size``); rank 0 alone
+writes the folder. Slots are not used under torchrun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cakd_viz.runs import store
+from cakd_viz.runs.build import build
+from cakd_viz.runs.config import RunConfig
+from cakd_viz.runs.launcher import Cancelled, default_max_concurrent, run_slot
+from cakd_viz.runs.outputs import environment, write_outputs
+from cakd_viz.runs.teacher_cache import LookupTeacher, teacher_logits
+
+Progress = Callable[[int, int], None]
+
+
+def run_config(
+    cfg: RunConfig, root: str | Path | None = None, *, max_concurrent: int | None = None, echo: bool = False,
+    progress: Progress | None = None,
+) -> Path:  # fmt: skip
+    """Create a run folder for ``cfg`` under ``root`` and execute it here; returns the folder."""
+    from cakd_viz.extract_dist import process_group
+
+    cfg.validate()
+    with process_group(cfg.device) as (group, dev):
+        run_dir = None
+        if group.is_main:
+            run_dir = store.create_run(store.runs_dir(root), cfg.to_dict(), **store.process_identity())
+        run_dir = Path(group.broadcast(str(run_dir)))
+        _execute(run_dir, cfg, group, dev, max_concurrent, echo, progress, None)
+    return run_dir
+
+
+def execute(
+    run_dir: str | Path, *, max_concurrent: int | None = None, echo: bool = False, progress: Progress | None = None,
+    report: Callable[[dict], None] | None = None,
+) -> str:  # fmt: skip
+    """Execute the prepared folder ``run_dir``; returns the final state.
+
+    ``max_concurrent=0`` skips the slots (the caller bounds concurrency, e.g. Ray). ``report(metrics)``
+    gets every epoch's metrics (Ray Tune's ``tune.report``). Errors are recorded and re-raised.
+    """
+    from cakd_viz.extract_dist import process_group
+
+    run_dir = Path(run_dir)
+    try:
+        cfg = RunConfig.from_dict(store.read_json(run_dir / store.CONFIG)).validated()
+    except ValueError as exc:
+        store.update_status(run_dir, "failed", error=f"invalid config: {exc}", **store.process_identity())
+        raise
+    with process_group(cfg.device) as (group, dev):
+        return _execute(run_dir, cfg, group, dev, max_concurrent, echo, progress, report)
+
+
+def _execute(run_dir, cfg, group, dev, max_concurrent, echo, progress, report) -> str:
+    log = _Log(run_dir, echo=echo, enabled=group.is_main)
+    stop = _StopCheck(run_dir, group)
+    limit = default_max_concurrent() if max_concurrent is None else max_concurrent
+    try:
+        with sigterm_cancels(), _slot(run_dir, cfg, group, limit, stop, log):
+            if group.is_main and store.update_status(run_dir, "running", **own_identity()) is None:
+                raise Cancelled("the run was cancelled before it started")
+            log(f"running {run_dir.name} on {dev} (world size {group.world_size}): {cfg.label()}")
+            _train_and_write(run_dir, cfg, group, dev, stop, log, progress, report)
+        return "done"
+    except Cancelled as exc:
+        if group.is_main:
+            store.update_status(run_dir, "cancelled", error=None)
+            log(f"cancelled: {exc}")
+        return "cancelled"
+    except BaseException as exc:
+        if group.is_main:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log(traceback.format_exc().rstrip())  # before the status, so a reader of "failed" finds it
+            log(f"failed: {message}")
+            store.update_status(run_dir, "failed", error=message)
+        raise
+
+
+def own_identity() -> dict:
+    ident = store.process_identity()
+    if os.getpgid(0) == os.getpid():  # a group of its own: cancel may kill the whole group
+        ident["pgid"] = os.getpid()
+    return ident
+
+
+@contextlib.contextmanager
+def _slot(run_dir: Path, cfg: RunConfig, group, limit: int, stop, log):
+    if not group.is_main or group.distributed or limit <= 0:
+        yield
+        return
+    if store.update_status(run_dir, "queued", waiting_since=time.time(), **own_identity()) is None:
+        raise Cancelled("the run was cancelled before it started")
+    log(f"waiting for one of {limit} run slot(s)")
+    with run_slot(run_dir.parent, limit, run_dir, should_stop=stop.now):
+        yield
+
+
+def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, report) -> None:
+    from cakd_viz.train import TrainConfig, train
+
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    parts = build(cfg, rank=group.rank, world_size=group.world_size)
+    for note in parts.notes:
+        log(note)
+    per_rank = max(1, cfg.batch_size // group.world_size)
+    model = parts.student.to(dev)
+    if group.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    tcfg = TrainConfig(
+        epochs=cfg.epochs, batch_size=per_rank, lr=cfg.lr, optimizer=cfg.optimizer,
+        weight_decay=cfg.weight_decay, seed=cfg.seed, device=str(dev),
+    )  # fmt: skip
+    teacher = parts.teacher
+    if parts.criterion is not None:  # the teacher's logits, looked up instead of recomputed every step
+        logits, digests = teacher_logits(teacher, parts.train_set, _cache_dir(run_dir, cfg), device=dev)
+        teacher = LookupTeacher(teacher, logits, digests)
+    steps = math.ceil(len(parts.train_set) / per_rank)
+    if group.is_main:
+        store.write_json(run_dir / store.ENV, environment(cfg, dev, group, per_rank, parts))
+    on_epoch, on_step = _callbacks(run_dir, cfg, group, log, steps, progress, report)
+    history = train(
+        model, parts.train_set, parts.test.dataset, cfg=tcfg, teacher=teacher, criterion=parts.criterion,
+        ce_weight=cfg.loss.ce_weight, on_epoch=on_epoch, on_step=on_step, should_stop=stop,
+    )  # fmt: skip
+    if not history or history[-1].get("stopped"):
+        raise Cancelled("stopped on request")
+    if isinstance(teacher, LookupTeacher) and teacher.misses:
+        log(f"the teacher computed {teacher.misses} input rows it had not seen before (random augmentation?)")
+    err = None
+    if group.is_main:
+        try:
+            write_outputs(run_dir, cfg, parts, history, dev, time.time() - t0, _cache_dir(run_dir, cfg))
+            summary = store.read_json(run_dir / store.SUMMARY)
+            if store.update_status(run_dir, "done") is None:
+                raise Cancelled("cancelled while the outputs were written")
+            log(
+                f"done: best held-out accuracy {summary['best_val_acc']:.4f}, last {summary['last_val_acc']:.4f}"
+            )
+        except Exception as exc:
+            err = exc
+    group.agree(err, "writing the outputs")  # the other ranks return only once the run is done
+
+
+def _cache_dir(run_dir: Path, cfg: RunConfig) -> Path | None:
+    """Where teacher logits are kept for reuse by later runs (None: not kept)."""
+    return run_dir.parent / ".cache" / "teacher-logits" if cfg.cache_teacher else None
+
+
+def _callbacks(run_dir, cfg, group, log, steps: int, progress, report):
+    every = max(1, steps // 10)  # about ten step records per epoch
+
+    def on_step(m: dict) -> None:
+        if not group.is_main:
+            return
+        if progress is not None:
+            progress(m["step"], steps * cfg.epochs)
+        if m["step"] % every == 0:
+            store.append_metrics(run_dir, {"kind": "step", **m, "time": time.time()})
+
+    def on_epoch(m: dict) -> None:
+        if not group.is_main:
+            return
+        store.append_metrics(run_dir, {"kind": "epoch", **m, "time": time.time()})
+        store.update_status(run_dir, None, epoch=m["epoch"], epochs=cfg.epochs)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))
+        log(f"epoch {m['epoch']}/{cfg.epochs}: {shown}")
+        if report is not None:
+            report({k: v for k, v in m.items() if isinstance(v, int | float)})
+
+    return on_epoch, on_step
+
+
+class _Log:
+    """Appends lines to log.txt (rank 0 only); with ``echo`` also prints them on stderr."""
+
+    def __init__(self, run_dir: Path, *, echo: bool, enabled: bool) -> None:
+        self.path, self.echo, self.enabled = run_dir / store.LOG, echo, enabled
+
+    def __call__(self, line: str) -> None:
+        if not self.enabled:
+            return
+        text = f"[{time.strftime('%H:%M:%S')}] {line}\n"
+        with open(self.path, "a") as handle:
+            handle.write(text)
+        if self.echo:
+            print(line, file=sys.stderr, flush=True)
+
+
+class _StopCheck:
+    """``should_stop`` for ``train``: the cancel file (checked at most every 0.5 s), agreed by all ranks."""
+
+    def __init__(self, run_dir: Path, group) -> None:
+        self.run_dir, self.group, self._next, self._stop = run_dir, group, 0.0, False
+
+    def now(self) -> bool:
+        if not self._stop and time.monotonic() >= self._next:
+            self._next = time.monotonic() + 0.5
+            self._stop = store.cancel_requested(self.run_dir)
+        return self._stop
+
+    def __call__(self) -> bool:
+        mine = self.now() if self.group.is_main else False
+        if not self.group.distributed:
+            return mine
+        return self.group.sum([int(mine)])[0] > 0
+
+
+@contextlib.contextmanager
+def sigterm_cancels():
+    """Turn SIGTERM into Cancelled (main thread only), so the status says what happened."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Cancelled(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

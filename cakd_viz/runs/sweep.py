@@ -1,0 +1,290 @@
+"""Sweeps: many runs that differ in a few values (weights, temperature, K, seed, loss), as a grid or at random.
+
+A sweep config (JSON) names a base run config and what varies:
+
+    {"base": {"data": "sample:glyphs", "loss": {"name": "cakd", "grouping": "topk:5"}, "epochs": 5},
+     "grid": {"beta": [1, 2, 4, 8], "k": [3, 5]},           # every combination
+     "cases": [{"loss": {"name": "kd"}}, {}],              # partial configs, each crossed with the grid
+     "random": {"alpha": {"uniform": [0, 2]}, "temperature": [2, 4]}, "num_samples": 4,
+     "engine": "local", "max_concurrent": 0}
+
+Keys of ``grid`` and ``random``: a field of the loss (``w_b``, ``alpha``, ``beta``, ``temperature``,
+``warmup``, ``ce_weight``, ``grouping``; or dotted, ``loss.name``), ``k`` (the K of a ``topk:K`` or
+``topk+target:K`` grouping), or a run field (``seed``, ``lr``, ``epochs``, ``batch_size``, ...).
+Random draws are made here, with ``search_seed``, so both engines run exactly the same trials.
+
+Every trial is an ordinary run folder ``RUNS_DIR/SWEEP_ID-NNN`` whose config records ``sweep`` and
+``params`` (the values set for it); the sweep's own folder ``RUNS_DIR/SWEEP_ID`` holds ``sweep.json``
+(the config and trial ids) and ``status.json``. The engines (``local_engine``, ``ray_engine``) only
+execute the prepared trial folders.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from cakd_viz.runs import store
+from cakd_viz.runs.config import LossConfig, RunConfig, read_json_config
+
+ENGINES = ("local", "ray")
+MAX_TRIALS = 2000
+_RUN_KEYS = {f.name for f in fields(RunConfig)} - {"loss", "sweep", "params"}
+_LOSS_KEYS = {f.name for f in fields(LossConfig)}
+
+
+@dataclass
+class RayOptions:
+    """How the Ray engine reaches Ray; the app never needs Ray."""
+
+    address: str | None = None  # an existing cluster ("auto", "ray://HOST:10001"); None: start Ray here
+    num_cpus: int | None = None  # CPUs of a Ray started here (default: all of this machine's)
+    gpus_per_trial: float = 0.0  # GPUs each trial asks Ray for
+
+
+@dataclass
+class SweepConfig:
+    """A base run config and what varies between its trials."""
+
+    base: dict = field(default_factory=dict)  # the run config every trial starts from (JSON form)
+    grid: dict = field(default_factory=dict)  # KEY -> list of values: every combination
+    cases: list = field(default_factory=list)  # partial run configs, each crossed with the grid
+    random: dict = field(
+        default_factory=dict
+    )  # KEY -> {"uniform"|"loguniform": [lo, hi]} or a list of choices
+    num_samples: int = 0  # random draws from `random`
+    search_seed: int = 0  # seed of the random draws
+    engine: str = "local"  # "local" (processes on this machine) | "ray" (Ray Tune)
+    max_concurrent: int = 0  # trials at once; 0: this machine's cores / threads per trial (Ray: its CPUs)
+    name: str = ""  # a label for the sweep
+    ray: RayOptions = field(default_factory=RayOptions)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SweepConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"a sweep config is a JSON object, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(map(repr, unknown))} in sweep config; known keys: {', '.join(known)}"
+            )
+        ray = data.get("ray") or {}
+        if not isinstance(ray, dict):
+            raise ValueError(f"ray must be an object such as {{'num_cpus': 2}}, got {ray!r}")
+        ray_known = [f.name for f in fields(RayOptions)]
+        bad = [k for k in ray if k not in ray_known]
+        if bad:
+            raise ValueError(
+                f"unknown key(s) {', '.join(map(repr, bad))} in ray; known keys: {', '.join(ray_known)}"
+            )
+        return cls(**{k: v for k, v in data.items() if k != "ray"}, ray=RayOptions(**ray))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> SweepConfig:
+        return cls.from_dict(read_json_config(path)).validated()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validated(self) -> SweepConfig:
+        self.validate()
+        return self
+
+    def validate(self) -> None:
+        """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong."""
+        for key, kind in (("base", dict), ("grid", dict), ("cases", list), ("random", dict)):
+            if not isinstance(getattr(self, key), kind):
+                raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        for key in ("num_samples", "search_seed", "max_concurrent"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key} must be a whole number >= 0, got {value!r}")
+        if self.random and self.num_samples < 1:
+            raise ValueError("random is set but num_samples is 0: say how many random draws to make")
+        if self.ray.num_cpus is not None and (
+            not isinstance(self.ray.num_cpus, int) or self.ray.num_cpus < 1
+        ):
+            raise ValueError(f"ray.num_cpus must be a whole number >= 1, got {self.ray.num_cpus!r}")
+        for key, values in self.grid.items():
+            _check_key(key, "grid")
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+        for key, spec in self.random.items():
+            _check_key(key, "random")
+            _check_distribution(key, spec)
+        for i, case in enumerate(self.cases):
+            if not isinstance(case, dict):
+                raise ValueError(f"cases[{i}] must be an object (a partial run config), got {case!r}")
+        expand(self)
+
+
+def _check_key(key: str, where: str) -> None:
+    short = key.removeprefix("loss.")
+    ok = key == "k" or key in _RUN_KEYS or short in _LOSS_KEYS
+    if not ok or key in ("sweep", "params"):
+        names = sorted(_LOSS_KEYS - {"name"}) + ["loss.name", "k"] + sorted(_RUN_KEYS)
+        raise ValueError(
+            f"{where} key {key!r} is not a setting a sweep can vary; use one of {', '.join(names)}"
+        )
+
+
+def _check_distribution(key: str, spec: object) -> None:
+    if isinstance(spec, list) and spec:
+        return
+    if isinstance(spec, dict) and len(spec) == 1:
+        ((kind, bounds),) = spec.items()
+        if kind in ("uniform", "loguniform", "randint") and isinstance(bounds, list) and len(bounds) == 2:
+            lo, hi = bounds
+            if (
+                isinstance(lo, int | float)
+                and isinstance(hi, int | float)
+                and lo < hi
+                and (kind != "loguniform" or lo > 0)
+            ):
+                return
+    raise ValueError(
+        f"random[{key!r}] must be a list of choices or one of {{'uniform': [lo, hi]}}, "
+        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} with lo < hi; got {spec!r}"
+    )
+
+
+def expand(sweep: SweepConfig) -> list[RunConfig]:
+    """The trials, in a fixed order: cases x grid combinations x random draws, each a validated RunConfig."""
+    grid_keys = list(sweep.grid)
+    combos = [dict(zip(grid_keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())]
+    draws = _draws(sweep) or [{}]
+    cases = sweep.cases or [{}]
+    total = len(cases) * len(combos) * len(draws)
+    if total > MAX_TRIALS:
+        raise ValueError(f"the sweep has {total} trials, more than {MAX_TRIALS}; narrow the grid")
+    trials = []
+    for case, combo, draw in itertools.product(cases, combos, draws):
+        params = _flatten(case) | combo | draw
+        data = _merge(sweep.base, case)
+        for key, value in (combo | draw).items():
+            _set(data, key, value)
+        data["params"] = params
+        try:
+            trials.append(RunConfig.from_dict(data).validated())
+        except ValueError as exc:
+            shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "the base config"
+            raise ValueError(f"trial {len(trials)} ({shown}): {exc}") from None
+    return trials
+
+
+def _draws(sweep: SweepConfig) -> list[dict]:
+    rng = np.random.default_rng(sweep.search_seed)
+    out = []
+    for _ in range(sweep.num_samples if sweep.random else 0):
+        draw = {}
+        for key, spec in sweep.random.items():
+            if isinstance(spec, list):
+                draw[key] = spec[int(rng.integers(len(spec)))]
+                continue
+            ((kind, (lo, hi)),) = spec.items()
+            if kind == "randint":
+                draw[key] = int(rng.integers(int(lo), int(hi) + 1))
+            elif kind == "loguniform":
+                draw[key] = round(float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), 6)
+            else:
+                draw[key] = round(float(rng.uniform(lo, hi)), 6)
+        out.append(draw)
+    return out
+
+
+def _set(data: dict, key: str, value: object) -> None:
+    """Put one swept value into a run config dict."""
+    loss = data.setdefault("loss", {})
+    if key == "k":
+        grouping = str(loss.get("grouping", LossConfig.grouping))
+        kind = grouping.split(":")[0]
+        if kind not in ("topk", "topk+target"):
+            raise ValueError(f"k is swept, but the grouping is {grouping!r}; k needs topk:K or topk+target:K")
+        loss["grouping"] = f"{kind}:{value}"
+    elif key.startswith("loss.") or (key in _LOSS_KEYS and key not in _RUN_KEYS):
+        loss[key.removeprefix("loss.")] = value
+    else:
+        data[key] = value
+
+
+def _merge(base: dict, case: dict) -> dict:
+    out = json.loads(json.dumps(base))
+    for key, value in case.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _flatten(case: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in case.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# -- the sweep's folder ---------------------------------------------------------------------------------
+
+
+def create_sweep(
+    sweep: SweepConfig, root: str | Path | None = None, **status: object
+) -> tuple[Path, list[Path]]:
+    """Validate, then create the sweep folder and one queued run folder per trial; returns (sweep dir, trial dirs)."""
+    trials = expand(sweep.validated())
+    root = store.runs_dir(root)
+    root.mkdir(parents=True, exist_ok=True)
+    sweep_id = store.new_run_id(sweep.name or f"sweep-{sweep.engine}")
+    owner = status | {"owner": f"sweep {sweep_id}"}
+    dirs = []
+    for i, trial in enumerate(trials):
+        trial.sweep = sweep_id
+        trial.name = trial.name or _trial_name(trial)
+        dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
+    tmp = root / f".{sweep_id}.partial"
+    tmp.mkdir()
+    store.write_json(tmp / store.STATUS, {"state": "queued", "created": _now(), "error": None} | status)
+    info = {
+        "id": sweep_id,
+        "config": sweep.to_dict(),
+        "trials": [d.name for d in dirs],
+        "engine": sweep.engine,
+    }
+    store.write_json(tmp / store.SWEEP, info)
+    (tmp / store.LOG).touch()
+    sweep_dir = root / sweep_id
+    tmp.rename(sweep_dir)  # appears complete, with sweep.json marking it as a sweep
+    return sweep_dir, dirs
+
+
+def _trial_name(trial: RunConfig) -> str:
+    """E.g. "kd_beta2_k5" from the swept values (a loss name or grouping shows as its value alone)."""
+    parts = [
+        str(v) if k in ("loss.name", "loss.grouping", "grouping") else f"{k.removeprefix('loss.')}{v}"
+        for k, v in trial.params.items()
+    ]
+    return re.sub(r"[^\w.+-]", "", "_".join(parts))[:80]
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def sweep_trials(sweep_dir: Path) -> list[Path]:
+    """The trial folders of a sweep, in order."""
+    info = store.read_json(sweep_dir / store.SWEEP)
+    return [sweep_dir.parent / t for t in info.get("trials", [])]

@@ -1,0 +1,349 @@
+"""Weight-tuning runs: configs, the run folder, the command line, launching, cancelling, queueing, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runs_support import make_teacher, tiny_config, wait_for, write_factory, write_json
+
+from cakd_viz.runs import RunConfig, cancel, launch, list_runs, read_run, store
+from cakd_viz.runs.launcher import group_alive
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
+    return root
+
+
+def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cakd_viz", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _run_all(cmd: list[str], *, marker: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run ``cmd``; on a timeout kill every process whose command line holds ``marker`` (torchrun's workers
+    live in sessions of their own), then fail."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "cmdline").read_text():
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+        raise
+
+
+def _state(run_dir: Path) -> str:
+    return read_run(run_dir).state
+
+
+# -- configs ----------------------------------------------------------------------------------------
+
+
+def test_run_config_round_trips_through_json(teacher):
+    cfg = RunConfig.from_dict(tiny_config(teacher)).validated()
+    again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert again.train_spec() == "sample:digits:train" and again.test_spec() == "sample:digits:test"
+    assert RunConfig.from_dict({"loss": "kd"}).loss.name == "kd"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochz": 3}, r"unknown key\(s\) 'epochz' in run config; known keys: data, test_data"),
+        ({"loss": {"name": "xkd"}}, r"loss.name must be one of ce, kd, dkd, cakd, got 'xkd'"),
+        ({"loss": {"grouping": "topk:x"}}, r"loss.grouping: .*valid forms"),
+        ({"loss": {"temperature": 0}}, r"loss.temperature must be a finite number > 0, got 0"),
+        ({"loss": {"beta": -1}}, r"loss.beta must be a finite number >= 0, got -1"),
+        ({"loss": {"bogus": 1}}, r"unknown key\(s\) 'bogus' in loss"),
+        ({"epochs": 0}, r"epochs must be a whole number >= 1, got 0"),
+        ({"epochs": "5"}, r"epochs must be a whole number, got '5'"),
+        ({"batch_size": 1.5}, r"batch_size must be a whole number, got 1.5"),
+        ({"lr": -0.1}, r"lr must be a finite number > 0, got -0.1"),
+        ({"optimizer": "lbfgs"}, r"optimizer must be 'sgd' or 'adamw'"),
+        ({"device": "tpu"}, r"device must be one of auto, cpu, cuda, cuda:N, mps; got 'tpu'"),
+        ({"data": "sample:cifar"}, r"data 'sample:cifar': unknown sample"),
+        ({"data": "sample:digits:train"}, r"write just sample:NAME"),
+        ({"data": "my_data.npz"}, r"test_data is required when data is not a shipped sample"),
+        ({"data": "no/such.npz", "test_data": "x.npz"}, r"data 'no/such.npz': no such file or folder"),
+        (
+            {"student": "resnet9000"},
+            r"student 'resnet9000': expected an architecture \(cnn_l, .*\) or a model spec",
+        ),
+        ({"teacher": "sample:digits/nope"}, r"teacher 'sample:digits/nope': no such shipped model"),
+        ({"name": "a b"}, r"name 'a b': use letters, digits and _ . \+ - only"),
+    ],
+)
+def test_invalid_run_configs_are_refused_precisely(teacher, change, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(tiny_config(teacher, **change)).validate()
+
+
+def test_an_invalid_config_creates_no_folder(teacher, runs):
+    with pytest.raises(ValueError, match="epochs"):
+        launch(RunConfig.from_dict(tiny_config(teacher, epochs=0)), runs)
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+# -- the run folder -------------------------------------------------------------------------------------
+
+
+def test_status_never_leaves_a_final_state(tmp_path):
+    run = store.create_run(tmp_path, {"name": "x"})
+    assert store.update_status(run, "running")["started"] is not None
+    assert store.update_status(run, "cancelled")["ended"] is not None
+    assert store.update_status(run, "done") is None
+    assert store.update_status(run, None, epoch=3) is None
+    assert store.read_json(run / store.STATUS)["state"] == "cancelled"
+
+
+def test_broken_folders_read_as_such_never_as_done(tmp_path):
+    run = store.create_run(tmp_path, {"name": "x"}, **store.process_identity())
+    store.update_status(run, "running")
+    store.append_metrics(run, {"kind": "epoch", "epoch": 1, "val_acc": 0.5})
+    with open(run / store.METRICS, "a") as f:
+        f.write('{"kind": "epoch", "epo')  # a torn last line
+    assert read_run(run).state == "running" and read_run(run).best_acc == 0.5
+    store.update_status(run, "done")
+    info = read_run(run)
+    assert info.state == store.CORRUPT and "summary.json is missing" in info.error
+    (run / store.STATUS).write_text('{"state": "do')
+    assert read_run(run).state == store.CORRUPT
+    (tmp_path / "empty").mkdir()
+    assert read_run(tmp_path / "empty").state == store.CORRUPT
+
+
+def test_a_running_run_whose_process_is_gone_reads_failed(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run = store.create_run(tmp_path, {"name": "x"}, **store.process_identity(dead.pid))
+    store.update_status(run, "running")
+    info = read_run(run)
+    assert info.state == "failed" and f"pid {dead.pid}) is gone without a final status" in info.error
+
+
+# -- end to end through the command line -------------------------------------------------------------------
+
+
+def test_tune_command_runs_end_to_end(teacher, tmp_path):
+    from cakd_viz.bundle import load_bundle
+    from cakd_viz.models import load_model
+    from cakd_viz.train import evaluate
+
+    config = write_json(tmp_path / "run.json", tiny_config(teacher, epochs=2))
+    done = _cli("tune", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "-q")
+    assert done.returncode == 0, done.stderr
+    (run,) = list_runs(tmp_path / "runs")
+    assert run.state == "done" and str(run.path) in done.stdout
+    files = {p.name for p in run.path.iterdir()}
+    assert {
+        "config.json",
+        "status.json",
+        "metrics.jsonl",
+        "log.txt",
+        "env.json",
+        "summary.json",
+        "bundle",
+    } <= files
+    epochs = [r for r in store.read_metrics(run.path) if r["kind"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert {"ce", "bcd", "scd", "wcd", "loss", "train_acc", "val_acc", "val_loss"} <= set(epochs[0])
+    env = store.read_json(run.path / store.ENV)
+    assert env["seed"] == 0 and env["device"] == "cpu" and env["batch_size"] == 64 and env["torch"]
+    s = run.summary
+    assert (
+        s["best_val_acc"] == max(e["val_acc"] for e in epochs) and s["last_val_acc"] == epochs[-1]["val_acc"]
+    )
+    bundle = load_bundle(run.path / "bundle")
+    assert bundle.student_names == ["cakd_topk3"] and bundle.num_classes == 10 and bundle.labels is not None
+    assert bundle.inputs is not None
+    acc = float((np.asarray(bundle.student("cakd_topk3")).argmax(1) == bundle.labels).mean())
+    assert acc == pytest.approx(s["last_val_acc"])
+    model, info = load_model(str(run.path / "student.json"))
+    from cakd_viz.data import load_data
+
+    assert evaluate(model, load_data("sample:digits:test").dataset)["acc"] == pytest.approx(s["last_val_acc"])
+
+
+def test_tune_is_deterministic_for_a_seed(teacher, tmp_path):
+    from cakd_viz.runs import run_config
+
+    cfg = RunConfig.from_dict(tiny_config(teacher))
+    a, b = (read_run(run_config(cfg, tmp_path / "r", max_concurrent=0)) for _ in range(2))
+    assert a.summary["last_val_acc"] == b.summary["last_val_acc"]
+    assert [e["loss"] for e in a.epochs] == [e["loss"] for e in b.epochs]
+
+
+def test_tune_command_refuses_a_bad_config_in_one_line(teacher, tmp_path):
+    config = write_json(tmp_path / "run.json", tiny_config(teacher, loss={"name": "dkdd"}))
+    out = _cli("tune", "--config", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip() == "cakd-viz tune: error: loss.name must be one of ce, kd, dkd, cakd, got 'dkdd'"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tune_under_torchrun_trains_data_parallel(teacher, tmp_path):
+    config = write_json(tmp_path / "run.json", tiny_config(teacher, epochs=2, loss={"name": "kd"}))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "cakd_viz",
+    ]
+    out = _run_all(
+        [*cmd, "tune", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"],
+        marker=str(config),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run,) = list_runs(tmp_path / "runs")
+    assert run.state == "done" and len(run.epochs) == 2
+    env = store.read_json(run.path / store.ENV)
+    assert env["world_size"] == 2 and env["backend"] == "gloo" and env["batch_size_per_rank"] == 32
+    assert run.summary["last_val_acc"] > 0.3
+
+
+# -- launching, cancelling, crashing, queueing ----------------------------------------------------------------
+
+
+def test_cancel_kills_the_whole_process_group(teacher, runs, tmp_path, monkeypatch):
+    module = write_factory(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("CHILD_PID_FILE", str(tmp_path / "child.pid"))
+    cfg = tiny_config(teacher, data=f"{module}:with_child", test_data="sample:digits:test", epochs=500)
+    run_dir = launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
+    wait_for(lambda: _state(run_dir) == "running" and read_run(run_dir).epochs, 90, "the run to train")
+    status = store.read_json(run_dir / store.STATUS)
+    child = int((tmp_path / "child.pid").read_text())
+    assert status["pgid"] == status["pid"] and os.getpgid(child) == status["pgid"]
+    assert cancel(run_dir)
+    info = read_run(run_dir)
+    assert info.state == "cancelled" and info.error is None
+    assert not group_alive(status["pgid"])  # no process of the group runs (a zombie may wait for init)
+    assert not store.process_alive({"pid": child})
+    assert not cancel(run_dir)  # already final
+
+
+def test_a_crashing_run_reads_failed_with_its_error_and_log(teacher, runs, tmp_path, monkeypatch):
+    module = write_factory(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    cfg = tiny_config(teacher, data=f"{module}:crash", test_data="sample:digits:test")
+    run_dir = launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
+    wait_for(lambda: _state(run_dir) in store.FINAL, 90, "the run to end")
+    info = read_run(run_dir)
+    assert info.state == "failed"
+    assert info.error == "RuntimeError: boom: a deliberate crash in the data"
+    assert "Traceback" in info.log_tail(60) and "boom" in info.log_tail(5)
+
+
+def test_a_killed_run_reads_failed(teacher, runs):
+    run_dir = launch(RunConfig.from_dict(tiny_config(teacher, epochs=500)), runs, max_concurrent=2)
+    wait_for(lambda: _state(run_dir) == "running", 90, "the run to start")
+    os.killpg(store.read_json(run_dir / store.STATUS)["pgid"], signal.SIGKILL)
+    wait_for(lambda: _state(run_dir) == "failed", 30, "the dead run to read failed")
+    assert "is gone without a final status" in read_run(run_dir).error
+
+
+def test_runs_beyond_the_limit_wait_queued(teacher, runs):
+    long = RunConfig.from_dict(tiny_config(teacher, epochs=500))
+    first = launch(long, runs, max_concurrent=1)
+    wait_for(lambda: _state(first) == "running", 90, "the first run to start")
+    second = launch(long, runs, max_concurrent=1)
+    wait_for(
+        lambda: store.read_json(second / store.STATUS).get("waiting_since"), 60, "the second run to wait"
+    )
+    assert _state(second) == "queued" and _state(first) == "running"
+    assert cancel(first)
+    wait_for(lambda: _state(second) == "running", 60, "the second run to take the free slot")
+    assert cancel(second)
+    assert [r.state for r in list_runs(runs)] == ["cancelled", "cancelled"]
+
+
+def test_a_queued_run_can_be_cancelled(teacher, runs):
+    long = RunConfig.from_dict(tiny_config(teacher, epochs=500))
+    first = launch(long, runs, max_concurrent=1)
+    wait_for(lambda: _state(first) == "running", 90, "the first run to start")
+    second = launch(long, runs, max_concurrent=1)
+    assert cancel(second) and _state(second) == "cancelled"
+    assert cancel(first)
+
+
+def test_the_library_never_imports_streamlit_or_ray():
+    code = (
+        "import sys, cakd_viz.runs, cakd_viz.runs.runner, cakd_viz.runs.engine, cakd_viz.figures.runs; "
+        "import cakd_viz.cli.tune_cmd, cakd_viz.cli.sweep_cmd; "
+        "print('streamlit' in sys.modules, 'ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.json")), ids=lambda p: p.name)
+def test_the_shipped_examples_are_valid(path, tmp_path, monkeypatch):
+    from cakd_viz.runs.sweep import SweepConfig, expand
+
+    for spec in ("digits/teacher", "glyphs/teacher", "glyphs/student_ce"):  # what the examples name
+        (tmp_path / spec).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{spec}.json").write_text("{}")
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path))
+    data = json.loads(path.read_text())
+    if "base" in data:
+        assert expand(SweepConfig.from_dict(data).validated())
+    else:
+        RunConfig.from_dict(data).validate()
+
+
+def test_the_teacher_lookup_answers_as_the_teacher_and_the_cache_is_reused(teacher, tmp_path):
+    import torch
+
+    from cakd_viz.data import load_data
+    from cakd_viz.models import load_model
+    from cakd_viz.runs.teacher_cache import LookupTeacher, teacher_logits
+
+    model, _ = load_model(str(teacher))
+    data = load_data("sample:digits:test").dataset
+    logits, digests = teacher_logits(model, data, tmp_path)
+    (cached,) = tmp_path.glob("*.npy")
+    stamp = cached.stat().st_mtime_ns
+    again, _ = teacher_logits(model, data, tmp_path)
+    assert np.array_equal(again, logits) and cached.stat().st_mtime_ns == stamp  # read back, not recomputed
+    lookup = LookupTeacher(model, logits, digests)
+    x = torch.stack([data[i][0] for i in range(5)])
+    unseen = torch.randn(3, *x.shape[1:])
+    with torch.no_grad():
+        got, want = lookup(torch.cat([x, unseen])), model(torch.cat([x, unseen]))
+    assert torch.allclose(got, want, atol=1e-5) and lookup.misses == 3
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # other weights: another cache entry
+    teacher_logits(model, data, tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 2

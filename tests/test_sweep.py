@@ -1,0 +1,156 @@
+"""Sweeps: expansion of grids, cases and random draws; the local engine; the Ray engine; cancelling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from runs_support import make_teacher, tiny_config, wait_for, write_json
+
+from cakd_viz.runs import list_runs, read_sweep, store
+from cakd_viz.runs.engine import cancel_sweep, launch_sweep
+from cakd_viz.runs.sweep import SweepConfig, expand
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+def _sweep(teacher, **kw) -> SweepConfig:
+    return SweepConfig.from_dict({"base": tiny_config(teacher), **kw})
+
+
+def _layout(run_dir: Path) -> set[str]:
+    """The files of a trial folder that are the same whatever the engine (not Ray's own records)."""
+    return {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
+
+
+def test_a_grid_expands_to_every_combination_in_order(teacher):
+    trials = expand(_sweep(teacher, grid={"beta": [1, 8], "k": [2, 5], "seed": [0, 1]}))
+    assert len(trials) == 8
+    assert trials[0].params == {"beta": 1, "k": 2, "seed": 0} and trials[-1].params == {
+        "beta": 8,
+        "k": 5,
+        "seed": 1,
+    }
+    assert (trials[3].loss.beta, trials[3].loss.grouping, trials[3].seed) == (1, "topk:5", 1)
+
+
+def test_cases_cross_the_grid_and_random_draws_are_seeded(teacher):
+    cases = [{"name": "kd", "loss": {"name": "kd"}}, {"name": "cakd_target", "loss": {"grouping": "target"}}]
+    sweep = _sweep(teacher, cases=cases, grid={"seed": [0, 1, 2]})
+    trials = expand(sweep)
+    assert [t.name for t in trials] == ["kd"] * 3 + ["cakd_target"] * 3
+    assert trials[3].loss.name == "cakd" and trials[3].loss.grouping == "target" and trials[5].seed == 2
+    rand = _sweep(teacher, random={"alpha": {"uniform": [0, 2]}, "temperature": [2, 4]}, num_samples=5)
+    a, b = expand(rand), expand(rand)
+    assert [t.params for t in a] == [t.params for t in b] and len(a) == 5
+    assert all(0 <= t.loss.alpha <= 2 and t.loss.temperature in (2, 4) for t in a)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        (
+            {"grid": {"gamma": [1]}},
+            r"grid key 'gamma' is not a setting a sweep can vary; use one of alpha, beta",
+        ),
+        ({"grid": {"beta": []}}, r"grid\['beta'\] must be a non-empty list of values"),
+        ({"grid": {"beta": [-1]}}, r"trial 0 \(beta=-1\): loss.beta must be a finite number >= 0"),
+        ({"grid": {"k": [3]}, "base_loss": {"grouping": "target"}}, r"k needs topk:K or topk\+target:K"),
+        (
+            {"random": {"alpha": {"uniform": [2, 1]}}, "num_samples": 2},
+            r"random\['alpha'\] must be a list of choices",
+        ),
+        ({"random": {"alpha": [1, 2]}}, r"random is set but num_samples is 0"),
+        ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
+        ({"grid": {"beta": list(range(3000))}}, r"the sweep has 3000 trials, more than 2000"),
+        ({"colour": 1}, r"unknown key\(s\) 'colour' in sweep config"),
+    ],
+)
+def test_invalid_sweeps_are_refused_precisely(teacher, sweep, message):
+    base_loss = sweep.pop("base_loss", {})
+    data = {"base": tiny_config(teacher, loss=base_loss), **sweep}
+    with pytest.raises(ValueError, match=message):
+        SweepConfig.from_dict(data).validate()
+
+
+def test_a_local_sweep_runs_every_trial_as_a_run_folder(teacher, tmp_path):
+    config = write_json(tmp_path / "sweep.json", {"base": tiny_config(teacher), "grid": {"beta": [1, 8]}})
+    out = subprocess.run(
+        [sys.executable, "-m", "cakd_viz", "sweep", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (sweep_dir,) = [p for p in (tmp_path / "runs").iterdir() if (p / store.SWEEP).exists()]
+    info = read_sweep(sweep_dir)
+    assert info.state == "done" and [t.state for t in info.trials] == ["done", "done"]
+    assert [t.config["params"] for t in info.trials] == [{"beta": 1}, {"beta": 8}]
+    assert {t.id for t in list_runs(tmp_path / "runs", sweep=info.id)} == {t.id for t in info.trials}
+    assert {"config.json", "status.json", "metrics.jsonl", "summary.json", "bundle"} <= _layout(
+        info.trials[0].path
+    )
+
+
+def test_the_ray_engine_writes_the_same_layout_and_numbers(teacher, tmp_path):
+    from cakd_viz.runs import RunConfig, read_run, run_config
+
+    sweep = {"base": tiny_config(teacher), "grid": {"beta": [1, 8]}, "ray": {"num_cpus": 2}}
+    config = write_json(tmp_path / "sweep.json", sweep)
+    cmd = ["sweep", "--config", str(config), "--runs-dir", str(tmp_path / "ray"), "--engine", "ray", "-q"]
+    out = subprocess.run(
+        [sys.executable, "-m", "cakd_viz", *cmd], capture_output=True, text=True, cwd=REPO, timeout=240
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep_dir,) = [p for p in (tmp_path / "ray").iterdir() if (p / store.SWEEP).exists()]
+    ray = read_sweep(sweep_dir)
+    assert ray.state == "done" and [t.state for t in ray.trials] == ["done", "done"]
+    assert (
+        ray.status["engine"] == "ray" and (ray.path / "ray").is_dir()
+    )  # Ray's records stay in the sweep folder
+    for trial in ray.trials:  # the same trial run by the local runner: same files, same numbers
+        local = read_run(run_config(RunConfig.from_dict(trial.config), tmp_path / "local", max_concurrent=0))
+        assert _layout(local.path) == _layout(trial.path)
+        assert local.summary["last_val_acc"] == trial.summary["last_val_acc"]
+
+
+def test_cancelling_a_sweep_stops_its_trials(teacher, tmp_path):
+    sweep = SweepConfig.from_dict({"base": tiny_config(teacher, epochs=500), "grid": {"beta": [1, 2, 4]}})
+    sweep.max_concurrent = 1
+    sweep_dir = launch_sweep(sweep, tmp_path / "runs")
+    wait_for(lambda: read_sweep(sweep_dir).counts().get("running"), 90, "a trial to run")
+    assert cancel_sweep(sweep_dir)
+    info = read_sweep(sweep_dir)
+    assert info.state == "cancelled" and [t.state for t in info.trials] == ["cancelled"] * 3
+    assert not cancel_sweep(sweep_dir)
+
+
+def test_sweep_figures_average_cells_and_keep_the_grid_order():
+    import pandas as pd
+
+    from cakd_viz.figures.runs import curves_figure, sweep_heatmap
+
+    trials = pd.DataFrame(
+        {
+            "beta": [8, 8, 1, 1, 2, 2],
+            "k": [5, 3, 5, 3, 5, 3],
+            "seed": 0,
+            "best_acc": [0.9, 0.7, 0.5, 0.3, None, 0.4],
+        }
+    )
+    heat = sweep_heatmap(trials, "beta", "k").data[0]
+    assert list(heat.x) == ["1", "2", "8"] and list(heat.y) == ["3", "5"]
+    assert heat.z[1][0] == pytest.approx(50.0) and heat.z[1][1] != heat.z[1][1]  # k=5, beta=2 never finished
+    dots = sweep_heatmap(trials, "beta").data[0]
+    assert list(dots.y) == pytest.approx([40.0, 40.0, 80.0]) and list(dots.error_y.array)[2] == pytest.approx(
+        100 * pd.Series([0.9, 0.7]).std()
+    )
+    cases = pd.DataFrame({"case": ["kd", "ce", "kd"], "best_acc": [0.8, 0.7, 0.9]})
+    assert list(sweep_heatmap(cases, "case").data[0].x) == ["kd", "ce"]  # names keep the sweep's order
+    curves = curves_figure({"a": pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.6]}), "b": pd.DataFrame()})
+    assert len(curves.data) == 1 and list(curves.data[0].y) == pytest.approx([50.0, 60.0])

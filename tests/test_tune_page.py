@@ -1,0 +1,143 @@
+"""The Tune page through Streamlit's AppTest: launch, watch, compare, cancel, crash, refuse, open in explorer.
+
+Runs go to a tmp_path runs directory (CAKD_VIZ_RUNS_DIR), trained by real processes the page starts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from runs_support import make_teacher, write_factory
+from streamlit.testing.v1 import AppTest
+
+from cakd_viz import app_config
+from cakd_viz.runs import list_runs, store
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(root))  # run bundles may open in the explorer
+    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    return root
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.switch_page("pages/tune.py")
+    return at.run()
+
+
+def _fill(at: AppTest, teacher: Path, **values) -> AppTest:
+    at.selectbox(key="tune_data").set_value("sample:digits").run()
+    at.text_input(key="tune_teacher").set_value(str(teacher))
+    at.text_input(key="tune_student").set_value("mlp")
+    at.number_input(key="tune_epochs").set_value(values.pop("epochs", 1))
+    for key, value in values.items():
+        widget = (
+            at.text_input(key=key) if key in ("tune_grouping", "tune_own_data", "tune_own_test") else None
+        )
+        (widget or at.number_input(key=key)).set_value(value)
+    return at
+
+
+def _click(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click()
+    return at.run()
+
+
+def _poll(at: AppTest, until, timeout: float = 90.0) -> AppTest:
+    """Rerun the page (as the polling fragment does) until ``until(at)`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if until(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for the page to show the run's end")
+
+
+def _table(at: AppTest):
+    return next(d.value for d in at.dataframe if "best_acc" in d.value)
+
+
+def test_launch_watch_until_done_and_the_accuracy_shows(teacher, runs):
+    at = _click(_fill(_page(), teacher, epochs=2), "Launch run")
+    assert not at.exception and not at.error
+    assert at.success[0].value.startswith("Started run ")
+    _poll(at, lambda at: at.dataframe and (_table(at)["state"] == "done").all())
+    (run,) = list_runs(runs)
+    row = _table(at).iloc[0]
+    assert row["id"] == run.id and row["epochs"] == "2/2"
+    assert row["best_acc"] == pytest.approx(run.summary["best_val_acc"]) and row["best_acc"] > 0.2
+    assert any(c.proto.spec for c in at.get("plotly_chart"))  # the overlaid curves
+    at.selectbox(key="tune_metric").set_value("train_acc").run()
+    assert not at.exception
+
+
+def test_an_invalid_config_is_refused_before_launch(teacher, runs):
+    at = _click(_fill(_page(), teacher, tune_grouping="topk:x"), "Launch run")
+    assert at.error and at.error[0].value.startswith("Not launched: loss.grouping: ")
+    assert list(runs.iterdir()) == []
+    at = _click(_fill(_page(), teacher), "Launch sweep")
+    assert "a sweep needs values to try" in at.error[0].value
+
+
+def test_cancel_from_the_page(teacher, runs):
+    at = _click(_fill(_page(), teacher, epochs=500), "Launch run")
+    at = _poll(
+        at, lambda at: any(b.label == "Cancel" for b in at.button) and list_runs(runs)[0].state == "running"
+    )
+    at = _click(at, "Cancel")
+    (run,) = list_runs(runs)
+    assert run.state == "cancelled"
+    _poll(at, lambda at: (_table(at)["state"] == "cancelled").all())
+    assert not any(b.label == "Cancel" for b in at.button)
+
+
+def test_a_crashing_run_shows_failed_with_the_error_and_log(teacher, runs, tmp_path, monkeypatch):
+    module = write_factory(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    at = _fill(_page(), teacher, tune_own_data=f"{module}:crash", tune_own_test="sample:digits:test")
+    at = _click(at, "Launch run")
+    at = _poll(at, lambda at: (_table(at)["state"] == "failed").all())
+    assert any(e.value == "RuntimeError: boom: a deliberate crash in the data" for e in at.error)
+    assert any("boom" in c.value and 'File "' in c.value for c in at.code)  # the end of the traceback
+    assert at.title[0].value == "Tune"  # the page keeps working
+
+
+def test_a_sweep_from_the_page_fills_its_grid(teacher, runs):
+    at = _fill(_page(), teacher)
+    at.text_input(key="tune_grid_beta").set_value("1, 8")
+    at = _click(at, "Launch sweep")
+    assert at.success[0].value.endswith(": 2 trials.")
+    _poll(at, lambda at: at.dataframe and (_table(at)["state"] == "done").sum() == 2, timeout=150)
+    at.run()
+    assert at.selectbox(key="tune_hx").value == "beta"
+    assert at.get("plotly_chart")
+
+
+def test_open_a_finished_run_in_the_explorer(teacher, runs):
+    at = _click(_fill(_page(), teacher), "Launch run")
+    _poll(at, lambda at: at.dataframe and (_table(at)["state"] == "done").all())
+    (run,) = list_runs(runs)
+    at = _click(at, "Open in explorer")
+    assert not at.exception
+    bundle = at.query_params["bundle"]
+    bundle = bundle[0] if isinstance(bundle, list) else bundle
+    assert bundle == f"path:runs/{run.id}/bundle"  # the explorer opened the run's bundle ...
+    assert any(run.id in t.value for t in at.sidebar.text) and not at.sidebar.error
+    assert at.title[0].value != "Tune"  # ... on another page
