@@ -1,0 +1,314 @@
+"""Data specs: one string names a labelled data set, resolved by ``load_data`` into a ``DataSource``.
+
+Forms (``DATA_SPEC_FORMS``):
+
+- ``sample:digits:train`` / ``sample:digits:test``: scikit-learn's 8x8 digits, 10 classes;
+- ``sample:glyphs:train`` / ``sample:glyphs:test``: rendered 32x32 glyphs, 62 classes;
+- ``PATH.npz`` with arrays ``inputs`` (N, ...) and ``labels`` (N,), optional ``class_names`` (C,);
+- ``FOLDER`` with one sub-folder of images per class (class = sorted sub-folder names);
+- ``package.module:factory``: a callable returning a torch ``Dataset`` of (input, label), or
+  ``(dataset, class_names)``; class names may also come from ``dataset.class_names`` / ``.classes``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cakd_viz.data import digits, glyphs
+from cakd_viz.data.datasets import (
+    IMAGE_SUFFIXES,
+    ArrayDataset,
+    FolderDataset,
+    Normalization,
+    parse_normalize,
+    resize_images,
+)
+
+DATA_SPEC_FORMS = (
+    "sample:digits:train|test, sample:glyphs:train|test, PATH.npz (arrays 'inputs' and 'labels'), "
+    "FOLDER (one sub-folder of images per class), package.module:factory (returns a torch Dataset)"
+)
+SAMPLE_DATA = ("digits", "glyphs")
+# images per class of the shipped glyph splits
+GLYPHS_PER_CLASS = {"train": 300, "test": 50}
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+@dataclass
+class DataSource:
+    """A labelled data set ready for a model: items are (float32 tensor ``input_shape``, int label)."""
+
+    dataset: Dataset
+    class_names: list[str]
+    num_classes: int
+    input_shape: tuple[int, ...]  # one item's input, e.g. (1, 32, 32)
+    name: str  # the spec it came from
+    normalization: dict = field(default_factory=dict)  # what was applied ({} when unknown)
+    inputs: np.ndarray | None = None  # stored inputs as they are on disk (e.g. uint8 images), if in memory
+    labels: np.ndarray | None = None  # (N,) int64, when known without iterating the data set
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def display_inputs(self) -> np.ndarray | None:
+        """All inputs in a showable form: uint8 (N, H, W[, C]) images, or the stored array; None if unknown."""
+        if self.inputs is not None:
+            return self.inputs
+        if isinstance(self.dataset, FolderDataset):
+            return np.stack([self.dataset.image(i) for i in range(len(self.dataset))])
+        return None
+
+
+def load_data(
+    spec: str | Path,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    normalize: object = None,
+) -> DataSource:
+    """Resolve a data spec (see ``DATA_SPEC_FORMS``) into a DataSource.
+
+    ``image_size``: resize images to (H, W) (an int means square). ``normalize``: None (the source's
+    default), 'none', 'unit', 'imagenet', 'MEAN/STD', (mean, std) or a checkpoint's normalisation dict.
+    """
+    text = str(spec).strip()
+    size = _size(image_size)
+    if text.startswith("sample:"):
+        parts = text.split(":")
+        if len(parts) != 3 or parts[1] not in SAMPLE_DATA or parts[2] not in ("train", "test"):
+            raise ValueError(f"unknown sample data {text!r}; valid: {DATA_SPEC_FORMS}")
+        return sample_data(parts[1], parts[2], image_size=size, normalize=normalize)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _from_folder(path, size, normalize)
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return _from_npz(path, size, normalize)
+    if _FACTORY.match(text):
+        return _from_factory(text, size, normalize)
+    if path.suffix or "/" in text or "\\" in text:
+        what = "no such file or folder" if not path.exists() else "not an .npz file or a folder"
+        raise ValueError(f"data {text!r}: {what}; valid: {DATA_SPEC_FORMS}")
+    raise ValueError(f"bad data spec {text!r}; valid: {DATA_SPEC_FORMS}")
+
+
+def sample_data(
+    name: str,
+    split: str,
+    *,
+    per_class: int | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    normalize: object = None,
+) -> DataSource:
+    """A shipped sample split: ``name`` 'digits' | 'glyphs', ``split`` 'train' | 'test'.
+
+    ``per_class`` (glyphs only) overrides the shipped split size; ``seed`` picks another draw;
+    ``limit`` keeps only the first ``limit`` samples (quick runs).
+    """
+    if name == "digits":
+        images, labels = digits.digits_split(split, seed=seed)
+        norm, class_names = Normalization((digits.MEAN,), (digits.STD,)), list(digits.CLASS_NAMES)
+    elif name == "glyphs":
+        n = per_class if per_class is not None else GLYPHS_PER_CLASS.get(split, 0)
+        images, labels = glyphs.glyphs_split(split, per_class=n, seed=seed)
+        norm, class_names = Normalization((glyphs.MEAN,), (glyphs.STD,)), list(glyphs.CLASS_NAMES)
+    else:
+        raise ValueError(f"unknown sample data set {name!r}; choose one of {', '.join(SAMPLE_DATA)}")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    spec = f"sample:{name}:{split}"
+    return _from_arrays(spec, images, labels, class_names, _size(image_size), normalize, norm)
+
+
+def _size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if int(h) < 1 or int(w) < 1:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return int(h), int(w)
+
+
+def _from_arrays(
+    name: str,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    size: tuple[int, int] | None,
+    normalize: object,
+    default: Normalization,
+) -> DataSource:
+    norm = parse_normalize(normalize, default)
+    ds = ArrayDataset(inputs, labels, normalization=norm, image_size=size)
+    shown = inputs
+    if size is not None:  # keep what is shown in step with what the model sees (2-D uint8 images only)
+        small = inputs.dtype == np.uint8 and inputs.ndim == 3
+        shown = _resize_uint8(inputs, size) if small else None
+    return DataSource(
+        dataset=ds,
+        class_names=list(class_names),
+        num_classes=len(class_names),
+        input_shape=tuple(ds.x.shape[1:]),
+        name=name,
+        normalization=norm.to_dict(),
+        inputs=shown,
+        labels=ds.labels,
+    )
+
+
+def _resize_uint8(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) uint8 -> (N, *size) uint8, with the same resize as the model inputs."""
+    x = resize_images(torch.from_numpy(np.array(images, dtype=np.float32)).unsqueeze(1), size)
+    return x.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
+
+
+def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> DataSource:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k in ("inputs", "labels", "class_names")}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read as a plain .npz ({exc}); pickled arrays are refused") from exc
+    missing = [k for k in ("inputs", "labels") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {missing}; an .npz data file needs 'inputs' and 'labels'")
+    inputs, labels = arrays["inputs"], arrays["labels"]
+    names = [str(v) for v in arrays["class_names"]] if "class_names" in arrays else None
+    if inputs.dtype.kind not in "uif" or inputs.ndim < 2:
+        raise ValueError(
+            f"{path}: 'inputs' must be a numeric array (N, ...), got {inputs.dtype} {inputs.shape}"
+        )
+    if inputs.dtype.kind == "f" and not np.isfinite(inputs).all():
+        raise ValueError(f"{path}: 'inputs' holds NaN or inf")
+    labels = _check_labels(labels, len(inputs), names, f"{path}: 'labels'")
+    names = names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
+    return _from_arrays(str(path), inputs, labels, names, size, normalize, Normalization())
+
+
+def _check_labels(labels: object, n: int, names: list[str] | None, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"{what} must have shape ({n},), got {labels.shape}")
+    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "ui" and n:
+        raise ValueError(f"{what} must be integers, got {labels.dtype}")
+    labels = labels.astype(np.int64)
+    hi = len(names) if names is not None else None
+    bad = (labels < 0) | (labels >= hi) if hi is not None else labels < 0
+    if bad.any():
+        where = int(np.flatnonzero(bad)[0])
+        limit = f"[0, {hi})" if hi is not None else ">= 0"
+        raise ValueError(f"{what}: label {labels[where]} at index {where} is outside {limit}")
+    return labels
+
+
+def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) -> DataSource:
+    from PIL import Image
+
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{path}: no class sub-folders; expected FOLDER/CLASS_NAME/IMAGE files")
+    files, labels = [], []
+    for c, name in enumerate(classes):
+        found = sorted(p for p in (path / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += found
+        labels += [c] * len(found)
+    if not files:
+        raise ValueError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in its class sub-folders")
+    try:
+        with Image.open(files[0]) as im:
+            mode = "L" if im.mode in _GRAY_MODES else "RGB"
+            first = (im.size[1], im.size[0])
+    except OSError as exc:
+        raise ValueError(f"{files[0]}: not a readable image ({exc})") from exc
+    norm = parse_normalize(normalize, Normalization())
+    ds = FolderDataset(files, labels, mode=mode, size=size or first, normalization=norm)
+    h, w = ds.size
+    return DataSource(
+        dataset=ds,
+        class_names=classes,
+        num_classes=len(classes),
+        input_shape=(1 if mode == "L" else 3, h, w),
+        name=str(path),
+        normalization=norm.to_dict(),
+        labels=ds.labels,
+    )
+
+
+def import_object(spec: str, what: str) -> object:
+    """Import ``package.module:attr``; ValueError naming the spec when it does not import."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure of the user's module
+        raise ValueError(f"{what} {spec!r}: cannot import module {module_name!r} ({exc})") from exc
+    if not hasattr(module, attr):
+        raise ValueError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+class _Mapped(Dataset):
+    """Applies resize/normalisation to a factory's items."""
+
+    def __init__(self, base: Dataset, size: tuple[int, int] | None, norm: Normalization | None) -> None:
+        self.base, self.size, self.norm = base, size, norm
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.base[i]
+        x = torch.as_tensor(x)
+        dtype, x = x.dtype, x.to(torch.float32)
+        if self.size is not None:
+            x = resize_images(x.reshape(1, -1, *x.shape[-2:]), self.size)[0]
+        if self.norm is not None:
+            x = self.norm.apply(x, dtype)
+        return x, int(y)
+
+
+def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) -> DataSource:
+    factory = import_object(spec, "data factory")
+    try:
+        made = factory()
+    except Exception as exc:  # report the user's error against the spec that ran it
+        raise ValueError(f"data factory {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    ds, names = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
+    if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
+        raise ValueError(f"data factory {spec!r} returned {type(ds).__name__}, not a torch Dataset")
+    if len(ds) == 0:
+        raise ValueError(f"data factory {spec!r} returned an empty data set")
+    names = names or getattr(ds, "class_names", None) or getattr(ds, "classes", None)
+    names = [str(n) for n in names] if names is not None else None
+    targets = getattr(ds, "targets", None)
+    targets = getattr(ds, "labels", None) if targets is None else targets
+    if targets is None and names is None:  # no other way to learn the number of classes
+        targets = [int(ds[i][1]) for i in range(len(ds))]
+    labels = (
+        _check_labels(np.asarray(targets), len(ds), names, f"data factory {spec!r} labels")
+        if targets is not None
+        else None
+    )
+    if names is None:
+        names = [str(c) for c in range(int(labels.max()) + 1)]
+    norm = parse_normalize(normalize, Normalization()) if normalize is not None else None
+    if size is not None or norm is not None:
+        ds = _Mapped(ds, size, norm)
+    x0 = torch.as_tensor(ds[0][0])
+    return DataSource(
+        dataset=ds,
+        class_names=names,
+        num_classes=len(names),
+        input_shape=tuple(x0.shape),
+        name=spec,
+        normalization=norm.to_dict() if norm is not None else {},
+        labels=labels,
+    )

@@ -1,0 +1,34 @@
+"""Models: the architecture registry, checkpoints (.safetensors + .json) and model spec strings.
+
+``load_model(spec)`` resolves a model spec (see ``MODEL_SPEC_FORMS``) into (model in eval mode, info).
+"""
+
+from cakd_viz.models.archs import ARCHS, CNN, MLP, arch_defaults, build_arch, count_params
+from cakd_viz.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    load_state_file,
+    load_weights_into,
+    read_checkpoint_info,
+    save_checkpoint,
+)
+from cakd_viz.models.specs import MODEL_SPEC_FORMS, list_sample_models, load_model, samples_dir
+
+__all__ = [
+    "ARCHS",
+    "CHECKPOINT_FORMAT",
+    "CNN",
+    "MLP",
+    "MODEL_SPEC_FORMS",
+    "arch_defaults",
+    "build_arch",
+    "count_params",
+    "list_sample_models",
+    "load_checkpoint",
+    "load_model",
+    "load_state_file",
+    "load_weights_into",
+    "read_checkpoint_info",
+    "samples_dir",
+    "save_checkpoint",
+]

@@ -1,0 +1,138 @@
+"""Model specs: one string names a trained model, resolved by ``load_model`` (never unpickling).
+
+Forms (``MODEL_SPEC_FORMS``):
+
+- ``sample:glyphs/teacher``, ``sample:glyphs/student_kd``, ``sample:digits/student``, ...: shipped
+  checkpoints under ``sample_checkpoints/`` (or ``$CAKD_SAMPLES_DIR``);
+- ``PATH.json`` / ``PATH.safetensors`` (with its ``.json`` beside it): a cakd-viz checkpoint;
+- ``PATH`` of a TorchScript archive (``torch.jit.save``), loaded with ``torch.jit.load``;
+- ``package.module:factory`` returning an ``nn.Module``, plus ``weights=`` a ``.safetensors`` file or a
+  ``.pt``/``.pth`` state dict (read with ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cakd_viz.data.sources import import_object
+from cakd_viz.device import resolve_device
+from cakd_viz.models.checkpoint import checkpoint_paths, load_checkpoint, load_state_file, load_weights_into
+
+MODEL_SPEC_FORMS = (
+    "sample:DATA/NAME (e.g. sample:glyphs/teacher), PATH.json or PATH.safetensors (a cakd-viz checkpoint), "
+    "PATH of a TorchScript file, package.module:factory with a weights file (.safetensors or .pt state dict)"
+)
+SAMPLES_ENV = "CAKD_SAMPLES_DIR"
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+_SAMPLE = re.compile(r"^sample:(\w+)/(\w+)$")
+
+
+def samples_dir() -> Path:
+    """Where shipped checkpoints live: ``$CAKD_SAMPLES_DIR``, else ``sample_checkpoints/`` at the repo root."""
+    env = os.environ.get(SAMPLES_ENV)
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "sample_checkpoints"
+
+
+def list_sample_models(root: Path | None = None) -> list[str]:
+    """Specs of every shipped checkpoint, e.g. ['sample:digits/student', 'sample:digits/teacher', ...]."""
+    root = root or samples_dir()
+    return sorted(f"sample:{p.parent.name}/{p.stem}" for p in root.glob("*/*.json"))
+
+
+def _base_info(spec: str, kind: str, **more: object) -> dict:
+    info = {"spec": spec, "kind": kind, "arch": None, "num_classes": None, "class_names": None}
+    info |= {"input_shape": None, "normalization": None, "accuracy": None}
+    return info | more
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    weights: str | Path | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict]:
+    """Resolve a model spec (see ``MODEL_SPEC_FORMS``); returns (model in eval mode, info dict).
+
+    ``info`` always has spec, kind ('sample' | 'checkpoint' | 'torchscript' | 'factory'), arch,
+    num_classes, class_names, input_shape, normalization and accuracy (None where unknown).
+    """
+    text = str(spec).strip()
+    device = resolve_device(map_location)
+    if weights is not None and not _FACTORY.match(text):
+        raise ValueError(f"model {text!r}: weights= is only for package.module:factory specs")
+    sample = _SAMPLE.match(text)
+    if sample:
+        return _sample(text, *sample.groups(), device)
+    if text.startswith("sample:"):
+        raise ValueError(f"bad sample model {text!r}; use sample:DATA/NAME, one of {list_sample_models()}")
+    path = Path(text).expanduser()
+    if path.is_file():
+        return _from_file(text, path, device)
+    if _FACTORY.match(text):
+        return _from_factory(text, weights, device)
+    if path.suffix or "/" in text or "\\" in text:
+        raise ValueError(f"model {text!r}: no such file; valid: {MODEL_SPEC_FORMS}")
+    raise ValueError(f"bad model spec {text!r}; valid: {MODEL_SPEC_FORMS}")
+
+
+def _sample(text: str, data: str, name: str, device: torch.device) -> tuple[nn.Module, dict]:
+    root = samples_dir()
+    config = root / data / f"{name}.json"
+    if not config.is_file():
+        have = list_sample_models(root)
+        hint = f"available: {', '.join(have)}" if have else "run `python -m cakd_viz samples build` first"
+        raise ValueError(f"no sample model {text!r} under {root}; {hint}")
+    model, info = load_checkpoint(config, map_location=device)
+    return model, info | {"spec": text, "kind": "sample"}
+
+
+def is_torchscript(path: Path) -> bool:
+    """True for a ``torch.jit.save`` archive (a zip holding compiled code), False for a pickled state dict."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any("/code/" in n for n in z.namelist())
+
+
+def _from_file(text: str, path: Path, device: torch.device) -> tuple[nn.Module, dict]:
+    weights, config = checkpoint_paths(path)
+    if path.suffix in (".json", ".safetensors"):
+        if not config.is_file():
+            raise ValueError(
+                f"{path}: no {config.name} beside it; for bare weights use package.module:factory with weights="
+            )
+        model, info = load_checkpoint(path, map_location=device)
+        return model, info | {"spec": text, "kind": "checkpoint"}
+    if not is_torchscript(path):
+        raise ValueError(
+            f"{path}: not a TorchScript archive (torch.jit.save); a .pt state dict needs "
+            "package.module:factory with weights=, and pickled models are never loaded"
+        )
+    try:
+        with warnings.catch_warnings():  # torch >= 2.10 flags TorchScript as deprecated; it still loads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:  # torch raises RuntimeError subclasses for broken archives
+        raise ValueError(f"{path}: cannot load as TorchScript ({exc})") from exc
+    return model.eval(), _base_info(text, "torchscript", path=str(path))
+
+
+def _from_factory(text: str, weights: str | Path | None, device: torch.device) -> tuple[nn.Module, dict]:
+    factory = import_object(text, "model factory")
+    try:
+        model = factory()
+    except Exception as exc:  # report the user's error against the spec that ran it
+        raise ValueError(f"model factory {text!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model factory {text!r} returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        load_weights_into(model, load_state_file(weights), source=str(weights))
+    info = _base_info(text, "factory", weights=str(weights) if weights is not None else None)
+    return model.to(device).eval(), info

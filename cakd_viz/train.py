@@ -1,0 +1,274 @@
+"""Training loop: cross-entropy plus an optional distillation criterion from ``cakd_viz.losses``.
+
+``total = ce_weight * CE(student, labels) + criterion(student_logits, teacher_logits, labels, epoch)``,
+the criterion being the distillation part only (e.g. ``KDLoss``, ``DKDLoss``, ``CAKDLoss``). The
+teacher stays in ``eval()`` under ``torch.no_grad()``. The loop never prints: it reports through
+``on_epoch`` / ``on_step`` and can be cancelled between steps through ``should_stop``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from cakd_viz.device import resolve_device
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; saved with every checkpoint and run."""
+
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 64  # samples per step
+    lr: float = 0.05  # peak learning rate
+    optimizer: str = "sgd"  # "sgd" (with momentum, nesterov) or "adamw"
+    momentum: float = 0.9  # SGD momentum (ignored by AdamW)
+    weight_decay: float = 5e-4  # L2 (SGD) or decoupled (AdamW) weight decay
+    schedule: str = "cosine"  # "cosine" (per step, down to 0) or "none"
+    seed: int = 0  # data order, dropout and any other randomness inside the loop
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    num_workers: int = 0  # DataLoader worker processes
+    amp: str = "none"  # autocast on GPU: "none" | "bf16" | "fp16"
+    clip_grad_norm: float = 0.0  # clip the gradient's global L2 norm to this (0: no clipping)
+    eval_batch_size: int = 512  # batch size of the held-out evaluation (and of the teacher cache)
+    cache_teacher: bool = False  # run the teacher once over the train set and reuse its logits every
+    # epoch (much faster; only valid when the data set returns the same input for an index every time,
+    # i.e. no random augmentation - true of every data spec in cakd_viz.data)
+
+    def to_dict(self) -> dict:
+        """JSON-ready copy."""
+        return asdict(self)
+
+    def validate(self) -> None:
+        """ValueError naming the first bad field."""
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"epochs, batch_size and lr must be positive: {self.to_dict()}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "none"):
+            raise ValueError(f"schedule must be 'cosine' or 'none', got {self.schedule!r}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
+
+
+def _loader(dataset: Dataset, batch_size: int, *, device: torch.device, workers: int, shuffle_seed=None):
+    # an own generator even without shuffling: iterating a DataLoader otherwise draws its worker seed
+    # from the global RNG, so evaluating or caching would change the dropout masks of training
+    gen = torch.Generator().manual_seed(int(shuffle_seed or 0))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle_seed is not None,
+        generator=gen,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _autocast(device: torch.device, amp: str):
+    if amp == "none":
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+    num_workers: int = 0,
+) -> np.ndarray:
+    """Run ``model`` (in eval mode) over ``dataset`` in order; returns float32 logits (N, C)."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval().to(dev)
+    out = []
+    for x, _ in _loader(dataset, batch_size, device=dev, workers=num_workers):
+        out.append(model(x.to(dev, non_blocking=True)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+    num_workers: int = 0,
+) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``dataset``: {"loss", "acc", "n"}."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval().to(dev)
+    loss, correct, n = 0.0, 0, 0
+    for x, y in _loader(dataset, batch_size, device=dev, workers=num_workers):
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        logits = model(x).float()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
+    model.train(was_training)
+    return {"loss": loss / max(n, 1), "acc": correct / max(n, 1), "n": n}
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    nesterov = cfg.momentum > 0
+    return torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov
+    )
+
+
+def _distill(criterion: nn.Module, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, epoch: float):
+    """(loss, {name: detached term}) from a losses-module criterion, or from any plain criterion."""
+    if hasattr(criterion, "loss_and_terms"):
+        return criterion.loss_and_terms(s, t, y, epoch=epoch)
+    loss = criterion(s, t, y)
+    return loss, {"distill": loss.detach()}
+
+
+def train(
+    student: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    *,
+    cfg: TrainConfig,
+    teacher: nn.Module | None = None,
+    criterion: nn.Module | None = None,
+    ce_weight: float = 1.0,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_step: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict]:
+    """Train ``student`` in place; returns one metrics dict per finished epoch.
+
+    Each dict: epoch (1-based), ``ce``, every term of the criterion (epoch means), ``loss`` (total),
+    ``train_acc``, ``val_acc``/``val_loss`` (when ``val_set``), ``lr``, ``seconds``, ``stopped``.
+    ``teacher`` is used only with a ``criterion``. ``on_step`` gets {"step", "epoch" (fractional),
+    "loss", "ce", terms...} after every step; ``should_stop()`` is polled before every step.
+    """
+    cfg.validate()
+    if criterion is not None and teacher is None:
+        raise ValueError("a distillation criterion needs a teacher")
+    dev = resolve_device(cfg.device)
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # seeded without touching the caller's RNG state
+        torch.manual_seed(cfg.seed)
+        return _train(
+            student,
+            train_set,
+            val_set,
+            cfg,
+            dev,
+            teacher,
+            criterion,
+            ce_weight,
+            on_epoch,
+            on_step,
+            should_stop,
+        )
+
+
+class _Indexed(Dataset):
+    """Items (input, label, index): lets the loop look up the teacher's cached logits."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i][:2]
+        return x, y, i
+
+
+def _lr(cfg: TrainConfig, step: int, total: int) -> float:
+    return cfg.lr * (0.5 * (1 + math.cos(math.pi * step / total)) if cfg.schedule == "cosine" else 1.0)
+
+
+def _train(
+    student, train_set, val_set, cfg, dev, teacher, criterion, ce_weight, on_epoch, on_step, should_stop
+):
+    student.to(dev).train()
+    cached = None
+    if criterion is not None:
+        teacher, criterion = teacher.to(dev).eval(), criterion.to(dev)
+        if cfg.cache_teacher:  # one teacher pass instead of one per epoch
+            cached = predict_logits(teacher, train_set, device=dev, batch_size=cfg.eval_batch_size)
+            cached = torch.from_numpy(cached).to(dev)
+    data = _Indexed(train_set) if cached is not None else train_set
+    loader = _loader(data, cfg.batch_size, device=dev, workers=cfg.num_workers, shuffle_seed=cfg.seed)
+    opt = _optimizer(student, cfg)
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16" and dev.type == "cuda")
+    steps_per_epoch, history, step = len(loader), [], 0
+    for epoch in range(cfg.epochs):
+        t0, sums, correct, seen, stopped = time.perf_counter(), {}, 0, 0, False
+        for i, batch in enumerate(loader):
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            lr = _lr(cfg, step, cfg.epochs * steps_per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+            with _autocast(dev, cfg.amp):
+                logits = student(x)
+                ce = F.cross_entropy(logits.float(), y)
+                terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
+                loss = ce_weight * ce
+                if criterion is not None:
+                    if cached is not None:
+                        t_logits = cached[batch[2].to(dev)]
+                    else:
+                        with torch.no_grad():
+                            t_logits = teacher(x).float()
+                    kd, named = _distill(criterion, logits.float(), t_logits, y, epoch + i / steps_per_epoch)
+                    loss = loss + kd
+                    terms.update(named)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad_norm > 0:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_grad_norm)
+            scaler.step(opt)
+            scaler.update()
+            terms["loss"] = loss.detach()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.float() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen, step = seen + len(y), step + 1
+            if on_step is not None:
+                done = {"step": step, "epoch": epoch + (i + 1) / steps_per_epoch, "lr": lr}
+                on_step(done | {k: float(v) for k, v in terms.items()})
+        if stopped and seen == 0:
+            break
+        metrics = {"epoch": epoch + 1} | {k: float(v) / seen for k, v in sums.items()}
+        metrics |= {"train_acc": float(correct) / seen, "lr": lr, "stopped": stopped}
+        if val_set is not None:
+            ev = evaluate(
+                student, val_set, device=dev, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers
+            )
+            metrics |= {"val_acc": ev["acc"], "val_loss": ev["loss"]}
+        metrics["seconds"] = time.perf_counter() - t0
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+        if stopped:
+            break
+    student.eval()
+    return history

@@ -1,0 +1,184 @@
+"""Data sources: glyph rendering, sample splits and every data spec form, with their errors."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cakd_viz.data import DATA_SPEC_FORMS, load_data, parse_normalize, sample_data
+from cakd_viz.data import glyphs as g
+
+torch.set_num_threads(2)
+
+
+def test_glyph_rendering_is_deterministic_and_index_addressable():
+    a = g.render_glyphs("train", np.arange(130), seed=3)
+    b = g.render_glyphs("train", np.arange(130), seed=3)
+    part = g.render_glyphs("train", [5, 129, 64], seed=3)
+    assert a.dtype == np.uint8 and a.shape == (130, 32, 32)
+    assert np.array_equal(a, b)
+    assert np.array_equal(part, a[[5, 129, 64]])
+
+
+def test_glyph_splits_and_seeds_differ():
+    train = g.render_glyphs("train", np.arange(62), seed=0)
+    test = g.render_glyphs("test", np.arange(62), seed=0)
+    other = g.render_glyphs("train", np.arange(62), seed=1)
+    assert not np.array_equal(train, test)
+    assert not np.array_equal(train, other)
+
+
+def test_glyphs_cover_62_classes_with_visible_ink():
+    images, labels = g.glyphs_split("test", per_class=2)
+    assert g.NUM_CLASSES == 62 and len(set(g.CLASS_NAMES)) == 62
+    assert np.bincount(labels, minlength=62).tolist() == [2] * 62
+    tpl = g.glyph_templates()
+    assert tpl.shape[:2] == (62, 5) and (tpl.reshape(62, -1).max(1) > 0.9).all()
+    spread = images.reshape(len(images), -1).astype(float)
+    assert (spread.max(1) - spread.min(1) > 40).all()  # every image shows its glyph
+
+
+def test_glyph_templates_are_distinct_per_class():
+    tpl = g.glyph_templates()[:, 1].reshape(62, -1)  # the font's own stroke
+    dist = ((tpl[:, None] - tpl[None]) ** 2).sum(-1)
+    np.fill_diagonal(dist, np.inf)
+    assert dist.min() > 0  # look-alikes are close, but never identical
+
+
+def test_sample_digits_split_is_stratified_and_disjoint():
+    train, test = load_data("sample:digits:train"), load_data("sample:digits:test")
+    assert train.num_classes == 10 and train.input_shape == (1, 8, 8)
+    assert len(train) + len(test) == 1797 and 0.28 < len(test) / 1797 < 0.32
+    assert np.bincount(test.labels).min() >= 50
+    x, y = test.dataset[0]
+    assert x.dtype == torch.float32 and x.shape == (1, 8, 8) and isinstance(y, int)
+    assert test.inputs.dtype == np.uint8 and test.inputs.max() == 255
+
+
+def test_sample_glyphs_spec_and_resize():
+    src = sample_data("glyphs", "test", per_class=1)
+    assert src.num_classes == 62 and src.class_names[:3] == ["0", "1", "2"] and len(src) == 62
+    small = sample_data("glyphs", "test", per_class=1, image_size=(16, 16))
+    assert small.input_shape == (1, 16, 16) and small.inputs.shape == (62, 16, 16)
+    x = src.dataset[0][0]
+    expected = (torch.tensor(src.inputs[0], dtype=torch.float32) / 255 - g.MEAN) / g.STD
+    assert torch.allclose(x[0], expected)
+
+
+def test_npz_spec(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, inputs=rng.integers(0, 255, (20, 6, 6), dtype=np.uint8), labels=np.arange(20) % 4)
+    src = load_data(path, normalize="0.5/0.25")
+    assert src.num_classes == 4 and src.input_shape == (1, 6, 6) and len(src) == 20
+    raw = src.inputs[3].astype(np.float32) / 255
+    assert np.allclose(src.dataset[3][0][0].numpy(), (raw - 0.5) / 0.25, atol=1e-6)
+    chw = tmp_path / "rgb.npz"
+    np.savez(chw, inputs=rng.random((5, 7, 7, 3)).astype(np.float32), labels=[0, 1, 2, 0, 1],
+             class_names=np.array(["a", "b", "c"]))  # fmt: skip
+    rgb = load_data(chw)
+    assert rgb.input_shape == (3, 7, 7) and rgb.class_names == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "arrays, match",
+    [
+        ({"inputs": np.zeros((3, 4, 4))}, "missing array"),
+        (
+            {"inputs": np.zeros((3, 4, 4)), "labels": [0, 1, 5], "class_names": np.array(["a", "b"])},
+            "label 5",
+        ),
+        ({"inputs": np.zeros((3, 4, 4)), "labels": [0, -1, 1]}, "outside"),
+        ({"inputs": np.zeros((3, 4, 4)), "labels": [0, 1]}, "shape"),
+        ({"inputs": np.full((2, 4, 4), np.nan), "labels": [0, 1]}, "NaN"),
+    ],
+)
+def test_npz_errors_name_file_and_field(tmp_path, arrays, match):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=match) as err:
+        load_data(path)
+    assert "bad.npz" in str(err.value)
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, inputs=np.array([{"a": 1}], dtype=object), labels=np.array([0]))
+    with pytest.raises(ValueError, match="pickled"):
+        load_data(path)
+
+
+def test_image_folder_spec(tmp_path):
+    for c, name in enumerate(["cat", "ant", "bee"]):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((10, 12), 40 * c + i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "bee" / "odd_size.png")
+    src = load_data(tmp_path)
+    assert src.class_names == ["ant", "bee", "cat"] and len(src) == 7 and src.input_shape == (1, 10, 12)
+    assert src.labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
+    x, y = src.dataset[2]
+    assert y == 1 and x.shape == (1, 10, 12) and torch.allclose(x, torch.full_like(x, 80 / 255))  # bee/0.png
+    assert all(src.dataset[i][0].shape == (1, 10, 12) for i in range(len(src)))  # odd size resized
+    sized = load_data(tmp_path, image_size=8, normalize="imagenet")
+    assert sized.input_shape == (1, 8, 8) and sized.display_inputs().shape == (7, 8, 8)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        load_data(tmp_path)
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        load_data(tmp_path)
+
+
+def test_factory_spec(tmp_path, monkeypatch):
+    (tmp_path / "my_data_mod.py").write_text(textwrap.dedent("""
+        import torch
+        from torch.utils.data import TensorDataset
+
+        def make():
+            x = torch.arange(24, dtype=torch.float32).reshape(6, 1, 2, 2)
+            return TensorDataset(x, torch.tensor([0, 1, 2, 0, 1, 2])), ["x", "y", "z"]
+
+        def plain():
+            ds = TensorDataset(torch.zeros(4, 3), torch.tensor([0, 1, 1, 3]))
+            return ds
+
+        def broken():
+            raise RuntimeError("boom")
+    """))  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = load_data("my_data_mod:make")
+    assert src.class_names == ["x", "y", "z"] and len(src) == 6 and src.input_shape == (1, 2, 2)
+    scaled = load_data("my_data_mod:make", image_size=4, normalize="2/4")
+    assert scaled.input_shape == (1, 4, 4) and scaled.dataset[0][0].min() == pytest.approx(-0.5)
+    plain = load_data("my_data_mod:plain")
+    assert plain.num_classes == 4 and plain.labels.tolist() == [0, 1, 1, 3]
+    with pytest.raises(ValueError, match="boom"):
+        load_data("my_data_mod:broken")
+    with pytest.raises(ValueError, match="has no attribute 'missing'"):
+        load_data("my_data_mod:missing")
+    with pytest.raises(ValueError, match="cannot import module 'no_such_mod_xyz'"):
+        load_data("no_such_mod_xyz:make")
+    sys.modules.pop("my_data_mod", None)
+
+
+@pytest.mark.parametrize(
+    "spec", ["sample:cifar:train", "sample:glyphs:val", "sample:digits", "nope", "a/b.npz"]
+)
+def test_bad_specs_list_the_valid_forms(spec):
+    with pytest.raises(ValueError, match="valid") as err:
+        load_data(spec)
+    assert spec in str(err.value) and DATA_SPEC_FORMS in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["zscore", "1/0", (0.5, -1)])
+def test_bad_normalisation(value):
+    with pytest.raises(ValueError, match="normalisation"):
+        parse_normalize(value, None)
