@@ -229,5 +229,12 @@ def _readme(infos: dict[str, dict[str, dict]], seconds: float, quick: bool) -> s
                 f"| `{info['model']}` | `{info['arch']}` | {loss} | {info['params']:,} | {100 * info['accuracy']:.2f}% |"
             )
     mode = " in quick mode" if quick else ""
-    lines += ["", f"Built{mode} in {seconds:.0f} s with {torch.get_num_threads()} CPU thread(s).", ""]
+    lines += [
+        "",
+        f"Built{mode} in {seconds:.0f} s with {torch.get_num_threads()} CPU thread(s). Training is deterministic",
+        "for a given CPU and thread count; another one can move an accuracy by a few tenths of a point.",
+        "The glyph images themselves are bit-identical everywhere (checked by `inputs_sha256` in the",
+        "bundle's meta.json) as long as the pinned Pillow renders its font the same way.",
+        "",
+    ]
     return "\n".join(lines)

@@ -178,5 +178,7 @@ def test_arch_defaults_rebuild_the_same_model(name):
     from cakd_viz.models import arch_defaults
 
     plain = build_arch(name, in_channels=1, num_classes=5, image_size=16).state_dict()
-    explicit = build_arch(name, in_channels=1, num_classes=5, image_size=16, **arch_defaults(name)).state_dict()
+    explicit = build_arch(
+        name, in_channels=1, num_classes=5, image_size=16, **arch_defaults(name)
+    ).state_dict()
     assert {k: v.shape for k, v in plain.items()} == {k: v.shape for k, v in explicit.items()}
