@@ -14,7 +14,6 @@ ranks (:mod:`cakd_viz.extract_dist`): each rank writes its own rows, rank 0 writ
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from cakd_viz.bundle_commit import check_target
@@ -32,76 +30,17 @@ from cakd_viz.data import DataSource, FolderDataset, load_data
 from cakd_viz.device import describe_device
 from cakd_viz.extract_dist import Group, process_group
 from cakd_viz.extract_loop import Counts, LoadedModel, RowDataset, check_labels, forward_logits, stream_rows
+from cakd_viz.extract_models import (
+    ModelLike,
+    _load_models,
+    _named_students,
+    default_student_name,
+    parse_named_model,
+)
 
 __all__ = ["AUTOCAST", "default_student_name", "extract", "parse_named_model"]
 
-ModelLike = str | Path | nn.Module
 AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
-
-
-def parse_named_model(text: str) -> tuple[str | None, str]:
-    """``"NAME=MODEL"`` -> (NAME, MODEL); ``"MODEL"`` -> (None, MODEL). An existing file wins over NAME=."""
-    name, sep, spec = text.partition("=")
-    if sep and _NAME.match(name) and spec and not Path(text).exists():
-        return name, spec
-    return None, text
-
-
-def default_student_name(model: ModelLike) -> str:
-    """A student's name from its spec: ``sample:glyphs/student_kd`` -> 'student_kd', ``nets/r8.pt`` ->
-    'r8', ``pkg.mod:make_resnet`` -> 'make_resnet', a module -> its lower-cased class name."""
-    if isinstance(model, nn.Module):
-        base = type(model).__name__.lower()
-    else:
-        text = str(model).strip().rstrip("/\\")
-        base = re.split(r"[/\\:]", text)[-1]
-        base = base.rsplit(".", 1)[0] if "." in base and not base.startswith(".") else base
-    base = re.sub(r"[^A-Za-z0-9_.+-]", "_", base).lstrip(".-") or "student"
-    return "teacher_copy" if base == "teacher" else base[:100]
-
-
-def _named_students(students: Mapping[str, ModelLike] | Sequence[ModelLike]) -> dict[str, ModelLike]:
-    if isinstance(students, Mapping):
-        named = dict(students)
-    else:
-        named = {}
-        for spec in students:
-            name, base, k = default_student_name(spec), default_student_name(spec), 2
-            while name in named:
-                name, k = f"{base}_{k}", k + 1
-            named[name] = spec
-    if not named:
-        raise ValueError("at least one student is needed (--student [NAME=]MODEL)")
-    return named
-
-
-def _load_models(
-    teacher: ModelLike, students: dict[str, ModelLike], weights: Mapping[str, str | Path]
-) -> list[LoadedModel]:
-    from cakd_viz.models import load_model
-
-    unknown = sorted(set(weights) - {"teacher", *students})
-    if unknown:
-        raise ValueError(f"weights given for {unknown}: not 'teacher' nor a student ({sorted(students)})")
-    models = []
-    for name, spec in [("teacher", teacher), *students.items()]:
-        if isinstance(spec, nn.Module):
-            if name in weights:
-                raise ValueError(
-                    f"weights given for {name!r}, which is an nn.Module: load them into it first"
-                )
-            module, info, text = spec.eval(), {}, f"<{type(spec).__name__}>"
-        else:
-            w = weights.get(name)
-            text = str(spec) if w is None else f"{spec} (weights {w})"
-            try:
-                module, info = load_model(str(spec), weights=w, map_location="cpu")
-            except ValueError as exc:
-                role = "teacher" if name == "teacher" else f"student {name!r}"
-                raise ValueError(f"{role}: {exc}") from exc
-        models.append(LoadedModel(name=name, spec=text, module=module, info=dict(info)))
-    return models
 
 
 def _autocast(autocast: str | None, device: torch.device, requested: object, notes: _Notes):

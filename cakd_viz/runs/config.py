@@ -76,7 +76,8 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     epochs: int = 5  # passes over the training set
     batch_size: int = 64  # samples per step (the global batch under torchrun)
-    lr: float = 0.01  # peak learning rate (cosine schedule down to 0); T^2-scaled KD terms diverge at 0.05
+    lr: float = 0.01  # peak learning rate (cosine schedule down to 0); T^2-scaled KD terms diverge at 0.05 unclipped
+    clip_grad_norm: float = 5.0  # clip the gradient's global norm to this (0: off); keeps T^2-scaled losses stable
     optimizer: str = "sgd"  # "sgd" (momentum 0.9, nesterov) | "adamw"
     weight_decay: float = 5e-4  # L2 (sgd) or decoupled (adamw) weight decay
     seed: int = 0  # student initialisation, data order and subset draw
@@ -128,6 +129,7 @@ class RunConfig:
         _check_int("threads", self.threads, 1)
         _check_number("lr", self.lr, low=0.0, open_low=True)
         _check_number("weight_decay", self.weight_decay, low=0.0)
+        _check_number("clip_grad_norm", self.clip_grad_norm, low=0.0)
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):

@@ -135,7 +135,7 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
         model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     tcfg = TrainConfig(
         epochs=cfg.epochs, batch_size=per_rank, lr=cfg.lr, optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay, seed=cfg.seed, device=str(dev),
+        weight_decay=cfg.weight_decay, seed=cfg.seed, device=str(dev), clip_grad_norm=cfg.clip_grad_norm,
     )  # fmt: skip
     teacher = parts.teacher
     if parts.criterion is not None:  # the teacher's logits, looked up instead of recomputed every step
