@@ -149,16 +149,9 @@ def _fail_leftovers(trials: list[Path]) -> None:
 def cancel_sweep(sweep_dir: str | Path) -> bool:
     """Stop a sweep: its process (and group), then every trial not finished; False if it had ended."""
     sweep_dir = Path(sweep_dir)
-    try:
-        status = store.read_json(sweep_dir / store.STATUS)
-    except ValueError:
+    # The sweep process's SIGTERM handler cancels the trials it started; the rest are cancelled here.
+    if not launcher.stop_folder(sweep_dir, grace_s=10.0):
         return False
-    if status.get("state") in store.FINAL:
-        return False
-    store.request_cancel(sweep_dir)
-    pgid = status.get("pgid")
-    if isinstance(pgid, int) and store.process_alive(status):
-        launcher.kill_group(pgid, grace_s=10.0)  # its SIGTERM handler cancels the trials it started
     _cancel_trials(sweep_trials(sweep_dir))
     store.update_status(sweep_dir, "cancelled")
     return True

@@ -100,19 +100,26 @@ def spawn(run_dir: Path, *, max_concurrent: int | None = None, env: dict | None 
     return proc
 
 
-def cancel(run_dir: str | Path, *, grace_s: float = 3.0) -> bool:
-    """Stop a queued or running run and mark it ``cancelled``; False when it had already ended."""
-    run_dir = Path(run_dir)
+def stop_folder(folder: Path, *, grace_s: float) -> bool:
+    """Ask the process of a run or sweep folder to stop, then kill its whole group; False when it had ended."""
     try:
-        status = store.read_json(run_dir / store.STATUS)
+        status = store.read_json(folder / store.STATUS)
     except ValueError:
         return False
     if status.get("state") in store.FINAL:
         return False
-    store.request_cancel(run_dir)
+    store.request_cancel(folder)
     pgid = status.get("pgid")
     if isinstance(pgid, int) and store.process_alive(status):
         kill_group(pgid, grace_s=grace_s)
+    return True
+
+
+def cancel(run_dir: str | Path, *, grace_s: float = 3.0) -> bool:
+    """Stop a queued or running run and mark it ``cancelled``; False when it had already ended."""
+    run_dir = Path(run_dir)
+    if not stop_folder(run_dir, grace_s=grace_s):
+        return False
     if store.update_status(run_dir, "cancelled", error=None) is not None:
         return True
     # its SIGTERM handler may have recorded "cancelled" itself before it went
