@@ -10,9 +10,6 @@ record: the app reads them and never needs Ray.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,18 +47,7 @@ def run_sweep(
 def launch_sweep(sweep: SweepConfig, root: str | Path | None = None, *, env: dict | None = None) -> Path:
     """Validate and create the sweep, then execute it in a background process (its own group); returns its folder."""
     sweep_dir, _ = create_sweep(sweep, root)
-    cmd = [sys.executable, "-m", "cakd_viz", "sweep", "--sweep-dir", str(sweep_dir), "-q"]
-    with open(sweep_dir / store.LOG, "ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-    store.update_status(sweep_dir, "queued", **store.process_identity(proc.pid), pgid=proc.pid)
-    threading.Thread(target=proc.wait, daemon=True).start()
+    launcher.spawn_cli(sweep_dir, ["sweep", "--sweep-dir", str(sweep_dir)], env=env)
     return sweep_dir
 
 

@@ -73,18 +73,16 @@ def launch(
 def spawn(run_dir: Path, *, max_concurrent: int | None = None, env: dict | None = None) -> subprocess.Popen:
     """Start the process that executes the prepared folder ``run_dir``, in a new process group."""
     limit = max_concurrent or default_max_concurrent()
-    cmd = [
-        sys.executable,
-        "-m",
-        "cakd_viz",
-        "tune",
-        "--run-dir",
-        str(run_dir),
-        "--max-concurrent",
-        str(limit),
-        "-q",
-    ]
-    with open(run_dir / store.LOG, "ab") as log:
+    return spawn_cli(run_dir, ["tune", "--run-dir", str(run_dir), "--max-concurrent", str(limit)], env=env)
+
+
+def spawn_cli(folder: Path, args: list[str], *, env: dict | None = None) -> subprocess.Popen:
+    """Run ``python -m cakd_viz ARGS -q`` for a run or sweep folder, detached in its own process group.
+
+    Its output goes to the folder's log; the folder's status records it as ``queued`` with its pid.
+    """
+    cmd = [sys.executable, "-m", "cakd_viz", *args, "-q"]
+    with open(folder / store.LOG, "ab") as log:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -95,7 +93,7 @@ def spawn(run_dir: Path, *, max_concurrent: int | None = None, env: dict | None 
             close_fds=True,
         )
     # The child is its own group leader (pgid == pid). Refused if it already left "queued".
-    store.update_status(run_dir, "queued", **store.process_identity(proc.pid), pgid=proc.pid)
+    store.update_status(folder, "queued", **store.process_identity(proc.pid), pgid=proc.pid)
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()  # no zombies
     return proc
 
