@@ -44,15 +44,25 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def whole_number(text: str, minimum: int = 0) -> int:
+    """An integer >= minimum, or argparse.ArgumentTypeError saying what was expected."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return whole_number(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed, a worker count)."""
+    return whole_number(text, 0)
 
 
 def positive_float(text: str) -> float:

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, percent, positive_int
+from cakd_viz.cli._common import Command, add_quiet, nonnegative_int, percent, positive_int
 
 
 def _named(text: str) -> tuple[str | None, str]:
@@ -19,16 +19,6 @@ def _named(text: str) -> tuple[str | None, str]:
     if not spec:
         raise argparse.ArgumentTypeError(f"expected [NAME=]MODEL, got {text!r}")
     return name, spec
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -84,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-workers",
         "--workers",
         metavar="W",
-        type=_workers,
+        type=nonnegative_int,
         default=0,
         help="data-loader processes (default: 0)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, human_bytes, positive_int
+from cakd_viz.cli._common import Command, add_quiet, human_bytes, nonnegative_int, positive_int
 from cakd_viz.cli.progress import progress_bar
 
 
@@ -13,16 +13,6 @@ def _classes(text: str) -> int:
     value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"need at least 2 classes, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 
@@ -41,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="storage dtype (default: %(default)s)",
     )
     parser.add_argument(
-        "--seed", metavar="S", type=_seed, default=0, help="random seed (default: %(default)s)"
+        "--seed", metavar="S", type=nonnegative_int, default=0, help="random seed (default: %(default)s)"
     )
     parser.add_argument(
         "--students",
