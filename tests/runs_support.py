@@ -30,6 +30,13 @@ class Data(Dataset):
 def crash():
     return Data(crash_at=7)
 
+def sigterm_inside():
+    """SIGTERM lands while the data loader's own error wrapper is on the stack (a cancel mid-build)."""
+    import signal, time
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # the handler runs here, inside the factory
+    return Data(crash_at=None)
+
 def with_child():
     child = subprocess.Popen(["sleep", "300"])  # in the run's process group
     with open(os.environ["CHILD_PID_FILE"], "w") as f:

@@ -34,7 +34,9 @@ def test_public_api_of_design_section_4():
 
 
 def test_python_m_cakd_viz_help_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "cakd_viz", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "cakd_viz", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     for command in ("import", "info", "decompose", "synth", "samples", "extract", "tune", "sweep"):
         assert command in out.stdout
@@ -43,5 +45,9 @@ def test_python_m_cakd_viz_help_lists_commands():
 def test_every_module_stays_small():
     """STYLE.md habit 5: a module under ~300 lines."""
     root = Path(cakd_viz.__file__).parent
-    long = {str(p.relative_to(root)): n for p in root.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(root)): n
+        for p in root.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, f"modules over 400 lines: {long}"

@@ -266,6 +266,19 @@ def test_a_crashing_run_reads_failed_with_its_error_and_log(teacher, runs, tmp_p
     assert "Traceback" in info.log_tail(60) and "boom" in info.log_tail(5)
 
 
+def test_a_sigterm_inside_wrapped_user_code_still_reads_cancelled(teacher, runs, tmp_path, monkeypatch):
+    # the data factory's errors are re-raised as ValueError ("data factory ... failed"); a cancel
+    # arriving there (as when a sweep is cancelled while its trial loads) must not become a failure
+    module = write_factory(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    cfg = tiny_config(teacher, data=f"{module}:sigterm_inside", test_data="sample:digits:test")
+    run_dir = launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
+    wait_for(lambda: _state(run_dir) in store.FINAL, 90, "the run to end")
+    info = read_run(run_dir)
+    assert (info.state, info.error) == ("cancelled", None), info.log_tail(20)
+    assert "cancelled: stopped by signal SIGTERM" in info.log_tail(3)
+
+
 def test_a_killed_run_reads_failed(teacher, runs):
     run_dir = launch(RunConfig.from_dict(tiny_config(teacher, epochs=500)), runs, max_concurrent=2)
     wait_for(lambda: _state(run_dir) == "running", 90, "the run to start")

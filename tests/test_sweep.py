@@ -126,7 +126,8 @@ def test_cancelling_a_sweep_stops_its_trials(teacher, tmp_path):
     wait_for(lambda: read_sweep(sweep_dir).counts().get("running"), 90, "a trial to run")
     assert cancel_sweep(sweep_dir)
     info = read_sweep(sweep_dir)
-    assert info.state == "cancelled" and [t.state for t in info.trials] == ["cancelled"] * 3
+    assert info.state == "cancelled", info.status
+    assert [t.state for t in info.trials] == ["cancelled"] * 3, [(t.state, t.error) for t in info.trials]
     assert not cancel_sweep(sweep_dir)
 
 

@@ -34,8 +34,13 @@ MAX_RUNS_ENV = "CAKD_VIZ_MAX_RUNS"
 SLOTS = ".slots"
 
 
-class Cancelled(Exception):
-    """The run was asked to stop (cancel file, or its state became final) before it finished."""
+class Cancelled(BaseException):
+    """The run was asked to stop (cancel file, SIGTERM, or its state became final) before it finished.
+
+    A BaseException, like KeyboardInterrupt: it can arrive (from the SIGTERM handler) inside any code,
+    and the ``except Exception`` wrappers that turn a user's broken model or data into a ValueError
+    must not turn a cancel into a failure.
+    """
 
 
 def default_max_concurrent() -> int:

@@ -163,7 +163,7 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
             log(
                 f"done: best held-out accuracy {summary['best_val_acc']:.4f}, last {summary['last_val_acc']:.4f}"
             )
-        except Exception as exc:
+        except (Exception, Cancelled) as exc:
             err = exc
     group.agree(err, "writing the outputs")  # the other ranks return only once the run is done
 
