@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .grouping import DEFAULT_GROUPING, Grouping, correlated_classes, parse_grouping
+from . import native
+from .grouping import DEFAULT_GROUPING, Grouping, correlated_classes, parse_grouping, strong_mask
 from .loss_kernels import cakd_loss_and_terms, strong_mask_float
+from .loss_native import RULE_MASK, native_loss_and_terms, rule_of
 
 NATURAL = "natural"
 
@@ -55,12 +57,13 @@ def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
         if needs_labels:
             raise ValueError(f"{name} needs labels: call it as crit(student_logits, teacher_logits, labels)")
         return None
-    labels = torch.as_tensor(labels, device=student.device)
+    if not isinstance(labels, torch.Tensor) or labels.device != student.device:
+        labels = torch.as_tensor(labels, device=student.device)
     if labels.shape != (student.shape[0],) or labels.is_floating_point():
         raise ValueError(
             f"{name}: labels must be integers of shape ({student.shape[0]},), got {tuple(labels.shape)}"
         )
-    return labels.long()
+    return labels if labels.dtype == torch.int64 else labels.long()
 
 
 def _num(w: float) -> str:
@@ -219,6 +222,7 @@ class CAKDLoss(DistillationLoss):
     ) -> None:
         super().__init__(temperature=temperature, warmup=warmup)
         self.grouping = parse_grouping(grouping)
+        self._name = f"CAKDLoss with grouping {self.grouping}"
         self.w_b = float(w_b)
         self.alpha, self.beta = _weight(alpha, "alpha"), _weight(beta, "beta")
         self.register_buffer("correlated", _correlated(self.grouping, correlation), persistent=False)
@@ -231,32 +235,32 @@ class CAKDLoss(DistillationLoss):
     def _base_weights(self) -> tuple[float, ...]:
         return (self.w_b, *(1.0 if w == NATURAL else w for w in (self.alpha, self.beta)))
 
-    def _prepare(self, student, teacher, labels):
+    def _fused(self, student, teacher, labels, epoch, term_grads):
         g = self.grouping
-        labels = _check_inputs(f"CAKDLoss with grouping {g}", student, teacher, labels, g.needs_labels)
+        labels = _check_inputs(self._name, student, teacher, labels, g.needs_labels)
         student, teacher = _as_compute(student), _as_compute(teacher).detach()
         if self.correlated is not None and self.correlated.shape[0] != student.shape[1]:
             raise ValueError(
                 f"correlation is {tuple(self.correlated.shape)} but the logits have {student.shape[1]} classes"
             )
+        weights = self._base_weights() if self.warmup <= 0 else tuple(self.weights(epoch).values())
+        setup = {"temperature": self.temperature, "weights": weights, "natural": self.natural}
+        kern = native.kernel() if student.device.type == "cpu" else None
+        if kern is not None:  # one fused call each way (cakd_viz.native); S found inside for target/top-k
+            mask = None
+            if rule_of(g, student.shape[1])[0] == RULE_MASK:
+                with torch.no_grad():
+                    mask = strong_mask(
+                        g, teacher, labels, temperature=self.temperature, correlated=self.correlated
+                    )
+            return native_loss_and_terms(
+                kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup
+            )
         with torch.no_grad():
             strong = strong_mask_float(
                 g, teacher, labels, temperature=self.temperature, correlated=self.correlated
             )
-        return student, teacher, strong
-
-    def _fused(self, student, teacher, labels, epoch, term_grads):
-        student, teacher, strong = self._prepare(student, teacher, labels)
-        weights = tuple(self.weights(epoch).values())
-        return cakd_loss_and_terms(
-            student,
-            teacher,
-            strong,
-            temperature=self.temperature,
-            weights=weights,
-            natural=self.natural,
-            term_grads=term_grads,
-        )
+        return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
 
     def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
         return self._fused(student, teacher, labels, None, True)[1].unbind()
@@ -265,6 +269,10 @@ class CAKDLoss(DistillationLoss):
         """(loss 0-dim, {"bcd", "scd", "wcd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
         loss, vec = self._fused(student_logits, teacher_logits, labels, epoch, False)
         return loss, dict(zip(self.term_names, vec.unbind(), strict=True))
+
+    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
+        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
+        return self._fused(student_logits, teacher_logits, labels, epoch, False)[0]
 
     def formula(self) -> str:
         """E.g. "1*BCD + 1*SCD + 8*WCD (T=4, S = teacher top-5)"; natural weights show as p_S, p_W."""

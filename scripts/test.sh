@@ -8,11 +8,16 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q -r requirements-dev.txt
 
-# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
-if [ ! -x /usr/bin/chromium ]; then
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`); the fused
+# CAKD loss kernel (cakd_viz/native.py) is built with the system C compiler, and its tests expect one.
+packages=""
+[ -x /usr/bin/chromium ] || packages="chromium"
+command -v cc >/dev/null 2>&1 || packages="$packages gcc libc6-dev"
+if [ -n "$packages" ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null
 fi
 
 .venv/bin/ruff check .

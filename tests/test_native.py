@@ -1,0 +1,133 @@
+"""The fused C kernel of the CAKD loss (cakd_viz.native, cakd_viz.loss_native) and its fallback.
+
+Its results are checked against the tensor-op kernel and the per-sample reference of test_losses.py;
+here: that it is built on this machine, ties and NaN in its own top-k, bad labels, gradcheck, and that
+a machine without a compiler still trains (tensor-op kernel, with the reason said).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from test_losses import _reference_loss, _strong, _tensors
+
+from cakd_viz import native
+from cakd_viz.grouping import parse_grouping
+from cakd_viz.loss_native import NativeCAKDFunction, rule_of
+from cakd_viz.losses import CAKDLoss, KDLoss
+
+
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """A cache of its own, forgotten before and after the test."""
+    monkeypatch.setenv(native.ENV_CACHE, str(tmp_path / "cache"))
+    native.reset()
+    yield tmp_path / "cache" / "native"
+    native.reset()
+
+
+def test_the_kernel_is_built_here_and_says_so():
+    # CI installs a C compiler (scripts/test.sh), so the fast path is what the tests exercise
+    assert native.kernel() is not None, native.status()
+    assert native.status().startswith("fused CPU kernel: ")
+
+
+def test_a_fresh_cache_builds_once_and_then_reuses_the_library(fresh_native):
+    first = native.kernel()
+    assert first is not None and first.path.parent == fresh_native
+    built = sorted(p.name for p in fresh_native.iterdir())
+    native.reset()
+    assert native.kernel().path == first.path
+    assert sorted(p.name for p in fresh_native.iterdir()) == built  # nothing rebuilt, no temporaries left
+
+
+@pytest.mark.parametrize("kind", ["ties", "random", "nan"])
+@pytest.mark.parametrize("grouping", ["topk:1", "topk:3", "topk:9", "topk+target:2", "target"])
+def test_the_kernels_own_strong_sets_match_grouping(kind, grouping):
+    gen = torch.Generator().manual_seed(11)
+    t = torch.randn(200, 10, generator=gen, dtype=torch.float64) * 3
+    if kind == "ties":  # many equal values at the top-k boundary: the lower class index wins
+        t = torch.randint(0, 4, (200, 10), generator=gen).double()
+    s = (0.5 * t + torch.randn(200, 10, generator=gen, dtype=torch.float64)).requires_grad_()
+    y = torch.randint(0, 10, (200,), generator=gen)
+    crit = CAKDLoss(grouping, 0.7, 1.3, 2.5, temperature=2.0)
+    if kind == "nan":  # a NaN in a teacher row ranks above everything, as in torch.topk; the loss is NaN
+        t[5, 3] = float("nan")
+        assert torch.isnan(crit(s, t, y))
+        t, s, y = t[6:], s[6:].detach().requires_grad_(), y[6:]
+    strong = _strong(grouping, t, y, 2.0)
+    loss, ref = crit(s, t, y), _reference_loss(s, t, strong, 2.0, 0.7, 1.3, 2.5)
+    torch.testing.assert_close(loss, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("grouping", ["target", "topk:2", "mass:0.8"])
+@pytest.mark.parametrize("natural", [(False, False), (True, False), (False, True)])
+def test_native_gradient_passes_gradcheck(grouping, natural):
+    s, t, y = _tensors(n=6, c=5, seed=3)
+    g = parse_grouping(grouping)
+    rule, k = rule_of(g, 5)
+    mask = _strong(grouping, t, y, 2.0) if grouping.startswith("mass") else None
+    kern = native.kernel()
+
+    def fn(student):
+        loss, terms = NativeCAKDFunction.apply(
+            kern, student, t, rule, k, y, mask, 2.0, (0.7, 1.3, 2.5), natural, True
+        )
+        return loss, terms
+
+    assert torch.autograd.gradcheck(fn, (s,), eps=1e-6, atol=1e-8)
+
+
+def test_float32_results_agree_with_the_tensor_op_kernel(monkeypatch):
+    gen = torch.Generator().manual_seed(2)
+    t = torch.randn(256, 100, generator=gen) * 3
+    s = (0.6 * t + torch.randn(256, 100, generator=gen) * 1.5).requires_grad_()
+    y = torch.randint(0, 100, (256,), generator=gen)
+    crit = CAKDLoss("topk:5", 1.0, 1.0, 8.0, temperature=4.0)
+    fast = crit.loss_and_terms(s, t, y)
+    (g_fast,) = torch.autograd.grad(crit(s, t, y), s)
+    monkeypatch.setitem(native._state, "kernel", None)
+    monkeypatch.setitem(native._state, "reason", "off for this test")
+    slow = crit.loss_and_terms(s, t, y)
+    (g_slow,) = torch.autograd.grad(crit(s, t, y), s)
+    torch.testing.assert_close(fast[0], slow[0], rtol=2e-6, atol=1e-6)
+    for name in crit.term_names:
+        torch.testing.assert_close(fast[1][name], slow[1][name], rtol=2e-6, atol=1e-6)
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-9)
+
+
+def test_labels_out_of_range_are_a_clear_error():
+    s, t, y = _tensors(n=8, c=5)
+    y[3] = 7
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 5\); row 3 has 7"):
+        CAKDLoss("target")(s, t, y)
+
+
+def test_without_a_compiler_the_losses_fall_back_and_say_why(fresh_native, monkeypatch):
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    assert native.kernel() is None
+    assert "no C compiler found" in native.status()
+    s, t, y = _tensors()
+    crit = CAKDLoss("topk:3", alpha="natural", beta="natural", temperature=2.0)
+    torch.testing.assert_close(crit(s, t, y), KDLoss(2.0)(s, t), rtol=1e-10, atol=1e-12)
+
+
+def test_a_failing_build_is_reported_and_not_retried_by_every_process(fresh_native, monkeypatch):
+    monkeypatch.setattr(native, "_compiler", lambda: "false")  # a "compiler" that always fails
+    assert native.kernel() is None
+    assert "failed" in native.status()
+    assert not any(fresh_native.glob("*.so"))
+    assert not any(p.name.startswith(".build-") for p in fresh_native.iterdir())  # no temporaries left
+
+
+def test_switched_off_by_the_environment():
+    code = "from cakd_viz import native; print(native.kernel() is None, native.status())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, native.ENV_SWITCH: "0"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("True tensor-op kernel: switched off by CAKD_VIZ_NATIVE=0")
