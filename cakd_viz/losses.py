@@ -35,6 +35,7 @@ from .loss_kernels import cakd_loss_and_terms, strong_mask_float
 from .loss_native import RULE_MASK, native_loss_and_terms, rule_of
 
 NATURAL = "natural"
+_TARGET = parse_grouping("target")
 
 
 def _as_compute(logits: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,8 @@ class DKDLoss(DistillationLoss):
     """Decoupled KD (Zhao et al., CVPR 2022): alpha*TCKD + beta*NCKD, each T^2-scaled. Needs labels.
 
     TCKD = KL([p_t, 1 - p_t] || [q_t, 1 - q_t]) on the target class t; NCKD = KL over the non-target
-    classes, both distributions renormalised there. Log-space throughout (masked log-sum-exp).
+    classes, both distributions renormalised there: CAKD's BCD and WCD at S = {label}, so on CPU it runs
+    through CAKD's fused kernel; elsewhere log-space tensor ops (masked log-sum-exp).
     """
 
     term_names = ("tckd", "nckd")
@@ -176,7 +178,39 @@ class DKDLoss(DistillationLoss):
     def _base_weights(self) -> tuple[float, ...]:
         return (self.alpha, self.beta)
 
+    def _native(self, student, teacher, labels, epoch, term_grads):
+        """(loss, [TCKD, 0, NCKD]) from the fused CPU kernel at S = {label}; None where it is not used."""
+        kern = native.kernel() if student.device.type == "cpu" else None
+        if kern is None:
+            return None
+        labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True)
+        a, b = self._base_weights() if self.warmup <= 0 else tuple(self.weights(epoch).values())
+        return native_loss_and_terms(
+            kern, _as_compute(student), _as_compute(teacher).detach(), _TARGET, labels, None,
+            temperature=self.temperature, weights=(a, 0.0, b), natural=(False, False), term_grads=term_grads,
+        )  # fmt: skip
+
     def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
+        fused = self._native(student, teacher, labels, None, True)
+        if fused is not None:
+            tckd, _, nckd = fused[1].unbind()
+            return tckd, nckd
+        return self._tensor_terms(student, teacher, labels)
+
+    def loss_and_terms(self, student_logits, teacher_logits, labels=None, epoch=None):
+        """(loss 0-dim, {"tckd", "nckd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
+        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
+        if fused is None:
+            return super().loss_and_terms(student_logits, teacher_logits, labels, epoch)
+        return fused[0], {"tckd": fused[1][0], "nckd": fused[1][2]}
+
+    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
+        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
+        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
+        return super().forward(student_logits, teacher_logits, labels, epoch) if fused is None else fused[0]
+
+    def _tensor_terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
+        """The same terms from tensor ops (CUDA, or where the fused kernel is not built)."""
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
         t = self.temperature
         u, v = _as_compute(student) / t, _as_compute(teacher).detach() / t  # (N, C)

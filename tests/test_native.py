@@ -12,12 +12,19 @@ import sys
 
 import pytest
 import torch
-from test_losses import _reference_loss, _strong, _tensors
+from test_losses import _dkd_reference, _grad, _reference_loss, _strong, _tensors
 
 from cakd_viz import native
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.loss_native import NativeCAKDFunction, rule_of
-from cakd_viz.losses import CAKDLoss, KDLoss
+from cakd_viz.losses import CAKDLoss, DKDLoss, KDLoss
+
+
+@pytest.fixture
+def tensor_ops(monkeypatch):
+    """The losses as on a machine without the fused kernel."""
+    monkeypatch.setitem(native._state, "kernel", None)
+    monkeypatch.setitem(native._state, "reason", "off for this test")
 
 
 @pytest.fixture
@@ -131,3 +138,32 @@ def test_switched_off_by_the_environment():
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("True tensor-op kernel: switched off by CAKD_VIZ_NATIVE=0")
+
+
+@pytest.mark.parametrize("temperature", [0.5, 4.0])
+def test_dkd_matches_the_published_formula_on_both_kernels(temperature, monkeypatch):
+    s, t, y = _tensors()
+    ref = _dkd_reference(s, t, y, 1.5, 6.0, temperature)
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setitem(native._state, "kernel", None)
+        crit = DKDLoss(alpha=1.5, beta=6.0, temperature=temperature)
+        loss, terms = crit.loss_and_terms(s, t, y)
+        torch.testing.assert_close(loss, ref, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(_grad(crit(s, t, y), s), _grad(ref, s), rtol=1e-8, atol=1e-12)
+        assert torch.equal(loss, 1.5 * terms["tckd"] + 6.0 * terms["nckd"])
+        named = crit.terms(s, t, y)  # each term differentiable on its own: alpha*d(TCKD) + beta*d(NCKD)
+        both = 1.5 * _grad(named["tckd"], s) + 6.0 * _grad(crit.terms(s, t, y)["nckd"], s)
+        torch.testing.assert_close(both, _grad(ref, s), rtol=1e-8, atol=1e-12)
+
+
+def test_the_tensor_op_kernels_agree_with_the_fused_one(tensor_ops):
+    s, t, y = _tensors(n=30, c=12, seed=4)
+    crits = [CAKDLoss("topk:3", 1.0, 0.5, 4.0, temperature=3.0), DKDLoss(1.0, 8.0, temperature=3.0)]
+    slow = [(c(s, t, y), _grad(c(s, t, y), s)) for c in crits]
+    native._state.clear()  # the fixture's monkeypatch restores its own keys afterwards
+    fast = [(c(s, t, y), _grad(c(s, t, y), s)) for c in crits]
+    assert native.kernel() is not None
+    for (ls, gs), (lf, gf) in zip(slow, fast, strict=True):
+        torch.testing.assert_close(lf, ls, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gf, gs, rtol=1e-8, atol=1e-13)
