@@ -8,8 +8,10 @@ Memory-mapped bundles live in `st.cache_resource`; every failure is a ValueError
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from cakd_viz.grouping import class_correlation
 from cakd_viz.validate import BundleError
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "cakd-viz-uploads"
+UPLOAD_KEEP_S = 7 * 24 * 3600  # an upload nobody opened for a week is removed at the next upload
+PARTIAL_KEEP_S = 3600  # an import that died half-way (its ".partial-" folder) is removed after an hour
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ def open_source(source: str) -> Opened:
         path = UPLOAD_DIR / rest / "bundle"
         if not path.is_dir():
             raise ValueError("that uploaded file is no longer on this server; upload it again")
+        _touch(UPLOAD_DIR / rest)
         label, token = f"upload: {_upload_name(rest)}", source
     else:
         raise ValueError(f"unknown bundle source {source!r} (expected sample:, path: or upload:)")
@@ -85,7 +90,9 @@ def import_upload(name: str, data: bytes) -> str:
         )
     digest = hashlib.sha256(data).hexdigest()[:16]
     folder = UPLOAD_DIR / digest
+    prune_uploads(keep=digest)
     if (folder / "bundle" / "meta.json").is_file():
+        _touch(folder)
         return f"upload:{digest}"
     from cakd_viz.importers import import_file  # imported lazily: pulls in torch/safetensors readers
 
@@ -110,6 +117,37 @@ def import_upload(name: str, data: bytes) -> str:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return f"upload:{digest}"
+
+
+def prune_uploads(*, keep: str = "", now: float | None = None) -> list[str]:
+    """Remove uploads unused for UPLOAD_KEEP_S and dead half-imports; returns the folder names removed.
+
+    "Used" is the folder's modification time, renewed whenever the upload is opened. A session still
+    showing a removed upload keeps its memory-mapped arrays; a link to it says to upload it again.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(UPLOAD_DIR.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        limit = PARTIAL_KEEP_S if ".partial-" in entry.name else UPLOAD_KEEP_S
+        try:
+            stale = entry.is_dir() and entry.name != keep and now - entry.stat().st_mtime > limit
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _touch(folder: Path) -> None:
+    try:
+        os.utime(folder)
+    except OSError:
+        pass
 
 
 @st.cache_resource(max_entries=6, show_spinner="Opening the bundle…")

@@ -373,3 +373,36 @@ def test_a_bundle_that_breaks_while_open_is_reported_not_fatal(root):
     _ok(at)
     assert any("can no longer be read" in e.value for e in at.sidebar.error)
     assert any("No bundle is open" in i.value for i in at.info)
+
+
+def test_stale_uploads_and_dead_half_imports_are_pruned(tmp_path, monkeypatch):
+    from appkit import bundles
+
+    monkeypatch.setattr(bundles, "UPLOAD_DIR", tmp_path)
+    now = 1_000_000_000.0
+    ages = {  # folder -> seconds since last use
+        "0123456789abcdef": bundles.UPLOAD_KEEP_S + 60,  # a week unused: removed
+        "fedcba9876543210": bundles.UPLOAD_KEEP_S - 60,  # recent: kept
+        "aaaaaaaaaaaaaaaa": bundles.UPLOAD_KEEP_S + 60,  # old, but being re-uploaded now: kept
+        "bbbbbbbbbbbbbbbb.partial-x1": bundles.PARTIAL_KEEP_S + 60,  # a dead import: removed
+        "cccccccccccccccc.partial-x2": 60,  # an import in progress: kept
+    }
+    for name, age in ages.items():
+        (tmp_path / name / "bundle").mkdir(parents=True)
+        os.utime(tmp_path / name, (now - age, now - age))
+    removed = bundles.prune_uploads(keep="aaaaaaaaaaaaaaaa", now=now)
+    assert sorted(removed) == ["0123456789abcdef", "bbbbbbbbbbbbbbbb.partial-x1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(ages) - set(removed))
+
+
+def test_opening_an_upload_renews_it(root, monkeypatch):
+    a = _arrays(n=60, seed=4)
+    buf = io.BytesIO()
+    np.savez(buf, teacher=a["teacher"], student_x=a["student_ce"], labels=a["labels"])
+    from appkit import bundles
+
+    token = bundles.import_upload("renew.npz", buf.getvalue())
+    folder = bundles.UPLOAD_DIR / token.split(":", 1)[1]
+    os.utime(folder, (1.0, 1.0))
+    bundles.open_source(token)
+    assert folder.stat().st_mtime > 1_000_000
