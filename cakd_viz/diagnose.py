@@ -142,6 +142,25 @@ def failure_table(
     return frame
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_csv(frame: pd.DataFrame) -> str:
+    """`frame` as CSV text in which no text cell can run as a spreadsheet formula.
+
+    Class names come from users' files; a name such as "=HYPERLINK(...)" would execute when the CSV
+    is opened in a spreadsheet. Text cells starting with = + - @, a tab or a carriage return get a
+    leading apostrophe (shown by spreadsheets as plain text); numbers are written unchanged.
+    """
+    safe = frame.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
+            safe[col] = [
+                f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in safe[col]
+            ]
+    return safe.to_csv(index=False)
+
+
 def class_failures(
     d: Decomposition, mask: np.ndarray, *, by: str = "label", num_classes: int, class_names=None
 ) -> pd.DataFrame:

@@ -124,7 +124,7 @@ else:
     )
 right.download_button(
     f"Download all {count:,} as CSV",
-    data=lambda: diagnose.failure_table(d, mask, by=by, class_names=names).to_csv(index=False),
+    data=lambda: diagnose.spreadsheet_csv(diagnose.failure_table(d, mask, by=by, class_names=names)),
     file_name=f"failures_{sel.student}_{d.grouping.replace(':', '-')}_T{d.temperature:g}.csv",
     mime="text/csv",
     on_click="ignore",

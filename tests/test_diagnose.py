@@ -161,3 +161,22 @@ def test_prediction_in_strong_rebuilds_s(logits, grouping):
 
 def test_ranked_columns_keep_their_names_in_the_table():
     assert all(dg.COLUMN_LABELS[column] == shown for shown, column in dg.RANK_KEYS.items())
+
+
+def test_csv_download_cannot_run_formulas_and_keeps_numbers():
+    import io
+
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "index": [0, 1, 2, 3],
+            "label_name": ['=HYPERLINK("http://x")', "+1", "cat", "@SUM(A1)"],
+            "kl": [-0.5, 1.25, 2.0, 3.0],
+        }
+    )
+    text = dg.spreadsheet_csv(frame)
+    back = pd.read_csv(io.StringIO(text))
+    assert back["label_name"].tolist() == ['\'=HYPERLINK("http://x")', "'+1", "cat", "'@SUM(A1)"]
+    assert back["kl"].tolist() == [-0.5, 1.25, 2.0, 3.0]  # a negative number is not text: unchanged
+    assert frame["label_name"][0].startswith("=")  # the caller's frame is not modified
