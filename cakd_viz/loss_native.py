@@ -43,7 +43,10 @@ class NativeCAKDFunction(torch.autograd.Function):
             mask = mask.to(torch.bool).contiguous()
         else:
             mask = torch.empty((n, c), dtype=torch.bool)
-        label_ptr = labels.contiguous().data_ptr() if rule in (RULE_TARGET, RULE_TOPK_TARGET) else None
+        label_ptr = None
+        if rule in (RULE_TARGET, RULE_TOPK_TARGET):
+            labels = labels.contiguous()  # kept referenced: the kernel reads it through a raw pointer
+            label_ptr = labels.data_ptr()
         probs = torch.empty((2, n, c), dtype=dtype)
         rows = torch.empty((n, ROW), dtype=torch.float64)
         sums, bad = SUMS(), BAD()  # batch sums of the three terms' rows; a bad label's row

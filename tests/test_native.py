@@ -53,13 +53,14 @@ def test_a_fresh_cache_builds_once_and_then_reuses_the_library(fresh_native):
 
 @pytest.mark.parametrize("kind", ["ties", "random", "nan"])
 @pytest.mark.parametrize("grouping", ["topk:1", "topk:3", "topk:9", "topk+target:2", "target"])
-def test_the_kernels_own_strong_sets_match_grouping(kind, grouping):
+@pytest.mark.parametrize("c", [10, 40])  # 40: K at most C / 8, where the kernel pre-screens by block maxima
+def test_the_kernels_own_strong_sets_match_grouping(kind, grouping, c):
     gen = torch.Generator().manual_seed(11)
-    t = torch.randn(200, 10, generator=gen, dtype=torch.float64) * 3
+    t = torch.randn(200, c, generator=gen, dtype=torch.float64) * 3
     if kind == "ties":  # many equal values at the top-k boundary: the lower class index wins
-        t = torch.randint(0, 4, (200, 10), generator=gen).double()
-    s = (0.5 * t + torch.randn(200, 10, generator=gen, dtype=torch.float64)).requires_grad_()
-    y = torch.randint(0, 10, (200,), generator=gen)
+        t = torch.randint(0, 4, (200, c), generator=gen).double()
+    s = (0.5 * t + torch.randn(200, c, generator=gen, dtype=torch.float64)).requires_grad_()
+    y = torch.randint(0, c, (200,), generator=gen)
     crit = CAKDLoss(grouping, 0.7, 1.3, 2.5, temperature=2.0)
     if kind == "nan":  # a NaN in a teacher row ranks above everything, as in torch.topk; the loss is NaN
         t[5, 3] = float("nan")
@@ -104,6 +105,14 @@ def test_float32_results_agree_with_the_tensor_op_kernel(monkeypatch):
     for name in crit.term_names:
         torch.testing.assert_close(fast[1][name], slow[1][name], rtol=2e-6, atol=1e-6)
     torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-9)
+
+
+def test_strided_inputs_and_labels_give_the_contiguous_result():
+    s, t, y = _tensors(n=40, c=7, seed=5)
+    crit = CAKDLoss("topk+target:2", temperature=2.0)
+    wide_y = torch.stack((y, y.flip(0)), 1)  # column 0 is y, strided
+    loss = crit(s.t().contiguous().t(), t.t().contiguous().t(), wide_y[:, 0])
+    torch.testing.assert_close(loss, crit(s, t, y), rtol=0, atol=0)
 
 
 def test_labels_out_of_range_are_a_clear_error():
