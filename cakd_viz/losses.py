@@ -19,7 +19,8 @@ p_S, p_W stand in for the constants and CAKD (w_b = 1) equals KD for every group
 terms["scd"] = T^2 * mean(p_S * SCD), with weight 1 (the per-sample weight lives inside the term).
 With `warmup` > 0 the weights are scaled by min(epoch / warmup, 1), epoch 0-based (fractional
 allowed), as DKD does; epoch=None means fully warmed up. Float16/bfloat16 inputs are computed in
-float32, float64 stays float64; everything runs on the inputs' device.
+float32, float64 stays float64, and the teacher is computed in the student's dtype; everything runs on
+the inputs' device.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ _TARGET = parse_grouping("target")
 def _as_compute(logits: torch.Tensor) -> torch.Tensor:
     """float64 stays float64, every other float dtype is computed in float32."""
     return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def _teacher_like(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits, detached, in the student's compute dtype (the kernels take one dtype)."""
+    return teacher.detach().to(student.dtype)
 
 
 def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
@@ -155,7 +161,7 @@ class KDLoss(DistillationLoss):
         _check_inputs("KDLoss", student, teacher, labels, needs_labels=False)
         t = self.temperature
         log_q = F.log_softmax(_as_compute(student) / t, dim=1)  # (N, C)
-        log_p = F.log_softmax(_as_compute(teacher).detach() / t, dim=1)
+        log_p = F.log_softmax(_teacher_like(teacher, log_q) / t, dim=1)
         return (F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * t**2,)
 
 
@@ -186,7 +192,7 @@ class DKDLoss(DistillationLoss):
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True)
         a, b = self._base_weights() if self.warmup <= 0 else tuple(self.weights(epoch).values())
         return native_loss_and_terms(
-            kern, _as_compute(student), _as_compute(teacher).detach(), _TARGET, labels, None,
+            kern, _as_compute(student), _teacher_like(teacher, _as_compute(student)), _TARGET, labels, None,
             temperature=self.temperature, weights=(a, 0.0, b), natural=(False, False), term_grads=term_grads,
         )  # fmt: skip
 
@@ -213,7 +219,8 @@ class DKDLoss(DistillationLoss):
         """The same terms from tensor ops (CUDA, or where the fused kernel is not built)."""
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
         t = self.temperature
-        u, v = _as_compute(student) / t, _as_compute(teacher).detach() / t  # (N, C)
+        u = _as_compute(student) / t
+        v = _teacher_like(teacher, u) / t  # (N, C)
         log_q, log_p = F.log_softmax(u, 1), F.log_softmax(v, 1)
         target = torch.zeros_like(u, dtype=torch.bool).scatter_(1, labels, True)
         # Binary split [target, rest]: log masses (N, 2).
@@ -272,7 +279,8 @@ class CAKDLoss(DistillationLoss):
     def _fused(self, student, teacher, labels, epoch, term_grads):
         g = self.grouping
         labels = _check_inputs(self._name, student, teacher, labels, g.needs_labels)
-        student, teacher = _as_compute(student), _as_compute(teacher).detach()
+        student = _as_compute(student)
+        teacher = _teacher_like(teacher, student)
         if self.correlated is not None and self.correlated.shape[0] != student.shape[1]:
             raise ValueError(
                 f"correlation is {tuple(self.correlated.shape)} but the logits have {student.shape[1]} classes"

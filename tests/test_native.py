@@ -115,6 +115,17 @@ def test_strided_inputs_and_labels_give_the_contiguous_result():
     torch.testing.assert_close(loss, crit(s, t, y), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("use_native", [True, False])
+def test_a_teacher_in_another_dtype_is_computed_in_the_students(use_native, monkeypatch):
+    if not use_native:
+        monkeypatch.setitem(native._state, "kernel", None)
+    s, t, y = _tensors(n=20, c=6, seed=6, dtype=torch.float32)
+    for crit in (CAKDLoss("topk:2", temperature=2.0), DKDLoss(temperature=2.0), KDLoss(2.0)):
+        same = crit(s, t, y)
+        torch.testing.assert_close(crit(s, t.double(), y), same, rtol=0, atol=0)
+        torch.testing.assert_close(crit(s, t.half(), y), crit(s, t.half().float(), y), rtol=0, atol=0)
+
+
 def test_labels_out_of_range_are_a_clear_error():
     s, t, y = _tensors(n=8, c=5)
     y[3] = 7
