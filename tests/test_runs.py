@@ -176,6 +176,7 @@ def test_tune_command_runs_end_to_end(teacher, tmp_path):
     assert {"ce", "bcd", "scd", "wcd", "loss", "train_acc", "val_acc", "val_loss"} <= set(epochs[0])
     env = store.read_json(run.path / store.ENV)
     assert env["seed"] == 0 and env["device"] == "cpu" and env["batch_size"] == 64 and env["torch"]
+    assert env["loss_kernel"].startswith("fused CPU kernel: ")  # a CAKD run on CPU, compiler present
     s = run.summary
     assert (
         s["best_val_acc"] == max(e["val_acc"] for e in epochs) and s["last_val_acc"] == epochs[-1]["val_acc"]

@@ -85,6 +85,17 @@ def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, summary: dict) -> 
     store.write_json(run_dir / f"{store.WEIGHTS}.json", {"format": "cakd-run-weights/1", "note": note})
 
 
+def _loss_kernel(dev, parts: Parts) -> str | None:
+    """Which kernel computed a KD/DKD/CAKD loss: the fused CPU one (and its build) or tensor ops."""
+    if parts.criterion is None or type(parts.criterion).__name__ == "KDLoss":
+        return None
+    if torch.device(dev).type != "cpu":
+        return "tensor-op kernel (not on CPU)"
+    from cakd_viz import native
+
+    return native.status()
+
+
 def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict:
     """What PAPER.md says users need to compare numbers: seed, device, batch size, versions, world size."""
     from cakd_viz import __version__
@@ -100,6 +111,7 @@ def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict
         "batch_size": cfg.batch_size,
         "batch_size_per_rank": per_rank,
         "threads": torch.get_num_threads(),
+        "loss_kernel": _loss_kernel(dev, parts),
         "student_params": count_params(parts.student),
         "train_samples": len(parts.train_set) * group.world_size,
         "python": platform.python_version(),
