@@ -37,6 +37,16 @@ def sigterm_inside():
     time.sleep(30)  # the handler runs here, inside the factory
     return Data(crash_at=None)
 
+def sigterm_wrapped():
+    """As sigterm_inside, but the stop comes back as another error, as from a C extension's import."""
+    import signal, time
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    except BaseException:
+        raise ImportError("initialization failed") from None
+    return Data(crash_at=None)
+
 def with_child():
     child = subprocess.Popen(["sleep", "300"])  # in the run's process group
     with open(os.environ["CHILD_PID_FILE"], "w") as f:

@@ -267,17 +267,42 @@ def test_a_crashing_run_reads_failed_with_its_error_and_log(teacher, runs, tmp_p
     assert "Traceback" in info.log_tail(60) and "boom" in info.log_tail(5)
 
 
-def test_a_sigterm_inside_wrapped_user_code_still_reads_cancelled(teacher, runs, tmp_path, monkeypatch):
-    # the data factory's errors are re-raised as ValueError ("data factory ... failed"); a cancel
-    # arriving there (as when a sweep is cancelled while its trial loads) must not become a failure
+@pytest.mark.parametrize("factory", ["sigterm_inside", "sigterm_wrapped"])
+def test_a_sigterm_inside_wrapped_user_code_still_reads_cancelled(
+    factory, teacher, runs, tmp_path, monkeypatch
+):
+    # the data factory's errors are re-raised as ValueError ("data factory ... failed"), and a SIGTERM
+    # inside an import can come back as "ImportError: initialization failed" (seen in CI, from scipy);
+    # a cancel arriving there (a sweep cancelled while its trial loads) must not become a failure
     module = write_factory(tmp_path)
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    cfg = tiny_config(teacher, data=f"{module}:sigterm_inside", test_data="sample:digits:test")
+    cfg = tiny_config(teacher, data=f"{module}:{factory}", test_data="sample:digits:test")
     run_dir = launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
     wait_for(lambda: _state(run_dir) in store.FINAL, 90, "the run to end")
     info = read_run(run_dir)
     assert (info.state, info.error) == ("cancelled", None), info.log_tail(20)
     assert "cancelled: stopped by signal SIGTERM" in info.log_tail(3)
+
+
+def test_cancel_reason_finds_a_cancel_however_it_was_wrapped(monkeypatch):
+    from cakd_viz.runs import launcher
+
+    monkeypatch.setattr(launcher, "_signalled", [])
+    try:
+        try:
+            raise launcher.Cancelled("stopped by signal SIGTERM")
+        except BaseException as exc:
+            raise ImportError("initialization failed") from exc
+    except ImportError as wrapped:
+        try:
+            raise ValueError("data factory 'm:f' failed") from wrapped
+        except ValueError as outer:
+            assert launcher.cancel_reason(outer) == "stopped by signal SIGTERM"
+    assert launcher.cancel_reason(ValueError("a real failure")) is None
+    launcher.record_signal("SIGTERM")  # the signal arrived, but its Cancelled was lost on the way
+    assert launcher.cancel_reason(RuntimeError("boom")).startswith(
+        "stopped by signal SIGTERM (it surfaced as"
+    )
 
 
 def test_a_killed_run_reads_failed(teacher, runs):

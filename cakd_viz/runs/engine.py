@@ -73,12 +73,11 @@ def execute_sweep(sweep_dir: str | Path, *, engine: str | None = None, log: Log 
                 _run_local(sweep, sweep_dir, trials, log)
             else:
                 raise ValueError(f"unknown engine {engine!r}; choose local or ray")
-    except Cancelled:
-        _cancel_trials(trials)
-        store.update_status(sweep_dir, "cancelled")
-        return "cancelled"
     except BaseException as exc:
         _cancel_trials(trials)
+        if launcher.cancel_reason(exc) is not None:
+            store.update_status(sweep_dir, "cancelled")
+            return "cancelled"
         store.update_status(sweep_dir, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     _fail_leftovers(trials)

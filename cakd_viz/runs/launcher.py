@@ -43,6 +43,33 @@ class Cancelled(BaseException):
     """
 
 
+_signalled: list[str] = []  # the signals sigterm_cancels turned into Cancelled in this process
+
+
+def record_signal(name: str) -> None:
+    """Note that this process was asked to stop by a signal (see cancel_reason)."""
+    _signalled.append(name)
+
+
+def cancel_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` means "cancelled", or None when it is a real failure.
+
+    A SIGTERM can land inside C code or an import; the Cancelled it raises may come back wrapped (a C
+    extension's "ImportError: initialization failed", a library's own error type) or be lost. So: a
+    Cancelled anywhere in the cause/context chain, or any error after this process was signalled.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, Cancelled):
+            return str(link)
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    if _signalled:
+        return f"stopped by signal {_signalled[-1]} (it surfaced as {type(exc).__name__}: {exc})"
+    return None
+
+
 def default_max_concurrent() -> int:
     """``$CAKD_VIZ_MAX_RUNS``, else half the CPU cores (at least 1): each run uses one or more threads."""
     env = os.environ.get(MAX_RUNS_ENV, "").strip()

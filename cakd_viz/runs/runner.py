@@ -30,7 +30,7 @@ import torch
 from cakd_viz.runs import store
 from cakd_viz.runs.build import build
 from cakd_viz.runs.config import RunConfig
-from cakd_viz.runs.launcher import Cancelled, default_max_concurrent, run_slot
+from cakd_viz.runs.launcher import Cancelled, cancel_reason, default_max_concurrent, record_signal, run_slot
 from cakd_viz.runs.outputs import environment, write_outputs
 from cakd_viz.runs.teacher_cache import LookupTeacher, teacher_logits
 
@@ -86,12 +86,13 @@ def _execute(run_dir, cfg, group, dev, max_concurrent, echo, progress, report) -
             log(f"running {run_dir.name} on {dev} (world size {group.world_size}): {cfg.label()}")
             _train_and_write(run_dir, cfg, group, dev, stop, log, progress, report)
         return "done"
-    except Cancelled as exc:
-        if group.is_main:
-            store.update_status(run_dir, "cancelled", error=None)
-            log(f"cancelled: {exc}")
-        return "cancelled"
     except BaseException as exc:
+        why = cancel_reason(exc)
+        if why is not None:
+            if group.is_main:
+                store.update_status(run_dir, "cancelled", error=None)
+                log(f"cancelled: {why}")
+            return "cancelled"
         if group.is_main:
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log(traceback.format_exc().rstrip())  # before the status, so a reader of "failed" finds it
@@ -240,7 +241,9 @@ def sigterm_cancels():
         return
 
     def handler(signum, frame):
-        raise Cancelled(f"stopped by signal {signal.Signals(signum).name}")
+        name = signal.Signals(signum).name
+        record_signal(name)
+        raise Cancelled(f"stopped by signal {name}")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
