@@ -104,7 +104,7 @@ def test_the_ray_engine_writes_the_same_layout_and_numbers(teacher, tmp_path):
     config = write_json(tmp_path / "sweep.json", sweep)
     cmd = ["sweep", "--config", str(config), "--runs-dir", str(tmp_path / "ray"), "--engine", "ray", "-q"]
     out = subprocess.run(
-        [sys.executable, "-m", "cakd_viz", *cmd], capture_output=True, text=True, cwd=REPO, timeout=240
+        [sys.executable, "-m", "cakd_viz", *cmd], capture_output=True, text=True, cwd=REPO, timeout=600
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (sweep_dir,) = [p for p in (tmp_path / "ray").iterdir() if (p / store.SWEEP).exists()]
