@@ -53,6 +53,7 @@ class NativeCAKDFunction(torch.autograd.Function):
         code = kern.forward[name](
             n, c, student.data_ptr(), teacher.data_ptr(), 1.0 / temperature, rule, k, label_ptr,
             mask.data_ptr(), probs.data_ptr(), rows.data_ptr(), sums, natural[0], natural[1], bad,
+            torch.get_num_threads(),
         )  # fmt: skip
         if code == -1:
             row = int(bad[0])
@@ -85,7 +86,7 @@ class NativeCAKDFunction(torch.autograd.Function):
         grad = torch.empty((n, c), dtype=ctx.probs.dtype)
         ctx.kern.backward[ctx.name](
             n, c, ctx.probs.data_ptr(), ctx.mask.data_ptr(), ctx.rows.data_ptr(), cb, cs, cw,
-            int(natural[0]), int(natural[1]), grad.data_ptr(),
+            int(natural[0]), int(natural[1]), grad.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
         return None, grad, None, None, None, None, None, None, None, None, None
 

@@ -29,11 +29,11 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("_native") / "cakd_kernel.c"
 # -fassociative-math lets the compiler vectorise the sums (their order changes, nothing else);
 # no -ffast-math: NaN, infinities and signed comparisons keep their IEEE meaning.
-FLAGS = ("-O3", "-fPIC", "-shared", "-std=c99", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
          "-fno-signed-zeros")  # fmt: skip
 # Tried first on x86-64: glibc's libmvec gives a vector expf (about 3x faster than the portable one).
 VARIANTS = (("mvec", ("-DCAKD_MVEC",), ("-lmvec", "-lm")), ("portable", (), ("-lm",)))
-ABI_VERSION = 2
+ABI_VERSION = 3
 ROW = 8  # doubles per row in the kernel's per-row record
 ENV_SWITCH = "CAKD_VIZ_NATIVE"
 ENV_CACHE = "CAKD_VIZ_CACHE_DIR"
@@ -44,9 +44,9 @@ _state: dict[str, object] = {}
 
 _i64, _dbl, _int, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
 _dbls, _i64s = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)
-_FORWARD = [_i64, _i64, _ptr, _ptr, _dbl, _int, _i64, _ptr, _ptr, _ptr, _ptr, _dbls, _int, _int, _i64s]
+_FORWARD = [_i64, _i64, _ptr, _ptr, _dbl, _int, _i64, _ptr, _ptr, _ptr, _ptr, _dbls, _int, _int, _i64s, _int]
 SUMS, BAD = ctypes.c_double * 3, ctypes.c_int64 * 1  # the forward's two small out-arguments
-_BACKWARD = [_i64, _i64, _ptr, _ptr, _ptr, _dbl, _dbl, _dbl, _int, _int, _ptr]
+_BACKWARD = [_i64, _i64, _ptr, _ptr, _ptr, _dbl, _dbl, _dbl, _int, _int, _ptr, _int]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@
  * All accumulation is in double; inputs and outputs are float32 or float64 (two instantiations).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,60 @@ static void vexp_f32(float *x, int64_t n) {
 #endif
 static void vexp_f64(double *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = exp(x[i]);
+}
+
+/* Rows split over threads: each job takes a contiguous block of rows (the calling thread the first),
+   and the forward adds the blocks' sums in row order, so a result depends on the thread count only
+   through the order of that final sum. Below MIN_WORK elements per thread, fewer threads. */
+#define MAX_THREADS 16
+#define MIN_WORK 32768
+
+typedef struct job job_t;
+struct job {
+    int64_t n, c, k, r0, r1, bad_row;
+    const void *s, *t;
+    const int64_t *labels;
+    uint8_t *mask;
+    void *probs, *grad;
+    double *rows;
+    double inv_t, cb, cs, cw, sums[3];
+    int rule, natural_s, natural_w, code;
+    void (*run)(job_t *);
+};
+
+static int split_rows(const job_t *base, int threads, job_t *jobs) {
+    int64_t work = base->n * base->c;
+    int m = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
+    if ((int64_t)m > work / MIN_WORK) m = (int)(work / MIN_WORK);
+    if ((int64_t)m > base->n) m = (int)base->n;
+    if (m < 1) m = 1;
+    for (int i = 0; i < m; i++) {
+        jobs[i] = *base;
+        jobs[i].r0 = base->n * i / m;
+        jobs[i].r1 = base->n * (i + 1) / m;
+        jobs[i].code = 0;
+        jobs[i].bad_row = -1;
+    }
+    return m;
+}
+
+static void *job_main(void *p) {
+    job_t *j = p;
+    j->run(j);
+    return NULL;
+}
+
+static void run_jobs(job_t *jobs, int m) {
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int i = 1; i < m; i++) started[i] = pthread_create(&tid[i], NULL, job_main, &jobs[i]) == 0;
+    jobs[0].run(&jobs[0]);
+    for (int i = 1; i < m; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            jobs[i].run(&jobs[i]); /* no thread to be had: do it here */
+    }
 }
 
 /* torch.topk's order: NaN above everything. */
@@ -163,10 +218,11 @@ static double logaddexp(double x, double y) {
    probs: (2, n, c) exp(a_i), exp(b_i), the in-group distributions q^G, p^G times Zq_G, Zp_G;
    rows: (n, ROW), see ROW; sums: (3,) batch sums of the BCD, SCD, WCD of every row (SCD, WCD times
    p_S, p_W where natural_s, natural_w). */
-#define DEFINE_FORWARD(NAME, TOPK, REAL, EXP)                                                               \
-    int NAME(int64_t n, int64_t c, const REAL *s, const REAL *t, double inv_t, int rule, int64_t k,   \
-             const int64_t *labels, uint8_t *mask, REAL *probs, double *rows, double *sums,           \
-             int natural_s, int natural_w, int64_t *bad_row) {                                        \
+#define DEFINE_FORWARD(NAME, TOPK, REAL, EXP)                                                          \
+    static int NAME##_rows(int64_t n, int64_t c, const REAL *s, const REAL *t, double inv_t, int rule, \
+                           int64_t k, const int64_t *labels, uint8_t *mask, REAL *probs, double *rows, \
+                           double *sums, int natural_s, int natural_w, int64_t *bad_row, int64_t r0,   \
+                           int64_t r1) {                                                               \
         double *val = NULL;                                                                            \
         int64_t *idx = NULL;                                                                           \
         if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) {                                           \
@@ -179,7 +235,7 @@ static double logaddexp(double x, double y) {
             }                                                                                          \
         }                                                                                              \
         double total[3] = {0.0, 0.0, 0.0};                                                             \
-        for (int64_t r = 0; r < n; r++) {                                                              \
+        for (int64_t r = r0; r < r1; r++) {                                                            \
             const REAL *sr = s + r * c, *tr = t + r * c;                                               \
             uint8_t *mr = mask + r * c;                                                                \
             REAL *qr = probs + r * c, *pr = probs + (n + r) * c;                                       \
@@ -268,13 +324,38 @@ static double logaddexp(double x, double y) {
         sums[1] = total[1];                                                                            \
         sums[2] = total[2];                                                                            \
         return 0;                                                                                      \
+    }                                                                                                  \
+    static void NAME##_job(job_t *j) {                                                                 \
+        j->code = NAME##_rows(j->n, j->c, j->s, j->t, j->inv_t, j->rule, j->k, j->labels, j->mask,     \
+                              j->probs, j->rows, j->sums, j->natural_s, j->natural_w, &j->bad_row,     \
+                              j->r0, j->r1);                                                           \
+    }                                                                                                  \
+    int NAME(int64_t n, int64_t c, const REAL *s, const REAL *t, double inv_t, int rule, int64_t k,   \
+             const int64_t *labels, uint8_t *mask, REAL *probs, double *rows, double *sums,           \
+             int natural_s, int natural_w, int64_t *bad_row, int threads) {                           \
+        job_t jobs[MAX_THREADS];                                                                       \
+        job_t base = {.n = n, .c = c, .s = s, .t = t, .inv_t = inv_t, .rule = rule, .k = k,            \
+                      .labels = labels, .mask = mask, .probs = probs, .rows = rows,                    \
+                      .natural_s = natural_s, .natural_w = natural_w, .run = NAME##_job};              \
+        int m = split_rows(&base, threads, jobs);                                                      \
+        run_jobs(jobs, m);                                                                             \
+        sums[0] = sums[1] = sums[2] = 0.0;                                                             \
+        for (int i = 0; i < m; i++) { /* in row order: the first error is the lowest row's */          \
+            if (jobs[i].code != 0) {                                                                   \
+                *bad_row = jobs[i].bad_row;                                                            \
+                return jobs[i].code;                                                                   \
+            }                                                                                          \
+            for (int q = 0; q < 3; q++) sums[q] += jobs[i].sums[q];                                    \
+        }                                                                                              \
+        return 0;                                                                                      \
     }
 
 /* Backward: grad (n, c) of the weighted loss with respect to the student logits. */
 #define DEFINE_BACKWARD(NAME, REAL)                                                                    \
-    void NAME(int64_t n, int64_t c, const REAL *probs, const uint8_t *mask, const double *rows,       \
-              double cb, double cs, double cw, int natural_s, int natural_w, REAL *grad) {            \
-        for (int64_t r = 0; r < n; r++) {                                                              \
+    static void NAME##_rows(int64_t n, int64_t c, const REAL *probs, const uint8_t *mask,             \
+                            const double *rows, double cb, double cs, double cw, int natural_s,       \
+                            int natural_w, REAL *grad, int64_t r0, int64_t r1) {                      \
+        for (int64_t r = r0; r < r1; r++) {                                                            \
             const REAL *qr = probs + r * c, *pr = probs + (n + r) * c;                                 \
             const uint8_t *mr = mask + r * c;                                                          \
             const double *row = rows + ROW * r;                                                        \
@@ -287,6 +368,18 @@ static double logaddexp(double x, double y) {
                 gr[i] = (REAL)(q * bin[g] + cg[g] * (q - p));                                          \
             }                                                                                          \
         }                                                                                              \
+    }                                                                                                  \
+    static void NAME##_job(job_t *j) {                                                                 \
+        NAME##_rows(j->n, j->c, j->probs, j->mask, j->rows, j->cb, j->cs, j->cw, j->natural_s,         \
+                    j->natural_w, j->grad, j->r0, j->r1);                                              \
+    }                                                                                                  \
+    void NAME(int64_t n, int64_t c, const REAL *probs, const uint8_t *mask, const double *rows,       \
+              double cb, double cs, double cw, int natural_s, int natural_w, REAL *grad, int threads) { \
+        job_t jobs[MAX_THREADS];                                                                       \
+        job_t base = {.n = n, .c = c, .probs = (void *)probs, .mask = (uint8_t *)mask,                 \
+                      .rows = (double *)rows, .cb = cb, .cs = cs, .cw = cw, .natural_s = natural_s,    \
+                      .natural_w = natural_w, .grad = grad, .run = NAME##_job};                        \
+        run_jobs(jobs, split_rows(&base, threads, jobs));                                              \
     }
 
 DEFINE_TOPK(topk_f32, float)
@@ -297,4 +390,4 @@ DEFINE_BACKWARD(cakd_backward_f32, float)
 DEFINE_BACKWARD(cakd_backward_f64, double)
 
 /* The ABI version cakd_viz/native.py checks before using a cached build. */
-int cakd_kernel_version(void) { return 2; }
+int cakd_kernel_version(void) { return 3; }
