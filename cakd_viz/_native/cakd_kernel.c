@@ -85,9 +85,11 @@ static void vexp_f64(double *x, int64_t n) {
 
 /* Rows split over threads: each job takes a contiguous block of rows (the calling thread the first),
    and the forward adds the blocks' sums in row order, so a result depends on the thread count only
-   through the order of that final sum. Below MIN_WORK elements per thread, fewer threads. */
+   through the order of that final sum. Below MIN_WORK elements per thread, fewer threads: right after
+   torch's own parallel ops (a model's forward) its OpenMP workers still spin for a while, and a
+   thread of ours started then competes with them; at 256 x 1000 that cost more than it saved. */
 #define MAX_THREADS 16
-#define MIN_WORK 32768
+#define MIN_WORK 262144
 
 typedef struct job job_t;
 struct job {
