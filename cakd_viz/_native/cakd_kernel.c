@@ -67,14 +67,15 @@ __attribute__((target("avx2"))) static int64_t exp8_f32(float *x, int64_t n) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _ZGVdN8v_expf(_mm256_loadu_ps(x + i)));
     return i;
 }
+static int cpu_avx2 = 0; /* set once by cakd_kernel_version(), which the loader calls first */
+static void detect_cpu(void) { cpu_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0; }
 static void vexp_f32(float *x, int64_t n) {
-    static int avx2 = -1;
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    int64_t i = avx2 ? exp8_f32(x, n) : 0;
+    int64_t i = cpu_avx2 ? exp8_f32(x, n) : 0;
     for (; i + 4 <= n; i += 4) _mm_storeu_ps(x + i, _ZGVbN4v_expf(_mm_loadu_ps(x + i)));
     for (; i < n; i++) x[i] = exp_f32(x[i]);
 }
 #else
+static void detect_cpu(void) {}
 static void vexp_f32(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = exp_f32(x[i]);
 }
@@ -391,5 +392,8 @@ DEFINE_FORWARD(cakd_forward_f64, topk_f64, double, vexp_f64)
 DEFINE_BACKWARD(cakd_backward_f32, float)
 DEFINE_BACKWARD(cakd_backward_f64, double)
 
-/* The ABI version cakd_viz/native.py checks before using a cached build. */
-int cakd_kernel_version(void) { return 3; }
+/* The ABI version cakd_viz/native.py checks before using a cached build (it calls this first). */
+int cakd_kernel_version(void) {
+    detect_cpu();
+    return 3;
+}
