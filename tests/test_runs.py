@@ -237,12 +237,17 @@ def test_tune_under_torchrun_trains_data_parallel(teacher, tmp_path):
 # -- launching, cancelling, crashing, queueing ----------------------------------------------------------------
 
 
-def test_cancel_kills_the_whole_process_group(teacher, runs, tmp_path, monkeypatch):
+def _launch_with_factory(factory, teacher, runs, tmp_path, monkeypatch, **config) -> Path:
+    """Launch a run whose training data comes from runs_support.FACTORY's function `factory`."""
     module = write_factory(tmp_path)
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    cfg = tiny_config(teacher, data=f"{module}:{factory}", test_data="sample:digits:test", **config)
+    return launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
+
+
+def test_cancel_kills_the_whole_process_group(teacher, runs, tmp_path, monkeypatch):
     monkeypatch.setenv("CHILD_PID_FILE", str(tmp_path / "child.pid"))
-    cfg = tiny_config(teacher, data=f"{module}:with_child", test_data="sample:digits:test", epochs=500)
-    run_dir = launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
+    run_dir = _launch_with_factory("with_child", teacher, runs, tmp_path, monkeypatch, epochs=500)
     wait_for(lambda: _state(run_dir) == "running" and read_run(run_dir).epochs, 90, "the run to train")
     status = store.read_json(run_dir / store.STATUS)
     child = int((tmp_path / "child.pid").read_text())
@@ -256,10 +261,7 @@ def test_cancel_kills_the_whole_process_group(teacher, runs, tmp_path, monkeypat
 
 
 def test_a_crashing_run_reads_failed_with_its_error_and_log(teacher, runs, tmp_path, monkeypatch):
-    module = write_factory(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    cfg = tiny_config(teacher, data=f"{module}:crash", test_data="sample:digits:test")
-    run_dir = launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
+    run_dir = _launch_with_factory("crash", teacher, runs, tmp_path, monkeypatch)
     wait_for(lambda: _state(run_dir) in store.FINAL, 90, "the run to end")
     info = read_run(run_dir)
     assert info.state == "failed"
@@ -274,10 +276,7 @@ def test_a_sigterm_inside_wrapped_user_code_still_reads_cancelled(
     # the data factory's errors are re-raised as ValueError ("data factory ... failed"), and a SIGTERM
     # inside an import can come back as "ImportError: initialization failed" (seen in CI, from scipy);
     # a cancel arriving there (a sweep cancelled while its trial loads) must not become a failure
-    module = write_factory(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    cfg = tiny_config(teacher, data=f"{module}:{factory}", test_data="sample:digits:test")
-    run_dir = launch(RunConfig.from_dict(cfg), runs, max_concurrent=2)
+    run_dir = _launch_with_factory(factory, teacher, runs, tmp_path, monkeypatch)
     wait_for(lambda: _state(run_dir) in store.FINAL, 90, "the run to end")
     info = read_run(run_dir)
     assert (info.state, info.error) == ("cancelled", None), info.log_tail(20)
