@@ -162,9 +162,8 @@ def class_correlation(
     total = torch.zeros(c, dtype=torch.float64)
     gram = torch.zeros((c, c), dtype=torch.float64)
     for start in range(0, n, chunk_rows):
-        x = torch.from_numpy(np.array(teacher_logits[start : start + chunk_rows], dtype=np.float32)).to(
-            device
-        )
+        rows = np.array(teacher_logits[start : start + chunk_rows], dtype=np.float32)
+        x = torch.from_numpy(rows).to(device)
         if shift is None:
             shift = x.mean(0, keepdim=True)  # centring on a first estimate keeps float32 sums accurate
         x = x - shift

@@ -105,6 +105,10 @@ class DistillationLoss(nn.Module):
         factor = self.warmup_factor(epoch)
         return {k: w * factor for k, w in zip(self.term_names, self._base_weights(), strict=True)}
 
+    def _weight_values(self, epoch: float | None) -> tuple[float, ...]:
+        """`weights(epoch)`'s values in term order (no dict to build without a warm-up: a hot path)."""
+        return self._base_weights() if self.warmup <= 0 else tuple(self.weights(epoch).values())
+
     def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
         """The 0-dim terms in `term_names` order, each T^2 times a batch mean."""
         raise NotImplementedError
@@ -190,9 +194,10 @@ class DKDLoss(DistillationLoss):
         if kern is None:
             return None
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True)
-        a, b = self._base_weights() if self.warmup <= 0 else tuple(self.weights(epoch).values())
+        a, b = self._weight_values(epoch)
+        student = _as_compute(student)
         return native_loss_and_terms(
-            kern, _as_compute(student), _teacher_like(teacher, _as_compute(student)), _TARGET, labels, None,
+            kern, student, _teacher_like(teacher, student), _TARGET, labels, None,
             temperature=self.temperature, weights=(a, 0.0, b), natural=(False, False), term_grads=term_grads,
         )  # fmt: skip
 
@@ -285,8 +290,11 @@ class CAKDLoss(DistillationLoss):
             raise ValueError(
                 f"correlation is {tuple(self.correlated.shape)} but the logits have {student.shape[1]} classes"
             )
-        weights = self._base_weights() if self.warmup <= 0 else tuple(self.weights(epoch).values())
-        setup = {"temperature": self.temperature, "weights": weights, "natural": self.natural}
+        setup = {
+            "temperature": self.temperature,
+            "weights": self._weight_values(epoch),
+            "natural": self.natural,
+        }
         kern = native.kernel() if student.device.type == "cpu" else None
         if kern is not None:  # one fused call each way (cakd_viz.native); S found inside for target/top-k
             mask = None

@@ -29,8 +29,10 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("_native") / "cakd_kernel.c"
 # -fassociative-math lets the compiler vectorise the sums (their order changes, nothing else);
 # no -ffast-math: NaN, infinities and signed comparisons keep their IEEE meaning.
-FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
-         "-fno-signed-zeros")  # fmt: skip
+FLAGS = (
+    "-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99",
+    "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros",
+)  # fmt: skip
 # Tried first on x86-64: glibc's libmvec gives a vector expf (about 3x faster than the portable one).
 VARIANTS = (("mvec", ("-DCAKD_MVEC",), ("-lmvec", "-lm")), ("portable", (), ("-lm",)))
 ABI_VERSION = 3

@@ -77,9 +77,8 @@ class RunConfig:
     epochs: int = 5  # passes over the training set
     batch_size: int = 64  # samples per step (the global batch under torchrun)
     lr: float = 0.05  # peak learning rate (cosine schedule down to 0); stable with clip_grad_norm below
-    clip_grad_norm: float = (
-        5.0  # clip the gradient's global norm to this (0: off); keeps T^2-scaled losses stable
-    )
+    # clip the gradient's global norm to this (0: off); keeps T^2-scaled losses stable
+    clip_grad_norm: float = 5.0
     optimizer: str = "sgd"  # "sgd" (momentum 0.9, nesterov) | "adamw"
     weight_decay: float = 5e-4  # L2 (sgd) or decoupled (adamw) weight decay
     seed: int = 0  # student initialisation, data order and subset draw

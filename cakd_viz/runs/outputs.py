@@ -87,7 +87,9 @@ def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, summary: dict) -> 
 
 def _loss_kernel(dev, parts: Parts) -> str | None:
     """Which kernel computed a KD/DKD/CAKD loss: the fused CPU one (and its build) or tensor ops."""
-    if parts.criterion is None or type(parts.criterion).__name__ == "KDLoss":
+    from cakd_viz.losses import KDLoss
+
+    if parts.criterion is None or isinstance(parts.criterion, KDLoss):
         return None
     if torch.device(dev).type != "cpu":
         return "tensor-op kernel (not on CPU)"
