@@ -1,6 +1,6 @@
 """cakd-viz: the app's entry point (`streamlit run app.py`).
 
-Owns the page config, the navigation and the shared sidebar; each page in pages/ answers one question.
+Owns the page config, the navigation and the shared sidebar; each page script in app_pages/ answers one question.
 """
 
 from pathlib import Path

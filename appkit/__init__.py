@@ -1,6 +1,7 @@
 """Streamlit-side helpers of the app: shared state (`appkit.state`), bundle opening (`appkit.bundles`),
-cached computations (`appkit.compute`) and the server/browser harness (`appkit.serve`).
-The maths and the figures live in `cakd_viz`."""
+cached computations (`appkit.compute`), app configuration (`appkit.config`) and the server/browser
+harness (`appkit.serve`). The maths and the figures live in `cakd_viz`; page scripts in `app_pages/`.
+"""
 
 import os
 
@@ -8,7 +9,3 @@ import os
 # threads made torch's CPU kernels 10-25x slower in measurements here. Read when torch first loads,
 # so it is set before anything below imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from appkit._mpa import leave_pages_directory_mode  # noqa: E402
-
-leave_pages_directory_mode()

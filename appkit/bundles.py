@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cakd_viz import app_config
+from appkit import config as app_config
 from cakd_viz.bundle import Bundle, load_bundle
 from cakd_viz.grouping import class_correlation
 from cakd_viz.validate import BundleError
@@ -94,7 +94,7 @@ def import_upload(name: str, data: bytes) -> str:
     if (folder / "bundle" / "meta.json").is_file():
         _touch(folder)
         return f"upload:{digest}"
-    from cakd_viz.importers import import_file  # imported lazily: pulls in torch/safetensors readers
+    from cakd_viz.bundle.imports import import_file  # imported lazily: pulls in torch/safetensors readers
 
     UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{digest}.partial-", dir=UPLOAD_DIR))  # private to this import

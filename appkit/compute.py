@@ -12,10 +12,10 @@ import streamlit as st
 
 from appkit import bundles
 from appkit.state import Selection
-from cakd_viz import aggregates, sweeps
+from cakd_viz import aggregates, families, scans
 from cakd_viz.grouping import parse_grouping
 
-SWEEP_SAMPLE = 3000  # sweeps decompose a fixed random subset of this many samples per setting
+SCAN_SAMPLE = 3000  # scans decompose a fixed random subset of this many samples per setting
 COMEMBERSHIP_SAMPLE = 20000  # pair counts over at most this many samples
 
 
@@ -54,24 +54,30 @@ def breakdown(key, student: str, grouping: str, temperature: float, device: str,
     return aggregates.class_breakdown(d, by=by, num_classes=b.num_classes, class_names=b.class_names)
 
 
-@st.cache_data(max_entries=32, show_spinner="Sweeping the temperature on a subset…")
-def temperature_sweep(
+@st.cache_data(max_entries=32, show_spinner="Scanning the temperature on a subset…")
+def temperature_scan(
     key, students: tuple[str, ...], grouping: str, temperatures: tuple[float, ...], device: str
 ):
-    """Shares vs T for each student on a fixed random subset (`SWEEP_SAMPLE` samples)."""
+    """Shares vs T for each student on a fixed random subset (`SCAN_SAMPLE` samples)."""
     b = bundles.load(*key)
     frames = []
     for name in students:
-        f = sweeps.temperature_sweep(
-            b.student(name), b.teacher, b.labels, temperatures=temperatures, grouping=grouping,
-            sample=SWEEP_SAMPLE, device=device, correlation=_corr_for(key, grouping),
-        )  # fmt: skip
+        f = scans.temperature_scan(
+            b.student(name),
+            b.teacher,
+            b.labels,
+            temperatures=temperatures,
+            grouping=grouping,
+            sample=SCAN_SAMPLE,
+            device=device,
+            correlation=_corr_for(key, grouping),
+        )
         frames.append(f.assign(student=name))
     return pd.concat(frames, ignore_index=True)
 
 
-@st.cache_data(max_entries=32, show_spinner="Sweeping the grouping on a subset…")
-def grouping_sweep(
+@st.cache_data(max_entries=32, show_spinner="Scanning the grouping on a subset…")
+def grouping_scan(
     key,
     students: tuple[str, ...],
     groupings: tuple[str, ...],
@@ -79,16 +85,22 @@ def grouping_sweep(
     temperature: float,
     device: str,
 ):
-    """Shares vs grouping spec for each student on a fixed random subset (`SWEEP_SAMPLE` samples);
+    """Shares vs grouping spec for each student on a fixed random subset (`SCAN_SAMPLE` samples);
     column "param" holds the swept parameter value of each spec (`values`, in the order of `groupings`)."""
     b = bundles.load(*key)
     frames = []
     corr = bundles.correlation(*key) if any(parse_grouping(g).needs_correlation for g in groupings) else None
     for name in students:
-        f = sweeps.grouping_sweep(
-            b.student(name), b.teacher, b.labels, groupings=groupings, temperature=temperature,
-            sample=SWEEP_SAMPLE, device=device, correlation=corr,
-        )  # fmt: skip
+        f = scans.grouping_scan(
+            b.student(name),
+            b.teacher,
+            b.labels,
+            groupings=groupings,
+            temperature=temperature,
+            sample=SCAN_SAMPLE,
+            device=device,
+            correlation=corr,
+        )
         frames.append(f.assign(student=name, param=list(values)))
     return pd.concat(frames, ignore_index=True)
 
@@ -101,18 +113,18 @@ def correlation(key) -> np.ndarray:
 @st.cache_data(max_entries=16, show_spinner=False)
 def clusters(key, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(order, family) of the classes: hierarchical clustering of the teacher's correlations."""
-    return sweeps.cluster_classes(bundles.correlation(*key), threshold=threshold)
+    return families.cluster_classes(bundles.correlation(*key), threshold=threshold)
 
 
 @st.cache_data(max_entries=16, show_spinner="Counting which classes share a strong set…")
 def comembership(key, grouping: str, temperature: float) -> tuple[np.ndarray, int]:
     """((C, C) pair counts, number of samples counted), over at most `COMEMBERSHIP_SAMPLE` samples."""
     b = bundles.load(*key)
-    rows = sweeps.subset_rows(b.num_samples, COMEMBERSHIP_SAMPLE)
+    rows = scans.subset_rows(b.num_samples, COMEMBERSHIP_SAMPLE)
     teacher = b.teacher if len(rows) == b.num_samples else np.asarray(b.teacher[rows])
     labels = None if b.labels is None else np.asarray(b.labels)[rows]
     corr = _corr_for(key, grouping)
-    counts = sweeps.comembership(
+    counts = families.comembership(
         teacher, labels, grouping=grouping, temperature=temperature, correlation=corr
     )
     return counts, len(rows)
@@ -146,7 +158,7 @@ def example_inputs(key, count: int = 24, seed: int = 0):
     b = bundles.load(*key)
     if b.inputs is None:
         return None
-    idx = sweeps.subset_rows(b.num_samples, count, seed)
+    idx = scans.subset_rows(b.num_samples, count, seed)
     images = as_images(np.asarray(b.inputs[idx]))
     if images is None:
         return None

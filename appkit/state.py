@@ -14,22 +14,20 @@ import streamlit as st
 import torch
 
 from appkit import bundles
-from appkit._mpa import leave_pages_directory_mode
-from cakd_viz import app_config
+from appkit import config as app_config
 from cakd_viz.bundle import Bundle
-from cakd_viz.decompose import decompose
-from cakd_viz.decomposition import Decomposition
+from cakd_viz.decomposition import Decomposition, decompose
 from cakd_viz.device import describe_device
 from cakd_viz.grouping import GROUPING_FORMS, parse_grouping
 
 PAGE_FILES = {
-    "data": "pages/data.py",
-    "overview": "pages/overview.py",
-    "correlation": "pages/correlation.py",
-    "sample": "pages/sample.py",
-    "diagnose": "pages/diagnose.py",
-    "learn": "pages/learn.py",
-    "tune": "pages/tune.py",
+    "data": "app_pages/data.py",
+    "overview": "app_pages/overview.py",
+    "correlation": "app_pages/correlation.py",
+    "sample": "app_pages/sample.py",
+    "diagnose": "app_pages/diagnose.py",
+    "learn": "app_pages/learn.py",
+    "tune": "app_pages/tune.py",
 }
 URL_KEYS = ("bundle", "student", "grouping", "T")  # shared by every page; pages add their own keys
 
@@ -59,7 +57,6 @@ class Selection:
 
 def sidebar() -> Selection:
     """Draw the shared sidebar (bundle status, student, grouping, temperature, backend); return the selection."""
-    leave_pages_directory_mode()
     ss = st.session_state
     incoming = _incoming_url_values()
     if "bundle" in incoming:
@@ -100,7 +97,6 @@ def sidebar() -> Selection:
 
 def selection(required: bool = True) -> Selection:
     """The current selection; with `required`, a page without a bundle shows a note and stops."""
-    leave_pages_directory_mode()
     sel = st.session_state.get(_K_SELECTION)
     if sel is None:
         sel = sidebar()

@@ -31,7 +31,7 @@ CHARTS_ON_LOAD = 2  # the shares chart and the open "Distributions" tab
 
 
 def _bundle(n: int, classes: int) -> Path:
-    from cakd_viz.synth import synth_bundle
+    from cakd_viz.bundle.synth import synth_bundle
 
     root = REPO / "artifacts" / "bench"
     path = root / f"synth-{n}x{classes}"

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cakd_viz.decompose import decompose
-from cakd_viz.synth import synth_arrays
+from cakd_viz.bundle.synth import synth_arrays
+from cakd_viz.decomposition import decompose
 
 
 def plain_kl(zs: torch.Tensor, zt: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -86,8 +86,10 @@ def main() -> None:
 
     teacher, students, _ = synth_arrays(args.n, args.classes, students=("kd",), seed=0)
     zt, zs = torch.from_numpy(teacher), torch.from_numpy(students["kd"])  # (N, C) float32
-    print(f"{args.n:,} x {args.classes:,} float32 logits, topk:{k}, T={temperature:g}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, best/median of {args.repeats}")  # fmt: skip
+    print(
+        f"{args.n:,} x {args.classes:,} float32 logits, topk:{k}, T={temperature:g}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, best/median of {args.repeats}"
+    )
 
     def ours():
         return decompose(zs, zt, grouping=f"topk:{k}", temperature=temperature, device="cpu")
@@ -114,8 +116,10 @@ def main() -> None:
     print(f"  identity max |KL - (BCD + p_S*SCD + p_W*WCD)|: {float(d.identity_error().max()):.2e}")
     ratio_plain = t_ours[0] / t_plain[0]
     speedup = t_naive[0] / t_ours[0]
-    print(f"decompose / plain KL        = {ratio_plain:.2f}x  (target <= 1.5x)  "
-          f"{'OK' if ratio_plain <= 1.5 else 'MISSED'}")  # fmt: skip
+    print(
+        f"decompose / plain KL        = {ratio_plain:.2f}x  (target <= 1.5x)  "
+        f"{'OK' if ratio_plain <= 1.5 else 'MISSED'}"
+    )
     print(
         f"straightforward / decompose = {speedup:.2f}x  (target >= 2x)    {'OK' if speedup >= 2 else 'MISSED'}"
     )

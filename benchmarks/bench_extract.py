@@ -58,8 +58,15 @@ def glyph_data(n: int) -> DataSource:
     labels = np.tile(base.labels, reps)[:n]
     norm = Normalization(**{k: tuple(v) for k, v in base.normalization.items()})
     ds = ArrayDataset(images, labels, normalization=norm)
-    return DataSource(dataset=ds, class_names=base.class_names, num_classes=62, input_shape=(1, 32, 32),
-                      name=f"glyphs:test x{reps} ({n})", normalization=base.normalization, labels=ds.labels)  # fmt: skip
+    return DataSource(
+        dataset=ds,
+        class_names=base.class_names,
+        num_classes=62,
+        input_shape=(1, 32, 32),
+        name=f"glyphs:test x{reps} ({n})",
+        normalization=base.normalization,
+        labels=ds.labels,
+    )
 
 
 def _modules(models: dict[str, object], device: torch.device) -> list[torch.nn.Module]:
@@ -99,8 +106,16 @@ def run_one(
     students = {k: v for k, v in models.items() if k != "teacher"}
     out = tmp / f"b_{device.replace(':', '')}_{batch}_{amp}"
     start = time.perf_counter()
-    extract(models["teacher"], students, source, out, device=device, batch_size=batch, num_workers=workers,
-            autocast=None if amp == "none" else amp)  # fmt: skip
+    extract(
+        models["teacher"],
+        students,
+        source,
+        out,
+        device=device,
+        batch_size=batch,
+        num_workers=workers,
+        autocast=None if amp == "none" else amp,
+    )
     total = time.perf_counter() - start
     meta = load_bundle(out, check_values=False).meta["extract"]
     shutil.rmtree(out)
@@ -137,8 +152,11 @@ def main() -> None:
                 for amp in amps:
                     r = run_one(models, source, device, batch, amp, args.num_workers, Path(tmp))
                     fwd = forward_rate(models, source, dev, batch, amp)
-                    print(f"{describe_device(dev):<34} {n:>8,} {batch:>6} {amp:>8} {r['loop']:>10,.0f} "
-                          f"{r['total']:>10,.0f} {fwd:>10,.0f}", flush=True)  # fmt: skip
+                    print(
+                        f"{describe_device(dev):<34} {n:>8,} {batch:>6} {amp:>8} {r['loop']:>10,.0f} "
+                        f"{r['total']:>10,.0f} {fwd:>10,.0f}",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

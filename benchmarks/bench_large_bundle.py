@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_large_bundle.py [--n 1280000] [--classes 1000] [--dir /tmp/cakd-bench]
                                                       [--remove]
 
-1. Synthesises the bundle with `cakd_viz.synth` (teacher + one student "kd", ~2.6 GB per array at
+1. Synthesises the bundle with `cakd_viz.bundle.synth` (teacher + one student "kd", ~2.6 GB per array at
    full size), or reuses the one already in DIR when its sizes and seed match.
 2. Evicts the bundle's files from the page cache (posix_fadvise DONTNEED), so they are read from disk.
 3. Runs `cakd-viz decompose BUNDLE --out DIR/terms.parquet --grouping topk:5 -T 4 --device cpu` in this
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
+from cakd_viz.bundle.synth import synth_bundle
 from cakd_viz.cli import main as cli_main
 from cakd_viz.cli._common import human_bytes
 from cakd_viz.cli.progress import progress_bar
-from cakd_viz.synth import synth_bundle
 
 TARGET_BYTES = 3 * 10**9
 
@@ -144,8 +144,20 @@ def main() -> None:
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
     evicted = evict_from_page_cache(bundle)
     print(f"bundle {human_bytes(size)} on disk; evicted {human_bytes(evicted)} from the page cache")
-    argv = ["decompose", str(bundle), "--out", str(out), "--student", "kd", "--grouping", args.grouping,
-            "-T", args.temperature, "--device", "cpu"]  # fmt: skip
+    argv = [
+        "decompose",
+        str(bundle),
+        "--out",
+        str(out),
+        "--student",
+        "kd",
+        "--grouping",
+        args.grouping,
+        "-T",
+        args.temperature,
+        "--device",
+        "cpu",
+    ]
     print("cakd-viz " + " ".join(argv))
     before = MemorySampler.read()
     start = time.perf_counter()

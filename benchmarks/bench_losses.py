@@ -19,9 +19,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cakd_viz import native
 from cakd_viz.grouping import strong_mask
 from cakd_viz.losses import CAKDLoss, DKDLoss, KDLoss
+from cakd_viz.losses.native_kernel import LIBRARY
 
 
 def _plain_cakd(student, teacher, labels, *, grouping="topk:5", weights=(1.0, 1.0, 8.0), temperature=4.0):
@@ -83,7 +83,7 @@ def main() -> None:
 
     median = {name: statistics.median(t) * 1e6 for name, t in times.items()}
     print(f"forward + backward, {n} x {c} float32, CPU, {args.threads} threads, median of {args.repeats}")
-    print(f"CAKDLoss runs on the {native.status()} (CAKD_VIZ_NATIVE=0 measures the tensor-op kernel)")
+    print(f"CAKDLoss runs on the {LIBRARY.status()} (CAKD_VIZ_NATIVE=0 measures the tensor-op kernel)")
     print(
         f"load average at start: {load:.2f} (on {os.cpu_count()} cores; other processes inflate every figure)"
     )

@@ -7,11 +7,11 @@ The distillation KL of every sample split into BCD, SCD and WCD (CAKD, arXiv 241
     d = decompose(b.student("student_kd"), b.teacher, b.labels, grouping="topk:5", temperature=4.0)
     d.to_frame()
 
-This package never imports Streamlit; the app lives in app.py and pages/.
+This package never imports Streamlit; the app lives in app.py, app_pages/ and appkit/.
+The layers and what may import what: docs/architecture.md.
 """
 
-from cakd_viz.decompose import decompose
-from cakd_viz.decomposition import Decomposition
+from cakd_viz.decomposition import Decomposition, decompose
 from cakd_viz.grouping import GROUPING_FORMS, Grouping, parse_grouping
 
 __all__ = ["Decomposition", "GROUPING_FORMS", "Grouping", "decompose", "load_bundle", "parse_grouping"]

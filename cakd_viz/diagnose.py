@@ -35,18 +35,27 @@ class FailureSet:
 
 FAILURE_SETS: dict[str, FailureSet] = {
     "Student wrong, teacher right": FailureSet(
-        "student-wrong", "the teacher predicts the true class and the student does not",
-        True, "label", lambda d: (d.teacher_pred == d.labels) & (d.student_pred != d.labels),
+        "student-wrong",
+        "the teacher predicts the true class and the student does not",
+        True,
+        "label",
+        lambda d: (d.teacher_pred == d.labels) & (d.student_pred != d.labels),
     ),
     "Both wrong": FailureSet(
-        "both-wrong", "neither the teacher nor the student predicts the true class",
-        True, "label", lambda d: (d.teacher_pred != d.labels) & (d.student_pred != d.labels),
+        "both-wrong",
+        "neither the teacher nor the student predicts the true class",
+        True,
+        "label",
+        lambda d: (d.teacher_pred != d.labels) & (d.student_pred != d.labels),
     ),
     "Student disagrees with teacher": FailureSet(
-        "disagree", "the student's top class differs from the teacher's (needs no labels)",
-        False, "teacher_pred", lambda d: d.teacher_pred != d.student_pred,
+        "disagree",
+        "the student's top class differs from the teacher's (needs no labels)",
+        False,
+        "teacher_pred",
+        lambda d: d.teacher_pred != d.student_pred,
     ),
-}  # fmt: skip
+}
 
 RANK_KEYS = {
     "KL": "kl",
@@ -216,7 +225,7 @@ def confusion_pairs(
     """Counts of (reference class -> student prediction) over the failures, most frequent first.
 
     by: the reference class ("label" or "teacher_pred"). family: (C,) correlation family per class
-    (from `cakd_viz.sweeps.cluster_classes`) adds `same_family`. in_strong: (N,) bool, the student's
+    (from `cakd_viz.families.cluster_classes`) adds `same_family`. in_strong: (N,) bool, the student's
     prediction lies in the sample's strong set S (see `prediction_in_strong`), adds `in_strong_rate`.
     Columns: true, predicted, names, count, share (of the failures), kl_mean, dominant, and those two.
     """

@@ -44,17 +44,24 @@ class Grouping:
     def needs_correlation(self) -> bool:
         return self.kind == "corr"
 
-    def describe(self) -> str:
-        """A one-line, honest label for charts and captions."""
-        if self.kind == "target":
-            return "S = {label} (DKD's split: BCD = TCKD, WCD = NCKD)"
-        if self.kind == "topk":
-            return f"S = the teacher's top-{self.param} classes"
-        if self.kind == "topk+target":
-            return f"S = the teacher's top-{self.param} classes plus the label"
-        if self.kind == "mass":
-            return f"S = the fewest teacher-top classes holding {self.param:g} of the teacher's mass"
-        return f"S = the teacher's prediction plus classes correlated with it at r >= {self.param:g}"
+    def describe(self, *, short: bool = False) -> str:
+        """An honest label of the rule: "S = the teacher's top-5 classes" for captions, or with
+        ``short`` a few words for formulas ("teacher top-5")."""
+        k, v = self.param, f"{self.param:g}" if self.param is not None else ""
+        words = {
+            "target": ("{label}", "S = {label} (DKD's split: BCD = TCKD, WCD = NCKD)"),
+            "topk": (f"teacher top-{k}", f"S = the teacher's top-{k} classes"),
+            "topk+target": (f"teacher top-{k} + label", f"S = the teacher's top-{k} classes plus the label"),
+            "mass": (
+                f"teacher top classes holding {v} of its mass",
+                f"S = the fewest teacher-top classes holding {v} of the teacher's mass",
+            ),
+            "corr": (
+                f"teacher prediction + classes with r >= {v}",
+                f"S = the teacher's prediction plus classes correlated with it at r >= {v}",
+            ),
+        }[self.kind]
+        return words[0] if short else words[1]
 
 
 def parse_grouping(spec: str | Grouping) -> Grouping:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cakd_viz.decompose import decompose
+from cakd_viz.decomposition import decompose
 from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
 
 LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
@@ -87,9 +87,14 @@ def worked_example(
     zs = np.asarray(student_logits, dtype=np.float64).reshape(1, -1)
     labels = None if label is None else np.array([int(label)])
     d = decompose(
-        zs.astype(np.float32), zt.astype(np.float32), labels,
-        grouping=g, temperature=temperature, device="cpu", correlation=correlation,
-    )  # fmt: skip
+        zs.astype(np.float32),
+        zt.astype(np.float32),
+        labels,
+        grouping=g,
+        temperature=temperature,
+        device="cpu",
+        correlation=correlation,
+    )
     correlated = (
         None if correlation is None or not g.needs_correlation else correlated_classes(correlation, g.param)
     )
@@ -100,12 +105,22 @@ def worked_example(
     p = torch.softmax(torch.from_numpy(zt[0]) / temperature, 0).numpy()
     q = torch.softmax(torch.from_numpy(zs[0]) / temperature, 0).numpy()
     return Example(
-        teacher_logits=zt[0], student_logits=zs[0], label=None if label is None else int(label),
-        grouping=str(g), temperature=float(temperature), p=p, q=q, strong=strong,
-        kl=float(d.kl[0]), bcd=float(d.bcd[0]), scd=float(d.scd[0]), wcd=float(d.wcd[0]),
-        p_strong=float(d.teacher_strong_mass[0]), p_weak=float(d.teacher_weak_mass[0]),
+        teacher_logits=zt[0],
+        student_logits=zs[0],
+        label=None if label is None else int(label),
+        grouping=str(g),
+        temperature=float(temperature),
+        p=p,
+        q=q,
+        strong=strong,
+        kl=float(d.kl[0]),
+        bcd=float(d.bcd[0]),
+        scd=float(d.scd[0]),
+        wcd=float(d.wcd[0]),
+        p_strong=float(d.teacher_strong_mass[0]),
+        p_weak=float(d.teacher_weak_mass[0]),
         q_strong=float(d.student_strong_mass[0]),
-    )  # fmt: skip
+    )
 
 
 def shown_classes(example: Example, *, top: int = 15, max_strong: int = 40) -> np.ndarray:
@@ -155,8 +170,14 @@ def identity_latex(example, *, decimals: int | None = None) -> str:
     (steadier while a slider moves) instead of 4 significant digits.
     """
     e = example
-    terms = [(e.kl, r"\mathrm{KL}"), (e.bcd, r"\mathrm{BCD}"), (e.p_strong, "p_S"), (e.scd, r"\mathrm{SCD}"),
-             (e.p_weak, "p_W"), (e.wcd, r"\mathrm{WCD}")]  # fmt: skip
+    terms = [
+        (e.kl, r"\mathrm{KL}"),
+        (e.bcd, r"\mathrm{BCD}"),
+        (e.p_strong, "p_S"),
+        (e.scd, r"\mathrm{SCD}"),
+        (e.p_weak, "p_W"),
+        (e.wcd, r"\mathrm{WCD}"),
+    ]
     kl, bcd, ps, scd, pw, wcd = (
         rf"\underbrace{{{_tex_number(v, decimals)}}}_{{{name}}}" for v, name in terms
     )
@@ -231,9 +252,12 @@ class Preset:
 
     def example(self) -> Example:
         return worked_example(
-            np.array(self.student), np.array(self.teacher), self.label,
-            grouping=self.grouping, temperature=self.temperature,
-        )  # fmt: skip
+            np.array(self.student),
+            np.array(self.teacher),
+            self.label,
+            grouping=self.grouping,
+            temperature=self.temperature,
+        )
 
 
 # Teacher: "cat" (the label) is clearly first, then the other animals, then the vehicles in a clear order.

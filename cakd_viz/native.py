@@ -1,14 +1,16 @@
-"""The fused CPU kernel of the CAKD loss (`_native/cakd_kernel.c`): built on first use, cached, optional.
+"""Plain C kernels, compiled on first use with the system C compiler, cached, and optional.
 
-The C source is compiled once per machine with the system C compiler (``$CC``, else ``cc``, ``gcc`` or
-``clang``) into ``$CAKD_VIZ_CACHE_DIR/native/`` (default ``~/.cache/cakd-viz/native/``), named by a hash
-of the source, the flags and the platform, written to a temporary file and renamed, so that concurrent
-processes (a sweep's trials) never load a half-written library. It needs no Python or torch headers:
-plain C and libm, loaded with ctypes, built in about a second.
+A :class:`NativeLibrary` names one C source in the package (the CAKD loss's kernel,
+``cakd_viz/losses/cakd_kernel.c``, is one). On the first ``get()`` it is compiled once per machine
+with ``$CC`` (else ``cc``, ``gcc`` or ``clang``) into ``$CAKD_VIZ_CACHE_DIR/native/`` (default
+``~/.cache/cakd-viz/native/``), named by a hash of the source, the flags and the platform, written to
+a temporary file and renamed, so that concurrent processes (a sweep's trials) never load a
+half-written library. It needs no Python or torch headers: plain C and libm, loaded with ctypes,
+built in about a second. On x86-64 Linux a build against glibc's libmvec (vector exp) is tried first.
 
-Where there is no compiler, the build fails, or ``CAKD_VIZ_NATIVE=0`` is set, `kernel()` returns None
-and the losses use their tensor-op kernel (same results to rounding, slower on small CPU batches);
-`status()` says which and why, and the first fallback is logged as a warning.
+Where there is no compiler, the build fails, or ``CAKD_VIZ_NATIVE=0`` is set, ``get()`` returns None
+and the caller uses its tensor-op path (same results to rounding, slower on CPU); ``status()`` says
+which and why, and the first fallback of each library is logged as a warning.
 """
 
 from __future__ import annotations
@@ -23,47 +25,139 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
-SOURCE = Path(__file__).with_name("_native") / "cakd_kernel.c"
 # -fassociative-math lets the compiler vectorise the sums (their order changes, nothing else);
 # no -ffast-math: NaN, infinities and signed comparisons keep their IEEE meaning.
 FLAGS = (
-    "-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99",
-    "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros",
-)  # fmt: skip
+    "-O3",
+    "-fPIC",
+    "-shared",
+    "-pthread",
+    "-std=gnu99",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fassociative-math",
+    "-fno-signed-zeros",
+)
 # Tried first on x86-64: glibc's libmvec gives a vector expf (about 3x faster than the portable one).
 VARIANTS = (("mvec", ("-DCAKD_MVEC",), ("-lmvec", "-lm")), ("portable", (), ("-lm",)))
-ABI_VERSION = 3
-ROW = 8  # doubles per row in the kernel's per-row record
 ENV_SWITCH = "CAKD_VIZ_NATIVE"
 ENV_CACHE = "CAKD_VIZ_CACHE_DIR"
 
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_state: dict[str, object] = {}
-
-_i64, _dbl, _int, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
-_dbls, _i64s = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)
-_FORWARD = [_i64, _i64, _ptr, _ptr, _dbl, _int, _i64, _ptr, _ptr, _ptr, _ptr, _dbls, _int, _int, _i64s, _int]
-SUMS, BAD = ctypes.c_double * 3, ctypes.c_int64 * 1  # the forward's two small out-arguments
-_BACKWARD = [_i64, _i64, _ptr, _ptr, _ptr, _dbl, _dbl, _dbl, _int, _int, _ptr, _int]
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """The loaded library's entry points, by dtype name ("float32", "float64")."""
-
-    path: Path
-    forward: dict
-    backward: dict
+T = TypeVar("T")
+LIBRARIES: dict[str, NativeLibrary] = {}  # every library declared so far, by name (for status())
 
 
 def cache_dir() -> Path:
+    """Where built libraries are kept: ``$CAKD_VIZ_CACHE_DIR/native``, else ``~/.cache/cakd-viz/native``."""
     root = os.environ.get(ENV_CACHE, "").strip()
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "cakd-viz"
     return base / "native"
+
+
+class NativeLibrary(Generic[T]):
+    """One C source, built and loaded on the first ``get()``.
+
+    ``bind(lib, path)`` declares the ctypes signatures and returns the object callers use (a small
+    record of entry points). The source must export ``int NAME_version(void)`` returning
+    ``abi_version``; the loader calls it first, so a stale cached build is never used.
+    """
+
+    def __init__(
+        self, name: str, source: Path, abi_version: int, bind: Callable[[ctypes.CDLL, Path], T], what: str
+    ) -> None:
+        self.name, self.source, self.abi_version, self.bind, self.what = name, source, abi_version, bind, what
+        self._lock = threading.Lock()
+        self._state: dict[str, object] = {}
+        LIBRARIES[name] = self
+
+    def get(self) -> T | None:
+        """The bound library, building it on the first call; None where it is off or cannot be built."""
+        if "kernel" in self._state:
+            return self._state["kernel"]  # type: ignore[return-value]
+        with self._lock:
+            if "kernel" not in self._state:
+                self._state["kernel"], self._state["reason"] = self._make()
+                if self._state["kernel"] is None and os.environ.get(ENV_SWITCH, "").strip() != "0":
+                    log.warning(
+                        "cakd-viz: the %s is not available (%s); using tensor ops",
+                        self.what,
+                        self._state["reason"],
+                    )
+        return self._state["kernel"]  # type: ignore[return-value]
+
+    def status(self) -> str:
+        """One line: whether the fused kernel is in use, and where it was built or why not."""
+        kern = self.get()
+        reason = self._state["reason"]
+        return f"fused CPU kernel: {reason}" if kern is not None else f"tensor-op kernel: {reason}"
+
+    def reset(self) -> None:
+        """Forget the loaded library (tests; after changing CAKD_VIZ_NATIVE or CC)."""
+        with self._lock:
+            self._state.clear()
+
+    def _make(self) -> tuple[T | None, str]:
+        if os.environ.get(ENV_SWITCH, "").strip() == "0":
+            return None, f"switched off by {ENV_SWITCH}=0"
+        compiler = _compiler()
+        if compiler is None:
+            return None, "no C compiler found (set CC, or install gcc)"
+        errors = []
+        for variant, extra, libs in VARIANTS:
+            if variant == "mvec" and not _has_libmvec():
+                continue
+            flags = (*FLAGS, *extra)
+            try:
+                path = self._library_path(compiler, flags)
+                failed = path.with_suffix(".failed")
+                if failed.is_file():  # this variant did not build here before: do not retry every process
+                    raise RuntimeError(failed.read_text().strip()[-400:])
+                if not path.is_file():
+                    try:
+                        _build(compiler, flags, libs, self.source, path)
+                    except (RuntimeError, subprocess.SubprocessError) as exc:
+                        if variant != VARIANTS[-1][0]:
+                            failed.write_text(str(exc))
+                        raise
+                return self._load(path), f"{variant} build ({compiler}) at {path}"
+            except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
+                errors.append(f"{variant}: {type(exc).__name__}: {exc}")
+        return None, "; ".join(errors)
+
+    def _library_path(self, compiler: str, flags: tuple[str, ...]) -> Path:
+        key = hashlib.sha256()
+        for part in (
+            self.source.read_bytes(),
+            " ".join(flags).encode(),
+            compiler.encode(),
+            platform.machine().encode(),
+        ):
+            key.update(part)
+            key.update(b"\0")
+        suffix = ".dll" if sys.platform == "win32" else ".so"
+        return cache_dir() / f"{self.name}-{key.hexdigest()[:16]}{suffix}"
+
+    def _load(self, path: Path) -> T:
+        lib = ctypes.CDLL(str(path))
+        version = getattr(lib, f"{self.name}_version")
+        version.restype = ctypes.c_int
+        if version() != self.abi_version:
+            raise RuntimeError(f"{path} has ABI version {version()}, expected {self.abi_version}")
+        return self.bind(lib, path)
+
+
+def status() -> list[str]:
+    """One line per declared C kernel: which one computes, and where it was built or why not."""
+    return [f"{name}: {lib.status()}" for name, lib in LIBRARIES.items()]
+
+
+def _has_libmvec() -> bool:
+    return platform.machine() in ("x86_64", "AMD64") and sys.platform.startswith("linux")
 
 
 def _compiler() -> str | None:
@@ -73,26 +167,12 @@ def _compiler() -> str | None:
     return None
 
 
-def _library_path(compiler: str, flags: tuple[str, ...]) -> Path:
-    key = hashlib.sha256()
-    for part in (
-        SOURCE.read_bytes(),
-        " ".join(flags).encode(),
-        compiler.encode(),
-        platform.machine().encode(),
-    ):
-        key.update(part)
-        key.update(b"\0")
-    suffix = ".dll" if sys.platform == "win32" else ".so"
-    return cache_dir() / f"cakd_kernel-{key.hexdigest()[:16]}{suffix}"
-
-
-def _build(compiler: str, flags: tuple[str, ...], libs: tuple[str, ...], target: Path) -> None:
+def _build(compiler: str, flags: tuple[str, ...], libs: tuple[str, ...], source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=target.suffix)
     os.close(fd)
     try:
-        cmd = [*compiler.split(), *flags, "-o", tmp, str(SOURCE), *libs]
+        cmd = [*compiler.split(), *flags, "-o", tmp, str(source), *libs]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()[-800:]}")
@@ -100,74 +180,3 @@ def _build(compiler: str, flags: tuple[str, ...], libs: tuple[str, ...], target:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _load(path: Path) -> Kernel:
-    lib = ctypes.CDLL(str(path))
-    if lib.cakd_kernel_version() != ABI_VERSION:
-        raise RuntimeError(f"{path} has ABI version {lib.cakd_kernel_version()}, expected {ABI_VERSION}")
-    forward, backward = {}, {}
-    for dtype, suffix in (("float32", "f32"), ("float64", "f64")):
-        fwd, bwd = getattr(lib, f"cakd_forward_{suffix}"), getattr(lib, f"cakd_backward_{suffix}")
-        fwd.argtypes, fwd.restype = _FORWARD, _int
-        bwd.argtypes, bwd.restype = _BACKWARD, None
-        forward[dtype], backward[dtype] = fwd, bwd
-    return Kernel(path, forward, backward)
-
-
-def kernel() -> Kernel | None:
-    """The fused kernel, building it on the first call; None where it is switched off or cannot be built."""
-    if "kernel" in _state:
-        return _state["kernel"]  # type: ignore[return-value]
-    with _lock:
-        if "kernel" not in _state:
-            _state["kernel"], _state["reason"] = _make()
-            if _state["kernel"] is None and os.environ.get(ENV_SWITCH, "").strip() != "0":
-                log.warning(
-                    "cakd-viz: the fused CAKD kernel is not available (%s); using tensor ops",
-                    _state["reason"],
-                )
-    return _state["kernel"]  # type: ignore[return-value]
-
-
-def _make() -> tuple[Kernel | None, str]:
-    if os.environ.get(ENV_SWITCH, "").strip() == "0":
-        return None, f"switched off by {ENV_SWITCH}=0"
-    compiler = _compiler()
-    if compiler is None:
-        return None, "no C compiler found (set CC, or install gcc)"
-    errors = []
-    for name, extra, libs in VARIANTS:
-        if name == "mvec" and (
-            platform.machine() not in ("x86_64", "AMD64") or not sys.platform.startswith("linux")
-        ):
-            continue
-        flags = (*FLAGS, *extra)
-        try:
-            path = _library_path(compiler, flags)
-            failed = path.with_suffix(".failed")
-            if failed.is_file():  # this variant did not build here before: do not retry every process
-                raise RuntimeError(failed.read_text().strip()[-400:])
-            if not path.is_file():
-                try:
-                    _build(compiler, flags, libs, path)
-                except (RuntimeError, subprocess.SubprocessError) as exc:
-                    if name != VARIANTS[-1][0]:
-                        failed.write_text(str(exc))
-                    raise
-            return _load(path), f"{name} build ({compiler}) at {path}"
-        except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
-            errors.append(f"{name}: {type(exc).__name__}: {exc}")
-    return None, "; ".join(errors)
-
-
-def status() -> str:
-    """One line: whether the fused kernel is in use, and where it was built or why not."""
-    k = kernel()
-    return f"fused CPU kernel: {_state['reason']}" if k else f"tensor-op kernel: {_state['reason']}"
-
-
-def reset() -> None:
-    """Forget the loaded kernel (tests; after changing CAKD_VIZ_NATIVE or CC)."""
-    with _lock:
-        _state.clear()

@@ -153,16 +153,31 @@ def _build_data(plan: DataPlan, out: Path, quick: bool, say: Callable[[str], Non
         if mp.loss == "kd":
             train_cfg |= {"kd_temperature": KD_TEMPERATURE, "teacher": f"sample:{plan.data}/teacher"}
         save_checkpoint(
-            folder / mp.name, model, arch=mp.arch, arch_kwargs=arch_defaults(mp.arch),
-            class_names=train_src.class_names, input_shape=train_src.input_shape, normalization=train_src.normalization, accuracy=acc,
-            train_config=train_cfg, dtype=torch.float16,
-            extra={"data": {"train": f"sample:{plan.data}:train", "test": f"sample:{plan.data}:test"},
-                   "params": count_params(model), "quick": quick},
-        )  # fmt: skip
+            folder / mp.name,
+            model,
+            arch=mp.arch,
+            arch_kwargs=arch_defaults(mp.arch),
+            class_names=train_src.class_names,
+            input_shape=train_src.input_shape,
+            normalization=train_src.normalization,
+            accuracy=acc,
+            train_config=train_cfg,
+            dtype=torch.float16,
+            extra={
+                "data": {"train": f"sample:{plan.data}:train", "test": f"sample:{plan.data}:test"},
+                "params": count_params(model),
+                "quick": quick,
+            },
+        )
         shipped, info = load_checkpoint(folder / mp.name)  # what users get: logits from the stored weights
         logits[mp.name] = predict_logits(shipped, test_src.dataset, device="cpu")
-        infos[mp.name] = {"model": f"sample:{plan.data}/{mp.name}", "arch": mp.arch, "loss": mp.loss,
-                          "params": info["params"], "accuracy": acc}  # fmt: skip
+        infos[mp.name] = {
+            "model": f"sample:{plan.data}/{mp.name}",
+            "arch": mp.arch,
+            "loss": mp.loss,
+            "params": info["params"],
+            "accuracy": acc,
+        }
         say(f"{plan.data}/{mp.name}: held-out accuracy {acc:.4f}")
         if mp.name == "teacher":
             teacher = shipped

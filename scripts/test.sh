@@ -21,4 +21,5 @@ if [ -n "$packages" ]; then
 fi
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/python -m pytest -ra "$@"

@@ -1,7 +1,7 @@
 """An independent, deliberately plain float64 implementation of DESIGN.md §1, for tests only.
 
 Loops over samples and renormalises each group explicitly (scipy's log_softmax / logsumexp), so it
-shares no code path with cakd_viz.decompose.
+shares no code path with cakd_viz.decomposition.
 """
 
 from __future__ import annotations

@@ -69,9 +69,14 @@ def make_teacher(folder: Path) -> Path:
         model, train_src.dataset, test_src.dataset, cfg=TrainConfig(epochs=3, lr=0.05, device="cpu")
     )
     return save_checkpoint(
-        folder / "teacher", model, arch="mlp", class_names=train_src.class_names, input_shape=train_src.input_shape,
-        normalization=train_src.normalization, accuracy=history[-1]["val_acc"],
-    )  # fmt: skip
+        folder / "teacher",
+        model,
+        arch="mlp",
+        class_names=train_src.class_names,
+        input_shape=train_src.input_shape,
+        normalization=train_src.normalization,
+        accuracy=history[-1]["val_acc"],
+    )
 
 
 def tiny_config(teacher: Path, /, **overrides) -> dict:

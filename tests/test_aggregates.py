@@ -8,8 +8,9 @@ import pytest
 
 from cakd_viz import decompose
 from cakd_viz.aggregates import class_breakdown, dataset_summary, dominant_term, term_histograms
+from cakd_viz.families import cluster_classes, comembership
 from cakd_viz.grouping import class_correlation
-from cakd_viz.sweeps import cluster_classes, comembership, grouping_sweep, subset_rows, temperature_sweep
+from cakd_viz.scans import grouping_scan, subset_rows, temperature_scan
 
 
 @pytest.fixture
@@ -64,12 +65,12 @@ def test_histograms_count_every_sample(dec):
 
 def test_sweeps_agree_with_direct_decompositions(logits):
     student, teacher, labels = logits
-    sweep = temperature_sweep(
+    sweep = temperature_scan(
         student, teacher, labels, temperatures=[1.0, 4.0], grouping="target", device="cpu"
     )
     direct = decompose(student, teacher, labels, grouping="target", temperature=4.0, device="cpu")
     assert sweep.loc[1, "share_wcd"] == pytest.approx(direct.shares()["wcd"])
-    gs = grouping_sweep(student, teacher, labels, groupings=["topk:1", "topk:4"], sample=50, device="cpu")
+    gs = grouping_scan(student, teacher, labels, groupings=["topk:1", "topk:4"], sample=50, device="cpu")
     assert list(gs["grouping"]) == ["topk:1", "topk:4"] and set(gs["n"]) == {50}
     assert isinstance(gs, pd.DataFrame)
 

@@ -16,11 +16,11 @@ import pytest
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
-from cakd_viz import app_config
+from appkit import config as app_config
 from cakd_viz.bundle import write_bundle
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-MY_PAGES = ["pages/data.py", "pages/overview.py", "pages/correlation.py"]
+MY_PAGES = ["app_pages/data.py", "app_pages/overview.py", "app_pages/correlation.py"]
 CLASS_NAMES = ["<b>bold</b>", "[link](http://x)", "plain", *[f"c{i}" for i in range(3, 10)]]
 
 
@@ -40,22 +40,13 @@ def _arrays(n: int = 200, c: int = 10, seed: int = 0) -> dict:
 def _write(path: Path, **kw) -> Path:
     a = _arrays(**kw)
     return write_bundle(
-        path, teacher=a["teacher"], students={"student_ce": a["student_ce"], "student_kd": a["student_kd"]},
-        labels=a["labels"], inputs=a["inputs"], class_names=CLASS_NAMES[: a["teacher"].shape[1]],
-    )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def navigation_mode(monkeypatch):
-    """Run app.py as the entry point on every AppTest run, as the real server does.
-
-    AppTest re-detects the `pages/` folder before each run and would run a page script alone (Streamlit's
-    old multipage mode); the served app leaves that mode on its first run (appkit._mpa). The script
-    runner reads the flag from its own module-level name, which is swapped here for a constant.
-    """
-    from streamlit.runtime.scriptrunner import script_runner
-
-    monkeypatch.setattr(script_runner, "PagesManager", type("V2Only", (), {"uses_pages_directory": False}))
+        path,
+        teacher=a["teacher"],
+        students={"student_ce": a["student_ce"], "student_kd": a["student_kd"]},
+        labels=a["labels"],
+        inputs=a["inputs"],
+        class_names=CLASS_NAMES[: a["teacher"].shape[1]],
+    )
 
 
 @pytest.fixture
@@ -131,7 +122,7 @@ def test_without_any_bundle_pages_explain_instead_of_failing(root):
     at = _app()
     _ok(at)
     assert any("No bundle is open" in i.value for i in at.info)
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     _ok(at)
     assert at.title[0].value == "Data"
     assert any(s.value == "Open another bundle" for s in at.subheader)
@@ -202,7 +193,7 @@ def test_dkd_view_is_one_click_away(root):
 
 
 def test_switching_to_another_bundle_by_server_path(root):
-    at = _app("path:a", page="pages/data.py")
+    at = _app("path:a", page="app_pages/data.py")
     at.text_input(key="data_path").set_value("b")
     at.button(key="data_open_path").click().run()
     _ok(at)
@@ -213,7 +204,7 @@ def test_switching_to_another_bundle_by_server_path(root):
 @pytest.mark.parametrize("bad", ["../../etc", "/etc", "missing-bundle", "escape"])
 def test_server_paths_outside_the_root_are_refused_and_the_old_bundle_stays(root, bad):
     (root / "escape").symlink_to(Path("/tmp"))  # a symlink inside the root that leads out of it
-    at = _app("path:a", page="pages/data.py")
+    at = _app("path:a", page="app_pages/data.py")
     at.text_input(key="data_path").set_value(bad)
     at.button(key="data_open_path").click().run()
     _ok(at)
@@ -228,14 +219,14 @@ def test_a_crafted_url_path_outside_the_root_is_refused(root):
 
 
 def test_bad_upload_shows_the_error_and_keeps_the_old_bundle(root):
-    at = _app("path:a", page="pages/data.py")
+    at = _app("path:a", page="app_pages/data.py")
     at.file_uploader(key="data_upload").set_value(
         ("bad.npz", b"this is not a zip file", "application/zip")
     ).run()
     _ok(at)
     assert any("Could not import bad.npz" in e.value for e in at.error)
     assert "path: data/a" in _sidebar_text(at)
-    at.switch_page("pages/overview.py").run()  # the old bundle is still usable
+    at.switch_page("app_pages/overview.py").run()  # the old bundle is still usable
     _ok(at)
     assert len(at.get("plotly_chart")) >= 2
 
@@ -243,7 +234,7 @@ def test_bad_upload_shows_the_error_and_keeps_the_old_bundle(root):
 def test_upload_with_wrong_arrays_is_a_clear_error(root):
     buf = io.BytesIO()
     np.savez(buf, teacher=np.zeros((5, 3), np.float32), student=np.zeros((5, 4), np.float32))
-    at = _app("path:a", page="pages/data.py")
+    at = _app("path:a", page="app_pages/data.py")
     at.file_uploader(key="data_upload").set_value(("shapes.npz", buf.getvalue(), "application/zip")).run()
     _ok(at)
     assert any("Could not import shapes.npz" in e.value for e in at.error)
@@ -254,7 +245,7 @@ def test_good_upload_opens_it(root):
     a = _arrays(n=120, seed=3)
     buf = io.BytesIO()
     np.savez(buf, teacher=a["teacher"], student_up=a["student_ce"], labels=a["labels"])
-    at = _app("path:a", page="pages/data.py")
+    at = _app("path:a", page="app_pages/data.py")
     at.file_uploader(key="data_upload").set_value(("mine.npz", buf.getvalue(), "application/zip")).run()
     _ok(at)
     assert "upload: mine.npz" in _sidebar_text(at)
@@ -263,7 +254,7 @@ def test_good_upload_opens_it(root):
 
 
 def test_names_from_files_are_text_not_markup(root):
-    at = _app("path:a", page="pages/overview.py", view="Per class")
+    at = _app("path:a", page="app_pages/overview.py", view="Per class")
     specs = json.dumps(_charts(at))
     assert "<b>bold</b>" not in specs and "&lt;b&gt;bold&lt;/b&gt;" in specs
     for page in MY_PAGES:
@@ -278,7 +269,7 @@ def test_names_from_files_are_text_not_markup(root):
 def test_overview_charts_carry_one_trace_per_term_in_the_term_colours(root):
     from cakd_viz.figures.style import TERM_COLORS
 
-    at = _app("path:a", page="pages/overview.py")
+    at = _app("path:a", page="app_pages/overview.py")
     shares, hist = _charts(at)  # only the open tab ("Distributions") computes
     assert [t["type"] for t in shares["data"]] == ["bar"] * 3
     assert [t["marker"]["color"] for t in shares["data"]] == [TERM_COLORS[k] for k in ("bcd", "scd", "wcd")]
@@ -295,7 +286,7 @@ def test_overview_charts_carry_one_trace_per_term_in_the_term_colours(root):
     ],  # sweeps: 3 terms + a marker per student
 )
 def test_overview_tabs_open_from_the_url(root, view, traces):
-    at = _app("path:a", page="pages/overview.py", view=view)
+    at = _app("path:a", page="app_pages/overview.py", view=view)
     _ok(at)
     charts = _charts(at)
     assert len(charts) == 2, view
@@ -307,7 +298,7 @@ def test_overview_tabs_open_from_the_url(root, view, traces):
 
 
 def test_correlation_charts(root):
-    at = _app("path:a", page="pages/correlation.py")
+    at = _app("path:a", page="app_pages/correlation.py")
     corr, comem, sizes, mass = _charts(at)
     assert corr["data"][0]["type"] == "heatmap" and _arr(corr["data"][0]["z"]).shape == (10, 10)
     assert corr["data"][0]["zmin"] == -1 and corr["data"][0]["zmax"] == 1
@@ -317,7 +308,7 @@ def test_correlation_charts(root):
 
 
 def test_data_page_shows_models_and_examples(root):
-    at = _app("path:a", page="pages/data.py")
+    at = _app("path:a", page="app_pages/data.py")
     _ok(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["samples"] == "200" and metrics["classes"] == "10" and metrics["logit dtype"] == "float32"

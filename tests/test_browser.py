@@ -18,8 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # appkit/ sits beside app.py, not installed
 
+from appkit import config as app_config  # noqa: E402
 from appkit import serve  # noqa: E402
-from cakd_viz import app_config  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -57,7 +57,7 @@ def page(app):
 
 def _synthetic_bundle(path: Path) -> None:
     from cakd_viz.bundle import write_bundle
-    from cakd_viz.synth import synth_arrays
+    from cakd_viz.bundle.synth import synth_arrays
 
     teacher, students, labels = synth_arrays(1500, 40, seed=0)
     images = (np.random.default_rng(0).random((1500, 16, 16)) * 255).astype(np.uint8)

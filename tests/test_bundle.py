@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cakd_viz.bundle import FORMAT, Bundle, BundleError, load_bundle, write_bundle
-from cakd_viz.bundle_writer import BundleWriter
+from cakd_viz.bundle.writer import BundleWriter
 
 
 def _write(tmp_path, logits, **kw):
@@ -37,9 +37,14 @@ def test_round_trip(tmp_path, logits, dtype, with_labels, with_extras):
     inputs = np.arange(200 * 3 * 4, dtype=np.uint8).reshape(200, 3, 4) if with_extras else None
     names = [f"class {i}" for i in range(10)] if with_extras else None
     path = write_bundle(
-        tmp_path / "b", teacher=teacher, students={"kd": student}, labels=labels if with_labels else None,
-        class_names=names, inputs=inputs, dtype=dtype,
-    )  # fmt: skip
+        tmp_path / "b",
+        teacher=teacher,
+        students={"kd": student},
+        labels=labels if with_labels else None,
+        class_names=names,
+        inputs=inputs,
+        dtype=dtype,
+    )
     b = load_bundle(path)
     assert isinstance(b, Bundle) and b.path == path
     assert isinstance(b.teacher, np.memmap) and isinstance(b.students["kd"], np.memmap)
@@ -78,9 +83,11 @@ def test_default_dtype_keeps_float16_and_float32(tmp_path, logits, source, expec
 def test_write_accepts_torch_tensors(tmp_path, logits):
     student, teacher, labels = logits
     path = write_bundle(
-        tmp_path / "b", teacher=torch.from_numpy(teacher).requires_grad_(True),
-        students={"kd": torch.from_numpy(student)}, labels=torch.from_numpy(labels),
-    )  # fmt: skip
+        tmp_path / "b",
+        teacher=torch.from_numpy(teacher).requires_grad_(True),
+        students={"kd": torch.from_numpy(student)},
+        labels=torch.from_numpy(labels),
+    )
     b = load_bundle(path)
     np.testing.assert_array_equal(b.teacher, teacher)
     np.testing.assert_array_equal(b.labels, labels)
@@ -386,13 +393,24 @@ def test_streaming_in_chunks_equals_write_bundle(tmp_path, logits, dtype):
     inputs = np.random.default_rng(1).random((200, 2, 3)).astype(np.float32)
     names = [f"c{i}" for i in range(10)]
     expected = write_bundle(
-        tmp_path / "one", teacher=teacher, students={"kd": student}, labels=labels, inputs=inputs,
-        class_names=names, dtype=dtype,
-    )  # fmt: skip
+        tmp_path / "one",
+        teacher=teacher,
+        students={"kd": student},
+        labels=labels,
+        inputs=inputs,
+        class_names=names,
+        dtype=dtype,
+    )
     with BundleWriter(
-        tmp_path / "streamed", num_samples=200, num_classes=10, student_names=["kd"], dtype=dtype,
-        class_names=names, inputs_shape=(2, 3), inputs_dtype="float32",
-    ) as w:  # fmt: skip
+        tmp_path / "streamed",
+        num_samples=200,
+        num_classes=10,
+        student_names=["kd"],
+        dtype=dtype,
+        class_names=names,
+        inputs_shape=(2, 3),
+        inputs_dtype="float32",
+    ) as w:
         assert isinstance(w.teacher, np.memmap) and w.partial_dir.name.startswith("streamed.partial-")
         for start in range(0, 200, 64):  # uneven last chunk, out of order does not matter
             rows = slice(start, start + 64)
@@ -509,7 +527,7 @@ def test_writer_refuses_bad_settings(tmp_path):
 _RANK1 = """
 import sys
 import numpy as np
-from cakd_viz.bundle_writer import BundleWriter
+from cakd_viz.bundle.writer import BundleWriter
 
 partial, src = sys.argv[1], sys.argv[2]
 data = np.load(src)

@@ -14,10 +14,10 @@ import pytest
 from conftest import make_logits
 
 from cakd_viz.bundle import load_bundle, write_bundle
+from cakd_viz.bundle.synth import synth_bundle
 from cakd_viz.cli import COMMANDS, build_parser, main
 from cakd_viz.cli.progress import progress_bar
-from cakd_viz.decompose import decompose
-from cakd_viz.synth import synth_bundle
+from cakd_viz.decomposition import decompose
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +108,23 @@ def test_python_m_error_is_one_line_without_traceback(tmp_path):
 
 def test_synth_writes_a_bundle(capsys, tmp_path):
     code, stdout, _ = run_cli(
-        capsys, "synth", "--n", "100", "--classes", "9", "--out", tmp_path / "s", "--students", "a", "b", "c",
-        "--families", "3", "--seed", "2",
-    )  # fmt: skip
+        capsys,
+        "synth",
+        "--n",
+        "100",
+        "--classes",
+        "9",
+        "--out",
+        tmp_path / "s",
+        "--students",
+        "a",
+        "b",
+        "c",
+        "--families",
+        "3",
+        "--seed",
+        "2",
+    )
     b = load_bundle(tmp_path / "s")
     assert code == 0 and "wrote" in stdout
     assert (b.num_samples, b.num_classes, b.dtype, b.student_names) == (100, 9, "float16", ["a", "b", "c"])
@@ -219,7 +233,7 @@ def test_unexpected_error_exits_1_with_a_debug_hint(capsys, bundle, tmp_path, mo
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sys.modules["cakd_viz.decompose"], "decompose", broken)
+    monkeypatch.setattr(sys.modules["cakd_viz.decomposition"], "decompose", broken)
     code, _, err = run_cli(capsys, "decompose", bundle, "--out", tmp_path / "t.csv")
     assert code == 1
     assert err.strip().splitlines() == [

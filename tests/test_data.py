@@ -79,8 +79,12 @@ def test_npz_spec(tmp_path):
     raw = src.inputs[3].astype(np.float32) / 255
     assert np.allclose(src.dataset[3][0][0].numpy(), (raw - 0.5) / 0.25, atol=1e-6)
     chw = tmp_path / "rgb.npz"
-    np.savez(chw, inputs=rng.random((5, 7, 7, 3)).astype(np.float32), labels=[0, 1, 2, 0, 1],
-             class_names=np.array(["a", "b", "c"]))  # fmt: skip
+    np.savez(
+        chw,
+        inputs=rng.random((5, 7, 7, 3)).astype(np.float32),
+        labels=[0, 1, 2, 0, 1],
+        class_names=np.array(["a", "b", "c"]),
+    )
     rgb = load_data(chw)
     assert rgb.input_shape == (3, 7, 7) and rgb.class_names == ["a", "b", "c"]
 
@@ -138,7 +142,8 @@ def test_image_folder_errors(tmp_path):
 
 
 def test_factory_spec(tmp_path, monkeypatch):
-    (tmp_path / "my_data_mod.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_data_mod.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch.utils.data import TensorDataset
 
@@ -152,7 +157,8 @@ def test_factory_spec(tmp_path, monkeypatch):
 
         def broken():
             raise RuntimeError("boom")
-    """))  # fmt: skip
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     src = load_data("my_data_mod:make")
     assert src.class_names == ["x", "y", "z"] and len(src) == 6 and src.input_shape == (1, 2, 2)

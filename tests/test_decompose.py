@@ -153,9 +153,18 @@ def test_predictions_and_frame_columns(logits):
     d = decompose(student, teacher, labels, device="cpu")
     frame = d.to_frame()
     assert list(frame.columns) == [
-        "index", "label", "teacher_pred", "student_pred", "kl", "bcd", "scd", "wcd",
-        "teacher_strong_mass", "student_strong_mass", "strong_size",
-    ]  # fmt: skip
+        "index",
+        "label",
+        "teacher_pred",
+        "student_pred",
+        "kl",
+        "bcd",
+        "scd",
+        "wcd",
+        "teacher_strong_mass",
+        "student_strong_mass",
+        "strong_size",
+    ]
     np.testing.assert_array_equal(frame["teacher_pred"], teacher.argmax(1))
     np.testing.assert_array_equal(frame["student_pred"], student.argmax(1))
     np.testing.assert_array_equal(frame["label"].to_numpy(dtype=np.int64), labels)

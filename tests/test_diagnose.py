@@ -10,8 +10,8 @@ from reference import reference_terms
 
 from cakd_viz import decompose
 from cakd_viz import diagnose as dg
+from cakd_viz.families import cluster_classes
 from cakd_viz.grouping import class_correlation
-from cakd_viz.sweeps import cluster_classes
 
 TERMS = ("bcd", "scd", "wcd")
 NAMES = [f"c{i}" for i in range(10)]

@@ -151,8 +151,16 @@ def _no_leftovers(out: Path) -> None:
 
 def test_factory_weights_torchscript_and_npz_match_a_direct_forward(toys, tmp_path):
     m = _models(toys)
-    out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"],
-                  device="cpu", batch_size=7, dtype="float32")  # fmt: skip
+    out = extract(
+        m["teacher"],
+        m["students"],
+        str(toys["npz"]),
+        tmp_path / "b",
+        weights=m["weights"],
+        device="cpu",
+        batch_size=7,
+        dtype="float32",
+    )
     b = load_bundle(out)
     ref, labels = _reference(toys, str(toys["npz"]))
     np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=1e-5, atol=1e-5)
@@ -175,8 +183,15 @@ def test_float16_storage_and_batch_size_do_not_change_the_logits(toys, tmp_path)
     m = _models(toys)
     ref, _ = _reference(toys, str(toys["npz"]))
     for bs in (1, 16, 1000):
-        out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / f"b{bs}", weights=m["weights"],
-                      device="cpu", batch_size=bs)  # fmt: skip
+        out = extract(
+            m["teacher"],
+            m["students"],
+            str(toys["npz"]),
+            tmp_path / f"b{bs}",
+            weights=m["weights"],
+            device="cpu",
+            batch_size=bs,
+        )
         b = load_bundle(out)
         assert b.teacher.dtype == np.float16
         np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=2e-3, atol=2e-3)
@@ -185,10 +200,21 @@ def test_float16_storage_and_batch_size_do_not_change_the_logits(toys, tmp_path)
 def test_data_loader_workers_give_the_same_bundle(toys, tmp_path):
     m = _models(toys)
     bundles = [
-        load_bundle(extract(m["teacher"], m["students"], f"{TOYS}:noise", tmp_path / f"b{w}", weights=m["weights"],
-                            device="cpu", batch_size=8, num_workers=w, store_inputs=True))
+        load_bundle(
+            extract(
+                m["teacher"],
+                m["students"],
+                f"{TOYS}:noise",
+                tmp_path / f"b{w}",
+                weights=m["weights"],
+                device="cpu",
+                batch_size=8,
+                num_workers=w,
+                store_inputs=True,
+            )
+        )
         for w in (0, 2)
-    ]  # fmt: skip
+    ]
     a, b = bundles
     np.testing.assert_array_equal(a.teacher, b.teacher)
     for name in ("s", "ts"):
@@ -198,8 +224,17 @@ def test_data_loader_workers_give_the_same_bundle(toys, tmp_path):
 
 def test_data_factory(toys, tmp_path):
     m = _models(toys)
-    out = extract(m["teacher"], m["students"], f"{TOYS}:noise", tmp_path / "b", weights=m["weights"],
-                  device="cpu", batch_size=8, dtype="float32", store_inputs=True)  # fmt: skip
+    out = extract(
+        m["teacher"],
+        m["students"],
+        f"{TOYS}:noise",
+        tmp_path / "b",
+        weights=m["weights"],
+        device="cpu",
+        batch_size=8,
+        dtype="float32",
+        store_inputs=True,
+    )
     b = load_bundle(out)
     ref, labels = _reference(toys, f"{TOYS}:noise")
     np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=1e-5, atol=1e-5)
@@ -218,8 +253,18 @@ def test_image_folder_of_pngs_with_resize_and_normalisation(toys, tmp_path):
                 tmp_path / "imgs" / f"class_{c}" / f"{k}.png"
             )
     m, data = _models(toys), str(tmp_path / "imgs")
-    out = extract(m["teacher"], m["students"], data, tmp_path / "b", weights=m["weights"], device="cpu",
-                  image_size=SIDE, normalize="0.5/0.25", dtype="float32", store_inputs=True)  # fmt: skip
+    out = extract(
+        m["teacher"],
+        m["students"],
+        data,
+        tmp_path / "b",
+        weights=m["weights"],
+        device="cpu",
+        image_size=SIDE,
+        normalize="0.5/0.25",
+        dtype="float32",
+        store_inputs=True,
+    )
     b = load_bundle(out)
     ref, labels = _reference(toys, data, image_size=SIDE, normalize="0.5/0.25")
     np.testing.assert_allclose(b.teacher, ref["teacher"], rtol=1e-5, atol=1e-5)
@@ -230,8 +275,15 @@ def test_image_folder_of_pngs_with_resize_and_normalisation(toys, tmp_path):
 
 def test_npz_inputs_are_stored_as_they_are(toys, tmp_path):
     m = _models(toys)
-    out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"],
-                  device="cpu", store_inputs=True)  # fmt: skip
+    out = extract(
+        m["teacher"],
+        m["students"],
+        str(toys["npz"]),
+        tmp_path / "b",
+        weights=m["weights"],
+        device="cpu",
+        store_inputs=True,
+    )
     np.testing.assert_array_equal(load_bundle(out).inputs, toys["images"])
 
 
@@ -260,8 +312,16 @@ def test_autocast_on_auto_without_a_gpu_falls_back_with_a_note(toys, tmp_path, m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     m, notes = _models(toys), []
-    out = extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"],
-                  device="auto", autocast="bf16", log=notes.append)  # fmt: skip
+    out = extract(
+        m["teacher"],
+        m["students"],
+        str(toys["npz"]),
+        tmp_path / "b",
+        weights=m["weights"],
+        device="auto",
+        autocast="bf16",
+        log=notes.append,
+    )
     assert any("autocast 'bf16' ignored" in n for n in notes)
     meta = load_bundle(out).meta["extract"]
     assert meta["autocast"] is None and meta["device"] == "cpu" and meta["notes"] == notes
@@ -269,8 +329,16 @@ def test_autocast_on_auto_without_a_gpu_falls_back_with_a_note(toys, tmp_path, m
 
 def test_progress_reports_rows(toys, tmp_path):
     m, calls = _models(toys), []
-    extract(m["teacher"], m["students"], str(toys["npz"]), tmp_path / "b", weights=m["weights"], device="cpu",
-            batch_size=20, progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    extract(
+        m["teacher"],
+        m["students"],
+        str(toys["npz"]),
+        tmp_path / "b",
+        weights=m["weights"],
+        device="cpu",
+        batch_size=20,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(0, N), (20, N), (40, N), (N, N)]
 
 
@@ -296,8 +364,16 @@ def _shipped(data: str):
 def test_extracting_the_shipped_digits_checkpoints_reproduces_their_bundle(tmp_path):
     shipped = _shipped("digits")
     students = {s: f"sample:digits/{s}" for s in shipped.student_names}
-    b = load_bundle(extract("sample:digits/teacher", students, "sample:digits:test", tmp_path / "b", device="cpu",
-                            store_inputs=True))  # fmt: skip
+    b = load_bundle(
+        extract(
+            "sample:digits/teacher",
+            students,
+            "sample:digits:test",
+            tmp_path / "b",
+            device="cpu",
+            store_inputs=True,
+        )
+    )
     _assert_same_bundle(b, shipped, slice(None))
 
 
@@ -317,8 +393,9 @@ def test_extracting_the_shipped_glyphs_checkpoints_reproduces_their_bundle(tmp_p
     )
     students = {s: f"sample:glyphs/{s}" for s in shipped.student_names}
     assert sorted(students) == ["student_ce", "student_kd"]
-    b = load_bundle(extract("sample:glyphs/teacher", students, sub, tmp_path / "b", device="cpu",
-                            store_inputs=True))  # fmt: skip
+    b = load_bundle(
+        extract("sample:glyphs/teacher", students, sub, tmp_path / "b", device="cpu", store_inputs=True)
+    )
     _assert_same_bundle(b, shipped, rows)
 
 
@@ -350,27 +427,62 @@ def _error_cases(toys) -> dict:
     root = toys["root"]
     t, npz, w = f"{TOYS}:teacher", str(toys["npz"]), {"teacher": root / "teacher.safetensors"}
     return {
-        "not_batch_c": (dict(teacher=t, students=[f"{TOYS}:no_batch"]), r"returned shape \(\d+, 6, 1\).*\(batch, C\)"),
-        "classes_differ": (dict(teacher=t, students=[f"{TOYS}:four_classes"]), "outputs 4 classes, the teacher 6"),
-        "labels_exceed": (dict(teacher=t, students=[t], data=str(root / "big_labels.npz")), r"label 6 at row 2 .* 6 classes"),
-        "no_import": (dict(teacher=t, students=["no_such_pkg.nets:make"]), "student 'make'.*cannot import module 'no_such_pkg.nets'"),
-        "weights_misfit": (dict(teacher=t, students={"w": f"{TOYS}:wide"}, weights={**w, "w": root / "student.pt"}),
-                           r"student 'w'.*does not fit Net:.*mis-shaped \[conv.bias"),
-        "weights_unknown": (dict(teacher=t, students=[t], weights={"nobody": root / "student.pt"}), "weights given for \\['nobody'\\]"),
-        "oom": (dict(teacher=t, students={"big": _OutOfMemory()}), r"out of memory .* student 'big' on a batch of 16.*smaller --batch-size \(e.g. 8\)"),
+        "not_batch_c": (
+            dict(teacher=t, students=[f"{TOYS}:no_batch"]),
+            r"returned shape \(\d+, 6, 1\).*\(batch, C\)",
+        ),
+        "classes_differ": (
+            dict(teacher=t, students=[f"{TOYS}:four_classes"]),
+            "outputs 4 classes, the teacher 6",
+        ),
+        "labels_exceed": (
+            dict(teacher=t, students=[t], data=str(root / "big_labels.npz")),
+            r"label 6 at row 2 .* 6 classes",
+        ),
+        "no_import": (
+            dict(teacher=t, students=["no_such_pkg.nets:make"]),
+            "student 'make'.*cannot import module 'no_such_pkg.nets'",
+        ),
+        "weights_misfit": (
+            dict(teacher=t, students={"w": f"{TOYS}:wide"}, weights={**w, "w": root / "student.pt"}),
+            r"student 'w'.*does not fit Net:.*mis-shaped \[conv.bias",
+        ),
+        "weights_unknown": (
+            dict(teacher=t, students=[t], weights={"nobody": root / "student.pt"}),
+            "weights given for \\['nobody'\\]",
+        ),
+        "oom": (
+            dict(teacher=t, students={"big": _OutOfMemory()}),
+            r"out of memory .* student 'big' on a batch of 16.*smaller --batch-size \(e.g. 8\)",
+        ),
         "unknown_device": (dict(teacher=t, students=[t], device="tpu"), "unknown device 'tpu'"),
-        "autocast_on_cpu": (dict(teacher=t, students=[t], autocast="fp16"), "autocast 'fp16' runs on a GPU only"),
+        "autocast_on_cpu": (
+            dict(teacher=t, students=[t], autocast="fp16"),
+            "autocast 'fp16' runs on a GPU only",
+        ),
         "autocast_name": (dict(teacher=t, students=[t], autocast="int8"), "unknown autocast 'int8'"),
         "no_students": (dict(teacher=t, students=[]), "at least one student"),
         "bad_data": (dict(teacher=t, students=[t], data="nowhere/data.npz"), "no such file or folder"),
-    }, npz  # fmt: skip
+    }, npz
 
 
 @pytest.mark.parametrize(
     "case",
-    ["not_batch_c", "classes_differ", "labels_exceed", "no_import", "weights_misfit", "weights_unknown", "oom",
-     "unknown_device", "autocast_on_cpu", "autocast_name", "no_students", "bad_data"],
-)  # fmt: skip
+    [
+        "not_batch_c",
+        "classes_differ",
+        "labels_exceed",
+        "no_import",
+        "weights_misfit",
+        "weights_unknown",
+        "oom",
+        "unknown_device",
+        "autocast_on_cpu",
+        "autocast_name",
+        "no_students",
+        "bad_data",
+    ],
+)
 def test_errors_are_clear_value_errors_and_leave_nothing(toys, tmp_path, case):
     cases, npz = _error_cases(toys)
     kw, pattern = cases[case]
@@ -423,16 +535,44 @@ def test_nan_logits_midway_leave_no_bundle(toys, tmp_path):
 
 def _cli(args: list[str], toys) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(toys["root"]), str(REPO)])}
-    return subprocess.run([sys.executable, "-m", "cakd_viz", "extract", *args], capture_output=True, text=True,
-                          env=env, cwd=toys["root"], timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cakd_viz", "extract", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=toys["root"],
+        timeout=120,
+    )
 
 
 def test_cli_end_to_end(toys, tmp_path):
     root, out = toys["root"], tmp_path / "cli_bundle"
-    r = _cli(["--teacher", f"{TOYS}:teacher", "--teacher-weights", str(root / "teacher.safetensors"),
-              "--student", f"s={TOYS}:Net", "--student-weights", f"s={root / 'student.pt'}",
-              "--student", str(root / "wide_ts.pt"), "--data", str(toys["npz"]), "--out", str(out),
-              "--device", "cpu", "--batch-size", "16", "--dtype", "float32", "--store-inputs"], toys)  # fmt: skip
+    r = _cli(
+        [
+            "--teacher",
+            f"{TOYS}:teacher",
+            "--teacher-weights",
+            str(root / "teacher.safetensors"),
+            "--student",
+            f"s={TOYS}:Net",
+            "--student-weights",
+            f"s={root / 'student.pt'}",
+            "--student",
+            str(root / "wide_ts.pt"),
+            "--data",
+            str(toys["npz"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "16",
+            "--dtype",
+            "float32",
+            "--store-inputs",
+        ],
+        toys,
+    )
     assert r.returncode == 0, r.stderr
     assert f"wrote {out}: {N} samples x {C} classes, float32; accuracy teacher" in r.stdout
     b = load_bundle(out)
@@ -444,8 +584,21 @@ def test_cli_end_to_end(toys, tmp_path):
 
 def test_cli_errors_are_one_line_with_exit_code_2(toys, tmp_path):
     out = tmp_path / "b"
-    r = _cli(["--teacher", f"{TOYS}:teacher", "--student", f"{TOYS}:four_classes", "--data", str(toys["npz"]),
-              "--out", str(out), "--device", "cpu"], toys)  # fmt: skip
+    r = _cli(
+        [
+            "--teacher",
+            f"{TOYS}:teacher",
+            "--student",
+            f"{TOYS}:four_classes",
+            "--data",
+            str(toys["npz"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        toys,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"cakd-viz extract: error: student 'four_classes' ({TOYS}:four_classes) outputs 4 classes, the teacher 6"

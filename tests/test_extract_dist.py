@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import save_file
 
 from cakd_viz.bundle import load_bundle
+from cakd_viz.distributed import Group, shard_range
 from cakd_viz.extract import extract
-from cakd_viz.extract_dist import Group, shard_range
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = "cakd_dist_toys"
@@ -97,14 +97,36 @@ def toys(tmp_path_factory) -> dict:
 
 def _torchrun(root: Path, args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "cakd_viz", "extract", *args, "--device", "cpu", "--batch-size", "4", "-q"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "cakd_viz",
+        "extract",
+        *args,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "-q",
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=180)
 
 
 def _models(root: Path) -> list[str]:
-    return ["--teacher", f"{MODULE}:Net", "--teacher-weights", str(root / "t.safetensors"),
-            "--student", f"kd={MODULE}:Net", "--student-weights", f"kd={root / 's.pt'}"]  # fmt: skip
+    return [
+        "--teacher",
+        f"{MODULE}:Net",
+        "--teacher-weights",
+        str(root / "t.safetensors"),
+        "--student",
+        f"kd={MODULE}:Net",
+        "--student-weights",
+        f"kd={root / 's.pt'}",
+    ]
 
 
 def test_torchrun_two_gloo_ranks_give_the_single_process_bundle(toys, tmp_path):
@@ -112,9 +134,16 @@ def test_torchrun_two_gloo_ranks_give_the_single_process_bundle(toys, tmp_path):
     r = _torchrun(toys, [*_models(toys), "--data", str(toys / "d.npz"), "--out", str(out), "--store-inputs"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("wrote ") == 1  # rank 0 alone reports
-    one = extract(f"{MODULE}:Net", {"kd": f"{MODULE}:Net"}, str(toys / "d.npz"), tmp_path / "one",
-                  weights={"teacher": toys / "t.safetensors", "kd": toys / "s.pt"}, device="cpu",
-                  batch_size=4, store_inputs=True)  # fmt: skip
+    one = extract(
+        f"{MODULE}:Net",
+        {"kd": f"{MODULE}:Net"},
+        str(toys / "d.npz"),
+        tmp_path / "one",
+        weights={"teacher": toys / "t.safetensors", "kd": toys / "s.pt"},
+        device="cpu",
+        batch_size=4,
+        store_inputs=True,
+    )
     a, b = load_bundle(one), load_bundle(out)
     np.testing.assert_allclose(b.teacher.astype(np.float32), a.teacher.astype(np.float32), atol=1e-3)
     np.testing.assert_allclose(

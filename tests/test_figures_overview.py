@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from cakd_viz import aggregates, sweeps
-from cakd_viz.decompose import decompose
+from cakd_viz import aggregates, scans
+from cakd_viz.decomposition import decompose
+from cakd_viz.families import cluster_classes, comembership
 from cakd_viz.figures import correlation as corrfig
 from cakd_viz.figures import data as datafig
 from cakd_viz.figures import overview as ovfig
@@ -69,7 +70,7 @@ def test_histogram_figure_draws_kl_and_each_contribution_on_a_log_axis(d):
 def test_sweep_figure_has_one_panel_per_student(logits, current):
     student, teacher, labels = logits
     frames = [
-        sweeps.temperature_sweep(s, teacher, labels, temperatures=(0.5, 1, 2, 4), grouping="topk:3").assign(
+        scans.temperature_scan(s, teacher, labels, temperatures=(0.5, 1, 2, 4), grouping="topk:3").assign(
             student=n
         )
         for n, s in {"a": student, "b": teacher + 0.1}.items()
@@ -99,9 +100,14 @@ def test_class_breakdown_figure_shows_the_top_classes_split_into_terms(d):
 
 @pytest.mark.parametrize(
     ("spec", "kind", "first"),
-    [("topk:5", "topk", "topk:1"), ("target", "topk", "topk:1"), ("topk+target:2", "topk+target", "topk+target:1"),
-     ("mass:0.9", "mass", "mass:0.5"), ("corr:0.5", "corr", "corr:0.2")],
-)  # fmt: skip
+    [
+        ("topk:5", "topk", "topk:1"),
+        ("target", "topk", "topk:1"),
+        ("topk+target:2", "topk+target", "topk+target:1"),
+        ("mass:0.9", "mass", "mass:0.5"),
+        ("corr:0.5", "corr", "corr:0.2"),
+    ],
+)
 def test_sweep_groupings_stays_in_the_family_of_the_spec(spec, kind, first):
     param, specs, values = ovfig.sweep_groupings(spec, 10)
     assert specs[0] == first and all(s.split(":")[0] == kind for s in specs)
@@ -129,7 +135,7 @@ def families():
 
 def test_cluster_then_pick_the_largest_families(families):
     corr, truth = families
-    order, family = sweeps.cluster_classes(corr, threshold=0.5)
+    order, family = cluster_classes(corr, threshold=0.5)
     assert len(np.unique(family)) == 3
     picked = corrfig.pick_classes(order, family, limit=60)
     assert len(picked) == 60 and len(set(truth[picked])) == 3  # an equal share of every (large) family
@@ -141,7 +147,7 @@ def test_cluster_then_pick_the_largest_families(families):
 
 def test_correlation_heatmap_boxes_families_and_spans_minus_one_to_one(families):
     corr, _ = families
-    order, family = sweeps.cluster_classes(corr, threshold=0.5)
+    order, family = cluster_classes(corr, threshold=0.5)
     classes = order[:40]
     names = [f"<b>{i}</b>" for i in range(100)]
     f = corrfig.correlation_heatmap(corr, classes, family, names)
@@ -154,8 +160,8 @@ def test_correlation_heatmap_boxes_families_and_spans_minus_one_to_one(families)
 
 def test_comembership_heatmap_is_conditional_percent(logits):
     _, teacher, labels = logits
-    counts = sweeps.comembership(teacher, labels, grouping="topk:3")
-    order, family = sweeps.cluster_classes(class_correlation(teacher))
+    counts = comembership(teacher, labels, grouping="topk:3")
+    order, family = cluster_classes(class_correlation(teacher))
     f = corrfig.comembership_heatmap(counts, order, family, [str(i) for i in range(10)])
     z = np.asarray(f.data[0].z, dtype=float)
     np.testing.assert_allclose(np.diag(z), 100.0)
@@ -164,9 +170,9 @@ def test_comembership_heatmap_is_conditional_percent(logits):
 
 def test_top_pairs_are_sorted_and_name_the_classes(logits):
     _, teacher, labels = logits
-    counts = sweeps.comembership(teacher, labels, grouping="topk:3")
+    counts = comembership(teacher, labels, grouping="topk:3")
     corr = class_correlation(teacher)
-    _, family = sweeps.cluster_classes(corr)
+    _, family = cluster_classes(corr)
     pairs = corrfig.top_pairs(counts, corr, [f"n{i}" for i in range(10)], family, k=5)
     assert len(pairs) == 5 and list(pairs["together"]) == sorted(pairs["together"], reverse=True)
     assert pairs["class a"].str.startswith("n").all()
@@ -206,9 +212,15 @@ def test_models_table_and_accuracy_figure():
 
 @pytest.mark.parametrize(
     ("shape", "dtype", "ok"),
-    [((5, 8, 8), np.uint8, True), ((5, 8, 8, 3), np.uint8, True), ((5, 3, 8, 8), np.float32, True),
-     ((5, 1, 8, 8), np.float64, True), ((5, 64), np.float32, False), ((5, 8, 8, 7), np.uint8, False)],
-)  # fmt: skip
+    [
+        ((5, 8, 8), np.uint8, True),
+        ((5, 8, 8, 3), np.uint8, True),
+        ((5, 3, 8, 8), np.float32, True),
+        ((5, 1, 8, 8), np.float64, True),
+        ((5, 64), np.float32, False),
+        ((5, 8, 8, 7), np.uint8, False),
+    ],
+)
 def test_as_images(shape, dtype, ok):
     x = (np.random.default_rng(0).random(shape) * 200).astype(dtype)
     img = datafig.as_images(x)
@@ -232,6 +244,6 @@ def test_plain_escapes_markup():
 def test_the_library_side_never_imports_streamlit():
     code = (
         "import sys; import cakd_viz.figures.overview, cakd_viz.figures.correlation, cakd_viz.figures.data, "
-        "cakd_viz.app_config; assert 'streamlit' not in sys.modules, 'streamlit was imported'"
+        "appkit.config; assert 'streamlit' not in sys.modules, 'streamlit was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,9 +17,15 @@ from cakd_viz.grouping import (
 
 @pytest.mark.parametrize(
     ("spec", "kind", "param"),
-    [("target", "target", None), ("topk:5", "topk", 5), (" topk+target:2 ", "topk+target", 2),
-     ("mass:0.9", "mass", 0.9), ("corr:-0.25", "corr", -0.25), ("topk:3.0", "topk", 3)],
-)  # fmt: skip
+    [
+        ("target", "target", None),
+        ("topk:5", "topk", 5),
+        (" topk+target:2 ", "topk+target", 2),
+        ("mass:0.9", "mass", 0.9),
+        ("corr:-0.25", "corr", -0.25),
+        ("topk:3.0", "topk", 3),
+    ],
+)
 def test_specs_parse_and_print_back(spec, kind, param):
     g = parse_grouping(spec)
     assert (g.kind, g.param) == (kind, param)
@@ -28,10 +34,18 @@ def test_specs_parse_and_print_back(spec, kind, param):
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("bogus", "valid forms: target, topk:K, topk\\+target:K, mass:P, corr:R"), ("topk", "needs a parameter"),
-     ("topk:0", "K must be a whole number >= 1"), ("topk:2.5", "whole number"), ("mass:1", "strictly between 0 and 1"),
-     ("mass:0", "strictly between"), ("corr:1.5", "between -1 and 1"), ("target:3", "takes no parameter"), ("", "valid forms")],
-)  # fmt: skip
+    [
+        ("bogus", "valid forms: target, topk:K, topk\\+target:K, mass:P, corr:R"),
+        ("topk", "needs a parameter"),
+        ("topk:0", "K must be a whole number >= 1"),
+        ("topk:2.5", "whole number"),
+        ("mass:1", "strictly between 0 and 1"),
+        ("mass:0", "strictly between"),
+        ("corr:1.5", "between -1 and 1"),
+        ("target:3", "takes no parameter"),
+        ("", "valid forms"),
+    ],
+)
 def test_bad_specs_list_the_valid_forms(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_grouping(spec)
@@ -103,9 +117,13 @@ def test_corr_grouping_takes_the_prediction_and_its_correlated_classes():
     base = rng.normal(size=(500, 2))
     # classes 0,1,2 follow latent 0; classes 3,4 follow latent 1; class 5 is noise
     teacher = np.concatenate(
-        [base[:, [0]] + 0.1 * rng.normal(size=(500, 3)), base[:, [1]] + 0.1 * rng.normal(size=(500, 2)),
-         rng.normal(size=(500, 1))], axis=1,
-    ).astype(np.float32)  # fmt: skip
+        [
+            base[:, [0]] + 0.1 * rng.normal(size=(500, 3)),
+            base[:, [1]] + 0.1 * rng.normal(size=(500, 2)),
+            rng.normal(size=(500, 1)),
+        ],
+        axis=1,
+    ).astype(np.float32)
     correlated = correlated_classes(class_correlation(teacher), 0.8)
     mask = strong_mask("corr:0.8", torch.from_numpy(teacher), correlated=correlated).numpy()
     pred = teacher.argmax(1)

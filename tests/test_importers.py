@@ -11,7 +11,7 @@ from safetensors.numpy import save_file as save_safetensors_numpy
 from safetensors.torch import save_file as save_safetensors_torch
 
 from cakd_viz.bundle import load_bundle
-from cakd_viz.importers import SUPPORTED_EXTENSIONS, import_file, read_arrays
+from cakd_viz.bundle.imports import SUPPORTED_EXTENSIONS, import_file, read_arrays
 from cakd_viz.validate import BundleError
 
 

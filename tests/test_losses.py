@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from conftest import make_logits
 
 from cakd_viz.grouping import class_correlation, correlated_classes, parse_grouping, strong_mask
-from cakd_viz.loss_kernels import CAKDFunction, strong_mask_float
 from cakd_viz.losses import LOSSES, CAKDLoss, DKDLoss, KDLoss
+from cakd_viz.losses.tensor_kernel import CAKDFunction, strong_mask_float
 
 GROUPINGS = ["target", "topk:1", "topk:3", "topk+target:2", "mass:0.8", "corr:0.3"]
 TEMPERATURES = [0.5, 1.0, 4.0]
@@ -382,5 +382,5 @@ def test_fast_strong_masks_match_grouping(grouping, kind):
 
 
 def test_loss_modules_do_not_import_streamlit():
-    code = "import sys, cakd_viz.losses, cakd_viz.loss_kernels; assert 'streamlit' not in sys.modules"
+    code = "import sys, cakd_viz.losses, cakd_viz.losses.tensor_kernel; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -55,9 +55,17 @@ def _trained_like(name="cnn_s", classes=5, shape=(1, 12, 12), seed=0):
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 0.0), (torch.float16, 2e-2)])
 def test_checkpoint_round_trip(tmp_path, dtype, tol):
     model, x = _trained_like(), torch.randn(4, 1, 12, 12)
-    path = save_checkpoint(tmp_path / "m", model, arch="cnn_s", class_names=list("abcde"), input_shape=(1, 12, 12),
-                           normalization={"mean": [0.2], "std": [0.3]}, accuracy=0.75,
-                           train_config={"epochs": 3}, dtype=dtype)  # fmt: skip
+    path = save_checkpoint(
+        tmp_path / "m",
+        model,
+        arch="cnn_s",
+        class_names=list("abcde"),
+        input_shape=(1, 12, 12),
+        normalization={"mean": [0.2], "std": [0.3]},
+        accuracy=0.75,
+        train_config={"epochs": 3},
+        dtype=dtype,
+    )
     assert path.name == "m.json" and (tmp_path / "m.safetensors").is_file()
     info = json.loads(path.read_text())
     assert info["arch"] == "cnn_s" and info["num_classes"] == 5 and info["accuracy"] == 0.75
@@ -72,8 +80,9 @@ def test_checkpoint_round_trip(tmp_path, dtype, tol):
 
 def test_sample_spec_reads_the_samples_dir(tmp_path, monkeypatch):
     model = _trained_like()
-    save_checkpoint(tmp_path / "toy" / "teacher", model, arch="cnn_s", class_names=list("abcde"),
-                    input_shape=(1, 12, 12))  # fmt: skip
+    save_checkpoint(
+        tmp_path / "toy" / "teacher", model, arch="cnn_s", class_names=list("abcde"), input_shape=(1, 12, 12)
+    )
     monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path))
     loaded, info = load_model("sample:toy/teacher")
     assert info["kind"] == "sample" and info["spec"] == "sample:toy/teacher"
@@ -102,7 +111,8 @@ def test_pickled_module_is_never_loaded(tmp_path):
 
 @pytest.fixture
 def factory_module(tmp_path, monkeypatch):
-    (tmp_path / "my_models_mod.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_models_mod.py").write_text(
+        textwrap.dedent("""
         from torch import nn
 
         def tiny():
@@ -110,7 +120,8 @@ def factory_module(tmp_path, monkeypatch):
 
         def not_a_module():
             return 42
-    """))  # fmt: skip
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "my_models_mod"
     sys.modules.pop("my_models_mod", None)

@@ -1,4 +1,4 @@
-"""The fused C kernel of the CAKD loss (cakd_viz.native, cakd_viz.loss_native) and its fallback.
+"""The fused C kernel of the CAKD loss (cakd_viz.native, cakd_viz.losses.native_kernel) and its fallback.
 
 Its results are checked against the tensor-op kernel and the per-sample reference of test_losses.py;
 here: that it is built on this machine, ties and NaN in its own top-k, bad labels, gradcheck, and that
@@ -16,38 +16,38 @@ from test_losses import _dkd_reference, _grad, _reference_loss, _strong, _tensor
 
 from cakd_viz import native
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.loss_native import NativeCAKDFunction, rule_of
 from cakd_viz.losses import CAKDLoss, DKDLoss, KDLoss
+from cakd_viz.losses.native_kernel import LIBRARY, NativeCAKDFunction, rule_of
 
 
 @pytest.fixture
 def tensor_ops(monkeypatch):
     """The losses as on a machine without the fused kernel."""
-    monkeypatch.setitem(native._state, "kernel", None)
-    monkeypatch.setitem(native._state, "reason", "off for this test")
+    monkeypatch.setitem(LIBRARY._state, "kernel", None)
+    monkeypatch.setitem(LIBRARY._state, "reason", "off for this test")
 
 
 @pytest.fixture
 def fresh_native(monkeypatch, tmp_path):
     """A cache of its own, forgotten before and after the test."""
     monkeypatch.setenv(native.ENV_CACHE, str(tmp_path / "cache"))
-    native.reset()
+    LIBRARY.reset()
     yield tmp_path / "cache" / "native"
-    native.reset()
+    LIBRARY.reset()
 
 
 def test_the_kernel_is_built_here_and_says_so():
     # CI installs a C compiler (scripts/test.sh), so the fast path is what the tests exercise
-    assert native.kernel() is not None, native.status()
-    assert native.status().startswith("fused CPU kernel: ")
+    assert LIBRARY.get() is not None, LIBRARY.status()
+    assert LIBRARY.status().startswith("fused CPU kernel: ")
 
 
 def test_a_fresh_cache_builds_once_and_then_reuses_the_library(fresh_native):
-    first = native.kernel()
+    first = LIBRARY.get()
     assert first is not None and first.path.parent == fresh_native
     built = sorted(p.name for p in fresh_native.iterdir())
-    native.reset()
-    assert native.kernel().path == first.path
+    LIBRARY.reset()
+    assert LIBRARY.get().path == first.path
     assert sorted(p.name for p in fresh_native.iterdir()) == built  # nothing rebuilt, no temporaries left
 
 
@@ -78,7 +78,7 @@ def test_native_gradient_passes_gradcheck(grouping, natural):
     g = parse_grouping(grouping)
     rule, k = rule_of(g, 5)
     mask = _strong(grouping, t, y, 2.0) if grouping.startswith("mass") else None
-    kern = native.kernel()
+    kern = LIBRARY.get()
 
     def fn(student):
         loss, terms = NativeCAKDFunction.apply(
@@ -97,8 +97,8 @@ def test_float32_results_agree_with_the_tensor_op_kernel(monkeypatch):
     crit = CAKDLoss("topk:5", 1.0, 1.0, 8.0, temperature=4.0)
     fast = crit.loss_and_terms(s, t, y)
     (g_fast,) = torch.autograd.grad(crit(s, t, y), s)
-    monkeypatch.setitem(native._state, "kernel", None)
-    monkeypatch.setitem(native._state, "reason", "off for this test")
+    monkeypatch.setitem(LIBRARY._state, "kernel", None)
+    monkeypatch.setitem(LIBRARY._state, "reason", "off for this test")
     slow = crit.loss_and_terms(s, t, y)
     (g_slow,) = torch.autograd.grad(crit(s, t, y), s)
     torch.testing.assert_close(fast[0], slow[0], rtol=2e-6, atol=1e-6)
@@ -118,7 +118,7 @@ def test_strided_inputs_and_labels_give_the_contiguous_result():
 @pytest.mark.parametrize("use_native", [True, False])
 def test_a_teacher_in_another_dtype_is_computed_in_the_students(use_native, monkeypatch):
     if not use_native:
-        monkeypatch.setitem(native._state, "kernel", None)
+        monkeypatch.setitem(LIBRARY._state, "kernel", None)
     s, t, y = _tensors(n=20, c=6, seed=6, dtype=torch.float32)
     for crit in (CAKDLoss("topk:2", temperature=2.0), DKDLoss(temperature=2.0), KDLoss(2.0)):
         same = crit(s, t, y)
@@ -136,7 +136,7 @@ def test_labels_out_of_range_are_a_clear_error():
 def test_the_portable_build_gives_the_same_losses(fresh_native, monkeypatch):
     # machines without glibc's libmvec (or not x86-64) get the build with the kernel's own exp
     monkeypatch.setattr(native, "VARIANTS", tuple(v for v in native.VARIANTS if v[0] == "portable"))
-    assert native.kernel() is not None and native.status().startswith("fused CPU kernel: portable build")
+    assert LIBRARY.get() is not None and LIBRARY.status().startswith("fused CPU kernel: portable build")
     gen = torch.Generator().manual_seed(3)
     t = torch.randn(64, 50, generator=gen) * 3
     s = (0.6 * t + torch.randn(64, 50, generator=gen)).requires_grad_()
@@ -152,8 +152,8 @@ def test_the_portable_build_gives_the_same_losses(fresh_native, monkeypatch):
 
 def test_without_a_compiler_the_losses_fall_back_and_say_why(fresh_native, monkeypatch):
     monkeypatch.setattr(native, "_compiler", lambda: None)
-    assert native.kernel() is None
-    assert "no C compiler found" in native.status()
+    assert LIBRARY.get() is None
+    assert "no C compiler found" in LIBRARY.status()
     s, t, y = _tensors()
     crit = CAKDLoss("topk:3", alpha="natural", beta="natural", temperature=2.0)
     torch.testing.assert_close(crit(s, t, y), KDLoss(2.0)(s, t), rtol=1e-10, atol=1e-12)
@@ -161,18 +161,21 @@ def test_without_a_compiler_the_losses_fall_back_and_say_why(fresh_native, monke
 
 def test_a_failing_build_is_reported_and_not_retried_by_every_process(fresh_native, monkeypatch):
     monkeypatch.setattr(native, "_compiler", lambda: "false")  # a "compiler" that always fails
-    assert native.kernel() is None
-    assert "failed" in native.status()
+    assert LIBRARY.get() is None
+    assert "failed" in LIBRARY.status()
     assert not any(fresh_native.glob("*.so"))
     assert not any(p.name.startswith(".build-") for p in fresh_native.iterdir())  # no temporaries left
 
 
 def test_switched_off_by_the_environment():
-    code = "from cakd_viz import native; print(native.kernel() is None, native.status())"
+    code = "from cakd_viz.losses.native_kernel import LIBRARY as L; print(L.get() is None, L.status())"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**__import__("os").environ, native.ENV_SWITCH: "0"},
-    )  # fmt: skip
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("True tensor-op kernel: switched off by CAKD_VIZ_NATIVE=0")
 
@@ -183,7 +186,7 @@ def test_dkd_matches_the_published_formula_on_both_kernels(temperature, monkeypa
     ref = _dkd_reference(s, t, y, 1.5, 6.0, temperature)
     for fused in (True, False):
         if not fused:
-            monkeypatch.setitem(native._state, "kernel", None)
+            monkeypatch.setitem(LIBRARY._state, "kernel", None)
         crit = DKDLoss(alpha=1.5, beta=6.0, temperature=temperature)
         loss, terms = crit.loss_and_terms(s, t, y)
         torch.testing.assert_close(loss, ref, rtol=1e-9, atol=1e-12)
@@ -198,9 +201,9 @@ def test_the_tensor_op_kernels_agree_with_the_fused_one(tensor_ops):
     s, t, y = _tensors(n=30, c=12, seed=4)
     crits = [CAKDLoss("topk:3", 1.0, 0.5, 4.0, temperature=3.0), DKDLoss(1.0, 8.0, temperature=3.0)]
     slow = [(c(s, t, y), _grad(c(s, t, y), s)) for c in crits]
-    native._state.clear()  # the fixture's monkeypatch restores its own keys afterwards
+    LIBRARY._state.clear()  # the fixture's monkeypatch restores its own keys afterwards
     fast = [(c(s, t, y), _grad(c(s, t, y), s)) for c in crits]
-    assert native.kernel() is not None
+    assert LIBRARY.get() is not None
     for (ls, gs), (lf, gf) in zip(slow, fast, strict=True):
         torch.testing.assert_close(lf, ls, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(gf, gs, rtol=1e-8, atol=1e-13)
@@ -230,9 +233,9 @@ def test_threads_split_rows_without_changing_results():
     torch.testing.assert_close(three[0], one[0], rtol=1e-13, atol=0)  # only the order of a final sum differs
     torch.testing.assert_close(three[1], one[1], rtol=1e-13, atol=0)
     assert torch.equal(three[2], one[2])  # rows are independent: the gradient is bit for bit the same
-    native._state.clear()  # and the tensor-op kernel agrees
-    native._state.update(kernel=None, reason="off for this test")
+    LIBRARY._state.clear()  # and the tensor-op kernel agrees
+    LIBRARY._state.update(kernel=None, reason="off for this test")
     try:
         torch.testing.assert_close(crit(s, t, y), one[0], rtol=1e-10, atol=1e-12)
     finally:
-        native.reset()
+        LIBRARY.reset()

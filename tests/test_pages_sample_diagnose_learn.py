@@ -13,12 +13,13 @@ import pytest
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
-from cakd_viz import app_config, decompose, diagnose
+from appkit import config as app_config
+from cakd_viz import decompose, diagnose
 from cakd_viz.bundle import load_bundle, write_bundle
 from cakd_viz.learn import PRESETS
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-SAMPLE, DIAGNOSE, LEARN = "pages/sample.py", "pages/diagnose.py", "pages/learn.py"
+SAMPLE, DIAGNOSE, LEARN = "app_pages/sample.py", "app_pages/diagnose.py", "app_pages/learn.py"
 TERM_METRICS = ("BCD", "p_S·SCD", "p_W·WCD")
 
 
@@ -74,10 +75,13 @@ def shown_terms(at: AppTest) -> tuple[float, list[float]]:
 
 def expected_row(bundle, i: int, grouping="topk:5", temperature=4.0, student=None):
     d = decompose(
-        bundle.student(student)[i : i + 1], bundle.teacher[i : i + 1],
+        bundle.student(student)[i : i + 1],
+        bundle.teacher[i : i + 1],
         None if bundle.labels is None else bundle.labels[i : i + 1],
-        grouping=grouping, temperature=temperature, device="cpu",
-    )  # fmt: skip
+        grouping=grouping,
+        temperature=temperature,
+        device="cpu",
+    )
     return float(d.kl[0]), [float(v[0]) for v in d.contributions().values()]
 
 

@@ -58,8 +58,11 @@ def test_checkpoints_load_by_spec_and_reproduce_their_accuracy(built, data, monk
     for name in MODELS[data]:
         model, info = load_model(f"sample:{data}/{name}")
         assert info["kind"] == "sample" and info["num_classes"] == bundle.num_classes
-        ds = ArrayDataset(np.asarray(bundle.inputs), np.asarray(bundle.labels),
-                          normalization=parse_normalize(info["normalization"], None))  # fmt: skip
+        ds = ArrayDataset(
+            np.asarray(bundle.inputs),
+            np.asarray(bundle.labels),
+            normalization=parse_normalize(info["normalization"], None),
+        )
         assert evaluate(model, ds)["acc"] == pytest.approx(results[data][name])
 
 

@@ -83,9 +83,22 @@ def test_invalid_sweeps_are_refused_precisely(teacher, sweep, message):
 def test_a_local_sweep_runs_every_trial_as_a_run_folder(teacher, tmp_path):
     config = write_json(tmp_path / "sweep.json", {"base": tiny_config(teacher), "grid": {"beta": [1, 8]}})
     out = subprocess.run(
-        [sys.executable, "-m", "cakd_viz", "sweep", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cakd_viz",
+            "sweep",
+            "--config",
+            str(config),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     (sweep_dir,) = [p for p in (tmp_path / "runs").iterdir() if (p / store.SWEEP).exists()]
     info = read_sweep(sweep_dir)

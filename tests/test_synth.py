@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cakd_viz.bundle import load_bundle
+from cakd_viz.bundle.synth import BLOCK_ROWS, synth_arrays, synth_bundle
 from cakd_viz.grouping import class_correlation, correlated_classes
-from cakd_viz.synth import BLOCK_ROWS, synth_arrays, synth_bundle
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])

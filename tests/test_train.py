@@ -41,8 +41,9 @@ class _HalfKL(nn.Module):
         return {"kl": 0.5, "zero": 1.0}
 
     def loss_and_terms(self, student, teacher, labels, epoch=None):
-        kl = torch.nn.functional.kl_div(student.log_softmax(1), teacher.log_softmax(1), log_target=True,
-                                        reduction="batchmean")  # fmt: skip
+        kl = torch.nn.functional.kl_div(
+            student.log_softmax(1), teacher.log_softmax(1), log_target=True, reduction="batchmean"
+        )
         terms = {"kl": kl.detach(), "zero": torch.zeros(())}
         return 0.5 * kl, terms
 
@@ -87,8 +88,16 @@ def test_distillation_terms_are_averaged_and_teacher_stays_frozen():
     teacher.train()  # the loop must switch it to eval itself
     before = [p.clone() for p in teacher.parameters()]
     steps = []
-    hist = train(_net(), _blobs(), _blobs(seed=1), cfg=CFG, teacher=teacher, criterion=_HalfKL(),
-                 ce_weight=0.5, on_step=steps.append)  # fmt: skip
+    hist = train(
+        _net(),
+        _blobs(),
+        _blobs(seed=1),
+        cfg=CFG,
+        teacher=teacher,
+        criterion=_HalfKL(),
+        ce_weight=0.5,
+        on_step=steps.append,
+    )
     assert not teacher.training
     assert all(torch.equal(p, q) for p, q in zip(before, teacher.parameters(), strict=True))
     assert {"ce", "kl", "zero", "loss"} <= set(hist[0]) and hist[0]["zero"] == 0.0

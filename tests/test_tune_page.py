@@ -13,7 +13,7 @@ import pytest
 from runs_support import make_teacher, write_factory
 from streamlit.testing.v1 import AppTest
 
-from cakd_viz import app_config
+from appkit import config as app_config
 from cakd_viz.runs import list_runs, store
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -36,7 +36,7 @@ def runs(tmp_path, monkeypatch) -> Path:
 
 def _page() -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=60)
-    at.switch_page("pages/tune.py")
+    at.switch_page("app_pages/tune.py")
     return at.run()
 
 

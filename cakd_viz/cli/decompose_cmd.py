@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cakd_viz.bundle import load_bundle
-    from cakd_viz.decompose import decompose
+    from cakd_viz.decomposition import decompose
     from cakd_viz.device import resolve_device
 
     check_output_dir(args.out)
@@ -73,9 +73,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with progress_bar("decompose", total=bundle.num_samples, unit="rows", enabled=not args.quiet) as progress:
         d = decompose(
-            logits, bundle.teacher, bundle.labels, grouping=args.grouping, temperature=args.temperature,
-            device=device, chunk_rows=args.chunk_rows, progress=progress,
-        )  # fmt: skip
+            logits,
+            bundle.teacher,
+            bundle.labels,
+            grouping=args.grouping,
+            temperature=args.temperature,
+            device=device,
+            chunk_rows=args.chunk_rows,
+            progress=progress,
+        )
     seconds = time.perf_counter() - started
     frame = d.to_frame()
     write_table(frame, args.out)

@@ -35,33 +35,44 @@ def _image_size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group(
-        "models", "MODEL: sample:DATA/NAME, a checkpoint .json/.safetensors, a TorchScript file, or\n"
+        "models",
+        "MODEL: sample:DATA/NAME, a checkpoint .json/.safetensors, a TorchScript file, or\n"
         "package.module:factory plus its weights (.safetensors, or a .pt state dict)",
-    )  # fmt: skip
+    )
     models.add_argument("--teacher", metavar="MODEL", required=True, help="the teacher")
     models.add_argument(
         "--teacher-weights", metavar="FILE", help="weights for a factory teacher (.safetensors/.pt)"
     )
     models.add_argument(
-        "--student", metavar="[NAME=]MODEL", type=_named, action="append", required=True,
+        "--student",
+        metavar="[NAME=]MODEL",
+        type=_named,
+        action="append",
+        required=True,
         help="a student (repeat for several); NAME defaults to the model's file or sample name",
-    )  # fmt: skip
+    )
     models.add_argument(
-        "--student-weights", metavar="[NAME=]FILE", type=_named, action="append", default=[],
+        "--student-weights",
+        metavar="[NAME=]FILE",
+        type=_named,
+        action="append",
+        default=[],
         help="weights for a factory student, by its NAME (no NAME: the only student)",
-    )  # fmt: skip
+    )
     data = parser.add_argument_group(
-        "data", "DATA: sample:glyphs:test, PATH.npz (inputs, labels), an image FOLDER/CLASS/*.png, or\n"
+        "data",
+        "DATA: sample:glyphs:test, PATH.npz (inputs, labels), an image FOLDER/CLASS/*.png, or\n"
         "package.module:factory returning a torch Dataset of (input, label)",
-    )  # fmt: skip
+    )
     data.add_argument("--data", metavar="DATA", required=True, help="the labelled data set")
     data.add_argument(
         "--image-size", metavar="HxW", type=_image_size, help="resize images (default: the teacher's)"
     )
     data.add_argument(
-        "--normalize", metavar="SPEC",
+        "--normalize",
+        metavar="SPEC",
         help="'none', 'unit', 'imagenet' or 'MEAN/STD' (default: the teacher checkpoint's, else the data's)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--out", metavar="BUNDLE", type=Path, required=True, help="the bundle directory to create"
     )
@@ -126,8 +137,8 @@ def _students(pairs: list[tuple[str | None, str]]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from cakd_viz.cli.progress import progress_bar
+    from cakd_viz.distributed import env_world_size
     from cakd_viz.extract import extract
-    from cakd_viz.extract_dist import env_world_size
 
     rank, world = int(os.environ.get("RANK", "0")), env_world_size()
     main = rank == 0
@@ -137,12 +148,23 @@ def run(args: argparse.Namespace) -> int:
     desc = "extract" if world == 1 else f"extract (rank 0 of {world})"
     with progress_bar(desc, unit="samples", enabled=main and not args.quiet) as progress:
         path = extract(
-            args.teacher, students, args.data, args.out, weights=_weights(args, students),
-            device=args.device, batch_size=args.batch_size, num_workers=args.num_workers, dtype=args.dtype,
-            autocast=args.autocast, image_size=args.image_size, normalize=args.normalize,
-            store_inputs=args.store_inputs, overwrite=args.overwrite, progress=progress,
+            args.teacher,
+            students,
+            args.data,
+            args.out,
+            weights=_weights(args, students),
+            device=args.device,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            dtype=args.dtype,
+            autocast=args.autocast,
+            image_size=args.image_size,
+            normalize=args.normalize,
+            store_inputs=args.store_inputs,
+            overwrite=args.overwrite,
+            progress=progress,
             log=lambda note: print(f"cakd-viz extract: note: {note}", file=sys.stderr),
-        )  # fmt: skip
+        )
     if main:
         print(_summary(path))
     return 0

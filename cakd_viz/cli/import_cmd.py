@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cakd_viz.bundle import load_bundle
-    from cakd_viz.importers import import_file
+    from cakd_viz.bundle.imports import import_file
 
     path = import_file(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
     b = load_bundle(path, check_values=False)  # import_file validated the values already

@@ -16,17 +16,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sweep-dir", metavar="DIR", type=Path, help="execute a prepared sweep folder (what the app starts)"
     )
     parser.add_argument(
-        "--engine", choices=("local", "ray"), default=None,
+        "--engine",
+        choices=("local", "ray"),
+        default=None,
         help="local: processes on this machine; ray: Ray Tune (default: the config's 'engine', else local)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--runs-dir", metavar="DIR", type=Path, default=None,
+        "--runs-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
         help="where run folders go (default: $CAKD_VIZ_RUNS_DIR, else ./runs)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max-concurrent", metavar="N", type=positive_int, default=None,
+        "--max-concurrent",
+        metavar="N",
+        type=positive_int,
+        default=None,
         help="trials at once (default: the config's, else cores / threads per trial; Ray: its CPUs)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--num-cpus", metavar="N", type=positive_int, default=None, help="Ray: CPUs of a local Ray"
     )

@@ -60,14 +60,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cakd_viz.bundle import load_bundle
-    from cakd_viz.synth import synth_bundle
+    from cakd_viz.bundle.synth import synth_bundle
 
     with progress_bar("synth", total=args.n, unit="rows", enabled=not args.quiet) as progress:
         path = synth_bundle(
-            args.out, n=args.n, classes=args.classes, students=args.students, families=args.families,
-            dtype=args.dtype, seed=args.seed, chunk_rows=args.chunk_rows, overwrite=args.overwrite,
+            args.out,
+            n=args.n,
+            classes=args.classes,
+            students=args.students,
+            families=args.families,
+            dtype=args.dtype,
+            seed=args.seed,
+            chunk_rows=args.chunk_rows,
+            overwrite=args.overwrite,
             progress=progress,
-        )  # fmt: skip
+        )
     b = load_bundle(path, check_values=False)
     print(
         f"wrote {path}: {b.num_samples:,} samples x {b.num_classes:,} classes, {b.dtype}, "

@@ -46,18 +46,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="execute a prepared run folder (what the app's launcher starts)",
     )
     parser.add_argument(
-        "--runs-dir", metavar="DIR", type=Path, default=None,
+        "--runs-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
         help="where run folders go (default: $CAKD_VIZ_RUNS_DIR, else ./runs)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--set", metavar="KEY=VALUE", dest="overrides", type=parse_override, action="append", default=[],
+        "--set",
+        metavar="KEY=VALUE",
+        dest="overrides",
+        type=parse_override,
+        action="append",
+        default=[],
         help="override a config value, e.g. --set loss.beta=2 --set epochs=1 (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max-concurrent", metavar="N", type=int, default=None,
+        "--max-concurrent",
+        metavar="N",
+        type=int,
+        default=None,
         help="runs training at once on this machine; the rest wait queued (default: $CAKD_VIZ_MAX_RUNS, "
         "else half the cores; 0: no limit)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--detach", action="store_true", help="start the run in the background and print its folder at once"
     )

@@ -57,10 +57,16 @@ def correlation_heatmap(
     """Heatmap of the teacher's class-logit correlations (Pearson r) for `classes`, families boxed."""
     sub = np.asarray(corr)[np.ix_(classes, classes)]
     fig = _heatmap(
-        sub, classes, family, class_names,
-        colorscale="RdBu_r", zmin=-1, zmax=1, colorbar="Pearson r",
+        sub,
+        classes,
+        family,
+        class_names,
+        colorscale="RdBu_r",
+        zmin=-1,
+        zmax=1,
+        colorbar="Pearson r",
         hover="%{y} × %{x}<br>r = %{z:.3f}<br>families %{customdata}<extra></extra>",
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -74,10 +80,16 @@ def comembership_heatmap(
     with np.errstate(divide="ignore", invalid="ignore"):
         cond = np.where(diag[:, None] > 0, sub / diag[:, None] * 100, np.nan)
     return _heatmap(
-        cond, classes, family, class_names,
-        colorscale="Viridis", zmin=0, zmax=100, colorbar="% of i's strong sets",
+        cond,
+        classes,
+        family,
+        class_names,
+        colorscale="Viridis",
+        zmin=0,
+        zmax=100,
+        colorbar="% of i's strong sets",
         hover="when %{y} is in S, %{x} is too in %{z:.1f}% of samples<br>families %{customdata}<extra></extra>",
-    )  # fmt: skip
+    )
 
 
 def top_pairs(
@@ -111,10 +123,12 @@ def strong_size_figure(strong_size: np.ndarray, *, grouping: str) -> go.Figure:
     x = np.flatnonzero(counts)
     fig = go.Figure(
         go.Bar(
-            x=x, y=counts[x], marker_color=ROLE_COLORS["strong"],
+            x=x,
+            y=counts[x],
+            marker_color=ROLE_COLORS["strong"],
             hovertemplate="|S| = %{x}: %{y:,} samples<extra></extra>",
         )
-    )  # fmt: skip
+    )
     fig.update_layout(**base_layout(height=300, showlegend=False))
     fig.update_xaxes(title=f"strong-set size |S| under {plain(grouping)} (classes)")
     fig.update_yaxes(title="samples")
@@ -129,25 +143,37 @@ def strong_mass_figure(d: Decomposition, *, bins: int = 40, student: str = "stud
     """
     lo, hi = _mass_range(d.teacher_strong_mass, d.student_strong_mass)
     h, xe, ye = np.histogram2d(
-        np.clip(d.teacher_strong_mass, lo, hi), np.clip(d.student_strong_mass, lo, hi), bins=bins,
+        np.clip(d.teacher_strong_mass, lo, hi),
+        np.clip(d.student_strong_mass, lo, hi),
+        bins=bins,
         range=[[lo, hi], [lo, hi]],
-    )  # fmt: skip
+    )
     z = np.where(h.T > 0, np.log10(np.maximum(h.T, 1)), np.nan)  # rows: student bins (y)
     centers_x, centers_y = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
     fig = go.Figure(
         go.Heatmap(
-            x=centers_x, y=centers_y, z=z, customdata=h.T.astype(np.int64), colorscale="Blues",
-            colorbar=dict(title="samples", tickvals=[0, 1, 2, 3, 4, 5], ticktext=["1", "10", "100", "1k", "10k", "100k"]),
+            x=centers_x,
+            y=centers_y,
+            z=z,
+            customdata=h.T.astype(np.int64),
+            colorscale="Blues",
+            colorbar=dict(
+                title="samples", tickvals=[0, 1, 2, 3, 4, 5], ticktext=["1", "10", "100", "1k", "10k", "100k"]
+            ),
             hovertemplate="teacher p<sub>S</sub> ≈ %{x:.3g}, student q<sub>S</sub> ≈ %{y:.3g}: "
             "%{customdata:,} samples<extra></extra>",
         )
-    )  # fmt: skip
+    )
     fig.add_trace(
         go.Scatter(
-            x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color=ROLE_COLORS["teacher"], dash="dot", width=1),
-            name="student = teacher", hoverinfo="skip",
+            x=[lo, hi],
+            y=[lo, hi],
+            mode="lines",
+            line=dict(color=ROLE_COLORS["teacher"], dash="dot", width=1),
+            name="student = teacher",
+            hoverinfo="skip",
         )
-    )  # fmt: skip
+    )
     fig.update_layout(**base_layout(height=380))
     fig.update_xaxes(title="teacher's strong-group mass p<sub>S</sub>", range=[lo, hi], constrain="domain")
     fig.update_yaxes(
@@ -169,19 +195,37 @@ def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorba
     custom = np.array([[f"{fam[r]} / {fam[c]}" for c in range(len(classes))] for r in range(len(classes))])
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=labels, y=labels, colorscale=colorscale, zmin=zmin, zmax=zmax, customdata=custom,
-            colorbar=dict(title=dict(text=colorbar, side="right"), thickness=14, len=0.8), hovertemplate=hover, xgap=0, ygap=0,
+            z=z,
+            x=labels,
+            y=labels,
+            colorscale=colorscale,
+            zmin=zmin,
+            zmax=zmax,
+            customdata=custom,
+            colorbar=dict(title=dict(text=colorbar, side="right"), thickness=14, len=0.8),
+            hovertemplate=hover,
+            xgap=0,
+            ygap=0,
         )
-    )  # fmt: skip
+    )
     shapes = []
     start = 0
     for i in range(1, len(classes) + 1):
         if i == len(classes) or fam[i] != fam[start]:
             if i - start > 1:  # box each family of two or more classes on the diagonal
                 shapes.append(
-                    dict(type="rect", x0=start - 0.5, x1=i - 0.5, y0=start - 0.5, y1=i - 0.5, xref="x", yref="y",
-                         line=dict(color="#000000", width=1.5), fillcolor="rgba(0,0,0,0)")
-                )  # fmt: skip
+                    dict(
+                        type="rect",
+                        x0=start - 0.5,
+                        x1=i - 0.5,
+                        y0=start - 0.5,
+                        y1=i - 0.5,
+                        xref="x",
+                        yref="y",
+                        line=dict(color="#000000", width=1.5),
+                        fillcolor="rgba(0,0,0,0)",
+                    )
+                )
             start = i
     fig.update_layout(**base_layout(height=620, margin=dict(l=10, r=10, t=20, b=10)), shapes=shapes)
     fig.update_xaxes(type="category", tickangle=-60, tickfont=dict(size=9), title=None, automargin=True)

@@ -13,14 +13,24 @@ from cakd_viz.figures.text import plain
 def models_table(summary: dict) -> pd.DataFrame:
     """One row per model (teacher, then each student) from `Bundle.summary()`: accuracy, agreement, dtype."""
     rows = [
-        {"model": "teacher", "role": "teacher", "accuracy": summary["teacher"]["accuracy"], "agreement": 1.0,
-         "dtype": summary["teacher"]["dtype"]}
-    ]  # fmt: skip
+        {
+            "model": "teacher",
+            "role": "teacher",
+            "accuracy": summary["teacher"]["accuracy"],
+            "agreement": 1.0,
+            "dtype": summary["teacher"]["dtype"],
+        }
+    ]
     for name, info in summary["students"].items():
         rows.append(
-            {"model": name, "role": "student", "accuracy": info["accuracy"], "agreement": info["agreement"],
-             "dtype": info["dtype"]}
-        )  # fmt: skip
+            {
+                "model": name,
+                "role": "student",
+                "accuracy": info["accuracy"],
+                "agreement": info["agreement"],
+                "dtype": info["dtype"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -35,20 +45,27 @@ def accuracy_figure(models: pd.DataFrame) -> go.Figure:
     if models["accuracy"].notna().any():
         fig.add_trace(
             go.Bar(
-                name="accuracy (top-1 vs labels)", x=names, y=models["accuracy"].astype(float) * 100,
-                marker=dict(color=colors), text=[_pct(v) for v in models["accuracy"]], textposition="outside",
+                name="accuracy (top-1 vs labels)",
+                x=names,
+                y=models["accuracy"].astype(float) * 100,
+                marker=dict(color=colors),
+                text=[_pct(v) for v in models["accuracy"]],
+                textposition="outside",
                 hovertemplate="%{x}: %{y:.2f}% of samples predicted right<extra></extra>",
             )
-        )  # fmt: skip
+        )
     students = models[models["role"] == "student"]
     fig.add_trace(
         go.Bar(
-            name="agreement with the teacher's top-1", x=[plain(m) for m in students["model"]],
-            y=students["agreement"] * 100, marker=dict(color=colors[1:], pattern=dict(shape="/")),
-            text=[_pct(v) for v in students["agreement"]], textposition="outside",
+            name="agreement with the teacher's top-1",
+            x=[plain(m) for m in students["model"]],
+            y=students["agreement"] * 100,
+            marker=dict(color=colors[1:], pattern=dict(shape="/")),
+            text=[_pct(v) for v in students["agreement"]],
+            textposition="outside",
             hovertemplate="%{x}: same top-1 class as the teacher on %{y:.2f}% of samples<extra></extra>",
         )
-    )  # fmt: skip
+    )
     fig.update_layout(**base_layout(height=320, barmode="group"))
     fig.update_yaxes(title="% of samples", range=[0, 112], ticksuffix="%", tickvals=[0, 20, 40, 60, 80, 100])
     fig.update_xaxes(title=None)
@@ -63,20 +80,25 @@ def class_count_figure(
     if len(counts) <= 200:
         fig.add_trace(
             go.Bar(
-                x=[plain(n) for n in class_names], y=counts, marker_color=ROLE_COLORS["weak"],
+                x=[plain(n) for n in class_names],
+                y=counts,
+                marker_color=ROLE_COLORS["weak"],
                 hovertemplate="%{x}: %{y:,} samples<extra></extra>",
             )
-        )  # fmt: skip
+        )
         fig.update_xaxes(title="class", type="category")
         fig.update_yaxes(title=title)
     else:
         hist, edges = np.histogram(counts, bins=40)
         fig.add_trace(
             go.Bar(
-                x=(edges[:-1] + edges[1:]) / 2, y=hist, width=np.diff(edges), marker_color=ROLE_COLORS["weak"],
+                x=(edges[:-1] + edges[1:]) / 2,
+                y=hist,
+                width=np.diff(edges),
+                marker_color=ROLE_COLORS["weak"],
                 hovertemplate="about %{x:.0f} samples: %{y:,} classes<extra></extra>",
             )
-        )  # fmt: skip
+        )
         fig.update_xaxes(title="samples in the class")
         fig.update_yaxes(title="classes")
     fig.update_layout(**base_layout(height=260, showlegend=False))
@@ -124,9 +146,16 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
         y0, x0 = r * (h + pad + cap), c * (w + pad)
         grid[y0 : y0 + h, x0 : x0 + w] = images[i]
         annotations.append(
-            dict(x=x0 + w / 2, y=y0 + h + cap / 2 + 1, text=plain(captions[i])[:24], showarrow=False,
-                 font=dict(size=11), xref="x", yref="y")
-        )  # fmt: skip
+            dict(
+                x=x0 + w / 2,
+                y=y0 + h + cap / 2 + 1,
+                text=plain(captions[i])[:24],
+                showarrow=False,
+                font=dict(size=11),
+                xref="x",
+                yref="y",
+            )
+        )
     fig = go.Figure(go.Image(z=grid, hoverinfo="skip"))
     fig.update_layout(
         **base_layout(height=grid.shape[0] + 20, margin=dict(l=0, r=0, t=10, b=0)), annotations=annotations

@@ -28,12 +28,19 @@ def class_failure_chart(
         x = rows[f"share_{t}"] if normalize else rows[f"{t}_total"]
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[t], meta=t, y=pos, x=np.nan_to_num(x.to_numpy(dtype=float)), orientation="h",
-                marker_color=TERM_COLORS[t], customdata=np.array(labels, dtype=object),
-                hovertemplate="%{customdata}<br>" + TERM_LABELS[t] + (": %{x:.1%}" if normalize else
-                              f": %{{x:.4g}} {KL_UNIT}") + "<extra></extra>",
+                name=TERM_LABELS[t],
+                meta=t,
+                y=pos,
+                x=np.nan_to_num(x.to_numpy(dtype=float)),
+                orientation="h",
+                marker_color=TERM_COLORS[t],
+                customdata=np.array(labels, dtype=object),
+                hovertemplate="%{customdata}<br>"
+                + TERM_LABELS[t]
+                + (": %{x:.1%}" if normalize else f": %{{x:.4g}} {KL_UNIT}")
+                + "<extra></extra>",
             )
-        )  # fmt: skip
+        )
     fig.update_layout(**base_layout(title, barmode="stack", height=max(260, 90 + 24 * len(rows))))
     fig.update_layout(legend_traceorder="normal")
     fig.update_yaxes(tickvals=pos, ticktext=labels, autorange="reversed")
@@ -72,13 +79,20 @@ def confusion_chart(pairs: pd.DataFrame, *, top: int = 20, title: str | None = N
             continue
         fig.add_trace(
             go.Bar(
-                name=f"{TERM_LABELS[t]} dominates", meta=t, y=pos[sel], x=rows["count"][sel], orientation="h",
-                marker_color=TERM_COLORS[t], width=0.8, text=[notes[i] for i in np.flatnonzero(sel)],
-                textposition="outside", cliponaxis=False,
+                name=f"{TERM_LABELS[t]} dominates",
+                meta=t,
+                y=pos[sel],
+                x=rows["count"][sel],
+                orientation="h",
+                marker_color=TERM_COLORS[t],
+                width=0.8,
+                text=[notes[i] for i in np.flatnonzero(sel)],
+                textposition="outside",
+                cliponaxis=False,
                 customdata=np.array([labels[i] for i in np.flatnonzero(sel)], dtype=object),
                 hovertemplate="%{customdata}: %{x} samples<extra></extra>",
             )
-        )  # fmt: skip
+        )
     layout = base_layout(title, height=max(240, 90 + 24 * len(rows)), barmode="overlay")
     layout["margin"]["r"] = 150 if any(notes) else 20  # room for the notes beside the longest bar
     fig.update_layout(**layout)

@@ -23,12 +23,17 @@ def group_mass_bars(example: Example, *, title: str | None = None, font_size: in
     ):
         fig.add_trace(
             go.Bar(
-                name=name, y=who, x=values, orientation="h", marker_color=color,
+                name=name,
+                y=who,
+                x=values,
+                orientation="h",
+                marker_color=color,
                 text=[f"p_{sym} = {values[0]:.3f}", f"q_{sym} = {values[1]:.3f}"],
-                textposition="inside", insidetextanchor="middle",
+                textposition="inside",
+                insidetextanchor="middle",
                 hovertemplate=f"%{{y}}: mass on {sym} = %{{x:.4g}}<extra></extra>",
             )
-        )  # fmt: skip
+        )
     fig.update_layout(**base_layout(title, barmode="stack", height=230, font=dict(size=font_size)))
     fig.update_layout(legend_traceorder="normal")
     fig.update_xaxes(title="probability mass", range=[0, 1])

@@ -91,15 +91,18 @@ def sweep_figure(
 ) -> go.Figure:
     """Stacked shares of the KL against a swept setting, one panel per student.
 
-    frame: rows from `sweeps.temperature_sweep` / `grouping_sweep` with a "student" column; x: the
+    frame: rows from `scans.temperature_scan` / `grouping_scan` with a "student" column; x: the
     column swept ("temperature", or a numeric column such as "param"); current: the selected value,
     marked with a dotted line.
     """
     students = list(dict.fromkeys(frame["student"]))
     fig = make_subplots(
-        rows=1, cols=len(students), shared_yaxes=True, horizontal_spacing=0.04,
+        rows=1,
+        cols=len(students),
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
         subplot_titles=[plain(s) for s in students],
-    )  # fmt: skip
+    )
     for col, student in enumerate(students, start=1):
         part = frame[frame["student"] == student].sort_values(x)
         for term in TERMS:
@@ -131,12 +134,17 @@ def sweep_figure(
         if current is not None:  # a trace, not a shape: shapes on log axes want log10 coordinates
             fig.add_trace(
                 go.Scatter(
-                    x=[current, current], y=[0, 100], mode="lines", showlegend=False, hoverinfo="skip",
-                    line=dict(color="#444444", dash="dot", width=1), name="selected",
+                    x=[current, current],
+                    y=[0, 100],
+                    mode="lines",
+                    showlegend=False,
+                    hoverinfo="skip",
+                    line=dict(color="#444444", dash="dot", width=1),
+                    name="selected",
                 ),
                 row=1,
                 col=col,
-            )  # fmt: skip
+            )
     fig.update_yaxes(title="share of the KL (%)", range=[0, 100], ticksuffix="%", row=1, col=1)
     layout = base_layout(height=380, margin=dict(l=60, r=20, t=40, b=50))
     layout["legend"] = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)

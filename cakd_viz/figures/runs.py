@@ -45,11 +45,14 @@ def curves_figure(
         y = frame[metric] * (100 if pct else 1)
         fig.add_trace(
             go.Scatter(
-                x=frame["epoch"], y=y, mode="lines+markers", name=plain(label),
+                x=frame["epoch"],
+                y=y,
+                mode="lines+markers",
+                name=plain(label),
                 line=dict(color=student_color(i)),
                 hovertemplate=f"{plain(label)}<br>epoch %{{x}}<br>%{{y:.4g}}{'%' if pct else ''}<extra></extra>",
             )
-        )  # fmt: skip
+        )
     fig.update_layout(**base_layout(title, height=380))
     fig.update_xaxes(title="epoch", dtick=1)
     fig.update_yaxes(title=METRICS.get(metric, metric), ticksuffix="%" if metric.endswith("acc") else "")
@@ -65,11 +68,14 @@ def terms_figure(steps: pd.DataFrame, *, title: str | None = None) -> go.Figure:
                 dash = "dot" if key == "loss" else "solid"
                 fig.add_trace(
                     go.Scatter(
-                        x=steps["epoch"], y=steps[key], mode="lines", name=label,
+                        x=steps["epoch"],
+                        y=steps[key],
+                        mode="lines",
+                        name=label,
                         line=dict(color=color, dash=dash),
                         hovertemplate=f"{label}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>",
                     )
-                )  # fmt: skip
+                )
     fig.update_layout(**base_layout(title, height=320))
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="term (batch mean)", type="log")
@@ -100,13 +106,17 @@ def sweep_heatmap(
         spread = table["std"].reindex(order[x]).fillna(0) * scale
         fig = go.Figure(
             go.Scatter(
-                x=[plain(v) for v in order[x]], y=means, mode="markers+text", marker=dict(size=12, color=TERM_COLORS["bcd"]),
+                x=[plain(v) for v in order[x]],
+                y=means,
+                mode="markers+text",
+                marker=dict(size=12, color=TERM_COLORS["bcd"]),
                 error_y=dict(type="data", array=spread, visible=bool((table["count"] > 1).any())),
-                text=[_cell(v, pct) for v in means], textposition="middle right",
+                text=[_cell(v, pct) for v in means],
+                textposition="middle right",
                 customdata=table["count"].reindex(order[x]).fillna(0),
                 hovertemplate=f"{x} %{{x}}<br>%{{y:.2f}} ± %{{error_y.array:.2f}} (%{{customdata}} trial(s))<extra></extra>",
             )
-        )  # fmt: skip
+        )
         fig.update_layout(**base_layout(None, height=360))
         fig.update_xaxes(title=x, type="category")
         fig.update_yaxes(title=_value_title(value))
@@ -116,12 +126,17 @@ def sweep_heatmap(
     text = [[_cell(v, pct) for v in row] for row in grid.to_numpy()]
     fig = go.Figure(
         go.Heatmap(
-            z=grid.to_numpy(), x=[plain(v) for v in order[x]], y=[plain(v) for v in order[y]], text=text,
-            texttemplate="%{text}", colorscale="Viridis", colorbar=dict(title=_value_title(value)),
+            z=grid.to_numpy(),
+            x=[plain(v) for v in order[x]],
+            y=[plain(v) for v in order[y]],
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Viridis",
+            colorbar=dict(title=_value_title(value)),
             customdata=counts.fillna(0).to_numpy(),
             hovertemplate=f"{x} %{{x}}<br>{y} %{{y}}<br>%{{z:.2f}} (mean of %{{customdata}} trial(s))<extra></extra>",
         )
-    )  # fmt: skip
+    )
     fig.update_layout(**base_layout(None, height=120 + 48 * max(len(order[y]), 3)))
     fig.update_xaxes(title=x, type="category")
     fig.update_yaxes(title=y, type="category")

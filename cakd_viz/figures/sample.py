@@ -72,23 +72,37 @@ def probability_bars(
         sym = "p" if who == "teacher" else "q"
         fig.add_trace(
             go.Bar(
-                name=f"{who} {sym}", y=pos, x=values[idx], orientation="h",
+                name=f"{who} {sym}",
+                y=pos,
+                x=values[idx],
+                orientation="h",
                 marker=dict(color=ROLE_COLORS[who], line=line),
                 customdata=np.array(labels, dtype=object),
                 hovertemplate=f"%{{customdata}}<br>{who} {sym} = %{{x:.4g}}<extra></extra>",
             )
-        )  # fmt: skip
+        )
     fig.add_trace(
         go.Scatter(
-            x=[None], y=[None], mode="markers", name="strong set S",
+            x=[None],
+            y=[None],
+            mode="markers",
+            name="strong set S",
             marker=dict(symbol="square", size=14, color=ROLE_COLORS["strong"], opacity=0.35),
         )
-    )  # fmt: skip
+    )
     for p in pos[strong]:
         fig.add_shape(
-            type="rect", xref="paper", x0=0, x1=1, y0=p - 0.5, y1=p + 0.5,
-            fillcolor=ROLE_COLORS["strong"], opacity=0.13, line_width=0, layer="below",
-        )  # fmt: skip
+            type="rect",
+            xref="paper",
+            x0=0,
+            x1=1,
+            y0=p - 0.5,
+            y1=p + 0.5,
+            fillcolor=ROLE_COLORS["strong"],
+            opacity=0.13,
+            line_width=0,
+            layer="below",
+        )
     fig.update_layout(
         **base_layout(title, barmode="group", height=max(260, 80 + 34 * len(idx)), font=dict(size=font_size)),
         bargap=0.25,
@@ -116,16 +130,25 @@ def contribution_bars(
     for name, value in parts.items():
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[name], meta=name, x=[CONTRIBUTION_LABELS[name], "KL"], y=[value, value],
-                marker_color=TERM_COLORS[name], text=[format_number(value, decimals), ""], textposition="outside",
+                name=TERM_LABELS[name],
+                meta=name,
+                x=[CONTRIBUTION_LABELS[name], "KL"],
+                y=[value, value],
+                marker_color=TERM_COLORS[name],
+                text=[format_number(value, decimals), ""],
+                textposition="outside",
                 hovertemplate=f"{CONTRIBUTION_LABELS[name]} = %{{y:.4g}} {KL_UNIT}<extra></extra>",
                 cliponaxis=False,
             )
-        )  # fmt: skip
+        )
     fig.add_annotation(
-        x="KL", y=example.kl, text=f"<b>{format_number(example.kl, decimals)}</b>", showarrow=False, yshift=12,
+        x="KL",
+        y=example.kl,
+        text=f"<b>{format_number(example.kl, decimals)}</b>",
+        showarrow=False,
+        yshift=12,
         font=dict(size=font_size + 1, color=TERM_COLORS["kl"]),
-    )  # fmt: skip
+    )
     fig.update_layout(**base_layout(title, barmode="stack", height=340, font=dict(size=font_size)))
     fig.update_layout(legend_traceorder="normal")
     fig.update_yaxes(title=f"contribution to KL ({KL_UNIT})", rangemode="tozero")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,31 +62,21 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
 
 
 def make_criterion(loss: LossConfig, *, teacher: nn.Module | None = None, train: DataSource | None = None):
-    """The distillation loss of ``loss`` from ``cakd_viz.losses.LOSSES`` (None for "ce").
+    """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce").
 
     ``corr:R`` groupings need the class correlation of the teacher's logits over the training data.
     """
     from cakd_viz.grouping import class_correlation, parse_grouping
-    from cakd_viz.losses import LOSSES
+    from cakd_viz.losses import build_criterion
 
-    name = loss.name.upper()
-    if name == "CE":
+    if loss.name == "ce":
         return None
-    if name == "KD":
-        return LOSSES["KD"](loss.temperature, warmup=loss.warmup)
-    if name == "DKD":
-        return LOSSES["DKD"](
-            alpha=loss.alpha, beta=loss.beta, temperature=loss.temperature, warmup=loss.warmup
-        )
     correlation = None
-    if parse_grouping(loss.grouping).needs_correlation:
+    if loss.name == "cakd" and parse_grouping(loss.grouping).needs_correlation:
         from cakd_viz.train import predict_logits
 
         correlation = class_correlation(predict_logits(teacher, train.dataset, device="cpu"))
-    return LOSSES["CAKD"](
-        grouping=loss.grouping, w_b=loss.w_b, alpha=loss.alpha, beta=loss.beta,
-        temperature=loss.temperature, warmup=loss.warmup, correlation=correlation,
-    )  # fmt: skip
+    return build_criterion(loss.name, asdict(loss), correlation=correlation)
 
 
 def _source(spec: str, model_info: dict) -> tuple[DataSource, list[str]]:

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.losses import LOSSES
 
-# The loss names a run config accepts: "ce" (cross-entropy only) plus the keys of
-# cakd_viz.losses.LOSSES in lower case. Kept here as strings so that validating a config stays light.
-LOSS_NAMES = ("ce", "kd", "dkd", "cakd")
+# The loss names a run config accepts: "ce" (cross-entropy only) plus the registry's, in lower case.
+LOSS_NAMES = ("ce", *(name.lower() for name in LOSSES))
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SAMPLE_DATA = ("digits", "glyphs")
 _SAMPLE_DATA = re.compile(r"^sample:(\w+)$")

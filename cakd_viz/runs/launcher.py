@@ -195,9 +195,13 @@ def group_alive(pgid: int) -> bool:
 
 @contextlib.contextmanager
 def run_slot(
-    root: Path, limit: int, run_dir: Path | None = None, *, should_stop: Callable[[], bool] = lambda: False,
+    root: Path,
+    limit: int,
+    run_dir: Path | None = None,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
     poll_s: float = 0.5,
-) -> Iterator[int]:  # fmt: skip
+) -> Iterator[int]:
     """Hold one of ``limit`` slots under ``root`` while the block runs; waits (oldest first) when all are taken.
 
     Raises Cancelled when ``should_stop()`` turns true while waiting. Yields the slot number.

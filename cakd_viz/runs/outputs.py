@@ -59,9 +59,16 @@ def write_outputs(
         "data": {"spec": cfg.test_spec(), "normalization": test.normalization},
     }
     write_bundle(
-        run_dir / store.BUNDLE, teacher=t_logits, students={name: s_logits}, labels=labels,
-        class_names=test.class_names, inputs=test.display_inputs(), meta=meta, dtype="float32", overwrite=True,
-    )  # fmt: skip
+        run_dir / store.BUNDLE,
+        teacher=t_logits,
+        students={name: s_logits},
+        labels=labels,
+        class_names=test.class_names,
+        inputs=test.display_inputs(),
+        meta=meta,
+        dtype="float32",
+        overwrite=True,
+    )
     store.write_json(run_dir / store.SUMMARY, summary)
 
 
@@ -72,10 +79,17 @@ def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, summary: dict) -> 
     arch = info.get("arch")
     if arch in ARCHS:
         save_checkpoint(
-            run_dir / store.WEIGHTS, parts.student, arch=arch, class_names=train.class_names,
-            input_shape=train.input_shape, normalization=train.normalization, arch_kwargs=info.get("arch_kwargs"),
-            accuracy=summary["last_val_acc"], train_config=cfg.to_dict(), extra={"run": run_dir.name},
-        )  # fmt: skip
+            run_dir / store.WEIGHTS,
+            parts.student,
+            arch=arch,
+            class_names=train.class_names,
+            input_shape=train.input_shape,
+            normalization=train.normalization,
+            arch_kwargs=info.get("arch_kwargs"),
+            accuracy=summary["last_val_acc"],
+            train_config=cfg.to_dict(),
+            extra={"run": run_dir.name},
+        )
         return
     from safetensors.torch import save_file
 
@@ -93,9 +107,9 @@ def _loss_kernel(dev, parts: Parts) -> str | None:
         return None
     if torch.device(dev).type != "cpu":
         return "tensor-op kernel (not on CPU)"
-    from cakd_viz import native
+    from cakd_viz.losses.native_kernel import LIBRARY
 
-    return native.status()
+    return LIBRARY.status()
 
 
 def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict:

@@ -59,10 +59,12 @@ def run_trials(sweep, sweep_dir: Path, trials: list[Path], *, log: Callable[[str
             param_space={"run_dir": tune.grid_search(pending)},
             tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent or None),
             run_config=tune.RunConfig(
-                name="ray", storage_path=str(sweep_dir.resolve()), verbose=0,
+                name="ray",
+                storage_path=str(sweep_dir.resolve()),
+                verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
-        )  # fmt: skip
+        )
         results = tuner.fit()
         log(f"sweep {sweep_dir.name}: Ray finished, {results.num_errors} trial(s) with errors")
     finally:

@@ -38,11 +38,15 @@ Progress = Callable[[int, int], None]
 
 
 def run_config(
-    cfg: RunConfig, root: str | Path | None = None, *, max_concurrent: int | None = None, echo: bool = False,
+    cfg: RunConfig,
+    root: str | Path | None = None,
+    *,
+    max_concurrent: int | None = None,
+    echo: bool = False,
     progress: Progress | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Create a run folder for ``cfg`` under ``root`` and execute it here; returns the folder."""
-    from cakd_viz.extract_dist import process_group
+    from cakd_viz.distributed import process_group
 
     cfg.validate()
     with process_group(cfg.device) as (group, dev):
@@ -55,15 +59,19 @@ def run_config(
 
 
 def execute(
-    run_dir: str | Path, *, max_concurrent: int | None = None, echo: bool = False, progress: Progress | None = None,
+    run_dir: str | Path,
+    *,
+    max_concurrent: int | None = None,
+    echo: bool = False,
+    progress: Progress | None = None,
     report: Callable[[dict], None] | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """Execute the prepared folder ``run_dir``; returns the final state.
 
     ``max_concurrent=0`` skips the slots (the caller bounds concurrency, e.g. Ray). ``report(metrics)``
     gets every epoch's metrics (Ray Tune's ``tune.report``). Errors are recorded and re-raised.
     """
-    from cakd_viz.extract_dist import process_group
+    from cakd_viz.distributed import process_group
 
     run_dir = Path(run_dir)
     try:
@@ -135,9 +143,15 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
 
         model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     tcfg = TrainConfig(
-        epochs=cfg.epochs, batch_size=per_rank, lr=cfg.lr, optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay, seed=cfg.seed, device=str(dev), clip_grad_norm=cfg.clip_grad_norm,
-    )  # fmt: skip
+        epochs=cfg.epochs,
+        batch_size=per_rank,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        device=str(dev),
+        clip_grad_norm=cfg.clip_grad_norm,
+    )
     teacher = parts.teacher
     if parts.criterion is not None:  # the teacher's logits, looked up instead of recomputed every step
         logits, digests = teacher_logits(teacher, parts.train_set, _cache_dir(run_dir, cfg), device=dev)
@@ -147,9 +161,17 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
         store.write_json(run_dir / store.ENV, environment(cfg, dev, group, per_rank, parts))
     on_epoch, on_step = _callbacks(run_dir, cfg, group, log, steps, progress, report)
     history = train(
-        model, parts.train_set, parts.test.dataset, cfg=tcfg, teacher=teacher, criterion=parts.criterion,
-        ce_weight=cfg.loss.ce_weight, on_epoch=on_epoch, on_step=on_step, should_stop=stop,
-    )  # fmt: skip
+        model,
+        parts.train_set,
+        parts.test.dataset,
+        cfg=tcfg,
+        teacher=teacher,
+        criterion=parts.criterion,
+        ce_weight=cfg.loss.ce_weight,
+        on_epoch=on_epoch,
+        on_step=on_step,
+        should_stop=stop,
+    )
     if not history or history[-1].get("stopped"):
         raise Cancelled("stopped on request")
     if isinstance(teacher, LookupTeacher) and teacher.misses:

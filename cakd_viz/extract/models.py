@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cakd_viz.extract_loop import LoadedModel
+from cakd_viz.extract.loop import LoadedModel
 
 ModelLike = str | Path | nn.Module
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")

@@ -39,10 +39,18 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import load_bundle
-from .bundle_commit import as_dtype, base_meta, check_target, first_gap, merge_meta, merge_ranges, publish
-from .bundle_npy import open_npy
-from .validate import (
+from cakd_viz.bundle.commit import (
+    as_dtype,
+    base_meta,
+    check_target,
+    first_gap,
+    merge_meta,
+    merge_ranges,
+    publish,
+)
+from cakd_viz.bundle.core import load_bundle
+from cakd_viz.bundle.npy import open_npy
+from cakd_viz.validate import (
     BundleError,
     as_numpy,
     check_class_names,
@@ -210,8 +218,14 @@ class BundleWriter:
         arrays = {}
         for name in self.student_names:
             arrays[name] = as_numpy(students[name], f"student {name!r}")
-            check_logits(arrays[name], f"student {name!r}", num_samples=n, num_classes=self.num_classes,
-                         reference="teacher", row_offset=start)  # fmt: skip
+            check_logits(
+                arrays[name],
+                f"student {name!r}",
+                num_samples=n,
+                num_classes=self.num_classes,
+                reference="teacher",
+                row_offset=start,
+            )
         labels = self._check_labels(labels, n, start)
         inputs = self._check_inputs(inputs, n)
         for name, arr in {"teacher": teacher, **{f"student {k!r}": v for k, v in arrays.items()}}.items():
@@ -225,8 +239,14 @@ class BundleWriter:
             )
         if labels is not None:
             labels = as_numpy(labels, "labels")
-            check_labels(labels, "labels", num_samples=n, num_classes=self.num_classes, reference="teacher",
-                         row_offset=start)  # fmt: skip
+            check_labels(
+                labels,
+                "labels",
+                num_samples=n,
+                num_classes=self.num_classes,
+                reference="teacher",
+                row_offset=start,
+            )
         return labels
 
     def _check_inputs(self, inputs: Any, n: int) -> np.ndarray | None:

@@ -14,9 +14,13 @@ sel = state.selection()
 b = sel.bundle
 
 threshold = st.slider(
-    "Family threshold (average correlation within a family)", 0.1, 0.9, 0.5, 0.05,
+    "Family threshold (average correlation within a family)",
+    0.1,
+    0.9,
+    0.5,
+    0.05,
     help="Average-linkage clustering on 1 − r, cut where the average correlation drops below this.",
-)  # fmt: skip
+)
 corr = compute.correlation(sel.key)
 order, family = compute.clusters(sel.key, threshold)
 families = fig.family_table(family)

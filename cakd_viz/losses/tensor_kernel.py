@@ -29,7 +29,7 @@ import functools
 import torch
 from torch.autograd.function import once_differentiable
 
-from .grouping import Grouping, strong_mask, topk_mask
+from cakd_viz.grouping import Grouping, strong_mask, topk_mask
 
 
 def strong_mask_float(

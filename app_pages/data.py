@@ -3,7 +3,7 @@
 import streamlit as st
 
 from appkit import bundles, compute, state
-from cakd_viz import app_config
+from appkit import config as app_config
 from cakd_viz.figures import data as fig
 
 st.title("Data")
@@ -30,12 +30,18 @@ if b is not None:
     with right:
         st.subheader("Models")
         st.dataframe(
-            models.drop(columns=["role", "dtype"]), hide_index=True, width="stretch",
+            models.drop(columns=["role", "dtype"]),
+            hide_index=True,
+            width="stretch",
             column_config={
-                "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
-                "agreement": st.column_config.ProgressColumn("agrees with teacher", format="percent", min_value=0, max_value=1),
+                "accuracy": st.column_config.ProgressColumn(
+                    "accuracy", format="percent", min_value=0, max_value=1
+                ),
+                "agreement": st.column_config.ProgressColumn(
+                    "agrees with teacher", format="percent", min_value=0, max_value=1
+                ),
             },
-        )  # fmt: skip
+        )
         if not info["has_labels"]:
             st.caption("This bundle has no labels: accuracies and the `target` groupings are unavailable.")
     examples = compute.example_inputs(sel.key)

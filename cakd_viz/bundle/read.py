@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle_npy import open_npy
-from .validate import (
+from cakd_viz.bundle.npy import open_npy
+from cakd_viz.validate import (
     BundleError,
     check_class_names,
     check_inputs,
@@ -102,9 +102,13 @@ def _open_students(root: Path, meta: dict, teacher: np.ndarray, check_values: bo
             raise BundleError(f"{rel} is missing (meta.json lists student {name!r})")
         arr = open_npy(root / rel, rel)
         check_logits(
-            arr, rel, num_samples=teacher.shape[0], num_classes=teacher.shape[1], check_values=check_values,
+            arr,
+            rel,
+            num_samples=teacher.shape[0],
+            num_classes=teacher.shape[1],
+            check_values=check_values,
             reference="teacher.npy",
-        )  # fmt: skip
+        )
         students[name] = arr
     extra = sorted(f.name for f in (root / "students").glob("*.npy") if f.stem not in students)
     if extra:

@@ -5,11 +5,11 @@ into a logit bundle (DESIGN.md §3; the ``extract`` command of §4).
     extract("sample:glyphs/teacher", ["sample:glyphs/student_ce", "sample:glyphs/student_kd"],
             "sample:glyphs:test", "glyphs_bundle", device="auto", batch_size=256)
 
-Rows go straight into memory-mapped ``.npy`` files (:class:`~cakd_viz.bundle_writer.BundleWriter`)
+Rows go straight into memory-mapped ``.npy`` files (:class:`~cakd_viz.bundle.writer.BundleWriter`)
 inside ``<out>.partial-<id>``, renamed to ``out`` only once every row is written and meta.json is
 complete, so a data set larger than memory works and a failed or interrupted run leaves no bundle
 that looks complete. Under ``torchrun --nproc-per-node=K`` the same call shards the rows across the
-ranks (:mod:`cakd_viz.extract_dist`): each rank writes its own rows, rank 0 writes meta and commits.
+ranks (:mod:`cakd_viz.distributed`): each rank writes its own rows, rank 0 writes meta and commits.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cakd_viz.bundle_commit import check_target
-from cakd_viz.bundle_writer import BundleWriter
+from cakd_viz.bundle.commit import check_target
+from cakd_viz.bundle.writer import BundleWriter
 from cakd_viz.data import DataSource, FolderDataset, load_data
 from cakd_viz.device import describe_device
-from cakd_viz.extract_dist import Group, process_group
-from cakd_viz.extract_loop import Counts, LoadedModel, RowDataset, check_labels, forward_logits, stream_rows
-from cakd_viz.extract_models import (
+from cakd_viz.distributed import Group, process_group
+from cakd_viz.extract.loop import Counts, LoadedModel, RowDataset, check_labels, forward_logits, stream_rows
+from cakd_viz.extract.models import (
     ModelLike,
     _load_models,
     _named_students,
@@ -175,11 +175,25 @@ def extract(
     check_target(out, overwrite)  # fail before any long work
     with process_group(device) as (group, dev):
         return _extract(
-            group, dev, teacher, _named_students(students), data, out, dict(weights or {}),
-            requested_device=device, batch_size=batch_size, num_workers=num_workers, dtype=str(dtype),
-            autocast=autocast, image_size=image_size, normalize=normalize, store_inputs=store_inputs,
-            overwrite=overwrite, progress=progress, log=log,
-        )  # fmt: skip
+            group,
+            dev,
+            teacher,
+            _named_students(students),
+            data,
+            out,
+            dict(weights or {}),
+            requested_device=device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            dtype=str(dtype),
+            autocast=autocast,
+            image_size=image_size,
+            normalize=normalize,
+            store_inputs=store_inputs,
+            overwrite=overwrite,
+            progress=progress,
+            log=log,
+        )
 
 
 @dataclass
@@ -205,8 +219,15 @@ def _prepare(dev: torch.device, teacher, students, data, weights, notes: _Notes,
         raise ValueError(f"data {source.name!r} is empty")
     c = _probe(models, source, dev, amp)
     shown = _shown(source, o["store_inputs"])
-    return _Setup(models, source, c, amp, shown, None if shown is None else shown(0),
-                  _class_names(source, models[0], c, notes))  # fmt: skip
+    return _Setup(
+        models,
+        source,
+        c,
+        amp,
+        shown,
+        None if shown is None else shown(0),
+        _class_names(source, models[0], c, notes),
+    )
 
 
 def _extract(group: Group, dev: torch.device, teacher, students, data, out: Path, weights, **o) -> Path:
@@ -240,11 +261,18 @@ def _create(group: Group, out: Path, n: int, names: list[str], st: _Setup, parti
     if not group.is_main:
         return None
     return BundleWriter(
-        out, num_samples=n, num_classes=st.num_classes, student_names=names, dtype=o["dtype"],
-        class_names=st.class_names, with_labels=True, overwrite=o["overwrite"], partial_id=partial_id,
+        out,
+        num_samples=n,
+        num_classes=st.num_classes,
+        student_names=names,
+        dtype=o["dtype"],
+        class_names=st.class_names,
+        with_labels=True,
+        overwrite=o["overwrite"],
+        partial_id=partial_id,
         inputs_shape=None if st.first is None else st.first.shape,
         inputs_dtype=None if st.first is None else st.first.dtype,
-    )  # fmt: skip
+    )
 
 
 def _fill(group: Group, dev, st: _Setup, writer, out: Path, partial_id: str, o: dict) -> Counts:
@@ -300,9 +328,16 @@ def _run(group: Group, dev, st: _Setup, writer: BundleWriter, rows: range, o: di
             o["progress"](done, len(rows))
 
     return stream_rows(
-        st.models, loader, writer, first_row=rows.start, device=dev, num_classes=st.num_classes,
-        data_name=st.source.name, autocast=st.amp, progress=report,
-    )  # fmt: skip
+        st.models,
+        loader,
+        writer,
+        first_row=rows.start,
+        device=dev,
+        num_classes=st.num_classes,
+        data_name=st.source.name,
+        autocast=st.amp,
+        progress=report,
+    )
 
 
 def _one_thread(_worker_id: int) -> None:

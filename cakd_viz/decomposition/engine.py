@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from cakd_viz.decomposition import Decomposition
+from cakd_viz.decomposition.result import Decomposition
 from cakd_viz.device import resolve_device
 from cakd_viz.grouping import (
     DEFAULT_GROUPING,

@@ -136,7 +136,7 @@ def synth_bundle(
     is called after each chunk. Deterministic for a seed; an existing `out` is replaced only with
     `overwrite`. Labels are included; class names are "fFF/cKK".
     """
-    from cakd_viz.bundle_writer import BundleWriter
+    from cakd_viz.bundle.writer import BundleWriter
 
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a whole number >= 1, got {n!r}")

@@ -56,7 +56,7 @@ if per_class.open:
 if by_t.open:
     with by_t:
         temps = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-        tsweep = compute.temperature_sweep(sel.key, tuple(sel.students), grouping, temps, sel.device)
+        tsweep = compute.temperature_scan(sel.key, tuple(sel.students), grouping, temps, sel.device)
         st.plotly_chart(
             fig.sweep_figure(
                 tsweep, x="temperature", x_title="temperature T", log_x=True, current=sel.temperature
@@ -67,7 +67,7 @@ if by_t.open:
 if by_g.open:
     with by_g:
         param, specs, values = fig.sweep_groupings(grouping, b.num_classes, has_labels=b.labels is not None)
-        gsweep = compute.grouping_sweep(
+        gsweep = compute.grouping_scan(
             sel.key, tuple(sel.students), tuple(specs), tuple(values), sel.temperature, sel.device
         )
         here = fig.grouping_param(grouping)

@@ -6,8 +6,8 @@ this page launches them, then only reads those folders, live, through a fragment
 
 import streamlit as st
 
+from appkit import config as app_config
 from appkit import state
-from cakd_viz import app_config
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
 from cakd_viz.runs import (
@@ -82,8 +82,11 @@ st.caption(PRESETS[ss["tune_preset"]].source)
 with st.form("tune_form"):
     a, b, c = st.columns(3)
     a.text_input("Teacher (model spec)", key="tune_teacher")
-    a.text_input("Student: an architecture (from scratch) or a model spec (fine-tuned)", key="tune_student",
-                 help=f"Architectures: {', '.join(ARCHS)}. Model specs as in `cakd-viz extract`.")  # fmt: skip
+    a.text_input(
+        "Student: an architecture (from scratch) or a model spec (fine-tuned)",
+        key="tune_student",
+        help=f"Architectures: {', '.join(ARCHS)}. Model specs as in `cakd-viz extract`.",
+    )
     a.text_input("Run name (optional)", key="tune_name")
     b.selectbox("Loss", LOSS_NAMES, key="tune_lossname", format_func=str.upper)
     b.text_input("Grouping (CAKD): the strong set S", key="tune_grouping")
@@ -108,8 +111,13 @@ with st.form("tune_form"):
         for col, (key, label) in zip(cols, SWEEPABLE.items(), strict=True):
             col.text_input(label, key=f"tune_grid_{key}", placeholder="e.g. 1, 2, 4")
         engines = ["local", "ray"] if engine.ray_available() else ["local"]
-        st.radio("Engine", engines, key="tune_engine", horizontal=True,
-                 help="local: processes on this machine; ray: Ray Tune (installed here).")  # fmt: skip
+        st.radio(
+            "Engine",
+            engines,
+            key="tune_engine",
+            horizontal=True,
+            help="local: processes on this machine; ray: Ray Tune (installed here).",
+        )
     go_run, go_sweep = st.columns(2)
     run_clicked = go_run.form_submit_button("Launch run", type="primary")
     sweep_clicked = go_sweep.form_submit_button("Launch sweep")
@@ -184,13 +192,15 @@ def live() -> None:
                 st.plotly_chart(fig.terms_figure(steps), key=f"terms_{r.id}")
     st.subheader("Runs")
     st.dataframe(
-        runs_table(runs).drop(columns=["error"]), hide_index=True, key="tune_table",
+        runs_table(runs).drop(columns=["error"]),
+        hide_index=True,
+        key="tune_table",
         column_config={
             "best_acc": st.column_config.NumberColumn("best held-out acc", format="percent"),
             "last_acc": st.column_config.NumberColumn("last held-out acc", format="percent"),
             "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
         },
-    )  # fmt: skip
+    )
     for r in [r for r in runs if r.state in ("failed", store.CORRUPT)][:5]:
         with st.expander(f"{r.state}: {r.label} ({r.id})"):
             st.error(r.error or "no error recorded")

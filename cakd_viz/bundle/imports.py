@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import write_bundle
-from .validate import BundleError, as_numpy
+from cakd_viz.bundle.write import write_bundle
+from cakd_viz.validate import BundleError, as_numpy
 
 __all__ = ["SUPPORTED_EXTENSIONS", "import_file", "read_arrays"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .validate import BundleError
+from cakd_viz.validate import BundleError
 
 __all__ = ["open_npy", "npy_header"]
 

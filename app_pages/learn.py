@@ -51,9 +51,12 @@ if incoming is not None and incoming.to_params() != ss.get("_learn_url"):
     same = [name for name, p in PRESETS.items() if p.view().to_params() == incoming.to_params()]
     ss["learn_preset"] = same[0] if same else ss["learn_preset"]
 preset = st.selectbox(
-    "Start from a typical student failure", list(PRESETS), key="learn_preset",
-    on_change=lambda: _load(PRESETS[ss["learn_preset"]].view()), **KEEP,
-)  # fmt: skip
+    "Start from a typical student failure",
+    list(PRESETS),
+    key="learn_preset",
+    on_change=lambda: _load(PRESETS[ss["learn_preset"]].view()),
+    **KEEP,
+)
 story = st.empty()
 
 numbers = st.container()  # filled once the controls below have been read
@@ -61,10 +64,13 @@ controls, charts = st.columns([2, 3], gap="large")
 with controls:
     temperature = st.slider("Temperature T", *TEMPERATURE_RANGE, step=0.25, key="learn_T", **KEEP)
     kind = st.radio(
-        "Grouping: which classes form the strong set S", ["target", "topk", "mass"], key="learn_kind",
-        horizontal=True, **KEEP,
+        "Grouping: which classes form the strong set S",
+        ["target", "topk", "mass"],
+        key="learn_kind",
+        horizontal=True,
+        **KEEP,
         captions=["S = {true class}", "S = teacher's top K", "fewest teacher-top classes with mass ≥ P"],
-    )  # fmt: skip
+    )
     if kind == "topk":
         ss.setdefault("learn_K", 3)
         grouping = f"topk:{st.slider('K', 1, C - 1, key='learn_K', **KEEP)}"
@@ -105,9 +111,13 @@ with numbers:
     for col, (name, value) in zip(cols[1:], ex.contributions().items(), strict=True):
         share = value / ex.kl if ex.kl > 0 else 0.0
         col.metric(
-            fig.CONTRIBUTION_LABELS[name], format_number(value, 4), f"{share:.0%} of KL",
-            delta_color="off", delta_arrow="off", border=True,
-        )  # fmt: skip
+            fig.CONTRIBUTION_LABELS[name],
+            format_number(value, 4),
+            f"{share:.0%} of KL",
+            delta_color="off",
+            delta_arrow="off",
+            border=True,
+        )
     st.latex(r"\Large " + identity_latex(ex, decimals=4))
     strong = ", ".join(LEARN_CLASSES[i] for i in ex.strong_classes)
     st.caption(f"Grouping {grouping} at T = {temperature:g}: S = {{{strong}}}, shaded in the bars.")
@@ -131,8 +141,10 @@ with terms:
         "sample; W is the rest. p_S is the teacher's total mass on S, p_W = 1 − p_S (q_S, q_W for the student)."
     )
     st.latex(r"\mathrm{BCD} = p_S \log\frac{p_S}{q_S} + p_W \log\frac{p_W}{q_W}")
-    st.latex(r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
-             r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}")  # fmt: skip
+    st.latex(
+        r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
+        r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}"
+    )
     st.latex(r"\mathrm{KL}(p \,\|\, q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}")
     st.markdown(
         "BCD asks: does the student put the right mass on the strong group? SCD: does it rank the strongly "

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from cakd_viz.bundle_writer import BundleWriter
+from cakd_viz.bundle.writer import BundleWriter
 
 __all__ = ["Counts", "LoadedModel", "RowDataset", "forward_logits", "stream_rows"]
 

@@ -1,4 +1,4 @@
-"""The result of a decomposition: per-sample KL split into BCD, SCD and WCD (see `cakd_viz.decompose`)."""
+"""The result of a decomposition: per-sample KL split into BCD, SCD and WCD (see `cakd_viz.decomposition`)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,62 @@
-"""CAKD loss on CPU tensors through the fused C kernel (`cakd_viz.native`): one call forward, one backward.
+"""CAKD loss on CPU tensors through its fused C kernel (``cakd_kernel.c``): one call forward, one backward.
 
-Same contract as `loss_kernels.CAKDFunction` (terms = T^2 x batch means of [BCD, SCD, WCD], natural
+Same contract as `tensor_kernel.CAKDFunction` (terms = T^2 x batch means of [BCD, SCD, WCD], natural
 weights as contributions, loss = w_b*BCD + w_s*SCD + w_w*WCD added left to right in the input dtype),
 but the strong set of `target`, `topk:K` and `topk+target:K` is found inside the kernel from the
-teacher's logits and the labels, and any other rule comes in as a boolean mask.
+teacher's logits and the labels, and any other rule comes in as a boolean mask. The library is built
+on first use by :class:`cakd_viz.native.NativeLibrary`; ``LIBRARY.get()`` is None where it cannot be.
 """
 
 from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from .grouping import Grouping
-from .native import BAD, ROW, SUMS
+from cakd_viz.grouping import Grouping
+from cakd_viz.native import NativeLibrary
+
+ABI_VERSION = 3
+ROW = 8  # doubles per row in the kernel's per-row record
+_i64, _dbl, _int, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
+_dbls, _i64s = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)
+_FORWARD = [_i64, _i64, _ptr, _ptr, _dbl, _int, _i64, _ptr, _ptr, _ptr, _ptr, _dbls, _int, _int, _i64s, _int]
+SUMS, BAD = ctypes.c_double * 3, ctypes.c_int64 * 1  # the forward's two small out-arguments
+_BACKWARD = [_i64, _i64, _ptr, _ptr, _ptr, _dbl, _dbl, _dbl, _int, _int, _ptr, _int]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The loaded library's entry points, by dtype name ("float32", "float64")."""
+
+    path: Path
+    forward: dict
+    backward: dict
+
+
+def _bind(lib: ctypes.CDLL, path: Path) -> Kernel:
+    forward, backward = {}, {}
+    for dtype, suffix in (("float32", "f32"), ("float64", "f64")):
+        fwd, bwd = getattr(lib, f"cakd_forward_{suffix}"), getattr(lib, f"cakd_backward_{suffix}")
+        fwd.argtypes, fwd.restype = _FORWARD, _int
+        bwd.argtypes, bwd.restype = _BACKWARD, None
+        forward[dtype], backward[dtype] = fwd, bwd
+    return Kernel(path, forward, backward)
+
+
+LIBRARY: NativeLibrary[Kernel] = NativeLibrary(
+    "cakd_kernel", Path(__file__).with_name("cakd_kernel.c"), ABI_VERSION, _bind, "fused CAKD loss kernel"
+)
+
+
+def kernel() -> Kernel | None:
+    """The fused loss kernel (built on the first call), or None where it is off or cannot be built."""
+    return LIBRARY.get()
+
 
 RULE_MASK, RULE_TOPK, RULE_TARGET, RULE_TOPK_TARGET = 0, 1, 2, 3
 _RULES = {"topk": RULE_TOPK, "target": RULE_TARGET, "topk+target": RULE_TOPK_TARGET}
@@ -51,10 +94,23 @@ class NativeCAKDFunction(torch.autograd.Function):
         rows = torch.empty((n, ROW), dtype=torch.float64)
         sums, bad = SUMS(), BAD()  # batch sums of the three terms' rows; a bad label's row
         code = kern.forward[name](
-            n, c, student.data_ptr(), teacher.data_ptr(), 1.0 / temperature, rule, k, label_ptr,
-            mask.data_ptr(), probs.data_ptr(), rows.data_ptr(), sums, natural[0], natural[1], bad,
+            n,
+            c,
+            student.data_ptr(),
+            teacher.data_ptr(),
+            1.0 / temperature,
+            rule,
+            k,
+            label_ptr,
+            mask.data_ptr(),
+            probs.data_ptr(),
+            rows.data_ptr(),
+            sums,
+            natural[0],
+            natural[1],
+            bad,
             torch.get_num_threads(),
-        )  # fmt: skip
+        )
         if code == -1:
             row = int(bad[0])
             raise ValueError(f"labels must be class indices in [0, {c}); row {row} has {int(labels[row])}")
@@ -85,9 +141,19 @@ class NativeCAKDFunction(torch.autograd.Function):
         cb, cs, cw = ((g * w + u) * scale for w, u in zip(weights, up, strict=True))
         grad = torch.empty((n, c), dtype=ctx.probs.dtype)
         ctx.kern.backward[ctx.name](
-            n, c, ctx.probs.data_ptr(), ctx.mask.data_ptr(), ctx.rows.data_ptr(), cb, cs, cw,
-            int(natural[0]), int(natural[1]), grad.data_ptr(), torch.get_num_threads(),
-        )  # fmt: skip
+            n,
+            c,
+            ctx.probs.data_ptr(),
+            ctx.mask.data_ptr(),
+            ctx.rows.data_ptr(),
+            cb,
+            cs,
+            cw,
+            int(natural[0]),
+            int(natural[1]),
+            grad.data_ptr(),
+            torch.get_num_threads(),
+        )
         return None, grad, None, None, None, None, None, None, None, None, None
 
 
@@ -107,6 +173,15 @@ def native_loss_and_terms(
     """(loss 0-dim, terms (3,)) for float32/float64 CPU logits; `mask` only for rules the kernel lacks."""
     rule, k = rule_of(grouping, student.shape[1])
     return NativeCAKDFunction.apply(
-        kern, student, teacher, rule, k, labels, mask, float(temperature), tuple(weights), tuple(natural),
+        kern,
+        student,
+        teacher,
+        rule,
+        k,
+        labels,
+        mask,
+        float(temperature),
+        tuple(weights),
+        tuple(natural),
         term_grads,
-    )  # fmt: skip
+    )

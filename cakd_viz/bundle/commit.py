@@ -1,4 +1,4 @@
-"""Helpers of :class:`~cakd_viz.bundle_writer.BundleWriter`: meta.json assembly, row bookkeeping,
+"""Helpers of :class:`~cakd_viz.bundle.writer.BundleWriter`: meta.json assembly, row bookkeeping,
 and publishing the finished temp directory."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle_read import FORMAT
-from .validate import BundleError
+from cakd_viz.bundle.read import FORMAT
+from cakd_viz.validate import BundleError
 
 __all__ = ["as_dtype", "base_meta", "check_target", "first_gap", "merge_meta", "merge_ranges", "publish"]
 

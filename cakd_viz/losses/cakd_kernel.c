@@ -1,6 +1,6 @@
 /* Fused CPU kernel of the CAKD loss: strong-set mask, the three terms and their gradient, one call each.
  *
- * Built on first use by cakd_viz/native.py with the system C compiler (plain C99 + libm, no Python or
+ * Built on first use by cakd_viz/native.py (for cakd_viz/losses/native_kernel.py) with the system C compiler (plain C99 + libm, no Python or
  * torch headers) and called through ctypes. Why: at a training batch (256 x 100) a loss made of tensor
  * ops costs what its op count costs (each dispatched op 10-30 us on a small CPU, whatever its size); this
  * does the whole forward in one pass over the logits and the backward in one more.

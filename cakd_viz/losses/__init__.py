@@ -1,0 +1,41 @@
+"""Distillation losses as `torch.nn.Module`s that return their named terms, one loss per module.
+
+    from cakd_viz.losses import KDLoss, DKDLoss, CAKDLoss
+    crit = CAKDLoss(grouping="topk:5", w_b=1.0, alpha=1.0, beta=8.0, temperature=4.0)
+    loss = crit(student_logits, teacher_logits, labels)            # 0-dim batch mean
+    loss, terms = crit.loss_and_terms(student_logits, teacher_logits, labels)
+
+    KD    (Hinton et al. 2015)                  L = KD                      KD = KL(p || q)      kd.py
+    DKD   (Zhao et al., CVPR 2022)              L = alpha*TCKD + beta*NCKD  split at S = {label} dkd.py
+    CAKD  (Zhang et al., arXiv 2410.14741)      L = w_b*BCD + alpha*SCD + beta*WCD                cakd.py
+
+`base` holds what they share; CAKD and DKD compute on CPU through one fused C function each way
+(`native_kernel`, `cakd_kernel.c`) and elsewhere through tensor ops (`tensor_kernel`). `LOSSES` maps
+a name to its class and `build_criterion` makes a criterion from plain settings (what a run config
+holds), so the app, the command line and runs pick a loss the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cakd_viz.losses.base import DistillationLoss
+from cakd_viz.losses.cakd import NATURAL, CAKDLoss
+from cakd_viz.losses.dkd import DKDLoss
+from cakd_viz.losses.kd import KDLoss
+
+LOSSES: dict[str, type[DistillationLoss]] = {"KD": KDLoss, "DKD": DKDLoss, "CAKD": CAKDLoss}
+
+__all__ = ["LOSSES", "NATURAL", "CAKDLoss", "DKDLoss", "DistillationLoss", "KDLoss", "build_criterion"]
+
+
+def build_criterion(name: str, settings: Mapping, *, correlation=None) -> DistillationLoss:
+    """The loss ``LOSSES[name]`` (any case) made from ``settings``, a mapping that holds at least the
+    keyword arguments that loss takes (extra keys are ignored): e.g. a run config's loss section.
+
+    ``correlation`` is the (C, C) class correlation that CAKD's ``corr:R`` grouping needs.
+    """
+    cls = LOSSES.get(str(name).upper())
+    if cls is None:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(k.lower() for k in LOSSES)}")
+    return cls.from_settings(settings, correlation=correlation)

@@ -1,0 +1,142 @@
+"""What every distillation loss shares: input checks and the weighted sum of named, T^2-scaled terms.
+
+All losses take (student_logits, teacher_logits, labels=None, epoch=None), logits (N, C), labels (N,),
+and return the distillation part only (no cross-entropy) as a 0-dim batch mean. KL is always
+KL(teacher || student) = KL(p || q) with p = softmax(z_t / T), q = softmax(z_s / T); each term is
+T^2 times its batch mean (T^2 is applied there and nowhere else). Gradients reach the student only.
+
+`loss == sum(weights[k] * terms[k])` holds exactly. With `warmup` > 0 the weights are scaled by
+min(epoch / warmup, 1), epoch 0-based (fractional allowed); epoch=None means fully warmed up.
+Float16/bfloat16 inputs are computed in float32, float64 stays float64, and the teacher is computed in
+the student's dtype; everything runs on the inputs' device.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+
+def _as_compute(logits: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64, every other float dtype is computed in float32."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def _teacher_like(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits, detached, in the student's compute dtype (the kernels take one dtype)."""
+    return teacher.detach().to(student.dtype)
+
+
+def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
+    for what, t in (("student_logits", student), ("teacher_logits", teacher)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2 or not t.is_floating_point():
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name}: {what} must be a float tensor of shape (N, C), got {got}")
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"{name}: student logits {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ"
+        )
+    if student.shape[0] < 1 or student.shape[1] < 2:
+        raise ValueError(f"{name}: needs at least 1 sample and 2 classes, got {tuple(student.shape)}")
+    if labels is None:
+        if needs_labels:
+            raise ValueError(f"{name} needs labels: call it as crit(student_logits, teacher_logits, labels)")
+        return None
+    if not isinstance(labels, torch.Tensor) or labels.device != student.device:
+        labels = torch.as_tensor(labels, device=student.device)
+    if labels.shape != (student.shape[0],) or labels.is_floating_point():
+        raise ValueError(
+            f"{name}: labels must be integers of shape ({student.shape[0]},), got {tuple(labels.shape)}"
+        )
+    return labels if labels.dtype == torch.int64 else labels.long()
+
+
+def _num(w: float) -> str:
+    return f"{w:g}"
+
+
+class DistillationLoss(nn.Module):
+    """Base class: a weighted sum of named, T^2-scaled, batch-mean terms with an optional warm-up."""
+
+    term_names: tuple[str, ...] = ()
+
+    def __init__(self, *, temperature: float, warmup: float) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not warmup >= 0:
+            raise ValueError(f"warmup must be >= 0 epochs, got {warmup}")
+        self.temperature = float(temperature)
+        self.warmup = float(warmup)
+
+    @classmethod
+    def from_settings(cls, settings, *, correlation=None) -> DistillationLoss:
+        """This loss made from a mapping holding (at least) its keyword arguments; other keys are ignored.
+
+        ``correlation`` goes to losses that take one (CAKD's ``corr:R`` grouping).
+        """
+        params = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in settings.items() if k in params and k not in ("self", "correlation")}
+        if "correlation" in params:
+            kwargs["correlation"] = correlation
+        return cls(**kwargs)
+
+    def warmup_factor(self, epoch: float | None = None) -> float:
+        """min(epoch / warmup, 1) (0-based, fractional epochs); 1 without warm-up or when epoch is None."""
+        if self.warmup <= 0 or epoch is None:
+            return 1.0
+        return min(max(float(epoch), 0.0) / self.warmup, 1.0)
+
+    def _base_weights(self) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def weights(self, epoch: float | None = None) -> dict[str, float]:
+        """The weight of each term at this epoch, warm-up included: loss == sum(weights[k] * terms[k])."""
+        factor = self.warmup_factor(epoch)
+        return {k: w * factor for k, w in zip(self.term_names, self._base_weights(), strict=True)}
+
+    def _weight_values(self, epoch: float | None) -> tuple[float, ...]:
+        """`weights(epoch)`'s values in term order (no dict to build without a warm-up: a hot path)."""
+        return self._base_weights() if self.warmup <= 0 else tuple(self.weights(epoch).values())
+
+    def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
+        """The 0-dim terms in `term_names` order, each T^2 times a batch mean."""
+        raise NotImplementedError
+
+    def terms(self, student_logits, teacher_logits, labels=None, epoch=None) -> dict[str, torch.Tensor]:
+        """Named 0-dim terms (differentiable w.r.t. the student); `epoch` only affects the weights."""
+        return dict(zip(self.term_names, self._terms(student_logits, teacher_logits, labels), strict=True))
+
+    def loss_and_terms(
+        self, student_logits, teacher_logits, labels=None, epoch=None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss 0-dim, {name: detached 0-dim term}) with loss = sum(weights(epoch)[k] * terms[k])."""
+        terms = self.terms(student_logits, teacher_logits, labels)
+        weights = self.weights(epoch)
+        # Left to right, as Python's sum() adds; a weight of exactly 1 costs no extra op.
+        parts = [t if weights[k] == 1.0 else weights[k] * t for k, t in terms.items()]
+        loss = parts[0]
+        for part in parts[1:]:
+            loss = loss + part
+        return loss, {k: v.detach() for k, v in terms.items()}
+
+    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
+        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
+        return self.loss_and_terms(student_logits, teacher_logits, labels, epoch)[0]
+
+    def _setting(self) -> str:
+        warm = f", warm-up {_num(self.warmup)} epochs" if self.warmup > 0 else ""
+        return f"T={_num(self.temperature)}{warm}"
+
+    def formula(self) -> str:
+        """A one-line caption such as "1*TCKD + 8*NCKD (T=4)"."""
+        parts = [f"{_num(w)}*{k.upper()}" for k, w in zip(self.term_names, self._base_weights(), strict=True)]
+        return f"{' + '.join(parts)} ({self._setting()})"
+
+    def __str__(self) -> str:
+        return self.formula()
+
+    def extra_repr(self) -> str:
+        return self.formula()

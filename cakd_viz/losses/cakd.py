@@ -1,0 +1,133 @@
+"""CAKD (Zhang et al., arXiv 2410.14741): w_b*BCD + alpha*SCD + beta*WCD over a strong set S per sample.
+
+For a strong set S per sample (a grouping rule, `cakd_viz.grouping`) and its complement W:
+BCD = KL([p_S, p_W] || [q_S, q_W]), SCD = KL(p^S || q^S), WCD = KL(p^W || q^W), with p^S the teacher
+distribution restricted to S and renormalised, so that KL(p || q) = BCD + p_S*SCD + p_W*WCD. With
+alpha = beta = "natural" the per-sample teacher masses p_S, p_W stand in for the constants and CAKD
+(w_b = 1) equals KD for every grouping. A "natural" term is reported as its contribution,
+terms["scd"] = T^2 * mean(p_S * SCD), with weight 1 (the per-sample weight lives inside the term).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, correlated_classes, parse_grouping, strong_mask
+from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _num, _teacher_like
+from cakd_viz.losses.native_kernel import RULE_MASK, kernel, native_loss_and_terms, rule_of
+from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms, strong_mask_float
+
+NATURAL = "natural"
+
+
+class CAKDLoss(DistillationLoss):
+    """CAKD (arXiv 2410.14741): w_b*BCD + alpha*SCD + beta*WCD, each T^2-scaled. Terms: bcd, scd, wcd.
+
+    grouping: a spec of `cakd_viz.grouping` ("target", "topk:K", "topk+target:K", "mass:P", "corr:R").
+    alpha, beta: numbers, or "natural" for the per-sample teacher masses p_S, p_W (KD when both are
+    natural and w_b = 1). correlation: the (C, C) class-correlation matrix of the teacher's logits,
+    required by corr:R (see `grouping.class_correlation`; compute it once over the training set) and
+    ignored by the other rules. There is deliberately no running estimate from training batches: it
+    would move S under the student while it learns and make early batches' S noise.
+    """
+
+    term_names = ("bcd", "scd", "wcd")
+
+    def __init__(
+        self,
+        grouping: str | Grouping = DEFAULT_GROUPING,
+        w_b: float = 1.0,
+        alpha: float | str = 1.0,
+        beta: float | str = 8.0,
+        temperature: float = 4.0,
+        warmup: float = 0,
+        correlation=None,
+    ) -> None:
+        super().__init__(temperature=temperature, warmup=warmup)
+        self.grouping = parse_grouping(grouping)
+        self._name = f"CAKDLoss with grouping {self.grouping}"
+        self.w_b = float(w_b)
+        self.alpha, self.beta = _weight(alpha, "alpha"), _weight(beta, "beta")
+        self.register_buffer("correlated", _correlated(self.grouping, correlation), persistent=False)
+
+    @property
+    def natural(self) -> tuple[bool, bool]:
+        """Whether SCD / WCD carry their natural per-sample weights p_S / p_W."""
+        return (self.alpha == NATURAL, self.beta == NATURAL)
+
+    def _base_weights(self) -> tuple[float, ...]:
+        return (self.w_b, *(1.0 if w == NATURAL else w for w in (self.alpha, self.beta)))
+
+    def _fused(self, student, teacher, labels, epoch, term_grads):
+        g = self.grouping
+        labels = _check_inputs(self._name, student, teacher, labels, g.needs_labels)
+        student = _as_compute(student)
+        teacher = _teacher_like(teacher, student)
+        if self.correlated is not None and self.correlated.shape[0] != student.shape[1]:
+            raise ValueError(
+                f"correlation is {tuple(self.correlated.shape)} but the logits have {student.shape[1]} classes"
+            )
+        setup = {
+            "temperature": self.temperature,
+            "weights": self._weight_values(epoch),
+            "natural": self.natural,
+        }
+        kern = kernel() if student.device.type == "cpu" else None
+        if kern is not None:  # one fused call each way (cakd_viz.native); S found inside for target/top-k
+            mask = None
+            if rule_of(g, student.shape[1])[0] == RULE_MASK:
+                with torch.no_grad():
+                    mask = strong_mask(
+                        g, teacher, labels, temperature=self.temperature, correlated=self.correlated
+                    )
+            return native_loss_and_terms(
+                kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup
+            )
+        with torch.no_grad():
+            strong = strong_mask_float(
+                g, teacher, labels, temperature=self.temperature, correlated=self.correlated
+            )
+        return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
+
+    def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
+        return self._fused(student, teacher, labels, None, True)[1].unbind()
+
+    def loss_and_terms(self, student_logits, teacher_logits, labels=None, epoch=None):
+        """(loss 0-dim, {"bcd", "scd", "wcd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
+        loss, vec = self._fused(student_logits, teacher_logits, labels, epoch, False)
+        return loss, dict(zip(self.term_names, vec.unbind(), strict=True))
+
+    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
+        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
+        return self._fused(student_logits, teacher_logits, labels, epoch, False)[0]
+
+    def formula(self) -> str:
+        """E.g. "1*BCD + 1*SCD + 8*WCD (T=4, S = teacher top-5)"; natural weights show as p_S, p_W."""
+        scd = "p_S" if self.alpha == NATURAL else _num(self.alpha)
+        wcd = "p_W" if self.beta == NATURAL else _num(self.beta)
+        return f"{_num(self.w_b)}*BCD + {scd}*SCD + {wcd}*WCD ({self._setting()}, S = {self.grouping.describe(short=True)})"
+
+
+def _weight(value: float | str, name: str) -> float | str:
+    if isinstance(value, str):
+        if value.strip().lower() != NATURAL:
+            raise ValueError(f"{name} must be a number or 'natural', got {value!r}")
+        return NATURAL
+    return float(value)
+
+
+def _correlated(g: Grouping, correlation) -> torch.Tensor | None:
+    if not g.needs_correlation:
+        return None
+    if correlation is None:
+        raise ValueError(
+            f"grouping {g} needs correlation=, the (C, C) class-correlation matrix of the teacher's logits; "
+            "compute it once over the training set with cakd_viz.grouping.class_correlation(teacher_logits)"
+        )
+    if isinstance(correlation, torch.Tensor):
+        correlation = correlation.detach().cpu().numpy()
+    corr = np.asarray(correlation, dtype=np.float64)
+    if corr.ndim != 2 or corr.shape[0] != corr.shape[1]:
+        raise ValueError(f"correlation must be a square (C, C) matrix, got shape {corr.shape}")
+    return correlated_classes(corr, float(g.param))

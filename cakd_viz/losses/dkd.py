@@ -1,0 +1,94 @@
+"""DKD, decoupled KD (Zhao et al., CVPR 2022): alpha*TCKD + beta*NCKD, split at S = {label}."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cakd_viz.grouping import parse_grouping
+from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _teacher_like
+from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
+
+_TARGET = parse_grouping("target")
+
+
+class DKDLoss(DistillationLoss):
+    """Decoupled KD (Zhao et al., CVPR 2022): alpha*TCKD + beta*NCKD, each T^2-scaled. Needs labels.
+
+    TCKD = KL([p_t, 1 - p_t] || [q_t, 1 - q_t]) on the target class t; NCKD = KL over the non-target
+    classes, both distributions renormalised there: CAKD's BCD and WCD at S = {label}, so on CPU it runs
+    through CAKD's fused kernel; elsewhere log-space tensor ops (masked log-sum-exp).
+    """
+
+    term_names = ("tckd", "nckd")
+
+    def __init__(
+        self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup: float = 0
+    ) -> None:
+        super().__init__(temperature=temperature, warmup=warmup)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def _base_weights(self) -> tuple[float, ...]:
+        return (self.alpha, self.beta)
+
+    def _native(self, student, teacher, labels, epoch, term_grads):
+        """(loss, [TCKD, 0, NCKD]) from the fused CPU kernel at S = {label}; None where it is not used."""
+        kern = kernel() if student.device.type == "cpu" else None
+        if kern is None:
+            return None
+        labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True)
+        a, b = self._weight_values(epoch)
+        student = _as_compute(student)
+        return native_loss_and_terms(
+            kern,
+            student,
+            _teacher_like(teacher, student),
+            _TARGET,
+            labels,
+            None,
+            temperature=self.temperature,
+            weights=(a, 0.0, b),
+            natural=(False, False),
+            term_grads=term_grads,
+        )
+
+    def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
+        fused = self._native(student, teacher, labels, None, True)
+        if fused is not None:
+            tckd, _, nckd = fused[1].unbind()
+            return tckd, nckd
+        return self._tensor_terms(student, teacher, labels)
+
+    def loss_and_terms(self, student_logits, teacher_logits, labels=None, epoch=None):
+        """(loss 0-dim, {"tckd", "nckd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
+        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
+        if fused is None:
+            return super().loss_and_terms(student_logits, teacher_logits, labels, epoch)
+        return fused[0], {"tckd": fused[1][0], "nckd": fused[1][2]}
+
+    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
+        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
+        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
+        return super().forward(student_logits, teacher_logits, labels, epoch) if fused is None else fused[0]
+
+    def _tensor_terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
+        """The same terms from tensor ops (CUDA, or where the fused kernel is not built)."""
+        labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
+        t = self.temperature
+        u = _as_compute(student) / t
+        v = _teacher_like(teacher, u) / t  # (N, C)
+        log_q, log_p = F.log_softmax(u, 1), F.log_softmax(v, 1)
+        target = torch.zeros_like(u, dtype=torch.bool).scatter_(1, labels, True)
+        # Binary split [target, rest]: log masses (N, 2).
+        bin_q = torch.cat(
+            (log_q.gather(1, labels), log_q.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
+        )
+        bin_p = torch.cat(
+            (log_p.gather(1, labels), log_p.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
+        )
+        tckd = (bin_p.exp() * (bin_p - bin_q)).sum(1)  # (N,)
+        # Non-target distributions; the target entry is set to log 1 in both so that it adds 0.
+        in_q = F.log_softmax(u.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
+        in_p = F.log_softmax(v.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
+        nckd = (in_p.exp() * (in_p - in_q)).sum(1)  # (N,)
+        return tckd.mean() * t**2, nckd.mean() * t**2

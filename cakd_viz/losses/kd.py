@@ -1,0 +1,27 @@
+"""KD (Hinton et al. 2015): T^2 * mean_n KL(p_n || q_n)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _teacher_like
+
+
+class KDLoss(DistillationLoss):
+    """Hinton's KD: T^2 * mean_n KL(p_n || q_n). Terms: {"kd"}."""
+
+    term_names = ("kd",)
+
+    def __init__(self, temperature: float = 4.0, *, warmup: float = 0) -> None:
+        super().__init__(temperature=temperature, warmup=warmup)
+
+    def _base_weights(self) -> tuple[float, ...]:
+        return (1.0,)
+
+    def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
+        _check_inputs("KDLoss", student, teacher, labels, needs_labels=False)
+        t = self.temperature
+        log_q = F.log_softmax(_as_compute(student) / t, dim=1)  # (N, C)
+        log_p = F.log_softmax(_teacher_like(teacher, log_q) / t, dim=1)
+        return (F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * t**2,)
