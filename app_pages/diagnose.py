@@ -1,15 +1,12 @@
 """Diagnose: where and why does the student fail?"""
 
-import numpy as np
 import streamlit as st
 
-from appkit import bundles, compute, state
+from appkit import compute, state
 from cakd_viz import diagnose
 from cakd_viz.figures import diagnose as fig
-from cakd_viz.figures.style import KL_UNIT
-from cakd_viz.grouping import parse_grouping
+from cakd_viz.terms import KL_UNIT, PART
 
-LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD"}
 TABLE_ROWS = 300  # rows of the ranking that reach the browser; the CSV holds the whole set
 FAMILY_THRESHOLD = 0.5  # classes whose average teacher-logit correlation reaches this share a family
 
@@ -31,31 +28,11 @@ def _open(index: int) -> None:
     st.session_state["_diagnose_open"] = index
 
 
-@st.cache_data(max_entries=16, show_spinner="Checking which predictions fall in the strong set…")
-def _in_strong(_d, key, student, grouping, temperature, device, which) -> np.ndarray:
-    """Per sample: the student's prediction lies in its strong set S (cached per view and failure set)."""
-    rows = np.flatnonzero(diagnose.failure_mask(_d, which))
-    corr = compute.correlation(key) if parse_grouping(grouping).needs_correlation else None
-    return diagnose.prediction_in_strong(_d, bundles.load(*key).teacher, rows, correlation=corr)
-
-
-def _from_url(name: str, key: str, values: dict) -> None:
-    """Apply a URL value this page did not write itself (a shared link) to widget `key`."""
-    raw = state.url_param(name)
-    if raw is not None and raw != st.session_state.get(f"_diagnose_url_{name}") and raw in values:
-        st.session_state[key] = values[raw]
-
-
-def _to_url(name: str, value: str, is_default: bool) -> None:
-    state.set_url_param(name, None if is_default else value)
-    st.session_state[f"_diagnose_url_{name}"] = None if is_default else value
-
-
 sets = diagnose.available_sets(d)
 slugs = {diagnose.FAILURE_SETS[name].slug: name for name in sets}
 if st.session_state.get("diagnose_set") not in sets:  # e.g. a bundle without labels was opened
     st.session_state.pop("diagnose_set", None)
-_from_url("set", "diagnose_set", slugs)
+state.restore_choice("set", "diagnose_set", slugs)
 which = st.radio(
     "Failure set",
     sets,
@@ -63,7 +40,7 @@ which = st.radio(
     horizontal=True,
     help="; ".join(f"{k}: {diagnose.FAILURE_SETS[k].description}" for k in sets),
 )
-_to_url("set", diagnose.FAILURE_SETS[which].slug, sets[0] == which)
+state.store_choice("set", diagnose.FAILURE_SETS[which].slug, sets[0] == which)
 if b.labels is None:
     st.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
 fs = diagnose.FAILURE_SETS[which]
@@ -85,24 +62,24 @@ c1.metric(
 c2.metric(f"Mean KL in the set ({KL_UNIT})", f"{d.kl[mask].mean():.4g}")
 c3.metric(f"Mean KL overall ({KL_UNIT})", f"{d.kl.mean():.4g}")
 c4.metric(
-    "Largest part of the set's KL", LABELS[top], f"{shares[top]:.0%}", delta_color="off", delta_arrow="off"
+    "Largest part of the set's KL", PART[top], f"{shares[top]:.0%}", delta_color="off", delta_arrow="off"
 )
 
 st.subheader("The failures, ranked")
-_from_url("rank", "diagnose_rank", {v: k for k, v in diagnose.RANK_KEYS.items()})
+state.restore_choice("rank", "diagnose_rank", {v: k for k, v in diagnose.RANK_KEYS.items()})
 rank = st.selectbox(
     "Rank by",
     list(diagnose.RANK_KEYS),
     key="diagnose_rank",
     help="Largest first. BCD, p_S·SCD and p_W·WCD add up to KL.",
 )
-_to_url("rank", diagnose.RANK_KEYS[rank], rank == next(iter(diagnose.RANK_KEYS)))
+state.store_choice("rank", diagnose.RANK_KEYS[rank], rank == next(iter(diagnose.RANK_KEYS)))
 by = diagnose.RANK_KEYS[rank]
 table = diagnose.failure_table(d, mask, by=by, limit=TABLE_ROWS, class_names=names)
 shown = table.rename(columns=diagnose.COLUMN_LABELS).drop(
     columns=["label", "teacher_pred", "student_pred"], errors="ignore"
 )
-shown["dominant"] = shown["dominant"].map(LABELS)
+shown["dominant"] = shown["dominant"].map(PART)
 picked = st.dataframe(
     shown,
     hide_index=True,
@@ -139,7 +116,7 @@ st.caption(f"The {min(25, len(classes))} classes with the most failures, of {len
 
 st.subheader(f"Confusions: {ref_title} → student's prediction")
 _, family = compute.clusters(sel.key, FAMILY_THRESHOLD)
-in_strong = _in_strong(d, sel.key, sel.student, d.grouping, d.temperature, sel.device, which)
+in_strong = compute.in_strong(d, sel.key, sel.student, d.grouping, d.temperature, sel.device, which)
 pairs = diagnose.confusion_pairs(
     d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
 )

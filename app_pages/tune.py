@@ -7,7 +7,8 @@ this page launches them, then only reads those folders, live, through a fragment
 import streamlit as st
 
 from appkit import config as app_config
-from appkit import state
+from appkit import state, tune_form
+from appkit.tune_form import LOSS_WIDGETS, SWEEPABLE
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
 from cakd_viz.runs import (
@@ -28,15 +29,6 @@ from cakd_viz.runs.sweep import SweepConfig, sweep_trials
 
 POLL_S = 2.0  # how often the live part re-reads the run folders
 DATA = {"sample:glyphs": "sample:glyphs/teacher", "sample:digits": "sample:digits/teacher"}
-LOSS_WIDGETS = ("grouping", "temperature", "w_b", "alpha", "beta", "warmup")
-SWEEPABLE = {
-    "w_b": "w_b",
-    "alpha": "alpha",
-    "beta": "beta",
-    "temperature": "T",
-    "k": "K (top-k)",
-    "seed": "seed",
-}
 ss = st.session_state
 root = store.runs_dir()
 
@@ -123,49 +115,17 @@ with st.form("tune_form"):
     sweep_clicked = go_sweep.form_submit_button("Launch sweep")
 
 
-def _config() -> dict:
-    loss = {k: ss[f"tune_{k}"] for k in LOSS_WIDGETS}
-    own, own_test = ss["tune_own_data"].strip(), ss["tune_own_test"].strip()
-    return {
-        "data": own or ss["tune_data"],
-        "test_data": own_test or None,
-        "teacher": ss["tune_teacher"].strip(),
-        "student": ss["tune_student"].strip(),
-        "loss": {"name": ss["tune_lossname"], **loss},
-        "epochs": int(ss["tune_epochs"]),
-        "batch_size": int(ss["tune_batch_size"]),
-        "lr": float(ss["tune_lr"]),
-        "seed": int(ss["tune_seed"]),
-        "name": ss["tune_name"].strip(),
-    }
-
-
-def _grid() -> dict:
-    grid = {}
-    for key in SWEEPABLE:
-        text = ss.get(f"tune_grid_{key}", "").strip()
-        if text:
-            try:
-                grid[key] = [
-                    int(v) if key in ("k", "seed") else float(v) for v in text.split(",") if v.strip()
-                ]
-            except ValueError:
-                raise ValueError(
-                    f"sweep values for {key}: {text!r} is not a comma-separated list of numbers"
-                ) from None
-    return grid
-
-
 if run_clicked or sweep_clicked:
     try:
         if run_clicked:
-            run_dir = launcher.launch(RunConfig.from_dict(_config()), root)
+            run_dir = launcher.launch(RunConfig.from_dict(tune_form.run_config(ss)), root)
             st.success(f"Started run {run_dir.name}.")
         else:
-            grid = _grid()
-            if not grid:
-                raise ValueError("a sweep needs values to try: fill at least one field under 'Sweep'")
-            sweep = SweepConfig(base=_config(), grid=grid, engine=ss.get("tune_engine", "local"))
+            sweep = SweepConfig(
+                base=tune_form.run_config(ss),
+                grid=tune_form.sweep_grid(ss),
+                engine=ss.get("tune_engine", "local"),
+            )
             sweep_dir = engine.launch_sweep(sweep, root)
             st.success(f"Started sweep {sweep_dir.name}: {len(sweep_trials(sweep_dir))} trials.")
     except (ValueError, OSError) as exc:

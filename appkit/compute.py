@@ -12,7 +12,7 @@ import streamlit as st
 
 from appkit import bundles
 from appkit.state import Selection
-from cakd_viz import aggregates, families, scans
+from cakd_viz import aggregates, diagnose, families, scans
 from cakd_viz.grouping import parse_grouping
 
 SCAN_SAMPLE = 3000  # scans decompose a fixed random subset of this many samples per setting
@@ -165,3 +165,17 @@ def example_inputs(key, count: int = 24, seed: int = 0):
     names = b.class_names
     captions = [f"#{i} {names[int(b.labels[i])]}" if b.labels is not None else f"#{i}" for i in idx]
     return idx, images, captions
+
+
+@st.cache_data(max_entries=16, show_spinner="Checking which predictions fall in the strong set…")
+def in_strong(
+    _d, key, student: str, grouping: str, temperature: float, device: str, which: str
+) -> np.ndarray:
+    """Per sample of failure set ``which``: the student's prediction lies in its strong set S.
+
+    ``_d`` is the view's decomposition (not hashed: the other arguments identify it).
+    """
+    rows = np.flatnonzero(diagnose.failure_mask(_d, which))
+    return diagnose.prediction_in_strong(
+        _d, bundles.load(*key).teacher, rows, correlation=_corr_for(key, grouping)
+    )

@@ -145,6 +145,27 @@ def set_url_param(name: str, value) -> None:
         st.query_params[name] = str(value)
 
 
+def restore_choice(name: str, widget_key: str, values: dict) -> None:
+    """Before a widget is drawn: apply the URL's ``name`` to the widget ``widget_key`` when the URL holds
+    a value this page did not write itself (a shared link). ``values`` maps URL values to widget values;
+    a value outside it leaves the widget as it is and says so in one line."""
+    raw = url_param(name)
+    if raw is None or raw == st.session_state.get(f"_url_choice_{name}"):
+        return
+    if raw in values:
+        st.session_state[widget_key] = values[raw]
+        return
+    st.session_state[f"_url_choice_{name}"] = raw  # said once, not on every rerun
+    allowed = ", ".join(map(str, values)) or "none here"
+    st.warning(f"The link asks for {name}={raw[:60]!r}, which is not one of {allowed}; showing the default.")
+
+
+def store_choice(name: str, value: str, is_default: bool) -> None:
+    """Write a page's choice into the URL (left out while it is the default)."""
+    set_url_param(name, None if is_default else value)
+    st.session_state[f"_url_choice_{name}"] = None if is_default else value
+
+
 def switch_bundle(source: str) -> None:
     """Open another bundle (a source token); on failure keep the current one and raise ValueError."""
     opened = bundles.open_source(source)  # raises ValueError with a one-line message

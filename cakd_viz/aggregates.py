@@ -80,12 +80,6 @@ def class_breakdown(
     return frame.reset_index(drop=True)
 
 
-def dominant_term(d: Decomposition) -> np.ndarray:
-    """Per sample, the name of the largest contribution ("bcd", "scd" or "wcd"). (N,) str."""
-    stacked = np.stack([d.contributions()[n] for n in TERMS], axis=1)  # (N, 3)
-    return np.array(TERMS)[stacked.argmax(1)]
-
-
 def term_histograms(d: Decomposition, *, bins: int = 60, log: bool = True) -> dict[str, pd.DataFrame]:
     """Pre-binned distributions of KL and each contribution (so no N-sized payload reaches a browser).
 

@@ -20,6 +20,7 @@ import torch
 
 from cakd_viz.decomposition import TERMS, Decomposition
 from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.terms import PART, RAW
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,12 @@ FAILURE_SETS: dict[str, FailureSet] = {
 }
 
 RANK_KEYS = {
-    "KL": "kl",
-    "BCD": "bcd",
-    "p_S·SCD": "scd_contribution",
-    "p_W·WCD": "wcd_contribution",
-    "SCD": "scd",
-    "WCD": "wcd",
+    PART["kl"]: "kl",
+    PART["bcd"]: "bcd",
+    PART["scd"]: "scd_contribution",
+    PART["wcd"]: "wcd_contribution",
+    RAW["scd"]: "scd",
+    RAW["wcd"]: "wcd",
 }
 """Display name -> column of `failure_table` to rank by (largest first)."""
 
@@ -72,12 +73,7 @@ COLUMN_LABELS = {
     "label_name": "true class",
     "teacher_name": "teacher says",
     "student_name": "student says",
-    "kl": "KL",
-    "bcd": "BCD",
-    "scd_contribution": "p_S·SCD",
-    "wcd_contribution": "p_W·WCD",
-    "scd": "SCD",
-    "wcd": "WCD",
+    **{column: name for name, column in RANK_KEYS.items()},
     "teacher_strong_mass": "p_S",
     "student_strong_mass": "q_S",
     "strong_size": "|S|",

@@ -165,22 +165,11 @@ def train(
     if criterion is not None and teacher is None:
         raise ValueError("a distillation criterion needs a teacher")
     dev = resolve_device(cfg.device)
+    loop = _Loop(cfg, dev, student, teacher, criterion, ce_weight, on_step, should_stop)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeded without touching the caller's RNG state
         torch.manual_seed(cfg.seed)
-        return _train(
-            student,
-            train_set,
-            val_set,
-            cfg,
-            dev,
-            teacher,
-            criterion,
-            ce_weight,
-            on_epoch,
-            on_step,
-            should_stop,
-        )
+        return loop.run(train_set, val_set, on_epoch)
 
 
 class _Indexed(Dataset):
@@ -201,74 +190,102 @@ def _lr(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr * (0.5 * (1 + math.cos(math.pi * step / total)) if cfg.schedule == "cosine" else 1.0)
 
 
-def _train(
-    student, train_set, val_set, cfg, dev, teacher, criterion, ce_weight, on_epoch, on_step, should_stop
-):
-    student.to(dev).train()
-    cached = None
-    if criterion is not None:
-        teacher, criterion = teacher.to(dev).eval(), criterion.to(dev)
-        if cfg.cache_teacher:  # one teacher pass instead of one per epoch
-            cached = predict_logits(teacher, train_set, device=dev, batch_size=cfg.eval_batch_size)
-            cached = torch.from_numpy(cached).to(dev)
-    data = _Indexed(train_set) if cached is not None else train_set
-    loader = _loader(data, cfg.batch_size, device=dev, workers=cfg.num_workers, shuffle_seed=cfg.seed)
-    opt = _optimizer(student, cfg)
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16" and dev.type == "cuda")
-    steps_per_epoch, history, step = len(loader), [], 0
-    for epoch in range(cfg.epochs):
-        t0, sums, correct, seen, stopped = time.perf_counter(), {}, 0, 0, False
+@dataclass
+class _Loop:
+    """One call of `train`: the settings and models, and the steps and epochs that use them."""
+
+    cfg: TrainConfig
+    dev: torch.device
+    student: nn.Module
+    teacher: nn.Module | None
+    criterion: nn.Module | None
+    ce_weight: float
+    on_step: Callable[[dict], None] | None
+    should_stop: Callable[[], bool] | None
+
+    def run(self, train_set: Dataset, val_set: Dataset | None, on_epoch) -> list[dict]:
+        cfg, dev = self.cfg, self.dev
+        self.student.to(dev).train()
+        self.cached = None  # the teacher's logits over the training set, when cached (cfg.cache_teacher)
+        if self.criterion is not None:
+            self.teacher, self.criterion = self.teacher.to(dev).eval(), self.criterion.to(dev)
+            if cfg.cache_teacher:  # one teacher pass instead of one per epoch
+                logits = predict_logits(self.teacher, train_set, device=dev, batch_size=cfg.eval_batch_size)
+                self.cached = torch.from_numpy(logits).to(dev)
+        data = _Indexed(train_set) if self.cached is not None else train_set
+        loader = _loader(data, cfg.batch_size, device=dev, workers=cfg.num_workers, shuffle_seed=cfg.seed)
+        self.opt = _optimizer(self.student, cfg)
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16" and dev.type == "cuda")
+        self.steps_per_epoch, self.step = len(loader), 0
+        history = []
+        for epoch in range(cfg.epochs):
+            metrics = self._epoch(loader, epoch)
+            if metrics is None:  # stopped before the epoch's first step
+                break
+            if val_set is not None:
+                ev = evaluate(
+                    self.student,
+                    val_set,
+                    device=dev,
+                    batch_size=cfg.eval_batch_size,
+                    num_workers=cfg.num_workers,
+                )
+                metrics |= {"val_acc": ev["acc"], "val_loss": ev["loss"]}
+            metrics["seconds"] = time.perf_counter() - metrics.pop("_t0")
+            history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if metrics["stopped"]:
+                break
+        self.student.eval()
+        return history
+
+    def _epoch(self, loader: DataLoader, epoch: int) -> dict | None:
+        """One pass over the training set; its metrics, or None when stopped before any step."""
+        t0, sums, correct, seen, stopped, lr = time.perf_counter(), {}, 0, 0, False, self.cfg.lr
         for i, batch in enumerate(loader):
-            if should_stop is not None and should_stop():
+            if self.should_stop is not None and self.should_stop():
                 stopped = True
                 break
-            lr = _lr(cfg, step, cfg.epochs * steps_per_epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-            with _autocast(dev, cfg.amp):
-                logits = student(x)
-                ce = F.cross_entropy(logits.float(), y)
-                terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
-                loss = ce_weight * ce
-                if criterion is not None:
-                    if cached is not None:
-                        t_logits = cached[batch[2].to(dev)]
-                    else:
-                        with torch.no_grad():
-                            t_logits = teacher(x).float()
-                    kd, named = _distill(criterion, logits.float(), t_logits, y, epoch + i / steps_per_epoch)
-                    loss = loss + kd
-                    terms.update(named)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.clip_grad_norm > 0:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_grad_norm)
-            scaler.step(opt)
-            scaler.update()
-            terms["loss"] = loss.detach()
+            lr = _lr(self.cfg, self.step, self.cfg.epochs * self.steps_per_epoch)
+            terms, hits, n = self._step(batch, lr, epoch + i / self.steps_per_epoch)
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.float() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen, step = seen + len(y), step + 1
-            if on_step is not None:
-                done = {"step": step, "epoch": epoch + (i + 1) / steps_per_epoch, "lr": lr}
-                on_step(done | {k: float(v) for k, v in terms.items()})
-        if stopped and seen == 0:
-            break
+                sums[k] = sums.get(k, 0.0) + v.float() * n
+            correct, seen, self.step = correct + hits, seen + n, self.step + 1
+            if self.on_step is not None:
+                done = {"step": self.step, "epoch": epoch + (i + 1) / self.steps_per_epoch, "lr": lr}
+                self.on_step(done | {k: float(v) for k, v in terms.items()})
+        if seen == 0:
+            return None
         metrics = {"epoch": epoch + 1} | {k: float(v) / seen for k, v in sums.items()}
-        metrics |= {"train_acc": float(correct) / seen, "lr": lr, "stopped": stopped}
-        if val_set is not None:
-            ev = evaluate(
-                student, val_set, device=dev, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers
-            )
-            metrics |= {"val_acc": ev["acc"], "val_loss": ev["loss"]}
-        metrics["seconds"] = time.perf_counter() - t0
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics)
-        if stopped:
-            break
-    student.eval()
-    return history
+        return metrics | {"train_acc": float(correct) / seen, "lr": lr, "stopped": stopped, "_t0": t0}
+
+    def _step(self, batch, lr: float, epoch: float) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
+        """One optimiser step: (detached terms, correct predictions, batch size)."""
+        dev = self.dev
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+        with _autocast(dev, self.cfg.amp):
+            logits = self.student(x)
+            ce = F.cross_entropy(logits.float(), y)
+            terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
+            loss = self.ce_weight * ce
+            if self.criterion is not None:
+                if self.cached is not None:
+                    t_logits = self.cached[batch[2].to(dev)]
+                else:
+                    with torch.no_grad():
+                        t_logits = self.teacher(x).float()
+                kd, named = _distill(self.criterion, logits.float(), t_logits, y, epoch)
+                loss = loss + kd
+                terms.update(named)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.clip_grad_norm > 0:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.clip_grad_norm)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        terms["loss"] = loss.detach()
+        return terms, (logits.detach().argmax(1) == y).sum(), len(y)

@@ -1,4 +1,4 @@
-"""Boundary checks for logits, labels, inputs and names, all raising :class:`BundleError`.
+"""Boundary checks for logits, labels, temperatures, inputs and names, all raising :class:`BundleError`.
 
 Every loader and writer in cakd-viz calls these once, at the boundary; the code behind them trusts
 its inputs. Messages are one line and name the file or field, e.g.
@@ -23,6 +23,8 @@ __all__ = [
     "check_class_names",
     "check_inputs",
     "check_labels",
+    "check_temperature",
+    "label_error",
     "check_logits",
     "check_file_name",
     "check_fits_dtype",
@@ -150,22 +152,34 @@ def _check_finite(arr: np.ndarray, name: str, chunk_rows: int, row_offset: int) 
         raise BundleError(f"{name} has {' and '.join(parts)}")
 
 
+def label_error(name: str, value, row: int, num_classes: int | None) -> BundleError:
+    """The one wording of an out-of-range label, e.g. "labels: label 12 at row 5 is outside 0..9"."""
+    allowed = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+    return BundleError(f"{name}: label {value} at row {row} is outside {allowed}")
+
+
 def check_labels(
     labels: Any,
     name: str,
     *,
-    num_samples: int,
-    num_classes: int,
+    num_samples: int | None = None,
+    num_classes: int | None = None,
     reference: str | None = None,
     row_offset: int = 0,
-) -> None:
-    """Check labels of shape (N,): 1-D, integer (or float holding integers), each in 0..C-1."""
+) -> np.ndarray:
+    """Check labels of shape (N,) and return them as int64: 1-D, integers (floats holding whole
+    numbers are accepted), N rows when ``num_samples`` is given, each in 0..C-1 (each >= 0 without
+    ``num_classes``). Every loader, writer, decomposition and data source calls this one check.
+
+    Works chunk-wise (a memory-mapped labels.npy of any size); rows in messages are shifted by
+    ``row_offset``. The returned array is the input itself when it already is int64.
+    """
     labels = as_numpy(labels, name)
     if labels.ndim != 1:
         raise BundleError(f"{name}: expected a 1-D (N,) array of labels, got shape {tuple(labels.shape)}")
     if labels.dtype.kind not in _NUMERIC_KINDS:
         raise BundleError(f"{name}: dtype {labels.dtype} is not numeric; labels must be integers")
-    if labels.shape[0] != num_samples:
+    if num_samples is not None and labels.shape[0] != num_samples:
         raise BundleError(_mismatch(name, labels.shape[0], num_samples, reference, "samples"))
     for rows in iter_row_chunks(labels.shape[0], 1, 1 << 22):
         chunk = np.asarray(labels[rows])
@@ -176,13 +190,22 @@ def check_labels(
                 raise BundleError(
                     f"{name}: label {float(chunk[i])} at row {rows.start + i + row_offset} is not an integer"
                 )
-        bad = (chunk < 0) | (chunk >= num_classes)
+        bad = chunk < 0 if num_classes is None else (chunk < 0) | (chunk >= num_classes)
         if bad.any():
             i = int(np.argmax(bad))
-            value = int(chunk[i])
-            raise BundleError(
-                f"{name}: label {value} at row {rows.start + i + row_offset} is outside 0..{num_classes - 1}"
-            )
+            raise label_error(name, int(chunk[i]), rows.start + i + row_offset, num_classes)
+    return labels if labels.dtype == np.int64 else labels.astype(np.int64)
+
+
+def check_temperature(temperature: Any, name: str = "temperature") -> float:
+    """The temperature as a float: a finite number > 0, else one error in one wording everywhere."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise BundleError(f"{name} must be a finite number > 0, got {temperature!r}") from None
+    if isinstance(temperature, bool) or not np.isfinite(value) or value <= 0:
+        raise BundleError(f"{name} must be a finite number > 0, got {temperature!r}")
+    return value
 
 
 def check_inputs(inputs: Any, name: str, *, num_samples: int, reference: str | None = None) -> None:

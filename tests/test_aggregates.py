@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from cakd_viz import decompose
-from cakd_viz.aggregates import class_breakdown, dataset_summary, dominant_term, term_histograms
+from cakd_viz.aggregates import class_breakdown, dataset_summary, term_histograms
+from cakd_viz.diagnose import per_sample_dominant
 from cakd_viz.families import cluster_classes, comembership
 from cakd_viz.grouping import class_correlation
 from cakd_viz.scans import grouping_scan, subset_rows, temperature_scan
@@ -44,16 +45,15 @@ def test_class_breakdown_by_prediction_and_errors(dec):
         class_breakdown(no_labels)
 
 
-def test_dataset_summary_and_dominant_term(dec, logits):
+def test_dataset_summary_and_the_dominant_term(dec, logits):
     _, _, labels = logits
     s = dataset_summary(dec)
     assert s["num_samples"] == 200
     assert s["kl_mean"] == pytest.approx(dec.kl.mean())
     assert s["share_bcd"] + s["share_scd"] + s["share_wcd"] == pytest.approx(1.0, abs=1e-6)
     assert s["student_accuracy"] == pytest.approx((dec.student_pred == labels).mean())
-    dom = dominant_term(dec)
     contrib = np.stack([dec.bcd, dec.scd_contribution, dec.wcd_contribution], 1)
-    np.testing.assert_array_equal(dom, np.array(["bcd", "scd", "wcd"])[contrib.argmax(1)])
+    np.testing.assert_array_equal(per_sample_dominant(dec), contrib.argmax(1))
 
 
 def test_histograms_count_every_sample(dec):

@@ -185,7 +185,7 @@ def unlabelled(tmp_path_factory):
         (["--grouping", "nearest:3"], "valid forms: target, topk:K, topk+target:K, mass:P, corr:R"),
         (["--grouping", "topk:0"], "K must be"),
         (["--temperature", "0"], "finite number > 0"),
-        (["--temperature", "warm"], "expected a number"),
+        (["--temperature", "warm"], "temperature must be a finite number > 0, got 'warm'"),
         (["--temperature", "nan"], "finite number > 0"),
         (["--student", "nobody"], "unknown student 'nobody'; this bundle has: kd, ce"),
         (["--out", "terms.xlsx"], "must end in .csv or .parquet"),

@@ -98,7 +98,7 @@ def test_npz_spec(tmp_path):
             "label 5",
         ),
         ({"inputs": np.zeros((3, 4, 4)), "labels": [0, -1, 1]}, "outside"),
-        ({"inputs": np.zeros((3, 4, 4)), "labels": [0, 1]}, "shape"),
+        ({"inputs": np.zeros((3, 4, 4)), "labels": [0, 1]}, "'labels' has 2 samples, 'inputs' has 3"),
         ({"inputs": np.full((2, 4, 4), np.nan), "labels": [0, 1]}, "NaN"),
     ],
 )

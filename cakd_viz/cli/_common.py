@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,15 +64,14 @@ def nonnegative_int(text: str) -> int:
     return whole_number(text, 0)
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (e.g. a temperature)."""
+def temperature(text: str) -> float:
+    """argparse type: a temperature, checked as everywhere else (`validate.check_temperature`)."""
+    from cakd_viz.validate import check_temperature
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+        return check_temperature(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def grouping_spec(text: str) -> str:

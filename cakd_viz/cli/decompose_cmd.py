@@ -11,9 +11,9 @@ from cakd_viz.cli._common import (
     add_quiet,
     check_output_dir,
     grouping_spec,
-    positive_float,
     positive_int,
     table_path,
+    temperature,
     write_table,
 )
 from cakd_viz.cli.progress import progress_bar
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature",
         "-T",
         metavar="T",
-        type=positive_float,
+        type=temperature,
         default=1.0,
         help="softmax temperature (default: %(default)s)",
     )

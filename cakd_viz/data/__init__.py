@@ -4,7 +4,14 @@
 """
 
 from cakd_viz.data.datasets import ArrayDataset, FolderDataset, Normalization, parse_normalize
-from cakd_viz.data.sources import DATA_SPEC_FORMS, SAMPLE_DATA, DataSource, load_data, sample_data
+from cakd_viz.data.sources import (
+    DATA_SPEC_FORMS,
+    SAMPLE_DATA,
+    DataSource,
+    load_data,
+    load_data_for_model,
+    sample_data,
+)
 
 __all__ = [
     "DATA_SPEC_FORMS",
@@ -14,6 +21,7 @@ __all__ = [
     "FolderDataset",
     "Normalization",
     "load_data",
+    "load_data_for_model",
     "parse_normalize",
     "sample_data",
 ]

@@ -30,6 +30,7 @@ from cakd_viz.data.datasets import (
     parse_normalize,
     resize_images,
 )
+from cakd_viz.validate import check_labels
 
 DATA_SPEC_FORMS = (
     "sample:digits:train|test, sample:glyphs:train|test, PATH.npz (arrays 'inputs' and 'labels'), "
@@ -96,6 +97,27 @@ def load_data(
         what = "no such file or folder" if not path.exists() else "not an .npz file or a folder"
         raise ValueError(f"data {text!r}: {what}; valid: {DATA_SPEC_FORMS}")
     raise ValueError(f"bad data spec {text!r}; valid: {DATA_SPEC_FORMS}")
+
+
+def load_data_for_model(
+    spec: str, model_info: dict, *, image_size=None, normalize: object = None
+) -> tuple[DataSource, list[str]]:
+    """The data a model reads, and notes for the user: a user's folder or .npz of images gets the
+    model checkpoint's input size and normalisation unless ``image_size`` / ``normalize`` are given.
+
+    Shipped samples and factories are loaded as they are. ``model_info`` is what
+    ``cakd_viz.models.load_model`` returned ("input_shape" (ch, H, W), "normalization"). Extraction and
+    runs both use this one rule.
+    """
+    notes: list[str] = []
+    own_files = not spec.startswith("sample:") and (Path(spec).is_dir() or spec.lower().endswith(".npz"))
+    shape, norm = model_info.get("input_shape"), model_info.get("normalization")
+    if own_files and image_size is None and shape and len(shape) == 3:
+        image_size = (int(shape[1]), int(shape[2]))
+    if own_files and normalize is None and norm:
+        normalize = norm
+        notes.append(f"{spec}: inputs normalised as the teacher was trained ({norm})")
+    return load_data(spec, image_size=image_size, normalize=normalize), notes
 
 
 def sample_data(
@@ -187,27 +209,17 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
         )
     if inputs.dtype.kind == "f" and not np.isfinite(inputs).all():
         raise ValueError(f"{path}: 'inputs' holds NaN or inf")
-    labels = _check_labels(labels, len(inputs), names, f"{path}: 'labels'")
+    labels = _check_labels(labels, len(inputs), names, f"{path}: 'labels'", "'inputs'")
     names = names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
     return _from_arrays(str(path), inputs, labels, names, size, normalize, Normalization())
 
 
-def _check_labels(labels: object, n: int, names: list[str] | None, what: str) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or len(labels) != n:
-        raise ValueError(f"{what} must have shape ({n},), got {labels.shape}")
-    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
-        labels = labels.astype(np.int64)
-    if labels.dtype.kind not in "ui" and n:
-        raise ValueError(f"{what} must be integers, got {labels.dtype}")
-    labels = labels.astype(np.int64)
-    hi = len(names) if names is not None else None
-    bad = (labels < 0) | (labels >= hi) if hi is not None else labels < 0
-    if bad.any():
-        where = int(np.flatnonzero(bad)[0])
-        limit = f"[0, {hi})" if hi is not None else ">= 0"
-        raise ValueError(f"{what}: label {labels[where]} at index {where} is outside {limit}")
-    return labels
+def _check_labels(
+    labels: object, n: int, names: list[str] | None, what: str, reference: str | None = None
+) -> np.ndarray:
+    """`validate.check_labels` with this source's sample count and (when known) its classes."""
+    c = len(names) if names else None
+    return check_labels(np.asarray(labels), what, num_samples=n, num_classes=c, reference=reference)
 
 
 def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) -> DataSource:

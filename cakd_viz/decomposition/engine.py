@@ -39,6 +39,7 @@ from cakd_viz.grouping import (
     parse_grouping,
     strong_mask,
 )
+from cakd_viz.validate import check_labels, check_temperature
 
 _TINY = 1e-20  # group sums of exp(a) below this go through the float64 path
 _EXP_FLOOR = -87.0  # exp(-87) = 1.6e-38, the bottom of float32's normal range
@@ -66,9 +67,9 @@ def decompose(
     is called after each chunk. Returns a `Decomposition` of (N,) numpy arrays.
     """
     g = parse_grouping(grouping)
-    temp = _check_temperature(temperature)
+    temp = check_temperature(temperature)
     n, c = _check_pair(student_logits, teacher_logits)
-    y = None if labels is None else _check_labels(labels, n, c)
+    y = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
     if g.needs_labels and y is None:
         raise ValueError(f"grouping {g} needs labels, and none were given")
     dev = resolve_device(device)
@@ -223,16 +224,6 @@ def _default_chunk_rows(c: int, dev: torch.device) -> int:
     return max(1, elements // max(c, 1))
 
 
-def _check_temperature(temperature) -> float:
-    try:
-        temp = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a number, got {temperature!r}") from None
-    if not np.isfinite(temp) or temp <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return temp
-
-
 def _check_pair(student, teacher) -> tuple[int, int]:
     for name, arr in (("student_logits", student), ("teacher_logits", teacher)):
         shape = tuple(arr.shape)
@@ -251,20 +242,6 @@ def _check_pair(student, teacher) -> tuple[int, int]:
             f"student_logits has shape {tuple(student.shape)}, teacher_logits {tuple(teacher.shape)}"
         )
     return int(teacher.shape[0]), int(teacher.shape[1])
-
-
-def _check_labels(labels, n: int, c: int) -> np.ndarray:
-    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
-            raise ValueError(f"labels must be integers, got dtype {y.dtype}")
-    y = y.astype(np.int64)
-    bad = np.flatnonzero((y < 0) | (y >= c))
-    if bad.size:
-        raise ValueError(f"labels: label {y[bad[0]]} at row {bad[0]} is outside 0..{c - 1}")
-    return y
 
 
 def _check_finite(part: dict, student, teacher, start: int) -> None:

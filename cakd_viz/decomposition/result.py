@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-TERMS = ("bcd", "scd", "wcd")
+from cakd_viz.terms import TERMS
+
 FRAME_COLUMNS = (
     "index",
     "label",

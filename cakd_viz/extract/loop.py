@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cakd_viz.bundle.writer import BundleWriter
+from cakd_viz.validate import check_labels
 
 __all__ = ["Counts", "LoadedModel", "RowDataset", "forward_logits", "stream_rows"]
 
@@ -124,17 +125,6 @@ def _check_output(model: LoadedModel, out: object, batch: int, num_classes: int 
         )
 
 
-def check_labels(labels: np.ndarray, num_classes: int, data_name: str, first_row: int) -> None:
-    """ValueError when a label is outside ``0..num_classes-1`` (rows numbered from ``first_row``)."""
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"data {data_name!r}: label {int(labels[k])} at row {first_row + k} does not fit the models' "
-            f"{num_classes} classes (0..{num_classes - 1})"
-        )
-
-
 def stream_rows(
     models: Sequence[LoadedModel],
     loader: DataLoader,
@@ -158,7 +148,7 @@ def stream_rows(
         x, y = batch[0], batch[1]
         shown = batch[2] if len(batch) > 2 else None
         y_np = np.asarray(y, dtype=np.int64)
-        check_labels(y_np, num_classes, data_name, start)
+        check_labels(y_np, f"data {data_name!r}", num_classes=num_classes, row_offset=start)
         xb = x.to(device, non_blocking=True)
         outs = [forward_logits(m, xb, num_classes=num_classes, autocast=autocast) for m in models]
         stacked = torch.stack([o.float() for o in outs])  # (M, B, C), teacher first

@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader
 
 from cakd_viz.bundle.commit import check_target
 from cakd_viz.bundle.writer import BundleWriter
-from cakd_viz.data import DataSource, FolderDataset, load_data
+from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
-from cakd_viz.extract.loop import Counts, LoadedModel, RowDataset, check_labels, forward_logits, stream_rows
+from cakd_viz.extract.loop import Counts, LoadedModel, RowDataset, forward_logits, stream_rows
 from cakd_viz.extract.models import (
     ModelLike,
     _load_models,
@@ -37,6 +37,7 @@ from cakd_viz.extract.models import (
     default_student_name,
     parse_named_model,
 )
+from cakd_viz.validate import check_labels
 
 __all__ = ["AUTOCAST", "default_student_name", "extract", "parse_named_model"]
 
@@ -60,18 +61,14 @@ def _autocast(autocast: str | None, device: torch.device, requested: object, not
 def _load_source(
     data: str | Path | DataSource, teacher: LoadedModel, image_size, normalize, notes: _Notes
 ) -> DataSource:
-    """The data; folder and .npz images default to the teacher checkpoint's size and normalisation."""
+    """The data (`cakd_viz.data.load_data_for_model`: own images default to the teacher's input size
+    and normalisation)."""
     if isinstance(data, DataSource):
         return data
-    text = str(data)
-    own_files = not text.startswith("sample:") and (Path(text).is_dir() or text.lower().endswith(".npz"))
-    shape, norm = teacher.info.get("input_shape"), teacher.info.get("normalization")
-    if own_files and image_size is None and shape and len(shape) == 3:
-        image_size = (int(shape[1]), int(shape[2]))
-    if own_files and normalize is None and norm:
-        normalize = norm
-        notes.append(f"inputs normalised as the teacher was trained ({norm}); override with --normalize")
-    return load_data(text, image_size=image_size, normalize=normalize)
+    source, said = load_data_for_model(str(data), teacher.info, image_size=image_size, normalize=normalize)
+    for note in said:
+        notes.append(f"{note}; override with --normalize")
+    return source
 
 
 def _shown(source: DataSource, store_inputs: bool) -> Callable[[int], np.ndarray] | None:
@@ -115,7 +112,7 @@ def _probe(models: list[LoadedModel], source: DataSource, device: torch.device, 
     for m in models[1:]:
         forward_logits(m, x, num_classes=c, autocast=amp)
     if source.labels is not None:
-        check_labels(np.asarray(source.labels), c, source.name, 0)
+        check_labels(np.asarray(source.labels), f"data {source.name!r}", num_classes=c)
     return c
 
 
@@ -174,14 +171,7 @@ def extract(
     out = Path(out)
     check_target(out, overwrite)  # fail before any long work
     with process_group(device) as (group, dev):
-        return _extract(
-            group,
-            dev,
-            teacher,
-            _named_students(students),
-            data,
-            out,
-            dict(weights or {}),
+        opts = ExtractOptions(
             requested_device=device,
             batch_size=batch_size,
             num_workers=num_workers,
@@ -194,6 +184,24 @@ def extract(
             progress=progress,
             log=log,
         )
+        return _extract(group, dev, teacher, _named_students(students), data, out, dict(weights or {}), opts)
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """The settings of one `extract` call that every phase reads (see `extract` for their meaning)."""
+
+    requested_device: str | torch.device  # as the caller gave it ("auto" allows ignoring autocast on a CPU)
+    batch_size: int
+    num_workers: int
+    dtype: str  # storage: "float16" | "float32"
+    autocast: str | None
+    image_size: int | tuple[int, int] | None
+    normalize: object
+    store_inputs: bool
+    overwrite: bool
+    progress: Callable[..., None] | None
+    log: Callable[[str], None] | None
 
 
 @dataclass
@@ -209,16 +217,18 @@ class _Setup:
     class_names: list[str] | None
 
 
-def _prepare(dev: torch.device, teacher, students, data, weights, notes: _Notes, o: dict) -> _Setup:
-    amp = _autocast(o["autocast"], dev, o["requested_device"], notes)
+def _prepare(
+    dev: torch.device, teacher, students, data, weights, notes: _Notes, opts: ExtractOptions
+) -> _Setup:
+    amp = _autocast(opts.autocast, dev, opts.requested_device, notes)
     models = _load_models(teacher, students, weights)
     for m in models:
         m.module.to(dev).eval()
-    source = _load_source(data, models[0], o["image_size"], o["normalize"], notes)
+    source = _load_source(data, models[0], opts.image_size, opts.normalize, notes)
     if len(source) < 1:
         raise ValueError(f"data {source.name!r} is empty")
     c = _probe(models, source, dev, amp)
-    shown = _shown(source, o["store_inputs"])
+    shown = _shown(source, opts.store_inputs)
     return _Setup(
         models,
         source,
@@ -230,25 +240,29 @@ def _prepare(dev: torch.device, teacher, students, data, weights, notes: _Notes,
     )
 
 
-def _extract(group: Group, dev: torch.device, teacher, students, data, out: Path, weights, **o) -> Path:
+def _extract(
+    group: Group, dev: torch.device, teacher, students, data, out: Path, weights, opts: ExtractOptions
+) -> Path:
     """Every rank: prepare, (rank 0) create the temp bundle, fill this rank's rows, (rank 0) commit.
 
     Each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank there
     and rank 0 removes the temp directory.
     """
-    t_start, notes, writer = time.perf_counter(), _Notes(group, o["log"]), None
+    t_start, notes, writer = time.perf_counter(), _Notes(group, opts.log), None
     try:
-        st = group.step(
-            "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, o
+        setup = group.step(
+            "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, opts
         )
         notes.flush()
-        partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(st.source)
-        writer = group.step("creating the bundle", _create, group, out, n, list(students), st, partial_id, o)
+        partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(setup.source)
+        writer = group.step(
+            "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
+        )
         t_loop = time.perf_counter()
-        counts = group.step("extracting logits", _fill, group, dev, st, writer, out, partial_id, o)
+        counts = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
         total = group.sum([counts.rows, *counts.correct])
         times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
-        group.step("committing the bundle", _commit, group, writer, dev, st, total, times, notes.all, o)
+        group.step("committing the bundle", _commit, group, writer, dev, setup, total, times, notes.all, opts)
     except BaseException:
         if writer is not None and group.is_main:
             writer.abort()
@@ -256,40 +270,46 @@ def _extract(group: Group, dev: torch.device, teacher, students, data, out: Path
     return out
 
 
-def _create(group: Group, out: Path, n: int, names: list[str], st: _Setup, partial_id: str, o: dict):
+def _create(
+    group: Group, out: Path, n: int, names: list[str], setup: _Setup, partial_id: str, opts: ExtractOptions
+):
     """Rank 0 creates ``<out>.partial-<id>`` with every array; the others get None here."""
     if not group.is_main:
         return None
     return BundleWriter(
         out,
         num_samples=n,
-        num_classes=st.num_classes,
+        num_classes=setup.num_classes,
         student_names=names,
-        dtype=o["dtype"],
-        class_names=st.class_names,
+        dtype=opts.dtype,
+        class_names=setup.class_names,
         with_labels=True,
-        overwrite=o["overwrite"],
+        overwrite=opts.overwrite,
         partial_id=partial_id,
-        inputs_shape=None if st.first is None else st.first.shape,
-        inputs_dtype=None if st.first is None else st.first.dtype,
+        inputs_shape=None if setup.first is None else setup.first.shape,
+        inputs_dtype=None if setup.first is None else setup.first.dtype,
     )
 
 
-def _fill(group: Group, dev, st: _Setup, writer, out: Path, partial_id: str, o: dict) -> Counts:
+def _fill(
+    group: Group, dev, setup: _Setup, writer, out: Path, partial_id: str, opts: ExtractOptions
+) -> Counts:
     """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote."""
     if not group.is_main:
         writer = BundleWriter.attach(BundleWriter.partial_path(out, partial_id))
-    counts = _run(group, dev, st, writer, group.shard(len(st.source)), o)
+    counts = _run(group, dev, setup, writer, group.shard(len(setup.source)), opts)
     if not group.is_main:
         writer.close()  # rank 0 commits; it checks that the recorded rows cover 0..N-1
     return counts
 
 
-def _commit(group: Group, writer: BundleWriter | None, dev, st: _Setup, total, times, notes, o: dict) -> None:
+def _commit(
+    group: Group, writer: BundleWriter | None, dev, setup: _Setup, total, times, notes, opts: ExtractOptions
+) -> None:
     """Rank 0 writes meta.json and renames the temp directory to ``out``."""
     if group.is_main:
         # every row was validated as it was written, so skip re-reading the arrays
-        writer.commit(_meta(group, dev, st, total, times, notes, o), check_values=False)
+        writer.commit(_meta(group, dev, setup, total, times, notes, opts), check_values=False)
 
 
 class _Notes:
@@ -310,32 +330,32 @@ class _Notes:
         self._shown = len(self.all)
 
 
-def _run(group: Group, dev, st: _Setup, writer: BundleWriter, rows: range, o: dict) -> Counts:
-    workers = o["num_workers"]
+def _run(group: Group, dev, setup: _Setup, writer: BundleWriter, rows: range, opts: ExtractOptions) -> Counts:
+    workers = opts.num_workers
     loader = DataLoader(
-        RowDataset(st.source.dataset, rows, st.shown),
-        batch_size=o["batch_size"],
+        RowDataset(setup.source.dataset, rows, setup.shown),
+        batch_size=opts.batch_size,
         shuffle=False,
         num_workers=workers,
         pin_memory=dev.type == "cuda",
         worker_init_fn=_one_thread if workers else None,
     )
     report = None
-    if group.is_main and o["progress"] is not None:
-        o["progress"](0, len(rows))
+    if group.is_main and opts.progress is not None:
+        opts.progress(0, len(rows))
 
         def report(done: int) -> None:
-            o["progress"](done, len(rows))
+            opts.progress(done, len(rows))
 
     return stream_rows(
-        st.models,
+        setup.models,
         loader,
         writer,
         first_row=rows.start,
         device=dev,
-        num_classes=st.num_classes,
-        data_name=st.source.name,
-        autocast=st.amp,
+        num_classes=setup.num_classes,
+        data_name=setup.source.name,
+        autocast=setup.amp,
         progress=report,
     )
 
@@ -344,9 +364,11 @@ def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)  # data-loader workers must not fight the model for cores
 
 
-def _meta(group: Group, dev, st: _Setup, total: list[int], times, notes: list[str], o: dict) -> dict:
+def _meta(
+    group: Group, dev, setup: _Setup, total: list[int], times, notes: list[str], opts: ExtractOptions
+) -> dict:
     """meta.json entries beyond the arrays' own: specs, data, device, settings, accuracies, time."""
-    n, correct, models, source = total[0], total[1:], st.models, st.source
+    n, correct, models, source = total[0], total[1:], setup.models, setup.source
     seconds, loop_seconds = times
     import cakd_viz
 
@@ -355,10 +377,10 @@ def _meta(group: Group, dev, st: _Setup, total: list[int], times, notes: list[st
         "device_name": describe_device(dev),
         "world_size": group.world_size,
         "backend": group.backend,
-        "batch_size": o["batch_size"],
-        "num_workers": o["num_workers"],
-        "dtype": o["dtype"],
-        "autocast": next((k for k, v in AUTOCAST.items() if v == st.amp and v is not None), None),
+        "batch_size": opts.batch_size,
+        "num_workers": opts.num_workers,
+        "dtype": opts.dtype,
+        "autocast": next((k for k, v in AUTOCAST.items() if v == setup.amp and v is not None), None),
         "seconds": round(seconds, 3),  # everything, loading the models and data included
         "loop_seconds": round(loop_seconds, 3),  # the pass over the data
         "samples_per_s": round(n / loop_seconds, 1) if loop_seconds > 0 else None,

@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 from cakd_viz.figures.style import KL_UNIT, ROLE_COLORS, TERM_COLORS, TERM_LABELS, base_layout
 from cakd_viz.figures.text import plain
 from cakd_viz.learn import Example, format_number, shown_classes
+from cakd_viz.terms import PART
 
-CONTRIBUTION_LABELS = {"bcd": "BCD", "scd": "p_S·SCD", "wcd": "p_W·WCD", "kl": "KL"}
+CONTRIBUTION_LABELS = PART  # plain-text names of the weighted parts
 
 
 def input_image(row, *, size: int = 168):

@@ -1,6 +1,18 @@
-"""One colour per term everywhere (Okabe-Ito palette, colour-blind safe) and shared labels."""
+"""One colour per term everywhere (Okabe-Ito palette, colour-blind safe); term names come from `cakd_viz.terms`."""
 
 from __future__ import annotations
+
+from cakd_viz.terms import KL_UNIT, MEANING, PART_HTML
+
+__all__ = [
+    "KL_UNIT",
+    "ROLE_COLORS",
+    "TERM_COLORS",
+    "TERM_LABELS",
+    "TERM_NAMES",
+    "base_layout",
+    "student_color",
+]
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
 TERM_COLORS = {
@@ -18,24 +30,8 @@ ROLE_COLORS = {
 # Extra student colours for side-by-side comparisons (Okabe-Ito, skipping the term colours).
 STUDENT_COLORS = ["#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
-TERM_LABELS = {
-    "bcd": "BCD",
-    "scd": "p<sub>S</sub>·SCD",
-    "wcd": "p<sub>W</sub>·WCD",
-    "kl": "KL",
-}
-TERM_NAMES = {
-    "bcd": "BCD: binary (strong vs weak mass)",
-    "scd": "SCD: inside the strong group",
-    "wcd": "WCD: inside the weak group",
-    "kl": "KL(teacher ‖ student)",
-}
-# KL is measured in nats (natural logarithm) throughout.
-KL_UNIT = "nats"
-
-
-def term_color(name: str) -> str:
-    return TERM_COLORS[name]
+TERM_LABELS = PART_HTML  # Plotly legends: the weighted parts that add up to the KL
+TERM_NAMES = MEANING
 
 
 def student_color(i: int) -> str:

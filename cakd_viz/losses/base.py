@@ -18,6 +18,8 @@ import inspect
 import torch
 from torch import nn
 
+from cakd_viz.validate import check_temperature, label_error
+
 
 def _as_compute(logits: torch.Tensor) -> torch.Tensor:
     """float64 stays float64, every other float dtype is computed in float32."""
@@ -50,6 +52,11 @@ def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
         raise ValueError(
             f"{name}: labels must be integers of shape ({student.shape[0]},), got {tuple(labels.shape)}"
         )
+    if labels.device.type == "cpu":  # on a GPU this would wait for the device at every step
+        bad = ((labels < 0) | (labels >= student.shape[1])).nonzero()
+        if bad.numel():
+            row = int(bad[0, 0])
+            raise label_error(f"{name}: labels", int(labels[row]), row, student.shape[1])
     return labels if labels.dtype == torch.int64 else labels.long()
 
 
@@ -64,11 +71,9 @@ class DistillationLoss(nn.Module):
 
     def __init__(self, *, temperature: float, warmup: float) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
         if not warmup >= 0:
             raise ValueError(f"warmup must be >= 0 epochs, got {warmup}")
-        self.temperature = float(temperature)
+        self.temperature = check_temperature(temperature)
         self.warmup = float(warmup)
 
     @classmethod

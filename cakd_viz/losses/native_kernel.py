@@ -19,6 +19,7 @@ from torch.autograd.function import once_differentiable
 
 from cakd_viz.grouping import Grouping
 from cakd_viz.native import NativeLibrary
+from cakd_viz.validate import label_error
 
 ABI_VERSION = 3
 ROW = 8  # doubles per row in the kernel's per-row record
@@ -113,7 +114,7 @@ class NativeCAKDFunction(torch.autograd.Function):
         )
         if code == -1:
             row = int(bad[0])
-            raise ValueError(f"labels must be class indices in [0, {c}); row {row} has {int(labels[row])}")
+            raise label_error("labels", int(labels[row]), row, c)
         if code != 0:
             raise MemoryError("the fused CAKD kernel could not allocate its top-k scratch space")
         real = _NUMPY[dtype]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
-from cakd_viz.data import DataSource, load_data
+from cakd_viz.data import DataSource, load_data_for_model
 from cakd_viz.runs.config import LossConfig, RunConfig
 
 
@@ -35,8 +34,8 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
 
     teacher, t_info = load_model(cfg.teacher, weights=cfg.teacher_weights)
     teacher.eval().requires_grad_(False)
-    train, notes = _source(cfg.train_spec(), t_info)
-    test, _ = _source(cfg.test_spec(), t_info)
+    train, notes = load_data_for_model(cfg.train_spec(), t_info)
+    test, _ = load_data_for_model(cfg.test_spec(), t_info)
     if train.num_classes != test.num_classes:
         raise ValueError(
             f"the training data has {train.num_classes} classes and the test data {test.num_classes}"
@@ -77,20 +76,6 @@ def make_criterion(loss: LossConfig, *, teacher: nn.Module | None = None, train:
 
         correlation = class_correlation(predict_logits(teacher, train.dataset, device="cpu"))
     return build_criterion(loss.name, asdict(loss), correlation=correlation)
-
-
-def _source(spec: str, model_info: dict) -> tuple[DataSource, list[str]]:
-    """A data split; a user's folder or .npz gets the teacher checkpoint's input size and normalisation."""
-    notes: list[str] = []
-    own_files = not spec.startswith("sample:") and (Path(spec).is_dir() or spec.lower().endswith(".npz"))
-    size = normalize = None
-    shape, norm = model_info.get("input_shape"), model_info.get("normalization")
-    if own_files and shape and len(shape) == 3:
-        size = (int(shape[1]), int(shape[2]))
-    if own_files and norm:
-        normalize = norm
-        notes.append(f"{spec}: inputs normalised as the teacher was trained ({norm})")
-    return load_data(spec, image_size=size, normalize=normalize), notes
 
 
 def _check_outputs(role: str, spec: str, model: nn.Module, data: DataSource, c: int) -> None:

@@ -14,13 +14,14 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from cakd_viz.data.sources import SAMPLE_DATA
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.losses import LOSSES
+from cakd_viz.validate import check_temperature
 
 # The loss names a run config accepts: "ce" (cross-entropy only) plus the registry's, in lower case.
 LOSS_NAMES = ("ce", *(name.lower() for name in LOSSES))
 DEVICES = ("auto", "cpu", "cuda", "mps")
-SAMPLE_DATA = ("digits", "glyphs")
 _SAMPLE_DATA = re.compile(r"^sample:(\w+)$")
 _NAME = re.compile(r"^[\w.+-]*$")
 
@@ -46,7 +47,7 @@ class LossConfig:
             parse_grouping(self.grouping)
         except ValueError as exc:
             raise ValueError(f"loss.grouping: {exc}") from None
-        _check_number("loss.temperature", self.temperature, low=0.0, open_low=True)
+        check_temperature(self.temperature, "loss.temperature")
         for key in ("w_b", "alpha", "beta", "warmup", "ce_weight"):
             _check_number(f"loss.{key}", getattr(self, key), low=0.0)
         if self.name == "ce" and self.ce_weight == 0:

@@ -54,7 +54,7 @@ def run_config(
         if group.is_main:
             run_dir = store.create_run(store.runs_dir(root), cfg.to_dict(), **store.process_identity())
         run_dir = Path(group.broadcast(str(run_dir)))
-        _execute(run_dir, cfg, group, dev, max_concurrent, echo, progress, None)
+        _execute(_Context(run_dir, cfg, group, dev, echo=echo, progress=progress), max_concurrent)
     return run_dir
 
 
@@ -80,19 +80,45 @@ def execute(
         store.update_status(run_dir, "failed", error=f"invalid config: {exc}", **store.process_identity())
         raise
     with process_group(cfg.device) as (group, dev):
-        return _execute(run_dir, cfg, group, dev, max_concurrent, echo, progress, report)
+        ctx = _Context(run_dir, cfg, group, dev, echo=echo, progress=progress, report=report)
+        return _execute(ctx, max_concurrent)
 
 
-def _execute(run_dir, cfg, group, dev, max_concurrent, echo, progress, report) -> str:
-    log = _Log(run_dir, echo=echo, enabled=group.is_main)
-    stop = _StopCheck(run_dir, group)
+class _Context:
+    """One run being executed: its folder and config, this process's place in the group, and where it
+    reports (log.txt, the cancel check, an optional progress bar and per-epoch report)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: RunConfig,
+        group,
+        dev: torch.device,
+        *,
+        echo: bool = False,
+        progress: Progress | None = None,
+        report: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.run_dir, self.cfg, self.group, self.dev = run_dir, cfg, group, dev
+        self.log = _Log(run_dir, echo=echo, enabled=group.is_main)
+        self.stop = _StopCheck(run_dir, group)
+        self.progress, self.report = progress, report
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where teacher logits are kept for reuse by later runs (None: not kept)."""
+        return self.run_dir.parent / ".cache" / "teacher-logits" if self.cfg.cache_teacher else None
+
+
+def _execute(ctx: _Context, max_concurrent: int | None) -> str:
+    run_dir, group, log = ctx.run_dir, ctx.group, ctx.log
     limit = default_max_concurrent() if max_concurrent is None else max_concurrent
     try:
-        with sigterm_cancels(), _slot(run_dir, cfg, group, limit, stop, log):
+        with sigterm_cancels(), _slot(ctx, limit):
             if group.is_main and store.update_status(run_dir, "running", **own_identity()) is None:
                 raise Cancelled("the run was cancelled before it started")
-            log(f"running {run_dir.name} on {dev} (world size {group.world_size}): {cfg.label()}")
-            _train_and_write(run_dir, cfg, group, dev, stop, log, progress, report)
+            log(f"running {run_dir.name} on {ctx.dev} (world size {group.world_size}): {ctx.cfg.label()}")
+            _train_and_write(ctx)
         return "done"
     except BaseException as exc:
         why = cancel_reason(exc)
@@ -117,20 +143,22 @@ def own_identity() -> dict:
 
 
 @contextlib.contextmanager
-def _slot(run_dir: Path, cfg: RunConfig, group, limit: int, stop, log):
+def _slot(ctx: _Context, limit: int):
+    run_dir, group = ctx.run_dir, ctx.group
     if not group.is_main or group.distributed or limit <= 0:
         yield
         return
     if store.update_status(run_dir, "queued", waiting_since=time.time(), **own_identity()) is None:
         raise Cancelled("the run was cancelled before it started")
-    log(f"waiting for one of {limit} run slot(s)")
-    with run_slot(run_dir.parent, limit, run_dir, should_stop=stop.now):
+    ctx.log(f"waiting for one of {limit} run slot(s)")
+    with run_slot(run_dir.parent, limit, run_dir, should_stop=ctx.stop.now):
         yield
 
 
-def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, report) -> None:
+def _train_and_write(ctx: _Context) -> None:
     from cakd_viz.train import TrainConfig, train
 
+    run_dir, cfg, group, dev, log = ctx.run_dir, ctx.cfg, ctx.group, ctx.dev, ctx.log
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     parts = build(cfg, rank=group.rank, world_size=group.world_size)
@@ -154,12 +182,12 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
     )
     teacher = parts.teacher
     if parts.criterion is not None:  # the teacher's logits, looked up instead of recomputed every step
-        logits, digests = teacher_logits(teacher, parts.train_set, _cache_dir(run_dir, cfg), device=dev)
+        logits, digests = teacher_logits(teacher, parts.train_set, ctx.cache_dir, device=dev)
         teacher = LookupTeacher(teacher, logits, digests)
     steps = math.ceil(len(parts.train_set) / per_rank)
     if group.is_main:
         store.write_json(run_dir / store.ENV, environment(cfg, dev, group, per_rank, parts))
-    on_epoch, on_step = _callbacks(run_dir, cfg, group, log, steps, progress, report)
+    on_epoch, on_step = _callbacks(ctx, steps)
     history = train(
         model,
         parts.train_set,
@@ -170,7 +198,7 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
         ce_weight=cfg.loss.ce_weight,
         on_epoch=on_epoch,
         on_step=on_step,
-        should_stop=stop,
+        should_stop=ctx.stop,
     )
     if not history or history[-1].get("stopped"):
         raise Cancelled("stopped on request")
@@ -179,7 +207,7 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
     err = None
     if group.is_main:
         try:
-            write_outputs(run_dir, cfg, parts, history, dev, time.time() - t0, _cache_dir(run_dir, cfg))
+            write_outputs(run_dir, cfg, parts, history, dev, time.time() - t0, ctx.cache_dir)
             summary = store.read_json(run_dir / store.SUMMARY)
             if store.update_status(run_dir, "done") is None:
                 raise Cancelled("cancelled while the outputs were written")
@@ -191,12 +219,15 @@ def _train_and_write(run_dir, cfg: RunConfig, group, dev, stop, log, progress, r
     group.agree(err, "writing the outputs")  # the other ranks return only once the run is done
 
 
-def _cache_dir(run_dir: Path, cfg: RunConfig) -> Path | None:
-    """Where teacher logits are kept for reuse by later runs (None: not kept)."""
-    return run_dir.parent / ".cache" / "teacher-logits" if cfg.cache_teacher else None
-
-
-def _callbacks(run_dir, cfg, group, log, steps: int, progress, report):
+def _callbacks(ctx: _Context, steps: int):
+    run_dir, cfg, group, log, progress, report = (
+        ctx.run_dir,
+        ctx.cfg,
+        ctx.group,
+        ctx.log,
+        ctx.progress,
+        ctx.report,
+    )
     every = max(1, steps // 10)  # about ten step records per epoch
 
     def on_step(m: dict) -> None:
