@@ -23,10 +23,20 @@ PAGES = [
 ]
 HERE = Path(__file__).parent
 
-sections: dict[str, list] = {}
+
+def _start() -> None:
+    """The app's root URL: open the Overview with whatever the link asked for. (Streamlit serves its
+    default page at "/" only, so a page that should also open from its own link, /overview?..., must
+    not be the default.)"""
+    st.switch_page(state.PAGE_FILES["overview"], query_params=st.query_params.to_dict())
+
+
+sections: dict[str, list] = {
+    "": [st.Page(_start, title="Start", url_path="start", default=True, visibility="hidden")]
+}
 for key, title, icon, section in PAGES:
     if (HERE / state.PAGE_FILES[key]).is_file():
-        page = st.Page(state.PAGE_FILES[key], title=title, icon=icon, url_path=key, default=key == "overview")
+        page = st.Page(state.PAGE_FILES[key], title=title, icon=icon, url_path=key)
         sections.setdefault(section, []).append(page)
 
 current = st.navigation(sections)

@@ -1,6 +1,6 @@
 """Tune: which weights help this student?
 
-Each run or sweep is a separate process writing a folder under the runs directory (DESIGN.md §5);
+Each run or sweep is a separate process writing a folder under the runs directory (docs/architecture.md §6);
 this page launches them, then only reads those folders, live, through a fragment that polls them.
 """
 

@@ -48,7 +48,7 @@ class Selection:
     source: str  # where it came from, as a URL token: "sample:glyphs", "path:runs/x/bundle", "upload:<hash>"
     student: str
     students: list[str]
-    grouping: str  # a valid grouping spec (DESIGN.md §2)
+    grouping: str  # a valid grouping spec (docs/architecture.md §4)
     temperature: float
     device: str  # "auto" | "cpu" | "cuda"
     label: str = ""  # human-readable origin, e.g. "upload: logits.npz"

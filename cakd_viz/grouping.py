@@ -1,4 +1,4 @@
-"""Grouping rules: which classes form the strong set S of each sample (DESIGN.md §2).
+"""Grouping rules: which classes form the strong set S of each sample (docs/architecture.md §4).
 
 A rule is one string spec, used the same way by the API, the command line, the app and run configs:
 

@@ -1,4 +1,4 @@
-"""Small seeded fixtures shared by the test files (200 x 10 logits, as STYLE.md asks)."""
+"""Small seeded fixtures shared by the test files (200 x 10 logits, docs/architecture.md §7)."""
 
 from __future__ import annotations
 

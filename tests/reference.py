@@ -1,4 +1,4 @@
-"""An independent, deliberately plain float64 implementation of DESIGN.md §1, for tests only.
+"""An independent, deliberately plain float64 implementation of docs/architecture.md §1, for tests only.
 
 Loops over samples and renormalises each group explicitly (scipy's log_softmax / logsumexp), so it
 shares no code path with cakd_viz.decomposition.

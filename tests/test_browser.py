@@ -47,12 +47,21 @@ def app(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app):
+def chromium():
+    """One Chromium for the whole file (Playwright's sync API allows one per process at a time)."""
+    missing = serve.chromium_missing()
+    if missing:
+        pytest.fail(missing)
     with serve.browser() as b:
-        p = b.new_page(viewport={"width": 1400, "height": 900})
-        p.js_errors = []
-        p.on("pageerror", lambda exc: p.js_errors.append(str(exc)))
-        yield p
+        yield b
+
+
+@pytest.fixture(scope="module")
+def page(app, chromium):
+    p = chromium.new_page(viewport={"width": 1400, "height": 900})
+    p.js_errors = []
+    p.on("pageerror", lambda exc: p.js_errors.append(str(exc)))
+    yield p
 
 
 def _synthetic_bundle(path: Path) -> None:
@@ -134,3 +143,42 @@ def test_overview_tabs_compute_when_opened(app, page, tab):
     page.wait_for_timeout(300)
     name = "overview_" + tab.replace(" ", "_").lower()
     assert _check(page, name) >= 2
+
+
+def _watch_first_paint(page, url: str, seconds: float = 8.0) -> tuple[set[str], set[str], list[str]]:
+    """Load ``url`` and sample, every 100 ms, the navigation's entries, any dialog text and the title."""
+    page.goto(url)
+    navs, dialogs, titles = set(), set(), []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        navs.update(t.strip().splitlines()[-1] for t in page.locator(NAV_LINK).all_inner_texts() if t.strip())
+        dialogs.update(page.locator('[role="dialog"]').all_inner_texts())
+        titles += page.locator("h1").all_inner_texts()[:1]
+        page.wait_for_timeout(100)
+    return navs, dialogs, titles
+
+
+def test_a_fresh_server_answers_direct_links_with_its_own_navigation(tmp_path, chromium):
+    """The very first request to a new server: the app's navigation from the first paint (never the
+    page files' names), every page's own link opens that page, and the root opens the Overview."""
+    with serve.running_app(log=tmp_path / "streamlit.log") as url:
+        page = chromium.new_page(viewport={"width": 1400, "height": 900})
+        for path, title in [
+            ("overview?bundle=sample:digits&T=2", "Overview"),
+            ("correlation?T=3", "Correlation groups"),
+            ("sample?i=3", "Sample"),
+            ("", "Overview"),
+        ]:
+            navs, dialogs, titles = _watch_first_paint(page, f"{url}/{path}")
+            assert navs and navs <= {
+                "Data",
+                "Overview",
+                "Correlation groups",
+                "Sample",
+                "Diagnose",
+                "Learn",
+                "Tune",
+            }, navs
+            assert not any("not found" in d.lower() for d in dialogs), (path, dialogs)
+            assert titles and set(titles) == {title}, (path, titles)
+        assert urlparse(page.url).path.rstrip("/").endswith("/overview")  # the root went on to the Overview

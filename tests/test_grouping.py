@@ -1,4 +1,4 @@
-"""Grouping specs (DESIGN.md §2): parsing, the strong sets they pick, and their errors."""
+"""Grouping specs (docs/architecture.md §4): parsing, the strong sets they pick, and their errors."""
 
 from __future__ import annotations
 

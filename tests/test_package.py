@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import torch
 
@@ -57,3 +58,111 @@ def test_python_m_cakd_viz_help_lists_commands():
     assert out.returncode == 0, out.stderr
     for command in ("import", "info", "decompose", "synth", "samples", "extract", "tune", "sweep"):
         assert command in out.stdout
+
+
+def _imports(path) -> list[tuple[str, bool]]:
+    """(module imported, at module level?) for every import in a library file (all absolute)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    top = set(map(id, tree.body))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import (the library imports by absolute names)"
+            out += [
+                (n, id(node) in top) for n in [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            ]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, id(node) in top) for a in node.names]
+    return out
+
+
+ROOT = Path(cakd_viz.__file__).resolve().parent.parent
+LIBRARY = sorted((ROOT / "cakd_viz").rglob("*.py"))
+# layer of each top-level part of the library: a module may import its own layer or lower ones
+LAYERS = {
+    "terms": 0,
+    "validate": 0,
+    "device": 0,
+    "native": 0,
+    "grouping": 1,
+    "distributed": 0,
+    "decomposition": 2,
+    "bundle": 2,
+    "losses": 2,
+    "aggregates": 3,
+    "diagnose": 3,
+    "scans": 3,
+    "families": 3,
+    "learn": 3,
+    "figures": 4,
+    "data": 4,
+    "models": 4,
+    "train": 5,
+    "extract": 5,
+    "samples": 6,
+    "runs": 6,
+    "cli": 7,
+    "__init__": 8,
+    "__main__": 8,
+}
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "cakd_viz" and len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_library_modules_import_only_their_layer_or_below():
+    wrong = []
+    for path in LIBRARY:
+        rel = path.relative_to(ROOT / "cakd_viz").with_suffix("").parts
+        me = rel[0]
+        for module, _ in _imports(path):
+            assert not module.startswith(("streamlit", "appkit")), f"{path}: imports {module}"
+            other = _part(module)
+            if other is not None and other != me and LAYERS[other] > LAYERS[me]:
+                wrong.append(f"{'/'.join(rel)} -> {module}")
+    assert not wrong, wrong
+
+
+def test_no_import_cycles_among_library_modules():
+    """Module-level imports between cakd_viz modules form no cycle (function-level ones may defer)."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in LIBRARY
+    }
+    graph = {m: set() for m in modules}
+    for m, path in modules.items():
+        for target, top in _imports(path):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if top and target and target != m and not m.startswith(target + "."):  # a package's own __init__
+                graph[m].add(target)
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*trail, node, nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [])
+
+
+def test_nothing_cites_a_file_the_repository_does_not_hold():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    cites = ("DESIGN.md", "STYLE.md", "PAPER.md", "../shared")
+    bad = [
+        f
+        for f in tracked
+        if f.endswith((".py", ".md", ".sh", ".toml", ".json", ".c", ".txt", ".cfg"))
+        and f != "tests/test_package.py"
+        and any(c in (ROOT / f).read_text(errors="replace") for c in cites)
+    ]
+    assert not bad, bad

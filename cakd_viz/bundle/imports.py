@@ -1,6 +1,6 @@
 """Importing logits from ``.npz``, ``.safetensors`` and ``.pt``/``.pth`` files into a bundle.
 
-Array names (DESIGN.md section 3): ``teacher`` (N, C); ``student`` and/or ``student_NAME`` (N, C),
+Array names (docs/architecture.md §5): ``teacher`` (N, C); ``student`` and/or ``student_NAME`` (N, C),
 one or more; optional ``labels`` (N,), ``inputs`` (N, ...) and ``class_names`` (C strings; in a
 .safetensors file, the metadata key "class_names" holding a JSON list). Nothing is ever unpickled:
 ``.npz`` opens with ``allow_pickle=False`` and ``.pt`` with ``torch.load(weights_only=True)``.

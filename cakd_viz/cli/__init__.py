@@ -1,4 +1,4 @@
-"""The command line: `python -m cakd_viz COMMAND ...` or `cakd-viz COMMAND ...` (DESIGN.md §4).
+"""The command line: `python -m cakd_viz COMMAND ...` or `cakd-viz COMMAND ...` (README, 'Command line').
 
 Each command is one small module in this package exposing `COMMAND = Command(...)`: its name, a
 one-line summary, a description and examples for `--help`, `add_arguments(parser)` and

@@ -75,7 +75,7 @@ def temperature(text: str) -> float:
 
 
 def grouping_spec(text: str) -> str:
-    """argparse type: a grouping spec of DESIGN.md §2; a bad one lists the valid forms."""
+    """argparse type: a grouping spec of docs/architecture.md §4; a bad one lists the valid forms."""
     from cakd_viz.grouping import parse_grouping
 
     try:

@@ -110,7 +110,7 @@ COMMAND = Command(
     name="decompose",
     summary="split each sample's KL(teacher || student) into BCD, SCD, WCD; write a CSV/Parquet table",
     description=(
-        "Decompose the distillation KL of every sample of a bundle (DESIGN.md §1):\n"
+        "Decompose the distillation KL of every sample of a bundle (docs/architecture.md §1):\n"
         "  KL(p || q) = BCD + p_S * SCD + p_W * WCD,  p = softmax(z_t / T), q = softmax(z_s / T),\n"
         "with the strong set S of each sample picked by --grouping. Writes one row per sample with the\n"
         "columns index, label, teacher_pred, student_pred, kl, bcd, scd, wcd, teacher_strong_mass,\n"

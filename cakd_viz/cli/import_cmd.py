@@ -42,7 +42,7 @@ COMMAND = Command(
     name="import",
     summary="convert an .npz / .safetensors / .pt file of logits into a bundle",
     description=(
-        "Convert a file of logits into a bundle directory (DESIGN.md §3), validating it on the way:\n"
+        "Convert a file of logits into a bundle directory (docs/architecture.md §5), validating it on the way:\n"
         "shapes must agree, values must be finite, labels must lie in 0..C-1.\n\n"
         "Tensor names: 'teacher' (N, C), 'student' or 'student_NAME' (N, C, at least one), optional\n"
         "'labels' (N,), 'class_names' and 'inputs' (N, ...). .pt/.pth files must hold a dict of\n"

@@ -1,6 +1,6 @@
 """tqdm progress bars on stderr, handed to library code as plain `progress(done, total)` callbacks.
 
-The library reports long work through callbacks (STYLE.md 8); the command line turns them into bars.
+The library reports long work through callbacks (docs/architecture.md §7); the command line turns them into bars.
 A bar appears only once the work has taken longer than `delay` seconds, so quick commands stay quiet.
 """
 

@@ -1,4 +1,4 @@
-"""`cakd-viz tune --config RUN.json`: one weight-tuning run into RUNS_DIR/RUN_ID (DESIGN.md §5)."""
+"""`cakd-viz tune --config RUN.json`: one weight-tuning run into RUNS_DIR/RUN_ID (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

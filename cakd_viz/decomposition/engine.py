@@ -61,7 +61,7 @@ def decompose(
     """Split KL(teacher || student) of every sample into BCD, SCD and WCD.
 
     student_logits, teacher_logits: (N, C) numpy arrays (memory-mapped is fine) or torch tensors,
-    any float dtype; labels: (N,) integers or None. grouping: a spec of DESIGN.md §2. correlation:
+    any float dtype; labels: (N,) integers or None. grouping: a spec of docs/architecture.md §4. correlation:
     a precomputed (C, C) class-correlation matrix for `corr:R` (computed from the teacher otherwise).
     Works through row chunks, so memory stays bounded for arrays larger than RAM; `progress(done, N)`
     is called after each chunk. Returns a `Decomposition` of (N,) numpy arrays.

@@ -81,7 +81,7 @@ class Decomposition:
         return Decomposition(**pick, labels=labels, grouping=self.grouping, temperature=self.temperature)
 
     def to_frame(self, index: np.ndarray | None = None) -> pd.DataFrame:
-        """One row per sample, columns as in DESIGN.md §4 (label is <NA> without labels)."""
+        """One row per sample, columns as in `FRAME_COLUMNS` (label is <NA> without labels)."""
         n = len(self)
         labels = pd.array(self.labels if self.labels is not None else [pd.NA] * n, dtype="Int64")
         return pd.DataFrame(

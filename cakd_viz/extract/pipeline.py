@@ -1,5 +1,5 @@
 """Logits from checkpoints and data: one pass over a data set, every model on each batch, streamed
-into a logit bundle (DESIGN.md §3; the ``extract`` command of §4).
+into a logit bundle (docs/architecture.md §5; the ``extract`` command).
 
     from cakd_viz.extract import extract
     extract("sample:glyphs/teacher", ["sample:glyphs/student_ce", "sample:glyphs/student_kd"],

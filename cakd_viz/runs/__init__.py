@@ -1,4 +1,4 @@
-"""Weight-tuning runs and sweeps (DESIGN.md §5): configs, the run folder, launching, training, reading back.
+"""Weight-tuning runs and sweeps (docs/architecture.md §6): configs, the run folder, launching, training, reading back.
 
     from cakd_viz.runs import RunConfig, launch, list_runs, cancel
     run_dir = launch(RunConfig.from_dict({"data": "sample:glyphs", "loss": {"name": "kd"}}))

@@ -1,6 +1,6 @@
 """Run configs: one typed dataclass per weight-tuning run, saved as ``config.json`` in its folder.
 
-A run trains a student with ``ce_weight * CE + distillation loss`` (DESIGN.md §5). ``RunConfig.from_dict``
+A run trains a student with ``ce_weight * CE + distillation loss`` (docs/architecture.md §6). ``RunConfig.from_dict``
 accepts the JSON form, fills defaults, and refuses unknown keys and bad values with a message naming
 the field; ``validate`` is cheap (no model or data is loaded), so the app and the command line can
 refuse a bad config before anything is launched.
@@ -31,7 +31,7 @@ class LossConfig:
     """The distillation part of the loss; the total is ``ce_weight * CE + <this loss>``."""
 
     name: str = "cakd"  # "ce" (no distillation) | "kd" | "dkd" | "cakd"
-    grouping: str = "topk:5"  # cakd only: the strong set S (DESIGN.md §2), e.g. "target", "topk:5"
+    grouping: str = "topk:5"  # cakd only: the strong set S (docs/architecture.md §4), e.g. "target", "topk:5"
     temperature: float = 4.0  # T of the softened distributions (kd, dkd, cakd)
     w_b: float = 1.0  # cakd: weight of BCD
     alpha: float = 1.0  # cakd: weight of SCD; dkd: weight of TCKD (= BCD with S = {label})
@@ -66,7 +66,7 @@ class LossConfig:
 
 @dataclass
 class RunConfig:
-    """Everything needed to rerun one weight-tuning run (DESIGN.md §5)."""
+    """Everything needed to rerun one weight-tuning run (docs/architecture.md §6)."""
 
     data: str = "sample:glyphs"  # "sample:NAME" (train on NAME:train, test on NAME:test) or a data spec
     test_data: str | None = None  # held-out data spec; None: the sample's test split (required otherwise)

@@ -113,7 +113,7 @@ def _loss_kernel(dev, parts: Parts) -> str | None:
 
 
 def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict:
-    """What PAPER.md says users need to compare numbers: seed, device, batch size, versions, world size."""
+    """What anyone comparing distillation numbers needs (users of the public DKD code report gaps from seed, GPU count and batch size): seed, device, batch size, versions, world size."""
     from cakd_viz import __version__
     from cakd_viz.device import describe_device
     from cakd_viz.models import count_params

@@ -1,4 +1,4 @@
-"""Loss presets for runs (PAPER.md "Useful presets"): the Tune page lists the keys of ``PRESETS``.
+"""Loss presets for runs (published settings, each with its source): the Tune page lists the keys of ``PRESETS``.
 
 Each preset fills the ``loss`` part of a run config. Only the published settings are used; nothing
 here claims CAKD's own (unpublished) default weights.

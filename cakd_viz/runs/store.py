@@ -1,4 +1,4 @@
-"""The run folder on disk (DESIGN.md §5): written by the run's own process, read by anyone.
+"""The run folder on disk (docs/architecture.md §6): written by the run's own process, read by anyone.
 
     RUN_ID/config.json     the RunConfig (everything needed to rerun it)
     RUN_ID/status.json     {"state": "queued|running|done|failed|cancelled", "pid", "started", "ended", "error", ...}
