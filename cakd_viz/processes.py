@@ -73,7 +73,7 @@ def _is_pid(value: object) -> bool:
 
 
 def liveness(pid: object, pid_start: object = None, host: object = None, *, hint: str | None = None) -> str:
-    """ "alive", "gone", "elsewhere" or "unproven" for the process a file names (see the module docstring).
+    """Whether the process a file names runs: "alive", "gone", "elsewhere" or "unproven" (module docstring).
 
     ``pid_start`` None means none was recorded; then the process counts as alive only when one of its
     command-line arguments names ``hint`` (e.g. the run folder's name, as in ``--run-dir RUNS/ID``),
@@ -112,7 +112,7 @@ def _argv(pid: int) -> list[str]:
 
 
 def _last_part(arg: str) -> str:
-    """"--run-dir=/runs/ID/" -> "ID": the last path component of an argument's value."""
+    """The last path component of an argument's value: "--run-dir=/runs/ID/" -> "ID"."""
     return arg.rpartition("=")[2].rstrip("/").rpartition("/")[2]
 
 

@@ -53,7 +53,7 @@ def default_max_bytes() -> int:
 
 
 def parse_size(text: str) -> int:
-    """ "500M" -> 524288000, "2G" -> 2147483648, "1.5GiB", "800000" (bytes); binary units, case-insensitive.
+    """A size in bytes: "500M" -> 524288000, "2G" -> 2147483648, "1.5GiB", "800000"; binary units, any case.
 
     ValueError naming the text when it is not a size.
     """
