@@ -478,3 +478,10 @@ def test_a_closed_pipe_exits_141_without_a_message(bundle):
     proc.stdout.close()  # the reader is gone before the command writes a byte
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_a_fifo_in_a_bundle_is_refused_without_blocking(bundle):
+    (bundle / "teacher.npy").unlink()
+    os.mkfifo(bundle / "teacher.npy")  # opening a FIFO for reading would wait for a writer forever
+    with pytest.raises(BundleError, match="^teacher.npy is not a regular file$"):
+        load_bundle(bundle)

@@ -374,3 +374,13 @@ def test_the_tune_page_shows_corrupt_and_remote_runs_without_an_exception(tmp_pa
     assert sorted(set(table["state"])) == ["corrupt", "elsewhere"]
     texts = " ".join(e.value for e in at.error)
     assert "status.json: 'started' must be a number, found 'x'" in texts
+
+
+def test_a_fifo_in_a_run_folder_never_blocks_a_reader(tmp_path):
+    run = _folder(tmp_path, "r", GOOD_CONFIG, None)
+    os.mkfifo(run / store.STATUS)  # opening a FIFO for reading would wait for a writer forever
+    (run / store.LOG).unlink()
+    os.mkfifo(run / store.LOG)
+    info = read_run(run)
+    assert info.state == store.CORRUPT and info.error == "status.json is unreadable (not a regular file)"
+    assert info.log_tail() == ""

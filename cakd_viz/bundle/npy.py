@@ -109,6 +109,8 @@ def npy_header(file: Path, rel: str) -> tuple[tuple[int, ...], bool, np.dtype, i
 
 
 def _file_header(file: Path, rel: str) -> NpyHeader:
+    if file.exists() and not file.is_file():  # a FIFO or a device would block or never end
+        raise BundleError(f"{rel} is not a regular file")
     try:
         with open(file, "rb") as fp:
             return read_header(fp, rel)

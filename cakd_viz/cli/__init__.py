@@ -100,8 +100,7 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     prog = f"{PROG} {args.command}"
-    with warnings.catch_warnings(record=True) as held:
-        warnings.simplefilter("default")
+    with warnings.catch_warnings(record=True) as held:  # the filters in force decide what is held
         try:
             code = int(args._run(args) or 0)
         except BrokenPipeError:

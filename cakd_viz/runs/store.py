@@ -24,11 +24,13 @@ a pid without a recorded start time proves nothing unless the process is visibly
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -75,6 +77,19 @@ def write_json(path: Path, obj: object) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def open_regular(path: Path):
+    """Open a regular file for reading in binary, without blocking: a FIFO (or a device) where a run
+    file should be raises OSError instead of hanging the reader."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 MAX_JSON_BYTES = 16 * 2**20  # a config or status is a few KB; anything this big is not one of ours
 MAX_METRICS_BYTES = 64 * 2**20  # metrics.jsonl beyond this is read from its end
 
@@ -83,7 +98,7 @@ def read_json(path: Path) -> dict:
     """A JSON object from ``path``; ValueError (one line, naming the file) when it is missing,
     unreadable, too large, malformed, or not an object."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             raw = handle.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"{path.name} is missing") from None
@@ -202,7 +217,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     than ``MAX_METRICS_BYTES`` is read from its end)."""
     path = run_dir / METRICS
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             handle.seek(max(0, size - MAX_METRICS_BYTES))
             raw = handle.read(MAX_METRICS_BYTES)
@@ -226,8 +241,8 @@ def log_tail(run_dir: Path, lines: int = 30, max_bytes: int = 64_000) -> str:
     """The last ``lines`` lines of log.txt ('' when there is none)."""
     path = run_dir / LOG
     try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, path.stat().st_size - max_bytes))
+        with open_regular(path) as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - max_bytes))
             text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
