@@ -2,7 +2,7 @@
 
     from cakd_viz.runs import RunConfig, launch, list_runs, cancel
     run_dir = launch(RunConfig.from_dict({"data": "sample:glyphs", "loss": {"name": "kd"}}))
-    list_runs()[0].state          # "queued" | "running" | "done" | "failed" | "cancelled"
+    list_runs()[0].state          # "queued" | "running" | "done" | "failed" | "cancelled" (+ "corrupt", "elsewhere")
 
 The app only reads run folders and starts processes; it never trains in its own process, and never
 needs Ray (the optional sweep engine).
