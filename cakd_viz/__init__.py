@@ -11,17 +11,28 @@ This package never imports Streamlit; the app lives in app.py, app_pages/ and ap
 The layers and what may import what: docs/architecture.md.
 """
 
-from cakd_viz.decomposition import Decomposition, decompose
-from cakd_viz.grouping import GROUPING_FORMS, Grouping, parse_grouping
-
 __all__ = ["Decomposition", "GROUPING_FORMS", "Grouping", "decompose", "load_bundle", "parse_grouping"]
 __version__ = "0.1.0"
 
+# Imported on first use, so that `import cakd_viz` (and every `cakd-viz` command that needs no torch,
+# such as `info` or an .npz import) starts in a fraction of a second instead of loading torch.
+_LAZY = {
+    "decompose": "cakd_viz.decomposition",
+    "Decomposition": "cakd_viz.decomposition",
+    "GROUPING_FORMS": "cakd_viz.grouping",
+    "Grouping": "cakd_viz.grouping",
+    "parse_grouping": "cakd_viz.grouping",
+    "load_bundle": "cakd_viz.bundle",
+}
+
 
 def __getattr__(name: str):
-    # Bundle I/O is imported lazily so that `import cakd_viz` stays light.
-    if name == "load_bundle":
-        from cakd_viz.bundle import load_bundle
+    if name in _LAZY:
+        import importlib
 
-        return load_bundle
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cakd_viz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
