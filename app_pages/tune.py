@@ -37,7 +37,7 @@ st.markdown(
     "**Which weights help this student?** Train a student with cross-entropy plus a distillation loss, "
     "re-weighting BCD, SCD and WCD, and compare held-out accuracy with the KD and DKD baselines. "
     f"Runs train in their own processes (at most {launcher.default_max_concurrent()} at once; the rest "
-    f"wait queued) and write `{root}`; they keep going if you close this page."
+    f"wait queued) and write `{app_config.public_path(root)}`; they keep going if you close this page."
 )
 
 
@@ -116,20 +116,21 @@ with st.form("tune_form"):
 
 
 if run_clicked or sweep_clicked:
-    try:
+    try:  # the specs pass the gate (appkit/spec_gate.py) before anything is created
+        tune_form.check_capacity(root)
         if run_clicked:
-            run_dir = launcher.launch(RunConfig.from_dict(tune_form.run_config(ss)), root)
+            run_dir = launcher.launch(RunConfig.from_dict(tune_form.launch_config(ss)), root)
             st.success(f"Started run {run_dir.name}.")
         else:
             sweep = SweepConfig(
-                base=tune_form.run_config(ss),
+                base=tune_form.launch_config(ss),
                 grid=tune_form.sweep_grid(ss),
                 engine=ss.get("tune_engine", "local"),
             )
             sweep_dir = engine.launch_sweep(sweep, root)
             st.success(f"Started sweep {sweep_dir.name}: {len(sweep_trials(sweep_dir))} trials.")
     except (ValueError, OSError) as exc:
-        st.error(f"Not launched: {exc}")
+        st.error(f"Not launched: {app_config.one_line(app_config.scrub(str(exc)), limit=500)}")
 
 
 @st.fragment(run_every=POLL_S)
@@ -193,7 +194,9 @@ def _open(path) -> None:
     try:
         app_config.resolve_server_path(path)
     except ValueError:
-        st.error(f"{path} lies outside the app's data roots; add {root} to ${app_config.DATA_ROOT_ENV}.")
+        st.error(
+            f"This run's bundle lies outside the app's data roots; the operator can add the runs folder to ${app_config.DATA_ROOT_ENV}."
+        )
         return
     st.switch_page(state.PAGE_FILES["overview"], query_params={"bundle": f"path:{path}"})
 
