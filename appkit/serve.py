@@ -1,6 +1,7 @@
 """Start the app as a real server and drive it with Chromium (for the browser test and the benchmark).
 
-`running_app(...)` starts `streamlit run app.py` on a free port and stops it (and only it) on exit;
+`running_app(...)` starts `streamlit run app.py` on a free port and stops it (and only it) on exit
+(`running_server` also gives its pid, and `memory_bytes` / `reset_peak_memory` read its memory);
 `browser()` launches Debian's Chromium through Playwright, never a downloaded one.
 """
 
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,11 +40,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running app: its base URL and the pid of the `streamlit run` process (its group leader)."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
 def running_app(
     env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None
 ) -> Iterator[str]:
     """Run the app on a free port; yields its base URL. The server process group is killed on exit."""
+    with running_server(env=env, timeout=timeout, log=log) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def running_server(
+    env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None
+) -> Iterator[Server]:
+    """As `running_app`, yielding a `Server` (URL and pid, e.g. to read the server's memory)."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -73,7 +92,7 @@ def running_app(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, timeout)
-        yield url
+        yield Server(url, proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -85,6 +104,21 @@ def running_app(
             proc.wait(timeout=10)
         if log:
             out.close()
+
+
+def memory_bytes(pid: int) -> tuple[int, int]:
+    """(resident, peak resident) bytes of process `pid` (Linux: VmRSS and VmHWM of /proc/PID/status)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start a new peak-resident measurement of `pid` (writes 5 to /proc/PID/clear_refs; Linux >= 4.0)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
