@@ -224,24 +224,24 @@ def test_existing_output_survives_an_error(capsys, bundle, tmp_path, monkeypatch
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", failing_write)
     code, _, err = run_cli(capsys, "decompose", bundle, "--out", out)
-    assert code == 1 and "No space left" in err
+    assert_one_line_error(code, err, "decompose", "No space left on device")
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
-def test_unexpected_error_exits_1_with_a_debug_hint(capsys, bundle, tmp_path, monkeypatch):
+def test_unexpected_error_is_one_line_exit_2_with_a_debug_hint(capsys, bundle, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(sys.modules["cakd_viz.decomposition"], "decompose", broken)
     code, _, err = run_cli(capsys, "decompose", bundle, "--out", tmp_path / "t.csv")
-    assert code == 1
+    assert code == 2
     assert err.strip().splitlines() == [
         "cakd-viz decompose: internal error: RuntimeError: boom (set CAKD_VIZ_DEBUG=1 to see the traceback)"
     ]
     monkeypatch.setenv("CAKD_VIZ_DEBUG", "1")
     code, _, err = run_cli(capsys, "decompose", bundle, "--out", tmp_path / "t.csv")
-    assert code == 1 and "Traceback" in err and "RuntimeError: boom" in err
+    assert code == 2 and "Traceback" in err and "RuntimeError: boom" in err
 
 
 @pytest.mark.parametrize(

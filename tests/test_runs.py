@@ -145,7 +145,10 @@ def test_a_running_run_whose_process_is_gone_reads_failed(tmp_path):
     run = store.create_run(tmp_path, {"name": "x"}, **store.process_identity(dead.pid))
     store.update_status(run, "running")
     info = read_run(run)
-    assert info.state == "failed" and f"pid {dead.pid}) is gone without a final status" in info.error
+    assert (
+        info.state == "failed"
+        and f"(pid {dead.pid}) ended without recording a result (killed?)" in info.error
+    )
 
 
 # -- end to end through the command line -------------------------------------------------------------------
@@ -309,7 +312,7 @@ def test_a_killed_run_reads_failed(teacher, runs):
     wait_for(lambda: _state(run_dir) == "running", 90, "the run to start")
     os.killpg(store.read_json(run_dir / store.STATUS)["pgid"], signal.SIGKILL)
     wait_for(lambda: _state(run_dir) == "failed", 30, "the dead run to read failed")
-    assert "is gone without a final status" in read_run(run_dir).error
+    assert "ended without recording a result (killed?)" in read_run(run_dir).error
 
 
 def test_runs_beyond_the_limit_wait_queued(teacher, runs):

@@ -1,9 +1,11 @@
 """Helpers of :class:`~cakd_viz.bundle.writer.BundleWriter`: meta.json assembly, row bookkeeping,
-and publishing the finished temp directory."""
+publishing the finished temp directory, and removing what killed writers left behind."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,10 +13,23 @@ from typing import Any
 
 import numpy as np
 
+from cakd_viz import processes
 from cakd_viz.bundle.read import FORMAT
 from cakd_viz.validate import BundleError
 
-__all__ = ["as_dtype", "base_meta", "check_target", "first_gap", "merge_meta", "merge_ranges", "publish"]
+__all__ = [
+    "LAYOUT",
+    "as_dtype",
+    "base_meta",
+    "check_target",
+    "first_gap",
+    "merge_meta",
+    "merge_ranges",
+    "publish",
+    "remove_abandoned",
+]
+
+LAYOUT = ".writer.json"  # inside a partial directory: the writer's layout and its owner process
 
 
 def as_dtype(dtype: Any) -> np.dtype | None:
@@ -102,4 +117,44 @@ def publish(tmp: Path, path: Path, overwrite: bool) -> None:
     old = path.with_name(f"{path.name}.old-{uuid.uuid4().hex[:12]}")
     path.rename(old)
     tmp.rename(path)
-    shutil.rmtree(old)
+    shutil.rmtree(old, ignore_errors=True)  # a writer killed here leaves it for remove_abandoned
+
+
+def remove_abandoned(path: Path) -> list[Path]:
+    """Remove the ``<path>.partial-*`` and ``<path>.old-*`` directories that killed writers left; returns them.
+
+    A partial directory names its owner in ``.writer.json`` ({"owner": {"pid", "pid_start", "host"}});
+    it is removed when that process is gone (``processes.abandoned``), never while it still writes. One
+    without an owner on record (killed between creating it and writing the layout) goes after a
+    minute. An ``.old-*`` directory is a replaced bundle that its publisher was deleting: always garbage.
+    """
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        partial = entry.name.startswith(f"{path.name}.partial-")
+        if not (partial or entry.name.startswith(f"{path.name}.old-")):
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            if partial and not processes.abandoned(_owner(entry), time.time() - entry.stat().st_mtime):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry)
+    return removed
+
+
+def _owner(partial_dir: Path) -> dict | None:
+    """The owner a partial directory's layout file records, or None (missing or unreadable)."""
+    try:
+        with open(partial_dir / LAYOUT, "rb") as handle:
+            owner = json.loads(handle.read(1 << 20)).get("owner")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return owner if isinstance(owner, dict) else None

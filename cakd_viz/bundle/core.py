@@ -6,6 +6,8 @@ Arrays are memory-mapped, so bundles larger than memory open instantly; the on-d
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,10 @@ class Bundle:
     Attributes: ``path``, ``meta`` (dict from meta.json), ``teacher`` (N, C), ``students``
     (name -> (N, C), in meta order), ``labels`` (N,) or None, ``inputs`` (N, ...) or None,
     ``class_names`` (C strings).
+
+    One Bundle may be shared by many threads (the app caches one per bundle for every session): its
+    only lazily filled state, the predictions cache, is computed outside a lock and published whole
+    under it, so a reader never sees a half-filled entry.
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class Bundle:
             class_names if class_names is not None else [str(i) for i in range(teacher.shape[1])]
         )
         self._predictions: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     @property
     def num_samples(self) -> int:
@@ -66,10 +73,17 @@ class Bundle:
 
     @property
     def size_bytes(self) -> int:
-        """Total size of the bundle's files on disk (0 for a bundle without a path)."""
+        """Total size of the bundle's files on disk (0 for a bundle without a path); links not followed."""
         if self.path is None:
             return 0
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        total = 0
+        for folder, _, files in os.walk(self.path):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:
+                    continue
+        return total
 
     def __repr__(self) -> str:
         return (
@@ -89,17 +103,25 @@ class Bundle:
         return self.teacher if who == "teacher" else self.student(who)
 
     def predictions(self, who: str = "teacher") -> np.ndarray:
-        """Top-1 predicted class (N,) int64 of "teacher" or a student, computed chunk-wise and cached."""
-        if who not in self._predictions:
-            logits = self._logits(who)
-            pred = np.empty(self.num_samples, dtype=np.int64)
-            for rows in iter_row_chunks(self.num_samples, self.num_classes):
-                chunk = logits[rows]
-                if chunk.dtype == np.float16:  # numpy's float16 argmax is slow; float32 is exact for it
-                    chunk = chunk.astype(np.float32)
-                pred[rows] = np.argmax(chunk, axis=1)
-            self._predictions[who] = pred
-        return self._predictions[who]
+        """Top-1 predicted class (N,) int64 of "teacher" or a student, computed chunk-wise and cached.
+
+        Thread-safe: two threads asking at once may both compute it (same values), and the first
+        published array is the one every caller gets; the returned array is read-only.
+        """
+        with self._lock:
+            cached = self._predictions.get(who)
+        if cached is not None:
+            return cached
+        logits = self._logits(who)
+        pred = np.empty(self.num_samples, dtype=np.int64)
+        for rows in iter_row_chunks(self.num_samples, self.num_classes):
+            chunk = logits[rows]
+            if chunk.dtype == np.float16:  # numpy's float16 argmax is slow; float32 is exact for it
+                chunk = chunk.astype(np.float32)
+            pred[rows] = np.argmax(chunk, axis=1)
+        pred.flags.writeable = False  # shared by every caller: nobody may change it in place
+        with self._lock:
+            return self._predictions.setdefault(who, pred)
 
     def accuracy(self, who: str = "teacher") -> float | None:
         """Top-1 accuracy of "teacher" or a student against the labels; None without labels."""

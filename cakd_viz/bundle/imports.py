@@ -3,26 +3,68 @@
 Array names (docs/architecture.md §5): ``teacher`` (N, C); ``student`` and/or ``student_NAME`` (N, C),
 one or more; optional ``labels`` (N,), ``inputs`` (N, ...) and ``class_names`` (C strings; in a
 .safetensors file, the metadata key "class_names" holding a JSON list). Nothing is ever unpickled:
-``.npz`` opens with ``allow_pickle=False`` and ``.pt`` with ``torch.load(weights_only=True)``.
+``.npz`` members are read by cakd-viz's own ``.npy`` reader, and ``.pt`` files only through
+``torch.load(weights_only=True)``.
+
+Bounded memory: every format declares its arrays before their data, and all of it is checked before
+any data is read or decompressed (``limits``: the ``max_bytes`` limit and decompression bombs;
+``zipcheck``: the zip directory). Then:
+
+- ``.npz``: each member's zip entry and ``.npy`` header (shape, dtype, order) are read and must agree
+  with each other; the shapes must make a bundle (teacher (N, C), students alike, labels (N,), ...);
+  then each member is decompressed straight into its array (big-endian ones swapped in place).
+- ``.safetensors``: the JSON header is parsed (at most ``MAX_SAFETENSORS_HEADER``); dtypes, shapes and
+  data offsets must tile the file exactly; tensors are memory-mapped from the file (bfloat16 becomes
+  float32).
+- ``.pt``/``.pth``: only PyTorch's zip format (``torch.save`` since 1.6), with every member stored
+  uncompressed (as ``torch.save`` writes them) and a pickle of at most ``MAX_PICKLE_BYTES``; the
+  ``data/`` members must fit the limit; then ``torch.load(weights_only=True, mmap=True)`` maps the
+  tensors from the file, with its warnings held back, and what it returns is checked against the
+  limit again (one storage may back many tensors). Legacy (pre-zip) files are refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
+import struct
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
+from cakd_viz.bundle.npy import NpyHeader, human_size, read_header
 from cakd_viz.bundle.write import write_bundle
-from cakd_viz.validate import BundleError, as_numpy
+from cakd_viz.bundle.zipcheck import open_zip
+from cakd_viz.validate import BundleError, as_numpy, check_logits
 
-__all__ = ["SUPPORTED_EXTENSIONS", "import_file", "read_arrays"]
+__all__ = ["SUPPORTED_EXTENSIONS", "ImportLimitError", "import_file", "read_arrays"]
 
 SUPPORTED_EXTENSIONS = (".npz", ".safetensors", ".pt", ".pth")
 _KNOWN_KEYS = ("teacher", "labels", "student", "student_NAME", "class_names", "inputs")
+MAX_SAFETENSORS_HEADER = 16 * 2**20  # the JSON header of a .safetensors file (class names included)
+MAX_PICKLE_BYTES = 16 * 2**20  # a .pt file's pickle: a dict of tensors is a few KB
+_READ_CHUNK = 4 * 2**20  # bytes decompressed per read of an .npz member
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "BF16": "<u2",  # bits of bfloat16; widened to float32 on reading
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
+}
 
 
 def _pickle_refusal(src: Path) -> BundleError:
@@ -31,12 +73,18 @@ def _pickle_refusal(src: Path) -> BundleError:
     )
 
 
-def read_arrays(src: str | Path) -> dict[str, Any]:
+def read_arrays(src: str | Path, *, max_bytes: int | None = None) -> dict[str, Any]:
     """Read every array of an import file: name -> numpy array; "class_names" -> list of str.
 
-    Raises :class:`BundleError` for an unknown extension, an unreadable file, or pickled objects.
+    ``max_bytes``: the most the arrays may hold in all (and each one), checked from the file's
+    declarations before any data is read; None: ``limits.default_max_bytes()`` (half the machine's
+    memory). Arrays may be memory-mapped from ``src`` (``.safetensors``, ``.pt``). Raises
+    :class:`BundleError` (:class:`ImportLimitError` past the limit) for an unknown extension, an
+    unreadable or malformed file, pickled objects, a likely decompression bomb, or a file whose
+    declared arrays cannot make a bundle; the message is one line and starts with the file's name.
     """
     src = Path(src)
+    limit = resolve_limit(max_bytes)
     ext = src.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise BundleError(
@@ -44,30 +92,162 @@ def read_arrays(src: str | Path) -> dict[str, Any]:
         )
     if not src.is_file():
         raise BundleError(f"{src}: no such file")
-    if ext == ".npz":
-        return _read_npz(src)
-    if ext == ".safetensors":
-        return _read_safetensors(src)
-    return _read_torch(src)
+    try:
+        if ext == ".npz":
+            return _read_npz(src, limit)
+        if ext == ".safetensors":
+            return _read_safetensors(src, limit)
+        return _read_torch(src, limit)
+    except MemoryError:
+        raise BundleError(f"{src.name}: out of memory reading it (its arrays fit the import limit)") from None
 
 
-def _read_npz(src: Path) -> dict[str, Any]:
+# -- checks shared by the formats -----------------------------------------------------------------------
+
+
+def _is_student(key: str) -> bool:
+    return key == "student" or key.startswith("student_")
+
+
+def _check_keys(src: Path, keys: list[str]) -> None:
+    """A teacher, at least one student, and no unknown key (the messages of ``_split_keys``)."""
+    found = ", ".join(sorted(keys)) or "none"
+    if "teacher" not in keys:
+        raise BundleError(f"{src.name}: no 'teacher' array (keys found: {found})")
+    if not any(_is_student(k) for k in keys):
+        raise BundleError(
+            f"{src.name}: no student array (expected 'student' or 'student_NAME'; keys found: {found})"
+        )
+    for key in keys:
+        if key not in ("teacher", "labels", "class_names", "inputs") and not _is_student(key):
+            raise BundleError(f"{src.name}: unknown key {key!r}; expected {', '.join(_KNOWN_KEYS)}")
+
+
+def _probe(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` that occupies one element (all strides 0), for shape checks."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=shape, strides=(0,) * len(shape))
+
+
+def _check_layout(
+    src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]], student_name: str
+) -> None:
+    """The checks ``write_bundle`` makes on shapes, made on the declared shapes before reading any data."""
+    students = [k for k in declared if _is_student(k)]
+    try:
+        shape, dtype = declared["teacher"]
+        check_logits(_probe(shape, dtype), "teacher", check_values=False)
+        n, c = shape
+        for key in students:
+            name = student_name if key == "student" else key[len("student_") :]
+            shape, dtype = declared[key]
+            check_logits(
+                _probe(shape, dtype),
+                f"student {name!r}",
+                num_samples=n,
+                num_classes=c,
+                check_values=False,
+                reference="teacher",
+            )
+        if "labels" in declared:
+            shape = declared["labels"][0]
+            if len(shape) != 1:
+                raise BundleError(f"labels: expected a 1-D (N,) array of labels, got shape {shape}")
+            if shape[0] != n:
+                raise BundleError(f"labels has {shape[0]} samples, teacher has {n}")
+        if "inputs" in declared:
+            shape = declared["inputs"][0]
+            if len(shape) < 1:
+                raise BundleError("inputs: expected an (N, ...) array of inputs, got a scalar")
+            if shape[0] != n:
+                raise BundleError(f"inputs has {shape[0]} samples, teacher has {n}")
+        if "class_names" in declared and math.prod(declared["class_names"][0]) != c:
+            count = math.prod(declared["class_names"][0])
+            raise BundleError(f"class_names has {count} class names, but the logits have {c} classes")
+    except BundleError as exc:
+        raise BundleError(f"{src.name}: {exc}") from None
+    except ValueError as exc:  # numpy: a declared shape too large to describe at all
+        raise BundleError(f"{src.name}: impossible array shapes ({exc})") from None
+
+
+def _check_total(src: Path, sizes: dict[str, int], limit: int) -> None:
+    total = sum(sizes.values())
+    if len(sizes) > 1:
+        what = f"its {len(sizes)} arrays"
+        check_limit(src.name, what, total, limit, f"{human_size(total)} in all", verb="hold")
+
+
+# -- .npz ---------------------------------------------------------------------------------------------
+
+
+def _read_npz(src: Path, limit: int, student_name: str = "student") -> dict[str, Any]:
     if not zipfile.is_zipfile(src):  # np.load would try to read it as .npy or as a pickle
         raise BundleError(f"{src.name}: cannot read this .npz file (it is not a zip archive)")
-    out: dict[str, Any] = {}
-    try:
-        with np.load(src, allow_pickle=False) as npz:
-            for key in npz.files:
-                out[key] = npz[key]
-    except ValueError as exc:
-        if "pickle" in str(exc) or "Object arrays" in str(exc):
-            raise _pickle_refusal(src) from None
-        raise BundleError(f"{src.name}: cannot read this .npz file ({exc})") from exc
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{src.name}: cannot read this .npz file ({exc})") from exc
+    with open_zip(src, ".npz archive") as zf:
+        members = {}
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy") or info.is_dir():
+                raise BundleError(f"{src.name}: member {info.filename!r} is not an .npy array")
+            members[info.filename[: -len(".npy")]] = info
+        _check_keys(src, list(members))
+        headers = {key: _member_header(src, zf, key, info, limit) for key, info in members.items()}
+        _check_total(src, {k: h.nbytes for k, h in headers.items()}, limit)
+        check_expansion(src.name, sum(h.nbytes for h in headers.values()), src.stat().st_size)
+        _check_layout(src, {k: (h.shape, h.dtype) for k, h in headers.items()}, student_name)
+        out: dict[str, Any] = {key: _read_member(src, zf, members[key], headers[key]) for key in members}
     if "class_names" in out:
         out["class_names"] = [_decode(x) for x in np.asarray(out["class_names"]).reshape(-1)]
     return out
+
+
+def _member_header(src: Path, zf: zipfile.ZipFile, key: str, info: zipfile.ZipInfo, limit: int) -> NpyHeader:
+    """The member's .npy header, checked against its zip entry and the limit (reads ~128 bytes)."""
+    name = f"{src.name}: member {key!r}"
+    try:
+        with zf.open(info) as fp:
+            header = read_header(fp, name)
+    except BundleError as exc:
+        if "Python objects" in str(exc):
+            raise _pickle_refusal(src) from None
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as exc:
+        raise BundleError(f"{name} is corrupt ({' '.join(str(exc).split())})") from None
+    check_limit(src.name, f"member {key!r}", header.nbytes, limit, header.describe())
+    held = info.file_size - header.offset
+    if held != header.nbytes:
+        raise BundleError(
+            f"{name} is corrupt: its header declares {header.describe()}, its zip entry holds "
+            f"{human_size(max(0, held))} of data"
+        )
+    return header
+
+
+def _read_member(src: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, h: NpyHeader) -> np.ndarray:
+    """Decompress one member straight into a new array of its declared shape (native byte order)."""
+    name = f"{src.name}: member {info.filename[: -len('.npy')]!r}"
+    flat = np.empty(math.prod(h.shape), dtype=h.dtype)
+    view = memoryview(flat).cast("B") if flat.nbytes else memoryview(b"")
+    try:
+        with zf.open(info) as fp:
+            fp.read(h.offset)
+            pos = 0
+            while pos < len(view):
+                chunk = fp.read(min(_READ_CHUNK, len(view) - pos))
+                if not chunk:
+                    raise BundleError(f"{name} is truncated: its data ends after {human_size(pos)}")
+                view[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+            if fp.read(1):
+                raise BundleError(f"{name} is corrupt: data beyond its declared {h.describe()}")
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as exc:
+        raise BundleError(f"{name} is corrupt ({' '.join(str(exc).split())})") from None
+    if not h.dtype.isnative and h.dtype.itemsize > 1:
+        if h.dtype.kind in "SU":
+            flat = flat.astype(h.dtype.newbyteorder("="))
+        else:
+            flat = flat.byteswap(inplace=True).view(h.dtype.newbyteorder("="))
+    if h.fortran:
+        return flat.reshape(h.shape[::-1]).T
+    return flat.reshape(h.shape)
 
 
 def _decode(x: Any) -> Any:
@@ -76,34 +256,177 @@ def _decode(x: Any) -> Any:
     )
 
 
-def _read_safetensors(src: Path) -> dict[str, Any]:
-    from safetensors import SafetensorError, safe_open
+# -- .safetensors ---------------------------------------------------------------------------------------
 
-    out: dict[str, Any] = {}
+
+def _read_safetensors(src: Path, limit: int, student_name: str = "student") -> dict[str, Any]:
+    file_size = src.stat().st_size
+    with open(src, "rb") as fp:
+        raw_len = fp.read(8)
+        if len(raw_len) != 8:
+            raise BundleError(
+                f"{src.name}: cannot read this .safetensors file (shorter than its header size)"
+            )
+        (header_len,) = struct.unpack("<Q", raw_len)
+        if header_len > MAX_SAFETENSORS_HEADER or 8 + header_len > file_size:
+            raise BundleError(
+                f"{src.name}: cannot read this .safetensors file (its header claims {header_len:,} bytes of "
+                f"a {file_size:,}-byte file; at most {human_size(MAX_SAFETENSORS_HEADER)})"
+            )
+        raw = fp.read(header_len)
     try:
-        # framework "pt" reads every dtype, bfloat16 included (converted to float32 by as_numpy)
-        with safe_open(str(src), framework="pt") as f:
-            metadata = f.metadata() or {}
-            for key in f.keys():
-                out[key] = as_numpy(f.get_tensor(key), f"{src.name}: {key}")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise BundleError(f"{src.name}: cannot read this .safetensors file ({exc})") from exc
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(
+            f"{src.name}: cannot read this .safetensors file (its header is not JSON: {exc})"
+        ) from None
+    if not isinstance(header, dict):
+        raise BundleError(f"{src.name}: cannot read this .safetensors file (its header is not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise BundleError(f"{src.name}: its __metadata__ must be a JSON object of strings")
+    entries = {key: _tensor_entry(src, key, value) for key, value in header.items()}
+    data_start, data_len = 8 + header_len, file_size - 8 - header_len
+    _check_offsets(src, entries, data_len)
+    _check_keys(src, list(entries))
+    produced = {
+        k: math.prod(shape) * (4 if dtype == "BF16" else np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize)
+        for k, (dtype, shape, _) in entries.items()
+    }
+    for key, (dtype, shape, _) in entries.items():
+        check_limit(
+            src.name,
+            f"tensor {key!r}",
+            produced[key],
+            limit,
+            f"{tuple(shape)} {dtype} = {human_size(produced[key])}",
+        )
+    _check_total(src, produced, limit)
+    _check_layout(
+        src,
+        {
+            k: (tuple(shape), np.dtype("<f4" if dtype == "BF16" else _SAFETENSORS_DTYPES[dtype]))
+            for k, (dtype, shape, _) in entries.items()
+        },
+        student_name,
+    )
+    out: dict[str, Any] = {}
+    for key, (dtype, shape, (begin, _)) in entries.items():
+        out[key] = _map_tensor(src, key, dtype, tuple(shape), data_start + begin)
     if "class_names" in metadata:
         try:
             names = json.loads(metadata["class_names"])
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{src.name}: metadata 'class_names' is not a JSON list ({exc})") from exc
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise BundleError(f"{src.name}: metadata 'class_names' is not a JSON list ({exc})") from None
         if not isinstance(names, list):
             raise BundleError(f"{src.name}: metadata 'class_names' must be a JSON list of strings")
         out["class_names"] = names
     return out
 
 
-def _read_torch(src: Path) -> dict[str, Any]:
+def _tensor_entry(src: Path, key: str, value: Any) -> tuple[str, list[int], tuple[int, int]]:
+    """(dtype, shape, (begin, end)) of one header entry, each checked."""
+    bad = f"{src.name}: tensor {key!r}:"
+    if not isinstance(value, dict):
+        raise BundleError(f"{bad} its header entry is not an object")
+    dtype, shape, offsets = value.get("dtype"), value.get("shape"), value.get("data_offsets")
+    if dtype not in _SAFETENSORS_DTYPES:
+        raise BundleError(f"{bad} unsupported dtype {dtype!r}; supported: {', '.join(_SAFETENSORS_DTYPES)}")
+    if not isinstance(shape, list) or len(shape) > 32 or not all(_whole(s) for s in shape):
+        raise BundleError(f"{bad} shape {shape!r} is not a list of whole numbers >= 0")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_whole(o) for o in offsets):
+        raise BundleError(f"{bad} data_offsets {offsets!r} is not [begin, end]")
+    begin, end = offsets
+    itemsize = np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize
+    if end < begin or end - begin != math.prod(shape) * itemsize:
+        raise BundleError(
+            f"{bad} data_offsets {offsets} hold {max(0, end - begin):,} bytes, but {tuple(shape)} {dtype} "
+            f"needs {math.prod(shape) * itemsize:,}"
+        )
+    return dtype, shape, (begin, end)
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _check_offsets(src: Path, entries: dict[str, tuple], data_len: int) -> None:
+    """The tensors' byte ranges must tile the data section exactly: no overlap, no gap, nothing after."""
+    covered = 0
+    for key, (_, _, (begin, end)) in sorted(entries.items(), key=lambda kv: kv[1][2]):
+        if begin != covered:
+            raise BundleError(
+                f"{src.name}: tensor {key!r} starts at byte {begin:,} of the data, expected {covered:,} "
+                "(tensors overlap or leave a gap)"
+            )
+        covered = end
+    if covered != data_len:
+        raise BundleError(
+            f"{src.name}: the header describes {covered:,} bytes of tensor data, the file holds {data_len:,}"
+        )
+
+
+def _map_tensor(src: Path, key: str, dtype: str, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    np_dtype = np.dtype(_SAFETENSORS_DTYPES[dtype])
+    if math.prod(shape) == 0:
+        arr = np.empty(shape, dtype=np_dtype)
+    else:
+        try:
+            arr = np.memmap(src, dtype=np_dtype, mode="r", offset=offset, shape=shape)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{src.name}: tensor {key!r} cannot be mapped ({exc})") from None
+    if dtype == "BF16":  # the top half of a float32: widen the bits
+        wide = arr.astype(np.uint32)
+        wide <<= 16
+        return wide.view(np.float32)
+    if not np_dtype.isnative and np_dtype.itemsize > 1:  # on a big-endian machine
+        return arr.astype(np_dtype.newbyteorder("="))
+    return arr
+
+
+# -- .pt / .pth ----------------------------------------------------------------------------------------
+
+
+def _check_torch_zip(src: Path, limit: int) -> None:
+    """PyTorch's zip format, stored members only, a bounded pickle, data/ members within the limit."""
+    if not zipfile.is_zipfile(src):
+        raise BundleError(
+            f"{src.name}: cannot read this file: it is not a PyTorch zip file (torch.save since PyTorch 1.6); "
+            "legacy and other formats are refused: save the tensors with a recent torch.save, or as .safetensors"
+        )
+    with open_zip(src, "PyTorch file") as zf:
+        data = {}
+        pickles = 0
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                raise BundleError(
+                    f"{src.name}: member {info.filename!r} is compressed; torch.save never compresses, so "
+                    "this is not a file torch.save wrote"
+                )
+            if info.filename.endswith(".pkl"):
+                pickles += 1
+                if info.file_size > MAX_PICKLE_BYTES:
+                    raise BundleError(
+                        f"{src.name}: its pickle {info.filename!r} holds {human_size(info.file_size)} "
+                        f"(at most {human_size(MAX_PICKLE_BYTES)} for a dict of tensors)"
+                    )
+            elif "/data/" in f"/{info.filename}":
+                data[info.filename] = info.file_size
+        if pickles == 0:
+            raise BundleError(f"{src.name}: not a PyTorch file (no pickle inside the zip archive)")
+    total = sum(data.values())
+    what = f"its {len(data)} tensor storages"
+    check_limit(src.name, what, total, limit, f"{human_size(total)} in all", verb="hold")
+
+
+def _read_torch(src: Path, limit: int) -> dict[str, Any]:
+    _check_torch_zip(src, limit)
     import torch
 
     try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own advice would print before our one-line error
+            warnings.simplefilter("ignore")
+            obj = torch.load(src, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):  # weights_only met a class or function: a real pickle
             refusal = _pickle_refusal(src)
@@ -111,8 +434,13 @@ def _read_torch(src: Path) -> dict[str, Any]:
                 refusal = BundleError(f"{refusal}; save torch tensors, not numpy arrays (torch.from_numpy)")
             raise refusal from None
         raise BundleError(f"{src.name}: cannot read this file (not a valid PyTorch tensor file)") from None
-    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{src.name}: cannot read this file ({str(exc).splitlines()[0]})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # torch reports a damaged archive as RuntimeError, KeyError, ValueError ...
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise BundleError(
+            f"{src.name}: cannot read this file ({type(exc).__name__}: {first[:200]})"
+        ) from None
     if not isinstance(obj, dict):
         raise BundleError(f"{src.name}: expected a dict of tensors, found a {type(obj).__name__}")
     out: dict[str, Any] = {}
@@ -121,9 +449,21 @@ def _read_torch(src: Path) -> dict[str, Any]:
             for name, arr in value.items():
                 out[f"student_{name}"] = _torch_value(src, f"students.{name}", arr)
         elif key == "class_names" and isinstance(value, list | tuple):
-            out[key] = list(value)
+            out[key] = [_decode(x) for x in value]
         else:
             out[str(key)] = _torch_value(src, str(key), value)
+    _check_keys(src, list(out))
+    # one storage may back many tensors (or a tensor with zero strides): count what comes out
+    sizes = {k: math.prod(v.shape) * v.dtype.itemsize for k, v in out.items() if isinstance(v, np.ndarray)}
+    for key, size in sizes.items():
+        check_limit(
+            src.name,
+            f"tensor {key!r}",
+            size,
+            limit,
+            f"{out[key].shape} {out[key].dtype} = {human_size(size)}",
+        )
+    _check_total(src, sizes, limit)
     return out
 
 
@@ -131,10 +471,15 @@ def _torch_value(src: Path, key: str, value: Any) -> np.ndarray:
     import torch
 
     if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided:
+            raise BundleError(f"{src.name}: {key!r} is a {value.layout} tensor; save it dense (.to_dense())")
         return as_numpy(value, f"{src.name}: {key}")
     if isinstance(value, list | tuple):
         return as_numpy(value, f"{src.name}: {key}")
     raise BundleError(f"{src.name}: {key!r} holds a {type(value).__name__}, expected a tensor")
+
+
+# -- into a bundle -------------------------------------------------------------------------------------
 
 
 def _split_keys(src: Path, arrays: dict[str, Any], student_name: str) -> dict[str, Any]:
@@ -174,17 +519,22 @@ def import_file(
     dtype: str | None = None,
     overwrite: bool = False,
     student_name: str = "student",
+    max_bytes: int | None = None,
 ) -> Path:
     """Import a .npz/.safetensors/.pt/.pth file of logits into the bundle directory ``out``.
 
     ``student_name`` names the array stored as plain "student"; "student_NAME" arrays keep NAME.
-    ``dtype`` "float16"/"float32" (default: keep the teacher's float16/float32). Returns ``out``.
-    Every error is a :class:`BundleError` whose message starts with the source file's name.
+    ``dtype`` "float16"/"float32" (default: keep the teacher's float16/float32). ``max_bytes``: the
+    most the file's arrays may hold, checked before any data is read (see :func:`read_arrays`).
+    Returns ``out``. Every error is a :class:`BundleError` whose message starts with the source
+    file's name; nothing is created at ``out`` unless the import succeeds.
     """
     src = Path(src)
-    parts = _split_keys(src, read_arrays(src), student_name)
+    parts = _split_keys(src, read_arrays(src, max_bytes=max_bytes), student_name)
     meta = {"source": {"file": src.name, "format": src.suffix.lower().lstrip(".")}}
     try:
         return write_bundle(out, **parts, meta=meta, dtype=dtype, overwrite=overwrite)
     except BundleError as exc:
         raise BundleError(f"{src.name}: {exc}") from None
+    except MemoryError:
+        raise BundleError(f"{src.name}: out of memory writing its bundle") from None

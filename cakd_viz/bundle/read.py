@@ -1,8 +1,15 @@
-"""Reading and validating a bundle directory's files (used by :func:`cakd_viz.bundle.load_bundle`)."""
+"""Reading and validating a bundle directory's files (used by :func:`cakd_viz.bundle.load_bundle`).
+
+Every file is confined to the bundle directory: a link (in the directory or in ``students/``) that
+resolves outside it is refused before anything is read, so a bundle cannot make a reader open a file
+elsewhere on the machine. Logits must be float16, float32 or float64 (integer logits are refused when
+the bundle opens, naming the file); big-endian arrays are read in native byte order (``npy``).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,8 @@ from cakd_viz.validate import (
 __all__ = ["FORMAT", "read_bundle_dir"]
 
 FORMAT = "cakd-bundle/1"
+LOGIT_DTYPES = ("float16", "float32", "float64")  # what teacher.npy and students/*.npy may hold
+MAX_META_BYTES = 16 * 2**20  # meta.json is a few KB (class names included); bounded memory to parse it
 
 
 def read_bundle_dir(root: Path, *, check_values: bool = True) -> dict[str, Any]:
@@ -33,8 +42,10 @@ def read_bundle_dir(root: Path, *, check_values: bool = True) -> dict[str, Any]:
         raise BundleError(f"{root}: no such bundle directory")
     if not root.is_dir():
         raise BundleError(f"{root} is a file, not a bundle directory (import files with `cakd-viz import`)")
+    _check_links(root)
     meta = _read_meta(root)
     teacher = open_npy(root / "teacher.npy", "teacher.npy")
+    _check_float(teacher, "teacher.npy")
     check_logits(teacher, "teacher.npy", check_values=check_values)
     _check_meta_shape(meta, teacher)
     n, c = teacher.shape
@@ -59,14 +70,57 @@ def read_bundle_dir(root: Path, *, check_values: bool = True) -> dict[str, Any]:
     }
 
 
+def _check_links(root: Path) -> None:
+    """Refuse a bundle with a link (at the top or in students/) that resolves outside the directory."""
+    try:
+        base = root.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise BundleError(f"{root}: cannot resolve the bundle directory ({exc})") from None
+    for folder, prefix in ((root, ""), (root / "students", "students/")):
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise BundleError(
+                f"{prefix or root}: cannot list this directory ({exc.strerror or exc})"
+            ) from None
+        for entry in entries:
+            if not entry.is_symlink():
+                continue
+            rel = prefix + entry.name
+            try:
+                target = Path(entry.path).resolve(strict=False)
+            except (OSError, RuntimeError):
+                raise BundleError(f"{rel} is a link that cannot be resolved (a loop?); refusing it") from None
+            if target != base and base not in target.parents:
+                raise BundleError(f"{rel} is a link to a file outside the bundle; refusing it")
+
+
+def _check_float(arr: np.ndarray, rel: str) -> None:
+    """Refuse integer (and other non-float16/32/64 numeric) logits; non-numeric ones are check_logits'."""
+    if arr.dtype.kind in "fiu" and arr.dtype.name not in LOGIT_DTYPES:
+        raise BundleError(
+            f"{rel} holds {arr.dtype.name} values; logits must be {', '.join(LOGIT_DTYPES[:-1])} "
+            f"or {LOGIT_DTYPES[-1]}"
+        )
+
+
 def _read_meta(root: Path) -> dict:
     meta_file = root / "meta.json"
     if not meta_file.is_file():
         raise BundleError(f"{root}: meta.json is missing, so this is not a cakd bundle (format {FORMAT!r})")
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"meta.json is not valid JSON ({exc})") from exc
+        with open(meta_file, "rb") as handle:
+            raw = handle.read(MAX_META_BYTES + 1)
+    except OSError as exc:
+        raise BundleError(f"meta.json cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_META_BYTES:
+        raise BundleError(f"meta.json is larger than {MAX_META_BYTES // 2**20} MiB; not a bundle's meta.json")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise BundleError(f"meta.json is not valid JSON ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(meta, dict):
         raise BundleError(f"meta.json must hold a JSON object, found {type(meta).__name__}")
     if meta.get("format") != FORMAT:
@@ -101,6 +155,7 @@ def _open_students(root: Path, meta: dict, teacher: np.ndarray, check_values: bo
         if not (root / rel).is_file():
             raise BundleError(f"{rel} is missing (meta.json lists student {name!r})")
         arr = open_npy(root / rel, rel)
+        _check_float(arr, rel)
         check_logits(
             arr,
             rel,

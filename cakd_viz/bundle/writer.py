@@ -25,7 +25,8 @@ The temp directory holds the arrays, ``.writer.json`` (the layout, read by :meth
 ``.rows-<id>.json`` per closed writer (the row ranges it wrote). ``commit`` refuses to publish a
 bundle with rows nobody wrote; it writes ``meta.json`` last, validates, and renames the directory
 to ``path``, so ``path`` never holds a half-written bundle. A process killed outright leaves only
-``<path>.partial-<id>`` behind, which is safe to delete.
+``<path>.partial-<id>`` behind; ``.writer.json`` names its owner (pid, start time, host), and the next
+writer to the same ``path`` removes it once that process is gone (``commit.remove_abandoned``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from cakd_viz import processes
 from cakd_viz.bundle.commit import (
+    LAYOUT,
     as_dtype,
     base_meta,
     check_target,
@@ -47,6 +50,7 @@ from cakd_viz.bundle.commit import (
     merge_meta,
     merge_ranges,
     publish,
+    remove_abandoned,
 )
 from cakd_viz.bundle.core import load_bundle
 from cakd_viz.bundle.npy import open_npy
@@ -63,8 +67,6 @@ from cakd_viz.validate import (
 )
 
 __all__ = ["BundleWriter"]
-
-_LAYOUT = ".writer.json"
 
 
 class BundleWriter:
@@ -121,10 +123,12 @@ class BundleWriter:
             "inputs_shape": None if inputs_shape is None else [int(s) for s in inputs_shape],
             "inputs_dtype": None if inputs_shape is None else str(np.dtype(inputs_dtype or "float32")),
             "overwrite": bool(overwrite),
+            "owner": processes.identity(),  # lets the next writer tell a killed writer's leftovers
         }
         layout["meta"] = base_meta(meta, layout, class_names)
         tmp = self.partial_path(self.path, partial_id)
         tmp.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(self.path)
         try:
             tmp.mkdir()
         except FileExistsError:
@@ -132,7 +136,7 @@ class BundleWriter:
                 f"{tmp} already exists (left by an earlier run?); remove it or use another id"
             ) from None
         (tmp / "students").mkdir()
-        (tmp / _LAYOUT).write_text(json.dumps(layout, indent=1), encoding="utf-8")
+        (tmp / LAYOUT).write_text(json.dumps(layout, indent=1), encoding="utf-8")
         self._open(tmp, layout, owner=True, mode="w+")
 
     @staticmethod
@@ -149,9 +153,9 @@ class BundleWriter:
         """
         tmp = Path(partial_dir)
         try:
-            layout = json.loads((tmp / _LAYOUT).read_text(encoding="utf-8"))
+            layout = json.loads((tmp / LAYOUT).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise BundleError(f"{tmp}: not a partial bundle directory ({_LAYOUT} is missing)") from None
+            raise BundleError(f"{tmp}: not a partial bundle directory ({LAYOUT} is missing)") from None
         self = cls.__new__(cls)
         self.path = Path(layout["path"])
         self._open(tmp, layout, owner=False, mode="r+")
@@ -306,7 +310,7 @@ class BundleWriter:
         (self.partial_dir / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         self._release("closed")
         load_bundle(self.partial_dir, check_values=check_values)
-        for f in [self.partial_dir / _LAYOUT, *self.partial_dir.glob(".rows-*.json")]:
+        for f in [self.partial_dir / LAYOUT, *self.partial_dir.glob(".rows-*.json")]:
             f.unlink()
         publish(self.partial_dir, self.path, self._layout["overwrite"])
         self._state = "committed"

@@ -5,9 +5,13 @@ one-line summary, a description and examples for `--help`, `add_arguments(parser
 `run(args) -> int`. Modules import heavy libraries (torch, pandas, bundles) inside `run`, so that
 `--help` stays fast. A new command registers with one line in `COMMANDS` below.
 
-Errors: bad input (ValueError, including BundleError, and missing/unwritable files) prints one line
-`cakd-viz CMD: error: MESSAGE` on stderr and exits 2; anything unexpected prints one line and exits 1.
-Set CAKD_VIZ_DEBUG=1 to see the traceback as well.
+Errors: every failure prints exactly one line `cakd-viz CMD: error: MESSAGE` on stderr and exits 2:
+bad input (ValueError, including BundleError), files that are missing, unreadable or unwritable (any
+OSError), running out of memory ("out of memory ..."), and, labelled "internal error" with a hint,
+anything unexpected. Set CAKD_VIZ_DEBUG=1 to see the traceback as well. Library warnings raised while
+a command runs are held back: after an error only the error line is printed; after success each is
+shown as one line `cakd-viz CMD: warning: ...`. A reader that closes the pipe early
+(`cakd-viz info B | head -3`) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from cakd_viz.cli._common import Command, HelpFormatter, Parser
@@ -37,15 +42,10 @@ COMMANDS: tuple[str, ...] = (
     "cakd_viz.cli.sweep_cmd",
 )
 
-# Exceptions that mean "the input is wrong" (exit 2) rather than "cakd-viz is broken" (exit 1).
-BAD_INPUT = (
-    ValueError,
-    FileNotFoundError,
-    FileExistsError,
-    IsADirectoryError,
-    NotADirectoryError,
-    PermissionError,
-)
+# Exceptions that mean "the input or the environment is wrong" rather than "cakd-viz is broken".
+BAD_INPUT = (ValueError, OSError)
+EXIT_ERROR = 2  # every failure, whatever its kind
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,43 +78,84 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # let the command's own parser say it, so the message names the command
             getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version, or a usage error already printed by argparse
-        return exc.code if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_ERROR
     prog = f"{PROG} {args.command}"
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("default")
+        try:
+            code = int(args._run(args) or 0)
+        except BrokenPipeError:
+            raise
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except MemoryError as exc:
+            detail = _one_line(exc)
+            _report(prog, "error", f"out of memory{f' ({detail})' if detail != 'MemoryError' else ''}")
+            return EXIT_ERROR
+        except BAD_INPUT as exc:
+            _report(prog, "error", _one_line(exc))
+            return EXIT_ERROR
+        except Exception as exc:  # a bug, not bad input: say so in one line, traceback on request
+            message = f"{type(exc).__name__}: {_one_line(exc)} (set CAKD_VIZ_DEBUG=1 to see the traceback)"
+            _report(prog, "internal error", message)
+            return EXIT_ERROR
+    for w in _unique(held):
+        print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
+    return code
+
+
+def _unique(held: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    seen, out = set(), []
+    for w in held:
+        key = (w.category, str(w.message))
+        if key not in seen:
+            seen.add(key)
+            out.append(w)
+    return out
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush meets no closed pipe (Python docs, signal
+    module: "Note on SIGPIPE")."""
     try:
-        return int(args._run(args) or 0)
-    except BAD_INPUT as exc:
-        _report(prog, "error", exc)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, not bad input: say so in one line, traceback on request
-        _report(prog, "internal error", exc, hint=True)
-        return 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
-def _report(prog: str, kind: str, exc: BaseException, *, hint: bool = False) -> None:
+def _report(prog: str, kind: str, message: str) -> None:
     if os.environ.get("CAKD_VIZ_DEBUG", "").strip() not in ("", "0"):
         traceback.print_exc()
-    message = _one_line(exc)
-    if hint:
-        message = f"{type(exc).__name__}: {message} (set CAKD_VIZ_DEBUG=1 to see the traceback)"
     print(f"{prog}: {kind}: {message}", file=sys.stderr)
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | Warning) -> str:
     """The exception's message on one line; OSErrors as 'PATH: reason' without the errno."""
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())

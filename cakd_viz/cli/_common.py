@@ -106,9 +106,13 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write `frame` as CSV or Parquet (by suffix) to a temp name beside `path`, then rename it over.
 
     A crash or error never leaves a half-written table, and an existing `path` survives until the new
-    one is complete.
+    one is complete. The temp name carries its writer (`.NAME.tmp-PID-START-HOST`), so that the temp
+    file of a writer killed outright is removed by the next write to `path`, and a live one's is kept.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from cakd_viz import processes
+
+    remove_abandoned_temps(path)
+    tmp = path.with_name(f".{path.name}.tmp-{processes.owner_tag()}")
     try:
         if path.suffix.lower() == ".csv":
             frame.to_csv(tmp, index=False)
@@ -123,6 +127,34 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_abandoned_temps(path: Path) -> list[Path]:
+    """Remove the `.NAME.tmp-*` files that killed writers of `path` left (`processes.abandoned`); returns them."""
+    import time
+
+    from cakd_viz import processes
+
+    prefix = f".{path.name}.tmp-"
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            info = entry.lstat()
+            if not entry.is_file() or entry.is_symlink():
+                continue
+            owner = processes.parse_owner_tag(entry.name[len(prefix) :])
+            if processes.abandoned(owner, time.time() - info.st_mtime):
+                entry.unlink()
+                removed.append(entry)
+        except OSError:
+            continue  # gone already, or not ours to remove
+    return removed
 
 
 def human_bytes(size: int) -> str:

@@ -22,13 +22,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="storage dtype of the logits (default: the file's, float32 for other dtypes)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle at BUNDLE")
+    parser.add_argument(
+        "--max-bytes",
+        metavar="SIZE",
+        type=max_bytes,
+        default=None,
+        help="refuse a file whose arrays would hold more than SIZE, checked from its headers before any "
+        "data is read (e.g. 500M, 2G, 1.5GiB; binary units). Default: half this machine's memory "
+        f"({_default_text()}), since an import holds its arrays in memory",
+    )
+
+
+def max_bytes(text: str) -> int:
+    """argparse type: a size such as 500M or 2G (``limits.parse_size``)."""
+    from cakd_viz.bundle.limits import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _default_text() -> str:
+    from cakd_viz.bundle.limits import default_max_bytes
+    from cakd_viz.bundle.npy import human_size
+
+    return human_size(default_max_bytes())
 
 
 def run(args: argparse.Namespace) -> int:
     from cakd_viz.bundle import load_bundle
-    from cakd_viz.bundle.imports import import_file
+    from cakd_viz.bundle.imports import ImportLimitError, import_file
 
-    path = import_file(args.src, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    try:
+        path = import_file(
+            args.src, args.out, dtype=args.dtype, overwrite=args.overwrite, max_bytes=args.max_bytes
+        )
+    except ImportLimitError as exc:
+        raise ImportLimitError(f"{exc} (--max-bytes)") from None
     b = load_bundle(path, check_values=False)  # import_file validated the values already
     labels = "with labels" if b.labels is not None else "no labels"
     print(
@@ -46,12 +77,16 @@ COMMAND = Command(
         "shapes must agree, values must be finite, labels must lie in 0..C-1.\n\n"
         "Tensor names: 'teacher' (N, C), 'student' or 'student_NAME' (N, C, at least one), optional\n"
         "'labels' (N,), 'class_names' and 'inputs' (N, ...). .pt/.pth files must hold a dict of\n"
-        "tensors and are read with torch.load(weights_only=True): pickled objects are refused."
+        "tensors and are read with torch.load(weights_only=True): pickled objects are refused.\n\n"
+        "Every array's shape and dtype are read from the file's headers first: a file whose arrays would\n"
+        "exceed --max-bytes, or whose compressed members would expand more than 100x (a decompression\n"
+        "bomb, beyond 256 MiB), is refused before any data is read, and nothing is created."
     ),
     examples="""
   cakd-viz import logits.npz --out bundles/cifar100
   cakd-viz import run42.safetensors --out bundles/run42 --dtype float16 --overwrite
   cakd-viz import logits.pt --out bundles/imagenet && cakd-viz info bundles/imagenet
+  cakd-viz import big.npz --out bundles/big --max-bytes 40G
 """,
     add_arguments=add_arguments,
     run=run,

@@ -140,7 +140,14 @@ def stop_folder(folder: Path, *, grace_s: float) -> bool:
         return False
     store.request_cancel(folder)
     pgid = status.get("pgid")
-    if isinstance(pgid, int) and store.process_alive(status):
+    # only a process proven to be this folder's, on this host: a pid of another host or a reused one
+    # names someone else's process here
+    if (
+        isinstance(pgid, int)
+        and not isinstance(pgid, bool)
+        and pgid > 1
+        and store.process_alive(status, folder)
+    ):
         kill_group(pgid, grace_s=grace_s)
     return True
 
@@ -231,17 +238,23 @@ def run_slot(
 def _older_waiting(root: Path, run_dir: Path) -> bool:
     """Whether a run queued before ``run_dir`` is itself waiting for a slot (first come, first served)."""
     try:
-        mine = float(store.read_json(run_dir / store.STATUS).get("waiting_since") or 0)
-    except ValueError:
+        mine = _time_or_none(store.read_json(run_dir / store.STATUS).get("waiting_since")) or 0.0
+        others = [p for p in root.iterdir() if p != run_dir and not p.name.startswith(".") and p.is_dir()]
+    except (ValueError, OSError):
         return False
-    for other in root.iterdir():
-        if other == run_dir or other.name.startswith(".") or not other.is_dir():
-            continue
+    for other in others:
         try:
             status = store.read_json(other / store.STATUS)
         except ValueError:
-            continue
-        since = status.get("waiting_since")
-        if status.get("state") == "queued" and since and float(since) < mine and store.process_alive(status):
+            continue  # a broken folder never holds up the queue
+        since = _time_or_none(status.get("waiting_since"))
+        if status.get("state") == "queued" and since and since < mine and store.process_alive(status, other):
             return True
     return False
+
+
+def _time_or_none(value: object) -> float | None:
+    """A Unix time read from a status file, or None when it is not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None

@@ -1,13 +1,23 @@
 """Reading runs back: one ``RunInfo`` per folder, tables for the app, curves and sweep grids.
 
-Reading never trusts a folder more than its files allow: a folder whose config or status is missing
-or malformed reads as ``corrupt``; a "done" run without its summary, weights or bundle reads as
-``corrupt``; a "queued" or "running" run whose process is gone reads as ``failed`` with an error
-saying so (the files on disk are left as they are).
+Reading never trusts a folder more than its files allow, and never raises for a broken one:
+
+- a folder whose config.json or status.json is missing, unreadable, not a JSON object, or holds a
+  field of the wrong type (``"created": "yesterday"``, ``"loss": [1]``) reads as ``corrupt``, with a
+  one-line reason naming the file and field; a "done" run without its summary, weights or bundle
+  reads as ``corrupt`` too;
+- a "queued" or "running" run is checked against its process (pid, start time, host; see
+  ``store.process_liveness``): gone, it reads as ``failed`` ("the run's process (pid N) ended without
+  recording a result (killed?)"); on another host, as ``elsewhere`` ("running elsewhere (host X,
+  cannot be checked from here)"); alive but not provably the run (a pid without a start time that
+  does not run this folder), as ``failed`` too.
+
+The files on disk are left as they are; only ``runner.execute`` records a crash it finds.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,54 +28,137 @@ from cakd_viz.runs import store
 
 _START_GRACE_S = 60.0  # a queued run without a pid yet is given this long for its process to start
 
+# The fields readers use, and their JSON types (absent or null is always fine).
+_NUMBER, _INT, _TEXT, _OBJECT = "a number", "a whole number", "a string", "an object"
+_STATUS_FIELDS = {
+    "state": _TEXT,
+    "pid": _INT,
+    "pgid": _INT,
+    "pid_start": _INT,
+    "host": _TEXT,
+    "owner": _TEXT,
+    "error": _TEXT,
+    "created": _NUMBER,
+    "started": _NUMBER,
+    "ended": _NUMBER,
+    "waiting_since": _NUMBER,
+    "epoch": _INT,
+    "epochs": _INT,
+}
+_CONFIG_FIELDS = {
+    "name": _TEXT,
+    "data": _TEXT,
+    "test_data": _TEXT,
+    "teacher": _TEXT,
+    "student": _TEXT,
+    "sweep": _TEXT,
+    "loss": _OBJECT,
+    "params": _OBJECT,
+    "seed": _INT,
+    "epochs": _INT,
+}
+_SUMMARY_FIELDS = {
+    "best_val_acc": _NUMBER,
+    "last_val_acc": _NUMBER,
+    "teacher_val_acc": _NUMBER,
+    "best_epoch": _INT,
+}
+
+
+def _is_type(value: object, kind: str) -> bool:
+    if kind == _TEXT:
+        return isinstance(value, str)
+    if kind == _OBJECT:
+        return isinstance(value, dict)
+    if isinstance(value, bool):
+        return False
+    if kind == _INT:
+        return isinstance(value, int)
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def type_error(
+    data: dict, fields: dict[str, str], file: str, *, required: tuple[str, ...] = ()
+) -> str | None:
+    """The first field of ``data`` (a JSON object read from ``file``) of the wrong type, as one line; or None."""
+    for key in required:
+        if data.get(key) is None:
+            return f"{file}: '{key}' is missing"
+    for key, kind in fields.items():
+        value = data.get(key)
+        if value is not None and not _is_type(value, kind):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            return f"{file}: '{key}' must be {kind}, found {shown}"
+    loss = data.get("loss")
+    if isinstance(loss, dict) and loss.get("name") is not None and not isinstance(loss["name"], str):
+        return f"{file}: 'loss.name' must be a string, found {loss['name']!r}"
+    return None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if _is_type(value, _NUMBER) else None
+
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What one run folder says, checked for consistency."""
+    """What one run folder says, checked for consistency.
+
+    ``config``, ``status`` and ``summary`` hold the files as written when their fields have the types
+    readers expect, else ``{}`` (the folder then reads ``corrupt``); every property below copes with
+    empty ones.
+    """
 
     id: str
     path: Path
-    state: str  # one of store.STATES, or store.CORRUPT
-    error: str | None  # why it failed or reads as corrupt
+    state: str  # one of store.STATES, store.CORRUPT or store.ELSEWHERE
+    error: str | None  # why it failed, reads as corrupt, or cannot be checked from here (one line)
     config: dict = field(default_factory=dict)  # config.json ({} when unreadable)
-    status: dict = field(default_factory=dict)  # status.json as written
+    status: dict = field(default_factory=dict)  # status.json as written ({} when unreadable)
     summary: dict = field(default_factory=dict)  # summary.json ({} until done)
     epochs: tuple = ()  # the "epoch" records of metrics.jsonl
 
     @property
     def active(self) -> bool:
-        return self.state in ("queued", "running")
+        """Queued or running, here or (``elsewhere``) on another host sharing this folder."""
+        return self.state in ("queued", "running", store.ELSEWHERE)
 
     @property
     def label(self) -> str:
         from cakd_viz.runs.config import LossConfig
 
-        loss = self.config.get("loss") or {}
+        name = self.config.get("name")
+        if isinstance(name, str) and name:
+            return name
+        loss = self.config.get("loss")
+        if not isinstance(loss, dict):
+            return "?"
         try:
-            summary = LossConfig(**loss).summary()
-        except TypeError:
-            summary = str(loss.get("name", "?"))
-        return self.config.get("name") or summary
+            return LossConfig(**loss).summary()
+        except Exception:  # unknown keys or values of the wrong type: a label is never worth an error
+            return str(loss.get("name") or "?")
 
     @property
     def duration(self) -> float | None:
-        started = self.status.get("started")
+        started = _number(self.status.get("started"))
         if not started:
             return None
-        return (self.status.get("ended") or time.time()) - started
+        return (_number(self.status.get("ended")) or time.time()) - started
+
+    def _accs(self) -> list[float]:
+        return [v for v in (_number(e.get("val_acc")) for e in self.epochs) if v is not None]
 
     @property
     def best_acc(self) -> float | None:
         if "best_val_acc" in self.summary:
             return self.summary["best_val_acc"]
-        accs = [e["val_acc"] for e in self.epochs if e.get("val_acc") is not None]
+        accs = self._accs()
         return max(accs) if accs else None
 
     @property
     def last_acc(self) -> float | None:
         if "last_val_acc" in self.summary:
             return self.summary["last_val_acc"]
-        accs = [e["val_acc"] for e in self.epochs if e.get("val_acc") is not None]
+        accs = self._accs()
         return accs[-1] if accs else None
 
     @property
@@ -78,41 +171,67 @@ class RunInfo:
 
 
 def read_run(path: str | Path) -> RunInfo:
-    """Read one run folder (never raises for a broken folder: it reads as ``corrupt``)."""
+    """Read one run folder; never raises for a broken folder (it reads as ``corrupt``, with its reason)."""
     path = Path(path)
     try:
+        return _read_run(path)
+    except Exception as exc:  # a last resort: one bad folder never breaks a table or a page
+        return RunInfo(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _read_run(path: Path) -> RunInfo:
+    def corrupt(reason: str, config: dict | None = None) -> RunInfo:
+        return RunInfo(path.name, path, store.CORRUPT, " ".join(reason.split()), config or {})
+
+    try:
         config = store.read_json(path / store.CONFIG)
+    except ValueError as exc:
+        return corrupt(str(exc))
+    if (why := type_error(config, _CONFIG_FIELDS, store.CONFIG)) is not None:
+        return corrupt(why)
+    try:
         status = store.read_json(path / store.STATUS)
     except ValueError as exc:
-        return RunInfo(path.name, path, store.CORRUPT, str(exc))
+        return corrupt(str(exc), config)
+    if (why := type_error(status, _STATUS_FIELDS, store.STATUS, required=("state",))) is not None:
+        return corrupt(why, config)
     epochs = tuple(r for r in store.read_metrics(path) if r.get("kind") == "epoch")
-    state, error, summary = status.get("state"), status.get("error"), {}
+    state, error, summary = status["state"], status.get("error"), {}
     if state not in store.STATES:
-        state, error = store.CORRUPT, f"status.json has an unknown state {state!r}"
-    elif state in ("queued", "running"):
-        state, error = _liveness(status, state, error)
+        return corrupt(f"status.json has an unknown state {state!r}", config)
+    if state in ("queued", "running"):
+        state, error = _liveness(status, state, error, path)
     elif state == "done":
         try:
             summary = store.read_json(path / store.SUMMARY)
+            why = type_error(summary, _SUMMARY_FIELDS, store.SUMMARY, required=tuple(_SUMMARY_FIELDS))
+            if why is not None:
+                raise ValueError(why)
             _check_outputs(path)
         except ValueError as exc:
-            state, error = store.CORRUPT, f"marked done, but {exc}"
+            return corrupt(f"marked done, but {exc}", config)
     return RunInfo(path.name, path, state, error, config, status, summary, epochs)
 
 
-def _liveness(status: dict, state: str, error: str | None) -> tuple[str, str | None]:
-    if status.get("pid") is None:
-        if time.time() - float(status.get("created") or 0) < _START_GRACE_S:
+def _liveness(status: dict, state: str, error: str | None, path: Path) -> tuple[str, str | None]:
+    pid = status.get("pid")
+    if pid is None:
+        if time.time() - (_number(status.get("created")) or 0) < _START_GRACE_S:
             return state, error
         return "failed", "the run's process never started (no pid was recorded)"
-    if store.process_alive(status):
+    live = store.process_liveness(status, path)
+    if live == "alive":
         return state, error
+    if live == "elsewhere":
+        return store.ELSEWHERE, f"{state} elsewhere (host {status['host']}, cannot be checked from here)"
     owner = status.get("owner")
     who = f"the {owner} that queued it" if owner and state == "queued" else "the run's process"
-    return "failed", (
-        f"{who} (pid {status['pid']}) is gone without a final status: it was killed or crashed; "
-        "see the end of log.txt"
-    )
+    if live == "unproven":
+        return "failed", (
+            f"{who} (pid {pid}) cannot be proven to be alive: no start time was recorded and pid {pid} "
+            f"is not running {path.name}; treating it as ended without recording a result"
+        )
+    return "failed", f"{who} (pid {pid}) ended without recording a result (killed?); see the end of log.txt"
 
 
 def _check_outputs(path: Path) -> None:
@@ -122,14 +241,38 @@ def _check_outputs(path: Path) -> None:
         raise ValueError(f"{store.WEIGHTS}.json (the student's weights) is missing")
 
 
-def list_runs(root: str | Path | None = None, *, sweep: str | None = None) -> list[RunInfo]:
-    """Every run under ``root`` (default ``store.runs_dir()``), newest first; ``sweep`` keeps one sweep's."""
-    root = store.runs_dir(root)
-    if not root.is_dir():
+def _folders(root: Path) -> list[Path]:
+    """The visible sub-folders of ``root``, newest name first ([] when it cannot be listed)."""
+    try:
+        entries = sorted(root.iterdir(), reverse=True)
+    except OSError:
         return []
     out = []
-    for path in sorted(root.iterdir(), reverse=True):
-        if not path.is_dir() or path.name.startswith(".") or (path / store.SWEEP).exists():
+    for path in entries:
+        try:
+            if path.is_dir() and not path.name.startswith("."):
+                out.append(path)
+        except OSError:
+            continue
+    return out
+
+
+def _is_sweep(path: Path) -> bool:
+    try:
+        return (path / store.SWEEP).exists()
+    except OSError:
+        return False
+
+
+def list_runs(root: str | Path | None = None, *, sweep: str | None = None) -> list[RunInfo]:
+    """Every run under ``root`` (default ``store.runs_dir()``), newest first; ``sweep`` keeps one sweep's.
+
+    Never raises for a broken folder: it is listed as ``corrupt`` with its reason.
+    """
+    root = store.runs_dir(root)
+    out = []
+    for path in _folders(root):
+        if _is_sweep(path):
             continue
         info = read_run(path)
         if sweep is None or info.config.get("sweep") == sweep:
@@ -137,12 +280,33 @@ def list_runs(root: str | Path | None = None, *, sweep: str | None = None) -> li
     return out
 
 
+TABLE_COLUMNS = (
+    "id",
+    "state",
+    "run",
+    "data",
+    "student",
+    "loss",
+    "seed",
+    "epochs",
+    "best_acc",
+    "last_acc",
+    "duration_s",
+    "sweep",
+    "error",
+)
+
+
 def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
-    """One row per run: id, state, label, data, student, loss, seed, epochs, best/last accuracy, duration."""
+    """One row per run: id, state, label, data, student, loss, seed, epochs, best/last accuracy, duration.
+
+    Every column is present for every run; a corrupt run's unknown values are None (its reason is in
+    "error").
+    """
     rows = []
     for r in runs:
         c = r.config
-        done = len(r.epochs)
+        total = c.get("epochs")
         rows.append(
             {
                 "id": r.id,
@@ -152,7 +316,7 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
                 "student": c.get("student"),
                 "loss": (c.get("loss") or {}).get("name"),
                 "seed": c.get("seed"),
-                "epochs": f"{done}/{c.get('epochs', '?')}",
+                "epochs": None if total is None else f"{len(r.epochs)}/{total}",
                 "best_acc": r.best_acc,
                 "last_acc": r.last_acc,
                 "duration_s": r.duration,
@@ -160,14 +324,19 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
                 "error": r.error or "",
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
 def metrics_frame(run: RunInfo | str | Path, kind: str = "epoch") -> pd.DataFrame:
-    """The run's metrics records of one kind ("epoch" or "step") as a frame."""
+    """The run's metrics records of one kind ("epoch" or "step") as a frame; values that are not numbers
+    (a damaged or hand-edited file) become NaN, so curves and tables never meet a string."""
     path = run.path if isinstance(run, RunInfo) else Path(run)
     records = [r for r in store.read_metrics(path) if r.get("kind") == kind]
-    return pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    for column in frame.columns:
+        if column != "kind":
+            frame[column] = pd.to_numeric(frame[column].map(_number), errors="coerce")
+    return frame
 
 
 def sweep_frame(runs: list[RunInfo]) -> pd.DataFrame:
@@ -175,7 +344,7 @@ def sweep_frame(runs: list[RunInfo]) -> pd.DataFrame:
     summary), state, best and last held-out accuracy."""
     rows = []
     for r in runs:
-        params = dict(r.config.get("params") or {})
+        params = {str(k): v for k, v in dict(r.config.get("params") or {}).items()}
         rows.append(
             params
             | {"case": r.label, "id": r.id, "state": r.state, "best_acc": r.best_acc, "last_acc": r.last_acc}
@@ -189,15 +358,16 @@ class SweepInfo:
 
     id: str
     path: Path
-    state: str  # queued | running | done | failed | cancelled | corrupt
+    state: str  # queued | running | done | failed | cancelled | corrupt | elsewhere
     error: str | None
-    config: dict = field(default_factory=dict)  # the SweepConfig (JSON form)
+    config: dict = field(default_factory=dict)  # the SweepConfig (JSON form; {} when unreadable)
     status: dict = field(default_factory=dict)
     trials: tuple[RunInfo, ...] = ()
 
     @property
     def name(self) -> str:
-        return self.config.get("name") or self.id
+        name = self.config.get("name")
+        return name if isinstance(name, str) and name else self.id
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -209,27 +379,66 @@ class SweepInfo:
         return ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no trials"
 
 
+_SWEEP_CONFIG_FIELDS = {"name": _TEXT, "grid": _OBJECT, "random": _OBJECT, "engine": _TEXT}
+
+
 def read_sweep(path: str | Path) -> SweepInfo:
-    """Read a sweep folder and its trials (a broken folder reads as ``corrupt``)."""
+    """Read a sweep folder and its trials; never raises (a broken folder reads as ``corrupt``)."""
     path = Path(path)
+    try:
+        return _read_sweep(path)
+    except Exception as exc:  # a last resort, as in read_run
+        return SweepInfo(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _read_sweep(path: Path) -> SweepInfo:
+    def corrupt(reason: str) -> SweepInfo:
+        return SweepInfo(path.name, path, store.CORRUPT, " ".join(reason.split()))
+
     try:
         info = store.read_json(path / store.SWEEP)
         status = store.read_json(path / store.STATUS)
     except ValueError as exc:
-        return SweepInfo(path.name, path, store.CORRUPT, str(exc))
-    trials = tuple(read_run(path.parent / t) for t in info.get("trials", []))
-    state, error = status.get("state"), status.get("error")
-    if state in ("queued", "running") and status.get("pid") is not None and not store.process_alive(status):
-        if all(t.state in store.FINAL or t.state == store.CORRUPT for t in trials):
-            state = "done"
-        else:
-            state, error = "failed", f"the sweep's process (pid {status['pid']}) is gone; see its log.txt"
-    return SweepInfo(path.name, path, state, error, info.get("config", {}), status, trials)
+        return corrupt(str(exc))
+    config, names = info.get("config"), info.get("trials", [])
+    if not isinstance(config, dict):
+        return corrupt(f"{store.SWEEP}: 'config' must be an object, found {type(config).__name__}")
+    if (why := type_error(config, _SWEEP_CONFIG_FIELDS, f"{store.SWEEP} config")) is not None:
+        return corrupt(why)
+    if not isinstance(config.get("cases", []), list):
+        return corrupt(f"{store.SWEEP} config: 'cases' must be a list")
+    # trial names are folder names beside the sweep: nothing else is ever read through them
+    if not isinstance(names, list) or not all(
+        isinstance(t, str) and t and "/" not in t and "\\" not in t and not t.startswith(".") for t in names
+    ):
+        return corrupt(f"{store.SWEEP}: 'trials' must be a list of run folder names")
+    if (why := type_error(status, _STATUS_FIELDS, store.STATUS, required=("state",))) is not None:
+        return corrupt(why)
+    trials = tuple(read_run(path.parent / t) for t in names)
+    state, error = status["state"], status.get("error")
+    if state not in store.STATES:
+        return corrupt(f"status.json has an unknown state {state!r}")
+    if state in ("queued", "running") and status.get("pid") is not None:
+        live = store.process_liveness(status, path)
+        if live == "elsewhere":
+            state, error = (
+                store.ELSEWHERE,
+                f"{state} elsewhere (host {status['host']}, cannot be checked from here)",
+            )
+        elif live != "alive":
+            if all(t.state in store.FINAL or t.state == store.CORRUPT for t in trials):
+                state = "done"
+            else:
+                state, error = (
+                    "failed",
+                    (
+                        f"the sweep's process (pid {status['pid']}) ended without recording a result (killed?); "
+                        "see its log.txt"
+                    ),
+                )
+    return SweepInfo(path.name, path, state, error, config, status, trials)
 
 
 def list_sweeps(root: str | Path | None = None) -> list[SweepInfo]:
-    """Every sweep under ``root`` (default ``store.runs_dir()``), newest first."""
-    root = store.runs_dir(root)
-    if not root.is_dir():
-        return []
-    return [read_sweep(p) for p in sorted(root.iterdir(), reverse=True) if (p / store.SWEEP).is_file()]
+    """Every sweep under ``root`` (default ``store.runs_dir()``), newest first; never raises."""
+    return [read_sweep(p) for p in _folders(store.runs_dir(root)) if _is_sweep(p)]

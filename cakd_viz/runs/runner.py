@@ -70,10 +70,15 @@ def execute(
 
     ``max_concurrent=0`` skips the slots (the caller bounds concurrency, e.g. Ray). ``report(metrics)``
     gets every epoch's metrics (Ray Tune's ``tune.report``). Errors are recorded and re-raised.
+
+    A folder is executed once: one that has ended (done, failed, cancelled, or queued/running with its
+    process gone), reads ``corrupt``, is running, or belongs to another host is refused with a
+    ValueError before anything is written, except that a crash found here is recorded as "failed".
     """
     from cakd_viz.distributed import process_group
 
     run_dir = Path(run_dir)
+    check_executable(run_dir)
     try:
         cfg = RunConfig.from_dict(store.read_json(run_dir / store.CONFIG)).validated()
     except ValueError as exc:
@@ -82,6 +87,29 @@ def execute(
     with process_group(cfg.device) as (group, dev):
         ctx = _Context(run_dir, cfg, group, dev, echo=echo, progress=progress, report=report)
         return _execute(ctx, max_concurrent)
+
+
+def check_executable(run_dir: Path) -> None:
+    """ValueError (one line) unless ``run_dir`` is a prepared run waiting to be executed (see ``execute``).
+
+    A run found dead (status queued/running, its process gone) gets its crash recorded as "failed"
+    first, so the record is kept rather than relabelled by a later attempt.
+    """
+    from cakd_viz.runs.results import read_run
+
+    info = read_run(run_dir)
+    rerun = f"to run it again, start a new run: cakd-viz tune --config {run_dir / store.CONFIG}"
+    if info.state == store.CORRUPT:
+        raise ValueError(f"{run_dir}: cannot execute this run folder: {info.error}")
+    if info.state in store.FINAL:
+        if info.status.get("state") not in store.FINAL and int(os.environ.get("RANK", "0")) == 0:
+            store.update_status(run_dir, "failed", error=info.error)  # keep the crash on record
+        why = f": {info.error}" if info.error else ""
+        raise ValueError(f"{run_dir} has ended ({info.state}{why}); a finished run is never rerun; {rerun}")
+    if info.state == store.ELSEWHERE:
+        raise ValueError(f"{run_dir} is {info.error}; refusing to execute it here as well")
+    if info.state == "running":
+        raise ValueError(f"{run_dir} is already running (pid {info.status.get('pid')}); {rerun}")
 
 
 class _Context:

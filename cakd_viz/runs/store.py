@@ -1,7 +1,8 @@
 """The run folder on disk (docs/architecture.md §6): written by the run's own process, read by anyone.
 
     RUN_ID/config.json     the RunConfig (everything needed to rerun it)
-    RUN_ID/status.json     {"state": "queued|running|done|failed|cancelled", "pid", "started", "ended", "error", ...}
+    RUN_ID/status.json     {"state": "queued|running|done|failed|cancelled", "pid", "pid_start", "host", "started",
+                            "ended", "error", ...}
     RUN_ID/metrics.jsonl   one JSON object per logged step ("kind": "step") or epoch ("kind": "epoch")
     RUN_ID/log.txt         the run's own output
     RUN_ID/env.json        seed, device, batch size, world size, library versions, host
@@ -14,6 +15,10 @@ the old or the new file, never half of one. A folder is created under a hidden t
 renamed into place once config.json and status.json are in it. "done" is written last, after the
 weights, bundle and summary, and is trusted only when they are present. Status changes go through
 ``update_status``, which holds a lock and never leaves a final state (done, failed, cancelled).
+
+Whether the process a status names still runs is decided by :func:`process_liveness` from its pid,
+start time and host (``cakd_viz.processes``): a run on another host cannot be checked from here, and
+a pid without a recorded start time proves nothing unless the process is visibly this run.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ import json
 import os
 import re
 import secrets
-import socket
 import time
 from pathlib import Path
+
+from cakd_viz import processes
 
 RUNS_DIR_ENV = "CAKD_VIZ_RUNS_DIR"
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 CORRUPT = "corrupt"  # read-only state of a folder that cannot be trusted (never written)
+ELSEWHERE = "elsewhere"  # read-only state of a queued/running run of another host (never written)
 CONFIG, STATUS, METRICS, LOG = "config.json", "status.json", "metrics.jsonl", "log.txt"
 SUMMARY, ENV, CANCEL, BUNDLE, WEIGHTS = "summary.json", "env.json", "cancel.request", "bundle", "student"
 SWEEP = "sweep.json"  # marks a sweep's folder (it holds no run of its own)
@@ -68,16 +75,30 @@ def write_json(path: Path, obj: object) -> None:
         tmp.unlink(missing_ok=True)
 
 
+MAX_JSON_BYTES = 16 * 2**20  # a config or status is a few KB; anything this big is not one of ours
+MAX_METRICS_BYTES = 64 * 2**20  # metrics.jsonl beyond this is read from its end
+
+
 def read_json(path: Path) -> dict:
-    """A JSON object from ``path``; ValueError naming the file when it is missing or malformed."""
+    """A JSON object from ``path``; ValueError (one line, naming the file) when it is missing,
+    unreadable, too large, malformed, or not an object."""
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"{path.name} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path.name} is unreadable ({exc})") from None
+    except OSError as exc:
+        raise ValueError(f"{path.name} is unreadable ({exc.strerror or exc})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise ValueError(f"{path.name} is larger than {MAX_JSON_BYTES // 2**20} MiB; not a run file")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not text (binary data)") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path.name} is not valid JSON ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path.name} does not hold a JSON object")
+        raise ValueError(f"{path.name} does not hold a JSON object (found {type(data).__name__})")
     return data
 
 
@@ -114,14 +135,19 @@ def update_status(run_dir: Path, state: str | None = None, **fields: object) -> 
     """Change the state (and/or other fields) under a lock; returns the new status, or None if refused.
 
     A final state is never left: e.g. a run that finished a moment before a cancel stays "done", and
-    a "cancelled" run's late "done" is refused. ``state=None`` updates fields of a live run only.
+    a "cancelled" run's late "done" is refused. ``state=None`` updates fields of a live run only. A
+    status.json that exists but cannot be read (the folder reads ``corrupt``) is never overwritten.
     """
     with _locked(run_dir):
         try:
             current = read_json(run_dir / STATUS)
         except ValueError:
+            if (run_dir / STATUS).exists():
+                return None
             current = {}
         now = current.get("state")
+        if now is not None and now not in STATES:
+            return None
         new = state or now
         if new not in _NEXT.get(now, set()):
             return None
@@ -137,43 +163,31 @@ def update_status(run_dir: Path, state: str | None = None, **fields: object) -> 
 
 def process_identity(pid: int | None = None) -> dict:
     """{"pid", "pid_start", "host"} of a process (default: this one), for telling later if it still runs."""
-    pid = os.getpid() if pid is None else pid
-    return {"pid": pid, "pid_start": _start_ticks(pid), "host": socket.gethostname()}
+    return processes.identity(pid)
 
 
-def process_alive(status: dict) -> bool:
-    """Whether the process named by ``status`` (pid, pid_start, host) still runs.
+def process_liveness(status: dict, folder: Path | None = None) -> str:
+    """ "alive", "gone", "elsewhere" or "unproven" for the process ``status`` names (``processes.liveness``).
 
-    A process on another host is assumed alive (it cannot be checked from here); a zombie, or a pid
-    that now belongs to a process started at another time, counts as gone.
+    Without a recorded start time the process counts as alive only when ``folder``'s name is on its
+    command line (``tune --run-dir RUNS/RUN_ID``), so pid 1 or a reused pid never reads alive forever.
     """
-    pid = status.get("pid")
-    if not isinstance(pid, int):
-        return False
-    if status.get("host") not in (None, socket.gethostname()):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    start = _start_ticks(pid)
-    if start == -1:  # a zombie: exited, not yet reaped
-        return False
-    return status.get("pid_start") in (None, start) or start is None
+    return processes.liveness(
+        status.get("pid"),
+        status.get("pid_start"),
+        status.get("host"),
+        hint=None if folder is None else folder.name,
+    )
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux /proc); -1 for a zombie; None if unknown."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = text[text.rfind(")") + 2 :].split()  # fields after "pid (comm)"
-    if rest and rest[0] in ("Z", "X"):
-        return -1
-    return int(rest[19]) if len(rest) > 19 else None
+def process_alive(status: dict, folder: Path | None = None) -> bool:
+    """Whether the process named by ``status`` (pid, pid_start, host) provably still runs on this host.
+
+    A process on another host, a zombie, a pid now belonging to a process started at another time, and
+    a pid without a start time that is not visibly this run's all count as not alive: nothing may be
+    killed or waited for on their account.
+    """
+    return process_liveness(status, folder) == "alive"
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
@@ -184,16 +198,24 @@ def append_metrics(run_dir: Path, record: dict) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """Every complete record of metrics.jsonl, in order; unreadable lines are skipped."""
+    """Every complete record of metrics.jsonl, in order; unreadable lines are skipped (a file larger
+    than ``MAX_METRICS_BYTES`` is read from its end)."""
+    path = run_dir / METRICS
     try:
-        lines = (run_dir / METRICS).read_text().splitlines()
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - MAX_METRICS_BYTES))
+            raw = handle.read(MAX_METRICS_BYTES)
     except OSError:
         return []
+    lines = raw.decode("utf-8", "replace").splitlines()
+    if size > MAX_METRICS_BYTES:
+        lines = lines[1:]  # the first line was cut
     out = []
     for line in lines:
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(record, dict):
             out.append(record)
