@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -72,10 +73,15 @@ def open_source(source: str) -> Opened:
     else:
         if not (len(rest) == 16 and all(ch in "0123456789abcdef" for ch in rest)):
             raise ValueError("not an upload reference of this server")
-        path = UPLOAD_DIR / rest / "bundle"
+        upload_root = _upload_root()
+        path = upload_root / rest / "bundle"
         if not path.is_dir():
             raise ValueError("that uploaded file is no longer on this server; upload it again")
-        _touch(UPLOAD_DIR / rest)
+        try:
+            app_config.check_tree_confined(path, [upload_root], limit=BUNDLE_FILES_LIMIT)
+        except app_config.PathRefused:
+            raise ValueError("that upload holds links out of the upload folder; upload it again") from None
+        _touch(upload_root / rest)
         label, token = f"upload: {_upload_name(rest)}", source
     key = _identity(path)
     try:
@@ -129,15 +135,15 @@ def import_upload(name: str, data: bytes, *, max_bytes: int | None = None) -> st
     if len(data) > largest:
         raise ValueError(f"{len(data) / 2**20:,.1f} MB, more than the {largest / 2**20:,.0f} MB upload limit")
     digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = UPLOAD_DIR / digest
+    upload_root = _upload_root()
+    folder = upload_root / digest
     prune_uploads(keep=digest)
     if (folder / "bundle" / "meta.json").is_file():
         _touch(folder)
         return f"upload:{digest}"
     from cakd_viz.bundle.imports import import_file  # imported lazily: pulls in torch/safetensors readers
 
-    UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{digest}.partial-", dir=UPLOAD_DIR))  # private to this import
+    work = Path(tempfile.mkdtemp(prefix=f"{digest}.partial-", dir=upload_root))  # private to this import
     src = work / f"upload.{ext}"
     try:
         with open(src, "wb") as f:
@@ -151,9 +157,8 @@ def import_upload(name: str, data: bytes, *, max_bytes: int | None = None) -> st
             if not (folder / "bundle" / "meta.json").is_file():
                 raise
     except Exception as exc:  # any reader failure (zip, torch, safetensors) becomes one clear line
-        raise ValueError(
-            _safe(exc, swaps={str(src): name, str(work): "the upload", src.name: name})
-        ) from None
+        swaps = {str(src): src.name, str(work): "the upload"}
+        raise ValueError(_safe(exc, swaps=swaps, subject=src.name, name=name)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return f"upload:{digest}"
@@ -181,6 +186,22 @@ def prune_uploads(*, keep: str = "", now: float | None = None) -> list[str]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
     return removed
+
+
+def _upload_root() -> Path:
+    """UPLOAD_DIR, created private (0700) on first use; ValueError when it is a link, not a folder, or
+    belongs to another user (in a shared temp folder anyone could have made it first, and planted
+    bundles or links in it)."""
+    try:
+        UPLOAD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = UPLOAD_DIR.lstat()
+    except OSError as exc:
+        raise ValueError(f"the upload folder cannot be used ({exc.strerror})") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ValueError("the upload folder is not a folder of this server's user; uploads are off")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        UPLOAD_DIR.chmod(0o700)
+    return UPLOAD_DIR
 
 
 def _touch(folder: Path) -> None:
@@ -217,12 +238,23 @@ def _upload_name(digest: str) -> str:
         return digest
 
 
-def _safe(exc: BaseException, *, roots: list[Path] | None = None, swaps: dict[str, str] | None = None) -> str:
+def _safe(
+    exc: BaseException,
+    *,
+    roots: list[Path] | None = None,
+    swaps: dict[str, str] | None = None,
+    subject: str = "",
+    name: str = "",
+) -> str:
     """One line for the browser from a library's error: its first line (with the exception's type unless
-    it is a ValueError, the library's way of saying "bad input"), server paths replaced, markdown escaped."""
+    it is a ValueError, the library's way of saying "bad input"), server paths replaced, markdown escaped.
+    A message about file ``subject`` loses its leading "subject: " (the caller names the file) and says
+    ``name`` wherever it names ``subject``."""
     text = app_config.one_line(str(exc)) or type(exc).__name__
     if not isinstance(exc, ValueError):
         text = f"could not be read ({type(exc).__name__}: {text})"
     for long, short in sorted((swaps or {}).items(), key=lambda s: -len(s[0])):
         text = text.replace(long, short)
+    if subject:
+        text = text.removeprefix(f"{subject}: ").replace(subject, name or subject)
     return plain(app_config.scrub(text, roots))

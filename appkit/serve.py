@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -106,19 +107,48 @@ def running_server(
             out.close()
 
 
-def memory_bytes(pid: int) -> tuple[int, int]:
-    """(resident, peak resident) bytes of process `pid` (Linux: VmRSS and VmHWM of /proc/PID/status)."""
+def memory_bytes(pid: int) -> dict[str, int]:
+    """Resident memory of process `pid` in bytes (Linux /proc/PID/status): "rss" (VmRSS), "peak" (VmHWM,
+    since the last `reset_peak_memory`), "anon" (RssAnon: heap, not memory-mapped files)."""
+    keys = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anon"}
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) * 1024
-    return values["VmRSS"], values["VmHWM"]
+        if key in keys:
+            values[keys[key]] = int(rest.split()[0]) * 1024
+    return values
 
 
 def reset_peak_memory(pid: int) -> None:
     """Start a new peak-resident measurement of `pid` (writes 5 to /proc/PID/clear_refs; Linux >= 4.0)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+class PeakAnon:
+    """Samples a process's anonymous resident memory (RssAnon) every `every_s` seconds in a thread
+    while the `with` block runs; `.peak` is the largest seen (the kernel keeps no peak of it)."""
+
+    def __init__(self, pid: int, every_s: float = 0.005) -> None:
+        self.pid, self.every_s, self.peak = pid, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, KeyError):
+                self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakAnon:
+        self.peak = memory_bytes(self.pid)["anon"]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(OSError, KeyError):
+            self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:

@@ -467,13 +467,13 @@ def _npz_bomb(expanded_mb: int) -> bytes:
     n = expanded_mb * 2**20 // 4 // 100
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (n, 100)})
     buf = io.BytesIO()
-    chunk = bytes(2**20)
+    chunk = bytes(400 * 2**10)  # whole rows of 100 float32
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for member in ("teacher.npy", "student.npy"):
             with z.open(member, "w", force_zip64=True) as f:
                 f.write(header.getvalue())
-                for _ in range(expanded_mb):
-                    f.write(chunk)
+                for start in range(0, n, 1024):
+                    f.write(chunk[: 400 * min(1024, n - start)])
     return buf.getvalue()
 
 
@@ -494,7 +494,7 @@ def test_upload_names_cannot_leave_the_upload_folder_or_render_markup(env):
     (line,) = [e.value for e in at.error]
     assert line.startswith(f"Could not import `{name}`: ")  # in a code span: shown as typed, never markup
     rest = line[len(f"Could not import `{name}`: ") :]
-    assert "](" not in rest and "<img" not in rest  # text from the library is escaped too
+    assert not re.search(r"(?<!\\)[\[\]<>()`]", rest), rest  # text from the library is escaped too
     long = "n" * 10_000 + ".npz"
     at = _upload(_app("path:a", page="app_pages/data.py"), long, _npz_logits(seed=4))
     assert f"upload: {'n' * 96}.npz" in _sidebar_text(at) and "n" * 101 not in _sidebar_text(at)
@@ -510,10 +510,36 @@ def test_a_decompression_bomb_is_refused_past_the_cap_and_the_old_bundle_stays(e
     assert line.startswith("Could not import `bomb.npz`: ") and line.endswith(
         "The previous bundle stays open."
     )
+    assert "over the 16.0 MiB import limit" in line  # the app's cap, passed to the importer
     assert "\n" not in line and len(line) < 400
     assert "path: data/a" in _sidebar_text(at)
     assert [p for p in bundles.UPLOAD_DIR.iterdir()] == []  # nothing left behind
     _no_server_paths(at, env["root"], bundles.UPLOAD_DIR)
+
+
+def test_a_planted_upload_folder_is_not_trusted(env, monkeypatch, tmp_path):
+    """The upload folder lives in a shared temp folder: one made by someone else (here a link to
+    another folder) turns uploads off with one line, and a planted upload with a link out of the
+    folder does not open."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = tmp_path / "planted-uploads"
+    planted.symlink_to(elsewhere)
+    monkeypatch.setattr(bundles, "UPLOAD_DIR", planted)
+    at = _upload(_app("path:a", page="app_pages/data.py"), "mine.npz", _npz_logits())
+    (line,) = [e.value for e in at.error]
+    assert "not a folder of this server's user" in line and list(elsewhere.iterdir()) == []
+    assert "path: data/a" in _sidebar_text(at)
+    real = tmp_path / "uploads2"
+    monkeypatch.setattr(bundles, "UPLOAD_DIR", real)
+    digest = "0123456789abcdef"
+    shutil.copytree(env["data"] / "a", real / digest / "bundle")
+    (real / digest / "bundle" / "teacher.npy").unlink()
+    shutil.copy(env["data"] / "a" / "teacher.npy", env["outside"] / "teacher.npy")
+    (real / digest / "bundle" / "teacher.npy").symlink_to(env["outside"] / "teacher.npy")
+    at = _app(f"upload:{digest}")
+    (line,) = [_unescape(e.value) for e in at.sidebar.error]
+    assert "holds links out of the upload folder" in line and line.endswith("Showing sample: glyphs instead.")
 
 
 def test_the_upload_cap_setting(monkeypatch):
