@@ -164,8 +164,8 @@ def live() -> None:
     )
     for r in [r for r in runs if r.state in ("failed", store.CORRUPT)][:5]:
         with st.expander(f"{r.state}: {r.label} ({r.id})"):
-            st.error(r.error or "no error recorded")
-            st.code(r.log_tail(40) or "(log.txt is empty)", language=None)
+            st.error(app_config.scrub(r.error or "no error recorded"))  # no server paths in the browser
+            st.code(app_config.scrub(r.log_tail(40)) or "(log.txt is empty)", language=None)
     _compare(runs)
     _sweeps()
 
@@ -210,7 +210,7 @@ def _sweeps() -> None:
     sid = st.selectbox("Sweep", list(names), format_func=names.get, key="tune_sweep")
     s = next(s for s in sweeps if s.id == sid)
     if s.error:
-        st.error(s.error)
+        st.error(app_config.scrub(s.error))
     if s.state in ("queued", "running") and st.button("Cancel sweep", key=f"cancel_sweep_{s.id}"):
         engine.cancel_sweep(s.path)
         st.rerun(scope="fragment")
