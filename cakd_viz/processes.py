@@ -8,7 +8,7 @@ clock ticks since boot, from Linux's /proc), and a reader asks :func:`liveness`,
     "gone"       this host, and the pid is free, a zombie, or now another process
     "elsewhere"  another host: it cannot be checked from here
     "unproven"   this host, the pid runs, but nothing shows it is the writer (no start time was
-                 recorded and ``hint`` is not on its command line): not proof of life
+                 recorded and no argument on its command line names ``hint``): not proof of life
 
 Writers' temporary files and folders carry their owner (in their name, :func:`owner_tag`, or in a
 small file), so that the next writer to the same target can remove what a killed writer left behind
@@ -73,11 +73,11 @@ def _is_pid(value: object) -> bool:
 
 
 def liveness(pid: object, pid_start: object = None, host: object = None, *, hint: str | None = None) -> str:
-    """ "alive", "gone", "elsewhere" or "unproven" for the process a file names (see the module docstring).
+    """Whether the process a file names runs: "alive", "gone", "elsewhere" or "unproven" (module docstring).
 
-    ``pid_start`` None means none was recorded; then the process counts as alive only when ``hint``
-    (e.g. the run folder's name) appears on its command line, since a reused pid (or pid 1) would
-    otherwise read alive forever.
+    ``pid_start`` None means none was recorded; then the process counts as alive only when one of its
+    command-line arguments names ``hint`` (e.g. the run folder's name, as in ``--run-dir RUNS/ID``),
+    since a reused pid (or pid 1) would otherwise read alive forever.
     """
     if not _is_pid(pid):
         return "gone"
@@ -98,16 +98,22 @@ def liveness(pid: object, pid_start: object = None, host: object = None, *, hint
         if start is None:  # no /proc here: the pid exists, that is all we can tell
             return "alive"
         return "alive" if pid_start == start else "gone"
-    if hint and hint in _cmdline(pid):
+    if hint and any(_last_part(arg) == hint for arg in _argv(pid)):
         return "alive"
     return "unproven"
 
 
-def _cmdline(pid: int) -> str:
+def _argv(pid: int) -> list[str]:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return ""
+        return []
+    return raw.decode("utf-8", "replace").split("\0")
+
+
+def _last_part(arg: str) -> str:
+    """The last path component of an argument's value: "--run-dir=/runs/ID/" -> "ID"."""
+    return arg.rpartition("=")[2].rstrip("/").rpartition("/")[2]
 
 
 def owner_tag() -> str:

@@ -567,3 +567,35 @@ def test_attached_writer_cannot_commit_and_partial_ids_do_not_collide(tmp_path, 
         BundleWriter.attach(tmp_path / "nothing")
     other.close()
     w.abort()
+
+
+def test_predictions_are_safe_when_many_threads_ask_at_once(tmp_path, logits):
+    """The app shares one cached Bundle between sessions: concurrent first calls must all get the one
+    published, complete, read-only array (a dict filled in place could hand out a half-filled entry)."""
+    import threading
+
+    student, teacher, labels = logits
+    b = load_bundle(_write(tmp_path, logits))
+    barrier = threading.Barrier(16)
+    results: list = [None] * 16
+    errors: list = []
+
+    def ask(i: int) -> None:
+        try:
+            barrier.wait()
+            who = "teacher" if i % 2 else "kd"
+            results[i] = (who, b.predictions(who))
+        except Exception as exc:  # collected: a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    expected = {"teacher": np.argmax(teacher, axis=1), "kd": np.argmax(student, axis=1)}
+    for who, pred in results:
+        np.testing.assert_array_equal(pred, expected[who])
+        assert pred is b.predictions(who) and not pred.flags.writeable
+    assert b.accuracy() == float(np.mean(expected["teacher"] == labels))

@@ -88,6 +88,7 @@ LAYERS = {
     "native": 0,
     "grouping": 1,
     "distributed": 0,
+    "processes": 0,
     "decomposition": 2,
     "bundle": 2,
     "losses": 2,

@@ -20,11 +20,13 @@ any data is read or decompressed (``limits``: the ``max_bytes`` limit and decomp
   uncompressed (as ``torch.save`` writes them) and a pickle of at most ``MAX_PICKLE_BYTES``; the
   ``data/`` members must fit the limit; then ``torch.load(weights_only=True, mmap=True)`` maps the
   tensors from the file, with its warnings held back, and what it returns is checked against the
-  limit again (one storage may back many tensors). Legacy (pre-zip) files are refused.
+  limit and the bomb ratio again (one storage may back many tensors, or a tensor with zero strides).
+  Legacy (pre-zip) files and TorchScript archives are refused.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import pickle
@@ -397,6 +399,10 @@ def _check_torch_zip(src: Path, limit: int) -> None:
     with open_zip(src, "PyTorch file") as zf:
         data = {}
         pickles = 0
+        if any(i.filename.endswith("constants.pkl") or "/code/" in i.filename for i in zf.infolist()):
+            raise BundleError(
+                f"{src.name} is a TorchScript model (torch.jit.save), not a dict of tensors saved with torch.save"
+            )
         for info in zf.infolist():
             if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
                 raise BundleError(
@@ -464,6 +470,7 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
             f"{out[key].shape} {out[key].dtype} = {human_size(size)}",
         )
     _check_total(src, sizes, limit)
+    check_expansion(src.name, sum(sizes.values()), src.stat().st_size)
     return out
 
 
@@ -538,3 +545,7 @@ def import_file(
         raise BundleError(f"{src.name}: {exc}") from None
     except MemoryError:
         raise BundleError(f"{src.name}: out of memory writing its bundle") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOMEM:  # mapping the bundle's arrays found no memory
+            raise BundleError(f"{src.name}: out of memory writing its bundle") from None
+        raise

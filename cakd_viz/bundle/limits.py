@@ -53,7 +53,7 @@ def default_max_bytes() -> int:
 
 
 def parse_size(text: str) -> int:
-    """ "500M" -> 524288000, "2G" -> 2147483648, "1.5GiB", "800000" (bytes); binary units, case-insensitive.
+    """A size in bytes: "500M" -> 524288000, "2G" -> 2147483648, "1.5GiB", "800000"; binary units, any case.
 
     ValueError naming the text when it is not a size.
     """
@@ -93,7 +93,7 @@ def check_expansion(src_name: str, declared: int, file_size: int) -> None:
     """BundleError when compressed data would expand past ``BOMB_RATIO`` x the file (beyond ``BOMB_FLOOR``)."""
     if declared > BOMB_FLOOR and declared > BOMB_RATIO * max(1, file_size):
         raise BundleError(
-            f"{src_name}: its arrays would decompress to {human_size(declared)} from a "
+            f"{src_name}: its arrays would expand to {human_size(declared)} from a "
             f"{human_size(file_size)} file ({declared // max(1, file_size):,}x); refusing a likely "
             f"decompression bomb (at most {BOMB_RATIO}x beyond {human_size(BOMB_FLOOR)})"
         )

@@ -31,8 +31,8 @@ MAX_HEADER_BYTES = 64 * 1024  # numpy writes about 128 bytes; numpy.load's own l
 def human_size(num_bytes: int) -> str:
     """2_147_483_648 -> '2.0 GiB' (binary units, as the --max-bytes suffixes)."""
     value = float(num_bytes)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024 or unit == "EiB":
             return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")

@@ -94,7 +94,8 @@ def _check_links(root: Path) -> None:
             except (OSError, RuntimeError):
                 raise BundleError(f"{rel} is a link that cannot be resolved (a loop?); refusing it") from None
             if target != base and base not in target.parents:
-                raise BundleError(f"{rel} is a link to a file outside the bundle; refusing it")
+                what = "folder" if target.is_dir() else "file"
+                raise BundleError(f"{rel} is a link to a {what} outside the bundle; refusing it")
 
 
 def _check_float(arr: np.ndarray, rel: str) -> None:

@@ -135,9 +135,14 @@ class BundleWriter:
             raise BundleError(
                 f"{tmp} already exists (left by an earlier run?); remove it or use another id"
             ) from None
-        (tmp / "students").mkdir()
-        (tmp / LAYOUT).write_text(json.dumps(layout, indent=1), encoding="utf-8")
-        self._open(tmp, layout, owner=True, mode="w+")
+        try:
+            (tmp / "students").mkdir()
+            (tmp / LAYOUT).write_text(json.dumps(layout, indent=1), encoding="utf-8")
+            self._open(tmp, layout, owner=True, mode="w+")
+        except BaseException:  # e.g. no memory to map the arrays, a full disk: leave nothing behind
+            self.teacher = self.students = self.labels = self.inputs = None
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     @staticmethod
     def partial_path(path: str | Path, partial_id: str) -> Path:

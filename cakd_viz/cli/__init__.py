@@ -17,6 +17,7 @@ shown as one line `cakd-viz CMD: warning: ...`. A reader that closes the pipe ea
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -113,7 +114,10 @@ def _main(argv: Sequence[str] | None) -> int:
             _report(prog, "error", f"out of memory{f' ({detail})' if detail != 'MemoryError' else ''}")
             return EXIT_ERROR
         except BAD_INPUT as exc:
-            _report(prog, "error", _one_line(exc))
+            if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+                _report(prog, "error", f"out of memory ({_one_line(exc)})")
+            else:
+                _report(prog, "error", _one_line(exc))
             return EXIT_ERROR
         except Exception as exc:  # a bug, not bad input: say so in one line, traceback on request
             message = f"{type(exc).__name__}: {_one_line(exc)} (set CAKD_VIZ_DEBUG=1 to see the traceback)"

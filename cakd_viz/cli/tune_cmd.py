@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--run-dir",
         metavar="DIR",
         type=Path,
-        help="execute a prepared run folder (what the app's launcher starts)",
+        help="execute a prepared run folder (what the app's launcher starts); a folder runs once: one that "
+        "has ended, is running, is corrupt or belongs to another host is refused",
     )
     parser.add_argument(
         "--runs-dir",
@@ -126,7 +127,9 @@ COMMAND = Command(
         "accuracy per epoch), log.txt, env.json (seed, device, batch size, versions), the final student\n"
         "weights (student.safetensors + student.json) and bundle/, the held-out logits of the teacher and\n"
         "the student, which opens in the app's explorer pages. Under torchrun it trains data-parallel.\n"
-        "Runs beyond --max-concurrent wait (state 'queued'). Exit code: 0 done, 1 failed, 130 cancelled."
+        "Runs beyond --max-concurrent wait (state 'queued'). Exit code: 0 done, 1 failed, 130 cancelled,\n"
+        "2 refused (bad config, or --run-dir on a run that has ended: rerun with --config RUN/config.json,\n"
+        "which makes a new run; a run killed outright is recorded as failed, never relabelled)."
     ),
     examples="""
   cakd-viz tune --config examples/run_glyphs_cakd.json

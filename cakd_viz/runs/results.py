@@ -81,14 +81,14 @@ def type_error(
     data: dict, fields: dict[str, str], file: str, *, required: tuple[str, ...] = ()
 ) -> str | None:
     """The first field of ``data`` (a JSON object read from ``file``) of the wrong type, as one line; or None."""
-    for key in required:
-        if data.get(key) is None:
-            return f"{file}: '{key}' is missing"
     for key, kind in fields.items():
         value = data.get(key)
         if value is not None and not _is_type(value, kind):
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
             return f"{file}: '{key}' must be {kind}, found {shown}"
+    for key in required:
+        if data.get(key) is None:
+            return f"{file}: '{key}' is missing"
     loss = data.get("loss")
     if isinstance(loss, dict) and loss.get("name") is not None and not isinstance(loss["name"], str):
         return f"{file}: 'loss.name' must be a string, found {loss['name']!r}"

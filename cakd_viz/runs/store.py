@@ -167,7 +167,7 @@ def process_identity(pid: int | None = None) -> dict:
 
 
 def process_liveness(status: dict, folder: Path | None = None) -> str:
-    """ "alive", "gone", "elsewhere" or "unproven" for the process ``status`` names (``processes.liveness``).
+    """Whether the process ``status`` names runs: "alive", "gone", "elsewhere" or "unproven" (``processes``).
 
     Without a recorded start time the process counts as alive only when ``folder``'s name is on its
     command line (``tune --run-dir RUNS/RUN_ID``), so pid 1 or a reused pid never reads alive forever.

@@ -1,0 +1,171 @@
+"""Peak memory of `cakd-viz import` on hostile files and on legitimate ones under 200 MB.
+
+    .venv/bin/python benchmarks/bench_hostile_inputs.py [--dir /tmp/cakd-hostile] [--legit-mb 150]
+
+Goal (issue 9): no file under 200 MB raises the command's peak memory by more than 300 MB beyond the
+arrays it legitimately produces.
+
+Each case runs `python -m cakd_viz import FILE --out DIR/out` in a fresh subprocess. Its peak resident
+memory (VmHWM: the kernel's high-water mark, memory-mapped file pages included) and its anonymous
+memory (RssAnon: numpy buffers, excluding memory-mapped files) are read from /proc/PID/status every
+5 ms until it exits. Both are reported as deltas over a baseline measured in the same run:
+the import of a tiny valid file (the interpreter, torch, numpy and pandas that every command loads).
+For a file that imports, "legit" is the bytes of the arrays it produces (the bundle's .npy data);
+"over" = peak delta - legit, the figure the goal bounds. A refused file produces nothing, so its
+whole delta counts. The hostile files come from tests/hostile_files.py (the tests replay them too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # the hostile-file builders, shared with the tests
+
+import hostile_files as H  # noqa: E402
+
+MiB = 2**20
+GOAL_MB = 300
+
+
+def run_import(src: Path, out: Path, *extra: str) -> dict:
+    """Run the CLI import in a subprocess; its exit code, first stderr line and peak memory (bytes)."""
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cakd_viz", "import", str(src), "--out", str(out), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
+    peak = H.sample_peaks(proc)
+    err = proc.stderr.read().decode()
+    proc.wait()
+    legit = sum(f.stat().st_size for f in out.rglob("*.npy")) if proc.returncode == 0 else 0
+    return {"code": proc.returncode, "message": (err.strip().splitlines() or [""])[0], "legit": legit, **peak}
+
+
+def legit_files(folder: Path, mb: int) -> dict[str, Path]:
+    """Legitimate imports of about ``mb`` MB: uncompressed .npz, .safetensors, .pt, and a compressed
+    .npz of coarse logits that inflates about 2.5x."""
+    import torch
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    c = 1000
+    n = mb * MiB // (2 * c * 4)
+    teacher = rng.normal(size=(n, c)).astype(np.float32)
+    student = (teacher + rng.normal(size=(n, c)).astype(np.float32)).astype(np.float32)
+    labels = rng.integers(0, c, n)
+    files = {
+        "npz": folder / "legit.npz",
+        "safetensors": folder / "legit.safetensors",
+        "pt": folder / "legit.pt",
+        "npz-compressed": folder / "legit_compressed.npz",
+    }
+    np.savez(files["npz"], teacher=teacher, student=student, labels=labels)
+    save_file({"teacher": teacher, "student": student, "labels": labels}, str(files["safetensors"]))
+    torch.save(
+        {
+            "teacher": torch.from_numpy(teacher),
+            "student": torch.from_numpy(student),
+            "labels": torch.from_numpy(labels),
+        },
+        files["pt"],
+    )
+    coarse = np.round(teacher * 2) / 2  # few distinct values: deflate gets ~2.5x
+    np.savez_compressed(
+        files["npz-compressed"], teacher=coarse, student=np.round(student * 2) / 2, labels=labels
+    )
+    return files
+
+
+def hostile_files(folder: Path) -> dict[str, Path]:
+    import torch
+
+    files = {
+        "npz bomb (1 GiB per member)": H.npz_bomb(folder / "bomb.npz"),
+        "npz header (10^12, 1000)": H.npz_declared_huge(folder / "huge_shape.npz"),
+        "npz header (2^32, 2^32)": H.npz_declared_huge(folder / "overflow.npz", (2**32, 2**32)),
+        "npz entry lying about its size": H.npz_lying_entry(folder / "lying.npz"),
+        "npz header claiming 4 GiB": H.npz_huge_header(folder / "huge_header.npz"),
+        "npz with 60,000 entries": H.npz_many_entries(folder / "many.npz"),
+        "npz bzip2 member": H.npz_bzip2(folder / "bzip2.npz"),
+        "safetensors header of 1 TiB": H.safetensors_huge_header(folder / "huge_header.safetensors"),
+        "safetensors (500000, 1000) in 16 bytes": H.safetensors_declared_huge(folder / "huge.safetensors"),
+        "safetensors overlapping tensors": H.safetensors_overlapping(folder / "overlap.safetensors"),
+        "pt: one storage x 5000 tensors": H.pt_shared_storage(folder / "shared.pt"),
+        "pt: 43 MB pickle": H.pt_big_pickle(folder / "pickle.pt"),
+    }
+    plain = folder / "plain.pt"
+    torch.save({"teacher": torch.zeros(10, 5), "student": torch.zeros(10, 5)}, plain)
+    files["pt: members deflated"] = H.pt_recompressed(plain, folder / "deflated.pt")
+    torch.save(
+        {"teacher": torch.zeros(10, 5), "student": torch.zeros(10, 5)},
+        folder / "legacy.pt",
+        _use_new_zipfile_serialization=False,
+    )
+    files["pt: legacy format"] = folder / "legacy.pt"
+    (folder / "random.pt").write_bytes(np.random.default_rng(0).bytes(1000))
+    files["pt: random bytes"] = folder / "random.pt"
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/cakd-hostile"))
+    parser.add_argument("--legit-mb", type=int, default=150, help="size of the legitimate files (MB)")
+    args = parser.parse_args()
+    folder = args.dir
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    t0 = time.time()
+    tiny = folder / "tiny.npz"
+    np.savez(tiny, teacher=np.zeros((4, 3), np.float32), student=np.zeros((4, 3), np.float32))
+    hostile = hostile_files(folder)
+    legit = legit_files(folder, args.legit_mb)
+    print(f"built the files in {time.time() - t0:.1f} s under {folder}")
+    base = min((run_import(tiny, folder / "out") for _ in range(3)), key=lambda r: r["peak"])
+    print(
+        f"baseline (tiny valid .npz): peak {base['peak'] / MiB:.0f} MiB, anonymous {base['anon'] / MiB:.0f} MiB\n"
+    )
+    header = f"{'file':42s} {'size':>9s} {'exit':>4s} {'peak +MiB':>9s} {'anon +MiB':>9s} {'legit MiB':>9s} {'over MiB':>8s}"
+    print(header)
+    print("-" * len(header))
+    worst = 0.0
+    cases = [(name, path, ()) for name, path in hostile.items()]
+    cases += [(f"legit {name}, {path.stat().st_size / 1e6:.0f} MB", path, ()) for name, path in legit.items()]
+    cases.append(("legit npz with --max-bytes 100M", legit["npz"], ("--max-bytes", "100M")))
+    messages = []
+    for name, path, extra in cases:
+        r = run_import(path, folder / "out", *extra)
+        size = path.stat().st_size
+        peak, anon = (r["peak"] - base["peak"]) / MiB, (r["anon"] - base["anon"]) / MiB
+        over = peak - r["legit"] / MiB
+        if size < 200e6:
+            worst = max(worst, over)
+        print(
+            f"{name:42s} {size / 1e6:8.1f}M {r['code']:>4d} {round(peak):9d} {round(anon):9d} "
+            f"{round(r['legit'] / MiB):9d} {round(over):8d}"
+        )
+        if r["code"] != 0:
+            messages.append(f"  {name}: {r['message']}")
+    print("\nrefusals (one line each, exit 2):")
+    print("\n".join(messages))
+    verdict = "meets" if worst <= GOAL_MB else "MISSES"
+    print(
+        f"\nworst peak over the legitimate arrays, files under 200 MB: {worst:.0f} MiB ({verdict} the {GOAL_MB} MB goal)"
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
