@@ -1,13 +1,16 @@
 """cakd-viz: the app's entry point (`streamlit run app.py`).
 
-Owns the page config, the navigation and the shared sidebar; each page script in app_pages/ answers one question.
+Owns the page config, the navigation, the shared sidebar, the optional login and the guard around every
+page (an unexpected error is one line with an id; appkit/guard.py); each page script in app_pages/
+answers one question.
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from appkit import state  # first: appkit sets OMP_WAIT_POLICY before torch loads
+from appkit import config as app_config  # first: appkit sets OMP_WAIT_POLICY before torch loads
+from appkit import guard, state
 
 st.set_page_config(page_title="cakd-viz", page_icon=":material/scatter_plot:", layout="wide")
 
@@ -40,5 +43,15 @@ for key, title, icon, section in PAGES:
         sections.setdefault(section, []).append(page)
 
 current = st.navigation(sections)
-state.sidebar()
-current.run()
+if app_config.login_required() and not st.user.get("is_logged_in", False):
+    st.title("cakd-viz")
+    st.info("This server asks you to log in first.")
+    if st.button("Log in", type="primary"):
+        try:
+            st.login()
+        except Exception as exc:  # no [auth] section in secrets.toml, or Authlib missing
+            st.error(f"Login is not set up on this server ({type(exc).__name__}); ask its operator.")
+    st.stop()
+# Every page runs inside the guard: an unexpected error is one line with an id (the log has the rest).
+if guard.run(state.sidebar, "the sidebar"):
+    guard.run(current.run, f"page {current.title}")

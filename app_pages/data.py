@@ -68,7 +68,7 @@ def _open(source: str) -> None:
     try:
         state.switch_bundle(source)
     except ValueError as exc:
-        st.error(f"Could not open it: {exc}. The previous bundle stays open.")
+        st.error(f"Could not open {app_config.shown(source)}: {exc}. The previous bundle stays open.")
         return
     st.rerun()
 
@@ -83,28 +83,38 @@ with shipped:
         st.info("No shipped sample is present; build them with `cakd-viz samples build`.")
 
 with upload:
-    st.caption(
-        f"A small .npz, .safetensors or .pt file with arrays `teacher`, `student` (or `student_NAME`), "
-        f"optional `labels`, `class_names`, `inputs`; at most {app_config.UPLOAD_MAX_MB} MB. "
-        "Large bundles are opened by server path instead."
-    )
-    up = st.file_uploader("Logits file", type=list(app_config.UPLOAD_EXTENSIONS), key="data_upload")
-    if up is not None and st.session_state.get("_upload_seen") != up.file_id:
-        st.session_state["_upload_seen"] = up.file_id
-        try:
-            token = bundles.import_upload(up.name, up.getvalue())
-            st.session_state["_upload_error"] = None
-            _open(token)
-        except ValueError as exc:
-            st.session_state["_upload_error"] = (
-                f"Could not import {up.name}: {exc}. The previous bundle stays open."
-            )
-    if up is not None and st.session_state.get("_upload_error"):
-        st.error(st.session_state["_upload_error"])
+    try:
+        largest, expanded = bundles.upload_limits()
+    except ValueError as exc:  # the operator's cap setting is not a number
+        st.error(f"Uploads are off: {exc}.")
+        largest = 0
+    if largest:
+        st.caption(
+            f"A small .npz, .safetensors or .pt file with arrays `teacher`, `student` (or `student_NAME`), "
+            f"optional `labels`, `class_names`, `inputs`; at most {largest / 2**20:,.0f} MB, and at most "
+            f"{expanded / 2**20:,.0f} MB of arrays once decompressed. Large bundles are opened by server path "
+            "instead."
+        )
+        up = st.file_uploader("Logits file", type=list(app_config.UPLOAD_EXTENSIONS), key="data_upload")
+        if up is not None and st.session_state.get("_upload_seen") != up.file_id:
+            st.session_state["_upload_seen"] = up.file_id
+            try:
+                token = bundles.import_upload(
+                    up.name, up.getvalue()
+                )  # getvalue(): the upload's bytes, no copy
+                st.session_state["_upload_error"] = None
+                _open(token)
+            except ValueError as exc:
+                name = app_config.shown(bundles.upload_name(up.name))
+                st.session_state["_upload_error"] = (
+                    f"Could not import {name}: {exc}. The previous bundle stays open."
+                )
+        if up is not None and st.session_state.get("_upload_error"):
+            st.error(st.session_state["_upload_error"])
 
 with server:
     roots = app_config.data_roots()
-    st.caption("Bundle directories under the data root: " + (", ".join(map(str, roots)) or "none configured"))
+    st.caption(f"Bundle directories under the data roots ({app_config.roots_text(roots)}).")
     found = [app_config.display_path(p, roots) for p in app_config.find_bundles(roots)]
     if found:
         pick = st.selectbox("Found bundles", found, key="data_found")
@@ -115,6 +125,6 @@ with server:
         try:
             token = bundles.path_source(typed)
         except ValueError as exc:
-            st.error(f"{exc}")
+            st.error(f"Could not open {app_config.shown(typed)}: {exc}. The previous bundle stays open.")
         else:
             _open(token)

@@ -37,7 +37,7 @@ st.markdown(
     "**Which weights help this student?** Train a student with cross-entropy plus a distillation loss, "
     "re-weighting BCD, SCD and WCD, and compare held-out accuracy with the KD and DKD baselines. "
     f"Runs train in their own processes (at most {launcher.default_max_concurrent()} at once; the rest "
-    f"wait queued) and write `{root}`; they keep going if you close this page."
+    f"wait queued) and write `{app_config.public_path(root)}`; they keep going if you close this page."
 )
 
 
@@ -116,20 +116,21 @@ with st.form("tune_form"):
 
 
 if run_clicked or sweep_clicked:
-    try:
+    try:  # the specs pass the gate (appkit/spec_gate.py) before anything is created
+        tune_form.check_capacity(root)
         if run_clicked:
-            run_dir = launcher.launch(RunConfig.from_dict(tune_form.run_config(ss)), root)
+            run_dir = launcher.launch(RunConfig.from_dict(tune_form.launch_config(ss)), root)
             st.success(f"Started run {run_dir.name}.")
         else:
             sweep = SweepConfig(
-                base=tune_form.run_config(ss),
+                base=tune_form.launch_config(ss),
                 grid=tune_form.sweep_grid(ss),
                 engine=ss.get("tune_engine", "local"),
             )
             sweep_dir = engine.launch_sweep(sweep, root)
             st.success(f"Started sweep {sweep_dir.name}: {len(sweep_trials(sweep_dir))} trials.")
     except (ValueError, OSError) as exc:
-        st.error(f"Not launched: {exc}")
+        st.error(f"Not launched: {app_config.one_line(app_config.scrub(str(exc)), limit=500)}")
 
 
 @st.fragment(run_every=POLL_S)
@@ -163,8 +164,8 @@ def live() -> None:
     )
     for r in [r for r in runs if r.state in ("failed", store.CORRUPT)][:5]:
         with st.expander(f"{r.state}: {r.label} ({r.id})"):
-            st.error(r.error or "no error recorded")
-            st.code(r.log_tail(40) or "(log.txt is empty)", language=None)
+            st.error(app_config.scrub(r.error or "no error recorded"))  # no server paths in the browser
+            st.code(app_config.scrub(r.log_tail(40)) or "(log.txt is empty)", language=None)
     _compare(runs)
     _sweeps()
 
@@ -193,7 +194,9 @@ def _open(path) -> None:
     try:
         app_config.resolve_server_path(path)
     except ValueError:
-        st.error(f"{path} lies outside the app's data roots; add {root} to ${app_config.DATA_ROOT_ENV}.")
+        st.error(
+            f"This run's bundle lies outside the app's data roots; the operator can add the runs folder to ${app_config.DATA_ROOT_ENV}."
+        )
         return
     st.switch_page(state.PAGE_FILES["overview"], query_params={"bundle": f"path:{path}"})
 
@@ -207,7 +210,7 @@ def _sweeps() -> None:
     sid = st.selectbox("Sweep", list(names), format_func=names.get, key="tune_sweep")
     s = next(s for s in sweeps if s.id == sid)
     if s.error:
-        st.error(s.error)
+        st.error(app_config.scrub(s.error))
     if s.state in ("queued", "running") and st.button("Cancel sweep", key=f"cancel_sweep_{s.id}"):
         engine.cancel_sweep(s.path)
         st.rerun(scope="fragment")

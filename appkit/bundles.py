@@ -1,8 +1,12 @@
-"""Opening bundles for the app: shipped samples, server paths under the data root, and uploads.
+"""Opening bundles for the app: shipped samples, server paths under the data roots, and uploads.
 
 A bundle is named by a source token that fits in a URL: "sample:glyphs", "path:runs/x/bundle" or
-"upload:<sha256 prefix>" (an uploaded file imported into a temporary bundle on this server).
-Memory-mapped bundles live in `st.cache_resource`; every failure is a ValueError with one line.
+"upload:<sha256 prefix>" (an uploaded file imported into a temporary bundle on this server). Tokens come
+from URLs and forms, so they are hostile: a path must lie inside the data roots after symlinks are
+resolved, and so must every file in the bundle; an upload's decompressed arrays are capped. Every
+failure is a ValueError with one line that is safe to render as markdown and names no server path
+(values from the browser in backticks, text from files and libraries escaped). Memory-mapped bundles
+live in `st.cache_resource`, shared by every session, and are never modified here.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,13 +24,16 @@ import numpy as np
 import streamlit as st
 
 from appkit import config as app_config
+from appkit.config import plain
 from cakd_viz.bundle import Bundle, load_bundle
 from cakd_viz.grouping import class_correlation
-from cakd_viz.validate import BundleError
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "cakd-viz-uploads"
 UPLOAD_KEEP_S = 7 * 24 * 3600  # an upload nobody opened for a week is removed at the next upload
 PARTIAL_KEEP_S = 3600  # an import that died half-way (its ".partial-" folder) is removed after an hour
+SCHEMES = ("sample", "path", "upload")
+MAX_NAME_CHARS = 100  # an uploaded file's name is kept (and shown) up to this length
+BUNDLE_FILES_LIMIT = 10_000  # entries a path: bundle may hold (each is checked against the data roots)
 
 
 @dataclass(frozen=True)
@@ -37,83 +45,120 @@ class Opened:
 
 
 def open_source(source: str) -> Opened:
-    """Open the bundle a source token names; ValueError (one line) when it cannot be opened."""
-    kind, _, rest = str(source).partition(":")
+    """Open the bundle a source token names; ValueError (one line, markdown-safe) when it cannot be opened.
+
+    The message is the reason only ("outside the data roots (...)"); callers say what was asked for.
+    """
+    source = str(source)
+    if len(source) > app_config.MAX_PATH_CHARS + 10:
+        raise ValueError(f"too long ({len(source):,} characters)")
+    kind, sep, rest = source.partition(":")
+    if not sep or kind not in SCHEMES:
+        raise ValueError("not a bundle source (use sample:NAME, path:PATH or upload:ID)")
+    roots = app_config.data_roots()
     if kind == "sample":
-        if rest not in app_config.SAMPLES:
-            raise ValueError(f"unknown sample {rest!r}; shipped: {', '.join(app_config.SAMPLES)}")
+        if rest not in app_config.SAMPLES or rest not in app_config.available_samples():
+            have = ", ".join(app_config.available_samples()) or "none present"
+            raise ValueError(f"no such shipped sample (shipped: {have})")
         path, label, token = app_config.sample_path(rest), f"sample: {rest}", source
     elif kind == "path":
-        path = app_config.resolve_server_path(rest)  # PathRefused is a ValueError
-        token = f"path:{app_config.display_path(path)}"
-        label = f"path: {app_config.display_path(path)}"
-    elif kind == "upload":
+        path = app_config.resolve_server_path(rest, roots)  # PathRefused is a ValueError
+        if not (path / "meta.json").is_file():
+            raise ValueError(
+                f"{app_config.display_path(path, roots)} is not a bundle directory (no meta.json)"
+            )
+        app_config.check_tree_confined(path, roots, limit=BUNDLE_FILES_LIMIT)
+        token = f"path:{app_config.display_path(path, roots)}"
+        label = f"path: {app_config.display_path(path, roots)}"
+    else:
         if not (len(rest) == 16 and all(ch in "0123456789abcdef" for ch in rest)):
-            raise ValueError("malformed upload reference")
-        path = UPLOAD_DIR / rest / "bundle"
+            raise ValueError("not an upload reference of this server")
+        upload_root = _upload_root()
+        path = upload_root / rest / "bundle"
         if not path.is_dir():
             raise ValueError("that uploaded file is no longer on this server; upload it again")
-        _touch(UPLOAD_DIR / rest)
+        try:
+            app_config.check_tree_confined(path, [upload_root], limit=BUNDLE_FILES_LIMIT)
+        except app_config.PathRefused:
+            raise ValueError("that upload holds links out of the upload folder; upload it again") from None
+        _touch(upload_root / rest)
         label, token = f"upload: {_upload_name(rest)}", source
-    else:
-        raise ValueError(f"unknown bundle source {source!r} (expected sample:, path: or upload:)")
     key = _identity(path)
     try:
         bundle = load(*key)
-    except ValueError:
-        raise
-    except Exception as exc:  # an unreadable file must not take the app down
-        raise ValueError(f"{label}: could not be opened ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # an unreadable or invalid bundle must not take the app down
+        raise ValueError(f"{label}: {_safe(exc, roots=roots)}") from None
     return Opened(bundle, token, label, key)
 
 
 def path_source(text: str) -> str:
-    """The source token of a server path typed by a user; PathRefused when it is outside the data root."""
-    path = app_config.resolve_server_path(text)
+    """The source token of a server path typed by a user; PathRefused when it is outside the data roots."""
+    roots = app_config.data_roots()
+    path = app_config.resolve_server_path(text, roots)
     if not (path / "meta.json").is_file():
         raise ValueError(
-            f"{text}: not a bundle directory (no meta.json); import files with `cakd-viz import`"
+            f"{app_config.display_path(path, roots)} is not a bundle directory (no meta.json); "
+            "import files with `cakd-viz import`"
         )
-    return f"path:{app_config.display_path(path)}"
+    return f"path:{app_config.display_path(path, roots)}"
 
 
-def import_upload(name: str, data: bytes) -> str:
+def upload_limits() -> tuple[int, int]:
+    """(largest upload, largest decompressed arrays of one) in bytes, from the server's
+    ``server.maxUploadSize`` and ``appkit.config.upload_expanded_cap``."""
+    mb = st.get_option("server.maxUploadSize") or app_config.UPLOAD_MAX_MB
+    return int(mb * 2**20), app_config.upload_expanded_cap(mb)
+
+
+def upload_name(name: str) -> str:
+    """The part of an uploaded file's name that is kept: after the last / or \\, printable characters
+    only, at most ``MAX_NAME_CHARS``; "upload" when nothing is left."""
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[-MAX_NAME_CHARS:] or "upload"
+
+
+def import_upload(name: str, data: bytes, *, max_bytes: int | None = None) -> str:
     """Import an uploaded npz / safetensors / pt file into a temporary bundle; returns its source token.
 
-    The same bytes always give the same token (sha256), so re-uploading is instant. A bad file raises
-    ValueError with the importer's one-line message and leaves nothing behind.
+    ``data`` is the upload as Streamlit holds it (no copy is made: hashed and written as it is).
+    ``max_bytes`` caps the arrays once decompressed (default: ``upload_limits()``); past it, or for a
+    bad file, ValueError with one line and nothing left behind. The same bytes always give the same
+    token (sha256), so re-uploading is instant.
     """
+    name = upload_name(name)
+    largest, cap = upload_limits()
+    cap = cap if max_bytes is None else int(max_bytes)
     ext = Path(name).suffix.lower().lstrip(".")
     if ext not in app_config.UPLOAD_EXTENSIONS:
-        raise ValueError(
-            f"{name}: unsupported file type; upload one of {', '.join(app_config.UPLOAD_EXTENSIONS)}"
-        )
+        raise ValueError(f"unsupported file type; upload one of {', '.join(app_config.UPLOAD_EXTENSIONS)}")
+    if len(data) > largest:
+        raise ValueError(f"{len(data) / 2**20:,.1f} MB, more than the {largest / 2**20:,.0f} MB upload limit")
     digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = UPLOAD_DIR / digest
+    upload_root = _upload_root()
+    folder = upload_root / digest
     prune_uploads(keep=digest)
     if (folder / "bundle" / "meta.json").is_file():
         _touch(folder)
         return f"upload:{digest}"
     from cakd_viz.bundle.imports import import_file  # imported lazily: pulls in torch/safetensors readers
 
-    UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{digest}.partial-", dir=UPLOAD_DIR))  # private to this import
+    work = Path(tempfile.mkdtemp(prefix=f"{digest}.partial-", dir=upload_root))  # private to this import
     src = work / f"upload.{ext}"
     try:
-        src.write_bytes(data)
-        import_file(src, work / "bundle", overwrite=True)
-        (work / "name.txt").write_text(Path(name).name[:200], encoding="utf-8")
+        with open(src, "wb") as f:
+            f.write(data)
+        import_file(src, work / "bundle", overwrite=True, max_bytes=cap)
+        (work / "name.txt").write_text(name, encoding="utf-8")
         src.unlink()
         try:
             work.rename(folder)  # atomic; loses only to a concurrent import of the same bytes
         except OSError:
             if not (folder / "bundle" / "meta.json").is_file():
                 raise
-    except Exception as exc:  # any reader failure (zip, torch, safetensors) becomes a clear message
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if not isinstance(exc, BundleError | ValueError):
-            msg = f"{name}: could not be read ({type(exc).__name__}: {msg})"
-        raise ValueError(msg) from None
+    except Exception as exc:  # any reader failure (zip, torch, safetensors) becomes one clear line
+        swaps = {str(src): src.name, str(work): "the upload"}
+        raise ValueError(_safe(exc, swaps=swaps, subject=src.name, name=name)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return f"upload:{digest}"
@@ -143,6 +188,22 @@ def prune_uploads(*, keep: str = "", now: float | None = None) -> list[str]:
     return removed
 
 
+def _upload_root() -> Path:
+    """UPLOAD_DIR, created private (0700) on first use; ValueError when it is a link, not a folder, or
+    belongs to another user (in a shared temp folder anyone could have made it first, and planted
+    bundles or links in it)."""
+    try:
+        UPLOAD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = UPLOAD_DIR.lstat()
+    except OSError as exc:
+        raise ValueError(f"the upload folder cannot be used ({exc.strerror})") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ValueError("the upload folder is not a folder of this server's user; uploads are off")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        UPLOAD_DIR.chmod(0o700)
+    return UPLOAD_DIR
+
+
 def _touch(folder: Path) -> None:
     try:
         os.utime(folder)
@@ -167,7 +228,7 @@ def _identity(path: Path) -> tuple[str, float]:
     try:
         return str(path.resolve()), meta.stat().st_mtime
     except OSError:
-        raise ValueError(f"{path.name}: not a bundle directory (no meta.json)") from None
+        raise ValueError("not a bundle directory (no meta.json)") from None
 
 
 def _upload_name(digest: str) -> str:
@@ -175,3 +236,25 @@ def _upload_name(digest: str) -> str:
         return (UPLOAD_DIR / digest / "name.txt").read_text(encoding="utf-8").strip() or digest
     except OSError:
         return digest
+
+
+def _safe(
+    exc: BaseException,
+    *,
+    roots: list[Path] | None = None,
+    swaps: dict[str, str] | None = None,
+    subject: str = "",
+    name: str = "",
+) -> str:
+    """One line for the browser from a library's error: its first line (with the exception's type unless
+    it is a ValueError, the library's way of saying "bad input"), server paths replaced, markdown escaped.
+    A message about file ``subject`` loses its leading "subject: " (the caller names the file) and says
+    ``name`` wherever it names ``subject``."""
+    text = app_config.one_line(str(exc)) or type(exc).__name__
+    if not isinstance(exc, ValueError):
+        text = f"could not be read ({type(exc).__name__}: {text})"
+    for long, short in sorted((swaps or {}).items(), key=lambda s: -len(s[0])):
+        text = text.replace(long, short)
+    if subject:
+        text = text.removeprefix(f"{subject}: ").replace(subject, name or subject)
+    return plain(app_config.scrub(text, roots))

@@ -1,15 +1,17 @@
-"""Where the app may open bundles from: the shipped samples and the server-side data roots.
+"""Where the app may open bundles from, and the limits on what a browser may ask for.
 
 No Streamlit here: the app (``appkit``) asks this module which paths are allowed, so the rules are
 testable on their own. A server path is allowed only when, after resolving ``..`` and symlinks, it
 lies inside one of the data roots (env ``CAKD_VIZ_DATA_ROOT``, several separated by ``os.pathsep``;
 default: the repository's ``sample_checkpoints`` folder and the runs folder, ``CAKD_VIZ_RUNS_DIR`` or
-``runs/``).
+``runs/``). Messages meant for a browser name paths only in their data-root form ("runs/x/bundle"),
+never as absolute server paths (``public_path``, ``scrub``).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +19,11 @@ SAMPLES_DIR = REPO_ROOT / "sample_checkpoints"
 RUNS_DIR = REPO_ROOT / "runs"
 DATA_ROOT_ENV = "CAKD_VIZ_DATA_ROOT"
 RUNS_DIR_ENV = "CAKD_VIZ_RUNS_DIR"  # where weight-tuning runs live (see cakd_viz.runs.store)
+# The operator's opt-in to model and data specs that run code or read files (docs/architecture.md §3).
+ALLOW_CODE_ENV = "CAKD_VIZ_ALLOW_CODE_SPECS"
+UPLOAD_EXPANDED_ENV = "CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB"  # cap on an upload's decompressed arrays
+MAX_ACTIVE_RUNS_ENV = "CAKD_VIZ_MAX_ACTIVE_RUNS"  # queued + running runs the Tune page may add to
+LOGIN_ENV = "CAKD_VIZ_REQUIRE_LOGIN"  # 1: every page asks for Streamlit's login (st.login) first
 
 # Shipped sample bundles, in the order the app offers them; the first one that exists opens by default.
 SAMPLES = {
@@ -27,8 +34,12 @@ DEFAULT_SAMPLE = "glyphs"
 
 UPLOAD_EXTENSIONS = ("npz", "safetensors", "pt", "pth")
 UPLOAD_MAX_MB = 200  # keep in step with server.maxUploadSize in .streamlit/config.toml
+UPLOAD_EXPANSION = 2  # default cap on the decompressed arrays of an upload: this many times the upload limit
+DEFAULT_MAX_ACTIVE_RUNS = 16
 DEFAULT_TEMPERATURE = 4.0
 DEFAULT_GROUPING = "topk:5"
+MAX_PATH_CHARS = 1024  # a longer path from a browser is refused before it reaches the file system
+SHOWN_CHARS = 80  # how much of a value from a browser a message repeats
 
 
 class PathRefused(ValueError):
@@ -56,34 +67,122 @@ def available_samples() -> list[str]:
     return [name for name in SAMPLES if (sample_path(name) / "meta.json").is_file()]
 
 
+def allow_code_specs() -> bool:
+    """True when the operator started the app with ``CAKD_VIZ_ALLOW_CODE_SPECS=1``: the Tune form may then
+    name Python factories, TorchScript files, weights and own data files (paths still confined)."""
+    return os.environ.get(ALLOW_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def login_required() -> bool:
+    """True when the operator started the app with ``CAKD_VIZ_REQUIRE_LOGIN=1`` (Streamlit's OIDC login,
+    configured in ``.streamlit/secrets.toml``, before any page)."""
+    return os.environ.get(LOGIN_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def upload_expanded_cap(upload_max_mb: float = UPLOAD_MAX_MB) -> int:
+    """Bytes an upload's arrays may take once decompressed: ``$CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB`` MB, else
+    ``UPLOAD_EXPANSION`` times the upload limit. ValueError for a setting that is not a positive number."""
+    raw = os.environ.get(UPLOAD_EXPANDED_ENV, "").strip()
+    if not raw:
+        return int(UPLOAD_EXPANSION * upload_max_mb * 2**20)
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = float("nan")
+    if not mb > 0 or mb == float("inf"):
+        raise ValueError(f"{UPLOAD_EXPANDED_ENV}={raw[:40]!r} is not a positive number of MB")
+    return int(mb * 2**20)
+
+
+def max_active_runs() -> int:
+    """How many runs may be queued or running before the Tune page refuses another launch."""
+    raw = os.environ.get(MAX_ACTIVE_RUNS_ENV, "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_MAX_ACTIVE_RUNS
+    except ValueError:
+        value = DEFAULT_MAX_ACTIVE_RUNS
+    return max(1, value)
+
+
+def is_confined(path: Path, roots: list[Path]) -> bool:
+    """True when ``path``, with its symlinks resolved, is a data root or lies inside one."""
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
+
+
 def resolve_server_path(path: str | Path, roots: list[Path] | None = None) -> Path:
     """Resolve a user-typed server path and check that it lies inside a data root.
 
-    A relative path is taken relative to each root in turn (first existing match wins). Raises
-    PathRefused for a path that does not exist or that leaves every root (via ``..`` or a symlink).
+    A relative path is taken relative to each root in turn, then to each root's parent when it starts
+    with the root's name ("sample_checkpoints/glyphs/bundle", as paths are shown); the first existing
+    match inside a root wins. Raises PathRefused (one line, no server path in it) for a path that is
+    too long, holds control characters, leaves every root (via ``..`` or a symlink) or does not exist.
+    A path outside the roots is refused as such whether or not it exists, so the message is no oracle.
     """
     roots = data_roots() if roots is None else [Path(r).resolve() for r in roots]
     if not roots:
         raise PathRefused(f"no data root is configured (set {DATA_ROOT_ENV})")
     text = str(path).strip()
-    if not text or "\x00" in text:
+    if not text:
         raise PathRefused("enter a path to a bundle directory")
-    raw = Path(text).expanduser()
-    tries = [raw] if raw.is_absolute() else [root / raw for root in roots]
-    if not raw.is_absolute():  # "sample_checkpoints/glyphs/bundle": relative to a root's parent, as shown
+    if len(text) > MAX_PATH_CHARS:
+        raise PathRefused(f"the path is too long ({len(text):,} characters; at most {MAX_PATH_CHARS:,})")
+    if any(not ch.isprintable() for ch in text):
+        raise PathRefused("the path holds control characters")
+    try:
+        raw = Path(text).expanduser()
+    except RuntimeError:  # "~someone" with no such user
+        raise PathRefused(f"no such file or directory under the data roots ({roots_text(roots)})") from None
+    if raw.is_absolute():
+        tries = [raw]
+    else:
+        tries = [root / raw for root in roots]
         tries += [root.parent / raw for root in roots if raw.parts and raw.parts[0] == root.name]
+    escaped = False
     for candidate in tries:
-        if not candidate.exists():
+        try:
+            resolved = candidate.resolve()
+            if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+                escaped = True
+                continue
+            if resolved.exists():
+                return resolved
+        except (OSError, RuntimeError, ValueError):  # too long a name, a symlink loop, bad characters
             continue
-        resolved = candidate.resolve()
-        if any(resolved == root or resolved.is_relative_to(root) for root in roots):
-            return resolved
-        raise PathRefused(f"{text}: refused, it lies outside the data root ({_roots_text(roots)})")
-    raise PathRefused(f"{text}: no such file or directory under the data root ({_roots_text(roots)})")
+    if escaped:
+        raise PathRefused(f"outside the data roots ({roots_text(roots)})")
+    raise PathRefused(f"no such file or directory under the data roots ({roots_text(roots)})")
+
+
+def check_tree_confined(folder: Path, roots: list[Path], *, limit: int = 100_000) -> int:
+    """Refuse (PathRefused) a folder with any entry, at any depth, that resolves outside the data roots.
+
+    Walks without following symlinked folders (each symlink is checked where it points, not entered), so
+    nothing outside the roots is listed; at most ``limit`` entries. Returns the number of entries seen.
+    """
+    if not is_confined(folder, roots):
+        raise PathRefused(f"{public_path(folder, roots)}: outside the data roots")
+    seen = 0
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            seen += 1
+            if seen > limit:
+                raise PathRefused(f"{public_path(folder, roots)}: more than {limit:,} entries")
+            entry = Path(top) / name
+            if not is_confined(entry, roots):
+                shown = public_path(entry, roots)
+                raise PathRefused(f"{shown}: a link that leads outside the data roots")
+    return seen
 
 
 def find_bundles(roots: list[Path] | None = None, max_depth: int = 4, limit: int = 200) -> list[Path]:
-    """Bundle directories (holding a meta.json) under the data roots, at most `max_depth` levels down."""
+    """Bundle directories (holding a meta.json) under the data roots, at most `max_depth` levels down.
+
+    Folders that resolve outside every root (a symlink leading out) are neither listed nor entered.
+    """
     roots = data_roots() if roots is None else roots
     found: list[Path] = []
     for root in roots:
@@ -99,7 +198,9 @@ def find_bundles(roots: list[Path] | None = None, max_depth: int = 4, limit: int
                 children = sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True)
             except OSError:
                 continue
-            stack.extend((c, depth + 1) for c in children if not c.name.startswith("."))
+            stack.extend(
+                (c, depth + 1) for c in children if not c.name.startswith(".") and is_confined(c, roots)
+            )
     return found
 
 
@@ -112,5 +213,56 @@ def display_path(path: Path, roots: list[Path] | None = None) -> str:
     return str(path)
 
 
-def _roots_text(roots: list[Path]) -> str:
-    return ", ".join(str(r) for r in roots)
+def public_path(path: Path, roots: list[Path] | None = None) -> str:
+    """The form of a path a browser may see: its data-root form, else only its last component."""
+    roots = data_roots() if roots is None else roots
+    path = Path(path)
+    if any(path == root or path.is_relative_to(root) for root in roots):
+        return display_path(path, roots)
+    return f"…/{path.name}" if path.name else "…"
+
+
+def roots_text(roots: list[Path] | None = None) -> str:
+    """The data roots as a browser may see them: their folder names."""
+    roots = data_roots() if roots is None else roots
+    return ", ".join(r.name or str(r) for r in roots) or "none configured"
+
+
+def scrub(text: str, roots: list[Path] | None = None) -> str:
+    """``text`` with absolute server paths replaced by the forms a browser may see: a data root by its
+    name, the upload folder by "upload", the repository by ".", the home and temp folders by "~"/"tmp"."""
+    roots = data_roots() if roots is None else roots
+    swaps = [(str(r), r.name) for r in roots]
+    swaps += [(str(Path(tempfile.gettempdir()) / "cakd-viz-uploads"), "upload")]
+    swaps += [(str(REPO_ROOT), "."), (str(Path(tempfile.gettempdir()).resolve()), "tmp")]
+    swaps += [(str(Path.home()), "~")]
+    for long, short in sorted(swaps, key=lambda s: -len(s[0])):
+        if len(long) > 1:
+            text = text.replace(long, short)
+    return text
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A value from a browser as it may appear inside a one-line message: control characters escaped,
+    cut at ``limit`` characters (with the full length said), wrapped in backticks so that markdown
+    shows it literally."""
+    text = str(value)
+    cut = text[:limit]
+    cut = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut).replace("`", "'")
+    more = f"… ({len(text):,} characters)" if len(text) > limit else ""
+    return f"`{cut}{more}`"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first line of a message, cut at ``limit`` characters."""
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def plain(text: str) -> str:
+    """Text from a file or a library message made literal for markdown (where Streamlit's alerts render
+    it): every ASCII punctuation character backslash-escaped, so no link, image, HTML or emphasis forms."""
+    return "".join("\\" + ch if ch in _PUNCTUATION else ch for ch in str(text))
+
+
+_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")

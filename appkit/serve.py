@@ -1,6 +1,7 @@
 """Start the app as a real server and drive it with Chromium (for the browser test and the benchmark).
 
-`running_app(...)` starts `streamlit run app.py` on a free port and stops it (and only it) on exit;
+`running_app(...)` starts `streamlit run app.py` on a free port and stops it (and only it) on exit
+(`running_server` also gives its pid, and `memory_bytes` / `reset_peak_memory` read its memory);
 `browser()` launches Debian's Chromium through Playwright, never a downloaded one.
 """
 
@@ -13,9 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,11 +41,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running app: its base URL and the pid of the `streamlit run` process (its group leader)."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
 def running_app(
     env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None
 ) -> Iterator[str]:
     """Run the app on a free port; yields its base URL. The server process group is killed on exit."""
+    with running_server(env=env, timeout=timeout, log=log) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def running_server(
+    env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None
+) -> Iterator[Server]:
+    """As `running_app`, yielding a `Server` (URL and pid, e.g. to read the server's memory)."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -73,7 +93,7 @@ def running_app(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, timeout)
-        yield url
+        yield Server(url, proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -85,6 +105,50 @@ def running_app(
             proc.wait(timeout=10)
         if log:
             out.close()
+
+
+def memory_bytes(pid: int) -> dict[str, int]:
+    """Resident memory of process `pid` in bytes (Linux /proc/PID/status): "rss" (VmRSS), "peak" (VmHWM,
+    since the last `reset_peak_memory`), "anon" (RssAnon: heap, not memory-mapped files)."""
+    keys = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anon"}
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in keys:
+            values[keys[key]] = int(rest.split()[0]) * 1024
+    return values
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start a new peak-resident measurement of `pid` (writes 5 to /proc/PID/clear_refs; Linux >= 4.0)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+class PeakAnon:
+    """Samples a process's anonymous resident memory (RssAnon) every `every_s` seconds in a thread
+    while the `with` block runs; `.peak` is the largest seen (the kernel keeps no peak of it)."""
+
+    def __init__(self, pid: int, every_s: float = 0.005) -> None:
+        self.pid, self.every_s, self.peak = pid, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, KeyError):
+                self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakAnon:
+        self.peak = memory_bytes(self.pid)["anon"]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(OSError, KeyError):
+            self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:

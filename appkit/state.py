@@ -15,6 +15,7 @@ import torch
 
 from appkit import bundles
 from appkit import config as app_config
+from appkit.config import plain, shown
 from cakd_viz.bundle import Bundle
 from cakd_viz.decomposition import Decomposition, decompose
 from cakd_viz.device import describe_device
@@ -32,7 +33,7 @@ PAGE_FILES = {
 URL_KEYS = ("bundle", "student", "grouping", "T")  # shared by every page; pages add their own keys
 
 _K_SOURCE = "bundle_source"  # token of the open bundle, e.g. "sample:glyphs"
-_K_ERROR = "bundle_error"  # last failure to open a bundle (shown until the next success)
+_K_ERROR = "bundle_error"  # last failure to open a bundle: {"asked"|"broken": token, "reason"} (shown until the next success)
 _K_GOOD_GROUPING = "grouping_ok"  # last grouping spec that parsed (and fits the bundle)
 _K_SEEN = "_url_seen"  # the shared URL values this session last wrote
 _K_SELECTION = "_selection"
@@ -74,7 +75,7 @@ def sidebar() -> Selection:
     else:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
-        side.error(ss[_K_ERROR])
+        side.error(_error_line(ss[_K_ERROR], opened))
     student = _student_widget(side, bundle, incoming.get("student"))
     grouping = _grouping_widget(side, bundle, incoming.get("grouping"))
     temperature = _temperature_widget(side, incoming.get("T"))
@@ -167,8 +168,9 @@ def store_choice(name: str, value: str, is_default: bool) -> None:
 
 
 def switch_bundle(source: str) -> None:
-    """Open another bundle (a source token); on failure keep the current one and raise ValueError."""
-    opened = bundles.open_source(source)  # raises ValueError with a one-line message
+    """Open another bundle (a source token); on failure keep the current one and raise ValueError
+    (the reason, one markdown-safe line; see ``bundles.open_source``)."""
+    opened = bundles.open_source(source)
     ss = st.session_state
     ss[_K_SOURCE] = opened.source
     ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
@@ -227,27 +229,49 @@ def _reopen(source: str | None):
     try:
         return bundles.open_source(source)
     except ValueError as exc:
-        st.session_state[_K_ERROR] = f"The open bundle can no longer be read: {exc}"
+        st.session_state[_K_ERROR] = {"broken": source, "reason": str(exc)}
         st.session_state[_K_SOURCE] = None
         return None
 
 
 def _try_switch(source: str) -> None:
+    """Open the bundle a link asks for; on failure remember what was asked and why (the sidebar says it,
+    with what it shows instead, until a bundle opens)."""
     try:
         switch_bundle(source)
     except ValueError as exc:
-        st.session_state[_K_ERROR] = f"Could not open {source}: {exc}"
+        st.session_state[_K_ERROR] = {"asked": source, "reason": str(exc)}
 
 
 def _open_default() -> None:
-    """Open the first shipped sample that is present (glyphs first); stay empty if none can be opened."""
-    st.session_state[_K_SOURCE] = None
+    """Open the first shipped sample that is present (glyphs first); stay empty if none can be opened.
+
+    A failure already recorded (the link's bundle that could not be opened) is kept: the sidebar says
+    it, and that the default is shown instead."""
+    ss = st.session_state
+    ss[_K_SOURCE] = None
     for name in app_config.available_samples():
         try:
-            switch_bundle(f"sample:{name}")
+            ss[_K_SOURCE] = bundles.open_source(f"sample:{name}").source
             return
         except ValueError as exc:
-            st.session_state[_K_ERROR] = f"Could not open the shipped sample {name}: {exc}"
+            ss[_K_ERROR] = ss.get(_K_ERROR) or {"asked": f"sample:{name}", "reason": str(exc)}
+
+
+def _error_line(error: dict | str, opened) -> str:
+    """One line: what was asked for, why it could not be opened, and what is shown instead."""
+    if isinstance(error, str):
+        return error
+    now = (
+        f"Showing {plain(opened.label)} instead."
+        if opened
+        else "No bundle is open; open one on the Data page."
+    )
+    reason = str(error["reason"]).rstrip()
+    reason = reason[:-2] if reason.endswith("\\.") else reason.rstrip(".")
+    if "broken" in error:
+        return f"The open bundle {shown(error['broken'])} can no longer be read: {reason}. {now}"
+    return f"Could not open {shown(error['asked'])}: {reason}. {now}"
 
 
 def _fit_widgets_to(bundle: Bundle) -> None:

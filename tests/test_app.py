@@ -224,7 +224,7 @@ def test_bad_upload_shows_the_error_and_keeps_the_old_bundle(root):
         ("bad.npz", b"this is not a zip file", "application/zip")
     ).run()
     _ok(at)
-    assert any("Could not import bad.npz" in e.value for e in at.error)
+    assert any("Could not import `bad.npz`" in e.value for e in at.error)
     assert "path: data/a" in _sidebar_text(at)
     at.switch_page("app_pages/overview.py").run()  # the old bundle is still usable
     _ok(at)
@@ -237,7 +237,7 @@ def test_upload_with_wrong_arrays_is_a_clear_error(root):
     at = _app("path:a", page="app_pages/data.py")
     at.file_uploader(key="data_upload").set_value(("shapes.npz", buf.getvalue(), "application/zip")).run()
     _ok(at)
-    assert any("Could not import shapes.npz" in e.value for e in at.error)
+    assert any("Could not import `shapes.npz`" in e.value for e in at.error)
     assert "path: data/a" in _sidebar_text(at)
 
 

@@ -25,11 +25,16 @@ def teacher(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch) -> Path:
+def runs(tmp_path, monkeypatch, teacher) -> Path:
+    """A runs folder; the app runs as an operator who opted in to own model files and factories
+    (CAKD_VIZ_ALLOW_CODE_SPECS=1) with the teacher's folder and the runs folder as data roots.
+    tests/test_app_security.py checks what a browser may do without the opt-in."""
     root = tmp_path / "runs"
     root.mkdir()
     monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
-    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(root))  # run bundles may open in the explorer
+    roots = [str(root), str(teacher.parent)]  # run bundles may open in the explorer
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, os.pathsep.join(roots))
+    monkeypatch.setenv(app_config.ALLOW_CODE_ENV, "1")
     monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
     return root
 

@@ -1,0 +1,171 @@
+"""The gate between the Tune form and a run: which model and data specs a browser may launch with.
+
+Model and data specs can name Python code (``package.module:factory``) or files that load code or read
+anything on disk (TorchScript, weights, own ``.npz`` files and image folders). The command line and
+run config files accept them all; a browser does not, unless the operator opted in:
+
+- without ``CAKD_VIZ_ALLOW_CODE_SPECS=1``: the teacher is a shipped checkpoint (``sample:DATA/NAME``),
+  the student an architecture name or a shipped checkpoint, the data a shipped sample, and no weights
+  file; anything else is refused with one line before a run folder exists;
+- with it: factories run (that is the operator's choice), and every path must lie inside the data roots
+  once symlinks are resolved (a folder: every entry in it, at any depth). The config that goes on is
+  rewritten to the resolved absolute paths the gate checked, so the run reads exactly those.
+
+Pure functions of a config dict (the JSON form of ``RunConfig``), no Streamlit, so each rule is tested
+on its own and the page only calls ``gate``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from appkit import config as app_config
+from appkit.config import PathRefused, shown
+
+# The library's grammar of a factory spec (cakd_viz.models.specs / cakd_viz.data.sources).
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+_FIELDS = {
+    "data": "training data",
+    "test_data": "held-out data",
+    "teacher": "teacher",
+    "student": "student",
+    "teacher_weights": "teacher weights",
+    "student_weights": "student weights",
+}
+
+
+class SpecRefused(ValueError):
+    """A model or data spec a browser may not launch a run with (one line, no server path)."""
+
+
+def shipped_models() -> list[str]:
+    """Specs of the shipped checkpoints, e.g. ['sample:digits/student', ..., 'sample:glyphs/teacher']."""
+    from cakd_viz.models.specs import list_sample_models
+
+    return list_sample_models()
+
+
+def shipped_data(*, split: bool) -> list[str]:
+    """Shipped data specs: 'sample:NAME' (a run's data field) or 'sample:NAME:SPLIT' (held-out data)."""
+    from cakd_viz.data.sources import SAMPLE_DATA
+
+    if not split:
+        return [f"sample:{name}" for name in SAMPLE_DATA]
+    return [f"sample:{name}:{part}" for name in SAMPLE_DATA for part in ("train", "test")]
+
+
+def gate(config: dict, *, allow_code: bool | None = None, roots: list[Path] | None = None) -> dict:
+    """``config`` with every spec checked (SpecRefused naming the field when one is refused) and, with
+    the opt-in, every path replaced by the resolved absolute path that was checked."""
+    allow = app_config.allow_code_specs() if allow_code is None else allow_code
+    roots = app_config.data_roots() if roots is None else [Path(r).resolve() for r in roots]
+    out = dict(config)
+    for key in [k for k in _FIELDS if k in out]:
+        value = out[key]
+        if value is None or (key in ("test_data", "teacher_weights", "student_weights") and value == ""):
+            out[key] = None
+            continue
+        if not isinstance(value, str):
+            raise SpecRefused(f"{_FIELDS[key]}: expected text, got {type(value).__name__}")
+        text = value.strip()
+        if len(text) > app_config.MAX_PATH_CHARS:
+            raise SpecRefused(
+                f"{_FIELDS[key]}: too long ({len(text):,} characters; at most {app_config.MAX_PATH_CHARS:,})"
+            )
+        out[key] = _check(key, text, allow, roots)
+    return out
+
+
+def _check(key: str, text: str, allow: bool, roots: list[Path]) -> str:
+    what = _FIELDS[key]
+    if key in ("teacher", "student"):
+        shipped = shipped_models()
+        if text in shipped or (key == "student" and text in _archs()):
+            return text
+        if text.startswith("sample:"):
+            raise SpecRefused(f"{what} {shown(text)}: no such shipped model; shipped: {', '.join(shipped)}")
+        if not allow:
+            archs = "architecture names and " if key == "student" else ""
+            raise SpecRefused(
+                f"{what} {shown(text)}: refused, this app runs only {archs}shipped models (sample:DATA/NAME); {_OPT_IN}"
+            )
+        return _opt_in_model(what, text, roots)
+    if key in ("data", "test_data"):
+        shipped = shipped_data(split=key == "test_data")
+        if text in shipped:
+            return text
+        if text.startswith("sample:"):
+            raise SpecRefused(f"{what} {shown(text)}: no such shipped data; shipped: {', '.join(shipped)}")
+        if not allow:
+            raise SpecRefused(
+                f"{what} {shown(text)}: refused, this app trains only on the shipped samples ({', '.join(shipped)}); {_OPT_IN}"
+            )
+        return _opt_in_data(what, text, roots)
+    if not allow:  # a weights file for a factory model
+        raise SpecRefused(
+            f"{what} {shown(text)}: refused, weight files come only with a factory model; {_OPT_IN}"
+        )
+    return str(_confined_file(what, text, roots))
+
+
+_OPT_IN = f"code, model files and own data files need the operator's opt-in ({app_config.ALLOW_CODE_ENV}=1)"
+
+
+def _archs() -> list[str]:
+    from cakd_viz.models.archs import ARCHS
+
+    return list(ARCHS)
+
+
+def _is_factory(what: str, text: str) -> bool:
+    """A ``package.module:factory`` spec; refused when the run would read it as a file instead (the run
+    tries a file of that name first, relative to its working folder, which is not a data root)."""
+    if not _FACTORY.match(text):
+        return False
+    if os.path.lexists(text):
+        raise SpecRefused(f"{what} {shown(text)}: names both a factory and a file; give the file's path")
+    return True
+
+
+def _opt_in_model(what: str, text: str, roots: list[Path]) -> str:
+    if _is_factory(what, text):
+        return text
+    path = _confined_file(what, text, roots)
+    if path.suffix in (".json", ".safetensors"):  # a cakd-viz checkpoint reads the file beside it too
+        stem = path.with_suffix("")
+        for sibling in (stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")):
+            if os.path.lexists(sibling) and not app_config.is_confined(sibling, roots):
+                shown_path = app_config.public_path(sibling, roots)
+                raise SpecRefused(f"{what} {shown(text)}: {shown_path} leads outside the data roots")
+    return str(path)
+
+
+def _opt_in_data(what: str, text: str, roots: list[Path]) -> str:
+    if _is_factory(what, text):
+        return text
+    path = _confined(what, text, roots)
+    if path.is_dir():
+        try:
+            app_config.check_tree_confined(path, roots)
+        except PathRefused as exc:
+            raise SpecRefused(f"{what} {shown(text)}: {exc}") from None
+        return str(path)
+    if path.suffix.lower() != ".npz":
+        raise SpecRefused(f"{what} {shown(text)}: not an .npz file or a folder of class sub-folders")
+    return str(path)
+
+
+def _confined(what: str, text: str, roots: list[Path]) -> Path:
+    try:
+        return app_config.resolve_server_path(text, roots)
+    except PathRefused as exc:
+        raise SpecRefused(f"{what} {shown(text)}: {exc}") from None
+
+
+def _confined_file(what: str, text: str, roots: list[Path]) -> Path:
+    path = _confined(what, text, roots)
+    if not path.is_file():
+        raise SpecRefused(f"{what} {shown(text)}: not a file")
+    return path
