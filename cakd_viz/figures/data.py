@@ -86,7 +86,7 @@ def class_count_figure(
                 hovertemplate="%{x}: %{y:,} samples<extra></extra>",
             )
         )
-        fig.update_xaxes(title="class", type="category")
+        fig.update_xaxes(title="class", type="category", dtick=1, tickangle=-90 if len(counts) > 20 else 0)
         fig.update_yaxes(title=title)
     else:
         hist, edges = np.histogram(counts, bins=40)
@@ -101,7 +101,8 @@ def class_count_figure(
         )
         fig.update_xaxes(title="samples in the class")
         fig.update_yaxes(title="classes")
-    fig.update_layout(**base_layout(height=260, showlegend=False))
+    longest = max((len(str(n)) for n in class_names), default=1) if len(counts) > 20 else 1
+    fig.update_layout(**base_layout(height=260 + 7 * min(longest, 30), showlegend=False))
     return fig
 
 
