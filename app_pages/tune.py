@@ -31,6 +31,7 @@ from cakd_viz.runs.results import (
     list_archived,
     read_note,
     restore_run,
+    safe_label,
     tracker_table,
     write_note,
 )
@@ -155,11 +156,12 @@ def live() -> None:
             done = int(r.status.get("epoch") or 0) if isinstance(r.status.get("epoch"), int) else 0
             total = int(r.config.get("epochs") or 1) if isinstance(r.config.get("epochs"), int) else 1
             info.progress(
-                min(done / total, 1.0), text=f"**{r.label}** · {r.state} · epoch {done}/{total} · `{r.id}`"
+                min(done / total, 1.0),
+                text=f"**{safe_label(r)}** · {r.state} · epoch {done}/{total} · `{r.id}`",
             )
             if stop.button("Cancel", key=f"cancel_{r.id}"):
                 cancel(r.path)
-                st.rerun(scope="fragment")
+                st.rerun()
             steps = metrics_frame(r, "step")
             if not steps.empty:
                 st.plotly_chart(fig.terms_figure(steps), key=f"terms_{r.id}")
@@ -168,7 +170,7 @@ def live() -> None:
     by_id = {r.id: r for r in runs}
     _tracker(table)
     for r in [r for r in runs if r.state in ("failed", store.CORRUPT)][:5]:
-        with st.expander(f"{r.state}: {r.label} ({r.id})"):
+        with st.expander(f"{r.state}: {safe_label(r)} ({r.id})"):
             st.error(r.error or "no error recorded")
             st.code(r.log_tail(40) or "(log.txt is empty)", language=None)
     _run_view(table, by_id)
@@ -232,7 +234,7 @@ def _run_view(table, by_id) -> None:
     epochs = metrics_frame(r)
     left, right = st.columns(2)
     with left:
-        acc = {r.label: epochs}
+        acc = {safe_label(r): epochs}
         st.plotly_chart(fig.curves_figure(acc, "val_acc"), key="tune_run_acc")
     with right:
         if not epochs.empty and all(k in epochs for k in fig.HELD_OUT[:4]):
@@ -254,9 +256,11 @@ def _run_view(table, by_id) -> None:
     if saved:
         try:
             write_note(r.path, note)
-            st.toast(f"Note saved for {rid}.")
         except (ValueError, OSError) as exc:
             st.error(f"The note was not saved: {exc}")
+        else:
+            st.toast(f"Note saved for {rid}.")
+            st.rerun()  # the table above shows it (a full rerun: a fragment-scoped one fails outside fragment reruns)
     a, b, c, d = st.columns([2, 3, 1.4, 1.4])
     finished = r.bundle_path is not None
     if a.button(
@@ -303,7 +307,7 @@ def _run_view(table, by_id) -> None:
             _act(delete_run, rid, f"Deleted {rid}.")
         if no.button("Keep it", key="tune_delete_no"):
             ss.pop("tune_confirm", None)
-            st.rerun(scope="fragment")
+            st.rerun()
 
 
 def _act(action, rid: str, done: str) -> None:
@@ -313,7 +317,7 @@ def _act(action, rid: str, done: str) -> None:
         st.error(f"Not done: {exc}")
         return
     st.toast(done)
-    st.rerun(scope="fragment")
+    st.rerun()
 
 
 def _compare(table, by_id) -> None:
@@ -339,7 +343,7 @@ def _compare(table, by_id) -> None:
     metric = st.selectbox("Curve", list(fig.METRICS), format_func=fig.METRICS.get, key="tune_metric")
     curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
     st.plotly_chart(fig.curves_figure(curves, metric), key="tune_curves")
-    lacking = [by_id[i].label for i in chosen if metric not in curves[labels[i]]]
+    lacking = [safe_label(by_id[i]) for i in chosen if metric not in curves[labels[i]]]
     if lacking:
         st.caption(
             f"Without {fig.METRICS[metric]}: {', '.join(lacking)}"
@@ -387,7 +391,7 @@ def _sweeps() -> None:
         st.error(s.error)
     if s.state in ("queued", "running") and st.button("Cancel sweep", key=f"cancel_sweep_{s.id}"):
         engine.cancel_sweep(s.path)
-        st.rerun(scope="fragment")
+        st.rerun()
     frame = sweep_frame(list(s.trials))
     cases = ["case"] if s.config.get("cases") else []  # e.g. one case per loss, crossed with seeds
     swept = cases + [k for k in (s.config.get("grid") or {}) | (s.config.get("random") or {}) if k in frame]
@@ -420,7 +424,7 @@ def _archived() -> None:
     if not archived:
         return
     with st.expander(f"Archived runs ({len(archived)})"):
-        labels = {r.id: f"{r.label} · {r.state} · {r.id}" for r in archived}
+        labels = {r.id: f"{safe_label(r)} · {r.state} · {r.id}" for r in archived}
         rid = st.selectbox("Archived run", list(labels), format_func=labels.get, key="tune_archived")
         a, b = st.columns(2)
         if a.button("Restore", key="tune_restore"):
@@ -431,7 +435,7 @@ def _archived() -> None:
                 st.toast(f"Deleted {rid}.")
             except (ValueError, OSError) as exc:
                 st.error(f"Not deleted: {exc}")
-            st.rerun(scope="fragment")
+            st.rerun()
 
 
 live()

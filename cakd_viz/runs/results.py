@@ -329,7 +329,7 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
     varied = varied_params(runs)
     rows = []
     for r in runs:
-        label = trial_label(r, varied) or r.label  # a sweep's trials differ by what they vary
+        label = trial_label(r, varied) or safe_label(r)  # a sweep's trials differ by what they vary
         created = r.status.get("created")
         row = {"id": r.id, "state": r.state, "run": label, "sweep": str(r.config.get("sweep") or "")}
         row |= hyperparameters(r)
@@ -347,6 +347,15 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
     columns = ["id", "state", "run", "sweep", *(c for _, c in _HYPER)]
     columns += ["epochs_done", "best_acc", "last_acc", "duration_s", "created", "note", "held_out_terms"]
     return pd.DataFrame(rows, columns=[*columns, "error"])
+
+
+def safe_label(r: RunInfo) -> str:
+    """``r.label``, or the run's name or id when its config cannot make one."""
+    try:
+        return r.label
+    except (TypeError, AttributeError, ValueError):  # a config.json with a loss of the wrong type
+        name = r.config.get("name")
+        return name if isinstance(name, str) and name else r.id
 
 
 def _number(value) -> float | None:
@@ -369,7 +378,7 @@ def read_note(path: str | Path) -> str:
     """The run's note ('' when there is none or it cannot be read), at most NOTE_MAX_CHARS characters."""
     try:
         with open(Path(path) / NOTE, encoding="utf-8", errors="replace") as handle:
-            return handle.read(NOTE_MAX_CHARS)
+            return handle.read(NOTE_MAX_CHARS + 1).rstrip("\n")[:NOTE_MAX_CHARS]
     except OSError:
         return ""
 
