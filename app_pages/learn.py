@@ -63,9 +63,9 @@ if incoming is None and any(v is not None for v in _asked.values()):  # a broken
         ss["_learn_bad"] = _asked
         notes.keep(
             "learn",
-            "The link's example ("
+            "The link asks for "
             + ", ".join(notes.asked(k, v) for k, v in _asked.items() if v is not None)
-            + ") is incomplete or out of range; showing the example you had, or the first preset.",
+            + ": an example that is incomplete or out of range; showing the example you had, or the first preset.",
             "learn_T",
         )
 if incoming is not None and ss.get("_learn_clip") != _asked:
@@ -78,7 +78,7 @@ if incoming is not None and ss.get("_learn_clip") != _asked:
     if clipped:
         notes.keep(
             "learn",
-            "The link's example lies outside the sliders' ranges (logits "
+            "The link asks for an example outside the sliders' ranges (logits "
             f"{LOGIT_RANGE[0]:g} to {LOGIT_RANGE[1]:g}, T {TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}): "
             + "; ".join(c[:120] for c in clipped)
             + ".",

@@ -346,6 +346,7 @@ def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
     if incoming is not None:
         ss[_K_RUNS] = views.parse_runs(incoming)[: views.MAX_RUNS * 4]
         notes.drop("runs")
+    asked_for = asked("runs", incoming) if incoming is not None else "runs=" + ",".join(ss.get(_K_RUNS) or ())
     wanted = list(ss.get(_K_RUNS) or ())
     if not wanted:
         return views.load(key), key
@@ -353,7 +354,8 @@ def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
     if refused:
         shown = ", ".join(added) if added else "none"
         ss[W_RUNS] = added
-        text = f"The link asks to add runs' students: {'; '.join(refused)}. Added: {shown}."
+        why = "; ".join(r if len(r) < 200 else r[:199] + "…" for r in refused)
+        text = f"The link asks for {asked_for}, whose students cannot all be added: {why}. Added: {shown}."
         notes.keep("runs", text, W_RUNS if added else _K_SOURCE)
     ss[_K_RUNS] = added
     return views.load(view_key), view_key
@@ -503,8 +505,10 @@ def _grouping_widget(side, bundle: Bundle | None, incoming: str | None) -> str:
     return ss[_K_GOOD_GROUPING]
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
+def _first_line(exc: Exception, most: int = 200) -> str:
+    """An error's first line, cut to ``most`` characters (it may quote a huge value from a link)."""
+    text = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _temperature_problem(value) -> str | None:

@@ -414,8 +414,8 @@ def run_folder(root: str | Path | None, run_id: str, *, archived: bool = False) 
     base = store.runs_dir(root) / (ARCHIVE if archived else "")
     path = base / run_id
     if not path.is_dir() or path.is_symlink() or (path / store.SWEEP).exists():
-        where = "archived runs" if archived else "runs"
-        raise ValueError(f"there is no run {run_id} among the {where} in {store.runs_dir(root)}")
+        where = "archived runs" if archived else "runs directory"
+        raise ValueError(f"there is no run {run_id} in the {where}")
     return path
 
 
