@@ -4,6 +4,8 @@ Each run or sweep is a separate process writing a folder under the runs director
 this page launches them, then only reads those folders, live, through a fragment that polls them.
 """
 
+import hashlib
+
 import streamlit as st
 
 from appkit import config as app_config
@@ -329,17 +331,23 @@ def _compare(table, by_id) -> None:
         st.caption("Curves appear once a run has finished its first epoch.")
         return
     labels = {row["id"]: tracker.run_label(row) for _, row in table.iterrows()}
-    # Until someone picks runs here, the newest four are compared (so new runs join without a reload).
+    # Until someone picks runs here, the newest four are compared, so new runs join without a reload. (A
+    # widget keyed by that list: a value pushed into a kept widget during a fragment rerun does not show.)
+    newest = with_epochs[:4]
     if not ss.get("tune_compare_picked"):
-        ss["tune_compare"] = with_epochs[:4]
-    ss["tune_compare"] = [i for i in ss.get("tune_compare", []) if i in with_epochs]
-    chosen = st.multiselect(
-        "Runs",
-        with_epochs,
-        key="tune_compare",
-        format_func=labels.get,
-        on_change=lambda: ss.update(tune_compare_picked=True),
-    )
+        key = "tune_compare_auto_" + hashlib.sha1(",".join(newest).encode()).hexdigest()[:10]
+        chosen = st.multiselect(
+            "Runs",
+            with_epochs,
+            default=newest,
+            key=key,
+            format_func=labels.get,
+            on_change=_picked,
+            args=(key,),
+        )
+    else:
+        ss["tune_compare"] = [i for i in ss.get("tune_compare", []) if i in with_epochs]
+        chosen = st.multiselect("Runs", with_epochs, key="tune_compare", format_func=labels.get)
     metric = st.selectbox("Curve", list(fig.METRICS), format_func=fig.METRICS.get, key="tune_metric")
     curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
     st.plotly_chart(fig.curves_figure(curves, metric), key="tune_curves")
@@ -351,6 +359,12 @@ def _compare(table, by_id) -> None:
         )
     if metric in fig.HELD_OUT:
         st.caption(fig.HELD_OUT_NOTE)
+
+
+def _picked(key: str) -> None:
+    """The user changed the newest-runs selection: from now on it is theirs."""
+    ss["tune_compare_picked"] = True
+    ss["tune_compare"] = list(ss[key])
 
 
 def _open(path) -> None:

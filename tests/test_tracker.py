@@ -208,16 +208,20 @@ def test_compare_runs_offers_the_held_out_terms_and_names_runs_without_them(runs
 def test_new_runs_join_the_selectors_without_a_reload(runs):
     write_run(runs, "20260102-000000-kd-aaaa", created=1)
     at = _tune()
-    assert at.multiselect(key="tune_compare").value == ["20260102-000000-kd-aaaa"]
+    assert _compared(at).value == ["20260102-000000-kd-aaaa"]
     write_run(runs, "20260102-000001-kd-bbbb", created=2)
     at.run()  # what the polling fragment does every few seconds
     assert any("20260102-000001-kd-bbbb" in o for o in at.selectbox(key="tune_run").options)
-    assert at.multiselect(key="tune_compare").value[0] == "20260102-000001-kd-bbbb"
-    at.multiselect(key="tune_compare").set_value(["20260102-000000-kd-aaaa"]).run()
+    assert _compared(at).value[0] == "20260102-000001-kd-bbbb"
+    _compared(at).set_value(["20260102-000000-kd-aaaa"]).run()
     write_run(runs, "20260102-000002-kd-cccc", created=3)
     at.run()
-    assert at.multiselect(key="tune_compare").value == ["20260102-000000-kd-aaaa"]  # a choice is kept
-    assert any("20260102-000002-kd-cccc" in o for o in at.multiselect(key="tune_compare").options)
+    assert _compared(at).value == ["20260102-000000-kd-aaaa"]  # a choice is kept
+    assert any("20260102-000002-kd-cccc" in o for o in _compared(at).options)
+
+
+def _compared(at: AppTest):
+    return next(m for m in at.multiselect if m.label == "Runs")
 
 
 def test_note_archive_and_delete_from_the_page(runs):
