@@ -11,6 +11,7 @@ import streamlit as st
 from appkit import config as app_config
 from appkit import state, tracker, tune_form, ui, views
 from appkit.tune_form import LOSS_WIDGETS, SWEEPABLE
+from cakd_viz import export
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
 from cakd_viz.runs import (
@@ -348,7 +349,9 @@ def _compare(table, by_id) -> None:
     else:
         ss["tune_compare"] = [i for i in ss.get("tune_compare", []) if i in with_epochs]
         chosen = st.multiselect("Runs", with_epochs, key="tune_compare", format_func=labels.get)
+    state.restore_choice("curve", "tune_metric", {k: k for k in fig.METRICS}, label=fig.METRICS.get)
     metric = st.selectbox("Curve", list(fig.METRICS), format_func=fig.METRICS.get, key="tune_metric")
+    state.store_choice("curve", metric, metric == next(iter(fig.METRICS)))
     curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
     st.plotly_chart(fig.curves_figure(curves, metric), key="tune_curves")
     lacking = [safe_label(by_id[i]) for i in chosen if metric not in curves[labels[i]]]
@@ -453,4 +456,4 @@ def _archived() -> None:
 
 
 live()
-ui.finish()
+ui.finish(export.runs_snippet(str(root.name) if root.parent == app_config.REPO_ROOT else str(root)))

@@ -31,8 +31,8 @@ PAGE_FILES = {
     "learn": "app_pages/learn.py",
     "tune": "app_pages/tune.py",
 }
-URL_KEYS = ("bundle", "runs", "student", "vs", "grouping", "T", "names")  # shared; pages add their own
-_OPTIONAL_KEYS = ("runs", "vs", "names")  # left out of the URL while unused
+URL_KEYS = ("bundle", "runs", "student", "vs", "grouping", "T", "device", "names")  # shared; pages add theirs
+_OPTIONAL_KEYS = ("runs", "vs", "device", "names")  # left out of the URL while unused (device: while "auto")
 
 _K_SOURCE = "bundle_source"  # token of the open bundle, e.g. "sample:glyphs"
 _K_ERROR = "bundle_error"  # last failure to open a bundle (shown until the next success)
@@ -96,7 +96,7 @@ def sidebar() -> Selection:
     compare = _compare_widget(side, bundle, student, incoming.get("vs"))
     grouping = _grouping_widget(side, bundle, incoming.get("grouping"))
     temperature = _temperature_widget(side, incoming.get("T"))
-    device = _device_widget(side)
+    device = _device_widget(side, incoming.get("device"))
     class_names, token = _class_names(bundle, incoming.get("names"))
     box = side.container()  # "Export this view", filled by ui.finish() at the end of a page
     sel = Selection(
@@ -116,7 +116,7 @@ def sidebar() -> Selection:
     )
     ss[_K_SELECTION] = sel
     _write_url(sel)
-    notes.show(("student", "vs", "grouping", "T", "names", "runs"))
+    notes.show(("student", "vs", "grouping", "T", "device", "names", "runs"))
     context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
     ui.start(context | ({"student B": compare} if compare else {}), box)
     return sel
@@ -282,6 +282,7 @@ def _write_url(sel: Selection) -> None:
         "vs": sel.compare,
         "grouping": sel.grouping,
         "T": f"{sel.temperature:g}",
+        "device": "" if sel.device == "auto" else sel.device,
         "names": sel.names_token or "",
     }
     values = {k: v for k, v in values.items() if v}
@@ -584,9 +585,21 @@ def set_class_names(token: str | None) -> None:
     notes.drop("names")
 
 
-def _device_widget(side) -> str:
+def _device_widget(side, incoming: str | None) -> str:
     options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     ss = st.session_state
+    if incoming is not None:
+        if incoming in options:
+            ss[W_DEVICE] = incoming
+            notes.drop("device")
+        else:
+            ss[W_DEVICE] = ss.get(W_DEVICE) if ss.get(W_DEVICE) in options else "auto"
+            notes.keep(
+                "device",
+                f"The link asks for {asked('device', incoming)}, which this server does not offer "
+                f"({', '.join(options)}); showing {ss[W_DEVICE]}.",
+                W_DEVICE,
+            )
     if ss.get(W_DEVICE) not in options:
         ss[W_DEVICE] = "auto"
     device = side.selectbox("Compute on", options, key=W_DEVICE)

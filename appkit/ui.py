@@ -10,6 +10,7 @@ view" box with a self-contained HTML report and a "reproduce in Python" snippet.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import streamlit as st
@@ -56,7 +57,18 @@ def title(text: str, question: str) -> None:
     st.markdown(question)
     rep = report()
     rep.title = f"cakd-viz · {text}"
-    rep.text(question.replace("**", ""))
+    rep.text(plain_text(question))
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown with inline LaTeX as plain text for the HTML report: "$\\mathrm{BCD} + p_S\\,\\mathrm{SCD}$"
+    -> "BCD + p_S SCD"; bold markers dropped."""
+
+    def math(m: re.Match) -> str:
+        body = re.sub(r"\\mathrm\{([^}]*)\}", r"\1", m.group(1))
+        return re.sub(r"\\[,;!]", " ", body).replace("\\", "")
+
+    return re.sub(r"\$([^$]*)\$", math, markdown).replace("**", "")
 
 
 def subheader(text: str) -> None:
@@ -164,8 +176,23 @@ def table(
         st.caption(caption)
     out = shown if export_frame is None else export_frame.rename(columns=names)
     download(out, name=name, context=context, key=f"dl_{key or name}")
-    report().table(out, caption or name)
+    source = frame if export_frame is None else export_frame
+    report().table(as_text(source).rename(columns=names), caption or name)
     return event
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table's numbers as the app shows them (percentages for "%" columns, 4 significant digits), for
+    the HTML report."""
+    out = frame.copy()
+    for col in frame.columns:
+        series = frame[col]
+        if pd.api.types.is_float_dtype(series):
+            if unit(str(col)) == "%":
+                out[col] = [f"{v:.2%}" if v == v else "" for v in series]
+            else:
+                out[col] = [js_precision(float(v)) for v in series]
+    return out
 
 
 def measures(summary: pd.DataFrame) -> pd.DataFrame:
@@ -218,9 +245,10 @@ def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key
 # -- the sidebar's export box ----------------------------------------------------------------------------
 
 
-def finish(snippet: export.ViewSpec | None = None) -> None:
+def finish(snippet: export.ViewSpec | str | None = None) -> None:
     """Fill the sidebar's "Export this view" box: the HTML report of everything the page showed, and a
-    Python snippet that recomputes the view's main numbers (when the page names one)."""
+    Python snippet that recomputes the view's main numbers (when the page names one: a ViewSpec, or the
+    code itself)."""
     box = st.session_state.get(_K_EXPORT_BOX)
     if box is None:
         return
@@ -241,4 +269,5 @@ def finish(snippet: export.ViewSpec | None = None) -> None:
         if snippet is not None:
             with st.popover("Reproduce in Python", icon=":material/code:"):
                 st.caption("Recomputes this view's numbers with the cakd_viz library and prints them as CSV.")
-                st.code(export.python_snippet(snippet), language="python")
+                code = snippet if isinstance(snippet, str) else export.python_snippet(snippet)
+                st.code(code, language="python")

@@ -304,3 +304,18 @@ _BODY = {
     "compare": _compare,
     "families": _families,
 }
+
+
+def runs_snippet(runs_dir: str) -> str:
+    """Python code that prints the runs tracker's table (one row per run, hyperparameters as columns) as CSV."""
+    return "\n".join(
+        [
+            "# cakd-viz: the runs table of the Tune page, with every run's hyperparameters and accuracy.",
+            "from cakd_viz.runs import list_runs",
+            "from cakd_viz.runs.results import tracker_table",
+            "",
+            f"table = tracker_table(list_runs({runs_dir!r}))",
+            "print(table.to_csv(index=False))",
+            "",
+        ]
+    )

@@ -292,3 +292,28 @@ def test_compare_with_the_bundles_students(runs, tmp_path):
     assert "run:20260102-000000-cakd-aaaa" in at.selectbox(key="sb_student").options
     assert not at.warning
     assert sorted(p.name for p in (tmp_path / "data" / "base" / "students").iterdir()) == ["ce.npy"]
+
+
+def test_the_tune_pages_snippet_prints_the_tracker_table(runs):
+    import io
+    import subprocess
+    import sys
+
+    from cakd_viz import export
+
+    _sweep(runs, ACCS)
+    code = export.runs_snippet(str(runs))
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = pd.read_csv(io.StringIO(out.stdout))
+    want = tracker_table(list_runs(runs))
+    assert list(got["id"]) == list(want["id"])
+    np.testing.assert_allclose(got["best_acc"], want["best_acc"])
+    assert list(got["run"]) == list(want["run"])

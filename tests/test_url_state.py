@@ -91,6 +91,8 @@ BAD = [
     ("correlation", "family", "0.95", "showing threshold 0.5"),
     ("correlation", "P", "2", "showing P = 0.9"),
     ("learn", "lt", "abc", "incomplete or out of range"),
+    ("overview", "device", "tpu", "showing auto"),
+    ("tune", "curve", "zzz", "showing held-out accuracy"),
     ("tune", "run", "zzz", "showing"),
     ("tune", "run", HUGE, "showing"),
 ]
@@ -119,7 +121,7 @@ def test_a_note_stays_until_the_user_picks_something_else(root):
 
 
 GOOD = [
-    ("overview", {"student": "kd", "vs": "ce", "T": "2.5", "grouping": "mass:0.8"}),
+    ("overview", {"student": "kd", "vs": "ce", "T": "2.5", "grouping": "mass:0.8", "device": "cpu"}),
     ("overview", {"view": "Per class", "dkd": "1"}),
     ("sample", {"i": "17", "log": "1"}),
     ("diagnose", {"set": "disagree", "rank": "scd", "share": "0"}),
