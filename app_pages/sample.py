@@ -21,7 +21,7 @@ ss = st.session_state
 
 # The index lives in the URL ("i"); a value there that this page did not write (a link, goto_sample) wins.
 state.url_number("i", "w_sample_index", lo=0, hi=n - 1, integer=True, label=lambda v: f"sample {v:,}")
-ss.setdefault("w_sample_index", 0)
+ss.setdefault("w_sample_index", ss.get("_sample_i", 0))  # back from another page: the sample last shown
 ss["w_sample_index"] = min(max(int(ss["w_sample_index"]), 0), n - 1)  # e.g. after opening a smaller bundle
 
 
@@ -34,6 +34,7 @@ prev.button("◀ Previous", on_click=_step, args=(-1,), disabled=ss["w_sample_in
 i = int(pick.number_input(f"Sample index (0 – {n - 1:,})", 0, n - 1, step=1, key="w_sample_index"))
 nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
 state.store_choice("i", str(i), False)
+ss["_sample_i"] = i
 
 corr = compute.correlation(sel.key) if parse_grouping(sel.grouping).needs_correlation else None
 label = None if b.labels is None else int(b.labels[i])
