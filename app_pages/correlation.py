@@ -1,26 +1,34 @@
 """Correlation groups: which classes travel together?"""
 
+import numpy as np
 import streamlit as st
 
-from appkit import compute, state
+from appkit import compute, state, ui, viewspec
+from cakd_viz.export import ViewSpec
 from cakd_viz.figures import correlation as fig
 
-st.title("Correlation groups")
-st.markdown(
+ui.title(
+    "Correlation groups",
     "**Which classes travel together?** Classes whose teacher logits rise and fall together form families; "
-    "the grouping's strong sets should follow them."
+    "the grouping's strong sets should follow them.",
 )
 sel = state.selection()
 b = sel.bundle
+names = list(sel.class_names)
+THRESHOLDS = [round(x, 2) for x in np.arange(0.1, 0.91, 0.05)]
+MASSES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 
-threshold = st.slider(
+st.session_state.setdefault("corr_threshold", 0.5)
+state.restore_choice(
+    "family", "corr_threshold", {f"{t:g}": t for t in THRESHOLDS}, label=lambda v: f"threshold {v:g}"
+)
+threshold = st.select_slider(
     "Family threshold (average correlation within a family)",
-    0.1,
-    0.9,
-    0.5,
-    0.05,
+    THRESHOLDS,
+    key="corr_threshold",
     help="Average-linkage clustering on 1 − r, cut where the average correlation drops below this.",
 )
+state.store_choice("family", f"{threshold:g}", threshold == 0.5)
 corr = compute.correlation(sel.key)
 order, family = compute.clusters(sel.key, threshold)
 families = fig.family_table(family)
@@ -31,45 +39,90 @@ st.caption(
 only = None
 if b.num_classes > fig.SHOW_ALL_UP_TO:
     multi = families[families["size"] > 1]
-    options = ["overview: a few classes of each of the largest families"] + [
-        f"family {f} ({s} classes)" for f, s in multi.itertuples(index=False)
-    ]
-    pick = st.selectbox(f"Show (at most {fig.HEATMAP_LIMIT} classes at a time)", options)
-    only = None if pick == options[0] else int(pick.split()[1])
+    options = {"overview": "overview: a few classes of each of the largest families"} | {
+        str(f): f"family {f} ({s} classes)" for f, s in multi.itertuples(index=False)
+    }
+    state.restore_choice("show", "corr_show", {k: k for k in options}, label=options.get)
+    pick = st.selectbox(
+        f"Show (at most {fig.HEATMAP_LIMIT} classes at a time)",
+        list(options),
+        format_func=options.get,
+        key="corr_show",
+    )
+    state.store_choice("show", pick, pick == "overview")
+    only = None if pick == "overview" else int(pick)
 classes = fig.pick_classes(order, family, only=only)
 
 counts, counted = compute.comembership(sel.key, sel.grouping, sel.temperature)
-left, right = st.columns(2)
-with left:
-    st.subheader("Teacher's class correlations")
-    st.plotly_chart(fig.correlation_heatmap(corr, classes, family, b.class_names), width="stretch")
-    st.caption(
-        "Pearson r between classes' teacher logits over all samples, ordered by hierarchical clustering."
+heat_corr, heat_shared = st.tabs(["Teacher's class correlations", f"Shared strong sets under {sel.grouping}"])
+with heat_corr:
+    ui.chart(
+        fig.correlation_heatmap(corr, classes, family, names),
+        "Pearson r between classes' teacher logits over all samples, ordered by hierarchical clustering; "
+        "every row and column is labelled.",
+        key="corr_heatmap",
     )
-with right:
-    st.subheader(f"Shared strong sets under `{sel.grouping}`")
-    st.plotly_chart(fig.comembership_heatmap(counts, classes, family, b.class_names), width="stretch")
-    st.caption(
-        f"Row i, column j: how often j is in S when i is, over {counted:,} samples at T = {sel.temperature:g}."
+with heat_shared:
+    ui.chart(
+        fig.comembership_heatmap(counts, classes, family, names),
+        f"Row i, column j: how often j is in S when i is, over {counted:,} samples at T = {sel.temperature:g}.",
+        key="corr_shared",
     )
 
-st.subheader("Pairs that most often share a strong set")
-st.dataframe(fig.top_pairs(counts, corr, b.class_names, family), hide_index=True, width="stretch")
+ui.subheader("Pairs that most often share a strong set")
+pairs = fig.top_pairs(counts, corr, names, family)
+ui.table(
+    pairs,
+    name="pairs",
+    headings={"together": "samples with both in S", "r": "Pearson r"},
+    key="corr_pairs",
+)
+ui.subheader("Families")
+members = {
+    int(f): ", ".join(names[i] for i in order if family[i] == f)
+    for f in families["family"][families["size"] > 1]
+}
+ui.table(
+    families[families["size"] > 1].assign(classes=lambda t: t["family"].map(members)),
+    name="families",
+    headings={"family": "family", "size": "classes in it", "classes": "members"},
+    key="corr_families",
+    height=240,
+)
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Strong-set size under mass:P")
-    p = st.select_slider(
-        "P (teacher mass the strong set must reach)", [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99], 0.9
-    )
+    ui.subheader("Strong-set size under mass:P")
+    st.session_state.setdefault("corr_mass", 0.9)
+    state.restore_choice("P", "corr_mass", {f"{p:g}": p for p in MASSES}, label=lambda v: f"P = {v:g}")
+    p = st.select_slider("P (teacher mass the strong set must reach)", MASSES, key="corr_mass")
+    state.store_choice("P", f"{p:g}", p == 0.9)
     d_mass = state.decomposition(grouping=f"mass:{p:g}")
-    st.plotly_chart(fig.strong_size_figure(d_mass.strong_size, grouping=d_mass.grouping), width="stretch")
-    st.caption(f"Mean |S| = {d_mass.strong_size.mean():.2f} classes at T = {sel.temperature:g}.")
-with right:
-    st.subheader(f"Strong-group mass: teacher vs {sel.student}")
-    d = state.decomposition()
-    st.plotly_chart(fig.strong_mass_figure(d, student=sel.student), width="stretch")
-    st.caption(
-        f"Under `{d.grouping}`: mean p_S = {d.teacher_strong_mass.mean():.3f} (teacher), "
-        f"q_S = {d.student_strong_mass.mean():.3f} (student). Above the diagonal the student over-weights S."
+    ui.chart(
+        fig.strong_size_figure(d_mass.strong_size, grouping=d_mass.grouping),
+        f"Mean |S| = {d_mass.strong_size.mean():.2f} classes at T = {sel.temperature:g}.",
+        key="corr_size",
     )
+with right:
+    who = [sel.student] + ([sel.compare] if sel.compare else [])
+    ui.subheader("Strong-group mass: teacher vs " + " and ".join(who))
+    for name in who:
+        d = state.decomposition(name)
+        ui.chart(
+            fig.strong_mass_figure(d, student=name),
+            f"{name} under `{d.grouping}`: mean p_S = {d.teacher_strong_mass.mean():.3f} (teacher), "
+            f"q_S = {d.student_strong_mass.mean():.3f} (student). Above the diagonal the student over-weights S.",
+            key=f"corr_mass_{name}",
+        )
+ui.finish(
+    ViewSpec(
+        "families",
+        viewspec.bundle_path(sel),
+        sel.student,
+        sel.grouping,
+        sel.temperature,
+        threshold=threshold,
+        extra=viewspec.extra(sel),
+        class_names=viewspec.class_names(sel),
+    )
+)

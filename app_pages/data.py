@@ -2,13 +2,15 @@
 
 import streamlit as st
 
-from appkit import bundles, compute, state
+from appkit import bundles, compute, state, ui
 from appkit import config as app_config
+from appkit import names as app_names
+from cakd_viz import classnames
 from cakd_viz.figures import data as fig
 
-st.title("Data")
-st.markdown(
-    "**What am I looking at?** The open bundle: its samples, classes and models, and how good they are."
+ui.title(
+    "Data",
+    "**What am I looking at?** The open bundle: its samples, classes and models, and how good they are.",
 )
 sel = state.selection(required=False)
 b = sel.bundle
@@ -29,36 +31,54 @@ if b is not None:
         st.plotly_chart(fig.accuracy_figure(models), width="stretch")
     with right:
         st.subheader("Models")
-        st.dataframe(
+        ui.table(
             models.drop(columns=["role", "dtype"]),
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "accuracy": st.column_config.ProgressColumn(
-                    "accuracy", format="percent", min_value=0, max_value=1
-                ),
-                "agreement": st.column_config.ProgressColumn(
-                    "agrees with teacher", format="percent", min_value=0, max_value=1
-                ),
-            },
+            name="models",
+            headings={"model": "model", "agreement": "agrees with teacher (%)"},
+            key="data_models",
+            context=ui.context(student="all"),
         )
         if not info["has_labels"]:
             st.caption("This bundle has no labels: accuracies and the `target` groupings are unavailable.")
-    examples = compute.example_inputs(sel.key)
+    examples = compute.example_inputs(sel.key, sel.class_names)
     if examples is not None:
         st.subheader("Example inputs")
         idx, images, captions = examples
         st.plotly_chart(
             fig.image_grid_figure(images, captions), width="stretch", config={"displayModeBar": False}
         )
-    classes = compute.class_table(sel.key)
+    classes = compute.class_table(sel.key, sel.class_names)
     st.subheader("Classes")
     if "samples" in classes:
         st.plotly_chart(
             fig.class_count_figure(classes["samples"].to_numpy(), list(classes["name"])), width="stretch"
         )
-    with st.expander(f"All {len(classes):,} class names"):
-        st.dataframe(classes, hide_index=True, width="stretch")
+    with st.expander(f"All {len(classes):,} class names, and names of your own"):
+        st.caption(
+            "Pages show the names in the first column: single letters and digits that look alike (I, l, 1; "
+            "O, o, 0) are spelled out, and repeated names get their index. The bundle keeps its own names."
+            + (" Names from an uploaded list are in use." if sel.names_token else "")
+        )
+        ui.table(classes, name="classes", key="data_classes", height=300, context=ui.context(student=None))
+        names_file = st.file_uploader(
+            f"Use other class names: a .json list of {b.num_classes:,} strings, or a .txt file with one name "
+            f"per line (at most {classnames.OVERRIDE_MAX_BYTES // 1000:,} kB)",
+            type=["json", "txt"],
+            key="data_names_file",
+        )
+        if names_file is not None and st.session_state.get("_names_seen") != names_file.file_id:
+            st.session_state["_names_seen"] = names_file.file_id
+            try:
+                state.set_class_names(app_names.store(names_file.getvalue(), names_file.name, b.num_classes))
+                st.session_state["_names_error"] = None
+                st.rerun()
+            except ValueError as exc:
+                st.session_state["_names_error"] = f"Class names not changed: {exc}"
+        if names_file is not None and st.session_state.get("_names_error"):
+            st.error(st.session_state["_names_error"])
+        if sel.names_token and st.button("Use the bundle's own class names", key="data_names_reset"):
+            state.set_class_names(None)
+            st.rerun()
 
 st.subheader("Open another bundle")
 shipped, upload, server = st.tabs(["Shipped sample", "Upload a file", "Server path"])
@@ -128,3 +148,4 @@ with server:
             st.error(f"Could not open {app_config.shown(typed)}: {exc}. The previous bundle stays open.")
         else:
             _open(token)
+ui.finish()

@@ -2,25 +2,27 @@
 
 import streamlit as st
 
-from appkit import compute, state
-from cakd_viz import diagnose
+from appkit import compute, state, ui, viewspec
+from cakd_viz import compare, diagnose, export
+from cakd_viz.export import ViewSpec
+from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import diagnose as fig
-from cakd_viz.terms import KL_UNIT, PART
+from cakd_viz.terms import KL_UNIT, PART, heading
 
 TABLE_ROWS = 300  # rows of the ranking that reach the browser; the CSV holds the whole set
 FAMILY_THRESHOLD = 0.5  # classes whose average teacher-logit correlation reaches this share a family
 
-st.title("Diagnose")
-st.markdown(
+ui.title(
+    "Diagnose",
     "**Where and why does the student fail?** Pick a set of failures; rank them by the KL or by one term, "
-    "see which term dominates each class's failures and which classes the student confuses."
+    "see which term dominates each class's failures and which classes the student confuses.",
 )
 sel = state.selection()
 if (target := st.session_state.pop("_diagnose_open", None)) is not None:
     state.goto_sample(target)  # asked for by the "Open sample" button's callback on the last click
 b = sel.bundle
 d = state.decomposition()
-names = b.class_names
+names = list(sel.class_names)
 
 
 def _open(index: int) -> None:
@@ -28,10 +30,16 @@ def _open(index: int) -> None:
     st.session_state["_diagnose_open"] = index
 
 
+def _csv(frame, **extra) -> bytes:
+    shown = frame.rename(columns=heading)
+    return export.to_csv_bytes(shown, ui.context(**extra))
+
+
 sets = diagnose.available_sets(d)
 slugs = {diagnose.FAILURE_SETS[name].slug: name for name in sets}
 if st.session_state.get("diagnose_set") not in sets:  # e.g. a bundle without labels was opened
     st.session_state.pop("diagnose_set", None)
+st.session_state.setdefault("diagnose_set", sets[0])
 state.restore_choice("set", "diagnose_set", slugs)
 which = st.radio(
     "Failure set",
@@ -46,96 +54,153 @@ if b.labels is None:
 fs = diagnose.FAILURE_SETS[which]
 mask = diagnose.failure_mask(d, which)
 count = int(mask.sum())
+rank_default = next(iter(diagnose.RANK_KEYS))
+st.session_state.setdefault("diagnose_rank", rank_default)
+state.restore_choice("rank", "diagnose_rank", {v: k for k, v in diagnose.RANK_KEYS.items()})
+by = diagnose.RANK_KEYS[st.session_state["diagnose_rank"]]
+snippet = ViewSpec(
+    "failures",
+    viewspec.bundle_path(sel),
+    sel.student,
+    sel.grouping,
+    sel.temperature,
+    failure_set=which,
+    rank=by,
+    limit=TABLE_ROWS,
+    extra=viewspec.extra(sel),
+    class_names=viewspec.class_names(sel),
+)
 if count == 0:
     st.success(f"No sample where {fs.description}.")
-    st.stop()
-shares = d.subset(mask).shares()
-top = max(shares, key=shares.get)
-c1, c2, c3, c4 = st.columns(4)
-c1.metric(
-    "Samples in the set",
-    f"{count:,}",
-    f"{count / len(d):.1%} of {len(d):,}",
-    delta_color="off",
-    delta_arrow="off",
-)
-c2.metric(f"Mean KL in the set ({KL_UNIT})", f"{d.kl[mask].mean():.4g}")
-c3.metric(f"Mean KL overall ({KL_UNIT})", f"{d.kl.mean():.4g}")
-c4.metric(
-    "Largest part of the set's KL", PART[top], f"{shares[top]:.0%}", delta_color="off", delta_arrow="off"
-)
-
-st.subheader("The failures, ranked")
-state.restore_choice("rank", "diagnose_rank", {v: k for k, v in diagnose.RANK_KEYS.items()})
-rank = st.selectbox(
-    "Rank by",
-    list(diagnose.RANK_KEYS),
-    key="diagnose_rank",
-    help="Largest first. BCD, p_S·SCD and p_W·WCD add up to KL.",
-)
-state.store_choice("rank", diagnose.RANK_KEYS[rank], rank == next(iter(diagnose.RANK_KEYS)))
-by = diagnose.RANK_KEYS[rank]
-table = diagnose.failure_table(d, mask, by=by, limit=TABLE_ROWS, class_names=names)
-shown = table.rename(columns=diagnose.COLUMN_LABELS).drop(
-    columns=["label", "teacher_pred", "student_pred"], errors="ignore"
-)
-shown["dominant"] = shown["dominant"].map(PART)
-picked = st.dataframe(
-    shown,
-    hide_index=True,
-    on_select="rerun",
-    selection_mode="single-row",
-    key="diagnose_rows",
-    column_config={
-        c: st.column_config.NumberColumn(format="%.4g") for c in shown.select_dtypes("float").columns
-    },
-)
-rows = picked.selection.rows if picked is not None else []
-left, right = st.columns([2, 1], vertical_alignment="center")
-if rows:
-    idx = int(table["index"].iloc[rows[0]])
-    left.button(f"Open sample #{idx} in the Sample page", type="primary", on_click=_open, args=(idx,))
 else:
-    left.caption(
-        f"The top {min(TABLE_ROWS, count):,} of {count:,} by {rank}. Select a row to open it in the Sample page."
+    shares = d.subset(mask).shares()
+    top = max(shares, key=shares.get)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(
+        "Samples in the set",
+        f"{count:,}",
+        f"{count / len(d):.1%} of {len(d):,}",
+        delta_color="off",
+        delta_arrow="off",
     )
-right.download_button(
-    f"Download all {count:,} as CSV",
-    data=lambda: diagnose.spreadsheet_csv(diagnose.failure_table(d, mask, by=by, class_names=names)),
-    file_name=f"failures_{sel.student}_{d.grouping.replace(':', '-')}_T{d.temperature:g}.csv",
-    mime="text/csv",
-    on_click="ignore",
-)
-
-ref_title = "true class" if fs.reference == "label" else "teacher's class"
-st.subheader(f"Which term dominates each class's failures (by {ref_title})")
-normalize = st.toggle("As shares of each class's failure KL", value=True)
-classes = diagnose.class_failures(d, mask, by=fs.reference, num_classes=b.num_classes, class_names=names)
-st.plotly_chart(fig.class_failure_chart(classes, normalize=normalize), width="stretch")
-st.caption(f"The {min(25, len(classes))} classes with the most failures, of {len(classes)} with any.")
-
-st.subheader(f"Confusions: {ref_title} → student's prediction")
-_, family = compute.clusters(sel.key, FAMILY_THRESHOLD)
-in_strong = compute.in_strong(d, sel.key, sel.student, d.grouping, d.temperature, sel.device, which)
-pairs = diagnose.confusion_pairs(
-    d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
-)
-st.plotly_chart(fig.confusion_chart(pairs), width="stretch")
-st.caption(
-    f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
-    f"correlation ≥ {FAMILY_THRESHOLD}). 'in S': how often the student's prediction lay in the sample's strong "
-    f"set under {d.grouping}."
-)
-with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):
-    st.dataframe(
-        pairs.head(TABLE_ROWS)
-        .drop(columns=["true", "predicted"])
-        .rename(
-            columns={
-                "true_name": ref_title,
-                "predicted_name": "student says",
-                "kl_mean": f"mean KL ({KL_UNIT})",
-            }
-        ),
-        hide_index=True,
+    c2.metric(f"Mean KL in the set ({KL_UNIT})", f"{d.kl[mask].mean():.4g}")
+    c3.metric(f"Mean KL overall ({KL_UNIT})", f"{d.kl.mean():.4g}")
+    c4.metric(
+        "Largest part of the set's KL", PART[top], f"{shares[top]:.0%}", delta_color="off", delta_arrow="off"
     )
+
+    ui.subheader("The failures, ranked")
+    rank = st.selectbox(
+        "Rank by",
+        list(diagnose.RANK_KEYS),
+        key="diagnose_rank",
+        help="Largest first. BCD, p_S·SCD and p_W·WCD add up to KL; SCD and WCD alone are the raw terms.",
+    )
+    state.store_choice("rank", diagnose.RANK_KEYS[rank], rank == rank_default)
+    table = diagnose.failure_table(d, mask, by=by, limit=TABLE_ROWS, class_names=names)
+    shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
+    shown["dominant"] = shown["dominant"].map(PART)
+    picked = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
+    rows = picked.selection.rows if picked is not None else []
+    left, right = st.columns([2, 1], vertical_alignment="center")
+    if rows:
+        idx = int(table["index"].iloc[rows[0]])
+        left.button(f"Open sample #{idx} in the Sample page", type="primary", on_click=_open, args=(idx,))
+    else:
+        left.caption(
+            f"The top {min(TABLE_ROWS, count):,} of {count:,} by {rank}. Select a row to open it in the Sample page."
+        )
+
+    def _every() -> bytes:
+        whole = diagnose.failure_table(d, mask, by=by, class_names=names)
+        whole = whole.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
+        whole["dominant"] = whole["dominant"].map(PART)
+        return _csv(whole, **{"failure set": which, "ranked by": rank})
+
+    right.download_button(
+        f"Download all {count:,} as CSV",
+        data=_every,
+        file_name=export.file_stem("failures", sel.student, d.grouping, f"T{d.temperature:g}") + ".csv",
+        mime="text/csv",
+        on_click="ignore",
+    )
+
+    ref_title = "true class" if fs.reference == "label" else "teacher's class"
+    ui.subheader(f"Which term dominates each class's failures (by {ref_title})")
+    st.session_state.setdefault("diagnose_share", True)
+    state.restore_choice(
+        "share", "diagnose_share", {"1": True, "0": False}, label=lambda v: "shares" if v else "nats"
+    )
+    normalize = st.toggle("As shares of each class's failure KL", key="diagnose_share")
+    state.store_choice("share", "1" if normalize else "0", normalize)
+    classes = diagnose.class_failures(d, mask, by=fs.reference, num_classes=b.num_classes, class_names=names)
+    ui.chart(
+        fig.class_failure_chart(classes, normalize=normalize),
+        f"The {min(25, len(classes))} classes with the most failures, of {len(classes)} with any.",
+        key="diagnose_classes",
+    )
+    with st.expander(f"All {len(classes)} classes with failures"):
+        ui.table(
+            classes.assign(dominant=classes["dominant"].map(PART)),
+            name="class_failures",
+            key="diagnose_class_table",
+            height=300,
+        )
+
+    ui.subheader(f"Confusions: {ref_title} → student's prediction")
+    _, family = compute.clusters(sel.key, FAMILY_THRESHOLD)
+    in_strong = compute.in_strong(d, sel.key, sel.student, d.grouping, d.temperature, sel.device, which)
+    pairs = diagnose.confusion_pairs(
+        d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
+    )
+    ui.chart(
+        fig.confusion_chart(pairs),
+        f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
+        f"correlation ≥ {FAMILY_THRESHOLD}). 'in S': how often the student's prediction lay in the sample's strong "
+        f"set under {d.grouping}.",
+        key="diagnose_pairs",
+    )
+    with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):
+        ui.table(
+            pairs.head(TABLE_ROWS)
+            .drop(columns=["true", "predicted"])
+            .assign(dominant=lambda t: t["dominant"].map(PART)),
+            name="confusions",
+            headings={"true_name": ref_title, "kl_mean": f"mean KL ({KL_UNIT})"},
+            key="diagnose_pair_table",
+            height=300,
+        )
+
+if sel.compare:
+    a_name, b_name = sel.student, sel.compare
+    ui.subheader(f"What {b_name} (B) fixes and breaks against {a_name} (A)")
+    right_means = "the true class" if b.labels is not None else "the teacher's top class"
+    kinds = {"fixed": f"Fixed by {b_name}", "broken": f"Broken by {b_name}"}
+    st.session_state.setdefault("diagnose_cmp", "fixed")
+    state.restore_choice("cmp", "diagnose_cmp", {k: k for k in kinds}, label=kinds.get)
+    kind = st.radio("Set", list(kinds), key="diagnose_cmp", horizontal=True, format_func=kinds.get)
+    state.store_choice("cmp", kind, kind == "fixed")
+    size, change, rows_b, _ = compute.compare_set(
+        sel.key, a_name, b_name, sel.grouping, sel.temperature, sel.device, kind, sel.class_names, TABLE_ROWS
+    )
+    st.caption(
+        f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "
+        f"(right = {right_means}); differences are {b_name} − {a_name}, under {sel.grouping} at T = {sel.temperature:g}."
+    )
+    if size:
+        ui.chart(
+            compare_fig.set_change_figure(change, a_name, b_name),
+            f"Over these {size:,} samples: the mean KL and mean parts of both students.",
+            key="diagnose_cmp_chart",
+        )
+        ui.table(
+            rows_b.assign(changed_most=rows_b["changed_most"].map(PART)),
+            name=f"{kind}_by_B",
+            a=a_name,
+            b=b_name,
+            key="diagnose_cmp_table",
+            height=320,
+            caption=f"The {len(rows_b):,} of {size:,} samples whose KL changed most.",
+            context=ui.context(**{"set": kinds[kind]}),
+        )
+ui.finish(snippet)

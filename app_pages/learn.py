@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from appkit import state
+from appkit import notes, state
 from cakd_viz.figures import learn as learn_fig
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -41,8 +41,16 @@ def _load(view: LearnView) -> None:
         ss["learn_P"] = float(param)
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [round(float(v), 2) for v in str(text).split(",")]
+    except ValueError:
+        return []
+
+
 # The example lives in the URL, so a link reproduces it; a link this page did not write wins.
-incoming = LearnView.from_params({k: state.url_param(k) for k in ("zt", "zs", "lt", "lg", "ly")})
+_asked = {k: state.url_param(k) for k in ("zt", "zs", "lt", "lg", "ly")}
+incoming = LearnView.from_params(_asked)
 if "learn_t0" not in ss:
     ss["learn_preset"] = next(iter(PRESETS))
     _load(PRESETS[ss["learn_preset"]].view())
@@ -50,6 +58,33 @@ if incoming is not None and incoming.to_params() != ss.get("_learn_url"):
     _load(incoming)
     same = [name for name, p in PRESETS.items() if p.view().to_params() == incoming.to_params()]
     ss["learn_preset"] = same[0] if same else ss["learn_preset"]
+if incoming is None and any(v is not None for v in _asked.values()):  # a broken link is said, not ignored
+    if ss.get("_learn_bad") != _asked:
+        ss["_learn_bad"] = _asked
+        notes.keep(
+            "learn",
+            "The link asks for "
+            + ", ".join(notes.asked(k, v) for k, v in _asked.items() if v is not None)
+            + ": an example that is incomplete or out of range; showing the example you had, or the first preset.",
+            "learn_T",
+        )
+if incoming is not None and ss.get("_learn_clip") != _asked:
+    ss["_learn_clip"] = _asked
+    clipped = [
+        f"{k}={_asked[k]} became {v}"
+        for k, v in incoming.to_params().items()
+        if k in ("zt", "zs", "lt") and _floats(_asked[k]) != _floats(v)
+    ]
+    if clipped:
+        notes.keep(
+            "learn",
+            "The link asks for an example outside the sliders' ranges (logits "
+            f"{LOGIT_RANGE[0]:g} to {LOGIT_RANGE[1]:g}, T {TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}): "
+            + "; ".join(c[:120] for c in clipped)
+            + ".",
+            "learn_T",
+        )
+notes.show(("learn",))
 preset = st.selectbox(
     "Start from a typical student failure",
     list(PRESETS),
@@ -63,6 +98,11 @@ numbers = st.container()  # filled once the controls below have been read
 controls, charts = st.columns([2, 3], gap="large")
 with controls:
     temperature = st.slider("Temperature T", *TEMPERATURE_RANGE, step=0.25, key="learn_T", **KEEP)
+    st.caption(
+        f"This example has its own T and grouping (K from 1 to {C - 1} for its {C} classes): they do not "
+        f"change the sidebar's T = {state.selection(required=False).temperature:g} and "
+        f"{state.selection(required=False).grouping}, which apply to the open bundle on the other pages."
+    )
     kind = st.radio(
         "Grouping: which classes form the strong set S",
         ["target", "topk", "mass"],

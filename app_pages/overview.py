@@ -2,77 +2,190 @@
 
 import streamlit as st
 
-from appkit import compute, state
+from appkit import compute, notes, state, ui, viewspec
+from appkit.notes import asked
+from cakd_viz.export import ViewSpec
+from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig
 from cakd_viz.figures.style import KL_UNIT
+from cakd_viz.terms import heading
 
-st.title("Overview")
-st.markdown(
+TABS = ["Distributions", "Per class", "vs temperature", "vs grouping"]
+
+ui.title(
+    "Overview",
     "**Which divergence terms dominate?** The KL of every sample splits exactly into "
-    r"$\mathrm{BCD} + p_S\,\mathrm{SCD} + p_W\,\mathrm{WCD}$: how much of the total does each part carry?"
+    r"$\mathrm{BCD} + p_S\,\mathrm{SCD} + p_W\,\mathrm{WCD}$: how much of the total does each part carry?",
 )
 sel = state.selection()
 b = sel.bundle
+ss = st.session_state
 
+state.restore_choice(
+    "dkd",
+    "overview_dkd",
+    {"0": False, "1": True},
+    label=lambda v: "the DKD view" if v else "the sidebar's grouping",
+)
+if b.labels is None and ss.get("overview_dkd"):
+    ss["overview_dkd"] = False
+    notes.keep(
+        "dkd",
+        f"The DKD view needs labels, and this bundle has none; showing grouping {sel.grouping}.",
+        "overview_dkd",
+    )
+    notes.show(("dkd",))
 dkd = st.toggle(
     "DKD view (grouping `target`: BCD = TCKD, WCD = NCKD)",
-    value=state.url_param("dkd") == "1",
+    key="overview_dkd",
     disabled=b.labels is None,
     help="S = {true label}: the split of Zhao et al. (CVPR 2022). Needs labels.",
 )
-state.set_url_param("dkd", "1" if dkd else None)
+state.store_choice("dkd", "1", not dkd)
 grouping = "target" if dkd else sel.grouping
+context = ui.context(grouping=grouping)
 st.caption(
     f"Grouping `{grouping}`, T = {sel.temperature:g}. KL(teacher ‖ student) in {KL_UNIT}, over all samples."
 )
 
 summary = compute.shares_by_student(sel, grouping)
-cols = st.columns(len(summary))
-for col, row in zip(cols, summary.itertuples(), strict=True):
+cols = st.columns(min(len(summary), 6))
+for col, row in zip(cols, summary.head(6).itertuples(), strict=False):
     col.metric(f"mean KL, {row.student}", f"{row.kl_mean:.4f} {KL_UNIT}")
-st.plotly_chart(fig.shares_figure(summary), width="stretch")
+ui.chart(fig.shares_figure(summary), key="overview_shares")
+with st.expander("Every student's numbers"):
+    ui.table(
+        summary.drop(columns=["grouping", "temperature"]),
+        name="students",
+        headings={"student": "student"},
+        context=context | {"student": "all"},
+        key="overview_students",
+    )
+
+if sel.compare:
+    ui.subheader(f"{sel.student} (A) against {sel.compare} (B)")
+    cmp = compute.compare_summary(sel.key, sel.student, sel.compare, grouping, sel.temperature, sel.device)
+    ui.chart(
+        compare_fig.mean_terms_figure(cmp, sel.student, sel.compare),
+        f"Mean KL and mean parts under {grouping} at T = {sel.temperature:g}: B − A above B's bars "
+        f"(negative: {sel.compare} is closer to the teacher).",
+        key="overview_compare",
+    )
+    ui.table(
+        ui.measures(cmp),
+        name="compare",
+        headings={
+            "measure": "measure",
+            "a": sel.student,
+            "b": sel.compare,
+            "delta": f"{sel.compare} − {sel.student}",
+        },
+        context=context,
+        key="overview_compare_table",
+        export_frame=cmp.assign(measure=[heading(m) for m in cmp["measure"]]),
+    )
 
 # Only the open tab computes (it is part of the URL, so a link reopens it).
-dist, per_class, by_t, by_g = st.tabs(
-    ["Distributions", "Per class", "vs temperature", "vs grouping"], key="view", bind="query-params"
+asked_view = st.query_params.get("view")
+if asked_view is not None and asked_view not in TABS:
+    notes.keep(
+        "view",
+        f"The link asks for {asked('view', asked_view)}, which is not one of {', '.join(TABS)}; showing {TABS[0]}.",
+        "view",
+    )
+notes.show(("view",))
+dist, per_class, by_t, by_g = st.tabs(TABS, key="view", bind="query-params")
+snippet = ViewSpec(
+    "summary", viewspec.bundle_path(sel), sel.student, grouping, sel.temperature, extra=viewspec.extra(sel)
 )
 if dist.open:
     with dist:
         hists = compute.histograms(sel.key, sel.student, grouping, sel.temperature, sel.device)
-        st.plotly_chart(fig.histogram_figure(hists), width="stretch")
-        st.caption(f"{sel.student}: each sample's KL and its three contributions, binned on a log scale.")
+        ui.chart(
+            fig.histogram_figure(hists),
+            f"{sel.student}: each sample's KL and its three contributions, binned on a log scale.",
+            key="overview_hist",
+        )
 if per_class.open:
     with per_class:
         by = "label" if b.labels is not None else "teacher_pred"
-        table = compute.breakdown(sel.key, sel.student, grouping, sel.temperature, sel.device, by)
-        st.plotly_chart(
-            fig.class_breakdown_figure(table, by_title="true class" if by == "label" else "teacher's class"),
-            width="stretch",
+        by_title = "true class" if by == "label" else "teacher's class"
+        if sel.compare:
+            deltas = compute.compare_classes(
+                sel.key, sel.student, sel.compare, grouping, sel.temperature, sel.device, by, sel.class_names
+            )
+            ui.chart(
+                compare_fig.class_delta_figure(deltas, sel.student, sel.compare),
+                f"The {min(30, len(deltas))} classes (by {by_title}) whose mean KL changes most from "
+                f"{sel.student} to {sel.compare}; all {len(deltas)} below.",
+                key="overview_class_delta",
+            )
+            ui.table(
+                deltas,
+                name="class_changes",
+                a=sel.student,
+                b=sel.compare,
+                context=context,
+                height=320,
+                key="overview_class_delta_table",
+            )
+        table = compute.breakdown(
+            sel.key, sel.student, grouping, sel.temperature, sel.device, by, sel.class_names
         )
-        st.caption(
-            f"{sel.student}: the {min(30, len(table))} classes with the largest total KL; all {len(table)} below."
+        ui.chart(
+            fig.class_breakdown_figure(table, by_title=by_title),
+            f"{sel.student}: the {min(30, len(table))} classes with the largest total KL; all {len(table)} below.",
+            key="overview_classes",
         )
-        st.dataframe(table, hide_index=True, width="stretch", height=300)
+        ui.table(table, name="per_class", context=context, height=320, key="overview_class_table")
+        snippet = ViewSpec(
+            "per_class",
+            viewspec.bundle_path(sel),
+            sel.student,
+            grouping,
+            sel.temperature,
+            by=by,
+            extra=viewspec.extra(sel),
+            class_names=viewspec.class_names(sel),
+        )
 if by_t.open:
     with by_t:
         temps = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-        tsweep = compute.temperature_scan(sel.key, tuple(sel.students), grouping, temps, sel.device)
-        st.plotly_chart(
+        students = (
+            tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
+        )
+        tsweep = compute.temperature_scan(sel.key, students, grouping, temps, sel.device)
+        ui.chart(
             fig.sweep_figure(
                 tsweep, x="temperature", x_title="temperature T", log_x=True, current=sel.temperature
             ),
-            width="stretch",
+            f"Shares at each T on a fixed random subset of {int(tsweep['n'].iloc[0]):,} samples.",
+            key="overview_by_t",
         )
-        st.caption(f"Shares at each T on a fixed random subset of {int(tsweep['n'].iloc[0]):,} samples.")
 if by_g.open:
     with by_g:
         param, specs, values = fig.sweep_groupings(grouping, b.num_classes, has_labels=b.labels is not None)
+        students = (
+            tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
+        )
         gsweep = compute.grouping_scan(
-            sel.key, tuple(sel.students), tuple(specs), tuple(values), sel.temperature, sel.device
+            sel.key, students, tuple(specs), tuple(values), sel.temperature, sel.device
         )
         here = fig.grouping_param(grouping)
-        st.plotly_chart(fig.sweep_figure(gsweep, x="param", x_title=param, current=here), width="stretch")
-        st.caption(
+        ui.chart(
+            fig.sweep_figure(gsweep, x="param", x_title=param, current=here),
             f"Shares for {specs[0].split(':')[0]}:{param.split()[0]} on a fixed random subset of "
-            f"{int(gsweep['n'].iloc[0]):,} samples, at T = {sel.temperature:g}."
+            f"{int(gsweep['n'].iloc[0]):,} samples, at T = {sel.temperature:g}.",
+            key="overview_by_g",
         )
+if sel.compare:
+    snippet = ViewSpec(
+        "compare",
+        viewspec.bundle_path(sel),
+        sel.student,
+        grouping,
+        sel.temperature,
+        student_b=sel.compare,
+        extra=viewspec.extra(sel),
+    )
+ui.finish(snippet)

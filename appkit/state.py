@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 import streamlit as st
 import torch
 
-from appkit import bundles
+from appkit import bundles, names, notes, ui, views
 from appkit import config as app_config
 from appkit.config import plain, shown
+from appkit.notes import asked
 from cakd_viz.bundle import Bundle
+from cakd_viz.classnames import readable_names
 from cakd_viz.decomposition import Decomposition, decompose
 from cakd_viz.device import describe_device
-from cakd_viz.grouping import GROUPING_FORMS, parse_grouping
+from cakd_viz.grouping import GROUPING_FORMS, Grouping, parse_grouping
 
 PAGE_FILES = {
     "data": "app_pages/data.py",
@@ -30,7 +32,8 @@ PAGE_FILES = {
     "learn": "app_pages/learn.py",
     "tune": "app_pages/tune.py",
 }
-URL_KEYS = ("bundle", "student", "grouping", "T")  # shared by every page; pages add their own keys
+URL_KEYS = ("bundle", "runs", "student", "vs", "grouping", "T", "device", "names")  # shared; pages add theirs
+_OPTIONAL_KEYS = ("runs", "vs", "device", "names")  # left out of the URL while unused (device: while "auto")
 
 _K_SOURCE = "bundle_source"  # token of the open bundle, e.g. "sample:glyphs"
 _K_ERROR = "bundle_error"  # last failure to open a bundle: {"asked"|"broken": token, "reason"} (shown until the next success)
@@ -38,6 +41,11 @@ _K_GOOD_GROUPING = "grouping_ok"  # last grouping spec that parsed (and fits the
 _K_SEEN = "_url_seen"  # the shared URL values this session last wrote
 _K_SELECTION = "_selection"
 W_STUDENT, W_GROUPING, W_TEMPERATURE, W_DEVICE = "sb_student", "sb_grouping", "sb_T", "sb_device"
+W_COMPARE, W_RUNS = "sb_compare", "sb_runs"
+_K_GOOD_T = "T_ok"  # last temperature inside [T_MIN, T_MAX]
+_K_RUNS = "_runs"  # ids of the finished runs whose students are added to the open bundle
+_K_NAMES = "_names"  # token of the class-name override in use (appkit.names), or None
+_K_PREV_STUDENT = "_prev_student"
 T_MIN, T_MAX = 0.05, 100.0
 
 
@@ -53,7 +61,13 @@ class Selection:
     temperature: float
     device: str  # "auto" | "cpu" | "cuda"
     label: str = ""  # human-readable origin, e.g. "upload: logits.npz"
-    key: tuple[str, float] = field(default=("", 0.0))  # bundle identity for caches: (path, meta mtime)
+    key: tuple = field(
+        default=("", 0.0)
+    )  # the view's identity for caches (appkit.views): (path, meta mtime[, runs])
+    compare: str = ""  # student B, compared with `student` (A); "" for none
+    class_names: tuple[str, ...] = ()  # what pages show: readable, distinct (cakd_viz.classnames)
+    names_token: str | None = None  # the class-name override in use (appkit.names), if any
+    runs: tuple[str, ...] = ()  # finished runs whose students were added to the bundle ("run:<id>")
 
 
 def sidebar() -> Selection:
@@ -66,7 +80,9 @@ def sidebar() -> Selection:
         _open_default()
     opened = _reopen(ss.get(_K_SOURCE))
     bundle = opened.bundle if opened else None
-    if bundle is not None:
+    key = opened.key if opened else ("", 0.0)
+    if opened is not None:
+        bundle, key = _add_runs(opened.key, incoming.get("runs"))
         _fit_widgets_to(bundle)
     side = st.sidebar
     side.subheader("Bundle")
@@ -76,10 +92,14 @@ def sidebar() -> Selection:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
         side.error(_error_line(ss[_K_ERROR], opened))
+    _runs_widget(side)
     student = _student_widget(side, bundle, incoming.get("student"))
+    compare = _compare_widget(side, bundle, student, incoming.get("vs"))
     grouping = _grouping_widget(side, bundle, incoming.get("grouping"))
     temperature = _temperature_widget(side, incoming.get("T"))
-    device = _device_widget(side)
+    device = _device_widget(side, incoming.get("device"))
+    class_names, token = _class_names(bundle, incoming.get("names"))
+    box = side.container()  # "Export this view", filled by ui.finish() at the end of a page
     sel = Selection(
         bundle=bundle,
         source=ss.get(_K_SOURCE) or "",
@@ -89,10 +109,17 @@ def sidebar() -> Selection:
         temperature=temperature,
         device=device,
         label=opened.label if opened else "",
-        key=opened.key if opened else ("", 0.0),
+        key=key,
+        compare=compare,
+        class_names=tuple(class_names),
+        names_token=token,
+        runs=tuple(ss.get(_K_RUNS) or ()) if bundle is not None else (),
     )
     ss[_K_SELECTION] = sel
     _write_url(sel)
+    notes.show(("student", "vs", "grouping", "T", "device", "names", "runs"))
+    context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
+    ui.start(context | ({"student B": compare} if compare else {}), box)
     return sel
 
 
@@ -146,19 +173,63 @@ def set_url_param(name: str, value) -> None:
         st.query_params[name] = str(value)
 
 
-def restore_choice(name: str, widget_key: str, values: dict) -> None:
+def restore_choice(name: str, widget_key: str, values: dict, *, label=str) -> None:
     """Before a widget is drawn: apply the URL's ``name`` to the widget ``widget_key`` when the URL holds
     a value this page did not write itself (a shared link). ``values`` maps URL values to widget values;
-    a value outside it leaves the widget as it is and says so in one line."""
+    a value outside it leaves the widget as it is and says so in one line (kept while the widget shows
+    that value); ``label`` words a widget value for that line."""
     raw = url_param(name)
-    if raw is None or raw == st.session_state.get(f"_url_choice_{name}"):
-        return
-    if raw in values:
-        st.session_state[widget_key] = values[raw]
-        return
-    st.session_state[f"_url_choice_{name}"] = raw  # said once, not on every rerun
-    allowed = ", ".join(map(str, values)) or "none here"
-    st.warning(f"The link asks for {name}={raw[:60]!r}, which is not one of {allowed}; showing the default.")
+    # A link's value is applied once (not on every rerun), and again when the widget's state is gone
+    # (Streamlit drops it while another page is shown).
+    if raw is not None and (
+        raw != st.session_state.get(f"_url_choice_{name}") or widget_key not in st.session_state
+    ):
+        st.session_state[f"_url_choice_{name}"] = raw
+        if raw in values:
+            st.session_state[widget_key] = values[raw]
+            notes.drop(name)
+        else:
+            current = st.session_state.get(widget_key, next(iter(values.values()), None))
+            st.session_state[widget_key] = current
+            allowed = ", ".join(map(str, list(values)[:12])) or "none here"
+            notes.keep(
+                name,
+                f"The link asks for {asked(name, raw)}, which is not one of {allowed}; showing "
+                f"{label(current) if current is not None else 'the default'}.",
+                widget_key,
+            )
+    notes.show((name,))
+
+
+def url_number(
+    name: str, widget_key: str, *, lo: float, hi: float, integer: bool = False, what: str = "", label=None
+) -> None:
+    """Before a number widget is drawn: apply the URL's ``name`` when it is a number in [lo, hi]; otherwise
+    clamp it into the range (or keep the widget's value for a non-number) and say so in one line."""
+    raw = url_param(name)
+    ss = st.session_state
+    if raw is not None and (raw != ss.get(f"_url_choice_{name}") or widget_key not in ss):
+        ss[f"_url_choice_{name}"] = raw
+        what = what or name
+        try:
+            value = int(raw) if integer else float(raw)
+            if value != value:
+                raise ValueError
+        except ValueError:
+            value, problem = None, "not a whole number" if integer else "not a number"
+        else:
+            problem = None if lo <= value <= hi else f"outside {lo:,g} to {hi:,g}"
+        if problem is None:
+            ss[widget_key] = value
+            notes.drop(name)
+        else:
+            if value is not None:
+                ss[widget_key] = min(max(value, lo), hi)
+            elif widget_key not in ss:
+                ss[widget_key] = int(lo) if integer else lo
+            shown = (label or (lambda v: f"{what} {v:,g}"))(ss[widget_key])
+            notes.keep(name, f"The link asks for {asked(name, raw)}, {problem}; showing {shown}.", widget_key)
+    notes.show((name,))
 
 
 def store_choice(name: str, value: str, is_default: bool) -> None:
@@ -177,9 +248,9 @@ def switch_bundle(source: str) -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner="Decomposing the KL of every sample…")
-def _decompose(key: tuple[str, float], student: str, grouping: str, temperature: float, device: str):
-    bundle = bundles.load(*key)
-    corr = bundles.correlation(*key) if parse_grouping(grouping).needs_correlation else None
+def _decompose(key: tuple, student: str, grouping: str, temperature: float, device: str):
+    bundle = views.load(key)
+    corr = views.correlation(key) if parse_grouping(grouping).needs_correlation else None
     return decompose(
         bundle.student(student),
         bundle.teacher,
@@ -208,14 +279,21 @@ def _incoming_url_values() -> dict[str, str]:
 def _write_url(sel: Selection) -> None:
     values = {
         "bundle": sel.source,
+        "runs": ",".join(sel.runs),
         "student": sel.student,
+        "vs": sel.compare,
         "grouping": sel.grouping,
         "T": f"{sel.temperature:g}",
+        "device": "" if sel.device == "auto" else sel.device,
+        "names": sel.names_token or "",
     }
     values = {k: v for k, v in values.items() if v}
     for key, value in values.items():
         if st.query_params.get(key) != value:
             st.query_params[key] = value
+    for key in _OPTIONAL_KEYS:
+        if key not in values and key in st.query_params:
+            del st.query_params[key]
     st.session_state[_K_SEEN] = values
 
 
@@ -287,67 +365,265 @@ def _fit_widgets_to(bundle: Bundle) -> None:
 # -- widgets -----------------------------------------------------------------------------------------
 
 
+def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
+    """The open bundle with the students of the runs the URL (or the session) names; one note per refusal."""
+    ss = st.session_state
+    if incoming is not None:
+        ss[_K_RUNS] = views.parse_runs(incoming)[: views.MAX_RUNS * 4]
+        notes.drop("runs")
+    asked_for = asked("runs", incoming) if incoming is not None else "runs=" + ",".join(ss.get(_K_RUNS) or ())
+    wanted = list(ss.get(_K_RUNS) or ())
+    if not wanted:
+        return views.load(key), key
+    view_key, added, refused = views.add_runs(key, wanted)
+    if refused:
+        shown = ", ".join(added) if added else "none"
+        ss[W_RUNS] = added
+        why = "; ".join(r if len(r) < 200 else r[:199] + "…" for r in refused)
+        text = f"The link asks for {asked_for}, whose students cannot all be added: {why}. Added: {shown}."
+        notes.keep("runs", text, W_RUNS if added else _K_SOURCE)
+    ss[_K_RUNS] = added
+    return views.load(view_key), view_key
+
+
+def _runs_widget(side) -> None:
+    """The runs whose students are added (a link's ``runs=``); un-ticking one removes it."""
+    ss = st.session_state
+    added = list(ss.get(_K_RUNS) or ())
+    if not added:
+        ss.pop(W_RUNS, None)
+        return
+    if ss.get(W_RUNS) is None or not set(ss[W_RUNS]) <= set(added):
+        ss[W_RUNS] = added
+
+    def _changed() -> None:
+        ss[_K_RUNS] = list(ss[W_RUNS])
+
+    side.multiselect(
+        "Runs' students added",
+        added,
+        key=W_RUNS,
+        on_change=_changed,
+        help="Finished runs trained against this bundle's teacher and data, shown as students 'run:<id>'. "
+        "Their files are read from the runs' own folders; the bundle is not changed.",
+    )
+
+
 def _student_widget(side, bundle: Bundle | None, incoming: str | None) -> str:
     if bundle is None:
         return ""
     names = bundle.student_names
     ss = st.session_state
-    if incoming in names:
-        ss[W_STUDENT] = incoming
+    if incoming is not None:
+        if incoming in names:
+            ss[W_STUDENT] = incoming
+            notes.drop("student")
+        else:
+            fallback = ss.get(W_STUDENT) if ss.get(W_STUDENT) in names else names[0]
+            ss[W_STUDENT] = fallback
+            notes.keep(
+                "student",
+                f"The link asks for {asked('student', incoming)}, which this bundle does not have "
+                f"(it has {_list(names)}); showing {fallback}.",
+                W_STUDENT,
+            )
     if ss.get(W_STUDENT) not in names:
         ss[W_STUDENT] = names[0]
     return side.selectbox(
-        "Student", names, key=W_STUDENT, help="Which student's logits are compared with the teacher's."
+        "Student (A)", names, key=W_STUDENT, help="Which student's logits are compared with the teacher's."
     )
+
+
+def _compare_widget(side, bundle: Bundle | None, student: str, incoming: str | None) -> str:
+    """Student B (or ""): every page that can sets A and B side by side. Picking B as A swaps them."""
+    ss = st.session_state
+    if bundle is None or len(bundle.student_names) < 2:
+        ss[_K_PREV_STUDENT] = student
+        ss.pop(W_COMPARE, None)
+        if incoming:
+            notes.keep(
+                "vs",
+                f"The link asks to compare with {asked('vs', incoming)}, but this bundle has one "
+                "student only; showing no comparison.",
+                W_STUDENT,
+            )
+        return ""
+    options = [""] + [n for n in bundle.student_names if n != student]
+    if incoming is not None:
+        if incoming in options:
+            ss[W_COMPARE] = incoming
+            notes.drop("vs")
+        else:
+            ss[W_COMPARE] = ""
+            why = "the same student as A" if incoming == student else "not a student of this bundle"
+            notes.keep(
+                "vs",
+                f"The link asks to compare with {asked('vs', incoming)}, {why}; showing no comparison.",
+                W_COMPARE,
+            )
+    elif ss.get(W_COMPARE) == student:  # A was set to B: B becomes the previous A
+        previous = ss.get(_K_PREV_STUDENT)
+        ss[W_COMPARE] = previous if previous in options else ""
+    if ss.get(W_COMPARE) not in options:
+        ss[W_COMPARE] = ""
+    ss[_K_PREV_STUDENT] = student
+    return side.selectbox(
+        "Compare with (B)",
+        options,
+        key=W_COMPARE,
+        format_func=lambda n: n or "nobody",
+        help="A second student of the bundle: pages show both, and differences as B − A.",
+    )
+
+
+def _list(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _check_grouping(text: str, bundle: Bundle | None) -> tuple[Grouping, str | None]:
+    """(the grouping to use, a note when K was clamped); ValueError when it is not usable on ``bundle``."""
+    g = parse_grouping(text)
+    if g.needs_labels and bundle is not None and bundle.labels is None:
+        raise ValueError(f"grouping {g} needs labels, and this bundle has none")
+    if g.kind in ("topk", "topk+target") and bundle is not None and int(g.param) >= bundle.num_classes:
+        k = bundle.num_classes - 1
+        clamped = parse_grouping(f"{g.kind}:{k}")
+        return clamped, (
+            f"{g} asks for {int(g.param)} strong classes, and this bundle has {bundle.num_classes}: "
+            f"using {clamped} (K at most C − 1, so that W is not empty)."
+        )
+    return g, None
 
 
 def _grouping_widget(side, bundle: Bundle | None, incoming: str | None) -> str:
     ss = st.session_state
     ss.setdefault(_K_GOOD_GROUPING, app_config.DEFAULT_GROUPING)
     if incoming is not None:
-        ss[W_GROUPING] = incoming
+        try:
+            _check_grouping(incoming, bundle)
+            ss[W_GROUPING] = incoming
+            notes.drop("grouping")
+        except ValueError as exc:
+            ss[W_GROUPING] = ss[_K_GOOD_GROUPING]
+            notes.keep(
+                "grouping",
+                f"The link asks for {asked('grouping', incoming)}, which is not usable here ({_first_line(exc)}); "
+                f"showing {ss[_K_GOOD_GROUPING]}.",
+                W_GROUPING,
+            )
     ss.setdefault(W_GROUPING, ss[_K_GOOD_GROUPING])
     text = side.text_input(
         "Grouping (strong set S)",
         key=W_GROUPING,
+        max_chars=200,
         help="Which classes form each sample's strong set S. Forms: " + ", ".join(GROUPING_FORMS),
     )
     try:
-        g = parse_grouping(text)
-        if g.needs_labels and bundle is not None and bundle.labels is None:
-            raise ValueError(f"grouping {g} needs labels, and this bundle has none")
+        g, clamped = _check_grouping(text, bundle)
         ss[_K_GOOD_GROUPING] = str(g)
+        if clamped:
+            side.warning(clamped)
         side.caption(g.describe())
     except ValueError as exc:
-        side.error(f"{exc}. Still using {ss[_K_GOOD_GROUPING]}.")
+        side.error(f"{_first_line(exc)}. Still using {ss[_K_GOOD_GROUPING]}.")
     return ss[_K_GOOD_GROUPING]
+
+
+def _first_line(exc: Exception, most: int = 200) -> str:
+    """An error's first line, cut to ``most`` characters (it may quote a huge value from a link)."""
+    text = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _temperature_problem(value) -> str | None:
+    """Why ``value`` cannot be the temperature (None when it can)."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return "not a number"
+    if t != t or t in (float("inf"), float("-inf")):
+        return "not a finite number"
+    if not T_MIN <= t <= T_MAX:
+        return f"outside the allowed {T_MIN:g} to {T_MAX:g}"
+    return None
 
 
 def _temperature_widget(side, incoming: str | None) -> float:
     ss = st.session_state
+    ss.setdefault(_K_GOOD_T, float(app_config.DEFAULT_TEMPERATURE))
     if incoming is not None:
-        try:
-            value = float(incoming)
-            if value == value:  # not NaN
-                ss[W_TEMPERATURE] = min(T_MAX, max(T_MIN, value))
-        except ValueError:
-            pass
-    ss.setdefault(W_TEMPERATURE, app_config.DEFAULT_TEMPERATURE)
-    return float(
-        side.number_input(
-            "Temperature T",
-            min_value=T_MIN,
-            max_value=T_MAX,
-            step=0.5,
-            key=W_TEMPERATURE,
-            help="p = softmax(z_teacher / T), q = softmax(z_student / T).",
-        )
+        problem = _temperature_problem(incoming)
+        if problem is None:
+            ss[W_TEMPERATURE] = ss[_K_GOOD_T] = float(incoming)
+            notes.drop("T")
+        else:
+            ss[W_TEMPERATURE] = ss[_K_GOOD_T]
+            notes.keep(
+                "T",
+                f"The link asks for {asked('T', incoming)}, {problem}; showing T = {ss[_K_GOOD_T]:g}.",
+                W_TEMPERATURE,
+            )
+    ss.setdefault(W_TEMPERATURE, ss[_K_GOOD_T])
+    value = side.number_input(
+        "Temperature T",
+        step=0.5,
+        key=W_TEMPERATURE,
+        help=f"p = softmax(z_teacher / T), q = softmax(z_student / T); from {T_MIN:g} to {T_MAX:g}.",
     )
+    problem = _temperature_problem(value)
+    if problem is None:
+        ss[_K_GOOD_T] = float(value)
+    else:
+        side.error(f"T = {value:g} is {problem}: still using T = {ss[_K_GOOD_T]:g}.")
+    return float(ss[_K_GOOD_T])
 
 
-def _device_widget(side) -> str:
+def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str], str | None]:
+    """(display names of the classes, override token or None): the bundle's names, or an override list."""
+    ss = st.session_state
+    if bundle is None:
+        return [], None
+    if incoming is not None:
+        ss[_K_NAMES] = incoming
+        notes.drop("names")
+    token = ss.get(_K_NAMES)
+    raw = bundle.class_names
+    if token:
+        try:
+            raw = names.load(token, bundle.num_classes)
+        except ValueError as exc:
+            ss[_K_NAMES] = token = None
+            notes.keep(
+                "names",
+                f"The link asks for {asked('names', incoming or '')} ({_first_line(exc)}); showing the "
+                "bundle's own class names.",
+                _K_SOURCE,
+            )
+    return readable_names(raw), token
+
+
+def set_class_names(token: str | None) -> None:
+    """Use an override list (a token from appkit.names.store), or the bundle's own names (None)."""
+    st.session_state[_K_NAMES] = token
+    notes.drop("names")
+
+
+def _device_widget(side, incoming: str | None) -> str:
     options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     ss = st.session_state
+    if incoming is not None:
+        if incoming in options:
+            ss[W_DEVICE] = incoming
+            notes.drop("device")
+        else:
+            ss[W_DEVICE] = ss.get(W_DEVICE) if ss.get(W_DEVICE) in options else "auto"
+            notes.keep(
+                "device",
+                f"The link asks for {asked('device', incoming)}, which this server does not offer "
+                f"({', '.join(options)}); showing {ss[W_DEVICE]}.",
+                W_DEVICE,
+            )
     if ss.get(W_DEVICE) not in options:
         ss[W_DEVICE] = "auto"
     device = side.selectbox("Compute on", options, key=W_DEVICE)

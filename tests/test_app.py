@@ -347,7 +347,7 @@ def test_a_bundle_without_labels_or_inputs_still_renders_every_page(root):
     write_bundle(root / "bare", teacher=teacher, students={"only": student})
     at = _app("path:bare", grouping="target")
     _ok(at)
-    assert any("needs labels" in e.value for e in at.sidebar.error)
+    assert any("needs labels" in w.value for w in at.warning)  # the link asked for it: one line, main area
     assert at.query_params["grouping"] == "topk:5"
     assert at.toggle[0].disabled  # the DKD view needs labels
     for page in MY_PAGES:

@@ -83,6 +83,7 @@ LIBRARY = sorted((ROOT / "cakd_viz").rglob("*.py"))
 # layer of each top-level part of the library: a module may import its own layer or lower ones
 LAYERS = {
     "terms": 0,
+    "classnames": 0,
     "validate": 0,
     "device": 0,
     "native": 0,
@@ -97,7 +98,9 @@ LAYERS = {
     "scans": 3,
     "families": 3,
     "learn": 3,
+    "compare": 3,
     "figures": 4,
+    "export": 4,
     "data": 4,
     "models": 4,
     "train": 5,

@@ -76,7 +76,7 @@ def _poll(at: AppTest, until, timeout: float = 90.0) -> AppTest:
 
 
 def _table(at: AppTest):
-    return next(d.value for d in at.dataframe if "best_acc" in d.value)
+    return next(d.value for d in at.dataframe if "best acc" in d.value)
 
 
 def test_launch_watch_until_done_and_the_accuracy_shows(teacher, runs):
@@ -85,9 +85,10 @@ def test_launch_watch_until_done_and_the_accuracy_shows(teacher, runs):
     assert at.success[0].value.startswith("Started run ")
     _poll(at, lambda at: at.dataframe and (_table(at)["state"] == "done").all())
     (run,) = list_runs(runs)
+    at.toggle(key="tune_all_columns").set_value(True).run()
     row = _table(at).iloc[0]
-    assert row["id"] == run.id and row["epochs"] == "2/2"
-    assert row["best_acc"] == pytest.approx(run.summary["best_val_acc"]) and row["best_acc"] > 0.2
+    assert row["run id"] == run.id and (row["done"], row["epochs"]) == (2, 2)
+    assert row["best acc"] == pytest.approx(run.summary["best_val_acc"]) and row["best acc"] > 0.2
     assert any(c.proto.spec for c in at.get("plotly_chart"))  # the overlaid curves
     at.selectbox(key="tune_metric").set_value("train_acc").run()
     assert not at.exception

@@ -17,6 +17,7 @@ from cakd_viz.figures.text import plain
 
 HEATMAP_LIMIT = 60  # classes drawn at most in a heatmap of a large C
 SHOW_ALL_UP_TO = 80  # up to this many classes, every class is drawn
+ROW_PX, LABEL_PX = 17, 12  # pixels per heatmap row, and the labels' font size: every row legible
 
 
 def family_table(family: np.ndarray) -> pd.DataFrame:
@@ -190,7 +191,7 @@ def _mass_range(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorbar, hover) -> go.Figure:
-    labels = [f"{plain(class_names[i])} ({i})" if str(class_names[i]) != str(i) else str(i) for i in classes]
+    labels = _labels(classes, class_names)
     fam = family[classes]
     custom = np.array([[f"{fam[r]} / {fam[c]}" for c in range(len(classes))] for r in range(len(classes))])
     fig = go.Figure(
@@ -227,9 +228,26 @@ def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorba
                     )
                 )
             start = i
-    fig.update_layout(**base_layout(height=620, margin=dict(l=10, r=10, t=20, b=10)), shapes=shapes)
-    fig.update_xaxes(type="category", tickangle=-60, tickfont=dict(size=9), title=None, automargin=True)
+    # Every row and column labelled (dtick 1), at a readable size: the chart grows with the classes.
+    height = max(420, ROW_PX * len(classes) + 160)
+    fig.update_layout(**base_layout(height=height, margin=dict(l=10, r=10, t=20, b=10)), shapes=shapes)
+    fig.update_xaxes(
+        type="category", tickangle=-90, tickfont=dict(size=LABEL_PX), dtick=1, title=None, automargin=True
+    )
     fig.update_yaxes(
-        type="category", autorange="reversed", tickfont=dict(size=9), title=None, automargin=True
+        type="category",
+        autorange="reversed",
+        tickfont=dict(size=LABEL_PX),
+        dtick=1,
+        title=None,
+        automargin=True,
     )
     return fig
+
+
+def _labels(classes, class_names) -> list[str]:
+    """Axis labels: the class names (distinct after `classnames.readable_names`), else the index."""
+    names = [plain(class_names[i]) if class_names is not None else str(i) for i in classes]
+    if len(set(names)) < len(names):  # raw names that repeat: keep them apart by index
+        names = [f"{n} ({i})" for n, i in zip(names, classes, strict=True)]
+    return names

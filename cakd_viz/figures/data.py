@@ -86,7 +86,7 @@ def class_count_figure(
                 hovertemplate="%{x}: %{y:,} samples<extra></extra>",
             )
         )
-        fig.update_xaxes(title="class", type="category")
+        fig.update_xaxes(title="class", type="category", dtick=1, tickangle=-90 if len(counts) > 20 else 0)
         fig.update_yaxes(title=title)
     else:
         hist, edges = np.histogram(counts, bins=40)
@@ -101,7 +101,8 @@ def class_count_figure(
         )
         fig.update_xaxes(title="samples in the class")
         fig.update_yaxes(title="classes")
-    fig.update_layout(**base_layout(height=260, showlegend=False))
+    longest = max((len(str(n)) for n in class_names), default=1) if len(counts) > 20 else 1
+    fig.update_layout(**base_layout(height=260 + 7 * min(longest, 30), showlegend=False))
     return fig
 
 
@@ -128,17 +129,18 @@ def as_images(inputs: np.ndarray) -> np.ndarray | None:
     return x
 
 
-def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8, tile: int = 64) -> go.Figure:
+def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8, tile: int = 72) -> go.Figure:
     """Example inputs in a grid with one caption per tile. images: (k, H, W, 3) uint8 from `as_images`.
 
     Small images (8x8 digits, 32x32 glyphs) are enlarged by whole pixels (nearest neighbour) to about
-    `tile` pixels, so every tile is big enough to see and to caption.
+    `tile` pixels, so every tile is big enough to see and to caption. A caption's first word (e.g. "#12")
+    and the rest (the class) go on two lines.
     """
     factor = max(1, int(np.ceil(tile / max(images.shape[1:3]))))
     images = images.repeat(factor, axis=1).repeat(factor, axis=2)  # (k, H*f, W*f, 3)
     k, h, w, _ = images.shape
     rows = -(-k // cols)
-    pad, cap = 6, 18  # pixels between tiles; blank pixels under each tile for its caption
+    pad, cap = 8, 32  # pixels between tiles; blank pixels under each tile for its caption (two lines)
     grid = np.full((rows * (h + pad + cap), cols * (w + pad), 3), 255, dtype=np.uint8)
     annotations = []
     for i in range(k):
@@ -149,9 +151,9 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
             dict(
                 x=x0 + w / 2,
                 y=y0 + h + cap / 2 + 1,
-                text=plain(captions[i])[:24],
+                text="<br>".join(plain(part)[:18] for part in str(captions[i]).split(" ", 1)),
                 showarrow=False,
-                font=dict(size=11),
+                font=dict(size=10),
                 xref="x",
                 yref="y",
             )

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from cakd_viz.figures.style import TERM_COLORS, base_layout, student_color
+from cakd_viz.figures.style import TERM_COLORS, base_layout, log_ticks, student_color
 from cakd_viz.figures.text import plain
+from cakd_viz.terms import PART, PART_HTML, RAW
 
 # metrics.jsonl keys a curve can show, with their axis titles
 METRICS = {
@@ -19,7 +20,27 @@ METRICS = {
     "val_loss": "held-out cross-entropy",
     "loss": "total training loss",
     "ce": "training cross-entropy",
+    "val_kl": "held-out mean KL (nats)",
+    "val_bcd": "held-out mean BCD (nats)",
+    "val_scd_part": "held-out mean p_S·SCD (nats)",
+    "val_wcd_part": "held-out mean p_W·WCD (nats)",
+    "val_scd": "held-out mean SCD, raw term (nats)",
+    "val_wcd": "held-out mean WCD, raw term (nats)",
 }
+HELD_OUT = ("val_kl", "val_bcd", "val_scd_part", "val_wcd_part", "val_scd", "val_wcd")
+"""METRICS keys of the per-epoch held-out decomposition (absent from runs made before it was recorded)."""
+# what the held-out curves mean, for captions: the explorer's decomposition of the run's student
+HELD_OUT_NOTE = (
+    "Held-out decomposition after each epoch: the run's student against its teacher under the run's "
+    "grouping and T, means over the held-out samples in nats, as the explorer computes them (no loss "
+    "weights, no T²)."
+)
+STEP_AXIS = "training batch mean (log scale)"
+STEP_NOTE = (
+    "Training terms per step, as the loss computes them: every KL term (KD, BCD, SCD, WCD, TCKD, NCKD) is "
+    "a batch mean times T², before the loss weights (w_b, alpha, beta) and their warm-up; CE is the plain "
+    "cross-entropy; 'total' is the weighted sum that is minimised."
+)
 # distillation terms as the losses name them, with their colours (KD, DKD and CAKD terms)
 _TERM_STYLE = {
     "ce": ("CE", "#999999"),
@@ -78,32 +99,143 @@ def terms_figure(steps: pd.DataFrame, *, title: str | None = None) -> go.Figure:
                 )
     fig.update_layout(**base_layout(title, height=320))
     fig.update_xaxes(title="epoch")
-    fig.update_yaxes(title="term (batch mean)", type="log")
+    values = steps[[k for k in _TERM_STYLE if k in steps]].to_numpy(dtype=float) if not steps.empty else None
+    positive = values[values > 0] if values is not None else np.zeros(0)
+    if positive.size:
+        ticks, labels, span = log_ticks(float(positive.min()), float(positive.max()))
+        fig.update_yaxes(tickvals=ticks, ticktext=labels, range=span)
+    fig.update_yaxes(title="batch mean: KL terms × T², unweighted", type="log")
     return fig
+
+
+def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False, title: str | None = None) -> go.Figure:
+    """One run's held-out decomposition against the epoch: the weighted parts stacked up to the KL
+    (``raw`` False), or the raw terms BCD, SCD, WCD as lines (``raw`` True). ``epochs``: its epoch records
+    with the ``HELD_OUT`` fields; epochs without them are left out."""
+    fig = go.Figure()
+    have = (
+        epochs.dropna(subset=[k for k in ("val_kl", "val_bcd") if k in epochs])
+        if not epochs.empty
+        else epochs
+    )
+    if not have.empty and "val_kl" in have:
+        if raw:
+            for key, term in (("val_bcd", "bcd"), ("val_scd", "scd"), ("val_wcd", "wcd")):
+                if key in have:
+                    fig.add_trace(_line(have, key, RAW[term], TERM_COLORS[term]))
+        else:
+            for key, term in (("val_bcd", "bcd"), ("val_scd_part", "scd"), ("val_wcd_part", "wcd")):
+                if key in have:
+                    fig.add_trace(
+                        _line(
+                            have,
+                            key,
+                            PART[term],
+                            TERM_COLORS[term],
+                            stackgroup="parts",
+                            name_html=PART_HTML[term],
+                        )
+                    )
+            fig.add_trace(_line(have, "val_kl", "KL (sum of the parts)", TERM_COLORS["kl"], dash="dot"))
+    fig.update_layout(**base_layout(title, height=320))
+    fig.update_xaxes(title="epoch", dtick=1)
+    fig.update_yaxes(
+        title="held-out mean, raw term (nats)" if raw else "held-out mean part of the KL (nats)",
+        rangemode="tozero",
+    )
+    return fig
+
+
+def _line(frame, key, name, color, *, dash="solid", stackgroup=None, name_html=None) -> go.Scatter:
+    return go.Scatter(
+        x=frame["epoch"],
+        y=frame[key],
+        mode="lines+markers",
+        name=name_html or name,
+        stackgroup=stackgroup,
+        line=dict(color=color, dash=dash),
+        hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y:.4g}} nats<extra></extra>",
+    )
+
+
+MIN_COLOUR_SPAN = 5.0  # percentage points: the least a sweep heatmap's colour scale spans
+SEED_SPANS = 4.0  # ... and at least this many standard deviations between seeds of one cell
+
+
+def varied_columns(trials: pd.DataFrame, swept: list[str]) -> list[str]:
+    """The swept columns whose values differ between trials (the heatmap's candidate axes)."""
+    return [k for k in swept if k in trials and trials[k].astype(str).nunique() > 1]
+
+
+def default_axes(trials: pd.DataFrame, swept: list[str]) -> tuple[str | None, str | None]:
+    """(across, down) for a sweep heatmap: the first two varied columns other than the seed (which is
+    averaged over); a seed-only sweep gets the seed across."""
+    varied = varied_columns(trials, swept)
+    axes = [k for k in varied if k != "seed"] or varied
+    return (axes[0] if axes else None), (axes[1] if len(axes) > 1 else None)
+
+
+def cell_table(trials: pd.DataFrame, keys: list[str], value: str = "best_acc") -> pd.DataFrame:
+    """Trials grouped by ``keys`` (as strings): mean, std (NaN for one trial), count, over finished trials."""
+    done = trials.dropna(subset=[value]) if value in trials else trials.iloc[0:0]
+    return (
+        done.assign(**{k: done[k].astype(str) for k in keys})
+        .groupby(keys)[value]
+        .agg(["mean", "std", "count"])
+    )
+
+
+def colour_range(cells: pd.DataFrame, *, scale: float = 100.0) -> tuple[float, float, str]:
+    """(zmin, zmax, why) of a heatmap's colour scale, in percent: centred on the cells' means and spanning
+    the widest of their spread, SEED_SPANS pooled standard deviations between seeds, and MIN_COLOUR_SPAN
+    points, so that seed noise alone cannot fill the scale; kept inside 0-100."""
+    means = cells["mean"].to_numpy(dtype=float) * scale
+    means = means[np.isfinite(means)]
+    if means.size == 0:
+        return 0.0, 100.0, "no finished trial yet"
+    stds = cells["std"].to_numpy(dtype=float) * scale
+    counts = cells["count"].to_numpy(dtype=float)
+    ok = np.isfinite(stds) & (counts > 1)
+    pooled = (
+        float(np.sqrt(np.sum(stds[ok] ** 2 * (counts[ok] - 1)) / np.sum(counts[ok] - 1))) if ok.any() else 0.0
+    )
+    spread = float(means.max() - means.min())
+    span = max(spread, SEED_SPANS * pooled, MIN_COLOUR_SPAN)
+    centre = float(means.max() + means.min()) / 2
+    lo, hi = centre - span / 2, centre + span / 2
+    if hi > 100:
+        lo, hi = lo - (hi - 100), 100.0
+    if lo < 0:
+        lo, hi = 0.0, min(100.0, hi - lo)
+    if span == spread:
+        why = "the cells' own spread"
+    elif span == MIN_COLOUR_SPAN:
+        why = f"widened to {MIN_COLOUR_SPAN:g} points, the least this chart spans"
+    else:
+        why = f"widened to {SEED_SPANS:g} × the seeds' standard deviation ({pooled:.2f} points)"
+    return lo, hi, why
 
 
 def sweep_heatmap(
     trials: pd.DataFrame, x: str, y: str | None = None, *, value: str = "best_acc"
 ) -> go.Figure:
-    """Mean ``value`` (e.g. best held-out accuracy) over a sweep's grid; trials that share a cell average.
+    """Mean ``value`` (e.g. best held-out accuracy) over a sweep's grid; trials that share a cell (e.g.
+    seeds) are averaged, their standard deviation shown beside the mean.
 
     ``trials``: one row per trial with its swept values as columns (``results.sweep_frame``). With
-    one swept value (``y`` None) a dot per value, with the standard deviation over the trials it
-    averages as an error bar; cells without a finished trial stay empty.
+    one swept value (``y`` None) a dot per value with the standard deviation as an error bar; with two,
+    a heatmap whose colour range is ``colour_range`` (stated on the colour bar). Cells without a
+    finished trial stay empty.
     """
-    done = trials.dropna(subset=[value]) if value in trials else trials.iloc[0:0]
     keys = [x] if y is None else [y, x]
-    table = (
-        done.assign(**{k: done[k].astype(str) for k in keys})
-        .groupby(keys)[value]
-        .agg(["mean", "std", "count"])
-    )
+    table = cell_table(trials, keys, value)
     order = {k: _ordered(trials[k]) for k in keys}
     pct = value.endswith("acc")
     scale = 100 if pct else 1
     if y is None:
         means = table["mean"].reindex(order[x]) * scale
         spread = table["std"].reindex(order[x]).fillna(0) * scale
+        counts = table["count"].reindex(order[x]).fillna(0)
         fig = go.Figure(
             go.Scatter(
                 x=[plain(v) for v in order[x]],
@@ -111,9 +243,9 @@ def sweep_heatmap(
                 mode="markers+text",
                 marker=dict(size=12, color=TERM_COLORS["bcd"]),
                 error_y=dict(type="data", array=spread, visible=bool((table["count"] > 1).any())),
-                text=[_cell(v, pct) for v in means],
+                text=[_cell(m, s, n, pct) for m, s, n in zip(means, spread, counts, strict=True)],
                 textposition="middle right",
-                customdata=table["count"].reindex(order[x]).fillna(0),
+                customdata=counts,
                 hovertemplate=f"{x} %{{x}}<br>%{{y:.2f}} ± %{{error_y.array:.2f}} (%{{customdata}} trial(s))<extra></extra>",
             )
         )
@@ -122,8 +254,14 @@ def sweep_heatmap(
         fig.update_yaxes(title=_value_title(value))
         return fig
     grid = table["mean"].unstack(x).reindex(index=order[y], columns=order[x]) * scale
-    counts = table["count"].unstack(x).reindex(index=order[y], columns=order[x])
-    text = [[_cell(v, pct) for v in row] for row in grid.to_numpy()]
+    spread = table["std"].unstack(x).reindex(index=order[y], columns=order[x]) * scale
+    counts = table["count"].unstack(x).reindex(index=order[y], columns=order[x]).fillna(0)
+    text = [
+        [_cell(m, s, n, pct) for m, s, n in zip(rm, rs, rn, strict=True)]
+        for rm, rs, rn in zip(grid.to_numpy(), spread.to_numpy(), counts.to_numpy(), strict=True)
+    ]
+    lo, hi, _ = colour_range(table, scale=scale) if pct else (None, None, "")
+    custom = np.stack([np.nan_to_num(spread.to_numpy(), nan=0.0), counts.to_numpy()], axis=-1)
     fig = go.Figure(
         go.Heatmap(
             z=grid.to_numpy(),
@@ -132,12 +270,20 @@ def sweep_heatmap(
             text=text,
             texttemplate="%{text}",
             colorscale="Viridis",
-            colorbar=dict(title=_value_title(value)),
-            customdata=counts.fillna(0).to_numpy(),
-            hovertemplate=f"{x} %{{x}}<br>{y} %{{y}}<br>%{{z:.2f}} (mean of %{{customdata}} trial(s))<extra></extra>",
+            zmin=lo,
+            zmax=hi,
+            colorbar=dict(
+                title=_value_title(value) + (f"<br>colours {lo:.1f}–{hi:.1f}%" if pct else ""),
+                ticksuffix="%" if pct else "",
+            ),
+            customdata=custom,
+            hovertemplate=(
+                f"{x} %{{x}}<br>{y} %{{y}}<br>%{{z:.2f}} ± %{{customdata[0]:.2f}} "
+                "(mean ± standard deviation of %{customdata[1]} trial(s))<extra></extra>"
+            ),
         )
     )
-    fig.update_layout(**base_layout(None, height=120 + 48 * max(len(order[y]), 3)))
+    fig.update_layout(**base_layout(None, height=140 + 56 * max(len(order[y]), 3)))
     fig.update_xaxes(title=x, type="category")
     fig.update_yaxes(title=y, type="category")
     return fig
@@ -153,10 +299,15 @@ def _ordered(values: pd.Series) -> list[str]:
     return [str(v) for v in distinct]
 
 
-def _cell(v: float, pct: bool) -> str:
-    if v is None or not np.isfinite(v):
+def _cell(mean: float, std: float, count: float, pct: bool) -> str:
+    """A cell's text: "81.2% ± 0.6 (n=3)"; the spread only when several trials share the cell."""
+    if mean is None or not np.isfinite(mean):
         return ""
-    return f"{v:.1f}%" if pct else f"{v:.3g}"
+    text = f"{mean:.1f}%" if pct else f"{mean:.3g}"
+    if count > 1 and np.isfinite(std):
+        text += f" ± {std:.1f}" if pct else f" ± {std:.2g}"
+        text += f" (n={int(count)})"
+    return text
 
 
 def _value_title(value: str) -> str:

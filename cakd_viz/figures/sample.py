@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from cakd_viz.figures.style import KL_UNIT, ROLE_COLORS, TERM_COLORS, TERM_LABELS, base_layout
+from cakd_viz.figures.style import KL_UNIT, ROLE_COLORS, STUDENT_COLORS, TERM_COLORS, TERM_LABELS, base_layout
 from cakd_viz.figures.text import plain
 from cakd_viz.learn import Example, format_number, shown_classes
 from cakd_viz.terms import PART
@@ -56,30 +56,41 @@ def probability_bars(
     log: bool = False,
     title: str | None = None,
     font_size: int = 13,
+    student: str = "student",
+    other: tuple[str, np.ndarray] | None = None,
 ) -> go.Figure:
     """Teacher p and student q as horizontal bars for `classes` (default: `shown_classes`), S shaded.
 
     Rows are ordered as given (teacher's most likely first, at the top). Traces: "teacher p",
-    "student q", and a legend-only "strong set S"; each class of S in view gets a shaded band (a
-    layout shape) and an outlined bar.
+    "<student> q" (``student`` names it), with ``other`` = (name, (C,) probabilities) a second student's
+    bars, and a legend-only "strong set S"; each class of S in view gets a shaded band (a layout shape)
+    and an outlined bar.
     """
     idx = shown_classes(example) if classes is None else np.asarray(classes, dtype=np.int64)
+    if other is not None and classes is None:  # also show where the second student puts its mass
+        extra = np.argsort(-np.asarray(other[1]), kind="stable")[:3]
+        idx = np.concatenate([idx, [i for i in extra if i not in set(idx.tolist())]]).astype(np.int64)
     pos = np.arange(len(idx))
     labels = [class_label(class_names, i, example.label) for i in idx]
     strong = example.strong[idx]
     line = dict(color=[ROLE_COLORS["strong"] if s else "rgba(0,0,0,0)" for s in strong], width=2)
     fig = go.Figure()
-    for who, values in (("teacher", example.p), ("student", example.q)):
-        sym = "p" if who == "teacher" else "q"
+    bars = [
+        ("teacher", "p", example.p, ROLE_COLORS["teacher"]),
+        (student, "q", example.q, ROLE_COLORS["student"]),
+    ]
+    if other is not None:
+        bars.append((other[0], "q", np.asarray(other[1]), STUDENT_COLORS[1]))
+    for who, sym, values, color in bars:
         fig.add_trace(
             go.Bar(
-                name=f"{who} {sym}",
+                name=f"{plain(who)} {sym}",
                 y=pos,
                 x=values[idx],
                 orientation="h",
-                marker=dict(color=ROLE_COLORS[who], line=line),
+                marker=dict(color=color, line=line),
                 customdata=np.array(labels, dtype=object),
-                hovertemplate=f"%{{customdata}}<br>{who} {sym} = %{{x:.4g}}<extra></extra>",
+                hovertemplate=f"%{{customdata}}<br>{plain(who)} {sym} = %{{x:.4g}}<extra></extra>",
             )
         )
     fig.add_trace(
@@ -105,14 +116,19 @@ def probability_bars(
             layer="below",
         )
     fig.update_layout(
-        **base_layout(title, barmode="group", height=max(260, 80 + 34 * len(idx)), font=dict(size=font_size)),
+        **base_layout(
+            title,
+            barmode="group",
+            height=max(260, 80 + (34 + 10 * (len(bars) - 2)) * len(idx)),
+            font=dict(size=font_size),
+        ),
         bargap=0.25,
     )
     fig.update_yaxes(tickvals=pos, ticktext=labels, autorange="reversed", title=None)
     fig.update_xaxes(
         title=f"probability at T = {example.temperature:g}" + (" (log scale)" if log else ""),
         type="log" if log else "linear",
-        range=None if log else [0, max(1e-9, float(max(example.p[idx].max(), example.q[idx].max()))) * 1.05],
+        range=None if log else [0, max(1e-9, max(float(v[idx].max()) for _, _, v, _ in bars)) * 1.05],
     )
     return fig
 

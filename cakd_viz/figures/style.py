@@ -50,3 +50,32 @@ def base_layout(title: str | None = None, **kwargs) -> dict:
         layout["title"] = dict(text=title, x=0, xanchor="left")
     layout.update(kwargs)
     return layout
+
+
+def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str], list[float]]:
+    """Ticks for a log axis showing data from ``lo`` to ``hi`` (> 0): (values, labels, range in log10 units).
+
+    Labels read in order ("0.1, 0.2, 0.5, 1, 2, 5, 10"), never Plotly's minor-tick digits ("100, 5, 2,
+    10, ..."): 1-2-5 steps up to 2.5 decades, powers of ten beyond. The range is the data's, padded a
+    little, and widened to the nearest ticks when fewer than two would show.
+    """
+    import math
+
+    lo, hi = float(min(lo, hi)), float(max(lo, hi))
+    if not (lo > 0 and math.isfinite(lo) and math.isfinite(hi)):
+        lo, hi = 0.1, 10.0
+    span = math.log10(hi / lo)
+    start, stop = math.log10(lo) - 0.04 * max(span, 0.5), math.log10(hi) + 0.04 * max(span, 0.5)
+    steps = (1, 2, 5) if span <= 2.5 else (1,)
+    a, b = math.floor(start), math.ceil(stop)
+    candidates = [m * 10.0**e for e in range(a - 1, b + 1) for m in steps]
+    inside = [v for v in candidates if start <= math.log10(v) <= stop]
+    if len(inside) < 2:
+        below = [v for v in candidates if math.log10(v) < start]
+        above = [v for v in candidates if math.log10(v) > stop]
+        if below and (not inside or len(inside) == 1):
+            start = math.log10(below[-1])
+        if above and len([v for v in candidates if start <= math.log10(v) <= stop]) < 2:
+            stop = math.log10(above[0])
+        inside = [v for v in candidates if start - 1e-12 <= math.log10(v) <= stop + 1e-12]
+    return inside, [f"{v:.10g}" for v in inside], [start, stop]

@@ -17,7 +17,12 @@ The files on disk are left as they are; only ``runner.execute`` records a crash 
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
+import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,3 +447,230 @@ def _read_sweep(path: Path) -> SweepInfo:
 def list_sweeps(root: str | Path | None = None) -> list[SweepInfo]:
     """Every sweep under ``root`` (default ``store.runs_dir()``), newest first; never raises."""
     return [read_sweep(p) for p in _folders(store.runs_dir(root)) if _is_sweep(p)]
+
+
+# -- the runs tracker: hyperparameter columns, trial labels, notes, archive and delete ---------------
+
+NOTE = "note.txt"  # a person's note on a run, in the run folder
+NOTE_MAX_CHARS = 2000
+ARCHIVE = ".archive"  # archived runs move here (a hidden folder, so list_runs leaves them out)
+HELD_OUT_TERMS = ("val_kl", "val_bcd", "val_scd", "val_wcd", "val_scd_part", "val_wcd_part")
+"""Per-epoch held-out decomposition fields of metrics.jsonl (means over the held-out samples)."""
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+# config field -> tracker column, in the order the table shows them
+_HYPER = (
+    ("loss.name", "loss"),
+    ("loss.grouping", "grouping"),
+    ("loss.temperature", "T"),
+    ("loss.w_b", "w_b"),
+    ("loss.alpha", "alpha"),
+    ("loss.beta", "beta"),
+    ("loss.warmup", "warmup"),
+    ("lr", "lr"),
+    ("epochs", "epochs"),
+    ("batch_size", "batch"),
+    ("seed", "seed"),
+    ("student", "student"),
+    ("data", "data"),
+)
+# a sweep's grid keys -> the tracker column they set ("k" sets the K of a top-k grouping)
+_PARAM_COLUMN = {"temperature": "T", "k": "K", "batch_size": "batch"}
+
+
+def hyperparameters(run: RunInfo) -> dict:
+    """The run's settings by tracker column (loss, grouping, T, w_b, alpha, beta, warmup, lr, epochs, batch,
+    seed, student, data); a value the config lacks or holds in a wrong type is None."""
+    c = run.config
+    loss = c.get("loss") if isinstance(c.get("loss"), dict) else {}
+    out = {}
+    for path, column in _HYPER:
+        value = loss.get(path[5:]) if path.startswith("loss.") else c.get(path)
+        if column in ("loss", "grouping", "student", "data"):
+            out[column] = value if isinstance(value, str) else None
+        else:
+            out[column] = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if out["loss"] != "cakd":
+        out["grouping"] = "target" if out["loss"] == "dkd" else None  # DKD splits at S = {label}
+        if out["loss"] in ("ce", "kd"):
+            out["w_b"] = out["alpha"] = out["beta"] = None
+        if out["loss"] == "dkd":
+            out["w_b"] = None
+    if out["loss"] == "ce":
+        out["T"] = out["warmup"] = None
+    return out
+
+
+def varied_params(runs: list[RunInfo]) -> dict[str, list[str]]:
+    """For each sweep among ``runs``: the swept keys whose values differ between its trials (in order)."""
+    values: dict[str, dict[str, set]] = {}
+    for r in runs:
+        sweep, params = r.config.get("sweep"), r.config.get("params")
+        if not sweep or not isinstance(params, dict):
+            continue
+        per = values.setdefault(str(sweep), {})
+        for key, value in params.items():
+            per.setdefault(str(key), set()).add(json.dumps(value, sort_keys=True, default=str))
+    return {s: [k for k, v in per.items() if len(v) > 1] for s, per in values.items()}
+
+
+def trial_label(run: RunInfo, varied: dict[str, list[str]]) -> str:
+    """A sweep trial's label: the values it varies ("alpha=2 · beta=8 · seed=1"); "" for a plain run."""
+    params = run.config.get("params")
+    keys = varied.get(str(run.config.get("sweep") or ""), [])
+    if not isinstance(params, dict) or not keys:
+        return ""
+    return " · ".join(f"{k}={_short(params[k])}" for k in keys if k in params)
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{_short(v)}" for k, v in value.items())
+    return str(value)
+
+
+def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
+    """One row per run, for a runs tracker: id, state, run (its label; for a sweep trial, the sweep's name
+    and the values the trial varies), sweep, the hyperparameters (see ``hyperparameters``), epochs done,
+    best and last held-out accuracy, duration (s), created (time), note, and whether its epochs carry
+    held-out terms (``HELD_OUT_TERMS``)."""
+    varied = varied_params(runs)
+    rows = []
+    for r in runs:
+        label = trial_label(r, varied) or safe_label(r)  # a sweep's trials differ by what they vary
+        created = r.status.get("created")
+        row = {"id": r.id, "state": r.state, "run": label, "sweep": str(r.config.get("sweep") or "")}
+        row |= hyperparameters(r)
+        row |= {
+            "epochs_done": len(r.epochs),
+            "best_acc": _number(r.best_acc),
+            "last_acc": _number(r.last_acc),
+            "duration_s": _number(_safe_duration(r)),
+            "created": pd.to_datetime(created, unit="s") if isinstance(created, int | float) else pd.NaT,
+            "note": read_note(r.path),
+            "held_out_terms": has_held_out_terms(r),
+            "error": r.error or "",
+        }
+        rows.append(row)
+    columns = ["id", "state", "run", "sweep", *(c for _, c in _HYPER)]
+    columns += ["epochs_done", "best_acc", "last_acc", "duration_s", "created", "note", "held_out_terms"]
+    return pd.DataFrame(rows, columns=[*columns, "error"])
+
+
+def safe_label(r: RunInfo) -> str:
+    """``r.label``, or the run's name or id when its config cannot make one."""
+    try:
+        return r.label
+    except (TypeError, AttributeError, ValueError):  # a config.json with a loss of the wrong type
+        name = r.config.get("name")
+        return name if isinstance(name, str) and name else r.id
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _safe_duration(r: RunInfo) -> float | None:
+    try:
+        return r.duration
+    except TypeError:  # a status.json with a started/ended that is not a number
+        return None
+
+
+def has_held_out_terms(run: RunInfo) -> bool:
+    """Whether any epoch record of the run carries the held-out decomposition (``HELD_OUT_TERMS``)."""
+    return any(all(k in e for k in HELD_OUT_TERMS[:4]) for e in run.epochs)
+
+
+def read_note(path: str | Path) -> str:
+    """The run's note ('' when there is none or it cannot be read), at most NOTE_MAX_CHARS characters."""
+    try:
+        with open(Path(path) / NOTE, encoding="utf-8", errors="replace") as handle:
+            return handle.read(NOTE_MAX_CHARS + 1).rstrip("\n")[:NOTE_MAX_CHARS]
+    except OSError:
+        return ""
+
+
+def write_note(path: str | Path, text: str) -> str:
+    """Replace the run's note (written to a temporary file and renamed over); an empty text removes it.
+
+    Control characters other than newlines and tabs are dropped; ValueError when the text is longer than
+    NOTE_MAX_CHARS. Returns the note as stored.
+    """
+    text = "".join(ch for ch in str(text) if ch in "\n\t" or ch.isprintable()).strip()
+    if len(text) > NOTE_MAX_CHARS:
+        raise ValueError(f"a note may hold at most {NOTE_MAX_CHARS:,} characters; this one has {len(text):,}")
+    target = Path(path) / NOTE
+    if not text:
+        target.unlink(missing_ok=True)
+        return ""
+    tmp = target.with_name(f".{NOTE}.tmp-{os.getpid()}-{secrets.token_hex(3)}")
+    try:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return text
+
+
+def run_folder(root: str | Path | None, run_id: str, *, archived: bool = False) -> Path:
+    """The folder of run ``run_id`` under ``root`` (or its archive); ValueError when the id is malformed
+    (a name, never a path) or names no run folder there."""
+    run_id = str(run_id)
+    if not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"{run_id[:60]!r} is not a run id")
+    base = store.runs_dir(root) / (ARCHIVE if archived else "")
+    path = base / run_id
+    if not path.is_dir() or path.is_symlink() or (path / store.SWEEP).exists():
+        where = "archived runs" if archived else "runs directory"
+        raise ValueError(f"there is no run {run_id} in the {where}")
+    return path
+
+
+def _refuse_active(path: Path) -> None:
+    info = read_run(path)
+    if info.active:
+        raise ValueError(f"run {info.id} is {info.state}: cancel it first")
+
+
+def archive_run(root: str | Path | None, run_id: str) -> Path:
+    """Move a run that is not queued or running into ROOT/.archive/ (out of every list); returns its new path."""
+    path = run_folder(root, run_id)
+    _refuse_active(path)
+    target = store.runs_dir(root) / ARCHIVE / path.name
+    target.parent.mkdir(exist_ok=True)
+    if target.exists():
+        raise ValueError(f"an archived run named {path.name} exists already")
+    os.rename(path, target)
+    return target
+
+
+def restore_run(root: str | Path | None, run_id: str) -> Path:
+    """Move an archived run back among the runs; returns its path."""
+    path = run_folder(root, run_id, archived=True)
+    target = store.runs_dir(root) / path.name
+    if target.exists():
+        raise ValueError(f"a run named {path.name} exists already")
+    os.rename(path, target)
+    return target
+
+
+def delete_run(root: str | Path | None, run_id: str, *, archived: bool = False) -> None:
+    """Delete a run folder that is not queued or running, with everything in it."""
+    path = run_folder(root, run_id, archived=archived)
+    _refuse_active(path)
+    # Renamed away first, so that a half-deleted folder never reads as a (corrupt) run.
+    doomed = path.parent / f".deleting-{path.name}-{secrets.token_hex(3)}"
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def list_archived(root: str | Path | None = None) -> list[RunInfo]:
+    """The archived runs, newest first."""
+    base = store.runs_dir(root) / ARCHIVE
+    if not base.is_dir():
+        return []
+    return [
+        read_run(p) for p in sorted(base.iterdir(), reverse=True) if p.is_dir() and _RUN_ID.fullmatch(p.name)
+    ]

@@ -1,0 +1,50 @@
+"""Class-name override lists for the open bundle: uploaded once, kept on this server, named in the URL.
+
+An override file (JSON list or one name per line; checked by ``cakd_viz.classnames.parse_override``)
+is stored under its content hash, so a link carries ``names=<16 hex digits>`` rather than the names.
+The bundle itself is never changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from cakd_viz.classnames import parse_override
+
+NAMES_DIR = Path(tempfile.gettempdir()) / "cakd-viz-names"
+_TOKEN = re.compile(r"[0-9a-f]{16}")
+
+
+def store(data: bytes, filename: str, num_classes: int) -> str:
+    """Check an uploaded override and keep it; returns its token. ValueError (one line) when it is refused."""
+    names = parse_override(data, filename, num_classes)
+    text = json.dumps(names, ensure_ascii=False)
+    token = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    NAMES_DIR.mkdir(parents=True, exist_ok=True)
+    target = NAMES_DIR / f"{token}.json"
+    if not target.is_file():
+        tmp = NAMES_DIR / f".{token}.tmp-{os.getpid()}"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    return token
+
+
+def load(token: str, num_classes: int) -> list[str]:
+    """The names a token stands for; ValueError (one line) when it is malformed, unknown here, or made
+    for another number of classes."""
+    if not _TOKEN.fullmatch(str(token)):
+        raise ValueError("not a class-name list reference")
+    try:
+        names = json.loads((NAMES_DIR / f"{token}.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise ValueError("that class-name list is not on this server (any more); upload it again") from None
+    if not isinstance(names, list) or len(names) != num_classes:
+        raise ValueError(
+            f"that class-name list has {len(names) if isinstance(names, list) else 0:,} names, the bundle {num_classes:,} classes"
+        )
+    return [str(n) for n in names]

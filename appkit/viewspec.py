@@ -1,0 +1,41 @@
+"""What a "reproduce in Python" snippet needs to know about the current view (paths as users see them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appkit import config as app_config
+from appkit import names, views
+from appkit.state import Selection
+
+UPLOAD_PLACEHOLDER = "PATH/TO/YOUR/BUNDLE"  # an upload lives only on the server: `cakd-viz import` it
+
+
+def bundle_path(sel: Selection) -> str:
+    """The bundle's path for the snippet: relative to the repository root for the shipped samples, relative
+    to the data root's parent for a server path (as the Data page shows it), a placeholder for an upload."""
+    kind, _, rest = sel.source.partition(":")
+    if kind == "sample":
+        return str(Path(app_config.SAMPLES_DIR.name) / app_config.SAMPLES.get(rest, rest))
+    if kind == "path":
+        return rest
+    return UPLOAD_PLACEHOLDER
+
+
+def extra(sel: Selection) -> tuple[tuple[str, str, str], ...]:
+    """(name, run bundle path, student in it) of every run student added to the view."""
+    composed = (sel.bundle.meta.get("composed") or {}) if sel.bundle is not None else {}
+    return tuple(
+        (name, views.short_path(path), str(composed.get(name, {}).get("student", "")))
+        for name, path in views.run_bundles(sel.key).items()
+    )
+
+
+def class_names(sel: Selection) -> list[str] | None:
+    """The override list in use (raw names, before readable_names), or None for the bundle's own."""
+    if not sel.names_token or sel.bundle is None:
+        return None
+    try:
+        return names.load(sel.names_token, sel.bundle.num_classes)
+    except ValueError:
+        return None

@@ -1,0 +1,319 @@
+"""The runs tracker: hyperparameter columns, sweep trial labels, notes, archive and delete (library), and the
+Tune page's tracker, run view, held-out term curves and sweep heatmap (AppTest), on run folders written here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_logits
+from fake_runs import write_run, write_sweep
+from streamlit.testing.v1 import AppTest
+
+from appkit import config as app_config
+from cakd_viz.bundle import write_bundle
+from cakd_viz.runs import list_runs, store
+from cakd_viz.runs.results import (
+    NOTE,
+    NOTE_MAX_CHARS,
+    archive_run,
+    delete_run,
+    list_archived,
+    read_note,
+    restore_run,
+    tracker_table,
+    varied_params,
+    write_note,
+)
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+SWEEP = "20260101-000000-sweep-x-0000"
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, f"{tmp_path / 'data'}:{root}")
+    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    (tmp_path / "data").mkdir()
+    return root
+
+
+def _sweep(root: Path, accs: dict) -> list[str]:
+    """A 2 x 2 x 3 (alpha x beta x seed) sweep; ``accs[(alpha, beta)]``: the three seeds' accuracies."""
+    ids, i = [], 0
+    for (alpha, beta), values in accs.items():
+        for seed, acc in enumerate(values):
+            rid = f"{SWEEP}-{i:03d}"
+            write_run(
+                root,
+                rid,
+                loss={"alpha": alpha, "beta": beta},
+                accs=(acc - 0.1, acc),
+                seed=seed,
+                sweep=SWEEP,
+                params={"alpha": alpha, "beta": beta, "seed": seed, "lr": 0.05},
+                created=1_700_000_000 + i,
+            )
+            ids.append(rid)
+            i += 1
+    write_sweep(root, SWEEP, ids, {"alpha": [1.0, 2.0], "beta": [4.0, 8.0], "seed": [0, 1, 2], "lr": [0.05]})
+    return ids
+
+
+ACCS = {
+    (1.0, 4.0): (0.978, 0.980, 0.982),
+    (1.0, 8.0): (0.980, 0.981, 0.985),
+    (2.0, 4.0): (0.979,) * 3,
+    (2.0, 8.0): (0.983, 0.984, 0.985),
+}
+
+
+def test_tracker_table_has_the_hyperparameters_and_labels_trials_by_what_they_vary(runs):
+    _sweep(runs, ACCS)
+    write_run(runs, "20260102-000000-kd-aaaa", loss={"name": "kd", "temperature": 2.0}, name="my_kd")
+    write_run(
+        runs, "20260102-000001-dkd-bbbb", loss={"name": "dkd", "alpha": 1.0, "beta": 8.0, "warmup": 1.0}
+    )
+    table = tracker_table(list_runs(runs)).set_index("id")
+    kd = table.loc["20260102-000000-kd-aaaa"]
+    assert (kd["run"], kd["loss"], kd["T"], kd["lr"], kd["seed"]) == ("my_kd", "kd", 2.0, 0.05, 0)
+    assert pd.isna(kd["w_b"]) and pd.isna(kd["alpha"]) and pd.isna(kd["grouping"])  # KD has none of these
+    dkd = table.loc["20260102-000001-dkd-bbbb"]
+    assert (dkd["grouping"], dkd["alpha"], dkd["beta"], dkd["warmup"]) == ("target", 1.0, 8.0, 1.0)
+    trial = table.loc[f"{SWEEP}-004"]
+    assert trial["run"] == "alpha=1 · beta=8 · seed=1"  # lr is swept but the same for all: left out
+    assert trial["sweep"] == SWEEP and trial["best_acc"] == pytest.approx(0.981)
+    assert len(set(table.loc[table["sweep"] == SWEEP, "run"])) == 12  # every trial its own label
+    assert varied_params(list_runs(runs)) == {SWEEP: ["alpha", "beta", "seed"]}
+    assert bool(trial["held_out_terms"]) is True
+
+
+def test_a_corrupt_or_odd_folder_does_not_break_the_table(runs):
+    path = write_run(runs, "20260102-000000-kd-aaaa", loss={"name": "kd"})
+    store.write_json(path / store.CONFIG, {"loss": [1], "seed": "x", "lr": None})
+    (runs / "20260102-000002-broken").mkdir()
+    table = tracker_table(list_runs(runs)).set_index("id")
+    assert pd.isna(table.loc["20260102-000000-kd-aaaa", "seed"])
+    assert table.loc["20260102-000002-broken", "state"] == "corrupt"
+
+
+def test_notes_are_written_atomically_capped_and_cleaned(runs):
+    path = write_run(runs, "20260102-000000-kd-aaaa")
+    assert read_note(path) == ""
+    assert write_note(path, "  good run\x07 \n second line ") == "good run \n second line"
+    assert read_note(path) == "good run \n second line"
+    assert (path / NOTE).read_text() == "good run \n second line\n"
+    assert not [p for p in path.iterdir() if ".tmp-" in p.name]
+    with pytest.raises(ValueError, match=f"at most {NOTE_MAX_CHARS:,}"):
+        write_note(path, "x" * (NOTE_MAX_CHARS + 1))
+    assert read_note(path).startswith("good run")  # a refused note changes nothing
+    write_note(path, "")
+    assert not (path / NOTE).exists()
+
+
+def test_archive_restore_and_delete(runs):
+    write_run(runs, "20260102-000000-kd-aaaa")
+    moved = archive_run(runs, "20260102-000000-kd-aaaa")
+    assert moved == runs / ".archive" / "20260102-000000-kd-aaaa" and list_runs(runs) == []
+    assert [r.id for r in list_archived(runs)] == ["20260102-000000-kd-aaaa"]
+    restore_run(runs, "20260102-000000-kd-aaaa")
+    assert [r.id for r in list_runs(runs)] == ["20260102-000000-kd-aaaa"]
+    delete_run(runs, "20260102-000000-kd-aaaa")
+    assert list_runs(runs) == [] and list_archived(runs) == []
+    assert [p.name for p in runs.iterdir()] == [".archive"] and not any((runs / ".archive").iterdir())
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc", "a/b", ".archive", "", "x" * 300, "nope"])
+def test_only_run_ids_under_the_runs_directory_are_accepted(runs, bad):
+    (runs.parent / "x").mkdir()
+    with pytest.raises(ValueError):
+        delete_run(runs, bad)
+    assert (runs.parent / "x").is_dir()
+
+
+def test_a_running_run_is_never_archived_or_deleted(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", state="running")
+    with pytest.raises(ValueError, match="cancel it first"):
+        delete_run(runs, "20260102-000000-kd-aaaa")
+    with pytest.raises(ValueError, match="cancel it first"):
+        archive_run(runs, "20260102-000000-kd-aaaa")
+    assert (runs / "20260102-000000-kd-aaaa" / store.CONFIG).is_file()
+
+
+# -- the Tune page ----------------------------------------------------------------------------------------
+
+
+def _tune(**params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page("app_pages/tune.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _tracker(at: AppTest):
+    return next(d.value for d in at.dataframe if "best acc" in d.value)
+
+
+def test_the_tracker_filters_and_sorts(runs):
+    _sweep(runs, ACCS)
+    write_run(runs, "20260102-000000-kd-aaaa", loss={"name": "kd"}, name="my_kd", accs=(0.5, 0.99))
+    write_run(runs, "20260102-000001-kd-cccc", loss={"name": "kd"}, state="failed")
+    at = _tune()
+    table = _tracker(at)
+    assert len(table) == 14
+    assert {"T", "w_b", "α", "β", "warm-up", "lr", "seed", "grouping", "best acc"} <= set(table.columns)
+    at.multiselect(key="tune_f_loss").set_value(["kd"]).run()
+    assert set(_tracker(at)["loss"]) == {"kd"} and len(_tracker(at)) == 2
+    at.multiselect(key="tune_f_state").set_value(["done"]).run()
+    assert list(_tracker(at)["run"]) == ["my_kd"]
+    at.multiselect(key="tune_f_state").set_value([]).run()
+    at.multiselect(key="tune_f_loss").set_value([]).run()
+    at.selectbox(key="tune_sort").set_value("best held-out accuracy").run()
+    assert _tracker(at)["run"].iloc[0] == "my_kd"
+    at.text_input(key="tune_f_text").set_value("seed=2").run()
+    assert len(_tracker(at)) == 4
+
+
+def test_the_run_view_shows_held_out_terms_or_says_they_are_missing(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", terms=False, created=1)
+    write_run(runs, "20260102-000001-cakd-bbbb", terms=True, created=2)
+    at = _tune()
+    assert at.selectbox(key="tune_run").value == "20260102-000001-cakd-bbbb"  # the newest
+    figures = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("held-out mean part of the KL" in f for f in figures)
+    at.toggle(key="tune_run_raw").set_value(True).run()
+    assert any("held-out mean, raw term" in c.proto.spec for c in at.get("plotly_chart"))
+    at.selectbox(key="tune_run").set_value("20260102-000000-kd-aaaa").run()
+    assert at.query_params["run"] == "20260102-000000-kd-aaaa"
+    assert any("no held-out decomposition" in i.value for i in at.info)
+
+
+def test_compare_runs_offers_the_held_out_terms_and_names_runs_without_them(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", terms=False, created=1, name="old")
+    write_run(runs, "20260102-000001-cakd-bbbb", terms=True, created=2, name="new")
+    at = _tune()
+    at.selectbox(key="tune_metric").set_value("val_scd_part").run()
+    assert any(c.value.startswith("Without held-out mean p_S·SCD (nats): old") for c in at.caption)
+
+
+def test_new_runs_join_the_selectors_without_a_reload(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", created=1)
+    at = _tune()
+    assert _compared(at).value == ["20260102-000000-kd-aaaa"]
+    write_run(runs, "20260102-000001-kd-bbbb", created=2)
+    at.run()  # what the polling fragment does every few seconds
+    assert any("20260102-000001-kd-bbbb" in o for o in at.selectbox(key="tune_run").options)
+    assert _compared(at).value[0] == "20260102-000001-kd-bbbb"
+    _compared(at).set_value(["20260102-000000-kd-aaaa"]).run()
+    write_run(runs, "20260102-000002-kd-cccc", created=3)
+    at.run()
+    assert _compared(at).value == ["20260102-000000-kd-aaaa"]  # a choice is kept
+    assert any("20260102-000002-kd-cccc" in o for o in _compared(at).options)
+
+
+def _compared(at: AppTest):
+    return next(m for m in at.multiselect if m.label == "Runs")
+
+
+def test_note_archive_and_delete_from_the_page(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", created=1)
+    write_run(runs, "20260102-000001-kd-bbbb", created=2)
+    at = _tune(run="20260102-000000-kd-aaaa")
+    at.text_area(key="note_20260102-000000-kd-aaaa").set_value("lr too high?")
+    next(b for b in at.button if b.label == "Save note").click().run()
+    assert read_note(runs / "20260102-000000-kd-aaaa") == "lr too high?"
+    assert "lr too high?" in list(_tracker(at)["note"])
+    next(b for b in at.button if b.label == "Delete…").click().run()
+    assert any("cannot be undone" in w.value for w in at.warning)
+    assert (runs / "20260102-000000-kd-aaaa").is_dir()  # nothing happens before the confirmation
+    next(b for b in at.button if b.label.startswith("Yes, delete")).click().run()
+    assert not (runs / "20260102-000000-kd-aaaa").exists()
+    at.selectbox(key="tune_run").set_value("20260102-000001-kd-bbbb").run()
+    next(b for b in at.button if b.label == "Archive").click().run()
+    assert (runs / ".archive" / "20260102-000001-kd-bbbb").is_dir() and list_runs(runs) == []
+
+
+def test_a_running_run_cannot_be_archived_or_deleted_from_the_page(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", state="running")
+    at = _tune()
+    assert next(b for b in at.button if b.label == "Delete…").disabled
+    assert next(b for b in at.button if b.label == "Archive").disabled
+
+
+def test_the_sweep_heatmap_defaults_to_the_varied_values_and_averages_seeds(runs):
+    _sweep(runs, ACCS)
+    at = _tune()
+    assert (at.selectbox(key="tune_hx").value, at.selectbox(key="tune_hy").value) == ("alpha", "beta")
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    trace = next(s["data"][0] for s in specs if s["data"] and s["data"][0]["type"] == "heatmap")
+    assert trace["zmax"] - trace["zmin"] >= 5.0  # a 0.7-point spread does not fill the colour scale
+    assert "colours" in trace["colorbar"]["title"]["text"]
+    texts = [t for row in trace["text"] for t in row]
+    assert "98.2% ± 0.3 (n=3)" in texts  # (1, 8): mean of 98.0, 98.1, 98.5 and its standard deviation
+    caption = next(c.value for c in at.caption if c.value.startswith("Mean best held-out accuracy"))
+    assert "seed averaged" in caption and "Colours span" in caption
+    at.selectbox(key="tune_hy").set_value("(averaged)").run()
+    assert not at.exception
+
+
+def test_a_link_to_an_unknown_run_says_so(runs):
+    write_run(runs, "20260102-000000-kd-aaaa")
+    at = _tune(run="zzz")
+    assert any("run=zzz" in w.value and "showing" in w.value for w in at.warning)
+
+
+def test_compare_with_the_bundles_students(runs, tmp_path):
+    student, teacher, labels = make_logits(150, 6, seed=2)
+    write_bundle(
+        tmp_path / "data" / "base", teacher=teacher, students={"ce": student}, labels=labels, dtype="float16"
+    )
+    tuned = (0.3 * student + 0.7 * teacher).astype(np.float32)
+    arrays = {"teacher": teacher, "students": {"tuned": tuned}, "labels": labels}
+    write_run(runs, "20260102-000000-cakd-aaaa", bundle=arrays, data="own.npz")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["bundle"] = "path:base"
+    at.run()  # the Overview on the base bundle: the open bundle the run is compared with
+    at.switch_page("app_pages/tune.py")
+    at.run()
+    next(b for b in at.button if b.label == "Compare with the bundle's students").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Overview"
+    assert at.query_params["runs"] == "20260102-000000-cakd-aaaa"
+    assert at.selectbox(key="sb_compare").value == "run:20260102-000000-cakd-aaaa"
+    assert "run:20260102-000000-cakd-aaaa" in at.selectbox(key="sb_student").options
+    assert not at.warning
+    assert sorted(p.name for p in (tmp_path / "data" / "base" / "students").iterdir()) == ["ce.npy"]
+
+
+def test_the_tune_pages_snippet_prints_the_tracker_table(runs):
+    import io
+    import subprocess
+    import sys
+
+    from cakd_viz import export
+
+    _sweep(runs, ACCS)
+    code = export.runs_snippet(str(runs))
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = pd.read_csv(io.StringIO(out.stdout))
+    want = tracker_table(list_runs(runs))
+    assert list(got["id"]) == list(want["id"])
+    np.testing.assert_allclose(got["best_acc"], want["best_acc"])
+    assert list(got["run"]) == list(want["run"])
