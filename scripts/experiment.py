@@ -6,7 +6,9 @@
 
 The plan (``results/experiment/plan.json``) gives every loss the same budget (base run config:
 epochs, batch, optimiser, learning-rate schedule, clipping policy), a validation split carved from the
-training data (``val_split``, stratified, seeded) and a grid per method of equal size. Two stages,
+training data (``val_split``, stratified, seeded) and a grid per method of equal size (``grid``: lists
+of loss settings, every combination; ``cases``: settings that vary together, crossed with the grid).
+Two stages,
 both run through the project's sweep engine (``cakd_viz.runs.engine.run_sweep``), every trial an
 ordinary run folder under ``--runs-dir``:
 
@@ -124,11 +126,13 @@ def _slug(text: object) -> str:
 
 
 def grid_points(method: dict) -> list[dict]:
-    """The loss settings of a method's grid, in order (the product of its lists, first key slowest)."""
-    grid = method.get("grid") or {}
-    if not grid:
+    """The loss settings of a method's grid, in order: every combination of ``grid``'s lists (first key
+    slowest), each crossed with every setting of ``cases`` (values that vary together); [] without a grid."""
+    grid, cases = method.get("grid") or {}, method.get("cases") or [{}]
+    if not grid and not method.get("cases"):
         return []
-    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    return [combo | case for combo in combos for case in cases]
 
 
 def selection_trials(plan: dict) -> list[tuple[str, dict]]:
@@ -328,28 +332,44 @@ def describe_loss(loss: dict) -> str:
 
 
 def _warmup_words(plan: dict) -> str:
-    warm, none = [], []
+    """E.g. "DKD and CAKD W = 2 epochs with DKD's per-epoch schedule (...); KD none (not in its recipe)"."""
+    groups: dict[tuple, list[str]] = {}
     for name, method in plan["methods"].items():
-        w = float(method["loss"].get("warmup", 0) or 0)
-        if method["loss"].get("name") == "ce":
+        loss = method["loss"]
+        if loss.get("name") == "ce":
             continue
-        if w > 0:
-            sched = method["loss"].get("warmup_schedule", "epoch")
-            how = (
-                "DKD's per-epoch schedule (x min(e / W, 1) in epoch e)"
-                if sched == "epoch"
-                else "a per-step ramp"
+        w = float(loss.get("warmup", 0) or 0)
+        key = (w, loss.get("warmup_schedule", "epoch")) if w > 0 else (0.0, "")
+        groups.setdefault(key, []).append(name)
+    parts = []
+    for (w, sched), names in sorted(groups.items(), key=lambda kv: -kv[0][0]):
+        who = " and ".join(names)
+        if w == 0:
+            parts.append(f"{who} none (not in {'their recipes' if len(names) > 1 else 'its recipe'})")
+        elif sched == "epoch":
+            parts.append(
+                f"{who} W = {w:g} epochs with DKD's per-epoch schedule (loss × min(e / W, 1) in epoch e)"
             )
-            warm.append(f"{name} W = {w:g} epochs with {how}")
         else:
-            none.append(name)
-    words = "; ".join(warm)
-    return f"{words}; {' and '.join(none)} none (not in its recipe)" if none else words
+            parts.append(f"{who} W = {w:g} epochs as a per-step ramp")
+    return "; ".join(parts)
+
+
+def _optimizer_words(base: dict) -> str:
+    decay = f"weight decay {base.get('weight_decay', 5e-4):g}"
+    if base.get("optimizer", "sgd") == "adamw":
+        return f"AdamW ({decay}, decoupled)"
+    return f"SGD (momentum 0.9, Nesterov, {decay})"
 
 
 def _minutes(seconds: float) -> str:
     minutes = seconds / 60
     return f"{minutes:.1f} minutes" if minutes < 10 else f"{minutes:.0f} minutes"
+
+
+def _span(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.1f}" if round(lo, 1) == round(hi, 1) else f"{lo:.1f}-{hi:.1f}"
 
 
 def _pct(x: float) -> str:
@@ -373,8 +393,8 @@ def markdown(result: dict) -> str:
     epochs = f"{base['epochs']} epoch{'s' if base['epochs'] != 1 else ''}"
     lines = [
         f"{plan.get('title', base['data'])}, student `{base['student']}` from scratch, teacher `{base['teacher']}`. "
-        f"The same budget for every loss: {epochs}, batch {base['batch_size']}, SGD (momentum 0.9, "
-        f"Nesterov, weight decay {base.get('weight_decay', 5e-4):g}), lr {base['lr']:g} with cosine decay, "
+        f"The same budget for every loss: {epochs}, batch {base['batch_size']}, {_optimizer_words(base)}, "
+        f"lr {base['lr']:g} with cosine decay, "
         f"{clip_words}, CE weight 1. Warm-up: {_warmup_words(plan)}. Validation: "
         f"{100 * base['val_split']:g}% of the training split per class ({run['val_samples']:,} samples, seed "
         f"{base.get('val_seed', 0)}), the rest ({run['train_samples']:,}) for training; each method's "
@@ -410,14 +430,19 @@ def markdown(result: dict) -> str:
             f"{_p(c['p'])} | {_p(c['p_holm'])} | {'yes' if c['significant'] else 'no'} |"
         )
     nice = "/".join(str(n) for n in run["niceness"]) or "?"
-    load = (
-        f"load average {run['load'][0]:.1f} to {run['load'][1]:.1f}" if run["load"] else "load not recorded"
-    )
-    sessions = len(run["sessions"])
+    sessions = run["sessions"]
+    load = "load not recorded"
+    if sessions:
+        starts = [x["load_start"] for x in sessions]
+        ends = [x["load_end"] for x in sessions]
+        load = (
+            f"1-minute load average {_span(starts)} when a session started and {_span(ends)} when it "
+            "ended, 2 of it this experiment's"
+        )
     lines += [
         "",
-        f"Wall time: {_minutes(run['wall_seconds'])} ({sessions} session{'s' if sessions != 1 else ''} of "
-        f"`scripts/experiment.py`) for {run['trials']} runs ({run['selection_trials']} selection, "
+        f"Wall time: {_minutes(run['wall_seconds'])} ({len(sessions)} session{'s' if len(sessions) != 1 else ''} "
+        f"of `scripts/experiment.py`) for {run['trials']} runs ({run['selection_trials']} selection, "
         f"{run['final_trials']} final), {'/'.join(map(str, run['workers']))} at a time with one thread each, at "
         f"niceness {nice} on {run['machine']} shared with other jobs ({load}). {run['note']}".rstrip(),
     ]

@@ -56,6 +56,24 @@ def test_paired_comparison_is_scipys_paired_t_test():
         exp.paired(A, B[:3])
 
 
+def test_grid_points_cross_the_grid_with_the_cases():
+    method = {
+        "grid": {"grouping": ["target", "topk:3"]},
+        "cases": [{"alpha": 1, "beta": 8}, {"alpha": 4, "beta": 2}],
+    }
+    assert exp.grid_points(method) == [
+        {"grouping": "target", "alpha": 1, "beta": 8},
+        {"grouping": "target", "alpha": 4, "beta": 2},
+        {"grouping": "topk:3", "alpha": 1, "beta": 8},
+        {"grouping": "topk:3", "alpha": 4, "beta": 2},
+    ]
+    assert exp.grid_points({"grid": {"beta": [1, 2], "temperature": [2, 4]}})[1] == {
+        "beta": 1,
+        "temperature": 4,
+    }
+    assert exp.grid_points({"loss": {"name": "ce"}}) == []  # no grid: nothing to select
+
+
 def test_holm_adjustment():
     # by hand: sorted p 0.01, 0.03, 0.04 are multiplied by 3, 2, 1 and made non-decreasing:
     # 0.03, max(0.03, 0.06) = 0.06, max(0.06, 0.04) = 0.06
@@ -73,14 +91,19 @@ def test_the_plan_gives_every_method_the_same_budget_and_equal_grids():
     plan = json.loads((RESULTS / "plan.json").read_text())
     methods = plan["methods"]
     # a method may set only its loss and its grid: budget, optimiser, schedule and clipping come from base
-    assert all(set(m) <= {"loss", "grid"} for m in methods.values())
-    assert all(set(m.get("grid", {})) <= set(RunConfig().loss.__dict__) for m in methods.values())
-    sizes = {name: len(exp.grid_points(m)) for name, m in methods.items() if "grid" in m}
+    assert all(set(m) <= {"loss", "grid", "cases"} for m in methods.values())
+    loss_fields = set(RunConfig().loss.__dict__)
+    assert all(set(p) <= loss_fields for m in methods.values() for p in exp.grid_points(m))
+    sizes = {name: len(exp.grid_points(m)) for name, m in methods.items() if exp.grid_points(m)}
     assert set(sizes) == {"KD", "DKD", "CAKD"} and len(set(sizes.values())) == 1
-    assert set(methods["DKD"]["grid"]) == {"beta", "temperature"} and list(methods["KD"]["grid"]) == [
-        "temperature"
-    ]
-    assert set(methods["CAKD"]["grid"]["grouping"]) == {"target", "topk:3", "topk:5", "topk:10"}
+    varied = {name: set().union(*exp.grid_points(methods[name])) for name in sizes}
+    assert varied == {
+        "KD": {"temperature"},
+        "DKD": {"beta", "temperature"},
+        "CAKD": {"grouping", "alpha", "beta"},
+    }
+    groupings = {p["grouping"] for p in exp.grid_points(methods["CAKD"])}
+    assert groupings == {"target", "topk:3", "topk:5", "topk:10"}
     assert methods["KD"]["loss"].get("warmup", 0) == 0  # KD's recipe has no warm-up
     assert len(plan["seeds"]) >= 5 and plan["selection_seed"] not in plan["seeds"]
     assert plan["base"]["val_split"] > 0
