@@ -10,7 +10,8 @@ training data (``val_split``, stratified, seeded) and a grid per method of equal
 of loss settings, every combination; ``cases``: settings that vary together, crossed with the grid).
 Two stages,
 both run through the project's sweep engine (``cakd_viz.runs.engine.run_sweep``), every trial an
-ordinary run folder under ``--runs-dir``:
+ordinary run folder under ``--runs-dir`` (default ``runs/.experiment``: a hidden folder, so that its
+dozens of runs stay out of the Tune page's list; ``--runs-dir runs`` shows them there):
 
 1. selection: every grid point once, at ``selection_seed``, with ``evaluate_test`` false (the test
    split is never evaluated); each method's configuration with the best last-epoch validation
@@ -475,7 +476,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plan", type=Path, default=REPO / "results" / "experiment" / "plan.json")
     parser.add_argument(
-        "--runs-dir", type=Path, default=REPO / "runs" / "experiment", help="where the trials' run folders go"
+        "--runs-dir",
+        type=Path,
+        default=REPO / "runs" / ".experiment",
+        help="where the trials' run folders go (default: runs/.experiment, hidden from the app's runs list; "
+        "give runs/ to see them on the Tune page)",
     )
     parser.add_argument(
         "--out",
