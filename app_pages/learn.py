@@ -173,7 +173,7 @@ with charts:
 
 st.header("How it works")
 terms, dkd, loss, honest = st.tabs(
-    ["The three terms", "DKD's special case", "The CAKD loss", "What the paper pins down"]
+    ["The three terms", "DKD's special case", "The CAKD loss", "What the paper prescribes"]
 )
 with terms:
     st.markdown(
@@ -199,8 +199,11 @@ with dkd:
     )
     st.latex(r"L_{\mathrm{DKD}} = \mathrm{CE} + \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}")
     st.markdown(
-        "DKD's public defaults on CIFAR-100: α = 1, β = 8, T = 4, a 20-epoch linear warm-up (β is tuned per "
-        "teacher-student pair). Choose *target* above to see this case."
+        "DKD's public defaults on CIFAR-100: α = 1, β = 8, T = 4 (β is tuned per teacher-student pair), and a "
+        "warm-up over the first 20 of 240 epochs: in epoch e (counted from 1) the loss is multiplied by "
+        "min(e / 20, 1), one factor per epoch, as in DKD's public code (mdistiller). Runs here use that same "
+        "per-epoch schedule for DKD and CAKD whenever a warm-up is set; KD's recipe has none. Choose *target* "
+        "above to see this case."
     )
 with loss:
     st.markdown(
@@ -213,17 +216,20 @@ with loss:
     st.markdown(
         "Raising α makes the student rank the look-alikes like the teacher; raising β makes it keep the tail. "
         "A three-term variant with S = the teacher's top-k (GDKD, arXiv 2512.04625) uses k = 5 and weights "
-        "1 / 1 / 8 at T = 4 on CIFAR-100."
+        "1 / 1 / 8 at T = 4 on CIFAR-100, with DKD's 20-epoch warm-up."
     )
 with honest:
     st.markdown(
-        "CAKD (Zhang et al., arXiv 2410.14741, IEEE ICDM 2024) names BCD, SCD and WCD and trains with tuned "
-        "weights; it combines a logit-level and a feature-level version of the split.\n\n"
-        "- At the logit level, for single-label classification, the public summaries describe S as the target "
-        "class alone, which makes the logit part coincide with DKD.\n"
-        "- The feature-level rule for S, the default weights and the accuracy tables are not available to us, "
-        "so this app shows no numbers for them.\n"
-        "- Reported qualitatively: the SCD weight matters more when the teacher is accurate (CIFAR-100); an "
+        "CAKD (Zhang et al., arXiv 2410.14741, IEEE ICDM 2024) names BCD, SCD and WCD and trains with "
+        "CE + w_b·BCD + α·SCD + β·WCD, the tuned weights α and β taking the place of the teacher's masses p_S "
+        "and p_W. What it prescribes, as far as is known to us:\n\n"
+        "- **At the logit level**, for single-label classification, S is the **target class**, so the "
+        "logit part is DKD: BCD = TCKD, WCD = NCKD and SCD = 0. That is the *target* grouping above.\n"
+        "- **At the feature level** it also splits features by their correlation with the prediction. This "
+        "app works on logits only and does **not** do that.\n"
+        "- Its default weights and accuracy tables are not available to us, so no numbers are shown for them. "
+        "Reported qualitatively: the SCD weight matters more when the teacher is accurate (CIFAR-100); an "
         "adequate WCD weight matters when it is less reliable (Tiny-ImageNet).\n\n"
-        "So the grouping rule here (target, top-K, mass P) is your choice, not the paper's prescription."
+        "Every other grouping rule here (top-K and mass P on this page; topk+target and corr:R elsewhere in "
+        "the app) is **this project's extension** of the split to several classes in S, not the paper's rule."
     )

@@ -1,8 +1,10 @@
 """Training loop: cross-entropy plus an optional distillation criterion from ``cakd_viz.losses``.
 
 ``total = ce_weight * CE(student, labels) + criterion(student_logits, teacher_logits, labels, epoch)``,
-the criterion being the distillation part only (e.g. ``KDLoss``, ``DKDLoss``, ``CAKDLoss``). The
-teacher stays in ``eval()`` under ``torch.no_grad()``. The loop never prints: it reports through
+the criterion being the distillation part only (e.g. ``KDLoss``, ``DKDLoss``, ``CAKDLoss``); ``epoch``
+is the training progress in epochs, 0 at the first step (epoch index + fraction of the epoch done),
+which the losses turn into their warm-up factor (DKD's per-epoch schedule by default). The teacher
+stays in ``eval()`` under ``torch.no_grad()``. The loop never prints: it reports through
 ``on_epoch`` / ``on_step`` and can be cancelled between steps through ``should_stop``.
 """
 
@@ -123,6 +125,21 @@ def evaluate(
     return {"loss": loss / max(n, 1), "acc": correct / max(n, 1), "n": n}
 
 
+@torch.no_grad()
+def _eval_logits(
+    model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int, num_workers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of ``model`` (eval mode) over ``dataset``: (logits (N, C) float32, labels (N,)), on the CPU."""
+    was_training = model.training
+    model.eval().to(device)
+    out, ys = [], []
+    for x, y in _loader(dataset, batch_size, device=device, workers=num_workers):
+        out.append(model(x.to(device, non_blocking=True)).float().cpu())
+        ys.append(torch.as_tensor(y))
+    model.train(was_training)
+    return torch.cat(out), torch.cat(ys).long()
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
@@ -153,19 +170,25 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     on_step: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    val_metrics: Callable[[np.ndarray, int], dict] | None = None,
 ) -> list[dict]:
     """Train ``student`` in place; returns one metrics dict per finished epoch.
 
     Each dict: epoch (1-based), ``ce``, every term of the criterion (epoch means), ``loss`` (total),
-    ``train_acc``, ``val_acc``/``val_loss`` (when ``val_set``), ``lr``, ``seconds``, ``stopped``.
-    ``teacher`` is used only with a ``criterion``. ``on_step`` gets {"step", "epoch" (fractional),
-    "loss", "ce", terms...} after every step; ``should_stop()`` is polled before every step.
+    ``train_acc``, ``val_acc``/``val_loss`` (when ``val_set``), ``lr``, ``seconds``, ``stopped``,
+    ``grad_norm`` / ``grad_norm_max`` (mean / largest global L2 norm of the gradient before clipping,
+    over the epoch's steps with a finite norm) and ``clipped_frac`` (fraction of the epoch's steps whose norm exceeded
+    ``cfg.clip_grad_norm``; 0 without clipping). ``teacher`` is used only with a ``criterion``.
+    ``on_step`` gets {"step", "epoch" (fractional), "loss", "ce", terms...} after every step;
+    ``should_stop()`` is polled before every step. ``val_metrics(logits, epoch)``, with the student's
+    float32 logits (N, C) on ``val_set`` from the epoch's one evaluation pass, returns extra numbers
+    for that epoch's dict (e.g. the held-out decomposition).
     """
     cfg.validate()
     if criterion is not None and teacher is None:
         raise ValueError("a distillation criterion needs a teacher")
     dev = resolve_device(cfg.device)
-    loop = _Loop(cfg, dev, student, teacher, criterion, ce_weight, on_step, should_stop)
+    loop = _Loop(cfg, dev, student, teacher, criterion, ce_weight, on_step, should_stop, val_metrics)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeded without touching the caller's RNG state
         torch.manual_seed(cfg.seed)
@@ -202,6 +225,7 @@ class _Loop:
     ce_weight: float
     on_step: Callable[[dict], None] | None
     should_stop: Callable[[], bool] | None
+    val_metrics: Callable[[np.ndarray, int], dict] | None = None
 
     def run(self, train_set: Dataset, val_set: Dataset | None, on_epoch) -> list[dict]:
         cfg, dev = self.cfg, self.dev
@@ -223,14 +247,7 @@ class _Loop:
             if metrics is None:  # stopped before the epoch's first step
                 break
             if val_set is not None:
-                ev = evaluate(
-                    self.student,
-                    val_set,
-                    device=dev,
-                    batch_size=cfg.eval_batch_size,
-                    num_workers=cfg.num_workers,
-                )
-                metrics |= {"val_acc": ev["acc"], "val_loss": ev["loss"]}
+                metrics |= self._evaluate(val_set, metrics["epoch"])
             metrics["seconds"] = time.perf_counter() - metrics.pop("_t0")
             history.append(metrics)
             if on_epoch is not None:
@@ -240,9 +257,38 @@ class _Loop:
         self.student.eval()
         return history
 
+    def _evaluate(self, val_set: Dataset, epoch: int) -> dict:
+        """val_acc, val_loss and ``val_metrics``' numbers, from one pass of the student over ``val_set``."""
+        cfg = self.cfg
+        if self.val_metrics is None:  # streaming: no need to hold every logit
+            ev = evaluate(
+                self.student,
+                val_set,
+                device=self.dev,
+                batch_size=cfg.eval_batch_size,
+                num_workers=cfg.num_workers,
+            )
+            return {"val_acc": ev["acc"], "val_loss": ev["loss"]}
+        logits, labels = _eval_logits(
+            self.student,
+            val_set,
+            device=self.dev,
+            batch_size=cfg.eval_batch_size,
+            num_workers=cfg.num_workers,
+        )
+        n = max(len(labels), 1)
+        out = {
+            "val_acc": int((logits.argmax(1) == labels).sum()) / n,
+            "val_loss": F.cross_entropy(logits, labels, reduction="sum").item() / n,
+        }
+        return out | self.val_metrics(logits.numpy(), epoch)
+
     def _epoch(self, loader: DataLoader, epoch: int) -> dict | None:
         """One pass over the training set; its metrics, or None when stopped before any step."""
         t0, sums, correct, seen, stopped, lr = time.perf_counter(), {}, 0, 0, False, self.cfg.lr
+        # gradient norms: sum and count of the finite ones, clipped steps, largest (no sync per step)
+        self.norms = torch.zeros(4, dtype=torch.float64, device=self.dev)
+        steps = 0
         for i, batch in enumerate(loader):
             if self.should_stop is not None and self.should_stop():
                 stopped = True
@@ -251,13 +297,17 @@ class _Loop:
             terms, hits, n = self._step(batch, lr, epoch + i / self.steps_per_epoch)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.float() * n
-            correct, seen, self.step = correct + hits, seen + n, self.step + 1
+            correct, seen, self.step, steps = correct + hits, seen + n, self.step + 1, steps + 1
             if self.on_step is not None:
                 done = {"step": self.step, "epoch": epoch + (i + 1) / self.steps_per_epoch, "lr": lr}
                 self.on_step(done | {k: float(v) for k, v in terms.items()})
         if seen == 0:
             return None
         metrics = {"epoch": epoch + 1} | {k: float(v) / seen for k, v in sums.items()}
+        norm_sum, finite, clipped, norm_max = self.norms.tolist()
+        metrics["grad_norm"] = norm_sum / finite if finite else math.nan
+        metrics["grad_norm_max"] = norm_max if finite else math.nan
+        metrics["clipped_frac"] = clipped / steps
         return metrics | {"train_acc": float(correct) / seen, "lr": lr, "stopped": stopped, "_t0": t0}
 
     def _step(self, batch, lr: float, epoch: float) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
@@ -282,9 +332,17 @@ class _Loop:
                 terms.update(named)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.cfg.clip_grad_norm > 0:
-            self.scaler.unscale_(self.opt)
-            nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.clip_grad_norm)
+        self.scaler.unscale_(self.opt)  # a no-op without fp16 scaling; the norm is of the true gradient
+        norm = nn.utils.get_total_norm([p.grad for p in self.student.parameters() if p.grad is not None])
+        clip = self.cfg.clip_grad_norm
+        if clip > 0:  # what clip_grad_norm_ does, with the norm computed once
+            nn.utils.clip_grads_with_norm_(self.student.parameters(), clip, norm)
+        norm = norm.detach().to(self.norms)
+        finite = torch.isfinite(norm)
+        hit = (norm > clip) if clip > 0 else torch.zeros_like(finite)
+        kept = torch.where(finite, norm, 0.0)
+        self.norms[:3] += torch.stack((kept, finite.double(), hit.double()))
+        self.norms[3] = torch.maximum(self.norms[3], kept)
         self.scaler.step(self.opt)
         self.scaler.update()
         terms["loss"] = loss.detach()

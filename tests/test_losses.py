@@ -244,17 +244,70 @@ def test_term_names_and_natural_weights():
     assert CAKDLoss(w_b=2.0, alpha="natural", beta=3.0).weights() == {"bcd": 2.0, "scd": 1.0, "wcd": 3.0}
 
 
-@pytest.mark.parametrize("cls", [KDLoss, DKDLoss, CAKDLoss])
-def test_warmup_scales_the_loss_linearly(cls):
+def _mdistiller_factors(warmup: int, epochs: int) -> list[float]:
+    """The DKD warm-up factor of each epoch as mdistiller applies it.
+
+    megvii-research/mdistiller, ``mdistiller/distillers/DKD.py``, ``DKD.forward_train``:
+    ``loss_dkd = min(kwargs["epoch"] / self.warmup, 1.0) * dkd_loss(...)``; the epoch comes from
+    ``mdistiller/engine/trainer.py``, ``BaseTrainer.train``: ``epoch = 1`` then
+    ``while epoch < self.cfg.SOLVER.EPOCHS + 1: self.train_epoch(epoch)``, and ``train_iter`` passes
+    ``epoch=epoch`` to the distiller for every step of that epoch. So epochs are 1-based whole numbers
+    and every step of epoch e gets min(e / warmup, 1).
+    """
+    factors = []
+    epoch = 1
+    while epoch < epochs + 1:
+        factors.append(min(epoch / warmup, 1.0))
+        epoch += 1
+    return factors
+
+
+@pytest.mark.parametrize("warmup", [1, 2, 3, 5, 20])
+@pytest.mark.parametrize("cls", [DKDLoss, CAKDLoss])
+def test_default_warmup_reproduces_mdistillers_factor_sequence(cls, warmup):
     s, t, y = _tensors()
-    crit, full = cls(warmup=4), cls()
-    base = full(s, t, y).item()
-    assert crit(s, t, y, epoch=0).item() == 0.0
-    assert crit(s, t, y, epoch=1.0).item() == pytest.approx(base / 4, rel=1e-12)
-    assert crit(s, t, y, epoch=2.5).item() == pytest.approx(base * 2.5 / 4, rel=1e-12)
-    assert crit(s, t, y, epoch=9).item() == pytest.approx(base, rel=1e-12)
-    assert crit(s, t, y).item() == pytest.approx(base, rel=1e-12)  # no epoch: fully warmed up
-    assert crit.weights(1.0) == {k: w / 4 for k, w in full.weights().items()}
+    crit = cls(warmup=warmup) if cls is DKDLoss else cls("target", alpha=0.0, warmup=warmup)
+    full = _dkd_reference(s, t, y, 1.0, 8.0, 4.0)  # both are DKD at these settings
+    epochs, steps = 24, 3
+    expected = _mdistiller_factors(warmup, epochs)
+    assert expected[0] == 1.0 / warmup  # the first epoch is already warmed up by 1/W
+    for e in range(epochs):  # our progress: 0-based epoch index plus the fraction of the epoch done
+        for j in range(steps):
+            progress = e + j / steps
+            assert crit.warmup_factor(progress) == expected[e]
+            torch.testing.assert_close(crit(s, t, y, epoch=progress), expected[e] * full, rtol=1e-9, atol=0)
+
+
+def test_step_warmup_is_an_explicit_per_step_ramp():
+    s, t, y = _tensors()
+    for cls in (KDLoss, DKDLoss, CAKDLoss):
+        crit, full = cls(warmup=4, warmup_schedule="step"), cls()
+        base = full(s, t, y).item()
+        assert crit(s, t, y, epoch=0).item() == 0.0
+        assert crit(s, t, y, epoch=1.0).item() == pytest.approx(base / 4, rel=1e-12)
+        assert crit(s, t, y, epoch=2.5).item() == pytest.approx(base * 2.5 / 4, rel=1e-12)
+        assert crit(s, t, y, epoch=9).item() == pytest.approx(base, rel=1e-12)
+        assert crit(s, t, y).item() == pytest.approx(base, rel=1e-12)  # no epoch: fully warmed up
+        assert crit.weights(1.0) == {k: w / 4 for k, w in full.weights().items()}
+    epoch_wise = DKDLoss(warmup=4)
+    assert [epoch_wise.warmup_factor(p) for p in (0, 0.5, 0.99, 1.0, 2.5, 3.0)] == [
+        0.25,
+        0.25,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+    ]
+    with pytest.raises(ValueError, match="warmup_schedule must be one of epoch, step, got 'linear'"):
+        DKDLoss(warmup=2, warmup_schedule="linear")
+
+
+def test_kd_has_no_warmup_by_default_as_in_its_recipe():
+    s, t, y = _tensors()
+    crit = KDLoss()
+    assert crit.warmup == 0 and crit.warmup_factor(0) == 1.0
+    assert crit(s, t, y, epoch=0).item() == crit(s, t, y).item() > 0
+    assert DKDLoss().warmup == 0 and CAKDLoss().warmup == 0  # a warm-up is always asked for
 
 
 @pytest.mark.parametrize("crit", [KDLoss(), DKDLoss(), CAKDLoss(), CAKDLoss("target", alpha="natural")])
@@ -359,6 +412,9 @@ def test_formula_captions():
         "1*BCD + p_S*SCD + p_W*WCD (T=2, S = {label})"
     )
     assert str(DKDLoss(warmup=20)) == "1*TCKD + 8*NCKD (T=4, warm-up 20 epochs)"
+    assert (
+        str(DKDLoss(warmup=2, warmup_schedule="step")) == "1*TCKD + 8*NCKD (T=4, warm-up 2 epochs, per step)"
+    )
     assert str(KDLoss(1.0)) == "1*KD (T=1)"
     assert "mass" in str(CAKDLoss("mass:0.9")) and "r >= 0.5" in str(
         CAKDLoss("corr:0.5", correlation=np.eye(3))

@@ -53,6 +53,20 @@ def test_cases_cross_the_grid_and_random_draws_are_seeded(teacher):
     assert all(0 <= t.loss.alpha <= 2 and t.loss.temperature in (2, 4) for t in a)
 
 
+def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
+    sweep = _sweep(teacher, grid={"warmup_schedule": ["epoch", "step"], "val_split": [0.1, 0.2]})
+    trials = expand(sweep)
+    assert [(t.loss.warmup_schedule, t.val_split) for t in trials] == [
+        ("epoch", 0.1),
+        ("epoch", 0.2),
+        ("step", 0.1),
+        ("step", 0.2),
+    ]
+    assert all(t.val_seed == 0 for t in trials)  # one validation split for every trial of a sweep
+    with pytest.raises(ValueError, match=r"trial 0 \(warmup_schedule=linear\): loss.warmup_schedule must be"):
+        expand(_sweep(teacher, grid={"warmup_schedule": ["linear"]}))
+
+
 @pytest.mark.parametrize(
     ("sweep", "message"),
     [

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from cakd_viz.losses import KDLoss
+from cakd_viz.losses import DKDLoss, KDLoss
 from cakd_viz.train import TrainConfig, evaluate, predict_logits, train
 
 
@@ -121,6 +122,9 @@ def test_kd_loss_from_the_losses_module_plugs_in():
         "val_acc",
         "val_loss",
         "seconds",
+        "grad_norm",
+        "grad_norm_max",
+        "clipped_frac",
     }
     assert terms and hist[-1]["val_acc"] > 0.8
 
@@ -170,3 +174,70 @@ def test_cached_teacher_logits_give_the_same_training():
     assert [h["kl"] for h in hb] == pytest.approx([h["kl"] for h in ha], rel=1e-4)
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-4)
+
+
+def _plain_net(seed=0, d=6, c=4):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, c))  # no dropout: one exact gradient
+
+
+def test_each_epoch_reports_the_gradient_norm_and_the_clipped_steps():
+    data = _blobs(n=64)
+    one_step = TrainConfig(epochs=1, batch_size=64, lr=0.05, device="cpu", seed=3)  # one step per epoch
+    net = _plain_net()
+    x, y = data.tensors
+    expected = torch.linalg.vector_norm(
+        torch.cat([g.flatten() for g in torch.autograd.grad(F.cross_entropy(net(x), y), net.parameters())])
+    ).item()  # the first step's gradient, computed here from the same initial weights
+    (h,) = train(_plain_net(), data, None, cfg=one_step)
+    assert h["grad_norm"] == pytest.approx(expected, rel=1e-5) == h["grad_norm_max"]
+    assert h["clipped_frac"] == 0.0  # clipping is off
+    # clip below every norm: every step is clipped; above every norm: none is, and training is unchanged
+    many = TrainConfig(epochs=2, batch_size=16, lr=0.05, device="cpu", seed=3)
+    free = train(_plain_net(), data, None, cfg=many)
+    tight = train(_plain_net(), data, None, cfg=TrainConfig(**{**many.to_dict(), "clip_grad_norm": 1e-3}))
+    loose_net = _plain_net()
+    loose = train(loose_net, data, None, cfg=TrainConfig(**{**many.to_dict(), "clip_grad_norm": 1e6}))
+    assert [e["clipped_frac"] for e in tight] == [1.0, 1.0] and [e["clipped_frac"] for e in loose] == [
+        0.0,
+        0.0,
+    ]
+    assert [e["loss"] for e in loose] == [e["loss"] for e in free]
+    assert all(e["grad_norm_max"] >= e["grad_norm"] > 0 for e in free)
+
+
+def test_val_metrics_see_the_epochs_one_evaluation_pass():
+    seen = []
+
+    def hook(logits, epoch):
+        seen.append((epoch, logits.copy()))
+        return {"val_extra": float(logits.mean())}
+
+    net, val = _net(), _blobs(n=50, seed=1)
+    hist = train(net, _blobs(), val, cfg=CFG, val_metrics=hook)
+    assert [e for e, _ in seen] == [1, 2, 3, 4] and all(z.shape == (50, 4) for _, z in seen)
+    final = predict_logits(net, val)
+    np.testing.assert_array_equal(seen[-1][1], final)  # the last epoch's logits are the final student's
+    labels = val.tensors[1].numpy()
+    assert hist[-1]["val_acc"] == pytest.approx((final.argmax(1) == labels).mean())
+    assert hist[-1]["val_loss"] == pytest.approx(evaluate(net, val)["loss"], rel=1e-6)
+    assert hist[-1]["val_extra"] == pytest.approx(float(final.mean()))
+
+
+def test_the_loop_applies_dkds_warmup_one_factor_per_epoch():
+    """Through the training loop, DKDLoss(warmup=3) gets mdistiller's factors min(e / 3, 1), e = 1, 2, ...
+    (see tests/test_losses.py for the source of that rule), the same for every step of an epoch."""
+    factors = []
+
+    class Spy(DKDLoss):
+        def loss_and_terms(self, student, teacher, labels=None, epoch=None):
+            factors.append((int(epoch), self.warmup_factor(epoch)))
+            return super().loss_and_terms(student, teacher, labels, epoch)
+
+    teacher = _net(seed=9)
+    train(teacher, _blobs(), None, cfg=CFG)
+    train(_net(), _blobs(), None, cfg=CFG, teacher=teacher, criterion=Spy(warmup=3))
+    per_epoch = {}
+    for e, f in factors:
+        per_epoch.setdefault(e, set()).add(f)
+    assert per_epoch == {0: {1 / 3}, 1: {2 / 3}, 2: {1.0}, 3: {1.0}}

@@ -5,8 +5,16 @@ and return the distillation part only (no cross-entropy) as a 0-dim batch mean. 
 KL(teacher || student) = KL(p || q) with p = softmax(z_t / T), q = softmax(z_s / T); each term is
 T^2 times its batch mean (T^2 is applied there and nowhere else). Gradients reach the student only.
 
-`loss == sum(weights[k] * terms[k])` holds exactly. With `warmup` > 0 the weights are scaled by
-min(epoch / warmup, 1), epoch 0-based (fractional allowed); epoch=None means fully warmed up.
+`loss == sum(weights[k] * terms[k])` holds exactly. With `warmup` > 0 the weights are scaled by a
+warm-up factor. ``epoch`` is the training progress in epochs, 0 at the first step (the 0-based epoch
+index, plus the fraction of the epoch done if you like); epoch=None means fully warmed up.
+
+- ``warmup_schedule="epoch"`` (the default) is DKD's own schedule, as in mdistiller
+  (megvii-research/mdistiller, ``distillers/DKD.py``): ``min(e / warmup, 1)`` with ``e`` the 1-based
+  number of the current whole epoch, ``e = floor(epoch) + 1``. One factor per epoch; the first epoch
+  already gets ``1 / warmup`` (and ``warmup <= 1`` means no warm-up at all).
+- ``warmup_schedule="step"`` is a per-step linear ramp, ``min(epoch / warmup, 1)`` with the
+  fractional 0-based progress: 0 at the very first step.
 Float16/bfloat16 inputs are computed in float32, float64 stays float64, and the teacher is computed in
 the student's dtype; everything runs on the inputs' device.
 """
@@ -14,6 +22,7 @@ the student's dtype; everything runs on the inputs' device.
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 from torch import nn
@@ -60,6 +69,10 @@ def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
     return labels if labels.dtype == torch.int64 else labels.long()
 
 
+WARMUP_SCHEDULES = ("epoch", "step")
+"""How a warm-up scales the weights: DKD's per-epoch factor (the default) or a per-step ramp."""
+
+
 def _num(w: float) -> str:
     return f"{w:g}"
 
@@ -69,12 +82,17 @@ class DistillationLoss(nn.Module):
 
     term_names: tuple[str, ...] = ()
 
-    def __init__(self, *, temperature: float, warmup: float) -> None:
+    def __init__(self, *, temperature: float, warmup: float, warmup_schedule: str = "epoch") -> None:
         super().__init__()
         if not warmup >= 0:
             raise ValueError(f"warmup must be >= 0 epochs, got {warmup}")
+        if warmup_schedule not in WARMUP_SCHEDULES:
+            raise ValueError(
+                f"warmup_schedule must be one of {', '.join(WARMUP_SCHEDULES)}, got {warmup_schedule!r}"
+            )
         self.temperature = check_temperature(temperature)
         self.warmup = float(warmup)
+        self.warmup_schedule = warmup_schedule
 
     @classmethod
     def from_settings(cls, settings, *, correlation=None) -> DistillationLoss:
@@ -89,10 +107,17 @@ class DistillationLoss(nn.Module):
         return cls(**kwargs)
 
     def warmup_factor(self, epoch: float | None = None) -> float:
-        """min(epoch / warmup, 1) (0-based, fractional epochs); 1 without warm-up or when epoch is None."""
+        """The factor on every weight at training progress ``epoch`` (0-based, fractional allowed).
+
+        "epoch" schedule: ``min((floor(epoch) + 1) / warmup, 1)``, mdistiller's DKD factor with its
+        1-based epoch; "step": ``min(epoch / warmup, 1)``. 1 without warm-up or when epoch is None.
+        """
         if self.warmup <= 0 or epoch is None:
             return 1.0
-        return min(max(float(epoch), 0.0) / self.warmup, 1.0)
+        progress = max(float(epoch), 0.0)
+        if self.warmup_schedule == "epoch":
+            progress = math.floor(progress) + 1.0  # the 1-based number of the current whole epoch
+        return min(progress / self.warmup, 1.0)
 
     def _base_weights(self) -> tuple[float, ...]:
         raise NotImplementedError
@@ -132,7 +157,8 @@ class DistillationLoss(nn.Module):
         return self.loss_and_terms(student_logits, teacher_logits, labels, epoch)[0]
 
     def _setting(self) -> str:
-        warm = f", warm-up {_num(self.warmup)} epochs" if self.warmup > 0 else ""
+        per = "" if self.warmup_schedule == "epoch" else ", per step"
+        warm = f", warm-up {_num(self.warmup)} epochs{per}" if self.warmup > 0 else ""
         return f"T={_num(self.temperature)}{warm}"
 
     def formula(self) -> str:

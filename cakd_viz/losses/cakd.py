@@ -30,6 +30,10 @@ class CAKDLoss(DistillationLoss):
     required by corr:R (see `grouping.class_correlation`; compute it once over the training set) and
     ignored by the other rules. There is deliberately no running estimate from training batches: it
     would move S under the student while it learns and make early batches' S noise.
+
+    warmup, warmup_schedule: DKD's warm-up, as DKD's public code (mdistiller) does it: the loss is
+    scaled by min(e / warmup, 1), e the 1-based number of the current whole epoch ("epoch", the
+    default); "step" ramps per step instead, from 0 at the first step. Default: no warm-up.
     """
 
     term_names = ("bcd", "scd", "wcd")
@@ -43,8 +47,9 @@ class CAKDLoss(DistillationLoss):
         temperature: float = 4.0,
         warmup: float = 0,
         correlation=None,
+        warmup_schedule: str = "epoch",
     ) -> None:
-        super().__init__(temperature=temperature, warmup=warmup)
+        super().__init__(temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule)
         self.grouping = parse_grouping(grouping)
         self._name = f"CAKDLoss with grouping {self.grouping}"
         self.w_b = float(w_b)

@@ -18,14 +18,24 @@ class DKDLoss(DistillationLoss):
     TCKD = KL([p_t, 1 - p_t] || [q_t, 1 - q_t]) on the target class t; NCKD = KL over the non-target
     classes, both distributions renormalised there: CAKD's BCD and WCD at S = {label}, so on CPU it runs
     through CAKD's fused kernel; elsewhere log-space tensor ops (masked log-sum-exp).
+
+    Warm-up as DKD's public code (mdistiller) does it: with ``warmup`` = W > 0 the loss is scaled by
+    min(e / W, 1), e the 1-based number of the current whole epoch (one factor per epoch, 1/W already
+    in the first; pass ``epoch`` = the 0-based training progress). DKD's CIFAR-100 recipe uses W = 20
+    of 240 epochs; the default here is no warm-up. ``warmup_schedule="step"`` ramps per step instead.
     """
 
     term_names = ("tckd", "nckd")
 
     def __init__(
-        self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup: float = 0
+        self,
+        alpha: float = 1.0,
+        beta: float = 8.0,
+        temperature: float = 4.0,
+        warmup: float = 0,
+        warmup_schedule: str = "epoch",
     ) -> None:
-        super().__init__(temperature=temperature, warmup=warmup)
+        super().__init__(temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule)
         self.alpha, self.beta = float(alpha), float(beta)
 
     def _base_weights(self) -> tuple[float, ...]:

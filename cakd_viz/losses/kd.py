@@ -9,12 +9,18 @@ from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _
 
 
 class KDLoss(DistillationLoss):
-    """Hinton's KD: T^2 * mean_n KL(p_n || q_n). Terms: {"kd"}."""
+    """Hinton's KD: T^2 * mean_n KL(p_n || q_n). Terms: {"kd"}.
+
+    KD's recipe has no warm-up (mdistiller's ``distillers/KD.py`` weights the KD loss by a constant),
+    so the default is none; ``warmup`` / ``warmup_schedule`` exist only for ablations (see ``base``).
+    """
 
     term_names = ("kd",)
 
-    def __init__(self, temperature: float = 4.0, *, warmup: float = 0) -> None:
-        super().__init__(temperature=temperature, warmup=warmup)
+    def __init__(
+        self, temperature: float = 4.0, *, warmup: float = 0, warmup_schedule: str = "epoch"
+    ) -> None:
+        super().__init__(temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule)
 
     def _base_weights(self) -> tuple[float, ...]:
         return (1.0,)

@@ -1,4 +1,10 @@
-"""What a run trains: the data splits, the frozen teacher, the student and the loss, from a RunConfig."""
+"""What a run trains: the data splits, the frozen teacher, the student and the loss, from a RunConfig.
+
+With ``val_split`` > 0 a validation split is carved out of the training split before anything else
+(``validation_split``: per class, seeded by ``val_seed``, so it is the same for every trial of a
+sweep whatever its seed or ``train_subset``); the run trains on the rest, evaluates every epoch on
+it, and touches the test split only at the end (or never, with ``evaluate_test`` false).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from cakd_viz.data import DataSource, load_data_for_model
+from cakd_viz.grouping import parse_grouping
 from cakd_viz.runs.config import LossConfig, RunConfig
 
 
@@ -19,13 +26,28 @@ class Parts:
 
     train: DataSource
     test: DataSource
-    train_set: Dataset  # the training split, after ``train_subset`` and this rank's shard
+    train_set: (
+        Dataset  # the training split, less the validation rows, after ``train_subset`` and this rank's shard
+    )
     teacher: nn.Module
     teacher_info: dict
     student: nn.Module
     student_info: dict  # "arch" and "arch_kwargs" when it is a registry architecture, else the loader's info
     criterion: nn.Module | None  # None: cross-entropy only
     notes: list[str] = field(default_factory=list)
+    val_rows: np.ndarray | None = None  # rows of the training split held out for validation (val_split > 0)
+    correlation: np.ndarray | None = None  # (C, C) teacher class correlation, for a corr:R grouping
+
+    @property
+    def val_set(self) -> Dataset | None:
+        """The validation split (rows ``val_rows`` of the training data), or None."""
+        return None if self.val_rows is None else Subset(self.train.dataset, self.val_rows.tolist())
+
+    def eval_split(self) -> tuple[str, Dataset, np.ndarray]:
+        """(name, data set, labels (N,)) of the per-epoch evaluation: "validation" or "test"."""
+        if self.val_rows is not None:
+            return "validation", self.val_set, _labels(self.train)[self.val_rows]
+        return "test", self.test.dataset, _labels(self.test)
 
 
 def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
@@ -52,30 +74,81 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         notes.append(f"fine-tuning {cfg.student} (held-out accuracy before: {s_info.get('accuracy')})")
     _check_outputs("student", cfg.student, student, train, c)
     student.train().requires_grad_(True)
-    train_set = _subset(train.dataset, cfg.train_subset, cfg.seed)
+    train_set, val_rows = train.dataset, None
+    if cfg.val_split > 0:
+        keep, val_rows = validation_split(_labels(train), cfg.val_split, cfg.val_seed)
+        train_set = Subset(train.dataset, keep.tolist())
+        notes.append(f"validation split: {len(val_rows)} of {len(train)} training rows (seed {cfg.val_seed})")
+    # corr:R: the teacher's class correlation over the training rows (all of them, not the subset);
+    # the run's grouping also splits every run's held-out KL each epoch, whatever its loss
+    correlation = None
+    if parse_grouping(cfg.loss.grouping).needs_correlation:
+        correlation = _correlation(teacher, train_set)
+    train_set = _subset(train_set, cfg.train_subset, cfg.seed)
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
         shard = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
         train_set = Subset(train_set, list(shard))
-    criterion = make_criterion(cfg.loss, teacher=teacher, train=train)
-    return Parts(train, test, train_set, teacher, t_info, student, s_info, criterion, notes)
+    criterion = make_criterion(cfg.loss, teacher=teacher, train=train, correlation=correlation)
+    return Parts(
+        train, test, train_set, teacher, t_info, student, s_info, criterion, notes, val_rows, correlation
+    )
 
 
-def make_criterion(loss: LossConfig, *, teacher: nn.Module | None = None, train: DataSource | None = None):
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows), both sorted, from labels (N,): stratified and seeded.
+
+    Each class with n >= 2 rows gives round(n * fraction) of them, at least 1 and at most n - 1, drawn
+    with ``numpy.random.default_rng(seed)``; a class with one row keeps it for training. ValueError
+    when no row is held out.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) < 2:
+            continue
+        k = min(max(round(len(rows) * fraction), 1), len(rows) - 1)
+        held.append(rng.permutation(rows)[:k])
+    if not held:
+        raise ValueError(f"val_split {fraction}: no class has the two rows a validation split needs")
+    val = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def make_criterion(
+    loss: LossConfig,
+    *,
+    teacher: nn.Module | None = None,
+    train: DataSource | None = None,
+    correlation: np.ndarray | None = None,
+):
     """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce").
 
-    ``corr:R`` groupings need the class correlation of the teacher's logits over the training data.
+    ``corr:R`` groupings need the class correlation of the teacher's logits over the training data:
+    ``correlation`` when given, else computed from ``teacher`` over ``train``.
     """
-    from cakd_viz.grouping import class_correlation, parse_grouping
     from cakd_viz.losses import build_criterion
 
     if loss.name == "ce":
         return None
-    correlation = None
-    if loss.name == "cakd" and parse_grouping(loss.grouping).needs_correlation:
-        from cakd_viz.train import predict_logits
-
-        correlation = class_correlation(predict_logits(teacher, train.dataset, device="cpu"))
+    if correlation is None and loss.name == "cakd" and parse_grouping(loss.grouping).needs_correlation:
+        correlation = _correlation(teacher, train.dataset)
     return build_criterion(loss.name, asdict(loss), correlation=correlation)
+
+
+def _correlation(teacher: nn.Module, dataset: Dataset) -> np.ndarray:
+    from cakd_viz.grouping import class_correlation
+    from cakd_viz.train import predict_logits
+
+    return class_correlation(predict_logits(teacher, dataset, device="cpu"))
+
+
+def _labels(source: DataSource) -> np.ndarray:
+    """The labels (N,) of a data source, read from the data set when the source does not hold them."""
+    if source.labels is not None:
+        return np.asarray(source.labels)
+    return np.asarray([int(item[1]) for item in source.dataset], dtype=np.int64)
 
 
 def _check_outputs(role: str, spec: str, model: nn.Module, data: DataSource, c: int) -> None:

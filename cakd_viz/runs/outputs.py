@@ -25,46 +25,67 @@ def write_outputs(
     seconds: float,
     cache_dir: Path | None,
 ) -> None:
-    """student.* (weights), bundle/ (held-out logits of teacher and student), summary.json, in that order."""
+    """student.* (weights), bundle/ (held-out logits of teacher and student), summary.json, in that order.
+
+    The bundle holds the test split; with ``evaluate_test`` false, the validation split instead, and
+    the test split is not evaluated at all. summary.json: the per-epoch evaluation split's best and
+    last accuracy (``best_val_acc``, ``last_val_acc``; ``eval_split`` says which split that is), the
+    final student's ``test_acc`` (None when the test split is not evaluated), the teacher's accuracy
+    on the bundle's split, sizes and times.
+    """
     from cakd_viz.bundle import write_bundle
     from cakd_viz.train import predict_logits
 
     student = parts.student
-    test = parts.test
-    labels = np.asarray(test.labels if test.labels is not None else [int(y) for _, y in test.dataset])
-    s_logits = predict_logits(student, test.dataset, device=dev)
-    t_logits, _ = teacher_logits(parts.teacher, test.dataset, cache_dir, device=dev)
+    eval_split = "validation" if parts.val_rows is not None else "test"
+    if cfg.evaluate_test:
+        split, data = "test", parts.test.dataset
+        labels = np.asarray(parts.test.labels if parts.test.labels is not None else [int(y) for _, y in data])
+        source, inputs, spec = parts.test, parts.test.display_inputs(), cfg.test_spec()
+    else:
+        split, data, labels = parts.eval_split()
+        source, spec = parts.train, f"{cfg.train_spec()} (validation rows, val_seed {cfg.val_seed})"
+        shown = parts.train.display_inputs()
+        inputs = None if shown is None else shown[parts.val_rows]
+    s_logits = predict_logits(student, data, device=dev)
+    t_logits, _ = teacher_logits(parts.teacher, data, cache_dir, device=dev)
     accs = [h["val_acc"] for h in history]
     best = int(np.argmax(accs))
+    eval_samples = len(parts.val_rows) if parts.val_rows is not None else len(parts.test)
+    bundle_acc = float((s_logits.argmax(1) == labels).mean())  # the final student on the bundle's split
     summary = {
+        "eval_split": eval_split,
+        "eval_samples": eval_samples,
         "best_val_acc": accs[best],
         "best_epoch": history[best]["epoch"],
         "last_val_acc": accs[-1],
         "last_epoch": history[-1]["epoch"],
+        "test_acc": bundle_acc if cfg.evaluate_test else None,
+        "bundle_split": split,
         "teacher_val_acc": float((t_logits.argmax(1) == labels).mean()),
-        "val_samples": len(labels),
+        "val_samples": len(labels),  # the bundle's split (historical name)
         "train_samples": len(parts.train_set),
         "seconds": round(seconds, 2),
         "train_seconds": round(sum(h["seconds"] for h in history), 2),
     }
-    save_student(run_dir, cfg, parts, summary)
+    save_student(run_dir, cfg, parts, bundle_acc)
     name = cfg.student_name()
     meta = {
         "source": "run",
         "run": {"id": run_dir.name, "config": cfg.to_dict(), "summary": summary},
         "teacher": {"spec": cfg.teacher, "accuracy": summary["teacher_val_acc"]},
         "students": {
-            name: {"spec": f"{run_dir.name}/student", "loss": cfg.loss.summary(), "accuracy": accs[-1]}
+            name: {"spec": f"{run_dir.name}/student", "loss": cfg.loss.summary(), "accuracy": bundle_acc}
         },
-        "data": {"spec": cfg.test_spec(), "normalization": test.normalization},
+        "data": {"spec": spec, "split": split, "normalization": source.normalization},
     }
     write_bundle(
         run_dir / store.BUNDLE,
         teacher=t_logits,
         students={name: s_logits},
         labels=labels,
-        class_names=test.class_names,
-        inputs=test.display_inputs(),
+        class_names=source.class_names,
+        inputs=inputs,
         meta=meta,
         dtype="float32",
         overwrite=True,
@@ -72,7 +93,7 @@ def write_outputs(
     store.write_json(run_dir / store.SUMMARY, summary)
 
 
-def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, summary: dict) -> None:
+def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, accuracy: float) -> None:
     from cakd_viz.models import ARCHS, save_checkpoint
 
     info, train = parts.student_info, parts.train
@@ -86,7 +107,7 @@ def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, summary: dict) -> 
             input_shape=train.input_shape,
             normalization=train.normalization,
             arch_kwargs=info.get("arch_kwargs"),
-            accuracy=summary["last_val_acc"],
+            accuracy=accuracy,
             train_config=cfg.to_dict(),
             extra={"run": run_dir.name},
         )

@@ -1,7 +1,10 @@
 """Loss presets for runs (published settings, each with its source): the Tune page lists the keys of ``PRESETS``.
 
 Each preset fills the ``loss`` part of a run config. Only the published settings are used; nothing
-here claims CAKD's own (unpublished) default weights.
+here claims CAKD's own (unpublished) default weights. The one departure is the warm-up's length: the
+published recipes warm up over 20 of 240 epochs, which a 5-epoch run would never finish, so the DKD
+and top-k presets warm up over 2 epochs (half weight in the first) with DKD's own per-epoch schedule
+(``warmup_schedule`` "epoch"); KD's recipe has no warm-up.
 """
 
 from __future__ import annotations
@@ -19,22 +22,40 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "Top-k three-term": Preset(
-        {"name": "cakd", "grouping": "topk:5", "w_b": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": 4.0},
+        {
+            "name": "cakd",
+            "grouping": "topk:5",
+            "w_b": 1.0,
+            "alpha": 1.0,
+            "beta": 8.0,
+            "temperature": 4.0,
+            "warmup": 2.0,
+            "warmup_schedule": "epoch",
+        },
         "CAKD's three terms with S = the teacher's top-5 classes, weights 1 / 1 / 8, T = 4 "
-        "(the GDKD top-k variant's CIFAR-100 setting, arXiv 2512.04625).",
+        "(the GDKD top-k variant's CIFAR-100 setting, arXiv 2512.04625). Warm-up with DKD's per-epoch "
+        "schedule (loss × min(e / W, 1) in epoch e): the recipe's W = 20 of 240 epochs, here 2.",
     ),
     "DKD defaults": Preset(
-        {"name": "dkd", "alpha": 1.0, "beta": 8.0, "temperature": 4.0},
+        {
+            "name": "dkd",
+            "alpha": 1.0,
+            "beta": 8.0,
+            "temperature": 4.0,
+            "warmup": 2.0,
+            "warmup_schedule": "epoch",
+        },
         "Decoupled KD: 1·TCKD + 8·NCKD, T = 4 (Zhao et al., CVPR 2022, CIFAR-100). Equal to CAKD with "
-        "S = {label} and weights 1 / any / 8, since SCD is 0 for a one-class S. DKD also warms the "
-        "weights up over 20 of 240 epochs; set warm-up to taste for short runs.",
+        "S = {label} and weights 1 / any / 8, since SCD is 0 for a one-class S. Warm-up with DKD's own "
+        "per-epoch schedule (loss × min(e / W, 1) in epoch e): the recipe's W = 20 of 240 epochs, here 2.",
     ),
     "KD (Hinton)": Preset(
-        {"name": "kd", "temperature": 4.0},
-        "Classic KD: KL(teacher ‖ student) at T = 4, i.e. BCD + p_S·SCD + p_W·WCD with the natural weights.",
+        {"name": "kd", "temperature": 4.0, "warmup": 0.0},
+        "Classic KD: KL(teacher ‖ student) at T = 4, i.e. BCD + p_S·SCD + p_W·WCD with the natural weights. "
+        "No warm-up: KD's recipe has none.",
     ),
     "CE only": Preset(
-        {"name": "ce"},
+        {"name": "ce", "warmup": 0.0},
         "No distillation: the student learns from the labels alone (the baseline every loss must beat).",
     ),
 }

@@ -30,6 +30,7 @@ import torch
 from cakd_viz.runs import store
 from cakd_viz.runs.build import build
 from cakd_viz.runs.config import RunConfig
+from cakd_viz.runs.dynamics import EPOCHS_DIR, HeldOutTerms
 from cakd_viz.runs.launcher import Cancelled, cancel_reason, default_max_concurrent, record_signal, run_slot
 from cakd_viz.runs.outputs import environment, write_outputs
 from cakd_viz.runs.teacher_cache import LookupTeacher, teacher_logits
@@ -212,6 +213,22 @@ def _train_and_write(ctx: _Context) -> None:
     if parts.criterion is not None:  # the teacher's logits, looked up instead of recomputed every step
         logits, digests = teacher_logits(teacher, parts.train_set, ctx.cache_dir, device=dev)
         teacher = LookupTeacher(teacher, logits, digests)
+    split, eval_set, eval_labels = parts.eval_split()
+    log(f"every epoch is evaluated on the {split} split ({len(eval_labels)} samples)")
+    val_metrics = None
+    if group.is_main:  # the held-out decomposition of every epoch (cakd_viz.runs.dynamics)
+        eval_teacher, _ = teacher_logits(parts.teacher, eval_set, ctx.cache_dir, device=dev)
+        val_metrics = HeldOutTerms(
+            eval_teacher,
+            eval_labels,
+            grouping=cfg.loss.grouping,
+            temperature=cfg.loss.temperature,
+            correlation=parts.correlation,
+            device=str(dev) if dev.type == "cuda" else "cpu",
+            keep_dir=run_dir / EPOCHS_DIR,
+            split=split,
+            rows=parts.val_rows,
+        )
     steps = math.ceil(len(parts.train_set) / per_rank)
     if group.is_main:
         store.write_json(run_dir / store.ENV, environment(cfg, dev, group, per_rank, parts))
@@ -219,7 +236,7 @@ def _train_and_write(ctx: _Context) -> None:
     history = train(
         model,
         parts.train_set,
-        parts.test.dataset,
+        eval_set,
         cfg=tcfg,
         teacher=teacher,
         criterion=parts.criterion,
@@ -227,6 +244,7 @@ def _train_and_write(ctx: _Context) -> None:
         on_epoch=on_epoch,
         on_step=on_step,
         should_stop=ctx.stop,
+        val_metrics=val_metrics,
     )
     if not history or history[-1].get("stopped"):
         raise Cancelled("stopped on request")
@@ -239,8 +257,10 @@ def _train_and_write(ctx: _Context) -> None:
             summary = store.read_json(run_dir / store.SUMMARY)
             if store.update_status(run_dir, "done") is None:
                 raise Cancelled("cancelled while the outputs were written")
+            test = f", test {summary['test_acc']:.4f}" if summary.get("test_acc") is not None else ""
             log(
-                f"done: best held-out accuracy {summary['best_val_acc']:.4f}, last {summary['last_val_acc']:.4f}"
+                f"done: {summary['eval_split']} accuracy best {summary['best_val_acc']:.4f}, "
+                f"last {summary['last_val_acc']:.4f}{test}"
             )
         except (Exception, Cancelled) as exc:
             err = exc

@@ -1,0 +1,142 @@
+"""Training dynamics: the held-out decomposition of a run's student, every epoch.
+
+Every run splits, after each epoch, the KL of its student against the teacher on the per-epoch
+evaluation split (the validation split when the run has one, else the test split) under the run's
+``loss.grouping`` and ``loss.temperature``, whatever its loss: a CE, KD or DKD run uses the same
+field, so runs that share it are compared on the same split (DKD trains on S = {label}; give a DKD run
+``grouping`` ``target`` to watch its own TCKD = BCD and NCKD = WCD). The epoch's row of metrics.jsonl
+gets the means over the split's samples:
+
+    val_kl, val_bcd, val_scd, val_wcd     raw terms (nats, no T^2 factor, no loss weight)
+    val_scd_part, val_wcd_part            weighted parts p_S*SCD and p_W*WCD (val_kl = bcd + the two)
+
+It costs one decomposition per epoch: the teacher's logits on the split are computed once per run
+(and cached with the teacher's training logits), the student's come from the epoch's one evaluation
+pass. Each epoch's student logits are also kept, small and bounded, in ``RUN_DIR/epochs/``
+(docs/architecture.md §6), so that a reader can step through the epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+VAL_TERMS = ("val_kl", "val_bcd", "val_scd", "val_wcd", "val_scd_part", "val_wcd_part")
+EPOCHS_DIR = "epochs"
+EPOCHS_FORMAT = "cakd-epochs/1"
+# the most bytes of float16 epoch logits one run keeps; later epochs are listed as not kept
+MAX_EPOCH_BYTES = 32 * 2**20
+
+
+class HeldOutTerms:
+    """``val_metrics`` for ``cakd_viz.train.train``: student logits (N, C) -> the epoch's ``VAL_TERMS``.
+
+    teacher_logits (N, C) and labels (N,) are the evaluation split's, in the order the training loop
+    evaluates it; ``keep_dir`` (None: keep nothing) receives each epoch's logits as float16.
+    """
+
+    def __init__(
+        self,
+        teacher_logits: np.ndarray,
+        labels: np.ndarray,
+        *,
+        grouping: str,
+        temperature: float,
+        correlation: np.ndarray | None = None,
+        device: str = "cpu",
+        keep_dir: Path | None = None,
+        split: str = "test",
+        rows: np.ndarray | None = None,
+    ) -> None:
+        self.teacher = np.ascontiguousarray(teacher_logits, dtype=np.float32)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.grouping, self.temperature = grouping, float(temperature)
+        self.correlation, self.device = correlation, device
+        self.keeper = None
+        if keep_dir is not None:
+            self.keeper = EpochLogits(keep_dir, self, split=split, rows=rows)
+
+    def __call__(self, student_logits: np.ndarray, epoch: int) -> dict[str, float]:
+        from cakd_viz.decomposition import decompose
+
+        d = decompose(
+            student_logits,
+            self.teacher,
+            self.labels,
+            grouping=self.grouping,
+            temperature=self.temperature,
+            device=self.device,
+            correlation=self.correlation,
+        )
+        out = {
+            "val_kl": float(d.kl.mean()),
+            "val_bcd": float(d.bcd.mean()),
+            "val_scd": float(d.scd.mean()),
+            "val_wcd": float(d.wcd.mean()),
+            "val_scd_part": float(d.scd_contribution.mean()),
+            "val_wcd_part": float(d.wcd_contribution.mean()),
+        }
+        if self.keeper is not None:
+            self.keeper.add(student_logits, epoch)
+        return out
+
+
+class EpochLogits:
+    """``RUN_DIR/epochs/``: the evaluation split's teacher logits and labels once, each epoch's student.
+
+        epochs/index.json        {"format", "split", "rows", "classes", "grouping", "temperature",
+                                  "epochs": [kept epoch numbers], "not_kept": [...], "max_bytes"}
+        epochs/teacher.npy       (N, C) float32
+        epochs/labels.npy        (N,) int64
+        epochs/rows.npy          (N,) int64 rows of the training split (validation split only)
+        epochs/epoch-NNN.npy     (N, C) float16 student logits after epoch NNN (1-based)
+
+    Files are written under a temporary name and renamed; index.json last, so it lists only complete
+    files. At most ``MAX_EPOCH_BYTES`` of epoch files are kept per run.
+    """
+
+    def __init__(self, folder: Path, terms: HeldOutTerms, *, split: str, rows: np.ndarray | None) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        n, c = terms.teacher.shape
+        self.index = {
+            "format": EPOCHS_FORMAT,
+            "split": split,
+            "rows": n,
+            "classes": c,
+            "grouping": terms.grouping,
+            "temperature": terms.temperature,
+            "epochs": [],
+            "not_kept": [],
+            "max_bytes": MAX_EPOCH_BYTES,
+        }
+        self.used = 0
+        _save(self.folder / "teacher.npy", terms.teacher)
+        _save(self.folder / "labels.npy", terms.labels)
+        if rows is not None:
+            _save(self.folder / "rows.npy", np.asarray(rows, dtype=np.int64))
+        self._write_index()
+
+    def add(self, student_logits: np.ndarray, epoch: int) -> None:
+        size = student_logits.size * 2  # float16
+        if self.used + size > MAX_EPOCH_BYTES:
+            self.index["not_kept"].append(int(epoch))
+        else:
+            _save(self.folder / f"epoch-{int(epoch):03d}.npy", student_logits.astype(np.float16))
+            self.used += size
+            self.index["epochs"].append(int(epoch))
+        self._write_index()
+
+    def _write_index(self) -> None:
+        tmp = self.folder / f".index.json.{os.getpid()}"
+        tmp.write_text(json.dumps(self.index, indent=1))
+        os.replace(tmp, self.folder / "index.json")
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+    np.save(tmp, array, allow_pickle=False)
+    os.replace(tmp, path)
