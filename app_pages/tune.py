@@ -459,4 +459,4 @@ def _archived() -> None:
 
 
 live()
-ui.finish(export.runs_snippet(str(root.name) if root.parent == app_config.REPO_ROOT else str(root)))
+ui.finish(export.runs_snippet(app_config.public_path(root)))  # never a server path in the browser

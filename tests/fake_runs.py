@@ -99,7 +99,9 @@ def write_run(
             handle.write(json.dumps(epoch_record(i + 1, acc, terms=terms, kl=0.6 - 0.1 * i)) + "\n")
     (path / store.LOG).write_text("epoch 1\n")
     if state == "done":
-        store.write_json(path / store.SUMMARY, {"best_val_acc": max(accs), "last_val_acc": accs[-1]})
+        best = max(range(len(accs)), key=accs.__getitem__)
+        summary = {"best_val_acc": max(accs), "best_epoch": best + 1, "last_val_acc": accs[-1]}
+        store.write_json(path / store.SUMMARY, summary | {"last_epoch": len(accs), "teacher_val_acc": 0.96})
         (path / f"{store.WEIGHTS}.json").write_text("{}")
         arrays = bundle or {
             "teacher": np.zeros((1, 3), np.float32),
