@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from appkit import serve  # noqa: E402
 
 MB = 2**20
-UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
+UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"][accept*=".npz"]'  # the bundle uploader, not the class-names one
 ERROR_BOX = '[data-testid="stAlertContentError"]'
 
 

@@ -233,7 +233,7 @@ def test_image_grid_figure_captions_every_tile_as_text():
     imgs = datafig.as_images(np.zeros((10, 8, 8), np.uint8))
     f = datafig.image_grid_figure(imgs, [f"<a href='x'>{i}</a>" for i in range(10)], cols=4)
     z = np.asarray(f.data[0].z)
-    assert f.data[0].type == "image" and z.shape[1] == 4 * (64 + 6)  # 8x8 tiles enlarged 8-fold
+    assert f.data[0].type == "image" and z.shape[1] == 4 * (72 + 8)  # 8x8 tiles enlarged 9-fold, 8 px apart
     assert len(f.layout.annotations) == 10 and all("<a" not in a.text for a in f.layout.annotations)
 
 
