@@ -100,7 +100,14 @@ with st.form("tune_form"):
     w[0].number_input("w_b (BCD)", min_value=0.0, step=0.5, key="tune_w_b")
     w[1].number_input("alpha (SCD)", min_value=0.0, step=0.5, key="tune_alpha", help="DKD: weight of TCKD.")
     w[2].number_input("beta (WCD)", min_value=0.0, step=0.5, key="tune_beta", help="DKD: weight of NCKD.")
-    b.number_input("Warm-up (epochs)", min_value=0.0, step=0.5, key="tune_warmup")
+    b.number_input(
+        "Warm-up W (epochs; loss × min(e / W, 1) in epoch e, DKD's schedule)",
+        min_value=0.0,
+        step=1.0,
+        key="tune_warmup",
+        help="DKD's own per-epoch schedule, as in its public code: the first epoch already gets 1/W; 0 or 1 "
+        'means no warm-up. A per-step ramp needs "warmup_schedule": "step" in a run config.',
+    )
     c.number_input("Epochs", min_value=1, step=1, key="tune_epochs")
     c.number_input("Batch size", min_value=1, step=16, key="tune_batch_size")
     c.number_input("Learning rate", min_value=1e-5, step=0.01, format="%.4f", key="tune_lr")
