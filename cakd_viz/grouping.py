@@ -14,6 +14,7 @@ The weak set W is the complement of S. Masks are boolean tensors of shape (n, C)
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ import torch
 
 GROUPING_FORMS = ("target", "topk:K", "topk+target:K", "mass:P", "corr:R")
 DEFAULT_GROUPING = "topk:5"
+_MAX_SPEC = 64  # characters
 
 _SPEC = re.compile(r"^\s*(target|topk|topk\+target|mass|corr)\s*(?::\s*([-+0-9.eE]+))?\s*$")
 
@@ -68,6 +70,10 @@ def parse_grouping(spec: str | Grouping) -> Grouping:
     """Parse a grouping spec such as ``"topk:5"``; a bad spec raises ValueError listing the valid forms."""
     if isinstance(spec, Grouping):
         return spec
+    if len(str(spec)) > _MAX_SPEC:  # a spec is a few characters; never echo (or parse) a huge one
+        raise ValueError(
+            f"grouping spec of {len(str(spec)):,} characters is too long; valid forms: {', '.join(GROUPING_FORMS)}"
+        )
     match = _SPEC.match(str(spec))
     if not match:
         raise ValueError(f"unknown grouping {spec!r}; valid forms: {', '.join(GROUPING_FORMS)}")
@@ -83,6 +89,8 @@ def parse_grouping(spec: str | Grouping) -> Grouping:
         value = float(raw)
     except ValueError:
         raise ValueError(f"grouping {spec!r}: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"grouping {spec!r}: {raw!r} is not a finite number")
     if kind in ("topk", "topk+target"):
         if value != int(value) or value < 1:
             raise ValueError(f"grouping {spec!r}: K must be a whole number >= 1")

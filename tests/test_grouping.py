@@ -144,3 +144,18 @@ def test_rules_that_need_inputs_say_so(logits):
 def test_every_grouping_has_a_description(spec):
     text = parse_grouping(spec).describe()
     assert text.startswith("S = ")
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("topk:" + "9" * 400, "too long"),
+        ("topk:1e400", "not a finite number"),
+        ("mass:nan", "unknown grouping"),  # the grammar has no words for numbers
+        ("topk:1e999", "not a finite number"),
+    ],
+)
+def test_huge_or_non_finite_parameters_are_clear_errors(spec, match):
+    with pytest.raises(ValueError, match=match) as err:
+        parse_grouping(spec)
+    assert len(str(err.value)) < 200  # a message never repeats a huge spec
