@@ -207,7 +207,9 @@ def test_bad_arrays_raise_clear_errors(logits):
         decompose(student[:, :1], teacher[:, :1])
     with pytest.raises(ValueError, match="label 10 at row 3 is outside 0..9"):
         decompose(student, teacher, np.where(np.arange(200) == 3, 10, labels))
-    with pytest.raises(ValueError, match="student_logits holds int32 values; logits must be float16, float32"):
+    with pytest.raises(
+        ValueError, match="student_logits holds int32 values; logits must be float16, float32"
+    ):
         decompose(student.astype(np.int32), teacher.astype(np.int32))
     bad = teacher.copy()
     bad[17, 4] = np.nan

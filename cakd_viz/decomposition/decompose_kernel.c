@@ -104,9 +104,9 @@
 
 enum { RULE_TARGET = 0, RULE_TOPK = 1, RULE_TOPK_TARGET = 2, RULE_MASS = 3, RULE_CORR = 4 };
 enum { DT_F32 = 0, DT_F16 = 1 };
-enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4, ERR_RANGE = 5 };
+enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
 enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };
-enum { OUT_SIZE, OUT_TPRED, OUT_SPRED, N_IOUT };
+enum { OUT_SIZE, OUT_TPRED, OUT_SPRED, OUT_REDO, N_IOUT };
 enum { FLAG_PORTABLE = 1, FLAG_NO_AVX512 = 2 };
 
 #define TOPK_SMALL 32    /* top-k by a list up to this k, by bisection on the threshold above */
@@ -116,8 +116,12 @@ enum { FLAG_PORTABLE = 1, FLAG_NO_AVX512 = 2 };
 #define FLOAT_D_X 1.0    /* max |t - s| / T up to this: d - d_ref in float is good to 1.2e-7 absolute */
 #define SPAN_MAX 80.0    /* a row whose teacher logits span more than this times T may flush weights e^b */
 #define COMMON_SPAN 20.0 /* up to this span / T, both groups may share pass 4's shift (weights >= 2e-9) */
-#define DX_MAX 1e30      /* max |t - s| / T beyond this: ERR_RANGE (u and its square would overflow float);
-                            the caller computes such rows in float64 with tensor ops instead */
+#define DX_MAX 1e15      /* max |t - s| / T beyond this: the row is left to the caller (OUT_REDO), as are rows
+                            whose BCD the float32 arithmetic cannot give to REDO_REL (see the header) */
+#define REDO_REL 1e-4    /* BCD's estimated relative error above which a row is left to the caller */
+#ifndef EPS_D
+#define EPS_D 1e-7       /* relative rounding of D's parts, measured (at most 4.4e-8 in adversarial rows) */
+#endif
 
 /* pass 4's and pass 5's ways, chosen per row (see the header) */
 enum { P4_DOUBLE = 0, P4_FLOAT = 1, P4_COMMON = 2 };
@@ -1247,7 +1251,7 @@ static void write_row(const call_t *cl, int64_t r, const double *f, const int64_
 
 static int bad_row(const call_t *cl, int64_t r, int code) {
     double nan_[N_FOUT];
-    int64_t neg[N_IOUT] = {-1, -1, -1};
+    int64_t neg[N_IOUT] = {-1, -1, -1, 0};
     for (int q = 0; q < N_FOUT; q++) nan_[q] = NAN;
     write_row(cl, r, nan_, neg);
     return code;
@@ -1364,7 +1368,11 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
 #endif
         pass1_portable(cl, sc, r, &row);
     if (!row.finite) return bad_row(cl, r, ERR_NONFINITE);
-    if (!((double)row.dx * cl->inv_t <= DX_MAX)) return bad_row(cl, r, ERR_RANGE); /* also t - s = inf */
+    if (!((double)row.dx * cl->inv_t <= DX_MAX)) { /* also t - s = inf in float: for the caller, in float64 */
+        bad_row(cl, r, OK);
+        if (!cl->mask_only) cl->iout[OUT_REDO][r] = 1;
+        return OK;
+    }
     for (int64_t i = c; i < cp; i++) sc->tf[i] = row.tmax, sc->sf[i] = row.smax; /* finite padding */
     int64_t label = -1;
     if (cl->rule == RULE_TARGET || cl->rule == RULE_TOPK_TARGET) {
@@ -1464,6 +1472,7 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
     /* BCD and the masses, in double */
     const group_t *S = &row.g[0], *W = &row.g[1];
     double p_s = 1.0, p_w = 0.0, bcd = 0.0, q_s = 1.0;
+    int64_t redo = 0;
     if (W->size) {
         /* log(p_W / p_S) from the group maxima and sums; p_S and p_W from one exp (p_W never as 1 - p_S) */
         double rho = ((double)W->mt - (double)S->mt) * cl->inv_t + log(W->zp / S->zp);
@@ -1476,7 +1485,8 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
         if (v_s <= 700 && v_w <= 700) {
             double phi_s = phi_d(v_s), x = p_s * phi_s + p_w * phi_d(v_w);
             bcd = log1p(x);
-            q_s = p_s * (1.0 + v_s + phi_s) / (1.0 + x); /* p_S e^{v_S} / e^{BCD}: no exp, no log */
+            /* q_S = p_S e^{v_S} / e^{BCD}, e^{v_S} = 1 + v_S + phi(v_S) without an exp where that cannot cancel */
+            q_s = p_s * (fabs(v_s) < 0.5 ? 1.0 + v_s + phi_s : exp(v_s)) / (1.0 + x);
         } else { /* a huge D (KL_G of hundreds of nats): the same in log space */
             double l = log1p(e); /* softplus(+-rho) */
             double lp_s = rho > 0 ? -rho - l : -l, lp_w = rho > 0 ? -l : rho - l;
@@ -1484,6 +1494,13 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
             q_s = exp(lp_s + v_s - bcd);
         }
         bcd = bcd > 0 ? bcd : 0.0;
+        /* BCD is first-order sensitive to the rounding of D's parts (float32 weights, d - d_ref and partial
+           sums), about EPS_D times their size; dBCD/dD is at most min(p_S p_W |D|, 1). Where that could
+           exceed REDO_REL of BCD (and 1e-10 nats), the caller redoes the row in float64: a student that
+           matches the group masses but not the groups' insides, with large logit differences. */
+        double err = EPS_D * (S->kl + W->kl + 2.0 * (double)row.dx * cl->inv_t);
+        double slope = p_s * p_w * fabs(delta) < 1.0 ? p_s * p_w * fabs(delta) : 1.0;
+        redo = slope * err > REDO_REL * bcd && slope * err > 1e-10;
     }
     double out[N_FOUT];
     out[OUT_BCD] = bcd;
@@ -1493,7 +1510,7 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
     out[OUT_PW] = p_w;
     out[OUT_QS] = q_s;
     out[OUT_KL] = bcd + p_s * S->kl + p_w * W->kl;
-    int64_t iv[N_IOUT] = {S->size, row.targ, row.sarg};
+    int64_t iv[N_IOUT] = {S->size, row.targ, row.sarg, redo};
     write_row(cl, r, out, iv);
     return OK;
 }

@@ -112,28 +112,17 @@ def _run_native(kern, zs: Logits, zt: Logits, y, g: Grouping, temp: float, corre
         try:
             native_path.run_kernel(kern, s_rows, t_rows, rule, out, start, threads=default_threads(requested))
         except native_path.KernelError as exc:
-            if exc.code != native_path.ERR_RANGE:
-                _raise_kernel_error(exc, start, zs, zt, c)
-            # logits so far apart that float32 arithmetic would overflow: these rows in float64
-            sub = _rows_of(zs, zt, start, stop)
-            redo = tensor_path.decompose_tensors(
-                *sub,
-                None if y is None else y[start:stop],
-                g,
-                temp,
-                correlated,
-                torch.device("cpu"),
-                stop - start,
-            )
-            for name, values in redo.items():
-                out[name][start:stop] = values
+            _raise_kernel_error(exc, start, zs, zt, c)
+        redo = np.flatnonzero(out["redo"][start:stop])
+        if redo.size:  # rows the kernel's float32 arithmetic leaves to float64 tensor ops
+            y_redo = None if y is None else y[start + redo]
+            part = tensor_path.rows_terms(s_rows[redo], t_rows[redo], y_redo, g, temp, correlated)
+            for name, values in part.items():
+                out[name][start + redo] = values
         if progress is not None:
             progress(stop, n)
+    del out["redo"]
     return out
-
-
-def _rows_of(zs: Logits, zt: Logits, start: int, stop: int) -> tuple[Logits, Logits]:
-    return Logits(zs.numpy_rows(start, stop), zs.name), Logits(zt.numpy_rows(start, stop), zt.name)
 
 
 def _raise_kernel_error(exc, start: int, zs: Logits, zt: Logits, c: int) -> None:

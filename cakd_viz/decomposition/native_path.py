@@ -35,8 +35,8 @@ DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 ISA_FLAGS = {"auto": 0, "portable": 1, "avx2": 2}  # FLAG_PORTABLE, FLAG_NO_AVX512 of the C source
 SIMD_NAMES = {0: "portable C", 1: "AVX2", 2: "AVX-512"}
 FLOAT_OUT = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
-INT_OUT = ("strong_size", "teacher_pred", "student_pred")
-ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS, ERR_RANGE = 1, 2, 3, 4, 5
+INT_OUT = ("strong_size", "teacher_pred", "student_pred", "redo")  # redo: rows left to the caller (float64)
+ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS = 1, 2, 3, 4
 
 _i64, _int, _dbl, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
 # dk_decompose(n, c, teacher, t_stride, t_dtype, student, s_stride, s_dtype, labels, correlated, rule, k,
@@ -166,12 +166,13 @@ def run_kernel(
     isa: str = "auto",
 ) -> None:
     """Decompose the rows of `student`, `teacher` ((m, C) numpy arrays, see `kernel_rows`) into
-    `out[name][offset : offset + m]` ({name: (N,) contiguous float64 / int64 array}); labels from
-    `rule.labels[offset:]`.
+    `out[name][offset : offset + m]` ({name: (N,) contiguous float64 / int64 array, FLOAT_OUT + INT_OUT});
+    labels from `rule.labels[offset:]`.
 
-    Raises KernelError (with the row counted from `offset`) for a non-finite logit (ERR_NONFINITE), a bad
-    label, logits too far apart for float32 (ERR_RANGE: the caller computes those rows in float64
-    instead) or no memory; the other rows are computed.
+    `out["redo"]` marks the rows the kernel leaves to the caller (to compute in float64; their other
+    outputs are not to be used): logits more than 1e15 T apart, and rows whose BCD float32 arithmetic
+    cannot give to 1e-4. Raises KernelError (its row counted from `offset`) for a non-finite logit
+    (ERR_NONFINITE), a bad label or no memory; the other rows are computed.
     """
     zt, t_stride, t_code = kernel_rows(teacher)
     zs, s_stride, s_code = kernel_rows(student)

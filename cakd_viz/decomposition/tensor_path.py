@@ -35,6 +35,7 @@ from cakd_viz.grouping import Grouping, strong_mask
 SERIES_BELOW = 1e-2  # |u| below: phi by its series (truncation 4e-14 relative); above: e^u - 1 - u
 COMMON_SPAN = 700.0  # teacher logits spanning at most this times T: one shift for both groups (e^-700 is
 # a normal float64); rows spanning more are recomputed with each group's own shift
+PARTS_MAX = 1e8  # the parts of D (BCD's argument) beyond this size: recomputed with BCD from log masses
 OUT_FLOAT = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
 OUT_INT = ("strong_size", "teacher_pred", "student_pred")
 
@@ -76,11 +77,14 @@ def chunk_terms(
     term = torch.expm1(u).sub_(u).mul_(w)  # w phi(u) >= 0
     f = torch.bmm(term.unsqueeze(1), groups.transpose(1, 2)).squeeze(1)  # (n, 2)
     kl_g = torch.log1p(f / zp_safe)
-    span = (t_max.squeeze(1) - t.min(1).values) * inv_t
-    redo = ~torch.isfinite(f).all(1) | (span > COMMON_SPAN)
     rho = torch.log(zp_safe[:, 1] / zp_safe[:, 0])  # log(p_W / p_S): one shift for both groups
     delta = (kl_g[:, 0] - kl_g[:, 1]) - (dbc[:, 0] - dbc[:, 1])  # D = K_S - K_W (same reference)
-    out = _assemble(kl_g, rho, delta, strong, zp[:, 1] > 0)
+    # Redo: a span beyond the common shift, F overflowing, or D the small difference of huge parts
+    # (BCD's error is about 2e-16 times their size over |D|: 1e-5 of a BCD of 1e-6 nats at PARTS_MAX).
+    span = (t_max.squeeze(1) - t.min(1).values) * inv_t
+    parts = kl_g.abs().sum(1) + dbc.abs().sum(1)
+    redo = ~torch.isfinite(f).all(1) | (span > COMMON_SPAN) | ~(parts <= PARTS_MAX)
+    out = _assemble(kl_g, strong, zp[:, 1] > 0, *_bcd_centred(rho, delta))
     out.update(teacher_pred=t_pred.squeeze(1), student_pred=s.argmax(1))
     return out, redo
 
@@ -125,38 +129,75 @@ def chunk_terms_grouped(
     )
     kl_g = torch.where(torch.isfinite(f), torch.log1p(f / zp_safe), lse + dbc - zp_safe.log())
     rho = (t_ref[:, 1] - t_ref[:, 0]) * inv_t + torch.log(zp_safe[:, 1] / zp_safe[:, 0])
-    delta = (kl_g[:, 0] - kl_g[:, 1]) - (d_ref[:, 0] - d_ref[:, 1]) * inv_t - (dbc[:, 0] - dbc[:, 1])
-    out = _assemble(kl_g, rho, delta, strong, zp[:, 1] > 0)
+    # log(q_S / q_W) from each group's own student maximum (s_r may be far below it)
+    s_max = torch.stack(
+        (s.masked_fill(weak, -torch.inf).amax(1), s.masked_fill(strong, -torch.inf).amax(1)), 1
+    )
+    s_max = torch.where(torch.isfinite(s_max), s_max, 0.0)  # an empty W: finite, unused
+    zq = group_sums(torch.exp((s - per_class(s_max)) * inv_t))
+    sigma = (s_max[:, 0] - s_max[:, 1]) * inv_t + torch.log(
+        zq[:, 0] / torch.where(zq[:, 1] > 0, zq[:, 1], 1.0)
+    )
+    out = _assemble(kl_g, strong, zp[:, 1] > 0, *_bcd_direct(rho, sigma))
     out.update(teacher_pred=t.argmax(1), student_pred=s.argmax(1))
     return out
 
 
-def _assemble(
-    kl_g: torch.Tensor, rho: torch.Tensor, delta: torch.Tensor, strong: torch.Tensor, has_w: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """The row outputs from the groups' KLs (n, 2), rho = log(p_W / p_S) and D = K_S - K_W (n,).
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^x), exactly where torch's softplus switches to x (above 20, an error of 2e-9)."""
+    return x.clamp_min(0.0) + torch.log1p(torch.exp(-x.abs()))
 
-    As in the kernel: q_G is proportional to p_G e^{K_G}; with v_S = p_W D, v_W = -p_S D (centred),
-    BCD = log1p(p_S phi(v_S) + p_W phi(v_W)) and q_S = p_S e^{v_S - BCD}; log space where e^v overflows.
-    """
-    c = strong.shape[1]
-    size_s = strong.sum(1)
-    kl_g = torch.where(torch.stack((size_s, c - size_s), 1) > 1, kl_g, 0.0)  # one class (or none): 0
+
+def _masses(rho: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p_S, p_W) from rho = log(p_W / p_S): one exp, p_W never as 1 - p_S."""
     e = torch.exp(-rho.abs())
-    p_s = torch.where(rho > 0, e / (1 + e), 1 / (1 + e))
-    p_w = torch.where(rho > 0, 1 / (1 + e), e / (1 + e))
+    return torch.where(rho > 0, e / (1 + e), 1 / (1 + e)), torch.where(rho > 0, 1 / (1 + e), e / (1 + e))
+
+
+def _bcd_centred(rho: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(p_S, p_W, BCD, q_S) from rho = log(p_W / p_S) and D = K_S - K_W, as the kernel computes them.
+
+    q_G is proportional to p_G e^{K_G}; with v_S = p_W D, v_W = -p_S D (centred),
+    BCD = log1p(p_S phi(v_S) + p_W phi(v_W)) >= 0 and q_S = p_S e^{v_S - BCD}: a tiny BCD keeps its
+    relative precision. Log space where e^v would overflow.
+    """
+    p_s, p_w = _masses(rho)
     v_s, v_w = p_w * delta, -p_s * delta
     phi_s = phi(v_s)
     x = p_s * phi_s + p_w * phi(v_w)
-    bcd, q_s = torch.log1p(x), p_s * (1 + v_s + phi_s) / (1 + x)
-    huge = (v_s > 700) | (v_w > 700)  # e^v would overflow: the same in log space
+    e_vs = torch.where(v_s.abs() < 0.5, 1 + v_s + phi_s, torch.exp(v_s))  # e^{v_S}, no cancellation
+    bcd, q_s = torch.log1p(x), p_s * e_vs / (1 + x)
+    huge = (v_s > 700) | (v_w > 700)
     if rho.device.type != "cpu" or bool(huge.any()):  # (no host synchronisation on a GPU)
-        soft = torch.log1p(e)
-        lp_s = torch.where(rho > 0, -rho - soft, -soft)
-        lp_w = torch.where(rho > 0, -soft, rho - soft)
+        lp_s, lp_w = -_softplus(rho), -_softplus(-rho)
         bcd_log = torch.logaddexp(lp_s + v_s, lp_w + v_w)
         bcd = torch.where(huge, bcd_log, bcd)
         q_s = torch.where(huge, torch.exp(lp_s + v_s - bcd_log), q_s)
+    return p_s, p_w, bcd, q_s
+
+
+def _bcd_direct(rho: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(p_S, p_W, BCD, q_S) from rho = log(p_W / p_S) and sigma = log(q_S / q_W), by the definition
+    BCD = p_S log(p_S / q_S) + p_W log(p_W / q_W): no difference of huge parts (logits far apart)."""
+    p_s, p_w = _masses(rho)
+    lp_s, lp_w = -_softplus(rho), -_softplus(-rho)
+    lq_s, lq_w = -_softplus(-sigma), -_softplus(sigma)
+    return p_s, p_w, p_s * (lp_s - lq_s) + p_w * (lp_w - lq_w), torch.exp(lq_s)
+
+
+def _assemble(
+    kl_g: torch.Tensor,
+    strong: torch.Tensor,
+    has_w: torch.Tensor,
+    p_s: torch.Tensor,
+    p_w: torch.Tensor,
+    bcd: torch.Tensor,
+    q_s: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The row outputs from the groups' KLs (n, 2) and the masses and BCD (n,) each; W may be empty."""
+    c = strong.shape[1]
+    size_s = strong.sum(1)
+    kl_g = torch.where(torch.stack((size_s, c - size_s), 1) > 1, kl_g, 0.0)  # one class (or none): 0
     bcd = torch.where(has_w, bcd.clamp_min(0.0), 0.0)
     p_s, p_w = torch.where(has_w, p_s, 1.0), torch.where(has_w, p_w, 0.0)
     kl_s, kl_w = kl_g[:, 0], torch.where(has_w, kl_g[:, 1], 0.0)
@@ -170,6 +211,24 @@ def _assemble(
         "student_strong_mass": torch.where(has_w, q_s, 1.0),
         "strong_size": size_s,
     }
+
+
+def rows_terms(
+    student: np.ndarray,
+    teacher: np.ndarray,
+    labels: np.ndarray | None,
+    grouping: Grouping,
+    temperature: float,
+    correlated: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Every output for a few (m, C) rows on the CPU, with `chunk_terms_grouped` (the C kernel's redo rows)."""
+    with torch.inference_mode():
+        zt = torch.from_numpy(np.asarray(teacher, dtype=np.float64))
+        zs = torch.from_numpy(np.asarray(student, dtype=np.float64))
+        y = None if labels is None else torch.from_numpy(labels)
+        corr = None if correlated is None else torch.from_numpy(correlated)
+        strong = strong_mask(grouping, zt, y, temperature=temperature, correlated=corr)
+        return {name: v.numpy() for name, v in chunk_terms_grouped(zt, zs, strong, temperature).items()}
 
 
 def _chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
