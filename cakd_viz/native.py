@@ -178,7 +178,7 @@ def status() -> list[str]:
     """One line per C kernel of the package: which one computes, and where it was built or why not."""
     for module in KERNEL_MODULES:
         importlib.import_module(module)  # declares its library (see KERNEL_MODULES)
-    return [f"{name}: {lib.status()}" for name, lib in LIBRARIES.items()]
+    return [f"{name}: {LIBRARIES[name].status()}" for name in sorted(LIBRARIES)]
 
 
 def _has_libmvec() -> bool:

@@ -1580,6 +1580,9 @@ static void register_fork_hook(void) { pthread_atfork(NULL, NULL, pool_after_for
 
 static void *helper_main(void *arg) {
     unsigned long seen = (unsigned long)(uintptr_t)arg; /* the generation it was started in: joins the next */
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "cakd-decompose"); /* what top -H and /proc/PID/task/TID/comm show */
+#endif
     pthread_mutex_lock(&pool.lock);
     for (;;) {
         while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock); /* blocks: no spinning */

@@ -239,37 +239,42 @@ def _chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
 class _Feeder:
     """Chunks of rows of several sources on the compute device, in order.
 
-    On CUDA, a source on the host is copied through two pinned buffers on a side stream: the host copy of
-    chunk k + 1 (from the page cache for a memory map) runs while the GPU copies and computes chunk k.
-    Elsewhere (CPU), rows are used where they lie.
+    With `stage` (the default on CUDA), host rows are copied through two buffers per source (pinned on
+    CUDA) and on to the device on a side stream: the host copy of chunk k + 1 (from the page cache, for
+    a memory map) runs while the GPU copies and computes chunk k; a buffer is refilled once the copy
+    out of it (two chunks earlier) has finished. Without it, rows are used where they lie. Staging
+    on the CPU runs the same buffer logic without streams (the tests check it there).
     """
 
-    def __init__(self, sources: list[Logits], dev: torch.device, rows: int) -> None:
+    def __init__(
+        self, sources: list[Logits], dev: torch.device, rows: int, stage: bool | None = None
+    ) -> None:
         self.sources, self.dev, self.rows = sources, dev, rows
         self.cuda = dev.type == "cuda"
-        if self.cuda:
-            self.stream = torch.cuda.Stream(dev)
-            self.pinned: list[list[torch.Tensor | None]] = [[None] * len(sources) for _ in range(2)]
-            self.done: list[torch.cuda.Event | None] = [None, None]
+        self.stage = self.cuda if stage is None else stage
+        self.buffers: list[list[torch.Tensor | None]] = [[None] * len(sources) for _ in range(2)]
+        self.done: list[torch.cuda.Event | None] = [None, None]
+        self.stream = torch.cuda.Stream(dev) if self.cuda else None
 
     def get(self, k: int, start: int, stop: int) -> list[torch.Tensor]:
         host = [src.tensor_rows(start, stop) for src in self.sources]
-        if not self.cuda:
+        if not self.stage:
             return [x.to(self.dev) for x in host]
         slot = k % 2
         if self.done[slot] is not None:
-            self.done[slot].synchronize()  # the copy out of this buffer (chunk k - 2) is finished
+            self.done[slot].synchronize()  # the copy out of this slot's buffers (chunk k - 2) is finished
         staged = []
         for j, x in enumerate(host):
-            if x.device.type == "cuda" or x.is_pinned():
-                staged.append(x)  # on the GPU already, or pinned by the caller: no staging copy
+            if x.device.type != "cpu" or (self.cuda and x.is_pinned()):
+                staged.append(x)  # on the device already, or pinned by the caller: no staging copy
                 continue
-            buf = self.pinned[slot][j]
-            if buf is None or buf.dtype != x.dtype or buf.shape[0] < x.shape[0]:
-                buf = self.pinned[slot][j] = torch.empty(
-                    (self.rows, x.shape[1]), dtype=x.dtype, pin_memory=True
-                )
-            staged.append(buf[: x.shape[0]].copy_(x))
+            buf = self.buffers[slot][j]
+            if buf is None or buf.dtype != x.dtype or buf.shape[1:] != x.shape[1:] or len(buf) < len(x):
+                buf = torch.empty((self.rows, *x.shape[1:]), dtype=x.dtype, pin_memory=self.cuda)
+                self.buffers[slot][j] = buf
+            staged.append(buf[: len(x)].copy_(x))
+        if not self.cuda:
+            return [x.to(self.dev) for x in staged]
         with torch.cuda.stream(self.stream):
             moved = [x.to(self.dev, non_blocking=True) for x in staged]
             event = torch.cuda.Event()
@@ -292,15 +297,18 @@ def decompose_tensors(
     dev: torch.device,
     rows: int,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    stage: bool | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every per-row output of `decompose` as numpy (N,) arrays, computed on `dev` in float64."""
+    """Every per-row output of `decompose` as numpy (N,) arrays, computed on `dev` in float64, `rows` rows
+    at a time (`stage`: see `_Feeder`)."""
     n = teacher.shape[0]
     y_all = None if labels is None else torch.from_numpy(labels).to(dev)
     corr = None if correlated is None else torch.from_numpy(correlated).to(dev)
     out = {name: torch.empty(n, dtype=torch.float64, device=dev) for name in OUT_FLOAT}
     out.update({name: torch.empty(n, dtype=torch.int64, device=dev) for name in OUT_INT})
     redo = torch.zeros(n, dtype=torch.bool, device=dev)
-    feeder = _Feeder([teacher, student], dev, rows)
+    feeder = _Feeder([teacher, student], dev, rows, stage)
     with torch.inference_mode():
         for k, (start, stop) in enumerate(_chunks(n, rows)):
             zt, zs = (x.to(torch.float64) for x in feeder.get(k, start, stop))
