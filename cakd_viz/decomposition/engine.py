@@ -88,7 +88,8 @@ def decompose(
         dev = torch.device("cpu")
     correlated = _correlated(g, zt, correlation, dev, c)
 
-    kern = native_path.kernel() if dev.type == "cpu" and not (zs.is_float64 or zt.is_float64) else None
+    native = dev.type == "cpu" and g.kind in native_path.RULES and not (zs.is_float64 or zt.is_float64)
+    kern = native_path.kernel() if native else None
     if kern is not None:
         out = _run_native(kern, zs, zt, y, g, temp, correlated, rows_asked, progress)
     else:
