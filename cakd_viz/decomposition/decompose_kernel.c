@@ -36,8 +36,12 @@
  *
  * and KL = BCD + p_S SCD + p_W WCD is assembled from its parts, so the identity holds to rounding.
  * log p_S and log p_W come from the groups' log-sum-exps (p_W directly, never as 1 - p_S). The one
- * first-order sensitivity left is BCD's to dbar_S - dbar_W where BCD is tiny next to the spread of d
- * inside the groups (a student matching the group masses but not their insides); measured up to 3e-4.
+ * first-order sensitivity left is BCD's to the rounding of D's parts (KL_G, dbar_S - dbar_W) where BCD is
+ * tiny next to the spread of d inside the groups: a student matching the group masses but not their
+ * insides (up to 3e-4 relative was measured there). Each row estimates that error (EPS_D times the size
+ * of D's parts, times dBCD/dD); where it could exceed REDO_REL = 1e-4 of BCD, the row is marked
+ * (OUT_REDO) and the caller computes it in float64 (cakd_viz/decomposition/tensor_path.py), as it does
+ * rows whose logits lie more than DX_MAX T apart. Typical data marks no row.
  *
  * PER GROUP G (shifted by the group maximum, so that Zp >= 1: no group sum underflows):
  *     b_i = (t_i - max_G t) / T <= 0,   e^{b_i} = Zp p^G_i,   Zp = sum_G e^{b_i}
@@ -80,6 +84,10 @@
  *   5. F per group (skipped when no group has two classes)
  * and the row's terms in double. Passes 4 and 5 also prefetch the row after next (hardware prefetchers
  * stop at 4 KB pages, about one row).
+ *
+ * STRONG SETS: the rules of docs/architecture.md §4, the same sets as cakd_viz.grouping.strong_mask and the
+ * loss's kernels (tests/test_strong_sets.py): equal logits rank by class index, lowest first; mass:P is
+ * decided in float64, the cumulative mass compared with P times the total without rounding the product.
  *
  * THREADS: rows are handed out in small blocks through an atomic counter (dynamic scheduling), so a
  * thread the OS deschedules holds up nobody: the others take the remaining blocks. The calling thread
