@@ -307,3 +307,30 @@ def test_staged_feeding_as_on_cuda_gives_the_same_results():
     direct = tensor_path.decompose_tensors(*args, stage=False)
     for name, values in direct.items():
         np.testing.assert_array_equal(staged[name], values, err_msg=name)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("c", [2, 7, 17, 1000])
+def test_each_instruction_set_path_over_sizes_temperatures_and_students(isa, c):
+    """The accuracy guarantee (test_decompose_accuracy.py) on every path the kernel has, not only the one
+    this CPU picks: AVX2 and plain C serve other machines."""
+    rng = np.random.default_rng(c)
+    n = 6 if c == 1000 else 20
+    for temperature in (0.1, 4.0, 100.0):
+        for kind in ("indep", "near", "offset"):
+            t = rng.standard_normal((n, c)) * 3
+            s = {
+                "indep": rng.standard_normal((n, c)) * 3,
+                "near": t + rng.standard_normal((n, c)) * 0.001,
+                "offset": t + rng.uniform(-20, 20, (n, 1)) + rng.standard_normal((n, c)) * 0.01,
+            }[kind]
+            y = rng.integers(0, c, n)
+            for dtype in (np.float32, np.float16):
+                tt, ss = t.astype(dtype), s.astype(dtype)
+                for grouping in ("topk:1", "topk:5", "topk+target:2", "mass:0.9"):
+                    got = _kernel(ss, tt, y, grouping, temperature, isa=isa)
+                    kept = got["redo"] == 0
+                    want = ref.terms(ss, tt, ref.strong_mask(tt, y, grouping, temperature), temperature)
+                    for name in ("kl", "bcd", "scd", "wcd"):
+                        ok = ref.close(got[name][kept], want[name][kept])
+                        assert ok.all(), (isa, c, temperature, kind, np.dtype(dtype).name, grouping, name)

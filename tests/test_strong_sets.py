@@ -159,3 +159,19 @@ def test_mass_ties_enter_in_class_order_until_the_mass_is_reached():
     assert strong_mask("mass:0.5", t, temperature=0.01).tolist()[1] == [False, True, True, False]
     rule = native_path.Rule.of(parse_grouping("mass:0.6"), 1.0, None, None)
     assert native_path.kernel_strong_mask(KERNEL, t.numpy(), rule)[0].tolist() == [True, True, True, False]
+
+
+@pytest.mark.parametrize(("temperature", "p"), [(100.0, 0.99), (0.3, 0.5), (1.0, 0.95), (1.0, 0.999999)])
+def test_mass_on_flat_and_peaked_teachers_of_1000_classes(temperature, p):
+    """Hundreds of classes in S (a flat teacher at T = 100) or one or two (a peaked one at T = 0.3)."""
+    rng = np.random.default_rng(int(temperature * 100) + int(p * 1000))
+    t = (rng.standard_normal((100, 1000)) * 3).astype(np.float32)
+    grouping = f"mass:{p}"
+    want = reference_mask(t, None, grouping, temperature)
+    got = strong_mask(grouping, torch.from_numpy(t), temperature=temperature).numpy()
+    np.testing.assert_array_equal(got, want)
+    rule = native_path.Rule.of(parse_grouping(grouping), temperature, None, None)
+    for isa in ISAS:
+        np.testing.assert_array_equal(
+            native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa), want, err_msg=isa
+        )

@@ -303,7 +303,8 @@ def decompose_tensors(
     """Every per-row output of `decompose` as numpy (N,) arrays, computed on `dev` in float64, `rows` rows
     at a time (`stage`: see `_Feeder`)."""
     n = teacher.shape[0]
-    y_all = None if labels is None else torch.from_numpy(labels).to(dev)
+    y_all = None if labels is None else torch.from_numpy(np.array(labels, dtype=np.int64)).to(dev)  # (a copy:
+    # labels may be a read-only memory map)
     corr = None if correlated is None else torch.from_numpy(correlated).to(dev)
     out = {name: torch.empty(n, dtype=torch.float64, device=dev) for name in OUT_FLOAT}
     out.update({name: torch.empty(n, dtype=torch.int64, device=dev) for name in OUT_INT})
