@@ -1,18 +1,20 @@
-"""Time and peak memory to decompose a 1,280,000 x 1,000 float16 bundle from disk (memory-mapped).
+"""A 1,280,000 x 1,000 float16 bundle: decompose from the page cache against the old engine, and from disk.
 
-    .venv/bin/python benchmarks/bench_large_bundle.py [--n 1280000] [--classes 1000] [--dir /tmp/cakd-bench]
-                                                      [--remove]
+    .venv/bin/python benchmarks/bench_large_bundle.py [--n 1280000] [--classes 1000] [--dir DIR]
+                                                      [--repeats 3] [--skip-cold] [--keep]
 
-1. Synthesises the bundle with `cakd_viz.bundle.synth` (teacher + one student "kd", ~2.6 GB per array at
-   full size), or reuses the one already in DIR when its sizes and seed match.
-2. Evicts the bundle's files from the page cache (posix_fadvise DONTNEED), so they are read from disk.
-3. Runs `cakd-viz decompose BUNDLE --out DIR/terms.parquet --grouping topk:5 -T 4 --device cpu` in this
-   process (progress bar on stderr), which memory-maps the arrays and works chunk by chunk.
-
-A background thread samples /proc/self/status every 50 ms. The figure that matters is peak RssAnon:
-anonymous memory (numpy/torch buffers, the result table), which excludes the page cache of the
-memory-mapped files; target: under 3 GB (issue 2). VmHWM (peak total RSS, mapped pages included) and
-RssFile are shown for context. `--remove` deletes the bundle afterwards.
+1. Creates the bundle with `python -m cakd_viz synth --n N --classes C --dtype float16 --out DIR/...`
+   (a teacher and two students, ~7.7 GB at full size; DIR defaults to a new temporary folder), or
+   reuses one already there with the same sizes.
+2. Page cache: reads the teacher and student "kd" once (so they are cached), then times, in turn in
+   each of `--repeats` rounds, `decompose(student, teacher, grouping="topk:5", temperature=4, device=
+   "cpu")` on the memory-mapped arrays and the engine it replaced (float32 tensor ops, a frozen copy in
+   benchmarks/baseline_decompose.py). Target: at least 3x faster (issue 11).
+3. Unless --skip-cold: evicts the files from the page cache (posix_fadvise DONTNEED) and runs
+   `cakd-viz decompose BUNDLE --out DIR/terms.parquet --student kd --grouping topk:5 -T 4 --device cpu`
+   in this process, sampling /proc/self/status every 50 ms: wall time and peak RssAnon (anonymous
+   memory; the memory-mapped files are excluded), target < 3 GB.
+4. Deletes the bundle and the table (and DIR if this script created it) unless --keep.
 """
 
 from __future__ import annotations
@@ -21,16 +23,22 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from baseline_decompose import baseline_decompose
 
-from cakd_viz.bundle.synth import synth_bundle
+from cakd_viz.bundle import load_bundle
 from cakd_viz.cli import main as cli_main
 from cakd_viz.cli._common import human_bytes
-from cakd_viz.cli.progress import progress_bar
+from cakd_viz.decomposition import decompose, native_path
 
 TARGET_BYTES = 3 * 10**9
 
@@ -63,7 +71,10 @@ class MemorySampler:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> MemorySampler:
-        _reset_peak_rss()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM back to the current RSS (Linux >= 4.0)
+        except OSError:
+            pass
         self._thread.start()
         return self
 
@@ -74,16 +85,8 @@ class MemorySampler:
             self.peak[key] = max(self.peak[key], value)
 
 
-def _reset_peak_rss() -> None:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so each phase reports its own peak."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
 def evict_from_page_cache(root: Path) -> int:
-    """Ask the kernel to drop the cached pages of every file under `root`; returns the bytes covered."""
+    """Ask the kernel to drop the cached pages of every .npy file under `root`; returns the bytes covered."""
     total = 0
     for file in root.rglob("*.npy"):
         fd = os.open(file, os.O_RDONLY)
@@ -96,54 +99,62 @@ def evict_from_page_cache(root: Path) -> int:
     return total
 
 
-def ensure_bundle(path: Path, n: int, classes: int, seed: int) -> None:
-    """Synthesise the bundle unless `path` already holds one with these sizes and seed."""
+def ensure_bundle(path: Path, n: int, classes: int) -> None:
+    """Create the bundle with the command line's `synth` unless `path` holds one of these sizes."""
     meta_file = path / "meta.json"
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
-        found = (meta.get("num_samples"), meta.get("num_classes"), meta.get("synth", {}).get("seed"))
-        if found == (n, classes, seed) and "kd" in meta.get("students", {}):
+        if (meta.get("num_samples"), meta.get("num_classes")) == (n, classes) and "kd" in meta.get(
+            "students", {}
+        ):
             print(f"reusing {path}")
             return
-    print(f"synthesising {n:,} x {classes:,} float16 into {path} ...")
+    cmd = [sys.executable, "-m", "cakd_viz", "synth", "--n", str(n), "--classes", str(classes)]
+    cmd += ["--dtype", "float16", "--out", str(path), "--overwrite"]
+    print("$ " + " ".join(["python", *cmd[1:]]), flush=True)
     start = time.perf_counter()
-    with MemorySampler() as mem, progress_bar("synth", total=n, delay=0.0) as progress:
-        synth_bundle(
-            path,
-            n=n,
-            classes=classes,
-            students=("kd",),
-            dtype="float16",
-            seed=seed,
-            overwrite=True,
-            progress=progress,
+    subprocess.run(cmd, check=True)
+    print(f"synth: {time.perf_counter() - start:.0f} s")
+
+
+def warm(arr: np.ndarray) -> None:
+    """Read every page of a memory-mapped array once, so that it sits in the page cache."""
+    step = max(1, (64 << 20) // (arr.shape[1] * arr.itemsize))
+    for start in range(0, arr.shape[0], step):
+        np.asarray(arr[start : start + step]).max()
+
+
+def page_cache(bundle: Path, repeats: int) -> None:
+    b = load_bundle(bundle, check_values=False)
+    teacher, student = b.teacher, b.student("kd")
+    for arr in (teacher, student):
+        warm(arr)
+    kw = {"grouping": "topk:5", "temperature": 4.0}
+    fns = {
+        "decompose (kernel)": lambda: decompose(student, teacher, device="cpu", **kw),
+        "old engine": lambda: baseline_decompose(student, teacher, **kw),
+    }
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    results = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    print(f"from the page cache ({b.num_samples:,} x {b.num_classes:,} {b.dtype}, topk:5, T=4, device cpu):")
+    for name, ts in times.items():
+        print(
+            f"  {name:<20} median {statistics.median(ts):6.2f} s   min {min(ts):6.2f}   max {max(ts):6.2f}   (n={len(ts)})"
         )
-    seconds = time.perf_counter() - start
-    print(
-        f"synth: {seconds:.1f} s ({n / seconds:,.0f} rows/s), peak RssAnon {human_bytes(mem.peak['RssAnon'])}"
-    )
+    new, old = results["decompose (kernel)"], results["old engine"]
+    print(f"  max |kernel KL - old engine KL|: {np.max(np.abs(new.kl - old['kl'])):.1e} nats")
+    ratio = statistics.median(times["old engine"]) / statistics.median(times["decompose (kernel)"])
+    print(f"old engine / decompose = {ratio:.1f}x (target >= 3)  {'OK' if ratio >= 3 else 'MISSED'}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=1_280_000, help="samples (default: %(default)s)")
-    parser.add_argument("--classes", type=int, default=1000, help="classes (default: %(default)s)")
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/cakd-bench"), help="where the bundle lives")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--grouping", default="topk:5")
-    parser.add_argument("--temperature", default="4")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--remove", action="store_true", help="delete the bundle and table afterwards")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.dir.mkdir(parents=True, exist_ok=True)
-    bundle = args.dir / f"synth-{args.n}x{args.classes}-f16"
-    out = args.dir / "terms.parquet"
-
-    ensure_bundle(bundle, args.n, args.classes, args.seed)
-    size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
+def from_disk(bundle: Path, out: Path) -> None:
     evicted = evict_from_page_cache(bundle)
-    print(f"bundle {human_bytes(size)} on disk; evicted {human_bytes(evicted)} from the page cache")
+    print(f"evicted {human_bytes(evicted)} from the page cache")
     argv = [
         "decompose",
         str(bundle),
@@ -152,9 +163,9 @@ def main() -> None:
         "--student",
         "kd",
         "--grouping",
-        args.grouping,
+        "topk:5",
         "-T",
-        args.temperature,
+        "4",
         "--device",
         "cpu",
     ]
@@ -168,21 +179,48 @@ def main() -> None:
         raise SystemExit(f"decompose failed with exit code {code}")
     anon = mem.peak["RssAnon"]
     print(
-        f"decompose from disk: {seconds:.1f} s wall, {args.n / seconds:,.0f} rows/s end to end "
-        f"(incl. opening, the table and writing {out.name}, {human_bytes(out.stat().st_size)})"
+        f"from disk, end to end (opening, the table, writing {out.name}, {human_bytes(out.stat().st_size)}): "
+        f"{seconds:.1f} s; peak RssAnon {human_bytes(anon)} (before: {human_bytes(before['RssAnon'])}), "
+        f"peak RssFile {human_bytes(mem.peak['RssFile'])} (memory-mapped pages, reclaimable)"
     )
+    print(f"peak RssAnon: {anon / 1e9:.2f} GB (target < 3 GB)  {'OK' if anon <= TARGET_BYTES else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1_280_000, help="samples (default: %(default)s)")
+    parser.add_argument("--classes", type=int, default=1000, help="classes (default: %(default)s)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where the bundle lives (default: a temporary folder)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="page-cache rounds (default: %(default)s)")
+    parser.add_argument("--skip-cold", action="store_true", help="skip the from-disk run")
+    parser.add_argument("--keep", action="store_true", help="keep the bundle and the table afterwards")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    made = args.dir is None
+    root = Path(tempfile.mkdtemp(prefix="cakd-bench-")) if made else args.dir
+    root.mkdir(parents=True, exist_ok=True)
+    bundle = root / f"synth-{args.n}x{args.classes}-f16"
+    out = root / "terms.parquet"
     print(
-        f"peak RssAnon {human_bytes(anon)} (before: {human_bytes(before['RssAnon'])}), "
-        f"peak VmHWM {human_bytes(mem.peak['VmHWM'])}, peak RssFile {human_bytes(mem.peak['RssFile'])} "
-        f"(memory-mapped pages, reclaimable)"
+        f"{native_path.LIBRARY.status()}; torch {torch.__version__}, 2 threads; load average {os.getloadavg()[0]:.2f}"
     )
-    print(
-        f"peak RssAnon vs target: {anon / 1e9:.2f} GB <= 3 GB  {'OK' if anon <= TARGET_BYTES else 'MISSED'}"
-    )
-    if args.remove:
-        shutil.rmtree(bundle)
-        out.unlink()
-        print(f"removed {bundle} and {out}")
+    try:
+        ensure_bundle(bundle, args.n, args.classes)
+        size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
+        print(f"bundle {human_bytes(size)} at {bundle}")
+        page_cache(bundle, args.repeats)
+        if not args.skip_cold:
+            from_disk(bundle, out)
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    finally:
+        if not args.keep:
+            shutil.rmtree(bundle, ignore_errors=True)
+            out.unlink(missing_ok=True)
+            if made:
+                shutil.rmtree(root, ignore_errors=True)
+            print(f"removed {bundle}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ A rule is one string spec, used the same way by the API, the command line, the a
     topk:K          S = the teacher's K largest logits (ties: lower class index first; K clipped to C-1)
     topk+target:K   S = teacher top-K plus the label   (needs labels)
     mass:P          S = smallest set of teacher-top classes whose teacher mass (at T) reaches P, 0 < P < 1
+                        (decided in float64; equal logits enter in class-index order)
     corr:R          S = the teacher's predicted class plus every class whose teacher-logit correlation
                         with it (Pearson, over the whole bundle) is at least R
 
@@ -122,12 +123,42 @@ def topk_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _mass_mask(logits: torch.Tensor, p: float, temperature: float) -> torch.Tensor:
+    """mass:P decided in float64, by the tie rule of docs/architecture.md §4 (the C kernel's as well).
+
+    Classes in the teacher's order (logit descending, ties to the lower class index) enter one at a
+    time; S ends with the first class at which the cumulative probability reaches P:
+    |S| = #{j : cum_j < P} + 1, clipped to C. The probabilities are w = exp((t - max t) / T) in float64,
+    and cum_j < P sum(w) is decided exactly for the computed sums (the product P sum(w) carried as an
+    unrounded pair), so [2, 2, -1] at T = 0.1 (0.49999999999998 on each top class) needs both for
+    mass:0.5, and ten equal logits need all ten for mass:0.9 (9 < 0.9 x 10 exactly). The C kernel sums
+    the same probabilities in another order: the two could differ only where a cumulative mass lies
+    within float64 rounding (~1e-16 relative) of P.
+    """
     order = torch.sort(logits, dim=1, descending=True, stable=True)
-    probs = torch.softmax(order.values.float() / temperature, dim=1)  # (n, C), sorted descending
-    # Count of classes strictly below P, plus the one that reaches it.
-    count = (torch.cumsum(probs, dim=1) < p).sum(1, keepdim=True) + 1
+    x = order.values.to(torch.float64)
+    w = torch.exp((x - x[:, :1]) * (1.0 / temperature))  # (n, C) unnormalised, sorted descending
+    cum = torch.cumsum(w, dim=1)
+    hi, lo = _exact_product(p, cum[:, -1:])  # P * sum(w) = hi + lo exactly
+    below = (cum - hi) < lo  # cum < P sum(w), exactly: cum - hi is exact wherever it is close to 0
+    count = below.sum(1, keepdim=True) + 1  # the classes below P, and the one reaching it
     keep = torch.arange(logits.shape[1], device=logits.device).unsqueeze(0) < count  # (n, C) in sorted order
     return torch.zeros_like(keep).scatter_(1, order.indices, keep)
+
+
+def _split(x):
+    """Veltkamp's split of float64 x into hi + lo, each with at most 26 significant bits."""
+    c = 134217729.0 * x  # 2^27 + 1
+    hi = c - (c - x)
+    return hi, x - hi
+
+
+def _exact_product(a: float, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hi, lo) with hi = fl(a b) and hi + lo = a b exactly (Dekker's product; float64, no overflow)."""
+    hi = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return hi, lo
 
 
 def strong_mask(

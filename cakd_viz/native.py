@@ -1,12 +1,16 @@
 """Plain C kernels, compiled on first use with the system C compiler, cached, and optional.
 
-A :class:`NativeLibrary` names one C source in the package (the CAKD loss's kernel,
-``cakd_viz/losses/cakd_kernel.c``, is one). On the first ``get()`` it is compiled once per machine
+A :class:`NativeLibrary` names one C source in the package: the CAKD loss's kernel
+(``cakd_viz/losses/cakd_kernel.c``, declared in ``cakd_viz/losses/native_kernel.py``) and the
+decomposition kernel (``cakd_viz/decomposition/decompose_kernel.c``, declared in
+``cakd_viz/decomposition/native_path.py``). On the first ``get()`` it is compiled once per machine
 with ``$CC`` (else ``cc``, ``gcc`` or ``clang``) into ``$CAKD_VIZ_CACHE_DIR/native/`` (default
 ``~/.cache/cakd-viz/native/``), named by a hash of the source, the flags and the platform, written to
 a temporary file and renamed, so that concurrent processes (a sweep's trials) never load a
-half-written library. It needs no Python or torch headers: plain C and libm, loaded with ctypes,
-built in about a second. On x86-64 Linux a build against glibc's libmvec (vector exp) is tried first.
+half-written library. It needs no Python or torch headers: plain C, libm and pthreads, loaded with
+ctypes, built in a few seconds. For the loss kernel a build against glibc's libmvec (vector exp) is
+tried first on x86-64 Linux; the decomposition kernel brings its own vector code and picks AVX-512,
+AVX2 or plain C when it is loaded.
 
 Where there is no compiler, the build fails, or ``CAKD_VIZ_NATIVE=0`` is set, ``get()`` returns None
 and the caller uses its tensor-op path (same results to rounding, slower on CPU); ``status()`` says
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import logging
 import os
 import platform
@@ -46,6 +51,9 @@ FLAGS = (
 VARIANTS = (("mvec", ("-DCAKD_MVEC",), ("-lmvec", "-lm")), ("portable", (), ("-lm",)))
 ENV_SWITCH = "CAKD_VIZ_NATIVE"
 ENV_CACHE = "CAKD_VIZ_CACHE_DIR"
+# Where the package's kernels are declared. `status()` imports these by name so that it lists every
+# kernel, built or not yet: a registry lookup, not a dependency (nothing in this module uses them).
+KERNEL_MODULES = ("cakd_viz.losses.native_kernel", "cakd_viz.decomposition.native_path")
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,14 +71,25 @@ class NativeLibrary(Generic[T]):
     """One C source, built and loaded on the first ``get()``.
 
     ``bind(lib, path)`` declares the ctypes signatures and returns the object callers use (a small
-    record of entry points). The source must export ``int NAME_version(void)`` returning
-    ``abi_version``; the loader calls it first, so a stale cached build is never used.
+    record of entry points; if it has a ``describe()`` method, ``status()`` adds its line). The source
+    must export ``int NAME_version(void)`` returning ``abi_version``; the loader calls it first, so a
+    stale cached build is never used. ``flags`` and ``variants`` (name, extra flags, libraries; tried in
+    order) default to this module's ``FLAGS`` and ``VARIANTS``, looked up at build time.
     """
 
     def __init__(
-        self, name: str, source: Path, abi_version: int, bind: Callable[[ctypes.CDLL, Path], T], what: str
+        self,
+        name: str,
+        source: Path,
+        abi_version: int,
+        bind: Callable[[ctypes.CDLL, Path], T],
+        what: str,
+        *,
+        flags: tuple[str, ...] | None = None,
+        variants: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] | None = None,
     ) -> None:
         self.name, self.source, self.abi_version, self.bind, self.what = name, source, abi_version, bind, what
+        self.flags, self.variants = flags, variants
         self._lock = threading.Lock()
         self._state: dict[str, object] = {}
         LIBRARIES[name] = self
@@ -94,7 +113,10 @@ class NativeLibrary(Generic[T]):
         """One line: whether the fused kernel is in use, and where it was built or why not."""
         kern = self.get()
         reason = self._state["reason"]
-        return f"fused CPU kernel: {reason}" if kern is not None else f"tensor-op kernel: {reason}"
+        if kern is None:
+            return f"tensor-op kernel: {reason}"
+        describe = getattr(kern, "describe", None)
+        return f"fused CPU kernel: {reason}" + (f"; {describe()}" if describe else "")
 
     def reset(self) -> None:
         """Forget the loaded library (tests; after changing CAKD_VIZ_NATIVE or CC)."""
@@ -108,10 +130,11 @@ class NativeLibrary(Generic[T]):
         if compiler is None:
             return None, "no C compiler found (set CC, or install gcc)"
         errors = []
-        for variant, extra, libs in VARIANTS:
+        variants = VARIANTS if self.variants is None else self.variants
+        for variant, extra, libs in variants:
             if variant == "mvec" and not _has_libmvec():
                 continue
-            flags = (*FLAGS, *extra)
+            flags = (*(FLAGS if self.flags is None else self.flags), *extra)
             try:
                 path = self._library_path(compiler, flags)
                 failed = path.with_suffix(".failed")
@@ -121,7 +144,7 @@ class NativeLibrary(Generic[T]):
                     try:
                         _build(compiler, flags, libs, self.source, path)
                     except (RuntimeError, subprocess.SubprocessError) as exc:
-                        if variant != VARIANTS[-1][0]:
+                        if variant != variants[-1][0]:
                             failed.write_text(str(exc))
                         raise
                 return self._load(path), f"{variant} build ({compiler}) at {path}"
@@ -152,8 +175,10 @@ class NativeLibrary(Generic[T]):
 
 
 def status() -> list[str]:
-    """One line per declared C kernel: which one computes, and where it was built or why not."""
-    return [f"{name}: {lib.status()}" for name, lib in LIBRARIES.items()]
+    """One line per C kernel of the package: which one computes, and where it was built or why not."""
+    for module in KERNEL_MODULES:
+        importlib.import_module(module)  # declares its library (see KERNEL_MODULES)
+    return [f"{name}: {LIBRARIES[name].status()}" for name in sorted(LIBRARIES)]
 
 
 def _has_libmvec() -> bool:

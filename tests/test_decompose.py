@@ -207,7 +207,9 @@ def test_bad_arrays_raise_clear_errors(logits):
         decompose(student[:, :1], teacher[:, :1])
     with pytest.raises(ValueError, match="label 10 at row 3 is outside 0..9"):
         decompose(student, teacher, np.where(np.arange(200) == 3, 10, labels))
-    with pytest.raises(ValueError, match="floating-point"):
+    with pytest.raises(
+        ValueError, match="student_logits holds int32 values; logits must be float16, float32"
+    ):
         decompose(student.astype(np.int32), teacher.astype(np.int32))
     bad = teacher.copy()
     bad[17, 4] = np.nan
@@ -223,3 +225,62 @@ def test_cuda_is_refused_clearly_without_a_gpu(logits):
     else:
         with pytest.raises(ValueError, match="no CUDA GPU is available"):
             decompose(*logits, device="cuda")
+
+
+@pytest.mark.parametrize("chunk_rows", [-1, 0, 2.5, 10.0, "10", True])
+def test_chunk_rows_must_be_a_whole_number(logits, chunk_rows):
+    student, teacher, _ = logits
+    with pytest.raises(
+        ValueError, match=r"chunk_rows must be a whole number >= 1 \(or None for the default\), got"
+    ):
+        decompose(student, teacher, chunk_rows=chunk_rows, device="cpu")
+
+
+def test_numpy_integer_chunk_rows_are_fine(logits):
+    student, teacher, _ = logits
+    assert len(decompose(student, teacher, chunk_rows=np.int64(7), device="cpu")) == 200
+
+
+def test_nested_lists_are_read_as_arrays(logits):
+    student, teacher, labels = logits
+    d = decompose(student.tolist(), teacher.tolist(), labels.tolist(), grouping="target", device="cpu")
+    ref = decompose(student, teacher, labels, grouping="target", device="cpu")
+    np.testing.assert_allclose(d.kl, ref.kl, rtol=1e-6)  # the same values, read as float64 (tensor path)
+    np.testing.assert_array_equal(d.labels, labels)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (None, "student_logits must be an \\(N, C\\) array of numbers .* got NoneType"),
+        ("logits", "student_logits must be an \\(N, C\\) array of numbers .* got str"),
+        (
+            [["a", "b"], ["c", "d"]],
+            "student_logits must be an \\(N, C\\) array of numbers, got an array of dtype <U1",
+        ),
+        ([[1.0, 2.0], [3.0]], "student_logits cannot be read as an \\(N, C\\) array of numbers"),
+        (
+            [[object(), object()]],
+            "student_logits must be an \\(N, C\\) array of numbers, got list of non-numbers",
+        ),
+    ],
+)
+def test_what_is_not_an_array_of_numbers_is_a_type_error_naming_the_argument(bad, message):
+    with pytest.raises(TypeError, match=message):
+        decompose(bad, np.zeros((2, 2), np.float32), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("student", "dtype"),
+    [
+        (np.zeros((3, 4), np.int32), "int32"),
+        (np.zeros((3, 4), bool), "bool"),
+        (torch.zeros((3, 4), dtype=torch.int64), "int64"),
+        ([[1, 2, 3, 4]] * 3, "int64"),
+    ],
+)
+def test_integer_logits_are_refused_as_load_bundle_refuses_them(student, dtype):
+    with pytest.raises(
+        ValueError, match=f"^student_logits holds {dtype} values; logits must be float16, float32 or float64$"
+    ):
+        decompose(student, np.zeros((3, 4), np.float32), device="cpu")

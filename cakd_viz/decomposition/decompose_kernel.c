@@ -1,0 +1,1729 @@
+/* decompose_kernel.c -- fused per-sample split of the distillation KL into BCD, SCD and WCD.
+ *
+ * The CPU path of cakd_viz.decompose. Built on first use by cakd_viz/native.py with the system C compiler
+ * (plain gnu99 + libm + pthreads, no Python headers) and called through ctypes by
+ * cakd_viz/decomposition/native_path.py; cakd_viz/decomposition/tensor_path.py computes the same
+ * formulation with tensor ops (CUDA, and CPUs without a compiler). On x86-64 the hot passes have
+ * AVX-512 and AVX2 (+ FMA, F16C) versions, chosen at run time by CPU checks; everything else runs the
+ * portable scalar path of the same maths (also used by the tests as a second opinion).
+ *
+ * WHAT IS COMPUTED, per row (sample) of teacher logits t and student logits s (C classes, float32 or
+ * float16, read where they lie), temperature T, and a strong set S chosen by a grouping rule (W = the rest):
+ *
+ *     p = softmax(t / T), q = softmax(s / T), p_G = sum_{i in G} p_i, p^G = p restricted to G, renormalised
+ *     KL(p || q) = BCD + p_S SCD + p_W WCD
+ *     BCD = KL([p_S, p_W] || [q_S, q_W]),  SCD = KL(p^S || q^S) (0 if |S| = 1),  WCD = KL(p^W || q^W)
+ *
+ * THE FORMULATION, and why it is accurate.
+ * Let d_i = (t_i - s_i) / T, the difference of the raw logits, taken before any shift. Then
+ * q^G_i = p^G_i e^{-d_i} / E_{p^G}[e^{-d}], and with the group mean dbar = E_{p^G}[d] and u_i = dbar - d_i
+ * (so that E_{p^G}[u] = 0):
+ *
+ *     KL(p^G || q^G) = E[d] + log E[e^{-d}] = log E[e^u] = log1p( E_{p^G}[phi(u)] ),  phi(u) = e^u - 1 - u >= 0
+ *
+ * Every summand p^G_i phi(u_i) is >= 0: the sum has no cancellation, and each term keeps the relative
+ * accuracy of its factors. phi(u) is computed from u itself (its series where |u| is small, where
+ * e^u - 1 - u would cancel), never as the difference of two nearly equal sums. (cakd_viz's decompose
+ * computes each group term as A_G - p_G c_G from float32 sums: an absolute error of ~1e-7 on a KL that
+ * may be 1e-8, which is what broke near-identical students.) An error e in dbar, from the rounding of the
+ * weights, moves the result only by O(e^2 + e KL): d/de E[phi(u + e)] = E[e^u - 1] = E[phi(u)].
+ *
+ * The two groups combine the same way one level up. q_G = p_G e^{K_G} / sum_H p_H e^{K_H} with
+ * K_G = log E_{p^G}[e^{-d}] = KL_G - dbar_G; with D = K_S - K_W, v_S = p_W D, v_W = -p_S D (a centred
+ * pair: p_S v_S + p_W v_W = 0):
+ *
+ *     BCD = log(p_S e^{v_S} + p_W e^{v_W}) = log1p(p_S phi(v_S) + p_W phi(v_W)),  log q_S = log p_S + v_S - BCD
+ *
+ * and KL = BCD + p_S SCD + p_W WCD is assembled from its parts, so the identity holds to rounding.
+ * log p_S and log p_W come from the groups' log-sum-exps (p_W directly, never as 1 - p_S). The one
+ * first-order sensitivity left is BCD's to the rounding of D's parts (KL_G, dbar_S - dbar_W) where BCD is
+ * tiny next to the spread of d inside the groups: a student matching the group masses but not their
+ * insides (up to 3e-4 relative was measured there). Each row estimates that error (EPS_D times the size
+ * of D's parts, times dBCD/dD); where it could exceed REDO_REL = 1e-4 of BCD, the row is marked
+ * (OUT_REDO) and the caller computes it in float64 (cakd_viz/decomposition/tensor_path.py), as it does
+ * rows whose logits lie more than DX_MAX T apart. Typical data marks no row.
+ *
+ * PER GROUP G (shifted by the group maximum, so that Zp >= 1: no group sum underflows):
+ *     b_i = (t_i - max_G t) / T <= 0,   e^{b_i} = Zp p^G_i,   Zp = sum_G e^{b_i}
+ *     dbar = d_ref + sum_G e^{b_i} (d_i - d_ref) / Zp       (d_ref: d at the group's teacher argmax)
+ *     KL_G = log1p(F / Zp),  F = sum_G e^{b_i} phi(u_i),  u_i = dbar - d_i = dbar_c - (d_i - d_ref)
+ * d_i - d_ref is formed in double from the exact float inputs, so that a student offset from the teacher
+ * by a constant (a softmax-invariant shift) still gets it to full relative precision; where
+ * max |t - s| <= T it is formed in float, then good to 1.2e-7 absolute, which is enough. Where moreover
+ * the teacher's logits span at most 20 T (pass 4's common way, AVX-512), both groups share one shift
+ * (max t) and one reference (the argmax): every weight stays >= e^-20, far from float32's underflow,
+ * and the per-lane group selects go away. Any shift and any reference give the same maths.
+ * e^{b_i} phi(u_i) is evaluated in one of three ways, chosen per row (pass 5):
+ *   series   max |t - s| <= 0.1 T, so every |u| <= 0.2: e^b u^2 (1/2 + u/6 + ... + u^5/7!).
+ *   unified  u = n ln2 + r (|r| <= ln2/2), q = phi(r) by its series, E = e^b e^r = e^b (1 + r + q):
+ *            e^b phi(u) = (scalef(E, n) - E) + e^b (q - n ln2), exactly e^b q where n = 0 and without
+ *            early overflow elsewhere: one exp's worth of work per class; the subtractions lose at most
+ *            a factor ~50 of relative accuracy (phi >= 0.054 once |u| >= ln2/2).
+ *   wide     teacher logits spanning more than 80 T: e^b may have been flushed to 0 (b < -87) where
+ *            e^{b+u} still counts, so e^{b+u} = exp((s_i - max_G t) / T + dbar) is taken from s, its
+ *            argument in double, where |u| >= 1/8.
+ * F overflowing (unified) or an argument above 79 (wide) means KL_G >~ 70 nats; there
+ * KL_G = log kappa + log Zq - log Zp in double (kappa = e^{(max_G s - max_G t)/T + dbar}, Zq = sum_G
+ * e^{(s_i - max_G s)/T}), at no risk of cancellation. A single-class group has KL_G = 0 exactly.
+ *
+ * PRECISION. Float32 per element where the result is relative (e^b: Cody-Waite + Cephes' polynomial,
+ * ~1 ulp plus 6e-8 |b|; phi; e^r), double where a difference could cancel (d - d_ref unless small, the
+ * wide argument), for the sums (AVX-512: float partials of 4 terms per lane first) and for the per-row
+ * assembly.
+ *
+ * PASSES per row (all but the first over per-thread scratch that stays in L1 for C up to a few thousand):
+ *   1. read t, s from the caller's rows (float16 widened in registers by F16C), copy them as float32 into
+ *      the row scratch (padded to a multiple of 16 with each row's maximum), argmaxes, finiteness,
+ *      max |t - s|, the teacher's span, per-lane maxima (a lower bound for top-k)
+ *   2. the grouping rule writes the byte mask (1 = S, 0 = W, 2 = padding). top-k (k <= 32) ranks the
+ *      few classes at or above a lower bound from pass 1's lane maxima (branch-free on AVX-512) and
+ *      keeps k + 1 or k + 2 entries, which give W's maximum too; top-k (k > 32) and mass:P bisect on
+ *      the threshold value (a masked count or masked probability sum per probe)
+ *   3. group teacher maxima, |S|, reference classes (skipped for top-k: its list has them)
+ *   4. e^b and d - d_ref into scratch; Zp and sum e^b (d - d_ref) per group
+ *   5. F per group (skipped when no group has two classes)
+ * and the row's terms in double. Passes 4 and 5 also prefetch the row after next (hardware prefetchers
+ * stop at 4 KB pages, about one row).
+ *
+ * STRONG SETS: the rules of docs/architecture.md §4, the same sets as cakd_viz.grouping.strong_mask and the
+ * loss's kernels (tests/test_strong_sets.py): equal logits rank by class index, lowest first; mass:P is
+ * decided in float64, the cumulative mass compared with P times the total without rounding the product.
+ *
+ * THREADS: rows are handed out in small blocks through an atomic counter (dynamic scheduling), so a
+ * thread the OS deschedules holds up nobody: the others take the remaining blocks. The calling thread
+ * works too. Helpers come from a pool started on first use and kept for the life of the process; between
+ * calls they sleep on a condition variable (never spin), so a busy machine loses no CPU to them and a
+ * call costs a wake-up, not a thread creation. One call at a time uses the pool; a concurrent call (from
+ * another Python thread) runs on its calling thread alone. The caller picks the thread count
+ * (cakd_viz/decomposition/threads.py: the CPUs actually free). Each row is computed independently:
+ * results do not depend on the thread count, bit for bit.
+ */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
+
+#define DK_ABI 1
+
+enum { RULE_TARGET = 0, RULE_TOPK = 1, RULE_TOPK_TARGET = 2, RULE_MASS = 3, RULE_CORR = 4 };
+enum { DT_F32 = 0, DT_F16 = 1 };
+enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
+enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };
+enum { OUT_SIZE, OUT_TPRED, OUT_SPRED, OUT_REDO, N_IOUT };
+enum { FLAG_PORTABLE = 1, FLAG_NO_AVX512 = 2 };
+
+#define TOPK_SMALL 32    /* top-k by a list up to this k, by bisection on the threshold above */
+#define PHI_POLY 0.125f  /* |u| below: phi(u) by its series (exact to 2e-10 there; 3e-9 up to 0.2) */
+#define ARG_MAX 79.0     /* largest b + u pass 5 may exponentiate in float32 (e^88.7 overflows) */
+#define SERIES_X 0.1     /* max |t - s| / T below this: every |u| <= 2 max|d| < 0.2, the series suffices */
+#define FLOAT_D_X 1.0    /* max |t - s| / T up to this: d - d_ref in float is good to 1.2e-7 absolute */
+#define SPAN_MAX 80.0    /* a row whose teacher logits span more than this times T may flush weights e^b */
+#define COMMON_SPAN 20.0 /* up to this span / T, both groups may share pass 4's shift (weights >= 2e-9) */
+#define DX_MAX 1e15      /* max |t - s| / T beyond this: the row is left to the caller (OUT_REDO), as are rows
+                            whose BCD the float32 arithmetic cannot give to REDO_REL (see the header) */
+#define REDO_REL 1e-4    /* BCD's estimated relative error above which a row is left to the caller */
+#ifndef EPS_D
+#define EPS_D 1e-7       /* relative rounding of D's parts, measured (at most 4.4e-8 in adversarial rows) */
+#endif
+
+/* pass 4's and pass 5's ways, chosen per row (see the header) */
+enum { P4_DOUBLE = 0, P4_FLOAT = 1, P4_COMMON = 2 };
+enum { P5_SERIES = 0, P5_UNIFIED = 1, P5_WIDE = 2 };
+#define BLOCK_ELEMS 8192 /* rows per scheduling block: about this many elements */
+#define MAX_THREADS 64
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The call, the per-thread scratch, the per-row state.                                              */
+
+typedef struct {
+    int64_t n, c;
+    const char *t, *s; /* row r starts at t + r * t_stride bytes */
+    int64_t t_stride, s_stride;
+    int t_dtype, s_dtype;
+    const int64_t *labels;     /* (n,) or NULL */
+    const uint8_t *correlated; /* (c, c) or NULL */
+    int rule;
+    int64_t k;
+    double mass_p, temp, inv_t;
+    double *const *fout;
+    int64_t *const *iout;
+    uint8_t *mask_out; /* (n, c) strong sets, or NULL; with mask_only nothing else is computed */
+    int mask_only;
+    int simd;
+} call_t;
+
+typedef struct {
+    int64_t cp;                /* c rounded up to a multiple of 16: whole vectors, padding lanes masked */
+    float *tf, *sf, *eb, *dd;  /* (cp,) row values, e^b, d - d_ref */
+    uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
+    double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
+    float *sel;                /* (c + 16,) top-k: the candidates */
+    int32_t *cand;             /* (c + 16,) top-k: the candidates' classes */
+    void *block;
+} scratch_t;
+
+typedef struct {
+    int64_t size, ref;   /* classes in the group; its teacher argmax (lowest index) */
+    float mt;            /* group maximum of t */
+    double zp, dsum;     /* sum e^b, sum e^b (d - d_ref) */
+    double dref, dbar_c; /* d_ref, and dbar - d_ref */
+    double dbar;         /* d_ref + dbar_c = E_{p^G}[d] */
+    double f, arg_max;   /* sum e^b phi(u); the largest b + u seen by pass 5 */
+    double kl;           /* KL_G */
+} group_t;
+
+typedef struct {
+    float tmax, smax, tmin;
+    float dx;       /* max |t_i - s_i| */
+    float dref_f[2]; /* d_ref in float, as pass 4's float way computes d (so that d - d_ref is 0 at the reference) */
+    int64_t targ, sarg;
+    int finite;
+    float lanes[16]; /* SIMD pass 1: maxima of t over its n_lanes lanes' classes (disjoint sets) */
+    int n_lanes;
+    const char *next_t, *next_s; /* the logits of the row after next (or NULL), and their lengths in bytes */
+    int64_t next_tb, next_sb;
+    group_t g[2]; /* 0 = S, 1 = W */
+} row_t;
+
+static int scratch_init(scratch_t *sc, int64_t c, int rule) {
+    int64_t cp = (c + 15) / 16 * 16;
+    size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 1024; /* + alignment slack */
+    if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)c * sizeof(double) + 64;
+    if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)(c + 16) * (sizeof(float) + sizeof(int32_t)) + 128;
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, need) != 0) return -1;
+    char *p = mem;
+    memset(sc, 0, sizeof(*sc));
+    sc->block = mem;
+    sc->cp = cp;
+#define TAKE(ptr, type, count)                                                                         \
+    do { /* every array on a 64-byte boundary */                                                       \
+        ptr = (type *)p;                                                                               \
+        p += ((size_t)(count) * sizeof(type) + 63) / 64 * 64;                                          \
+    } while (0)
+    TAKE(sc->tf, float, cp);
+    TAKE(sc->sf, float, cp);
+    TAKE(sc->eb, float, cp);
+    TAKE(sc->dd, float, cp);
+    TAKE(sc->mask, uint8_t, cp + 8);
+    if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) TAKE(sc->pd, double, c);
+    if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) {
+        TAKE(sc->sel, float, c + 16);
+        TAKE(sc->cand, int32_t, c + 16);
+    }
+#undef TAKE
+    return 0;
+}
+
+/* The rows are streamed from memory (or a page-cache mapping) once. Hardware prefetchers stop at 4 KB
+   page boundaries, about one row here, so passes 4 and 5 ask for the cache lines of the row after next
+   (teacher in pass 4, student in pass 5, one line per vector they process): the memory traffic is
+   spread over the arithmetic instead of stalling pass 1. */
+static void next_row(const call_t *cl, int64_t r, row_t *row) {
+    row->next_t = row->next_s = NULL;
+    row->next_tb = row->next_sb = 0;
+    if (r + 2 >= cl->n) return;
+    row->next_t = cl->t + (r + 2) * cl->t_stride, row->next_s = cl->s + (r + 2) * cl->s_stride;
+    row->next_tb = cl->c * (cl->t_dtype == DT_F16 ? 2 : 4), row->next_sb = cl->c * (cl->s_dtype == DT_F16 ? 2 : 4);
+}
+
+/* prefetch the j-th cache line of the row after next, t (which = 0) or s (which = 1), if there is one */
+static inline void prefetch_line(const row_t *row, int which, int64_t j) {
+    int64_t o = j * 64;
+    if (which == 0 && o < row->next_tb) __builtin_prefetch(row->next_t + o, 0, 3);
+    if (which == 1 && o < row->next_sb) __builtin_prefetch(row->next_s + o, 0, 3);
+}
+
+static inline void prefetch_rest(const row_t *row, int which, int64_t j) {
+    for (; j * 64 < (which ? row->next_sb : row->next_tb); j++) prefetch_line(row, which, j);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Small scalar helpers.                                                                              */
+
+/* IEEE half -> float, exactly (portable path; the AVX2 path uses F16C). */
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
+    if (e == 0) {
+        float v = ldexpf((float)m, -24); /* zero or subnormal: m 2^-24, exact */
+        return sign ? -v : v;
+    }
+    bits = e == 31 ? sign | 0x7f800000u | (m << 13) : sign | ((e + 112u) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static double logaddexp(double x, double y) {
+    if (x == -INFINITY) return y;
+    if (y == -INFINITY) return x;
+    return x > y ? x + log1p(exp(y - x)) : y + log1p(exp(x - y));
+}
+
+/* phi(v) = e^v - 1 - v in double, to full relative precision: the series where expm1(v) - v cancels. */
+static double phi_d(double v) {
+    if (fabs(v) < 0.1) {
+        static const double inv_fact[] = {1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040,
+                                          1.0 / 720,     1.0 / 120,    1.0 / 24,    1.0 / 6, 0.5};
+        double s = 1.0 / 39916800;
+        for (int i = 0; i < 9; i++) s = s * v + inv_fact[i];
+        return v * v * s;
+    }
+    return expm1(v) - v;
+}
+
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Grouping rules: the byte mask of S (scalar code, cheap next to the passes but for mass:P).        */
+
+/* The `cap` largest of t, ties to the lower class index, by an insertion list kept in (value desc,
+   index asc) order: classes are offered in increasing index, and one equal to the list's last never
+   enters (it has the higher index), so the list is exactly the rule's order. The top-k rules keep
+   k + 1 or k + 2 entries: the entries past the k-th give the weak group's maximum and its class.
+   Any subset of the classes that contains the final list may be offered (the AVX2 caller offers
+   only the candidates its vector compare lets through). */
+typedef struct {
+    float val[TOPK_SMALL + 3]; /* + 1: a slot the branch-free placement may write to and ignore */
+    int64_t idx[TOPK_SMALL + 3];
+    int64_t filled, cap;
+} toplist_t;
+
+static inline void toplist_offer(toplist_t *l, float x, int64_t i) {
+    if (l->filled == l->cap && !(x > l->val[l->cap - 1])) return;
+    int64_t j = l->filled < l->cap ? l->filled++ : l->cap - 1;
+    while (j > 0 && x > l->val[j - 1]) {
+        l->val[j] = l->val[j - 1];
+        l->idx[j] = l->idx[j - 1];
+        j--;
+    }
+    l->val[j] = x;
+    l->idx[j] = i;
+}
+
+/* mass:P. The classes in the teacher's order (logit desc, index asc), with probabilities
+   p_i = exp((t_i - max t) / T) / sum in double; S = the first m of them, m = #{j : cum_j < P} + 1
+   (cum_j the cumulative mass through the j-th; m clipped to C). Without sorting: v, the logit of the
+   m-th class, is the largest value with mass(t >= v) >= P, found by bisection on the float's bits
+   (at most 32 probes, each a masked sum over the row); S = {t > v} plus the classes at v, in index
+   order, until the cumulative mass reaches P. The masses are summed in row order, not in the sorted
+   order: a decision can differ from a strictly sequential cumsum only where the cumulative mass is
+   within a few ulps (1e-16) of P. Works on unnormalised p, against P times their sum. */
+static inline uint32_t float_key(float x) { /* monotone: x < y  <=>  key(x) < key(y), for non-NaN */
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b & 0x80000000u ? ~b : b | 0x80000000u;
+}
+
+static inline float key_float(uint32_t k) {
+    uint32_t b = k & 0x80000000u ? k & 0x7fffffffu : ~k;
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+/* sum of p_i over the classes with t_i >= theta (t_i > theta when strict): one probe of the bisection */
+typedef double (*mass_probe_t)(const float *t, const double *p, int64_t c, float theta, int strict);
+
+static double mass_probe_scalar(const float *t, const double *p, int64_t c, float theta, int strict) {
+    double m = 0.0; /* branch-free bodies: the compiler vectorises them */
+    if (strict)
+        for (int64_t i = 0; i < c; i++) m += p[i] * (double)(t[i] > theta);
+    else
+        for (int64_t i = 0; i < c; i++) m += p[i] * (double)(t[i] >= theta);
+    return m;
+}
+
+/* unnormalised probabilities into p; returns their sum */
+typedef double (*mass_exp_t)(const float *t, int64_t c, float tmax, double inv_t, double *p);
+
+static double mass_exp_scalar(const float *t, int64_t c, float tmax, double inv_t, double *p) {
+    double z = 0.0;
+    for (int64_t i = 0; i < c; i++) {
+        double x = ((double)t[i] - (double)tmax) * inv_t;
+        p[i] = x < -746.0 ? 0.0 : exp(x);
+        z += p[i];
+    }
+    return z;
+}
+
+/* The goal P Z as an exact sum hi + lo (fma: the rounding error of the product), and m >= P Z decided
+   exactly for a computed mass m: m - hi is exact wherever m is within a factor 2 of hi (Sterbenz), and
+   elsewhere the comparison is far from close. So [1, 1, ..., 1] (10 classes) reaches mass:0.9 only
+   with all ten: 9 < 0.9 x 10 in exact arithmetic, although 0.9 x 10 rounds to 9. */
+typedef struct {
+    double hi, lo;
+} goal_t;
+
+static goal_t exact_product(double a, double b) {
+    goal_t g = {a * b, 0.0};
+    g.lo = fma(a, b, -g.hi);
+    return g;
+}
+
+static inline int reaches(double m, goal_t g) { return !(m - g.hi < g.lo); }
+
+/* The set both rules want: with v the largest value such that sum_{t_i >= v} p_i reaches the goal, the
+   classes above v, then those at v in index order until the sum reaches the goal. mass:P: p the
+   unnormalised probabilities, goal P sum p. top-k (k > TOPK_SMALL): p = 1, goal = k (exact counts). */
+static void threshold_select(const float *t, int64_t c, float tmin, float tmax, const double *p, goal_t goal,
+                             uint8_t *mask, mass_probe_t probe) {
+    if (!reaches(probe(t, p, c, tmin, 0), goal)) { /* P not reached (rounding, P near 1): every class */
+        memset(mask, 1, (size_t)c);
+        return;
+    }
+    uint32_t lo = float_key(tmin), hi = float_key(tmax); /* invariant: sum(t >= lo) reaches the goal */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo + 1) / 2;
+        if (reaches(probe(t, p, c, key_float(mid), 0), goal))
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const float v = key_float(lo);
+    double cum = probe(t, p, c, v, 1); /* short of the goal: lo is the largest key that reaches it */
+    for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
+    for (int64_t i = 0; i < c && !reaches(cum, goal); i++) /* the classes at v, in index order */
+        if (t[i] == v) {
+            mask[i] = 1;
+            cum += p[i];
+        }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Portable passes (plain C; double arithmetic, float scratch as in the AVX2 path).                  */
+
+static void pass1_portable(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
+    const char *tp = cl->t + r * cl->t_stride, *sp = cl->s + r * cl->s_stride;
+    float tmax = -INFINITY, smax = -INFINITY, tmin = INFINITY, dx = 0.0f;
+    int64_t targ = 0, sarg = 0;
+    int finite = 1;
+    for (int64_t i = 0; i < cl->c; i++) {
+        float x = cl->t_dtype == DT_F16 ? half_to_float(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
+        float y = cl->s_dtype == DT_F16 ? half_to_float(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
+        finite &= isfinite(x) && isfinite(y);
+        sc->tf[i] = x;
+        sc->sf[i] = y;
+        if (x > tmax) tmax = x, targ = i;
+        if (y > smax) smax = y, sarg = i;
+        tmin = x < tmin ? x : tmin;
+        dx = fabsf(x - y) > dx ? fabsf(x - y) : dx;
+    }
+    row->tmax = tmax, row->smax = smax, row->tmin = tmin, row->targ = targ, row->sarg = sarg, row->finite = finite;
+    row->dx = dx;
+}
+
+static void pass3_portable(const call_t *cl, scratch_t *sc, row_t *row) {
+    for (int g = 0; g < 2; g++) row->g[g].mt = -INFINITY, row->g[g].size = 0;
+    for (int64_t i = 0; i < cl->c; i++) {
+        group_t *g = &row->g[sc->mask[i] ? 0 : 1];
+        g->size++;
+        if (sc->tf[i] > g->mt) g->mt = sc->tf[i];
+    }
+}
+
+static void pass4_portable(const call_t *cl, scratch_t *sc, row_t *row) {
+    double zp[2] = {0, 0}, ds[2] = {0, 0};
+    for (int64_t i = 0; i < cl->c; i++) {
+        int g = sc->mask[i] ? 0 : 1;
+        const group_t *G = &row->g[g];
+        double t = sc->tf[i], s = sc->sf[i];
+        double eb = exp((t - G->mt) * cl->inv_t);
+        double d = (t - s) * cl->inv_t - G->dref;
+        sc->eb[i] = (float)eb;
+        sc->dd[i] = (float)d;
+        zp[g] += eb;
+        ds[g] += eb * d;
+    }
+    for (int g = 0; g < 2; g++)
+        row->g[g].zp = zp[g], row->g[g].dsum = ds[g];
+}
+
+static void pass5_portable(const call_t *cl, scratch_t *sc, row_t *row) {
+    double f[2] = {0, 0}, amax = -INFINITY;
+    for (int64_t i = 0; i < cl->c; i++) {
+        int g = sc->mask[i] ? 0 : 1;
+        const group_t *G = &row->g[g];
+        if (G->size < 2) continue;
+        double u = G->dbar_c - (double)sc->dd[i], eb = sc->eb[i];
+        if (fabs(u) < PHI_POLY) {
+            f[g] += eb * phi_d(u);
+        } else {
+            double arg = ((double)sc->sf[i] - (double)G->mt) * cl->inv_t + G->dbar; /* b + u */
+            amax = arg > amax ? arg : amax;
+            f[g] += exp(arg) - eb * (1.0 + u);
+        }
+    }
+    row->g[0].f = f[0], row->g[1].f = f[1];
+    row->g[0].arg_max = row->g[1].arg_max = amax;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* AVX2 + FMA + F16C passes.                                                                          */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(DK_PORTABLE_ONLY) /* -DDK_PORTABLE_ONLY: test builds */
+#define DK_X86 1
+#include <immintrin.h>
+#define V_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
+#define V_FN __attribute__((target("avx2,fma,f16c"))) static
+
+/* phi(x) = x^2 (1/2 + x/6 + ... + x^5/7!) + O(x^8) in float, Horner from PHI_TOP. The truncation,
+   relative to phi: 2e-10 at |x| = 1/8, 3e-9 at 0.2, 9e-8 at ln2/2 (the unified way's largest |r|). */
+#define PHI_TOP (1.0f / 5040)
+static const float PHI_C[5] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f};
+
+/* e^x, 8 float lanes, x <= 88: Cody-Waite reduction x = n ln2 + r (ln2 in two parts), Cephes' expf
+   polynomial on |r| <= ln2/2, 2^n in the exponent bits. Relative error ~1 ulp plus the argument's own
+   rounding (6e-8 |x|). x below -87.3 gives 0 (a weight below 2^-125 next to a group sum >= 1). */
+V_INLINE __m256 v_exp(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-100.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23);
+    __m256 ok = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ni, _mm256_set1_epi32(-126)));
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(scale)), ok);
+}
+
+V_INLINE __m256 v_load(const char *row, int dtype, int64_t i) {
+    if (dtype == DT_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+    return _mm256_loadu_ps((const float *)row + i);
+}
+
+V_INLINE float v_hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+V_INLINE double v_hsum_pd(__m256d v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+V_INLINE __m256d v_lo(__m256 x) { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
+V_INLINE __m256d v_hi(__m256 x) { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
+
+/* float lane mask -> the double-lane masks of its two halves */
+V_INLINE __m256d v_mask_lo(__m256 m) {
+    return _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm256_castps256_ps128(m))));
+}
+V_INLINE __m256d v_mask_hi(__m256 m) {
+    return _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm256_extractf128_ps(m, 1))));
+}
+
+/* lane argmax: the smallest index among the lanes holding the maximum */
+V_INLINE int64_t v_argmax(__m256 vmax, __m256i vidx, float m) {
+    int bits = _mm256_movemask_ps(_mm256_cmp_ps(vmax, _mm256_set1_ps(m), _CMP_EQ_OQ));
+    int32_t idx[8];
+    _mm256_storeu_si256((__m256i *)idx, vidx);
+    int64_t best = INT64_MAX;
+    for (int l = 0; l < 8; l++)
+        if ((bits >> l & 1) && idx[l] < best) best = idx[l];
+    return best;
+}
+
+/* 8 mask bytes -> two lane masks (S, W) as floats; padding (2) is in neither */
+V_INLINE void v_groups(const uint8_t *m, __m256 *is_s, __m256 *is_w) {
+    __m256i g = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
+    *is_s = _mm256_castsi256_ps(_mm256_cmpeq_epi32(g, _mm256_set1_epi32(1)));
+    *is_w = _mm256_castsi256_ps(_mm256_cmpeq_epi32(g, _mm256_setzero_si256()));
+}
+
+V_FN void pass1_avx2(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
+    const char *tp = cl->t + r * cl->t_stride, *sp = cl->s + r * cl->s_stride;
+    const int64_t c = cl->c, c8 = c & ~(int64_t)7;
+    __m256 tmax = _mm256_set1_ps(-INFINITY), smax = tmax, tmin = _mm256_set1_ps(INFINITY), dx = _mm256_setzero_ps();
+    __m256 nan_t = _mm256_setzero_ps(), nan_s = nan_t;
+    __m256i tidx = _mm256_setzero_si256(), sidx = tidx;
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i eight = _mm256_set1_epi32(8);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t i = 0; i < c8; i += 8) {
+        __m256 t = v_load(tp, cl->t_dtype, i), s = v_load(sp, cl->s_dtype, i);
+        _mm256_store_ps(sc->tf + i, t);
+        _mm256_store_ps(sc->sf + i, s);
+        tmin = _mm256_min_ps(tmin, t);
+        dx = _mm256_max_ps(dx, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(t, s)));
+        nan_t = _mm256_fmadd_ps(t, zero, nan_t); /* inf * 0 and NaN * 0 are NaN: finiteness for free */
+        nan_s = _mm256_fmadd_ps(s, zero, nan_s);
+        __m256 gt = _mm256_cmp_ps(t, tmax, _CMP_GT_OQ), gs = _mm256_cmp_ps(s, smax, _CMP_GT_OQ);
+        tmax = _mm256_blendv_ps(tmax, t, gt);
+        tidx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(tidx), _mm256_castsi256_ps(lane), gt));
+        smax = _mm256_blendv_ps(smax, s, gs);
+        sidx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(sidx), _mm256_castsi256_ps(lane), gs));
+        lane = _mm256_add_epi32(lane, eight);
+    }
+    _mm256_storeu_ps(row->lanes, tmax);
+    row->n_lanes = c8 > 0 ? 8 : 0;
+    float tm = v_hmax(tmax), sm = v_hmax(smax), tn = -v_hmax(_mm256_sub_ps(_mm256_setzero_ps(), tmin)), dm = v_hmax(dx);
+    int64_t targ = c8 ? v_argmax(tmax, tidx, tm) : 0, sarg = c8 ? v_argmax(smax, sidx, sm) : 0;
+    int finite = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(nan_t, nan_s), zero, _CMP_UNORD_Q)) == 0;
+    for (int64_t i = c8; i < c; i++) { /* the last c % 8 classes */
+        float x = cl->t_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
+        float y = cl->s_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
+        finite &= isfinite(x) && isfinite(y);
+        sc->tf[i] = x;
+        sc->sf[i] = y;
+        if (x > tm) tm = x, targ = i;
+        if (y > sm) sm = y, sarg = i;
+        tn = x < tn ? x : tn;
+        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
+    }
+    row->tmax = tm, row->smax = sm, row->tmin = tn, row->targ = targ, row->sarg = sarg, row->finite = finite;
+    row->dx = dm;
+}
+
+/* A lower bound of the row's cap-th largest value: pass 1's lane maxima are the maxima of disjoint
+   sets of classes, so the cap-th largest of them is <= the row's cap-th largest (cap <= lanes). Found
+   by counting ranks, without branches (a sort of 16 random values mispredicts most of its swaps). */
+static float lane_bound(const row_t *row, int64_t cap) {
+    if (cap > row->n_lanes) return -INFINITY;
+    float bound = -INFINITY;
+    for (int j = 0; j < row->n_lanes; j++) {
+        int rank = 0;
+        for (int i = 0; i < row->n_lanes; i++)
+            rank += (row->lanes[i] > row->lanes[j]) | ((row->lanes[i] == row->lanes[j]) & (i < j));
+        bound = rank == cap - 1 ? row->lanes[j] : bound;
+    }
+    return bound;
+}
+
+/* Offer to the list only the classes that can enter it: those at or above the lane bound (a handful in
+   a typical row) or, once the list is full, above its last value. 32 classes at a time are compared,
+   and the few that pass are offered one by one. */
+V_FN void topk_avx2(const float *t, int64_t c, const row_t *row, toplist_t *l) {
+    float bound = lane_bound(row, l->cap);
+    int64_t c32 = c & ~(int64_t)31, i = 0;
+    __m256 tau = _mm256_set1_ps(bound);
+    for (; i < c32; i += 32) {
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_load_ps(t + i), _mm256_load_ps(t + i + 8)),
+                                 _mm256_max_ps(_mm256_load_ps(t + i + 16), _mm256_load_ps(t + i + 24)));
+        if (!_mm256_movemask_ps(_mm256_cmp_ps(m, tau, _CMP_GE_OQ))) continue;
+        for (int q = 0; q < 32; q += 8) {
+            int bits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_load_ps(t + i + q), tau, _CMP_GE_OQ));
+            while (bits) {
+                int j = __builtin_ctz((unsigned)bits);
+                toplist_offer(l, t[i + q + j], i + q + j);
+                bits &= bits - 1;
+            }
+        }
+        if (l->filled == l->cap) tau = _mm256_set1_ps(l->val[l->cap - 1] > bound ? l->val[l->cap - 1] : bound);
+    }
+    for (; i < c; i++) toplist_offer(l, t[i], i);
+}
+
+V_FN void pass3_avx2(const call_t *cl, scratch_t *sc, row_t *row) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mts = ninf, mtw = ninf;
+    __m256i count = _mm256_setzero_si256();
+    for (int64_t i = 0; i < sc->cp; i += 8) {
+        __m256 is_s, is_w, t = _mm256_load_ps(sc->tf + i);
+        v_groups(sc->mask + i, &is_s, &is_w);
+        mts = _mm256_max_ps(mts, _mm256_blendv_ps(ninf, t, is_s));
+        mtw = _mm256_max_ps(mtw, _mm256_blendv_ps(ninf, t, is_w));
+        count = _mm256_sub_epi32(count, _mm256_castps_si256(is_s));
+    }
+    int32_t cnt[8];
+    _mm256_storeu_si256((__m256i *)cnt, count);
+    int64_t size_s = 0;
+    for (int l = 0; l < 8; l++) size_s += cnt[l];
+    row->g[0].size = size_s, row->g[1].size = cl->c - size_s;
+    row->g[0].mt = v_hmax(mts), row->g[1].mt = v_hmax(mtw);
+}
+
+/* the first class of group `want` (1 = S, 0 = W) whose teacher logit is `value` */
+V_FN int64_t find_ref_avx2(const scratch_t *sc, uint8_t want, float value) {
+    const __m256 v = _mm256_set1_ps(value);
+    const __m256i w = _mm256_set1_epi32(want);
+    for (int64_t i = 0; i < sc->cp; i += 8) {
+        __m256i g = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc->mask + i)));
+        __m256 hit = _mm256_and_ps(_mm256_cmp_ps(_mm256_load_ps(sc->tf + i), v, _CMP_EQ_OQ),
+                                   _mm256_castsi256_ps(_mm256_cmpeq_epi32(g, w)));
+        int bits = _mm256_movemask_ps(hit);
+        if (bits) return i + __builtin_ctz((unsigned)bits);
+    }
+    return 0; /* not reached: the group holds its maximum */
+}
+
+/* Pass 4, one vector of 8 classes with per-lane group constants: stores e^b and d - d_ref, returns
+   e^b and d - d_ref as double halves for the sums. d - d_ref is taken in double from the exact float
+   inputs (float_d = 0): the difference is formed before any rounding that could swamp it, so a
+   student offset from the teacher by a constant still gets it to full relative precision. Where
+   max |t - s| <= FLOAT_D_X T (float_d = 1) float suffices: (t - s) / T is then within 1 of 0 and its
+   rounding is 1.2e-7 absolute at most. */
+typedef struct {
+    __m256d eblo, ebhi, dlo, dhi;
+} p4_t;
+
+typedef struct {
+    __m256 mt, drf;
+    __m256d drlo, drhi;
+} p4c_t;
+
+V_INLINE p4_t p4_vector(scratch_t *sc, int64_t i, __m256 inv_tf, __m256d inv_t, p4c_t k, const int float_d) {
+    p4_t o;
+    __m256 t = _mm256_load_ps(sc->tf + i), s = _mm256_load_ps(sc->sf + i), d;
+    __m256 eb = v_exp(_mm256_mul_ps(_mm256_sub_ps(t, k.mt), inv_tf));
+    if (float_d) {
+        d = _mm256_sub_ps(_mm256_mul_ps(_mm256_sub_ps(t, s), inv_tf), k.drf);
+        o.dlo = v_lo(d), o.dhi = v_hi(d);
+    } else {
+        o.dlo = _mm256_sub_pd(_mm256_mul_pd(_mm256_sub_pd(v_lo(t), v_lo(s)), inv_t), k.drlo);
+        o.dhi = _mm256_sub_pd(_mm256_mul_pd(_mm256_sub_pd(v_hi(t), v_hi(s)), inv_t), k.drhi);
+        d = _mm256_set_m128(_mm256_cvtpd_ps(o.dhi), _mm256_cvtpd_ps(o.dlo));
+    }
+    _mm256_store_ps(sc->eb + i, eb);
+    _mm256_store_ps(sc->dd + i, d);
+    o.eblo = v_lo(eb), o.ebhi = v_hi(eb);
+    return o;
+}
+
+V_INLINE void pass4_body(const call_t *cl, scratch_t *sc, row_t *row, const int float_d) {
+    const __m256d inv_t = _mm256_set1_pd(cl->inv_t);
+    const __m256 inv_tf = _mm256_set1_ps((float)cl->inv_t);
+    const group_t *S = &row->g[0], *W = &row->g[1];
+    const p4c_t ks = {_mm256_set1_ps(S->mt), _mm256_set1_ps(row->dref_f[0]), _mm256_set1_pd(S->dref), _mm256_set1_pd(S->dref)};
+    const p4c_t kw = {_mm256_set1_ps(W->mt), _mm256_set1_ps(row->dref_f[1]), _mm256_set1_pd(W->dref), _mm256_set1_pd(W->dref)};
+    __m256d zp_s = _mm256_setzero_pd(), ds_s = zp_s, zp_w = zp_s, ds_w = zp_s;
+    const uint64_t all_s = 0x0101010101010101ull;
+    for (int64_t i = 0; i < sc->cp; i += 8) {
+        prefetch_line(row, 0, i / 8);
+        uint64_t bits;
+        memcpy(&bits, sc->mask + i, 8);
+        if (bits == 0) { /* all in W (most vectors of a top-k row): no per-lane selects */
+            p4_t o = p4_vector(sc, i, inv_tf, inv_t, kw, float_d);
+            zp_w = _mm256_add_pd(zp_w, _mm256_add_pd(o.eblo, o.ebhi));
+            ds_w = _mm256_fmadd_pd(o.ebhi, o.dhi, _mm256_fmadd_pd(o.eblo, o.dlo, ds_w));
+        } else if (bits == all_s) {
+            p4_t o = p4_vector(sc, i, inv_tf, inv_t, ks, float_d);
+            zp_s = _mm256_add_pd(zp_s, _mm256_add_pd(o.eblo, o.ebhi));
+            ds_s = _mm256_fmadd_pd(o.ebhi, o.dhi, _mm256_fmadd_pd(o.eblo, o.dlo, ds_s));
+        } else {
+            __m256 is_s, is_w;
+            v_groups(sc->mask + i, &is_s, &is_w);
+            __m256d slo = v_mask_lo(is_s), shi = v_mask_hi(is_s), wlo = v_mask_lo(is_w), whi = v_mask_hi(is_w);
+            p4c_t km = {_mm256_blendv_ps(kw.mt, ks.mt, is_s), _mm256_blendv_ps(kw.drf, ks.drf, is_s),
+                        _mm256_blendv_pd(kw.drlo, ks.drlo, slo), _mm256_blendv_pd(kw.drhi, ks.drhi, shi)};
+            p4_t o = p4_vector(sc, i, inv_tf, inv_t, km, float_d);
+            /* padding lanes (in neither group) hold finite values and are masked out of both sums */
+            __m256d eb_slo = _mm256_and_pd(o.eblo, slo), eb_shi = _mm256_and_pd(o.ebhi, shi);
+            __m256d eb_wlo = _mm256_and_pd(o.eblo, wlo), eb_whi = _mm256_and_pd(o.ebhi, whi);
+            zp_s = _mm256_add_pd(zp_s, _mm256_add_pd(eb_slo, eb_shi));
+            zp_w = _mm256_add_pd(zp_w, _mm256_add_pd(eb_wlo, eb_whi));
+            ds_s = _mm256_fmadd_pd(eb_shi, o.dhi, _mm256_fmadd_pd(eb_slo, o.dlo, ds_s));
+            ds_w = _mm256_fmadd_pd(eb_whi, o.dhi, _mm256_fmadd_pd(eb_wlo, o.dlo, ds_w));
+        }
+    }
+    prefetch_rest(row, 0, sc->cp / 8);
+    row->g[0].zp = v_hsum_pd(zp_s), row->g[0].dsum = v_hsum_pd(ds_s);
+    row->g[1].zp = v_hsum_pd(zp_w), row->g[1].dsum = v_hsum_pd(ds_w);
+}
+
+V_FN void pass4_avx2(const call_t *cl, scratch_t *sc, row_t *row, int float_d) {
+    if (float_d)
+        pass4_body(cl, sc, row, 1);
+    else
+        pass4_body(cl, sc, row, 0);
+}
+
+/* Pass 5, one vector: e^b phi(u), u = dbar_c - (d - d_ref), with per-lane group constants (dbc: dbar_c
+   in float; mt, dbar in double halves), in the row's way (mode; see the header). The way is chosen
+   per row, not per vector: a per-vector test of |u| mispredicts wherever small and large |u| mix, and
+   that cost more than the work it saved. The wide way reports its largest b + u in *amax. */
+typedef struct {
+    __m256 dbc;
+    __m256d mtlo, mthi, dblo, dbhi;
+} p5c_t;
+
+/* x 2^n for x >= 0 normal or 0 and integral n, without intermediate overflow: n is added to x's
+   exponent field; an exponent past the top gives inf, below the bottom 0 (AVX2 has no vscalefps). */
+V_INLINE __m256 v_scalef(__m256 x, __m256 n) {
+    n = _mm256_min_ps(_mm256_max_ps(n, _mm256_set1_ps(-300.0f)), _mm256_set1_ps(300.0f));
+    __m256i ni = _mm256_cvtps_epi32(n), xb = _mm256_castps_si256(x);
+    __m256i e = _mm256_srli_epi32(xb, 23), ne = _mm256_add_epi32(e, ni);
+    __m256 r = _mm256_castsi256_ps(_mm256_add_epi32(xb, _mm256_slli_epi32(ni, 23)));
+    r = _mm256_blendv_ps(r, _mm256_set1_ps(INFINITY), _mm256_castsi256_ps(_mm256_cmpgt_epi32(ne, _mm256_set1_epi32(254))));
+    __m256i under = _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(1), ne), _mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
+    return _mm256_andnot_ps(_mm256_castsi256_ps(under), r);
+}
+
+V_INLINE __m256 p5_vector(const scratch_t *sc, int64_t i, __m256d inv_t, p5c_t k, __m256 *amax, const int mode) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 eb = _mm256_load_ps(sc->eb + i);
+    __m256 u = _mm256_sub_ps(k.dbc, _mm256_load_ps(sc->dd + i));
+    if (mode == P5_UNIFIED) { /* phi(u) from e^r, u = n ln2 + r: the series itself where n = 0 */
+        __m256 n = _mm256_round_ps(_mm256_mul_ps(u, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), u);
+        r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+        __m256 p = _mm256_set1_ps(PHI_TOP);
+        for (int j = 0; j < 5; j++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(PHI_C[j]));
+        __m256 q = _mm256_mul_ps(_mm256_mul_ps(r, r), p); /* phi(r) = e^r - 1 - r */
+        __m256 e = _mm256_fmadd_ps(eb, _mm256_add_ps(r, q), eb); /* as p5_body (AVX-512) */
+        return _mm256_fmadd_ps(eb, _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147180559945f), q),
+                               _mm256_sub_ps(v_scalef(e, n), e));
+    }
+    __m256 small = _mm256_cmp_ps(_mm256_andnot_ps(sign, u), _mm256_set1_ps(PHI_POLY), _CMP_LT_OQ);
+    __m256 p = _mm256_set1_ps(PHI_TOP);
+    for (int j = 0; j < 5; j++) p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(PHI_C[j]));
+    __m256 term = _mm256_mul_ps(eb, _mm256_mul_ps(_mm256_mul_ps(u, u), p));
+    if (mode == P5_WIDE) {
+        __m256 s = _mm256_load_ps(sc->sf + i);
+        __m256d alo = _mm256_fmadd_pd(_mm256_sub_pd(v_lo(s), k.mtlo), inv_t, k.dblo);
+        __m256d ahi = _mm256_fmadd_pd(_mm256_sub_pd(v_hi(s), k.mthi), inv_t, k.dbhi);
+        __m256 arg = _mm256_set_m128(_mm256_cvtpd_ps(ahi), _mm256_cvtpd_ps(alo));
+        *amax = _mm256_max_ps(*amax, arg);
+        __m256 big = _mm256_fnmadd_ps(eb, _mm256_add_ps(one, u), v_exp(arg));
+        term = _mm256_blendv_ps(big, term, small);
+    }
+    return term;
+}
+
+/* per-group constants of pass 5; a group that skips it gets 0s: finite terms, ignored */
+static void p5_constants(const row_t *row, float dbc[2], double mt[2], double dbar[2]) {
+    for (int g = 0; g < 2; g++) {
+        int on = row->g[g].size > 1;
+        dbc[g] = on ? (float)row->g[g].dbar_c : 0.0f;
+        mt[g] = on ? row->g[g].mt : 0.0;
+        dbar[g] = on ? row->g[g].dbar : 0.0;
+    }
+}
+
+V_INLINE void pass5_body(const call_t *cl, scratch_t *sc, row_t *row, const int mode) {
+    float dbc[2];
+    double mt[2], dbar[2];
+    p5_constants(row, dbc, mt, dbar);
+    const __m256d inv_t = _mm256_set1_pd(cl->inv_t);
+    p5c_t ks = {_mm256_set1_ps(dbc[0]), _mm256_set1_pd(mt[0]), _mm256_set1_pd(mt[0]), _mm256_set1_pd(dbar[0]),
+                _mm256_set1_pd(dbar[0])};
+    p5c_t kw = {_mm256_set1_ps(dbc[1]), _mm256_set1_pd(mt[1]), _mm256_set1_pd(mt[1]), _mm256_set1_pd(dbar[1]),
+                _mm256_set1_pd(dbar[1])};
+    __m256d f_s = _mm256_setzero_pd(), f_w = f_s;
+    __m256 amax = _mm256_set1_ps(-INFINITY);
+    const uint64_t all_s = 0x0101010101010101ull;
+    for (int64_t i = 0; i < sc->cp; i += 8) {
+        prefetch_line(row, 1, i / 8);
+        uint64_t bits;
+        memcpy(&bits, sc->mask + i, 8);
+        if (bits == 0) {
+            __m256 term = p5_vector(sc, i, inv_t, kw, &amax, mode);
+            f_w = _mm256_add_pd(f_w, _mm256_add_pd(v_lo(term), v_hi(term)));
+        } else if (bits == all_s) {
+            __m256 term = p5_vector(sc, i, inv_t, ks, &amax, mode);
+            f_s = _mm256_add_pd(f_s, _mm256_add_pd(v_lo(term), v_hi(term)));
+        } else {
+            __m256 is_s, is_w;
+            v_groups(sc->mask + i, &is_s, &is_w);
+            __m256d slo = v_mask_lo(is_s), shi = v_mask_hi(is_s);
+            p5c_t km = {_mm256_blendv_ps(kw.dbc, ks.dbc, is_s), _mm256_blendv_pd(kw.mtlo, ks.mtlo, slo),
+                        _mm256_blendv_pd(kw.mthi, ks.mthi, shi), _mm256_blendv_pd(kw.dblo, ks.dblo, slo),
+                        _mm256_blendv_pd(kw.dbhi, ks.dbhi, shi)};
+            __m256 term = p5_vector(sc, i, inv_t, km, &amax, mode);
+            __m256 ts = _mm256_and_ps(term, is_s), tw = _mm256_and_ps(term, is_w);
+            f_s = _mm256_add_pd(f_s, _mm256_add_pd(v_lo(ts), v_hi(ts)));
+            f_w = _mm256_add_pd(f_w, _mm256_add_pd(v_lo(tw), v_hi(tw)));
+        }
+    }
+    prefetch_rest(row, 1, sc->cp / 8);
+    row->g[0].f = v_hsum_pd(f_s), row->g[1].f = v_hsum_pd(f_w);
+    row->g[0].arg_max = row->g[1].arg_max = v_hmax(amax);
+}
+
+V_FN void pass5_avx2(const call_t *cl, scratch_t *sc, row_t *row, int mode) {
+    if (mode == P5_UNIFIED)
+        pass5_body(cl, sc, row, P5_UNIFIED);
+    else if (mode == P5_WIDE)
+        pass5_body(cl, sc, row, P5_WIDE);
+    else
+        pass5_body(cl, sc, row, P5_SERIES);
+}
+
+
+/* AVX-512 (F, BW, DQ, VL) versions of passes 1, 4 and 5 and of the top-k scan: the same arithmetic, 16
+   lanes, group selects by mask registers (no separate branch for one-group vectors). */
+#define W_INLINE __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,f16c"), always_inline)) static inline
+#define W_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,f16c"))) static
+
+W_INLINE __m512 w_exp(__m512 x) { /* as v_exp */
+    x = _mm512_max_ps(x, _mm512_set1_ps(-100.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    __mmask16 ok = _mm512_cmp_ps_mask(n, _mm512_set1_ps(-126.0f), _CMP_GT_OQ);
+    return _mm512_maskz_scalef_ps(ok, p, n); /* p 2^n */
+}
+
+/* as w_exp for -87 <= x <= 88 only: no clamp, no flush (pass 4's common way: x >= -COMMON_SPAN) */
+W_INLINE __m512 w_exp_inrange(__m512 x) {
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+W_INLINE __m512d w_lo(__m512 x) { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
+W_INLINE __m512d w_hi(__m512 x) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)); }
+
+W_FN void pass1_avx512(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
+    const char *tp = cl->t + r * cl->t_stride, *sp = cl->s + r * cl->s_stride;
+    const int64_t c = cl->c, c16 = c & ~(int64_t)15;
+    __m512 tmax = _mm512_set1_ps(-INFINITY), smax = tmax, tmin = _mm512_set1_ps(INFINITY), dx = _mm512_setzero_ps();
+    __m512i tidx = _mm512_setzero_si512(), sidx = tidx;
+    __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    __mmask16 bad = 0;
+    for (int64_t i = 0; i < c16; i += 16) {
+        __m512 t = cl->t_dtype == DT_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)tp + i)))
+                                         : _mm512_loadu_ps((const float *)tp + i);
+        __m512 s = cl->s_dtype == DT_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)sp + i)))
+                                         : _mm512_loadu_ps((const float *)sp + i);
+        _mm512_store_ps(sc->tf + i, t);
+        _mm512_store_ps(sc->sf + i, s);
+        __m512 diff = _mm512_sub_ps(t, s);
+        bad |= _mm512_fpclass_ps_mask(t, 0x99) | _mm512_fpclass_ps_mask(s, 0x99); /* NaN or +-inf */
+        __mmask16 gt = _mm512_cmp_ps_mask(t, tmax, _CMP_GT_OQ), gs = _mm512_cmp_ps_mask(s, smax, _CMP_GT_OQ);
+        tmax = _mm512_mask_mov_ps(tmax, gt, t), tidx = _mm512_mask_mov_epi32(tidx, gt, lane);
+        smax = _mm512_mask_mov_ps(smax, gs, s), sidx = _mm512_mask_mov_epi32(sidx, gs, lane);
+        tmin = _mm512_min_ps(tmin, t);
+        dx = _mm512_max_ps(dx, _mm512_abs_ps(diff));
+        lane = _mm512_add_epi32(lane, sixteen);
+    }
+    _mm512_storeu_ps(row->lanes, tmax);
+    row->n_lanes = c16 > 0 ? 16 : 0;
+    float tm = _mm512_reduce_max_ps(tmax), sm = _mm512_reduce_max_ps(smax);
+    float tn = _mm512_reduce_min_ps(tmin), dm = _mm512_reduce_max_ps(dx);
+    int64_t targ = 0, sarg = 0;
+    if (c16) { /* the smallest index among the lanes holding the maximum */
+        __m512i big = _mm512_set1_epi32(INT32_MAX);
+        targ = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(big, _mm512_cmp_ps_mask(tmax, _mm512_set1_ps(tm), _CMP_EQ_OQ), tidx));
+        sarg = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(big, _mm512_cmp_ps_mask(smax, _mm512_set1_ps(sm), _CMP_EQ_OQ), sidx));
+    }
+    int finite = bad == 0;
+    for (int64_t i = c16; i < c; i++) { /* the last c % 16 classes */
+        float x = cl->t_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
+        float y = cl->s_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
+        finite &= isfinite(x) && isfinite(y);
+        sc->tf[i] = x;
+        sc->sf[i] = y;
+        if (x > tm) tm = x, targ = i;
+        if (y > sm) sm = y, sarg = i;
+        tn = x < tn ? x : tn;
+        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
+    }
+    row->tmax = tm, row->smax = sm, row->tmin = tn, row->targ = targ, row->sarg = sarg, row->finite = finite;
+    row->dx = dm;
+}
+
+/* Top-k without data-dependent branches (they mispredicted, ~1000 cycles a row): the classes at or
+   above the lane bound are compressed into a candidate list (in class order), a handful in a typical
+   row; with at most 16 of them each candidate's rank in (value desc, index asc) order is counted with
+   two vector compares, and the first `cap` ranks are the list. More candidates (a weak bound: few
+   lanes, many ties) go through the insertion list. */
+W_FN void topk_avx512(const float *t, int64_t c, const row_t *row, toplist_t *l, float *cv, int32_t *ci) {
+    const float bound = lane_bound(row, l->cap);
+    const __m512 b = _mm512_set1_ps(bound);
+    const int64_t c16 = c & ~(int64_t)15;
+    __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int64_t m = 0;
+    for (int64_t base = 0; base < c16; base += 1024) { /* 64 vectors at a time */
+        /* the compares first, with a bitmap of the vectors that hold candidates (a handful), so that
+           the serial part (the candidate count feeds the next store's address) runs only for those */
+        __mmask16 km[64];
+        uint64_t any = 0;
+        const int64_t nv = (c16 - base) / 16 < 64 ? (c16 - base) / 16 : 64;
+        for (int64_t j = 0; j < nv; j++) {
+            km[j] = _mm512_cmp_ps_mask(_mm512_load_ps(t + base + 16 * j), b, _CMP_GE_OQ);
+            any |= (uint64_t)(km[j] != 0) << j;
+        }
+        while (any) {
+            int64_t j = __builtin_ctzll(any), i = base + 16 * j;
+            any &= any - 1;
+            /* compress to a register, then a plain store: Zen 4's compress-to-memory is microcoded */
+            _mm512_storeu_ps(cv + m, _mm512_maskz_compress_ps(km[j], _mm512_load_ps(t + i)));
+            _mm512_storeu_si512(ci + m, _mm512_maskz_compress_epi32(km[j], _mm512_add_epi32(lane, _mm512_set1_epi32((int)i))));
+            m += __builtin_popcount(km[j]);
+        }
+    }
+    for (int64_t i = c16; i < c; i++)
+        if (t[i] >= bound) cv[m] = t[i], ci[m++] = (int32_t)i;
+    if (m > 16) {
+        l->filled = 0;
+        for (int64_t j = 0; j < m; j++) toplist_offer(l, cv[j], ci[j]);
+        return;
+    }
+    __m512 all = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << m) - 1), cv);
+    for (int64_t j = 0; j < m; j++) {
+        __m512 x = _mm512_set1_ps(cv[j]);
+        unsigned before = _mm512_cmp_ps_mask(all, x, _CMP_GT_OQ) |
+                          (_mm512_cmp_ps_mask(all, x, _CMP_EQ_OQ) & ((1u << j) - 1));
+        int64_t rank = __builtin_popcount(before), slot = rank < l->cap ? rank : l->cap;
+        l->val[slot] = cv[j], l->idx[slot] = ci[j];
+    }
+    l->filled = m < l->cap ? m : l->cap;
+}
+
+/* Pass 4 and 5 bodies for 16 classes at i, accumulating into *a. The loops run two bodies per
+   iteration with separate accumulators. The sums go into float lanes for FLUSH iterations (4 terms
+   per lane), then into double: the float partials cost ~2e-7 of relative accuracy (of the sum of
+   |terms|) and save the double conversions of every vector. (Summing e^b (d - d_ref), which feeds BCD
+   at first order, in double throughout was measured: 5% slower, and BCD's worst error in the
+   adversarial test went from 2.9e-4 only to 2.2e-4: the float terms dominate there.) */
+#define FLUSH 4 /* loop iterations (two bodies each) between flushes of the float partial sums */
+
+typedef struct {
+    __m512 zs, zw, ds, dw;     /* float partials: sum e^b and sum e^b (d - d_ref), S and W */
+    __m512d zs2, zw2, ds2, dw2; /* double totals */
+} acc4_t;
+
+W_INLINE void acc4_flush(acc4_t *a) {
+    a->zs2 = _mm512_add_pd(a->zs2, _mm512_add_pd(w_lo(a->zs), w_hi(a->zs)));
+    a->zw2 = _mm512_add_pd(a->zw2, _mm512_add_pd(w_lo(a->zw), w_hi(a->zw)));
+    a->ds2 = _mm512_add_pd(a->ds2, _mm512_add_pd(w_lo(a->ds), w_hi(a->ds)));
+    a->dw2 = _mm512_add_pd(a->dw2, _mm512_add_pd(w_lo(a->dw), w_hi(a->dw)));
+    a->zs = a->zw = a->ds = a->dw = _mm512_setzero_ps();
+}
+
+typedef struct {
+    __m512 inv_tf, mt_s, mt_w, drf_s, drf_w;
+    __m512d inv_t, dr_s, dr_w;
+} k4_t;
+
+W_INLINE void p4_body(scratch_t *sc, int64_t i, const k4_t *k, acc4_t *a, const int mode) {
+    __m128i m = _mm_loadu_si128((const __m128i *)(sc->mask + i));
+    __mmask16 ks = _mm_cmpeq_epi8_mask(m, _mm_set1_epi8(1)), kw = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
+    __mmask8 ks0 = (__mmask8)ks, ks1 = (__mmask8)(ks >> 8);
+    __m512 t = _mm512_load_ps(sc->tf + i), s = _mm512_load_ps(sc->sf + i), d, eb;
+    if (mode == P4_COMMON) { /* one shift and one reference for both groups (see the header) */
+        eb = w_exp_inrange(_mm512_fmsub_ps(t, k->inv_tf, k->mt_s));
+        d = _mm512_fmsub_ps(_mm512_sub_ps(t, s), k->inv_tf, k->drf_s);
+    } else if (mode == P4_FLOAT) { /* see p4_vector */
+        eb = w_exp(_mm512_mul_ps(_mm512_sub_ps(t, _mm512_mask_blend_ps(ks, k->mt_w, k->mt_s)), k->inv_tf));
+        d = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(t, s), k->inv_tf), _mm512_mask_blend_ps(ks, k->drf_w, k->drf_s));
+    } else {
+        eb = w_exp(_mm512_mul_ps(_mm512_sub_ps(t, _mm512_mask_blend_ps(ks, k->mt_w, k->mt_s)), k->inv_tf));
+        __m512d dlo = _mm512_sub_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(t), w_lo(s)), k->inv_t), _mm512_mask_blend_pd(ks0, k->dr_w, k->dr_s));
+        __m512d dhi = _mm512_sub_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(t), w_hi(s)), k->inv_t), _mm512_mask_blend_pd(ks1, k->dr_w, k->dr_s));
+        d = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(dlo)), _mm512_cvtpd_ps(dhi), 1);
+    }
+    _mm512_store_ps(sc->eb + i, eb);
+    _mm512_store_ps(sc->dd + i, d);
+    a->zs = _mm512_mask_add_ps(a->zs, ks, a->zs, eb), a->zw = _mm512_mask_add_ps(a->zw, kw, a->zw, eb);
+    a->ds = _mm512_mask3_fmadd_ps(eb, d, a->ds, ks), a->dw = _mm512_mask3_fmadd_ps(eb, d, a->dw, kw);
+}
+
+W_INLINE void pass4_512_body(const call_t *cl, scratch_t *sc, row_t *row, const int mode) {
+    const group_t *S = &row->g[0], *W = &row->g[1];
+    /* P4_COMMON: mt_s holds max t / T (the shift, pre-scaled for the fused multiply-subtract) */
+    const float shift = mode == P4_COMMON ? (float)((double)S->mt * cl->inv_t) : S->mt;
+    const k4_t k = {_mm512_set1_ps((float)cl->inv_t), _mm512_set1_ps(shift), _mm512_set1_ps(W->mt),
+                    _mm512_set1_ps(row->dref_f[0]), _mm512_set1_ps(row->dref_f[1]), _mm512_set1_pd(cl->inv_t),
+                    _mm512_set1_pd(S->dref), _mm512_set1_pd(W->dref)};
+    const __m512 z = _mm512_setzero_ps();
+    const __m512d z2 = _mm512_setzero_pd();
+    acc4_t a = {z, z, z, z, z2, z2, z2, z2}, b = a;
+    int64_t i = 0;
+    for (int it = 1; i + 32 <= sc->cp; i += 32, it++) {
+        prefetch_line(row, 0, i / 16), prefetch_line(row, 0, i / 16 + 1);
+        p4_body(sc, i, &k, &a, mode);
+        p4_body(sc, i + 16, &k, &b, mode);
+        if (it % FLUSH == 0) acc4_flush(&a), acc4_flush(&b);
+    }
+    if (i < sc->cp) {
+        prefetch_line(row, 0, i / 16);
+        p4_body(sc, i, &k, &a, mode);
+        i += 16;
+    }
+    acc4_flush(&a), acc4_flush(&b);
+    prefetch_rest(row, 0, i / 16);
+    row->g[0].zp = _mm512_reduce_add_pd(_mm512_add_pd(a.zs2, b.zs2));
+    row->g[1].zp = _mm512_reduce_add_pd(_mm512_add_pd(a.zw2, b.zw2));
+    row->g[0].dsum = _mm512_reduce_add_pd(_mm512_add_pd(a.ds2, b.ds2));
+    row->g[1].dsum = _mm512_reduce_add_pd(_mm512_add_pd(a.dw2, b.dw2));
+}
+
+W_FN void pass4_avx512(const call_t *cl, scratch_t *sc, row_t *row, int mode) {
+    if (mode == P4_COMMON)
+        pass4_512_body(cl, sc, row, P4_COMMON);
+    else if (mode == P4_FLOAT)
+        pass4_512_body(cl, sc, row, P4_FLOAT);
+    else
+        pass4_512_body(cl, sc, row, P4_DOUBLE);
+}
+
+typedef struct {
+    __m512 fs, fw;      /* float partials of F, S and W (every term >= 0) */
+    __m512d fs2, fw2;   /* double totals */
+    __m512 amax;
+} acc5_t;
+
+W_INLINE void acc5_flush(acc5_t *a) {
+    a->fs2 = _mm512_add_pd(a->fs2, _mm512_add_pd(w_lo(a->fs), w_hi(a->fs)));
+    a->fw2 = _mm512_add_pd(a->fw2, _mm512_add_pd(w_lo(a->fw), w_hi(a->fw)));
+    a->fs = a->fw = _mm512_setzero_ps();
+}
+
+typedef struct {
+    __m512 db_s, db_w;
+    __m512d inv_t, mt_s, mt_w, dbar_s, dbar_w;
+} k5_t;
+
+W_INLINE void p5_body(const scratch_t *sc, int64_t i, const k5_t *k, acc5_t *a, const int mode) {
+    __m128i m = _mm_loadu_si128((const __m128i *)(sc->mask + i));
+    __mmask16 ks = _mm_cmpeq_epi8_mask(m, _mm_set1_epi8(1)), kw = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
+    __m512 eb = _mm512_load_ps(sc->eb + i);
+    __m512 u = _mm512_sub_ps(_mm512_mask_blend_ps(ks, k->db_w, k->db_s), _mm512_load_ps(sc->dd + i));
+    __m512 term;
+    if (mode == P5_UNIFIED) { /* phi(u) from e^r, u = n ln2 + r: the series itself where n = 0 */
+        __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(u, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), u);
+        r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+        __m512 p = _mm512_set1_ps(PHI_TOP);
+        for (int j = 0; j < 5; j++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PHI_C[j]));
+        __m512 q = _mm512_mul_ps(_mm512_mul_ps(r, r), p); /* phi(r) = e^r - 1 - r */
+        /* e^b phi(u) = e^b (2^n e^r - 1 - u) = (scalef(E, n) - E) + e^b (q - n ln2), E = e^b e^r: exactly
+           e^b q where n = 0 (no cancellation, no select), and scalef scales without overflowing early */
+        __m512 e = _mm512_fmadd_ps(eb, _mm512_add_ps(r, q), eb);
+        term = _mm512_fmadd_ps(eb, _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147180559945f), q),
+                               _mm512_sub_ps(_mm512_scalef_ps(e, n), e));
+    } else {
+        __m512 p = _mm512_set1_ps(PHI_TOP);
+        for (int j = 0; j < 5; j++) p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(PHI_C[j]));
+        term = _mm512_mul_ps(eb, _mm512_mul_ps(_mm512_mul_ps(u, u), p));
+    }
+    if (mode == P5_WIDE) {
+        __m512 s = _mm512_load_ps(sc->sf + i);
+        __mmask8 ks0 = (__mmask8)ks, ks1 = (__mmask8)(ks >> 8);
+        __m512d alo = _mm512_fmadd_pd(_mm512_sub_pd(w_lo(s), _mm512_mask_blend_pd(ks0, k->mt_w, k->mt_s)), k->inv_t,
+                                      _mm512_mask_blend_pd(ks0, k->dbar_w, k->dbar_s));
+        __m512d ahi = _mm512_fmadd_pd(_mm512_sub_pd(w_hi(s), _mm512_mask_blend_pd(ks1, k->mt_w, k->mt_s)), k->inv_t,
+                                      _mm512_mask_blend_pd(ks1, k->dbar_w, k->dbar_s));
+        __m512 arg = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(alo)), _mm512_cvtpd_ps(ahi), 1);
+        a->amax = _mm512_max_ps(a->amax, arg);
+        __m512 big = _mm512_fnmadd_ps(eb, _mm512_add_ps(_mm512_set1_ps(1.0f), u), w_exp(arg));
+        __mmask16 large = _mm512_cmp_ps_mask(_mm512_abs_ps(u), _mm512_set1_ps(PHI_POLY), _CMP_GE_OQ);
+        term = _mm512_mask_blend_ps(large, term, big);
+    }
+    a->fs = _mm512_mask_add_ps(a->fs, ks, a->fs, term), a->fw = _mm512_mask_add_ps(a->fw, kw, a->fw, term);
+}
+
+W_INLINE void pass5_512_body(const call_t *cl, scratch_t *sc, row_t *row, const int mode) {
+    float dbc[2];
+    double mt[2], dbar[2];
+    (void)cl;
+    p5_constants(row, dbc, mt, dbar);
+    const k5_t k = {_mm512_set1_ps(dbc[0]), _mm512_set1_ps(dbc[1]), _mm512_set1_pd(cl->inv_t), _mm512_set1_pd(mt[0]),
+                    _mm512_set1_pd(mt[1]), _mm512_set1_pd(dbar[0]), _mm512_set1_pd(dbar[1])};
+    acc5_t a = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_pd(), _mm512_setzero_pd(),
+                _mm512_set1_ps(-INFINITY)}, b = a;
+    int64_t i = 0;
+    for (int it = 1; i + 32 <= sc->cp; i += 32, it++) {
+        prefetch_line(row, 1, i / 16), prefetch_line(row, 1, i / 16 + 1);
+        p5_body(sc, i, &k, &a, mode);
+        p5_body(sc, i + 16, &k, &b, mode);
+        if (it % FLUSH == 0) acc5_flush(&a), acc5_flush(&b);
+    }
+    if (i < sc->cp) {
+        prefetch_line(row, 1, i / 16);
+        p5_body(sc, i, &k, &a, mode);
+        i += 16;
+    }
+    acc5_flush(&a), acc5_flush(&b);
+    prefetch_rest(row, 1, i / 16);
+    row->g[0].f = _mm512_reduce_add_pd(_mm512_add_pd(a.fs2, b.fs2));
+    row->g[1].f = _mm512_reduce_add_pd(_mm512_add_pd(a.fw2, b.fw2));
+    row->g[0].arg_max = row->g[1].arg_max = _mm512_reduce_max_ps(_mm512_max_ps(a.amax, b.amax));
+}
+
+W_FN void pass5_avx512(const call_t *cl, scratch_t *sc, row_t *row, int mode) {
+    if (mode == P5_UNIFIED)
+        pass5_512_body(cl, sc, row, P5_UNIFIED);
+    else if (mode == P5_WIDE)
+        pass5_512_body(cl, sc, row, P5_WIDE);
+    else
+        pass5_512_body(cl, sc, row, P5_SERIES);
+}
+
+/* e^x in double, 8 lanes, x <= 0: x = n ln2 + r (ln2 in two parts), Taylor to r^13 on |r| <= ln2/2
+   (truncation 4e-18), scalef for 2^n (0 below the double range). ~1 ulp: mass:P's float64 decision. */
+W_INLINE __m512d w_exp_pd(__m512d x) {
+    x = _mm512_max_pd(x, _mm512_set1_pd(-746.0));
+    __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(6.93147180369123816490e-1), x);
+    r = _mm512_fnmadd_pd(n, _mm512_set1_pd(1.90821492927058770002e-10), r);
+    __m512d q = _mm512_set1_pd(1.0 / 6227020800.0); /* 1/13! */
+    static const double inv_fact[13] = {1.0 / 479001600, 1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
+                                        1.0 / 5040,      1.0 / 720,      1.0 / 120,     1.0 / 24,     1.0 / 6,
+                                        0.5,             1.0,            1.0};
+    for (int j = 0; j < 13; j++) q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(inv_fact[j]));
+    return _mm512_scalef_pd(q, n);
+}
+
+W_FN double mass_exp_avx512(const float *t, int64_t c, float tmax, double inv_t, double *p) {
+    const int64_t c16 = c & ~(int64_t)15;
+    const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t);
+    __m512d z = _mm512_setzero_pd();
+    for (int64_t i = 0; i < c16; i += 16) {
+        __m512 v = _mm512_load_ps(t + i);
+        __m512d a = w_exp_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(v), mx), it));
+        __m512d b = w_exp_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(v), mx), it));
+        _mm512_storeu_pd(p + i, a);
+        _mm512_storeu_pd(p + i + 8, b);
+        z = _mm512_add_pd(z, _mm512_add_pd(a, b));
+    }
+    return _mm512_reduce_add_pd(z) + mass_exp_scalar(t + c16, c - c16, tmax, inv_t, p + c16);
+}
+
+W_FN double mass_probe_avx512(const float *t, const double *p, int64_t c, float theta, int strict) {
+    const int64_t c16 = c & ~(int64_t)15;
+    const __m512 th = _mm512_set1_ps(theta);
+    __m512d a = _mm512_setzero_pd(), b = a;
+    for (int64_t i = 0; i < c16; i += 16) {
+        __m512 v = _mm512_load_ps(t + i);
+        __mmask16 k = strict ? _mm512_cmp_ps_mask(v, th, _CMP_GT_OQ) : _mm512_cmp_ps_mask(v, th, _CMP_GE_OQ);
+        a = _mm512_mask_add_pd(a, (__mmask8)k, a, _mm512_loadu_pd(p + i));
+        b = _mm512_mask_add_pd(b, (__mmask8)(k >> 8), b, _mm512_loadu_pd(p + i + 8));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(a, b)) + mass_probe_scalar(t + c16, p + c16, c - c16, theta, strict);
+}
+
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+
+V_FN double mass_probe_avx2(const float *t, const double *p, int64_t c, float theta, int strict) {
+    const int64_t c8 = c & ~(int64_t)7;
+    const __m256 th = _mm256_set1_ps(theta);
+    __m256d a = _mm256_setzero_pd(), b = a;
+    for (int64_t i = 0; i < c8; i += 8) {
+        __m256 v = _mm256_load_ps(t + i);
+        __m256 k = strict ? _mm256_cmp_ps(v, th, _CMP_GT_OQ) : _mm256_cmp_ps(v, th, _CMP_GE_OQ);
+        a = _mm256_add_pd(a, _mm256_and_pd(v_mask_lo(k), _mm256_loadu_pd(p + i)));
+        b = _mm256_add_pd(b, _mm256_and_pd(v_mask_hi(k), _mm256_loadu_pd(p + i + 4)));
+    }
+    return v_hsum_pd(_mm256_add_pd(a, b)) + mass_probe_scalar(t + c8, p + c8, c - c8, theta, strict);
+}
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#else
+static int cpu_has_avx2(void) { return 0; }
+static int cpu_has_avx512(void) { return 0; }
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* One row.                                                                                            */
+
+static void write_row(const call_t *cl, int64_t r, const double *f, const int64_t *iv) {
+    if (cl->mask_only) return;
+    for (int q = 0; q < N_FOUT; q++) cl->fout[q][r] = f[q];
+    for (int q = 0; q < N_IOUT; q++) cl->iout[q][r] = iv[q];
+}
+
+static int bad_row(const call_t *cl, int64_t r, int code) {
+    double nan_[N_FOUT];
+    int64_t neg[N_IOUT] = {-1, -1, -1, 0};
+    for (int q = 0; q < N_FOUT; q++) nan_[q] = NAN;
+    write_row(cl, r, nan_, neg);
+    return code;
+}
+
+/* the first class of group g whose teacher logit is the group maximum */
+static int64_t group_ref(const call_t *cl, const scratch_t *sc, const row_t *row, int g) {
+    uint8_t want = g == 0 ? 1 : 0;
+    if (sc->mask[row->targ] == want) return row->targ; /* the row's argmax is its group's */
+#ifdef DK_X86
+    if (cl->simd) return find_ref_avx2(sc, want, row->g[g].mt);
+#endif
+    for (int64_t i = 0; i < cl->c; i++)
+        if (sc->mask[i] == want && sc->tf[i] == row->g[g].mt) return i;
+    return 0; /* not reached */
+}
+
+/* KL_G = log kappa + log Zq - log Zp in double, for a group whose largest b + u is too large for pass 5.
+   Returns -1 where log kappa (exact, with the group's own student maximum) is small enough after all. */
+static double group_kl_large(const call_t *cl, const scratch_t *sc, const group_t *G, int g) {
+    uint8_t want = g == 0 ? 1 : 0;
+    float ms = -INFINITY;
+    for (int64_t i = 0; i < cl->c; i++)
+        if (sc->mask[i] == want && sc->sf[i] > ms) ms = sc->sf[i];
+    double log_kappa = ((double)ms - (double)G->mt) * cl->inv_t + G->dbar;
+    if (log_kappa <= ARG_MAX - 1) return -1.0;
+    double zq = 0.0;
+    for (int64_t i = 0; i < cl->c; i++)
+        if (sc->mask[i] == want) zq += exp(((double)sc->sf[i] - (double)ms) * cl->inv_t);
+    return log_kappa + log(zq) - log(G->zp);
+}
+
+static mass_probe_t probe_for(const call_t *cl) {
+#ifdef DK_X86
+    if (cl->simd == 2) return mass_probe_avx512;
+    if (cl->simd) return mass_probe_avx2;
+#endif
+    (void)cl;
+    return mass_probe_scalar;
+}
+
+/* The strong set into sc->mask; for top-k with a small k, also the groups' sizes, maxima and
+   reference classes (returns 1 then, 0 where pass 3 must find them). */
+static int select_strong(const call_t *cl, scratch_t *sc, row_t *row, int64_t label) {
+    const int64_t c = cl->c;
+    uint8_t *mask = sc->mask;
+    switch (cl->rule) {
+    case RULE_TARGET:
+        mask[label] = 1;
+        return 0;
+    case RULE_MASS: {
+        mass_exp_t exps = mass_exp_scalar;
+#ifdef DK_X86
+        if (cl->simd == 2) exps = mass_exp_avx512;
+#endif
+        double z = exps(sc->tf, c, row->tmax, cl->inv_t, sc->pd);
+        threshold_select(sc->tf, c, row->tmin, row->tmax, sc->pd, exact_product(cl->mass_p, z), mask, probe_for(cl));
+        return 0;
+    }
+    case RULE_CORR: {
+        const uint8_t *corr = cl->correlated + row->targ * c;
+        for (int64_t i = 0; i < c; i++) mask[i] = corr[i] != 0;
+        mask[row->targ] = 1; /* the prediction itself is always strong */
+        return 0;
+    }
+    }
+    const int64_t k = cl->k;
+    if (k > TOPK_SMALL) {
+        for (int64_t i = 0; i < c; i++) sc->pd[i] = 1.0;
+        threshold_select(sc->tf, c, row->tmin, row->tmax, sc->pd, exact_product(1.0, (double)k), mask, probe_for(cl));
+        if (cl->rule == RULE_TOPK_TARGET) mask[label] = 1;
+        return 0;
+    }
+    /* the list holds k + 1 (top-k) or k + 2 (top-k + label) entries: enough to know W's maximum */
+    int64_t cap = k + (cl->rule == RULE_TOPK ? 1 : 2);
+    toplist_t l;
+    l.filled = 0, l.cap = cap < c ? cap : c;
+#ifdef DK_X86
+    if (cl->simd == 2)
+        topk_avx512(sc->tf, c, row, &l, sc->sel, sc->cand);
+    else if (cl->simd)
+        topk_avx2(sc->tf, c, row, &l);
+    else
+#endif
+        for (int64_t i = 0; i < c; i++) toplist_offer(&l, sc->tf[i], i);
+    for (int64_t j = 0; j < k; j++) mask[l.idx[j]] = 1;
+    group_t *S = &row->g[0], *W = &row->g[1];
+    S->size = k;
+    int64_t w_at = k; /* the list entry holding W's maximum */
+    if (cl->rule == RULE_TOPK_TARGET && !mask[label]) {
+        mask[label] = 1;
+        S->size = k + 1;
+        if (l.idx[k] == label) w_at = k + 1;
+    }
+    S->mt = l.val[0], S->ref = l.idx[0];
+    W->size = c - S->size;
+    if (W->size) W->mt = l.val[w_at], W->ref = l.idx[w_at];
+    return 1;
+}
+
+/* Returns 0, or the error code of this row. */
+static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
+    const int64_t c = cl->c, cp = sc->cp;
+    row_t row;
+    memset(&row, 0, sizeof row);
+    row.g[0].arg_max = row.g[1].arg_max = -INFINITY;
+    next_row(cl, r, &row);
+#ifdef DK_X86
+    if (cl->simd == 2)
+        pass1_avx512(cl, sc, r, &row);
+    else if (cl->simd)
+        pass1_avx2(cl, sc, r, &row);
+    else
+#endif
+        pass1_portable(cl, sc, r, &row);
+    if (!row.finite) return bad_row(cl, r, ERR_NONFINITE);
+    if (!((double)row.dx * cl->inv_t <= DX_MAX)) { /* also t - s = inf in float: for the caller, in float64 */
+        bad_row(cl, r, OK);
+        if (!cl->mask_only) cl->iout[OUT_REDO][r] = 1;
+        return OK;
+    }
+    for (int64_t i = c; i < cp; i++) sc->tf[i] = row.tmax, sc->sf[i] = row.smax; /* finite padding */
+    int64_t label = -1;
+    if (cl->rule == RULE_TARGET || cl->rule == RULE_TOPK_TARGET) {
+        label = cl->labels[r];
+        if (label < 0 || label >= c) return bad_row(cl, r, ERR_LABEL);
+    }
+
+    /* the strong set; group sizes, maxima, reference classes */
+    memset(sc->mask, 0, (size_t)c);
+    memset(sc->mask + c, 2, (size_t)(cp + 8 - c));
+    int groups_known = select_strong(cl, sc, &row, label);
+    if (cl->mask_out) {
+        uint8_t *m = cl->mask_out + r * c;
+        for (int64_t i = 0; i < c; i++) m[i] = sc->mask[i];
+        if (cl->mask_only) return OK;
+    }
+    if (!groups_known) {
+#ifdef DK_X86
+        if (cl->simd)
+            pass3_avx2(cl, sc, &row);
+        else
+#endif
+            pass3_portable(cl, sc, &row);
+        for (int g = 0; g < 2; g++)
+            if (row.g[g].size) row.g[g].ref = group_ref(cl, sc, &row, g);
+    }
+    const float inv_tf = (float)cl->inv_t;
+    for (int g = 0; g < 2; g++) {
+        group_t *G = &row.g[g];
+        G->dref = G->size ? ((double)sc->tf[G->ref] - (double)sc->sf[G->ref]) * cl->inv_t : 0.0;
+        row.dref_f[g] = G->size ? (sc->tf[G->ref] - sc->sf[G->ref]) * inv_tf : 0.0f; /* as pass 4 forms d */
+        G->mt = G->size ? G->mt : 0.0f; /* an empty W: finite constants for the passes */
+    }
+    const double dx = (double)row.dx * cl->inv_t; /* max |d_i| */
+    const double span = ((double)row.tmax - (double)row.tmin) * cl->inv_t;
+    const int wide = span > SPAN_MAX;
+    (void)wide; /* (used by the SIMD paths only) */
+    const int float_d = cl->simd && dx <= FLOAT_D_X;
+    /* pass 4's way: d - d_ref in double, or in float (then the SIMD passes take d - d_ref from d_ref in
+       float: the sums are relative to it); and on AVX-512, for rows whose teacher logits span at most
+       COMMON_SPAN T, one shift (max t) and one reference class (the argmax) for both groups, which
+       spares pass 4 its per-lane selects and clamps: every weight is then >= e^-20 = 2e-9, far from
+       float32's underflow even times a tiny phi, and any reference keeps |d - d_ref| <= 2 in float */
+    const int mode4 = !float_d ? P4_DOUBLE : (cl->simd == 2 && span <= COMMON_SPAN ? P4_COMMON : P4_FLOAT);
+    if (mode4 == P4_COMMON)
+        for (int g = 0; g < 2; g++) {
+            group_t *G = &row.g[g];
+            if (!G->size) continue;
+            G->mt = row.tmax, G->ref = row.targ;
+            row.dref_f[g] = row.dref_f[0] = (sc->tf[row.targ] - sc->sf[row.targ]) * inv_tf;
+        }
+    if (float_d)
+        for (int g = 0; g < 2; g++) row.g[g].dref = row.dref_f[g];
+
+    /* e^b, d - d_ref and the group sums */
+#ifdef DK_X86
+    if (cl->simd == 2)
+        pass4_avx512(cl, sc, &row, mode4);
+    else if (cl->simd)
+        pass4_avx2(cl, sc, &row, float_d);
+    else
+#endif
+        pass4_portable(cl, sc, &row);
+    int need5 = 0;
+    for (int g = 0; g < 2; g++) {
+        group_t *G = &row.g[g];
+        if (!G->size) continue;
+        G->dbar_c = G->dsum / G->zp;
+        G->dbar = G->dref + G->dbar_c;
+        need5 |= G->size > 1;
+    }
+
+    /* the in-group KLs */
+    if (need5) {
+#ifdef DK_X86
+        /* pass 5's way (see the header): the series alone where every |u| <= 2 max |d| is small; b + u
+           from s in double where the teacher logits span more than SPAN_MAX T (weights e^b may have
+           been flushed to 0 there); the unified phi otherwise */
+        int mode = dx <= SERIES_X ? P5_SERIES : wide ? P5_WIDE : P5_UNIFIED;
+        if (cl->simd == 2)
+            pass5_avx512(cl, sc, &row, mode);
+        else if (cl->simd)
+            pass5_avx2(cl, sc, &row, mode);
+        else
+#endif
+            pass5_portable(cl, sc, &row);
+    }
+    for (int g = 0; g < 2; g++) {
+        group_t *G = &row.g[g];
+        G->kl = 0.0;
+        if (G->size < 2) continue;
+        /* pass 5 overflowed (unified way: F = inf) or could have (wide way: an argument above ARG_MAX) */
+        double large = G->arg_max > ARG_MAX || !isfinite(G->f) ? group_kl_large(cl, sc, G, g) : -1.0;
+        G->kl = large >= 0 ? large : log1p((G->f > 0 ? G->f : 0.0) / G->zp);
+    }
+
+    /* BCD and the masses, in double */
+    const group_t *S = &row.g[0], *W = &row.g[1];
+    double p_s = 1.0, p_w = 0.0, bcd = 0.0, q_s = 1.0;
+    int64_t redo = 0;
+    if (W->size) {
+        /* log(p_W / p_S) from the group maxima and sums; p_S and p_W from one exp (p_W never as 1 - p_S) */
+        double rho = ((double)W->mt - (double)S->mt) * cl->inv_t + log(W->zp / S->zp);
+        double e = exp(-fabs(rho));
+        p_s = rho > 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+        p_w = rho > 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        /* D = K_S - K_W, K_G = KL_G - dbar_G = log E_{p^G}[e^{-d}]; the d_ref parts differenced first */
+        double delta = (S->kl - W->kl) - (S->dref - W->dref) - (S->dbar_c - W->dbar_c);
+        double v_s = p_w * delta, v_w = -p_s * delta;
+        if (v_s <= 700 && v_w <= 700) {
+            double phi_s = phi_d(v_s), x = p_s * phi_s + p_w * phi_d(v_w);
+            bcd = log1p(x);
+            /* q_S = p_S e^{v_S} / e^{BCD}, e^{v_S} = 1 + v_S + phi(v_S) without an exp where that cannot cancel */
+            q_s = p_s * (fabs(v_s) < 0.5 ? 1.0 + v_s + phi_s : exp(v_s)) / (1.0 + x);
+        } else { /* a huge D (KL_G of hundreds of nats): the same in log space */
+            double l = log1p(e); /* softplus(+-rho) */
+            double lp_s = rho > 0 ? -rho - l : -l, lp_w = rho > 0 ? -l : rho - l;
+            bcd = logaddexp(lp_s + v_s, lp_w + v_w);
+            q_s = exp(lp_s + v_s - bcd);
+        }
+        bcd = bcd > 0 ? bcd : 0.0;
+        /* BCD is first-order sensitive to the rounding of D's parts (float32 weights, d - d_ref and partial
+           sums), about EPS_D times their size; dBCD/dD is at most min(p_S p_W |D|, 1). Where that could
+           exceed REDO_REL of BCD (and 1e-10 nats), the caller redoes the row in float64: a student that
+           matches the group masses but not the groups' insides, with large logit differences. */
+        double err = EPS_D * (S->kl + W->kl + 2.0 * (double)row.dx * cl->inv_t);
+        double slope = p_s * p_w * fabs(delta) < 1.0 ? p_s * p_w * fabs(delta) : 1.0;
+        redo = slope * err > REDO_REL * bcd && slope * err > 1e-10;
+    }
+    double out[N_FOUT];
+    out[OUT_BCD] = bcd;
+    out[OUT_SCD] = S->kl;
+    out[OUT_WCD] = W->kl;
+    out[OUT_PS] = p_s;
+    out[OUT_PW] = p_w;
+    out[OUT_QS] = q_s;
+    out[OUT_KL] = bcd + p_s * S->kl + p_w * W->kl;
+    int64_t iv[N_IOUT] = {S->size, row.targ, row.sarg, redo};
+    write_row(cl, r, out, iv);
+    return OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Threads: dynamic scheduling of row blocks over a pool of sleeping helpers.                        */
+
+typedef struct {
+    const call_t *cl;
+    int64_t next;  /* first row of the next block (atomic) */
+    int64_t block; /* rows per block */
+    int64_t error; /* lowest (row << 3 | code) seen (atomic); INT64_MAX for none */
+} shared_t;
+
+static void note_error(shared_t *sh, int64_t r, int code) {
+    int64_t v = r << 3 | code, cur = __atomic_load_n(&sh->error, __ATOMIC_RELAXED);
+    while (v < cur && !__atomic_compare_exchange_n(&sh->error, &cur, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+/* Take blocks of rows until none is left. Every participant (the caller and each helper) runs this. */
+static void work(shared_t *sh) {
+    const call_t *cl = sh->cl;
+    scratch_t sc;
+    if (scratch_init(&sc, cl->c, cl->rule) != 0) {
+        note_error(sh, 0, ERR_MEMORY); /* the other participants still do every row */
+        return;
+    }
+    for (;;) {
+        int64_t r0 = __atomic_fetch_add(&sh->next, sh->block, __ATOMIC_RELAXED);
+        if (r0 >= cl->n) break;
+        int64_t r1 = r0 + sh->block < cl->n ? r0 + sh->block : cl->n;
+        for (int64_t r = r0; r < r1; r++) {
+            int code = process_row(cl, &sc, r);
+            if (code) note_error(sh, r, code);
+        }
+    }
+    free(sc.block);
+}
+
+/* The pool. `generation` counts calls that used it; a helper that wakes to a new generation joins it
+   while fewer than `wanted` helpers have (`joined`), works, and leaves (`active` counts those still
+   working). Everything here is guarded by `lock`; `owner` is held by the one call using the pool. */
+static struct {
+    pthread_mutex_t lock, owner;
+    pthread_cond_t wake, idle;
+    int helpers; /* started and alive */
+    unsigned long generation;
+    int wanted, joined, active;
+    shared_t *job;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          0, 0, 0, 0, 0, NULL};
+
+/* A forked child has only the thread that forked: it starts with an empty pool (the parent's helpers
+   and locks are not its own). Python's multiprocessing forks, and so may a user's program. */
+static void pool_after_fork(void) {
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_mutex_init(&pool.owner, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.idle, NULL);
+    pool.helpers = pool.wanted = pool.joined = pool.active = 0;
+    pool.job = NULL;
+}
+
+static pthread_once_t fork_hook = PTHREAD_ONCE_INIT;
+static void register_fork_hook(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+static void *helper_main(void *arg) {
+    unsigned long seen = (unsigned long)(uintptr_t)arg; /* the generation it was started in: joins the next */
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "cakd-decompose"); /* what top -H and /proc/PID/task/TID/comm show */
+#endif
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock); /* blocks: no spinning */
+        seen = pool.generation;
+        if (pool.joined >= pool.wanted) continue; /* not needed for this call (or it is over) */
+        pool.joined++, pool.active++;
+        shared_t *job = pool.job;
+        pthread_mutex_unlock(&pool.lock);
+        work(job);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.active == 0) pthread_cond_signal(&pool.idle);
+    }
+    return NULL;
+}
+
+/* Runs `sh` on the calling thread and up to `helpers` pool threads; returns when every row is done. */
+static void run_pooled(shared_t *sh, int helpers) {
+    if (helpers < 1 || pthread_mutex_trylock(&pool.owner) != 0) { /* another call holds the pool */
+        work(sh);
+        return;
+    }
+    pthread_once(&fork_hook, register_fork_hook);
+    pthread_mutex_lock(&pool.lock);
+    while (pool.helpers < helpers) { /* start helpers up to what this call wants (at most MAX_THREADS - 1) */
+        pthread_t tid;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int failed = pthread_create(&tid, &attr, helper_main, (void *)(uintptr_t)pool.generation);
+        pthread_attr_destroy(&attr);
+        if (failed) break; /* fewer helpers: the rows still all get done */
+        pool.helpers++;
+    }
+    pool.job = sh;
+    pool.wanted = helpers < pool.helpers ? helpers : pool.helpers;
+    pool.joined = pool.active = 0;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    work(sh); /* the caller works too: it never waits for a helper to be scheduled before starting */
+
+    pthread_mutex_lock(&pool.lock);
+    pool.wanted = pool.joined; /* a helper waking only now finds nothing to join (and no rows left) */
+    while (pool.active > 0) pthread_cond_wait(&pool.idle, &pool.lock);
+    pool.job = NULL;
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.owner);
+}
+
+/* CPUs this process may run on (its affinity mask) */
+int dk_cpu_count(void) {
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+#endif
+    return 1;
+}
+
+/* helper threads started so far (tests: the pool is reused, not regrown per call) */
+int dk_pool_size(void) {
+    pthread_mutex_lock(&pool.lock);
+    int n = pool.helpers;
+    pthread_mutex_unlock(&pool.lock);
+    return n;
+}
+
+/* 0 portable, 1 AVX2 + FMA + F16C, 2 AVX-512 for passes 4 and 5 as well */
+static int simd_level(int flags) {
+    if (flags & FLAG_PORTABLE) return 0;
+    if (!cpu_has_avx2()) return 0;
+    return (flags & FLAG_NO_AVX512) || !cpu_has_avx512() ? 1 : 2;
+}
+
+int dk_simd_level(void) { return simd_level(0); }
+
+int decompose_kernel_version(void) { return DK_ABI; }
+
+/* The whole call: checks, then the rows over `threads` threads (the caller and threads - 1 helpers;
+   threads <= 0: one per CPU of the affinity mask). Returns 0, or an error code with *bad_row set to the
+   lowest offending row (ERR_NONFINITE, ERR_LABEL: their outputs are NaN / -1, the other rows are
+   computed), ERR_MEMORY, ERR_ARGS. */
+static int run(call_t *cl, int threads, int64_t *bad_row) {
+    const int64_t n = cl->n, c = cl->c;
+    *bad_row = -1;
+    if (n < 0 || c < 2 || c > INT32_MAX || !(cl->temp > 0) || !isfinite(cl->temp)) return ERR_ARGS;
+    if ((cl->t_dtype != DT_F32 && cl->t_dtype != DT_F16) || (cl->s_dtype != DT_F32 && cl->s_dtype != DT_F16))
+        return ERR_ARGS;
+    if (cl->rule < RULE_TARGET || cl->rule > RULE_CORR) return ERR_ARGS;
+    if ((cl->rule == RULE_TARGET || cl->rule == RULE_TOPK_TARGET) && !cl->labels) return ERR_ARGS;
+    if (cl->rule == RULE_CORR && !cl->correlated) return ERR_ARGS;
+    if (cl->rule == RULE_MASS && !(cl->mass_p > 0 && cl->mass_p < 1)) return ERR_ARGS;
+    if (n == 0) return OK;
+    cl->k = cl->k < 1 ? 1 : (cl->k > c - 1 ? c - 1 : cl->k);
+    cl->inv_t = 1.0 / cl->temp;
+    int64_t block = BLOCK_ELEMS / c;
+    shared_t sh = {.cl = cl, .next = 0, .block = block < 1 ? 1 : block, .error = INT64_MAX};
+    int64_t blocks = (n + sh.block - 1) / sh.block;
+    int64_t m = threads > 0 ? threads : dk_cpu_count();
+    if (m > MAX_THREADS) m = MAX_THREADS;
+    if (m > blocks) m = blocks;
+    run_pooled(&sh, (int)m - 1);
+    if (sh.error == INT64_MAX) return OK;
+    *bad_row = sh.error >> 3;
+    return (int)(sh.error & 7);
+}
+
+/* teacher/student: row r at base + r * stride bytes (any sign), dtype DT_F32 or DT_F16, class stride 1.
+   labels: (n,) for the target rules; correlated: (c, c) bytes for corr. rule, k (top-k), mass_p (mass),
+   temperature. fout: 7 arrays (n,) of double (kl, bcd, scd, wcd, p_S, p_W, q_S); iout: 3 arrays (n,) of
+   int64 (|S|, teacher argmax, student argmax). flags: FLAG_PORTABLE / FLAG_NO_AVX512 force a narrower
+   path (tests). */
+int dk_decompose(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, const void *student,
+                 int64_t s_stride, int s_dtype, const int64_t *labels, const uint8_t *correlated, int rule,
+                 int64_t k, double mass_p, double temperature, double *const *fout, int64_t *const *iout,
+                 int threads, int flags, int64_t *bad_row) {
+    call_t cl = {.n = n, .c = c, .t = teacher, .s = student, .t_stride = t_stride, .s_stride = s_stride,
+                 .t_dtype = t_dtype, .s_dtype = s_dtype, .labels = labels, .correlated = correlated,
+                 .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .fout = fout, .iout = iout,
+                 .simd = simd_level(flags)};
+    return run(&cl, threads, bad_row);
+}
+
+/* The strong sets alone, (n, c) bytes 1 = S into mask_out, by the same code and arguments as above. */
+int dk_strong_mask(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, const int64_t *labels,
+                   const uint8_t *correlated, int rule, int64_t k, double mass_p, double temperature,
+                   uint8_t *mask_out, int threads, int flags, int64_t *bad_row) {
+    call_t cl = {.n = n, .c = c, .t = teacher, .s = teacher, .t_stride = t_stride, .s_stride = t_stride,
+                 .t_dtype = t_dtype, .s_dtype = t_dtype, .labels = labels, .correlated = correlated,
+                 .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .mask_out = mask_out,
+                 .mask_only = 1, .simd = simd_level(flags)};
+    return run(&cl, threads, bad_row);
+}

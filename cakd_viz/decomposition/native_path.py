@@ -1,0 +1,235 @@
+"""The CPU path of `decompose`: the fused C kernel (``decompose_kernel.c``), one pass per row.
+
+    kern = kernel()          # None where it is off or cannot be built (then: tensor_path.py)
+    run_kernel(kern, student_rows, teacher_rows, Rule.of(grouping, T, labels, correlated), out, offset,
+               threads=2)
+
+The library is built on first use by :class:`cakd_viz.native.NativeLibrary` (one build serves every
+x86-64 CPU: the AVX-512, AVX2 or portable path is picked when it is loaded). Rows go to C where they
+lie: a float16 or float32 (N, C) array with unit class stride, memory-mapped or not, is passed as a
+pointer and a row stride, without a copy; float16 is widened in registers. Anything else (bfloat16,
+byte-swapped, strided classes) is converted to float32 one chunk at a time (`kernel_rows`).
+The engine (``engine.py``) checks every argument before calling here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cakd_viz.grouping import Grouping
+from cakd_viz.native import NativeLibrary
+
+ABI_VERSION = 1
+# No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
+# the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
+# the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
+FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99", "-fno-math-errno", "-fno-trapping-math")
+VARIANTS = (("dispatch", (), ("-lm",)),)  # one build; the instruction set is chosen at run time
+
+RULES = {"target": 0, "topk": 1, "topk+target": 2, "mass": 3, "corr": 4}
+DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+ISA_FLAGS = {"auto": 0, "portable": 1, "avx2": 2}  # FLAG_PORTABLE, FLAG_NO_AVX512 of the C source
+SIMD_NAMES = {0: "portable C", 1: "AVX2", 2: "AVX-512"}
+FLOAT_OUT = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
+INT_OUT = ("strong_size", "teacher_pred", "student_pred", "redo")  # redo: rows left to the caller (float64)
+ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS = 1, 2, 3, 4
+
+_i64, _int, _dbl, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
+# dk_decompose(n, c, teacher, t_stride, t_dtype, student, s_stride, s_dtype, labels, correlated, rule, k,
+#              mass_p, temperature, fout, iout, threads, flags, bad_row)
+_DECOMPOSE = [_i64, _i64, _ptr, _i64, _int, _ptr, _i64, _int, _ptr, _ptr, _int, _i64, _dbl, _dbl, _ptr, _ptr]
+_DECOMPOSE += [_int, _int, ctypes.POINTER(_i64)]
+# dk_strong_mask(n, c, teacher, t_stride, t_dtype, labels, correlated, rule, k, mass_p, temperature, mask,
+#                threads, flags, bad_row)
+_MASK = [
+    _i64,
+    _i64,
+    _ptr,
+    _i64,
+    _int,
+    _ptr,
+    _ptr,
+    _int,
+    _i64,
+    _dbl,
+    _dbl,
+    _ptr,
+    _int,
+    _int,
+    ctypes.POINTER(_i64),
+]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The loaded library's entry points."""
+
+    path: Path
+    decompose: ctypes._CFuncPtr
+    strong_mask: ctypes._CFuncPtr
+    simd_level: int  # 0 portable, 1 AVX2, 2 AVX-512
+    pool_size: ctypes._CFuncPtr  # helper threads started so far
+
+    def describe(self) -> str:
+        return f"{SIMD_NAMES[self.simd_level]} path"
+
+
+def _bind(lib: ctypes.CDLL, path: Path) -> Kernel:
+    lib.dk_decompose.argtypes, lib.dk_decompose.restype = _DECOMPOSE, _int
+    lib.dk_strong_mask.argtypes, lib.dk_strong_mask.restype = _MASK, _int
+    lib.dk_simd_level.restype = lib.dk_pool_size.restype = _int
+    return Kernel(path, lib.dk_decompose, lib.dk_strong_mask, lib.dk_simd_level(), lib.dk_pool_size)
+
+
+LIBRARY: NativeLibrary[Kernel] = NativeLibrary(
+    "decompose_kernel",
+    Path(__file__).with_name("decompose_kernel.c"),
+    ABI_VERSION,
+    _bind,
+    "fused decomposition kernel",
+    flags=FLAGS,
+    variants=VARIANTS,
+)
+
+
+def kernel() -> Kernel | None:
+    """The decomposition kernel (built on the first call), or None where it is off or cannot be built."""
+    return LIBRARY.get()
+
+
+def kernel_dtype(arr) -> bool:
+    """Whether the kernel reads this array's dtype itself (float16 or float32, any byte order)."""
+    return np.dtype(arr.dtype).newbyteorder("=") in DTYPES
+
+
+def kernel_rows(rows: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(m, C) rows as (array to keep alive, row stride in bytes, dtype code): the rows themselves where possible.
+
+    The rows themselves when they are float16/float32 in native byte order with unit class stride (any
+    row stride, even negative or 0); otherwise a contiguous float32 copy of these rows.
+    """
+    if rows.dtype not in DTYPES:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)  # byte-swapped, and other float dtypes
+    elif rows.strides[1] != rows.itemsize:
+        rows = np.ascontiguousarray(rows)
+    return rows, int(rows.strides[0]), DTYPES[rows.dtype]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A grouping as the kernel's arguments. labels: (N,) int64 or None; correlated: (C, C) uint8 or None."""
+
+    code: int
+    k: int
+    mass_p: float
+    temperature: float
+    labels: np.ndarray | None
+    correlated: np.ndarray | None
+
+    @classmethod
+    def of(cls, g: Grouping, temperature: float, labels, correlated) -> Rule:
+        k = int(g.param) if g.kind in ("topk", "topk+target") else 0
+        mass_p = float(g.param) if g.kind == "mass" else 0.0
+        y = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+        corr = None if correlated is None else np.ascontiguousarray(correlated, dtype=np.uint8)
+        return cls(RULES[g.kind], k, mass_p, float(temperature), y, corr)
+
+    def labels_at(self, start: int) -> int | None:
+        return None if self.labels is None else self.labels.ctypes.data + 8 * start
+
+    @property
+    def corr_ptr(self) -> int | None:
+        return None if self.correlated is None else self.correlated.ctypes.data
+
+
+class KernelError(Exception):
+    """The kernel refused a call: `code` (ERR_*) at `row` (counted from the call's first row)."""
+
+    def __init__(self, code: int, row: int) -> None:
+        super().__init__(f"decompose kernel: error {code} at row {row}")
+        self.code, self.row = code, row
+
+
+def run_kernel(
+    kern: Kernel,
+    student: np.ndarray,
+    teacher: np.ndarray,
+    rule: Rule,
+    out: dict[str, np.ndarray],
+    offset: int = 0,
+    *,
+    threads: int,
+    isa: str = "auto",
+) -> None:
+    """Decompose the rows of `student`, `teacher` ((m, C) numpy arrays, see `kernel_rows`) into
+    `out[name][offset : offset + m]` ({name: (N,) contiguous float64 / int64 array, FLOAT_OUT + INT_OUT});
+    labels from `rule.labels[offset:]`.
+
+    `out["redo"]` marks the rows the kernel leaves to the caller (to compute in float64; their other
+    outputs are not to be used): logits more than 1e15 T apart, and rows whose BCD float32 arithmetic
+    cannot give to 1e-4. Raises KernelError (its row counted from `offset`) for a non-finite logit
+    (ERR_NONFINITE), a bad label or no memory; the other rows are computed.
+    """
+    zt, t_stride, t_code = kernel_rows(teacher)
+    zs, s_stride, s_code = kernel_rows(student)
+    m, c = zt.shape
+    fptrs = (ctypes.c_void_p * len(FLOAT_OUT))(*(out[name].ctypes.data + 8 * offset for name in FLOAT_OUT))
+    iptrs = (ctypes.c_void_p * len(INT_OUT))(*(out[name].ctypes.data + 8 * offset for name in INT_OUT))
+    bad = _i64(-1)
+    code = kern.decompose(
+        m,
+        c,
+        zt.ctypes.data,
+        t_stride,
+        t_code,
+        zs.ctypes.data,
+        s_stride,
+        s_code,
+        rule.labels_at(offset),
+        rule.corr_ptr,
+        rule.code,
+        rule.k,
+        rule.mass_p,
+        rule.temperature,
+        fptrs,
+        iptrs,
+        int(threads),
+        ISA_FLAGS[isa],
+        ctypes.byref(bad),
+    )
+    if code:
+        raise KernelError(code, int(bad.value))
+
+
+def kernel_strong_mask(
+    kern: Kernel, teacher: np.ndarray, rule: Rule, *, threads: int = 1, isa: str = "auto"
+) -> np.ndarray:
+    """The kernel's strong set of every row, (N, C) bool, by the same code as `run_kernel`."""
+    zt, t_stride, t_code = kernel_rows(teacher)
+    n, c = zt.shape
+    mask = np.zeros((n, c), np.uint8)
+    bad = _i64(-1)
+    code = kern.strong_mask(
+        n,
+        c,
+        zt.ctypes.data,
+        t_stride,
+        t_code,
+        rule.labels_at(0),
+        rule.corr_ptr,
+        rule.code,
+        rule.k,
+        rule.mass_p,
+        rule.temperature,
+        mask.ctypes.data,
+        int(threads),
+        ISA_FLAGS[isa],
+        ctypes.byref(bad),
+    )
+    if code:
+        raise KernelError(code, int(bad.value))
+    return mask.view(bool)

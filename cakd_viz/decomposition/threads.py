@@ -1,0 +1,97 @@
+"""How many threads the decomposition kernel runs on: the CPUs this process may use that are free now.
+
+    threads = default_threads(requested)     # re-evaluated for every kernel call (a chunk of rows)
+
+The smallest of four limits, and at least 1:
+
+- ``requested``: the caller's setting (``decompose`` passes ``torch.get_num_threads()``, so a run that
+  set one thread per trial keeps one);
+- the CPUs of the process's affinity mask (``os.sched_getaffinity``; taskset, cpusets, containers);
+- the cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``, rounded up), where one is set;
+- the CPUs free right now: the affinity CPUs less the threads of other processes that are runnable
+  at this instant (the fourth field of ``/proc/loadavg``, less this process's own runnable threads
+  from ``/proc/self/task``: torch's OpenMP workers spin for a moment after each parallel region and
+  are no competition). Not the load averages: they lag by a minute and would size a call by what ran
+  long before it. Only where the affinity mask covers every online CPU, since the count is
+  machine-wide.
+
+Why fit the free CPUs: beside one CPU-bound process on two cores, two threads of ours would share the
+machine three ways and slow that process (a tuning run, say) for a gain of a third; one thread gets a
+whole core. The kernel's dynamic scheduling keeps a wrong guess cheap either way: a thread that the OS
+deschedules holds up nobody, and the next call decides again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from pathlib import Path
+
+LOADAVG = Path("/proc/loadavg")
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def affinity_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def quota_cpus(path: Path = CPU_MAX) -> int | None:
+    """The cgroup v2 CPU quota in whole CPUs (rounded up), or None where none is set or readable."""
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def other_runnable(path: Path = LOADAVG) -> int | None:
+    """Threads of other processes that are runnable now (machine-wide), or None if unknown."""
+    try:
+        running = int(path.read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    if running <= 1:  # only the thread reading the file
+        return 0
+    return max(0, running - 1 - own_runnable())
+
+
+def own_runnable(tasks: Path = Path("/proc/self/task")) -> int:
+    """This process's threads other than the calling one in state R (running or runnable) now."""
+    me, count = threading.get_native_id(), 0
+    try:
+        entries = list(tasks.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name == str(me):
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        count += stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R"  # the state follows "(comm) "
+    return count
+
+
+def default_threads(requested: int) -> int:
+    """Threads for one kernel call: min(requested, affinity CPUs, cgroup quota, free CPUs), at least 1."""
+    cpus = affinity_cpus()
+    limit = min(max(1, int(requested)), cpus)
+    quota = quota_cpus()
+    if quota is not None:
+        limit = min(limit, quota)
+    if cpus >= (os.cpu_count() or cpus):  # the load count is machine-wide: only meaningful then
+        others = other_runnable()
+        if others is not None:
+            limit = min(limit, max(1, cpus - others))
+    return max(1, limit)

@@ -1,0 +1,336 @@
+"""The decomposition's C kernel (cakd_viz/decomposition/decompose_kernel.c) as a piece of machinery.
+
+Its accuracy is test_decompose_accuracy.py's and its strong sets test_strong_sets.py's; here: each
+instruction-set path, thread-count invariance, the pool of sleeping helpers (reused, never spinning,
+safe across fork and concurrent calls), how rows are read (strides, dtypes, byte order), the rows it
+leaves to float64, errors, the fallback when it cannot be built, the thread-count policy, and the
+staged (CUDA-style) feeding of the tensor path, run on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference as ref
+import torch
+
+from cakd_viz import native
+from cakd_viz.decomposition import decompose, engine, native_path, tensor_path, threads
+from cakd_viz.decomposition.inputs import Logits
+from cakd_viz.grouping import parse_grouping
+
+KERNEL = native_path.kernel()
+ISAS = (
+    ["portable"] + (["avx2"] if KERNEL.simd_level >= 1 else []) + (["auto"] if KERNEL.simd_level >= 2 else [])
+)
+FIELDS = (*native_path.FLOAT_OUT, *native_path.INT_OUT)
+
+
+def _logits(n=300, c=64, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    t = rng.standard_normal((n, c)) * 3
+    s = t * 0.7 + rng.standard_normal((n, c))
+    return s.astype(dtype), t.astype(dtype), rng.integers(0, c, n)
+
+
+def _kernel(s, t, y, grouping, temperature, *, threads=1, isa="auto", correlated=None):
+    """Every output of one kernel call, as {name: (N,) array}."""
+    n = len(t)
+    out = {name: np.empty(n) for name in native_path.FLOAT_OUT}
+    out.update({name: np.zeros(n, np.int64) for name in native_path.INT_OUT})
+    rule = native_path.Rule.of(parse_grouping(grouping), temperature, y, correlated)
+    native_path.run_kernel(KERNEL, s, t, rule, out, threads=threads, isa=isa)
+    return out
+
+
+def test_the_kernel_is_built_here_and_native_status_lists_both_kernels():
+    # CI installs a C compiler (scripts/test.sh), so the kernel is what the tests exercise
+    assert KERNEL is not None, native_path.LIBRARY.status()
+    lines = native.status()
+    assert [line.split(":")[0] for line in lines] == ["cakd_kernel", "decompose_kernel"]  # by name
+    assert lines[0].startswith("cakd_kernel: fused CPU kernel: ")
+    assert lines[1].startswith("decompose_kernel: fused CPU kernel: dispatch build")
+    assert lines[1].endswith(f"{native_path.SIMD_NAMES[KERNEL.simd_level]} path")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("grouping", ["target", "topk:5", "topk:40", "topk+target:3", "mass:0.8", "corr:0.1"])
+def test_each_instruction_set_path_matches_the_reference(isa, grouping):
+    s, t, y = _logits(seed=len(grouping))
+    corr = np.random.default_rng(1).random((64, 64)) < 0.2
+    np.fill_diagonal(corr, True)
+    got = _kernel(s, t, y, grouping, 2.0, isa=isa, correlated=corr)
+    mask = ref.strong_mask(t, y, grouping, 2.0, corr)
+    want = ref.terms(s, t, mask, 2.0)
+    kept = got["redo"] == 0  # the rows left to float64 are test_rows_left_to_float64_are_computed_there's
+    assert kept.mean() > 0.95
+    np.testing.assert_array_equal(got["strong_size"], mask.sum(1))
+    np.testing.assert_array_equal(got["teacher_pred"], t.argmax(1))
+    np.testing.assert_array_equal(got["student_pred"], s.argmax(1))
+    for name in ("kl", "bcd", "scd", "wcd"):
+        assert ref.close(got[name][kept], want[name][kept]).all(), name
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    s, t, _ = _logits(n=3000, c=100, seed=2)
+    runs = [_kernel(s, t, None, "mass:0.8", 1.5, threads=k) for k in (1, 2, 3, 7)]
+    for other in runs[1:]:
+        for name in FIELDS:
+            np.testing.assert_array_equal(other[name], runs[0][name], err_msg=name)
+
+
+def _helpers() -> list[str]:
+    """States (R, S, ...) of this process's kernel helper threads, by their name."""
+    states = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "cakd-decompose":
+                stat = (task / "stat").read_text()
+                states.append(stat[stat.rfind(")") + 2])
+        except OSError:
+            continue
+    return states
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_helper_threads_are_kept_and_sleep_between_calls():
+    s, t, _ = _logits(n=4000, c=100, seed=3)
+    _kernel(s, t, None, "topk:5", 2.0, threads=3)
+    started = KERNEL.pool_size()
+    assert started >= 2
+    for _ in range(20):
+        _kernel(s, t, None, "topk:5", 2.0, threads=3)
+    assert KERNEL.pool_size() == started  # reused, not started per call
+    time.sleep(0.05)
+    assert _helpers() and set(_helpers()) <= {"S"}  # blocked on a condition variable, not spinning
+    cpu = time.process_time()
+    time.sleep(0.3)
+    assert time.process_time() - cpu < 0.05  # an idle pool costs no CPU
+
+
+def test_concurrent_calls_from_several_python_threads_give_the_same_results():
+    s, t, _ = _logits(n=2000, c=200, seed=4)
+    want = _kernel(s, t, None, "topk:5", 3.0)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(_kernel(s, t, None, "topk:5", 3.0, threads=2))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert not errors and len(results) == 15
+    for got in results:
+        for name in FIELDS:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+def _child_decomposes(queue) -> None:
+    s, t, _ = _logits(n=500, c=50, seed=5)
+    queue.put(decompose(s, t, grouping="topk:3", temperature=2.0, device="cpu").kl)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork")
+def test_a_forked_child_can_use_the_kernel():
+    """The parent's helpers do not exist in a child: it starts an empty pool (pthread_atfork)."""
+    s, t, _ = _logits(n=500, c=50, seed=5)
+    _kernel(s, t, None, "topk:3", 2.0, threads=2)  # the pool exists in the parent
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_decomposes, args=(queue,))
+    child.start()
+    kl = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(kl, decompose(s, t, grouping="topk:3", temperature=2.0, device="cpu").kl)
+
+
+def test_rows_are_read_where_they_lie_whatever_their_layout(tmp_path):
+    s, t, y = _logits(n=80, c=33, seed=6)
+    plain = decompose(s, t, y, grouping="topk+target:2", temperature=2.0, device="cpu")
+
+    def same(student, teacher, what):
+        d = decompose(student, teacher, y, grouping="topk+target:2", temperature=2.0, device="cpu")
+        for name in ("kl", "bcd", "scd", "wcd", "strong_size"):
+            np.testing.assert_array_equal(getattr(d, name), getattr(plain, name), err_msg=f"{what}: {name}")
+
+    same(np.repeat(s, 2, axis=0)[::2], np.repeat(t, 2, axis=0)[::2], "every other row")
+    same(np.asfortranarray(s), np.asfortranarray(t), "column-major")
+    same(s.astype(">f4"), t.astype(">f4"), "big-endian")
+    same(torch.from_numpy(s), torch.from_numpy(t), "torch tensors")
+    np.save(tmp_path / "t.npy", t.astype(">f4"))
+    same(s, np.load(tmp_path / "t.npy", mmap_mode="r"), "big-endian memory map")
+    rev = decompose(s[::-1], t[::-1], y[::-1], grouping="topk+target:2", temperature=2.0, device="cpu")
+    np.testing.assert_array_equal(rev.kl, plain.kl[::-1])  # a negative row stride
+    mixed = decompose(s.astype(np.float16), t, y, grouping="topk:3", temperature=2.0, device="cpu")
+    want = ref.terms(s.astype(np.float16), t, ref.strong_mask(t, grouping="topk:3"), 2.0)
+    assert ref.close(mixed.kl, want["kl"]).all() and ref.close(mixed.bcd, want["bcd"]).all()
+
+
+def test_rows_left_to_float64_are_computed_there():
+    """Rows whose BCD float32 arithmetic cannot give to 1e-4 come back marked, and decompose fills them
+    from the float64 tensor ops."""
+    rng = np.random.default_rng(7)
+    t = (rng.standard_normal((100, 100)) * 3).astype(np.float32)
+    mask = ref.strong_mask(t, grouping="topk:5", temperature=0.5)
+    s = t.astype(np.float64)
+    for i in range(100):  # students matching the group masses exactly, the groups' insides shuffled
+        for group in (mask[i], ~mask[i]):
+            idx = np.flatnonzero(group)
+            s[i, idx] = s[i, rng.permutation(idx)]
+    s = (s + rng.standard_normal(s.shape) * 1e-4).astype(np.float32)
+    flagged = np.flatnonzero(_kernel(s, t, None, "topk:5", 0.5)["redo"])
+    assert 0 < flagged.size < 100
+    d = decompose(s, t, grouping="topk:5", temperature=0.5, device="cpu")
+    redone = tensor_path.rows_terms(s[flagged], t[flagged], None, parse_grouping("topk:5"), 0.5, None)
+    for name in ("kl", "bcd", "scd", "wcd", "student_strong_mass"):
+        np.testing.assert_array_equal(getattr(d, name)[flagged], redone[name], err_msg=name)
+
+
+def test_non_finite_logits_name_the_first_culprit():
+    s, t, _ = _logits(n=50, c=10)
+    t[31, 4] = np.inf
+    s[17, 2] = np.nan
+    with pytest.raises(ValueError, match=r"student_logits has a non-finite value \(nan\) at row 17, class 2"):
+        decompose(s, t, grouping="topk:3", device="cpu")
+    s[17, 2] = 0
+    with pytest.raises(ValueError, match=r"teacher_logits has a non-finite value \(inf\) at row 31, class 4"):
+        decompose(s, t, grouping="topk:3", device="cpu", chunk_rows=7)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """The decomposition kernel with a cache of its own, forgotten before and after the test."""
+    monkeypatch.setenv(native.ENV_CACHE, str(tmp_path / "cache"))
+    native_path.LIBRARY.reset()
+    yield tmp_path / "cache" / "native"
+    native_path.LIBRARY.reset()
+
+
+def test_without_a_compiler_decompose_uses_tensor_ops_and_says_so_once(fresh_library, monkeypatch, caplog):
+    s, t, y = _logits(n=100, c=20, seed=8)
+    with_kernel = decompose(s, t, y, grouping="mass:0.7", temperature=2.0, device="cpu")
+    native_path.LIBRARY.reset()
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="cakd_viz.native"):
+        first = decompose(s, t, y, grouping="mass:0.7", temperature=2.0, device="cpu")
+        decompose(s, t, y, grouping="mass:0.7", temperature=2.0, device="cpu")
+    said = [r.getMessage() for r in caplog.records if "fused decomposition kernel" in r.getMessage()]
+    assert said == [
+        "cakd-viz: the fused decomposition kernel is not available "
+        "(no C compiler found (set CC, or install gcc)); using tensor ops"
+    ]
+    assert "tensor-op kernel: no C compiler found" in native_path.LIBRARY.status()
+    for name in ("kl", "bcd", "scd", "wcd"):
+        np.testing.assert_allclose(getattr(first, name), getattr(with_kernel, name), rtol=1e-5, atol=1e-12)
+
+
+def test_switched_off_by_the_environment():
+    code = (
+        "from cakd_viz import native, decompose; import numpy as np;"
+        "d = decompose(np.eye(3, dtype=np.float32), np.ones((3, 3), np.float32), device='cpu');"
+        "print(native.status()[1])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, native.ENV_SWITCH: "0"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("decompose_kernel: tensor-op kernel: switched off by CAKD_VIZ_NATIVE=0")
+
+
+def test_threads_fit_the_cpus_free_now(monkeypatch, tmp_path):
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(threads, "affinity_cpus", lambda: 4)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "quota_cpus", lambda: None)
+    monkeypatch.setattr(threads, "own_runnable", lambda: 0)
+    monkeypatch.setattr(threads, "LOADAVG", loadavg)
+    monkeypatch.setattr(threads.other_runnable, "__defaults__", (loadavg,))
+    for running, requested, want in ((1, 8, 4), (2, 8, 3), (3, 2, 2), (4, 8, 1), (9, 8, 1), (1, 1, 1)):
+        loadavg.write_text(f"0.50 0.40 0.30 {running}/300 12345\n")
+        assert threads.default_threads(requested) == want, (running, requested)
+    monkeypatch.setattr(threads, "own_runnable", lambda: 2)  # our own spinning threads are no competition
+    loadavg.write_text("0.50 0.40 0.30 3/300 12345\n")
+    assert threads.default_threads(8) == 4
+    monkeypatch.setattr(threads, "quota_cpus", lambda: 2)  # a cgroup quota of 1.5 CPUs, rounded up
+    assert threads.default_threads(8) == 2
+    loadavg.write_text("garbage")  # unreadable: no limit from it
+    assert threads.default_threads(3) == 2
+
+
+def test_cgroup_quota_is_read_in_whole_cpus(tmp_path):
+    cpu_max = tmp_path / "cpu.max"
+    for text, want in (("max 100000", None), ("150000 100000", 2), ("50000 100000", 1), ("400000 100000", 4)):
+        cpu_max.write_text(text + "\n")
+        assert threads.quota_cpus(cpu_max) == want
+    assert threads.quota_cpus(tmp_path / "missing") is None
+
+
+def test_mps_requests_are_computed_on_the_cpu_and_say_so(monkeypatch, caplog):
+    s, t, y = _logits(n=50, c=10, seed=9)
+    monkeypatch.setattr(engine, "resolve_device", lambda device: torch.device("mps"))
+    monkeypatch.setattr(engine, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="cakd_viz.decomposition.engine"):
+        d = decompose(s, t, y, grouping="target", temperature=2.0, device="mps")
+    assert "MPS has no float64, so this decomposition is computed on the CPU" in caplog.text
+    np.testing.assert_array_equal(
+        d.kl, decompose(s, t, y, grouping="target", temperature=2.0, device="cpu").kl
+    )
+
+
+def test_staged_feeding_as_on_cuda_gives_the_same_results():
+    """The tensor path's double-buffered staging (pinned buffers and a copy stream on CUDA) run on the
+    CPU: chunks of changing dtype and a short last chunk through the same two buffers per source."""
+    s, t, y = _logits(n=203, c=30, seed=10, dtype=np.float16)
+    zs, zt = Logits(s, "student_logits"), Logits(torch.from_numpy(t.astype(np.float32)), "teacher_logits")
+    g = parse_grouping("topk+target:2")
+    args = (zs, zt, y, g, 2.0, None, torch.device("cpu"), 16)
+    staged = tensor_path.decompose_tensors(*args, stage=True)
+    direct = tensor_path.decompose_tensors(*args, stage=False)
+    for name, values in direct.items():
+        np.testing.assert_array_equal(staged[name], values, err_msg=name)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("c", [2, 7, 17, 1000])
+def test_each_instruction_set_path_over_sizes_temperatures_and_students(isa, c):
+    """The accuracy guarantee (test_decompose_accuracy.py) on every path the kernel has, not only the one
+    this CPU picks: AVX2 and plain C serve other machines."""
+    rng = np.random.default_rng(c)
+    n = 6 if c == 1000 else 20
+    for temperature in (0.1, 4.0, 100.0):
+        for kind in ("indep", "near", "offset"):
+            t = rng.standard_normal((n, c)) * 3
+            s = {
+                "indep": rng.standard_normal((n, c)) * 3,
+                "near": t + rng.standard_normal((n, c)) * 0.001,
+                "offset": t + rng.uniform(-20, 20, (n, 1)) + rng.standard_normal((n, c)) * 0.01,
+            }[kind]
+            y = rng.integers(0, c, n)
+            for dtype in (np.float32, np.float16):
+                tt, ss = t.astype(dtype), s.astype(dtype)
+                for grouping in ("topk:1", "topk:5", "topk+target:2", "mass:0.9"):
+                    got = _kernel(ss, tt, y, grouping, temperature, isa=isa)
+                    kept = got["redo"] == 0
+                    want = ref.terms(ss, tt, ref.strong_mask(tt, y, grouping, temperature), temperature)
+                    for name in ("kl", "bcd", "scd", "wcd"):
+                        ok = ref.close(got[name][kept], want[name][kept])
+                        assert ok.all(), (isa, c, temperature, kind, np.dtype(dtype).name, grouping, name)

@@ -1,0 +1,177 @@
+"""Every implementation of the grouping rules picks the same strong sets (docs/architecture.md §4).
+
+Five places decide S: `cakd_viz.grouping.strong_mask` (tensor ops; the decomposition's tensor path and
+every `mass`/`corr` loss), the decomposition kernel (`decompose_kernel.c`, each of its instruction-set
+paths), the loss's fused C kernel (its own `target`/`topk` rules), and the loss's tensor-op top-k
+(`tensor_kernel.strong_mask_float`). Here they must agree exactly, and with the independent
+definition of tests/reference.py, on ties (equal logits: the lower class index first), float16
+inputs, and finite extremes (|z| up to 3e38, subnormals, signed zeros).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from reference import strong_mask as reference_mask
+
+from cakd_viz.decomposition import decompose, native_path
+from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.losses import native_kernel
+from cakd_viz.losses.tensor_kernel import strong_mask_float
+
+RULES = [
+    "target",
+    "topk:1",
+    "topk:3",
+    "topk:7",
+    "topk:40",
+    "topk+target:2",
+    "mass:0.5",
+    "mass:0.9",
+    "corr:0.1",
+]
+KERNEL = native_path.kernel()
+ISAS = (
+    ["portable"] + (["avx2"] if KERNEL.simd_level >= 1 else []) + (["auto"] if KERNEL.simd_level >= 2 else [])
+)
+
+
+def _teachers(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """(N, C) float32 (or float16) teacher logits of one kind."""
+    if kind == "ties":  # a handful of distinct values: ties at every rank
+        return rng.integers(-2, 3, (300, 60)).astype(np.float32)
+    if kind == "float16":  # rounding to float16 makes many equal values among 1,000 classes
+        return (rng.standard_normal((80, 1000)) * 3).astype(np.float16)
+    if kind == "flat":  # whole rows of equal values, and rows equal but for one class
+        t = np.zeros((40, 9), np.float32)
+        t[20:, 4] = 1.0
+        return t
+    # finite extremes: float32's largest values, float16's, subnormals, signed zeros, equal extremes
+    values = np.array(
+        [3e38, -3e38, 65504.0, -65504.0, 1e4, -1e4, 1e-40, -1e-40, 0.0, -0.0, 1.0, 3e38], np.float32
+    )
+    return rng.choice(values, (300, 24)).astype(np.float32)
+
+
+CASES = ["ties", "float16", "flat", "extremes"]
+
+
+class _Ctx:
+    """Just enough of an autograd context to call the loss kernel's forward and read the mask it found."""
+
+    def set_materialize_grads(self, value):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+
+def _loss_kernel_mask(teacher: torch.Tensor, grouping: str, labels: torch.Tensor) -> np.ndarray:
+    """The strong sets the loss's C kernel found itself (target and top-k rules)."""
+    g = parse_grouping(grouping)
+    rule, k = native_kernel.rule_of(g, teacher.shape[1])
+    ctx = _Ctx()
+    native_kernel.NativeCAKDFunction.forward(
+        ctx,
+        native_kernel.kernel(),
+        teacher,
+        teacher,
+        rule,
+        k,
+        labels,
+        None,
+        2.0,
+        (1.0, 1.0, 1.0),
+        (False, False),
+        True,
+    )
+    return ctx.mask.numpy()
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("grouping", RULES)
+@pytest.mark.parametrize("temperature", [0.1, 2.0])
+def test_every_implementation_picks_the_same_sets(case, grouping, temperature):
+    rng = np.random.default_rng(CASES.index(case))
+    t = _teachers(case, rng)
+    n, c = t.shape
+    y = rng.integers(0, c, n)
+    g = parse_grouping(grouping)
+    corr_np = None
+    if g.kind == "corr":
+        corr = rng.uniform(-1, 1, (c, c))
+        corr_np = correlated_classes((corr + corr.T) / 2, g.param).numpy()
+    want = reference_mask(t, y, grouping, temperature, corr_np)
+    tt, yy = torch.from_numpy(t.astype(np.float32)), torch.from_numpy(y)
+    corr_t = None if corr_np is None else torch.from_numpy(corr_np)
+
+    got = {"grouping.strong_mask": strong_mask(g, tt, yy, temperature=temperature, correlated=corr_t).numpy()}
+    got["grouping.strong_mask, float64"] = strong_mask(
+        g, tt.double(), yy, temperature=temperature, correlated=corr_t
+    ).numpy()
+    rule = native_path.Rule.of(g, temperature, y, corr_np)
+    for isa in ISAS:
+        got[f"decomposition kernel ({isa})"] = native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa)
+    for dtype in (torch.float32, torch.float64):
+        mask = strong_mask_float(g, tt.to(dtype), yy, temperature=temperature, correlated=corr_t)
+        got[f"loss tensor-op kernel ({dtype})"] = mask.bool().numpy()
+        if g.kind in ("target", "topk", "topk+target"):
+            got[f"loss C kernel ({dtype})"] = _loss_kernel_mask(tt.to(dtype), grouping, yy)
+    for name, mask in got.items():
+        np.testing.assert_array_equal(mask, want, err_msg=f"{name}, {case}, {grouping}, T={temperature}")
+
+
+@pytest.mark.parametrize("grouping", RULES)
+def test_the_decomposition_uses_those_sets_on_both_paths(grouping, monkeypatch):
+    """|S| of every row from decompose, kernel and tensor path, equals the reference's set size."""
+    rng = np.random.default_rng(5)
+    t = _teachers("float16", rng)[:40]
+    s = (t.astype(np.float32) + rng.standard_normal(t.shape).astype(np.float32)).astype(np.float16)
+    y = rng.integers(0, t.shape[1], t.shape[0])
+    corr = np.corrcoef(rng.standard_normal((50, t.shape[1])), rowvar=False)
+    g = parse_grouping(grouping)
+    corr_np = correlated_classes(corr, g.param).numpy() if g.kind == "corr" else None
+    want = reference_mask(t, y, grouping, 2.0, corr_np).sum(1)
+    kw = {"grouping": grouping, "temperature": 2.0, "device": "cpu", "correlation": corr}
+    np.testing.assert_array_equal(decompose(s, t, y, **kw).strong_size, want)
+    monkeypatch.setitem(native_path.LIBRARY._state, "kernel", None)
+    monkeypatch.setitem(native_path.LIBRARY._state, "reason", "off for this test")
+    np.testing.assert_array_equal(decompose(s, t, y, **kw).strong_size, want)
+
+
+def test_mass_is_decided_in_float64():
+    """[2, 2, -1] at T = 0.1 puts 0.49999999999998 on each top class: mass:0.5 needs both."""
+    t = np.array([[2.0, 2.0, -1.0]], np.float32)
+    assert strong_mask("mass:0.5", torch.from_numpy(t), temperature=0.1).tolist() == [[True, True, False]]
+    rule = native_path.Rule.of(parse_grouping("mass:0.5"), 0.1, None, None)
+    for isa in ISAS:
+        assert native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa).tolist() == [[True, True, False]]
+    assert decompose(t, t, grouping="mass:0.5", temperature=0.1, device="cpu").strong_size.tolist() == [2]
+
+
+def test_mass_ties_enter_in_class_order_until_the_mass_is_reached():
+    # four equal logits: 0.25 each; mass:0.5 stops at the second class (cumulative 0.5 reaches P),
+    # mass:0.6 takes a third; the classes enter lowest index first
+    t = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 3.0, 3.0, 3.0]])
+    assert strong_mask("mass:0.5", t, temperature=1.0).tolist()[0] == [True, True, False, False]
+    assert strong_mask("mass:0.6", t, temperature=1.0).tolist()[0] == [True, True, True, False]
+    assert strong_mask("mass:0.5", t, temperature=0.01).tolist()[1] == [False, True, True, False]
+    rule = native_path.Rule.of(parse_grouping("mass:0.6"), 1.0, None, None)
+    assert native_path.kernel_strong_mask(KERNEL, t.numpy(), rule)[0].tolist() == [True, True, True, False]
+
+
+@pytest.mark.parametrize(("temperature", "p"), [(100.0, 0.99), (0.3, 0.5), (1.0, 0.95), (1.0, 0.999999)])
+def test_mass_on_flat_and_peaked_teachers_of_1000_classes(temperature, p):
+    """Hundreds of classes in S (a flat teacher at T = 100) or one or two (a peaked one at T = 0.3)."""
+    rng = np.random.default_rng(int(temperature * 100) + int(p * 1000))
+    t = (rng.standard_normal((100, 1000)) * 3).astype(np.float32)
+    grouping = f"mass:{p}"
+    want = reference_mask(t, None, grouping, temperature)
+    got = strong_mask(grouping, torch.from_numpy(t), temperature=temperature).numpy()
+    np.testing.assert_array_equal(got, want)
+    rule = native_path.Rule.of(parse_grouping(grouping), temperature, None, None)
+    for isa in ISAS:
+        np.testing.assert_array_equal(
+            native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa), want, err_msg=isa
+        )
