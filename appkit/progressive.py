@@ -46,6 +46,7 @@ PREVIEW_ROWS_ENV = "CAKD_VIZ_PREVIEW_ROWS"  # rows of the preview (default: PREV
 DEFAULT_PREVIEW_ABOVE = 50_000_000
 PREVIEW_LOGITS = 25_000_000  # the preview's size in logits: 25,000 rows at 1,000 classes
 MIN_PREVIEW_ROWS = 2_000
+WARM_ABOVE = 5_000_000  # logits per model above which a bundle's correlation and predictions are warmed
 POLL_S = 1.0  # how often a page showing a preview asks about its exact passes
 _K_PENDING = "_progressive_pending"  # this page run's exact passes in the background: {job key: title}
 _K_SCOPE = "_progressive_scope"  # this page run's preview, described (for the banner)
@@ -195,14 +196,13 @@ def _job(key: tuple, student: str, grouping: str, temperature: float, device: st
 
 
 def warm(key: tuple) -> None:
-    """For a big view: compute in the background, before any exact pass, what other pages need once per
-    bundle (the teacher's class correlation, every model's predictions), kept in the results cache."""
-    if not previewed(key):
-        return
-    store = cache()
-    if store is None:
-        return
+    """For a view of more than ``WARM_ABOVE`` logits per model: compute in the background, before any
+    exact pass, what other pages need once per bundle (the teacher's class correlation, every model's
+    predictions), kept in the results cache; a page that needs one first waits for it (or computes it)."""
     b = views.load(key)
+    store = cache()
+    if store is None or b.num_samples * b.num_classes <= WARM_ABOVE:
+        return
 
     def run(report):
         report(0, 1 + len(b.student_names) + 1)
@@ -240,7 +240,7 @@ def _preview_student(key: tuple, student: str, size: int) -> np.ndarray:
     return logits
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner="Decomposing the preview's samples…")
 def _preview(key: tuple, student: str, grouping: str, temperature: float, device: str, size: int):
     sub, teacher, y = _preview_base(key, size)
     d = decompose(

@@ -11,7 +11,8 @@ script run over; "exact" from the input until the preview notice is gone and the
   T change           typing a new temperature in the sidebar (a setting never computed before)
   grouping change    typing a new grouping spec
   student change     picking another student A in the sidebar
-  page switch        to Correlation groups, Sample and Diagnose (and back to the Overview)
+  compare            picking a student B in the sidebar (the Overview adds A against B), and nobody again
+  page switch        to Correlation groups, Sample, Diagnose and Data (and back to the Overview)
   memory             the server's anonymous memory (heap, not the memory-mapped bundle or cached
                      results): peak sampled every 50 ms, and /proc/PID/smaps_rollup at the end
 
@@ -40,11 +41,12 @@ from appkit import serve  # noqa: E402
 
 SIDEBAR = '[data-testid="stSidebar"]'
 BANNER = ".st-key-preview_banner"
-CHARTS = {"overview": 2, "correlation": 4, "sample": 2, "diagnose": 2}
+CHARTS = {"overview": 2, "correlation": 4, "sample": 2, "diagnose": 2, "data": 1}
 NAV = {
     "correlation": "Correlation groups",
     "sample": "Sample",
     "diagnose": "Diagnose",
+    "data": "Data",
     "overview": "Overview",
 }
 # each page's question: on screen only once the new page is drawn
@@ -53,6 +55,7 @@ QUESTION = {
     "correlation": "Which classes travel together?",
     "sample": "What happens on this one sample?",
     "diagnose": "Where and why does the student fail?",
+    "data": "What am I looking at?",
 }
 
 
@@ -113,10 +116,10 @@ def _type(page, label: str, value: str) -> float:
     return t0
 
 
-def _pick_student(page, name: str) -> float:
-    page.locator(f'{SIDEBAR} [data-testid="stSelectbox"]').filter(has_text="Student (A)").click()
+def _pick(page, label: str, option: str) -> float:
+    page.locator(f'{SIDEBAR} [data-testid="stSelectbox"]').filter(has_text=label).click()
     t0 = time.perf_counter()
-    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
     return t0
 
 
@@ -212,9 +215,26 @@ def main() -> None:
                     times.setdefault("grouping change, exact", []).append(exact)
                     who = next(students)
                     times.setdefault("student change", []).append(
-                        _shown(page, _pick_student(page, who), charts=CHARTS["overview"], text=f"{who}: each")
+                        _shown(
+                            page,
+                            _pick(page, "Student (A)", who),
+                            charts=CHARTS["overview"],
+                            text=f"{who}: each",
+                        )
                     )
-                    for key in ("correlation", "sample", "diagnose", "overview"):
+                    other = "kd" if who == "ce" else "ce"
+                    times.setdefault("compare with student B", []).append(
+                        _shown(
+                            page,
+                            _pick(page, "Compare with (B)", other),
+                            charts=3,
+                            text=f"against {other} (B)",
+                        )
+                    )
+                    times.setdefault("compare with nobody", []).append(
+                        _shown(page, _pick(page, "Compare with (B)", "nobody"), charts=2, text=f"{who}: each")
+                    )
+                    for key in ("correlation", "sample", "diagnose", "data", "overview"):
                         shown, exact = _preview_then_exact(page, _goto(page, key), CHARTS[key], QUESTION[key])
                         times.setdefault(f"page switch to {NAV[key]}", []).append(shown)
                         times.setdefault(f"page switch to {NAV[key]}, exact", []).append(exact)

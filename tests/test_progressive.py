@@ -137,3 +137,37 @@ def test_a_small_view_is_exact_at_once(big, monkeypatch):
     at = _app()
     assert not at.exception
     assert "Preview." not in _text(at) and "over all 600 samples." in _text(at)
+
+
+def test_without_a_usable_cache_folder_the_app_says_so_and_keeps_results_in_memory(
+    big, tmp_path, monkeypatch
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("CAKD_VIZ_CACHE_DIR", str(blocker))
+    assert results_store.cache() is None
+    at = _app()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.sidebar.warning)
+    assert "The results cache cannot be used" in warning and "kept in memory only" in warning
+    assert str(tmp_path) not in warning  # no server path in the browser
+    _wait_for_exact(big)  # still run in the background, keeping their results in memory
+    at.run()
+    assert "Preview." not in _text(at) and "over all 600 samples." in _text(at)
+    exact = decompose(big.student("ce"), big.teacher, big.labels, grouping=GROUPING, temperature=T)
+    assert _mean_kl(at, "ce") == pytest.approx(float(exact.kl.mean()), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "page", ["app_pages/correlation.py", "app_pages/sample.py", "app_pages/data.py", "app_pages/diagnose.py"]
+)
+def test_every_explore_page_renders_on_a_preview_and_says_so(big, page):
+    with _exact_passes_held(big):
+        at = _app(page)
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, [e.value for e in at.error]
+        text = _text(at)
+        if page in ("app_pages/correlation.py", "app_pages/diagnose.py"):  # pages that decompose
+            assert "Preview." in text and "a preview on 120 of 600 samples" in text
+        else:  # these read the bundle's own rows: nothing to preview
+            assert "Preview." not in text
