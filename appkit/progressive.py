@@ -110,7 +110,7 @@ def previewed(key: tuple) -> bool:
 _OPENED: OrderedDict[str, Decomposition] = OrderedDict()  # exact results read back (memory-mapped)
 _OPENED_MAX = 24
 _OPENED_LOCK = threading.Lock()
-_KEYS: dict[tuple, str] = {}  # (view key, student, grouping, T, correlation digest) -> cache key
+_KEYS: dict[tuple, str] = {}  # (view key, student, grouping, T) -> the results cache key
 
 
 def _remember(ck: str, d: Decomposition) -> Decomposition:
@@ -183,6 +183,10 @@ def _job(key: tuple, student: str, grouping: str, temperature: float, device: st
     args = (b.student(student), b.teacher, b.labels)
     kw = dict(grouping=grouping, temperature=temperature, device=device, correlation=corr)
 
+    runner = jobs.runner()
+    if (old := runner.get(ck)) is not None and old.state == "done":
+        runner.forget(ck)  # done, yet its result is gone (evicted from the cache since): compute it again
+
     def run(report):
         store = cache()
         if store is None:  # no cache folder: the job keeps the result in memory
@@ -192,7 +196,7 @@ def _job(key: tuple, student: str, grouping: str, temperature: float, device: st
         )
         return None
 
-    return jobs.runner().submit(ck, f"{student} under {grouping} at T = {temperature:g}", run)
+    return runner.submit(ck, f"{student} under {grouping} at T = {temperature:g}", run)
 
 
 def warm(key: tuple) -> None:
@@ -293,7 +297,7 @@ def results(key: tuple, students, grouping: str, temperature: float, device: str
         out[s] = Result(d, sub, (*base, s, f"preview:{sub.size}"), None if job is None else job.key)
     scope = next(iter(out.values())).scope()
     st.session_state[_K_SCOPE] = scope
-    ui.report().context["samples"] = scope  # tables downloaded from this page say so too
+    ui.report().context["computed on"] = scope  # tables downloaded from this page say so too
     return out
 
 

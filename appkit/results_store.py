@@ -1,6 +1,7 @@
 """The results cache folder the app uses (``cakd_viz.results_cache``), opened once per setting.
 
-``$CAKD_VIZ_CACHE_DIR`` (default ``~/.cache/cakd-viz``) bounded by ``$CAKD_VIZ_CACHE_MAX_GB`` (default 10).
+``$CAKD_VIZ_CACHE_DIR/results`` (default ``~/.cache/cakd-viz/results``) bounded by ``$CAKD_VIZ_CACHE_MAX_GB``
+(default 10).
 When the folder cannot be used (another user's, not writable, a bad size setting), ``cache()`` is None,
 ``problem()`` says why in one line, and the app keeps exact results in memory only (the sidebar says so).
 """

@@ -41,10 +41,10 @@ def test_the_preview_banner_shows_and_the_exact_view_replaces_it(big, tmp_path):
     missing = serve.chromium_missing()
     if missing:
         pytest.fail(missing)
-    cache = ResultsCache(tmp_path / "cache", 1 << 30)
+    cache = ResultsCache(tmp_path / "cache" / "results", 1 << 30)  # the server's, from its setting below
     env = {
         app_config.DATA_ROOT_ENV: str(big.parent),
-        "CAKD_VIZ_CACHE_DIR": str(cache.root),
+        "CAKD_VIZ_CACHE_DIR": str(tmp_path / "cache"),
         progressive.PREVIEW_ABOVE_ENV: "1000000",
         progressive.PREVIEW_ROWS_ENV: str(ROWS),
     }

@@ -1,7 +1,7 @@
 """Per-sample results kept on disk, so that a big bundle is decomposed once per setting, not once per view.
 
     from cakd_viz.results_cache import default_cache, cached_decompose
-    cache = default_cache()                      # $CAKD_VIZ_CACHE_DIR, at most $CAKD_VIZ_CACHE_MAX_GB
+    cache = default_cache()          # $CAKD_VIZ_CACHE_DIR/results, at most $CAKD_VIZ_CACHE_MAX_GB
     d = cached_decompose(cache, b.student("kd"), b.teacher, b.labels, grouping="topk:5", temperature=4)
 
 ``store`` is the folder (content keys, atomic entries, one computation per key across processes,
@@ -53,12 +53,10 @@ DEFAULT_MAX_GB = 10.0  # about 90 decompositions of 1.28M samples
 
 
 def cache_dir() -> Path:
-    """``$CAKD_VIZ_CACHE_DIR``, else ``$XDG_CACHE_HOME/cakd-viz``, else ``~/.cache/cakd-viz``."""
+    """``$CAKD_VIZ_CACHE_DIR/results``, else ``~/.cache/cakd-viz/results`` (the folder cakd-viz keeps its
+    caches in: built C kernels go to ``native/`` beside it, ``cakd_viz.native``)."""
     raw = os.environ.get(CACHE_DIR_ENV, "").strip()
-    if raw:
-        return Path(raw).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(base) if base else Path.home() / ".cache") / "cakd-viz"
+    return (Path(raw).expanduser() if raw else Path.home() / ".cache" / "cakd-viz") / "results"
 
 
 def cache_max_bytes() -> int:
