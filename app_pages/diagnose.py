@@ -157,11 +157,16 @@ else:
     pairs = diagnose.confusion_pairs(
         d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
     )
+    in_s = (
+        f"'in S': how often the student's prediction lay in the sample's strong set under {d.grouping}."
+        if in_strong is not None
+        else f"'in S' (how often the student's prediction lay in the strong set under {d.grouping}) is being "
+        f"computed over all {len(d):,} samples in the background; the chart adds it when done."
+    )
     ui.chart(
         fig.confusion_chart(pairs),
         f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
-        f"correlation ≥ {FAMILY_THRESHOLD}). 'in S': how often the student's prediction lay in the sample's strong "
-        f"set under {d.grouping}.",
+        f"correlation ≥ {FAMILY_THRESHOLD}). {in_s}",
         key="diagnose_pairs",
     )
     with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):

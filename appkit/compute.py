@@ -1,7 +1,10 @@
-"""Cached library calls that pages share (small results in `st.cache_data`, keyed on the bundle identity).
+"""Cached library calls that pages share (small results in `st.cache_data`).
 
-Each wrapper takes the `Selection` (for the bundle and settings) and display-free arguments, calls one
-`cakd_viz` function, and caches the small result; pages never compute themselves.
+Wrappers of what is derived from a decomposition take ``progressive.Result`` objects (from
+``state.results``) and cache on their identity (``Result.ident``: the view, the settings, and exact or
+which preview), so a preview's table is never served once the exact view is there; the others take the
+view's key (``appkit.views``). Each calls one `cakd_viz` function and caches the small result; pages
+never compute themselves.
 """
 
 from __future__ import annotations
@@ -225,9 +228,17 @@ def failure_table(r: Result, mask: np.ndarray, *, by: str, names, limit: int | N
     return table
 
 
-def in_strong(r: Result, key: tuple, which: str) -> np.ndarray:
+IN_STRONG_NOW_ROWS = 30_000  # failures checked at once; more on a big view: one background pass, kept
+
+
+def in_strong(r: Result, key: tuple, which: str) -> np.ndarray | None:
     """Per row of ``r.d`` in failure set ``which``: the student's prediction lies in its strong set S
-    (other rows False). A preview's strong sets come from the teacher's logits on the preview's rows."""
+    (other rows False). A preview's strong sets come from the teacher's logits on the preview's rows.
+    For many failures of an exact result on a big view, None while a background pass over every sample
+    computes it (``progressive.in_strong_exact``; the page's notice shows it)."""
+    rows = np.flatnonzero(diagnose.failure_mask(r.d, which))
+    if r.exact and r.ck is not None and len(rows) > IN_STRONG_NOW_ROWS:
+        return progressive.in_strong_exact(r, key, rows)
     teacher = views.load(key).teacher if r.exact else progressive.preview_teacher(key)
     return _in_strong(r.d, teacher, r.ident, which, key)
 

@@ -3,7 +3,7 @@
 A view whose models hold at most ``preview_above()`` logits each (N x C; 50 million by default, e.g.
 50,000 x 1,000) is decomposed exactly, at once, as before. A bigger one is answered in two steps:
 
-1. at once, a **preview**: the decomposition of a fixed subsample of ``preview_size(C)`` rows (25,000 at
+1. at once, a **preview**: the decomposition of a fixed subsample of ``preview_size(C)`` rows (20,000 at
    1,000 classes), stratified by true class when the bundle has labels (``cakd_viz.subsample``); the
    subsample's logits are read once per bundle and kept in memory, shared by every session;
 2. in the background (``appkit.jobs``, one worker thread for the whole server), the **exact** pass over
@@ -29,6 +29,7 @@ import streamlit as st
 
 from appkit import bundles, jobs, ui, views
 from appkit.results_store import cache
+from cakd_viz import diagnose
 from cakd_viz.decomposition import Decomposition, decompose
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.results_cache import (
@@ -37,6 +38,7 @@ from cakd_viz.results_cache import (
     cached_predictions,
     decomposition_key,
     load_decomposition,
+    make_key,
 )
 from cakd_viz.results_cache.decompositions import ARRAYS as _ARRAYS
 from cakd_viz.subsample import Subsample, preview_rows
@@ -44,7 +46,7 @@ from cakd_viz.subsample import Subsample, preview_rows
 PREVIEW_ABOVE_ENV = "CAKD_VIZ_PREVIEW_ABOVE"  # logits per model (N x C) above which pages preview first
 PREVIEW_ROWS_ENV = "CAKD_VIZ_PREVIEW_ROWS"  # rows of the preview (default: PREVIEW_LOGITS // C)
 DEFAULT_PREVIEW_ABOVE = 50_000_000
-PREVIEW_LOGITS = 25_000_000  # the preview's size in logits: 25,000 rows at 1,000 classes
+PREVIEW_LOGITS = 20_000_000  # the preview's size in logits: 20,000 rows at 1,000 classes
 MIN_PREVIEW_ROWS = 2_000
 WARM_ABOVE = 5_000_000  # logits per model above which a bundle's correlation and predictions are warmed
 POLL_S = 1.0  # how often a page showing a preview asks about its exact passes
@@ -60,6 +62,8 @@ class Result:
     sub: Subsample | None  # the preview's rows (None: exact, row i of d is sample i)
     ident: tuple  # hashable identity of d, for caches of what is derived from it
     job: str | None = None  # key of the exact pass running in the background (previews only)
+    ck: str | None = None  # the results cache key of an exact result on a big view
+    student: str = ""
 
     @property
     def exact(self) -> bool:
@@ -71,7 +75,7 @@ class Result:
         return np.arange(len(self.d)) if self.sub is None else self.sub.rows
 
     def scope(self) -> str:
-        """Which samples the numbers cover, in words: "all 1,280,000 samples" or "a preview on 25,000 of
+        """Which samples the numbers cover, in words: "all 1,280,000 samples" or "a preview on 20,000 of
         1,280,000 samples, stratified by true class"."""
         if self.sub is None:
             return f"all {len(self.d):,} samples"
@@ -277,24 +281,25 @@ def results(key: tuple, students, grouping: str, temperature: float, device: str
     base = (key, grouping, temperature, device)
     if not previewed(key):
         return {
-            s: Result(exact_now(key, s, grouping, temperature, device), None, (*base, s, "exact"))
+            s: Result(exact_now(key, s, grouping, temperature, device), None, (*base, s, "exact"), student=s)
             for s in students
         }
     corr = _correlation(key, grouping)
     keys = {s: _exact_key(key, s, grouping, temperature, corr) for s in students}
     exact = {s: _stored(ck) for s, ck in keys.items()}
     if all(d is not None for d in exact.values()):
-        return {s: Result(d, None, (*base, s, "exact")) for s, d in exact.items()}
-    pending = st.session_state.setdefault(_K_PENDING, {})
+        return {s: Result(d, None, (*base, s, "exact"), ck=keys[s], student=s) for s, d in exact.items()}
     size = preview_size(views.load(key).num_classes)
     out = {}
     for s in students:
         job = None
         if exact[s] is None:
             job = _job(key, s, grouping, temperature, device, keys[s])
-            pending[job.key] = job.title
+            _pending(job)
         sub, d = _preview(key, s, grouping, temperature, device, size)
-        out[s] = Result(d, sub, (*base, s, f"preview:{sub.size}"), None if job is None else job.key)
+        out[s] = Result(
+            d, sub, (*base, s, f"preview:{sub.size}"), None if job is None else job.key, student=s
+        )
     scope = next(iter(out.values())).scope()
     st.session_state[_K_SCOPE] = scope
     ui.report().context["computed on"] = scope  # tables downloaded from this page say so too
@@ -304,6 +309,56 @@ def results(key: tuple, students, grouping: str, temperature: float, device: str
 def result(key: tuple, student: str, grouping: str, temperature: float, device: str) -> Result:
     """One student's decomposition (``results`` for one)."""
     return results(key, [student], grouping, temperature, device)[student]
+
+
+def in_strong_exact(r: Result, key: tuple, rows: np.ndarray) -> np.ndarray | None:
+    """For an exact result ``r`` on a big view: per sample (N,) whether the student's prediction lies in
+    its strong set S, True only on ``rows``; computed once over every sample by a background pass and
+    kept in the results cache. None while that pass runs (registered for this page's notice)."""
+    d = r.d
+    ik = make_key("in-strong/1", r.ck)
+    store = cache()
+    entry = store.get(ik) if store is not None else None
+    every = entry.arrays["in_strong"] if entry is not None else None
+    runner = jobs.runner()
+    job = runner.get(ik)
+    if every is None and job is not None and job.state == "done" and isinstance(job.result, np.ndarray):
+        every = job.result
+    if every is not None:
+        out = np.zeros(len(d), dtype=bool)
+        out[rows] = every[rows]
+        return out
+    if job is not None and job.state == "done":
+        runner.forget(ik)  # done, yet its result is gone from the cache: compute it again
+    teacher = views.load(key).teacher
+    corr = _correlation(key, d.grouping)
+
+    def compute(report):
+        n = len(d)
+        found = np.zeros(n, dtype=bool)
+        step = 65_536
+        for start in range(0, n, step):
+            part = np.arange(start, min(n, start + step))
+            found[part] = diagnose.prediction_in_strong(d, teacher, part, correlation=corr)[part]
+            report(part[-1] + 1, n)
+        return {"in_strong": found}, {"kind": "in-strong/1"}
+
+    def run(report):
+        if store is None:
+            return compute(report)[0]["in_strong"]
+        store.compute_once(
+            ik, compute, progress=report, waiting=lambda done, total: report(done, total, True)
+        )
+        return None
+
+    title = f"which of {r.student}'s predictions lie in S under {d.grouping} at T = {d.temperature:g}"
+    _pending(runner.submit(ik, title, run))
+    return None
+
+
+def _pending(job: jobs.Job) -> None:
+    """Show ``job`` in this page run's notice until it is done."""
+    st.session_state.setdefault(_K_PENDING, {})[job.key] = job.title
 
 
 def begin() -> None:
@@ -320,11 +375,11 @@ def banner(box) -> None:
     if not pending or box is None:
         return
     with box.container():
-        _poll(pending, st.session_state.get(_K_SCOPE) or "a preview")
+        _poll(pending, st.session_state.get(_K_SCOPE))
 
 
 @st.fragment(run_every=POLL_S)
-def _poll(pending: tuple[tuple[str, str], ...], scope: str) -> None:
+def _poll(pending: tuple[tuple[str, str], ...], scope: str | None) -> None:
     runner = jobs.runner()
     runner.touch(k for k, _ in pending)
     states = []
@@ -336,11 +391,17 @@ def _poll(pending: tuple[tuple[str, str], ...], scope: str) -> None:
     if all(job is None or job.state == "done" for _, job in states):
         st.rerun()  # the exact results are stored: draw the page from them
     with st.container(border=True, key="preview_banner"):
-        st.markdown(
-            f":material/hourglass_top: **Preview.** The numbers and charts on this page are computed on "
-            f"{scope[len('a preview on ') :] if scope.startswith('a preview on ') else scope}. The exact "
-            "view over every sample replaces them by itself when the background pass below is done."
-        )
+        if scope is not None:
+            st.markdown(
+                f":material/hourglass_top: **Preview.** The numbers and charts on this page are computed "
+                f"on {scope.removeprefix('a preview on ')}. The exact view over every sample replaces them "
+                "by itself when the background pass below is done."
+            )
+        else:
+            st.markdown(
+                ":material/hourglass_top: **Still computing.** Part of this page waits for the background "
+                "pass below, over every sample; the page completes itself when it is done."
+            )
         for title, job in states:
             if job.state == "failed":
                 st.error(f"The exact pass for {title} failed: {job.error}. The page stays on the preview.")

@@ -171,3 +171,27 @@ def test_every_explore_page_renders_on_a_preview_and_says_so(big, page):
             assert "Preview." in text and "a preview on 120 of 600 samples" in text
         else:  # these read the bundle's own rows: nothing to preview
             assert "Preview." not in text
+
+
+def test_diagnose_completes_its_in_s_rates_from_a_background_pass(big, monkeypatch):
+    from appkit import compute
+    from cakd_viz.results_cache import make_key
+
+    monkeypatch.setattr(compute, "IN_STRONG_NOW_ROWS", 0)  # every failure set counts as many
+    at = _app("app_pages/diagnose.py")  # a preview first; the exact pass of kd runs meanwhile
+    _wait_for_exact(big, ["kd"])
+    ik = make_key("in-strong/1", _keys(big, ["kd"])[0])
+    with results_store.cache().lock(ik):  # held: the in-S pass waits, as for another process
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        text = _text(at)
+        assert "Failures among" not in text  # the exact view...
+        assert "Still computing." in text and "is being computed over all 600 samples" in text  # ...but in S
+        assert not any(heading("in_strong_rate") in t.value.columns for t in at.dataframe)
+    job = jobs.runner().wait(ik, 60)
+    assert job is not None and job.state == "done"
+    at.run()
+    text = _text(at)
+    assert "Still computing." not in text and "'in S': how often" in text
+    assert any(heading("in_strong_rate") in t.value.columns for t in at.dataframe)
+    assert results_store.cache().contains(ik)
