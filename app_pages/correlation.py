@@ -30,6 +30,7 @@ threshold = st.select_slider(
 )
 state.store_choice("family", f"{threshold:g}", threshold == 0.5)
 corr = compute.correlation(sel.key)
+corr_scope = compute.correlation_info(sel.key).describe()
 order, family = compute.clusters(sel.key, threshold)
 families = fig.family_table(family)
 st.caption(
@@ -58,8 +59,8 @@ heat_corr, heat_shared = st.tabs(["Teacher's class correlations", f"Shared stron
 with heat_corr:
     ui.chart(
         fig.correlation_heatmap(corr, classes, family, names),
-        "Pearson r between classes' teacher logits over all samples, ordered by hierarchical clustering; "
-        "every row and column is labelled.",
+        f"Pearson r between classes' teacher logits {corr_scope}, ordered by hierarchical clustering; "
+        "every row and column is labelled. The `corr:R` groupings use this matrix.",
         key="corr_heatmap",
     )
 with heat_shared:
@@ -97,21 +98,24 @@ with left:
     state.restore_choice("P", "corr_mass", {f"{p:g}": p for p in MASSES}, label=lambda v: f"P = {v:g}")
     p = st.select_slider("P (teacher mass the strong set must reach)", MASSES, key="corr_mass")
     state.store_choice("P", f"{p:g}", p == 0.9)
-    d_mass = state.decomposition(grouping=f"mass:{p:g}")
+    r_mass = state.result(grouping=f"mass:{p:g}")
+    d_mass = r_mass.d
     ui.chart(
         fig.strong_size_figure(d_mass.strong_size, grouping=d_mass.grouping),
-        f"Mean |S| = {d_mass.strong_size.mean():.2f} classes at T = {sel.temperature:g}.",
+        f"Mean |S| = {d_mass.strong_size.mean():.2f} classes at T = {sel.temperature:g}, over {r_mass.scope()}.",
         key="corr_size",
     )
 with right:
     who = [sel.student] + ([sel.compare] if sel.compare else [])
     ui.subheader("Strong-group mass: teacher vs " + " and ".join(who))
+    res = state.results(who)
     for name in who:
-        d = state.decomposition(name)
+        d = res[name].d
         ui.chart(
             fig.strong_mass_figure(d, student=name),
             f"{name} under `{d.grouping}`: mean p_S = {d.teacher_strong_mass.mean():.3f} (teacher), "
-            f"q_S = {d.student_strong_mass.mean():.3f} (student). Above the diagonal the student over-weights S.",
+            f"q_S = {d.student_strong_mass.mean():.3f} (student), over {res[name].scope()}. Above the "
+            "diagonal the student over-weights S.",
             key=f"corr_mass_{name}",
         )
 ui.finish(

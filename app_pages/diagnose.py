@@ -21,7 +21,9 @@ sel = state.selection()
 if (target := st.session_state.pop("_diagnose_open", None)) is not None:
     state.goto_sample(target)  # asked for by the "Open sample" button's callback on the last click
 b = sel.bundle
-d = state.decomposition()
+res = state.results()  # A (and B when set): both exact, or both on one preview
+r = res[sel.student]
+d = r.d
 names = list(sel.class_names)
 
 
@@ -51,6 +53,8 @@ which = st.radio(
 state.store_choice("set", diagnose.FAILURE_SETS[which].slug, sets[0] == which)
 if b.labels is None:
     st.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
+if not r.exact:
+    st.caption(f"Failures among {r.scope()}; sample numbers are the bundle's own.")
 fs = diagnose.FAILURE_SETS[which]
 mask = diagnose.failure_mask(d, which)
 count = int(mask.sum())
@@ -97,7 +101,7 @@ else:
         help="Largest first. BCD, p_S·SCD and p_W·WCD add up to KL; SCD and WCD alone are the raw terms.",
     )
     state.store_choice("rank", diagnose.RANK_KEYS[rank], rank == rank_default)
-    table = diagnose.failure_table(d, mask, by=by, limit=TABLE_ROWS, class_names=names)
+    table = compute.failure_table(r, mask, by=by, limit=TABLE_ROWS, names=names)
     shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
     shown["dominant"] = shown["dominant"].map(PART)
     picked = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
@@ -112,7 +116,7 @@ else:
         )
 
     def _every() -> bytes:
-        whole = diagnose.failure_table(d, mask, by=by, class_names=names)
+        whole = compute.failure_table(r, mask, by=by, names=names)
         whole = whole.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
         whole["dominant"] = whole["dominant"].map(PART)
         return _csv(whole, **{"failure set": which, "ranked by": rank})
@@ -149,15 +153,20 @@ else:
 
     ui.subheader(f"Confusions: {ref_title} → student's prediction")
     _, family = compute.clusters(sel.key, FAMILY_THRESHOLD)
-    in_strong = compute.in_strong(d, sel.key, sel.student, d.grouping, d.temperature, sel.device, which)
+    in_strong = compute.in_strong(r, sel.key, which)
     pairs = diagnose.confusion_pairs(
         d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
+    )
+    in_s = (
+        f"'in S': how often the student's prediction lay in the sample's strong set under {d.grouping}."
+        if in_strong is not None
+        else f"'in S' (how often the student's prediction lay in the strong set under {d.grouping}) is being "
+        f"computed over all {len(d):,} samples in the background; the chart adds it when done."
     )
     ui.chart(
         fig.confusion_chart(pairs),
         f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
-        f"correlation ≥ {FAMILY_THRESHOLD}). 'in S': how often the student's prediction lay in the sample's strong "
-        f"set under {d.grouping}.",
+        f"correlation ≥ {FAMILY_THRESHOLD}). {in_s}",
         key="diagnose_pairs",
     )
     with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):
@@ -180,9 +189,7 @@ if sel.compare:
     state.restore_choice("cmp", "diagnose_cmp", {k: k for k in kinds}, label=kinds.get)
     kind = st.radio("Set", list(kinds), key="diagnose_cmp", horizontal=True, format_func=kinds.get)
     state.store_choice("cmp", kind, kind == "fixed")
-    size, change, rows_b, _ = compute.compare_set(
-        sel.key, a_name, b_name, sel.grouping, sel.temperature, sel.device, kind, sel.class_names, TABLE_ROWS
-    )
+    size, change, rows_b, _ = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
     st.caption(
         f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "
         f"(right = {right_means}); differences are {b_name} − {a_name}, under {sel.grouping} at T = {sel.temperature:g}."

@@ -43,12 +43,14 @@ dkd = st.toggle(
 )
 state.store_choice("dkd", "1", not dkd)
 grouping = "target" if dkd else sel.grouping
+res = state.results(sel.students, grouping=grouping)  # every student: all exact, or all on one preview
+here = res[sel.student]
 context = ui.context(grouping=grouping)
 st.caption(
-    f"Grouping `{grouping}`, T = {sel.temperature:g}. KL(teacher ‖ student) in {KL_UNIT}, over all samples."
+    f"Grouping `{grouping}`, T = {sel.temperature:g}. KL(teacher ‖ student) in {KL_UNIT}, over {here.scope()}."
 )
 
-summary = compute.shares_by_student(sel, grouping)
+summary = compute.shares_by_student(res)
 cols = st.columns(min(len(summary), 6))
 for col, row in zip(cols, summary.head(6).itertuples(), strict=False):
     col.metric(f"mean KL, {row.student}", f"{row.kl_mean:.4f} {KL_UNIT}")
@@ -64,7 +66,7 @@ with st.expander("Every student's numbers"):
 
 if sel.compare:
     ui.subheader(f"{sel.student} (A) against {sel.compare} (B)")
-    cmp = compute.compare_summary(sel.key, sel.student, sel.compare, grouping, sel.temperature, sel.device)
+    cmp = compute.compare_summary(here, res[sel.compare])
     ui.chart(
         compare_fig.mean_terms_figure(cmp, sel.student, sel.compare),
         f"Mean KL and mean parts under {grouping} at T = {sel.temperature:g}: B − A above B's bars "
@@ -100,10 +102,11 @@ snippet = ViewSpec(
 )
 if dist.open:
     with dist:
-        hists = compute.histograms(sel.key, sel.student, grouping, sel.temperature, sel.device)
+        hists = compute.histograms(here)
         ui.chart(
             fig.histogram_figure(hists),
-            f"{sel.student}: each sample's KL and its three contributions, binned on a log scale.",
+            f"{sel.student}: each sample's KL and its three contributions, binned on a log scale; "
+            f"{here.scope()}.",
             key="overview_hist",
         )
 if per_class.open:
@@ -111,9 +114,7 @@ if per_class.open:
         by = "label" if b.labels is not None else "teacher_pred"
         by_title = "true class" if by == "label" else "teacher's class"
         if sel.compare:
-            deltas = compute.compare_classes(
-                sel.key, sel.student, sel.compare, grouping, sel.temperature, sel.device, by, sel.class_names
-            )
+            deltas = compute.compare_classes(here, res[sel.compare], by, sel.class_names)
             ui.chart(
                 compare_fig.class_delta_figure(deltas, sel.student, sel.compare),
                 f"The {min(30, len(deltas))} classes (by {by_title}) whose mean KL changes most from "
@@ -129,12 +130,11 @@ if per_class.open:
                 height=320,
                 key="overview_class_delta_table",
             )
-        table = compute.breakdown(
-            sel.key, sel.student, grouping, sel.temperature, sel.device, by, sel.class_names
-        )
+        table = compute.breakdown(here, by, sel.class_names)
         ui.chart(
             fig.class_breakdown_figure(table, by_title=by_title),
-            f"{sel.student}: the {min(30, len(table))} classes with the largest total KL; all {len(table)} below.",
+            f"{sel.student}: the {min(30, len(table))} classes with the largest total KL; all {len(table)} "
+            f"below; {here.scope()}.",
             key="overview_classes",
         )
         ui.table(table, name="per_class", context=context, height=320, key="overview_class_table")

@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from appkit import config as app_config
+from appkit import results_store
 from appkit.config import plain
-from cakd_viz.bundle import Bundle, load_bundle
-from cakd_viz.grouping import class_correlation
+from cakd_viz.bundle import Bundle
+from cakd_viz.results_cache import Correlation, cached_correlation, open_checked
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "cakd-viz-uploads"
 UPLOAD_KEEP_S = 7 * 24 * 3600  # an upload nobody opened for a week is removed at the next upload
@@ -34,6 +34,9 @@ PARTIAL_KEEP_S = 3600  # an import that died half-way (its ".partial-" folder) i
 SCHEMES = ("sample", "path", "upload")
 MAX_NAME_CHARS = 100  # an uploaded file's name is kept (and shown) up to this length
 BUNDLE_FILES_LIMIT = 10_000  # entries a path: bundle may hold (each is checked against the data roots)
+# The teacher's class correlation is computed over at most this many samples (a fixed random subsample
+# beyond; corr:R groupings use that matrix and the pages say so): 100,000 x 1,000 takes ~3 s on 2 cores.
+CORRELATION_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -211,16 +214,31 @@ def _touch(folder: Path) -> None:
         pass
 
 
-@st.cache_resource(max_entries=6, show_spinner="Opening the bundle…")
+@st.cache_resource(
+    max_entries=6,
+    show_spinner="Opening the bundle (on its first opening, every value is checked for NaN and inf)…",
+)
 def load(path: str, stamp: float) -> Bundle:
-    """The memory-mapped bundle at `path` (validated once); `stamp` changes when the bundle is rewritten."""
-    return load_bundle(path)
+    """The memory-mapped bundle at `path`, validated (`stamp` changes when the bundle is rewritten).
+
+    Every check of ``load_bundle`` is made; the NaN/inf scan of a logit file is skipped only when the
+    results cache records that this very file passed it (``results_cache.open_checked``)."""
+    bundle, _ = open_checked(path, results_store.cache())
+    return bundle
 
 
-@st.cache_data(max_entries=6, show_spinner="Correlating the teacher's logits…")
-def correlation(path: str, stamp: float) -> np.ndarray:
-    """The teacher's (C, C) class-correlation matrix."""
-    return class_correlation(load(path, stamp).teacher)
+@st.cache_resource(max_entries=6, show_spinner="Correlating the teacher's logits…")
+def correlation(path: str, stamp: float) -> Correlation:
+    """The teacher's (C, C) class correlation (read-only; shared), over all samples or, beyond
+    ``CORRELATION_ROWS``, a fixed random subsample of that many (``Correlation.describe`` says which)."""
+    return cached_correlation(results_store.cache(), load(path, stamp).teacher, max_rows=CORRELATION_ROWS)
+
+
+def correlation_scope(num_samples: int) -> str:
+    """Which samples the class correlation of a bundle of ``num_samples`` covers, without computing it."""
+    if num_samples <= CORRELATION_ROWS:
+        return f"over all {num_samples:,} samples"
+    return f"over a fixed random subsample of {CORRELATION_ROWS:,} of {num_samples:,} samples"
 
 
 def _identity(path: Path) -> tuple[str, float]:

@@ -1,7 +1,10 @@
-"""Cached library calls that pages share (small results in `st.cache_data`, keyed on the bundle identity).
+"""Cached library calls that pages share (small results in `st.cache_data`).
 
-Each wrapper takes the `Selection` (for the bundle and settings) and display-free arguments, calls one
-`cakd_viz` function, and caches the small result; pages never compute themselves.
+Wrappers of what is derived from a decomposition take ``progressive.Result`` objects (from
+``state.results``) and cache on their identity (``Result.ident``: the view, the settings, and exact or
+which preview), so a preview's table is never served once the exact view is there; the others take the
+view's key (``appkit.views``). Each calls one `cakd_viz` function and caches the small result; pages
+never compute themselves.
 """
 
 from __future__ import annotations
@@ -10,93 +13,82 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from appkit import views
-from appkit.state import Selection
+from appkit import progressive, results_store, views
+from appkit.progressive import Result
 from cakd_viz import aggregates, compare, diagnose, families, scans
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.results_cache import cached_predictions
 
 SCAN_SAMPLE = 3000  # scans decompose a fixed random subset of this many samples per setting
 COMEMBERSHIP_SAMPLE = 20000  # pair counts over at most this many samples
 
 
-def shares_by_student(sel: Selection, grouping: str | None = None) -> pd.DataFrame:
-    """One row per student: its dataset summary (shares, mean terms, accuracies) under the selection."""
-    spec = str(parse_grouping(grouping or sel.grouping))
-    rows = [
-        {"student": name, **_summary(sel.key, name, spec, float(sel.temperature), sel.device)}
-        for name in sel.students
-    ]
-    return pd.DataFrame(rows)
+def shares_by_student(res: dict[str, Result]) -> pd.DataFrame:
+    """One row per student: its dataset summary (shares, mean terms, accuracies) from ``res`` (student ->
+    ``progressive.Result``, as ``state.results`` gives them: all exact or all on one preview)."""
+    return pd.DataFrame([{"student": name, **_summary(r.d, r.ident)} for name, r in res.items()])
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _summary(key, student, grouping, temperature, device) -> dict:
-    from appkit.state import _decompose
-
-    return aggregates.dataset_summary(_decompose(key, student, grouping, temperature, device))
+def _summary(_d, ident: tuple) -> dict:
+    return aggregates.dataset_summary(_d)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def histograms(key, student: str, grouping: str, temperature: float, device: str) -> dict[str, pd.DataFrame]:
+def histograms(r: Result) -> dict[str, pd.DataFrame]:
     """Pre-binned log10 distributions of KL and each contribution."""
-    from appkit.state import _decompose
-
-    return aggregates.term_histograms(_decompose(key, student, grouping, temperature, device))
+    return _histograms(r.d, r.ident)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def breakdown(
-    key, student: str, grouping: str, temperature: float, device: str, by: str, names: tuple[str, ...]
-) -> pd.DataFrame:
+def _histograms(_d, ident: tuple) -> dict[str, pd.DataFrame]:
+    return aggregates.term_histograms(_d)
+
+
+def breakdown(r: Result, by: str, names: tuple[str, ...]) -> pd.DataFrame:
     """Per-class summary, sorted by total KL (``names``: the classes' display names)."""
-    from appkit.state import _decompose
-
-    d = _decompose(key, student, grouping, temperature, device)
-    return aggregates.class_breakdown(d, by=by, num_classes=len(names), class_names=list(names))
-
-
-def _pair(key, a: str, b: str, grouping: str, temperature: float, device: str):
-    from appkit.state import _decompose
-
-    return (
-        _decompose(key, a, grouping, temperature, device),
-        _decompose(key, b, grouping, temperature, device),
-    )
+    return _breakdown(r.d, r.ident, by, tuple(names))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def compare_summary(key, a: str, b: str, grouping: str, temperature: float, device: str) -> pd.DataFrame:
+def _breakdown(_d, ident: tuple, by: str, names: tuple[str, ...]) -> pd.DataFrame:
+    return aggregates.class_breakdown(_d, by=by, num_classes=len(names), class_names=list(names))
+
+
+def compare_summary(a: Result, b: Result) -> pd.DataFrame:
     """`compare.summary` of students A and B (measure, a, b, delta)."""
-    return compare.summary(*_pair(key, a, b, grouping, temperature, device))
+    return _compare_summary(a.d, b.d, (a.ident, b.ident))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def compare_classes(
-    key, a: str, b: str, grouping: str, temperature: float, device: str, by: str, names: tuple[str, ...]
-) -> pd.DataFrame:
+def _compare_summary(_a, _b, ident: tuple) -> pd.DataFrame:
+    return compare.summary(_a, _b)
+
+
+def compare_classes(a: Result, b: Result, by: str, names: tuple[str, ...]) -> pd.DataFrame:
     """`compare.class_deltas` of A and B per class of ``by``."""
-    da, db = _pair(key, a, b, grouping, temperature, device)
-    return compare.class_deltas(da, db, by=by, num_classes=len(names), class_names=list(names))
+    return _compare_classes(a.d, b.d, (a.ident, b.ident), by, tuple(names))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _compare_classes(_a, _b, ident: tuple, by: str, names: tuple[str, ...]) -> pd.DataFrame:
+    return compare.class_deltas(_a, _b, by=by, num_classes=len(names), class_names=list(names))
+
+
+def compare_set(
+    a: Result, b: Result, which: str, names: tuple[str, ...], limit: int
+) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(size, `compare.set_summary`, the first ``limit`` rows of `compare.changes`, every row) of the
+    samples "fixed" or "broken" by B; the "index" column holds the bundle's sample indices."""
+    return _compare_set(a.d, b.d, a.index, (a.ident, b.ident), which, tuple(names), limit)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def compare_set(
-    key,
-    a: str,
-    b: str,
-    grouping: str,
-    temperature: float,
-    device: str,
-    which: str,
-    names: tuple[str, ...],
-    limit: int,
-) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(size, `compare.set_summary`, the first ``limit`` rows of `compare.changes`, every row) of the
-    samples "fixed" or "broken" by B."""
-    da, db = _pair(key, a, b, grouping, temperature, device)
-    mask = compare.set_mask(da, db, which)
-    every = compare.changes(da, db, mask, class_names=list(names))
-    return int(mask.sum()), compare.set_summary(da, db, mask), every.head(limit), every
+def _compare_set(_a, _b, _index, ident: tuple, which: str, names: tuple[str, ...], limit: int):
+    mask = compare.set_mask(_a, _b, which)
+    every = compare.changes(_a, _b, mask, class_names=list(names))
+    if "index" in every:
+        every["index"] = np.asarray(_index)[every["index"].to_numpy()]
+    return int(mask.sum()), compare.set_summary(_a, _b, mask), every.head(limit), every
 
 
 @st.cache_data(max_entries=32, show_spinner="Scanning the temperature on a subset…")
@@ -151,8 +143,13 @@ def grouping_scan(
 
 
 def correlation(key) -> np.ndarray:
-    """The teacher's (C, C) class-correlation matrix."""
+    """The teacher's (C, C) class-correlation matrix (read-only)."""
     return views.correlation(key)
+
+
+def correlation_info(key):
+    """The correlation and how many samples it covers (``results_cache.Correlation``)."""
+    return views.correlation_info(key)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -179,10 +176,18 @@ def _corr_for(key, grouping: str):
     return views.correlation(key) if parse_grouping(grouping).needs_correlation else None
 
 
-@st.cache_data(max_entries=8, show_spinner="Reading the bundle's summary…")
+@st.cache_data(
+    max_entries=8, show_spinner="Reading the bundle's summary (each model's predictions are computed once)…"
+)
 def bundle_summary(key) -> dict:
-    """`Bundle.summary()`: shapes, dtype, students with accuracy and agreement, size on disk."""
-    return views.load(key).summary()
+    """`Bundle.summary()`: shapes, dtype, students with accuracy and agreement, size on disk. Each
+    model's predictions come from the results cache (computed once per file)."""
+    b = views.load(key)
+    store = results_store.cache()
+    if store is not None:
+        for who in ["teacher", *b.student_names]:
+            cached_predictions(store, b, who)
+    return b.summary()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -214,15 +219,31 @@ def example_inputs(key, names: tuple[str, ...], count: int = 24, seed: int = 0):
     return idx, images, captions
 
 
-@st.cache_data(max_entries=16, show_spinner="Checking which predictions fall in the strong set…")
-def in_strong(
-    _d, key, student: str, grouping: str, temperature: float, device: str, which: str
-) -> np.ndarray:
-    """Per sample of failure set ``which``: the student's prediction lies in its strong set S.
+def failure_table(r: Result, mask: np.ndarray, *, by: str, names, limit: int | None = None) -> pd.DataFrame:
+    """`diagnose.failure_table` of ``r`` with the bundle's sample numbers in "index" (a preview's rows
+    are a subsample: row k is sample ``r.index[k]``)."""
+    table = diagnose.failure_table(r.d, mask, by=by, limit=limit, class_names=list(names))
+    if not r.exact:
+        table["index"] = r.index[table["index"].to_numpy()]
+    return table
 
-    ``_d`` is the view's decomposition (not hashed: the other arguments identify it).
-    """
+
+IN_STRONG_NOW_ROWS = 30_000  # failures checked at once; more on a big view: one background pass, kept
+
+
+def in_strong(r: Result, key: tuple, which: str) -> np.ndarray | None:
+    """Per row of ``r.d`` in failure set ``which``: the student's prediction lies in its strong set S
+    (other rows False). A preview's strong sets come from the teacher's logits on the preview's rows.
+    For many failures of an exact result on a big view, None while a background pass over every sample
+    computes it (``progressive.in_strong_exact``; the page's notice shows it)."""
+    rows = np.flatnonzero(diagnose.failure_mask(r.d, which))
+    if r.exact and r.ck is not None and len(rows) > IN_STRONG_NOW_ROWS:
+        return progressive.in_strong_exact(r, key, rows)
+    teacher = views.load(key).teacher if r.exact else progressive.preview_teacher(key)
+    return _in_strong(r.d, teacher, r.ident, which, key)
+
+
+@st.cache_data(max_entries=16, show_spinner="Checking which predictions fall in the strong set…")
+def _in_strong(_d, _teacher, ident: tuple, which: str, key: tuple) -> np.ndarray:
     rows = np.flatnonzero(diagnose.failure_mask(_d, which))
-    return diagnose.prediction_in_strong(
-        _d, views.load(key).teacher, rows, correlation=_corr_for(key, grouping)
-    )
+    return diagnose.prediction_in_strong(_d, _teacher, rows, correlation=_corr_for(key, _d.grouping))

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import streamlit as st
 import torch
 
-from appkit import bundles, names, notes, ui, views
+from appkit import bundles, names, notes, progressive, results_store, ui, views
 from appkit import config as app_config
 from appkit.config import plain, shown
 from appkit.notes import asked
 from cakd_viz.bundle import Bundle
 from cakd_viz.classnames import readable_names
-from cakd_viz.decomposition import Decomposition, decompose
+from cakd_viz.decomposition import Decomposition
 from cakd_viz.device import describe_device
 from cakd_viz.grouping import GROUPING_FORMS, Grouping, parse_grouping
 
@@ -73,6 +73,7 @@ class Selection:
 def sidebar() -> Selection:
     """Draw the shared sidebar (bundle status, student, grouping, temperature, backend); return the selection."""
     ss = st.session_state
+    progressive.begin()
     incoming = _incoming_url_values()
     if "bundle" in incoming:
         _try_switch(incoming["bundle"])
@@ -84,6 +85,7 @@ def sidebar() -> Selection:
     if opened is not None:
         bundle, key = _add_runs(opened.key, incoming.get("runs"))
         _fit_widgets_to(bundle)
+        progressive.warm(key)
     side = st.sidebar
     side.subheader("Bundle")
     if opened:
@@ -92,6 +94,11 @@ def sidebar() -> Selection:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
         side.error(_error_line(ss[_K_ERROR], opened))
+    if opened and (problem := results_store.problem()):
+        side.warning(
+            f"The results cache cannot be used ({plain(problem)}): exact results are kept in memory "
+            "only, and computed again after a restart."
+        )
     _runs_widget(side)
     student = _student_widget(side, bundle, incoming.get("student"))
     compare = _compare_widget(side, bundle, student, incoming.get("vs"))
@@ -136,18 +143,37 @@ def selection(required: bool = True) -> Selection:
     return sel
 
 
-def decomposition(
-    student: str | None = None, *, grouping: str | None = None, temperature: float | None = None
-) -> Decomposition:
-    """The decomposition of one student of the open bundle (cached per bundle, student, grouping, T, device)."""
+def results(
+    students: list[str] | None = None, *, grouping: str | None = None, temperature: float | None = None
+) -> dict[str, progressive.Result]:
+    """The decompositions of some students of the open bundle (default: student A, and B when set), all
+    exact or all on the same preview rows (``appkit.progressive``), under the sidebar's grouping and T
+    unless given."""
     sel = selection()
-    return _decompose(
+    names = students or [sel.student] + ([sel.compare] if sel.compare else [])
+    return progressive.results(
         sel.key,
-        student or sel.student,
+        names,
         str(parse_grouping(grouping or sel.grouping)),
         float(sel.temperature if temperature is None else temperature),
         sel.device,
     )
+
+
+def result(
+    student: str | None = None, *, grouping: str | None = None, temperature: float | None = None
+) -> progressive.Result:
+    """One student's decomposition (default: student A), exact or a marked preview."""
+    name = student or selection().student
+    return results([name], grouping=grouping, temperature=temperature)[name]
+
+
+def decomposition(
+    student: str | None = None, *, grouping: str | None = None, temperature: float | None = None
+) -> Decomposition:
+    """The decomposition of one student of the open bundle: exact, or a preview while the exact pass runs
+    in the background (``result`` says which)."""
+    return result(student, grouping=grouping, temperature=temperature).d
 
 
 def goto_sample(index: int, student: str | None = None) -> None:
@@ -247,19 +273,9 @@ def switch_bundle(source: str) -> None:
     ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
 
 
-@st.cache_data(max_entries=16, show_spinner="Decomposing the KL of every sample…")
-def _decompose(key: tuple, student: str, grouping: str, temperature: float, device: str):
-    bundle = views.load(key)
-    corr = views.correlation(key) if parse_grouping(grouping).needs_correlation else None
-    return decompose(
-        bundle.student(student),
-        bundle.teacher,
-        bundle.labels,
-        grouping=grouping,
-        temperature=temperature,
-        device=device,
-        correlation=corr,
-    )
+def _decompose(key: tuple, student: str, grouping: str, temperature: float, device: str) -> Decomposition:
+    """The exact decomposition of a view's student, computed now when it is not stored (read-only; shared)."""
+    return progressive.exact_now(key, student, str(parse_grouping(grouping)), float(temperature), device)
 
 
 # -- URL ---------------------------------------------------------------------------------------------
@@ -525,6 +541,10 @@ def _grouping_widget(side, bundle: Bundle | None, incoming: str | None) -> str:
         if clamped:
             side.warning(clamped)
         side.caption(g.describe())
+        if g.needs_correlation and bundle is not None and bundle.num_samples > bundles.CORRELATION_ROWS:
+            side.caption(
+                f"{g} uses the teacher's class correlation {bundles.correlation_scope(bundle.num_samples)}."
+            )
     except ValueError as exc:
         side.error(f"{_first_line(exc)}. Still using {ss[_K_GOOD_GROUPING]}.")
     return ss[_K_GOOD_GROUPING]

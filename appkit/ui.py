@@ -20,6 +20,7 @@ from cakd_viz.terms import heading, unit
 
 _K_REPORT = "_report"
 _K_EXPORT_BOX = "_export_box"
+_K_BANNER = "_banner_box"  # under the page title: the preview notice, filled by finish()
 # column width = characters x CHAR_PX + PAD_PX: digits of the 14 px table font are at most 7.7 px wide
 CHAR_PX, PAD_PX, HEADER_CAP_PX = 8.2, 28, 220
 INDEX_COLUMNS = ("index", "class", "true", "predicted")  # identifiers: no thousands separator
@@ -30,6 +31,7 @@ def start(context: dict, box) -> None:
     sidebar container that ``finish`` fills."""
     st.session_state[_K_REPORT] = export.Report(title="cakd-viz", context=dict(context))
     st.session_state[_K_EXPORT_BOX] = box
+    st.session_state[_K_BANNER] = None
 
 
 def report() -> export.Report:
@@ -55,6 +57,7 @@ def title(text: str, question: str) -> None:
     """The page's title and the question it answers (one line of markdown)."""
     st.title(text)
     st.markdown(question)
+    st.session_state[_K_BANNER] = st.empty()
     rep = report()
     rep.title = f"cakd-viz · {text}"
     rep.text(plain_text(question))
@@ -248,7 +251,10 @@ def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key
 def finish(snippet: export.ViewSpec | str | None = None) -> None:
     """Fill the sidebar's "Export this view" box: the HTML report of everything the page showed, and a
     Python snippet that recomputes the view's main numbers (when the page names one: a ViewSpec, or the
-    code itself)."""
+    code itself). Also fills the notice under the title when the page showed a preview."""
+    from appkit import progressive  # here, not at the top: progressive imports this module
+
+    progressive.banner(st.session_state.get(_K_BANNER))
     box = st.session_state.get(_K_EXPORT_BOX)
     if box is None:
         return

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from appkit import bundles
-from cakd_viz.bundle import Bundle, load_bundle
+from appkit import bundles, results_store
+from cakd_viz.bundle import Bundle
 from cakd_viz.bundle.compose import check_same_teacher, compose_students
+from cakd_viz.results_cache import Correlation, open_checked
 from cakd_viz.runs import results, store
 
 MAX_RUNS = 6  # run students one link may add
@@ -46,7 +47,7 @@ def run_source(run_id: str) -> tuple[str, str, float]:
 def _check(base_path: str, base_stamp: float, run: tuple[str, str, float]) -> str | None:
     """None when the run's bundle matches the open bundle, else why not (one line)."""
     try:
-        check_same_teacher(bundles.load(base_path, base_stamp), load_bundle(run[1]), name=f"run {run[0]}")
+        check_same_teacher(bundles.load(base_path, base_stamp), _open(run[1]), name=f"run {run[0]}")
     except ValueError as exc:
         return str(exc)
     return None
@@ -77,7 +78,7 @@ def _composed(base_path: str, base_stamp: float, runs: tuple) -> Bundle:
     base = bundles.load(base_path, base_stamp)
     extra = {}
     for run_id, path, _ in runs:
-        other = load_bundle(path)
+        other = _open(path)
         extra[RUN_PREFIX + run_id] = (other, other.student_names[0])
     return compose_students(base, extra)
 
@@ -90,8 +91,18 @@ def load(key: tuple) -> Bundle:
 
 
 def correlation(key: tuple) -> np.ndarray:
-    """The teacher's class-correlation matrix (a composed view shares its base's teacher)."""
+    """The teacher's (C, C) class-correlation matrix, read-only (a composed view shares its base's teacher)."""
+    return bundles.correlation(key[0], key[1]).matrix
+
+
+def correlation_info(key: tuple) -> Correlation:
+    """The correlation with the number of samples it covers (``Correlation.describe``)."""
     return bundles.correlation(key[0], key[1])
+
+
+def _open(path: str) -> Bundle:
+    """A run's bundle, validated (its NaN/inf scan remembered in the results cache)."""
+    return open_checked(path, results_store.cache())[0]
 
 
 def run_bundles(key: tuple) -> dict[str, str]:

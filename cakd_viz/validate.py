@@ -117,13 +117,22 @@ def check_logits(
         _check_finite(arr, name, chunk_rows, row_offset)
 
 
+def _all_finite(chunk: np.ndarray) -> bool:
+    """Whether every value of a float chunk is finite. float16 is checked on its bits (exponent all
+    ones means inf or NaN): numpy's float16 isfinite converts every element and is ~15x slower."""
+    if chunk.dtype == np.float16 and chunk.flags.c_contiguous:
+        bits = chunk.view(np.uint16)
+        return bool(chunk.size == 0 or (bits & np.uint16(0x7FFF)).max() < 0x7C00)
+    return bool(np.isfinite(chunk).all())
+
+
 def _check_finite(arr: np.ndarray, name: str, chunk_rows: int, row_offset: int) -> None:
     """Count NaN and inf chunk by chunk; raise naming how many and where the first of each is."""
     nan_count = inf_count = 0
     first_nan = first_inf = None
     for rows in iter_row_chunks(arr.shape[0], arr.shape[1], chunk_rows):
         chunk = arr[rows]
-        if np.isfinite(chunk).all():
+        if _all_finite(chunk):
             continue
         nan_mask = np.isnan(chunk)
         k = int(nan_mask.sum())

@@ -23,3 +23,19 @@ def make_logits(n: int = 200, c: int = 10, seed: int = 0, scale: float = 3.0):
 def logits():
     """(student, teacher, labels): 200 x 10, seeded."""
     return make_logits()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_results_cache(tmp_path_factory):
+    """Every test (and every app server a test starts) keeps its cached results in a temporary folder,
+    never in the user's ~/.cache/cakd-viz."""
+    import os
+
+    folder = tmp_path_factory.mktemp("results-cache")
+    before = os.environ.get("CAKD_VIZ_CACHE_DIR")
+    os.environ["CAKD_VIZ_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("CAKD_VIZ_CACHE_DIR", None)
+    else:
+        os.environ["CAKD_VIZ_CACHE_DIR"] = before

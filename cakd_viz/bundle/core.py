@@ -123,6 +123,22 @@ class Bundle:
         with self._lock:
             return self._predictions.setdefault(who, pred)
 
+    def remember_predictions(self, who: str, pred: np.ndarray) -> None:
+        """Publish top-1 predictions (N,) of "teacher" or a student computed elsewhere (e.g. read back
+        from a cache), so that ``predictions``, ``accuracy`` and ``summary`` need not recompute them.
+        The array is kept read-only; an entry already there is kept."""
+        self._logits(who)  # an unknown student is refused here
+        pred = np.asarray(pred)
+        if pred.shape != (self.num_samples,) or pred.dtype.kind not in "iu":
+            raise BundleError(
+                f"predictions of {who} must be ({self.num_samples},) integers, got {pred.dtype} {pred.shape}"
+            )
+        if pred.flags.writeable:
+            pred = pred.view()
+            pred.flags.writeable = False
+        with self._lock:
+            self._predictions.setdefault(who, pred)
+
     def accuracy(self, who: str = "teacher") -> float | None:
         """Top-1 accuracy of "teacher" or a student against the labels; None without labels."""
         if self.labels is None:
