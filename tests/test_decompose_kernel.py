@@ -9,6 +9,7 @@ staged (CUDA-style) feeding of the tensor path, run on the CPU.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing
 import subprocess
@@ -140,8 +141,13 @@ def test_concurrent_calls_from_several_python_threads_give_the_same_results():
 
 
 def _child_decomposes(queue) -> None:
+    faulthandler.dump_traceback_later(90, exit=True)  # a hang shows where it is, then the child ends
+    # torch's own OpenMP pool does not survive a fork once the parent has used it (libgomp; torch's
+    # DataLoader workers set one thread for this reason): decompose's float64 redo rows use torch ops
+    torch.set_num_threads(1)
     s, t, _ = _logits(n=500, c=50, seed=5)
-    queue.put(decompose(s, t, grouping="topk:3", temperature=2.0, device="cpu").kl)
+    pooled = _kernel(s, t, None, "topk:3", 2.0, threads=2)["kl"]  # a new pool in the child: 1 helper
+    queue.put((pooled, decompose(s, t, grouping="topk:3", temperature=2.0, device="cpu").kl))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork")
@@ -153,9 +159,10 @@ def test_a_forked_child_can_use_the_kernel():
     queue = ctx.Queue()
     child = ctx.Process(target=_child_decomposes, args=(queue,))
     child.start()
-    kl = queue.get(timeout=120)
+    pooled, kl = queue.get(timeout=120)
     child.join(timeout=60)
     assert child.exitcode == 0
+    np.testing.assert_array_equal(pooled, _kernel(s, t, None, "topk:3", 2.0, threads=2)["kl"])
     np.testing.assert_array_equal(kl, decompose(s, t, grouping="topk:3", temperature=2.0, device="cpu").kl)
 
 
