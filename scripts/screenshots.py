@@ -21,12 +21,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # appkit/ sits beside app.py, not installed
 
+import streamlit.logger  # noqa: E402
+
+streamlit.logger.set_log_level("error")  # importing appkit outside a server warns "No runtime found"
 from appkit import config as app_config  # noqa: E402
 from appkit import serve  # noqa: E402
 from appkit.state import PAGE_FILES  # noqa: E402
 
 ERROR_BOX = '[data-testid="stAlertContentError"]'
-PREVIEW_NOTICE = "text=/preview on [0-9,]+ of/"
+PREVIEW_NOTICE = "text=/preview on [0-9,]+ of|Still computing/"  # a big bundle's background passes
 
 
 def main(argv: list[str] | None = None) -> int:
