@@ -178,10 +178,13 @@ def test_diagnose_completes_its_in_s_rates_from_a_background_pass(big, monkeypat
     from cakd_viz.results_cache import make_key
 
     monkeypatch.setattr(compute, "IN_STRONG_NOW_ROWS", 0)  # every failure set counts as many
-    at = _app("app_pages/diagnose.py")  # a preview first; the exact pass of kd runs meanwhile
-    _wait_for_exact(big, ["kd"])
     ik = make_key("in-strong/1", _keys(big, ["kd"])[0])
-    with results_store.cache().lock(ik):  # held: the in-S pass waits, as for another process
+    # held from the start: the in-S pass waits, as for another process, whenever a page run submits it
+    # (a run that finds kd's exact pass already done submits it at once)
+    with results_store.cache().lock(ik) as held:
+        assert held
+        at = _app("app_pages/diagnose.py")  # a preview first; the exact pass of kd runs meanwhile
+        _wait_for_exact(big, ["kd"])
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         text = _text(at)
