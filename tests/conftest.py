@@ -39,3 +39,16 @@ def _private_results_cache(tmp_path_factory):
         os.environ.pop("CAKD_VIZ_CACHE_DIR", None)
     else:
         os.environ["CAKD_VIZ_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium per test file (Playwright's sync API allows one per process at a time). Without
+    Debian's Chromium the test FAILS and says how to install it."""
+    from appkit import serve
+
+    missing = serve.chromium_missing()
+    if missing:
+        pytest.fail(missing)
+    with serve.browser() as b:
+        yield b

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_support import APP
+from apptest_support import assert_ok as _ok
+from apptest_support import open_app as _app
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
 from appkit import config as app_config
 from cakd_viz.bundle import write_bundle
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 MY_PAGES = ["app_pages/data.py", "app_pages/overview.py", "app_pages/correlation.py"]
 CLASS_NAMES = ["<b>bold</b>", "[link](http://x)", "plain", *[f"c{i}" for i in range(3, 10)]]
 
@@ -58,21 +60,6 @@ def root(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(data))
     monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
     return data
-
-
-def _app(source: str | None = None, page: str | None = None, **params) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    if source:
-        at.query_params["bundle"] = source
-    for key, value in params.items():
-        at.query_params[key] = value
-    if page:
-        at.switch_page(page)
-    return at.run()
-
-
-def _ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def _charts(at: AppTest) -> list[dict]:

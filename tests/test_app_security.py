@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from apptest_support import assert_ok as _ok
+from apptest_support import open_app as _app
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
@@ -35,7 +37,6 @@ from cakd_viz.bundle import write_bundle
 from cakd_viz.runs import store
 
 REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "app.py"
 SHIPPED_TEACHER = REPO / "sample_checkpoints" / "glyphs" / "teacher.json"
 EVIL = """
 import os
@@ -113,21 +114,6 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(bundles, "UPLOAD_DIR", tmp_path / "uploads")
     sys.modules.pop("cakd_evil_mod", None)
     return {"data": data, "outside": outside, "runs": runs, "tmp": tmp, "marker": marker, "root": tmp_path}
-
-
-def _app(bundle: str | None = None, page: str | None = None, **params) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    if bundle is not None:
-        at.query_params["bundle"] = bundle
-    for key, value in params.items():
-        at.query_params[key] = value
-    if page:
-        at.switch_page(page)
-    return at.run()
-
-
-def _ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def _sidebar_text(at: AppTest) -> str:

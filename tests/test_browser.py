@@ -47,16 +47,6 @@ def app(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    """One Chromium for the whole file (Playwright's sync API allows one per process at a time)."""
-    missing = serve.chromium_missing()
-    if missing:
-        pytest.fail(missing)
-    with serve.browser() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
 def page(app, chromium):
     p = chromium.new_page(viewport={"width": 1400, "height": 900})
     p.js_errors = []

@@ -53,13 +53,8 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(site):
-    missing = serve.chromium_missing()
-    if missing:
-        pytest.fail(missing)
-    with serve.browser() as b:
-        p = b.new_page(viewport={"width": 1400, "height": 900})
-        yield p
+def page(site, chromium):
+    return chromium.new_page(viewport={"width": 1400, "height": 900})
 
 
 def _settled(page, name: str) -> str:

@@ -84,15 +84,6 @@ def app(tmp_path_factory):
         yield url, query, runs, bundle
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    missing = serve.chromium_missing()
-    if missing:
-        pytest.fail(missing)
-    with serve.browser() as b:
-        yield b
-
-
 @pytest.fixture
 def page(chromium):
     context = chromium.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)

@@ -76,7 +76,7 @@ class Decomposition:
 
     def subset(self, index) -> Decomposition:
         """The same result restricted to some samples (a boolean mask or integer indices)."""
-        pick = {name: getattr(self, name)[index] for name in _PER_SAMPLE}
+        pick = {name: getattr(self, name)[index] for name in PER_SAMPLE}
         labels = None if self.labels is None else self.labels[index]
         return Decomposition(**pick, labels=labels, grouping=self.grouping, temperature=self.temperature)
 
@@ -102,7 +102,7 @@ class Decomposition:
         )
 
 
-_PER_SAMPLE = (
+PER_SAMPLE = (  # the (N,) arrays of a Decomposition, one value per sample
     "kl",
     "bcd",
     "scd",

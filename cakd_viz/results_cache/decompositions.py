@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cakd_viz.decomposition import Decomposition, decompose
+from cakd_viz.decomposition.result import PER_SAMPLE
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.results_cache.identity import array_identity, code_fingerprint, content_digest
 from cakd_viz.results_cache.store import Entry, ResultsCache, make_key
@@ -23,18 +24,7 @@ from cakd_viz.validate import check_temperature
 __all__ = ["cached_decompose", "decomposition_key", "from_entry", "load_decomposition", "save_decomposition"]
 
 KIND = "decomposition/1"
-ARRAYS = (
-    "kl",
-    "bcd",
-    "scd",
-    "wcd",
-    "teacher_strong_mass",
-    "teacher_weak_mass",
-    "student_strong_mass",
-    "strong_size",
-    "teacher_pred",
-    "student_pred",
-)
+ARRAYS = PER_SAMPLE  # what an entry holds
 
 
 def engine_fingerprint() -> str:
