@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from appkit import serve  # noqa: E402
+from cakd_viz.app import serve  # noqa: E402
 
 SIDEBAR = '[data-testid="stSidebar"]'
 BANNER = ".st-key-preview_banner"

@@ -40,7 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from appkit import serve  # noqa: E402
+from cakd_viz.app import serve  # noqa: E402
 
 MB = 2**20
 UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"][accept*=".npz"]'  # the bundle uploader, not the class-names one

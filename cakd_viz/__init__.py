@@ -7,7 +7,7 @@ The distillation KL of every sample split into BCD, SCD and WCD (CAKD, arXiv 241
     d = decompose(b.student("student_kd"), b.teacher, b.labels, grouping="topk:5", temperature=4.0)
     d.to_frame()
 
-This package never imports Streamlit; the app lives in app.py, app_pages/ and appkit/.
+Only the app, `cakd_viz.app` (started by `cakd-viz app`), imports Streamlit; nothing else imports the app.
 The layers and what may import what: docs/architecture.md.
 """
 

@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # appkit/ sits beside app.py, not installed
 
 import streamlit.logger  # noqa: E402
 
-streamlit.logger.set_log_level("error")  # importing appkit outside a server warns "No runtime found"
-from appkit import config as app_config  # noqa: E402
-from appkit import serve  # noqa: E402
-from appkit.state import PAGE_FILES  # noqa: E402
+streamlit.logger.set_log_level("error")  # importing cakd_viz.app outside a server warns "No runtime found"
+from cakd_viz.app import config as app_config  # noqa: E402
+from cakd_viz.app import serve  # noqa: E402
+from cakd_viz.app.state import PAGE_FILES  # noqa: E402
 
 ERROR_BOX = '[data-testid="stAlertContentError"]'
 PREVIEW_NOTICE = "text=/preview on [0-9,]+ of|Still computing/"  # a big bundle's background passes
@@ -64,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         for key in PAGE_FILES:
-            if not (REPO / PAGE_FILES[key]).is_file():
-                continue
             start = time.perf_counter()
             page.goto(f"{url}/{key}{query}")
             serve.wait_rendered(page, timeout_ms=args.exact_timeout * 1000)

@@ -45,7 +45,7 @@ def _private_results_cache(tmp_path_factory):
 def chromium():
     """One Chromium per test file (Playwright's sync API allows one per process at a time). Without
     Debian's Chromium the test FAILS and says how to install it."""
-    from appkit import serve
+    from cakd_viz.app import serve
 
     missing = serve.chromium_missing()
     if missing:

@@ -13,16 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apptest_support import APP
 from apptest_support import assert_ok as _ok
 from apptest_support import open_app as _app
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
-from appkit import config as app_config
+from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
+from cakd_viz.locations import runs_dir, samples_dir
 
-MY_PAGES = ["app_pages/data.py", "app_pages/overview.py", "app_pages/correlation.py"]
+MY_PAGES = [
+    "cakd_viz/app/pages/data.py",
+    "cakd_viz/app/pages/overview.py",
+    "cakd_viz/app/pages/correlation.py",
+]
 CLASS_NAMES = ["<b>bold</b>", "[link](http://x)", "plain", *[f"c{i}" for i in range(3, 10)]]
 
 
@@ -58,7 +62,7 @@ def root(tmp_path, monkeypatch) -> Path:
     _write(data / "a")
     _write(data / "b", n=150, seed=1)
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(data))
-    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path / "no-samples"))
     return data
 
 
@@ -98,7 +102,7 @@ def test_shell_opens_the_bundle_named_in_the_url(root):
 def test_shipped_sample_opens_by_default(root, tmp_path, monkeypatch):
     samples = tmp_path / "samples"
     _write(samples / "glyphs" / "bundle")
-    monkeypatch.setattr(app_config, "SAMPLES_DIR", samples)
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(samples))
     at = _app()
     _ok(at)
     assert "sample: glyphs" in _sidebar_text(at)
@@ -109,7 +113,7 @@ def test_without_any_bundle_pages_explain_instead_of_failing(root):
     at = _app()
     _ok(at)
     assert any("No bundle is open" in i.value for i in at.info)
-    at.switch_page("app_pages/data.py").run()
+    at.switch_page("cakd_viz/app/pages/data.py").run()
     _ok(at)
     assert at.title[0].value == "Data"
     assert any(s.value == "Open another bundle" for s in at.subheader)
@@ -132,9 +136,9 @@ def test_every_registered_page_renders(root):
 
 
 def _registered_pages() -> list[str]:
-    from appkit.state import PAGE_FILES
+    from cakd_viz.app.state import PAGE_FILES
 
-    return [p for p in PAGE_FILES.values() if (APP.parent / p).is_file()]
+    return list(PAGE_FILES.values())
 
 
 def test_url_reproduces_the_view(root):
@@ -180,7 +184,7 @@ def test_dkd_view_is_one_click_away(root):
 
 
 def test_switching_to_another_bundle_by_server_path(root):
-    at = _app("path:a", page="app_pages/data.py")
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
     at.text_input(key="data_path").set_value("b")
     at.button(key="data_open_path").click().run()
     _ok(at)
@@ -191,7 +195,7 @@ def test_switching_to_another_bundle_by_server_path(root):
 @pytest.mark.parametrize("bad", ["../../etc", "/etc", "missing-bundle", "escape"])
 def test_server_paths_outside_the_root_are_refused_and_the_old_bundle_stays(root, bad):
     (root / "escape").symlink_to(Path("/tmp"))  # a symlink inside the root that leads out of it
-    at = _app("path:a", page="app_pages/data.py")
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
     at.text_input(key="data_path").set_value(bad)
     at.button(key="data_open_path").click().run()
     _ok(at)
@@ -206,14 +210,14 @@ def test_a_crafted_url_path_outside_the_root_is_refused(root):
 
 
 def test_bad_upload_shows_the_error_and_keeps_the_old_bundle(root):
-    at = _app("path:a", page="app_pages/data.py")
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
     at.file_uploader(key="data_upload").set_value(
         ("bad.npz", b"this is not a zip file", "application/zip")
     ).run()
     _ok(at)
     assert any("Could not import `bad.npz`" in e.value for e in at.error)
     assert "path: data/a" in _sidebar_text(at)
-    at.switch_page("app_pages/overview.py").run()  # the old bundle is still usable
+    at.switch_page("cakd_viz/app/pages/overview.py").run()  # the old bundle is still usable
     _ok(at)
     assert len(at.get("plotly_chart")) >= 2
 
@@ -221,7 +225,7 @@ def test_bad_upload_shows_the_error_and_keeps_the_old_bundle(root):
 def test_upload_with_wrong_arrays_is_a_clear_error(root):
     buf = io.BytesIO()
     np.savez(buf, teacher=np.zeros((5, 3), np.float32), student=np.zeros((5, 4), np.float32))
-    at = _app("path:a", page="app_pages/data.py")
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
     at.file_uploader(key="data_upload").set_value(("shapes.npz", buf.getvalue(), "application/zip")).run()
     _ok(at)
     assert any("Could not import `shapes.npz`" in e.value for e in at.error)
@@ -232,7 +236,7 @@ def test_good_upload_opens_it(root):
     a = _arrays(n=120, seed=3)
     buf = io.BytesIO()
     np.savez(buf, teacher=a["teacher"], student_up=a["student_ce"], labels=a["labels"])
-    at = _app("path:a", page="app_pages/data.py")
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
     at.file_uploader(key="data_upload").set_value(("mine.npz", buf.getvalue(), "application/zip")).run()
     _ok(at)
     assert "upload: mine.npz" in _sidebar_text(at)
@@ -241,7 +245,7 @@ def test_good_upload_opens_it(root):
 
 
 def test_names_from_files_are_text_not_markup(root):
-    at = _app("path:a", page="app_pages/overview.py", view="Per class")
+    at = _app("path:a", page="cakd_viz/app/pages/overview.py", view="Per class")
     specs = json.dumps(_charts(at))
     assert "<b>bold</b>" not in specs and "&lt;b&gt;bold&lt;/b&gt;" in specs
     for page in MY_PAGES:
@@ -256,7 +260,7 @@ def test_names_from_files_are_text_not_markup(root):
 def test_overview_charts_carry_one_trace_per_term_in_the_term_colours(root):
     from cakd_viz.figures.style import TERM_COLORS
 
-    at = _app("path:a", page="app_pages/overview.py")
+    at = _app("path:a", page="cakd_viz/app/pages/overview.py")
     shares, hist = _charts(at)  # only the open tab ("Distributions") computes
     assert [t["type"] for t in shares["data"]] == ["bar"] * 3
     assert [t["marker"]["color"] for t in shares["data"]] == [TERM_COLORS[k] for k in ("bcd", "scd", "wcd")]
@@ -273,7 +277,7 @@ def test_overview_charts_carry_one_trace_per_term_in_the_term_colours(root):
     ],  # sweeps: 3 terms + a marker per student
 )
 def test_overview_tabs_open_from_the_url(root, view, traces):
-    at = _app("path:a", page="app_pages/overview.py", view=view)
+    at = _app("path:a", page="cakd_viz/app/pages/overview.py", view=view)
     _ok(at)
     charts = _charts(at)
     assert len(charts) == 2, view
@@ -285,7 +289,7 @@ def test_overview_tabs_open_from_the_url(root, view, traces):
 
 
 def test_correlation_charts(root):
-    at = _app("path:a", page="app_pages/correlation.py")
+    at = _app("path:a", page="cakd_viz/app/pages/correlation.py")
     corr, comem, sizes, mass = _charts(at)
     assert corr["data"][0]["type"] == "heatmap" and _arr(corr["data"][0]["z"]).shape == (10, 10)
     assert corr["data"][0]["zmin"] == -1 and corr["data"][0]["zmax"] == 1
@@ -295,7 +299,7 @@ def test_correlation_charts(root):
 
 
 def test_data_page_shows_models_and_examples(root):
-    at = _app("path:a", page="app_pages/data.py")
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
     _ok(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["samples"] == "200" and metrics["classes"] == "10" and metrics["logit dtype"] == "float32"
@@ -324,7 +328,7 @@ def test_data_root_rules(tmp_path, monkeypatch):
 def test_default_data_roots_are_the_repos_folders(monkeypatch):
     monkeypatch.delenv(app_config.DATA_ROOT_ENV, raising=False)
     roots = app_config.data_roots()
-    assert all(r in (app_config.SAMPLES_DIR.resolve(), app_config.RUNS_DIR.resolve()) for r in roots)
+    assert all(r in (samples_dir().resolve(), runs_dir().resolve()) for r in roots)
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, os.pathsep.join(["/nonexistent-a", "/tmp"]))
     assert app_config.data_roots() == [Path("/tmp").resolve()]
 
@@ -354,7 +358,7 @@ def test_a_bundle_that_breaks_while_open_is_reported_not_fatal(root):
 
 
 def test_stale_uploads_and_dead_half_imports_are_pruned(tmp_path, monkeypatch):
-    from appkit import bundles
+    from cakd_viz.app import bundles
 
     monkeypatch.setattr(bundles, "UPLOAD_DIR", tmp_path)
     now = 1_000_000_000.0
@@ -377,7 +381,7 @@ def test_opening_an_upload_renews_it(root, monkeypatch):
     a = _arrays(n=60, seed=4)
     buf = io.BytesIO()
     np.savez(buf, teacher=a["teacher"], student_x=a["student_ce"], labels=a["labels"])
-    from appkit import bundles
+    from cakd_viz.app import bundles
 
     token = bundles.import_upload("renew.npz", buf.getvalue())
     folder = bundles.UPLOAD_DIR / token.split(":", 1)[1]

@@ -31,8 +31,8 @@ from apptest_support import open_app as _app
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
-from appkit import bundles, guard, spec_gate, tune_form
-from appkit import config as app_config
+from cakd_viz.app import bundles, guard, spec_gate, tune_form
+from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
 from cakd_viz.runs import store
 
@@ -196,7 +196,7 @@ def test_code_and_file_specs_are_refused_before_anything_exists(env):
     loaded = set(sys.modules)
     for i, (field, spec) in enumerate(_code_specs(env)):
         for button in ("Launch run", "Launch sweep") if i < 5 else ("Launch run",):
-            at = _app(page="app_pages/tune.py")
+            at = _app(page="cakd_viz/app/pages/tune.py")
             if button == "Launch sweep":
                 at.text_input(key="tune_grid_beta").set_value("1, 8")
             at = _launch(at, button, **{field: spec})
@@ -228,14 +228,14 @@ def test_shipped_models_and_samples_still_launch(env, monkeypatch):
 
 
 def test_huge_form_fields_are_one_line(env):
-    at = _app(page="app_pages/tune.py")
+    at = _app(page="cakd_viz/app/pages/tune.py")
     line = _refusal(_launch(at, tune_teacher="x" * 200_000))
     assert "too long (200,000 characters" in line and len(line) < 400
     for key in ("tune_name", "tune_grouping", "tune_own_data"):
-        at = _app(page="app_pages/tune.py")
+        at = _app(page="cakd_viz/app/pages/tune.py")
         line = _refusal(_launch(at, **{key: "y" * 100_000}))
         assert "too long (100,000 characters" in line and len(line) < 400
-    at = _app(page="app_pages/tune.py")
+    at = _app(page="cakd_viz/app/pages/tune.py")
     at.text_input(key="tune_grid_beta").set_value("1," * 50_000)
     line = _refusal(_launch(at, "Launch sweep"))
     assert "too long" in line and len(line) < 400
@@ -280,7 +280,7 @@ def test_with_the_opt_in_paths_outside_the_data_roots_are_refused(env, monkeypat
         ("tune_teacher", "/no/such/file.pt", "outside the data roots"),  # no existence oracle
     ]
     for field, spec, reason in cases:
-        at = _launch(_app(page="app_pages/tune.py"), **{field: spec})
+        at = _launch(_app(page="cakd_viz/app/pages/tune.py"), **{field: spec})
         line = _unescape(_refusal(at))
         assert reason in line, (spec, line)
         _untouched(env)
@@ -368,7 +368,7 @@ def test_a_bundle_whose_files_lead_out_of_the_roots_is_refused(env):
     assert line.endswith("Showing sample: glyphs instead.")
     assert "sample: glyphs" in _sidebar_text(at)
     _no_server_paths(at, env["root"])
-    at = _app("path:a", page="app_pages/data.py")  # typed on the Data page: the old bundle stays
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")  # typed on the Data page: the old bundle stays
     at.text_input(key="data_path").set_value("evil")
     at.button(key="data_open_path").click().run()
     _ok(at)
@@ -424,14 +424,16 @@ def test_a_bad_bundle_in_an_edited_url_keeps_the_open_one_and_says_so(env):
         f"Could not open `path:/etc`: outside the data roots ({env['data'].name}). Showing path: data/a instead."
     )
     at.query_params["bundle"] = "path:a"
-    at.switch_page("app_pages/data.py").run()
+    at.switch_page("cakd_viz/app/pages/data.py").run()
     at.selectbox(key="data_sample").set_value("glyphs")
     at.button(key="data_open_sample").click().run()
     assert not at.sidebar.error  # the next bundle that opens clears the line
 
 
 def test_url_keys_that_name_paths_are_not_read(env):
-    at = _app("path:a", runs="/etc", data="/etc/passwd", path="/", root="..", page="app_pages/tune.py")
+    at = _app(
+        "path:a", runs="/etc", data="/etc/passwd", path="/", root="..", page="cakd_viz/app/pages/tune.py"
+    )
     _ok(at)
     assert not at.error
     _untouched(env)
@@ -471,19 +473,19 @@ def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
 
 
 def test_upload_names_cannot_leave_the_upload_folder_or_render_markup(env):
-    at = _upload(_app("path:a", page="app_pages/data.py"), "../../../../escaped.npz", _npz_logits())
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), "../../../../escaped.npz", _npz_logits())
     assert "upload: escaped.npz" in _sidebar_text(at)
     assert not (env["root"] / "escaped.npz").exists() and not Path("/escaped.npz").exists()
     folders = list(bundles.UPLOAD_DIR.iterdir())
     assert len(folders) == 1 and (folders[0] / "bundle" / "meta.json").is_file()
     name = "[click](javascript:alert(1)) <img src=x onerror=alert(1)>.npz"
-    at = _upload(_app("path:a", page="app_pages/data.py"), name, b"junk")
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), name, b"junk")
     (line,) = [e.value for e in at.error]
     assert line.startswith(f"Could not import `{name}`: ")  # in a code span: shown as typed, never markup
     rest = line[len(f"Could not import `{name}`: ") :]
     assert not re.search(r"(?<!\\)[\[\]<>()`]", rest), rest  # text from the library is escaped too
     long = "n" * 10_000 + ".npz"
-    at = _upload(_app("path:a", page="app_pages/data.py"), long, _npz_logits(seed=4))
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), long, _npz_logits(seed=4))
     assert f"upload: {'n' * 96}.npz" in _sidebar_text(at) and "n" * 101 not in _sidebar_text(at)
     _no_server_paths(at, env["root"], bundles.UPLOAD_DIR)
 
@@ -492,7 +494,7 @@ def test_a_decompression_bomb_is_refused_past_the_cap_and_the_old_bundle_stays(e
     monkeypatch.setenv(app_config.UPLOAD_EXPANDED_ENV, "16")
     bomb = _npz_bomb(128)
     assert len(bomb) < 2**20
-    at = _upload(_app("path:a", page="app_pages/data.py"), "bomb.npz", bomb)
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), "bomb.npz", bomb)
     (line,) = [_unescape(e.value) for e in at.error]
     assert line.startswith("Could not import `bomb.npz`: ") and line.endswith(
         "The previous bundle stays open."
@@ -513,7 +515,7 @@ def test_a_planted_upload_folder_is_not_trusted(env, monkeypatch, tmp_path):
     planted = tmp_path / "planted-uploads"
     planted.symlink_to(elsewhere)
     monkeypatch.setattr(bundles, "UPLOAD_DIR", planted)
-    at = _upload(_app("path:a", page="app_pages/data.py"), "mine.npz", _npz_logits())
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), "mine.npz", _npz_logits())
     (line,) = [e.value for e in at.error]
     assert "not a folder of this server's user" in line and list(elsewhere.iterdir()) == []
     assert "path: data/a" in _sidebar_text(at)
@@ -542,7 +544,7 @@ def test_the_upload_cap_setting(monkeypatch):
 
 def test_a_bad_upload_cap_setting_is_one_line_on_the_data_page(env, monkeypatch):
     monkeypatch.setenv(app_config.UPLOAD_EXPANDED_ENV, "lots")
-    at = _app("path:a", page="app_pages/data.py")
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
     _ok(at)
     assert any(app_config.UPLOAD_EXPANDED_ENV in e.value for e in at.error)
 
@@ -570,7 +572,7 @@ def test_an_unexpected_error_in_a_page_is_one_line_with_an_id_and_logged(env, mo
 
     monkeypatch.setattr(cakd_viz.aggregates, "dataset_summary", broken)
     _write(env["data"] / "fresh", n=77)  # not in any cache yet
-    at = _app("path:fresh", page="app_pages/overview.py")
+    at = _app("path:fresh", page="cakd_viz/app/pages/overview.py")
     _ok(at)
     (line,) = [e.value for e in at.error]
     error_id = re.fullmatch(r"Something went wrong here \(error id ([0-9a-f]{8})\);.*", line).group(1)
@@ -578,13 +580,13 @@ def test_an_unexpected_error_in_a_page_is_one_line_with_an_id_and_logged(env, mo
     (record,) = server_log
     assert error_id in record.getMessage() and "secret detail" in record.getMessage()
     assert record.exc_info and record.exc_info[0] is RuntimeError  # the traceback is on the server
-    at.switch_page("app_pages/data.py").run()  # the rest of the app keeps working
+    at.switch_page("cakd_viz/app/pages/data.py").run()  # the rest of the app keeps working
     _ok(at)
     assert not at.error and at.title[0].value == "Data"
 
 
 def test_an_unexpected_error_in_the_sidebar_is_one_line(env, monkeypatch, server_log):
-    from appkit import state
+    from cakd_viz.app import state
 
     monkeypatch.setattr(state, "_fit_widgets_to", lambda bundle: 1 / 0)
     at = _app("path:a")
@@ -596,7 +598,7 @@ def test_an_unexpected_error_in_the_sidebar_is_one_line(env, monkeypatch, server
 
 def test_login_required_shows_no_page_until_logged_in(env, monkeypatch):
     monkeypatch.setenv(app_config.LOGIN_ENV, "1")
-    at = _app("path:a", page="app_pages/overview.py")
+    at = _app("path:a", page="cakd_viz/app/pages/overview.py")
     _ok(at)
     assert [i.value for i in at.info] == ["This server asks you to log in first."]
     assert not at.get("plotly_chart") and not at.sidebar.text
@@ -613,15 +615,51 @@ def test_serving_defaults():
     assert cfg["server"]["address"] == "127.0.0.1"
 
 
+def _fake_streamlit(tmp_path: Path) -> Path:
+    """A folder to put first on PYTHONPATH whose ``streamlit`` package prints the command it was given."""
+    fake = tmp_path / "fake" / "streamlit"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("import sys\nprint('streamlit', *sys.argv[1:])\n")
+    return fake.parent
+
+
 @pytest.mark.parametrize(
     ("env_address", "args", "expected"),
     [
-        (None, [], ["--server.address", "127.0.0.1"]),
-        ("0.0.0.0", ["--server.port", "9"], ["--server.address", "0.0.0.0", "--server.port", "9"]),
-        ("0.0.0.0", ["--server.address=10.1.2.3"], ["--server.address=10.1.2.3"]),
+        (None, [], {"--server.address": "127.0.0.1", "--server.port": "8501"}),
+        ("0.0.0.0", ["--port", "9"], {"--server.address": "0.0.0.0", "--server.port": "9"}),
+        ("0.0.0.0", ["--address", "10.1.2.3"], {"--server.address": "10.1.2.3"}),
+        (None, ["--server.address", "10.1.2.3"], {"--server.address": "10.1.2.3"}),
     ],
 )
-def test_start_script_serves_on_localhost_unless_told(tmp_path, env_address, args, expected):
+def test_the_app_command_serves_on_localhost_unless_told(tmp_path, env_address, args, expected):
+    """`cakd-viz app` hands Streamlit the app's serving settings (localhost, no error details in the
+    browser), whatever directory it runs in; an address comes from --address, $CAKD_VIZ_ADDRESS or a
+    Streamlit option, in that order of precedence only when given."""
+    environ = {k: v for k, v in os.environ.items() if k != "CAKD_VIZ_ADDRESS"}
+    environ["PYTHONPATH"] = os.pathsep.join([str(_fake_streamlit(tmp_path)), str(REPO)])
+    if env_address:
+        environ["CAKD_VIZ_ADDRESS"] = env_address
+    out = subprocess.run(
+        [sys.executable, "-m", "cakd_viz", "app", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
+    ).stdout
+    words = out.splitlines()[-1].split()
+    assert words[:3] == ["streamlit", "run", str(REPO / "cakd_viz" / "app" / "entry" / "streamlit_app.py")]
+    given = dict(zip(words[3::2], words[4::2], strict=True))
+    assert given["--client.showErrorDetails"] == "none"
+    assert sum(w == "--server.address" for w in words) == 1  # a user's option replaces the app's own
+    for key, value in expected.items():
+        assert given[key] == value
+
+
+def test_start_script_runs_the_app_command(tmp_path):
     """scripts/start.sh in a copy of the repository whose .venv is a stub that prints what it runs."""
     (tmp_path / "scripts").mkdir()
     shutil.copy(REPO / "scripts" / "start.sh", tmp_path / "scripts" / "start.sh")
@@ -630,21 +668,16 @@ def test_start_script_serves_on_localhost_unless_told(tmp_path, env_address, arg
     (tmp_path / "sample_checkpoints" / "glyphs" / "bundle" / "meta.json").write_text("{}")
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("python", "streamlit"):
-        (bin_dir / tool).write_text(f'#!/bin/sh\necho {tool} "$@"\n')
-        (bin_dir / tool).chmod(0o755)
-    environ = {k: v for k, v in os.environ.items() if k != "CAKD_VIZ_ADDRESS"}
-    if env_address:
-        environ["CAKD_VIZ_ADDRESS"] = env_address
+    (bin_dir / "python").write_text('#!/bin/sh\necho python "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     out = subprocess.run(
-        ["bash", str(tmp_path / "scripts" / "start.sh"), *args],
+        ["bash", str(tmp_path / "scripts" / "start.sh"), "--port", "9"],
         capture_output=True,
         text=True,
-        env=environ,
         timeout=60,
         check=True,
     ).stdout
-    assert out.splitlines()[-1].split() == ["streamlit", "run", "app.py", *expected]
+    assert out.splitlines()[-1].split() == ["python", "-m", "cakd_viz", "app", "--port", "9"]
 
 
 # -- 6. shared cached objects ---------------------------------------------------------------------------
@@ -653,7 +686,7 @@ def test_start_script_serves_on_localhost_unless_told(tmp_path, env_address, arg
 def test_sessions_share_bundles_read_only_and_get_the_same_results_at_once(env):
     """Many sessions at once on one cached bundle: its arrays cannot be written, and parallel
     decompositions and summaries equal a serial one."""
-    from appkit import compute, state
+    from cakd_viz.app import compute, state
 
     path = _write(env["data"] / "shared", n=400, seed=5)
     opened = bundles.open_source("path:shared")

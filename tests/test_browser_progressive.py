@@ -9,15 +9,12 @@ server's passes wait, so the preview is certainly on screen; releasing the locks
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # appkit/ sits beside app.py, not installed
-
-from appkit import config as app_config  # noqa: E402
-from appkit import progressive, serve  # noqa: E402
+from cakd_viz.app import config as app_config  # noqa: E402
+from cakd_viz.app import progressive, serve  # noqa: E402
 from cakd_viz.bundle import load_bundle  # noqa: E402
 from cakd_viz.results_cache import ResultsCache, decomposition_key  # noqa: E402
 

@@ -17,11 +17,11 @@ from urllib.parse import quote
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # appkit/ and benchmarks/ sit beside app.py, not installed
+sys.path.insert(0, str(REPO))  # benchmarks/ sits in the clone, not in the package
 
-from appkit import config as app_config  # noqa: E402
-from appkit import serve  # noqa: E402
 from benchmarks.bench_app_uploads import UPLOAD_INPUT, npz_bomb, upload_and_measure  # noqa: E402
+from cakd_viz.app import config as app_config  # noqa: E402
+from cakd_viz.app import serve  # noqa: E402
 from cakd_viz.runs import store  # noqa: E402
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 import time
 from pathlib import Path
 
@@ -14,10 +13,8 @@ import numpy as np
 import pytest
 from fake_runs import write_run, write_sweep
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # appkit/ sits beside app.py, not installed
-
-from appkit import config as app_config  # noqa: E402
-from appkit import serve  # noqa: E402
+from cakd_viz.app import config as app_config  # noqa: E402
+from cakd_viz.app import serve  # noqa: E402
 from cakd_viz.bundle import load_bundle, write_bundle  # noqa: E402
 from cakd_viz.runs import store  # noqa: E402
 

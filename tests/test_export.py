@@ -16,8 +16,8 @@ import pytest
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
-from appkit import config as app_config
 from cakd_viz import export
+from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def root(tmp_path, monkeypatch) -> Path:
     data = tmp_path / "data"
     write_bundle(data / "a", teacher=teacher, students=students, labels=labels, class_names=names)
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(data))
-    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path / "no-samples"))
     return data
 
 
@@ -87,7 +87,7 @@ def _page(page: str, **params) -> AppTest:
     at.query_params["bundle"] = "path:a"
     for k, v in params.items():
         at.query_params[k] = str(v)
-    at.switch_page(f"app_pages/{page}.py")
+    at.switch_page(f"cakd_viz/app/pages/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -244,6 +244,6 @@ def test_plain_escapes_markup():
 def test_the_library_side_never_imports_streamlit():
     code = (
         "import sys; import cakd_viz.figures.overview, cakd_viz.figures.correlation, cakd_viz.figures.data, "
-        "appkit.config; assert 'streamlit' not in sys.modules, 'streamlit was imported'"
+        "cakd_viz.app.config; assert 'streamlit' not in sys.modules, 'streamlit was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from appkit.jobs import Runner
+from cakd_viz.app.jobs import Runner
 
 
 def _blocker():

@@ -13,15 +13,19 @@ import pytest
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
-from appkit import config as app_config
 from cakd_viz import decompose, diagnose
+from cakd_viz.app import config as app_config
 from cakd_viz.bundle import load_bundle, write_bundle
 from cakd_viz.classnames import readable_names
 from cakd_viz.learn import PRESETS
 from cakd_viz.terms import heading
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-SAMPLE, DIAGNOSE, LEARN = "app_pages/sample.py", "app_pages/diagnose.py", "app_pages/learn.py"
+SAMPLE, DIAGNOSE, LEARN = (
+    "cakd_viz/app/pages/sample.py",
+    "cakd_viz/app/pages/diagnose.py",
+    "cakd_viz/app/pages/learn.py",
+)
 TERM_METRICS = ("BCD", "p_S·SCD", "p_W·WCD")
 
 

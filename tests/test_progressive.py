@@ -15,8 +15,8 @@ import pytest
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
-from appkit import config as app_config
-from appkit import jobs, progressive, results_store
+from cakd_viz.app import config as app_config
+from cakd_viz.app import jobs, progressive, results_store
 from cakd_viz.bundle import load_bundle, write_bundle
 from cakd_viz.decomposition import decompose
 from cakd_viz.results_cache import decomposition_key
@@ -41,7 +41,7 @@ def big(tmp_path, monkeypatch):
         labels=labels,
     )
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(tmp_path / "data"))
-    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path / "no-samples"))
     monkeypatch.setenv(progressive.PREVIEW_ABOVE_ENV, "1000")
     monkeypatch.setenv(progressive.PREVIEW_ROWS_ENV, str(ROWS))
     return load_bundle(path)
@@ -119,7 +119,7 @@ def test_diagnose_on_a_preview_names_the_bundles_own_samples(big):
     exact = decompose(big.student("kd"), big.teacher, big.labels, grouping=GROUPING, temperature=T)
     sub = preview_rows(N, np.asarray(big.labels), ROWS)
     with _exact_passes_held(big):
-        at = _app("app_pages/diagnose.py")
+        at = _app("cakd_viz/app/pages/diagnose.py")
         assert not at.exception, [e.value for e in at.exception]
         assert "Failures among a preview on 120 of 600 samples" in _text(at)
         table = at.dataframe[0].value
@@ -159,7 +159,13 @@ def test_without_a_usable_cache_folder_the_app_says_so_and_keeps_results_in_memo
 
 
 @pytest.mark.parametrize(
-    "page", ["app_pages/correlation.py", "app_pages/sample.py", "app_pages/data.py", "app_pages/diagnose.py"]
+    "page",
+    [
+        "cakd_viz/app/pages/correlation.py",
+        "cakd_viz/app/pages/sample.py",
+        "cakd_viz/app/pages/data.py",
+        "cakd_viz/app/pages/diagnose.py",
+    ],
 )
 def test_every_explore_page_renders_on_a_preview_and_says_so(big, page):
     with _exact_passes_held(big):
@@ -167,14 +173,17 @@ def test_every_explore_page_renders_on_a_preview_and_says_so(big, page):
         assert not at.exception, [e.value for e in at.exception]
         assert not at.error, [e.value for e in at.error]
         text = _text(at)
-        if page in ("app_pages/correlation.py", "app_pages/diagnose.py"):  # pages that decompose
+        if page in (
+            "cakd_viz/app/pages/correlation.py",
+            "cakd_viz/app/pages/diagnose.py",
+        ):  # pages that decompose
             assert "Preview." in text and "a preview on 120 of 600 samples" in text
         else:  # these read the bundle's own rows: nothing to preview
             assert "Preview." not in text
 
 
 def test_diagnose_completes_its_in_s_rates_from_a_background_pass(big, monkeypatch):
-    from appkit import compute
+    from cakd_viz.app import compute
     from cakd_viz.results_cache import make_key
 
     monkeypatch.setattr(compute, "IN_STRONG_NOW_ROWS", 0)  # every failure set counts as many
@@ -183,7 +192,7 @@ def test_diagnose_completes_its_in_s_rates_from_a_background_pass(big, monkeypat
     # (a run that finds kd's exact pass already done submits it at once)
     with results_store.cache().lock(ik) as held:
         assert held
-        at = _app("app_pages/diagnose.py")  # a preview first; the exact pass of kd runs meanwhile
+        at = _app("cakd_viz/app/pages/diagnose.py")  # a preview first; the exact pass of kd runs meanwhile
         _wait_for_exact(big, ["kd"])
         at.run()
         assert not at.exception, [e.value for e in at.exception]

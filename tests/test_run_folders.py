@@ -357,7 +357,7 @@ def test_tune_run_dir_refuses_corrupt_running_and_remote_folders(tmp_path):
 def test_the_tune_page_shows_corrupt_and_remote_runs_without_an_exception(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from appkit import config as app_config
+    from cakd_viz.app import config as app_config
 
     root = tmp_path / "runs"
     for case, config, status, _ in BROKEN:
@@ -366,7 +366,7 @@ def test_the_tune_page_shows_corrupt_and_remote_runs_without_an_exception(tmp_pa
     monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(root))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.switch_page("app_pages/tune.py")
+    at.switch_page("cakd_viz/app/pages/tune.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value

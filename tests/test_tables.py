@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from appkit import ui
+from cakd_viz.app import ui
 from cakd_viz.terms import heading, unit
 
 

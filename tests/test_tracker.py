@@ -13,7 +13,7 @@ from conftest import make_logits
 from fake_runs import write_run, write_sweep
 from streamlit.testing.v1 import AppTest
 
-from appkit import config as app_config
+from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
 from cakd_viz.runs import list_runs, store
 from cakd_viz.runs.results import (
@@ -39,7 +39,7 @@ def runs(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, f"{tmp_path / 'data'}:{root}")
-    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path / "no-samples"))
     (tmp_path / "data").mkdir()
     return root
 
@@ -153,7 +153,7 @@ def _tune(**params) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     for k, v in params.items():
         at.query_params[k] = v
-    at.switch_page("app_pages/tune.py")
+    at.switch_page("cakd_viz/app/pages/tune.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -282,7 +282,7 @@ def test_compare_with_the_bundles_students(runs, tmp_path):
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["bundle"] = "path:base"
     at.run()  # the Overview on the base bundle: the open bundle the run is compared with
-    at.switch_page("app_pages/tune.py")
+    at.switch_page("cakd_viz/app/pages/tune.py")
     at.run()
     next(b for b in at.button if b.label == "Compare with the bundle's students").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -13,7 +13,7 @@ import pytest
 from runs_support import make_teacher, write_factory
 from streamlit.testing.v1 import AppTest
 
-from appkit import config as app_config
+from cakd_viz.app import config as app_config
 from cakd_viz.runs import list_runs, store
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -35,13 +35,13 @@ def runs(tmp_path, monkeypatch, teacher) -> Path:
     roots = [str(root), str(teacher.parent)]  # run bundles may open in the explorer
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, os.pathsep.join(roots))
     monkeypatch.setenv(app_config.ALLOW_CODE_ENV, "1")
-    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path / "no-samples"))
     return root
 
 
 def _page() -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=60)
-    at.switch_page("app_pages/tune.py")
+    at.switch_page("cakd_viz/app/pages/tune.py")
     return at.run()
 
 

@@ -12,8 +12,8 @@ from conftest import make_logits
 from fake_runs import write_run
 from streamlit.testing.v1 import AppTest
 
-from appkit import config as app_config
-from appkit import names as app_names
+from cakd_viz.app import config as app_config
+from cakd_viz.app import names as app_names
 from cakd_viz.bundle import write_bundle
 from cakd_viz.runs import store
 
@@ -34,7 +34,7 @@ def root(tmp_path, monkeypatch) -> Path:
     runs.mkdir()
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, f"{data}:{runs}")
     monkeypatch.setenv(store.RUNS_DIR_ENV, str(runs))
-    monkeypatch.setattr(app_config, "SAMPLES_DIR", tmp_path / "no-samples")
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path / "no-samples"))
     return tmp_path
 
 
@@ -43,7 +43,7 @@ def _open(page: str, **params) -> AppTest:
     at.query_params["bundle"] = "path:a"
     for k, v in params.items():
         at.query_params[k] = v
-    at.switch_page(f"app_pages/{page}.py")
+    at.switch_page(f"cakd_viz/app/pages/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

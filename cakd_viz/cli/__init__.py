@@ -33,6 +33,7 @@ PROG = "cakd-viz"
 
 # Command modules, in the order `--help` lists them. Add a command: write cli/NAME.py, add one line here.
 COMMANDS: tuple[str, ...] = (
+    "cakd_viz.cli.app_cmd",
     "cakd_viz.cli.import_cmd",
     "cakd_viz.cli.info",
     "cakd_viz.cli.decompose_cmd",
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=HelpFormatter,
         )
         cmd.add_arguments(p)
-        p.set_defaults(_run=cmd.run, _parser=p)
+        p.set_defaults(_run=cmd.run, _parser=p, _split_extra=cmd.split_extra)
     return parser
 
 
@@ -90,8 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extra = parser.parse_known_args(argv)
+        split = getattr(args, "_split_extra", None)
+        if split is not None:  # parse again without the arguments the command hands on
+            try:
+                own, args_extra = split(argv[argv.index(args.command) + 1 :])
+            except ValueError as exc:
+                args._parser.error(str(exc))
+            args, extra = parser.parse_known_args([args.command, *own])
+            args.extra = args_extra
         if extra:  # let the command's own parser say it, so the message names the command
             getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version, or a usage error already printed by argparse

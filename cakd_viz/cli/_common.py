@@ -23,6 +23,9 @@ class Command:
     examples: str  # example invocations, shown at the end of `cakd-viz NAME --help`
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int | None]
+    # Splits the command's arguments into (its own, others it hands on as args.extra: `app`'s Streamlit
+    # options), before argparse sees them; None: every argument is its own.
+    split_extra: Callable[[list[str]], tuple[list[str], list[str]]] | None = None
 
 
 class Parser(argparse.ArgumentParser):

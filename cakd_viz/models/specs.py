@@ -12,7 +12,6 @@ Forms (``MODEL_SPEC_FORMS``):
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 import zipfile
@@ -23,21 +22,15 @@ from torch import nn
 
 from cakd_viz.data.sources import import_object
 from cakd_viz.device import resolve_device
+from cakd_viz.locations import SAMPLES_ENV, samples_dir  # noqa: F401 (re-exported)
 from cakd_viz.models.checkpoint import checkpoint_paths, load_checkpoint, load_state_file, load_weights_into
 
 MODEL_SPEC_FORMS = (
     "sample:DATA/NAME (e.g. sample:glyphs/teacher), PATH.json or PATH.safetensors (a cakd-viz checkpoint), "
     "PATH of a TorchScript file, package.module:factory with a weights file (.safetensors or .pt state dict)"
 )
-SAMPLES_ENV = "CAKD_SAMPLES_DIR"
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _SAMPLE = re.compile(r"^sample:(\w+)/(\w+)$")
-
-
-def samples_dir() -> Path:
-    """Where shipped checkpoints live: ``$CAKD_SAMPLES_DIR``, else ``sample_checkpoints/`` at the repo root."""
-    env = os.environ.get(SAMPLES_ENV)
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "sample_checkpoints"
 
 
 def list_sample_models(root: Path | None = None) -> list[str]:

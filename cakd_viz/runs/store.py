@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from cakd_viz import processes
+from cakd_viz.locations import runs_dir  # noqa: F401 (re-exported)
 
 RUNS_DIR_ENV = "CAKD_VIZ_RUNS_DIR"
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -50,14 +51,6 @@ _NEXT = {
     "queued": {"queued", "running", "failed", "cancelled"},
     "running": {"running", "done", "failed", "cancelled"},
 }
-
-
-def runs_dir(path: str | Path | None = None) -> Path:
-    """Where runs live: ``path``, else ``$CAKD_VIZ_RUNS_DIR``, else ``runs/`` at the repository root."""
-    if path is not None:
-        return Path(path).expanduser()
-    env = os.environ.get(RUNS_DIR_ENV, "").strip()
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "runs"
 
 
 def new_run_id(label: str = "") -> str:

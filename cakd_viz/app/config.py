@@ -1,10 +1,10 @@
 """Where the app may open bundles from, and the limits on what a browser may ask for.
 
-No Streamlit here: the app (``appkit``) asks this module which paths are allowed, so the rules are
+No Streamlit here: the app (``cakd_viz.app``) asks this module which paths are allowed, so the rules are
 testable on their own. A server path is allowed only when, after resolving ``..`` and symlinks, it
 lies inside one of the data roots (env ``CAKD_VIZ_DATA_ROOT``, several separated by ``os.pathsep``;
-default: the repository's ``sample_checkpoints`` folder and the runs folder, ``CAKD_VIZ_RUNS_DIR`` or
-``runs/``). Messages meant for a browser name paths only in their data-root form ("runs/x/bundle"),
+default: the shipped ``sample_checkpoints`` folder and the runs folder, ``CAKD_VIZ_RUNS_DIR`` or
+``./runs``; ``cakd-viz app PATH ...`` sets the given paths and the runs folder). Messages meant for a browser name paths only in their data-root form ("runs/x/bundle"),
 never as absolute server paths (``public_path``, ``scrub``).
 """
 
@@ -14,11 +14,11 @@ import os
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLES_DIR = REPO_ROOT / "sample_checkpoints"
-RUNS_DIR = REPO_ROOT / "runs"
+from cakd_viz.locations import PACKAGE_DIR, runs_dir, samples_dir
+
+PACKAGE_PARENT = PACKAGE_DIR.parent  # a clone's root, or the site-packages folder of an install
 DATA_ROOT_ENV = "CAKD_VIZ_DATA_ROOT"
-RUNS_DIR_ENV = "CAKD_VIZ_RUNS_DIR"  # where weight-tuning runs live (see cakd_viz.runs.store)
+OPEN_ENV = "CAKD_VIZ_OPEN"  # the bundle a new session opens first (set by `cakd-viz app PATH`)
 # The operator's opt-in to model and data specs that run code or read files (docs/architecture.md §3).
 ALLOW_CODE_ENV = "CAKD_VIZ_ALLOW_CODE_SPECS"
 UPLOAD_EXPANDED_ENV = "CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB"  # cap on an upload's decompressed arrays
@@ -52,14 +52,19 @@ def data_roots() -> list[Path]:
     candidates = (
         [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
         if raw
-        else [SAMPLES_DIR, Path(os.environ.get(RUNS_DIR_ENV) or RUNS_DIR).expanduser()]
+        else [samples_dir(), runs_dir()]
     )
     return [p.resolve() for p in candidates if p.is_dir()]
 
 
+def bundle_to_open() -> str:
+    """The bundle a new session opens first when ``cakd-viz app PATH`` named one (``$CAKD_VIZ_OPEN``)."""
+    return os.environ.get(OPEN_ENV, "").strip()
+
+
 def sample_path(name: str) -> Path:
     """The bundle directory of a shipped sample (KeyError for an unknown name)."""
-    return SAMPLES_DIR / SAMPLES[name]
+    return samples_dir() / SAMPLES[name]
 
 
 def available_samples() -> list[str]:
@@ -234,7 +239,8 @@ def scrub(text: str, roots: list[Path] | None = None) -> str:
     roots = data_roots() if roots is None else roots
     swaps = [(str(r), r.name) for r in roots]
     swaps += [(str(Path(tempfile.gettempdir()) / "cakd-viz-uploads"), "upload")]
-    swaps += [(str(REPO_ROOT), "."), (str(Path(tempfile.gettempdir()).resolve()), "tmp")]
+    swaps += [(str(PACKAGE_PARENT), "."), (str(Path(tempfile.gettempdir()).resolve()), "tmp")]
+    swaps += [(str(Path.cwd()), ".")]
     swaps += [(str(Path.home()), "~")]
     for long, short in sorted(swaps, key=lambda s: -len(s[0])):
         if len(long) > 1:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from appkit import compute, state, ui, viewspec
+from cakd_viz.app import compute, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT

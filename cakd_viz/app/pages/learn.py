@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from appkit import notes, state
+from cakd_viz.app import notes, state
 from cakd_viz.figures import learn as learn_fig
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from appkit import compute, notes, state, ui, viewspec
-from appkit.notes import asked
+from cakd_viz.app import compute, notes, state, ui, viewspec
+from cakd_viz.app.notes import asked
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig

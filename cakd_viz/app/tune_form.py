@@ -3,7 +3,7 @@
 The form's widgets keep their values in session state under ``tune_<field>`` keys; these functions read
 a mapping of those values (``st.session_state`` itself, or a plain dict in tests). Everything here
 treats the values as hostile: text is length-checked, and ``launch_config`` passes the specs through
-``appkit.spec_gate`` before anything is created.
+``cakd_viz.app.spec_gate`` before anything is created.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from appkit import config as app_config
-from appkit import spec_gate
+from cakd_viz.app import config as app_config
+from cakd_viz.app import spec_gate
 
 LOSS_WIDGETS = ("grouping", "temperature", "w_b", "alpha", "beta", "warmup")
 SWEEPABLE = {

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from appkit import compute, state, ui, viewspec
+from cakd_viz.app import compute, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import correlation as fig
 

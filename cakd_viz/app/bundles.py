@@ -22,9 +22,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from appkit import config as app_config
-from appkit import results_store
-from appkit.config import plain
+from cakd_viz.app import config as app_config
+from cakd_viz.app import results_store
+from cakd_viz.app.config import plain
 from cakd_viz.bundle import Bundle
 from cakd_viz.results_cache import Correlation, cached_correlation, open_checked
 
@@ -108,7 +108,7 @@ def path_source(text: str) -> str:
 
 def upload_limits() -> tuple[int, int]:
     """(largest upload, largest decompressed arrays of one) in bytes, from the server's
-    ``server.maxUploadSize`` and ``appkit.config.upload_expanded_cap``."""
+    ``server.maxUploadSize`` and ``cakd_viz.app.config.upload_expanded_cap``."""
     mb = st.get_option("server.maxUploadSize") or app_config.UPLOAD_MAX_MB
     return int(mb * 2**20), app_config.upload_expanded_cap(mb)
 

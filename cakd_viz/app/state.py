@@ -9,29 +9,24 @@ widgets before they are drawn (a new session, an edited URL, or `goto_sample`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 import torch
 
-from appkit import bundles, names, notes, progressive, results_store, ui, views
-from appkit import config as app_config
-from appkit.config import plain, shown
-from appkit.notes import asked
+from cakd_viz.app import bundles, names, notes, progressive, results_store, ui, views
+from cakd_viz.app import config as app_config
+from cakd_viz.app.config import plain, shown
+from cakd_viz.app.notes import asked
 from cakd_viz.bundle import Bundle
 from cakd_viz.classnames import readable_names
 from cakd_viz.decomposition import Decomposition
 from cakd_viz.device import describe_device
 from cakd_viz.grouping import GROUPING_FORMS, Grouping, parse_grouping
 
-PAGE_FILES = {
-    "data": "app_pages/data.py",
-    "overview": "app_pages/overview.py",
-    "correlation": "app_pages/correlation.py",
-    "sample": "app_pages/sample.py",
-    "diagnose": "app_pages/diagnose.py",
-    "learn": "app_pages/learn.py",
-    "tune": "app_pages/tune.py",
-}
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGE_KEYS = ("data", "overview", "correlation", "sample", "diagnose", "learn", "tune")
+PAGE_FILES = {key: str(PAGES_DIR / f"{key}.py") for key in PAGE_KEYS}  # absolute: any entry script works
 URL_KEYS = ("bundle", "runs", "student", "vs", "grouping", "T", "device", "names")  # shared; pages add theirs
 _OPTIONAL_KEYS = ("runs", "vs", "device", "names")  # left out of the URL while unused (device: while "auto")
 
@@ -44,7 +39,7 @@ W_STUDENT, W_GROUPING, W_TEMPERATURE, W_DEVICE = "sb_student", "sb_grouping", "s
 W_COMPARE, W_RUNS = "sb_compare", "sb_runs"
 _K_GOOD_T = "T_ok"  # last temperature inside [T_MIN, T_MAX]
 _K_RUNS = "_runs"  # ids of the finished runs whose students are added to the open bundle
-_K_NAMES = "_names"  # token of the class-name override in use (appkit.names), or None
+_K_NAMES = "_names"  # token of the class-name override in use (cakd_viz.app.names), or None
 _K_PREV_STUDENT = "_prev_student"
 T_MIN, T_MAX = 0.05, 100.0
 
@@ -63,10 +58,10 @@ class Selection:
     label: str = ""  # human-readable origin, e.g. "upload: logits.npz"
     key: tuple = field(
         default=("", 0.0)
-    )  # the view's identity for caches (appkit.views): (path, meta mtime[, runs])
+    )  # the view's identity for caches (cakd_viz.app.views): (path, meta mtime[, runs])
     compare: str = ""  # student B, compared with `student` (A); "" for none
     class_names: tuple[str, ...] = ()  # what pages show: readable, distinct (cakd_viz.classnames)
-    names_token: str | None = None  # the class-name override in use (appkit.names), if any
+    names_token: str | None = None  # the class-name override in use (cakd_viz.app.names), if any
     runs: tuple[str, ...] = ()  # finished runs whose students were added to the bundle ("run:<id>")
 
 
@@ -147,7 +142,7 @@ def results(
     students: list[str] | None = None, *, grouping: str | None = None, temperature: float | None = None
 ) -> dict[str, progressive.Result]:
     """The decompositions of some students of the open bundle (default: student A, and B when set), all
-    exact or all on the same preview rows (``appkit.progressive``), under the sidebar's grouping and T
+    exact or all on the same preview rows (``cakd_viz.app.progressive``), under the sidebar's grouping and T
     unless given."""
     sel = selection()
     names = students or [sel.student] + ([sel.compare] if sel.compare else [])
@@ -338,18 +333,21 @@ def _try_switch(source: str) -> None:
 
 
 def _open_default() -> None:
-    """Open the first shipped sample that is present (glyphs first); stay empty if none can be opened.
+    """Open the bundle ``cakd-viz app PATH`` names (``$CAKD_VIZ_OPEN``), else the first shipped sample that
+    is present (glyphs first); stay empty if none can be opened.
 
     A failure already recorded (the link's bundle that could not be opened) is kept: the sidebar says
     it, and that the default is shown instead."""
     ss = st.session_state
     ss[_K_SOURCE] = None
-    for name in app_config.available_samples():
+    first = app_config.bundle_to_open()
+    tokens = ([f"path:{first}"] if first else []) + [f"sample:{n}" for n in app_config.available_samples()]
+    for token in tokens:
         try:
-            ss[_K_SOURCE] = bundles.open_source(f"sample:{name}").source
+            ss[_K_SOURCE] = bundles.open_source(token).source
             return
         except ValueError as exc:
-            ss[_K_ERROR] = ss.get(_K_ERROR) or {"asked": f"sample:{name}", "reason": str(exc)}
+            ss[_K_ERROR] = ss.get(_K_ERROR) or {"asked": token, "reason": str(exc)}
 
 
 def _error_line(error: dict | str, opened) -> str:
@@ -624,7 +622,7 @@ def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str]
 
 
 def set_class_names(token: str | None) -> None:
-    """Use an override list (a token from appkit.names.store), or the bundle's own names (None)."""
+    """Use an override list (a token from cakd_viz.app.names.store), or the bundle's own names (None)."""
     st.session_state[_K_NAMES] = token
     notes.drop("names")
 

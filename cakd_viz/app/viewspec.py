@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appkit import config as app_config
-from appkit import names, views
-from appkit.state import Selection
+from cakd_viz.app import config as app_config
+from cakd_viz.app import names, views
+from cakd_viz.app.state import Selection
 
 UPLOAD_PLACEHOLDER = "PATH/TO/YOUR/BUNDLE"  # an upload lives only on the server: `cakd-viz import` it
 
@@ -16,7 +16,7 @@ def bundle_path(sel: Selection) -> str:
     to the data root's parent for a server path (as the Data page shows it), a placeholder for an upload."""
     kind, _, rest = sel.source.partition(":")
     if kind == "sample":
-        return str(Path(app_config.SAMPLES_DIR.name) / app_config.SAMPLES.get(rest, rest))
+        return str(Path("sample_checkpoints") / app_config.SAMPLES.get(rest, rest))
     if kind == "path":
         return rest
     return UPLOAD_PLACEHOLDER

@@ -29,7 +29,7 @@ def problem() -> str | None:
     try:
         _open()
     except ValueError as exc:
-        from appkit.config import scrub
+        from cakd_viz.app.config import scrub
 
         return scrub(str(exc))
     return None

@@ -6,7 +6,7 @@ A view whose models hold at most ``preview_above()`` logits each (N x C; 50 mill
 1. at once, a **preview**: the decomposition of a fixed subsample of ``preview_size(C)`` rows (20,000 at
    1,000 classes), stratified by true class when the bundle has labels (``cakd_viz.subsample``); the
    subsample's logits are read once per bundle and kept in memory, shared by every session;
-2. in the background (``appkit.jobs``, one worker thread for the whole server), the **exact** pass over
+2. in the background (``cakd_viz.app.jobs``, one worker thread for the whole server), the **exact** pass over
    every sample, stored in the results cache (``cakd_viz.results_cache``, on disk, shared by every
    session and process): computed once per (bundle, student, grouping, T), read back memory-mapped.
 
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from appkit import bundles, jobs, ui, views
-from appkit.results_store import cache
 from cakd_viz import diagnose
+from cakd_viz.app import bundles, jobs, ui, views
+from cakd_viz.app.results_store import cache
 from cakd_viz.decomposition import Decomposition, decompose
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.results_cache import (
@@ -127,7 +127,7 @@ def _remember(ck: str, d: Decomposition) -> Decomposition:
 
 
 def _exact_key(key: tuple, student: str, grouping: str, temperature: float, corr) -> str:
-    # The view key names the bundle's files and their meta.json time (appkit.views), and the correlation
+    # The view key names the bundle's files and their meta.json time (cakd_viz.app.views), and the correlation
     # is a function of it: the cache key (which reads the files' identities) is worked out once per view.
     memo = (key, student, grouping, temperature)
     ck = _KEYS.get(memo)

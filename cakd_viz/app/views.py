@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from appkit import bundles, results_store
+from cakd_viz.app import bundles, results_store
 from cakd_viz.bundle import Bundle
 from cakd_viz.bundle.compose import check_same_teacher, compose_students
 from cakd_viz.results_cache import Correlation, open_checked

@@ -21,8 +21,8 @@ import os
 import re
 from pathlib import Path
 
-from appkit import config as app_config
-from appkit.config import PathRefused, shown
+from cakd_viz.app import config as app_config
+from cakd_viz.app.config import PathRefused, shown
 
 # The library's grammar of a factory spec (cakd_viz.models.specs / cakd_viz.data.sources).
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from appkit import config as app_config
+from cakd_viz.app import config as app_config
 from cakd_viz.runs.results import RunInfo
 
 # tracker_table column -> (heading, what it is, width in pixels, number format); the table is compact so

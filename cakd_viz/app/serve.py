@@ -1,6 +1,6 @@
 """Start the app as a real server and drive it with Chromium (for the browser test and the benchmark).
 
-`running_app(...)` starts `streamlit run app.py` on a free port and stops it (and only it) on exit
+`running_app(...)` starts `cakd-viz app` on a free port and stops it (and only it) on exit
 (`running_server` also gives its pid, and `memory_bytes` / `reset_peak_memory` read its memory);
 `browser()` launches Debian's Chromium through Playwright, never a downloaded one.
 """
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # a clone's root (the folder holding the package)
 CHROMIUM = os.environ.get("CAKD_VIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -51,41 +51,37 @@ class Server:
 
 @contextlib.contextmanager
 def running_app(
-    env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None
+    env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None, **kwargs
 ) -> Iterator[str]:
     """Run the app on a free port; yields its base URL. The server process group is killed on exit."""
-    with running_server(env=env, timeout=timeout, log=log) as server:
+    with running_server(env=env, timeout=timeout, log=log, **kwargs) as server:
         yield server.url
 
 
 @contextlib.contextmanager
 def running_server(
-    env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None
+    env: dict[str, str] | None = None,
+    timeout: float = 90.0,
+    log: Path | None = None,
+    *,
+    paths: tuple[str | Path, ...] = (),
+    python: str | Path = sys.executable,
+    cwd: str | Path | None = None,
 ) -> Iterator[Server]:
-    """As `running_app`, yielding a `Server` (URL and pid, e.g. to read the server's memory)."""
+    """As `running_app`, yielding a `Server` (URL and pid, e.g. to read the server's memory).
+
+    The server is started as users start it, ``python -m cakd_viz app [PATHS] --port N`` (``python``: the
+    interpreter of the environment to serve from, e.g. a fresh one with the wheel installed), in ``cwd``
+    (default: the folder holding the package, a clone's root). A variable set to None in ``env`` is
+    removed from the server's environment."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    cmd = [str(python), "-m", "cakd_viz", "app", *map(str, paths), "--port", str(port)]
+    cmd += ["--address", "127.0.0.1"]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         cmd,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
+        cwd=cwd or REPO,
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},  # None: unset
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

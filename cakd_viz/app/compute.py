@@ -3,7 +3,7 @@
 Wrappers of what is derived from a decomposition take ``progressive.Result`` objects (from
 ``state.results``) and cache on their identity (``Result.ident``: the view, the settings, and exact or
 which preview), so a preview's table is never served once the exact view is there; the others take the
-view's key (``appkit.views``). Each calls one `cakd_viz` function and caches the small result; pages
+view's key (``cakd_viz.app.views``). Each calls one `cakd_viz` function and caches the small result; pages
 never compute themselves.
 """
 
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from appkit import progressive, results_store, views
-from appkit.progressive import Result
 from cakd_viz import aggregates, compare, diagnose, families, scans
+from cakd_viz.app import progressive, results_store, views
+from cakd_viz.app.progressive import Result
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.results_cache import cached_predictions
 

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from appkit import compute, state, ui, viewspec
 from cakd_viz import compare, diagnose, export
+from cakd_viz.app import compute, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import diagnose as fig

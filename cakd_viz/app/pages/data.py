@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from appkit import bundles, compute, state, ui
-from appkit import config as app_config
-from appkit import names as app_names
 from cakd_viz import classnames
+from cakd_viz.app import bundles, compute, state, ui
+from cakd_viz.app import config as app_config
+from cakd_viz.app import names as app_names
 from cakd_viz.figures import data as fig
 
 ui.title(

@@ -8,10 +8,10 @@ import hashlib
 
 import streamlit as st
 
-from appkit import config as app_config
-from appkit import state, tracker, tune_form, ui, views
-from appkit.tune_form import LOSS_WIDGETS, SWEEPABLE
 from cakd_viz import export
+from cakd_viz.app import config as app_config
+from cakd_viz.app import state, tracker, tune_form, ui, views
+from cakd_viz.app.tune_form import LOSS_WIDGETS, SWEEPABLE
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
 from cakd_viz.runs import (
@@ -136,7 +136,7 @@ with st.form("tune_form"):
 
 
 if run_clicked or sweep_clicked:
-    try:  # the specs pass the gate (appkit/spec_gate.py) before anything is created
+    try:  # the specs pass the gate (cakd_viz/app/spec_gate.py) before anything is created
         tune_form.check_capacity(root)
         if run_clicked:
             run_dir = launcher.launch(RunConfig.from_dict(tune_form.launch_config(ss)), root)

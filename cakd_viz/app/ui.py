@@ -252,7 +252,7 @@ def finish(snippet: export.ViewSpec | str | None = None) -> None:
     """Fill the sidebar's "Export this view" box: the HTML report of everything the page showed, and a
     Python snippet that recomputes the view's main numbers (when the page names one: a ViewSpec, or the
     code itself). Also fills the notice under the title when the page showed a preview."""
-    from appkit import progressive  # here, not at the top: progressive imports this module
+    from cakd_viz.app import progressive  # here, not at the top: progressive imports this module
 
     progressive.banner(st.session_state.get(_K_BANNER))
     box = st.session_state.get(_K_EXPORT_BOX)

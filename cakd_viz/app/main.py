@@ -1,0 +1,56 @@
+"""The app's entry: page config, navigation, the shared sidebar, the optional login and the guard around
+every page (an unexpected error is one line with an id; ``guard.py``). Each page script in ``pages/``
+answers one question.
+
+Streamlit runs an entry script on every interaction; both entry scripts (``app.py`` in a clone,
+``cakd_viz/app/entry/streamlit_app.py`` in an install, started by ``cakd-viz app``) only call ``main()``.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from cakd_viz.app import config as app_config  # first: cakd_viz.app sets OMP_WAIT_POLICY before torch loads
+from cakd_viz.app import guard, state
+
+# (key, title, icon, section); every page script lives in pages/ beside this module.
+PAGES = [
+    ("data", "Data", ":material/database:", "Data"),
+    ("overview", "Overview", ":material/stacked_bar_chart:", "Explore"),
+    ("correlation", "Correlation groups", ":material/grid_on:", "Explore"),
+    ("sample", "Sample", ":material/image_search:", "Explore"),
+    ("diagnose", "Diagnose", ":material/troubleshoot:", "Explore"),
+    ("learn", "Learn", ":material/school:", "Learn & tune"),
+    ("tune", "Tune", ":material/tune:", "Learn & tune"),
+]
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+
+def _start() -> None:
+    """The app's root URL: open the Overview with whatever the link asked for. (Streamlit serves its
+    default page at "/" only, so a page that should also open from its own link, /overview?..., must
+    not be the default.)"""
+    st.switch_page(state.PAGE_FILES["overview"], query_params=st.query_params.to_dict())
+
+
+def main() -> None:
+    st.set_page_config(page_title="cakd-viz", page_icon=":material/scatter_plot:", layout="wide")
+    sections: dict[str, list] = {
+        "": [st.Page(_start, title="Start", url_path="start", default=True, visibility="hidden")]
+    }
+    for key, title, icon, section in PAGES:
+        page = st.Page(state.PAGE_FILES[key], title=title, icon=icon, url_path=key)
+        sections.setdefault(section, []).append(page)
+    current = st.navigation(sections)
+    if app_config.login_required() and not st.user.get("is_logged_in", False):
+        st.title("cakd-viz")
+        st.info("This server asks you to log in first.")
+        if st.button("Log in", type="primary"):
+            try:
+                st.login()
+            except Exception as exc:  # no [auth] section in secrets.toml, or Authlib missing
+                st.error(f"Login is not set up on this server ({type(exc).__name__}); ask its operator.")
+        st.stop()
+    # Every page runs inside the guard: an unexpected error is one line with an id (the log has the rest).
+    if guard.run(state.sidebar, "the sidebar"):
+        guard.run(current.run, f"page {current.title}")
