@@ -27,7 +27,6 @@ from cakd_viz.terms import PART, RAW
 class FailureSet:
     """A named set of samples. `reference` is the class a failure is "about" (its row in per-class views)."""
 
-    slug: str  # short, URL-friendly name
     description: str
     needs_labels: bool
     reference: str  # "label" or "teacher_pred"
@@ -36,21 +35,18 @@ class FailureSet:
 
 FAILURE_SETS: dict[str, FailureSet] = {
     "Student wrong, teacher right": FailureSet(
-        "student-wrong",
         "the teacher predicts the true class and the student does not",
         True,
         "label",
         lambda d: (d.teacher_pred == d.labels) & (d.student_pred != d.labels),
     ),
     "Both wrong": FailureSet(
-        "both-wrong",
         "neither the teacher nor the student predicts the true class",
         True,
         "label",
         lambda d: (d.teacher_pred != d.labels) & (d.student_pred != d.labels),
     ),
     "Student disagrees with teacher": FailureSet(
-        "disagree",
         "the student's top class differs from the teacher's (needs no labels)",
         False,
         "teacher_pred",

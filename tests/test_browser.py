@@ -169,3 +169,39 @@ def test_a_fresh_server_answers_direct_links_with_its_own_navigation(tmp_path, c
             assert not any("not found" in d.lower() for d in dialogs), (path, dialogs)
             assert titles and set(titles) == {title}, (path, titles)
         assert urlparse(page.url).path.rstrip("/").endswith("/overview")  # the root went on to the Overview
+
+
+def _query(page) -> dict[str, list[str]]:
+    return parse_qs(urlparse(page.url).query)
+
+
+def _wait_query(page, key: str, value: str, timeout_s: float = 60) -> None:
+    """Wait until the page's URL holds ``key=value`` (the frontend writes bound widgets' values)."""
+    page.wait_for_function(
+        "([k, v]) => new URLSearchParams(location.search).get(k) === v",
+        arg=[key, value],
+        timeout=timeout_s * 1000,
+    )
+
+
+def test_the_url_follows_the_view_across_pages(app, page):
+    """Streamlit's binding keeps the sidebar's values in the URL on every page, a link given to the root
+    reaches the Overview whole, and a page's own control (the Sample page's index) joins the URL."""
+    url, query = app
+    if "sample:glyphs" not in query and not app_config.available_samples():
+        pytest.fail("the shipped glyphs sample is missing: run `python -m cakd_viz samples build`")
+    page.goto(f"{url}/?bundle=sample:glyphs&student=student_kd&T=3")
+    serve.wait_rendered(page, charts=2)
+    assert urlparse(page.url).path.rstrip("/").endswith("/overview")
+    _wait_query(page, "student", "student_kd")
+    assert _query(page)["T"] == ["3"] and _query(page)["bundle"] == ["sample:glyphs"]
+    assert page.get_by_text("student_kd: each sample", exact=False).count() == 1
+    page.locator(NAV_LINK).filter(has_text="Sample").click()
+    page.wait_for_function("() => location.pathname.endsWith('/sample')")
+    serve.wait_rendered(page, charts=1)
+    assert _query(page)["student"] == ["student_kd"] and _query(page)["T"] == ["3"]
+    page.get_by_role("button", name="Next ▶").click()
+    _wait_query(page, "i", "1")
+    serve.wait_rendered(page, charts=1)
+    assert page.get_by_text("input #1", exact=False).count() == 1
+    assert page.locator(serve.EXCEPTION).count() == 0 and page.locator(ERROR_BOX).count() == 0

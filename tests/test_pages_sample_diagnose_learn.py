@@ -131,18 +131,18 @@ def test_sample_page_steps_and_picks(source):
     next(b for b in at.button if b.label.startswith("◀")).click().run()
     next(b for b in at.button if b.label.startswith("◀")).click().run()
     assert at.query_params["i"] == "2"
-    at.number_input(key="w_sample_index").set_value(11).run()
+    at.number_input(key="i").set_value(11).run()
     assert not at.exception
     assert at.query_params["i"] == "11"
     assert_numbers(at, bundle, 11)
 
 
-@pytest.mark.parametrize(("raw", "want"), [("999999999", "last"), ("-4", 0), ("abc", 0)])
-def test_sample_page_clamps_bad_indices(source, raw, want):
+@pytest.mark.parametrize(("raw", "want"), [("999999999", 0), ("-4", 0), ("abc", 0)])
+def test_sample_page_shows_the_first_sample_for_bad_indices(source, raw, want):
     src, bundle = source
     at = open_page(SAMPLE, src, i=raw)
     i = bundle.num_samples - 1 if want == "last" else want
-    assert at.number_input(key="w_sample_index").value == i
+    assert at.number_input(key="i").value == i
     assert_numbers(at, bundle, i)
     assert next(b for b in at.button if b.label.startswith("Next")).disabled == (want == "last")
 
@@ -200,20 +200,17 @@ def test_diagnose_ranks_by_a_term(source, rank):
     at = open_page(DIAGNOSE, src)
     at.selectbox[0].set_value(rank).run()
     assert not at.exception
-    assert at.query_params["rank"] == diagnose.RANK_KEYS[rank]
     column = at.dataframe[0].value[heading(diagnose.RANK_KEYS[rank])]
     assert column.is_monotonic_decreasing
 
 
-def test_diagnose_view_lives_in_the_url(source):
+def test_diagnose_view_opens_from_a_link(source):
+    """The failure set and the ranking are bound to the URL by their labels (set=..., rank=...)."""
     src, bundle = source
-    at = open_page(DIAGNOSE, src, set="disagree", rank="wcd_contribution")
-    assert at.radio(key="diagnose_set").value == "Student disagrees with teacher"
-    assert at.selectbox(key="diagnose_rank").value == "p_W·WCD"
-    default = at.radio(key="diagnose_set").options[0]
-    at.radio(key="diagnose_set").set_value(default).run()
-    assert "set" not in at.query_params  # the default set keeps the URL short
-    assert at.query_params["rank"] == "wcd_contribution"
+    at = open_page(DIAGNOSE, src, set="Student disagrees with teacher", rank="p_W·WCD")
+    assert at.radio(key="set").value == "Student disagrees with teacher"
+    assert at.selectbox(key="rank").value == "p_W·WCD"
+    assert not at.warning  # both values were usable
 
 
 def test_diagnose_row_opens_in_the_sample_page(source):
@@ -228,7 +225,7 @@ def test_diagnose_row_opens_in_the_sample_page(source):
     assert not at.exception
     assert at.title[0].value == "Sample"
     assert at.query_params["i"] == str(first)
-    assert at.number_input(key="w_sample_index").value == first
+    assert at.number_input(key="i").value == first
     assert_numbers(at, bundle, first)
 
 

@@ -201,7 +201,7 @@ def test_compare_runs_offers_the_held_out_terms_and_names_runs_without_them(runs
     write_run(runs, "20260102-000000-kd-aaaa", terms=False, created=1, name="old")
     write_run(runs, "20260102-000001-cakd-bbbb", terms=True, created=2, name="new")
     at = _tune()
-    at.selectbox(key="tune_metric").set_value("val_scd_part").run()
+    at.selectbox(key="curve").set_value("val_scd_part").run()
     assert any(c.value.startswith("Without held-out mean p_S·SCD (nats): old") for c in at.caption)
 
 
@@ -268,7 +268,7 @@ def test_the_sweep_heatmap_defaults_to_the_varied_values_and_averages_seeds(runs
 def test_a_link_to_an_unknown_run_says_so(runs):
     write_run(runs, "20260102-000000-kd-aaaa")
     at = _tune(run="zzz")
-    assert any("run=zzz" in w.value and "showing" in w.value for w in at.warning)
+    assert any("run=`zzz`" in w.value and "showing" in w.value for w in at.warning)
 
 
 def test_compare_with_the_bundles_students(runs, tmp_path):
@@ -288,8 +288,8 @@ def test_compare_with_the_bundles_students(runs, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Overview"
     assert at.query_params["runs"] == "20260102-000000-cakd-aaaa"
-    assert at.selectbox(key="sb_compare").value == "run:20260102-000000-cakd-aaaa"
-    assert "run:20260102-000000-cakd-aaaa" in at.selectbox(key="sb_student").options
+    assert at.selectbox(key="vs").value == "run:20260102-000000-cakd-aaaa"
+    assert "run:20260102-000000-cakd-aaaa" in at.selectbox(key="student").options
     assert not at.warning
     assert sorted(p.name for p in (tmp_path / "data" / "base" / "students").iterdir()) == ["ce.npy"]
 

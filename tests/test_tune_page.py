@@ -90,7 +90,7 @@ def test_launch_watch_until_done_and_the_accuracy_shows(teacher, runs):
     assert row["run id"] == run.id and (row["done"], row["epochs"]) == (2, 2)
     assert row["best acc"] == pytest.approx(run.summary["best_val_acc"]) and row["best acc"] > 0.2
     assert any(c.proto.spec for c in at.get("plotly_chart"))  # the overlaid curves
-    at.selectbox(key="tune_metric").set_value("train_acc").run()
+    at.selectbox(key="curve").set_value("train_acc").run()
     assert not at.exception
 
 

@@ -29,8 +29,12 @@ PAGES_DIR = Path(__file__).resolve().parent / "pages"
 def _start() -> None:
     """The app's root URL: open the Overview with whatever the link asked for. (Streamlit serves its
     default page at "/" only, so a page that should also open from its own link, /overview?..., must
-    not be the default.)"""
-    st.switch_page(state.PAGE_FILES["overview"], query_params=st.query_params.to_dict())
+    not be the default.) It runs before the sidebar, so that a new session's link reaches the Overview
+    whole; later in a session the sidebar's bound values stay by themselves."""
+    params = st.query_params.to_dict()
+    if any(key in st.session_state for key in state.SIDEBAR_KEYS):
+        params = {k: v for k, v in params.items() if k not in state.SIDEBAR_KEYS}
+    st.switch_page(state.PAGE_FILES["overview"], query_params=params)
 
 
 def main() -> None:
@@ -42,6 +46,8 @@ def main() -> None:
         page = st.Page(state.PAGE_FILES[key], title=title, icon=icon, url_path=key)
         sections.setdefault(section, []).append(page)
     current = st.navigation(sections)
+    if current.url_path == "":  # the hidden start page (the default page is served at "/")
+        current.run()  # switches to the Overview
     if app_config.login_required() and not st.user.get("is_logged_in", False):
         st.title("cakd-viz")
         st.info("This server asks you to log in first.")

@@ -1,9 +1,10 @@
 """The app's shared state: which bundle, student, grouping, temperature and device are selected.
 
-`app.py` calls `sidebar()` on every run; pages call `selection()` and `decomposition()`. The view lives
-in the URL query string (bundle, student, grouping, T, plus page keys such as "i"), so a link
-reproduces it: a value in the URL that differs from what the app last wrote there is applied to the
-widgets before they are drawn (a new session, an edited URL, or `goto_sample`).
+``main.py`` calls ``sidebar()`` on every run; pages call ``selection()`` and ``results()``. The view lives
+in the URL (``cakd_viz.app.links``): the sidebar's widgets are bound to their query parameters
+(``student``, ``vs``, ``grouping``, ``T``, ``device``) by Streamlit; the bundle, the runs whose students
+are added and a class-name list are written by this module (``bundle``, ``runs``, ``names``). A link's
+value that cannot be used leaves one line saying what is shown instead.
 """
 
 from __future__ import annotations
@@ -14,29 +15,31 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from cakd_viz.app import bundles, names, notes, progressive, results_store, ui, views
+from cakd_viz.app import bundles, links, names, progressive, results_store, ui, views
 from cakd_viz.app import config as app_config
 from cakd_viz.app.config import plain, shown
-from cakd_viz.app.notes import asked
+from cakd_viz.app.links import asked
 from cakd_viz.bundle import Bundle
 from cakd_viz.classnames import readable_names
 from cakd_viz.decomposition import Decomposition
 from cakd_viz.device import describe_device
-from cakd_viz.grouping import GROUPING_FORMS, Grouping, parse_grouping
+from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, Grouping, parse_grouping
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 PAGE_KEYS = ("data", "overview", "correlation", "sample", "diagnose", "learn", "tune")
 PAGE_FILES = {key: str(PAGES_DIR / f"{key}.py") for key in PAGE_KEYS}  # absolute: any entry script works
-URL_KEYS = ("bundle", "runs", "student", "vs", "grouping", "T", "device", "names")  # shared; pages add theirs
-_OPTIONAL_KEYS = ("runs", "vs", "device", "names")  # left out of the URL while unused (device: while "auto")
+# The sidebar's widgets, each bound to the query parameter of its key; and what the app writes itself.
+W_STUDENT, W_COMPARE, W_GROUPING, W_TEMPERATURE, W_DEVICE = "student", "vs", "grouping", "T", "device"
+SIDEBAR_KEYS = (W_STUDENT, W_COMPARE, W_GROUPING, W_TEMPERATURE, W_DEVICE)
+LINK_KEYS = ("bundle", "runs", "names")
 
 _K_SOURCE = "bundle_source"  # token of the open bundle, e.g. "sample:glyphs"
 _K_ERROR = "bundle_error"  # last failure to open a bundle: {"asked"|"broken": token, "reason"} (shown until the next success)
 _K_GOOD_GROUPING = "grouping_ok"  # last grouping spec that parsed (and fits the bundle)
-_K_SEEN = "_url_seen"  # the shared URL values this session last wrote
+_K_WROTE = "_links_wrote"  # the values of LINK_KEYS this session last wrote into the URL
 _K_SELECTION = "_selection"
-W_STUDENT, W_GROUPING, W_TEMPERATURE, W_DEVICE = "sb_student", "sb_grouping", "sb_T", "sb_device"
-W_COMPARE, W_RUNS = "sb_compare", "sb_runs"
+_K_PENDING_B = "_pending_vs"  # a student B asked for by in-app navigation, set once its options exist
+W_RUNS = "sb_runs"  # the runs' students added (no binding: the URL's "runs" is checked and written here)
 _K_GOOD_T = "T_ok"  # last temperature inside [T_MIN, T_MAX]
 _K_RUNS = "_runs"  # ids of the finished runs whose students are added to the open bundle
 _K_NAMES = "_names"  # token of the class-name override in use (cakd_viz.app.names), or None
@@ -69,7 +72,7 @@ def sidebar() -> Selection:
     """Draw the shared sidebar (bundle status, student, grouping, temperature, backend); return the selection."""
     ss = st.session_state
     progressive.begin()
-    incoming = _incoming_url_values()
+    incoming = _incoming_links()
     if "bundle" in incoming:
         _try_switch(incoming["bundle"])
     if _K_SOURCE not in ss:
@@ -95,11 +98,11 @@ def sidebar() -> Selection:
             "only, and computed again after a restart."
         )
     _runs_widget(side)
-    student = _student_widget(side, bundle, incoming.get("student"))
-    compare = _compare_widget(side, bundle, student, incoming.get("vs"))
-    grouping = _grouping_widget(side, bundle, incoming.get("grouping"))
-    temperature = _temperature_widget(side, incoming.get("T"))
-    device = _device_widget(side, incoming.get("device"))
+    student = _student_widget(side, bundle)
+    compare = _compare_widget(side, bundle, student)
+    grouping = _grouping_widget(side, bundle)
+    temperature = _temperature_widget(side)
+    device = _device_widget(side)
     class_names, token = _class_names(bundle, incoming.get("names"))
     box = side.container()  # "Export this view", filled by ui.finish() at the end of a page
     sel = Selection(
@@ -118,8 +121,8 @@ def sidebar() -> Selection:
         runs=tuple(ss.get(_K_RUNS) or ()) if bundle is not None else (),
     )
     ss[_K_SELECTION] = sel
-    _write_url(sel)
-    notes.show(("student", "vs", "grouping", "T", "device", "names", "runs"))
+    _write_links(sel)
+    links.show(SIDEBAR_KEYS + LINK_KEYS)
     context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
     ui.start(context | ({"student B": compare} if compare else {}), box)
     return sel
@@ -172,91 +175,24 @@ def decomposition(
 
 
 def goto_sample(index: int, student: str | None = None) -> None:
-    """Open the Sample page on sample `index` (and optionally another student), keeping the view."""
-    params = dict(st.session_state.get(_K_SEEN, {}))
-    params["i"] = str(int(index))
+    """Open the Sample page on sample ``index`` (and optionally another student A), keeping the view."""
     if student:
-        params["student"] = student
-    st.switch_page(PAGE_FILES["sample"], query_params=params)
+        st.session_state[W_STUDENT] = student  # a bound widget: set through its state, not the URL
+    st.switch_page(PAGE_FILES["sample"], query_params=link_params() | {"i": str(int(index))})
 
 
-def url_param(name: str, default: str | None = None) -> str | None:
-    """A page-specific value from the URL query string (e.g. "i" on the Sample page)."""
-    return st.query_params.get(name, default)
+def goto_overview(source: str, *, runs: tuple[str, ...] = (), compare: str = "") -> None:
+    """Open the Overview on bundle ``source``, with the students of ``runs`` added and ``compare`` as B."""
+    if compare:
+        st.session_state[_K_PENDING_B] = compare  # applied once the sidebar knows B's options
+    params = {"bundle": source} | ({"runs": ",".join(runs)} if runs else {})
+    st.switch_page(PAGE_FILES["overview"], query_params=params)
 
 
-def set_url_param(name: str, value) -> None:
-    """Write a page-specific value into the URL (None removes it); no rerun is triggered."""
-    if value is None:
-        if name in st.query_params:
-            del st.query_params[name]
-    elif st.query_params.get(name) != str(value):
-        st.query_params[name] = str(value)
-
-
-def restore_choice(name: str, widget_key: str, values: dict, *, label=str) -> None:
-    """Before a widget is drawn: apply the URL's ``name`` to the widget ``widget_key`` when the URL holds
-    a value this page did not write itself (a shared link). ``values`` maps URL values to widget values;
-    a value outside it leaves the widget as it is and says so in one line (kept while the widget shows
-    that value); ``label`` words a widget value for that line."""
-    raw = url_param(name)
-    # A link's value is applied once (not on every rerun), and again when the widget's state is gone
-    # (Streamlit drops it while another page is shown).
-    if raw is not None and (
-        raw != st.session_state.get(f"_url_choice_{name}") or widget_key not in st.session_state
-    ):
-        st.session_state[f"_url_choice_{name}"] = raw
-        if raw in values:
-            st.session_state[widget_key] = values[raw]
-            notes.drop(name)
-        else:
-            current = st.session_state.get(widget_key, next(iter(values.values()), None))
-            st.session_state[widget_key] = current
-            allowed = ", ".join(map(str, list(values)[:12])) or "none here"
-            notes.keep(
-                name,
-                f"The link asks for {asked(name, raw)}, which is not one of {allowed}; showing "
-                f"{label(current) if current is not None else 'the default'}.",
-                widget_key,
-            )
-    notes.show((name,))
-
-
-def url_number(
-    name: str, widget_key: str, *, lo: float, hi: float, integer: bool = False, what: str = "", label=None
-) -> None:
-    """Before a number widget is drawn: apply the URL's ``name`` when it is a number in [lo, hi]; otherwise
-    clamp it into the range (or keep the widget's value for a non-number) and say so in one line."""
-    raw = url_param(name)
-    ss = st.session_state
-    if raw is not None and (raw != ss.get(f"_url_choice_{name}") or widget_key not in ss):
-        ss[f"_url_choice_{name}"] = raw
-        what = what or name
-        try:
-            value = int(raw) if integer else float(raw)
-            if value != value:
-                raise ValueError
-        except ValueError:
-            value, problem = None, "not a whole number" if integer else "not a number"
-        else:
-            problem = None if lo <= value <= hi else f"outside {lo:,g} to {hi:,g}"
-        if problem is None:
-            ss[widget_key] = value
-            notes.drop(name)
-        else:
-            if value is not None:
-                ss[widget_key] = min(max(value, lo), hi)
-            elif widget_key not in ss:
-                ss[widget_key] = int(lo) if integer else lo
-            shown = (label or (lambda v: f"{what} {v:,g}"))(ss[widget_key])
-            notes.keep(name, f"The link asks for {asked(name, raw)}, {problem}; showing {shown}.", widget_key)
-    notes.show((name,))
-
-
-def store_choice(name: str, value: str, is_default: bool) -> None:
-    """Write a page's choice into the URL (left out while it is the default)."""
-    set_url_param(name, None if is_default else value)
-    st.session_state[f"_url_choice_{name}"] = None if is_default else value
+def link_params() -> dict[str, str]:
+    """The query parameters that no widget is bound to and that every page keeps (bundle, runs, names):
+    what in-app navigation passes to ``st.switch_page`` (the bound ones stay by themselves)."""
+    return {k: v for k, v in st.query_params.to_dict().items() if k in LINK_KEYS}
 
 
 def switch_bundle(source: str) -> None:
@@ -273,39 +209,26 @@ def _decompose(key: tuple, student: str, grouping: str, temperature: float, devi
     return progressive.exact_now(key, student, str(parse_grouping(grouping)), float(temperature), device)
 
 
-# -- URL ---------------------------------------------------------------------------------------------
+# -- the links the app writes itself ------------------------------------------------------------------
 
 
-def _incoming_url_values() -> dict[str, str]:
-    """Shared URL values that differ from what this session last wrote (missing keys mean no change)."""
-    seen = st.session_state.get(_K_SEEN, {})
+def _incoming_links() -> dict[str, str]:
+    """Values of LINK_KEYS in the URL that differ from what this session last wrote (a link, or in-app
+    navigation); a missing key means no change."""
+    wrote = st.session_state.get(_K_WROTE, {})
     out = {}
-    for key in URL_KEYS:
-        value = st.query_params.get(key)
-        if value is not None and value != seen.get(key):
+    for key in LINK_KEYS:
+        value = links.param(key)
+        if value is not None and value != wrote.get(key):
             out[key] = value
     return out
 
 
-def _write_url(sel: Selection) -> None:
-    values = {
-        "bundle": sel.source,
-        "runs": ",".join(sel.runs),
-        "student": sel.student,
-        "vs": sel.compare,
-        "grouping": sel.grouping,
-        "T": f"{sel.temperature:g}",
-        "device": "" if sel.device == "auto" else sel.device,
-        "names": sel.names_token or "",
-    }
-    values = {k: v for k, v in values.items() if v}
+def _write_links(sel: Selection) -> None:
+    values = {"bundle": sel.source, "runs": ",".join(sel.runs), "names": sel.names_token or ""}
     for key, value in values.items():
-        if st.query_params.get(key) != value:
-            st.query_params[key] = value
-    for key in _OPTIONAL_KEYS:
-        if key not in values and key in st.query_params:
-            del st.query_params[key]
-    st.session_state[_K_SEEN] = values
+        links.set_param(key, value)
+    st.session_state[_K_WROTE] = {k: v for k, v in values.items() if v}
 
 
 # -- bundle ------------------------------------------------------------------------------------------
@@ -367,13 +290,15 @@ def _error_line(error: dict | str, opened) -> str:
 
 
 def _fit_widgets_to(bundle: Bundle) -> None:
-    """Before the widgets are drawn: keep the student and grouping when they fit the bundle, else reset them."""
+    """Before the widgets are drawn: keep student A and the grouping when they fit the bundle, else reset
+    them (a rerun after another bundle opened; a link's values are checked by the widgets themselves)."""
     ss = st.session_state
-    if ss.get(W_STUDENT) not in bundle.student_names:
+    if W_STUDENT in ss and ss[W_STUDENT] not in bundle.student_names:
         ss[W_STUDENT] = bundle.student_names[0]
-    if bundle.labels is None and parse_grouping(ss.get(_K_GOOD_GROUPING, "topk:5")).needs_labels:
-        ss[_K_GOOD_GROUPING] = app_config.DEFAULT_GROUPING
-        ss[W_GROUPING] = app_config.DEFAULT_GROUPING
+    if bundle.labels is None and parse_grouping(ss.get(_K_GOOD_GROUPING, DEFAULT_GROUPING)).needs_labels:
+        ss[_K_GOOD_GROUPING] = DEFAULT_GROUPING
+        if W_GROUPING in ss:
+            ss[W_GROUPING] = DEFAULT_GROUPING
 
 
 # -- widgets -----------------------------------------------------------------------------------------
@@ -384,7 +309,7 @@ def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
     ss = st.session_state
     if incoming is not None:
         ss[_K_RUNS] = views.parse_runs(incoming)[: views.MAX_RUNS * 4]
-        notes.drop("runs")
+        links.drop("runs")
     asked_for = asked("runs", incoming) if incoming is not None else "runs=" + ",".join(ss.get(_K_RUNS) or ())
     wanted = list(ss.get(_K_RUNS) or ())
     if not wanted:
@@ -395,7 +320,7 @@ def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
         ss[W_RUNS] = added
         why = "; ".join(r if len(r) < 200 else r[:199] + "…" for r in refused)
         text = f"The link asks for {asked_for}, whose students cannot all be added: {why}. Added: {shown}."
-        notes.keep("runs", text, W_RUNS if added else _K_SOURCE)
+        links.note("runs", text, W_RUNS if added else _K_SOURCE)
     ss[_K_RUNS] = added
     return views.load(view_key), view_key
 
@@ -423,68 +348,57 @@ def _runs_widget(side) -> None:
     )
 
 
-def _student_widget(side, bundle: Bundle | None, incoming: str | None) -> str:
+def _student_widget(side, bundle: Bundle | None) -> str:
     if bundle is None:
         return ""
     names = bundle.student_names
-    ss = st.session_state
-    if incoming is not None:
-        if incoming in names:
-            ss[W_STUDENT] = incoming
-            notes.drop("student")
-        else:
-            fallback = ss.get(W_STUDENT) if ss.get(W_STUDENT) in names else names[0]
-            ss[W_STUDENT] = fallback
-            notes.keep(
-                "student",
-                f"The link asks for {asked('student', incoming)}, which this bundle does not have "
-                f"(it has {_list(names)}); showing {fallback}.",
-                W_STUDENT,
-            )
-    if ss.get(W_STUDENT) not in names:
-        ss[W_STUDENT] = names[0]
-    return side.selectbox(
-        "Student (A)", names, key=W_STUDENT, help="Which student's logits are compared with the teacher's."
+    return links.bound(
+        side.selectbox,
+        "Student (A)",
+        names,
+        key=W_STUDENT,
+        why=lambda raw: f"which this bundle does not have (it has {_list(names)})",
+        help="Which student's logits are compared with the teacher's.",
     )
 
 
-def _compare_widget(side, bundle: Bundle | None, student: str, incoming: str | None) -> str:
+def _compare_widget(side, bundle: Bundle | None, student: str) -> str:
     """Student B (or ""): every page that can sets A and B side by side. Picking B as A swaps them."""
     ss = st.session_state
     if bundle is None or len(bundle.student_names) < 2:
         ss[_K_PREV_STUDENT] = student
         ss.pop(W_COMPARE, None)
-        if incoming:
-            notes.keep(
-                "vs",
-                f"The link asks to compare with {asked('vs', incoming)}, but this bundle has one "
+        if (asked_for := links.param(W_COMPARE)) and ss.get("_vs_said") != asked_for:
+            ss["_vs_said"] = asked_for
+            links.note(
+                W_COMPARE,
+                f"The link asks to compare with {asked(W_COMPARE, asked_for)}, but this bundle has one "
                 "student only; showing no comparison.",
                 W_STUDENT,
             )
         return ""
     options = [""] + [n for n in bundle.student_names if n != student]
-    if incoming is not None:
-        if incoming in options:
-            ss[W_COMPARE] = incoming
-            notes.drop("vs")
-        else:
-            ss[W_COMPARE] = ""
-            why = "the same student as A" if incoming == student else "not a student of this bundle"
-            notes.keep(
-                "vs",
-                f"The link asks to compare with {asked('vs', incoming)}, {why}; showing no comparison.",
-                W_COMPARE,
-            )
+    pending = ss.pop(_K_PENDING_B, None)
+    if pending in options:
+        ss[W_COMPARE] = pending
     elif ss.get(W_COMPARE) == student:  # A was set to B: B becomes the previous A
         previous = ss.get(_K_PREV_STUDENT)
         ss[W_COMPARE] = previous if previous in options else ""
-    if ss.get(W_COMPARE) not in options:
+    elif W_COMPARE in ss and ss[W_COMPARE] not in options:  # another bundle opened
         ss[W_COMPARE] = ""
     ss[_K_PREV_STUDENT] = student
-    return side.selectbox(
+
+    def why(raw: str) -> str:
+        return "the same student as A" if raw == student else "not a student of this bundle"
+
+    return links.bound(
+        side.selectbox,
         "Compare with (B)",
         options,
         key=W_COMPARE,
+        why=why,
+        says=lambda n: n or "no comparison",
+        url=lambda n: n,
         format_func=lambda n: n or "nobody",
         help="A second student of the bundle: pages show both, and differences as B − A.",
     )
@@ -510,26 +424,17 @@ def _check_grouping(text: str, bundle: Bundle | None) -> tuple[Grouping, str | N
     return g, None
 
 
-def _grouping_widget(side, bundle: Bundle | None, incoming: str | None) -> str:
+def _grouping_widget(side, bundle: Bundle | None) -> str:
     ss = st.session_state
-    ss.setdefault(_K_GOOD_GROUPING, app_config.DEFAULT_GROUPING)
-    if incoming is not None:
-        try:
-            _check_grouping(incoming, bundle)
-            ss[W_GROUPING] = incoming
-            notes.drop("grouping")
-        except ValueError as exc:
-            ss[W_GROUPING] = ss[_K_GOOD_GROUPING]
-            notes.keep(
-                "grouping",
-                f"The link asks for {asked('grouping', incoming)}, which is not usable here ({_first_line(exc)}); "
-                f"showing {ss[_K_GOOD_GROUPING]}.",
-                W_GROUPING,
-            )
-    ss.setdefault(W_GROUPING, ss[_K_GOOD_GROUPING])
-    text = side.text_input(
+    ss.setdefault(_K_GOOD_GROUPING, DEFAULT_GROUPING)
+    from_link = W_GROUPING not in ss and links.param(W_GROUPING) is not None
+    text = links.bound(
+        side.text_input,
         "Grouping (strong set S)",
+        DEFAULT_GROUPING,
         key=W_GROUPING,
+        why=lambda raw: "which is too long",
+        says=lambda value: ss[_K_GOOD_GROUPING],
         max_chars=200,
         help="Which classes form each sample's strong set S. Forms: " + ", ".join(GROUPING_FORMS),
     )
@@ -544,7 +449,15 @@ def _grouping_widget(side, bundle: Bundle | None, incoming: str | None) -> str:
                 f"{g} uses the teacher's class correlation {bundles.correlation_scope(bundle.num_samples)}."
             )
     except ValueError as exc:
-        side.error(f"{_first_line(exc)}. Still using {ss[_K_GOOD_GROUPING]}.")
+        if from_link:  # said once, by the link's note (kept while the box holds the link's text)
+            links.note(
+                W_GROUPING,
+                f"The link asks for {asked(W_GROUPING, text)}, which is not usable here ({_first_line(exc)}); "
+                f"showing {ss[_K_GOOD_GROUPING]}.",
+                W_GROUPING,
+            )
+        elif not links.current((W_GROUPING,)):
+            side.error(f"{_first_line(exc)}. Still using {ss[_K_GOOD_GROUPING]}.")
     return ss[_K_GOOD_GROUPING]
 
 
@@ -567,32 +480,31 @@ def _temperature_problem(value) -> str | None:
     return None
 
 
-def _temperature_widget(side, incoming: str | None) -> float:
+def _temperature_widget(side) -> float:
     ss = st.session_state
     ss.setdefault(_K_GOOD_T, float(app_config.DEFAULT_TEMPERATURE))
-    if incoming is not None:
-        problem = _temperature_problem(incoming)
-        if problem is None:
-            ss[W_TEMPERATURE] = ss[_K_GOOD_T] = float(incoming)
-            notes.drop("T")
-        else:
-            ss[W_TEMPERATURE] = ss[_K_GOOD_T]
-            notes.keep(
-                "T",
-                f"The link asks for {asked('T', incoming)}, {problem}; showing T = {ss[_K_GOOD_T]:g}.",
-                W_TEMPERATURE,
-            )
-    ss.setdefault(W_TEMPERATURE, ss[_K_GOOD_T])
-    value = side.number_input(
+    from_link = W_TEMPERATURE not in ss and links.param(W_TEMPERATURE) is not None
+    value = links.bound(
+        side.number_input,
         "Temperature T",
+        value=float(app_config.DEFAULT_TEMPERATURE),
         step=0.5,
         key=W_TEMPERATURE,
+        why=lambda raw: _temperature_problem(raw) or "not a number",
+        says=lambda v: f"T = {ss[_K_GOOD_T]:g}",
         help=f"p = softmax(z_teacher / T), q = softmax(z_student / T); from {T_MIN:g} to {T_MAX:g}.",
     )
     problem = _temperature_problem(value)
     if problem is None:
         ss[_K_GOOD_T] = float(value)
-    else:
+    elif from_link:  # said once, by the link's note (kept while the box holds the link's value)
+        links.note(
+            W_TEMPERATURE,
+            f"The link asks for {asked(W_TEMPERATURE, links.param(W_TEMPERATURE))}, {problem}; "
+            f"showing T = {ss[_K_GOOD_T]:g}.",
+            W_TEMPERATURE,
+        )
+    elif not links.current((W_TEMPERATURE,)):
         side.error(f"T = {value:g} is {problem}: still using T = {ss[_K_GOOD_T]:g}.")
     return float(ss[_K_GOOD_T])
 
@@ -604,7 +516,7 @@ def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str]
         return [], None
     if incoming is not None:
         ss[_K_NAMES] = incoming
-        notes.drop("names")
+        links.drop("names")
     token = ss.get(_K_NAMES)
     raw = bundle.class_names
     if token:
@@ -612,7 +524,7 @@ def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str]
             raw = names.load(token, bundle.num_classes)
         except ValueError as exc:
             ss[_K_NAMES] = token = None
-            notes.keep(
+            links.note(
                 "names",
                 f"The link asks for {asked('names', incoming or '')} ({_first_line(exc)}); showing the "
                 "bundle's own class names.",
@@ -624,26 +536,17 @@ def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str]
 def set_class_names(token: str | None) -> None:
     """Use an override list (a token from cakd_viz.app.names.store), or the bundle's own names (None)."""
     st.session_state[_K_NAMES] = token
-    notes.drop("names")
+    links.drop("names")
 
 
-def _device_widget(side, incoming: str | None) -> str:
+def _device_widget(side) -> str:
     options = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    ss = st.session_state
-    if incoming is not None:
-        if incoming in options:
-            ss[W_DEVICE] = incoming
-            notes.drop("device")
-        else:
-            ss[W_DEVICE] = ss.get(W_DEVICE) if ss.get(W_DEVICE) in options else "auto"
-            notes.keep(
-                "device",
-                f"The link asks for {asked('device', incoming)}, which this server does not offer "
-                f"({', '.join(options)}); showing {ss[W_DEVICE]}.",
-                W_DEVICE,
-            )
-    if ss.get(W_DEVICE) not in options:
-        ss[W_DEVICE] = "auto"
-    device = side.selectbox("Compute on", options, key=W_DEVICE)
+    device = links.bound(
+        side.selectbox,
+        "Compute on",
+        options,
+        key=W_DEVICE,
+        why=lambda raw: f"which this server does not offer ({', '.join(options)})",
+    )
     side.caption(f"Backend: {describe_device(device)}")
     return device

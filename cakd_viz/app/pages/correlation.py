@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from cakd_viz.app import compute, state, ui, viewspec
+from cakd_viz.app import compute, links, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import correlation as fig
 
@@ -18,17 +18,17 @@ names = list(sel.class_names)
 THRESHOLDS = [round(x, 2) for x in np.arange(0.1, 0.91, 0.05)]
 MASSES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 
-st.session_state.setdefault("corr_threshold", 0.5)
-state.restore_choice(
-    "family", "corr_threshold", {f"{t:g}": t for t in THRESHOLDS}, label=lambda v: f"threshold {v:g}"
-)
-threshold = st.select_slider(
+threshold = links.bound(
+    st.select_slider,
     "Family threshold (average correlation within a family)",
     THRESHOLDS,
-    key="corr_threshold",
+    value=0.5,
+    key="family",
+    why=links.one_of(THRESHOLDS, lambda t: f"{t:g}"),
+    says=lambda v: f"threshold {v:g}",
     help="Average-linkage clustering on 1 − r, cut where the average correlation drops below this.",
 )
-state.store_choice("family", f"{threshold:g}", threshold == 0.5)
+links.show(("family",))
 corr = compute.correlation(sel.key)
 corr_scope = compute.correlation_info(sel.key).describe()
 order, family = compute.clusters(sel.key, threshold)
@@ -43,14 +43,16 @@ if b.num_classes > fig.SHOW_ALL_UP_TO:
     options = {"overview": "overview: a few classes of each of the largest families"} | {
         str(f): f"family {f} ({s} classes)" for f, s in multi.itertuples(index=False)
     }
-    state.restore_choice("show", "corr_show", {k: k for k in options}, label=options.get)
-    pick = st.selectbox(
+    pick = links.bound(
+        st.selectbox,
         f"Show (at most {fig.HEATMAP_LIMIT} classes at a time)",
         list(options),
+        key="show",
+        why=links.one_of(list(options), options.get, most=4),
+        says=options.get,
         format_func=options.get,
-        key="corr_show",
     )
-    state.store_choice("show", pick, pick == "overview")
+    links.show(("show",))
     only = None if pick == "overview" else int(pick)
 classes = fig.pick_classes(order, family, only=only)
 
@@ -94,10 +96,16 @@ ui.table(
 left, right = st.columns(2)
 with left:
     ui.subheader("Strong-set size under mass:P")
-    st.session_state.setdefault("corr_mass", 0.9)
-    state.restore_choice("P", "corr_mass", {f"{p:g}": p for p in MASSES}, label=lambda v: f"P = {v:g}")
-    p = st.select_slider("P (teacher mass the strong set must reach)", MASSES, key="corr_mass")
-    state.store_choice("P", f"{p:g}", p == 0.9)
+    p = links.bound(
+        st.select_slider,
+        "P (teacher mass the strong set must reach)",
+        MASSES,
+        value=0.9,
+        key="P",
+        why=links.one_of(MASSES, lambda m: f"{m:g}"),
+        says=lambda v: f"P = {v:g}",
+    )
+    links.show(("P",))
     r_mass = state.result(grouping=f"mass:{p:g}")
     d_mass = r_mass.d
     ui.chart(

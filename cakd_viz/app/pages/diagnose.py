@@ -3,7 +3,7 @@
 import streamlit as st
 
 from cakd_viz import compare, diagnose, export
-from cakd_viz.app import compute, state, ui, viewspec
+from cakd_viz.app import compute, links, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import diagnose as fig
@@ -38,19 +38,18 @@ def _csv(frame, **extra) -> bytes:
 
 
 sets = diagnose.available_sets(d)
-slugs = {diagnose.FAILURE_SETS[name].slug: name for name in sets}
-if st.session_state.get("diagnose_set") not in sets:  # e.g. a bundle without labels was opened
-    st.session_state.pop("diagnose_set", None)
-st.session_state.setdefault("diagnose_set", sets[0])
-state.restore_choice("set", "diagnose_set", slugs)
-which = st.radio(
+if st.session_state.get("set") not in (None, *sets):  # e.g. a bundle without labels was opened
+    st.session_state["set"] = sets[0]
+which = links.bound(
+    st.radio,
     "Failure set",
     sets,
-    key="diagnose_set",
+    key="set",
+    why=links.one_of(sets),
     horizontal=True,
     help="; ".join(f"{k}: {diagnose.FAILURE_SETS[k].description}" for k in sets),
 )
-state.store_choice("set", diagnose.FAILURE_SETS[which].slug, sets[0] == which)
+links.show(("set",))
 if b.labels is None:
     st.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
 if not r.exact:
@@ -58,22 +57,7 @@ if not r.exact:
 fs = diagnose.FAILURE_SETS[which]
 mask = diagnose.failure_mask(d, which)
 count = int(mask.sum())
-rank_default = next(iter(diagnose.RANK_KEYS))
-st.session_state.setdefault("diagnose_rank", rank_default)
-state.restore_choice("rank", "diagnose_rank", {v: k for k, v in diagnose.RANK_KEYS.items()})
-by = diagnose.RANK_KEYS[st.session_state["diagnose_rank"]]
-snippet = ViewSpec(
-    "failures",
-    viewspec.bundle_path(sel),
-    sel.student,
-    sel.grouping,
-    sel.temperature,
-    failure_set=which,
-    rank=by,
-    limit=TABLE_ROWS,
-    extra=viewspec.extra(sel),
-    class_names=viewspec.class_names(sel),
-)
+by = next(iter(diagnose.RANK_KEYS.values()))  # the ranking's column (KL unless picked below)
 if count == 0:
     st.success(f"No sample where {fs.description}.")
 else:
@@ -94,13 +78,16 @@ else:
     )
 
     ui.subheader("The failures, ranked")
-    rank = st.selectbox(
+    rank = links.bound(
+        st.selectbox,
         "Rank by",
         list(diagnose.RANK_KEYS),
-        key="diagnose_rank",
+        key="rank",
+        why=links.one_of(list(diagnose.RANK_KEYS)),
         help="Largest first. BCD, p_S·SCD and p_W·WCD add up to KL; SCD and WCD alone are the raw terms.",
     )
-    state.store_choice("rank", diagnose.RANK_KEYS[rank], rank == rank_default)
+    links.show(("rank",))
+    by = diagnose.RANK_KEYS[rank]
     table = compute.failure_table(r, mask, by=by, limit=TABLE_ROWS, names=names)
     shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
     shown["dominant"] = shown["dominant"].map(PART)
@@ -131,12 +118,15 @@ else:
 
     ref_title = "true class" if fs.reference == "label" else "teacher's class"
     ui.subheader(f"Which term dominates each class's failures (by {ref_title})")
-    st.session_state.setdefault("diagnose_share", True)
-    state.restore_choice(
-        "share", "diagnose_share", {"1": True, "0": False}, label=lambda v: "shares" if v else "nats"
+    normalize = links.bound(
+        st.toggle,
+        "As shares of each class's failure KL",
+        value=True,
+        key="share",
+        why=links.boolean,
+        says=lambda v: "shares" if v else "nats",
     )
-    normalize = st.toggle("As shares of each class's failure KL", key="diagnose_share")
-    state.store_choice("share", "1" if normalize else "0", normalize)
+    links.show(("share",))
     classes = diagnose.class_failures(d, mask, by=fs.reference, num_classes=b.num_classes, class_names=names)
     ui.chart(
         fig.class_failure_chart(classes, normalize=normalize),
@@ -184,11 +174,18 @@ if sel.compare:
     a_name, b_name = sel.student, sel.compare
     ui.subheader(f"What {b_name} (B) fixes and breaks against {a_name} (A)")
     right_means = "the true class" if b.labels is not None else "the teacher's top class"
-    kinds = {"fixed": f"Fixed by {b_name}", "broken": f"Broken by {b_name}"}
-    st.session_state.setdefault("diagnose_cmp", "fixed")
-    state.restore_choice("cmp", "diagnose_cmp", {k: k for k in kinds}, label=kinds.get)
-    kind = st.radio("Set", list(kinds), key="diagnose_cmp", horizontal=True, format_func=kinds.get)
-    state.store_choice("cmp", kind, kind == "fixed")
+    kinds = {"fixed": "Fixed by B", "broken": "Broken by B"}
+    kind = links.bound(
+        st.radio,
+        "Set",
+        list(kinds),
+        key="cmp",
+        why=links.one_of(list(kinds), kinds.get),
+        says=kinds.get,
+        horizontal=True,
+        format_func=kinds.get,
+    )
+    links.show(("cmp",))
     size, change, rows_b, _ = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
     st.caption(
         f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "
@@ -208,6 +205,19 @@ if sel.compare:
             key="diagnose_cmp_table",
             height=320,
             caption=f"The {len(rows_b):,} of {size:,} samples whose KL changed most.",
-            context=ui.context(**{"set": kinds[kind]}),
+            context=ui.context(**{"set": f"{kind} by {b_name}"}),
         )
-ui.finish(snippet)
+ui.finish(
+    ViewSpec(
+        "failures",
+        viewspec.bundle_path(sel),
+        sel.student,
+        sel.grouping,
+        sel.temperature,
+        failure_set=which,
+        rank=by,
+        limit=TABLE_ROWS,
+        extra=viewspec.extra(sel),
+        class_names=viewspec.class_names(sel),
+    )
+)

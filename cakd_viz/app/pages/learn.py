@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from cakd_viz.app import notes, state
+from cakd_viz.app import links, state
 from cakd_viz.figures import learn as learn_fig
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -49,7 +49,7 @@ def _floats(text: str) -> list[float]:
 
 
 # The example lives in the URL, so a link reproduces it; a link this page did not write wins.
-_asked = {k: state.url_param(k) for k in ("zt", "zs", "lt", "lg", "ly")}
+_asked = {k: links.param(k) for k in ("zt", "zs", "lt", "lg", "ly")}
 incoming = LearnView.from_params(_asked)
 if "learn_t0" not in ss:
     ss["learn_preset"] = next(iter(PRESETS))
@@ -61,10 +61,10 @@ if incoming is not None and incoming.to_params() != ss.get("_learn_url"):
 if incoming is None and any(v is not None for v in _asked.values()):  # a broken link is said, not ignored
     if ss.get("_learn_bad") != _asked:
         ss["_learn_bad"] = _asked
-        notes.keep(
+        links.note(
             "learn",
             "The link asks for "
-            + ", ".join(notes.asked(k, v) for k, v in _asked.items() if v is not None)
+            + ", ".join(links.asked(k, v) for k, v in _asked.items() if v is not None)
             + ": an example that is incomplete or out of range; showing the example you had, or the first preset.",
             "learn_T",
         )
@@ -76,7 +76,7 @@ if incoming is not None and ss.get("_learn_clip") != _asked:
         if k in ("zt", "zs", "lt") and _floats(_asked[k]) != _floats(v)
     ]
     if clipped:
-        notes.keep(
+        links.note(
             "learn",
             "The link asks for an example outside the sliders' ranges (logits "
             f"{LOGIT_RANGE[0]:g} to {LOGIT_RANGE[1]:g}, T {TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}): "
@@ -84,7 +84,7 @@ if incoming is not None and ss.get("_learn_clip") != _asked:
             + ".",
             "learn_T",
         )
-notes.show(("learn",))
+links.show(("learn",))
 preset = st.selectbox(
     "Start from a typical student failure",
     list(PRESETS),
@@ -139,7 +139,7 @@ with controls:
 view = LearnView(tuple(teacher), tuple(student), temperature, grouping, LEARN_CLASSES.index(label))
 ss["_learn_url"] = view.to_params()
 for key, value in ss["_learn_url"].items():
-    state.set_url_param(key, value)
+    links.set_param(key, value)
 if view.to_params() == PRESETS[preset].view().to_params():
     story.info(PRESETS[preset].story)
 else:

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from cakd_viz.app import compute, notes, state, ui, viewspec
-from cakd_viz.app.notes import asked
+from cakd_viz.app import compute, links, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig
@@ -21,27 +20,21 @@ sel = state.selection()
 b = sel.bundle
 ss = st.session_state
 
-state.restore_choice(
-    "dkd",
-    "overview_dkd",
-    {"0": False, "1": True},
-    label=lambda v: "the DKD view" if v else "the sidebar's grouping",
-)
-if b.labels is None and ss.get("overview_dkd"):
-    ss["overview_dkd"] = False
-    notes.keep(
-        "dkd",
-        f"The DKD view needs labels, and this bundle has none; showing grouping {sel.grouping}.",
-        "overview_dkd",
-    )
-    notes.show(("dkd",))
-dkd = st.toggle(
+if b.labels is None and ss.get("dkd"):
+    ss["dkd"] = False  # a rerun after a bundle without labels opened
+dkd = links.bound(
+    st.toggle,
     "DKD view (grouping `target`: BCD = TCKD, WCD = NCKD)",
-    key="overview_dkd",
+    key="dkd",
+    why=links.boolean,
+    says=lambda v: "the DKD view" if v else "the sidebar's grouping",
     disabled=b.labels is None,
     help="S = {true label}: the split of Zhao et al. (CVPR 2022). Needs labels.",
 )
-state.store_choice("dkd", "1", not dkd)
+if dkd and b.labels is None:  # a link's dkd=true on a bundle without labels
+    links.note("dkd", f"The DKD view needs labels, and this bundle has none; showing grouping {sel.grouping}.")
+    dkd = False
+links.show(("dkd",))
 grouping = "target" if dkd else sel.grouping
 res = state.results(sel.students, grouping=grouping)  # every student: all exact, or all on one preview
 here = res[sel.student]
@@ -88,14 +81,14 @@ if sel.compare:
     )
 
 # Only the open tab computes (it is part of the URL, so a link reopens it).
-asked_view = st.query_params.get("view")
-if asked_view is not None and asked_view not in TABS:
-    notes.keep(
+if (asked_view := links.param("view")) is not None and asked_view not in TABS and "view" not in ss:
+    links.note(
         "view",
-        f"The link asks for {asked('view', asked_view)}, which is not one of {', '.join(TABS)}; showing {TABS[0]}.",
+        f"The link asks for {links.asked('view', asked_view)}, which is not one of {', '.join(TABS)}; "
+        f"showing {TABS[0]}.",
         "view",
     )
-notes.show(("view",))
+links.show(("view",))
 dist, per_class, by_t, by_g = st.tabs(TABS, key="view", bind="query-params")
 snippet = ViewSpec(
     "summary", viewspec.bundle_path(sel), sel.student, grouping, sel.temperature, extra=viewspec.extra(sel)

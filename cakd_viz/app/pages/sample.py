@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cakd_viz.app import compute, state, ui, viewspec
+from cakd_viz.app import compute, links, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -19,22 +19,31 @@ b = sel.bundle
 n = b.num_samples
 ss = st.session_state
 
-# The index lives in the URL ("i"); a value there that this page did not write (a link, goto_sample) wins.
-state.url_number("i", "w_sample_index", lo=0, hi=n - 1, integer=True, label=lambda v: f"sample {v:,}")
-ss.setdefault("w_sample_index", ss.get("_sample_i", 0))  # back from another page: the sample last shown
-ss["w_sample_index"] = min(max(int(ss["w_sample_index"]), 0), n - 1)  # e.g. after opening a smaller bundle
+# The index lives in the URL ("i"), bound to its widget; a link's or another page's value is checked.
+if "i" in ss:
+    ss["i"] = min(max(int(ss["i"]), 0), n - 1)  # e.g. after opening a smaller bundle
 
 
 def _step(delta: int) -> None:
-    ss["w_sample_index"] = min(max(ss["w_sample_index"] + delta, 0), n - 1)
+    ss["i"] = min(max(ss["i"] + delta, 0), n - 1)
 
 
 prev, pick, nxt = st.columns([1, 2, 1], vertical_alignment="bottom")
-prev.button("◀ Previous", on_click=_step, args=(-1,), disabled=ss["w_sample_index"] == 0, width="stretch")
-i = int(pick.number_input(f"Sample index (0 – {n - 1:,})", 0, n - 1, step=1, key="w_sample_index"))
+prev.button("◀ Previous", on_click=_step, args=(-1,), disabled=ss.get("i", 0) == 0, width="stretch")
+i = int(
+    links.bound(
+        pick.number_input,
+        f"Sample index (0 – {n - 1:,})",
+        0,
+        n - 1,
+        step=1,
+        key="i",
+        why=links.number(0, n - 1, whole=True),
+        says=lambda v: f"sample {v:,}",
+    )
+)
 nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
-state.store_choice("i", str(i), False)
-ss["_sample_i"] = i
+links.show(("i",))
 
 corr = compute.correlation(sel.key) if parse_grouping(sel.grouping).needs_correlation else None
 label = None if b.labels is None else int(b.labels[i])
@@ -78,11 +87,14 @@ with left:
     )
 with right:
     shown = shown_classes(ex)
-    state.restore_choice(
-        "log", "sample_log", {"0": False, "1": True}, label=lambda v: "a log scale" if v else "a linear scale"
+    log = links.bound(
+        st.toggle,
+        "Log scale",
+        key="log",
+        why=links.boolean,
+        says=lambda v: "a log scale" if v else "a linear scale",
     )
-    log = st.toggle("Log scale", key="sample_log")
-    state.store_choice("log", "1", not log)
+    links.show(("log",))
     other = (sel.compare, ex_b.q) if ex_b is not None else None
     bars = fig.probability_bars(
         ex, names, shown if other is None else None, log=log, student=sel.student, other=other

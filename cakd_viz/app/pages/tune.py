@@ -10,7 +10,7 @@ import streamlit as st
 
 from cakd_viz import export
 from cakd_viz.app import config as app_config
-from cakd_viz.app import state, tracker, tune_form, ui, views
+from cakd_viz.app import links, state, tracker, tune_form, ui, views
 from cakd_viz.app.tune_form import LOSS_WIDGETS, SWEEPABLE
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
@@ -224,13 +224,8 @@ def _run_view(table, by_id) -> None:
     st.subheader("A run")
     ids = list(table.sort_values("created", ascending=False, na_position="last")["id"])
     labels = {row["id"]: tracker.run_label(row) for _, row in table.iterrows()}
-    state.restore_choice(
-        "run", "tune_run", {i: i for i in ids}, label=lambda v: labels.get(v, "the newest run")
-    )
-    if ss.get("tune_run") not in ids:
-        ss["tune_run"] = ids[0]
-    rid = st.selectbox("Run", ids, key="tune_run", format_func=labels.get)
-    state.store_choice("run", rid, rid == ids[0])
+    rid = links.choice(st.selectbox, "Run", ids, key="tune_run", name="run", format_func=labels.get)
+    links.show(("run",))
     r = by_id[rid]
     params = {k: v for k, v in table.set_index("id").loc[rid].items() if k in tracker.HEADINGS}
     st.caption(
@@ -357,9 +352,16 @@ def _compare(table, by_id) -> None:
     else:
         ss["tune_compare"] = [i for i in ss.get("tune_compare", []) if i in with_epochs]
         chosen = st.multiselect("Runs", with_epochs, key="tune_compare", format_func=labels.get)
-    state.restore_choice("curve", "tune_metric", {k: k for k in fig.METRICS}, label=fig.METRICS.get)
-    metric = st.selectbox("Curve", list(fig.METRICS), format_func=fig.METRICS.get, key="tune_metric")
-    state.store_choice("curve", metric, metric == next(iter(fig.METRICS)))
+    metric = links.bound(
+        st.selectbox,
+        "Curve",
+        list(fig.METRICS),
+        key="curve",
+        why=links.one_of(list(fig.METRICS), fig.METRICS.get, most=6),
+        says=fig.METRICS.get,
+        format_func=fig.METRICS.get,
+    )
+    links.show(("curve",))
     curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
     st.plotly_chart(fig.curves_figure(curves, metric), key="tune_curves")
     lacking = [safe_label(by_id[i]) for i in chosen if metric not in curves[labels[i]]]
@@ -387,7 +389,7 @@ def _open(path) -> None:
             f"This run's bundle lies outside the app's data roots; the operator can add the runs folder to ${app_config.DATA_ROOT_ENV}."
         )
         return
-    st.switch_page(state.PAGE_FILES["overview"], query_params={"bundle": f"path:{path}"})
+    state.goto_overview(f"path:{path}")
 
 
 def _compare_in_explorer(run) -> None:
@@ -396,8 +398,7 @@ def _compare_in_explorer(run) -> None:
     if not source:
         st.error("No bundle is open to compare the run's student with; open the one it was trained on first.")
         return
-    query = {"bundle": source, "runs": run.id, "vs": f"{views.RUN_PREFIX}{run.id}"}
-    st.switch_page(state.PAGE_FILES["overview"], query_params=query)
+    state.goto_overview(source, runs=(run.id,), compare=f"{views.RUN_PREFIX}{run.id}")
 
 
 def _sweeps() -> None:
@@ -406,13 +407,8 @@ def _sweeps() -> None:
         return
     st.subheader("Sweeps")
     names = {s.id: f"{s.name} · {s.state} · {s.counts_text()}" for s in sweeps}
-    state.restore_choice(
-        "sweep", "tune_sweep", {i: i for i in names}, label=lambda v: names.get(v, "the newest sweep")
-    )
-    if ss.get("tune_sweep") not in names:
-        ss["tune_sweep"] = next(iter(names))
-    sid = st.selectbox("Sweep", list(names), format_func=names.get, key="tune_sweep")
-    state.store_choice("sweep", sid, sid == next(iter(names)))
+    sid = links.choice(st.selectbox, "Sweep", list(names), key="tune_sweep", name="sweep", format_func=names.get)
+    links.show(("sweep",))
     s = next(s for s in sweeps if s.id == sid)
     if s.error:
         st.error(app_config.scrub(s.error))

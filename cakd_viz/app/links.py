@@ -1,0 +1,177 @@
+"""Links: the view lives in the URL, so that a link reproduces it, and a value a link asks for that the app
+cannot use is said in one visible line, never dropped silently.
+
+Widgets whose value belongs in a link are bound to their query parameter by Streamlit itself
+(``bind="query-params"``; the widget's key is the parameter's name): Streamlit seeds the widget from a
+link, writes every change back, and leaves a value out while it is the widget's default. It also drops,
+without a word, a value it cannot use (an unknown option, a number outside the range, a fraction for a
+whole number); ``bound`` draws such a widget and says so: "The link asks for T=abc, not a number;
+showing T = 4." The line stays while the widget shows that substitute, and goes once the user picks
+something else. A bound parameter can only be changed through ``st.session_state`` (Streamlit refuses
+``st.query_params`` for it), so in-app navigation sets the widget's state (``state.goto_sample``).
+
+Values that are no widget (the bundle, the runs whose students are added, a class-name list, the Learn
+page's example) are read with ``param`` and written with ``set_param``, with the same one-line notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import streamlit as st
+
+from cakd_viz.app.config import shown
+
+_K_NOTES = "_link_notes"  # URL key -> (text, widget key or None, the widget's value when the note was made)
+
+
+# -- the notes -------------------------------------------------------------------------------------------
+
+
+def asked(name: str, raw: object) -> str:
+    """``name=value`` as a link wrote it, quoted for a line of Markdown and cut short when long."""
+    return f"{name}={shown(raw, limit=60)}"
+
+
+def note(name: str, text: str, widget: str | None = None) -> None:
+    """Keep ``text`` about URL key ``name``; shown while session-state ``widget`` keeps its current value
+    (without a widget: until ``drop(name)``)."""
+    ss = st.session_state
+    ss.setdefault(_K_NOTES, {})[name] = (text, widget, ss.get(widget) if widget else None)
+
+
+def drop(name: str) -> None:
+    st.session_state.get(_K_NOTES, {}).pop(name, None)
+
+
+def current(names: Sequence[str] | None = None) -> list[str]:
+    """The notes still valid for the URL keys ``names`` (all when None)."""
+    ss = st.session_state
+    kept = ss.get(_K_NOTES, {})
+    out = []
+    for name, (text, widget, value) in list(kept.items()):
+        if widget is not None and ss.get(widget) != value:  # the user picked something else
+            del kept[name]
+        elif names is None or name in names:
+            out.append(text)
+    return out
+
+
+def show(names: Sequence[str], where=None) -> None:
+    """Draw the valid notes for ``names`` as warnings (in ``where``, default the main area)."""
+    for text in current(names):
+        (where or st).warning(text, icon=":material/link_off:")
+
+
+# -- widgets bound to the URL ----------------------------------------------------------------------------
+
+
+def bound(
+    draw: Callable,
+    label: str,
+    *args,
+    key: str,
+    why: Callable[[str], str],
+    says: Callable[[object], str] = str,
+    url: Callable[[object], str] | None = None,
+    **kwargs,
+):
+    """Draw a widget bound to the URL, ``draw(label, *args, key=key, bind="query-params", **kwargs)``
+    (``draw``: ``st.selectbox``, ``st.sidebar.number_input``, ``column.toggle``, ...), and return its value.
+
+    When a link's value for ``key`` did not become the widget's value (Streamlit could not use it), keep
+    one line: "The link asks for KEY=VALUE, ``why(value)``; showing ``says(widget value)``." ``url``
+    writes a widget value as the URL holds it (default: ``format_func`` for option widgets, else ``str``).
+    A link's value is the URL's when the widget is drawn afresh (a new session, a page opened with it);
+    on a rerun the URL holds what the widget wrote there."""
+    raw = st.query_params.get(key) if key not in st.session_state else None
+    value = draw(label, *args, key=key, bind="query-params", **kwargs)
+    if raw is not None and not _same(raw, value, url or kwargs.get("format_func") or str):
+        note(key, f"The link asks for {asked(key, raw)}, {why(raw)}; showing {says(value)}.", key)
+    elif raw is not None:
+        drop(key)
+    return value
+
+
+def _same(raw: str, value: object, url: Callable[[object], str]) -> bool:
+    """Whether the URL's ``raw`` text is the widget's ``value`` (numbers by value, booleans by word)."""
+    if isinstance(value, bool):
+        return raw.strip().lower() == str(value).lower()
+    if isinstance(value, int | float):
+        try:
+            return float(raw) == float(value)
+        except ValueError:
+            return False
+    return raw == url(value)
+
+
+def one_of(options: Sequence, url: Callable[[object], str] = str, most: int = 12) -> Callable[[str], str]:
+    """``why`` for an option widget: "which is not one of A, B, C"."""
+    words = ", ".join(url(o) for o in list(options)[:most]) + (" and more" if len(options) > most else "")
+
+    def why(raw: str) -> str:
+        return f"which is not one of {words or 'none here'}"
+
+    return why
+
+
+def number(lo: float, hi: float, *, whole: bool = False) -> Callable[[str], str]:
+    """``why`` for a number widget: not a (whole) number, or outside the range."""
+
+    def why(raw: str) -> str:
+        try:
+            value = float(raw)
+        except ValueError:
+            return "not a whole number" if whole else "not a number"
+        if value != value:
+            return "not a number"
+        if whole and value != int(value):
+            return "not a whole number"
+        return f"outside {lo:,g} to {hi:,g}"
+
+    return why
+
+
+def boolean(raw: str) -> str:
+    """``why`` for a toggle: the URL holds true or false."""
+    return "which is neither true nor false"
+
+
+def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str, **kwargs):
+    """A widget over ``options`` whose link value is the option itself, not its label (a run picked by its
+    id, shown by its name): the URL's ``name`` is checked and written here, left out while the first
+    option is picked."""
+    ss = st.session_state
+    raw, wrote = param(name), ss.get(f"_wrote_{name}")
+    if raw is not None and raw != wrote:  # a link, or in-app navigation
+        if raw in options:
+            ss[key] = raw
+            drop(name)
+        else:
+            ss[key] = ss.get(key) if ss.get(key) in options else options[0]
+            says = kwargs.get("format_func", str)(ss[key])
+            note(name, f"The link asks for {asked(name, raw)}, which is not one here; showing {says}.", key)
+    if ss.get(key) not in options:
+        ss[key] = options[0]
+    value = draw(label, options, key=key, **kwargs)
+    written = None if value == options[0] else str(value)
+    set_param(name, written)
+    ss[f"_wrote_{name}"] = written
+    return value
+
+
+# -- values that are no widget -----------------------------------------------------------------------------
+
+
+def param(name: str) -> str | None:
+    """A query parameter that no widget is bound to (None when the URL does not hold it)."""
+    return st.query_params.get(name)
+
+
+def set_param(name: str, value: object | None) -> None:
+    """Write an unbound query parameter (None or "" removes it); no rerun is triggered."""
+    if value is None or value == "":
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != str(value):
+        st.query_params[name] = str(value)
