@@ -92,9 +92,8 @@ def test_every_page_in_the_navigation_renders(app, page):
     for i, title in enumerate(titles):
         link = page.locator(NAV_LINK).nth(i)
         path = urlparse(link.get_attribute("href") or "").path.rstrip("/")
-        link.click()
+        serve.after_rerun(page, link.click)
         page.wait_for_function("(p) => location.pathname.replace(/\\/$/, '') === p", arg=path, timeout=30_000)
-        page.wait_for_timeout(300)  # let the rerun start before waiting for it to end
         name = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
         charts = _check(page, name)
         key = {"correlation_groups": "correlation"}.get(name, name)
@@ -123,11 +122,10 @@ def test_overview_tabs_compute_when_opened(app, page, tab):
     url, query = app
     page.goto(f"{url}/{query}")
     serve.wait_rendered(page, charts=2)
-    page.get_by_role("tab", name=tab).click()
+    serve.after_rerun(page, page.get_by_role("tab", name=tab).click)
     page.wait_for_function(
         "(t) => decodeURIComponent(location.search).includes('view=' + t)", arg=tab.replace(" ", "+")
     )
-    page.wait_for_timeout(300)
     name = "overview_" + tab.replace(" ", "_").lower()
     assert _check(page, name) >= 2
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from apptest_support import assert_ok, open_app
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
@@ -21,7 +22,6 @@ from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
 
 REPO = Path(__file__).resolve().parent.parent
-APP = str(REPO / "app.py")
 CONTEXT = {"bundle": "sample: glyphs", "student": "student_kd", "grouping": "topk:5", "T": 4.0}
 
 
@@ -83,13 +83,8 @@ def root(tmp_path, monkeypatch) -> Path:
 
 
 def _page(page: str, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["bundle"] = "path:a"
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.switch_page(f"cakd_viz/app/pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_app("path:a", page, **params)
+    assert_ok(at)
     return at
 
 

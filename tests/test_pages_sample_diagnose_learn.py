@@ -6,10 +6,10 @@ labels and a class name that looks like markup). Numbers on the pages are checke
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_support import open_app
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
@@ -20,7 +20,6 @@ from cakd_viz.classnames import readable_names
 from cakd_viz.learn import PRESETS
 from cakd_viz.terms import heading
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SAMPLE, DIAGNOSE, LEARN = (
     "cakd_viz/app/pages/sample.py",
     "cakd_viz/app/pages/diagnose.py",
@@ -56,15 +55,7 @@ def source(tmp_path_factory):
 def open_page(page: str, source: str | None = None, *, first_run: bool = False, **params) -> AppTest:
     """An AppTest of app.py showing `page`. first_run: run the default page first, as AppTest needs for a
     page switch that the script itself makes (st.switch_page) to take effect."""
-    at = AppTest.from_file(APP, default_timeout=120)
-    if source:
-        at.query_params["bundle"] = source
-    for key, value in params.items():
-        at.query_params[key] = str(value)
-    if first_run:
-        at.run()
-    at.switch_page(page)
-    at.run()
+    at = open_app(params.pop("bundle", source), page, first_run=first_run, **params)
     assert not at.exception, [e.message for e in at.exception]
     return at
 

@@ -355,7 +355,7 @@ def test_tune_run_dir_refuses_corrupt_running_and_remote_folders(tmp_path):
 
 
 def test_the_tune_page_shows_corrupt_and_remote_runs_without_an_exception(tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
+    from apptest_support import assert_ok, open_app
 
     from cakd_viz.app import config as app_config
 
@@ -365,10 +365,8 @@ def test_the_tune_page_shows_corrupt_and_remote_runs_without_an_exception(tmp_pa
     _running(root, "remote", pid=4242, pid_start=1, host="gpu-node-7")
     monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
     monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(root))
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.switch_page("cakd_viz/app/pages/tune.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_app(page="tune", timeout=60)
+    assert_ok(at)
     table = at.dataframe[0].value
     assert len(table) == len(BROKEN) + 1
     assert sorted(set(table["state"])) == ["corrupt", "elsewhere"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_support import assert_ok, open_app
 from conftest import make_logits
 from fake_runs import write_run
 from streamlit.testing.v1 import AppTest
@@ -17,7 +18,6 @@ from cakd_viz.app import names as app_names
 from cakd_viz.bundle import write_bundle
 from cakd_viz.runs import store
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 HUGE = "x" * 10_000
 NAMES = ["0", "O", "o", "1", "l", "I", "cat", "dog", "b", "c"]
 
@@ -39,13 +39,8 @@ def root(tmp_path, monkeypatch) -> Path:
 
 
 def _open(page: str, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["bundle"] = "path:a"
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.switch_page(f"cakd_viz/app/pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_app("path:a", page, **params)
+    assert_ok(at)
     return at
 
 

@@ -205,6 +205,27 @@ def wait_rendered(page, *, charts: int = 0, timeout_ms: float = 120_000, settle_
             raise TimeoutError(f"page did not settle within {timeout_ms / 1000:.0f} s")
 
 
+def after_rerun(page, action, *, charts: int = 0, timeout_ms: float = 120_000) -> None:
+    """Do ``action()`` (a click, a key press) and wait for the script run it starts to end: an observer on
+    the app's script state, attached before the action, records that a run began (so a run that ends
+    before we look is not missed, and one that has not begun yet is not taken for done)."""
+    page.evaluate(
+        """() => {
+            window.__cakdRan = false;
+            const app = document.querySelector('[data-testid="stApp"]');
+            const seen = () => {
+                if (app.getAttribute('data-test-script-state') !== 'notRunning') window.__cakdRan = true;
+            };
+            window.__cakdWatch && window.__cakdWatch.disconnect();
+            window.__cakdWatch = new MutationObserver(seen);
+            window.__cakdWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+        }"""
+    )
+    action()
+    page.wait_for_function("() => window.__cakdRan === true", timeout=timeout_ms, polling=20)
+    wait_rendered(page, charts=charts, timeout_ms=timeout_ms)
+
+
 def full_screenshot(page, path: Path | str, *, max_height: int = 12000) -> None:
     """Screenshot the whole page: Streamlit scrolls inside its main container, so grow the viewport first."""
     size = page.viewport_size or {"width": 1400, "height": 900}

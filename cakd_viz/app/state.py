@@ -166,14 +166,6 @@ def result(
     return results([name], grouping=grouping, temperature=temperature)[name]
 
 
-def decomposition(
-    student: str | None = None, *, grouping: str | None = None, temperature: float | None = None
-) -> Decomposition:
-    """The decomposition of one student of the open bundle: exact, or a preview while the exact pass runs
-    in the background (``result`` says which)."""
-    return result(student, grouping=grouping, temperature=temperature).d
-
-
 def goto_sample(index: int, student: str | None = None) -> None:
     """Open the Sample page on sample ``index`` (and optionally another student A), keeping the view."""
     if student:

@@ -32,7 +32,9 @@ dkd = links.bound(
     help="S = {true label}: the split of Zhao et al. (CVPR 2022). Needs labels.",
 )
 if dkd and b.labels is None:  # a link's dkd=true on a bundle without labels
-    links.note("dkd", f"The DKD view needs labels, and this bundle has none; showing grouping {sel.grouping}.")
+    links.note(
+        "dkd", f"The DKD view needs labels, and this bundle has none; showing grouping {sel.grouping}."
+    )
     dkd = False
 links.show(("dkd",))
 grouping = "target" if dkd else sel.grouping

@@ -407,7 +407,9 @@ def _sweeps() -> None:
         return
     st.subheader("Sweeps")
     names = {s.id: f"{s.name} · {s.state} · {s.counts_text()}" for s in sweeps}
-    sid = links.choice(st.selectbox, "Sweep", list(names), key="tune_sweep", name="sweep", format_func=names.get)
+    sid = links.choice(
+        st.selectbox, "Sweep", list(names), key="tune_sweep", name="sweep", format_func=names.get
+    )
     links.show(("sweep",))
     s = next(s for s in sweeps if s.id == sid)
     if s.error:
