@@ -24,14 +24,25 @@ def test_bundle_error_is_a_value_error():
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32, np.uint8])
-def test_check_logits_accepts_numeric_2d(logits, dtype):
+def test_check_logits_accepts_numeric_2d_and_scans_floats(logits, dtype):
     _, teacher, _ = logits
-    check_logits(teacher.astype(dtype), "teacher.npy", num_samples=200, num_classes=10)
+    arr = teacher.astype(dtype)
+    check_logits(arr, "teacher.npy", num_samples=200, num_classes=10)  # accepted: no error
+    if np.dtype(dtype).kind == "f":  # the same array with one infinity is refused, naming where
+        arr[7, 3] = np.inf
+        with pytest.raises(
+            BundleError, match=r"^teacher.npy has 1 infinite value \(first at row 7, class 3\)$"
+        ):
+            check_logits(arr, "teacher.npy", num_samples=200, num_classes=10)
 
 
-def test_check_logits_accepts_torch_tensors(logits):
+def test_check_logits_reads_bfloat16_tensors_and_scans_them(logits):
     _, teacher, _ = logits
-    check_logits(torch.from_numpy(teacher).to(torch.bfloat16), "teacher")
+    tensor = torch.from_numpy(teacher).to(torch.bfloat16)
+    check_logits(tensor, "teacher")  # accepted: no error
+    tensor[2, 5] = float("nan")
+    with pytest.raises(BundleError, match=r"1 NaN value \(first at row 2, class 5\)"):
+        check_logits(tensor, "teacher")
 
 
 @pytest.mark.parametrize("shape", [(10,), (2, 3, 4)])
@@ -91,7 +102,9 @@ def test_check_logits_reports_rows_with_an_offset():
 
 def test_check_logits_can_skip_the_value_scan():
     arr = np.full((4, 3), np.nan, np.float32)
-    check_logits(arr, "teacher.npy", check_values=False)
+    check_logits(arr, "teacher.npy", check_values=False)  # the shape is checked, the values are not
+    with pytest.raises(BundleError, match="12 NaN values"):
+        check_logits(arr, "teacher.npy")
 
 
 def test_iter_row_chunks_covers_all_rows_in_bounded_chunks():
@@ -101,10 +114,12 @@ def test_iter_row_chunks_covers_all_rows_in_bounded_chunks():
     assert list(iter_row_chunks(10, 3, chunk_rows=4)) == [slice(0, 4), slice(4, 8), slice(8, 10)]
 
 
-def test_check_labels_accepts_integers_and_integral_floats():
-    check_labels(np.array([0, 9, 3]), "labels.npy", num_samples=3, num_classes=10)
-    check_labels(np.array([0.0, 9.0, 3.0]), "labels.npy", num_samples=3, num_classes=10)
-    check_labels(torch.tensor([1, 2]), "labels", num_samples=2, num_classes=3)
+def test_check_labels_accepts_integers_and_integral_floats_as_int64():
+    for raw in (np.array([0, 9, 3]), np.array([0.0, 9.0, 3.0]), np.array([0, 9, 3], dtype=np.uint8)):
+        out = check_labels(raw, "labels.npy", num_samples=3, num_classes=10)
+        assert out.dtype == np.int64 and out.tolist() == [0, 9, 3]
+    out = check_labels(torch.tensor([1, 2]), "labels", num_samples=2, num_classes=3)
+    assert out.dtype == np.int64 and out.tolist() == [1, 2]
 
 
 def test_check_labels_rejects_out_of_range():
