@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
-from cakd_viz.locations import runs_dir, samples_dir
+from cakd_viz.locations import samples_dir
 
 MY_PAGES = [
     "cakd_viz/app/pages/data.py",
@@ -324,12 +324,19 @@ def test_data_root_rules(tmp_path, monkeypatch):
             app_config.resolve_server_path(bad)
 
 
-def test_default_data_roots_are_the_repos_folders(monkeypatch):
+def test_data_roots_are_the_samples_or_the_given_folders_and_the_runs_folder(monkeypatch, tmp_path):
+    runs, mine = tmp_path / "runs", tmp_path / "mine"
+    mine.mkdir()
+    monkeypatch.setenv("CAKD_VIZ_RUNS_DIR", str(runs))
     monkeypatch.delenv(app_config.DATA_ROOT_ENV, raising=False)
-    roots = app_config.data_roots()
-    assert all(r in (samples_dir().resolve(), runs_dir().resolve()) for r in roots)
-    monkeypatch.setenv(app_config.DATA_ROOT_ENV, os.pathsep.join(["/nonexistent-a", "/tmp"]))
-    assert app_config.data_roots() == [Path("/tmp").resolve()]
+    assert app_config.data_roots() == [samples_dir().resolve()]  # no runs folder yet
+    runs.mkdir()
+    assert app_config.data_roots() == [samples_dir().resolve(), runs.resolve()]
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, os.pathsep.join([str(mine), ""]))
+    assert app_config.data_roots() == [mine.resolve(), runs.resolve()]
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, os.pathsep.join(["/nonexistent-a", str(mine)]))
+    with pytest.raises(ValueError, match="names '/nonexistent-a', which is not a folder"):
+        app_config.data_roots()
 
 
 def test_a_bundle_without_labels_or_inputs_still_renders_every_page(root):

@@ -421,7 +421,8 @@ def test_a_bad_bundle_in_an_edited_url_keeps_the_open_one_and_says_so(env):
     _ok(at)
     (line,) = [_unescape(e.value) for e in at.sidebar.error]
     assert line == (
-        f"Could not open `path:/etc`: outside the data roots ({env['data'].name}). Showing path: data/a instead."
+        f"Could not open `path:/etc`: outside the data roots ({env['data'].name}, runs). "
+        "Showing path: data/a instead."
     )
     at.query_params["bundle"] = "path:a"
     at.switch_page("cakd_viz/app/pages/data.py").run()
@@ -542,11 +543,13 @@ def test_the_upload_cap_setting(monkeypatch):
             app_config.upload_expanded_cap(200)
 
 
-def test_a_bad_upload_cap_setting_is_one_line_on_the_data_page(env, monkeypatch):
+def test_a_bad_upload_cap_setting_is_one_line_and_no_page(env, monkeypatch):
     monkeypatch.setenv(app_config.UPLOAD_EXPANDED_ENV, "lots")
     at = _app("path:a", page="cakd_viz/app/pages/data.py")
     _ok(at)
-    assert any(app_config.UPLOAD_EXPANDED_ENV in e.value for e in at.error)
+    (line,) = [_unescape(e.value) for e in at.error]
+    assert app_config.UPLOAD_EXPANDED_ENV + "='lots' is not understood" in line
+    assert not at.title  # no page is served with a setting the app cannot read
 
 
 # -- 5. unexpected errors, login, serving defaults ------------------------------------------------------

@@ -382,3 +382,27 @@ def test_a_fifo_in_a_run_folder_never_blocks_a_reader(tmp_path):
     info = read_run(run)
     assert info.state == store.CORRUPT and info.error == "status.json is unreadable (not a regular file)"
     assert info.log_tail() == ""
+
+
+def test_cancel_signals_a_group_only_when_the_runs_process_leads_it(tmp_path):
+    """A run folder naming a live process (provably the one it names: pid, start time, host) together
+    with some other process group never gets that group signalled; when the process leads the group
+    named, cancelling stops the group."""
+    from cakd_viz.runs import launcher
+
+    bystander = subprocess.Popen(["sleep", "120"], start_new_session=True)  # an unrelated group
+    process = subprocess.Popen(["sleep", "120"], start_new_session=True)  # plays the run's process
+    try:
+        forged = _running(tmp_path, "forged", **store.process_identity(process.pid), pgid=bystander.pid)
+        assert launcher.run_group(store.read_json(forged / store.STATUS), forged) is None
+        assert cancel(forged) and read_run(forged).state == "cancelled"
+        assert bystander.poll() is None and process.poll() is None  # nobody was signalled
+        own = _running(tmp_path, "own", **store.process_identity(process.pid), pgid=process.pid)
+        assert launcher.run_group(store.read_json(own / store.STATUS), own) == process.pid
+        assert cancel(own)
+        assert process.wait(timeout=30) == -signal.SIGTERM  # its group was stopped
+        assert bystander.poll() is None
+    finally:
+        for proc in (bystander, process):
+            proc.kill()
+            proc.wait()

@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from cakd_viz import settings
 from cakd_viz.locations import PACKAGE_DIR, runs_dir, samples_dir
 
 PACKAGE_PARENT = PACKAGE_DIR.parent  # a clone's root, or the site-packages folder of an install
@@ -35,7 +36,6 @@ DEFAULT_SAMPLE = "glyphs"
 UPLOAD_EXTENSIONS = ("npz", "safetensors", "pt", "pth")
 UPLOAD_MAX_MB = 200  # keep in step with server.maxUploadSize in .streamlit/config.toml
 UPLOAD_EXPANSION = 2  # default cap on the decompressed arrays of an upload: this many times the upload limit
-DEFAULT_MAX_ACTIVE_RUNS = 16
 DEFAULT_TEMPERATURE = 4.0
 DEFAULT_GROUPING = "topk:5"
 MAX_PATH_CHARS = 1024  # a longer path from a browser is refused before it reaches the file system
@@ -47,14 +47,34 @@ class PathRefused(ValueError):
 
 
 def data_roots() -> list[Path]:
-    """The configured data roots, resolved (symlinks followed); missing folders are kept out."""
+    """The data roots, resolved (symlinks followed): ``$CAKD_VIZ_DATA_ROOT`` (folders separated by
+    ``os.pathsep``; each must be a folder: ValueError, one line, for one that is not), else the shipped
+    samples; and the runs folder, once it exists (its runs' bundles open in the explorer)."""
     raw = os.environ.get(DATA_ROOT_ENV, "").strip()
-    candidates = (
-        [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
-        if raw
-        else [samples_dir(), runs_dir()]
-    )
-    return [p.resolve() for p in candidates if p.is_dir()]
+    roots = []
+    for part in raw.split(os.pathsep) if raw else []:
+        if not part.strip():
+            continue
+        path = Path(part.strip()).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"{DATA_ROOT_ENV} names {part.strip()!r}, which is not a folder")
+        roots.append(path.resolve())
+    if not raw and samples_dir().is_dir():
+        roots.append(samples_dir().resolve())
+    if runs_dir().is_dir() and runs_dir().resolve() not in roots:
+        roots.append(runs_dir().resolve())
+    return roots
+
+
+def problems() -> list[str]:
+    """Every setting of the environment the app cannot understand, one line each (empty when none):
+    the app serves no page while there is one, so that no protection is silently off."""
+    out = settings.problems()
+    try:
+        data_roots()
+    except ValueError as exc:
+        out.append(str(exc))
+    return out
 
 
 def bundle_to_open() -> str:
@@ -75,38 +95,25 @@ def available_samples() -> list[str]:
 def allow_code_specs() -> bool:
     """True when the operator started the app with ``CAKD_VIZ_ALLOW_CODE_SPECS=1``: the Tune form may then
     name Python factories, TorchScript files, weights and own data files (paths still confined)."""
-    return os.environ.get(ALLOW_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
+    return settings.flag(ALLOW_CODE_ENV)
 
 
 def login_required() -> bool:
     """True when the operator started the app with ``CAKD_VIZ_REQUIRE_LOGIN=1`` (Streamlit's OIDC login,
     configured in ``.streamlit/secrets.toml``, before any page)."""
-    return os.environ.get(LOGIN_ENV, "").strip().lower() in ("1", "true", "yes")
+    return settings.flag(LOGIN_ENV)
 
 
 def upload_expanded_cap(upload_max_mb: float = UPLOAD_MAX_MB) -> int:
     """Bytes an upload's arrays may take once decompressed: ``$CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB`` MB, else
     ``UPLOAD_EXPANSION`` times the upload limit. ValueError for a setting that is not a positive number."""
-    raw = os.environ.get(UPLOAD_EXPANDED_ENV, "").strip()
-    if not raw:
-        return int(UPLOAD_EXPANSION * upload_max_mb * 2**20)
-    try:
-        mb = float(raw)
-    except ValueError:
-        mb = float("nan")
-    if not mb > 0 or mb == float("inf"):
-        raise ValueError(f"{UPLOAD_EXPANDED_ENV}={raw[:40]!r} is not a positive number of MB")
-    return int(mb * 2**20)
+    mb = settings.number(UPLOAD_EXPANDED_ENV)
+    return int((UPLOAD_EXPANSION * upload_max_mb if mb is None else mb) * 2**20)
 
 
 def max_active_runs() -> int:
     """How many runs may be queued or running before the Tune page refuses another launch."""
-    raw = os.environ.get(MAX_ACTIVE_RUNS_ENV, "").strip()
-    try:
-        value = int(raw) if raw else DEFAULT_MAX_ACTIVE_RUNS
-    except ValueError:
-        value = DEFAULT_MAX_ACTIVE_RUNS
-    return max(1, value)
+    return int(settings.number(MAX_ACTIVE_RUNS_ENV))
 
 
 def is_confined(path: Path, roots: list[Path]) -> bool:

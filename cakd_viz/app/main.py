@@ -46,6 +46,9 @@ def main() -> None:
         page = st.Page(state.PAGE_FILES[key], title=title, icon=icon, url_path=key)
         sections.setdefault(section, []).append(page)
     current = st.navigation(sections)
+    if problems := app_config.problems():  # a setting not understood: serve nothing rather than guess
+        st.error(f"This server's settings are not usable: {app_config.plain(problems[0])}. Ask its operator.")
+        st.stop()
     if current.url_path == "":  # the hidden start page (the default page is served at "/")
         current.run()  # switches to the Overview
     if app_config.login_required() and not st.user.get("is_logged_in", False):

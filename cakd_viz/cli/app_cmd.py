@@ -73,8 +73,13 @@ def run(args: argparse.Namespace) -> int:
     env[RUNS_DIR_ENV] = str(runs)
     if args.paths:
         roots, first = _roots_and_first_bundle(args.paths)
-        env[DATA_ROOT_ENV] = os.pathsep.join([str(r) for r in roots] + [str(runs)])
+        env[DATA_ROOT_ENV] = os.pathsep.join(str(r) for r in roots)  # the runs folder is one by itself
         env[OPEN_ENV] = str(first)
+    os.environ.update(env)  # the server's environment: every setting checked here, before it starts
+    from cakd_viz.app.config import problems
+
+    if found := problems():
+        raise ValueError(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
     address = args.address or os.environ.get(ADDRESS_ENV, "").strip() or "127.0.0.1"
     cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), *streamlit_options(address, args)]
     print(f"cakd-viz app: serving on http://{address}:{args.port} (Ctrl-C stops it)", file=sys.stderr)

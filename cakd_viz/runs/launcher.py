@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from cakd_viz import settings
 from cakd_viz.runs import store
 from cakd_viz.runs.config import RunConfig
 
@@ -72,16 +73,8 @@ def cancel_reason(exc: BaseException) -> str | None:
 
 def default_max_concurrent() -> int:
     """``$CAKD_VIZ_MAX_RUNS``, else half the CPU cores (at least 1): each run uses one or more threads."""
-    env = os.environ.get(MAX_RUNS_ENV, "").strip()
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(f"{MAX_RUNS_ENV}={env!r} is not a whole number") from None
-        if value < 1:
-            raise ValueError(f"{MAX_RUNS_ENV} must be >= 1, got {value}")
-        return value
-    return max(1, (os.cpu_count() or 1) // 2)
+    value = settings.number(MAX_RUNS_ENV)
+    return int(value) if value is not None else max(1, (os.cpu_count() or 1) // 2)
 
 
 def launch(
@@ -139,17 +132,26 @@ def stop_folder(folder: Path, *, grace_s: float) -> bool:
     if status.get("state") in store.FINAL:
         return False
     store.request_cancel(folder)
-    pgid = status.get("pgid")
-    # only a process proven to be this folder's, on this host: a pid of another host or a reused one
-    # names someone else's process here
-    if (
-        isinstance(pgid, int)
-        and not isinstance(pgid, bool)
-        and pgid > 1
-        and store.process_alive(status, folder)
-    ):
+    pgid = run_group(status, folder)
+    if pgid is not None:
         kill_group(pgid, grace_s=grace_s)
     return True
+
+
+def run_group(status: dict, folder: Path) -> int | None:
+    """The process group to signal for a run or sweep, or None: only when the process that status.json
+    names provably is this folder's (pid, start time and host, ``store.process_alive``) AND leads the
+    group status.json names (a run is started in a session of its own, so its pid is its group's id).
+    A folder naming a live pid and some other group never gets that group signalled."""
+    pid, pgid = status.get("pid"), status.get("pgid")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 1 for v in (pid, pgid)):
+        return None
+    if pid != pgid or not store.process_alive(status, folder):
+        return None
+    try:
+        return pgid if os.getpgid(pid) == pgid else None
+    except OSError:  # gone since
+        return None
 
 
 def cancel(run_dir: str | Path, *, grace_s: float = 3.0) -> bool:
