@@ -31,13 +31,20 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
-        Setting("CAKD_VIZ_ALLOW_CODE_SPECS", "flag", False, "the Tune form takes code, model files and own data"),
+        Setting(
+            "CAKD_VIZ_ALLOW_CODE_SPECS", "flag", False, "the Tune form takes code, model files and own data"
+        ),
         Setting("CAKD_VIZ_REQUIRE_LOGIN", "flag", False, "every page asks for Streamlit's login first"),
         Setting("CAKD_VIZ_NATIVE", "flag", True, "the C kernels are used where they apply"),
         Setting("CAKD_VIZ_MAX_ACTIVE_RUNS", "int", 16, "runs and sweeps the Tune page lets queue or run", 1),
         Setting("CAKD_VIZ_MAX_RUNS", "int", None, "runs that train at the same time", 1),
         Setting(
-            "CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB", "float", None, "the most an upload's arrays hold in MB", 1e-6, 1e9
+            "CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB",
+            "float",
+            None,
+            "the most an upload's arrays hold in MB",
+            1e-6,
+            1e9,
         ),
         Setting("CAKD_VIZ_CACHE_MAX_GB", "float", 10.0, "the most the results cache holds in GB", 0.0, 1e6),
     )
