@@ -342,3 +342,33 @@ def test_nan_inside_a_bundle_is_a_one_line_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "decompose", path, "--out", tmp_path / "t.csv")
     assert_one_line_error(code, err, "decompose", "row 7, class 3")
     assert not (tmp_path / "t.csv").exists()
+
+
+HOSTILE_NAMES = [
+    "\x1b]0;owned\x07",  # sets the terminal window's title
+    "\x1b]52;c;ZWNobyBvd25lZA==\x07",  # writes the clipboard (OSC 52)
+    "\x1b[2J\x1b[H",  # clears the screen
+    "\u202eevil",  # turns the rest of the line right-to-left
+    "\r\x1b[1Afake line",  # returns to the line start and moves up
+    "cat",
+]
+
+
+def test_names_from_a_bundle_reach_the_terminal_written_out(tmp_path, capsys):
+    """Class and student names holding escape sequences are printed as visible text, never obeyed; so is
+    a file name in an error line."""
+    student, teacher, labels = make_logits(60, 6, seed=3)
+    path = tmp_path / "evil"
+    write_bundle(path, teacher=teacher, students={"s": student}, labels=labels, class_names=HOSTILE_NAMES)
+    code, out, err = run_cli(capsys, "info", str(path))
+    assert code == 0 and err == ""
+    assert not any(ch in out for ch in "\x1b\x07\r\u202e")
+    assert "\\x1b]0;owned\\x07" in out and "\\u202eevil" in out
+    code, out, err = run_cli(capsys, "info", str(tmp_path / "no\x1b[2Jsuch"))
+    assert code == 2 and out == "" and "\x1b" not in err and "no\\x1b[2Jsuch" in err
+
+
+def test_an_output_that_cannot_be_written_is_named_as_asked(bundle, capsys):
+    code, out, err = run_cli(capsys, "decompose", bundle, "--out", "/proc/version.csv", "-q")
+    assert code == 2 and out == ""
+    assert err.startswith("cakd-viz decompose: error: /proc/version.csv: ") and ".tmp-" not in err

@@ -116,6 +116,8 @@ LAYERS = {
     "__init__": 9,
     "__main__": 9,
     "locations": 0,
+    "settings": 0,
+    "text": 0,
 }
 
 

@@ -286,3 +286,15 @@ def test_learn_link_to_a_preset_names_it():
     assert at.selectbox(key="learn_preset").value == name
     assert at.info[0].value == PRESETS[name].story
     assert at.radio(key="learn_kind").value == "target"
+
+
+@pytest.mark.parametrize("shape", [(3, 5000, 1), (1, 2), (5000, 5000), (2, 40, 3)])
+def test_inputs_that_are_no_picture_are_said_not_drawn(tmp_path, monkeypatch, shape):
+    """A bundle's inputs of any shape: the Sample page says it does not draw them, and breaks nothing."""
+    student, teacher, labels = make_logits(12, 5, seed=4)
+    inputs = np.random.default_rng(0).random((12, *shape)).astype(np.float32)
+    write_bundle(tmp_path / "odd", teacher=teacher, students={"s": student}, labels=labels, inputs=inputs)
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(tmp_path))
+    at = open_page(SAMPLE, "path:odd", i=3)
+    assert not at.error and not at.get("image")
+    assert any(f"have shape {shape}: not shown as an image" in c.value for c in at.caption)

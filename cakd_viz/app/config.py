@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cakd_viz import settings
+from cakd_viz import settings, text
 from cakd_viz.locations import PACKAGE_DIR, runs_dir, samples_dir
 
 PACKAGE_PARENT = PACKAGE_DIR.parent  # a clone's root, or the site-packages folder of an install
@@ -256,14 +256,8 @@ def scrub(text: str, roots: list[Path] | None = None) -> str:
 
 
 def shown(value: object, limit: int = SHOWN_CHARS) -> str:
-    """A value from a browser as it may appear inside a one-line message: control characters escaped,
-    cut at ``limit`` characters (with the full length said), wrapped in backticks so that markdown
-    shows it literally."""
-    text = str(value)
-    cut = text[:limit]
-    cut = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut).replace("`", "'")
-    more = f"… ({len(text):,} characters)" if len(text) > limit else ""
-    return f"`{cut}{more}`"
+    """A value from a browser inside a one-line message: ``cakd_viz.text.code``."""
+    return text.code(value, limit)
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -272,10 +266,6 @@ def one_line(text: str, limit: int = 300) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-def plain(text: str) -> str:
-    """Text from a file or a library message made literal for markdown (where Streamlit's alerts render
-    it): every ASCII punctuation character backslash-escaped, so no link, image, HTML or emphasis forms."""
-    return "".join("\\" + ch if ch in _PUNCTUATION else ch for ch in str(text))
-
-
-_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+def plain(value: object) -> str:
+    """Text from a file or a library message made literal for Markdown: ``cakd_viz.text.markdown``."""
+    return text.markdown(value)

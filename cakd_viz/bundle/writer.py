@@ -32,6 +32,7 @@ writer to the same ``path`` removes it once that process is gone (``commit.remov
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -67,6 +68,28 @@ from cakd_viz.validate import (
 )
 
 __all__ = ["BundleWriter"]
+
+
+def allocated_memmap(path: Path, shown: Path, dtype: Any, shape: tuple) -> np.memmap:
+    """A new writable ``.npy`` memmap whose disk blocks are allocated before anything is written.
+
+    A memory map writes to disk as its pages are touched, and a page the disk has no room for is a
+    SIGBUS that ends the process (a server included), not an error. So the whole file is reserved first
+    (``posix_fallocate``): a full disk is then one ``OSError`` naming the file (``shown``: the file in
+    the bundle being written, not its temporary folder), here, before any data."""
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        del arr
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        why = f"no room on the disk for its {size / 2**20:,.1f} MiB ({exc.strerror or exc})"
+        raise OSError(exc.errno, why, str(shown)) from None
+    return arr
 
 
 class BundleWriter:
@@ -179,7 +202,7 @@ class BundleWriter:
 
         def mm(rel: str, dtype: Any, shape: tuple) -> np.memmap:
             if mode == "w+":
-                return np.lib.format.open_memmap(tmp / rel, mode="w+", dtype=dtype, shape=shape)
+                return allocated_memmap(tmp / rel, Path(layout["path"]) / rel, dtype, shape)
             return open_npy(tmp / rel, rel, mode="r+")
 
         self.teacher = mm("teacher.npy", self.dtype, (n, c))

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Sequence
 
 from cakd_viz.cli._common import Command, HelpFormatter, Parser
+from cakd_viz.text import terminal
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -133,7 +134,7 @@ def _main(argv: Sequence[str] | None) -> int:
             _report(prog, "internal error", message)
             return EXIT_ERROR
     for w in _unique(held):
-        print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
+        print(terminal(f"{prog}: warning: {_one_line(w.message)}"), file=sys.stderr)
     return code
 
 
@@ -160,7 +161,7 @@ def _silence_stdout() -> None:
 def _report(prog: str, kind: str, message: str) -> None:
     if os.environ.get("CAKD_VIZ_DEBUG", "").strip() not in ("", "0"):
         traceback.print_exc()
-    print(f"{prog}: {kind}: {message}", file=sys.stderr)
+    print(terminal(f"{prog}: {kind}: {message}"), file=sys.stderr)  # a file's names may hold escapes
 
 
 def _one_line(exc: BaseException | Warning) -> str:

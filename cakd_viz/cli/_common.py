@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cakd_viz.text import terminal
+
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
@@ -40,6 +42,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32)
+
+
+def say(*parts: object, file=None, **kwargs) -> None:
+    """``print`` for the commands' output: every line made safe for a terminal (``cakd_viz.text.terminal``:
+    a class, student or run name holding escape sequences is shown written out, never obeyed)."""
+    print(*(terminal(p) for p in parts), file=file, **kwargs)
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +136,8 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
                 ) from None
             frame.to_parquet(tmp, index=False, engine="pyarrow")
         os.replace(tmp, path)
+    except OSError as exc:  # said about the file asked for, never the temporary name beside it
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -12,6 +12,7 @@ from cakd_viz.cli._common import (
     check_output_dir,
     grouping_spec,
     positive_int,
+    say,
     table_path,
     temperature,
     write_table,
@@ -85,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     frame = d.to_frame()
     write_table(frame, args.out)
-    print(summary_lines(d, student=student, device=str(device), seconds=seconds))
-    print(f"wrote {args.out} ({len(frame):,} rows x {frame.shape[1]} columns)")
+    say(summary_lines(d, student=student, device=str(device), seconds=seconds))
+    say(f"wrote {args.out} ({len(frame):,} rows x {frame.shape[1]} columns)")
     return 0
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, nonnegative_int, percent, positive_int
+from cakd_viz.cli._common import Command, add_quiet, nonnegative_int, percent, positive_int, say
 
 
 def _named(text: str) -> tuple[str | None, str]:
@@ -163,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
             store_inputs=args.store_inputs,
             overwrite=args.overwrite,
             progress=progress,
-            log=lambda note: print(f"cakd-viz extract: note: {note}", file=sys.stderr),
+            log=lambda note: say(f"cakd-viz extract: note: {note}", file=sys.stderr),
         )
     if main:
-        print(_summary(path))
+        say(_summary(path))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command
+from cakd_viz.cli._common import Command, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImportLimitError(f"{exc} (--max-bytes)") from None
     b = load_bundle(path, check_values=False)  # import_file validated the values already
     labels = "with labels" if b.labels is not None else "no labels"
-    print(
+    say(
         f"imported {args.src} -> {path}: {b.num_samples:,} samples x {b.num_classes:,} classes, {b.dtype}, "
         f"{labels}, students: {', '.join(b.student_names)}"
     )

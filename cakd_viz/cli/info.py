@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cakd_viz.cli._common import Command, human_bytes, percent
+from cakd_viz.text import terminal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from cakd_viz.bundle import load_bundle
 
     summary = load_bundle(args.bundle).summary()  # validates shapes, labels and values (NaN/inf)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    print(json.dumps(summary, indent=2) if args.json else terminal(format_summary(summary)))
     return 0
 
 

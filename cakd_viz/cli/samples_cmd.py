@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, HelpFormatter, Parser, add_quiet
+from cakd_viz.cli._common import Command, HelpFormatter, Parser, add_quiet, say
 from cakd_viz.cli.progress import progress_bar
 
 DEFAULT_OUT = Path("sample_checkpoints")
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         "samples", unit="steps", unit_scale=False, enabled=not args.quiet, delay=0.0
     ) as progress:
         result = build_samples(args.out, quick=args.quick, progress=progress)
-    print(f"built the samples in {result if result is not None else args.out}")
+    say(f"built the samples in {result if result is not None else args.out}")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, positive_int
+from cakd_viz.cli._common import Command, add_quiet, positive_int, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     def log(line: str) -> None:
         if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
+            say(line, file=sys.stderr, flush=True)
 
     if args.sweep_dir is not None:
         state = execute_sweep(args.sweep_dir, engine=args.engine, log=log)
@@ -73,11 +73,11 @@ def run(args: argparse.Namespace) -> int:
     sweep.validate()
     if args.dry_run:
         for i, trial in enumerate(expand(sweep)):
-            print(f"{i:3d}  {trial.label()}  {trial.params}")
+            say(f"{i:3d}  {trial.label()}  {trial.params}")
         return 0
     if args.detach:
         sweep_dir = launch_sweep(sweep, args.runs_dir)
-        print(f"started {sweep_dir} (follow it with: tail -f {sweep_dir / 'log.txt'})")
+        say(f"started {sweep_dir} (follow it with: tail -f {sweep_dir / 'log.txt'})")
         return 0
     sweep_dir = run_sweep(sweep, args.runs_dir, log=log)
     info = read_sweep(sweep_dir)
@@ -85,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(info, state: str) -> int:
-    print(f"{info.path}: {info.state} ({info.counts_text()})")
+    say(f"{info.path}: {info.state} ({info.counts_text()})")
     for r in info.trials:
         best = "-" if r.best_acc is None else f"{r.best_acc:.4f}"
         last = "-" if r.last_acc is None else f"{r.last_acc:.4f}"
-        print(f"  {r.id}  {r.state:9s}  best {best}  last {last}  {r.label}")
+        say(f"  {r.id}  {r.state:9s}  best {best}  last {last}  {r.label}")
     if state == "cancelled":
         return 130
     return 0 if all(r.state == "done" for r in info.trials) else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, human_bytes, nonnegative_int, positive_int
+from cakd_viz.cli._common import Command, add_quiet, human_bytes, nonnegative_int, positive_int, say
 from cakd_viz.cli.progress import progress_bar
 
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     b = load_bundle(path, check_values=False)
-    print(
+    say(
         f"wrote {path}: {b.num_samples:,} samples x {b.num_classes:,} classes, {b.dtype}, "
         f"students: {', '.join(b.student_names)}, seed {args.seed}, {human_bytes(b.size_bytes)} on disk"
     )

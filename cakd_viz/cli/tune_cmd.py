@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet
+from cakd_viz.cli._common import Command, add_quiet, say
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = RunConfig.from_dict(apply_overrides(read_json_config(args.config), args.overrides)).validated()
     if args.detach:
         run_dir = launch(cfg, args.runs_dir, max_concurrent=args.max_concurrent or None)
-        print(f"started {run_dir} (follow it with: tail -f {run_dir / 'log.txt'})")
+        say(f"started {run_dir} (follow it with: tail -f {run_dir / 'log.txt'})")
         return 0
     with progress_bar("tune", unit="steps", enabled=not args.quiet) as progress:
         run_dir = run_config(
@@ -109,12 +109,12 @@ def run(args: argparse.Namespace) -> int:
 def _report(info, state: str) -> int:
     if info.state == "done":
         s = info.summary
-        print(
+        say(
             f"{info.path}: done, held-out accuracy best {s['best_val_acc']:.4f} (epoch {s['best_epoch']}), "
             f"last {s['last_val_acc']:.4f}; teacher {s['teacher_val_acc']:.4f}"
         )
         return 0
-    print(f"{info.path}: {info.state}" + (f" ({info.error})" if info.error else ""))
+    say(f"{info.path}: {info.state}" + (f" ({info.error})" if info.error else ""))
     return 130 if state == "cancelled" else 1
 
 

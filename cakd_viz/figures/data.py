@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from cakd_viz.figures.sample import image_like
 from cakd_viz.figures.style import ROLE_COLORS, base_layout, student_color
 from cakd_viz.figures.text import plain
 
@@ -116,7 +117,7 @@ def as_images(inputs: np.ndarray) -> np.ndarray | None:
         x = x.transpose(0, 2, 3, 1)  # (k, C, H, W) -> (k, H, W, C)
     if x.ndim == 3:
         x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 4:
+    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 4 or not image_like(x.shape[1:3]):
         return None
     x = x[..., :3]
     if x.dtype != np.uint8:

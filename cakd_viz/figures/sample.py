@@ -30,7 +30,7 @@ def input_image(row, *, size: int = 168):
         a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
-    if a.ndim not in (2, 3) or min(a.shape[:2]) < 2 or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)) or not image_like(a.shape[:2]):
         return None
     if a.dtype != np.uint8:
         a = a.astype(np.float64)
@@ -40,6 +40,17 @@ def input_image(row, *, size: int = 168):
     img = Image.fromarray(np.ascontiguousarray(a))
     scale = max(1, size // max(a.shape[:2]))
     return img.resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+
+
+MAX_IMAGE_SIDE, MAX_ASPECT = 4096, 16  # larger or longer-and-thinner arrays are data, not pictures
+
+
+def image_like(hw: tuple[int, ...]) -> bool:
+    """Whether an (H, W) array can be drawn as a picture: at least 2 pixels a side, at most
+    ``MAX_IMAGE_SIDE``, and no side more than ``MAX_ASPECT`` times the other (a (3, 5000) array is a
+    signal, and a browser would draw it 0 pixels tall)."""
+    h, w = int(hw[0]), int(hw[1])
+    return 2 <= min(h, w) and max(h, w) <= MAX_IMAGE_SIDE and max(h, w) <= MAX_ASPECT * min(h, w)
 
 
 def class_label(names, i: int, label: int | None = None) -> str:

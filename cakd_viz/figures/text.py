@@ -6,9 +6,4 @@ escaping `&`, `<` and `>` makes it show such a name literally.
 
 from __future__ import annotations
 
-import html
-
-
-def plain(value) -> str:
-    """`value` as a string that Plotly displays literally (no tags, no entities interpreted)."""
-    return html.escape(str(value), quote=False)
+from cakd_viz.text import html as plain  # noqa: F401 (the figures' name for it)
