@@ -47,6 +47,23 @@ SETTINGS: dict[str, Setting] = {
             1e9,
         ),
         Setting("CAKD_VIZ_CACHE_MAX_GB", "float", 10.0, "the most the results cache holds in GB", 0.0, 1e6),
+        Setting(
+            "CAKD_VIZ_UPLOADS_MAX_GB",
+            "float",
+            4.0,
+            "the most all uploads together hold on disk in GB",
+            1e-6,
+            1e6,
+        ),
+        Setting("CAKD_VIZ_UPLOADS_MAX_COUNT", "int", 32, "the most uploads the server keeps", 1),
+        Setting(
+            "CAKD_VIZ_UPLOADS_KEEP_HOURS",
+            "float",
+            24.0,
+            "how long an unused upload is kept, in hours",
+            0.01,
+            1e5,
+        ),
     )
 }
 

@@ -367,20 +367,66 @@ def test_stale_uploads_and_dead_half_imports_are_pruned(tmp_path, monkeypatch):
     from cakd_viz.app import bundles
 
     monkeypatch.setattr(bundles, "UPLOAD_DIR", tmp_path)
+    quota = bundles.UploadQuota(max_bytes=2**30, max_count=10, keep_s=24 * 3600)
     now = 1_000_000_000.0
     ages = {  # folder -> seconds since last use
-        "0123456789abcdef": bundles.UPLOAD_KEEP_S + 60,  # a week unused: removed
-        "fedcba9876543210": bundles.UPLOAD_KEEP_S - 60,  # recent: kept
-        "aaaaaaaaaaaaaaaa": bundles.UPLOAD_KEEP_S + 60,  # old, but being re-uploaded now: kept
+        "0123456789abcdef": quota.keep_s + 60,  # a day unused: removed
+        "fedcba9876543210": quota.keep_s - 60,  # recent: kept
+        "aaaaaaaaaaaaaaaa": quota.keep_s + 60,  # old, but being re-uploaded now: kept
         "bbbbbbbbbbbbbbbb.partial-x1": bundles.PARTIAL_KEEP_S + 60,  # a dead import: removed
         "cccccccccccccccc.partial-x2": 60,  # an import in progress: kept
     }
     for name, age in ages.items():
         (tmp_path / name / "bundle").mkdir(parents=True)
         os.utime(tmp_path / name, (now - age, now - age))
-    removed = bundles.prune_uploads(keep="aaaaaaaaaaaaaaaa", now=now)
+    removed = bundles.prune_uploads(keep="aaaaaaaaaaaaaaaa", now=now, quota=quota)
     assert sorted(removed) == ["0123456789abcdef", "bbbbbbbbbbbbbbbb.partial-x1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(ages) - set(removed))
+
+
+def _uploads(folder: Path, sizes_mb: list[float], now: float) -> list[str]:
+    """Upload folders of these sizes, the first the least recently used; returns their names."""
+    names = []
+    for i, mb in enumerate(sizes_mb):
+        name = f"{i:016x}"
+        (folder / name / "bundle").mkdir(parents=True)
+        (folder / name / "bundle" / "teacher.npy").write_bytes(b"\1" * int(mb * 2**20))
+        os.utime(folder / name, (now - 1000 + i, now - 1000 + i))
+        names.append(name)
+    return names
+
+
+def test_uploads_fit_their_count_at_and_past_the_limit(tmp_path, monkeypatch):
+    from cakd_viz.app import bundles
+
+    monkeypatch.setattr(bundles, "UPLOAD_DIR", tmp_path)
+    now = 1_000_000_000.0
+    names = _uploads(tmp_path, [0.1, 0.1, 0.1], now)
+    at_limit = bundles.UploadQuota(max_bytes=2**30, max_count=4, keep_s=1e9)
+    assert bundles.prune_uploads(now=now, quota=at_limit) == []  # 3 kept + the new one = 4: all stay
+    past = bundles.UploadQuota(max_bytes=2**30, max_count=3, keep_s=1e9)
+    assert bundles.prune_uploads(now=now, quota=past) == [names[0]]  # the least recently used goes
+
+
+def test_uploads_fit_their_bytes_at_and_past_the_limit(tmp_path, monkeypatch):
+    from cakd_viz.app import bundles
+
+    monkeypatch.setattr(bundles, "UPLOAD_DIR", tmp_path)
+    now = 1_000_000_000.0
+    names = _uploads(tmp_path, [1.0, 1.0, 1.0], now)
+    quota = bundles.UploadQuota(max_bytes=4 * 2**20, max_count=100, keep_s=1e9)
+    assert bundles.prune_uploads(now=now, quota=quota, room=2**20) == []  # 3 + 1 MB = 4 MB: at the limit
+    assert bundles.prune_uploads(now=now, quota=quota, room=2 * 2**20) == [names[0]]  # 5 MB: one goes
+
+
+def test_an_upload_larger_than_every_upload_together_may_be_is_refused(root, monkeypatch):
+    from cakd_viz.app import bundles
+
+    monkeypatch.setenv("CAKD_VIZ_UPLOADS_MAX_GB", "0.0001")  # about 100 KB for every upload together
+    buf = io.BytesIO()
+    np.savez(buf, teacher=np.zeros((50, 4), np.float32), student=np.zeros((50, 4), np.float32))
+    with pytest.raises(ValueError, match=r"more than all uploads may hold together \(0.1 MB\)"):
+        bundles.import_upload("small.npz", buf.getvalue(), max_bytes=2**20)
 
 
 def test_opening_an_upload_renews_it(root, monkeypatch):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cakd_viz import settings
 from cakd_viz.app import config as app_config
 from cakd_viz.app import results_store
 from cakd_viz.app.config import plain
@@ -29,7 +30,6 @@ from cakd_viz.bundle import Bundle
 from cakd_viz.results_cache import Correlation, cached_correlation, open_checked
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "cakd-viz-uploads"
-UPLOAD_KEEP_S = 7 * 24 * 3600  # an upload nobody opened for a week is removed at the next upload
 PARTIAL_KEEP_S = 3600  # an import that died half-way (its ".partial-" folder) is removed after an hour
 SCHEMES = ("sample", "path", "upload")
 MAX_NAME_CHARS = 100  # an uploaded file's name is kept (and shown) up to this length
@@ -140,7 +140,13 @@ def import_upload(name: str, data: bytes, *, max_bytes: int | None = None) -> st
     digest = hashlib.sha256(data).hexdigest()[:16]
     upload_root = _upload_root()
     folder = upload_root / digest
-    prune_uploads(keep=digest)
+    quota = UploadQuota.from_settings()
+    if len(data) + cap > quota.max_bytes:  # the file and its arrays, at most, beside each other
+        raise ValueError(
+            f"an upload may take up to {(len(data) + cap) / 2**20:,.1f} MB here, more than all uploads may "
+            f"hold together ({quota.max_bytes / 2**20:,.1f} MB); ask the operator, or open it by server path"
+        )
+    prune_uploads(keep=digest, room=len(data) + cap, quota=quota)
     if (folder / "bundle" / "meta.json").is_file():
         _touch(folder)
         return f"upload:{digest}"
@@ -167,28 +173,85 @@ def import_upload(name: str, data: bytes, *, max_bytes: int | None = None) -> st
     return f"upload:{digest}"
 
 
-def prune_uploads(*, keep: str = "", now: float | None = None) -> list[str]:
-    """Remove uploads unused for UPLOAD_KEEP_S and dead half-imports; returns the folder names removed.
+@dataclass(frozen=True)
+class UploadQuota:
+    """What the server keeps of uploads, all of them together (the operator's settings)."""
 
-    "Used" is the folder's modification time, renewed whenever the upload is opened. A session still
-    showing a removed upload keeps its memory-mapped arrays; a link to it says to upload it again.
+    max_bytes: int  # $CAKD_VIZ_UPLOADS_MAX_GB
+    max_count: int  # $CAKD_VIZ_UPLOADS_MAX_COUNT
+    keep_s: float  # $CAKD_VIZ_UPLOADS_KEEP_HOURS: an upload unused that long is removed
+
+    @classmethod
+    def from_settings(cls) -> UploadQuota:
+        return cls(
+            int(settings.number("CAKD_VIZ_UPLOADS_MAX_GB") * 2**30),
+            int(settings.number("CAKD_VIZ_UPLOADS_MAX_COUNT")),
+            float(settings.number("CAKD_VIZ_UPLOADS_KEEP_HOURS")) * 3600,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"the server keeps at most {self.max_count:,} uploads and {self.max_bytes / 2**30:,.1f} GB of them "
+            f"in all, each for {self.keep_s / 3600:,.4g} hours after it was last opened; the least recently "
+            "opened go first"
+        )
+
+
+def prune_uploads(
+    *, keep: str = "", now: float | None = None, room: int = 0, quota: UploadQuota | None = None
+) -> list[str]:
+    """Make the upload folder fit its quota, with ``room`` bytes and one upload more to spare; returns
+    the folder names removed.
+
+    Removed: dead half-imports (older than PARTIAL_KEEP_S), uploads unused for the quota's time, then the
+    least recently used until the count and the bytes fit. "Used" is the folder's modification time,
+    renewed whenever the upload is opened; ``keep`` (the upload being made) is never removed. A session
+    still showing a removed upload keeps its memory-mapped arrays; a link to it says to upload it again.
     """
+    quota = quota or UploadQuota.from_settings()
     now = time.time() if now is None else now
-    removed = []
+    removed, kept = [], []
     try:
         entries = list(UPLOAD_DIR.iterdir())
     except OSError:
         return removed
     for entry in entries:
-        limit = PARTIAL_KEEP_S if ".partial-" in entry.name else UPLOAD_KEEP_S
         try:
-            stale = entry.is_dir() and entry.name != keep and now - entry.stat().st_mtime > limit
+            if not entry.is_dir() or entry.name == keep:
+                continue
+            age = now - entry.stat().st_mtime
         except OSError:
             continue
-        if stale:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
+        partial = ".partial-" in entry.name
+        if age > (PARTIAL_KEEP_S if partial else quota.keep_s):
+            _remove(entry, removed)
+        elif not partial:
+            kept.append((entry.stat().st_mtime, entry, _size(entry)))
+    kept.sort(key=lambda item: item[0])  # least recently used first
+    count, total = len(kept), sum(size for _, _, size in kept)
+    for _, entry, size in kept:
+        if count + 1 <= quota.max_count and total + room <= quota.max_bytes:
+            break
+        _remove(entry, removed)
+        count, total = count - 1, total - size
     return removed
+
+
+def _remove(entry: Path, removed: list[str]) -> None:
+    shutil.rmtree(entry, ignore_errors=True)
+    removed.append(entry.name)
+
+
+def _size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (allocated blocks, not sparse lengths)."""
+    total = 0
+    for top, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
 
 
 def _upload_root() -> Path:

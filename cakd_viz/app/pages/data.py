@@ -112,8 +112,8 @@ with upload:
         st.caption(
             f"A small .npz, .safetensors or .pt file with arrays `teacher`, `student` (or `student_NAME`), "
             f"optional `labels`, `class_names`, `inputs`; at most {largest / 2**20:,.0f} MB, and at most "
-            f"{expanded / 2**20:,.0f} MB of arrays once decompressed. Large bundles are opened by server path "
-            "instead."
+            f"{expanded / 2**20:,.0f} MB of arrays once decompressed; {bundles.UploadQuota.from_settings().describe()}. "
+            "Large bundles are opened by server path instead."
         )
         up = st.file_uploader("Logits file", type=list(app_config.UPLOAD_EXTENSIONS), key="data_upload")
         if up is not None and st.session_state.get("_upload_seen") != up.file_id:
