@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -30,6 +31,11 @@ def open_app(
     if page:
         at.switch_page(page if page.endswith(".py") else f"cakd_viz/app/pages/{page}.py")
     return at.run()
+
+
+def as_read(markdown: str) -> str:
+    """A Markdown message as a person reads it: the backslash escapes of ``cakd_viz.text.markdown`` out."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def assert_ok(at: AppTest) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apptest_support import assert_ok, open_app
+from apptest_support import as_read, assert_ok, open_app
 from conftest import make_logits
 from fake_runs import write_run
 from streamlit.testing.v1 import AppTest
@@ -46,7 +46,7 @@ def _open(page: str, **params) -> AppTest:
 
 def _lines(at: AppTest) -> list[str]:
     """The notes about the link: warnings in the main area."""
-    return [w.value for w in at.main.warning]
+    return [as_read(w.value) for w in at.main.warning]
 
 
 BAD = [

@@ -310,7 +310,8 @@ def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
     if refused:
         shown = ", ".join(added) if added else "none"
         ss[W_RUNS] = added
-        why = "; ".join(r if len(r) < 200 else r[:199] + "…" for r in refused)
+        # the reasons come from run folders and libraries: no server path, no markup
+        why = "; ".join(plain(app_config.scrub(r if len(r) < 200 else r[:199] + "…")) for r in refused)
         text = f"The link asks for {asked_for}, whose students cannot all be added: {why}. Added: {shown}."
         links.note("runs", text, W_RUNS if added else _K_SOURCE)
     ss[_K_RUNS] = added
