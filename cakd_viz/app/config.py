@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from cakd_viz import grouping
 from cakd_viz.locations import PACKAGE_DIR, runs_dir, samples_dir
 
 PACKAGE_PARENT = PACKAGE_DIR.parent  # a clone's root, or the site-packages folder of an install
@@ -37,7 +38,7 @@ UPLOAD_MAX_MB = 200  # keep in step with server.maxUploadSize in .streamlit/conf
 UPLOAD_EXPANSION = 2  # default cap on the decompressed arrays of an upload: this many times the upload limit
 DEFAULT_MAX_ACTIVE_RUNS = 16
 DEFAULT_TEMPERATURE = 4.0
-DEFAULT_GROUPING = "topk:5"
+DEFAULT_GROUPING = grouping.DEFAULT_GROUPING  # defined once, by the grouping rules
 MAX_PATH_CHARS = 1024  # a longer path from a browser is refused before it reaches the file system
 SHOWN_CHARS = 80  # how much of a value from a browser a message repeats
 
