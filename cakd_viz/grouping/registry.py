@@ -49,6 +49,11 @@ class _Forms(Sequence):
     def __len__(self) -> int:
         return len(RULES)
 
+    def __eq__(self, other) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, (tuple, list, _Forms)) else NotImplemented
+
+    __hash__ = None  # changes as rules register
+
     def __repr__(self) -> str:
         return repr(tuple(self))
 
