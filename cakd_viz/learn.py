@@ -232,7 +232,7 @@ def learn_rules() -> list[type[Grouping]]:
 
 
 def learn_slider(name: str) -> tuple[float, float, float, float] | None:
-    """(low, high, step, start) of the parameter slider of Learn's rule `name`; None for a rule without one."""
+    """(low, high, step, start) of the slider of Learn's rule `name`; None for a rule without a parameter."""
     rule = RULES[name]
     if rule.symbol is None:
         return None

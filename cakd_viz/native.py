@@ -186,7 +186,8 @@ def status() -> list[str]:
 
 def source_files(source: Path) -> list[Path]:
     """The C source and every header it includes by a quoted path (``#include "../grouping/rules.h"``),
-    recursively, resolved as the compiler does (relative to the including file): what a build's hash covers."""
+    recursively, resolved as the compiler does (relative to the including file): what a build's hash
+    covers."""
     found: list[Path] = []
     todo = [source.resolve()]
     while todo:

@@ -1,5 +1,6 @@
-"""The grouping rules' registry (docs/architecture.md §4): one place each rule is stated, and everything that
-lists or codes the rules agrees with it: rules.h, the kernels' builds, the results cache, the docs, the CLI."""
+"""The grouping rules' registry (docs/architecture.md §4): one place each rule is stated, and everything
+that lists or codes the rules agrees with it: rules.h, the kernels' builds, the results cache, the docs,
+the command line."""
 
 from __future__ import annotations
 

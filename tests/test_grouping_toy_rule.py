@@ -1,4 +1,4 @@
-"""A rule added the way docs/architecture.md §4 says (one class, registered), seen by every part of the package.
+"""A rule added the way docs/architecture.md §4 says (one class, registered), seen by the whole package.
 
 `margin:D` (S = the classes whose teacher logit lies within D of the teacher's top logit) exists only
 while a test holds the `margin` fixture. It has no kernel code, so the decomposition computes it on its

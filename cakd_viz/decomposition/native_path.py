@@ -122,7 +122,7 @@ def kernel_rows(rows: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 def selects(g: Grouping) -> bool:
-    """Whether the kernel decides this rule's strong set itself (a rule without a code goes to the tensor path)."""
+    """Whether the kernel decides this rule's strong set itself (a rule without a code: the tensor path)."""
     return g.kernel_code("decompose") != RULE_MASK
 
 

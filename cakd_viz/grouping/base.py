@@ -76,7 +76,7 @@ class Grouping:
 
     @classmethod
     def parse(cls, spec: str, raw: str | None) -> Grouping:
-        """The grouping of this rule with parameter text `raw` (None: none given); `spec` names it in errors."""
+        """The grouping of this rule with parameter text `raw` (None: none); `spec` names it in errors."""
         if cls.symbol is None:
             if raw is not None:
                 raise ValueError(f"grouping {spec!r}: '{cls.name}' takes no parameter")
@@ -172,7 +172,7 @@ class Grouping:
         return Sweep(f"{cls.symbol} ({cls.param_words})", [cls.spec(v) for v in values], values)
 
     def kernel_code(self, kernel: str) -> int:
-        """This rule's RULE_* code for `kernel` ("decompose" or "loss"); RULE_MASK where it does not select S."""
+        """This rule's RULE_* code for `kernel` ("decompose" or "loss"); RULE_MASK where it selects no S."""
         if kernel not in KERNELS:
             raise ValueError(f"unknown kernel {kernel!r}; kernels: {', '.join(KERNELS)}")
         return self.code if kernel in self.kernels else RULE_MASK

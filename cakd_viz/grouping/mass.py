@@ -75,7 +75,7 @@ def _split(x):
 
 
 def exact_product(a: float, b):
-    """(hi, lo) with hi = fl(a b) and hi + lo = a b exactly (Dekker's product; float64 tensors, no overflow)."""
+    """(hi, lo) with hi = fl(a b) and hi + lo = a b exactly (Dekker's product; float64, no overflow)."""
     hi = a * b
     a_hi, a_lo = _split(a)
     b_hi, b_lo = _split(b)

@@ -4,8 +4,9 @@ Same contract as `tensor_kernel.CAKDFunction` (terms = T^2 x batch means of [BCD
 weights as contributions, loss = w_b*BCD + w_s*SCD + w_w*WCD added left to right in the input dtype),
 but the strong set of a rule the kernel selects itself (`Grouping.kernel_code("loss")`: `target`,
 `topk:K` and `topk+target:K`, codes of ``cakd_viz/grouping/rules.h``) is found inside the kernel from
-the teacher's logits and the labels, and any other rule comes in as a boolean mask (RULE_MASK). The library is built
-on first use by :class:`cakd_viz.native.NativeLibrary`; ``LIBRARY.get()`` is None where it cannot be.
+the teacher's logits and the labels, and any other rule comes in as a boolean mask (RULE_MASK). The
+library is built on first use by :class:`cakd_viz.native.NativeLibrary`; ``LIBRARY.get()`` is None
+where it cannot be.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def rule_of(grouping: Grouping, c: int) -> tuple[int, int]:
-    """(kernel rule code, k clamped to C - 1) for a grouping; RULE_MASK: the caller passes `strong_mask`'s mask."""
+    """(kernel rule code, k clamped to C - 1) for a grouping; RULE_MASK: the caller passes the mask."""
     return grouping.kernel_code("loss"), min(grouping.kernel_args().k, c - 1)
 
 
