@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from cakd_viz.decomposition import TERMS, Decomposition
-from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.grouping import parse_grouping, strong_mask
 from cakd_viz.terms import PART, RAW
 
 
@@ -271,9 +271,8 @@ def prediction_in_strong(
     Rows not in `rows` are False.
     """
     g = parse_grouping(d.grouping)
-    correlated = correlated_classes(correlation, float(g.param)) if g.needs_correlation else None
-    if g.needs_correlation and correlation is None:
-        raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
+    correlated = g.correlated(correlation)
+    g.check_inputs(d.labels, correlated)  # a rule that needs the correlation says so before any work
     out = np.zeros(len(d), dtype=bool)
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     for start in range(0, len(rows), chunk_rows):

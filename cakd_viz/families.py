@@ -12,7 +12,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.grouping import parse_grouping, strong_mask
 
 
 def comembership(
@@ -24,7 +24,7 @@ def comembership(
     """
     g = parse_grouping(grouping)
     n, c = teacher.shape
-    correlated = None if correlation is None else correlated_classes(correlation, float(g.param or 0))
+    correlated = g.correlated(correlation)
     counts = torch.zeros((c, c), dtype=torch.float64)
     y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     for start in range(0, n, chunk_rows):

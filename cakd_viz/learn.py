@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cakd_viz.decomposition import decompose
-from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.grouping import RULES, Grouping, parse_grouping, strong_mask
 
 LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
 """The Learn page's classes: two families of look-alikes (animals, vehicles)."""
@@ -95,9 +95,7 @@ def worked_example(
         device="cpu",
         correlation=correlation,
     )
-    correlated = (
-        None if correlation is None or not g.needs_correlation else correlated_classes(correlation, g.param)
-    )
+    correlated = g.correlated(correlation)
     y = None if labels is None else torch.from_numpy(labels)
     strong = strong_mask(
         g, torch.from_numpy(zt.astype(np.float32)), y, temperature=float(temperature), correlated=correlated
@@ -195,7 +193,7 @@ class LearnView:
     teacher: tuple[float, ...]
     student: tuple[float, ...]
     temperature: float
-    grouping: str  # "target", "topk:K" or "mass:P"
+    grouping: str  # a spec of one of `learn_rules()`: "target", "topk:K", "mass:P", ...
     label: int  # index into LEARN_CLASSES
 
     def to_params(self) -> dict[str, str]:
@@ -223,10 +221,50 @@ class LearnView:
             return None
         if len(teacher) != len(LEARN_CLASSES) or len(student) != len(LEARN_CLASSES):
             return None
-        if g.kind not in ("target", "topk", "mass") or (g.kind == "topk" and g.param >= len(LEARN_CLASSES)):
-            return None
-        grouping = f"mass:{_clip(float(g.param), (0.05, 0.95)):g}" if g.kind == "mass" else str(g)
-        return cls(teacher, student, temperature, grouping, label)
+        grouping = _learn_grouping(g)
+        return None if grouping is None else cls(teacher, student, temperature, grouping, label)
+
+
+def learn_rules() -> list[type[Grouping]]:
+    """The grouping rules the Learn page offers: every registered rule that one sample can show (not those
+    reading the bundle's class correlation)."""
+    return [rule for rule in RULES.values() if not rule.needs_correlation]
+
+
+def learn_slider(name: str) -> tuple[float, float, float, float] | None:
+    """(low, high, step, start) of the slider of Learn's rule `name`; None for a rule without a parameter."""
+    rule = RULES[name]
+    if rule.symbol is None:
+        return None
+    low, high, step = rule.slider(len(LEARN_CLASSES))
+    return low, high, step, min(max(rule.typical, low), high)
+
+
+def learn_choice(spec: str) -> tuple[str, str | None, float | None]:
+    """(rule name, parameter symbol, parameter) of a Learn grouping spec: what its widgets hold."""
+    g = parse_grouping(spec)
+    return g.name, g.symbol, g.param
+
+
+def learn_grouping(name: str, value: float | None = None) -> str:
+    """The spec of Learn's rule `name` with its slider's `value` ("topk:3"); ValueError if not offered."""
+    rules = {rule.name: rule for rule in learn_rules()}
+    if name not in rules:
+        raise ValueError(f"the Learn page offers no grouping {name!r}; it offers {', '.join(rules)}")
+    return str(parse_grouping(rules[name].spec(None if rules[name].symbol is None else value)))
+
+
+def _learn_grouping(g: Grouping) -> str | None:
+    """A linked grouping as the Learn page shows it: a whole-number parameter outside its slider (K of
+    six classes) makes the link broken (None); another is clipped to the slider's range."""
+    if type(g) not in learn_rules():
+        return None
+    if g.param is None:
+        return str(g)
+    low, high, _ = g.slider(len(LEARN_CLASSES))
+    if g.whole:
+        return str(g) if low <= g.param <= high else None
+    return str(parse_grouping(g.spec(_clip(float(g.param), (low, high)))))
 
 
 def _clip(x: float, bounds: tuple[float, float]) -> float:

@@ -5,7 +5,8 @@ A :class:`NativeLibrary` names one C source in the package: the CAKD loss's kern
 decomposition kernel (``cakd_viz/decomposition/decompose_kernel.c``, declared in
 ``cakd_viz/decomposition/native_path.py``). On the first ``get()`` it is compiled once per machine
 with ``$CC`` (else ``cc``, ``gcc`` or ``clang``) into ``$CAKD_VIZ_CACHE_DIR/native/`` (default
-``~/.cache/cakd-viz/native/``), named by a hash of the source, the flags and the platform, written to
+``~/.cache/cakd-viz/native/``), named by a hash of the source (with the headers it includes, such as
+``cakd_viz/grouping/rules.h``), the flags and the platform, written to
 a temporary file and renamed, so that concurrent processes (a sweep's trials) never load a
 half-written library. It needs no Python or torch headers: plain C, libm and pthreads, loaded with
 ctypes, built in a few seconds. For the loss kernel a build against glibc's libmvec (vector exp) is
@@ -25,6 +26,7 @@ import importlib
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +58,7 @@ ENV_CACHE = "CAKD_VIZ_CACHE_DIR"
 KERNEL_MODULES = ("cakd_viz.losses.native_kernel", "cakd_viz.decomposition.native_path")
 
 log = logging.getLogger(__name__)
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 T = TypeVar("T")
 LIBRARIES: dict[str, NativeLibrary] = {}  # every library declared so far, by name (for status())
 
@@ -155,7 +158,7 @@ class NativeLibrary(Generic[T]):
     def _library_path(self, compiler: str, flags: tuple[str, ...]) -> Path:
         key = hashlib.sha256()
         for part in (
-            self.source.read_bytes(),
+            *(f.read_bytes() for f in source_files(self.source)),
             " ".join(flags).encode(),
             compiler.encode(),
             platform.machine().encode(),
@@ -179,6 +182,22 @@ def status() -> list[str]:
     for module in KERNEL_MODULES:
         importlib.import_module(module)  # declares its library (see KERNEL_MODULES)
     return [f"{name}: {LIBRARIES[name].status()}" for name in sorted(LIBRARIES)]
+
+
+def source_files(source: Path) -> list[Path]:
+    """The C source and every header it includes by a quoted path (``#include "../grouping/rules.h"``),
+    recursively, resolved as the compiler does (relative to the including file): what a build's hash
+    covers."""
+    found: list[Path] = []
+    todo = [source.resolve()]
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        found.append(path)
+        for name in _INCLUDE.findall(path.read_text(errors="replace")):
+            todo.append((path.parent / name).resolve())
+    return found
 
 
 def _has_libmvec() -> bool:

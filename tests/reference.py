@@ -71,13 +71,27 @@ def mass_count(t: np.ndarray, p: float, temperature: float) -> int:
     return min(count + 1, t.size)
 
 
-def strong_mask(teacher, labels=None, grouping: str = "topk:5", temperature: float = 1.0, correlated=None):
-    """(N, C) boolean strong set per row, by the rules of cakd_viz.grouping (float64 decisions)."""
+KINDS = ("target", "topk", "topk+target", "mass", "corr")  # the rules this reference defines itself
+
+
+def strong_mask(
+    teacher, labels=None, grouping: str = "topk:5", temperature: float = 1.0, correlated=None, *, select=None
+):
+    """(N, C) boolean strong set per row, by the rules of cakd_viz.grouping (float64 decisions).
+
+    select: for a rule this reference does not define (a test's own), its definition for one row,
+    select(t (C,) float64, label int or None, param text) -> (C,) bool.
+    """
     t = np.asarray(teacher, np.float64)
     n, c = t.shape
     kind, _, raw = grouping.partition(":")
+    if kind not in KINDS and select is None:
+        raise ValueError(f"the reference defines no rule {kind!r}: pass select=")
     mask = np.zeros((n, c), bool)
     for r in range(n):
+        if kind not in KINDS:
+            mask[r] = select(t[r], None if labels is None else int(labels[r]), raw)
+            continue
         order = teacher_order(t[r])
         if kind in ("topk", "topk+target"):
             mask[r, order[: min(int(raw), c - 1)]] = True

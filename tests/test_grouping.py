@@ -7,12 +7,18 @@ import pytest
 import torch
 
 from cakd_viz.grouping import (
+    GROUPING_FORMS,
     class_correlation,
     correlated_classes,
     parse_grouping,
     strong_mask,
     topk_mask,
 )
+
+
+def test_the_forms_are_the_registered_rules_in_order():
+    assert GROUPING_FORMS == ("target", "topk:K", "topk+target:K", "mass:P", "corr:R")
+    assert list(GROUPING_FORMS) == ["target", "topk:K", "topk+target:K", "mass:P", "corr:R"]
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,7 @@ def test_the_wheel_carries_the_app_the_kernels_and_the_samples(wheel):
         "cakd_viz/app/pages/overview.py",
         "cakd_viz/decomposition/decompose_kernel.c",
         "cakd_viz/losses/cakd_kernel.c",
+        "cakd_viz/grouping/rules.h",
         "cakd_viz/sample_checkpoints/glyphs/bundle/meta.json",
         "cakd_viz/sample_checkpoints/glyphs/teacher.safetensors",
         "cakd_viz/sample_checkpoints/digits/bundle/teacher.npy",

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from conftest import make_logits
 
-from cakd_viz.grouping import class_correlation, correlated_classes, parse_grouping, strong_mask
+from cakd_viz.grouping import class_correlation, parse_grouping, strong_mask
 from cakd_viz.losses import LOSSES, CAKDLoss, DKDLoss, KDLoss
 from cakd_viz.losses.tensor_kernel import CAKDFunction, strong_mask_float
 
@@ -43,7 +43,7 @@ def _cakd(grouping, teacher, **kw) -> CAKDLoss:
 
 def _strong(grouping, teacher, labels, temperature) -> torch.Tensor:
     g = parse_grouping(grouping)
-    corr = correlated_classes(_correlation(teacher), g.param) if g.kind == "corr" else None
+    corr = g.correlated(_correlation(teacher)) if g.needs_correlation else None
     return strong_mask(g, teacher.detach(), labels, temperature=temperature, correlated=corr)
 
 

@@ -2,7 +2,7 @@
 
 Five places decide S: `cakd_viz.grouping.strong_mask` (tensor ops; the decomposition's tensor path and
 every `mass`/`corr` loss), the decomposition kernel (`decompose_kernel.c`, each of its instruction-set
-paths), the loss's fused C kernel (its own `target`/`topk` rules), and the loss's tensor-op top-k
+paths), the loss's fused C kernel (the rules it has a code for), and the loss's tensor-op top-k
 (`tensor_kernel.strong_mask_float`). Here they must agree exactly, and with the independent
 definition of tests/reference.py, on ties (equal logits: the lower class index first), float16
 inputs, and finite extremes (|z| up to 3e38, subnormals, signed zeros).
@@ -16,7 +16,8 @@ import torch
 from reference import strong_mask as reference_mask
 
 from cakd_viz.decomposition import decompose, native_path
-from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.grouping import parse_grouping, strong_mask
+from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses import native_kernel
 from cakd_viz.losses.tensor_kernel import strong_mask_float
 
@@ -99,9 +100,9 @@ def test_every_implementation_picks_the_same_sets(case, grouping, temperature):
     y = rng.integers(0, c, n)
     g = parse_grouping(grouping)
     corr_np = None
-    if g.kind == "corr":
+    if g.needs_correlation:
         corr = rng.uniform(-1, 1, (c, c))
-        corr_np = correlated_classes((corr + corr.T) / 2, g.param).numpy()
+        corr_np = g.correlated((corr + corr.T) / 2).numpy()
     want = reference_mask(t, y, grouping, temperature, corr_np)
     tt, yy = torch.from_numpy(t.astype(np.float32)), torch.from_numpy(y)
     corr_t = None if corr_np is None else torch.from_numpy(corr_np)
@@ -116,7 +117,7 @@ def test_every_implementation_picks_the_same_sets(case, grouping, temperature):
     for dtype in (torch.float32, torch.float64):
         mask = strong_mask_float(g, tt.to(dtype), yy, temperature=temperature, correlated=corr_t)
         got[f"loss tensor-op kernel ({dtype})"] = mask.bool().numpy()
-        if g.kind in ("target", "topk", "topk+target"):
+        if g.kernel_code("loss") != RULE_MASK:  # the rules the loss's C kernel selects itself
             got[f"loss C kernel ({dtype})"] = _loss_kernel_mask(tt.to(dtype), grouping, yy)
     for name, mask in got.items():
         np.testing.assert_array_equal(mask, want, err_msg=f"{name}, {case}, {grouping}, T={temperature}")
@@ -131,7 +132,7 @@ def test_the_decomposition_uses_those_sets_on_both_paths(grouping, monkeypatch):
     y = rng.integers(0, t.shape[1], t.shape[0])
     corr = np.corrcoef(rng.standard_normal((50, t.shape[1])), rowvar=False)
     g = parse_grouping(grouping)
-    corr_np = correlated_classes(corr, g.param).numpy() if g.kind == "corr" else None
+    corr_np = None if g.correlated(corr) is None else g.correlated(corr).numpy()
     want = reference_mask(t, y, grouping, 2.0, corr_np).sum(1)
     kw = {"grouping": grouping, "temperature": 2.0, "device": "cpu", "correlation": corr}
     np.testing.assert_array_equal(decompose(s, t, y, **kw).strong_size, want)

@@ -37,7 +37,6 @@ UPLOAD_EXTENSIONS = ("npz", "safetensors", "pt", "pth")
 UPLOAD_MAX_MB = 200  # keep in step with server.maxUploadSize in .streamlit/config.toml
 UPLOAD_EXPANSION = 2  # default cap on the decompressed arrays of an upload: this many times the upload limit
 DEFAULT_TEMPERATURE = 4.0
-DEFAULT_GROUPING = "topk:5"
 MAX_PATH_CHARS = 1024  # a longer path from a browser is refused before it reaches the file system
 SHOWN_CHARS = 80  # how much of a value from a browser a message repeats
 

@@ -407,14 +407,7 @@ def _check_grouping(text: str, bundle: Bundle | None) -> tuple[Grouping, str | N
     g = parse_grouping(text)
     if g.needs_labels and bundle is not None and bundle.labels is None:
         raise ValueError(f"grouping {g} needs labels, and this bundle has none")
-    if g.kind in ("topk", "topk+target") and bundle is not None and int(g.param) >= bundle.num_classes:
-        k = bundle.num_classes - 1
-        clamped = parse_grouping(f"{g.kind}:{k}")
-        return clamped, (
-            f"{g} asks for {int(g.param)} strong classes, and this bundle has {bundle.num_classes}: "
-            f"using {clamped} (K at most C − 1, so that W is not empty)."
-        )
-    return g, None
+    return (g, None) if bundle is None else g.clamp(bundle.num_classes)
 
 
 def _grouping_widget(side, bundle: Bundle | None) -> str:

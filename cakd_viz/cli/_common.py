@@ -85,6 +85,14 @@ def temperature(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def grouping_help() -> str:
+    """A --grouping option's help: every registered rule's form, and the default."""
+    from cakd_viz.grouping import GROUPING_FORMS
+
+    forms = list(GROUPING_FORMS)
+    return f"strong-set rule: {', '.join(forms[:-1])} or {forms[-1]} (default: %(default)s)"
+
+
 def grouping_spec(text: str) -> str:
     """argparse type: a grouping spec of docs/architecture.md §4; a bad one lists the valid forms."""
     from cakd_viz.grouping import parse_grouping

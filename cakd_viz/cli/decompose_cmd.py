@@ -10,6 +10,7 @@ from cakd_viz.cli._common import (
     Command,
     add_quiet,
     check_output_dir,
+    grouping_help,
     grouping_spec,
     positive_int,
     say,
@@ -18,6 +19,7 @@ from cakd_viz.cli._common import (
     write_table,
 )
 from cakd_viz.cli.progress import progress_bar
+from cakd_viz.grouping import DEFAULT_GROUPING
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--grouping",
         metavar="SPEC",
         type=grouping_spec,
-        default="topk:5",
-        help="strong-set rule: target, topk:K, topk+target:K, mass:P or corr:R (default: %(default)s)",
+        default=DEFAULT_GROUPING,
+        help=grouping_help(),
     )
     parser.add_argument(
         "--temperature",

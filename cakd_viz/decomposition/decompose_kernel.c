@@ -85,9 +85,11 @@
  * and the row's terms in double. Passes 4 and 5 also prefetch the row after next (hardware prefetchers
  * stop at 4 KB pages, about one row).
  *
- * STRONG SETS: the rules of docs/architecture.md §4, the same sets as cakd_viz.grouping.strong_mask and the
- * loss's kernels (tests/test_strong_sets.py): equal logits rank by class index, lowest first; mass:P is
- * decided in float64, the cumulative mass compared with P times the total without rounding the product.
+ * STRONG SETS: the rules of docs/architecture.md §4 that have a code here (../grouping/rules.h, RULE_TARGET
+ * to RULE_CORR; a rule without one never reaches this kernel: decompose computes it with its float64 tensor
+ * path), the same sets as cakd_viz.grouping.strong_mask and the loss's kernels (tests/test_strong_sets.py):
+ * equal logits rank by class index, lowest first; mass:P is decided in float64, the cumulative mass
+ * compared with P times the total without rounding the product.
  *
  * THREADS: rows are handed out in small blocks through an atomic counter (dynamic scheduling), so a
  * thread the OS deschedules holds up nobody: the others take the remaining blocks. The calling thread
@@ -108,9 +110,9 @@
 #include <sched.h>
 #endif
 
-#define DK_ABI 1
+#include "../grouping/rules.h" /* RULE_*: the grouping rules' codes, shared with the loss kernel */
 
-enum { RULE_TARGET = 0, RULE_TOPK = 1, RULE_TOPK_TARGET = 2, RULE_MASS = 3, RULE_CORR = 4 };
+#define DK_ABI 2
 enum { DT_F32 = 0, DT_F16 = 1 };
 enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
 enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };

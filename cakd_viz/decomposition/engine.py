@@ -17,8 +17,9 @@ accuracy (docs/architecture.md §1):
 - on the CPU, the fused C kernel (``native_path.py``): one pass per row, float16 and float32 read where
   they lie, threads fitted to the CPUs free at each call (``threads.py``);
 - the tensor-op path (``tensor_path.py``) in float64: CUDA (chunks streamed from host memory), CPUs
-  without a C compiler or with ``CAKD_VIZ_NATIVE=0`` (one warning says so), and float64 logits (the
-  kernel reads float16 and float32 only). MPS has no float64: an "mps" request computes on the CPU and
+  without a C compiler or with ``CAKD_VIZ_NATIVE=0`` (one warning says so), float64 logits (the
+  kernel reads float16 and float32 only), and grouping rules without a kernel code (`Grouping.code`,
+  ``cakd_viz/grouping/rules.h``). MPS has no float64: an "mps" request computes on the CPU and
   logs a warning saying so.
 """
 
@@ -35,13 +36,7 @@ from cakd_viz.decomposition.inputs import Logits
 from cakd_viz.decomposition.result import Decomposition
 from cakd_viz.decomposition.threads import default_threads
 from cakd_viz.device import resolve_device
-from cakd_viz.grouping import (
-    DEFAULT_GROUPING,
-    Grouping,
-    class_correlation,
-    correlated_classes,
-    parse_grouping,
-)
+from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, class_correlation, parse_grouping
 from cakd_viz.validate import check_labels, check_temperature
 
 log = logging.getLogger(__name__)
@@ -88,7 +83,7 @@ def decompose(
         dev = torch.device("cpu")
     correlated = _correlated(g, zt, correlation, dev, c)
 
-    native = dev.type == "cpu" and g.kind in native_path.RULES and not (zs.is_float64 or zt.is_float64)
+    native = dev.type == "cpu" and native_path.selects(g) and not (zs.is_float64 or zt.is_float64)
     kern = native_path.kernel() if native else None
     if kern is not None:
         out = _run_native(kern, zs, zt, y, g, temp, correlated, rows_asked, progress)
@@ -158,7 +153,8 @@ def _check_pair(zs: Logits, zt: Logits) -> tuple[int, int]:
 
 
 def _correlated(g: Grouping, zt: Logits, correlation, dev: torch.device, c: int) -> np.ndarray | None:
-    """corr:R's (C, C) boolean matrix `corr >= R` (decided in float64), or None for other rules."""
+    """What the rule reads from the class correlation (corr:R: the (C, C) boolean matrix `corr >= R`,
+    decided in float64), or None for rules that read none."""
     if not g.needs_correlation:
         return None
     if correlation is None:
@@ -167,7 +163,7 @@ def _correlated(g: Grouping, zt: Logits, correlation, dev: torch.device, c: int)
     corr = np.asarray(correlation)
     if corr.shape != (c, c):
         raise ValueError(f"correlation has shape {corr.shape}, expected ({c}, {c})")
-    return correlated_classes(corr, float(g.param)).numpy()
+    return g.correlated(corr).numpy()
 
 
 def _check_finite(out: dict, zs: Logits, zt: Logits) -> None:

@@ -9,7 +9,9 @@ x86-64 CPU: the AVX-512, AVX2 or portable path is picked when it is loaded). Row
 lie: a float16 or float32 (N, C) array with unit class stride, memory-mapped or not, is passed as a
 pointer and a row stride, without a copy; float16 is widened in registers. Anything else (bfloat16,
 byte-swapped, strided classes) is converted to float32 one chunk at a time (`kernel_rows`).
-The engine (``engine.py``) checks every argument before calling here.
+The engine (``engine.py``) checks every argument before calling here. A grouping rule reaches the kernel
+as its code (``cakd_viz/grouping/rules.h``) and `Grouping.kernel_args`; a rule without a code
+(`selects` is False) is computed by the tensor path instead.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from cakd_viz.grouping import Grouping
+from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.native import NativeLibrary
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 # No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
 # the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
 # the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
 FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99", "-fno-math-errno", "-fno-trapping-math")
 VARIANTS = (("dispatch", (), ("-lm",)),)  # one build; the instruction set is chosen at run time
 
-RULES = {"target": 0, "topk": 1, "topk+target": 2, "mass": 3, "corr": 4}
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 ISA_FLAGS = {"auto": 0, "portable": 1, "avx2": 2}  # FLAG_PORTABLE, FLAG_NO_AVX512 of the C source
 SIMD_NAMES = {0: "portable C", 1: "AVX2", 2: "AVX-512"}
@@ -119,6 +121,11 @@ def kernel_rows(rows: np.ndarray) -> tuple[np.ndarray, int, int]:
     return rows, int(rows.strides[0]), DTYPES[rows.dtype]
 
 
+def selects(g: Grouping) -> bool:
+    """Whether the kernel decides this rule's strong set itself (a rule without a code: the tensor path)."""
+    return g.kernel_code("decompose") != RULE_MASK
+
+
 @dataclass(frozen=True)
 class Rule:
     """A grouping as the kernel's arguments. labels: (N,) int64 or None; correlated: (C, C) uint8 or None."""
@@ -132,11 +139,13 @@ class Rule:
 
     @classmethod
     def of(cls, g: Grouping, temperature: float, labels, correlated) -> Rule:
-        k = int(g.param) if g.kind in ("topk", "topk+target") else 0
-        mass_p = float(g.param) if g.kind == "mass" else 0.0
+        """The kernel's arguments for `g`; a ValueError for a rule this kernel does not select (`selects`)."""
+        if not selects(g):
+            raise ValueError(f"the decomposition kernel has no code for grouping {g}; use the tensor path")
+        args = g.kernel_args()
         y = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
         corr = None if correlated is None else np.ascontiguousarray(correlated, dtype=np.uint8)
-        return cls(RULES[g.kind], k, mass_p, float(temperature), y, corr)
+        return cls(g.kernel_code("decompose"), args.k, args.mass_p, float(temperature), y, corr)
 
     def labels_at(self, start: int) -> int | None:
         return None if self.labels is None else self.labels.ctypes.data + 8 * start

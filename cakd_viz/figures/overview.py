@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from cakd_viz.decomposition import TERMS
 from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, TERM_NAMES, base_layout
 from cakd_viz.figures.text import plain
-from cakd_viz.grouping import parse_grouping
+from cakd_viz.grouping import Sweep, parse_grouping
 
 
 def shares_figure(summary: pd.DataFrame) -> go.Figure:
@@ -188,28 +188,16 @@ def class_breakdown_figure(frame: pd.DataFrame, *, top: int = 30, by_title: str 
     return fig
 
 
-def sweep_groupings(
-    spec: str, num_classes: int, *, has_labels: bool = True
-) -> tuple[str, list[str], list[float]]:
+def sweep_groupings(spec: str, num_classes: int, *, has_labels: bool = True) -> Sweep:
     """The family of grouping specs to sweep around `spec`: (parameter name, specs, parameter values).
 
-    topk / topk+target sweep K, mass sweeps P, corr sweeps R; `target` (no parameter) sweeps topk:K.
+    The rule's own sweep (`Grouping.sweep`): topk / topk+target sweep K, mass P, corr R; `target` (no
+    parameter) sweeps topk:K.
     """
-    g = parse_grouping(spec)
-    if g.kind in ("topk", "topk+target") or g.kind == "target":
-        kind = g.kind if g.kind != "target" else "topk"
-        if kind == "topk+target" and not has_labels:
-            kind = "topk"
-        ks = [k for k in (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 100, 200) if k <= max(1, num_classes - 1)]
-        return "K (strong-set size)", [f"{kind}:{k}" for k in ks], [float(k) for k in ks]
-    if g.kind == "mass":
-        ps = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
-        return "P (teacher mass in S)", [f"mass:{p:g}" for p in ps], ps
-    rs = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    return "R (correlation threshold)", [f"corr:{r:g}" for r in rs], rs
+    return parse_grouping(spec).sweep(num_classes, has_labels=has_labels)
 
 
 def grouping_param(spec: str) -> float | None:
-    """The numeric parameter of a grouping spec (K, P or R), None for `target`."""
+    """The numeric parameter of a grouping spec (K, P or R), None for a rule without one (`target`)."""
     param = parse_grouping(spec).param
     return None if param is None else float(param)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, correlated_classes, parse_grouping, strong_mask
+from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, parse_grouping
+from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _num, _teacher_like
-from cakd_viz.losses.native_kernel import RULE_MASK, kernel, native_loss_and_terms, rule_of
+from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
 from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms, strong_mask_float
 
 NATURAL = "natural"
@@ -24,7 +25,7 @@ NATURAL = "natural"
 class CAKDLoss(DistillationLoss):
     """CAKD (arXiv 2410.14741): w_b*BCD + alpha*SCD + beta*WCD, each T^2-scaled. Terms: bcd, scd, wcd.
 
-    grouping: a spec of `cakd_viz.grouping` ("target", "topk:K", "topk+target:K", "mass:P", "corr:R").
+    grouping: a spec of `cakd_viz.grouping` (its forms: `GROUPING_FORMS`, e.g. "topk:K", "mass:P").
     alpha, beta: numbers, or "natural" for the per-sample teacher masses p_S, p_W (KD when both are
     natural and w_b = 1). correlation: the (C, C) class-correlation matrix of the teacher's logits,
     required by corr:R (see `grouping.class_correlation`; compute it once over the training set) and
@@ -79,12 +80,12 @@ class CAKDLoss(DistillationLoss):
             "natural": self.natural,
         }
         kern = kernel() if student.device.type == "cpu" else None
-        if kern is not None:  # one fused call each way (cakd_viz.native); S found inside for target/top-k
+        if kern is not None:  # one fused call each way (cakd_viz.native); S found inside where it has a code
             mask = None
-            if rule_of(g, student.shape[1])[0] == RULE_MASK:
+            if g.kernel_code("loss") == RULE_MASK:
                 with torch.no_grad():
-                    mask = strong_mask(
-                        g, teacher, labels, temperature=self.temperature, correlated=self.correlated
+                    mask = g.strong_mask(
+                        teacher, labels, temperature=self.temperature, correlated=self.correlated
                     )
             return native_loss_and_terms(
                 kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup
@@ -135,4 +136,4 @@ def _correlated(g: Grouping, correlation) -> torch.Tensor | None:
     corr = np.asarray(correlation, dtype=np.float64)
     if corr.ndim != 2 or corr.shape[0] != corr.shape[1]:
         raise ValueError(f"correlation must be a square (C, C) matrix, got shape {corr.shape}")
-    return correlated_classes(corr, float(g.param))
+    return g.correlated(corr)

@@ -25,11 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RULE_MASK 0        /* mask given by the caller */
-#define RULE_TOPK 1        /* teacher top-k, ties to the lower class index */
-#define RULE_TARGET 2      /* {label} */
-#define RULE_TOPK_TARGET 3 /* top-k plus the label */
-#define ROW 8              /* per-row record: q_S, q_W, p_S, p_W, 1/Zq_S, 1/Zq_W, 1/Zp_S, 1/Zp_W */
+/* RULE_*: the grouping rules' codes, shared with the decomposition kernel. This kernel selects S itself
+   for RULE_TARGET, RULE_TOPK and RULE_TOPK_TARGET; for any other rule the caller passes RULE_MASK and
+   the strong set as a byte mask (cakd_viz.grouping's strong_mask), and the forward refuses any other code. */
+#include "../grouping/rules.h"
+
+#define ROW 8 /* per-row record: q_S, q_W, p_S, p_W, 1/Zq_S, 1/Zq_W, 1/Zp_S, 1/Zp_W */
 
 /* exp for float32, written so that the compiler vectorises the loops that call it (libm's expf is a
    call, which no loop vectorises): x = n ln2 + r with |r| <= ln2 / 2, exp(r) by Cephes' degree-6
@@ -217,7 +218,8 @@ static double logaddexp(double x, double y) {
         for (int64_t j = 0; j < filled; j++) mask[idx[j]] = 1;                                         \
     }
 
-/* Forward. Returns 0, or -1 for a label out of range (row in *bad_row), -2 when out of memory.
+/* Forward. Returns 0, or -1 for a label out of range (row in *bad_row), -2 when out of memory, -3 for a
+   rule this kernel does not select (see RULE_* above).
    probs: (2, n, c) exp(a_i), exp(b_i), the in-group distributions q^G, p^G times Zq_G, Zp_G;
    rows: (n, ROW), see ROW; sums: (3,) batch sums of the BCD, SCD, WCD of every row (SCD, WCD times
    p_S, p_W where natural_s, natural_w). */
@@ -337,6 +339,8 @@ static double logaddexp(double x, double y) {
              const int64_t *labels, uint8_t *mask, REAL *probs, double *rows, double *sums,           \
              int natural_s, int natural_w, int64_t *bad_row, int threads) {                           \
         job_t jobs[MAX_THREADS];                                                                       \
+        if (rule != RULE_MASK && rule != RULE_TARGET && rule != RULE_TOPK && rule != RULE_TOPK_TARGET) \
+            return -3;                                                                                 \
         job_t base = {.n = n, .c = c, .s = s, .t = t, .inv_t = inv_t, .rule = rule, .k = k,            \
                       .labels = labels, .mask = mask, .probs = probs, .rows = rows,                    \
                       .natural_s = natural_s, .natural_w = natural_w, .run = NAME##_job};              \
@@ -395,5 +399,5 @@ DEFINE_BACKWARD(cakd_backward_f64, double)
 /* The ABI version cakd_viz/native.py checks before using a cached build (it calls this first). */
 int cakd_kernel_version(void) {
     detect_cpu();
-    return 3;
+    return 4;
 }

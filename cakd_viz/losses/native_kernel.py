@@ -2,9 +2,11 @@
 
 Same contract as `tensor_kernel.CAKDFunction` (terms = T^2 x batch means of [BCD, SCD, WCD], natural
 weights as contributions, loss = w_b*BCD + w_s*SCD + w_w*WCD added left to right in the input dtype),
-but the strong set of `target`, `topk:K` and `topk+target:K` is found inside the kernel from the
-teacher's logits and the labels, and any other rule comes in as a boolean mask. The library is built
-on first use by :class:`cakd_viz.native.NativeLibrary`; ``LIBRARY.get()`` is None where it cannot be.
+but the strong set of a rule the kernel selects itself (`Grouping.kernel_code("loss")`: `target`,
+`topk:K` and `topk+target:K`, codes of ``cakd_viz/grouping/rules.h``) is found inside the kernel from
+the teacher's logits and the labels, and any other rule comes in as a boolean mask (RULE_MASK). The
+library is built on first use by :class:`cakd_viz.native.NativeLibrary`; ``LIBRARY.get()`` is None
+where it cannot be.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from cakd_viz.grouping import Grouping
+from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.native import NativeLibrary
 from cakd_viz.validate import label_error
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 ROW = 8  # doubles per row in the kernel's per-row record
 _i64, _dbl, _int, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
 _dbls, _i64s = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)
@@ -59,16 +62,12 @@ def kernel() -> Kernel | None:
     return LIBRARY.get()
 
 
-RULE_MASK, RULE_TOPK, RULE_TARGET, RULE_TOPK_TARGET = 0, 1, 2, 3
-_RULES = {"topk": RULE_TOPK, "target": RULE_TARGET, "topk+target": RULE_TOPK_TARGET}
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def rule_of(grouping: Grouping, c: int) -> tuple[int, int]:
-    """(kernel rule, K) for a grouping; RULE_MASK means the caller passes `strong_mask`'s mask."""
-    rule = _RULES.get(grouping.kind, RULE_MASK)
-    k = min(int(grouping.param), c - 1) if rule in (RULE_TOPK, RULE_TOPK_TARGET) else 0
-    return rule, k
+    """(kernel rule code, k clamped to C - 1) for a grouping; RULE_MASK: the caller passes the mask."""
+    return grouping.kernel_code("loss"), min(grouping.kernel_args().k, c - 1)
 
 
 class NativeCAKDFunction(torch.autograd.Function):
@@ -88,7 +87,7 @@ class NativeCAKDFunction(torch.autograd.Function):
         else:
             mask = torch.empty((n, c), dtype=torch.bool)
         label_ptr = None
-        if rule in (RULE_TARGET, RULE_TOPK_TARGET):
+        if rule != RULE_MASK and labels is not None:  # the kernel reads them for the rules that need them
             labels = labels.contiguous()  # kept referenced: the kernel reads it through a raw pointer
             label_ptr = labels.data_ptr()
         probs = torch.empty((2, n, c), dtype=dtype)
@@ -115,6 +114,8 @@ class NativeCAKDFunction(torch.autograd.Function):
         if code == -1:
             row = int(bad[0])
             raise label_error("labels", int(labels[row]), row, c)
+        if code == -3:
+            raise ValueError(f"the fused CAKD kernel does not select strong sets for rule code {rule}")
         if code != 0:
             raise MemoryError("the fused CAKD kernel could not allocate its top-k scratch space")
         real = _NUMPY[dtype]

@@ -18,8 +18,9 @@ a few microseconds however small), not FLOPs. A plain autograd graph of masked l
 about 15), KD's about 23; it also moves about twice KD's data, as the layout below holds each class
 once per group.
 
-`strong_mask_float` is `cakd_viz.grouping.strong_mask` as a {0, 1} float mask, with faster paths
-for `target` and `topk` (torch.topk at 256 x 100 on CPU costs about as much as KD's whole step).
+`strong_mask_float` is `cakd_viz.grouping.strong_mask` as a {0, 1} float mask, by the rule's own
+`strong_mask_float` (faster paths for `target` and `topk`: torch.topk at 256 x 100 on CPU costs about
+as much as KD's whole step).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import functools
 import torch
 from torch.autograd.function import once_differentiable
 
-from cakd_viz.grouping import Grouping, strong_mask, topk_mask
+from cakd_viz.grouping import Grouping
 
 
 def strong_mask_float(
@@ -42,47 +43,10 @@ def strong_mask_float(
 ) -> torch.Tensor:
     """The strong set S of every row as a {0, 1} mask of the teacher's float dtype, shape (n, C).
 
-    Same sets as `grouping.strong_mask` (ties in top-k: lower class index first).
+    Same sets as `grouping.strong_mask` (the rule's `strong_mask_float`: ties in top-k to the lower
+    class index).
     """
-    n, c = teacher_logits.shape
-    dtype = teacher_logits.dtype
-    if grouping.kind == "target":
-        return _label_mask(torch.zeros((n, c), dtype=dtype, device=teacher_logits.device), labels)
-    if grouping.kind in ("topk", "topk+target"):
-        mask = _topk_mask_float(teacher_logits, min(int(grouping.param), c - 1))
-        return mask if grouping.kind == "topk" else _label_mask(mask, labels)
-    bool_mask = strong_mask(grouping, teacher_logits, labels, temperature=temperature, correlated=correlated)
-    return bool_mask.to(dtype)
-
-
-def _label_mask(mask: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    if labels is None:
-        raise ValueError("this grouping needs labels, and none were given")
-    return mask.scatter_(1, labels.reshape(-1, 1), 1.0)
-
-
-def _topk_mask_float(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """{0, 1} (n, C) mask of each row's k largest entries, as `grouping.topk_mask`.
-
-    k rounds of "row max, then push everything at or above it far down" find the k-th largest
-    distinct value; `x >= it` is the top-k set wherever it has exactly k members (a row always has
-    at least k). Only rows with ties at the boundary are redone by `topk_mask`, which breaks ties by
-    class index. About 3k + 3 cheap ops; torch.topk at 256 x 100 on CPU costs as much as ~50.
-    """
-    far = -0.25 * torch.finfo(logits.dtype).max
-    above = torch.empty_like(logits)
-    rest = logits
-    for step in range(k):
-        level = rest.amax(1, keepdim=True)  # (n, 1): the step-th largest distinct value
-        if step < k - 1:
-            torch.ge(logits, level, out=above)
-            rest = torch.add(logits, above, alpha=far)  # (n, C): the entries >= level pushed out of reach
-    mask = torch.ge(logits, level, out=above)
-    if int(mask.sum(dtype=torch.float64)) != k * logits.shape[0]:
-        size = mask.sum(1)  # (n,)
-        rows = (size != k).nonzero().squeeze(1)
-        mask[rows] = topk_mask(logits[rows], k).to(mask.dtype)
-    return mask
+    return grouping.strong_mask_float(teacher_logits, labels, temperature=temperature, correlated=correlated)
 
 
 @functools.lru_cache(maxsize=32)

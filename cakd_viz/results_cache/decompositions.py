@@ -25,11 +25,14 @@ __all__ = ["cached_decompose", "decomposition_key", "from_entry", "load_decompos
 
 KIND = "decomposition/1"
 ARRAYS = PER_SAMPLE  # what an entry holds
+# The code a decomposition comes from: the engine, every grouping rule (rules.h, the kernels' rule codes,
+# included) and the kernel builder.
+ENGINE_CODE = ("decomposition", "grouping", "native.py")
 
 
 def engine_fingerprint() -> str:
     """Changes whenever the code that computes a decomposition changes."""
-    return code_fingerprint("decomposition", "grouping.py", "native.py")
+    return code_fingerprint(*ENGINE_CODE)
 
 
 def decomposition_key(

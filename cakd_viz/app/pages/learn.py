@@ -15,6 +15,10 @@ from cakd_viz.learn import (
     LearnView,
     format_number,
     identity_latex,
+    learn_choice,
+    learn_grouping,
+    learn_rules,
+    learn_slider,
     worked_example,
 )
 
@@ -33,12 +37,9 @@ def _load(view: LearnView) -> None:
     for i in range(C):
         ss[f"learn_t{i}"], ss[f"learn_s{i}"] = view.teacher[i], view.student[i]
     ss["learn_T"], ss["learn_label"] = view.temperature, LEARN_CLASSES[view.label]
-    kind, _, param = view.grouping.partition(":")
-    ss["learn_kind"] = kind
-    if kind == "topk":
-        ss["learn_K"] = int(param)
-    elif kind == "mass":
-        ss["learn_P"] = float(param)
+    ss["learn_kind"], symbol, value = learn_choice(view.grouping)
+    if symbol is not None:
+        ss[f"learn_{symbol}"] = value
 
 
 def _floats(text: str) -> list[float]:
@@ -103,22 +104,21 @@ with controls:
         f"change the sidebar's T = {state.selection(required=False).temperature:g} and "
         f"{state.selection(required=False).grouping}, which apply to the open bundle on the other pages."
     )
+    rules = {rule.name: rule for rule in learn_rules()}
     kind = st.radio(
         "Grouping: which classes form the strong set S",
-        ["target", "topk", "mass"],
+        list(rules),
         key="learn_kind",
         horizontal=True,
         **KEEP,
-        captions=["S = {true class}", "S = teacher's top K", "fewest teacher-top classes with mass ≥ P"],
+        captions=[rule.words for rule in rules.values()],
     )
-    if kind == "topk":
-        ss.setdefault("learn_K", 3)
-        grouping = f"topk:{st.slider('K', 1, C - 1, key='learn_K', **KEEP)}"
-    elif kind == "mass":
-        ss.setdefault("learn_P", 0.9)
-        grouping = f"mass:{st.slider('P', 0.05, 0.95, step=0.05, key='learn_P', **KEEP):g}"
-    else:
-        grouping = "target"
+    slider, value = learn_slider(kind), None
+    if slider is not None:
+        key = f"learn_{rules[kind].symbol}"
+        ss.setdefault(key, slider[3])
+        value = st.slider(rules[kind].symbol, *slider[:2], step=slider[2], key=key, **KEEP)
+    grouping = learn_grouping(kind, value)
     label = st.selectbox("True class", LEARN_CLASSES, key="learn_label", **KEEP)
     teacher_col, student_col = st.columns(2)
     teacher_col.markdown("**Teacher logits** z_t")
@@ -230,6 +230,7 @@ with honest:
         "- Its default weights and accuracy tables are not available to us, so no numbers are shown for them. "
         "Reported qualitatively: the SCD weight matters more when the teacher is accurate (CIFAR-100); an "
         "adequate WCD weight matters when it is less reliable (Tiny-ImageNet).\n\n"
-        "Every other grouping rule here (top-K and mass P on this page; topk+target and corr:R elsewhere in "
-        "the app) is **this project's extension** of the split to several classes in S, not the paper's rule."
+        "Every other grouping rule here (those above; corr:R, which needs a bundle's class correlation, on "
+        "the other pages) is **this project's extension** of the split to several classes in S, not the "
+        "paper's rule."
     )
