@@ -16,6 +16,7 @@ import pytest
 from cakd_viz.app import config as app_config  # noqa: E402
 from cakd_viz.app import progressive, serve  # noqa: E402
 from cakd_viz.bundle import load_bundle  # noqa: E402
+from cakd_viz.grouping import DEFAULT_GROUPING
 from cakd_viz.results_cache import ResultsCache, decomposition_key  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -51,7 +52,7 @@ def test_the_preview_banner_shows_and_the_exact_view_replaces_it(big, tmp_path):
             b.student(s),
             b.teacher,
             b.labels,
-            grouping=app_config.DEFAULT_GROUPING,
+            grouping=DEFAULT_GROUPING,
             temperature=float(app_config.DEFAULT_TEMPERATURE),
         )
         for s in b.student_names

@@ -19,6 +19,7 @@ from cakd_viz.app import config as app_config
 from cakd_viz.app import jobs, progressive, results_store
 from cakd_viz.bundle import load_bundle, write_bundle
 from cakd_viz.decomposition import decompose
+from cakd_viz.grouping import DEFAULT_GROUPING
 from cakd_viz.results_cache import decomposition_key
 from cakd_viz.subsample import preview_rows
 from cakd_viz.terms import heading
@@ -27,7 +28,7 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 N, C, ROWS = 600, 10, 120
 STUDENTS = ("kd", "ce")
 T = float(app_config.DEFAULT_TEMPERATURE)
-GROUPING = app_config.DEFAULT_GROUPING
+GROUPING = DEFAULT_GROUPING
 
 
 @pytest.fixture
