@@ -65,7 +65,8 @@ def _describe(output: object) -> str:
     if isinstance(output, tuple | list):
         if not output:
             return f"an empty {kind}"
-        return f"a {kind} of {len(output)} whose first item is a {type(output[0]).__name__}, not a tensor"
+        first = "None" if output[0] is None else f"a {type(output[0]).__name__}"
+        return f"a {kind} of {len(output)} whose first item is {first}, not a tensor"
     if output is None:
         return "None"
-    return f"a {kind}"
+    return f"a value of type {kind}"
