@@ -217,7 +217,9 @@ def _epoch_number(epoch: object, last: int) -> int:
     if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 1:
         raise ValueError(f"epoch must be a whole number >= 1 (epochs count from 1), got {epoch!r}")
     if epoch <= last:
-        raise ValueError(f"epoch {epoch} comes after epoch {last}: epochs are logged once each, in order")
+        raise ValueError(
+            f"epoch {epoch} is not after epoch {last}, the last one logged: log each epoch once, in order"
+        )
     return int(epoch)
 
 
