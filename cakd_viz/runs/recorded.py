@@ -1,4 +1,5 @@
-"""What a recorded run's config.json holds: a researcher's own hyperparameters, in the run's columns.
+"""What a recorded run's config.json (and env.json) hold: a researcher's own hyperparameters, in the run's
+columns.
 
 A run recorded from its own training loop (``cakd_viz.runs.Recorder``) has no ``RunConfig``. Its
 config.json is marked ``"recorded": true`` and holds:
@@ -20,8 +21,13 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import re
+import sys
+import time
 from collections.abc import Mapping
+
+import numpy as np
 
 RECORDED_FORMAT = "cakd-recorded/1"
 _NAME = re.compile(r"^[\w.+-]{0,100}$")
@@ -107,3 +113,23 @@ def _name(name: str | None, loss: str | None) -> str:
     if loss in LOSS_NAMES:
         return ""
     return re.sub(r"[^\w.+-]", "_", loss)[:100] if loss else "recorded"
+
+
+def environment(config: dict) -> dict:
+    """env.json of a recorded run: versions, host, the command, and the seed/batch the config gave."""
+    import torch
+
+    from cakd_viz import __version__
+
+    given = {k: config[k] for k in ("seed", "batch_size") if k in config}
+    return given | {
+        "recorded": True,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cakd_viz": __version__,
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "argv": sys.argv,
+        "started": time.time(),
+    }

@@ -20,8 +20,6 @@ marks the run done; an exception marks it failed with the error's line (Ctrl-C: 
 from __future__ import annotations
 
 import math
-import platform
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.runs import store
 from cakd_viz.runs.dynamics import EPOCHS_DIR, VAL_TERMS, EpochLogits, HeldOutTerms
-from cakd_viz.runs.recorded import recorded_config
+from cakd_viz.runs.recorded import environment, recorded_config
 from cakd_viz.validate import check_temperature
 
 SPLITS = ("validation", "test")
@@ -81,7 +79,7 @@ class Recorder:
         ident = store.process_identity()
         self.path = store.create_run(self.root, self.config, **ident)
         store.update_status(self.path, "running", **ident)
-        store.write_json(self.path / store.ENV, _environment(self.config))
+        store.write_json(self.path / store.ENV, environment(self.config))
         self._t0 = time.time()
         self._log(f"recording {self.path.name}: held-out terms under {self.grouping}, T={self.temperature:g}")
         return self
@@ -293,23 +291,3 @@ def _check_same(terms: HeldOutTerms, teacher: np.ndarray, labels: np.ndarray | N
         labels is not None and not np.array_equal(labels, terms.labels)
     ):
         raise ValueError("labels differ from the first epoch's: log the same held-out rows every epoch")
-
-
-def _environment(config: dict) -> dict:
-    """env.json of a recorded run: versions, host, the command, and the seed/batch the config gave."""
-    import torch
-
-    from cakd_viz import __version__
-
-    given = {k: config[k] for k in ("seed", "batch_size") if k in config}
-    return given | {
-        "recorded": True,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "cakd_viz": __version__,
-        "platform": platform.platform(),
-        "host": platform.node(),
-        "argv": sys.argv,
-        "started": time.time(),
-    }
