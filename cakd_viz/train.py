@@ -4,7 +4,9 @@
 the criterion being the distillation part only (e.g. ``KDLoss``, ``DKDLoss``, ``CAKDLoss``); ``epoch``
 is the training progress in epochs, 0 at the first step (epoch index + fraction of the epoch done),
 which the losses turn into their warm-up factor (DKD's per-epoch schedule by default). The teacher
-stays in ``eval()`` under ``torch.no_grad()``. The loop never prints: it reports through
+stays in ``eval()`` under ``torch.no_grad()``. Models may return their logits in any form
+``cakd_viz.models.outputs.logits_of`` reads (a tensor, ``(logits, features)``, a mapping with "logits",
+an object with ``.logits``). The loop never prints: it reports through
 ``on_epoch`` / ``on_step`` and can be cancelled between steps through ``should_stop``.
 """
 
@@ -22,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cakd_viz.device import resolve_device
+from cakd_viz.models.outputs import logits_of
 
 
 @dataclass
@@ -89,14 +92,19 @@ def predict_logits(
     device: str | torch.device = "cpu",
     batch_size: int = 512,
     num_workers: int = 0,
+    who: str = "model",
 ) -> np.ndarray:
-    """Run ``model`` (in eval mode) over ``dataset`` in order; returns float32 logits (N, C)."""
+    """Run ``model`` (in eval mode) over ``dataset`` in order; returns float32 logits (N, C).
+
+    ``who`` names the model in the error when its output holds no logits.
+    """
     dev = resolve_device(device)
     was_training = model.training
     model.eval().to(dev)
     out = []
     for x, _ in _loader(dataset, batch_size, device=dev, workers=num_workers):
-        out.append(model(x.to(dev, non_blocking=True)).float().cpu())
+        logits = logits_of(model(x.to(dev, non_blocking=True)), who=who, batch=len(x))
+        out.append(logits.float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 
@@ -109,6 +117,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     batch_size: int = 512,
     num_workers: int = 0,
+    who: str = "model",
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset``: {"loss", "acc", "n"}."""
     dev = resolve_device(device)
@@ -117,7 +126,7 @@ def evaluate(
     loss, correct, n = 0.0, 0, 0
     for x, y in _loader(dataset, batch_size, device=dev, workers=num_workers):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        logits = model(x).float()
+        logits = logits_of(model(x), who=who, batch=len(x)).float()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += int((logits.argmax(1) == y).sum())
         n += len(y)
@@ -134,7 +143,8 @@ def _eval_logits(
     model.eval().to(device)
     out, ys = [], []
     for x, y in _loader(dataset, batch_size, device=device, workers=num_workers):
-        out.append(model(x.to(device, non_blocking=True)).float().cpu())
+        logits = logits_of(model(x.to(device, non_blocking=True)), who="student", batch=len(x))
+        out.append(logits.float().cpu())
         ys.append(torch.as_tensor(y))
     model.train(was_training)
     return torch.cat(out), torch.cat(ys).long()
@@ -234,7 +244,9 @@ class _Loop:
         if self.criterion is not None:
             self.teacher, self.criterion = self.teacher.to(dev).eval(), self.criterion.to(dev)
             if cfg.cache_teacher:  # one teacher pass instead of one per epoch
-                logits = predict_logits(self.teacher, train_set, device=dev, batch_size=cfg.eval_batch_size)
+                logits = predict_logits(
+                    self.teacher, train_set, device=dev, batch_size=cfg.eval_batch_size, who="teacher"
+                )
                 self.cached = torch.from_numpy(logits).to(dev)
         data = _Indexed(train_set) if self.cached is not None else train_set
         loader = _loader(data, cfg.batch_size, device=dev, workers=cfg.num_workers, shuffle_seed=cfg.seed)
@@ -267,6 +279,7 @@ class _Loop:
                 device=self.dev,
                 batch_size=cfg.eval_batch_size,
                 num_workers=cfg.num_workers,
+                who="student",
             )
             return {"val_acc": ev["acc"], "val_loss": ev["loss"]}
         logits, labels = _eval_logits(
@@ -317,7 +330,7 @@ class _Loop:
             group["lr"] = lr
         x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
         with _autocast(dev, self.cfg.amp):
-            logits = self.student(x)
+            logits = logits_of(self.student(x), who="student", batch=len(x))
             ce = F.cross_entropy(logits.float(), y)
             terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
             loss = self.ce_weight * ce
@@ -326,7 +339,7 @@ class _Loop:
                     t_logits = self.cached[batch[2].to(dev)]
                 else:
                     with torch.no_grad():
-                        t_logits = self.teacher(x).float()
+                        t_logits = logits_of(self.teacher(x), who="teacher", batch=len(x)).float()
                 kd, named = _distill(self.criterion, logits.float(), t_logits, y, epoch)
                 loss = loss + kd
                 terms.update(named)

@@ -187,6 +187,8 @@ def _code_specs(env) -> list[tuple[str, str]]:
         ("tune_own_test", "train.npz"),
         ("tune_own_data", str(root / "outside")),
         ("tune_teacher", "/etc/passwd"),
+        ("tune_teacher", "cakd_evil_mod:make(num_classes=100, width=2)"),  # a factory with arguments
+        ("tune_own_data", "cakd_evil_mod:make(n=3)"),
     ]
 
 
@@ -206,6 +208,28 @@ def test_code_and_file_specs_are_refused_before_anything_exists(env):
             _untouched(env)
             _no_server_paths(at, env["root"], typed=spec)
     assert "torch.utils.collect_env" not in set(sys.modules) - loaded
+
+
+def test_factory_specs_with_arguments_pass_the_gate_only_with_the_opt_in(env):
+    """The gate reads a factory's arguments as the library does (literals only), never importing it."""
+    base = {"data": "sample:digits", "teacher": "sample:digits/teacher", "student": "mlp"}
+    spec = "cakd_evil_mod:make(num_classes=10, sizes=(3, 4), name='r8')"
+    for field in ("teacher", "student", "data", "test_data"):
+        with pytest.raises(spec_gate.SpecRefused) as info:
+            spec_gate.gate(base | {field: spec}, allow_code=False, roots=[env["data"]])
+        line = str(info.value)
+        assert "\n" not in line and app_config.ALLOW_CODE_ENV in line and "refused" in line
+        assert f"`{spec}`" in line
+        assert spec_gate.gate(base | {field: spec}, allow_code=True, roots=[env["data"]])[field] == spec
+    for bad, why in (
+        ("cakd_evil_mod:make(x=__import__('os'))", "argument x is a call"),
+        ("cakd_evil_mod:make(**opts)", "**kwargs is refused"),
+        ("cakd_evil_mod:make(1)", "positional arguments are refused"),
+    ):
+        with pytest.raises(spec_gate.SpecRefused) as info:
+            spec_gate.gate(base | {"teacher": bad}, allow_code=True, roots=[env["data"]])
+        assert str(info.value).startswith(f"teacher `{bad}`: {why};")
+    _untouched(env)
 
 
 def test_shipped_models_and_samples_still_launch(env, monkeypatch):

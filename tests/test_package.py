@@ -58,7 +58,18 @@ def test_python_m_cakd_viz_help_lists_commands():
         [sys.executable, "-m", "cakd_viz", "--help"], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    for command in ("app", "import", "info", "decompose", "synth", "samples", "extract", "tune", "sweep"):
+    for command in (
+        "app",
+        "import",
+        "info",
+        "decompose",
+        "synth",
+        "samples",
+        "extract",
+        "tune",
+        "sweep",
+        "tensorboard",
+    ):
         assert command in out.stdout
 
 

@@ -18,14 +18,11 @@ on its own and the page only calls ``gate``.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from cakd_viz.app import config as app_config
 from cakd_viz.app.config import PathRefused, shown
 
-# The library's grammar of a factory spec (cakd_viz.models.specs / cakd_viz.data.sources).
-_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _FIELDS = {
     "data": "training data",
     "test_data": "held-out data",
@@ -120,10 +117,20 @@ def _archs() -> list[str]:
 
 
 def _is_factory(what: str, text: str) -> bool:
-    """A ``package.module:factory`` spec; refused when the run would read it as a file instead (the run
-    tries a file of that name first, relative to its working folder, which is not a data root)."""
-    if not _FACTORY.match(text):
+    """A ``package.module:factory`` spec, with literal keyword arguments or none (the library's grammar,
+    ``cakd_viz.data.factories``; checked here without importing anything); refused when the run would
+    read it as a file instead (without arguments the run tries a file of that name first, relative to
+    its working folder, which is not a data root)."""
+    from cakd_viz.data.factories import FactorySpecError, is_factory_spec, parse_factory_spec
+
+    if not is_factory_spec(text):
         return False
+    try:
+        parse_factory_spec(text, what)
+    except FactorySpecError as exc:
+        raise SpecRefused(f"{what} {shown(text)}: {exc.reason}") from None
+    if "(" in text:  # with arguments it is always read as a factory
+        return True
     if os.path.lexists(text):
         raise SpecRefused(f"{what} {shown(text)}: names both a factory and a file; give the file's path")
     return True

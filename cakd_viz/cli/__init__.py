@@ -43,6 +43,7 @@ COMMANDS: tuple[str, ...] = (
     "cakd_viz.cli.samples_cmd",
     "cakd_viz.cli.tune_cmd",
     "cakd_viz.cli.sweep_cmd",
+    "cakd_viz.cli.tensorboard_cmd",
 )
 
 # Exceptions that mean "the input or the environment is wrong" rather than "cakd-viz is broken".

@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group(
         "models",
         "MODEL: sample:DATA/NAME, a checkpoint .json/.safetensors, a TorchScript file, or\n"
-        "package.module:factory plus its weights (.safetensors, or a .pt state dict)",
+        "package.module:factory or package.module:factory(key=literal, ...) plus its weights\n"
+        "(.safetensors, or a .pt state dict); its forward may return logits, (logits, features),\n"
+        "a dict with 'logits' or an object with .logits",
     )
     models.add_argument("--teacher", metavar="MODEL", required=True, help="the teacher")
     models.add_argument(
@@ -62,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group(
         "data",
         "DATA: sample:glyphs:test, PATH.npz (inputs, labels), an image FOLDER/CLASS/*.png, or\n"
-        "package.module:factory returning a torch Dataset of (input, label)",
+        "package.module:factory[(key=literal, ...)] returning a torch Dataset of (input, label)",
     )
     data.add_argument("--data", metavar="DATA", required=True, help="the labelled data set")
     data.add_argument(
@@ -208,6 +210,9 @@ COMMAND = Command(
       --data images/ --image-size 32 --normalize imagenet --out my_bundle --device cuda --autocast bf16
   torchrun --nproc-per-node=4 -m cakd_viz extract --teacher T.json --student S.json --data data.npz \\
       --out big_bundle --batch-size 1024 --num-workers 4
+  cakd-viz extract --teacher "models.cifar:resnet32x4(num_classes=100)" --teacher-weights r32x4.pth \\
+      --student "r8=models.cifar:resnet8x4(num_classes=100)" --student-weights r8=r8.pth \\
+      --data cifar100_test.npz --out c100_bundle
 """,
     add_arguments=add_arguments,
     run=run,

@@ -6,14 +6,14 @@ Forms (``DATA_SPEC_FORMS``):
 - ``sample:glyphs:train`` / ``sample:glyphs:test``: rendered 32x32 glyphs, 62 classes;
 - ``PATH.npz`` with arrays ``inputs`` (N, ...) and ``labels`` (N,), optional ``class_names`` (C,);
 - ``FOLDER`` with one sub-folder of images per class (class = sorted sub-folder names);
-- ``package.module:factory``: a callable returning a torch ``Dataset`` of (input, label), or
-  ``(dataset, class_names)``; class names may also come from ``dataset.class_names`` / ``.classes``.
+- ``package.module:factory`` or ``package.module:factory(key=literal, ...)``: a callable returning a
+  torch ``Dataset`` of (input, label), or ``(dataset, class_names)``; class names may also come from
+  ``dataset.class_names`` / ``.classes``. Its keyword arguments are literals, parsed without running
+  code (``cakd_viz.data.factories``).
 """
 
 from __future__ import annotations
 
-import importlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,16 +30,17 @@ from cakd_viz.data.datasets import (
     parse_normalize,
     resize_images,
 )
+from cakd_viz.data.factories import call_factory, is_factory_spec
 from cakd_viz.validate import check_labels
 
 DATA_SPEC_FORMS = (
     "sample:digits:train|test, sample:glyphs:train|test, PATH.npz (arrays 'inputs' and 'labels'), "
-    "FOLDER (one sub-folder of images per class), package.module:factory (returns a torch Dataset)"
+    "FOLDER (one sub-folder of images per class), package.module:factory or "
+    "package.module:factory(key=literal, ...) (returns a torch Dataset)"
 )
 SAMPLE_DATA = ("digits", "glyphs")
 # images per class of the shipped glyph splits
 GLYPHS_PER_CLASS = {"train": 300, "test": 50}
-_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
@@ -86,12 +87,14 @@ def load_data(
         if len(parts) != 3 or parts[1] not in SAMPLE_DATA or parts[2] not in ("train", "test"):
             raise ValueError(f"unknown sample data {text!r}; valid: {DATA_SPEC_FORMS}")
         return sample_data(parts[1], parts[2], image_size=size, normalize=normalize)
+    if is_factory_spec(text) and "(" in text:  # arguments: never a path
+        return _from_factory(text, size, normalize)
     path = Path(text).expanduser()
     if path.is_dir():
         return _from_folder(path, size, normalize)
     if path.is_file() and path.suffix.lower() == ".npz":
         return _from_npz(path, size, normalize)
-    if _FACTORY.match(text):
+    if is_factory_spec(text):
         return _from_factory(text, size, normalize)
     if path.suffix or "/" in text or "\\" in text:
         what = "no such file or folder" if not path.exists() else "not an .npz file or a folder"
@@ -110,7 +113,9 @@ def load_data_for_model(
     runs both use this one rule.
     """
     notes: list[str] = []
-    own_files = not spec.startswith("sample:") and (Path(spec).is_dir() or spec.lower().endswith(".npz"))
+    called = is_factory_spec(spec) and "(" in spec  # a factory with arguments is never a path
+    own_files = not spec.startswith("sample:") and not called
+    own_files = own_files and (Path(spec).is_dir() or spec.lower().endswith(".npz"))
     shape, norm = model_info.get("input_shape"), model_info.get("normalization")
     if own_files and image_size is None and shape and len(shape) == 3:
         image_size = (int(shape[1]), int(shape[2]))
@@ -255,18 +260,6 @@ def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) ->
     )
 
 
-def import_object(spec: str, what: str) -> object:
-    """Import ``package.module:attr``; ValueError naming the spec when it does not import."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure of the user's module
-        raise ValueError(f"{what} {spec!r}: cannot import module {module_name!r} ({exc})") from exc
-    if not hasattr(module, attr):
-        raise ValueError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
-    return getattr(module, attr)
-
-
 class _Mapped(Dataset):
     """Applies resize/normalisation to a factory's items."""
 
@@ -288,11 +281,7 @@ class _Mapped(Dataset):
 
 
 def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) -> DataSource:
-    factory = import_object(spec, "data factory")
-    try:
-        made = factory()
-    except Exception as exc:  # report the user's error against the spec that ran it
-        raise ValueError(f"data factory {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    made = call_factory(spec, "data factory")
     ds, names = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
     if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
         raise ValueError(f"data factory {spec!r} returned {type(ds).__name__}, not a torch Dataset")

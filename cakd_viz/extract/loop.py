@@ -1,8 +1,9 @@
 """The inner loop of extraction: every model on each batch, rows streamed into a BundleWriter.
 
 One pass over this rank's rows; per batch, every model runs on the same inputs (teacher first), the
-outputs are checked to be ``(batch, C)`` logits, and the batch's rows are written to the writer's
-memory-mapped arrays. On CUDA the copy of batch k's logits to the host overlaps the computation of
+logits are taken from each output (``cakd_viz.models.outputs.logits_of``: a tensor, a tuple with the
+logits first, a mapping with "logits", an object with ``.logits``) and checked to be ``(batch, C)``,
+and the batch's rows are written to the writer's memory-mapped arrays. On CUDA the copy of batch k's logits to the host overlaps the computation of
 batch k+1 (a non-blocking copy into pinned memory, waited on through an event), so the GPU is not
 idle while the CPU writes rows.
 """
@@ -19,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cakd_viz.bundle.writer import BundleWriter
+from cakd_viz.models.outputs import logits_of
 from cakd_viz.validate import check_labels
 
 __all__ = ["Counts", "LoadedModel", "RowDataset", "forward_logits", "stream_rows"]
@@ -79,7 +81,9 @@ def forward_logits(
     num_classes: int | None = None,
     autocast: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """``model`` on a batch x (B, ...) -> logits (B, C); ValueError when the output is anything else.
+    """``model`` on a batch x (B, ...) -> logits (B, C), taken from its output by ``logits_of`` (a tensor,
+    a tuple or list with the logits first, a mapping with "logits", an object with ``.logits``);
+    ValueError when the output holds no (B, C) float logits.
 
     Out-of-memory becomes a ValueError suggesting a smaller batch; any other failure of the user's
     model becomes a ValueError naming the model and the input shape.
@@ -103,26 +107,12 @@ def forward_logits(
         raise ValueError(
             f"{model.role} ({model.spec}) failed on inputs of shape {tuple(x.shape)}: {exc}"
         ) from exc
-    _check_output(model, out, batch, num_classes)
-    return out
-
-
-def _check_output(model: LoadedModel, out: object, batch: int, num_classes: int | None) -> None:
-    if not isinstance(out, torch.Tensor):
+    logits = logits_of(out, who=f"{model.role} ({model.spec})", batch=batch)
+    if num_classes is not None and logits.shape[1] != num_classes:
         raise ValueError(
-            f"{model.role} ({model.spec}) returned {type(out).__name__}, expected a logits tensor (batch, C)"
+            f"{model.role} ({model.spec}) outputs {logits.shape[1]} classes, the teacher {num_classes}"
         )
-    if out.dim() != 2 or out.shape[0] != batch:
-        raise ValueError(
-            f"{model.role} ({model.spec}) returned shape {tuple(out.shape)} for a batch of {batch}; "
-            f"expected logits (batch, C) = ({batch}, C)"
-        )
-    if not out.is_floating_point():
-        raise ValueError(f"{model.role} ({model.spec}) returned {out.dtype} values, expected float logits")
-    if num_classes is not None and out.shape[1] != num_classes:
-        raise ValueError(
-            f"{model.role} ({model.spec}) outputs {out.shape[1]} classes, the teacher {num_classes}"
-        )
+    return logits
 
 
 def stream_rows(

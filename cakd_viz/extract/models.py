@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from cakd_viz.data.factories import is_factory_spec
 from cakd_viz.extract.loop import LoadedModel
 
 ModelLike = str | Path | nn.Module
@@ -24,9 +25,12 @@ def parse_named_model(text: str) -> tuple[str | None, str]:
 
 def default_student_name(model: ModelLike) -> str:
     """A student's name from its spec: ``sample:glyphs/student_kd`` -> 'student_kd', ``nets/r8.pt`` ->
-    'r8', ``pkg.mod:make_resnet`` -> 'make_resnet', a module -> its lower-cased class name."""
+    'r8', ``pkg.mod:make_resnet`` or ``pkg.mod:make_resnet(depth=8)`` -> 'make_resnet', a module -> its
+    lower-cased class name."""
     if isinstance(model, nn.Module):
         base = type(model).__name__.lower()
+    elif is_factory_spec(str(model)):  # pkg.mod:resnet8x4(num_classes=100) -> 'resnet8x4'
+        base = str(model).strip().split(":", 1)[1].split("(", 1)[0].strip()
     else:
         text = str(model).strip().rstrip("/\\")
         base = re.split(r"[/\\:]", text)[-1]

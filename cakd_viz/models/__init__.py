@@ -1,6 +1,7 @@
 """Models: the architecture registry, checkpoints (.safetensors + .json) and model spec strings.
 
-``load_model(spec)`` resolves a model spec (see ``MODEL_SPEC_FORMS``) into (model in eval mode, info).
+``load_model(spec)`` resolves a model spec (see ``MODEL_SPEC_FORMS``) into (model in eval mode, info);
+``logits_of(output, who=...)`` takes the logits out of whatever a model's forward returns.
 """
 
 from cakd_viz.models.archs import ARCHS, CNN, MLP, arch_defaults, build_arch, count_params
@@ -12,6 +13,7 @@ from cakd_viz.models.checkpoint import (
     read_checkpoint_info,
     save_checkpoint,
 )
+from cakd_viz.models.outputs import logits_of
 from cakd_viz.models.specs import MODEL_SPEC_FORMS, list_sample_models, load_model, samples_dir
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "load_model",
     "load_state_file",
     "load_weights_into",
+    "logits_of",
     "read_checkpoint_info",
     "samples_dir",
     "save_checkpoint",

@@ -6,8 +6,14 @@ Forms (``MODEL_SPEC_FORMS``):
   checkpoints under ``sample_checkpoints/`` (or ``$CAKD_SAMPLES_DIR``);
 - ``PATH.json`` / ``PATH.safetensors`` (with its ``.json`` beside it): a cakd-viz checkpoint;
 - ``PATH`` of a TorchScript archive (``torch.jit.save``), loaded with ``torch.jit.load``;
-- ``package.module:factory`` returning an ``nn.Module``, plus ``weights=`` a ``.safetensors`` file or a
-  ``.pt``/``.pth`` state dict (read with ``torch.load(weights_only=True)``).
+- ``package.module:factory`` or ``package.module:factory(key=literal, ...)`` (e.g.
+  ``models.cifar:resnet32x4(num_classes=100)``) returning an ``nn.Module``, plus ``weights=`` a
+  ``.safetensors`` file or a ``.pt``/``.pth`` state dict (read with ``torch.load(weights_only=True)``;
+  ``{"model": ...}``, ``{"state_dict": ...}`` and DDP ``module.`` prefixes are unwrapped). The arguments
+  are literals parsed without running code (``cakd_viz.data.factories``).
+
+Whatever a model's ``forward`` returns, callers take its logits through ``cakd_viz.models.outputs.logits_of``
+(a tensor, a tuple or list with the logits first, a mapping with "logits", an object with ``.logits``).
 """
 
 from __future__ import annotations
@@ -20,16 +26,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cakd_viz.data.sources import import_object
+from cakd_viz.data.factories import call_factory, is_factory_spec
 from cakd_viz.device import resolve_device
 from cakd_viz.locations import SAMPLES_ENV, samples_dir  # noqa: F401 (re-exported)
 from cakd_viz.models.checkpoint import checkpoint_paths, load_checkpoint, load_state_file, load_weights_into
 
 MODEL_SPEC_FORMS = (
     "sample:DATA/NAME (e.g. sample:glyphs/teacher), PATH.json or PATH.safetensors (a cakd-viz checkpoint), "
-    "PATH of a TorchScript file, package.module:factory with a weights file (.safetensors or .pt state dict)"
+    "PATH of a TorchScript file, package.module:factory or package.module:factory(key=literal, ...) with a "
+    "weights file (.safetensors or .pt state dict)"
 )
-_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _SAMPLE = re.compile(r"^sample:(\w+)/(\w+)$")
 
 
@@ -58,8 +64,10 @@ def load_model(
     """
     text = str(spec).strip()
     device = resolve_device(map_location)
-    if weights is not None and not _FACTORY.match(text):
+    if weights is not None and not is_factory_spec(text):
         raise ValueError(f"model {text!r}: weights= is only for package.module:factory specs")
+    if is_factory_spec(text) and "(" in text:  # a factory with arguments is never a path
+        return _from_factory(text, weights, device)
     sample = _SAMPLE.match(text)
     if sample:
         return _sample(text, *sample.groups(), device)
@@ -68,7 +76,7 @@ def load_model(
     path = Path(text).expanduser()
     if path.is_file():
         return _from_file(text, path, device)
-    if _FACTORY.match(text):
+    if is_factory_spec(text):
         return _from_factory(text, weights, device)
     if path.suffix or "/" in text or "\\" in text:
         raise ValueError(f"model {text!r}: no such file; valid: {MODEL_SPEC_FORMS}")
@@ -118,11 +126,7 @@ def _from_file(text: str, path: Path, device: torch.device) -> tuple[nn.Module, 
 
 
 def _from_factory(text: str, weights: str | Path | None, device: torch.device) -> tuple[nn.Module, dict]:
-    factory = import_object(text, "model factory")
-    try:
-        model = factory()
-    except Exception as exc:  # report the user's error against the spec that ran it
-        raise ValueError(f"model factory {text!r} failed: {type(exc).__name__}: {exc}") from exc
+    model = call_factory(text, "model factory")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model factory {text!r} returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:

@@ -4,12 +4,16 @@
     run_dir = launch(RunConfig.from_dict({"data": "sample:glyphs", "loss": {"name": "kd"}}))
     list_runs()[0].state          # "queued" | "running" | "done" | "failed" | "cancelled" (+ "corrupt", "elsewhere")
 
+    with Recorder("runs", config={"loss": "kd", "lr": 0.1}) as rec:   # your own training loop, recorded
+        rec.log_epoch(1, student_val_logits, teacher_val_logits, val_labels)
+
 The app only reads run folders and starts processes; it never trains in its own process, and never
 needs Ray (the optional sweep engine).
 """
 
 from cakd_viz.runs.config import LOSS_NAMES, LossConfig, RunConfig
 from cakd_viz.runs.launcher import cancel, default_max_concurrent, launch
+from cakd_viz.runs.recorder import Recorder
 from cakd_viz.runs.results import (
     RunInfo,
     SweepInfo,
@@ -41,6 +45,7 @@ def run_config(*args, **kwargs):
 __all__ = [
     "LOSS_NAMES",
     "LossConfig",
+    "Recorder",
     "RunConfig",
     "RunInfo",
     "SweepInfo",

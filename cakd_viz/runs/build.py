@@ -71,7 +71,10 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         s_info = {"spec": cfg.student, "kind": "arch", "arch": cfg.student, "arch_kwargs": {}}
     else:
         student, s_info = load_model(cfg.student, weights=cfg.student_weights)
-        notes.append(f"fine-tuning {cfg.student} (held-out accuracy before: {s_info.get('accuracy')})")
+        if s_info.get("kind") == "factory" and cfg.student_weights is None:
+            notes.append(f"training {cfg.student} from the factory's initial weights (seed {cfg.seed})")
+        else:
+            notes.append(f"fine-tuning {cfg.student} (held-out accuracy before: {s_info.get('accuracy')})")
     _check_outputs("student", cfg.student, student, train, c)
     student.train().requires_grad_(True)
     train_set, val_rows = train.dataset, None
@@ -141,7 +144,7 @@ def _correlation(teacher: nn.Module, dataset: Dataset) -> np.ndarray:
     from cakd_viz.grouping import class_correlation
     from cakd_viz.train import predict_logits
 
-    return class_correlation(predict_logits(teacher, dataset, device="cpu"))
+    return class_correlation(predict_logits(teacher, dataset, device="cpu", who="teacher"))
 
 
 def _labels(source: DataSource) -> np.ndarray:
@@ -152,6 +155,9 @@ def _labels(source: DataSource) -> np.ndarray:
 
 
 def _check_outputs(role: str, spec: str, model: nn.Module, data: DataSource, c: int) -> None:
+    """One sample through ``model``: its output must hold (1, c) float logits (``logits_of``)."""
+    from cakd_viz.models.outputs import logits_of
+
     x = torch.as_tensor(data.dataset[0][0]).float().unsqueeze(0)
     was = model.training
     model.eval()
@@ -162,9 +168,11 @@ def _check_outputs(role: str, spec: str, model: nn.Module, data: DataSource, c: 
         raise ValueError(f"{role} {spec!r} cannot take inputs of shape {tuple(x.shape[1:])}: {exc}") from exc
     finally:
         model.train(was)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != c:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"{role} {spec!r} outputs {got} per batch, and the data {data.name} has {c} classes")
+    logits = logits_of(out, who=f"{role} {spec!r}", batch=1)
+    if logits.shape[1] != c:
+        raise ValueError(
+            f"{role} {spec!r} outputs {tuple(logits.shape)} per batch, and the data {data.name} has {c} classes"
+        )
 
 
 def _subset(dataset: Dataset, size: int, seed: int) -> Dataset:

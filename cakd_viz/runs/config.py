@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from cakd_viz.data.factories import is_factory_spec, parse_factory_spec
 from cakd_viz.data.sources import SAMPLE_DATA
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.losses import LOSSES
@@ -289,8 +290,13 @@ def _check_number(key: str, value: float, *, low: float, open_low: bool = False)
 
 
 def _check_path_exists(key: str, spec: str | None) -> None:
-    """A spec that looks like a file path (has a suffix or a slash, no scheme) must exist."""
-    if not spec or spec.startswith("sample:") or re.fullmatch(r"[\w.]+:\w+", spec):
+    """A spec that looks like a file path (has a suffix or a slash, no scheme) must exist; a factory spec
+    (``package.module:factory``, with literal keyword arguments or none) must parse."""
+    if not spec or spec.startswith("sample:"):
+        return
+    if is_factory_spec(spec):
+        if "(" in spec or not Path(spec).expanduser().exists():  # an existing file of that name wins
+            parse_factory_spec(spec, key)
         return
     if "/" in spec or "\\" in spec or Path(spec).suffix:
         if not Path(spec).expanduser().exists():

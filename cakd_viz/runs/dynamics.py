@@ -35,13 +35,14 @@ class HeldOutTerms:
     """``val_metrics`` for ``cakd_viz.train.train``: student logits (N, C) -> the epoch's ``VAL_TERMS``.
 
     teacher_logits (N, C) and labels (N,) are the evaluation split's, in the order the training loop
-    evaluates it; ``keep_dir`` (None: keep nothing) receives each epoch's logits as float16.
+    evaluates it (labels may be None for a grouping that does not need them: a recorded run given no
+    labels); ``keep_dir`` (None: keep nothing) receives each epoch's logits as float16.
     """
 
     def __init__(
         self,
         teacher_logits: np.ndarray,
-        labels: np.ndarray,
+        labels: np.ndarray | None,
         *,
         grouping: str,
         temperature: float,
@@ -52,7 +53,7 @@ class HeldOutTerms:
         rows: np.ndarray | None = None,
     ) -> None:
         self.teacher = np.ascontiguousarray(teacher_logits, dtype=np.float32)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.grouping, self.temperature = grouping, float(temperature)
         self.correlation, self.device = correlation, device
         self.keeper = None
@@ -90,7 +91,7 @@ class EpochLogits:
         epochs/index.json        {"format", "split", "rows", "classes", "grouping", "temperature",
                                   "epochs": [kept epoch numbers], "not_kept": [...], "max_bytes"}
         epochs/teacher.npy       (N, C) float32
-        epochs/labels.npy        (N,) int64
+        epochs/labels.npy        (N,) int64 (absent when the run had no labels)
         epochs/rows.npy          (N,) int64 rows of the training split (validation split only)
         epochs/epoch-NNN.npy     (N, C) float16 student logits after epoch NNN (1-based)
 
@@ -115,7 +116,8 @@ class EpochLogits:
         }
         self.used = 0
         _save(self.folder / "teacher.npy", terms.teacher)
-        _save(self.folder / "labels.npy", terms.labels)
+        if terms.labels is not None:
+            _save(self.folder / "labels.npy", terms.labels)
         if rows is not None:
             _save(self.folder / "rows.npy", np.asarray(rows, dtype=np.int64))
         self._write_index()

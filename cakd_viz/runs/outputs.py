@@ -47,7 +47,7 @@ def write_outputs(
         source, spec = parts.train, f"{cfg.train_spec()} (validation rows, val_seed {cfg.val_seed})"
         shown = parts.train.display_inputs()
         inputs = None if shown is None else shown[parts.val_rows]
-    s_logits = predict_logits(student, data, device=dev)
+    s_logits = predict_logits(student, data, device=dev, who="student")
     t_logits, _ = teacher_logits(parts.teacher, data, cache_dir, device=dev)
     accs = [h["val_acc"] for h in history]
     best = int(np.argmax(accs))

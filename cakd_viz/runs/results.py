@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from cakd_viz.runs import store
+from cakd_viz.runs.recorded import is_recorded
 
 _START_GRACE_S = 60.0  # a queued run without a pid yet is given this long for its process to start
 
@@ -207,12 +208,15 @@ def _read_run(path: Path) -> RunInfo:
     if state in ("queued", "running"):
         state, error = _liveness(status, state, error, path)
     elif state == "done":
+        recorded = is_recorded(config)  # your own loop's run (runs.recorder): no weights, no bundle
         try:
             summary = store.read_json(path / store.SUMMARY)
-            why = type_error(summary, _SUMMARY_FIELDS, store.SUMMARY, required=tuple(_SUMMARY_FIELDS))
+            required = () if recorded else tuple(_SUMMARY_FIELDS)
+            why = type_error(summary, _SUMMARY_FIELDS, store.SUMMARY, required=required)
             if why is not None:
                 raise ValueError(why)
-            _check_outputs(path)
+            if not recorded:
+                _check_outputs(path)
         except ValueError as exc:
             return corrupt(f"marked done, but {exc}", config)
     return RunInfo(path.name, path, state, error, config, status, summary, epochs)

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cakd_viz.models.outputs import logits_of
+
 _BATCH = 1024
 
 
@@ -62,7 +64,7 @@ def teacher_logits(
             pass  # a damaged cache file is recomputed and replaced
     from cakd_viz.train import predict_logits
 
-    logits = predict_logits(teacher, dataset, device=device, batch_size=256)
+    logits = predict_logits(teacher, dataset, device=device, batch_size=256, who="teacher")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.npy")
@@ -90,5 +92,8 @@ class LookupTeacher(nn.Module):
         if missing.numel():
             self.misses += int(missing.numel())
             with torch.no_grad():
-                out[missing.to(x.device)] = self.teacher(x[missing.to(x.device)]).float()
+                rows = x[missing.to(x.device)]
+                out[missing.to(x.device)] = logits_of(
+                    self.teacher(rows), who="teacher", batch=len(rows)
+                ).float()
         return out

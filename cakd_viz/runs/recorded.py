@@ -1,0 +1,135 @@
+"""What a recorded run's config.json (and env.json) hold: a researcher's own hyperparameters, in the run's
+columns.
+
+A run recorded from its own training loop (``cakd_viz.runs.Recorder``) has no ``RunConfig``. Its
+config.json is marked ``"recorded": true`` and holds:
+
+    {"format": "cakd-recorded/1", "recorded": true, "name": "...",
+     "lr", "epochs", "batch_size", "seed", "student", "teacher", "data"     (where the config gave them)
+     "loss": {"name", "grouping", "temperature", "w_b", "alpha", "beta", "warmup"},
+     "decomposition": {"grouping", "temperature", "split"},     the recorder's held-out split
+     "hyperparameters": {...}}                                  the config as given (JSON)
+
+so readers (``runs.results``: the runs table, the tracker's hyperparameter columns, labels) read it as
+they read a launched run's. The config may be flat or nested: ``{"loss": "cakd", "alpha": 1, "T": 4}``
+and ``{"loss": {"name": "cakd", "alpha": 1, "temperature": 4}}`` say the same; "T" is read as
+"temperature" and "batch" as "batch_size". A value of the wrong type (``"lr": "fast"``) is kept in
+"hyperparameters" only. ``loss.grouping`` and ``loss.temperature`` default to the recorder's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import sys
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+RECORDED_FORMAT = "cakd-recorded/1"
+_NAME = re.compile(r"^[\w.+-]{0,100}$")
+_NUMBER, _WHOLE, _TEXT = "number", "whole", "text"
+_LOSS = {"grouping": _TEXT, "temperature": _NUMBER, "w_b": _NUMBER, "alpha": _NUMBER, "beta": _NUMBER}
+_LOSS |= {"warmup": _NUMBER}
+_TOP = {"lr": _NUMBER, "epochs": _WHOLE, "batch_size": _WHOLE, "seed": _WHOLE}
+_TOP |= {"student": _TEXT, "teacher": _TEXT, "data": _TEXT}
+_ALIASES = {"temperature": ("temperature", "T"), "batch_size": ("batch_size", "batch")}
+
+
+def is_recorded(config: Mapping) -> bool:
+    """Whether a run's config.json is a recorded run's (no weights, no bundle of its own)."""
+    return config.get("recorded") is True
+
+
+def recorded_config(
+    config: Mapping | None, *, name: str | None, grouping: str, temperature: float, split: str
+) -> dict:
+    """The config.json of a recorded run (see the module docstring); ValueError for a bad name or a
+    config that is not a mapping of JSON-writable values."""
+    raw = _json_form(config)
+    loss = _loss(raw, grouping, temperature)
+    out = {"format": RECORDED_FORMAT, "recorded": True, "name": _name(name, loss.get("name"))}
+    for key, kind in _TOP.items():
+        value = _pick(raw, key, kind)
+        if value is not None:
+            out[key] = value
+    decomposition = {"grouping": grouping, "temperature": temperature, "split": split}
+    return out | {"loss": loss, "decomposition": decomposition, "hyperparameters": raw}
+
+
+def _json_form(config: Mapping | None) -> dict:
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be a dict of hyperparameters, got {type(config).__name__}")
+    try:  # values JSON cannot hold (a device, a path) are kept as their text
+        return json.loads(json.dumps(dict(config), default=str, allow_nan=True))
+    except (TypeError, ValueError) as exc:  # keys that are not text, circular references
+        raise ValueError(f"config cannot be written as JSON ({exc})") from None
+
+
+def _loss(raw: dict, grouping: str, temperature: float) -> dict:
+    given = raw.get("loss")
+    nested = given if isinstance(given, dict) else {}
+    name = given if isinstance(given, str) else nested.get("name")
+    loss = {"name": name.strip().lower()} if isinstance(name, str) and name.strip() else {}
+    for key, kind in _LOSS.items():
+        value = _pick(nested, key, kind)
+        value = _pick(raw, key, kind) if value is None else value
+        if value is not None:
+            loss[key] = value
+    loss.setdefault("grouping", grouping)
+    loss.setdefault("temperature", temperature)
+    return loss
+
+
+def _pick(source: dict, key: str, kind: str) -> object:
+    """``source[key]`` (or an alias of it) when it has the type ``kind``; else None."""
+    for alias in _ALIASES.get(key, (key,)):
+        value = source.get(alias)
+        if kind == _TEXT and isinstance(value, str):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            continue
+        if kind == _NUMBER:
+            return value
+        if kind == _WHOLE and float(value).is_integer():
+            return int(value)
+    return None
+
+
+def _name(name: str | None, loss: str | None) -> str:
+    """The run's name: as given; else "" for a loss the runs table labels itself (ce, kd, dkd, cakd),
+    else the loss's name or "recorded"."""
+    from cakd_viz.runs.config import LOSS_NAMES
+
+    if name is not None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"name {name!r}: use at most 100 letters, digits and _ . + - only")
+        return name
+    if loss in LOSS_NAMES:
+        return ""
+    return re.sub(r"[^\w.+-]", "_", loss)[:100] if loss else "recorded"
+
+
+def environment(config: dict) -> dict:
+    """env.json of a recorded run: versions, host, the command, and the seed/batch the config gave."""
+    import torch
+
+    from cakd_viz import __version__
+
+    given = {k: config[k] for k in ("seed", "batch_size") if k in config}
+    return given | {
+        "recorded": True,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cakd_viz": __version__,
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "argv": sys.argv,
+        "started": time.time(),
+    }

@@ -1,0 +1,126 @@
+"""Runs as TensorBoard scalars (``cakd-viz tensorboard RUNS_DIR --out LOGDIR``).
+
+Each run (launched or recorded) gets its own folder ``LOGDIR/NAME-RUN_ID``: its label made safe for
+a file name, then its id, so two runs never share a folder. Every numeric field of its metrics.jsonl
+becomes a scalar: "epoch" rows under ``epoch/FIELD`` at step = the epoch (the held-out terms
+``epoch/val_kl``, ..., accuracies, losses, gradient norms, times), "step" rows under ``step/FIELD`` at
+step = the training step; a row's "time" is its wall time. Exporting again replaces a run's folder
+(written aside, then swapped in), so TensorBoard never sees a point twice. Runs that are queued,
+running or corrupt are skipped and named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cakd_viz.runs import store
+from cakd_viz.runs.results import RunInfo, list_runs, safe_label
+
+MARKER = ".cakd-viz-run"  # in every folder this module writes: only such folders are ever replaced
+INSTALL = 'pip install "cakd-viz[tensorboard]" (or: pip install tensorboard)'
+_SKIP = {"kind", "time"}
+
+
+@dataclass
+class Export:
+    """What an export did: run id -> its folder, and one line per skipped run."""
+
+    written: dict[str, Path] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def summary_writer_class():
+    """``torch.utils.tensorboard.SummaryWriter``; ValueError saying how to install tensorboard without it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError(f"writing TensorBoard files needs the tensorboard package: {INSTALL}") from None
+    return SummaryWriter
+
+
+def export_runs(runs_dir: str | Path, out: str | Path) -> Export:
+    """Write every ended run under ``runs_dir`` into ``out`` (see the module); ValueError when
+    ``runs_dir`` is not a folder or tensorboard is missing."""
+    writer_class = summary_writer_class()
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder of runs")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Export()
+    for run in list_runs(root):
+        why = _why_skipped(run)
+        if why is not None:
+            report.skipped.append(f"skipped {run.id}: {why}")
+            continue
+        report.written[run.id] = _export_run(run, out, writer_class)
+    return report
+
+
+def _why_skipped(run: RunInfo) -> str | None:
+    if run.state == store.CORRUPT:
+        return f"corrupt ({run.error})"
+    if run.active:
+        return f"{run.state}, not ended yet (export it again once it has ended)"
+    return None
+
+
+def folder_name(run: RunInfo) -> str:
+    """``NAME-RUN_ID``, made safe for a file name (letters, digits and . _ + - only)."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", safe_label(run)).strip("._-")[:60]
+    rid = re.sub(r"[^A-Za-z0-9._+-]+", "_", run.id).lstrip(".")
+    return f"{safe}-{rid}" if safe else rid
+
+
+def _export_run(run: RunInfo, out: Path, writer_class) -> Path:
+    target = out / folder_name(run)
+    tmp = out / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        writer = writer_class(log_dir=str(tmp))
+        try:
+            for record in store.read_metrics(run.path):
+                _add(writer, record)
+        finally:
+            writer.close()
+        (tmp / MARKER).write_text(run.id + "\n")
+        for old in _ours(out, run.id):  # this run's earlier export, under this name or an older one
+            shutil.rmtree(old)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _ours(out: Path, run_id: str) -> list[Path]:
+    """Folders of ``out`` that an export of run ``run_id`` wrote (marked), never anything else."""
+    found = []
+    for path in out.iterdir():
+        marker = path / MARKER
+        if path.name.startswith(".") or path.is_symlink() or not marker.is_file():
+            continue
+        if marker.read_text().strip() == run_id:
+            found.append(path)
+    return found
+
+
+def _add(writer, record: dict) -> None:
+    kind = record.get("kind")
+    if kind not in ("epoch", "step"):
+        return
+    step = record.get(kind)
+    if not _is_number(step):
+        return
+    wall = record.get("time") if _is_number(record.get("time")) else None
+    for key, value in record.items():
+        if key in _SKIP or key == kind or not _is_number(value):
+            continue
+        writer.add_scalar(f"{kind}/{key}", float(value), global_step=int(step), walltime=wall)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
