@@ -184,8 +184,8 @@ def test_every_page_renders_with_the_rule_in_the_sidebar(margin, data_root):
         assert_ok(at)
         assert at.title or at.header, page
         assert at.query_params["grouping"] == "margin:1.5", page
-        assert at.sidebar.text_input(key="sb_grouping").value == "margin:1.5", page
-    assert "margin:D" in at.sidebar.text_input(key="sb_grouping").help
+        assert at.sidebar.text_input(key="grouping").value == "margin:1.5", page
+    assert "margin:D" in at.sidebar.text_input(key="grouping").help
 
 
 def test_the_overview_vs_grouping_tab_sweeps_the_rule(margin, data_root):
