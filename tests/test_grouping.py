@@ -165,3 +165,17 @@ def test_huge_or_non_finite_parameters_are_clear_errors(spec, match):
     with pytest.raises(ValueError, match=match) as err:
         parse_grouping(spec)
     assert len(str(err.value)) < 200  # a message never repeats a huge spec
+
+
+def test_class_correlation_is_accumulated_in_float64():
+    """Logits on a large common offset with small, strongly correlated variations: the correlation agrees
+    with numpy's float64 corrcoef to 1e-12 (float32 sums would be off by ~1e-6), so corr:R compares R
+    with a float64 value."""
+    from cakd_viz.grouping import class_correlation
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(50_000, 1))
+    noise = rng.normal(size=(50_000, 4)) * np.array([0.1, 0.3, 1.0, 3.0])
+    logits = 1000.0 + base + noise  # float64 input, read as float64
+    got = class_correlation(logits, chunk_rows=4096)
+    np.testing.assert_allclose(got, np.corrcoef(logits, rowvar=False), rtol=0, atol=1e-12)

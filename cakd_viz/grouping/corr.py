@@ -49,7 +49,8 @@ class Corr(Grouping):
 
 
 def class_correlation(teacher_logits, *, chunk_rows: int = 16384, device="cpu") -> np.ndarray:
-    """Pearson correlation between classes of the teacher's logits over all samples: (C, C) float64.
+    """Pearson correlation between classes of the teacher's logits over all samples: (C, C) float64,
+    accumulated in float64 (a class pair exactly at a ``corr:R`` threshold is decided as float64 says).
 
     Streams over row chunks (works on a memory-mapped (N, C) array); a class whose logit never varies
     correlates with nothing (NaN off the diagonal, 1 on it).
@@ -61,13 +62,13 @@ def class_correlation(teacher_logits, *, chunk_rows: int = 16384, device="cpu") 
     total = torch.zeros(c, dtype=torch.float64)
     gram = torch.zeros((c, c), dtype=torch.float64)
     for start in range(0, n, chunk_rows):
-        rows = np.array(teacher_logits[start : start + chunk_rows], dtype=np.float32)
+        rows = np.array(teacher_logits[start : start + chunk_rows], dtype=np.float64)
         x = torch.from_numpy(rows).to(device)
         if shift is None:
-            shift = x.mean(0, keepdim=True)  # centring on a first estimate keeps float32 sums accurate
+            shift = x.mean(0, keepdim=True)  # centred on a first estimate: no cancellation in the sums
         x = x - shift
-        total += x.sum(0).cpu().double()
-        gram += (x.T @ x).cpu().double()
+        total += x.sum(0).cpu()
+        gram += (x.T @ x).cpu()  # float64 throughout: corr:R compares this matrix with R exactly
     mean = total / n
     cov = gram / n - torch.outer(mean, mean)
     std = cov.diagonal().clamp_min(0).sqrt()

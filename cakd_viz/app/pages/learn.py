@@ -222,7 +222,8 @@ with honest:
     st.markdown(
         "CAKD (Zhang et al., arXiv 2410.14741, IEEE ICDM 2024) names BCD, SCD and WCD and trains with "
         "CE + w_b·BCD + α·SCD + β·WCD, the tuned weights α and β taking the place of the teacher's masses p_S "
-        "and p_W. What it prescribes, as far as is known to us:\n\n"
+        "and p_W. What it prescribes, as far as is known to us (its full text is not available to us; these "
+        "points come from public summaries of it, not from its own equations):\n\n"
         "- **At the logit level**, for single-label classification, S is the **target class**, so the "
         "logit part is DKD: BCD = TCKD, WCD = NCKD and SCD = 0. That is the *target* grouping above.\n"
         "- **At the feature level** it also splits features by their correlation with the prediction. This "
