@@ -8,7 +8,7 @@ The app only reads run folders and starts processes; it never trains in its own 
 needs Ray (the optional sweep engine).
 """
 
-from cakd_viz.runs.config import LOSS_NAMES, LossConfig, RunConfig
+from cakd_viz.runs.config import LossConfig, RunConfig, loss_names
 from cakd_viz.runs.launcher import cancel, default_max_concurrent, launch
 from cakd_viz.runs.results import (
     RunInfo,
@@ -39,7 +39,6 @@ def run_config(*args, **kwargs):
 
 
 __all__ = [
-    "LOSS_NAMES",
     "LossConfig",
     "RunConfig",
     "RunInfo",
@@ -50,6 +49,7 @@ __all__ = [
     "launch",
     "list_runs",
     "list_sweeps",
+    "loss_names",
     "metrics_frame",
     "read_run",
     "read_sweep",

@@ -1,9 +1,10 @@
 """Run configs: one typed dataclass per weight-tuning run, saved as ``config.json`` in its folder.
 
-A run trains a student with ``ce_weight * CE + distillation loss`` (docs/architecture.md §6). ``RunConfig.from_dict``
-accepts the JSON form, fills defaults, and refuses unknown keys and bad values with a message naming
-the field; ``validate`` is cheap (no model or data is loaded), so the app and the command line can
-refuse a bad config before anything is launched.
+A run trains a student with ``ce_weight * CE + distillation loss`` (docs/architecture.md §6). ``RunConfig.from_dict`` accepts
+the JSON form, fills defaults, and refuses unknown keys and bad values with a message naming the field;
+``validate`` is cheap (no model or data is loaded), so the app and the command line can refuse a bad
+config before anything is launched. The loss section is built from the losses' own declarations
+(``cakd_viz.losses.params``): ``LossConfig`` names no loss parameter itself.
 """
 
 from __future__ import annotations
@@ -15,68 +16,177 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from cakd_viz.data.sources import SAMPLE_DATA
-from cakd_viz.grouping import parse_grouping
-from cakd_viz.losses import LOSSES
-from cakd_viz.losses.base import WARMUP_SCHEDULES
-from cakd_viz.validate import check_temperature
+from cakd_viz.grouping import DEFAULT_GROUPING
+from cakd_viz.losses import LOSSES, loss_class
+from cakd_viz.losses.params import FLOAT, GROUPING, Param, by_name
 
-# The loss names a run config accepts: "ce" (cross-entropy only) plus the registry's, in lower case.
-LOSS_NAMES = ("ce", *(name.lower() for name in LOSSES))
+NO_DISTILLATION = "ce"  # the loss name of a run that trains on the labels alone
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _SAMPLE_DATA = re.compile(r"^sample:(\w+)$")
 _NAME = re.compile(r"^[\w.+-]*$")
 
+RUN_LOSS_PARAMS = (
+    Param(
+        "ce_weight",
+        1.0,
+        FLOAT,
+        "Weight of the cross-entropy with the labels, added to the distillation loss.",
+        "CE weight",
+        low=0.0,
+        step=0.5,
+    ),
+    Param(
+        "grouping",
+        DEFAULT_GROUPING,
+        GROUPING,
+        "The strong set S that splits the run's held-out KL after every epoch, whatever its loss.",
+        "held-out S",
+    ),
+    Param(
+        "temperature",
+        4.0,
+        FLOAT,
+        "T of the held-out split after every epoch.",
+        "T",
+        low=0.0,
+        open_low=True,
+        step=0.5,
+    ),
+)
+"""Settings of a run config's loss section that belong to the run, not to a loss. ``ce_weight`` weights
+the cross-entropy the training loop adds (no loss class ever sees it). ``grouping`` and ``temperature``
+set the held-out decomposition every run records after each epoch, whatever its loss, so a KD or a
+CE-only run holds them too. A loss that declares a parameter of the same name (CAKD's grouping, every
+distillation loss's T) shares the key: it trains with the value the held-out split uses, and the loss's
+own declaration (range, help, label) applies."""
+
+# Before losses declared their parameters, every config.json held these fields whatever its loss.
+_LEGACY_KEYS = frozenset(
+    {"grouping", "temperature", "w_b", "alpha", "beta", "warmup", "warmup_schedule", "ce_weight"}
+)
+_LEGACY_CORE = frozenset({"grouping", "temperature", "w_b", "alpha", "beta", "ce_weight"})
+
+
+def loss_names() -> tuple[str, ...]:
+    """The loss names a run config accepts: "ce" (cross-entropy only) and the registry's, in lower case."""
+    return (NO_DISTILLATION, *(name.lower() for name in LOSSES))
+
+
+def loss_parameters(name: str) -> tuple[Param, ...]:
+    """The settings of a loss section for loss ``name``: the loss's declared parameters, then the run's
+    own (``RUN_LOSS_PARAMS``) that the loss does not declare; ValueError for an unknown loss."""
+    if name == NO_DISTILLATION:
+        return RUN_LOSS_PARAMS
+    cls = loss_class(name) if name in loss_names() else None
+    if cls is None:
+        raise ValueError(f"loss.name must be one of {', '.join(loss_names())}, got {name!r}")
+    return tuple(by_name((*cls.parameters(), *RUN_LOSS_PARAMS)).values())
+
+
+def declared_by(key: str) -> list[str]:
+    """The losses (lower-case names) whose loss section takes ``key``."""
+    return [n for n in loss_names() if key in {p.name for p in loss_parameters(n)}]
+
 
 @dataclass
 class LossConfig:
-    """The distillation part of the loss; the total is ``ce_weight * CE + <this loss>``."""
+    """The loss section of a run config: a loss ``name`` and its ``settings`` (the loss's declared
+    parameters and the run's ``RUN_LOSS_PARAMS``; missing ones are filled with their defaults).
 
-    name: str = "cakd"  # "ce" (no distillation) | "kd" | "dkd" | "cakd"
-    grouping: str = "topk:5"  # cakd only: the strong set S (docs/architecture.md §4), e.g. "target", "topk:5"
-    temperature: float = 4.0  # T of the softened distributions (kd, dkd, cakd)
-    w_b: float = 1.0  # cakd: weight of BCD
-    alpha: float = 1.0  # cakd: weight of SCD; dkd: weight of TCKD (= BCD with S = {label})
-    beta: float = 8.0  # cakd: weight of WCD; dkd: weight of NCKD (= WCD with S = {label})
-    # epochs of warm-up of the distillation weights (kd, dkd, cakd; 0: none). DKD's recipe has one
-    # (20 of 240 epochs on CIFAR-100), KD's has none.
-    warmup: float = 0.0
-    # "epoch": DKD's own (mdistiller) schedule, min(e / warmup, 1) for the 1-based whole epoch e, one
-    # factor per epoch; "step": a per-step linear ramp from 0 at the first step
-    warmup_schedule: str = "epoch"
-    ce_weight: float = 1.0  # weight of the cross-entropy with the labels
+    Settings read as attributes too (``cfg.loss.beta``); the total is ``ce_weight * CE + <this loss>``.
+    """
+
+    name: str = "cakd"
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name in loss_names():
+            defaults = {p.name: p.default for p in loss_parameters(self.name)}
+            self.settings = defaults | dict(self.settings)
+
+    def __getattr__(self, key: str):
+        settings = self.__dict__.get("settings")
+        if key.startswith("_") or settings is None or key not in settings:
+            raise AttributeError(f"loss {self.__dict__.get('name')!r} has no setting {key!r}")
+        return settings[key]
+
+    @classmethod
+    def from_dict(cls, data: dict | str) -> LossConfig:
+        """The JSON form (``"kd"`` is short for ``{"name": "kd"}``); ValueError naming ``loss.FIELD`` for
+        an unknown loss or key and a wrongly typed value. Ranges are checked by ``validate``.
+
+        A loss section written before losses declared their parameters holds every old field whatever
+        its loss (w_b, alpha, beta beside a KD loss): that exact form is read, the fields its loss does
+        not take left out.
+        """
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, dict):
+            raise ValueError(f"loss must be an object such as {{'name': 'cakd', ...}}, got {data!r}")
+        name = data.get("name", cls.name)
+        if not isinstance(name, str):
+            raise ValueError(f"loss.name must be a string, got {name!r}")
+        params = by_name(loss_parameters(name))
+        unknown = [k for k in data if k != "name" and k not in params]
+        if unknown and not _LEGACY_CORE <= set(data) - {"name"} <= _LEGACY_KEYS:
+            raise ValueError(_unknown_keys(unknown, name, params))
+        settings = {k: params[k].coerce(v) for k, v in data.items() if k in params}
+        return cls(name, settings)
+
+    def params(self) -> tuple[Param, ...]:
+        """The declared settings of this loss section (``loss_parameters(name)``)."""
+        return loss_parameters(self.name)
 
     def validate(self) -> None:
         """ValueError naming the first bad field (prefixed ``loss.``)."""
-        if self.name not in LOSS_NAMES:
-            raise ValueError(f"loss.name must be one of {', '.join(LOSS_NAMES)}, got {self.name!r}")
-        try:
-            parse_grouping(self.grouping)
-        except ValueError as exc:
-            raise ValueError(f"loss.grouping: {exc}") from None
-        check_temperature(self.temperature, "loss.temperature")
-        for key in ("w_b", "alpha", "beta", "warmup", "ce_weight"):
-            _check_number(f"loss.{key}", getattr(self, key), low=0.0)
-        if self.warmup_schedule not in WARMUP_SCHEDULES:
-            raise ValueError(
-                f"loss.warmup_schedule must be one of {', '.join(WARMUP_SCHEDULES)}, got {self.warmup_schedule!r}"
-            )
-        if self.name == "ce" and self.ce_weight == 0:
+        params = by_name(self.params())
+        unknown = [k for k in self.settings if k not in params]
+        if unknown:
+            raise ValueError(_unknown_keys(unknown, self.name, params))
+        for p in params.values():
+            self.settings[p.name] = p.check(self.settings[p.name])
+        if self.name == NO_DISTILLATION and self.ce_weight == 0:
             raise ValueError("loss.ce_weight is 0 and loss.name is 'ce': nothing would be trained")
+
+    def to_dict(self) -> dict:
+        """The JSON form: the name, then every declared setting."""
+        return {"name": self.name, **self.settings}
+
+    def criterion_settings(self) -> dict:
+        """The settings the loss class itself takes (its ``parameters()``); {} for "ce"."""
+        cls = loss_class(self.name) if self.name != NO_DISTILLATION else None
+        return {} if cls is None else {p.name: self.settings[p.name] for p in cls.parameters()}
 
     def summary(self) -> str:
         """A short label, e.g. 'CAKD topk:5 (1/1/8, T=4)', 'DKD (1/8, T=4, warm-up 2)', 'KD (T=4)', 'CE only'."""
-        if self.name == "ce":
-            return "CE only"
-        warm = ""
-        if self.warmup > 0:
-            warm = f", warm-up {self.warmup:g}" + (" per step" if self.warmup_schedule == "step" else "")
-        if self.name == "kd":
-            return f"KD (T={self.temperature:g}{warm})"
-        if self.name == "dkd":
-            return f"DKD ({self.alpha:g}/{self.beta:g}, T={self.temperature:g}{warm})"
-        return (
-            f"CAKD {self.grouping} ({self.w_b:g}/{self.alpha:g}/{self.beta:g}, T={self.temperature:g}{warm})"
-        )
+        return describe_loss(self.to_dict())
+
+
+def describe_loss(loss: dict) -> str:
+    """``LossConfig.summary()`` of a loss section read from a file, never raising: an unknown loss or a
+    value of the wrong type gives the loss's name alone ("?" without one)."""
+    name = loss.get("name", LossConfig.name) if isinstance(loss, dict) else None
+    if not isinstance(name, str):
+        return "?"
+    if name == NO_DISTILLATION:
+        return "CE only"
+    cls = loss_class(name)
+    if cls is None:
+        return name
+    try:
+        values = {p.name: p.check(loss[p.name]) for p in cls.parameters() if p.name in loss}
+        return cls.describe(values)
+    except (ValueError, TypeError):
+        return name
+
+
+def _unknown_keys(unknown: list[str], name: str, params: dict) -> str:
+    others = [f"{k!r} belongs to {', '.join(declared_by(k))}" for k in unknown if declared_by(k)]
+    hint = f" ({'; '.join(others)})" if others else ""
+    return (
+        f"unknown key(s) {', '.join(map(repr, unknown))} in loss{hint}; "
+        f"{name} takes: name, {', '.join(params)}"
+    )
 
 
 @dataclass
@@ -104,7 +214,9 @@ class RunConfig:
     train_subset: int = 0  # train on a seeded random subset of this many samples; 0: all of them
     # hold out this fraction of the training split, per class (stratified), drawn with val_seed: the
     # run then evaluates every epoch on it and the test split only once, at the end; 0: every epoch
-    # is evaluated on the test split
+    # is evaluated on the test split. The Tune form and every preset ask for 0.1; a config file that
+    # omits the key keeps 0, so that a config.json written before the key existed (or without it)
+    # reruns the run it describes
     val_split: float = 0.0
     val_seed: int = 0  # seed of the validation draw (fixed across a sweep's trials by default)
     # evaluate the final student on the test split (summary's test_acc, bundle/); false (needs
@@ -123,15 +235,9 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ValueError(f"a run config is a JSON object, got {type(data).__name__}")
         _check_keys(data, cls, "run config")
-        loss = data.get("loss", {})
-        if isinstance(loss, str):  # "loss": "kd" is short for {"name": "kd"}
-            loss = {"name": loss}
-        if not isinstance(loss, dict):
-            raise ValueError(f"loss must be an object such as {{'name': 'cakd', ...}}, got {loss!r}")
-        _check_keys(loss, LossConfig, "loss")
+        loss = LossConfig.from_dict(data.get("loss", {}))  # "loss": "kd" is short for {"name": "kd"}
         values = {k: _coerce(cls, k, v, "") for k, v in data.items() if k != "loss"}
-        loss_values = {k: _coerce(LossConfig, k, v, "loss.") for k, v in loss.items()}
-        return cls(**values, loss=LossConfig(**loss_values))
+        return cls(**values, loss=loss)
 
     @classmethod
     def from_json(cls, path: str | Path) -> RunConfig:
@@ -140,7 +246,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready copy (the form written to config.json)."""
-        return asdict(self)
+        return asdict(self) | {"loss": self.loss.to_dict()}
 
     def validated(self) -> RunConfig:
         """``self`` after ``validate()``, for chaining."""
@@ -216,8 +322,9 @@ class RunConfig:
         """The student's name in the run's bundle: the run name, or one made from the loss."""
         if self.name:
             return self.name
-        if self.loss.name == "cakd":
-            return re.sub(r"[^\w.+-]", "", f"cakd_{self.loss.grouping.replace(':', '')}")
+        cls = loss_class(self.loss.name) if self.loss.name != NO_DISTILLATION else None
+        if cls is not None and any(p.kind == GROUPING for p in cls.own_params):
+            return re.sub(r"[^\w.+-]", "", f"{self.loss.name}_{self.loss.grouping.replace(':', '')}")
         return self.loss.name
 
 
