@@ -426,3 +426,43 @@ def test_the_tune_pages_snippet_prints_the_tracker_table(runs):
     assert list(got["id"]) == list(want["id"])
     np.testing.assert_allclose(got["best_acc"], want["best_acc"])
     assert list(got["run"]) == list(want["run"])
+
+
+def test_a_run_before_its_first_epoch_says_it_is_waiting(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", state="running", accs=())
+    at = _tune()
+    bars = [p.proto.text for p in at.get("progress")]
+    assert len(bars) == 1 and "running: waiting for the first epoch to end, started" in bars[0]
+    assert "epoch 0/" not in bars[0]
+    assert any(i.value.startswith("Waiting for the first epoch") for i in at.info)
+    assert not at.get("plotly_chart")  # no empty chart with axes from -1
+    assert any(c.value.startswith("Waiting for the first epoch of a run") for c in at.caption)
+
+
+def test_an_empty_curve_figure_says_so_instead_of_drawing_axes():
+    from cakd_viz.figures.runs import EMPTY, curves_figure
+
+    fig = curves_figure({"a run": pd.DataFrame()}, "val_acc")
+    assert not fig.data and [a.text for a in fig.layout.annotations] == [EMPTY]
+    assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+    frame = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.6]})
+    drawn = curves_figure({"a run": frame}, "val_acc", splits=["validation"])
+    assert drawn.layout.yaxis.title.text == "validation accuracy" and not drawn.layout.annotations
+    mixed = curves_figure({"a": frame, "b": frame}, "val_acc", splits=["validation", "test"])
+    assert mixed.layout.yaxis.title.text == "held-out accuracy (validation, or test for runs without one)"
+
+
+def test_compare_runs_marks_the_runs_without_validation(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", created=1, name="old")
+    write_run(runs, "20260102-000001-kd-bbbb", created=2, name="new", val_split=0.1)
+    at = _tune()
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "tune_curves" in c.proto.id)
+    names = [t["name"] for t in spec["data"]]
+    assert names == [
+        "new (20260102-000001-kd-bbbb)",
+        "old (20260102-000000-kd-aaaa) · no validation: test split",
+    ]
+    assert "validation, or test for runs without one" in spec["layout"]["yaxis"]["title"]["text"]
+    assert any(
+        "Runs marked 'no validation: test split' show test-split numbers" in c.value for c in at.caption
+    )
