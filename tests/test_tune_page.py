@@ -125,6 +125,7 @@ def test_the_form_shows_only_the_chosen_losss_parameters_with_their_ranges(runs)
         "tune_grid_beta",
     }
     assert at.number_input(key="tune_temperature").help.endswith("Range: > 0.")
+    assert any(c.value == "Your own settings: the loss is no longer the preset's (CAKD)." for c in at.caption)
     at.selectbox(key="tune_lossname").set_value("ce").run()
     assert any(m.value == "**CE**: no distillation, nothing to set" for m in at.markdown)
     assert not {w.key for w in at.number_input} & {"tune_temperature", "tune_warmup"}

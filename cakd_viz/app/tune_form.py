@@ -76,6 +76,14 @@ def apply_preset(form: MutableMapping) -> None:
     form[key("val_split")], form[key("val_seed")] = config["val_split"], config["val_seed"]
 
 
+def preset_note(form: Mapping) -> str:
+    """The chosen preset's source, or, once another loss is chosen, that the form no longer is it."""
+    preset = PRESETS[form[key("preset")]]
+    if form.get(key("lossname")) == preset.loss:
+        return preset.source
+    return f"Your own settings: the loss is no longer the preset's ({preset.loss.upper()})."
+
+
 def prepare(form: MutableMapping) -> tuple[Param, ...]:
     """Give the chosen loss's parameters that hold no value (a field not drawn since) their defaults;
     returns the parameters to draw."""

@@ -53,7 +53,7 @@ top[2].selectbox(
     args=(ss,),
     help="Shipped samples; type any data spec below.",
 )
-st.caption(PRESETS[ss["tune_preset"]].source)
+st.caption(tune_form.preset_note(ss))
 
 with st.form("tune_form"):
     a, b, c = st.columns(3)
