@@ -59,7 +59,7 @@ def concurrency_text() -> str:
     """How many runs train at the same time, as the launcher and the sweep engine decide it."""
     runs, trials = launcher.default_max_concurrent(), engine.default_workers()
     return (
-        f"a run trains when one of {runs} run slot{'s' if runs != 1 else ''} is free "
+        f"A run trains when one of {runs} run slot{'s' if runs != 1 else ''} is free "
         f"(`{launcher.MAX_RUNS_ENV}`, else half the CPU cores) and waits queued until then; "
         f"a sweep runs {trials} trial{'s' if trials != 1 else ''} at a time "
         "(the CPU cores divided by each trial's threads)"

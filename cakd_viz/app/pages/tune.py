@@ -35,8 +35,8 @@ ui.title(
     "Tune",
     "**Which weights help this student?** Train a student with cross-entropy plus a distillation loss, "
     "re-weighting BCD, SCD and WCD, pick the weights on a validation split and compare with the KD and "
-    f"DKD baselines. Runs train in their own processes: {run_status.concurrency_text()}. They write "
-    f"`{app_config.public_path(root)}` and keep going if you close this page.",
+    f"DKD baselines. Runs train in their own processes and write `{app_config.public_path(root)}`; they "
+    f"keep going if you close this page. {run_status.concurrency_text()}.",
 )
 
 if "tune_name" not in ss:  # first visit: RunConfig's run settings, the first preset, validation 10%
