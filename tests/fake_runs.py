@@ -51,21 +51,20 @@ def write_run(
     created: float | None = None,
     bundle: dict | None = None,
     data: str = "sample:glyphs",
+    val_split: float | None = None,
+    test_acc: float | None = None,
 ) -> Path:
-    """A run folder. ``bundle``: arrays for write_bundle (teacher, students, labels, class_names) making a
-    finished run's bundle; a "done" run without one gets a one-sample placeholder bundle."""
+    """A run folder. ``loss``: CAKD's settings updated by it, or another loss's (T, warm-up and CE weight
+    at their defaults). ``val_split``: with a number > 0 its epochs are on a validation split (the
+    summary says so); None writes a config without the key, as runs made before it existed.
+    ``test_acc``: the summary's final test accuracy. ``bundle``: arrays for write_bundle (teacher,
+    students, labels, class_names) making a finished run's bundle; a "done" run without one gets a
+    one-sample placeholder bundle."""
     path = Path(root) / run_id
     path.mkdir(parents=True)
-    loss = {
-        "name": "cakd",
-        "grouping": "topk:5",
-        "temperature": 4.0,
-        "w_b": 1.0,
-        "alpha": 1.0,
-        "beta": 8.0,
-        "warmup": 0.0,
-        "ce_weight": 1.0,
-    } | (loss or {})
+    cakd = {"name": "cakd", "grouping": "topk:5", "w_b": 1.0, "alpha": 1.0, "beta": 8.0}
+    shared = {"temperature": 4.0, "warmup": 0.0, "ce_weight": 1.0}
+    loss = (cakd if (loss or {}).get("name", "cakd") == "cakd" else {}) | shared | (loss or {})
     config = {
         "data": data,
         "teacher": "sample:glyphs/teacher",
@@ -78,7 +77,7 @@ def write_run(
         "name": name,
         "sweep": sweep,
         "params": params or {},
-    }
+    } | ({} if val_split is None else {"val_split": val_split})
     store.write_json(path / store.CONFIG, config)
     created = time.time() if created is None else created
     status = {
@@ -101,6 +100,7 @@ def write_run(
     if state == "done":
         best = max(range(len(accs)), key=accs.__getitem__)
         summary = {"best_val_acc": max(accs), "best_epoch": best + 1, "last_val_acc": accs[-1]}
+        summary |= {"eval_split": "validation" if val_split else "test", "test_acc": test_acc}
         store.write_json(path / store.SUMMARY, summary | {"last_epoch": len(accs), "teacher_val_acc": 0.96})
         (path / f"{store.WEIGHTS}.json").write_text("{}")
         arrays = bundle or {

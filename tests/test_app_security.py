@@ -251,6 +251,25 @@ def test_shipped_models_and_samples_still_launch(env, monkeypatch):
             spec_gate.gate(ok | bad, allow_code=True, roots=[env["data"]])
 
 
+def test_a_mistyped_architecture_is_called_unknown_not_refused(env):
+    """A plain word names no file and no code: a student that is not an architecture is a typo, said so
+    with the architectures to choose from, with or without the opt-in (and never a security refusal)."""
+    from cakd_viz.models import ARCHS
+
+    ok = {"data": "sample:digits", "teacher": "sample:digits/teacher", "student": "mlp"}
+    for allow in (False, True):
+        with pytest.raises(spec_gate.SpecRefused) as err:
+            spec_gate.gate(ok | {"student": "resnet9000"}, allow_code=allow, roots=[env["data"]])
+        assert (
+            str(err.value) == f"student `resnet9000`: unknown architecture; choose one of {', '.join(ARCHS)}"
+        )
+        with pytest.raises(spec_gate.SpecRefused, match=r"^teacher `cnn_s`: no such model; shipped: sample:"):
+            spec_gate.gate(ok | {"teacher": "cnn_s"}, allow_code=allow, roots=[env["data"]])
+    line = _unescape(_refusal(_launch(_app(page="cakd_viz/app/pages/tune.py"), tune_student="resnet9000")))
+    assert "unknown architecture" in line and app_config.ALLOW_CODE_ENV not in line
+    _untouched(env)
+
+
 def test_huge_form_fields_are_one_line(env):
     at = _app(page="cakd_viz/app/pages/tune.py")
     line = _refusal(_launch(at, tune_teacher="x" * 200_000))

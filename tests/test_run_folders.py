@@ -182,12 +182,15 @@ def test_wrong_values_in_metrics_never_reach_a_table_or_a_curve(tmp_path):
         {"kind": "epoch", "epoch": "two", "val_acc": "good"},
         {"kind": "epoch", "epoch": 3, "val_acc": [1]},
         {"kind": "epoch", "epoch": 4, "val_acc": 0.7},
+        # json writes NaN and Infinity, and reads them back: never an accuracy
+        {"kind": "epoch", "epoch": 5, "val_acc": float("nan")},
+        {"kind": "epoch", "epoch": 6, "val_acc": float("inf")},
     ]
     (run / store.METRICS).write_text("\n".join(json.dumps(x) for x in lines) + "\n" + "[" * 100_000 + "\n")
     info = read_run(run)
     assert info.state == "failed" and info.best_acc == 0.7 and info.last_acc == 0.7
     frame = metrics_frame(info)
-    assert list(frame["val_acc"].isna()) == [False, True, True, False]
+    assert list(frame["val_acc"].isna()) == [False, True, True, False, True, True]
     assert frame["val_acc"].dtype.kind == "f" and frame["epoch"].dtype.kind == "f"
 
 

@@ -73,6 +73,42 @@ def test_run_config_round_trips_through_json(teacher):
     assert RunConfig.from_dict({"loss": "kd"}).loss.name == "kd"
 
 
+def test_every_preset_names_its_loss_and_holds_out_a_validation_split():
+    from cakd_viz.runs.config import loss_parameters
+    from cakd_viz.runs.presets import PRESETS, VALIDATION
+
+    assert VALIDATION == {"val_split": 0.1, "val_seed": 0}
+    for name, preset in PRESETS.items():
+        cfg = RunConfig.from_dict(preset.config()).validated()  # its parameters are its loss's own
+        assert cfg.loss.name == preset.loss and (cfg.val_split, cfg.val_seed) == (0.1, 0), name
+        assert set(preset.params) <= {p.name for p in loss_parameters(preset.loss)}
+        assert all(cfg.loss.settings[k] == v for k, v in preset.params.items())
+    assert RunConfig().val_split == 0  # a config file that omits val_split keeps meaning what it did
+
+
+def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
+    kd = RunConfig.from_dict({"loss": {"name": "kd", "temperature": 2}}).validated()
+    assert kd.to_dict()["loss"] == {
+        "name": "kd",
+        "temperature": 2.0,
+        "warmup": 0.0,
+        "warmup_schedule": "epoch",
+        "ce_weight": 1.0,
+        "grouping": "topk:5",  # the held-out split's S, which every run records
+    }
+    assert kd.loss.summary() == "KD (T=2)" and kd.student_name() == "kd"
+    ce = RunConfig.from_dict({"loss": {"name": "ce", "grouping": "target"}}).validated()
+    assert ce.loss.to_dict() == {"name": "ce", "ce_weight": 1.0, "grouping": "target", "temperature": 4.0}
+    with pytest.raises(ValueError, match=r"'warmup' belongs to kd, dkd, cakd\); ce takes: name, ce_weight"):
+        RunConfig.from_dict({"loss": {"name": "ce", "warmup": 0}})
+    # the form every config.json had before losses declared their parameters is still read
+    old = {"name": "ce", "grouping": "topk:5", "temperature": 4.0, "w_b": 1.0, "alpha": 1.0, "beta": 8.0}
+    old |= {"warmup": 0.0, "warmup_schedule": "epoch", "ce_weight": 1.0}
+    assert RunConfig.from_dict({"loss": old}).validated().loss.to_dict() == ce.loss.to_dict() | {
+        "grouping": "topk:5"
+    }
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -81,7 +117,13 @@ def test_run_config_round_trips_through_json(teacher):
         ({"loss": {"grouping": "topk:x"}}, r"loss.grouping: .*valid forms"),
         ({"loss": {"temperature": 0}}, r"loss.temperature must be a finite number > 0, got 0"),
         ({"loss": {"beta": -1}}, r"loss.beta must be a finite number >= 0, got -1"),
-        ({"loss": {"bogus": 1}}, r"unknown key\(s\) 'bogus' in loss"),
+        ({"loss": {"bogus": 1}}, r"unknown key\(s\) 'bogus' in loss; cakd takes: name, grouping, w_b"),
+        ({"loss": {"name": "kd", "beta": 8}}, r"'beta' belongs to dkd, cakd\); kd takes: name, temperature"),
+        ({"loss": {"alpha": "1"}}, r"loss.alpha must be a number, got '1'"),
+        (
+            {"loss": {"warmup_schedule": "linear"}},
+            r"loss.warmup_schedule must be one of epoch, step, got 'linear'",
+        ),
         ({"epochs": 0}, r"epochs must be a whole number >= 1, got 0"),
         ({"epochs": "5"}, r"epochs must be a whole number, got '5'"),
         ({"batch_size": 1.5}, r"batch_size must be a whole number, got 1.5"),

@@ -14,6 +14,7 @@ from fake_runs import write_run, write_sweep
 from streamlit.testing.v1 import AppTest
 
 from cakd_viz.app import config as app_config
+from cakd_viz.app import tracker
 from cakd_viz.bundle import write_bundle
 from cakd_viz.runs import list_runs, store
 from cakd_viz.runs.results import (
@@ -44,8 +45,9 @@ def runs(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def _sweep(root: Path, accs: dict) -> list[str]:
-    """A 2 x 2 x 3 (alpha x beta x seed) sweep; ``accs[(alpha, beta)]``: the three seeds' accuracies."""
+def _sweep(root: Path, accs: dict, *, val_split=0.1, unvalidated: int = 0) -> list[str]:
+    """A 2 x 2 x 3 (alpha x beta x seed) sweep; ``accs[(alpha, beta)]``: the three seeds' accuracies.
+    Its trials hold out ``val_split``, except the first ``unvalidated`` ones (made without one)."""
     ids, i = [], 0
     for (alpha, beta), values in accs.items():
         for seed, acc in enumerate(values):
@@ -59,6 +61,7 @@ def _sweep(root: Path, accs: dict) -> list[str]:
                 sweep=SWEEP,
                 params={"alpha": alpha, "beta": beta, "seed": seed, "lr": 0.05},
                 created=1_700_000_000 + i,
+                val_split=None if i < unvalidated else val_split,
             )
             ids.append(rid)
             i += 1
@@ -82,16 +85,84 @@ def test_tracker_table_has_the_hyperparameters_and_labels_trials_by_what_they_va
     )
     table = tracker_table(list_runs(runs)).set_index("id")
     kd = table.loc["20260102-000000-kd-aaaa"]
-    assert (kd["run"], kd["loss"], kd["T"], kd["lr"], kd["seed"]) == ("my_kd", "kd", 2.0, 0.05, 0)
+    assert (kd["run"], kd["loss"], kd["temperature"], kd["lr"], kd["seed"]) == ("my_kd", "kd", 2.0, 0.05, 0)
     assert pd.isna(kd["w_b"]) and pd.isna(kd["alpha"]) and pd.isna(kd["grouping"])  # KD has none of these
     dkd = table.loc["20260102-000001-dkd-bbbb"]
-    assert (dkd["grouping"], dkd["alpha"], dkd["beta"], dkd["warmup"]) == ("target", 1.0, 8.0, 1.0)
+    assert (dkd["alpha"], dkd["beta"], dkd["warmup"]) == (1.0, 8.0, 1.0)
+    assert pd.isna(dkd["grouping"]) and pd.isna(dkd["w_b"])  # DKD takes no grouping: it splits at {label}
     trial = table.loc[f"{SWEEP}-004"]
     assert trial["run"] == "alpha=1 · beta=8 · seed=1"  # lr is swept but the same for all: left out
     assert trial["sweep"] == SWEEP and trial["best_acc"] == pytest.approx(0.981)
+    assert trial["eval_split"] == "validation" and kd["eval_split"] == "test"  # kd's config has no val_split
     assert len(set(table.loc[table["sweep"] == SWEEP, "run"])) == 12  # every trial its own label
     assert varied_params(list_runs(runs)) == {SWEEP: ["alpha", "beta", "seed"]}
     assert bool(trial["held_out_terms"]) is True
+
+
+def test_every_parameter_of_every_registered_loss_is_a_column():
+    from cakd_viz.losses import LOSSES
+    from cakd_viz.runs.results import loss_columns
+
+    declared = {p.name for cls in LOSSES.values() for p in cls.parameters()}
+    assert declared | {"ce_weight"} == set(loss_columns())
+    assert {"grouping", "w_b", "alpha", "beta", "temperature", "warmup", "warmup_schedule"} <= declared
+    assert set(loss_columns()) <= set(tracker_table([]).columns)
+    headings = {k: c.heading for k, c in tracker.columns().items()}
+    assert (headings["temperature"], headings["alpha"], headings["beta"]) == ("T", "α", "β")
+    help_alpha = tracker.columns()["alpha"].help  # what each loss that takes it says
+    assert "DKD: Weight of TCKD" in help_alpha and "CAKD: Weight of SCD" in help_alpha
+
+
+def test_an_old_config_and_an_unknown_loss_keep_reading(runs):
+    """A config.json written before losses declared their parameters holds every old field whatever its
+    loss; a loss no longer registered shows its own name, never another's."""
+    legacy = {"grouping": "topk:5", "temperature": 3.0, "w_b": 1.0, "alpha": 2.0, "beta": 8.0}
+    legacy |= {"warmup": 0.0, "warmup_schedule": "epoch", "ce_weight": 1.0}
+    write_run(runs, "20260102-000000-kd-aaaa", loss={"name": "kd"} | legacy)
+    write_run(runs, "20260102-000001-foo-bbbb", loss={"name": "foo", "gain": 2.0})
+    runs_ = {r.id: r for r in list_runs(runs)}
+    table = tracker_table(list(runs_.values())).set_index("id")
+    kd = table.loc["20260102-000000-kd-aaaa"]
+    assert kd["temperature"] == 3.0 and pd.isna(kd["alpha"]) and pd.isna(kd["w_b"])
+    assert runs_["20260102-000000-kd-aaaa"].label == "KD (T=3)"
+    foo = table.loc["20260102-000001-foo-bbbb"]
+    assert foo["loss"] == "foo" and runs_["20260102-000001-foo-bbbb"].label == "foo"
+    assert all(pd.isna(foo[k]) for k in ("temperature", "alpha", "grouping"))
+    from cakd_viz.runs import RunConfig  # the old form still reruns: `cakd-viz tune --config RUN/config.json`
+
+    rerun = RunConfig.from_dict(store.read_json(runs / "20260102-000000-kd-aaaa" / store.CONFIG))
+    assert rerun.loss.to_dict() == {
+        "name": "kd",
+        "temperature": 3.0,
+        "warmup": 0.0,
+        "warmup_schedule": "epoch",
+        "ce_weight": 1.0,
+        "grouping": "topk:5",
+    }
+
+
+def test_accuracy_is_one_format_in_percent(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", accs=(0.9, 0.96), val_split=0.1, test_acc=0.8432)
+    table = tracker_table(list_runs(runs))
+    keys = ["run", "best_acc", "last_acc", "eval_split", "test_acc"]
+    shown = tracker.view(table, keys).iloc[0]
+    assert shown["best acc"] == pytest.approx(96.0) and shown["test acc"] == pytest.approx(84.32)
+    assert shown["epochs on"] == "validation"
+    config = tracker.column_config(keys)
+    formats = {config[h]["type_config"]["format"] for h in ("best acc", "last acc", "test acc")}
+    assert formats == {"%.2f%%"}  # "96.00%" beside "84.32%", never "96%"
+
+
+def test_sorting_by_validation_accuracy_never_ranks_test_numbers_among_them(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", accs=(0.99,), name="old_on_test")
+    write_run(runs, "20260102-000001-kd-bbbb", accs=(0.80,), name="val_low", val_split=0.1)
+    write_run(runs, "20260102-000002-kd-cccc", accs=(0.90,), name="val_high", val_split=0.1)
+    table = tracker_table(list_runs(runs))
+    order = tracker.sorted_table(table, "best validation accuracy")
+    assert list(order["run"]) == ["val_high", "val_low", "old_on_test"]
+    labels = tracker.run_labels(table)
+    assert labels["20260102-000000-kd-aaaa"].endswith("no validation: test split")
+    assert "no validation" not in labels["20260102-000001-kd-bbbb"]
 
 
 def test_a_corrupt_or_odd_folder_does_not_break_the_table(runs):
@@ -170,15 +241,31 @@ def test_the_tracker_filters_and_sorts(runs):
     at = _tune()
     table = _tracker(at)
     assert len(table) == 14
-    assert {"T", "w_b", "α", "β", "warm-up", "lr", "seed", "grouping", "best acc"} <= set(table.columns)
+    headings = {
+        "T",
+        "w_b",
+        "α",
+        "β",
+        "warm-up",
+        "lr",
+        "seed",
+        "grouping",
+        "best acc",
+        "epochs on",
+        "test acc",
+    }
+    assert headings <= set(table.columns)
     at.multiselect(key="tune_f_loss").set_value(["kd"]).run()
     assert set(_tracker(at)["loss"]) == {"kd"} and len(_tracker(at)) == 2
     at.multiselect(key="tune_f_state").set_value(["done"]).run()
     assert list(_tracker(at)["run"]) == ["my_kd"]
     at.multiselect(key="tune_f_state").set_value([]).run()
     at.multiselect(key="tune_f_loss").set_value([]).run()
-    at.selectbox(key="tune_sort").set_value("best held-out accuracy").run()
-    assert _tracker(at)["run"].iloc[0] == "my_kd"
+    at.selectbox(key="tune_sort").set_value("test accuracy").run()
+    at.selectbox(key="tune_sort").set_value("best validation accuracy").run()
+    assert _tracker(at)["run"].iloc[0] == "alpha=2 · beta=8 · seed=2"  # 98.5% on validation
+    last = _tracker(at).iloc[-2:]  # my_kd's 99% is on the test split: after every validation number
+    assert last["run"].tolist() == ["my_kd", "KD (T=4)"] and set(last["epochs on"]) == {"test: no validation"}
     at.text_input(key="tune_f_text").set_value("seed=2").run()
     assert len(_tracker(at)) == 4
 
@@ -259,10 +346,32 @@ def test_the_sweep_heatmap_defaults_to_the_varied_values_and_averages_seeds(runs
     assert "colours" in trace["colorbar"]["title"]["text"]
     texts = [t for row in trace["text"] for t in row]
     assert "98.2% ± 0.3 (n=3)" in texts  # (1, 8): mean of 98.0, 98.1, 98.5 and its standard deviation
-    caption = next(c.value for c in at.caption if c.value.startswith("Mean best held-out accuracy"))
-    assert "seed averaged" in caption and "Colours span" in caption
+    assert trace["colorbar"]["title"]["text"].startswith("best validation accuracy")
+    caption = next(c.value for c in at.caption if c.value.startswith("Mean best validation accuracy"))
+    assert "seed averaged" in caption and "Colours span" in caption and "test split" not in caption
     at.selectbox(key="tune_hy").set_value("(averaged)").run()
     assert not at.exception
+
+
+def test_a_sweep_without_validation_says_its_heatmap_is_on_the_test_split(runs):
+    _sweep(runs, ACCS, val_split=None)  # trials made before runs held out a validation split
+    at = _tune()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    trace = next(s["data"][0] for s in specs if s["data"] and s["data"][0]["type"] == "heatmap")
+    assert trace["colorbar"]["title"]["text"].startswith("best test (no validation split) accuracy")
+    caption = next(c.value for c in at.caption if c.value.startswith("Mean best test-split accuracy"))
+    assert "no validation split" in caption
+
+
+def test_a_sweep_mixing_splits_averages_only_its_validation_trials(runs):
+    _sweep(runs, ACCS, unvalidated=3)  # the three seeds of (alpha 1, beta 4) were evaluated on the test split
+    at = _tune()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    trace = next(s["data"][0] for s in specs if s["data"] and s["data"][0]["type"] == "heatmap")
+    texts = [t for row in trace["text"] for t in row]
+    assert "" in texts and "98.2% ± 0.3 (n=3)" in texts  # the (1, 4) cell is empty, not a test number
+    caption = next(c.value for c in at.caption if c.value.startswith("Mean best validation accuracy"))
+    assert "3 trials without a validation split (accuracy on the test split) left out" in caption
 
 
 def test_a_link_to_an_unknown_run_says_so(runs):
@@ -317,3 +426,43 @@ def test_the_tune_pages_snippet_prints_the_tracker_table(runs):
     assert list(got["id"]) == list(want["id"])
     np.testing.assert_allclose(got["best_acc"], want["best_acc"])
     assert list(got["run"]) == list(want["run"])
+
+
+def test_a_run_before_its_first_epoch_says_it_is_waiting(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", state="running", accs=())
+    at = _tune()
+    bars = [p.proto.text for p in at.get("progress")]
+    assert len(bars) == 1 and "running: waiting for the first epoch to end, started" in bars[0]
+    assert "epoch 0/" not in bars[0]
+    assert any(i.value.startswith("Waiting for the first epoch") for i in at.info)
+    assert not at.get("plotly_chart")  # no empty chart with axes from -1
+    assert any(c.value.startswith("Waiting for the first epoch of a run") for c in at.caption)
+
+
+def test_an_empty_curve_figure_says_so_instead_of_drawing_axes():
+    from cakd_viz.figures.runs import EMPTY, curves_figure
+
+    fig = curves_figure({"a run": pd.DataFrame()}, "val_acc")
+    assert not fig.data and [a.text for a in fig.layout.annotations] == [EMPTY]
+    assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+    frame = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.6]})
+    drawn = curves_figure({"a run": frame}, "val_acc", splits=["validation"])
+    assert drawn.layout.yaxis.title.text == "validation accuracy" and not drawn.layout.annotations
+    mixed = curves_figure({"a": frame, "b": frame}, "val_acc", splits=["validation", "test"])
+    assert mixed.layout.yaxis.title.text == "held-out accuracy (validation, or test for runs without one)"
+
+
+def test_compare_runs_marks_the_runs_without_validation(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", created=1, name="old")
+    write_run(runs, "20260102-000001-kd-bbbb", created=2, name="new", val_split=0.1)
+    at = _tune()
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "tune_curves" in c.proto.id)
+    names = [t["name"] for t in spec["data"]]
+    assert names == [
+        "new (20260102-000001-kd-bbbb)",
+        "old (20260102-000000-kd-aaaa) · no validation: test split",
+    ]
+    assert "validation, or test for runs without one" in spec["layout"]["yaxis"]["title"]["text"]
+    assert any(
+        "Runs marked 'no validation: test split' show test-split numbers" in c.value for c in at.caption
+    )

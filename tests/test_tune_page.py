@@ -88,10 +88,75 @@ def test_launch_watch_until_done_and_the_accuracy_shows(teacher, runs):
     at.toggle(key="tune_all_columns").set_value(True).run()
     row = _table(at).iloc[0]
     assert row["run id"] == run.id and (row["done"], row["epochs"]) == (2, 2)
-    assert row["best acc"] == pytest.approx(run.summary["best_val_acc"]) and row["best acc"] > 0.2
+    # validation first: 10% of the training split per class, every epoch on it, the test split once
+    assert (run.config["val_split"], run.config["val_seed"]) == (0.1, 0)
+    assert run.summary["eval_split"] == "validation" and run.summary["eval_samples"] < 200
+    assert row["epochs on"] == "validation" and row["best acc"] > 20  # percent points
+    assert row["best acc"] == pytest.approx(100 * run.summary["best_val_acc"])
+    assert row["test acc"] == pytest.approx(100 * run.summary["test_acc"])
     assert any(c.proto.spec for c in at.get("plotly_chart"))  # the overlaid curves
     at.selectbox(key="curve").set_value("train_acc").run()
     assert not at.exception
+
+
+def test_the_form_shows_only_the_chosen_losss_parameters_with_their_ranges(runs):
+    at = _page()
+    assert at.selectbox(key="tune_lossname").value == "cakd"  # the first preset's loss
+    shown = {w.key for w in [*at.number_input, *at.text_input, *at.selectbox]}
+    assert {
+        "tune_grouping",
+        "tune_w_b",
+        "tune_alpha",
+        "tune_beta",
+        "tune_temperature",
+        "tune_warmup",
+    } <= shown
+    assert at.number_input(key="tune_beta").help == "Weight of WCD. Range: >= 0."
+    assert {"tune_grid_beta", "tune_grid_k", "tune_grid_grouping", "tune_grid_seed"} <= shown
+    at.selectbox(key="tune_lossname").set_value("kd").run()
+    shown = {w.key for w in [*at.number_input, *at.text_input, *at.selectbox]}
+    assert {"tune_temperature", "tune_warmup", "tune_warmup_schedule"} <= shown
+    assert not shown & {
+        "tune_grouping",
+        "tune_w_b",
+        "tune_alpha",
+        "tune_beta",
+        "tune_grid_k",
+        "tune_grid_beta",
+    }
+    assert at.number_input(key="tune_temperature").help.endswith("Range: > 0.")
+    assert any(c.value == "Your own settings: the loss is no longer the preset's (CAKD)." for c in at.caption)
+    at.selectbox(key="tune_lossname").set_value("ce").run()
+    assert any(m.value == "**CE**: no distillation, nothing to set" for m in at.markdown)
+    assert not {w.key for w in at.number_input} & {"tune_temperature", "tune_warmup"}
+    at.selectbox(key="tune_lossname").set_value("cakd").run()
+    assert at.number_input(key="tune_beta").value == 8.0  # a field not drawn since is back at a value
+
+
+def test_presets_set_their_loss_and_hold_out_a_validation_split(runs):
+    at = _page()
+    assert (at.number_input(key="tune_val_split").value, at.number_input(key="tune_val_seed").value) == (
+        0.1,
+        0,
+    )
+    assert any("Weights are picked on validation" in c.value for c in at.caption)
+    at.session_state["tune_val_split"] = 0.0  # as the form holds it once submitted
+    at.run()
+    assert at.number_input(key="tune_val_split").value == 0.0
+    at.selectbox(key="tune_preset").set_value("DKD defaults").run()
+    assert at.selectbox(key="tune_lossname").value == "dkd"
+    values = {k: at.number_input(key=f"tune_{k}").value for k in ("alpha", "beta", "temperature", "warmup")}
+    assert values == {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup": 2.0}
+    assert at.number_input(key="tune_val_split").value == 0.1  # every preset holds out 10%
+
+
+def test_the_page_states_how_many_runs_and_trials_run_at_once(runs, monkeypatch):
+    monkeypatch.setenv("CAKD_VIZ_MAX_RUNS", "1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    at = _page()
+    intro = at.markdown[0].value
+    assert "one of 1 run slot is free" in intro and "a sweep runs 4 trials at a time" in intro
+    assert "at most 1 at once" not in intro
 
 
 def test_an_invalid_config_is_refused_before_launch(teacher, runs):
@@ -147,3 +212,33 @@ def test_open_a_finished_run_in_the_explorer(teacher, runs):
     assert bundle == f"path:runs/{run.id}/bundle"  # the explorer opened the run's bundle ...
     assert any(run.id in t.value for t in at.sidebar.text) and not at.sidebar.error
     assert at.title[0].value != "Tune"  # ... on another page
+
+
+def test_the_form_becomes_a_run_config_and_a_checked_sweep_grid():
+    from cakd_viz.app import tune_form
+    from cakd_viz.runs import RunConfig
+
+    form: dict = {}
+    tune_form.start(form)  # the first preset: top-k CAKD, validation 10%
+    tune_form.prepare(form)
+    config = RunConfig.from_dict(tune_form.run_config(form)).validated()
+    assert config.loss.name == "cakd" and config.loss.grouping == "topk:5" and config.val_split == 0.1
+    form |= {"tune_grid_beta": "1, 8", "tune_grid_k": "3", "tune_grid_warmup_schedule": "epoch, step"}
+    assert tune_form.sweep_grid(form) == {"beta": [1.0, 8.0], "warmup_schedule": ["epoch", "step"], "k": [3]}
+    bad = {
+        "tune_grid_beta": ("1, x", "sweep values for β: `x` is not a finite number >= 0"),
+        "tune_grid_k": ("0", "sweep values for K (top-k): `0` is not a whole number >= 1"),
+        "tune_grid_seed": ("1.5", "sweep values for seed: `1.5` is not a whole number >= 0"),
+        "tune_grid_warmup_schedule": (
+            "linear",
+            "sweep values for warm-up schedule: `linear` is not one of epoch, step",
+        ),
+    }
+    for field, (text, message) in bad.items():
+        with pytest.raises(ValueError) as err:
+            tune_form.sweep_grid(form | {field: text})
+        assert str(err.value) == message
+    form["tune_lossname"] = "kd"  # another loss: CAKD's sweep fields are not its own, and are not read
+    with pytest.raises(ValueError, match="a sweep needs values to try"):
+        tune_form.sweep_grid({k: v for k, v in form.items() if k != "tune_grid_warmup_schedule"})
+    assert "alpha" not in RunConfig.from_dict(tune_form.run_config(form)).loss.settings

@@ -18,11 +18,13 @@ on its own and the page only calls ``gate``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from cakd_viz.app import config as app_config
 from cakd_viz.app.config import PathRefused, shown
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")  # no dot, colon or slash: names no file or code
 _FIELDS = {
     "data": "training data",
     "test_data": "held-out data",
@@ -83,6 +85,12 @@ def _check(key: str, text: str, allow: bool, roots: list[Path]) -> str:
             return text
         if text.startswith("sample:"):
             raise SpecRefused(f"{what} {shown(text)}: no such shipped model; shipped: {', '.join(shipped)}")
+        if _PLAIN_NAME.match(text):  # a word is no file and no factory: at most a mistyped architecture
+            if key == "student":
+                raise SpecRefused(
+                    f"{what} {shown(text)}: unknown architecture; choose one of {', '.join(_archs())}"
+                )
+            raise SpecRefused(f"{what} {shown(text)}: no such model; shipped: {', '.join(shipped)}")
         if not allow:
             archs = "architecture names and " if key == "student" else ""
             raise SpecRefused(

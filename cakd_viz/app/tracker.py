@@ -1,78 +1,154 @@
-"""The Tune page's runs tracker, without layout: which columns show, filtering, sorting, run labels, and
-where a run's student can be compared with the bundle it was trained against."""
+"""The Tune page's runs tracker, without layout: its columns (the loss columns built from the losses'
+declared parameters), the shown table, filtering, sorting, run labels, and where a run's student can be
+compared with the bundle it was trained against.
+
+Accuracy is one format everywhere (percent with two decimals). The selection column, "best acc", is the
+best per-epoch accuracy on the run's validation split; a run without one (``val_split`` 0, or made
+before runs had one) evaluated its epochs on the test split, and says so in the "epochs on" column and
+in its label, so its numbers are never mixed silently with validation numbers.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 
 from cakd_viz.app import config as app_config
-from cakd_viz.runs.results import RunInfo
+from cakd_viz.losses import LOSSES
+from cakd_viz.losses.params import CHOICE, GROUPING, INT, by_name
+from cakd_viz.runs.results import RunInfo, loss_columns
 
-# tracker_table column -> (heading, what it is, width in pixels, number format); the table is compact so
-# that the default columns fit beside the sidebar, and every heading explains itself on hover.
-COLUMNS = {
-    "run": ("run", "The run's name; a sweep trial's is the values it varies.", 200, None),
-    "state": ("state", "queued, running, done, failed, cancelled, or corrupt (unreadable files).", 72, None),
-    "loss": ("loss", "ce, kd, dkd or cakd.", 50, None),
-    "grouping": ("grouping", "The strong set S (CAKD; DKD splits at S = {label}).", 84, None),
-    "T": ("T", "Temperature.", 42, "%g"),
-    "w_b": ("w_b", "Weight of BCD (CAKD).", 46, "%g"),
-    "alpha": ("α", "alpha: weight of SCD (CAKD) or TCKD (DKD).", 42, "%g"),
-    "beta": ("β", "beta: weight of WCD (CAKD) or NCKD (DKD).", 42, "%g"),
-    "warmup": ("warm-up", "Epochs of linear warm-up of the distillation weights.", 66, "%g"),
-    "lr": ("lr", "Peak learning rate.", 52, "%g"),
-    "seed": ("seed", "Seed of the student's initialisation and the data order.", 46, "%d"),
-    "best_acc": ("best acc", "Best held-out accuracy over the epochs.", 74, "percent"),
-    "last_acc": ("last acc", "Held-out accuracy after the last epoch.", 74, "percent"),
-    "note": ("note", "Your note on the run (pick the run below to edit it).", 160, None),
-    "epochs": ("epochs", "Epochs the run was configured for.", 58, "%d"),
-    "epochs_done": ("done", "Epochs finished.", 50, "%d"),
-    "duration_s": ("duration (s)", "Wall-clock seconds from start to end (or now).", 90, "%.0f"),
-    "created": ("created (UTC)", "When the run was queued.", 140, None),
-    "batch": ("batch", "Batch size.", 56, "%d"),
-    "student": ("student", "Architecture or model spec of the student.", 90, None),
-    "data": ("data", "Training data spec.", 110, None),
-    "held_out_terms": (
-        "terms",
-        "Whether the epochs record the held-out decomposition (val_kl, ...).",
-        56,
-        None,
-    ),
-    "sweep": ("sweep", "The sweep the run belongs to.", 200, None),
-    "id": ("run id", "The run's folder name.", 250, None),
+ACC_FORMAT = "%.2f%%"  # accuracies are shown in percent, always with two decimals
+ACCURACY = ("best_acc", "last_acc", "test_acc")
+NO_VALIDATION = "test: no validation"  # how "epochs on" shows a run without a validation split
+
+
+@dataclass(frozen=True)
+class Column:
+    """A tracker column: heading, hover help, width (pixels) and number format (None: text)."""
+
+    heading: str
+    help: str
+    width: int
+    format: str | None = None
+
+
+_LEAD = {
+    "run": Column("run", "The run's name; a sweep trial's is the values it varies.", 200),
+    "state": Column("state", "queued, running, done, failed, cancelled, or corrupt (unreadable files).", 72),
+    "loss": Column("loss", "The loss the run trained with (its name in the run config).", 60),
 }
-HEADINGS = {k: v[0] for k, v in COLUMNS.items()}
-DEFAULT_COLUMNS = list(COLUMNS)[:14]
+_TAIL = {
+    "lr": Column("lr", "Peak learning rate.", 52, "%g"),
+    "seed": Column("seed", "Seed of the student's initialisation and the data order.", 46, "%d"),
+    "best_acc": Column(
+        "best acc",
+        "Best accuracy over the epochs on the validation split: what weights are picked on. "
+        "On the test split for a run without validation (see 'epochs on').",
+        74,
+        ACC_FORMAT,
+    ),
+    "last_acc": Column("last acc", "Accuracy after the last epoch, on the same split.", 74, ACC_FORMAT),
+    "eval_split": Column(
+        "epochs on",
+        f"The split every epoch was evaluated on: validation, or '{NO_VALIDATION}' for a run without a "
+        "validation split (its best and last acc are test accuracy).",
+        120,
+    ),
+    "test_acc": Column(
+        "test acc", "The final student on the test split, evaluated once at the end.", 74, ACC_FORMAT
+    ),
+    "note": Column("note", "Your note on the run (pick the run below to edit it).", 160),
+    "epochs": Column("epochs", "Epochs the run was configured for.", 58, "%d"),
+    "epochs_done": Column("done", "Epochs finished.", 50, "%d"),
+    "duration_s": Column("duration (s)", "Wall-clock seconds from start to end (or now).", 90, "%.0f"),
+    "created": Column("created (UTC)", "When the run was queued.", 140),
+    "batch": Column("batch", "Batch size.", 56, "%d"),
+    "student": Column("student", "Architecture or model spec of the student.", 90),
+    "data": Column("data", "Training data spec.", 110),
+    "held_out_terms": Column(
+        "terms", "Whether the epochs record the held-out decomposition (val_kl, ...).", 56
+    ),
+    "sweep": Column("sweep", "The sweep the run belongs to.", 200),
+    "id": Column("run id", "The run's folder name.", 250),
+}
+_HIDDEN = ("epochs", "epochs_done", "duration_s", "created", "batch", "student", "data", "held_out_terms")
+_HIDDEN_LOSS = ("warmup_schedule", "ce_weight")  # loss columns shown only with "All columns"
 
 
-def column_config(columns: list[str]) -> dict:
-    """st.column_config for the tracker's ``columns`` (keyed by heading), compact and with hover help."""
+def columns() -> dict[str, Column]:
+    """Every tracker column by ``results.tracker_table`` key: the leading ones, one per loss setting
+    (``results.loss_columns``: heading its declared label, help what each loss that takes it says), then
+    the run's. Built from the registry as it is now."""
+    loss = {}
+    for name, p in loss_columns().items():
+        fmt = None if p.kind in (CHOICE, GROUPING) else "%d" if p.kind == INT else "%g"
+        loss[name] = Column(p.label, _loss_help(name, p.help), 84 if fmt is None else 52, fmt)
+    return _LEAD | loss | _TAIL
+
+
+def _loss_help(key: str, own: str) -> str:
+    """What each registered loss that takes ``key`` says it is ("DKD: Weight of TCKD. CAKD: ...")."""
+    said = [
+        f"{cls.title or name}: {by_name(cls.parameters())[key].help}"
+        for name, cls in LOSSES.items()
+        if key in by_name(cls.parameters())
+    ]
+    return (" ".join(said) + " Empty for a loss without it.") if said else own
+
+
+def default_columns() -> list[str]:
+    """The columns shown without "All columns": the run, its loss's settings, lr, seed and the accuracies."""
+    return [k for k in columns() if k not in _HIDDEN + _HIDDEN_LOSS + ("sweep", "id")]
+
+
+def view(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The shown table: ``keys`` of ``results.tracker_table`` under their headings, accuracies in percent
+    points, the evaluation split in words."""
+    shown = table[keys].copy()
+    for k in [k for k in ACCURACY if k in shown]:
+        shown[k] = shown[k].astype(float) * 100
+    if "eval_split" in shown:
+        shown["eval_split"] = shown["eval_split"].map(
+            lambda s: "validation" if s == "validation" else NO_VALIDATION
+        )
+    every = columns()
+    return shown.rename(columns={k: every[k].heading for k in keys})
+
+
+def column_config(keys: list[str]) -> dict:
+    """st.column_config for the tracker's ``keys`` (by heading), compact and with hover help."""
     import streamlit as st
 
-    config = {}
-    for col in columns:
-        head, what, width, fmt = COLUMNS[col]
-        if col == "created":
-            config[head] = st.column_config.DatetimeColumn(
-                head, help=what, width=width, format="YYYY-MM-DD HH:mm"
+    every, config = columns(), {}
+    for k in keys:
+        c = every[k]
+        if k == "created":
+            config[c.heading] = st.column_config.DatetimeColumn(
+                c.heading, help=c.help, width=c.width, format="YYYY-MM-DD HH:mm"
             )
-        elif col == "held_out_terms":
-            config[head] = st.column_config.CheckboxColumn(head, help=what, width=width)
-        elif fmt is None:
-            config[head] = st.column_config.TextColumn(head, help=what, width=width)
+        elif k == "held_out_terms":
+            config[c.heading] = st.column_config.CheckboxColumn(c.heading, help=c.help, width=c.width)
+        elif c.format is None:
+            config[c.heading] = st.column_config.TextColumn(c.heading, help=c.help, width=c.width)
         else:
-            config[head] = st.column_config.NumberColumn(head, help=what, width=width, format=fmt)
+            config[c.heading] = st.column_config.NumberColumn(
+                c.heading, help=c.help, width=c.width, format=c.format
+            )
     return config
 
 
 SORTS = {
     "newest first": ("created", False),
     "oldest first": ("created", True),
-    "best held-out accuracy": ("best_acc", False),
-    "last held-out accuracy": ("last_acc", False),
+    "best validation accuracy": ("best_acc", False),
+    "last validation accuracy": ("last_acc", False),
+    "test accuracy": ("test_acc", False),
     "name": ("run", True),
     "state": ("state", True),
 }
+"""Sorts by accuracy on the validation split put the runs without one after every run with one."""
 
 
 def filtered(table: pd.DataFrame, *, states=(), losses=(), text: str = "") -> pd.DataFrame:
@@ -93,13 +169,45 @@ def filtered(table: pd.DataFrame, *, states=(), losses=(), text: str = "") -> pd
 
 
 def sorted_table(table: pd.DataFrame, sort: str) -> pd.DataFrame:
+    """``table`` in the order ``sort`` names (one of ``SORTS``; unknown: newest first)."""
     column, ascending = SORTS.get(sort, SORTS["newest first"])
+    if column in ("best_acc", "last_acc"):  # validation numbers first: never ranked among test numbers
+        order = table.assign(_val=table["eval_split"] == "validation")
+        order = order.sort_values(
+            ["_val", column], ascending=[False, ascending], na_position="last", kind="stable"
+        )
+        return order.drop(columns="_val")
     return table.sort_values(column, ascending=ascending, na_position="last", kind="stable")
 
 
 def run_label(row) -> str:
-    """How a run is named in selectors: its label and id."""
-    return f"{row['run']} ({row['id']})"
+    """How a run is named in selectors and legends: its label and id, marked when it has no validation
+    split ("my_kd (ID) · no validation: test split")."""
+    mark = "" if row.get("eval_split", "validation") == "validation" else " · no validation: test split"
+    return f"{row['run']} ({row['id']}){mark}"
+
+
+def run_labels(table: pd.DataFrame) -> dict[str, str]:
+    """``run_label`` of every row, by run id."""
+    return {row["id"]: run_label(row) for _, row in table.iterrows()}
+
+
+def newest_first(table: pd.DataFrame) -> list[str]:
+    """Run ids, newest first (runs without a creation time last)."""
+    return list(table.sort_values("created", ascending=False, na_position="last")["id"])
+
+
+def settings_line(table: pd.DataFrame, run_id: str) -> str:
+    """The run's loss settings and budget in one line ("loss kd · T 2 · lr 0.05 · epochs 3 · seed 0")."""
+    row, every = table.set_index("id").loc[run_id], columns()
+    keys = ["loss", *loss_columns(), "lr", "epochs", "seed"]
+    parts = []
+    for k in keys:
+        v = row.get(k)
+        if v is None or (isinstance(v, float) and v != v):
+            continue
+        parts.append(f"{every[k].heading} {v:g}" if isinstance(v, float) else f"{every[k].heading} {v}")
+    return " · ".join(parts)
 
 
 def compare_source(run: RunInfo, open_source: str) -> str:

@@ -1,52 +1,145 @@
-"""The Tune page's form turned into a run config and a sweep grid (the page only lays the form out).
+"""The Tune page's form, built from the losses' declared parameters, turned into a run config or a sweep.
 
-The form's widgets keep their values in session state under ``tune_<field>`` keys; these functions read
-a mapping of those values (``st.session_state`` itself, or a plain dict in tests). Everything here
-treats the values as hostile: text is length-checked, and ``launch_config`` passes the specs through
-``cakd_viz.app.spec_gate`` before anything is created.
+The form's widgets keep their values in session state under ``tune_<field>`` keys (a loss parameter
+under ``tune_<its name>``); the functions here read a mapping of those values (``st.session_state``
+itself, or a plain dict in tests) and fill it. Only the chosen loss's parameters are fields
+(``form_params``), with their declared ranges and help; the sweep fields are its sweepable ones
+(``sweep_params``). Every launch holds out a validation split unless the form asks for none
+(``presets.VALIDATION``). Everything here treats the values as hostile: text is length-checked, and
+``launch_config`` passes the specs through ``cakd_viz.app.spec_gate`` before anything is created.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from cakd_viz.app import config as app_config
 from cakd_viz.app import spec_gate
+from cakd_viz.losses import loss_class
+from cakd_viz.losses.params import CHOICE, GROUPING, INT, Param
+from cakd_viz.runs.config import NO_DISTILLATION, RunConfig, loss_names
+from cakd_viz.runs.presets import PRESETS, VALIDATION
 
-LOSS_WIDGETS = ("grouping", "temperature", "w_b", "alpha", "beta", "warmup")
-SWEEPABLE = {
-    "w_b": "w_b",
-    "alpha": "alpha",
-    "beta": "beta",
-    "temperature": "T",
-    "k": "K (top-k)",
-    "seed": "seed",
-}
-"""Sweepable settings: grid key -> the label of its field."""
-MAX_TEXT = {"name": 100, "grouping": 100, "grid": 500}  # characters a text field may hold
-_LABELS = {"name": "Run name", "grouping": "Grouping"}
+DATA = {"sample:glyphs": "sample:glyphs/teacher", "sample:digits": "sample:digits/teacher"}
+"""The shipped samples the form offers, with the teacher each one goes with."""
+RUN_FIELDS = ("data", "teacher", "student", "epochs", "batch_size", "lr", "seed", "name")
+K = Param("k", 5, INT, "K of the top-k grouping (topk:K or topk+target:K).", "K (top-k)", low=1)
+SEED = Param("seed", 0, INT, "Seed of the student's initialisation and the data order.", "seed", low=0)
+MAX_TEXT = {"name": 100, GROUPING: 100, "grid": 500}  # characters a text field may hold
+
+
+def key(name: str) -> str:
+    """The session-state key of a form field or loss parameter."""
+    return f"tune_{name}"
+
+
+def form_params(loss: str) -> tuple[Param, ...]:
+    """The parameters of loss ``loss`` the form shows: those its class declares ("ce": none)."""
+    cls = loss_class(loss) if loss != NO_DISTILLATION else None
+    return () if cls is None else cls.parameters()
+
+
+def sweep_params(loss: str) -> tuple[Param, ...]:
+    """The form's sweep fields for loss ``loss``: its sweepable parameters, K when it takes a grouping,
+    and the seed."""
+    params = tuple(p for p in form_params(loss) if p.sweep)
+    k = (K,) if any(p.kind == GROUPING for p in params) else ()
+    return (*params, *k, SEED)
+
+
+def placeholder(param: Param) -> str:
+    """An example of a sweep field's values."""
+    if param.kind == CHOICE:
+        return "e.g. " + ", ".join(map(str, param.choices))
+    return "e.g. topk:3, topk:5" if param.kind == GROUPING else "e.g. 1, 2, 4"
+
+
+def start(form: MutableMapping) -> None:
+    """First visit: RunConfig's run settings, the validation split, and the first preset."""
+    base = RunConfig()
+    for name in RUN_FIELDS:
+        form[key(name)] = getattr(base, name)
+    form[key("own_data")] = form[key("own_test")] = ""
+    form[key("preset")] = next(iter(PRESETS))
+    apply_preset(form)
+
+
+def apply_preset(form: MutableMapping) -> None:
+    """Fill the loss, its parameters (those the preset does not name at their defaults) and the
+    validation split from the preset ``form["tune_preset"]``."""
+    preset = PRESETS[form[key("preset")]]
+    form[key("lossname")] = preset.loss
+    for p in form_params(preset.loss):
+        form[key(p.name)] = preset.params.get(p.name, p.default)
+    config = preset.config()
+    form[key("val_split")], form[key("val_seed")] = config["val_split"], config["val_seed"]
+
+
+def preset_note(form: Mapping) -> str:
+    """The chosen preset's source, or, once another loss is chosen, that the form no longer is it."""
+    preset = PRESETS[form[key("preset")]]
+    if form.get(key("lossname")) == preset.loss:
+        return preset.source
+    return f"Your own settings: the loss is no longer the preset's ({preset.loss.upper()})."
+
+
+def prepare(form: MutableMapping) -> tuple[Param, ...]:
+    """Give the chosen loss's parameters that hold no value (a field not drawn since) their defaults;
+    returns the parameters to draw."""
+    if form.get(key("lossname")) not in loss_names():
+        form[key("lossname")] = PRESETS[next(iter(PRESETS))].loss
+    params = form_params(form[key("lossname")])
+    for p in params:
+        form.setdefault(key(p.name), p.default)
+    form.setdefault(key("val_split"), VALIDATION["val_split"])
+    form.setdefault(key("val_seed"), VALIDATION["val_seed"])
+    return params
+
+
+def apply_data(form: MutableMapping) -> None:
+    """The teacher that goes with the chosen shipped sample."""
+    form[key("teacher")] = DATA.get(form[key("data")], form.get(key("teacher"), ""))
+
+
+def draw(where, param: Param) -> None:
+    """One field for ``param`` in ``where`` (a column or container), keyed ``tune_<name>``, with its help
+    and range."""
+    help_text = param.help + (f" Range: {param.range_text()}." if param.range_text() else "")
+    k = key(param.name)
+    if param.kind == CHOICE:
+        where.selectbox(param.label, list(param.choices), key=k, help=help_text)
+    elif param.kind == GROUPING:
+        where.text_input(param.label, key=k, help=help_text)
+    else:
+        low = None if param.low is None or param.open_low else param.low
+        low = int(low) if low is not None and param.kind == INT else low
+        step = param.step or (1 if param.kind == INT else 0.1)
+        where.number_input(param.label, min_value=low, max_value=param.high, step=step, key=k, help=help_text)
 
 
 def run_config(form: Mapping) -> dict:
-    """The run config (JSON form) the Tune form describes; own data specs replace the sample.
+    """The run config (JSON form) the Tune form describes; own data specs replace the sample. A loss
+    parameter the form does not hold takes its declared default.
 
     ValueError (one line) for a text field longer than its limit; specs are checked by ``launch_config``.
     """
-    loss = {k: form[f"tune_{k}"] for k in LOSS_WIDGETS}
-    loss["grouping"] = _text(form, "grouping")
-    own, own_test = str(form["tune_own_data"]).strip(), str(form["tune_own_test"]).strip()
+    name = form[key("lossname")]
+    loss = {"name": name} | {p.name: _value(form, p) for p in form_params(name)}
+    own, own_test = str(form[key("own_data")]).strip(), str(form[key("own_test")]).strip()
     return {
-        "data": own or form["tune_data"],
+        "data": own or form[key("data")],
         "test_data": own_test or None,
-        "teacher": str(form["tune_teacher"]).strip(),
-        "student": str(form["tune_student"]).strip(),
-        "loss": {"name": form["tune_lossname"], **loss},
-        "epochs": int(form["tune_epochs"]),
-        "batch_size": int(form["tune_batch_size"]),
-        "lr": float(form["tune_lr"]),
-        "seed": int(form["tune_seed"]),
-        "name": _text(form, "name"),
+        "teacher": str(form[key("teacher")]).strip(),
+        "student": str(form[key("student")]).strip(),
+        "loss": loss,
+        "epochs": int(form[key("epochs")]),
+        "batch_size": int(form[key("batch_size")]),
+        "lr": float(form[key("lr")]),
+        "seed": int(form[key("seed")]),
+        "val_split": float(form.get(key("val_split"), VALIDATION["val_split"])),
+        "val_seed": int(form.get(key("val_seed"), VALIDATION["val_seed"])),
+        "name": _text(form, "name", "Run name", MAX_TEXT["name"]),
     }
 
 
@@ -57,26 +150,41 @@ def launch_config(form: Mapping, *, allow_code: bool | None = None, roots: list[
 
 
 def sweep_grid(form: Mapping) -> dict[str, list]:
-    """{key: values} from the sweep fields (comma-separated numbers); ValueError naming a bad field,
-    or when no field holds values."""
+    """{key: values} from the chosen loss's sweep fields (comma-separated values, each checked against
+    its declaration); ValueError naming a bad field, or when no field holds values."""
     grid = {}
-    for key, label in SWEEPABLE.items():
-        text = str(form.get(f"tune_grid_{key}", "") or "").strip()
+    for p in sweep_params(form[key("lossname")]):
+        text = str(form.get(key(f"grid_{p.name}"), "") or "").strip()
         if not text:
             continue
         if len(text) > MAX_TEXT["grid"]:
             raise ValueError(
-                f"sweep values for {label}: too long ({len(text):,} characters; at most {MAX_TEXT['grid']})"
+                f"sweep values for {p.label}: too long ({len(text):,} characters; at most {MAX_TEXT['grid']})"
             )
-        try:
-            grid[key] = [int(v) if key in ("k", "seed") else float(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(
-                f"sweep values for {label}: {app_config.shown(text)} is not a comma-separated list of numbers"
-            ) from None
+        grid[p.name] = [_parse(p, v) for v in text.split(",") if v.strip()]
     if not grid:
         raise ValueError("a sweep needs values to try: fill at least one field under 'Sweep'")
     return grid
+
+
+def launch(form: Mapping, root: str | Path, *, sweep: bool) -> str:
+    """Launch the form's run (or, with ``sweep``, its sweep) under ``root``; returns the line to show.
+    ValueError or OSError (one line) when it is refused; nothing is created then."""
+    from cakd_viz.runs import engine, launcher
+    from cakd_viz.runs.sweep import SweepConfig, sweep_trials
+
+    check_capacity(root)
+    config = launch_config(form)
+    if not sweep:
+        return f"Started run {launcher.launch(RunConfig.from_dict(config), root).name}."
+    spec = SweepConfig(base=config, grid=sweep_grid(form), engine=form.get(key("engine"), "local"))
+    sweep_dir = engine.launch_sweep(spec, root)
+    return f"Started sweep {sweep_dir.name}: {len(sweep_trials(sweep_dir))} trials."
+
+
+def refusal(exc: BaseException) -> str:
+    """The one line a refused launch shows (no server path)."""
+    return f"Not launched: {app_config.one_line(app_config.scrub(str(exc)), limit=500)}"
 
 
 def check_capacity(root: str | Path) -> None:
@@ -94,8 +202,24 @@ def check_capacity(root: str | Path) -> None:
         )
 
 
-def _text(form: Mapping, key: str) -> str:
-    text = str(form[f"tune_{key}"]).strip()
-    if len(text) > MAX_TEXT[key]:
-        raise ValueError(f"{_LABELS[key]}: too long ({len(text):,} characters; at most {MAX_TEXT[key]})")
+def _parse(p: Param, text: str) -> object:
+    try:
+        return p.parse(text, "sweep")
+    except ValueError:
+        raise ValueError(
+            f"sweep values for {p.label}: {app_config.shown(text.strip())} is not {p.expects()}"
+        ) from None
+
+
+def _value(form: Mapping, p: Param) -> object:
+    value = form.get(key(p.name), p.default)
+    if p.kind == GROUPING:
+        return _text(form, p.name, p.label.capitalize(), MAX_TEXT[GROUPING], default=p.default)
+    return value
+
+
+def _text(form: Mapping, name: str, label: str, limit: int, default: str = "") -> str:
+    text = str(form.get(key(name), default)).strip()
+    if len(text) > limit:
+        raise ValueError(f"{label}: too long ({len(text):,} characters; at most {limit})")
     return text

@@ -1,6 +1,8 @@
 """Figures of the Tune page: training curves of runs, one run's loss terms, and accuracy over a sweep grid.
 
-Builders take frames read from run folders (``cakd_viz.runs.results``) and return Plotly figures.
+Builders take frames read from run folders (``cakd_viz.runs.results``) and return Plotly figures. Per-epoch
+numbers are on a run's validation split, or on the test split for a run without one: titles say which
+(``held_out_word``), so the two are never shown as one kind of number.
 """
 
 from __future__ import annotations
@@ -54,10 +56,38 @@ _TERM_STYLE = {
 }
 
 
+EMPTY = "no finished epoch yet"
+
+
+def held_out_word(splits) -> str:
+    """The word for the per-epoch evaluation split of runs on ``splits`` ("validation" / "test"):
+    "validation" or "test" when they agree, else "held-out"."""
+    splits = set(splits)
+    return next(iter(splits)) if len(splits) == 1 and splits <= {"validation", "test"} else "held-out"
+
+
+def metric_title(metric: str, splits=("validation",)) -> str:
+    """The axis title of ``metric`` for runs evaluated on ``splits``: "validation accuracy", "test
+    accuracy", or with mixed splits "held-out accuracy (validation, or test for runs without one)"."""
+    text = METRICS.get(metric, metric)
+    word = held_out_word(splits)
+    if "held-out" not in text:
+        return text
+    if word == "held-out":
+        return f"{text} (validation, or test for runs without one)"
+    return text.replace("held-out", word)
+
+
 def curves_figure(
-    curves: dict[str, pd.DataFrame], metric: str = "val_acc", *, title: str | None = None
+    curves: dict[str, pd.DataFrame],
+    metric: str = "val_acc",
+    *,
+    title: str | None = None,
+    splits=("validation",),
 ) -> go.Figure:
-    """One line per run of ``metric`` against the epoch; ``curves``: run label -> its epoch records."""
+    """One line per run of ``metric`` against the epoch; ``curves``: run label -> its epoch records;
+    ``splits``: the evaluation splits of those runs (for the axis title). Without a single finished
+    epoch the figure says so instead of drawing empty axes."""
     fig = go.Figure()
     for i, (label, frame) in enumerate(curves.items()):
         if frame.empty or metric not in frame:
@@ -75,8 +105,18 @@ def curves_figure(
             )
         )
     fig.update_layout(**base_layout(title, height=380))
+    if not fig.data:
+        return _empty(fig)
     fig.update_xaxes(title="epoch", dtick=1)
-    fig.update_yaxes(title=METRICS.get(metric, metric), ticksuffix="%" if metric.endswith("acc") else "")
+    fig.update_yaxes(title=metric_title(metric, splits), ticksuffix="%" if metric.endswith("acc") else "")
+    return fig
+
+
+def _empty(fig: go.Figure) -> go.Figure:
+    """No axes (Plotly's empty ones run from -1), one line saying that there is nothing yet."""
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.add_annotation(text=EMPTY, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
 
 
@@ -217,12 +257,13 @@ def colour_range(cells: pd.DataFrame, *, scale: float = 100.0) -> tuple[float, f
 
 
 def sweep_heatmap(
-    trials: pd.DataFrame, x: str, y: str | None = None, *, value: str = "best_acc"
+    trials: pd.DataFrame, x: str, y: str | None = None, *, value: str = "best_acc", split: str = "validation"
 ) -> go.Figure:
     """Mean ``value`` (e.g. best held-out accuracy) over a sweep's grid; trials that share a cell (e.g.
     seeds) are averaged, their standard deviation shown beside the mean.
 
-    ``trials``: one row per trial with its swept values as columns (``results.sweep_frame``). With
+    ``trials``: one row per trial with its swept values as columns (``results.sweep_frame``), all on
+    the evaluation ``split`` ("validation", or "test" for trials without one: the titles say so). With
     one swept value (``y`` None) a dot per value with the standard deviation as an error bar; with two,
     a heatmap whose colour range is ``colour_range`` (stated on the colour bar). Cells without a
     finished trial stay empty.
@@ -251,7 +292,7 @@ def sweep_heatmap(
         )
         fig.update_layout(**base_layout(None, height=360))
         fig.update_xaxes(title=x, type="category")
-        fig.update_yaxes(title=_value_title(value))
+        fig.update_yaxes(title=_value_title(value, split))
         return fig
     grid = table["mean"].unstack(x).reindex(index=order[y], columns=order[x]) * scale
     spread = table["std"].unstack(x).reindex(index=order[y], columns=order[x]) * scale
@@ -273,7 +314,7 @@ def sweep_heatmap(
             zmin=lo,
             zmax=hi,
             colorbar=dict(
-                title=_value_title(value) + (f"<br>colours {lo:.1f}–{hi:.1f}%" if pct else ""),
+                title=_value_title(value, split) + (f"<br>colours {lo:.1f}–{hi:.1f}%" if pct else ""),
                 ticksuffix="%" if pct else "",
             ),
             customdata=custom,
@@ -310,7 +351,8 @@ def _cell(mean: float, std: float, count: float, pct: bool) -> str:
     return text
 
 
-def _value_title(value: str) -> str:
-    return {"best_acc": "best held-out accuracy (%)", "last_acc": "last held-out accuracy (%)"}.get(
+def _value_title(value: str, split: str = "validation") -> str:
+    word = "validation" if split == "validation" else "test (no validation split)"
+    return {"best_acc": f"best {word} accuracy (%)", "last_acc": f"last {word} accuracy (%)"}.get(
         value, value
     )

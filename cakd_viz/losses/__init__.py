@@ -12,7 +12,9 @@
 `base` holds what they share; CAKD and DKD compute on CPU through one fused C function each way
 (`native_kernel`, `cakd_kernel.c`) and elsewhere through tensor ops (`tensor_kernel`). `LOSSES` maps
 a name to its class and `build_criterion` makes a criterion from plain settings (what a run config
-holds), so the app, the command line and runs pick a loss the same way.
+holds), so the app, the command line and runs pick a loss the same way. Each class declares its
+parameters (`params.Param`, `DistillationLoss.parameters()`): run configs, the Tune form, sweeps and
+the runs tracker are built from those declarations and from `LOSSES` as it is when they are read.
 """
 
 from __future__ import annotations
@@ -23,10 +25,27 @@ from cakd_viz.losses.base import DistillationLoss
 from cakd_viz.losses.cakd import NATURAL, CAKDLoss
 from cakd_viz.losses.dkd import DKDLoss
 from cakd_viz.losses.kd import KDLoss
+from cakd_viz.losses.params import Param
 
 LOSSES: dict[str, type[DistillationLoss]] = {"KD": KDLoss, "DKD": DKDLoss, "CAKD": CAKDLoss}
+"""The registry: upper-case name -> loss class (a run config names it in lower case)."""
 
-__all__ = ["LOSSES", "NATURAL", "CAKDLoss", "DKDLoss", "DistillationLoss", "KDLoss", "build_criterion"]
+__all__ = [
+    "LOSSES",
+    "NATURAL",
+    "CAKDLoss",
+    "DKDLoss",
+    "DistillationLoss",
+    "KDLoss",
+    "Param",
+    "build_criterion",
+    "loss_class",
+]
+
+
+def loss_class(name: str) -> type[DistillationLoss] | None:
+    """The registered class of loss ``name`` (any case), or None."""
+    return LOSSES.get(str(name).upper())
 
 
 def build_criterion(name: str, settings: Mapping, *, correlation=None) -> DistillationLoss:
@@ -35,7 +54,7 @@ def build_criterion(name: str, settings: Mapping, *, correlation=None) -> Distil
 
     ``correlation`` is the (C, C) class correlation that CAKD's ``corr:R`` grouping needs.
     """
-    cls = LOSSES.get(str(name).upper())
+    cls = loss_class(name)
     if cls is None:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(k.lower() for k in LOSSES)}")
     return cls.from_settings(settings, correlation=correlation)

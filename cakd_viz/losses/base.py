@@ -27,6 +27,7 @@ import math
 import torch
 from torch import nn
 
+from cakd_viz.losses.params import CHOICE, FLOAT, GROUPING, Param
 from cakd_viz.validate import check_temperature, label_error
 
 
@@ -72,15 +73,71 @@ def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
 WARMUP_SCHEDULES = ("epoch", "step")
 """How a warm-up scales the weights: DKD's per-epoch factor (the default) or a per-step ramp."""
 
+TEMPERATURE = Param(
+    "temperature",
+    4.0,
+    FLOAT,
+    "Temperature of the softened distributions; every KL term is scaled by T².",
+    "T",
+    low=0.0,
+    open_low=True,
+    step=0.5,
+)
+WARMUP = Param(
+    "warmup",
+    0.0,
+    FLOAT,
+    "Epochs of warm-up W: the loss × min(e / W, 1) in epoch e (DKD's schedule); 0 or 1: none.",
+    "warm-up",
+    low=0.0,
+    step=1.0,
+)
+WARMUP_SCHEDULE = Param(
+    "warmup_schedule",
+    "epoch",
+    CHOICE,
+    "epoch: DKD's own factor, one per epoch (the first already gets 1/W); step: a per-step ramp from 0.",
+    "warm-up schedule",
+    choices=WARMUP_SCHEDULES,
+)
+
 
 def _num(w: float) -> str:
     return f"{w:g}"
 
 
 class DistillationLoss(nn.Module):
-    """Base class: a weighted sum of named, T^2-scaled, batch-mean terms with an optional warm-up."""
+    """Base class: a weighted sum of named, T^2-scaled, batch-mean terms with an optional warm-up.
+
+    A subclass declares its own parameters in ``own_params`` (``Param``s, matching its constructor's
+    keyword arguments and defaults) and its display name in ``title``. The temperature and the warm-up
+    are declared here, in ``shared_params``, because this class applies them (the T² scale and the
+    warm-up factor on every weight): every loss takes them, with one meaning and one range.
+    """
 
     term_names: tuple[str, ...] = ()
+    title: str = ""  # the loss's name in labels, e.g. "DKD"
+    own_params: tuple[Param, ...] = ()
+    shared_params: tuple[Param, ...] = (TEMPERATURE, WARMUP, WARMUP_SCHEDULE)
+
+    @classmethod
+    def parameters(cls) -> tuple[Param, ...]:
+        """Every parameter this loss takes: its own, then the shared temperature and warm-up."""
+        return (*cls.own_params, *cls.shared_params)
+
+    @classmethod
+    def describe(cls, settings) -> str:
+        """A short label from settings (missing ones at their defaults): the title, any grouping, the
+        loss's own numbers joined by "/", T and the warm-up, e.g. "CAKD topk:5 (1/1/8, T=4, warm-up 2)"."""
+        value = {p.name: settings.get(p.name, p.default) for p in cls.parameters()}
+        groups = [str(value[p.name]) for p in cls.own_params if p.kind == GROUPING]
+        numbers = [p.show(value[p.name]) for p in cls.own_params if p.numeric]
+        parts = ["/".join(numbers)] if numbers else []
+        parts.append(f"T={TEMPERATURE.show(value['temperature'])}")
+        if isinstance(value["warmup"], int | float) and value["warmup"] > 0:
+            step = " per step" if value["warmup_schedule"] == "step" else ""
+            parts.append(f"warm-up {WARMUP.show(value['warmup'])}{step}")
+        return " ".join([cls.title or cls.__name__, *groups]) + f" ({', '.join(parts)})"
 
     def __init__(self, *, temperature: float, warmup: float, warmup_schedule: str = "epoch") -> None:
         super().__init__()
@@ -96,13 +153,13 @@ class DistillationLoss(nn.Module):
 
     @classmethod
     def from_settings(cls, settings, *, correlation=None) -> DistillationLoss:
-        """This loss made from a mapping holding (at least) its keyword arguments; other keys are ignored.
+        """This loss made from a mapping holding (some of) its declared ``parameters()``; missing ones take
+        their declared defaults, other keys are ignored.
 
         ``correlation`` goes to losses that take one (CAKD's ``corr:R`` grouping).
         """
-        params = inspect.signature(cls.__init__).parameters
-        kwargs = {k: v for k, v in settings.items() if k in params and k not in ("self", "correlation")}
-        if "correlation" in params:
+        kwargs = {p.name: settings[p.name] for p in cls.parameters() if p.name in settings}
+        if "correlation" in inspect.signature(cls.__init__).parameters:
             kwargs["correlation"] = correlation
         return cls(**kwargs)
 

@@ -17,6 +17,7 @@ from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, parse_grouping
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _num, _teacher_like
 from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
+from cakd_viz.losses.params import FLOAT, GROUPING, Param
 from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms, strong_mask_float
 
 NATURAL = "natural"
@@ -38,6 +39,19 @@ class CAKDLoss(DistillationLoss):
     """
 
     term_names = ("bcd", "scd", "wcd")
+    title = "CAKD"
+    own_params = (
+        Param(
+            "grouping",
+            DEFAULT_GROUPING,
+            GROUPING,
+            "The strong set S: target, topk:K, topk+target:K, mass:P or corr:R.",
+            "grouping",
+        ),
+        Param("w_b", 1.0, FLOAT, "Weight of BCD.", "w_b", low=0.0, step=0.5),
+        Param("alpha", 1.0, FLOAT, "Weight of SCD.", "α", low=0.0, step=0.5),
+        Param("beta", 8.0, FLOAT, "Weight of WCD.", "β", low=0.0, step=0.5),
+    )
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _teacher_like
 from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
+from cakd_viz.losses.params import FLOAT, Param
 
 _TARGET = parse_grouping("target")
 
@@ -26,6 +27,11 @@ class DKDLoss(DistillationLoss):
     """
 
     term_names = ("tckd", "nckd")
+    title = "DKD"
+    own_params = (
+        Param("alpha", 1.0, FLOAT, "Weight of TCKD (= BCD at S = {label}).", "α", low=0.0, step=0.5),
+        Param("beta", 8.0, FLOAT, "Weight of NCKD (= WCD at S = {label}).", "β", low=0.0, step=0.5),
+    )
 
     def __init__(
         self,

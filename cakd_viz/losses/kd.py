@@ -16,6 +16,8 @@ class KDLoss(DistillationLoss):
     """
 
     term_names = ("kd",)
+    title = "KD"
+    own_params = ()  # only the shared temperature and warm-up
 
     def __init__(
         self, temperature: float = 4.0, *, warmup: float = 0, warmup_schedule: str = "epoch"

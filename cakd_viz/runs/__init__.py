@@ -11,7 +11,7 @@ The app only reads run folders and starts processes; it never trains in its own 
 needs Ray (the optional sweep engine).
 """
 
-from cakd_viz.runs.config import LOSS_NAMES, LossConfig, RunConfig
+from cakd_viz.runs.config import LossConfig, RunConfig, loss_names
 from cakd_viz.runs.launcher import cancel, default_max_concurrent, launch
 from cakd_viz.runs.recorder import Recorder
 from cakd_viz.runs.results import (
@@ -43,7 +43,6 @@ def run_config(*args, **kwargs):
 
 
 __all__ = [
-    "LOSS_NAMES",
     "LossConfig",
     "Recorder",
     "RunConfig",
@@ -55,6 +54,7 @@ __all__ = [
     "launch",
     "list_runs",
     "list_sweeps",
+    "loss_names",
     "metrics_frame",
     "read_run",
     "read_sweep",

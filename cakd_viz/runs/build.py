@@ -8,7 +8,7 @@ it, and touches the test split only at the end (or never, with ``evaluate_test``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -133,11 +133,23 @@ def make_criterion(
     """
     from cakd_viz.losses import build_criterion
 
-    if loss.name == "ce":
+    settings = loss.criterion_settings()
+    if not settings:  # "ce": no distillation
         return None
-    if correlation is None and loss.name == "cakd" and parse_grouping(loss.grouping).needs_correlation:
+    if correlation is None and _needs_correlation(loss):
         correlation = _correlation(teacher, train.dataset)
-    return build_criterion(loss.name, asdict(loss), correlation=correlation)
+    return build_criterion(loss.name, settings, correlation=correlation)
+
+
+def _needs_correlation(loss: LossConfig) -> bool:
+    """Whether the loss itself takes a grouping (CAKD's) that is a corr:R rule."""
+    from cakd_viz.losses.params import GROUPING
+
+    return any(
+        p.kind == GROUPING and parse_grouping(loss.settings[p.name]).needs_correlation
+        for p in loss.params()
+        if p.name in loss.criterion_settings()
+    )
 
 
 def _correlation(teacher: nn.Module, dataset: Dataset) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Run configs: one typed dataclass per weight-tuning run, saved as ``config.json`` in its folder.
 
-A run trains a student with ``ce_weight * CE + distillation loss`` (docs/architecture.md §6). ``RunConfig.from_dict``
-accepts the JSON form, fills defaults, and refuses unknown keys and bad values with a message naming
-the field; ``validate`` is cheap (no model or data is loaded), so the app and the command line can
-refuse a bad config before anything is launched.
+A run trains a student with ``ce_weight * CE + distillation loss`` (docs/architecture.md §6). ``RunConfig.from_dict`` accepts
+the JSON form, fills defaults, and refuses unknown keys and bad values with a message naming the field;
+``validate`` is cheap (no model or data is loaded), so the app and the command line can refuse a bad
+config before anything is launched. The loss section (``LossConfig``, ``runs/loss_config.py``) is built
+from the losses' own declarations.
 """
 
 from __future__ import annotations
@@ -16,68 +17,33 @@ from pathlib import Path
 
 from cakd_viz.data.factories import is_factory_spec, parse_factory_spec
 from cakd_viz.data.sources import SAMPLE_DATA
-from cakd_viz.grouping import parse_grouping
-from cakd_viz.losses import LOSSES
-from cakd_viz.losses.base import WARMUP_SCHEDULES
-from cakd_viz.validate import check_temperature
+from cakd_viz.losses import loss_class
+from cakd_viz.losses.params import GROUPING
+from cakd_viz.runs.loss_config import (
+    NO_DISTILLATION,
+    RUN_LOSS_PARAMS,
+    LossConfig,
+    declared_by,
+    describe_loss,
+    loss_names,
+    loss_parameters,
+)
 
-# The loss names a run config accepts: "ce" (cross-entropy only) plus the registry's, in lower case.
-LOSS_NAMES = ("ce", *(name.lower() for name in LOSSES))
+__all__ = [  # the loss section's names are re-exported: a run config is where callers look for them
+    "NO_DISTILLATION",
+    "RUN_LOSS_PARAMS",
+    "LossConfig",
+    "RunConfig",
+    "declared_by",
+    "describe_loss",
+    "loss_names",
+    "loss_parameters",
+    "read_json_config",
+]
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _SAMPLE_DATA = re.compile(r"^sample:(\w+)$")
 _NAME = re.compile(r"^[\w.+-]*$")
-
-
-@dataclass
-class LossConfig:
-    """The distillation part of the loss; the total is ``ce_weight * CE + <this loss>``."""
-
-    name: str = "cakd"  # "ce" (no distillation) | "kd" | "dkd" | "cakd"
-    grouping: str = "topk:5"  # cakd only: the strong set S (docs/architecture.md §4), e.g. "target", "topk:5"
-    temperature: float = 4.0  # T of the softened distributions (kd, dkd, cakd)
-    w_b: float = 1.0  # cakd: weight of BCD
-    alpha: float = 1.0  # cakd: weight of SCD; dkd: weight of TCKD (= BCD with S = {label})
-    beta: float = 8.0  # cakd: weight of WCD; dkd: weight of NCKD (= WCD with S = {label})
-    # epochs of warm-up of the distillation weights (kd, dkd, cakd; 0: none). DKD's recipe has one
-    # (20 of 240 epochs on CIFAR-100), KD's has none.
-    warmup: float = 0.0
-    # "epoch": DKD's own (mdistiller) schedule, min(e / warmup, 1) for the 1-based whole epoch e, one
-    # factor per epoch; "step": a per-step linear ramp from 0 at the first step
-    warmup_schedule: str = "epoch"
-    ce_weight: float = 1.0  # weight of the cross-entropy with the labels
-
-    def validate(self) -> None:
-        """ValueError naming the first bad field (prefixed ``loss.``)."""
-        if self.name not in LOSS_NAMES:
-            raise ValueError(f"loss.name must be one of {', '.join(LOSS_NAMES)}, got {self.name!r}")
-        try:
-            parse_grouping(self.grouping)
-        except ValueError as exc:
-            raise ValueError(f"loss.grouping: {exc}") from None
-        check_temperature(self.temperature, "loss.temperature")
-        for key in ("w_b", "alpha", "beta", "warmup", "ce_weight"):
-            _check_number(f"loss.{key}", getattr(self, key), low=0.0)
-        if self.warmup_schedule not in WARMUP_SCHEDULES:
-            raise ValueError(
-                f"loss.warmup_schedule must be one of {', '.join(WARMUP_SCHEDULES)}, got {self.warmup_schedule!r}"
-            )
-        if self.name == "ce" and self.ce_weight == 0:
-            raise ValueError("loss.ce_weight is 0 and loss.name is 'ce': nothing would be trained")
-
-    def summary(self) -> str:
-        """A short label, e.g. 'CAKD topk:5 (1/1/8, T=4)', 'DKD (1/8, T=4, warm-up 2)', 'KD (T=4)', 'CE only'."""
-        if self.name == "ce":
-            return "CE only"
-        warm = ""
-        if self.warmup > 0:
-            warm = f", warm-up {self.warmup:g}" + (" per step" if self.warmup_schedule == "step" else "")
-        if self.name == "kd":
-            return f"KD (T={self.temperature:g}{warm})"
-        if self.name == "dkd":
-            return f"DKD ({self.alpha:g}/{self.beta:g}, T={self.temperature:g}{warm})"
-        return (
-            f"CAKD {self.grouping} ({self.w_b:g}/{self.alpha:g}/{self.beta:g}, T={self.temperature:g}{warm})"
-        )
 
 
 @dataclass
@@ -105,7 +71,9 @@ class RunConfig:
     train_subset: int = 0  # train on a seeded random subset of this many samples; 0: all of them
     # hold out this fraction of the training split, per class (stratified), drawn with val_seed: the
     # run then evaluates every epoch on it and the test split only once, at the end; 0: every epoch
-    # is evaluated on the test split
+    # is evaluated on the test split. The Tune form and every preset ask for 0.1; a config file that
+    # omits the key keeps 0, so that a config.json written before the key existed (or without it)
+    # reruns the run it describes
     val_split: float = 0.0
     val_seed: int = 0  # seed of the validation draw (fixed across a sweep's trials by default)
     # evaluate the final student on the test split (summary's test_acc, bundle/); false (needs
@@ -124,15 +92,9 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ValueError(f"a run config is a JSON object, got {type(data).__name__}")
         _check_keys(data, cls, "run config")
-        loss = data.get("loss", {})
-        if isinstance(loss, str):  # "loss": "kd" is short for {"name": "kd"}
-            loss = {"name": loss}
-        if not isinstance(loss, dict):
-            raise ValueError(f"loss must be an object such as {{'name': 'cakd', ...}}, got {loss!r}")
-        _check_keys(loss, LossConfig, "loss")
+        loss = LossConfig.from_dict(data.get("loss", {}))  # "loss": "kd" is short for {"name": "kd"}
         values = {k: _coerce(cls, k, v, "") for k, v in data.items() if k != "loss"}
-        loss_values = {k: _coerce(LossConfig, k, v, "loss.") for k, v in loss.items()}
-        return cls(**values, loss=LossConfig(**loss_values))
+        return cls(**values, loss=loss)
 
     @classmethod
     def from_json(cls, path: str | Path) -> RunConfig:
@@ -141,7 +103,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready copy (the form written to config.json)."""
-        return asdict(self)
+        return asdict(self) | {"loss": self.loss.to_dict()}
 
     def validated(self) -> RunConfig:
         """``self`` after ``validate()``, for chaining."""
@@ -217,8 +179,9 @@ class RunConfig:
         """The student's name in the run's bundle: the run name, or one made from the loss."""
         if self.name:
             return self.name
-        if self.loss.name == "cakd":
-            return re.sub(r"[^\w.+-]", "", f"cakd_{self.loss.grouping.replace(':', '')}")
+        cls = loss_class(self.loss.name) if self.loss.name != NO_DISTILLATION else None
+        if cls is not None and any(p.kind == GROUPING for p in cls.own_params):
+            return re.sub(r"[^\w.+-]", "", f"{self.loss.name}_{self.loss.grouping.replace(':', '')}")
         return self.loss.name
 
 

@@ -130,18 +130,32 @@ class RunInfo:
 
     @property
     def label(self) -> str:
-        from cakd_viz.runs.config import LossConfig
+        from cakd_viz.runs.config import describe_loss
 
         name = self.config.get("name")
         if isinstance(name, str) and name:
             return name
-        loss = self.config.get("loss")
-        if not isinstance(loss, dict):
-            return "?"
-        try:
-            return LossConfig(**loss).summary()
-        except Exception:  # unknown keys or values of the wrong type: a label is never worth an error
-            return str(loss.get("name") or "?")
+        return describe_loss(self.config.get("loss"))  # never raises: a label is never worth an error
+
+    @property
+    def eval_split(self) -> str:
+        """The split every epoch was evaluated on: "validation", or "test" for a run without a
+        validation split (``val_split`` 0, or made before runs had one)."""
+        split = self.summary.get("eval_split")
+        if split in ("validation", "test"):
+            return split
+        val = self.config.get("val_split")
+        return "validation" if _number(val) and val > 0 else "test"
+
+    @property
+    def validated(self) -> bool:
+        """Whether the run's per-epoch accuracy is on a validation split (not on the test split)."""
+        return self.eval_split == "validation"
+
+    @property
+    def test_acc(self) -> float | None:
+        """The final student's accuracy on the test split (evaluated once, at the end), or None."""
+        return _number(self.summary.get("test_acc"))
 
     @property
     def duration(self) -> float | None:
@@ -350,13 +364,15 @@ def metrics_frame(run: RunInfo | str | Path, kind: str = "epoch") -> pd.DataFram
 
 def sweep_frame(runs: list[RunInfo]) -> pd.DataFrame:
     """One row per trial of a sweep: its swept values (one column each), its case (the run's name or loss
-    summary), state, best and last held-out accuracy."""
+    summary), state, best and last accuracy per epoch, the split they are on ("eval_split": validation
+    or test) and the final test accuracy."""
     rows = []
     for r in runs:
         params = {str(k): v for k, v in dict(r.config.get("params") or {}).items()}
         rows.append(
             params
             | {"case": r.label, "id": r.id, "state": r.state, "best_acc": r.best_acc, "last_acc": r.last_acc}
+            | {"eval_split": r.eval_split, "test_acc": r.test_acc}
         )
     return pd.DataFrame(rows)
 
@@ -461,15 +477,8 @@ ARCHIVE = ".archive"  # archived runs move here (a hidden folder, so list_runs l
 HELD_OUT_TERMS = ("val_kl", "val_bcd", "val_scd", "val_wcd", "val_scd_part", "val_wcd_part")
 """Per-epoch held-out decomposition fields of metrics.jsonl (means over the held-out samples)."""
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
-# config field -> tracker column, in the order the table shows them
-_HYPER = (
-    ("loss.name", "loss"),
-    ("loss.grouping", "grouping"),
-    ("loss.temperature", "T"),
-    ("loss.w_b", "w_b"),
-    ("loss.alpha", "alpha"),
-    ("loss.beta", "beta"),
-    ("loss.warmup", "warmup"),
+# run config fields -> tracker column, after the loss's columns (``loss_columns``)
+_RUN_HYPER = (
     ("lr", "lr"),
     ("epochs", "epochs"),
     ("batch_size", "batch"),
@@ -477,31 +486,47 @@ _HYPER = (
     ("student", "student"),
     ("data", "data"),
 )
-# a sweep's grid keys -> the tracker column they set ("k" sets the K of a top-k grouping)
-_PARAM_COLUMN = {"temperature": "T", "k": "K", "batch_size": "batch"}
+
+
+def loss_columns() -> dict:
+    """The tracker's loss columns, ``{key: Param}``: every parameter of every registered loss (in the
+    registry's order, the first declaration of a name), then the run's ``ce_weight``."""
+    from cakd_viz.losses import LOSSES
+    from cakd_viz.losses.params import by_name
+    from cakd_viz.runs.config import RUN_LOSS_PARAMS
+
+    run_only = [p for p in RUN_LOSS_PARAMS if p.name == "ce_weight"]
+    return by_name([*(p for cls in LOSSES.values() for p in cls.parameters()), *run_only])
 
 
 def hyperparameters(run: RunInfo) -> dict:
-    """The run's settings by tracker column (loss, grouping, T, w_b, alpha, beta, warmup, lr, epochs, batch,
-    seed, student, data); a value the config lacks or holds in a wrong type is None."""
+    """The run's settings by tracker column: "loss" (its name as written), every ``loss_columns()`` key
+    (None where the run's loss does not take that parameter, or holds it in a wrong type; a missing one
+    is its declared default), then lr, epochs, batch, seed, student, data."""
+    from cakd_viz.losses import loss_class
+
     c = run.config
     loss = c.get("loss") if isinstance(c.get("loss"), dict) else {}
-    out = {}
-    for path, column in _HYPER:
-        value = loss.get(path[5:]) if path.startswith("loss.") else c.get(path)
-        if column in ("loss", "grouping", "student", "data"):
+    name = loss.get("name") if isinstance(loss.get("name"), str) else None
+    cls = loss_class(name) if name else None
+    takes = {p.name for p in cls.parameters()} | {"ce_weight"} if cls else {"ce_weight"}
+    out: dict = {"loss": name}
+    for key, param in loss_columns().items():
+        out[key] = _setting(param, loss.get(key, param.default)) if key in takes and name else None
+    for path, column in _RUN_HYPER:
+        value = c.get(path)
+        if column in ("student", "data"):
             out[column] = value if isinstance(value, str) else None
         else:
             out[column] = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if out["loss"] != "cakd":
-        out["grouping"] = "target" if out["loss"] == "dkd" else None  # DKD splits at S = {label}
-        if out["loss"] in ("ce", "kd"):
-            out["w_b"] = out["alpha"] = out["beta"] = None
-        if out["loss"] == "dkd":
-            out["w_b"] = None
-    if out["loss"] == "ce":
-        out["T"] = out["warmup"] = None
     return out
+
+
+def _setting(param, value: object) -> object:
+    try:
+        return param.coerce(value)
+    except ValueError:
+        return None
 
 
 def varied_params(runs: list[RunInfo]) -> dict[str, list[str]]:
@@ -537,8 +562,9 @@ def _short(value) -> str:
 def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
     """One row per run, for a runs tracker: id, state, run (its label; for a sweep trial, the sweep's name
     and the values the trial varies), sweep, the hyperparameters (see ``hyperparameters``), epochs done,
-    best and last held-out accuracy, duration (s), created (time), note, and whether its epochs carry
-    held-out terms (``HELD_OUT_TERMS``)."""
+    best and last accuracy per epoch and the split they are on ("eval_split": validation, or test for a
+    run without a validation split), the final test accuracy, duration (s), created (time), note, and
+    whether its epochs carry held-out terms (``HELD_OUT_TERMS``)."""
     varied = varied_params(runs)
     rows = []
     for r in runs:
@@ -550,6 +576,8 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
             "epochs_done": len(r.epochs),
             "best_acc": _number(r.best_acc),
             "last_acc": _number(r.last_acc),
+            "eval_split": r.eval_split,
+            "test_acc": r.test_acc,
             "duration_s": _number(_safe_duration(r)),
             "created": pd.to_datetime(created, unit="s") if isinstance(created, int | float) else pd.NaT,
             "note": read_note(r.path),
@@ -557,8 +585,9 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
             "error": r.error or "",
         }
         rows.append(row)
-    columns = ["id", "state", "run", "sweep", *(c for _, c in _HYPER)]
-    columns += ["epochs_done", "best_acc", "last_acc", "duration_s", "created", "note", "held_out_terms"]
+    columns = ["id", "state", "run", "sweep", "loss", *loss_columns(), *(c for _, c in _RUN_HYPER)]
+    columns += ["epochs_done", "best_acc", "last_acc", "eval_split", "test_acc"]
+    columns += ["duration_s", "created", "note", "held_out_terms"]
     return pd.DataFrame(rows, columns=[*columns, "error"])
 
 
@@ -569,10 +598,6 @@ def safe_label(r: RunInfo) -> str:
     except (TypeError, AttributeError, ValueError):  # a config.json with a loss of the wrong type
         name = r.config.get("name")
         return name if isinstance(name, str) and name else r.id
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _safe_duration(r: RunInfo) -> float | None:

@@ -8,10 +8,14 @@ A sweep config (JSON) names a base run config and what varies:
      "random": {"alpha": {"uniform": [0, 2]}, "temperature": [2, 4]}, "num_samples": 4,
      "engine": "local", "max_concurrent": 0}
 
-Keys of ``grid`` and ``random``: a field of the loss (``w_b``, ``alpha``, ``beta``, ``temperature``,
-``warmup``, ``ce_weight``, ``grouping``; or dotted, ``loss.name``), ``k`` (the K of a ``topk:K`` or
-``topk+target:K`` grouping), or a run field (``seed``, ``lr``, ``epochs``, ``batch_size``, ...).
-Random draws are made here, with ``search_seed``, so both engines run exactly the same trials.
+Keys of ``grid`` and ``random``: a parameter some registered loss declares as sweepable (``w_b``,
+``alpha``, ``beta``, ``temperature``, ``warmup``, ``grouping``, ...; ``cakd_viz.losses.params``) or a
+setting of the run's loss section (``ce_weight``), dotted ``loss.name``, ``k`` (the K of a ``topk:K``
+or ``topk+target:K`` grouping), or a run field (``seed``, ``lr``, ``epochs``, ``batch_size``, ...).
+Each trial is validated against its own loss: a key its loss does not take is refused, naming it. A
+case that names another loss starts that loss's section afresh, keeping only the base's settings
+that loss takes. Random draws are made here, with ``search_seed``, so both engines run exactly the
+same trials.
 
 Every trial is an ordinary run folder ``RUNS_DIR/SWEEP_ID-NNN`` whose config records ``sweep`` and
 ``params`` (the values set for it); the sweep's own folder ``RUNS_DIR/SWEEP_ID`` holds ``sweep.json``
@@ -30,13 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
+from cakd_viz.grouping import DEFAULT_GROUPING
 from cakd_viz.runs import store
-from cakd_viz.runs.config import LossConfig, RunConfig, read_json_config
+from cakd_viz.runs.config import LossConfig, RunConfig, loss_names, loss_parameters, read_json_config
 
 ENGINES = ("local", "ray")
 MAX_TRIALS = 2000
 _RUN_KEYS = {f.name for f in fields(RunConfig)} - {"loss", "sweep", "params"}
-_LOSS_KEYS = {f.name for f in fields(LossConfig)}
+
+
+def sweepable_loss_keys() -> set[str]:
+    """Loss-section keys a sweep may vary: every setting declared sweepable for some loss, as the
+    registry is now."""
+    return {p.name for n in loss_names() for p in loss_parameters(n) if p.sweep}
 
 
 @dataclass
@@ -129,9 +139,10 @@ class SweepConfig:
 
 def _check_key(key: str, where: str) -> None:
     short = key.removeprefix("loss.")
-    ok = key == "k" or key in _RUN_KEYS or short in _LOSS_KEYS
-    if not ok or key in ("sweep", "params"):
-        names = sorted(_LOSS_KEYS - {"name"}) + ["loss.name", "k"] + sorted(_RUN_KEYS)
+    loss_keys = sweepable_loss_keys() | {"name"}
+    ok = key == "k" or key in _RUN_KEYS or short in loss_keys
+    if not ok or key in ("sweep", "params", "name") or (key.startswith("loss.") and short not in loss_keys):
+        names = sorted(loss_keys - {"name"}) + ["loss.name", "k"] + sorted(_RUN_KEYS)
         raise ValueError(
             f"{where} key {key!r} is not a setting a sweep can vary; use one of {', '.join(names)}"
         )
@@ -169,7 +180,7 @@ def expand(sweep: SweepConfig) -> list[RunConfig]:
     trials = []
     for case, combo, draw in itertools.product(cases, combos, draws):
         params = _flatten(case) | combo | draw
-        data = _merge(sweep.base, case)
+        data = _with_case(sweep.base, case)
         for key, value in (combo | draw).items():
             _set(data, key, value)
         data["params"] = params
@@ -204,16 +215,34 @@ def _draws(sweep: SweepConfig) -> list[dict]:
 def _set(data: dict, key: str, value: object) -> None:
     """Put one swept value into a run config dict."""
     loss = data.setdefault("loss", {})
+    if isinstance(loss, str):
+        loss = data["loss"] = {"name": loss}
     if key == "k":
-        grouping = str(loss.get("grouping", LossConfig.grouping))
+        grouping = str(loss.get("grouping", DEFAULT_GROUPING))
         kind = grouping.split(":")[0]
         if kind not in ("topk", "topk+target"):
             raise ValueError(f"k is swept, but the grouping is {grouping!r}; k needs topk:K or topk+target:K")
         loss["grouping"] = f"{kind}:{value}"
-    elif key.startswith("loss.") or (key in _LOSS_KEYS and key not in _RUN_KEYS):
+    elif key.startswith("loss.") or (key in sweepable_loss_keys() and key not in _RUN_KEYS):
         loss[key.removeprefix("loss.")] = value
     else:
         data[key] = value
+
+
+def _with_case(base: dict, case: dict) -> dict:
+    """``base`` with ``case`` merged in; a case that names another loss keeps only the base's loss
+    settings that loss takes (a KD case does not inherit a CAKD base's alpha)."""
+    base = json.loads(json.dumps(base))
+    loss, new = _loss_dict(base.get("loss")), _loss_dict(case.get("loss"))
+    name = new.get("name")
+    if isinstance(name, str) and name != loss.get("name", LossConfig.name) and name in loss_names():
+        takes = {p.name for p in loss_parameters(name)}
+        base["loss"] = {k: v for k, v in loss.items() if k in takes}
+    return _merge(base, case)
+
+
+def _loss_dict(loss: object) -> dict:
+    return {"name": loss} if isinstance(loss, str) else loss if isinstance(loss, dict) else {}
 
 
 def _merge(base: dict, case: dict) -> dict:

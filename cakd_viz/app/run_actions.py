@@ -1,0 +1,139 @@
+"""What the Tune page's run view does to a run: save its note, archive, restore, delete after a
+confirmation, open its bundle in the explorer, compare its student with the bundle's, and which runs
+the "Compare runs" chart shows.
+
+The library (``cakd_viz.runs.results``) moves and deletes folders and refuses a run that is queued or
+running; here those calls become one visible outcome each (a toast, or one error line), and the
+delete confirmation is a small state in session state: ``ask_delete`` -> ``confirming`` ->
+``confirm_delete`` or ``keep``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from cakd_viz.app import config as app_config
+from cakd_viz.app import state, tracker, views
+from cakd_viz.runs.results import RunInfo, archive_run, delete_run, restore_run, write_note
+
+CONFIRM = "tune_confirm"  # session key: the run whose deletion waits for a confirmation
+PICKED = "tune_compare_picked"  # session key: the user chose the compared runs themselves
+COMPARED = "tune_compare"  # session key: their choice
+NEWEST = 4  # runs compared until the user picks
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did: ``ok`` and the one line to show."""
+
+    ok: bool
+    message: str
+
+
+def perform(action: Callable, root: Path, run_id: str, done: str, **kwargs) -> Outcome:
+    """``action(root, run_id, **kwargs)`` as an outcome: ``done``, or "Not done: <why>"."""
+    try:
+        action(root, run_id, **kwargs)
+    except (ValueError, OSError) as exc:
+        return Outcome(False, f"Not done: {app_config.one_line(app_config.scrub(str(exc)))}")
+    return Outcome(True, done)
+
+
+def archive(root: Path, run_id: str) -> Outcome:
+    return perform(archive_run, root, run_id, f"Archived {run_id}.")
+
+
+def restore(root: Path, run_id: str) -> Outcome:
+    return perform(restore_run, root, run_id, f"Restored {run_id}.")
+
+
+def delete_archived(root: Path, run_id: str) -> Outcome:
+    return perform(delete_run, root, run_id, f"Deleted {run_id}.", archived=True)
+
+
+def save_note(run: RunInfo, text: str) -> Outcome:
+    """Write the run's note (``results.write_note``)."""
+    try:
+        write_note(run.path, text)
+    except (ValueError, OSError) as exc:
+        return Outcome(False, f"The note was not saved: {app_config.one_line(app_config.scrub(str(exc)))}")
+    return Outcome(True, f"Note saved for {run.id}.")
+
+
+def ask_delete(form: MutableMapping, run_id: str) -> None:
+    """The user asked to delete ``run_id``: it waits for a confirmation."""
+    form[CONFIRM] = run_id
+
+
+def confirming(form: MutableMapping, run_id: str) -> bool:
+    """Whether ``run_id``'s deletion waits for a confirmation."""
+    return form.get(CONFIRM) == run_id
+
+
+def keep(form: MutableMapping) -> None:
+    """The user took the deletion back."""
+    form.pop(CONFIRM, None)
+
+
+def confirm_delete(form: MutableMapping, root: Path, run_id: str) -> Outcome:
+    """The user confirmed: delete the run's folder (refused for a run that is queued or running)."""
+    keep(form)
+    return perform(delete_run, root, run_id, f"Deleted {run_id}.")
+
+
+def show(outcome: Outcome) -> None:
+    """A done action: a toast and a full rerun (the tables show the change); a refused one: its line."""
+    if outcome.ok:
+        st.toast(outcome.message)
+        st.rerun()  # a full rerun: a fragment-scoped one fails outside fragment reruns
+    st.error(outcome.message)
+
+
+def open_in_explorer(run: RunInfo) -> None:
+    """Open the run's bundle on the Overview page; one error line when it lies outside the data roots."""
+    try:
+        app_config.resolve_server_path(run.bundle_path)
+    except ValueError:
+        st.error(
+            "This run's bundle lies outside the app's data roots; the operator can add the runs folder to "
+            f"${app_config.DATA_ROOT_ENV}."
+        )
+        return
+    state.goto_overview(f"path:{run.bundle_path}")
+
+
+def compare_with_bundle(run: RunInfo) -> None:
+    """The Overview with the run's student (B) beside the first student of the bundle it was trained on."""
+    source = tracker.compare_source(run, state.selection(required=False).source)
+    if not source:
+        st.error("No bundle is open to compare the run's student with; open the one it was trained on first.")
+        return
+    state.goto_overview(source, runs=(run.id,), compare=f"{views.RUN_PREFIX}{run.id}")
+
+
+def pick_compared(options: list[str], labels: dict[str, str]) -> list[str]:
+    """The "Runs" multiselect of the comparison: the newest ``NEWEST`` runs with epochs until the user
+    picks, so new runs join without a reload; from then on the user's choice (runs that are gone drop
+    out). ``options``: run ids, newest first."""
+    ss = st.session_state
+    if ss.get(PICKED):
+        ss[COMPARED] = [i for i in ss.get(COMPARED, []) if i in options]
+        return st.multiselect("Runs", options, key=COMPARED, format_func=labels.get)
+    newest = options[:NEWEST]
+    # a widget keyed by that list: a value pushed into a kept widget during a fragment rerun does not show
+    key = "tune_compare_auto_" + hashlib.sha1(",".join(newest).encode()).hexdigest()[:10]
+    return st.multiselect(
+        "Runs", options, default=newest, key=key, format_func=labels.get, on_change=_picked, args=(key,)
+    )
+
+
+def _picked(key: str) -> None:
+    """The user changed the newest-runs selection: from now on it is theirs."""
+    ss = st.session_state
+    ss[PICKED] = True
+    ss[COMPARED] = list(ss[key])

@@ -1,0 +1,76 @@
+"""What the Tune page's live view says about runs in progress, without layout: each active run's
+progress line (a clear "waiting" state until its first epoch ends), how many runs train at once, and
+which runs failed.
+
+The concurrency is stated as it is: a plain run takes one of ``launcher.default_max_concurrent()``
+slots (``CAKD_VIZ_MAX_RUNS``, else half the cores), while a sweep runs ``engine.default_workers()``
+trials at a time (the cores divided by each trial's threads), so the page never claims one number for
+both.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cakd_viz.runs import engine, launcher, store
+from cakd_viz.runs.results import RunInfo, safe_label
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One active run's progress bar: fraction done, its one-line markdown text, and whether it is still
+    waiting (queued, or no epoch finished yet)."""
+
+    fraction: float
+    text: str
+    waiting: bool
+
+
+def epochs_done(run: RunInfo) -> tuple[int, int]:
+    """(epochs finished, epochs configured) as the run's folder says (0 and 1 when it does not)."""
+    status, total = run.status.get("epoch"), run.config.get("epochs")
+    done = max(status if isinstance(status, int) and not isinstance(status, bool) else 0, len(run.epochs))
+    total = total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 1
+    return done, total
+
+
+def progress(run: RunInfo, now: float | None = None) -> Progress:
+    """The progress of an active run: "epoch 2/5", or until its first epoch ends what it waits for."""
+    done, total = epochs_done(run)
+    head = f"**{safe_label(run)}**"
+    tail = f"`{run.id}`"
+    if run.state == store.ELSEWHERE:
+        return Progress(
+            min(done / total, 1.0), f"{head} · running elsewhere · epoch {done}/{total} · {tail}", False
+        )
+    if run.state == "queued":
+        return Progress(0.0, f"{head} · queued: waiting for a free run slot · {tail}", True)
+    if done == 0:
+        started = run.status.get("started")
+        since = ""
+        if isinstance(started, int | float) and not isinstance(started, bool):
+            since = f", started {max(0.0, (now or time.time()) - started):.0f} s ago"
+        return Progress(0.0, f"{head} · running: waiting for the first epoch to end{since} · {tail}", True)
+    return Progress(min(done / total, 1.0), f"{head} · running · epoch {done}/{total} · {tail}", False)
+
+
+def concurrency_text() -> str:
+    """How many runs train at the same time, as the launcher and the sweep engine decide it."""
+    runs, trials = launcher.default_max_concurrent(), engine.default_workers()
+    return (
+        f"A run trains when one of {runs} run slot{'s' if runs != 1 else ''} is free "
+        f"(`{launcher.MAX_RUNS_ENV}`, else half the CPU cores) and waits queued until then; "
+        f"a sweep runs {trials} trial{'s' if trials != 1 else ''} at a time "
+        "(the CPU cores divided by each trial's threads)"
+    )
+
+
+def active(runs: list[RunInfo]) -> list[RunInfo]:
+    """The runs queued or running (here or elsewhere)."""
+    return [r for r in runs if r.active]
+
+
+def failures(runs: list[RunInfo], most: int = 5) -> list[RunInfo]:
+    """The newest ``most`` runs that failed or read as corrupt."""
+    return [r for r in runs if r.state in ("failed", store.CORRUPT)][:most]
