@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from apptest_support import open_app
@@ -98,7 +99,7 @@ def test_recorded_hyperparameters_fill_the_trackers_columns(tmp_path):
             rec.log_epoch(1, teacher, teacher, labels)
     table = tracker_table(list_runs(tmp_path)).set_index("run")
     row = table.loc["flat"]
-    assert (row["loss"], row["grouping"], row["T"], row["w_b"], row["alpha"], row["beta"]) == (
+    assert (row["loss"], row["grouping"], row["temperature"], row["w_b"], row["alpha"], row["beta"]) == (
         "cakd",
         "topk:3",
         2,
@@ -114,7 +115,8 @@ def test_recorded_hyperparameters_fill_the_trackers_columns(tmp_path):
         1,
     )
     row = table.loc["nested"]
-    assert (row["loss"], row["grouping"], row["alpha"], row["beta"], row["T"]) == ("dkd", "target", 1, 8, 4)
+    assert (row["loss"], row["alpha"], row["beta"], row["temperature"]) == ("dkd", 1, 8, 4)
+    assert pd.isna(row["grouping"])  # DKD declares no grouping: its split is S = {label} by definition
     assert row[["lr", "seed"]].isna().all()  # of the wrong type: kept only as given
     (nested_run,) = [r for r in list_runs(tmp_path) if r.config.get("name") == "nested"]
     assert nested_run.config["hyperparameters"] == nested
@@ -151,6 +153,7 @@ def test_an_exception_marks_the_run_failed_with_its_line_and_goes_on(tmp_path):
 KILLED = """
 import sys
 import numpy as np
+import pandas as pd
 from cakd_viz.runs import Recorder
 rng = np.random.default_rng(0)
 t = rng.normal(size=(20, 5)).astype(np.float32)

@@ -6,15 +6,17 @@ config.json is marked ``"recorded": true`` and holds:
 
     {"format": "cakd-recorded/1", "recorded": true, "name": "...",
      "lr", "epochs", "batch_size", "seed", "student", "teacher", "data"     (where the config gave them)
-     "loss": {"name", "grouping", "temperature", "w_b", "alpha", "beta", "warmup"},
+     "loss": {"name", and every declared loss parameter the config gives: "temperature", "alpha", ...},
      "decomposition": {"grouping", "temperature", "split"},     the recorder's held-out split
      "hyperparameters": {...}}                                  the config as given (JSON)
 
 so readers (``runs.results``: the runs table, the tracker's hyperparameter columns, labels) read it as
 they read a launched run's. The config may be flat or nested: ``{"loss": "cakd", "alpha": 1, "T": 4}``
 and ``{"loss": {"name": "cakd", "alpha": 1, "temperature": 4}}`` say the same; "T" is read as
-"temperature" and "batch" as "batch_size". A value of the wrong type (``"lr": "fast"``) is kept in
-"hyperparameters" only. ``loss.grouping`` and ``loss.temperature`` default to the recorder's.
+"temperature" and "batch" as "batch_size". The loss section takes the parameters the registered losses
+declare (``cakd_viz.losses`` parameters, the tracker's columns), each checked by its declaration; a value
+of the wrong type (``"lr": "fast"``) is kept in "hyperparameters" only. ``loss.grouping`` and
+``loss.temperature`` default to the recorder's.
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ import numpy as np
 RECORDED_FORMAT = "cakd-recorded/1"
 _NAME = re.compile(r"^[\w.+-]{0,100}$")
 _NUMBER, _WHOLE, _TEXT = "number", "whole", "text"
-_LOSS = {"grouping": _TEXT, "temperature": _NUMBER, "w_b": _NUMBER, "alpha": _NUMBER, "beta": _NUMBER}
-_LOSS |= {"warmup": _NUMBER}
 _TOP = {"lr": _NUMBER, "epochs": _WHOLE, "batch_size": _WHOLE, "seed": _WHOLE}
 _TOP |= {"student": _TEXT, "teacher": _TEXT, "data": _TEXT}
 _ALIASES = {"temperature": ("temperature", "T"), "batch_size": ("batch_size", "batch")}
@@ -72,15 +72,23 @@ def _json_form(config: Mapping | None) -> dict:
 
 
 def _loss(raw: dict, grouping: str, temperature: float) -> dict:
+    from cakd_viz.runs.results import loss_columns  # the declared parameters of every registered loss
+
     given = raw.get("loss")
     nested = given if isinstance(given, dict) else {}
     name = given if isinstance(given, str) else nested.get("name")
     loss = {"name": name.strip().lower()} if isinstance(name, str) and name.strip() else {}
-    for key, kind in _LOSS.items():
-        value = _pick(nested, key, kind)
-        value = _pick(raw, key, kind) if value is None else value
-        if value is not None:
-            loss[key] = value
+    for key, param in loss_columns().items():
+        for source in (nested, raw):
+            value = next((source[a] for a in _ALIASES.get(key, (key,)) if a in source), None)
+            try:
+                loss[key] = param.coerce(value) if value is not None else None
+            except ValueError:  # of the wrong type or range: kept in "hyperparameters" only
+                loss[key] = None
+            if loss[key] is not None:
+                break
+        if loss[key] is None:
+            del loss[key]
     loss.setdefault("grouping", grouping)
     loss.setdefault("temperature", temperature)
     return loss
@@ -104,13 +112,13 @@ def _pick(source: dict, key: str, kind: str) -> object:
 def _name(name: str | None, loss: str | None) -> str:
     """The run's name: as given; else "" for a loss the runs table labels itself (ce, kd, dkd, cakd),
     else the loss's name or "recorded"."""
-    from cakd_viz.runs.config import LOSS_NAMES
+    from cakd_viz.runs.loss_config import loss_names
 
     if name is not None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"name {name!r}: use at most 100 letters, digits and _ . + - only")
         return name
-    if loss in LOSS_NAMES:
+    if loss in loss_names():
         return ""
     return re.sub(r"[^\w.+-]", "_", loss)[:100] if loss else "recorded"
 
