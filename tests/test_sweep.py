@@ -76,7 +76,7 @@ def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
         ),
         ({"grid": {"beta": []}}, r"grid\['beta'\] must be a non-empty list of values"),
         ({"grid": {"beta": [-1]}}, r"trial 0 \(beta=-1\): loss.beta must be a finite number >= 0"),
-        ({"grid": {"k": [3]}, "base_loss": {"grouping": "target"}}, r"k needs topk:K or topk\+target:K"),
+        ({"grid": {"k": [3]}, "base_loss": {"grouping": "target"}}, r"k needs one of topk:K, topk\+target:K"),
         (
             {"random": {"alpha": {"uniform": [2, 1]}}, "num_samples": 2},
             r"random\['alpha'\] must be a list of choices",

@@ -10,8 +10,8 @@ A sweep config (JSON) names a base run config and what varies:
 
 Keys of ``grid`` and ``random``: a parameter some registered loss declares as sweepable (``w_b``,
 ``alpha``, ``beta``, ``temperature``, ``warmup``, ``grouping``, ...; ``cakd_viz.losses.params``) or a
-setting of the run's loss section (``ce_weight``), dotted ``loss.name``, ``k`` (the K of a ``topk:K``
-or ``topk+target:K`` grouping), or a run field (``seed``, ``lr``, ``epochs``, ``batch_size``, ...).
+setting of the run's loss section (``ce_weight``), dotted ``loss.name``, ``k`` (the K of a grouping
+rule that takes one: ``topk:K``, ``topk+target:K``, ...), or a run field (``seed``, ``lr``, ``epochs``, ``batch_size``, ...).
 Each trial is validated against its own loss: a key its loss does not take is refused, naming it. A
 case that names another loss starts that loss's section afresh, keeping only the base's settings
 that loss takes. Random draws are made here, with ``search_seed``, so both engines run exactly the
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cakd_viz.grouping import DEFAULT_GROUPING
+from cakd_viz.grouping import DEFAULT_GROUPING, RULES, parse_grouping
 from cakd_viz.runs import store
 from cakd_viz.runs.config import LossConfig, RunConfig, loss_names, loss_parameters, read_json_config
 
@@ -217,12 +217,13 @@ def _set(data: dict, key: str, value: object) -> None:
     loss = data.setdefault("loss", {})
     if isinstance(loss, str):
         loss = data["loss"] = {"name": loss}
-    if key == "k":
+    if key == "k":  # the K of the grouping's rule, for every registered rule that takes one
         grouping = str(loss.get("grouping", DEFAULT_GROUPING))
-        kind = grouping.split(":")[0]
-        if kind not in ("topk", "topk+target"):
-            raise ValueError(f"k is swept, but the grouping is {grouping!r}; k needs topk:K or topk+target:K")
-        loss["grouping"] = f"{kind}:{value}"
+        rule = parse_grouping(grouping)
+        if rule.symbol != "K":
+            takes = ", ".join(r.form for r in RULES.values() if r.symbol == "K")
+            raise ValueError(f"k is swept, but the grouping is {grouping!r}; k needs one of {takes}")
+        loss["grouping"] = rule.spec(value)
     elif key.startswith("loss.") or (key in sweepable_loss_keys() and key not in _RUN_KEYS):
         loss[key.removeprefix("loss.")] = value
     else:
