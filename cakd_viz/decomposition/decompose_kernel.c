@@ -108,7 +108,7 @@
 #include <sched.h>
 #endif
 
-#define DK_ABI 1
+#define DK_ABI 2
 
 enum { RULE_TARGET = 0, RULE_TOPK = 1, RULE_TOPK_TARGET = 2, RULE_MASS = 3, RULE_CORR = 4 };
 enum { DT_F32 = 0, DT_F16 = 1 };
@@ -154,6 +154,7 @@ typedef struct {
     int64_t *const *iout;
     uint8_t *mask_out; /* (n, c) strong sets, or NULL; with mask_only nothing else is computed */
     int mask_only;
+    int64_t *scan_out; /* (n,) argmaxes of t, or NULL: then only pass 1 runs (t = s), checking finiteness */
     int simd;
 } call_t;
 
@@ -162,7 +163,8 @@ typedef struct {
     float *tf, *sf, *eb, *dd;  /* (cp,) row values, e^b, d - d_ref */
     uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
     double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
-    float *sel;                /* (c + 16,) top-k: the candidates */
+    double *pc;                /* (c + 16,) mass (AVX-512): the candidates' probabilities */
+    float *sel;                /* (c + 16,) top-k and mass (AVX-512): the candidates */
     int32_t *cand;             /* (c + 16,) top-k: the candidates' classes */
     void *block;
 } scratch_t;
@@ -195,6 +197,7 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 1024; /* + alignment slack */
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)c * sizeof(double) + 64;
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)(c + 16) * (sizeof(float) + sizeof(int32_t)) + 128;
+    if (rule == RULE_MASS) need += (size_t)(c + 16) * (sizeof(float) + sizeof(double)) + 128;
     void *mem = NULL;
     if (posix_memalign(&mem, 64, need) != 0) return -1;
     char *p = mem;
@@ -215,6 +218,10 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) {
         TAKE(sc->sel, float, c + 16);
         TAKE(sc->cand, int32_t, c + 16);
+    }
+    if (rule == RULE_MASS) {
+        TAKE(sc->sel, float, c + 16);
+        TAKE(sc->pc, double, c + 16);
     }
 #undef TAKE
     return 0;
@@ -370,6 +377,17 @@ static inline int reaches(double m, goal_t g) { return !(m - g.hi < g.lo); }
 /* The set both rules want: with v the largest value such that sum_{t_i >= v} p_i reaches the goal, the
    classes above v, then those at v in index order until the sum reaches the goal. mass:P: p the
    unnormalised probabilities, goal P sum p. top-k (k > TOPK_SMALL): p = 1, goal = k (exact counts). */
+/* S for the threshold value v: the classes above it (their mass `cum`, short of the goal), then those
+   at v in index order until the sum reaches the goal. */
+static void select_at(const float *t, int64_t c, const double *p, goal_t goal, float v, double cum, uint8_t *mask) {
+    for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
+    for (int64_t i = 0; i < c && !reaches(cum, goal); i++) /* the classes at v, in index order */
+        if (t[i] == v) {
+            mask[i] = 1;
+            cum += p[i];
+        }
+}
+
 static void threshold_select(const float *t, int64_t c, float tmin, float tmax, const double *p, goal_t goal,
                              uint8_t *mask, mass_probe_t probe) {
     if (!reaches(probe(t, p, c, tmin, 0), goal)) { /* P not reached (rounding, P near 1): every class */
@@ -385,13 +403,7 @@ static void threshold_select(const float *t, int64_t c, float tmin, float tmax, 
             hi = mid - 1;
     }
     const float v = key_float(lo);
-    double cum = probe(t, p, c, v, 1); /* short of the goal: lo is the largest key that reaches it */
-    for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
-    for (int64_t i = 0; i < c && !reaches(cum, goal); i++) /* the classes at v, in index order */
-        if (t[i] == v) {
-            mask[i] = 1;
-            cum += p[i];
-        }
+    select_at(t, c, p, goal, v, probe(t, p, c, v, 1), mask); /* short of the goal: lo is the largest key */
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1219,6 +1231,57 @@ W_FN double mass_probe_avx512(const float *t, const double *p, int64_t c, float 
     return _mm512_reduce_add_pd(_mm512_add_pd(a, b)) + mass_probe_scalar(t + c16, p + c16, c - c16, theta, strict);
 }
 
+/* mass:P's threshold v by selection rather than bisection: the candidates (values, probabilities) are
+   split around a pivot, keeping the side where v lies and adding the mass above it to `base`; about two
+   passes over the row in all, against 32 probes. Its sums are taken in another order than the probes',
+   so the caller keeps v only where the probes confirm it (v reaches the goal, the classes above v do
+   not): then it is the bisection's v and the set is the same, bit for bit. Returns 0 where no v came out
+   (the caller bisects). cv, cp: (c + 16,) scratch. */
+#define PICK_LEVELS 48 /* a row that needs more (adversarial pivots) is left to the bisection */
+W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goal, float *cv, double *cp, float *v) {
+    const float *vals = t; /* the first level reads the row itself */
+    const double *ps = p;
+    double base = 0.0;
+    int64_t m = c;
+    for (int level = 0; m > 0 && level < PICK_LEVELS; level++) {
+        const __m512 x = _mm512_set1_ps(vals[m / 2]); /* the middle candidate: in class order, any rank */
+        __m512d hi0 = _mm512_setzero_pd(), hi1 = hi0, eq0 = hi0, eq1 = hi0;
+        for (int64_t i = 0; i < m; i += 16) {
+            __mmask16 in = m - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - i)) - 1);
+            __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
+            __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
+            __m512d a = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), b = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
+            hi0 = _mm512_mask_add_pd(hi0, (__mmask8)gt, hi0, a), hi1 = _mm512_mask_add_pd(hi1, (__mmask8)(gt >> 8), hi1, b);
+            eq0 = _mm512_mask_add_pd(eq0, (__mmask8)eq, eq0, a), eq1 = _mm512_mask_add_pd(eq1, (__mmask8)(eq >> 8), eq1, b);
+        }
+        const double hi = _mm512_reduce_add_pd(_mm512_add_pd(hi0, hi1)), at = _mm512_reduce_add_pd(_mm512_add_pd(eq0, eq1));
+        int above; /* keep the candidates above the pivot (1) or below it (0) */
+        if (reaches(base + hi, goal))
+            above = 1;
+        else if (reaches(base + hi + at, goal)) {
+            *v = _mm512_cvtss_f32(x);
+            return 1;
+        } else {
+            above = 0;
+            base += hi + at;
+        }
+        int64_t w = 0; /* compact the kept side into cv, cp (in place from the second level: w <= i) */
+        for (int64_t i = 0; i < m; i += 16) {
+            __mmask16 in = m - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - i)) - 1);
+            __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
+            __m512d a = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), b = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
+            __mmask16 k = above ? _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, y, x, _CMP_LT_OQ);
+            int lo = __builtin_popcount(k & 0xffu);
+            _mm512_storeu_ps(cv + w, _mm512_maskz_compress_ps(k, y));
+            _mm512_storeu_pd(cp + w, _mm512_maskz_compress_pd((__mmask8)k, a));
+            _mm512_storeu_pd(cp + w + lo, _mm512_maskz_compress_pd((__mmask8)(k >> 8), b));
+            w += __builtin_popcount(k);
+        }
+        vals = cv, ps = cp, m = w;
+    }
+    return 0;
+}
+
 static int cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -1316,7 +1379,19 @@ static int select_strong(const call_t *cl, scratch_t *sc, row_t *row, int64_t la
         if (cl->simd == 2) exps = mass_exp_avx512;
 #endif
         double z = exps(sc->tf, c, row->tmax, cl->inv_t, sc->pd);
-        threshold_select(sc->tf, c, row->tmin, row->tmax, sc->pd, exact_product(cl->mass_p, z), mask, probe_for(cl));
+        const goal_t goal = exact_product(cl->mass_p, z);
+        const mass_probe_t probe = probe_for(cl);
+#ifdef DK_X86
+        float v;
+        if (cl->simd == 2 && mass_pick_avx512(sc->tf, sc->pd, c, goal, sc->sel, sc->pc, &v)) {
+            double above = probe(sc->tf, sc->pd, c, v, 1); /* the probes confirm v, or the bisection decides */
+            if (!reaches(above, goal) && reaches(probe(sc->tf, sc->pd, c, v, 0), goal)) {
+                select_at(sc->tf, c, sc->pd, goal, v, above, mask);
+                return 0;
+            }
+        }
+#endif
+        threshold_select(sc->tf, c, row->tmin, row->tmax, sc->pd, goal, mask, probe);
         return 0;
     }
     case RULE_CORR: {
@@ -1375,6 +1450,10 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
     else
 #endif
         pass1_portable(cl, sc, r, &row);
+    if (cl->scan_out) { /* a scan: the argmax and finiteness only */
+        cl->scan_out[r] = row.finite ? row.targ : -1;
+        return row.finite ? OK : ERR_NONFINITE;
+    }
     if (!row.finite) return bad_row(cl, r, ERR_NONFINITE);
     if (!((double)row.dx * cl->inv_t <= DX_MAX)) { /* also t - s = inf in float: for the caller, in float64 */
         bad_row(cl, r, OK);
@@ -1725,5 +1804,16 @@ int dk_strong_mask(int64_t n, int64_t c, const void *teacher, int64_t t_stride, 
                  .t_dtype = t_dtype, .s_dtype = t_dtype, .labels = labels, .correlated = correlated,
                  .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .mask_out = mask_out,
                  .mask_only = 1, .simd = simd_level(flags)};
+    return run(&cl, threads, bad_row);
+}
+
+/* One pass over an (n, c) array of logits, as pass 1 reads them: each row's argmax (lowest index among
+   equal maxima, as the decomposition's teacher_pred) into pred (n,), and ERR_NONFINITE with *bad_row the
+   lowest row holding a NaN or an infinity (its pred is -1; the other rows are scanned). */
+int dk_scan(int64_t n, int64_t c, const void *data, int64_t stride, int dtype, int64_t *pred, int threads, int flags,
+            int64_t *bad_row) {
+    call_t cl = {.n = n, .c = c, .t = data, .s = data, .t_stride = stride, .s_stride = stride, .t_dtype = dtype,
+                 .s_dtype = dtype, .rule = RULE_TOPK, .k = 1, .temp = 1.0, .scan_out = pred,
+                 .simd = simd_level(flags)};
     return run(&cl, threads, bad_row);
 }

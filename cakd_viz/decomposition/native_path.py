@@ -23,7 +23,7 @@ import numpy as np
 from cakd_viz.grouping import Grouping
 from cakd_viz.native import NativeLibrary
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 # No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
 # the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
 # the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
@@ -63,6 +63,9 @@ _MASK = [
     ctypes.POINTER(_i64),
 ]
 
+# dk_scan(n, c, data, stride, dtype, pred, threads, flags, bad_row)
+_SCAN = [_i64, _i64, _ptr, _i64, _int, _ptr, _int, _int, ctypes.POINTER(_i64)]
+
 
 @dataclass(frozen=True)
 class Kernel:
@@ -73,6 +76,7 @@ class Kernel:
     strong_mask: ctypes._CFuncPtr
     simd_level: int  # 0 portable, 1 AVX2, 2 AVX-512
     pool_size: ctypes._CFuncPtr  # helper threads started so far
+    scan: ctypes._CFuncPtr
 
     def describe(self) -> str:
         return f"{SIMD_NAMES[self.simd_level]} path"
@@ -81,8 +85,11 @@ class Kernel:
 def _bind(lib: ctypes.CDLL, path: Path) -> Kernel:
     lib.dk_decompose.argtypes, lib.dk_decompose.restype = _DECOMPOSE, _int
     lib.dk_strong_mask.argtypes, lib.dk_strong_mask.restype = _MASK, _int
+    lib.dk_scan.argtypes, lib.dk_scan.restype = _SCAN, _int
     lib.dk_simd_level.restype = lib.dk_pool_size.restype = _int
-    return Kernel(path, lib.dk_decompose, lib.dk_strong_mask, lib.dk_simd_level(), lib.dk_pool_size)
+    return Kernel(
+        path, lib.dk_decompose, lib.dk_strong_mask, lib.dk_simd_level(), lib.dk_pool_size, lib.dk_scan
+    )
 
 
 LIBRARY: NativeLibrary[Kernel] = NativeLibrary(
@@ -233,3 +240,25 @@ def kernel_strong_mask(
     if code:
         raise KernelError(code, int(bad.value))
     return mask.view(bool)
+
+
+def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int, isa: str = "auto") -> None:
+    """Each row's argmax of (m, C) `rows` (see `kernel_rows`; lowest index among equal maxima, as
+    `decompose`'s teacher_pred) into `out` ((m,) contiguous int64), by pass 1 of the decomposition.
+    Raises KernelError(ERR_NONFINITE, row) for the first row holding a NaN or an infinity."""
+    data, stride, code_dtype = kernel_rows(rows)
+    m, c = data.shape
+    bad = _i64(-1)
+    code = kern.scan(
+        m,
+        c,
+        data.ctypes.data,
+        stride,
+        code_dtype,
+        out.ctypes.data,
+        int(threads),
+        ISA_FLAGS[isa],
+        ctypes.byref(bad),
+    )
+    if code:
+        raise KernelError(code, int(bad.value))
