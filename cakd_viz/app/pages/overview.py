@@ -43,7 +43,7 @@ dkd = st.toggle(
 )
 state.store_choice("dkd", "1", not dkd)
 grouping = "target" if dkd else sel.grouping
-res = state.results(sel.students, grouping=grouping)  # every student: all exact, or all on one preview
+res = state.results(sel.students, grouping=grouping)  # every student
 here = res[sel.student]
 context = ui.context(grouping=grouping)
 st.caption(
