@@ -2,8 +2,8 @@
 the pass runs, then the exact numbers over every sample (no reload).
 
 The server's pass at T = 3 is held at a gate this test controls: a ``sitecustomize`` on the server's
-path wraps ``cakd_viz.decomposition.decompose`` so that, at T = 3, it first takes a shared lock on a file
-the test holds locked. The bar is then certainly on screen when the test looks; unlocking lets the
+path wraps ``cakd_viz.decomposition.decompose_many`` so that, at T = 3, it first takes a shared lock on a
+file the test holds locked. The bar is then certainly on screen when the test looks; unlocking lets the
 pass finish.
 """
 
@@ -30,7 +30,7 @@ HOOK = f"""
 import fcntl, os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import cakd_viz.decomposition as _dec
-_real = _dec.decompose
+_real = _dec.decompose_many
 
 def _gated(*args, **kw):
     if kw.get("temperature") == {GATED_T}:
@@ -38,7 +38,7 @@ def _gated(*args, **kw):
             fcntl.flock(gate, fcntl.LOCK_SH)  # waits while the test holds the file locked
     return _real(*args, **kw)
 
-_dec.decompose = _gated
+_dec.decompose_many = _gated
 """
 
 
@@ -81,7 +81,7 @@ def test_a_temperature_change_shows_its_progress_then_the_exact_view(big, tmp_pa
         page.wait_for_selector(PROGRESS, timeout=60_000)
         text = page.locator(PROGRESS).inner_text()
         assert (
-            f"Decomposing the KL of every sample: kd under topk:5 at T = 3 (1 of 2), 0% of {N:,} samples"
+            f"Decomposing the KL of every sample: kd and ce under topk:5 at T = 3, 0% of {N:,} samples"
             in text
         )
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -167,7 +167,7 @@ def test_a_change_of_setting_stops_the_pass_and_keeps_nothing(big, monkeypatch):
 def test_two_sessions_asking_at_once_share_one_pass(big, monkeypatch):
     """The second session waits for the first one's pass (showing its progress), then reads its result."""
     calls, started, release = [], threading.Event(), threading.Event()
-    real = progressive.decompose
+    real = progressive.decompose_many
 
     def held_decompose(*args, **kw):
         calls.append(kw["temperature"])
@@ -175,7 +175,7 @@ def test_two_sessions_asking_at_once_share_one_pass(big, monkeypatch):
         assert release.wait(60)
         return real(*args, **kw)
 
-    monkeypatch.setattr(progressive, "decompose", held_decompose)
+    monkeypatch.setattr(progressive, "decompose_many", held_decompose)
     key = _key(big)
     out: dict[str, object] = {}
     first = threading.Thread(
@@ -200,7 +200,11 @@ def test_two_sessions_asking_at_once_share_one_pass(big, monkeypatch):
 def test_results_are_kept_within_a_byte_budget_least_recently_used_out_first(big):
     d = _exact(big, "kd")
     size = progressive.nbytes(d)
-    assert size == sum(getattr(d, n).nbytes for n in progressive.PER_SAMPLE) + d.labels.nbytes
+    assert size == sum(getattr(d, n).nbytes for n in progressive.PER_SAMPLE)  # the labels are the bundle's
+    copied = decompose(
+        big.student("kd"), big.teacher, big.labels.astype(np.int32), grouping=GROUPING, temperature=T
+    )
+    assert progressive.nbytes(copied) == size + copied.labels.nbytes
     store = progressive.Store(budget=lambda: 2 * size)
     for k in "abc":
         store.put((k,), _exact(big, "kd"))

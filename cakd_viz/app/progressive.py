@@ -1,18 +1,20 @@
 """Exact decompositions for the pages: computed when asked, with a progress bar, kept in memory.
 
 ``results`` (what ``state.results`` calls) gives every student asked for its decomposition over every
-sample of the view, computed in the page run that asks for it: the fused C kernel takes about a second
-per student on 1,280,000 x 1,000 float16 logits on 2 cores, so a page waits for it, with a progress bar
-in the placeholder under the page title (``ui.notice_box``). A change of setting during a pass stops
-it at its next progress report (Streamlit interrupts the run), and nothing half-computed is kept.
+sample of the view, computed in the page run that asks for it: the students that are not kept yet in
+one pass of the fused C kernel (``decompose_many``: each row's strong set decided once for all of them),
+about a second per student on 1,280,000 x 1,000 float16 logits on 2 quiet cores. The page waits for it,
+with a progress bar in the placeholder under the page title (``ui.notice_box``). A change of setting
+during a pass stops it at its next progress report (Streamlit interrupts the run at its next delta),
+and nothing half-computed is kept.
 
 What was computed is kept in one store per server process, shared by every session (read-only arrays):
 at most ``results_budget()`` bytes (``$CAKD_VIZ_RESULTS_MB``, default 1,536 MB: fifteen results of
 1,280,000 samples), least recently used out first. A result is keyed by the view's key (the bundle's
 path and a stamp of its files' identities, ``cakd_viz.app.bundles``: a rewritten or edited file gives
 a new key), the student, the grouping, T and the device. One pass runs at a time per process (two side
-by side only slow each other down); a session that needs a result while another pass runs waits for
-it, showing that pass's progress, and computes what is still missing when it is done.
+by side only slow each other down); a session that needs results while another pass runs waits for it,
+showing that pass's progress, and then computes what is still missing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cakd_viz.app import ui, views
-from cakd_viz.decomposition import Decomposition, decompose
+from cakd_viz.decomposition import Decomposition, decompose_many
 from cakd_viz.decomposition.result import PER_SAMPLE
 from cakd_viz.grouping import parse_grouping
 
@@ -132,9 +134,10 @@ class Store:
 
 
 def nbytes(d: Decomposition) -> int:
-    """Bytes held by a decomposition's per-sample arrays (labels included)."""
-    arrays = [getattr(d, name) for name in PER_SAMPLE] + ([d.labels] if d.labels is not None else [])
-    return int(sum(a.nbytes for a in arrays))
+    """Bytes held by a decomposition's per-sample arrays (its labels too where they are its own copy,
+    not the bundle's array)."""
+    own_labels = d.labels is not None and d.labels.flags.owndata
+    return int(sum(getattr(d, name).nbytes for name in PER_SAMPLE) + (d.labels.nbytes if own_labels else 0))
 
 
 STORE = Store()
@@ -147,7 +150,7 @@ _RUNNING: dict = {}  # what the pass holding _PASS computes: {"title", "done", "
 
 def results(key: tuple, students, grouping: str, temperature: float, device: str) -> dict[str, Result]:
     """Each student's exact decomposition under (grouping, T): from the store, or computed now (one pass
-    per missing student, a progress bar under the page title meanwhile)."""
+    for every missing student, a progress bar under the page title meanwhile)."""
     students = list(dict.fromkeys(students))
     grouping = str(parse_grouping(grouping))
     temperature = float(temperature)
@@ -187,8 +190,7 @@ def _compute(key: tuple, students: list[str], grouping: str, temperature: float,
                 return got
             if _PASS.acquire(timeout=DRAW_EVERY_S):
                 try:
-                    for i, s in enumerate(todo):
-                        got[s] = _one_pass(key, s, grouping, temperature, device, bar, i, len(todo))
+                    got.update(_one_pass(key, todo, grouping, temperature, device, bar))
                 finally:
                     _RUNNING.clear()
                     _PASS.release()
@@ -198,15 +200,16 @@ def _compute(key: tuple, students: list[str], grouping: str, temperature: float,
         bar.close()
 
 
-def _one_pass(key, student, grouping, temperature, device, bar, i: int, count: int) -> Decomposition:
-    k = (key, grouping, temperature, device, student)
-    d = STORE.get(k)
-    if d is not None:  # computed by the pass this session waited for
-        return d
+def _one_pass(key, students: list[str], grouping, temperature, device, bar) -> dict[str, Decomposition]:
+    """The students' decompositions that are not stored yet, in one pass over the rows (one strong set per
+    row for all of them: ``decompose_many``), stored."""
+    keys = {s: (key, grouping, temperature, device, s) for s in students}
+    got = {s: STORE.get(k) for s, k in keys.items()}  # computed by the pass this session waited for
+    todo = [s for s, d in got.items() if d is None]
+    if not todo:
+        return got
     b = views.load(key)
-    title = f"{student} under {grouping} at T = {temperature:g}" + (
-        f" ({i + 1} of {count})" if count > 1 else ""
-    )
+    title = f"{_names(todo)} under {grouping} at T = {temperature:g}"
     _RUNNING.update(title=title, done=0, total=b.num_samples)
 
     def progress(done: int, total: int) -> None:
@@ -215,8 +218,8 @@ def _one_pass(key, student, grouping, temperature, device, bar, i: int, count: i
 
     bar.computing(title, 0, b.num_samples)
     corr = views.correlation(key) if parse_grouping(grouping).needs_correlation else None
-    d = decompose(
-        b.student(student),
+    done = decompose_many(
+        [b.student(s) for s in todo],
         b.teacher,
         b.labels,
         grouping=grouping,
@@ -225,7 +228,14 @@ def _one_pass(key, student, grouping, temperature, device, bar, i: int, count: i
         correlation=corr,
         progress=progress,
     )
-    return STORE.put(k, d)
+    for s, d in zip(todo, done, strict=True):
+        got[s] = STORE.put(keys[s], d)
+    return got
+
+
+def _names(students: list[str]) -> str:
+    """ "kd", "kd and ce", "kd, ce and dkd"."""
+    return students[0] if len(students) == 1 else f"{', '.join(students[:-1])} and {students[-1]}"
 
 
 class Bar:
