@@ -19,7 +19,8 @@ setting and "all N samples" where the page says it):
 
 The first open is measured on --repeats fresh servers (no results are kept on disk, so every fresh
 server is a cold one); the interactions on the last server, each repeated with a new setting every time.
-Each line gives the median, then every value with the 1-minute load average when it was measured.
+Each line gives the median, then every value with the CPU seconds the server used meanwhile (all its
+threads: on 2 free cores a pass takes about half its CPU time) and the 1-minute load average then.
 Targets: exact numbers within 3 s of a temperature, grouping or student change (5 s at
 most), within 15 s of the first open (30 s at most), app memory under 3 GB beyond the memory-mapped
 bundle. The machine is shared: the load average is printed with every figure.
@@ -140,31 +141,47 @@ def _gb(n: int) -> str:
     return f"{n / 2**30:.2f} GB"
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds the process has used so far, every thread (utime + stime of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Figures:
-    """Every measurement with the load average when it was taken; printed as medians."""
+    """Every measurement with the server's CPU seconds and the load average when it was taken; printed
+    as medians."""
 
-    def __init__(self) -> None:
-        self.values: dict[str, list[tuple[float, float]]] = {}
+    def __init__(self, pid: int = 0) -> None:
+        self.pid = pid
+        self.values: dict[str, list[tuple[float, float, float]]] = {}
 
-    def add(self, name: str, seconds: float, load: float) -> None:
-        self.values.setdefault(name, []).append((seconds, load))
-        print(f"  {name}: {seconds:.2f} s (load {load:.1f})", flush=True)
+    def start(self) -> tuple[float, float]:
+        """(the 1-minute load average, the server's CPU seconds) before an input."""
+        return os.getloadavg()[0], _cpu(self.pid)
+
+    def add(self, name: str, seconds: float, before: tuple[float, float]) -> None:
+        load, cpu0 = before
+        cpu = _cpu(self.pid) - cpu0
+        self.values.setdefault(name, []).append((seconds, cpu, load))
+        print(f"  {name}: {seconds:.2f} s, server CPU {cpu:.2f} s (load {load:.1f})", flush=True)
 
     def report(self, name: str, target: str) -> None:
-        pairs = self.values.get(name, [])
-        if not pairs:
+        rows = self.values.get(name, [])
+        if not rows:
             return
-        each = ", ".join(f"{s:.2f} @ {load:.1f}" for s, load in pairs)
-        median = statistics.median(s for s, _ in pairs)
-        print(f"  {name:<34} median {median:6.2f} s   (s @ load: {each})  {target}", flush=True)
+        each = ", ".join(f"{s:.2f} ({cpu:.1f}) @ {load:.1f}" for s, cpu, load in rows)
+        median = statistics.median(s for s, _, _ in rows)
+        print(
+            f"  {name:<34} median {median:6.2f} s   (s (server CPU s) @ load: {each})  {target}", flush=True
+        )
 
 
 def _open(browser, url: str, query: str, n: int, figures: Figures, name: str):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    load = os.getloadavg()[0]
+    before = figures.start()
     t0 = time.perf_counter()
     page.goto(f"{url}/{query}")
-    figures.add(name, _exact(page, t0, CHARTS["overview"], "KL(teacher", f"over all {n:,} samples."), load)
+    figures.add(name, _exact(page, t0, CHARTS["overview"], "KL(teacher", f"over all {n:,} samples."), before)
     return page
 
 
@@ -175,29 +192,31 @@ def _interactions(page, n: int, repeats: int, figures: Figures) -> None:
     every = f"over all {n:,} samples."
     for r in range(repeats):
         value = next(temps)
-        load = os.getloadavg()[0]
+        before = figures.start()
         t0 = _type(page, "Temperature T", f"{value:g}")
-        figures.add("T change", _exact(page, t0, CHARTS["overview"], f"T = {value:g}.", every), load)
+        figures.add("T change", _exact(page, t0, CHARTS["overview"], f"T = {value:g}.", every), before)
         spec = next(groupings)
-        load = os.getloadavg()[0]
+        before = figures.start()
         t0 = _type(page, "Grouping", spec)
-        figures.add("grouping change", _exact(page, t0, CHARTS["overview"], f"Grouping {spec}", every), load)
+        figures.add(
+            "grouping change", _exact(page, t0, CHARTS["overview"], f"Grouping {spec}", every), before
+        )
         who = next(students)
-        load = os.getloadavg()[0]
+        before = figures.start()
         t0 = _pick(page, "Student (A)", who)
-        figures.add("student change", _exact(page, t0, CHARTS["overview"], f"{who}: each", every), load)
+        figures.add("student change", _exact(page, t0, CHARTS["overview"], f"{who}: each", every), before)
         other = "kd" if who == "ce" else "ce"
-        load = os.getloadavg()[0]
+        before = figures.start()
         t0 = _pick(page, "Compare with (B)", other)
-        figures.add("student B", _exact(page, t0, 3, f"against {other} (B)", every), load)
-        load = os.getloadavg()[0]
+        figures.add("student B", _exact(page, t0, 3, f"against {other} (B)", every), before)
+        before = figures.start()
         t0 = _pick(page, "Compare with (B)", "nobody")
-        figures.add("student B: nobody again", _exact(page, t0, 2, f"{who}: each", every), load)
+        figures.add("student B: nobody again", _exact(page, t0, 2, f"{who}: each", every), before)
         for key in ("correlation", "sample", "diagnose", "data", "overview"):
-            load = os.getloadavg()[0]
+            before = figures.start()
             t0 = _goto(page, key)
             texts = [QUESTION[key]] + ([every] if key in ("overview", "correlation") else [])
-            figures.add(f"page switch to {NAV[key]}", _exact(page, t0, CHARTS[key], *texts), load)
+            figures.add(f"page switch to {NAV[key]}", _exact(page, t0, CHARTS[key], *texts), before)
         print(f"repeat {r + 1} of {repeats} done", flush=True)
 
 
@@ -229,6 +248,7 @@ def main() -> None:
     with serve.browser() as browser:
         for r in range(args.repeats):
             with serve.running_server(env=env, log=log) as server, serve.PeakAnon(server.pid, 0.05) as peak:
+                figures.pid = server.pid
                 page = _open(browser, server.url, query, n, figures, "first open (fresh server)")
                 if r == args.repeats - 1:
                     other = _open(browser, server.url, query, n, figures, "another session (same server)")

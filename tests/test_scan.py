@@ -90,3 +90,26 @@ def test_correlation_over_all_rows_or_a_stated_subsample(tmp_path):
     np.testing.assert_allclose(part.matrix, class_correlation(np.asarray(b.teacher)[rows]))
     assert part.describe() == "over a fixed random subsample of 120 of 300 samples"
     assert bundles.correlation_scope(300) == "over all 300 samples"
+
+
+@pytest.mark.parametrize("grouping", ["target", "topk:3", "topk+target:2", "mass:0.9", "corr:0.1"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_membership_in_strong_sets_is_diagnoses_own(grouping, dtype, monkeypatch):
+    """`in_strong_set` (the kernel's selection, or tensor ops for float64) agrees with
+    `diagnose.prediction_in_strong` (tensor ops) row by row, in chunks."""
+    from cakd_viz import diagnose
+    from cakd_viz.decomposition import membership
+    from cakd_viz.decomposition.membership import in_strong_set
+
+    monkeypatch.setattr(membership, "CHUNK_ROWS", 37)
+    student, teacher, labels = make_logits(300, 12, seed=7)
+    teacher = teacher.astype(dtype)
+    corr = np.corrcoef(np.asarray(teacher, dtype=np.float64), rowvar=False)
+    d = decompose(student, teacher, labels, grouping=grouping, temperature=2.0, correlation=corr)
+    rows = np.flatnonzero(np.arange(300) % 3 > 0)  # two thirds of the samples, in order
+    want = diagnose.prediction_in_strong(d, teacher, rows, correlation=corr)[rows]
+    got = in_strong_set(
+        d.student_pred[rows], teacher, labels, rows, grouping=grouping, temperature=2.0, correlation=corr
+    )
+    assert 0 < want.sum() < len(rows)  # both outcomes occur
+    np.testing.assert_array_equal(got, want)

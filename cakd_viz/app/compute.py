@@ -15,6 +15,7 @@ import streamlit as st
 from cakd_viz import aggregates, compare, diagnose, families, scans
 from cakd_viz.app import views
 from cakd_viz.app.progressive import Result
+from cakd_viz.decomposition.membership import in_strong_set
 from cakd_viz.grouping import parse_grouping
 
 SCAN_SAMPLE = 3000  # scans decompose a fixed random subset of this many samples per setting
@@ -217,11 +218,22 @@ def failure_table(r: Result, mask: np.ndarray, *, by: str, names, limit: int | N
 
 def in_strong(r: Result, key: tuple, which: str) -> np.ndarray:
     """Per sample of ``r.d``: whether the student's prediction lies in its strong set S, for the samples
-    of failure set ``which`` (the others False); S rebuilt from the teacher's rows of those samples."""
+    of failure set ``which`` (the others False); S rebuilt from the teacher's rows of those samples by the
+    kernel's own selection (``decomposition.membership``)."""
     return _in_strong(r.d, views.load(key).teacher, r.ident, which, key)
 
 
 @st.cache_data(max_entries=16, show_spinner="Checking which predictions fall in the strong set…")
 def _in_strong(_d, _teacher, ident: tuple, which: str, key: tuple) -> np.ndarray:
     rows = np.flatnonzero(diagnose.failure_mask(_d, which))
-    return diagnose.prediction_in_strong(_d, _teacher, rows, correlation=_corr_for(key, _d.grouping))
+    out = np.zeros(len(_d), dtype=bool)
+    out[rows] = in_strong_set(
+        _d.student_pred[rows],
+        _teacher,
+        _d.labels,
+        rows,
+        grouping=_d.grouping,
+        temperature=_d.temperature,
+        correlation=_corr_for(key, _d.grouping),
+    )
+    return out
