@@ -234,7 +234,7 @@ def _one_pass(key, students: list[str], grouping, temperature, device, bar) -> d
 
 
 def _names(students: list[str]) -> str:
-    """ "kd", "kd and ce", "kd, ce and dkd"."""
+    """The students in words: kd; kd and ce; kd, ce and dkd."""
     return students[0] if len(students) == 1 else f"{', '.join(students[:-1])} and {students[-1]}"
 
 
