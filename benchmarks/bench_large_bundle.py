@@ -1,7 +1,7 @@
 """A 1,280,000 x 1,000 float16 bundle: decompose from the page cache against the old engine, and from disk.
 
     .venv/bin/python benchmarks/bench_large_bundle.py [--n 1280000] [--classes 1000] [--dir DIR]
-                                                      [--repeats 3] [--skip-cold] [--keep]
+                                                      [--repeats 3] [--skip-cold] [--keep] [--bundle B]
 
 1. Creates the bundle with `python -m cakd_viz synth --n N --classes C --dtype float16 --out DIR/...`
    (a teacher and two students, ~7.7 GB at full size; DIR defaults to a new temporary folder), or
@@ -10,11 +10,15 @@
    each of `--repeats` rounds, `decompose(student, teacher, grouping="topk:5", temperature=4, device=
    "cpu")` on the memory-mapped arrays and the engine it replaced (float32 tensor ops, a frozen copy in
    benchmarks/baseline_decompose.py). Target: at least 3x faster (issue 11).
-3. Unless --skip-cold: evicts the files from the page cache (posix_fadvise DONTNEED) and runs
+3. Both students in one pass (`decompose_many`, what the app's pages ask for) against one `decompose`
+   each, under topk:5 and mass:0.9 at T=4, and the scan that opens a bundle in the app (`scan_logits`
+   of every logit file: NaN/inf check and predictions), in wall and CPU seconds.
+4. Unless --skip-cold: evicts the files from the page cache (posix_fadvise DONTNEED) and runs
    `cakd-viz decompose BUNDLE --out DIR/terms.parquet --student kd --grouping topk:5 -T 4 --device cpu`
    in this process, sampling /proc/self/status every 50 ms: wall time and peak RssAnon (anonymous
    memory; the memory-mapped files are excluded), target < 3 GB.
-4. Deletes the bundle and the table (and DIR if this script created it) unless --keep.
+5. Deletes the bundle and the table (and DIR if this script created it) unless --keep; a bundle given
+   with --bundle is never deleted.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from baseline_decompose import baseline_decompose
 from cakd_viz.bundle import load_bundle
 from cakd_viz.cli import main as cli_main
 from cakd_viz.cli._common import human_bytes
-from cakd_viz.decomposition import decompose, native_path
+from cakd_viz.decomposition import decompose, decompose_many, native_path
+from cakd_viz.decomposition.scan import scan_logits
 
 TARGET_BYTES = 3 * 10**9
 
@@ -152,6 +157,44 @@ def page_cache(bundle: Path, repeats: int) -> None:
     print(f"old engine / decompose = {ratio:.1f}x (target >= 3)  {'OK' if ratio >= 3 else 'MISSED'}")
 
 
+def students(bundle: Path, repeats: int) -> None:
+    """What a page of the app asks for: both students in one pass (decompose_many) against one
+    decompose each, and the scan that opens the bundle (NaN/inf check and predictions) of each file."""
+    b = load_bundle(bundle, check_values=False)
+    pair = [b.student(name) for name in b.student_names[:2]]
+    for arr in (b.teacher, *pair):
+        warm(arr)
+    for grouping in ("topk:5", "mass:0.9"):
+        kw = {"grouping": grouping, "temperature": 4.0, "device": "cpu"}
+        fns = {
+            "one decompose each": lambda kw=kw: [decompose(s, b.teacher, b.labels, **kw) for s in pair],
+            "decompose_many": lambda kw=kw: decompose_many(pair, b.teacher, b.labels, **kw),
+        }
+        _rounds(fns, repeats, f"{' and '.join(b.student_names[:2])} under {grouping}, T=4")
+    _rounds(
+        {"scan_logits, every file": lambda: [scan_logits(a) for a in (b.teacher, *pair)]}, repeats, "opening"
+    )
+
+
+def _rounds(fns: dict, repeats: int, title: str) -> None:
+    """Run each function ``repeats`` times in turn; print wall and CPU seconds (medians) with the load."""
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    load = os.getloadavg()[0]
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            c0, start = time.process_time(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - c0)
+    print(f"{title} (load average {load:.2f} before, {os.getloadavg()[0]:.2f} after):")
+    for name in fns:
+        print(
+            f"  {name:<24} median {statistics.median(wall[name]):6.2f} s wall, "
+            f"{statistics.median(cpu[name]):6.2f} s CPU   (min {min(wall[name]):.2f} s, n={repeats})"
+        )
+
+
 def from_disk(bundle: Path, out: Path) -> None:
     evicted = evict_from_page_cache(bundle)
     print(f"evicted {human_bytes(evicted)} from the page cache")
@@ -196,12 +239,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="page-cache rounds (default: %(default)s)")
     parser.add_argument("--skip-cold", action="store_true", help="skip the from-disk run")
     parser.add_argument("--keep", action="store_true", help="keep the bundle and the table afterwards")
+    parser.add_argument("--bundle", type=Path, default=None, help="an existing bundle to use (never deleted)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     made = args.dir is None
     root = Path(tempfile.mkdtemp(prefix="cakd-bench-")) if made else args.dir
     root.mkdir(parents=True, exist_ok=True)
-    bundle = root / f"synth-{args.n}x{args.classes}-f16"
+    bundle = args.bundle.resolve() if args.bundle else root / f"synth-{args.n}x{args.classes}-f16"
     out = root / "terms.parquet"
     print(
         f"{native_path.LIBRARY.status()}; torch {torch.__version__}, 2 threads; load average {os.getloadavg()[0]:.2f}"
@@ -211,16 +255,18 @@ def main() -> None:
         size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
         print(f"bundle {human_bytes(size)} at {bundle}")
         page_cache(bundle, args.repeats)
+        students(bundle, args.repeats)
         if not args.skip_cold:
             from_disk(bundle, out)
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         if not args.keep:
-            shutil.rmtree(bundle, ignore_errors=True)
             out.unlink(missing_ok=True)
+            if args.bundle is None:  # a bundle it was given is never removed
+                shutil.rmtree(bundle, ignore_errors=True)
+                print(f"removed {bundle}")
             if made:
                 shutil.rmtree(root, ignore_errors=True)
-            print(f"removed {bundle}")
 
 
 if __name__ == "__main__":

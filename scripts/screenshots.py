@@ -6,8 +6,8 @@
 
 Starts `streamlit run app.py` on a free port (with `--bundle`, its parent folder is the data root), opens
 each page of the navigation in Debian's Chromium through Playwright, waits until the script run is over
-and every chart is drawn (on a big bundle also until the exact view has replaced the preview, up to
-`--exact-timeout` seconds), and saves one full-page PNG per page. It prints each page's time to render
+and every chart is drawn (on a big bundle its exact passes included, up to `--exact-timeout` seconds),
+and saves one full-page PNG per page. It prints each page's time to render
 and any error or exception box it saw; the exit status is 1 if there was one.
 """
 
@@ -28,7 +28,6 @@ from cakd_viz.app import serve  # noqa: E402
 from cakd_viz.app.state import PAGE_FILES  # noqa: E402
 
 ERROR_BOX = '[data-testid="stAlertContentError"]'
-PREVIEW_NOTICE = "text=/preview on [0-9,]+ of|Still computing/"  # a big bundle's background passes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", action="store_true", help="also write the Overview to docs/screenshot.png")
     ap.add_argument("--width", type=int, default=1400, help="browser viewport width in pixels (default 1400)")
     ap.add_argument(
-        "--exact-timeout", type=float, default=300.0, help="seconds to wait for exact views (default 300)"
+        "--exact-timeout", type=float, default=300.0, help="seconds to wait for a page (default 300)"
     )
     args = ap.parse_args(argv)
 
@@ -67,16 +66,6 @@ def main(argv: list[str] | None = None) -> int:
             page.goto(f"{url}/{key}{query}")
             serve.wait_rendered(page, timeout_ms=args.exact_timeout * 1000)
             rendered = time.perf_counter() - start
-            note = ""
-            if page.locator(PREVIEW_NOTICE).count():  # a big bundle: wait for the exact view
-                deadline = time.perf_counter() + args.exact_timeout
-                while page.locator(PREVIEW_NOTICE).count() and time.perf_counter() < deadline:
-                    page.wait_for_timeout(1000)
-                serve.wait_rendered(page, timeout_ms=args.exact_timeout * 1000)
-                still = page.locator(PREVIEW_NOTICE).count() > 0
-                note = f"; exact view after {time.perf_counter() - start:.1f} s" + (
-                    " (still a preview)" if still else ""
-                )
             serve.wait_rendered(page, charts=page.locator(".js-plotly-plot").count())
             shot = args.out / f"{key}.png"
             serve.full_screenshot(page, shot)
@@ -88,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             errors.clear()
             failed |= bool(problems)
             print(
-                f"{key:12s} {rendered:5.1f} s{note}  -> {shot.relative_to(REPO) if shot.is_relative_to(REPO) else shot}"
+                f"{key:12s} {rendered:5.1f} s  -> {shot.relative_to(REPO) if shot.is_relative_to(REPO) else shot}"
             )
             for problem in problems:
                 print(f"    PROBLEM: {problem}")

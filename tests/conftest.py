@@ -26,12 +26,12 @@ def logits():
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_results_cache(tmp_path_factory):
-    """Every test (and every app server a test starts) keeps its cached results in a temporary folder,
-    never in the user's ~/.cache/cakd-viz."""
+def _private_cache_dir(tmp_path_factory):
+    """Every test (and every app server a test starts) keeps what cakd-viz caches (built C kernels) in a
+    temporary folder, never in the user's ~/.cache/cakd-viz."""
     import os
 
-    folder = tmp_path_factory.mktemp("results-cache")
+    folder = tmp_path_factory.mktemp("cakd-cache")
     before = os.environ.get("CAKD_VIZ_CACHE_DIR")
     os.environ["CAKD_VIZ_CACHE_DIR"] = str(folder)
     yield folder

@@ -1,29 +1,46 @@
-"""A big bundle in a real Chromium: the Overview shows a marked preview at once, and the exact view
-replaces it by itself (no reload) once the background passes are done.
+"""A big view in a real Chromium: after a temperature change, a progress bar under the page title while
+the pass runs, then the exact numbers over every sample (no reload).
 
-The bundle (40,000 x 100, float16) is made "big" with ``CAKD_VIZ_PREVIEW_ABOVE``. While the test holds
-the results cache's locks of the exact passes (as another server process computing them would), the
-server's passes wait, so the preview is certainly on screen; releasing the locks lets them finish.
+The server's pass at T = 3 is held at a gate this test controls: a ``sitecustomize`` on the server's
+path wraps ``cakd_viz.decomposition.decompose_many`` so that, at T = 3, it first takes a shared lock on a
+file the test holds locked. The bar is then certainly on screen when the test looks; unlocking lets the
+pass finish.
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from cakd_viz.app import config as app_config  # noqa: E402
-from cakd_viz.app import progressive, serve  # noqa: E402
-from cakd_viz.bundle import load_bundle  # noqa: E402
+from cakd_viz.app import config as app_config
+from cakd_viz.app import progressive, serve
+from cakd_viz.bundle import load_bundle
+from cakd_viz.decomposition import decompose
 from cakd_viz.grouping import DEFAULT_GROUPING
-from cakd_viz.results_cache import ResultsCache, decomposition_key  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-N, C, ROWS = 40_000, 100, 2_000
-BANNER = ".st-key-preview_banner"
+N, C, GATED_T = 40_000, 100, 3.0
+PROGRESS = '[data-testid="stProgress"]'
+HOOK = f"""
+import fcntl, os
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import cakd_viz.decomposition as _dec
+_real = _dec.decompose_many
+
+def _gated(*args, **kw):
+    if kw.get("temperature") == {GATED_T}:
+        with open(os.environ["CAKD_TEST_GATE"]) as gate:
+            fcntl.flock(gate, fcntl.LOCK_SH)  # waits while the test holds the file locked
+    return _real(*args, **kw)
+
+_dec.decompose_many = _gated
+"""
 
 
 @pytest.fixture(scope="module")
@@ -35,51 +52,45 @@ def big(tmp_path_factory):
     return root / "big"
 
 
-def test_the_preview_banner_shows_and_the_exact_view_replaces_it(big, tmp_path):
-    missing = serve.chromium_missing()
-    if missing:
-        pytest.fail(missing)
-    cache = ResultsCache(tmp_path / "cache" / "results", 1 << 30)  # the server's, from its setting below
+def test_a_temperature_change_shows_its_progress_then_the_exact_view(big, tmp_path, chromium):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOOK)
+    gate = tmp_path / "gate"
+    gate.write_text("")
     env = {
         app_config.DATA_ROOT_ENV: str(big.parent),
-        "CAKD_VIZ_CACHE_DIR": str(tmp_path / "cache"),
-        progressive.PREVIEW_ABOVE_ENV: "1000000",
-        progressive.PREVIEW_ROWS_ENV: str(ROWS),
+        progressive.PROGRESS_ABOVE_ENV: "1000",
+        "CAKD_TEST_GATE": str(gate),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p),
     }
     b = load_bundle(big)
-    keys = [
-        decomposition_key(
-            b.student(s),
-            b.teacher,
-            b.labels,
-            grouping=DEFAULT_GROUPING,
-            temperature=float(app_config.DEFAULT_TEMPERATURE),
-        )
-        for s in b.student_names
-    ]
-    held = contextlib.ExitStack()
-    for key in keys:
-        assert held.enter_context(cache.lock(key))
-    with held, serve.running_app(env=env, log=tmp_path / "streamlit.log") as url, serve.browser() as chromium:
+    exact = decompose(b.student("kd"), b.teacher, b.labels, grouping=DEFAULT_GROUPING, temperature=GATED_T)
+    with open(gate) as held, serve.running_app(env=env, log=tmp_path / "streamlit.log") as url:
+        fcntl.flock(held, fcntl.LOCK_EX)
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/?bundle=path:{big.parent.name}/big")
         serve.wait_rendered(page, charts=2)
-        banner = page.locator(BANNER)
-        assert banner.count() == 1
-        text = banner.inner_text()
-        assert "Preview." in text and f"{ROWS:,} of {N:,} samples, stratified by true class" in text
-        assert "Exact pass, kd" in text and "Exact pass, ce" in text
-        body = page.locator('[data-testid="stMain"]').inner_text()
-        assert f"over a preview on {ROWS:,} of {N:,} samples" in body
+        assert f"over all {N:,} samples." in page.locator('[data-testid="stMain"]').inner_text()
+        box = page.locator('[data-testid="stSidebar"] [data-testid="stNumberInput"]').filter(
+            has_text="Temperature"
+        )
+        box.locator("input").fill(f"{GATED_T:g}")
+        box.locator("input").press("Enter")
+        page.wait_for_selector(PROGRESS, timeout=60_000)
+        text = page.locator(PROGRESS).inner_text()
+        assert (
+            f"Decomposing the KL of every sample: kd and ce under topk:5 at T = 3, 0% of {N:,} samples"
+            in text
+        )
         SHOTS.mkdir(parents=True, exist_ok=True)
-        serve.full_screenshot(page, SHOTS / "preview.png")
-        held.close()  # the server's exact passes may run now; the page replaces the preview by itself
+        serve.full_screenshot(page, SHOTS / "pass_progress.png")
+        fcntl.flock(held, fcntl.LOCK_UN)  # the pass may run now; the page draws itself when it is done
         page.wait_for_function(
-            "(sel) => !document.querySelector(sel)", arg=BANNER, timeout=60_000, polling=200
+            "(sel) => !document.querySelector(sel)", arg=PROGRESS, timeout=60_000, polling=100
         )
         serve.wait_rendered(page, charts=2)
         body = page.locator('[data-testid="stMain"]').inner_text()
-        assert "Preview." not in body and f"over all {N:,} samples." in body
+        assert "T = 3." in body and f"over all {N:,} samples." in body
+        assert f"{float(np.mean(exact.kl)):.4f}" in body  # the metric "mean KL, kd" of the exact pass
         assert page.locator(serve.EXCEPTION).count() == 0
-        serve.full_screenshot(page, SHOTS / "exact_after_preview.png")
-    assert all(cache.contains(key) for key in keys)  # the server stored both exact results

@@ -341,3 +341,95 @@ def test_each_instruction_set_path_over_sizes_temperatures_and_students(isa, c):
                     for name in ("kl", "bcd", "scd", "wcd"):
                         ok = ref.close(got[name][kept], want[name][kept])
                         assert ok.all(), (isa, c, temperature, kind, np.dtype(dtype).name, grouping, name)
+
+
+# -- several students in one pass ---------------------------------------------------------------------
+
+
+def _students(rng, t: np.ndarray) -> list[np.ndarray]:
+    """Students of every kind on one teacher: independent, near-identical, offset by a constant (rows the
+    kernel leaves to float64 among them), a noisy copy and a far one (other pass-4 ways per row)."""
+    n, c = t.shape
+    return [
+        rng.standard_normal((n, c)) * 3,
+        t + rng.standard_normal((n, c)) * 0.001,
+        t + rng.uniform(-20, 20, (n, 1)) + rng.standard_normal((n, c)) * 0.01,
+        t * 0.7 + rng.standard_normal((n, c)),
+        t * 4.0,
+    ]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    "grouping", ["target", "topk:1", "topk:5", "topk:40", "topk+target:2", "mass:0.5", "mass:0.9", "corr:0.1"]
+)
+def test_students_in_one_pass_are_separate_passes_bit_for_bit(isa, grouping):
+    """What each row's students share (its strong set, and on AVX-512 the teacher's weights) depends on
+    the teacher only: every output equals that student's own call, bit for bit, on every path."""
+    rng = np.random.default_rng(len(grouping))
+    for c, temperature, dtype in [(7, 0.1, np.float32), (64, 1.0, np.float16), (1000, 4.0, np.float32)]:
+        n = 40 if c == 1000 else 150
+        t = rng.standard_normal((n, c)) * 3
+        students = [s.astype(dtype) for s in _students(rng, t)]
+        students[1] = students[1].astype(np.float32)  # dtypes may differ between students
+        t = t.astype(dtype)
+        y = rng.integers(0, c, n)
+        corr = rng.random((c, c)) < 0.2
+        np.fill_diagonal(corr, True)
+        correlated = corr if grouping.startswith("corr") else None
+        rule = native_path.Rule.of(parse_grouping(grouping), temperature, y, correlated)
+        outs = [
+            {name: np.full(n, -7.0 if name in native_path.FLOAT_OUT else -7) for name in FIELDS}
+            for _ in students
+        ]
+        for out in outs:
+            for name in native_path.INT_OUT:
+                out[name] = out[name].astype(np.int64)
+        native_path.run_kernel_many(KERNEL, students, t, rule, outs, threads=2, isa=isa)
+        for j, s in enumerate(students):
+            alone = _kernel(s, t, y, grouping, temperature, threads=1, isa=isa, correlated=correlated)
+            for name in FIELDS:
+                np.testing.assert_array_equal(
+                    outs[j][name], alone[name], err_msg=f"{isa} {c} student {j} {name}"
+                )
+
+
+def test_decompose_many_equals_decompose_for_each_student():
+    rng = np.random.default_rng(5)
+    t = rng.standard_normal((500, 50)) * 3
+    wide = _students(rng, t)
+    students = [x.astype(np.float32) for x in wide]
+    y = rng.integers(0, 50, 500)
+    seen = []
+    many = engine.decompose_many(
+        students,
+        t.astype(np.float32),
+        y,
+        grouping="topk:3",
+        temperature=0.5,
+        chunk_rows=128,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen == [(128, 500), (256, 500), (384, 500), (500, 500)]  # one pass for all five students
+    for s, d in zip(students, many, strict=True):
+        alone = decompose(s, t.astype(np.float32), y, grouping="topk:3", temperature=0.5)
+        for name in ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "student_pred", "strong_size"):
+            np.testing.assert_array_equal(getattr(d, name), getattr(alone, name), err_msg=name)
+    # float64 students (or no kernel) fall back to one pass each, with the same results
+    kept = engine.decompose_many(wide[:2], t, y, grouping="topk:3", temperature=0.5)
+    for s, d in zip(wide[:2], kept, strict=True):
+        np.testing.assert_array_equal(d.kl, decompose(s, t, y, grouping="topk:3", temperature=0.5).kl)
+
+
+def test_decompose_many_names_the_student_holding_a_non_finite_value():
+    s, t, y = _logits(n=50, c=8)
+    bad = s.copy()
+    bad[31, 2] = np.inf
+    with pytest.raises(
+        ValueError, match=r"student_logits\[1\] has a non-finite value \(inf\) at row 31, class 2"
+    ):
+        engine.decompose_many([s, bad], t, y, grouping="topk:2", temperature=1.0)
+    with pytest.raises(
+        ValueError, match=r"student_logits\[1\] has shape \(49, 8\), teacher_logits \(50, 8\)"
+    ):
+        engine.decompose_many([s, s[:49]], t, y, grouping="topk:2", temperature=1.0)

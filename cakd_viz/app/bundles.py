@@ -20,14 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from cakd_viz import settings
 from cakd_viz.app import config as app_config
-from cakd_viz.app import results_store
 from cakd_viz.app.config import plain
-from cakd_viz.bundle import Bundle
-from cakd_viz.results_cache import Correlation, cached_correlation, open_checked
+from cakd_viz.bundle import Bundle, BundleError, load_bundle
+from cakd_viz.decomposition.scan import scan_logits
+from cakd_viz.grouping import class_correlation
+from cakd_viz.scans import subset_rows
+from cakd_viz.validate import check_logits
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "cakd-viz-uploads"
 PARTIAL_KEEP_S = 3600  # an import that died half-way (its ".partial-" folder) is removed after an hour
@@ -44,7 +47,7 @@ class Opened:
     bundle: Bundle
     source: str  # the canonical source token (paths shortened to their data-root form)
     label: str  # shown as text: "sample: glyphs", "upload: logits.npz", "path: runs/x/bundle"
-    key: tuple[str, float]  # (resolved path, meta.json mtime): the bundle's identity for caches
+    key: tuple[str, str]  # (resolved path, stamp of its files' identities): the bundle's identity for caches
 
 
 def open_source(source: str) -> Opened:
@@ -279,22 +282,67 @@ def _touch(folder: Path) -> None:
 
 @st.cache_resource(
     max_entries=6,
-    show_spinner="Opening the bundle (on its first opening, every value is checked for NaN and inf)…",
+    show_spinner="Opening the bundle (every value is checked for NaN and inf, and each model's predictions "
+    "taken on the way)…",
 )
-def load(path: str, stamp: float) -> Bundle:
-    """The memory-mapped bundle at `path`, validated (`stamp` changes when the bundle is rewritten).
+def load(path: str, stamp: str) -> Bundle:
+    """The memory-mapped bundle at `path`, validated (`stamp` changes when any of its files changes:
+    ``_identity``). Shared by every session: its arrays are read-only and nothing here writes them."""
+    return open_checked(path)
 
-    Every check of ``load_bundle`` is made; the NaN/inf scan of a logit file is skipped only when the
-    results cache records that this very file passed it (``results_cache.open_checked``)."""
-    bundle, _ = open_checked(path, results_store.cache())
+
+def open_checked(path: str | Path) -> Bundle:
+    """``load_bundle(path)`` with its NaN/inf check made by one kernel pass per logit file that also takes
+    each model's top-1 predictions (published into the bundle: its accuracies and summary are then
+    instant). A bad value raises ``load_bundle``'s own message (``BundleError``)."""
+    bundle = load_bundle(path, check_values=False)
+    models = [("teacher", "teacher.npy", bundle.teacher)]
+    models += [(name, f"students/{name}.npy", arr) for name, arr in bundle.students.items()]
+    for who, rel, arr in models:
+        try:
+            pred = scan_logits(arr, rel)
+        except ValueError as exc:
+            check_logits(arr, rel)  # counts and places every NaN and inf, as load_bundle says it
+            raise BundleError(str(exc)) from None
+        bundle.remember_predictions(who, pred)
     return bundle
 
 
+@dataclass(frozen=True)
+class Correlation:
+    """The teacher's (C, C) Pearson correlation between classes, and over how many samples."""
+
+    matrix: np.ndarray  # (C, C) float64, read-only
+    rows: int  # samples it was computed over
+    total: int  # samples in the bundle
+
+    @property
+    def complete(self) -> bool:
+        return self.rows == self.total
+
+    def describe(self) -> str:
+        """E.g. "over all 50,000 samples" or "over a fixed random subsample of 100,000 of 1,280,000 samples"."""
+        if self.complete:
+            return f"over all {self.total:,} samples"
+        return f"over a fixed random subsample of {self.rows:,} of {self.total:,} samples"
+
+
 @st.cache_resource(max_entries=6, show_spinner="Correlating the teacher's logits…")
-def correlation(path: str, stamp: float) -> Correlation:
+def correlation(path: str, stamp: str) -> Correlation:
     """The teacher's (C, C) class correlation (read-only; shared), over all samples or, beyond
     ``CORRELATION_ROWS``, a fixed random subsample of that many (``Correlation.describe`` says which)."""
-    return cached_correlation(results_store.cache(), load(path, stamp).teacher, max_rows=CORRELATION_ROWS)
+    return teacher_correlation(load(path, stamp).teacher)
+
+
+def teacher_correlation(teacher, max_rows: int = CORRELATION_ROWS, seed: int = 0) -> Correlation:
+    """``grouping.class_correlation`` of ``teacher`` (N, C) over all rows, or over the fixed random
+    ``scans.subset_rows(N, max_rows, seed)`` when N > ``max_rows``."""
+    n = int(teacher.shape[0])
+    rows = subset_rows(n, max_rows, seed)
+    matrix = class_correlation(teacher if len(rows) == n else np.asarray(teacher[rows]))
+    matrix = np.asarray(matrix, dtype=np.float64)
+    matrix.flags.writeable = False  # one matrix serves every caller
+    return Correlation(matrix, len(rows), n)
 
 
 def correlation_scope(num_samples: int) -> str:
@@ -304,10 +352,21 @@ def correlation_scope(num_samples: int) -> str:
     return f"over a fixed random subsample of {CORRELATION_ROWS:,} of {num_samples:,} samples"
 
 
-def _identity(path: Path) -> tuple[str, float]:
-    meta = path / "meta.json"
+def files_stamp(path: Path) -> str:
+    """What changes whenever a file of the bundle at ``path`` may have: device, inode, size and
+    modification time (ns) of meta.json and of every ``.npy`` in it and in ``students/``, hashed.
+    (cakd-viz's writers replace files, a new inode; an edit in place changes the time.)"""
+    h = hashlib.sha256()
+    files = [path / "meta.json", *sorted(path.glob("*.npy")), *sorted((path / "students").glob("*.npy"))]
+    for f in files:
+        info = f.stat()
+        h.update(f"{f.name}:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns};".encode())
+    return h.hexdigest()[:32]
+
+
+def _identity(path: Path) -> tuple[str, str]:
     try:
-        return str(path.resolve()), meta.stat().st_mtime
+        return str(path.resolve()), files_stamp(path)
     except OSError:
         raise ValueError("not a bundle directory (no meta.json)") from None
 

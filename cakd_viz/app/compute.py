@@ -1,10 +1,9 @@
 """Cached library calls that pages share (small results in `st.cache_data`).
 
 Wrappers of what is derived from a decomposition take ``progressive.Result`` objects (from
-``state.results``) and cache on their identity (``Result.ident``: the view, the settings, and exact or
-which preview), so a preview's table is never served once the exact view is there; the others take the
-view's key (``cakd_viz.app.views``). Each calls one `cakd_viz` function and caches the small result; pages
-never compute themselves.
+``state.results``) and cache on their identity (``Result.ident``: the view, the settings and the
+student); the others take the view's key (``cakd_viz.app.views``, which changes with the bundle's
+files). Each calls one `cakd_viz` function and caches the small result; pages never compute themselves.
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from cakd_viz import aggregates, compare, diagnose, families, scans
-from cakd_viz.app import progressive, results_store, views
+from cakd_viz.app import views
 from cakd_viz.app.progressive import Result
+from cakd_viz.decomposition.membership import in_strong_set
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.results_cache import cached_predictions
 
 SCAN_SAMPLE = 3000  # scans decompose a fixed random subset of this many samples per setting
 COMEMBERSHIP_SAMPLE = 20000  # pair counts over at most this many samples
@@ -25,7 +24,7 @@ COMEMBERSHIP_SAMPLE = 20000  # pair counts over at most this many samples
 
 def shares_by_student(res: dict[str, Result]) -> pd.DataFrame:
     """One row per student: its dataset summary (shares, mean terms, accuracies) from ``res`` (student ->
-    ``progressive.Result``, as ``state.results`` gives them: all exact or all on one preview)."""
+    ``progressive.Result``, as ``state.results`` gives them)."""
     return pd.DataFrame([{"student": name, **_summary(r.d, r.ident)} for name, r in res.items()])
 
 
@@ -148,7 +147,7 @@ def correlation(key) -> np.ndarray:
 
 
 def correlation_info(key):
-    """The correlation and how many samples it covers (``results_cache.Correlation``)."""
+    """The correlation and how many samples it covers (``bundles.Correlation``)."""
     return views.correlation_info(key)
 
 
@@ -176,18 +175,11 @@ def _corr_for(key, grouping: str):
     return views.correlation(key) if parse_grouping(grouping).needs_correlation else None
 
 
-@st.cache_data(
-    max_entries=8, show_spinner="Reading the bundle's summary (each model's predictions are computed once)…"
-)
+@st.cache_data(max_entries=8, show_spinner=False)
 def bundle_summary(key) -> dict:
-    """`Bundle.summary()`: shapes, dtype, students with accuracy and agreement, size on disk. Each
-    model's predictions come from the results cache (computed once per file)."""
-    b = views.load(key)
-    store = results_store.cache()
-    if store is not None:
-        for who in ["teacher", *b.student_names]:
-            cached_predictions(store, b, who)
-    return b.summary()
+    """`Bundle.summary()`: shapes, dtype, students with accuracy and agreement, size on disk (each model's
+    predictions were taken when the bundle was opened, ``bundles.open_checked``)."""
+    return views.load(key).summary()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -220,30 +212,28 @@ def example_inputs(key, names: tuple[str, ...], count: int = 24, seed: int = 0):
 
 
 def failure_table(r: Result, mask: np.ndarray, *, by: str, names, limit: int | None = None) -> pd.DataFrame:
-    """`diagnose.failure_table` of ``r`` with the bundle's sample numbers in "index" (a preview's rows
-    are a subsample: row k is sample ``r.index[k]``)."""
-    table = diagnose.failure_table(r.d, mask, by=by, limit=limit, class_names=list(names))
-    if not r.exact:
-        table["index"] = r.index[table["index"].to_numpy()]
-    return table
+    """`diagnose.failure_table` of ``r`` ("index": the bundle's sample numbers)."""
+    return diagnose.failure_table(r.d, mask, by=by, limit=limit, class_names=list(names))
 
 
-IN_STRONG_NOW_ROWS = 30_000  # failures checked at once; more on a big view: one background pass, kept
-
-
-def in_strong(r: Result, key: tuple, which: str) -> np.ndarray | None:
-    """Per row of ``r.d`` in failure set ``which``: the student's prediction lies in its strong set S
-    (other rows False). A preview's strong sets come from the teacher's logits on the preview's rows.
-    For many failures of an exact result on a big view, None while a background pass over every sample
-    computes it (``progressive.in_strong_exact``; the page's notice shows it)."""
-    rows = np.flatnonzero(diagnose.failure_mask(r.d, which))
-    if r.exact and r.ck is not None and len(rows) > IN_STRONG_NOW_ROWS:
-        return progressive.in_strong_exact(r, key, rows)
-    teacher = views.load(key).teacher if r.exact else progressive.preview_teacher(key)
-    return _in_strong(r.d, teacher, r.ident, which, key)
+def in_strong(r: Result, key: tuple, which: str) -> np.ndarray:
+    """Per sample of ``r.d``: whether the student's prediction lies in its strong set S, for the samples
+    of failure set ``which`` (the others False); S rebuilt from the teacher's rows of those samples by the
+    kernel's own selection (``decomposition.membership``)."""
+    return _in_strong(r.d, views.load(key).teacher, r.ident, which, key)
 
 
 @st.cache_data(max_entries=16, show_spinner="Checking which predictions fall in the strong set…")
 def _in_strong(_d, _teacher, ident: tuple, which: str, key: tuple) -> np.ndarray:
     rows = np.flatnonzero(diagnose.failure_mask(_d, which))
-    return diagnose.prediction_in_strong(_d, _teacher, rows, correlation=_corr_for(key, _d.grouping))
+    out = np.zeros(len(_d), dtype=bool)
+    out[rows] = in_strong_set(
+        _d.student_pred[rows],
+        _teacher,
+        _d.labels,
+        rows,
+        grouping=_d.grouping,
+        temperature=_d.temperature,
+        correlation=_corr_for(key, _d.grouping),
+    )
+    return out

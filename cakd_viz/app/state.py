@@ -15,7 +15,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from cakd_viz.app import bundles, links, names, progressive, results_store, ui, views
+from cakd_viz.app import bundles, links, names, progressive, ui, views
 from cakd_viz.app import config as app_config
 from cakd_viz.app.config import plain, shown
 from cakd_viz.app.links import asked
@@ -71,7 +71,6 @@ class Selection:
 def sidebar() -> Selection:
     """Draw the shared sidebar (bundle status, student, grouping, temperature, backend); return the selection."""
     ss = st.session_state
-    progressive.begin()
     incoming = _incoming_links()
     if "bundle" in incoming:
         _try_switch(incoming["bundle"])
@@ -83,7 +82,6 @@ def sidebar() -> Selection:
     if opened is not None:
         bundle, key = _add_runs(opened.key, incoming.get("runs"))
         _fit_widgets_to(bundle)
-        progressive.warm(key)
     side = st.sidebar
     side.subheader("Bundle")
     if opened:
@@ -92,11 +90,6 @@ def sidebar() -> Selection:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
         side.error(_error_line(ss[_K_ERROR], opened))
-    if opened and (problem := results_store.problem()):
-        side.warning(
-            f"The results cache cannot be used ({plain(problem)}): exact results are kept in memory "
-            "only, and computed again after a restart."
-        )
     _runs_widget(side)
     student = _student_widget(side, bundle)
     compare = _compare_widget(side, bundle, student)
@@ -144,9 +137,9 @@ def selection(required: bool = True) -> Selection:
 def results(
     students: list[str] | None = None, *, grouping: str | None = None, temperature: float | None = None
 ) -> dict[str, progressive.Result]:
-    """The decompositions of some students of the open bundle (default: student A, and B when set), all
-    exact or all on the same preview rows (``cakd_viz.app.progressive``), under the sidebar's grouping and T
-    unless given."""
+    """The exact decompositions of some students of the open bundle (default: student A, and B when set)
+    under the sidebar's grouping and T unless given: kept, or computed now with a progress bar
+    (``cakd_viz.app.progressive``)."""
     sel = selection()
     names = students or [sel.student] + ([sel.compare] if sel.compare else [])
     return progressive.results(
@@ -161,7 +154,7 @@ def results(
 def result(
     student: str | None = None, *, grouping: str | None = None, temperature: float | None = None
 ) -> progressive.Result:
-    """One student's decomposition (default: student A), exact or a marked preview."""
+    """One student's exact decomposition (default: student A)."""
     name = student or selection().student
     return results([name], grouping=grouping, temperature=temperature)[name]
 
@@ -197,7 +190,7 @@ def switch_bundle(source: str) -> None:
 
 
 def _decompose(key: tuple, student: str, grouping: str, temperature: float, device: str) -> Decomposition:
-    """The exact decomposition of a view's student, computed now when it is not stored (read-only; shared)."""
+    """The exact decomposition of a view's student, computed now when it is not kept (read-only; shared)."""
     return progressive.exact_now(key, student, str(parse_grouping(grouping)), float(temperature), device)
 
 

@@ -20,7 +20,7 @@ from cakd_viz.terms import heading, unit
 
 _K_REPORT = "_report"
 _K_EXPORT_BOX = "_export_box"
-_K_BANNER = "_banner_box"  # under the page title: the preview notice, filled by finish()
+_K_BANNER = "_banner_box"  # under the page title: a running pass's progress bar (notice_box)
 # column width = characters x CHAR_PX + PAD_PX: digits of the 14 px table font are at most 7.7 px wide
 CHAR_PX, PAD_PX, HEADER_CAP_PX = 8.2, 28, 220
 INDEX_COLUMNS = ("index", "class", "true", "predicted")  # identifiers: no thousands separator
@@ -61,6 +61,12 @@ def title(text: str, question: str) -> None:
     rep = report()
     rep.title = f"cakd-viz · {text}"
     rep.text(plain_text(question))
+
+
+def notice_box():
+    """The placeholder ``title`` leaves under the page title (None before it): where a pass shows its
+    progress while the page waits for it."""
+    return st.session_state.get(_K_BANNER)
 
 
 def plain_text(markdown: str) -> str:
@@ -251,10 +257,7 @@ def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key
 def finish(snippet: export.ViewSpec | str | None = None) -> None:
     """Fill the sidebar's "Export this view" box: the HTML report of everything the page showed, and a
     Python snippet that recomputes the view's main numbers (when the page names one: a ViewSpec, or the
-    code itself). Also fills the notice under the title when the page showed a preview."""
-    from cakd_viz.app import progressive  # here, not at the top: progressive imports this module
-
-    progressive.banner(st.session_state.get(_K_BANNER))
+    code itself)."""
     box = st.session_state.get(_K_EXPORT_BOX)
     if box is None:
         return

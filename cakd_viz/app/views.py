@@ -3,8 +3,9 @@
 A link may add runs' students to the open bundle with ``runs=RUNID,RUNID``: each id must name a finished
 run folder under the runs directory (a name, never a path) whose own bundle holds the same samples,
 labels and teacher (``cakd_viz.bundle.compose``). Nothing is written anywhere; every refused id gets
-one line saying why. A view's identity for caches is ``key``: ``(path, meta mtime)`` for a plain bundle,
-``(path, meta mtime, ((run id, run bundle path, its meta mtime), ...))`` with runs added.
+one line saying why. A view's identity for caches is ``key``: ``(path, stamp)`` for a plain bundle,
+``(path, stamp, ((run id, run bundle path, its stamp), ...))`` with runs added; a stamp changes whenever
+one of the bundle's files does (``bundles.files_stamp``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cakd_viz.app import bundles, results_store
+from cakd_viz.app import bundles
+from cakd_viz.app.bundles import Correlation
 from cakd_viz.bundle import Bundle
 from cakd_viz.bundle.compose import check_same_teacher, compose_students
-from cakd_viz.results_cache import Correlation, open_checked
 from cakd_viz.runs import results, store
 
 MAX_RUNS = 6  # run students one link may add
@@ -29,8 +30,8 @@ def parse_runs(raw: str) -> list[str]:
     return list(dict.fromkeys(p.strip() for p in str(raw).split(",") if p.strip()))
 
 
-def run_source(run_id: str) -> tuple[str, str, float]:
-    """(run id, its bundle path, meta.json mtime) of a finished run; ValueError (one line) otherwise."""
+def run_source(run_id: str) -> tuple[str, str, str]:
+    """(run id, its bundle path, the stamp of its files) of a finished run; ValueError (one line) otherwise."""
     path = results.run_folder(None, run_id)  # a malformed id or a missing folder is refused here
     info = results.read_run(path)
     if info.state != "done" or info.bundle_path is None:
@@ -40,11 +41,11 @@ def run_source(run_id: str) -> tuple[str, str, float]:
     root = store.runs_dir().resolve()
     if not bundle.resolve().is_relative_to(root) or any(p.is_symlink() for p in bundle.rglob("*")):
         raise ValueError(f"run {run_id}: its bundle links outside the runs directory")
-    return run_id, str(bundle), (bundle / "meta.json").stat().st_mtime
+    return run_id, str(bundle), bundles.files_stamp(bundle)
 
 
 @st.cache_data(max_entries=32, show_spinner="Checking that the run used the same data and teacher…")
-def _check(base_path: str, base_stamp: float, run: tuple[str, str, float]) -> str | None:
+def _check(base_path: str, base_stamp: str, run: tuple[str, str, str]) -> str | None:
     """None when the run's bundle matches the open bundle, else why not (one line)."""
     try:
         check_same_teacher(bundles.load(base_path, base_stamp), _open(run[1]), name=f"run {run[0]}")
@@ -74,7 +75,7 @@ def add_runs(key: tuple, run_ids: list[str]) -> tuple[tuple, list[str], list[str
 
 
 @st.cache_resource(max_entries=4, show_spinner="Adding the runs' students…")
-def _composed(base_path: str, base_stamp: float, runs: tuple) -> Bundle:
+def _composed(base_path: str, base_stamp: str, runs: tuple) -> Bundle:
     base = bundles.load(base_path, base_stamp)
     extra = {}
     for run_id, path, _ in runs:
@@ -101,8 +102,8 @@ def correlation_info(key: tuple) -> Correlation:
 
 
 def _open(path: str) -> Bundle:
-    """A run's bundle, validated (its NaN/inf scan remembered in the results cache)."""
-    return open_checked(path, results_store.cache())[0]
+    """A run's bundle, validated (one scan per logit file, taking its predictions on the way)."""
+    return bundles.open_checked(path)
 
 
 def run_bundles(key: tuple) -> dict[str, str]:

@@ -3,11 +3,12 @@
     from cakd_viz.decomposition import decompose, Decomposition
     d = decompose(student_logits, teacher_logits, labels, grouping="topk:5", temperature=4.0)
 
-``engine`` holds :func:`decompose` (checks, row chunks, the per-chunk computation); ``result`` holds
+``engine`` holds :func:`decompose` (checks, row chunks, the per-chunk computation) and
+:func:`decompose_many` (several students against one teacher, in one pass over the rows); ``result`` holds
 :class:`Decomposition`, the frozen per-sample result every aggregate, figure and page draws from.
 """
 
-from cakd_viz.decomposition.engine import decompose
+from cakd_viz.decomposition.engine import decompose, decompose_many
 from cakd_viz.decomposition.result import FRAME_COLUMNS, TERMS, Decomposition
 
-__all__ = ["FRAME_COLUMNS", "TERMS", "Decomposition", "decompose"]
+__all__ = ["FRAME_COLUMNS", "TERMS", "Decomposition", "decompose", "decompose_many"]

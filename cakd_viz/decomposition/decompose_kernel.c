@@ -78,7 +78,9 @@
  *   2. the grouping rule writes the byte mask (1 = S, 0 = W, 2 = padding). top-k (k <= 32) ranks the
  *      few classes at or above a lower bound from pass 1's lane maxima (branch-free on AVX-512) and
  *      keeps k + 1 or k + 2 entries, which give W's maximum too; top-k (k > 32) and mass:P bisect on
- *      the threshold value (a masked count or masked probability sum per probe)
+ *      the threshold value (a masked count or masked probability sum per probe); on AVX-512, mass:P
+ *      first selects it (split the candidates around a pivot, keep the side that holds it: about two
+ *      passes over the row), and keeps it where the probes confirm it (else it bisects)
  *   3. group teacher maxima, |S|, reference classes (skipped for top-k: its list has them)
  *   4. e^b and d - d_ref into scratch; Zp and sum e^b (d - d_ref) per group
  *   5. F per group (skipped when no group has two classes)
@@ -90,6 +92,12 @@
  * path), the same sets as cakd_viz.grouping.strong_mask and the loss's kernels (tests/test_strong_sets.py):
  * equal logits rank by class index, lowest first; mass:P is decided in float64, the cumulative mass
  * compared with P times the total without rounding the product.
+ *
+ * SEVERAL STUDENTS (dk_decompose_many): each row is taken by every student in turn while the teacher's row
+ * is in cache; the strong set, the groups' sizes, maxima and references, and on AVX-512 pass 4's weights
+ * e^b (for a student whose pass-4 way is the one they were computed in) are decided by the first and
+ * reused by the others. They depend on the teacher only: every student gets its own call's results, bit
+ * for bit. dk_scan runs pass 1 alone over one array: finiteness and each row's argmax.
  *
  * THREADS: rows are handed out in small blocks through an atomic counter (dynamic scheduling), so a
  * thread the OS deschedules holds up nobody: the others take the remaining blocks. The calling thread
@@ -112,7 +120,7 @@
 
 #include "../grouping/rules.h" /* RULE_*: the grouping rules' codes, shared with the loss kernel */
 
-#define DK_ABI 2
+#define DK_ABI 4 /* 2: the grouping codes of rules.h; 3: dk_scan, dk_decompose_many */
 enum { DT_F32 = 0, DT_F16 = 1 };
 enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
 enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };
@@ -138,6 +146,7 @@ enum { P4_DOUBLE = 0, P4_FLOAT = 1, P4_COMMON = 2 };
 enum { P5_SERIES = 0, P5_UNIFIED = 1, P5_WIDE = 2 };
 #define BLOCK_ELEMS 8192 /* rows per scheduling block: about this many elements */
 #define MAX_THREADS 64
+#define MAX_STUDENTS 256 /* students of one dk_decompose_many call */
 
 /* ------------------------------------------------------------------------------------------------ */
 /* The call, the per-thread scratch, the per-row state.                                              */
@@ -156,6 +165,7 @@ typedef struct {
     int64_t *const *iout;
     uint8_t *mask_out; /* (n, c) strong sets, or NULL; with mask_only nothing else is computed */
     int mask_only;
+    int64_t *scan_out; /* (n,) argmaxes of t, or NULL: then only pass 1 runs (t = s), checking finiteness */
     int simd;
 } call_t;
 
@@ -164,7 +174,8 @@ typedef struct {
     float *tf, *sf, *eb, *dd;  /* (cp,) row values, e^b, d - d_ref */
     uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
     double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
-    float *sel;                /* (c + 16,) top-k: the candidates */
+    double *pc;                /* (c + 16,) mass (AVX-512): the candidates' probabilities */
+    float *sel;                /* (c + 16,) top-k and mass (AVX-512): the candidates */
     int32_t *cand;             /* (c + 16,) top-k: the candidates' classes */
     void *block;
 } scratch_t;
@@ -197,6 +208,7 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 1024; /* + alignment slack */
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)c * sizeof(double) + 64;
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)(c + 16) * (sizeof(float) + sizeof(int32_t)) + 128;
+    if (rule == RULE_MASS) need += (size_t)(c + 16) * (sizeof(float) + sizeof(double)) + 128;
     void *mem = NULL;
     if (posix_memalign(&mem, 64, need) != 0) return -1;
     char *p = mem;
@@ -217,6 +229,10 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) {
         TAKE(sc->sel, float, c + 16);
         TAKE(sc->cand, int32_t, c + 16);
+    }
+    if (rule == RULE_MASS) {
+        TAKE(sc->sel, float, c + 16);
+        TAKE(sc->pc, double, c + 16);
     }
 #undef TAKE
     return 0;
@@ -372,6 +388,17 @@ static inline int reaches(double m, goal_t g) { return !(m - g.hi < g.lo); }
 /* The set both rules want: with v the largest value such that sum_{t_i >= v} p_i reaches the goal, the
    classes above v, then those at v in index order until the sum reaches the goal. mass:P: p the
    unnormalised probabilities, goal P sum p. top-k (k > TOPK_SMALL): p = 1, goal = k (exact counts). */
+/* S for the threshold value v: the classes above it (their mass `cum`, short of the goal), then those
+   at v in index order until the sum reaches the goal. */
+static void select_at(const float *t, int64_t c, const double *p, goal_t goal, float v, double cum, uint8_t *mask) {
+    for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
+    for (int64_t i = 0; i < c && !reaches(cum, goal); i++) /* the classes at v, in index order */
+        if (t[i] == v) {
+            mask[i] = 1;
+            cum += p[i];
+        }
+}
+
 static void threshold_select(const float *t, int64_t c, float tmin, float tmax, const double *p, goal_t goal,
                              uint8_t *mask, mass_probe_t probe) {
     if (!reaches(probe(t, p, c, tmin, 0), goal)) { /* P not reached (rounding, P near 1): every class */
@@ -387,13 +414,7 @@ static void threshold_select(const float *t, int64_t c, float tmin, float tmax, 
             hi = mid - 1;
     }
     const float v = key_float(lo);
-    double cum = probe(t, p, c, v, 1); /* short of the goal: lo is the largest key that reaches it */
-    for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
-    for (int64_t i = 0; i < c && !reaches(cum, goal); i++) /* the classes at v, in index order */
-        if (t[i] == v) {
-            mask[i] = 1;
-            cum += p[i];
-        }
+    select_at(t, c, p, goal, v, probe(t, p, c, v, 1), mask); /* short of the goal: lo is the largest key */
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1021,30 +1042,35 @@ typedef struct {
     __m512d inv_t, dr_s, dr_w;
 } k4_t;
 
-W_INLINE void p4_body(scratch_t *sc, int64_t i, const k4_t *k, acc4_t *a, const int mode) {
+/* reuse: e^b is already in sc->eb, from this row's pass 4 for another student of the same call, of the
+   same kind (one shift for both groups, or each group's own): it depends on the teacher only. */
+W_INLINE void p4_body(scratch_t *sc, int64_t i, const k4_t *k, acc4_t *a, const int mode, const int reuse) {
     __m128i m = _mm_loadu_si128((const __m128i *)(sc->mask + i));
     __mmask16 ks = _mm_cmpeq_epi8_mask(m, _mm_set1_epi8(1)), kw = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
     __mmask8 ks0 = (__mmask8)ks, ks1 = (__mmask8)(ks >> 8);
     __m512 t = _mm512_load_ps(sc->tf + i), s = _mm512_load_ps(sc->sf + i), d, eb;
-    if (mode == P4_COMMON) { /* one shift and one reference for both groups (see the header) */
+    if (reuse)
+        eb = _mm512_load_ps(sc->eb + i);
+    else if (mode == P4_COMMON) /* one shift and one reference for both groups (see the header) */
         eb = w_exp_inrange(_mm512_fmsub_ps(t, k->inv_tf, k->mt_s));
+    else /* P4_FLOAT and P4_DOUBLE: each group's own shift */
+        eb = w_exp(_mm512_mul_ps(_mm512_sub_ps(t, _mm512_mask_blend_ps(ks, k->mt_w, k->mt_s)), k->inv_tf));
+    if (mode == P4_COMMON) {
         d = _mm512_fmsub_ps(_mm512_sub_ps(t, s), k->inv_tf, k->drf_s);
     } else if (mode == P4_FLOAT) { /* see p4_vector */
-        eb = w_exp(_mm512_mul_ps(_mm512_sub_ps(t, _mm512_mask_blend_ps(ks, k->mt_w, k->mt_s)), k->inv_tf));
         d = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(t, s), k->inv_tf), _mm512_mask_blend_ps(ks, k->drf_w, k->drf_s));
     } else {
-        eb = w_exp(_mm512_mul_ps(_mm512_sub_ps(t, _mm512_mask_blend_ps(ks, k->mt_w, k->mt_s)), k->inv_tf));
         __m512d dlo = _mm512_sub_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(t), w_lo(s)), k->inv_t), _mm512_mask_blend_pd(ks0, k->dr_w, k->dr_s));
         __m512d dhi = _mm512_sub_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(t), w_hi(s)), k->inv_t), _mm512_mask_blend_pd(ks1, k->dr_w, k->dr_s));
         d = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(dlo)), _mm512_cvtpd_ps(dhi), 1);
     }
-    _mm512_store_ps(sc->eb + i, eb);
+    if (!reuse) _mm512_store_ps(sc->eb + i, eb);
     _mm512_store_ps(sc->dd + i, d);
     a->zs = _mm512_mask_add_ps(a->zs, ks, a->zs, eb), a->zw = _mm512_mask_add_ps(a->zw, kw, a->zw, eb);
     a->ds = _mm512_mask3_fmadd_ps(eb, d, a->ds, ks), a->dw = _mm512_mask3_fmadd_ps(eb, d, a->dw, kw);
 }
 
-W_INLINE void pass4_512_body(const call_t *cl, scratch_t *sc, row_t *row, const int mode) {
+W_INLINE void pass4_512_body(const call_t *cl, scratch_t *sc, row_t *row, const int mode, const int reuse) {
     const group_t *S = &row->g[0], *W = &row->g[1];
     /* P4_COMMON: mt_s holds max t / T (the shift, pre-scaled for the fused multiply-subtract) */
     const float shift = mode == P4_COMMON ? (float)((double)S->mt * cl->inv_t) : S->mt;
@@ -1057,13 +1083,13 @@ W_INLINE void pass4_512_body(const call_t *cl, scratch_t *sc, row_t *row, const 
     int64_t i = 0;
     for (int it = 1; i + 32 <= sc->cp; i += 32, it++) {
         prefetch_line(row, 0, i / 16), prefetch_line(row, 0, i / 16 + 1);
-        p4_body(sc, i, &k, &a, mode);
-        p4_body(sc, i + 16, &k, &b, mode);
+        p4_body(sc, i, &k, &a, mode, reuse);
+        p4_body(sc, i + 16, &k, &b, mode, reuse);
         if (it % FLUSH == 0) acc4_flush(&a), acc4_flush(&b);
     }
     if (i < sc->cp) {
         prefetch_line(row, 0, i / 16);
-        p4_body(sc, i, &k, &a, mode);
+        p4_body(sc, i, &k, &a, mode, reuse);
         i += 16;
     }
     acc4_flush(&a), acc4_flush(&b);
@@ -1074,13 +1100,13 @@ W_INLINE void pass4_512_body(const call_t *cl, scratch_t *sc, row_t *row, const 
     row->g[1].dsum = _mm512_reduce_add_pd(_mm512_add_pd(a.dw2, b.dw2));
 }
 
-W_FN void pass4_avx512(const call_t *cl, scratch_t *sc, row_t *row, int mode) {
+W_FN void pass4_avx512(const call_t *cl, scratch_t *sc, row_t *row, int mode, int reuse) {
     if (mode == P4_COMMON)
-        pass4_512_body(cl, sc, row, P4_COMMON);
+        reuse ? pass4_512_body(cl, sc, row, P4_COMMON, 1) : pass4_512_body(cl, sc, row, P4_COMMON, 0);
     else if (mode == P4_FLOAT)
-        pass4_512_body(cl, sc, row, P4_FLOAT);
+        reuse ? pass4_512_body(cl, sc, row, P4_FLOAT, 1) : pass4_512_body(cl, sc, row, P4_FLOAT, 0);
     else
-        pass4_512_body(cl, sc, row, P4_DOUBLE);
+        reuse ? pass4_512_body(cl, sc, row, P4_DOUBLE, 1) : pass4_512_body(cl, sc, row, P4_DOUBLE, 0);
 }
 
 typedef struct {
@@ -1221,6 +1247,57 @@ W_FN double mass_probe_avx512(const float *t, const double *p, int64_t c, float 
     return _mm512_reduce_add_pd(_mm512_add_pd(a, b)) + mass_probe_scalar(t + c16, p + c16, c - c16, theta, strict);
 }
 
+/* mass:P's threshold v by selection rather than bisection: the candidates (values, probabilities) are
+   split around a pivot, keeping the side where v lies and adding the mass above it to `base`; about two
+   passes over the row in all, against 32 probes. Its sums are taken in another order than the probes',
+   so the caller keeps v only where the probes confirm it (v reaches the goal, the classes above v do
+   not): then it is the bisection's v and the set is the same, bit for bit. Returns 0 where no v came out
+   (the caller bisects). cv, cp: (c + 16,) scratch. */
+#define PICK_LEVELS 48 /* a row that needs more (adversarial pivots) is left to the bisection */
+W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goal, float *cv, double *cp, float *v) {
+    const float *vals = t; /* the first level reads the row itself */
+    const double *ps = p;
+    double base = 0.0;
+    int64_t m = c;
+    for (int level = 0; m > 0 && level < PICK_LEVELS; level++) {
+        const __m512 x = _mm512_set1_ps(vals[m / 2]); /* the middle candidate: in class order, any rank */
+        __m512d hi0 = _mm512_setzero_pd(), hi1 = hi0, eq0 = hi0, eq1 = hi0;
+        for (int64_t i = 0; i < m; i += 16) {
+            __mmask16 in = m - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - i)) - 1);
+            __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
+            __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
+            __m512d a = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), b = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
+            hi0 = _mm512_mask_add_pd(hi0, (__mmask8)gt, hi0, a), hi1 = _mm512_mask_add_pd(hi1, (__mmask8)(gt >> 8), hi1, b);
+            eq0 = _mm512_mask_add_pd(eq0, (__mmask8)eq, eq0, a), eq1 = _mm512_mask_add_pd(eq1, (__mmask8)(eq >> 8), eq1, b);
+        }
+        const double hi = _mm512_reduce_add_pd(_mm512_add_pd(hi0, hi1)), at = _mm512_reduce_add_pd(_mm512_add_pd(eq0, eq1));
+        int above; /* keep the candidates above the pivot (1) or below it (0) */
+        if (reaches(base + hi, goal))
+            above = 1;
+        else if (reaches(base + hi + at, goal)) {
+            *v = _mm512_cvtss_f32(x);
+            return 1;
+        } else {
+            above = 0;
+            base += hi + at;
+        }
+        int64_t w = 0; /* compact the kept side into cv, cp (in place from the second level: w <= i) */
+        for (int64_t i = 0; i < m; i += 16) {
+            __mmask16 in = m - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - i)) - 1);
+            __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
+            __m512d a = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), b = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
+            __mmask16 k = above ? _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, y, x, _CMP_LT_OQ);
+            int lo = __builtin_popcount(k & 0xffu);
+            _mm512_storeu_ps(cv + w, _mm512_maskz_compress_ps(k, y));
+            _mm512_storeu_pd(cp + w, _mm512_maskz_compress_pd((__mmask8)k, a));
+            _mm512_storeu_pd(cp + w + lo, _mm512_maskz_compress_pd((__mmask8)(k >> 8), b));
+            w += __builtin_popcount(k);
+        }
+        vals = cv, ps = cp, m = w;
+    }
+    return 0;
+}
+
 static int cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -1318,7 +1395,19 @@ static int select_strong(const call_t *cl, scratch_t *sc, row_t *row, int64_t la
         if (cl->simd == 2) exps = mass_exp_avx512;
 #endif
         double z = exps(sc->tf, c, row->tmax, cl->inv_t, sc->pd);
-        threshold_select(sc->tf, c, row->tmin, row->tmax, sc->pd, exact_product(cl->mass_p, z), mask, probe_for(cl));
+        const goal_t goal = exact_product(cl->mass_p, z);
+        const mass_probe_t probe = probe_for(cl);
+#ifdef DK_X86
+        float v;
+        if (cl->simd == 2 && mass_pick_avx512(sc->tf, sc->pd, c, goal, sc->sel, sc->pc, &v)) {
+            double above = probe(sc->tf, sc->pd, c, v, 1); /* the probes confirm v, or the bisection decides */
+            if (!reaches(above, goal) && reaches(probe(sc->tf, sc->pd, c, v, 0), goal)) {
+                select_at(sc->tf, c, sc->pd, goal, v, above, mask);
+                return 0;
+            }
+        }
+#endif
+        threshold_select(sc->tf, c, row->tmin, row->tmax, sc->pd, goal, mask, probe);
         return 0;
     }
     case RULE_CORR: {
@@ -1362,8 +1451,18 @@ static int select_strong(const call_t *cl, scratch_t *sc, row_t *row, int64_t la
     return 1;
 }
 
-/* Returns 0, or the error code of this row. */
-static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
+/* What the students of one call share on a row: the strong set (sc->mask) and the groups' sizes, teacher
+   maxima and reference classes, decided by the first student's pass through the row; and, on AVX-512,
+   e^b in sc->eb with the pass-4 way it was computed in (eb_mode: that way + 1; 0: none). All of it
+   depends on the teacher only, so every student's results are those of a call of its own, bit for bit. */
+typedef struct {
+    int selected, eb_mode;
+    int64_t size[2], ref[2];
+    float mt[2];
+} share_t;
+
+/* Returns 0, or the error code of this row. sh: NULL, or the row's share among the call's students. */
+static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) {
     const int64_t c = cl->c, cp = sc->cp;
     row_t row;
     memset(&row, 0, sizeof row);
@@ -1377,6 +1476,10 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
     else
 #endif
         pass1_portable(cl, sc, r, &row);
+    if (cl->scan_out) { /* a scan: the argmax and finiteness only */
+        cl->scan_out[r] = row.finite ? row.targ : -1;
+        return row.finite ? OK : ERR_NONFINITE;
+    }
     if (!row.finite) return bad_row(cl, r, ERR_NONFINITE);
     if (!((double)row.dx * cl->inv_t <= DX_MAX)) { /* also t - s = inf in float: for the caller, in float64 */
         bad_row(cl, r, OK);
@@ -1390,24 +1493,32 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
         if (label < 0 || label >= c) return bad_row(cl, r, ERR_LABEL);
     }
 
-    /* the strong set; group sizes, maxima, reference classes */
-    memset(sc->mask, 0, (size_t)c);
-    memset(sc->mask + c, 2, (size_t)(cp + 8 - c));
-    int groups_known = select_strong(cl, sc, &row, label);
-    if (cl->mask_out) {
-        uint8_t *m = cl->mask_out + r * c;
-        for (int64_t i = 0; i < c; i++) m[i] = sc->mask[i];
-        if (cl->mask_only) return OK;
-    }
-    if (!groups_known) {
+    /* the strong set; group sizes, maxima, reference classes (or as another student's pass decided them) */
+    if (sh && sh->selected) {
+        for (int g = 0; g < 2; g++) row.g[g].size = sh->size[g], row.g[g].mt = sh->mt[g], row.g[g].ref = sh->ref[g];
+    } else {
+        memset(sc->mask, 0, (size_t)c);
+        memset(sc->mask + c, 2, (size_t)(cp + 8 - c));
+        int groups_known = select_strong(cl, sc, &row, label);
+        if (cl->mask_out) {
+            uint8_t *m = cl->mask_out + r * c;
+            for (int64_t i = 0; i < c; i++) m[i] = sc->mask[i];
+            if (cl->mask_only) return OK;
+        }
+        if (!groups_known) {
 #ifdef DK_X86
-        if (cl->simd)
-            pass3_avx2(cl, sc, &row);
-        else
+            if (cl->simd)
+                pass3_avx2(cl, sc, &row);
+            else
 #endif
-            pass3_portable(cl, sc, &row);
-        for (int g = 0; g < 2; g++)
-            if (row.g[g].size) row.g[g].ref = group_ref(cl, sc, &row, g);
+                pass3_portable(cl, sc, &row);
+            for (int g = 0; g < 2; g++)
+                if (row.g[g].size) row.g[g].ref = group_ref(cl, sc, &row, g);
+        }
+        if (sh) {
+            sh->selected = 1;
+            for (int g = 0; g < 2; g++) sh->size[g] = row.g[g].size, sh->mt[g] = row.g[g].mt, sh->ref[g] = row.g[g].ref;
+        }
     }
     const float inv_tf = (float)cl->inv_t;
     for (int g = 0; g < 2; g++) {
@@ -1439,9 +1550,10 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
 
     /* e^b, d - d_ref and the group sums */
 #ifdef DK_X86
-    if (cl->simd == 2)
-        pass4_avx512(cl, sc, &row, mode4);
-    else if (cl->simd)
+    if (cl->simd == 2) {
+        pass4_avx512(cl, sc, &row, mode4, sh && sh->eb_mode == mode4 + 1);
+        if (sh) sh->eb_mode = mode4 + 1;
+    } else if (cl->simd)
         pass4_avx2(cl, sc, &row, float_d);
     else
 #endif
@@ -1529,7 +1641,8 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r) {
 /* Threads: dynamic scheduling of row blocks over a pool of sleeping helpers.                        */
 
 typedef struct {
-    const call_t *cl;
+    const call_t *cl; /* ns calls, one per student, alike but for the student and its outputs */
+    int ns;
     int64_t next;  /* first row of the next block (atomic) */
     int64_t block; /* rows per block */
     int64_t error; /* lowest (row << 3 | code) seen (atomic); INT64_MAX for none */
@@ -1553,9 +1666,12 @@ static void work(shared_t *sh) {
         int64_t r0 = __atomic_fetch_add(&sh->next, sh->block, __ATOMIC_RELAXED);
         if (r0 >= cl->n) break;
         int64_t r1 = r0 + sh->block < cl->n ? r0 + sh->block : cl->n;
-        for (int64_t r = r0; r < r1; r++) {
-            int code = process_row(cl, &sc, r);
-            if (code) note_error(sh, r, code);
+        for (int64_t r = r0; r < r1; r++) { /* every student's pass through the row while it is in cache */
+            share_t share = {0, 0, {0, 0}, {0, 0}, {0.0f, 0.0f}};
+            for (int q = 0; q < sh->ns; q++) {
+                int code = process_row(&cl[q], &sc, r, sh->ns > 1 ? &share : NULL);
+                if (code) note_error(sh, r, code);
+            }
         }
     }
     free(sc.block);
@@ -1678,21 +1794,24 @@ int decompose_kernel_version(void) { return DK_ABI; }
    threads <= 0: one per CPU of the affinity mask). Returns 0, or an error code with *bad_row set to the
    lowest offending row (ERR_NONFINITE, ERR_LABEL: their outputs are NaN / -1, the other rows are
    computed), ERR_MEMORY, ERR_ARGS. */
-static int run(call_t *cl, int threads, int64_t *bad_row) {
+static int run(call_t *cl, int ns, int threads, int64_t *bad_row) {
     const int64_t n = cl->n, c = cl->c;
     *bad_row = -1;
-    if (n < 0 || c < 2 || c > INT32_MAX || !(cl->temp > 0) || !isfinite(cl->temp)) return ERR_ARGS;
-    if ((cl->t_dtype != DT_F32 && cl->t_dtype != DT_F16) || (cl->s_dtype != DT_F32 && cl->s_dtype != DT_F16))
-        return ERR_ARGS;
+    if (ns < 1 || n < 0 || c < 2 || c > INT32_MAX || !(cl->temp > 0) || !isfinite(cl->temp)) return ERR_ARGS;
+    for (int q = 0; q < ns; q++)
+        if ((cl[q].t_dtype != DT_F32 && cl[q].t_dtype != DT_F16) || (cl[q].s_dtype != DT_F32 && cl[q].s_dtype != DT_F16))
+            return ERR_ARGS;
     if (cl->rule < RULE_TARGET || cl->rule > RULE_CORR) return ERR_ARGS;
     if ((cl->rule == RULE_TARGET || cl->rule == RULE_TOPK_TARGET) && !cl->labels) return ERR_ARGS;
     if (cl->rule == RULE_CORR && !cl->correlated) return ERR_ARGS;
     if (cl->rule == RULE_MASS && !(cl->mass_p > 0 && cl->mass_p < 1)) return ERR_ARGS;
     if (n == 0) return OK;
-    cl->k = cl->k < 1 ? 1 : (cl->k > c - 1 ? c - 1 : cl->k);
-    cl->inv_t = 1.0 / cl->temp;
+    for (int q = 0; q < ns; q++) {
+        cl[q].k = cl[q].k < 1 ? 1 : (cl[q].k > c - 1 ? c - 1 : cl[q].k);
+        cl[q].inv_t = 1.0 / cl[q].temp;
+    }
     int64_t block = BLOCK_ELEMS / c;
-    shared_t sh = {.cl = cl, .next = 0, .block = block < 1 ? 1 : block, .error = INT64_MAX};
+    shared_t sh = {.cl = cl, .ns = ns, .next = 0, .block = block < 1 ? 1 : block, .error = INT64_MAX};
     int64_t blocks = (n + sh.block - 1) / sh.block;
     int64_t m = threads > 0 ? threads : dk_cpu_count();
     if (m > MAX_THREADS) m = MAX_THREADS;
@@ -1716,7 +1835,30 @@ int dk_decompose(int64_t n, int64_t c, const void *teacher, int64_t t_stride, in
                  .t_dtype = t_dtype, .s_dtype = s_dtype, .labels = labels, .correlated = correlated,
                  .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .fout = fout, .iout = iout,
                  .simd = simd_level(flags)};
-    return run(&cl, threads, bad_row);
+    return run(&cl, 1, threads, bad_row);
+}
+
+/* dk_decompose for ns students against one teacher, in one pass over the rows: each row's strong set (and,
+   on AVX-512, its weights e^b) decided once and used for every student (share_t), while the teacher's row
+   is in cache. students, s_strides, s_dtypes: (ns,); fouts: ns x 7 and iouts: ns x 4 arrays (n,), student
+   after student, each as dk_decompose's. The results are those of ns calls of dk_decompose, bit for bit;
+   an error reports the lowest offending row over all students. */
+int dk_decompose_many(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, int ns,
+                      const void *const *students, const int64_t *s_strides, const int *s_dtypes, const int64_t *labels,
+                      const uint8_t *correlated, int rule, int64_t k, double mass_p, double temperature,
+                      double *const *fouts, int64_t *const *iouts, int threads, int flags, int64_t *bad_row) {
+    *bad_row = -1;
+    if (ns < 1 || ns > MAX_STUDENTS) return ERR_ARGS;
+    call_t *cls = calloc((size_t)ns, sizeof(call_t));
+    if (!cls) return ERR_MEMORY;
+    for (int q = 0; q < ns; q++)
+        cls[q] = (call_t){.n = n, .c = c, .t = teacher, .s = students[q], .t_stride = t_stride, .s_stride = s_strides[q],
+                          .t_dtype = t_dtype, .s_dtype = s_dtypes[q], .labels = labels, .correlated = correlated,
+                          .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .fout = fouts + q * N_FOUT,
+                          .iout = iouts + q * N_IOUT, .simd = simd_level(flags)};
+    int code = run(cls, ns, threads, bad_row);
+    free(cls);
+    return code;
 }
 
 /* The strong sets alone, (n, c) bytes 1 = S into mask_out, by the same code and arguments as above. */
@@ -1727,5 +1869,16 @@ int dk_strong_mask(int64_t n, int64_t c, const void *teacher, int64_t t_stride, 
                  .t_dtype = t_dtype, .s_dtype = t_dtype, .labels = labels, .correlated = correlated,
                  .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .mask_out = mask_out,
                  .mask_only = 1, .simd = simd_level(flags)};
-    return run(&cl, threads, bad_row);
+    return run(&cl, 1, threads, bad_row);
+}
+
+/* One pass over an (n, c) array of logits, as pass 1 reads them: each row's argmax (lowest index among
+   equal maxima, as the decomposition's teacher_pred) into pred (n,), and ERR_NONFINITE with *bad_row the
+   lowest row holding a NaN or an infinity (its pred is -1; the other rows are scanned). */
+int dk_scan(int64_t n, int64_t c, const void *data, int64_t stride, int dtype, int64_t *pred, int threads, int flags,
+            int64_t *bad_row) {
+    call_t cl = {.n = n, .c = c, .t = data, .s = data, .t_stride = stride, .s_stride = stride, .t_dtype = dtype,
+                 .s_dtype = dtype, .rule = RULE_TOPK, .k = 1, .temp = 1.0, .scan_out = pred,
+                 .simd = simd_level(flags)};
+    return run(&cl, 1, threads, bad_row);
 }

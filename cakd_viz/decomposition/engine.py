@@ -86,7 +86,7 @@ def decompose(
     native = dev.type == "cpu" and native_path.selects(g) and not (zs.is_float64 or zt.is_float64)
     kern = native_path.kernel() if native else None
     if kern is not None:
-        out = _run_native(kern, zs, zt, y, g, temp, correlated, rows_asked, progress)
+        out = _run_native(kern, [zs], zt, y, g, temp, correlated, rows_asked, progress)[0]
     else:
         rows = rows_asked or max(1, TENSOR_CHUNK_ELEMENTS["cuda" if dev.type == "cuda" else "cpu"] // c)
         out = tensor_path.decompose_tensors(zs, zt, y, g, temp, correlated, dev, rows, progress)
@@ -94,37 +94,119 @@ def decompose(
     return Decomposition(**out, labels=y, grouping=str(g), temperature=temp)
 
 
-def _run_native(kern, zs: Logits, zt: Logits, y, g: Grouping, temp: float, correlated, rows, progress):
-    """Every output through the C kernel, one call per chunk (threads re-fitted to the free CPUs each time)."""
+def decompose_many(
+    student_logits,
+    teacher_logits,
+    labels=None,
+    *,
+    grouping: str | Grouping = DEFAULT_GROUPING,
+    temperature: float = 1.0,
+    device: str | torch.device = "auto",
+    correlation: np.ndarray | None = None,
+    chunk_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Decomposition]:
+    """`decompose` of several students against one teacher: ``[decompose(s, teacher_logits, labels, ...)
+    for s in student_logits]``, bit for bit. On the kernel's path in one pass over the rows: each row's
+    strong set (and, on AVX-512, the teacher's weights e^b) is decided once for every student, while the
+    teacher's row is in cache. student_logits: a sequence of (N, C) logits, each as `decompose` takes
+    them; `progress(done, N)` after each chunk of rows (of every student)."""
+    students = list(student_logits)
+    g = parse_grouping(grouping)
+    temp = check_temperature(temperature)
+    rows_asked = _check_chunk_rows(chunk_rows)
+    zt = Logits.of(teacher_logits, "teacher_logits")
+    zss = [Logits.of(x, f"student_logits[{j}]") for j, x in enumerate(students)]
+    for zs in zss:
+        _check_pair(zs, zt)
+    dev = resolve_device(device)
+    native = dev.type == "cpu" and g.kind in native_path.RULES and not any(z.is_float64 for z in [zt, *zss])
+    kern = native_path.kernel() if native and 1 < len(zss) <= native_path.MAX_STUDENTS else None
+    if kern is None:  # one pass each: the tensor-op path, float64, or a single student
+        return [
+            decompose(
+                x,
+                teacher_logits,
+                labels,
+                grouping=g,
+                temperature=temp,
+                device=device,
+                correlation=correlation,
+                chunk_rows=chunk_rows,
+                progress=_share(progress, j, len(zss)),
+            )
+            for j, x in enumerate(students)
+        ]
     n, c = zt.shape
-    out = {name: np.empty(n, dtype=np.float64) for name in native_path.FLOAT_OUT}
-    out.update({name: np.empty(n, dtype=np.int64) for name in native_path.INT_OUT})
+    y = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
+    if g.needs_labels and y is None:
+        raise ValueError(f"grouping {g} needs labels, and none were given")
+    correlated = _correlated(g, zt, correlation, dev, c)
+    outs = _run_native(kern, zss, zt, y, g, temp, correlated, rows_asked, progress)
+    for out, zs in zip(outs, zss, strict=True):
+        _check_finite(out, zs, zt)
+    return [Decomposition(**out, labels=y, grouping=str(g), temperature=temp) for out in outs]
+
+
+def _share(progress, j: int, count: int):
+    """The progress callback of the j-th of ``count`` passes in a row, as a share of them all."""
+    if progress is None:
+        return None
+    return lambda done, total: progress((j * total + done) // count, total)
+
+
+def _run_native(kern, zss: list[Logits], zt: Logits, y, g: Grouping, temp: float, correlated, rows, progress):
+    """Every output of every student through the C kernel, one call per chunk of rows (threads re-fitted
+    to the free CPUs each time): one output dict per student."""
+    n, c = zt.shape
+    outs = []
+    for _ in zss:
+        out = {name: np.empty(n, dtype=np.float64) for name in native_path.FLOAT_OUT}
+        out.update({name: np.empty(n, dtype=np.int64) for name in native_path.INT_OUT})
+        outs.append(out)
     rule = native_path.Rule.of(g, temp, y, correlated)
     rows = rows or max(1, KERNEL_CHUNK_ELEMENTS // c)
     requested = torch.get_num_threads()
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        t_rows, s_rows = zt.numpy_rows(start, stop), zs.numpy_rows(start, stop)
+        t_rows, s_rows = zt.numpy_rows(start, stop), [zs.numpy_rows(start, stop) for zs in zss]
         try:
-            native_path.run_kernel(kern, s_rows, t_rows, rule, out, start, threads=default_threads(requested))
+            threads = default_threads(requested)
+            if len(zss) == 1:
+                native_path.run_kernel(kern, s_rows[0], t_rows, rule, outs[0], start, threads=threads)
+            else:
+                native_path.run_kernel_many(kern, s_rows, t_rows, rule, outs, start, threads=threads)
         except native_path.KernelError as exc:
-            _raise_kernel_error(exc, start, zs, zt, c)
-        redo = np.flatnonzero(out["redo"][start:stop])
-        if redo.size:  # rows the kernel's float32 arithmetic leaves to float64 tensor ops
-            y_redo = None if y is None else y[start + redo]
-            part = tensor_path.rows_terms(s_rows[redo], t_rows[redo], y_redo, g, temp, correlated)
-            for name, values in part.items():
-                out[name][start + redo] = values
+            _raise_kernel_error(exc, start, zss, zt, c)
+        for out, s_part in zip(outs, s_rows, strict=True):
+            _redo_rows(out, s_part, t_rows, y, start, stop, g, temp, correlated)
         if progress is not None:
             progress(stop, n)
-    del out["redo"]
-    return out
+    for out in outs:
+        del out["redo"]
+    return outs
 
 
-def _raise_kernel_error(exc, start: int, zs: Logits, zt: Logits, c: int) -> None:
+def _redo_rows(
+    out: dict, s_rows, t_rows, y, start: int, stop: int, g: Grouping, temp: float, correlated
+) -> None:
+    """The rows of [start, stop) the kernel's float32 arithmetic left to float64 tensor ops (``out["redo"]``),
+    in cache-sized batches (an uncached batch of a few thousand rows is several times slower)."""
+    redo = np.flatnonzero(out["redo"][start:stop])
+    batch = max(1, TENSOR_CHUNK_ELEMENTS["cpu"] // t_rows.shape[1])
+    for first in range(0, redo.size, batch):
+        rows = redo[first : first + batch]
+        y_rows = None if y is None else y[start + rows]
+        part = tensor_path.rows_terms(s_rows[rows], t_rows[rows], y_rows, g, temp, correlated)
+        for name, values in part.items():
+            out[name][start + rows] = values
+
+
+def _raise_kernel_error(exc, start: int, zss: list[Logits], zt: Logits, c: int) -> None:
     row = start + exc.row
     if exc.code == native_path.ERR_NONFINITE:
-        _name_non_finite(row, zs, zt)
+        for zs in zss:
+            _name_non_finite(row, zs, zt)
     if exc.code == native_path.ERR_MEMORY:
         raise MemoryError("decompose: the kernel could not allocate its per-thread scratch space")
     raise RuntimeError(f"decompose: the kernel refused row {row} (code {exc.code}, {c} classes)")
@@ -148,7 +230,7 @@ def _check_pair(zs: Logits, zt: Logits) -> tuple[int, int]:
         if arr.shape[0] < 1 or arr.shape[1] < 2:
             raise ValueError(f"{arr.name} has shape {arr.shape}: need at least 1 sample and 2 classes")
     if zs.shape != zt.shape:
-        raise ValueError(f"student_logits has shape {zs.shape}, teacher_logits {zt.shape}")
+        raise ValueError(f"{zs.name} has shape {zs.shape}, {zt.name} {zt.shape}")
     return zt.shape
 
 

@@ -26,7 +26,7 @@ from cakd_viz.grouping import Grouping
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.native import NativeLibrary
 
-ABI_VERSION = 2
+ABI_VERSION = 4
 # No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
 # the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
 # the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
@@ -65,6 +65,14 @@ _MASK = [
     ctypes.POINTER(_i64),
 ]
 
+# dk_decompose_many(n, c, teacher, t_stride, t_dtype, ns, students, s_strides, s_dtypes, labels, correlated,
+#                   rule, k, mass_p, temperature, fouts, iouts, threads, flags, bad_row)
+_MANY = [_i64, _i64, _ptr, _i64, _int, _int, _ptr, _ptr, _ptr, _ptr, _ptr, _int, _i64, _dbl, _dbl, _ptr, _ptr]
+_MANY += [_int, _int, ctypes.POINTER(_i64)]
+MAX_STUDENTS = 256  # students of one dk_decompose_many call
+# dk_scan(n, c, data, stride, dtype, pred, threads, flags, bad_row)
+_SCAN = [_i64, _i64, _ptr, _i64, _int, _ptr, _int, _int, ctypes.POINTER(_i64)]
+
 
 @dataclass(frozen=True)
 class Kernel:
@@ -75,6 +83,8 @@ class Kernel:
     strong_mask: ctypes._CFuncPtr
     simd_level: int  # 0 portable, 1 AVX2, 2 AVX-512
     pool_size: ctypes._CFuncPtr  # helper threads started so far
+    scan: ctypes._CFuncPtr
+    decompose_many: ctypes._CFuncPtr
 
     def describe(self) -> str:
         return f"{SIMD_NAMES[self.simd_level]} path"
@@ -83,8 +93,18 @@ class Kernel:
 def _bind(lib: ctypes.CDLL, path: Path) -> Kernel:
     lib.dk_decompose.argtypes, lib.dk_decompose.restype = _DECOMPOSE, _int
     lib.dk_strong_mask.argtypes, lib.dk_strong_mask.restype = _MASK, _int
+    lib.dk_scan.argtypes, lib.dk_scan.restype = _SCAN, _int
+    lib.dk_decompose_many.argtypes, lib.dk_decompose_many.restype = _MANY, _int
     lib.dk_simd_level.restype = lib.dk_pool_size.restype = _int
-    return Kernel(path, lib.dk_decompose, lib.dk_strong_mask, lib.dk_simd_level(), lib.dk_pool_size)
+    return Kernel(
+        path,
+        lib.dk_decompose,
+        lib.dk_strong_mask,
+        lib.dk_simd_level(),
+        lib.dk_pool_size,
+        lib.dk_scan,
+        lib.dk_decompose_many,
+    )
 
 
 LIBRARY: NativeLibrary[Kernel] = NativeLibrary(
@@ -214,6 +234,63 @@ def run_kernel(
         raise KernelError(code, int(bad.value))
 
 
+def run_kernel_many(
+    kern: Kernel,
+    students: list[np.ndarray],
+    teacher: np.ndarray,
+    rule: Rule,
+    outs: list[dict[str, np.ndarray]],
+    offset: int = 0,
+    *,
+    threads: int,
+    isa: str = "auto",
+) -> None:
+    """`run_kernel` for several students against one teacher in one pass over the rows (each row's strong
+    set, and on AVX-512 its weights e^b, decided once for all of them): ``outs[j]`` receives what
+    ``run_kernel(kern, students[j], teacher, rule, outs[j], offset)`` would, bit for bit. KernelError
+    gives the lowest offending row over all students."""
+    if not 1 <= len(students) <= MAX_STUDENTS or len(outs) != len(students):
+        raise ValueError(f"run_kernel_many: 1 to {MAX_STUDENTS} students, one output dict each")
+    zt, t_stride, t_code = kernel_rows(teacher)
+    m, c = zt.shape
+    rows = [kernel_rows(s) for s in students]  # kept alive until the call returns
+    ns = len(rows)
+    sptrs = (ctypes.c_void_p * ns)(*(z.ctypes.data for z, _, _ in rows))
+    strides = (_i64 * ns)(*(stride for _, stride, _ in rows))
+    codes = (_int * ns)(*(code for _, _, code in rows))
+    fptrs = (ctypes.c_void_p * (ns * len(FLOAT_OUT)))(
+        *(out[name].ctypes.data + 8 * offset for out in outs for name in FLOAT_OUT)
+    )
+    iptrs = (ctypes.c_void_p * (ns * len(INT_OUT)))(
+        *(out[name].ctypes.data + 8 * offset for out in outs for name in INT_OUT)
+    )
+    bad = _i64(-1)
+    code = kern.decompose_many(
+        m,
+        c,
+        zt.ctypes.data,
+        t_stride,
+        t_code,
+        ns,
+        sptrs,
+        strides,
+        codes,
+        rule.labels_at(offset),
+        rule.corr_ptr,
+        rule.code,
+        rule.k,
+        rule.mass_p,
+        rule.temperature,
+        fptrs,
+        iptrs,
+        int(threads),
+        ISA_FLAGS[isa],
+        ctypes.byref(bad),
+    )
+    if code:
+        raise KernelError(code, int(bad.value))
+
+
 def kernel_strong_mask(
     kern: Kernel, teacher: np.ndarray, rule: Rule, *, threads: int = 1, isa: str = "auto"
 ) -> np.ndarray:
@@ -242,3 +319,25 @@ def kernel_strong_mask(
     if code:
         raise KernelError(code, int(bad.value))
     return mask.view(bool)
+
+
+def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int, isa: str = "auto") -> None:
+    """Each row's argmax of (m, C) `rows` (see `kernel_rows`; lowest index among equal maxima, as
+    `decompose`'s teacher_pred) into `out` ((m,) contiguous int64), by pass 1 of the decomposition.
+    Raises KernelError(ERR_NONFINITE, row) for the first row holding a NaN or an infinity."""
+    data, stride, code_dtype = kernel_rows(rows)
+    m, c = data.shape
+    bad = _i64(-1)
+    code = kern.scan(
+        m,
+        c,
+        data.ctypes.data,
+        stride,
+        code_dtype,
+        out.ctypes.data,
+        int(threads),
+        ISA_FLAGS[isa],
+        ctypes.byref(bad),
+    )
+    if code:
+        raise KernelError(code, int(bad.value))

@@ -21,7 +21,7 @@ sel = state.selection()
 if (target := st.session_state.pop("_diagnose_open", None)) is not None:
     state.goto_sample(target)  # asked for by the "Open sample" button's callback on the last click
 b = sel.bundle
-res = state.results()  # A (and B when set): both exact, or both on one preview
+res = state.results()  # A (and B when set)
 r = res[sel.student]
 d = r.d
 names = list(sel.class_names)
@@ -147,12 +147,7 @@ else:
     pairs = diagnose.confusion_pairs(
         d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
     )
-    in_s = (
-        f"'in S': how often the student's prediction lay in the sample's strong set under {d.grouping}."
-        if in_strong is not None
-        else f"'in S' (how often the student's prediction lay in the strong set under {d.grouping}) is being "
-        f"computed over all {len(d):,} samples in the background; the chart adds it when done."
-    )
+    in_s = f"'in S': how often the student's prediction lay in the sample's strong set under {d.grouping}."
     ui.chart(
         fig.confusion_chart(pairs),
         f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "

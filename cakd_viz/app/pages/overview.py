@@ -38,7 +38,7 @@ if dkd and b.labels is None:  # a link's dkd=true on a bundle without labels
     dkd = False
 links.show(("dkd",))
 grouping = "target" if dkd else sel.grouping
-res = state.results(sel.students, grouping=grouping)  # every student: all exact, or all on one preview
+res = state.results(sel.students, grouping=grouping)  # every student
 here = res[sel.student]
 context = ui.context(grouping=grouping)
 st.caption(
