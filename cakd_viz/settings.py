@@ -46,7 +46,13 @@ SETTINGS: dict[str, Setting] = {
             1e-6,
             1e9,
         ),
-        Setting("CAKD_VIZ_CACHE_MAX_GB", "float", 10.0, "the most the results cache holds in GB", 0.0, 1e6),
+        Setting(
+            "CAKD_VIZ_RESULTS_MB", "float", 1536.0, "the memory the server keeps results in, MB", 0.0, 1e9
+        ),
+        # about 10 ms of kernel: below it a bar would only flicker
+        Setting(
+            "CAKD_VIZ_PROGRESS_ABOVE", "int", 10_000_000, "logits per model above which a pass shows a bar", 0
+        ),
         Setting(
             "CAKD_VIZ_UPLOADS_MAX_GB",
             "float",

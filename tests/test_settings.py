@@ -55,7 +55,8 @@ def test_a_flag_it_does_not_understand_is_refused_in_one_line(monkeypatch, raw):
         ("CAKD_VIZ_MAX_ACTIVE_RUNS", "1_000", 1000),
         ("CAKD_VIZ_MAX_RUNS", "2", 2),
         ("CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB", "2.5", 2.5),
-        ("CAKD_VIZ_CACHE_MAX_GB", "0", 0.0),
+        ("CAKD_VIZ_RESULTS_MB", "0", 0.0),
+        ("CAKD_VIZ_PROGRESS_ABOVE", "0", 0),
     ],
 )
 def test_numbers_within_their_range_are_read(monkeypatch, name, raw, value):
@@ -72,7 +73,8 @@ def test_numbers_within_their_range_are_read(monkeypatch, name, raw, value):
         ("CAKD_VIZ_MAX_RUNS", "-1", "a whole number at least 1"),
         ("CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB", "nan", "a number"),
         ("CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB", "inf", "a number"),
-        ("CAKD_VIZ_CACHE_MAX_GB", "-3", "a number 0 to"),
+        ("CAKD_VIZ_RESULTS_MB", "-3", "a number 0 to"),
+        ("CAKD_VIZ_PROGRESS_ABOVE", "1e6", "a whole number at least 0"),
     ],
 )
 def test_numbers_it_does_not_understand_are_refused(monkeypatch, name, raw, accepts):

@@ -19,7 +19,6 @@ showing that pass's progress, and then computes what is still missing.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -27,15 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cakd_viz import settings
 from cakd_viz.app import ui, views
 from cakd_viz.decomposition import Decomposition, decompose_many
 from cakd_viz.decomposition.result import PER_SAMPLE
 from cakd_viz.grouping import parse_grouping
 
 RESULTS_MB_ENV = "CAKD_VIZ_RESULTS_MB"
-DEFAULT_RESULTS_MB = 1536
 PROGRESS_ABOVE_ENV = "CAKD_VIZ_PROGRESS_ABOVE"  # logits per model (N x C) above which a pass shows a bar
-DEFAULT_PROGRESS_ABOVE = 10_000_000  # about 10 ms of kernel: below it a bar would only flicker
 DRAW_EVERY_S = 0.1  # a progress bar is redrawn at most this often (each redraw lets a rerun stop the pass)
 
 
@@ -63,28 +61,13 @@ class Result:
 
 def progress_above() -> int:
     """Logits per model (N x C) above which a pass draws a progress bar (``$CAKD_VIZ_PROGRESS_ABOVE``,
-    default 10 million); ValueError (one line) when the setting is not a whole number >= 0."""
-    raw = os.environ.get(PROGRESS_ABOVE_ENV, "").strip().replace("_", "")
-    try:
-        value = int(raw) if raw else DEFAULT_PROGRESS_ABOVE
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{PROGRESS_ABOVE_ENV}={raw[:40]!r} is not a whole number of logits (>= 0)")
-    return value
+    default 10 million; ``cakd_viz.settings``: a value not understood is a one-line ValueError)."""
+    return int(settings.number(PROGRESS_ABOVE_ENV))
 
 
 def results_budget() -> int:
-    """The most bytes of results kept between page runs (``$CAKD_VIZ_RESULTS_MB``, default 1,536 MB);
-    ValueError (one line) when the setting is not a number >= 0."""
-    raw = os.environ.get(RESULTS_MB_ENV, "").strip()
-    try:
-        mb = float(raw) if raw else float(DEFAULT_RESULTS_MB)
-    except ValueError:
-        mb = float("nan")
-    if not 0 <= mb < float("inf"):
-        raise ValueError(f"{RESULTS_MB_ENV}={raw[:40]!r} is not a number of MB (>= 0)")
-    return int(mb * 2**20)
+    """The most bytes of results kept between page runs (``$CAKD_VIZ_RESULTS_MB``, default 1,536 MB)."""
+    return int(settings.number(RESULTS_MB_ENV) * 2**20)
 
 
 # -- the store ---------------------------------------------------------------------------------------
