@@ -30,11 +30,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
+
+from cakd_viz import atomic
 
 # -fassociative-math lets the compiler vectorise the sums (their order changes, nothing else);
 # no -ffast-math: NaN, infinities and signed comparisons keep their IEEE meaning.
@@ -213,14 +214,8 @@ def _compiler() -> str | None:
 
 def _build(compiler: str, flags: tuple[str, ...], libs: tuple[str, ...], source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=target.suffix)
-    os.close(fd)
-    try:
-        cmd = [*compiler.split(), *flags, "-o", tmp, str(source), *libs]
+    with atomic.replacing(target) as tmp:  # another process sees no library or the whole one
+        cmd = [*compiler.split(), *flags, "-o", str(tmp), str(source), *libs]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()[-800:]}")
-        os.replace(tmp, target)  # atomic: another process sees the old state or the whole library
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

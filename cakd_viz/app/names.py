@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
 
+from cakd_viz import atomic
 from cakd_viz.classnames import parse_override
 
 NAMES_DIR = Path(tempfile.gettempdir()) / "cakd-viz-names"
@@ -28,9 +28,7 @@ def store(data: bytes, filename: str, num_classes: int) -> str:
     NAMES_DIR.mkdir(parents=True, exist_ok=True)
     target = NAMES_DIR / f"{token}.json"
     if not target.is_file():
-        tmp = NAMES_DIR / f".{token}.tmp-{os.getpid()}"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic.write_text(target, text)
     return token
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cakd_viz import processes
+from cakd_viz import atomic, processes
 from cakd_viz.bundle.read import FORMAT
 from cakd_viz.validate import BundleError
 
@@ -110,14 +109,10 @@ def check_target(path: Path, overwrite: bool) -> None:
 
 def publish(tmp: Path, path: Path, overwrite: bool) -> None:
     """Rename the finished temp dir to ``path``, replacing an old bundle only when allowed."""
-    if not path.exists():
-        tmp.rename(path)
-        return
     check_target(path, overwrite)
-    old = path.with_name(f"{path.name}.old-{uuid.uuid4().hex[:12]}")
-    path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)  # a writer killed here leaves it for remove_abandoned
+    atomic.publish_dir(
+        tmp, path
+    )  # a writer killed between its renames leaves PATH.old-* for remove_abandoned
 
 
 def remove_abandoned(path: Path) -> list[Path]:

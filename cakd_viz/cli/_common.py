@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from cakd_viz import atomic
 from cakd_viz.text import terminal
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -130,24 +130,17 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     """
     from cakd_viz import processes
 
+    if path.suffix.lower() != ".csv":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError("writing .parquet needs pyarrow (pip install pyarrow); or write .csv") from None
     remove_abandoned_temps(path)
-    tmp = path.with_name(f".{path.name}.tmp-{processes.owner_tag()}")
-    try:
+    with atomic.replacing(path, tag=processes.owner_tag()) as tmp:
         if path.suffix.lower() == ".csv":
             frame.to_csv(tmp, index=False)
         else:
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise ValueError(
-                    "writing .parquet needs pyarrow (pip install pyarrow); or write .csv"
-                ) from None
             frame.to_parquet(tmp, index=False, engine="pyarrow")
-        os.replace(tmp, path)
-    except OSError as exc:  # said about the file asked for, never the temporary name beside it
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def remove_abandoned_temps(path: Path) -> list[Path]:

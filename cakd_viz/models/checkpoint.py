@@ -9,7 +9,6 @@ back as float32. Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from cakd_viz import atomic
 from cakd_viz.models.archs import build_arch
 
 CHECKPOINT_FORMAT = "cakd-checkpoint/1"
@@ -69,9 +69,8 @@ def save_checkpoint(
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        write(tmp)
 
 
 def read_checkpoint_info(path: str | Path) -> dict:

@@ -18,11 +18,11 @@ pass. Each epoch's student logits are also kept, small and bounded, in ``RUN_DIR
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from cakd_viz import atomic
 
 VAL_TERMS = ("val_kl", "val_bcd", "val_scd", "val_wcd", "val_scd_part", "val_wcd_part")
 EPOCHS_DIR = "epochs"
@@ -133,12 +133,8 @@ class EpochLogits:
         self._write_index()
 
     def _write_index(self) -> None:
-        tmp = self.folder / f".index.json.{os.getpid()}"
-        tmp.write_text(json.dumps(self.index, indent=1))
-        os.replace(tmp, self.folder / "index.json")
+        atomic.write_json(self.folder / "index.json", self.index, indent=1)
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-    np.save(tmp, array, allow_pickle=False)
-    os.replace(tmp, path)
+    atomic.save_npy(path, array)

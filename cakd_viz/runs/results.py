@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cakd_viz import atomic
 from cakd_viz.runs import store
 from cakd_viz.runs.recorded import is_recorded
 
@@ -634,12 +635,7 @@ def write_note(path: str | Path, text: str) -> str:
     if not text:
         target.unlink(missing_ok=True)
         return ""
-    tmp = target.with_name(f".{NOTE}.tmp-{os.getpid()}-{secrets.token_hex(3)}")
-    try:
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_text(target, text + "\n")
     return text
 
 

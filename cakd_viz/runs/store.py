@@ -34,7 +34,7 @@ import stat
 import time
 from pathlib import Path
 
-from cakd_viz import processes
+from cakd_viz import atomic, processes
 from cakd_viz.locations import runs_dir  # noqa: F401 (re-exported)
 
 RUNS_DIR_ENV = "CAKD_VIZ_RUNS_DIR"
@@ -61,13 +61,8 @@ def new_run_id(label: str = "") -> str:
 
 
 def write_json(path: Path, obj: object) -> None:
-    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``obj`` as JSON, published whole (``cakd_viz.atomic``)."""
+    atomic.write_json(path, obj)
 
 
 def open_regular(path: Path):

@@ -15,8 +15,6 @@ on a CPU); here the logits are looked up instead:
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cakd_viz import atomic
 from cakd_viz.models.outputs import logits_of
 
 _BATCH = 1024
@@ -67,9 +66,7 @@ def teacher_logits(
     logits = predict_logits(teacher, dataset, device=device, batch_size=256, who="teacher")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.npy")
-        np.save(tmp, logits)
-        os.replace(tmp, path)
+        atomic.save_npy(path, logits)  # a full disk leaves no temporary file for later runs to trip on
     return logits, digests
 
 

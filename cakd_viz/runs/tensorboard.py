@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cakd_viz import atomic
 from cakd_viz.runs import store
 from cakd_viz.runs.results import RunInfo, list_runs, safe_label
 
@@ -88,9 +89,10 @@ def _export_run(run: RunInfo, out: Path, writer_class) -> Path:
         finally:
             writer.close()
         (tmp / MARKER).write_text(run.id + "\n")
-        for old in _ours(out, run.id):  # this run's earlier export, under this name or an older one
-            shutil.rmtree(old)
-        os.rename(tmp, target)
+        for old in _ours(out, run.id):  # this run's earlier export under an older name
+            if old != target:
+                shutil.rmtree(old)
+        atomic.publish_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -1,0 +1,86 @@
+"""Publishing files and folders whole: the one way cakd-viz writes anything another process may read.
+
+A file is written to a temporary name beside its target and renamed over it (``os.replace``, atomic
+within a folder), so a reader sees the old file or the whole new one, never half of one; whatever stops
+the write (an exception, a full disk, Ctrl-C) removes the temporary file and leaves the target as it
+was, and an ``OSError`` names the target, never the temporary name. A killed process can leave its
+temporary file behind: names carry ``tag`` (default: the pid and a random part; ``processes.owner_tag()``
+where a later writer must tell a dead writer's leftovers from a live one's).
+
+    with replacing(path) as tmp:      # write tmp any way (a compiler's -o, np.save, a library's writer)
+        ...
+    write_text(path, text); write_json(path, obj); save_npy(path, array)
+    publish_dir(tmp_dir, folder)      # a folder made elsewhere, renamed into place (replacing an old one)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+def temp_name(path: Path, tag: str | None = None) -> Path:
+    """The temporary name beside ``path``: hidden, and naming its writer (``tag``)."""
+    tag = tag or f"{os.getpid()}-{secrets.token_hex(3)}"
+    return path.with_name(f".{path.name}.tmp-{tag}")
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path, *, tag: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; when the block ends normally it replaces ``path`` in one rename.
+    On any failure the temporary file is removed and ``path`` is untouched; an ``OSError`` about the
+    temporary file is raised about ``path`` instead."""
+    path = Path(path)
+    tmp = temp_name(path, tag)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None and str(exc.filename) not in (str(tmp), str(path)):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def write_bytes(path: str | Path, data: bytes, *, tag: str | None = None) -> None:
+    with replacing(path, tag=tag) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str, *, tag: str | None = None) -> None:
+    with replacing(path, tag=tag) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, obj: object, *, indent: int | None = 2) -> None:
+    """``obj`` as JSON (values JSON cannot hold written as their text), published whole."""
+    write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    """``array`` as a ``.npy`` file (never pickled), published whole."""
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def publish_dir(tmp: str | Path, path: str | Path) -> None:
+    """Rename the finished folder ``tmp`` to ``path``; an existing ``path`` is first renamed aside
+    (``PATH.old-*``) and removed after, so ``path`` is never a mix of both. The caller decides whether an
+    existing ``path`` may be replaced; a writer killed between the renames leaves ``PATH.old-*``."""
+    tmp, path = Path(tmp), Path(path)
+    if not path.exists():
+        tmp.rename(path)
+        return
+    old = path.with_name(f"{path.name}.old-{secrets.token_hex(6)}")
+    path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
