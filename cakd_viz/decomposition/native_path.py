@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cakd_viz.decomposition.result import FLOAT_ARRAYS, INT_ARRAYS
 from cakd_viz.grouping import Grouping
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.native import NativeLibrary
@@ -36,8 +37,8 @@ VARIANTS = (("dispatch", (), ("-lm",)),)  # one build; the instruction set is ch
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 ISA_FLAGS = {"auto": 0, "portable": 1, "avx2": 2}  # FLAG_PORTABLE, FLAG_NO_AVX512 of the C source
 SIMD_NAMES = {0: "portable C", 1: "AVX2", 2: "AVX-512"}
-FLOAT_OUT = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
-INT_OUT = ("strong_size", "teacher_pred", "student_pred", "redo")  # redo: rows left to the caller (float64)
+FLOAT_OUT = FLOAT_ARRAYS  # the kernel's float64 outputs, in its order
+INT_OUT = (*INT_ARRAYS, "redo")  # redo: rows left to the caller (float64)
 ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS = 1, 2, 3, 4
 
 _i64, _int, _dbl, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p

@@ -102,15 +102,8 @@ class Decomposition:
         )
 
 
-PER_SAMPLE = (  # the (N,) arrays of a Decomposition, one value per sample
-    "kl",
-    "bcd",
-    "scd",
-    "wcd",
-    "teacher_strong_mass",
-    "teacher_weak_mass",
-    "student_strong_mass",
-    "strong_size",
-    "teacher_pred",
-    "student_pred",
-)
+# The (N,) arrays of a Decomposition, one value per sample: float64 ones, then int64 ones. Both engine
+# paths fill them by these names, in this order (the C kernel's output pointers follow it).
+FLOAT_ARRAYS = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
+INT_ARRAYS = ("strong_size", "teacher_pred", "student_pred")
+PER_SAMPLE = FLOAT_ARRAYS + INT_ARRAYS

@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 from cakd_viz.decomposition.inputs import Logits
+from cakd_viz.decomposition.result import FLOAT_ARRAYS, INT_ARRAYS
 from cakd_viz.grouping import Grouping, strong_mask
 
 SERIES_BELOW = 1e-2  # |u| below: phi by its series (truncation 4e-14 relative); above: e^u - 1 - u
 COMMON_SPAN = 700.0  # teacher logits spanning at most this times T: one shift for both groups (e^-700 is
 # a normal float64); rows spanning more are recomputed with each group's own shift
 PARTS_MAX = 1e8  # the parts of D (BCD's argument) beyond this size: recomputed with BCD from log masses
-OUT_FLOAT = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
-OUT_INT = ("strong_size", "teacher_pred", "student_pred")
+OUT_FLOAT, OUT_INT = FLOAT_ARRAYS, INT_ARRAYS
 
 
 def phi(x: torch.Tensor) -> torch.Tensor:
