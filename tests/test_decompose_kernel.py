@@ -88,17 +88,17 @@ def test_results_do_not_depend_on_the_thread_count():
             np.testing.assert_array_equal(other[name], runs[0][name], err_msg=name)
 
 
-def _helpers() -> list[str]:
-    """States (R, S, ...) of this process's kernel helper threads, by their name."""
-    states = []
+def _helpers() -> dict[int, tuple[str, int]]:
+    """This process's kernel helper threads (by name): thread id -> (state R/S/..., CPU ticks used)."""
+    out = {}
     for task in Path("/proc/self/task").iterdir():
         try:
             if (task / "comm").read_text().strip() == "cakd-decompose":
-                stat = (task / "stat").read_text()
-                states.append(stat[stat.rfind(")") + 2])
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                out[int(task.name)] = (fields[0], int(fields[11]) + int(fields[12]))  # state, utime + stime
         except OSError:
             continue
-    return states
+    return out
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
@@ -110,11 +110,16 @@ def test_helper_threads_are_kept_and_sleep_between_calls():
     for _ in range(20):
         _kernel(s, t, None, "topk:5", 2.0, threads=3)
     assert KERNEL.pool_size() == started  # reused, not started per call
-    time.sleep(0.05)
-    assert _helpers() and set(_helpers()) <= {"S"}  # blocked on a condition variable, not spinning
-    cpu = time.process_time()
-    time.sleep(0.3)
-    assert time.process_time() - cpu < 0.05  # an idle pool costs no CPU
+    deadline = time.monotonic() + 10
+    while not (_helpers() and all(state == "S" for state, _ in _helpers().values())):
+        assert time.monotonic() < deadline, _helpers()  # blocked on a condition variable, not spinning
+    before = _helpers()
+    a = np.random.default_rng(0).random((400, 400))
+    for _ in range(200):  # this thread works for a while (no kernel call): the pool must not wake
+        a = a @ a.T / 400
+    after = _helpers()
+    assert after.keys() == before.keys()
+    assert all(after[tid][1] - before[tid][1] <= 1 for tid in before), (before, after)  # no CPU used
 
 
 def test_concurrent_calls_from_several_python_threads_give_the_same_results():
