@@ -11,8 +11,9 @@ the bundle's number of classes and bounded in size, so a hostile file can only b
 
 from __future__ import annotations
 
-import json
 import string
+
+from cakd_viz.validate import loads_json
 
 # Characters that read alike in common sans-serif fonts (the glyphs sample's look-alike families, too).
 LOOKALIKES: tuple[frozenset[str], ...] = (
@@ -90,10 +91,7 @@ def parse_override(data: bytes, filename: str, num_classes: int) -> list[str]:
     except UnicodeDecodeError:
         raise ValueError(f"{filename}: not UTF-8 text") from None
     if filename.lower().endswith(".json") or text.lstrip().startswith("["):
-        try:
-            names = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{filename}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        names = loads_json(text, filename)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{filename}: the JSON must be a list of strings, one per class")
     else:

@@ -168,6 +168,16 @@ def _distill(criterion: nn.Module, s: torch.Tensor, t: torch.Tensor, y: torch.Te
     return loss, {"distill": loss.detach()}
 
 
+class Diverged(ValueError):
+    """Training diverged: the loss or the student's outputs stopped being finite numbers (one line)."""
+
+    def __init__(self, epoch: int, what: str, lr: float) -> None:
+        super().__init__(
+            f"training diverged in epoch {epoch}: {what}; try a lower learning rate (lr is {lr:g}) or "
+            "gradient clipping (clip_grad_norm)"
+        )
+
+
 def train(
     student: nn.Module,
     train_set: Dataset,
@@ -289,6 +299,8 @@ class _Loop:
             batch_size=cfg.eval_batch_size,
             num_workers=cfg.num_workers,
         )
+        if not bool(torch.isfinite(logits).all()):
+            raise Diverged(epoch, "the student's held-out logits are no longer finite", self.cfg.lr)
         n = max(len(labels), 1)
         out = {
             "val_acc": int((logits.argmax(1) == labels).sum()) / n,
@@ -317,6 +329,8 @@ class _Loop:
         if seen == 0:
             return None
         metrics = {"epoch": epoch + 1} | {k: float(v) / seen for k, v in sums.items()}
+        if not math.isfinite(metrics["loss"]):
+            raise Diverged(epoch + 1, f"the training loss became {metrics['loss']}", self.cfg.lr)
         norm_sum, finite, clipped, norm_max = self.norms.tolist()
         metrics["grad_norm"] = norm_sum / finite if finite else math.nan
         metrics["grad_norm_max"] = norm_max if finite else math.nan

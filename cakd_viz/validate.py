@@ -281,3 +281,19 @@ def check_fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype, *, chunk_rows:
             f"{name} has values up to {peak:g} in magnitude, beyond float16's range (65504); "
             "store it as float32 instead"
         )
+
+
+def loads_json(text: str | bytes, where: str) -> Any:
+    """``json.loads`` for text from a file or a browser: a document nested too deeply for the parser (a
+    few thousand brackets) is a one-line ValueError naming ``where``, never a RecursionError; so is text
+    that is no JSON (``json.JSONDecodeError`` is a ValueError already, reworded to name ``where``)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to read") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None

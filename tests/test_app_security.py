@@ -792,3 +792,76 @@ def test_tune_form_limits_and_capacity(env, monkeypatch):
     (run / "status.json").write_text(json.dumps(status))
     with pytest.raises(ValueError, match="the most this app starts at once"):
         tune_form.check_capacity(env["runs"])
+
+
+def test_launches_at_once_cannot_pass_the_active_run_limit_together(env, monkeypatch):
+    """Eight sessions launch at the same moment against a limit of 3: the check and the launch are one
+    step under the runs folder's lock, so exactly 3 start and 5 are refused in one line each."""
+    from fake_runs import write_run
+
+    from cakd_viz.runs import launcher
+
+    monkeypatch.setenv(app_config.MAX_ACTIVE_RUNS_ENV, "3")
+    started = []
+
+    def slow_launch(config, root, **kwargs):  # as the launcher: the folder appears, queued, by a live process
+        ready.wait(10)
+        run_id = f"20260101-000000-race-{len(started):04d}"
+        started.append(run_id)
+        return write_run(root, run_id, state="queued")
+
+    monkeypatch.setattr(launcher, "launch", slow_launch)
+    monkeypatch.setattr(
+        tune_form, "launch_config", lambda form: {"data": "sample:digits", "loss": {"name": "kd"}}
+    )
+    monkeypatch.setattr(tune_form, "sweep_grid", lambda form: {})
+    ready, results = threading.Event(), []
+
+    def session():
+        try:
+            results.append(tune_form.launch({}, env["runs"], sweep=False))
+        except ValueError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=session) for _ in range(8)]
+    for t in threads:
+        t.start()
+    ready.set()
+    for t in threads:
+        t.join(60)
+    assert len(started) == 3
+    assert sum("the most this app starts at once (3)" in r for r in results) == 5
+
+
+@pytest.mark.parametrize(
+    ("fields", "values", "num_samples", "ok"),
+    [
+        (1, 2000, 0, True),  # at the limit
+        (1, 2001, 0, False),  # one past it
+        (6, 100, 0, False),  # 1e12 combinations: counted, never built
+        (0, 0, 100_000_000, False),  # a random sweep of 1e8 draws
+    ],
+)
+def test_a_sweeps_size_is_counted_before_anything_is_expanded(fields, values, num_samples, ok):
+    import resource
+
+    from cakd_viz.runs.sweep import MAX_TRIALS, SweepConfig, expand, trial_count
+
+    keys = ["alpha", "beta", "w_b", "temperature", "seed", "lr"][:fields]
+    grid = {k: [round(0.001 * (i + 1), 6) for i in range(values)] for k in keys}
+    data = {"base": {"data": "sample:digits", "loss": {"name": "cakd"}}, "grid": grid}
+    if num_samples:
+        data |= {"random": {"alpha": {"uniform": [0, 2]}}, "num_samples": num_samples}
+    sweep = SweepConfig.from_dict(data)
+    expected = (values**fields if fields else 1) * (num_samples or 1)
+    assert trial_count(sweep) == expected
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if ok:
+        sweep.validate()
+        assert len(expand(sweep)) == MAX_TRIALS
+    else:
+        with pytest.raises(
+            ValueError, match=rf"^the sweep has {expected:,} trials, more than {MAX_TRIALS:,}"
+        ):
+            sweep.validate()
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50_000  # KB: nothing was built

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_support import as_read
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
@@ -263,3 +264,29 @@ def test_opening_a_bundle_checks_every_value_and_takes_the_predictions(big, monk
     assert summary["teacher"]["accuracy"] == pytest.approx(
         float(np.mean(np.argmax(np.asarray(b.teacher), 1) == b.labels))
     )
+
+
+def test_an_edit_that_keeps_inode_size_and_mtime_is_still_seen(big):
+    """The probe's edit: a value changed in place, then the modification time set back (`touch -r`).
+    The status-change time moves on every write and cannot be set back, so the bundle's stamp is new:
+    the NaN/inf scan runs again (and finds the NaN) and no old result is served."""
+    key = _key(big)
+    stamp = bundles.files_stamp(big.path)
+    student = big.path / "students" / "ce.npy"
+    before = student.stat()
+    arr = np.load(student, mmap_mode="r+")
+    arr[3, 2] = np.nan
+    arr.flush()
+    del arr
+    os.utime(student, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = student.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert bundles.files_stamp(big.path) != stamp
+    with pytest.raises(ValueError) as err:
+        _key(big)  # opening it again scans it again
+    assert "students/ce.npy has 1 NaN value (first at row 3, class 2)" in as_read(str(err.value))
+    assert key[1] == stamp

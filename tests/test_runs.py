@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -430,3 +431,40 @@ def test_the_teacher_lookup_answers_as_the_teacher_and_the_cache_is_reused(teach
         next(model.parameters()).add_(1.0)  # other weights: another cache entry
     teacher_logits(model, data, tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"name": "n" * 5000}, r"name 'n{40}… \(5,000 characters\)': use at most 100 letters"),
+        ({"weight_decay": 1e308}, r"weight_decay must be a finite number >= 0 and <= 10, got 1e\+308"),
+        ({"seed": 2**70}, r"seed must be a whole number from 0 to 9,223,372,036,854,775,807, got 1180591620"),
+        ({"lr": float("inf")}, r"lr must be a finite number > 0"),
+    ],
+)
+def test_a_config_out_of_range_is_refused_before_anything_exists(runs, teacher, tmp_path, change, said):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(tiny_config(teacher) | change))
+    out = _cli("tune", "--config", str(config), "--runs-dir", str(runs), "-q")
+    assert out.returncode == 2 and re.fullmatch(rf"cakd-viz tune: error: {said}.*\n", out.stderr), out.stderr
+    assert not runs.exists()  # no run folder was made, nothing was trained
+
+
+def test_a_config_nested_too_deeply_is_one_line(runs, tmp_path):
+    config = tmp_path / "deep.json"
+    config.write_text('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    out = _cli("tune", "--config", str(config), "--runs-dir", str(runs), "-q")
+    assert out.returncode == 2
+    assert out.stderr == f"cakd-viz tune: error: {config}: JSON nested too deeply to read\n"
+
+
+def test_a_diverging_run_says_so_in_one_line(runs, teacher):
+    """lr 10,000 blows the weights up in the first epoch: the run fails with the epoch and a way out,
+    not with an error about non-finite logits somewhere downstream."""
+    run_dir = launch(RunConfig.from_dict(tiny_config(teacher, lr=10_000.0, epochs=3)), runs)
+    info = wait_for(lambda: read_run(run_dir) if read_run(run_dir).state in store.FINAL else None, 120)
+    assert info.state == "failed"
+    assert (
+        "training diverged in epoch 1" in info.error
+        and "try a lower learning rate (lr is 10000)" in info.error
+    )

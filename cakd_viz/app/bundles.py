@@ -353,14 +353,17 @@ def correlation_scope(num_samples: int) -> str:
 
 
 def files_stamp(path: Path) -> str:
-    """What changes whenever a file of the bundle at ``path`` may have: device, inode, size and
-    modification time (ns) of meta.json and of every ``.npy`` in it and in ``students/``, hashed.
-    (cakd-viz's writers replace files, a new inode; an edit in place changes the time.)"""
+    """What changes whenever a file of the bundle at ``path`` may have: device, inode, size,
+    modification and status-change times (ns) of meta.json and of every ``.npy`` in it and in
+    ``students/``, hashed. (cakd-viz's writers replace files, a new inode; an edit in place changes the
+    times. A tool can set the modification time back, ``touch -r``, but not the status-change time: the
+    kernel sets that on every write, so an edit that keeps inode, size and mtime is still seen.)"""
     h = hashlib.sha256()
     files = [path / "meta.json", *sorted(path.glob("*.npy")), *sorted((path / "students").glob("*.npy"))]
     for f in files:
         info = f.stat()
-        h.update(f"{f.name}:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns};".encode())
+        stamp = (f.name, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        h.update(repr(stamp).encode())
     return h.hexdigest()[:32]
 
 

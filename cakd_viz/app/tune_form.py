@@ -11,6 +11,8 @@ itself, or a plain dict in tests) and fill it. Only the chosen loss's parameters
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
@@ -173,13 +175,33 @@ def launch(form: Mapping, root: str | Path, *, sweep: bool) -> str:
     from cakd_viz.runs import engine, launcher
     from cakd_viz.runs.sweep import SweepConfig, sweep_trials
 
-    check_capacity(root)
     config = launch_config(form)
-    if not sweep:
-        return f"Started run {launcher.launch(RunConfig.from_dict(config), root).name}."
-    spec = SweepConfig(base=config, grid=sweep_grid(form), engine=form.get(key("engine"), "local"))
-    sweep_dir = engine.launch_sweep(spec, root)
+    spec = (
+        None
+        if not sweep
+        else SweepConfig(base=config, grid=sweep_grid(form), engine=form.get(key("engine"), "local"))
+    )
+    with launching(root):  # the count and the new folder under one lock: launches in parallel cannot pass it
+        check_capacity(root)
+        if spec is None:
+            return f"Started run {launcher.launch(RunConfig.from_dict(config), root).name}."
+        sweep_dir = engine.launch_sweep(spec, root)
     return f"Started sweep {sweep_dir.name}: {len(sweep_trials(sweep_dir))} trials."
+
+
+@contextlib.contextmanager
+def launching(root: str | Path):
+    """Hold the runs folder's launch lock (``.launch.lock``, an exclusive ``flock``, released by the kernel
+    if the holder dies): the capacity check and the launch it allows are one step for every session and
+    server process sharing the folder."""
+    folder = Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".launch.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def refusal(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from torch import nn
 
 from cakd_viz import atomic
 from cakd_viz.models.archs import build_arch
+from cakd_viz.validate import loads_json
 
 CHECKPOINT_FORMAT = "cakd-checkpoint/1"
 
@@ -78,10 +79,9 @@ def read_checkpoint_info(path: str | Path) -> dict:
     weights, config = checkpoint_paths(path)
     if not config.is_file():
         raise ValueError(f"{config}: missing; a checkpoint is NAME.safetensors beside NAME.json")
-    try:
-        info = json.loads(config.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{config}: not valid JSON ({exc})") from exc
+    info = loads_json(config.read_text(), str(config))
+    if not isinstance(info, dict):
+        raise ValueError(f"{config}: not a {CHECKPOINT_FORMAT} checkpoint config (not a JSON object)")
     missing = [k for k in ("arch", "num_classes", "input_shape") if k not in info]
     if info.get("format") != CHECKPOINT_FORMAT or missing:
         raise ValueError(

@@ -9,7 +9,6 @@ from the losses' own declarations.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -28,6 +27,7 @@ from cakd_viz.runs.loss_config import (
     loss_names,
     loss_parameters,
 )
+from cakd_viz.validate import loads_json
 
 __all__ = [  # the loss section's names are re-exported: a run config is where callers look for them
     "NO_DISTILLATION",
@@ -44,6 +44,8 @@ __all__ = [  # the loss section's names are re-exported: a run config is where c
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _SAMPLE_DATA = re.compile(r"^sample:(\w+)$")
 _NAME = re.compile(r"^[\w.+-]*$")
+MAX_NAME = 100  # characters of a run's name
+SEED_MAX = 2**63 - 1  # seeds reach torch and numpy as 64-bit integers
 
 
 @dataclass
@@ -113,26 +115,27 @@ class RunConfig:
     def validate(self) -> None:
         """Cheap checks (no model or data is loaded); ValueError naming the first bad field."""
         self.loss.validate()
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("seed", self.seed, 0)
-        _check_int("train_subset", self.train_subset, 0)
-        _check_int("val_seed", self.val_seed, 0)
-        _check_number("val_split", self.val_split, low=0.0)
+        if not _NAME.match(self.name) or len(self.name) > MAX_NAME:
+            shown = self.name if len(self.name) <= 40 else f"{self.name[:40]}… ({len(self.name):,} characters)"
+            raise ValueError(f"name {shown!r}: use at most {MAX_NAME} letters, digits and _ . + -")
+        _check_int("epochs", self.epochs, 1, 1_000_000)
+        _check_int("batch_size", self.batch_size, 1, 2**24)
+        _check_int("seed", self.seed, 0, SEED_MAX)
+        _check_int("train_subset", self.train_subset, 0, SEED_MAX)
+        _check_int("val_seed", self.val_seed, 0, SEED_MAX)
+        _check_number("val_split", self.val_split, low=0.0, high=1.0)
         if self.val_split >= 1:
             raise ValueError(f"val_split must be a fraction below 1, got {self.val_split!r}")
         if not self.evaluate_test and self.val_split == 0:
             raise ValueError("evaluate_test is false but val_split is 0: a run must evaluate on some split")
-        _check_int("threads", self.threads, 1)
-        _check_number("lr", self.lr, low=0.0, open_low=True)
-        _check_number("weight_decay", self.weight_decay, low=0.0)
-        _check_number("clip_grad_norm", self.clip_grad_norm, low=0.0)
+        _check_int("threads", self.threads, 1, 4096)
+        _check_number("lr", self.lr, low=0.0, open_low=True, high=1e6)
+        _check_number("weight_decay", self.weight_decay, low=0.0, high=10.0)
+        _check_number("clip_grad_norm", self.clip_grad_norm, low=0.0, high=1e12)
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps; got {self.device!r}")
-        if not _NAME.match(self.name):
-            raise ValueError(f"name {self.name!r}: use letters, digits and _ . + - only")
         self._validate_specs()
 
     def _validate_specs(self) -> None:
@@ -190,10 +193,7 @@ def read_json_config(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: no such config file")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    data = loads_json(p.read_text(), str(p))
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -240,16 +240,17 @@ def _coerce(cls: type, key: str, value: object, prefix: str) -> object:
     return value
 
 
-def _check_int(key: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{key} must be a whole number >= {low}, got {value!r}")
+def _check_int(key: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        raise ValueError(f"{key} must be a whole number from {low:,} to {high:,}, got {shown}")
 
 
-def _check_number(key: str, value: float, *, low: float, open_low: bool = False) -> None:
+def _check_number(key: str, value: float, *, low: float, high: float, open_low: bool = False) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (open_low and value == low):
+    if not ok or value < low or value > high or (open_low and value == low):
         bound = f"> {low:g}" if open_low else f">= {low:g}"
-        raise ValueError(f"{key} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{key} must be a finite number {bound} and <= {high:g}, got {value!r}")
 
 
 def _check_path_exists(key: str, spec: str | None) -> None:
