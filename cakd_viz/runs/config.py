@@ -116,7 +116,9 @@ class RunConfig:
         """Cheap checks (no model or data is loaded); ValueError naming the first bad field."""
         self.loss.validate()
         if not _NAME.match(self.name) or len(self.name) > MAX_NAME:
-            shown = self.name if len(self.name) <= 40 else f"{self.name[:40]}… ({len(self.name):,} characters)"
+            shown = (
+                self.name if len(self.name) <= 40 else f"{self.name[:40]}… ({len(self.name):,} characters)"
+            )
             raise ValueError(f"name {shown!r}: use at most {MAX_NAME} letters, digits and _ . + -")
         _check_int("epochs", self.epochs, 1, 1_000_000)
         _check_int("batch_size", self.batch_size, 1, 2**24)
