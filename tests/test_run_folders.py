@@ -12,11 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from runs_support import make_teacher, tiny_config, wait_for
 
 from cakd_viz.runs import RunConfig, cancel, launch, list_runs, list_sweeps, read_run, runs_table, store
-from cakd_viz.runs.results import TABLE_COLUMNS, metrics_frame, sweep_frame
+from cakd_viz.runs.results import TABLE_COLUMNS, metrics_frame, sweep_frame, tracker_table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -409,3 +410,20 @@ def test_cancel_signals_a_group_only_when_the_runs_process_leads_it(tmp_path):
         for proc in (bystander, process):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("created", [-1e300, 1e300, 1e20])
+def test_a_run_with_an_impossible_time_leaves_the_tune_page_up(tmp_path, monkeypatch, created):
+    """One run folder with a time no clock shows ("created": -1e300) once took the Tune page down for
+    every session; its time now reads as unknown and the page shows every run."""
+    from apptest_support import assert_ok, open_app
+    from fake_runs import write_run
+
+    root = tmp_path / "runs"
+    write_run(root, "20260101-000000-kd-odd", created=created)
+    write_run(root, "20260101-000001-kd-ok")
+    assert pd.isna(tracker_table(list_runs(root)).set_index("id").loc["20260101-000000-kd-odd", "created"])
+    monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
+    at = open_app(page="tune", timeout=60)
+    assert_ok(at)
+    assert not at.error and len(at.dataframe[0].value) == 2

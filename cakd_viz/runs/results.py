@@ -500,6 +500,14 @@ def loss_columns() -> dict:
     return by_name([*(p for cls in LOSSES.values() for p in cls.parameters()), *run_only])
 
 
+def _timestamp(value: object) -> pd.Timestamp:
+    """A status time (seconds since 1970) as a timestamp; NaT for anything that is not a time between 1970
+    and 2200 (a run folder holding ``"created": -1e300`` must not take a table of every run down)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 7.3e9:
+        return pd.NaT
+    return pd.Timestamp(float(value), unit="s")
+
+
 def hyperparameters(run: RunInfo) -> dict:
     """The run's settings by tracker column: "loss" (its name as written), every ``loss_columns()`` key
     (None where the run's loss does not take that parameter, or holds it in a wrong type; a missing one
@@ -580,7 +588,7 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
             "eval_split": r.eval_split,
             "test_acc": r.test_acc,
             "duration_s": _number(_safe_duration(r)),
-            "created": pd.to_datetime(created, unit="s") if isinstance(created, int | float) else pd.NaT,
+            "created": _timestamp(created),
             "note": read_note(r.path),
             "held_out_terms": has_held_out_terms(r),
             "error": r.error or "",
