@@ -151,8 +151,11 @@ def _array(folder: Path, name: str, file: str, kind: str, shape: tuple[int, ...]
     _present(path, where)
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # a truncated file, a pickle, not .npy at all: one line naming the file
-        raise ValueError(f"{where}: not a readable .npy array ({_first(exc)})") from None
+    except Exception:  # a truncated file, a pickle, not .npy at all: one line naming the file (not numpy's)
+        raise ValueError(
+            f"{where}: not a readable .npy array (damaged, truncated, or holding Python objects, which are "
+            "never unpickled)"
+        ) from None
     if not isinstance(array, np.ndarray):  # an .npz archive: closed, refused
         getattr(array, "close", lambda: None)()
         raise ValueError(f"{where}: an archive, not a .npy array")
