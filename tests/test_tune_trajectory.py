@@ -94,7 +94,7 @@ def test_a_runs_classes_heatmap_per_kept_epoch_with_its_term_in_the_url(runs):
     assert "mean BCD" in heat["colorbar"]["title"]["text"] and "nats" in heat["colorbar"]["title"]["text"]
     t = read_trajectory(runs / TEST_RUN)
     np.testing.assert_allclose(_array(heat["z"]), t.term("bcd_mean")[t.order])
-    caption = next(c.value for c in at.caption if c.value.startswith("mean BCD per class"))
+    caption = next(c.value for c in at.caption if c.value.startswith("Mean BCD per class"))
     assert "test split (180 samples" in caption and "epochs 1, 2, 3" in caption and "topk:5, T = 4" in caption
     at.selectbox(key="term").set_value("accuracy").run()
     heat = _chart(at, "tune_traj_heatmap")["data"][0]

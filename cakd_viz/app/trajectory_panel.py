@@ -121,7 +121,13 @@ def compare_part(runs, labels: dict[str, str]) -> None:
         side = tfig.trajectories_side_by_side(panels, column, names)
         ui.chart(side, tc.side_caption(panels, column), key="tune_cls_side")
         table = tc.side_by_side_table(panels, names)
-        ui.table(table, name="classes-compared", key="tune_cls_table", context=tc.context(panels))
+        ui.table(
+            table,
+            name="classes-compared",
+            key="tune_cls_table",
+            context=tc.context(panels),
+            caption="One row per run, class and kept epoch, each run on its own split, grouping and T.",
+        )
         return
     options = list(panels)
     a, b = st.columns(2)
@@ -148,4 +154,5 @@ def compare_part(runs, labels: dict[str, str]) -> None:
         a="A",
         b="B",
         context=tc.context(pair, column),
+        caption="Per class and epoch kept by both runs: A's value, B's, and B − A.",
     )

@@ -107,7 +107,8 @@ def heatmap_caption(t: Trajectory, column: str) -> str:
     rate = column == "accuracy"
     if rate and t.by == "teacher_pred":
         what = "agreement with the teacher (no labels: accuracy is not defined)"
-    mean = "" if rate else "mean "
+    mean = "" if rate else "Mean "
+    what = what[:1].upper() + what[1:] if rate else what
     unit = "%" if rate else "nats, the parts BCD + p_S·SCD + p_W·WCD add up to the KL"
     return (
         f"{mean}{what} per class ({unit}) on {scope(t)}; classes of one teacher family (correlation of the "
