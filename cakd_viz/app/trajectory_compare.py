@@ -31,6 +31,9 @@ def compared(runs: list[RunInfo], labels: dict[str, str], most: int = MAX_PANELS
         except ValueError as exc:
             left.append(f"{safe_label(r)}: {exc}")
             continue
+        if not t.epochs:
+            left.append(f"{safe_label(r)}: no epoch kept")
+            continue
         first = next(iter(panels.values()), t)
         if t.num_classes != first.num_classes:
             left.append(f"{safe_label(r)}: {t.num_classes} classes, the first run {first.num_classes}")

@@ -38,7 +38,8 @@ def run_part(r) -> None:
         st.info(f"Classes through training cannot be shown: {plain(exc)}")
         return
     if not t.epochs:
-        st.info(f"No epoch of this run was kept: {plain('; '.join(t.notes))}.")
+        why = "; ".join(t.notes) or "its first epoch's logits are not written yet"
+        st.info(f"No epoch of this run is kept: {plain(why)}.")
         return
     names = tv.class_names(r, t.num_classes)
     sel = state.selection(required=False)
