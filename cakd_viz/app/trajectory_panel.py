@@ -114,8 +114,9 @@ def compare_part(runs, labels: dict[str, str]) -> None:
     column = term_choice("cterm", "Per-class term of the compared runs")
     first = next(r for r in runs if labels[r.id] in panels)
     names = tv.class_names(first, panels[labels[first.id]].num_classes)
-    modes = ["side by side", "difference of two"] if len(panels) > 1 else ["side by side"]
-    mode = st.radio("Show", modes, horizontal=True, key="tune_cls_mode")
+    mode = "side by side"
+    if len(panels) > 1:
+        mode = st.radio("Show", ["side by side", "difference of two"], horizontal=True, key="tune_cls_mode")
     if note := tc.settings_note(panels):
         st.caption(note)
     if mode == "side by side":

@@ -111,8 +111,8 @@ def trajectory_heatmap(
         [names[i] for i in t.order],
         t.family[t.order],
         colorbar=_term_title(column),
-        zmin=0.0,  # every term is >= 0
-        zmax=100.0 if rate else None,
+        zmin=0.0,  # every term is >= 0; Plotly uses zmin only with zmax
+        zmax=100.0 if rate else _top(z),
         hover=f"%{{x}}<br>{TRAJECTORY_TERMS.get(column, column)}",
     )
 
@@ -126,8 +126,7 @@ def trajectories_side_by_side(panels: dict, column: str, names: list[str]) -> go
     order, family = first.order, first.family[first.order]
     scale = 100.0 if term_unit(column) == "%" else 1.0
     values = {label: t.term(column)[order] * scale for label, t in panels.items()}
-    finite = np.concatenate([v[np.isfinite(v)] for v in values.values()] + [np.zeros(0)])
-    high = 100.0 if scale == 100.0 else (float(finite.max()) if finite.size else 1.0)
+    high = 100.0 if scale == 100.0 else max(_top(v) for v in values.values())
     titles = [plain(label) for label in panels]
     fig = make_subplots(1, len(panels), shared_yaxes=True, horizontal_spacing=0.02, subplot_titles=titles)
     shown = [names[i] for i in order]
@@ -165,3 +164,10 @@ def difference_heatmap(first, epochs, delta: np.ndarray, column: str, names: lis
         zmax=lim,
         hover=f"%{{x}}<br>{TRAJECTORY_TERMS.get(column, column)}, B − A",
     )
+
+
+def _top(z: np.ndarray) -> float:
+    """The colour scale's top for values >= 0: their largest finite value (1 when there is none)."""
+    finite = np.asarray(z, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
