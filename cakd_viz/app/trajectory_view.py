@@ -8,6 +8,7 @@ grouping and T; the sidebar's are never used for it, and a caption says so when 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,9 +38,7 @@ def identity(run: RunInfo) -> tuple:
     folder = run.path / EPOCHS_DIR
     files = []
     if folder.is_dir():
-        for i, entry in enumerate(sorted(folder.iterdir())):
-            if i >= MAX_FILES:
-                break
+        for entry in sorted(itertools.islice(folder.iterdir(), MAX_FILES)):
             info = entry.lstat()
             files.append((entry.name, info.st_size, info.st_mtime_ns))
     return str(run.path.resolve()), run.path.stat().st_ino, tuple(files)
