@@ -121,3 +121,40 @@ def write_sweep(root: Path, sweep_id: str, trials: list[str], grid: dict, *, sta
     )
     (path / store.LOG).touch()
     return path
+
+
+def write_epochs(
+    run_dir: Path,
+    students: list[np.ndarray],
+    teacher: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    grouping: str = "topk:5",
+    temperature: float = 4.0,
+    split: str = "validation",
+    rows: np.ndarray | None = None,
+) -> list[dict]:
+    """A run's ``epochs/`` as a run writes it (``runs.dynamics.HeldOutTerms`` keeping each epoch), for
+    epochs 1, 2, ... with ``students[e - 1]``; metrics.jsonl is rewritten with those epochs' held-out
+    terms and accuracy. Returns the epoch rows written."""
+    from cakd_viz.runs.dynamics import EPOCHS_DIR, HeldOutTerms
+
+    terms = HeldOutTerms(
+        teacher,
+        labels,
+        grouping=grouping,
+        temperature=temperature,
+        keep_dir=Path(run_dir) / EPOCHS_DIR,
+        split=split,
+        rows=rows,
+    )
+    records = []
+    for epoch, student in enumerate(students, start=1):
+        rec = {"kind": "epoch", "epoch": epoch} | terms(np.asarray(student, np.float32), epoch)
+        if labels is not None:
+            rec["val_acc"] = float((np.argmax(student, 1) == labels).mean())
+        records.append(rec)
+    with open(Path(run_dir) / store.METRICS, "w") as handle:
+        for rec in records:
+            handle.write(json.dumps(rec) + "\n")
+    return records

@@ -4,14 +4,15 @@ Each run or sweep is a separate process writing a folder under the runs director
 this page launches them, then only reads those folders, live, through a fragment that polls them. The
 form comes from the losses' declared parameters (``tune_form``); the tracker, the run view's actions, the
 live progress and the sweep heatmap's choices live in ``tracker``, ``run_actions``, ``run_status`` and
-``sweep_view``: this script lays them out.
+``sweep_view``: this script lays them out. The classes through training (a run's per-class terms per kept
+epoch, and the compared runs') are laid out by ``trajectory_panel``.
 """
 
 import streamlit as st
 
 from cakd_viz import export
 from cakd_viz.app import config as app_config
-from cakd_viz.app import links, run_actions, run_status, sweep_view, tracker, tune_form, ui
+from cakd_viz.app import links, run_actions, run_status, sweep_view, tracker, trajectory_panel, tune_form, ui
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
 from cakd_viz.runs import (
@@ -252,6 +253,8 @@ def run_view(table, by_id) -> None:
         if no.button("Keep it", key="tune_delete_no"):
             run_actions.keep(ss)
             st.rerun()
+    if r.epochs:
+        trajectory_panel.run_part(r)
 
 
 def compare(table, by_id) -> None:
@@ -287,6 +290,7 @@ def compare(table, by_id) -> None:
         )
     if metric in fig.HELD_OUT:
         st.caption(fig.HELD_OUT_NOTE)
+    trajectory_panel.compare_part([by_id[i] for i in chosen], labels)
 
 
 def sweeps() -> None:

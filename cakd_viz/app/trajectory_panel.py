@@ -1,0 +1,160 @@
+"""The Tune page's "Classes through training" parts, laid out: one run's (in "A run") and the compared
+runs' (in "Compare runs"). Layout only: the numbers come from ``cakd_viz.runs.trajectory`` through
+``trajectory_view`` and ``trajectory_compare``, the figures from ``cakd_viz.figures.trajectory``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cakd_viz.app import links, state, ui
+from cakd_viz.app import trajectory_compare as tc
+from cakd_viz.app import trajectory_view as tv
+from cakd_viz.app.config import plain
+from cakd_viz.figures import trajectory as tfig
+
+
+def term_choice(key: str, label: str) -> str:
+    """A per-class term (BCD, p_S·SCD, p_W·WCD, KL, accuracy) bound to the URL's ``key``."""
+    terms = tfig.TRAJECTORY_TERMS
+    value = links.bound(
+        st.selectbox,
+        label,
+        list(terms),
+        key=key,
+        why=links.one_of(list(terms), terms.get),
+        says=terms.get,
+        format_func=terms.get,
+    )
+    links.show((key,))
+    return value
+
+
+def run_part(r) -> None:
+    """A run's classes through training: the heatmap, its table and the samples that changed."""
+    st.markdown("#### Classes through training")
+    try:
+        t = tv.of(r)
+    except ValueError as exc:
+        st.info(f"Classes through training cannot be shown: {plain(exc)}")
+        return
+    if not t.epochs:
+        why = "; ".join(t.notes) or "its first epoch's logits are not written yet"
+        st.info(f"No epoch of this run is kept: {plain(why)}.")
+        return
+    names = tv.class_names(r, t.num_classes)
+    sel = state.selection(required=False)
+    if line := tv.settings_line(t, sel.grouping, sel.temperature):
+        st.caption(line)
+    column = term_choice("term", "Per-class term")
+    extra, beside = None, ""
+    if st.toggle("Beside the bundle's students", key="tune_traj_beside", help=tv.BESIDE_HELP):
+        found = tv.beside_bundle(r, t)
+        if isinstance(found, str):
+            st.caption(f"Not set beside the bundle's students: {plain(found)}.")
+        else:
+            extra, beside = tv.beside_column(found, tv.column_for(t, column)), " " + plain(found.caption)
+    heat = tfig.trajectory_heatmap(t, tv.column_for(t, column), names, extra=extra)
+    ui.chart(heat, tv.heatmap_caption(t, column) + beside, key="tune_traj_heatmap")
+    with st.expander("Per-class table (class, family, epoch, every term)"):
+        ui.table(
+            t.table(names),
+            name=f"classes-{r.id}",
+            key="tune_traj_table",
+            context=tv.epoch_context(r, t),
+            headings={"family": "family"},
+            caption=f"One row per class and kept epoch, on {tv.scope(t)}.",
+        )
+    changed_samples(r, t, names)
+
+
+def changed_samples(r, t, names) -> None:
+    """The samples that became right or wrong between two kept epochs, and a way to open one."""
+    if len(t.epochs) < 2:
+        st.caption("One epoch kept: no change between epochs to list.")
+        return
+    a, b = st.columns(2)
+    first = a.selectbox("From epoch", t.epochs, index=0, key=f"tune_traj_from_{r.id}")
+    last = b.selectbox("To epoch", t.epochs, index=len(t.epochs) - 1, key=f"tune_traj_to_{r.id}")
+    frame = t.changes(first, last, names)
+    shown = tv.changes_view(frame, t)
+    ui.table(
+        shown,
+        name=f"changes-{r.id}-{first}-{last}",
+        key="tune_traj_changes",
+        context=tv.epoch_context(r, t),
+        headings=tv.changes_headings(t, first, last),
+        height=min(420, 38 + 35 * max(len(shown), 1)),
+        caption=tv.changes_caption(frame, t, first, last),
+    )
+    if frame.empty:
+        return
+    token, why = tv.sample_token(r, t)
+    if token is None:
+        st.caption(f"Open a sample: {plain(why)}.")
+        return
+    pick, go = st.columns([4, 1], vertical_alignment="bottom")
+    k = pick.selectbox(
+        "Sample to open",
+        range(min(len(frame), tv.PICK_LIMIT)),
+        format_func=lambda i: tv.pick_label(frame.iloc[i]),
+        key=f"tune_traj_pick_{r.id}",
+    )
+    if go.button("Open on the Sample page", key="tune_traj_open", width="stretch"):
+        tv.open_sample(token, int(frame.iloc[k]["index"]))
+
+
+def compare_part(runs, labels: dict[str, str]) -> None:
+    """The compared runs' per-class views: side by side (up to 4), or the difference of two."""
+    st.markdown("#### Classes through training, runs compared")
+    panels, left = tc.compared(runs, labels)
+    if left:
+        st.caption("Not shown: " + "; ".join(plain(line) for line in left) + ".")
+    if not panels:
+        return
+    column = term_choice("cterm", "Per-class term of the compared runs")
+    first = next(r for r in runs if labels[r.id] in panels)
+    names = tv.class_names(first, panels[labels[first.id]].num_classes)
+    mode = "side by side"
+    if len(panels) > 1:
+        mode = st.radio("Show", ["side by side", "difference of two"], horizontal=True, key="tune_cls_mode")
+    if note := tc.settings_note(panels):
+        st.caption(note)
+    if mode == "side by side":
+        side = tfig.trajectories_side_by_side(panels, column, names)
+        ui.chart(side, tc.side_caption(panels, column), key="tune_cls_side")
+        table = tc.side_by_side_table(panels, names)
+        ui.table(
+            table,
+            name="classes-compared",
+            key="tune_cls_table",
+            context=tc.context(panels),
+            caption="One row per run, class and kept epoch, each run on its own split, grouping and T.",
+        )
+        return
+    options = list(panels)
+    a, b = st.columns(2)
+    la = a.selectbox("A", options, index=0, key="tune_cls_a")
+    lb = b.selectbox("B", options, index=1, key="tune_cls_b")
+    try:
+        epochs, delta = tc.difference(panels[la], panels[lb], column)
+    except ValueError as exc:
+        st.info(f"No difference to show: {plain(exc)}.")
+        return
+    by_label = {labels[r.id]: r for r in runs}
+    same = tc.same_samples(by_label[la], by_label[lb])
+    ui.chart(
+        tfig.difference_heatmap(panels[la], epochs, delta, column, names),
+        tc.difference_caption(panels[la], la, lb, epochs, column, same),
+        key="tune_cls_diff",
+    )
+    table = tc.difference_table(panels[la], panels[lb], column, names)
+    pair = {la: panels[la], lb: panels[lb]}
+    ui.table(
+        table,
+        name="classes-difference",
+        key="tune_cls_diff_table",
+        a="A",
+        b="B",
+        context=tc.context(pair, column),
+        caption="Per class and epoch kept by both runs: A's value, B's, and B − A.",
+    )

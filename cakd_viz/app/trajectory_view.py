@@ -1,0 +1,277 @@
+"""The Tune page's "Classes through training", without layout: a run's trajectory cached per (run folder,
+epoch files), its class names, what its captions say, whether its bundle holds the evaluation samples
+(then a sample opens on the Sample page), and its per-class numbers beside the bundle's students.
+
+Everything is computed from the epochs a run keeps (``cakd_viz.runs.trajectory``) under the run's own
+grouping and T; the sidebar's are never used for it, and a caption says so when they differ.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cakd_viz.app import bundles, progressive, state, tracker, views
+from cakd_viz.app import config as app_config
+from cakd_viz.classnames import readable_names
+from cakd_viz.figures.trajectory import TRAJECTORY_TERMS
+from cakd_viz.runs.dynamics import EPOCHS_DIR
+from cakd_viz.runs.epoch_files import read_epochs
+from cakd_viz.runs.results import RunInfo
+from cakd_viz.runs.trajectory import BY, COLUMNS, Trajectory, class_means, read_trajectory
+
+MAX_FILES = 10_000  # entries of an epochs/ folder looked at for its identity
+MAX_STUDENTS = 4  # the bundle's students set beside a run
+PICK_LIMIT = 500  # changed samples offered in the "open" selector
+BESIDE_HELP = (
+    "The students of the bundle the run was trained against (same data and teacher) and the run's final "
+    "student, per class, under the run's grouping and T, as extra columns right of the epochs."
+)
+
+
+def identity(run: RunInfo) -> tuple:
+    """(run folder, (name, size, mtime) of each file in its epochs/): what the cached trajectory is for."""
+    folder = run.path / EPOCHS_DIR
+    files = []
+    if folder.is_dir():
+        for entry in sorted(itertools.islice(folder.iterdir(), MAX_FILES)):
+            info = entry.lstat()
+            files.append((entry.name, info.st_size, info.st_mtime_ns))
+    return str(run.path.resolve()), run.path.stat().st_ino, tuple(files)
+
+
+def of(run: RunInfo) -> Trajectory:
+    """The run's trajectory (computed once per identity); ValueError, one line without a server path,
+    when its epochs/ is missing or damaged."""
+    ident = identity(run)
+    if not ident[2]:
+        raise ValueError(
+            f"{run.id} keeps no per-epoch logits (made before runs kept them, or still starting)"
+        )
+    try:
+        return _computed(*ident)
+    except ValueError as exc:
+        raise ValueError(app_config.one_line(app_config.scrub(str(exc)))) from None
+
+
+@st.cache_resource(max_entries=16, show_spinner="Decomposing the run's kept epochs…")
+def _computed(path: str, inode: int, files: tuple) -> Trajectory:
+    return read_trajectory(path)
+
+
+def class_names(run: RunInfo, num_classes: int) -> list[str]:
+    """Display names of the run's classes: its bundle's, else its shipped sample's, else the indices."""
+    tokens = []
+    if run.bundle_path is not None:
+        tokens.append(f"path:{run.bundle_path}")
+    data = str(run.config.get("data") or "")
+    if data.startswith("sample:") and data.count(":") == 1:
+        tokens.append(data)
+    for token in tokens:
+        try:
+            names = bundles.open_source(token).bundle.class_names
+        except ValueError:
+            continue
+        if len(names) == num_classes:
+            return readable_names(names)
+    return [str(i) for i in range(num_classes)]
+
+
+def settings_line(t: Trajectory, grouping: str, temperature: float) -> str | None:
+    """One line when the sidebar's grouping or T differ from the run's (None when they agree)."""
+    if grouping == t.grouping and float(temperature) == t.temperature:
+        return None
+    return (
+        f"These per-class numbers use the run's own grouping {t.grouping} and T = {t.temperature:g} (what its "
+        f"held-out terms used), not the sidebar's {grouping} and T = {float(temperature):g}."
+    )
+
+
+def scope(t: Trajectory) -> str:
+    """Over which samples and epochs: "the run's validation split (1,860 samples) after epochs 1-5"."""
+    listed = ", ".join(map(str, t.epochs))
+    return (
+        f"the run's {t.split} split ({t.num_samples:,} samples, rows by {BY[t.by]}) after "
+        f"epoch{'s' if len(t.epochs) != 1 else ''} {listed}, under {t.grouping}, T = {t.temperature:g}"
+    )
+
+
+def heatmap_caption(t: Trajectory, column: str) -> str:
+    """What the heatmap shows, over which samples and epochs, and its units."""
+    what = TRAJECTORY_TERMS[column]
+    rate = column == "accuracy"
+    if rate and t.by == "teacher_pred":
+        what = "agreement with the teacher (no labels: accuracy is not defined)"
+    mean = "" if rate else "Mean "
+    what = what[:1].upper() + what[1:] if rate else what
+    unit = "%" if rate else "nats, the parts BCD + p_S·SCD + p_W·WCD add up to the KL"
+    return (
+        f"{mean}{what} per class ({unit}) on {scope(t)}; classes of one teacher family (correlation of the "
+        "run's teacher logits) are together, lines between families. From the float16 logits the run keeps"
+        + ("." if not t.notes else "; " + "; ".join(t.notes) + ".")
+    )
+
+
+def column_for(t: Trajectory, column: str) -> str:
+    """The Trajectory column drawn for a choice: accuracy becomes agreement without labels."""
+    return "agreement" if column == "accuracy" and t.by == "teacher_pred" else column
+
+
+def epoch_context(run: RunInfo, t: Trajectory) -> dict:
+    """The export context of a run's per-class tables (never the sidebar's bundle or settings)."""
+    return {
+        "run": run.id,
+        "student": f"run:{run.id}",
+        "split": t.split,
+        "samples": t.num_samples,
+        "grouping": t.grouping,
+        "T": t.temperature,
+    }
+
+
+# -- opening a sample --------------------------------------------------------------------------------------
+
+
+def sample_token(run: RunInfo, t: Trajectory) -> tuple[str | None, str]:
+    """(bundle token, "") when the run's bundle holds its evaluation samples in order, so a sample opens
+    on the Sample page; else (None, why not)."""
+    if run.bundle_path is None:
+        why = "a recorded run keeps no bundle" if run.config.get("recorded") else "the run has no bundle yet"
+        return None, f"{why}: the samples cannot be opened on the Sample page"
+    try:
+        token = bundles.path_source(str(run.bundle_path))
+        opened = bundles.open_source(token)
+    except ValueError as exc:
+        return None, f"the run's bundle cannot be opened ({app_config.one_line(app_config.scrub(str(exc)))})"
+    if not _holds(opened.key, identity(run)):
+        split = run.summary.get("bundle_split") or "another split"
+        return None, (
+            f"the run's bundle holds the {split} split, not the {t.split} split its epochs were evaluated "
+            "on (the training rows are listed)"
+        )
+    return token, ""
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _holds(key: tuple, ident: tuple) -> bool:
+    """Whether bundle ``key`` holds the run's evaluation samples: same N, C, labels and teacher logits."""
+    bundle = bundles.load(key[0], key[1])
+    files = read_epochs(ident[0])
+    if (bundle.num_samples, bundle.num_classes) != files.teacher.shape:
+        return False
+    if (bundle.labels is None) != (files.labels is None) or (
+        files.labels is not None and not np.array_equal(np.asarray(bundle.labels), files.labels)
+    ):
+        return False
+    a, b = np.asarray(bundle.teacher, np.float64), np.asarray(files.teacher, np.float64)
+    return bool(np.all(np.abs(a - b) <= 1e-3 + 1e-3 * np.abs(b)))
+
+
+def open_sample(token: str, index: int) -> None:
+    """The Sample page on sample ``index`` of bundle ``token``."""
+    st.switch_page(state.PAGE_FILES["sample"], query_params={"bundle": token, "i": str(int(index))})
+
+
+def pick_label(row) -> str:
+    """How a changed sample is offered: "#12 (training row 345): O → 0, became right"."""
+    where = "" if "row" not in row or pd.isna(row["row"]) else f" (training row {row['row']})"
+    return f"#{row['index']}{where}: {row['before_name']} → {row['after_name']}, {row['change']}"
+
+
+def changes_view(frame: pd.DataFrame, t: Trajectory) -> pd.DataFrame:
+    """The changed samples as shown: sample, training row (validation split only), classes by name, KL."""
+    keep = ["index", "row", "true_name", "before_name", "after_name", "kl_before", "kl_after", "change"]
+    return frame[[c for c in keep if c != "row" or t.rows is not None]]
+
+
+def changes_headings(t: Trajectory, first: int, last: int) -> dict[str, str]:
+    return {
+        "index": "sample",
+        "row": "training row",
+        "true_name": BY[t.by],
+        "before_name": f"epoch {first} says",
+        "after_name": f"epoch {last} says",
+        "kl_before": f"KL after epoch {first} (nats)",
+        "kl_after": f"KL after epoch {last} (nats)",
+    }
+
+
+def changes_caption(frame: pd.DataFrame, t: Trajectory, first: int, last: int) -> str:
+    """How many samples became right and wrong, over which samples, and what "right" means."""
+    right = int((frame["change"] == "became right").sum())
+    wrong = len(frame) - right
+    sample = "the sample's index in the split" + (
+        ", and its row of the training split" if t.rows is not None else ""
+    )
+    return (
+        f"{right:,} sample{'s' if right != 1 else ''} became right and {wrong:,} wrong between epoch {first} "
+        f"and epoch {last}, on {scope(t)}; right: the student predicts the {BY[t.by]}. 'sample' is {sample}."
+    )
+
+
+# -- beside the bundle's students -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Beside:
+    """The bundle's students' (and the run's final student's) per-class means beside a trajectory."""
+
+    means: dict[str, np.ndarray]  # label -> (C, len(COLUMNS)) by class index
+    caption: str
+
+
+def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
+    """Per-class means of the bundle the run was trained against (its students, up to MAX_STUDENTS, and the
+    run's final student), under the run's grouping and T, on that bundle's samples; or why not (one line)."""
+    if run.bundle_path is None:
+        return "it needs the run's finished bundle (same data and teacher), and " + (
+            "a recorded run keeps none" if run.config.get("recorded") else "this run has none yet"
+        )
+    source = tracker.compare_source(run, state.selection(required=False).source)
+    if not source:
+        return "no bundle is open to compare with; open the one the run was trained on first"
+    try:
+        opened = bundles.open_source(source)
+        key, added, refused = views.add_runs(opened.key, [run.id])
+    except ValueError as exc:
+        return app_config.one_line(app_config.scrub(str(exc)))
+    if refused:
+        return app_config.one_line(app_config.scrub(refused[0]))
+    if opened.bundle.num_classes != t.num_classes:
+        return f"the bundle has {opened.bundle.num_classes} classes, the run {t.num_classes}"
+    students = [*opened.bundle.student_names[:MAX_STUDENTS], views.RUN_PREFIX + run.id]
+    device = state.selection(required=False).device or "cpu"
+    res = progressive.results(key, students, t.grouping, t.temperature, device)
+    labels = opened.bundle.labels
+    means = {}
+    for name, r in res.items():
+        truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else np.asarray(labels)[r.index]
+        who = "final run" if name.startswith(views.RUN_PREFIX) else name
+        means[who] = _class_means(r.d, r.ident, truth, t.by, t.num_classes)
+    same = _holds(opened.key, identity(run))
+    first = next(iter(res.values()))
+    samples = "the same samples as the epochs" if same else f"other samples than the run's {t.split} split"
+    return Beside(
+        means,
+        f"Right of the gap: the bundle {opened.label}'s students and the run's final student ('final run') "
+        f"on {first.scope()} of that bundle ({samples}), under the run's grouping and T.",
+    )
+
+
+def _class_means(d, ident: tuple, truth: np.ndarray, by: str, num_classes: int) -> np.ndarray:
+    return _means(d, np.asarray(truth, np.int64), ident, by, num_classes)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _means(_d, _truth: np.ndarray, ident: tuple, by: str, num_classes: int) -> np.ndarray:
+    return class_means(_d, _truth, num_classes)[0]
+
+
+def beside_column(beside: Beside, column: str) -> dict[str, np.ndarray]:
+    """label -> (C,) values of ``column`` for the heatmap's extra columns."""
+    j = COLUMNS.index(column)
+    return {label: m[:, j] for label, m in beside.means.items()}
