@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cakd_viz.decomposition import Decomposition, decompose
+from cakd_viz.decomposition import Decomposition, decompose_many
 from cakd_viz.families import cluster_classes
 from cakd_viz.grouping import class_correlation, parse_grouping
 from cakd_viz.runs.epoch_files import read_epochs
@@ -174,7 +174,7 @@ def trajectory(
     """The trajectory of ``students`` {epoch: (N, C) logits} against ``teacher`` (N, C) with ``labels``
     (N,) or None, each epoch decomposed once under ``grouping`` and ``temperature`` (``correlation``: the
     (C, C) class correlation a ``corr:R`` grouping uses; default: that of ``teacher``).
-    ``progress(done, E)`` after each epoch."""
+    ``progress(done, total)`` as the epochs' rows are decomposed."""
     epochs = tuple(sorted(int(e) for e in students))
     n, c = np.shape(teacher)
     teacher_corr = class_correlation(teacher)
@@ -186,23 +186,26 @@ def trajectory(
     overall = np.full((len(epochs), len(COLUMNS)), np.nan)
     pred, kl = np.empty((len(epochs), n), np.int32), np.empty((len(epochs), n), np.float32)
     counts = np.zeros(c, np.int64)
-    for e, epoch in enumerate(epochs):
-        d = decompose(
-            students[epoch],
+    every = (
+        decompose_many(  # every epoch against the one teacher, in one pass over its rows
+            [students[epoch] for epoch in epochs],
             teacher,
             labels,
             grouping=grouping,
             temperature=temperature,
             device=device,
             correlation=correlation,
+            progress=progress,
         )
+        if epochs
+        else []
+    )
+    for e, d in enumerate(every):
         if truth is None:
             truth = d.teacher_pred.astype(np.int64)
         means[:, e], counts = class_means(d, truth, c)
         overall[e] = class_means(d, np.zeros(n, np.int64), 1)[0][0]
         pred[e], kl[e] = d.student_pred, d.kl
-        if progress is not None:
-            progress(e + 1, len(epochs))
     if truth is None:  # no kept epoch: the teacher's classes still say which samples each class has
         truth = np.asarray(np.argmax(teacher, axis=1), np.int64)
         counts = np.bincount(truth, minlength=c).astype(np.int64)
