@@ -17,8 +17,11 @@ showing text has one function here:
 from __future__ import annotations
 
 import html as _html
+import re
 
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+ZWSP = "\u200b"  # zero-width space: breaks an address in two without showing
+_AUTOLINK = re.compile(r"://|(?i:www)\.|@")  # what GFM's literal autolinks start from
 
 
 def _visible(ch: str, keep: str = "") -> str:
@@ -35,8 +38,11 @@ def terminal(value: object) -> str:
 
 
 def markdown(value: object) -> str:
-    """``value`` made literal for Streamlit's Markdown (see the module's docstring)."""
-    return "".join("\\" + ch if ch in _PUNCTUATION else _visible(ch) for ch in str(value))
+    """``value`` made literal for Streamlit's Markdown (see the module's docstring). Streamlit's Markdown
+    also turns bare addresses in text into links (``http://...``, ``www.``, ``name@host``), escapes or
+    not: a zero-width space is put into each, so it reads the same and links nowhere."""
+    text = _AUTOLINK.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], str(value))
+    return "".join("\\" + ch if ch in _PUNCTUATION else _visible(ch, keep=ZWSP) for ch in text)
 
 
 def code(value: object, limit: int = 80) -> str:

@@ -6,12 +6,15 @@ Streamlit runs an entry script on every interaction; both entry scripts (``app.p
 ``cakd_viz/app/entry/streamlit_app.py`` in an install, started by ``cakd-viz app``) only call ``main()``.
 """
 
+import functools
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from cakd_viz.app import config as app_config  # first: cakd_viz.app sets OMP_WAIT_POLICY before torch loads
 from cakd_viz.app import guard, state
+from cakd_viz.figures.style import TERM_COLORS
 
 # (key, title, icon, section); every page script lives in pages/ beside this module.
 PAGES = [
@@ -26,6 +29,17 @@ PAGES = [
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
 
+@functools.cache
+def _icon():
+    """The app's icon, a 64 x 64 image: three stacked bars in the colours of BCD, SCD and WCD."""
+    from PIL import Image
+
+    img = np.zeros((64, 64, 4), np.uint8)
+    for (top, bottom), colour in zip(((8, 28), (28, 44), (44, 56)), TERM_COLORS.values(), strict=False):
+        img[top:bottom, 10:54] = (*(int(colour[i : i + 2], 16) for i in (1, 3, 5)), 255)  # "#0072B2"
+    return Image.fromarray(img, "RGBA")
+
+
 def _start() -> None:
     """The app's root URL: open the Overview with whatever the link asked for. (Streamlit serves its
     default page at "/" only, so a page that should also open from its own link, /overview?..., must
@@ -38,7 +52,8 @@ def _start() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="cakd-viz", page_icon=":material/scatter_plot:", layout="wide")
+    # The icon is drawn here: a Material icon as page_icon makes the browser fetch it from Google's servers.
+    st.set_page_config(page_title="cakd-viz", page_icon=_icon(), layout="wide")
     sections: dict[str, list] = {
         "": [st.Page(_start, title="Start", url_path="start", default=True, visibility="hidden")]
     }

@@ -441,9 +441,10 @@ def _grouping_widget(side, bundle: Bundle | None) -> str:
 
 
 def _first_line(exc: Exception, most: int = 200) -> str:
-    """An error's first line, cut to ``most`` characters (it may quote a huge value from a link)."""
+    """An error's first line, cut to ``most`` characters and made text for Markdown (it may quote a
+    value from a link: a URL there must not become a link, nor `$$...$$` typeset)."""
     text = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
-    return text if len(text) <= most else text[: most - 1] + "…"
+    return plain(text if len(text) <= most else text[: most - 1] + "…")
 
 
 def _temperature_problem(value) -> str | None:
