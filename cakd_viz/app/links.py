@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-from cakd_viz.app.config import shown
+from cakd_viz.app.config import plain, shown
 
 _K_NOTES = "_link_notes"  # URL key -> (text, widget key or None, the widget's value when the note was made)
 
@@ -87,7 +87,9 @@ def bound(
     raw = st.query_params.get(key) if key not in st.session_state else None
     value = draw(label, *args, key=key, bind="query-params", **kwargs)
     if raw is not None and not _same(raw, value, url or kwargs.get("format_func") or str):
-        note(key, f"The link asks for {asked(key, raw)}, {why(raw)}; showing {says(value)}.", key)
+        note(
+            key, f"The link asks for {asked(key, raw)}, {plain(why(raw))}; showing {plain(says(value))}.", key
+        )
     elif raw is not None:
         drop(key)
     return value
@@ -149,7 +151,7 @@ def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str
             drop(name)
         else:
             ss[key] = ss.get(key) if ss.get(key) in options else options[0]
-            says = kwargs.get("format_func", str)(ss[key])
+            says = plain(kwargs.get("format_func", str)(ss[key]))  # a run's name: text from a folder
             note(name, f"The link asks for {asked(name, raw)}, which is not one here; showing {says}.", key)
     if ss.get(key) not in options:
         ss[key] = options[0]

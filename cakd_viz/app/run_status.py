@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cakd_viz.app import config as app_config
+from cakd_viz.app.config import plain
 from cakd_viz.runs import engine, launcher, store
 from cakd_viz.runs.results import RunInfo, safe_label
 
@@ -27,6 +29,25 @@ class Progress:
     waiting: bool
 
 
+def public_log(run: RunInfo, lines: int = 40) -> str:
+    """The end of a run's log.txt as a browser may see it: server paths in their public form, and each
+    traceback (a Python error's frames name the server's files and code) replaced by one line saying
+    where the operator finds it. The run's error line is shown beside it."""
+    text = app_config.scrub(store.log_tail(run.path, lines=lines * 4))
+    where = f"{app_config.public_path(run.path / store.LOG)} on the server"
+    out, in_traceback = [], False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+            out.append(f"[a traceback: its frames are in {where}]")
+        elif in_traceback and (line.startswith((" ", "\t")) or not line.strip()):
+            continue  # a frame, or the source line under it
+        else:
+            in_traceback = False
+            out.append(line)
+    return "\n".join(out[-lines:]) or "(log.txt is empty)"
+
+
 def epochs_done(run: RunInfo) -> tuple[int, int]:
     """(epochs finished, epochs configured) as the run's folder says (0 and 1 when it does not)."""
     status, total = run.status.get("epoch"), run.config.get("epochs")
@@ -38,7 +59,7 @@ def epochs_done(run: RunInfo) -> tuple[int, int]:
 def progress(run: RunInfo, now: float | None = None) -> Progress:
     """The progress of an active run: "epoch 2/5", or until its first epoch ends what it waits for."""
     done, total = epochs_done(run)
-    head = f"**{safe_label(run)}**"
+    head = f"**{plain(safe_label(run))}**"
     tail = f"`{run.id}`"
     if run.state == store.ELSEWHERE:
         return Progress(

@@ -13,6 +13,7 @@ import streamlit as st
 from cakd_viz import export
 from cakd_viz.app import config as app_config
 from cakd_viz.app import links, run_actions, run_status, sweep_view, tracker, trajectory_panel, tune_form, ui
+from cakd_viz.app.config import plain
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
 from cakd_viz.runs import (
@@ -135,9 +136,9 @@ def live() -> None:
     by_id = {r.id: r for r in runs}
     runs_tracker(table)
     for r in run_status.failures(runs):
-        with st.expander(f"{r.state}: {safe_label(r)} ({r.id})"):
-            st.error(app_config.scrub(r.error or "no error recorded"))  # no server paths in the browser
-            st.code(app_config.scrub(r.log_tail(40)) or "(log.txt is empty)", language=None)
+        with st.expander(f"{r.state}: {plain(safe_label(r))} ({r.id})"):
+            st.error(plain(app_config.scrub(r.error or "no error recorded")))  # text, no server paths
+            st.code(run_status.public_log(r), language=None)
     run_view(table, by_id)
     compare(table, by_id)
     sweeps()
@@ -183,7 +184,7 @@ def run_view(table, by_id) -> None:
     )
     links.show(("run",))
     r = by_id[rid]
-    st.caption(tracker.settings_line(table, rid))
+    st.caption(plain(tracker.settings_line(table, rid)))  # names from the run folder: text
     epochs = metrics_frame(r)
     left, right = st.columns(2)
     with left:
@@ -278,7 +279,7 @@ def compare(table, by_id) -> None:
     curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
     splits = [by_id[i].eval_split for i in chosen]
     st.plotly_chart(fig.curves_figure(curves, metric, splits=splits), key="tune_curves")
-    lacking = [safe_label(by_id[i]) for i in chosen if metric not in curves[labels[i]]]
+    lacking = [plain(safe_label(by_id[i])) for i in chosen if metric not in curves[labels[i]]]
     if lacking:
         st.caption(
             f"Without {fig.METRICS[metric]}: {', '.join(lacking)}"
@@ -305,7 +306,7 @@ def sweeps() -> None:
     links.show(("sweep",))
     s = next(s for s in found if s.id == sid)
     if s.error:
-        st.error(app_config.scrub(s.error))
+        st.error(plain(app_config.scrub(s.error)))
     if s.state in ("queued", "running") and st.button("Cancel sweep", key=f"cancel_sweep_{s.id}"):
         engine.cancel_sweep(s.path)
         st.rerun()
