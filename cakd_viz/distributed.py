@@ -177,6 +177,9 @@ def process_group(
         raise RuntimeError(f"process group rank {group.rank} differs from RANK={rank}")
     try:
         yield group, dev
+        if created:
+            dist.barrier()  # every rank done before any tears the group down (gloo aborts a rank whose
+            # peer closed its connections mid-way: "terminate called without an active exception")
     finally:
         if created:
             dist.destroy_process_group()

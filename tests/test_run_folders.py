@@ -359,7 +359,7 @@ def test_tune_run_dir_refuses_corrupt_running_and_remote_folders(tmp_path):
 
 
 def test_the_tune_page_shows_corrupt_and_remote_runs_without_an_exception(tmp_path, monkeypatch):
-    from apptest_support import assert_ok, open_app
+    from apptest_support import as_read, assert_ok, open_app
 
     from cakd_viz.app import config as app_config
 
@@ -374,7 +374,7 @@ def test_the_tune_page_shows_corrupt_and_remote_runs_without_an_exception(tmp_pa
     table = at.dataframe[0].value
     assert len(table) == len(BROKEN) + 1
     assert sorted(set(table["state"])) == ["corrupt", "elsewhere"]
-    texts = " ".join(e.value for e in at.error)
+    texts = " ".join(as_read(e.value) for e in at.error)
     assert "status.json: 'started' must be a number, found 'x'" in texts
 
 

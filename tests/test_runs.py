@@ -125,10 +125,10 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
             {"loss": {"warmup_schedule": "linear"}},
             r"loss.warmup_schedule must be one of epoch, step, got 'linear'",
         ),
-        ({"epochs": 0}, r"epochs must be a whole number >= 1, got 0"),
+        ({"epochs": 0}, r"epochs must be a whole number from 1 to 1,000,000, got 0"),
         ({"epochs": "5"}, r"epochs must be a whole number, got '5'"),
         ({"batch_size": 1.5}, r"batch_size must be a whole number, got 1.5"),
-        ({"lr": -0.1}, r"lr must be a finite number > 0, got -0.1"),
+        ({"lr": -0.1}, r"lr must be a finite number > 0 and <= 1e\+06, got -0.1"),
         ({"optimizer": "lbfgs"}, r"optimizer must be 'sgd' or 'adamw'"),
         ({"device": "tpu"}, r"device must be one of auto, cpu, cuda, cuda:N, mps; got 'tpu'"),
         ({"data": "sample:cifar"}, r"data 'sample:cifar': unknown sample"),
@@ -140,7 +140,7 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
             r"student 'resnet9000': expected an architecture \(cnn_l, .*\) or a model spec",
         ),
         ({"teacher": "sample:digits/nope"}, r"teacher 'sample:digits/nope': no such shipped model"),
-        ({"name": "a b"}, r"name 'a b': use letters, digits and _ . \+ - only"),
+        ({"name": "a b"}, r"name 'a b': use at most 100 letters, digits and _ . \+ -"),
     ],
 )
 def test_invalid_run_configs_are_refused_precisely(teacher, change, message):

@@ -37,7 +37,7 @@ def public_log(run: RunInfo, lines: int = 40) -> str:
     where = f"{app_config.public_path(run.path / store.LOG)} on the server"
     out, in_traceback = [], False
     for line in text.splitlines():
-        if line.startswith("Traceback (most recent call last):"):
+        if "Traceback (most recent call last):" in line:  # the log's lines start with their time
             in_traceback = True
             out.append(f"[a traceback: its frames are in {where}]")
         elif in_traceback and (line.startswith((" ", "\t")) or not line.strip()):
