@@ -120,7 +120,7 @@ def decompose_many(
     for zs in zss:
         _check_pair(zs, zt)
     dev = resolve_device(device)
-    native = dev.type == "cpu" and g.kind in native_path.RULES and not any(z.is_float64 for z in [zt, *zss])
+    native = dev.type == "cpu" and native_path.selects(g) and not any(z.is_float64 for z in [zt, *zss])
     kern = native_path.kernel() if native and 1 < len(zss) <= native_path.MAX_STUDENTS else None
     if kern is None:  # one pass each: the tensor-op path, float64, or a single student
         return [

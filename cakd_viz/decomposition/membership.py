@@ -44,7 +44,7 @@ def in_strong_set(
     correlated = correlated_classes(correlation, float(g.param)) if g.needs_correlation else None
     kern = (
         native_path.kernel()
-        if native_path.kernel_dtype(teacher_logits) and g.kind in native_path.RULES
+        if native_path.kernel_dtype(teacher_logits) and native_path.selects(g)
         else None
     )
     out = np.zeros(len(rows), dtype=bool)
