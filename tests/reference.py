@@ -115,7 +115,7 @@ def standardized(logits, *, center: bool = True) -> np.ndarray:
     out = np.empty_like(z)
     for r, row in enumerate(z):
         mean = math.fsum(row.tolist()) / row.size
-        var = math.fsum(((x - mean) ** 2 for x in row.tolist())) / (row.size - 1)
+        var = math.fsum((x - mean) ** 2 for x in row.tolist()) / (row.size - 1)
         out[r] = ((row - mean) if center else row) / (math.sqrt(var) + 1e-7)
     return out
 

@@ -160,9 +160,7 @@ def decompose_many(
     outs = _run_native(kern, zss, zt, y, g, temp, correlated, rows_asked, progress, ls)
     for out, zs in zip(outs, zss, strict=True):
         _check_finite(out, zs, zt)
-    return [
-        Decomposition(**out, labels=y, grouping=str(g), temperature=temp, standardize=ls) for out in outs
-    ]
+    return [Decomposition(**out, labels=y, grouping=str(g), temperature=temp, standardize=ls) for out in outs]
 
 
 def _share(progress, j: int, count: int):

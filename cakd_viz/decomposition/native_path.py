@@ -43,7 +43,25 @@ ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS = 1, 2, 3, 4
 _i64, _int, _dbl, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
 # dk_decompose(n, c, teacher, t_stride, t_dtype, student, s_stride, s_dtype, labels, correlated, rule, k,
 #              mass_p, temperature, standardize, fout, iout, threads, flags, bad_row)
-_DECOMPOSE = [_i64, _i64, _ptr, _i64, _int, _ptr, _i64, _int, _ptr, _ptr, _int, _i64, _dbl, _dbl, _int, _ptr, _ptr]
+_DECOMPOSE = [
+    _i64,
+    _i64,
+    _ptr,
+    _i64,
+    _int,
+    _ptr,
+    _i64,
+    _int,
+    _ptr,
+    _ptr,
+    _int,
+    _i64,
+    _dbl,
+    _dbl,
+    _int,
+    _ptr,
+    _ptr,
+]
 _DECOMPOSE += [_int, _int, ctypes.POINTER(_i64)]
 # dk_strong_mask(n, c, teacher, t_stride, t_dtype, labels, correlated, rule, k, mass_p, temperature,
 #                standardize, mask, threads, flags, bad_row)
@@ -68,7 +86,26 @@ _MASK = [
 
 # dk_decompose_many(n, c, teacher, t_stride, t_dtype, ns, students, s_strides, s_dtypes, labels, correlated,
 #                   rule, k, mass_p, temperature, standardize, fouts, iouts, threads, flags, bad_row)
-_MANY = [_i64, _i64, _ptr, _i64, _int, _int, _ptr, _ptr, _ptr, _ptr, _ptr, _int, _i64, _dbl, _dbl, _int, _ptr, _ptr]
+_MANY = [
+    _i64,
+    _i64,
+    _ptr,
+    _i64,
+    _int,
+    _int,
+    _ptr,
+    _ptr,
+    _ptr,
+    _ptr,
+    _ptr,
+    _int,
+    _i64,
+    _dbl,
+    _dbl,
+    _int,
+    _ptr,
+    _ptr,
+]
 _MANY += [_int, _int, ctypes.POINTER(_i64)]
 MAX_STUDENTS = 256  # students of one dk_decompose_many call
 # dk_scan(n, c, data, stride, dtype, pred, threads, flags, bad_row)

@@ -114,7 +114,11 @@ class Decomposition:
             },
             columns=list(FRAME_COLUMNS),
         )
-        frame.attrs = {"grouping": self.grouping, "temperature": self.temperature, "standardize": self.standardize}
+        frame.attrs = {
+            "grouping": self.grouping,
+            "temperature": self.temperature,
+            "standardize": self.standardize,
+        }
         return frame
 
 
