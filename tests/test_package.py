@@ -127,6 +127,7 @@ LAYERS = {
     "locations": 0,
     "settings": 0,
     "text": 0,
+    "standardize": 0,
 }
 
 

@@ -136,6 +136,7 @@ def test_an_old_config_and_an_unknown_loss_keep_reading(runs):
         "temperature": 3.0,
         "warmup": 0.0,
         "warmup_schedule": "epoch",
+        "standardize": False,  # a setting it did not hold: its declared default, as before
         "ce_weight": 1.0,
         "grouping": "topk:5",
     }

@@ -16,7 +16,7 @@ import pandas as pd
 
 from cakd_viz.app import config as app_config
 from cakd_viz.losses import LOSSES
-from cakd_viz.losses.params import CHOICE, GROUPING, INT, by_name
+from cakd_viz.losses.params import BOOL, CHOICE, GROUPING, INT, by_name
 from cakd_viz.runs.results import RunInfo, loss_columns
 
 ACC_FORMAT = "%.2f%%"  # accuracies are shown in percent, always with two decimals
@@ -83,7 +83,7 @@ def columns() -> dict[str, Column]:
     the run's. Built from the registry as it is now."""
     loss = {}
     for name, p in loss_columns().items():
-        fmt = None if p.kind in (CHOICE, GROUPING) else "%d" if p.kind == INT else "%g"
+        fmt = None if p.kind in (CHOICE, GROUPING, BOOL) else "%d" if p.kind == INT else "%g"
         loss[name] = Column(p.label, _loss_help(name, p.help), 84 if fmt is None else 52, fmt)
     return _LEAD | loss | _TAIL
 
