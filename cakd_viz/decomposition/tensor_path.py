@@ -35,7 +35,7 @@ import torch
 
 from cakd_viz.decomposition.inputs import Logits
 from cakd_viz.grouping import Grouping, strong_mask
-from cakd_viz.standardize import row_stats
+from cakd_viz.standardize import for_strong_sets, row_stats
 
 SERIES_BELOW = 1e-2  # |u| below: phi by its series (truncation 4e-14 relative); above: e^u - 1 - u
 COMMON_SPAN = 700.0  # teacher logits spanning at most this times T: one shift for both groups (e^-700 is
@@ -246,7 +246,7 @@ def _prepared(zt: torch.Tensor, zs: torch.Tensor, standardize: bool) -> tuple[to
     if not standardize:
         return zt, zs, zt
     (mt, st), (ms, ss) = row_stats(zt), row_stats(zs)
-    return (zt - mt) / st, (zs - ms) / ss, zt / st
+    return (zt - mt) / st, (zs - ms) / ss, for_strong_sets(zt)
 
 
 def _chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
