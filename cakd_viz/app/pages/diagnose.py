@@ -52,10 +52,9 @@ which = links.bound(
 links.show(("set",))
 if b.labels is None:
     st.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
-if not r.exact:
-    st.caption(
-        f"Failures among {r.scope()} under {sel.grouping} at {sel.setting}; sample numbers are the bundle's own."
-    )
+st.caption(
+    f"Failures among {r.scope()}, split under {sel.grouping} at {sel.setting}; sample numbers are the bundle's own."
+)
 fs = diagnose.FAILURE_SETS[which]
 mask = diagnose.failure_mask(d, which)
 count = int(mask.sum())
