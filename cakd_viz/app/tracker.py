@@ -210,6 +210,17 @@ def settings_line(table: pd.DataFrame, run_id: str) -> str:
     return " · ".join(parts)
 
 
+def held_out_note(run: RunInfo) -> str:
+    """The held-out curves' caption, saying whether the run's held-out split is of standardized logits."""
+    from cakd_viz.figures.runs import HELD_OUT_NOTE
+
+    split = run.config.get("decomposition")  # a recorded run's held-out split; a launched run's is its loss's
+    split = split if isinstance(split, dict) else run.config.get("loss")
+    ls = isinstance(split, dict) and split.get("standardize") is True
+    said = " This run's split is of the logits standardized per sample (LS), as it trains on them."
+    return HELD_OUT_NOTE + (said if ls else " This run's split is of its logits as they are (no LS).")
+
+
 def compare_source(run: RunInfo, open_source: str) -> str:
     """The bundle a finished run's student is compared with: the shipped sample its data names
     ("sample:glyphs"), else the bundle open now (the app then checks that they match)."""
