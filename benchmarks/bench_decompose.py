@@ -165,6 +165,7 @@ def main() -> None:
     out = {name: np.empty(args.n) for name in native_path.FLOAT_OUT}
     out.update({name: np.empty(args.n, np.int64) for name in native_path.INT_OUT})
     rule = native_path.Rule.of(parse_grouping(f"topk:{K}"), TEMP, None, None)
+    rule_ls = native_path.Rule.of(parse_grouping(f"topk:{K}"), TEMP, None, None, standardize=True)
 
     def ours(standardize=False):
         kw = {"grouping": f"topk:{K}", "temperature": TEMP, "device": "cpu", "standardize": standardize}
@@ -209,7 +210,7 @@ def main() -> None:
         f"/ plain KL = {med['decompose LS'] / med[plain]:.2f}x"
     )
 
-    cpu = {"kernel, 1 thread": [], "plain KL, 1 thread": []}
+    cpu = {"kernel, 1 thread": [], "kernel LS, 1 thread": [], "plain KL, 1 thread": []}
     torch.set_num_threads(1)
     try:
         for r in range(args.repeats + 1):
@@ -217,6 +218,10 @@ def main() -> None:
                 (
                     "kernel, 1 thread",
                     lambda: native_path.run_kernel(kern, student, teacher, rule, out, threads=1),
+                ),
+                (
+                    "kernel LS, 1 thread",
+                    lambda: native_path.run_kernel(kern, student, teacher, rule_ls, out, threads=1),
                 ),
                 ("plain KL, 1 thread", lambda: plain_kl(zs, zt, rows)),
             ):
@@ -229,6 +234,8 @@ def main() -> None:
     report("CPU seconds, one thread each (barely moved by other load):", cpu)
     ratio = statistics.median(cpu["kernel, 1 thread"]) / statistics.median(cpu["plain KL, 1 thread"])
     print(f"   kernel / plain KL in CPU time = {ratio:.2f}x")
+    ls = statistics.median(cpu["kernel LS, 1 thread"]) / statistics.median(cpu["kernel, 1 thread"])
+    print(f"   kernel LS (standardize=True) / kernel in CPU time = {ls:.2f}x")
 
     if not args.busy:
         return
