@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cakd_viz.decomposition import TERMS, Decomposition
+from cakd_viz.standardize import setting
 
 SETS = {
     "fixed": "A gets wrong and B gets right",
@@ -24,10 +25,10 @@ def check_comparable(a: Decomposition, b: Decomposition) -> None:
     """ValueError unless ``a`` and ``b`` decompose the same samples under the same teacher and setting."""
     if len(a) != len(b):
         raise ValueError(f"the two decompositions have {len(a):,} and {len(b):,} samples")
-    if (a.grouping, a.temperature) != (b.grouping, b.temperature):
+    if (a.grouping, a.temperature, a.standardize) != (b.grouping, b.temperature, b.standardize):
         raise ValueError(
-            f"the two decompositions differ in setting: {a.grouping} at T = {a.temperature:g} "
-            f"against {b.grouping} at T = {b.temperature:g}"
+            f"the two decompositions differ in setting: {a.grouping} at {setting(a.temperature, a.standardize)} "
+            f"against {b.grouping} at {setting(b.temperature, b.standardize)}"
         )
     if not np.array_equal(a.teacher_pred, b.teacher_pred):
         raise ValueError("the two decompositions have different teachers")

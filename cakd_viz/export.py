@@ -156,9 +156,11 @@ class ViewSpec:
 
     ``what``: "summary" (every student's dataset summary), "per_class" (class breakdown of ``student``),
     "sample" (one sample's worked example), "failures" (a failure set's ranked table), "compare" (A
-    against B), "families" (the teacher's correlation families). ``bundle_path``: where the user's
-    Python finds the bundle (relative to the repository root for the shipped samples and runs).
-    ``extra``: students added from other bundles, (name, bundle path, student in that bundle).
+    against B), "families" (the teacher's correlation families), "standardization" (every student's
+    shares without and with logit standardization). ``bundle_path``: where the user's Python finds the
+    bundle (relative to the repository root for the shipped samples and runs). ``extra``: students added
+    from other bundles, (name, bundle path, student in that bundle). ``standardize``: the view's logit
+    standardization (LS), which every decomposition, strong set and correlation of the snippet follows.
     """
 
     what: str
@@ -175,9 +177,10 @@ class ViewSpec:
     by: str = "label"
     threshold: float = 0.5
     class_names: Sequence[str] | None = None  # an override list of raw names (else the bundle's)
+    standardize: bool = False
 
 
-WHAT = ("summary", "per_class", "sample", "failures", "compare", "families")
+WHAT = ("summary", "per_class", "sample", "failures", "compare", "families", "standardization")
 
 
 def python_snippet(view: ViewSpec) -> str:
@@ -185,10 +188,10 @@ def python_snippet(view: ViewSpec) -> str:
     words, as the app shows them). Every value from the view is written as a Python literal (repr)."""
     if view.what not in WHAT:
         raise ValueError(f"unknown view {view.what!r}; choose one of: {', '.join(WHAT)}")
-    g, t = view.grouping, float(view.temperature)
+    g, t, ls = view.grouping, float(view.temperature), bool(view.standardize)
     lines = [
         f"# cakd-viz: recompute the {view.what.replace('_', ' ')} of this view "
-        f"(student {view.student}, grouping {g}, T = {t:g}).",
+        f"(student {view.student}, grouping {g}, T = {t:g}{', standardized logits (LS)' if ls else ''}).",
         "# Run from the cakd-viz repository root (or adjust the bundle path).",
         "import pandas as pd",
         "",
@@ -210,14 +213,17 @@ def python_snippet(view: ViewSpec) -> str:
         ]
     names = repr(list(view.class_names)) if view.class_names is not None else "bundle.class_names"
     lines += [
-        f"GROUPING, T = {g!r}, {t!r}",
+        f"GROUPING, T, STANDARDIZE = {g!r}, {t!r}, {ls!r}  # STANDARDIZE: logit standardization (LS)",
         f"names = readable_names({names})",
-        "corr = class_correlation(bundle.teacher) if parse_grouping(GROUPING).needs_correlation else None",
+        "corr = None",
+        "if parse_grouping(GROUPING).needs_correlation:",
+        "    corr = class_correlation(bundle.teacher, standardize=STANDARDIZE)",
         "",
         "",
-        "def terms(student):",
+        "def terms(student, standardize=STANDARDIZE):",
         "    return decompose(bundle.student(student), bundle.teacher, bundle.labels, grouping=GROUPING,",
-        "                     temperature=T, correlation=corr)",
+        "                     temperature=T, correlation=corr if standardize == STANDARDIZE else None,",
+        "                     standardize=standardize)",
         "",
         "",
     ]
@@ -252,7 +258,7 @@ def _sample(v: ViewSpec) -> list[str]:
         f"i = {int(v.sample or 0)!r}",
         "label = None if bundle.labels is None else int(bundle.labels[i])",
         f"ex = worked_example(bundle.student({v.student!r})[i], bundle.teacher[i], label, grouping=GROUPING,",
-        "                    temperature=T, correlation=corr)",
+        "                    temperature=T, correlation=corr, standardize=STANDARDIZE)",
         "row = {'kl': ex.kl, **{f'{k}_contribution' if k != 'bcd' else k: x for k, x in ex.contributions().items()},",
         "       'scd': ex.scd, 'wcd': ex.wcd, 'teacher_strong_mass': ex.p_strong,",
         "       'student_strong_mass': ex.q_strong, 'strong_size': int(ex.strong.sum())}",
@@ -290,9 +296,20 @@ def _families(v: ViewSpec) -> list[str]:
     return [
         "from cakd_viz.families import cluster_classes",
         "",
-        f"order, family = cluster_classes(class_correlation(bundle.teacher), threshold={float(v.threshold)!r})",
+        "matrix = class_correlation(bundle.teacher, standardize=STANDARDIZE)",
+        f"order, family = cluster_classes(matrix, threshold={float(v.threshold)!r})",
         "table = pd.DataFrame({'class': order, 'name': [names[i] for i in order], 'family': family[order]})",
         "print(table.to_csv(index=False))",
+    ]
+
+
+def _standardization(v: ViewSpec) -> list[str]:
+    return [
+        "from cakd_viz.dominance import students_table",
+        "",
+        "plain = {s: terms(s, False) for s in bundle.student_names}",
+        "ls = {s: terms(s, True) for s in bundle.student_names}",
+        "print(students_table(plain, ls).rename(columns=heading).to_csv(index=False))",
     ]
 
 
@@ -303,6 +320,7 @@ _BODY = {
     "failures": _failures,
     "compare": _compare,
     "families": _families,
+    "standardization": _standardization,
 }
 
 

@@ -19,6 +19,7 @@ import torch
 
 from cakd_viz.decomposition import decompose
 from cakd_viz.grouping import RULES, Grouping, parse_grouping, strong_mask
+from cakd_viz.standardize import for_strong_sets, standardize_numpy
 
 LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
 """The Learn page's classes: two families of look-alikes (animals, vehicles)."""
@@ -43,6 +44,7 @@ class Example:
     p_strong: float  # p_S
     p_weak: float  # p_W
     q_strong: float  # q_S
+    standardize: bool = False  # p and q (and the terms) are of the standardized logits (LS)
 
     @property
     def q_weak(self) -> float:
@@ -76,11 +78,14 @@ def worked_example(
     grouping: str = "topk:5",
     temperature: float = 1.0,
     correlation: np.ndarray | None = None,
+    standardize: bool = False,
 ) -> Example:
     """Work one sample through the decomposition. Logits: (C,) arrays (any float dtype, a memmap row is fine).
 
     label: the true class, needed by `target` groupings. correlation: the bundle's (C, C) teacher-logit
-    correlation, needed by `corr:R` (a single sample cannot estimate it).
+    correlation, needed by `corr:R` (a single sample cannot estimate it; the standardized teacher's under
+    LS). standardize: logit standardization (`cakd_viz.standardize`): p, q, S and the terms are those of
+    the z-scored logits.
     """
     g = parse_grouping(grouping)
     zt = np.asarray(teacher_logits, dtype=np.float64).reshape(1, -1)  # (1, C)
@@ -94,14 +99,16 @@ def worked_example(
         temperature=temperature,
         device="cpu",
         correlation=correlation,
+        standardize=standardize,
     )
     correlated = g.correlated(correlation)
     y = None if labels is None else torch.from_numpy(labels)
-    strong = strong_mask(
-        g, torch.from_numpy(zt.astype(np.float32)), y, temperature=float(temperature), correlated=correlated
-    )[0].numpy()
-    p = torch.softmax(torch.from_numpy(zt[0]) / temperature, 0).numpy()
-    q = torch.softmax(torch.from_numpy(zs[0]) / temperature, 0).numpy()
+    z_sets = torch.from_numpy(zt.astype(np.float32))
+    z_sets = for_strong_sets(z_sets) if standardize else z_sets
+    strong = strong_mask(g, z_sets, y, temperature=float(temperature), correlated=correlated)[0].numpy()
+    pt, ps = (standardize_numpy(zt)[0], standardize_numpy(zs)[0]) if standardize else (zt[0], zs[0])
+    p = torch.softmax(torch.from_numpy(pt) / temperature, 0).numpy()
+    q = torch.softmax(torch.from_numpy(ps) / temperature, 0).numpy()
     return Example(
         teacher_logits=zt[0],
         student_logits=zs[0],
@@ -118,6 +125,7 @@ def worked_example(
         p_strong=float(d.teacher_strong_mass[0]),
         p_weak=float(d.teacher_weak_mass[0]),
         q_strong=float(d.student_strong_mass[0]),
+        standardize=bool(standardize),
     )
 
 
@@ -195,16 +203,18 @@ class LearnView:
     temperature: float
     grouping: str  # a spec of one of `learn_rules()`: "target", "topk:K", "mass:P", ...
     label: int  # index into LEARN_CLASSES
+    standardize: bool = False  # the example's own logit standardization (apart from the sidebar's)
 
     def to_params(self) -> dict[str, str]:
-        """Query parameters (their names stay clear of the app's shared "T" and "grouping")."""
+        """Query parameters (their names stay clear of the app's shared "T", "grouping" and
+        "standardize"); "ls" only when the example standardizes."""
         return {
             "zt": ",".join(f"{v:g}" for v in self.teacher),
             "zs": ",".join(f"{v:g}" for v in self.student),
             "lt": f"{self.temperature:g}",
             "lg": self.grouping,
             "ly": LEARN_CLASSES[self.label],
-        }
+        } | ({"ls": "true"} if self.standardize else {})
 
     @classmethod
     def from_params(cls, params) -> LearnView | None:
@@ -217,12 +227,13 @@ class LearnView:
             temperature = _clip(float(params["lt"]), TEMPERATURE_RANGE)
             g = parse_grouping(params["lg"])
             label = LEARN_CLASSES.index(params["ly"])
+            standardize = {None: False, "false": False, "true": True}[params.get("ls")]
         except (KeyError, ValueError, AttributeError):
             return None
         if len(teacher) != len(LEARN_CLASSES) or len(student) != len(LEARN_CLASSES):
             return None
         grouping = _learn_grouping(g)
-        return None if grouping is None else cls(teacher, student, temperature, grouping, label)
+        return None if grouping is None else cls(teacher, student, temperature, grouping, label, standardize)
 
 
 def learn_rules() -> list[type[Grouping]]:
@@ -284,17 +295,22 @@ class Preset:
     label: int
     dominant: str | None  # the contribution this example is built to make the largest (None: none)
     story: str
+    standardize: bool = False  # the example's logit standardization (LS)
 
     def view(self) -> LearnView:
-        return LearnView(self.teacher, self.student, self.temperature, self.grouping, self.label)
+        return LearnView(
+            self.teacher, self.student, self.temperature, self.grouping, self.label, self.standardize
+        )
 
-    def example(self) -> Example:
+    def example(self, *, standardize: bool | None = None) -> Example:
+        """The worked example (``standardize``: the preset's own setting unless given)."""
         return worked_example(
             np.array(self.student),
             np.array(self.teacher),
             self.label,
             grouping=self.grouping,
             temperature=self.temperature,
+            standardize=self.standardize if standardize is None else standardize,
         )
 
 
@@ -344,6 +360,19 @@ PRESETS: dict[str, Preset] = {
         "ranking of the other classes); SCD is 0 because S has one class. The student swaps cat and dog, "
         "so the target gets too little mass and BCD dominates. Switch the grouping to topk:3 and the same "
         "mistake becomes a ranking error inside S: SCD.",
+    ),
+    "Right ranking, smaller logit scale (try LS)": Preset(
+        _TEACHER,
+        (2.4, 1.8, 1.4, 0.8, 0.0, -0.8),  # 0.4 x the teacher
+        "topk:3",
+        1.0,
+        0,
+        "scd",
+        "The student's logits are the teacher's times 0.4: the same ranking everywhere, at a smaller scale, so "
+        "its softmax is flatter. Without standardization that is a large KL, carried by p_S·SCD (too flat "
+        "inside S) and BCD (too little mass on S). Turn on “Standardize logits (LS)”: each sample's logits "
+        "are z-scored before T, the two rows become the same and the KL drops to about 0. LS asks the "
+        "student for the teacher's logit relations, not their scale.",
     ),
     "A good student": Preset(
         _TEACHER,

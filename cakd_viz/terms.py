@@ -75,14 +75,18 @@ _WORDS: dict[str, tuple[str, str]] = {
     "grouping": ("grouping", ""),
     "temperature": ("T", ""),
     "changed_most": ("changed most", ""),
+    "changed": ("largest part changes with LS", ""),
     "measure": ("measure", ""),
 }
+
+
+_SUFFIXES = ("_a", "_b", "_delta", "_ls")  # comparison columns: A, B, B − A; "_ls": with standardized logits
 
 
 def unit(column: str) -> str:
     """The unit of a table column: "nats", "%" (a fraction shown as a percentage), "classes" or ""."""
     base = column
-    for suffix in ("_a", "_b", "_delta"):
+    for suffix in _SUFFIXES:
         if column.endswith(suffix) and column[: -len(suffix)] in _WORDS:
             base = column[: -len(suffix)]
     return _WORDS.get(base, ("", ""))[1]
@@ -93,11 +97,13 @@ def heading(column: str, *, a: str = "A", b: str = "B") -> str:
 
     Comparison columns end in "_a", "_b" or "_delta" (B - A): "kl_mean_delta" -> "mean KL, B − A
     (nats)", with the students' names for A and B; a difference of percentages is in "% points".
-    Unknown columns get their underscores replaced by spaces.
+    Columns ending in "_ls" are of the standardized logits: "share_bcd_ls" -> "share of KL: BCD, with LS
+    (%)". Unknown columns get their underscores replaced by spaces.
     """
     if column in ("a_says", "b_says"):
         return f"{a if column == 'a_says' else b} says"
-    for suffix, words in (("_a", f", {a}"), ("_b", f", {b}"), ("_delta", f", {b} − {a}")):
+    pairs = (("_a", f", {a}"), ("_b", f", {b}"), ("_delta", f", {b} − {a}"), ("_ls", ", with LS"))
+    for suffix, words in pairs:
         if column.endswith(suffix) and column[: -len(suffix)] in _WORDS:
             text, u = _WORDS[column[: -len(suffix)]]
             if suffix == "_delta" and u == "%":

@@ -5,7 +5,7 @@ shares no code path with cakd_viz.decomposition (neither its C kernel nor its te
 cakd_viz.grouping: `strong_mask` here implements the rules of §4 from their definitions (a stable
 sort; mass:P from sorted float64 probabilities). `terms_mp` checks the float64 reference itself
 with mpmath at 50 digits where the terms are tiny. The inputs are the exact float32/float16 values,
-widened to float64.
+widened to float64; `standardized` is logit standardization (LS) from its definition, in float64.
 """
 
 from __future__ import annotations
@@ -104,6 +104,20 @@ def strong_mask(
             mask[r] = np.asarray(correlated, bool)[order[0]]
             mask[r, order[0]] = True
     return mask
+
+
+def standardized(logits, *, center: bool = True) -> np.ndarray:
+    """Each row z-scored as the LS paper's public code does it (Sun et al., CVPR 2024, arXiv 2403.01427):
+    (z - mean) / (std + 1e-7), std with Bessel's correction (torch's default ``z.std(dim=-1)``). In float64
+    from the exact inputs, each row's sums with ``math.fsum`` (correctly rounded), row by row. Without
+    ``center``: z / (std + 1e-7), the same up to each row's shift (what strong sets are decided on)."""
+    z = np.asarray(logits, np.float64)
+    out = np.empty_like(z)
+    for r, row in enumerate(z):
+        mean = math.fsum(row.tolist()) / row.size
+        var = math.fsum((x - mean) ** 2 for x in row.tolist()) / (row.size - 1)
+        out[r] = ((row - mean) if center else row) / (math.sqrt(var) + 1e-7)
+    return out
 
 
 def terms(student, teacher, strong, temperature: float) -> dict[str, np.ndarray]:

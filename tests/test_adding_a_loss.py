@@ -30,8 +30,16 @@ class ScaledKD(KDLoss):
     title = "SCALED_KD"
     own_params = (Param("gain", 1.0, FLOAT, "Factor on the KD term.", "gain", low=0.0, step=0.5),)
 
-    def __init__(self, gain: float = 1.0, temperature: float = 4.0, *, warmup=0, warmup_schedule="epoch"):
-        super().__init__(temperature, warmup=warmup, warmup_schedule=warmup_schedule)
+    def __init__(
+        self,
+        gain: float = 1.0,
+        temperature: float = 4.0,
+        *,
+        warmup=0,
+        warmup_schedule="epoch",
+        standardize=False,
+    ):
+        super().__init__(temperature, warmup=warmup, warmup_schedule=warmup_schedule, standardize=standardize)
         self.gain = float(gain)
 
     def _base_weights(self) -> tuple[float, ...]:
@@ -100,6 +108,7 @@ def test_the_tune_form_offers_the_new_loss_with_its_parameter(scaled_kd):
         "temperature": 4.0,
         "warmup": 2.0,
         "warmup_schedule": "epoch",
+        "standardize": False,
     }
     assert (config["val_split"], config["val_seed"]) == (0.1, 0)
     RunConfig.from_dict(config).validate()

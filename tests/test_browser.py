@@ -117,7 +117,7 @@ def test_changing_the_temperature_rerenders_and_updates_the_url(app, page):
     assert page.get_by_text("T = 2", exact=False).count() > 0
 
 
-@pytest.mark.parametrize("tab", ["Per class", "vs temperature", "vs grouping"])
+@pytest.mark.parametrize("tab", ["Per class", "vs temperature", "vs grouping", "Standardization (LS)"])
 def test_overview_tabs_compute_when_opened(app, page, tab):
     url, query = app
     page.goto(f"{url}/{query}")
@@ -128,6 +128,18 @@ def test_overview_tabs_compute_when_opened(app, page, tab):
     )
     name = "overview_" + tab.replace(" ", "_").lower()
     assert _check(page, name) >= 2
+
+
+def test_the_standardize_toggle_joins_the_url_and_the_captions_say_it(app, page):
+    url, query = app
+    page.goto(f"{url}/{query}")
+    serve.wait_rendered(page, charts=2)
+    label = page.locator('[data-testid="stSidebar"]').get_by_text("Standardize logits (LS)")
+    serve.after_rerun(page, label.click)
+    _wait_query(page, "standardize", "true")
+    serve.wait_rendered(page, charts=2)
+    assert page.get_by_text(", standardized.", exact=False).count() > 0
+    _check(page, "overview_standardized")
 
 
 def _watch_first_paint(page, url: str, seconds: float = 8.0) -> tuple[set[str], set[str], list[str]]:

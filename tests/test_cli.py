@@ -33,10 +33,16 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-def expected_frame(path, student=None, grouping="topk:5", temperature=1.0):
+def expected_frame(path, student=None, grouping="topk:5", temperature=1.0, standardize=False):
     b = load_bundle(path)
     d = decompose(
-        b.student(student), b.teacher, b.labels, grouping=grouping, temperature=temperature, device="cpu"
+        b.student(student),
+        b.teacher,
+        b.labels,
+        grouping=grouping,
+        temperature=temperature,
+        device="cpu",
+        standardize=standardize,
     )
     return d.to_frame()
 
@@ -72,6 +78,18 @@ def test_decompose_parquet_equals_the_library(capsys, bundle, tmp_path, grouping
     assert code == 0
     expected = expected_frame(bundle, student, grouping, 2.0)
     pd.testing.assert_frame_equal(pd.read_parquet(out), expected, check_dtype=False)
+
+
+@pytest.mark.parametrize("grouping", ["topk:3", "mass:0.9", "corr:0.3"])
+def test_decompose_standardize_equals_the_library_with_standardization(capsys, bundle, tmp_path, grouping):
+    out = tmp_path / "ls.parquet"
+    argv = ["decompose", bundle, "--out", out, "--grouping", grouping, "-T", "2", "--standardize"]
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 0 and "T = 2, standardized" in stdout
+    table = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(table, expected_frame(bundle, None, grouping, 2.0, True), check_dtype=False)
+    plain = expected_frame(bundle, None, grouping, 2.0)
+    assert not np.allclose(table["kl"], plain["kl"])  # not the plain split under another name
 
 
 def test_summary_shares_add_up(capsys, bundle, tmp_path):

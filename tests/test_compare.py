@@ -93,6 +93,9 @@ def test_students_under_different_settings_are_refused(pair):
     other = decompose(student, teacher, labels, grouping="topk:3", temperature=4.0, device="cpu")
     with pytest.raises(ValueError, match="differ in setting"):
         compare.summary(a, other)
+    standardized = decompose(student, teacher, labels, grouping="topk:3", temperature=2.0, standardize=True)
+    with pytest.raises(ValueError, match="topk:3 at T = 2 against topk:3 at T = 2, standardized"):
+        compare.summary(a, standardized)
 
 
 # -- composing run students into a bundle ---------------------------------------------------------------

@@ -171,6 +171,20 @@ def test_predictions_and_frame_columns(logits):
     assert decompose(student, teacher, device="cpu").to_frame()["label"].isna().all()
 
 
+def test_a_decomposition_says_whether_its_logits_were_standardized(logits):
+    student, teacher, labels = logits
+    plain = decompose(student, teacher, labels, grouping="topk:3", temperature=4.0, device="cpu")
+    ls = decompose(
+        student, teacher, labels, grouping="topk:3", temperature=4.0, device="cpu", standardize=True
+    )
+    assert (plain.standardize, ls.standardize, ls.subset([0, 2]).standardize) == (False, True, True)
+    assert (
+        plain.setting() == "grouping topk:3, T = 4" and ls.setting() == "grouping topk:3, T = 4, standardized"
+    )
+    assert ls.to_frame().attrs == {"grouping": "topk:3", "temperature": 4.0, "standardize": True}
+    assert not np.allclose(ls.kl, plain.kl)
+
+
 def test_shares_sum_to_one(logits):
     student, teacher, labels = logits
     shares = decompose(student, teacher, labels, grouping="mass:0.8", device="cpu").shares()
@@ -187,6 +201,8 @@ def test_shares_sum_to_one(logits):
         ({"temperature": float("nan")}, "temperature"),
         ({"device": "tpu"}, "unknown device"),
         ({"grouping": "target", "labels": None}, "needs labels"),
+        ({"standardize": "false"}, "standardize must be True or False, got 'false'"),
+        ({"standardize": 1}, "standardize must be True or False"),
     ],
 )
 def test_bad_settings_raise_clear_errors(logits, kwargs, message):

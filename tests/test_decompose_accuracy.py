@@ -4,7 +4,8 @@ Against a float64 log-space reference computed from the same float32 (or float16
 (tests/reference.py): kl, bcd, scd and wcd within 1e-3 relative wherever the reference term is at least
 1e-6 nats, and within 1e-8 absolute below; for every grouping rule, C from 2 to 1,000, T from 0.1 to
 100, extreme logits and near-identical students alike. Where the terms are tiny, mpmath (50 digits)
-checks the float64 reference itself. Every test runs on both paths: the fused C kernel and the tensor
+checks the float64 reference itself. With logit standardization (``standardize=True``) the same holds
+against the reference of the logits standardized by tests/reference.py's own float64 code. Every test runs on both paths: the fused C kernel and the tensor
 ops (here on the CPU with the kernel switched off: the code CUDA runs).
 """
 
@@ -41,6 +42,8 @@ def _logits(rng, n, c, student="indep", scale=3.0, dtype=np.float32):
         s = t + rng.standard_normal((n, c)) * 0.3
     elif student == "near":  # near-identical: the float32 formulation lost up to 32% here (issue 10)
         s = t + rng.standard_normal((n, c)) * 0.001
+    elif student == "scaled":  # the teacher's ranking at another logit scale per row (what LS forgives)
+        s = t * rng.uniform(0.2, 3.0, (n, 1)) + rng.standard_normal((n, c)) * 0.01
     else:  # "offset": a per-row constant apart (the same softmax) up to a little noise
         s = t + rng.uniform(-20, 20, (n, 1)) + rng.standard_normal((n, c)) * 0.01
     labels = rng.integers(0, c, n)
@@ -258,3 +261,122 @@ def test_float16_memmaps_in_chunks_equal_the_arrays_in_memory(path, tmp_path):
     for name, values in whole.items():
         np.testing.assert_array_equal(got[name], values, err_msg=name)
     _assert_terms(got, _reference(s, t, y, "topk+target:3", 2.0, None), "float16 memmap")
+
+
+# -- logit standardization (LS): the same guarantee, for the standardized logits --------------------------
+
+
+def _reference_ls(s, t, y, grouping, temperature, corr):
+    """The float64 reference of the logits standardized by the reference's own code; strong sets of the
+    standardized teacher up to its rows' shifts (which keeps 0.1 and 2 apart beside 3e38)."""
+    correlated = _correlated(corr, grouping)
+    if correlated is not None:
+        np.fill_diagonal(correlated, True)
+    mask = ref.strong_mask(ref.standardized(t, center=False), y, grouping, temperature, correlated)
+    return ref.terms(ref.standardized(s), ref.standardized(t), mask, temperature)
+
+
+@pytest.mark.parametrize("c", [2, 3, 17, 100, 1000])
+@pytest.mark.parametrize("temperature", [0.1, 1.0, 4.0, 100.0])
+def test_standardized_logits_match_the_float64_reference_of_the_standardized_logits(path, c, temperature):
+    rng = np.random.default_rng(7000 * c + int(temperature * 10))
+    n = 8 if c == 1000 else 20
+    for student in ("indep", "noisy", "near", "offset", "scaled"):
+        for dtype in (np.float32, np.float16):
+            s, t, y, corr = _logits(rng, n, c, student, dtype=dtype)
+            for grouping in GROUPINGS:
+                want = _reference_ls(s, t, y, grouping, temperature, corr)
+                got = _run(s, t, y, grouping, temperature, corr, standardize=True)
+                where = f"LS C={c} T={temperature} {student} {np.dtype(dtype).name} {grouping}:"
+                _assert_terms(got, want, where)
+                _assert_sane(got)
+                np.testing.assert_array_equal(
+                    got["strong_size"], _strong_sizes(t, y, grouping, temperature, corr)
+                )
+
+
+def _strong_sizes(t, y, grouping, temperature, corr):
+    correlated = _correlated(corr, grouping)
+    if correlated is not None:
+        np.fill_diagonal(correlated, True)
+    return ref.strong_mask(ref.standardized(t, center=False), y, grouping, temperature, correlated).sum(1)
+
+
+@pytest.mark.parametrize("grouping", ["topk:5", "mass:0.9", "target"])
+def test_standardized_near_identical_students_keep_their_relative_precision(path, grouping):
+    rng = np.random.default_rng(31)
+    s, t, y, corr = _logits(rng, 40, 1000, "near")
+    want = _reference_ls(s, t, y, grouping, 10.0, corr)
+    assert want["kl"].max() < 1e-6  # the regime
+    got = _run(s, t, y, grouping, 10.0, corr, standardize=True)
+    _assert_terms(got, want, grouping)
+    for name in ("kl", "wcd"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 1.0])
+def test_standardized_extreme_logits(path, temperature):
+    """Logits of +-1e4, float16's +-65,504 and float32's 3e38 (t - s overflows float32): standardizing makes
+    them ordinary, and the split matches the reference of the standardized logits. (The float16 rows
+    only at T = 1: at T = 0.05 two tied top classes hold 0.5 of the mass up to 1e-21, below float64's
+    resolution, where mass:0.5's float64 decision and the reference's exact one part; README.)"""
+    rng = np.random.default_rng(32)
+    t = rng.uniform(-1e4, 1e4, (40, 50)).astype(np.float32)
+    s = (t + rng.standard_normal((40, 50)) * 10).astype(np.float32)
+    t16 = rng.choice(np.array([65504, -65504, 0, 1, -1, 60000], np.float16), (40, 12))
+    s16 = rng.choice(np.array([65504, -65504, 0, 2, 3, -60000], np.float16), (40, 12))
+    t32 = np.where(rng.random((12, 8)) < 0.3, 3e38, rng.standard_normal((12, 8))).astype(np.float32)
+    s32 = np.where(rng.random((12, 8)) < 0.3, -3e38, t32 + rng.standard_normal((12, 8))).astype(np.float32)
+    for ss, tt in ((s, t), (s16, t16), (s32, t32)) if temperature == 1.0 else ((s, t),):
+        y = rng.integers(0, tt.shape[1], len(tt))
+        for grouping in ("topk:3", "target", "mass:0.5"):
+            got = _run(ss, tt, y, grouping, temperature, standardize=True)
+            _assert_sane(got)
+            _assert_terms(
+                got, _reference_ls(ss, tt, y, grouping, temperature, None), f"{tt.dtype} {grouping}"
+            )
+
+
+def test_standardized_tiny_terms_against_mpmath(path):
+    rng = np.random.default_rng(33)
+    s, t, _, _ = _logits(rng, 3, 1000, "near")
+    zs, zt = ref.standardized(s), ref.standardized(t)
+    mask = ref.strong_mask(t, grouping="topk:5")  # a positive scale keeps the teacher's order
+    got = _run(s, t, None, "topk:5", 10.0, standardize=True)
+    for i in range(3):
+        exact = ref.terms_mp(zs[i], zt[i], mask[i], 10.0, dps=40)
+        for name in TERMS:
+            assert abs(got[name][i] - exact[name]) <= 1e-4 * exact[name], (i, name, got[name][i], exact[name])
+
+
+def test_standardization_forgives_a_student_of_the_right_ranking_at_another_scale(path):
+    """student = 0.4 x teacher: a large KL without standardization, none with it (up to the 1e-7 of eps);
+    a student equal to its teacher: every term exactly 0 either way."""
+    rng = np.random.default_rng(34)
+    t = (rng.standard_normal((50, 100)) * 3).astype(np.float32)
+    s = (t * 0.4).astype(np.float32)
+    plain = _run(s, t, None, "topk:5", 1.0)
+    assert plain["kl"].min() > 0.1
+    ls = _run(s, t, None, "topk:5", 1.0, standardize=True)
+    assert ls["kl"].max() < 1e-10
+    same = _run(t, t, None, "mass:0.9", 1.0, standardize=True)
+    for name in TERMS:
+        assert (same[name] == 0).all(), name
+
+
+def test_corr_under_standardization_reads_the_correlation_of_the_standardized_teacher(path):
+    """corr:R with no matrix given: the Pearson correlation over samples of the standardized teacher's
+    logits (here np.corrcoef of the reference's standardization), not the raw teacher's."""
+    rng = np.random.default_rng(35)
+    n, c = 400, 12
+    t = rng.standard_normal((n, c)) * rng.uniform(0.5, 6.0, (n, 1)) + rng.uniform(-30, 30, (n, 1))
+    t, s = t.astype(np.float32), (t + rng.standard_normal((n, c))).astype(np.float32)
+    standardized_corr = np.corrcoef(ref.standardized(t), rowvar=False)
+    raw_corr = np.corrcoef(t.astype(np.float64), rowvar=False)
+    want = _reference_ls(s, t, None, "corr:0.0", 2.0, standardized_corr)
+    got = _run(s, t, None, "corr:0.0", 2.0, standardize=True)
+    _assert_terms(got, want, "corr:0.0 LS")
+    np.testing.assert_array_equal(
+        got["strong_size"], _strong_sizes(t, None, "corr:0.0", 2.0, standardized_corr)
+    )
+    assert not np.array_equal(got["strong_size"], _strong_sizes(t, None, "corr:0.0", 2.0, raw_corr))

@@ -438,3 +438,83 @@ def test_decompose_many_names_the_student_holding_a_non_finite_value():
         ValueError, match=r"student_logits\[1\] has shape \(49, 8\), teacher_logits \(50, 8\)"
     ):
         engine.decompose_many([s, s[:49]], t, y, grouping="topk:2", temperature=1.0)
+
+
+# -- logit standardization (LS): each row's own scales, in the kernel ----------------------------------
+
+
+def _kernel_ls(s, t, y, grouping, temperature, *, threads=1, isa="auto"):
+    n = len(t)
+    out = {name: np.empty(n) for name in native_path.FLOAT_OUT}
+    out.update({name: np.zeros(n, np.int64) for name in native_path.INT_OUT})
+    rule = native_path.Rule.of(parse_grouping(grouping), temperature, y, None, standardize=True)
+    native_path.run_kernel(KERNEL, s, t, rule, out, threads=threads, isa=isa)
+    return out
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("c", [2, 7, 17, 1000])
+def test_each_instruction_set_path_standardizes_each_row(isa, c):
+    """The LS way of every path (its statistics passes and pass 4's P4_SCALED) against the float64
+    reference of the logits standardized by tests/reference.py."""
+    rng = np.random.default_rng(50 + c)
+    n = 6 if c == 1000 else 20
+    for temperature in (0.1, 4.0, 100.0):
+        for kind in ("indep", "near", "offset", "scaled"):
+            t = rng.standard_normal((n, c)) * 3
+            s = {
+                "indep": rng.standard_normal((n, c)) * 3,
+                "near": t + rng.standard_normal((n, c)) * 0.001,
+                "offset": t + rng.uniform(-20, 20, (n, 1)) + rng.standard_normal((n, c)) * 0.01,
+                "scaled": t * rng.uniform(0.2, 3.0, (n, 1)),
+            }[kind]
+            y = rng.integers(0, c, n)
+            for dtype in (np.float32, np.float16):
+                tt, ss = t.astype(dtype), s.astype(dtype)
+                zt, zs = ref.standardized(tt), ref.standardized(ss)
+                for grouping in ("topk:1", "topk:5", "topk+target:2", "mass:0.9"):
+                    got = _kernel_ls(ss, tt, y, grouping, temperature, isa=isa)
+                    kept = got["redo"] == 0
+                    mask = ref.strong_mask(ref.standardized(tt, center=False), y, grouping, temperature)
+                    want = ref.terms(zs, zt, mask, temperature)
+                    np.testing.assert_array_equal(got["strong_size"], mask.sum(1))
+                    for name in ("kl", "bcd", "scd", "wcd"):
+                        ok = ref.close(got[name][kept], want[name][kept])
+                        assert ok.all(), (isa, c, temperature, kind, np.dtype(dtype).name, grouping, name)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_standardized_students_in_one_pass_are_separate_passes_bit_for_bit(isa):
+    rng = np.random.default_rng(60)
+    t = rng.standard_normal((150, 64)) * 3
+    students = [s.astype(np.float32) for s in _students(rng, t)]
+    t = t.astype(np.float32)
+    y = rng.integers(0, 64, 150)
+    for grouping in ("topk:5", "mass:0.9", "target"):
+        rule = native_path.Rule.of(parse_grouping(grouping), 1.0, y, None, standardize=True)
+        outs = [
+            {name: np.zeros(150, np.int64 if name in native_path.INT_OUT else float) for name in FIELDS}
+            for _ in students
+        ]
+        native_path.run_kernel_many(KERNEL, students, t, rule, outs, threads=2, isa=isa)
+        for j, s in enumerate(students):
+            alone = _kernel_ls(s, t, y, grouping, 1.0, isa=isa)
+            for name in FIELDS:
+                np.testing.assert_array_equal(
+                    outs[j][name], alone[name], err_msg=f"{isa} {grouping} {j} {name}"
+                )
+
+
+def test_standardized_results_do_not_depend_on_the_thread_count_and_decompose_many_equals_decompose():
+    s, t, y = _logits(n=2000, c=100, seed=61)
+    runs = [_kernel_ls(s, t, None, "mass:0.8", 1.5, threads=k) for k in (1, 2, 3)]
+    for other in runs[1:]:
+        for name in FIELDS:
+            np.testing.assert_array_equal(other[name], runs[0][name], err_msg=name)
+    students = [s, (t * 0.4).astype(np.float32)]
+    many = engine.decompose_many(students, t, y, grouping="topk:3", temperature=2.0, standardize=True)
+    for x, d in zip(students, many, strict=True):
+        alone = decompose(x, t, y, grouping="topk:3", temperature=2.0, standardize=True)
+        assert d.standardize and alone.standardize
+        for name in ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "student_pred", "strong_size"):
+            np.testing.assert_array_equal(getattr(d, name), getattr(alone, name), err_msg=name)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from reference import reference_terms
+from reference import reference_terms, standardized
 from runs_support import make_teacher, tiny_config
 
 from cakd_viz.bundle import load_bundle
@@ -149,8 +149,9 @@ def test_a_final_run_evaluates_the_test_split_once_at_the_end(teacher, tmp_path,
         {"val_split": 0.2, "evaluate_test": False, "loss": {"name": "cakd", "grouping": "topk:3"}},
         {"loss": {"name": "dkd", "grouping": "target", "temperature": 2.0, "warmup": 2}},
         {"loss": {"name": "ce", "grouping": "topk:2"}},
+        {"loss": {"name": "kd", "grouping": "topk:3", "standardize": True}},
     ],
-    ids=["cakd-validation", "dkd-test", "ce-test"],
+    ids=["cakd-validation", "dkd-test", "ce-test", "kd-ls-test"],
 )
 def test_every_epoch_records_the_held_out_decomposition(teacher, tmp_path, change):
     cfg = RunConfig.from_dict(tiny_config(teacher, epochs=2, **change))
@@ -163,6 +164,8 @@ def test_every_epoch_records_the_held_out_decomposition(teacher, tmp_path, chang
     bundle = load_bundle(run.path / store.BUNDLE)
     student = np.asarray(bundle.student(bundle.student_names[0]), np.float64)
     teacher_logits = np.asarray(bundle.teacher, np.float64)
+    if cfg.loss.standardize:  # the held-out split follows the run's own logit standardization
+        student, teacher_logits = standardized(student), standardized(teacher_logits)
     expected = _reference_means(
         student, teacher_logits, bundle.labels, cfg.loss.grouping, cfg.loss.temperature
     )
@@ -177,7 +180,9 @@ def test_every_epoch_records_the_held_out_decomposition(teacher, tmp_path, chang
     index = json.loads((run.path / EPOCHS_DIR / "index.json").read_text())
     assert index["epochs"] == [1, 2] and index["not_kept"] == [] and index["grouping"] == cfg.loss.grouping
     assert index["split"] == ("validation" if cfg.val_split else "test")
+    assert index["standardize"] is cfg.loss.standardize
     kept = np.load(run.path / EPOCHS_DIR / "epoch-002.npy")
     assert kept.dtype == np.float16 and kept.shape == student.shape
-    np.testing.assert_allclose(kept.astype(np.float64), student, rtol=1e-3, atol=1e-2)
+    saved = np.asarray(bundle.student(bundle.student_names[0]), np.float64)
+    np.testing.assert_allclose(kept.astype(np.float64), saved, rtol=1e-3, atol=1e-2)
     np.testing.assert_array_equal(np.load(run.path / EPOCHS_DIR / "teacher.npy"), np.asarray(bundle.teacher))

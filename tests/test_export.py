@@ -167,6 +167,34 @@ def test_the_correlation_snippet_recomputes_the_families(root):
         assert ", ".join(got[got["family"] == family]["name"]) == members
 
 
+@pytest.mark.parametrize("grouping", ["topk:3", "corr:0.2"])
+def test_under_standardization_the_snippets_recompute_the_standardized_numbers(root, grouping):
+    at = _page("overview", grouping=grouping, T=2, standardize="true")
+    code = _snippet(at)
+    assert f"GROUPING, T, STANDARDIZE = {grouping!r}, 2.0, True" in code
+    app_table = next(d.value for d in at.dataframe if "student" in d.value.columns)
+    _same(app_table, _run(code, root.parent))
+
+
+def test_the_standardization_tab_snippet_recomputes_its_table(root):
+    at = _page("overview", view="Standardization (LS)", grouping="mass:0.8")
+    app_table = next(d.value for d in at.dataframe if "share of KL: BCD, with LS (%)" in d.value.columns)
+    _same(app_table, _run(_snippet(at), root.parent))
+
+
+def test_the_sample_and_families_snippets_follow_standardization(root):
+    at = _page("sample", i=5, grouping="mass:0.8", T=3, standardize="true")
+    got = _run(_snippet(at), root.parent).iloc[0]
+    shown = {m.label: m.value for m in at.metric}
+    assert float(shown["KL (nats)"]) == pytest.approx(got["KL (nats)"], rel=1e-3)
+    at = _page("correlation", family="0.3", standardize="true")
+    got = _run(_snippet(at), root.parent)
+    app_table = next(d.value for d in at.dataframe if "members" in d.value.columns)
+    for members in app_table["members"]:
+        family = got[got["name"] == members.split(", ")[0]]["family"].iloc[0]
+        assert ", ".join(got[got["family"] == family]["name"]) == members
+
+
 def test_every_table_offers_csv_and_parquet_with_the_view(root):
     at = _page("overview", view="Per class", vs="kd")
     labels = [b.label for b in at.get("download_button")]

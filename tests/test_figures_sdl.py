@@ -236,5 +236,39 @@ def test_learn_view_round_trips_through_the_url():
         dict(params, lg="corr:0.5"),
         dict(params, lg="topk:6"),
         dict(params, ly="cow"),
+        dict(params, ls="yes"),
     ):
         assert LearnView.from_params(broken) is None
+    with_ls = LearnView.from_params(dict(params, ls="true"))
+    assert with_ls.standardize and with_ls.to_params() == params | {"ls": "true"}
+
+
+def test_the_scaled_student_preset_shows_what_standardization_forgives():
+    """student = 0.4 x teacher: a large KL without LS, carried by p_S·SCD and BCD; about 0 with it."""
+    preset = PRESETS["Right ranking, smaller logit scale (try LS)"]
+    np.testing.assert_allclose(preset.student, 0.4 * np.array(preset.teacher))
+    plain, ls = preset.example(), preset.example(standardize=True)
+    assert not preset.standardize and not plain.standardize and ls.standardize
+    assert plain.kl > 0.2 and plain.dominant() == "scd"
+    parts = plain.contributions()
+    assert parts["scd"] + parts["bcd"] > 0.95 * plain.kl
+    assert ls.kl < 1e-9
+    np.testing.assert_allclose(ls.p, ls.q, atol=1e-8)  # the standardized rows are the same
+
+
+def test_a_standardized_worked_example_is_the_split_of_the_standardized_logits():
+    from reference import standardized
+
+    student, teacher, labels = make_logits(1, 8, seed=5)
+    ex = worked_example(
+        student[0], teacher[0], int(labels[0]), grouping="mass:0.7", temperature=2.0, standardize=True
+    )
+    zs, zt = standardized(student), standardized(teacher)
+    for got, z in ((ex.p, zt[0]), (ex.q, zs[0])):
+        np.testing.assert_allclose(got, np.exp(z / 2.0) / np.exp(z / 2.0).sum(), rtol=1e-6)
+    want = decompose(student, teacher, labels, grouping="mass:0.7", temperature=2.0, standardize=True)
+    assert ex.kl == pytest.approx(float(want.kl[0]), rel=1e-12) and ex.standardize
+    assert int(ex.strong.sum()) == int(want.strong_size[0])
+    assert ex.kl != pytest.approx(
+        worked_example(student[0], teacher[0], grouping="mass:0.7", temperature=2.0).kl
+    )

@@ -111,6 +111,7 @@ LAYERS = {
     "scans": 3,
     "families": 3,
     "learn": 3,
+    "dominance": 3,
     "compare": 3,
     "figures": 4,
     "export": 4,
@@ -128,6 +129,7 @@ LAYERS = {
     "settings": 0,
     "text": 0,
     "atomic": 0,
+    "standardize": 0,
 }
 
 

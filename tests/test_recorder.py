@@ -89,6 +89,23 @@ def test_a_recorded_run_reads_like_a_launched_run(tmp_path):
     assert "done: 3 epochs recorded" in run.log_tail()
 
 
+def test_a_recorder_that_standardizes_splits_the_standardized_logits_and_says_so(tmp_path):
+    from reference import standardized
+
+    students, teacher, labels = _epochs()
+    with Recorder(tmp_path, name="ls", config={"loss": "kd"}, standardize=True) as rec:
+        rec.log_epoch(1, students[0], teacher, labels)
+    run = read_run(rec.path)
+    row = metrics_frame(run).to_dict("records")[0]
+    want = _reference(standardized(students[0]), standardized(teacher), labels)
+    for key, value in want.items():
+        assert row[key] == pytest.approx(value, rel=1e-4, abs=1e-9), key
+    assert run.config["decomposition"]["standardize"] is True and run.config["loss"]["standardize"] is True
+    assert json.loads((run.path / EPOCHS_DIR / "index.json").read_text())["standardize"] is True
+    with pytest.raises(ValueError, match="standardize must be True or False"):
+        Recorder(tmp_path, standardize="yes")
+
+
 def test_recorded_hyperparameters_fill_the_trackers_columns(tmp_path):
     _, teacher, labels = _epochs(1)
     flat = {"loss": "CAKD", "grouping": "topk:3", "T": 2, "w_b": 1, "alpha": 2, "beta": 6, "warmup": 5}

@@ -94,12 +94,24 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         "temperature": 2.0,
         "warmup": 0.0,
         "warmup_schedule": "epoch",
+        "standardize": False,
         "ce_weight": 1.0,
         "grouping": "topk:5",  # the held-out split's S, which every run records
     }
     assert kd.loss.summary() == "KD (T=2)" and kd.student_name() == "kd"
+    ls = RunConfig.from_dict({"loss": {"name": "kd", "standardize": True}}).validated()
+    assert ls.loss.summary() == "KD + LS (T=4)" and ls.loss.standardize is True
+    for bad in (1, "true", None):  # JSON's true and false only
+        with pytest.raises(ValueError, match="loss.standardize must be true or false"):
+            RunConfig.from_dict({"loss": {"name": "kd", "standardize": bad}})
     ce = RunConfig.from_dict({"loss": {"name": "ce", "grouping": "target"}}).validated()
-    assert ce.loss.to_dict() == {"name": "ce", "ce_weight": 1.0, "grouping": "target", "temperature": 4.0}
+    assert ce.loss.to_dict() == {
+        "name": "ce",
+        "ce_weight": 1.0,
+        "grouping": "target",
+        "temperature": 4.0,
+        "standardize": False,  # the held-out split's, which every run records
+    }
     with pytest.raises(ValueError, match=r"'warmup' belongs to kd, dkd, cakd\); ce takes: name, ce_weight"):
         RunConfig.from_dict({"loss": {"name": "ce", "warmup": 0}})
     # the form every config.json had before losses declared their parameters is still read

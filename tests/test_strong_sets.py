@@ -176,3 +176,42 @@ def test_mass_on_flat_and_peaked_teachers_of_1000_classes(temperature, p):
         np.testing.assert_array_equal(
             native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa), want, err_msg=isa
         )
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("grouping", RULES)
+def test_under_standardization_every_path_picks_the_standardized_teachers_sets(case, grouping):
+    """Logit standardization (LS): S is the standardized teacher's, decided on the teacher divided by its
+    rows' std + 1e-7 (the standardized logits up to a per-row shift). The decomposition kernel (raw logits,
+    each row's scale), `grouping.strong_mask` of the scaled teacher (the tensor path) and the reference's
+    own standardization agree exactly, on ties and extremes; top-k and the target rules are the raw
+    teacher's sets (a positive scale keeps the order)."""
+    from reference import standardized
+
+    from cakd_viz.standardize import row_stats
+
+    rng = np.random.default_rng(10 + CASES.index(case))
+    t = _teachers(case, rng)
+    n, c = t.shape
+    y = rng.integers(0, c, n)
+    g = parse_grouping(grouping)
+    corr_np = None
+    if g.needs_correlation:
+        corr = rng.uniform(-1, 1, (c, c))
+        corr_np = g.correlated((corr + corr.T) / 2).numpy()
+    want = reference_mask(standardized(t, center=False), y, grouping, 2.0, corr_np)
+    if g.kind != "mass":
+        np.testing.assert_array_equal(want, reference_mask(t, y, grouping, 2.0, corr_np))
+    t64 = torch.from_numpy(t.astype(np.float64))
+    corr_t = None if corr_np is None else torch.from_numpy(corr_np)
+    scaled = t64 / row_stats(t64)[1]
+    got = {
+        "grouping.strong_mask": strong_mask(
+            g, scaled, torch.from_numpy(y), temperature=2.0, correlated=corr_t
+        )
+    }
+    rule = native_path.Rule.of(g, 2.0, y, corr_np, standardize=True)
+    for isa in ISAS:
+        got[f"decomposition kernel ({isa})"] = native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa)
+    for name, mask in got.items():
+        np.testing.assert_array_equal(np.asarray(mask), want, err_msg=f"{name}, {case}, {grouping}")

@@ -67,6 +67,18 @@ def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
         expand(_sweep(teacher, grid={"warmup_schedule": ["linear"]}))
 
 
+def test_logit_standardization_can_be_swept(teacher):
+    trials = expand(_sweep(teacher, grid={"standardize": [False, True]}))
+    assert [(t.loss.standardize, t.loss.summary().split(" (")[0]) for t in trials] == [
+        (False, "CAKD topk:3"),
+        (True, "CAKD + LS topk:3"),
+    ]
+    with pytest.raises(
+        ValueError, match=r"trial 0 \(standardize=1\): loss.standardize must be true or false"
+    ):
+        expand(_sweep(teacher, grid={"standardize": [1]}))
+
+
 @pytest.mark.parametrize(
     ("sweep", "message"),
     [

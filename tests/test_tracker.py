@@ -136,6 +136,7 @@ def test_an_old_config_and_an_unknown_loss_keep_reading(runs):
         "temperature": 3.0,
         "warmup": 0.0,
         "warmup_schedule": "epoch",
+        "standardize": False,  # a setting it did not hold: its declared default, as before
         "ce_weight": 1.0,
         "grouping": "topk:5",
     }
@@ -282,6 +283,18 @@ def test_the_run_view_shows_held_out_terms_or_says_they_are_missing(runs):
     at.selectbox(key="tune_run").set_value("20260102-000000-kd-aaaa").run()
     assert at.query_params["run"] == "20260102-000000-kd-aaaa"
     assert any("no held-out decomposition" in i.value for i in at.info)
+
+
+def test_the_held_out_curves_say_whether_the_runs_split_is_of_standardized_logits(runs):
+    write_run(runs, "20260102-000000-kd-aaaa", loss={"name": "kd", "standardize": True}, created=1)
+    write_run(runs, "20260102-000001-cakd-bbbb", created=2)
+    at = _tune()
+    assert any("its logits as they are (no LS)" in c.value for c in at.caption)
+    at.selectbox(key="tune_run").set_value("20260102-000000-kd-aaaa").run()
+    assert any("standardized per sample (LS), as it trains on them" in c.value for c in at.caption)
+    label = next(r for r in list_runs(runs) if r.id == "20260102-000000-kd-aaaa").label
+    assert label == "KD + LS (T=4)"
+    assert tracker_table(list_runs(runs)).set_index("id").loc["20260102-000000-kd-aaaa", "standardize"]
 
 
 def test_compare_runs_offers_the_held_out_terms_and_names_runs_without_them(runs):

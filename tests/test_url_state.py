@@ -64,6 +64,8 @@ BAD = [
     ("overview", "view", "nope", "showing Distributions"),
     ("overview", "view", HUGE, "showing Distributions"),
     ("overview", "dkd", "7", "showing the sidebar's grouping"),
+    ("overview", "standardize", "maybe", "showing the logits as they are (not standardized)"),
+    ("sample", "standardize", "1", "showing the logits as they are"),
     ("overview", "names", "zzz", "showing the bundle's own class names"),
     ("overview", "names", "0123456789abcdef", "showing the bundle's own class names"),
     ("overview", "runs", "../../etc", "not a run id"),
@@ -86,6 +88,7 @@ BAD = [
     ("correlation", "family", "0.95", "showing threshold 0.5"),
     ("correlation", "P", "2", "showing P = 0.9"),
     ("learn", "lt", "abc", "incomplete or out of range"),
+    ("learn", "ls", "yes", "incomplete or out of range"),
     ("overview", "device", "tpu", "showing auto"),
     ("tune", "curve", "zzz", "showing held-out accuracy"),
     ("tune", "run", "zzz", "showing"),
@@ -118,6 +121,7 @@ def test_a_note_stays_until_the_user_picks_something_else(root):
 GOOD = [
     ("overview", {"student": "kd", "vs": "ce", "T": "2.5", "grouping": "mass:0.8", "device": "cpu"}),
     ("overview", {"view": "Per class", "dkd": "true"}),
+    ("overview", {"view": "Standardization (LS)", "standardize": "true"}),
     ("sample", {"i": "17", "log": "true"}),
     ("diagnose", {"set": "Student disagrees with teacher", "rank": "SCD", "share": "false"}),
     ("correlation", {"family": "0.35", "P": "0.7"}),
@@ -135,6 +139,8 @@ def test_usable_link_values_are_applied_quietly(root, page, params):
         assert at.selectbox(key="student").value == "kd" and at.selectbox(key="vs").value == "ce"
     if "T" in params:
         assert at.sidebar.number_input[0].value == 2.5
+    if "standardize" in params:
+        assert at.toggle(key="standardize").value is True
     if page == "sample":
         assert at.number_input(key="i").value == 17 and at.toggle(key="log").value
     if page == "correlation":

@@ -328,18 +328,22 @@ class Correlation:
 
 
 @st.cache_resource(max_entries=6, show_spinner="Correlating the teacher's logits…")
-def correlation(path: str, stamp: str) -> Correlation:
+def correlation(path: str, stamp: str, standardize: bool = False) -> Correlation:
     """The teacher's (C, C) class correlation (read-only; shared), over all samples or, beyond
-    ``CORRELATION_ROWS``, a fixed random subsample of that many (``Correlation.describe`` says which)."""
-    return teacher_correlation(load(path, stamp).teacher)
+    ``CORRELATION_ROWS``, a fixed random subsample of that many (``Correlation.describe`` says which);
+    with ``standardize``, of the teacher's logits standardized per sample (what corr:R reads under LS)."""
+    return teacher_correlation(load(path, stamp).teacher, standardize=standardize)
 
 
-def teacher_correlation(teacher, max_rows: int = CORRELATION_ROWS, seed: int = 0) -> Correlation:
+def teacher_correlation(
+    teacher, max_rows: int = CORRELATION_ROWS, seed: int = 0, *, standardize: bool = False
+) -> Correlation:
     """``grouping.class_correlation`` of ``teacher`` (N, C) over all rows, or over the fixed random
     ``scans.subset_rows(N, max_rows, seed)`` when N > ``max_rows``."""
     n = int(teacher.shape[0])
     rows = subset_rows(n, max_rows, seed)
-    matrix = class_correlation(teacher if len(rows) == n else np.asarray(teacher[rows]))
+    source = teacher if len(rows) == n else np.asarray(teacher[rows])
+    matrix = class_correlation(source, standardize=standardize)
     matrix = np.asarray(matrix, dtype=np.float64)
     matrix.flags.writeable = False  # one matrix serves every caller
     return Correlation(matrix, len(rows), n)

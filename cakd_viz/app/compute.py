@@ -4,6 +4,9 @@ Wrappers of what is derived from a decomposition take ``progressive.Result`` obj
 ``state.results``) and cache on their identity (``Result.ident``: the view, the settings and the
 student); the others take the view's key (``cakd_viz.app.views``, which changes with the bundle's
 files). Each calls one `cakd_viz` function and caches the small result; pages never compute themselves.
+``standardize`` (logit standardization, the sidebar's LS) is part of every setting it applies to: the
+scans decompose standardized logits, strong sets and corr:R's correlation are the standardized
+teacher's.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cakd_viz import aggregates, compare, diagnose, families, scans
+from cakd_viz import aggregates, compare, diagnose, dominance, families, scans
 from cakd_viz.app import views
 from cakd_viz.app.progressive import Result
 from cakd_viz.decomposition.membership import in_strong_set
@@ -90,9 +93,37 @@ def _compare_set(_a, _b, _index, ident: tuple, which: str, names: tuple[str, ...
     return int(mask.sum()), compare.set_summary(_a, _b, mask), every.head(limit), every
 
 
+def ls_students(plain: dict[str, Result], standardized: dict[str, Result]) -> pd.DataFrame:
+    """`dominance.students_table`: every student's shares without and with LS."""
+    idents = tuple(r.ident for r in (*plain.values(), *standardized.values()))
+    return _ls_students({s: r.d for s, r in plain.items()}, {s: r.d for s, r in standardized.items()}, idents)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _ls_students(_plain, _standardized, ident: tuple) -> pd.DataFrame:
+    return dominance.students_table(_plain, _standardized)
+
+
+def ls_classes(plain: Result, standardized: Result, by: str, names: tuple[str, ...]) -> pd.DataFrame:
+    """`dominance.classes_table` of one student: per class, its shares without and with LS."""
+    return _ls_classes(plain.d, standardized.d, (plain.ident, standardized.ident), by, tuple(names))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _ls_classes(_plain, _standardized, ident: tuple, by: str, names: tuple[str, ...]) -> pd.DataFrame:
+    return dominance.classes_table(
+        _plain, _standardized, by=by, num_classes=len(names), class_names=list(names)
+    )
+
+
 @st.cache_data(max_entries=32, show_spinner="Scanning the temperature on a subset…")
 def temperature_scan(
-    key, students: tuple[str, ...], grouping: str, temperatures: tuple[float, ...], device: str
+    key,
+    students: tuple[str, ...],
+    grouping: str,
+    temperatures: tuple[float, ...],
+    device: str,
+    standardize: bool = False,
 ):
     """Shares vs T for each student on a fixed random subset (`SCAN_SAMPLE` samples)."""
     b = views.load(key)
@@ -106,7 +137,8 @@ def temperature_scan(
             grouping=grouping,
             sample=SCAN_SAMPLE,
             device=device,
-            correlation=_corr_for(key, grouping),
+            correlation=_corr_for(key, grouping, standardize),
+            standardize=standardize,
         )
         frames.append(f.assign(student=name))
     return pd.concat(frames, ignore_index=True)
@@ -120,12 +152,14 @@ def grouping_scan(
     values: tuple[float, ...],
     temperature: float,
     device: str,
+    standardize: bool = False,
 ):
     """Shares vs grouping spec for each student on a fixed random subset (`SCAN_SAMPLE` samples);
     column "param" holds the swept parameter value of each spec (`values`, in the order of `groupings`)."""
     b = views.load(key)
     frames = []
-    corr = views.correlation(key) if any(parse_grouping(g).needs_correlation for g in groupings) else None
+    needs = any(parse_grouping(g).needs_correlation for g in groupings)
+    corr = views.correlation(key, standardize) if needs else None
     for name in students:
         f = scans.grouping_scan(
             b.student(name),
@@ -136,43 +170,45 @@ def grouping_scan(
             sample=SCAN_SAMPLE,
             device=device,
             correlation=corr,
+            standardize=standardize,
         )
         frames.append(f.assign(student=name, param=list(values)))
     return pd.concat(frames, ignore_index=True)
 
 
-def correlation(key) -> np.ndarray:
-    """The teacher's (C, C) class-correlation matrix (read-only)."""
-    return views.correlation(key)
+def correlation(key, standardize: bool = False) -> np.ndarray:
+    """The teacher's (C, C) class-correlation matrix (read-only); of its standardized logits with
+    ``standardize``."""
+    return views.correlation(key, standardize)
 
 
-def correlation_info(key):
+def correlation_info(key, standardize: bool = False):
     """The correlation and how many samples it covers (``bundles.Correlation``)."""
-    return views.correlation_info(key)
+    return views.correlation_info(key, standardize)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def clusters(key, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def clusters(key, threshold: float, standardize: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(order, family) of the classes: hierarchical clustering of the teacher's correlations."""
-    return families.cluster_classes(views.correlation(key), threshold=threshold)
+    return families.cluster_classes(views.correlation(key, standardize), threshold=threshold)
 
 
 @st.cache_data(max_entries=16, show_spinner="Counting which classes share a strong set…")
-def comembership(key, grouping: str, temperature: float) -> tuple[np.ndarray, int]:
+def comembership(key, grouping: str, temperature: float, standardize: bool = False) -> tuple[np.ndarray, int]:
     """((C, C) pair counts, number of samples counted), over at most `COMEMBERSHIP_SAMPLE` samples."""
     b = views.load(key)
     rows = scans.subset_rows(b.num_samples, COMEMBERSHIP_SAMPLE)
     teacher = b.teacher if len(rows) == b.num_samples else np.asarray(b.teacher[rows])
     labels = None if b.labels is None else np.asarray(b.labels)[rows]
-    corr = _corr_for(key, grouping)
+    corr = _corr_for(key, grouping, standardize)
     counts = families.comembership(
-        teacher, labels, grouping=grouping, temperature=temperature, correlation=corr
+        teacher, labels, grouping=grouping, temperature=temperature, correlation=corr, standardize=standardize
     )
     return counts, len(rows)
 
 
-def _corr_for(key, grouping: str):
-    return views.correlation(key) if parse_grouping(grouping).needs_correlation else None
+def _corr_for(key, grouping: str, standardize: bool = False):
+    return views.correlation(key, standardize) if parse_grouping(grouping).needs_correlation else None
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -234,6 +270,7 @@ def _in_strong(_d, _teacher, ident: tuple, which: str, key: tuple) -> np.ndarray
         rows,
         grouping=_d.grouping,
         temperature=_d.temperature,
-        correlation=_corr_for(key, _d.grouping),
+        correlation=_corr_for(key, _d.grouping, _d.standardize),
+        standardize=_d.standardize,
     )
     return out

@@ -12,7 +12,7 @@ What was computed is kept in one store per server process, shared by every sessi
 at most ``results_budget()`` bytes (``$CAKD_VIZ_RESULTS_MB``, default 1,536 MB: fifteen results of
 1,280,000 samples), least recently used out first. A result is keyed by the view's key (the bundle's
 path and a stamp of its files' identities, ``cakd_viz.app.bundles``: a rewritten or edited file gives
-a new key), the student, the grouping, T and the device. One pass runs at a time per process (two side
+a new key), the student, the grouping, T, logit standardization (``standardize``) and the device. One pass runs at a time per process (two side
 by side only slow each other down); a session that needs results while another pass runs waits for it,
 showing that pass's progress, and then computes what is still missing.
 """
@@ -31,6 +31,7 @@ from cakd_viz.app import ui, views
 from cakd_viz.decomposition import Decomposition, decompose_many
 from cakd_viz.decomposition.result import PER_SAMPLE
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.standardize import setting
 
 RESULTS_MB_ENV = "CAKD_VIZ_RESULTS_MB"
 PROGRESS_ABOVE_ENV = "CAKD_VIZ_PROGRESS_ABOVE"  # logits per model (N x C) above which a pass shows a bar
@@ -131,49 +132,64 @@ _RUNNING: dict = {}  # what the pass holding _PASS computes: {"title", "done", "
 # -- what pages call -----------------------------------------------------------------------------------
 
 
-def results(key: tuple, students, grouping: str, temperature: float, device: str) -> dict[str, Result]:
-    """Each student's exact decomposition under (grouping, T): from the store, or computed now (one pass
-    for every missing student, a progress bar under the page title meanwhile)."""
+def results(
+    key: tuple, students, grouping: str, temperature: float, device: str, standardize: bool = False
+) -> dict[str, Result]:
+    """Each student's exact decomposition under (grouping, T, standardize): from the store, or computed now
+    (one pass for every missing student, a progress bar under the page title meanwhile)."""
     students = list(dict.fromkeys(students))
     grouping = str(parse_grouping(grouping))
     temperature = float(temperature)
-    base = (key, grouping, temperature, device)
+    base = _setting(key, grouping, temperature, device, standardize)
     keys = {s: (*base, s) for s in students}
     found = {s: STORE.get(k) for s, k in keys.items()}
     missing = [s for s in students if found[s] is None]
     if missing:
         b = views.load(key)
         box = ui.notice_box() if b.num_samples * b.num_classes > progress_above() else None
-        found.update(_compute(key, missing, grouping, temperature, device, box))
+        found.update(_compute(key, missing, grouping, temperature, device, box, standardize))
     return {s: Result(found[s], (*keys[s], "exact"), student=s) for s in students}
 
 
-def result(key: tuple, student: str, grouping: str, temperature: float, device: str) -> Result:
+def _setting(key: tuple, grouping: str, temperature: float, device: str, standardize: bool) -> tuple:
+    """The store's key of a setting, its students' keys appended: (view, grouping, T, device), and "LS"
+    after the device under logit standardization (the plain keys are as they were)."""
+    return (key, grouping, temperature, device, *(("LS",) if standardize else ()))
+
+
+def result(
+    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
+) -> Result:
     """One student's decomposition (``results`` for one)."""
-    return results(key, [student], grouping, temperature, device)[student]
+    return results(key, [student], grouping, temperature, device, standardize)[student]
 
 
-def exact_now(key: tuple, student: str, grouping: str, temperature: float, device: str) -> Decomposition:
+def exact_now(
+    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
+) -> Decomposition:
     """The decomposition of one student of a view (read-only, shared), computed now when not stored."""
-    return result(key, student, grouping, temperature, device).d
+    return result(key, student, grouping, temperature, device, standardize).d
 
 
 # -- computing -----------------------------------------------------------------------------------------
 
 
-def _compute(key: tuple, students: list[str], grouping: str, temperature: float, device: str, box):
+def _compute(
+    key: tuple, students: list[str], grouping: str, temperature: float, device: str, box, standardize=False
+):
     """{student: decomposition} for ``students``, computed here (one pass at a time in the process) or
     by the pass another session runs, which this one waits for."""
+    base = _setting(key, grouping, temperature, device, standardize)
     bar = Bar(box)
     try:
         while True:
-            got = {s: STORE.get((key, grouping, temperature, device, s)) for s in students}
+            got = {s: STORE.get((*base, s)) for s in students}
             todo = [s for s, d in got.items() if d is None]
             if not todo:
                 return got
             if _PASS.acquire(timeout=DRAW_EVERY_S):
                 try:
-                    got.update(_one_pass(key, todo, grouping, temperature, device, bar))
+                    got.update(_one_pass(base, todo, bar))
                 finally:
                     _RUNNING.clear()
                     _PASS.release()
@@ -183,16 +199,18 @@ def _compute(key: tuple, students: list[str], grouping: str, temperature: float,
         bar.close()
 
 
-def _one_pass(key, students: list[str], grouping, temperature, device, bar) -> dict[str, Decomposition]:
+def _one_pass(base: tuple, students: list[str], bar) -> dict[str, Decomposition]:
     """The students' decompositions that are not stored yet, in one pass over the rows (one strong set per
     row for all of them: ``decompose_many``), stored."""
-    keys = {s: (key, grouping, temperature, device, s) for s in students}
+    key, grouping, temperature, device = base[:4]
+    standardize = base[4:] == ("LS",)
+    keys = {s: (*base, s) for s in students}
     got = {s: STORE.get(k) for s, k in keys.items()}  # computed by the pass this session waited for
     todo = [s for s, d in got.items() if d is None]
     if not todo:
         return got
     b = views.load(key)
-    title = f"{_names(todo)} under {grouping} at T = {temperature:g}"
+    title = f"{_names(todo)} under {grouping} at {setting(temperature, standardize)}"
     _RUNNING.update(title=title, done=0, total=b.num_samples)
 
     def progress(done: int, total: int) -> None:
@@ -200,7 +218,7 @@ def _one_pass(key, students: list[str], grouping, temperature, device, bar) -> d
         bar.computing(title, done, total)
 
     bar.computing(title, 0, b.num_samples)
-    corr = views.correlation(key) if parse_grouping(grouping).needs_correlation else None
+    corr = views.correlation(key, standardize) if parse_grouping(grouping).needs_correlation else None
     done = decompose_many(
         [b.student(s) for s in todo],
         b.teacher,
@@ -210,6 +228,7 @@ def _one_pass(key, students: list[str], grouping, temperature, device, bar) -> d
         device=device,
         correlation=corr,
         progress=progress,
+        standardize=standardize,
     )
     for s, d in zip(todo, done, strict=True):
         got[s] = STORE.put(keys[s], d)

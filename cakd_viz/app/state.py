@@ -1,8 +1,9 @@
-"""The app's shared state: which bundle, student, grouping, temperature and device are selected.
+"""The app's shared state: which bundle, student, grouping, temperature, logit standardization and device
+are selected.
 
 ``main.py`` calls ``sidebar()`` on every run; pages call ``selection()`` and ``results()``. The view lives
 in the URL (``cakd_viz.app.links``): the sidebar's widgets are bound to their query parameters
-(``student``, ``vs``, ``grouping``, ``T``, ``device``) by Streamlit; the bundle, the runs whose students
+(``student``, ``vs``, ``grouping``, ``T``, ``standardize``, ``device``) by Streamlit; the bundle, the runs whose students
 are added and a class-name list are written by this module (``bundle``, ``runs``, ``names``). A link's
 value that cannot be used leaves one line saying what is shown instead.
 """
@@ -24,13 +25,15 @@ from cakd_viz.classnames import readable_names
 from cakd_viz.decomposition import Decomposition
 from cakd_viz.device import describe_device
 from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, Grouping, parse_grouping
+from cakd_viz.standardize import setting
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 PAGE_KEYS = ("data", "overview", "correlation", "sample", "diagnose", "learn", "tune")
 PAGE_FILES = {key: str(PAGES_DIR / f"{key}.py") for key in PAGE_KEYS}  # absolute: any entry script works
 # The sidebar's widgets, each bound to the query parameter of its key; and what the app writes itself.
 W_STUDENT, W_COMPARE, W_GROUPING, W_TEMPERATURE, W_DEVICE = "student", "vs", "grouping", "T", "device"
-SIDEBAR_KEYS = (W_STUDENT, W_COMPARE, W_GROUPING, W_TEMPERATURE, W_DEVICE)
+W_STANDARDIZE = "standardize"  # logit standardization (LS): the URL holds standardize=true while it is on
+SIDEBAR_KEYS = (W_STUDENT, W_COMPARE, W_GROUPING, W_TEMPERATURE, W_STANDARDIZE, W_DEVICE)
 LINK_KEYS = ("bundle", "runs", "names")
 
 _K_SOURCE = "bundle_source"  # token of the open bundle, e.g. "sample:glyphs"
@@ -66,6 +69,12 @@ class Selection:
     class_names: tuple[str, ...] = ()  # what pages show: readable, distinct (cakd_viz.classnames)
     names_token: str | None = None  # the class-name override in use (cakd_viz.app.names), if any
     runs: tuple[str, ...] = ()  # finished runs whose students were added to the bundle ("run:<id>")
+    standardize: bool = False  # logit standardization (LS): every decomposition is of z-scored logits
+
+    @property
+    def setting(self) -> str:
+        """T (and LS) as captions state it: "T = 4" or "T = 4, standardized"."""
+        return setting(self.temperature, self.standardize)
 
 
 def sidebar() -> Selection:
@@ -95,6 +104,7 @@ def sidebar() -> Selection:
     compare = _compare_widget(side, bundle, student)
     grouping = _grouping_widget(side, bundle)
     temperature = _temperature_widget(side)
+    standardize = _standardize_widget(side)
     device = _device_widget(side)
     class_names, token = _class_names(bundle, incoming.get("names"))
     box = side.container()  # "Export this view", filled by ui.finish() at the end of a page
@@ -112,11 +122,13 @@ def sidebar() -> Selection:
         class_names=tuple(class_names),
         names_token=token,
         runs=tuple(ss.get(_K_RUNS) or ()) if bundle is not None else (),
+        standardize=standardize,
     )
     ss[_K_SELECTION] = sel
     _write_links(sel)
     links.show(SIDEBAR_KEYS + LINK_KEYS)
     context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
+    context["standardize"] = standardize
     ui.start(context | ({"student B": compare} if compare else {}), box)
     return sel
 
@@ -135,11 +147,15 @@ def selection(required: bool = True) -> Selection:
 
 
 def results(
-    students: list[str] | None = None, *, grouping: str | None = None, temperature: float | None = None
+    students: list[str] | None = None,
+    *,
+    grouping: str | None = None,
+    temperature: float | None = None,
+    standardize: bool | None = None,
 ) -> dict[str, progressive.Result]:
     """The exact decompositions of some students of the open bundle (default: student A, and B when set)
-    under the sidebar's grouping and T unless given: kept, or computed now with a progress bar
-    (``cakd_viz.app.progressive``)."""
+    under the sidebar's grouping, T and logit standardization unless given: kept, or computed now with a
+    progress bar (``cakd_viz.app.progressive``)."""
     sel = selection()
     names = students or [sel.student] + ([sel.compare] if sel.compare else [])
     return progressive.results(
@@ -148,15 +164,20 @@ def results(
         str(parse_grouping(grouping or sel.grouping)),
         float(sel.temperature if temperature is None else temperature),
         sel.device,
+        sel.standardize if standardize is None else bool(standardize),
     )
 
 
 def result(
-    student: str | None = None, *, grouping: str | None = None, temperature: float | None = None
+    student: str | None = None,
+    *,
+    grouping: str | None = None,
+    temperature: float | None = None,
+    standardize: bool | None = None,
 ) -> progressive.Result:
     """One student's exact decomposition (default: student A)."""
     name = student or selection().student
-    return results([name], grouping=grouping, temperature=temperature)[name]
+    return results([name], grouping=grouping, temperature=temperature, standardize=standardize)[name]
 
 
 def goto_sample(index: int, student: str | None = None) -> None:
@@ -189,9 +210,12 @@ def switch_bundle(source: str) -> None:
     ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
 
 
-def _decompose(key: tuple, student: str, grouping: str, temperature: float, device: str) -> Decomposition:
+def _decompose(
+    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
+) -> Decomposition:
     """The exact decomposition of a view's student, computed now when it is not kept (read-only; shared)."""
-    return progressive.exact_now(key, student, str(parse_grouping(grouping)), float(temperature), device)
+    g = str(parse_grouping(grouping))
+    return progressive.exact_now(key, student, g, float(temperature), device, standardize)
 
 
 # -- the links the app writes itself ------------------------------------------------------------------
@@ -487,6 +511,22 @@ def _temperature_widget(side) -> float:
     elif not links.current((W_TEMPERATURE,)):
         side.error(f"T = {value:g} is {problem}: still using T = {ss[_K_GOOD_T]:g}.")
     return float(ss[_K_GOOD_T])
+
+
+def _standardize_widget(side) -> bool:
+    """Logit standardization for every page (the URL's ``standardize=true`` while it is on)."""
+    return bool(
+        links.bound(
+            side.toggle,
+            "Standardize logits (LS)",
+            key=W_STANDARDIZE,
+            why=links.boolean,
+            says=lambda v: "standardized logits" if v else "the logits as they are (not standardized)",
+            help="Logit standardization (Sun et al., CVPR 2024): each sample's teacher and student logits "
+            "are z-scored, (z − mean) / (std + 1e-7), before T, so the split compares the teacher's logit "
+            "relations, not their scale. Every page then shows the split of the standardized logits.",
+        )
+    )
 
 
 def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str], str | None]:

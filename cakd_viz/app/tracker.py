@@ -16,7 +16,7 @@ import pandas as pd
 
 from cakd_viz.app import config as app_config
 from cakd_viz.losses import LOSSES
-from cakd_viz.losses.params import CHOICE, GROUPING, INT, by_name
+from cakd_viz.losses.params import BOOL, CHOICE, GROUPING, INT, by_name
 from cakd_viz.runs.results import RunInfo, loss_columns
 
 ACC_FORMAT = "%.2f%%"  # accuracies are shown in percent, always with two decimals
@@ -83,7 +83,7 @@ def columns() -> dict[str, Column]:
     the run's. Built from the registry as it is now."""
     loss = {}
     for name, p in loss_columns().items():
-        fmt = None if p.kind in (CHOICE, GROUPING) else "%d" if p.kind == INT else "%g"
+        fmt = None if p.kind in (CHOICE, GROUPING, BOOL) else "%d" if p.kind == INT else "%g"
         loss[name] = Column(p.label, _loss_help(name, p.help), 84 if fmt is None else 52, fmt)
     return _LEAD | loss | _TAIL
 
@@ -208,6 +208,17 @@ def settings_line(table: pd.DataFrame, run_id: str) -> str:
             continue
         parts.append(f"{every[k].heading} {v:g}" if isinstance(v, float) else f"{every[k].heading} {v}")
     return " · ".join(parts)
+
+
+def held_out_note(run: RunInfo) -> str:
+    """The held-out curves' caption, saying whether the run's held-out split is of standardized logits."""
+    from cakd_viz.figures.runs import HELD_OUT_NOTE
+
+    split = run.config.get("decomposition")  # a recorded run's held-out split; a launched run's is its loss's
+    split = split if isinstance(split, dict) else run.config.get("loss")
+    ls = isinstance(split, dict) and split.get("standardize") is True
+    said = " This run's split is of the logits standardized per sample (LS), as it trains on them."
+    return HELD_OUT_NOTE + (said if ls else " This run's split is of its logits as they are (no LS).")
 
 
 def compare_source(run: RunInfo, open_source: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from cakd_viz.app import config as app_config
 from cakd_viz.app import spec_gate
 from cakd_viz.losses import loss_class
-from cakd_viz.losses.params import CHOICE, GROUPING, INT, Param
+from cakd_viz.losses.params import BOOL, CHOICE, GROUPING, INT, Param
 from cakd_viz.runs.config import NO_DISTILLATION, RunConfig, loss_names
 from cakd_viz.runs.presets import PRESETS, VALIDATION
 
@@ -54,6 +54,8 @@ def placeholder(param: Param) -> str:
     """An example of a sweep field's values."""
     if param.kind == CHOICE:
         return "e.g. " + ", ".join(map(str, param.choices))
+    if param.kind == BOOL:
+        return "e.g. false, true"
     return "e.g. topk:3, topk:5" if param.kind == GROUPING else "e.g. 1, 2, 4"
 
 
@@ -111,6 +113,8 @@ def draw(where, param: Param) -> None:
     k = key(param.name)
     if param.kind == CHOICE:
         where.selectbox(param.label, list(param.choices), key=k, help=help_text)
+    elif param.kind == BOOL:
+        where.checkbox(param.label, key=k, help=help_text)
     elif param.kind == GROUPING:
         where.text_input(param.label, key=k, help=help_text)
     else:
@@ -237,6 +241,8 @@ def _value(form: Mapping, p: Param) -> object:
     value = form.get(key(p.name), p.default)
     if p.kind == GROUPING:
         return _text(form, p.name, p.label.capitalize(), MAX_TEXT[GROUPING], default=p.default)
+    if p.kind == BOOL:
+        return value is True
     return value
 
 

@@ -228,7 +228,8 @@ def measures(summary: pd.DataFrame) -> pd.DataFrame:
 def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key: str) -> None:
     """A "Download" popover with the table as CSV (context in leading columns) and Parquet (in metadata)."""
     ctx = dict(context if context is not None else report().context)
-    stem = export.file_stem(name, ctx.get("student"), ctx.get("grouping"), f"T{ctx.get('T', '')}")
+    ls = "LS" if ctx.get("standardize") is True else None
+    stem = export.file_stem(name, ctx.get("student"), ctx.get("grouping"), f"T{ctx.get('T', '')}", ls)
     with st.popover("Download table", icon=":material/download:"):
         st.caption(
             f"{len(frame):,} rows; the file names the view: " + ", ".join(f"{k} {v}" for k, v in ctx.items())

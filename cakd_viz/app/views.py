@@ -91,14 +91,15 @@ def load(key: tuple) -> Bundle:
     return bundles.load(key[0], key[1])
 
 
-def correlation(key: tuple) -> np.ndarray:
-    """The teacher's (C, C) class-correlation matrix, read-only (a composed view shares its base's teacher)."""
-    return bundles.correlation(key[0], key[1]).matrix
+def correlation(key: tuple, standardize: bool = False) -> np.ndarray:
+    """The teacher's (C, C) class-correlation matrix, read-only (a composed view shares its base's teacher);
+    of the standardized teacher with ``standardize``."""
+    return bundles.correlation(key[0], key[1], standardize).matrix
 
 
-def correlation_info(key: tuple) -> Correlation:
+def correlation_info(key: tuple, standardize: bool = False) -> Correlation:
     """The correlation with the number of samples it covers (``Correlation.describe``)."""
-    return bundles.correlation(key[0], key[1])
+    return bundles.correlation(key[0], key[1], standardize)
 
 
 def _open(path: str) -> Bundle:

@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="softmax temperature (default: %(default)s)",
     )
     parser.add_argument(
+        "--standardize",
+        action="store_true",
+        help="logit standardization (LS, Sun et al. CVPR 2024): z-score each sample's teacher and student "
+        "logits before T; the strong sets are the standardized teacher's",
+    )
+    parser.add_argument(
         "--device",
         default="auto",
         help="auto, cpu, cuda or cuda:N; auto uses a GPU when present (default: %(default)s)",
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             chunk_rows=args.chunk_rows,
             progress=progress,
+            standardize=args.standardize,
         )
     seconds = time.perf_counter() - started
     frame = d.to_frame()
@@ -103,7 +110,7 @@ def summary_lines(d, *, student: str, device: str, seconds: float) -> str:
         for key, label in (("bcd", "BCD"), ("scd", "p_S*SCD"), ("wcd", "p_W*WCD"))
     )
     return (
-        f"student {student!r} vs teacher: N = {n:,}, grouping {d.grouping}, T = {d.temperature:g}, "
+        f"student {student!r} vs teacher: N = {n:,}, {d.setting()}, "
         f"{device}, {seconds:.1f} s ({n / max(seconds, 1e-9):,.0f} rows/s)\n"
         f"mean KL {float(d.kl.mean()):.4g}  =  {terms}"
     )
@@ -115,8 +122,9 @@ COMMAND = Command(
     description=(
         "Decompose the distillation KL of every sample of a bundle (docs/architecture.md §1):\n"
         "  KL(p || q) = BCD + p_S * SCD + p_W * WCD,  p = softmax(z_t / T), q = softmax(z_s / T),\n"
-        "with the strong set S of each sample picked by --grouping. Writes one row per sample with the\n"
-        "columns index, label, teacher_pred, student_pred, kl, bcd, scd, wcd, teacher_strong_mass,\n"
+        "with the strong set S of each sample picked by --grouping; with --standardize, z' = (z - mean)\n"
+        "/ (std + 1e-7) per sample in place of z (logit standardization). Writes one row per sample with\n"
+        "the columns index, label, teacher_pred, student_pred, kl, bcd, scd, wcd, teacher_strong_mass,\n"
         "student_strong_mass, strong_size, and prints the mean KL and the share of each contribution.\n"
         "Bundles larger than memory are read memory-mapped, chunk by chunk. The table is written to a\n"
         "temporary name and renamed, so FILE is never left half-written."
@@ -125,6 +133,7 @@ COMMAND = Command(
   cakd-viz decompose sample_checkpoints/glyphs/bundle --out terms.csv
   cakd-viz decompose bundles/imagenet --student kd --grouping corr:0.5 -T 4 --out kd.parquet
   cakd-viz decompose bundles/cifar100 --grouping target --temperature 4 --device cuda --out dkd.csv
+  cakd-viz decompose sample_checkpoints/glyphs/bundle --grouping topk:5 -T 2 --standardize --out ls.csv
 """,
     add_arguments=add_arguments,
     run=run,

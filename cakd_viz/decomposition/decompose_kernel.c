@@ -93,6 +93,19 @@
  * equal logits rank by class index, lowest first; mass:P is decided in float64, the cumulative mass
  * compared with P times the total without rounding the product.
  *
+ * LOGIT STANDARDIZATION (the standardize argument; Sun et al., CVPR 2024, arXiv 2403.01427): each row's teacher
+ * and student logits are z-scored separately, z' = (z - M) / (std + LS_EPS), std with Bessel's correction, before
+ * T. No standardized copy is made: softmax ignores the mean, so p = softmax(t a_t), q = softmax(s a_s) with the
+ * per-row scales a = 1 / ((std + LS_EPS) T), and everything above holds with
+ *     b_i = (t_i - max_G t) a_t,    d_i = (t_i - s_i - (M_t - M_s)) a_t + (s_i - M_s) (a_t - a_s)
+ * (d_i = (t'_i - s'_i) / T exactly, written so that a student equal to its teacher gets d = 0 exactly, even
+ * where the compiler fuses a multiply and an add, and a near one keeps d to full relative precision). The means
+ * and scales come from the exact float inputs in double, in two passes (the mean, then the centred squares:
+ * row_scales), which also give max |d|; d is always formed in double (pass 4's P4_SCALED way). The strong set
+ * is the standardized teacher's: top-k is unchanged by a positive scale, mass:P takes p = e^{(t - max t) a_t},
+ * corr:R reads the caller's matrix (the correlation of the standardized teacher). The wide way and the
+ * large-KL fallback take b + u from s as (s - mt') a_s + dbar, mt' = M_s + (max_G t - M_t) a_t / a_s.
+ *
  * SEVERAL STUDENTS (dk_decompose_many): each row is taken by every student in turn while the teacher's row
  * is in cache; the strong set, the groups' sizes, maxima and references, and on AVX-512 pass 4's weights
  * e^b (for a student whose pass-4 way is the one they were computed in) are decided by the first and
@@ -120,7 +133,7 @@
 
 #include "../grouping/rules.h" /* RULE_*: the grouping rules' codes, shared with the loss kernel */
 
-#define DK_ABI 4 /* 2: the grouping codes of rules.h; 3: dk_scan, dk_decompose_many */
+#define DK_ABI 5 /* 2: the grouping codes of rules.h; 3: dk_scan, dk_decompose_many; 5: standardize */
 enum { DT_F32 = 0, DT_F16 = 1 };
 enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
 enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };
@@ -140,9 +153,10 @@ enum { FLAG_PORTABLE = 1, FLAG_NO_AVX512 = 2 };
 #ifndef EPS_D
 #define EPS_D 1e-7       /* relative rounding of D's parts, measured (at most 4.4e-8 in adversarial rows) */
 #endif
+#define LS_EPS 1e-7      /* logit standardization: z' = (z - mean) / (std + LS_EPS), as the LS paper's code */
 
 /* pass 4's and pass 5's ways, chosen per row (see the header) */
-enum { P4_DOUBLE = 0, P4_FLOAT = 1, P4_COMMON = 2 };
+enum { P4_DOUBLE = 0, P4_FLOAT = 1, P4_COMMON = 2, P4_SCALED = 3 };
 enum { P5_SERIES = 0, P5_UNIFIED = 1, P5_WIDE = 2 };
 #define BLOCK_ELEMS 8192 /* rows per scheduling block: about this many elements */
 #define MAX_THREADS 64
@@ -161,6 +175,11 @@ typedef struct {
     int rule;
     int64_t k;
     double mass_p, temp, inv_t;
+    /* logit standardization (LS): per row, a copy of the call holds the row's own values (row_scales):
+       inv_t = a_t and inv_s = a_s, a = 1 / ((std + LS_EPS) T), the means, and dmean = M_t - M_s,
+       dinv = a_t - a_s. Without it inv_s = inv_t and the rest is 0. */
+    int standardize;
+    double inv_s, mean_t, mean_s, dmean, dinv;
     double *const *fout;
     int64_t *const *iout;
     uint8_t *mask_out; /* (n, c) strong sets, or NULL; with mask_only nothing else is computed */
@@ -193,6 +212,7 @@ typedef struct {
 typedef struct {
     float tmax, smax, tmin;
     float dx;       /* max |t_i - s_i| */
+    double dxs;     /* max |d_i|: dx / T, or (LS) from the standardized logits */
     float dref_f[2]; /* d_ref in float, as pass 4's float way computes d (so that d - d_ref is 0 at the reference) */
     int64_t targ, sarg;
     int finite;
@@ -293,6 +313,16 @@ static double phi_d(double v) {
         return v * v * s;
     }
     return expm1(v) - v;
+}
+
+/* LS: d_i from the exact inputs t_i, s_i (see the header), without the reference's d_ref */
+static inline double ls_d(const call_t *cl, double t, double s) {
+    return (t - s - cl->dmean) * cl->inv_t + (s - cl->mean_s) * cl->dinv;
+}
+
+/* the shift mt' with which b + u = (s - mt') inv_s + dbar in group G (max_G t = mt): mt itself without LS */
+static inline double wide_shift(const call_t *cl, float mt) {
+    return cl->standardize ? cl->mean_s + ((double)mt - cl->mean_t) * (cl->inv_t / cl->inv_s) : (double)mt;
 }
 
 
@@ -456,7 +486,7 @@ static void pass4_portable(const call_t *cl, scratch_t *sc, row_t *row) {
         const group_t *G = &row->g[g];
         double t = sc->tf[i], s = sc->sf[i];
         double eb = exp((t - G->mt) * cl->inv_t);
-        double d = (t - s) * cl->inv_t - G->dref;
+        double d = (cl->standardize ? ls_d(cl, t, s) : (t - s) * cl->inv_t) - G->dref;
         sc->eb[i] = (float)eb;
         sc->dd[i] = (float)d;
         zp[g] += eb;
@@ -468,6 +498,7 @@ static void pass4_portable(const call_t *cl, scratch_t *sc, row_t *row) {
 
 static void pass5_portable(const call_t *cl, scratch_t *sc, row_t *row) {
     double f[2] = {0, 0}, amax = -INFINITY;
+    const double shift[2] = {wide_shift(cl, row->g[0].mt), wide_shift(cl, row->g[1].mt)};
     for (int64_t i = 0; i < cl->c; i++) {
         int g = sc->mask[i] ? 0 : 1;
         const group_t *G = &row->g[g];
@@ -476,13 +507,40 @@ static void pass5_portable(const call_t *cl, scratch_t *sc, row_t *row) {
         if (fabs(u) < PHI_POLY) {
             f[g] += eb * phi_d(u);
         } else {
-            double arg = ((double)sc->sf[i] - (double)G->mt) * cl->inv_t + G->dbar; /* b + u */
+            double arg = ((double)sc->sf[i] - shift[g]) * cl->inv_s + G->dbar; /* b + u */
             amax = arg > amax ? arg : amax;
             f[g] += exp(arg) - eb * (1.0 + u);
         }
     }
     row->g[0].f = f[0], row->g[1].f = f[1];
     row->g[0].arg_max = row->g[1].arg_max = amax;
+}
+
+/* LS: the row's statistics in double from the exact float inputs: the sums, then the centred squares
+   (two passes: no cancellation), then max |d_i| (ls_d). The SIMD versions add in another order. */
+static void ls_sums_scalar(const float *t, const float *s, int64_t c, double *st, double *ss) {
+    double a = 0.0, b = 0.0;
+    for (int64_t i = 0; i < c; i++) a += t[i], b += s[i];
+    *st = a, *ss = b;
+}
+
+static void ls_squares_scalar(const float *t, const float *s, int64_t c, double mt, double ms, double *vt,
+                              double *vs) {
+    double a = 0.0, b = 0.0;
+    for (int64_t i = 0; i < c; i++) {
+        double x = t[i] - mt, y = s[i] - ms;
+        a += x * x, b += y * y;
+    }
+    *vt = a, *vs = b;
+}
+
+static double ls_dmax_scalar(const call_t *cl, const float *t, const float *s, int64_t c) {
+    double m = 0.0;
+    for (int64_t i = 0; i < c; i++) {
+        double d = fabs(ls_d(cl, t[i], s[i]));
+        m = d > m ? d : m;
+    }
+    return m;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -688,7 +746,7 @@ V_FN int64_t find_ref_avx2(const scratch_t *sc, uint8_t want, float value) {
    inputs (float_d = 0): the difference is formed before any rounding that could swamp it, so a
    student offset from the teacher by a constant still gets it to full relative precision. Where
    max |t - s| <= FLOAT_D_X T (float_d = 1) float suffices: (t - s) / T is then within 1 of 0 and its
-   rounding is 1.2e-7 absolute at most. */
+   rounding is 1.2e-7 absolute at most. With LS (float_d = 2) d is ls_d's, in double. */
 typedef struct {
     __m256d eblo, ebhi, dlo, dhi;
 } p4_t;
@@ -698,13 +756,27 @@ typedef struct {
     __m256d drlo, drhi;
 } p4c_t;
 
-V_INLINE p4_t p4_vector(scratch_t *sc, int64_t i, __m256 inv_tf, __m256d inv_t, p4c_t k, const int float_d) {
+typedef struct { /* LS: the row's M_t - M_s, M_s and a_t - a_s (see ls_d) */
+    __m256d dmean, mean_s, dinv;
+} p4ls_t;
+
+V_INLINE __m256d v_ls_d(__m256d t, __m256d s, __m256d inv_t, const p4ls_t *ls) {
+    return _mm256_fmadd_pd(_mm256_sub_pd(_mm256_sub_pd(t, s), ls->dmean), inv_t,
+                           _mm256_mul_pd(_mm256_sub_pd(s, ls->mean_s), ls->dinv));
+}
+
+V_INLINE p4_t p4_vector(scratch_t *sc, int64_t i, __m256 inv_tf, __m256d inv_t, p4c_t k, const int float_d,
+                        const p4ls_t *ls) {
     p4_t o;
     __m256 t = _mm256_load_ps(sc->tf + i), s = _mm256_load_ps(sc->sf + i), d;
     __m256 eb = v_exp(_mm256_mul_ps(_mm256_sub_ps(t, k.mt), inv_tf));
-    if (float_d) {
+    if (float_d == 1) {
         d = _mm256_sub_ps(_mm256_mul_ps(_mm256_sub_ps(t, s), inv_tf), k.drf);
         o.dlo = v_lo(d), o.dhi = v_hi(d);
+    } else if (float_d == 2) {
+        o.dlo = _mm256_sub_pd(v_ls_d(v_lo(t), v_lo(s), inv_t, ls), k.drlo);
+        o.dhi = _mm256_sub_pd(v_ls_d(v_hi(t), v_hi(s), inv_t, ls), k.drhi);
+        d = _mm256_set_m128(_mm256_cvtpd_ps(o.dhi), _mm256_cvtpd_ps(o.dlo));
     } else {
         o.dlo = _mm256_sub_pd(_mm256_mul_pd(_mm256_sub_pd(v_lo(t), v_lo(s)), inv_t), k.drlo);
         o.dhi = _mm256_sub_pd(_mm256_mul_pd(_mm256_sub_pd(v_hi(t), v_hi(s)), inv_t), k.drhi);
@@ -719,6 +791,7 @@ V_INLINE p4_t p4_vector(scratch_t *sc, int64_t i, __m256 inv_tf, __m256d inv_t, 
 V_INLINE void pass4_body(const call_t *cl, scratch_t *sc, row_t *row, const int float_d) {
     const __m256d inv_t = _mm256_set1_pd(cl->inv_t);
     const __m256 inv_tf = _mm256_set1_ps((float)cl->inv_t);
+    const p4ls_t ls = {_mm256_set1_pd(cl->dmean), _mm256_set1_pd(cl->mean_s), _mm256_set1_pd(cl->dinv)};
     const group_t *S = &row->g[0], *W = &row->g[1];
     const p4c_t ks = {_mm256_set1_ps(S->mt), _mm256_set1_ps(row->dref_f[0]), _mm256_set1_pd(S->dref), _mm256_set1_pd(S->dref)};
     const p4c_t kw = {_mm256_set1_ps(W->mt), _mm256_set1_ps(row->dref_f[1]), _mm256_set1_pd(W->dref), _mm256_set1_pd(W->dref)};
@@ -729,11 +802,11 @@ V_INLINE void pass4_body(const call_t *cl, scratch_t *sc, row_t *row, const int 
         uint64_t bits;
         memcpy(&bits, sc->mask + i, 8);
         if (bits == 0) { /* all in W (most vectors of a top-k row): no per-lane selects */
-            p4_t o = p4_vector(sc, i, inv_tf, inv_t, kw, float_d);
+            p4_t o = p4_vector(sc, i, inv_tf, inv_t, kw, float_d, &ls);
             zp_w = _mm256_add_pd(zp_w, _mm256_add_pd(o.eblo, o.ebhi));
             ds_w = _mm256_fmadd_pd(o.ebhi, o.dhi, _mm256_fmadd_pd(o.eblo, o.dlo, ds_w));
         } else if (bits == all_s) {
-            p4_t o = p4_vector(sc, i, inv_tf, inv_t, ks, float_d);
+            p4_t o = p4_vector(sc, i, inv_tf, inv_t, ks, float_d, &ls);
             zp_s = _mm256_add_pd(zp_s, _mm256_add_pd(o.eblo, o.ebhi));
             ds_s = _mm256_fmadd_pd(o.ebhi, o.dhi, _mm256_fmadd_pd(o.eblo, o.dlo, ds_s));
         } else {
@@ -742,7 +815,7 @@ V_INLINE void pass4_body(const call_t *cl, scratch_t *sc, row_t *row, const int 
             __m256d slo = v_mask_lo(is_s), shi = v_mask_hi(is_s), wlo = v_mask_lo(is_w), whi = v_mask_hi(is_w);
             p4c_t km = {_mm256_blendv_ps(kw.mt, ks.mt, is_s), _mm256_blendv_ps(kw.drf, ks.drf, is_s),
                         _mm256_blendv_pd(kw.drlo, ks.drlo, slo), _mm256_blendv_pd(kw.drhi, ks.drhi, shi)};
-            p4_t o = p4_vector(sc, i, inv_tf, inv_t, km, float_d);
+            p4_t o = p4_vector(sc, i, inv_tf, inv_t, km, float_d, &ls);
             /* padding lanes (in neither group) hold finite values and are masked out of both sums */
             __m256d eb_slo = _mm256_and_pd(o.eblo, slo), eb_shi = _mm256_and_pd(o.ebhi, shi);
             __m256d eb_wlo = _mm256_and_pd(o.eblo, wlo), eb_whi = _mm256_and_pd(o.ebhi, whi);
@@ -757,8 +830,10 @@ V_INLINE void pass4_body(const call_t *cl, scratch_t *sc, row_t *row, const int 
     row->g[1].zp = v_hsum_pd(zp_w), row->g[1].dsum = v_hsum_pd(ds_w);
 }
 
-V_FN void pass4_avx2(const call_t *cl, scratch_t *sc, row_t *row, int float_d) {
-    if (float_d)
+V_FN void pass4_avx2(const call_t *cl, scratch_t *sc, row_t *row, int float_d) { /* float_d: 0, 1, 2 (LS) */
+    if (float_d == 2)
+        pass4_body(cl, sc, row, 2);
+    else if (float_d)
         pass4_body(cl, sc, row, 1);
     else
         pass4_body(cl, sc, row, 0);
@@ -818,11 +893,11 @@ V_INLINE __m256 p5_vector(const scratch_t *sc, int64_t i, __m256d inv_t, p5c_t k
 }
 
 /* per-group constants of pass 5; a group that skips it gets 0s: finite terms, ignored */
-static void p5_constants(const row_t *row, float dbc[2], double mt[2], double dbar[2]) {
-    for (int g = 0; g < 2; g++) {
+static void p5_constants(const call_t *cl, const row_t *row, float dbc[2], double mt[2], double dbar[2]) {
+    for (int g = 0; g < 2; g++) { /* mt: the wide way's shift, b + u = (s - mt) inv_s + dbar */
         int on = row->g[g].size > 1;
         dbc[g] = on ? (float)row->g[g].dbar_c : 0.0f;
-        mt[g] = on ? row->g[g].mt : 0.0;
+        mt[g] = on ? wide_shift(cl, row->g[g].mt) : 0.0;
         dbar[g] = on ? row->g[g].dbar : 0.0;
     }
 }
@@ -830,8 +905,8 @@ static void p5_constants(const row_t *row, float dbc[2], double mt[2], double db
 V_INLINE void pass5_body(const call_t *cl, scratch_t *sc, row_t *row, const int mode) {
     float dbc[2];
     double mt[2], dbar[2];
-    p5_constants(row, dbc, mt, dbar);
-    const __m256d inv_t = _mm256_set1_pd(cl->inv_t);
+    p5_constants(cl, row, dbc, mt, dbar);
+    const __m256d inv_t = _mm256_set1_pd(cl->inv_s);
     p5c_t ks = {_mm256_set1_ps(dbc[0]), _mm256_set1_pd(mt[0]), _mm256_set1_pd(mt[0]), _mm256_set1_pd(dbar[0]),
                 _mm256_set1_pd(dbar[0])};
     p5c_t kw = {_mm256_set1_ps(dbc[1]), _mm256_set1_pd(mt[1]), _mm256_set1_pd(mt[1]), _mm256_set1_pd(dbar[1]),
@@ -1040,7 +1115,13 @@ W_INLINE void acc4_flush(acc4_t *a) {
 typedef struct {
     __m512 inv_tf, mt_s, mt_w, drf_s, drf_w;
     __m512d inv_t, dr_s, dr_w;
+    __m512d dmean, mean_s, dinv; /* LS (P4_SCALED): see ls_d */
 } k4_t;
+
+W_INLINE __m512d w_ls_d(__m512d t, __m512d s, const k4_t *k) { /* as ls_d */
+    return _mm512_fmadd_pd(_mm512_sub_pd(_mm512_sub_pd(t, s), k->dmean), k->inv_t,
+                           _mm512_mul_pd(_mm512_sub_pd(s, k->mean_s), k->dinv));
+}
 
 /* reuse: e^b is already in sc->eb, from this row's pass 4 for another student of the same call, of the
    same kind (one shift for both groups, or each group's own): it depends on the teacher only. */
@@ -1053,12 +1134,16 @@ W_INLINE void p4_body(scratch_t *sc, int64_t i, const k4_t *k, acc4_t *a, const 
         eb = _mm512_load_ps(sc->eb + i);
     else if (mode == P4_COMMON) /* one shift and one reference for both groups (see the header) */
         eb = w_exp_inrange(_mm512_fmsub_ps(t, k->inv_tf, k->mt_s));
-    else /* P4_FLOAT and P4_DOUBLE: each group's own shift */
+    else /* P4_FLOAT, P4_DOUBLE and P4_SCALED: each group's own shift */
         eb = w_exp(_mm512_mul_ps(_mm512_sub_ps(t, _mm512_mask_blend_ps(ks, k->mt_w, k->mt_s)), k->inv_tf));
     if (mode == P4_COMMON) {
         d = _mm512_fmsub_ps(_mm512_sub_ps(t, s), k->inv_tf, k->drf_s);
     } else if (mode == P4_FLOAT) { /* see p4_vector */
         d = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(t, s), k->inv_tf), _mm512_mask_blend_ps(ks, k->drf_w, k->drf_s));
+    } else if (mode == P4_SCALED) { /* LS: d in double, ls_d */
+        __m512d dlo = _mm512_sub_pd(w_ls_d(w_lo(t), w_lo(s), k), _mm512_mask_blend_pd(ks0, k->dr_w, k->dr_s));
+        __m512d dhi = _mm512_sub_pd(w_ls_d(w_hi(t), w_hi(s), k), _mm512_mask_blend_pd(ks1, k->dr_w, k->dr_s));
+        d = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(dlo)), _mm512_cvtpd_ps(dhi), 1);
     } else {
         __m512d dlo = _mm512_sub_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(t), w_lo(s)), k->inv_t), _mm512_mask_blend_pd(ks0, k->dr_w, k->dr_s));
         __m512d dhi = _mm512_sub_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(t), w_hi(s)), k->inv_t), _mm512_mask_blend_pd(ks1, k->dr_w, k->dr_s));
@@ -1076,7 +1161,8 @@ W_INLINE void pass4_512_body(const call_t *cl, scratch_t *sc, row_t *row, const 
     const float shift = mode == P4_COMMON ? (float)((double)S->mt * cl->inv_t) : S->mt;
     const k4_t k = {_mm512_set1_ps((float)cl->inv_t), _mm512_set1_ps(shift), _mm512_set1_ps(W->mt),
                     _mm512_set1_ps(row->dref_f[0]), _mm512_set1_ps(row->dref_f[1]), _mm512_set1_pd(cl->inv_t),
-                    _mm512_set1_pd(S->dref), _mm512_set1_pd(W->dref)};
+                    _mm512_set1_pd(S->dref), _mm512_set1_pd(W->dref), _mm512_set1_pd(cl->dmean),
+                    _mm512_set1_pd(cl->mean_s), _mm512_set1_pd(cl->dinv)};
     const __m512 z = _mm512_setzero_ps();
     const __m512d z2 = _mm512_setzero_pd();
     acc4_t a = {z, z, z, z, z2, z2, z2, z2}, b = a;
@@ -1105,6 +1191,8 @@ W_FN void pass4_avx512(const call_t *cl, scratch_t *sc, row_t *row, int mode, in
         reuse ? pass4_512_body(cl, sc, row, P4_COMMON, 1) : pass4_512_body(cl, sc, row, P4_COMMON, 0);
     else if (mode == P4_FLOAT)
         reuse ? pass4_512_body(cl, sc, row, P4_FLOAT, 1) : pass4_512_body(cl, sc, row, P4_FLOAT, 0);
+    else if (mode == P4_SCALED)
+        reuse ? pass4_512_body(cl, sc, row, P4_SCALED, 1) : pass4_512_body(cl, sc, row, P4_SCALED, 0);
     else
         reuse ? pass4_512_body(cl, sc, row, P4_DOUBLE, 1) : pass4_512_body(cl, sc, row, P4_DOUBLE, 0);
 }
@@ -1169,9 +1257,8 @@ W_INLINE void p5_body(const scratch_t *sc, int64_t i, const k5_t *k, acc5_t *a, 
 W_INLINE void pass5_512_body(const call_t *cl, scratch_t *sc, row_t *row, const int mode) {
     float dbc[2];
     double mt[2], dbar[2];
-    (void)cl;
-    p5_constants(row, dbc, mt, dbar);
-    const k5_t k = {_mm512_set1_ps(dbc[0]), _mm512_set1_ps(dbc[1]), _mm512_set1_pd(cl->inv_t), _mm512_set1_pd(mt[0]),
+    p5_constants(cl, row, dbc, mt, dbar);
+    const k5_t k = {_mm512_set1_ps(dbc[0]), _mm512_set1_ps(dbc[1]), _mm512_set1_pd(cl->inv_s), _mm512_set1_pd(mt[0]),
                     _mm512_set1_pd(mt[1]), _mm512_set1_pd(dbar[0]), _mm512_set1_pd(dbar[1])};
     acc5_t a = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_pd(), _mm512_setzero_pd(),
                 _mm512_set1_ps(-INFINITY)}, b = a;
@@ -1298,6 +1385,91 @@ W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goa
     return 0;
 }
 
+/* LS statistics (see ls_sums_scalar), 8 or 16 classes at a time, the last c % 8 (16) classes in scalar */
+V_FN void ls_sums_avx2(const float *t, const float *s, int64_t c, double *st, double *ss) {
+    const int64_t c8 = c & ~(int64_t)7;
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    for (int64_t i = 0; i < c8; i += 8) {
+        __m256 x = _mm256_load_ps(t + i), y = _mm256_load_ps(s + i);
+        a0 = _mm256_add_pd(a0, v_lo(x)), a1 = _mm256_add_pd(a1, v_hi(x));
+        b0 = _mm256_add_pd(b0, v_lo(y)), b1 = _mm256_add_pd(b1, v_hi(y));
+    }
+    ls_sums_scalar(t + c8, s + c8, c - c8, st, ss);
+    *st += v_hsum_pd(_mm256_add_pd(a0, a1)), *ss += v_hsum_pd(_mm256_add_pd(b0, b1));
+}
+
+V_FN void ls_squares_avx2(const float *t, const float *s, int64_t c, double mt, double ms, double *vt, double *vs) {
+    const int64_t c8 = c & ~(int64_t)7;
+    const __m256d m_t = _mm256_set1_pd(mt), m_s = _mm256_set1_pd(ms);
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    for (int64_t i = 0; i < c8; i += 8) {
+        __m256 x = _mm256_load_ps(t + i), y = _mm256_load_ps(s + i);
+        __m256d xl = _mm256_sub_pd(v_lo(x), m_t), xh = _mm256_sub_pd(v_hi(x), m_t);
+        __m256d yl = _mm256_sub_pd(v_lo(y), m_s), yh = _mm256_sub_pd(v_hi(y), m_s);
+        a0 = _mm256_fmadd_pd(xl, xl, a0), a1 = _mm256_fmadd_pd(xh, xh, a1);
+        b0 = _mm256_fmadd_pd(yl, yl, b0), b1 = _mm256_fmadd_pd(yh, yh, b1);
+    }
+    ls_squares_scalar(t + c8, s + c8, c - c8, mt, ms, vt, vs);
+    *vt += v_hsum_pd(_mm256_add_pd(a0, a1)), *vs += v_hsum_pd(_mm256_add_pd(b0, b1));
+}
+
+V_FN double ls_dmax_avx2(const call_t *cl, const float *t, const float *s, int64_t c) {
+    const int64_t c8 = c & ~(int64_t)7;
+    const p4ls_t ls = {_mm256_set1_pd(cl->dmean), _mm256_set1_pd(cl->mean_s), _mm256_set1_pd(cl->dinv)};
+    const __m256d inv_t = _mm256_set1_pd(cl->inv_t), sign = _mm256_set1_pd(-0.0);
+    __m256d m = _mm256_setzero_pd();
+    for (int64_t i = 0; i < c8; i += 8) {
+        __m256 x = _mm256_load_ps(t + i), y = _mm256_load_ps(s + i);
+        m = _mm256_max_pd(m, _mm256_andnot_pd(sign, v_ls_d(v_lo(x), v_lo(y), inv_t, &ls)));
+        m = _mm256_max_pd(m, _mm256_andnot_pd(sign, v_ls_d(v_hi(x), v_hi(y), inv_t, &ls)));
+    }
+    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd(m, 1));
+    double v = _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h))), tail = ls_dmax_scalar(cl, t + c8, s + c8, c - c8);
+    return tail > v ? tail : v;
+}
+
+W_FN void ls_sums_avx512(const float *t, const float *s, int64_t c, double *st, double *ss) {
+    const int64_t c16 = c & ~(int64_t)15;
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    for (int64_t i = 0; i < c16; i += 16) {
+        __m512 x = _mm512_load_ps(t + i), y = _mm512_load_ps(s + i);
+        a0 = _mm512_add_pd(a0, w_lo(x)), a1 = _mm512_add_pd(a1, w_hi(x));
+        b0 = _mm512_add_pd(b0, w_lo(y)), b1 = _mm512_add_pd(b1, w_hi(y));
+    }
+    ls_sums_scalar(t + c16, s + c16, c - c16, st, ss);
+    *st += _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)), *ss += _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
+}
+
+W_FN void ls_squares_avx512(const float *t, const float *s, int64_t c, double mt, double ms, double *vt, double *vs) {
+    const int64_t c16 = c & ~(int64_t)15;
+    const __m512d m_t = _mm512_set1_pd(mt), m_s = _mm512_set1_pd(ms);
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+    for (int64_t i = 0; i < c16; i += 16) {
+        __m512 x = _mm512_load_ps(t + i), y = _mm512_load_ps(s + i);
+        __m512d xl = _mm512_sub_pd(w_lo(x), m_t), xh = _mm512_sub_pd(w_hi(x), m_t);
+        __m512d yl = _mm512_sub_pd(w_lo(y), m_s), yh = _mm512_sub_pd(w_hi(y), m_s);
+        a0 = _mm512_fmadd_pd(xl, xl, a0), a1 = _mm512_fmadd_pd(xh, xh, a1);
+        b0 = _mm512_fmadd_pd(yl, yl, b0), b1 = _mm512_fmadd_pd(yh, yh, b1);
+    }
+    ls_squares_scalar(t + c16, s + c16, c - c16, mt, ms, vt, vs);
+    *vt += _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)), *vs += _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
+}
+
+W_FN double ls_dmax_avx512(const call_t *cl, const float *t, const float *s, int64_t c) {
+    const int64_t c16 = c & ~(int64_t)15;
+    k4_t k;
+    k.inv_t = _mm512_set1_pd(cl->inv_t), k.dmean = _mm512_set1_pd(cl->dmean);
+    k.mean_s = _mm512_set1_pd(cl->mean_s), k.dinv = _mm512_set1_pd(cl->dinv);
+    __m512d m = _mm512_setzero_pd();
+    for (int64_t i = 0; i < c16; i += 16) {
+        __m512 x = _mm512_load_ps(t + i), y = _mm512_load_ps(s + i);
+        m = _mm512_max_pd(m, _mm512_abs_pd(w_ls_d(w_lo(x), w_lo(y), &k)));
+        m = _mm512_max_pd(m, _mm512_abs_pd(w_ls_d(w_hi(x), w_hi(y), &k)));
+    }
+    double v = _mm512_reduce_max_pd(m), tail = ls_dmax_scalar(cl, t + c16, s + c16, c - c16);
+    return tail > v ? tail : v;
+}
+
 static int cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -1329,6 +1501,40 @@ static int cpu_has_avx512(void) { return 0; }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* One row.                                                                                            */
+
+/* LS: the row's means and scales into the row's copy of the call (see the header), and max |d| into dxs. */
+static void row_scales(call_t *rc, const scratch_t *sc, row_t *row) {
+    const int64_t c = rc->c;
+    double st, ss, vt, vs;
+#ifdef DK_X86
+    if (rc->simd == 2)
+        ls_sums_avx512(sc->tf, sc->sf, c, &st, &ss);
+    else if (rc->simd)
+        ls_sums_avx2(sc->tf, sc->sf, c, &st, &ss);
+    else
+#endif
+        ls_sums_scalar(sc->tf, sc->sf, c, &st, &ss);
+    rc->mean_t = st / (double)c, rc->mean_s = ss / (double)c;
+#ifdef DK_X86
+    if (rc->simd == 2)
+        ls_squares_avx512(sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
+    else if (rc->simd)
+        ls_squares_avx2(sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
+    else
+#endif
+        ls_squares_scalar(sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
+    rc->inv_t = 1.0 / ((sqrt(vt / (double)(c - 1)) + LS_EPS) * rc->temp);
+    rc->inv_s = 1.0 / ((sqrt(vs / (double)(c - 1)) + LS_EPS) * rc->temp);
+    rc->dmean = rc->mean_t - rc->mean_s, rc->dinv = rc->inv_t - rc->inv_s;
+#ifdef DK_X86
+    if (rc->simd == 2)
+        row->dxs = ls_dmax_avx512(rc, sc->tf, sc->sf, c);
+    else if (rc->simd)
+        row->dxs = ls_dmax_avx2(rc, sc->tf, sc->sf, c);
+    else
+#endif
+        row->dxs = ls_dmax_scalar(rc, sc->tf, sc->sf, c);
+}
 
 static void write_row(const call_t *cl, int64_t r, const double *f, const int64_t *iv) {
     if (cl->mask_only) return;
@@ -1363,11 +1569,11 @@ static double group_kl_large(const call_t *cl, const scratch_t *sc, const group_
     float ms = -INFINITY;
     for (int64_t i = 0; i < cl->c; i++)
         if (sc->mask[i] == want && sc->sf[i] > ms) ms = sc->sf[i];
-    double log_kappa = ((double)ms - (double)G->mt) * cl->inv_t + G->dbar;
+    double log_kappa = ((double)ms - wide_shift(cl, G->mt)) * cl->inv_s + G->dbar;
     if (log_kappa <= ARG_MAX - 1) return -1.0;
     double zq = 0.0;
     for (int64_t i = 0; i < cl->c; i++)
-        if (sc->mask[i] == want) zq += exp(((double)sc->sf[i] - (double)ms) * cl->inv_t);
+        if (sc->mask[i] == want) zq += exp(((double)sc->sf[i] - (double)ms) * cl->inv_s);
     return log_kappa + log(zq) - log(G->zp);
 }
 
@@ -1464,6 +1670,7 @@ typedef struct {
 /* Returns 0, or the error code of this row. sh: NULL, or the row's share among the call's students. */
 static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) {
     const int64_t c = cl->c, cp = sc->cp;
+    call_t rc; /* LS: the call with this row's scales (row_scales) */
     row_t row;
     memset(&row, 0, sizeof row);
     row.g[0].arg_max = row.g[1].arg_max = -INFINITY;
@@ -1481,7 +1688,13 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
         return row.finite ? OK : ERR_NONFINITE;
     }
     if (!row.finite) return bad_row(cl, r, ERR_NONFINITE);
-    if (!((double)row.dx * cl->inv_t <= DX_MAX)) { /* also t - s = inf in float: for the caller, in float64 */
+    row.dxs = (double)row.dx * cl->inv_t;
+    if (cl->standardize) {
+        rc = *cl;
+        row_scales(&rc, sc, &row);
+        cl = &rc;
+    }
+    if (!(row.dxs <= DX_MAX)) { /* also t - s = inf in float: for the caller, in float64 */
         bad_row(cl, r, OK);
         if (!cl->mask_only) cl->iout[OUT_REDO][r] = 1;
         return OK;
@@ -1523,21 +1736,24 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
     const float inv_tf = (float)cl->inv_t;
     for (int g = 0; g < 2; g++) {
         group_t *G = &row.g[g];
-        G->dref = G->size ? ((double)sc->tf[G->ref] - (double)sc->sf[G->ref]) * cl->inv_t : 0.0;
+        const double t_ref = sc->tf[G->ref], s_ref = sc->sf[G->ref];
+        G->dref = !G->size ? 0.0 : cl->standardize ? ls_d(cl, t_ref, s_ref) : (t_ref - s_ref) * cl->inv_t;
         row.dref_f[g] = G->size ? (sc->tf[G->ref] - sc->sf[G->ref]) * inv_tf : 0.0f; /* as pass 4 forms d */
         G->mt = G->size ? G->mt : 0.0f; /* an empty W: finite constants for the passes */
     }
-    const double dx = (double)row.dx * cl->inv_t; /* max |d_i| */
+    const double dx = row.dxs; /* max |d_i| */
     const double span = ((double)row.tmax - (double)row.tmin) * cl->inv_t;
     const int wide = span > SPAN_MAX;
     (void)wide; /* (used by the SIMD paths only) */
-    const int float_d = cl->simd && dx <= FLOAT_D_X;
+    const int float_d = cl->simd && dx <= FLOAT_D_X && !cl->standardize;
     /* pass 4's way: d - d_ref in double, or in float (then the SIMD passes take d - d_ref from d_ref in
        float: the sums are relative to it); and on AVX-512, for rows whose teacher logits span at most
        COMMON_SPAN T, one shift (max t) and one reference class (the argmax) for both groups, which
        spares pass 4 its per-lane selects and clamps: every weight is then >= e^-20 = 2e-9, far from
        float32's underflow even times a tiny phi, and any reference keeps |d - d_ref| <= 2 in float */
-    const int mode4 = !float_d ? P4_DOUBLE : (cl->simd == 2 && span <= COMMON_SPAN ? P4_COMMON : P4_FLOAT);
+    const int mode4 = cl->standardize ? P4_SCALED
+                      : !float_d      ? P4_DOUBLE
+                                      : (cl->simd == 2 && span <= COMMON_SPAN ? P4_COMMON : P4_FLOAT);
     if (mode4 == P4_COMMON)
         for (int g = 0; g < 2; g++) {
             group_t *G = &row.g[g];
@@ -1554,7 +1770,7 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
         pass4_avx512(cl, sc, &row, mode4, sh && sh->eb_mode == mode4 + 1);
         if (sh) sh->eb_mode = mode4 + 1;
     } else if (cl->simd)
-        pass4_avx2(cl, sc, &row, float_d);
+        pass4_avx2(cl, sc, &row, cl->standardize ? 2 : float_d);
     else
 #endif
         pass4_portable(cl, sc, &row);
@@ -1620,7 +1836,7 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
            sums), about EPS_D times their size; dBCD/dD is at most min(p_S p_W |D|, 1). Where that could
            exceed REDO_REL of BCD (and 1e-10 nats), the caller redoes the row in float64: a student that
            matches the group masses but not the groups' insides, with large logit differences. */
-        double err = EPS_D * (S->kl + W->kl + 2.0 * (double)row.dx * cl->inv_t);
+        double err = EPS_D * (S->kl + W->kl + 2.0 * dx);
         double slope = p_s * p_w * fabs(delta) < 1.0 ? p_s * p_w * fabs(delta) : 1.0;
         redo = slope * err > REDO_REL * bcd && slope * err > 1e-10;
     }
@@ -1808,7 +2024,8 @@ static int run(call_t *cl, int ns, int threads, int64_t *bad_row) {
     if (n == 0) return OK;
     for (int q = 0; q < ns; q++) {
         cl[q].k = cl[q].k < 1 ? 1 : (cl[q].k > c - 1 ? c - 1 : cl[q].k);
-        cl[q].inv_t = 1.0 / cl[q].temp;
+        cl[q].inv_t = cl[q].inv_s = 1.0 / cl[q].temp;
+        cl[q].standardize = cl[q].standardize != 0;
     }
     int64_t block = BLOCK_ELEMS / c;
     shared_t sh = {.cl = cl, .ns = ns, .next = 0, .block = block < 1 ? 1 : block, .error = INT64_MAX};
@@ -1824,17 +2041,17 @@ static int run(call_t *cl, int ns, int threads, int64_t *bad_row) {
 
 /* teacher/student: row r at base + r * stride bytes (any sign), dtype DT_F32 or DT_F16, class stride 1.
    labels: (n,) for the target rules; correlated: (c, c) bytes for corr. rule, k (top-k), mass_p (mass),
-   temperature. fout: 7 arrays (n,) of double (kl, bcd, scd, wcd, p_S, p_W, q_S); iout: 3 arrays (n,) of
-   int64 (|S|, teacher argmax, student argmax). flags: FLAG_PORTABLE / FLAG_NO_AVX512 force a narrower
-   path (tests). */
+   temperature; standardize: 1 for logit standardization (see the header). fout: 7 arrays (n,) of double (kl,
+   bcd, scd, wcd, p_S, p_W, q_S); iout: 4 arrays (n,) of int64 (|S|, teacher argmax, student argmax, redo).
+   flags: FLAG_PORTABLE / FLAG_NO_AVX512 force a narrower path (tests). */
 int dk_decompose(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, const void *student,
                  int64_t s_stride, int s_dtype, const int64_t *labels, const uint8_t *correlated, int rule,
-                 int64_t k, double mass_p, double temperature, double *const *fout, int64_t *const *iout,
-                 int threads, int flags, int64_t *bad_row) {
+                 int64_t k, double mass_p, double temperature, int standardize, double *const *fout,
+                 int64_t *const *iout, int threads, int flags, int64_t *bad_row) {
     call_t cl = {.n = n, .c = c, .t = teacher, .s = student, .t_stride = t_stride, .s_stride = s_stride,
                  .t_dtype = t_dtype, .s_dtype = s_dtype, .labels = labels, .correlated = correlated,
-                 .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .fout = fout, .iout = iout,
-                 .simd = simd_level(flags)};
+                 .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .standardize = standardize,
+                 .fout = fout, .iout = iout, .simd = simd_level(flags)};
     return run(&cl, 1, threads, bad_row);
 }
 
@@ -1846,7 +2063,8 @@ int dk_decompose(int64_t n, int64_t c, const void *teacher, int64_t t_stride, in
 int dk_decompose_many(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, int ns,
                       const void *const *students, const int64_t *s_strides, const int *s_dtypes, const int64_t *labels,
                       const uint8_t *correlated, int rule, int64_t k, double mass_p, double temperature,
-                      double *const *fouts, int64_t *const *iouts, int threads, int flags, int64_t *bad_row) {
+                      int standardize, double *const *fouts, int64_t *const *iouts, int threads, int flags,
+                      int64_t *bad_row) {
     *bad_row = -1;
     if (ns < 1 || ns > MAX_STUDENTS) return ERR_ARGS;
     call_t *cls = calloc((size_t)ns, sizeof(call_t));
@@ -1854,7 +2072,8 @@ int dk_decompose_many(int64_t n, int64_t c, const void *teacher, int64_t t_strid
     for (int q = 0; q < ns; q++)
         cls[q] = (call_t){.n = n, .c = c, .t = teacher, .s = students[q], .t_stride = t_stride, .s_stride = s_strides[q],
                           .t_dtype = t_dtype, .s_dtype = s_dtypes[q], .labels = labels, .correlated = correlated,
-                          .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .fout = fouts + q * N_FOUT,
+                          .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature,
+                          .standardize = standardize, .fout = fouts + q * N_FOUT,
                           .iout = iouts + q * N_IOUT, .simd = simd_level(flags)};
     int code = run(cls, ns, threads, bad_row);
     free(cls);
@@ -1864,10 +2083,11 @@ int dk_decompose_many(int64_t n, int64_t c, const void *teacher, int64_t t_strid
 /* The strong sets alone, (n, c) bytes 1 = S into mask_out, by the same code and arguments as above. */
 int dk_strong_mask(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, const int64_t *labels,
                    const uint8_t *correlated, int rule, int64_t k, double mass_p, double temperature,
-                   uint8_t *mask_out, int threads, int flags, int64_t *bad_row) {
+                   int standardize, uint8_t *mask_out, int threads, int flags, int64_t *bad_row) {
     call_t cl = {.n = n, .c = c, .t = teacher, .s = teacher, .t_stride = t_stride, .s_stride = t_stride,
                  .t_dtype = t_dtype, .s_dtype = t_dtype, .labels = labels, .correlated = correlated,
-                 .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .mask_out = mask_out,
+                 .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .standardize = standardize,
+                 .mask_out = mask_out,
                  .mask_only = 1, .simd = simd_level(flags)};
     return run(&cl, 1, threads, bad_row);
 }

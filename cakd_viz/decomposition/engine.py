@@ -21,6 +21,13 @@ accuracy (docs/architecture.md §1):
   kernel reads float16 and float32 only), and grouping rules without a kernel code (`Grouping.code`,
   ``cakd_viz/grouping/rules.h``). MPS has no float64: an "mps" request computes on the CPU and
   logs a warning saying so.
+
+With ``standardize=True`` (logit standardization, LS: Sun et al., CVPR 2024; `cakd_viz.standardize`) each
+row's teacher and student logits are z-scored separately before T, and everything above is the
+decomposition of the standardized logits: the kernel as a per-row temperature for each (no standardized
+copy), the tensor path by standardizing each float64 chunk. The strong sets are the standardized
+teacher's (top-k: the same classes; mass:P: its probabilities; corr:R: the class correlation of the
+standardized teacher, `class_correlation(..., standardize=True)`).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ def decompose(
     correlation: np.ndarray | None = None,
     chunk_rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    standardize: bool = False,
 ) -> Decomposition:
     """Split KL(teacher || student) of every sample into BCD, SCD and WCD.
 
@@ -66,8 +74,9 @@ def decompose(
     class-correlation matrix for `corr:R` (computed from the teacher otherwise). device: "auto" (CUDA if
     present, else CPU), "cpu", "cuda[:N]" or "mps" (computed on the CPU: MPS has no float64). Works
     through chunks of `chunk_rows` rows (a whole number >= 1; None: a size that suits the path), so memory
-    stays bounded for arrays larger than RAM; `progress(done, N)` is called after each chunk. Returns a
-    `Decomposition` of (N,) numpy arrays.
+    stays bounded for arrays larger than RAM; `progress(done, N)` is called after each chunk. standardize:
+    z-score each row's teacher and student logits before T (LS, `cakd_viz.standardize`); the correlation
+    for corr:R is then the standardized teacher's. Returns a `Decomposition` of (N,) numpy arrays.
     """
     g = parse_grouping(grouping)
     temp = check_temperature(temperature)
@@ -81,17 +90,20 @@ def decompose(
     if dev.type == "mps":
         _warn_once("mps", "decompose: MPS has no float64, so this decomposition is computed on the CPU")
         dev = torch.device("cpu")
-    correlated = _correlated(g, zt, correlation, dev, c)
+    ls = _check_standardize(standardize)
+    correlated = _correlated(g, zt, correlation, dev, c, ls)
 
     native = dev.type == "cpu" and native_path.selects(g) and not (zs.is_float64 or zt.is_float64)
     kern = native_path.kernel() if native else None
     if kern is not None:
-        out = _run_native(kern, [zs], zt, y, g, temp, correlated, rows_asked, progress)[0]
+        out = _run_native(kern, [zs], zt, y, g, temp, correlated, rows_asked, progress, ls)[0]
     else:
         rows = rows_asked or max(1, TENSOR_CHUNK_ELEMENTS["cuda" if dev.type == "cuda" else "cpu"] // c)
-        out = tensor_path.decompose_tensors(zs, zt, y, g, temp, correlated, dev, rows, progress)
+        out = tensor_path.decompose_tensors(
+            zs, zt, y, g, temp, correlated, dev, rows, progress, standardize=ls
+        )
     _check_finite(out, zs, zt)
-    return Decomposition(**out, labels=y, grouping=str(g), temperature=temp)
+    return Decomposition(**out, labels=y, grouping=str(g), temperature=temp, standardize=ls)
 
 
 def decompose_many(
@@ -105,15 +117,17 @@ def decompose_many(
     correlation: np.ndarray | None = None,
     chunk_rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    standardize: bool = False,
 ) -> list[Decomposition]:
     """`decompose` of several students against one teacher: ``[decompose(s, teacher_logits, labels, ...)
     for s in student_logits]``, bit for bit. On the kernel's path in one pass over the rows: each row's
     strong set (and, on AVX-512, the teacher's weights e^b) is decided once for every student, while the
     teacher's row is in cache. student_logits: a sequence of (N, C) logits, each as `decompose` takes
-    them; `progress(done, N)` after each chunk of rows (of every student)."""
+    them; `progress(done, N)` after each chunk of rows (of every student); standardize as `decompose`'s."""
     students = list(student_logits)
     g = parse_grouping(grouping)
     temp = check_temperature(temperature)
+    ls = _check_standardize(standardize)
     rows_asked = _check_chunk_rows(chunk_rows)
     zt = Logits.of(teacher_logits, "teacher_logits")
     zss = [Logits.of(x, f"student_logits[{j}]") for j, x in enumerate(students)]
@@ -134,6 +148,7 @@ def decompose_many(
                 correlation=correlation,
                 chunk_rows=chunk_rows,
                 progress=_share(progress, j, len(zss)),
+                standardize=ls,
             )
             for j, x in enumerate(students)
         ]
@@ -141,11 +156,11 @@ def decompose_many(
     y = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
     if g.needs_labels and y is None:
         raise ValueError(f"grouping {g} needs labels, and none were given")
-    correlated = _correlated(g, zt, correlation, dev, c)
-    outs = _run_native(kern, zss, zt, y, g, temp, correlated, rows_asked, progress)
+    correlated = _correlated(g, zt, correlation, dev, c, ls)
+    outs = _run_native(kern, zss, zt, y, g, temp, correlated, rows_asked, progress, ls)
     for out, zs in zip(outs, zss, strict=True):
         _check_finite(out, zs, zt)
-    return [Decomposition(**out, labels=y, grouping=str(g), temperature=temp) for out in outs]
+    return [Decomposition(**out, labels=y, grouping=str(g), temperature=temp, standardize=ls) for out in outs]
 
 
 def _share(progress, j: int, count: int):
@@ -155,16 +170,18 @@ def _share(progress, j: int, count: int):
     return lambda done, total: progress((j * total + done) // count, total)
 
 
-def _run_native(kern, zss: list[Logits], zt: Logits, y, g: Grouping, temp: float, correlated, rows, progress):
+def _run_native(
+    kern, zss: list[Logits], zt: Logits, y, g: Grouping, temp: float, correlated, rows, progress, ls: bool
+):
     """Every output of every student through the C kernel, one call per chunk of rows (threads re-fitted
-    to the free CPUs each time): one output dict per student."""
+    to the free CPUs each time): one output dict per student. ls: logit standardization."""
     n, c = zt.shape
     outs = []
     for _ in zss:
         out = {name: np.empty(n, dtype=np.float64) for name in native_path.FLOAT_OUT}
         out.update({name: np.empty(n, dtype=np.int64) for name in native_path.INT_OUT})
         outs.append(out)
-    rule = native_path.Rule.of(g, temp, y, correlated)
+    rule = native_path.Rule.of(g, temp, y, correlated, standardize=ls)
     rows = rows or max(1, KERNEL_CHUNK_ELEMENTS // c)
     requested = torch.get_num_threads()
     for start in range(0, n, rows):
@@ -179,7 +196,7 @@ def _run_native(kern, zss: list[Logits], zt: Logits, y, g: Grouping, temp: float
         except native_path.KernelError as exc:
             _raise_kernel_error(exc, start, zss, zt, c)
         for out, s_part in zip(outs, s_rows, strict=True):
-            _redo_rows(out, s_part, t_rows, y, start, stop, g, temp, correlated)
+            _redo_rows(out, s_part, t_rows, y, start, stop, g, temp, correlated, ls)
         if progress is not None:
             progress(stop, n)
     for out in outs:
@@ -188,7 +205,7 @@ def _run_native(kern, zss: list[Logits], zt: Logits, y, g: Grouping, temp: float
 
 
 def _redo_rows(
-    out: dict, s_rows, t_rows, y, start: int, stop: int, g: Grouping, temp: float, correlated
+    out: dict, s_rows, t_rows, y, start: int, stop: int, g: Grouping, temp: float, correlated, ls: bool
 ) -> None:
     """The rows of [start, stop) the kernel's float32 arithmetic left to float64 tensor ops (``out["redo"]``),
     in cache-sized batches (an uncached batch of a few thousand rows is several times slower)."""
@@ -197,7 +214,7 @@ def _redo_rows(
     for first in range(0, redo.size, batch):
         rows = redo[first : first + batch]
         y_rows = None if y is None else y[start + rows]
-        part = tensor_path.rows_terms(s_rows[rows], t_rows[rows], y_rows, g, temp, correlated)
+        part = tensor_path.rows_terms(s_rows[rows], t_rows[rows], y_rows, g, temp, correlated, standardize=ls)
         for name, values in part.items():
             out[name][start + rows] = values
 
@@ -210,6 +227,13 @@ def _raise_kernel_error(exc, start: int, zss: list[Logits], zt: Logits, c: int) 
     if exc.code == native_path.ERR_MEMORY:
         raise MemoryError("decompose: the kernel could not allocate its per-thread scratch space")
     raise RuntimeError(f"decompose: the kernel refused row {row} (code {exc.code}, {c} classes)")
+
+
+def _check_standardize(standardize) -> bool:
+    """True or False (numpy booleans too); anything else is a ValueError (a string "false" is not False)."""
+    if not isinstance(standardize, bool | np.bool_):
+        raise ValueError(f"standardize must be True or False, got {standardize!r}")
+    return bool(standardize)
 
 
 def _check_chunk_rows(chunk_rows) -> int | None:
@@ -234,14 +258,17 @@ def _check_pair(zs: Logits, zt: Logits) -> tuple[int, int]:
     return zt.shape
 
 
-def _correlated(g: Grouping, zt: Logits, correlation, dev: torch.device, c: int) -> np.ndarray | None:
+def _correlated(
+    g: Grouping, zt: Logits, correlation, dev: torch.device, c: int, ls: bool
+) -> np.ndarray | None:
     """What the rule reads from the class correlation (corr:R: the (C, C) boolean matrix `corr >= R`,
-    decided in float64), or None for rules that read none."""
+    decided in float64), or None for rules that read none. Computed here when not given: of the
+    standardized teacher under LS."""
     if not g.needs_correlation:
         return None
     if correlation is None:
         source = zt.data if not zt.is_tensor else zt.data.cpu()
-        correlation = class_correlation(source, device=dev)
+        correlation = class_correlation(source, device=dev, standardize=ls)
     corr = np.asarray(correlation)
     if corr.shape != (c, c):
         raise ValueError(f"correlation has shape {corr.shape}, expected ({c}, {c})")

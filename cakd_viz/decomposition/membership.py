@@ -2,8 +2,9 @@
 
     inside = in_strong_set(d.student_pred[rows], teacher, labels, rows, grouping="mass:0.9", temperature=4)
 
-S is the teacher's (it does not depend on a student), decided by the decomposition kernel's own
-selection on the CPU for float16/float32 teachers (``native_path.kernel_strong_mask``, the sets every
+S is the teacher's (it does not depend on a student; under logit standardization the standardized
+teacher's, ``standardize``), decided by the decomposition kernel's own selection on the CPU for
+float16/float32 teachers (``native_path.kernel_strong_mask``, the sets every
 implementation agrees on: tests/test_strong_sets.py), else by ``grouping.strong_mask``; rows in chunks,
 so memory stays bounded (a chunk's (m, C) mask).
 """
@@ -16,6 +17,7 @@ import torch
 from cakd_viz.decomposition import native_path
 from cakd_viz.decomposition.threads import default_threads
 from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.standardize import for_strong_sets
 
 CHUNK_ROWS = 4096
 
@@ -29,11 +31,13 @@ def in_strong_set(
     grouping,
     temperature: float,
     correlation: np.ndarray | None = None,
+    standardize: bool = False,
 ) -> np.ndarray:
     """(len(rows),) bool: whether class ``classes[i]`` lies in the strong set of sample ``rows[i]`` under
     ``grouping`` at ``temperature``. teacher_logits: (N, C) (only ``rows`` are read; a memmap is fine);
     labels: (N,) or None; rows: (m,) sample indices (None: every sample); classes: (m,) class indices;
-    correlation: the (C, C) class correlation, for ``corr:R``."""
+    correlation: the (C, C) class correlation, for ``corr:R`` (the standardized teacher's under LS);
+    standardize: the sets of the standardized teacher (logit standardization)."""
     g = parse_grouping(grouping)
     rows = np.arange(teacher_logits.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
     classes = np.asarray(classes, dtype=np.int64)
@@ -52,13 +56,14 @@ def in_strong_set(
         y = None if labels is None else np.asarray(labels)[rows[part]]
         if kern is not None:
             corr = None if correlated is None else correlated.numpy()
-            rule = native_path.Rule.of(g, temperature, y, corr)
+            rule = native_path.Rule.of(g, temperature, y, corr, standardize=standardize)
             mask = native_path.kernel_strong_mask(
                 kern, z, rule, threads=default_threads(torch.get_num_threads())
             )
         else:
             yt = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
             zt = torch.from_numpy(np.asarray(z, dtype=np.float32))
+            zt = for_strong_sets(zt) if standardize else zt
             mask = strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
         out[part] = mask[np.arange(len(z)), classes[part]]
     return out

@@ -27,7 +27,7 @@ from cakd_viz.grouping import Grouping
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.native import NativeLibrary
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 # No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
 # the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
 # the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
@@ -43,11 +43,29 @@ ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS = 1, 2, 3, 4
 
 _i64, _int, _dbl, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
 # dk_decompose(n, c, teacher, t_stride, t_dtype, student, s_stride, s_dtype, labels, correlated, rule, k,
-#              mass_p, temperature, fout, iout, threads, flags, bad_row)
-_DECOMPOSE = [_i64, _i64, _ptr, _i64, _int, _ptr, _i64, _int, _ptr, _ptr, _int, _i64, _dbl, _dbl, _ptr, _ptr]
+#              mass_p, temperature, standardize, fout, iout, threads, flags, bad_row)
+_DECOMPOSE = [
+    _i64,
+    _i64,
+    _ptr,
+    _i64,
+    _int,
+    _ptr,
+    _i64,
+    _int,
+    _ptr,
+    _ptr,
+    _int,
+    _i64,
+    _dbl,
+    _dbl,
+    _int,
+    _ptr,
+    _ptr,
+]
 _DECOMPOSE += [_int, _int, ctypes.POINTER(_i64)]
-# dk_strong_mask(n, c, teacher, t_stride, t_dtype, labels, correlated, rule, k, mass_p, temperature, mask,
-#                threads, flags, bad_row)
+# dk_strong_mask(n, c, teacher, t_stride, t_dtype, labels, correlated, rule, k, mass_p, temperature,
+#                standardize, mask, threads, flags, bad_row)
 _MASK = [
     _i64,
     _i64,
@@ -60,6 +78,7 @@ _MASK = [
     _i64,
     _dbl,
     _dbl,
+    _int,
     _ptr,
     _int,
     _int,
@@ -67,8 +86,27 @@ _MASK = [
 ]
 
 # dk_decompose_many(n, c, teacher, t_stride, t_dtype, ns, students, s_strides, s_dtypes, labels, correlated,
-#                   rule, k, mass_p, temperature, fouts, iouts, threads, flags, bad_row)
-_MANY = [_i64, _i64, _ptr, _i64, _int, _int, _ptr, _ptr, _ptr, _ptr, _ptr, _int, _i64, _dbl, _dbl, _ptr, _ptr]
+#                   rule, k, mass_p, temperature, standardize, fouts, iouts, threads, flags, bad_row)
+_MANY = [
+    _i64,
+    _i64,
+    _ptr,
+    _i64,
+    _int,
+    _int,
+    _ptr,
+    _ptr,
+    _ptr,
+    _ptr,
+    _ptr,
+    _int,
+    _i64,
+    _dbl,
+    _dbl,
+    _int,
+    _ptr,
+    _ptr,
+]
 _MANY += [_int, _int, ctypes.POINTER(_i64)]
 MAX_STUDENTS = 256  # students of one dk_decompose_many call
 # dk_scan(n, c, data, stride, dtype, pred, threads, flags, bad_row)
@@ -149,7 +187,8 @@ def selects(g: Grouping) -> bool:
 
 @dataclass(frozen=True)
 class Rule:
-    """A grouping as the kernel's arguments. labels: (N,) int64 or None; correlated: (C, C) uint8 or None."""
+    """A grouping and setting as the kernel's arguments. labels: (N,) int64 or None; correlated: (C, C) uint8
+    or None; standardize: logit standardization (each row's logits z-scored before T, in the kernel)."""
 
     code: int
     k: int
@@ -157,16 +196,18 @@ class Rule:
     temperature: float
     labels: np.ndarray | None
     correlated: np.ndarray | None
+    standardize: bool = False
 
     @classmethod
-    def of(cls, g: Grouping, temperature: float, labels, correlated) -> Rule:
+    def of(cls, g: Grouping, temperature: float, labels, correlated, *, standardize: bool = False) -> Rule:
         """The kernel's arguments for `g`; a ValueError for a rule this kernel does not select (`selects`)."""
         if not selects(g):
             raise ValueError(f"the decomposition kernel has no code for grouping {g}; use the tensor path")
         args = g.kernel_args()
         y = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
         corr = None if correlated is None else np.ascontiguousarray(correlated, dtype=np.uint8)
-        return cls(g.kernel_code("decompose"), args.k, args.mass_p, float(temperature), y, corr)
+        code = g.kernel_code("decompose")
+        return cls(code, args.k, args.mass_p, float(temperature), y, corr, bool(standardize))
 
     def labels_at(self, start: int) -> int | None:
         return None if self.labels is None else self.labels.ctypes.data + 8 * start
@@ -225,6 +266,7 @@ def run_kernel(
         rule.k,
         rule.mass_p,
         rule.temperature,
+        int(rule.standardize),
         fptrs,
         iptrs,
         int(threads),
@@ -282,6 +324,7 @@ def run_kernel_many(
         rule.k,
         rule.mass_p,
         rule.temperature,
+        int(rule.standardize),
         fptrs,
         iptrs,
         int(threads),
@@ -312,6 +355,7 @@ def kernel_strong_mask(
         rule.k,
         rule.mass_p,
         rule.temperature,
+        int(rule.standardize),
         mask.ctypes.data,
         int(threads),
         ISA_FLAGS[isa],

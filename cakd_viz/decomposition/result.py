@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cakd_viz.standardize import setting
 from cakd_viz.terms import TERMS
 
 FRAME_COLUMNS = (
@@ -29,7 +30,8 @@ class Decomposition:
     """Per-sample terms of KL(teacher || student) = BCD + p_S * SCD + p_W * WCD, every array of shape (N,).
 
     `teacher_weak_mass` is p_W computed directly in log space (not 1 - p_S), so that the identity
-    holds to float precision even where p_W is far below float32's resolution around 1.
+    holds to float precision even where p_W is far below float32's resolution around 1. `standardize`:
+    the split is of the standardized logits (LS, `cakd_viz.standardize`), each row z-scored before T.
     """
 
     kl: np.ndarray
@@ -45,6 +47,7 @@ class Decomposition:
     labels: np.ndarray | None
     grouping: str
     temperature: float
+    standardize: bool = False
 
     def __len__(self) -> int:
         return int(self.kl.shape[0])
@@ -78,13 +81,24 @@ class Decomposition:
         """The same result restricted to some samples (a boolean mask or integer indices)."""
         pick = {name: getattr(self, name)[index] for name in PER_SAMPLE}
         labels = None if self.labels is None else self.labels[index]
-        return Decomposition(**pick, labels=labels, grouping=self.grouping, temperature=self.temperature)
+        return Decomposition(
+            **pick,
+            labels=labels,
+            grouping=self.grouping,
+            temperature=self.temperature,
+            standardize=self.standardize,
+        )
+
+    def setting(self) -> str:
+        """The setting in words: "grouping topk:5, T = 4" (", standardized" under LS)."""
+        return f"grouping {self.grouping}, {setting(self.temperature, self.standardize)}"
 
     def to_frame(self, index: np.ndarray | None = None) -> pd.DataFrame:
-        """One row per sample, columns as in `FRAME_COLUMNS` (label is <NA> without labels)."""
+        """One row per sample, columns as in `FRAME_COLUMNS` (label is <NA> without labels); the setting in
+        ``attrs`` (grouping, temperature, standardize)."""
         n = len(self)
         labels = pd.array(self.labels if self.labels is not None else [pd.NA] * n, dtype="Int64")
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "index": np.arange(n) if index is None else np.asarray(index),
                 "label": labels,
@@ -100,6 +114,12 @@ class Decomposition:
             },
             columns=list(FRAME_COLUMNS),
         )
+        frame.attrs = {
+            "grouping": self.grouping,
+            "temperature": self.temperature,
+            "standardize": self.standardize,
+        }
+        return frame
 
 
 # The (N,) arrays of a Decomposition, one value per sample: float64 ones, then int64 ones. Both engine

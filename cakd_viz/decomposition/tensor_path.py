@@ -20,6 +20,10 @@ Streaming (`decompose_tensors`): chunks of rows are read where they lie (memory 
 and on CUDA copied through two pinned host buffers on a copy stream while the previous chunk
 computes; per-row results stay on the device until the end, so the only synchronisations are the
 buffer reuse and one at the end (rows to recompute, then the results to the host).
+
+Logit standardization (``standardize``): each float64 chunk's rows are z-scored (`cakd_viz.standardize`)
+for the terms, and the strong sets decided on the teacher divided by its rows' std + 1e-7 (the
+standardized logits up to a per-row shift: `cakd_viz.standardize`'s docstring says why).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from cakd_viz.decomposition.inputs import Logits
 from cakd_viz.decomposition.result import FLOAT_ARRAYS, INT_ARRAYS
 from cakd_viz.grouping import Grouping, strong_mask
+from cakd_viz.standardize import for_strong_sets, row_stats
 
 SERIES_BELOW = 1e-2  # |u| below: phi by its series (truncation 4e-14 relative); above: e^u - 1 - u
 COMMON_SPAN = 700.0  # teacher logits spanning at most this times T: one shift for both groups (e^-700 is
@@ -220,6 +225,8 @@ def rows_terms(
     grouping: Grouping,
     temperature: float,
     correlated: np.ndarray | None,
+    *,
+    standardize: bool = False,
 ) -> dict[str, np.ndarray]:
     """Every output for a few (m, C) rows on the CPU, with `chunk_terms_grouped` (the C kernel's redo rows)."""
     with torch.inference_mode():
@@ -227,8 +234,19 @@ def rows_terms(
         zs = torch.from_numpy(np.asarray(student, dtype=np.float64))
         y = None if labels is None else torch.from_numpy(labels)
         corr = None if correlated is None else torch.from_numpy(correlated)
-        strong = strong_mask(grouping, zt, y, temperature=temperature, correlated=corr)
+        zt, zs, zt_sets = _prepared(zt, zs, standardize)
+        strong = strong_mask(grouping, zt_sets, y, temperature=temperature, correlated=corr)
         return {name: v.numpy() for name, v in chunk_terms_grouped(zt, zs, strong, temperature).items()}
+
+
+def _prepared(zt: torch.Tensor, zs: torch.Tensor, standardize: bool) -> tuple[torch.Tensor, ...]:
+    """(teacher, student, teacher for the strong sets): float64 logits as they are, or under LS the two
+    standardized and the teacher divided by its rows' std + 1e-7 (the standardized teacher up to a
+    per-row shift, with no logit rounded into another)."""
+    if not standardize:
+        return zt, zs, zt
+    (mt, st), (ms, ss) = row_stats(zt), row_stats(zs)
+    return (zt - mt) / st, (zs - ms) / ss, for_strong_sets(zt)
 
 
 def _chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -299,9 +317,14 @@ def decompose_tensors(
     progress: Callable[[int, int], None] | None = None,
     *,
     stage: bool | None = None,
+    standardize: bool = False,
 ) -> dict[str, np.ndarray]:
     """Every per-row output of `decompose` as numpy (N,) arrays, computed on `dev` in float64, `rows` rows
-    at a time (`stage`: see `_Feeder`)."""
+    at a time (`stage`: see `_Feeder`); standardize: z-score each row's logits first (LS)."""
+
+    def prepared(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return _prepared(t.to(dev, torch.float64), s.to(dev, torch.float64), standardize)
+
     n = teacher.shape[0]
     y_all = None if labels is None else torch.from_numpy(np.array(labels, dtype=np.int64)).to(dev)  # (a copy:
     # labels may be a read-only memory map)
@@ -312,9 +335,9 @@ def decompose_tensors(
     feeder = _Feeder([teacher, student], dev, rows, stage)
     with torch.inference_mode():
         for k, (start, stop) in enumerate(_chunks(n, rows)):
-            zt, zs = (x.to(torch.float64) for x in feeder.get(k, start, stop))
+            zt, zs, zt_sets = prepared(*feeder.get(k, start, stop))
             y = None if y_all is None else y_all[start:stop]
-            strong = strong_mask(grouping, zt, y, temperature=temperature, correlated=corr)
+            strong = strong_mask(grouping, zt_sets, y, temperature=temperature, correlated=corr)
             part, again = chunk_terms(zt, zs, strong, temperature)
             for name, values in part.items():
                 out[name][start:stop] = values
@@ -323,10 +346,9 @@ def decompose_tensors(
                 progress(stop, n)
         rows_again = redo.nonzero().squeeze(1).cpu().numpy()  # the one synchronisation before the end
         if rows_again.size:
-            zt = teacher.take(rows_again).to(dev, torch.float64)
-            zs = student.take(rows_again).to(dev, torch.float64)
+            zt, zs, zt_sets = prepared(teacher.take(rows_again), student.take(rows_again))
             y = None if y_all is None else y_all[torch.from_numpy(rows_again).to(dev)]
-            strong = strong_mask(grouping, zt, y, temperature=temperature, correlated=corr)
+            strong = strong_mask(grouping, zt_sets, y, temperature=temperature, correlated=corr)
             part = chunk_terms_grouped(zt, zs, strong, temperature)
             index = torch.from_numpy(rows_again).to(dev)
             for name, values in part.items():

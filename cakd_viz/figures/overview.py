@@ -50,6 +50,33 @@ def shares_figure(summary: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def standardization_figure(table: pd.DataFrame) -> go.Figure:
+    """Stacked horizontal bars, two per student: the shares of BCD, p_S·SCD and p_W·WCD of the total KL
+    without and with logit standardization (LS). table: `dominance.students_table`."""
+    names = [f"{plain(s)}{suffix}" for s in table["student"] for suffix in ("", " · LS")]
+    fig = go.Figure()
+    for term in TERMS:
+        share = np.ravel(np.column_stack([table[f"share_{term}"], table[f"share_{term}_ls"]]))
+        fig.add_trace(
+            go.Bar(
+                name=TERM_LABELS[term],
+                y=names,
+                x=share * 100,
+                orientation="h",
+                marker_color=TERM_COLORS[term],
+                text=[f"{v:.0%}" if v >= 0.04 else "" for v in share],
+                textposition="inside",
+                hovertemplate=f"%{{y}}<br>{TERM_NAMES[term]}<br>share %{{x:.1f}}% of the KL<extra></extra>",
+            )
+        )
+    layout = base_layout(height=110 + 40 * len(names), barmode="stack")
+    layout["legend"] = {**layout["legend"], "traceorder": "normal"}
+    layout["xaxis"] = dict(title="share of the total KL (%)", range=[0, 100], ticksuffix="%")
+    layout["yaxis"] = dict(title=None, autorange="reversed")
+    fig.update_layout(**layout)
+    return fig
+
+
 def histogram_figure(hists: dict[str, pd.DataFrame]) -> go.Figure:
     """Distributions of KL and each contribution per sample, from pre-binned log10 histograms.
 

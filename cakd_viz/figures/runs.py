@@ -34,8 +34,8 @@ HELD_OUT = ("val_kl", "val_bcd", "val_scd_part", "val_wcd_part", "val_scd", "val
 # what the held-out curves mean, for captions: the explorer's decomposition of the run's student
 HELD_OUT_NOTE = (
     "Held-out decomposition after each epoch: the run's student against its teacher under the run's "
-    "grouping and T, means over the held-out samples in nats, as the explorer computes them (no loss "
-    "weights, no T²)."
+    "grouping, T and logit standardization (loss.standardize), means over the held-out samples in nats, as "
+    "the explorer computes them (no loss weights, no T²)."
 )
 STEP_AXIS = "training batch mean (log scale)"
 STEP_NOTE = (

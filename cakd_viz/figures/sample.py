@@ -137,7 +137,9 @@ def probability_bars(
     )
     fig.update_yaxes(tickvals=pos, ticktext=labels, autorange="reversed", title=None)
     fig.update_xaxes(
-        title=f"probability at T = {example.temperature:g}" + (" (log scale)" if log else ""),
+        title=f"probability at T = {example.temperature:g}"
+        + (", standardized logits" if getattr(example, "standardize", False) else "")
+        + (" (log scale)" if log else ""),
         type="log" if log else "linear",
         range=None if log else [0, max(1e-9, max(float(v[idx].max()) for _, _, v, _ in bars)) * 1.05],
     )

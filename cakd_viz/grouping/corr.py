@@ -48,14 +48,19 @@ class Corr(Grouping):
         return None if correlation is None else correlated_classes(correlation, float(self.param))
 
 
-def class_correlation(teacher_logits, *, chunk_rows: int = 16384, device="cpu") -> np.ndarray:
+def class_correlation(
+    teacher_logits, *, chunk_rows: int = 16384, device="cpu", standardize: bool = False
+) -> np.ndarray:
     """Pearson correlation between classes of the teacher's logits over all samples: (C, C) float64,
     accumulated in float64 (a class pair exactly at a ``corr:R`` threshold is decided as float64 says).
 
     Streams over row chunks (works on a memory-mapped (N, C) array); a class whose logit never varies
-    correlates with nothing (NaN off the diagonal, 1 on it).
+    correlates with nothing (NaN off the diagonal, 1 on it). standardize: of the logits z-scored per
+    sample first (LS, `cakd_viz.standardize`): what ``corr:R`` reads when the logits are standardized.
     """
     import torch
+
+    from cakd_viz.standardize import standardize_numpy
 
     n, c = teacher_logits.shape
     shift = None
@@ -63,6 +68,8 @@ def class_correlation(teacher_logits, *, chunk_rows: int = 16384, device="cpu") 
     gram = torch.zeros((c, c), dtype=torch.float64)
     for start in range(0, n, chunk_rows):
         rows = np.array(teacher_logits[start : start + chunk_rows], dtype=np.float64)
+        if standardize:
+            rows = standardize_numpy(rows)
         x = torch.from_numpy(rows).to(device)
         if shift is None:
             shift = x.mean(0, keepdim=True)  # centred on a first estimate: no cancellation in the sums

@@ -17,6 +17,12 @@ index, plus the fraction of the epoch done if you like); epoch=None means fully 
   fractional 0-based progress: 0 at the very first step.
 Float16/bfloat16 inputs are computed in float32, float64 stays float64, and the teacher is computed in
 the student's dtype; everything runs on the inputs' device.
+
+``standardize=True`` is logit standardization (LS: Sun et al., CVPR 2024, arXiv 2403.01427;
+`cakd_viz.standardize`): every loss z-scores each row of the teacher's and the student's logits
+separately, (z - mean) / (std + 1e-7), before the temperature, on every kernel (the gradient goes
+through the standardization by autograd); strong sets are then the standardized teacher's. Declared once
+here (``STANDARDIZE``), as the temperature and the warm-up are.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import math
 import torch
 from torch import nn
 
-from cakd_viz.losses.params import CHOICE, FLOAT, GROUPING, Param
+from cakd_viz.losses.params import BOOL, CHOICE, FLOAT, GROUPING, Param
+from cakd_viz.standardize import standardize as standardize_rows
 from cakd_viz.validate import check_temperature, label_error
 
 
@@ -102,6 +109,16 @@ WARMUP_SCHEDULE = Param(
 )
 
 
+STANDARDIZE = Param(
+    "standardize",
+    False,
+    BOOL,
+    "Logit standardization (LS, Sun et al., CVPR 2024): z-score each sample's teacher and student logits "
+    "separately before T, so the student matches the teacher's logit relations, not their scale.",
+    "standardize (LS)",
+)
+
+
 def _num(w: float) -> str:
     return f"{w:g}"
 
@@ -110,25 +127,26 @@ class DistillationLoss(nn.Module):
     """Base class: a weighted sum of named, T^2-scaled, batch-mean terms with an optional warm-up.
 
     A subclass declares its own parameters in ``own_params`` (``Param``s, matching its constructor's
-    keyword arguments and defaults) and its display name in ``title``. The temperature and the warm-up
-    are declared here, in ``shared_params``, because this class applies them (the T² scale and the
-    warm-up factor on every weight): every loss takes them, with one meaning and one range.
+    keyword arguments and defaults) and its display name in ``title``. The temperature, the warm-up and
+    logit standardization are declared here, in ``shared_params``, because this class applies them (the
+    T² scale, the warm-up factor on every weight, ``_logits``): every loss takes them, with one meaning.
     """
 
     term_names: tuple[str, ...] = ()
     title: str = ""  # the loss's name in labels, e.g. "DKD"
     own_params: tuple[Param, ...] = ()
-    shared_params: tuple[Param, ...] = (TEMPERATURE, WARMUP, WARMUP_SCHEDULE)
+    shared_params: tuple[Param, ...] = (TEMPERATURE, WARMUP, WARMUP_SCHEDULE, STANDARDIZE)
 
     @classmethod
     def parameters(cls) -> tuple[Param, ...]:
-        """Every parameter this loss takes: its own, then the shared temperature and warm-up."""
+        """Every parameter this loss takes: its own, then the shared temperature, warm-up and standardize."""
         return (*cls.own_params, *cls.shared_params)
 
     @classmethod
     def describe(cls, settings) -> str:
-        """A short label from settings (missing ones at their defaults): the title, any grouping, the
-        loss's own numbers joined by "/", T and the warm-up, e.g. "CAKD topk:5 (1/1/8, T=4, warm-up 2)"."""
+        """A short label from settings (missing ones at their defaults): the title ("+ LS" when it
+        standardizes), any grouping, the loss's own numbers joined by "/", T and the warm-up, e.g.
+        "CAKD topk:5 (1/1/8, T=4, warm-up 2)", "KD + LS (T=4)"."""
         value = {p.name: settings.get(p.name, p.default) for p in cls.parameters()}
         groups = [str(value[p.name]) for p in cls.own_params if p.kind == GROUPING]
         numbers = [p.show(value[p.name]) for p in cls.own_params if p.numeric]
@@ -137,10 +155,15 @@ class DistillationLoss(nn.Module):
         if isinstance(value["warmup"], int | float) and value["warmup"] > 0:
             step = " per step" if value["warmup_schedule"] == "step" else ""
             parts.append(f"warm-up {WARMUP.show(value['warmup'])}{step}")
-        return " ".join([cls.title or cls.__name__, *groups]) + f" ({', '.join(parts)})"
+        title = (cls.title or cls.__name__) + (" + LS" if value["standardize"] is True else "")
+        return " ".join([title, *groups]) + f" ({', '.join(parts)})"
 
-    def __init__(self, *, temperature: float, warmup: float, warmup_schedule: str = "epoch") -> None:
+    def __init__(
+        self, *, temperature: float, warmup: float, warmup_schedule: str = "epoch", standardize: bool = False
+    ) -> None:
         super().__init__()
+        if not isinstance(standardize, bool):
+            raise ValueError(f"standardize must be True or False, got {standardize!r}")
         if not warmup >= 0:
             raise ValueError(f"warmup must be >= 0 epochs, got {warmup}")
         if warmup_schedule not in WARMUP_SCHEDULES:
@@ -150,6 +173,16 @@ class DistillationLoss(nn.Module):
         self.temperature = check_temperature(temperature)
         self.warmup = float(warmup)
         self.warmup_schedule = warmup_schedule
+        self.standardize = standardize
+
+    def _logits(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(student, teacher) as the kernels take them: the student in its compute dtype, the teacher
+        detached in the same dtype, and under LS each row z-scored (the student's differentiably)."""
+        student = _as_compute(student)
+        teacher = _teacher_like(teacher, student)
+        if self.standardize:
+            student, teacher = standardize_rows(student), standardize_rows(teacher)
+        return student, teacher
 
     @classmethod
     def from_settings(cls, settings, *, correlation=None) -> DistillationLoss:
@@ -216,7 +249,8 @@ class DistillationLoss(nn.Module):
     def _setting(self) -> str:
         per = "" if self.warmup_schedule == "epoch" else ", per step"
         warm = f", warm-up {_num(self.warmup)} epochs{per}" if self.warmup > 0 else ""
-        return f"T={_num(self.temperature)}{warm}"
+        ls = ", logits standardized (LS)" if self.standardize else ""
+        return f"T={_num(self.temperature)}{warm}{ls}"
 
     def formula(self) -> str:
         """A one-line caption such as "1*TCKD + 8*NCKD (T=4)"."""

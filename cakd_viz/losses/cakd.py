@@ -15,7 +15,7 @@ import torch
 
 from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, parse_grouping
 from cakd_viz.grouping.base import RULE_MASK
-from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _num, _teacher_like
+from cakd_viz.losses.base import DistillationLoss, _check_inputs, _num
 from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
 from cakd_viz.losses.params import FLOAT, GROUPING, Param
 from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms, strong_mask_float
@@ -29,8 +29,12 @@ class CAKDLoss(DistillationLoss):
     grouping: a spec of `cakd_viz.grouping` (its forms: `GROUPING_FORMS`, e.g. "topk:K", "mass:P").
     alpha, beta: numbers, or "natural" for the per-sample teacher masses p_S, p_W (KD when both are
     natural and w_b = 1). correlation: the (C, C) class-correlation matrix of the teacher's logits,
-    required by corr:R (see `grouping.class_correlation`; compute it once over the training set) and
-    ignored by the other rules. There is deliberately no running estimate from training batches: it
+    required by corr:R (see `grouping.class_correlation`; compute it once over the training set, with
+    ``standardize=True`` when the loss standardizes) and ignored by the other rules. standardize: LS
+    (see `losses.base`); S is then the standardized teacher's.
+
+    With grouping ``topk:K`` this is GDKD's top-k decoupled loss (Zheng & Cheng, arXiv 2512.04625):
+    w_b·KL of the binary [p_S, p_W] split + alpha·KL inside the top-k + beta·KL inside the rest. There is deliberately no running estimate from training batches: it
     would move S under the student while it learns and make early batches' S noise.
 
     warmup, warmup_schedule: DKD's warm-up, as DKD's public code (mdistiller) does it: the loss is
@@ -63,8 +67,11 @@ class CAKDLoss(DistillationLoss):
         warmup: float = 0,
         correlation=None,
         warmup_schedule: str = "epoch",
+        standardize: bool = False,
     ) -> None:
-        super().__init__(temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule)
+        super().__init__(
+            temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule, standardize=standardize
+        )
         self.grouping = parse_grouping(grouping)
         self._name = f"CAKDLoss with grouping {self.grouping}"
         self.w_b = float(w_b)
@@ -82,8 +89,7 @@ class CAKDLoss(DistillationLoss):
     def _fused(self, student, teacher, labels, epoch, term_grads):
         g = self.grouping
         labels = _check_inputs(self._name, student, teacher, labels, g.needs_labels)
-        student = _as_compute(student)
-        teacher = _teacher_like(teacher, student)
+        student, teacher = self._logits(student, teacher)
         if self.correlated is not None and self.correlated.shape[0] != student.shape[1]:
             raise ValueError(
                 f"correlation is {tuple(self.correlated.shape)} but the logits have {student.shape[1]} classes"

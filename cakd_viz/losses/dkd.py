@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _teacher_like
+from cakd_viz.losses.base import DistillationLoss, _check_inputs
 from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
 from cakd_viz.losses.params import FLOAT, Param
 
@@ -40,8 +40,11 @@ class DKDLoss(DistillationLoss):
         temperature: float = 4.0,
         warmup: float = 0,
         warmup_schedule: str = "epoch",
+        standardize: bool = False,
     ) -> None:
-        super().__init__(temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule)
+        super().__init__(
+            temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule, standardize=standardize
+        )
         self.alpha, self.beta = float(alpha), float(beta)
 
     def _base_weights(self) -> tuple[float, ...]:
@@ -54,11 +57,11 @@ class DKDLoss(DistillationLoss):
             return None
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True)
         a, b = self._weight_values(epoch)
-        student = _as_compute(student)
+        student, teacher = self._logits(student, teacher)
         return native_loss_and_terms(
             kern,
             student,
-            _teacher_like(teacher, student),
+            teacher,
             _TARGET,
             labels,
             None,
@@ -91,8 +94,8 @@ class DKDLoss(DistillationLoss):
         """The same terms from tensor ops (CUDA, or where the fused kernel is not built)."""
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
         t = self.temperature
-        u = _as_compute(student) / t
-        v = _teacher_like(teacher, u) / t  # (N, C)
+        student, teacher = self._logits(student, teacher)
+        u, v = student / t, teacher / t  # (N, C)
         log_q, log_p = F.log_softmax(u, 1), F.log_softmax(v, 1)
         target = torch.zeros_like(u, dtype=torch.bool).scatter_(1, labels, True)
         # Binary split [target, rest]: log masses (N, 2).

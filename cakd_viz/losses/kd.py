@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cakd_viz.losses.base import DistillationLoss, _as_compute, _check_inputs, _teacher_like
+from cakd_viz.losses.base import DistillationLoss, _check_inputs
 
 
 class KDLoss(DistillationLoss):
@@ -13,6 +13,7 @@ class KDLoss(DistillationLoss):
 
     KD's recipe has no warm-up (mdistiller's ``distillers/KD.py`` weights the KD loss by a constant),
     so the default is none; ``warmup`` / ``warmup_schedule`` exist only for ablations (see ``base``).
+    ``standardize=True`` is the LS paper's KD (Sun et al., CVPR 2024): both logits z-scored per row.
     """
 
     term_names = ("kd",)
@@ -20,9 +21,16 @@ class KDLoss(DistillationLoss):
     own_params = ()  # only the shared temperature and warm-up
 
     def __init__(
-        self, temperature: float = 4.0, *, warmup: float = 0, warmup_schedule: str = "epoch"
+        self,
+        temperature: float = 4.0,
+        *,
+        warmup: float = 0,
+        warmup_schedule: str = "epoch",
+        standardize: bool = False,
     ) -> None:
-        super().__init__(temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule)
+        super().__init__(
+            temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule, standardize=standardize
+        )
 
     def _base_weights(self) -> tuple[float, ...]:
         return (1.0,)
@@ -30,6 +38,7 @@ class KDLoss(DistillationLoss):
     def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
         _check_inputs("KDLoss", student, teacher, labels, needs_labels=False)
         t = self.temperature
-        log_q = F.log_softmax(_as_compute(student) / t, dim=1)  # (N, C)
-        log_p = F.log_softmax(_teacher_like(teacher, log_q) / t, dim=1)
+        student, teacher = self._logits(student, teacher)
+        log_q = F.log_softmax(student / t, dim=1)  # (N, C)
+        log_p = F.log_softmax(teacher / t, dim=1)
         return (F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * t**2,)

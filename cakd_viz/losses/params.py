@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-FLOAT, INT, CHOICE, GROUPING = "float", "int", "choice", "grouping"
-KINDS = (FLOAT, INT, CHOICE, GROUPING)
+FLOAT, INT, CHOICE, GROUPING, BOOL = "float", "int", "choice", "grouping", "bool"
+KINDS = (FLOAT, INT, CHOICE, GROUPING, BOOL)
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")  # a BOOL typed as text
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class Param:
     short label (form field, tracker column), and whether a sweep may vary it.
 
     kind: ``FLOAT`` or ``INT`` (a number in [low, high]; ``open_low``: low itself excluded), ``CHOICE``
-    (one of ``choices``) or ``GROUPING`` (a grouping spec, ``cakd_viz.grouping``).
+    (one of ``choices``), ``GROUPING`` (a grouping spec, ``cakd_viz.grouping``) or ``BOOL`` (true or
+    false: JSON's booleans, never 0 / 1 or a string in a config).
     """
 
     name: str
@@ -66,6 +68,10 @@ class Param:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
             raise ValueError(f"{key} must be a whole number, got {value!r}")
+        if self.kind == BOOL:
+            if isinstance(value, bool):
+                return value
+            raise ValueError(f"{key} must be true or false, got {value!r}")
         if not isinstance(value, str):
             raise ValueError(f"{key} must be a string, got {value!r}")
         return value
@@ -74,6 +80,8 @@ class Param:
         """``value`` coerced and checked against the range or choices; ValueError naming WHERE.NAME."""
         value = self.coerce(value, where)
         key = f"{where}.{self.name}"
+        if self.kind == BOOL:
+            return value
         if self.kind == CHOICE:
             if value not in self.choices:
                 raise ValueError(f"{key} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
@@ -110,6 +118,8 @@ class Param:
             return f"one of {', '.join(map(str, self.choices))}"
         if self.kind == GROUPING:
             return "a grouping spec (target, topk:K, topk+target:K, mass:P, corr:R)"
+        if self.kind == BOOL:
+            return "true or false"
         return f"{'a whole number' if self.kind == INT else 'a finite number'} {self.range_text()}".strip()
 
     def parse(self, text: str, where: str = "loss") -> object:
@@ -123,12 +133,19 @@ class Param:
             if self.kind == INT and not float(value).is_integer():
                 raise ValueError(f"{where}.{self.name} must be a whole number, got {text[:40]!r}")
             value = int(value) if self.kind == INT else value
+        elif self.kind == BOOL:
+            word = text.lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError(f"{where}.{self.name}: {text[:40]!r} is not true or false")
+            value = word in _TRUE
         else:
             value = text
         return self.check(value, where)
 
     def show(self, value: object) -> str:
         """A value as a label shows it: numbers with ``:g``, anything else as it is."""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if isinstance(value, float):
             return f"{value:g}"
         return str(value)

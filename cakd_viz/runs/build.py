@@ -86,7 +86,7 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     # the run's grouping also splits every run's held-out KL each epoch, whatever its loss
     correlation = None
     if parse_grouping(cfg.loss.grouping).needs_correlation:
-        correlation = _correlation(teacher, train_set)
+        correlation = _correlation(teacher, train_set, standardize=cfg.loss.standardize)
     train_set = _subset(train_set, cfg.train_subset, cfg.seed)
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
         shard = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
@@ -128,8 +128,9 @@ def make_criterion(
 ):
     """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce").
 
-    ``corr:R`` groupings need the class correlation of the teacher's logits over the training data:
-    ``correlation`` when given, else computed from ``teacher`` over ``train``.
+    ``corr:R`` groupings need the class correlation of the teacher's logits over the training data (of
+    the standardized logits when the loss standardizes): ``correlation`` when given, else computed from
+    ``teacher`` over ``train``.
     """
     from cakd_viz.losses import build_criterion
 
@@ -137,7 +138,7 @@ def make_criterion(
     if not settings:  # "ce": no distillation
         return None
     if correlation is None and _needs_correlation(loss):
-        correlation = _correlation(teacher, train.dataset)
+        correlation = _correlation(teacher, train.dataset, standardize=loss.standardize)
     return build_criterion(loss.name, settings, correlation=correlation)
 
 
@@ -152,11 +153,12 @@ def _needs_correlation(loss: LossConfig) -> bool:
     )
 
 
-def _correlation(teacher: nn.Module, dataset: Dataset) -> np.ndarray:
+def _correlation(teacher: nn.Module, dataset: Dataset, *, standardize: bool) -> np.ndarray:
     from cakd_viz.grouping import class_correlation
     from cakd_viz.train import predict_logits
 
-    return class_correlation(predict_logits(teacher, dataset, device="cpu", who="teacher"))
+    logits = predict_logits(teacher, dataset, device="cpu", who="teacher")
+    return class_correlation(logits, standardize=standardize)
 
 
 def _labels(source: DataSource) -> np.ndarray:

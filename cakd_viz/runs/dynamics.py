@@ -2,7 +2,8 @@
 
 Every run splits, after each epoch, the KL of its student against the teacher on the per-epoch
 evaluation split (the validation split when the run has one, else the test split) under the run's
-``loss.grouping`` and ``loss.temperature``, whatever its loss: a CE, KD or DKD run uses the same
+``loss.grouping``, ``loss.temperature`` and ``loss.standardize`` (logit standardization: the split of
+the standardized logits, as an LS run trains on them), whatever its loss: a CE, KD or DKD run uses the same
 field, so runs that share it are compared on the same split (DKD trains on S = {label}; give a DKD run
 ``grouping`` ``target`` to watch its own TCKD = BCD and NCKD = WCD). The epoch's row of metrics.jsonl
 gets the means over the split's samples:
@@ -46,6 +47,7 @@ class HeldOutTerms:
         *,
         grouping: str,
         temperature: float,
+        standardize: bool = False,
         correlation: np.ndarray | None = None,
         device: str = "cpu",
         keep_dir: Path | None = None,
@@ -54,7 +56,7 @@ class HeldOutTerms:
     ) -> None:
         self.teacher = np.ascontiguousarray(teacher_logits, dtype=np.float32)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.grouping, self.temperature = grouping, float(temperature)
+        self.grouping, self.temperature, self.standardize = grouping, float(temperature), bool(standardize)
         self.correlation, self.device = correlation, device
         self.keeper = None
         if keep_dir is not None:
@@ -71,6 +73,7 @@ class HeldOutTerms:
             temperature=self.temperature,
             device=self.device,
             correlation=self.correlation,
+            standardize=self.standardize,
         )
         out = {
             "val_kl": float(d.kl.mean()),
@@ -89,7 +92,8 @@ class EpochLogits:
     """``RUN_DIR/epochs/``: the evaluation split's teacher logits and labels once, each epoch's student.
 
         epochs/index.json        {"format", "split", "rows", "classes", "grouping", "temperature",
-                                  "epochs": [kept epoch numbers], "not_kept": [...], "max_bytes"}
+                                  "standardize", "epochs": [kept epoch numbers], "not_kept": [...],
+                                  "max_bytes"}
         epochs/teacher.npy       (N, C) float32
         epochs/labels.npy        (N,) int64 (absent when the run had no labels)
         epochs/rows.npy          (N,) int64 rows of the training split (validation split only)
@@ -110,6 +114,7 @@ class EpochLogits:
             "classes": c,
             "grouping": terms.grouping,
             "temperature": terms.temperature,
+            "standardize": terms.standardize,
             "epochs": [],
             "not_kept": [],
             "max_bytes": MAX_EPOCH_BYTES,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from cakd_viz.grouping import DEFAULT_GROUPING
 from cakd_viz.losses import LOSSES, loss_class
-from cakd_viz.losses.params import FLOAT, GROUPING, Param, by_name
+from cakd_viz.losses.params import BOOL, FLOAT, GROUPING, Param, by_name
 
 NO_DISTILLATION = "ce"  # the loss name of a run that trains on the labels alone
 
@@ -40,13 +40,21 @@ RUN_LOSS_PARAMS = (
         open_low=True,
         step=0.5,
     ),
+    Param(
+        "standardize",
+        False,
+        BOOL,
+        "Logit standardization (LS) of the held-out split after every epoch: each sample's logits z-scored.",
+        "standardize (LS)",
+    ),
 )
 """Settings of a run config's loss section that belong to the run, not to a loss. ``ce_weight`` weights
 the cross-entropy the training loop adds (no loss class ever sees it). ``grouping`` and ``temperature``
 set the held-out decomposition every run records after each epoch, whatever its loss, so a KD or a
-CE-only run holds them too. A loss that declares a parameter of the same name (CAKD's grouping, every
-distillation loss's T) shares the key: it trains with the value the held-out split uses, and the loss's
-own declaration (range, help, label) applies."""
+CE-only run holds them too; so does ``standardize`` (logit standardization, LS). A loss that declares a
+parameter of the same name (CAKD's grouping, every distillation loss's T and standardize) shares the key:
+it trains with the value the held-out split uses, and the loss's own declaration (range, help, label)
+applies."""
 
 # Before losses declared their parameters, every config.json held these fields whatever its loss.
 _LEGACY_KEYS = frozenset(

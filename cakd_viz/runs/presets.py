@@ -6,7 +6,8 @@ the test split is evaluated once at the end). Only the published settings are us
 claims CAKD's own (unpublished) default weights. The one departure is the warm-up's length: the
 published recipes warm up over 20 of 240 epochs, which a 5-epoch run would never finish, so the DKD
 and top-k presets warm up over 2 epochs (half weight in the first) with DKD's own per-epoch schedule
-(``warmup_schedule`` "epoch"); KD's recipe has no warm-up.
+(``warmup_schedule`` "epoch"); KD's recipe has no warm-up. The "+ LS" presets are the same settings
+with logit standardization (``standardize``; the LS paper's own temperatures and weights are not used).
 """
 
 from __future__ import annotations
@@ -62,6 +63,42 @@ PRESETS: dict[str, Preset] = {
         "Classic KD: KL(teacher ‖ student) at T = 4, i.e. BCD + p_S·SCD + p_W·WCD with the natural weights. "
         "No warm-up: KD's recipe has none.",
         {"temperature": 4.0, "warmup": 0.0},
+    ),
+    "Top-k three-term + LS": Preset(
+        "cakd",
+        "The top-k three-term preset on standardized logits: each sample's teacher and student logits "
+        "z-scored before T (logit standardization, Sun et al., CVPR 2024, arXiv 2403.01427), with which "
+        "GDKD (arXiv 2512.04625) reports further gains. The LS paper's own T and weights are not used.",
+        {
+            "grouping": "topk:5",
+            "w_b": 1.0,
+            "alpha": 1.0,
+            "beta": 8.0,
+            "temperature": 4.0,
+            "warmup": 2.0,
+            "warmup_schedule": "epoch",
+            "standardize": True,
+        },
+    ),
+    "DKD + LS": Preset(
+        "dkd",
+        "The DKD preset on standardized logits (logit standardization, Sun et al., CVPR 2024, arXiv "
+        "2403.01427: each sample's logits z-scored before T). The LS paper's own T and weights are not used.",
+        {
+            "alpha": 1.0,
+            "beta": 8.0,
+            "temperature": 4.0,
+            "warmup": 2.0,
+            "warmup_schedule": "epoch",
+            "standardize": True,
+        },
+    ),
+    "KD + LS": Preset(
+        "kd",
+        "KD on standardized logits: each sample's teacher and student logits z-scored before T = 4 (logit "
+        "standardization, Sun et al., CVPR 2024, arXiv 2403.01427), so the student matches the teacher's "
+        "logit relations, not their scale. No warm-up. The LS paper's own T and weights are not used.",
+        {"temperature": 4.0, "warmup": 0.0, "standardize": True},
     ),
     "CE only": Preset(
         "ce",

@@ -7,7 +7,7 @@ config.json is marked ``"recorded": true`` and holds:
     {"format": "cakd-recorded/1", "recorded": true, "name": "...",
      "lr", "epochs", "batch_size", "seed", "student", "teacher", "data"     (where the config gave them)
      "loss": {"name", and every declared loss parameter the config gives: "temperature", "alpha", ...},
-     "decomposition": {"grouping", "temperature", "split"},     the recorder's held-out split
+     "decomposition": {"grouping", "temperature", "standardize", "split"},   the recorder's held-out split
      "hyperparameters": {...}}                                  the config as given (JSON)
 
 so readers (``runs.results``: the runs table, the tracker's hyperparameter columns, labels) read it as
@@ -16,7 +16,8 @@ and ``{"loss": {"name": "cakd", "alpha": 1, "temperature": 4}}`` say the same; "
 "temperature" and "batch" as "batch_size". The loss section takes the parameters the registered losses
 declare (``cakd_viz.losses`` parameters, the tracker's columns), each checked by its declaration; a value
 of the wrong type (``"lr": "fast"``) is kept in "hyperparameters" only. ``loss.grouping`` and
-``loss.temperature`` default to the recorder's.
+``loss.temperature`` default to the recorder's, and so does ``loss.standardize`` when the recorder
+standardizes.
 """
 
 from __future__ import annotations
@@ -45,18 +46,27 @@ def is_recorded(config: Mapping) -> bool:
 
 
 def recorded_config(
-    config: Mapping | None, *, name: str | None, grouping: str, temperature: float, split: str
+    config: Mapping | None,
+    *,
+    name: str | None,
+    grouping: str,
+    temperature: float,
+    split: str,
+    standardize: bool = False,
 ) -> dict:
     """The config.json of a recorded run (see the module docstring); ValueError for a bad name or a
     config that is not a mapping of JSON-writable values."""
     raw = _json_form(config)
     loss = _loss(raw, grouping, temperature)
+    if standardize:
+        loss.setdefault("standardize", True)
     out = {"format": RECORDED_FORMAT, "recorded": True, "name": _name(name, loss.get("name"))}
     for key, kind in _TOP.items():
         value = _pick(raw, key, kind)
         if value is not None:
             out[key] = value
-    decomposition = {"grouping": grouping, "temperature": temperature, "split": split}
+    decomposition = {"grouping": grouping, "temperature": temperature, "standardize": standardize}
+    decomposition["split"] = split
     return out | {"loss": loss, "decomposition": decomposition, "hyperparameters": raw}
 
 

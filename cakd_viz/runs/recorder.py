@@ -41,8 +41,9 @@ class Recorder:
     """A context manager recording one run of your own training loop into ``runs_dir`` (see the module).
 
     ``config``: your hyperparameters (lr, loss name, weights, T, grouping, ...), shown in the Tune
-    page's tracker. ``grouping`` and ``temperature``: how every epoch's held-out KL is split.
-    ``split``: what your held-out logits are, "validation" or "test".
+    page's tracker. ``grouping`` and ``temperature``: how every epoch's held-out KL is split;
+    ``standardize``: split the standardized logits (LS: each sample's logits z-scored before T), as an
+    LS-trained student's should be. ``split``: what your held-out logits are, "validation" or "test".
     """
 
     def __init__(
@@ -54,14 +55,23 @@ class Recorder:
         temperature: float = 4.0,
         *,
         split: str = "validation",
+        standardize: bool = False,
     ) -> None:
         self.grouping = str(parse_grouping(grouping))
         self.temperature = check_temperature(temperature)
+        if not isinstance(standardize, bool):
+            raise ValueError(f"standardize must be True or False, got {standardize!r}")
+        self.standardize = standardize
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         self.split, self.root = split, store.runs_dir(runs_dir)
         self.config = recorded_config(
-            config, name=name, grouping=self.grouping, temperature=self.temperature, split=split
+            config,
+            name=name,
+            grouping=self.grouping,
+            temperature=self.temperature,
+            split=split,
+            standardize=standardize,
         )
         self.path: Path | None = None  # the run folder, once the block is entered
         self._terms: HeldOutTerms | None = None  # the first epoch's teacher and labels
@@ -81,7 +91,10 @@ class Recorder:
         store.update_status(self.path, "running", **ident)
         store.write_json(self.path / store.ENV, environment(self.config))
         self._t0 = time.time()
-        self._log(f"recording {self.path.name}: held-out terms under {self.grouping}, T={self.temperature:g}")
+        ls = ", logits standardized (LS)" if self.standardize else ""
+        self._log(
+            f"recording {self.path.name}: held-out terms under {self.grouping}, T={self.temperature:g}{ls}"
+        )
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -163,7 +176,8 @@ class Recorder:
                 labels,
                 grouping=self.grouping,
                 temperature=self.temperature,
-                correlation=_corr(self.grouping, teacher),
+                standardize=self.standardize,
+                correlation=_corr(self.grouping, teacher, self.standardize),
             )
             out = terms(student, epoch)  # checks the logits before anything is kept
             terms.keeper = EpochLogits(self.path / EPOCHS_DIR, terms, split=self.split, rows=None)
@@ -273,11 +287,14 @@ def _labels(y: object, n: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _corr(grouping: str, teacher: np.ndarray) -> np.ndarray | None:
-    """corr:R: the class correlation of the first epoch's held-out teacher logits, kept for every epoch."""
+def _corr(grouping: str, teacher: np.ndarray, standardize: bool) -> np.ndarray | None:
+    """corr:R: the class correlation of the first epoch's held-out teacher logits (standardized under LS),
+    kept for every epoch."""
     from cakd_viz.grouping import class_correlation
 
-    return class_correlation(teacher) if parse_grouping(grouping).needs_correlation else None
+    if not parse_grouping(grouping).needs_correlation:
+        return None
+    return class_correlation(teacher, standardize=standardize)
 
 
 def _check_same(terms: HeldOutTerms, teacher: np.ndarray, labels: np.ndarray | None) -> None:

@@ -223,6 +223,7 @@ def _train_and_write(ctx: _Context) -> None:
             eval_labels,
             grouping=cfg.loss.grouping,
             temperature=cfg.loss.temperature,
+            standardize=cfg.loss.standardize,
             correlation=parts.correlation,
             device=str(dev) if dev.type == "cuda" else "cpu",
             keep_dir=run_dir / EPOCHS_DIR,

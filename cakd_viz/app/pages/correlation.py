@@ -29,9 +29,12 @@ threshold = links.bound(
     help="Average-linkage clustering on 1 − r, cut where the average correlation drops below this.",
 )
 links.show(("family",))
-corr = compute.correlation(sel.key)
-corr_scope = compute.correlation_info(sel.key).describe()
-order, family = compute.clusters(sel.key, threshold)
+corr = compute.correlation(
+    sel.key, sel.standardize
+)  # of the standardized teacher under LS: what corr:R reads
+corr_scope = compute.correlation_info(sel.key, sel.standardize).describe()
+corr_of = "standardized teacher logits (LS: each sample z-scored)" if sel.standardize else "teacher logits"
+order, family = compute.clusters(sel.key, threshold, sel.standardize)
 families = fig.family_table(family)
 st.caption(
     f"{len(families):,} families among {b.num_classes:,} classes; "
@@ -56,19 +59,19 @@ if b.num_classes > fig.SHOW_ALL_UP_TO:
     only = None if pick == "overview" else int(pick)
 classes = fig.pick_classes(order, family, only=only)
 
-counts, counted = compute.comembership(sel.key, sel.grouping, sel.temperature)
+counts, counted = compute.comembership(sel.key, sel.grouping, sel.temperature, sel.standardize)
 heat_corr, heat_shared = st.tabs(["Teacher's class correlations", f"Shared strong sets under {sel.grouping}"])
 with heat_corr:
     ui.chart(
         fig.correlation_heatmap(corr, classes, family, names),
-        f"Pearson r between classes' teacher logits {corr_scope}, ordered by hierarchical clustering; "
+        f"Pearson r between classes' {corr_of} {corr_scope}, ordered by hierarchical clustering; "
         "every row and column is labelled. The `corr:R` groupings use this matrix.",
         key="corr_heatmap",
     )
 with heat_shared:
     ui.chart(
         fig.comembership_heatmap(counts, classes, family, names),
-        f"Row i, column j: how often j is in S when i is, over {counted:,} samples at T = {sel.temperature:g}.",
+        f"Row i, column j: how often j is in S when i is, over {counted:,} samples at {sel.setting}.",
         key="corr_shared",
     )
 
@@ -110,7 +113,7 @@ with left:
     d_mass = r_mass.d
     ui.chart(
         fig.strong_size_figure(d_mass.strong_size, grouping=d_mass.grouping),
-        f"Mean |S| = {d_mass.strong_size.mean():.2f} classes at T = {sel.temperature:g}, over {r_mass.scope()}.",
+        f"Mean |S| = {d_mass.strong_size.mean():.2f} classes at {sel.setting}, over {r_mass.scope()}.",
         key="corr_size",
     )
 with right:
@@ -121,7 +124,7 @@ with right:
         d = res[name].d
         ui.chart(
             fig.strong_mass_figure(d, student=name),
-            f"{name} under `{d.grouping}`: mean p_S = {d.teacher_strong_mass.mean():.3f} (teacher), "
+            f"{name} under `{d.grouping}` at {sel.setting}: mean p_S = {d.teacher_strong_mass.mean():.3f} (teacher), "
             f"q_S = {d.student_strong_mass.mean():.3f} (student), over {res[name].scope()}. Above the "
             "diagonal the student over-weights S.",
             key=f"corr_mass_{name}",
@@ -136,5 +139,6 @@ ui.finish(
         threshold=threshold,
         extra=viewspec.extra(sel),
         class_names=viewspec.class_names(sel),
+        standardize=sel.standardize,
     )
 )

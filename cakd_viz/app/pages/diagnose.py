@@ -52,8 +52,9 @@ which = links.bound(
 links.show(("set",))
 if b.labels is None:
     st.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
-if not r.exact:
-    st.caption(f"Failures among {r.scope()}; sample numbers are the bundle's own.")
+st.caption(
+    f"Failures among {r.scope()}, split under {sel.grouping} at {sel.setting}; sample numbers are the bundle's own."
+)
 fs = diagnose.FAILURE_SETS[which]
 mask = diagnose.failure_mask(d, which)
 count = int(mask.sum())
@@ -111,7 +112,10 @@ else:
     right.download_button(
         f"Download all {count:,} as CSV",
         data=_every,
-        file_name=export.file_stem("failures", sel.student, d.grouping, f"T{d.temperature:g}") + ".csv",
+        file_name=export.file_stem(
+            "failures", sel.student, d.grouping, f"T{d.temperature:g}", "LS" if d.standardize else None
+        )
+        + ".csv",
         mime="text/csv",
         on_click="ignore",
     )
@@ -142,7 +146,7 @@ else:
         )
 
     ui.subheader(f"Confusions: {ref_title} → student's prediction")
-    _, family = compute.clusters(sel.key, FAMILY_THRESHOLD)
+    _, family = compute.clusters(sel.key, FAMILY_THRESHOLD, sel.standardize)
     in_strong = compute.in_strong(r, sel.key, which)
     pairs = diagnose.confusion_pairs(
         d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
@@ -184,7 +188,7 @@ if sel.compare:
     size, change, rows_b, _ = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
     st.caption(
         f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "
-        f"(right = {right_means}); differences are {b_name} − {a_name}, under {sel.grouping} at T = {sel.temperature:g}."
+        f"(right = {right_means}); differences are {b_name} − {a_name}, under {sel.grouping} at {sel.setting}."
     )
     if size:
         ui.chart(
@@ -214,5 +218,6 @@ ui.finish(
         limit=TABLE_ROWS,
         extra=viewspec.extra(sel),
         class_names=viewspec.class_names(sel),
+        standardize=sel.standardize,
     )
 )

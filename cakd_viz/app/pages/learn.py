@@ -1,5 +1,7 @@
 """Learn: how does the decomposition work?"""
 
+from dataclasses import replace
+
 import numpy as np
 import streamlit as st
 
@@ -21,6 +23,7 @@ from cakd_viz.learn import (
     learn_slider,
     worked_example,
 )
+from cakd_viz.standardize import setting
 
 st.title("Learn")
 st.markdown(
@@ -37,6 +40,7 @@ def _load(view: LearnView) -> None:
     for i in range(C):
         ss[f"learn_t{i}"], ss[f"learn_s{i}"] = view.teacher[i], view.student[i]
     ss["learn_T"], ss["learn_label"] = view.temperature, LEARN_CLASSES[view.label]
+    ss["learn_ls"] = view.standardize
     ss["learn_kind"], symbol, value = learn_choice(view.grouping)
     if symbol is not None:
         ss[f"learn_{symbol}"] = value
@@ -50,7 +54,7 @@ def _floats(text: str) -> list[float]:
 
 
 # The example lives in the URL, so a link reproduces it; a link this page did not write wins.
-_asked = {k: links.param(k) for k in ("zt", "zs", "lt", "lg", "ly")}
+_asked = {k: links.param(k) for k in ("zt", "zs", "lt", "lg", "ly", "ls")}
 incoming = LearnView.from_params(_asked)
 if "learn_t0" not in ss:
     ss["learn_preset"] = next(iter(PRESETS))
@@ -99,10 +103,17 @@ numbers = st.container()  # filled once the controls below have been read
 controls, charts = st.columns([2, 3], gap="large")
 with controls:
     temperature = st.slider("Temperature T", *TEMPERATURE_RANGE, step=0.25, key="learn_T", **KEEP)
+    standardize = st.toggle(
+        "Standardize logits (LS)",
+        key="learn_ls",
+        help="Logit standardization: each row of logits z-scored, (z − mean) / (std + 1e-7), before T.",
+        **KEEP,
+    )
+    shared = state.selection(required=False)
     st.caption(
-        f"This example has its own T and grouping (K from 1 to {C - 1} for its {C} classes): they do not "
-        f"change the sidebar's T = {state.selection(required=False).temperature:g} and "
-        f"{state.selection(required=False).grouping}, which apply to the open bundle on the other pages."
+        f"This example has its own T, grouping (K from 1 to {C - 1} for its {C} classes) and "
+        f"standardization: they do not change the sidebar's {shared.setting} and {shared.grouping}, which "
+        "apply to the open bundle on the other pages."
     )
     rules = {rule.name: rule for rule in learn_rules()}
     kind = st.radio(
@@ -136,15 +147,25 @@ with controls:
         ]
     )
 
-view = LearnView(tuple(teacher), tuple(student), temperature, grouping, LEARN_CLASSES.index(label))
+view = LearnView(
+    tuple(teacher), tuple(student), temperature, grouping, LEARN_CLASSES.index(label), standardize
+)
 ss["_learn_url"] = view.to_params()
-for key, value in ss["_learn_url"].items():
-    links.set_param(key, value)
-if view.to_params() == PRESETS[preset].view().to_params():
+for key in ("zt", "zs", "lt", "lg", "ly", "ls"):
+    links.set_param(key, ss["_learn_url"].get(key))
+if (
+    replace(view, standardize=False).to_params()
+    == replace(PRESETS[preset].view(), standardize=False).to_params()
+):
     story.info(PRESETS[preset].story)
 else:
     story.caption(f"Your own example (changed from “{preset}”). Pick a preset to start again.")
-ex = worked_example(student, teacher, view.label, grouping=grouping, temperature=temperature)
+ex = worked_example(
+    student, teacher, view.label, grouping=grouping, temperature=temperature, standardize=standardize
+)
+other = worked_example(  # the same example with the other standardization setting, for one line
+    student, teacher, view.label, grouping=grouping, temperature=temperature, standardize=not standardize
+)
 with numbers:
     cols = st.columns(4)
     cols[0].metric(f"KL ({KL_UNIT})", format_number(ex.kl, 4), border=True)
@@ -160,7 +181,14 @@ with numbers:
         )
     st.latex(r"\Large " + identity_latex(ex, decimals=4))
     strong = ", ".join(LEARN_CLASSES[i] for i in ex.strong_classes)
-    st.caption(f"Grouping {grouping} at T = {temperature:g}: S = {{{strong}}}, shaded in the bars.")
+    st.caption(
+        f"Grouping {grouping} at {setting(temperature, standardize)}: S = {{{strong}}}, shaded in the bars. "
+        + (
+            f"Without standardization this example's KL would be {format_number(other.kl, 4)} {KL_UNIT}."
+            if standardize
+            else f"With standardization (LS) its KL would be {format_number(other.kl, 4)} {KL_UNIT}."
+        )
+    )
 with charts:
     st.plotly_chart(fig.probability_bars(ex, LEARN_CLASSES, np.arange(C), font_size=16), width="stretch")
     st.plotly_chart(
@@ -172,8 +200,14 @@ with charts:
     )
 
 st.header("How it works")
-terms, dkd, loss, honest = st.tabs(
-    ["The three terms", "DKD's special case", "The CAKD loss", "What the paper prescribes"]
+terms, dkd, loss, ls_tab, honest = st.tabs(
+    [
+        "The three terms",
+        "DKD's special case",
+        "The CAKD loss",
+        "Logit standardization",
+        "What the paper prescribes",
+    ]
 )
 with terms:
     st.markdown(
@@ -217,6 +251,28 @@ with loss:
         "Raising α makes the student rank the look-alikes like the teacher; raising β makes it keep the tail. "
         "A three-term variant with S = the teacher's top-k (GDKD, arXiv 2512.04625) uses k = 5 and weights "
         "1 / 1 / 8 at T = 4 on CIFAR-100, with DKD's 20-epoch warm-up."
+    )
+with ls_tab:
+    st.markdown(
+        "**Logit standardization** (LS: Sun et al., “Logit Standardization in Knowledge Distillation”, "
+        "CVPR 2024, arXiv 2403.01427) z-scores each sample's teacher and student logits separately before "
+        "the temperature, as the paper's public code does:"
+    )
+    st.latex(
+        r"z' = \frac{z - \operatorname{mean}(z)}{\operatorname{std}(z) + 10^{-7}} \qquad p = \operatorname{softmax}(z'_t / T), \quad q = \operatorname{softmax}(z'_s / T)"
+    )
+    st.markdown(
+        "(std with Bessel's correction, over the classes of one sample). KD normally asks the student to "
+        "match the teacher's logits in magnitude too, which a small student may not manage; standardized, it "
+        "only has to match their relations: a student whose logits are the teacher's times 0.4 has a KL of "
+        "0 (the preset “Right ranking, smaller logit scale”). Softmax ignores the mean, so standardizing "
+        "amounts to a per-sample temperature (std + 10⁻⁷)·T, one for the teacher and one for the student. "
+        "The split KL = BCD + p_S·SCD + p_W·WCD holds for the standardized logits as for any others; S is "
+        "the standardized teacher's (top-k: the same classes; mass:P: its probabilities change).\n\n"
+        "Every loss here takes it (`standardize=True`: KD + LS is the paper's KD), and GDKD (Zheng & Cheng, "
+        "arXiv 2512.04625) reports further gains with it. The sidebar's “Standardize logits (LS)” applies it "
+        "to the open bundle on every page; the Overview's “Standardization (LS)” tab shows whether it changes "
+        "which term dominates. The toggle above applies to this example only."
     )
 with honest:
     st.markdown(

@@ -9,7 +9,7 @@ from cakd_viz.figures import overview as fig
 from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.terms import heading
 
-TABS = ["Distributions", "Per class", "vs temperature", "vs grouping"]
+TABS = ["Distributions", "Per class", "vs temperature", "vs grouping", "Standardization (LS)"]
 
 ui.title(
     "Overview",
@@ -41,9 +41,7 @@ grouping = "target" if dkd else sel.grouping
 res = state.results(sel.students, grouping=grouping)  # every student
 here = res[sel.student]
 context = ui.context(grouping=grouping)
-st.caption(
-    f"Grouping `{grouping}`, T = {sel.temperature:g}. KL(teacher ‖ student) in {KL_UNIT}, over {here.scope()}."
-)
+st.caption(f"Grouping `{grouping}`, {sel.setting}. KL(teacher ‖ student) in {KL_UNIT}, over {here.scope()}.")
 
 summary = compute.shares_by_student(res)
 cols = st.columns(min(len(summary), 6))
@@ -64,7 +62,7 @@ if sel.compare:
     cmp = compute.compare_summary(here, res[sel.compare])
     ui.chart(
         compare_fig.mean_terms_figure(cmp, sel.student, sel.compare),
-        f"Mean KL and mean parts under {grouping} at T = {sel.temperature:g}: B − A above B's bars "
+        f"Mean KL and mean parts under {grouping} at {sel.setting}: B − A above B's bars "
         f"(negative: {sel.compare} is closer to the teacher).",
         key="overview_compare",
     )
@@ -91,9 +89,15 @@ if (asked_view := links.param("view")) is not None and asked_view not in TABS an
         "view",
     )
 links.show(("view",))
-dist, per_class, by_t, by_g = st.tabs(TABS, key="view", bind="query-params")
+dist, per_class, by_t, by_g, by_ls = st.tabs(TABS, key="view", bind="query-params")
 snippet = ViewSpec(
-    "summary", viewspec.bundle_path(sel), sel.student, grouping, sel.temperature, extra=viewspec.extra(sel)
+    "summary",
+    viewspec.bundle_path(sel),
+    sel.student,
+    grouping,
+    sel.temperature,
+    extra=viewspec.extra(sel),
+    standardize=sel.standardize,
 )
 if dist.open:
     with dist:
@@ -142,6 +146,7 @@ if per_class.open:
             by=by,
             extra=viewspec.extra(sel),
             class_names=viewspec.class_names(sel),
+            standardize=sel.standardize,
         )
 if by_t.open:
     with by_t:
@@ -149,12 +154,13 @@ if by_t.open:
         students = (
             tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
         )
-        tsweep = compute.temperature_scan(sel.key, students, grouping, temps, sel.device)
+        tsweep = compute.temperature_scan(sel.key, students, grouping, temps, sel.device, sel.standardize)
         ui.chart(
             fig.sweep_figure(
                 tsweep, x="temperature", x_title="temperature T", log_x=True, current=sel.temperature
             ),
-            f"Shares at each T on a fixed random subset of {int(tsweep['n'].iloc[0]):,} samples.",
+            f"Shares at each T on a fixed random subset of {int(tsweep['n'].iloc[0]):,} samples"
+            + (", logits standardized." if sel.standardize else "."),
             key="overview_by_t",
         )
 if by_g.open:
@@ -164,14 +170,56 @@ if by_g.open:
             tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
         )
         gsweep = compute.grouping_scan(
-            sel.key, students, tuple(specs), tuple(values), sel.temperature, sel.device
+            sel.key, students, tuple(specs), tuple(values), sel.temperature, sel.device, sel.standardize
         )
         here = fig.grouping_param(grouping)
         ui.chart(
             fig.sweep_figure(gsweep, x="param", x_title=param, current=here),
             f"Shares for {specs[0].split(':')[0]}:{param.split()[0]} on a fixed random subset of "
-            f"{int(gsweep['n'].iloc[0]):,} samples, at T = {sel.temperature:g}.",
+            f"{int(gsweep['n'].iloc[0]):,} samples, at {sel.setting}.",
             key="overview_by_g",
+        )
+if by_ls.open:  # one more pass per student (the setting the sidebar does not show), only when opened
+    with by_ls:
+        plain = state.results(sel.students, grouping=grouping, standardize=False)
+        standardized = state.results(sel.students, grouping=grouping, standardize=True)
+        both = compute.ls_students(plain, standardized)
+        changed = both.loc[both["changed"], "student"].tolist()
+        ui.chart(
+            fig.standardization_figure(both),
+            f"Each student's shares of the total KL under {grouping} at T = {sel.temperature:g}, without "
+            "and with logit standardization (LS: each sample's logits z-scored before T); over "
+            f"{here.scope()}. "
+            + (
+                f"The largest part changes for {', '.join(changed)}."
+                if changed
+                else "Standardization changes no student's largest part."
+            ),
+            key="overview_ls",
+        )
+        ls_context = context | {"student": "all", "standardize": "without and with"}
+        ui.table(both, name="standardization", context=ls_context, key="overview_ls_table")
+        by = "label" if b.labels is not None else "teacher_pred"
+        classes = compute.ls_classes(plain[sel.student], standardized[sel.student], by, sel.class_names)
+        moved = int(classes["changed"].sum())
+        ui.subheader(f"{sel.student}: which classes' largest part changes with LS")
+        ui.table(
+            classes,
+            name="standardization_per_class",
+            caption=f"By {'true class' if by == 'label' else 'teacher’s class'}: {moved} of {len(classes)} "
+            f"classes change their largest part (listed first), then by total KL without LS.",
+            context=context | {"standardize": "without and with"},
+            height=320,
+            key="overview_ls_classes",
+        )
+        snippet = ViewSpec(
+            "standardization",
+            viewspec.bundle_path(sel),
+            sel.student,
+            grouping,
+            sel.temperature,
+            extra=viewspec.extra(sel),
+            standardize=sel.standardize,
         )
 if sel.compare:
     snippet = ViewSpec(
@@ -182,5 +230,6 @@ if sel.compare:
         sel.temperature,
         student_b=sel.compare,
         extra=viewspec.extra(sel),
+        standardize=sel.standardize,
     )
 ui.finish(snippet)

@@ -45,7 +45,9 @@ i = int(
 nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
 links.show(("i",))
 
-corr = compute.correlation(sel.key) if parse_grouping(sel.grouping).needs_correlation else None
+corr = (
+    compute.correlation(sel.key, sel.standardize) if parse_grouping(sel.grouping).needs_correlation else None
+)
 label = None if b.labels is None else int(b.labels[i])
 
 
@@ -57,6 +59,7 @@ def _example(student: str):
         grouping=sel.grouping,
         temperature=sel.temperature,
         correlation=corr,
+        standardize=sel.standardize,
     )
 
 
@@ -130,7 +133,8 @@ for who, e in [(sel.student, ex)] + ([(sel.compare, ex_b)] if ex_b is not None e
         )
     st.caption(
         f"Group masses: teacher p_S = {e.p_strong:.4g}, p_W = {e.p_weak:.4g}; {who} q_S = {e.q_strong:.4g}, "
-        f"q_W = {e.q_weak:.4g}. T = {sel.temperature:g}, grouping {sel.grouping}."
+        f"q_W = {e.q_weak:.4g}. {sel.setting}, grouping {sel.grouping}"
+        + (": p and q are of the logits z-scored per sample (LS)." if sel.standardize else ".")
     )
     ui.chart(fig.contribution_bars(e), key=f"sample_parts_{who}")
 ui.finish(
@@ -142,5 +146,6 @@ ui.finish(
         sel.temperature,
         sample=i,
         extra=viewspec.extra(sel),
+        standardize=sel.standardize,
     )
 )

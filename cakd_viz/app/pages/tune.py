@@ -197,7 +197,7 @@ def run_view(table, by_id) -> None:
         if not epochs.empty and all(k in epochs for k in fig.HELD_OUT[:4]):
             raw = st.toggle("Raw terms (instead of the parts that add up to the KL)", key="tune_run_raw")
             st.plotly_chart(fig.held_out_terms_figure(epochs, raw=raw), key="tune_run_terms")
-            st.caption(fig.HELD_OUT_NOTE)
+            st.caption(tracker.held_out_note(r))
         elif r.epochs:
             st.info(
                 "This run's epochs carry no held-out decomposition (val_kl, val_bcd, …): it was made before runs "
