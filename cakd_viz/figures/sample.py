@@ -145,14 +145,22 @@ def probability_bars(
 
 
 def contribution_bars(
-    example, *, title: str | None = None, font_size: int = 13, decimals: int | None = None
+    example,
+    *,
+    title: str | None = None,
+    font_size: int = 13,
+    decimals: int | None = None,
+    student: str | None = None,
 ) -> go.Figure:
     """Each contribution as its own bar, and KL as the three stacked: the identity, drawn.
 
     `example`: anything with `contributions()` and `kl` (a `learn.Example`). One trace per term
     ("bcd", "scd", "wcd" in `meta`), each with two bars: its own column and its segment of "KL".
-    decimals: fixed decimals for the value labels (default: 4 significant digits).
+    decimals: fixed decimals for the value labels (default: 4 significant digits). ``student`` (a name
+    from a file, escaped here) titles the chart with whose KL it is, unless ``title`` is given.
     """
+    if title is None and student is not None:
+        title = f"{plain(student)}: its KL and the three parts"
     parts = example.contributions()
     fig = go.Figure()
     for name, value in parts.items():

@@ -33,7 +33,7 @@ corr = compute.correlation(sel.key)
 corr_scope = compute.correlation_info(sel.key).describe()
 order, family = compute.clusters(sel.key, threshold)
 families = fig.family_table(family)
-st.caption(
+ui.caption(
     f"{len(families):,} families among {b.num_classes:,} classes; "
     f"{int((families['size'] > 1).sum()):,} of them have two or more classes. Families are boxed on the diagonal."
 )

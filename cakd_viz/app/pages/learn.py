@@ -1,9 +1,11 @@
 """Learn: how does the decomposition work?"""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from cakd_viz.app import links, state
+from cakd_viz.app import links, state, ui
+from cakd_viz.export import learn_snippet
 from cakd_viz.figures import learn as learn_fig
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -13,8 +15,9 @@ from cakd_viz.learn import (
     PRESETS,
     TEMPERATURE_RANGE,
     LearnView,
+    class_numbers,
+    example_row,
     format_number,
-    identity_latex,
     learn_choice,
     learn_grouping,
     learn_rules,
@@ -22,10 +25,10 @@ from cakd_viz.learn import (
     worked_example,
 )
 
-st.title("Learn")
-st.markdown(
+ui.title(
+    "Learn",
     "**How does the decomposition work?** Six classes, two families of look-alikes. Move the teacher's and "
-    "the student's logits and watch the KL split into its three parts; the identity holds for every setting."
+    "the student's logits and watch the KL split into its three parts; the identity holds for every setting.",
 )
 ss = st.session_state
 C = len(LEARN_CLASSES)
@@ -140,17 +143,31 @@ view = LearnView(tuple(teacher), tuple(student), temperature, grouping, LEARN_CL
 ss["_learn_url"] = view.to_params()
 for key, value in ss["_learn_url"].items():
     links.set_param(key, value)
-if view.to_params() == PRESETS[preset].view().to_params():
-    story.info(PRESETS[preset].story)
-else:
-    story.caption(f"Your own example (changed from “{preset}”). Pick a preset to start again.")
+ui.set_context(
+    {
+        "example": preset
+        if view.to_params() == PRESETS[preset].view().to_params()
+        else f"changed from {preset}"
+    }
+    | {"grouping": grouping, "T": temperature, "true class": label}
+)
+story_text = (
+    PRESETS[preset].story
+    if view.to_params() == PRESETS[preset].view().to_params()
+    else f"Your own example (changed from “{preset}”). Pick a preset to start again."
+)
 ex = worked_example(student, teacher, view.label, grouping=grouping, temperature=temperature)
 with numbers:
+    if view.to_params() == PRESETS[preset].view().to_params():
+        ui.note(story_text, "info", where=story)
+    else:
+        ui.caption(story_text, where=story)
     cols = st.columns(4)
-    cols[0].metric(f"KL ({KL_UNIT})", format_number(ex.kl, 4), border=True)
+    ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(ex.kl, 4), border=True)
     for col, (name, value) in zip(cols[1:], ex.contributions().items(), strict=True):
         share = value / ex.kl if ex.kl > 0 else 0.0
-        col.metric(
+        ui.metric(
+            col,
             fig.CONTRIBUTION_LABELS[name],
             format_number(value, 4),
             f"{share:.0%} of KL",
@@ -158,47 +175,66 @@ with numbers:
             delta_arrow="off",
             border=True,
         )
-    st.latex(r"\Large " + identity_latex(ex, decimals=4))
+    ui.identity(ex, decimals=4, prefix=r"\Large ")
     strong = ", ".join(LEARN_CLASSES[i] for i in ex.strong_classes)
-    st.caption(f"Grouping {grouping} at T = {temperature:g}: S = {{{strong}}}, shaded in the bars.")
+    ui.caption(f"Grouping {grouping} at T = {temperature:g}: S = {{{strong}}}, shaded in the bars.")
 with charts:
-    st.plotly_chart(fig.probability_bars(ex, LEARN_CLASSES, np.arange(C), font_size=16), width="stretch")
-    st.plotly_chart(
-        learn_fig.group_mass_bars(ex, title="What BCD compares: the mass on S and on W"), width="stretch"
+    ui.chart(fig.probability_bars(ex, LEARN_CLASSES, np.arange(C), font_size=16), key="learn_bars")
+    ui.chart(
+        learn_fig.group_mass_bars(ex, title="What BCD compares: the mass on S and on W"), key="learn_masses"
     )
-    st.plotly_chart(
+    ui.chart(
         fig.contribution_bars(ex, title="The three contributions add up to KL", font_size=16, decimals=4),
-        width="stretch",
+        key="learn_parts",
+    )
+with st.expander("The example's numbers, as tables"):
+    ui.table(pd.DataFrame([example_row(ex)]), name="learn_terms", key="learn_terms", context=ui.context())
+    ui.table(
+        class_numbers(ex, LEARN_CLASSES), name="learn_classes", key="learn_classes", context=ui.context()
     )
 
-st.header("How it works")
+ui.header("How it works")
 terms, dkd, loss, honest = st.tabs(
     ["The three terms", "DKD's special case", "The CAKD loss", "What the paper prescribes"]
 )
 with terms:
-    st.markdown(
+    ui.section("The three terms")
+    ui.markdown(
         "Teacher p = softmax(z_t / T), student q = softmax(z_s / T). A grouping rule picks a strong set S for each "
         "sample; W is the rest. p_S is the teacher's total mass on S, p_W = 1 − p_S (q_S, q_W for the student)."
     )
-    st.latex(r"\mathrm{BCD} = p_S \log\frac{p_S}{q_S} + p_W \log\frac{p_W}{q_W}")
-    st.latex(
-        r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
-        r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}"
+    ui.latex(
+        r"\mathrm{BCD} = p_S \log\frac{p_S}{q_S} + p_W \log\frac{p_W}{q_W}",
+        "BCD = p_S log(p_S / q_S) + p_W log(p_W / q_W)",
     )
-    st.latex(r"\mathrm{KL}(p \,\|\, q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}")
-    st.markdown(
+    ui.latex(
+        r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
+        r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}",
+        "SCD = Σ over i in S of (p_i / p_S) log((p_i / p_S) / (q_i / q_S));   "
+        "WCD = Σ over i in W of (p_i / p_W) log((p_i / p_W) / (q_i / q_W))",
+    )
+    ui.latex(
+        r"\mathrm{KL}(p \,\|\, q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}",
+        "KL(p ‖ q) = BCD + p_S · SCD + p_W · WCD",
+    )
+    ui.markdown(
         "BCD asks: does the student put the right mass on the strong group? SCD: does it rank the strongly "
         "correlated classes like the teacher? WCD: does it keep the teacher's 'dark knowledge' in the tail? "
         "The identity is the chain rule of KL: exact for every sample and every choice of S. SCD is 0 when S "
         "has one class, WCD is 0 when W is empty."
     )
 with dkd:
-    st.markdown("With S = {true class y}, SCD vanishes and the split is DKD's (Zhao et al., CVPR 2022):")
-    st.latex(
-        r"\mathrm{KD} = \underbrace{\mathrm{BCD}}_{\mathrm{TCKD}} + (1 - p_y)\,\underbrace{\mathrm{WCD}}_{\mathrm{NCKD}}"
+    ui.section("DKD's special case")
+    ui.markdown("With S = {true class y}, SCD vanishes and the split is DKD's (Zhao et al., CVPR 2022):")
+    ui.latex(
+        r"\mathrm{KD} = \underbrace{\mathrm{BCD}}_{\mathrm{TCKD}} + (1 - p_y)\,\underbrace{\mathrm{WCD}}_{\mathrm{NCKD}}",
+        "KD = BCD (TCKD) + (1 − p_y) · WCD (NCKD)",
     )
-    st.latex(r"L_{\mathrm{DKD}} = \mathrm{CE} + \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}")
-    st.markdown(
+    ui.latex(
+        r"L_{\mathrm{DKD}} = \mathrm{CE} + \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}",
+        "L_DKD = CE + α · TCKD + β · NCKD",
+    )
+    ui.markdown(
         "DKD's public defaults on CIFAR-100: α = 1, β = 8, T = 4 (β is tuned per teacher-student pair), and a "
         "warm-up over the first 20 of 240 epochs: in epoch e (counted from 1) the loss is multiplied by "
         "min(e / 20, 1), one factor per epoch, as in DKD's public code (mdistiller). Runs here use that same "
@@ -206,20 +242,23 @@ with dkd:
         "above to see this case."
     )
 with loss:
-    st.markdown(
+    ui.section("The CAKD loss")
+    ui.markdown(
         "CAKD trains with the teacher's weights p_S and p_W replaced by tuned constants, the way DKD replaces "
         "1 − p_target, next to the cross-entropy (each KL term scaled by T², as in KD):"
     )
-    st.latex(
-        r"L = \mathrm{CE} + w_b \cdot \mathrm{BCD} + \alpha \cdot \mathrm{SCD} + \beta \cdot \mathrm{WCD}"
+    ui.latex(
+        r"L = \mathrm{CE} + w_b \cdot \mathrm{BCD} + \alpha \cdot \mathrm{SCD} + \beta \cdot \mathrm{WCD}",
+        "L = CE + w_b · BCD + α · SCD + β · WCD",
     )
-    st.markdown(
+    ui.markdown(
         "Raising α makes the student rank the look-alikes like the teacher; raising β makes it keep the tail. "
         "A three-term variant with S = the teacher's top-k (GDKD, arXiv 2512.04625) uses k = 5 and weights "
         "1 / 1 / 8 at T = 4 on CIFAR-100, with DKD's 20-epoch warm-up."
     )
 with honest:
-    st.markdown(
+    ui.section("What the paper prescribes")
+    ui.markdown(
         "CAKD (Zhang et al., arXiv 2410.14741, IEEE ICDM 2024) names BCD, SCD and WCD and trains with "
         "CE + w_b·BCD + α·SCD + β·WCD, the tuned weights α and β taking the place of the teacher's masses p_S "
         "and p_W. What it prescribes, as far as is known to us (its full text is not available to us; these "
@@ -235,3 +274,4 @@ with honest:
         "the other pages) is **this project's extension** of the split to several classes in S, not the "
         "paper's rule."
     )
+ui.finish(learn_snippet(view))
