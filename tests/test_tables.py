@@ -81,7 +81,13 @@ def test_comparison_measures_show_each_row_in_its_unit():
 
 def test_tables_for_people_hold_percent_columns_in_percent():
     library = pd.DataFrame(
-        {"student": ["kd"], "share_bcd": [0.5603], "accuracy_delta": [0.0008], "kl_mean": [0.25], "count": [7]}
+        {
+            "student": ["kd"],
+            "share_bcd": [0.5603],
+            "accuracy_delta": [0.0008],
+            "kl_mean": [0.25],
+            "count": [7],
+        }
     )
     people = readable(library, a="ce", b="kd")
     assert list(people.columns) == [
