@@ -142,7 +142,12 @@ def _script_json(value) -> str:
 
 
 def _table(n: int, frame: pd.DataFrame, caption: str, total: int) -> str:
-    body = frame.to_html(index=False, escape=True, na_rep="")
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{'' if v is None else _esc(v)}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    body = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     shown = f" (first {len(frame):,} of {total:,} rows)" if total > len(frame) else ""
     return body + (f"<p class='caption'>{_esc(caption)}{_esc(shown)}</p>" if caption or shown else "")
 

@@ -3,7 +3,6 @@ columns wide enough for every value (nothing clipped, as the failure table's ".0
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -161,6 +161,14 @@ def identity(example, *, decimals: int | None = None, prefix: str = "", where=No
     )
 
 
+def who(name: str, sel) -> str:
+    """A student as the charts of a view name it: with a student B (``sel.compare``) set, its role too
+    ("kd (A)", "ce (B)"), so that every chart says which student is which; else its name alone."""
+    if not sel.compare or name not in (sel.student, sel.compare):
+        return name
+    return f"{name} ({'A' if name == sel.student else 'B'})"
+
+
 def chart(fig, caption: str | None = None, *, key: str | None = None, where=None, **kwargs) -> None:
     """Draw ``fig`` full width (with ``caption`` under it) and record both in the report."""
     (where or st).plotly_chart(fig, width="stretch", key=key, **kwargs)

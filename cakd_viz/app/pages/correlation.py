@@ -120,7 +120,7 @@ with right:
     for name in who:
         d = res[name].d
         ui.chart(
-            fig.strong_mass_figure(d, student=name),
+            fig.strong_mass_figure(d, student=ui.who(name, sel)),
             f"{name} under `{d.grouping}`: mean p_S = {d.teacher_strong_mass.mean():.3f} (teacher), "
             f"q_S = {d.student_strong_mass.mean():.3f} (student), over {res[name].scope()}. Above the "
             "diagonal the student over-weights S.",

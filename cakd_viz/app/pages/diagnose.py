@@ -135,7 +135,7 @@ else:
     links.show(("share",))
     classes = diagnose.class_failures(d, mask, by=fs.reference, num_classes=b.num_classes, class_names=names)
     ui.chart(
-        fig.class_failure_chart(classes, normalize=normalize, student=sel.student),
+        fig.class_failure_chart(classes, normalize=normalize, student=ui.who(sel.student, sel)),
         f"The {min(25, len(classes))} classes with the most failures, of {len(classes)} with any.",
         key="diagnose_classes",
     )
@@ -155,7 +155,7 @@ else:
     )
     in_s = f"'in S': how often the student's prediction lay in the sample's strong set under {d.grouping}."
     ui.chart(
-        fig.confusion_chart(pairs, student=sel.student),
+        fig.confusion_chart(pairs, student=ui.who(sel.student, sel)),
         f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
         f"correlation ≥ {FAMILY_THRESHOLD}). {in_s}",
         key="diagnose_pairs",

@@ -89,7 +89,7 @@ if dist.open:
     with dist:
         hists = compute.histograms(here)
         ui.chart(
-            fig.histogram_figure(hists, student=sel.student),
+            fig.histogram_figure(hists, student=ui.who(sel.student, sel)),
             f"{sel.student}: each sample's KL and its three contributions, binned on a log scale; "
             f"{here.scope()}.",
             key="overview_hist",
@@ -117,7 +117,7 @@ if per_class.open:
             )
         table = compute.breakdown(here, by, sel.class_names)
         ui.chart(
-            fig.class_breakdown_figure(table, by_title=by_title, student=sel.student),
+            fig.class_breakdown_figure(table, by_title=by_title, student=ui.who(sel.student, sel)),
             f"{sel.student}: the {min(30, len(table))} classes with the largest total KL; all {len(table)} "
             f"below; {here.scope()}.",
             key="overview_classes",

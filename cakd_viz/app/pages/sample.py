@@ -151,7 +151,7 @@ for who, e in pairs:
         f"Group masses: teacher p_S = {e.p_strong:.4g}, p_W = {e.p_weak:.4g}; {plain(who)} q_S = {e.q_strong:.4g}, "
         f"q_W = {e.q_weak:.4g}. T = {sel.temperature:g}, grouping {sel.grouping}."
     )
-    ui.chart(fig.contribution_bars(e, student=who), key=f"sample_parts_{who}")
+    ui.chart(fig.contribution_bars(e, student=ui.who(who, sel)), key=f"sample_parts_{who}")
 with st.expander("This sample's numbers, as a table"):
     ui.table(
         pd.DataFrame([{"student": who, **example_row(e)} for who, e in pairs]),
