@@ -79,7 +79,9 @@ def histogram_figure(hists: dict[str, pd.DataFrame], *, student: str | None = No
                 hovertemplate=f"{TERM_NAMES[name]}<br>from %{{x:.3g}} {KL_UNIT}<br>%{{y:,}} samples<extra></extra>",
             )
         )
-    fig.update_layout(**base_layout(_whose(student, "each sample's KL and parts"), height=340))
+    fig.update_layout(
+        **base_layout(_whose(student, "how the KL and its parts spread over the samples"), height=340)
+    )
     fig.update_xaxes(
         type="log", title=f"value per sample ({KL_UNIT}, log scale)", exponentformat="power", dtick=1
     )
