@@ -114,6 +114,7 @@ LAYERS = {
     "compare": 3,
     "figures": 4,
     "export": 4,
+    "report": 4,
     "data": 4,
     "models": 4,
     "train": 5,
