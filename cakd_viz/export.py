@@ -176,7 +176,8 @@ def _per_class(v: ViewSpec) -> list[str]:
 
 def _sample(v: ViewSpec) -> list[str]:
     return [
-        "from cakd_viz.learn import example_row, worked_example",
+        "from cakd_viz.learn import worked_example",
+        "from cakd_viz.worked import example_row",
         "",
         f"i = {int(v.sample or 0)!r}",
         "label = None if bundle.labels is None else int(bundle.labels[i])",
@@ -244,8 +245,9 @@ def learn_snippet(view) -> str:
             "# cakd-viz: recompute the Learn page's example (its own six classes, T and grouping).",
             "import pandas as pd",
             "",
-            "from cakd_viz.learn import LEARN_CLASSES, example_row, worked_example",
+            "from cakd_viz.learn import LEARN_CLASSES, worked_example",
             "from cakd_viz.terms import readable",
+            "from cakd_viz.worked import example_row",
             "",
             f"teacher = {[float(v) for v in view.teacher]!r}",
             f"student = {[float(v) for v in view.student]!r}",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 NOTE_KINDS = ("info", "success", "warning", "error")
+MAX_ROWS = 500  # rows of a table the report holds (it says how many the page's table has)
 
 
 @dataclass
@@ -56,9 +57,14 @@ class Report:
     def figure(self, fig, caption: str = "") -> None:
         self.items.append(("figure", fig, str(caption)))
 
-    def table(self, frame: pd.DataFrame, caption: str = "", max_rows: int = 500) -> None:
-        """A table as the page showed it: its cells already formatted as text."""
-        self.items.append(("table", frame.head(max_rows), str(caption), len(frame)))
+    def table(
+        self, frame: pd.DataFrame, caption: str = "", max_rows: int = MAX_ROWS, total: int | None = None
+    ) -> None:
+        """A table as the page showed it: its cells already formatted as text; its first ``max_rows``
+        rows (``total``: how many the page's table has, when ``frame`` holds only the first ones)."""
+        self.items.append(
+            ("table", frame.head(max_rows), str(caption), len(frame) if total is None else total)
+        )
 
 
 _STYLE = """

@@ -111,6 +111,7 @@ LAYERS = {
     "scans": 3,
     "families": 3,
     "learn": 3,
+    "worked": 3,
     "compare": 3,
     "figures": 4,
     "export": 4,

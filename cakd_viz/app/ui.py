@@ -19,10 +19,10 @@ import streamlit as st
 
 from cakd_viz import export
 from cakd_viz.app.formats import column_config, column_format, formatted, js_precision  # noqa: F401
-from cakd_viz.learn import identity_latex, identity_parts, identity_text
-from cakd_viz.report import Report
+from cakd_viz.report import MAX_ROWS, Report
 from cakd_viz.terms import heading, in_units, unit
 from cakd_viz.terms import measures as measures_in_units
+from cakd_viz.worked import identity_latex, identity_parts, identity_text
 
 _K_REPORT = "_report"
 _K_EXPORT_BOX = "_export_box"
@@ -221,14 +221,8 @@ def table(
         st.caption(caption)
     out = shown if export_frame is None else in_units(export_frame).rename(columns=names)
     download(out, name=name, context=context, key=f"dl_{key or name}")
-    report().table(formatted(shown, formats), plain_text(caption or ""))
+    report().table(formatted(shown.head(MAX_ROWS), formats), plain_text(caption or ""), total=len(shown))
     return event
-
-
-def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """A library table's cells as the page prints them (in the units of their headings), for reports."""
-    people = in_units(frame)
-    return formatted(people, {c: column_format(c, people[c]) for c in frame.columns})
 
 
 def measures(summary: pd.DataFrame, *, a: str = "A", b: str = "B") -> pd.DataFrame:

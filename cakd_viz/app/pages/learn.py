@@ -15,15 +15,13 @@ from cakd_viz.learn import (
     PRESETS,
     TEMPERATURE_RANGE,
     LearnView,
-    class_numbers,
-    example_row,
-    format_number,
     learn_choice,
     learn_grouping,
     learn_rules,
     learn_slider,
     worked_example,
 )
+from cakd_viz.worked import class_numbers, example_row, format_number
 
 ui.title(
     "Learn",

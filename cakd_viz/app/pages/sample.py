@@ -9,7 +9,8 @@ from cakd_viz.export import ViewSpec
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.learn import example_row, format_number, shown_classes, worked_example
+from cakd_viz.learn import shown_classes, worked_example
+from cakd_viz.worked import example_row, format_number
 
 ui.title(
     "Sample",
