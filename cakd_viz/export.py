@@ -1,24 +1,25 @@
-"""Taking a view out of the app: tables as CSV or Parquet that say what they show, a self-contained HTML
-report, and a Python snippet that recomputes the view's numbers with the library.
+"""Taking a view out of the app: tables as CSV or Parquet that say what they show, and a Python snippet
+that recomputes the view's numbers with the library (the HTML report is ``cakd_viz.report``).
 
 Every exported table carries its context (bundle, student, grouping, T, and whatever else selects the
 view): a CSV as leading columns, repeated on each row (spreadsheets and ``pandas.read_csv`` read it as
 it is); a Parquet file in its schema metadata (key ``cakd_viz``, JSON) and as pandas ``attrs``, which
-``pandas.read_parquet`` restores. The HTML report embeds plotly.js, so it works offline.
+``pandas.read_parquet`` restores. Tables are exported as people read them (``terms.readable``): headings
+in words, each column in the unit its heading says ("(%)": percent, 56.03); the snippets print theirs
+the same way.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import html
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
 from cakd_viz.diagnose import spreadsheet_csv
+from cakd_viz.report import Report, html_report  # noqa: F401 (where pages and older code find them)
 
 METADATA_KEY = b"cakd_viz"
 
@@ -74,79 +75,6 @@ def file_stem(*parts) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)[:120] or "cakd-viz"
 
 
-# -- HTML report ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Report:
-    """What a page showed, in order: headings, text, figures and tables, for ``html_report``."""
-
-    title: str
-    context: dict = field(default_factory=dict)
-    items: list = field(default_factory=list)
-
-    def heading(self, text: str) -> None:
-        self.items.append(("heading", str(text)))
-
-    def text(self, text: str) -> None:
-        self.items.append(("text", str(text)))
-
-    def figure(self, fig, caption: str = "") -> None:
-        self.items.append(("figure", fig, str(caption)))
-
-    def table(self, frame: pd.DataFrame, caption: str = "", max_rows: int = 500) -> None:
-        self.items.append(("table", frame.head(max_rows), str(caption), len(frame)))
-
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.8em} h2{font-size:1.3em;margin-top:1.6em} .context{color:#555}
-table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0} th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} .caption{color:#666;font-size:0.9em}
-"""
-
-
-def html_report(report: Report, *, generated: str | None = None) -> str:
-    """A single HTML file: the report's title, context, and items; figures interactive, plotly.js
-    inline (no network needed); every text from data escaped."""
-    from plotly.offline import get_plotlyjs
-
-    when = generated or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    ctx = " · ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in report.context.items())
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(report.title)}</title><style>{_STYLE}</style>",
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
-        f"<h1>{html.escape(report.title)}</h1>",
-        f"<p class='context'>{ctx}</p><p class='caption'>cakd-viz report, {html.escape(when)}</p>",
-    ]
-    for n, item in enumerate(report.items):
-        kind = item[0]
-        if kind == "heading":
-            parts.append(f"<h2>{html.escape(item[1])}</h2>")
-        elif kind == "text":
-            parts.append(f"<p>{html.escape(item[1])}</p>")
-        elif kind == "figure":
-            fig, caption = item[1], item[2]
-            parts.append(
-                fig.to_html(
-                    full_html=False, include_plotlyjs=False, div_id=f"figure-{n}", config={"responsive": True}
-                )
-            )
-            if caption:
-                parts.append(f"<p class='caption'>{html.escape(caption)}</p>")
-        elif kind == "table":
-            frame, caption, total = item[1], item[2], item[3]
-            parts.append(
-                frame.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:.6g}")
-            )
-            shown = f" (first {len(frame):,} of {total:,} rows)" if total > len(frame) else ""
-            if caption or shown:
-                parts.append(f"<p class='caption'>{html.escape(caption)}{shown}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
 # -- reproduce in Python -----------------------------------------------------------------------------
 
 
@@ -184,8 +112,9 @@ WHAT = ("summary", "per_class", "sample", "failures", "compare", "families", "st
 
 
 def python_snippet(view: ViewSpec) -> str:
-    """Python code that recomputes the view's numbers with cakd_viz and prints them as CSV (headings in
-    words, as the app shows them). Every value from the view is written as a Python literal (repr)."""
+    """Python code that recomputes the view's numbers with cakd_viz and prints them as CSV as the app shows
+    them (``terms.readable``: headings in words, "%" columns in percent). Every value from the view is
+    written as a Python literal (repr)."""
     if view.what not in WHAT:
         raise ValueError(f"unknown view {view.what!r}; choose one of: {', '.join(WHAT)}")
     g, t, ls = view.grouping, float(view.temperature), bool(view.standardize)
@@ -198,7 +127,7 @@ def python_snippet(view: ViewSpec) -> str:
         "from cakd_viz import decompose, load_bundle",
         "from cakd_viz.classnames import readable_names",
         "from cakd_viz.grouping import class_correlation, parse_grouping",
-        "from cakd_viz.terms import heading",
+        "from cakd_viz.terms import readable",
         "",
         f"bundle = load_bundle({view.bundle_path!r})",
     ]
@@ -237,7 +166,7 @@ def _summary(v: ViewSpec) -> list[str]:
         "",
         "rows = [{'student': s, **dataset_summary(terms(s))} for s in bundle.student_names]",
         "table = pd.DataFrame(rows).drop(columns=['grouping', 'temperature'])",
-        "print(table.rename(columns=heading).to_csv(index=False))",
+        "print(readable(table).to_csv(index=False))",
     ]
 
 
@@ -247,22 +176,23 @@ def _per_class(v: ViewSpec) -> list[str]:
         "",
         f"table = class_breakdown(terms({v.student!r}), by={v.by!r}, num_classes=bundle.num_classes,",
         "                        class_names=names)",
-        "print(table.rename(columns=heading).to_csv(index=False))",
+        "print(readable(table).to_csv(index=False))",
     ]
 
 
 def _sample(v: ViewSpec) -> list[str]:
     return [
         "from cakd_viz.learn import worked_example",
+        "from cakd_viz.worked import example_row",
         "",
         f"i = {int(v.sample or 0)!r}",
         "label = None if bundle.labels is None else int(bundle.labels[i])",
-        f"ex = worked_example(bundle.student({v.student!r})[i], bundle.teacher[i], label, grouping=GROUPING,",
-        "                    temperature=T, correlation=corr, standardize=STANDARDIZE)",
-        "row = {'kl': ex.kl, **{f'{k}_contribution' if k != 'bcd' else k: x for k, x in ex.contributions().items()},",
-        "       'scd': ex.scd, 'wcd': ex.wcd, 'teacher_strong_mass': ex.p_strong,",
-        "       'student_strong_mass': ex.q_strong, 'strong_size': int(ex.strong.sum())}",
-        "print(pd.DataFrame([row]).rename(columns=heading).to_csv(index=False))",
+        "rows = []",
+        f"for student in {[s for s in (v.student, v.student_b) if s]!r}:",
+        "    ex = worked_example(bundle.student(student)[i], bundle.teacher[i], label, grouping=GROUPING,",
+        "                        temperature=T, correlation=corr, standardize=STANDARDIZE)",
+        "    rows.append({'student': student, **example_row(ex)})",
+        "print(readable(pd.DataFrame(rows)).to_csv(index=False))",
     ]
 
 
@@ -276,19 +206,18 @@ def _failures(v: ViewSpec) -> list[str]:
         f"table = diagnose.failure_table(d, mask, by={v.rank!r}, limit={v.limit!r}, class_names=names)",
         "table = table.drop(columns=['label', 'teacher_pred', 'student_pred'], errors='ignore')",
         "table['dominant'] = table['dominant'].map(PART)",
-        "print(table.rename(columns=heading).to_csv(index=False))",
+        "print(readable(table).to_csv(index=False))",
     ]
 
 
 def _compare(v: ViewSpec) -> list[str]:
     return [
         "from cakd_viz import compare",
+        "from cakd_viz.terms import measures",
         "",
         f"a, b = terms({v.student!r}), terms({v.student_b!r})",
-        "table = compare.summary(a, b)",
-        "table['measure'] = table['measure'].map(heading)",
-        f"print(table.rename(columns={{'a': {v.student!r}, 'b': {v.student_b!r}, "
-        f"'delta': {v.student_b + ' − ' + v.student if v.student_b else 'B − A'!r}}}).to_csv(index=False))",
+        f"table = measures(compare.summary(a, b), a={v.student!r}, b={v.student_b or 'B'!r})",
+        "print(table.to_csv(index=False))",
     ]
 
 
@@ -322,6 +251,31 @@ _BODY = {
     "families": _families,
     "standardization": _standardization,
 }
+
+
+def learn_snippet(view) -> str:
+    """Python code that recomputes the Learn page's example (a ``learn.LearnView``: six classes' logits, T,
+    grouping, true class) with the library and prints its numbers as CSV, headed as the page's table."""
+    from cakd_viz.learn import LEARN_CLASSES
+
+    return "\n".join(
+        [
+            "# cakd-viz: recompute the Learn page's example (its own six classes, T and grouping).",
+            "import pandas as pd",
+            "",
+            "from cakd_viz.learn import LEARN_CLASSES, worked_example",
+            "from cakd_viz.terms import readable",
+            "from cakd_viz.worked import example_row",
+            "",
+            f"teacher = {[float(v) for v in view.teacher]!r}",
+            f"student = {[float(v) for v in view.student]!r}",
+            f"label = LEARN_CLASSES.index({LEARN_CLASSES[int(view.label)]!r})",
+            f"ex = worked_example(student, teacher, label, grouping={str(view.grouping)!r}, "
+            f"temperature={float(view.temperature)!r})",
+            "print(readable(pd.DataFrame([example_row(ex)])).to_csv(index=False))",
+            "",
+        ]
+    )
 
 
 def runs_snippet(runs_dir: str) -> str:

@@ -20,6 +20,14 @@ import torch
 from cakd_viz.decomposition import decompose
 from cakd_viz.grouping import RULES, Grouping, parse_grouping, strong_mask
 from cakd_viz.standardize import for_strong_sets, standardize_numpy
+from cakd_viz.worked import (  # noqa: F401 (one sample's numbers, written out; imported from here too)
+    class_numbers,
+    example_row,
+    format_number,
+    identity_latex,
+    identity_parts,
+    identity_text,
+)
 
 LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
 """The Learn page's classes: two families of look-alikes (animals, vehicles)."""
@@ -146,48 +154,6 @@ def shown_classes(example: Example, *, top: int = 15, max_strong: int = 40) -> n
     )
     idx = np.fromiter(pick, dtype=np.int64)
     return idx[np.argsort(-example.p[idx], kind="stable")]
-
-
-def format_number(x: float, decimals: int | None = None) -> str:
-    """A number for a label: 4 significant digits (or fixed `decimals`), an exponent only when tiny or huge.
-
-    Magnitudes below 1e-12 are round-off of an exact 0 (e.g. WCD with identical tails) and print as 0.
-    """
-    x = 0.0 if abs(x) < 1e-12 else float(x)
-    if decimals is not None:
-        return f"{x:.{decimals}f}"
-    if x == 0:
-        return "0"
-    return f"{x:.4g}" if 1e-4 <= abs(x) < 1e5 else f"{x:.3e}"
-
-
-def _tex_number(x: float, decimals: int | None) -> str:
-    text = format_number(x, decimals)
-    if "e" not in text:
-        return text
-    mantissa, exponent = text.split("e")
-    return rf"{mantissa} \times 10^{{{int(exponent)}}}"
-
-
-def identity_latex(example, *, decimals: int | None = None) -> str:
-    """KL = BCD + p_S·SCD + p_W·WCD with this sample's numbers, as LaTeX (plain numbers, no names).
-
-    `example`: anything with kl, bcd, scd, wcd, p_strong, p_weak attributes. decimals: fixed decimals
-    (steadier while a slider moves) instead of 4 significant digits.
-    """
-    e = example
-    terms = [
-        (e.kl, r"\mathrm{KL}"),
-        (e.bcd, r"\mathrm{BCD}"),
-        (e.p_strong, "p_S"),
-        (e.scd, r"\mathrm{SCD}"),
-        (e.p_weak, "p_W"),
-        (e.wcd, r"\mathrm{WCD}"),
-    ]
-    kl, bcd, ps, scd, pw, wcd = (
-        rf"\underbrace{{{_tex_number(v, decimals)}}}_{{{name}}}" for v, name in terms
-    )
-    return rf"{kl} = {bcd} + {ps} \cdot {scd} + {pw} \cdot {wcd}"
 
 
 LOGIT_RANGE = (-8.0, 8.0)  # the Learn page's slider range

@@ -32,7 +32,10 @@ MEANING = {
 # -- table headings ----------------------------------------------------------------------------------
 # Column names of the library's tables (aggregates, diagnose, compare, runs) -> (words, unit). In the
 # summaries, "{term}_mean" / "{term}_total" are the weighted parts (p_S·SCD, ...); "scd" / "wcd" alone
-# are the raw terms. Units: "nats", "%" (a fraction shown as a percentage), "" (a count or text).
+# are the raw terms. Units: "nats", "%", "classes", "" (a count, a probability or text). The library's
+# tables hold a "%" column as a fraction (0.5603); every table made for people (the app's, its CSV and
+# Parquet downloads, its HTML report, the snippets' printed CSV) holds it in percent (56.03) under a
+# heading that says "(%)": ``in_units`` and ``readable`` convert, in this one place.
 _WORDS: dict[str, tuple[str, str]] = {
     "index": ("sample", ""),
     "class": ("class index", ""),
@@ -77,6 +80,11 @@ _WORDS: dict[str, tuple[str, str]] = {
     "changed_most": ("changed most", ""),
     "changed": ("largest part changes with LS", ""),
     "measure": ("measure", ""),
+    "teacher_logit": ("teacher logit z_t", ""),
+    "student_logit": ("student logit z_s", ""),
+    "teacher_prob": ("teacher p", ""),
+    "student_prob": ("student q", ""),
+    "in_strong": ("in S", ""),
 }
 
 
@@ -84,7 +92,8 @@ _SUFFIXES = ("_a", "_b", "_delta", "_ls")  # comparison columns: A, B, B − A; 
 
 
 def unit(column: str) -> str:
-    """The unit of a table column: "nats", "%" (a fraction shown as a percentage), "classes" or ""."""
+    """The unit of a table column: "nats", "%" (a fraction in the library's tables, in percent in tables
+    for people), "classes" or ""."""
     base = column
     for suffix in _SUFFIXES:
         if column.endswith(suffix) and column[: -len(suffix)] in _WORDS:
@@ -111,3 +120,46 @@ def heading(column: str, *, a: str = "A", b: str = "B") -> str:
             return f"{text}{words}" + (f" ({u})" if u else "")
     text, u = _WORDS.get(column, (column.replace("_", " "), ""))
     return f"{text} ({u})" if u else text
+
+
+PERCENT = 100.0  # a "%" column's fraction times this is what tables for people hold
+
+
+def in_units(frame, *, measure: str | None = None):
+    """A copy of a library table (snake_case columns) with every "%" column in percent (0.5603 -> 56.03;
+    a "_delta" of one in percentage points), the unit its heading states; other columns unchanged.
+
+    ``measure``: the name of a column that says, row by row, which measure the row holds (a
+    ``compare.summary``-like table: one measure per row, in different units); then the numeric columns
+    of each "%" row are converted instead.
+    """
+    out = frame.copy()
+    if measure is not None:
+        rows = [unit(str(m)) == "%" for m in frame[measure]]
+        for col in frame.columns:
+            if col != measure and frame[col].dtype.kind == "f":
+                out[col] = [v * PERCENT if r else v for v, r in zip(frame[col], rows, strict=True)]
+        return out
+    for col in frame.columns:
+        if unit(str(col)) == "%" and frame[col].dtype.kind in "fiuO":
+            try:  # an object column of numbers and None (no labels: no accuracy) too
+                out[col] = frame[col].astype("float64") * PERCENT
+            except (TypeError, ValueError):  # text under a "%" name: not a fraction, left as it is
+                pass
+    return out
+
+
+def readable(frame, *, a: str = "A", b: str = "B", headings: dict | None = None):
+    """A library table as people read it: values in the units of ``in_units`` under ``heading``'s words
+    (``headings`` overrides some), comparison columns naming the students ``a`` and ``b``."""
+    names = {c: (headings or {}).get(c) or heading(str(c), a=a, b=b) for c in frame.columns}
+    return in_units(frame).rename(columns=names)
+
+
+def measures(summary, *, a: str = "A", b: str = "B"):
+    """A ``compare.summary``-like table (measure, a, b, delta) as people read it: the measure in words with
+    its unit, each row's values in that unit ("%" rows in percent, their delta in percentage points), the
+    columns named by the students ("kd", "ce", "kd − ce")."""
+    out = in_units(summary[["measure", "a", "b", "delta"]], measure="measure")
+    out["measure"] = [heading(str(m)) for m in summary["measure"]]
+    return out.rename(columns={"a": a, "b": b, "delta": f"{b} − {a}"})

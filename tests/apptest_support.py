@@ -40,3 +40,42 @@ def as_read(markdown: str) -> str:
 
 def assert_ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
+
+
+# -- what download buttons hand out ----------------------------------------------------------------------
+
+
+class Downloads:
+    """The files behind an AppTest's download buttons. The app builds them only when clicked (a callable
+    ``data``, registered with Streamlit's media file manager); this records every callable registered,
+    by the id the button's proto carries, so a test gets exactly the bytes a click would."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, tuple] = {}
+
+    def install(self, monkeypatch) -> Downloads:
+        from streamlit.runtime.media_file_manager import MediaFileManager
+
+        original = MediaFileManager.add_deferred
+        made = self.made
+
+        def add_deferred(mgr, data_callable, mimetype, coordinates, file_name=None, *, element_id=""):
+            file_id = original(
+                mgr, data_callable, mimetype, coordinates, file_name=file_name, element_id=element_id
+            )
+            made[file_id] = (data_callable, file_name)
+            return file_id
+
+        monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+        return self
+
+    def buttons(self, at: AppTest) -> dict[str, object]:
+        """The page's download buttons by key (the end of the widget id), e.g. "dl_overview_students_csv"."""
+        return {b.proto.id.rsplit("-", 1)[-1]: b.proto for b in at.get("download_button")}
+
+    def get(self, at: AppTest, key: str) -> tuple[bytes, str]:
+        """(the bytes, the file name) the button ``key`` hands out."""
+        proto = self.buttons(at)[key]
+        data_callable, file_name = self.made[proto.deferred_file_id]
+        data = data_callable()
+        return (data.encode("utf-8") if isinstance(data, str) else bytes(data)), file_name

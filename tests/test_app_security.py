@@ -550,6 +550,33 @@ def test_a_decompression_bomb_is_refused_past_the_cap_and_the_old_bundle_stays(e
     _no_server_paths(at, env["root"], bundles.UPLOAD_DIR)
 
 
+def test_an_upload_of_integer_logits_is_refused_in_load_bundles_words(env):
+    student, teacher, labels = make_logits(60, 10, 3)
+    buf = io.BytesIO()
+    np.savez(buf, teacher=np.round(teacher).astype(np.int32), student_up=student, labels=labels)
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), "ints.npz", buf.getvalue())
+    (line,) = [_unescape(e.value) for e in at.error]
+    assert line == (
+        "Could not import `ints.npz`: teacher holds int32 values; logits must be float16, float32 or float64. "
+        "The previous bundle stays open."
+    )
+    assert "path: data/a" in _sidebar_text(at) and list(bundles.UPLOAD_DIR.iterdir()) == []
+
+
+def test_a_refused_uploads_line_goes_when_another_file_or_bundle_is_picked(env):
+    _write(env["data"] / "b")
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), "junk.npz", b"junk")
+    assert [e.value for e in at.error][0].startswith("Could not import `junk.npz`")
+    at = _upload(at, "other.npz", b"more junk")  # another file: only its own refusal is said
+    assert [e.value.split(":")[0] for e in at.error] == ["Could not import `other.npz`"]
+    at.selectbox(key="data_found").set_value("data/b")
+    next(b for b in at.button if b.label == "Open found bundle").click().run()
+    _ok(at)  # another bundle was opened while the refused file is still in the uploader: the line goes
+    assert not at.error and "path: data/b" in _sidebar_text(at)
+    at = _upload(at, "good.npz", _npz_logits(seed=5))  # a file that imports: no line either
+    assert not at.error and "upload: good.npz" in _sidebar_text(at)
+
+
 def test_a_planted_upload_folder_is_not_trusted(env, monkeypatch, tmp_path):
     """The upload folder lives in a shared temp folder: one made by someone else (here a link to
     another folder) turns uploads off with one line, and a planted upload with a link out of the

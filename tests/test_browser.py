@@ -117,6 +117,39 @@ def test_changing_the_temperature_rerenders_and_updates_the_url(app, page):
     assert page.get_by_text("T = 2", exact=False).count() > 0
 
 
+def test_an_unusable_temperature_is_said_next_to_its_field_and_at_the_top_of_the_page(app, page):
+    url, query = app
+    page.goto(f"{url}/{query}")
+    serve.wait_rendered(page, charts=2)
+    box = page.locator('[data-testid="stSidebar"] input[type="number"]')
+    box.fill("500")
+    box.press("Enter")
+    said = "T = 500 is outside the allowed 0.05 to 100: still using T = 4."
+    sidebar_error = page.locator(f'[data-testid="stSidebar"] {ERROR_BOX}').filter(has_text=said)
+    sidebar_error.wait_for(timeout=60_000)
+    # the line is the element right after the field's, in the sidebar
+    follows = page.evaluate(
+        """() => {
+            const field = document.querySelector('[data-testid="stSidebar"] [data-testid="stNumberInput"]');
+            const box = field.closest('[data-testid="stElementContainer"]');
+            const next = box.nextElementSibling;
+            return !!next && !!next.querySelector('[data-testid="stAlertContentError"]');
+        }"""
+    )
+    assert follows, "the error is not the element after the T field"
+    field = page.locator('[data-testid="stSidebar"] [data-testid="stNumberInput"]').bounding_box()
+    line = sidebar_error.bounding_box()
+    assert 0 <= line["y"] - (field["y"] + field["height"]) < 60  # right under it
+    # ... and said on the page, at its top, in view without scrolling
+    main_error = page.locator(f'[data-testid="stMain"] {ERROR_BOX}').filter(has_text=said)
+    main_error.wait_for(timeout=30_000)
+    top = main_error.bounding_box()
+    assert top is not None and 0 <= top["y"] < 900 - top["height"]
+    box.fill("4")
+    box.press("Enter")
+    main_error.wait_for(state="detached", timeout=60_000)
+
+
 @pytest.mark.parametrize("tab", ["Per class", "vs temperature", "vs grouping", "Standardization (LS)"])
 def test_overview_tabs_compute_when_opened(app, page, tab):
     url, query = app

@@ -129,7 +129,10 @@ def test_a_runs_student_beside_the_bundles_students(app, page):
     url, query, _, bundle = app
     page.goto(f"{url}/overview?{query}&runs=20260101-000000-cakd-tuned&vs=run:20260101-000000-cakd-tuned")
     _check(page, "compare_run_student", charts=2)
-    assert page.get_by_text("run:20260101-000000-cakd-tuned", exact=False).count() > 0
+    # named by the run's name in the sidebar and the legends (a link's older run:RUN_ID form still works)
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("run:tuned", exact=True).count() >= 1
+    legend = page.locator(".js-plotly-plot .legendtext").evaluate_all("els => els.map(e => e.textContent)")
+    assert "run:tuned (B)" in legend and not any("20260101" in t for t in legend), legend
 
 
 def test_bad_link_values_each_leave_one_line(app, page):

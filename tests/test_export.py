@@ -140,8 +140,14 @@ def test_the_compare_snippet_recomputes_a_against_b(root):
         decompose(b.student(s), b.teacher, b.labels, grouping="topk:5", temperature=4.0) for s in ("ce", "kd")
     )
     want = compare.summary(a_, b_)
-    np.testing.assert_allclose(got["kd − ce"], want["delta"], rtol=1e-5, atol=1e-8)
+    percent = np.array([m.startswith(("share_", "accuracy", "agreement")) for m in want["measure"]])
+    # each row in its own unit: nats as they are, fractions as percent and their change in points
+    np.testing.assert_allclose(
+        got["kd − ce"], want["delta"] * np.where(percent, 100, 1), rtol=1e-5, atol=1e-8
+    )
+    np.testing.assert_allclose(got["kd"], want["b"] * np.where(percent, 100, 1), rtol=1e-5, atol=1e-8)
     assert got["measure"].iloc[0] == "mean KL (nats)"
+    assert got["measure"][percent].str.endswith("(%)").all()
 
 
 def test_the_diagnose_snippet_recomputes_the_failure_table(root):

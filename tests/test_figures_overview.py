@@ -6,11 +6,14 @@ must draw what those results say: one colour per term, units on the axes, names 
 
 from __future__ import annotations
 
+import base64
+import io
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cakd_viz import aggregates, scans
 from cakd_viz.decomposition import decompose
@@ -232,8 +235,10 @@ def test_as_images(shape, dtype, ok):
 def test_image_grid_figure_captions_every_tile_as_text():
     imgs = datafig.as_images(np.zeros((10, 8, 8), np.uint8))
     f = datafig.image_grid_figure(imgs, [f"<a href='x'>{i}</a>" for i in range(10)], cols=4)
-    z = np.asarray(f.data[0].z)
-    assert f.data[0].type == "image" and z.shape[1] == 4 * (72 + 8)  # 8x8 tiles enlarged 9-fold, 8 px apart
+    source = f.data[0].source  # one PNG, as a data URI: a saved figure needs nothing outside itself
+    assert f.data[0].type == "image" and source.startswith("data:image/png;base64,")
+    png = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+    assert png.format == "PNG" and png.width == 4 * (72 + 8)  # 8x8 tiles enlarged 9-fold, 8 px apart
     assert len(f.layout.annotations) == 10 and all("<a" not in a.text for a in f.layout.annotations)
 
 

@@ -114,7 +114,7 @@ def test_comparison_figures_carry_both_students_and_the_differences():
     b = decompose((student + teacher) / 2, teacher, labels, grouping="topk:2", temperature=2.0)
     summary = compare.summary(a, b)
     f = compare_fig.mean_terms_figure(summary, "ce", "kd")
-    assert [t.name for t in f.data] == ["ce", "kd"]
+    assert [t.name for t in f.data] == ["ce (A)", "kd (B)"]  # the legend says which student is which
     assert f.data[1].text[0] == f"{summary.set_index('measure').loc['kl_mean', 'delta']:+.3g}"
     deltas = compare.class_deltas(a, b, num_classes=6, class_names=list("abcdef"))
     g = compare_fig.class_delta_figure(deltas, "ce", "kd")

@@ -202,3 +202,46 @@ def test_import_refuses_to_overwrite_unless_asked(tmp_path, logits):
         import_file(src, tmp_path / "b")
     np.savez(src, teacher=teacher, student=student, labels=labels)
     assert load_bundle(import_file(src, tmp_path / "b", overwrite=True)).labels is not None
+
+
+def _save(path, arrays: dict) -> None:
+    if path.suffix == ".npz":
+        np.savez(path, **arrays)
+    elif path.suffix == ".safetensors":
+        save_safetensors_numpy(arrays, str(path))
+    else:
+        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
+
+
+@pytest.mark.parametrize("ext", [".npz", ".safetensors", ".pt"])
+@pytest.mark.parametrize(
+    ("key", "dtype", "who"), [("teacher", np.int32, "teacher"), ("student_kd", np.int64, "student 'kd'")]
+)
+def test_integer_logits_are_refused_on_import_as_load_bundle_refuses_them(
+    tmp_path, logits, ext, key, dtype, who
+):
+    student, teacher, labels = logits
+    arrays = {"teacher": teacher, "student_kd": student, "labels": labels}
+    arrays[key] = np.round(arrays[key]).astype(dtype)
+    src = tmp_path / f"ints{ext}"
+    _save(src, arrays)
+    name = np.dtype(dtype).name
+    with pytest.raises(
+        BundleError,
+        match=rf"^ints{ext}: {who} holds {name} values; logits must be float16, float32 or float64$",
+    ):
+        import_file(src, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_import_command_refuses_integer_logits_in_one_line(tmp_path, logits):
+    from test_hostile_files import assert_refused, cli
+
+    student, teacher, labels = logits
+    src = tmp_path / "ints.npz"
+    np.savez(src, teacher=np.round(teacher).astype(np.int32), student=student, labels=labels)
+    run = cli("import", src, "--out", tmp_path / "b")
+    assert_refused(
+        run, "import", "ints.npz: teacher holds int32 values; logits must be float16, float32 or float64$"
+    )
+    assert not (tmp_path / "b").exists()

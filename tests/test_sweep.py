@@ -95,7 +95,10 @@ def test_logit_standardization_can_be_swept(teacher):
         ),
         ({"random": {"alpha": [1, 2]}}, r"random is set but num_samples is 0"),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
-        ({"grid": {"beta": list(range(3000))}}, r"the sweep has 3,000 trials, more than 2,000; narrow the grid"),
+        (
+            {"grid": {"beta": list(range(3000))}},
+            r"the sweep has 3,000 trials, more than 2,000; narrow the grid",
+        ),
         ({"colour": 1}, r"unknown key\(s\) 'colour' in sweep config"),
     ],
 )

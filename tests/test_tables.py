@@ -3,12 +3,11 @@ columns wide enough for every value (nothing clipped, as the failure table's ".0
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from cakd_viz.app import ui
-from cakd_viz.terms import heading, unit
+from cakd_viz.terms import heading, in_units, measures, readable, unit
 
 
 @pytest.mark.parametrize(
@@ -38,12 +37,12 @@ def test_every_float_column_is_wide_enough_for_its_longest_value():
         }
     )
     names = {c: heading(c) for c in frame.columns}
-    config = ui.column_config(frame, names)
+    config = ui.column_config(in_units(frame), names)
     kl = config["KL (nats)"]
     assert kl["type_config"]["format"] == "%.4g"
     assert kl["width"] >= max(len(ui.js_precision(v)) for v in frame["kl"]) * 7.7 + 16
-    share = config["share of KL: BCD (%)"]
-    assert share["type_config"]["format"] == "percent" and share["width"] >= len("100.00%") * 7.7 + 16
+    share = config["share of KL: BCD (%)"]  # in percent, as the heading says: "100.00"
+    assert share["type_config"]["format"] == "%.2f" and share["width"] >= len("100.00") * 7.7 + 16
     assert config["samples"]["width"] >= len("25,000") * 7.7 + 16
     assert config["class"]["width"] >= len("I (upper i)") * 7.7 + 16
 
@@ -69,7 +68,35 @@ def test_comparison_measures_show_each_row_in_its_unit():
             "delta": [-0.2414, -0.0115],
         }
     )
-    shown = ui.measures(summary)
+    shown = ui.measures(summary, a="ce", b="kd")
+    assert list(shown.columns) == ["measure", "ce", "kd", "kd − ce"]
     assert shown.iloc[0].tolist() == ["mean KL (nats)", "0.4438 nats", "0.2024 nats", "-0.2414"]
     assert shown.iloc[1].tolist() == ["share of KL: BCD (%)", "31.87%", "30.72%", "-1.15 points"]
-    assert np.isfinite(summary["a"]).all()
+    numbers = measures(summary, a="ce", b="kd")  # what the download holds: each row in its unit
+    assert numbers.iloc[0].tolist() == ["mean KL (nats)", 0.4438, 0.2024, -0.2414]
+    assert numbers.iloc[1, 0] == "share of KL: BCD (%)"
+    assert numbers.iloc[1, 1:].tolist() == pytest.approx([31.87, 30.72, -1.15])
+
+
+def test_tables_for_people_hold_percent_columns_in_percent():
+    library = pd.DataFrame(
+        {
+            "student": ["kd"],
+            "share_bcd": [0.5603],
+            "accuracy_delta": [0.0008],
+            "kl_mean": [0.25],
+            "count": [7],
+        }
+    )
+    people = readable(library, a="ce", b="kd")
+    assert list(people.columns) == [
+        "student",
+        "share of KL: BCD (%)",
+        "accuracy, kd − ce (% points)",
+        "mean KL (nats)",
+        "samples",
+    ]
+    assert people["share of KL: BCD (%)"].iloc[0] == pytest.approx(56.03)
+    assert people["accuracy, kd − ce (% points)"].iloc[0] == pytest.approx(0.08)
+    assert people["mean KL (nats)"].iloc[0] == 0.25 and people["samples"].iloc[0] == 7
+    assert library["share_bcd"].iloc[0] == 0.5603  # the library's own table keeps its fractions

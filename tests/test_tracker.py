@@ -410,8 +410,9 @@ def test_compare_with_the_bundles_students(runs, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Overview"
     assert at.query_params["runs"] == "20260102-000000-cakd-aaaa"
-    assert at.selectbox(key="vs").value == "run:20260102-000000-cakd-aaaa"
-    assert "run:20260102-000000-cakd-aaaa" in at.selectbox(key="student").options
+    name = "run:CAKD topk:5 (1-1-8, T=4)"  # the run's student, named by the run's name
+    assert at.selectbox(key="vs").value == name
+    assert name in at.selectbox(key="student").options
     assert not at.warning
     assert sorted(p.name for p in (tmp_path / "data" / "base" / "students").iterdir()) == ["ce.npy"]
 

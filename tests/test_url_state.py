@@ -164,6 +164,10 @@ def test_a_typed_temperature_out_of_range_is_said_in_words(root):
     assert [e.value for e in at.sidebar.error] == [
         "T = 500 is outside the allowed 0.05 to 100: still using T = 4."
     ]
+    # ... under the field, and on the page too (a sidebar scrolled elsewhere still shows it)
+    assert [e.value for e in at.main.error] == [
+        "The sidebar's temperature: T = 500 is outside the allowed 0.05 to 100: still using T = 4."
+    ]
     assert any("T = 4." in c.value for c in at.main.caption)  # the page still computes at T = 4
     assert not _lines(at)  # typed, not a link: no note about a link
 
@@ -193,9 +197,10 @@ def test_runs_in_the_link_must_be_finished_runs_of_the_same_data(root):
     (line,) = [w for w in _lines(at) if "runs" in w]
     assert "another teacher" in line and "is running" in line and "Added: 20260101-000000-good-aaaa" in line
     assert at.query_params["runs"] == "20260101-000000-good-aaaa"
-    assert at.selectbox(key="vs").value == "run:20260101-000000-good-aaaa"
+    # the run's student is named by the run's name; a link's older "run:RUN_ID" still finds it
+    name = "run:CAKD topk:5 (1-1-8, T=4)"
+    assert at.selectbox(key="vs").value == name
+    assert "20260101-000000-good-aaaa" in at.selectbox(key="vs").help  # the id, on hover
+    assert not [w for w in _lines(at) if "vs=" in w]
     at.multiselect(key="sb_runs").set_value([]).run()
-    assert (
-        "runs" not in at.query_params
-        and "run:20260101-000000-good-aaaa" not in at.selectbox(key="student").options
-    )
+    assert "runs" not in at.query_params and name not in at.selectbox(key="student").options

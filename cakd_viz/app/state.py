@@ -99,9 +99,10 @@ def sidebar() -> Selection:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
         side.error(_error_line(ss[_K_ERROR], opened))
-    _runs_widget(side)
-    student = _student_widget(side, bundle)
-    compare = _compare_widget(side, bundle, student)
+    _runs_widget(side, key)
+    ids = views.run_ids(key) if bundle is not None else {}
+    student = _student_widget(side, bundle, ids)
+    compare = _compare_widget(side, bundle, student, ids)
     grouping = _grouping_widget(side, bundle)
     temperature = _temperature_widget(side)
     standardize = _standardize_widget(side)
@@ -332,10 +333,22 @@ def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
         text = f"The link asks for {asked_for}, whose students cannot all be added: {why}. Added: {shown}."
         links.note("runs", text, W_RUNS if added else _K_SOURCE)
     ss[_K_RUNS] = added
+    _rename_run_students(view_key)
     return views.load(view_key), view_key
 
 
-def _runs_widget(side) -> None:
+def _rename_run_students(view_key: tuple) -> None:
+    """A student A or B asked for as "run:RUN_ID" (a link of the older form, the Tune page's "compare")
+    becomes that run's student name before the widgets are drawn."""
+    ss = st.session_state
+    for key in (W_STUDENT, W_COMPARE, _K_PENDING_B):
+        asked_for = ss.get(key) if key in ss else (links.param(key) if key != _K_PENDING_B else None)
+        name = views.renamed(view_key, asked_for)
+        if name != asked_for:
+            ss[key] = name
+
+
+def _runs_widget(side, key: tuple) -> None:
     """The runs whose students are added (a link's ``runs=``); un-ticking one removes it."""
     ss = st.session_state
     added = list(ss.get(_K_RUNS) or ())
@@ -348,17 +361,25 @@ def _runs_widget(side) -> None:
     def _changed() -> None:
         ss[_K_RUNS] = list(ss[W_RUNS])
 
+    names = {run_id: name for name, run_id in views.run_ids(key).items()}
     side.multiselect(
         "Runs' students added",
         added,
         key=W_RUNS,
         on_change=_changed,
-        help="Finished runs trained against this bundle's teacher and data, shown as students 'run:<id>'. "
+        format_func=lambda run_id: names.get(run_id, run_id),
+        help="Finished runs trained against this bundle's teacher and data, shown as students named "
+        "'run:' and the run's name: " + "; ".join(f"{n} is run {i}" for i, n in names.items()) + ". "
         "Their files are read from the runs' own folders; the bundle is not changed.",
     )
 
 
-def _student_widget(side, bundle: Bundle | None) -> str:
+def _runs_said(ids: dict[str, str]) -> str:
+    """Hover help naming the run behind each run's student ("run:tuned is run 20260101-...")."""
+    return (" Runs' students: " + "; ".join(f"{n} is run {i}" for n, i in ids.items()) + ".") if ids else ""
+
+
+def _student_widget(side, bundle: Bundle | None, ids: dict[str, str]) -> str:
     if bundle is None:
         return ""
     names = bundle.student_names
@@ -368,11 +389,11 @@ def _student_widget(side, bundle: Bundle | None) -> str:
         names,
         key=W_STUDENT,
         why=lambda raw: f"which this bundle does not have (it has {_list(names)})",
-        help="Which student's logits are compared with the teacher's.",
+        help="Which student's logits are compared with the teacher's." + _runs_said(ids),
     )
 
 
-def _compare_widget(side, bundle: Bundle | None, student: str) -> str:
+def _compare_widget(side, bundle: Bundle | None, student: str, ids: dict[str, str]) -> str:
     """Student B (or ""): every page that can sets A and B side by side. Picking B as A swaps them."""
     ss = st.session_state
     if bundle is None or len(bundle.student_names) < 2:
@@ -410,7 +431,7 @@ def _compare_widget(side, bundle: Bundle | None, student: str) -> str:
         says=lambda n: n or "no comparison",
         url=lambda n: n,
         format_func=lambda n: n or "nobody",
-        help="A second student of the bundle: pages show both, and differences as B − A.",
+        help="A second student of the bundle: pages show both, and differences as B − A." + _runs_said(ids),
     )
 
 
@@ -509,7 +530,10 @@ def _temperature_widget(side) -> float:
             W_TEMPERATURE,
         )
     elif not links.current((W_TEMPERATURE,)):
-        side.error(f"T = {value:g} is {problem}: still using T = {ss[_K_GOOD_T]:g}.")
+        # said under the field, and at the top of the page, where it is seen whatever the sidebar's scroll
+        said = f"T = {value:g} is {problem}: still using T = {ss[_K_GOOD_T]:g}."
+        side.error(said, icon=":material/thermostat:")
+        st.error(f"The sidebar's temperature: {said}", icon=":material/thermostat:")
     return float(ss[_K_GOOD_T])
 
 

@@ -1,43 +1,46 @@
 """How pages show things, so that every page reads and exports alike.
 
-``table`` shows a library table with headings in words and units (``cakd_viz.terms.heading``), number
-formats and column widths that fit the values (nothing clipped), and a download of the table as CSV
-or Parquet carrying the view's context. ``chart`` draws a Plotly figure. Both also record what they
-showed in the page's ``Report``; ``finish`` (the last call of a page) fills the sidebar's "Export this
-view" box with a self-contained HTML report and a "reproduce in Python" snippet.
+Pages draw through this module: ``title``, ``subheader``, ``markdown``, ``caption``, ``note``,
+``metric``, ``image``, ``latex``/``identity`` and ``chart`` draw with Streamlit and record what they drew
+in the page's ``Report`` (``cakd_viz.report``: text without markup, images as PNG, formulas as text and
+MathML). ``table`` shows a library table as people read it (``cakd_viz.terms.readable``: headings in
+words, each column in the unit its heading says; printed as ``formats`` says), offers it as CSV or
+Parquet carrying the view's context, and records it as printed. ``finish`` (the last call of a page)
+fills the sidebar's "Export this view" box with the HTML report and a "reproduce in Python" snippet.
 """
 
 from __future__ import annotations
 
-import math
+import io
 import re
 
 import pandas as pd
 import streamlit as st
 
 from cakd_viz import export
-from cakd_viz.terms import heading, unit
+from cakd_viz.app.formats import column_config, column_format, formatted, js_precision  # noqa: F401
+from cakd_viz.report import MAX_ROWS, Report
+from cakd_viz.terms import heading, in_units, unit
+from cakd_viz.terms import measures as measures_in_units
+from cakd_viz.worked import identity_latex, identity_parts, identity_text
 
 _K_REPORT = "_report"
 _K_EXPORT_BOX = "_export_box"
 _K_BANNER = "_banner_box"  # under the page title: a running pass's progress bar (notice_box)
-# column width = characters x CHAR_PX + PAD_PX: digits of the 14 px table font are at most 7.7 px wide
-CHAR_PX, PAD_PX, HEADER_CAP_PX = 8.2, 28, 220
-INDEX_COLUMNS = ("index", "class", "true", "predicted")  # identifiers: no thousands separator
 
 
 def start(context: dict, box) -> None:
     """Begin a page run (called by the sidebar): a fresh report with the view's context, and the
     sidebar container that ``finish`` fills."""
-    st.session_state[_K_REPORT] = export.Report(title="cakd-viz", context=dict(context))
+    st.session_state[_K_REPORT] = Report(title="cakd-viz", context=dict(context))
     st.session_state[_K_EXPORT_BOX] = box
     st.session_state[_K_BANNER] = None
 
 
-def report() -> export.Report:
+def report() -> Report:
     rep = st.session_state.get(_K_REPORT)
     if rep is None:
-        rep = st.session_state[_K_REPORT] = export.Report(title="cakd-viz")
+        rep = st.session_state[_K_REPORT] = Report(title="cakd-viz")
     return rep
 
 
@@ -51,6 +54,11 @@ def context(**extra) -> dict:
         else:
             out[k] = v
     return out
+
+
+def set_context(context: dict) -> None:
+    """Replace the report's context (a page whose view is not the sidebar's: Learn's own example)."""
+    report().context = dict(context)
 
 
 def title(text: str, question: str) -> None:
@@ -69,83 +77,107 @@ def notice_box():
     return st.session_state.get(_K_BANNER)
 
 
+_MARKDOWN = re.compile(r"\\(.)|\$([^$]*)\$|\*\*|`([^`]*)`|\*([^*\s][^*]*)\*", re.S)
+
+
 def plain_text(markdown: str) -> str:
-    """Markdown with inline LaTeX as plain text for the HTML report: "$\\mathrm{BCD} + p_S\\,\\mathrm{SCD}$"
-    -> "BCD + p_S SCD"; bold markers dropped."""
+    """Markdown as plain text for the HTML report: backslash escapes (``cakd_viz.text.markdown``) undone,
+    inline LaTeX as text ("$\\mathrm{BCD} + p_S\\,\\mathrm{SCD}$" -> "BCD + p_S SCD"), bold markers and
+    code-span backticks dropped. The report escapes the result, so nothing in it becomes markup."""
 
-    def math(m: re.Match) -> str:
-        body = re.sub(r"\\mathrm\{([^}]*)\}", r"\1", m.group(1))
-        return re.sub(r"\\[,;!]", " ", body).replace("\\", "")
+    def one(m: re.Match) -> str:
+        if m.group(1) is not None:
+            return m.group(1)
+        if m.group(2) is not None:
+            body = re.sub(r"\\mathrm\{([^}]*)\}", r"\1", m.group(2))
+            return re.sub(r"\\[,;!]", " ", body).replace("\\", "")
+        return m.group(3) or m.group(4) or ""
 
-    return re.sub(r"\$([^$]*)\$", math, markdown).replace("**", "")
+    return _MARKDOWN.sub(one, str(markdown))
 
 
-def subheader(text: str) -> None:
-    st.subheader(text)
-    report().heading(text)
+def subheader(text: str, where=None) -> None:
+    (where or st).subheader(text)
+    report().heading(plain_text(text))
 
 
-def chart(fig, caption: str | None = None, *, key: str | None = None, **kwargs) -> None:
+def header(text: str) -> None:
+    st.header(text)
+    report().heading(plain_text(text))
+
+
+def section(text: str) -> None:
+    """Record a heading the page shows in another form (a tab's name), so that the report has it too."""
+    report().heading(plain_text(text))
+
+
+def markdown(text: str, where=None) -> None:
+    """A paragraph of markdown, recorded as plain text."""
+    (where or st).markdown(text)
+    report().text(plain_text(text))
+
+
+def caption(text: str, where=None) -> None:
+    (where or st).caption(text)
+    report().caption(plain_text(text))
+
+
+def note(text: str, kind: str = "info", where=None, **kwargs) -> None:
+    """A boxed message (``kind``: info, success, warning or error), recorded as such."""
+    getattr(where or st, kind)(text, **kwargs)
+    report().note(plain_text(text), kind)
+
+
+def metric(where, label: str, value, delta=None, **kwargs) -> None:
+    """A metric card in ``where`` (a column or container; label, value and delta are markdown: text from
+    files escaped with ``config.plain``), recorded with its label, value and delta as plain text."""
+    where.metric(label, value, delta, **kwargs)
+    report().metric(
+        plain_text(label), plain_text(str(value)), None if delta is None else plain_text(str(delta))
+    )
+
+
+def image(picture, caption: str = "", where=None) -> None:
+    """A PIL image with its caption; the report embeds it as PNG."""
+    (where or st).image(picture, caption=caption or None)
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    report().image(buf.getvalue(), plain_text(caption))
+
+
+def latex(tex: str, text: str, *, parts: list | None = None, where=None) -> None:
+    """A formula: LaTeX on the page; in the report ``text`` (plain) and, with ``parts``, MathML."""
+    (where or st).latex(tex)
+    report().formula(text, parts)
+
+
+def identity(example, *, decimals: int | None = None, prefix: str = "", where=None) -> None:
+    """KL = BCD + p_S·SCD + p_W·WCD with this example's numbers (``cakd_viz.learn``)."""
+    latex(
+        prefix + identity_latex(example, decimals=decimals),
+        identity_text(example, decimals=decimals),
+        parts=identity_parts(example, decimals=decimals),
+        where=where,
+    )
+
+
+def who(name: str, sel) -> str:
+    """A student as the charts of a view name it: with a student B (``sel.compare``) set, its role too
+    ("kd (A)", "ce (B)"), so that every chart says which student is which; else its name alone."""
+    if not sel.compare or name not in (sel.student, sel.compare):
+        return name
+    return f"{name} ({'A' if name == sel.student else 'B'})"
+
+
+def chart(fig, caption: str | None = None, *, key: str | None = None, where=None, **kwargs) -> None:
     """Draw ``fig`` full width (with ``caption`` under it) and record both in the report."""
-    st.plotly_chart(fig, width="stretch", key=key, **kwargs)
+    (where or st).plotly_chart(fig, width="stretch", key=key, **kwargs)
     if caption:
-        st.caption(caption)
-    report().figure(fig, caption or "")
+        (where or st).caption(caption)
+    report().figure(fig, plain_text(caption or ""))
 
 
 # -- tables ------------------------------------------------------------------------------------------
-
-
-def js_precision(value: float, digits: int = 4) -> str:
-    """``value`` as the app's number columns print it (printf "%.4g", JavaScript's toPrecision rules)."""
-    if value is None or not math.isfinite(value):
-        return "" if value is None or value != value else str(value)
-    if value == 0:
-        return "0"
-    mantissa, exp = f"{value:.{digits - 1}e}".split("e")
-    e = int(exp)
-    if e < -6 or e >= digits:
-        return f"{mantissa.rstrip('0').rstrip('.')}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return f"{value:.{max(0, digits - 1 - e)}f}"
-
-
-def _width(strings, header: str) -> int:
-    longest = max((len(s) for s in strings), default=1)
-    return int(max(longest * CHAR_PX + PAD_PX, min(len(header) * CHAR_PX * 0.85 + PAD_PX, HEADER_CAP_PX)))
-
-
-def column_config(frame: pd.DataFrame, headings: dict[str, str]) -> dict:
-    """st.column_config per column of ``frame`` (library names), keyed by its heading: percentages for
-    "%" columns, 4 significant digits for other floats, thousands separators for integers, widths that
-    fit the longest value (and the heading, up to HEADER_CAP_PX)."""
-    config = {}
-    for col in frame.columns:
-        head, series = headings[col], frame[col]
-        if pd.api.types.is_bool_dtype(series):
-            config[head] = st.column_config.CheckboxColumn(head, width=_width(["xx"], head))
-        elif pd.api.types.is_float_dtype(series):
-            values = series.dropna().to_numpy()
-            if unit(col) == "%":
-                texts = [f"{v * 100:.2f}%" for v in values]
-                config[head] = st.column_config.NumberColumn(
-                    head, format="percent", width=_width(texts, head)
-                )
-            else:
-                texts = [js_precision(float(v)) for v in values]
-                config[head] = st.column_config.NumberColumn(head, format="%.4g", width=_width(texts, head))
-        elif pd.api.types.is_integer_dtype(series):
-            ident = col in INDEX_COLUMNS
-            texts = [f"{int(v)}" if ident else f"{int(v):,}" for v in series.dropna()]
-            fmt = "%d" if ident else "localized"
-            config[head] = st.column_config.NumberColumn(head, format=fmt, width=_width(texts, head))
-        elif pd.api.types.is_datetime64_any_dtype(series):
-            config[head] = st.column_config.DatetimeColumn(
-                head, format="YYYY-MM-DD HH:mm", width=_width(["2025-01-01 12:00"], head)
-            )
-        else:
-            texts = [str(v) for v in series.dropna()]
-            config[head] = st.column_config.TextColumn(head, width=min(_width(texts, head), 420))
-    return config
 
 
 def table(
@@ -162,15 +194,19 @@ def table(
     context: dict | None = None,
     export_frame: pd.DataFrame | None = None,
 ) -> object:
-    """Show a library table (snake_case columns) readably, offer it as CSV / Parquet, record it.
+    """Show a library table (snake_case columns) as people read it, offer it as CSV / Parquet, record it.
 
-    ``headings`` overrides some headings; ``a``/``b`` name the students of comparison columns;
-    ``context`` replaces the export context (default: the view's); ``export_frame`` (same columns) is
-    what the downloads and the report hold instead of ``frame`` (e.g. numbers where ``frame`` shows them
-    as text). With ``selectable`` a single row can be selected; returns what st.dataframe returns.
+    Values are shown, downloaded and reported in the unit their heading says (``terms.in_units``: a "%"
+    column in percent). ``headings`` overrides some headings; ``a``/``b`` name the students of
+    comparison columns; ``context`` replaces the export context (default: the view's); ``export_frame``
+    (same columns, e.g. every row where ``frame`` holds the first ones) is what the downloads hold
+    instead of ``frame``. With ``selectable`` a single row can be selected; returns what st.dataframe
+    returns.
     """
     names = {c: (headings or {}).get(c) or heading(str(c), a=a, b=b) for c in frame.columns}
-    shown = frame.rename(columns=names)
+    people = in_units(frame)
+    formats = {names[c]: column_format(c, people[c]) for c in frame.columns}
+    shown = people.rename(columns=names)
     kwargs = dict(on_select="rerun", selection_mode="single-row") if selectable else {}
     event = st.dataframe(
         shown,
@@ -178,51 +214,54 @@ def table(
         key=key,
         height=height,
         width="stretch",
-        column_config=column_config(frame, names),
+        column_config=column_config(people, names),
         **kwargs,
     )
     if caption:
         st.caption(caption)
-    out = shown if export_frame is None else export_frame.rename(columns=names)
+    out = shown if export_frame is None else in_units(export_frame).rename(columns=names)
     download(out, name=name, context=context, key=f"dl_{key or name}")
-    source = frame if export_frame is None else export_frame
-    report().table(as_text(source).rename(columns=names), caption or name)
+    report().table(formatted(shown.head(MAX_ROWS), formats), plain_text(caption or ""), total=len(shown))
     return event
 
 
-def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """The table's numbers as the app shows them (percentages for "%" columns, 4 significant digits), for
-    the HTML report."""
-    out = frame.copy()
-    for col in frame.columns:
-        series = frame[col]
-        if pd.api.types.is_float_dtype(series):
-            if unit(str(col)) == "%":
-                out[col] = [f"{v:.2%}" if v == v else "" for v in series]
-            else:
-                out[col] = [js_precision(float(v)) for v in series]
-    return out
-
-
-def measures(summary: pd.DataFrame) -> pd.DataFrame:
+def measures(summary: pd.DataFrame, *, a: str = "A", b: str = "B") -> pd.DataFrame:
     """A `compare.summary`-like table (measure, a, b, delta: one measure per row, in different units) as
-    text: each row in its own unit ("0.4438", "31.87%", "-1.15 points"); the measure in words."""
+    the page prints it: each row in its own unit ("0.4438 nats", "31.87%", "-1.15 points"), the measure
+    in words, the columns named by the students. The numbers are those of ``terms.measures``."""
+    values = measures_in_units(summary, a=a, b=b)
+    delta = f"{b} − {a}"
 
-    def fmt(value: float, u: str, delta: bool = False) -> str:
+    def fmt(value: float, u: str, is_delta: bool = False) -> str:
         if value != value:
             return ""
         if u == "%":
-            return f"{value * 100:+.2f} points" if delta else f"{value:.2%}"
+            return f"{value:+.2f} points" if is_delta else f"{value:.2f}%"
         text = js_precision(float(value))
-        return ("+" + text if delta and value > 0 else text) + (
-            f" {u}" if u and u != "classes" and not delta else ""
+        return ("+" + text if is_delta and value > 0 else text) + (
+            f" {u}" if u and u != "classes" and not is_delta else ""
         )
 
     rows = []
-    for m, a, b, d in summary[["measure", "a", "b", "delta"]].itertuples(index=False):
-        u = unit(m)
-        rows.append({"measure": heading(m), "a": fmt(a, u), "b": fmt(b, u), "delta": fmt(d, u, delta=True)})
-    return pd.DataFrame(rows)
+    for m, row in zip(summary["measure"], values.itertuples(index=False), strict=True):
+        u = unit(str(m))
+        rows.append({"measure": row[0], a: fmt(row[1], u), b: fmt(row[2], u), delta: fmt(row[3], u, True)})
+    return pd.DataFrame(rows, columns=["measure", a, b, delta])
+
+
+def measures_table(summary: pd.DataFrame, *, a: str, b: str, name: str, key: str, context=None) -> None:
+    """A comparison summary (``compare.summary``) shown as ``measures`` prints it, downloaded with the
+    numbers of ``terms.measures`` (each row in its unit), recorded as printed."""
+    shown = measures(summary, a=a, b=b)
+    st.dataframe(
+        shown,
+        hide_index=True,
+        key=key,
+        width="stretch",
+        column_config=column_config(shown, {c: c for c in shown.columns}),
+    )
+    download(measures_in_units(summary, a=a, b=b), name=name, context=context, key=f"dl_{key}")
+    report().table(shown)
 
 
 def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key: str) -> None:
@@ -273,7 +312,8 @@ def finish(snippet: export.ViewSpec | str | None = None) -> None:
             mime="text/html",
             on_click="ignore",
             icon=":material/description:",
-            help="One file with this page's charts (interactive, working offline) and tables.",
+            help="One file with everything this page shows: charts (interactive), tables, images, formulas, "
+            "numbers and notes; it opens offline.",
             key="export_html",
         )
         if snippet is not None:

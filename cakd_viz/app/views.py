@@ -4,8 +4,12 @@ A link may add runs' students to the open bundle with ``runs=RUNID,RUNID``: each
 run folder under the runs directory (a name, never a path) whose own bundle holds the same samples,
 labels and teacher (``cakd_viz.bundle.compose``). Nothing is written anywhere; every refused id gets
 one line saying why. A view's identity for caches is ``key``: ``(path, stamp)`` for a plain bundle,
-``(path, stamp, ((run id, run bundle path, its stamp), ...))`` with runs added; a stamp changes whenever
-one of the bundle's files does (``bundles.files_stamp``).
+``(path, stamp, ((run id, run bundle path, its stamp, its name), ...))`` with runs added; a stamp changes
+whenever one of the bundle's files does (``bundles.files_stamp``).
+
+A run's student is named by the run's name, "run:NAME" (``student_names``: unique, readable, only
+characters that are plain in Markdown and file names), not by its 30-character id; ``run_ids`` gives the
+id behind each name (for hover help) and ``renamed`` reads the older "run:RUN_ID" form of a link.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from cakd_viz.bundle.compose import check_same_teacher, compose_students
 from cakd_viz.runs import results, store
 
 MAX_RUNS = 6  # run students one link may add
-RUN_PREFIX = "run:"  # a run's student is named "run:<run id>" in the view
+RUN_PREFIX = "run:"  # a run's student is named "run:<run name>" in the view
+NAME_CHARS = 40  # a run's name in a student name is cut to this many characters
 
 
 def parse_runs(raw: str) -> list[str]:
@@ -30,8 +35,9 @@ def parse_runs(raw: str) -> list[str]:
     return list(dict.fromkeys(p.strip() for p in str(raw).split(",") if p.strip()))
 
 
-def run_source(run_id: str) -> tuple[str, str, str]:
-    """(run id, its bundle path, the stamp of its files) of a finished run; ValueError (one line) otherwise."""
+def run_source(run_id: str) -> tuple[str, str, str, str]:
+    """(run id, its bundle path, the stamp of its files, its name) of a finished run; ValueError (one line)
+    otherwise."""
     path = results.run_folder(None, run_id)  # a malformed id or a missing folder is refused here
     info = results.read_run(path)
     if info.state != "done" or info.bundle_path is None:
@@ -41,7 +47,32 @@ def run_source(run_id: str) -> tuple[str, str, str]:
     root = store.runs_dir().resolve()
     if not bundle.resolve().is_relative_to(root) or any(p.is_symlink() for p in bundle.rglob("*")):
         raise ValueError(f"run {run_id}: its bundle links outside the runs directory")
-    return run_id, str(bundle), bundles.files_stamp(bundle)
+    return run_id, str(bundle), bundles.files_stamp(bundle), _plain_name(results.safe_label(info))
+
+
+def _plain_name(label: str) -> str:
+    """A run's label with only letters, digits, spaces and ``._=,+-:()`` kept (others become "-"), cut to
+    NAME_CHARS: nothing in it can become Markdown, markup or LaTeX wherever a page writes it."""
+    kept = "".join(ch if ch.isalnum() or ch in " ._=,+-:()" else "-" for ch in str(label)).strip()
+    return kept[:NAME_CHARS].strip() or "run"
+
+
+def student_names(runs, taken=()) -> dict[str, str]:
+    """Run id -> the name its student gets in the view: "run:NAME" from the run's name; a name that two of
+    ``runs`` ((id, path, stamp, name) tuples) share, or that is in ``taken`` (the bundle's students), gets
+    the end of the run's id ("run:tuned (a1b2)"), or the whole id where that is still not unique."""
+    runs = list(runs)
+    first = {r[0]: f"{RUN_PREFIX}{r[3]}" for r in runs}
+    counts = {n: list(first.values()).count(n) for n in first.values()}
+    out = {}
+    for r in runs:
+        name = first[r[0]]
+        if counts[name] > 1 or name in taken:
+            name = f"{name} ({r[0].rsplit('-', 1)[-1][:8]})"
+        if name in out.values() or name in taken:
+            name = f"{RUN_PREFIX}{r[0]}"
+        out[r[0]] = name
+    return out
 
 
 @st.cache_data(max_entries=32, show_spinner="Checking that the run used the same data and teacher…")
@@ -77,10 +108,11 @@ def add_runs(key: tuple, run_ids: list[str]) -> tuple[tuple, list[str], list[str
 @st.cache_resource(max_entries=4, show_spinner="Adding the runs' students…")
 def _composed(base_path: str, base_stamp: str, runs: tuple) -> Bundle:
     base = bundles.load(base_path, base_stamp)
+    names = student_names(runs, taken=base.student_names)
     extra = {}
-    for run_id, path, _ in runs:
+    for run_id, path, *_ in runs:
         other = _open(path)
-        extra[RUN_PREFIX + run_id] = (other, other.student_names[0])
+        extra[names[run_id]] = (other, other.student_names[0])
     return compose_students(base, extra)
 
 
@@ -107,9 +139,28 @@ def _open(path: str) -> Bundle:
     return bundles.open_checked(path)
 
 
+def _names(key: tuple) -> dict[str, str]:
+    """Run id -> its student's name in the view ``key`` (empty for a plain bundle)."""
+    runs = key[2] if len(key) > 2 else ()
+    return student_names(runs, taken=bundles.load(key[0], key[1]).student_names) if runs else {}
+
+
 def run_bundles(key: tuple) -> dict[str, str]:
     """Student name in the view -> the run bundle it comes from (empty for a plain bundle)."""
-    return {RUN_PREFIX + r[0]: r[1] for r in (key[2] if len(key) > 2 else ())}
+    names = _names(key)
+    return {names[r[0]]: r[1] for r in (key[2] if len(key) > 2 else ())}
+
+
+def run_ids(key: tuple) -> dict[str, str]:
+    """Student name in the view -> the id of the run it comes from (empty for a plain bundle)."""
+    return {name: run_id for run_id, name in _names(key).items()}
+
+
+def renamed(key: tuple, value: str | None) -> str | None:
+    """A student as a link or the Tune page names it, in the view ``key``: "run:RUN_ID" (the older form)
+    becomes that run's student name; anything else is returned as it is."""
+    ids = {f"{RUN_PREFIX}{run_id}": name for run_id, name in _names(key).items()}
+    return ids.get(value, value) if isinstance(value, str) else value
 
 
 def short_path(path: str) -> str:

@@ -41,6 +41,7 @@ import numpy as np
 
 from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
 from cakd_viz.bundle.npy import NpyHeader, human_size, read_header
+from cakd_viz.bundle.read import LOGIT_DTYPES
 from cakd_viz.bundle.write import write_bundle
 from cakd_viz.bundle.zipcheck import open_zip
 from cakd_viz.validate import BundleError, as_numpy, check_logits
@@ -136,6 +137,7 @@ def _check_layout(
     """The checks ``write_bundle`` makes on shapes, made on the declared shapes before reading any data."""
     students = [k for k in declared if _is_student(k)]
     try:
+        _check_logit_dtypes({k: v[1] for k, v in declared.items()}, student_name)
         shape, dtype = declared["teacher"]
         check_logits(_probe(shape, dtype), "teacher", check_values=False)
         n, c = shape
@@ -169,6 +171,26 @@ def _check_layout(
         raise BundleError(f"{src.name}: {exc}") from None
     except ValueError as exc:  # numpy: a declared shape too large to describe at all
         raise BundleError(f"{src.name}: impossible array shapes ({exc})") from None
+
+
+def _check_logit_dtypes(dtypes: dict[str, np.dtype], student_name: str = "student") -> None:
+    """Logits must be float16, float32 or float64, as ``load_bundle`` requires: an integer teacher or
+    student is refused in the words of its message ("teacher holds int32 values; logits must be ...";
+    the caller puts the file's name first)."""
+    for key, dtype in dtypes.items():
+        if key != "teacher" and not _is_student(key):
+            continue
+        dtype = np.dtype(dtype)
+        if dtype.kind in "iub":
+            who = (
+                "teacher"
+                if key == "teacher"
+                else f"student {(student_name if key == 'student' else key[8:])!r}"
+            )
+            raise BundleError(
+                f"{who} holds {dtype.name} values; logits must be "
+                f"{', '.join(LOGIT_DTYPES[:-1])} or {LOGIT_DTYPES[-1]}"
+            )
 
 
 def _check_total(src: Path, sizes: dict[str, int], limit: int) -> None:
@@ -459,6 +481,10 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
         else:
             out[str(key)] = _torch_value(src, str(key), value)
     _check_keys(src, list(out))
+    try:
+        _check_logit_dtypes({k: v.dtype for k, v in out.items() if isinstance(v, np.ndarray)})
+    except BundleError as exc:
+        raise BundleError(f"{src.name}: {exc}") from None
     # one storage may back many tensors (or a tensor with zero strides): count what comes out
     sizes = {k: math.prod(v.shape) * v.dtype.itemsize for k, v in out.items() if isinstance(v, np.ndarray)}
     for key, size in sizes.items():

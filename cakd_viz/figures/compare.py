@@ -18,7 +18,8 @@ _MEAN_LABELS = {"kl_mean": "KL", **{f"{t}_mean": TERM_LABELS[t] for t in TERMS}}
 def mean_terms_figure(summary: pd.DataFrame, a: str, b: str) -> go.Figure:
     """Mean KL and mean parts of A and B side by side, the change (B - A) written above B's bar.
 
-    summary: `compare.summary` (measure, a, b, delta). Traces: A, then B (named after the students).
+    summary: `compare.summary` (measure, a, b, delta). Traces: A, then B, named after the students and
+    their role ("kd (A)", "ce (B)").
     """
     rows = summary.set_index("measure").reindex(_MEANS)
     labels = [_MEAN_LABELS[m] for m in _MEANS]
@@ -27,7 +28,7 @@ def mean_terms_figure(summary: pd.DataFrame, a: str, b: str) -> go.Figure:
         text = [f"{d:+.3g}" for d in rows["delta"]] if col == "b" else [f"{v:.3g}" for v in rows["a"]]
         fig.add_trace(
             go.Bar(
-                name=plain(who),
+                name=f"{plain(who)} ({col.upper()})",
                 x=labels,
                 y=rows[col],
                 marker_color=student_color(i),

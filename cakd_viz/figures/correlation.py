@@ -67,6 +67,7 @@ def correlation_heatmap(
         zmax=1,
         colorbar="Pearson r",
         hover="%{y} × %{x}<br>r = %{z:.3f}<br>families %{customdata}<extra></extra>",
+        title="the teacher's class correlations (Pearson r of its logits)",
     )
     return fig
 
@@ -90,6 +91,7 @@ def comembership_heatmap(
         zmax=100,
         colorbar="% of i's strong sets",
         hover="when %{y} is in S, %{x} is too in %{z:.1f}% of samples<br>families %{customdata}<extra></extra>",
+        title="the teacher's strong sets: how often class j is in S when class i is",
     )
 
 
@@ -130,7 +132,7 @@ def strong_size_figure(strong_size: np.ndarray, *, grouping: str) -> go.Figure:
             hovertemplate="|S| = %{x}: %{y:,} samples<extra></extra>",
         )
     )
-    fig.update_layout(**base_layout(height=300, showlegend=False))
+    fig.update_layout(**base_layout("the teacher's strong sets: their sizes", height=300, showlegend=False))
     fig.update_xaxes(title=f"strong-set size |S| under {plain(grouping)} (classes)")
     fig.update_yaxes(title="samples")
     return fig
@@ -175,7 +177,9 @@ def strong_mass_figure(d: Decomposition, *, bins: int = 40, student: str = "stud
             hoverinfo="skip",
         )
     )
-    fig.update_layout(**base_layout(height=380))
+    fig.update_layout(
+        **base_layout(f"teacher p<sub>S</sub> against {plain(student)} q<sub>S</sub>", height=380)
+    )
     fig.update_xaxes(title="teacher's strong-group mass p<sub>S</sub>", range=[lo, hi], constrain="domain")
     fig.update_yaxes(
         title=f"{plain(student)}'s strong-group mass q<sub>S</sub>", range=[lo, hi], scaleanchor="x"
@@ -190,7 +194,7 @@ def _mass_range(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return max(0.0, float(lo - pad)), min(1.0, float(hi + pad))
 
 
-def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorbar, hover) -> go.Figure:
+def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorbar, hover, title) -> go.Figure:
     labels = _labels(classes, class_names)
     fam = family[classes]
     custom = np.array([[f"{fam[r]} / {fam[c]}" for c in range(len(classes))] for r in range(len(classes))])
@@ -230,7 +234,7 @@ def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorba
             start = i
     # Every row and column labelled (dtick 1), at a readable size: the chart grows with the classes.
     height = max(420, ROW_PX * len(classes) + 160)
-    fig.update_layout(**base_layout(height=height, margin=dict(l=10, r=10, t=20, b=10)), shapes=shapes)
+    fig.update_layout(**base_layout(title, height=height, margin=dict(l=10, r=10, t=50, b=10)), shapes=shapes)
     fig.update_xaxes(
         type="category", tickangle=-90, tickfont=dict(size=LABEL_PX), dtick=1, title=None, automargin=True
     )

@@ -135,7 +135,8 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
 
     Small images (8x8 digits, 32x32 glyphs) are enlarged by whole pixels (nearest neighbour) to about
     `tile` pixels, so every tile is big enough to see and to caption. A caption's first word (e.g. "#12")
-    and the rest (the class) go on two lines.
+    and the rest (the class) go on two lines. The grid travels as one PNG data URI (``png_data_uri``):
+    small, and a saved figure (the HTML report) needs nothing outside itself.
     """
     factor = max(1, int(np.ceil(tile / max(images.shape[1:3]))))
     images = images.repeat(factor, axis=1).repeat(factor, axis=2)  # (k, H*f, W*f, 3)
@@ -159,13 +160,25 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
                 yref="y",
             )
         )
-    fig = go.Figure(go.Image(z=grid, hoverinfo="skip"))
+    fig = go.Figure(go.Image(source=png_data_uri(grid), hoverinfo="skip"))
     fig.update_layout(
         **base_layout(height=grid.shape[0] + 20, margin=dict(l=0, r=0, t=10, b=0)), annotations=annotations
     )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
     return fig
+
+
+def png_data_uri(pixels: np.ndarray) -> str:
+    """An (H, W, 3) uint8 picture as a "data:image/png;base64,..." URI."""
+    import base64
+    import io
+
+    from PIL import Image  # only the app needs Pillow
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _pct(v) -> str:

@@ -77,11 +77,12 @@ def standardization_figure(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def histogram_figure(hists: dict[str, pd.DataFrame]) -> go.Figure:
+def histogram_figure(hists: dict[str, pd.DataFrame], *, student: str | None = None) -> go.Figure:
     """Distributions of KL and each contribution per sample, from pre-binned log10 histograms.
 
     hists: {"kl"|"bcd"|"scd"|"wcd": DataFrame(left, right, count)} as from `aggregates.term_histograms`
-    with log=True (edges are log10 of nats); zeros are counted in `frame.attrs["zeros"]`.
+    with log=True (edges are log10 of nats); zeros are counted in `frame.attrs["zeros"]`. ``student``
+    titles the chart with whose samples they are.
     """
     fig = go.Figure()
     for name in ("kl", *TERMS):
@@ -105,7 +106,9 @@ def histogram_figure(hists: dict[str, pd.DataFrame]) -> go.Figure:
                 hovertemplate=f"{TERM_NAMES[name]}<br>from %{{x:.3g}} {KL_UNIT}<br>%{{y:,}} samples<extra></extra>",
             )
         )
-    fig.update_layout(**base_layout(height=340))
+    fig.update_layout(
+        **base_layout(_whose(student, "how the KL and its parts spread over the samples"), height=340)
+    )
     fig.update_xaxes(
         type="log", title=f"value per sample ({KL_UNIT}, log scale)", exponentformat="power", dtick=1
     )
@@ -179,10 +182,13 @@ def sweep_figure(
     return fig
 
 
-def class_breakdown_figure(frame: pd.DataFrame, *, top: int = 30, by_title: str = "true class") -> go.Figure:
+def class_breakdown_figure(
+    frame: pd.DataFrame, *, top: int = 30, by_title: str = "true class", student: str | None = None
+) -> go.Figure:
     """Per-class total KL split into the three contributions, the `top` classes with the largest total.
 
-    frame: `aggregates.class_breakdown` output (sorted by kl_total, with share_* and name columns).
+    frame: `aggregates.class_breakdown` output (sorted by kl_total, with share_* and name columns);
+    ``student`` titles the chart with whose KL it is.
     """
     part = frame.head(top)
     labels = [
@@ -207,12 +213,17 @@ def class_breakdown_figure(frame: pd.DataFrame, *, top: int = 30, by_title: str 
                 ),
             )
         )
-    layout = base_layout(height=140 + 22 * len(part), barmode="stack")
+    layout = base_layout(_whose(student, "total KL per class"), height=140 + 22 * len(part), barmode="stack")
     layout["legend"] = {**layout["legend"], "traceorder": "normal"}
     layout["xaxis"] = dict(title=f"total KL over the class's samples ({KL_UNIT})")
     layout["yaxis"] = dict(title=by_title, autorange="reversed", type="category")
     fig.update_layout(**layout)
     return fig
+
+
+def _whose(student: str | None, what: str) -> str | None:
+    """A chart title saying whose numbers it shows ("kd: total KL per class"); None without a student."""
+    return None if student is None else f"{plain(student)}: {what}"
 
 
 def sweep_groupings(spec: str, num_classes: int, *, has_labels: bool = True) -> Sweep:

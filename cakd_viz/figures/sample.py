@@ -74,8 +74,8 @@ def probability_bars(
 
     Rows are ordered as given (teacher's most likely first, at the top). Traces: "teacher p",
     "<student> q" (``student`` names it), with ``other`` = (name, (C,) probabilities) a second student's
-    bars, and a legend-only "strong set S"; each class of S in view gets a shaded band (a layout shape)
-    and an outlined bar.
+    bars (then the two are "<student> (A) q" and "<other> (B) q"), and a legend-only "strong set S"; each
+    class of S in view gets a shaded band (a layout shape) and an outlined bar.
     """
     idx = shown_classes(example) if classes is None else np.asarray(classes, dtype=np.int64)
     if other is not None and classes is None:  # also show where the second student puts its mass
@@ -88,10 +88,10 @@ def probability_bars(
     fig = go.Figure()
     bars = [
         ("teacher", "p", example.p, ROLE_COLORS["teacher"]),
-        (student, "q", example.q, ROLE_COLORS["student"]),
+        (student if other is None else f"{student} (A)", "q", example.q, ROLE_COLORS["student"]),
     ]
     if other is not None:
-        bars.append((other[0], "q", np.asarray(other[1]), STUDENT_COLORS[1]))
+        bars.append((f"{other[0]} (B)", "q", np.asarray(other[1]), STUDENT_COLORS[1]))
     for who, sym, values, color in bars:
         fig.add_trace(
             go.Bar(
@@ -147,14 +147,22 @@ def probability_bars(
 
 
 def contribution_bars(
-    example, *, title: str | None = None, font_size: int = 13, decimals: int | None = None
+    example,
+    *,
+    title: str | None = None,
+    font_size: int = 13,
+    decimals: int | None = None,
+    student: str | None = None,
 ) -> go.Figure:
     """Each contribution as its own bar, and KL as the three stacked: the identity, drawn.
 
     `example`: anything with `contributions()` and `kl` (a `learn.Example`). One trace per term
     ("bcd", "scd", "wcd" in `meta`), each with two bars: its own column and its segment of "KL".
-    decimals: fixed decimals for the value labels (default: 4 significant digits).
+    decimals: fixed decimals for the value labels (default: 4 significant digits). ``student`` (a name
+    from a file, escaped here) titles the chart with whose KL it is, unless ``title`` is given.
     """
+    if title is None and student is not None:
+        title = f"{plain(student)}: its KL and the three parts"
     parts = example.contributions()
     fig = go.Figure()
     for name, value in parts.items():

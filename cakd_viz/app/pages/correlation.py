@@ -36,7 +36,7 @@ corr_scope = compute.correlation_info(sel.key, sel.standardize).describe()
 corr_of = "standardized teacher logits (LS: each sample z-scored)" if sel.standardize else "teacher logits"
 order, family = compute.clusters(sel.key, threshold, sel.standardize)
 families = fig.family_table(family)
-st.caption(
+ui.caption(
     f"{len(families):,} families among {b.num_classes:,} classes; "
     f"{int((families['size'] > 1).sum()):,} of them have two or more classes. Families are boxed on the diagonal."
 )
@@ -123,7 +123,7 @@ with right:
     for name in who:
         d = res[name].d
         ui.chart(
-            fig.strong_mass_figure(d, student=name),
+            fig.strong_mass_figure(d, student=ui.who(name, sel)),
             f"{name} under `{d.grouping}` at {sel.setting}: mean p_S = {d.teacher_strong_mass.mean():.3f} (teacher), "
             f"q_S = {d.student_strong_mass.mean():.3f} (student), over {res[name].scope()}. Above the "
             "diagonal the student over-weights S.",

@@ -17,44 +17,47 @@ b = sel.bundle
 
 if b is not None:
     info = compute.bundle_summary(sel.key)
-    st.text(f"Open: {sel.label}")
+    ui.caption(f"Open: {app_config.plain(sel.label)}")
     c = st.columns(5)
-    c[0].metric("samples", f"{info['num_samples']:,}")
-    c[1].metric("classes", f"{info['num_classes']:,}")
-    c[2].metric("students", len(info["students"]))
-    c[3].metric("logit dtype", info["dtype"])
-    c[4].metric("size on disk", f"{info['size_bytes'] / 2**20:,.1f} MiB")
+    ui.metric(c[0], "samples", f"{info['num_samples']:,}")
+    ui.metric(c[1], "classes", f"{info['num_classes']:,}")
+    ui.metric(c[2], "students", len(info["students"]))
+    ui.metric(c[3], "logit dtype", info["dtype"])
+    ui.metric(c[4], "size on disk", f"{info['size_bytes'] / 2**20:,.1f} MiB")
     models = fig.models_table(info)
     left, right = st.columns(2)
     with left:
-        st.subheader("Accuracy and agreement")
-        st.plotly_chart(fig.accuracy_figure(models), width="stretch")
+        ui.subheader("Accuracy and agreement")
+        ui.chart(fig.accuracy_figure(models), key="data_accuracy")
     with right:
-        st.subheader("Models")
+        ui.subheader("Models")
         ui.table(
             models.drop(columns=["role", "dtype"]),
             name="models",
-            headings={"model": "model", "agreement": "agrees with teacher (%)"},
+            headings={"model": "model"},
             key="data_models",
             context=ui.context(student="all"),
         )
         if not info["has_labels"]:
-            st.caption("This bundle has no labels: accuracies and the `target` groupings are unavailable.")
+            ui.caption("This bundle has no labels: accuracies and the `target` groupings are unavailable.")
     examples = compute.example_inputs(sel.key, sel.class_names)
     if examples is not None:
-        st.subheader("Example inputs")
+        ui.subheader("Example inputs")
         idx, images, captions = examples
-        st.plotly_chart(
-            fig.image_grid_figure(images, captions), width="stretch", config={"displayModeBar": False}
+        ui.chart(
+            fig.image_grid_figure(images, captions),
+            f"{len(idx)} samples picked at random (seeded), each with its sample number and true class.",
+            key="data_examples",
+            config={"displayModeBar": False},
         )
     classes = compute.class_table(sel.key, sel.class_names)
-    st.subheader("Classes")
+    ui.subheader("Classes")
     if "samples" in classes:
-        st.plotly_chart(
-            fig.class_count_figure(classes["samples"].to_numpy(), list(classes["name"])), width="stretch"
+        ui.chart(
+            fig.class_count_figure(classes["samples"].to_numpy(), list(classes["name"])), key="data_counts"
         )
     with st.expander(f"All {len(classes):,} class names, and names of your own"):
-        st.caption(
+        ui.caption(
             "Pages show the names in the first column: single letters and digits that look alike (I, l, 1; "
             "O, o, 0) are spelled out, and repeated names get their index. The bundle keeps its own names."
             + (" Names from an uploaded list are in use." if sel.names_token else "")
@@ -68,14 +71,17 @@ if b is not None:
         )
         if names_file is not None and st.session_state.get("_names_seen") != names_file.file_id:
             st.session_state["_names_seen"] = names_file.file_id
+            st.session_state["_names_error"] = None
             try:
                 state.set_class_names(app_names.store(names_file.getvalue(), names_file.name, b.num_classes))
-                st.session_state["_names_error"] = None
                 st.rerun()
             except ValueError as exc:
-                st.session_state["_names_error"] = f"Class names not changed: {exc}"
-        if names_file is not None and st.session_state.get("_names_error"):
-            st.error(st.session_state["_names_error"])
+                st.session_state["_names_error"] = (names_file.file_id, f"Class names not changed: {exc}")
+        said = st.session_state.get("_names_error")
+        if said and (names_file is None or said[0] != names_file.file_id):
+            st.session_state["_names_error"] = said = None
+        if said:
+            st.error(said[1])
         if sel.names_token and st.button("Use the bundle's own class names", key="data_names_reset"):
             state.set_class_names(None)
             st.rerun()
@@ -118,19 +124,25 @@ with upload:
         up = st.file_uploader("Logits file", type=list(app_config.UPLOAD_EXTENSIONS), key="data_upload")
         if up is not None and st.session_state.get("_upload_seen") != up.file_id:
             st.session_state["_upload_seen"] = up.file_id
+            st.session_state["_upload_error"] = None  # another file: the last one's refusal is gone
             try:
                 token = bundles.import_upload(
                     up.name, up.getvalue()
                 )  # getvalue(): the upload's bytes, no copy
-                st.session_state["_upload_error"] = None
                 _open(token)
             except ValueError as exc:
                 name = app_config.shown(bundles.upload_name(up.name))
                 st.session_state["_upload_error"] = (
-                    f"Could not import {name}: {exc}. The previous bundle stays open."
+                    up.file_id,
+                    sel.source,
+                    f"Could not import {name}: {exc}. The previous bundle stays open.",
                 )
-        if up is not None and st.session_state.get("_upload_error"):
-            st.error(st.session_state["_upload_error"])
+        said = st.session_state.get("_upload_error")
+        # said while that file is in the uploader and the bundle it left open is still the open one
+        if said and (up is None or said[:2] != (up.file_id, sel.source)):
+            st.session_state["_upload_error"] = said = None
+        if said:
+            st.error(said[2])
 
 with server:
     roots = app_config.data_roots()

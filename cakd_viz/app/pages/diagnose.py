@@ -7,7 +7,7 @@ from cakd_viz.app import compute, links, state, ui, viewspec
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import diagnose as fig
-from cakd_viz.terms import KL_UNIT, PART, heading
+from cakd_viz.terms import KL_UNIT, PART, readable
 
 TABLE_ROWS = 300  # rows of the ranking that reach the browser; the CSV holds the whole set
 FAMILY_THRESHOLD = 0.5  # classes whose average teacher-logit correlation reaches this share a family
@@ -33,8 +33,7 @@ def _open(index: int) -> None:
 
 
 def _csv(frame, **extra) -> bytes:
-    shown = frame.rename(columns=heading)
-    return export.to_csv_bytes(shown, ui.context(**extra))
+    return export.to_csv_bytes(readable(frame), ui.context(**extra))
 
 
 sets = diagnose.available_sets(d)
@@ -51,8 +50,8 @@ which = links.bound(
 )
 links.show(("set",))
 if b.labels is None:
-    st.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
-st.caption(
+    ui.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
+ui.caption(
     f"Failures among {r.scope()}, split under {sel.grouping} at {sel.setting}; sample numbers are the bundle's own."
 )
 fs = diagnose.FAILURE_SETS[which]
@@ -60,22 +59,28 @@ mask = diagnose.failure_mask(d, which)
 count = int(mask.sum())
 by = next(iter(diagnose.RANK_KEYS.values()))  # the ranking's column (KL unless picked below)
 if count == 0:
-    st.success(f"No sample where {fs.description}.")
+    ui.note(f"No sample where {fs.description}.", "success")
 else:
     shares = d.subset(mask).shares()
     top = max(shares, key=shares.get)
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric(
+    ui.metric(
+        c1,
         "Samples in the set",
         f"{count:,}",
         f"{count / len(d):.1%} of {len(d):,}",
         delta_color="off",
         delta_arrow="off",
     )
-    c2.metric(f"Mean KL in the set ({KL_UNIT})", f"{d.kl[mask].mean():.4g}")
-    c3.metric(f"Mean KL overall ({KL_UNIT})", f"{d.kl.mean():.4g}")
-    c4.metric(
-        "Largest part of the set's KL", PART[top], f"{shares[top]:.0%}", delta_color="off", delta_arrow="off"
+    ui.metric(c2, f"Mean KL in the set ({KL_UNIT})", f"{d.kl[mask].mean():.4g}")
+    ui.metric(c3, f"Mean KL overall ({KL_UNIT})", f"{d.kl.mean():.4g}")
+    ui.metric(
+        c4,
+        "Largest part of the set's KL",
+        PART[top],
+        f"{shares[top]:.0%}",
+        delta_color="off",
+        delta_arrow="off",
     )
 
     ui.subheader("The failures, ranked")
@@ -99,8 +104,9 @@ else:
         idx = int(table["index"].iloc[rows[0]])
         left.button(f"Open sample #{idx} in the Sample page", type="primary", on_click=_open, args=(idx,))
     else:
-        left.caption(
-            f"The top {min(TABLE_ROWS, count):,} of {count:,} by {rank}. Select a row to open it in the Sample page."
+        ui.caption(
+            f"The top {min(TABLE_ROWS, count):,} of {count:,} by {rank}. Select a row to open it in the Sample page.",
+            left,
         )
 
     def _every() -> bytes:
@@ -133,7 +139,7 @@ else:
     links.show(("share",))
     classes = diagnose.class_failures(d, mask, by=fs.reference, num_classes=b.num_classes, class_names=names)
     ui.chart(
-        fig.class_failure_chart(classes, normalize=normalize),
+        fig.class_failure_chart(classes, normalize=normalize, student=ui.who(sel.student, sel)),
         f"The {min(25, len(classes))} classes with the most failures, of {len(classes)} with any.",
         key="diagnose_classes",
     )
@@ -153,7 +159,7 @@ else:
     )
     in_s = f"'in S': how often the student's prediction lay in the sample's strong set under {d.grouping}."
     ui.chart(
-        fig.confusion_chart(pairs),
+        fig.confusion_chart(pairs, student=ui.who(sel.student, sel)),
         f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
         f"correlation ≥ {FAMILY_THRESHOLD}). {in_s}",
         key="diagnose_pairs",
@@ -186,7 +192,7 @@ if sel.compare:
     )
     links.show(("cmp",))
     size, change, rows_b, _ = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
-    st.caption(
+    ui.caption(
         f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "
         f"(right = {right_means}); differences are {b_name} − {a_name}, under {sel.grouping} at {sel.setting}."
     )

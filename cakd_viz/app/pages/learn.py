@@ -3,9 +3,11 @@
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from cakd_viz.app import links, state
+from cakd_viz.app import links, state, ui
+from cakd_viz.export import learn_snippet
 from cakd_viz.figures import learn as learn_fig
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -15,8 +17,6 @@ from cakd_viz.learn import (
     PRESETS,
     TEMPERATURE_RANGE,
     LearnView,
-    format_number,
-    identity_latex,
     learn_choice,
     learn_grouping,
     learn_rules,
@@ -24,11 +24,12 @@ from cakd_viz.learn import (
     worked_example,
 )
 from cakd_viz.standardize import setting
+from cakd_viz.worked import class_numbers, example_row, format_number
 
-st.title("Learn")
-st.markdown(
+ui.title(
+    "Learn",
     "**How does the decomposition work?** Six classes, two families of look-alikes. Move the teacher's and "
-    "the student's logits and watch the KL split into its three parts; the identity holds for every setting."
+    "the student's logits and watch the KL split into its three parts; the identity holds for every setting.",
 )
 ss = st.session_state
 C = len(LEARN_CLASSES)
@@ -110,7 +111,7 @@ with controls:
         **KEEP,
     )
     shared = state.selection(required=False)
-    st.caption(
+    ui.caption(
         f"This example has its own T, grouping (K from 1 to {C - 1} for its {C} classes) and "
         f"standardization: they do not change the sidebar's {shared.setting} and {shared.grouping}, which "
         "apply to the open bundle on the other pages."
@@ -153,13 +154,19 @@ view = LearnView(
 ss["_learn_url"] = view.to_params()
 for key in ("zt", "zs", "lt", "lg", "ly", "ls"):
     links.set_param(key, ss["_learn_url"].get(key))
-if (
+same_as_preset = (
     replace(view, standardize=False).to_params()
     == replace(PRESETS[preset].view(), standardize=False).to_params()
-):
-    story.info(PRESETS[preset].story)
-else:
-    story.caption(f"Your own example (changed from “{preset}”). Pick a preset to start again.")
+)
+ui.set_context(
+    {"example": preset if same_as_preset else f"changed from {preset}"}
+    | {"grouping": grouping, "T": temperature, "standardize": standardize, "true class": label}
+)
+story_text = (
+    PRESETS[preset].story
+    if same_as_preset
+    else f"Your own example (changed from “{preset}”). Pick a preset to start again."
+)
 ex = worked_example(
     student, teacher, view.label, grouping=grouping, temperature=temperature, standardize=standardize
 )
@@ -167,11 +174,16 @@ other = worked_example(  # the same example with the other standardization setti
     student, teacher, view.label, grouping=grouping, temperature=temperature, standardize=not standardize
 )
 with numbers:
+    if same_as_preset:
+        ui.note(story_text, "info", where=story)
+    else:
+        ui.caption(story_text, where=story)
     cols = st.columns(4)
-    cols[0].metric(f"KL ({KL_UNIT})", format_number(ex.kl, 4), border=True)
+    ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(ex.kl, 4), border=True)
     for col, (name, value) in zip(cols[1:], ex.contributions().items(), strict=True):
         share = value / ex.kl if ex.kl > 0 else 0.0
-        col.metric(
+        ui.metric(
+            col,
             fig.CONTRIBUTION_LABELS[name],
             format_number(value, 4),
             f"{share:.0%} of KL",
@@ -179,9 +191,9 @@ with numbers:
             delta_arrow="off",
             border=True,
         )
-    st.latex(r"\Large " + identity_latex(ex, decimals=4))
+    ui.identity(ex, decimals=4, prefix=r"\Large ")
     strong = ", ".join(LEARN_CLASSES[i] for i in ex.strong_classes)
-    st.caption(
+    ui.caption(
         f"Grouping {grouping} at {setting(temperature, standardize)}: S = {{{strong}}}, shaded in the bars. "
         + (
             f"Without standardization this example's KL would be {format_number(other.kl, 4)} {KL_UNIT}."
@@ -190,16 +202,21 @@ with numbers:
         )
     )
 with charts:
-    st.plotly_chart(fig.probability_bars(ex, LEARN_CLASSES, np.arange(C), font_size=16), width="stretch")
-    st.plotly_chart(
-        learn_fig.group_mass_bars(ex, title="What BCD compares: the mass on S and on W"), width="stretch"
+    ui.chart(fig.probability_bars(ex, LEARN_CLASSES, np.arange(C), font_size=16), key="learn_bars")
+    ui.chart(
+        learn_fig.group_mass_bars(ex, title="What BCD compares: the mass on S and on W"), key="learn_masses"
     )
-    st.plotly_chart(
+    ui.chart(
         fig.contribution_bars(ex, title="The three contributions add up to KL", font_size=16, decimals=4),
-        width="stretch",
+        key="learn_parts",
+    )
+with st.expander("The example's numbers, as tables"):
+    ui.table(pd.DataFrame([example_row(ex)]), name="learn_terms", key="learn_terms", context=ui.context())
+    ui.table(
+        class_numbers(ex, LEARN_CLASSES), name="learn_classes", key="learn_classes", context=ui.context()
     )
 
-st.header("How it works")
+ui.header("How it works")
 terms, dkd, loss, ls_tab, honest = st.tabs(
     [
         "The three terms",
@@ -210,29 +227,43 @@ terms, dkd, loss, ls_tab, honest = st.tabs(
     ]
 )
 with terms:
-    st.markdown(
+    ui.section("The three terms")
+    ui.markdown(
         "Teacher p = softmax(z_t / T), student q = softmax(z_s / T). A grouping rule picks a strong set S for each "
         "sample; W is the rest. p_S is the teacher's total mass on S, p_W = 1 − p_S (q_S, q_W for the student)."
     )
-    st.latex(r"\mathrm{BCD} = p_S \log\frac{p_S}{q_S} + p_W \log\frac{p_W}{q_W}")
-    st.latex(
-        r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
-        r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}"
+    ui.latex(
+        r"\mathrm{BCD} = p_S \log\frac{p_S}{q_S} + p_W \log\frac{p_W}{q_W}",
+        "BCD = p_S log(p_S / q_S) + p_W log(p_W / q_W)",
     )
-    st.latex(r"\mathrm{KL}(p \,\|\, q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}")
-    st.markdown(
+    ui.latex(
+        r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
+        r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}",
+        "SCD = Σ over i in S of (p_i / p_S) log((p_i / p_S) / (q_i / q_S));   "
+        "WCD = Σ over i in W of (p_i / p_W) log((p_i / p_W) / (q_i / q_W))",
+    )
+    ui.latex(
+        r"\mathrm{KL}(p \,\|\, q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}",
+        "KL(p ‖ q) = BCD + p_S · SCD + p_W · WCD",
+    )
+    ui.markdown(
         "BCD asks: does the student put the right mass on the strong group? SCD: does it rank the strongly "
         "correlated classes like the teacher? WCD: does it keep the teacher's 'dark knowledge' in the tail? "
         "The identity is the chain rule of KL: exact for every sample and every choice of S. SCD is 0 when S "
         "has one class, WCD is 0 when W is empty."
     )
 with dkd:
-    st.markdown("With S = {true class y}, SCD vanishes and the split is DKD's (Zhao et al., CVPR 2022):")
-    st.latex(
-        r"\mathrm{KD} = \underbrace{\mathrm{BCD}}_{\mathrm{TCKD}} + (1 - p_y)\,\underbrace{\mathrm{WCD}}_{\mathrm{NCKD}}"
+    ui.section("DKD's special case")
+    ui.markdown("With S = {true class y}, SCD vanishes and the split is DKD's (Zhao et al., CVPR 2022):")
+    ui.latex(
+        r"\mathrm{KD} = \underbrace{\mathrm{BCD}}_{\mathrm{TCKD}} + (1 - p_y)\,\underbrace{\mathrm{WCD}}_{\mathrm{NCKD}}",
+        "KD = BCD (TCKD) + (1 − p_y) · WCD (NCKD)",
     )
-    st.latex(r"L_{\mathrm{DKD}} = \mathrm{CE} + \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}")
-    st.markdown(
+    ui.latex(
+        r"L_{\mathrm{DKD}} = \mathrm{CE} + \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}",
+        "L_DKD = CE + α · TCKD + β · NCKD",
+    )
+    ui.markdown(
         "DKD's public defaults on CIFAR-100: α = 1, β = 8, T = 4 (β is tuned per teacher-student pair), and a "
         "warm-up over the first 20 of 240 epochs: in epoch e (counted from 1) the loss is multiplied by "
         "min(e / 20, 1), one factor per epoch, as in DKD's public code (mdistiller). Runs here use that same "
@@ -240,28 +271,32 @@ with dkd:
         "above to see this case."
     )
 with loss:
-    st.markdown(
+    ui.section("The CAKD loss")
+    ui.markdown(
         "CAKD trains with the teacher's weights p_S and p_W replaced by tuned constants, the way DKD replaces "
         "1 − p_target, next to the cross-entropy (each KL term scaled by T², as in KD):"
     )
-    st.latex(
-        r"L = \mathrm{CE} + w_b \cdot \mathrm{BCD} + \alpha \cdot \mathrm{SCD} + \beta \cdot \mathrm{WCD}"
+    ui.latex(
+        r"L = \mathrm{CE} + w_b \cdot \mathrm{BCD} + \alpha \cdot \mathrm{SCD} + \beta \cdot \mathrm{WCD}",
+        "L = CE + w_b · BCD + α · SCD + β · WCD",
     )
-    st.markdown(
+    ui.markdown(
         "Raising α makes the student rank the look-alikes like the teacher; raising β makes it keep the tail. "
         "A three-term variant with S = the teacher's top-k (GDKD, arXiv 2512.04625) uses k = 5 and weights "
         "1 / 1 / 8 at T = 4 on CIFAR-100, with DKD's 20-epoch warm-up."
     )
 with ls_tab:
-    st.markdown(
+    ui.section("Logit standardization")
+    ui.markdown(
         "**Logit standardization** (LS: Sun et al., “Logit Standardization in Knowledge Distillation”, "
         "CVPR 2024, arXiv 2403.01427) z-scores each sample's teacher and student logits separately before "
         "the temperature, as the paper's public code does:"
     )
-    st.latex(
-        r"z' = \frac{z - \operatorname{mean}(z)}{\operatorname{std}(z) + 10^{-7}} \qquad p = \operatorname{softmax}(z'_t / T), \quad q = \operatorname{softmax}(z'_s / T)"
+    ui.latex(
+        r"z' = \frac{z - \operatorname{mean}(z)}{\operatorname{std}(z) + 10^{-7}} \qquad p = \operatorname{softmax}(z'_t / T), \quad q = \operatorname{softmax}(z'_s / T)",
+        "z' = (z − mean(z)) / (std(z) + 1e-7);   p = softmax(z'_t / T), q = softmax(z'_s / T)",
     )
-    st.markdown(
+    ui.markdown(
         "(std with Bessel's correction, over the classes of one sample). KD normally asks the student to "
         "match the teacher's logits in magnitude too, which a small student may not manage; standardized, it "
         "only has to match their relations: a student whose logits are the teacher's times 0.4 has a KL of "
@@ -275,7 +310,8 @@ with ls_tab:
         "which term dominates. The toggle above applies to this example only."
     )
 with honest:
-    st.markdown(
+    ui.section("What the paper prescribes")
+    ui.markdown(
         "CAKD (Zhang et al., arXiv 2410.14741, IEEE ICDM 2024) names BCD, SCD and WCD and trains with "
         "CE + w_b·BCD + α·SCD + β·WCD, the tuned weights α and β taking the place of the teacher's masses p_S "
         "and p_W. What it prescribes, as far as is known to us (its full text is not available to us; these "
@@ -291,3 +327,4 @@ with honest:
         "the other pages) is **this project's extension** of the split to several classes in S, not the "
         "paper's rule."
     )
+ui.finish(learn_snippet(view))

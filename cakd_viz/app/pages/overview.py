@@ -3,11 +3,11 @@
 import streamlit as st
 
 from cakd_viz.app import compute, links, state, ui, viewspec
+from cakd_viz.app.config import plain
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig
 from cakd_viz.figures.style import KL_UNIT
-from cakd_viz.terms import heading
 
 TABS = ["Distributions", "Per class", "vs temperature", "vs grouping", "Standardization (LS)"]
 
@@ -41,12 +41,12 @@ grouping = "target" if dkd else sel.grouping
 res = state.results(sel.students, grouping=grouping)  # every student
 here = res[sel.student]
 context = ui.context(grouping=grouping)
-st.caption(f"Grouping `{grouping}`, {sel.setting}. KL(teacher ‖ student) in {KL_UNIT}, over {here.scope()}.")
+ui.caption(f"Grouping `{grouping}`, {sel.setting}. KL(teacher ‖ student) in {KL_UNIT}, over {here.scope()}.")
 
 summary = compute.shares_by_student(res)
 cols = st.columns(min(len(summary), 6))
 for col, row in zip(cols, summary.head(6).itertuples(), strict=False):
-    col.metric(f"mean KL, {row.student}", f"{row.kl_mean:.4f} {KL_UNIT}")
+    ui.metric(col, f"mean KL, {plain(row.student)}", f"{row.kl_mean:.4f} {KL_UNIT}")
 ui.chart(fig.shares_figure(summary), key="overview_shares")
 with st.expander("Every student's numbers"):
     ui.table(
@@ -66,18 +66,8 @@ if sel.compare:
         f"(negative: {sel.compare} is closer to the teacher).",
         key="overview_compare",
     )
-    ui.table(
-        ui.measures(cmp),
-        name="compare",
-        headings={
-            "measure": "measure",
-            "a": sel.student,
-            "b": sel.compare,
-            "delta": f"{sel.compare} − {sel.student}",
-        },
-        context=context,
-        key="overview_compare_table",
-        export_frame=cmp.assign(measure=[heading(m) for m in cmp["measure"]]),
+    ui.measures_table(
+        cmp, a=sel.student, b=sel.compare, name="compare", context=context, key="overview_compare_table"
     )
 
 # Only the open tab computes (it is part of the URL, so a link reopens it).
@@ -103,7 +93,7 @@ if dist.open:
     with dist:
         hists = compute.histograms(here)
         ui.chart(
-            fig.histogram_figure(hists),
+            fig.histogram_figure(hists, student=ui.who(sel.student, sel)),
             f"{sel.student}: each sample's KL and its three contributions, binned on a log scale; "
             f"{here.scope()}.",
             key="overview_hist",
@@ -131,7 +121,7 @@ if per_class.open:
             )
         table = compute.breakdown(here, by, sel.class_names)
         ui.chart(
-            fig.class_breakdown_figure(table, by_title=by_title),
+            fig.class_breakdown_figure(table, by_title=by_title, student=ui.who(sel.student, sel)),
             f"{sel.student}: the {min(30, len(table))} classes with the largest total KL; all {len(table)} "
             f"below; {here.scope()}.",
             key="overview_classes",

@@ -1,13 +1,16 @@
 """Sample: what happens on this one sample?"""
 
+import pandas as pd
 import streamlit as st
 
 from cakd_viz.app import compute, links, state, ui, viewspec
+from cakd_viz.app.config import plain
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.learn import format_number, identity_latex, shown_classes, worked_example
+from cakd_viz.learn import shown_classes, worked_example
+from cakd_viz.worked import example_row, format_number
 
 ui.title(
     "Sample",
@@ -69,23 +72,34 @@ names = list(sel.class_names)
 t_pred, s_pred = int(ex.p.argmax()), int(ex.q.argmax())
 
 left, right = st.columns([1, 2])
+pairs = [(sel.student, ex)] + ([(sel.compare, ex_b)] if ex_b is not None else [])
 with left:
     image = None if b.inputs is None else fig.input_image(b.inputs[i])
     if image is not None:
-        st.image(image, caption=f"input #{i}")
+        ui.image(image, f"input #{i}")
     elif b.inputs is not None:
-        st.caption(f"This bundle's inputs have shape {tuple(b.inputs.shape[1:])}: not shown as an image.")
+        ui.caption(f"This bundle's inputs have shape {tuple(b.inputs.shape[1:])}: not shown as an image.")
     if label is not None:
-        st.metric("True class", names[label])
-    st.metric(
-        "Teacher predicts", names[t_pred], f"p = {ex.p[t_pred]:.3f}", delta_color="off", delta_arrow="off"
+        ui.metric(st, "True class", plain(names[label]))
+    ui.metric(
+        st,
+        "Teacher predicts",
+        plain(names[t_pred]),
+        f"p = {ex.p[t_pred]:.3f}",
+        delta_color="off",
+        delta_arrow="off",
     )
-    for who, e in [(sel.student, ex)] + ([(sel.compare, ex_b)] if ex_b is not None else []):
+    for who, e in pairs:
         pred = int(e.q.argmax())
-        st.metric(
-            f"{who} predicts", names[pred], f"q = {e.q[pred]:.3f}", delta_color="off", delta_arrow="off"
+        ui.metric(
+            st,
+            f"{plain(who)} predicts",
+            plain(names[pred]),
+            f"q = {e.q[pred]:.3f}",
+            delta_color="off",
+            delta_arrow="off",
         )
-    st.caption(
+    ui.caption(
         f"Strong set S: {int(ex.strong.sum())} of {ex.num_classes} classes — {parse_grouping(sel.grouping).describe()}."
     )
 with right:
@@ -112,31 +126,45 @@ with right:
     )
 
 ui.subheader("The decomposition, with this sample's numbers")
-st.latex(r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}")
-for who, e in [(sel.student, ex)] + ([(sel.compare, ex_b)] if ex_b is not None else []):
+ui.latex(
+    r"\mathrm{KL}(p\,\|\,q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}",
+    "KL(p ‖ q) = BCD + p_S · SCD + p_W · WCD",
+)
+for who, e in pairs:
     if ex_b is not None:
-        st.markdown(f"**{who}**")
-    st.latex(identity_latex(e))
+        ui.markdown(f"**{plain(who)}** ({'A' if e is ex else 'B'})")
+    ui.identity(e)
     cols = st.columns(4)
     delta = (
-        (lambda a, x: None) if e is ex or ex_b is None else (lambda a, x: f"{x - a:+.4g} vs {sel.student}")
+        (lambda a, x: None)
+        if e is ex or ex_b is None
+        else (lambda a, x: f"{x - a:+.4g} vs {plain(sel.student)}")
     )
-    cols[0].metric(f"KL ({KL_UNIT})", format_number(e.kl), delta(ex.kl, e.kl), delta_color="inverse")
+    ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(e.kl), delta(ex.kl, e.kl), delta_color="inverse")
     for col, (name, value) in zip(cols[1:], e.contributions().items(), strict=True):
         share = value / e.kl if e.kl > 0 else 0.0
-        col.metric(
+        ui.metric(
+            col,
             fig.CONTRIBUTION_LABELS[name],
             format_number(value),
             f"{share:.0%} of KL",
             delta_color="off",
             delta_arrow="off",
         )
-    st.caption(
-        f"Group masses: teacher p_S = {e.p_strong:.4g}, p_W = {e.p_weak:.4g}; {who} q_S = {e.q_strong:.4g}, "
+    ui.caption(
+        f"Group masses: teacher p_S = {e.p_strong:.4g}, p_W = {e.p_weak:.4g}; {plain(who)} q_S = {e.q_strong:.4g}, "
         f"q_W = {e.q_weak:.4g}. {sel.setting}, grouping {sel.grouping}"
         + (": p and q are of the logits z-scored per sample (LS)." if sel.standardize else ".")
     )
-    ui.chart(fig.contribution_bars(e), key=f"sample_parts_{who}")
+    ui.chart(fig.contribution_bars(e, student=ui.who(who, sel)), key=f"sample_parts_{who}")
+with st.expander("This sample's numbers, as a table"):
+    ui.table(
+        pd.DataFrame([{"student": who, **example_row(e)} for who, e in pairs]),
+        name="sample",
+        headings={"student": "student"},
+        key="sample_numbers",
+        context=ui.context(sample=i),
+    )
 ui.finish(
     ViewSpec(
         "sample",
@@ -144,6 +172,7 @@ ui.finish(
         sel.student,
         sel.grouping,
         sel.temperature,
+        student_b=sel.compare or None,
         sample=i,
         extra=viewspec.extra(sel),
         standardize=sel.standardize,

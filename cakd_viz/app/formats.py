@@ -1,0 +1,105 @@
+"""How a table for people prints its numbers: one format per column, used by the page (Streamlit's
+column config) and by the HTML report (the same text, written by Python).
+
+Tables reach here already in the units of their headings (``cakd_viz.terms.in_units``): a "%" column in
+percent, printed with two decimals ("56.03"); other floats with 4 significant digits, as the browser's
+``%.4g`` prints them (JavaScript's ``toPrecision``); counts with thousands separators; identifiers
+(sample and class indices) as plain integers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from cakd_viz.terms import unit
+
+PERCENT_FORMAT = "%.2f"  # a "%" column, already in percent: two decimals
+FLOAT_FORMAT = "%.4g"
+INDEX_COLUMNS = ("index", "class", "true", "predicted")  # identifiers: no thousands separator
+# column width = characters x CHAR_PX + PAD_PX: digits of the 14 px table font are at most 7.7 px wide
+CHAR_PX, PAD_PX, HEADER_CAP_PX = 8.2, 28, 220
+
+
+def js_precision(value: float, digits: int = 4) -> str:
+    """``value`` as the app's number columns print it (printf "%.4g", JavaScript's toPrecision rules)."""
+    if value is None or not math.isfinite(value):
+        return "" if value is None or value != value else str(value)
+    if value == 0:
+        return "0"
+    mantissa, exp = f"{value:.{digits - 1}e}".split("e")
+    e = int(exp)
+    if e < -6 or e >= digits:
+        return f"{mantissa.rstrip('0').rstrip('.')}e{'+' if e >= 0 else '-'}{abs(e)}"
+    return f"{value:.{max(0, digits - 1 - e)}f}"
+
+
+def column_format(column: str, series: pd.Series) -> str | None:
+    """The format a column of a table for people is shown with: "%.2f" ("%" columns), "%.4g" (other
+    floats), "%d" (identifiers), "localized" (counts), "bool", "datetime", or None (text). ``column`` is
+    the library's name of the column (its unit comes from ``terms.unit``)."""
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_float_dtype(series):
+        return PERCENT_FORMAT if unit(str(column)) == "%" else FLOAT_FORMAT
+    if pd.api.types.is_integer_dtype(series):
+        return "%d" if column in INDEX_COLUMNS else "localized"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    return None
+
+
+def format_cell(value, fmt: str | None) -> str:
+    """One cell as the page prints it under ``fmt`` (``column_format``); "" for a missing value."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if fmt == "bool":
+        return "yes" if value else "no"
+    if fmt == PERCENT_FORMAT:
+        return f"{float(value):.2f}"
+    if fmt == FLOAT_FORMAT:
+        return js_precision(float(value))
+    if fmt == "%d":
+        return f"{int(value)}"
+    if fmt == "localized":
+        return f"{int(value):,}"
+    if fmt == "datetime":
+        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def formatted(frame: pd.DataFrame, formats: dict) -> pd.DataFrame:
+    """``frame`` with every cell as the page prints it (``formats``: column -> ``column_format``)."""
+    return pd.DataFrame(
+        {col: [format_cell(v, formats.get(col)) for v in frame[col]] for col in frame.columns},
+        index=frame.index,
+    )
+
+
+def _width(strings, header: str) -> int:
+    longest = max((len(s) for s in strings), default=1)
+    return int(max(longest * CHAR_PX + PAD_PX, min(len(header) * CHAR_PX * 0.85 + PAD_PX, HEADER_CAP_PX)))
+
+
+def column_config(frame: pd.DataFrame, headings: dict[str, str]) -> dict:
+    """st.column_config per column of ``frame`` (library names, values in their units), keyed by its
+    heading: the format of ``column_format``, a width that fits the longest value as printed (and the
+    heading, up to HEADER_CAP_PX)."""
+    config = {}
+    for col in frame.columns:
+        head, series = headings[col], frame[col]
+        fmt = column_format(col, series)
+        texts = [format_cell(v, fmt) for v in series.dropna()]
+        if fmt == "bool":
+            config[head] = st.column_config.CheckboxColumn(head, width=_width(["xx"], head))
+        elif fmt == "datetime":
+            config[head] = st.column_config.DatetimeColumn(
+                head, format="YYYY-MM-DD HH:mm", width=_width(["2025-01-01 12:00"], head)
+            )
+        elif fmt is None:
+            config[head] = st.column_config.TextColumn(head, width=min(_width(texts, head), 420))
+        else:
+            config[head] = st.column_config.NumberColumn(head, format=fmt, width=_width(texts, head))
+    return config
