@@ -43,9 +43,7 @@ def in_strong_set(
         raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
     correlated = correlated_classes(correlation, float(g.param)) if g.needs_correlation else None
     kern = (
-        native_path.kernel()
-        if native_path.kernel_dtype(teacher_logits) and native_path.selects(g)
-        else None
+        native_path.kernel() if native_path.kernel_dtype(teacher_logits) and native_path.selects(g) else None
     )
     out = np.zeros(len(rows), dtype=bool)
     for start in range(0, len(rows), CHUNK_ROWS):
