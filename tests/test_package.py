@@ -112,6 +112,8 @@ LAYERS = {
     "families": 3,
     "learn": 3,
     "compare": 3,
+    "explore": 3,
+    "embedding": 3,
     "figures": 4,
     "export": 4,
     "data": 4,

@@ -76,7 +76,7 @@ def _points(m: SampleMap, idx: np.ndarray, hover: list[str], kl: np.ndarray, nam
         mode="markers",
         name=name,
         marker=marker,
-        customdata=np.stack([m.rows[idx], kl[idx]], axis=1),
+        customdata=np.stack([m.rows[idx], kl[idx]], axis=1).tolist(),  # lists: a selection event returns them
         text=[plain(hover[i]) for i in idx],
         hovertemplate=f"sample #%{{customdata[0]}}<br>%{{text}}<br>KL %{{customdata[1]:.4g}} {KL_UNIT}"
         "<extra></extra>",
