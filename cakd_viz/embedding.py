@@ -21,6 +21,9 @@ LIMITS = {"pca": 20_000, "tsne": 5_000}
 """The most samples each method places; beyond it, a fixed random subsample of that many."""
 
 TSNE_INPUT_DIMS = 50  # t-SNE runs on the first principal components of the probabilities beyond this
+# t-SNE runs on one thread: scikit-learn's gradient step meets an OpenMP barrier every iteration, which on
+# a machine whose cores are busy costs more than the second thread saves (measured: 2,000 samples, 500
+# iterations, 13 s on one thread against 37 s on two, on 2 cores shared with other work).
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ def _pca(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
     """t-SNE of ``x`` (n, C) to 2-D (perplexity 30, or less for few samples), initialised by PCA."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     n = x.shape[0]
     if n < 4:
@@ -89,4 +93,6 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
     if x.shape[1] > TSNE_INPUT_DIMS:
         x = _pca(x, TSNE_INPUT_DIMS, seed)
     perplexity = float(min(30.0, (n - 1) / 3))
-    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
+    tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed)
+    with threadpool_limits(limits=1, user_api="openmp"):  # see TSNE_THREADS
+        return tsne.fit_transform(x)

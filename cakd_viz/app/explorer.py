@@ -296,12 +296,16 @@ def pager(pages: int) -> int:
         ss[K_PAGE] = min(max(int(ss.get(K_PAGE, 1)) + delta, 1), pages)
 
     prev, pick, nxt = st.columns([1, 2, 1], vertical_alignment="bottom")
-    prev.button("◀ Previous", on_click=step, args=(-1,), disabled=ss.get(K_PAGE, 1) <= 1, width="stretch")
     page = links.bound(
         pick.number_input, f"Page (1 – {pages:,})", 1, pages, step=1, key=K_PAGE,
         why=links.number(1, pages, whole=True), says=lambda v: f"page {v:,}",
     )  # fmt: skip
-    nxt.button("Next ▶", on_click=step, args=(1,), disabled=page >= pages, width="stretch")
+    prev.button(
+        "◀ Previous", key="samples_prev", on_click=step, args=(-1,), disabled=page <= 1, width="stretch"
+    )
+    nxt.button(
+        "Next ▶", key="samples_next", on_click=step, args=(1,), disabled=page >= pages, width="stretch"
+    )
     links.show((K_PAGE,))
     return int(page)
 

@@ -6,7 +6,7 @@ from cakd_viz import export
 from cakd_viz.app import compute, explorer, links, state, ui
 from cakd_viz.app.config import plain
 from cakd_viz.embedding import LIMITS, METHODS
-from cakd_viz.explore import CLASS_COLUMNS
+from cakd_viz.explore import CLASS_COLUMNS, page_count, page_rows
 from cakd_viz.figures import explore as fig
 from cakd_viz.terms import PART, heading
 
@@ -53,9 +53,9 @@ links.show((explorer.K_TAB,))
 grid_tab, map_tab = st.tabs(TABS, key=explorer.K_TAB, bind="query-params")
 if grid_tab.open:
     with grid_tab:
-        pages = -(-len(rows) // explorer.PER_PAGE) or 1
+        pages = page_count(len(rows), explorer.PER_PAGE)
         page = explorer.pager(pages)
-        shown = rows[(page - 1) * explorer.PER_PAGE : page * explorer.PER_PAGE]
+        shown = page_rows(rows, page, explorer.PER_PAGE)
         table = compute.sample_rows(a, shown, rb, sel.class_names)
         images = compute.thumbnails(sel.key, tuple(int(i) for i in shown)) if len(shown) else None
         if images is not None:
