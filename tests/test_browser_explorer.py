@@ -112,7 +112,7 @@ def test_a_click_on_a_point_of_the_map_opens_its_sample(app, page):
             const gd = [...document.querySelectorAll('.js-plotly-plot')].pop();
             const L = gd._fullLayout, tr = gd._fullData[gd._fullData.length - 1], box = gd.getBoundingClientRect();
             const k = Math.floor(tr.x.length / 2);
-            return {index: tr.customdata[k][0],
+            return {index: tr.customdata[k],
                     x: box.left + L.xaxis._offset + L.xaxis.l2p(tr.x[k]),
                     y: box.top + L.yaxis._offset + L.yaxis.l2p(tr.y[k])};
         }"""

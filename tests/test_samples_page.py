@@ -5,6 +5,7 @@ the "reproduce in Python" snippet run in a subprocess, and the Overview's scans 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -72,6 +73,13 @@ def _table(at: AppTest) -> pd.DataFrame:
 
 def _lines(at: AppTest) -> list[str]:
     return [as_read(w.value) for w in at.main.warning]
+
+
+def _array(value) -> np.ndarray:
+    """A Plotly JSON array: a list, or {"dtype", "bdata" (base64)} as Plotly >= 6 writes numpy arrays."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
 
 
 def _order(values: np.ndarray, rows: np.ndarray, descending: bool = True) -> list[int]:
@@ -247,12 +255,13 @@ def test_diagnose_opens_its_failures_and_a_confusion_pair(root):
 def test_the_map_places_every_sample_and_says_over_which(root, monkeypatch):
     at = _open(tab="Map", color="class")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert sum(len(trace["customdata"]) for trace in spec["data"]) == 240
+    shown = np.concatenate([_array(trace["customdata"]) for trace in spec["data"]])
+    assert sorted(shown.tolist()) == list(range(240))  # each sample once, named by its index
     assert any("PCA of the teacher's probabilities at T = 4: all 240 samples" in c.value for c in at.caption)
     monkeypatch.setitem(compute.embedding.LIMITS, "pca", 100)
     at = _open(tab="Map", T="3")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert sum(len(trace["customdata"]) for trace in spec["data"]) == 100
+    assert sum(len(_array(trace["customdata"])) for trace in spec["data"]) == 100
     assert any("100 of 240 samples, drawn at random with seed 0" in c.value for c in at.caption)
 
 

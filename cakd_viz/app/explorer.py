@@ -104,13 +104,14 @@ def open_sample(index: int) -> None:
 
 
 def open_point(key: str) -> None:
-    """Callback of the map: open the sample of the point clicked in chart ``key`` (its customdata[0]).
+    """Callback of the map: open the sample of the point clicked in chart ``key`` (its customdata).
     What the browser sent is checked: anything but a sample index of a point is ignored."""
     event = st.session_state.get(key) or {}
     points = (event.get("selection") or {}).get("points") or []
     data = points[0].get("customdata") if points and isinstance(points[0], dict) else None
-    if isinstance(data, list | tuple) and data and isinstance(data[0], int | float) and data[0] >= 0:
-        open_sample(int(data[0]))
+    data = data[0] if isinstance(data, list | tuple) and data else data
+    if isinstance(data, int | float) and not isinstance(data, bool) and 0 <= data < 2**62:
+        open_sample(int(data))
 
 
 def follow_open() -> None:

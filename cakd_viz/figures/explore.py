@@ -38,8 +38,8 @@ def map_figure(
 ) -> go.Figure:
     """The samples of ``m`` as points coloured by ``groups`` (n,) (indices into ``group_names``; ``by``:
     "term" draws the term colours); ``hover`` (n,) says each point's classes, ``kl`` (n,) its KL;
-    points outside ``matched`` (n,) bool are drawn small and grey. Each point's customdata is [sample
-    index, KL]: a selection event names the sample."""
+    points outside ``matched`` (n,) bool are drawn small and grey. Each point's customdata is its sample
+    index: a selection event names the sample."""
     fig = go.Figure()
     matched = np.ones(len(m.rows), dtype=bool) if matched is None else np.asarray(matched, dtype=bool)
     if (~matched).any():
@@ -55,7 +55,7 @@ def map_figure(
             fig.add_trace(_points(m, idx, hover, kl, name, dict(color=color, size=6, opacity=0.8)))
     else:
         idx = np.flatnonzero(matched)
-        colors = np.array(PALETTE)[groups[idx] % len(PALETTE)]
+        colors = np.array(PALETTE, dtype=object)[groups[idx] % len(PALETTE)]
         fig.add_trace(_points(m, idx, hover, kl, by, dict(color=colors, size=6, opacity=0.8)))
     words = METHODS[m.method]
     fig.update_layout(
@@ -69,15 +69,16 @@ def map_figure(
 
 
 def _points(m: SampleMap, idx: np.ndarray, hover: list[str], kl: np.ndarray, name: str, marker: dict):
-    """One Scattergl trace of the map's points ``idx`` (positions into ``m.rows``)."""
+    """One Scattergl trace of the map's points ``idx`` (positions into ``m.rows``); each point's
+    customdata is its sample index (numpy arrays throughout: a list of 20,000 is slow to validate)."""
+    text = np.array([f"{plain(hover[i])}<br>KL {kl[i]:.4g} {KL_UNIT}" for i in idx], dtype=object)
     return go.Scattergl(
         x=m.xy[idx, 0],
         y=m.xy[idx, 1],
         mode="markers",
         name=name,
         marker=marker,
-        customdata=np.stack([m.rows[idx], kl[idx]], axis=1).tolist(),  # lists: a selection event returns them
-        text=[plain(hover[i]) for i in idx],
-        hovertemplate=f"sample #%{{customdata[0]}}<br>%{{text}}<br>KL %{{customdata[1]:.4g}} {KL_UNIT}"
-        "<extra></extra>",
+        customdata=m.rows[idx],
+        text=text,
+        hovertemplate="sample #%{customdata}<br>%{text}<extra></extra>",
     )
