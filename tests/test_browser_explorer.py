@@ -99,6 +99,12 @@ def test_every_o_to_0_failure_in_two_clicks_one_opened_and_back(app, page):
     assert _matches(page) == len(o_to_0)
     for part in kept.split("&"):
         assert part in page.url, (part, page.url)
+    # a new way in starts afresh: only the link's filter holds, not the pair kept from before
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Overview").click()
+    _settled(page, "Overview", "explorer_5_overview_again", charts=2)
+    page.get_by_role("button", name=f"The samples {a} gets wrong").click()
+    _settled(page, "Samples", "explorer_6_failures_again")
+    assert "pair=" not in page.url and _matches(page) == int((d.student_pred != d.labels).sum())
 
 
 def test_a_click_on_a_point_of_the_map_opens_its_sample(app, page):

@@ -335,6 +335,23 @@ def confusion_pills(pairs, names: list[str], current: tuple[int, int] | None, *,
     )
 
 
+def words(f: explore.Filters, names: list[str], families: dict, by: str, descending: bool) -> dict[str, str]:
+    """The filters and the sort in words, for a download's context: {"true class": "O (upper o)", ...}."""
+    said = {"true": "true class", "teacher": "teacher predicts", "pred": "A predicts", "pred_b": "B predicts"}
+    out = {said[k]: names[v] for k, v in f.active().items() if k in said}
+    if f.pair is not None:
+        out["confusion"] = _pair_words(names)(f.pair)
+    out |= {
+        "failure": f.failure,
+        "change": CHANGES.get(f.change or ""),
+        "largest part": PART.get(f.term or ""),
+    }
+    out["family"] = None if f.family is None else families[f.family]
+    sort = next(k for k, v in explore.SORT_KEYS.items() if v == by)
+    out["sorted by"] = f"{sort}, {ORDERS[0] if descending else ORDERS[1]}"
+    return {k: v for k, v in out.items() if v}
+
+
 def snippet(sel: state.Selection, f: explore.Filters, by: str, descending: bool) -> str:
     """The page's "reproduce in Python" code: the library's usual preamble (``export.python_snippet``: the
     bundle, names, ``terms(student)``) and ``explore.snippet_lines``, which prints the matching rows."""

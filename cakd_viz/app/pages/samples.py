@@ -31,6 +31,9 @@ f, pairs = explorer.filters(
     sel, a.d, family_words, lambda loose: compute.confusions_here(a, rb, loose, family=family)
 )
 by, descending = explorer.sort_controls()
+view_context = ui.context(
+    **explorer.words(f, names, family_words, by, descending)
+)  # what the downloads say they hold
 rows = compute.matching(a, rb, f, family=family, by=by, descending=descending)
 n = len(a.d)
 st.markdown(
@@ -82,7 +85,7 @@ if grid_tab.open:
                 selectable=images is None, height=420,
                 caption=f"Page {page:,} of {pages:,}: samples {len(shown) and (page - 1) * explorer.PER_PAGE + 1:,}"
                 f"–{(page - 1) * explorer.PER_PAGE + len(shown):,} of the {len(rows):,} that match.",
-                context=ui.context(**{k: str(v) for k, v in f.active().items()}),
+                context=view_context,
             )  # fmt: skip
             chosen = picked.selection.rows if images is None and picked is not None else []
             if chosen:
@@ -100,7 +103,7 @@ if grid_tab.open:
             whole = compute.sample_rows(a, rows, rb, sel.class_names)
             whole["dominant"] = whole["dominant"].map(PART)
             frame = whole.rename(columns=lambda c: heading(c, a=sel.student, b=sel.compare or "B"))
-            return export.to_csv_bytes(frame, ui.context(**{k: str(v) for k, v in f.active().items()}))
+            return export.to_csv_bytes(frame, view_context)
 
         st.download_button(
             f"Download all {len(rows):,} matching rows as CSV",
