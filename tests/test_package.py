@@ -114,6 +114,8 @@ LAYERS = {
     "dominance": 3,
     "worked": 3,
     "compare": 3,
+    "explore": 3,
+    "embedding": 3,
     "figures": 4,
     "export": 4,
     "report": 4,

@@ -15,14 +15,30 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cakd_viz import aggregates, compare, diagnose, dominance, families, scans
+from cakd_viz import aggregates, compare, diagnose, dominance, embedding, explore, families, scans
 from cakd_viz.app import views
 from cakd_viz.app.progressive import Result
 from cakd_viz.decomposition.membership import in_strong_set
 from cakd_viz.grouping import parse_grouping
 
-SCAN_SAMPLE = 3000  # scans decompose a fixed random subset of this many samples per setting
+SCAN_ALL_UP_TO = 20000  # scans decompose every sample of a bundle of at most this many samples ...
+SCAN_SAMPLE = 3000  # ... and beyond it a fixed random subset (seed 0) of this many per setting
+SCAN_SEED = 0
 COMEMBERSHIP_SAMPLE = 20000  # pair counts over at most this many samples
+FAMILY_THRESHOLD = 0.5  # classes whose average teacher-logit correlation reaches this share a family
+
+
+def scan_sample(num_samples: int) -> int | None:
+    """How many samples a scan of a bundle of ``num_samples`` decomposes per setting (None: all)."""
+    return None if num_samples <= SCAN_ALL_UP_TO else SCAN_SAMPLE
+
+
+def scan_scope(used: int, num_samples: int) -> str:
+    """Which samples a scan covered, in words: "over all 3,100 samples", or "on 3,000 of 1,280,000
+    samples, drawn at random with seed 0"."""
+    if used >= num_samples:
+        return f"over all {num_samples:,} samples"
+    return f"on {used:,} of {num_samples:,} samples, drawn at random with seed {SCAN_SEED}"
 
 
 def shares_by_student(res: dict[str, Result]) -> pd.DataFrame:
@@ -116,7 +132,7 @@ def _ls_classes(_plain, _standardized, ident: tuple, by: str, names: tuple[str, 
     )
 
 
-@st.cache_data(max_entries=32, show_spinner="Scanning the temperature on a subset…")
+@st.cache_data(max_entries=32, show_spinner="Scanning the temperature…")
 def temperature_scan(
     key,
     students: tuple[str, ...],
@@ -125,7 +141,8 @@ def temperature_scan(
     device: str,
     standardize: bool = False,
 ):
-    """Shares vs T for each student on a fixed random subset (`SCAN_SAMPLE` samples)."""
+    """Shares vs T for each student over every sample, or beyond `SCAN_ALL_UP_TO` samples a fixed random
+    subset (`scan_sample`); column "n" holds how many samples were decomposed."""
     b = views.load(key)
     frames = []
     for name in students:
@@ -135,7 +152,8 @@ def temperature_scan(
             b.labels,
             temperatures=temperatures,
             grouping=grouping,
-            sample=SCAN_SAMPLE,
+            sample=scan_sample(b.num_samples),
+            seed=SCAN_SEED,
             device=device,
             correlation=_corr_for(key, grouping, standardize),
             standardize=standardize,
@@ -144,7 +162,7 @@ def temperature_scan(
     return pd.concat(frames, ignore_index=True)
 
 
-@st.cache_data(max_entries=32, show_spinner="Scanning the grouping on a subset…")
+@st.cache_data(max_entries=32, show_spinner="Scanning the grouping…")
 def grouping_scan(
     key,
     students: tuple[str, ...],
@@ -154,8 +172,8 @@ def grouping_scan(
     device: str,
     standardize: bool = False,
 ):
-    """Shares vs grouping spec for each student on a fixed random subset (`SCAN_SAMPLE` samples);
-    column "param" holds the swept parameter value of each spec (`values`, in the order of `groupings`)."""
+    """Shares vs grouping spec for each student, over the samples `temperature_scan` takes; column "param"
+    holds the swept parameter value of each spec (`values`, in the order of `groupings`)."""
     b = views.load(key)
     frames = []
     needs = any(parse_grouping(g).needs_correlation for g in groupings)
@@ -167,7 +185,8 @@ def grouping_scan(
             b.labels,
             groupings=groupings,
             temperature=temperature,
-            sample=SCAN_SAMPLE,
+            sample=scan_sample(b.num_samples),
+            seed=SCAN_SEED,
             device=device,
             correlation=corr,
             standardize=standardize,
@@ -274,3 +293,103 @@ def _in_strong(_d, _teacher, ident: tuple, which: str, key: tuple) -> np.ndarray
         standardize=_d.standardize,
     )
     return out
+
+
+# -- the samples explorer -----------------------------------------------------------------------------
+
+
+def families_of_classes(key, names: tuple[str, ...]) -> tuple[np.ndarray, dict[int, str]]:
+    """((C,) family id of each class, {family id: its members' names, "O (upper o) · o (lower o)"}) from the
+    teacher's class correlation (`clusters` at `FAMILY_THRESHOLD`), in the order of their first class."""
+    _, family = clusters(key, FAMILY_THRESHOLD)
+    words: dict[int, str] = {}
+    for f in dict.fromkeys(int(x) for x in family):  # first appearance order
+        members = [names[c] for c in np.flatnonzero(family == f)]
+        words[f] = " · ".join(members[:4]) + (f" and {len(members) - 4} more" if len(members) > 4 else "")
+    return family, words
+
+
+def matching(
+    a: Result,
+    b: Result | None,
+    filters: explore.Filters,
+    *,
+    family: np.ndarray | None,
+    by: str,
+    descending: bool,
+) -> np.ndarray:
+    """`explore.filter_samples` of A (and B): the bundle's indices of the samples that pass, in order.
+    Not cached: numpy masks over the exact arrays take milliseconds even for 1,280,000 samples."""
+    return explore.filter_samples(
+        a.d, None if b is None else b.d, filters=filters, family=family, by=by, descending=descending
+    )
+
+
+def sample_rows(a: Result, rows: np.ndarray, b: Result | None, names: tuple[str, ...]) -> pd.DataFrame:
+    """`explore.sample_table` of ``rows`` (the bundle's sample indices)."""
+    return explore.sample_table(a.d, rows, d_b=None if b is None else b.d, class_names=list(names))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def thumbnails(key, rows: tuple[int, ...], tile: int = 72) -> np.ndarray | None:
+    """(k, h, w, 3) uint8 images of the bundle's inputs of ``rows``, enlarged to about ``tile`` pixels;
+    None when the bundle has no inputs or they are not images."""
+    from cakd_viz.figures.data import as_images
+    from cakd_viz.figures.explore import enlarge
+
+    b = views.load(key)
+    if b.inputs is None or not rows:
+        return None
+    images = as_images(np.asarray(b.inputs[np.asarray(rows, dtype=np.int64)]))
+    return None if images is None else enlarge(images, tile)
+
+
+def has_images(key) -> bool:
+    """Whether the bundle's inputs can be shown as images (judged on its first sample)."""
+    return thumbnails(key, (0,)) is not None
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sample_map(key, temperature: float, method: str) -> embedding.SampleMap:
+    """`embedding.teacher_map` of the bundle's teacher at ``temperature`` (seed 0)."""
+    return embedding.teacher_map(views.load(key).teacher, temperature=temperature, method=method, seed=0)
+
+
+def confusions_here(
+    a: Result, b: Result | None, filters: explore.Filters, *, family: np.ndarray | None
+) -> pd.DataFrame:
+    """Every confusion pair of A (`explore.top_confusions`) among the samples that pass ``filters`` but
+    its pair, most frequent first: the choices of the pair filter (picking one still lists the others)."""
+    loose = explore.Filters(**{**filters.active(), "pair": None})
+    mask = explore.match(a.d, None if b is None else b.d, filters=loose, family=family)
+    return explore.top_confusions(a.d, mask, limit=None)
+
+
+def map_points(
+    a: Result,
+    m: embedding.SampleMap,
+    color: str,
+    family: np.ndarray,
+    family_words: dict[int, str],
+    names: tuple[str, ...],
+    rows: np.ndarray,
+) -> dict:
+    """What `figures.explore.map_figure` needs besides the map: each point's group under ``color``
+    ("family", "class" or "term"), the groups' names, hover texts, KL of A and whether it is in ``rows``."""
+    d = a.d.subset(m.rows)
+    ref, says = explore.reference(d), d.student_pred
+    if color == "family":
+        groups, words = np.asarray(family)[ref], [family_words.get(i, str(i)) for i in range(len(names))]
+    elif color == "class":
+        groups, words = ref, list(names)
+    else:
+        groups, words = explore.dominant(d), []
+    hover = [f"{names[r]}; {a.student or 'A'} says {names[s]}" for r, s in zip(ref, says, strict=True)]
+    return {
+        "groups": np.asarray(groups),
+        "group_names": words,
+        "by": color,
+        "hover": hover,
+        "kl": d.kl,
+        "matched": np.isin(m.rows, rows),
+    }

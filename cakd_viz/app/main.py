@@ -21,6 +21,7 @@ PAGES = [
     ("data", "Data", ":material/database:", "Data"),
     ("overview", "Overview", ":material/stacked_bar_chart:", "Explore"),
     ("correlation", "Correlation groups", ":material/grid_on:", "Explore"),
+    ("samples", "Samples", ":material/grid_view:", "Explore"),
     ("sample", "Sample", ":material/image_search:", "Explore"),
     ("diagnose", "Diagnose", ":material/troubleshoot:", "Explore"),
     ("learn", "Learn", ":material/school:", "Learn & tune"),

@@ -28,7 +28,7 @@ from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, Grouping, parse_
 from cakd_viz.standardize import setting
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
-PAGE_KEYS = ("data", "overview", "correlation", "sample", "diagnose", "learn", "tune")
+PAGE_KEYS = ("data", "overview", "correlation", "samples", "sample", "diagnose", "learn", "tune")
 PAGE_FILES = {key: str(PAGES_DIR / f"{key}.py") for key in PAGE_KEYS}  # absolute: any entry script works
 # The sidebar's widgets, each bound to the query parameter of its key; and what the app writes itself.
 W_STUDENT, W_COMPARE, W_GROUPING, W_TEMPERATURE, W_DEVICE = "student", "vs", "grouping", "T", "device"

@@ -3,7 +3,8 @@
 import streamlit as st
 
 from cakd_viz import compare, diagnose, export
-from cakd_viz.app import compute, links, state, ui, viewspec
+from cakd_viz.app import compute, explorer, links, state, ui, viewspec
+from cakd_viz.app.config import plain
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import diagnose as fig
@@ -18,6 +19,7 @@ ui.title(
     "see which term dominates each class's failures and which classes the student confuses.",
 )
 sel = state.selection()
+explorer.follow()  # a button into the samples explorer, clicked in the last run
 if (target := st.session_state.pop("_diagnose_open", None)) is not None:
     state.goto_sample(target)  # asked for by the "Open sample" button's callback on the last click
 b = sel.bundle
@@ -30,6 +32,12 @@ names = list(sel.class_names)
 def _open(index: int) -> None:
     # A callback keeps the request through any rerun that happens before this script reaches the button.
     st.session_state["_diagnose_open"] = index
+
+
+def _pair_filter(ref: int, pred: int) -> dict:
+    """The explorer's filter for a confusion pair of this page: its pair (true class → student's), or the
+    teacher's class and the student's when the failure set is about the teacher's class."""
+    return {"pair": (ref, pred)} if fs.reference == "label" else {"teacher": ref, "pred": pred}
 
 
 def _csv(frame, **extra) -> bytes:
@@ -115,6 +123,12 @@ else:
         whole["dominant"] = whole["dominant"].map(PART)
         return _csv(whole, **{"failure set": which, "ranked by": rank})
 
+    explorer.button(
+        left,
+        f"All {count:,} in the samples explorer",
+        explorer.link(sel.class_names, failure=which, sort=rank),
+        key="diagnose_to_samples",
+    )
     right.download_button(
         f"Download all {count:,} as CSV",
         data=_every,
@@ -143,13 +157,26 @@ else:
         f"The {min(25, len(classes))} classes with the most failures, of {len(classes)} with any.",
         key="diagnose_classes",
     )
+    ref_filter = "true" if fs.reference == "label" else "teacher"
     with st.expander(f"All {len(classes)} classes with failures"):
-        ui.table(
+        picked_class = ui.table(
             classes.assign(dominant=classes["dominant"].map(PART)),
             name="class_failures",
             key="diagnose_class_table",
             height=300,
+            selectable=True,
         )
+        chosen = picked_class.selection.rows if picked_class is not None else []
+        if chosen:
+            c = int(classes["class"].iloc[chosen[0]])
+            explorer.button(
+                st,
+                f"The failures of {plain(names[c])} in the samples explorer",
+                explorer.link(sel.class_names, failure=which, **{ref_filter: c}),
+                key="diagnose_class_to_samples",
+            )
+        else:
+            st.caption("Select a class to open its failures in the samples explorer.")
 
     ui.subheader(f"Confusions: {ref_title} → student's prediction")
     _, family = compute.clusters(sel.key, FAMILY_THRESHOLD, sel.standardize)
@@ -165,7 +192,7 @@ else:
         key="diagnose_pairs",
     )
     with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):
-        ui.table(
+        picked_pair = ui.table(
             pairs.head(TABLE_ROWS)
             .drop(columns=["true", "predicted"])
             .assign(dominant=lambda t: t["dominant"].map(PART)),
@@ -173,7 +200,20 @@ else:
             headings={"true_name": ref_title, "kl_mean": f"mean KL ({KL_UNIT})"},
             key="diagnose_pair_table",
             height=300,
+            selectable=True,
         )
+        chosen = picked_pair.selection.rows if picked_pair is not None else []
+        if chosen:
+            pair = pairs.iloc[chosen[0]]
+            t, p = int(pair["true"]), int(pair["predicted"])
+            explorer.button(
+                st,
+                f"The {int(pair['count']):,} samples of {plain(names[t])} → {plain(names[p])} in the samples explorer",
+                explorer.link(sel.class_names, failure=which, **_pair_filter(t, p)),
+                key="diagnose_pair_to_samples",
+            )
+        else:
+            st.caption("Select a pair to open its samples in the samples explorer.")
 
 if sel.compare:
     a_name, b_name = sel.student, sel.compare
@@ -211,6 +251,12 @@ if sel.compare:
             height=320,
             caption=f"The {len(rows_b):,} of {size:,} samples whose KL changed most.",
             context=ui.context(**{"set": f"{kind} by {b_name}"}),
+        )
+        explorer.button(
+            st,
+            f"All {size:,} in the samples explorer",
+            explorer.link(sel.class_names, change=kind),
+            key="diagnose_cmp_to_samples",
         )
 ui.finish(
     ViewSpec(

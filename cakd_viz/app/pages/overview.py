@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cakd_viz.app import compute, links, state, ui, viewspec
+from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
@@ -17,6 +17,7 @@ ui.title(
     r"$\mathrm{BCD} + p_S\,\mathrm{SCD} + p_W\,\mathrm{WCD}$: how much of the total does each part carry?",
 )
 sel = state.selection()
+explorer.follow()  # a button into the samples explorer, clicked in the last run
 b = sel.bundle
 ss = st.session_state
 
@@ -48,6 +49,16 @@ cols = st.columns(min(len(summary), 6))
 for col, row in zip(cols, summary.head(6).itertuples(), strict=False):
     ui.metric(col, f"mean KL, {plain(row.student)}", f"{row.kl_mean:.4f} {KL_UNIT}")
 ui.chart(fig.shares_figure(summary), key="overview_shares")
+wrong = "Student wrong" if b.labels is not None else "Student disagrees with teacher"
+explorer.button(
+    st,
+    f"The samples {plain(sel.student)} gets wrong"
+    if b.labels is not None
+    else f"Where {plain(sel.student)} disagrees with the teacher",
+    explorer.link(sel.class_names, failure=wrong),
+    key="overview_to_failures",
+    help="Open them in the samples explorer, largest KL first; its most frequent confusions are one click away.",
+)
 with st.expander("Every student's numbers"):
     ui.table(
         summary.drop(columns=["grouping", "temperature"]),
@@ -126,7 +137,28 @@ if per_class.open:
             f"below; {here.scope()}.",
             key="overview_classes",
         )
-        ui.table(table, name="per_class", context=context, height=320, key="overview_class_table")
+        picked = ui.table(
+            table, name="per_class", context=context, height=320, key="overview_class_table", selectable=True
+        )
+        chosen = picked.selection.rows if picked is not None else []
+        if chosen:
+            c = int(table["class"].iloc[chosen[0]])
+            ref = {"true": c} if by == "label" else {"teacher": c}
+            left, right = st.columns(2)
+            explorer.button(
+                left,
+                f"The samples of {plain(sel.class_names[c])}",
+                explorer.link(sel.class_names, **ref),
+                key="overview_class_samples",
+            )
+            explorer.button(
+                right,
+                f"The samples of {plain(sel.class_names[c])} that {plain(sel.student)} gets wrong",
+                explorer.link(sel.class_names, failure=wrong, **ref),
+                key="overview_class_failures",
+            )
+        else:
+            st.caption("Select a class to open its samples in the samples explorer.")
         snippet = ViewSpec(
             "per_class",
             viewspec.bundle_path(sel),
@@ -149,7 +181,7 @@ if by_t.open:
             fig.sweep_figure(
                 tsweep, x="temperature", x_title="temperature T", log_x=True, current=sel.temperature
             ),
-            f"Shares at each T on a fixed random subset of {int(tsweep['n'].iloc[0]):,} samples"
+            f"Shares at each T {compute.scan_scope(int(tsweep['n'].iloc[0]), b.num_samples)}"
             + (", logits standardized." if sel.standardize else "."),
             key="overview_by_t",
         )
@@ -165,8 +197,8 @@ if by_g.open:
         here = fig.grouping_param(grouping)
         ui.chart(
             fig.sweep_figure(gsweep, x="param", x_title=param, current=here),
-            f"Shares for {specs[0].split(':')[0]}:{param.split()[0]} on a fixed random subset of "
-            f"{int(gsweep['n'].iloc[0]):,} samples, at {sel.setting}.",
+            f"Shares for {specs[0].split(':')[0]}:{param.split()[0]} "
+            f"{compute.scan_scope(int(gsweep['n'].iloc[0]), b.num_samples)}, at {sel.setting}.",
             key="overview_by_g",
         )
 if by_ls.open:  # one more pass per student (the setting the sidebar does not show), only when opened

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from cakd_viz.app import compute, links, state, ui, viewspec
+from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
 from cakd_viz.export import ViewSpec
 from cakd_viz.figures import sample as fig
@@ -18,6 +18,8 @@ ui.title(
     "and this sample's KL written out as BCD + p_S·SCD + p_W·WCD.",
 )
 sel = state.selection()
+explorer.follow()  # "← back to the samples", clicked in the last run
+explorer.back_button()
 b = sel.bundle
 n = b.num_samples
 ss = st.session_state

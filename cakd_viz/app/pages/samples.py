@@ -1,0 +1,144 @@
+"""Samples: find any sample by its classes, predictions, failures and terms, and open it."""
+
+import streamlit as st
+
+from cakd_viz import export
+from cakd_viz.app import compute, explorer, links, state, ui
+from cakd_viz.app.config import plain
+from cakd_viz.embedding import LIMITS, METHODS
+from cakd_viz.explore import CLASS_COLUMNS, page_count, page_rows
+from cakd_viz.figures import explore as fig
+from cakd_viz.terms import PART, heading
+
+TABS = ["Samples", "Map"]
+COLORS = {"family": "family", "class": "class", "term": "largest part"}
+TILES_PER_ROW = 8
+
+ui.title(
+    "Samples",
+    "**Which samples are these?** Filter every sample by its classes, the students' predictions, failures "
+    "and the part of the KL that dominates; sort them by any term; open one on the Sample page.",
+)
+sel = state.selection()
+explorer.follow_open()  # a tile's button or a point of the map, clicked in the last run
+b = sel.bundle
+res = state.results()  # A (and B when set)
+a, rb = res[sel.student], res.get(sel.compare) if sel.compare else None
+names = list(sel.class_names)
+family, family_words = compute.families_of_classes(sel.key, sel.class_names)
+
+f, pairs = explorer.filters(
+    sel, a.d, family_words, lambda loose: compute.confusions_here(a, rb, loose, family=family)
+)
+by, descending = explorer.sort_controls()
+view_context = ui.context(
+    **explorer.words(f, names, family_words, by, descending)
+)  # what the downloads say they hold
+rows = compute.matching(a, rb, f, family=family, by=by, descending=descending)
+n = len(a.d)
+st.markdown(
+    f"**{len(rows):,} of {n:,} samples match** ({a.scope()}; {sel.grouping}, T = {sel.temperature:g})."
+)
+explorer.confusion_pills(pairs, names, f.pair, labels=b.labels is not None)
+
+if (
+    (asked_tab := links.param(explorer.K_TAB)) is not None
+    and asked_tab not in TABS
+    and "tab" not in st.session_state
+):
+    links.note(
+        explorer.K_TAB,
+        f"The link asks for {links.asked(explorer.K_TAB, asked_tab)}, which is not one of "
+        f"{', '.join(TABS)}; showing {TABS[0]}.",
+        explorer.K_TAB,
+    )
+links.show((explorer.K_TAB,))
+grid_tab, map_tab = st.tabs(TABS, key=explorer.K_TAB, bind="query-params")
+if grid_tab.open:
+    with grid_tab:
+        pages = page_count(len(rows), explorer.PER_PAGE)
+        page = explorer.pager(pages)
+        shown = page_rows(rows, page, explorer.PER_PAGE)
+        table = compute.sample_rows(a, shown, rb, sel.class_names)
+        images = compute.thumbnails(sel.key, tuple(int(i) for i in shown)) if len(shown) else None
+        if images is not None:
+            refs = table["label_name" if "label_name" in table else "teacher_name"]
+            tiles = list(zip(table["index"], refs, table["a_says"], strict=True))
+            for start in range(0, len(tiles), TILES_PER_ROW):
+                for col, (k, (i, ref, says)) in zip(
+                    st.columns(TILES_PER_ROW),
+                    enumerate(tiles[start : start + TILES_PER_ROW], start),
+                    strict=False,
+                ):
+                    col.image(images[k], width="stretch")
+                    col.button(
+                        f"#{i}", key=f"tile_{i}", on_click=explorer.open_sample, args=(int(i),), width="stretch",
+                        help=f"Open sample {i} on the Sample page",
+                    )  # fmt: skip
+                    col.caption(plain(ref) if ref == says else f"{plain(ref)} → {plain(says)}")
+        view = table.drop(columns=list(CLASS_COLUMNS), errors="ignore")
+        view["dominant"] = view["dominant"].map(PART)
+        where = st.expander("These samples as a table") if images is not None else st.container()
+        with where:
+            picked = ui.table(
+                view, name="samples", a=sel.student, b=sel.compare or "B", key="samples_rows",
+                selectable=images is None, height=420,
+                caption=f"Page {page:,} of {pages:,}: samples {len(shown) and (page - 1) * explorer.PER_PAGE + 1:,}"
+                f"–{(page - 1) * explorer.PER_PAGE + len(shown):,} of the {len(rows):,} that match.",
+                context=view_context,
+            )  # fmt: skip
+            chosen = picked.selection.rows if images is None and picked is not None else []
+            if chosen:
+                i = int(table["index"].iloc[chosen[0]])
+                st.button(
+                    f"Open sample #{i} on the Sample page",
+                    type="primary",
+                    on_click=explorer.open_sample,
+                    args=(i,),
+                )
+            elif images is None:
+                st.caption("Select a row to open it on the Sample page.")
+
+        def _every() -> bytes:
+            whole = compute.sample_rows(a, rows, rb, sel.class_names)
+            whole["dominant"] = whole["dominant"].map(PART)
+            frame = whole.rename(columns=lambda c: heading(c, a=sel.student, b=sel.compare or "B"))
+            return export.to_csv_bytes(frame, view_context)
+
+        st.download_button(
+            f"Download all {len(rows):,} matching rows as CSV",
+            data=_every,
+            file_name=export.file_stem("samples", sel.student, sel.grouping, f"T{sel.temperature:g}")
+            + ".csv",
+            mime="text/csv",
+            on_click="ignore",
+            disabled=not len(rows),
+        )
+if map_tab.open:
+    with map_tab:
+        left, right = st.columns(2)
+        method = links.bound(
+            left.radio, "Placed by", list(METHODS), key=explorer.K_METHOD, horizontal=True,
+            format_func=METHODS.get, why=links.one_of(list(METHODS.values())), says=METHODS.get,
+            help=f"PCA: a linear view of every sample (up to {LIMITS['pca']:,}). t-SNE keeps neighbours together; "
+            f"it is slow: at most {LIMITS['tsne']:,} samples, a minute or more.",
+        )  # fmt: skip
+        color = links.bound(
+            right.radio, "Colour by", list(COLORS), key=explorer.K_COLOR, horizontal=True,
+            format_func=COLORS.get, why=links.one_of(list(COLORS.values())), says=COLORS.get,
+        )  # fmt: skip
+        links.show((explorer.K_METHOD, explorer.K_COLOR))
+        with st.spinner(f"Placing the samples with {METHODS[method]}…"):
+            m = compute.sample_map(sel.key, sel.temperature, method)
+        points = compute.map_points(a, m, color, family, family_words, sel.class_names, rows)
+        ui.chart(
+            fig.map_figure(m, **points),
+            f"Each point a sample, placed by {METHODS[method]} of the teacher's probabilities at T = "
+            f"{sel.temperature:g}: {m.scope()}; {int(points['matched'].sum()):,} of them match the filters "
+            "(in colour). "
+            "Hover for a sample's classes and KL; click a point to open it on the Sample page.",
+            key="samples_map",
+            on_select=lambda: explorer.open_point("samples_map"),
+            selection_mode="points",
+        )
+ui.finish(explorer.snippet(sel, f, by, descending))
