@@ -19,6 +19,11 @@ dozens of runs stay out of the Tune page's list; ``--runs-dir runs`` shows them 
 2. final: each method's selected configuration (CE only has no grid) at every seed of ``seeds``,
    evaluated once on the test split at the end.
 
+A method may be a variant of another (``"from": "KD"``): its loss settings are laid over the settings
+its method selected (``{"standardize": true}``: the LS variant), and its own grid (the temperature) is
+searched again on validation once that selection is known. The variants' selection runs in one stage
+with the plain methods' finals, then the variants' finals.
+
 Then it writes ``OUT/results.json`` (every trial, the per-method statistics, the paired comparisons)
 and ``OUT/results.md`` (the table the README embeds; ``--readme`` rewrites the README's copy) and
 prints the table. Statistics: mean, standard deviation and a t-based 95% interval over seeds; paired
@@ -136,24 +141,46 @@ def grid_points(method: dict) -> list[dict]:
     return [combo | case for combo in combos for case in cases]
 
 
-def selection_trials(plan: dict) -> list[tuple[str, dict]]:
-    """(method, partial run config) for every grid point of every method with a grid."""
+def variant_of(method: dict) -> str | None:
+    """The method a variant is made from (``"from"``: its selected loss settings are the variant's base)."""
+    return method.get("from")
+
+
+def method_loss(plan: dict, name: str, selected: dict[str, dict]) -> dict:
+    """A method's loss settings: its own, over those its ``from`` method selected on validation, with its
+    own selected grid point (when ``selected`` has it)."""
+    method = plan["methods"][name]
+    base = method_loss(plan, variant_of(method), selected) if variant_of(method) else {}
+    return base | method["loss"] | selected.get(name, {})
+
+
+def selection_trials(
+    plan: dict, selected: dict[str, dict] | None = None, *, variants: bool = False
+) -> list[tuple[str, dict]]:
+    """(method, partial run config) for every grid point of every method with a grid: the plain methods,
+    or with ``variants`` the methods made ``from`` another (on the settings ``selected`` holds for it)."""
     out = []
     for name, method in plan["methods"].items():
+        if bool(variant_of(method)) != variants:
+            continue
+        loss = method_loss(plan, name, {k: v for k, v in (selected or {}).items() if k != name})
         for point in grid_points(method):
             tag = "_".join(f"{k}{_slug(v)}" for k, v in point.items())
             case = {
                 "name": f"sel_{_slug(name)}_{tag}"[:80],
                 "seed": plan["selection_seed"],
                 "evaluate_test": False,
-                "loss": method["loss"] | point,
+                "loss": loss | point,
             }
             out.append((name, case))
     return out
 
 
-def final_trials(plan: dict, selected: dict[str, dict]) -> list[tuple[str, dict]]:
-    """(method, partial run config) for every seed of every method's selected loss settings."""
+def final_trials(
+    plan: dict, selected: dict[str, dict], *, variants: bool | None = None
+) -> list[tuple[str, dict]]:
+    """(method, partial run config) for every seed of every method's selected loss settings (only the
+    plain methods, or only the variants, when ``variants`` says which)."""
     return [
         (
             name,
@@ -161,10 +188,11 @@ def final_trials(plan: dict, selected: dict[str, dict]) -> list[tuple[str, dict]
                 "name": f"final_{_slug(name)}_seed{seed}",
                 "seed": seed,
                 "evaluate_test": True,
-                "loss": plan["methods"][name]["loss"] | selected.get(name, {}),
+                "loss": method_loss(plan, name, selected),
             },
         )
-        for name in plan["methods"]
+        for name, method in plan["methods"].items()
+        if variants is None or bool(variant_of(method)) == variants
         for seed in plan["seeds"]
     ]
 
@@ -273,13 +301,14 @@ def trial_record(method: str, case: dict, info: RunInfo) -> dict:
 
 
 def select(plan: dict, records: list[dict]) -> dict[str, dict]:
-    """Per method, the grid point with the best last-epoch validation accuracy (ties: the first)."""
+    """Per method with selection trials in ``records``, the grid point with the best last-epoch validation
+    accuracy (ties: the first)."""
     selected = {}
     for name, method in plan["methods"].items():
         points = grid_points(method)
-        if not points:
-            continue
         rows = [r for r in records if r["method"] == name]
+        if not points or not rows:
+            continue
         best = max(range(len(rows)), key=lambda i: (rows[i]["val_acc"], -i))
         selected[name] = points[best]
     return selected
@@ -321,7 +350,7 @@ def describe_loss(loss: dict) -> str:
     name = loss.get("name")
     if name == "ce":
         return "no distillation"
-    t = f"T = {loss.get('temperature', 4.0):g}"
+    t = f"T = {loss.get('temperature', 4.0):g}" + (", logits standardized" if loss.get("standardize") else "")
     if name == "kd":
         return t
     if name == "dkd":
@@ -356,6 +385,23 @@ def _warmup_words(plan: dict) -> str:
     return "; ".join(parts)
 
 
+def _variant_words(plan: dict) -> str:
+    """E.g. "KD + LS, DKD + LS and CAKD + LS take their method's selected configuration with the logits
+    standardized and pick the temperature again on validation, from 1, 2, 4; " ("" without variants)."""
+    variants = {n: m for n, m in plan["methods"].items() if variant_of(m)}
+    if not variants:
+        return ""
+    names = list(variants)
+    who = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+    changed = sorted({k for m in variants.values() for k in m["loss"]})
+    grids = {k: v for m in variants.values() for k, v in (m.get("grid") or {}).items()}
+    again = "; ".join(
+        f"{k} picked again on validation from {', '.join(f'{x:g}' for x in v)}" for k, v in grids.items()
+    )
+    words = "with the logits standardized" if changed == ["standardize"] else f"with {', '.join(changed)} set"
+    return f"{who} take their method's selected configuration {words} ({again}); "
+
+
 def _optimizer_words(base: dict) -> str:
     decay = f"weight decay {base.get('weight_decay', 5e-4):g}"
     if base.get("optimizer", "sgd") == "adamw":
@@ -388,6 +434,7 @@ def markdown(result: dict) -> str:
     plan, per, comps, run = result["plan"], result["methods"], result["comparisons"], result["run"]
     base = plan["base"]
     sizes = {n: len(grid_points(m)) for n, m in plan["methods"].items() if grid_points(m)}
+    plain_sizes = {v for n, v in sizes.items() if not variant_of(plan["methods"][n])}
     n_seeds = len(plan["seeds"])
     clip = base.get("clip_grad_norm", 0)
     clip_words = "no gradient clipping" if not clip else f"gradient clipping at {clip:g}"
@@ -400,7 +447,8 @@ def markdown(result: dict) -> str:
         f"{100 * base['val_split']:g}% of the training split per class ({run['val_samples']:,} samples, seed "
         f"{base.get('val_seed', 0)}), the rest ({run['train_samples']:,}) for training; each method's "
         f"configuration was picked on last-epoch validation accuracy from a grid of "
-        f"{'/'.join(str(v) for v in sorted(set(sizes.values())))} points at seed {plan['selection_seed']}; "
+        f"{'/'.join(str(v) for v in sorted(plain_sizes))} points at seed {plan['selection_seed']}; "
+        f"{_variant_words(plan)}"
         f"the test split ({run['test_samples']:,} samples) was evaluated once per final run, {n_seeds} seeds "
         f"({plan['seeds'][0]}-{plan['seeds'][-1]}) each.",
         "",
@@ -408,7 +456,7 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, m in per.items():
-        loss = plan["methods"][name]["loss"] | result["selected"].get(name, {})
+        loss = method_loss(plan, name, result["selected"])
         grid = f" (best of {sizes[name]})" if name in sizes else ""
         t = m["test"]
         lines.append(
@@ -512,10 +560,27 @@ def main(argv: list[str] | None = None) -> int:
         sel_runs = run_stage("selection", plan, sel, args.runs_dir, workers, run=run)
         sel_records = [trial_record(m, case, info) for (m, case), info in zip(sel, sel_runs, strict=True)]
         selected = select(plan, sel_records)
-        for name, point in selected.items():
-            say(f"selected for {name}: {describe_loss(plan['methods'][name]['loss'] | point)}")
-        fin = final_trials(plan, selected)
-        fin_runs = run_stage("final", plan, fin, args.runs_dir, workers, run=run)
+        for name in selected:
+            say(f"selected for {name}: {describe_loss(method_loss(plan, name, selected))}")
+        fin = final_trials(plan, selected, variants=False)
+        var_sel = selection_trials(plan, selected, variants=True)
+        if var_sel:  # the variants' selection needs their methods' selection, not their finals: one stage
+            both = var_sel + fin
+            both_runs = run_stage(
+                "variants' selection and final", plan, both, args.runs_dir, workers, run=run
+            )
+            var_sel_runs, fin_runs = both_runs[: len(var_sel)], both_runs[len(var_sel) :]
+            var_records = [trial_record(m, c, i) for (m, c), i in zip(var_sel, var_sel_runs, strict=True)]
+            sel, sel_runs, sel_records = sel + var_sel, sel_runs + var_sel_runs, sel_records + var_records
+            var_selected = select(plan, var_records)
+            for name in var_selected:
+                say(f"selected for {name}: {describe_loss(method_loss(plan, name, selected | var_selected))}")
+            selected |= var_selected
+            var_fin = final_trials(plan, selected, variants=True)
+            var_fin_runs = run_stage("variants' final", plan, var_fin, args.runs_dir, workers, run=run)
+            fin, fin_runs = fin + var_fin, fin_runs + var_fin_runs
+        else:
+            fin_runs = run_stage("final", plan, fin, args.runs_dir, workers, run=run)
         fin_records = [trial_record(m, case, info) for (m, case), info in zip(fin, fin_runs, strict=True)]
     finally:
         if run and args.runs_dir.is_dir():  # every session that may have run trials, for the wall time

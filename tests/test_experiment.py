@@ -91,11 +91,12 @@ def test_the_plan_gives_every_method_the_same_budget_and_equal_grids():
     plan = json.loads((RESULTS / "plan.json").read_text())
     methods = plan["methods"]
     # a method may set only its loss and its grid: budget, optimiser, schedule and clipping come from base
-    assert all(set(m) <= {"loss", "grid", "cases"} for m in methods.values())
-    for m in methods.values():  # a method varies only settings its own loss takes
-        takes = {p.name for p in loss_parameters(m["loss"]["name"])}
-        assert all(set(p) <= takes for p in exp.grid_points(m))
-    sizes = {name: len(exp.grid_points(m)) for name, m in methods.items() if exp.grid_points(m)}
+    assert all(set(m) <= {"loss", "grid", "cases", "from"} for m in methods.values())
+    for name in methods:  # a method varies only settings its own loss takes
+        takes = {p.name for p in loss_parameters(exp.method_loss(plan, name, {})["name"])}
+        assert all(set(p) <= takes for p in exp.grid_points(methods[name]))
+    plain = [n for n, m in methods.items() if not exp.variant_of(m)]
+    sizes = {name: len(exp.grid_points(methods[name])) for name in plain if exp.grid_points(methods[name])}
     assert set(sizes) == {"KD", "DKD", "CAKD"} and len(set(sizes.values())) == 1
     varied = {name: set().union(*exp.grid_points(methods[name])) for name in sizes}
     assert varied == {
@@ -106,12 +107,42 @@ def test_the_plan_gives_every_method_the_same_budget_and_equal_grids():
     groupings = {p["grouping"] for p in exp.grid_points(methods["CAKD"])}
     assert groupings == {"target", "topk:3", "topk:5", "topk:10"}
     assert methods["KD"]["loss"].get("warmup", 0) == 0  # KD's recipe has no warm-up
+    # each distillation method has its LS variant: the same loss with standardized logits, T searched again
+    variants = {n: m for n, m in methods.items() if exp.variant_of(m)}
+    assert {m["from"]: n for n, m in variants.items()} == {
+        "KD": "KD + LS",
+        "DKD": "DKD + LS",
+        "CAKD": "CAKD + LS",
+    }
+    assert all(m["loss"] == {"standardize": True} for m in variants.values())
+    assert all(set().union(*exp.grid_points(m)) == {"temperature"} for m in variants.values())
+    assert len({len(exp.grid_points(m)) for m in variants.values()}) == 1
+    assert all([n, m["from"]] in plan["compare"] for n, m in variants.items())  # tested against plain
     assert len(plan["seeds"]) >= 5 and plan["selection_seed"] not in plan["seeds"]
     assert plan["base"]["val_split"] > 0
-    trials = exp.selection_trials(plan) + exp.final_trials(plan, {})
+    trials = exp.selection_trials(plan) + exp.selection_trials(plan, {}, variants=True)
+    trials += exp.final_trials(plan, {})
     for _, case in trials:  # every trial is a valid run config
         RunConfig.from_dict(exp._merge(plan["base"], case)).validate()
     assert all(not case["evaluate_test"] for _, case in exp.selection_trials(plan))
+    assert all(not case["evaluate_test"] for _, case in exp.selection_trials(plan, {}, variants=True))
+
+
+def test_a_variant_starts_from_its_methods_selection():
+    plan = json.loads((RESULTS / "plan.json").read_text())
+    selected = {"DKD": {"beta": 2.0, "temperature": 4.0}}
+    trials = exp.selection_trials(plan, selected, variants=True)
+    dkd_ls = [case["loss"] for name, case in trials if name == "DKD + LS"]
+    assert [loss["temperature"] for loss in dkd_ls] == [1, 2, 4]  # its own grid replaces the selected T
+    assert all(loss["beta"] == 2.0 and loss["standardize"] is True for loss in dkd_ls)  # the rest: DKD's
+    assert all(loss["name"] == "dkd" and loss["grouping"] == "target" for loss in dkd_ls)
+    final = dict(exp.final_trials(plan, selected | {"DKD + LS": {"temperature": 2}}, variants=True))
+    assert final["DKD + LS"]["loss"] == plan["methods"]["DKD"]["loss"] | {
+        "beta": 2.0,
+        "temperature": 2,
+        "standardize": True,
+    }
+    assert set(final) == {"KD + LS", "DKD + LS", "CAKD + LS"}
 
 
 def test_the_readme_embeds_the_generated_table():
@@ -156,10 +187,11 @@ TINY_PLAN = {
     "methods": {
         "CE only": {"loss": {"name": "ce"}},
         "KD": {"loss": {"name": "kd"}, "grid": {"temperature": [2, 4]}},
+        "KD + LS": {"from": "KD", "loss": {"standardize": True}, "grid": {"temperature": [1, 2]}},
     },
     "selection_seed": 0,
     "seeds": [1, 2],
-    "compare": [["KD", "CE only"]],
+    "compare": [["KD", "CE only"], ["KD + LS", "KD"]],
 }
 
 
@@ -180,13 +212,26 @@ def test_the_script_runs_a_plan_through_the_sweep_engine_and_resumes(tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "selection: 2 trials, 0 already finished, 2 to run" in first.stderr
-    assert "final: 4 trials, 0 already finished, 4 to run" in first.stderr
+    assert "variants' selection and final: 6 trials, 0 already finished, 6 to run" in first.stderr
+    assert "variants' final: 2 trials, 0 already finished, 2 to run" in first.stderr
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert first.stdout.strip() == (tmp_path / "out" / "results.md").read_text().strip()
-    assert [r["method"] for r in result["final"]] == ["CE only"] * 2 + ["KD"] * 2
-    assert all(r["test_acc"] is not None for r in result["final"]) and result["run"]["trials"] == 6
+    assert [r["method"] for r in result["final"]] == ["CE only"] * 2 + ["KD"] * 2 + ["KD + LS"] * 2
+    assert all(r["test_acc"] is not None for r in result["final"]) and result["run"]["trials"] == 10
+    # the variant trained KD's selected loss with standardized logits, at the T its own selection chose
+    kd_t = result["selected"]["KD"]["temperature"]
+    (ls,) = {json.dumps(r["loss"], sort_keys=True) for r in result["final"] if r["method"] == "KD + LS"}
+    assert (
+        json.loads(ls)["standardize"] is True
+        and json.loads(ls)["temperature"] == (result["selected"]["KD + LS"]["temperature"])
+    )
+    assert all(
+        not r["loss"].get("standardize") and r["loss"]["temperature"] == kd_t for r in result["final"][2:4]
+    )
+    assert "KD + LS take their method's selected configuration with the logits standardized" in first.stdout
+    assert "| KD + LS − KD |" in first.stdout
     sweeps = [p for p in (tmp_path / "runs").iterdir() if (p / "sweep.json").is_file()]
-    assert len(sweeps) == 2  # both stages ran through the sweep engine
+    assert len(sweeps) == 3  # every stage ran through the sweep engine
     # a second call finds every trial finished and runs nothing
     again = subprocess.run([*cmd, "--report-only"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert again.returncode == 0, again.stderr
