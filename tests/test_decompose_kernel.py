@@ -188,6 +188,13 @@ def test_rows_are_read_where_they_lie_whatever_their_layout(tmp_path):
     same(s, np.load(tmp_path / "t.npy", mmap_mode="r"), "big-endian memory map")
     rev = decompose(s[::-1], t[::-1], y[::-1], grouping="topk+target:2", temperature=2.0, device="cpu")
     np.testing.assert_array_equal(rev.kl, plain.kl[::-1])  # a negative row stride
+    # float64 goes the tensor path: read backwards, in chunks of one row (numpy calls such a row
+    # contiguous, torch refused its negative stride) and of several
+    s64, t64 = s.astype(np.float64), t.astype(np.float64)
+    whole = decompose(s64, t64, y, grouping="topk:3", temperature=2.0, device="cpu")
+    for rows in (1, 7, None):
+        back = decompose(s64[::-1], t64[::-1], y[::-1], grouping="topk:3", temperature=2.0, chunk_rows=rows)
+        np.testing.assert_array_equal(back.kl, whole.kl[::-1], err_msg=f"chunk_rows={rows}")
     mixed = decompose(s.astype(np.float16), t, y, grouping="topk:3", temperature=2.0, device="cpu")
     want = ref.terms(s.astype(np.float16), t, ref.strong_mask(t, grouping="topk:3"), 2.0)
     assert ref.close(mixed.kl, want["kl"]).all() and ref.close(mixed.bcd, want["bcd"]).all()

@@ -148,4 +148,6 @@ def _from_numpy(part: np.ndarray):
     with warnings.catch_warnings():
         # Read-only memory maps: the tensor is only read (the paths never write to their inputs).
         warnings.simplefilter("ignore", UserWarning)
+        if any(stride < 0 for stride in part.strides):  # one row of rows read backwards still has one:
+            part = part.copy()  # numpy calls it contiguous, torch refuses it
         return torch.from_numpy(np.ascontiguousarray(part))
