@@ -90,8 +90,10 @@ def test_the_overview_tab_shows_whether_standardization_changes_the_largest_part
     ls = {s: decompose(b.student(s), b.teacher, b.labels, **kw, standardize=True) for s in b.student_names}
     want = students_table(plain, ls)
     shown = next(d.value for d in at.dataframe if "share of KL: BCD, with LS (%)" in d.value.columns)
-    np.testing.assert_allclose(shown["share of KL: BCD, with LS (%)"], want["share_bcd_ls"], rtol=1e-9)
-    np.testing.assert_allclose(shown["share of KL: p_W·WCD (%)"], want["share_wcd"], rtol=1e-9)
+    np.testing.assert_allclose(
+        shown["share of KL: BCD, with LS (%)"], 100 * want["share_bcd_ls"], rtol=1e-9
+    )  # percent
+    np.testing.assert_allclose(shown["share of KL: p_W·WCD (%)"], 100 * want["share_wcd"], rtol=1e-9)
     assert list(shown["largest part changes with LS"]) == list(want["changed"])
     per_class = next(d.value for d in at.dataframe if "class index" in d.value.columns)
     assert len(per_class) == len(np.unique(b.labels))
