@@ -259,6 +259,29 @@ def test_tune_is_deterministic_for_a_seed(teacher, tmp_path):
     assert [e["loss"] for e in a.epochs] == [e["loss"] for e in b.epochs]
 
 
+def test_a_grouping_asking_for_too_many_strong_classes_is_said_before_training(teacher, tmp_path):
+    """topk:10 on the 10 digit classes is clipped to topk:9 (W is never empty): the run says so."""
+    from cakd_viz.runs.build import clipped_grouping
+
+    assert clipped_grouping("topk:9", 10) is None and clipped_grouping("target", 10) is None
+    assert clipped_grouping("topk:12", 10).startswith("topk:12 asks for 12 strong classes, and there are 10")
+    config = write_json(
+        tmp_path / "run.json", tiny_config(teacher, loss={"name": "cakd", "grouping": "topk:10"})
+    )
+    out = _cli("tune", "--config", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr
+    said = "warning: topk:10 asks for 10 strong classes, and there are 10: using topk:9"
+    assert said in out.stderr
+    (run,) = list_runs(tmp_path / "runs")
+    assert said in store.log_tail(run.path)
+    assert all(e["val_bcd"] > 0 for e in run.epochs)  # W is not empty (BCD is 0 when it is)
+    plain = write_json(tmp_path / "plain.json", tiny_config(teacher, name="plain"))
+    assert (
+        "strong classes"
+        not in _cli("tune", "--config", str(plain), "--runs-dir", str(tmp_path / "r2")).stderr
+    )
+
+
 def test_tune_command_refuses_a_bad_config_in_one_line(teacher, tmp_path):
     config = write_json(tmp_path / "run.json", tiny_config(teacher, loss={"name": "dkdd"}))
     out = _cli("tune", "--config", str(config), "--runs-dir", str(tmp_path / "runs"))

@@ -180,6 +180,18 @@ def test_cancel_from_the_page(teacher, runs):
     assert not any(b.label == "Cancel" for b in at.button)
 
 
+def test_a_grouping_asking_for_too_many_strong_classes_is_warned_of_at_launch(teacher, runs):
+    at = _click(_fill(_page(), teacher, tune_grouping="topk:10"), "Launch run")  # the digits have 10 classes
+    assert at.success and not at.error
+    (warning,) = [as_read(w.value) for w in at.warning if "strong classes" in w.value]
+    assert warning == (
+        "topk:10 asks for 10 strong classes, and there are 10: using topk:9 (K at most C − 1, so that W is "
+        "not empty)."
+    )
+    at = _click(_fill(_page(), teacher, tune_grouping="topk:9"), "Launch run")
+    assert not [w for w in at.warning if "strong classes" in w.value]
+
+
 def test_a_crashing_run_shows_failed_with_the_error_and_log(teacher, runs, tmp_path, monkeypatch):
     module = write_factory(tmp_path)
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")

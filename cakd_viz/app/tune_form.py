@@ -124,6 +124,22 @@ def draw(where, param: Param) -> None:
         where.number_input(param.label, min_value=low, max_value=param.high, step=step, key=k, help=help_text)
 
 
+def clipped_grouping(form: Mapping) -> str | None:
+    """The warning for a grouping that asks for more strong classes than the chosen shipped sample has
+    (``topk:K`` with K >= C, clipped to C - 1); None otherwise, or for own data (the run's log says it)."""
+    from cakd_viz.data import digits, glyphs
+    from cakd_viz.runs.build import clipped_grouping as words
+
+    classes = {"sample:digits": len(digits.CLASS_NAMES), "sample:glyphs": len(glyphs.CLASS_NAMES)}
+    grouping, data = form.get(key("grouping")), form[key("data")]
+    if str(form.get(key("own_data"), "")).strip() or data not in classes or not isinstance(grouping, str):
+        return None
+    try:
+        return words(grouping, classes[data])
+    except ValueError:
+        return None  # a grouping the launch refuses in its own words
+
+
 def run_config(form: Mapping) -> dict:
     """The run config (JSON form) the Tune form describes; own data specs replace the sample. A loss
     parameter the form does not hold takes its declared default.

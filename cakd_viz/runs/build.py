@@ -64,6 +64,8 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         )
     c = train.num_classes
     _check_outputs("teacher", cfg.teacher, teacher, train, c)
+    if cfg.loss.name != "ce" and (clipped := clipped_grouping(cfg.loss.grouping, c)):
+        notes.append(f"warning: {clipped}")
     torch.manual_seed(cfg.seed)  # the student's initial weights depend on the seed only
     if cfg.student in ARCHS:
         ch, *hw = train.input_shape
@@ -95,6 +97,13 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     return Parts(
         train, test, train_set, teacher, t_info, student, s_info, criterion, notes, val_rows, correlation
     )
+
+
+def clipped_grouping(grouping: str, num_classes: int) -> str | None:
+    """The line a run logs when ``grouping`` asks for more strong classes than ``num_classes`` allows
+    (``topk:K`` with K >= C: the losses and the decomposition clip K to C - 1, so that W is not empty);
+    None when it is used as written."""
+    return parse_grouping(grouping).clamp(num_classes)[1]
 
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -108,6 +108,8 @@ with st.form("tune_form"):
 if run_clicked or sweep_clicked:
     try:  # the specs pass the gate (cakd_viz/app/spec_gate.py) before anything is created
         st.success(tune_form.launch(ss, root, sweep=sweep_clicked))
+        if warning := tune_form.clipped_grouping(ss):
+            st.warning(plain(warning))
     except (ValueError, OSError) as exc:
         st.error(tune_form.refusal(exc))
 
