@@ -3,6 +3,7 @@ imports another in a cycle, and every module imports cleanly."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import types
@@ -93,48 +94,34 @@ def _imports(path) -> list[tuple[str, bool]]:
 
 ROOT = Path(cakd_viz.__file__).resolve().parent.parent
 LIBRARY = sorted((ROOT / "cakd_viz").rglob("*.py"))
+
+
 # layer of each top-level part of the library: a module may import its own layer or lower ones
-LAYERS = {
-    "terms": 0,
-    "classnames": 0,
-    "validate": 0,
-    "device": 0,
-    "native": 0,
-    "grouping": 1,
-    "distributed": 0,
-    "processes": 0,
-    "decomposition": 2,
-    "bundle": 2,
-    "losses": 2,
-    "aggregates": 3,
-    "diagnose": 3,
-    "scans": 3,
-    "families": 3,
-    "learn": 3,
-    "dominance": 3,
-    "worked": 3,
-    "compare": 3,
-    "explore": 3,
-    "embedding": 3,
-    "figures": 4,
-    "export": 4,
-    "report": 4,
-    "data": 4,
-    "models": 4,
-    "train": 5,
-    "extract": 5,
-    "samples": 6,
-    "runs": 6,
-    "app": 7,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
-    "locations": 0,
-    "settings": 0,
-    "text": 0,
-    "atomic": 0,
-    "standardize": 0,
-}
+def _documented_layers() -> dict[str, int]:
+    """{top-level module: layer} from the table in docs/architecture.md §2 (between its markers)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text.split("<!-- layers:start -->", 1)[1].split("<!-- layers:end -->", 1)[0]
+    layers = {}
+    for row in table.strip().splitlines()[2:]:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        for name in re.findall(r"`([\w]+)`", cells[1]):
+            assert name not in layers, f"{name} is in two layers of docs/architecture.md §2"
+            layers[name] = int(cells[0])
+    return layers
+
+
+LAYERS = _documented_layers()
+
+
+def test_every_top_level_module_is_in_exactly_one_documented_layer():
+    here = {p.stem if p.is_file() else p.name for p in (ROOT / "cakd_viz").iterdir()}
+    here = {n for n in here if not n.startswith((".", "__pycache__")) and not n.endswith(".egg-info")}
+    here = {
+        n
+        for n in here
+        if (ROOT / "cakd_viz" / f"{n}.py").is_file() or (ROOT / "cakd_viz" / n / "__init__.py").is_file()
+    }
+    assert set(LAYERS) == here, (sorted(here - set(LAYERS)), sorted(set(LAYERS) - here))
 
 
 def _part(module: str) -> str | None:
