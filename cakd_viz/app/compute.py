@@ -344,11 +344,6 @@ def thumbnails(key, rows: tuple[int, ...], tile: int = 72) -> np.ndarray | None:
     return None if images is None else enlarge(images, tile)
 
 
-def has_images(key) -> bool:
-    """Whether the bundle's inputs can be shown as images (judged on its first sample)."""
-    return thumbnails(key, (0,)) is not None
-
-
 @st.cache_data(max_entries=8, show_spinner=False)
 def sample_map(key, temperature: float, method: str) -> embedding.SampleMap:
     """`embedding.teacher_map` of the bundle's teacher at ``temperature`` (seed 0)."""
