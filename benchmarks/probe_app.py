@@ -13,18 +13,25 @@ from pathlib import Path
 
 from probe_support import REPO, Case, check, cli, environ, leaks, markup_problems, page_ok
 
-HOSTILE = "![t](http://127.0.0.1:9/x.png) [click](http://127.0.0.1:9/l) $$\\huge X$$ <img src=x onerror=alert(1)> \x1b]0;pwned\x07"
-SEEN = "pwned"  # a word of HOSTILE that survives every escaping: the page shows the string somewhere
+PIECES = (  # each shown alone too: class names and quoted values are cut to a few dozen characters
+    "![pwned](http://127.0.0.1:9/x.png)",  # a Markdown image: the browser would fetch it
+    "[pwned](http://127.0.0.1:9/l)",  # a live link
+    "$$\\huge pwned$$",  # LaTeX
+    "<img src=x onerror=alert('pwned')>",  # raw HTML
+    "\x1b]0;pwned\x07",  # a terminal escape: sets the window title
+)
+HOSTILE = " ".join(PIECES)
+SEEN = "pwned"  # in every piece, and survives every escaping: the page shows the hostile text somewhere
 URL_KEYS = ("student", "vs", "T", "grouping", "device", "names", "runs", "view")
 
 
-def _open(w, page: str, runs: Path, bundle: str | None = "path:evil", **params):
+def _open(w, page: str, runs_root: Path, bundle: str | None = "path:evil", **params):
     from apptest_support import open_app
 
     from cakd_viz.app import config as app_config
     from cakd_viz.runs import store
 
-    with environ(**{app_config.DATA_ROOT_ENV: str(w.data), store.RUNS_DIR_ENV: str(runs)}):
+    with environ(**{app_config.DATA_ROOT_ENV: str(w.data), store.RUNS_DIR_ENV: str(runs_root)}):
         at = open_app(bundle, page, timeout=180, **params)
     page_ok(at)
     return at
@@ -59,7 +66,9 @@ def _hostile_runs(w) -> Path:
 
 
 def _url_values(w, page: str) -> None:
-    at = _open(w, page, w.folder("runs-empty"), **{k: HOSTILE for k in URL_KEYS})
+    at = _open(
+        w, page, w.folder("runs-empty"), **{k: PIECES[i % len(PIECES)] for i, k in enumerate(URL_KEYS)}
+    )
     _as_text(at, page)
 
 

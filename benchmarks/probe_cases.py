@@ -61,7 +61,7 @@ class World:
         labels = rng.integers(0, c, n)
         teacher[np.arange(n), labels] += 6
         students = {"a": 0.6 * teacher + rng.normal(size=teacher.shape), "b": rng.normal(size=teacher.shape)}
-        names = [f"{probe_app.HOSTILE} {i}" for i in range(c)]
+        names = [f"{probe_app.PIECES[i % 5]} {i}" for i in range(c)]
         write_bundle(root / "evil", teacher=teacher, students=students, labels=labels, class_names=names)
         write_bundle(root / "ok", teacher=teacher, students=students, labels=labels)
         return root
@@ -507,7 +507,12 @@ def _corr_tie() -> None:
     check(rows.sum() > 100, "too few rows predict class 0 (the case is void)")
     at = decompose(t, t, grouping=f"corr:{r!r}", temperature=1.0, device="cpu", correlation=corr)
     above = decompose(
-        t, t, grouping=f"corr:{float(np.nextafter(r, 2.0))!r}", temperature=1.0, device="cpu", correlation=corr
+        t,
+        t,
+        grouping=f"corr:{float(np.nextafter(r, 2.0))!r}",
+        temperature=1.0,
+        device="cpu",
+        correlation=corr,
     )
     check((at.strong_size[rows] == 2).all(), "r = R exactly: the correlated class is not in S")
     check((above.strong_size[rows] == 1).all(), "R one float64 step above r: the class is still in S")

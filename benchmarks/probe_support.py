@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +202,8 @@ def page_texts(at) -> Iterator[tuple[str, str, str]]:
 
 def _strings(message, prefix: str = "") -> Iterator[tuple[str, str]]:
     for field, value in message.ListFields():
-        values = value if field.label == field.LABEL_REPEATED else [value]
+        repeated = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+        values = value if repeated else [value]
         for item in values:
             if isinstance(item, str):
                 yield field.name, item
@@ -211,8 +212,8 @@ def _strings(message, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 
 LIVE = {
-    "a Markdown image": "![t](",
-    "a Markdown link": "[click](",
+    "a Markdown image": "![pwned](",
+    "a Markdown link": "[pwned](",
     "LaTeX": "$$\\huge",
     "raw HTML": "<img src=x",
     "an escape sequence": "\x1b",
@@ -248,6 +249,7 @@ def leaks(at, forbidden: list[str]) -> list[str]:
     """Every element string showing a server path from ``forbidden`` or a traceback."""
     found = []
     for kind, field, value in page_texts(at):
+        value += "\n" + re.sub(r"\\(.)", r"\1", value).replace("\u200b", "")  # and as a person reads it
         for path in forbidden:
             if path in value:
                 found.append(f"{kind}.{field} shows {path}")
