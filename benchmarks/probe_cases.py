@@ -237,15 +237,9 @@ def disk_cases(w: World) -> list[Case]:
             "disk",
             "synth into a full disk",
             lambda: _full_disk_cli(w, 'synth --n 100000 --classes 50 --out "$DISK/big" -q'),
-            quick=False,
         ),
-        Case("disk", "import into a full disk", import_full, quick=False),
-        Case(
-            "disk",
-            "an upload into a full disk (the server lives on)",
-            lambda: _full_disk_upload(w),
-            quick=False,
-        ),
+        Case("disk", "import into a full disk", import_full),
+        Case("disk", "an upload into a full disk (the server lives on)", lambda: _full_disk_upload(w)),
         Case("disk", "upload quota: bytes", lambda: _upload_bytes_quota(w)),
         Case("disk", "upload quota: count", lambda: _upload_count_quota(w)),
     ]
