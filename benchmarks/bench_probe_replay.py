@@ -13,10 +13,10 @@ small tmpfs of its own (`unshare`). A case is
 - not run: this machine cannot replay it (e.g. no mount namespaces); counted apart.
 
 Categories: markup, signals, disk, size, paths, settings, inputs, accuracy (see `--list`). `--quick`
-leaves out the cases that train a run and the slower page variants (under a minute on 2 busy cores). Prints a table
-per category and a total, then every case that was not clean with its reason; exits 1 when any case
-was not clean. Everything it creates is under one temporary folder that it removes at the end, and it
-signals no process it did not start itself.
+leaves out the cases that train a run and the slower page variants (under a minute on 2 busy cores).
+Prints a table per category and a total, then every case that was not clean with its reason; exits 1
+when any case crashed or was wrong. Everything it creates is under one temporary folder that it removes
+at the end, and it signals no process it did not start itself.
 """
 
 from __future__ import annotations
