@@ -892,3 +892,25 @@ def test_a_sweeps_size_is_counted_before_anything_is_expanded(fields, values, nu
         ):
             sweep.validate()
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50_000  # KB: nothing was built
+
+
+def test_a_librarys_path_in_a_run_log_or_error_is_shown_in_its_public_form(tmp_path):
+    """A library's warning in a run's log names its file under site-packages; outside a clone's own tree
+    (a virtual environment elsewhere) that path once reached the Tune page as it is."""
+    import sysconfig
+
+    from cakd_viz.app.run_status import public_log
+    from cakd_viz.runs import read_run
+
+    lib = Path(torch.__file__).parent
+    run = tmp_path / "20260101-000000-kd-fail"
+    run.mkdir()
+    (run / store.CONFIG).write_text(json.dumps({"name": "x", "loss": {"name": "kd"}}))
+    error = f"RuntimeError: {lib}/serialization.py: failed reading zip archive"
+    (run / store.STATUS).write_text(json.dumps({"state": "failed", "created": 1.0, "error": error}))
+    (run / store.LOG).write_text(f"{lib}/nn/modules/module.py:12: UserWarning: a warning\n  warnings.warn(\n")
+    shown = public_log(read_run(run)) + "\n" + app_config.scrub(error)
+    for path in (sysconfig.get_paths()["purelib"], sys.prefix, str(tmp_path)):
+        assert path not in shown
+    assert "site-packages/torch/nn/modules/module.py:12: UserWarning: a warning" in shown
+    assert "site-packages/torch/serialization.py: failed reading zip archive" in shown

@@ -10,7 +10,11 @@ never as absolute server paths (``public_path``, ``scrub``).
 
 from __future__ import annotations
 
+import functools
 import os
+import site
+import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -241,9 +245,13 @@ def roots_text(roots: list[Path] | None = None) -> str:
 
 def scrub(text: str, roots: list[Path] | None = None) -> str:
     """``text`` with absolute server paths replaced by the forms a browser may see: a data root by its
-    name, the upload folder by "upload", the repository by ".", the home and temp folders by "~"/"tmp"."""
+    name, the upload folder by "upload", the repository by ".", the home and temp folders by "~"/"tmp",
+    the installed libraries' folders by "site-packages" and the interpreter's by "python" (a library's
+    warning in a run's log names its file)."""
     roots = data_roots() if roots is None else roots
     swaps = [(str(r), r.name) for r in roots]
+    swaps += [(p, "site-packages") for p in _library_dirs()]
+    swaps += [(p, "python") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
     swaps += [(str(Path(tempfile.gettempdir()) / "cakd-viz-uploads"), "upload")]
     swaps += [(str(PACKAGE_PARENT), "."), (str(Path(tempfile.gettempdir()).resolve()), "tmp")]
     swaps += [(str(Path.cwd()), ".")]
@@ -252,6 +260,14 @@ def scrub(text: str, roots: list[Path] | None = None) -> str:
         if len(long) > 1:
             text = text.replace(long, short)
     return text
+
+
+@functools.cache
+def _library_dirs() -> frozenset[str]:
+    """The folders Python imports installed libraries from (site-packages, dist-packages)."""
+    paths = set(site.getsitepackages()) | {site.getusersitepackages()}
+    paths |= {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    return frozenset(p for p in paths if p)
 
 
 def shown(value: object, limit: int = SHOWN_CHARS) -> str:

@@ -1,0 +1,264 @@
+"""What `bench_probe_replay.py` needs besides its cases: outcomes, the case runner, subprocesses measured
+one by one, and the checks that read what a page shows (AppTest's element tree) or a command prints.
+
+An outcome is decided per case: the case function returns normally (clean), raises ``Wrong`` (it ran,
+but not as documented), ``NotRun`` (this machine cannot replay it), or anything else (crashed: the
+exception escaped, a process died of a signal, or it hung past its time limit).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATES = ("clean", "crashed", "wrong")
+
+
+class Wrong(Exception):
+    """The case ran, but its outcome is not the documented one (the message says why, in a few words)."""
+
+
+class NotRun(Exception):
+    """This machine cannot replay the case (the message says why); counted apart from the four figures."""
+
+
+class Hang(BaseException):
+    """An in-process case ran past its time limit (raised by the alarm of ``time_limit``)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    category: str
+    name: str
+    run: Callable[[], None]
+    quick: bool = True  # part of --quick
+    limit_s: float = 240.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: Case
+    state: str  # clean | crashed | wrong | not run
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def check(condition: object, reason: str) -> None:
+    """Raise ``Wrong(reason)`` unless ``condition`` holds."""
+    if not condition:
+        raise Wrong(reason)
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``Hang`` in this (main) thread after ``seconds``: SIGALRM to this process only."""
+
+    def ring(signum, frame):
+        raise Hang(f"hung past {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def replay(case: Case) -> Outcome:
+    """Run one case and decide its outcome."""
+    t0 = time.monotonic()
+    try:
+        with time_limit(case.limit_s):
+            case.run()
+        state, reason = "clean", ""
+    except Wrong as exc:
+        state, reason = "wrong", str(exc)
+    except NotRun as exc:
+        state, reason = "not run", str(exc)
+    except Hang as exc:
+        state, reason = "crashed", str(exc)
+    except BaseException as exc:  # noqa: BLE001 - an escaped exception is what "crashed" means
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        state, reason = "crashed", f"{type(exc).__name__}: {first}"
+    return Outcome(case, state, reason, time.monotonic() - t0)
+
+
+@contextmanager
+def environ(**values: str | None) -> Iterator[None]:
+    """Set (None: unset) environment variables for the block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        yield
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+# -- subprocesses -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A subprocess as it ended: its exit code (negative: the signal that killed it), output, peak RSS."""
+
+    code: int
+    stdout: str
+    stderr: str
+    peak_mb: float
+    seconds: float
+
+
+def command(
+    args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = 120, stdin: str | None = None
+) -> Finished:
+    """Run ``args`` in a session (process group) of its own; its peak resident memory from ``wait4``.
+    Past ``timeout`` its own group is killed and ``Hang`` raised: no other process is ever signalled."""
+    out, err = cwd / f".probe-out-{os.getpid()}", cwd / f".probe-err-{os.getpid()}"
+    t0 = time.monotonic()
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=fo,
+            stderr=fe,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ended: list = []
+    waiter = threading.Thread(target=lambda: ended.append(os.wait4(proc.pid, 0)), daemon=True)
+    waiter.start()
+    waiter.join(timeout)
+    if not ended:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group this call started (pgid == its pid)
+        waiter.join(30)
+    proc.returncode = 0  # reaped by wait4 above: Popen must not wait for it again
+    try:
+        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+    finally:
+        out.unlink(missing_ok=True)
+        err.unlink(missing_ok=True)
+    if not ended:
+        raise Hang(f"{' '.join(args[1:4])} hung past {timeout:.0f} s")
+    _, status, usage = ended[0]
+    code = os.waitstatus_to_exitcode(status)
+    return Finished(code, stdout, stderr, usage.ru_maxrss / 1024, time.monotonic() - t0)
+
+
+def cli(*args: object, cwd: Path, env: dict | None = None, timeout: float = 120) -> Finished:
+    """``python -m cakd_viz ARGS`` with this tree first on the path."""
+    full = os.environ | {"PYTHONPATH": str(REPO)} | (env or {})
+    return command([sys.executable, "-m", "cakd_viz", *map(str, args)], cwd=cwd, env=full, timeout=timeout)
+
+
+def one_line_refusal(done: Finished, *, codes=(1, 2), says: str = "") -> str:
+    """The one stderr line of a refused command; ``Wrong`` unless it exited with one of ``codes`` (not a
+    signal), printed exactly one line without a traceback, containing ``says``."""
+    if done.code < 0:
+        raise Wrong(f"killed by signal {-done.code}")
+    lines = done.stderr.strip().splitlines()
+    check(done.code in codes, f"exit code {done.code}, expected one of {codes}: {lines[-1:]}")
+    check(len(lines) == 1, f"{len(lines)} lines on stderr, not one: {lines[:2]}")
+    check("Traceback" not in done.stderr, "a traceback on stderr")
+    check(says in lines[0], f"the line does not say {says!r}: {lines[0][:160]!r}")
+    return lines[0]
+
+
+# -- what a page shows ---------------------------------------------------------------------------------------
+
+# Streamlit renders these fields of these elements as Markdown; code blocks, plain text, dataframes and
+# option lists are literal.
+MARKDOWN_FIELDS = ("body", "label", "help", "placeholder", "caption")
+LITERAL_TYPES = ("code", "text", "json", "dataframe", "arrow_data_frame", "exception")
+
+
+def page_texts(at) -> Iterator[tuple[str, str, str]]:
+    """(element type, field, string) of every string field of every element and block of an AppTest run."""
+    stack = [at._tree]
+    while stack:
+        node = stack.pop()
+        stack.extend(getattr(node, "children", {}).values())
+        proto = getattr(node, "proto", None)
+        if proto is None or not hasattr(proto, "ListFields"):
+            continue
+        for name, value in _strings(proto):
+            yield getattr(node, "type", "?"), name, value
+
+
+def _strings(message, prefix: str = "") -> Iterator[tuple[str, str]]:
+    for field, value in message.ListFields():
+        repeated = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+        values = value if repeated else [value]
+        for item in values:
+            if isinstance(item, str):
+                yield field.name, item
+            elif hasattr(item, "ListFields"):
+                yield from _strings(item, prefix)
+
+
+LIVE = {
+    "a Markdown image": "![pwned](",
+    "a Markdown link": "[pwned](",
+    "LaTeX": "$$\\huge",
+    "raw HTML": "<img src=x",
+    "an escape sequence": "\x1b",
+    "a BEL byte": "\x07",
+}
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def live_markup(text: str) -> list[str]:
+    """What in a Markdown source would render as markup from the hostile strings: outside code spans
+    (shown literally, ``cakd_viz.text.code``), any of them verbatim; ``cakd_viz.text.markdown`` puts a
+    backslash before every punctuation character, so an escaped one is never verbatim."""
+    outside = _CODE_SPAN.sub("", text)
+    found = [what for what, marker in LIVE.items() if marker in outside]
+    found += [
+        what for what in ("an escape sequence", "a BEL byte") if LIVE[what] in text and what not in found
+    ]
+    return found
+
+
+def markup_problems(at, seen_word: str) -> tuple[list[str], int]:
+    """([element: what renders live], how many Markdown strings show ``seen_word``)."""
+    problems, seen = [], 0
+    for kind, field, value in page_texts(at):
+        if kind in LITERAL_TYPES or field not in MARKDOWN_FIELDS:
+            continue
+        seen += seen_word in value
+        problems += [f"{kind}.{field}: {what}" for what in live_markup(value)]
+    return problems, seen
+
+
+def leaks(at, forbidden: list[str]) -> list[str]:
+    """Every element string showing a server path from ``forbidden`` or a traceback."""
+    found = []
+    for kind, field, value in page_texts(at):
+        value += "\n" + re.sub(r"\\(.)", r"\1", value).replace("\u200b", "")  # and as a person reads it
+        for path in forbidden:
+            if path in value:
+                found.append(f"{kind}.{field} shows {path}")
+        if "Traceback (most recent" in value or 'File "' in value:
+            found.append(f"{kind}.{field} shows a traceback")
+    return found
+
+
+def page_ok(at) -> None:
+    """An exception box on the page is a crash: RuntimeError naming the first."""
+    if at.exception:
+        raise RuntimeError(f"the page raised: {str(at.exception[0].value)[:160]}")
