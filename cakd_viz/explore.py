@@ -242,7 +242,7 @@ def snippet_lines(
     correlation_rows: int = 100_000,
 ) -> list[str]:
     """The body of a "reproduce in Python" snippet that prints the matching rows as CSV (after the
-    preamble of `cakd_viz.export.python_snippet`, which defines ``bundle``, ``names``, ``heading`` and
+    preamble of `cakd_viz.export.python_snippet`, which defines ``bundle``, ``names``, ``readable`` and
     ``terms(student)``). Families are cut from the teacher's class correlation as the app does: over all
     samples or a fixed random ``correlation_rows`` of them (seed 0). Every value is written with repr."""
     lines = ["import sys", "", "from cakd_viz import explore", "from cakd_viz.terms import PART", ""]
@@ -272,7 +272,6 @@ def snippet_lines(
         f"table = table.drop(columns={list(CLASS_COLUMNS)!r}, errors='ignore')",
         "table['dominant'] = table['dominant'].map(PART)",
         "print(f'{len(rows):,} of {len(d):,} samples match', file=sys.stderr)",
-        f"print(table.rename(columns=lambda c: heading(c, a={student!r}, b={student_b or 'B'!r}))"
-        ".to_csv(index=False))",
+        f"print(readable(table, a={student!r}, b={student_b or 'B'!r}).to_csv(index=False))",
     ]
     return lines

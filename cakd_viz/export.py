@@ -238,7 +238,7 @@ def _standardization(v: ViewSpec) -> list[str]:
         "",
         "plain = {s: terms(s, False) for s in bundle.student_names}",
         "ls = {s: terms(s, True) for s in bundle.student_names}",
-        "print(students_table(plain, ls).rename(columns=heading).to_csv(index=False))",
+        "print(readable(students_table(plain, ls)).to_csv(index=False))",
     ]
 
 

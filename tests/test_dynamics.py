@@ -74,7 +74,7 @@ def test_the_validation_split_is_disjoint_stratified_and_seeded():
     ("change", "message"),
     [
         ({"val_split": 1.0}, r"val_split must be a fraction below 1, got 1.0"),
-        ({"val_split": -0.1}, r"val_split must be a finite number >= 0, got -0.1"),
+        ({"val_split": -0.1}, r"val_split must be a finite number >= 0 and <= 1, got -0.1"),
         ({"evaluate_test": False}, r"evaluate_test is false but val_split is 0"),
         (
             {"loss": {"warmup_schedule": "linear"}},

@@ -243,14 +243,15 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
         return app_config.one_line(app_config.scrub(refused[0]))
     if opened.bundle.num_classes != t.num_classes:
         return f"the bundle has {opened.bundle.num_classes} classes, the run {t.num_classes}"
-    students = [*opened.bundle.student_names[:MAX_STUDENTS], views.RUN_PREFIX + run.id]
+    final = views.renamed(key, views.RUN_PREFIX + run.id)  # the run's student as the view names it
+    students = [*opened.bundle.student_names[:MAX_STUDENTS], final]
     device = state.selection(required=False).device or "cpu"
     res = progressive.results(key, students, t.grouping, t.temperature, device)
     labels = opened.bundle.labels
     means = {}
     for name, r in res.items():
         truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else np.asarray(labels)[r.index]
-        who = "final run" if name.startswith(views.RUN_PREFIX) else name
+        who = "final run" if name == final else name
         means[who] = _class_means(r.d, r.ident, truth, t.by, t.num_classes)
     same = _holds(opened.key, identity(run))
     first = next(iter(res.values()))

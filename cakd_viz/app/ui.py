@@ -22,6 +22,7 @@ from cakd_viz.app.formats import column_config, column_format, formatted, js_pre
 from cakd_viz.report import MAX_ROWS, Report
 from cakd_viz.terms import heading, in_units, unit
 from cakd_viz.terms import measures as measures_in_units
+from cakd_viz.text import ZWSP
 from cakd_viz.worked import identity_latex, identity_parts, identity_text
 
 _K_REPORT = "_report"
@@ -81,7 +82,8 @@ _MARKDOWN = re.compile(r"\\(.)|\$([^$]*)\$|\*\*|`([^`]*)`|\*([^*\s][^*]*)\*", re
 
 
 def plain_text(markdown: str) -> str:
-    """Markdown as plain text for the HTML report: backslash escapes (``cakd_viz.text.markdown``) undone,
+    """Markdown as plain text for the HTML report: backslash escapes and the zero-width spaces that keep
+    addresses from becoming links (``cakd_viz.text.markdown``) undone,
     inline LaTeX as text ("$\\mathrm{BCD} + p_S\\,\\mathrm{SCD}$" -> "BCD + p_S SCD"), bold markers and
     code-span backticks dropped. The report escapes the result, so nothing in it becomes markup."""
 
@@ -93,7 +95,7 @@ def plain_text(markdown: str) -> str:
             return re.sub(r"\\[,;!]", " ", body).replace("\\", "")
         return m.group(3) or m.group(4) or ""
 
-    return _MARKDOWN.sub(one, str(markdown))
+    return _MARKDOWN.sub(one, str(markdown)).replace(ZWSP, "")  # escaped HTML text links nowhere
 
 
 def subheader(text: str, where=None) -> None:

@@ -176,7 +176,7 @@ else:
                 key="diagnose_class_to_samples",
             )
         else:
-            st.caption("Select a class to open its failures in the samples explorer.")
+            ui.caption("Select a class to open its failures in the samples explorer.")
 
     ui.subheader(f"Confusions: {ref_title} → student's prediction")
     _, family = compute.clusters(sel.key, FAMILY_THRESHOLD, sel.standardize)
@@ -213,7 +213,7 @@ else:
                 key="diagnose_pair_to_samples",
             )
         else:
-            st.caption("Select a pair to open its samples in the samples explorer.")
+            ui.caption("Select a pair to open its samples in the samples explorer.")
 
 if sel.compare:
     a_name, b_name = sel.student, sel.compare

@@ -158,7 +158,7 @@ if per_class.open:
                 key="overview_class_failures",
             )
         else:
-            st.caption("Select a class to open its samples in the samples explorer.")
+            ui.caption("Select a class to open its samples in the samples explorer.")
         snippet = ViewSpec(
             "per_class",
             viewspec.bundle_path(sel),

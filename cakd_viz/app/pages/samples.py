@@ -36,9 +36,7 @@ view_context = ui.context(
 )  # what the downloads say they hold
 rows = compute.matching(a, rb, f, family=family, by=by, descending=descending)
 n = len(a.d)
-st.markdown(
-    f"**{len(rows):,} of {n:,} samples match** ({a.scope()}; {sel.grouping}, T = {sel.temperature:g})."
-)
+ui.markdown(f"**{len(rows):,} of {n:,} samples match** ({a.scope()}; {sel.grouping} at {sel.setting}).")
 explorer.confusion_pills(pairs, names, f.pair, labels=b.labels is not None)
 
 if (
@@ -97,7 +95,7 @@ if grid_tab.open:
                     args=(i,),
                 )
             elif images is None:
-                st.caption("Select a row to open it on the Sample page.")
+                ui.caption("Select a row to open it on the Sample page.")
 
         def _every() -> bytes:
             whole = compute.sample_rows(a, rows, rb, sel.class_names)
