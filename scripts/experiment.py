@@ -364,8 +364,8 @@ def describe_loss(loss: dict) -> str:
 def _warmup_words(plan: dict) -> str:
     """E.g. "DKD and CAKD W = 2 epochs with DKD's per-epoch schedule (...); KD none (not in its recipe)"."""
     groups: dict[tuple, list[str]] = {}
-    for name, method in plan["methods"].items():
-        loss = method["loss"]
+    for name in plan["methods"]:
+        loss = method_loss(plan, name, {})  # a variant's warm-up is its method's
         if loss.get("name") == "ce":
             continue
         w = float(loss.get("warmup", 0) or 0)
@@ -373,7 +373,7 @@ def _warmup_words(plan: dict) -> str:
         groups.setdefault(key, []).append(name)
     parts = []
     for (w, sched), names in sorted(groups.items(), key=lambda kv: -kv[0][0]):
-        who = " and ".join(names)
+        who = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
         if w == 0:
             parts.append(f"{who} none (not in {'their recipes' if len(names) > 1 else 'its recipe'})")
         elif sched == "epoch":

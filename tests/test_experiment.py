@@ -133,7 +133,7 @@ def test_a_variant_starts_from_its_methods_selection():
     selected = {"DKD": {"beta": 2.0, "temperature": 4.0}}
     trials = exp.selection_trials(plan, selected, variants=True)
     dkd_ls = [case["loss"] for name, case in trials if name == "DKD + LS"]
-    assert [loss["temperature"] for loss in dkd_ls] == [1, 2, 4]  # its own grid replaces the selected T
+    assert [loss["temperature"] for loss in dkd_ls] == [1, 2, 4, 8]  # its own grid replaces the selected T
     assert all(loss["beta"] == 2.0 and loss["standardize"] is True for loss in dkd_ls)  # the rest: DKD's
     assert all(loss["name"] == "dkd" and loss["grouping"] == "target" for loss in dkd_ls)
     final = dict(exp.final_trials(plan, selected | {"DKD + LS": {"temperature": 2}}, variants=True))
