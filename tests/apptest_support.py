@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -46,37 +48,46 @@ def assert_ok(at: AppTest) -> None:
 # -- what download buttons hand out ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Button:
+    """One download button as the page's script made it."""
+
+    label: str
+    data: object  # bytes, str, or the callable the app builds the file with when clicked
+    file_name: str | None
+
+
 class Downloads:
     """The files behind an AppTest's download buttons. The app builds them only when clicked (a callable
-    ``data``, registered with Streamlit's media file manager); this records every callable registered,
-    by the id the button's proto carries, so a test gets exactly the bytes a click would."""
+    ``data``); this wraps the public ``st.download_button`` to record each button of the latest script run
+    (by its key, else its label), so a test gets exactly the bytes a click would."""
 
     def __init__(self) -> None:
-        self.made: dict[str, tuple] = {}
+        self.made: dict[str, Button] = {}
 
     def install(self, monkeypatch) -> Downloads:
-        from streamlit.runtime.media_file_manager import MediaFileManager
-
-        original = MediaFileManager.add_deferred
         made = self.made
+        button, run = st.download_button, AppTest.run
 
-        def add_deferred(mgr, data_callable, mimetype, coordinates, file_name=None, *, element_id=""):
-            file_id = original(
-                mgr, data_callable, mimetype, coordinates, file_name=file_name, element_id=element_id
-            )
-            made[file_id] = (data_callable, file_name)
-            return file_id
+        def download_button(label, data, file_name=None, *args, **kwargs):
+            made[kwargs.get("key") or label] = Button(label, data, file_name)
+            return button(label, data, file_name, *args, **kwargs)
 
-        monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+        def fresh_run(at, *args, **kwargs):
+            made.clear()  # the buttons of this run only
+            return run(at, *args, **kwargs)
+
+        monkeypatch.setattr(st, "download_button", download_button)
+        monkeypatch.setattr(AppTest, "run", fresh_run)
         return self
 
-    def buttons(self, at: AppTest) -> dict[str, object]:
-        """The page's download buttons by key (the end of the widget id), e.g. "dl_overview_students_csv"."""
-        return {b.proto.id.rsplit("-", 1)[-1]: b.proto for b in at.get("download_button")}
+    def buttons(self, at: AppTest) -> dict[str, Button]:
+        """The page's download buttons by key, in the order the page made them (e.g.
+        "dl_overview_students_csv"; a button without a key by its label)."""
+        return dict(self.made)
 
     def get(self, at: AppTest, key: str) -> tuple[bytes, str]:
         """(the bytes, the file name) the button ``key`` hands out."""
-        proto = self.buttons(at)[key]
-        data_callable, file_name = self.made[proto.deferred_file_id]
-        data = data_callable()
-        return (data.encode("utf-8") if isinstance(data, str) else bytes(data)), file_name
+        b = self.made[key]
+        data = b.data() if callable(b.data) else b.data
+        return (data.encode("utf-8") if isinstance(data, str) else bytes(data)), b.file_name

@@ -22,41 +22,43 @@ def shares_figure(summary: pd.DataFrame) -> go.Figure:
 
     summary: one row per student with columns student, share_bcd/scd/wcd, bcd/scd/wcd_mean, kl_mean.
     """
-    names = [plain(s) for s in summary["student"]]
-    fig = go.Figure()
-    for term in TERMS:
-        share = summary[f"share_{term}"].to_numpy(dtype=float)
-        fig.add_trace(
-            go.Bar(
-                name=TERM_LABELS[term],
-                y=names,
-                x=share * 100,
-                orientation="h",
-                marker_color=TERM_COLORS[term],
-                text=[f"{v:.0%}" if v >= 0.04 else "" for v in share],
-                textposition="inside",
-                customdata=np.stack([summary[f"{term}_mean"], summary["kl_mean"]], axis=1),
-                hovertemplate=(
-                    f"%{{y}}<br>{TERM_NAMES[term]}<br>share %{{x:.1f}}% of the KL<br>"
-                    f"mean %{{customdata[0]:.4g}} of %{{customdata[1]:.4g}} {KL_UNIT}<extra></extra>"
-                ),
-            )
-        )
-    layout = base_layout(height=110 + 48 * len(names), barmode="stack")
-    layout["legend"] = {**layout["legend"], "traceorder": "normal"}
-    layout["xaxis"] = dict(title="share of the total KL (%)", range=[0, 100], ticksuffix="%")
-    layout["yaxis"] = dict(title=None, autorange="reversed")
-    fig.update_layout(**layout)
-    return fig
+    means = {
+        term: np.stack([summary[f"{term}_mean"], summary["kl_mean"]], axis=1) for term in TERMS
+    }  # hovered: the term's mean of the KL's
+    return _share_bars(
+        [plain(s) for s in summary["student"]],
+        {term: summary[f"share_{term}"].to_numpy(dtype=float) for term in TERMS},
+        row_height=48,
+        means=means,
+    )
 
 
 def standardization_figure(table: pd.DataFrame) -> go.Figure:
     """Stacked horizontal bars, two per student: the shares of BCD, p_S·SCD and p_W·WCD of the total KL
     without and with logit standardization (LS). table: `dominance.students_table`."""
-    names = [f"{plain(s)}{suffix}" for s in table["student"] for suffix in ("", " · LS")]
+    return _share_bars(
+        [f"{plain(s)}{suffix}" for s in table["student"] for suffix in ("", " · LS")],
+        {
+            term: np.ravel(np.column_stack([table[f"share_{term}"], table[f"share_{term}_ls"]]))
+            for term in TERMS
+        },
+        row_height=40,
+    )
+
+
+def _share_bars(
+    names: list[str], shares: dict[str, np.ndarray], *, row_height: int, means: dict | None = None
+) -> go.Figure:
+    """One stacked bar per name of the terms' shares (fractions, by term); ``means``: per term, (mean of the
+    term, mean KL) per bar for the hover."""
     fig = go.Figure()
     for term in TERMS:
-        share = np.ravel(np.column_stack([table[f"share_{term}"], table[f"share_{term}_ls"]]))
+        share = shares[term]
+        hover = f"%{{y}}<br>{TERM_NAMES[term]}<br>share %{{x:.1f}}% of the KL"
+        extra = {}
+        if means is not None:
+            extra["customdata"] = means[term]
+            hover += f"<br>mean %{{customdata[0]:.4g}} of %{{customdata[1]:.4g}} {KL_UNIT}"
         fig.add_trace(
             go.Bar(
                 name=TERM_LABELS[term],
@@ -66,10 +68,11 @@ def standardization_figure(table: pd.DataFrame) -> go.Figure:
                 marker_color=TERM_COLORS[term],
                 text=[f"{v:.0%}" if v >= 0.04 else "" for v in share],
                 textposition="inside",
-                hovertemplate=f"%{{y}}<br>{TERM_NAMES[term]}<br>share %{{x:.1f}}% of the KL<extra></extra>",
+                hovertemplate=hover + "<extra></extra>",
+                **extra,
             )
         )
-    layout = base_layout(height=110 + 40 * len(names), barmode="stack")
+    layout = base_layout(height=110 + row_height * len(names), barmode="stack")
     layout["legend"] = {**layout["legend"], "traceorder": "normal"}
     layout["xaxis"] = dict(title="share of the total KL (%)", range=[0, 100], ticksuffix="%")
     layout["yaxis"] = dict(title=None, autorange="reversed")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,7 @@ import torch
 from cakd_viz.runs import store
 from cakd_viz.runs.build import Parts
 from cakd_viz.runs.config import RunConfig
+from cakd_viz.runs.recorded import software
 from cakd_viz.runs.teacher_cache import teacher_logits
 
 
@@ -135,7 +133,6 @@ def _loss_kernel(dev, parts: Parts) -> str | None:
 
 def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict:
     """What anyone comparing distillation numbers needs (users of the public DKD code report gaps from seed, GPU count and batch size): seed, device, batch size, versions, world size."""
-    from cakd_viz import __version__
     from cakd_viz.device import describe_device
     from cakd_viz.models import count_params
 
@@ -151,12 +148,4 @@ def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict
         "loss_kernel": _loss_kernel(dev, parts),
         "student_params": count_params(parts.student),
         "train_samples": len(parts.train_set) * group.world_size,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "cakd_viz": __version__,
-        "platform": platform.platform(),
-        "host": platform.node(),
-        "argv": sys.argv,
-        "started": time.time(),
-    }
+    } | software()

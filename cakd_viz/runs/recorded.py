@@ -135,13 +135,17 @@ def _name(name: str | None, loss: str | None) -> str:
 
 def environment(config: dict) -> dict:
     """env.json of a recorded run: versions, host, the command, and the seed/batch the config gave."""
+    given = {k: config[k] for k in ("seed", "batch_size") if k in config}
+    return given | {"recorded": True} | software()
+
+
+def software() -> dict:
+    """The versions, host, command and start time every run's env.json holds (launched and recorded)."""
     import torch
 
     from cakd_viz import __version__
 
-    given = {k: config[k] for k in ("seed", "batch_size") if k in config}
-    return given | {
-        "recorded": True,
+    return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

@@ -129,16 +129,17 @@ else:
         explorer.link(sel.class_names, failure=which, sort=rank),
         key="diagnose_to_samples",
     )
-    right.download_button(
-        f"Download all {count:,} as CSV",
-        data=_every,
-        file_name=export.file_stem(
-            "failures", sel.student, d.grouping, f"T{d.temperature:g}", "LS" if d.standardize else None
+    with right:
+        st.download_button(
+            f"Download all {count:,} as CSV",
+            data=_every,
+            file_name=export.file_stem(
+                "failures", sel.student, d.grouping, f"T{d.temperature:g}", "LS" if d.standardize else None
+            )
+            + ".csv",
+            mime="text/csv",
+            on_click="ignore",
         )
-        + ".csv",
-        mime="text/csv",
-        on_click="ignore",
-    )
 
     ref_title = "true class" if fs.reference == "label" else "teacher's class"
     ui.subheader(f"Which term dominates each class's failures (by {ref_title})")
