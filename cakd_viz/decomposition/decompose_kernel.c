@@ -39,9 +39,11 @@
  * first-order sensitivity left is BCD's to the rounding of D's parts (KL_G, dbar_S - dbar_W) where BCD is
  * tiny next to the spread of d inside the groups: a student matching the group masses but not their
  * insides (up to 3e-4 relative was measured there). Each row estimates that error (EPS_D times the size
- * of D's parts, times dBCD/dD); where it could exceed REDO_REL = 1e-4 of BCD, the row is marked
- * (OUT_REDO) and the caller computes it in float64 (cakd_viz/decomposition/tensor_path.py), as it does
- * rows whose logits lie more than DX_MAX T apart. Typical data marks no row.
+ * of D's parts, times dBCD/dD); where it could exceed REDO_REL = 1e-4 of BCD, passes 4 and 5 are done
+ * again in double over the same strong set (groups_double: exp and phi_d per class, about 20 us a row of
+ * 1,000 classes; 1-2% of the rows of real students at T <= 2). Rows that even leaves in doubt (EPS_D64),
+ * rows whose teacher logits span more than SPAN64_MAX T and rows whose logits lie more than DX_MAX T apart
+ * are marked (OUT_REDO), and the caller computes them in float64 (cakd_viz/decomposition/tensor_path.py).
  *
  * PER GROUP G (shifted by the group maximum, so that Zp >= 1: no group sum underflows):
  *     b_i = (t_i - max_G t) / T <= 0,   e^{b_i} = Zp p^G_i,   Zp = sum_G e^{b_i}
@@ -133,12 +135,12 @@
 
 #include "../grouping/rules.h" /* RULE_*: the grouping rules' codes, shared with the loss kernel */
 
-#define DK_ABI 5 /* 2: the grouping codes of rules.h; 3: dk_scan, dk_decompose_many; 5: standardize */
+#define DK_ABI 6 /* 2: the grouping codes of rules.h; 3: dk_scan, dk_decompose_many; 5: standardize; 6: redo64 */
 enum { DT_F32 = 0, DT_F16 = 1 };
 enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
 enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };
 enum { OUT_SIZE, OUT_TPRED, OUT_SPRED, OUT_REDO, N_IOUT };
-enum { FLAG_PORTABLE = 1, FLAG_NO_AVX512 = 2 };
+enum { FLAG_PORTABLE = 1, FLAG_NO_AVX512 = 2, FLAG_NO_REDO64 = 4 };
 
 #define TOPK_SMALL 32    /* top-k by a list up to this k, by bisection on the threshold above */
 #define PHI_POLY 0.125f  /* |u| below: phi(u) by its series (exact to 2e-10 there; 3e-9 up to 0.2) */
@@ -149,7 +151,9 @@ enum { FLAG_PORTABLE = 1, FLAG_NO_AVX512 = 2 };
 #define COMMON_SPAN 20.0 /* up to this span / T, both groups may share pass 4's shift (weights >= 2e-9) */
 #define DX_MAX 1e15      /* max |t - s| / T beyond this: the row is left to the caller (OUT_REDO), as are rows
                             whose BCD the float32 arithmetic cannot give to REDO_REL (see the header) */
-#define REDO_REL 1e-4    /* BCD's estimated relative error above which a row is left to the caller */
+#define REDO_REL 1e-4    /* BCD's estimated relative error above which a row is redone in double */
+#define EPS_D64 1e-13    /* the same for the double redo: about n eps of a sum over 1000 classes */
+#define SPAN64_MAX 700.0 /* the double redo's weights e^b stay normal up to this teacher span / T */
 #ifndef EPS_D
 #define EPS_D 1e-7       /* relative rounding of D's parts, measured (at most 4.4e-8 in adversarial rows) */
 #endif
@@ -186,11 +190,13 @@ typedef struct {
     int mask_only;
     int64_t *scan_out; /* (n,) argmaxes of t, or NULL: then only pass 1 runs (t = s), checking finiteness */
     int simd;
+    int redo64; /* redo in double the rows whose BCD float32 cannot give to REDO_REL (else: mark them) */
 } call_t;
 
 typedef struct {
     int64_t cp;                /* c rounded up to a multiple of 16: whole vectors, padding lanes masked */
     float *tf, *sf, *eb, *dd;  /* (cp,) row values, e^b, d - d_ref */
+    double *eb64, *dd64;       /* (c,) e^b and d - d_ref of the double redo */
     uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
     double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
     double *pc;                /* (c + 16,) mass (AVX-512): the candidates' probabilities */
@@ -225,7 +231,7 @@ typedef struct {
 
 static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     int64_t cp = (c + 15) / 16 * 16;
-    size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 1024; /* + alignment slack */
+    size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 2 * (size_t)c * sizeof(double) + 1024; /* + slack */
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)c * sizeof(double) + 64;
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)(c + 16) * (sizeof(float) + sizeof(int32_t)) + 128;
     if (rule == RULE_MASS) need += (size_t)(c + 16) * (sizeof(float) + sizeof(double)) + 128;
@@ -245,6 +251,8 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     TAKE(sc->eb, float, cp);
     TAKE(sc->dd, float, cp);
     TAKE(sc->mask, uint8_t, cp + 8);
+    TAKE(sc->eb64, double, c);
+    TAKE(sc->dd64, double, c);
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) TAKE(sc->pd, double, c);
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) {
         TAKE(sc->sel, float, c + 16);
@@ -1667,6 +1675,91 @@ typedef struct {
     float mt[2];
 } share_t;
 
+/* BCD, the masses and the row's terms into out[N_FOUT] from the groups' sums and in-group KLs, in double.
+   Returns 1 where BCD's estimated error (eps, the relative rounding of D's parts) exceeds REDO_REL of it. */
+static int64_t assemble(const call_t *cl, const row_t *row, double eps, double out[N_FOUT]) {
+    const group_t *S = &row->g[0], *W = &row->g[1];
+    double p_s = 1.0, p_w = 0.0, bcd = 0.0, q_s = 1.0;
+    int64_t redo = 0;
+    if (W->size) {
+        /* log(p_W / p_S) from the group maxima and sums; p_S and p_W from one exp (p_W never as 1 - p_S) */
+        double rho = ((double)W->mt - (double)S->mt) * cl->inv_t + log(W->zp / S->zp);
+        double e = exp(-fabs(rho));
+        p_s = rho > 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+        p_w = rho > 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        /* D = K_S - K_W, K_G = KL_G - dbar_G = log E_{p^G}[e^{-d}]; the d_ref parts differenced first */
+        double delta = (S->kl - W->kl) - (S->dref - W->dref) - (S->dbar_c - W->dbar_c);
+        double v_s = p_w * delta, v_w = -p_s * delta;
+        if (v_s <= 700 && v_w <= 700) {
+            double phi_s = phi_d(v_s), x = p_s * phi_s + p_w * phi_d(v_w);
+            bcd = log1p(x);
+            /* q_S = p_S e^{v_S} / e^{BCD}, e^{v_S} = 1 + v_S + phi(v_S) without an exp where that cannot cancel */
+            q_s = p_s * (fabs(v_s) < 0.5 ? 1.0 + v_s + phi_s : exp(v_s)) / (1.0 + x);
+        } else { /* a huge D (KL_G of hundreds of nats): the same in log space */
+            double l = log1p(e); /* softplus(+-rho) */
+            double lp_s = rho > 0 ? -rho - l : -l, lp_w = rho > 0 ? -l : rho - l;
+            bcd = logaddexp(lp_s + v_s, lp_w + v_w);
+            q_s = exp(lp_s + v_s - bcd);
+        }
+        bcd = bcd > 0 ? bcd : 0.0;
+        /* BCD is first-order sensitive to the rounding of D's parts (weights, d - d_ref and partial sums),
+           about eps times their size; dBCD/dD is at most min(p_S p_W |D|, 1). Where that could exceed
+           REDO_REL of BCD (and 1e-10 nats), the row is redone: a student that matches the group masses
+           but not the groups' insides, with large logit differences. */
+        double err = eps * (S->kl + W->kl + 2.0 * row->dxs);
+        double slope = p_s * p_w * fabs(delta) < 1.0 ? p_s * p_w * fabs(delta) : 1.0;
+        redo = slope * err > REDO_REL * bcd && slope * err > 1e-10;
+    }
+    out[OUT_BCD] = bcd;
+    out[OUT_SCD] = S->kl;
+    out[OUT_WCD] = W->kl;
+    out[OUT_PS] = p_s;
+    out[OUT_PW] = p_w;
+    out[OUT_QS] = q_s;
+    out[OUT_KL] = bcd + p_s * S->kl + p_w * W->kl;
+    return redo;
+}
+
+/* Passes 4 and 5 again in double (exp, phi_d) over the same strong set, group shifts and references: the
+   rows assemble() marks at float32's EPS_D. Each group's Zp, sum e^b (d - d_ref), dbar and KL_G are
+   replaced. Returns 1 where the row goes to the caller after all: teacher logits spanning more than
+   SPAN64_MAX T (weights could leave double's normal range), or an in-group KL too large for both ways. */
+static int groups_double(const call_t *cl, scratch_t *sc, row_t *row, double span) {
+    if (span > SPAN64_MAX) return 1;
+    const int64_t c = cl->c;
+    for (int g = 0; g < 2; g++) {
+        group_t *G = &row->g[g];
+        if (!G->size) continue;
+        const uint8_t want = g == 0 ? 1 : 0;
+        const double mt = G->mt, t_ref = sc->tf[G->ref], s_ref = sc->sf[G->ref];
+        const double dref = cl->standardize ? ls_d(cl, t_ref, s_ref) : (t_ref - s_ref) * cl->inv_t;
+        double zp = 0.0, dsum = 0.0;
+        for (int64_t i = 0; i < c; i++) {
+            if (sc->mask[i] != want) continue;
+            const double t = sc->tf[i], s = sc->sf[i];
+            const double eb = exp((t - mt) * cl->inv_t);
+            const double dd = (cl->standardize ? ls_d(cl, t, s) : (t - s) * cl->inv_t) - dref;
+            sc->eb64[i] = eb, sc->dd64[i] = dd;
+            zp += eb, dsum += eb * dd;
+        }
+        G->zp = zp, G->dsum = dsum, G->dref = dref;
+        G->dbar_c = dsum / zp, G->dbar = dref + G->dbar_c;
+        G->kl = 0.0;
+        if (G->size < 2) continue;
+        double f = 0.0;
+        for (int64_t i = 0; i < c; i++)
+            if (sc->mask[i] == want) f += sc->eb64[i] * phi_d(G->dbar_c - sc->dd64[i]);
+        if (isfinite(f)) {
+            G->kl = log1p(f / zp);
+            continue;
+        }
+        const double large = group_kl_large(cl, sc, G, g);
+        if (large < 0) return 1;
+        G->kl = large;
+    }
+    return 0;
+}
+
 /* Returns 0, or the error code of this row. sh: NULL, or the row's share among the call's students. */
 static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) {
     const int64_t c = cl->c, cp = sc->cp;
@@ -1807,48 +1900,11 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
         G->kl = large >= 0 ? large : log1p((G->f > 0 ? G->f : 0.0) / G->zp);
     }
 
-    /* BCD and the masses, in double */
-    const group_t *S = &row.g[0], *W = &row.g[1];
-    double p_s = 1.0, p_w = 0.0, bcd = 0.0, q_s = 1.0;
-    int64_t redo = 0;
-    if (W->size) {
-        /* log(p_W / p_S) from the group maxima and sums; p_S and p_W from one exp (p_W never as 1 - p_S) */
-        double rho = ((double)W->mt - (double)S->mt) * cl->inv_t + log(W->zp / S->zp);
-        double e = exp(-fabs(rho));
-        p_s = rho > 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
-        p_w = rho > 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-        /* D = K_S - K_W, K_G = KL_G - dbar_G = log E_{p^G}[e^{-d}]; the d_ref parts differenced first */
-        double delta = (S->kl - W->kl) - (S->dref - W->dref) - (S->dbar_c - W->dbar_c);
-        double v_s = p_w * delta, v_w = -p_s * delta;
-        if (v_s <= 700 && v_w <= 700) {
-            double phi_s = phi_d(v_s), x = p_s * phi_s + p_w * phi_d(v_w);
-            bcd = log1p(x);
-            /* q_S = p_S e^{v_S} / e^{BCD}, e^{v_S} = 1 + v_S + phi(v_S) without an exp where that cannot cancel */
-            q_s = p_s * (fabs(v_s) < 0.5 ? 1.0 + v_s + phi_s : exp(v_s)) / (1.0 + x);
-        } else { /* a huge D (KL_G of hundreds of nats): the same in log space */
-            double l = log1p(e); /* softplus(+-rho) */
-            double lp_s = rho > 0 ? -rho - l : -l, lp_w = rho > 0 ? -l : rho - l;
-            bcd = logaddexp(lp_s + v_s, lp_w + v_w);
-            q_s = exp(lp_s + v_s - bcd);
-        }
-        bcd = bcd > 0 ? bcd : 0.0;
-        /* BCD is first-order sensitive to the rounding of D's parts (float32 weights, d - d_ref and partial
-           sums), about EPS_D times their size; dBCD/dD is at most min(p_S p_W |D|, 1). Where that could
-           exceed REDO_REL of BCD (and 1e-10 nats), the caller redoes the row in float64: a student that
-           matches the group masses but not the groups' insides, with large logit differences. */
-        double err = EPS_D * (S->kl + W->kl + 2.0 * dx);
-        double slope = p_s * p_w * fabs(delta) < 1.0 ? p_s * p_w * fabs(delta) : 1.0;
-        redo = slope * err > REDO_REL * bcd && slope * err > 1e-10;
-    }
+    /* BCD and the masses, in double; a row whose BCD float32 cannot give to REDO_REL is redone in double */
     double out[N_FOUT];
-    out[OUT_BCD] = bcd;
-    out[OUT_SCD] = S->kl;
-    out[OUT_WCD] = W->kl;
-    out[OUT_PS] = p_s;
-    out[OUT_PW] = p_w;
-    out[OUT_QS] = q_s;
-    out[OUT_KL] = bcd + p_s * S->kl + p_w * W->kl;
-    int64_t iv[N_IOUT] = {S->size, row.targ, row.sarg, redo};
+    int64_t redo = assemble(cl, &row, EPS_D, out);
+    if (redo && cl->redo64) redo = groups_double(cl, sc, &row, span) || assemble(cl, &row, EPS_D64, out);
+    int64_t iv[N_IOUT] = {row.g[0].size, row.targ, row.sarg, redo};
     write_row(cl, r, out, iv);
     return OK;
 }
@@ -2043,7 +2099,8 @@ static int run(call_t *cl, int ns, int threads, int64_t *bad_row) {
    labels: (n,) for the target rules; correlated: (c, c) bytes for corr. rule, k (top-k), mass_p (mass),
    temperature; standardize: 1 for logit standardization (see the header). fout: 7 arrays (n,) of double (kl,
    bcd, scd, wcd, p_S, p_W, q_S); iout: 4 arrays (n,) of int64 (|S|, teacher argmax, student argmax, redo).
-   flags: FLAG_PORTABLE / FLAG_NO_AVX512 force a narrower path (tests). */
+   flags: FLAG_PORTABLE / FLAG_NO_AVX512 force a narrower path, FLAG_NO_REDO64 marks the rows the double
+   redo would take instead (tests). */
 int dk_decompose(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, const void *student,
                  int64_t s_stride, int s_dtype, const int64_t *labels, const uint8_t *correlated, int rule,
                  int64_t k, double mass_p, double temperature, int standardize, double *const *fout,
@@ -2051,7 +2108,8 @@ int dk_decompose(int64_t n, int64_t c, const void *teacher, int64_t t_stride, in
     call_t cl = {.n = n, .c = c, .t = teacher, .s = student, .t_stride = t_stride, .s_stride = s_stride,
                  .t_dtype = t_dtype, .s_dtype = s_dtype, .labels = labels, .correlated = correlated,
                  .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .standardize = standardize,
-                 .fout = fout, .iout = iout, .simd = simd_level(flags)};
+                 .fout = fout, .iout = iout, .simd = simd_level(flags),
+                 .redo64 = !(flags & FLAG_NO_REDO64)};
     return run(&cl, 1, threads, bad_row);
 }
 
@@ -2074,7 +2132,8 @@ int dk_decompose_many(int64_t n, int64_t c, const void *teacher, int64_t t_strid
                           .t_dtype = t_dtype, .s_dtype = s_dtypes[q], .labels = labels, .correlated = correlated,
                           .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature,
                           .standardize = standardize, .fout = fouts + q * N_FOUT,
-                          .iout = iouts + q * N_IOUT, .simd = simd_level(flags)};
+                          .iout = iouts + q * N_IOUT, .simd = simd_level(flags),
+                          .redo64 = !(flags & FLAG_NO_REDO64)};
     int code = run(cls, ns, threads, bad_row);
     free(cls);
     return code;

@@ -207,8 +207,8 @@ def _run_native(
 def _redo_rows(
     out: dict, s_rows, t_rows, y, start: int, stop: int, g: Grouping, temp: float, correlated, ls: bool
 ) -> None:
-    """The rows of [start, stop) the kernel's float32 arithmetic left to float64 tensor ops (``out["redo"]``),
-    in cache-sized batches (an uncached batch of a few thousand rows is several times slower)."""
+    """The rows of [start, stop) the kernel left to float64 tensor ops (``out["redo"]``: logits more than
+    1e15 T apart, teacher logits spanning more than 700 T), in cache-sized batches."""
     redo = np.flatnonzero(out["redo"][start:stop])
     batch = max(1, TENSOR_CHUNK_ELEMENTS["cpu"] // t_rows.shape[1])
     for first in range(0, redo.size, batch):

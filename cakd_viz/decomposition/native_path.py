@@ -27,7 +27,7 @@ from cakd_viz.grouping import Grouping
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.native import NativeLibrary
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 # No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
 # the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
 # the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
@@ -36,6 +36,7 @@ VARIANTS = (("dispatch", (), ("-lm",)),)  # one build; the instruction set is ch
 
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 ISA_FLAGS = {"auto": 0, "portable": 1, "avx2": 2}  # FLAG_PORTABLE, FLAG_NO_AVX512 of the C source
+NO_REDO64 = 4  # FLAG_NO_REDO64: mark the rows the kernel would redo in double (tests)
 SIMD_NAMES = {0: "portable C", 1: "AVX2", 2: "AVX-512"}
 FLOAT_OUT = FLOAT_ARRAYS  # the kernel's float64 outputs, in its order
 INT_OUT = (*INT_ARRAYS, "redo")  # redo: rows left to the caller (float64)
@@ -235,14 +236,16 @@ def run_kernel(
     *,
     threads: int,
     isa: str = "auto",
+    redo64: bool = True,
 ) -> None:
     """Decompose the rows of `student`, `teacher` ((m, C) numpy arrays, see `kernel_rows`) into
     `out[name][offset : offset + m]` ({name: (N,) contiguous float64 / int64 array, FLOAT_OUT + INT_OUT});
     labels from `rule.labels[offset:]`.
 
-    `out["redo"]` marks the rows the kernel leaves to the caller (to compute in float64; their other
-    outputs are not to be used): logits more than 1e15 T apart, and rows whose BCD float32 arithmetic
-    cannot give to 1e-4. Raises KernelError (its row counted from `offset`) for a non-finite logit
+    Rows whose BCD float32 arithmetic cannot give to 1e-4 are redone in double by the kernel itself
+    (redo64=False marks them instead). `out["redo"]` marks the rows the kernel leaves to the caller (to
+    compute in float64; their other outputs are not to be used): logits more than 1e15 T apart, and the
+    rare rows the double redo cannot take either (teacher logits spanning more than 700 T). Raises KernelError (its row counted from `offset`) for a non-finite logit
     (ERR_NONFINITE), a bad label or no memory; the other rows are computed.
     """
     zt, t_stride, t_code = kernel_rows(teacher)
@@ -270,7 +273,7 @@ def run_kernel(
         fptrs,
         iptrs,
         int(threads),
-        ISA_FLAGS[isa],
+        ISA_FLAGS[isa] | (0 if redo64 else NO_REDO64),
         ctypes.byref(bad),
     )
     if code:
@@ -287,6 +290,7 @@ def run_kernel_many(
     *,
     threads: int,
     isa: str = "auto",
+    redo64: bool = True,
 ) -> None:
     """`run_kernel` for several students against one teacher in one pass over the rows (each row's strong
     set, and on AVX-512 its weights e^b, decided once for all of them): ``outs[j]`` receives what
@@ -328,7 +332,7 @@ def run_kernel_many(
         fptrs,
         iptrs,
         int(threads),
-        ISA_FLAGS[isa],
+        ISA_FLAGS[isa] | (0 if redo64 else NO_REDO64),
         ctypes.byref(bad),
     )
     if code:
