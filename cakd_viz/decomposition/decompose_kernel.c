@@ -199,8 +199,8 @@ typedef struct {
     double *eb64, *dd64;       /* (c,) e^b and d - d_ref of the double redo */
     uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
     double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
-    double *pc;                /* (c + 16,) mass (AVX-512): the candidates' probabilities */
-    float *sel;                /* (c + 16,) top-k and mass (AVX-512): the candidates */
+    double *pc;                /* 2 x (c + 16) mass (AVX-512): the candidates' probabilities */
+    float *sel;                /* (c + 16,) top-k, 2 x (c + 16) mass (AVX-512): the candidates */
     int32_t *cand;             /* (c + 16,) top-k: the candidates' classes */
     void *block;
 } scratch_t;
@@ -234,7 +234,7 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 2 * (size_t)c * sizeof(double) + 1024; /* + slack */
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)c * sizeof(double) + 64;
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)(c + 16) * (sizeof(float) + sizeof(int32_t)) + 128;
-    if (rule == RULE_MASS) need += (size_t)(c + 16) * (sizeof(float) + sizeof(double)) + 128;
+    if (rule == RULE_MASS) need += 2 * (size_t)(c + 16) * (sizeof(float) + sizeof(double)) + 128;
     void *mem = NULL;
     if (posix_memalign(&mem, 64, need) != 0) return -1;
     char *p = mem;
@@ -258,9 +258,9 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
         TAKE(sc->sel, float, c + 16);
         TAKE(sc->cand, int32_t, c + 16);
     }
-    if (rule == RULE_MASS) {
-        TAKE(sc->sel, float, c + 16);
-        TAKE(sc->pc, double, c + 16);
+    if (rule == RULE_MASS) { /* mass_pick_avx512's two sides */
+        TAKE(sc->sel, float, 2 * (c + 16));
+        TAKE(sc->pc, double, 2 * (c + 16));
     }
 #undef TAKE
     return 0;
@@ -430,11 +430,16 @@ static inline int reaches(double m, goal_t g) { return !(m - g.hi < g.lo); }
    at v in index order until the sum reaches the goal. */
 static void select_at(const float *t, int64_t c, const double *p, goal_t goal, float v, double cum, uint8_t *mask) {
     for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
-    for (int64_t i = 0; i < c && !reaches(cum, goal); i++) /* the classes at v, in index order */
-        if (t[i] == v) {
-            mask[i] = 1;
-            cum += p[i];
-        }
+    for (int64_t i0 = 0; i0 < c && !reaches(cum, goal); i0 += 16) { /* the classes at v, in index order */
+        const int64_t end = i0 + 16 < c ? i0 + 16 : c;
+        int any = 0; /* a block without v is passed over without a branch per class */
+        for (int64_t i = i0; i < end; i++) any |= t[i] == v;
+        for (int64_t i = i0; any && i < end && !reaches(cum, goal); i++)
+            if (t[i] == v) {
+                mask[i] = 1;
+                cum += p[i];
+            }
+    }
 }
 
 static void threshold_select(const float *t, int64_t c, float tmin, float tmax, const double *p, goal_t goal,
@@ -1343,52 +1348,55 @@ W_FN double mass_probe_avx512(const float *t, const double *p, int64_t c, float 
 }
 
 /* mass:P's threshold v by selection rather than bisection: the candidates (values, probabilities) are
-   split around a pivot, keeping the side where v lies and adding the mass above it to `base`; about two
-   passes over the row in all, against 32 probes. Its sums are taken in another order than the probes',
-   so the caller keeps v only where the probes confirm it (v reaches the goal, the classes above v do
-   not): then it is the bisection's v and the set is the same, bit for bit. Returns 0 where no v came out
-   (the caller bisects). cv, cp: (c + 16,) scratch. */
+   split around a pivot (the median of three candidates), keeping the side where v lies and adding the mass
+   above it to `base`; one pass a level, which sums both sides and compacts each into its own scratch (the
+   side kept is read in place by the next level), about two passes over the row in all, against 32 probes.
+   Its sums are taken in another order than the probes', so the caller keeps v only where the probes
+   confirm it (v reaches the goal, the classes above v do not): then it is the bisection's v and the set is
+   the same, bit for bit. Returns 0 where no v came out (the caller bisects). cv, cp: 2 x (c + 16) scratch
+   (the upper and the lower side). */
 #define PICK_LEVELS 48 /* a row that needs more (adversarial pivots) is left to the bisection */
 W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goal, float *cv, double *cp, float *v) {
     const float *vals = t; /* the first level reads the row itself */
     const double *ps = p;
+    float *const up_v = cv, *const lo_v = cv + c + 16;
+    double *const up_p = cp, *const lo_p = cp + c + 16;
     double base = 0.0;
     int64_t m = c;
     for (int level = 0; m > 0 && level < PICK_LEVELS; level++) {
-        const __m512 x = _mm512_set1_ps(vals[m / 2]); /* the middle candidate: in class order, any rank */
+        float a = vals[m / 4], b = vals[m / 2], d = vals[(3 * m) / 4]; /* in class order, any rank */
+        float med = a < b ? (b < d ? b : (a < d ? d : a)) : (a < d ? a : (b < d ? d : b));
+        const __m512 x = _mm512_set1_ps(med);
         __m512d hi0 = _mm512_setzero_pd(), hi1 = hi0, eq0 = hi0, eq1 = hi0;
+        int64_t wu = 0, wl = 0;
         for (int64_t i = 0; i < m; i += 16) {
             __mmask16 in = m - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - i)) - 1);
             __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
             __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
-            __m512d a = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), b = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
-            hi0 = _mm512_mask_add_pd(hi0, (__mmask8)gt, hi0, a), hi1 = _mm512_mask_add_pd(hi1, (__mmask8)(gt >> 8), hi1, b);
-            eq0 = _mm512_mask_add_pd(eq0, (__mmask8)eq, eq0, a), eq1 = _mm512_mask_add_pd(eq1, (__mmask8)(eq >> 8), eq1, b);
+            __mmask16 lt = in & ~gt & ~eq;
+            __m512d pa = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), pb = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
+            hi0 = _mm512_mask_add_pd(hi0, (__mmask8)gt, hi0, pa), hi1 = _mm512_mask_add_pd(hi1, (__mmask8)(gt >> 8), hi1, pb);
+            eq0 = _mm512_mask_add_pd(eq0, (__mmask8)eq, eq0, pa), eq1 = _mm512_mask_add_pd(eq1, (__mmask8)(eq >> 8), eq1, pb);
+            /* each side into its own scratch; reading a side's scratch in place is safe: w <= i */
+            int gl = __builtin_popcount(gt & 0xffu), ll = __builtin_popcount(lt & 0xffu);
+            _mm512_storeu_ps(up_v + wu, _mm512_maskz_compress_ps(gt, y));
+            _mm512_storeu_pd(up_p + wu, _mm512_maskz_compress_pd((__mmask8)gt, pa));
+            _mm512_storeu_pd(up_p + wu + gl, _mm512_maskz_compress_pd((__mmask8)(gt >> 8), pb));
+            _mm512_storeu_ps(lo_v + wl, _mm512_maskz_compress_ps(lt, y));
+            _mm512_storeu_pd(lo_p + wl, _mm512_maskz_compress_pd((__mmask8)lt, pa));
+            _mm512_storeu_pd(lo_p + wl + ll, _mm512_maskz_compress_pd((__mmask8)(lt >> 8), pb));
+            wu += __builtin_popcount(gt), wl += __builtin_popcount(lt);
         }
         const double hi = _mm512_reduce_add_pd(_mm512_add_pd(hi0, hi1)), at = _mm512_reduce_add_pd(_mm512_add_pd(eq0, eq1));
-        int above; /* keep the candidates above the pivot (1) or below it (0) */
-        if (reaches(base + hi, goal))
-            above = 1;
-        else if (reaches(base + hi + at, goal)) {
-            *v = _mm512_cvtss_f32(x);
+        if (reaches(base + hi, goal)) { /* v lies above the pivot */
+            vals = up_v, ps = up_p, m = wu;
+        } else if (reaches(base + hi + at, goal)) {
+            *v = med;
             return 1;
-        } else {
-            above = 0;
+        } else { /* below it */
             base += hi + at;
+            vals = lo_v, ps = lo_p, m = wl;
         }
-        int64_t w = 0; /* compact the kept side into cv, cp (in place from the second level: w <= i) */
-        for (int64_t i = 0; i < m; i += 16) {
-            __mmask16 in = m - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - i)) - 1);
-            __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
-            __m512d a = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), b = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
-            __mmask16 k = above ? _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, y, x, _CMP_LT_OQ);
-            int lo = __builtin_popcount(k & 0xffu);
-            _mm512_storeu_ps(cv + w, _mm512_maskz_compress_ps(k, y));
-            _mm512_storeu_pd(cp + w, _mm512_maskz_compress_pd((__mmask8)k, a));
-            _mm512_storeu_pd(cp + w + lo, _mm512_maskz_compress_pd((__mmask8)(k >> 8), b));
-            w += __builtin_popcount(k);
-        }
-        vals = cv, ps = cp, m = w;
     }
     return 0;
 }
@@ -1807,8 +1815,7 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
         memset(sc->mask + c, 2, (size_t)(cp + 8 - c));
         int groups_known = select_strong(cl, sc, &row, label);
         if (cl->mask_out) {
-            uint8_t *m = cl->mask_out + r * c;
-            for (int64_t i = 0; i < c; i++) m[i] = sc->mask[i];
+            memcpy(cl->mask_out + r * c, sc->mask, (size_t)c);
             if (cl->mask_only) return OK;
         }
         if (!groups_known) {
