@@ -135,7 +135,7 @@
 
 #include "../grouping/rules.h" /* RULE_*: the grouping rules' codes, shared with the loss kernel */
 
-#define DK_ABI 6 /* 2: the grouping codes of rules.h; 3: dk_scan, dk_decompose_many; 5: standardize; 6: redo64 */
+#define DK_ABI 6 /* 2: rules.h's codes; 3: dk_scan, dk_decompose_many; 5: standardize; 6: redo64, no dk_decompose */
 enum { DT_F32 = 0, DT_F16 = 1 };
 enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
 enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };
@@ -2102,29 +2102,16 @@ static int run(call_t *cl, int ns, int threads, int64_t *bad_row) {
     return (int)(sh.error & 7);
 }
 
-/* teacher/student: row r at base + r * stride bytes (any sign), dtype DT_F32 or DT_F16, class stride 1.
-   labels: (n,) for the target rules; correlated: (c, c) bytes for corr. rule, k (top-k), mass_p (mass),
-   temperature; standardize: 1 for logit standardization (see the header). fout: 7 arrays (n,) of double (kl,
-   bcd, scd, wcd, p_S, p_W, q_S); iout: 4 arrays (n,) of int64 (|S|, teacher argmax, student argmax, redo).
+/* ns students against one teacher, in one pass over the rows: each row's strong set (and, on AVX-512, its
+   weights e^b) decided once and used for every student (share_t), while the teacher's row is in cache.
+   teacher, students[q]: row r at base + r * stride bytes (any sign), dtype DT_F32 or DT_F16, class stride 1
+   (s_strides, s_dtypes: (ns,)). labels: (n,) for the target rules; correlated: (c, c) bytes for corr. rule,
+   k (top-k), mass_p (mass), temperature; standardize: 1 for logit standardization (see the header).
+   fouts: ns x 7 arrays (n,) of double (kl, bcd, scd, wcd, p_S, p_W, q_S), iouts: ns x 4 arrays (n,) of
+   int64 (|S|, teacher argmax, student argmax, redo), student after student. Each student's results are
+   those of a call of its own, bit for bit; an error reports the lowest offending row over all students.
    flags: FLAG_PORTABLE / FLAG_NO_AVX512 force a narrower path, FLAG_NO_REDO64 marks the rows the double
    redo would take instead (tests). */
-int dk_decompose(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, const void *student,
-                 int64_t s_stride, int s_dtype, const int64_t *labels, const uint8_t *correlated, int rule,
-                 int64_t k, double mass_p, double temperature, int standardize, double *const *fout,
-                 int64_t *const *iout, int threads, int flags, int64_t *bad_row) {
-    call_t cl = {.n = n, .c = c, .t = teacher, .s = student, .t_stride = t_stride, .s_stride = s_stride,
-                 .t_dtype = t_dtype, .s_dtype = s_dtype, .labels = labels, .correlated = correlated,
-                 .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .standardize = standardize,
-                 .fout = fout, .iout = iout, .simd = simd_level(flags),
-                 .redo64 = !(flags & FLAG_NO_REDO64)};
-    return run(&cl, 1, threads, bad_row);
-}
-
-/* dk_decompose for ns students against one teacher, in one pass over the rows: each row's strong set (and,
-   on AVX-512, its weights e^b) decided once and used for every student (share_t), while the teacher's row
-   is in cache. students, s_strides, s_dtypes: (ns,); fouts: ns x 7 and iouts: ns x 4 arrays (n,), student
-   after student, each as dk_decompose's. The results are those of ns calls of dk_decompose, bit for bit;
-   an error reports the lowest offending row over all students. */
 int dk_decompose_many(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, int ns,
                       const void *const *students, const int64_t *s_strides, const int *s_dtypes, const int64_t *labels,
                       const uint8_t *correlated, int rule, int64_t k, double mass_p, double temperature,

@@ -189,10 +189,7 @@ def _run_native(
         t_rows, s_rows = zt.numpy_rows(start, stop), [zs.numpy_rows(start, stop) for zs in zss]
         try:
             threads = default_threads(requested)
-            if len(zss) == 1:
-                native_path.run_kernel(kern, s_rows[0], t_rows, rule, outs[0], start, threads=threads)
-            else:
-                native_path.run_kernel_many(kern, s_rows, t_rows, rule, outs, start, threads=threads)
+            native_path.run_kernel_many(kern, s_rows, t_rows, rule, outs, start, threads=threads)
         except native_path.KernelError as exc:
             _raise_kernel_error(exc, start, zss, zt, c)
         for out, s_part in zip(outs, s_rows, strict=True):

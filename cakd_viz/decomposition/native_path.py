@@ -43,17 +43,7 @@ INT_OUT = (*INT_ARRAYS, "redo")  # redo: rows left to the caller (float64)
 ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS = 1, 2, 3, 4
 
 _i64, _int, _dbl, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
-# dk_decompose(n, c, teacher, t_stride, t_dtype, student, s_stride, s_dtype, labels, correlated, rule, k,
-#              mass_p, temperature, standardize, fout, iout, threads, flags, bad_row)
-_DECOMPOSE = [
-    _i64,
-    _i64,
-    _ptr,
-    _i64,
-    _int,
-    _ptr,
-    _i64,
-    _int,
+_RULE = [
     _ptr,
     _ptr,
     _int,
@@ -61,57 +51,15 @@ _DECOMPOSE = [
     _dbl,
     _dbl,
     _int,
-    _ptr,
-    _ptr,
-]
-_DECOMPOSE += [_int, _int, ctypes.POINTER(_i64)]
-# dk_strong_mask(n, c, teacher, t_stride, t_dtype, labels, correlated, rule, k, mass_p, temperature,
-#                standardize, mask, threads, flags, bad_row)
-_MASK = [
-    _i64,
-    _i64,
-    _ptr,
-    _i64,
-    _int,
-    _ptr,
-    _ptr,
-    _int,
-    _i64,
-    _dbl,
-    _dbl,
-    _int,
-    _ptr,
-    _int,
-    _int,
-    ctypes.POINTER(_i64),
-]
-
-# dk_decompose_many(n, c, teacher, t_stride, t_dtype, ns, students, s_strides, s_dtypes, labels, correlated,
-#                   rule, k, mass_p, temperature, standardize, fouts, iouts, threads, flags, bad_row)
-_MANY = [
-    _i64,
-    _i64,
-    _ptr,
-    _i64,
-    _int,
-    _int,
-    _ptr,
-    _ptr,
-    _ptr,
-    _ptr,
-    _ptr,
-    _int,
-    _i64,
-    _dbl,
-    _dbl,
-    _int,
-    _ptr,
-    _ptr,
-]
-_MANY += [_int, _int, ctypes.POINTER(_i64)]
+]  # labels, correlated, rule, k, mass_p, temperature, standardize
+_RUN = [_int, _int, ctypes.POINTER(_i64)]  # threads, flags, bad_row
+# dk_strong_mask(n, c, teacher, t_stride, t_dtype, <rule>, mask, <run>)
+_MASK = [_i64, _i64, _ptr, _i64, _int, *_RULE, _ptr, *_RUN]
+# dk_decompose_many(n, c, teacher, t_stride, t_dtype, ns, students, s_strides, s_dtypes, <rule>, fouts, iouts, <run>)
+_MANY = [_i64, _i64, _ptr, _i64, _int, _int, _ptr, _ptr, _ptr, *_RULE, _ptr, _ptr, *_RUN]
 MAX_STUDENTS = 256  # students of one dk_decompose_many call
-# dk_scan(n, c, data, stride, dtype, pred, threads, flags, bad_row)
-_SCAN = [_i64, _i64, _ptr, _i64, _int, _ptr, _int, _int, ctypes.POINTER(_i64)]
+# dk_scan(n, c, data, stride, dtype, pred, <run>)
+_SCAN = [_i64, _i64, _ptr, _i64, _int, _ptr, *_RUN]
 
 
 @dataclass(frozen=True)
@@ -119,7 +67,6 @@ class Kernel:
     """The loaded library's entry points."""
 
     path: Path
-    decompose: ctypes._CFuncPtr
     strong_mask: ctypes._CFuncPtr
     simd_level: int  # 0 portable, 1 AVX2, 2 AVX-512
     pool_size: ctypes._CFuncPtr  # helper threads started so far
@@ -131,14 +78,12 @@ class Kernel:
 
 
 def _bind(lib: ctypes.CDLL, path: Path) -> Kernel:
-    lib.dk_decompose.argtypes, lib.dk_decompose.restype = _DECOMPOSE, _int
     lib.dk_strong_mask.argtypes, lib.dk_strong_mask.restype = _MASK, _int
     lib.dk_scan.argtypes, lib.dk_scan.restype = _SCAN, _int
     lib.dk_decompose_many.argtypes, lib.dk_decompose_many.restype = _MANY, _int
     lib.dk_simd_level.restype = lib.dk_pool_size.restype = _int
     return Kernel(
         path,
-        lib.dk_decompose,
         lib.dk_strong_mask,
         lib.dk_simd_level(),
         lib.dk_pool_size,
@@ -210,12 +155,11 @@ class Rule:
         code = g.kernel_code("decompose")
         return cls(code, args.k, args.mass_p, float(temperature), y, corr, bool(standardize))
 
-    def labels_at(self, start: int) -> int | None:
-        return None if self.labels is None else self.labels.ctypes.data + 8 * start
-
-    @property
-    def corr_ptr(self) -> int | None:
-        return None if self.correlated is None else self.correlated.ctypes.data
+    def args(self, start: int) -> tuple:
+        """The kernel's rule arguments for rows from `start` on (labels, correlated, rule, k, mass_p, T, LS)."""
+        labels = None if self.labels is None else self.labels.ctypes.data + 8 * start
+        corr = None if self.correlated is None else self.correlated.ctypes.data
+        return labels, corr, self.code, self.k, self.mass_p, self.temperature, int(self.standardize)
 
 
 class KernelError(Exception):
@@ -224,6 +168,14 @@ class KernelError(Exception):
     def __init__(self, code: int, row: int) -> None:
         super().__init__(f"decompose kernel: error {code} at row {row}")
         self.code, self.row = code, row
+
+
+def _call(entry: ctypes._CFuncPtr, *args, threads: int, flags: int) -> None:
+    """One kernel entry point with its trailing (threads, flags, bad_row); a KernelError for a refusal."""
+    bad = _i64(-1)
+    code = entry(*args, int(threads), flags, ctypes.byref(bad))
+    if code:
+        raise KernelError(code, int(bad.value))
 
 
 def run_kernel(
@@ -248,36 +200,7 @@ def run_kernel(
     rare rows the double redo cannot take either (teacher logits spanning more than 700 T). Raises KernelError (its row counted from `offset`) for a non-finite logit
     (ERR_NONFINITE), a bad label or no memory; the other rows are computed.
     """
-    zt, t_stride, t_code = kernel_rows(teacher)
-    zs, s_stride, s_code = kernel_rows(student)
-    m, c = zt.shape
-    fptrs = (ctypes.c_void_p * len(FLOAT_OUT))(*(out[name].ctypes.data + 8 * offset for name in FLOAT_OUT))
-    iptrs = (ctypes.c_void_p * len(INT_OUT))(*(out[name].ctypes.data + 8 * offset for name in INT_OUT))
-    bad = _i64(-1)
-    code = kern.decompose(
-        m,
-        c,
-        zt.ctypes.data,
-        t_stride,
-        t_code,
-        zs.ctypes.data,
-        s_stride,
-        s_code,
-        rule.labels_at(offset),
-        rule.corr_ptr,
-        rule.code,
-        rule.k,
-        rule.mass_p,
-        rule.temperature,
-        int(rule.standardize),
-        fptrs,
-        iptrs,
-        int(threads),
-        ISA_FLAGS[isa] | (0 if redo64 else NO_REDO64),
-        ctypes.byref(bad),
-    )
-    if code:
-        raise KernelError(code, int(bad.value))
+    run_kernel_many(kern, [student], teacher, rule, [out], offset, threads=threads, isa=isa, redo64=redo64)
 
 
 def run_kernel_many(
@@ -311,8 +234,8 @@ def run_kernel_many(
     iptrs = (ctypes.c_void_p * (ns * len(INT_OUT)))(
         *(out[name].ctypes.data + 8 * offset for out in outs for name in INT_OUT)
     )
-    bad = _i64(-1)
-    code = kern.decompose_many(
+    flags = ISA_FLAGS[isa] | (0 if redo64 else NO_REDO64)
+    args = (
         m,
         c,
         zt.ctypes.data,
@@ -322,21 +245,11 @@ def run_kernel_many(
         sptrs,
         strides,
         codes,
-        rule.labels_at(offset),
-        rule.corr_ptr,
-        rule.code,
-        rule.k,
-        rule.mass_p,
-        rule.temperature,
-        int(rule.standardize),
+        *rule.args(offset),
         fptrs,
         iptrs,
-        int(threads),
-        ISA_FLAGS[isa] | (0 if redo64 else NO_REDO64),
-        ctypes.byref(bad),
     )
-    if code:
-        raise KernelError(code, int(bad.value))
+    _call(kern.decompose_many, *args, threads=threads, flags=flags)
 
 
 def kernel_strong_mask(
@@ -346,27 +259,8 @@ def kernel_strong_mask(
     zt, t_stride, t_code = kernel_rows(teacher)
     n, c = zt.shape
     mask = np.zeros((n, c), np.uint8)
-    bad = _i64(-1)
-    code = kern.strong_mask(
-        n,
-        c,
-        zt.ctypes.data,
-        t_stride,
-        t_code,
-        rule.labels_at(0),
-        rule.corr_ptr,
-        rule.code,
-        rule.k,
-        rule.mass_p,
-        rule.temperature,
-        int(rule.standardize),
-        mask.ctypes.data,
-        int(threads),
-        ISA_FLAGS[isa],
-        ctypes.byref(bad),
-    )
-    if code:
-        raise KernelError(code, int(bad.value))
+    args = (n, c, zt.ctypes.data, t_stride, t_code, *rule.args(0), mask.ctypes.data)
+    _call(kern.strong_mask, *args, threads=threads, flags=ISA_FLAGS[isa])
     return mask.view(bool)
 
 
@@ -376,17 +270,5 @@ def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int
     Raises KernelError(ERR_NONFINITE, row) for the first row holding a NaN or an infinity."""
     data, stride, code_dtype = kernel_rows(rows)
     m, c = data.shape
-    bad = _i64(-1)
-    code = kern.scan(
-        m,
-        c,
-        data.ctypes.data,
-        stride,
-        code_dtype,
-        out.ctypes.data,
-        int(threads),
-        ISA_FLAGS[isa],
-        ctypes.byref(bad),
-    )
-    if code:
-        raise KernelError(code, int(bad.value))
+    args = (m, c, data.ctypes.data, stride, code_dtype, out.ctypes.data)
+    _call(kern.scan, *args, threads=threads, flags=ISA_FLAGS[isa])
