@@ -12,8 +12,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from cakd_viz.grouping import parse_grouping, strong_mask
-from cakd_viz.standardize import for_strong_sets
+from cakd_viz.decomposition.membership import strong_sets
 
 
 def comembership(
@@ -28,20 +27,24 @@ def comembership(
 ) -> np.ndarray:
     """How often each pair of classes falls in the same strong set: (C, C) counts (diagonal: class in S).
 
-    Streams over rows; the product of the (n, C) strong masks with themselves accumulates the counts.
+    Streams over rows (``strong_sets``: the decomposition kernel's selection where it applies); the
+    product of the (n, C) strong masks with themselves accumulates the counts.
     standardize: the standardized teacher's sets (logit standardization; ``correlation`` then the
     standardized teacher's too, for corr:R).
     """
-    g = parse_grouping(grouping)
-    n, c = teacher.shape
-    correlated = g.correlated(correlation)
+    c = teacher.shape[1]
     counts = torch.zeros((c, c), dtype=torch.float64)
-    y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    for start in range(0, n, chunk_rows):
-        z = torch.as_tensor(np.asarray(teacher[start : start + chunk_rows]), dtype=torch.float32)
-        z = for_strong_sets(z) if standardize else z
-        yy = None if y is None else y[start : start + chunk_rows]
-        m = strong_mask(g, z, yy, temperature=temperature, correlated=correlated).float()  # (n, C)
+    sets = strong_sets(
+        teacher,
+        labels,
+        grouping=grouping,
+        temperature=temperature,
+        correlation=correlation,
+        standardize=standardize,
+        chunk_rows=chunk_rows,
+    )
+    for _, mask in sets:
+        m = torch.from_numpy(mask).float()  # (n, C)
         counts += (m.T @ m).double()
     return counts.numpy()
 

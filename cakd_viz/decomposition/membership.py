@@ -6,10 +6,13 @@ S is the teacher's (it does not depend on a student; under logit standardization
 teacher's, ``standardize``), decided by the decomposition kernel's own selection on the CPU for
 float16/float32 teachers (``native_path.kernel_strong_mask``, the sets every
 implementation agrees on: tests/test_strong_sets.py), else by ``grouping.strong_mask``; rows in chunks,
-so memory stays bounded (a chunk's (m, C) mask).
+so memory stays bounded (a chunk's (m, C) mask). ``strong_sets`` gives the chunks' masks themselves
+(the Correlation page's pair counts, ``cakd_viz.families.comembership``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -20,6 +23,52 @@ from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
 from cakd_viz.standardize import for_strong_sets
 
 CHUNK_ROWS = 4096
+
+
+def strong_sets(
+    teacher_logits,
+    labels=None,
+    rows=None,
+    *,
+    grouping,
+    temperature: float,
+    correlation: np.ndarray | None = None,
+    standardize: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """The strong sets of samples ``rows`` (None: every sample), a chunk at a time: (the chunk's positions
+    in ``rows``, its (m, C) bool mask). teacher_logits: (N, C) (only ``rows`` are read; a memmap is fine);
+    labels: (N,) or None; correlation: the (C, C) class correlation, for ``corr:R`` (the standardized
+    teacher's under LS); standardize: the sets of the standardized teacher (logit standardization)."""
+    g = parse_grouping(grouping)
+    n = teacher_logits.shape[0]
+    if g.needs_correlation and correlation is None:
+        raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
+    correlated = correlated_classes(correlation, float(g.param)) if g.needs_correlation else None
+    kern = (
+        native_path.kernel() if native_path.kernel_dtype(teacher_logits) and native_path.selects(g) else None
+    )
+    labels = None if labels is None else np.asarray(labels)
+    count = n if rows is None else len(rows)
+    for start in range(0, count, chunk_rows):
+        part = slice(start, min(count, start + chunk_rows))
+        picked = part if rows is None else rows[part]
+        z = np.asarray(teacher_logits[picked])
+        y = None if labels is None else labels[picked]
+        if kern is not None:
+            corr = None if correlated is None else correlated.numpy()
+            rule = native_path.Rule.of(g, temperature, y, corr, standardize=standardize)
+            yield (
+                part,
+                native_path.kernel_strong_mask(
+                    kern, z, rule, threads=default_threads(torch.get_num_threads())
+                ),
+            )
+        else:
+            yt = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
+            zt = torch.from_numpy(np.asarray(z, dtype=np.float32))
+            zt = for_strong_sets(zt) if standardize else zt
+            yield part, strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
 
 
 def in_strong_set(
@@ -34,36 +83,21 @@ def in_strong_set(
     standardize: bool = False,
 ) -> np.ndarray:
     """(len(rows),) bool: whether class ``classes[i]`` lies in the strong set of sample ``rows[i]`` under
-    ``grouping`` at ``temperature``. teacher_logits: (N, C) (only ``rows`` are read; a memmap is fine);
-    labels: (N,) or None; rows: (m,) sample indices (None: every sample); classes: (m,) class indices;
-    correlation: the (C, C) class correlation, for ``corr:R`` (the standardized teacher's under LS);
-    standardize: the sets of the standardized teacher (logit standardization)."""
-    g = parse_grouping(grouping)
+    ``grouping`` at ``temperature`` (the other arguments as `strong_sets`')."""
     rows = np.arange(teacher_logits.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
     classes = np.asarray(classes, dtype=np.int64)
     if classes.shape != rows.shape:
         raise ValueError(f"classes has shape {classes.shape}, rows {rows.shape}: one class per row")
-    if g.needs_correlation and correlation is None:
-        raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
-    correlated = correlated_classes(correlation, float(g.param)) if g.needs_correlation else None
-    kern = (
-        native_path.kernel() if native_path.kernel_dtype(teacher_logits) and native_path.selects(g) else None
-    )
     out = np.zeros(len(rows), dtype=bool)
-    for start in range(0, len(rows), CHUNK_ROWS):
-        part = slice(start, start + CHUNK_ROWS)
-        z = np.asarray(teacher_logits[rows[part]])
-        y = None if labels is None else np.asarray(labels)[rows[part]]
-        if kern is not None:
-            corr = None if correlated is None else correlated.numpy()
-            rule = native_path.Rule.of(g, temperature, y, corr, standardize=standardize)
-            mask = native_path.kernel_strong_mask(
-                kern, z, rule, threads=default_threads(torch.get_num_threads())
-            )
-        else:
-            yt = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
-            zt = torch.from_numpy(np.asarray(z, dtype=np.float32))
-            zt = for_strong_sets(zt) if standardize else zt
-            mask = strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
-        out[part] = mask[np.arange(len(z)), classes[part]]
+    sets = strong_sets(
+        teacher_logits,
+        labels,
+        rows,
+        grouping=grouping,
+        temperature=temperature,
+        correlation=correlation,
+        standardize=standardize,
+    )
+    for part, mask in sets:
+        out[part] = mask[np.arange(len(mask)), classes[part]]
     return out
