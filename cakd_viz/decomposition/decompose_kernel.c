@@ -1401,7 +1401,8 @@ W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goa
     return 0;
 }
 
-/* LS statistics (see ls_sums_scalar), 8 or 16 classes at a time, the last c % 8 (16) classes in scalar */
+/* LS statistics (see ls_sums_scalar), 8 classes at a time (AVX2, on AVX-512 machines too: three light passes
+   a row), the last c % 8 classes in scalar */
 V_FN void ls_sums_avx2(const float *t, const float *s, int64_t c, double *st, double *ss) {
     const int64_t c8 = c & ~(int64_t)7;
     __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
@@ -1444,48 +1445,6 @@ V_FN double ls_dmax_avx2(const call_t *cl, const float *t, const float *s, int64
     return tail > v ? tail : v;
 }
 
-W_FN void ls_sums_avx512(const float *t, const float *s, int64_t c, double *st, double *ss) {
-    const int64_t c16 = c & ~(int64_t)15;
-    __m512d a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
-    for (int64_t i = 0; i < c16; i += 16) {
-        __m512 x = _mm512_load_ps(t + i), y = _mm512_load_ps(s + i);
-        a0 = _mm512_add_pd(a0, w_lo(x)), a1 = _mm512_add_pd(a1, w_hi(x));
-        b0 = _mm512_add_pd(b0, w_lo(y)), b1 = _mm512_add_pd(b1, w_hi(y));
-    }
-    ls_sums_scalar(t + c16, s + c16, c - c16, st, ss);
-    *st += _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)), *ss += _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
-}
-
-W_FN void ls_squares_avx512(const float *t, const float *s, int64_t c, double mt, double ms, double *vt, double *vs) {
-    const int64_t c16 = c & ~(int64_t)15;
-    const __m512d m_t = _mm512_set1_pd(mt), m_s = _mm512_set1_pd(ms);
-    __m512d a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
-    for (int64_t i = 0; i < c16; i += 16) {
-        __m512 x = _mm512_load_ps(t + i), y = _mm512_load_ps(s + i);
-        __m512d xl = _mm512_sub_pd(w_lo(x), m_t), xh = _mm512_sub_pd(w_hi(x), m_t);
-        __m512d yl = _mm512_sub_pd(w_lo(y), m_s), yh = _mm512_sub_pd(w_hi(y), m_s);
-        a0 = _mm512_fmadd_pd(xl, xl, a0), a1 = _mm512_fmadd_pd(xh, xh, a1);
-        b0 = _mm512_fmadd_pd(yl, yl, b0), b1 = _mm512_fmadd_pd(yh, yh, b1);
-    }
-    ls_squares_scalar(t + c16, s + c16, c - c16, mt, ms, vt, vs);
-    *vt += _mm512_reduce_add_pd(_mm512_add_pd(a0, a1)), *vs += _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
-}
-
-W_FN double ls_dmax_avx512(const call_t *cl, const float *t, const float *s, int64_t c) {
-    const int64_t c16 = c & ~(int64_t)15;
-    k4_t k;
-    k.inv_t = _mm512_set1_pd(cl->inv_t), k.dmean = _mm512_set1_pd(cl->dmean);
-    k.mean_s = _mm512_set1_pd(cl->mean_s), k.dinv = _mm512_set1_pd(cl->dinv);
-    __m512d m = _mm512_setzero_pd();
-    for (int64_t i = 0; i < c16; i += 16) {
-        __m512 x = _mm512_load_ps(t + i), y = _mm512_load_ps(s + i);
-        m = _mm512_max_pd(m, _mm512_abs_pd(w_ls_d(w_lo(x), w_lo(y), &k)));
-        m = _mm512_max_pd(m, _mm512_abs_pd(w_ls_d(w_hi(x), w_hi(y), &k)));
-    }
-    double v = _mm512_reduce_max_pd(m), tail = ls_dmax_scalar(cl, t + c16, s + c16, c - c16);
-    return tail > v ? tail : v;
-}
-
 static int cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -1523,18 +1482,14 @@ static void row_scales(call_t *rc, const scratch_t *sc, row_t *row) {
     const int64_t c = rc->c;
     double st, ss, vt, vs;
 #ifdef DK_X86
-    if (rc->simd == 2)
-        ls_sums_avx512(sc->tf, sc->sf, c, &st, &ss);
-    else if (rc->simd)
+    if (rc->simd)
         ls_sums_avx2(sc->tf, sc->sf, c, &st, &ss);
     else
 #endif
         ls_sums_scalar(sc->tf, sc->sf, c, &st, &ss);
     rc->mean_t = st / (double)c, rc->mean_s = ss / (double)c;
 #ifdef DK_X86
-    if (rc->simd == 2)
-        ls_squares_avx512(sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
-    else if (rc->simd)
+    if (rc->simd)
         ls_squares_avx2(sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
     else
 #endif
@@ -1543,9 +1498,7 @@ static void row_scales(call_t *rc, const scratch_t *sc, row_t *row) {
     rc->inv_s = 1.0 / ((sqrt(vs / (double)(c - 1)) + LS_EPS) * rc->temp);
     rc->dmean = rc->mean_t - rc->mean_s, rc->dinv = rc->inv_t - rc->inv_s;
 #ifdef DK_X86
-    if (rc->simd == 2)
-        row->dxs = ls_dmax_avx512(rc, sc->tf, sc->sf, c);
-    else if (rc->simd)
+    if (rc->simd)
         row->dxs = ls_dmax_avx2(rc, sc->tf, sc->sf, c);
     else
 #endif
