@@ -55,14 +55,6 @@ def to_parquet_bytes(frame: pd.DataFrame, context: dict) -> bytes:
     return buf.getvalue()
 
 
-def read_parquet_context(data: bytes) -> dict:
-    """The context stored in a Parquet file written by ``to_parquet_bytes`` ({} when there is none)."""
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(io.BytesIO(data)).metadata or {}
-    return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
-
-
 def _jsonable(value):
     if isinstance(value, int | float | str | bool) or value is None:
         return value

@@ -128,35 +128,26 @@ def _all_finite(chunk: np.ndarray) -> bool:
 
 def _check_finite(arr: np.ndarray, name: str, chunk_rows: int, row_offset: int) -> None:
     """Count NaN and inf chunk by chunk; raise naming how many and where the first of each is."""
-    nan_count = inf_count = 0
-    first_nan = first_inf = None
+    kinds = {"NaN value": np.isnan, "infinite value": np.isinf}
+    counts = dict.fromkeys(kinds, 0)
+    first: dict[str, tuple[int, int]] = {}
     for rows in iter_row_chunks(arr.shape[0], arr.shape[1], chunk_rows):
         chunk = arr[rows]
         if _all_finite(chunk):
             continue
-        nan_mask = np.isnan(chunk)
-        k = int(nan_mask.sum())
-        if k:
-            if first_nan is None:
-                r, c = np.argwhere(nan_mask)[0]
-                first_nan = (rows.start + int(r) + row_offset, int(c))
-            nan_count += k
-        inf_mask = np.isinf(chunk)
-        k = int(inf_mask.sum())
-        if k:
-            if first_inf is None:
-                r, c = np.argwhere(inf_mask)[0]
-                first_inf = (rows.start + int(r) + row_offset, int(c))
-            inf_count += k
-    parts = []
-    if nan_count:
-        parts.append(
-            f"{nan_count} NaN value{'s' * (nan_count != 1)} (first at row {first_nan[0]}, class {first_nan[1]})"
-        )
-    if inf_count:
-        parts.append(
-            f"{inf_count} infinite value{'s' * (inf_count != 1)} (first at row {first_inf[0]}, class {first_inf[1]})"
-        )
+        for what, test in kinds.items():
+            mask = test(chunk)
+            k = int(mask.sum())
+            if k:
+                if what not in first:
+                    r, c = np.argwhere(mask)[0]
+                    first[what] = (rows.start + int(r) + row_offset, int(c))
+                counts[what] += k
+    parts = [
+        f"{k} {what}{'s' * (k != 1)} (first at row {first[what][0]}, class {first[what][1]})"
+        for what, k in counts.items()
+        if k
+    ]
     if parts:
         raise BundleError(f"{name} has {' and '.join(parts)}")
 
