@@ -100,15 +100,12 @@ class ViewSpec:
     standardize: bool = False
 
 
-WHAT = ("summary", "per_class", "sample", "failures", "compare", "families", "standardization")
-
-
 def python_snippet(view: ViewSpec) -> str:
     """Python code that recomputes the view's numbers with cakd_viz and prints them as CSV as the app shows
     them (``terms.readable``: headings in words, "%" columns in percent). Every value from the view is
     written as a Python literal (repr)."""
-    if view.what not in WHAT:
-        raise ValueError(f"unknown view {view.what!r}; choose one of: {', '.join(WHAT)}")
+    if view.what not in _BODY:
+        raise ValueError(f"unknown view {view.what!r}; choose one of: {', '.join(_BODY)}")
     g, t, ls = view.grouping, float(view.temperature), bool(view.standardize)
     lines = [
         f"# cakd-viz: recompute the {view.what.replace('_', ' ')} of this view "
