@@ -30,16 +30,10 @@ from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
 from cakd_viz.extract.loop import Counts, LoadedModel, RowDataset, forward_logits, stream_rows
-from cakd_viz.extract.models import (
-    ModelLike,
-    _load_models,
-    _named_students,
-    default_student_name,
-    parse_named_model,
-)
+from cakd_viz.extract.models import ModelLike, _load_models, _named_students
 from cakd_viz.validate import check_labels
 
-__all__ = ["AUTOCAST", "default_student_name", "extract", "parse_named_model"]
+__all__ = ["AUTOCAST", "extract"]
 
 AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -153,7 +147,7 @@ def extract(
 ) -> Path:
     """Run the teacher and every student over ``data`` once and write the bundle ``out`` (N, C).
 
-    ``teacher`` / ``students`` ({name: model} or a list, named by :func:`default_student_name`):
+    ``teacher`` / ``students`` ({name: model} or a list, named by :func:`~cakd_viz.extract.models.default_student_name`):
     model specs of ``cakd_viz.models.load_model`` or ``nn.Module`` objects (moved to the device,
     put in eval mode); ``weights``: {"teacher" or student name: weights file} for
     ``package.module:factory`` specs. Each model maps a batch (B, ...) to logits (B, C). ``data``: a data
