@@ -69,11 +69,6 @@ def iter_row_chunks(num_rows: int, row_size: int, chunk_rows: int = 65536) -> It
         yield slice(start, min(num_rows, start + step))
 
 
-def _check_numeric(arr: np.ndarray, name: str, what: str) -> None:
-    if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise BundleError(f"{name}: dtype {arr.dtype} is not numeric; {what} must be float or integer")
-
-
 def _mismatch(name: str, got: int, expected: int, reference: str | None, what: str) -> str:
     if reference:
         return f"{name} has {got} {what}, {reference} has {expected}"
@@ -103,7 +98,8 @@ def check_logits(
         raise BundleError(
             f"{name}: expected a 2-D (N, C) array of logits, got {arr.ndim}-D with shape {tuple(arr.shape)}"
         )
-    _check_numeric(arr, name, "logits")
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise BundleError(f"{name}: dtype {arr.dtype} is not numeric; logits must be float or integer")
     n, c = arr.shape
     if n == 0 or c == 0:
         raise BundleError(f"{name} is empty (shape {tuple(arr.shape)})")
