@@ -314,20 +314,16 @@ def _read_safetensors(src: Path, limit: int) -> dict[str, Any]:
     data_start, data_len = 8 + header_len, file_size - 8 - header_len
     _check_offsets(src, entries, data_len)
     _check_keys(src, list(entries))
-    produced = {
-        k: math.prod(shape) * (4 if dtype == "BF16" else np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize)
+    # what reading makes of each tensor: its shape, and its dtype (bfloat16 widened to float32)
+    declared = {
+        k: (tuple(shape), np.dtype("<f4" if dtype == "BF16" else _SAFETENSORS_DTYPES[dtype]))
         for k, (dtype, shape, _) in entries.items()
     }
+    produced = {k: math.prod(shape) * dtype.itemsize for k, (shape, dtype) in declared.items()}
     _check_sizes(
         src, produced, limit, {k: f"{tuple(shape)} {dtype}" for k, (dtype, shape, _) in entries.items()}
     )
-    _check_layout(
-        src,
-        {
-            k: (tuple(shape), np.dtype("<f4" if dtype == "BF16" else _SAFETENSORS_DTYPES[dtype]))
-            for k, (dtype, shape, _) in entries.items()
-        },
-    )
+    _check_layout(src, declared)
     out: dict[str, Any] = {}
     for key, (dtype, shape, (begin, _)) in entries.items():
         out[key] = _map_tensor(src, key, dtype, tuple(shape), data_start + begin)
