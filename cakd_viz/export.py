@@ -55,14 +55,6 @@ def to_parquet_bytes(frame: pd.DataFrame, context: dict) -> bytes:
     return buf.getvalue()
 
 
-def read_parquet_context(data: bytes) -> dict:
-    """The context stored in a Parquet file written by ``to_parquet_bytes`` ({} when there is none)."""
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(io.BytesIO(data)).metadata or {}
-    return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
-
-
 def _jsonable(value):
     if isinstance(value, int | float | str | bool) or value is None:
         return value
@@ -108,15 +100,12 @@ class ViewSpec:
     standardize: bool = False
 
 
-WHAT = ("summary", "per_class", "sample", "failures", "compare", "families", "standardization")
-
-
 def python_snippet(view: ViewSpec) -> str:
     """Python code that recomputes the view's numbers with cakd_viz and prints them as CSV as the app shows
     them (``terms.readable``: headings in words, "%" columns in percent). Every value from the view is
     written as a Python literal (repr)."""
-    if view.what not in WHAT:
-        raise ValueError(f"unknown view {view.what!r}; choose one of: {', '.join(WHAT)}")
+    if view.what not in _BODY:
+        raise ValueError(f"unknown view {view.what!r}; choose one of: {', '.join(_BODY)}")
     g, t, ls = view.grouping, float(view.temperature), bool(view.standardize)
     lines = [
         f"# cakd-viz: recompute the {view.what.replace('_', ' ')} of this view "

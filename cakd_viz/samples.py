@@ -81,7 +81,7 @@ def sample_plans(quick: bool = False) -> list[DataPlan]:
     ]
     if not quick:
         return plans
-    short = [
+    return [
         replace(
             p,
             models=tuple(replace(m, cfg=replace(m.cfg, epochs=min(m.cfg.epochs, 2))) for m in p.models),
@@ -91,7 +91,6 @@ def sample_plans(quick: bool = False) -> list[DataPlan]:
         )
         for p in plans
     ]
-    return short
 
 
 def _round_fp16(model: torch.nn.Module) -> None:

@@ -30,24 +30,22 @@ def temperature_scan(
     student, teacher, labels=None, *, temperatures, grouping="topk:5", sample: int | None = 5000, seed=0, **kw
 ) -> pd.DataFrame:
     """Shares and mean terms for each temperature: one row of `aggregates.dataset_summary` per T, plus n."""
-    rows = subset_rows(teacher.shape[0], sample, seed)
-    s, t = _take(student, rows), _take(teacher, rows)
-    y = None if labels is None else np.asarray(labels)[rows]
-    return pd.DataFrame(
-        [_summary(decompose(s, t, y, grouping=grouping, temperature=T, **kw)) for T in temperatures]
-    )
+    return _scan(student, teacher, labels, [(grouping, T) for T in temperatures], sample, seed, kw)
 
 
 def grouping_scan(
     student, teacher, labels=None, *, groupings, temperature=1.0, sample: int | None = 5000, seed=0, **kw
 ) -> pd.DataFrame:
     """Shares and mean terms for each grouping spec (e.g. topk:1..10). Columns as temperature_scan."""
+    return _scan(student, teacher, labels, [(g, temperature) for g in groupings], sample, seed, kw)
+
+
+def _scan(student, teacher, labels, settings, sample: int | None, seed, kw: dict) -> pd.DataFrame:
+    """One row per (grouping, T) of ``settings``, each decomposing the same subset of rows."""
     rows = subset_rows(teacher.shape[0], sample, seed)
     s, t = _take(student, rows), _take(teacher, rows)
     y = None if labels is None else np.asarray(labels)[rows]
-    return pd.DataFrame(
-        [_summary(decompose(s, t, y, grouping=g, temperature=temperature, **kw)) for g in groupings]
-    )
+    return pd.DataFrame([_summary(decompose(s, t, y, grouping=g, temperature=T, **kw)) for g, T in settings])
 
 
 def _summary(d) -> dict:

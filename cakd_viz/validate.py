@@ -69,11 +69,6 @@ def iter_row_chunks(num_rows: int, row_size: int, chunk_rows: int = 65536) -> It
         yield slice(start, min(num_rows, start + step))
 
 
-def _check_numeric(arr: np.ndarray, name: str, what: str) -> None:
-    if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise BundleError(f"{name}: dtype {arr.dtype} is not numeric; {what} must be float or integer")
-
-
 def _mismatch(name: str, got: int, expected: int, reference: str | None, what: str) -> str:
     if reference:
         return f"{name} has {got} {what}, {reference} has {expected}"
@@ -103,7 +98,8 @@ def check_logits(
         raise BundleError(
             f"{name}: expected a 2-D (N, C) array of logits, got {arr.ndim}-D with shape {tuple(arr.shape)}"
         )
-    _check_numeric(arr, name, "logits")
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise BundleError(f"{name}: dtype {arr.dtype} is not numeric; logits must be float or integer")
     n, c = arr.shape
     if n == 0 or c == 0:
         raise BundleError(f"{name} is empty (shape {tuple(arr.shape)})")
@@ -128,35 +124,26 @@ def _all_finite(chunk: np.ndarray) -> bool:
 
 def _check_finite(arr: np.ndarray, name: str, chunk_rows: int, row_offset: int) -> None:
     """Count NaN and inf chunk by chunk; raise naming how many and where the first of each is."""
-    nan_count = inf_count = 0
-    first_nan = first_inf = None
+    kinds = {"NaN value": np.isnan, "infinite value": np.isinf}
+    counts = dict.fromkeys(kinds, 0)
+    first: dict[str, tuple[int, int]] = {}
     for rows in iter_row_chunks(arr.shape[0], arr.shape[1], chunk_rows):
         chunk = arr[rows]
         if _all_finite(chunk):
             continue
-        nan_mask = np.isnan(chunk)
-        k = int(nan_mask.sum())
-        if k:
-            if first_nan is None:
-                r, c = np.argwhere(nan_mask)[0]
-                first_nan = (rows.start + int(r) + row_offset, int(c))
-            nan_count += k
-        inf_mask = np.isinf(chunk)
-        k = int(inf_mask.sum())
-        if k:
-            if first_inf is None:
-                r, c = np.argwhere(inf_mask)[0]
-                first_inf = (rows.start + int(r) + row_offset, int(c))
-            inf_count += k
-    parts = []
-    if nan_count:
-        parts.append(
-            f"{nan_count} NaN value{'s' * (nan_count != 1)} (first at row {first_nan[0]}, class {first_nan[1]})"
-        )
-    if inf_count:
-        parts.append(
-            f"{inf_count} infinite value{'s' * (inf_count != 1)} (first at row {first_inf[0]}, class {first_inf[1]})"
-        )
+        for what, test in kinds.items():
+            mask = test(chunk)
+            k = int(mask.sum())
+            if k:
+                if what not in first:
+                    r, c = np.argwhere(mask)[0]
+                    first[what] = (rows.start + int(r) + row_offset, int(c))
+                counts[what] += k
+    parts = [
+        f"{k} {what}{'s' * (k != 1)} (first at row {first[what][0]}, class {first[what][1]})"
+        for what, k in counts.items()
+        if k
+    ]
     if parts:
         raise BundleError(f"{name} has {' and '.join(parts)}")
 

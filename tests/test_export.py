@@ -5,6 +5,7 @@ compared with the app's own tables, read through AppTest)."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,10 @@ def test_parquet_carries_the_view_in_its_metadata():
     back = pd.read_parquet(io.BytesIO(data))
     assert list(back.columns) == list(frame.columns)
     assert back.attrs == CONTEXT  # pandas restores it
-    assert export.read_parquet_context(data) == CONTEXT  # any Parquet reader: schema metadata "cakd_viz"
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(io.BytesIO(data))  # any Parquet reader: schema metadata "cakd_viz"
+    assert json.loads(schema.metadata[export.METADATA_KEY]) == CONTEXT
 
 
 def test_the_html_report_is_one_file_that_works_offline():

@@ -112,8 +112,13 @@ def _is_student(key: str) -> bool:
     return key == "student" or key.startswith("student_")
 
 
+def _role(key: str) -> str:
+    """How messages name a logit array: "teacher", "student 'NAME'" (a plain "student": 'student')."""
+    return "teacher" if key == "teacher" else f"student {key.removeprefix('student_')!r}"
+
+
 def _check_keys(src: Path, keys: list[str]) -> None:
-    """A teacher, at least one student, and no unknown key (the messages of ``_split_keys``)."""
+    """A teacher, at least one student, and no unknown key."""
     found = ", ".join(sorted(keys)) or "none"
     if "teacher" not in keys:
         raise BundleError(f"{src.name}: no 'teacher' array (keys found: {found})")
@@ -131,22 +136,19 @@ def _probe(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=shape, strides=(0,) * len(shape))
 
 
-def _check_layout(
-    src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]], student_name: str
-) -> None:
+def _check_layout(src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     """The checks ``write_bundle`` makes on shapes, made on the declared shapes before reading any data."""
     students = [k for k in declared if _is_student(k)]
     try:
-        _check_logit_dtypes({k: v[1] for k, v in declared.items()}, student_name)
+        _check_logit_dtypes({k: v[1] for k, v in declared.items()})
         shape, dtype = declared["teacher"]
         check_logits(_probe(shape, dtype), "teacher", check_values=False)
         n, c = shape
         for key in students:
-            name = student_name if key == "student" else key[len("student_") :]
             shape, dtype = declared[key]
             check_logits(
                 _probe(shape, dtype),
-                f"student {name!r}",
+                _role(key),
                 num_samples=n,
                 num_classes=c,
                 check_values=False,
@@ -173,7 +175,7 @@ def _check_layout(
         raise BundleError(f"{src.name}: impossible array shapes ({exc})") from None
 
 
-def _check_logit_dtypes(dtypes: dict[str, np.dtype], student_name: str = "student") -> None:
+def _check_logit_dtypes(dtypes: dict[str, np.dtype]) -> None:
     """Logits must be float16, float32 or float64, as ``load_bundle`` requires: an integer teacher or
     student is refused in the words of its message ("teacher holds int32 values; logits must be ...";
     the caller puts the file's name first)."""
@@ -182,18 +184,17 @@ def _check_logit_dtypes(dtypes: dict[str, np.dtype], student_name: str = "studen
             continue
         dtype = np.dtype(dtype)
         if dtype.kind in "iub":
-            who = (
-                "teacher"
-                if key == "teacher"
-                else f"student {(student_name if key == 'student' else key[8:])!r}"
-            )
             raise BundleError(
-                f"{who} holds {dtype.name} values; logits must be "
+                f"{_role(key)} holds {dtype.name} values; logits must be "
                 f"{', '.join(LOGIT_DTYPES[:-1])} or {LOGIT_DTYPES[-1]}"
             )
 
 
-def _check_total(src: Path, sizes: dict[str, int], limit: int) -> None:
+def _check_sizes(src: Path, sizes: dict[str, int], limit: int, shapes: dict[str, str] | None = None) -> None:
+    """The arrays' ``sizes`` in bytes within ``limit``: all together, and first each tensor that
+    ``shapes`` describes ("(N, C) F32")."""
+    for key, shape in (shapes or {}).items():
+        check_limit(src.name, f"tensor {key!r}", sizes[key], limit, f"{shape} = {human_size(sizes[key])}")
     total = sum(sizes.values())
     if len(sizes) > 1:
         what = f"its {len(sizes)} arrays"
@@ -203,7 +204,7 @@ def _check_total(src: Path, sizes: dict[str, int], limit: int) -> None:
 # -- .npz ---------------------------------------------------------------------------------------------
 
 
-def _read_npz(src: Path, limit: int, student_name: str = "student") -> dict[str, Any]:
+def _read_npz(src: Path, limit: int) -> dict[str, Any]:
     if not zipfile.is_zipfile(src):  # np.load would try to read it as .npy or as a pickle
         raise BundleError(f"{src.name}: cannot read this .npz file (it is not a zip archive)")
     with open_zip(src, ".npz archive") as zf:
@@ -214,9 +215,9 @@ def _read_npz(src: Path, limit: int, student_name: str = "student") -> dict[str,
             members[info.filename[: -len(".npy")]] = info
         _check_keys(src, list(members))
         headers = {key: _member_header(src, zf, key, info, limit) for key, info in members.items()}
-        _check_total(src, {k: h.nbytes for k, h in headers.items()}, limit)
+        _check_sizes(src, {k: h.nbytes for k, h in headers.items()}, limit)
         check_expansion(src.name, sum(h.nbytes for h in headers.values()), src.stat().st_size)
-        _check_layout(src, {k: (h.shape, h.dtype) for k, h in headers.items()}, student_name)
+        _check_layout(src, {k: (h.shape, h.dtype) for k, h in headers.items()})
         out: dict[str, Any] = {key: _read_member(src, zf, members[key], headers[key]) for key in members}
     if "class_names" in out:
         out["class_names"] = [_decode(x) for x in np.asarray(out["class_names"]).reshape(-1)]
@@ -283,7 +284,7 @@ def _decode(x: Any) -> Any:
 # -- .safetensors ---------------------------------------------------------------------------------------
 
 
-def _read_safetensors(src: Path, limit: int, student_name: str = "student") -> dict[str, Any]:
+def _read_safetensors(src: Path, limit: int) -> dict[str, Any]:
     file_size = src.stat().st_size
     with open(src, "rb") as fp:
         raw_len = fp.read(8)
@@ -313,27 +314,16 @@ def _read_safetensors(src: Path, limit: int, student_name: str = "student") -> d
     data_start, data_len = 8 + header_len, file_size - 8 - header_len
     _check_offsets(src, entries, data_len)
     _check_keys(src, list(entries))
-    produced = {
-        k: math.prod(shape) * (4 if dtype == "BF16" else np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize)
+    # what reading makes of each tensor: its shape, and its dtype (bfloat16 widened to float32)
+    declared = {
+        k: (tuple(shape), np.dtype("<f4" if dtype == "BF16" else _SAFETENSORS_DTYPES[dtype]))
         for k, (dtype, shape, _) in entries.items()
     }
-    for key, (dtype, shape, _) in entries.items():
-        check_limit(
-            src.name,
-            f"tensor {key!r}",
-            produced[key],
-            limit,
-            f"{tuple(shape)} {dtype} = {human_size(produced[key])}",
-        )
-    _check_total(src, produced, limit)
-    _check_layout(
-        src,
-        {
-            k: (tuple(shape), np.dtype("<f4" if dtype == "BF16" else _SAFETENSORS_DTYPES[dtype]))
-            for k, (dtype, shape, _) in entries.items()
-        },
-        student_name,
+    produced = {k: math.prod(shape) * dtype.itemsize for k, (shape, dtype) in declared.items()}
+    _check_sizes(
+        src, produced, limit, {k: f"{tuple(shape)} {dtype}" for k, (dtype, shape, _) in entries.items()}
     )
+    _check_layout(src, declared)
     out: dict[str, Any] = {}
     for key, (dtype, shape, (begin, _)) in entries.items():
         out[key] = _map_tensor(src, key, dtype, tuple(shape), data_start + begin)
@@ -487,15 +477,7 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
         raise BundleError(f"{src.name}: {exc}") from None
     # one storage may back many tensors (or a tensor with zero strides): count what comes out
     sizes = {k: math.prod(v.shape) * v.dtype.itemsize for k, v in out.items() if isinstance(v, np.ndarray)}
-    for key, size in sizes.items():
-        check_limit(
-            src.name,
-            f"tensor {key!r}",
-            size,
-            limit,
-            f"{out[key].shape} {out[key].dtype} = {human_size(size)}",
-        )
-    _check_total(src, sizes, limit)
+    _check_sizes(src, sizes, limit, {k: f"{out[k].shape} {out[k].dtype}" for k in sizes})
     check_expansion(src.name, sum(sizes.values()), src.stat().st_size)
     return out
 
@@ -516,26 +498,16 @@ def _torch_value(src: Path, key: str, value: Any) -> np.ndarray:
 
 
 def _split_keys(src: Path, arrays: dict[str, Any], student_name: str) -> dict[str, Any]:
-    """Map file keys to write_bundle arguments; precise errors for missing or unknown keys."""
-    found = ", ".join(sorted(arrays)) or "none"
-    if "teacher" not in arrays:
-        raise BundleError(f"{src.name}: no 'teacher' array (keys found: {found})")
-    students: dict[str, Any] = {}
-    for key, arr in arrays.items():
-        if key == "student":
-            students[student_name] = arr
-        elif key.startswith("student_"):
-            students[key[len("student_") :]] = arr
-        elif key not in ("teacher", "labels", "class_names", "inputs"):
-            raise BundleError(f"{src.name}: unknown key {key!r}; expected {', '.join(_KNOWN_KEYS)}")
+    """Map file keys (``read_arrays`` checked them: ``_check_keys``) to write_bundle arguments."""
     if "student" in arrays and f"student_{student_name}" in arrays:
         raise BundleError(
             f"{src.name}: both 'student' and 'student_{student_name}' name student {student_name!r}"
         )
-    if not students:
-        raise BundleError(
-            f"{src.name}: no student array (expected 'student' or 'student_NAME'; keys found: {found})"
-        )
+    students = {
+        student_name if key == "student" else key.removeprefix("student_"): arr
+        for key, arr in arrays.items()
+        if _is_student(key)
+    }
     return {
         "teacher": arrays["teacher"],
         "students": students,

@@ -22,7 +22,7 @@ import numpy as np
 
 from cakd_viz.validate import BundleError, iter_row_chunks
 
-__all__ = ["MAX_HEADER_BYTES", "NpyHeader", "human_size", "npy_header", "open_npy", "read_header"]
+__all__ = ["MAX_HEADER_BYTES", "NpyHeader", "human_size", "open_npy", "read_header"]
 
 _MAGIC = b"\x93NUMPY"
 MAX_HEADER_BYTES = 64 * 1024  # numpy writes about 128 bytes; numpy.load's own limit is 10,000
@@ -100,12 +100,6 @@ def read_header(fp: BinaryIO, rel: str) -> NpyHeader:
         raise BundleError(f"{rel} has dtype {dtype}; only plain numbers (or text for names) are supported")
     offset = 6 + 2 + struct.calcsize(size_format) + length
     return NpyHeader(tuple(shape), fortran, dtype, offset)
-
-
-def npy_header(file: Path, rel: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """Read a .npy header: (shape, fortran_order, dtype, data offset). ``rel`` names it in errors."""
-    h = _file_header(file, rel)
-    return h.shape, h.fortran, h.dtype, h.offset
 
 
 def _file_header(file: Path, rel: str) -> NpyHeader:

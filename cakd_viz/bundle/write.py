@@ -24,18 +24,6 @@ from cakd_viz.validate import (
 __all__ = ["write_bundle"]
 
 
-def _resolve_dtype(dtype: str | np.dtype | None, source: np.dtype) -> np.dtype:
-    if dtype is None:
-        return source if source in (np.float16, np.float32) else np.dtype(np.float32)
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved not in (np.float16, np.float32):
-        raise BundleError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-    return resolved
-
-
 def write_bundle(
     path: str | Path,
     *,
@@ -75,12 +63,14 @@ def write_bundle(
         check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
     if class_names is not None:
         class_names = check_class_names(class_names, "class_names", num_classes=c)
+    if dtype is None:  # the teacher's float16/float32, else float32; the writer refuses any other dtype
+        dtype = teacher.dtype if teacher.dtype in (np.float16, np.float32) else "float32"
     writer = BundleWriter(
         path,
         num_samples=n,
         num_classes=c,
         student_names=list(arrays),
-        dtype=_resolve_dtype(dtype, teacher.dtype),
+        dtype=dtype,
         class_names=class_names,
         with_labels=labels is not None,
         inputs_shape=None if inputs is None else inputs.shape[1:],

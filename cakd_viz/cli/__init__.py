@@ -134,19 +134,12 @@ def _main(argv: Sequence[str] | None) -> int:
             message = f"{type(exc).__name__}: {_one_line(exc)} (set CAKD_VIZ_DEBUG=1 to see the traceback)"
             _report(prog, "internal error", message)
             return EXIT_ERROR
-    for w in _unique(held):
+    unique: dict[tuple, warnings.WarningMessage] = {}
+    for w in held:
+        unique.setdefault((w.category, str(w.message)), w)
+    for w in unique.values():
         print(terminal(f"{prog}: warning: {_one_line(w.message)}"), file=sys.stderr)
     return code
-
-
-def _unique(held: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
-    seen, out = set(), []
-    for w in held:
-        key = (w.category, str(w.message))
-        if key not in seen:
-            seen.add(key)
-            out.append(w)
-    return out
 
 
 def _silence_stdout() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,29 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
 
 
+def add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="where run folders go (default: $CAKD_VIZ_RUNS_DIR, else ./runs)",
+    )
+
+
+def argument_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from ``parse``: its ValueError becomes argparse's error, with the message kept."""
+
+    @functools.wraps(parse)
+    def checked(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return checked
+
+
 def whole_number(text: str, minimum: int = 0) -> int:
     """An integer >= minimum, or argparse.ArgumentTypeError saying what was expected."""
     try:
@@ -75,14 +99,12 @@ def nonnegative_int(text: str) -> int:
     return whole_number(text, 0)
 
 
+@argument_type
 def temperature(text: str) -> float:
     """argparse type: a temperature, checked as everywhere else (`validate.check_temperature`)."""
     from cakd_viz.validate import check_temperature
 
-    try:
-        return check_temperature(text.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return check_temperature(text.strip())
 
 
 def grouping_help() -> str:
@@ -93,14 +115,12 @@ def grouping_help() -> str:
     return f"strong-set rule: {', '.join(forms[:-1])} or {forms[-1]} (default: %(default)s)"
 
 
+@argument_type
 def grouping_spec(text: str) -> str:
     """argparse type: a grouping spec of docs/architecture.md §4; a bad one lists the valid forms."""
     from cakd_viz.grouping import parse_grouping
 
-    try:
-        return str(parse_grouping(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return str(parse_grouping(text))
 
 
 def table_path(text: str) -> Path:

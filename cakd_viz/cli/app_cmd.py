@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, whole_number
+from cakd_viz.cli._common import Command, positive_int
 from cakd_viz.locations import PACKAGE_DIR, RUNS_DIR_ENV, runs_dir
 
 ENTRY = PACKAGE_DIR / "app" / "entry" / "streamlit_app.py"
@@ -61,9 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the address to listen on (default: ${ADDRESS_ENV}, else 127.0.0.1: this machine only; "
         "0.0.0.0 serves the network, read the README's 'Serving cakd-viz to others' first)",
     )
-    parser.add_argument(
-        "--port", type=lambda t: whole_number(t, 1), default=8501, help="the port (default: 8501)"
-    )
+    parser.add_argument("--port", type=positive_int, default=8501, help="the port (default: 8501)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,5 +173,5 @@ COMMAND = Command(
 """,
     add_arguments=add_arguments,
     run=run,
-    split_extra=lambda argv: split_streamlit_options(argv),
+    split_extra=split_streamlit_options,
 )

@@ -121,32 +121,17 @@ def _weights(args: argparse.Namespace, students: dict[str, str]) -> dict[str, st
     return weights
 
 
-def _students(pairs: list[tuple[str | None, str]]) -> dict[str, str]:
-    from cakd_viz.extract import default_student_name
-
-    named: dict[str, str] = {}
-    for name, spec in pairs:
-        if name is not None and name in named:
-            raise ValueError(f"--student {name}={spec}: the name {name!r} is used twice")
-        if name is None:
-            base = name = default_student_name(spec)
-            k = 2
-            while name in named:
-                name, k = f"{base}_{k}", k + 1
-        named[name] = spec
-    return named
-
-
 def run(args: argparse.Namespace) -> int:
     from cakd_viz.cli.progress import progress_bar
     from cakd_viz.distributed import env_world_size
     from cakd_viz.extract import extract
+    from cakd_viz.extract.models import name_students
 
     rank, world = int(os.environ.get("RANK", "0")), env_world_size()
     main = rank == 0
     if world > 1:  # torchrun stops the other ranks with SIGTERM when one fails: clean up like on Ctrl-C
         signal.signal(signal.SIGTERM, _terminated)
-    students = _students(args.student)
+    students = name_students(args.student)
     desc = "extract" if world == 1 else f"extract (rank 0 of {world})"
     with progress_bar(desc, unit="samples", enabled=main and not args.quiet) as progress:
         path = extract(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, say
+from cakd_viz.cli._common import Command, argument_type, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@argument_type
 def max_bytes(text: str) -> int:
     """argparse type: a size such as 500M or 2G (``limits.parse_size``)."""
     from cakd_viz.bundle.limits import parse_size
 
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse_size(text)
 
 
 def _default_text() -> str:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, positive_int, say
+from cakd_viz.cli._common import Command, add_quiet, add_runs_dir, positive_int, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,13 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="local: processes on this machine; ray: Ray Tune (default: the config's 'engine', else local)",
     )
-    parser.add_argument(
-        "--runs-dir",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="where run folders go (default: $CAKD_VIZ_RUNS_DIR, else ./runs)",
-    )
+    add_runs_dir(parser)
     parser.add_argument(
         "--max-concurrent",
         metavar="N",

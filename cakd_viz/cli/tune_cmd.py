@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, say
+from cakd_viz.cli._common import Command, add_quiet, add_runs_dir, say
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -46,13 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="execute a prepared run folder (what the app's launcher starts); a folder runs once: one that "
         "has ended, is running, is corrupt or belongs to another host is refused",
     )
-    parser.add_argument(
-        "--runs-dir",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="where run folders go (default: $CAKD_VIZ_RUNS_DIR, else ./runs)",
-    )
+    add_runs_dir(parser)
     parser.add_argument(
         "--set",
         metavar="KEY=VALUE",

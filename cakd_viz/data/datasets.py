@@ -45,11 +45,7 @@ class Normalization:
         return (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1) if x.dim() >= 3 else (x - mean) / std
 
     def _per_channel(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, std = list(self.mean), list(self.std)
-        if len(mean) == 1:
-            mean = mean * c
-        if len(std) == 1:
-            std = std * c
+        mean, std = (list(v) * c if len(v) == 1 else list(v) for v in (self.mean, self.std))
         if len(mean) != c or len(std) != c:
             raise ValueError(f"normalisation has {len(self.mean)} channel(s), the inputs have {c}")
         return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)

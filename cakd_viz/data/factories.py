@@ -130,9 +130,11 @@ def _literal(node: ast.AST, key: str, text: str, what: str) -> object:
     raise FactorySpecError(what, text, f"argument {key} is {kind}; only literals are accepted ({_LITERALS})")
 
 
-def import_object(spec: str, what: str) -> object:
-    """Import the object a factory spec names (``package.module:attr``, arguments ignored); ValueError
-    naming the spec when it does not import."""
+def call_factory(spec: str, what: str) -> object:
+    """Import the factory ``spec`` names and call it with the spec's keyword arguments; its result.
+
+    ValueError (one line) when the spec is refused, the module does not import, or the call fails.
+    """
     parsed = parse_factory_spec(spec, what)
     try:
         module = importlib.import_module(parsed.module)
@@ -141,16 +143,7 @@ def import_object(spec: str, what: str) -> object:
         raise ValueError(f"{what} {spec!r}: cannot import module {parsed.module!r} ({detail})") from exc
     if not hasattr(module, parsed.attr):
         raise ValueError(f"{what} {spec!r}: module {parsed.module!r} has no attribute {parsed.attr!r}")
-    return getattr(module, parsed.attr)
-
-
-def call_factory(spec: str, what: str) -> object:
-    """Import the factory ``spec`` names and call it with the spec's keyword arguments; its result.
-
-    ValueError (one line) when the spec is refused, the module does not import, or the call fails.
-    """
-    parsed = parse_factory_spec(spec, what)
-    factory = import_object(spec, what)
+    factory = getattr(module, parsed.attr)
     if not callable(factory):
         raise ValueError(f"{what} {spec!r}: {parsed.target} is a {type(factory).__name__}, not callable")
     try:

@@ -70,10 +70,6 @@ class RowDataset(Dataset):
         return x, y, torch.from_numpy(np.array(self.shown(i)))  # a writable copy
 
 
-def _oom_types() -> tuple[type[BaseException], ...]:
-    return (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else (torch.cuda.OutOfMemoryError,)
-
-
 def forward_logits(
     model: LoadedModel,
     x: torch.Tensor,
@@ -93,13 +89,8 @@ def forward_logits(
     try:
         with torch.inference_mode(), ctx:
             out = model.module(x)
-    except _oom_types() as exc:
-        raise ValueError(
-            f"out of memory running the {model.role} on a batch of {batch} on {x.device}; "
-            f"try a smaller --batch-size (e.g. {max(1, batch // 2)})"
-        ) from exc
-    except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():  # MPS and older CUDA builds
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one; MPS and older CUDA builds only say so
+        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
             raise ValueError(
                 f"out of memory running the {model.role} on a batch of {batch} on {x.device}; "
                 f"try a smaller --batch-size (e.g. {max(1, batch // 2)})"

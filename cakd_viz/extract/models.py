@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from torch import nn
@@ -39,16 +39,25 @@ def default_student_name(model: ModelLike) -> str:
     return "teacher_copy" if base == "teacher" else base[:100]
 
 
-def _named_students(students: Mapping[str, ModelLike] | Sequence[ModelLike]) -> dict[str, ModelLike]:
-    if isinstance(students, Mapping):
-        named = dict(students)
-    else:
-        named = {}
-        for spec in students:
-            name, base, k = default_student_name(spec), default_student_name(spec), 2
+def name_students(pairs: Iterable[tuple[str | None, ModelLike]]) -> dict[str, ModelLike]:
+    """{name: model} from (NAME or None, MODEL) pairs, as ``--student [NAME=]MODEL`` gives them: a model
+    without a NAME gets its ``default_student_name`` (``_2``, ``_3``, ... appended while that is taken);
+    a NAME given twice is refused."""
+    named: dict[str, ModelLike] = {}
+    for name, spec in pairs:
+        if name is not None and name in named:
+            raise ValueError(f"--student {name}={spec}: the name {name!r} is used twice")
+        if name is None:
+            base = name = default_student_name(spec)
+            k = 2
             while name in named:
                 name, k = f"{base}_{k}", k + 1
-            named[name] = spec
+        named[name] = spec
+    return named
+
+
+def _named_students(students: Mapping[str, ModelLike] | Sequence[ModelLike]) -> dict[str, ModelLike]:
+    named = dict(students) if isinstance(students, Mapping) else name_students((None, s) for s in students)
     if not named:
         raise ValueError("at least one student is needed (--student [NAME=]MODEL)")
     return named

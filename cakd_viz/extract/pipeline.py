@@ -30,16 +30,10 @@ from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
 from cakd_viz.extract.loop import Counts, LoadedModel, RowDataset, forward_logits, stream_rows
-from cakd_viz.extract.models import (
-    ModelLike,
-    _load_models,
-    _named_students,
-    default_student_name,
-    parse_named_model,
-)
+from cakd_viz.extract.models import ModelLike, _load_models, _named_students
 from cakd_viz.validate import check_labels
 
-__all__ = ["AUTOCAST", "default_student_name", "extract", "parse_named_model"]
+__all__ = ["AUTOCAST", "extract"]
 
 AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -153,7 +147,7 @@ def extract(
 ) -> Path:
     """Run the teacher and every student over ``data`` once and write the bundle ``out`` (N, C).
 
-    ``teacher`` / ``students`` ({name: model} or a list, named by :func:`default_student_name`):
+    ``teacher`` / ``students`` ({name: model} or a list, named by :func:`~cakd_viz.extract.models.default_student_name`):
     model specs of ``cakd_viz.models.load_model`` or ``nn.Module`` objects (moved to the device,
     put in eval mode); ``weights``: {"teacher" or student name: weights file} for
     ``package.module:factory`` specs. Each model maps a batch (B, ...) to logits (B, C). ``data``: a data
@@ -297,7 +291,33 @@ def _fill(
     """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote."""
     if not group.is_main:
         writer = BundleWriter.attach(BundleWriter.partial_path(out, partial_id))
-    counts = _run(group, dev, setup, writer, group.shard(len(setup.source)), opts)
+    rows = group.shard(len(setup.source))
+    loader = DataLoader(
+        RowDataset(setup.source.dataset, rows, setup.shown),
+        batch_size=opts.batch_size,
+        shuffle=False,
+        num_workers=opts.num_workers,
+        pin_memory=dev.type == "cuda",
+        worker_init_fn=_one_thread if opts.num_workers else None,
+    )
+    report = None
+    if group.is_main and opts.progress is not None:
+        opts.progress(0, len(rows))
+
+        def report(done: int) -> None:
+            opts.progress(done, len(rows))
+
+    counts = stream_rows(
+        setup.models,
+        loader,
+        writer,
+        first_row=rows.start,
+        device=dev,
+        num_classes=setup.num_classes,
+        data_name=setup.source.name,
+        autocast=setup.amp,
+        progress=report,
+    )
     if not group.is_main:
         writer.close()  # rank 0 commits; it checks that the recorded rows cover 0..N-1
     return counts
@@ -328,36 +348,6 @@ class _Notes:
             for note in self.all[self._shown :]:
                 self._log(note)
         self._shown = len(self.all)
-
-
-def _run(group: Group, dev, setup: _Setup, writer: BundleWriter, rows: range, opts: ExtractOptions) -> Counts:
-    workers = opts.num_workers
-    loader = DataLoader(
-        RowDataset(setup.source.dataset, rows, setup.shown),
-        batch_size=opts.batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=dev.type == "cuda",
-        worker_init_fn=_one_thread if workers else None,
-    )
-    report = None
-    if group.is_main and opts.progress is not None:
-        opts.progress(0, len(rows))
-
-        def report(done: int) -> None:
-            opts.progress(done, len(rows))
-
-    return stream_rows(
-        setup.models,
-        loader,
-        writer,
-        first_row=rows.start,
-        device=dev,
-        num_classes=setup.num_classes,
-        data_name=setup.source.name,
-        autocast=setup.amp,
-        progress=report,
-    )
 
 
 def _one_thread(_worker_id: int) -> None:

@@ -86,32 +86,24 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def _cnn(**defaults: object) -> Callable[..., nn.Module]:
+def _preset(arch: type[nn.Module], **defaults: object) -> Callable[..., nn.Module]:
     def factory(
         in_channels: int = 1, num_classes: int = 10, image_size: int | Sequence[int] = 32, **kw: object
     ):
-        return CNN(in_channels, num_classes, image_size, **{**defaults, **kw})
+        return arch(in_channels, num_classes, image_size, **{**defaults, **kw})
 
-    factory.__doc__ = f"CNN with {defaults}."
+    factory.__doc__ = f"{arch.__name__} with {defaults}."
     factory.defaults = dict(defaults)  # saved in checkpoints, so later edits here cannot change them
     return factory
 
 
-def _mlp(in_channels: int = 1, num_classes: int = 10, image_size: int | Sequence[int] = 32, **kw: object):
-    """MLP with one hidden layer of 128 units."""
-    return MLP(in_channels, num_classes, image_size, **{**_mlp.defaults, **kw})
-
-
-_mlp.defaults = {"hidden": (128,)}
-
-
 # name -> factory(in_channels, num_classes, image_size, **overrides); widest first
 ARCHS: dict[str, Callable[..., nn.Module]] = {
-    "cnn_l": _cnn(widths=(24, 48, 96), depth=2, dropout=0.1),  # teacher-sized
-    "cnn_m": _cnn(widths=(16, 32, 64), depth=1),
-    "cnn_s": _cnn(widths=(8, 16, 32), depth=1),  # student-sized
-    "cnn_xs": _cnn(widths=(4, 8), depth=1),
-    "mlp": _mlp,
+    "cnn_l": _preset(CNN, widths=(24, 48, 96), depth=2, dropout=0.1),  # teacher-sized
+    "cnn_m": _preset(CNN, widths=(16, 32, 64), depth=1),
+    "cnn_s": _preset(CNN, widths=(8, 16, 32), depth=1),  # student-sized
+    "cnn_xs": _preset(CNN, widths=(4, 8), depth=1),
+    "mlp": _preset(MLP, hidden=(128,)),  # one hidden layer of 128 units
 }
 
 

@@ -64,14 +64,11 @@ def save_checkpoint(
         "weights_dtype": str(dtype).removeprefix("torch."),
         **dict(extra or {}),
     }
-    _atomic(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "arch": arch}))
-    _atomic(config, lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
+    with atomic.replacing(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "arch": arch})
+    with atomic.replacing(config) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
     return config
-
-
-def _atomic(path: Path, write) -> None:
-    with atomic.replacing(path) as tmp:
-        write(tmp)
 
 
 def read_checkpoint_info(path: str | Path) -> dict:
