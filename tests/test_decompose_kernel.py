@@ -12,6 +12,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -306,7 +307,9 @@ def test_switched_off_by_the_environment():
 
 
 def test_threads_fit_the_cpus_free_now(monkeypatch, tmp_path):
+    """Without a recent window of CPU use: the other processes' threads runnable at this instant."""
     loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(threads, "others_busy", lambda: None)
     monkeypatch.setattr(threads, "affinity_cpus", lambda: 4)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(threads, "quota_cpus", lambda: None)
@@ -323,6 +326,40 @@ def test_threads_fit_the_cpus_free_now(monkeypatch, tmp_path):
     assert threads.default_threads(8) == 2
     loadavg.write_text("garbage")  # unreadable: no limit from it
     assert threads.default_threads(3) == 2
+
+
+def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch, tmp_path):
+    """A neighbour busy in bursts (a third of the time) costs no thread, a CPU-bound one costs one: the
+    machine's busy time less this process's own, averaged between calls at least WINDOW_S apart."""
+    stat = tmp_path / "stat"
+    own = {"s": 0.0}
+
+    def machine(busy_s: float) -> None:  # /proc/stat's first line, in clock ticks
+        ticks = round(busy_s * threads.TICKS)
+        stat.write_text(f"cpu  {ticks} 0 0 999999 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+
+    monkeypatch.setattr(threads.os, "times", lambda: os.times_result((own["s"], 0.0, 0.0, 0.0, 0.0)))
+    monkeypatch.setattr(threads._Window, "sample", None)
+    machine(100.0)
+    assert threads.others_busy(stat, now=1000.0) is None  # the first sample: no window yet
+    machine(100.5)  # 0.5 s busy over the next second, 0.2 s of it this process's own
+    own["s"] = 0.2
+    assert threads.others_busy(stat, now=1000.2) is None  # too soon: no window yet
+    assert threads.others_busy(stat, now=1001.0) == pytest.approx(0.3)
+    machine(102.5)  # then 2 s busy in 1 s, none of it ours: a CPU-bound neighbour beside our own thread
+    own["s"] = 1.2
+    assert threads.others_busy(stat, now=1002.0) == pytest.approx(1.0)
+    machine(103.0)  # a pause longer than MAX_AGE_S: the window starts again
+    assert threads.others_busy(stat, now=1002.0 + threads.MAX_AGE_S + 1) is None
+    stat.write_text("garbage")
+    assert threads.others_busy(stat) is None
+    monkeypatch.setattr(threads, "affinity_cpus", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "quota_cpus", lambda: None)
+    monkeypatch.setattr(threads, "other_runnable", lambda: 1)  # a burst at this instant
+    for average, want in ((0.3, 2), (0.9, 1), (None, 1)):
+        monkeypatch.setattr(threads, "others_busy", lambda a=average: a)
+        assert threads.default_threads(8) == want, average
 
 
 def test_cgroup_quota_is_read_in_whole_cpus(tmp_path):

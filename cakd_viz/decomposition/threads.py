@@ -8,12 +8,16 @@ The smallest of four limits, and at least 1:
   set one thread per trial keeps one);
 - the CPUs of the process's affinity mask (``os.sched_getaffinity``; taskset, cpusets, containers);
 - the cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``, rounded up), where one is set;
-- the CPUs free right now: the affinity CPUs less the threads of other processes that are runnable
-  at this instant (the fourth field of ``/proc/loadavg``, less this process's own runnable threads
-  from ``/proc/self/task``: torch's OpenMP workers spin for a moment after each parallel region and
-  are no competition). Not the load averages: they lag by a minute and would size a call by what ran
-  long before it. Only where the affinity mask covers every online CPU, since the count is
-  machine-wide.
+- the CPUs free now: the affinity CPUs less the CPUs other processes keep busy. That is their average
+  over the last half second or so (``others_busy``: the machine's busy time in ``/proc/stat`` less this
+  process's own CPU time, between two calls at least ``WINDOW_S`` apart, rounded), so that a neighbour
+  busy in bursts (a browser redrawing a page: busy a third of the time) costs no thread while a
+  CPU-bound one (a tuning run) costs one. Where no recent window exists (the first call after
+  ``MAX_AGE_S`` or more), the threads of other processes runnable at this instant (the fourth field of
+  ``/proc/loadavg``, less this process's own runnable threads from ``/proc/self/task``: torch's OpenMP
+  workers spin for a moment after each parallel region and are no competition). Not the load averages:
+  they lag by a minute and would size a call by what ran long before it. Only where the affinity mask
+  covers every online CPU, since both counts are machine-wide.
 
 Why fit the free CPUs: beside one CPU-bound process on two cores, two threads of ours would share the
 machine three ways and slow that process (a tuning run, say) for a gain of a third; one thread gets a
@@ -26,10 +30,15 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from pathlib import Path
 
 LOADAVG = Path("/proc/loadavg")
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+STAT = Path("/proc/stat")
+WINDOW_S = 0.5  # others' CPU use is averaged over at least this long
+MAX_AGE_S = 5.0  # a window longer than this (the first call after a pause) is not used
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def affinity_cpus() -> int:
@@ -83,6 +92,42 @@ def own_runnable(tasks: Path = Path("/proc/self/task")) -> int:
     return count
 
 
+def _machine_busy_s(path: Path) -> float | None:
+    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq, steal), or None."""
+    try:
+        fields = path.read_text().split("\n", 1)[0].split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
+class _Window:
+    """The last sample (monotonic time, machine busy s, own CPU s) and the last average (CPUs) of others."""
+
+    lock = threading.Lock()
+    sample: tuple[float, float, float] | None = None
+    average: float | None = None
+
+
+def others_busy(path: Path = STAT, now: float | None = None) -> float | None:
+    """CPUs other processes kept busy on average over the last window (between this call and the sample
+    at least WINDOW_S before it, at most MAX_AGE_S), or None where there is none yet."""
+    busy = _machine_busy_s(path)
+    if busy is None:
+        return None
+    times = os.times()
+    sample = (time.monotonic() if now is None else now, busy, times.user + times.system)
+    with _Window.lock:
+        prev = _Window.sample
+        if prev is None or sample[0] - prev[0] > MAX_AGE_S:  # a fresh start: no window yet
+            _Window.sample, _Window.average = sample, None
+        elif sample[0] - prev[0] >= WINDOW_S:
+            others = (sample[1] - prev[1]) - (sample[2] - prev[2])
+            _Window.sample, _Window.average = sample, max(0.0, others / (sample[0] - prev[0]))
+        return _Window.average
+
+
 def default_threads(requested: int) -> int:
     """Threads for one kernel call: min(requested, affinity CPUs, cgroup quota, free CPUs), at least 1."""
     cpus = affinity_cpus()
@@ -90,8 +135,9 @@ def default_threads(requested: int) -> int:
     quota = quota_cpus()
     if quota is not None:
         limit = min(limit, quota)
-    if cpus >= (os.cpu_count() or cpus):  # the load count is machine-wide: only meaningful then
-        others = other_runnable()
+    if cpus >= (os.cpu_count() or cpus):  # the counts are machine-wide: only meaningful then
+        average = others_busy()
+        others = other_runnable() if average is None else round(average)
         if others is not None:
             limit = min(limit, max(1, cpus - others))
     return max(1, limit)
