@@ -47,10 +47,6 @@ class Result:
     student: str = ""
 
     @property
-    def exact(self) -> bool:
-        return True
-
-    @property
     def index(self) -> np.ndarray:
         """The bundle's sample index of each row of ``d``."""
         return np.arange(len(self.d))
@@ -155,20 +151,6 @@ def _setting(key: tuple, grouping: str, temperature: float, device: str, standar
     """The store's key of a setting, its students' keys appended: (view, grouping, T, device), and "LS"
     after the device under logit standardization (the plain keys are as they were)."""
     return (key, grouping, temperature, device, *(("LS",) if standardize else ()))
-
-
-def result(
-    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
-) -> Result:
-    """One student's decomposition (``results`` for one)."""
-    return results(key, [student], grouping, temperature, device, standardize)[student]
-
-
-def exact_now(
-    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
-) -> Decomposition:
-    """The decomposition of one student of a view (read-only, shared), computed now when not stored."""
-    return result(key, student, grouping, temperature, device, standardize).d
 
 
 # -- computing -----------------------------------------------------------------------------------------

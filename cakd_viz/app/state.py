@@ -22,7 +22,6 @@ from cakd_viz.app.config import plain, shown
 from cakd_viz.app.links import asked
 from cakd_viz.bundle import Bundle
 from cakd_viz.classnames import readable_names
-from cakd_viz.decomposition import Decomposition
 from cakd_viz.device import describe_device
 from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, Grouping, parse_grouping
 from cakd_viz.standardize import setting
@@ -209,14 +208,6 @@ def switch_bundle(source: str) -> None:
     ss = st.session_state
     ss[_K_SOURCE] = opened.source
     ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
-
-
-def _decompose(
-    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
-) -> Decomposition:
-    """The exact decomposition of a view's student, computed now when it is not kept (read-only; shared)."""
-    g = str(parse_grouping(grouping))
-    return progressive.exact_now(key, student, g, float(temperature), device, standardize)
 
 
 # -- the links the app writes itself ------------------------------------------------------------------

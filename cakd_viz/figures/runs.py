@@ -37,7 +37,6 @@ HELD_OUT_NOTE = (
     "grouping, T and logit standardization (loss.standardize), means over the held-out samples in nats, as "
     "the explorer computes them (no loss weights, no T²)."
 )
-STEP_AXIS = "training batch mean (log scale)"
 STEP_NOTE = (
     "Training terms per step, as the loss computes them: every KL term (KD, BCD, SCD, WCD, TCKD, NCKD) is "
     "a batch mean times T², before the loss weights (w_b, alpha, beta) and their warm-up; CE is the plain "

@@ -98,11 +98,6 @@ class RunConfig:
         values = {k: _coerce(cls, k, v, "") for k, v in data.items() if k != "loss"}
         return cls(**values, loss=loss)
 
-    @classmethod
-    def from_json(cls, path: str | Path) -> RunConfig:
-        """Read and validate a run config file."""
-        return cls.from_dict(read_json_config(path)).validated()
-
     def to_dict(self) -> dict:
         """JSON-ready copy (the form written to config.json)."""
         return asdict(self) | {"loss": self.loss.to_dict()}

@@ -36,7 +36,7 @@ import numpy as np
 
 from cakd_viz.grouping import DEFAULT_GROUPING, RULES, parse_grouping
 from cakd_viz.runs import store
-from cakd_viz.runs.config import LossConfig, RunConfig, loss_names, loss_parameters, read_json_config
+from cakd_viz.runs.config import LossConfig, RunConfig, loss_names, loss_parameters
 
 ENGINES = ("local", "ray")
 MAX_TRIALS = 2000
@@ -95,10 +95,6 @@ class SweepConfig:
                 f"unknown key(s) {', '.join(map(repr, bad))} in ray; known keys: {', '.join(ray_known)}"
             )
         return cls(**{k: v for k, v in data.items() if k != "ray"}, ray=RayOptions(**ray))
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> SweepConfig:
-        return cls.from_dict(read_json_config(path)).validated()
 
     def to_dict(self) -> dict:
         return asdict(self)
