@@ -63,18 +63,6 @@ RANK_KEYS = {
 """Display name -> column of `failure_table` to rank by (largest first)."""
 
 
-COLUMN_LABELS = {
-    "label_name": "true class",
-    "teacher_name": "teacher says",
-    "student_name": "student says",
-    **{column: name for name, column in RANK_KEYS.items()},
-    "teacher_strong_mass": "p_S",
-    "student_strong_mass": "q_S",
-    "strong_size": "|S|",
-}
-"""Column of `failure_table` -> its heading in a table shown to people (RANK_KEYS uses the same names)."""
-
-
 def available_sets(d: Decomposition) -> list[str]:
     """The failure sets this decomposition supports (those needing labels only when it has them)."""
     return [name for name, fs in FAILURE_SETS.items() if d.labels is not None or not fs.needs_labels]

@@ -161,10 +161,6 @@ def test_in_strong_set_rebuilds_s(logits, grouping, monkeypatch):
     np.testing.assert_array_equal(strong.sum(1), d.strong_size)  # the same S as the decomposition's
 
 
-def test_ranked_columns_keep_their_names_in_the_table():
-    assert all(dg.COLUMN_LABELS[column] == shown for shown, column in dg.RANK_KEYS.items())
-
-
 def test_csv_download_cannot_run_formulas_and_keeps_numbers():
     import io
 

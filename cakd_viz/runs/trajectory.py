@@ -42,7 +42,6 @@ COLUMNS = (
     "accuracy",  # student prediction == true class (NaN without labels)
     "agreement",  # student prediction == teacher prediction
 )
-PARTS = ("bcd_mean", "scd_mean", "wcd_mean")
 BY = {"label": "true class", "teacher_pred": "teacher's class"}
 CHANGES = {"became right": True, "became wrong": False}
 
