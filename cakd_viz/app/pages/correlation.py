@@ -109,7 +109,7 @@ with left:
         says=lambda v: f"P = {v:g}",
     )
     links.show(("P",))
-    r_mass = state.result(grouping=f"mass:{p:g}")
+    r_mass = state.results([sel.student], grouping=f"mass:{p:g}")[sel.student]
     d_mass = r_mass.d
     ui.chart(
         fig.strong_size_figure(d_mass.strong_size, grouping=d_mass.grouping),
