@@ -200,7 +200,7 @@ def _one_pass(base: tuple, students: list[str], bar) -> dict[str, Decomposition]
         bar.computing(title, done, total)
 
     bar.computing(title, 0, b.num_samples)
-    corr = views.correlation(key, standardize) if parse_grouping(grouping).needs_correlation else None
+    corr = views.correlation(key, standardize, grouping)
     done = decompose_many(
         [b.student(s) for s in todo],
         b.teacher,

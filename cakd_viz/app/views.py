@@ -23,6 +23,7 @@ from cakd_viz.app import bundles
 from cakd_viz.app.bundles import Correlation
 from cakd_viz.bundle import Bundle
 from cakd_viz.bundle.compose import check_same_teacher, compose_students
+from cakd_viz.grouping import parse_grouping
 from cakd_viz.runs import results, store
 
 MAX_RUNS = 6  # run students one link may add
@@ -123,9 +124,12 @@ def load(key: tuple) -> Bundle:
     return bundles.load(key[0], key[1])
 
 
-def correlation(key: tuple, standardize: bool = False) -> np.ndarray:
+def correlation(key: tuple, standardize: bool = False, grouping: str | None = None) -> np.ndarray | None:
     """The teacher's (C, C) class-correlation matrix, read-only (a composed view shares its base's teacher);
-    of the standardized teacher with ``standardize``."""
+    of the standardized teacher with ``standardize``. Given a ``grouping``, None unless it needs the
+    matrix (``corr:R``)."""
+    if grouping is not None and not parse_grouping(grouping).needs_correlation:
+        return None
     return bundles.correlation(key[0], key[1], standardize).matrix
 
 

@@ -50,9 +50,7 @@ i = int(
 nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
 links.show(("i",))
 
-corr = (
-    compute.correlation(sel.key, sel.standardize) if parse_grouping(sel.grouping).needs_correlation else None
-)
+corr = compute.correlation(sel.key, sel.standardize, sel.grouping)
 label = None if b.labels is None else int(b.labels[i])
 
 
