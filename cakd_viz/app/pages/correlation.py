@@ -4,7 +4,6 @@ import numpy as np
 import streamlit as st
 
 from cakd_viz.app import compute, links, state, ui, viewspec
-from cakd_viz.export import ViewSpec
 from cakd_viz.figures import correlation as fig
 
 ui.title(
@@ -129,16 +128,4 @@ with right:
             "diagonal the student over-weights S.",
             key=f"corr_mass_{name}",
         )
-ui.finish(
-    ViewSpec(
-        "families",
-        viewspec.bundle_path(sel),
-        sel.student,
-        sel.grouping,
-        sel.temperature,
-        threshold=threshold,
-        extra=viewspec.extra(sel),
-        class_names=viewspec.class_names(sel),
-        standardize=sel.standardize,
-    )
-)
+ui.finish(viewspec.spec(sel, "families", threshold=threshold, class_names=viewspec.class_names(sel)))

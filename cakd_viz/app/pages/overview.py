@@ -4,7 +4,6 @@ import streamlit as st
 
 from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
-from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -91,15 +90,7 @@ if (asked_view := links.param("view")) is not None and asked_view not in TABS an
     )
 links.show(("view",))
 dist, per_class, by_t, by_g, by_ls = st.tabs(TABS, key="view", bind="query-params")
-snippet = ViewSpec(
-    "summary",
-    viewspec.bundle_path(sel),
-    sel.student,
-    grouping,
-    sel.temperature,
-    extra=viewspec.extra(sel),
-    standardize=sel.standardize,
-)
+snippet = viewspec.spec(sel, "summary", grouping=grouping)
 if dist.open:
     with dist:
         hists = compute.histograms(here)
@@ -159,16 +150,8 @@ if per_class.open:
             )
         else:
             ui.caption("Select a class to open its samples in the samples explorer.")
-        snippet = ViewSpec(
-            "per_class",
-            viewspec.bundle_path(sel),
-            sel.student,
-            grouping,
-            sel.temperature,
-            by=by,
-            extra=viewspec.extra(sel),
-            class_names=viewspec.class_names(sel),
-            standardize=sel.standardize,
+        snippet = viewspec.spec(
+            sel, "per_class", grouping=grouping, by=by, class_names=viewspec.class_names(sel)
         )
 if by_t.open:
     with by_t:
@@ -234,24 +217,7 @@ if by_ls.open:  # one more pass per student (the setting the sidebar does not sh
             height=320,
             key="overview_ls_classes",
         )
-        snippet = ViewSpec(
-            "standardization",
-            viewspec.bundle_path(sel),
-            sel.student,
-            grouping,
-            sel.temperature,
-            extra=viewspec.extra(sel),
-            standardize=sel.standardize,
-        )
+        snippet = viewspec.spec(sel, "standardization", grouping=grouping)
 if sel.compare:
-    snippet = ViewSpec(
-        "compare",
-        viewspec.bundle_path(sel),
-        sel.student,
-        grouping,
-        sel.temperature,
-        student_b=sel.compare,
-        extra=viewspec.extra(sel),
-        standardize=sel.standardize,
-    )
+    snippet = viewspec.spec(sel, "compare", grouping=grouping, student_b=sel.compare)
 ui.finish(snippet)

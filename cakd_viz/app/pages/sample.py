@@ -5,7 +5,6 @@ import streamlit as st
 
 from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
-from cakd_viz.export import ViewSpec
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.grouping import parse_grouping
@@ -165,16 +164,4 @@ with st.expander("This sample's numbers, as a table"):
         key="sample_numbers",
         context=ui.context(sample=i),
     )
-ui.finish(
-    ViewSpec(
-        "sample",
-        viewspec.bundle_path(sel),
-        sel.student,
-        sel.grouping,
-        sel.temperature,
-        student_b=sel.compare or None,
-        sample=i,
-        extra=viewspec.extra(sel),
-        standardize=sel.standardize,
-    )
-)
+ui.finish(viewspec.spec(sel, "sample", student_b=sel.compare or None, sample=i))
