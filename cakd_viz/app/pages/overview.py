@@ -91,6 +91,8 @@ if (asked_view := links.param("view")) is not None and asked_view not in TABS an
 links.show(("view",))
 dist, per_class, by_t, by_g, by_ls = st.tabs(TABS, key="view", bind="query-params")
 snippet = viewspec.spec(sel, "summary", grouping=grouping)
+by = "label" if b.labels is not None else "teacher_pred"  # the classes of per-class views
+scanned = (sel.student, sel.compare) if sel.compare else tuple(sel.students[:6])  # what the scans cover
 if dist.open:
     with dist:
         hists = compute.histograms(here)
@@ -102,7 +104,6 @@ if dist.open:
         )
 if per_class.open:
     with per_class:
-        by = "label" if b.labels is not None else "teacher_pred"
         by_title = "true class" if by == "label" else "teacher's class"
         if sel.compare:
             deltas = compute.compare_classes(here, res[sel.compare], by, sel.class_names)
@@ -156,10 +157,7 @@ if per_class.open:
 if by_t.open:
     with by_t:
         temps = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-        students = (
-            tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
-        )
-        tsweep = compute.temperature_scan(sel.key, students, grouping, temps, sel.device, sel.standardize)
+        tsweep = compute.temperature_scan(sel.key, scanned, grouping, temps, sel.device, sel.standardize)
         ui.chart(
             fig.sweep_figure(
                 tsweep, x="temperature", x_title="temperature T", log_x=True, current=sel.temperature
@@ -171,11 +169,8 @@ if by_t.open:
 if by_g.open:
     with by_g:
         param, specs, values = fig.sweep_groupings(grouping, b.num_classes, has_labels=b.labels is not None)
-        students = (
-            tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
-        )
         gsweep = compute.grouping_scan(
-            sel.key, students, tuple(specs), tuple(values), sel.temperature, sel.device, sel.standardize
+            sel.key, scanned, tuple(specs), tuple(values), sel.temperature, sel.device, sel.standardize
         )
         here = fig.grouping_param(grouping)
         ui.chart(
@@ -204,7 +199,6 @@ if by_ls.open:  # one more pass per student (the setting the sidebar does not sh
         )
         ls_context = context | {"student": "all", "standardize": "without and with"}
         ui.table(both, name="standardization", context=ls_context, key="overview_ls_table")
-        by = "label" if b.labels is not None else "teacher_pred"
         classes = compute.ls_classes(plain[sel.student], standardized[sel.student], by, sel.class_names)
         moved = int(classes["changed"].sum())
         ui.subheader(f"{sel.student}: which classes' largest part changes with LS")
