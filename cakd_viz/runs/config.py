@@ -93,7 +93,7 @@ class RunConfig:
         """Build from the JSON form; unknown keys and wrongly typed values raise ValueError."""
         if not isinstance(data, dict):
             raise ValueError(f"a run config is a JSON object, got {type(data).__name__}")
-        _check_keys(data, cls, "run config")
+        check_keys(data, cls, "run config")
         loss = LossConfig.from_dict(data.get("loss", {}))  # "loss": "kd" is short for {"name": "kd"}
         values = {k: _coerce(cls, k, v, "") for k, v in data.items() if k != "loss"}
         return cls(**values, loss=loss)
@@ -199,7 +199,8 @@ def read_json_config(path: str | Path) -> dict:
 # -- checks -------------------------------------------------------------------------------------------
 
 
-def _check_keys(data: dict, cls: type, where: str) -> None:
+def check_keys(data: dict, cls: type, where: str) -> None:
+    """ValueError naming the keys of ``data`` that are no field of the dataclass ``cls`` (in ``where``)."""
     known = [f.name for f in fields(cls)]
     unknown = [k for k in data if k not in known]
     if unknown:
