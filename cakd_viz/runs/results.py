@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -396,10 +397,7 @@ class SweepInfo:
         return name if isinstance(name, str) and name else self.id
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.trials:
-            out[t.state] = out.get(t.state, 0) + 1
-        return out
+        return dict(Counter(t.state for t in self.trials))
 
     def counts_text(self) -> str:
         return ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no trials"
