@@ -57,10 +57,10 @@ def current(names: Sequence[str] | None = None) -> list[str]:
     return out
 
 
-def show(names: Sequence[str], where=None) -> None:
-    """Draw the valid notes for ``names`` as warnings (in ``where``, default the main area)."""
+def show(names: Sequence[str]) -> None:
+    """Draw the valid notes for ``names`` as warnings in the main area."""
     for text in current(names):
-        (where or st).warning(text, icon=":material/link_off:")
+        st.warning(text, icon=":material/link_off:")
 
 
 # -- widgets bound to the URL ----------------------------------------------------------------------------
