@@ -238,7 +238,7 @@ if sel.compare:
     )
     if size:
         ui.chart(
-            compare_fig.set_change_figure(change, a_name, b_name),
+            compare_fig.mean_terms_figure(change, a_name, b_name),
             f"Over these {size:,} samples: the mean KL and mean parts of both students.",
             key="diagnose_cmp_chart",
         )
