@@ -374,7 +374,7 @@ def map_points(
     elif color == "class":
         groups, words = ref, list(names)
     else:
-        groups, words = explore.dominant(d), []
+        groups, words = diagnose.per_sample_dominant(d), []
     hover = [f"{names[r]}; {a.student or 'A'} says {names[s]}" for r, s in zip(ref, says, strict=True)]
     return {
         "groups": np.asarray(groups),

@@ -80,7 +80,9 @@ def student_names(runs, taken=()) -> dict[str, str]:
 def _check(base_path: str, base_stamp: str, run: tuple[str, str, str]) -> str | None:
     """None when the run's bundle matches the open bundle, else why not (one line)."""
     try:
-        check_same_teacher(bundles.load(base_path, base_stamp), _open(run[1]), name=f"run {run[0]}")
+        check_same_teacher(
+            bundles.load(base_path, base_stamp), bundles.open_checked(run[1]), name=f"run {run[0]}"
+        )
     except ValueError as exc:
         return str(exc)
     return None
@@ -112,7 +114,7 @@ def _composed(base_path: str, base_stamp: str, runs: tuple) -> Bundle:
     names = student_names(runs, taken=base.student_names)
     extra = {}
     for run_id, path, *_ in runs:
-        other = _open(path)
+        other = bundles.open_checked(path)  # validated: one scan per logit file
         extra[names[run_id]] = (other, other.student_names[0])
     return compose_students(base, extra)
 
@@ -136,11 +138,6 @@ def correlation(key: tuple, standardize: bool = False, grouping: str | None = No
 def correlation_info(key: tuple, standardize: bool = False) -> Correlation:
     """The correlation with the number of samples it covers (``Correlation.describe``)."""
     return bundles.correlation(key[0], key[1], standardize)
-
-
-def _open(path: str) -> Bundle:
-    """A run's bundle, validated (one scan per logit file, taking its predictions on the way)."""
-    return bundles.open_checked(path)
 
 
 def _names(key: tuple) -> dict[str, str]:

@@ -7,6 +7,7 @@ from cakd_viz.app.config import plain
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig
 from cakd_viz.figures.style import KL_UNIT
+from cakd_viz.grouping import parse_grouping
 
 TABS = ["Distributions", "Per class", "vs temperature", "vs grouping", "Standardization (LS)"]
 
@@ -168,7 +169,8 @@ if by_t.open:
         )
 if by_g.open:
     with by_g:
-        param, specs, values = fig.sweep_groupings(grouping, b.num_classes, has_labels=b.labels is not None)
+        # the rule's own sweep around the grouping: (parameter name, specs, parameter values)
+        param, specs, values = parse_grouping(grouping).sweep(b.num_classes, has_labels=b.labels is not None)
         gsweep = compute.grouping_scan(
             sel.key, scanned, tuple(specs), tuple(values), sel.temperature, sel.device, sel.standardize
         )
