@@ -44,10 +44,10 @@ def run_sweep(
     return sweep_dir
 
 
-def launch_sweep(sweep: SweepConfig, root: str | Path | None = None, *, env: dict | None = None) -> Path:
+def launch_sweep(sweep: SweepConfig, root: str | Path | None = None) -> Path:
     """Validate and create the sweep, then execute it in a background process (its own group); returns its folder."""
     sweep_dir, _ = create_sweep(sweep, root)
-    launcher.spawn_cli(sweep_dir, ["sweep", "--sweep-dir", str(sweep_dir)], env=env)
+    launcher.spawn_cli(sweep_dir, ["sweep", "--sweep-dir", str(sweep_dir)])
     return sweep_dir
 
 
