@@ -84,7 +84,11 @@ def test_correlation_over_all_rows_or_a_stated_subsample(tmp_path):
     b = load_bundle(write_bundle(tmp_path / "b", teacher=teacher, students={"s": student}, labels=labels))
     full = bundles.teacher_correlation(b.teacher)
     np.testing.assert_allclose(full.matrix, class_correlation(b.teacher))
-    assert full.complete and full.describe() == "over all 300 samples" and not full.matrix.flags.writeable
+    assert (
+        full.rows == full.total
+        and full.describe() == "over all 300 samples"
+        and not full.matrix.flags.writeable
+    )
     part = bundles.teacher_correlation(b.teacher, max_rows=120)
     rows = subset_rows(300, 120, 0)
     assert len(rows) == 120 and np.all(np.diff(rows) > 0)

@@ -316,10 +316,6 @@ class Correlation:
     rows: int  # samples it was computed over
     total: int  # samples in the bundle
 
-    @property
-    def complete(self) -> bool:
-        return self.rows == self.total
-
     def describe(self) -> str:
         """E.g. "over all 50,000 samples" or "over a fixed random subsample of 100,000 of 1,280,000 samples"."""
         return _scope(self.rows, self.total)
