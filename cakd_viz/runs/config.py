@@ -95,7 +95,7 @@ class RunConfig:
             raise ValueError(f"a run config is a JSON object, got {type(data).__name__}")
         check_keys(data, cls, "run config")
         loss = LossConfig.from_dict(data.get("loss", {}))  # "loss": "kd" is short for {"name": "kd"}
-        values = {k: _coerce(cls, k, v, "") for k, v in data.items() if k != "loss"}
+        values = {k: _coerce(cls, k, v) for k, v in data.items() if k != "loss"}
         return cls(**values, loss=loss)
 
     def to_dict(self) -> dict:
@@ -212,7 +212,7 @@ def check_keys(data: dict, cls: type, where: str) -> None:
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}
 
 
-def _coerce(cls: type, key: str, value: object, prefix: str) -> object:
+def _coerce(cls: type, key: str, value: object) -> object:
     """Check one JSON value against the field's annotation; ints are accepted for floats."""
     annotation = str(next(f.type for f in fields(cls) if f.name == key))
     optional = "None" in annotation
@@ -234,7 +234,7 @@ def _coerce(cls: type, key: str, value: object, prefix: str) -> object:
             "dict": "an object",
             "bool": "true or false",
         }[kind]
-        raise ValueError(f"{prefix}{key} must be {what}, got {value!r}")
+        raise ValueError(f"{key} must be {what}, got {value!r}")
     return value
 
 
