@@ -108,10 +108,6 @@ class Store:
         with self._lock:
             return list(self._items)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
 
 def nbytes(d: Decomposition) -> int:
     """Bytes held by a decomposition's per-sample arrays (its labels too where they are its own copy,
@@ -262,8 +258,3 @@ def _read_only(d: Decomposition) -> Decomposition:
         if isinstance(arr, np.ndarray) and arr.flags.writeable:
             arr.flags.writeable = False
     return d
-
-
-def clear() -> None:
-    """Forget every stored result (tests)."""
-    STORE.clear()
