@@ -188,9 +188,6 @@ class RunInfo:
         path = self.path / store.BUNDLE
         return path if self.state == "done" and (path / "meta.json").is_file() else None
 
-    def log_tail(self, lines: int = 30) -> str:
-        return store.log_tail(self.path, lines)
-
 
 def read_run(path: str | Path) -> RunInfo:
     """Read one run folder; never raises for a broken folder (it reads as ``corrupt``, with its reason)."""
