@@ -68,7 +68,6 @@ def _example(student: str):
 ex = _example(sel.student)
 ex_b = _example(sel.compare) if sel.compare else None
 names = list(sel.class_names)
-t_pred, s_pred = int(ex.p.argmax()), int(ex.q.argmax())
 
 left, right = st.columns([1, 2])
 pairs = [(sel.student, ex)] + ([(sel.compare, ex_b)] if ex_b is not None else [])
@@ -80,24 +79,10 @@ with left:
         ui.caption(f"This bundle's inputs have shape {tuple(b.inputs.shape[1:])}: not shown as an image.")
     if label is not None:
         ui.metric(st, "True class", plain(names[label]))
-    ui.metric(
-        st,
-        "Teacher predicts",
-        plain(names[t_pred]),
-        f"p = {ex.p[t_pred]:.3f}",
-        delta_color="off",
-        delta_arrow="off",
-    )
-    for who, e in pairs:
-        pred = int(e.q.argmax())
-        ui.metric(
-            st,
-            f"{plain(who)} predicts",
-            plain(names[pred]),
-            f"q = {e.q[pred]:.3f}",
-            delta_color="off",
-            delta_arrow="off",
-        )
+    for who, sym, probs in [("Teacher", "p", ex.p), *((plain(w), "q", e.q) for w, e in pairs)]:
+        pred = int(probs.argmax())
+        said = f"{sym} = {probs[pred]:.3f}"
+        ui.metric(st, f"{who} predicts", plain(names[pred]), said, delta_color="off", delta_arrow="off")
     ui.caption(
         f"Strong set S: {int(ex.strong.sum())} of {ex.num_classes} classes — {parse_grouping(sel.grouping).describe()}."
     )
