@@ -1,8 +1,8 @@
 """Where and why a student fails: failure sets, ranked failures, per-class dominant terms, confusion pairs.
 
-Everything works from a computed `Decomposition` (plus, for `prediction_in_strong`, the teacher's logits
-of the failing rows), returns small pandas tables, and never sends an N-sized payload anywhere: a
-ranking is cut to `limit` rows, classes and pairs are aggregated with `np.bincount`.
+Everything works from a computed `Decomposition`, returns small pandas tables, and never sends an
+N-sized payload anywhere: a ranking is cut to `limit` rows, classes and pairs are aggregated with
+`np.bincount`.
 
 The dominant term of a sample is its largest contribution among BCD, p_S*SCD and p_W*WCD; the dominant
 term of a group of samples is the one with the largest summed contribution (each sample weighted by its
@@ -16,10 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from cakd_viz.decomposition import TERMS, Decomposition
-from cakd_viz.grouping import parse_grouping, strong_mask
 from cakd_viz.terms import PART, RAW
 
 
@@ -63,18 +61,6 @@ RANK_KEYS = {
     RAW["wcd"]: "wcd",
 }
 """Display name -> column of `failure_table` to rank by (largest first)."""
-
-
-COLUMN_LABELS = {
-    "label_name": "true class",
-    "teacher_name": "teacher says",
-    "student_name": "student says",
-    **{column: name for name, column in RANK_KEYS.items()},
-    "teacher_strong_mass": "p_S",
-    "student_strong_mass": "q_S",
-    "strong_size": "|S|",
-}
-"""Column of `failure_table` -> its heading in a table shown to people (RANK_KEYS uses the same names)."""
 
 
 def available_sets(d: Decomposition) -> list[str]:
@@ -218,7 +204,8 @@ def confusion_pairs(
 
     by: the reference class ("label" or "teacher_pred"). family: (C,) correlation family per class
     (from `cakd_viz.families.cluster_classes`) adds `same_family`. in_strong: (N,) bool, the student's
-    prediction lies in the sample's strong set S (see `prediction_in_strong`), adds `in_strong_rate`.
+    prediction lies in the sample's strong set S (see `cakd_viz.decomposition.membership.in_strong_set`),
+    adds `in_strong_rate`.
     Columns: true, predicted, names, count, share (of the failures), kl_mean, dominant, and those two.
     """
     ref_all = d.labels if by == "label" else getattr(d, by)
@@ -254,32 +241,3 @@ def confusion_pairs(
         frame["in_strong_rate"] = hits / np.maximum(counts, 1)
     frame = frame.sort_values(["count", "kl_mean"], ascending=False, kind="stable").reset_index(drop=True)
     return frame if limit is None else frame.head(limit)
-
-
-def prediction_in_strong(
-    d: Decomposition,
-    teacher_logits,
-    rows: np.ndarray,
-    *,
-    correlation: np.ndarray | None = None,
-    chunk_rows: int = 4096,
-) -> np.ndarray:
-    """For each of `rows`, whether the student's top class lies in that sample's strong set S. (N,) bool.
-
-    S is rebuilt from the teacher's logits (N, C) (a memmap is fine; only `rows` are read) with the
-    decomposition's own grouping and temperature; `corr:R` needs the bundle's correlation matrix.
-    Rows not in `rows` are False.
-    """
-    g = parse_grouping(d.grouping)
-    correlated = g.correlated(correlation)
-    g.check_inputs(d.labels, correlated)  # a rule that needs the correlation says so before any work
-    out = np.zeros(len(d), dtype=bool)
-    rows = np.sort(np.asarray(rows, dtype=np.int64))
-    for start in range(0, len(rows), chunk_rows):
-        part = rows[start : start + chunk_rows]
-        z = torch.from_numpy(np.asarray(teacher_logits[part], dtype=np.float32))  # (n, C)
-        y = None if d.labels is None else torch.from_numpy(d.labels[part])
-        mask = strong_mask(g, z, y, temperature=d.temperature, correlated=correlated)  # (n, C)
-        pred = torch.from_numpy(d.student_pred[part]).view(-1, 1)
-        out[part] = mask.gather(1, pred).squeeze(1).numpy()
-    return out

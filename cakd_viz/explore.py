@@ -108,17 +108,12 @@ def match(
     if f.term is not None:
         if f.term not in TERMS:
             raise ValueError(f"unknown term {f.term!r}; choose one of: {', '.join(TERMS)}")
-        mask &= dominant(d) == TERMS.index(f.term)
+        mask &= diagnose.per_sample_dominant(d) == TERMS.index(f.term)
     if f.family is not None:
         if family is None:
             raise ValueError("a filter on the family needs the classes' families")
         mask &= np.asarray(family)[reference(d)] == f.family
     return mask
-
-
-def dominant(d: Decomposition) -> np.ndarray:
-    """(N,) index into TERMS of each sample's largest part (BCD, p_S·SCD, p_W·WCD; ties: the first)."""
-    return diagnose.per_sample_dominant(d)
 
 
 def sort_values(d: Decomposition, by: str) -> np.ndarray | None:

@@ -217,12 +217,6 @@ def learn_slider(name: str) -> tuple[float, float, float, float] | None:
     return low, high, step, min(max(rule.typical, low), high)
 
 
-def learn_choice(spec: str) -> tuple[str, str | None, float | None]:
-    """(rule name, parameter symbol, parameter) of a Learn grouping spec: what its widgets hold."""
-    g = parse_grouping(spec)
-    return g.name, g.symbol, g.param
-
-
 def learn_grouping(name: str, value: float | None = None) -> str:
     """The spec of Learn's rule `name` with its slider's `value` ("topk:3"); ValueError if not offered."""
     rules = {rule.name: rule for rule in learn_rules()}

@@ -57,13 +57,11 @@ class Report:
     def figure(self, fig, caption: str = "") -> None:
         self.items.append(("figure", fig, str(caption)))
 
-    def table(
-        self, frame: pd.DataFrame, caption: str = "", max_rows: int = MAX_ROWS, total: int | None = None
-    ) -> None:
-        """A table as the page showed it: its cells already formatted as text; its first ``max_rows``
+    def table(self, frame: pd.DataFrame, caption: str = "", total: int | None = None) -> None:
+        """A table as the page showed it: its cells already formatted as text; its first ``MAX_ROWS``
         rows (``total``: how many the page's table has, when ``frame`` holds only the first ones)."""
         self.items.append(
-            ("table", frame.head(max_rows), str(caption), len(frame) if total is None else total)
+            ("table", frame.head(MAX_ROWS), str(caption), len(frame) if total is None else total)
         )
 
 

@@ -98,15 +98,10 @@ def predict_logits(
 
     ``who`` names the model in the error when its output holds no logits.
     """
-    dev = resolve_device(device)
-    was_training = model.training
-    model.eval().to(dev)
-    out = []
-    for x, _ in _loader(dataset, batch_size, device=dev, workers=num_workers):
-        logits = logits_of(model(x.to(dev, non_blocking=True)), who=who, batch=len(x))
-        out.append(logits.float().cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()
+    logits, _ = _eval_logits(
+        model, dataset, device=resolve_device(device), batch_size=batch_size, num_workers=num_workers, who=who
+    )
+    return logits.numpy()
 
 
 @torch.no_grad()
@@ -136,14 +131,14 @@ def evaluate(
 
 @torch.no_grad()
 def _eval_logits(
-    model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int, num_workers: int
+    model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int, num_workers: int, who: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of ``model`` (eval mode) over ``dataset``: (logits (N, C) float32, labels (N,)), on the CPU."""
     was_training = model.training
     model.eval().to(device)
     out, ys = [], []
     for x, y in _loader(dataset, batch_size, device=device, workers=num_workers):
-        logits = logits_of(model(x.to(device, non_blocking=True)), who="student", batch=len(x))
+        logits = logits_of(model(x.to(device, non_blocking=True)), who=who, batch=len(x))
         out.append(logits.float().cpu())
         ys.append(torch.as_tensor(y))
     model.train(was_training)
@@ -298,6 +293,7 @@ class _Loop:
             device=self.dev,
             batch_size=cfg.eval_batch_size,
             num_workers=cfg.num_workers,
+            who="student",
         )
         if not bool(torch.isfinite(logits).all()):
             raise Diverged(epoch, "the student's held-out logits are no longer finite", self.cfg.lr)

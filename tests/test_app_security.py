@@ -759,21 +759,21 @@ def test_start_script_runs_the_app_command(tmp_path):
 def test_sessions_share_bundles_read_only_and_get_the_same_results_at_once(env):
     """Many sessions at once on one cached bundle: its arrays cannot be written, and parallel
     decompositions and summaries equal a serial one."""
-    from cakd_viz.app import compute, state
+    from cakd_viz.app import compute, progressive
 
     path = _write(env["data"] / "shared", n=400, seed=5)
     opened = bundles.open_source("path:shared")
     b = opened.bundle
     assert not b.teacher.flags.writeable and not b.student("s").flags.writeable
     assert bundles.load(*opened.key) is b  # one object for every session
-    expected = state._decompose(opened.key, "s", "topk:3", 2.0, "cpu").kl
+    expected = progressive.results(opened.key, ["s"], "topk:3", 2.0, "cpu")["s"].d.kl
     summary = compute.bundle_summary(opened.key)
     results, errors = [], []
 
     def session():
         try:
             for _ in range(3):
-                d = state._decompose(opened.key, "s", "topk:3", 2.0, "cpu")
+                d = progressive.results(opened.key, ["s"], "topk:3", 2.0, "cpu")["s"].d
                 results.append((d.kl.copy(), compute.bundle_summary(opened.key)))
                 if d.kl.flags.writeable:
                     d.kl[:] = -1  # a session scribbling on its copy must not reach the others

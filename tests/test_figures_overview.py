@@ -23,7 +23,7 @@ from cakd_viz.figures import data as datafig
 from cakd_viz.figures import overview as ovfig
 from cakd_viz.figures.style import TERM_COLORS
 from cakd_viz.figures.text import plain
-from cakd_viz.grouping import class_correlation
+from cakd_viz.grouping import class_correlation, parse_grouping
 
 TERMS = ("bcd", "scd", "wcd")
 
@@ -112,7 +112,7 @@ def test_class_breakdown_figure_shows_the_top_classes_split_into_terms(d):
     ],
 )
 def test_sweep_groupings_stays_in_the_family_of_the_spec(spec, kind, first):
-    param, specs, values = ovfig.sweep_groupings(spec, 10)
+    param, specs, values = parse_grouping(spec).sweep(10)
     assert specs[0] == first and all(s.split(":")[0] == kind for s in specs)
     assert len(specs) == len(values)
     if kind.startswith("topk"):

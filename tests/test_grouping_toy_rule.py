@@ -148,7 +148,7 @@ def test_the_loss_takes_it_through_the_fused_kernel_and_the_tensor_ops_alike(mar
 
 
 def test_the_overview_sweeps_its_parameter(margin):
-    param, specs, values = ovfig.sweep_groupings("margin:1", 10)
+    param, specs, values = parse_grouping("margin:1").sweep(10)
     assert param == "D (margin below the top logit)"
     assert specs == ["margin:0.5", "margin:1", "margin:2", "margin:4"] and values == [0.5, 1.0, 2.0, 4.0]
     assert ovfig.grouping_param("margin:1") == 1.0

@@ -31,9 +31,9 @@ TERM_METRICS = ("BCD", "p_S·SCD", "p_W·WCD")
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """(bundle source token for the URL, the opened bundle)."""
-    shipped = app_config.sample_path(app_config.DEFAULT_SAMPLE)
+    shipped = app_config.sample_path("glyphs")
     if (shipped / "meta.json").is_file():
-        yield f"sample:{app_config.DEFAULT_SAMPLE}", load_bundle(shipped)
+        yield "sample:glyphs", load_bundle(shipped)
         return
     root = tmp_path_factory.mktemp("data_root")
     s, t, y = make_logits(n=240, c=12, seed=1)

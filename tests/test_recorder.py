@@ -86,7 +86,7 @@ def test_a_recorded_run_reads_like_a_launched_run(tmp_path):
     assert status["pid"] == os.getpid() and status["host"] and status["pid_start"] and status["epoch"] == 3
     assert "pgid" not in status  # nothing may ever kill the researcher's own process group
     assert json.loads((run.path / store.ENV).read_text())["recorded"] is True
-    assert "done: 3 epochs recorded" in run.log_tail()
+    assert "done: 3 epochs recorded" in store.log_tail(run.path)
 
 
 def test_a_recorder_that_standardizes_splits_the_standardized_logits_and_says_so(tmp_path):
@@ -161,7 +161,10 @@ def test_an_exception_marks_the_run_failed_with_its_line_and_goes_on(tmp_path):
         raise RuntimeError("loss is nan\n  at step 3")
     run = read_run(rec.path)
     assert (run.state, run.error) == ("failed", "RuntimeError: loss is nan at step 3")
-    assert "Traceback (most recent call last)" in run.log_tail(40) and not (run.path / store.SUMMARY).exists()
+    assert (
+        "Traceback (most recent call last)" in store.log_tail(run.path, 40)
+        and not (run.path / store.SUMMARY).exists()
+    )
     with pytest.raises(KeyboardInterrupt), Recorder(tmp_path) as rec:
         raise KeyboardInterrupt
     assert read_run(rec.path).state == "cancelled"
@@ -343,7 +346,7 @@ def test_a_cancel_from_the_page_is_seen_and_kills_nothing(tmp_path):
         rec.log_epoch(2, students[1], teacher, labels)
     run = read_run(rec.path)
     assert run.state == "cancelled" and len(run.epochs) == 2
-    assert "stays cancelled" in run.log_tail()
+    assert "stays cancelled" in store.log_tail(run.path)
 
 
 def test_the_example_trains_with_its_own_loop_and_records_it(tmp_path):

@@ -385,7 +385,7 @@ def test_a_fifo_in_a_run_folder_never_blocks_a_reader(tmp_path):
     os.mkfifo(run / store.LOG)
     info = read_run(run)
     assert info.state == store.CORRUPT and info.error == "status.json is unreadable (not a regular file)"
-    assert info.log_tail() == ""
+    assert store.log_tail(info.path) == ""
 
 
 def test_cancel_signals_a_group_only_when_the_runs_process_leads_it(tmp_path):

@@ -347,7 +347,7 @@ def test_a_crashing_run_reads_failed_with_its_error_and_log(teacher, runs, tmp_p
     info = read_run(run_dir)
     assert info.state == "failed"
     assert info.error == "RuntimeError: boom: a deliberate crash in the data"
-    assert "Traceback" in info.log_tail(60) and "boom" in info.log_tail(5)
+    assert "Traceback" in store.log_tail(info.path, 60) and "boom" in store.log_tail(info.path, 5)
 
 
 @pytest.mark.parametrize("factory", ["sigterm_inside", "sigterm_wrapped"])
@@ -360,8 +360,8 @@ def test_a_sigterm_inside_wrapped_user_code_still_reads_cancelled(
     run_dir = _launch_with_factory(factory, teacher, runs, tmp_path, monkeypatch)
     wait_for(lambda: _state(run_dir) in store.FINAL, 90, "the run to end")
     info = read_run(run_dir)
-    assert (info.state, info.error) == ("cancelled", None), info.log_tail(20)
-    assert "cancelled: stopped by signal SIGTERM" in info.log_tail(3)
+    assert (info.state, info.error) == ("cancelled", None), store.log_tail(info.path, 20)
+    assert "cancelled: stopped by signal SIGTERM" in store.log_tail(info.path, 3)
 
 
 def test_cancel_reason_finds_a_cancel_however_it_was_wrapped(monkeypatch):

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_logits
 
 from cakd_viz.app import bundles
 from cakd_viz.bundle import load_bundle, write_bundle
 from cakd_viz.decomposition import decompose, native_path
 from cakd_viz.decomposition.scan import scan_logits
-from cakd_viz.grouping import class_correlation
+from cakd_viz.grouping import class_correlation, parse_grouping, strong_mask
 from cakd_viz.scans import subset_rows
 from cakd_viz.validate import BundleError
 
@@ -83,7 +84,11 @@ def test_correlation_over_all_rows_or_a_stated_subsample(tmp_path):
     b = load_bundle(write_bundle(tmp_path / "b", teacher=teacher, students={"s": student}, labels=labels))
     full = bundles.teacher_correlation(b.teacher)
     np.testing.assert_allclose(full.matrix, class_correlation(b.teacher))
-    assert full.complete and full.describe() == "over all 300 samples" and not full.matrix.flags.writeable
+    assert (
+        full.rows == full.total
+        and full.describe() == "over all 300 samples"
+        and not full.matrix.flags.writeable
+    )
     part = bundles.teacher_correlation(b.teacher, max_rows=120)
     rows = subset_rows(300, 120, 0)
     assert len(rows) == 120 and np.all(np.diff(rows) > 0)
@@ -92,12 +97,23 @@ def test_correlation_over_all_rows_or_a_stated_subsample(tmp_path):
     assert bundles.correlation_scope(300) == "over all 300 samples"
 
 
+def _tensor_in_strong(d, teacher_logits, rows, correlation) -> np.ndarray:
+    """For each of `rows`, whether the student's top class lies in the strong set S rebuilt with tensor
+    ops (`grouping.strong_mask`) under the decomposition's grouping and T: the reference."""
+    g = parse_grouping(d.grouping)
+    correlated = g.correlated(correlation)
+    z = torch.from_numpy(np.asarray(teacher_logits[rows], dtype=np.float32))  # (n, C)
+    y = None if d.labels is None else torch.from_numpy(d.labels[rows])
+    mask = strong_mask(g, z, y, temperature=d.temperature, correlated=correlated)  # (n, C)
+    pred = torch.from_numpy(d.student_pred[rows]).view(-1, 1)
+    return mask.gather(1, pred).squeeze(1).numpy()
+
+
 @pytest.mark.parametrize("grouping", ["target", "topk:3", "topk+target:2", "mass:0.9", "corr:0.1"])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_membership_in_strong_sets_is_diagnoses_own(grouping, dtype, monkeypatch):
-    """`in_strong_set` (the kernel's selection, or tensor ops for float64) agrees with
-    `diagnose.prediction_in_strong` (tensor ops) row by row, in chunks."""
-    from cakd_viz import diagnose
+def test_membership_in_strong_sets_is_the_tensor_ops_own(grouping, dtype, monkeypatch):
+    """`in_strong_set` (the kernel's selection, or tensor ops for float64) agrees with the strong sets
+    of `grouping.strong_mask` (tensor ops) row by row, in chunks."""
     from cakd_viz.decomposition import membership
     from cakd_viz.decomposition.membership import in_strong_set
 
@@ -107,7 +123,7 @@ def test_membership_in_strong_sets_is_diagnoses_own(grouping, dtype, monkeypatch
     corr = np.corrcoef(np.asarray(teacher, dtype=np.float64), rowvar=False)
     d = decompose(student, teacher, labels, grouping=grouping, temperature=2.0, correlation=corr)
     rows = np.flatnonzero(np.arange(300) % 3 > 0)  # two thirds of the samples, in order
-    want = diagnose.prediction_in_strong(d, teacher, rows, correlation=corr)[rows]
+    want = _tensor_in_strong(d, teacher, rows, corr)
     got = in_strong_set(
         d.student_pred[rows], teacher, labels, rows, grouping=grouping, temperature=2.0, correlation=corr
     )

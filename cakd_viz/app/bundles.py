@@ -316,15 +316,15 @@ class Correlation:
     rows: int  # samples it was computed over
     total: int  # samples in the bundle
 
-    @property
-    def complete(self) -> bool:
-        return self.rows == self.total
-
     def describe(self) -> str:
         """E.g. "over all 50,000 samples" or "over a fixed random subsample of 100,000 of 1,280,000 samples"."""
-        if self.complete:
-            return f"over all {self.total:,} samples"
-        return f"over a fixed random subsample of {self.rows:,} of {self.total:,} samples"
+        return _scope(self.rows, self.total)
+
+
+def _scope(rows: int, total: int) -> str:
+    if rows == total:
+        return f"over all {total:,} samples"
+    return f"over a fixed random subsample of {rows:,} of {total:,} samples"
 
 
 @st.cache_resource(max_entries=6, show_spinner="Correlating the teacher's logits…")
@@ -351,9 +351,7 @@ def teacher_correlation(
 
 def correlation_scope(num_samples: int) -> str:
     """Which samples the class correlation of a bundle of ``num_samples`` covers, without computing it."""
-    if num_samples <= CORRELATION_ROWS:
-        return f"over all {num_samples:,} samples"
-    return f"over a fixed random subsample of {CORRELATION_ROWS:,} of {num_samples:,} samples"
+    return _scope(min(num_samples, CORRELATION_ROWS), num_samples)
 
 
 def files_stamp(path: Path) -> str:

@@ -155,7 +155,7 @@ def temperature_scan(
             sample=scan_sample(b.num_samples),
             seed=SCAN_SEED,
             device=device,
-            correlation=_corr_for(key, grouping, standardize),
+            correlation=views.correlation(key, standardize, grouping),
             standardize=standardize,
         )
         frames.append(f.assign(student=name))
@@ -195,10 +195,10 @@ def grouping_scan(
     return pd.concat(frames, ignore_index=True)
 
 
-def correlation(key, standardize: bool = False) -> np.ndarray:
+def correlation(key, standardize: bool = False, grouping: str | None = None) -> np.ndarray | None:
     """The teacher's (C, C) class-correlation matrix (read-only); of its standardized logits with
-    ``standardize``."""
-    return views.correlation(key, standardize)
+    ``standardize``; given a ``grouping``, None unless it needs the matrix (``corr:R``)."""
+    return views.correlation(key, standardize, grouping)
 
 
 def correlation_info(key, standardize: bool = False):
@@ -219,15 +219,11 @@ def comembership(key, grouping: str, temperature: float, standardize: bool = Fal
     rows = scans.subset_rows(b.num_samples, COMEMBERSHIP_SAMPLE)
     teacher = b.teacher if len(rows) == b.num_samples else np.asarray(b.teacher[rows])
     labels = None if b.labels is None else np.asarray(b.labels)[rows]
-    corr = _corr_for(key, grouping, standardize)
+    corr = views.correlation(key, standardize, grouping)
     counts = families.comembership(
         teacher, labels, grouping=grouping, temperature=temperature, correlation=corr, standardize=standardize
     )
     return counts, len(rows)
-
-
-def _corr_for(key, grouping: str, standardize: bool = False):
-    return views.correlation(key, standardize) if parse_grouping(grouping).needs_correlation else None
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -289,7 +285,7 @@ def _in_strong(_d, _teacher, ident: tuple, which: str, key: tuple) -> np.ndarray
         rows,
         grouping=_d.grouping,
         temperature=_d.temperature,
-        correlation=_corr_for(key, _d.grouping, _d.standardize),
+        correlation=views.correlation(key, _d.standardize, _d.grouping),
         standardize=_d.standardize,
     )
     return out
@@ -378,7 +374,7 @@ def map_points(
     elif color == "class":
         groups, words = ref, list(names)
     else:
-        groups, words = explore.dominant(d), []
+        groups, words = diagnose.per_sample_dominant(d), []
     hover = [f"{names[r]}; {a.student or 'A'} says {names[s]}" for r, s in zip(ref, says, strict=True)]
     return {
         "groups": np.asarray(groups),

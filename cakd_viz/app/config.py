@@ -35,7 +35,6 @@ SAMPLES = {
     "glyphs": "glyphs/bundle",
     "digits": "digits/bundle",
 }
-DEFAULT_SAMPLE = "glyphs"
 
 UPLOAD_EXTENSIONS = ("npz", "safetensors", "pt", "pth")
 UPLOAD_MAX_MB = 200  # keep in step with server.maxUploadSize in .streamlit/config.toml

@@ -8,7 +8,7 @@ without a word, a value it cannot use (an unknown option, a number outside the r
 whole number); ``bound`` draws such a widget and says so: "The link asks for T=abc, not a number;
 showing T = 4." The line stays while the widget shows that substitute, and goes once the user picks
 something else. A bound parameter can only be changed through ``st.session_state`` (Streamlit refuses
-``st.query_params`` for it), so in-app navigation sets the widget's state (``state.goto_sample``).
+``st.query_params`` for it), so in-app navigation sets the widget's state (``state.goto_overview``).
 
 Values that are no widget (the bundle, the runs whose students are added, a class-name list, the Learn
 page's example) are read with ``param`` and written with ``set_param``, with the same one-line notes.
@@ -57,10 +57,10 @@ def current(names: Sequence[str] | None = None) -> list[str]:
     return out
 
 
-def show(names: Sequence[str], where=None) -> None:
-    """Draw the valid notes for ``names`` as warnings (in ``where``, default the main area)."""
+def show(names: Sequence[str]) -> None:
+    """Draw the valid notes for ``names`` as warnings in the main area."""
     for text in current(names):
-        (where or st).warning(text, icon=":material/link_off:")
+        st.warning(text, icon=":material/link_off:")
 
 
 # -- widgets bound to the URL ----------------------------------------------------------------------------

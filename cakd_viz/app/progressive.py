@@ -47,10 +47,6 @@ class Result:
     student: str = ""
 
     @property
-    def exact(self) -> bool:
-        return True
-
-    @property
     def index(self) -> np.ndarray:
         """The bundle's sample index of each row of ``d``."""
         return np.arange(len(self.d))
@@ -112,10 +108,6 @@ class Store:
         with self._lock:
             return list(self._items)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
 
 def nbytes(d: Decomposition) -> int:
     """Bytes held by a decomposition's per-sample arrays (its labels too where they are its own copy,
@@ -155,20 +147,6 @@ def _setting(key: tuple, grouping: str, temperature: float, device: str, standar
     """The store's key of a setting, its students' keys appended: (view, grouping, T, device), and "LS"
     after the device under logit standardization (the plain keys are as they were)."""
     return (key, grouping, temperature, device, *(("LS",) if standardize else ()))
-
-
-def result(
-    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
-) -> Result:
-    """One student's decomposition (``results`` for one)."""
-    return results(key, [student], grouping, temperature, device, standardize)[student]
-
-
-def exact_now(
-    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
-) -> Decomposition:
-    """The decomposition of one student of a view (read-only, shared), computed now when not stored."""
-    return result(key, student, grouping, temperature, device, standardize).d
 
 
 # -- computing -----------------------------------------------------------------------------------------
@@ -218,7 +196,7 @@ def _one_pass(base: tuple, students: list[str], bar) -> dict[str, Decomposition]
         bar.computing(title, done, total)
 
     bar.computing(title, 0, b.num_samples)
-    corr = views.correlation(key, standardize) if parse_grouping(grouping).needs_correlation else None
+    corr = views.correlation(key, standardize, grouping)
     done = decompose_many(
         [b.student(s) for s in todo],
         b.teacher,
@@ -280,8 +258,3 @@ def _read_only(d: Decomposition) -> Decomposition:
         if isinstance(arr, np.ndarray) and arr.flags.writeable:
             arr.flags.writeable = False
     return d
-
-
-def clear() -> None:
-    """Forget every stored result (tests)."""
-    STORE.clear()

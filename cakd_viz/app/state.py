@@ -22,7 +22,6 @@ from cakd_viz.app.config import plain, shown
 from cakd_viz.app.links import asked
 from cakd_viz.bundle import Bundle
 from cakd_viz.classnames import readable_names
-from cakd_viz.decomposition import Decomposition
 from cakd_viz.device import describe_device
 from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, Grouping, parse_grouping
 from cakd_viz.standardize import setting
@@ -151,40 +150,25 @@ def results(
     students: list[str] | None = None,
     *,
     grouping: str | None = None,
-    temperature: float | None = None,
     standardize: bool | None = None,
 ) -> dict[str, progressive.Result]:
     """The exact decompositions of some students of the open bundle (default: student A, and B when set)
-    under the sidebar's grouping, T and logit standardization unless given: kept, or computed now with a
-    progress bar (``cakd_viz.app.progressive``)."""
+    under the sidebar's T, and its grouping and logit standardization unless given: kept, or computed now
+    with a progress bar (``cakd_viz.app.progressive``)."""
     sel = selection()
     names = students or [sel.student] + ([sel.compare] if sel.compare else [])
     return progressive.results(
         sel.key,
         names,
         str(parse_grouping(grouping or sel.grouping)),
-        float(sel.temperature if temperature is None else temperature),
+        float(sel.temperature),
         sel.device,
         sel.standardize if standardize is None else bool(standardize),
     )
 
 
-def result(
-    student: str | None = None,
-    *,
-    grouping: str | None = None,
-    temperature: float | None = None,
-    standardize: bool | None = None,
-) -> progressive.Result:
-    """One student's exact decomposition (default: student A)."""
-    name = student or selection().student
-    return results([name], grouping=grouping, temperature=temperature, standardize=standardize)[name]
-
-
-def goto_sample(index: int, student: str | None = None) -> None:
-    """Open the Sample page on sample ``index`` (and optionally another student A), keeping the view."""
-    if student:
-        st.session_state[W_STUDENT] = student  # a bound widget: set through its state, not the URL
+def goto_sample(index: int) -> None:
+    """Open the Sample page on sample ``index``, keeping the view."""
     st.switch_page(PAGE_FILES["sample"], query_params=link_params() | {"i": str(int(index))})
 
 
@@ -209,14 +193,6 @@ def switch_bundle(source: str) -> None:
     ss = st.session_state
     ss[_K_SOURCE] = opened.source
     ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
-
-
-def _decompose(
-    key: tuple, student: str, grouping: str, temperature: float, device: str, standardize: bool = False
-) -> Decomposition:
-    """The exact decomposition of a view's student, computed now when it is not kept (read-only; shared)."""
-    g = str(parse_grouping(grouping))
-    return progressive.exact_now(key, student, g, float(temperature), device, standardize)
 
 
 # -- the links the app writes itself ------------------------------------------------------------------

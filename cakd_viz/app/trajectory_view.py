@@ -252,7 +252,7 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
     for name, r in res.items():
         truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else np.asarray(labels)[r.index]
         who = "final run" if name == final else name
-        means[who] = _class_means(r.d, r.ident, truth, t.by, t.num_classes)
+        means[who] = _means(r.d, np.asarray(truth, np.int64), r.ident, t.by, t.num_classes)
     same = _holds(opened.key, identity(run))
     first = next(iter(res.values()))
     samples = "the same samples as the epochs" if same else f"other samples than the run's {t.split} split"
@@ -261,10 +261,6 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
         f"Right of the gap: the bundle {opened.label}'s students and the run's final student ('final run') "
         f"on {first.scope()} of that bundle ({samples}), under the run's grouping and T.",
     )
-
-
-def _class_means(d, ident: tuple, truth: np.ndarray, by: str, num_classes: int) -> np.ndarray:
-    return _means(d, np.asarray(truth, np.int64), ident, by, num_classes)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

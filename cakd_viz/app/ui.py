@@ -98,8 +98,8 @@ def plain_text(markdown: str) -> str:
     return _MARKDOWN.sub(one, str(markdown)).replace(ZWSP, "")  # escaped HTML text links nowhere
 
 
-def subheader(text: str, where=None) -> None:
-    (where or st).subheader(text)
+def subheader(text: str) -> None:
+    st.subheader(text)
     report().heading(plain_text(text))
 
 
@@ -113,9 +113,9 @@ def section(text: str) -> None:
     report().heading(plain_text(text))
 
 
-def markdown(text: str, where=None) -> None:
+def markdown(text: str) -> None:
     """A paragraph of markdown, recorded as plain text."""
-    (where or st).markdown(text)
+    st.markdown(text)
     report().text(plain_text(text))
 
 
@@ -139,27 +139,26 @@ def metric(where, label: str, value, delta=None, **kwargs) -> None:
     )
 
 
-def image(picture, caption: str = "", where=None) -> None:
+def image(picture, caption: str = "") -> None:
     """A PIL image with its caption; the report embeds it as PNG."""
-    (where or st).image(picture, caption=caption or None)
+    st.image(picture, caption=caption or None)
     buf = io.BytesIO()
     picture.save(buf, format="PNG")
     report().image(buf.getvalue(), plain_text(caption))
 
 
-def latex(tex: str, text: str, *, parts: list | None = None, where=None) -> None:
+def latex(tex: str, text: str, *, parts: list | None = None) -> None:
     """A formula: LaTeX on the page; in the report ``text`` (plain) and, with ``parts``, MathML."""
-    (where or st).latex(tex)
+    st.latex(tex)
     report().formula(text, parts)
 
 
-def identity(example, *, decimals: int | None = None, prefix: str = "", where=None) -> None:
+def identity(example, *, decimals: int | None = None, prefix: str = "") -> None:
     """KL = BCD + p_S·SCD + p_W·WCD with this example's numbers (``cakd_viz.learn``)."""
     latex(
         prefix + identity_latex(example, decimals=decimals),
         identity_text(example, decimals=decimals),
         parts=identity_parts(example, decimals=decimals),
-        where=where,
     )
 
 
@@ -171,11 +170,11 @@ def who(name: str, sel) -> str:
     return f"{name} ({'A' if name == sel.student else 'B'})"
 
 
-def chart(fig, caption: str | None = None, *, key: str | None = None, where=None, **kwargs) -> None:
+def chart(fig, caption: str | None = None, *, key: str | None = None, **kwargs) -> None:
     """Draw ``fig`` full width (with ``caption`` under it) and record both in the report."""
-    (where or st).plotly_chart(fig, width="stretch", key=key, **kwargs)
+    st.plotly_chart(fig, width="stretch", key=key, **kwargs)
     if caption:
-        (where or st).caption(caption)
+        st.caption(caption)
     report().figure(fig, plain_text(caption or ""))
 
 
@@ -194,16 +193,13 @@ def table(
     height: int | str = "auto",
     selectable: bool = False,
     context: dict | None = None,
-    export_frame: pd.DataFrame | None = None,
 ) -> object:
     """Show a library table (snake_case columns) as people read it, offer it as CSV / Parquet, record it.
 
     Values are shown, downloaded and reported in the unit their heading says (``terms.in_units``: a "%"
     column in percent). ``headings`` overrides some headings; ``a``/``b`` name the students of
-    comparison columns; ``context`` replaces the export context (default: the view's); ``export_frame``
-    (same columns, e.g. every row where ``frame`` holds the first ones) is what the downloads hold
-    instead of ``frame``. With ``selectable`` a single row can be selected; returns what st.dataframe
-    returns.
+    comparison columns; ``context`` replaces the export context (default: the view's). With
+    ``selectable`` a single row can be selected; returns what st.dataframe returns.
     """
     names = {c: (headings or {}).get(c) or heading(str(c), a=a, b=b) for c in frame.columns}
     people = in_units(frame)
@@ -221,8 +217,7 @@ def table(
     )
     if caption:
         st.caption(caption)
-    out = shown if export_frame is None else in_units(export_frame).rename(columns=names)
-    download(out, name=name, context=context, key=f"dl_{key or name}")
+    download(shown, name=name, context=context, key=f"dl_{key or name}")
     report().table(formatted(shown.head(MAX_ROWS), formats), plain_text(caption or ""), total=len(shown))
     return event
 

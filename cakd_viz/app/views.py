@@ -23,6 +23,7 @@ from cakd_viz.app import bundles
 from cakd_viz.app.bundles import Correlation
 from cakd_viz.bundle import Bundle
 from cakd_viz.bundle.compose import check_same_teacher, compose_students
+from cakd_viz.grouping import parse_grouping
 from cakd_viz.runs import results, store
 
 MAX_RUNS = 6  # run students one link may add
@@ -79,7 +80,9 @@ def student_names(runs, taken=()) -> dict[str, str]:
 def _check(base_path: str, base_stamp: str, run: tuple[str, str, str]) -> str | None:
     """None when the run's bundle matches the open bundle, else why not (one line)."""
     try:
-        check_same_teacher(bundles.load(base_path, base_stamp), _open(run[1]), name=f"run {run[0]}")
+        check_same_teacher(
+            bundles.load(base_path, base_stamp), bundles.open_checked(run[1]), name=f"run {run[0]}"
+        )
     except ValueError as exc:
         return str(exc)
     return None
@@ -111,7 +114,7 @@ def _composed(base_path: str, base_stamp: str, runs: tuple) -> Bundle:
     names = student_names(runs, taken=base.student_names)
     extra = {}
     for run_id, path, *_ in runs:
-        other = _open(path)
+        other = bundles.open_checked(path)  # validated: one scan per logit file
         extra[names[run_id]] = (other, other.student_names[0])
     return compose_students(base, extra)
 
@@ -123,20 +126,18 @@ def load(key: tuple) -> Bundle:
     return bundles.load(key[0], key[1])
 
 
-def correlation(key: tuple, standardize: bool = False) -> np.ndarray:
+def correlation(key: tuple, standardize: bool = False, grouping: str | None = None) -> np.ndarray | None:
     """The teacher's (C, C) class-correlation matrix, read-only (a composed view shares its base's teacher);
-    of the standardized teacher with ``standardize``."""
+    of the standardized teacher with ``standardize``. Given a ``grouping``, None unless it needs the
+    matrix (``corr:R``)."""
+    if grouping is not None and not parse_grouping(grouping).needs_correlation:
+        return None
     return bundles.correlation(key[0], key[1], standardize).matrix
 
 
 def correlation_info(key: tuple, standardize: bool = False) -> Correlation:
     """The correlation with the number of samples it covers (``Correlation.describe``)."""
     return bundles.correlation(key[0], key[1], standardize)
-
-
-def _open(path: str) -> Bundle:
-    """A run's bundle, validated (one scan per logit file, taking its predictions on the way)."""
-    return bundles.open_checked(path)
 
 
 def _names(key: tuple) -> dict[str, str]:

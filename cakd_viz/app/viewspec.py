@@ -7,8 +7,24 @@ from pathlib import Path
 from cakd_viz.app import config as app_config
 from cakd_viz.app import names, views
 from cakd_viz.app.state import Selection
+from cakd_viz.export import ViewSpec
 
 UPLOAD_PLACEHOLDER = "PATH/TO/YOUR/BUNDLE"  # an upload lives only on the server: `cakd-viz import` it
+
+
+def spec(sel: Selection, what: str, *, grouping: str | None = None, **fields) -> ViewSpec:
+    """The snippet of ``what`` for the view ``sel``: its bundle, student A, grouping (unless given), T, run
+    students and logit standardization, and ``fields`` (the other ``ViewSpec`` fields) as given."""
+    return ViewSpec(
+        what,
+        bundle_path(sel),
+        sel.student,
+        grouping or sel.grouping,
+        sel.temperature,
+        extra=extra(sel),
+        standardize=sel.standardize,
+        **fields,
+    )
 
 
 def bundle_path(sel: Selection) -> str:

@@ -18,8 +18,8 @@ _MEAN_LABELS = {"kl_mean": "KL", **{f"{t}_mean": TERM_LABELS[t] for t in TERMS}}
 def mean_terms_figure(summary: pd.DataFrame, a: str, b: str) -> go.Figure:
     """Mean KL and mean parts of A and B side by side, the change (B - A) written above B's bar.
 
-    summary: `compare.summary` (measure, a, b, delta). Traces: A, then B, named after the students and
-    their role ("kd (A)", "ce (B)").
+    summary: `compare.summary`, or `compare.set_summary` over one set of samples (measure, a, b, delta).
+    Traces: A, then B, named after the students and their role ("kd (A)", "ce (B)").
     """
     rows = summary.set_index("measure").reindex(_MEANS)
     labels = [_MEAN_LABELS[m] for m in _MEANS]
@@ -97,11 +97,3 @@ def class_delta_figure(deltas: pd.DataFrame, a: str, b: str, *, top: int = 30) -
         zerolinecolor="#444444",
     )
     return fig
-
-
-def set_change_figure(set_summary: pd.DataFrame, a: str, b: str, *, title: str | None = None) -> go.Figure:
-    """Over one set of samples (fixed or broken by B): the mean KL and mean parts of A and B.
-
-    set_summary: `compare.set_summary` (measure, a, b, delta).
-    """
-    return mean_terms_figure(set_summary, a, b).update_layout(title=title)

@@ -56,9 +56,8 @@ def correlation_heatmap(
     corr: np.ndarray, classes: np.ndarray, family: np.ndarray, class_names: list[str]
 ) -> go.Figure:
     """Heatmap of the teacher's class-logit correlations (Pearson r) for `classes`, families boxed."""
-    sub = np.asarray(corr)[np.ix_(classes, classes)]
-    fig = _heatmap(
-        sub,
+    return _heatmap(
+        np.asarray(corr)[np.ix_(classes, classes)],
         classes,
         family,
         class_names,
@@ -69,7 +68,6 @@ def correlation_heatmap(
         hover="%{y} × %{x}<br>r = %{z:.3f}<br>families %{customdata}<extra></extra>",
         title="the teacher's class correlations (Pearson r of its logits)",
     )
-    return fig
 
 
 def comembership_heatmap(

@@ -16,7 +16,6 @@ def class_failure_chart(
     *,
     top: int = 25,
     normalize: bool = True,
-    title: str | None = None,
     student: str | None = None,
 ) -> go.Figure:
     """Per class, the KL of its failures split by term: one horizontal stacked bar per class.
@@ -25,8 +24,7 @@ def class_failure_chart(
     show shares of the class's failure KL (each bar sums to 1) instead of summed nats. One trace per
     term (`meta` is the term name). ``student`` (escaped here) titles it with whose failures they are.
     """
-    if title is None and student is not None:
-        title = f"{_escape(student)}: each class's failure KL by part"
+    title = None if student is None else f"{_escape(student)}: each class's failure KL by part"
     rows = classes.head(top)
     labels = [f"{_escape(n)}  (n={int(k)})" for n, k in zip(rows["name"], rows["failures"], strict=True)]
     pos = np.arange(len(rows))
@@ -59,9 +57,7 @@ def class_failure_chart(
     return fig
 
 
-def confusion_chart(
-    pairs: pd.DataFrame, *, top: int = 20, title: str | None = None, student: str | None = None
-) -> go.Figure:
+def confusion_chart(pairs: pd.DataFrame, *, top: int = 20, student: str | None = None) -> go.Figure:
     """The most frequent confusions (reference class -> student's prediction) as horizontal bars.
 
     `pairs`: a `diagnose.confusion_pairs` table. Bars are coloured by the pair's dominant term (one trace
@@ -69,8 +65,7 @@ def confusion_chart(
     correlation family and how often the prediction lay in the strong set S, when those columns exist.
     ``student`` (escaped here) titles it with whose confusions they are.
     """
-    if title is None and student is not None:
-        title = f"{_escape(student)}: its most frequent confusions"
+    title = None if student is None else f"{_escape(student)}: its most frequent confusions"
     rows = pairs.head(top).reset_index(drop=True)
     labels = [
         f"{_escape(a)} → {_escape(b)}" for a, b in zip(rows["true_name"], rows["predicted_name"], strict=True)

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from cakd_viz.decomposition import TERMS
 from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, TERM_NAMES, base_layout
 from cakd_viz.figures.text import plain
-from cakd_viz.grouping import Sweep, parse_grouping
+from cakd_viz.grouping import parse_grouping
 
 
 def shares_figure(summary: pd.DataFrame) -> go.Figure:
@@ -227,15 +227,6 @@ def class_breakdown_figure(
 def _whose(student: str | None, what: str) -> str | None:
     """A chart title saying whose numbers it shows ("kd: total KL per class"); None without a student."""
     return None if student is None else f"{plain(student)}: {what}"
-
-
-def sweep_groupings(spec: str, num_classes: int, *, has_labels: bool = True) -> Sweep:
-    """The family of grouping specs to sweep around `spec`: (parameter name, specs, parameter values).
-
-    The rule's own sweep (`Grouping.sweep`): topk / topk+target sweep K, mass P, corr R; `target` (no
-    parameter) sweeps topk:K.
-    """
-    return parse_grouping(spec).sweep(num_classes, has_labels=has_labels)
 
 
 def grouping_param(spec: str) -> float | None:

@@ -37,7 +37,6 @@ HELD_OUT_NOTE = (
     "grouping, T and logit standardization (loss.standardize), means over the held-out samples in nats, as "
     "the explorer computes them (no loss weights, no T²)."
 )
-STEP_AXIS = "training batch mean (log scale)"
 STEP_NOTE = (
     "Training terms per step, as the loss computes them: every KL term (KD, BCD, SCD, WCD, TCKD, NCKD) is "
     "a batch mean times T², before the loss weights (w_b, alpha, beta) and their warm-up; CE is the plain "
@@ -82,7 +81,6 @@ def curves_figure(
     curves: dict[str, pd.DataFrame],
     metric: str = "val_acc",
     *,
-    title: str | None = None,
     splits=("validation",),
 ) -> go.Figure:
     """One line per run of ``metric`` against the epoch; ``curves``: run label -> its epoch records;
@@ -104,7 +102,7 @@ def curves_figure(
                 hovertemplate=f"{plain(label)}<br>epoch %{{x}}<br>%{{y:.4g}}{'%' if pct else ''}<extra></extra>",
             )
         )
-    fig.update_layout(**base_layout(title, height=380))
+    fig.update_layout(**base_layout(height=380))
     if not fig.data:
         return _empty(fig)
     fig.update_xaxes(title="epoch", dtick=1)
@@ -120,7 +118,7 @@ def _empty(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def terms_figure(steps: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+def terms_figure(steps: pd.DataFrame) -> go.Figure:
     """One run's loss terms (unweighted, T^2-scaled batch means) and total against the fractional epoch."""
     fig = go.Figure()
     if not steps.empty:
@@ -137,7 +135,7 @@ def terms_figure(steps: pd.DataFrame, *, title: str | None = None) -> go.Figure:
                         hovertemplate=f"{label}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>",
                     )
                 )
-    fig.update_layout(**base_layout(title, height=320))
+    fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch")
     values = steps[[k for k in _TERM_STYLE if k in steps]].to_numpy(dtype=float) if not steps.empty else None
     positive = values[values > 0] if values is not None else np.zeros(0)
@@ -148,7 +146,7 @@ def terms_figure(steps: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     return fig
 
 
-def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False, title: str | None = None) -> go.Figure:
+def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False) -> go.Figure:
     """One run's held-out decomposition against the epoch: the weighted parts stacked up to the KL
     (``raw`` False), or the raw terms BCD, SCD, WCD as lines (``raw`` True). ``epochs``: its epoch records
     with the ``HELD_OUT`` fields; epochs without them are left out."""
@@ -177,7 +175,7 @@ def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False, title: str
                         )
                     )
             fig.add_trace(_line(have, "val_kl", "KL (sum of the parts)", TERM_COLORS["kl"], dash="dot"))
-    fig.update_layout(**base_layout(title, height=320))
+    fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch", dtick=1)
     fig.update_yaxes(
         title="held-out mean, raw term (nats)" if raw else "held-out mean part of the KL (nats)",
@@ -290,7 +288,7 @@ def sweep_heatmap(
                 hovertemplate=f"{x} %{{x}}<br>%{{y:.2f}} ± %{{error_y.array:.2f}} (%{{customdata}} trial(s))<extra></extra>",
             )
         )
-        fig.update_layout(**base_layout(None, height=360))
+        fig.update_layout(**base_layout(height=360))
         fig.update_xaxes(title=x, type="category")
         fig.update_yaxes(title=_value_title(value, split))
         return fig
@@ -324,7 +322,7 @@ def sweep_heatmap(
             ),
         )
     )
-    fig.update_layout(**base_layout(None, height=140 + 56 * max(len(order[y]), 3)))
+    fig.update_layout(**base_layout(height=140 + 56 * max(len(order[y]), 3)))
     fig.update_xaxes(title=x, type="category")
     fig.update_yaxes(title=y, type="category")
     return fig

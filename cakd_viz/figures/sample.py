@@ -65,7 +65,6 @@ def probability_bars(
     classes: np.ndarray | None = None,
     *,
     log: bool = False,
-    title: str | None = None,
     font_size: int = 13,
     student: str = "student",
     other: tuple[str, np.ndarray] | None = None,
@@ -128,7 +127,6 @@ def probability_bars(
         )
     fig.update_layout(
         **base_layout(
-            title,
             barmode="group",
             height=max(260, 80 + (34 + 10 * (len(bars) - 2)) * len(idx)),
             font=dict(size=font_size),

@@ -88,7 +88,7 @@ def _class_axes(fig: go.Figure, names: list[str], family: np.ndarray, columns: l
     )
     for i in np.flatnonzero(np.diff(family) != 0):  # a line between two families
         fig.add_hline(y=i + 0.5, line=dict(color="white", width=2), col=col)
-    fig.update_layout(**base_layout(None, height=max(320, 110 + 14 * c)))
+    fig.update_layout(**base_layout(height=max(320, 110 + 14 * c)))
 
 
 def trajectory_heatmap(

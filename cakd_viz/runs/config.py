@@ -93,15 +93,10 @@ class RunConfig:
         """Build from the JSON form; unknown keys and wrongly typed values raise ValueError."""
         if not isinstance(data, dict):
             raise ValueError(f"a run config is a JSON object, got {type(data).__name__}")
-        _check_keys(data, cls, "run config")
+        check_keys(data, cls, "run config")
         loss = LossConfig.from_dict(data.get("loss", {}))  # "loss": "kd" is short for {"name": "kd"}
-        values = {k: _coerce(cls, k, v, "") for k, v in data.items() if k != "loss"}
+        values = {k: _coerce(cls, k, v) for k, v in data.items() if k != "loss"}
         return cls(**values, loss=loss)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> RunConfig:
-        """Read and validate a run config file."""
-        return cls.from_dict(read_json_config(path)).validated()
 
     def to_dict(self) -> dict:
         """JSON-ready copy (the form written to config.json)."""
@@ -204,7 +199,8 @@ def read_json_config(path: str | Path) -> dict:
 # -- checks -------------------------------------------------------------------------------------------
 
 
-def _check_keys(data: dict, cls: type, where: str) -> None:
+def check_keys(data: dict, cls: type, where: str) -> None:
+    """ValueError naming the keys of ``data`` that are no field of the dataclass ``cls`` (in ``where``)."""
     known = [f.name for f in fields(cls)]
     unknown = [k for k in data if k not in known]
     if unknown:
@@ -216,7 +212,7 @@ def _check_keys(data: dict, cls: type, where: str) -> None:
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}
 
 
-def _coerce(cls: type, key: str, value: object, prefix: str) -> object:
+def _coerce(cls: type, key: str, value: object) -> object:
     """Check one JSON value against the field's annotation; ints are accepted for floats."""
     annotation = str(next(f.type for f in fields(cls) if f.name == key))
     optional = "None" in annotation
@@ -238,7 +234,7 @@ def _coerce(cls: type, key: str, value: object, prefix: str) -> object:
             "dict": "an object",
             "bool": "true or false",
         }[kind]
-        raise ValueError(f"{prefix}{key} must be {what}, got {value!r}")
+        raise ValueError(f"{key} must be {what}, got {value!r}")
     return value
 
 

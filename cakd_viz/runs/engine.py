@@ -44,10 +44,10 @@ def run_sweep(
     return sweep_dir
 
 
-def launch_sweep(sweep: SweepConfig, root: str | Path | None = None, *, env: dict | None = None) -> Path:
+def launch_sweep(sweep: SweepConfig, root: str | Path | None = None) -> Path:
     """Validate and create the sweep, then execute it in a background process (its own group); returns its folder."""
     sweep_dir, _ = create_sweep(sweep, root)
-    launcher.spawn_cli(sweep_dir, ["sweep", "--sweep-dir", str(sweep_dir)], env=env)
+    launcher.spawn_cli(sweep_dir, ["sweep", "--sweep-dir", str(sweep_dir)])
     return sweep_dir
 
 
@@ -97,7 +97,7 @@ def _run_local(sweep: SweepConfig, sweep_dir: Path, trials: list[Path], log: Log
                 raise Cancelled("cancelled")
             while pending and len(running) < workers:
                 d = pending.pop(0)
-                if _state(d) not in store.FINAL:  # e.g. cancelled from the app before it started
+                if store.read_state(d) not in store.FINAL:  # e.g. cancelled from the app before it started
                     running[d] = launcher.spawn(d, max_concurrent=workers)
             for d, proc in list(running.items()):
                 if proc.poll() is not None:
@@ -111,23 +111,16 @@ def _run_local(sweep: SweepConfig, sweep_dir: Path, trials: list[Path], log: Log
         raise
 
 
-def _state(run_dir: Path) -> str | None:
-    try:
-        return store.read_json(run_dir / store.STATUS).get("state")
-    except ValueError:
-        return None
-
-
 def _cancel_trials(trials: list[Path]) -> None:
     for d in trials:
-        if _state(d) not in store.FINAL:
+        if store.read_state(d) not in store.FINAL:
             launcher.cancel(d)
 
 
 def _fail_leftovers(trials: list[Path]) -> None:
     """A trial still queued after its engine returned never ran (e.g. Ray dropped it): say so."""
     for d in trials:
-        if _state(d) == "queued":
+        if store.read_state(d) == "queued":
             store.update_status(d, "failed", error="the sweep engine finished without running this trial")
 
 

@@ -77,13 +77,7 @@ def default_max_concurrent() -> int:
     return int(value) if value is not None else max(1, (os.cpu_count() or 1) // 2)
 
 
-def launch(
-    config: RunConfig,
-    root: str | Path | None = None,
-    *,
-    max_concurrent: int | None = None,
-    env: dict | None = None,
-) -> Path:
+def launch(config: RunConfig, root: str | Path | None = None, *, max_concurrent: int | None = None) -> Path:
     """Validate ``config``, create its run folder under ``root`` and start it in the background.
 
     Returns the run folder at once (the run may wait, ``queued``, for a slot). An invalid config
@@ -91,17 +85,17 @@ def launch(
     """
     config.validate()
     run_dir = store.create_run(store.runs_dir(root), config.to_dict())
-    spawn(run_dir, max_concurrent=max_concurrent, env=env)
+    spawn(run_dir, max_concurrent=max_concurrent)
     return run_dir
 
 
-def spawn(run_dir: Path, *, max_concurrent: int | None = None, env: dict | None = None) -> subprocess.Popen:
+def spawn(run_dir: Path, *, max_concurrent: int | None = None) -> subprocess.Popen:
     """Start the process that executes the prepared folder ``run_dir``, in a new process group."""
     limit = max_concurrent or default_max_concurrent()
-    return spawn_cli(run_dir, ["tune", "--run-dir", str(run_dir), "--max-concurrent", str(limit)], env=env)
+    return spawn_cli(run_dir, ["tune", "--run-dir", str(run_dir), "--max-concurrent", str(limit)])
 
 
-def spawn_cli(folder: Path, args: list[str], *, env: dict | None = None) -> subprocess.Popen:
+def spawn_cli(folder: Path, args: list[str]) -> subprocess.Popen:
     """Run ``python -m cakd_viz ARGS -q`` for a run or sweep folder, detached in its own process group.
 
     Its output goes to the folder's log; the folder's status records it as ``queued`` with its pid.
@@ -114,7 +108,6 @@ def spawn_cli(folder: Path, args: list[str], *, env: dict | None = None) -> subp
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=env,
             close_fds=True,
         )
     # The child is its own group leader (pgid == pid). Refused if it already left "queued".

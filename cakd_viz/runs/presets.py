@@ -35,70 +35,52 @@ class Preset:
         return {"loss": self.loss_section(), **VALIDATION}
 
 
+# The published settings (warm-up over 2 epochs, see above); the "+ LS" presets add ``standardize``.
+_DKD = {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup": 2.0, "warmup_schedule": "epoch"}
+_TOPK = {"grouping": "topk:5", "w_b": 1.0, **_DKD}
+_KD = {"temperature": 4.0, "warmup": 0.0}
+_LS = {"standardize": True}
+
 PRESETS: dict[str, Preset] = {
     "Top-k three-term": Preset(
         "cakd",
         "CAKD's three terms with S = the teacher's top-5 classes, weights 1 / 1 / 8, T = 4 "
         "(the GDKD top-k variant's CIFAR-100 setting, arXiv 2512.04625). Warm-up with DKD's per-epoch "
         "schedule (loss × min(e / W, 1) in epoch e): the recipe's W = 20 of 240 epochs, here 2.",
-        {
-            "grouping": "topk:5",
-            "w_b": 1.0,
-            "alpha": 1.0,
-            "beta": 8.0,
-            "temperature": 4.0,
-            "warmup": 2.0,
-            "warmup_schedule": "epoch",
-        },
+        _TOPK,
     ),
     "DKD defaults": Preset(
         "dkd",
         "Decoupled KD: 1·TCKD + 8·NCKD, T = 4 (Zhao et al., CVPR 2022, CIFAR-100). Equal to CAKD with "
         "S = {label} and weights 1 / any / 8, since SCD is 0 for a one-class S. Warm-up with DKD's own "
         "per-epoch schedule (loss × min(e / W, 1) in epoch e): the recipe's W = 20 of 240 epochs, here 2.",
-        {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup": 2.0, "warmup_schedule": "epoch"},
+        _DKD,
     ),
     "KD (Hinton)": Preset(
         "kd",
         "Classic KD: KL(teacher ‖ student) at T = 4, i.e. BCD + p_S·SCD + p_W·WCD with the natural weights. "
         "No warm-up: KD's recipe has none.",
-        {"temperature": 4.0, "warmup": 0.0},
+        _KD,
     ),
     "Top-k three-term + LS": Preset(
         "cakd",
         "The top-k three-term preset on standardized logits: each sample's teacher and student logits "
         "z-scored before T (logit standardization, Sun et al., CVPR 2024, arXiv 2403.01427), with which "
         "GDKD (arXiv 2512.04625) reports further gains. The LS paper's own T and weights are not used.",
-        {
-            "grouping": "topk:5",
-            "w_b": 1.0,
-            "alpha": 1.0,
-            "beta": 8.0,
-            "temperature": 4.0,
-            "warmup": 2.0,
-            "warmup_schedule": "epoch",
-            "standardize": True,
-        },
+        _TOPK | _LS,
     ),
     "DKD + LS": Preset(
         "dkd",
         "The DKD preset on standardized logits (logit standardization, Sun et al., CVPR 2024, arXiv "
         "2403.01427: each sample's logits z-scored before T). The LS paper's own T and weights are not used.",
-        {
-            "alpha": 1.0,
-            "beta": 8.0,
-            "temperature": 4.0,
-            "warmup": 2.0,
-            "warmup_schedule": "epoch",
-            "standardize": True,
-        },
+        _DKD | _LS,
     ),
     "KD + LS": Preset(
         "kd",
         "KD on standardized logits: each sample's teacher and student logits z-scored before T = 4 (logit "
         "standardization, Sun et al., CVPR 2024, arXiv 2403.01427), so the student matches the teacher's "
         "logit relations, not their scale. No warm-up. The LS paper's own T and weights are not used.",
-        {"temperature": 4.0, "warmup": 0.0, "standardize": True},
+        _KD | _LS,
     ),
     "CE only": Preset(
         "ce",

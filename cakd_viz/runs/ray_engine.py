@@ -35,7 +35,7 @@ def _require_ray():
 def run_trials(sweep, sweep_dir: Path, trials: list[Path], *, log: Callable[[str], None] = print) -> None:
     """Execute ``trials`` (prepared run folders) as one Ray Tune experiment; returns when all have ended."""
     ray, tune = _require_ray()
-    pending = [str(d.resolve()) for d in trials if _state(d) not in store.FINAL]
+    pending = [str(d.resolve()) for d in trials if store.read_state(d) not in store.FINAL]
     if not pending:
         return
     threads = RunConfig.from_dict(store.read_json(trials[0] / store.CONFIG)).threads
@@ -79,10 +79,3 @@ def _trial(config: dict) -> None:
     from cakd_viz.runs.runner import execute
 
     execute(config["run_dir"], max_concurrent=0, report=tune.report)
-
-
-def _state(run_dir: Path) -> str | None:
-    try:
-        return store.read_json(run_dir / store.STATUS).get("state")
-    except ValueError:
-        return None

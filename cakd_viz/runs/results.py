@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,9 +187,6 @@ class RunInfo:
     def bundle_path(self) -> Path | None:
         path = self.path / store.BUNDLE
         return path if self.state == "done" and (path / "meta.json").is_file() else None
-
-    def log_tail(self, lines: int = 30) -> str:
-        return store.log_tail(self.path, lines)
 
 
 def read_run(path: str | Path) -> RunInfo:
@@ -396,10 +394,7 @@ class SweepInfo:
         return name if isinstance(name, str) and name else self.id
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.trials:
-            out[t.state] = out.get(t.state, 0) + 1
-        return out
+        return dict(Counter(t.state for t in self.trials))
 
     def counts_text(self) -> str:
         return ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no trials"

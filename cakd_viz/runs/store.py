@@ -105,6 +105,14 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def read_state(run_dir: Path) -> str | None:
+    """The state a run or sweep folder's status.json records (None when it cannot be read)."""
+    try:
+        return read_json(run_dir / STATUS).get("state")
+    except ValueError:
+        return None
+
+
 def create_run(root: Path, config: dict, *, run_id: str | None = None, **status: object) -> Path:
     """Create ``root/RUN_ID`` holding config.json and a "queued" status.json, all at once; returns it."""
     root.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ import numpy as np
 
 from cakd_viz.grouping import DEFAULT_GROUPING, RULES, parse_grouping
 from cakd_viz.runs import store
-from cakd_viz.runs.config import LossConfig, RunConfig, loss_names, loss_parameters, read_json_config
+from cakd_viz.runs.config import LossConfig, RunConfig, check_keys, loss_names, loss_parameters
 
 ENGINES = ("local", "ray")
 MAX_TRIALS = 2000
@@ -79,26 +79,12 @@ class SweepConfig:
     def from_dict(cls, data: dict) -> SweepConfig:
         if not isinstance(data, dict):
             raise ValueError(f"a sweep config is a JSON object, got {type(data).__name__}")
-        known = [f.name for f in fields(cls)]
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {', '.join(map(repr, unknown))} in sweep config; known keys: {', '.join(known)}"
-            )
+        check_keys(data, cls, "sweep config")
         ray = data.get("ray") or {}
         if not isinstance(ray, dict):
             raise ValueError(f"ray must be an object such as {{'num_cpus': 2}}, got {ray!r}")
-        ray_known = [f.name for f in fields(RayOptions)]
-        bad = [k for k in ray if k not in ray_known]
-        if bad:
-            raise ValueError(
-                f"unknown key(s) {', '.join(map(repr, bad))} in ray; known keys: {', '.join(ray_known)}"
-            )
+        check_keys(ray, RayOptions, "ray")
         return cls(**{k: v for k, v in data.items() if k != "ray"}, ray=RayOptions(**ray))
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> SweepConfig:
-        return cls.from_dict(read_json_config(path)).validated()
 
     def to_dict(self) -> dict:
         return asdict(self)

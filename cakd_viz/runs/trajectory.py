@@ -20,7 +20,7 @@ split's teacher logits and says so in ``notes`` (a recorded run used exactly tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,6 @@ COLUMNS = (
     "accuracy",  # student prediction == true class (NaN without labels)
     "agreement",  # student prediction == teacher prediction
 )
-PARTS = ("bcd_mean", "scd_mean", "wcd_mean")
 BY = {"label": "true class", "teacher_pred": "teacher's class"}
 CHANGES = {"became right": True, "became wrong": False}
 
@@ -164,23 +163,18 @@ def trajectory(
     *,
     grouping: str,
     temperature: float,
-    correlation: np.ndarray | None = None,
     rows: np.ndarray | None = None,
     split: str = "validation",
-    device: str = "cpu",
     notes: tuple[str, ...] = (),
-    progress: Callable[[int, int], None] | None = None,
 ) -> Trajectory:
     """The trajectory of ``students`` {epoch: (N, C) logits} against ``teacher`` (N, C) with ``labels``
-    (N,) or None, each epoch decomposed once under ``grouping`` and ``temperature`` (``correlation``: the
-    (C, C) class correlation a ``corr:R`` grouping uses; default: that of ``teacher``).
-    ``progress(done, total)`` as the epochs' rows are decomposed."""
+    (N,) or None, each epoch decomposed once on the CPU under ``grouping`` and ``temperature`` (a
+    ``corr:R`` grouping uses the (C, C) class correlation of ``teacher``)."""
     epochs = tuple(sorted(int(e) for e in students))
     n, c = np.shape(teacher)
     teacher_corr = class_correlation(teacher)
     order, family = _families(teacher_corr)
-    if parse_grouping(grouping).needs_correlation and correlation is None:
-        correlation = teacher_corr
+    correlation = teacher_corr if parse_grouping(grouping).needs_correlation else None
     truth, by = (np.asarray(labels, np.int64), "label") if labels is not None else (None, "teacher_pred")
     means = np.full((c, len(epochs), len(COLUMNS)), np.nan)
     overall = np.full((len(epochs), len(COLUMNS)), np.nan)
@@ -193,9 +187,8 @@ def trajectory(
             labels,
             grouping=grouping,
             temperature=temperature,
-            device=device,
+            device="cpu",
             correlation=correlation,
-            progress=progress,
         )
         if epochs
         else []
@@ -231,9 +224,7 @@ def trajectory(
     )
 
 
-def read_trajectory(
-    run_dir: str | Path, *, device: str = "cpu", progress: Callable[[int, int], None] | None = None
-) -> Trajectory:
+def read_trajectory(run_dir: str | Path) -> Trajectory:
     """The trajectory of a run folder's kept epochs (``epochs/``, checked: ValueError naming a missing
     or damaged file), under the grouping and T its index.json records."""
     from cakd_viz.runs import store
@@ -263,9 +254,7 @@ def read_trajectory(
         temperature=files.temperature,
         rows=files.rows,
         split=files.split,
-        device=device,
         notes=tuple(notes),
-        progress=progress,
     )
 
 

@@ -4,7 +4,6 @@ import numpy as np
 import streamlit as st
 
 from cakd_viz.app import compute, links, state, ui, viewspec
-from cakd_viz.export import ViewSpec
 from cakd_viz.figures import correlation as fig
 
 ui.title(
@@ -109,7 +108,7 @@ with left:
         says=lambda v: f"P = {v:g}",
     )
     links.show(("P",))
-    r_mass = state.result(grouping=f"mass:{p:g}")
+    r_mass = state.results([sel.student], grouping=f"mass:{p:g}")[sel.student]
     d_mass = r_mass.d
     ui.chart(
         fig.strong_size_figure(d_mass.strong_size, grouping=d_mass.grouping),
@@ -129,16 +128,4 @@ with right:
             "diagonal the student over-weights S.",
             key=f"corr_mass_{name}",
         )
-ui.finish(
-    ViewSpec(
-        "families",
-        viewspec.bundle_path(sel),
-        sel.student,
-        sel.grouping,
-        sel.temperature,
-        threshold=threshold,
-        extra=viewspec.extra(sel),
-        class_names=viewspec.class_names(sel),
-        standardize=sel.standardize,
-    )
-)
+ui.finish(viewspec.spec(sel, "families", threshold=threshold, class_names=viewspec.class_names(sel)))

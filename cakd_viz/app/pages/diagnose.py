@@ -5,7 +5,6 @@ import streamlit as st
 from cakd_viz import compare, diagnose, export
 from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
-from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import diagnose as fig
 from cakd_viz.terms import KL_UNIT, PART, readable
@@ -239,7 +238,7 @@ if sel.compare:
     )
     if size:
         ui.chart(
-            compare_fig.set_change_figure(change, a_name, b_name),
+            compare_fig.mean_terms_figure(change, a_name, b_name),
             f"Over these {size:,} samples: the mean KL and mean parts of both students.",
             key="diagnose_cmp_chart",
         )
@@ -260,17 +259,7 @@ if sel.compare:
             key="diagnose_cmp_to_samples",
         )
 ui.finish(
-    ViewSpec(
-        "failures",
-        viewspec.bundle_path(sel),
-        sel.student,
-        sel.grouping,
-        sel.temperature,
-        failure_set=which,
-        rank=by,
-        limit=TABLE_ROWS,
-        extra=viewspec.extra(sel),
-        class_names=viewspec.class_names(sel),
-        standardize=sel.standardize,
+    viewspec.spec(
+        sel, "failures", failure_set=which, rank=by, limit=TABLE_ROWS, class_names=viewspec.class_names(sel)
     )
 )

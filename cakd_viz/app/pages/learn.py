@@ -11,13 +11,13 @@ from cakd_viz.export import learn_snippet
 from cakd_viz.figures import learn as learn_fig
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
+from cakd_viz.grouping import parse_grouping
 from cakd_viz.learn import (
     LEARN_CLASSES,
     LOGIT_RANGE,
     PRESETS,
     TEMPERATURE_RANGE,
     LearnView,
-    learn_choice,
     learn_grouping,
     learn_rules,
     learn_slider,
@@ -42,9 +42,10 @@ def _load(view: LearnView) -> None:
         ss[f"learn_t{i}"], ss[f"learn_s{i}"] = view.teacher[i], view.student[i]
     ss["learn_T"], ss["learn_label"] = view.temperature, LEARN_CLASSES[view.label]
     ss["learn_ls"] = view.standardize
-    ss["learn_kind"], symbol, value = learn_choice(view.grouping)
-    if symbol is not None:
-        ss[f"learn_{symbol}"] = value
+    g = parse_grouping(view.grouping)  # the rule and its parameter, as the widgets hold them
+    ss["learn_kind"] = g.name
+    if g.symbol is not None:
+        ss[f"learn_{g.symbol}"] = g.param
 
 
 def _floats(text: str) -> list[float]:

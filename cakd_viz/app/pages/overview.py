@@ -4,10 +4,10 @@ import streamlit as st
 
 from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
-from cakd_viz.export import ViewSpec
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig
 from cakd_viz.figures.style import KL_UNIT
+from cakd_viz.grouping import parse_grouping
 
 TABS = ["Distributions", "Per class", "vs temperature", "vs grouping", "Standardization (LS)"]
 
@@ -91,15 +91,9 @@ if (asked_view := links.param("view")) is not None and asked_view not in TABS an
     )
 links.show(("view",))
 dist, per_class, by_t, by_g, by_ls = st.tabs(TABS, key="view", bind="query-params")
-snippet = ViewSpec(
-    "summary",
-    viewspec.bundle_path(sel),
-    sel.student,
-    grouping,
-    sel.temperature,
-    extra=viewspec.extra(sel),
-    standardize=sel.standardize,
-)
+snippet = viewspec.spec(sel, "summary", grouping=grouping)
+by = "label" if b.labels is not None else "teacher_pred"  # the classes of per-class views
+scanned = (sel.student, sel.compare) if sel.compare else tuple(sel.students[:6])  # what the scans cover
 if dist.open:
     with dist:
         hists = compute.histograms(here)
@@ -111,7 +105,6 @@ if dist.open:
         )
 if per_class.open:
     with per_class:
-        by = "label" if b.labels is not None else "teacher_pred"
         by_title = "true class" if by == "label" else "teacher's class"
         if sel.compare:
             deltas = compute.compare_classes(here, res[sel.compare], by, sel.class_names)
@@ -159,24 +152,13 @@ if per_class.open:
             )
         else:
             ui.caption("Select a class to open its samples in the samples explorer.")
-        snippet = ViewSpec(
-            "per_class",
-            viewspec.bundle_path(sel),
-            sel.student,
-            grouping,
-            sel.temperature,
-            by=by,
-            extra=viewspec.extra(sel),
-            class_names=viewspec.class_names(sel),
-            standardize=sel.standardize,
+        snippet = viewspec.spec(
+            sel, "per_class", grouping=grouping, by=by, class_names=viewspec.class_names(sel)
         )
 if by_t.open:
     with by_t:
         temps = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-        students = (
-            tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
-        )
-        tsweep = compute.temperature_scan(sel.key, students, grouping, temps, sel.device, sel.standardize)
+        tsweep = compute.temperature_scan(sel.key, scanned, grouping, temps, sel.device, sel.standardize)
         ui.chart(
             fig.sweep_figure(
                 tsweep, x="temperature", x_title="temperature T", log_x=True, current=sel.temperature
@@ -187,12 +169,10 @@ if by_t.open:
         )
 if by_g.open:
     with by_g:
-        param, specs, values = fig.sweep_groupings(grouping, b.num_classes, has_labels=b.labels is not None)
-        students = (
-            tuple(s for s in (sel.student, sel.compare) if s) if sel.compare else tuple(sel.students[:6])
-        )
+        # the rule's own sweep around the grouping: (parameter name, specs, parameter values)
+        param, specs, values = parse_grouping(grouping).sweep(b.num_classes, has_labels=b.labels is not None)
         gsweep = compute.grouping_scan(
-            sel.key, students, tuple(specs), tuple(values), sel.temperature, sel.device, sel.standardize
+            sel.key, scanned, tuple(specs), tuple(values), sel.temperature, sel.device, sel.standardize
         )
         here = fig.grouping_param(grouping)
         ui.chart(
@@ -221,7 +201,6 @@ if by_ls.open:  # one more pass per student (the setting the sidebar does not sh
         )
         ls_context = context | {"student": "all", "standardize": "without and with"}
         ui.table(both, name="standardization", context=ls_context, key="overview_ls_table")
-        by = "label" if b.labels is not None else "teacher_pred"
         classes = compute.ls_classes(plain[sel.student], standardized[sel.student], by, sel.class_names)
         moved = int(classes["changed"].sum())
         ui.subheader(f"{sel.student}: which classes' largest part changes with LS")
@@ -234,24 +213,7 @@ if by_ls.open:  # one more pass per student (the setting the sidebar does not sh
             height=320,
             key="overview_ls_classes",
         )
-        snippet = ViewSpec(
-            "standardization",
-            viewspec.bundle_path(sel),
-            sel.student,
-            grouping,
-            sel.temperature,
-            extra=viewspec.extra(sel),
-            standardize=sel.standardize,
-        )
+        snippet = viewspec.spec(sel, "standardization", grouping=grouping)
 if sel.compare:
-    snippet = ViewSpec(
-        "compare",
-        viewspec.bundle_path(sel),
-        sel.student,
-        grouping,
-        sel.temperature,
-        student_b=sel.compare,
-        extra=viewspec.extra(sel),
-        standardize=sel.standardize,
-    )
+    snippet = viewspec.spec(sel, "compare", grouping=grouping, student_b=sel.compare)
 ui.finish(snippet)

@@ -5,7 +5,6 @@ import streamlit as st
 
 from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
-from cakd_viz.export import ViewSpec
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.grouping import parse_grouping
@@ -50,9 +49,7 @@ i = int(
 nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
 links.show(("i",))
 
-corr = (
-    compute.correlation(sel.key, sel.standardize) if parse_grouping(sel.grouping).needs_correlation else None
-)
+corr = compute.correlation(sel.key, sel.standardize, sel.grouping)
 label = None if b.labels is None else int(b.labels[i])
 
 
@@ -71,7 +68,6 @@ def _example(student: str):
 ex = _example(sel.student)
 ex_b = _example(sel.compare) if sel.compare else None
 names = list(sel.class_names)
-t_pred, s_pred = int(ex.p.argmax()), int(ex.q.argmax())
 
 left, right = st.columns([1, 2])
 pairs = [(sel.student, ex)] + ([(sel.compare, ex_b)] if ex_b is not None else [])
@@ -83,24 +79,10 @@ with left:
         ui.caption(f"This bundle's inputs have shape {tuple(b.inputs.shape[1:])}: not shown as an image.")
     if label is not None:
         ui.metric(st, "True class", plain(names[label]))
-    ui.metric(
-        st,
-        "Teacher predicts",
-        plain(names[t_pred]),
-        f"p = {ex.p[t_pred]:.3f}",
-        delta_color="off",
-        delta_arrow="off",
-    )
-    for who, e in pairs:
-        pred = int(e.q.argmax())
-        ui.metric(
-            st,
-            f"{plain(who)} predicts",
-            plain(names[pred]),
-            f"q = {e.q[pred]:.3f}",
-            delta_color="off",
-            delta_arrow="off",
-        )
+    for who, sym, probs in [("Teacher", "p", ex.p), *((plain(w), "q", e.q) for w, e in pairs)]:
+        pred = int(probs.argmax())
+        said = f"{sym} = {probs[pred]:.3f}"
+        ui.metric(st, f"{who} predicts", plain(names[pred]), said, delta_color="off", delta_arrow="off")
     ui.caption(
         f"Strong set S: {int(ex.strong.sum())} of {ex.num_classes} classes — {parse_grouping(sel.grouping).describe()}."
     )
@@ -167,16 +149,4 @@ with st.expander("This sample's numbers, as a table"):
         key="sample_numbers",
         context=ui.context(sample=i),
     )
-ui.finish(
-    ViewSpec(
-        "sample",
-        viewspec.bundle_path(sel),
-        sel.student,
-        sel.grouping,
-        sel.temperature,
-        student_b=sel.compare or None,
-        sample=i,
-        extra=viewspec.extra(sel),
-        standardize=sel.standardize,
-    )
-)
+ui.finish(viewspec.spec(sel, "sample", student_b=sel.compare or None, sample=i))
