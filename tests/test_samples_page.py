@@ -265,9 +265,13 @@ def test_the_map_places_every_sample_and_says_over_which(root, monkeypatch):
     assert any("100 of 240 samples, drawn at random with seed 0" in c.value for c in at.caption)
 
 
-def test_the_snippet_prints_the_rows_the_page_shows(root):
+@pytest.mark.parametrize("standardize", [False, True])
+def test_the_snippet_prints_the_rows_the_page_shows(root, standardize):
+    """With logit standardization too: the terms differ, and the snippet computes the page's."""
     names = readable_names(NAMES)
-    at = _open(vs="kd", failure="Student wrong", sort="p_W·WCD", true=names[1])
+    ls = {"standardize": "true"} if standardize else {}
+    at = _open(vs="kd", failure="Student wrong", sort="p_W·WCD", true=names[1], **ls)
+    assert any(w.label.startswith("Standardize") and w.value == standardize for w in at.sidebar.toggle)
     code = next(c.value for c in at.get("code") if "from cakd_viz import" in c.value)
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -19,7 +19,6 @@ from cakd_viz.app import bundles, compute, links, state, viewspec
 from cakd_viz.app.config import plain
 from cakd_viz.app.links import asked
 from cakd_viz.diagnose import available_sets
-from cakd_viz.export import ViewSpec
 from cakd_viz.terms import PART, TERMS
 
 PAGE = "samples"
@@ -355,16 +354,7 @@ def words(f: explore.Filters, names: list[str], families: dict, by: str, descend
 def snippet(sel: state.Selection, f: explore.Filters, by: str, descending: bool) -> str:
     """The page's "reproduce in Python" code: the library's usual preamble (``export.python_snippet``: the
     bundle, names, ``terms(student)``) and ``explore.snippet_lines``, which prints the matching rows."""
-    view = ViewSpec(
-        "summary",
-        viewspec.bundle_path(sel),
-        sel.student,
-        sel.grouping,
-        sel.temperature,
-        student_b=sel.compare or None,
-        extra=viewspec.extra(sel),
-        class_names=viewspec.class_names(sel),
-    )
+    view = viewspec.spec(sel, "summary", student_b=sel.compare or None, class_names=viewspec.class_names(sel))
     head, mark, rest = export.python_snippet(view).partition("\ndef terms(")
     preamble = head + mark + rest.partition("\n\n\n")[0] + "\n\n\n"
     preamble = preamble.replace(
