@@ -196,7 +196,7 @@ typedef struct {
 typedef struct {
     int64_t cp;                /* c rounded up to a multiple of 16: whole vectors, padding lanes masked */
     float *tf, *sf, *eb, *dd;  /* (cp,) row values, e^b, d - d_ref */
-    double *eb64, *dd64;       /* (c,) e^b and d - d_ref of the double redo */
+    double *eb64, *dd64;       /* (cp,) e^b and d - d_ref of the double redo */
     uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
     double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
     double *pc;                /* 2 x (c + 16) mass (AVX-512): the candidates' probabilities */
@@ -231,7 +231,7 @@ typedef struct {
 
 static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     int64_t cp = (c + 15) / 16 * 16;
-    size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 2 * (size_t)c * sizeof(double) + 1024; /* + slack */
+    size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 2 * (size_t)cp * sizeof(double) + 1024; /* + slack */
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)c * sizeof(double) + 64;
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)(c + 16) * (sizeof(float) + sizeof(int32_t)) + 128;
     if (rule == RULE_MASS) need += 2 * (size_t)(c + 16) * (sizeof(float) + sizeof(double)) + 128;
@@ -251,8 +251,8 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     TAKE(sc->eb, float, cp);
     TAKE(sc->dd, float, cp);
     TAKE(sc->mask, uint8_t, cp + 8);
-    TAKE(sc->eb64, double, c);
-    TAKE(sc->dd64, double, c);
+    TAKE(sc->eb64, double, cp);
+    TAKE(sc->dd64, double, cp);
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) TAKE(sc->pd, double, c);
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) {
         TAKE(sc->sel, float, c + 16);
@@ -1465,6 +1465,53 @@ V_FN double mass_probe_avx2(const float *t, const double *p, int64_t c, float th
     return v_hsum_pd(_mm256_add_pd(a, b)) + mass_probe_scalar(t + c8, p + c8, c - c8, theta, strict);
 }
 
+/* groups_double's two passes (see there), 8 classes at a time: e^b (w_exp_pd, ~1 ulp) and d - d_ref in
+   double into eb64, dd64 with both groups' sums (pass A); then sum e^b phi(u) per group (pass B), phi by
+   its series where |u| < 0.1 (as phi_d) and as e^u - 1 - u above (relative error < 5e-14 there). Padding
+   lanes (mask 2) count in neither group. */
+W_FN void double_sums_avx512(const call_t *cl, scratch_t *sc, const row_t *row, const double dref[2], double out[4]) {
+    k4_t k;
+    k.inv_t = _mm512_set1_pd(cl->inv_t), k.dmean = _mm512_set1_pd(cl->dmean);
+    k.mean_s = _mm512_set1_pd(cl->mean_s), k.dinv = _mm512_set1_pd(cl->dinv);
+    const __m512d mt_s = _mm512_set1_pd(row->g[0].mt), mt_w = _mm512_set1_pd(row->g[1].mt);
+    const __m512d dr_s = _mm512_set1_pd(dref[0]), dr_w = _mm512_set1_pd(dref[1]);
+    __m512d zs = _mm512_setzero_pd(), zw = zs, ds = zs, dw = zs;
+    for (int64_t i = 0; i < sc->cp; i += 8) {
+        __m128i m = _mm_loadl_epi64((const __m128i *)(sc->mask + i));
+        __mmask8 ks = _mm_cmpeq_epi8_mask(m, _mm_set1_epi8(1)), kw = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
+        __m512d t = _mm512_cvtps_pd(_mm256_load_ps(sc->tf + i)), s = _mm512_cvtps_pd(_mm256_load_ps(sc->sf + i));
+        __m512d eb = w_exp_pd(_mm512_mul_pd(_mm512_sub_pd(t, _mm512_mask_blend_pd(ks, mt_w, mt_s)), k.inv_t));
+        __m512d d = cl->standardize ? w_ls_d(t, s, &k) : _mm512_mul_pd(_mm512_sub_pd(t, s), k.inv_t);
+        d = _mm512_sub_pd(d, _mm512_mask_blend_pd(ks, dr_w, dr_s));
+        _mm512_store_pd(sc->eb64 + i, eb);
+        _mm512_store_pd(sc->dd64 + i, d);
+        zs = _mm512_mask_add_pd(zs, ks, zs, eb), zw = _mm512_mask_add_pd(zw, kw, zw, eb);
+        ds = _mm512_mask3_fmadd_pd(eb, d, ds, ks), dw = _mm512_mask3_fmadd_pd(eb, d, dw, kw);
+    }
+    out[0] = _mm512_reduce_add_pd(zs), out[1] = _mm512_reduce_add_pd(zw);
+    out[2] = _mm512_reduce_add_pd(ds), out[3] = _mm512_reduce_add_pd(dw);
+}
+
+W_FN void double_phi_avx512(const scratch_t *sc, const double dbar_c[2], double f[2]) {
+    static const double inv_fact[] = {1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040,
+                                      1.0 / 720,     1.0 / 120,    1.0 / 24,    1.0 / 6, 0.5};
+    const __m512d db_s = _mm512_set1_pd(dbar_c[0]), db_w = _mm512_set1_pd(dbar_c[1]), one = _mm512_set1_pd(1.0);
+    __m512d fs = _mm512_setzero_pd(), fw = fs;
+    for (int64_t i = 0; i < sc->cp; i += 8) {
+        __m128i m = _mm_loadl_epi64((const __m128i *)(sc->mask + i));
+        __mmask8 ks = _mm_cmpeq_epi8_mask(m, _mm_set1_epi8(1)), kw = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
+        __m512d u = _mm512_sub_pd(_mm512_mask_blend_pd(ks, db_w, db_s), _mm512_load_pd(sc->dd64 + i));
+        __m512d q = _mm512_set1_pd(1.0 / 39916800);
+        for (int j = 0; j < 9; j++) q = _mm512_fmadd_pd(q, u, _mm512_set1_pd(inv_fact[j]));
+        __m512d series = _mm512_mul_pd(_mm512_mul_pd(u, u), q);
+        __m512d direct = _mm512_sub_pd(_mm512_sub_pd(w_exp_pd(u), one), u);
+        __mmask8 small = _mm512_cmp_pd_mask(_mm512_abs_pd(u), _mm512_set1_pd(0.1), _CMP_LT_OQ);
+        __m512d term = _mm512_mul_pd(_mm512_load_pd(sc->eb64 + i), _mm512_mask_blend_pd(small, direct, series));
+        fs = _mm512_mask_add_pd(fs, ks, fs, term), fw = _mm512_mask_add_pd(fw, kw, fw, term);
+    }
+    f[0] = _mm512_reduce_add_pd(fs), f[1] = _mm512_reduce_add_pd(fw);
+}
+
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -1688,30 +1735,47 @@ static int64_t assemble(const call_t *cl, const row_t *row, double eps, double o
 static int groups_double(const call_t *cl, scratch_t *sc, row_t *row, double span) {
     if (span > SPAN64_MAX) return 1;
     const int64_t c = cl->c;
+    double dref[2] = {0, 0}, sums[4] = {0, 0, 0, 0}, f[2] = {0, 0}; /* sums: Zp S, W, sum e^b (d - d_ref) S, W */
+    for (int g = 0; g < 2; g++) {
+        const group_t *G = &row->g[g];
+        const double t_ref = sc->tf[G->ref], s_ref = sc->sf[G->ref];
+        if (G->size) dref[g] = cl->standardize ? ls_d(cl, t_ref, s_ref) : (t_ref - s_ref) * cl->inv_t;
+    }
+#ifdef DK_X86
+    if (cl->simd == 2)
+        double_sums_avx512(cl, sc, row, dref, sums);
+    else
+#endif
+        for (int64_t i = 0; i < c; i++) {
+            const int g = sc->mask[i] == 1 ? 0 : 1;
+            const double t = sc->tf[i], s = sc->sf[i];
+            const double eb = exp((t - row->g[g].mt) * cl->inv_t);
+            const double dd = (cl->standardize ? ls_d(cl, t, s) : (t - s) * cl->inv_t) - dref[g];
+            sc->eb64[i] = eb, sc->dd64[i] = dd;
+            sums[g] += eb, sums[2 + g] += eb * dd;
+        }
+    double dbar_c[2];
     for (int g = 0; g < 2; g++) {
         group_t *G = &row->g[g];
-        if (!G->size) continue;
-        const uint8_t want = g == 0 ? 1 : 0;
-        const double mt = G->mt, t_ref = sc->tf[G->ref], s_ref = sc->sf[G->ref];
-        const double dref = cl->standardize ? ls_d(cl, t_ref, s_ref) : (t_ref - s_ref) * cl->inv_t;
-        double zp = 0.0, dsum = 0.0;
+        G->zp = sums[g], G->dsum = sums[2 + g], G->dref = dref[g];
+        dbar_c[g] = G->dbar_c = G->size ? G->dsum / G->zp : 0.0;
+        G->dbar = G->dref + G->dbar_c;
+    }
+#ifdef DK_X86
+    if (cl->simd == 2)
+        double_phi_avx512(sc, dbar_c, f);
+    else
+#endif
         for (int64_t i = 0; i < c; i++) {
-            if (sc->mask[i] != want) continue;
-            const double t = sc->tf[i], s = sc->sf[i];
-            const double eb = exp((t - mt) * cl->inv_t);
-            const double dd = (cl->standardize ? ls_d(cl, t, s) : (t - s) * cl->inv_t) - dref;
-            sc->eb64[i] = eb, sc->dd64[i] = dd;
-            zp += eb, dsum += eb * dd;
+            const int g = sc->mask[i] == 1 ? 0 : 1;
+            f[g] += sc->eb64[i] * phi_d(dbar_c[g] - sc->dd64[i]);
         }
-        G->zp = zp, G->dsum = dsum, G->dref = dref;
-        G->dbar_c = dsum / zp, G->dbar = dref + G->dbar_c;
+    for (int g = 0; g < 2; g++) {
+        group_t *G = &row->g[g];
         G->kl = 0.0;
         if (G->size < 2) continue;
-        double f = 0.0;
-        for (int64_t i = 0; i < c; i++)
-            if (sc->mask[i] == want) f += sc->eb64[i] * phi_d(G->dbar_c - sc->dd64[i]);
-        if (isfinite(f)) {
-            G->kl = log1p(f / zp);
+        if (isfinite(f[g])) {
+            G->kl = log1p(f[g] / G->zp);
             continue;
         }
         const double large = group_kl_large(cl, sc, G, g);
