@@ -38,16 +38,6 @@ from cakd_viz.standardize import standardize as standardize_rows
 from cakd_viz.validate import check_temperature, label_error
 
 
-def _as_compute(logits: torch.Tensor) -> torch.Tensor:
-    """float64 stays float64, every other float dtype is computed in float32."""
-    return logits if logits.dtype == torch.float64 else logits.float()
-
-
-def _teacher_like(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """The teacher's logits, detached, in the student's compute dtype (the kernels take one dtype)."""
-    return teacher.detach().to(student.dtype)
-
-
 def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
     for what, t in (("student_logits", student), ("teacher_logits", teacher)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2 or not t.is_floating_point():
@@ -159,7 +149,12 @@ class DistillationLoss(nn.Module):
         return " ".join([title, *groups]) + f" ({', '.join(parts)})"
 
     def __init__(
-        self, *, temperature: float, warmup: float, warmup_schedule: str = "epoch", standardize: bool = False
+        self,
+        temperature: float = 4.0,
+        *,
+        warmup: float = 0,
+        warmup_schedule: str = "epoch",
+        standardize: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(standardize, bool):
@@ -178,8 +173,9 @@ class DistillationLoss(nn.Module):
     def _logits(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(student, teacher) as the kernels take them: the student in its compute dtype, the teacher
         detached in the same dtype, and under LS each row z-scored (the student's differentiably)."""
-        student = _as_compute(student)
-        teacher = _teacher_like(teacher, student)
+        if student.dtype != torch.float64:  # float64 stays float64, every other float dtype float32
+            student = student.float()
+        teacher = teacher.detach().to(student.dtype)  # the kernels take one dtype
         if self.standardize:
             student, teacher = standardize_rows(student), standardize_rows(teacher)
         return student, teacher

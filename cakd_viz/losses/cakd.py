@@ -18,7 +18,7 @@ from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses.base import DistillationLoss, _check_inputs, _num
 from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
 from cakd_viz.losses.params import FLOAT, GROUPING, Param
-from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms, strong_mask_float
+from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms
 
 NATURAL = "natural"
 
@@ -111,8 +111,8 @@ class CAKDLoss(DistillationLoss):
                 kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup
             )
         with torch.no_grad():
-            strong = strong_mask_float(
-                g, teacher, labels, temperature=self.temperature, correlated=self.correlated
+            strong = g.strong_mask_float(
+                teacher, labels, temperature=self.temperature, correlated=self.correlated
             )
         return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
 

@@ -95,19 +95,18 @@ class DKDLoss(DistillationLoss):
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
         t = self.temperature
         student, teacher = self._logits(student, teacher)
-        u, v = student / t, teacher / t  # (N, C)
-        log_q, log_p = F.log_softmax(u, 1), F.log_softmax(v, 1)
-        target = torch.zeros_like(u, dtype=torch.bool).scatter_(1, labels, True)
-        # Binary split [target, rest]: log masses (N, 2).
-        bin_q = torch.cat(
-            (log_q.gather(1, labels), log_q.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
-        )
-        bin_p = torch.cat(
-            (log_p.gather(1, labels), log_p.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
-        )
+        target = torch.zeros_like(student, dtype=torch.bool).scatter_(1, labels, True)
+
+        def split(scaled):
+            """(N, C) logits / T -> binary [target, rest] log masses (N, 2), non-target log-probs (N, C)."""
+            log_x = F.log_softmax(scaled, 1)
+            binary = torch.cat(
+                (log_x.gather(1, labels), log_x.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
+            )
+            # The non-target distribution; the target entry is set to log 1 so that it adds 0.
+            return binary, F.log_softmax(scaled.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
+
+        (bin_q, in_q), (bin_p, in_p) = split(student / t), split(teacher / t)
         tckd = (bin_p.exp() * (bin_p - bin_q)).sum(1)  # (N,)
-        # Non-target distributions; the target entry is set to log 1 in both so that it adds 0.
-        in_q = F.log_softmax(u.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
-        in_p = F.log_softmax(v.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
         nckd = (in_p.exp() * (in_p - in_q)).sum(1)  # (N,)
         return tckd.mean() * t**2, nckd.mean() * t**2
