@@ -123,6 +123,7 @@ class DistillationLoss(nn.Module):
     """
 
     term_names: tuple[str, ...] = ()
+    fused_slots: tuple[int, ...] = ()  # where each of `term_names` sits in `_fused`'s terms vector
     title: str = ""  # the loss's name in labels, e.g. "DKD"
     own_params: tuple[Param, ...] = ()
     shared_params: tuple[Param, ...] = (TEMPERATURE, WARMUP, WARMUP_SCHEDULE, STANDARDIZE)
@@ -221,14 +222,29 @@ class DistillationLoss(nn.Module):
         """The 0-dim terms in `term_names` order, each T^2 times a batch mean."""
         raise NotImplementedError
 
+    def _fused(self, student, teacher, labels, epoch, term_grads: bool):
+        """(loss 0-dim, terms vector) from one fused kernel call, the terms at `fused_slots`; None where
+        this loss has no fused kernel for these inputs (then `_terms`, and their weighted sum)."""
+        return None
+
+    def _named(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = vec.unbind()
+        return {k: parts[i] for k, i in zip(self.term_names, self.fused_slots, strict=True)}
+
     def terms(self, student_logits, teacher_logits, labels=None, epoch=None) -> dict[str, torch.Tensor]:
         """Named 0-dim terms (differentiable w.r.t. the student); `epoch` only affects the weights."""
+        fused = self._fused(student_logits, teacher_logits, labels, None, True)
+        if fused is not None:
+            return self._named(fused[1])
         return dict(zip(self.term_names, self._terms(student_logits, teacher_logits, labels), strict=True))
 
     def loss_and_terms(
         self, student_logits, teacher_logits, labels=None, epoch=None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss 0-dim, {name: detached 0-dim term}) with loss = sum(weights(epoch)[k] * terms[k])."""
+        fused = self._fused(student_logits, teacher_logits, labels, epoch, False)
+        if fused is not None:
+            return fused[0], self._named(fused[1])
         terms = self.terms(student_logits, teacher_logits, labels)
         weights = self.weights(epoch)
         # Left to right, as Python's sum() adds; a weight of exactly 1 costs no extra op.

@@ -43,6 +43,7 @@ class CAKDLoss(DistillationLoss):
     """
 
     term_names = ("bcd", "scd", "wcd")
+    fused_slots = (0, 1, 2)
     title = "CAKD"
     own_params = (
         Param(
@@ -115,18 +116,6 @@ class CAKDLoss(DistillationLoss):
                 teacher, labels, temperature=self.temperature, correlated=self.correlated
             )
         return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
-
-    def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
-        return self._fused(student, teacher, labels, None, True)[1].unbind()
-
-    def loss_and_terms(self, student_logits, teacher_logits, labels=None, epoch=None):
-        """(loss 0-dim, {"bcd", "scd", "wcd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
-        loss, vec = self._fused(student_logits, teacher_logits, labels, epoch, False)
-        return loss, dict(zip(self.term_names, vec.unbind(), strict=True))
-
-    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
-        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
-        return self._fused(student_logits, teacher_logits, labels, epoch, False)[0]
 
     def formula(self) -> str:
         """E.g. "1*BCD + 1*SCD + 8*WCD (T=4, S = teacher top-5)"; natural weights show as p_S, p_W."""

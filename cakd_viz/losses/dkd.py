@@ -27,6 +27,7 @@ class DKDLoss(DistillationLoss):
     """
 
     term_names = ("tckd", "nckd")
+    fused_slots = (0, 2)  # TCKD = BCD, NCKD = WCD
     title = "DKD"
     own_params = (
         Param("alpha", 1.0, FLOAT, "Weight of TCKD (= BCD at S = {label}).", "α", low=0.0, step=0.5),
@@ -50,7 +51,7 @@ class DKDLoss(DistillationLoss):
     def _base_weights(self) -> tuple[float, ...]:
         return (self.alpha, self.beta)
 
-    def _native(self, student, teacher, labels, epoch, term_grads):
+    def _fused(self, student, teacher, labels, epoch, term_grads):
         """(loss, [TCKD, 0, NCKD]) from the fused CPU kernel at S = {label}; None where it is not used."""
         kern = kernel() if student.device.type == "cpu" else None
         if kern is None:
@@ -72,25 +73,6 @@ class DKDLoss(DistillationLoss):
         )
 
     def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
-        fused = self._native(student, teacher, labels, None, True)
-        if fused is not None:
-            tckd, _, nckd = fused[1].unbind()
-            return tckd, nckd
-        return self._tensor_terms(student, teacher, labels)
-
-    def loss_and_terms(self, student_logits, teacher_logits, labels=None, epoch=None):
-        """(loss 0-dim, {"tckd", "nckd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
-        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
-        if fused is None:
-            return super().loss_and_terms(student_logits, teacher_logits, labels, epoch)
-        return fused[0], {"tckd": fused[1][0], "nckd": fused[1][2]}
-
-    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
-        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
-        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
-        return super().forward(student_logits, teacher_logits, labels, epoch) if fused is None else fused[0]
-
-    def _tensor_terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
         """The same terms from tensor ops (CUDA, or where the fused kernel is not built)."""
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
         t = self.temperature
