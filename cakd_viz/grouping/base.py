@@ -65,7 +65,7 @@ class Grouping:
         cls.form = cls.name if cls.symbol is None else f"{cls.name}:{cls.symbol}"
 
     def __str__(self) -> str:
-        return self.name if self.param is None else f"{self.name}:{self.param:g}"
+        return self.spec(self.param)
 
     # -- parsing ---------------------------------------------------------------------------------------
 
