@@ -200,7 +200,7 @@ def page_texts(at) -> Iterator[tuple[str, str, str]]:
             yield getattr(node, "type", "?"), name, value
 
 
-def _strings(message, prefix: str = "") -> Iterator[tuple[str, str]]:
+def _strings(message) -> Iterator[tuple[str, str]]:
     for field, value in message.ListFields():
         repeated = isinstance(value, Sequence) and not isinstance(value, str | bytes)
         values = value if repeated else [value]
@@ -208,7 +208,7 @@ def _strings(message, prefix: str = "") -> Iterator[tuple[str, str]]:
             if isinstance(item, str):
                 yield field.name, item
             elif hasattr(item, "ListFields"):
-                yield from _strings(item, prefix)
+                yield from _strings(item)
 
 
 LIVE = {
