@@ -123,9 +123,7 @@ class Finished:
     seconds: float
 
 
-def command(
-    args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = 120, stdin: str | None = None
-) -> Finished:
+def command(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = 120) -> Finished:
     """Run ``args`` in a session (process group) of its own; its peak resident memory from ``wait4``.
     Past ``timeout`` its own group is killed and ``Hang`` raised: no other process is ever signalled."""
     out, err = cwd / f".probe-out-{os.getpid()}", cwd / f".probe-err-{os.getpid()}"
