@@ -212,7 +212,7 @@ def _upload_bytes_quota(w: World) -> None:
     check(str(w.base) not in line, "the refusal names a server path")
 
 
-def _upload_count_quota(w: World) -> None:
+def _upload_count_quota() -> None:
     from cakd_viz.app import bundles
 
     rng = np.random.default_rng(3)
@@ -241,7 +241,7 @@ def disk_cases(w: World) -> list[Case]:
         Case("disk", "import into a full disk", import_full),
         Case("disk", "an upload into a full disk (the server lives on)", lambda: _full_disk_upload(w)),
         Case("disk", "upload quota: bytes", lambda: _upload_bytes_quota(w)),
-        Case("disk", "upload quota: count", lambda: _upload_count_quota(w)),
+        Case("disk", "upload quota: count", _upload_count_quota),
     ]
 
 

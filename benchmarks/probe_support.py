@@ -123,9 +123,7 @@ class Finished:
     seconds: float
 
 
-def command(
-    args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = 120, stdin: str | None = None
-) -> Finished:
+def command(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = 120) -> Finished:
     """Run ``args`` in a session (process group) of its own; its peak resident memory from ``wait4``.
     Past ``timeout`` its own group is killed and ``Hang`` raised: no other process is ever signalled."""
     out, err = cwd / f".probe-out-{os.getpid()}", cwd / f".probe-err-{os.getpid()}"
@@ -200,7 +198,7 @@ def page_texts(at) -> Iterator[tuple[str, str, str]]:
             yield getattr(node, "type", "?"), name, value
 
 
-def _strings(message, prefix: str = "") -> Iterator[tuple[str, str]]:
+def _strings(message) -> Iterator[tuple[str, str]]:
     for field, value in message.ListFields():
         repeated = isinstance(value, Sequence) and not isinstance(value, str | bytes)
         values = value if repeated else [value]
@@ -208,7 +206,7 @@ def _strings(message, prefix: str = "") -> Iterator[tuple[str, str]]:
             if isinstance(item, str):
                 yield field.name, item
             elif hasattr(item, "ListFields"):
-                yield from _strings(item, prefix)
+                yield from _strings(item)
 
 
 LIVE = {

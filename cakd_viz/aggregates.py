@@ -20,7 +20,6 @@ BREAKDOWN_KEYS = {
 
 def dataset_summary(d: Decomposition) -> dict:
     """Headline numbers: N, mean KL (nats), mean of each contribution, shares, accuracies where labels exist."""
-    contrib = d.contributions()
     out = {
         "num_samples": len(d),
         "grouping": d.grouping,
@@ -31,8 +30,7 @@ def dataset_summary(d: Decomposition) -> dict:
         "student_strong_mass_mean": float(d.student_strong_mass.mean()),
         "agreement": float((d.teacher_pred == d.student_pred).mean()),
     }
-    for name, values in contrib.items():
-        out[f"{name}_mean"] = float(values.mean())
+    out.update({f"{name}_mean": float(values.mean()) for name, values in d.contributions().items()})
     out.update({f"share_{k}": v for k, v in d.shares().items()})
     if d.labels is not None:
         out["teacher_accuracy"] = float((d.teacher_pred == d.labels).mean())
@@ -55,9 +53,7 @@ def class_breakdown(
         raise ValueError("a breakdown by true class needs labels, and this decomposition has none")
     c = int(num_classes if num_classes is not None else key.max() + 1)
     count = np.bincount(key, minlength=c).astype(np.float64)
-    sums = {"kl": np.bincount(key, weights=d.kl, minlength=c)}
-    for name, values in d.contributions().items():
-        sums[name] = np.bincount(key, weights=values, minlength=c)
+    sums = {n: np.bincount(key, weights=v, minlength=c) for n, v in {"kl": d.kl, **d.contributions()}.items()}
     present = count > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         frame = pd.DataFrame(
@@ -71,8 +67,7 @@ def class_breakdown(
                 **{f"share_{n}": sums[n] / sums["kl"] for n in TERMS},
             }
         )
-    shares = frame[[f"share_{n}" for n in TERMS]].to_numpy()
-    frame["dominant"] = np.array(TERMS)[np.nan_to_num(shares, nan=-1.0).argmax(1)]
+    frame["dominant"] = dominant(frame[[f"share_{n}" for n in TERMS]].to_numpy())
     if d.labels is not None:
         frame["teacher_accuracy"] = _rate(key, d.teacher_pred == d.labels, c)
         frame["student_accuracy"] = _rate(key, d.student_pred == d.labels, c)
@@ -101,6 +96,11 @@ def term_histograms(d: Decomposition, *, bins: int = 60, log: bool = True) -> di
         frame.attrs["log10"] = log
         out[name] = frame
     return out
+
+
+def dominant(shares: np.ndarray) -> np.ndarray:
+    """The largest part's name per row of (n, 3) shares (NaN rows: the first term)."""
+    return np.array(TERMS)[np.nan_to_num(shares, nan=-1.0).argmax(1)]
 
 
 def _rate(key: np.ndarray, hit: np.ndarray, c: int) -> np.ndarray:

@@ -51,13 +51,8 @@ def replacing(path: str | Path, *, tag: str | None = None) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes(path: str | Path, data: bytes, *, tag: str | None = None) -> None:
-    with replacing(path, tag=tag) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_text(path: str | Path, text: str, *, tag: str | None = None) -> None:
-    with replacing(path, tag=tag) as tmp:
+def write_text(path: str | Path, text: str) -> None:
+    with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

@@ -12,6 +12,7 @@ the bundle's number of classes and bounded in size, so a hostile file can only b
 from __future__ import annotations
 
 import string
+from collections import Counter
 
 from cakd_viz.validate import loads_json
 
@@ -70,9 +71,7 @@ def readable_names(names) -> list[str]:
         if len(text) > MAX_NAME_CHARS:
             text = text[: MAX_NAME_CHARS - 1] + "…"
         out.append(text)
-    seen: dict[str, int] = {}
-    for name in out:
-        seen[name] = seen.get(name, 0) + 1
+    seen = Counter(out)
     return [f"{name} #{i}" if seen[name] > 1 else name for i, name in enumerate(out)]
 
 

@@ -38,10 +38,6 @@ def check_comparable(a: Decomposition, b: Decomposition) -> None:
         raise ValueError("the two decompositions have different labels")
 
 
-def _reference(d: Decomposition) -> np.ndarray:
-    return d.labels if d.labels is not None else d.teacher_pred
-
-
 def _measures(d: Decomposition) -> dict[str, float]:
     parts = d.contributions()
     out = {"kl_mean": float(d.kl.mean())}
@@ -117,7 +113,7 @@ def class_deltas(
 def set_mask(a: Decomposition, b: Decomposition, which: str) -> np.ndarray:
     """Boolean (N,) mask of the samples "fixed" or "broken" by B (see the module docstring)."""
     check_comparable(a, b)
-    ref = _reference(a)
+    ref = a.labels if a.labels is not None else a.teacher_pred
     right_a, right_b = a.student_pred == ref, b.student_pred == ref
     if which == "fixed":
         return ~right_a & right_b

@@ -64,7 +64,6 @@ class Group:
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     backend: str | None = None  # "nccl" | "gloo" | None (one process)
     tensor_device: torch.device = torch.device("cpu")  # where collective tensors live (CUDA for NCCL)
 
@@ -129,7 +128,7 @@ class Group:
         return box[0]
 
 
-def _rank_device(device: str | torch.device | None, local_rank: int, world_size: int) -> torch.device:
+def _rank_device(device: str | torch.device | None, local_rank: int) -> torch.device:
     """The device a rank computes on: ``cuda:LOCAL_RANK`` when the requested device is CUDA."""
     dev = resolve_device(device)  # unknown or unavailable devices fail here, on every rank alike
     if dev.type != "cuda":
@@ -158,7 +157,7 @@ def process_group(
         yield Group(), resolve_device(device)
         return
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _rank_device(device, local_rank, world_size)
+    dev = _rank_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     created = not dist.is_initialized()
@@ -169,7 +168,6 @@ def process_group(
     group = Group(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),
-        local_rank=local_rank,
         backend=str(backend),
         tensor_device=dev if backend == "nccl" else torch.device("cpu"),
     )

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
-from cakd_viz.aggregates import class_breakdown
+from cakd_viz.aggregates import class_breakdown, dominant
 from cakd_viz.decomposition import TERMS, Decomposition
 
 SHARES = tuple(f"share_{t}" for t in TERMS)
@@ -35,11 +34,6 @@ def _check_pair(plain: Decomposition, standardized: Decomposition) -> None:
         )
 
 
-def _dominant(shares: np.ndarray) -> np.ndarray:
-    """The largest part's name per row of (n, 3) shares (NaN rows: the first term)."""
-    return np.array(TERMS)[np.nan_to_num(shares, nan=-1.0).argmax(1)]
-
-
 def students_table(
     plain: Mapping[str, Decomposition], standardized: Mapping[str, Decomposition]
 ) -> pd.DataFrame:
@@ -54,8 +48,8 @@ def students_table(
         row |= {f"share_{k}_ls": v for k, v in ls.shares().items()}
         rows.append(row)
     frame = pd.DataFrame(rows)
-    frame["dominant"] = _dominant(frame[list(SHARES)].to_numpy())
-    frame["dominant_ls"] = _dominant(frame[[f"{s}_ls" for s in SHARES]].to_numpy())
+    frame["dominant"] = dominant(frame[list(SHARES)].to_numpy())
+    frame["dominant_ls"] = dominant(frame[[f"{s}_ls" for s in SHARES]].to_numpy())
     frame["changed"] = frame["dominant"] != frame["dominant_ls"]
     return frame
 

@@ -68,10 +68,6 @@ def host_tag(host: str | None = None) -> str:
     return hashlib.sha1((host or socket.gethostname()).encode()).hexdigest()[:8]
 
 
-def _is_pid(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def liveness(pid: object, pid_start: object = None, host: object = None, *, hint: str | None = None) -> str:
     """Whether the process a file names runs: "alive", "gone", "elsewhere" or "unproven" (module docstring).
 
@@ -79,7 +75,7 @@ def liveness(pid: object, pid_start: object = None, host: object = None, *, hint
     command-line arguments names ``hint`` (e.g. the run folder's name, as in ``--run-dir RUNS/ID``),
     since a reused pid (or pid 1) would otherwise read alive forever.
     """
-    if not _is_pid(pid):
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return "gone"
     if host is not None and host != socket.gethostname():
         return "elsewhere"

@@ -25,9 +25,6 @@ import numpy as np
 EPS = 1e-7
 """Added to each row's standard deviation (the LS paper's code)."""
 
-CREDIT = "logit standardization (Sun et al., CVPR 2024, arXiv 2403.01427)"
-SHORT = "LS"
-
 
 def row_stats(logits):
     """(mean, std + 1e-7) of each row of (N, C) torch logits, each (N, 1); std with ddof = 1."""

@@ -91,14 +91,18 @@ _WORDS: dict[str, tuple[str, str]] = {
 _SUFFIXES = ("_a", "_b", "_delta", "_ls")  # comparison columns: A, B, B − A; "_ls": with standardized logits
 
 
+def _split(column: str) -> tuple[str, str]:
+    """(the known column a comparison column is of, its suffix); (column, "") for any other column."""
+    for suffix in _SUFFIXES:
+        if column.endswith(suffix) and column[: -len(suffix)] in _WORDS:
+            return column[: -len(suffix)], suffix
+    return column, ""
+
+
 def unit(column: str) -> str:
     """The unit of a table column: "nats", "%" (a fraction in the library's tables, in percent in tables
     for people), "classes" or ""."""
-    base = column
-    for suffix in _SUFFIXES:
-        if column.endswith(suffix) and column[: -len(suffix)] in _WORDS:
-            base = column[: -len(suffix)]
-    return _WORDS.get(base, ("", ""))[1]
+    return _WORDS.get(_split(column)[0], ("", ""))[1]
 
 
 def heading(column: str, *, a: str = "A", b: str = "B") -> str:
@@ -111,15 +115,12 @@ def heading(column: str, *, a: str = "A", b: str = "B") -> str:
     """
     if column in ("a_says", "b_says"):
         return f"{a if column == 'a_says' else b} says"
-    pairs = (("_a", f", {a}"), ("_b", f", {b}"), ("_delta", f", {b} − {a}"), ("_ls", ", with LS"))
-    for suffix, words in pairs:
-        if column.endswith(suffix) and column[: -len(suffix)] in _WORDS:
-            text, u = _WORDS[column[: -len(suffix)]]
-            if suffix == "_delta" and u == "%":
-                u = "% points"
-            return f"{text}{words}" + (f" ({u})" if u else "")
-    text, u = _WORDS.get(column, (column.replace("_", " "), ""))
-    return f"{text} ({u})" if u else text
+    base, suffix = _split(column)
+    text, u = _WORDS.get(base, (column.replace("_", " "), ""))
+    if suffix == "_delta" and u == "%":
+        u = "% points"
+    words = {"": "", "_a": f", {a}", "_b": f", {b}", "_delta": f", {b} − {a}", "_ls": ", with LS"}[suffix]
+    return f"{text}{words}" + (f" ({u})" if u else "")
 
 
 PERCENT = 100.0  # a "%" column's fraction times this is what tables for people hold

@@ -34,7 +34,7 @@ def test_the_forms_are_the_registered_rules_in_order():
 )
 def test_specs_parse_and_print_back(spec, kind, param):
     g = parse_grouping(spec)
-    assert (g.kind, g.param) == (kind, param)
+    assert (g.name, g.param) == (kind, param)
     assert parse_grouping(str(g)) == g
 
 

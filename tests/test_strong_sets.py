@@ -3,7 +3,7 @@
 Five places decide S: `cakd_viz.grouping.strong_mask` (tensor ops; the decomposition's tensor path and
 every `mass`/`corr` loss), the decomposition kernel (`decompose_kernel.c`, each of its instruction-set
 paths), the loss's fused C kernel (the rules it has a code for), and the loss's tensor-op top-k
-(`tensor_kernel.strong_mask_float`). Here they must agree exactly, and with the independent
+(`Grouping.strong_mask_float`). Here they must agree exactly, and with the independent
 definition of tests/reference.py, on ties (equal logits: the lower class index first), float16
 inputs, and finite extremes (|z| up to 3e38, subnormals, signed zeros).
 """
@@ -19,7 +19,6 @@ from cakd_viz.decomposition import decompose, native_path
 from cakd_viz.grouping import parse_grouping, strong_mask
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses import native_kernel
-from cakd_viz.losses.tensor_kernel import strong_mask_float
 
 RULES = [
     "target",
@@ -115,7 +114,7 @@ def test_every_implementation_picks_the_same_sets(case, grouping, temperature):
     for isa in ISAS:
         got[f"decomposition kernel ({isa})"] = native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa)
     for dtype in (torch.float32, torch.float64):
-        mask = strong_mask_float(g, tt.to(dtype), yy, temperature=temperature, correlated=corr_t)
+        mask = g.strong_mask_float(tt.to(dtype), yy, temperature=temperature, correlated=corr_t)
         got[f"loss tensor-op kernel ({dtype})"] = mask.bool().numpy()
         if g.kernel_code("loss") != RULE_MASK:  # the rules the loss's C kernel selects itself
             got[f"loss C kernel ({dtype})"] = _loss_kernel_mask(tt.to(dtype), grouping, yy)
@@ -200,7 +199,7 @@ def test_under_standardization_every_path_picks_the_standardized_teachers_sets(c
         corr = rng.uniform(-1, 1, (c, c))
         corr_np = g.correlated((corr + corr.T) / 2).numpy()
     want = reference_mask(standardized(t, center=False), y, grouping, 2.0, corr_np)
-    if g.kind != "mass":
+    if g.name != "mass":
         np.testing.assert_array_equal(want, reference_mask(t, y, grouping, 2.0, corr_np))
     t64 = torch.from_numpy(t.astype(np.float64))
     corr_t = None if corr_np is None else torch.from_numpy(corr_np)

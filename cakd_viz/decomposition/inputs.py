@@ -63,23 +63,11 @@ class Logits:
     @property
     def is_float64(self) -> bool:
         """Logits wider than float32 (float64, longdouble): only the float64 tensor path keeps them exact."""
-        return np.dtype(self.numpy_dtype).itemsize > 4
-
-    @property
-    def numpy_dtype(self) -> np.dtype:
         if self.is_tensor:
             import torch
 
-            return {torch.float64: np.dtype(np.float64), torch.float16: np.dtype(np.float16)}.get(
-                self.data.dtype,
-                np.dtype(np.float32),  # float32, and bfloat16 (read as float32)
-            )
-        return self.data.dtype
-
-    @property
-    def device(self):
-        """The torch device of a tensor, None for numpy arrays."""
-        return self.data.device if self.is_tensor else None
+            return self.data.dtype == torch.float64
+        return self.data.dtype.itemsize > 4
 
     def numpy_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as a numpy array: a view of the caller's data where it is on the CPU."""

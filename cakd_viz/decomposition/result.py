@@ -102,15 +102,7 @@ class Decomposition:
             {
                 "index": np.arange(n) if index is None else np.asarray(index),
                 "label": labels,
-                "teacher_pred": self.teacher_pred,
-                "student_pred": self.student_pred,
-                "kl": self.kl,
-                "bcd": self.bcd,
-                "scd": self.scd,
-                "wcd": self.wcd,
-                "teacher_strong_mass": self.teacher_strong_mass,
-                "student_strong_mass": self.student_strong_mass,
-                "strong_size": self.strong_size,
+                **{name: getattr(self, name) for name in FRAME_COLUMNS[2:]},  # the per-sample arrays
             },
             columns=list(FRAME_COLUMNS),
         )

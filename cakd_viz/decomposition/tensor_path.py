@@ -28,7 +28,7 @@ standardized logits up to a per-row shift: `cakd_viz.standardize`'s docstring sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -42,7 +42,6 @@ SERIES_BELOW = 1e-2  # |u| below: phi by its series (truncation 4e-14 relative);
 COMMON_SPAN = 700.0  # teacher logits spanning at most this times T: one shift for both groups (e^-700 is
 # a normal float64); rows spanning more are recomputed with each group's own shift
 PARTS_MAX = 1e8  # the parts of D (BCD's argument) beyond this size: recomputed with BCD from log masses
-OUT_FLOAT, OUT_INT = FLOAT_ARRAYS, INT_ARRAYS
 
 
 def phi(x: torch.Tensor) -> torch.Tensor:
@@ -218,12 +217,21 @@ def _assemble(
     }
 
 
-def _same_rows_exact(
-    part: dict[str, torch.Tensor], t: torch.Tensor, s: torch.Tensor
+def _redo_terms(
+    t: torch.Tensor,
+    s: torch.Tensor,
+    t_sets: torch.Tensor,
+    labels,
+    grouping: Grouping,
+    temperature: float,
+    corr,
 ) -> dict[str, torch.Tensor]:
-    """``part`` with exactly 0 for every divergence, and q_S = p_S, on rows where the student's logits equal
-    the teacher's: the group sums of rows spanning more than 700 T are rounded apart by the order of
-    their additions (3e-17 nats where the answer is 0)."""
+    """`chunk_terms_grouped` of some rows, S decided on ``t_sets``, with exactly 0 for every divergence,
+    and q_S = p_S, on rows where the student's logits equal the teacher's: the group sums of rows
+    spanning more than 700 T are rounded apart by the order of their additions (3e-17 nats where the
+    answer is 0)."""
+    strong = strong_mask(grouping, t_sets, labels, temperature=temperature, correlated=corr)
+    part = chunk_terms_grouped(t, s, strong, temperature)
     same = (t == s).all(1)
     for name in ("kl", "bcd", "scd", "wcd"):
         part[name] = torch.where(same, 0.0, part[name])
@@ -247,9 +255,7 @@ def rows_terms(
         zs = torch.from_numpy(np.asarray(student, dtype=np.float64))
         y = None if labels is None else torch.from_numpy(labels)
         corr = None if correlated is None else torch.from_numpy(correlated)
-        zt, zs, zt_sets = _prepared(zt, zs, standardize)
-        strong = strong_mask(grouping, zt_sets, y, temperature=temperature, correlated=corr)
-        part = _same_rows_exact(chunk_terms_grouped(zt, zs, strong, temperature), zt, zs)
+        part = _redo_terms(*_prepared(zt, zs, standardize), y, grouping, temperature, corr)
         return {name: v.numpy() for name, v in part.items()}
 
 
@@ -261,11 +267,6 @@ def _prepared(zt: torch.Tensor, zs: torch.Tensor, standardize: bool) -> tuple[to
         return zt, zs, zt
     (mt, st), (ms, ss) = row_stats(zt), row_stats(zs)
     return (zt - mt) / st, (zs - ms) / ss, for_strong_sets(zt)
-
-
-def _chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, n, rows):
-        yield start, min(n, start + rows)
 
 
 class _Feeder:
@@ -343,12 +344,13 @@ def decompose_tensors(
     y_all = None if labels is None else torch.from_numpy(np.array(labels, dtype=np.int64)).to(dev)  # (a copy:
     # labels may be a read-only memory map)
     corr = None if correlated is None else torch.from_numpy(correlated).to(dev)
-    out = {name: torch.empty(n, dtype=torch.float64, device=dev) for name in OUT_FLOAT}
-    out.update({name: torch.empty(n, dtype=torch.int64, device=dev) for name in OUT_INT})
+    out = {name: torch.empty(n, dtype=torch.float64, device=dev) for name in FLOAT_ARRAYS}
+    out.update({name: torch.empty(n, dtype=torch.int64, device=dev) for name in INT_ARRAYS})
     redo = torch.zeros(n, dtype=torch.bool, device=dev)
     feeder = _Feeder([teacher, student], dev, rows, stage)
     with torch.inference_mode():
-        for k, (start, stop) in enumerate(_chunks(n, rows)):
+        for k, start in enumerate(range(0, n, rows)):
+            stop = min(n, start + rows)
             zt, zs, zt_sets = prepared(*feeder.get(k, start, stop))
             y = None if y_all is None else y_all[start:stop]
             strong = strong_mask(grouping, zt_sets, y, temperature=temperature, correlated=corr)
@@ -360,11 +362,10 @@ def decompose_tensors(
                 progress(stop, n)
         rows_again = redo.nonzero().squeeze(1).cpu().numpy()  # the one synchronisation before the end
         if rows_again.size:
-            zt, zs, zt_sets = prepared(teacher.take(rows_again), student.take(rows_again))
-            y = None if y_all is None else y_all[torch.from_numpy(rows_again).to(dev)]
-            strong = strong_mask(grouping, zt_sets, y, temperature=temperature, correlated=corr)
-            part = _same_rows_exact(chunk_terms_grouped(zt, zs, strong, temperature), zt, zs)
             index = torch.from_numpy(rows_again).to(dev)
+            y = None if y_all is None else y_all[index]
+            prepared_rows = prepared(teacher.take(rows_again), student.take(rows_again))
+            part = _redo_terms(*prepared_rows, y, grouping, temperature, corr)
             for name, values in part.items():
                 out[name][index] = values
         return {name: values.cpu().numpy() for name, values in out.items()}

@@ -10,7 +10,7 @@ through adding one. This module imports no torch (the command line builds its he
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
@@ -65,12 +65,7 @@ class Grouping:
         cls.form = cls.name if cls.symbol is None else f"{cls.name}:{cls.symbol}"
 
     def __str__(self) -> str:
-        return self.name if self.param is None else f"{self.name}:{self.param:g}"
-
-    @property
-    def kind(self) -> str:
-        """The rule's name ("topk")."""
-        return self.name
+        return self.spec(self.param)
 
     # -- parsing ---------------------------------------------------------------------------------------
 
@@ -181,7 +176,3 @@ class Grouping:
         """k and mass_p for the C kernels, k unclamped (the decomposition kernel clamps it to [1, C - 1],
         the loss kernel's `rule_of` to C - 1)."""
         return KernelArgs()
-
-    def with_param(self, value: float | int) -> Grouping:
-        """The same rule with another parameter (not checked)."""
-        return replace(self, param=value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 from cakd_viz.grouping.base import RULE_TOPK, Grouping, KernelArgs, Sweep
@@ -39,7 +40,7 @@ class TopK(Grouping):
     def clamp(self, num_classes: int) -> tuple[Grouping, str | None]:
         if int(self.param) < num_classes:
             return self, None
-        clamped = self.with_param(num_classes - 1)
+        clamped = replace(self, param=num_classes - 1)
         return clamped, (
             f"{self} asks for {int(self.param)} strong classes, and there are {num_classes}: "
             f"using {clamped} (K at most C − 1, so that W is not empty)."

@@ -38,16 +38,6 @@ from cakd_viz.standardize import standardize as standardize_rows
 from cakd_viz.validate import check_temperature, label_error
 
 
-def _as_compute(logits: torch.Tensor) -> torch.Tensor:
-    """float64 stays float64, every other float dtype is computed in float32."""
-    return logits if logits.dtype == torch.float64 else logits.float()
-
-
-def _teacher_like(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """The teacher's logits, detached, in the student's compute dtype (the kernels take one dtype)."""
-    return teacher.detach().to(student.dtype)
-
-
 def _check_inputs(name: str, student, teacher, labels, needs_labels: bool):
     for what, t in (("student_logits", student), ("teacher_logits", teacher)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2 or not t.is_floating_point():
@@ -133,6 +123,7 @@ class DistillationLoss(nn.Module):
     """
 
     term_names: tuple[str, ...] = ()
+    fused_slots: tuple[int, ...] = ()  # where each of `term_names` sits in `_fused`'s terms vector
     title: str = ""  # the loss's name in labels, e.g. "DKD"
     own_params: tuple[Param, ...] = ()
     shared_params: tuple[Param, ...] = (TEMPERATURE, WARMUP, WARMUP_SCHEDULE, STANDARDIZE)
@@ -159,7 +150,12 @@ class DistillationLoss(nn.Module):
         return " ".join([title, *groups]) + f" ({', '.join(parts)})"
 
     def __init__(
-        self, *, temperature: float, warmup: float, warmup_schedule: str = "epoch", standardize: bool = False
+        self,
+        temperature: float = 4.0,
+        *,
+        warmup: float = 0,
+        warmup_schedule: str = "epoch",
+        standardize: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(standardize, bool):
@@ -178,8 +174,9 @@ class DistillationLoss(nn.Module):
     def _logits(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(student, teacher) as the kernels take them: the student in its compute dtype, the teacher
         detached in the same dtype, and under LS each row z-scored (the student's differentiably)."""
-        student = _as_compute(student)
-        teacher = _teacher_like(teacher, student)
+        if student.dtype != torch.float64:  # float64 stays float64, every other float dtype float32
+            student = student.float()
+        teacher = teacher.detach().to(student.dtype)  # the kernels take one dtype
         if self.standardize:
             student, teacher = standardize_rows(student), standardize_rows(teacher)
         return student, teacher
@@ -225,14 +222,29 @@ class DistillationLoss(nn.Module):
         """The 0-dim terms in `term_names` order, each T^2 times a batch mean."""
         raise NotImplementedError
 
+    def _fused(self, student, teacher, labels, epoch, term_grads: bool):
+        """(loss 0-dim, terms vector) from one fused kernel call, the terms at `fused_slots`; None where
+        this loss has no fused kernel for these inputs (then `_terms`, and their weighted sum)."""
+        return None
+
+    def _named(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = vec.unbind()
+        return {k: parts[i] for k, i in zip(self.term_names, self.fused_slots, strict=True)}
+
     def terms(self, student_logits, teacher_logits, labels=None, epoch=None) -> dict[str, torch.Tensor]:
         """Named 0-dim terms (differentiable w.r.t. the student); `epoch` only affects the weights."""
+        fused = self._fused(student_logits, teacher_logits, labels, None, True)
+        if fused is not None:
+            return self._named(fused[1])
         return dict(zip(self.term_names, self._terms(student_logits, teacher_logits, labels), strict=True))
 
     def loss_and_terms(
         self, student_logits, teacher_logits, labels=None, epoch=None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss 0-dim, {name: detached 0-dim term}) with loss = sum(weights(epoch)[k] * terms[k])."""
+        fused = self._fused(student_logits, teacher_logits, labels, epoch, False)
+        if fused is not None:
+            return fused[0], self._named(fused[1])
         terms = self.terms(student_logits, teacher_logits, labels)
         weights = self.weights(epoch)
         # Left to right, as Python's sum() adds; a weight of exactly 1 costs no extra op.
@@ -244,6 +256,9 @@ class DistillationLoss(nn.Module):
 
     def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
         """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
+        fused = self._fused(student_logits, teacher_logits, labels, epoch, False)  # no terms to name
+        if fused is not None:
+            return fused[0]
         return self.loss_and_terms(student_logits, teacher_logits, labels, epoch)[0]
 
     def _setting(self) -> str:

@@ -18,7 +18,7 @@ from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses.base import DistillationLoss, _check_inputs, _num
 from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
 from cakd_viz.losses.params import FLOAT, GROUPING, Param
-from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms, strong_mask_float
+from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms
 
 NATURAL = "natural"
 
@@ -43,6 +43,7 @@ class CAKDLoss(DistillationLoss):
     """
 
     term_names = ("bcd", "scd", "wcd")
+    fused_slots = (0, 1, 2)
     title = "CAKD"
     own_params = (
         Param(
@@ -111,22 +112,10 @@ class CAKDLoss(DistillationLoss):
                 kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup
             )
         with torch.no_grad():
-            strong = strong_mask_float(
-                g, teacher, labels, temperature=self.temperature, correlated=self.correlated
+            strong = g.strong_mask_float(
+                teacher, labels, temperature=self.temperature, correlated=self.correlated
             )
         return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
-
-    def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
-        return self._fused(student, teacher, labels, None, True)[1].unbind()
-
-    def loss_and_terms(self, student_logits, teacher_logits, labels=None, epoch=None):
-        """(loss 0-dim, {"bcd", "scd", "wcd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
-        loss, vec = self._fused(student_logits, teacher_logits, labels, epoch, False)
-        return loss, dict(zip(self.term_names, vec.unbind(), strict=True))
-
-    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
-        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
-        return self._fused(student_logits, teacher_logits, labels, epoch, False)[0]
 
     def formula(self) -> str:
         """E.g. "1*BCD + 1*SCD + 8*WCD (T=4, S = teacher top-5)"; natural weights show as p_S, p_W."""

@@ -27,6 +27,7 @@ class DKDLoss(DistillationLoss):
     """
 
     term_names = ("tckd", "nckd")
+    fused_slots = (0, 2)  # TCKD = BCD, NCKD = WCD
     title = "DKD"
     own_params = (
         Param("alpha", 1.0, FLOAT, "Weight of TCKD (= BCD at S = {label}).", "α", low=0.0, step=0.5),
@@ -50,7 +51,7 @@ class DKDLoss(DistillationLoss):
     def _base_weights(self) -> tuple[float, ...]:
         return (self.alpha, self.beta)
 
-    def _native(self, student, teacher, labels, epoch, term_grads):
+    def _fused(self, student, teacher, labels, epoch, term_grads):
         """(loss, [TCKD, 0, NCKD]) from the fused CPU kernel at S = {label}; None where it is not used."""
         kern = kernel() if student.device.type == "cpu" else None
         if kern is None:
@@ -72,42 +73,22 @@ class DKDLoss(DistillationLoss):
         )
 
     def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
-        fused = self._native(student, teacher, labels, None, True)
-        if fused is not None:
-            tckd, _, nckd = fused[1].unbind()
-            return tckd, nckd
-        return self._tensor_terms(student, teacher, labels)
-
-    def loss_and_terms(self, student_logits, teacher_logits, labels=None, epoch=None):
-        """(loss 0-dim, {"tckd", "nckd": detached 0-dim}) with loss = sum(weights(epoch)[k] * terms[k])."""
-        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
-        if fused is None:
-            return super().loss_and_terms(student_logits, teacher_logits, labels, epoch)
-        return fused[0], {"tckd": fused[1][0], "nckd": fused[1][2]}
-
-    def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
-        """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""
-        fused = self._native(student_logits, teacher_logits, labels, epoch, False)
-        return super().forward(student_logits, teacher_logits, labels, epoch) if fused is None else fused[0]
-
-    def _tensor_terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
         """The same terms from tensor ops (CUDA, or where the fused kernel is not built)."""
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
         t = self.temperature
         student, teacher = self._logits(student, teacher)
-        u, v = student / t, teacher / t  # (N, C)
-        log_q, log_p = F.log_softmax(u, 1), F.log_softmax(v, 1)
-        target = torch.zeros_like(u, dtype=torch.bool).scatter_(1, labels, True)
-        # Binary split [target, rest]: log masses (N, 2).
-        bin_q = torch.cat(
-            (log_q.gather(1, labels), log_q.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
-        )
-        bin_p = torch.cat(
-            (log_p.gather(1, labels), log_p.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
-        )
+        target = torch.zeros_like(student, dtype=torch.bool).scatter_(1, labels, True)
+
+        def split(scaled):
+            """(N, C) logits / T -> binary [target, rest] log masses (N, 2), non-target log-probs (N, C)."""
+            log_x = F.log_softmax(scaled, 1)
+            binary = torch.cat(
+                (log_x.gather(1, labels), log_x.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
+            )
+            # The non-target distribution; the target entry is set to log 1 so that it adds 0.
+            return binary, F.log_softmax(scaled.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
+
+        (bin_q, in_q), (bin_p, in_p) = split(student / t), split(teacher / t)
         tckd = (bin_p.exp() * (bin_p - bin_q)).sum(1)  # (N,)
-        # Non-target distributions; the target entry is set to log 1 in both so that it adds 0.
-        in_q = F.log_softmax(u.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
-        in_p = F.log_softmax(v.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
         nckd = (in_p.exp() * (in_p - in_q)).sum(1)  # (N,)
         return tckd.mean() * t**2, nckd.mean() * t**2

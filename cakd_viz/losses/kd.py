@@ -18,19 +18,7 @@ class KDLoss(DistillationLoss):
 
     term_names = ("kd",)
     title = "KD"
-    own_params = ()  # only the shared temperature and warm-up
-
-    def __init__(
-        self,
-        temperature: float = 4.0,
-        *,
-        warmup: float = 0,
-        warmup_schedule: str = "epoch",
-        standardize: bool = False,
-    ) -> None:
-        super().__init__(
-            temperature=temperature, warmup=warmup, warmup_schedule=warmup_schedule, standardize=standardize
-        )
+    own_params = ()  # only the shared temperature and warm-up (the base class's constructor)
 
     def _base_weights(self) -> tuple[float, ...]:
         return (1.0,)

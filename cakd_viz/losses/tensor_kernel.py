@@ -18,9 +18,8 @@ a few microseconds however small), not FLOPs. A plain autograd graph of masked l
 about 15), KD's about 23; it also moves about twice KD's data, as the layout below holds each class
 once per group.
 
-`strong_mask_float` is `cakd_viz.grouping.strong_mask` as a {0, 1} float mask, by the rule's own
-`strong_mask_float` (faster paths for `target` and `topk`: torch.topk at 256 x 100 on CPU costs about
-as much as KD's whole step).
+Its strong set comes as a {0, 1} float mask from the rule's own `Grouping.strong_mask_float` (faster
+paths for `target` and `topk`: torch.topk at 256 x 100 on CPU costs about as much as KD's whole step).
 """
 
 from __future__ import annotations
@@ -29,24 +28,6 @@ import functools
 
 import torch
 from torch.autograd.function import once_differentiable
-
-from cakd_viz.grouping import Grouping
-
-
-def strong_mask_float(
-    grouping: Grouping,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor | None,
-    *,
-    temperature: float,
-    correlated: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The strong set S of every row as a {0, 1} mask of the teacher's float dtype, shape (n, C).
-
-    Same sets as `grouping.strong_mask` (the rule's `strong_mask_float`: ties in top-k to the lower
-    class index).
-    """
-    return grouping.strong_mask_float(teacher_logits, labels, temperature=temperature, correlated=correlated)
 
 
 @functools.lru_cache(maxsize=32)
