@@ -71,33 +71,15 @@ def strong_sets(
             yield part, strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
 
 
-def in_strong_set(
-    classes,
-    teacher_logits,
-    labels=None,
-    rows=None,
-    *,
-    grouping,
-    temperature: float,
-    correlation: np.ndarray | None = None,
-    standardize: bool = False,
-) -> np.ndarray:
-    """(len(rows),) bool: whether class ``classes[i]`` lies in the strong set of sample ``rows[i]`` under
-    ``grouping`` at ``temperature`` (the other arguments as `strong_sets`')."""
+def in_strong_set(classes, teacher_logits, labels=None, rows=None, **options) -> np.ndarray:
+    """(len(rows),) bool: whether class ``classes[i]`` lies in the strong set of sample ``rows[i]``;
+    ``options`` as `strong_sets`' (grouping, temperature, correlation, standardize)."""
     rows = np.arange(teacher_logits.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
     classes = np.asarray(classes, dtype=np.int64)
     if classes.shape != rows.shape:
         raise ValueError(f"classes has shape {classes.shape}, rows {rows.shape}: one class per row")
     out = np.zeros(len(rows), dtype=bool)
-    sets = strong_sets(
-        teacher_logits,
-        labels,
-        rows,
-        grouping=grouping,
-        temperature=temperature,
-        correlation=correlation,
-        standardize=standardize,
-    )
+    sets = strong_sets(teacher_logits, labels, rows, **options)
     for part, mask in sets:
         out[part] = mask[np.arange(len(mask)), classes[part]]
     return out
