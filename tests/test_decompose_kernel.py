@@ -329,8 +329,9 @@ def test_threads_fit_the_cpus_free_now(monkeypatch, tmp_path):
 
 
 def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch, tmp_path):
-    """A neighbour busy in bursts (a third of the time) costs no thread, a CPU-bound one costs one: the
-    machine's busy time less this process's own, averaged between calls at least WINDOW_S apart."""
+    """A neighbour busy in bursts (a third to two thirds of a core) costs no thread, a CPU-bound one (from
+    three quarters of a core) costs one: the machine's busy time less this process's own, averaged between
+    calls at least WINDOW_S apart."""
     stat = tmp_path / "stat"
     own = {"s": 0.0}
 
@@ -357,7 +358,7 @@ def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch,
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(threads, "quota_cpus", lambda: None)
     monkeypatch.setattr(threads, "other_runnable", lambda: 1)  # a burst at this instant
-    for average, want in ((0.3, 2), (0.9, 1), (None, 1)):
+    for average, want in ((0.3, 2), (0.6, 2), (0.8, 1), (0.9, 1), (1.6, 1), (None, 1)):
         monkeypatch.setattr(threads, "others_busy", lambda a=average: a)
         assert threads.default_threads(8) == want, average
 

@@ -214,3 +214,35 @@ def test_under_standardization_every_path_picks_the_standardized_teachers_sets(c
         got[f"decomposition kernel ({isa})"] = native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa)
     for name, mask in got.items():
         np.testing.assert_array_equal(np.asarray(mask), want, err_msg=f"{name}, {case}, {grouping}")
+
+
+@pytest.mark.parametrize("p", [0.9, 0.5])
+def test_mass_rows_a_float_decision_cannot_settle_are_decided_in_float64(p):
+    """One class at logit a over 999 at 0, T = 0.7: p_top = 1 / (1 + 999 e^(-a/T)) crosses P within a few
+    float32 steps of a (each moves p_top by about 1e-8; the AVX-512 path's float probabilities are good to
+    about 1e-6 here, so it cannot decide these rows and hands them to the float64 decision), so some rows
+    need the top class alone and the others the first class at 0 too; every path must agree with the
+    float64 reference on each."""
+    c, temperature = 1000, 0.7
+    cross = temperature * np.log(p * (c - 1) / (1 - p))
+    a = np.float32(cross)
+    steps = [a]
+    for _ in range(60):
+        steps.append(np.nextafter(steps[-1], np.float32(np.inf)))
+    down = [a]
+    for _ in range(60):
+        down.append(np.nextafter(down[-1], np.float32(-np.inf)))
+    values = np.array(sorted(set(steps + down)) + [a - 0.01, a + 0.01, a - 1.0, a + 1.0], np.float32)
+    t = np.zeros((len(values), c), np.float32)
+    top = np.arange(len(values)) * 7 % c
+    t[np.arange(len(values)), top] = values
+    grouping = f"mass:{p}"
+    want = reference_mask(t, None, grouping, temperature)
+    assert {1, 2} <= set(want.sum(1).tolist())  # the rows straddle the decision
+    rule = native_path.Rule.of(parse_grouping(grouping), temperature, None, None)
+    for isa in ISAS:
+        np.testing.assert_array_equal(
+            native_path.kernel_strong_mask(KERNEL, t, rule, isa=isa), want, err_msg=isa
+        )
+    got = strong_mask(grouping, torch.from_numpy(t), temperature=temperature).numpy()
+    np.testing.assert_array_equal(got, want)

@@ -35,7 +35,8 @@ from cakd_viz.standardize import setting
 
 RESULTS_MB_ENV = "CAKD_VIZ_RESULTS_MB"
 PROGRESS_ABOVE_ENV = "CAKD_VIZ_PROGRESS_ABOVE"  # logits per model (N x C) above which a pass shows a bar
-DRAW_EVERY_S = 0.1  # a progress bar is redrawn at most this often (each redraw lets a rerun stop the pass)
+DRAW_EVERY_S = 0.25  # a progress bar is redrawn at most this often (each redraw lets a rerun stop the pass,
+# and is work for a browser that may share the server's cores)
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,11 @@
  *   2. the grouping rule writes the byte mask (1 = S, 0 = W, 2 = padding). top-k (k <= 32) ranks the
  *      few classes at or above a lower bound from pass 1's lane maxima (branch-free on AVX-512) and
  *      keeps k + 1 or k + 2 entries, which give W's maximum too; top-k (k > 32) and mass:P bisect on
- *      the threshold value (a masked count or masked probability sum per probe); on AVX-512, mass:P
- *      first selects it (split the candidates around a pivot, keep the side that holds it: about two
- *      passes over the row), and keeps it where the probes confirm it (else it bisects)
+ *      the threshold value (a masked count or masked probability sum per probe). On AVX-512, mass:P
+ *      first works on float probabilities (mass_float_avx512): v from pass 1's lane maxima where they
+ *      hold P (a peaked row), else by selection (split the candidates around a pivot, keep the side
+ *      that holds it: about two passes over the row); the set is kept where a bound on the float
+ *      rounding shows every decision certain, and the rest (a few rows in a thousand) bisect in double
  *   3. group teacher maxima, |S|, reference classes (skipped for top-k: its list has them)
  *   4. e^b and d - d_ref into scratch; Zp and sum e^b (d - d_ref) per group
  *   5. F per group (skipped when no group has two classes)
@@ -199,7 +201,8 @@ typedef struct {
     double *eb64, *dd64;       /* (cp,) e^b and d - d_ref of the double redo */
     uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
     double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
-    double *pc;                /* 2 x (c + 16) mass (AVX-512): the candidates' probabilities */
+    float *pf;                 /* (cp,) mass (AVX-512): teacher probabilities in float, unnormalised */
+    float *pc;                 /* 2 x (c + 16) mass (AVX-512): the candidates' probabilities */
     float *sel;                /* (c + 16,) top-k, 2 x (c + 16) mass (AVX-512): the candidates */
     int32_t *cand;             /* (c + 16,) top-k: the candidates' classes */
     void *block;
@@ -234,7 +237,7 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
     size_t need = 4 * (size_t)cp * sizeof(float) + (size_t)cp + 8 + 2 * (size_t)cp * sizeof(double) + 1024; /* + slack */
     if (rule == RULE_MASS || rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)c * sizeof(double) + 64;
     if (rule == RULE_TOPK || rule == RULE_TOPK_TARGET) need += (size_t)(c + 16) * (sizeof(float) + sizeof(int32_t)) + 128;
-    if (rule == RULE_MASS) need += 2 * (size_t)(c + 16) * (sizeof(float) + sizeof(double)) + 128;
+    if (rule == RULE_MASS) need += (4 * (size_t)(c + 16) + (size_t)cp) * sizeof(float) + 192;
     void *mem = NULL;
     if (posix_memalign(&mem, 64, need) != 0) return -1;
     char *p = mem;
@@ -258,9 +261,10 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
         TAKE(sc->sel, float, c + 16);
         TAKE(sc->cand, int32_t, c + 16);
     }
-    if (rule == RULE_MASS) { /* mass_pick_avx512's two sides */
+    if (rule == RULE_MASS) { /* mass_pick_avx512's two sides, mass_float_avx512's probabilities */
         TAKE(sc->sel, float, 2 * (c + 16));
-        TAKE(sc->pc, double, 2 * (c + 16));
+        TAKE(sc->pc, float, 2 * (c + 16));
+        TAKE(sc->pf, float, cp);
     }
 #undef TAKE
     return 0;
@@ -1351,16 +1355,15 @@ W_FN double mass_probe_avx512(const float *t, const double *p, int64_t c, float 
    split around a pivot (the median of three candidates), keeping the side where v lies and adding the mass
    above it to `base`; one pass a level, which sums both sides and compacts each into its own scratch (the
    side kept is read in place by the next level), about two passes over the row in all, against 32 probes.
-   Its sums are taken in another order than the probes', so the caller keeps v only where the probes
-   confirm it (v reaches the goal, the classes above v do not): then it is the bisection's v and the set is
-   the same, bit for bit. Returns 0 where no v came out (the caller bisects). cv, cp: 2 x (c + 16) scratch
-   (the upper and the lower side). */
+   On mass_float_avx512's float probabilities p (their sums in double); v is a candidate, which the caller
+   keeps only where it certifies it. Returns 0 where no v came out. cv, cp: 2 x (c + 16) scratch (the upper
+   and the lower side). */
 #define PICK_LEVELS 48 /* a row that needs more (adversarial pivots) is left to the bisection */
-W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goal, float *cv, double *cp, float *v) {
+W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, goal_t goal, float *cv, float *cp, float *v) {
     const float *vals = t; /* the first level reads the row itself */
-    const double *ps = p;
+    const float *ps = p;
     float *const up_v = cv, *const lo_v = cv + c + 16;
-    double *const up_p = cp, *const lo_p = cp + c + 16;
+    float *const up_p = cp, *const lo_p = cp + c + 16;
     double base = 0.0;
     int64_t m = c;
     for (int level = 0; m > 0 && level < PICK_LEVELS; level++) {
@@ -1374,17 +1377,15 @@ W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goa
             __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
             __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
             __mmask16 lt = in & ~gt & ~eq;
-            __m512d pa = _mm512_maskz_loadu_pd((__mmask8)in, ps + i), pb = _mm512_maskz_loadu_pd((__mmask8)(in >> 8), ps + i + 8);
+            const __m512 pv = _mm512_maskz_loadu_ps(in, ps + i);
+            const __m512d pa = w_lo(pv), pb = w_hi(pv);
             hi0 = _mm512_mask_add_pd(hi0, (__mmask8)gt, hi0, pa), hi1 = _mm512_mask_add_pd(hi1, (__mmask8)(gt >> 8), hi1, pb);
             eq0 = _mm512_mask_add_pd(eq0, (__mmask8)eq, eq0, pa), eq1 = _mm512_mask_add_pd(eq1, (__mmask8)(eq >> 8), eq1, pb);
             /* each side into its own scratch; reading a side's scratch in place is safe: w <= i */
-            int gl = __builtin_popcount(gt & 0xffu), ll = __builtin_popcount(lt & 0xffu);
             _mm512_storeu_ps(up_v + wu, _mm512_maskz_compress_ps(gt, y));
-            _mm512_storeu_pd(up_p + wu, _mm512_maskz_compress_pd((__mmask8)gt, pa));
-            _mm512_storeu_pd(up_p + wu + gl, _mm512_maskz_compress_pd((__mmask8)(gt >> 8), pb));
+            _mm512_storeu_ps(up_p + wu, _mm512_maskz_compress_ps(gt, pv));
             _mm512_storeu_ps(lo_v + wl, _mm512_maskz_compress_ps(lt, y));
-            _mm512_storeu_pd(lo_p + wl, _mm512_maskz_compress_pd((__mmask8)lt, pa));
-            _mm512_storeu_pd(lo_p + wl + ll, _mm512_maskz_compress_pd((__mmask8)(lt >> 8), pb));
+            _mm512_storeu_ps(lo_p + wl, _mm512_maskz_compress_ps(lt, pv));
             wu += __builtin_popcount(gt), wl += __builtin_popcount(lt);
         }
         const double hi = _mm512_reduce_add_pd(_mm512_add_pd(hi0, hi1)), at = _mm512_reduce_add_pd(_mm512_add_pd(eq0, eq1));
@@ -1399,6 +1400,142 @@ W_FN int mass_pick_avx512(const float *t, const double *p, int64_t c, goal_t goa
         }
     }
     return 0;
+}
+
+/* mass:P's threshold v for a peaked row, in about one light pass: pass 1's lane maxima are the largest
+   values of 16 disjoint sets of classes, so where the first j of them (in the rule's order) hold the goal's
+   mass, v >= w, their j-th value, and S lies among the classes at or above w (a handful in a peaked row).
+   Those are compressed as topk_avx512 does, put in the rule's order (value desc, index asc: an insertion
+   in class order) and their masses cumulated in that order; v is the value where the sum reaches the goal.
+   A candidate, as mass_pick_avx512's (mass_float_avx512 certifies it). Returns 0 where the lanes do not
+   hold the goal (a flat row: mass_pick_avx512 then) or more than MASS_LANES_MAX classes lie above w. */
+#define MASS_LANES_MAX 64
+W_FN int mass_lanes_avx512(const float *t, const float *p, int64_t c, const row_t *row, double inv_t, goal_t goal,
+                           float *cv, int32_t *ci, float *v) {
+    if (row->n_lanes != 16) return 0;
+    const __m512 lv = _mm512_loadu_ps(row->lanes);
+    const __m512d mx = _mm512_set1_pd(row->tmax), it = _mm512_set1_pd(inv_t);
+    double lp[16], sp[16];
+    float sv[16];
+    _mm512_storeu_pd(lp, w_exp_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(lv), mx), it)));
+    _mm512_storeu_pd(lp + 8, w_exp_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(lv), mx), it)));
+    for (int j = 0; j < 16; j++) { /* each lane's rank in (value desc, lane asc) order */
+        const __m512 x = _mm512_set1_ps(row->lanes[j]);
+        unsigned before = _mm512_cmp_ps_mask(lv, x, _CMP_GT_OQ) | (_mm512_cmp_ps_mask(lv, x, _CMP_EQ_OQ) & ((1u << j) - 1));
+        int rank = __builtin_popcount(before);
+        sv[rank] = row->lanes[j], sp[rank] = lp[j];
+    }
+    double cum = 0.0;
+    int j = 0;
+    for (; j < 16 && !reaches(cum += sp[j], goal); j++) {
+    }
+    if (j == 16) return 0;
+    const __m512 w = _mm512_set1_ps(sv[j]);
+    const int64_t c16 = c & ~(int64_t)15;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int64_t m = 0;
+    for (int64_t i = 0; i < c16; i += 16) {
+        const __m512 x = _mm512_load_ps(t + i);
+        const __mmask16 k = _mm512_cmp_ps_mask(x, w, _CMP_GE_OQ);
+        if (!k) continue;
+        if (m + 16 > MASS_LANES_MAX + 16) return 0;
+        _mm512_storeu_ps(cv + m, _mm512_maskz_compress_ps(k, x));
+        _mm512_storeu_si512(ci + m, _mm512_maskz_compress_epi32(k, _mm512_add_epi32(lane, _mm512_set1_epi32((int)i))));
+        m += __builtin_popcount(k);
+    }
+    for (int64_t i = c16; i < c; i++)
+        if (t[i] >= sv[j]) {
+            if (m >= MASS_LANES_MAX + 16) return 0;
+            cv[m] = t[i], ci[m++] = (int32_t)i;
+        }
+    for (int64_t a = 1; a < m; a++) { /* the rule's order; offered in class order, so equal values keep it */
+        const float x = cv[a];
+        const int32_t xi = ci[a];
+        int64_t b = a;
+        for (; b > 0 && x > cv[b - 1]; b--) cv[b] = cv[b - 1], ci[b] = ci[b - 1];
+        cv[b] = x, ci[b] = xi;
+    }
+    cum = 0.0;
+    for (int64_t a = 0; a < m; a++)
+        if (reaches(cum += p[ci[a]], goal)) {
+            *v = cv[a];
+            return 1;
+        }
+    return 0;
+}
+
+/* mass:P in float, certified. The probabilities p~ = e^x in float (x = (t - max t) / T taken in double, then
+   rounded: a relative error of at most 6e-8 |x| + 3e-7 each, none where x < -87 flushes a p below 2e-38 to 0),
+   so that a subset's mass in double is off its exact value by at most E = sum_i p~_i (6e-8 |x_i| + 3e-7), plus
+   the flushed terms. v comes from the lanes or the selection on p~, and the set is kept only where every
+   decision that made it is certain: the mass above v and each step of the walk through the classes at v stay
+   further than (1 + P) E from P times the total (the total is off by E too). Then it is the set of exact
+   arithmetic, hence the float64 decision's; elsewhere (a row within about 1e-6 of a decision: a few in a
+   thousand) the caller decides in double. Returns 1 with the set in mask, or 0. */
+W_FN double mass_expf_avx512(const float *t, int64_t c, float tmax, double inv_t, float *pf, double *err) {
+    const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t), floor = _mm512_set1_pd(-100.0);
+    __m512d z = _mm512_setzero_pd(), a = z;
+    for (int64_t i = 0; i < c; i += 16) {
+        const __mmask16 in = c - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - i)) - 1);
+        const __m512 y = _mm512_maskz_loadu_ps(in, t + i);
+        const __m512d xl = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(y), mx), it), floor);
+        const __m512d xh = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(y), mx), it), floor);
+        const __m512 x = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(xl)), _mm512_cvtpd_ps(xh), 1);
+        const __m512 e = _mm512_maskz_mov_ps(in, w_exp(x));
+        _mm512_storeu_ps(pf + i, e);
+        const __m512d el = w_lo(e), eh = w_hi(e);
+        z = _mm512_add_pd(z, _mm512_add_pd(el, eh));
+        a = _mm512_fnmadd_pd(el, xl, _mm512_fnmadd_pd(eh, xh, a)); /* sum p~ |x| (x <= 0) */
+    }
+    const double zs = _mm512_reduce_add_pd(z);
+    *err = 1.01 * (6e-8 * _mm512_reduce_add_pd(a) + 3e-7 * zs) + 1e-15 * zs + 2e-38 * (double)c;
+    return zs;
+}
+
+/* the mass of p~ strictly above v, the number of classes at v and the first of them (c if none) */
+W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v, int64_t *ties, int64_t *first) {
+    const __m512 x = _mm512_set1_ps(v);
+    __m512d a = _mm512_setzero_pd(), b = a;
+    int64_t at = 0;
+    *first = c;
+    for (int64_t i = 0; i < c; i += 16) {
+        const __mmask16 in = c - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - i)) - 1);
+        const __m512 y = _mm512_maskz_loadu_ps(in, t + i), pv = _mm512_maskz_loadu_ps(in, p + i);
+        const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ);
+        const __mmask16 eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
+        if (eq && !at) *first = i + __builtin_ctz(eq);
+        at += __builtin_popcount(eq);
+        a = _mm512_mask_add_pd(a, (__mmask8)gt, a, w_lo(pv)), b = _mm512_mask_add_pd(b, (__mmask8)(gt >> 8), b, w_hi(pv));
+    }
+    *ties = at;
+    return _mm512_reduce_add_pd(_mm512_add_pd(a, b));
+}
+
+W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, const row_t *row, uint8_t *mask) {
+    const int64_t c = cl->c;
+    const float *t = sc->tf;
+    double err;
+    const double z = mass_expf_avx512(t, c, row->tmax, cl->inv_t, sc->pf, &err);
+    const goal_t goal = exact_product(cl->mass_p, z);
+    const double margin = (1.0 + cl->mass_p) * err, below = goal.hi - margin, beyond = goal.hi + margin;
+    float v;
+    if (!mass_lanes_avx512(t, sc->pf, c, row, cl->inv_t, goal, sc->sel, (int32_t *)sc->pc, &v) &&
+        !mass_pick_avx512(t, sc->pf, c, goal, sc->sel, sc->pc, &v))
+        return 0;
+    int64_t ties, first;
+    double cum = mass_above_avx512(t, sc->pf, c, v, &ties, &first);
+    if (!(cum < below) || ties < 1) return 0;
+    const double pv = sc->pf[first];
+    int64_t take = 0; /* the classes at v that enter: until the mass certainly reaches P */
+    while (!(cum >= beyond)) {
+        if (!(cum < below) || take == ties) return 0; /* uncertain, or v was not the threshold */
+        cum += pv, take++;
+    }
+    if (take == 0) return 0;
+    for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
+    for (int64_t i = first; take > 0; i++)
+        if (t[i] == v) mask[i] = 1, take--;
+    return 1;
 }
 
 /* LS statistics (see ls_sums_scalar), 8 classes at a time (AVX2, on AVX-512 machines too: three light passes
@@ -1614,21 +1751,12 @@ static int select_strong(const call_t *cl, scratch_t *sc, row_t *row, int64_t la
     case RULE_MASS: {
         mass_exp_t exps = mass_exp_scalar;
 #ifdef DK_X86
+        if (cl->simd == 2 && mass_float_avx512(cl, sc, row, mask)) return 0; /* most rows, certainly */
         if (cl->simd == 2) exps = mass_exp_avx512;
 #endif
         double z = exps(sc->tf, c, row->tmax, cl->inv_t, sc->pd);
         const goal_t goal = exact_product(cl->mass_p, z);
         const mass_probe_t probe = probe_for(cl);
-#ifdef DK_X86
-        float v;
-        if (cl->simd == 2 && mass_pick_avx512(sc->tf, sc->pd, c, goal, sc->sel, sc->pc, &v)) {
-            double above = probe(sc->tf, sc->pd, c, v, 1); /* the probes confirm v, or the bisection decides */
-            if (!reaches(above, goal) && reaches(probe(sc->tf, sc->pd, c, v, 0), goal)) {
-                select_at(sc->tf, c, sc->pd, goal, v, above, mask);
-                return 0;
-            }
-        }
-#endif
         threshold_select(sc->tf, c, row->tmin, row->tmax, sc->pd, goal, mask, probe);
         return 0;
     }
