@@ -329,9 +329,9 @@ def test_threads_fit_the_cpus_free_now(monkeypatch, tmp_path):
 
 
 def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch, tmp_path):
-    """A neighbour busy in bursts (a third to two thirds of a core) costs no thread, a CPU-bound one (from
-    three quarters of a core) costs one: the machine's busy time less this process's own, averaged between
-    calls at least WINDOW_S apart."""
+    """A neighbour busy in bursts costs no thread, a CPU-bound one costs one (also where it shared a core
+    with our threads and kept two thirds of it: it is runnable at every instant): the machine's busy time
+    less this process's own, averaged between calls at least WINDOW_S apart."""
     stat = tmp_path / "stat"
     own = {"s": 0.0}
 
@@ -357,10 +357,18 @@ def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch,
     monkeypatch.setattr(threads, "affinity_cpus", lambda: 2)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(threads, "quota_cpus", lambda: None)
-    monkeypatch.setattr(threads, "other_runnable", lambda: 1)  # a burst at this instant
-    for average, want in ((0.3, 2), (0.6, 2), (0.8, 1), (0.9, 1), (1.6, 1), (None, 1)):
+    for runnable, average, want in (
+        (1, 0.3, 2),  # a burst at this instant, a third of a core over the window
+        (0, 0.6, 2),  # a browser drawing: busy 60% of the window, not at this instant
+        (1, 0.67, 1),  # a CPU-bound neighbour that shared a core three ways with our two threads
+        (0, 0.8, 1),
+        (1, 0.9, 1),
+        (2, 1.6, 1),
+        (1, None, 1),  # no window yet: the threads runnable now
+    ):
+        monkeypatch.setattr(threads, "other_runnable", lambda r=runnable: r)
         monkeypatch.setattr(threads, "others_busy", lambda a=average: a)
-        assert threads.default_threads(8) == want, average
+        assert threads.default_threads(8) == want, (runnable, average)
 
 
 def test_cgroup_quota_is_read_in_whole_cpus(tmp_path):

@@ -10,10 +10,12 @@ The smallest of four limits, and at least 1:
 - the cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``, rounded up), where one is set;
 - the CPUs free now: the affinity CPUs less the CPUs other processes keep busy. That is their average
   over the last half second or so (``others_busy``: the machine's busy time in ``/proc/stat`` less this
-  process's own CPU time, between two calls at least ``WINDOW_S`` apart), a CPU counted as taken from
-  ``TAKEN`` (three quarters) of it on, so that a neighbour busy in bursts (a browser drawing the page
-  beside the pass: a third to two thirds of a core) costs no thread while a CPU-bound one (a tuning
-  run) costs one. Where no recent window exists (the first call after
+  process's own CPU time, between two calls at least ``WINDOW_S`` apart). A CPU counts as taken from
+  ``TAKEN`` (three quarters) of it on, and from ``SHARED`` (half) of it on where another process's
+  thread is runnable at that instant too (the fourth field of ``/proc/loadavg``): a CPU-bound neighbour
+  (a tuning run) that shared a core with two threads of ours kept only two thirds of it, yet it is
+  always runnable, so it costs one thread; a neighbour busy in bursts (a browser drawing the page beside
+  the pass) costs none unless caught in a burst. Where no recent window exists (the first call after
   ``MAX_AGE_S`` or more), the threads of other processes runnable at this instant (the fourth field of
   ``/proc/loadavg``, less this process's own runnable threads from ``/proc/self/task``: torch's OpenMP
   workers spin for a moment after each parallel region and are no competition). Not the load averages:
@@ -22,9 +24,9 @@ The smallest of four limits, and at least 1:
 
 Why fit the free CPUs: beside one CPU-bound process on two cores, two threads of ours would share the
 machine three ways and slow that process (a tuning run, say) for a gain of a third; one thread gets a
-whole core. Beside a neighbour that keeps under three quarters of a core, two threads still get more
-than one core's worth: in the app, a browser on the same two cores left one thread on 13-18% of each
-pass's chunks when half a core already counted as taken. The kernel's dynamic scheduling keeps a wrong guess cheap either way: a thread that the OS
+whole core. Beside a bursty neighbour, two threads still get more than one core's worth: in the app, a
+browser on the same two cores left one thread on 13-18% of each pass's chunks when half a core
+counted as taken outright. The kernel's dynamic scheduling keeps a wrong guess cheap either way: a thread that the OS
 deschedules holds up nobody, and the next call decides again.
 """
 
@@ -41,7 +43,8 @@ CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 STAT = Path("/proc/stat")
 WINDOW_S = 0.5  # others' CPU use is averaged over at least this long
 MAX_AGE_S = 5.0  # a window longer than this (the first call after a pause) is not used
-TAKEN = 0.75  # others' average CPU use counts as one CPU taken from this much of it on
+TAKEN = 0.75  # others' average CPU use counts as one CPU taken from this much of it on,
+SHARED = 0.5  # and from this much where another process's thread is runnable at that instant
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -141,7 +144,12 @@ def default_threads(requested: int) -> int:
         limit = min(limit, quota)
     if cpus >= (os.cpu_count() or cpus):  # the counts are machine-wide: only meaningful then
         average = others_busy()
-        others = other_runnable() if average is None else math.floor(average + 1 - TAKEN)
+        if average is None:
+            others = other_runnable()
+        else:
+            others = math.floor(average + 1 - TAKEN)
+            if average - others >= SHARED and (other_runnable() or 0) > others:
+                others += 1
         if others is not None:
             limit = min(limit, max(1, cpus - others))
     return max(1, limit)
