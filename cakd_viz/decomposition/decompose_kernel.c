@@ -1438,14 +1438,14 @@ W_FN int mass_lanes_avx512(const float *t, const float *p, int64_t c, const row_
         const __m512 x = _mm512_load_ps(t + i);
         const __mmask16 k = _mm512_cmp_ps_mask(x, w, _CMP_GE_OQ);
         if (!k) continue;
-        if (m + 16 > MASS_LANES_MAX + 16) return 0;
+        if (m > MASS_LANES_MAX) return 0;
         _mm512_storeu_ps(cv + m, _mm512_maskz_compress_ps(k, x));
         _mm512_storeu_si512(ci + m, _mm512_maskz_compress_epi32(k, _mm512_add_epi32(lane, _mm512_set1_epi32((int)i))));
         m += __builtin_popcount(k);
     }
     for (int64_t i = c16; i < c; i++)
         if (t[i] >= sv[j]) {
-            if (m >= MASS_LANES_MAX + 16) return 0;
+            if (m > MASS_LANES_MAX) return 0;
             cv[m] = t[i], ci[m++] = (int32_t)i;
         }
     for (int64_t a = 1; a < m; a++) { /* the rule's order; offered in class order, so equal values keep it */
@@ -1464,14 +1464,7 @@ W_FN int mass_lanes_avx512(const float *t, const float *p, int64_t c, const row_
     return 0;
 }
 
-/* mass:P in float, certified. The probabilities p~ = e^x in float (x = (t - max t) / T taken in double, then
-   rounded: a relative error of at most 6e-8 |x| + 3e-7 each, none where x < -87 flushes a p below 2e-38 to 0),
-   so that a subset's mass in double is off its exact value by at most E = sum_i p~_i (6e-8 |x_i| + 3e-7), plus
-   the flushed terms. v comes from the lanes or the selection on p~, and the set is kept only where every
-   decision that made it is certain: the mass above v and each step of the walk through the classes at v stay
-   further than (1 + P) E from P times the total (the total is off by E too). Then it is the set of exact
-   arithmetic, hence the float64 decision's; elsewhere (a row within about 1e-6 of a decision: a few in a
-   thousand) the caller decides in double. Returns 1 with the set in mask, or 0. */
+/* p~ into pf and their sum; *err: the bound E below */
 W_FN double mass_expf_avx512(const float *t, int64_t c, float tmax, double inv_t, float *pf, double *err) {
     const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t), floor = _mm512_set1_pd(-100.0);
     __m512d z = _mm512_setzero_pd(), a = z;
@@ -1511,6 +1504,14 @@ W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v
     return _mm512_reduce_add_pd(_mm512_add_pd(a, b));
 }
 
+/* mass:P in float, certified. The probabilities p~ = e^x in float (x = (t - max t) / T taken in double, then
+   rounded: a relative error of at most 6e-8 |x| + 3e-7 each, none where x < -87 flushes a p below 2e-38 to 0),
+   so that a subset's mass in double is off its exact value by at most E = sum_i p~_i (6e-8 |x_i| + 3e-7), plus
+   the flushed terms. v comes from the lanes or the selection on p~, and the set is kept only where every
+   decision that made it is certain: the mass above v and each step of the walk through the classes at v stay
+   further than (1 + P) E from P times the total (the total is off by E too). Then it is the set of exact
+   arithmetic, hence the float64 decision's; elsewhere (a row within about 1e-6 of a decision: a few in a
+   thousand) the caller decides in double. Returns 1 with the set in mask, or 0. */
 W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, const row_t *row, uint8_t *mask) {
     const int64_t c = cl->c;
     const float *t = sc->tf;
@@ -1531,7 +1532,6 @@ W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, const row_t *row, ui
         if (!(cum < below) || take == ties) return 0; /* uncertain, or v was not the threshold */
         cum += pv, take++;
     }
-    if (take == 0) return 0;
     for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
     for (int64_t i = first; take > 0; i++)
         if (t[i] == v) mask[i] = 1, take--;

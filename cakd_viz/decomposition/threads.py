@@ -26,8 +26,8 @@ Why fit the free CPUs: beside one CPU-bound process on two cores, two threads of
 machine three ways and slow that process (a tuning run, say) for a gain of a third; one thread gets a
 whole core. Beside a bursty neighbour, two threads still get more than one core's worth: in the app, a
 browser on the same two cores left one thread on 13-18% of each pass's chunks when half a core
-counted as taken outright. The kernel's dynamic scheduling keeps a wrong guess cheap either way: a thread that the OS
-deschedules holds up nobody, and the next call decides again.
+counted as taken outright. The kernel's dynamic scheduling keeps a wrong guess cheap either way: a
+thread that the OS deschedules holds up nobody, and the next call decides again.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 STAT = Path("/proc/stat")
 WINDOW_S = 0.5  # others' CPU use is averaged over at least this long
 MAX_AGE_S = 5.0  # a window longer than this (the first call after a pause) is not used
-TAKEN = 0.75  # others' average CPU use counts as one CPU taken from this much of it on,
+TAKEN = 0.75  # others' average CPU use counts as one CPU taken from this much of it on
 SHARED = 0.5  # and from this much where another process's thread is runnable at that instant
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
