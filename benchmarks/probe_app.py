@@ -5,13 +5,15 @@ folder with an impossible time."""
 from __future__ import annotations
 
 import json
+import os
 import site
 import sys
 import sysconfig
 import time
 from pathlib import Path
+from unittest import mock
 
-from probe_support import REPO, Case, check, cli, environ, leaks, markup_problems, page_ok
+from probe_support import REPO, Case, check, cli, leaks, markup_problems, page_ok
 
 PIECES = (  # each shown alone too: class names and quoted values are cut to a few dozen characters
     "![pwned](http://127.0.0.1:9/x.png)",  # a Markdown image: the browser would fetch it
@@ -31,7 +33,9 @@ def _open(w, page: str, runs_root: Path, bundle: str | None = "path:evil", **par
     from cakd_viz.app import config as app_config
     from cakd_viz.runs import store
 
-    with environ(**{app_config.DATA_ROOT_ENV: str(w.data), store.RUNS_DIR_ENV: str(runs_root)}):
+    with mock.patch.dict(
+        os.environ, {app_config.DATA_ROOT_ENV: str(w.data), store.RUNS_DIR_ENV: str(runs_root)}
+    ):
         at = open_app(bundle, page, timeout=180, **params)
     page_ok(at)
     return at
@@ -48,20 +52,17 @@ def _hostile_runs(w) -> Path:
     root = w.folder("runs-markup")
     if any(root.iterdir()):
         return root
-    folder = root / "20260101-000000-evil-aaaa"
-    folder.mkdir()
     config = {"name": HOSTILE, "data": "sample:digits", "teacher": "sample:digits/teacher", "student": "mlp"}
-    config |= {"loss": {"name": HOSTILE}, "epochs": 1}
-    (folder / "config.json").write_text(json.dumps(config))
-    status = {"state": "failed", "created": time.time(), "error": HOSTILE, "pid": HOSTILE}
-    (folder / "status.json").write_text(json.dumps(status))
-    (folder / "log.txt").write_text(HOSTILE + "\n")
-    good = root / "20260101-000001-evil-bbbb"
-    good.mkdir()
-    (good / "config.json").write_text(json.dumps(config | {"loss": {"name": "kd"}}))
-    status = {"state": "failed", "created": time.time(), "error": HOSTILE}
-    (good / "status.json").write_text(json.dumps(status))
-    (good / "log.txt").write_text(HOSTILE + "\n")
+    failed = {"state": "failed", "created": time.time(), "error": HOSTILE}
+    for name, loss, status in (  # the second run's loss is one the page knows
+        ("20260101-000000-evil-aaaa", HOSTILE, failed | {"pid": HOSTILE}),
+        ("20260101-000001-evil-bbbb", "kd", failed),
+    ):
+        folder = root / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config | {"loss": {"name": loss}, "epochs": 1}))
+        (folder / "status.json").write_text(json.dumps(status))
+        (folder / "log.txt").write_text(HOSTILE + "\n")
     return root
 
 
@@ -215,7 +216,7 @@ def path_cases(w) -> list[Case]:
 
 
 def login_on(w) -> None:
-    with environ(CAKD_VIZ_REQUIRE_LOGIN="on"):
+    with mock.patch.dict(os.environ, CAKD_VIZ_REQUIRE_LOGIN="on"):
         at = _open(w, "overview", w.folder("runs-empty"), bundle="path:ok")
     check([i.value for i in at.info] == ["This server asks you to log in first."], "no login asked for")
     check(not at.get("plotly_chart") and not at.get("metric"), "the page is shown without a login")

@@ -13,11 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import probe_app
-from probe_support import REPO, Case, Hang, NotRun, Wrong, check, cli, command, environ, one_line_refusal
+from probe_support import REPO, Case, Hang, NotRun, Wrong, check, cli, command, one_line_refusal
 
 CATEGORIES = ("markup", "signals", "disk", "size", "paths", "settings", "inputs", "accuracy")
 MB = 2**20
@@ -147,7 +149,7 @@ def _small_disk(w: World, script: str, size: str = "8m", timeout: float = 240):
     if "LEFT:" not in done.stdout:
         raise NotRun(f"no small disk could be mounted: {done.stderr.strip()[-160:]}")
     out, left = done.stdout.split("LEFT:\n", 1)
-    return done.__class__(done.code, out, done.stderr, done.peak_mb, done.seconds), left.split()
+    return replace(done, stdout=out), left.split()
 
 
 def _full_disk_cli(w: World, args: str) -> None:
@@ -201,7 +203,8 @@ def _npz(rng, n: int, c: int) -> bytes:
 def _upload_bytes_quota(w: World) -> None:
     from cakd_viz.app import bundles
 
-    with environ(CAKD_VIZ_UPLOADS_MAX_GB="0.0001"):  # about 100 KB for every upload together
+    # about 100 KB for every upload together
+    with mock.patch.dict(os.environ, CAKD_VIZ_UPLOADS_MAX_GB="0.0001"):
         try:
             bundles.import_upload("q.npz", _npz(np.random.default_rng(2), 50, 4), max_bytes=MB)
         except ValueError as exc:
@@ -216,7 +219,7 @@ def _upload_count_quota() -> None:
     from cakd_viz.app import bundles
 
     rng = np.random.default_rng(3)
-    with environ(CAKD_VIZ_UPLOADS_MAX_COUNT="2"):
+    with mock.patch.dict(os.environ, CAKD_VIZ_UPLOADS_MAX_COUNT="2"):
         tokens = [bundles.import_upload(f"u{i}.npz", _npz(rng, 40 + i, 4)) for i in range(4)]
     kept = sorted(p.name for p in bundles.UPLOAD_DIR.iterdir() if p.is_dir())
     check(len(kept) <= 2, f"{len(kept)} uploads kept, past the count of 2")
@@ -305,18 +308,16 @@ def _sweep_form(w: World, fields: int) -> None:
 
 def size_cases(w: World) -> list[Case]:
     random = {"random": {"alpha": {"uniform": [0, 2]}}, "num_samples": 100_000_000}
+    sweeps = (  # (what, folder, sweep, its trials)
+        ("grid of 4 fields x 100 values", "g4", _grid(4), 100**4),
+        ("grid of 6 fields x 100 values", "g6", _grid(6), 100**6),
+        ("random, num_samples 1e8", "r8", random, 10**8),
+    )
     return [
-        Case(
-            "size",
-            "cakd-viz sweep: grid of 4 fields x 100 values",
-            lambda: _sweep_cli(w, "g4", _grid(4), 100**4),
+        *(
+            Case("size", f"cakd-viz sweep: {what}", functools.partial(_sweep_cli, w, name, sweep, trials))
+            for what, name, sweep, trials in sweeps
         ),
-        Case(
-            "size",
-            "cakd-viz sweep: grid of 6 fields x 100 values",
-            lambda: _sweep_cli(w, "g6", _grid(6), 100**6),
-        ),
-        Case("size", "cakd-viz sweep: random, num_samples 1e8", lambda: _sweep_cli(w, "r8", random, 10**8)),
         Case("size", "Tune form sweep: 4 fields x 100 values", lambda: _sweep_form(w, 4)),
         Case("size", "Tune form sweep: 6 fields x 100 values", lambda: _sweep_form(w, 6), quick=False),
     ]
@@ -337,25 +338,16 @@ def _app_refuses(w: World, name: str, value: str) -> None:
 
 
 def settings_cases(w: World) -> list[Case]:
+    refused = (  # (variable, value, part of --quick)
+        ("CAKD_VIZ_RESULTS_MB", "lots", True),
+        ("CAKD_VIZ_UPLOADS_MAX_GB", "-1", False),
+        ("CAKD_VIZ_UPLOADS_MAX_COUNT", "-5", False),
+        ("CAKD_VIZ_REQUIRE_LOGIN", "maybe", False),
+    )
     return [
-        Case("settings", "CAKD_VIZ_RESULTS_MB=lots", lambda: _app_refuses(w, "CAKD_VIZ_RESULTS_MB", "lots")),
-        Case(
-            "settings",
-            "CAKD_VIZ_UPLOADS_MAX_GB=-1",
-            lambda: _app_refuses(w, "CAKD_VIZ_UPLOADS_MAX_GB", "-1"),
-            quick=False,
-        ),
-        Case(
-            "settings",
-            "CAKD_VIZ_UPLOADS_MAX_COUNT=-5",
-            lambda: _app_refuses(w, "CAKD_VIZ_UPLOADS_MAX_COUNT", "-5"),
-            quick=False,
-        ),
-        Case(
-            "settings",
-            "CAKD_VIZ_REQUIRE_LOGIN=maybe",
-            lambda: _app_refuses(w, "CAKD_VIZ_REQUIRE_LOGIN", "maybe"),
-            quick=False,
+        *(
+            Case("settings", f"{name}={value}", functools.partial(_app_refuses, w, name, value), quick=quick)
+            for name, value, quick in refused
         ),
         Case("settings", "CAKD_VIZ_REQUIRE_LOGIN=on asks for the login", lambda: probe_app.login_on(w)),
     ]

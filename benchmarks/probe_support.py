@@ -96,19 +96,6 @@ def replay(case: Case) -> Outcome:
     return Outcome(case, state, reason, time.monotonic() - t0)
 
 
-@contextmanager
-def environ(**values: str | None) -> Iterator[None]:
-    """Set (None: unset) environment variables for the block, then restore them."""
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        yield
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
 # -- subprocesses -----------------------------------------------------------------------------------------
 
 
