@@ -31,6 +31,7 @@ bundle. The machine is shared: the load average is printed with every figure.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import statistics
@@ -96,37 +97,30 @@ def _exact(page, t0: float, charts: int, *texts: str) -> float:
             return elapsed
 
 
-def _sidebar_input(page, label: str):
-    return (
+# The inputs: each prepares its input and returns the action that sends it (the clock starts there).
+
+
+def _type(page, label: str, value: str):
+    box = (
         page.locator(f'{SIDEBAR} [data-testid="stTextInput"], {SIDEBAR} [data-testid="stNumberInput"]')
         .filter(has_text=label)
         .locator("input")
     )
-
-
-def _type(page, label: str, value: str) -> float:
-    box = _sidebar_input(page, label)
     box.fill(value)
-    t0 = time.perf_counter()
-    box.press("Enter")
-    return t0
+    return lambda: box.press("Enter")
 
 
-def _pick(page, label: str, option: str) -> float:
+def _pick(page, label: str, option: str):
     page.locator(f'{SIDEBAR} [data-testid="stSelectbox"]').filter(has_text=label).click()
-    t0 = time.perf_counter()
-    page.get_by_role("option", name=option, exact=True).click()
-    return t0
+    return page.get_by_role("option", name=option, exact=True).click
 
 
-def _goto(page, key: str) -> float:
+def _goto(page, key: str):
     # the label at the end (after the icon): "Sample" is also the start of "Samples"
     link = page.locator('[data-testid="stSidebarNavLink"]').filter(
         has_text=re.compile(rf"{re.escape(NAV[key])}$")
     )
-    t0 = time.perf_counter()
-    link.click()
-    return t0
+    return link.click
 
 
 def _smaps(pid: int) -> dict[str, int]:
@@ -159,12 +153,13 @@ class Figures:
         self.pid = pid
         self.values: dict[str, list[tuple[float, float, float]]] = {}
 
-    def start(self) -> tuple[float, float]:
-        """(the 1-minute load average, the server's CPU seconds) before an input."""
-        return os.getloadavg()[0], _cpu(self.pid)
-
-    def add(self, name: str, seconds: float, before: tuple[float, float]) -> None:
-        load, cpu0 = before
+    def measure(self, name: str, page, send, charts: int, *texts: str) -> None:
+        """Seconds from ``send()`` (an input, see ``_type``) until the exact numbers are on ``page`` (see
+        ``_exact``), with the server's CPU seconds meanwhile and the load average before it."""
+        load, cpu0 = os.getloadavg()[0], _cpu(self.pid)
+        t0 = time.perf_counter()
+        send()
+        seconds = _exact(page, t0, charts, *texts)
         cpu = _cpu(self.pid) - cpu0
         self.values.setdefault(name, []).append((seconds, cpu, load))
         print(f"  {name}: {seconds:.2f} s, server CPU {cpu:.2f} s (load {load:.1f})", flush=True)
@@ -182,10 +177,8 @@ class Figures:
 
 def _open(browser, url: str, query: str, n: int, figures: Figures, name: str):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    before = figures.start()
-    t0 = time.perf_counter()
-    page.goto(f"{url}/{query}")
-    figures.add(name, _exact(page, t0, CHARTS["overview"], "KL(teacher", f"over all {n:,} samples."), before)
+    go = functools.partial(page.goto, f"{url}/{query}")
+    figures.measure(name, page, go, CHARTS["overview"], "KL(teacher", f"over all {n:,} samples.")
     return page
 
 
@@ -194,33 +187,25 @@ def _interactions(page, n: int, repeats: int, figures: Figures) -> None:
     groupings = iter(["topk:3", "topk:10", "mass:0.9", "topk:2", "topk:7", "mass:0.8"])
     students = iter(["ce", "kd"] * repeats)
     every = f"over all {n:,} samples."
+    charts = CHARTS["overview"]
     for r in range(repeats):
         value = next(temps)
-        before = figures.start()
-        t0 = _type(page, "Temperature T", f"{value:g}")
-        figures.add("T change", _exact(page, t0, CHARTS["overview"], f"T = {value:g}.", every), before)
+        send = _type(page, "Temperature T", f"{value:g}")
+        figures.measure("T change", page, send, charts, f"T = {value:g}.", every)
         spec = next(groupings)
-        before = figures.start()
-        t0 = _type(page, "Grouping", spec)
-        figures.add(
-            "grouping change", _exact(page, t0, CHARTS["overview"], f"Grouping {spec}", every), before
-        )
+        send = _type(page, "Grouping", spec)
+        figures.measure("grouping change", page, send, charts, f"Grouping {spec}", every)
         who = next(students)
-        before = figures.start()
-        t0 = _pick(page, "Student (A)", who)
-        figures.add("student change", _exact(page, t0, CHARTS["overview"], f"{who}: each", every), before)
+        send = _pick(page, "Student (A)", who)
+        figures.measure("student change", page, send, charts, f"{who}: each", every)
         other = "kd" if who == "ce" else "ce"
-        before = figures.start()
-        t0 = _pick(page, "Compare with (B)", other)
-        figures.add("student B", _exact(page, t0, 3, f"against {other} (B)", every), before)
-        before = figures.start()
-        t0 = _pick(page, "Compare with (B)", "nobody")
-        figures.add("student B: nobody again", _exact(page, t0, 2, f"{who}: each", every), before)
+        send = _pick(page, "Compare with (B)", other)
+        figures.measure("student B", page, send, 3, f"against {other} (B)", every)
+        send = _pick(page, "Compare with (B)", "nobody")
+        figures.measure("student B: nobody again", page, send, 2, f"{who}: each", every)
         for key in ("correlation", "sample", "diagnose", "data", "overview"):
-            before = figures.start()
-            t0 = _goto(page, key)
             texts = [QUESTION[key]] + ([every] if key in ("overview", "correlation") else [])
-            figures.add(f"page switch to {NAV[key]}", _exact(page, t0, CHARTS[key], *texts), before)
+            figures.measure(f"page switch to {NAV[key]}", page, _goto(page, key), CHARTS[key], *texts)
         print(f"repeat {r + 1} of {repeats} done", flush=True)
 
 
