@@ -91,16 +91,19 @@ def straightforward_terms(zs: torch.Tensor, zt: torch.Tensor) -> dict[str, torch
     return terms
 
 
-def rounds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """name -> wall seconds of each of `repeats` rounds (after one warm-up round), every function once per
-    round, in turn, so that a change in the machine's load hits all of them alike."""
+def rounds(
+    fns: dict[str, Callable[[], object]], repeats: int, *, warmup: int = 1, clock=time.perf_counter
+) -> dict[str, list[float]]:
+    """name -> seconds by ``clock`` (wall time by default) of each of `repeats` rounds after `warmup`
+    rounds, every function once per round, in turn, so that a change in the machine's load hits all of
+    them alike. (bench_losses.py and bench_train.py time their candidates with it too.)"""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(repeats + 1):
+    for r in range(warmup + repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            if r:
-                times[name].append(time.perf_counter() - start)
+            if r >= warmup:
+                times[name].append(clock() - start)
     return times
 
 
@@ -210,25 +213,16 @@ def main() -> None:
         f"/ plain KL = {med['decompose LS'] / med[plain]:.2f}x"
     )
 
-    cpu = {"kernel, 1 thread": [], "kernel LS, 1 thread": [], "plain KL, 1 thread": []}
+    one_thread = {
+        "kernel, 1 thread": lambda: native_path.run_kernel(kern, student, teacher, rule, out, threads=1),
+        "kernel LS, 1 thread": lambda: native_path.run_kernel(
+            kern, student, teacher, rule_ls, out, threads=1
+        ),
+        "plain KL, 1 thread": lambda: plain_kl(zs, zt, rows),
+    }
     torch.set_num_threads(1)
     try:
-        for r in range(args.repeats + 1):
-            for name, fn in (
-                (
-                    "kernel, 1 thread",
-                    lambda: native_path.run_kernel(kern, student, teacher, rule, out, threads=1),
-                ),
-                (
-                    "kernel LS, 1 thread",
-                    lambda: native_path.run_kernel(kern, student, teacher, rule_ls, out, threads=1),
-                ),
-                ("plain KL, 1 thread", lambda: plain_kl(zs, zt, rows)),
-            ):
-                start = time.process_time()
-                fn()
-                if r:
-                    cpu[name].append(time.process_time() - start)
+        cpu = rounds(one_thread, args.repeats, clock=time.process_time)
     finally:
         torch.set_num_threads(2)
     report("CPU seconds, one thread each (barely moved by other load):", cpu)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from bench_decompose import rounds
 
 from cakd_viz.grouping import strong_mask
 from cakd_viz.losses import CAKDLoss, DKDLoss, KDLoss
@@ -75,14 +75,8 @@ def main() -> None:
         "CAKDLoss topk:5 + LS": CAKDLoss("topk:5", 1.0, 1.0, 8.0, 4.0, standardize=True),
     }
     steps = {name: _step(fn, student, teacher, labels) for name, fn in candidates.items()}
-    times: dict[str, list[float]] = {name: [] for name in steps}
     load = os.getloadavg()[0]
-    for i in range(args.warmup + args.repeats):
-        for name, run in steps.items():
-            start = time.perf_counter()
-            run()
-            if i >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+    times = rounds(steps, args.repeats, warmup=args.warmup)
 
     median = {name: statistics.median(t) * 1e6 for name, t in times.items()}
     print(f"forward + backward, {n} x {c} float32, CPU, {args.threads} threads, median of {args.repeats}")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_decompose import rounds
 
 from cakd_viz.losses import CAKDLoss, KDLoss
 from cakd_viz.models import build_arch
@@ -44,7 +45,7 @@ def _step(criterion, student, opt, x, y, t_logits):
     return run
 
 
-def bench_steps(rounds: int, batch: int = 64, classes: int = 62) -> dict:
+def bench_steps(repeats: int, batch: int = 64, classes: int = 62) -> dict:
     """Median seconds per training step for each loss, and CAKD's ratio to KD."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 1, 32, 32, generator=g)
@@ -56,13 +57,7 @@ def bench_steps(rounds: int, batch: int = 64, classes: int = 62) -> dict:
         student = build_arch("cnn_s", in_channels=1, num_classes=classes, image_size=32)
         opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
         steps[name] = _step(criterion, student, opt, x, y, t_logits)
-    times = {name: [] for name in steps}
-    for r in range(rounds + 20):
-        for name, run in steps.items():
-            t0 = time.perf_counter()
-            run()
-            if r >= 20:  # warm-up rounds are not counted
-                times[name].append(time.perf_counter() - t0)
+    times = rounds(steps, repeats, warmup=20)
     med = {name: statistics.median(v) for name, v in times.items()}
     return {"step_s": med, "ratio": med["CAKD topk:5"] / med["KD"]}
 
