@@ -51,9 +51,9 @@ TARGET_BYTES = 3 * 10**9
 
 
 class MemorySampler:
-    """Samples RssAnon, RssFile and VmHWM (bytes) of this process from /proc/self/status in a thread."""
+    """Samples RssAnon and RssFile (bytes) of this process from /proc/self/status in a thread."""
 
-    FIELDS = ("RssAnon", "RssFile", "VmHWM")
+    FIELDS = ("RssAnon", "RssFile")
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
@@ -78,10 +78,6 @@ class MemorySampler:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> MemorySampler:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # VmHWM back to the current RSS (Linux >= 4.0)
-        except OSError:
-            pass
         self._thread.start()
         return self
 
@@ -201,20 +197,8 @@ def _rounds(fns: dict, repeats: int, title: str) -> None:
 def from_disk(bundle: Path, out: Path) -> None:
     evicted = evict_from_page_cache(bundle)
     print(f"evicted {human_bytes(evicted)} from the page cache")
-    argv = [
-        "decompose",
-        str(bundle),
-        "--out",
-        str(out),
-        "--student",
-        "kd",
-        "--grouping",
-        "topk:5",
-        "-T",
-        "4",
-        "--device",
-        "cpu",
-    ]
+    argv = ["decompose", str(bundle), "--out", str(out)]
+    argv += "--student kd --grouping topk:5 -T 4 --device cpu".split()
     print("cakd-viz " + " ".join(argv))
     before = MemorySampler.read()
     start = time.perf_counter()

@@ -68,18 +68,8 @@ def bench_run(threads: int) -> list[float]:
     walls = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(2):
-            cmd = [
-                sys.executable,
-                "-m",
-                "cakd_viz",
-                "tune",
-                "--config",
-                str(RUN_CONFIG),
-                "--runs-dir",
-                tmp,
-                "-q",
-            ]
-            cmd += ["--set", f"threads={threads}", "--set", "device=cpu", "--max-concurrent", "0"]
+            cmd = [sys.executable, "-m", "cakd_viz", "tune", "--config", str(RUN_CONFIG), "--runs-dir", tmp]
+            cmd += ["-q", "--set", f"threads={threads}", "--set", "device=cpu", "--max-concurrent", "0"]
             t0 = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
             walls.append(time.perf_counter() - t0)
