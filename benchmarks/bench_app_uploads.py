@@ -162,16 +162,14 @@ def upload_and_measure(server: serve.Server, page, path: Path, timeout_s: float 
 
 
 def run(honest_mb: int, keep: Path | None) -> list[dict]:
+    """Upload every file to a fresh server (its temp folder a private one): a row of figures per file."""
     work = Path(tempfile.mkdtemp(prefix="cakd-bench-uploads-"))
-    files = hostile_files(keep or work / "files", honest_mb)
-    tmp = work / "tmp"
-    tmp.mkdir()
-    rows = []
     try:
-        rows = _measure(files, tmp)
+        files = hostile_files(keep or work / "files", honest_mb)
+        (work / "tmp").mkdir()
+        return _measure(files, work / "tmp")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return rows
 
 
 def _measure(files: list[tuple[str, Path, int]], tmp: Path) -> list[dict]:

@@ -83,15 +83,12 @@ def section_decompose(args: argparse.Namespace, dev: torch.device) -> None:
     if dev.type == "cuda":
         pinned = [x.pin_memory() for x in pinned]
     on_gpu = [x.to(dev) for x in pinned]
-    results = {}
     for what, (s, t) in (
         ("numpy arrays in host memory", (student, teacher)),
         ("pinned torch tensors", pinned),
         ("already on the GPU (compute only)", on_gpu),
     ):
-        times = timed(
-            lambda s=s, t=t, what=what: results.__setitem__(what, decompose(s, t, **kw)), args.repeats
-        )
+        times = timed(lambda s=s, t=t: decompose(s, t, **kw), args.repeats)
         med = statistics.median(times)
         goal = "" if "GPU" in what else f"  (goal < 1 s: {'OK' if med < 1 else 'MISSED'})"
         print(
