@@ -8,18 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from cakd_viz.bundle.writer import BundleWriter
-from cakd_viz.validate import (
-    BundleError,
-    as_numpy,
-    check_class_names,
-    check_fits_dtype,
-    check_inputs,
-    check_labels,
-    check_logits,
-    check_student_name,
-    iter_row_chunks,
-)
+from cakd_viz.bundle.writer import BundleWriter, check_fits, check_rows
+from cakd_viz.validate import BundleError, check_class_names, check_student_name, iter_row_chunks
 
 __all__ = ["write_bundle"]
 
@@ -45,22 +35,12 @@ def write_bundle(
     written into ``<path>.partial-<id>`` and renamed at the end, so a crash never leaves a
     complete-looking bundle; an existing bundle at ``path`` is replaced only with ``overwrite``.
     """
-    teacher = as_numpy(teacher, "teacher")
-    check_logits(teacher, "teacher")
-    n, c = teacher.shape
     if not isinstance(students, Mapping) or not students:
         raise BundleError("students: a bundle needs at least one student, given as {name: (N, C) logits}")
-    arrays = {}
-    for name, arr in students.items():
+    for name in students:
         check_student_name(name)
-        arrays[name] = as_numpy(arr, f"student {name!r}")
-        check_logits(arrays[name], f"student {name!r}", num_samples=n, num_classes=c, reference="teacher")
-    if labels is not None:
-        labels = as_numpy(labels, "labels")
-        check_labels(labels, "labels", num_samples=n, num_classes=c, reference="teacher")
-    if inputs is not None:
-        inputs = as_numpy(inputs, "inputs")
-        check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
+    teacher, arrays, labels, inputs = check_rows(teacher, students, labels, inputs)
+    n, c = teacher.shape
     if class_names is not None:
         class_names = check_class_names(class_names, "class_names", num_classes=c)
     if dtype is None:  # the teacher's float16/float32, else float32; the writer refuses any other dtype
@@ -79,8 +59,7 @@ def write_bundle(
         overwrite=overwrite,
     )
     with writer:
-        for name, arr in {"teacher": teacher, **{f"student {k!r}": v for k, v in arrays.items()}}.items():
-            check_fits_dtype(arr, name, writer.dtype)
+        check_fits(teacher, arrays, writer.dtype)
         for rows in iter_row_chunks(n, c):
             writer._put(
                 rows.start,

@@ -92,6 +92,48 @@ def allocated_memmap(path: Path, shown: Path, dtype: Any, shape: tuple) -> np.me
     return arr
 
 
+def check_rows(
+    teacher: Any,
+    students: dict[str, Any],
+    labels: Any,
+    inputs: Any,
+    *,
+    num_classes: int | None = None,
+    row_offset: int = 0,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
+    """Validate rows of a bundle against the teacher's (the writer's checks); returns them as numpy
+    arrays. ``num_classes``: what the teacher must have; ``row_offset``: where the rows start (messages)."""
+    teacher = as_numpy(teacher, "teacher")
+    check_logits(teacher, "teacher", num_classes=num_classes, row_offset=row_offset)
+    n, c = teacher.shape
+    arrays = {}
+    for name, arr in students.items():
+        arrays[name] = as_numpy(arr, f"student {name!r}")
+        check_logits(
+            arrays[name],
+            f"student {name!r}",
+            num_samples=n,
+            num_classes=c,
+            reference="teacher",
+            row_offset=row_offset,
+        )
+    if labels is not None:
+        labels = as_numpy(labels, "labels")
+        check_labels(
+            labels, "labels", num_samples=n, num_classes=c, reference="teacher", row_offset=row_offset
+        )
+    if inputs is not None:
+        inputs = as_numpy(inputs, "inputs")
+        check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
+    return teacher, arrays, labels, inputs
+
+
+def check_fits(teacher: np.ndarray, students: dict[str, np.ndarray], dtype: np.dtype) -> None:
+    """Every logit array stays finite when stored as ``dtype`` (``validate.check_fits_dtype``)."""
+    for name, arr in {"teacher": teacher, **{f"student {k!r}": v for k, v in students.items()}}.items():
+        check_fits_dtype(arr, name, dtype)
+
+
 class BundleWriter:
     """Write a bundle row block by row block into memmaps inside ``<path>.partial-<id>``.
 
@@ -236,64 +278,29 @@ class BundleWriter:
         """Validate and write rows ``[start, start + n)``: teacher (n, C), students {name: (n, C)},
         labels (n,) (required iff the writer has labels), inputs (n, *inputs_shape) likewise."""
         self._check_open()
-        teacher = as_numpy(teacher, "teacher")
-        check_logits(teacher, "teacher", num_classes=self.num_classes, row_offset=start)
+        if set(students) != set(self.student_names):
+            raise BundleError(
+                f"write(): students must be exactly {self.student_names}, got {sorted(students)}"
+            )
+        for key, given, held in (("labels", labels, self.labels), ("inputs", inputs, self.inputs)):
+            if (given is None) != (held is None):
+                raise BundleError(
+                    f"write(): {key}= is required" if given is None else f"write(): this writer has no {key}"
+                )
+        teacher, arrays, labels, inputs = check_rows(
+            teacher, students, labels, inputs, num_classes=self.num_classes, row_offset=start
+        )
         n = teacher.shape[0]
         if start < 0 or start + n > self.num_samples:
             raise BundleError(
                 f"write(start={start}): rows {start}..{start + n - 1} are outside 0..{self.num_samples - 1}"
             )
-        if set(students) != set(self.student_names):
+        if inputs is not None and inputs.shape[1:] != self.inputs.shape[1:]:
             raise BundleError(
-                f"write(): students must be exactly {self.student_names}, got {sorted(students)}"
+                f"inputs: rows have shape {inputs.shape[1:]}, the writer expects {self.inputs.shape[1:]}"
             )
-        arrays = {}
-        for name in self.student_names:
-            arrays[name] = as_numpy(students[name], f"student {name!r}")
-            check_logits(
-                arrays[name],
-                f"student {name!r}",
-                num_samples=n,
-                num_classes=self.num_classes,
-                reference="teacher",
-                row_offset=start,
-            )
-        labels = self._check_labels(labels, n, start)
-        inputs = self._check_inputs(inputs, n)
-        for name, arr in {"teacher": teacher, **{f"student {k!r}": v for k, v in arrays.items()}}.items():
-            check_fits_dtype(arr, name, self.dtype)
+        check_fits(teacher, arrays, self.dtype)
         self._put(start, teacher, arrays, labels, inputs)
-
-    def _check_labels(self, labels: Any, n: int, start: int) -> np.ndarray | None:
-        if (labels is None) != (self.labels is None):
-            raise BundleError(
-                "write(): labels= is required" if labels is None else "write(): this writer has no labels"
-            )
-        if labels is not None:
-            labels = as_numpy(labels, "labels")
-            check_labels(
-                labels,
-                "labels",
-                num_samples=n,
-                num_classes=self.num_classes,
-                reference="teacher",
-                row_offset=start,
-            )
-        return labels
-
-    def _check_inputs(self, inputs: Any, n: int) -> np.ndarray | None:
-        if (inputs is None) != (self.inputs is None):
-            raise BundleError(
-                "write(): inputs= is required" if inputs is None else "write(): this writer has no inputs"
-            )
-        if inputs is not None:
-            inputs = as_numpy(inputs, "inputs")
-            check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
-            if inputs.shape[1:] != self.inputs.shape[1:]:
-                raise BundleError(
-                    f"inputs: rows have shape {inputs.shape[1:]}, the writer expects {self.inputs.shape[1:]}"
-                )
-        return inputs
 
     def _put(self, start: int, teacher: np.ndarray, students: dict, labels: Any, inputs: Any) -> None:
         """Copy already-validated rows in and record them (no checks)."""
