@@ -9,9 +9,9 @@
       inputs.npy         (N, ...) optional
 
 Reading: :func:`load_bundle` (``core``, ``read``, ``npy``) validates everything once and returns a
-read-only, memory-mapped :class:`Bundle`. Writing: :func:`write_bundle` (``writer``) for arrays in
-memory, :class:`BundleWriter` (``writer``, ``commit``) for streams and several processes; both write a
-temporary directory and rename it at the end. Importing other files: ``imports``; synthetic logits:
+read-only, memory-mapped :class:`Bundle`. Writing (``writer``): :func:`write_bundle` for arrays in
+memory, :class:`BundleWriter` for streams and several processes; both write a temporary directory and
+rename it at the end. Importing other files: ``imports``; synthetic logits:
 ``synth``. The checks every reader and writer uses live in :mod:`cakd_viz.validate`.
 """
 

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cakd_viz.bundle.commit import check_target
-from cakd_viz.bundle.writer import BundleWriter
+from cakd_viz.bundle.writer import BundleWriter, check_target
 from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
