@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -149,28 +149,23 @@ def python_snippet(view: ViewSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _summary(v: ViewSpec) -> list[str]:
-    return [
+# The body of each view's snippet, after the preamble that defines bundle, names, corr and terms().
+_BODY: dict[str, Callable[[ViewSpec], list[str]]] = {
+    "summary": lambda v: [
         "from cakd_viz.aggregates import dataset_summary",
         "",
         "rows = [{'student': s, **dataset_summary(terms(s))} for s in bundle.student_names]",
         "table = pd.DataFrame(rows).drop(columns=['grouping', 'temperature'])",
         "print(readable(table).to_csv(index=False))",
-    ]
-
-
-def _per_class(v: ViewSpec) -> list[str]:
-    return [
+    ],
+    "per_class": lambda v: [
         "from cakd_viz.aggregates import class_breakdown",
         "",
         f"table = class_breakdown(terms({v.student!r}), by={v.by!r}, num_classes=bundle.num_classes,",
         "                        class_names=names)",
         "print(readable(table).to_csv(index=False))",
-    ]
-
-
-def _sample(v: ViewSpec) -> list[str]:
-    return [
+    ],
+    "sample": lambda v: [
         "from cakd_viz.learn import worked_example",
         "from cakd_viz.worked import example_row",
         "",
@@ -182,11 +177,8 @@ def _sample(v: ViewSpec) -> list[str]:
         "                        temperature=T, correlation=corr, standardize=STANDARDIZE)",
         "    rows.append({'student': student, **example_row(ex)})",
         "print(readable(pd.DataFrame(rows)).to_csv(index=False))",
-    ]
-
-
-def _failures(v: ViewSpec) -> list[str]:
-    return [
+    ],
+    "failures": lambda v: [
         "from cakd_viz import diagnose",
         "from cakd_viz.terms import PART",
         "",
@@ -196,49 +188,30 @@ def _failures(v: ViewSpec) -> list[str]:
         "table = table.drop(columns=['label', 'teacher_pred', 'student_pred'], errors='ignore')",
         "table['dominant'] = table['dominant'].map(PART)",
         "print(readable(table).to_csv(index=False))",
-    ]
-
-
-def _compare(v: ViewSpec) -> list[str]:
-    return [
+    ],
+    "compare": lambda v: [
         "from cakd_viz import compare",
         "from cakd_viz.terms import measures",
         "",
         f"a, b = terms({v.student!r}), terms({v.student_b!r})",
         f"table = measures(compare.summary(a, b), a={v.student!r}, b={v.student_b or 'B'!r})",
         "print(table.to_csv(index=False))",
-    ]
-
-
-def _families(v: ViewSpec) -> list[str]:
-    return [
+    ],
+    "families": lambda v: [
         "from cakd_viz.families import cluster_classes",
         "",
         "matrix = class_correlation(bundle.teacher, standardize=STANDARDIZE)",
         f"order, family = cluster_classes(matrix, threshold={float(v.threshold)!r})",
         "table = pd.DataFrame({'class': order, 'name': [names[i] for i in order], 'family': family[order]})",
         "print(table.to_csv(index=False))",
-    ]
-
-
-def _standardization(v: ViewSpec) -> list[str]:
-    return [
+    ],
+    "standardization": lambda v: [
         "from cakd_viz.dominance import students_table",
         "",
         "plain = {s: terms(s, False) for s in bundle.student_names}",
         "ls = {s: terms(s, True) for s in bundle.student_names}",
         "print(readable(students_table(plain, ls)).to_csv(index=False))",
-    ]
-
-
-_BODY = {
-    "summary": _summary,
-    "per_class": _per_class,
-    "sample": _sample,
-    "failures": _failures,
-    "compare": _compare,
-    "families": _families,
-    "standardization": _standardization,
+    ],
 }
 
 

@@ -13,7 +13,7 @@ clock ticks since boot, from Linux's /proc), and a reader asks :func:`liveness`,
 Writers' temporary files and folders carry their owner (in their name, :func:`owner_tag`, or in a
 small file), so that the next writer to the same target can remove what a killed writer left behind
 (:func:`abandoned`) and never what a live one is still writing. Used by run folders
-(``cakd_viz.runs.store``) and by the bundle and table writers (``cakd_viz.bundle.commit``,
+(``cakd_viz.runs.store``) and by the bundle and table writers (``cakd_viz.bundle.writer``,
 ``cakd_viz.cli._common``).
 """
 

@@ -11,7 +11,8 @@ from conftest import make_logits
 from fake_runs import epoch_record
 
 from cakd_viz import compare, decompose
-from cakd_viz.data.glyphs import DISPLAY_NAMES
+from cakd_viz.classnames import readable_names
+from cakd_viz.data.glyphs import CLASS_NAMES
 from cakd_viz.families import cluster_classes
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import correlation as corr_fig
@@ -129,8 +130,8 @@ def test_every_heatmap_row_of_62_glyph_classes_is_labelled_at_a_readable_size():
     rng = np.random.default_rng(0)
     corr = np.corrcoef(rng.normal(size=(62, 200)))
     order, family = cluster_classes(corr, threshold=0.5)
-    f = corr_fig.correlation_heatmap(corr, order, family, list(DISPLAY_NAMES))
+    f = corr_fig.correlation_heatmap(corr, order, family, readable_names(list(CLASS_NAMES)))
     assert f.layout.yaxis.dtick == 1 and f.layout.xaxis.dtick == 1  # one label per row and column
     assert f.layout.yaxis.tickfont.size >= 12
     assert f.layout.height >= 62 * corr_fig.ROW_PX  # each row at least ROW_PX pixels: labels do not overlap
-    assert set(f.data[0].y) == set(DISPLAY_NAMES)
+    assert set(f.data[0].y) == set(readable_names(list(CLASS_NAMES)))

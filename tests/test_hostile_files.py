@@ -292,7 +292,7 @@ def _vm_peak_of_startup() -> int:
         "from cakd_viz.cli import main\n"
         "with contextlib.redirect_stderr(io.StringIO()):\n"
         "    main(['import', 'missing.npz', '--out', 'x'])\n"
-        "import cakd_viz.bundle.imports, cakd_viz.bundle.write\n"
+        "import cakd_viz.bundle.imports, cakd_viz.bundle.writer\n"
         "print(next(l for l in open('/proc/self/status') if l.startswith('VmPeak')).split()[1])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

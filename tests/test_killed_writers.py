@@ -18,7 +18,7 @@ from runs_support import wait_for
 
 from cakd_viz import processes
 from cakd_viz.bundle import load_bundle, write_bundle
-from cakd_viz.bundle.commit import LAYOUT, remove_abandoned
+from cakd_viz.bundle.writer import LAYOUT, remove_abandoned
 from cakd_viz.cli._common import remove_abandoned_temps
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,16 +9,15 @@
       inputs.npy         (N, ...) optional
 
 Reading: :func:`load_bundle` (``core``, ``read``, ``npy``) validates everything once and returns a
-read-only, memory-mapped :class:`Bundle`. Writing: :func:`write_bundle` (``write``) for arrays in
-memory, :class:`BundleWriter` (``writer``, ``commit``) for streams and several processes; both write a
-temporary directory and rename it at the end. Importing other files: ``imports``; synthetic logits:
+read-only, memory-mapped :class:`Bundle`. Writing (``writer``): :func:`write_bundle` for arrays in
+memory, :class:`BundleWriter` for streams and several processes; both write a temporary directory and
+rename it at the end. Importing other files: ``imports``; synthetic logits:
 ``synth``. The checks every reader and writer uses live in :mod:`cakd_viz.validate`.
 """
 
 from cakd_viz.bundle.core import Bundle, load_bundle
 from cakd_viz.bundle.read import FORMAT
-from cakd_viz.bundle.write import write_bundle
-from cakd_viz.bundle.writer import BundleWriter
+from cakd_viz.bundle.writer import BundleWriter, write_bundle
 from cakd_viz.validate import BundleError
 
 __all__ = ["FORMAT", "Bundle", "BundleError", "BundleWriter", "load_bundle", "write_bundle"]

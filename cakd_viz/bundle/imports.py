@@ -42,9 +42,9 @@ import numpy as np
 from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
 from cakd_viz.bundle.npy import NpyHeader, human_size, read_header
 from cakd_viz.bundle.read import LOGIT_DTYPES
-from cakd_viz.bundle.write import write_bundle
+from cakd_viz.bundle.writer import write_bundle
 from cakd_viz.bundle.zipcheck import open_zip
-from cakd_viz.validate import BundleError, as_numpy, check_logits
+from cakd_viz.validate import BundleError, as_numpy, check_inputs, check_logits
 
 __all__ = ["SUPPORTED_EXTENSIONS", "ImportLimitError", "import_file", "read_arrays"]
 
@@ -161,11 +161,7 @@ def _check_layout(src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
             if shape[0] != n:
                 raise BundleError(f"labels has {shape[0]} samples, teacher has {n}")
         if "inputs" in declared:
-            shape = declared["inputs"][0]
-            if len(shape) < 1:
-                raise BundleError("inputs: expected an (N, ...) array of inputs, got a scalar")
-            if shape[0] != n:
-                raise BundleError(f"inputs has {shape[0]} samples, teacher has {n}")
+            check_inputs(_probe(*declared["inputs"]), "inputs", num_samples=n, reference="teacher")
         if "class_names" in declared and math.prod(declared["class_names"][0]) != c:
             count = math.prod(declared["class_names"][0])
             raise BundleError(f"class_names has {count} class names, but the logits have {c} classes")

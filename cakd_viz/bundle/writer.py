@@ -1,4 +1,5 @@
-"""Streaming bundle writer, for data sets larger than memory and for several processes at once.
+"""Streaming bundle writer, for data sets larger than memory and for several processes at once; and
+:func:`write_bundle`, which writes a whole in-memory bundle through it.
 
 Single process::
 
@@ -26,7 +27,7 @@ The temp directory holds the arrays, ``.writer.json`` (the layout, read by :meth
 bundle with rows nobody wrote; it writes ``meta.json`` last, validates, and renames the directory
 to ``path``, so ``path`` never holds a half-written bundle. A process killed outright leaves only
 ``<path>.partial-<id>`` behind; ``.writer.json`` names its owner (pid, start time, host), and the next
-writer to the same ``path`` removes it once that process is gone (``commit.remove_abandoned``).
+writer to the same ``path`` removes it once that process is gone (:func:`remove_abandoned`).
 """
 
 from __future__ import annotations
@@ -34,27 +35,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cakd_viz import processes
-from cakd_viz.bundle.commit import (
-    LAYOUT,
-    as_dtype,
-    base_meta,
-    check_target,
-    first_gap,
-    merge_meta,
-    merge_ranges,
-    publish,
-    remove_abandoned,
-)
+from cakd_viz import atomic, processes
 from cakd_viz.bundle.core import load_bundle
 from cakd_viz.bundle.npy import open_npy
+from cakd_viz.bundle.read import FORMAT
 from cakd_viz.validate import (
     BundleError,
     as_numpy,
@@ -65,9 +58,12 @@ from cakd_viz.validate import (
     check_labels,
     check_logits,
     check_student_name,
+    iter_row_chunks,
 )
 
-__all__ = ["BundleWriter"]
+__all__ = ["BundleWriter", "write_bundle"]
+
+LAYOUT = ".writer.json"  # inside a partial directory: the writer's layout and its owner process
 
 
 def allocated_memmap(path: Path, shown: Path, dtype: Any, shape: tuple) -> np.memmap:
@@ -90,6 +86,48 @@ def allocated_memmap(path: Path, shown: Path, dtype: Any, shape: tuple) -> np.me
         why = f"no room on the disk for its {size / 2**20:,.1f} MiB ({exc.strerror or exc})"
         raise OSError(exc.errno, why, str(shown)) from None
     return arr
+
+
+def check_rows(
+    teacher: Any,
+    students: dict[str, Any],
+    labels: Any,
+    inputs: Any,
+    *,
+    num_classes: int | None = None,
+    row_offset: int = 0,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
+    """Validate rows of a bundle against the teacher's (the writer's checks); returns them as numpy
+    arrays. ``num_classes``: what the teacher must have; ``row_offset``: where the rows start (messages)."""
+    teacher = as_numpy(teacher, "teacher")
+    check_logits(teacher, "teacher", num_classes=num_classes, row_offset=row_offset)
+    n, c = teacher.shape
+    arrays = {}
+    for name, arr in students.items():
+        arrays[name] = as_numpy(arr, f"student {name!r}")
+        check_logits(
+            arrays[name],
+            f"student {name!r}",
+            num_samples=n,
+            num_classes=c,
+            reference="teacher",
+            row_offset=row_offset,
+        )
+    if labels is not None:
+        labels = as_numpy(labels, "labels")
+        check_labels(
+            labels, "labels", num_samples=n, num_classes=c, reference="teacher", row_offset=row_offset
+        )
+    if inputs is not None:
+        inputs = as_numpy(inputs, "inputs")
+        check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
+    return teacher, arrays, labels, inputs
+
+
+def check_fits(teacher: np.ndarray, students: dict[str, np.ndarray], dtype: np.dtype) -> None:
+    """Every logit array stays finite when stored as ``dtype`` (``validate.check_fits_dtype``)."""
+    for name, arr in {"teacher": teacher, **{f"student {k!r}": v for k, v in students.items()}}.items():
+        check_fits_dtype(arr, name, dtype)
 
 
 class BundleWriter:
@@ -236,64 +274,29 @@ class BundleWriter:
         """Validate and write rows ``[start, start + n)``: teacher (n, C), students {name: (n, C)},
         labels (n,) (required iff the writer has labels), inputs (n, *inputs_shape) likewise."""
         self._check_open()
-        teacher = as_numpy(teacher, "teacher")
-        check_logits(teacher, "teacher", num_classes=self.num_classes, row_offset=start)
+        if set(students) != set(self.student_names):
+            raise BundleError(
+                f"write(): students must be exactly {self.student_names}, got {sorted(students)}"
+            )
+        for key, given, held in (("labels", labels, self.labels), ("inputs", inputs, self.inputs)):
+            if (given is None) != (held is None):
+                raise BundleError(
+                    f"write(): {key}= is required" if given is None else f"write(): this writer has no {key}"
+                )
+        teacher, arrays, labels, inputs = check_rows(
+            teacher, students, labels, inputs, num_classes=self.num_classes, row_offset=start
+        )
         n = teacher.shape[0]
         if start < 0 or start + n > self.num_samples:
             raise BundleError(
                 f"write(start={start}): rows {start}..{start + n - 1} are outside 0..{self.num_samples - 1}"
             )
-        if set(students) != set(self.student_names):
+        if inputs is not None and inputs.shape[1:] != self.inputs.shape[1:]:
             raise BundleError(
-                f"write(): students must be exactly {self.student_names}, got {sorted(students)}"
+                f"inputs: rows have shape {inputs.shape[1:]}, the writer expects {self.inputs.shape[1:]}"
             )
-        arrays = {}
-        for name in self.student_names:
-            arrays[name] = as_numpy(students[name], f"student {name!r}")
-            check_logits(
-                arrays[name],
-                f"student {name!r}",
-                num_samples=n,
-                num_classes=self.num_classes,
-                reference="teacher",
-                row_offset=start,
-            )
-        labels = self._check_labels(labels, n, start)
-        inputs = self._check_inputs(inputs, n)
-        for name, arr in {"teacher": teacher, **{f"student {k!r}": v for k, v in arrays.items()}}.items():
-            check_fits_dtype(arr, name, self.dtype)
+        check_fits(teacher, arrays, self.dtype)
         self._put(start, teacher, arrays, labels, inputs)
-
-    def _check_labels(self, labels: Any, n: int, start: int) -> np.ndarray | None:
-        if (labels is None) != (self.labels is None):
-            raise BundleError(
-                "write(): labels= is required" if labels is None else "write(): this writer has no labels"
-            )
-        if labels is not None:
-            labels = as_numpy(labels, "labels")
-            check_labels(
-                labels,
-                "labels",
-                num_samples=n,
-                num_classes=self.num_classes,
-                reference="teacher",
-                row_offset=start,
-            )
-        return labels
-
-    def _check_inputs(self, inputs: Any, n: int) -> np.ndarray | None:
-        if (inputs is None) != (self.inputs is None):
-            raise BundleError(
-                "write(): inputs= is required" if inputs is None else "write(): this writer has no inputs"
-            )
-        if inputs is not None:
-            inputs = as_numpy(inputs, "inputs")
-            check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
-            if inputs.shape[1:] != self.inputs.shape[1:]:
-                raise BundleError(
-                    f"inputs: rows have shape {inputs.shape[1:]}, the writer expects {self.inputs.shape[1:]}"
-                )
-        return inputs
 
     def _put(self, start: int, teacher: np.ndarray, students: dict, labels: Any, inputs: Any) -> None:
         """Copy already-validated rows in and record them (no checks)."""
@@ -340,7 +343,10 @@ class BundleWriter:
         load_bundle(self.partial_dir, check_values=check_values)
         for f in [self.partial_dir / LAYOUT, *self.partial_dir.glob(".rows-*.json")]:
             f.unlink()
-        publish(self.partial_dir, self.path, self._layout["overwrite"])
+        # rename to path, replacing an old bundle only when allowed; a writer killed between its renames
+        # leaves PATH.old-* for remove_abandoned
+        check_target(self.path, self._layout["overwrite"])
+        atomic.publish_dir(self.partial_dir, self.path)
         self._state = "committed"
         return self.path
 
@@ -372,3 +378,179 @@ class BundleWriter:
                 f"commit: rows {gap[0]}..{gap[1] - 1} were never written (of 0..{self.num_samples - 1}); "
                 "write them, or call mark_written() after filling the memmaps directly"
             )
+
+
+# -- the writer's helpers: meta.json, row bookkeeping, what killed writers left -------------------------
+
+
+def as_dtype(dtype: Any) -> np.dtype | None:
+    """``np.dtype(dtype)``, or None when it names no dtype."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
+
+
+def merge_ranges(rows: list[tuple[int, int]]) -> list[list[int]]:
+    """Merge overlapping or touching [start, stop) ranges."""
+    merged: list[list[int]] = []
+    for start, stop in sorted(rows):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return merged
+
+
+def first_gap(rows: list[tuple[int, int]], num_rows: int) -> tuple[int, int] | None:
+    """The first range [start, stop) of ``0..num_rows`` that ``rows`` do not cover, or None."""
+    covered = 0
+    for start, stop in merge_ranges(rows):
+        if start > covered:
+            return covered, min(start, num_rows)
+        covered = max(covered, stop)
+    return None if covered >= num_rows else (covered, num_rows)
+
+
+def base_meta(meta: dict | None, layout: dict, class_names: list[str] | None) -> dict:
+    """meta.json as the writer knows it at the start; the caller's ``meta`` merged in."""
+    user = dict(meta or {})
+    n, c, dtype = layout["num_samples"], layout["num_classes"], layout["dtype"]
+    teacher = user.pop("teacher", None) or {}
+    user_students = user.pop("students", None) or {}
+    if not isinstance(teacher, dict) or not isinstance(user_students, dict):
+        raise BundleError("meta: 'teacher' must be an object and 'students' an object {NAME: {...}}")
+    teacher = {"file": "teacher.npy", "dtype": dtype, **teacher}
+    students = {
+        s: {"file": f"students/{s}.npy", "dtype": dtype, **(user_students.get(s) or {})}
+        for s in layout["student_names"]
+    }
+    shape = layout["inputs_shape"]
+    base = {
+        "format": FORMAT,
+        "num_samples": n,
+        "num_classes": c,
+        "class_names": class_names if class_names is not None else [str(i) for i in range(c)],
+        "labels": layout["with_labels"],
+        "inputs": None if shape is None else {"shape": [n, *shape], "dtype": layout["inputs_dtype"]},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return {**user, **base, "teacher": teacher, "students": students}
+
+
+def merge_meta(meta: dict, update: dict) -> dict:
+    """``meta`` updated by ``update``; "teacher"/"students" merged per key, array-derived keys kept."""
+    out = {**meta, **{k: v for k, v in update.items() if k not in ("teacher", "students")}}
+    out["teacher"] = {**meta["teacher"], **(update.get("teacher") or {})}
+    extra = update.get("students") or {}
+    out["students"] = {n: {**m, **extra.get(n, {})} for n, m in meta["students"].items()}
+    for key in ("format", "num_samples", "num_classes", "labels", "inputs"):
+        out[key] = meta[key]  # fixed by the arrays, not by the caller
+    return out
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """Refuse an existing ``path`` unless ``overwrite``, and never replace something that is not a bundle."""
+    if not path.exists():
+        return
+    if not overwrite:
+        raise BundleError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+    if path.is_file() or (any(path.iterdir()) and not (path / "meta.json").is_file()):
+        raise BundleError(f"{path} exists and is not a cakd bundle; refusing to replace it")
+
+
+def remove_abandoned(path: Path) -> list[Path]:
+    """Remove the ``<path>.partial-*`` and ``<path>.old-*`` directories that killed writers left; returns them.
+
+    A partial directory names its owner in ``.writer.json`` ({"owner": {"pid", "pid_start", "host"}});
+    it is removed when that process is gone (``processes.abandoned``), never while it still writes. One
+    without an owner on record (killed between creating it and writing the layout) goes after a
+    minute. An ``.old-*`` directory is a replaced bundle that its publisher was deleting: always garbage.
+    """
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        partial = entry.name.startswith(f"{path.name}.partial-")
+        if not (partial or entry.name.startswith(f"{path.name}.old-")):
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            if partial and not processes.abandoned(_owner(entry), time.time() - entry.stat().st_mtime):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry)
+    return removed
+
+
+def _owner(partial_dir: Path) -> dict | None:
+    """The owner a partial directory's layout file records, or None (missing or unreadable)."""
+    try:
+        with open(partial_dir / LAYOUT, "rb") as handle:
+            owner = json.loads(handle.read(1 << 20)).get("owner")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def write_bundle(
+    path: str | Path,
+    *,
+    teacher: Any,
+    students: Mapping[str, Any],
+    labels: Any = None,
+    class_names: Any = None,
+    inputs: Any = None,
+    meta: dict | None = None,
+    dtype: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Validate and write a bundle; returns its path.
+
+    ``teacher`` (N, C) and each of ``students`` (name -> (N, C)) are numpy arrays or torch tensors,
+    ``labels`` (N,), ``inputs`` (N, ...), ``class_names`` C strings (default "0".."C-1").
+    ``dtype`` "float16"/"float32" for all logits (default: the teacher's if float16/float32, else
+    float32). ``meta`` is merged into meta.json (its "teacher"/"students" entries too). The bundle is
+    written into ``<path>.partial-<id>`` and renamed at the end, so a crash never leaves a
+    complete-looking bundle; an existing bundle at ``path`` is replaced only with ``overwrite``.
+    """
+    if not isinstance(students, Mapping) or not students:
+        raise BundleError("students: a bundle needs at least one student, given as {name: (N, C) logits}")
+    for name in students:
+        check_student_name(name)
+    teacher, arrays, labels, inputs = check_rows(teacher, students, labels, inputs)
+    n, c = teacher.shape
+    if class_names is not None:
+        class_names = check_class_names(class_names, "class_names", num_classes=c)
+    if dtype is None:  # the teacher's float16/float32, else float32; the writer refuses any other dtype
+        dtype = teacher.dtype if teacher.dtype in (np.float16, np.float32) else "float32"
+    writer = BundleWriter(
+        path,
+        num_samples=n,
+        num_classes=c,
+        student_names=list(arrays),
+        dtype=dtype,
+        class_names=class_names,
+        with_labels=labels is not None,
+        inputs_shape=None if inputs is None else inputs.shape[1:],
+        inputs_dtype=None if inputs is None else inputs.dtype,
+        meta=meta,
+        overwrite=overwrite,
+    )
+    with writer:
+        check_fits(teacher, arrays, writer.dtype)
+        for rows in iter_row_chunks(n, c):
+            writer._put(
+                rows.start,
+                teacher[rows],
+                {k: v[rows] for k, v in arrays.items()},
+                None if labels is None else labels[rows],
+                None if inputs is None else inputs[rows],
+            )
+        return writer.commit(check_values=False)  # values were checked above

@@ -99,7 +99,7 @@ def resize_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class ArrayDataset(Dataset):
     """Inputs held in memory: images (N, H, W) or (N, C, H, W), or vectors (N, D); labels (N,).
 
-    The normalised float32 tensor is computed once; ``raw`` keeps the stored array (for display).
+    The normalised float32 tensor is computed once.
     """
 
     def __init__(
@@ -117,7 +117,6 @@ class ArrayDataset(Dataset):
             x = x.permute(0, 3, 1, 2)  # channel-last (N, H, W, C) -> (N, C, H, W)
         if image_size is not None and x.dim() == 4:
             x = resize_images(x, image_size)
-        self.raw = inputs
         self.x = normalization.apply(x, inputs.dtype).contiguous()
         self.y = torch.from_numpy(np.array(labels, dtype=np.int64))
         self.labels = self.y.numpy()

@@ -22,11 +22,7 @@ import string
 
 import numpy as np
 
-from cakd_viz.classnames import spell_out
-
 CLASS_NAMES: tuple[str, ...] = tuple(string.digits + string.ascii_uppercase + string.ascii_lowercase)
-# What charts and tables show (bundles keep CLASS_NAMES): "I (upper i)", "l (lower L)", "1 (digit)", ...
-DISPLAY_NAMES: tuple[str, ...] = tuple(spell_out(c) for c in CLASS_NAMES)
 NUM_CLASSES = len(CLASS_NAMES)  # 62
 IMAGE_SIZE = 32
 SPLIT_CODES = {"train": 1, "test": 2}

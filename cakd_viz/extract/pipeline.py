@@ -14,6 +14,7 @@ ranks (:mod:`cakd_viz.distributed`): each rank writes its own rows, rank 0 write
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cakd_viz.bundle.commit import check_target
-from cakd_viz.bundle.writer import BundleWriter
+from cakd_viz.bundle.writer import BundleWriter, check_target
 from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
@@ -38,7 +38,7 @@ __all__ = ["AUTOCAST", "extract"]
 AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _autocast(autocast: str | None, device: torch.device, requested: object, notes: _Notes):
+def _autocast(autocast: str | None, device: torch.device, requested: object, notes: list[str]):
     name = "none" if autocast is None else str(autocast).strip().lower()
     if name not in AUTOCAST:
         raise ValueError(f"unknown autocast {autocast!r}; choose one of {', '.join(AUTOCAST)}")
@@ -53,7 +53,7 @@ def _autocast(autocast: str | None, device: torch.device, requested: object, not
 
 
 def _load_source(
-    data: str | Path | DataSource, teacher: LoadedModel, image_size, normalize, notes: _Notes
+    data: str | Path | DataSource, teacher: LoadedModel, image_size, normalize, notes: list[str]
 ) -> DataSource:
     """The data (`cakd_viz.data.load_data_for_model`: own images default to the teacher's input size
     and normalisation)."""
@@ -69,31 +69,17 @@ def _shown(source: DataSource, store_inputs: bool) -> Callable[[int], np.ndarray
     """What the bundle stores as input i: the stored image when there is one, else the model input."""
     if not store_inputs:
         return None
+    # bound methods and partials, not lambdas: data-loader workers must pickle them
     if source.inputs is not None and len(source.inputs) == len(source):
-        return _StoredInput(source.inputs)
+        return source.inputs.__getitem__  # as stored (e.g. uint8 images)
     if isinstance(source.dataset, FolderDataset):
         return source.dataset.image  # uint8 (H, W[, 3]), resized like the model input
-    return _ModelInput(source.dataset)
+    return functools.partial(_model_input, source.dataset)
 
 
-class _StoredInput:
-    """Input i as stored (e.g. uint8 images); a class, not a lambda, so loader workers can pickle it."""
-
-    def __init__(self, inputs: np.ndarray) -> None:
-        self.inputs = inputs
-
-    def __call__(self, i: int) -> np.ndarray:
-        return self.inputs[i]
-
-
-class _ModelInput:
+def _model_input(dataset, i: int) -> np.ndarray:
     """Input i as the models see it, float32 (...)."""
-
-    def __init__(self, dataset) -> None:
-        self.dataset = dataset
-
-    def __call__(self, i: int) -> np.ndarray:
-        return torch.as_tensor(self.dataset[i][0], dtype=torch.float32).numpy()
+    return torch.as_tensor(dataset[i][0], dtype=torch.float32).numpy()
 
 
 def _probe(models: list[LoadedModel], source: DataSource, device: torch.device, amp) -> int:
@@ -110,7 +96,7 @@ def _probe(models: list[LoadedModel], source: DataSource, device: torch.device, 
     return c
 
 
-def _class_names(source: DataSource, teacher: LoadedModel, c: int, notes: _Notes) -> list[str] | None:
+def _class_names(source: DataSource, teacher: LoadedModel, c: int, notes: list[str]) -> list[str] | None:
     if len(source.class_names) == c:
         return list(source.class_names)
     names = teacher.info.get("class_names")
@@ -212,7 +198,7 @@ class _Setup:
 
 
 def _prepare(
-    dev: torch.device, teacher, students, data, weights, notes: _Notes, opts: ExtractOptions
+    dev: torch.device, teacher, students, data, weights, notes: list[str], opts: ExtractOptions
 ) -> _Setup:
     amp = _autocast(opts.autocast, dev, opts.requested_device, notes)
     models = _load_models(teacher, students, weights)
@@ -242,12 +228,16 @@ def _extract(
     Each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank there
     and rank 0 removes the temp directory.
     """
-    t_start, notes, writer = time.perf_counter(), _Notes(group, opts.log), None
+    # notes for the user (e.g. "autocast ignored"), all made while preparing: kept for meta, and shown
+    # once through ``log`` on rank 0
+    t_start, notes, writer = time.perf_counter(), [], None
     try:
         setup = group.step(
             "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, opts
         )
-        notes.flush()
+        if group.is_main and opts.log is not None:
+            for note in notes:
+                opts.log(note)
         partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(setup.source)
         writer = group.step(
             "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
@@ -256,7 +246,7 @@ def _extract(
         counts = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
         total = group.sum([counts.rows, *counts.correct])
         times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
-        group.step("committing the bundle", _commit, group, writer, dev, setup, total, times, notes.all, opts)
+        group.step("committing the bundle", _commit, group, writer, dev, setup, total, times, notes, opts)
     except BaseException:
         if writer is not None and group.is_main:
             writer.abort()
@@ -330,24 +320,6 @@ def _commit(
     if group.is_main:
         # every row was validated as it was written, so skip re-reading the arrays
         writer.commit(_meta(group, dev, setup, total, times, notes, opts), check_values=False)
-
-
-class _Notes:
-    """Notes for the user (e.g. "autocast ignored"): kept for meta, shown once through ``log`` on rank 0."""
-
-    def __init__(self, group: Group, log: Callable[[str], None] | None) -> None:
-        self.all: list[str] = []
-        self._log = log if group.is_main else None
-        self._shown = 0
-
-    def append(self, note: str) -> None:
-        self.all.append(note)
-
-    def flush(self) -> None:
-        if self._log is not None:
-            for note in self.all[self._shown :]:
-                self._log(note)
-        self._shown = len(self.all)
 
 
 def _one_thread(_worker_id: int) -> None:
