@@ -82,8 +82,9 @@
  *      keeps k + 1 or k + 2 entries, which give W's maximum too; top-k (k > 32) and mass:P bisect on
  *      the threshold value (a masked count or masked probability sum per probe). On AVX-512, mass:P
  *      first works on float probabilities (mass_float_avx512): v from pass 1's lane maxima where they
- *      hold P (a peaked row), else by selection (split the candidates around a pivot, keep the side
- *      that holds it: about two passes over the row); the set is kept where a bound on the float
+ *      hold P (a peaked row), else by selection: a band of likely values from 32 strided samples (one
+ *      pass; it holds v in most rows), then split the candidates around a pivot and keep the side that
+ *      holds v, level by level; the set is kept where a bound on the float
  *      rounding shows every decision certain, and the rest (a few rows in a thousand) bisect in double
  *   3. group teacher maxima, |S|, reference classes (skipped for top-k: its list has them)
  *   4. e^b and d - d_ref into scratch; Zp and sum e^b (d - d_ref) per group
