@@ -82,8 +82,9 @@
  *      keeps k + 1 or k + 2 entries, which give W's maximum too; top-k (k > 32) and mass:P bisect on
  *      the threshold value (a masked count or masked probability sum per probe). On AVX-512, mass:P
  *      first works on float probabilities (mass_float_avx512): v from pass 1's lane maxima where they
- *      hold P (a peaked row), else by selection (split the candidates around a pivot, keep the side
- *      that holds it: about two passes over the row); the set is kept where a bound on the float
+ *      hold P (a peaked row), else by selection: a band of likely values from 32 strided samples (one
+ *      pass; it holds v in most rows), then split the candidates around a pivot and keep the side that
+ *      holds v, level by level; the set is kept where a bound on the float
  *      rounding shows every decision certain, and the rest (a few rows in a thousand) bisect in double
  *   3. group teacher maxima, |S|, reference classes (skipped for top-k: its list has them)
  *   4. e^b and d - d_ref into scratch; Zp and sum e^b (d - d_ref) per group
@@ -261,9 +262,9 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
         TAKE(sc->sel, float, c + 16);
         TAKE(sc->cand, int32_t, c + 16);
     }
-    if (rule == RULE_MASS) { /* mass_pick_avx512's two sides, mass_float_avx512's probabilities */
-        TAKE(sc->sel, float, 2 * (c + 16));
-        TAKE(sc->pc, float, 2 * (c + 16));
+    if (rule == RULE_MASS) { /* mass_pick_avx512's candidates, mass_float_avx512's probabilities */
+        TAKE(sc->sel, float, c + 16);
+        TAKE(sc->pc, float, c + 16);
         TAKE(sc->pf, float, cp);
     }
 #undef TAKE
@@ -1008,6 +1009,10 @@ W_INLINE __m512 w_exp_inrange(__m512 x) {
 }
 
 W_INLINE __m512d w_lo(__m512 x) { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
+/* the lanes of the 16 elements from i on that lie below m (none from m on) */
+W_INLINE __mmask16 tail16(int64_t m, int64_t i) {
+    return m - i >= 16 ? (__mmask16)0xffff : m > i ? (__mmask16)((1u << (m - i)) - 1) : (__mmask16)0;
+}
 W_INLINE __m512d w_hi(__m512 x) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)); }
 
 W_FN void pass1_avx512(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
@@ -1351,53 +1356,117 @@ W_FN double mass_probe_avx512(const float *t, const double *p, int64_t c, float 
     return _mm512_reduce_add_pd(_mm512_add_pd(a, b)) + mass_probe_scalar(t + c16, p + c16, c - c16, theta, strict);
 }
 
+/* A band of values likely to hold mass:P's threshold v, from BAND_SAMPLES classes taken at even strides:
+   in ascending order, the masses of the samples cumulated from the bottom (scaled by c / BAND_SAMPLES) estimate
+   the mass below each sample's value, and the band runs BAND_HALF samples either side of where that estimate
+   reaches 1 - P of the total. One pass sums the mass above the band and in it, and compacts the band's classes
+   into cv, cp. Returns their number, with *base the mass above the band, where v lies in the band (the sums
+   say so exactly); -1 where it does not (a few rows in a hundred), or for rows too short to sample. */
+#define BAND_SAMPLES 32 /* two vectors: the ranks below take them so */
+#define BAND_HALF 3
+W_FN int64_t mass_band_avx512(const float *t, const float *p, int64_t c, double z, goal_t goal, float *cv,
+                              float *cp, double *base) {
+    if (c < 8 * BAND_SAMPLES) return -1;
+    float xs[BAND_SAMPLES], sv[BAND_SAMPLES];
+    double xp[BAND_SAMPLES], sp[BAND_SAMPLES];
+    for (int j = 0; j < BAND_SAMPLES; j++) {
+        const int64_t i = (j * c) / BAND_SAMPLES + c / (2 * BAND_SAMPLES);
+        xs[j] = t[i], xp[j] = p[i];
+    }
+    const __m512 x0 = _mm512_loadu_ps(xs), x1 = _mm512_loadu_ps(xs + 16);
+    for (int j = 0; j < BAND_SAMPLES; j++) { /* ascending (value, sample) order: each sample's rank */
+        const __m512 x = _mm512_set1_ps(xs[j]);
+        const uint32_t lt = (uint32_t)_mm512_cmp_ps_mask(x0, x, _CMP_LT_OQ) | (uint32_t)_mm512_cmp_ps_mask(x1, x, _CMP_LT_OQ) << 16;
+        const uint32_t eq = (uint32_t)_mm512_cmp_ps_mask(x0, x, _CMP_EQ_OQ) | (uint32_t)_mm512_cmp_ps_mask(x1, x, _CMP_EQ_OQ) << 16;
+        const int rank = __builtin_popcount(lt | (eq & ((1u << j) - 1)));
+        sv[rank] = xs[j], sp[rank] = xp[j];
+    }
+    const double need = (z - goal.hi) * BAND_SAMPLES / (double)c;
+    double below = 0.0;
+    int k = 0;
+    for (; k < BAND_SAMPLES - 1 && (below += sp[k]) < need; k++) {
+    }
+    const __m512 lo = _mm512_set1_ps(k >= BAND_HALF ? sv[k - BAND_HALF] : -INFINITY);
+    const __m512 hi = _mm512_set1_ps(k + BAND_HALF < BAND_SAMPLES ? sv[k + BAND_HALF] : INFINITY);
+    __m512d up[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()}, in_band[2] = {up[0], up[1]};
+    int64_t m = 0;
+    for (int64_t i = 0; i < c; i += 16) {
+        const __mmask16 in = tail16(c, i);
+        const __m512 y = _mm512_maskz_loadu_ps(in, t + i), pv = _mm512_maskz_loadu_ps(in, p + i);
+        const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, hi, _CMP_GT_OQ);
+        const __mmask16 bd = _mm512_mask_cmp_ps_mask(in, y, lo, _CMP_GE_OQ) & ~gt;
+        const __m512d pa = w_lo(pv), pb = w_hi(pv);
+        up[0] = _mm512_mask_add_pd(up[0], (__mmask8)gt, up[0], pa);
+        up[1] = _mm512_mask_add_pd(up[1], (__mmask8)(gt >> 8), up[1], pb);
+        in_band[0] = _mm512_mask_add_pd(in_band[0], (__mmask8)bd, in_band[0], pa);
+        in_band[1] = _mm512_mask_add_pd(in_band[1], (__mmask8)(bd >> 8), in_band[1], pb);
+        _mm512_storeu_ps(cv + m, _mm512_maskz_compress_ps(bd, y));
+        _mm512_storeu_ps(cp + m, _mm512_maskz_compress_ps(bd, pv));
+        m += __builtin_popcount(bd);
+    }
+    const double above = _mm512_reduce_add_pd(_mm512_add_pd(up[0], up[1]));
+    const double band = _mm512_reduce_add_pd(_mm512_add_pd(in_band[0], in_band[1]));
+    if (reaches(above, goal) || !reaches(above + band, goal)) return -1;
+    *base = above;
+    return m;
+}
+
 /* mass:P's threshold v by selection rather than bisection: the candidates (values, probabilities) are
    split around a pivot (the median of three candidates), keeping the side where v lies and adding the mass
-   above it to `base`; one pass a level, which sums both sides and compacts each into its own scratch (the
-   side kept is read in place by the next level), about two passes over the row in all, against 32 probes.
-   On mass_float_avx512's float probabilities p (their sums in double); v is a candidate, which the caller
-   keeps only where it certifies it. Returns 0 where no v came out. cv, cp: 2 x (c + 16) scratch (the upper
-   and the lower side). */
+   above it to `base`. Each level sums the masses above and at the pivot (a light pass), then compacts the
+   side kept into the scratch, in place from the second level on (a write never passes the read): about two
+   light passes and one compaction over the row in all, against 32 probes. On mass_float_avx512's float
+   probabilities p (their sums in double); v is a candidate, which the caller keeps only where it certifies
+   it. Returns 0 where no v came out. cv, cp: (c + 16) scratch each. */
 #define PICK_LEVELS 48 /* a row that needs more (adversarial pivots) is left to the bisection */
-W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, goal_t goal, float *cv, float *cp, float *v) {
-    const float *vals = t; /* the first level reads the row itself */
+W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, goal_t goal, float *cv, float *cp,
+                          float *v) {
+    const float *vals = t; /* the first level reads the row itself, unless the band holds v */
     const float *ps = p;
-    float *const up_v = cv, *const lo_v = cv + c + 16;
-    float *const up_p = cp, *const lo_p = cp + c + 16;
     double base = 0.0;
-    int64_t m = c;
+    int64_t m = mass_band_avx512(t, p, c, z, goal, cv, cp, &base);
+    if (m >= 0)
+        vals = cv, ps = cp;
+    else
+        m = c, base = 0.0;
     for (int level = 0; m > 0 && level < PICK_LEVELS; level++) {
         float a = vals[m / 4], b = vals[m / 2], d = vals[(3 * m) / 4]; /* in class order, any rank */
         float med = a < b ? (b < d ? b : (a < d ? d : a)) : (a < d ? a : (b < d ? d : b));
         const __m512 x = _mm512_set1_ps(med);
-        __m512d hi0 = _mm512_setzero_pd(), hi1 = hi0, eq0 = hi0, eq1 = hi0;
-        int64_t wu = 0, wl = 0;
-        for (int64_t i = 0; i < m; i += 16) {
-            __mmask16 in = m - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - i)) - 1);
-            __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
-            __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
-            __mmask16 lt = in & ~gt & ~eq;
-            const __m512 pv = _mm512_maskz_loadu_ps(in, ps + i);
-            const __m512d pa = w_lo(pv), pb = w_hi(pv);
-            hi0 = _mm512_mask_add_pd(hi0, (__mmask8)gt, hi0, pa), hi1 = _mm512_mask_add_pd(hi1, (__mmask8)(gt >> 8), hi1, pb);
-            eq0 = _mm512_mask_add_pd(eq0, (__mmask8)eq, eq0, pa), eq1 = _mm512_mask_add_pd(eq1, (__mmask8)(eq >> 8), eq1, pb);
-            /* each side into its own scratch; reading a side's scratch in place is safe: w <= i */
-            _mm512_storeu_ps(up_v + wu, _mm512_maskz_compress_ps(gt, y));
-            _mm512_storeu_ps(up_p + wu, _mm512_maskz_compress_ps(gt, pv));
-            _mm512_storeu_ps(lo_v + wl, _mm512_maskz_compress_ps(lt, y));
-            _mm512_storeu_ps(lo_p + wl, _mm512_maskz_compress_ps(lt, pv));
-            wu += __builtin_popcount(gt), wl += __builtin_popcount(lt);
-        }
-        const double hi = _mm512_reduce_add_pd(_mm512_add_pd(hi0, hi1)), at = _mm512_reduce_add_pd(_mm512_add_pd(eq0, eq1));
-        if (reaches(base + hi, goal)) { /* v lies above the pivot */
-            vals = up_v, ps = up_p, m = wu;
-        } else if (reaches(base + hi + at, goal)) {
+        __m512d hi[4], eq[4]; /* four chains each: the adds' latency, not their throughput, would bound one */
+        for (int j = 0; j < 4; j++) hi[j] = eq[j] = _mm512_setzero_pd();
+        for (int64_t i = 0; i < m; i += 32)
+            for (int h = 0; h < 2; h++) {
+                const __mmask16 in = tail16(m, i + 16 * h);
+                const __m512 y = _mm512_maskz_loadu_ps(in, vals + i + 16 * h), pv = _mm512_maskz_loadu_ps(in, ps + i + 16 * h);
+                const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq16 = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
+                const __m512d pa = w_lo(pv), pb = w_hi(pv);
+                hi[2 * h] = _mm512_mask_add_pd(hi[2 * h], (__mmask8)gt, hi[2 * h], pa);
+                hi[2 * h + 1] = _mm512_mask_add_pd(hi[2 * h + 1], (__mmask8)(gt >> 8), hi[2 * h + 1], pb);
+                eq[2 * h] = _mm512_mask_add_pd(eq[2 * h], (__mmask8)eq16, eq[2 * h], pa);
+                eq[2 * h + 1] = _mm512_mask_add_pd(eq[2 * h + 1], (__mmask8)(eq16 >> 8), eq[2 * h + 1], pb);
+            }
+        const double hi_m = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(hi[0], hi[1]), _mm512_add_pd(hi[2], hi[3])));
+        const double at = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(eq[0], eq[1]), _mm512_add_pd(eq[2], eq[3])));
+        int cmp; /* the side kept: _CMP_GT_OQ (above the pivot) or _CMP_LT_OQ (below it) */
+        if (reaches(base + hi_m, goal)) {
+            cmp = 1;
+        } else if (reaches(base + hi_m + at, goal)) {
             *v = med;
             return 1;
-        } else { /* below it */
-            base += hi + at;
-            vals = lo_v, ps = lo_p, m = wl;
+        } else {
+            base += hi_m + at, cmp = 0;
         }
+        int64_t w = 0;
+        for (int64_t i = 0; i < m; i += 16) {
+            const __mmask16 in = tail16(m, i);
+            __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
+            __mmask16 k = cmp ? _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, y, x, _CMP_LT_OQ);
+            _mm512_storeu_ps(cv + w, _mm512_maskz_compress_ps(k, y));
+            _mm512_storeu_ps(cp + w, _mm512_maskz_compress_ps(k, _mm512_maskz_loadu_ps(in, ps + i)));
+            w += __builtin_popcount(k);
+        }
+        vals = cv, ps = cp, m = w;
     }
     return 0;
 }
@@ -1467,41 +1536,48 @@ W_FN int mass_lanes_avx512(const float *t, const float *p, int64_t c, const row_
 /* p~ into pf and their sum; *err: the bound E below */
 W_FN double mass_expf_avx512(const float *t, int64_t c, float tmax, double inv_t, float *pf, double *err) {
     const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t), floor = _mm512_set1_pd(-100.0);
-    __m512d z = _mm512_setzero_pd(), a = z;
-    for (int64_t i = 0; i < c; i += 16) {
-        const __mmask16 in = c - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - i)) - 1);
-        const __m512 y = _mm512_maskz_loadu_ps(in, t + i);
-        const __m512d xl = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(y), mx), it), floor);
-        const __m512d xh = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(y), mx), it), floor);
-        const __m512 x = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(xl)), _mm512_cvtpd_ps(xh), 1);
-        const __m512 e = _mm512_maskz_mov_ps(in, w_exp(x));
-        _mm512_storeu_ps(pf + i, e);
-        const __m512d el = w_lo(e), eh = w_hi(e);
-        z = _mm512_add_pd(z, _mm512_add_pd(el, eh));
-        a = _mm512_fnmadd_pd(el, xl, _mm512_fnmadd_pd(eh, xh, a)); /* sum p~ |x| (x <= 0) */
-    }
-    const double zs = _mm512_reduce_add_pd(z);
-    *err = 1.01 * (6e-8 * _mm512_reduce_add_pd(a) + 3e-7 * zs) + 1e-15 * zs + 2e-38 * (double)c;
+    __m512d z[4], a[4]; /* independent chains, as in mass_pick_avx512 */
+    for (int j = 0; j < 4; j++) z[j] = a[j] = _mm512_setzero_pd();
+    for (int64_t i = 0; i < c; i += 32)
+        for (int h = 0; h < 2; h++) {
+            const __mmask16 in = tail16(c, i + 16 * h);
+            const __m512 y = _mm512_maskz_loadu_ps(in, t + i + 16 * h);
+            const __m512d xl = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(y), mx), it), floor);
+            const __m512d xh = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(y), mx), it), floor);
+            const __m512 x = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(xl)), _mm512_cvtpd_ps(xh), 1);
+            const __m512 e = _mm512_maskz_mov_ps(in, w_exp(x));
+            _mm512_mask_storeu_ps(pf + i + 16 * h, in, e);
+            const __m512d el = w_lo(e), eh = w_hi(e);
+            z[2 * h] = _mm512_add_pd(z[2 * h], el), z[2 * h + 1] = _mm512_add_pd(z[2 * h + 1], eh);
+            a[2 * h] = _mm512_fnmadd_pd(el, xl, a[2 * h]); /* sum p~ |x| (x <= 0) */
+            a[2 * h + 1] = _mm512_fnmadd_pd(eh, xh, a[2 * h + 1]);
+        }
+    const double zs = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(z[0], z[1]), _mm512_add_pd(z[2], z[3])));
+    const double as = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
+    *err = 1.01 * (6e-8 * as + 3e-7 * zs) + 1e-15 * zs + 2e-38 * (double)c;
     return zs;
 }
 
 /* the mass of p~ strictly above v, the number of classes at v and the first of them (c if none) */
 W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v, int64_t *ties, int64_t *first) {
     const __m512 x = _mm512_set1_ps(v);
-    __m512d a = _mm512_setzero_pd(), b = a;
+    __m512d a[4]; /* independent chains, as in mass_pick_avx512 */
+    for (int j = 0; j < 4; j++) a[j] = _mm512_setzero_pd();
     int64_t at = 0;
     *first = c;
-    for (int64_t i = 0; i < c; i += 16) {
-        const __mmask16 in = c - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - i)) - 1);
-        const __m512 y = _mm512_maskz_loadu_ps(in, t + i), pv = _mm512_maskz_loadu_ps(in, p + i);
-        const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ);
-        const __mmask16 eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
-        if (eq && !at) *first = i + __builtin_ctz(eq);
-        at += __builtin_popcount(eq);
-        a = _mm512_mask_add_pd(a, (__mmask8)gt, a, w_lo(pv)), b = _mm512_mask_add_pd(b, (__mmask8)(gt >> 8), b, w_hi(pv));
-    }
+    for (int64_t i = 0; i < c; i += 32)
+        for (int h = 0; h < 2; h++) {
+            const __mmask16 in = tail16(c, i + 16 * h);
+            const __m512 y = _mm512_maskz_loadu_ps(in, t + i + 16 * h), pv = _mm512_maskz_loadu_ps(in, p + i + 16 * h);
+            const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ);
+            const __mmask16 eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
+            if (eq && !at) *first = i + 16 * h + __builtin_ctz(eq);
+            at += __builtin_popcount(eq);
+            a[2 * h] = _mm512_mask_add_pd(a[2 * h], (__mmask8)gt, a[2 * h], w_lo(pv));
+            a[2 * h + 1] = _mm512_mask_add_pd(a[2 * h + 1], (__mmask8)(gt >> 8), a[2 * h + 1], w_hi(pv));
+        }
     *ties = at;
-    return _mm512_reduce_add_pd(_mm512_add_pd(a, b));
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
 }
 
 /* mass:P in float, certified. The probabilities p~ = e^x in float (x = (t - max t) / T taken in double, then
@@ -1521,7 +1597,7 @@ W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, const row_t *row, ui
     const double margin = (1.0 + cl->mass_p) * err, below = goal.hi - margin, beyond = goal.hi + margin;
     float v;
     if (!mass_lanes_avx512(t, sc->pf, c, row, cl->inv_t, goal, sc->sel, (int32_t *)sc->pc, &v) &&
-        !mass_pick_avx512(t, sc->pf, c, goal, sc->sel, sc->pc, &v))
+        !mass_pick_avx512(t, sc->pf, c, z, goal, sc->sel, sc->pc, &v))
         return 0;
     int64_t ties, first;
     double cum = mass_above_avx512(t, sc->pf, c, v, &ties, &first);
