@@ -459,6 +459,20 @@ def test_writer_with_direct_memmap_writes_and_mark_written(tmp_path, logits):
     assert load_bundle(tmp_path / "b").labels is None
 
 
+@pytest.mark.parametrize("dtype", ["garbage", "complex64", "U3"])
+def test_writer_refuses_inputs_of_no_numeric_dtype_by_name(tmp_path, dtype):
+    with pytest.raises(BundleError, match=f"inputs_dtype must be numeric .*got '{dtype}'"):
+        BundleWriter(
+            tmp_path / "b",
+            num_samples=4,
+            num_classes=3,
+            student_names=["kd"],
+            inputs_shape=(2,),
+            inputs_dtype=dtype,
+        )
+    assert not list(tmp_path.iterdir())
+
+
 def test_interrupted_writer_leaves_no_bundle(tmp_path, logits):
     student, teacher, labels = logits
     with pytest.raises(KeyboardInterrupt):

@@ -167,7 +167,9 @@ class BundleWriter:
             raise BundleError(f"student_names has duplicates: {names}")
         if as_dtype(dtype) not in (np.float16, np.float32):
             raise BundleError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-        if inputs_shape is not None and as_dtype(inputs_dtype or "float32").kind not in "fiub":
+        if inputs_shape is not None and getattr(as_dtype(inputs_dtype or "float32"), "kind", "") not in tuple(
+            "fiub"
+        ):
             raise BundleError(f"inputs_dtype must be numeric (e.g. uint8 or float32), got {inputs_dtype!r}")
         if class_names is not None:
             class_names = check_class_names(class_names, "class_names", num_classes=num_classes)
