@@ -20,14 +20,6 @@ import torch
 from cakd_viz.decomposition import decompose
 from cakd_viz.grouping import RULES, Grouping, parse_grouping, strong_mask
 from cakd_viz.standardize import for_strong_sets, standardize_numpy
-from cakd_viz.worked import (  # noqa: F401 (one sample's numbers, written out; imported from here too)
-    class_numbers,
-    example_row,
-    format_number,
-    identity_latex,
-    identity_parts,
-    identity_text,
-)
 
 LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
 """The Learn page's classes: two families of look-alikes (animals, vehicles)."""

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from cakd_viz.decomposition import Decomposition
 from cakd_viz.figures.style import ROLE_COLORS, base_layout
-from cakd_viz.figures.text import plain
+from cakd_viz.text import html as plain
 
 HEATMAP_LIMIT = 60  # classes drawn at most in a heatmap of a large C
 SHOW_ALL_UP_TO = 80  # up to this many classes, every class is drawn

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from cakd_viz.figures.sample import image_like
 from cakd_viz.figures.style import ROLE_COLORS, base_layout, student_color
-from cakd_viz.figures.text import plain
+from cakd_viz.text import html as plain
 
 
 def models_table(summary: dict) -> pd.DataFrame:

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 
 from cakd_viz.embedding import METHODS, SampleMap
 from cakd_viz.figures.style import ROLE_COLORS, TERM_COLORS, base_layout
-from cakd_viz.figures.text import plain
 from cakd_viz.terms import KL_UNIT, PART, TERMS
+from cakd_viz.text import html as plain
 
 # Okabe-Ito first (colour-blind safe), then Plotly's Dark24 for many groups; colours repeat beyond.
 PALETTE = [

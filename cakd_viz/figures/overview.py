@@ -13,8 +13,8 @@ from plotly.subplots import make_subplots
 
 from cakd_viz.decomposition import TERMS
 from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, TERM_NAMES, base_layout
-from cakd_viz.figures.text import plain
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.text import html as plain
 
 
 def shares_figure(summary: pd.DataFrame) -> go.Figure:
