@@ -130,6 +130,13 @@ def as_images(inputs: np.ndarray) -> np.ndarray | None:
     return x
 
 
+def enlarge(images: np.ndarray, tile: int = 72) -> np.ndarray:
+    """Images (k, H, W, 3) uint8 (from `as_images`) enlarged by whole pixels (nearest neighbour) to about
+    ``tile`` pixels, so that 8x8 or 32x32 inputs are big enough to see."""
+    factor = max(1, int(np.ceil(tile / max(images.shape[1:3]))))
+    return images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
 def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8, tile: int = 72) -> go.Figure:
     """Example inputs in a grid with one caption per tile. images: (k, H, W, 3) uint8 from `as_images`.
 
@@ -138,8 +145,7 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
     and the rest (the class) go on two lines. The grid travels as one PNG data URI (``png_data_uri``):
     small, and a saved figure (the HTML report) needs nothing outside itself.
     """
-    factor = max(1, int(np.ceil(tile / max(images.shape[1:3]))))
-    images = images.repeat(factor, axis=1).repeat(factor, axis=2)  # (k, H*f, W*f, 3)
+    images = enlarge(images, tile)  # (k, H*f, W*f, 3)
     k, h, w, _ = images.shape
     rows = -(-k // cols)
     pad, cap = 8, 32  # pixels between tiles; blank pixels under each tile for its caption (two lines)
