@@ -13,26 +13,12 @@ from cakd_viz.text import html as plain
 
 def models_table(summary: dict) -> pd.DataFrame:
     """One row per model (teacher, then each student) from `Bundle.summary()`: accuracy, agreement, dtype."""
-    rows = [
-        {
-            "model": "teacher",
-            "role": "teacher",
-            "accuracy": summary["teacher"]["accuracy"],
-            "agreement": 1.0,
-            "dtype": summary["teacher"]["dtype"],
-        }
-    ]
-    for name, info in summary["students"].items():
-        rows.append(
-            {
-                "model": name,
-                "role": "student",
-                "accuracy": info["accuracy"],
-                "agreement": info["agreement"],
-                "dtype": info["dtype"],
-            }
-        )
-    return pd.DataFrame(rows)
+
+    def row(model: str, role: str, m: dict, agreement: float) -> dict:
+        return dict(model=model, role=role, accuracy=m["accuracy"], agreement=agreement, dtype=m["dtype"])
+
+    students = [row(name, "student", m, m["agreement"]) for name, m in summary["students"].items()]
+    return pd.DataFrame([row("teacher", "teacher", summary["teacher"], 1.0), *students])
 
 
 def accuracy_figure(models: pd.DataFrame) -> go.Figure:
