@@ -75,16 +75,15 @@ def class_breakdown(
     return frame.reset_index(drop=True)
 
 
-def term_histograms(d: Decomposition, *, bins: int = 60, log: bool = True) -> dict[str, pd.DataFrame]:
+def term_histograms(d: Decomposition, *, bins: int = 60) -> dict[str, pd.DataFrame]:
     """Pre-binned distributions of KL and each contribution (so no N-sized payload reaches a browser).
 
-    log=True bins log10 of the value over the positive samples (zeros are counted separately in
-    the "zeros" attribute of each frame). Returns {name: DataFrame(left, right, count)}.
+    Bins log10 of the value over the positive samples (zeros are counted separately in the "zeros"
+    attribute of each frame). Returns {name: DataFrame(left, right, count)}, edges in log10 units.
     """
     out = {}
     for name, values in {"kl": d.kl, **d.contributions()}.items():
-        positive = values[values > 0]
-        data = np.log10(positive) if log else values
+        data = np.log10(values[values > 0])
         if data.size == 0:
             data = np.zeros(1)
         lo, hi = np.percentile(data, [0.1, 99.9]) if data.size > 10 else (data.min(), data.max())
@@ -93,7 +92,6 @@ def term_histograms(d: Decomposition, *, bins: int = 60, log: bool = True) -> di
         counts, edges = np.histogram(np.clip(data, lo, hi), bins=bins, range=(lo, hi))
         frame = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
         frame.attrs["zeros"] = int((values <= 0).sum())
-        frame.attrs["log10"] = log
         out[name] = frame
     return out
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cakd_viz.decomposition import TERMS, Decomposition
+from cakd_viz.diagnose import class_labels
 from cakd_viz.standardize import setting
 
 SETS = {
@@ -136,16 +137,12 @@ def changes(
     kl_delta = b.kl[rows] - a.kl[rows]
     order = np.argsort(-np.abs(kl_delta), kind="stable")
     rows = rows[order[:limit] if limit is not None else order]
-
-    def names(idx: np.ndarray) -> list[str]:
-        return [str(class_names[int(i)]) if class_names is not None else str(int(i)) for i in idx]
-
     frame = pd.DataFrame({"index": rows})
     if a.labels is not None:
-        frame["label_name"] = names(a.labels[rows])
-    frame["teacher_name"] = names(a.teacher_pred[rows])
-    frame["a_says"] = names(a.student_pred[rows])
-    frame["b_says"] = names(b.student_pred[rows])
+        frame["label_name"] = class_labels(class_names, a.labels[rows])
+    frame["teacher_name"] = class_labels(class_names, a.teacher_pred[rows])
+    frame["a_says"] = class_labels(class_names, a.student_pred[rows])
+    frame["b_says"] = class_labels(class_names, b.student_pred[rows])
     frame["kl_a"] = a.kl[rows]
     frame["kl_b"] = b.kl[rows]
     frame["kl_delta"] = b.kl[rows] - a.kl[rows]

@@ -78,7 +78,8 @@ def failure_mask(d: Decomposition, which: str) -> np.ndarray:
     return np.asarray(fs.select(d), dtype=bool)
 
 
-def _names(class_names, idx: np.ndarray) -> list[str]:
+def class_labels(class_names, idx: np.ndarray) -> list[str]:
+    """The names of classes ``idx`` (their indices as text without ``class_names``)."""
     if class_names is None:
         return [str(int(i)) for i in idx]
     return [str(class_names[int(i)]) for i in idx]
@@ -93,40 +94,47 @@ def per_sample_dominant(d: Decomposition) -> np.ndarray:
 def failure_table(
     d: Decomposition, mask: np.ndarray, *, by: str = "kl", limit: int | None = None, class_names=None
 ) -> pd.DataFrame:
-    """The samples in `mask`, ranked by column `by` (largest first; ties by index), at most `limit` rows.
-
-    Columns: index, label, teacher_pred, student_pred, their names, kl, bcd, scd_contribution,
-    wcd_contribution, scd, wcd, dominant, teacher_strong_mass, student_strong_mass, strong_size.
-    """
+    """The samples in `mask`, ranked by column `by` (largest first; ties by index), at most `limit` rows:
+    `sample_frame`'s columns."""
     if by not in RANK_KEYS.values():
         raise ValueError(f"cannot rank by {by!r}; choose one of: {', '.join(RANK_KEYS.values())}")
     rows = np.flatnonzero(mask)
-    parts = d.contributions()
-    key = {"scd_contribution": parts["scd"], "wcd_contribution": parts["wcd"]}.get(by)
-    key = getattr(d, by) if key is None else key
-    order = np.argsort(-key[rows], kind="stable")
-    rows = rows[order[:limit] if limit is not None else order]
-    sub = d.subset(rows)
+    order = np.argsort(-getattr(d, by)[rows], kind="stable")
+    return sample_frame(d, rows[order[:limit] if limit is not None else order], class_names=class_names)
+
+
+def sample_frame(d: Decomposition, rows: np.ndarray, *, class_names=None, students=None) -> pd.DataFrame:
+    """One row per sample of ``rows`` (sample indices, in that order): its classes, predictions and terms.
+
+    Columns: index, [label, label_name] (with labels), teacher_pred, teacher_name, the students'
+    predictions, kl, bcd, scd_contribution, wcd_contribution, scd, wcd, dominant (a term name),
+    teacher_strong_mass, student_strong_mass, strong_size (the terms are ``d``'s). ``students``: the
+    predictions' columns, {class column: (name column, decomposition)}; by default student_pred and
+    student_name of ``d``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    students = {"student_pred": ("student_name", d)} if students is None else students
+    classes = {"label": ("label_name", d.labels), "teacher_pred": ("teacher_name", d.teacher_pred)}
+    classes |= {column: (name, x.student_pred) for column, (name, x) in students.items()}
     frame = pd.DataFrame({"index": rows})
-    if d.labels is not None:
-        frame["label"] = sub.labels
-        frame["label_name"] = _names(class_names, sub.labels)
-    frame["teacher_pred"] = sub.teacher_pred
-    frame["teacher_name"] = _names(class_names, sub.teacher_pred)
-    frame["student_pred"] = sub.student_pred
-    frame["student_name"] = _names(class_names, sub.student_pred)
-    sub_parts = sub.contributions()
-    frame["kl"] = sub.kl
-    frame["bcd"] = sub.bcd
-    frame["scd_contribution"] = sub_parts["scd"]
-    frame["wcd_contribution"] = sub_parts["wcd"]
-    frame["scd"] = sub.scd
-    frame["wcd"] = sub.wcd
-    frame["dominant"] = np.array(TERMS)[per_sample_dominant(sub)] if len(rows) else np.array([], dtype=str)
-    frame["teacher_strong_mass"] = sub.teacher_strong_mass
-    frame["student_strong_mass"] = sub.student_strong_mass
-    frame["strong_size"] = sub.strong_size
-    return frame
+    for column, (name, values) in classes.items():
+        if values is not None:
+            frame[column] = values[rows]
+            frame[name] = class_labels(class_names, values[rows])
+    sub = d.subset(rows)
+    parts = sub.contributions()
+    return frame.assign(
+        kl=sub.kl,
+        bcd=sub.bcd,
+        scd_contribution=parts["scd"],
+        wcd_contribution=parts["wcd"],
+        scd=sub.scd,
+        wcd=sub.wcd,
+        dominant=np.array(TERMS)[per_sample_dominant(sub)],
+        teacher_strong_mass=sub.teacher_strong_mass,
+        student_strong_mass=sub.student_strong_mass,
+        strong_size=sub.strong_size,
+    )
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -173,7 +181,7 @@ def class_failures(
         frame = pd.DataFrame(
             {
                 "class": np.arange(c),
-                "name": _names(class_names, np.arange(c)),
+                "name": class_labels(class_names, np.arange(c)),
                 "samples": samples,
                 "failures": failures,
                 "failure_rate": failures / samples,
@@ -225,8 +233,8 @@ def confusion_pairs(
         {
             "true": pairs[:, 0] if m else np.zeros(0, dtype=np.int64),
             "predicted": pairs[:, 1] if m else np.zeros(0, dtype=np.int64),
-            "true_name": _names(class_names, pairs[:, 0]) if m else [],
-            "predicted_name": _names(class_names, pairs[:, 1]) if m else [],
+            "true_name": class_labels(class_names, pairs[:, 0]) if m else [],
+            "predicted_name": class_labels(class_names, pairs[:, 1]) if m else [],
             "count": counts,
             "share": counts / max(len(rows), 1),
             "kl_mean": kl_sum / np.maximum(counts, 1),

@@ -122,8 +122,6 @@ def sort_values(d: Decomposition, by: str) -> np.ndarray | None:
         return None
     if by not in SORT_KEYS.values():
         raise ValueError(f"cannot sort by {by!r}; choose one of: {', '.join(SORT_KEYS.values())}")
-    if by.endswith("_contribution"):
-        return d.contributions()[by.removesuffix("_contribution")]
     return getattr(d, by)
 
 
@@ -167,12 +165,6 @@ def top_confusions(
     return pd.DataFrame({"true": best // c, "predicted": best % c, "count": counts[best]})
 
 
-def _names(class_names, idx: np.ndarray) -> list[str]:
-    if class_names is None:
-        return [str(int(i)) for i in idx]
-    return [str(class_names[int(i)]) for i in idx]
-
-
 def sample_table(
     d: Decomposition, rows: np.ndarray, *, d_b: Decomposition | None = None, class_names=None
 ) -> pd.DataFrame:
@@ -181,32 +173,10 @@ def sample_table(
     Columns: index, [label, label_name], teacher_pred, teacher_name, a_pred, a_says, [b_pred, b_says],
     kl, bcd, scd_contribution, wcd_contribution, scd, wcd, dominant (a term name), teacher_strong_mass,
     student_strong_mass, strong_size, [kl_b] (the bracketed ones with labels, and with ``d_b``)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    frame = pd.DataFrame({"index": rows})
-    if d.labels is not None:
-        frame["label"] = d.labels[rows]
-        frame["label_name"] = _names(class_names, d.labels[rows])
-    frame["teacher_pred"] = d.teacher_pred[rows]
-    frame["teacher_name"] = _names(class_names, d.teacher_pred[rows])
-    frame["a_pred"] = d.student_pred[rows]
-    frame["a_says"] = _names(class_names, d.student_pred[rows])
+    students = {"a_pred": ("a_says", d)} | ({"b_pred": ("b_says", d_b)} if d_b is not None else {})
+    frame = diagnose.sample_frame(d, rows, class_names=class_names, students=students)
     if d_b is not None:
-        frame["b_pred"] = d_b.student_pred[rows]
-        frame["b_says"] = _names(class_names, d_b.student_pred[rows])
-    parts = d.contributions()
-    frame["kl"] = d.kl[rows]
-    frame["bcd"] = d.bcd[rows]
-    frame["scd_contribution"] = parts["scd"][rows]
-    frame["wcd_contribution"] = parts["wcd"][rows]
-    frame["scd"] = d.scd[rows]
-    frame["wcd"] = d.wcd[rows]
-    stacked = np.stack([parts[t][rows] for t in TERMS], axis=1)  # (M, 3)
-    frame["dominant"] = np.array(TERMS)[stacked.argmax(1)] if len(rows) else np.array([], dtype=str)
-    frame["teacher_strong_mass"] = d.teacher_strong_mass[rows]
-    frame["student_strong_mass"] = d.student_strong_mass[rows]
-    frame["strong_size"] = d.strong_size[rows]
-    if d_b is not None:
-        frame["kl_b"] = d_b.kl[rows]
+        frame["kl_b"] = d_b.kl[np.asarray(rows, dtype=np.int64)]
     return frame
 
 

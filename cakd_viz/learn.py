@@ -12,7 +12,7 @@ dominant, and the tests check that it does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -20,14 +20,6 @@ import torch
 from cakd_viz.decomposition import decompose
 from cakd_viz.grouping import RULES, Grouping, parse_grouping, strong_mask
 from cakd_viz.standardize import for_strong_sets, standardize_numpy
-from cakd_viz.worked import (  # noqa: F401 (one sample's numbers, written out; imported from here too)
-    class_numbers,
-    example_row,
-    format_number,
-    identity_latex,
-    identity_parts,
-    identity_text,
-)
 
 LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
 """The Learn page's classes: two families of look-alikes (animals, vehicles)."""
@@ -244,23 +236,16 @@ def _clip(x: float, bounds: tuple[float, float]) -> float:
     return round(min(max(x, bounds[0]), bounds[1]), 2)
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A six-class teaching example: logits over LEARN_CLASSES, the setting, and what it shows."""
+@dataclass(frozen=True, kw_only=True)
+class Preset(LearnView):
+    """A six-class teaching example: a Learn view (logits over LEARN_CLASSES, its setting) and its story."""
 
-    teacher: tuple[float, ...]
-    student: tuple[float, ...]
-    grouping: str
-    temperature: float
-    label: int
     dominant: str | None  # the contribution this example is built to make the largest (None: none)
     story: str
-    standardize: bool = False  # the example's logit standardization (LS)
 
     def view(self) -> LearnView:
-        return LearnView(
-            self.teacher, self.student, self.temperature, self.grouping, self.label, self.standardize
-        )
+        """The Learn page's view of this example (without its story)."""
+        return LearnView(*(getattr(self, f.name) for f in fields(LearnView)))
 
     def example(self, *, standardize: bool | None = None) -> Example:
         """The worked example (``standardize``: the preset's own setting unless given)."""
@@ -281,66 +266,67 @@ PRESETS: dict[str, Preset] = {
     "Right top class, wrong ranking among look-alikes": Preset(
         _TEACHER,
         (6.0, 3.0, 4.7, 2.0, 0.0, -2.0),
-        "topk:3",
         1.0,
+        "topk:3",
         0,
-        "scd",
-        "The student still says cat and gives the animals as much mass as the teacher, but ranks fox above "
-        "dog. Only the order inside S is wrong, so p_S·SCD carries the KL.",
+        dominant="scd",
+        story="The student still says cat and gives the animals as much mass as the teacher, but ranks fox "
+        "above dog. Only the order inside S is wrong, so p_S·SCD carries the KL.",
     ),
     "Over-confident student flattens the tail": Preset(
         _TEACHER,
         (6.5, 4.7, 3.6, 0.0, 0.0, 0.0),
-        "topk:3",
         2.0,
+        "topk:3",
         0,
-        "wcd",
-        "The student is sure about the animals and treats car, truck and plane as equally unlikely: the "
-        "teacher's ordering of the tail (its 'dark knowledge') is gone. p_W·WCD carries most of the KL; "
+        dominant="wcd",
+        story="The student is sure about the animals and treats car, truck and plane as equally unlikely: "
+        "the teacher's ordering of the tail (its 'dark knowledge') is gone. p_W·WCD carries most of the KL; "
         "the slightly lower tail mass adds a little BCD.",
     ),
     "Wrong group mass: under-confident on the look-alikes": Preset(
         _TEACHER,
         (3.6, 2.1, 1.1, 2.0, 0.0, -2.0),
-        "topk:3",
         1.0,
+        "topk:3",
         0,
-        "bcd",
-        "The student ranks every class like the teacher, inside S and inside W, but puts too little mass on "
-        "the strong group. Only the binary split is wrong, so BCD carries the KL.",
+        dominant="bcd",
+        story="The student ranks every class like the teacher, inside S and inside W, but puts too little "
+        "mass on the strong group. Only the binary split is wrong, so BCD carries the KL.",
     ),
     "DKD's split: S = {label}, student prefers dog": Preset(
         _TEACHER,
         (4.5, 6.0, 3.5, 2.0, 0.0, -2.0),
-        "target",
         1.0,
+        "target",
         0,
-        "bcd",
-        "With S = {label} the split is DKD's: BCD is TCKD (the mass on the target) and WCD is NCKD (the "
-        "ranking of the other classes); SCD is 0 because S has one class. The student swaps cat and dog, "
-        "so the target gets too little mass and BCD dominates. Switch the grouping to topk:3 and the same "
-        "mistake becomes a ranking error inside S: SCD.",
+        dominant="bcd",
+        story="With S = {label} the split is DKD's: BCD is TCKD (the mass on the target) and WCD is NCKD "
+        "(the ranking of the other classes); SCD is 0 because S has one class. The student swaps cat and "
+        "dog, so the target gets too little mass and BCD dominates. Switch the grouping to topk:3 and the "
+        "same mistake becomes a ranking error inside S: SCD.",
     ),
     "Right ranking, smaller logit scale (try LS)": Preset(
         _TEACHER,
         (2.4, 1.8, 1.4, 0.8, 0.0, -0.8),  # 0.4 x the teacher
-        "topk:3",
         1.0,
+        "topk:3",
         0,
-        "scd",
-        "The student's logits are the teacher's times 0.4: the same ranking everywhere, at a smaller scale, so "
-        "its softmax is flatter. Without standardization that is a large KL, carried by p_S·SCD (too flat "
-        "inside S) and BCD (too little mass on S). Turn on “Standardize logits (LS)”: each sample's logits "
-        "are z-scored before T, the two rows become the same and the KL drops to about 0. LS asks the "
-        "student for the teacher's logit relations, not their scale.",
+        dominant="scd",
+        story="The student's logits are the teacher's times 0.4: the same ranking everywhere, at a smaller "
+        "scale, so its softmax is flatter. Without standardization that is a large KL, carried by p_S·SCD "
+        "(too flat inside S) and BCD (too little mass on S). Turn on “Standardize logits (LS)”: each "
+        "sample's logits are z-scored before T, the two rows become the same and the KL drops to about 0. "
+        "LS asks the student for the teacher's logit relations, not their scale.",
     ),
     "A good student": Preset(
         _TEACHER,
         (5.8, 4.6, 3.3, 2.1, -0.2, -1.8),
-        "topk:3",
         1.0,
+        "topk:3",
         0,
-        None,
-        "Close to the teacher everywhere: every term is small. Compare its numbers with the presets above.",
+        dominant=None,
+        story="Close to the teacher everywhere: every term is small. Compare its numbers with the presets "
+        "above.",
     ),
 }

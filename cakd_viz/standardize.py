@@ -51,11 +51,6 @@ def setting(temperature: float, standardize: bool) -> str:
     return f"T = {temperature:g}" + (", standardized" if standardize else "")
 
 
-def words(standardize: bool) -> str:
-    """What the logits are, for longer text: "" or "logits standardized per sample (LS) before T"."""
-    return "logits standardized per sample (LS) before T" if standardize else ""
-
-
 def for_strong_sets(logits):
     """(N, C) torch logits in float64 divided by their rows' std + 1e-7: what strong sets are decided on
     under LS (the standardized logits up to each row's shift; see the module's docstring)."""

@@ -126,21 +126,10 @@ def heading(column: str, *, a: str = "A", b: str = "B") -> str:
 PERCENT = 100.0  # a "%" column's fraction times this is what tables for people hold
 
 
-def in_units(frame, *, measure: str | None = None):
+def in_units(frame):
     """A copy of a library table (snake_case columns) with every "%" column in percent (0.5603 -> 56.03;
-    a "_delta" of one in percentage points), the unit its heading states; other columns unchanged.
-
-    ``measure``: the name of a column that says, row by row, which measure the row holds (a
-    ``compare.summary``-like table: one measure per row, in different units); then the numeric columns
-    of each "%" row are converted instead.
-    """
+    a "_delta" of one in percentage points), the unit its heading states; other columns unchanged."""
     out = frame.copy()
-    if measure is not None:
-        rows = [unit(str(m)) == "%" for m in frame[measure]]
-        for col in frame.columns:
-            if col != measure and frame[col].dtype.kind == "f":
-                out[col] = [v * PERCENT if r else v for v, r in zip(frame[col], rows, strict=True)]
-        return out
     for col in frame.columns:
         if unit(str(col)) == "%" and frame[col].dtype.kind in "fiuO":
             try:  # an object column of numbers and None (no labels: no accuracy) too
@@ -161,6 +150,10 @@ def measures(summary, *, a: str = "A", b: str = "B"):
     """A ``compare.summary``-like table (measure, a, b, delta) as people read it: the measure in words with
     its unit, each row's values in that unit ("%" rows in percent, their delta in percentage points), the
     columns named by the students ("kd", "ce", "kd − ce")."""
-    out = in_units(summary[["measure", "a", "b", "delta"]], measure="measure")
+    out = summary[["measure", "a", "b", "delta"]].copy()
+    percent = [unit(str(m)) == "%" for m in summary["measure"]]  # one measure per row, in its own unit
+    for col in ("a", "b", "delta"):
+        if out[col].dtype.kind == "f":
+            out[col] = [v * PERCENT if r else v for v, r in zip(out[col], percent, strict=True)]
     out["measure"] = [heading(str(m)) for m in summary["measure"]]
     return out.rename(columns={"a": a, "b": b, "delta": f"{b} − {a}"})

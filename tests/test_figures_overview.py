@@ -22,8 +22,8 @@ from cakd_viz.figures import correlation as corrfig
 from cakd_viz.figures import data as datafig
 from cakd_viz.figures import overview as ovfig
 from cakd_viz.figures.style import TERM_COLORS
-from cakd_viz.figures.text import plain
 from cakd_viz.grouping import class_correlation, parse_grouping
+from cakd_viz.text import html as plain
 
 TERMS = ("bcd", "scd", "wcd")
 

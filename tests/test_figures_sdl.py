@@ -19,11 +19,10 @@ from cakd_viz.learn import (
     LEARN_CLASSES,
     PRESETS,
     LearnView,
-    format_number,
-    identity_latex,
     shown_classes,
     worked_example,
 )
+from cakd_viz.worked import format_number, identity_latex
 
 ODD = "<b>bold</b> & *x*"
 

@@ -23,7 +23,8 @@ from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
 from cakd_viz.classnames import readable_names
 from cakd_viz.figures.sample import input_image
-from cakd_viz.learn import PRESETS, format_number
+from cakd_viz.learn import PRESETS
+from cakd_viz.worked import format_number
 
 HOSTILE = [
     "<script>alert(1)</script>",

@@ -330,8 +330,7 @@ def sample_rows(a: Result, rows: np.ndarray, b: Result | None, names: tuple[str,
 def thumbnails(key, rows: tuple[int, ...], tile: int = 72) -> np.ndarray | None:
     """(k, h, w, 3) uint8 images of the bundle's inputs of ``rows``, enlarged to about ``tile`` pixels;
     None when the bundle has no inputs or they are not images."""
-    from cakd_viz.figures.data import as_images
-    from cakd_viz.figures.explore import enlarge
+    from cakd_viz.figures.data import as_images, enlarge
 
     b = views.load(key)
     if b.inputs is None or not rows:

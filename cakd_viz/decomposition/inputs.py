@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-LOGIT_DTYPES = ("float16", "float32", "float64")
-
 
 def _is_tensor(x: Any) -> bool:
     torch = sys.modules.get("torch")  # a tensor cannot exist unless torch was imported
@@ -104,7 +102,7 @@ class Logits:
         return np.asarray(self.data[i], dtype=np.float64)
 
 
-_FLOATS = f"logits must be {', '.join(LOGIT_DTYPES[:-1])} or {LOGIT_DTYPES[-1]}"
+_FLOATS = "logits must be float16, float32 or float64"  # as load_bundle words it
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:

@@ -19,7 +19,7 @@ import torch
 
 from cakd_viz.decomposition import native_path
 from cakd_viz.decomposition.threads import default_threads
-from cakd_viz.grouping import correlated_classes, parse_grouping, strong_mask
+from cakd_viz.grouping import parse_grouping, strong_mask
 from cakd_viz.standardize import for_strong_sets
 
 CHUNK_ROWS = 4096
@@ -44,7 +44,7 @@ def strong_sets(
     n = teacher_logits.shape[0]
     if g.needs_correlation and correlation is None:
         raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
-    correlated = correlated_classes(correlation, float(g.param)) if g.needs_correlation else None
+    correlated = g.correlated(correlation)
     kern = (
         native_path.kernel() if native_path.kernel_dtype(teacher_logits) and native_path.selects(g) else None
     )

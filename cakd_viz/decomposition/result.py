@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -80,14 +80,7 @@ class Decomposition:
     def subset(self, index) -> Decomposition:
         """The same result restricted to some samples (a boolean mask or integer indices)."""
         pick = {name: getattr(self, name)[index] for name in PER_SAMPLE}
-        labels = None if self.labels is None else self.labels[index]
-        return Decomposition(
-            **pick,
-            labels=labels,
-            grouping=self.grouping,
-            temperature=self.temperature,
-            standardize=self.standardize,
-        )
+        return replace(self, **pick, labels=None if self.labels is None else self.labels[index])
 
     def setting(self) -> str:
         """The setting in words: "grouping topk:5, T = 4" (", standardized" under LS)."""

@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 
 from cakd_viz.decomposition import TERMS
 from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, base_layout, student_color
-from cakd_viz.figures.text import plain
 from cakd_viz.terms import PART
+from cakd_viz.text import html as plain
 
 _MEANS = ["kl_mean", *(f"{t}_mean" for t in TERMS)]
 _MEAN_LABELS = {"kl_mean": "KL", **{f"{t}_mean": TERM_LABELS[t] for t in TERMS}}

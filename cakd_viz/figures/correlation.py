@@ -7,13 +7,15 @@ reaches the browser.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from cakd_viz.decomposition import Decomposition
 from cakd_viz.figures.style import ROLE_COLORS, base_layout
-from cakd_viz.figures.text import plain
+from cakd_viz.text import html as plain
 
 HEATMAP_LIMIT = 60  # classes drawn at most in a heatmap of a large C
 SHOW_ALL_UP_TO = 80  # up to this many classes, every class is drawn
@@ -211,25 +213,15 @@ def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorba
             ygap=0,
         )
     )
-    shapes = []
-    start = 0
-    for i in range(1, len(classes) + 1):
-        if i == len(classes) or fam[i] != fam[start]:
-            if i - start > 1:  # box each family of two or more classes on the diagonal
-                shapes.append(
-                    dict(
-                        type="rect",
-                        x0=start - 0.5,
-                        x1=i - 0.5,
-                        y0=start - 0.5,
-                        y1=i - 0.5,
-                        xref="x",
-                        yref="y",
-                        line=dict(color="#000000", width=1.5),
-                        fillcolor="rgba(0,0,0,0)",
-                    )
-                )
-            start = i
+    edges = [0, *(int(i) + 1 for i in np.flatnonzero(np.diff(fam) != 0)), len(classes)]  # one family each
+    box = dict(
+        type="rect", xref="x", yref="y", line=dict(color="#000000", width=1.5), fillcolor="rgba(0,0,0,0)"
+    )
+    shapes = [  # each family of two or more classes boxed on the diagonal
+        {**box, "x0": a - 0.5, "x1": b - 0.5, "y0": a - 0.5, "y1": b - 0.5}
+        for a, b in pairwise(edges)
+        if b - a > 1
+    ]
     # Every row and column labelled (dtick 1), at a readable size: the chart grows with the classes.
     height = max(420, ROW_PX * len(classes) + 160)
     fig.update_layout(**base_layout(title, height=height, margin=dict(l=10, r=10, t=50, b=10)), shapes=shapes)

@@ -8,31 +8,17 @@ import plotly.graph_objects as go
 
 from cakd_viz.figures.sample import image_like
 from cakd_viz.figures.style import ROLE_COLORS, base_layout, student_color
-from cakd_viz.figures.text import plain
+from cakd_viz.text import html as plain
 
 
 def models_table(summary: dict) -> pd.DataFrame:
     """One row per model (teacher, then each student) from `Bundle.summary()`: accuracy, agreement, dtype."""
-    rows = [
-        {
-            "model": "teacher",
-            "role": "teacher",
-            "accuracy": summary["teacher"]["accuracy"],
-            "agreement": 1.0,
-            "dtype": summary["teacher"]["dtype"],
-        }
-    ]
-    for name, info in summary["students"].items():
-        rows.append(
-            {
-                "model": name,
-                "role": "student",
-                "accuracy": info["accuracy"],
-                "agreement": info["agreement"],
-                "dtype": info["dtype"],
-            }
-        )
-    return pd.DataFrame(rows)
+
+    def row(model: str, role: str, m: dict, agreement: float) -> dict:
+        return dict(model=model, role=role, accuracy=m["accuracy"], agreement=agreement, dtype=m["dtype"])
+
+    students = [row(name, "student", m, m["agreement"]) for name, m in summary["students"].items()]
+    return pd.DataFrame([row("teacher", "teacher", summary["teacher"], 1.0), *students])
 
 
 def accuracy_figure(models: pd.DataFrame) -> go.Figure:
@@ -130,6 +116,13 @@ def as_images(inputs: np.ndarray) -> np.ndarray | None:
     return x
 
 
+def enlarge(images: np.ndarray, tile: int = 72) -> np.ndarray:
+    """Images (k, H, W, 3) uint8 (from `as_images`) enlarged by whole pixels (nearest neighbour) to about
+    ``tile`` pixels, so that 8x8 or 32x32 inputs are big enough to see."""
+    factor = max(1, int(np.ceil(tile / max(images.shape[1:3]))))
+    return images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
 def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8, tile: int = 72) -> go.Figure:
     """Example inputs in a grid with one caption per tile. images: (k, H, W, 3) uint8 from `as_images`.
 
@@ -138,8 +131,7 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
     and the rest (the class) go on two lines. The grid travels as one PNG data URI (``png_data_uri``):
     small, and a saved figure (the HTML report) needs nothing outside itself.
     """
-    factor = max(1, int(np.ceil(tile / max(images.shape[1:3]))))
-    images = images.repeat(factor, axis=1).repeat(factor, axis=2)  # (k, H*f, W*f, 3)
+    images = enlarge(images, tile)  # (k, H*f, W*f, 3)
     k, h, w, _ = images.shape
     rows = -(-k // cols)
     pad, cap = 8, 32  # pixels between tiles; blank pixels under each tile for its caption (two lines)

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from cakd_viz.decomposition import TERMS
 from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, base_layout
-from cakd_viz.figures.text import plain as _escape
+from cakd_viz.text import html as _escape
 
 
 def class_failure_chart(

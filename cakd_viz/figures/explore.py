@@ -1,4 +1,4 @@
-"""Figures of the samples explorer: thumbnails of inputs, and the 2-D map of the samples."""
+"""Figures of the samples explorer: the 2-D map of the samples (input thumbnails: `figures.data.enlarge`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 
 from cakd_viz.embedding import METHODS, SampleMap
 from cakd_viz.figures.style import ROLE_COLORS, TERM_COLORS, base_layout
-from cakd_viz.figures.text import plain
 from cakd_viz.terms import KL_UNIT, PART, TERMS
+from cakd_viz.text import html as plain
 
 # Okabe-Ito first (colour-blind safe), then Plotly's Dark24 for many groups; colours repeat beyond.
 PALETTE = [
@@ -17,13 +17,6 @@ PALETTE = [
     "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AA3",
 ]  # fmt: skip
 LEGEND_MOST = 12  # more groups than this: one trace, no legend (the hover names the group)
-
-
-def enlarge(images: np.ndarray, tile: int = 72) -> np.ndarray:
-    """Images (k, H, W, 3) uint8 (from `figures.data.as_images`) enlarged by whole pixels (nearest
-    neighbour) to about ``tile`` pixels, so that 8x8 or 32x32 inputs are big enough to see."""
-    factor = max(1, int(np.ceil(tile / max(images.shape[1:3]))))
-    return images.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
 def map_figure(

@@ -13,8 +13,8 @@ from plotly.subplots import make_subplots
 
 from cakd_viz.decomposition import TERMS
 from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, TERM_NAMES, base_layout
-from cakd_viz.figures.text import plain
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.text import html as plain
 
 
 def shares_figure(summary: pd.DataFrame) -> go.Figure:
@@ -84,7 +84,7 @@ def histogram_figure(hists: dict[str, pd.DataFrame], *, student: str | None = No
     """Distributions of KL and each contribution per sample, from pre-binned log10 histograms.
 
     hists: {"kl"|"bcd"|"scd"|"wcd": DataFrame(left, right, count)} as from `aggregates.term_histograms`
-    with log=True (edges are log10 of nats); zeros are counted in `frame.attrs["zeros"]`. ``student``
+    (edges are log10 of nats); zeros are counted in `frame.attrs["zeros"]`. ``student``
     titles the chart with whose samples they are.
     """
     fig = go.Figure()

@@ -12,8 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cakd_viz.figures.style import TERM_COLORS, base_layout, log_ticks, student_color
-from cakd_viz.figures.text import plain
 from cakd_viz.terms import PART, PART_HTML, RAW
+from cakd_viz.text import html as plain
 
 # metrics.jsonl keys a curve can show, with their axis titles
 METRICS = {

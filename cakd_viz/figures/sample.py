@@ -10,9 +10,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cakd_viz.figures.style import KL_UNIT, ROLE_COLORS, STUDENT_COLORS, TERM_COLORS, TERM_LABELS, base_layout
-from cakd_viz.figures.text import plain
-from cakd_viz.learn import Example, format_number, shown_classes
+from cakd_viz.learn import Example, shown_classes
 from cakd_viz.terms import PART
+from cakd_viz.text import html as plain
+from cakd_viz.worked import format_number
 
 CONTRIBUTION_LABELS = PART  # plain-text names of the weighted parts
 

@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cakd_viz.figures.style import base_layout
-from cakd_viz.figures.text import plain
+from cakd_viz.text import html as plain
 
 TRAJECTORY_TERMS = {
     "bcd_mean": "BCD",
@@ -151,8 +151,7 @@ def difference_heatmap(first, epochs, delta: np.ndarray, column: str, names: lis
     (C, E) by class index), rows in ``first``'s (A's) families order, colours centred on 0."""
     scale = 100.0 if term_unit(column) == "%" else 1.0
     z = delta[first.order] * scale
-    finite = np.abs(z[np.isfinite(z)])
-    lim = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    lim = _top(np.abs(z))
     return class_heatmap(
         z,
         [f"epoch {e}" for e in epochs],
