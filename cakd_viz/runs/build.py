@@ -93,7 +93,7 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
         shard = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
         train_set = Subset(train_set, list(shard))
-    criterion = make_criterion(cfg.loss, teacher=teacher, train=train, correlation=correlation)
+    criterion = make_criterion(cfg.loss, correlation=correlation)
     return Parts(
         train, test, train_set, teacher, t_info, student, s_info, criterion, notes, val_rows, correlation
     )
@@ -128,38 +128,19 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
-def make_criterion(
-    loss: LossConfig,
-    *,
-    teacher: nn.Module | None = None,
-    train: DataSource | None = None,
-    correlation: np.ndarray | None = None,
-):
+def make_criterion(loss: LossConfig, *, correlation: np.ndarray | None = None):
     """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce").
 
-    ``corr:R`` groupings need the class correlation of the teacher's logits over the training data (of
-    the standardized logits when the loss standardizes): ``correlation`` when given, else computed from
-    ``teacher`` over ``train``.
+    ``corr:R`` groupings need ``correlation``, the class correlation of the teacher's logits over the
+    training data (of the standardized logits when the loss standardizes), as ``build`` computes it: a
+    loss's grouping is the run's (one key of the loss section).
     """
     from cakd_viz.losses import build_criterion
 
     settings = loss.criterion_settings()
     if not settings:  # "ce": no distillation
         return None
-    if correlation is None and _needs_correlation(loss):
-        correlation = _correlation(teacher, train.dataset, standardize=loss.standardize)
     return build_criterion(loss.name, settings, correlation=correlation)
-
-
-def _needs_correlation(loss: LossConfig) -> bool:
-    """Whether the loss itself takes a grouping (CAKD's) that is a corr:R rule."""
-    from cakd_viz.losses.params import GROUPING
-
-    return any(
-        p.kind == GROUPING and parse_grouping(loss.settings[p.name]).needs_correlation
-        for p in loss.params()
-        if p.name in loss.criterion_settings()
-    )
 
 
 def _correlation(teacher: nn.Module, dataset: Dataset, *, standardize: bool) -> np.ndarray:
