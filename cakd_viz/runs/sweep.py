@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import re
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -286,7 +287,7 @@ def create_sweep(
         dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
     tmp = root / f".{sweep_id}.partial"
     tmp.mkdir()
-    store.write_json(tmp / store.STATUS, {"state": "queued", "created": _now(), "error": None} | status)
+    store.write_json(tmp / store.STATUS, {"state": "queued", "created": time.time(), "error": None} | status)
     info = {
         "id": sweep_id,
         "config": sweep.to_dict(),
@@ -307,12 +308,6 @@ def _trial_name(trial: RunConfig) -> str:
         for k, v in trial.params.items()
     ]
     return re.sub(r"[^\w.+-]", "", "_".join(parts))[:80]
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def sweep_trials(sweep_dir: Path) -> list[Path]:
