@@ -144,13 +144,9 @@ class LossConfig:
         settings = {k: params[k].coerce(v) for k, v in data.items() if k in params}
         return cls(name, settings)
 
-    def params(self) -> tuple[Param, ...]:
-        """The declared settings of this loss section (``loss_parameters(name)``)."""
-        return loss_parameters(self.name)
-
     def validate(self) -> None:
         """ValueError naming the first bad field (prefixed ``loss.``)."""
-        params = by_name(self.params())
+        params = by_name(loss_parameters(self.name))
         unknown = [k for k in self.settings if k not in params]
         if unknown:
             raise ValueError(_unknown_keys(unknown, self.name, params))

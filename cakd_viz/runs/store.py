@@ -164,8 +164,7 @@ def update_status(run_dir: Path, state: str | None = None, **fields: object) -> 
             return None
         status = current | fields | {"state": new}
         if new == "running" and now != "running":
-            status.setdefault("started", None)
-            status["started"] = status["started"] or time.time()
+            status["started"] = status.get("started") or time.time()
         if new in FINAL:
             status["ended"] = time.time()
         write_json(run_dir / STATUS, status)
