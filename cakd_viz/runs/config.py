@@ -366,7 +366,13 @@ def check_keys(data: dict, cls: type, where: str) -> None:
         )
 
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}
+_TYPES = {  # a field's annotation -> (the JSON type it takes, how a message names it)
+    "int": (int, "a whole number"),
+    "float": (float, "a number"),
+    "str": (str, "a string"),
+    "bool": (bool, "true or false"),
+    "dict": (dict, "an object"),
+}
 
 
 def _coerce(cls: type, key: str, value: object) -> object:
@@ -376,21 +382,14 @@ def _coerce(cls: type, key: str, value: object) -> object:
     if value is None and optional:
         return None
     kind = annotation.split("|")[0].strip()
-    expected = _TYPES.get(kind)
-    if expected is None:
+    if kind not in _TYPES:
         return value
+    expected, what = _TYPES[kind]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-        what = {
-            "int": "a whole number",
-            "float": "a number",
-            "str": "a string",
-            "dict": "an object",
-            "bool": "true or false",
-        }[kind]
         raise ValueError(f"{key} must be {what}, got {value!r}")
     return value
 
