@@ -151,11 +151,6 @@ class RunInfo:
         return "validation" if _number(val) and val > 0 else "test"
 
     @property
-    def validated(self) -> bool:
-        """Whether the run's per-epoch accuracy is on a validation split (not on the test split)."""
-        return self.eval_split == "validation"
-
-    @property
     def test_acc(self) -> float | None:
         """The final student's accuracy on the test split (evaluated once, at the end), or None."""
         return _number(self.summary.get("test_acc"))
