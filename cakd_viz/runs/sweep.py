@@ -121,7 +121,6 @@ class SweepConfig:
         for i, case in enumerate(self.cases):
             if not isinstance(case, dict):
                 raise ValueError(f"cases[{i}] must be an object (a partial run config), got {case!r}")
-        check_size(self)
         expand(self)
 
 
@@ -132,13 +131,6 @@ def trial_count(sweep: SweepConfig) -> int:
     for values in sweep.grid.values():
         count *= len(values) if isinstance(values, list) else 1
     return count * (sweep.num_samples if sweep.random else 1)
-
-
-def check_size(sweep: SweepConfig) -> None:
-    """ValueError when the sweep would make more than MAX_TRIALS trials (counted, never expanded)."""
-    total = trial_count(sweep)
-    if total > MAX_TRIALS:
-        raise ValueError(f"the sweep has {total:,} trials, more than {MAX_TRIALS:,}; narrow the grid")
 
 
 def _check_key(key: str, where: str) -> None:
@@ -174,7 +166,9 @@ def _check_distribution(key: str, spec: object) -> None:
 
 def expand(sweep: SweepConfig) -> list[RunConfig]:
     """The trials, in a fixed order: cases x grid combinations x random draws, each a validated RunConfig."""
-    check_size(sweep)  # before anything is built: 6 fields of 100 values would be 1e12 combinations
+    total = trial_count(sweep)  # before anything is built: 6 fields of 100 values would be 1e12 combinations
+    if total > MAX_TRIALS:
+        raise ValueError(f"the sweep has {total:,} trials, more than {MAX_TRIALS:,}; narrow the grid")
     grid_keys = list(sweep.grid)
     combos = [dict(zip(grid_keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())]
     draws = _draws(sweep) or [{}]
