@@ -118,6 +118,11 @@ def evaluate(
     logits, labels = _eval_logits(
         model, dataset, device=resolve_device(device), batch_size=batch_size, num_workers=num_workers, who=who
     )
+    return _scores(logits, labels)
+
+
+def _scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """{"loss": mean cross-entropy, "acc": accuracy, "n"} of logits (N, C) against labels (N,)."""
     n = max(len(labels), 1)
     loss = F.cross_entropy(logits, labels, reduction="sum").item() / n
     return {"loss": loss, "acc": int((logits.argmax(1) == labels).sum()) / n, "n": len(labels)}
@@ -279,11 +284,8 @@ class _Loop:
             num_workers=cfg.num_workers,
             who="student",
         )
-        n = max(len(labels), 1)
-        out = {
-            "val_acc": int((logits.argmax(1) == labels).sum()) / n,
-            "val_loss": F.cross_entropy(logits, labels, reduction="sum").item() / n,
-        }
+        scores = _scores(logits, labels)
+        out = {"val_acc": scores["acc"], "val_loss": scores["loss"]}
         if self.val_metrics is None:
             return out
         if not bool(torch.isfinite(logits).all()):
