@@ -115,18 +115,17 @@ def evaluate(
     who: str = "model",
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset``: {"loss", "acc", "n"}."""
-    dev = resolve_device(device)
-    was_training = model.training
-    model.eval().to(dev)
-    loss, correct, n = 0.0, 0, 0
-    for x, y in _loader(dataset, batch_size, device=dev, workers=num_workers):
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        logits = logits_of(model(x), who=who, batch=len(x)).float()
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += int((logits.argmax(1) == y).sum())
-        n += len(y)
-    model.train(was_training)
-    return {"loss": loss / max(n, 1), "acc": correct / max(n, 1), "n": n}
+    logits, labels = _eval_logits(
+        model, dataset, device=resolve_device(device), batch_size=batch_size, num_workers=num_workers, who=who
+    )
+    return _scores(logits, labels)
+
+
+def _scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """{"loss": mean cross-entropy, "acc": accuracy, "n"} of logits (N, C) against labels (N,)."""
+    n = max(len(labels), 1)
+    loss = F.cross_entropy(logits, labels, reduction="sum").item() / n
+    return {"loss": loss, "acc": int((logits.argmax(1) == labels).sum()) / n, "n": len(labels)}
 
 
 @torch.no_grad()
@@ -277,16 +276,6 @@ class _Loop:
     def _evaluate(self, val_set: Dataset, epoch: int) -> dict:
         """val_acc, val_loss and ``val_metrics``' numbers, from one pass of the student over ``val_set``."""
         cfg = self.cfg
-        if self.val_metrics is None:  # streaming: no need to hold every logit
-            ev = evaluate(
-                self.student,
-                val_set,
-                device=self.dev,
-                batch_size=cfg.eval_batch_size,
-                num_workers=cfg.num_workers,
-                who="student",
-            )
-            return {"val_acc": ev["acc"], "val_loss": ev["loss"]}
         logits, labels = _eval_logits(
             self.student,
             val_set,
@@ -295,13 +284,12 @@ class _Loop:
             num_workers=cfg.num_workers,
             who="student",
         )
+        scores = _scores(logits, labels)
+        out = {"val_acc": scores["acc"], "val_loss": scores["loss"]}
+        if self.val_metrics is None:
+            return out
         if not bool(torch.isfinite(logits).all()):
             raise Diverged(epoch, "the student's held-out logits are no longer finite", self.cfg.lr)
-        n = max(len(labels), 1)
-        out = {
-            "val_acc": int((logits.argmax(1) == labels).sum()) / n,
-            "val_loss": F.cross_entropy(logits, labels, reduction="sum").item() / n,
-        }
         return out | self.val_metrics(logits.numpy(), epoch)
 
     def _epoch(self, loader: DataLoader, epoch: int) -> dict | None:

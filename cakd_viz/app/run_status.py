@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cakd_viz.app import config as app_config
 from cakd_viz.app.config import plain
 from cakd_viz.runs import engine, launcher, store
-from cakd_viz.runs.results import RunInfo, safe_label
+from cakd_viz.runs.results import RunInfo
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def epochs_done(run: RunInfo) -> tuple[int, int]:
 def progress(run: RunInfo, now: float | None = None) -> Progress:
     """The progress of an active run: "epoch 2/5", or until its first epoch ends what it waits for."""
     done, total = epochs_done(run)
-    head = f"**{plain(safe_label(run))}**"
+    head = f"**{plain(run.label)}**"
     tail = f"`{run.id}`"
     if run.state == store.ELSEWHERE:
         return Progress(

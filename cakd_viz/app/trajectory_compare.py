@@ -12,7 +12,7 @@ from cakd_viz.app.config import plain
 from cakd_viz.app.trajectory_view import identity, of
 from cakd_viz.figures.trajectory import TRAJECTORY_TERMS
 from cakd_viz.runs.epoch_files import read_epochs
-from cakd_viz.runs.results import RunInfo, safe_label
+from cakd_viz.runs.results import RunInfo
 from cakd_viz.runs.trajectory import Trajectory, difference
 
 MAX_PANELS = 4  # runs set side by side
@@ -24,19 +24,19 @@ def compared(runs: list[RunInfo], labels: dict[str, str], most: int = MAX_PANELS
     panels, left = {}, []
     for r in runs:
         if len(panels) == most:
-            left.append(f"{safe_label(r)}: only {most} runs are set side by side")
+            left.append(f"{r.label}: only {most} runs are set side by side")
             continue
         try:
             t = of(r)
         except ValueError as exc:
-            left.append(f"{safe_label(r)}: {exc}")
+            left.append(f"{r.label}: {exc}")
             continue
         if not t.epochs:
-            left.append(f"{safe_label(r)}: no epoch kept")
+            left.append(f"{r.label}: no epoch kept")
             continue
         first = next(iter(panels.values()), t)
         if t.num_classes != first.num_classes:
-            left.append(f"{safe_label(r)}: {t.num_classes} classes, the first run {first.num_classes}")
+            left.append(f"{r.label}: {t.num_classes} classes, the first run {first.num_classes}")
             continue
         panels[labels[r.id]] = t
     return panels, left

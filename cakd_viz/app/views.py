@@ -48,7 +48,7 @@ def run_source(run_id: str) -> tuple[str, str, str, str]:
     root = store.runs_dir().resolve()
     if not bundle.resolve().is_relative_to(root) or any(p.is_symlink() for p in bundle.rglob("*")):
         raise ValueError(f"run {run_id}: its bundle links outside the runs directory")
-    return run_id, str(bundle), bundles.files_stamp(bundle), _plain_name(results.safe_label(info))
+    return run_id, str(bundle), bundles.files_stamp(bundle), _plain_name(info.label)
 
 
 def _plain_name(label: str) -> str:

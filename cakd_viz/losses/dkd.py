@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.losses.base import DistillationLoss, _check_inputs
 from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
 from cakd_viz.losses.params import FLOAT, Param
+from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms
 
 _TARGET = parse_grouping("target")
 
@@ -17,8 +17,8 @@ class DKDLoss(DistillationLoss):
     """Decoupled KD (Zhao et al., CVPR 2022): alpha*TCKD + beta*NCKD, each T^2-scaled. Needs labels.
 
     TCKD = KL([p_t, 1 - p_t] || [q_t, 1 - q_t]) on the target class t; NCKD = KL over the non-target
-    classes, both distributions renormalised there: CAKD's BCD and WCD at S = {label}, so on CPU it runs
-    through CAKD's fused kernel; elsewhere log-space tensor ops (masked log-sum-exp).
+    classes, both distributions renormalised there: CAKD's BCD and WCD at S = {label}, so it runs through
+    CAKD's kernels (the fused one on CPU, its tensor ops elsewhere).
 
     Warm-up as DKD's public code (mdistiller) does it: with ``warmup`` = W > 0 the loss is scaled by
     min(e / W, 1), e the 1-based number of the current whole epoch (one factor per epoch, 1/W already
@@ -52,43 +52,16 @@ class DKDLoss(DistillationLoss):
         return (self.alpha, self.beta)
 
     def _fused(self, student, teacher, labels, epoch, term_grads):
-        """(loss, [TCKD, 0, NCKD]) from the fused CPU kernel at S = {label}; None where it is not used."""
-        kern = kernel() if student.device.type == "cpu" else None
-        if kern is None:
-            return None
+        """(loss, [TCKD, 0, NCKD]): CAKD's kernels at S = {label}, with SCD weighted 0."""
         labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True)
         a, b = self._weight_values(epoch)
         student, teacher = self._logits(student, teacher)
-        return native_loss_and_terms(
-            kern,
-            student,
-            teacher,
-            _TARGET,
-            labels,
-            None,
-            temperature=self.temperature,
-            weights=(a, 0.0, b),
-            natural=(False, False),
-            term_grads=term_grads,
-        )
-
-    def _terms(self, student, teacher, labels) -> tuple[torch.Tensor, ...]:
-        """The same terms from tensor ops (CUDA, or where the fused kernel is not built)."""
-        labels = _check_inputs("DKDLoss", student, teacher, labels, needs_labels=True).view(-1, 1)
-        t = self.temperature
-        student, teacher = self._logits(student, teacher)
-        target = torch.zeros_like(student, dtype=torch.bool).scatter_(1, labels, True)
-
-        def split(scaled):
-            """(N, C) logits / T -> binary [target, rest] log masses (N, 2), non-target log-probs (N, C)."""
-            log_x = F.log_softmax(scaled, 1)
-            binary = torch.cat(
-                (log_x.gather(1, labels), log_x.masked_fill(target, -torch.inf).logsumexp(1, True)), 1
+        setup = {"temperature": self.temperature, "weights": (a, 0.0, b), "natural": (False, False)}
+        kern = kernel() if student.device.type == "cpu" else None
+        if kern is not None:
+            return native_loss_and_terms(
+                kern, student, teacher, _TARGET, labels, None, term_grads=term_grads, **setup
             )
-            # The non-target distribution; the target entry is set to log 1 so that it adds 0.
-            return binary, F.log_softmax(scaled.masked_fill(target, -torch.inf), 1).masked_fill(target, 0.0)
-
-        (bin_q, in_q), (bin_p, in_p) = split(student / t), split(teacher / t)
-        tckd = (bin_p.exp() * (bin_p - bin_q)).sum(1)  # (N,)
-        nckd = (in_p.exp() * (in_p - in_q)).sum(1)  # (N,)
-        return tckd.mean() * t**2, nckd.mean() * t**2
+        with torch.no_grad():
+            strong = _TARGET.strong_mask_float(teacher, labels, temperature=self.temperature)
+        return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)

@@ -38,16 +38,13 @@ class Parts:
     val_rows: np.ndarray | None = None  # rows of the training split held out for validation (val_split > 0)
     correlation: np.ndarray | None = None  # (C, C) teacher class correlation, for a corr:R grouping
 
-    @property
-    def val_set(self) -> Dataset | None:
-        """The validation split (rows ``val_rows`` of the training data), or None."""
-        return None if self.val_rows is None else Subset(self.train.dataset, self.val_rows.tolist())
-
     def eval_split(self) -> tuple[str, Dataset, np.ndarray]:
-        """(name, data set, labels (N,)) of the per-epoch evaluation: "validation" or "test"."""
+        """(name, data set, labels (N,)) of the per-epoch evaluation: "validation" (rows ``val_rows`` of
+        the training data) or "test"."""
         if self.val_rows is not None:
-            return "validation", self.val_set, _labels(self.train)[self.val_rows]
-        return "test", self.test.dataset, _labels(self.test)
+            val_set = Subset(self.train.dataset, self.val_rows.tolist())
+            return "validation", val_set, labels_of(self.train)[self.val_rows]
+        return "test", self.test.dataset, labels_of(self.test)
 
 
 def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
@@ -81,7 +78,7 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     student.train().requires_grad_(True)
     train_set, val_rows = train.dataset, None
     if cfg.val_split > 0:
-        keep, val_rows = validation_split(_labels(train), cfg.val_split, cfg.val_seed)
+        keep, val_rows = validation_split(labels_of(train), cfg.val_split, cfg.val_seed)
         train_set = Subset(train.dataset, keep.tolist())
         notes.append(f"validation split: {len(val_rows)} of {len(train)} training rows (seed {cfg.val_seed})")
     # corr:R: the teacher's class correlation over the training rows (all of them, not the subset);
@@ -93,7 +90,7 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
         shard = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
         train_set = Subset(train_set, list(shard))
-    criterion = make_criterion(cfg.loss, teacher=teacher, train=train, correlation=correlation)
+    criterion = make_criterion(cfg.loss, correlation=correlation)
     return Parts(
         train, test, train_set, teacher, t_info, student, s_info, criterion, notes, val_rows, correlation
     )
@@ -128,38 +125,19 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
-def make_criterion(
-    loss: LossConfig,
-    *,
-    teacher: nn.Module | None = None,
-    train: DataSource | None = None,
-    correlation: np.ndarray | None = None,
-):
+def make_criterion(loss: LossConfig, *, correlation: np.ndarray | None = None):
     """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce").
 
-    ``corr:R`` groupings need the class correlation of the teacher's logits over the training data (of
-    the standardized logits when the loss standardizes): ``correlation`` when given, else computed from
-    ``teacher`` over ``train``.
+    ``corr:R`` groupings need ``correlation``, the class correlation of the teacher's logits over the
+    training data (of the standardized logits when the loss standardizes), as ``build`` computes it: a
+    loss's grouping is the run's (one key of the loss section).
     """
     from cakd_viz.losses import build_criterion
 
     settings = loss.criterion_settings()
     if not settings:  # "ce": no distillation
         return None
-    if correlation is None and _needs_correlation(loss):
-        correlation = _correlation(teacher, train.dataset, standardize=loss.standardize)
     return build_criterion(loss.name, settings, correlation=correlation)
-
-
-def _needs_correlation(loss: LossConfig) -> bool:
-    """Whether the loss itself takes a grouping (CAKD's) that is a corr:R rule."""
-    from cakd_viz.losses.params import GROUPING
-
-    return any(
-        p.kind == GROUPING and parse_grouping(loss.settings[p.name]).needs_correlation
-        for p in loss.params()
-        if p.name in loss.criterion_settings()
-    )
 
 
 def _correlation(teacher: nn.Module, dataset: Dataset, *, standardize: bool) -> np.ndarray:
@@ -170,7 +148,7 @@ def _correlation(teacher: nn.Module, dataset: Dataset, *, standardize: bool) -> 
     return class_correlation(logits, standardize=standardize)
 
 
-def _labels(source: DataSource) -> np.ndarray:
+def labels_of(source: DataSource) -> np.ndarray:
     """The labels (N,) of a data source, read from the data set when the source does not hold them."""
     if source.labels is not None:
         return np.asarray(source.labels)

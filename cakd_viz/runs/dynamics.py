@@ -75,14 +75,8 @@ class HeldOutTerms:
             correlation=self.correlation,
             standardize=self.standardize,
         )
-        out = {
-            "val_kl": float(d.kl.mean()),
-            "val_bcd": float(d.bcd.mean()),
-            "val_scd": float(d.scd.mean()),
-            "val_wcd": float(d.wcd.mean()),
-            "val_scd_part": float(d.scd_contribution.mean()),
-            "val_wcd_part": float(d.wcd_contribution.mean()),
-        }
+        means = (d.kl, d.bcd, d.scd, d.wcd, d.scd_contribution, d.wcd_contribution)  # in VAL_TERMS order
+        out = {key: float(values.mean()) for key, values in zip(VAL_TERMS, means, strict=True)}
         if self.keeper is not None:
             self.keeper.add(student_logits, epoch)
         return out
@@ -120,11 +114,11 @@ class EpochLogits:
             "max_bytes": MAX_EPOCH_BYTES,
         }
         self.used = 0
-        _save(self.folder / "teacher.npy", terms.teacher)
+        atomic.save_npy(self.folder / "teacher.npy", terms.teacher)
         if terms.labels is not None:
-            _save(self.folder / "labels.npy", terms.labels)
+            atomic.save_npy(self.folder / "labels.npy", terms.labels)
         if rows is not None:
-            _save(self.folder / "rows.npy", np.asarray(rows, dtype=np.int64))
+            atomic.save_npy(self.folder / "rows.npy", np.asarray(rows, dtype=np.int64))
         self._write_index()
 
     def add(self, student_logits: np.ndarray, epoch: int) -> None:
@@ -132,14 +126,10 @@ class EpochLogits:
         if self.used + size > MAX_EPOCH_BYTES:
             self.index["not_kept"].append(int(epoch))
         else:
-            _save(self.folder / f"epoch-{int(epoch):03d}.npy", student_logits.astype(np.float16))
+            atomic.save_npy(self.folder / f"epoch-{int(epoch):03d}.npy", student_logits.astype(np.float16))
             self.used += size
             self.index["epochs"].append(int(epoch))
         self._write_index()
 
     def _write_index(self) -> None:
         atomic.write_json(self.folder / "index.json", self.index, indent=1)
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    atomic.save_npy(path, array)

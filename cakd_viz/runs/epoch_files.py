@@ -48,10 +48,6 @@ class EpochFiles:
     def num_samples(self) -> int:
         return int(self.teacher.shape[0])
 
-    @property
-    def num_classes(self) -> int:
-        return int(self.teacher.shape[1])
-
     def student(self, epoch: int) -> np.ndarray:
         """The student's (N, C) logits after ``epoch`` (one of ``epochs``), memory-mapped and checked."""
         if epoch not in self.epochs:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from cakd_viz.runs import store
-from cakd_viz.runs.build import Parts
+from cakd_viz.runs.build import Parts, labels_of
 from cakd_viz.runs.config import RunConfig
 from cakd_viz.runs.recorded import software
 from cakd_viz.runs.teacher_cache import teacher_logits
@@ -37,8 +37,7 @@ def write_outputs(
     student = parts.student
     eval_split = "validation" if parts.val_rows is not None else "test"
     if cfg.evaluate_test:
-        split, data = "test", parts.test.dataset
-        labels = np.asarray(parts.test.labels if parts.test.labels is not None else [int(y) for _, y in data])
+        split, data, labels = "test", parts.test.dataset, labels_of(parts.test)
         source, inputs, spec = parts.test, parts.test.display_inputs(), cfg.test_spec()
     else:
         split, data, labels = parts.eval_split()

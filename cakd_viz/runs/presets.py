@@ -26,13 +26,9 @@ class Preset:
     source: str  # one line: what it is and where the numbers come from
     params: dict = field(default_factory=dict)  # some of that loss's declared parameters
 
-    def loss_section(self) -> dict:
-        """The "loss" object of a run config."""
-        return {"name": self.loss, **self.params}
-
     def config(self) -> dict:
         """The part of a run config this preset sets: the loss section and the validation split."""
-        return {"loss": self.loss_section(), **VALIDATION}
+        return {"loss": {"name": self.loss, **self.params}, **VALIDATION}
 
 
 # The published settings (warm-up over 2 epochs, see above); the "+ LS" presets add ``standardize``.

@@ -122,7 +122,7 @@ def _pick(source: dict, key: str, kind: str) -> object:
 def _name(name: str | None, loss: str | None) -> str:
     """The run's name: as given; else "" for a loss the runs table labels itself (ce, kd, dkd, cakd),
     else the loss's name or "recorded"."""
-    from cakd_viz.runs.loss_config import loss_names
+    from cakd_viz.runs.config import loss_names
 
     if name is not None:
         if not isinstance(name, str) or not _NAME.match(name):

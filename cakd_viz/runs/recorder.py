@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cakd_viz.grouping import parse_grouping
+from cakd_viz.grouping import class_correlation, parse_grouping
 from cakd_viz.runs import store
 from cakd_viz.runs.dynamics import EPOCHS_DIR, VAL_TERMS, EpochLogits, HeldOutTerms
 from cakd_viz.runs.recorded import environment, recorded_config
@@ -169,15 +169,19 @@ class Recorder:
         """The epoch's ``VAL_TERMS``; the first epoch fixes the held-out rows (teacher, labels) and starts
         epochs/, later ones must bring the same rows."""
         if self._terms is None:
-            if parse_grouping(self.grouping).needs_labels and labels is None:
+            rule = parse_grouping(self.grouping)
+            if rule.needs_labels and labels is None:
                 raise ValueError(f"grouping {self.grouping} needs labels: pass them to log_epoch")
+            correlation = None  # corr:R: the first epoch's teacher correlation (of LS logits under LS), kept
+            if rule.needs_correlation:
+                correlation = class_correlation(teacher, standardize=self.standardize)
             terms = HeldOutTerms(
                 teacher,
                 labels,
                 grouping=self.grouping,
                 temperature=self.temperature,
                 standardize=self.standardize,
-                correlation=_corr(self.grouping, teacher, self.standardize),
+                correlation=correlation,
             )
             out = terms(student, epoch)  # checks the logits before anything is kept
             terms.keeper = EpochLogits(self.path / EPOCHS_DIR, terms, split=self.split, rows=None)
@@ -285,16 +289,6 @@ def _labels(y: object, n: int) -> np.ndarray:
     if array.ndim != 1 or len(array) != n or array.dtype.kind not in "iu":
         raise ValueError(f"labels must be {n} whole numbers (N,), got {array.dtype} of shape {array.shape}")
     return array.astype(np.int64)
-
-
-def _corr(grouping: str, teacher: np.ndarray, standardize: bool) -> np.ndarray | None:
-    """corr:R: the class correlation of the first epoch's held-out teacher logits (standardized under LS),
-    kept for every epoch."""
-    from cakd_viz.grouping import class_correlation
-
-    if not parse_grouping(grouping).needs_correlation:
-        return None
-    return class_correlation(teacher, standardize=standardize)
 
 
 def _check_same(terms: HeldOutTerms, teacher: np.ndarray, labels: np.ndarray | None) -> None:

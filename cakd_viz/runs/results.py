@@ -32,6 +32,7 @@ import pandas as pd
 
 from cakd_viz import atomic
 from cakd_viz.runs import store
+from cakd_viz.runs.dynamics import VAL_TERMS
 from cakd_viz.runs.recorded import is_recorded
 
 _START_GRACE_S = 60.0  # a queued run without a pid yet is given this long for its process to start
@@ -148,11 +149,6 @@ class RunInfo:
             return split
         val = self.config.get("val_split")
         return "validation" if _number(val) and val > 0 else "test"
-
-    @property
-    def validated(self) -> bool:
-        """Whether the run's per-epoch accuracy is on a validation split (not on the test split)."""
-        return self.eval_split == "validation"
 
     @property
     def test_acc(self) -> float | None:
@@ -442,21 +438,16 @@ def _read_sweep(path: Path) -> SweepInfo:
     if state in ("queued", "running") and status.get("pid") is not None:
         live = store.process_liveness(status, path)
         if live == "elsewhere":
-            state, error = (
-                store.ELSEWHERE,
-                f"{state} elsewhere (host {status['host']}, cannot be checked from here)",
-            )
+            error = f"{state} elsewhere (host {status['host']}, cannot be checked from here)"
+            state = store.ELSEWHERE
+        elif live != "alive" and all(t.state in store.FINAL or t.state == store.CORRUPT for t in trials):
+            state = "done"
         elif live != "alive":
-            if all(t.state in store.FINAL or t.state == store.CORRUPT for t in trials):
-                state = "done"
-            else:
-                state, error = (
-                    "failed",
-                    (
-                        f"the sweep's process (pid {status['pid']}) ended without recording a result (killed?); "
-                        "see its log.txt"
-                    ),
-                )
+            state = "failed"
+            error = (
+                f"the sweep's process (pid {status['pid']}) ended without recording a result (killed?); "
+                "see its log.txt"
+            )
     return SweepInfo(path.name, path, state, error, config, status, trials)
 
 
@@ -470,8 +461,6 @@ def list_sweeps(root: str | Path | None = None) -> list[SweepInfo]:
 NOTE = "note.txt"  # a person's note on a run, in the run folder
 NOTE_MAX_CHARS = 2000
 ARCHIVE = ".archive"  # archived runs move here (a hidden folder, so list_runs leaves them out)
-HELD_OUT_TERMS = ("val_kl", "val_bcd", "val_scd", "val_wcd", "val_scd_part", "val_wcd_part")
-"""Per-epoch held-out decomposition fields of metrics.jsonl (means over the held-out samples)."""
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 # run config fields -> tracker column, after the loss's columns (``loss_columns``)
 _RUN_HYPER = (
@@ -568,11 +557,11 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
     and the values the trial varies), sweep, the hyperparameters (see ``hyperparameters``), epochs done,
     best and last accuracy per epoch and the split they are on ("eval_split": validation, or test for a
     run without a validation split), the final test accuracy, duration (s), created (time), note, and
-    whether its epochs carry held-out terms (``HELD_OUT_TERMS``)."""
+    whether its epochs carry held-out terms (``dynamics.VAL_TERMS``)."""
     varied = varied_params(runs)
     rows = []
     for r in runs:
-        label = trial_label(r, varied) or safe_label(r)  # a sweep's trials differ by what they vary
+        label = trial_label(r, varied) or r.label  # a sweep's trials differ by what they vary
         created = r.status.get("created")
         row = {"id": r.id, "state": r.state, "run": label, "sweep": str(r.config.get("sweep") or "")}
         row |= hyperparameters(r)
@@ -582,7 +571,7 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
             "last_acc": _number(r.last_acc),
             "eval_split": r.eval_split,
             "test_acc": r.test_acc,
-            "duration_s": _number(_safe_duration(r)),
+            "duration_s": _number(r.duration),
             "created": _timestamp(created),
             "note": read_note(r.path),
             "held_out_terms": has_held_out_terms(r),
@@ -595,25 +584,9 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "error"])
 
 
-def safe_label(r: RunInfo) -> str:
-    """``r.label``, or the run's name or id when its config cannot make one."""
-    try:
-        return r.label
-    except (TypeError, AttributeError, ValueError):  # a config.json with a loss of the wrong type
-        name = r.config.get("name")
-        return name if isinstance(name, str) and name else r.id
-
-
-def _safe_duration(r: RunInfo) -> float | None:
-    try:
-        return r.duration
-    except TypeError:  # a status.json with a started/ended that is not a number
-        return None
-
-
 def has_held_out_terms(run: RunInfo) -> bool:
-    """Whether any epoch record of the run carries the held-out decomposition (``HELD_OUT_TERMS``)."""
-    return any(all(k in e for k in HELD_OUT_TERMS[:4]) for e in run.epochs)
+    """Whether any epoch record of the run carries the held-out decomposition (``dynamics.VAL_TERMS``)."""
+    return any(all(k in e for k in VAL_TERMS[:4]) for e in run.epochs)
 
 
 def read_note(path: str | Path) -> str:
@@ -696,9 +669,4 @@ def delete_run(root: str | Path | None, run_id: str, *, archived: bool = False) 
 
 def list_archived(root: str | Path | None = None) -> list[RunInfo]:
     """The archived runs, newest first."""
-    base = store.runs_dir(root) / ARCHIVE
-    if not base.is_dir():
-        return []
-    return [
-        read_run(p) for p in sorted(base.iterdir(), reverse=True) if p.is_dir() and _RUN_ID.fullmatch(p.name)
-    ]
+    return [read_run(p) for p in _folders(store.runs_dir(root) / ARCHIVE) if _RUN_ID.fullmatch(p.name)]

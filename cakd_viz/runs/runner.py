@@ -23,10 +23,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from cakd_viz.distributed import Group, process_group
 from cakd_viz.runs import store
 from cakd_viz.runs.build import build
 from cakd_viz.runs.config import RunConfig
@@ -47,8 +49,6 @@ def run_config(
     progress: Progress | None = None,
 ) -> Path:
     """Create a run folder for ``cfg`` under ``root`` and execute it here; returns the folder."""
-    from cakd_viz.distributed import process_group
-
     cfg.validate()
     with process_group(cfg.device) as (group, dev):
         run_dir = None
@@ -76,8 +76,6 @@ def execute(
     process gone), reads ``corrupt``, is running, or belongs to another host is refused with a
     ValueError before anything is written, except that a crash found here is recorded as "failed".
     """
-    from cakd_viz.distributed import process_group
-
     run_dir = Path(run_dir)
     check_executable(run_dir)
     try:
@@ -113,25 +111,22 @@ def check_executable(run_dir: Path) -> None:
         raise ValueError(f"{run_dir} is already running (pid {info.status.get('pid')}); {rerun}")
 
 
+@dataclass
 class _Context:
     """One run being executed: its folder and config, this process's place in the group, and where it
     reports (log.txt, the cancel check, an optional progress bar and per-epoch report)."""
 
-    def __init__(
-        self,
-        run_dir: Path,
-        cfg: RunConfig,
-        group,
-        dev: torch.device,
-        *,
-        echo: bool = False,
-        progress: Progress | None = None,
-        report: Callable[[dict], None] | None = None,
-    ) -> None:
-        self.run_dir, self.cfg, self.group, self.dev = run_dir, cfg, group, dev
-        self.log = _Log(run_dir, echo=echo, enabled=group.is_main)
-        self.stop = _StopCheck(run_dir, group)
-        self.progress, self.report = progress, report
+    run_dir: Path
+    cfg: RunConfig
+    group: Group
+    dev: torch.device
+    echo: bool = False
+    progress: Progress | None = None
+    report: Callable[[dict], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.log = _Log(self.run_dir, echo=self.echo, enabled=self.group.is_main)
+        self.stop = _StopCheck(self.run_dir, self.group)
 
     @property
     def cache_dir(self) -> Path | None:
@@ -269,33 +264,25 @@ def _train_and_write(ctx: _Context) -> None:
 
 
 def _callbacks(ctx: _Context, steps: int):
-    run_dir, cfg, group, log, progress, report = (
-        ctx.run_dir,
-        ctx.cfg,
-        ctx.group,
-        ctx.log,
-        ctx.progress,
-        ctx.report,
-    )
+    """(on_epoch, on_step) for ``train``: metrics.jsonl, status, log.txt and reports, on rank 0 only."""
+    if not ctx.group.is_main:
+        return None, None
+    run_dir, epochs = ctx.run_dir, ctx.cfg.epochs
     every = max(1, steps // 10)  # about ten step records per epoch
 
     def on_step(m: dict) -> None:
-        if not group.is_main:
-            return
-        if progress is not None:
-            progress(m["step"], steps * cfg.epochs)
+        if ctx.progress is not None:
+            ctx.progress(m["step"], steps * epochs)
         if m["step"] % every == 0:
             store.append_metrics(run_dir, {"kind": "step", **m, "time": time.time()})
 
     def on_epoch(m: dict) -> None:
-        if not group.is_main:
-            return
         store.append_metrics(run_dir, {"kind": "epoch", **m, "time": time.time()})
-        store.update_status(run_dir, None, epoch=m["epoch"], epochs=cfg.epochs)
+        store.update_status(run_dir, None, epoch=m["epoch"], epochs=epochs)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))
-        log(f"epoch {m['epoch']}/{cfg.epochs}: {shown}")
-        if report is not None:
-            report({k: v for k, v in m.items() if isinstance(v, int | float)})
+        ctx.log(f"epoch {m['epoch']}/{epochs}: {shown}")
+        if ctx.report is not None:
+            ctx.report({k: v for k, v in m.items() if isinstance(v, int | float)})
 
     return on_epoch, on_step
 

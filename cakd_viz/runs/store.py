@@ -35,9 +35,8 @@ import time
 from pathlib import Path
 
 from cakd_viz import atomic, processes
-from cakd_viz.locations import runs_dir  # noqa: F401 (re-exported)
+from cakd_viz.locations import RUNS_DIR_ENV, runs_dir  # noqa: F401 (re-exported)
 
-RUNS_DIR_ENV = "CAKD_VIZ_RUNS_DIR"
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 CORRUPT = "corrupt"  # read-only state of a folder that cannot be trusted (never written)
@@ -164,8 +163,7 @@ def update_status(run_dir: Path, state: str | None = None, **fields: object) -> 
             return None
         status = current | fields | {"state": new}
         if new == "running" and now != "running":
-            status.setdefault("started", None)
-            status["started"] = status["started"] or time.time()
+            status["started"] = status.get("started") or time.time()
         if new in FINAL:
             status["ended"] = time.time()
         write_json(run_dir / STATUS, status)

@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import re
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -120,7 +121,6 @@ class SweepConfig:
         for i, case in enumerate(self.cases):
             if not isinstance(case, dict):
                 raise ValueError(f"cases[{i}] must be an object (a partial run config), got {case!r}")
-        check_size(self)
         expand(self)
 
 
@@ -131,13 +131,6 @@ def trial_count(sweep: SweepConfig) -> int:
     for values in sweep.grid.values():
         count *= len(values) if isinstance(values, list) else 1
     return count * (sweep.num_samples if sweep.random else 1)
-
-
-def check_size(sweep: SweepConfig) -> None:
-    """ValueError when the sweep would make more than MAX_TRIALS trials (counted, never expanded)."""
-    total = trial_count(sweep)
-    if total > MAX_TRIALS:
-        raise ValueError(f"the sweep has {total:,} trials, more than {MAX_TRIALS:,}; narrow the grid")
 
 
 def _check_key(key: str, where: str) -> None:
@@ -173,7 +166,9 @@ def _check_distribution(key: str, spec: object) -> None:
 
 def expand(sweep: SweepConfig) -> list[RunConfig]:
     """The trials, in a fixed order: cases x grid combinations x random draws, each a validated RunConfig."""
-    check_size(sweep)  # before anything is built: 6 fields of 100 values would be 1e12 combinations
+    total = trial_count(sweep)  # before anything is built: 6 fields of 100 values would be 1e12 combinations
+    if total > MAX_TRIALS:
+        raise ValueError(f"the sweep has {total:,} trials, more than {MAX_TRIALS:,}; narrow the grid")
     grid_keys = list(sweep.grid)
     combos = [dict(zip(grid_keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())]
     draws = _draws(sweep) or [{}]
@@ -286,7 +281,7 @@ def create_sweep(
         dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
     tmp = root / f".{sweep_id}.partial"
     tmp.mkdir()
-    store.write_json(tmp / store.STATUS, {"state": "queued", "created": _now(), "error": None} | status)
+    store.write_json(tmp / store.STATUS, {"state": "queued", "created": time.time(), "error": None} | status)
     info = {
         "id": sweep_id,
         "config": sweep.to_dict(),
@@ -307,12 +302,6 @@ def _trial_name(trial: RunConfig) -> str:
         for k, v in trial.params.items()
     ]
     return re.sub(r"[^\w.+-]", "", "_".join(parts))[:80]
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def sweep_trials(sweep_dir: Path) -> list[Path]:

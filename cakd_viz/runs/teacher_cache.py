@@ -42,16 +42,12 @@ def _model_digest(model: nn.Module) -> bytes:
     return h.digest()
 
 
-def _inputs(dataset: Dataset):
-    for batch in DataLoader(dataset, batch_size=_BATCH, shuffle=False):
-        yield batch[0]
-
-
 def teacher_logits(
     teacher: nn.Module, dataset: Dataset, cache_dir: Path | None, *, device: str | torch.device = "cpu"
 ) -> tuple[np.ndarray, list[bytes]]:
     """(logits (N, C) float32 in dataset order, input digests (N,)); read from / written to ``cache_dir``."""
-    digests = [d for x in _inputs(dataset) for d in _row_digests(x)]
+    batches = DataLoader(dataset, batch_size=_BATCH, shuffle=False)
+    digests = [d for batch in batches for d in _row_digests(batch[0])]
     key = hashlib.blake2b(_model_digest(teacher) + b"".join(digests), digest_size=20).hexdigest()
     path = cache_dir / f"{key}.npy" if cache_dir is not None else None
     if path is not None and path.is_file():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cakd_viz import atomic
 from cakd_viz.runs import store
-from cakd_viz.runs.results import RunInfo, list_runs, safe_label
+from cakd_viz.runs.results import RunInfo, list_runs
 
 MARKER = ".cakd-viz-run"  # in every folder this module writes: only such folders are ever replaced
 INSTALL = 'pip install "cakd-viz[tensorboard]" (or: pip install tensorboard)'
@@ -73,7 +73,7 @@ def _why_skipped(run: RunInfo) -> str | None:
 
 def folder_name(run: RunInfo) -> str:
     """``NAME-RUN_ID``, made safe for a file name (letters, digits and . _ + - only)."""
-    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", safe_label(run)).strip("._-")[:60]
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", run.label).strip("._-")[:60]
     rid = re.sub(r"[^A-Za-z0-9._+-]+", "_", run.id).lstrip(".")
     return f"{safe}-{rid}" if safe else rid
 

@@ -27,7 +27,7 @@ from cakd_viz.runs import (
     sweep_frame,
 )
 from cakd_viz.runs.presets import PRESETS
-from cakd_viz.runs.results import NOTE_MAX_CHARS, list_archived, read_note, safe_label, tracker_table
+from cakd_viz.runs.results import NOTE_MAX_CHARS, list_archived, read_note, tracker_table
 
 POLL_S = 2.0  # how often the live part re-reads the run folders
 ss = st.session_state
@@ -138,7 +138,7 @@ def live() -> None:
     by_id = {r.id: r for r in runs}
     runs_tracker(table)
     for r in run_status.failures(runs):
-        with st.expander(f"{r.state}: {plain(safe_label(r))} ({r.id})"):
+        with st.expander(f"{r.state}: {plain(r.label)} ({r.id})"):
             st.error(plain(app_config.scrub(r.error or "no error recorded")))  # text, no server paths
             st.code(run_status.public_log(r), language=None)
     run_view(table, by_id)
@@ -281,7 +281,7 @@ def compare(table, by_id) -> None:
     curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
     splits = [by_id[i].eval_split for i in chosen]
     st.plotly_chart(fig.curves_figure(curves, metric, splits=splits), key="tune_curves")
-    lacking = [plain(safe_label(by_id[i])) for i in chosen if metric not in curves[labels[i]]]
+    lacking = [plain(by_id[i].label) for i in chosen if metric not in curves[labels[i]]]
     if lacking:
         st.caption(
             f"Without {fig.METRICS[metric]}: {', '.join(lacking)}"
@@ -330,7 +330,7 @@ def archived() -> None:
     if not runs:
         return
     with st.expander(f"Archived runs ({len(runs)})"):
-        labels = {r.id: f"{safe_label(r)} · {r.state} · {r.id}" for r in runs}
+        labels = {r.id: f"{r.label} · {r.state} · {r.id}" for r in runs}
         rid = st.selectbox("Archived run", list(labels), format_func=labels.get, key="tune_archived")
         a, b = st.columns(2)
         if a.button("Restore", key="tune_restore"):
