@@ -228,6 +228,7 @@ typedef struct {
     int finite;
     float lanes[16]; /* SIMD pass 1: maxima of t over its n_lanes lanes' classes (disjoint sets) */
     int n_lanes;
+    int eb_common; /* mass:P on AVX-512 left pass 4's common-way weights e^b in sc->eb (see mass_expf_avx512) */
     const char *next_t, *next_s; /* the logits of the row after next (or NULL), and their lengths in bytes */
     int64_t next_tb, next_sb;
     group_t g[2]; /* 0 = S, 1 = W */
@@ -1146,7 +1147,8 @@ W_INLINE __m512d w_ls_d(__m512d t, __m512d s, const k4_t *k) { /* as ls_d */
 }
 
 /* reuse: e^b is already in sc->eb, from this row's pass 4 for another student of the same call, of the
-   same kind (one shift for both groups, or each group's own): it depends on the teacher only. */
+   same kind (one shift for both groups, or each group's own), or of the common kind from mass:P's selection
+   (mass_expf_avx512): it depends on the teacher only. */
 W_INLINE void p4_body(scratch_t *sc, int64_t i, const k4_t *k, acc4_t *a, const int mode, const int reuse) {
     __m128i m = _mm_loadu_si128((const __m128i *)(sc->mask + i));
     __mmask16 ks = _mm_cmpeq_epi8_mask(m, _mm_set1_epi8(1)), kw = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
@@ -1533,11 +1535,39 @@ W_FN int mass_lanes_avx512(const float *t, const float *p, int64_t c, const row_
     return 0;
 }
 
-/* p~ into pf and their sum; *err: the bound E below */
-W_FN double mass_expf_avx512(const float *t, int64_t c, float tmax, double inv_t, float *pf, double *err) {
+/* p~ into pf and their sum; *err: the bound E below. With `common` (a row of pass 4's common way: span at
+   most COMMON_SPAN T, no LS), x = t / T - max t / T as pass 4 forms it (one fused multiply-subtract in float
+   from 1/T and max t / T rounded to float) and p~ by w_exp_inrange, over the row's padding too (cp classes):
+   these are pass 4's weights e^b to the bit, which it then reuses. Rounding 1/T and the shift scales every p~
+   by one common factor, which no comparison of a mass with P times the total sees, and moves each x by at
+   most 6e-8 |x| + 6e-8 of that factor's exponent, 1.2e-7 |max t / T| (the products of roundings, 1e-14
+   |max t / T|, bound the second); with the fused operation's own rounding, 1.2e-7 |x| + 1e-14 |max t / T|
+   in all; and x >= -COMMON_SPAN flushes nothing. */
+W_FN double mass_expf_avx512(const float *t, int64_t c, int64_t cp, float tmax, double inv_t, int common, float *pf,
+                             double *err) {
     const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t), floor = _mm512_set1_pd(-100.0);
     __m512d z[4], a[4]; /* independent chains, as in mass_pick_avx512 */
     for (int j = 0; j < 4; j++) z[j] = a[j] = _mm512_setzero_pd();
+    if (common) {
+        const __m512 itf = _mm512_set1_ps((float)inv_t), shift = _mm512_set1_ps((float)((double)tmax * inv_t));
+        for (int64_t i = 0; i < cp; i += 32)
+            for (int h = 0; h < 2; h++) {
+                const int64_t at = i + 16 * h;
+                if (at >= cp) break;
+                const __m512 x = _mm512_fmsub_ps(_mm512_load_ps(t + at), itf, shift); /* as p4_body */
+                const __m512 e = w_exp_inrange(x);
+                _mm512_store_ps(pf + at, e);
+                const __m512 ec = _mm512_maskz_mov_ps(tail16(c, at), e), ax = _mm512_abs_ps(x);
+                const __m512d el = w_lo(ec), eh = w_hi(ec);
+                z[2 * h] = _mm512_add_pd(z[2 * h], el), z[2 * h + 1] = _mm512_add_pd(z[2 * h + 1], eh);
+                a[2 * h] = _mm512_fmadd_pd(el, w_lo(ax), a[2 * h]);
+                a[2 * h + 1] = _mm512_fmadd_pd(eh, w_hi(ax), a[2 * h + 1]);
+            }
+        const double zs = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(z[0], z[1]), _mm512_add_pd(z[2], z[3])));
+        const double as = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
+        *err = 1.01 * (1.2e-7 * as + (3e-7 + 1e-14 * fabs((double)tmax * inv_t)) * zs) + 1e-15 * zs;
+        return zs;
+    }
     for (int64_t i = 0; i < c; i += 32)
         for (int h = 0; h < 2; h++) {
             const __mmask16 in = tail16(c, i + 16 * h);
@@ -1583,26 +1613,29 @@ W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v
 /* mass:P in float, certified. The probabilities p~ = e^x in float (x = (t - max t) / T taken in double, then
    rounded: a relative error of at most 6e-8 |x| + 3e-7 each, none where x < -87 flushes a p below 2e-38 to 0),
    so that a subset's mass in double is off its exact value by at most E = sum_i p~_i (6e-8 |x_i| + 3e-7), plus
-   the flushed terms. v comes from the lanes or the selection on p~, and the set is kept only where every
+   the flushed terms; on rows of pass 4's common way, x is pass 4's own and E as mass_expf_avx512 says, and
+   pass 4 then reuses p~ as its weights (row->eb_common). v comes from the lanes or the selection on p~, and the set is kept only where every
    decision that made it is certain: the mass above v and each step of the walk through the classes at v stay
    further than (1 + P) E from P times the total (the total is off by E too). Then it is the set of exact
    arithmetic, hence the float64 decision's; elsewhere (a row within about 1e-6 of a decision: a few in a
    thousand) the caller decides in double. Returns 1 with the set in mask, or 0. */
-W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, const row_t *row, uint8_t *mask) {
+W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, row_t *row, uint8_t *mask) {
     const int64_t c = cl->c;
     const float *t = sc->tf;
     double err;
-    const double z = mass_expf_avx512(t, c, row->tmax, cl->inv_t, sc->pf, &err);
+    row->eb_common = !cl->standardize && ((double)row->tmax - (double)row->tmin) * cl->inv_t <= COMMON_SPAN;
+    float *const pf = row->eb_common ? sc->eb : sc->pf;
+    const double z = mass_expf_avx512(t, c, sc->cp, row->tmax, cl->inv_t, row->eb_common, pf, &err);
     const goal_t goal = exact_product(cl->mass_p, z);
     const double margin = (1.0 + cl->mass_p) * err, below = goal.hi - margin, beyond = goal.hi + margin;
     float v;
-    if (!mass_lanes_avx512(t, sc->pf, c, row, cl->inv_t, goal, sc->sel, (int32_t *)sc->pc, &v) &&
-        !mass_pick_avx512(t, sc->pf, c, z, goal, sc->sel, sc->pc, &v))
+    if (!mass_lanes_avx512(t, pf, c, row, cl->inv_t, goal, sc->sel, (int32_t *)sc->pc, &v) &&
+        !mass_pick_avx512(t, pf, c, z, goal, sc->sel, sc->pc, &v))
         return 0;
     int64_t ties, first;
-    double cum = mass_above_avx512(t, sc->pf, c, v, &ties, &first);
+    double cum = mass_above_avx512(t, pf, c, v, &ties, &first);
     if (!(cum < below) || ties < 1) return 0;
-    const double pv = sc->pf[first];
+    const double pv = pf[first];
     int64_t take = 0; /* the classes at v that enter: until the mass certainly reaches P */
     while (!(cum >= beyond)) {
         if (!(cum < below) || take == ties) return 0; /* uncertain, or v was not the threshold */
@@ -2088,7 +2121,7 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
     /* e^b, d - d_ref and the group sums */
 #ifdef DK_X86
     if (cl->simd == 2) {
-        pass4_avx512(cl, sc, &row, mode4, sh && sh->eb_mode == mode4 + 1);
+        pass4_avx512(cl, sc, &row, mode4, (sh && sh->eb_mode == mode4 + 1) || (mode4 == P4_COMMON && row.eb_common));
         if (sh) sh->eb_mode = mode4 + 1;
     } else if (cl->simd)
         pass4_avx2(cl, sc, &row, cl->standardize ? 2 : float_d);
