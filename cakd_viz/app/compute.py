@@ -172,17 +172,6 @@ def grouping_scan(
     return pd.concat(frames, ignore_index=True)
 
 
-def correlation(key, standardize: bool = False, grouping: str | None = None) -> np.ndarray | None:
-    """The teacher's (C, C) class-correlation matrix (read-only); of its standardized logits with
-    ``standardize``; given a ``grouping``, None unless it needs the matrix (``corr:R``)."""
-    return views.correlation(key, standardize, grouping)
-
-
-def correlation_info(key, standardize: bool = False):
-    """The correlation and how many samples it covers (``bundles.Correlation``)."""
-    return views.correlation_info(key, standardize)
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
 def clusters(key, threshold: float, standardize: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(order, family) of the classes: hierarchical clustering of the teacher's correlations."""

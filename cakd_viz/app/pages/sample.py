@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from cakd_viz.app import compute, explorer, links, state, ui, viewspec
+from cakd_viz.app import explorer, links, state, ui, views, viewspec
 from cakd_viz.app.config import plain
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -49,7 +49,7 @@ i = int(
 nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
 links.show(("i",))
 
-corr = compute.correlation(sel.key, sel.standardize, sel.grouping)
+corr = views.correlation(sel.key, sel.standardize, sel.grouping)
 label = None if b.labels is None else int(b.labels[i])
 
 
