@@ -136,8 +136,8 @@ def live() -> None:
     for r in run_status.active(runs):
         with st.container(border=True):
             info, stop = st.columns([5, 1])
-            bar = run_status.progress(r)
-            info.progress(bar.fraction, text=bar.text)
+            fraction, text = run_status.progress(r)
+            info.progress(fraction, text=text)
             if stop.button("Cancel", key=f"cancel_{r.id}"):
                 cancel(r.path)
                 st.rerun()
