@@ -10,7 +10,6 @@ from cakd_viz.figures import diagnose as fig
 from cakd_viz.terms import KL_UNIT, PART, readable
 
 TABLE_ROWS = 300  # rows of the ranking that reach the browser; the CSV holds the whole set
-FAMILY_THRESHOLD = 0.5  # classes whose average teacher-logit correlation reaches this share a family
 
 ui.title(
     "Diagnose",
@@ -39,8 +38,11 @@ def _pair_filter(ref: int, pred: int) -> dict:
     return {"pair": (ref, pred)} if fs.reference == "label" else {"teacher": ref, "pred": pred}
 
 
-def _csv(frame, **extra) -> bytes:
-    return export.to_csv_bytes(readable(frame), ui.context(**extra))
+def _failures(limit: int | None = None):
+    """The ranked failures as the page shows them: without the class-index columns, the part in words."""
+    table = compute.failure_table(r, mask, by=by, limit=limit, names=names)
+    shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
+    return table, shown.assign(dominant=shown["dominant"].map(PART))
 
 
 sets = diagnose.available_sets(d)
@@ -101,9 +103,7 @@ else:
     )
     links.show(("rank",))
     by = diagnose.RANK_KEYS[rank]
-    table = compute.failure_table(r, mask, by=by, limit=TABLE_ROWS, names=names)
-    shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
-    shown["dominant"] = shown["dominant"].map(PART)
+    table, shown = _failures(TABLE_ROWS)
     picked = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
     rows = picked.selection.rows if picked is not None else []
     left, right = st.columns([2, 1], vertical_alignment="center")
@@ -117,10 +117,8 @@ else:
         )
 
     def _every() -> bytes:
-        whole = compute.failure_table(r, mask, by=by, names=names)
-        whole = whole.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
-        whole["dominant"] = whole["dominant"].map(PART)
-        return _csv(whole, **{"failure set": which, "ranked by": rank})
+        context = ui.context(**{"failure set": which, "ranked by": rank})
+        return export.to_csv_bytes(readable(_failures()[1]), context)
 
     explorer.button(
         left,
@@ -179,7 +177,7 @@ else:
             ui.caption("Select a class to open its failures in the samples explorer.")
 
     ui.subheader(f"Confusions: {ref_title} → student's prediction")
-    _, family = compute.clusters(sel.key, FAMILY_THRESHOLD, sel.standardize)
+    _, family = compute.clusters(sel.key, compute.FAMILY_THRESHOLD, sel.standardize)
     in_strong = compute.in_strong(r, sel.key, which)
     pairs = diagnose.confusion_pairs(
         d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
@@ -188,7 +186,7 @@ else:
     ui.chart(
         fig.confusion_chart(pairs, student=ui.who(sel.student, sel)),
         f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
-        f"correlation ≥ {FAMILY_THRESHOLD}). {in_s}",
+        f"correlation ≥ {compute.FAMILY_THRESHOLD}). {in_s}",
         key="diagnose_pairs",
     )
     with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):
