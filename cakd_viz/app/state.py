@@ -10,6 +10,7 @@ value that cannot be used leaves one line saying what is shown instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from cakd_viz.app.links import asked
 from cakd_viz.bundle import Bundle
 from cakd_viz.classnames import readable_names
 from cakd_viz.device import describe_device
-from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, Grouping, parse_grouping
+from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, parse_grouping
 from cakd_viz.standardize import setting
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
@@ -85,10 +86,8 @@ def sidebar() -> Selection:
     if _K_SOURCE not in ss:
         _open_default()
     opened = _reopen(ss.get(_K_SOURCE))
-    bundle = opened.bundle if opened else None
-    key = opened.key if opened else ("", 0.0)
-    if opened is not None:
-        bundle, key = _add_runs(opened.key, incoming.get("runs"))
+    bundle, key = _add_runs(opened.key, incoming.get("runs")) if opened else (None, ("", 0.0))
+    if bundle is not None:
         _fit_widgets_to(bundle)
     side = st.sidebar
     side.subheader("Bundle")
@@ -416,14 +415,6 @@ def _list(names: list[str], most: int = 6) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _check_grouping(text: str, bundle: Bundle | None) -> tuple[Grouping, str | None]:
-    """(the grouping to use, a note when K was clamped); ValueError when it is not usable on ``bundle``."""
-    g = parse_grouping(text)
-    if g.needs_labels and bundle is not None and bundle.labels is None:
-        raise ValueError(f"grouping {g} needs labels, and this bundle has none")
-    return (g, None) if bundle is None else g.clamp(bundle.num_classes)
-
-
 def _grouping_widget(side, bundle: Bundle | None) -> str:
     ss = st.session_state
     ss.setdefault(_K_GOOD_GROUPING, DEFAULT_GROUPING)
@@ -438,8 +429,11 @@ def _grouping_widget(side, bundle: Bundle | None) -> str:
         max_chars=200,
         help="Which classes form each sample's strong set S. Forms: " + ", ".join(GROUPING_FORMS),
     )
-    try:
-        g, clamped = _check_grouping(text, bundle)
+    try:  # the grouping to use, and a note when K was clamped to the bundle's classes
+        g = parse_grouping(text)
+        if g.needs_labels and bundle is not None and bundle.labels is None:
+            raise ValueError(f"grouping {g} needs labels, and this bundle has none")
+        g, clamped = (g, None) if bundle is None else g.clamp(bundle.num_classes)
         ss[_K_GOOD_GROUPING] = str(g)
         if clamped:
             side.warning(clamped)
@@ -474,7 +468,7 @@ def _temperature_problem(value) -> str | None:
         t = float(value)
     except (TypeError, ValueError):
         return "not a number"
-    if t != t or t in (float("inf"), float("-inf")):
+    if not math.isfinite(t):
         return "not a finite number"
     if not T_MIN <= t <= T_MAX:
         return f"outside the allowed {T_MIN:g} to {T_MAX:g}"
