@@ -162,6 +162,19 @@ def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str
     return value
 
 
+def tabs(labels: list[str], key: str):
+    """``st.tabs`` bound to the URL's ``key`` (a link reopens a tab; only the open one computes); a
+    link's tab that is not one of ``labels`` is said in one line."""
+    if (raw := param(key)) is not None and raw not in labels and key not in st.session_state:
+        note(
+            key,
+            f"The link asks for {asked(key, raw)}, which is not one of {', '.join(labels)}; showing {labels[0]}.",
+            key,
+        )
+    show((key,))
+    return st.tabs(labels, key=key, bind="query-params")
+
+
 # -- values that are no widget -----------------------------------------------------------------------------
 
 

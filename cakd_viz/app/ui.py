@@ -193,13 +193,13 @@ def table(
     height: int | str = "auto",
     selectable: bool = False,
     context: dict | None = None,
-) -> object:
+) -> int | None:
     """Show a library table (snake_case columns) as people read it, offer it as CSV / Parquet, record it.
 
     Values are shown, downloaded and reported in the unit their heading says (``terms.in_units``: a "%"
     column in percent). ``headings`` overrides some headings; ``a``/``b`` name the students of
     comparison columns; ``context`` replaces the export context (default: the view's). With
-    ``selectable`` a single row can be selected; returns what st.dataframe returns.
+    ``selectable`` a single row can be selected: returns its position in ``frame`` (None: none selected).
     """
     names = {c: (headings or {}).get(c) or heading(str(c), a=a, b=b) for c in frame.columns}
     people = in_units(frame)
@@ -219,7 +219,8 @@ def table(
         st.caption(caption)
     download(shown, name=name, context=context, key=f"dl_{key or name}")
     report().table(formatted(shown.head(MAX_ROWS), formats), plain_text(caption or ""), total=len(shown))
-    return event
+    rows = event.selection.rows if selectable and event is not None else []
+    return rows[0] if rows else None
 
 
 def measures(summary: pd.DataFrame, *, a: str = "A", b: str = "B") -> pd.DataFrame:

@@ -104,11 +104,10 @@ else:
     links.show(("rank",))
     by = diagnose.RANK_KEYS[rank]
     table, shown = _failures(TABLE_ROWS)
-    picked = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
-    rows = picked.selection.rows if picked is not None else []
+    row = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
     left, right = st.columns([2, 1], vertical_alignment="center")
-    if rows:
-        idx = int(table["index"].iloc[rows[0]])
+    if row is not None:
+        idx = int(table["index"].iloc[row])
         left.button(f"Open sample #{idx} in the Sample page", type="primary", on_click=_open, args=(idx,))
     else:
         ui.caption(
@@ -157,16 +156,15 @@ else:
     )
     ref_filter = "true" if fs.reference == "label" else "teacher"
     with st.expander(f"All {len(classes)} classes with failures"):
-        picked_class = ui.table(
+        row = ui.table(
             classes.assign(dominant=classes["dominant"].map(PART)),
             name="class_failures",
             key="diagnose_class_table",
             height=300,
             selectable=True,
         )
-        chosen = picked_class.selection.rows if picked_class is not None else []
-        if chosen:
-            c = int(classes["class"].iloc[chosen[0]])
+        if row is not None:
+            c = int(classes["class"].iloc[row])
             explorer.button(
                 st,
                 f"The failures of {plain(names[c])} in the samples explorer",
@@ -190,7 +188,7 @@ else:
         key="diagnose_pairs",
     )
     with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):
-        picked_pair = ui.table(
+        row = ui.table(
             pairs.head(TABLE_ROWS)
             .drop(columns=["true", "predicted"])
             .assign(dominant=lambda t: t["dominant"].map(PART)),
@@ -200,9 +198,8 @@ else:
             height=300,
             selectable=True,
         )
-        chosen = picked_pair.selection.rows if picked_pair is not None else []
-        if chosen:
-            pair = pairs.iloc[chosen[0]]
+        if row is not None:
+            pair = pairs.iloc[row]
             t, p = int(pair["true"]), int(pair["predicted"])
             explorer.button(
                 st,

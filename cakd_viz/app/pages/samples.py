@@ -39,19 +39,7 @@ n = len(a.d)
 ui.markdown(f"**{len(rows):,} of {n:,} samples match** ({a.scope()}; {sel.grouping} at {sel.setting}).")
 explorer.confusion_pills(pairs, names, f.pair, labels=b.labels is not None)
 
-if (
-    (asked_tab := links.param(explorer.K_TAB)) is not None
-    and asked_tab not in TABS
-    and "tab" not in st.session_state
-):
-    links.note(
-        explorer.K_TAB,
-        f"The link asks for {links.asked(explorer.K_TAB, asked_tab)}, which is not one of "
-        f"{', '.join(TABS)}; showing {TABS[0]}.",
-        explorer.K_TAB,
-    )
-links.show((explorer.K_TAB,))
-grid_tab, map_tab = st.tabs(TABS, key=explorer.K_TAB, bind="query-params")
+grid_tab, map_tab = links.tabs(TABS, explorer.K_TAB)
 if grid_tab.open:
     with grid_tab:
         pages = page_count(len(rows), explorer.PER_PAGE)
@@ -78,16 +66,15 @@ if grid_tab.open:
         view["dominant"] = view["dominant"].map(PART)
         where = st.expander("These samples as a table") if images is not None else st.container()
         with where:
-            picked = ui.table(
+            row = ui.table(
                 view, name="samples", a=sel.student, b=sel.compare or "B", key="samples_rows",
                 selectable=images is None, height=420,
                 caption=f"Page {page:,} of {pages:,}: samples {len(shown) and (page - 1) * explorer.PER_PAGE + 1:,}"
                 f"–{(page - 1) * explorer.PER_PAGE + len(shown):,} of the {len(rows):,} that match.",
                 context=view_context,
             )  # fmt: skip
-            chosen = picked.selection.rows if images is None and picked is not None else []
-            if chosen:
-                i = int(table["index"].iloc[chosen[0]])
+            if row is not None:
+                i = int(table["index"].iloc[row])
                 st.button(
                     f"Open sample #{i} on the Sample page",
                     type="primary",
