@@ -109,6 +109,24 @@ def ls_classes(plain: Result, standardized: Result, by: str, names: tuple[str, .
     )
 
 
+def _scan_students(scan, key, students: tuple[str, ...], **settings) -> pd.DataFrame:
+    """``scan`` (a ``cakd_viz.scans`` sweep) of each student of view ``key`` over the samples
+    ``scan_sample`` picks (seed ``SCAN_SEED``), one frame with a "student" column."""
+    b = views.load(key)
+    frames = [
+        scan(
+            b.student(name),
+            b.teacher,
+            b.labels,
+            sample=scan_sample(b.num_samples),
+            seed=SCAN_SEED,
+            **settings,
+        ).assign(student=name)
+        for name in students
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
 @st.cache_data(max_entries=32, show_spinner="Scanning the temperature…")
 def temperature_scan(
     key,
@@ -120,23 +138,11 @@ def temperature_scan(
 ):
     """Shares vs T for each student over every sample, or beyond `SCAN_ALL_UP_TO` samples a fixed random
     subset (`scan_sample`); column "n" holds how many samples were decomposed."""
-    b = views.load(key)
-    frames = []
-    for name in students:
-        f = scans.temperature_scan(
-            b.student(name),
-            b.teacher,
-            b.labels,
-            temperatures=temperatures,
-            grouping=grouping,
-            sample=scan_sample(b.num_samples),
-            seed=SCAN_SEED,
-            device=device,
-            correlation=views.correlation(key, standardize, grouping),
-            standardize=standardize,
-        )
-        frames.append(f.assign(student=name))
-    return pd.concat(frames, ignore_index=True)
+    corr = views.correlation(key, standardize, grouping)
+    return _scan_students(
+        scans.temperature_scan, key, students, temperatures=temperatures, grouping=grouping, device=device,
+        correlation=corr, standardize=standardize,
+    )  # fmt: skip
 
 
 @st.cache_data(max_entries=32, show_spinner="Scanning the grouping…")
@@ -151,25 +157,13 @@ def grouping_scan(
 ):
     """Shares vs grouping spec for each student, over the samples `temperature_scan` takes; column "param"
     holds the swept parameter value of each spec (`values`, in the order of `groupings`)."""
-    b = views.load(key)
-    frames = []
     needs = any(parse_grouping(g).needs_correlation for g in groupings)
     corr = views.correlation(key, standardize) if needs else None
-    for name in students:
-        f = scans.grouping_scan(
-            b.student(name),
-            b.teacher,
-            b.labels,
-            groupings=groupings,
-            temperature=temperature,
-            sample=scan_sample(b.num_samples),
-            seed=SCAN_SEED,
-            device=device,
-            correlation=corr,
-            standardize=standardize,
-        )
-        frames.append(f.assign(student=name, param=list(values)))
-    return pd.concat(frames, ignore_index=True)
+    frame = _scan_students(
+        scans.grouping_scan, key, students, groupings=groupings, temperature=temperature, device=device,
+        correlation=corr, standardize=standardize,
+    )  # fmt: skip
+    return frame.assign(param=list(values) * len(students))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
