@@ -271,22 +271,18 @@ def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key
         st.caption(
             f"{len(frame):,} rows; the file names the view: " + ", ".join(f"{k} {v}" for k, v in ctx.items())
         )
-        st.download_button(
-            "CSV",
-            data=lambda: export.to_csv_bytes(frame, ctx),
-            file_name=f"{stem}.csv",
-            mime="text/csv",
-            on_click="ignore",
-            key=f"{key}_csv",
-        )
-        st.download_button(
-            "Parquet",
-            data=lambda: export.to_parquet_bytes(frame, ctx),
-            file_name=f"{stem}.parquet",
-            mime="application/vnd.apache.parquet",
-            on_click="ignore",
-            key=f"{key}_parquet",
-        )
+        for label, write, ext, mime in (
+            ("CSV", export.to_csv_bytes, "csv", "text/csv"),
+            ("Parquet", export.to_parquet_bytes, "parquet", "application/vnd.apache.parquet"),
+        ):
+            st.download_button(
+                label,
+                data=lambda write=write: write(frame, ctx),
+                file_name=f"{stem}.{ext}",
+                mime=mime,
+                on_click="ignore",
+                key=f"{key}_{ext}",
+            )
 
 
 # -- the sidebar's export box ----------------------------------------------------------------------------
