@@ -258,10 +258,8 @@ def _open_default() -> None:
             ss[_K_ERROR] = ss.get(_K_ERROR) or {"asked": token, "reason": str(exc)}
 
 
-def _error_line(error: dict | str, opened) -> str:
+def _error_line(error: dict, opened) -> str:
     """One line: what was asked for, why it could not be opened, and what is shown instead."""
-    if isinstance(error, str):
-        return error
     now = (
         f"Showing {plain(opened.label)} instead."
         if opened
