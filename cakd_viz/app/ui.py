@@ -20,10 +20,10 @@ import streamlit as st
 from cakd_viz import export
 from cakd_viz.app.formats import column_config, column_format, formatted, js_precision  # noqa: F401
 from cakd_viz.report import MAX_ROWS, Report
-from cakd_viz.terms import heading, in_units, unit
+from cakd_viz.terms import PART, heading, in_units, unit
 from cakd_viz.terms import measures as measures_in_units
 from cakd_viz.text import ZWSP
-from cakd_viz.worked import identity_latex, identity_parts, identity_text
+from cakd_viz.worked import format_number, identity_latex, identity_parts, identity_text
 
 _K_REPORT = "_report"
 _K_EXPORT_BOX = "_export_box"
@@ -137,6 +137,17 @@ def metric(where, label: str, value, delta=None, **kwargs) -> None:
     report().metric(
         plain_text(label), plain_text(str(value)), None if delta is None else plain_text(str(delta))
     )
+
+
+def contributions(cols, example, *, decimals: int | None = None, **kwargs) -> None:
+    """The three parts of an example's KL (BCD, p_S·SCD, p_W·WCD) as metrics in ``cols``, each with its
+    share of the KL (``cakd_viz.learn``'s worked example; ``decimals``: as ``worked.format_number``)."""
+    for col, (name, value) in zip(cols, example.contributions().items(), strict=True):
+        share = value / example.kl if example.kl > 0 else 0.0
+        metric(
+            col, PART[name], format_number(value, decimals), f"{share:.0%} of KL", delta_color="off",
+            delta_arrow="off", **kwargs,
+        )  # fmt: skip
 
 
 def image(picture, caption: str = "") -> None:

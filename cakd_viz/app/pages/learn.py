@@ -182,17 +182,7 @@ with numbers:
         ui.caption(story_text, where=story)
     cols = st.columns(4)
     ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(ex.kl, 4), border=True)
-    for col, (name, value) in zip(cols[1:], ex.contributions().items(), strict=True):
-        share = value / ex.kl if ex.kl > 0 else 0.0
-        ui.metric(
-            col,
-            fig.CONTRIBUTION_LABELS[name],
-            format_number(value, 4),
-            f"{share:.0%} of KL",
-            delta_color="off",
-            delta_arrow="off",
-            border=True,
-        )
+    ui.contributions(cols[1:], ex, decimals=4, border=True)
     ui.identity(ex, decimals=4, prefix=r"\Large ")
     strong = ", ".join(LEARN_CLASSES[i] for i in ex.strong_classes)
     ui.caption(

@@ -125,16 +125,7 @@ for who, e in pairs:
         else (lambda a, x: f"{x - a:+.4g} vs {plain(sel.student)}")
     )
     ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(e.kl), delta(ex.kl, e.kl), delta_color="inverse")
-    for col, (name, value) in zip(cols[1:], e.contributions().items(), strict=True):
-        share = value / e.kl if e.kl > 0 else 0.0
-        ui.metric(
-            col,
-            fig.CONTRIBUTION_LABELS[name],
-            format_number(value),
-            f"{share:.0%} of KL",
-            delta_color="off",
-            delta_arrow="off",
-        )
+    ui.contributions(cols[1:], e)
     ui.caption(
         f"Group masses: teacher p_S = {e.p_strong:.4g}, p_W = {e.p_weak:.4g}; {plain(who)} q_S = {e.q_strong:.4g}, "
         f"q_W = {e.q_weak:.4g}. {sel.setting}, grouping {sel.grouping}"
