@@ -11,7 +11,7 @@ value that cannot be used leaves one line saying what is shown instead.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -62,9 +62,7 @@ class Selection:
     temperature: float
     device: str  # "auto" | "cpu" | "cuda"
     label: str = ""  # human-readable origin, e.g. "upload: logits.npz"
-    key: tuple = field(
-        default=("", 0.0)
-    )  # the view's identity for caches (cakd_viz.app.views): (path, meta mtime[, runs])
+    key: tuple = ("", 0.0)  # the view's identity for caches (cakd_viz.app.views): (path, stamp[, runs])
     compare: str = ""  # student B, compared with `student` (A); "" for none
     class_names: tuple[str, ...] = ()  # what pages show: readable, distinct (cakd_viz.classnames)
     names_token: str | None = None  # the class-name override in use (cakd_viz.app.names), if any
