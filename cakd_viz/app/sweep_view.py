@@ -37,23 +37,14 @@ def heatmap_trials(frame: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
     if len(val) == len(frame):
         return frame, "validation", ""
     if val.empty:
-        return (
-            frame,
-            "test",
-            (
-                " These trials have no validation split: their accuracy is on the test split, "
-                "a number for reporting, not for picking weights."
-            ),
+        note = (
+            " These trials have no validation split: their accuracy is on the test split, a number for "
+            "reporting, not for picking weights."
         )
+        return frame, "test", note
     left = len(frame) - len(val)
-    return (
-        val,
-        "validation",
-        (
-            f" {left} trial{'s' if left != 1 else ''} without a validation split (accuracy on the test split) "
-            "left out."
-        ),
-    )
+    note = f" {left} trial{'s' if left != 1 else ''} without a validation split (accuracy on the test split) left out."
+    return val, "validation", note
 
 
 def axes(form: MutableMapping, sweep_id: str, frame: pd.DataFrame, keys: list[str]) -> None:
