@@ -31,9 +31,8 @@ f, pairs = explorer.filters(
     sel, a.d, family_words, lambda loose: compute.confusions_here(a, rb, loose, family=family)
 )
 by, descending = explorer.sort_controls()
-view_context = ui.context(
-    **explorer.words(f, names, family_words, by, descending)
-)  # what the downloads say they hold
+# what the downloads say they hold
+view_context = ui.context(**explorer.words(f, names, family_words, by, descending))
 rows = compute.matching(a, rb, f, family=family, by=by, descending=descending)
 n = len(a.d)
 ui.markdown(f"**{len(rows):,} of {n:,} samples match** ({a.scope()}; {sel.grouping} at {sel.setting}).")
