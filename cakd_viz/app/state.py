@@ -39,7 +39,6 @@ LINK_KEYS = ("bundle", "runs", "names")
 _K_SOURCE = "bundle_source"  # token of the open bundle, e.g. "sample:glyphs"
 _K_ERROR = "bundle_error"  # last failure to open a bundle: {"asked"|"broken": token, "reason"} (shown until the next success)
 _K_GOOD_GROUPING = "grouping_ok"  # last grouping spec that parsed (and fits the bundle)
-_K_WROTE = "_links_wrote"  # the values of LINK_KEYS this session last wrote into the URL
 _K_SELECTION = "_selection"
 _K_PENDING_B = "_pending_vs"  # a student B asked for by in-app navigation, set once its options exist
 W_RUNS = "sb_runs"  # the runs' students added (no binding: the URL's "runs" is checked and written here)
@@ -78,7 +77,8 @@ class Selection:
 def sidebar() -> Selection:
     """Draw the shared sidebar (bundle status, student, grouping, temperature, backend); return the selection."""
     ss = st.session_state
-    incoming = _incoming_links()
+    # the values of LINK_KEYS a link or in-app navigation changed (a key left out: no change)
+    incoming = {name: raw for name in LINK_KEYS if (raw := links.incoming(name)) is not None}
     if "bundle" in incoming:
         _try_switch(incoming["bundle"])
     if _K_SOURCE not in ss:
@@ -122,7 +122,8 @@ def sidebar() -> Selection:
         standardize=standardize,
     )
     ss[_K_SELECTION] = sel
-    _write_links(sel)
+    for name, value in {"bundle": sel.source, "runs": ",".join(sel.runs), "names": sel.names_token}.items():
+        links.write(name, value)
     links.show(SIDEBAR_KEYS + LINK_KEYS)
     context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
     context["standardize"] = standardize
@@ -190,28 +191,6 @@ def switch_bundle(source: str) -> None:
     ss = st.session_state
     ss[_K_SOURCE] = opened.source
     ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
-
-
-# -- the links the app writes itself ------------------------------------------------------------------
-
-
-def _incoming_links() -> dict[str, str]:
-    """Values of LINK_KEYS in the URL that differ from what this session last wrote (a link, or in-app
-    navigation); a missing key means no change."""
-    wrote = st.session_state.get(_K_WROTE, {})
-    out = {}
-    for key in LINK_KEYS:
-        value = links.param(key)
-        if value is not None and value != wrote.get(key):
-            out[key] = value
-    return out
-
-
-def _write_links(sel: Selection) -> None:
-    values = {"bundle": sel.source, "runs": ",".join(sel.runs), "names": sel.names_token or ""}
-    for key, value in values.items():
-        links.set_param(key, value)
-    st.session_state[_K_WROTE] = {k: v for k, v in values.items() if v}
 
 
 # -- bundle ------------------------------------------------------------------------------------------
