@@ -15,10 +15,6 @@ AVERAGED = "(averaged)"
 X, Y, FOR = "tune_hx", "tune_hy", "_tune_axes_for"  # session keys: the axes and the sweep they are for
 
 
-def sweep_label(s: SweepInfo) -> str:
-    return f"{s.name} · {s.state} · {s.counts_text()}"
-
-
 def swept(s: SweepInfo, frame: pd.DataFrame) -> list[str]:
     """The sweep's varied keys that its trials' table holds ("case" first when it has cases)."""
     cases = ["case"] if s.config.get("cases") else []  # e.g. one case per loss, crossed with seeds

@@ -298,7 +298,7 @@ def sweeps() -> None:
     if not found:
         return
     st.subheader("Sweeps")
-    names = {s.id: sweep_view.sweep_label(s) for s in found}
+    names = {s.id: f"{s.name} · {s.state} · {s.counts_text()}" for s in found}
     sid = links.choice(
         st.selectbox, "Sweep", list(names), key="tune_sweep", name="sweep", format_func=names.get
     )
