@@ -222,11 +222,6 @@ def example_inputs(key, names: tuple[str, ...], count: int = 24, seed: int = 0):
     return idx, images, captions
 
 
-def failure_table(r: Result, mask: np.ndarray, *, by: str, names, limit: int | None = None) -> pd.DataFrame:
-    """`diagnose.failure_table` of ``r`` ("index": the bundle's sample numbers)."""
-    return diagnose.failure_table(r.d, mask, by=by, limit=limit, class_names=list(names))
-
-
 @st.cache_data(
     max_entries=16, show_spinner="Checking which predictions fall in the strong set…", hash_funcs=_BY_IDENT
 )

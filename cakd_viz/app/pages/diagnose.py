@@ -40,7 +40,7 @@ def _pair_filter(ref: int, pred: int) -> dict:
 
 def _failures(limit: int | None = None):
     """The ranked failures as the page shows them: without the class-index columns, the part in words."""
-    table = compute.failure_table(r, mask, by=by, limit=limit, names=names)
+    table = diagnose.failure_table(d, mask, by=by, limit=limit, class_names=names)
     shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
     return table, shown.assign(dominant=shown["dominant"].map(PART))
 
