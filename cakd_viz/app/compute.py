@@ -259,27 +259,6 @@ def families_of_classes(key, names: tuple[str, ...]) -> tuple[np.ndarray, dict[i
     return family, words
 
 
-def matching(
-    a: Result,
-    b: Result | None,
-    filters: explore.Filters,
-    *,
-    family: np.ndarray | None,
-    by: str,
-    descending: bool,
-) -> np.ndarray:
-    """`explore.filter_samples` of A (and B): the bundle's indices of the samples that pass, in order.
-    Not cached: numpy masks over the exact arrays take milliseconds even for 1,280,000 samples."""
-    return explore.filter_samples(
-        a.d, None if b is None else b.d, filters=filters, family=family, by=by, descending=descending
-    )
-
-
-def sample_rows(a: Result, rows: np.ndarray, b: Result | None, names: tuple[str, ...]) -> pd.DataFrame:
-    """`explore.sample_table` of ``rows`` (the bundle's sample indices)."""
-    return explore.sample_table(a.d, rows, d_b=None if b is None else b.d, class_names=list(names))
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
 def thumbnails(key, rows: tuple[int, ...], tile: int = 72) -> np.ndarray | None:
     """(k, h, w, 3) uint8 images of the bundle's inputs of ``rows``, enlarged to about ``tile`` pixels;
