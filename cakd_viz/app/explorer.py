@@ -61,13 +61,9 @@ def link(
     out = {k: str(names[int(c)]) for k, c in classes.items() if c is not None}
     if pair is not None:
         out[K_PAIR] = _pair_words(list(names))(pair)
-    if failure is not None:
-        out[K_FAILURE] = failure
     if change is not None:
         out[K_CHANGE] = CHANGES[change]
-    if sort is not None:
-        out[K_SORT] = sort
-    return out
+    return out | {k: v for k, v in {K_FAILURE: failure, K_SORT: sort}.items() if v is not None}
 
 
 def button(where, label: str, params: dict[str, str], *, key: str, **kwargs) -> None:
