@@ -41,95 +41,90 @@ def scan_scope(used: int, num_samples: int) -> str:
     return f"on {used:,} of {num_samples:,} samples, drawn at random with seed {SCAN_SEED}"
 
 
+# A Result is hashed by its identity (``Result.ident``), never by its arrays.
+_BY_IDENT = {Result: lambda r: r.ident}
+
+
 def shares_by_student(res: dict[str, Result]) -> pd.DataFrame:
     """One row per student: its dataset summary (shares, mean terms, accuracies) from ``res`` (student ->
     ``progressive.Result``, as ``state.results`` gives them)."""
-    return pd.DataFrame([{"student": name, **_summary(r.d, r.ident)} for name, r in res.items()])
+    return pd.DataFrame([{"student": name, **_summary(r)} for name, r in res.items()])
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _summary(_d, ident: tuple) -> dict:
-    return aggregates.dataset_summary(_d)
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_IDENT)
+def _summary(r: Result) -> dict:
+    return aggregates.dataset_summary(r.d)
 
 
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_IDENT)
 def histograms(r: Result) -> dict[str, pd.DataFrame]:
     """Pre-binned log10 distributions of KL and each contribution."""
-    return _histograms(r.d, r.ident)
+    return aggregates.term_histograms(r.d)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _histograms(_d, ident: tuple) -> dict[str, pd.DataFrame]:
-    return aggregates.term_histograms(_d)
-
-
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_IDENT)
 def breakdown(r: Result, by: str, names: tuple[str, ...]) -> pd.DataFrame:
     """Per-class summary, sorted by total KL (``names``: the classes' display names)."""
-    return _breakdown(r.d, r.ident, by, tuple(names))
+    return aggregates.class_breakdown(r.d, by=by, num_classes=len(names), class_names=list(names))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _breakdown(_d, ident: tuple, by: str, names: tuple[str, ...]) -> pd.DataFrame:
-    return aggregates.class_breakdown(_d, by=by, num_classes=len(names), class_names=list(names))
-
-
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_IDENT)
 def compare_summary(a: Result, b: Result) -> pd.DataFrame:
     """`compare.summary` of students A and B (measure, a, b, delta)."""
-    return _compare_summary(a.d, b.d, (a.ident, b.ident))
+    return compare.summary(a.d, b.d)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _compare_summary(_a, _b, ident: tuple) -> pd.DataFrame:
-    return compare.summary(_a, _b)
-
-
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_IDENT)
 def compare_classes(a: Result, b: Result, by: str, names: tuple[str, ...]) -> pd.DataFrame:
     """`compare.class_deltas` of A and B per class of ``by``."""
-    return _compare_classes(a.d, b.d, (a.ident, b.ident), by, tuple(names))
+    return compare.class_deltas(a.d, b.d, by=by, num_classes=len(names), class_names=list(names))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _compare_classes(_a, _b, ident: tuple, by: str, names: tuple[str, ...]) -> pd.DataFrame:
-    return compare.class_deltas(_a, _b, by=by, num_classes=len(names), class_names=list(names))
-
-
+@st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_IDENT)
 def compare_set(
     a: Result, b: Result, which: str, names: tuple[str, ...], limit: int
 ) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(size, `compare.set_summary`, the first ``limit`` rows of `compare.changes`, every row) of the
     samples "fixed" or "broken" by B; the "index" column holds the bundle's sample indices."""
-    return _compare_set(a.d, b.d, a.index, (a.ident, b.ident), which, tuple(names), limit)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def _compare_set(_a, _b, _index, ident: tuple, which: str, names: tuple[str, ...], limit: int):
-    mask = compare.set_mask(_a, _b, which)
-    every = compare.changes(_a, _b, mask, class_names=list(names))
+    mask = compare.set_mask(a.d, b.d, which)
+    every = compare.changes(a.d, b.d, mask, class_names=list(names))
     if "index" in every:
-        every["index"] = np.asarray(_index)[every["index"].to_numpy()]
-    return int(mask.sum()), compare.set_summary(_a, _b, mask), every.head(limit), every
+        every["index"] = a.index[every["index"].to_numpy()]
+    return int(mask.sum()), compare.set_summary(a.d, b.d, mask), every.head(limit), every
 
 
+@st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_IDENT)
 def ls_students(plain: dict[str, Result], standardized: dict[str, Result]) -> pd.DataFrame:
     """`dominance.students_table`: every student's shares without and with LS."""
-    idents = tuple(r.ident for r in (*plain.values(), *standardized.values()))
-    return _ls_students({s: r.d for s, r in plain.items()}, {s: r.d for s, r in standardized.items()}, idents)
+    return dominance.students_table(
+        {s: r.d for s, r in plain.items()}, {s: r.d for s, r in standardized.items()}
+    )
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _ls_students(_plain, _standardized, ident: tuple) -> pd.DataFrame:
-    return dominance.students_table(_plain, _standardized)
-
-
+@st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_IDENT)
 def ls_classes(plain: Result, standardized: Result, by: str, names: tuple[str, ...]) -> pd.DataFrame:
     """`dominance.classes_table` of one student: per class, its shares without and with LS."""
-    return _ls_classes(plain.d, standardized.d, (plain.ident, standardized.ident), by, tuple(names))
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def _ls_classes(_plain, _standardized, ident: tuple, by: str, names: tuple[str, ...]) -> pd.DataFrame:
     return dominance.classes_table(
-        _plain, _standardized, by=by, num_classes=len(names), class_names=list(names)
+        plain.d, standardized.d, by=by, num_classes=len(names), class_names=list(names)
     )
+
+
+def _scan_students(scan, key, students: tuple[str, ...], **settings) -> pd.DataFrame:
+    """``scan`` (a ``cakd_viz.scans`` sweep) of each student of view ``key`` over the samples
+    ``scan_sample`` picks (seed ``SCAN_SEED``), one frame with a "student" column."""
+    b = views.load(key)
+    frames = [
+        scan(
+            b.student(name),
+            b.teacher,
+            b.labels,
+            sample=scan_sample(b.num_samples),
+            seed=SCAN_SEED,
+            **settings,
+        ).assign(student=name)
+        for name in students
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 @st.cache_data(max_entries=32, show_spinner="Scanning the temperature…")
@@ -143,23 +138,11 @@ def temperature_scan(
 ):
     """Shares vs T for each student over every sample, or beyond `SCAN_ALL_UP_TO` samples a fixed random
     subset (`scan_sample`); column "n" holds how many samples were decomposed."""
-    b = views.load(key)
-    frames = []
-    for name in students:
-        f = scans.temperature_scan(
-            b.student(name),
-            b.teacher,
-            b.labels,
-            temperatures=temperatures,
-            grouping=grouping,
-            sample=scan_sample(b.num_samples),
-            seed=SCAN_SEED,
-            device=device,
-            correlation=views.correlation(key, standardize, grouping),
-            standardize=standardize,
-        )
-        frames.append(f.assign(student=name))
-    return pd.concat(frames, ignore_index=True)
+    corr = views.correlation(key, standardize, grouping)
+    return _scan_students(
+        scans.temperature_scan, key, students, temperatures=temperatures, grouping=grouping, device=device,
+        correlation=corr, standardize=standardize,
+    )  # fmt: skip
 
 
 @st.cache_data(max_entries=32, show_spinner="Scanning the grouping…")
@@ -174,36 +157,13 @@ def grouping_scan(
 ):
     """Shares vs grouping spec for each student, over the samples `temperature_scan` takes; column "param"
     holds the swept parameter value of each spec (`values`, in the order of `groupings`)."""
-    b = views.load(key)
-    frames = []
     needs = any(parse_grouping(g).needs_correlation for g in groupings)
     corr = views.correlation(key, standardize) if needs else None
-    for name in students:
-        f = scans.grouping_scan(
-            b.student(name),
-            b.teacher,
-            b.labels,
-            groupings=groupings,
-            temperature=temperature,
-            sample=scan_sample(b.num_samples),
-            seed=SCAN_SEED,
-            device=device,
-            correlation=corr,
-            standardize=standardize,
-        )
-        frames.append(f.assign(student=name, param=list(values)))
-    return pd.concat(frames, ignore_index=True)
-
-
-def correlation(key, standardize: bool = False, grouping: str | None = None) -> np.ndarray | None:
-    """The teacher's (C, C) class-correlation matrix (read-only); of its standardized logits with
-    ``standardize``; given a ``grouping``, None unless it needs the matrix (``corr:R``)."""
-    return views.correlation(key, standardize, grouping)
-
-
-def correlation_info(key, standardize: bool = False):
-    """The correlation and how many samples it covers (``bundles.Correlation``)."""
-    return views.correlation_info(key, standardize)
+    frame = _scan_students(
+        scans.grouping_scan, key, students, groupings=groupings, temperature=temperature, device=device,
+        correlation=corr, standardize=standardize,
+    )  # fmt: skip
+    return frame.assign(param=list(values) * len(students))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -262,31 +222,25 @@ def example_inputs(key, names: tuple[str, ...], count: int = 24, seed: int = 0):
     return idx, images, captions
 
 
-def failure_table(r: Result, mask: np.ndarray, *, by: str, names, limit: int | None = None) -> pd.DataFrame:
-    """`diagnose.failure_table` of ``r`` ("index": the bundle's sample numbers)."""
-    return diagnose.failure_table(r.d, mask, by=by, limit=limit, class_names=list(names))
-
-
+@st.cache_data(
+    max_entries=16, show_spinner="Checking which predictions fall in the strong set…", hash_funcs=_BY_IDENT
+)
 def in_strong(r: Result, key: tuple, which: str) -> np.ndarray:
     """Per sample of ``r.d``: whether the student's prediction lies in its strong set S, for the samples
     of failure set ``which`` (the others False); S rebuilt from the teacher's rows of those samples by the
     kernel's own selection (``decomposition.membership``)."""
-    return _in_strong(r.d, views.load(key).teacher, r.ident, which, key)
-
-
-@st.cache_data(max_entries=16, show_spinner="Checking which predictions fall in the strong set…")
-def _in_strong(_d, _teacher, ident: tuple, which: str, key: tuple) -> np.ndarray:
-    rows = np.flatnonzero(diagnose.failure_mask(_d, which))
-    out = np.zeros(len(_d), dtype=bool)
+    d = r.d
+    rows = np.flatnonzero(diagnose.failure_mask(d, which))
+    out = np.zeros(len(d), dtype=bool)
     out[rows] = in_strong_set(
-        _d.student_pred[rows],
-        _teacher,
-        _d.labels,
+        d.student_pred[rows],
+        views.load(key).teacher,
+        d.labels,
         rows,
-        grouping=_d.grouping,
-        temperature=_d.temperature,
-        correlation=views.correlation(key, _d.standardize, _d.grouping),
-        standardize=_d.standardize,
+        grouping=d.grouping,
+        temperature=d.temperature,
+        correlation=views.correlation(key, d.standardize, d.grouping),
+        standardize=d.standardize,
     )
     return out
 
@@ -303,27 +257,6 @@ def families_of_classes(key, names: tuple[str, ...]) -> tuple[np.ndarray, dict[i
         members = [names[c] for c in np.flatnonzero(family == f)]
         words[f] = " · ".join(members[:4]) + (f" and {len(members) - 4} more" if len(members) > 4 else "")
     return family, words
-
-
-def matching(
-    a: Result,
-    b: Result | None,
-    filters: explore.Filters,
-    *,
-    family: np.ndarray | None,
-    by: str,
-    descending: bool,
-) -> np.ndarray:
-    """`explore.filter_samples` of A (and B): the bundle's indices of the samples that pass, in order.
-    Not cached: numpy masks over the exact arrays take milliseconds even for 1,280,000 samples."""
-    return explore.filter_samples(
-        a.d, None if b is None else b.d, filters=filters, family=family, by=by, descending=descending
-    )
-
-
-def sample_rows(a: Result, rows: np.ndarray, b: Result | None, names: tuple[str, ...]) -> pd.DataFrame:
-    """`explore.sample_table` of ``rows`` (the bundle's sample indices)."""
-    return explore.sample_table(a.d, rows, d_b=None if b is None else b.d, class_names=list(names))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

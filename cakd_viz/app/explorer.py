@@ -61,13 +61,9 @@ def link(
     out = {k: str(names[int(c)]) for k, c in classes.items() if c is not None}
     if pair is not None:
         out[K_PAIR] = _pair_words(list(names))(pair)
-    if failure is not None:
-        out[K_FAILURE] = failure
     if change is not None:
         out[K_CHANGE] = CHANGES[change]
-    if sort is not None:
-        out[K_SORT] = sort
-    return out
+    return out | {k: v for k, v in {K_FAILURE: failure, K_SORT: sort}.items() if v is not None}
 
 
 def button(where, label: str, params: dict[str, str], *, key: str, **kwargs) -> None:
@@ -132,24 +128,13 @@ def _first_page() -> None:
 def _class_box(where, label: str, key: str, names: list[str], help: str) -> int | None:
     """A class filter: a class index, or None for any. The widget's options are the classes' names (what
     the URL holds; text, since ``links.bound`` reads a number option as a number)."""
-    index = {n: i for i, n in enumerate(names)}
-    value = links.bound(
-        where.selectbox,
-        label,
-        [None, *names],
-        key=key,
-        format_func=lambda n: ANY if n is None else n,
-        why=lambda raw: "which is not a class of this bundle",
-        says=lambda n: "every class" if n is None else n,
-        on_change=_first_page,
-        help=help,
-    )
-    return None if value is None else index[value]
+    why = "which is not a class of this bundle"
+    return _choice_box(where, label, key, dict(enumerate(names)), help, lambda raw: why, every="every class")
 
 
-def _choice_box(where, label: str, key: str, words: dict, help: str, why=None):
+def _choice_box(where, label: str, key: str, words: dict, help: str, why=None, every: str = "every sample"):
     """A filter over the keys of ``words`` (their words are the widget's options and what the URL holds);
-    returns a key, or None for any."""
+    returns a key, or None for any (said as ``every`` when a link's value cannot be used)."""
     keys = {w: k for k, w in words.items()}
     value = links.bound(
         where.selectbox,
@@ -158,7 +143,7 @@ def _choice_box(where, label: str, key: str, words: dict, help: str, why=None):
         key=key,
         format_func=lambda w: ANY if w is None else w,
         why=why or links.one_of(list(keys)),
-        says=lambda w: "every sample" if w is None else w,
+        says=lambda w: every if w is None else w,
         on_change=_first_page,
         help=help,
     )

@@ -51,23 +51,21 @@ def column_format(column: str, series: pd.Series) -> str | None:
     return None
 
 
+_PRINTERS = {  # a cell's text under each format of ``column_format`` (text columns: ``str``)
+    "bool": lambda v: "yes" if v else "no",
+    PERCENT_FORMAT: lambda v: f"{float(v):.2f}",
+    FLOAT_FORMAT: lambda v: js_precision(float(v)),
+    "%d": lambda v: f"{int(v)}",
+    "localized": lambda v: f"{int(v):,}",
+    "datetime": lambda v: pd.Timestamp(v).strftime("%Y-%m-%d %H:%M"),
+}
+
+
 def format_cell(value, fmt: str | None) -> str:
     """One cell as the page prints it under ``fmt`` (``column_format``); "" for a missing value."""
     if value is None or (isinstance(value, float) and value != value):
         return ""
-    if fmt == "bool":
-        return "yes" if value else "no"
-    if fmt == PERCENT_FORMAT:
-        return f"{float(value):.2f}"
-    if fmt == FLOAT_FORMAT:
-        return js_precision(float(value))
-    if fmt == "%d":
-        return f"{int(value)}"
-    if fmt == "localized":
-        return f"{int(value):,}"
-    if fmt == "datetime":
-        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
-    return str(value)
+    return _PRINTERS.get(fmt, str)(value)
 
 
 def formatted(frame: pd.DataFrame, formats: dict) -> pd.DataFrame:

@@ -11,7 +11,8 @@ something else. A bound parameter can only be changed through ``st.session_state
 ``st.query_params`` for it), so in-app navigation sets the widget's state (``state.goto_overview``).
 
 Values that are no widget (the bundle, the runs whose students are added, a class-name list, the Learn
-page's example) are read with ``param`` and written with ``set_param``, with the same one-line notes.
+page's example) are read with ``param`` and written with ``set_param``, with the same one-line notes;
+``incoming`` tells a value a link brought from one this session wrote itself (``write``).
 """
 
 from __future__ import annotations
@@ -144,8 +145,7 @@ def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str
     id, shown by its name): the URL's ``name`` is checked and written here, left out while the first
     option is picked."""
     ss = st.session_state
-    raw, wrote = param(name), ss.get(f"_wrote_{name}")
-    if raw is not None and raw != wrote:  # a link, or in-app navigation
+    if (raw := incoming(name)) is not None:  # a link, or in-app navigation
         if raw in options:
             ss[key] = raw
             drop(name)
@@ -156,10 +156,21 @@ def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str
     if ss.get(key) not in options:
         ss[key] = options[0]
     value = draw(label, options, key=key, **kwargs)
-    written = None if value == options[0] else str(value)
-    set_param(name, written)
-    ss[f"_wrote_{name}"] = written
+    write(name, None if value == options[0] else value)
     return value
+
+
+def tabs(labels: list[str], key: str):
+    """``st.tabs`` bound to the URL's ``key`` (a link reopens a tab; only the open one computes); a
+    link's tab that is not one of ``labels`` is said in one line."""
+    if (raw := param(key)) is not None and raw not in labels and key not in st.session_state:
+        note(
+            key,
+            f"The link asks for {asked(key, raw)}, which is not one of {', '.join(labels)}; showing {labels[0]}.",
+            key,
+        )
+    show((key,))
+    return st.tabs(labels, key=key, bind="query-params")
 
 
 # -- values that are no widget -----------------------------------------------------------------------------
@@ -168,6 +179,19 @@ def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str
 def param(name: str) -> str | None:
     """A query parameter that no widget is bound to (None when the URL does not hold it)."""
     return st.query_params.get(name)
+
+
+def incoming(name: str) -> str | None:
+    """The URL's ``name`` when it is not what this session last wrote there with ``write`` (a link, or
+    in-app navigation); None for no change."""
+    raw = param(name)
+    return None if raw is None or raw == st.session_state.get(f"_wrote_{name}") else raw
+
+
+def write(name: str, value: object | None) -> None:
+    """``set_param``, remembering what was written (so that ``incoming`` tells a new value from it)."""
+    set_param(name, value)
+    st.session_state[f"_wrote_{name}"] = None if value is None or value == "" else str(value)
 
 
 def set_param(name: str, value: object | None) -> None:

@@ -7,7 +7,6 @@ Streamlit runs an entry script on every interaction; both entry scripts (``app.p
 """
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -16,7 +15,7 @@ from cakd_viz.app import config as app_config  # first: cakd_viz.app sets OMP_WA
 from cakd_viz.app import guard, state
 from cakd_viz.figures.style import TERM_COLORS
 
-# (key, title, icon, section); every page script lives in pages/ beside this module.
+# (key, title, icon, section); every page script lives in pages/ beside this module (state.PAGE_FILES).
 PAGES = [
     ("data", "Data", ":material/database:", "Data"),
     ("overview", "Overview", ":material/stacked_bar_chart:", "Explore"),
@@ -27,7 +26,6 @@ PAGES = [
     ("learn", "Learn", ":material/school:", "Learn & tune"),
     ("tune", "Tune", ":material/tune:", "Learn & tune"),
 ]
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
 
 @functools.cache

@@ -1,97 +1,37 @@
-"""What the Tune page's run view does to a run: save its note, archive, restore, delete after a
-confirmation, open its bundle in the explorer, compare its student with the bundle's, and which runs
-the "Compare runs" chart shows.
+"""What the Tune page's run view does to a run: save its note, archive, restore or delete it (``act``),
+open its bundle in the explorer, compare its student with the bundle's, and which runs the "Compare
+runs" chart shows.
 
 The library (``cakd_viz.runs.results``) moves and deletes folders and refuses a run that is queued or
-running; here those calls become one visible outcome each (a toast, or one error line), and the
-delete confirmation is a small state in session state: ``ask_delete`` -> ``confirming`` ->
-``confirm_delete`` or ``keep``.
+running; here those calls become one visible outcome each (a toast, or one error line).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
 import streamlit as st
 
 from cakd_viz.app import config as app_config
 from cakd_viz.app import state, tracker, views
-from cakd_viz.runs.results import RunInfo, archive_run, delete_run, restore_run, write_note
+from cakd_viz.runs.results import RunInfo
 
-CONFIRM = "tune_confirm"  # session key: the run whose deletion waits for a confirmation
 PICKED = "tune_compare_picked"  # session key: the user chose the compared runs themselves
 COMPARED = "tune_compare"  # session key: their choice
 NEWEST = 4  # runs compared until the user picks
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What an action did: ``ok`` and the one line to show."""
-
-    ok: bool
-    message: str
-
-
-def perform(action: Callable, root: Path, run_id: str, done: str, **kwargs) -> Outcome:
-    """``action(root, run_id, **kwargs)`` as an outcome: ``done``, or "Not done: <why>"."""
+def act(action: Callable, *args, done: str, refused: str = "Not done", **kwargs) -> None:
+    """Do ``action(*args, **kwargs)`` (a ``results`` call that writes, moves or deletes): once done, a toast
+    saying ``done`` and a full rerun (the tables show the change); refused, one line "``refused``: <why>"."""
     try:
-        action(root, run_id, **kwargs)
+        action(*args, **kwargs)
     except (ValueError, OSError) as exc:
-        return Outcome(False, f"Not done: {app_config.one_line(app_config.scrub(str(exc)))}")
-    return Outcome(True, done)
-
-
-def archive(root: Path, run_id: str) -> Outcome:
-    return perform(archive_run, root, run_id, f"Archived {run_id}.")
-
-
-def restore(root: Path, run_id: str) -> Outcome:
-    return perform(restore_run, root, run_id, f"Restored {run_id}.")
-
-
-def delete_archived(root: Path, run_id: str) -> Outcome:
-    return perform(delete_run, root, run_id, f"Deleted {run_id}.", archived=True)
-
-
-def save_note(run: RunInfo, text: str) -> Outcome:
-    """Write the run's note (``results.write_note``)."""
-    try:
-        write_note(run.path, text)
-    except (ValueError, OSError) as exc:
-        return Outcome(False, f"The note was not saved: {app_config.one_line(app_config.scrub(str(exc)))}")
-    return Outcome(True, f"Note saved for {run.id}.")
-
-
-def ask_delete(form: MutableMapping, run_id: str) -> None:
-    """The user asked to delete ``run_id``: it waits for a confirmation."""
-    form[CONFIRM] = run_id
-
-
-def confirming(form: MutableMapping, run_id: str) -> bool:
-    """Whether ``run_id``'s deletion waits for a confirmation."""
-    return form.get(CONFIRM) == run_id
-
-
-def keep(form: MutableMapping) -> None:
-    """The user took the deletion back."""
-    form.pop(CONFIRM, None)
-
-
-def confirm_delete(form: MutableMapping, root: Path, run_id: str) -> Outcome:
-    """The user confirmed: delete the run's folder (refused for a run that is queued or running)."""
-    keep(form)
-    return perform(delete_run, root, run_id, f"Deleted {run_id}.")
-
-
-def show(outcome: Outcome) -> None:
-    """A done action: a toast and a full rerun (the tables show the change); a refused one: its line."""
-    if outcome.ok:
-        st.toast(outcome.message)
-        st.rerun()  # a full rerun: a fragment-scoped one fails outside fragment reruns
-    st.error(outcome.message)
+        st.error(f"{refused}: {app_config.one_line(app_config.scrub(str(exc)))}")
+        return
+    st.toast(done)
+    st.rerun()  # a full rerun: a fragment-scoped one fails outside fragment reruns
 
 
 def open_in_explorer(run: RunInfo) -> None:

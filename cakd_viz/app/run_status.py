@@ -11,22 +11,11 @@ both.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from cakd_viz.app import config as app_config
 from cakd_viz.app.config import plain
 from cakd_viz.runs import engine, launcher, store
 from cakd_viz.runs.results import RunInfo
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One active run's progress bar: fraction done, its one-line markdown text, and whether it is still
-    waiting (queued, or no epoch finished yet)."""
-
-    fraction: float
-    text: str
-    waiting: bool
 
 
 def public_log(run: RunInfo, lines: int = 40) -> str:
@@ -56,24 +45,23 @@ def epochs_done(run: RunInfo) -> tuple[int, int]:
     return done, total
 
 
-def progress(run: RunInfo, now: float | None = None) -> Progress:
-    """The progress of an active run: "epoch 2/5", or until its first epoch ends what it waits for."""
+def progress(run: RunInfo, now: float | None = None) -> tuple[float, str]:
+    """An active run's progress bar: (fraction done, its one-line markdown text): "epoch 2/5", or until its
+    first epoch ends what it waits for."""
     done, total = epochs_done(run)
     head = f"**{plain(run.label)}**"
     tail = f"`{run.id}`"
     if run.state == store.ELSEWHERE:
-        return Progress(
-            min(done / total, 1.0), f"{head} · running elsewhere · epoch {done}/{total} · {tail}", False
-        )
+        return min(done / total, 1.0), f"{head} · running elsewhere · epoch {done}/{total} · {tail}"
     if run.state == "queued":
-        return Progress(0.0, f"{head} · queued: waiting for a free run slot · {tail}", True)
+        return 0.0, f"{head} · queued: waiting for a free run slot · {tail}"
     if done == 0:
         started = run.status.get("started")
         since = ""
         if isinstance(started, int | float) and not isinstance(started, bool):
             since = f", started {max(0.0, (now or time.time()) - started):.0f} s ago"
-        return Progress(0.0, f"{head} · running: waiting for the first epoch to end{since} · {tail}", True)
-    return Progress(min(done / total, 1.0), f"{head} · running · epoch {done}/{total} · {tail}", False)
+        return 0.0, f"{head} · running: waiting for the first epoch to end{since} · {tail}"
+    return min(done / total, 1.0), f"{head} · running · epoch {done}/{total} · {tail}"
 
 
 def concurrency_text() -> str:

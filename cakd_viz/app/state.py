@@ -10,7 +10,8 @@ value that cannot be used leaves one line saying what is shown instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -23,7 +24,7 @@ from cakd_viz.app.links import asked
 from cakd_viz.bundle import Bundle
 from cakd_viz.classnames import readable_names
 from cakd_viz.device import describe_device
-from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, Grouping, parse_grouping
+from cakd_viz.grouping import DEFAULT_GROUPING, GROUPING_FORMS, parse_grouping
 from cakd_viz.standardize import setting
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
@@ -38,7 +39,6 @@ LINK_KEYS = ("bundle", "runs", "names")
 _K_SOURCE = "bundle_source"  # token of the open bundle, e.g. "sample:glyphs"
 _K_ERROR = "bundle_error"  # last failure to open a bundle: {"asked"|"broken": token, "reason"} (shown until the next success)
 _K_GOOD_GROUPING = "grouping_ok"  # last grouping spec that parsed (and fits the bundle)
-_K_WROTE = "_links_wrote"  # the values of LINK_KEYS this session last wrote into the URL
 _K_SELECTION = "_selection"
 _K_PENDING_B = "_pending_vs"  # a student B asked for by in-app navigation, set once its options exist
 W_RUNS = "sb_runs"  # the runs' students added (no binding: the URL's "runs" is checked and written here)
@@ -61,9 +61,7 @@ class Selection:
     temperature: float
     device: str  # "auto" | "cpu" | "cuda"
     label: str = ""  # human-readable origin, e.g. "upload: logits.npz"
-    key: tuple = field(
-        default=("", 0.0)
-    )  # the view's identity for caches (cakd_viz.app.views): (path, meta mtime[, runs])
+    key: tuple = ("", 0.0)  # the view's identity for caches (cakd_viz.app.views): (path, stamp[, runs])
     compare: str = ""  # student B, compared with `student` (A); "" for none
     class_names: tuple[str, ...] = ()  # what pages show: readable, distinct (cakd_viz.classnames)
     names_token: str | None = None  # the class-name override in use (cakd_viz.app.names), if any
@@ -79,16 +77,15 @@ class Selection:
 def sidebar() -> Selection:
     """Draw the shared sidebar (bundle status, student, grouping, temperature, backend); return the selection."""
     ss = st.session_state
-    incoming = _incoming_links()
+    # the values of LINK_KEYS a link or in-app navigation changed (a key left out: no change)
+    incoming = {name: raw for name in LINK_KEYS if (raw := links.incoming(name)) is not None}
     if "bundle" in incoming:
         _try_switch(incoming["bundle"])
     if _K_SOURCE not in ss:
         _open_default()
     opened = _reopen(ss.get(_K_SOURCE))
-    bundle = opened.bundle if opened else None
-    key = opened.key if opened else ("", 0.0)
-    if opened is not None:
-        bundle, key = _add_runs(opened.key, incoming.get("runs"))
+    bundle, key = _add_runs(opened.key, incoming.get("runs")) if opened else (None, ("", 0.0))
+    if bundle is not None:
         _fit_widgets_to(bundle)
     side = st.sidebar
     side.subheader("Bundle")
@@ -125,7 +122,8 @@ def sidebar() -> Selection:
         standardize=standardize,
     )
     ss[_K_SELECTION] = sel
-    _write_links(sel)
+    for name, value in {"bundle": sel.source, "runs": ",".join(sel.runs), "names": sel.names_token}.items():
+        links.write(name, value)
     links.show(SIDEBAR_KEYS + LINK_KEYS)
     context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
     context["standardize"] = standardize
@@ -195,28 +193,6 @@ def switch_bundle(source: str) -> None:
     ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
 
 
-# -- the links the app writes itself ------------------------------------------------------------------
-
-
-def _incoming_links() -> dict[str, str]:
-    """Values of LINK_KEYS in the URL that differ from what this session last wrote (a link, or in-app
-    navigation); a missing key means no change."""
-    wrote = st.session_state.get(_K_WROTE, {})
-    out = {}
-    for key in LINK_KEYS:
-        value = links.param(key)
-        if value is not None and value != wrote.get(key):
-            out[key] = value
-    return out
-
-
-def _write_links(sel: Selection) -> None:
-    values = {"bundle": sel.source, "runs": ",".join(sel.runs), "names": sel.names_token or ""}
-    for key, value in values.items():
-        links.set_param(key, value)
-    st.session_state[_K_WROTE] = {k: v for k, v in values.items() if v}
-
-
 # -- bundle ------------------------------------------------------------------------------------------
 
 
@@ -259,10 +235,8 @@ def _open_default() -> None:
             ss[_K_ERROR] = ss.get(_K_ERROR) or {"asked": token, "reason": str(exc)}
 
 
-def _error_line(error: dict | str, opened) -> str:
+def _error_line(error: dict, opened) -> str:
     """One line: what was asked for, why it could not be opened, and what is shown instead."""
-    if isinstance(error, str):
-        return error
     now = (
         f"Showing {plain(opened.label)} instead."
         if opened
@@ -416,14 +390,6 @@ def _list(names: list[str], most: int = 6) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _check_grouping(text: str, bundle: Bundle | None) -> tuple[Grouping, str | None]:
-    """(the grouping to use, a note when K was clamped); ValueError when it is not usable on ``bundle``."""
-    g = parse_grouping(text)
-    if g.needs_labels and bundle is not None and bundle.labels is None:
-        raise ValueError(f"grouping {g} needs labels, and this bundle has none")
-    return (g, None) if bundle is None else g.clamp(bundle.num_classes)
-
-
 def _grouping_widget(side, bundle: Bundle | None) -> str:
     ss = st.session_state
     ss.setdefault(_K_GOOD_GROUPING, DEFAULT_GROUPING)
@@ -438,8 +404,11 @@ def _grouping_widget(side, bundle: Bundle | None) -> str:
         max_chars=200,
         help="Which classes form each sample's strong set S. Forms: " + ", ".join(GROUPING_FORMS),
     )
-    try:
-        g, clamped = _check_grouping(text, bundle)
+    try:  # the grouping to use, and a note when K was clamped to the bundle's classes
+        g = parse_grouping(text)
+        if g.needs_labels and bundle is not None and bundle.labels is None:
+            raise ValueError(f"grouping {g} needs labels, and this bundle has none")
+        g, clamped = (g, None) if bundle is None else g.clamp(bundle.num_classes)
         ss[_K_GOOD_GROUPING] = str(g)
         if clamped:
             side.warning(clamped)
@@ -474,7 +443,7 @@ def _temperature_problem(value) -> str | None:
         t = float(value)
     except (TypeError, ValueError):
         return "not a number"
-    if t != t or t in (float("inf"), float("-inf")):
+    if not math.isfinite(t):
         return "not a finite number"
     if not T_MIN <= t <= T_MAX:
         return f"outside the allowed {T_MIN:g} to {T_MAX:g}"

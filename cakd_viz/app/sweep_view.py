@@ -15,10 +15,6 @@ AVERAGED = "(averaged)"
 X, Y, FOR = "tune_hx", "tune_hy", "_tune_axes_for"  # session keys: the axes and the sweep they are for
 
 
-def sweep_label(s: SweepInfo) -> str:
-    return f"{s.name} · {s.state} · {s.counts_text()}"
-
-
 def swept(s: SweepInfo, frame: pd.DataFrame) -> list[str]:
     """The sweep's varied keys that its trials' table holds ("case" first when it has cases)."""
     cases = ["case"] if s.config.get("cases") else []  # e.g. one case per loss, crossed with seeds
@@ -37,23 +33,14 @@ def heatmap_trials(frame: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
     if len(val) == len(frame):
         return frame, "validation", ""
     if val.empty:
-        return (
-            frame,
-            "test",
-            (
-                " These trials have no validation split: their accuracy is on the test split, "
-                "a number for reporting, not for picking weights."
-            ),
+        note = (
+            " These trials have no validation split: their accuracy is on the test split, a number for "
+            "reporting, not for picking weights."
         )
+        return frame, "test", note
     left = len(frame) - len(val)
-    return (
-        val,
-        "validation",
-        (
-            f" {left} trial{'s' if left != 1 else ''} without a validation split (accuracy on the test split) "
-            "left out."
-        ),
-    )
+    note = f" {left} trial{'s' if left != 1 else ''} without a validation split (accuracy on the test split) left out."
+    return val, "validation", note
 
 
 def axes(form: MutableMapping, sweep_id: str, frame: pd.DataFrame, keys: list[str]) -> None:

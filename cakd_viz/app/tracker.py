@@ -180,16 +180,14 @@ def sorted_table(table: pd.DataFrame, sort: str) -> pd.DataFrame:
     return table.sort_values(column, ascending=ascending, na_position="last", kind="stable")
 
 
-def run_label(row) -> str:
-    """How a run is named in selectors and legends: its label and id, marked when it has no validation
-    split ("my_kd (ID) · no validation: test split")."""
-    mark = "" if row.get("eval_split", "validation") == "validation" else " · no validation: test split"
-    return f"{row['run']} ({row['id']}){mark}"
-
-
 def run_labels(table: pd.DataFrame) -> dict[str, str]:
-    """``run_label`` of every row, by run id."""
-    return {row["id"]: run_label(row) for _, row in table.iterrows()}
+    """How each run (by id) is named in selectors and legends: its label and id, marked when it has no
+    validation split ("my_kd (ID) · no validation: test split")."""
+    labels = {}
+    for _, row in table.iterrows():
+        mark = "" if row.get("eval_split", "validation") == "validation" else " · no validation: test split"
+        labels[row["id"]] = f"{row['run']} ({row['id']}){mark}"
+    return labels
 
 
 def newest_first(table: pd.DataFrame) -> list[str]:

@@ -4,12 +4,11 @@ their per-class difference, the tables and the captions."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from cakd_viz.app.config import plain
-from cakd_viz.app.trajectory_view import identity, of
+from cakd_viz.app.trajectory_view import equal_samples, identity, of
 from cakd_viz.figures.trajectory import TRAJECTORY_TERMS
 from cakd_viz.runs.epoch_files import read_epochs
 from cakd_viz.runs.results import RunInfo
@@ -59,11 +58,7 @@ def same_samples(a: RunInfo, b: RunInfo) -> bool:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _same(a: tuple, b: tuple) -> bool:
     fa, fb = read_epochs(a[0]), read_epochs(b[0])
-    if fa.teacher.shape != fb.teacher.shape or (fa.labels is None) != (fb.labels is None):
-        return False
-    if fa.labels is not None and not np.array_equal(fa.labels, fb.labels):
-        return False
-    return bool(np.allclose(fa.teacher, fb.teacher, rtol=1e-3, atol=1e-3))
+    return equal_samples(fa.teacher, fa.labels, fb.teacher, fb.labels)
 
 
 def difference_table(a: Trajectory, b: Trajectory, column: str, names: list[str]) -> pd.DataFrame:

@@ -159,16 +159,19 @@ def sample_token(run: RunInfo, t: Trajectory) -> tuple[str | None, str]:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _holds(key: tuple, ident: tuple) -> bool:
     """Whether bundle ``key`` holds the run's evaluation samples: same N, C, labels and teacher logits."""
-    bundle = bundles.load(key[0], key[1])
-    files = read_epochs(ident[0])
-    if (bundle.num_samples, bundle.num_classes) != files.teacher.shape:
+    bundle, files = bundles.load(key[0], key[1]), read_epochs(ident[0])
+    return equal_samples(bundle.teacher, bundle.labels, files.teacher, files.labels)
+
+
+def equal_samples(teacher_a, labels_a, teacher_b, labels_b) -> bool:
+    """Whether two sets of samples are the same: equal shapes and labels, teacher logits equal within
+    1e-3 (absolute and relative)."""
+    if teacher_a.shape != teacher_b.shape or (labels_a is None) != (labels_b is None):
         return False
-    if (bundle.labels is None) != (files.labels is None) or (
-        files.labels is not None and not np.array_equal(np.asarray(bundle.labels), files.labels)
-    ):
+    if labels_a is not None and not np.array_equal(np.asarray(labels_a), np.asarray(labels_b)):
         return False
-    a, b = np.asarray(bundle.teacher, np.float64), np.asarray(files.teacher, np.float64)
-    return bool(np.all(np.abs(a - b) <= 1e-3 + 1e-3 * np.abs(b)))
+    a, b = np.asarray(teacher_a, np.float64), np.asarray(teacher_b, np.float64)
+    return bool(np.allclose(a, b, rtol=1e-3, atol=1e-3))
 
 
 def open_sample(token: str, index: int) -> None:

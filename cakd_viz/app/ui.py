@@ -20,10 +20,10 @@ import streamlit as st
 from cakd_viz import export
 from cakd_viz.app.formats import column_config, column_format, formatted, js_precision  # noqa: F401
 from cakd_viz.report import MAX_ROWS, Report
-from cakd_viz.terms import heading, in_units, unit
+from cakd_viz.terms import PART, heading, in_units, unit
 from cakd_viz.terms import measures as measures_in_units
 from cakd_viz.text import ZWSP
-from cakd_viz.worked import identity_latex, identity_parts, identity_text
+from cakd_viz.worked import format_number, identity_latex, identity_parts, identity_text
 
 _K_REPORT = "_report"
 _K_EXPORT_BOX = "_export_box"
@@ -139,6 +139,17 @@ def metric(where, label: str, value, delta=None, **kwargs) -> None:
     )
 
 
+def contributions(cols, example, *, decimals: int | None = None, **kwargs) -> None:
+    """The three parts of an example's KL (BCD, p_S·SCD, p_W·WCD) as metrics in ``cols``, each with its
+    share of the KL (``cakd_viz.learn``'s worked example; ``decimals``: as ``worked.format_number``)."""
+    for col, (name, value) in zip(cols, example.contributions().items(), strict=True):
+        share = value / example.kl if example.kl > 0 else 0.0
+        metric(
+            col, PART[name], format_number(value, decimals), f"{share:.0%} of KL", delta_color="off",
+            delta_arrow="off", **kwargs,
+        )  # fmt: skip
+
+
 def image(picture, caption: str = "") -> None:
     """A PIL image with its caption; the report embeds it as PNG."""
     st.image(picture, caption=caption or None)
@@ -193,13 +204,13 @@ def table(
     height: int | str = "auto",
     selectable: bool = False,
     context: dict | None = None,
-) -> object:
+) -> int | None:
     """Show a library table (snake_case columns) as people read it, offer it as CSV / Parquet, record it.
 
     Values are shown, downloaded and reported in the unit their heading says (``terms.in_units``: a "%"
     column in percent). ``headings`` overrides some headings; ``a``/``b`` name the students of
     comparison columns; ``context`` replaces the export context (default: the view's). With
-    ``selectable`` a single row can be selected; returns what st.dataframe returns.
+    ``selectable`` a single row can be selected: returns its position in ``frame`` (None: none selected).
     """
     names = {c: (headings or {}).get(c) or heading(str(c), a=a, b=b) for c in frame.columns}
     people = in_units(frame)
@@ -219,7 +230,8 @@ def table(
         st.caption(caption)
     download(shown, name=name, context=context, key=f"dl_{key or name}")
     report().table(formatted(shown.head(MAX_ROWS), formats), plain_text(caption or ""), total=len(shown))
-    return event
+    rows = event.selection.rows if selectable and event is not None else []
+    return rows[0] if rows else None
 
 
 def measures(summary: pd.DataFrame, *, a: str = "A", b: str = "B") -> pd.DataFrame:
@@ -270,22 +282,18 @@ def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key
         st.caption(
             f"{len(frame):,} rows; the file names the view: " + ", ".join(f"{k} {v}" for k, v in ctx.items())
         )
-        st.download_button(
-            "CSV",
-            data=lambda: export.to_csv_bytes(frame, ctx),
-            file_name=f"{stem}.csv",
-            mime="text/csv",
-            on_click="ignore",
-            key=f"{key}_csv",
-        )
-        st.download_button(
-            "Parquet",
-            data=lambda: export.to_parquet_bytes(frame, ctx),
-            file_name=f"{stem}.parquet",
-            mime="application/vnd.apache.parquet",
-            on_click="ignore",
-            key=f"{key}_parquet",
-        )
+        for label, write, ext, mime in (
+            ("CSV", export.to_csv_bytes, "csv", "text/csv"),
+            ("Parquet", export.to_parquet_bytes, "parquet", "application/vnd.apache.parquet"),
+        ):
+            st.download_button(
+                label,
+                data=lambda write=write: write(frame, ctx),
+                file_name=f"{stem}.{ext}",
+                mime=mime,
+                on_click="ignore",
+                key=f"{key}_{ext}",
+            )
 
 
 # -- the sidebar's export box ----------------------------------------------------------------------------

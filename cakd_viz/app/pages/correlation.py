@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from cakd_viz.app import compute, links, state, ui, viewspec
+from cakd_viz.app import compute, links, state, ui, views, viewspec
 from cakd_viz.figures import correlation as fig
 
 ui.title(
@@ -28,10 +28,8 @@ threshold = links.bound(
     help="Average-linkage clustering on 1 − r, cut where the average correlation drops below this.",
 )
 links.show(("family",))
-corr = compute.correlation(
-    sel.key, sel.standardize
-)  # of the standardized teacher under LS: what corr:R reads
-corr_scope = compute.correlation_info(sel.key, sel.standardize).describe()
+correlation = views.correlation_info(sel.key, sel.standardize)  # under LS the standardized teacher's
+corr, corr_scope = correlation.matrix, correlation.describe()  # the matrix corr:R reads, and its samples
 corr_of = "standardized teacher logits (LS: each sample z-scored)" if sel.standardize else "teacher logits"
 order, family = compute.clusters(sel.key, threshold, sel.standardize)
 families = fig.family_table(family)

@@ -126,9 +126,7 @@ with upload:
             st.session_state["_upload_seen"] = up.file_id
             st.session_state["_upload_error"] = None  # another file: the last one's refusal is gone
             try:
-                token = bundles.import_upload(
-                    up.name, up.getvalue()
-                )  # getvalue(): the upload's bytes, no copy
+                token = bundles.import_upload(up.name, up.getvalue())  # getvalue(): the bytes, no copy
                 _open(token)
             except ValueError as exc:
                 name = app_config.shown(bundles.upload_name(up.name))

@@ -10,7 +10,6 @@ from cakd_viz.figures import diagnose as fig
 from cakd_viz.terms import KL_UNIT, PART, readable
 
 TABLE_ROWS = 300  # rows of the ranking that reach the browser; the CSV holds the whole set
-FAMILY_THRESHOLD = 0.5  # classes whose average teacher-logit correlation reaches this share a family
 
 ui.title(
     "Diagnose",
@@ -39,8 +38,11 @@ def _pair_filter(ref: int, pred: int) -> dict:
     return {"pair": (ref, pred)} if fs.reference == "label" else {"teacher": ref, "pred": pred}
 
 
-def _csv(frame, **extra) -> bytes:
-    return export.to_csv_bytes(readable(frame), ui.context(**extra))
+def _failures(limit: int | None = None):
+    """The ranked failures as the page shows them: without the class-index columns, the part in words."""
+    table = diagnose.failure_table(d, mask, by=by, limit=limit, class_names=names)
+    shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
+    return table, shown.assign(dominant=shown["dominant"].map(PART))
 
 
 sets = diagnose.available_sets(d)
@@ -101,14 +103,11 @@ else:
     )
     links.show(("rank",))
     by = diagnose.RANK_KEYS[rank]
-    table = compute.failure_table(r, mask, by=by, limit=TABLE_ROWS, names=names)
-    shown = table.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
-    shown["dominant"] = shown["dominant"].map(PART)
-    picked = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
-    rows = picked.selection.rows if picked is not None else []
+    table, shown = _failures(TABLE_ROWS)
+    row = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
     left, right = st.columns([2, 1], vertical_alignment="center")
-    if rows:
-        idx = int(table["index"].iloc[rows[0]])
+    if row is not None:
+        idx = int(table["index"].iloc[row])
         left.button(f"Open sample #{idx} in the Sample page", type="primary", on_click=_open, args=(idx,))
     else:
         ui.caption(
@@ -117,10 +116,8 @@ else:
         )
 
     def _every() -> bytes:
-        whole = compute.failure_table(r, mask, by=by, names=names)
-        whole = whole.drop(columns=["label", "teacher_pred", "student_pred"], errors="ignore")
-        whole["dominant"] = whole["dominant"].map(PART)
-        return _csv(whole, **{"failure set": which, "ranked by": rank})
+        context = ui.context(**{"failure set": which, "ranked by": rank})
+        return export.to_csv_bytes(readable(_failures()[1]), context)
 
     explorer.button(
         left,
@@ -159,16 +156,15 @@ else:
     )
     ref_filter = "true" if fs.reference == "label" else "teacher"
     with st.expander(f"All {len(classes)} classes with failures"):
-        picked_class = ui.table(
+        row = ui.table(
             classes.assign(dominant=classes["dominant"].map(PART)),
             name="class_failures",
             key="diagnose_class_table",
             height=300,
             selectable=True,
         )
-        chosen = picked_class.selection.rows if picked_class is not None else []
-        if chosen:
-            c = int(classes["class"].iloc[chosen[0]])
+        if row is not None:
+            c = int(classes["class"].iloc[row])
             explorer.button(
                 st,
                 f"The failures of {plain(names[c])} in the samples explorer",
@@ -179,7 +175,7 @@ else:
             ui.caption("Select a class to open its failures in the samples explorer.")
 
     ui.subheader(f"Confusions: {ref_title} → student's prediction")
-    _, family = compute.clusters(sel.key, FAMILY_THRESHOLD, sel.standardize)
+    _, family = compute.clusters(sel.key, compute.FAMILY_THRESHOLD, sel.standardize)
     in_strong = compute.in_strong(r, sel.key, which)
     pairs = diagnose.confusion_pairs(
         d, mask, by=fs.reference, class_names=names, family=family, in_strong=in_strong
@@ -188,11 +184,11 @@ else:
     ui.chart(
         fig.confusion_chart(pairs, student=ui.who(sel.student, sel)),
         f"'same family': both classes fall in one cluster of the teacher's class-correlation matrix (average "
-        f"correlation ≥ {FAMILY_THRESHOLD}). {in_s}",
+        f"correlation ≥ {compute.FAMILY_THRESHOLD}). {in_s}",
         key="diagnose_pairs",
     )
     with st.expander(f"The {min(len(pairs), TABLE_ROWS):,} most frequent of {len(pairs):,} confusion pairs"):
-        picked_pair = ui.table(
+        row = ui.table(
             pairs.head(TABLE_ROWS)
             .drop(columns=["true", "predicted"])
             .assign(dominant=lambda t: t["dominant"].map(PART)),
@@ -202,9 +198,8 @@ else:
             height=300,
             selectable=True,
         )
-        chosen = picked_pair.selection.rows if picked_pair is not None else []
-        if chosen:
-            pair = pairs.iloc[chosen[0]]
+        if row is not None:
+            pair = pairs.iloc[row]
             t, p = int(pair["true"]), int(pair["predicted"])
             explorer.button(
                 st,

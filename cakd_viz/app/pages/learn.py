@@ -34,6 +34,7 @@ ui.title(
 ss = st.session_state
 C = len(LEARN_CLASSES)
 KEEP = dict(persist_state="session")  # the example survives a visit to another page
+PARAMS = ("zt", "zs", "lt", "lg", "ly", "ls")  # the example's query parameters (LearnView.to_params)
 
 
 def _load(view: LearnView) -> None:
@@ -56,7 +57,7 @@ def _floats(text: str) -> list[float]:
 
 
 # The example lives in the URL, so a link reproduces it; a link this page did not write wins.
-_asked = {k: links.param(k) for k in ("zt", "zs", "lt", "lg", "ly", "ls")}
+_asked = {k: links.param(k) for k in PARAMS}
 incoming = LearnView.from_params(_asked)
 if "learn_t0" not in ss:
     ss["learn_preset"] = next(iter(PRESETS))
@@ -153,7 +154,7 @@ view = LearnView(
     tuple(teacher), tuple(student), temperature, grouping, LEARN_CLASSES.index(label), standardize
 )
 ss["_learn_url"] = view.to_params()
-for key in ("zt", "zs", "lt", "lg", "ly", "ls"):
+for key in PARAMS:
     links.set_param(key, ss["_learn_url"].get(key))
 same_as_preset = (
     replace(view, standardize=False).to_params()
@@ -181,17 +182,7 @@ with numbers:
         ui.caption(story_text, where=story)
     cols = st.columns(4)
     ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(ex.kl, 4), border=True)
-    for col, (name, value) in zip(cols[1:], ex.contributions().items(), strict=True):
-        share = value / ex.kl if ex.kl > 0 else 0.0
-        ui.metric(
-            col,
-            fig.CONTRIBUTION_LABELS[name],
-            format_number(value, 4),
-            f"{share:.0%} of KL",
-            delta_color="off",
-            delta_arrow="off",
-            border=True,
-        )
+    ui.contributions(cols[1:], ex, decimals=4, border=True)
     ui.identity(ex, decimals=4, prefix=r"\Large ")
     strong = ", ".join(LEARN_CLASSES[i] for i in ex.strong_classes)
     ui.caption(

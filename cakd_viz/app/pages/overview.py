@@ -82,15 +82,7 @@ if sel.compare:
     )
 
 # Only the open tab computes (it is part of the URL, so a link reopens it).
-if (asked_view := links.param("view")) is not None and asked_view not in TABS and "view" not in ss:
-    links.note(
-        "view",
-        f"The link asks for {links.asked('view', asked_view)}, which is not one of {', '.join(TABS)}; "
-        f"showing {TABS[0]}.",
-        "view",
-    )
-links.show(("view",))
-dist, per_class, by_t, by_g, by_ls = st.tabs(TABS, key="view", bind="query-params")
+dist, per_class, by_t, by_g, by_ls = links.tabs(TABS, "view")
 snippet = viewspec.spec(sel, "summary", grouping=grouping)
 by = "label" if b.labels is not None else "teacher_pred"  # the classes of per-class views
 scanned = (sel.student, sel.compare) if sel.compare else tuple(sel.students[:6])  # what the scans cover
@@ -130,12 +122,11 @@ if per_class.open:
             f"below; {here.scope()}.",
             key="overview_classes",
         )
-        picked = ui.table(
+        row = ui.table(
             table, name="per_class", context=context, height=320, key="overview_class_table", selectable=True
         )
-        chosen = picked.selection.rows if picked is not None else []
-        if chosen:
-            c = int(table["class"].iloc[chosen[0]])
+        if row is not None:
+            c = int(table["class"].iloc[row])
             ref = {"true": c} if by == "label" else {"teacher": c}
             left, right = st.columns(2)
             explorer.button(

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from cakd_viz.app import compute, explorer, links, state, ui, viewspec
+from cakd_viz.app import explorer, links, state, ui, views, viewspec
 from cakd_viz.app.config import plain
 from cakd_viz.figures import sample as fig
 from cakd_viz.figures.style import KL_UNIT
@@ -49,7 +49,7 @@ i = int(
 nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
 links.show(("i",))
 
-corr = compute.correlation(sel.key, sel.standardize, sel.grouping)
+corr = views.correlation(sel.key, sel.standardize, sel.grouping)
 label = None if b.labels is None else int(b.labels[i])
 
 
@@ -125,16 +125,7 @@ for who, e in pairs:
         else (lambda a, x: f"{x - a:+.4g} vs {plain(sel.student)}")
     )
     ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(e.kl), delta(ex.kl, e.kl), delta_color="inverse")
-    for col, (name, value) in zip(cols[1:], e.contributions().items(), strict=True):
-        share = value / e.kl if e.kl > 0 else 0.0
-        ui.metric(
-            col,
-            fig.CONTRIBUTION_LABELS[name],
-            format_number(value),
-            f"{share:.0%} of KL",
-            delta_color="off",
-            delta_arrow="off",
-        )
+    ui.contributions(cols[1:], e)
     ui.caption(
         f"Group masses: teacher p_S = {e.p_strong:.4g}, p_W = {e.p_weak:.4g}; {plain(who)} q_S = {e.q_strong:.4g}, "
         f"q_W = {e.q_weak:.4g}. {sel.setting}, grouping {sel.grouping}"

@@ -27,9 +27,19 @@ from cakd_viz.runs import (
     sweep_frame,
 )
 from cakd_viz.runs.presets import PRESETS
-from cakd_viz.runs.results import NOTE_MAX_CHARS, list_archived, read_note, tracker_table
+from cakd_viz.runs.results import (
+    NOTE_MAX_CHARS,
+    archive_run,
+    delete_run,
+    list_archived,
+    read_note,
+    restore_run,
+    tracker_table,
+    write_note,
+)
 
 POLL_S = 2.0  # how often the live part re-reads the run folders
+CONFIRM = "tune_confirm"  # session key: the run whose deletion waits for a confirmation
 ss = st.session_state
 root = store.runs_dir()
 
@@ -125,8 +135,8 @@ def live() -> None:
     for r in run_status.active(runs):
         with st.container(border=True):
             info, stop = st.columns([5, 1])
-            bar = run_status.progress(r)
-            info.progress(bar.fraction, text=bar.text)
+            fraction, text = run_status.progress(r)
+            info.progress(fraction, text=text)
             if stop.button("Cancel", key=f"cancel_{r.id}"):
                 cancel(r.path)
                 st.rerun()
@@ -210,51 +220,37 @@ def run_view(table, by_id) -> None:
             "Note", value=read_note(r.path), max_chars=NOTE_MAX_CHARS, height=80, key=f"note_{rid}"
         )
         if st.form_submit_button("Save note"):
-            run_actions.show(run_actions.save_note(r, note))
-    a, b, c, d = st.columns([2, 3, 1.4, 1.4])
+            run_actions.act(
+                write_note, r.path, note, done=f"Note saved for {r.id}.", refused="The note was not saved"
+            )
     finished, busy = r.bundle_path is not None, r.active
     wait = " Cancel it first." if busy else ""
-    if a.button(
-        "Open in explorer",
-        key="tune_open",
-        disabled=not finished,
-        width="stretch",
-        help="Opens the run's own bundle.",
+    buttons = (  # (label, key, disabled, help, what a click does)
+        ("Open in explorer", "tune_open", not finished, "Opens the run's own bundle.",
+         lambda: run_actions.open_in_explorer(r)),
+        ("Compare with the bundle's students", "tune_compare_bundle", not finished,
+         "The run's student beside the students of the bundle it was trained against (same data and teacher).",
+         lambda: run_actions.compare_with_bundle(r)),
+        ("Archive", "tune_archive", busy, "Moves the run into the runs directory's .archive folder." + wait,
+         lambda: run_actions.act(archive_run, root, rid, done=f"Archived {rid}.")),
+        ("Delete…", "tune_delete", busy, "Deletes the run's folder, after you confirm." + wait,
+         lambda: ss.update({CONFIRM: rid})),
+    )  # fmt: skip
+    for where, (label, key, disabled, help_text, click) in zip(
+        st.columns([2, 3, 1.4, 1.4]), buttons, strict=True
     ):
-        run_actions.open_in_explorer(r)
-    if b.button(
-        "Compare with the bundle's students",
-        key="tune_compare_bundle",
-        disabled=not finished,
-        width="stretch",
-        help="The run's student beside the students of the bundle it was trained against (same data and teacher).",
-    ):
-        run_actions.compare_with_bundle(r)
-    if c.button(
-        "Archive",
-        key="tune_archive",
-        disabled=busy,
-        width="stretch",
-        help="Moves the run into the runs directory's .archive folder." + wait,
-    ):
-        run_actions.show(run_actions.archive(root, rid))
-    if d.button(
-        "Delete…",
-        key="tune_delete",
-        disabled=busy,
-        width="stretch",
-        help="Deletes the run's folder, after you confirm." + wait,
-    ):
-        run_actions.ask_delete(ss, rid)
-    if run_actions.confirming(ss, rid):
+        if where.button(label, key=key, disabled=disabled, width="stretch", help=help_text):
+            click()
+    if ss.get(CONFIRM) == rid:  # the deletion waits for a confirmation
         st.warning(
             f"Delete run {rid} and everything in its folder (weights, bundle, log)? This cannot be undone."
         )
         yes, no = st.columns(2)
         if yes.button(f"Yes, delete {rid}", type="primary", key="tune_delete_yes"):
-            run_actions.show(run_actions.confirm_delete(ss, root, rid))
+            ss.pop(CONFIRM)
+            run_actions.act(delete_run, root, rid, done=f"Deleted {rid}.")
         if no.button("Keep it", key="tune_delete_no"):
-            run_actions.keep(ss)
+            ss.pop(CONFIRM)
             st.rerun()
     if r.epochs:
         trajectory_panel.run_part(r)
@@ -301,7 +297,7 @@ def sweeps() -> None:
     if not found:
         return
     st.subheader("Sweeps")
-    names = {s.id: sweep_view.sweep_label(s) for s in found}
+    names = {s.id: f"{s.name} · {s.state} · {s.counts_text()}" for s in found}
     sid = links.choice(
         st.selectbox, "Sweep", list(names), key="tune_sweep", name="sweep", format_func=names.get
     )
@@ -334,9 +330,9 @@ def archived() -> None:
         rid = st.selectbox("Archived run", list(labels), format_func=labels.get, key="tune_archived")
         a, b = st.columns(2)
         if a.button("Restore", key="tune_restore"):
-            run_actions.show(run_actions.restore(root, rid))
+            run_actions.act(restore_run, root, rid, done=f"Restored {rid}.")
         if b.button("Delete for good", key="tune_delete_archived"):
-            run_actions.show(run_actions.delete_archived(root, rid))
+            run_actions.act(delete_run, root, rid, done=f"Deleted {rid}.", archived=True)
 
 
 live()
