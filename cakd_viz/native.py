@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib
 import logging
 import os
 import platform
@@ -53,10 +54,14 @@ FLAGS = (
 VARIANTS = (("mvec", ("-DCAKD_MVEC",), ("-lmvec", "-lm")), ("portable", (), ("-lm",)))
 ENV_SWITCH = "CAKD_VIZ_NATIVE"
 ENV_CACHE = "CAKD_VIZ_CACHE_DIR"
+# Where the package's kernels are declared. `status()` imports these by name so that it lists every
+# kernel, built or not yet: a registry lookup, not a dependency (nothing in this module uses them).
+KERNEL_MODULES = ("cakd_viz.losses.native_kernel", "cakd_viz.decomposition.native_path")
 
 log = logging.getLogger(__name__)
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 T = TypeVar("T")
+LIBRARIES: dict[str, NativeLibrary] = {}  # every library declared so far, by name (for status())
 
 
 def cache_dir() -> Path:
@@ -91,6 +96,7 @@ class NativeLibrary(Generic[T]):
         self.flags, self.variants = flags, variants
         self._lock = threading.Lock()
         self._state: dict[str, object] = {}
+        LIBRARIES[name] = self
 
     def get(self) -> T | None:
         """The bound library, building it on the first call; None where it is off or cannot be built."""
@@ -173,12 +179,10 @@ class NativeLibrary(Generic[T]):
 
 
 def status() -> list[str]:
-    """One line per C kernel of the package (the loss's, the decomposition's): which one computes, and
-    where it was built or why not."""
-    from cakd_viz.decomposition import native_path  # (both import this module)
-    from cakd_viz.losses import native_kernel
-
-    return [f"{lib.name}: {lib.status()}" for lib in (native_kernel.LIBRARY, native_path.LIBRARY)]
+    """One line per C kernel of the package: which one computes, and where it was built or why not."""
+    for module in KERNEL_MODULES:
+        importlib.import_module(module)  # declares its library (see KERNEL_MODULES)
+    return [f"{name}: {LIBRARIES[name].status()}" for name in sorted(LIBRARIES)]
 
 
 def source_files(source: Path) -> list[Path]:
