@@ -15,7 +15,7 @@ import pytest
 import torch
 from reference import strong_mask as reference_mask
 
-from cakd_viz.decomposition import decompose, native_path
+from cakd_viz.decomposition import decompose, membership, native_path
 from cakd_viz.grouping import parse_grouping, strong_mask
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses import native_kernel
@@ -138,6 +138,33 @@ def test_the_decomposition_uses_those_sets_on_both_paths(grouping, monkeypatch):
     monkeypatch.setitem(native_path.LIBRARY._state, "kernel", None)
     monkeypatch.setitem(native_path.LIBRARY._state, "reason", "off for this test")
     np.testing.assert_array_equal(decompose(s, t, y, **kw).strong_size, want)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("grouping", RULES)
+def test_strong_sizes_count_those_sets_on_both_paths(case, grouping, monkeypatch):
+    """|S| alone (the Correlation page's chart): the kernel's sizes without its masks, on each instruction
+    set, and membership.strong_sizes with the kernel on and off, equal the reference's set sizes; under
+    LS, the standardized teacher's sets counted."""
+    rng = np.random.default_rng(CASES.index(case))
+    t = _teachers(case, rng)
+    y = rng.integers(0, t.shape[1], t.shape[0])
+    corr = np.corrcoef(rng.standard_normal((50, t.shape[1])), rowvar=False)
+    g = parse_grouping(grouping)
+    corr_np = None if g.correlated(corr) is None else g.correlated(corr).numpy()
+    want = reference_mask(t, y, grouping, 2.0, corr_np).sum(1)
+    rule = native_path.Rule.of(g, 2.0, y, corr_np)
+    for isa in ISAS:
+        got = native_path.kernel_strong_sizes(KERNEL, t, rule, isa=isa)
+        np.testing.assert_array_equal(got, want, err_msg=f"{isa}, {case}, {grouping}")
+    kw = {"grouping": grouping, "temperature": 2.0, "correlation": corr}
+    ls_want = np.concatenate([m.sum(1) for _, m in membership.strong_sets(t, y, standardize=True, **kw)])
+    np.testing.assert_array_equal(membership.strong_sizes(t, y, **kw), want)
+    np.testing.assert_array_equal(membership.strong_sizes(t, y, standardize=True, **kw), ls_want)
+    monkeypatch.setitem(native_path.LIBRARY._state, "kernel", None)
+    monkeypatch.setitem(native_path.LIBRARY._state, "reason", "off for this test")
+    np.testing.assert_array_equal(membership.strong_sizes(t, y, **kw), want)
+    np.testing.assert_array_equal(membership.strong_sizes(t, y, standardize=True, **kw), ls_want)
 
 
 def test_mass_is_decided_in_float64():

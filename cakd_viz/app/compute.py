@@ -18,6 +18,7 @@ import streamlit as st
 from cakd_viz import aggregates, compare, diagnose, dominance, embedding, explore, families, scans
 from cakd_viz.app import views
 from cakd_viz.app.progressive import Result
+from cakd_viz.decomposition import membership
 from cakd_viz.decomposition.membership import in_strong_set
 from cakd_viz.grouping import parse_grouping
 
@@ -184,6 +185,22 @@ def comembership(key, grouping: str, temperature: float, standardize: bool = Fal
         teacher, labels, grouping=grouping, temperature=temperature, correlation=corr, standardize=standardize
     )
     return counts, len(rows)
+
+
+@st.cache_data(max_entries=16, show_spinner="Counting the strong sets' sizes…")
+def strong_sizes(key, grouping: str, temperature: float, standardize: bool = False) -> np.ndarray:
+    """(N,) |S| of every sample of the bundle under ``grouping`` at ``temperature`` (`membership.strong_sizes`:
+    the kernel's selection without a decomposition)."""
+    b = views.load(key)
+    corr = views.correlation(key, standardize, grouping)
+    return membership.strong_sizes(
+        b.teacher,
+        b.labels,
+        grouping=grouping,
+        temperature=temperature,
+        correlation=corr,
+        standardize=standardize,
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

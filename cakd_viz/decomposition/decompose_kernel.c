@@ -138,7 +138,8 @@
 
 #include "../grouping/rules.h" /* RULE_*: the grouping rules' codes, shared with the loss kernel */
 
-#define DK_ABI 6 /* 2: rules.h's codes; 3: dk_scan, dk_decompose_many; 5: standardize; 6: redo64, no dk_decompose */
+#define DK_ABI 7 /* 2: rules.h's codes; 3: dk_scan, dk_decompose_many; 5: standardize; 6: redo64, no dk_decompose;
+                     7: dk_strong_mask's size_out */
 enum { DT_F32 = 0, DT_F16 = 1 };
 enum { OK = 0, ERR_NONFINITE = 1, ERR_LABEL = 2, ERR_MEMORY = 3, ERR_ARGS = 4 };
 enum { OUT_KL, OUT_BCD, OUT_SCD, OUT_WCD, OUT_PS, OUT_PW, OUT_QS, N_FOUT };
@@ -190,6 +191,7 @@ typedef struct {
     double *const *fout;
     int64_t *const *iout;
     uint8_t *mask_out; /* (n, c) strong sets, or NULL; with mask_only nothing else is computed */
+    int64_t *size_out; /* (n,) |S| of each row, or NULL (with mask_only) */
     int mask_only;
     int64_t *scan_out; /* (n,) argmaxes of t, or NULL: then only pass 1 runs (t = s), checking finiteness */
     int simd;
@@ -2068,10 +2070,13 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
         memset(sc->mask, 0, (size_t)c);
         memset(sc->mask + c, 2, (size_t)(cp + 8 - c));
         int groups_known = select_strong(cl, sc, &row, label);
-        if (cl->mask_out) {
-            memcpy(cl->mask_out + r * c, sc->mask, (size_t)c);
-            if (cl->mask_only) return OK;
+        if (cl->mask_out) memcpy(cl->mask_out + r * c, sc->mask, (size_t)c);
+        if (cl->size_out) {
+            int64_t size = 0;
+            for (int64_t i = 0; i < c; i++) size += sc->mask[i] == 1;
+            cl->size_out[r] = size;
         }
+        if (cl->mask_only) return OK;
         if (!groups_known) {
 #ifdef DK_X86
             if (cl->simd)
@@ -2387,14 +2392,15 @@ int dk_decompose_many(int64_t n, int64_t c, const void *teacher, int64_t t_strid
     return code;
 }
 
-/* The strong sets alone, (n, c) bytes 1 = S into mask_out, by the same code and arguments as above. */
+/* The strong sets alone, by the same code and arguments as above: (n, c) bytes 1 = S into mask_out and
+   each row's |S| into size_out (n,), either NULL (the sizes alone skip the (n, c) bytes). */
 int dk_strong_mask(int64_t n, int64_t c, const void *teacher, int64_t t_stride, int t_dtype, const int64_t *labels,
                    const uint8_t *correlated, int rule, int64_t k, double mass_p, double temperature,
-                   int standardize, uint8_t *mask_out, int threads, int flags, int64_t *bad_row) {
+                   int standardize, uint8_t *mask_out, int64_t *size_out, int threads, int flags, int64_t *bad_row) {
     call_t cl = {.n = n, .c = c, .t = teacher, .s = teacher, .t_stride = t_stride, .s_stride = t_stride,
                  .t_dtype = t_dtype, .s_dtype = t_dtype, .labels = labels, .correlated = correlated,
                  .rule = rule, .k = k, .mass_p = mass_p, .temp = temperature, .standardize = standardize,
-                 .mask_out = mask_out,
+                 .mask_out = mask_out, .size_out = size_out,
                  .mask_only = 1, .simd = simd_level(flags)};
     return run(&cl, 1, threads, bad_row);
 }

@@ -7,7 +7,8 @@ teacher's, ``standardize``), decided by the decomposition kernel's own selection
 float16/float32 teachers (``native_path.kernel_strong_mask``, the sets every
 implementation agrees on: tests/test_strong_sets.py), else by ``grouping.strong_mask``; rows in chunks,
 so memory stays bounded (a chunk's (m, C) mask). ``strong_sets`` gives the chunks' masks themselves
-(the Correlation page's pair counts, ``cakd_viz.families.comembership``).
+(the Correlation page's pair counts, ``cakd_viz.families.comembership``); ``strong_sizes`` every sample's
+|S| (the Correlation page's |S| chart), from the kernel without writing the masks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cakd_viz.grouping import parse_grouping, strong_mask
 from cakd_viz.standardize import for_strong_sets
 
 CHUNK_ROWS = 4096
+SIZE_CHUNK_ROWS = 65536  # strong_sizes' rows per kernel call (no masks: only their sizes come back)
 
 
 def strong_sets(
@@ -40,14 +42,8 @@ def strong_sets(
     in ``rows``, its (m, C) bool mask). teacher_logits: (N, C) (only ``rows`` are read; a memmap is fine);
     labels: (N,) or None; correlation: the (C, C) class correlation, for ``corr:R`` (the standardized
     teacher's under LS); standardize: the sets of the standardized teacher (logit standardization)."""
-    g = parse_grouping(grouping)
+    g, correlated, kern = _rule(teacher_logits, grouping, correlation)
     n = teacher_logits.shape[0]
-    if g.needs_correlation and correlation is None:
-        raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
-    correlated = g.correlated(correlation)
-    kern = (
-        native_path.kernel() if native_path.kernel_dtype(teacher_logits) and native_path.selects(g) else None
-    )
     labels = None if labels is None else np.asarray(labels)
     count = n if rows is None else len(rows)
     for start in range(0, count, chunk_rows):
@@ -69,6 +65,55 @@ def strong_sets(
             zt = torch.from_numpy(np.asarray(z, dtype=np.float32))
             zt = for_strong_sets(zt) if standardize else zt
             yield part, strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
+
+
+def strong_sizes(
+    teacher_logits,
+    labels=None,
+    *,
+    grouping,
+    temperature: float,
+    correlation: np.ndarray | None = None,
+    standardize: bool = False,
+) -> np.ndarray:
+    """(N,) int64: the size |S| of every sample's strong set; arguments as `strong_sets`'. The kernel's
+    selection without its (N, C) masks where it applies, else `strong_sets`' masks counted."""
+    g, correlated, kern = _rule(teacher_logits, grouping, correlation)
+    n = teacher_logits.shape[0]
+    sizes = np.zeros(n, dtype=np.int64)
+    if kern is None:
+        for part, mask in strong_sets(
+            teacher_logits,
+            labels,
+            grouping=g,
+            temperature=temperature,
+            correlation=correlation,
+            standardize=standardize,
+        ):
+            sizes[part] = mask.sum(axis=1)
+        return sizes
+    corr = None if correlated is None else correlated.numpy()
+    labels = None if labels is None else np.asarray(labels)
+    for start in range(0, n, SIZE_CHUNK_ROWS):
+        part = slice(start, min(n, start + SIZE_CHUNK_ROWS))
+        rule = native_path.Rule.of(
+            g, temperature, None if labels is None else labels[part], corr, standardize=standardize
+        )
+        z = np.asarray(teacher_logits[part])
+        sizes[part] = native_path.kernel_strong_sizes(
+            kern, z, rule, threads=default_threads(torch.get_num_threads())
+        )
+    return sizes
+
+
+def _rule(teacher_logits, grouping, correlation):
+    """(the parsed grouping, what it reads from the correlation, the kernel where it decides this rule on
+    these logits, else None)."""
+    g = parse_grouping(grouping)
+    if g.needs_correlation and correlation is None:
+        raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
+    use_kernel = native_path.kernel_dtype(teacher_logits) and native_path.selects(g)
+    return g, g.correlated(correlation), native_path.kernel() if use_kernel else None
 
 
 def in_strong_set(classes, teacher_logits, labels=None, rows=None, **options) -> np.ndarray:

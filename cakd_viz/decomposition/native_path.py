@@ -27,7 +27,7 @@ from cakd_viz.grouping import Grouping
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.native import NativeLibrary
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 # No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
 # the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
 # the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
@@ -53,8 +53,8 @@ _RULE = [
     _int,
 ]  # labels, correlated, rule, k, mass_p, temperature, standardize
 _RUN = [_int, _int, ctypes.POINTER(_i64)]  # threads, flags, bad_row
-# dk_strong_mask(n, c, teacher, t_stride, t_dtype, <rule>, mask, <run>)
-_MASK = [_i64, _i64, _ptr, _i64, _int, *_RULE, _ptr, *_RUN]
+# dk_strong_mask(n, c, teacher, t_stride, t_dtype, <rule>, mask, sizes, <run>)
+_MASK = [_i64, _i64, _ptr, _i64, _int, *_RULE, _ptr, _ptr, *_RUN]
 # dk_decompose_many(n, c, teacher, t_stride, t_dtype, ns, students, s_strides, s_dtypes, <rule>, fouts, iouts, <run>)
 _MANY = [_i64, _i64, _ptr, _i64, _int, _int, _ptr, _ptr, _ptr, *_RULE, _ptr, _ptr, *_RUN]
 MAX_STUDENTS = 256  # students of one dk_decompose_many call
@@ -259,9 +259,21 @@ def kernel_strong_mask(
     zt, t_stride, t_code = kernel_rows(teacher)
     n, c = zt.shape
     mask = np.zeros((n, c), np.uint8)
-    args = (n, c, zt.ctypes.data, t_stride, t_code, *rule.args(0), mask.ctypes.data)
+    args = (n, c, zt.ctypes.data, t_stride, t_code, *rule.args(0), mask.ctypes.data, None)
     _call(kern.strong_mask, *args, threads=threads, flags=ISA_FLAGS[isa])
     return mask.view(bool)
+
+
+def kernel_strong_sizes(
+    kern: Kernel, teacher: np.ndarray, rule: Rule, *, threads: int = 1, isa: str = "auto"
+) -> np.ndarray:
+    """Each row's |S|, (N,) int64, by the same code as `kernel_strong_mask` (without its (N, C) bytes)."""
+    zt, t_stride, t_code = kernel_rows(teacher)
+    n, c = zt.shape
+    sizes = np.zeros(n, np.int64)
+    args = (n, c, zt.ctypes.data, t_stride, t_code, *rule.args(0), None, sizes.ctypes.data)
+    _call(kern.strong_mask, *args, threads=threads, flags=ISA_FLAGS[isa])
+    return sizes
 
 
 def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int, isa: str = "auto") -> None:

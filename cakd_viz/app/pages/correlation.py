@@ -106,11 +106,10 @@ with left:
         says=lambda v: f"P = {v:g}",
     )
     links.show(("P",))
-    r_mass = state.results([sel.student], grouping=f"mass:{p:g}")[sel.student]
-    d_mass = r_mass.d
+    sizes = compute.strong_sizes(sel.key, f"mass:{p:g}", sel.temperature, sel.standardize)
     ui.chart(
-        fig.strong_size_figure(d_mass.strong_size, grouping=d_mass.grouping),
-        f"Mean |S| = {d_mass.strong_size.mean():.2f} classes at {sel.setting}, over {r_mass.scope()}.",
+        fig.strong_size_figure(sizes, grouping=f"mass:{p:g}"),
+        f"Mean |S| = {sizes.mean():.2f} classes at {sel.setting}, over all {len(sizes):,} samples.",
         key="corr_size",
     )
 with right:
