@@ -16,6 +16,7 @@ import pytest
 from apptest_support import assert_ok as _ok
 from apptest_support import open_app as _app
 from conftest import make_logits
+from reference import strong_mask as reference_mask
 from streamlit.testing.v1 import AppTest
 
 from cakd_viz.app import config as app_config
@@ -295,6 +296,19 @@ def test_correlation_charts(root):
     assert comem["data"][0]["type"] == "heatmap"
     assert sizes["data"][0]["type"] == "bar"
     assert mass["data"][0]["type"] == "heatmap" and _arr(mass["data"][0]["z"]).shape == (40, 40)  # pre-binned
+
+
+@pytest.mark.parametrize("grouping", ["topk:2", "mass:0.9"])
+def test_correlation_strong_set_sizes_count_the_teachers_sets(root, grouping):
+    """The |S| chart (P = 0.9) counts the reference's mass:0.9 sets, whether the sidebar shows that grouping
+    (the sizes of its decomposition) or another (the kernel's sizes alone)."""
+    at = _app("path:a", page="cakd_viz/app/pages/correlation.py", grouping=grouping, T=2)
+    _ok(at)
+    sizes = _charts(at)[2]["data"][0]
+    teacher, labels = _arrays()["teacher"], _arrays()["labels"]
+    counts = np.bincount(reference_mask(teacher, labels, "mass:0.9", 2.0, None).sum(1))
+    np.testing.assert_array_equal(_arr(sizes["x"]), np.flatnonzero(counts))
+    np.testing.assert_array_equal(_arr(sizes["y"]), counts[counts > 0])
 
 
 def test_data_page_shows_models_and_examples(root):

@@ -5,6 +5,7 @@ import streamlit as st
 
 from cakd_viz.app import compute, links, state, ui, views, viewspec
 from cakd_viz.figures import correlation as fig
+from cakd_viz.grouping import parse_grouping
 
 ui.title(
     "Correlation groups",
@@ -106,7 +107,10 @@ with left:
         says=lambda v: f"P = {v:g}",
     )
     links.show(("P",))
-    sizes = compute.strong_sizes(sel.key, f"mass:{p:g}", sel.temperature, sel.standardize)
+    if str(parse_grouping(sel.grouping)) == f"mass:{p:g}":  # the sidebar's own: its decomposition has them
+        sizes = state.results([sel.student])[sel.student].d.strong_size
+    else:
+        sizes = compute.strong_sizes(sel.key, f"mass:{p:g}", sel.temperature, sel.standardize)
     ui.chart(
         fig.strong_size_figure(sizes, grouping=f"mass:{p:g}"),
         f"Mean |S| = {sizes.mean():.2f} classes at {sel.setting}, over all {len(sizes):,} samples.",
