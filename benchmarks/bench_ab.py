@@ -3,10 +3,13 @@ each setting, alternating the two in fresh processes round after round, so that 
 both alike.
 
     python benchmarks/bench_ab.py --bundle DIR --against ../old-checkout --rounds 4
+    python benchmarks/bench_ab.py --bundle DIR --against ../old-checkout --threads 1 --rows 300000
 
 Each round runs one process per checkout (this one first in odd rounds, the other first in even ones);
 a process opens the bundle, warms the kernel on 20,000 rows, then times one call per setting over every
-row. Prints each setting's median per checkout, their ratio (this / other) and every round's times.
+row (or the first ``--rows``) with ``--threads`` threads. Prints every round's times, each setting's median
+wall and CPU time per checkout and their ratios (this / other). One thread's CPU time is the steadiest
+figure on a shared machine.
 """
 
 from __future__ import annotations
@@ -24,27 +27,30 @@ SETTINGS = ("topk:5@1", "mass:0.9@1", "mass:0.9@4")
 
 CHILD = """
 import json, sys, time
+import torch
 from cakd_viz.bundle import load_bundle
 from cakd_viz.decomposition import decompose_many
+torch.set_num_threads(int(sys.argv[2]))
 b = load_bundle(sys.argv[1], check_values=False)
-students = [b.student(s) for s in b.student_names]
+rows = slice(0, int(sys.argv[3]) or b.num_samples)
+students = [b.student(s)[rows] for s in b.student_names]
 out = {}
-for setting in sys.argv[2:]:
+for setting in sys.argv[4:]:
     grouping, temperature = setting.split("@")
     kw = dict(grouping=grouping, temperature=float(temperature), device="cpu")
     decompose_many([s[:20000] for s in students], b.teacher[:20000], b.labels[:20000], **kw)
-    start = time.perf_counter()
-    decompose_many(students, b.teacher, b.labels, **kw)
-    out[setting] = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    decompose_many(students, b.teacher[rows], b.labels[rows], **kw)
+    out[setting] = [time.perf_counter() - start, time.process_time() - cpu]
 print(json.dumps(out))
 """
 
 
-def _times(checkout: Path, bundle: str, settings: list[str]) -> dict[str, float]:
+def _times(checkout: Path, args: argparse.Namespace) -> dict[str, list[float]]:
+    """{setting: [wall seconds, CPU seconds]} of one process running ``checkout``'s code."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, bundle, *settings], env=env, capture_output=True, text=True, check=True
-    )
+    command = [sys.executable, "-c", CHILD, args.bundle, str(args.threads), str(args.rows), *args.settings]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -57,28 +63,31 @@ def main(argv: list[str] | None = None) -> None:
         "--against", required=True, type=Path, help="the other checkout (its repository root)"
     )
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (default: 4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads of each call (default: 2)")
+    parser.add_argument("--rows", type=int, default=0, help="time the first ROWS samples only (default: all)")
     parser.add_argument(
         "--settings", nargs="+", default=list(SETTINGS), help="GROUPING@T each (default: %(default)s)"
     )
     args = parser.parse_args(argv)
     sides = {"this": HERE, "other": args.against.resolve()}
-    times: dict[str, dict[str, list[float]]] = {side: {s: [] for s in args.settings} for side in sides}
+    times: dict[str, dict[str, list[list[float]]]] = {side: {s: [] for s in args.settings} for side in sides}
     print(f"this: {sides['this']}\nother: {sides['other']}\nload average before: {os.getloadavg()[0]:.1f}")
     for r in range(args.rounds):
-        order = ["this", "other"] if r % 2 == 0 else ["other", "this"]
-        for side in order:
-            got = _times(sides[side], args.bundle, args.settings)
+        for side in ("this", "other") if r % 2 == 0 else ("other", "this"):
+            got = _times(sides[side], args)
             for setting, seconds in got.items():
                 times[side][setting].append(seconds)
-            print(
-                f"round {r + 1} {side:5s} " + "  ".join(f"{s} {t:.2f} s" for s, t in got.items()), flush=True
-            )
+            said = "  ".join(f"{s} {wall:.2f} s ({cpu:.2f} s CPU)" for s, (wall, cpu) in got.items())
+            print(f"round {r + 1} {side:5s} {said}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     for setting in args.settings:
-        this, other = (statistics.median(times[side][setting]) for side in ("this", "other"))
-        print(
-            f"{setting:12s} this median {this:.2f} s, other {other:.2f} s: this / other = {this / other:.2f}"
-        )
+        for i, what in enumerate(("wall", "CPU")):
+            this, other = (
+                statistics.median(t[i] for t in times[side][setting]) for side in ("this", "other")
+            )
+            print(
+                f"{setting:12s} {what:4s} this {this:.2f} s, other {other:.2f} s: this / other = {this / other:.2f}"
+            )
 
 
 if __name__ == "__main__":
