@@ -1017,6 +1017,10 @@ W_INLINE __mmask16 tail16(int64_t m, int64_t i) {
     return m - i >= 16 ? (__mmask16)0xffff : m > i ? (__mmask16)((1u << (m - i)) - 1) : (__mmask16)0;
 }
 W_INLINE __m512d w_hi(__m512 x) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)); }
+/* the sum of four accumulators (independent chains: the adds' latency, not their throughput, would bound one) */
+W_INLINE double w_sum4(const __m512d a[4]) {
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
+}
 
 W_FN void pass1_avx512(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
     const char *tp = cl->t + r * cl->t_stride, *sp = cl->s + r * cl->s_stride;
@@ -1437,7 +1441,7 @@ W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, g
         float a = vals[m / 4], b = vals[m / 2], d = vals[(3 * m) / 4]; /* in class order, any rank */
         float med = a < b ? (b < d ? b : (a < d ? d : a)) : (a < d ? a : (b < d ? d : b));
         const __m512 x = _mm512_set1_ps(med);
-        __m512d hi[4], eq[4]; /* four chains each: the adds' latency, not their throughput, would bound one */
+        __m512d hi[4], eq[4]; /* four chains each (w_sum4) */
         for (int j = 0; j < 4; j++) hi[j] = eq[j] = _mm512_setzero_pd();
         for (int64_t i = 0; i < m; i += 32)
             for (int h = 0; h < 2; h++) {
@@ -1450,22 +1454,21 @@ W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, g
                 eq[2 * h] = _mm512_mask_add_pd(eq[2 * h], (__mmask8)eq16, eq[2 * h], pa);
                 eq[2 * h + 1] = _mm512_mask_add_pd(eq[2 * h + 1], (__mmask8)(eq16 >> 8), eq[2 * h + 1], pb);
             }
-        const double hi_m = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(hi[0], hi[1]), _mm512_add_pd(hi[2], hi[3])));
-        const double at = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(eq[0], eq[1]), _mm512_add_pd(eq[2], eq[3])));
-        int cmp; /* the side kept: _CMP_GT_OQ (above the pivot) or _CMP_LT_OQ (below it) */
+        const double hi_m = w_sum4(hi), at = w_sum4(eq);
+        int above; /* the side kept: above the pivot (1) or below it (0) */
         if (reaches(base + hi_m, goal)) {
-            cmp = 1;
+            above = 1;
         } else if (reaches(base + hi_m + at, goal)) {
             *v = med;
             return 1;
         } else {
-            base += hi_m + at, cmp = 0;
+            base += hi_m + at, above = 0;
         }
         int64_t w = 0;
         for (int64_t i = 0; i < m; i += 16) {
             const __mmask16 in = tail16(m, i);
             __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
-            __mmask16 k = cmp ? _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, y, x, _CMP_LT_OQ);
+            __mmask16 k = above ? _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, y, x, _CMP_LT_OQ);
             _mm512_storeu_ps(cv + w, _mm512_maskz_compress_ps(k, y));
             _mm512_storeu_ps(cp + w, _mm512_maskz_compress_ps(k, _mm512_maskz_loadu_ps(in, ps + i)));
             w += __builtin_popcount(k);
@@ -1547,8 +1550,7 @@ W_FN int mass_lanes_avx512(const float *t, const float *p, int64_t c, const row_
    in all; and x >= -COMMON_SPAN flushes nothing. */
 W_FN double mass_expf_avx512(const float *t, int64_t c, int64_t cp, float tmax, double inv_t, int common, float *pf,
                              double *err) {
-    const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t), floor = _mm512_set1_pd(-100.0);
-    __m512d z[4], a[4]; /* independent chains, as in mass_pick_avx512 */
+    __m512d z[4], a[4]; /* four chains each (w_sum4) */
     for (int j = 0; j < 4; j++) z[j] = a[j] = _mm512_setzero_pd();
     if (common) {
         const __m512 itf = _mm512_set1_ps((float)inv_t), shift = _mm512_set1_ps((float)((double)tmax * inv_t));
@@ -1565,11 +1567,11 @@ W_FN double mass_expf_avx512(const float *t, int64_t c, int64_t cp, float tmax, 
                 a[2 * h] = _mm512_fmadd_pd(el, w_lo(ax), a[2 * h]);
                 a[2 * h + 1] = _mm512_fmadd_pd(eh, w_hi(ax), a[2 * h + 1]);
             }
-        const double zs = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(z[0], z[1]), _mm512_add_pd(z[2], z[3])));
-        const double as = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
-        *err = 1.01 * (1.2e-7 * as + (3e-7 + 1e-14 * fabs((double)tmax * inv_t)) * zs) + 1e-15 * zs;
+        const double zs = w_sum4(z);
+        *err = 1.01 * (1.2e-7 * w_sum4(a) + (3e-7 + 1e-14 * fabs((double)tmax * inv_t)) * zs) + 1e-15 * zs;
         return zs;
     }
+    const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t), floor = _mm512_set1_pd(-100.0);
     for (int64_t i = 0; i < c; i += 32)
         for (int h = 0; h < 2; h++) {
             const __mmask16 in = tail16(c, i + 16 * h);
@@ -1584,16 +1586,15 @@ W_FN double mass_expf_avx512(const float *t, int64_t c, int64_t cp, float tmax, 
             a[2 * h] = _mm512_fnmadd_pd(el, xl, a[2 * h]); /* sum p~ |x| (x <= 0) */
             a[2 * h + 1] = _mm512_fnmadd_pd(eh, xh, a[2 * h + 1]);
         }
-    const double zs = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(z[0], z[1]), _mm512_add_pd(z[2], z[3])));
-    const double as = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
-    *err = 1.01 * (6e-8 * as + 3e-7 * zs) + 1e-15 * zs + 2e-38 * (double)c;
+    const double zs = w_sum4(z);
+    *err = 1.01 * (6e-8 * w_sum4(a) + 3e-7 * zs) + 1e-15 * zs + 2e-38 * (double)c;
     return zs;
 }
 
 /* the mass of p~ strictly above v, the number of classes at v and the first of them (c if none) */
 W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v, int64_t *ties, int64_t *first) {
     const __m512 x = _mm512_set1_ps(v);
-    __m512d a[4]; /* independent chains, as in mass_pick_avx512 */
+    __m512d a[4]; /* four chains (w_sum4) */
     for (int j = 0; j < 4; j++) a[j] = _mm512_setzero_pd();
     int64_t at = 0;
     *first = c;
@@ -1609,7 +1610,7 @@ W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v
             a[2 * h + 1] = _mm512_mask_add_pd(a[2 * h + 1], (__mmask8)(gt >> 8), a[2 * h + 1], w_hi(pv));
         }
     *ties = at;
-    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
+    return w_sum4(a);
 }
 
 /* mass:P in float, certified. The probabilities p~ = e^x in float (x = (t - max t) / T taken in double, then
