@@ -76,7 +76,8 @@
  * PASSES per row (all but the first over per-thread scratch that stays in L1 for C up to a few thousand):
  *   1. read t, s from the caller's rows (float16 widened in registers by F16C), copy them as float32 into
  *      the row scratch (padded to a multiple of 16 with each row's maximum), argmaxes, finiteness,
- *      max |t - s|, the teacher's span, per-lane maxima (a lower bound for top-k)
+ *      max |t - s|, the teacher's span, per-lane maxima (a lower bound for top-k); on AVX-512 the later
+ *      students of one call read only their own row (pass1_student_avx512: the teacher's is in scratch)
  *   2. the grouping rule writes the byte mask (1 = S, 0 = W, 2 = padding). top-k (k <= 32) ranks the
  *      few classes at or above a lower bound from pass 1's lane maxima (branch-free on AVX-512) and
  *      keeps k + 1 or k + 2 entries, which give W's maximum too; top-k (k > 32) and mass:P bisect on
@@ -85,8 +86,10 @@
  *      hold P (a peaked row), else by selection: a band of likely values from 32 strided samples (one
  *      pass; it holds v in most rows), then split the candidates around a pivot and keep the side that
  *      holds v, level by level; the set is kept where a bound on the float
- *      rounding shows every decision certain, and the rest (a few rows in a thousand) bisect in double
- *   3. group teacher maxima, |S|, reference classes (skipped for top-k: its list has them)
+ *      rounding shows every decision certain, and the rest (a few rows in a thousand) bisect in double;
+ *      a certain set is written with its groups' maxima, sizes and references (mass_groups_avx512)
+ *   3. group teacher maxima, |S|, reference classes (skipped for top-k, whose list has them, and for
+ *      mass:P's certain rows)
  *   4. e^b and d - d_ref into scratch; Zp and sum e^b (d - d_ref) per group
  *   5. F per group (skipped when no group has two classes)
  * and the row's terms in double. Passes 4 and 5 also prefetch the row after next (hardware prefetchers
@@ -1072,6 +1075,45 @@ W_FN void pass1_avx512(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
     row->dx = dm;
 }
 
+/* Pass 1 for a later student of a decompose_many call, on a row whose teacher the first student's pass 1
+   read in full: the teacher's floats are in sc->tf and its maxima, minimum, argmax, lanes and finiteness in
+   *row already (share_t), so only the student's logits are read (its maximum, argmax and finiteness) and
+   max |t - s| taken against sc->tf. Every value is the one pass1_avx512 gives, bit for bit. */
+W_FN void pass1_student_avx512(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
+    const char *sp = cl->s + r * cl->s_stride;
+    const int64_t c = cl->c, c16 = c & ~(int64_t)15;
+    __m512 smax = _mm512_set1_ps(-INFINITY), dx = _mm512_setzero_ps();
+    __m512i sidx = _mm512_setzero_si512();
+    __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    __mmask16 bad = 0;
+    for (int64_t i = 0; i < c16; i += 16) {
+        __m512 s = cl->s_dtype == DT_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)sp + i)))
+                                         : _mm512_loadu_ps((const float *)sp + i);
+        _mm512_store_ps(sc->sf + i, s);
+        bad |= _mm512_fpclass_ps_mask(s, 0x99); /* NaN or +-inf */
+        __mmask16 gs = _mm512_cmp_ps_mask(s, smax, _CMP_GT_OQ);
+        smax = _mm512_mask_mov_ps(smax, gs, s), sidx = _mm512_mask_mov_epi32(sidx, gs, lane);
+        dx = _mm512_max_ps(dx, _mm512_abs_ps(_mm512_sub_ps(_mm512_load_ps(sc->tf + i), s)));
+        lane = _mm512_add_epi32(lane, sixteen);
+    }
+    float sm = _mm512_reduce_max_ps(smax), dm = _mm512_reduce_max_ps(dx);
+    int64_t sarg = 0;
+    if (c16) {
+        __m512i big = _mm512_set1_epi32(INT32_MAX);
+        sarg = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(big, _mm512_cmp_ps_mask(smax, _mm512_set1_ps(sm), _CMP_EQ_OQ), sidx));
+    }
+    int finite = bad == 0;
+    for (int64_t i = c16; i < c; i++) {
+        float x = sc->tf[i], y = cl->s_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
+        finite &= isfinite(y);
+        sc->sf[i] = y;
+        if (y > sm) sm = y, sarg = i;
+        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
+    }
+    row->smax = sm, row->sarg = sarg, row->finite = finite, row->dx = dm;
+}
+
 /* Top-k without data-dependent branches (they mispredicted, ~1000 cycles a row): the classes at or
    above the lane bound are compressed into a candidate list (in class order), a handful in a typical
    row; with at most 16 of them each candidate's rank in (value desc, index asc) order is counted with
@@ -1425,10 +1467,13 @@ W_FN int64_t mass_band_avx512(const float *t, const float *p, int64_t c, double 
    side kept into the scratch, in place from the second level on (a write never passes the read): about two
    light passes and one compaction over the row in all, against 32 probes. On mass_float_avx512's float
    probabilities p (their sums in double); v is a candidate, which the caller keeps only where it certifies
-   it. Returns 0 where no v came out. cv, cp: (c + 16) scratch each. */
+   it, with what mass_above_avx512 would say of v: the mass strictly above it (*above: base and the candidates
+   above the pivot, summed in another order, which the certification's margin covers), the classes at it
+   (*ties: all are candidates at every level) and their probability (*p_at). Returns 0 where no v came out.
+   cv, cp: (c + 16) scratch each. */
 #define PICK_LEVELS 48 /* a row that needs more (adversarial pivots) is left to the bisection */
 W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, goal_t goal, float *cv, float *cp,
-                          float *v) {
+                          float *v, double *above_v, int64_t *ties, float *p_at) {
     const float *vals = t; /* the first level reads the row itself, unless the band holds v */
     const float *ps = p;
     double base = 0.0;
@@ -1443,12 +1488,15 @@ W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, g
         const __m512 x = _mm512_set1_ps(med);
         __m512d hi[4], eq[4]; /* four chains each (w_sum4) */
         for (int j = 0; j < 4; j++) hi[j] = eq[j] = _mm512_setzero_pd();
+        int64_t at_n = 0;
+        float at_p = 0.0f;
         for (int64_t i = 0; i < m; i += 32)
             for (int h = 0; h < 2; h++) {
                 const __mmask16 in = tail16(m, i + 16 * h);
                 const __m512 y = _mm512_maskz_loadu_ps(in, vals + i + 16 * h), pv = _mm512_maskz_loadu_ps(in, ps + i + 16 * h);
                 const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq16 = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
                 const __m512d pa = w_lo(pv), pb = w_hi(pv);
+                if (eq16) at_n += __builtin_popcount(eq16), at_p = ps[i + 16 * h + __builtin_ctz(eq16)];
                 hi[2 * h] = _mm512_mask_add_pd(hi[2 * h], (__mmask8)gt, hi[2 * h], pa);
                 hi[2 * h + 1] = _mm512_mask_add_pd(hi[2 * h + 1], (__mmask8)(gt >> 8), hi[2 * h + 1], pb);
                 eq[2 * h] = _mm512_mask_add_pd(eq[2 * h], (__mmask8)eq16, eq[2 * h], pa);
@@ -1459,7 +1507,7 @@ W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, g
         if (reaches(base + hi_m, goal)) {
             above = 1;
         } else if (reaches(base + hi_m + at, goal)) {
-            *v = med;
+            *v = med, *above_v = base + hi_m, *ties = at_n, *p_at = at_p;
             return 1;
         } else {
             base += hi_m + at, above = 0;
@@ -1613,6 +1661,37 @@ W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v
     return w_sum4(a);
 }
 
+/* mass:P's strong set from its threshold v: the classes above v and the first `take` at v (class order),
+   into mask (1 = S, 0 = W; the padding's 2s kept), with what pass 3 and group_ref would find after it: the
+   groups' sizes, their maxima (S holds the row's maximum, at its argmax) and W's reference, the first class
+   at W's maximum (per lane the first at that lane's maximum, then the lowest of those lanes). One pass. */
+W_FN void mass_groups_avx512(const float *t, int64_t c, float v, int64_t take, uint8_t *mask, row_t *row) {
+    const __m512 x = _mm512_set1_ps(v);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), widx = _mm512_setzero_si512();
+    __m512 wmax = _mm512_set1_ps(-INFINITY);
+    int64_t size = 0;
+    for (int64_t i = 0; i < c; i += 16) {
+        const __mmask16 in = tail16(c, i);
+        const __m512 y = _mm512_maskz_loadu_ps(in, t + i);
+        uint32_t s = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ), eq = _mm512_mask_cmp_ps_mask(in, y, x, _CMP_EQ_OQ);
+        for (; eq && take > 0; take--) s |= eq & -eq, eq &= eq - 1; /* the lowest classes at v enter first */
+        _mm_mask_storeu_epi8(mask + i, in, _mm_maskz_set1_epi8((__mmask16)s, 1));
+        size += __builtin_popcount(s);
+        const __mmask16 gw = _mm512_mask_cmp_ps_mask(in & (__mmask16)~s, y, wmax, _CMP_GT_OQ);
+        wmax = _mm512_mask_mov_ps(wmax, gw, y), widx = _mm512_mask_mov_epi32(widx, gw, lane);
+        lane = _mm512_add_epi32(lane, sixteen);
+    }
+    group_t *S = &row->g[0], *W = &row->g[1];
+    S->size = size, S->mt = row->tmax, S->ref = row->targ;
+    W->size = c - size;
+    if (W->size) {
+        W->mt = _mm512_reduce_max_ps(wmax);
+        const __mmask16 at = _mm512_cmp_ps_mask(wmax, _mm512_set1_ps(W->mt), _CMP_EQ_OQ);
+        W->ref = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(_mm512_set1_epi32(INT32_MAX), at, widx));
+    }
+}
+
 /* mass:P in float, certified. The probabilities p~ = e^x in float (x = (t - max t) / T taken in double, then
    rounded: a relative error of at most 6e-8 |x| + 3e-7 each, none where x < -87 flushes a p below 2e-38 to 0),
    so that a subset's mass in double is off its exact value by at most E = sum_i p~_i (6e-8 |x_i| + 3e-7), plus
@@ -1621,7 +1700,8 @@ W_FN double mass_above_avx512(const float *t, const float *p, int64_t c, float v
    decision that made it is certain: the mass above v and each step of the walk through the classes at v stay
    further than (1 + P) E from P times the total (the total is off by E too). Then it is the set of exact
    arithmetic, hence the float64 decision's; elsewhere (a row within about 1e-6 of a decision: a few in a
-   thousand) the caller decides in double. Returns 1 with the set in mask, or 0. */
+   thousand) the caller decides in double. Returns 1 with the set in mask and the groups in row
+   (mass_groups_avx512), or 0. */
 W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, row_t *row, uint8_t *mask) {
     const int64_t c = cl->c;
     const float *t = sc->tf;
@@ -1631,22 +1711,23 @@ W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, row_t *row, uint8_t 
     const double z = mass_expf_avx512(t, c, sc->cp, row->tmax, cl->inv_t, row->eb_common, pf, &err);
     const goal_t goal = exact_product(cl->mass_p, z);
     const double margin = (1.0 + cl->mass_p) * err, below = goal.hi - margin, beyond = goal.hi + margin;
-    float v;
-    if (!mass_lanes_avx512(t, pf, c, row, cl->inv_t, goal, sc->sel, (int32_t *)sc->pc, &v) &&
-        !mass_pick_avx512(t, pf, c, z, goal, sc->sel, sc->pc, &v))
-        return 0;
+    float v, pvf;
     int64_t ties, first;
-    double cum = mass_above_avx512(t, pf, c, v, &ties, &first);
+    double cum;
+    if (mass_lanes_avx512(t, pf, c, row, cl->inv_t, goal, sc->sel, (int32_t *)sc->pc, &v)) {
+        cum = mass_above_avx512(t, pf, c, v, &ties, &first);
+        pvf = ties ? pf[first] : 0.0f;
+    } else if (!mass_pick_avx512(t, pf, c, z, goal, sc->sel, sc->pc, &v, &cum, &ties, &pvf)) {
+        return 0;
+    }
     if (!(cum < below) || ties < 1) return 0;
-    const double pv = pf[first];
+    const double pv = pvf;
     int64_t take = 0; /* the classes at v that enter: until the mass certainly reaches P */
     while (!(cum >= beyond)) {
         if (!(cum < below) || take == ties) return 0; /* uncertain, or v was not the threshold */
         cum += pv, take++;
     }
-    for (int64_t i = 0; i < c; i++) mask[i] = t[i] > v;
-    for (int64_t i = first; take > 0; i++)
-        if (t[i] == v) mask[i] = 1, take--;
+    mass_groups_avx512(t, c, v, take, mask, row);
     return 1;
 }
 
@@ -1851,8 +1932,8 @@ static mass_probe_t probe_for(const call_t *cl) {
     return mass_probe_scalar;
 }
 
-/* The strong set into sc->mask; for top-k with a small k, also the groups' sizes, maxima and
-   reference classes (returns 1 then, 0 where pass 3 must find them). */
+/* The strong set into sc->mask; for top-k with a small k and mass:P's certified rows on AVX-512, also the
+   groups' sizes, maxima and reference classes (returns 1 then, 0 where pass 3 must find them). */
 static int select_strong(const call_t *cl, scratch_t *sc, row_t *row, int64_t label) {
     const int64_t c = cl->c;
     uint8_t *mask = sc->mask;
@@ -1863,7 +1944,7 @@ static int select_strong(const call_t *cl, scratch_t *sc, row_t *row, int64_t la
     case RULE_MASS: {
         mass_exp_t exps = mass_exp_scalar;
 #ifdef DK_X86
-        if (cl->simd == 2 && mass_float_avx512(cl, sc, row, mask)) return 0; /* most rows, certainly */
+        if (cl->simd == 2 && mass_float_avx512(cl, sc, row, mask)) return 1; /* most rows, certainly */
         if (cl->simd == 2) exps = mass_exp_avx512;
 #endif
         double z = exps(sc->tf, c, row->tmax, cl->inv_t, sc->pd);
@@ -1921,6 +2002,10 @@ typedef struct {
     int selected, eb_mode;
     int64_t size[2], ref[2];
     float mt[2];
+    int teacher_read; /* AVX-512: the first student's pass 1 read the teacher's row, finite, into sc->tf */
+    float tmax, tmin, lanes[16];
+    int64_t targ;
+    int n_lanes;
 } share_t;
 
 /* BCD, the masses and the row's terms into out[N_FOUT] from the groups' sums and in-group KLs, in double.
@@ -2034,9 +2119,18 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
     row.g[0].arg_max = row.g[1].arg_max = -INFINITY;
     next_row(cl, r, &row);
 #ifdef DK_X86
-    if (cl->simd == 2)
+    if (cl->simd == 2 && sh && sh->teacher_read) {
+        row.tmax = sh->tmax, row.tmin = sh->tmin, row.targ = sh->targ, row.n_lanes = sh->n_lanes;
+        memcpy(row.lanes, sh->lanes, sizeof row.lanes);
+        pass1_student_avx512(cl, sc, r, &row);
+    } else if (cl->simd == 2) {
         pass1_avx512(cl, sc, r, &row);
-    else if (cl->simd)
+        if (sh && row.finite) { /* both finite: the teacher is, for the next students' pass1_student_avx512 */
+            sh->teacher_read = 1, sh->tmax = row.tmax, sh->tmin = row.tmin, sh->targ = row.targ;
+            sh->n_lanes = row.n_lanes;
+            memcpy(sh->lanes, row.lanes, sizeof row.lanes);
+        }
+    } else if (cl->simd)
         pass1_avx2(cl, sc, r, &row);
     else
 #endif
@@ -2206,7 +2300,8 @@ static void work(shared_t *sh) {
         if (r0 >= cl->n) break;
         int64_t r1 = r0 + sh->block < cl->n ? r0 + sh->block : cl->n;
         for (int64_t r = r0; r < r1; r++) { /* every student's pass through the row while it is in cache */
-            share_t share = {0, 0, {0, 0}, {0, 0}, {0.0f, 0.0f}};
+            share_t share;
+            memset(&share, 0, sizeof share);
             for (int q = 0; q < sh->ns; q++) {
                 int code = process_row(&cl[q], &sc, r, sh->ns > 1 ? &share : NULL);
                 if (code) note_error(sh, r, code);
