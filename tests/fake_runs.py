@@ -133,6 +133,7 @@ def write_epochs(
     temperature: float = 4.0,
     split: str = "validation",
     rows: np.ndarray | None = None,
+    standardize: bool = False,
 ) -> list[dict]:
     """A run's ``epochs/`` as a run writes it (``runs.dynamics.HeldOutTerms`` keeping each epoch), for
     epochs 1, 2, ... with ``students[e - 1]``; metrics.jsonl is rewritten with those epochs' held-out
@@ -147,6 +148,7 @@ def write_epochs(
         keep_dir=Path(run_dir) / EPOCHS_DIR,
         split=split,
         rows=rows,
+        standardize=standardize,
     )
     records = []
     for epoch, student in enumerate(students, start=1):

@@ -89,6 +89,22 @@ def test_the_overall_means_are_the_runs_own_held_out_terms(run):
         assert t.overall[e, COLUMNS.index("accuracy")] == pytest.approx(rec["val_acc"], abs=1.5 / N)
 
 
+def test_an_ls_runs_trajectory_is_of_the_standardized_logits_as_its_curves_are(tmp_path):
+    student, teacher, labels = make_logits(N, C, seed=4)
+    students = _students(teacher * 3.0, student)  # scales unlike the teacher's: LS changes every term
+    path = write_run(tmp_path, "20260101-000000-cakd-ls", accs=(0.5, 0.6, 0.7))
+    records = write_epochs(
+        path, students, teacher, labels, grouping="topk:3", temperature=2.0, standardize=True
+    )
+    t = read_trajectory(path)
+    assert t.standardize and t.setting == "topk:3, T = 2, standardized"
+    raw = trajectory(dict(enumerate(students, start=1)), teacher, labels, grouping="topk:3", temperature=2.0)
+    for e, rec in enumerate(records):  # the run's numbers came from float32 logits, these from float16
+        for column, key in (("kl_mean", "val_kl"), ("bcd_mean", "val_bcd"), ("wcd_mean", "val_wcd_part")):
+            assert t.overall[e, COLUMNS.index(column)] == pytest.approx(rec[key], rel=2e-3)
+        assert raw.overall[e, COLUMNS.index("kl_mean")] != pytest.approx(rec["val_kl"], rel=0.05)
+
+
 def test_became_right_and_wrong_follow_the_predictions(run):
     path, students, _, labels, rows, _ = run
     t = read_trajectory(path)
@@ -203,6 +219,10 @@ DAMAGE = {
     "epochs": (lambda p: _index(p, epochs=[2, 1]), "index.json: 'epochs' must be increasing"),
     "grouping": (lambda p: _index(p, grouping="nope:3"), "index.json: 'grouping' is not a grouping"),
     "temperature": (lambda p: _index(p, temperature=-1), "index.json: 'temperature' must be"),
+    "standardize": (
+        lambda p: _index(p, standardize="yes"),
+        "index.json: 'standardize' must be true or false",
+    ),
     "epoch file gone": (lambda p: (p / "epochs" / "epoch-002.npy").unlink(), "epochs/epoch-002.npy: missing"),
     "teacher dtype": (
         lambda p: np.save(p / "epochs" / "teacher.npy", np.zeros((N, C), np.int32)),

@@ -115,9 +115,32 @@ def test_the_sidebars_other_grouping_is_said_in_one_caption(runs):
     at = _tune(run=VAL_RUN)
     lines = [c.value for c in at.caption if c.value.startswith("These per-class numbers use the run's own")]
     assert lines == [
-        "These per-class numbers use the run's own grouping topk:2 and T = 2 (what its held-out terms used), "
-        "not the sidebar's topk:5 and T = 4."
+        "These per-class numbers use the run's own grouping topk:2, T = 2 (what its held-out terms used), "
+        "not the sidebar's topk:5, T = 4."
     ]
+
+
+def test_a_sidebar_without_the_runs_ls_is_said_in_the_caption_and_compared_runs_name_it():
+    from dataclasses import replace
+
+    from cakd_viz.app import trajectory_compare as tc
+    from cakd_viz.app import trajectory_view as tv
+    from cakd_viz.runs.trajectory import trajectory
+
+    student, teacher, labels = make_logits(40, 6, seed=2)
+    plain = trajectory({1: student}, teacher, labels, grouping="topk:2", temperature=2.0)
+    ls = replace(plain, standardize=True)
+    assert tv.settings_line(plain, "topk:2", 2.0, False) is None
+    assert tv.settings_line(ls, "topk:2", 2.0, False) == (
+        "These per-class numbers use the run's own grouping topk:2, T = 2, standardized (what its held-out "
+        "terms used), not the sidebar's topk:2, T = 2."
+    )
+    assert tv.settings_line(ls, "topk:2", 2.0, True) is None
+    assert tc.settings_note({"a": plain, "b": ls}) == (
+        "The runs' terms use different groupings, T or LS, each its own (a: topk:2, T = 2; "
+        "b: topk:2, T = 2, standardized)."
+    )
+    assert tc.context({"a": ls, "b": ls})["standardize"] is True
 
 
 def test_samples_that_became_right_open_on_the_sample_page(runs):

@@ -42,12 +42,11 @@ def compared(runs: list[RunInfo], labels: dict[str, str], most: int = MAX_PANELS
 
 
 def settings_note(panels: dict) -> str:
-    """One line when the runs' terms were split under different groupings or T (else "")."""
-    used = {(t.grouping, t.temperature) for t in panels.values()}
-    if len(used) < 2:
+    """One line when the runs' terms were split under different groupings, T or LS (else "")."""
+    if len({t.setting for t in panels.values()}) < 2:
         return ""
-    words = "; ".join(f"{plain(label)}: {t.grouping}, T = {t.temperature:g}" for label, t in panels.items())
-    return f"The runs' terms use different groupings or T, each its own ({words})."
+    words = "; ".join(f"{plain(label)}: {t.setting}" for label, t in panels.items())
+    return f"The runs' terms use different groupings, T or LS, each its own ({words})."
 
 
 def same_samples(a: RunInfo, b: RunInfo) -> bool:
@@ -82,11 +81,12 @@ def side_by_side_table(panels: dict, names: list[str]) -> pd.DataFrame:
 
 
 def context(panels: dict, column: str | None = None) -> dict:
-    """The export context of the compared runs' tables: the runs, their grouping and T (never the sidebar's)."""
+    """The export context of the compared runs' tables: the runs, their grouping, T and LS (never the
+    sidebar's)."""
     out = {"runs": " vs ".join(panels)}
-    used = {(t.grouping, t.temperature) for t in panels.values()}
+    used = {(t.grouping, t.temperature, t.standardize) for t in panels.values()}
     if len(used) == 1:
-        out["grouping"], out["T"] = next(iter(used))
+        out["grouping"], out["T"], out["standardize"] = next(iter(used))
     return out | ({"term": column} if column else {})
 
 
@@ -98,7 +98,7 @@ def side_caption(panels: dict, column: str) -> str:
     )
     return (
         f"{_what(column)} per class and kept epoch of each run, one colour scale, rows in the first run's "
-        f"families order (its teacher's correlation), each run under its own grouping and T ({each})."
+        f"families order (its teacher's correlation), each run under its own grouping, T and LS ({each})."
     )
 
 

@@ -43,7 +43,7 @@ def run_part(r) -> None:
         return
     names = tv.class_names(r, t.num_classes)
     sel = state.selection(required=False)
-    if line := tv.settings_line(t, sel.grouping, sel.temperature):
+    if line := tv.settings_line(t, sel.grouping, sel.temperature, sel.standardize):
         st.caption(line)
     column = term_choice("term", "Per-class term")
     extra, beside = None, ""
@@ -128,7 +128,7 @@ def compare_part(runs, labels: dict[str, str]) -> None:
             name="classes-compared",
             key="tune_cls_table",
             context=tc.context(panels),
-            caption="One row per run, class and kept epoch, each run on its own split, grouping and T.",
+            caption="One row per run, class and kept epoch, each run on its own split, grouping, T and LS.",
         )
         return
     options = list(panels)

@@ -3,7 +3,8 @@ epoch files), its class names, what its captions say, whether its bundle holds t
 (then a sample opens on the Sample page), and its per-class numbers beside the bundle's students.
 
 Everything is computed from the epochs a run keeps (``cakd_viz.runs.trajectory``) under the run's own
-grouping and T; the sidebar's are never used for it, and a caption says so when they differ.
+grouping, T and logit standardization; the sidebar's are never used for it, and a caption says so when
+they differ.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from cakd_viz.runs.dynamics import EPOCHS_DIR
 from cakd_viz.runs.epoch_files import read_epochs
 from cakd_viz.runs.results import RunInfo
 from cakd_viz.runs.trajectory import BY, COLUMNS, Trajectory, class_means, read_trajectory
+from cakd_viz.standardize import setting
 
 MAX_FILES = 10_000  # entries of an epochs/ folder looked at for its identity
 MAX_STUDENTS = 4  # the bundle's students set beside a run
 PICK_LIMIT = 500  # changed samples offered in the "open" selector
 BESIDE_HELP = (
     "The students of the bundle the run was trained against (same data and teacher) and the run's final "
-    "student, per class, under the run's grouping and T, as extra columns right of the epochs."
+    "student, per class, under the run's grouping, T and LS, as extra columns right of the epochs."
 )
 
 
@@ -81,13 +83,13 @@ def class_names(run: RunInfo, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-def settings_line(t: Trajectory, grouping: str, temperature: float) -> str | None:
-    """One line when the sidebar's grouping or T differ from the run's (None when they agree)."""
-    if grouping == t.grouping and float(temperature) == t.temperature:
+def settings_line(t: Trajectory, grouping: str, temperature: float, standardize: bool = False) -> str | None:
+    """One line when the sidebar's grouping, T or LS differ from the run's (None when they agree)."""
+    if (grouping, float(temperature), bool(standardize)) == (t.grouping, t.temperature, t.standardize):
         return None
     return (
-        f"These per-class numbers use the run's own grouping {t.grouping} and T = {t.temperature:g} (what its "
-        f"held-out terms used), not the sidebar's {grouping} and T = {float(temperature):g}."
+        f"These per-class numbers use the run's own grouping {t.setting} (what its held-out terms used), "
+        f"not the sidebar's {grouping}, {setting(temperature, standardize)}."
     )
 
 
@@ -96,7 +98,7 @@ def scope(t: Trajectory) -> str:
     listed = ", ".join(map(str, t.epochs))
     return (
         f"the run's {t.split} split ({t.num_samples:,} samples, rows by {BY[t.by]}) after "
-        f"epoch{'s' if len(t.epochs) != 1 else ''} {listed}, under {t.grouping}, T = {t.temperature:g}"
+        f"epoch{'s' if len(t.epochs) != 1 else ''} {listed}, under {t.setting}"
     )
 
 
@@ -130,6 +132,7 @@ def epoch_context(run: RunInfo, t: Trajectory) -> dict:
         "samples": t.num_samples,
         "grouping": t.grouping,
         "T": t.temperature,
+        "standardize": t.standardize,
     }
 
 
@@ -229,7 +232,7 @@ class Beside:
 
 def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
     """Per-class means of the bundle the run was trained against (its students, up to MAX_STUDENTS, and the
-    run's final student), under the run's grouping and T, on that bundle's samples; or why not (one line)."""
+    run's final student), under the run's grouping, T and LS, on that bundle's samples; or why not (one line)."""
     if run.bundle_path is None:
         return "it needs the run's finished bundle (same data and teacher), and " + (
             "a recorded run keeps none" if run.config.get("recorded") else "this run has none yet"
@@ -249,7 +252,7 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
     final = views.renamed(key, views.RUN_PREFIX + run.id)  # the run's student as the view names it
     students = [*opened.bundle.student_names[:MAX_STUDENTS], final]
     device = state.selection(required=False).device or "cpu"
-    res = progressive.results(key, students, t.grouping, t.temperature, device)
+    res = progressive.results(key, students, t.grouping, t.temperature, device, standardize=t.standardize)
     labels = opened.bundle.labels
     means = {}
     for name, r in res.items():
@@ -262,7 +265,7 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
     return Beside(
         means,
         f"Right of the gap: the bundle {opened.label}'s students and the run's final student ('final run') "
-        f"on {first.scope()} of that bundle ({samples}), under the run's grouping and T.",
+        f"on {first.scope()} of that bundle ({samples}), under the run's {t.setting}.",
     )
 
 

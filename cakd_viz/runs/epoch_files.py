@@ -38,6 +38,7 @@ class EpochFiles:
     split: str  # "validation" or "test"
     grouping: str
     temperature: float
+    standardize: bool  # the held-out terms were of the standardized logits (an LS run)
     epochs: tuple[int, ...]
     not_kept: tuple[int, ...]
     teacher: np.ndarray
@@ -89,6 +90,7 @@ def read_epochs(run_dir: str | Path) -> EpochFiles:
         split=index["split"],
         grouping=index["grouping"],
         temperature=index["temperature"],
+        standardize=index["standardize"],
         epochs=index["epochs"],
         not_kept=index["not_kept"],
         teacher=teacher,
@@ -126,9 +128,18 @@ def _index(folder: Path, name: str) -> dict:
     t = index.get("temperature")
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
         raise ValueError(f"{where}: 'temperature' must be a finite number > 0, found {_short(t)}")
+    standardize = index.get("standardize", False)  # absent in the files of runs before LS
+    if not isinstance(standardize, bool):
+        raise ValueError(f"{where}: 'standardize' must be true or false, found {_short(standardize)}")
     epochs = _epoch_list(index.get("epochs"), f"{where}: 'epochs'")
     not_kept = _epoch_list(index.get("not_kept", []), f"{where}: 'not_kept'")
-    return index | {"grouping": grouping, "temperature": float(t), "epochs": epochs, "not_kept": not_kept}
+    return index | {
+        "grouping": grouping,
+        "temperature": float(t),
+        "standardize": standardize,
+        "epochs": epochs,
+        "not_kept": not_kept,
+    }
 
 
 def _epoch_list(value: object, where: str) -> tuple[int, ...]:

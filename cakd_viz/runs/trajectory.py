@@ -7,8 +7,8 @@
     t.changes(1, 5)                                       # samples that became right or wrong
 
 A run keeps each epoch's student logits on its evaluation split (``epochs/``, ``runs.epoch_files``);
-this module decomposes each kept epoch once, with the run's own grouping and T (index.json: the split,
-grouping and T its ``val_*`` numbers used), and keeps small results: per class (by true class; by the
+this module decomposes each kept epoch once, with the run's own grouping, T and logit standardization
+(index.json: the split, grouping, T and ``standardize`` its ``val_*`` numbers used), and keeps small results: per class (by true class; by the
 teacher's class when there are no labels) and per epoch the means of ``COLUMNS`` (C x E x 8 floats),
 plus each sample's prediction and KL per epoch (E x N) for ``changes``. Classes are ordered with their
 families together (``families.cluster_classes`` on the correlation of the run's own teacher logits).
@@ -31,6 +31,7 @@ from cakd_viz.decomposition import Decomposition, decompose_many
 from cakd_viz.families import cluster_classes
 from cakd_viz.grouping import class_correlation, parse_grouping
 from cakd_viz.runs.epoch_files import read_epochs
+from cakd_viz.standardize import setting
 
 COLUMNS = (
     "kl_mean",  # mean KL (nats)
@@ -90,6 +91,12 @@ class Trajectory:
     grouping: str
     temperature: float
     notes: tuple[str, ...] = ()
+    standardize: bool = False  # the terms are of the standardized logits (an LS run's, as it trained)
+
+    @property
+    def setting(self) -> str:
+        """The run's grouping, T and LS as captions state them: "topk:3, T = 2" or "topk:3, T = 2, standardized"."""
+        return f"{self.grouping}, {setting(self.temperature, self.standardize)}"
 
     @property
     def num_classes(self) -> int:
@@ -163,13 +170,15 @@ def trajectory(
     *,
     grouping: str,
     temperature: float,
+    standardize: bool = False,
     rows: np.ndarray | None = None,
     split: str = "validation",
     notes: tuple[str, ...] = (),
 ) -> Trajectory:
     """The trajectory of ``students`` {epoch: (N, C) logits} against ``teacher`` (N, C) with ``labels``
-    (N,) or None, each epoch decomposed once on the CPU under ``grouping`` and ``temperature`` (a
-    ``corr:R`` grouping uses the (C, C) class correlation of ``teacher``)."""
+    (N,) or None, each epoch decomposed once on the CPU under ``grouping`` and ``temperature``, of the
+    standardized logits with ``standardize`` (a ``corr:R`` grouping uses the (C, C) class correlation of
+    ``teacher``)."""
     epochs = tuple(sorted(int(e) for e in students))
     n, c = np.shape(teacher)
     teacher_corr = class_correlation(teacher)
@@ -189,6 +198,7 @@ def trajectory(
             temperature=temperature,
             device="cpu",
             correlation=correlation,
+            standardize=standardize,
         )
         if epochs
         else []
@@ -221,6 +231,7 @@ def trajectory(
         grouping=str(parse_grouping(grouping)),
         temperature=float(temperature),
         notes=tuple(notes),
+        standardize=bool(standardize),
     )
 
 
@@ -252,6 +263,7 @@ def read_trajectory(run_dir: str | Path) -> Trajectory:
         files.labels,
         grouping=files.grouping,
         temperature=files.temperature,
+        standardize=files.standardize,
         rows=files.rows,
         split=files.split,
         notes=tuple(notes),
