@@ -261,14 +261,12 @@ class BundleWriter:
         if not self._owner:
             if self._state == "open":
                 self.close()  # rank 0 owns the directory and decides whether to commit
-        elif exc_type is not None:
-            if self._state != "committed":
-                self.abort()
         elif self._state != "committed":
             self.abort()
-            raise BundleError(
-                f"BundleWriter for {self.path} left its with-block without commit(); nothing was saved"
-            )
+            if exc_type is None:
+                raise BundleError(
+                    f"BundleWriter for {self.path} left its with-block without commit(); nothing was saved"
+                )
 
     def write(
         self, start: int, *, teacher: Any, students: dict[str, Any], labels: Any = None, inputs: Any = None

@@ -193,7 +193,6 @@ class _Setup:
     num_classes: int
     amp: torch.dtype | None
     shown: Callable[[int], np.ndarray] | None  # input i as stored in inputs.npy, if stored
-    first: np.ndarray | None  # input 0 as stored (its shape and dtype size inputs.npy)
     class_names: list[str] | None
 
 
@@ -208,15 +207,8 @@ def _prepare(
     if len(source) < 1:
         raise ValueError(f"data {source.name!r} is empty")
     c = _probe(models, source, dev, amp)
-    shown = _shown(source, opts.store_inputs)
     return _Setup(
-        models,
-        source,
-        c,
-        amp,
-        shown,
-        None if shown is None else shown(0),
-        _class_names(source, models[0], c, notes),
+        models, source, c, amp, _shown(source, opts.store_inputs), _class_names(source, models[0], c, notes)
     )
 
 
@@ -260,6 +252,7 @@ def _create(
     """Rank 0 creates ``<out>.partial-<id>`` with every array; the others get None here."""
     if not group.is_main:
         return None
+    first = None if setup.shown is None else setup.shown(0)  # input 0 as stored: sizes inputs.npy
     return BundleWriter(
         out,
         num_samples=n,
@@ -270,8 +263,8 @@ def _create(
         with_labels=True,
         overwrite=opts.overwrite,
         partial_id=partial_id,
-        inputs_shape=None if setup.first is None else setup.first.shape,
-        inputs_dtype=None if setup.first is None else setup.first.dtype,
+        inputs_shape=None if first is None else first.shape,
+        inputs_dtype=None if first is None else first.dtype,
     )
 
 
@@ -313,23 +306,17 @@ def _fill(
     return counts
 
 
-def _commit(
-    group: Group, writer: BundleWriter | None, dev, setup: _Setup, total, times, notes, opts: ExtractOptions
-) -> None:
-    """Rank 0 writes meta.json and renames the temp directory to ``out``."""
-    if group.is_main:
-        # every row was validated as it was written, so skip re-reading the arrays
-        writer.commit(_meta(group, dev, setup, total, times, notes, opts), check_values=False)
-
-
 def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)  # data-loader workers must not fight the model for cores
 
 
-def _meta(
-    group: Group, dev, setup: _Setup, total: list[int], times, notes: list[str], opts: ExtractOptions
-) -> dict:
-    """meta.json entries beyond the arrays' own: specs, data, device, settings, accuracies, time."""
+def _commit(
+    group: Group, writer: BundleWriter | None, dev, setup: _Setup, total: list[int], times, notes, opts
+) -> None:
+    """Rank 0 writes meta.json, with its entries beyond the arrays' own (specs, data, device, settings,
+    accuracies, time), and renames the temp directory to ``out``."""
+    if not group.is_main:
+        return
     n, correct, models, source = total[0], total[1:], setup.models, setup.source
     seconds, loop_seconds = times
     import cakd_viz
@@ -350,10 +337,12 @@ def _meta(
         "cakd_viz": cakd_viz.__version__,
         "notes": notes,
     }
-    return {
+    meta = {
         "source": "extract",
         "data": {"spec": source.name, "num_samples": n, "normalization": source.normalization},
         "extract": run,
         "teacher": _describe(models[0], correct[0], n),
         "students": {m.name: _describe(m, k, n) for m, k in zip(models[1:], correct[1:], strict=True)},
     }
+    # every row was validated as it was written, so skip re-reading the arrays
+    writer.commit(meta, check_values=False)
