@@ -161,3 +161,14 @@ def test_a_missing_runs_folder_is_one_line(tmp_path, capsys):
         capsys.readouterr().err.strip()
         == f"cakd-viz tensorboard: error: {tmp_path / 'nowhere'}: not a folder of runs"
     )
+
+
+def test_a_skipped_run_with_escape_sequences_in_its_folder_name_is_shown_written_out(tmp_path, capsys):
+    """A run folder's name is anyone's text: the terminal shows it, never obeys it (as every command does)."""
+    runs = tmp_path / "runs"
+    (runs / "evil\x1b]0;owned\x07").mkdir(parents=True)
+    (runs / "evil\x1b]0;owned\x07" / store.CONFIG).write_text("{not json")
+    assert main(["tensorboard", str(runs), "--out", str(tmp_path / "tb")]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in err and "\x07" not in err and "\x1b" not in out
+    assert err.startswith("cakd-viz tensorboard: skipped evil")

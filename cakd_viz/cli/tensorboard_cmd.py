@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command
+from cakd_viz.cli._common import Command, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = export_runs(args.runs_dir, args.out)
     for line in report.skipped:
-        print(f"cakd-viz tensorboard: {line}", file=sys.stderr)
-    print(
-        f"wrote {len(report.written)} run(s) to {args.out}; view them with: tensorboard --logdir {args.out}"
-    )
+        say(f"cakd-viz tensorboard: {line}", file=sys.stderr)  # a run's folder name is anyone's text
+    say(f"wrote {len(report.written)} run(s) to {args.out}; view them with: tensorboard --logdir {args.out}")
     return 0
 
 
