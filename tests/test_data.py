@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cakd_viz.data import DATA_SPEC_FORMS, load_data, parse_normalize, sample_data
+from cakd_viz.data import DATA_SPEC_FORMS, load_data, load_data_for_model, parse_normalize, sample_data
 from cakd_viz.data import glyphs as g
 
 torch.set_num_threads(2)
@@ -131,6 +131,19 @@ def test_image_folder_spec(tmp_path):
     assert all(src.dataset[i][0].shape == (1, 10, 12) for i in range(len(src)))  # odd size resized
     sized = load_data(tmp_path, image_size=8, normalize="imagenet")
     assert sized.input_shape == (1, 8, 8) and sized.display_inputs().shape == (7, 8, 8)
+
+
+def test_a_folder_given_as_home_relative_gets_the_models_size_and_normalisation(tmp_path, monkeypatch):
+    """load_data reads '~/imgs' (and ' imgs ') as the folder; the model's input size and normalisation
+    apply to it as to any of the user's own folders."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    Image.fromarray(np.full((10, 12), 51, np.uint8)).save(tmp_path / "imgs" / "a" / "0.png")
+    info = {"input_shape": [1, 6, 6], "normalization": {"mean": [0.5], "std": [0.25]}}
+    for spec in ("~/imgs", f" {tmp_path / 'imgs'} "):
+        src, notes = load_data_for_model(spec, info)
+        assert src.input_shape == (1, 6, 6) and src.normalization == {"mean": [0.5], "std": [0.25]}
+        assert len(notes) == 1 and "normalised as the teacher was trained" in notes[0]
 
 
 def test_image_folder_errors(tmp_path):

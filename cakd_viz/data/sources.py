@@ -113,9 +113,10 @@ def load_data_for_model(
     runs both use this one rule.
     """
     notes: list[str] = []
-    called = is_factory_spec(spec) and "(" in spec  # a factory with arguments is never a path
-    own_files = not spec.startswith("sample:") and not called
-    own_files = own_files and (Path(spec).is_dir() or spec.lower().endswith(".npz"))
+    text = str(spec).strip()  # as load_data reads it
+    called = is_factory_spec(text) and "(" in text  # a factory with arguments is never a path
+    own_files = not text.startswith("sample:") and not called
+    own_files = own_files and (Path(text).expanduser().is_dir() or text.lower().endswith(".npz"))
     shape, norm = model_info.get("input_shape"), model_info.get("normalization")
     if own_files and image_size is None and shape and len(shape) == 3:
         image_size = (int(shape[1]), int(shape[2]))
