@@ -173,17 +173,12 @@ def _write(
     if event is not None:
         event.synchronize()
     logits = host.numpy()  # (M, B, C) float32
-    inputs = None
-    if shown is not None:
-        inputs = shown.numpy()
-        if writer.inputs is not None and inputs.dtype != writer.inputs.dtype:
-            inputs = inputs.astype(writer.inputs.dtype)
-    writer.write(
+    writer.write(  # the memmaps store inputs in their own dtype (the one input 0 has)
         start,
         teacher=logits[0],
         students={m.name: logits[k] for k, m in enumerate(models) if k > 0},
         labels=labels,
-        inputs=inputs,
+        inputs=None if shown is None else shown.numpy(),
     )
     hits = logits.argmax(axis=2) == labels[None, :]  # (M, B)
     for k in range(len(models)):
