@@ -139,8 +139,8 @@ def _probe(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 def _check_layout(src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     """The checks ``write_bundle`` makes on shapes, made on the declared shapes before reading any data."""
     students = [k for k in declared if _is_student(k)]
+    _check_logit_dtypes(src, {k: v[1] for k, v in declared.items()})
     try:
-        _check_logit_dtypes({k: v[1] for k, v in declared.items()})
         shape, dtype = declared["teacher"]
         check_logits(_probe(shape, dtype), "teacher", check_values=False)
         n, c = shape
@@ -171,17 +171,16 @@ def _check_layout(src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
         raise BundleError(f"{src.name}: impossible array shapes ({exc})") from None
 
 
-def _check_logit_dtypes(dtypes: dict[str, np.dtype]) -> None:
+def _check_logit_dtypes(src: Path, dtypes: dict[str, np.dtype]) -> None:
     """Logits must be float16, float32 or float64, as ``load_bundle`` requires: an integer teacher or
-    student is refused in the words of its message ("teacher holds int32 values; logits must be ...";
-    the caller puts the file's name first)."""
+    student is refused in the words of its message ("x.pt: teacher holds int32 values; logits must be ...")."""
     for key, dtype in dtypes.items():
         if key != "teacher" and not _is_student(key):
             continue
         dtype = np.dtype(dtype)
         if dtype.kind in "iub":
             raise BundleError(
-                f"{_role(key)} holds {dtype.name} values; logits must be "
+                f"{src.name}: {_role(key)} holds {dtype.name} values; logits must be "
                 f"{', '.join(LOGIT_DTYPES[:-1])} or {LOGIT_DTYPES[-1]}"
             )
 
@@ -467,10 +466,7 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
         else:
             out[str(key)] = _torch_value(src, str(key), value)
     _check_keys(src, list(out))
-    try:
-        _check_logit_dtypes({k: v.dtype for k, v in out.items() if isinstance(v, np.ndarray)})
-    except BundleError as exc:
-        raise BundleError(f"{src.name}: {exc}") from None
+    _check_logit_dtypes(src, {k: v.dtype for k, v in out.items() if isinstance(v, np.ndarray)})
     # one storage may back many tensors (or a tensor with zero strides): count what comes out
     sizes = {k: math.prod(v.shape) * v.dtype.itemsize for k, v in out.items() if isinstance(v, np.ndarray)}
     _check_sizes(src, sizes, limit, {k: f"{out[k].shape} {out[k].dtype}" for k in sizes})
