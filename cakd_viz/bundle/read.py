@@ -47,8 +47,10 @@ def read_bundle_dir(root: Path, *, check_values: bool = True) -> dict[str, Any]:
     teacher = open_npy(root / "teacher.npy", "teacher.npy")
     _check_float(teacher, "teacher.npy")
     check_logits(teacher, "teacher.npy", check_values=check_values)
-    _check_meta_shape(meta, teacher)
     n, c = teacher.shape
+    for key, actual, what in (("num_samples", n, "rows"), ("num_classes", c, "classes")):
+        if meta[key] != actual:
+            raise BundleError(f"meta.json says {key}={meta[key]}, but teacher.npy has {actual} {what}")
     class_names = meta.get("class_names")
     if class_names is not None:
         class_names = check_class_names(class_names, "meta.json class_names", num_classes=c)
@@ -134,15 +136,6 @@ def _read_meta(root: Path) -> dict:
     if not isinstance(students, dict) or not students:
         raise BundleError("meta.json: 'students' must be a non-empty object {NAME: {...}}")
     return meta
-
-
-def _check_meta_shape(meta: dict, teacher: np.ndarray) -> None:
-    for key, actual, what in (
-        ("num_samples", teacher.shape[0], "rows"),
-        ("num_classes", teacher.shape[1], "classes"),
-    ):
-        if meta[key] != actual:
-            raise BundleError(f"meta.json says {key}={meta[key]}, but teacher.npy has {actual} {what}")
 
 
 def _open_students(root: Path, meta: dict, teacher: np.ndarray, check_values: bool) -> dict[str, np.ndarray]:
