@@ -113,7 +113,7 @@ def synth_arrays(
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a whole number >= 1, got {n!r}")
     spec = make_spec(classes, students=students, families=families, seed=seed)
-    return _rows(spec, 0, int(n))
+    return _rows(spec, 0, int(n), _buffers(spec, int(n)))
 
 
 def synth_bundle(
@@ -184,15 +184,11 @@ def _meta(spec: SynthSpec) -> dict:
 
 
 def _rows(
-    spec: SynthSpec, start: int, stop: int, buffers: tuple | None = None
+    spec: SynthSpec, start: int, stop: int, buffers: tuple
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Rows [start, stop) of every array; `start` is a multiple of BLOCK_ROWS.
-
-    `buffers` (teacher (>= n, C), {name: (>= n, C)}, labels (>= n,)) are reused across chunks when given.
-    """
+    """Rows [start, stop) of every array, written into (views of) ``buffers``; `start` is a multiple of
+    BLOCK_ROWS. `buffers` (teacher (>= n, C), {name: (>= n, C)}, labels (>= n,)): see `_buffers`."""
     n = stop - start
-    if buffers is None:
-        buffers = _buffers(spec, n)
     teacher = buffers[0][:n]
     students = {name: arr[:n] for name, arr in buffers[1].items()}
     labels = buffers[2][:n]
