@@ -99,6 +99,10 @@ def noise_failing():
 
 def noise_interrupted():
     return Noise(interrupt_at=30)
+
+
+def noise_failing_last():
+    return Noise(fail_at={N - 1})
 '''
 
 
@@ -511,6 +515,22 @@ def test_a_run_that_fails_midway_leaves_no_bundle(toys, tmp_path, data, error):
     if error is ValueError:
         assert "reading rows 24..31 failed: OSError: disk on fire at item 30" in str(info.value)
     _no_leftovers(out)
+
+
+def test_a_failure_in_the_last_short_batch_names_the_rows_it_holds(toys, tmp_path):
+    """45 rows in batches of 8: the last batch is rows 40..44, not 40..47 (there is no row 47)."""
+    m = _models(toys)
+    with pytest.raises(ValueError) as info:
+        extract(
+            m["teacher"],
+            m["students"],
+            f"{TOYS}:noise_failing_last",
+            tmp_path / "b",
+            weights=m["weights"],
+            device="cpu",
+            batch_size=8,
+        )
+    assert f"reading rows 40..{N - 1} failed: OSError: disk on fire at item {N - 1}" in str(info.value)
 
 
 def test_nan_logits_midway_leave_no_bundle(toys, tmp_path):

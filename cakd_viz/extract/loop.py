@@ -151,14 +151,14 @@ def stream_rows(
 
 def _batches(loader: DataLoader, data_name: str, first_row: int) -> Iterator:
     """The loader's batches; a failure of the user's data set becomes a ValueError naming it."""
-    it, start = iter(loader), first_row
+    it, start, end = iter(loader), first_row, first_row + len(loader.dataset)
     while True:
         try:
             batch = next(it)
         except StopIteration:
             return
         except Exception as exc:  # the data set's own error (unreadable file, a bug in a factory)
-            stop = start + (loader.batch_size or 1) - 1
+            stop = min(start + (loader.batch_size or 1), end) - 1  # the last batch may be short
             raise ValueError(
                 f"data {data_name!r}: reading rows {start}..{stop} failed: {type(exc).__name__}: {exc}"
             ) from exc
