@@ -38,11 +38,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the line breaks of descriptions and example epilogs."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32)
+# Keeps the line breaks of descriptions and example epilogs.
+HelpFormatter = functools.partial(argparse.RawDescriptionHelpFormatter, max_help_position=32)
 
 
 def say(*parts: object, file=None, **kwargs) -> None:
