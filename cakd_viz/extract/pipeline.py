@@ -52,19 +52,6 @@ def _autocast(autocast: str | None, device: torch.device, requested: object, not
     raise ValueError(f"autocast {name!r} runs on a GPU only, and the device is {device}; drop --autocast")
 
 
-def _load_source(
-    data: str | Path | DataSource, teacher: LoadedModel, image_size, normalize, notes: list[str]
-) -> DataSource:
-    """The data (`cakd_viz.data.load_data_for_model`: own images default to the teacher's input size
-    and normalisation)."""
-    if isinstance(data, DataSource):
-        return data
-    source, said = load_data_for_model(str(data), teacher.info, image_size=image_size, normalize=normalize)
-    for note in said:
-        notes.append(f"{note}; override with --normalize")
-    return source
-
-
 def _shown(source: DataSource, store_inputs: bool) -> Callable[[int], np.ndarray] | None:
     """What the bundle stores as input i: the stored image when there is one, else the model input."""
     if not store_inputs:
@@ -203,7 +190,12 @@ def _prepare(
     models = _load_models(teacher, students, weights)
     for m in models:
         m.module.to(dev).eval()
-    source = _load_source(data, models[0], opts.image_size, opts.normalize, notes)
+    source = data
+    if not isinstance(data, DataSource):  # own images default to the teacher's input size and normalisation
+        source, said = load_data_for_model(
+            str(data), models[0].info, image_size=opts.image_size, normalize=opts.normalize
+        )
+        notes += [f"{note}; override with --normalize" for note in said]
     if len(source) < 1:
         raise ValueError(f"data {source.name!r} is empty")
     c = _probe(models, source, dev, amp)
