@@ -9,6 +9,9 @@ from cakd_viz.cli._common import Command, argument_type, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cakd_viz.bundle.limits import default_max_bytes
+    from cakd_viz.bundle.npy import human_size
+
     parser.add_argument(
         "src", metavar="SRC", type=Path, help="the file to import: .npz, .safetensors, .pt or .pth"
     )
@@ -29,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="refuse a file whose arrays would hold more than SIZE, checked from its headers before any "
         "data is read (e.g. 500M, 2G, 1.5GiB; binary units). Default: half this machine's memory "
-        f"({_default_text()}), since an import holds its arrays in memory",
+        f"({human_size(default_max_bytes())}), since an import holds its arrays in memory",
     )
 
 
@@ -39,13 +42,6 @@ def max_bytes(text: str) -> int:
     from cakd_viz.bundle.limits import parse_size
 
     return parse_size(text)
-
-
-def _default_text() -> str:
-    from cakd_viz.bundle.limits import default_max_bytes
-    from cakd_viz.bundle.npy import human_size
-
-    return human_size(default_max_bytes())
 
 
 def run(args: argparse.Namespace) -> int:
