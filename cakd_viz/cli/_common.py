@@ -86,14 +86,8 @@ def whole_number(text: str, minimum: int = 0) -> int:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return whole_number(text, 1)
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (a seed, a worker count)."""
-    return whole_number(text, 0)
+positive_int = functools.partial(whole_number, minimum=1)  # argparse type: an integer >= 1
+nonnegative_int = whole_number  # argparse type: an integer >= 0 (a seed, a worker count)
 
 
 @argument_type
