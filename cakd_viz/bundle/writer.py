@@ -526,11 +526,9 @@ def write_bundle(
         check_student_name(name)
     teacher, arrays, labels, inputs = check_rows(teacher, students, labels, inputs)
     n, c = teacher.shape
-    if class_names is not None:
-        class_names = check_class_names(class_names, "class_names", num_classes=c)
     if dtype is None:  # the teacher's float16/float32, else float32; the writer refuses any other dtype
         dtype = teacher.dtype if teacher.dtype in (np.float16, np.float32) else "float32"
-    writer = BundleWriter(
+    writer = BundleWriter(  # checks the class names and the dtype before it writes anything
         path,
         num_samples=n,
         num_classes=c,
