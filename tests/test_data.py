@@ -146,6 +146,14 @@ def test_a_folder_given_as_home_relative_gets_the_models_size_and_normalisation(
         assert len(notes) == 1 and "normalised as the teacher was trained" in notes[0]
 
 
+@pytest.mark.parametrize(
+    "name, words", [("glyphs", "glyphs split must be one of"), ("digits", "digits split")]
+)
+def test_an_unknown_sample_split_is_named_as_such(name, words):
+    with pytest.raises(ValueError, match=words):  # not "per_class must be >= 1, got 0"
+        sample_data(name, "val")
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="no class sub-folders"):
         load_data(tmp_path)

@@ -145,7 +145,8 @@ def sample_data(
         images, labels = digits.digits_split(split, seed=seed)
         norm, class_names = Normalization((digits.MEAN,), (digits.STD,)), list(digits.CLASS_NAMES)
     elif name == "glyphs":
-        n = per_class if per_class is not None else GLYPHS_PER_CLASS.get(split, 0)
+        # an unknown split gets any size here: glyphs_split refuses it by name
+        n = per_class if per_class is not None else GLYPHS_PER_CLASS.get(split, 1)
         images, labels = glyphs.glyphs_split(split, per_class=n, seed=seed)
         norm, class_names = Normalization((glyphs.MEAN,), (glyphs.STD,)), list(glyphs.CLASS_NAMES)
     else:
