@@ -256,7 +256,7 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
     labels = opened.bundle.labels
     means = {}
     for name, r in res.items():
-        truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else np.asarray(labels)[r.index]
+        truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else labels
         who = "final run" if name == final else name
         means[who] = _means(r.d, np.asarray(truth, np.int64), r.ident, t.by, t.num_classes)
     same = _holds(opened.key, identity(run))
