@@ -10,6 +10,7 @@ in its label, so its numbers are never mixed silently with validation numbers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,7 +27,8 @@ NO_VALIDATION = "test: no validation"  # how "epochs on" shows a run without a v
 
 @dataclass(frozen=True)
 class Column:
-    """A tracker column: heading, hover help, width (pixels) and number format (None: text)."""
+    """A tracker column: heading, hover help, width (pixels) and format: a number format, "datetime",
+    "bool", or None (text)."""
 
     heading: str
     help: str
@@ -63,12 +65,12 @@ _TAIL = {
     "epochs": Column("epochs", "Epochs the run was configured for.", 58, "%d"),
     "epochs_done": Column("done", "Epochs finished.", 50, "%d"),
     "duration_s": Column("duration (s)", "Wall-clock seconds from start to end (or now).", 90, "%.0f"),
-    "created": Column("created (UTC)", "When the run was queued.", 140),
+    "created": Column("created (UTC)", "When the run was queued.", 140, "datetime"),
     "batch": Column("batch", "Batch size.", 56, "%d"),
     "student": Column("student", "Architecture or model spec of the student.", 90),
     "data": Column("data", "Training data spec.", 110),
     "held_out_terms": Column(
-        "terms", "Whether the epochs record the held-out decomposition (val_kl, ...).", 56
+        "terms", "Whether the epochs record the held-out decomposition (val_kl, ...).", 56, "bool"
     ),
     "sweep": Column("sweep", "The sweep the run belongs to.", 200),
     "id": Column("run id", "The run's folder name.", 250),
@@ -121,21 +123,15 @@ def column_config(keys: list[str]) -> dict:
     """st.column_config for the tracker's ``keys`` (by heading), compact and with hover help."""
     import streamlit as st
 
+    kinds = {
+        "datetime": functools.partial(st.column_config.DatetimeColumn, format="YYYY-MM-DD HH:mm"),
+        "bool": st.column_config.CheckboxColumn,
+        None: st.column_config.TextColumn,
+    }
     every, config = columns(), {}
-    for k in keys:
-        c = every[k]
-        if k == "created":
-            config[c.heading] = st.column_config.DatetimeColumn(
-                c.heading, help=c.help, width=c.width, format="YYYY-MM-DD HH:mm"
-            )
-        elif k == "held_out_terms":
-            config[c.heading] = st.column_config.CheckboxColumn(c.heading, help=c.help, width=c.width)
-        elif c.format is None:
-            config[c.heading] = st.column_config.TextColumn(c.heading, help=c.help, width=c.width)
-        else:
-            config[c.heading] = st.column_config.NumberColumn(
-                c.heading, help=c.help, width=c.width, format=c.format
-            )
+    for c in (every[k] for k in keys):
+        make = kinds.get(c.format) or functools.partial(st.column_config.NumberColumn, format=c.format)
+        config[c.heading] = make(c.heading, help=c.help, width=c.width)
     return config
 
 
