@@ -63,9 +63,9 @@ def open_source(source: str) -> Opened:
         raise ValueError("not a bundle source (use sample:NAME, path:PATH or upload:ID)")
     roots = app_config.data_roots()
     if kind == "sample":
-        if rest not in app_config.SAMPLES or rest not in app_config.available_samples():
-            have = ", ".join(app_config.available_samples()) or "none present"
-            raise ValueError(f"no such shipped sample (shipped: {have})")
+        present = app_config.available_samples()  # the shipped samples on disk
+        if rest not in present:
+            raise ValueError(f"no such shipped sample (shipped: {', '.join(present) or 'none present'})")
         path, label, token = app_config.sample_path(rest), f"sample: {rest}", source
     elif kind == "path":
         path = app_config.resolve_server_path(rest, roots)  # PathRefused is a ValueError
@@ -222,14 +222,14 @@ def prune_uploads(
         try:
             if not entry.is_dir() or entry.name == keep:
                 continue
-            age = now - entry.stat().st_mtime
-        except OSError:
+            used = entry.stat().st_mtime
+        except OSError:  # e.g. removed meanwhile by another session's pruning
             continue
         partial = ".partial-" in entry.name
-        if age > (PARTIAL_KEEP_S if partial else quota.keep_s):
+        if now - used > (PARTIAL_KEEP_S if partial else quota.keep_s):
             _remove(entry, removed)
         elif not partial:
-            kept.append((entry.stat().st_mtime, entry, _size(entry)))
+            kept.append((used, entry, _size(entry)))
     kept.sort(key=lambda item: item[0])  # least recently used first
     count, total = len(kept), sum(size for _, _, size in kept)
     for _, entry, size in kept:

@@ -158,8 +158,8 @@ def results(
     return progressive.results(
         sel.key,
         names,
-        str(parse_grouping(grouping or sel.grouping)),
-        float(sel.temperature),
+        grouping or sel.grouping,
+        sel.temperature,
         sel.device,
         sel.standardize if standardize is None else bool(standardize),
     )
