@@ -484,17 +484,15 @@ def _temperature_widget(side) -> float:
 
 def _standardize_widget(side) -> bool:
     """Logit standardization for every page (the URL's ``standardize=true`` while it is on)."""
-    return bool(
-        links.bound(
-            side.toggle,
-            "Standardize logits (LS)",
-            key=W_STANDARDIZE,
-            why=links.boolean,
-            says=lambda v: "standardized logits" if v else "the logits as they are (not standardized)",
-            help="Logit standardization (Sun et al., CVPR 2024): each sample's teacher and student logits "
-            "are z-scored, (z − mean) / (std + 1e-7), before T, so the split compares the teacher's logit "
-            "relations, not their scale. Every page then shows the split of the standardized logits.",
-        )
+    return links.bound(
+        side.toggle,
+        "Standardize logits (LS)",
+        key=W_STANDARDIZE,
+        why=links.boolean,
+        says=lambda v: "standardized logits" if v else "the logits as they are (not standardized)",
+        help="Logit standardization (Sun et al., CVPR 2024): each sample's teacher and student logits "
+        "are z-scored, (z − mean) / (std + 1e-7), before T, so the split compares the teacher's logit "
+        "relations, not their scale. Every page then shows the split of the standardized logits.",
     )
 
 
