@@ -194,14 +194,12 @@ def newest_first(table: pd.DataFrame) -> list[str]:
 def settings_line(table: pd.DataFrame, run_id: str) -> str:
     """The run's loss settings and budget in one line ("loss kd · T 2 · lr 0.05 · epochs 3 · seed 0")."""
     row, every = table.set_index("id").loc[run_id], columns()
-    keys = ["loss", *loss_columns(), "lr", "epochs", "seed"]
-    parts = []
-    for k in keys:
-        v = row.get(k)
-        if v is None or (isinstance(v, float) and v != v):
-            continue
-        parts.append(f"{every[k].heading} {v:g}" if isinstance(v, float) else f"{every[k].heading} {v}")
-    return " · ".join(parts)
+    values = {k: row.get(k) for k in ["loss", *loss_columns(), "lr", "epochs", "seed"]}
+    return " · ".join(
+        f"{every[k].heading} {v:g}" if isinstance(v, float) else f"{every[k].heading} {v}"
+        for k, v in values.items()
+        if pd.notna(v)  # a setting the run's loss does not take is empty
+    )
 
 
 def held_out_note(run: RunInfo) -> str:
