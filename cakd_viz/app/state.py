@@ -95,8 +95,8 @@ def sidebar() -> Selection:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
         side.error(_error_line(ss[_K_ERROR], opened))
-    _runs_widget(side, key)
-    ids = views.run_ids(key) if bundle is not None else {}
+    ids = views.run_ids(key) if bundle is not None else {}  # run student's name -> its run's id
+    _runs_widget(side, ids)
     student = _student_widget(side, bundle, ids)
     compare = _compare_widget(side, bundle, student, ids)
     grouping = _grouping_widget(side, bundle)
@@ -298,7 +298,7 @@ def _rename_run_students(view_key: tuple) -> None:
             ss[key] = name
 
 
-def _runs_widget(side, key: tuple) -> None:
+def _runs_widget(side, ids: dict[str, str]) -> None:
     """The runs whose students are added (a link's ``runs=``); un-ticking one removes it."""
     ss = st.session_state
     added = list(ss.get(_K_RUNS) or ())
@@ -311,7 +311,7 @@ def _runs_widget(side, key: tuple) -> None:
     def _changed() -> None:
         ss[_K_RUNS] = list(ss[W_RUNS])
 
-    names = {run_id: name for name, run_id in views.run_ids(key).items()}
+    names = {run_id: name for name, run_id in ids.items()}
     side.multiselect(
         "Runs' students added",
         added,
@@ -319,7 +319,7 @@ def _runs_widget(side, key: tuple) -> None:
         on_change=_changed,
         format_func=lambda run_id: names.get(run_id, run_id),
         help="Finished runs trained against this bundle's teacher and data, shown as students named "
-        "'run:' and the run's name: " + "; ".join(f"{n} is run {i}" for i, n in names.items()) + ". "
+        "'run:' and the run's name: " + "; ".join(f"{n} is run {i}" for n, i in ids.items()) + ". "
         "Their files are read from the runs' own folders; the bundle is not changed.",
     )
 
