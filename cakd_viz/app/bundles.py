@@ -69,13 +69,11 @@ def open_source(source: str) -> Opened:
         path, label, token = app_config.sample_path(rest), f"sample: {rest}", source
     elif kind == "path":
         path = app_config.resolve_server_path(rest, roots)  # PathRefused is a ValueError
+        where = app_config.display_path(path, roots)
         if not (path / "meta.json").is_file():
-            raise ValueError(
-                f"{app_config.display_path(path, roots)} is not a bundle directory (no meta.json)"
-            )
+            raise ValueError(f"{where} is not a bundle directory (no meta.json)")
         app_config.check_tree_confined(path, roots, limit=BUNDLE_FILES_LIMIT)
-        token = f"path:{app_config.display_path(path, roots)}"
-        label = f"path: {app_config.display_path(path, roots)}"
+        token, label = f"path:{where}", f"path: {where}"
     else:
         if not (len(rest) == 16 and all(ch in "0123456789abcdef" for ch in rest)):
             raise ValueError("not an upload reference of this server")
@@ -101,12 +99,12 @@ def path_source(text: str) -> str:
     """The source token of a server path typed by a user; PathRefused when it is outside the data roots."""
     roots = app_config.data_roots()
     path = app_config.resolve_server_path(text, roots)
+    where = app_config.display_path(path, roots)
     if not (path / "meta.json").is_file():
         raise ValueError(
-            f"{app_config.display_path(path, roots)} is not a bundle directory (no meta.json); "
-            "import files with `cakd-viz import`"
+            f"{where} is not a bundle directory (no meta.json); import files with `cakd-viz import`"
         )
-    return f"path:{app_config.display_path(path, roots)}"
+    return f"path:{where}"
 
 
 def upload_limits() -> tuple[int, int]:
