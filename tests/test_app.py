@@ -422,6 +422,28 @@ def test_uploads_fit_their_count_at_and_past_the_limit(tmp_path, monkeypatch):
     assert bundles.prune_uploads(now=now, quota=past) == [names[0]]  # the least recently used goes
 
 
+def test_an_upload_removed_by_another_session_while_pruning_is_passed_over(tmp_path, monkeypatch):
+    """Another session's pruning may remove an upload folder between two looks at it: pruning goes on."""
+    from cakd_viz.app import bundles
+
+    monkeypatch.setattr(bundles, "UPLOAD_DIR", tmp_path)
+    now = 1_000_000_000.0
+    names = _uploads(tmp_path, [0.1, 0.1], now)
+    gone, stat = tmp_path / names[0], Path.stat
+    looks = {"n": 0}
+
+    def vanishing(path, *args, **kwargs):  # the folder is gone once it was seen a folder and dated
+        if path == gone:
+            looks["n"] += 1
+            if looks["n"] > 2:
+                raise FileNotFoundError(str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", vanishing)
+    quota = bundles.UploadQuota(max_bytes=2**30, max_count=100, keep_s=1e9)
+    assert bundles.prune_uploads(now=now, quota=quota) == []
+
+
 def test_uploads_fit_their_bytes_at_and_past_the_limit(tmp_path, monkeypatch):
     from cakd_viz.app import bundles
 

@@ -261,3 +261,17 @@ def test_the_diagnose_download_of_every_failure_holds_what_the_page_shows(root, 
     (key,) = [k for k, b in downloads.buttons(at).items() if b.label.startswith("Download all")]
     everything = _csv(downloads.get(at, key)[0], list(shown.columns))
     assert_same(shown, formats, everything, "every failure")
+
+
+def test_every_download_all_names_logit_standardization_as_the_tables_do(root, downloads):
+    """Under LS the "Download all" files of Samples and Diagnose are named with LS, as every table's
+    download is (a download of the same view without LS must not take the same file name)."""
+    for page, params in (("samples", {}), ("diagnose", {"set": "Student disagrees with teacher"})):
+        for standardize in (False, True):
+            at = open_app("path:a", page, **params, **({"standardize": "true"} if standardize else {}))
+            assert_ok(at)
+            made = downloads.buttons(at)
+            (every,) = [b.file_name for b in made.values() if b.label.startswith("Download all")]
+            tables = [b.file_name for k, b in made.items() if k.startswith("dl_") and k.endswith("_csv")]
+            assert tables and all(("_LS" in f) == standardize for f in tables), tables
+            assert ("_LS" in every) == standardize, (page, every)

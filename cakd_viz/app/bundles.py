@@ -63,19 +63,17 @@ def open_source(source: str) -> Opened:
         raise ValueError("not a bundle source (use sample:NAME, path:PATH or upload:ID)")
     roots = app_config.data_roots()
     if kind == "sample":
-        if rest not in app_config.SAMPLES or rest not in app_config.available_samples():
-            have = ", ".join(app_config.available_samples()) or "none present"
-            raise ValueError(f"no such shipped sample (shipped: {have})")
+        present = app_config.available_samples()  # the shipped samples on disk
+        if rest not in present:
+            raise ValueError(f"no such shipped sample (shipped: {', '.join(present) or 'none present'})")
         path, label, token = app_config.sample_path(rest), f"sample: {rest}", source
     elif kind == "path":
         path = app_config.resolve_server_path(rest, roots)  # PathRefused is a ValueError
+        where = app_config.display_path(path, roots)
         if not (path / "meta.json").is_file():
-            raise ValueError(
-                f"{app_config.display_path(path, roots)} is not a bundle directory (no meta.json)"
-            )
+            raise ValueError(f"{where} is not a bundle directory (no meta.json)")
         app_config.check_tree_confined(path, roots, limit=BUNDLE_FILES_LIMIT)
-        token = f"path:{app_config.display_path(path, roots)}"
-        label = f"path: {app_config.display_path(path, roots)}"
+        token, label = f"path:{where}", f"path: {where}"
     else:
         if not (len(rest) == 16 and all(ch in "0123456789abcdef" for ch in rest)):
             raise ValueError("not an upload reference of this server")
@@ -101,12 +99,12 @@ def path_source(text: str) -> str:
     """The source token of a server path typed by a user; PathRefused when it is outside the data roots."""
     roots = app_config.data_roots()
     path = app_config.resolve_server_path(text, roots)
+    where = app_config.display_path(path, roots)
     if not (path / "meta.json").is_file():
         raise ValueError(
-            f"{app_config.display_path(path, roots)} is not a bundle directory (no meta.json); "
-            "import files with `cakd-viz import`"
+            f"{where} is not a bundle directory (no meta.json); import files with `cakd-viz import`"
         )
-    return f"path:{app_config.display_path(path, roots)}"
+    return f"path:{where}"
 
 
 def upload_limits() -> tuple[int, int]:
@@ -222,14 +220,14 @@ def prune_uploads(
         try:
             if not entry.is_dir() or entry.name == keep:
                 continue
-            age = now - entry.stat().st_mtime
-        except OSError:
+            used = entry.stat().st_mtime
+        except OSError:  # e.g. removed meanwhile by another session's pruning
             continue
         partial = ".partial-" in entry.name
-        if age > (PARTIAL_KEEP_S if partial else quota.keep_s):
+        if now - used > (PARTIAL_KEEP_S if partial else quota.keep_s):
             _remove(entry, removed)
         elif not partial:
-            kept.append((entry.stat().st_mtime, entry, _size(entry)))
+            kept.append((used, entry, _size(entry)))
     kept.sort(key=lambda item: item[0])  # least recently used first
     count, total = len(kept), sum(size for _, _, size in kept)
     for _, entry, size in kept:

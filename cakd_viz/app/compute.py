@@ -84,14 +84,12 @@ def compare_classes(a: Result, b: Result, by: str, names: tuple[str, ...]) -> pd
 @st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_IDENT)
 def compare_set(
     a: Result, b: Result, which: str, names: tuple[str, ...], limit: int
-) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(size, `compare.set_summary`, the first ``limit`` rows of `compare.changes`, every row) of the
-    samples "fixed" or "broken" by B; the "index" column holds the bundle's sample indices."""
+) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+    """(size, `compare.set_summary`, the first ``limit`` rows of `compare.changes`) of the samples "fixed"
+    or "broken" by B; the "index" column holds the bundle's sample indices (row i of a Result is sample i)."""
     mask = compare.set_mask(a.d, b.d, which)
-    every = compare.changes(a.d, b.d, mask, class_names=list(names))
-    if "index" in every:
-        every["index"] = a.index[every["index"].to_numpy()]
-    return int(mask.sum()), compare.set_summary(a.d, b.d, mask), every.head(limit), every
+    rows = compare.changes(a.d, b.d, mask, limit=limit, class_names=list(names))
+    return int(mask.sum()), compare.set_summary(a.d, b.d, mask), rows
 
 
 @st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_IDENT)

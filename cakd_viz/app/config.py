@@ -124,7 +124,7 @@ def is_confined(path: Path, roots: list[Path]) -> bool:
         resolved = Path(path).resolve()
     except (OSError, RuntimeError, ValueError):
         return False
-    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
+    return any(resolved.is_relative_to(root) for root in roots)
 
 
 def resolve_server_path(path: str | Path, roots: list[Path] | None = None) -> Path:
@@ -159,7 +159,7 @@ def resolve_server_path(path: str | Path, roots: list[Path] | None = None) -> Pa
     for candidate in tries:
         try:
             resolved = candidate.resolve()
-            if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+            if not any(resolved.is_relative_to(root) for root in roots):
                 escaped = True
                 continue
             if resolved.exists():
@@ -222,7 +222,7 @@ def display_path(path: Path, roots: list[Path] | None = None) -> str:
     """A path relative to its data root's parent when possible (short, stable in URLs)."""
     roots = data_roots() if roots is None else roots
     for root in roots:
-        if path == root or path.is_relative_to(root):
+        if path.is_relative_to(root):
             return str(Path(root.name) / path.relative_to(root))
     return str(path)
 
@@ -231,7 +231,7 @@ def public_path(path: Path, roots: list[Path] | None = None) -> str:
     """The form of a path a browser may see: its data-root form, else only its last component."""
     roots = data_roots() if roots is None else roots
     path = Path(path)
-    if any(path == root or path.is_relative_to(root) for root in roots):
+    if any(path.is_relative_to(root) for root in roots):
         return display_path(path, roots)
     return f"…/{path.name}" if path.name else "…"
 

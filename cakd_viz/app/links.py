@@ -45,15 +45,15 @@ def drop(name: str) -> None:
     st.session_state.get(_K_NOTES, {}).pop(name, None)
 
 
-def current(names: Sequence[str] | None = None) -> list[str]:
-    """The notes still valid for the URL keys ``names`` (all when None)."""
+def current(names: Sequence[str]) -> list[str]:
+    """The notes still valid for the URL keys ``names`` (every note no longer valid is dropped)."""
     ss = st.session_state
     kept = ss.get(_K_NOTES, {})
     out = []
     for name, (text, widget, value) in list(kept.items()):
         if widget is not None and ss.get(widget) != value:  # the user picked something else
             del kept[name]
-        elif names is None or name in names:
+        elif name in names:
             out.append(text)
     return out
 

@@ -47,11 +47,6 @@ class Result:
     ident: tuple  # hashable identity of d (view, settings, student), for caches of what is derived from it
     student: str = ""
 
-    @property
-    def index(self) -> np.ndarray:
-        """The bundle's sample index of each row of ``d``."""
-        return np.arange(len(self.d))
-
     def scope(self) -> str:
         """Which samples the numbers cover, in words: "all 1,280,000 samples"."""
         return f"all {len(self.d):,} samples"
@@ -163,33 +158,31 @@ def _compute(
     try:
         while True:
             got = {s: STORE.get((*base, s)) for s in students}
-            todo = [s for s, d in got.items() if d is None]
-            if not todo:
+            if None not in got.values():
                 return got
             if _PASS.acquire(timeout=DRAW_EVERY_S):
                 try:
-                    got.update(_one_pass(base, todo, bar))
+                    got = {s: STORE.get((*base, s)) for s in students}  # the pass waited for may have some
+                    todo = [s for s, d in got.items() if d is None]
+                    if todo:
+                        done = _one_pass(key, todo, grouping, temperature, device, standardize, bar)
+                        got |= {s: STORE.put((*base, s), d) for s, d in zip(todo, done, strict=True)}
+                    return got
                 finally:
                     _RUNNING.clear()
                     _PASS.release()
-                return got
             bar.waiting(dict(_RUNNING))
     finally:
         bar.close()
 
 
-def _one_pass(base: tuple, students: list[str], bar) -> dict[str, Decomposition]:
-    """The students' decompositions that are not stored yet, in one pass over the rows (one strong set per
-    row for all of them: ``decompose_many``), stored."""
-    key, grouping, temperature, device = base[:4]
-    standardize = base[4:] == ("LS",)
-    keys = {s: (*base, s) for s in students}
-    got = {s: STORE.get(k) for s, k in keys.items()}  # computed by the pass this session waited for
-    todo = [s for s, d in got.items() if d is None]
-    if not todo:
-        return got
+def _one_pass(
+    key: tuple, students: list[str], grouping: str, temperature: float, device: str, standardize: bool, bar
+) -> list[Decomposition]:
+    """The students' decompositions in one pass over the rows (one strong set per row for all of them:
+    ``decompose_many``), its progress drawn by ``bar`` and published for the sessions waiting for it."""
     b = views.load(key)
-    title = f"{_names(todo)} under {grouping} at {setting(temperature, standardize)}"
+    title = f"{_names(students)} under {grouping} at {setting(temperature, standardize)}"
     _RUNNING.update(title=title, done=0, total=b.num_samples)
 
     def progress(done: int, total: int) -> None:
@@ -197,21 +190,17 @@ def _one_pass(base: tuple, students: list[str], bar) -> dict[str, Decomposition]
         bar.computing(title, done, total)
 
     bar.computing(title, 0, b.num_samples)
-    corr = views.correlation(key, standardize, grouping)
-    done = decompose_many(
-        [b.student(s) for s in todo],
+    return decompose_many(
+        [b.student(s) for s in students],
         b.teacher,
         b.labels,
         grouping=grouping,
         temperature=temperature,
         device=device,
-        correlation=corr,
+        correlation=views.correlation(key, standardize, grouping),
         progress=progress,
         standardize=standardize,
     )
-    for s, d in zip(todo, done, strict=True):
-        got[s] = STORE.put(keys[s], d)
-    return got
 
 
 def _names(students: list[str]) -> str:

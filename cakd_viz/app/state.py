@@ -95,8 +95,8 @@ def sidebar() -> Selection:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
         side.error(_error_line(ss[_K_ERROR], opened))
-    _runs_widget(side, key)
-    ids = views.run_ids(key) if bundle is not None else {}
+    ids = views.run_ids(key) if bundle is not None else {}  # run student's name -> its run's id
+    _runs_widget(side, ids)
     student = _student_widget(side, bundle, ids)
     compare = _compare_widget(side, bundle, student, ids)
     grouping = _grouping_widget(side, bundle)
@@ -158,8 +158,8 @@ def results(
     return progressive.results(
         sel.key,
         names,
-        str(parse_grouping(grouping or sel.grouping)),
-        float(sel.temperature),
+        grouping or sel.grouping,
+        sel.temperature,
         sel.device,
         sel.standardize if standardize is None else bool(standardize),
     )
@@ -298,7 +298,7 @@ def _rename_run_students(view_key: tuple) -> None:
             ss[key] = name
 
 
-def _runs_widget(side, key: tuple) -> None:
+def _runs_widget(side, ids: dict[str, str]) -> None:
     """The runs whose students are added (a link's ``runs=``); un-ticking one removes it."""
     ss = st.session_state
     added = list(ss.get(_K_RUNS) or ())
@@ -311,7 +311,7 @@ def _runs_widget(side, key: tuple) -> None:
     def _changed() -> None:
         ss[_K_RUNS] = list(ss[W_RUNS])
 
-    names = {run_id: name for name, run_id in views.run_ids(key).items()}
+    names = {run_id: name for name, run_id in ids.items()}
     side.multiselect(
         "Runs' students added",
         added,
@@ -319,7 +319,7 @@ def _runs_widget(side, key: tuple) -> None:
         on_change=_changed,
         format_func=lambda run_id: names.get(run_id, run_id),
         help="Finished runs trained against this bundle's teacher and data, shown as students named "
-        "'run:' and the run's name: " + "; ".join(f"{n} is run {i}" for i, n in names.items()) + ". "
+        "'run:' and the run's name: " + "; ".join(f"{n} is run {i}" for n, i in ids.items()) + ". "
         "Their files are read from the runs' own folders; the bundle is not changed.",
     )
 
@@ -484,17 +484,15 @@ def _temperature_widget(side) -> float:
 
 def _standardize_widget(side) -> bool:
     """Logit standardization for every page (the URL's ``standardize=true`` while it is on)."""
-    return bool(
-        links.bound(
-            side.toggle,
-            "Standardize logits (LS)",
-            key=W_STANDARDIZE,
-            why=links.boolean,
-            says=lambda v: "standardized logits" if v else "the logits as they are (not standardized)",
-            help="Logit standardization (Sun et al., CVPR 2024): each sample's teacher and student logits "
-            "are z-scored, (z − mean) / (std + 1e-7), before T, so the split compares the teacher's logit "
-            "relations, not their scale. Every page then shows the split of the standardized logits.",
-        )
+    return links.bound(
+        side.toggle,
+        "Standardize logits (LS)",
+        key=W_STANDARDIZE,
+        why=links.boolean,
+        says=lambda v: "standardized logits" if v else "the logits as they are (not standardized)",
+        help="Logit standardization (Sun et al., CVPR 2024): each sample's teacher and student logits "
+        "are z-scored, (z − mean) / (std + 1e-7), before T, so the split compares the teacher's logit "
+        "relations, not their scale. Every page then shows the split of the standardized logits.",
     )
 
 

@@ -10,6 +10,7 @@ in its label, so its numbers are never mixed silently with validation numbers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,7 +27,8 @@ NO_VALIDATION = "test: no validation"  # how "epochs on" shows a run without a v
 
 @dataclass(frozen=True)
 class Column:
-    """A tracker column: heading, hover help, width (pixels) and number format (None: text)."""
+    """A tracker column: heading, hover help, width (pixels) and format: a number format, "datetime",
+    "bool", or None (text)."""
 
     heading: str
     help: str
@@ -63,12 +65,12 @@ _TAIL = {
     "epochs": Column("epochs", "Epochs the run was configured for.", 58, "%d"),
     "epochs_done": Column("done", "Epochs finished.", 50, "%d"),
     "duration_s": Column("duration (s)", "Wall-clock seconds from start to end (or now).", 90, "%.0f"),
-    "created": Column("created (UTC)", "When the run was queued.", 140),
+    "created": Column("created (UTC)", "When the run was queued.", 140, "datetime"),
     "batch": Column("batch", "Batch size.", 56, "%d"),
     "student": Column("student", "Architecture or model spec of the student.", 90),
     "data": Column("data", "Training data spec.", 110),
     "held_out_terms": Column(
-        "terms", "Whether the epochs record the held-out decomposition (val_kl, ...).", 56
+        "terms", "Whether the epochs record the held-out decomposition (val_kl, ...).", 56, "bool"
     ),
     "sweep": Column("sweep", "The sweep the run belongs to.", 200),
     "id": Column("run id", "The run's folder name.", 250),
@@ -121,21 +123,15 @@ def column_config(keys: list[str]) -> dict:
     """st.column_config for the tracker's ``keys`` (by heading), compact and with hover help."""
     import streamlit as st
 
+    kinds = {
+        "datetime": functools.partial(st.column_config.DatetimeColumn, format="YYYY-MM-DD HH:mm"),
+        "bool": st.column_config.CheckboxColumn,
+        None: st.column_config.TextColumn,
+    }
     every, config = columns(), {}
-    for k in keys:
-        c = every[k]
-        if k == "created":
-            config[c.heading] = st.column_config.DatetimeColumn(
-                c.heading, help=c.help, width=c.width, format="YYYY-MM-DD HH:mm"
-            )
-        elif k == "held_out_terms":
-            config[c.heading] = st.column_config.CheckboxColumn(c.heading, help=c.help, width=c.width)
-        elif c.format is None:
-            config[c.heading] = st.column_config.TextColumn(c.heading, help=c.help, width=c.width)
-        else:
-            config[c.heading] = st.column_config.NumberColumn(
-                c.heading, help=c.help, width=c.width, format=c.format
-            )
+    for c in (every[k] for k in keys):
+        make = kinds.get(c.format) or functools.partial(st.column_config.NumberColumn, format=c.format)
+        config[c.heading] = make(c.heading, help=c.help, width=c.width)
     return config
 
 
@@ -198,14 +194,12 @@ def newest_first(table: pd.DataFrame) -> list[str]:
 def settings_line(table: pd.DataFrame, run_id: str) -> str:
     """The run's loss settings and budget in one line ("loss kd · T 2 · lr 0.05 · epochs 3 · seed 0")."""
     row, every = table.set_index("id").loc[run_id], columns()
-    keys = ["loss", *loss_columns(), "lr", "epochs", "seed"]
-    parts = []
-    for k in keys:
-        v = row.get(k)
-        if v is None or (isinstance(v, float) and v != v):
-            continue
-        parts.append(f"{every[k].heading} {v:g}" if isinstance(v, float) else f"{every[k].heading} {v}")
-    return " · ".join(parts)
+    values = {k: row.get(k) for k in ["loss", *loss_columns(), "lr", "epochs", "seed"]}
+    return " · ".join(
+        f"{every[k].heading} {v:g}" if isinstance(v, float) else f"{every[k].heading} {v}"
+        for k, v in values.items()
+        if pd.notna(v)  # a setting the run's loss does not take is empty
+    )
 
 
 def held_out_note(run: RunInfo) -> str:

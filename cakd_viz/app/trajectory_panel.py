@@ -48,11 +48,11 @@ def run_part(r) -> None:
     column = term_choice("term", "Per-class term")
     extra, beside = None, ""
     if st.toggle("Beside the bundle's students", key="tune_traj_beside", help=tv.BESIDE_HELP):
-        found = tv.beside_bundle(r, t)
+        found = tv.beside_bundle(r, t, tv.column_for(t, column))
         if isinstance(found, str):
             st.caption(f"Not set beside the bundle's students: {plain(found)}.")
         else:
-            extra, beside = tv.beside_column(found, tv.column_for(t, column)), " " + plain(found.caption)
+            extra, beside = found[0], " " + plain(found[1])
     heat = tfig.trajectory_heatmap(t, tv.column_for(t, column), names, extra=extra)
     ui.chart(heat, tv.heatmap_caption(t, column) + beside, key="tune_traj_heatmap")
     with st.expander("Per-class table (class, family, epoch, every term)"):

@@ -10,7 +10,6 @@ they differ.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -222,17 +221,10 @@ def changes_caption(frame: pd.DataFrame, t: Trajectory, first: int, last: int) -
 # -- beside the bundle's students -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Beside:
-    """The bundle's students' (and the run's final student's) per-class means beside a trajectory."""
-
-    means: dict[str, np.ndarray]  # label -> (C, len(COLUMNS)) by class index
-    caption: str
-
-
-def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
-    """Per-class means of the bundle the run was trained against (its students, up to MAX_STUDENTS, and the
-    run's final student), under the run's grouping, T and LS, on that bundle's samples; or why not (one line)."""
+def beside_bundle(run: RunInfo, t: Trajectory, column: str) -> tuple[dict[str, np.ndarray], str] | str:
+    """({label: (C,) per-class means of ``column``}, caption) of the bundle the run was trained against (its
+    students, up to MAX_STUDENTS, and the run's final student, 'final run'), under the run's grouping, T
+    and LS, on that bundle's samples: the heatmap's extra columns; or why not (one line)."""
     if run.bundle_path is None:
         return "it needs the run's finished bundle (same data and teacher), and " + (
             "a recorded run keeps none" if run.config.get("recorded") else "this run has none yet"
@@ -254,15 +246,15 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
     device = state.selection(required=False).device or "cpu"
     res = progressive.results(key, students, t.grouping, t.temperature, device, standardize=t.standardize)
     labels = opened.bundle.labels
-    means = {}
+    means, j = {}, COLUMNS.index(column)
     for name, r in res.items():
-        truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else np.asarray(labels)[r.index]
+        truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else labels
         who = "final run" if name == final else name
-        means[who] = _means(r.d, np.asarray(truth, np.int64), r.ident, t.by, t.num_classes)
+        means[who] = _means(r.d, np.asarray(truth, np.int64), r.ident, t.by, t.num_classes)[:, j]
     same = _holds(opened.key, identity(run))
     first = next(iter(res.values()))
     samples = "the same samples as the epochs" if same else f"other samples than the run's {t.split} split"
-    return Beside(
+    return (
         means,
         f"Right of the gap: the bundle {opened.label}'s students and the run's final student ('final run') "
         f"on {first.scope()} of that bundle ({samples}), under the run's {t.setting}.",
@@ -272,9 +264,3 @@ def beside_bundle(run: RunInfo, t: Trajectory) -> Beside | str:
 @st.cache_data(max_entries=32, show_spinner=False)
 def _means(_d, _truth: np.ndarray, ident: tuple, by: str, num_classes: int) -> np.ndarray:
     return class_means(_d, _truth, num_classes)[0]
-
-
-def beside_column(beside: Beside, column: str) -> dict[str, np.ndarray]:
-    """label -> (C,) values of ``column`` for the heatmap's extra columns."""
-    j = COLUMNS.index(column)
-    return {label: m[:, j] for label, m in beside.means.items()}

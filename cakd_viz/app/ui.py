@@ -48,13 +48,7 @@ def report() -> Report:
 def context(**extra) -> dict:
     """The view's context (bundle, student, grouping, T, ...) with ``extra`` entries added or replaced
     (None removes one)."""
-    out = dict(report().context)
-    for k, v in extra.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = v
-    return out
+    return {k: v for k, v in (report().context | extra).items() if v is not None}
 
 
 def set_context(context: dict) -> None:

@@ -226,7 +226,7 @@ if sel.compare:
         format_func=kinds.get,
     )
     links.show(("cmp",))
-    size, change, rows_b, _ = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
+    size, change, rows_b = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
     ui.caption(
         f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "
         f"(right = {right_means}); differences are {b_name} − {a_name}, under {sel.grouping} at {sel.setting}."

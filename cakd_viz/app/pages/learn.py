@@ -203,10 +203,8 @@ with charts:
         key="learn_parts",
     )
 with st.expander("The example's numbers, as tables"):
-    ui.table(pd.DataFrame([example_row(ex)]), name="learn_terms", key="learn_terms", context=ui.context())
-    ui.table(
-        class_numbers(ex, LEARN_CLASSES), name="learn_classes", key="learn_classes", context=ui.context()
-    )
+    ui.table(pd.DataFrame([example_row(ex)]), name="learn_terms", key="learn_terms")
+    ui.table(class_numbers(ex, LEARN_CLASSES), name="learn_classes", key="learn_classes")
 
 ui.header("How it works")
 terms, dkd, loss, ls_tab, honest = st.tabs(

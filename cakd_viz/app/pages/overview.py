@@ -165,18 +165,17 @@ if by_g.open:
         gsweep = compute.grouping_scan(
             sel.key, scanned, tuple(specs), tuple(values), sel.temperature, sel.device, sel.standardize
         )
-        here = fig.grouping_param(grouping)
         ui.chart(
-            fig.sweep_figure(gsweep, x="param", x_title=param, current=here),
+            fig.sweep_figure(gsweep, x="param", x_title=param, current=fig.grouping_param(grouping)),
             f"Shares for {specs[0].split(':')[0]}:{param.split()[0]} "
             f"{compute.scan_scope(int(gsweep['n'].iloc[0]), b.num_samples)}, at {sel.setting}.",
             key="overview_by_g",
         )
 if by_ls.open:  # one more pass per student (the setting the sidebar does not show), only when opened
     with by_ls:
-        plain = state.results(sel.students, grouping=grouping, standardize=False)
+        as_is = state.results(sel.students, grouping=grouping, standardize=False)
         standardized = state.results(sel.students, grouping=grouping, standardize=True)
-        both = compute.ls_students(plain, standardized)
+        both = compute.ls_students(as_is, standardized)
         changed = both.loc[both["changed"], "student"].tolist()
         ui.chart(
             fig.standardization_figure(both),
@@ -192,7 +191,7 @@ if by_ls.open:  # one more pass per student (the setting the sidebar does not sh
         )
         ls_context = context | {"student": "all", "standardize": "without and with"}
         ui.table(both, name="standardization", context=ls_context, key="overview_ls_table")
-        classes = compute.ls_classes(plain[sel.student], standardized[sel.student], by, sel.class_names)
+        classes = compute.ls_classes(as_is[sel.student], standardized[sel.student], by, sel.class_names)
         moved = int(classes["changed"].sum())
         ui.subheader(f"{sel.student}: which classes' largest part changes with LS")
         ui.table(

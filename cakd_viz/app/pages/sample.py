@@ -119,12 +119,8 @@ for who, e in pairs:
         ui.markdown(f"**{plain(who)}** ({'A' if e is ex else 'B'})")
     ui.identity(e)
     cols = st.columns(4)
-    delta = (
-        (lambda a, x: None)
-        if e is ex or ex_b is None
-        else (lambda a, x: f"{x - a:+.4g} vs {plain(sel.student)}")
-    )
-    ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(e.kl), delta(ex.kl, e.kl), delta_color="inverse")
+    delta = None if e is ex else f"{e.kl - ex.kl:+.4g} vs {plain(sel.student)}"  # B's KL against A's
+    ui.metric(cols[0], f"KL ({KL_UNIT})", format_number(e.kl), delta, delta_color="inverse")
     ui.contributions(cols[1:], e)
     ui.caption(
         f"Group masses: teacher p_S = {e.p_strong:.4g}, p_W = {e.p_weak:.4g}; {plain(who)} q_S = {e.q_strong:.4g}, "
