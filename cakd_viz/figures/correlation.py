@@ -19,6 +19,7 @@ from cakd_viz.text import html as plain
 
 HEATMAP_LIMIT = 60  # classes drawn at most in a heatmap of a large C
 SHOW_ALL_UP_TO = 80  # up to this many classes, every class is drawn
+OVERVIEW_FAMILIES = 8  # the largest families a heatmap of a large C shows members of
 ROW_PX, LABEL_PX = 17, 12  # pixels per heatmap row, and the labels' font size: every row legible
 
 
@@ -31,27 +32,26 @@ def family_table(family: np.ndarray) -> pd.DataFrame:
     )
 
 
-def pick_classes(
-    order: np.ndarray, family: np.ndarray, *, limit: int = HEATMAP_LIMIT, only=None, families: int = 8
-) -> np.ndarray:
+def pick_classes(order: np.ndarray, family: np.ndarray, *, only=None) -> np.ndarray:
     """The classes to draw, in clustering order.
 
-    All of them when C <= SHOW_ALL_UP_TO; one family when `only` names it (at most `limit` members);
-    otherwise an overview: the first members (in clustering order) of the `families` largest families,
-    an equal share of `limit` each, so the block structure between families stays visible.
+    All of them when C <= SHOW_ALL_UP_TO; one family when `only` names it (at most HEATMAP_LIMIT
+    members); otherwise an overview: the first members (in clustering order) of the OVERVIEW_FAMILIES
+    largest families, an equal share of HEATMAP_LIMIT each, so the block structure between families
+    stays visible.
     """
     order = np.asarray(order)
     if only is not None:
-        return order[family[order] == only][:limit]
-    if len(order) <= max(limit, SHOW_ALL_UP_TO):
+        return order[family[order] == only][:HEATMAP_LIMIT]
+    if len(order) <= SHOW_ALL_UP_TO:
         return order
-    top = family_table(family).head(families)["family"].to_numpy()
-    quota = max(2, limit // len(top))
+    top = family_table(family).head(OVERVIEW_FAMILIES)["family"].to_numpy()
+    quota = max(2, HEATMAP_LIMIT // len(top))
     keep = np.zeros(len(order), dtype=bool)
     for fam in top:
         members = np.flatnonzero(family[order] == fam)[:quota]
         keep[members] = True
-    return order[keep][:limit]
+    return order[keep][:HEATMAP_LIMIT]
 
 
 def correlation_heatmap(
