@@ -49,7 +49,7 @@ def _kernel(s, t, y, grouping, temperature, *, threads=1, isa="auto", correlated
     out = {name: np.empty(n) for name in native_path.FLOAT_OUT}
     out.update({name: np.zeros(n, np.int64) for name in native_path.INT_OUT})
     rule = native_path.Rule.of(parse_grouping(grouping), temperature, y, correlated)
-    native_path.run_kernel(KERNEL, s, t, rule, out, threads=threads, isa=isa, redo64=redo64)
+    native_path.run_kernel_many(KERNEL, [s], t, rule, [out], threads=threads, isa=isa, redo64=redo64)
     return out
 
 
@@ -531,7 +531,7 @@ def _kernel_ls(s, t, y, grouping, temperature, *, threads=1, isa="auto"):
     out = {name: np.empty(n) for name in native_path.FLOAT_OUT}
     out.update({name: np.zeros(n, np.int64) for name in native_path.INT_OUT})
     rule = native_path.Rule.of(parse_grouping(grouping), temperature, y, None, standardize=True)
-    native_path.run_kernel(KERNEL, s, t, rule, out, threads=threads, isa=isa)
+    native_path.run_kernel_many(KERNEL, [s], t, rule, [out], threads=threads, isa=isa)
     return out
 
 
