@@ -140,6 +140,19 @@ def test_the_decomposition_uses_those_sets_on_both_paths(grouping, monkeypatch):
     np.testing.assert_array_equal(decompose(s, t, y, **kw).strong_size, want)
 
 
+@pytest.mark.parametrize("grouping", ["topk:9223372036854775808", "topk+target:18446744073709551617"])
+def test_a_k_beyond_int64_still_means_c_minus_1_in_the_kernel(grouping):
+    """K is clipped to C - 1 by every path; one beyond int64 must not wrap around in the kernel."""
+    rng = np.random.default_rng(9)
+    t = rng.standard_normal((20, 6)).astype(np.float32)
+    y = rng.integers(0, 6, 20)
+    fitted = grouping.split(":")[0] + ":5"  # K = C - 1
+    want = decompose(t * 0.5, t, y, grouping=fitted, device="cpu").strong_size
+    assert want.min() >= 5
+    np.testing.assert_array_equal(decompose(t * 0.5, t, y, grouping=grouping, device="cpu").strong_size, want)
+    np.testing.assert_array_equal(membership.strong_sizes(t, y, grouping=grouping, temperature=1.0), want)
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("grouping", RULES)
 def test_strong_sizes_count_those_sets_on_both_paths(case, grouping, monkeypatch):
