@@ -153,6 +153,20 @@ def test_a_k_beyond_int64_still_means_c_minus_1_in_the_kernel(grouping):
     np.testing.assert_array_equal(membership.strong_sizes(t, y, grouping=grouping, temperature=1.0), want)
 
 
+def test_a_correlation_of_another_shape_is_refused():
+    """As decompose refuses it: the kernel would read C x C values of a smaller matrix."""
+    t = np.random.default_rng(3).standard_normal((50, 6)).astype(np.float32)
+    kw = {"grouping": "corr:0.5", "temperature": 1.0}
+    for corr in (np.eye(3), np.eye(8)):
+        message = rf"correlation has shape \({len(corr)}, {len(corr)}\), expected \(6, 6\)"
+        with pytest.raises(ValueError, match=message):
+            membership.strong_sizes(t, correlation=corr, **kw)
+        with pytest.raises(ValueError, match=message):
+            membership.in_strong_set(np.zeros(50, int), t, correlation=corr, **kw)
+        with pytest.raises(ValueError, match=message):
+            decompose(t, t, correlation=corr, device="cpu", **kw)
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("grouping", RULES)
 def test_strong_sizes_count_those_sets_on_both_paths(case, grouping, monkeypatch):

@@ -112,6 +112,9 @@ def _rule(teacher_logits, grouping, correlation):
     g = parse_grouping(grouping)
     if g.needs_correlation and correlation is None:
         raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
+    c = teacher_logits.shape[1]
+    if g.needs_correlation and np.shape(correlation) != (c, c):  # the kernel reads C x C of it
+        raise ValueError(f"correlation has shape {np.shape(correlation)}, expected ({c}, {c})")
     use_kernel = native_path.kernel_dtype(teacher_logits) and native_path.selects(g)
     return g, g.correlated(correlation), native_path.kernel() if use_kernel else None
 
