@@ -167,6 +167,24 @@ def test_a_correlation_of_another_shape_is_refused():
             decompose(t, t, correlation=corr, device="cpu", **kw)
 
 
+def test_bad_labels_are_refused_as_decompose_refuses_them():
+    """Never a kernel error, nor a read past a short labels array, nor a float label cut to an integer."""
+    t = np.random.default_rng(4).standard_normal((50, 6)).astype(np.float32)
+    kw = {"grouping": "target", "temperature": 1.0}
+    bad = [
+        (np.full(50, 9), "label 9 at row 0 is outside 0..5"),
+        (np.zeros(40, int), "labels has 40 samples, expected 50"),
+        (np.full(50, 0.5), r"label 0.5 at row 0 is not an integer"),
+        (None, "grouping target needs labels, and none were given"),
+    ]
+    for labels, message in bad:
+        for call in (membership.strong_sizes, lambda t, y, **kw: next(membership.strong_sets(t, y, **kw))):
+            with pytest.raises(ValueError, match=message):
+                call(t, labels, **kw)
+        with pytest.raises(ValueError, match=message):
+            decompose(t, t, labels, device="cpu", **kw)
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("grouping", RULES)
 def test_strong_sizes_count_those_sets_on_both_paths(case, grouping, monkeypatch):
