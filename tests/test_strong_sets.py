@@ -167,6 +167,14 @@ def test_a_correlation_of_another_shape_is_refused():
             decompose(t, t, correlation=corr, device="cpu", **kw)
 
 
+def test_in_strong_set_refuses_a_class_outside_the_classes():
+    t = np.random.default_rng(4).standard_normal((50, 6)).astype(np.float32)
+    for wrong in (-1, 6):
+        classes = np.where(np.arange(50) == 7, wrong, 0)
+        with pytest.raises(ValueError, match=rf"classes must lie in 0..5; got {wrong}"):
+            membership.in_strong_set(classes, t, grouping="topk:2", temperature=1.0)
+
+
 def test_bad_labels_are_refused_as_decompose_refuses_them():
     """Never a kernel error, nor a read past a short labels array, nor a float label cut to an integer."""
     t = np.random.default_rng(4).standard_normal((50, 6)).astype(np.float32)

@@ -128,6 +128,10 @@ def in_strong_set(classes, teacher_logits, labels=None, rows=None, **options) ->
     classes = np.asarray(classes, dtype=np.int64)
     if classes.shape != rows.shape:
         raise ValueError(f"classes has shape {classes.shape}, rows {rows.shape}: one class per row")
+    c = teacher_logits.shape[1]
+    outside = (classes < 0) | (classes >= c)  # -1 would silently read class C - 1
+    if outside.any():
+        raise ValueError(f"classes must lie in 0..{c - 1}; got {int(classes[outside][0])}")
     out = np.zeros(len(rows), dtype=bool)
     sets = strong_sets(teacher_logits, labels, rows, **options)
     for part, mask in sets:
