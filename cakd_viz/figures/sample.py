@@ -15,8 +15,6 @@ from cakd_viz.terms import PART
 from cakd_viz.text import html as plain
 from cakd_viz.worked import format_number
 
-CONTRIBUTION_LABELS = PART  # plain-text names of the weighted parts
-
 
 def input_image(row, *, size: int = 168):
     """One sample's input as a small upscaled PIL image, or None when it is not image-like.
@@ -169,12 +167,12 @@ def contribution_bars(
             go.Bar(
                 name=TERM_LABELS[name],
                 meta=name,
-                x=[CONTRIBUTION_LABELS[name], "KL"],
+                x=[PART[name], "KL"],
                 y=[value, value],
                 marker_color=TERM_COLORS[name],
                 text=[format_number(value, decimals), ""],
                 textposition="outside",
-                hovertemplate=f"{CONTRIBUTION_LABELS[name]} = %{{y:.4g}} {KL_UNIT}<extra></extra>",
+                hovertemplate=f"{PART[name]} = %{{y:.4g}} {KL_UNIT}<extra></extra>",
                 cliponaxis=False,
             )
         )
@@ -189,5 +187,5 @@ def contribution_bars(
     fig.update_layout(**base_layout(title, barmode="stack", height=340, font=dict(size=font_size)))
     fig.update_layout(legend_traceorder="normal")
     fig.update_yaxes(title=f"contribution to KL ({KL_UNIT})", rangemode="tozero")
-    fig.update_xaxes(categoryorder="array", categoryarray=[CONTRIBUTION_LABELS[n] for n in parts] + ["KL"])
+    fig.update_xaxes(categoryorder="array", categoryarray=[PART[n] for n in parts] + ["KL"])
     return fig
