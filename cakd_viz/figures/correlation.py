@@ -103,8 +103,6 @@ def top_pairs(
     c = counts.shape[0]
     iu = np.triu_indices(c, k=1)
     values = counts[iu]
-    if values.size == 0:
-        return pd.DataFrame(columns=["class a", "class b", "together", "r", "same family"])
     top = np.argsort(-values, kind="stable")[:k]
     a, b = iu[0][top], iu[1][top]
     frame = pd.DataFrame(
