@@ -176,7 +176,7 @@ def class_failures(
     kl_total = np.bincount(key, weights=d.kl[mask], minlength=c)
     failures = np.bincount(key, minlength=c)
     samples = np.bincount(key_all, minlength=c)
-    dom = per_sample_dominant(d.subset(mask)) if mask.any() else np.zeros(0, dtype=np.int64)
+    dom = per_sample_dominant(d.subset(mask))  # (failures,), empty for none
     with np.errstate(divide="ignore", invalid="ignore"):
         frame = pd.DataFrame(
             {
