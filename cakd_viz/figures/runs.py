@@ -137,8 +137,8 @@ def terms_figure(steps: pd.DataFrame) -> go.Figure:
                 )
     fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch")
-    values = steps[[k for k in _TERM_STYLE if k in steps]].to_numpy(dtype=float) if not steps.empty else None
-    positive = values[values > 0] if values is not None else np.zeros(0)
+    values = steps[[k for k in _TERM_STYLE if k in steps]].to_numpy(dtype=float)  # (0, k) without steps
+    positive = values[values > 0]
     if positive.size:
         ticks, labels, span = log_ticks(float(positive.min()), float(positive.max()))
         fig.update_yaxes(tickvals=ticks, ticktext=labels, range=span)
