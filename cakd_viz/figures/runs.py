@@ -151,11 +151,7 @@ def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False) -> go.Figu
     (``raw`` False), or the raw terms BCD, SCD, WCD as lines (``raw`` True). ``epochs``: its epoch records
     with the ``HELD_OUT`` fields; epochs without them are left out."""
     fig = go.Figure()
-    have = (
-        epochs.dropna(subset=[k for k in ("val_kl", "val_bcd") if k in epochs])
-        if not epochs.empty
-        else epochs
-    )
+    have = epochs.dropna(subset=[k for k in ("val_kl", "val_bcd") if k in epochs])
     if not have.empty and "val_kl" in have:
         if raw:
             for key, term in (("val_bcd", "bcd"), ("val_scd", "scd"), ("val_wcd", "wcd")):
