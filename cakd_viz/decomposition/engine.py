@@ -272,11 +272,8 @@ def _check_finite(out: dict, zs: Logits, zt: Logits) -> None:
 
 
 def _name_non_finite(row: int, zs: Logits, zt: Logits) -> None:
-    for arr in (zt, zs):
-        values = arr.row(row)
-        if not np.isfinite(values).all():
-            col = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise ValueError(f"{arr.name} has a non-finite value ({values[col]}) at row {row}, class {col}")
+    zt.check_row(row)
+    zs.check_row(row)
 
 
 def _warn_once(key: str, message: str) -> None:
