@@ -160,16 +160,8 @@ def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False) -> go.Figu
         else:
             for key, term in (("val_bcd", "bcd"), ("val_scd_part", "scd"), ("val_wcd_part", "wcd")):
                 if key in have:
-                    fig.add_trace(
-                        _line(
-                            have,
-                            key,
-                            PART[term],
-                            TERM_COLORS[term],
-                            stackgroup="parts",
-                            name_html=PART_HTML[term],
-                        )
-                    )
+                    stacked = dict(stackgroup="parts", name_html=PART_HTML[term])
+                    fig.add_trace(_line(have, key, PART[term], TERM_COLORS[term], **stacked))
             fig.add_trace(_line(have, "val_kl", "KL (sum of the parts)", TERM_COLORS["kl"], dash="dot"))
     fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch", dtick=1)
