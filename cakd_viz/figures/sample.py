@@ -111,19 +111,9 @@ def probability_bars(
             marker=dict(symbol="square", size=14, color=ROLE_COLORS["strong"], opacity=0.35),
         )
     )
+    band = dict(type="rect", xref="paper", x0=0, x1=1, fillcolor=ROLE_COLORS["strong"], opacity=0.13)
     for p in pos[strong]:
-        fig.add_shape(
-            type="rect",
-            xref="paper",
-            x0=0,
-            x1=1,
-            y0=p - 0.5,
-            y1=p + 0.5,
-            fillcolor=ROLE_COLORS["strong"],
-            opacity=0.13,
-            line_width=0,
-            layer="below",
-        )
+        fig.add_shape(**band, y0=p - 0.5, y1=p + 0.5, line_width=0, layer="below")
     fig.update_layout(
         **base_layout(
             barmode="group",
