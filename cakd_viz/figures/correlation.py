@@ -223,17 +223,9 @@ def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorba
     # Every row and column labelled (dtick 1), at a readable size: the chart grows with the classes.
     height = max(420, ROW_PX * len(classes) + 160)
     fig.update_layout(**base_layout(title, height=height, margin=dict(l=10, r=10, t=50, b=10)), shapes=shapes)
-    fig.update_xaxes(
-        type="category", tickangle=-90, tickfont=dict(size=LABEL_PX), dtick=1, title=None, automargin=True
-    )
-    fig.update_yaxes(
-        type="category",
-        autorange="reversed",
-        tickfont=dict(size=LABEL_PX),
-        dtick=1,
-        title=None,
-        automargin=True,
-    )
+    axis = dict(type="category", tickfont=dict(size=LABEL_PX), dtick=1, title=None, automargin=True)
+    fig.update_xaxes(**axis, tickangle=-90)
+    fig.update_yaxes(**axis, autorange="reversed")
     return fig
 
 
