@@ -175,7 +175,7 @@ def main() -> None:
         return decompose(student, teacher, **kw)
 
     def kernel2():
-        native_path.run_kernel(kern, student, teacher, rule, out, threads=2)
+        native_path.run_kernel_many(kern, [student], teacher, rule, [out], threads=2)
 
     def tensor_ops():
         native_path.LIBRARY._state.update(kernel=None, reason="off for the benchmark")
@@ -214,9 +214,11 @@ def main() -> None:
     )
 
     one_thread = {
-        "kernel, 1 thread": lambda: native_path.run_kernel(kern, student, teacher, rule, out, threads=1),
-        "kernel LS, 1 thread": lambda: native_path.run_kernel(
-            kern, student, teacher, rule_ls, out, threads=1
+        "kernel, 1 thread": lambda: native_path.run_kernel_many(
+            kern, [student], teacher, rule, [out], threads=1
+        ),
+        "kernel LS, 1 thread": lambda: native_path.run_kernel_many(
+            kern, [student], teacher, rule_ls, [out], threads=1
         ),
         "plain KL, 1 thread": lambda: plain_kl(zs, zt, rows),
     }

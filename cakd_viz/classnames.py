@@ -71,8 +71,10 @@ def readable_names(names) -> list[str]:
         if len(text) > MAX_NAME_CHARS:
             text = text[: MAX_NAME_CHARS - 1] + "…"
         out.append(text)
-    seen = Counter(out)
-    return [f"{name} #{i}" if seen[name] > 1 else name for i, name in enumerate(out)]
+    while len(set(out)) < len(out):  # again where a told-apart name meets a raw one ("a", "a", "a #1")
+        seen = Counter(out)
+        out = [f"{name} #{i}" if seen[name] > 1 else name for i, name in enumerate(out)]
+    return out
 
 
 def parse_override(data: bytes, filename: str, num_classes: int) -> list[str]:

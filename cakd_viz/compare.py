@@ -147,13 +147,13 @@ def changes(
     frame["kl_b"] = b.kl[rows]
     frame["kl_delta"] = b.kl[rows] - a.kl[rows]
     pa, pb = a.contributions(), b.contributions()
-    deltas = np.stack([pb[t][rows] - pa[t][rows] for t in TERMS], axis=1) if len(rows) else np.zeros((0, 3))
+    deltas = np.stack([pb[t][rows] - pa[t][rows] for t in TERMS], axis=1)  # (M, 3), (0, 3) for no rows
     frame["bcd_delta"] = deltas[:, 0]
     frame["scd_contribution_delta"] = deltas[:, 1]
     frame["wcd_contribution_delta"] = deltas[:, 2]
     frame["scd_delta"] = b.scd[rows] - a.scd[rows]
     frame["wcd_delta"] = b.wcd[rows] - a.wcd[rows]
-    frame["changed_most"] = np.array(TERMS)[np.abs(deltas).argmax(1)] if len(rows) else np.array([], str)
+    frame["changed_most"] = np.array(TERMS)[np.abs(deltas).argmax(1)]
     return frame
 
 

@@ -23,7 +23,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} was asked for, but no CUDA GPU is available here")
-        dev = torch.device(name)
+        try:
+            dev = torch.device(name)
+        except RuntimeError:  # "cuda:x", "cuda:-1": torch names no such device
+            raise ValueError(
+                f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}"
+            ) from None
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
         return dev

@@ -176,7 +176,7 @@ def class_failures(
     kl_total = np.bincount(key, weights=d.kl[mask], minlength=c)
     failures = np.bincount(key, minlength=c)
     samples = np.bincount(key_all, minlength=c)
-    dom = per_sample_dominant(d.subset(mask)) if mask.any() else np.zeros(0, dtype=np.int64)
+    dom = per_sample_dominant(d.subset(mask))  # (failures,), empty for none
     with np.errstate(divide="ignore", invalid="ignore"):
         frame = pd.DataFrame(
             {
@@ -221,7 +221,7 @@ def confusion_pairs(
         raise ValueError("confusion pairs by true class need labels, and this decomposition has none")
     rows = np.flatnonzero(mask)
     ref, pred = ref_all[rows], d.student_pred[rows]
-    pairs, inverse, counts = np.unique(
+    pairs, inverse, counts = np.unique(  # no failures: pairs is (0, 2), every column empty
         np.stack([ref, pred], axis=1), axis=0, return_inverse=True, return_counts=True
     )
     inverse = inverse.reshape(-1)
@@ -231,14 +231,14 @@ def confusion_pairs(
     stacked = np.stack([np.bincount(inverse, weights=parts[t][rows], minlength=m) for t in TERMS], axis=1)
     frame = pd.DataFrame(
         {
-            "true": pairs[:, 0] if m else np.zeros(0, dtype=np.int64),
-            "predicted": pairs[:, 1] if m else np.zeros(0, dtype=np.int64),
-            "true_name": class_labels(class_names, pairs[:, 0]) if m else [],
-            "predicted_name": class_labels(class_names, pairs[:, 1]) if m else [],
+            "true": pairs[:, 0],
+            "predicted": pairs[:, 1],
+            "true_name": class_labels(class_names, pairs[:, 0]),
+            "predicted_name": class_labels(class_names, pairs[:, 1]),
             "count": counts,
             "share": counts / max(len(rows), 1),
             "kl_mean": kl_sum / np.maximum(counts, 1),
-            "dominant": np.array(TERMS)[stacked.argmax(1)] if m else np.array([], dtype=str),
+            "dominant": np.array(TERMS)[stacked.argmax(1)],
         }
     )
     if family is not None:

@@ -94,5 +94,5 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
         x = _pca(x, TSNE_INPUT_DIMS, seed)
     perplexity = float(min(30.0, (n - 1) / 3))
     tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed)
-    with threadpool_limits(limits=1, user_api="openmp"):  # see TSNE_THREADS
+    with threadpool_limits(limits=1, user_api="openmp"):  # one thread: see the note under TSNE_INPUT_DIMS
         return tsne.fit_transform(x)

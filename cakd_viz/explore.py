@@ -116,25 +116,6 @@ def match(
     return mask
 
 
-def sort_values(d: Decomposition, by: str) -> np.ndarray | None:
-    """(N,) the values samples are sorted by (a value of `SORT_KEYS`); None for the bundle's order."""
-    if by == "index":
-        return None
-    if by not in SORT_KEYS.values():
-        raise ValueError(f"cannot sort by {by!r}; choose one of: {', '.join(SORT_KEYS.values())}")
-    return getattr(d, by)
-
-
-def order(d: Decomposition, rows: np.ndarray, *, by: str = "kl", descending: bool = True) -> np.ndarray:
-    """``rows`` (sample indices, increasing) sorted by ``by``; equal values keep the bundle's order."""
-    rows = np.asarray(rows, dtype=np.int64)
-    values = sort_values(d, by)
-    if values is None:
-        return rows[::-1] if descending else rows
-    key = values[rows]
-    return rows[np.argsort(-key if descending else key, kind="stable")]
-
-
 def filter_samples(
     d: Decomposition,
     d_b: Decomposition | None = None,
@@ -145,9 +126,15 @@ def filter_samples(
     descending: bool = True,
 ) -> np.ndarray:
     """(M,) int64 indices of the samples that pass ``filters`` (see `match`), sorted by ``by`` (a value of
-    `SORT_KEYS`: "kl", "bcd", "scd_contribution", ..., or "index"), largest first with ``descending``."""
+    `SORT_KEYS`: "kl", "bcd", "scd_contribution", ..., or "index" for the bundle's order), largest first
+    with ``descending``; equal values keep the bundle's order."""
     rows = np.flatnonzero(match(d, d_b, filters=filters, family=family))
-    return order(d, rows, by=by, descending=descending)
+    if by != "index" and by not in SORT_KEYS.values():
+        raise ValueError(f"cannot sort by {by!r}; choose one of: {', '.join(SORT_KEYS.values())}")
+    if by == "index":
+        return rows[::-1] if descending else rows
+    key = getattr(d, by)[rows]
+    return rows[np.argsort(-key if descending else key, kind="stable")]
 
 
 def top_confusions(

@@ -130,7 +130,8 @@ def worked_example(
 
 
 def shown_classes(example: Example, *, top: int = 15, max_strong: int = 40) -> np.ndarray:
-    """Which classes a bar chart shows: the `top` most likely under teacher or student, plus S.
+    """Which classes a bar chart shows: the `top` most likely under the teacher, the `top // 3` (at least
+    one) most likely under the student, plus S.
 
     S is capped at `max_strong` classes (its most likely ones) so a wide `mass:P` set stays readable.
     Ordered by teacher probability, largest first. (k,) int indices.

@@ -14,6 +14,7 @@ import datetime as _dt
 import html
 import json
 from dataclasses import dataclass, field
+from itertools import groupby
 
 import pandas as pd
 
@@ -94,17 +95,12 @@ def html_report(report: Report, *, generated: str | None = None) -> str:
         f"<h1>{_esc(report.title)}</h1>",
         f"<p class='context'>{ctx}</p><p class='caption'>cakd-viz report, {_esc(when)}</p>",
     ]
-    cards: list[str] = []
-    for n, item in enumerate(report.items):
-        if item[0] == "metric":
-            cards.append(_metric(*item[1:]))
-            continue
+    # consecutive metric cards share one row; every other item is its own element (n: its place, for ids)
+    for cards, run in groupby(enumerate(report.items), key=lambda numbered: numbered[1][0] == "metric"):
         if cards:
-            parts.append(f"<div class='metrics'>{''.join(cards)}</div>")
-            cards = []
-        parts.append(_ITEMS[item[0]](n, *item[1:]))
-    if cards:
-        parts.append(f"<div class='metrics'>{''.join(cards)}</div>")
+            parts.append(f"<div class='metrics'>{''.join(_metric(*item[1:]) for _, item in run)}</div>")
+        else:
+            parts += [_ITEMS[item[0]](n, *item[1:]) for n, item in run]
     parts.append("</body></html>")
     return "\n".join(parts)
 

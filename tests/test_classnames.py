@@ -49,6 +49,11 @@ def test_empty_repeated_and_long_names():
     assert len(set(names)) == len(names)
 
 
+def test_a_told_apart_name_never_meets_a_raw_name_that_reads_the_same():
+    names = readable_names(["a", "a", "a #1"])  # "a" at index 1 becomes "a #1", as the third one reads
+    assert names[0] == "a #0" and len(set(names)) == 3
+
+
 def test_spell_out_leaves_anything_else():
     assert spell_out("cat") == "cat" and spell_out("é") == "é" and spell_out("") == ""
 

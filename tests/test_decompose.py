@@ -258,6 +258,18 @@ def test_cuda_is_refused_clearly_without_a_gpu(logits):
             decompose(*logits, device="cuda")
 
 
+def test_a_malformed_cuda_device_is_refused_clearly_where_cuda_is_available(monkeypatch):
+    from cakd_viz.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for name in ("cuda:x", "cuda:-1"):
+        with pytest.raises(ValueError, match=f"unknown device '{name}'; choose one of auto, cpu, cuda"):
+            resolve_device(name)
+    with pytest.raises(ValueError, match="only 1 CUDA GPU"):
+        resolve_device("cuda:1")
+
+
 @pytest.mark.parametrize("chunk_rows", [-1, 0, 2.5, 10.0, "10", True])
 def test_chunk_rows_must_be_a_whole_number(logits, chunk_rows):
     student, teacher, _ = logits

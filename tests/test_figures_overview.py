@@ -140,7 +140,7 @@ def test_cluster_then_pick_the_largest_families(families):
     corr, truth = families
     order, family = cluster_classes(corr, threshold=0.5)
     assert len(np.unique(family)) == 3
-    picked = corrfig.pick_classes(order, family, limit=60)
+    picked = corrfig.pick_classes(order, family)
     assert len(picked) == 60 and len(set(truth[picked])) == 3  # an equal share of every (large) family
     assert list(picked) == [c for c in order if c in set(picked)]  # in clustering order
     one = corrfig.pick_classes(order, family, only=family[0])

@@ -22,6 +22,7 @@ from cakd_viz.learn import (
     shown_classes,
     worked_example,
 )
+from cakd_viz.terms import PART
 from cakd_viz.worked import format_number, identity_latex
 
 ODD = "<b>bold</b> & *x*"
@@ -142,7 +143,7 @@ def test_contribution_bars_stack_to_kl():
     assert [tr["marker"]["color"] for tr in spec["data"]] == [TERM_COLORS[t] for t in ("bcd", "scd", "wcd")]
     parts = ex.contributions()
     for tr in spec["data"]:
-        assert tr["x"] == [fs.CONTRIBUTION_LABELS[tr["meta"]], "KL"]
+        assert tr["x"] == [PART[tr["meta"]], "KL"]
         np.testing.assert_allclose(tr["y"], [parts[tr["meta"]]] * 2)
     np.testing.assert_allclose(sum(tr["y"][1] for tr in spec["data"]), ex.kl, rtol=1e-5)
     assert spec["layout"]["barmode"] == "stack" and "nats" in spec["layout"]["yaxis"]["title"]["text"]

@@ -140,6 +140,59 @@ def test_the_decomposition_uses_those_sets_on_both_paths(grouping, monkeypatch):
     np.testing.assert_array_equal(decompose(s, t, y, **kw).strong_size, want)
 
 
+@pytest.mark.parametrize("grouping", ["topk:9223372036854775808", "topk+target:18446744073709551617"])
+def test_a_k_beyond_int64_still_means_c_minus_1_in_the_kernel(grouping):
+    """K is clipped to C - 1 by every path; one beyond int64 must not wrap around in the kernel."""
+    rng = np.random.default_rng(9)
+    t = rng.standard_normal((20, 6)).astype(np.float32)
+    y = rng.integers(0, 6, 20)
+    fitted = grouping.split(":")[0] + ":5"  # K = C - 1
+    want = decompose(t * 0.5, t, y, grouping=fitted, device="cpu").strong_size
+    assert want.min() >= 5
+    np.testing.assert_array_equal(decompose(t * 0.5, t, y, grouping=grouping, device="cpu").strong_size, want)
+    np.testing.assert_array_equal(membership.strong_sizes(t, y, grouping=grouping, temperature=1.0), want)
+
+
+def test_a_correlation_of_another_shape_is_refused():
+    """As decompose refuses it: the kernel would read C x C values of a smaller matrix."""
+    t = np.random.default_rng(3).standard_normal((50, 6)).astype(np.float32)
+    kw = {"grouping": "corr:0.5", "temperature": 1.0}
+    for corr in (np.eye(3), np.eye(8)):
+        message = rf"correlation has shape \({len(corr)}, {len(corr)}\), expected \(6, 6\)"
+        with pytest.raises(ValueError, match=message):
+            membership.strong_sizes(t, correlation=corr, **kw)
+        with pytest.raises(ValueError, match=message):
+            membership.in_strong_set(np.zeros(50, int), t, correlation=corr, **kw)
+        with pytest.raises(ValueError, match=message):
+            decompose(t, t, correlation=corr, device="cpu", **kw)
+
+
+def test_in_strong_set_refuses_a_class_outside_the_classes():
+    t = np.random.default_rng(4).standard_normal((50, 6)).astype(np.float32)
+    for wrong in (-1, 6):
+        classes = np.where(np.arange(50) == 7, wrong, 0)
+        with pytest.raises(ValueError, match=rf"classes must lie in 0..5; got {wrong}"):
+            membership.in_strong_set(classes, t, grouping="topk:2", temperature=1.0)
+
+
+def test_bad_labels_are_refused_as_decompose_refuses_them():
+    """Never a kernel error, nor a read past a short labels array, nor a float label cut to an integer."""
+    t = np.random.default_rng(4).standard_normal((50, 6)).astype(np.float32)
+    kw = {"grouping": "target", "temperature": 1.0}
+    bad = [
+        (np.full(50, 9), "label 9 at row 0 is outside 0..5"),
+        (np.zeros(40, int), "labels has 40 samples, expected 50"),
+        (np.full(50, 0.5), r"label 0.5 at row 0 is not an integer"),
+        (None, "grouping target needs labels, and none were given"),
+    ]
+    for labels, message in bad:
+        for call in (membership.strong_sizes, lambda t, y, **kw: next(membership.strong_sets(t, y, **kw))):
+            with pytest.raises(ValueError, match=message):
+                call(t, labels, **kw)
+        with pytest.raises(ValueError, match=message):
+            decompose(t, t, labels, device="cpu", **kw)
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("grouping", RULES)
 def test_strong_sizes_count_those_sets_on_both_paths(case, grouping, monkeypatch):

@@ -78,32 +78,8 @@ def decompose(
     z-score each row's teacher and student logits before T (LS, `cakd_viz.standardize`); the correlation
     for corr:R is then the standardized teacher's. Returns a `Decomposition` of (N,) numpy arrays.
     """
-    g = parse_grouping(grouping)
-    temp = check_temperature(temperature)
-    rows_asked = _check_chunk_rows(chunk_rows)
-    zs, zt = Logits.of(student_logits, "student_logits"), Logits.of(teacher_logits, "teacher_logits")
-    n, c = _check_pair(zs, zt)
-    y = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
-    if g.needs_labels and y is None:
-        raise ValueError(f"grouping {g} needs labels, and none were given")
-    dev = resolve_device(device)
-    if dev.type == "mps":
-        _warn_once("mps", "decompose: MPS has no float64, so this decomposition is computed on the CPU")
-        dev = torch.device("cpu")
-    ls = _check_standardize(standardize)
-    correlated = _correlated(g, zt, correlation, dev, c, ls)
-
-    native = dev.type == "cpu" and native_path.selects(g) and not (zs.is_float64 or zt.is_float64)
-    kern = native_path.kernel() if native else None
-    if kern is not None:
-        out = _run_native(kern, [zs], zt, y, g, temp, correlated, rows_asked, progress, ls)[0]
-    else:
-        rows = rows_asked or max(1, TENSOR_CHUNK_ELEMENTS["cuda" if dev.type == "cuda" else "cpu"] // c)
-        out = tensor_path.decompose_tensors(
-            zs, zt, y, g, temp, correlated, dev, rows, progress, standardize=ls
-        )
-    _check_finite(out, zs, zt)
-    return Decomposition(**out, labels=y, grouping=str(g), temperature=temp, standardize=ls)
+    options = (grouping, temperature, device, correlation, chunk_rows, progress, standardize)
+    return _decompose({"student_logits": student_logits}, teacher_logits, labels, *options)[0]
 
 
 def decompose_many(
@@ -124,40 +100,53 @@ def decompose_many(
     strong set (and, on AVX-512, the teacher's weights e^b) is decided once for every student, while the
     teacher's row is in cache. student_logits: a sequence of (N, C) logits, each as `decompose` takes
     them; `progress(done, N)` after each chunk of rows (of every student); standardize as `decompose`'s."""
-    students = list(student_logits)
+    students = {f"student_logits[{j}]": x for j, x in enumerate(student_logits)}
+    options = (grouping, temperature, device, correlation, chunk_rows, progress, standardize)
+    return _decompose(students, teacher_logits, labels, *options)
+
+
+def _decompose(
+    students, teacher_logits, labels, grouping, temperature, device, correlation, chunk_rows, progress, ls
+) -> list[Decomposition]:
+    """The work of `decompose` and `decompose_many` for ``students`` ({name in messages: logits}), every
+    argument checked here: on the kernel's path one pass over the rows for every student (at most
+    ``native_path.MAX_STUDENTS`` in a pass), on the tensor-op path one pass each."""
     g = parse_grouping(grouping)
     temp = check_temperature(temperature)
-    ls = _check_standardize(standardize)
     rows_asked = _check_chunk_rows(chunk_rows)
+    zss = [Logits.of(x, name) for name, x in students.items()]
     zt = Logits.of(teacher_logits, "teacher_logits")
-    zss = [Logits.of(x, f"student_logits[{j}]") for j, x in enumerate(students)]
+    if not zss:
+        return []
     for zs in zss:
-        _check_pair(zs, zt)
-    dev = resolve_device(device)
-    native = dev.type == "cpu" and native_path.selects(g) and not any(z.is_float64 for z in [zt, *zss])
-    kern = native_path.kernel() if native and 1 < len(zss) <= native_path.MAX_STUDENTS else None
-    if kern is None:  # one pass each: the tensor-op path, float64, or a single student
-        return [
-            decompose(
-                x,
-                teacher_logits,
-                labels,
-                grouping=g,
-                temperature=temp,
-                device=device,
-                correlation=correlation,
-                chunk_rows=chunk_rows,
-                progress=_share(progress, j, len(zss)),
-                standardize=ls,
-            )
-            for j, x in enumerate(students)
-        ]
-    n, c = zt.shape
+        n, c = _check_pair(zs, zt)
     y = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
     if g.needs_labels and y is None:
         raise ValueError(f"grouping {g} needs labels, and none were given")
+    dev = resolve_device(device)
+    if dev.type == "mps":
+        _warn_once("mps", "decompose: MPS has no float64, so this decomposition is computed on the CPU")
+        dev = torch.device("cpu")
+    ls = _check_standardize(ls)
     correlated = _correlated(g, zt, correlation, dev, c, ls)
-    outs = _run_native(kern, zss, zt, y, g, temp, correlated, rows_asked, progress, ls)
+
+    native = dev.type == "cpu" and native_path.selects(g) and not any(z.is_float64 for z in [zt, *zss])
+    kern = native_path.kernel() if native else None
+    if kern is not None:
+        size = native_path.MAX_STUDENTS
+        passes = [zss[i : i + size] for i in range(0, len(zss), size)]
+        outs = []
+        for j, part in enumerate(passes):
+            share = _share(progress, j, len(passes))
+            outs += _run_native(kern, part, zt, y, g, temp, correlated, rows_asked, share, ls)
+    else:
+        rows = rows_asked or max(1, TENSOR_CHUNK_ELEMENTS["cuda" if dev.type == "cuda" else "cpu"] // c)
+        outs = [
+            tensor_path.decompose_tensors(
+                zs, zt, y, g, temp, correlated, dev, rows, _share(progress, j, len(zss)), standardize=ls
+            )
+            for j, zs in enumerate(zss)
+        ]
     for out, zs in zip(outs, zss, strict=True):
         _check_finite(out, zs, zt)
     return [Decomposition(**out, labels=y, grouping=str(g), temperature=temp, standardize=ls) for out in outs]
@@ -283,11 +272,8 @@ def _check_finite(out: dict, zs: Logits, zt: Logits) -> None:
 
 
 def _name_non_finite(row: int, zs: Logits, zt: Logits) -> None:
-    for arr in (zt, zs):
-        values = arr.row(row)
-        if not np.isfinite(values).all():
-            col = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise ValueError(f"{arr.name} has a non-finite value ({values[col]}) at row {row}, class {col}")
+    zt.check_row(row)
+    zs.check_row(row)
 
 
 def _warn_once(key: str, message: str) -> None:

@@ -95,11 +95,15 @@ class Logits:
             return self.data[torch.as_tensor(index, device=self.data.device)].cpu()
         return _from_numpy(self.data[index])
 
-    def row(self, i: int) -> np.ndarray:
-        """Row i as float64 numpy (error messages)."""
+    def check_row(self, i: int) -> None:
+        """A ValueError naming row i's first NaN or infinity, if it holds one (errors after a pass)."""
         if self.is_tensor:
-            return self.data[i].detach().cpu().double().numpy()
-        return np.asarray(self.data[i], dtype=np.float64)
+            values = self.data[i].detach().cpu().double().numpy()
+        else:
+            values = np.asarray(self.data[i], dtype=np.float64)
+        if not np.isfinite(values).all():
+            col = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValueError(f"{self.name} has a non-finite value ({values[col]}) at row {i}, class {col}")
 
 
 _FLOATS = "logits must be float16, float32 or float64"  # as load_bundle words it

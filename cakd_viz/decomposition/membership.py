@@ -22,6 +22,7 @@ from cakd_viz.decomposition import native_path
 from cakd_viz.decomposition.threads import default_threads
 from cakd_viz.grouping import parse_grouping, strong_mask
 from cakd_viz.standardize import for_strong_sets
+from cakd_viz.validate import check_labels
 
 CHUNK_ROWS = 4096
 SIZE_CHUNK_ROWS = 65536  # strong_sizes' rows per kernel call (no masks: only their sizes come back)
@@ -42,9 +43,8 @@ def strong_sets(
     in ``rows``, its (m, C) bool mask). teacher_logits: (N, C) (only ``rows`` are read; a memmap is fine);
     labels: (N,) or None; correlation: the (C, C) class correlation, for ``corr:R`` (the standardized
     teacher's under LS); standardize: the sets of the standardized teacher (logit standardization)."""
-    g, correlated, kern = _rule(teacher_logits, grouping, correlation)
+    g, labels, correlated, kern = _rule(teacher_logits, labels, grouping, correlation)
     n = teacher_logits.shape[0]
-    labels = None if labels is None else np.asarray(labels)
     count = n if rows is None else len(rows)
     for start in range(0, count, chunk_rows):
         part = slice(start, min(count, start + chunk_rows))
@@ -78,7 +78,7 @@ def strong_sizes(
 ) -> np.ndarray:
     """(N,) int64: the size |S| of every sample's strong set; arguments as `strong_sets`'. The kernel's
     selection without its (N, C) masks where it applies, else `strong_sets`' masks counted."""
-    g, correlated, kern = _rule(teacher_logits, grouping, correlation)
+    g, labels, correlated, kern = _rule(teacher_logits, labels, grouping, correlation)
     n = teacher_logits.shape[0]
     sizes = np.zeros(n, dtype=np.int64)
     if kern is None:
@@ -93,7 +93,6 @@ def strong_sizes(
             sizes[part] = mask.sum(axis=1)
         return sizes
     corr = None if correlated is None else correlated.numpy()
-    labels = None if labels is None else np.asarray(labels)
     for start in range(0, n, SIZE_CHUNK_ROWS):
         part = slice(start, min(n, start + SIZE_CHUNK_ROWS))
         rule = native_path.Rule.of(
@@ -106,14 +105,20 @@ def strong_sizes(
     return sizes
 
 
-def _rule(teacher_logits, grouping, correlation):
-    """(the parsed grouping, what it reads from the correlation, the kernel where it decides this rule on
-    these logits, else None)."""
+def _rule(teacher_logits, labels, grouping, correlation):
+    """(the parsed grouping, the labels checked as decompose checks them (int64, or None), what the rule
+    reads from the correlation, the kernel where it decides this rule on these logits, else None)."""
     g = parse_grouping(grouping)
+    n, c = teacher_logits.shape
+    y = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
+    if g.needs_labels and y is None:
+        raise ValueError(f"grouping {g} needs labels, and none were given")
     if g.needs_correlation and correlation is None:
         raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
+    if g.needs_correlation and np.shape(correlation) != (c, c):  # the kernel reads C x C of it
+        raise ValueError(f"correlation has shape {np.shape(correlation)}, expected ({c}, {c})")
     use_kernel = native_path.kernel_dtype(teacher_logits) and native_path.selects(g)
-    return g, g.correlated(correlation), native_path.kernel() if use_kernel else None
+    return g, y, g.correlated(correlation), native_path.kernel() if use_kernel else None
 
 
 def in_strong_set(classes, teacher_logits, labels=None, rows=None, **options) -> np.ndarray:
@@ -123,6 +128,10 @@ def in_strong_set(classes, teacher_logits, labels=None, rows=None, **options) ->
     classes = np.asarray(classes, dtype=np.int64)
     if classes.shape != rows.shape:
         raise ValueError(f"classes has shape {classes.shape}, rows {rows.shape}: one class per row")
+    c = teacher_logits.shape[1]
+    outside = (classes < 0) | (classes >= c)  # -1 would silently read class C - 1
+    if outside.any():
+        raise ValueError(f"classes must lie in 0..{c - 1}; got {int(classes[outside][0])}")
     out = np.zeros(len(rows), dtype=bool)
     sets = strong_sets(teacher_logits, labels, rows, **options)
     for part, mask in sets:

@@ -1,8 +1,8 @@
 """The CPU path of `decompose`: the fused C kernel (``decompose_kernel.c``), one pass per row.
 
     kern = kernel()          # None where it is off or cannot be built (then: tensor_path.py)
-    run_kernel(kern, student_rows, teacher_rows, Rule.of(grouping, T, labels, correlated), out, offset,
-               threads=2)
+    run_kernel_many(kern, [student_rows], teacher_rows, Rule.of(grouping, T, labels, correlated), [out],
+                    offset, threads=2)
 
 The library is built on first use by :class:`cakd_viz.native.NativeLibrary` (one build serves every
 x86-64 CPU: the AVX-512, AVX2 or portable path is picked when it is loaded). Rows go to C where they
@@ -178,31 +178,6 @@ def _call(entry: ctypes._CFuncPtr, *args, threads: int, flags: int) -> None:
         raise KernelError(code, int(bad.value))
 
 
-def run_kernel(
-    kern: Kernel,
-    student: np.ndarray,
-    teacher: np.ndarray,
-    rule: Rule,
-    out: dict[str, np.ndarray],
-    offset: int = 0,
-    *,
-    threads: int,
-    isa: str = "auto",
-    redo64: bool = True,
-) -> None:
-    """Decompose the rows of `student`, `teacher` ((m, C) numpy arrays, see `kernel_rows`) into
-    `out[name][offset : offset + m]` ({name: (N,) contiguous float64 / int64 array, FLOAT_OUT + INT_OUT});
-    labels from `rule.labels[offset:]`.
-
-    Rows whose BCD float32 arithmetic cannot give to 1e-4 are redone in double by the kernel itself
-    (redo64=False marks them instead). `out["redo"]` marks the rows the kernel leaves to the caller (to
-    compute in float64; their other outputs are not to be used): logits more than 1e15 T apart, and the
-    rare rows the double redo cannot take either (teacher logits spanning more than 700 T). Raises KernelError (its row counted from `offset`) for a non-finite logit
-    (ERR_NONFINITE), a bad label or no memory; the other rows are computed.
-    """
-    run_kernel_many(kern, [student], teacher, rule, [out], offset, threads=threads, isa=isa, redo64=redo64)
-
-
 def run_kernel_many(
     kern: Kernel,
     students: list[np.ndarray],
@@ -215,10 +190,19 @@ def run_kernel_many(
     isa: str = "auto",
     redo64: bool = True,
 ) -> None:
-    """`run_kernel` for several students against one teacher in one pass over the rows (each row's strong
-    set, and on AVX-512 its weights e^b, decided once for all of them): ``outs[j]`` receives what
-    ``run_kernel(kern, students[j], teacher, rule, outs[j], offset)`` would, bit for bit. KernelError
-    gives the lowest offending row over all students."""
+    """Decompose the rows of each of `students` against `teacher` ((m, C) numpy arrays, see `kernel_rows`)
+    into ``outs[j][name][offset : offset + m]`` ({name: (N,) contiguous float64 / int64 array, FLOAT_OUT +
+    INT_OUT} per student); labels from `rule.labels[offset:]`. One pass over the rows: each row's strong
+    set (and, on AVX-512, its weights e^b) is decided once for every student, and ``outs[j]`` is what a
+    call with ``students[j]`` alone gives, bit for bit.
+
+    Rows whose BCD float32 arithmetic cannot give to 1e-4 are redone in double by the kernel itself
+    (redo64=False marks them instead). ``out["redo"]`` marks the rows the kernel leaves to the caller (to
+    compute in float64; their other outputs are not to be used): logits more than 1e15 T apart, and the
+    rare rows the double redo cannot take either (teacher logits spanning more than 700 T). Raises
+    KernelError (its row counted from `offset`, the lowest over all students) for a non-finite logit
+    (ERR_NONFINITE), a bad label or no memory; the other rows are computed.
+    """
     if not 1 <= len(students) <= MAX_STUDENTS or len(outs) != len(students):
         raise ValueError(f"run_kernel_many: 1 to {MAX_STUDENTS} students, one output dict each")
     zt, t_stride, t_code = kernel_rows(teacher)
@@ -255,7 +239,7 @@ def run_kernel_many(
 def kernel_strong_mask(
     kern: Kernel, teacher: np.ndarray, rule: Rule, *, threads: int = 1, isa: str = "auto"
 ) -> np.ndarray:
-    """The kernel's strong set of every row, (N, C) bool, by the same code as `run_kernel`."""
+    """The kernel's strong set of every row, (N, C) bool, by the same code as `run_kernel_many`."""
     zt, t_stride, t_code = kernel_rows(teacher)
     n, c = zt.shape
     mask = np.zeros((n, c), np.uint8)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from cakd_viz.decomposition import native_path
+from cakd_viz.decomposition.inputs import Logits
 from cakd_viz.decomposition.threads import default_threads
 
 CHUNK_ELEMENTS = 1 << 24  # per kernel call: a progress step
@@ -44,7 +45,8 @@ def scan_logits(
                     kern, part, pred[start:stop], threads=default_threads(torch.get_num_threads())
                 )
             except native_path.KernelError as exc:
-                _raise_non_finite(arr, name, start + exc.row)
+                Logits(arr, name).check_row(start + exc.row)
+                raise  # a refusal other than a NaN or an infinity
         else:
             _numpy_scan(arr, name, part, pred, start)
         if progress is not None:
@@ -56,11 +58,5 @@ def _numpy_scan(arr: np.ndarray, name: str, part: np.ndarray, pred: np.ndarray, 
     values = np.asarray(part, dtype=np.float32) if part.dtype == np.float16 else np.asarray(part)
     finite = np.isfinite(values).all(axis=1)
     if not finite.all():
-        _raise_non_finite(arr, name, start + int(np.flatnonzero(~finite)[0]))
+        Logits(arr, name).check_row(start + int(np.flatnonzero(~finite)[0]))
     pred[start : start + len(part)] = np.argmax(values, axis=1)
-
-
-def _raise_non_finite(arr: np.ndarray, name: str, row: int) -> None:
-    values = np.asarray(arr[row], dtype=np.float64)
-    col = int(np.flatnonzero(~np.isfinite(values))[0])
-    raise ValueError(f"{name} has a non-finite value ({values[col]}) at row {row}, class {col}")

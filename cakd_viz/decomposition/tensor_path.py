@@ -282,7 +282,8 @@ class _Feeder:
     def __init__(
         self, sources: list[Logits], dev: torch.device, rows: int, stage: bool | None = None
     ) -> None:
-        self.sources, self.dev, self.rows = sources, dev, rows
+        self.sources, self.dev = sources, dev
+        self.rows = min(rows, sources[0].shape[0])  # a chunk's rows: buffers no larger than the logits
         self.cuda = dev.type == "cuda"
         self.stage = self.cuda if stage is None else stage
         self.buffers: list[list[torch.Tensor | None]] = [[None] * len(sources) for _ in range(2)]

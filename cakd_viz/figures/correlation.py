@@ -19,6 +19,7 @@ from cakd_viz.text import html as plain
 
 HEATMAP_LIMIT = 60  # classes drawn at most in a heatmap of a large C
 SHOW_ALL_UP_TO = 80  # up to this many classes, every class is drawn
+OVERVIEW_FAMILIES = 8  # the largest families a heatmap of a large C shows members of
 ROW_PX, LABEL_PX = 17, 12  # pixels per heatmap row, and the labels' font size: every row legible
 
 
@@ -31,27 +32,26 @@ def family_table(family: np.ndarray) -> pd.DataFrame:
     )
 
 
-def pick_classes(
-    order: np.ndarray, family: np.ndarray, *, limit: int = HEATMAP_LIMIT, only=None, families: int = 8
-) -> np.ndarray:
+def pick_classes(order: np.ndarray, family: np.ndarray, *, only=None) -> np.ndarray:
     """The classes to draw, in clustering order.
 
-    All of them when C <= SHOW_ALL_UP_TO; one family when `only` names it (at most `limit` members);
-    otherwise an overview: the first members (in clustering order) of the `families` largest families,
-    an equal share of `limit` each, so the block structure between families stays visible.
+    All of them when C <= SHOW_ALL_UP_TO; one family when `only` names it (at most HEATMAP_LIMIT
+    members); otherwise an overview: the first members (in clustering order) of the OVERVIEW_FAMILIES
+    largest families, an equal share of HEATMAP_LIMIT each, so the block structure between families
+    stays visible.
     """
     order = np.asarray(order)
     if only is not None:
-        return order[family[order] == only][:limit]
-    if len(order) <= max(limit, SHOW_ALL_UP_TO):
+        return order[family[order] == only][:HEATMAP_LIMIT]
+    if len(order) <= SHOW_ALL_UP_TO:
         return order
-    top = family_table(family).head(families)["family"].to_numpy()
-    quota = max(2, limit // len(top))
+    top = family_table(family).head(OVERVIEW_FAMILIES)["family"].to_numpy()
+    quota = max(2, HEATMAP_LIMIT // len(top))
     keep = np.zeros(len(order), dtype=bool)
     for fam in top:
         members = np.flatnonzero(family[order] == fam)[:quota]
         keep[members] = True
-    return order[keep][:limit]
+    return order[keep][:HEATMAP_LIMIT]
 
 
 def correlation_heatmap(
@@ -103,8 +103,6 @@ def top_pairs(
     c = counts.shape[0]
     iu = np.triu_indices(c, k=1)
     values = counts[iu]
-    if values.size == 0:
-        return pd.DataFrame(columns=["class a", "class b", "together", "r", "same family"])
     top = np.argsort(-values, kind="stable")[:k]
     a, b = iu[0][top], iu[1][top]
     frame = pd.DataFrame(
@@ -225,17 +223,9 @@ def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorba
     # Every row and column labelled (dtick 1), at a readable size: the chart grows with the classes.
     height = max(420, ROW_PX * len(classes) + 160)
     fig.update_layout(**base_layout(title, height=height, margin=dict(l=10, r=10, t=50, b=10)), shapes=shapes)
-    fig.update_xaxes(
-        type="category", tickangle=-90, tickfont=dict(size=LABEL_PX), dtick=1, title=None, automargin=True
-    )
-    fig.update_yaxes(
-        type="category",
-        autorange="reversed",
-        tickfont=dict(size=LABEL_PX),
-        dtick=1,
-        title=None,
-        automargin=True,
-    )
+    axis = dict(type="category", tickfont=dict(size=LABEL_PX), dtick=1, title=None, automargin=True)
+    fig.update_xaxes(**axis, tickangle=-90)
+    fig.update_yaxes(**axis, autorange="reversed")
     return fig
 
 

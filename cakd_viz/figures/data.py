@@ -137,21 +137,13 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
     pad, cap = 8, 32  # pixels between tiles; blank pixels under each tile for its caption (two lines)
     grid = np.full((rows * (h + pad + cap), cols * (w + pad), 3), 255, dtype=np.uint8)
     annotations = []
+    under = dict(showarrow=False, font=dict(size=10), xref="x", yref="y")  # a caption under its tile
     for i in range(k):
         r, c = divmod(i, cols)
         y0, x0 = r * (h + pad + cap), c * (w + pad)
         grid[y0 : y0 + h, x0 : x0 + w] = images[i]
-        annotations.append(
-            dict(
-                x=x0 + w / 2,
-                y=y0 + h + cap / 2 + 1,
-                text="<br>".join(plain(part)[:18] for part in str(captions[i]).split(" ", 1)),
-                showarrow=False,
-                font=dict(size=10),
-                xref="x",
-                yref="y",
-            )
-        )
+        text = "<br>".join(plain(part)[:18] for part in str(captions[i]).split(" ", 1))
+        annotations.append(dict(under, x=x0 + w / 2, y=y0 + h + cap / 2 + 1, text=text))
     fig = go.Figure(go.Image(source=png_data_uri(grid), hoverinfo="skip"))
     fig.update_layout(
         **base_layout(height=grid.shape[0] + 20, margin=dict(l=0, r=0, t=10, b=0)), annotations=annotations

@@ -136,6 +136,8 @@ def sweep_figure(
         horizontal_spacing=0.04,
         subplot_titles=[plain(s) for s in students],
     )
+    line = dict(color="#444444", dash="dot", width=1)  # the dotted line at `current`, in every panel
+    selected = dict(mode="lines", line=line, showlegend=False, hoverinfo="skip", name="selected")
     for col, student in enumerate(students, start=1):
         part = frame[frame["student"] == student].sort_values(x)
         for term in TERMS:
@@ -158,26 +160,11 @@ def sweep_figure(
                 row=1,
                 col=col,
             )
-        ticks = (
-            dict(tickvals=sorted(set(part[x])), ticktext=[f"{v:g}" for v in sorted(set(part[x]))])
-            if log_x
-            else {}
-        )
+        values = sorted(set(part[x]))
+        ticks = dict(tickvals=values, ticktext=[f"{v:g}" for v in values]) if log_x else {}
         fig.update_xaxes(title=x_title, type="log" if log_x else "linear", row=1, col=col, **ticks)
         if current is not None:  # a trace, not a shape: shapes on log axes want log10 coordinates
-            fig.add_trace(
-                go.Scatter(
-                    x=[current, current],
-                    y=[0, 100],
-                    mode="lines",
-                    showlegend=False,
-                    hoverinfo="skip",
-                    line=dict(color="#444444", dash="dot", width=1),
-                    name="selected",
-                ),
-                row=1,
-                col=col,
-            )
+            fig.add_trace(go.Scatter(x=[current, current], y=[0, 100], **selected), row=1, col=col)
     fig.update_yaxes(title="share of the KL (%)", range=[0, 100], ticksuffix="%", row=1, col=1)
     layout = base_layout(height=380, margin=dict(l=60, r=20, t=40, b=50))
     layout["legend"] = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)

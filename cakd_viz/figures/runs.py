@@ -137,8 +137,8 @@ def terms_figure(steps: pd.DataFrame) -> go.Figure:
                 )
     fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch")
-    values = steps[[k for k in _TERM_STYLE if k in steps]].to_numpy(dtype=float) if not steps.empty else None
-    positive = values[values > 0] if values is not None else np.zeros(0)
+    values = steps[[k for k in _TERM_STYLE if k in steps]].to_numpy(dtype=float)  # (0, k) without steps
+    positive = values[values > 0]
     if positive.size:
         ticks, labels, span = log_ticks(float(positive.min()), float(positive.max()))
         fig.update_yaxes(tickvals=ticks, ticktext=labels, range=span)
@@ -151,11 +151,7 @@ def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False) -> go.Figu
     (``raw`` False), or the raw terms BCD, SCD, WCD as lines (``raw`` True). ``epochs``: its epoch records
     with the ``HELD_OUT`` fields; epochs without them are left out."""
     fig = go.Figure()
-    have = (
-        epochs.dropna(subset=[k for k in ("val_kl", "val_bcd") if k in epochs])
-        if not epochs.empty
-        else epochs
-    )
+    have = epochs.dropna(subset=[k for k in ("val_kl", "val_bcd") if k in epochs])
     if not have.empty and "val_kl" in have:
         if raw:
             for key, term in (("val_bcd", "bcd"), ("val_scd", "scd"), ("val_wcd", "wcd")):
@@ -164,16 +160,8 @@ def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False) -> go.Figu
         else:
             for key, term in (("val_bcd", "bcd"), ("val_scd_part", "scd"), ("val_wcd_part", "wcd")):
                 if key in have:
-                    fig.add_trace(
-                        _line(
-                            have,
-                            key,
-                            PART[term],
-                            TERM_COLORS[term],
-                            stackgroup="parts",
-                            name_html=PART_HTML[term],
-                        )
-                    )
+                    stacked = dict(stackgroup="parts", name_html=PART_HTML[term])
+                    fig.add_trace(_line(have, key, PART[term], TERM_COLORS[term], **stacked))
             fig.add_trace(_line(have, "val_kl", "KL (sum of the parts)", TERM_COLORS["kl"], dash="dot"))
     fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch", dtick=1)
@@ -213,25 +201,26 @@ def default_axes(trials: pd.DataFrame, swept: list[str]) -> tuple[str | None, st
     return (axes[0] if axes else None), (axes[1] if len(axes) > 1 else None)
 
 
-def cell_table(trials: pd.DataFrame, keys: list[str], value: str = "best_acc") -> pd.DataFrame:
-    """Trials grouped by ``keys`` (as strings): mean, std (NaN for one trial), count, over finished trials."""
-    done = trials.dropna(subset=[value]) if value in trials else trials.iloc[0:0]
+def cell_table(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Trials grouped by ``keys`` (as strings): mean, std (NaN for one trial), count of their best
+    held-out accuracy (``best_acc``), over finished trials."""
+    done = trials.dropna(subset=["best_acc"]) if "best_acc" in trials else trials.iloc[0:0]
     return (
         done.assign(**{k: done[k].astype(str) for k in keys})
-        .groupby(keys)[value]
+        .groupby(keys)["best_acc"]
         .agg(["mean", "std", "count"])
     )
 
 
-def colour_range(cells: pd.DataFrame, *, scale: float = 100.0) -> tuple[float, float, str]:
+def colour_range(cells: pd.DataFrame) -> tuple[float, float, str]:
     """(zmin, zmax, why) of a heatmap's colour scale, in percent: centred on the cells' means and spanning
     the widest of their spread, SEED_SPANS pooled standard deviations between seeds, and MIN_COLOUR_SPAN
     points, so that seed noise alone cannot fill the scale; kept inside 0-100."""
-    means = cells["mean"].to_numpy(dtype=float) * scale
+    means = cells["mean"].to_numpy(dtype=float) * 100
     means = means[np.isfinite(means)]
     if means.size == 0:
         return 0.0, 100.0, "no finished trial yet"
-    stds = cells["std"].to_numpy(dtype=float) * scale
+    stds = cells["std"].to_numpy(dtype=float) * 100
     counts = cells["count"].to_numpy(dtype=float)
     ok = np.isfinite(stds) & (counts > 1)
     pooled = (
@@ -255,9 +244,9 @@ def colour_range(cells: pd.DataFrame, *, scale: float = 100.0) -> tuple[float, f
 
 
 def sweep_heatmap(
-    trials: pd.DataFrame, x: str, y: str | None = None, *, value: str = "best_acc", split: str = "validation"
+    trials: pd.DataFrame, x: str, y: str | None = None, *, split: str = "validation"
 ) -> go.Figure:
-    """Mean ``value`` (e.g. best held-out accuracy) over a sweep's grid; trials that share a cell (e.g.
+    """Mean best held-out accuracy (``best_acc``) over a sweep's grid; trials that share a cell (e.g.
     seeds) are averaged, their standard deviation shown beside the mean.
 
     ``trials``: one row per trial with its swept values as columns (``results.sweep_frame``), all on
@@ -267,13 +256,12 @@ def sweep_heatmap(
     finished trial stay empty.
     """
     keys = [x] if y is None else [y, x]
-    table = cell_table(trials, keys, value)
+    table = cell_table(trials, keys)
     order = {k: _ordered(trials[k]) for k in keys}
-    pct = value.endswith("acc")
-    scale = 100 if pct else 1
+    title = f"best {'validation' if split == 'validation' else 'test (no validation split)'} accuracy (%)"
     if y is None:
-        means = table["mean"].reindex(order[x]) * scale
-        spread = table["std"].reindex(order[x]).fillna(0) * scale
+        means = table["mean"].reindex(order[x]) * 100
+        spread = table["std"].reindex(order[x]).fillna(0) * 100
         counts = table["count"].reindex(order[x]).fillna(0)
         fig = go.Figure(
             go.Scatter(
@@ -282,7 +270,7 @@ def sweep_heatmap(
                 mode="markers+text",
                 marker=dict(size=12, color=TERM_COLORS["bcd"]),
                 error_y=dict(type="data", array=spread, visible=bool((table["count"] > 1).any())),
-                text=[_cell(m, s, n, pct) for m, s, n in zip(means, spread, counts, strict=True)],
+                text=[_cell(m, s, n) for m, s, n in zip(means, spread, counts, strict=True)],
                 textposition="middle right",
                 customdata=counts,
                 hovertemplate=f"{x} %{{x}}<br>%{{y:.2f}} ± %{{error_y.array:.2f}} (%{{customdata}} trial(s))<extra></extra>",
@@ -290,16 +278,16 @@ def sweep_heatmap(
         )
         fig.update_layout(**base_layout(height=360))
         fig.update_xaxes(title=x, type="category")
-        fig.update_yaxes(title=_value_title(value, split))
+        fig.update_yaxes(title=title)
         return fig
-    grid = table["mean"].unstack(x).reindex(index=order[y], columns=order[x]) * scale
-    spread = table["std"].unstack(x).reindex(index=order[y], columns=order[x]) * scale
+    grid = table["mean"].unstack(x).reindex(index=order[y], columns=order[x]) * 100
+    spread = table["std"].unstack(x).reindex(index=order[y], columns=order[x]) * 100
     counts = table["count"].unstack(x).reindex(index=order[y], columns=order[x]).fillna(0)
     text = [
-        [_cell(m, s, n, pct) for m, s, n in zip(rm, rs, rn, strict=True)]
+        [_cell(m, s, n) for m, s, n in zip(rm, rs, rn, strict=True)]
         for rm, rs, rn in zip(grid.to_numpy(), spread.to_numpy(), counts.to_numpy(), strict=True)
     ]
-    lo, hi, _ = colour_range(table, scale=scale) if pct else (None, None, "")
+    lo, hi, _ = colour_range(table)
     custom = np.stack([np.nan_to_num(spread.to_numpy(), nan=0.0), counts.to_numpy()], axis=-1)
     fig = go.Figure(
         go.Heatmap(
@@ -311,10 +299,7 @@ def sweep_heatmap(
             colorscale="Viridis",
             zmin=lo,
             zmax=hi,
-            colorbar=dict(
-                title=_value_title(value, split) + (f"<br>colours {lo:.1f}–{hi:.1f}%" if pct else ""),
-                ticksuffix="%" if pct else "",
-            ),
+            colorbar=dict(title=f"{title}<br>colours {lo:.1f}–{hi:.1f}%", ticksuffix="%"),
             customdata=custom,
             hovertemplate=(
                 f"{x} %{{x}}<br>{y} %{{y}}<br>%{{z:.2f}} ± %{{customdata[0]:.2f}} "
@@ -338,19 +323,11 @@ def _ordered(values: pd.Series) -> list[str]:
     return [str(v) for v in distinct]
 
 
-def _cell(mean: float, std: float, count: float, pct: bool) -> str:
+def _cell(mean: float, std: float, count: float) -> str:
     """A cell's text: "81.2% ± 0.6 (n=3)"; the spread only when several trials share the cell."""
     if mean is None or not np.isfinite(mean):
         return ""
-    text = f"{mean:.1f}%" if pct else f"{mean:.3g}"
+    text = f"{mean:.1f}%"
     if count > 1 and np.isfinite(std):
-        text += f" ± {std:.1f}" if pct else f" ± {std:.2g}"
-        text += f" (n={int(count)})"
+        text += f" ± {std:.1f} (n={int(count)})"
     return text
-
-
-def _value_title(value: str, split: str = "validation") -> str:
-    word = "validation" if split == "validation" else "test (no validation split)"
-    return {"best_acc": f"best {word} accuracy (%)", "last_acc": f"last {word} accuracy (%)"}.get(
-        value, value
-    )

@@ -15,8 +15,6 @@ from cakd_viz.terms import PART
 from cakd_viz.text import html as plain
 from cakd_viz.worked import format_number
 
-CONTRIBUTION_LABELS = PART  # plain-text names of the weighted parts
-
 
 def input_image(row, *, size: int = 168):
     """One sample's input as a small upscaled PIL image, or None when it is not image-like.
@@ -113,19 +111,9 @@ def probability_bars(
             marker=dict(symbol="square", size=14, color=ROLE_COLORS["strong"], opacity=0.35),
         )
     )
+    band = dict(type="rect", xref="paper", x0=0, x1=1, fillcolor=ROLE_COLORS["strong"], opacity=0.13)
     for p in pos[strong]:
-        fig.add_shape(
-            type="rect",
-            xref="paper",
-            x0=0,
-            x1=1,
-            y0=p - 0.5,
-            y1=p + 0.5,
-            fillcolor=ROLE_COLORS["strong"],
-            opacity=0.13,
-            line_width=0,
-            layer="below",
-        )
+        fig.add_shape(**band, y0=p - 0.5, y1=p + 0.5, line_width=0, layer="below")
     fig.update_layout(
         **base_layout(
             barmode="group",
@@ -169,12 +157,12 @@ def contribution_bars(
             go.Bar(
                 name=TERM_LABELS[name],
                 meta=name,
-                x=[CONTRIBUTION_LABELS[name], "KL"],
+                x=[PART[name], "KL"],
                 y=[value, value],
                 marker_color=TERM_COLORS[name],
                 text=[format_number(value, decimals), ""],
                 textposition="outside",
-                hovertemplate=f"{CONTRIBUTION_LABELS[name]} = %{{y:.4g}} {KL_UNIT}<extra></extra>",
+                hovertemplate=f"{PART[name]} = %{{y:.4g}} {KL_UNIT}<extra></extra>",
                 cliponaxis=False,
             )
         )
@@ -189,5 +177,5 @@ def contribution_bars(
     fig.update_layout(**base_layout(title, barmode="stack", height=340, font=dict(size=font_size)))
     fig.update_layout(legend_traceorder="normal")
     fig.update_yaxes(title=f"contribution to KL ({KL_UNIT})", rangemode="tozero")
-    fig.update_xaxes(categoryorder="array", categoryarray=[CONTRIBUTION_LABELS[n] for n in parts] + ["KL"])
+    fig.update_xaxes(categoryorder="array", categoryarray=[PART[n] for n in parts] + ["KL"])
     return fig

@@ -73,7 +73,7 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str], list[float]
     if len(inside) < 2:
         below = [v for v in candidates if math.log10(v) < start]
         above = [v for v in candidates if math.log10(v) > stop]
-        if below and (not inside or len(inside) == 1):
+        if below:
             start = math.log10(below[-1])
         if above and len([v for v in candidates if start <= math.log10(v) <= stop]) < 2:
             stop = math.log10(above[0])

@@ -173,6 +173,6 @@ class Grouping:
         return self.code if kernel in self.kernels else RULE_MASK
 
     def kernel_args(self) -> KernelArgs:
-        """k and mass_p for the C kernels, k unclamped (the decomposition kernel clamps it to [1, C - 1],
-        the loss kernel's `rule_of` to C - 1)."""
+        """k and mass_p for the C kernels, k not fitted to C (at most int64's largest value: the
+        decomposition kernel clamps it to [1, C - 1], the loss kernel's `rule_of` to C - 1)."""
         return KernelArgs()
