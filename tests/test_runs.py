@@ -429,7 +429,7 @@ def test_the_library_never_imports_streamlit_or_ray():
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.json")), ids=lambda p: p.name)
 def test_the_shipped_examples_are_valid(path, tmp_path, monkeypatch):
-    from cakd_viz.runs.sweep import SweepConfig, expand
+    from cakd_viz.runs.sweep import SweepConfig
 
     for spec in ("digits/teacher", "glyphs/teacher", "glyphs/student_ce"):  # what the examples name
         (tmp_path / spec).parent.mkdir(parents=True, exist_ok=True)
@@ -437,7 +437,7 @@ def test_the_shipped_examples_are_valid(path, tmp_path, monkeypatch):
     monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path))
     data = json.loads(path.read_text())
     if "base" in data:
-        assert expand(SweepConfig.from_dict(data).validated())
+        assert SweepConfig.from_dict(data).validate()
     else:
         RunConfig.from_dict(data).validate()
 

@@ -90,12 +90,9 @@ class SweepConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def validated(self) -> SweepConfig:
-        self.validate()
-        return self
-
-    def validate(self) -> None:
-        """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong."""
+    def validate(self) -> list[RunConfig]:
+        """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong.
+        Returns the trials (``expand``), each validated."""
         for key, kind in (("base", dict), ("grid", dict), ("cases", list), ("random", dict)):
             if not isinstance(getattr(self, key), kind):
                 raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
@@ -121,7 +118,7 @@ class SweepConfig:
         for i, case in enumerate(self.cases):
             if not isinstance(case, dict):
                 raise ValueError(f"cases[{i}] must be an object (a partial run config), got {case!r}")
-        expand(self)
+        return expand(self)
 
 
 def trial_count(sweep: SweepConfig) -> int:
@@ -269,7 +266,7 @@ def create_sweep(
     sweep: SweepConfig, root: str | Path | None = None, **status: object
 ) -> tuple[Path, list[Path]]:
     """Validate, then create the sweep folder and one queued run folder per trial; returns (sweep dir, trial dirs)."""
-    trials = expand(sweep.validated())
+    trials = sweep.validate()
     root = store.runs_dir(root)
     root.mkdir(parents=True, exist_ok=True)
     sweep_id = store.new_run_id(sweep.name or f"sweep-{sweep.engine}")
