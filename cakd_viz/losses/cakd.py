@@ -100,28 +100,31 @@ class CAKDLoss(DistillationLoss):
             "weights": self._weight_values(epoch),
             "natural": self.natural,
         }
-        kern = kernel() if student.device.type == "cpu" else None
-        if kern is not None:  # one fused call each way (cakd_viz.native); S found inside where it has a code
-            mask = None
-            if g.kernel_code("loss") == RULE_MASK:
-                with torch.no_grad():
-                    mask = g.strong_mask(
-                        teacher, labels, temperature=self.temperature, correlated=self.correlated
-                    )
-            return native_loss_and_terms(
-                kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup
-            )
-        with torch.no_grad():
-            strong = g.strong_mask_float(
-                teacher, labels, temperature=self.temperature, correlated=self.correlated
-            )
-        return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
+        return fused_terms(student, teacher, g, labels, self.correlated, term_grads, **setup)
 
     def formula(self) -> str:
         """E.g. "1*BCD + 1*SCD + 8*WCD (T=4, S = teacher top-5)"; natural weights show as p_S, p_W."""
         scd = "p_S" if self.alpha == NATURAL else _num(self.alpha)
         wcd = "p_W" if self.beta == NATURAL else _num(self.beta)
         return f"{_num(self.w_b)}*BCD + {scd}*SCD + {wcd}*WCD ({self._setting()}, S = {self.grouping.describe(short=True)})"
+
+
+def fused_terms(student, teacher, g: Grouping, labels, correlated, term_grads: bool, **setup):
+    """(loss 0-dim, terms [BCD, SCD, WCD]) of prepared logits (``DistillationLoss._logits``) under
+    grouping ``g``, ``setup`` being the kernels' temperature, weights and natural: through the fused C
+    kernel on CPU (one call each way; S found inside where the rule has a code), else through the
+    tensor-op kernel. DKD runs through it too, at S = {label}."""
+    temperature = setup["temperature"]
+    kern = kernel() if student.device.type == "cpu" else None
+    if kern is not None:
+        mask = None
+        if g.kernel_code("loss") == RULE_MASK:
+            with torch.no_grad():
+                mask = g.strong_mask(teacher, labels, temperature=temperature, correlated=correlated)
+        return native_loss_and_terms(kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup)
+    with torch.no_grad():
+        strong = g.strong_mask_float(teacher, labels, temperature=temperature, correlated=correlated)
+    return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
 
 
 def _weight(value: float | str, name: str) -> float | str:
