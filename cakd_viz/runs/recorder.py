@@ -225,8 +225,7 @@ class Recorder:
         store.update_status(self.path, "failed", error=message)
 
     def _log(self, line: str) -> None:
-        with open(self.path / store.LOG, "a") as handle:
-            handle.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
+        store.append_log(self.path, line)
 
 
 def _epoch_number(epoch: object, last: int) -> int:

@@ -231,6 +231,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return out
 
 
+def append_log(run_dir: Path, line: str) -> None:
+    """Append one line to log.txt, after the time of day ("[12:00:00] line")."""
+    with open(run_dir / LOG, "a") as handle:
+        handle.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
+
+
 def log_tail(run_dir: Path, lines: int = 30, max_bytes: int = 64_000) -> str:
     """The last ``lines`` lines of log.txt ('' when there is none)."""
     path = run_dir / LOG
