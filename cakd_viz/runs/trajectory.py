@@ -189,19 +189,15 @@ def trajectory(
     overall = np.full((len(epochs), len(COLUMNS)), np.nan)
     pred, kl = np.empty((len(epochs), n), np.int32), np.empty((len(epochs), n), np.float32)
     counts = np.zeros(c, np.int64)
-    every = (
-        decompose_many(  # every epoch against the one teacher, in one pass over its rows
-            [students[epoch] for epoch in epochs],
-            teacher,
-            labels,
-            grouping=grouping,
-            temperature=temperature,
-            device="cpu",
-            correlation=correlation,
-            standardize=standardize,
-        )
-        if epochs
-        else []
+    every = decompose_many(  # every epoch against the one teacher, in one pass over its rows
+        [students[epoch] for epoch in epochs],
+        teacher,
+        labels,
+        grouping=grouping,
+        temperature=temperature,
+        device="cpu",
+        correlation=correlation,
+        standardize=standardize,
     )
     for e, d in enumerate(every):
         if truth is None:
