@@ -26,9 +26,8 @@ class Parts:
 
     train: DataSource
     test: DataSource
-    train_set: (
-        Dataset  # the training split, less the validation rows, after ``train_subset`` and this rank's shard
-    )
+    # the training split, less the validation rows, after ``train_subset`` and this rank's shard
+    train_set: Dataset
     teacher: nn.Module
     teacher_info: dict
     student: nn.Module

@@ -66,9 +66,8 @@ class SweepConfig:
     base: dict = field(default_factory=dict)  # the run config every trial starts from (JSON form)
     grid: dict = field(default_factory=dict)  # KEY -> list of values: every combination
     cases: list = field(default_factory=list)  # partial run configs, each crossed with the grid
-    random: dict = field(
-        default_factory=dict
-    )  # KEY -> {"uniform"|"loguniform": [lo, hi]} or a list of choices
+    # KEY -> {"uniform"|"loguniform": [lo, hi]} or a list of choices
+    random: dict = field(default_factory=dict)
     num_samples: int = 0  # random draws from `random`
     search_seed: int = 0  # seed of the random draws
     engine: str = "local"  # "local" (processes on this machine) | "ray" (Ray Tune)
