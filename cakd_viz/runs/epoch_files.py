@@ -84,19 +84,10 @@ def read_epochs(run_dir: str | Path) -> EpochFiles:
         )
     for epoch in index["epochs"]:
         _present(folder / f"epoch-{epoch:03d}.npy", f"{name}/epoch-{epoch:03d}.npy")
-    return EpochFiles(
-        folder=folder,
-        name=name,
-        split=index["split"],
-        grouping=index["grouping"],
-        temperature=index["temperature"],
-        standardize=index["standardize"],
-        epochs=index["epochs"],
-        not_kept=index["not_kept"],
-        teacher=teacher,
-        labels=labels,
-        rows=rows,
-    )
+    settings = {
+        k: index[k] for k in ("split", "grouping", "temperature", "standardize", "epochs", "not_kept")
+    }
+    return EpochFiles(folder, name, teacher=teacher, labels=labels, rows=rows, **settings)
 
 
 def _index(folder: Path, name: str) -> dict:
