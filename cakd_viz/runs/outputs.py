@@ -22,8 +22,9 @@ def write_outputs(
     dev,
     seconds: float,
     cache_dir: Path | None,
-) -> None:
-    """student.* (weights), bundle/ (held-out logits of teacher and student), summary.json, in that order.
+) -> dict:
+    """student.* (weights), bundle/ (held-out logits of teacher and student), summary.json, in that order;
+    returns the summary.
 
     The bundle holds the test split; with ``evaluate_test`` false, the validation split instead, and
     the test split is not evaluated at all. summary.json: the per-epoch evaluation split's best and
@@ -88,6 +89,7 @@ def write_outputs(
         overwrite=True,
     )
     store.write_json(run_dir / store.SUMMARY, summary)
+    return summary
 
 
 def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, accuracy: float) -> None:

@@ -268,8 +268,7 @@ def _train_and_write(ctx: _Context) -> None:
     err = None
     if group.is_main:
         try:
-            write_outputs(run_dir, cfg, parts, history, dev, time.time() - t0, ctx.cache_dir)
-            summary = store.read_json(run_dir / store.SUMMARY)
+            summary = write_outputs(run_dir, cfg, parts, history, dev, time.time() - t0, ctx.cache_dir)
             if store.update_status(run_dir, "done") is None:
                 raise Cancelled("cancelled while the outputs were written")
             test = f", test {summary['test_acc']:.4f}" if summary.get("test_acc") is not None else ""
