@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from cakd_viz.data import DataSource, load_data_for_model
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.runs.config import LossConfig, RunConfig
+from cakd_viz.runs.config import NO_DISTILLATION, LossConfig, RunConfig
 
 
 @dataclass
@@ -60,7 +60,7 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         )
     c = train.num_classes
     _check_outputs("teacher", cfg.teacher, teacher, train, c)
-    if cfg.loss.name != "ce" and (clipped := clipped_grouping(cfg.loss.grouping, c)):
+    if cfg.loss.name != NO_DISTILLATION and (clipped := clipped_grouping(cfg.loss.grouping, c)):
         notes.append(f"warning: {clipped}")
     torch.manual_seed(cfg.seed)  # the student's initial weights depend on the seed only
     if cfg.student in ARCHS:
@@ -133,10 +133,9 @@ def make_criterion(loss: LossConfig, *, correlation: np.ndarray | None = None):
     """
     from cakd_viz.losses import build_criterion
 
-    settings = loss.criterion_settings()
-    if not settings:  # "ce": no distillation
+    if loss.name == NO_DISTILLATION:
         return None
-    return build_criterion(loss.name, settings, correlation=correlation)
+    return build_criterion(loss.name, loss.settings, correlation=correlation)  # takes the loss's own keys
 
 
 def _correlation(teacher: nn.Module, dataset: Dataset, *, standardize: bool) -> np.ndarray:
