@@ -223,19 +223,24 @@ def _set(data: dict, key: str, value: object) -> None:
 
 
 def _with_case(base: dict, case: dict) -> dict:
-    """``base`` with ``case`` merged in; a case that names another loss keeps only the base's loss
-    settings that loss takes (a KD case does not inherit a CAKD base's alpha)."""
-    base = json.loads(json.dumps(base))
-    loss, new = _loss_dict(base.get("loss")), _loss_dict(case.get("loss"))
-    name = new.get("name")
+    """``base`` with ``case`` merged in, a loss named alone (``"kd"``) read as its section
+    (``{"name": "kd"}``) in both; a case that names another loss keeps only the base's loss settings
+    that loss takes (a KD case does not inherit a CAKD base's alpha)."""
+    base, case = _loss_section(base), _loss_section(case)
+    loss = base.get("loss") if isinstance(base.get("loss"), dict) else {}
+    name = case["loss"].get("name") if isinstance(case.get("loss"), dict) else None
     if isinstance(name, str) and name != loss.get("name", LossConfig.name) and name in loss_names():
         takes = {p.name for p in loss_parameters(name)}
         base["loss"] = {k: v for k, v in loss.items() if k in takes}
     return _merge(base, case)
 
 
-def _loss_dict(loss: object) -> dict:
-    return {"name": loss} if isinstance(loss, str) else loss if isinstance(loss, dict) else {}
+def _loss_section(config: dict) -> dict:
+    """A copy of ``config`` whose loss, when named alone (``"kd"``), is its section ``{"name": "kd"}``."""
+    out = json.loads(json.dumps(config))
+    if isinstance(out.get("loss"), str):
+        out["loss"] = {"name": out["loss"]}
+    return out
 
 
 def _merge(base: dict, case: dict) -> dict:
