@@ -205,10 +205,8 @@ def _draws(sweep: SweepConfig) -> list[dict]:
 
 
 def _set(data: dict, key: str, value: object) -> None:
-    """Put one swept value into a run config dict."""
+    """Put one swept value into a run config dict (``_with_case``'s: its loss is a section)."""
     loss = data.setdefault("loss", {})
-    if isinstance(loss, str):
-        loss = data["loss"] = {"name": loss}
     if key == "k":  # the K of the grouping's rule, for every registered rule that takes one
         grouping = str(loss.get("grouping", DEFAULT_GROUPING))
         rule = parse_grouping(grouping)
