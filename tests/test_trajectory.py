@@ -214,6 +214,10 @@ DAMAGE = {
     "no folder": (lambda p: __import__("shutil").rmtree(p / "epochs"), "epochs: missing"),
     "no index": (lambda p: (p / "epochs" / "index.json").unlink(), "epochs/index.json: missing"),
     "index not json": (lambda p: (p / "epochs" / "index.json").write_text("{"), "index.json: not JSON"),
+    "index nested": (
+        lambda p: (p / "epochs" / "index.json").write_text("[" * 100_000),
+        "index.json: not JSON",
+    ),
     "format": (lambda p: _index(p, format="other/9"), "index.json: 'format' must be"),
     "rows": (lambda p: _index(p, rows=N + 1), "teacher.npy: shape (240, 7), expected (241, 7)"),
     "epochs": (lambda p: _index(p, epochs=[2, 1]), "index.json: 'epochs' must be increasing"),

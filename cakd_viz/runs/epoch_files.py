@@ -99,7 +99,7 @@ def _index(folder: Path, name: str) -> dict:
         raise ValueError(f"{where}: {path.stat().st_size:,} bytes, more than an index holds")
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: too deep
         raise ValueError(f"{where}: not JSON ({_first(exc)})") from None
     if not isinstance(index, dict):
         raise ValueError(f"{where}: not a JSON object")
