@@ -68,6 +68,12 @@ def test_a_loss_named_alone_is_its_section_in_a_case_and_in_the_base(teacher):
     )
 
 
+def test_loguniform_draws_of_small_values_stay_in_their_range(teacher):
+    sweep = _sweep(teacher, random={"lr": {"loguniform": [1e-8, 1e-6]}}, num_samples=20)
+    lrs = [t.lr for t in expand(sweep)]
+    assert all(1e-8 <= lr <= 1e-6 for lr in lrs) and len(set(lrs)) == 20
+
+
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
     sweep = _sweep(teacher, grid={"warmup_schedule": ["epoch", "step"], "val_split": [0.1, 0.2]})
     trials = expand(sweep)

@@ -196,8 +196,8 @@ def _draws(sweep: SweepConfig) -> list[dict]:
             ((kind, (lo, hi)),) = spec.items()
             if kind == "randint":
                 draw[key] = int(rng.integers(int(lo), int(hi) + 1))
-            elif kind == "loguniform":
-                draw[key] = round(float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), 6)
+            elif kind == "loguniform":  # 6 significant digits: 6 decimals would round 1e-7 to 0
+                draw[key] = float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.6g}")
             else:
                 draw[key] = round(float(rng.uniform(lo, hi)), 6)
         out.append(draw)
