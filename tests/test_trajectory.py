@@ -183,6 +183,21 @@ def test_a_recorded_corr_run_is_split_with_the_correlation_it_used(tmp_path):
     assert t.overall[1, COLUMNS.index("kl_mean")] == pytest.approx(rows[1]["val_kl"], rel=2e-3)
 
 
+def test_a_recorded_ls_corr_run_is_split_with_the_standardized_correlation_it_used(tmp_path):
+    student, teacher, labels = make_logits(N, C, seed=5)
+    students = _students(teacher, student, steps=(0.2, 0.7))
+    with Recorder(tmp_path, grouping="corr:0.05", temperature=2.0, standardize=True) as rec:
+        rows = [rec.log_epoch(e + 1, s, teacher, labels) for e, s in enumerate(students)]
+    t = read_trajectory(rec.path)
+    for e, row in enumerate(rows):
+        for column, key in (
+            ("bcd_mean", "val_bcd"),
+            ("scd_mean", "val_scd_part"),
+            ("wcd_mean", "val_wcd_part"),
+        ):
+            assert t.overall[e, COLUMNS.index(column)] == pytest.approx(row[key], rel=2e-3, abs=1e-6)
+
+
 def test_a_launched_corr_run_says_its_correlation_is_not_kept(tmp_path):
     student, teacher, labels = make_logits(N, C, seed=6)
     path = write_run(tmp_path, "20260101-000000-cakd-corr", accs=(0.5,))
