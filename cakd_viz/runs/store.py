@@ -175,21 +175,18 @@ def process_identity(pid: int | None = None) -> dict:
     return processes.identity(pid)
 
 
-def process_liveness(status: dict, folder: Path | None = None) -> str:
+def process_liveness(status: dict, folder: Path) -> str:
     """Whether the process ``status`` names runs: "alive", "gone", "elsewhere" or "unproven" (``processes``).
 
     Without a recorded start time the process counts as alive only when ``folder``'s name is on its
     command line (``tune --run-dir RUNS/RUN_ID``), so pid 1 or a reused pid never reads alive forever.
     """
     return processes.liveness(
-        status.get("pid"),
-        status.get("pid_start"),
-        status.get("host"),
-        hint=None if folder is None else folder.name,
+        status.get("pid"), status.get("pid_start"), status.get("host"), hint=folder.name
     )
 
 
-def process_alive(status: dict, folder: Path | None = None) -> bool:
+def process_alive(status: dict, folder: Path) -> bool:
     """Whether the process named by ``status`` (pid, pid_start, host) provably still runs on this host.
 
     A process on another host, a zombie, a pid now belonging to a process started at another time, and
