@@ -157,10 +157,12 @@ class RunInfo:
 
     @property
     def duration(self) -> float | None:
-        started = _number(self.status.get("started"))
-        if not started:
+        """Seconds from start to end, or to now while it is active; None when unknown (a run found dead
+        has no end on record)."""
+        started, ended = _number(self.status.get("started")), _number(self.status.get("ended"))
+        if not started or (ended is None and not self.active):
             return None
-        return (_number(self.status.get("ended")) or time.time()) - started
+        return (ended or time.time()) - started
 
     def _accs(self) -> list[float]:
         return [v for v in (_number(e.get("val_acc")) for e in self.epochs) if v is not None]
