@@ -46,20 +46,15 @@ def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path],
     out.mkdir(parents=True, exist_ok=True)
     written, skipped = {}, []
     for run in list_runs(root):
-        why = _why_skipped(run)
-        if why is not None:
-            skipped.append(f"skipped {run.id}: {why}")
-            continue
-        written[run.id] = _export_run(run, out, writer_class)
+        if run.state == store.CORRUPT:
+            skipped.append(f"skipped {run.id}: corrupt ({run.error})")
+        elif run.active:
+            skipped.append(
+                f"skipped {run.id}: {run.state}, not ended yet (export it again once it has ended)"
+            )
+        else:
+            written[run.id] = _export_run(run, out, writer_class)
     return written, skipped
-
-
-def _why_skipped(run: RunInfo) -> str | None:
-    if run.state == store.CORRUPT:
-        return f"corrupt ({run.error})"
-    if run.active:
-        return f"{run.state}, not ended yet (export it again once it has ended)"
-    return None
 
 
 def folder_name(run: RunInfo) -> str:
