@@ -313,6 +313,10 @@ def test_tune_under_torchrun_trains_data_parallel(teacher, tmp_path):
     env = store.read_json(run.path / store.ENV)
     assert env["world_size"] == 2 and env["backend"] == "gloo" and env["batch_size_per_rank"] == 32
     assert run.summary["last_val_acc"] > 0.3
+    from cakd_viz.runs.build import build
+
+    rows = len(build(RunConfig.from_dict(run.config)).train_set)  # the training rows, on one process
+    assert run.summary["train_samples"] == env["train_samples"] == rows  # all ranks', not rank 0's shard
 
 
 # -- launching, cancelling, crashing, queueing ----------------------------------------------------------------

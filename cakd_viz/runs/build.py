@@ -33,6 +33,7 @@ class Parts:
     student: nn.Module
     student_info: dict  # "arch" and "arch_kwargs" when it is a registry architecture, else the loader's info
     criterion: nn.Module | None  # None: cross-entropy only
+    train_samples: int  # the rows the run trains on, all ranks together (``train_set`` before sharding)
     notes: list[str] = field(default_factory=list)
     val_rows: np.ndarray | None = None  # rows of the training split held out for validation (val_split > 0)
     correlation: np.ndarray | None = None  # (C, C) teacher class correlation, for a corr:R grouping
@@ -86,12 +87,24 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     if parse_grouping(cfg.loss.grouping).needs_correlation:
         correlation = _correlation(teacher, train_set, standardize=cfg.loss.standardize)
     train_set = _subset(train_set, cfg.train_subset, cfg.seed)
+    train_samples = len(train_set)
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
         shard = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
         train_set = Subset(train_set, list(shard))
     criterion = make_criterion(cfg.loss, correlation=correlation)
     return Parts(
-        train, test, train_set, teacher, t_info, student, s_info, criterion, notes, val_rows, correlation
+        train,
+        test,
+        train_set,
+        teacher,
+        t_info,
+        student,
+        s_info,
+        criterion,
+        train_samples,
+        notes,
+        val_rows,
+        correlation,
     )
 
 

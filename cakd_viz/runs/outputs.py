@@ -62,7 +62,7 @@ def write_outputs(
         "bundle_split": split,
         "teacher_val_acc": float((t_logits.argmax(1) == labels).mean()),
         "val_samples": len(labels),  # the bundle's split (historical name)
-        "train_samples": len(parts.train_set),
+        "train_samples": parts.train_samples,
         "seconds": round(seconds, 2),
         "train_seconds": round(sum(h["seconds"] for h in history), 2),
     }
@@ -148,5 +148,5 @@ def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict
         "threads": torch.get_num_threads(),
         "loss_kernel": _loss_kernel(dev, parts),
         "student_params": count_params(parts.student),
-        "train_samples": len(parts.train_set) * group.world_size,
+        "train_samples": parts.train_samples,
     } | software()
