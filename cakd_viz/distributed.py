@@ -143,9 +143,7 @@ def _rank_device(device: str | torch.device | None, local_rank: int) -> torch.de
 
 
 @contextmanager
-def process_group(
-    device: str | torch.device | None = "auto", *, timeout_s: float = 1800.0
-) -> Iterator[tuple[Group, torch.device]]:
+def process_group(device: str | torch.device | None = "auto") -> Iterator[tuple[Group, torch.device]]:
     """Yield ``(group, device)`` for this process; joins torchrun's process group when there is one.
 
     Under torchrun (``WORLD_SIZE > 1``) each CUDA rank gets ``cuda:LOCAL_RANK`` and the NCCL backend,
@@ -163,7 +161,7 @@ def process_group(
     created = not dist.is_initialized()
     if created:
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
     backend = dist.get_backend()
     group = Group(
         rank=dist.get_rank(),

@@ -260,6 +260,17 @@ def test_a_reused_pid_with_another_start_time_reads_failed(tmp_path):
     assert info.state == "failed" and "ended without recording a result (killed?)" in info.error
 
 
+def test_a_dead_runs_duration_is_unknown_rather_than_still_counting(tmp_path):
+    me = store.process_identity()
+    started = time.time() - 100
+    dead = _running(
+        tmp_path, "r", pid=me["pid"], pid_start=me["pid_start"] + 1, host=me["host"], started=started
+    )
+    assert read_run(dead).state == "failed" and read_run(dead).duration is None
+    live = _running(tmp_path, "s", **me, started=started)
+    assert read_run(live).state == "running" and read_run(live).duration >= 100
+
+
 def test_a_pid_without_start_time_counts_when_it_runs_this_folder(tmp_path):
     run_name = "20250101-000000-legacy-status"
     proc = subprocess.Popen(

@@ -313,6 +313,10 @@ def test_tune_under_torchrun_trains_data_parallel(teacher, tmp_path):
     env = store.read_json(run.path / store.ENV)
     assert env["world_size"] == 2 and env["backend"] == "gloo" and env["batch_size_per_rank"] == 32
     assert run.summary["last_val_acc"] > 0.3
+    from cakd_viz.runs.build import build
+
+    rows = len(build(RunConfig.from_dict(run.config)).train_set)  # the training rows, on one process
+    assert run.summary["train_samples"] == env["train_samples"] == rows  # all ranks', not rank 0's shard
 
 
 # -- launching, cancelling, crashing, queueing ----------------------------------------------------------------
@@ -337,7 +341,7 @@ def test_cancel_kills_the_whole_process_group(teacher, runs, tmp_path, monkeypat
     info = read_run(run_dir)
     assert info.state == "cancelled" and info.error is None
     assert not group_alive(status["pgid"])  # no process of the group runs (a zombie may wait for init)
-    assert not store.process_alive({"pid": child})
+    assert not store.process_alive({"pid": child}, run_dir)
     assert not cancel(run_dir)  # already final
 
 
@@ -429,7 +433,7 @@ def test_the_library_never_imports_streamlit_or_ray():
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.json")), ids=lambda p: p.name)
 def test_the_shipped_examples_are_valid(path, tmp_path, monkeypatch):
-    from cakd_viz.runs.sweep import SweepConfig, expand
+    from cakd_viz.runs.sweep import SweepConfig
 
     for spec in ("digits/teacher", "glyphs/teacher", "glyphs/student_ce"):  # what the examples name
         (tmp_path / spec).parent.mkdir(parents=True, exist_ok=True)
@@ -437,7 +441,7 @@ def test_the_shipped_examples_are_valid(path, tmp_path, monkeypatch):
     monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path))
     data = json.loads(path.read_text())
     if "base" in data:
-        assert expand(SweepConfig.from_dict(data).validated())
+        assert SweepConfig.from_dict(data).validate()
     else:
         RunConfig.from_dict(data).validate()
 

@@ -53,6 +53,27 @@ def test_cases_cross_the_grid_and_random_draws_are_seeded(teacher):
     assert all(0 <= t.loss.alpha <= 2 and t.loss.temperature in (2, 4) for t in a)
 
 
+def test_a_loss_named_alone_is_its_section_in_a_case_and_in_the_base(teacher):
+    # "loss": "kd" is short for {"name": "kd"}: a case's settings keep the base's loss, and a case
+    # naming another loss alone keeps the base's settings that loss takes, as the long form does
+    (kd,) = expand(
+        _sweep(teacher, base=tiny_config(teacher) | {"loss": "kd"}, cases=[{"loss": {"temperature": 2}}])
+    )
+    assert (kd.loss.name, kd.loss.temperature) == ("kd", 2)
+    base = tiny_config(teacher) | {"loss": {"name": "cakd", "temperature": 2, "beta": 4}}
+    short, long = (expand(_sweep(teacher, base=base, cases=[{"loss": c}]))[0] for c in ("kd", {"name": "kd"}))
+    assert short.loss.to_dict() == long.loss.to_dict() and (short.loss.name, short.loss.temperature) == (
+        "kd",
+        2,
+    )
+
+
+def test_loguniform_draws_of_small_values_stay_in_their_range(teacher):
+    sweep = _sweep(teacher, random={"lr": {"loguniform": [1e-8, 1e-6]}}, num_samples=20)
+    lrs = [t.lr for t in expand(sweep)]
+    assert all(1e-8 <= lr <= 1e-6 for lr in lrs) and len(set(lrs)) == 20
+
+
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
     sweep = _sweep(teacher, grid={"warmup_schedule": ["epoch", "step"], "val_split": [0.1, 0.2]})
     trials = expand(sweep)

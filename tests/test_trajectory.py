@@ -183,6 +183,21 @@ def test_a_recorded_corr_run_is_split_with_the_correlation_it_used(tmp_path):
     assert t.overall[1, COLUMNS.index("kl_mean")] == pytest.approx(rows[1]["val_kl"], rel=2e-3)
 
 
+def test_a_recorded_ls_corr_run_is_split_with_the_standardized_correlation_it_used(tmp_path):
+    student, teacher, labels = make_logits(N, C, seed=5)
+    students = _students(teacher, student, steps=(0.2, 0.7))
+    with Recorder(tmp_path, grouping="corr:0.05", temperature=2.0, standardize=True) as rec:
+        rows = [rec.log_epoch(e + 1, s, teacher, labels) for e, s in enumerate(students)]
+    t = read_trajectory(rec.path)
+    for e, row in enumerate(rows):
+        for column, key in (
+            ("bcd_mean", "val_bcd"),
+            ("scd_mean", "val_scd_part"),
+            ("wcd_mean", "val_wcd_part"),
+        ):
+            assert t.overall[e, COLUMNS.index(column)] == pytest.approx(row[key], rel=2e-3, abs=1e-6)
+
+
 def test_a_launched_corr_run_says_its_correlation_is_not_kept(tmp_path):
     student, teacher, labels = make_logits(N, C, seed=6)
     path = write_run(tmp_path, "20260101-000000-cakd-corr", accs=(0.5,))
@@ -214,6 +229,10 @@ DAMAGE = {
     "no folder": (lambda p: __import__("shutil").rmtree(p / "epochs"), "epochs: missing"),
     "no index": (lambda p: (p / "epochs" / "index.json").unlink(), "epochs/index.json: missing"),
     "index not json": (lambda p: (p / "epochs" / "index.json").write_text("{"), "index.json: not JSON"),
+    "index nested": (
+        lambda p: (p / "epochs" / "index.json").write_text("[" * 100_000),
+        "index.json: not JSON",
+    ),
     "format": (lambda p: _index(p, format="other/9"), "index.json: 'format' must be"),
     "rows": (lambda p: _index(p, rows=N + 1), "teacher.npy: shape (240, 7), expected (241, 7)"),
     "epochs": (lambda p: _index(p, epochs=[2, 1]), "index.json: 'epochs' must be increasing"),

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from cakd_viz.runs.config import read_json_config
     from cakd_viz.runs.engine import execute_sweep, launch_sweep, run_sweep
     from cakd_viz.runs.results import read_sweep
-    from cakd_viz.runs.sweep import SweepConfig, expand
+    from cakd_viz.runs.sweep import SweepConfig
 
     def log(line: str) -> None:
         if not args.quiet:
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         sweep.ray.num_cpus = args.num_cpus
     if args.address:
         sweep.ray.address = args.address
-    sweep.validate()
+    trials = sweep.validate()
     if args.dry_run:
-        for i, trial in enumerate(expand(sweep)):
+        for i, trial in enumerate(trials):
             say(f"{i:3d}  {trial.label()}  {trial.params}")
         return 0
     if args.detach:

@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cakd_viz.runs.tensorboard import export_runs
 
-    report = export_runs(args.runs_dir, args.out)
-    for line in report.skipped:
+    written, skipped = export_runs(args.runs_dir, args.out)
+    for line in skipped:
         say(f"cakd-viz tensorboard: {line}", file=sys.stderr)  # a run's folder name is anyone's text
-    say(f"wrote {len(report.written)} run(s) to {args.out}; view them with: tensorboard --logdir {args.out}")
+    say(f"wrote {len(written)} run(s) to {args.out}; view them with: tensorboard --logdir {args.out}")
     return 0
 
 

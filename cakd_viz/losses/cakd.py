@@ -16,9 +16,9 @@ import torch
 from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, parse_grouping
 from cakd_viz.grouping.base import RULE_MASK
 from cakd_viz.losses.base import DistillationLoss, _check_inputs, _num
-from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
+from cakd_viz.losses.native_kernel import NativeCAKDFunction, kernel, rule_of
 from cakd_viz.losses.params import FLOAT, GROUPING, Param
-from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms
+from cakd_viz.losses.tensor_kernel import CAKDFunction
 
 NATURAL = "natural"
 
@@ -100,28 +100,34 @@ class CAKDLoss(DistillationLoss):
             "weights": self._weight_values(epoch),
             "natural": self.natural,
         }
-        kern = kernel() if student.device.type == "cpu" else None
-        if kern is not None:  # one fused call each way (cakd_viz.native); S found inside where it has a code
-            mask = None
-            if g.kernel_code("loss") == RULE_MASK:
-                with torch.no_grad():
-                    mask = g.strong_mask(
-                        teacher, labels, temperature=self.temperature, correlated=self.correlated
-                    )
-            return native_loss_and_terms(
-                kern, student, teacher, g, labels, mask, term_grads=term_grads, **setup
-            )
-        with torch.no_grad():
-            strong = g.strong_mask_float(
-                teacher, labels, temperature=self.temperature, correlated=self.correlated
-            )
-        return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
+        return fused_terms(student, teacher, g, labels, self.correlated, term_grads, **setup)
 
     def formula(self) -> str:
         """E.g. "1*BCD + 1*SCD + 8*WCD (T=4, S = teacher top-5)"; natural weights show as p_S, p_W."""
         scd = "p_S" if self.alpha == NATURAL else _num(self.alpha)
         wcd = "p_W" if self.beta == NATURAL else _num(self.beta)
         return f"{_num(self.w_b)}*BCD + {scd}*SCD + {wcd}*WCD ({self._setting()}, S = {self.grouping.describe(short=True)})"
+
+
+def fused_terms(
+    student, teacher, g: Grouping, labels, correlated, term_grads: bool, *, temperature, weights, natural
+):
+    """(loss 0-dim, terms [BCD, SCD, WCD]) of prepared logits (``DistillationLoss._logits``) under
+    grouping ``g``, with the kernels' ``weights`` (w_b, w_s, w_w) and ``natural`` (bool, bool): through
+    the fused C kernel on CPU (one call each way; S found inside where the rule has a code, else passed
+    as a mask), else through the tensor-op kernel. DKD runs through it too, at S = {label}."""
+    kern = kernel() if student.device.type == "cpu" else None
+    if kern is not None:
+        rule, k = rule_of(g, student.shape[1])
+        mask = None
+        if rule == RULE_MASK:
+            with torch.no_grad():
+                mask = g.strong_mask(teacher, labels, temperature=temperature, correlated=correlated)
+        args = (kern, student, teacher, rule, k, labels, mask, temperature, weights, natural, term_grads)
+        return NativeCAKDFunction.apply(*args)
+    with torch.no_grad():
+        strong = g.strong_mask_float(teacher, labels, temperature=temperature, correlated=correlated)
+    return CAKDFunction.apply(student, teacher, strong, temperature, weights, natural, term_grads)
 
 
 def _weight(value: float | str, name: str) -> float | str:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.losses.base import DistillationLoss, _check_inputs
-from cakd_viz.losses.native_kernel import kernel, native_loss_and_terms
+from cakd_viz.losses.cakd import fused_terms
 from cakd_viz.losses.params import FLOAT, Param
-from cakd_viz.losses.tensor_kernel import cakd_loss_and_terms
 
 _TARGET = parse_grouping("target")
 
@@ -57,11 +54,4 @@ class DKDLoss(DistillationLoss):
         a, b = self._weight_values(epoch)
         student, teacher = self._logits(student, teacher)
         setup = {"temperature": self.temperature, "weights": (a, 0.0, b), "natural": (False, False)}
-        kern = kernel() if student.device.type == "cpu" else None
-        if kern is not None:
-            return native_loss_and_terms(
-                kern, student, teacher, _TARGET, labels, None, term_grads=term_grads, **setup
-            )
-        with torch.no_grad():
-            strong = _TARGET.strong_mask_float(teacher, labels, temperature=self.temperature)
-        return cakd_loss_and_terms(student, teacher, strong, term_grads=term_grads, **setup)
+        return fused_terms(student, teacher, _TARGET, labels, None, term_grads, **setup)

@@ -71,7 +71,9 @@ def rule_of(grouping: Grouping, c: int) -> tuple[int, int]:
 
 
 class NativeCAKDFunction(torch.autograd.Function):
-    """forward(kernel, student, teacher, rule, k, labels, mask, temperature, weights, natural, term_grads)."""
+    """forward(kernel, student, teacher, rule, k, labels, mask, temperature, weights, natural, term_grads)
+    -> (loss 0-dim, terms (3,)) for float32/float64 CPU logits; ``rule`` and ``k`` from ``rule_of``,
+    ``mask`` only for a rule the kernel lacks (RULE_MASK)."""
 
     @staticmethod
     def forward(
@@ -157,33 +159,3 @@ class NativeCAKDFunction(torch.autograd.Function):
             torch.get_num_threads(),
         )
         return None, grad, None, None, None, None, None, None, None, None, None
-
-
-def native_loss_and_terms(
-    kern,
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    grouping: Grouping,
-    labels: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    *,
-    temperature: float,
-    weights: tuple[float, float, float],
-    natural: tuple[bool, bool],
-    term_grads: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss 0-dim, terms (3,)) for float32/float64 CPU logits; `mask` only for rules the kernel lacks."""
-    rule, k = rule_of(grouping, student.shape[1])
-    return NativeCAKDFunction.apply(
-        kern,
-        student,
-        teacher,
-        rule,
-        k,
-        labels,
-        mask,
-        float(temperature),
-        tuple(weights),
-        tuple(natural),
-        term_grads,
-    )

@@ -52,7 +52,9 @@ class CAKDFunction(torch.autograd.Function):
     forward(student (n, C), teacher (n, C), strong (n, C) {0, 1}, temperature, weights (w_b, w_s, w_w),
     natural (bool, bool), term_grads) -> (loss 0-dim, terms (3,) = [BCD, SCD, WCD]), each term T^2 times the
     batch mean of its per-sample value; where `natural[i]` is set, SCD (WCD) is replaced by its
-    contribution p_S * SCD (p_W * WCD). loss = w_b*terms[0] + w_s*terms[1] + w_w*terms[2].
+    contribution p_S * SCD (p_W * WCD). loss = w_b*terms[0] + w_s*terms[1] + w_w*terms[2]. The logits are
+    float32 or float64 (no gradient reaches the teacher), ``strong`` in their dtype; term_grads=False
+    returns the terms without a gradient (cheaper when only the loss is trained on).
 
     Layout: x = (2 sides [student, teacher], 2 groups [S, W], n, C) scaled logits with the classes
     outside each group set to -far (finite, so no inf arithmetic). A (log_)softmax over its last
@@ -124,24 +126,3 @@ def _natural_scale(values: torch.Tensor, mass: torch.Tensor, natural: tuple[bool
     if natural == (True, True):
         return values * mass
     return values * torch.stack([mass[g] if natural[g] else torch.ones_like(mass[g]) for g in range(2)])
-
-
-def cakd_loss_and_terms(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    strong: torch.Tensor,
-    *,
-    temperature: float,
-    weights: tuple[float, float, float],
-    natural: tuple[bool, bool] = (False, False),
-    term_grads: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted CAKD loss (0-dim) and its terms (3,) = [BCD, SCD, WCD]; see `CAKDFunction`.
-
-    student, teacher: (n, C) float32 or float64 logits (no gradient reaches the teacher);
-    strong: (n, C) {0, 1} mask of S in the same dtype. term_grads=False returns the terms without
-    a gradient (cheaper when only the loss is trained on).
-    """
-    return CAKDFunction.apply(
-        student, teacher, strong, float(temperature), tuple(weights), tuple(natural), term_grads
-    )

@@ -28,18 +28,13 @@ from cakd_viz.runs.results import (
 from cakd_viz.runs.store import runs_dir
 
 
-def execute(*args, **kwargs):
-    """Execute a prepared run folder here (see ``cakd_viz.runs.runner.execute``)."""
-    from cakd_viz.runs.runner import execute as _execute
+def __getattr__(name: str):
+    """``execute`` and ``run_config`` of ``runs.runner``, imported on first use."""
+    if name in ("execute", "run_config"):
+        from cakd_viz.runs import runner
 
-    return _execute(*args, **kwargs)
-
-
-def run_config(*args, **kwargs):
-    """Create a run folder and execute it here (see ``cakd_viz.runs.runner.run_config``)."""
-    from cakd_viz.runs.runner import run_config as _run_config
-
-    return _run_config(*args, **kwargs)
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

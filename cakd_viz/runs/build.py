@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from cakd_viz.data import DataSource, load_data_for_model
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.runs.config import LossConfig, RunConfig
+from cakd_viz.runs.config import NO_DISTILLATION, LossConfig, RunConfig
 
 
 @dataclass
@@ -26,14 +26,14 @@ class Parts:
 
     train: DataSource
     test: DataSource
-    train_set: (
-        Dataset  # the training split, less the validation rows, after ``train_subset`` and this rank's shard
-    )
+    # the training split, less the validation rows, after ``train_subset`` and this rank's shard
+    train_set: Dataset
     teacher: nn.Module
     teacher_info: dict
     student: nn.Module
     student_info: dict  # "arch" and "arch_kwargs" when it is a registry architecture, else the loader's info
     criterion: nn.Module | None  # None: cross-entropy only
+    train_samples: int  # the rows the run trains on, all ranks together (``train_set`` before sharding)
     notes: list[str] = field(default_factory=list)
     val_rows: np.ndarray | None = None  # rows of the training split held out for validation (val_split > 0)
     correlation: np.ndarray | None = None  # (C, C) teacher class correlation, for a corr:R grouping
@@ -61,7 +61,7 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         )
     c = train.num_classes
     _check_outputs("teacher", cfg.teacher, teacher, train, c)
-    if cfg.loss.name != "ce" and (clipped := clipped_grouping(cfg.loss.grouping, c)):
+    if cfg.loss.name != NO_DISTILLATION and (clipped := clipped_grouping(cfg.loss.grouping, c)):
         notes.append(f"warning: {clipped}")
     torch.manual_seed(cfg.seed)  # the student's initial weights depend on the seed only
     if cfg.student in ARCHS:
@@ -87,12 +87,24 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     if parse_grouping(cfg.loss.grouping).needs_correlation:
         correlation = _correlation(teacher, train_set, standardize=cfg.loss.standardize)
     train_set = _subset(train_set, cfg.train_subset, cfg.seed)
+    train_samples = len(train_set)
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
         shard = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
         train_set = Subset(train_set, list(shard))
     criterion = make_criterion(cfg.loss, correlation=correlation)
     return Parts(
-        train, test, train_set, teacher, t_info, student, s_info, criterion, notes, val_rows, correlation
+        train,
+        test,
+        train_set,
+        teacher,
+        t_info,
+        student,
+        s_info,
+        criterion,
+        train_samples,
+        notes,
+        val_rows,
+        correlation,
     )
 
 
@@ -134,10 +146,9 @@ def make_criterion(loss: LossConfig, *, correlation: np.ndarray | None = None):
     """
     from cakd_viz.losses import build_criterion
 
-    settings = loss.criterion_settings()
-    if not settings:  # "ce": no distillation
+    if loss.name == NO_DISTILLATION:
         return None
-    return build_criterion(loss.name, settings, correlation=correlation)
+    return build_criterion(loss.name, loss.settings, correlation=correlation)  # takes the loss's own keys
 
 
 def _correlation(teacher: nn.Module, dataset: Dataset, *, standardize: bool) -> np.ndarray:

@@ -159,11 +159,6 @@ class LossConfig:
         """The JSON form: the name, then every declared setting."""
         return {"name": self.name, **self.settings}
 
-    def criterion_settings(self) -> dict:
-        """The settings the loss class itself takes (its ``parameters()``); {} for "ce"."""
-        cls = loss_class(self.name) if self.name != NO_DISTILLATION else None
-        return {} if cls is None else {p.name: self.settings[p.name] for p in cls.parameters()}
-
     def summary(self) -> str:
         """A short label, e.g. 'CAKD topk:5 (1/1/8, T=4)', 'DKD (1/8, T=4, warm-up 2)', 'KD (T=4)', 'CE only'."""
         return describe_loss(self.to_dict())

@@ -84,19 +84,10 @@ def read_epochs(run_dir: str | Path) -> EpochFiles:
         )
     for epoch in index["epochs"]:
         _present(folder / f"epoch-{epoch:03d}.npy", f"{name}/epoch-{epoch:03d}.npy")
-    return EpochFiles(
-        folder=folder,
-        name=name,
-        split=index["split"],
-        grouping=index["grouping"],
-        temperature=index["temperature"],
-        standardize=index["standardize"],
-        epochs=index["epochs"],
-        not_kept=index["not_kept"],
-        teacher=teacher,
-        labels=labels,
-        rows=rows,
-    )
+    settings = {
+        k: index[k] for k in ("split", "grouping", "temperature", "standardize", "epochs", "not_kept")
+    }
+    return EpochFiles(folder, name, teacher=teacher, labels=labels, rows=rows, **settings)
 
 
 def _index(folder: Path, name: str) -> dict:
@@ -108,7 +99,7 @@ def _index(folder: Path, name: str) -> dict:
         raise ValueError(f"{where}: {path.stat().st_size:,} bytes, more than an index holds")
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: too deep
         raise ValueError(f"{where}: not JSON ({_first(exc)})") from None
     if not isinstance(index, dict):
         raise ValueError(f"{where}: not a JSON object")

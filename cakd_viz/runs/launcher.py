@@ -196,15 +196,9 @@ def group_alive(pgid: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_slot(
-    root: Path,
-    limit: int,
-    run_dir: Path | None = None,
-    *,
-    should_stop: Callable[[], bool] = lambda: False,
-    poll_s: float = 0.5,
-) -> Iterator[int]:
-    """Hold one of ``limit`` slots under ``root`` while the block runs; waits (oldest first) when all are taken.
+def run_slot(root: Path, limit: int, run_dir: Path, *, should_stop: Callable[[], bool]) -> Iterator[int]:
+    """Hold one of ``limit`` slots under ``root`` for the run ``run_dir`` while the block runs; waits
+    (oldest first, looked at every 0.5 s) when all are taken.
 
     Raises Cancelled when ``should_stop()`` turns true while waiting. Yields the slot number.
     """
@@ -213,7 +207,7 @@ def run_slot(
     while True:
         if should_stop():
             raise Cancelled("cancelled while queued")
-        if run_dir is None or not _older_waiting(root, run_dir):
+        if not _older_waiting(root, run_dir):
             for i in range(limit):
                 handle = open(folder / f"{i}.lock", "a")
                 try:
@@ -227,7 +221,7 @@ def run_slot(
                     fcntl.flock(handle, fcntl.LOCK_UN)
                     handle.close()
                 return
-        time.sleep(poll_s)
+        time.sleep(0.5)
 
 
 def _older_waiting(root: Path, run_dir: Path) -> bool:

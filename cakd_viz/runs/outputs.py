@@ -22,8 +22,9 @@ def write_outputs(
     dev,
     seconds: float,
     cache_dir: Path | None,
-) -> None:
-    """student.* (weights), bundle/ (held-out logits of teacher and student), summary.json, in that order.
+) -> dict:
+    """student.* (weights), bundle/ (held-out logits of teacher and student), summary.json, in that order;
+    returns the summary.
 
     The bundle holds the test split; with ``evaluate_test`` false, the validation split instead, and
     the test split is not evaluated at all. summary.json: the per-epoch evaluation split's best and
@@ -61,7 +62,7 @@ def write_outputs(
         "bundle_split": split,
         "teacher_val_acc": float((t_logits.argmax(1) == labels).mean()),
         "val_samples": len(labels),  # the bundle's split (historical name)
-        "train_samples": len(parts.train_set),
+        "train_samples": parts.train_samples,
         "seconds": round(seconds, 2),
         "train_seconds": round(sum(h["seconds"] for h in history), 2),
     }
@@ -88,6 +89,7 @@ def write_outputs(
         overwrite=True,
     )
     store.write_json(run_dir / store.SUMMARY, summary)
+    return summary
 
 
 def save_student(run_dir: Path, cfg: RunConfig, parts: Parts, accuracy: float) -> None:
@@ -146,5 +148,5 @@ def environment(cfg: RunConfig, dev, group, per_rank: int, parts: Parts) -> dict
         "threads": torch.get_num_threads(),
         "loss_kernel": _loss_kernel(dev, parts),
         "student_params": count_params(parts.student),
-        "train_samples": len(parts.train_set) * group.world_size,
+        "train_samples": parts.train_samples,
     } | software()

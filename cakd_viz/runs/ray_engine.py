@@ -40,9 +40,8 @@ def run_trials(sweep, sweep_dir: Path, trials: list[Path], *, log: Callable[[str
         return
     threads = RunConfig.from_dict(store.read_json(trials[0] / store.CONFIG)).threads
     opts = sweep.ray
-    os.environ.setdefault(
-        "RAY_CHDIR_TO_TRIAL_DIR", "0"
-    )  # trials keep this working directory (relative paths)
+    # trials keep this working directory (relative paths)
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     started = not ray.is_initialized()
     if started:
         if opts.address:

@@ -30,7 +30,7 @@ from cakd_viz.grouping import class_correlation, parse_grouping
 from cakd_viz.runs import store
 from cakd_viz.runs.dynamics import EPOCHS_DIR, VAL_TERMS, EpochLogits, HeldOutTerms
 from cakd_viz.runs.recorded import environment, recorded_config
-from cakd_viz.validate import check_temperature
+from cakd_viz.validate import as_numpy, check_temperature
 
 SPLITS = ("validation", "test")
 _EPOCH_RESERVED = frozenset({"kind", "epoch", "time", *VAL_TERMS})
@@ -225,8 +225,7 @@ class Recorder:
         store.update_status(self.path, "failed", error=message)
 
     def _log(self, line: str) -> None:
-        with open(self.path / store.LOG, "a") as handle:
-            handle.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
+        store.append_log(self.path, line)
 
 
 def _epoch_number(epoch: object, last: int) -> int:
@@ -266,15 +265,7 @@ def _number(value: object) -> float | None:
 
 def _logits(x: object, name: str) -> np.ndarray:
     """(N, C) float32 numpy on the CPU from a tensor on any device or an array."""
-    if hasattr(x, "detach") and hasattr(x, "is_floating_point"):  # a torch tensor
-        if not x.is_floating_point():
-            raise ValueError(
-                f"{name} holds {str(x.dtype).removeprefix('torch.')} values; logits must be floats"
-            )
-        import torch
-
-        x = x.detach().to("cpu", torch.float32).numpy()
-    array = np.asarray(x)
+    array = as_numpy(x, name)
     if array.dtype.kind != "f":
         raise ValueError(f"{name} holds {array.dtype} values; logits must be floats")
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 2:
@@ -283,9 +274,7 @@ def _logits(x: object, name: str) -> np.ndarray:
 
 
 def _labels(y: object, n: int) -> np.ndarray:
-    if hasattr(y, "detach"):
-        y = y.detach().to("cpu").numpy()
-    array = np.asarray(y)
+    array = as_numpy(y, "labels")
     if array.ndim != 1 or len(array) != n or array.dtype.kind not in "iu":
         raise ValueError(f"labels must be {n} whole numbers (N,), got {array.dtype} of shape {array.shape}")
     return array.astype(np.int64)

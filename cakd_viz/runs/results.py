@@ -157,10 +157,12 @@ class RunInfo:
 
     @property
     def duration(self) -> float | None:
-        started = _number(self.status.get("started"))
-        if not started:
+        """Seconds from start to end, or to now while it is active; None when unknown (a run found dead
+        has no end on record)."""
+        started, ended = _number(self.status.get("started")), _number(self.status.get("ended"))
+        if not started or (ended is None and not self.active):
             return None
-        return (_number(self.status.get("ended")) or time.time()) - started
+        return (ended or time.time()) - started
 
     def _accs(self) -> list[float]:
         return [v for v in (_number(e.get("val_acc")) for e in self.epochs) if v is not None]
@@ -574,7 +576,7 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
             "duration_s": _number(r.duration),
             "created": _timestamp(created),
             "note": read_note(r.path),
-            "held_out_terms": has_held_out_terms(r),
+            "held_out_terms": any(all(k in e for k in VAL_TERMS[:4]) for e in r.epochs),
             "error": r.error or "",
         }
         rows.append(row)
@@ -582,11 +584,6 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
     columns += ["epochs_done", "best_acc", "last_acc", "eval_split", "test_acc"]
     columns += ["duration_s", "created", "note", "held_out_terms"]
     return pd.DataFrame(rows, columns=[*columns, "error"])
-
-
-def has_held_out_terms(run: RunInfo) -> bool:
-    """Whether any epoch record of the run carries the held-out decomposition (``dynamics.VAL_TERMS``)."""
-    return any(all(k in e for k in VAL_TERMS[:4]) for e in run.epochs)
 
 
 def read_note(path: str | Path) -> str:

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -123,10 +123,29 @@ class _Context:
     echo: bool = False
     progress: Progress | None = None
     report: Callable[[dict], None] | None = None
+    _next_check: float = field(default=0.0, init=False)  # when to look for the cancel file again
+    _cancelled: bool = field(default=False, init=False)
 
-    def __post_init__(self) -> None:
-        self.log = _Log(self.run_dir, echo=self.echo, enabled=self.group.is_main)
-        self.stop = _StopCheck(self.run_dir, self.group)
+    def log(self, line: str) -> None:
+        """Append ``line`` to log.txt (rank 0 only); with ``echo`` also print it on stderr."""
+        if self.group.is_main:
+            store.append_log(self.run_dir, line)
+            if self.echo:
+                print(line, file=sys.stderr, flush=True)
+
+    def cancelled(self) -> bool:
+        """Whether the run's cancel file exists (looked for at most every 0.5 s)."""
+        if not self._cancelled and time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + 0.5
+            self._cancelled = store.cancel_requested(self.run_dir)
+        return self._cancelled
+
+    def should_stop(self) -> bool:
+        """``should_stop`` for ``train``: the cancel file, agreed by all ranks."""
+        mine = self.cancelled() if self.group.is_main else False
+        if not self.group.distributed:
+            return mine
+        return self.group.sum([int(mine)])[0] > 0
 
     @property
     def cache_dir(self) -> Path | None:
@@ -175,7 +194,7 @@ def _slot(ctx: _Context, limit: int):
     if store.update_status(run_dir, "queued", waiting_since=time.time(), **own_identity()) is None:
         raise Cancelled("the run was cancelled before it started")
     ctx.log(f"waiting for one of {limit} run slot(s)")
-    with run_slot(run_dir.parent, limit, run_dir, should_stop=ctx.stop.now):
+    with run_slot(run_dir.parent, limit, run_dir, should_stop=ctx.cancelled):
         yield
 
 
@@ -239,7 +258,7 @@ def _train_and_write(ctx: _Context) -> None:
         ce_weight=cfg.loss.ce_weight,
         on_epoch=on_epoch,
         on_step=on_step,
-        should_stop=ctx.stop,
+        should_stop=ctx.should_stop,
         val_metrics=val_metrics,
     )
     if not history or history[-1].get("stopped"):
@@ -249,8 +268,7 @@ def _train_and_write(ctx: _Context) -> None:
     err = None
     if group.is_main:
         try:
-            write_outputs(run_dir, cfg, parts, history, dev, time.time() - t0, ctx.cache_dir)
-            summary = store.read_json(run_dir / store.SUMMARY)
+            summary = write_outputs(run_dir, cfg, parts, history, dev, time.time() - t0, ctx.cache_dir)
             if store.update_status(run_dir, "done") is None:
                 raise Cancelled("cancelled while the outputs were written")
             test = f", test {summary['test_acc']:.4f}" if summary.get("test_acc") is not None else ""
@@ -285,41 +303,6 @@ def _callbacks(ctx: _Context, steps: int):
             ctx.report({k: v for k, v in m.items() if isinstance(v, int | float)})
 
     return on_epoch, on_step
-
-
-class _Log:
-    """Appends lines to log.txt (rank 0 only); with ``echo`` also prints them on stderr."""
-
-    def __init__(self, run_dir: Path, *, echo: bool, enabled: bool) -> None:
-        self.path, self.echo, self.enabled = run_dir / store.LOG, echo, enabled
-
-    def __call__(self, line: str) -> None:
-        if not self.enabled:
-            return
-        text = f"[{time.strftime('%H:%M:%S')}] {line}\n"
-        with open(self.path, "a") as handle:
-            handle.write(text)
-        if self.echo:
-            print(line, file=sys.stderr, flush=True)
-
-
-class _StopCheck:
-    """``should_stop`` for ``train``: the cancel file (checked at most every 0.5 s), agreed by all ranks."""
-
-    def __init__(self, run_dir: Path, group) -> None:
-        self.run_dir, self.group, self._next, self._stop = run_dir, group, 0.0, False
-
-    def now(self) -> bool:
-        if not self._stop and time.monotonic() >= self._next:
-            self._next = time.monotonic() + 0.5
-            self._stop = store.cancel_requested(self.run_dir)
-        return self._stop
-
-    def __call__(self) -> bool:
-        mine = self.now() if self.group.is_main else False
-        if not self.group.distributed:
-            return mine
-        return self.group.sum([int(mine)])[0] > 0
 
 
 @contextlib.contextmanager

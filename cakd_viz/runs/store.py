@@ -175,21 +175,18 @@ def process_identity(pid: int | None = None) -> dict:
     return processes.identity(pid)
 
 
-def process_liveness(status: dict, folder: Path | None = None) -> str:
+def process_liveness(status: dict, folder: Path) -> str:
     """Whether the process ``status`` names runs: "alive", "gone", "elsewhere" or "unproven" (``processes``).
 
     Without a recorded start time the process counts as alive only when ``folder``'s name is on its
     command line (``tune --run-dir RUNS/RUN_ID``), so pid 1 or a reused pid never reads alive forever.
     """
     return processes.liveness(
-        status.get("pid"),
-        status.get("pid_start"),
-        status.get("host"),
-        hint=None if folder is None else folder.name,
+        status.get("pid"), status.get("pid_start"), status.get("host"), hint=folder.name
     )
 
 
-def process_alive(status: dict, folder: Path | None = None) -> bool:
+def process_alive(status: dict, folder: Path) -> bool:
     """Whether the process named by ``status`` (pid, pid_start, host) provably still runs on this host.
 
     A process on another host, a zombie, a pid now belonging to a process started at another time, and
@@ -229,6 +226,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def append_log(run_dir: Path, line: str) -> None:
+    """Append one line to log.txt, after the time of day ("[12:00:00] line")."""
+    with open(run_dir / LOG, "a") as handle:
+        handle.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
 
 
 def log_tail(run_dir: Path, lines: int = 30, max_bytes: int = 64_000) -> str:

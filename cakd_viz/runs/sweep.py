@@ -66,9 +66,8 @@ class SweepConfig:
     base: dict = field(default_factory=dict)  # the run config every trial starts from (JSON form)
     grid: dict = field(default_factory=dict)  # KEY -> list of values: every combination
     cases: list = field(default_factory=list)  # partial run configs, each crossed with the grid
-    random: dict = field(
-        default_factory=dict
-    )  # KEY -> {"uniform"|"loguniform": [lo, hi]} or a list of choices
+    # KEY -> {"uniform"|"loguniform": [lo, hi]} or a list of choices
+    random: dict = field(default_factory=dict)
     num_samples: int = 0  # random draws from `random`
     search_seed: int = 0  # seed of the random draws
     engine: str = "local"  # "local" (processes on this machine) | "ray" (Ray Tune)
@@ -90,12 +89,9 @@ class SweepConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def validated(self) -> SweepConfig:
-        self.validate()
-        return self
-
-    def validate(self) -> None:
-        """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong."""
+    def validate(self) -> list[RunConfig]:
+        """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong.
+        Returns the trials (``expand``), each validated."""
         for key, kind in (("base", dict), ("grid", dict), ("cases", list), ("random", dict)):
             if not isinstance(getattr(self, key), kind):
                 raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
@@ -121,7 +117,7 @@ class SweepConfig:
         for i, case in enumerate(self.cases):
             if not isinstance(case, dict):
                 raise ValueError(f"cases[{i}] must be an object (a partial run config), got {case!r}")
-        expand(self)
+        return expand(self)
 
 
 def trial_count(sweep: SweepConfig) -> int:
@@ -200,8 +196,8 @@ def _draws(sweep: SweepConfig) -> list[dict]:
             ((kind, (lo, hi)),) = spec.items()
             if kind == "randint":
                 draw[key] = int(rng.integers(int(lo), int(hi) + 1))
-            elif kind == "loguniform":
-                draw[key] = round(float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), 6)
+            elif kind == "loguniform":  # 6 significant digits: 6 decimals would round 1e-7 to 0
+                draw[key] = float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.6g}")
             else:
                 draw[key] = round(float(rng.uniform(lo, hi)), 6)
         out.append(draw)
@@ -209,10 +205,8 @@ def _draws(sweep: SweepConfig) -> list[dict]:
 
 
 def _set(data: dict, key: str, value: object) -> None:
-    """Put one swept value into a run config dict."""
+    """Put one swept value into a run config dict (``_with_case``'s: its loss is a section)."""
     loss = data.setdefault("loss", {})
-    if isinstance(loss, str):
-        loss = data["loss"] = {"name": loss}
     if key == "k":  # the K of the grouping's rule, for every registered rule that takes one
         grouping = str(loss.get("grouping", DEFAULT_GROUPING))
         rule = parse_grouping(grouping)
@@ -227,19 +221,24 @@ def _set(data: dict, key: str, value: object) -> None:
 
 
 def _with_case(base: dict, case: dict) -> dict:
-    """``base`` with ``case`` merged in; a case that names another loss keeps only the base's loss
-    settings that loss takes (a KD case does not inherit a CAKD base's alpha)."""
-    base = json.loads(json.dumps(base))
-    loss, new = _loss_dict(base.get("loss")), _loss_dict(case.get("loss"))
-    name = new.get("name")
+    """``base`` with ``case`` merged in, a loss named alone (``"kd"``) read as its section
+    (``{"name": "kd"}``) in both; a case that names another loss keeps only the base's loss settings
+    that loss takes (a KD case does not inherit a CAKD base's alpha)."""
+    base, case = _loss_section(base), _loss_section(case)
+    loss = base.get("loss") if isinstance(base.get("loss"), dict) else {}
+    name = case["loss"].get("name") if isinstance(case.get("loss"), dict) else None
     if isinstance(name, str) and name != loss.get("name", LossConfig.name) and name in loss_names():
         takes = {p.name for p in loss_parameters(name)}
         base["loss"] = {k: v for k, v in loss.items() if k in takes}
     return _merge(base, case)
 
 
-def _loss_dict(loss: object) -> dict:
-    return {"name": loss} if isinstance(loss, str) else loss if isinstance(loss, dict) else {}
+def _loss_section(config: dict) -> dict:
+    """A copy of ``config`` whose loss, when named alone (``"kd"``), is its section ``{"name": "kd"}``."""
+    out = json.loads(json.dumps(config))
+    if isinstance(out.get("loss"), str):
+        out["loss"] = {"name": out["loss"]}
+    return out
 
 
 def _merge(base: dict, case: dict) -> dict:
@@ -269,7 +268,7 @@ def create_sweep(
     sweep: SweepConfig, root: str | Path | None = None, **status: object
 ) -> tuple[Path, list[Path]]:
     """Validate, then create the sweep folder and one queued run folder per trial; returns (sweep dir, trial dirs)."""
-    trials = expand(sweep.validated())
+    trials = sweep.validate()
     root = store.runs_dir(root)
     root.mkdir(parents=True, exist_ok=True)
     sweep_id = store.new_run_id(sweep.name or f"sweep-{sweep.engine}")

@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cakd_viz import atomic
@@ -27,14 +26,6 @@ INSTALL = 'pip install "cakd-viz[tensorboard]" (or: pip install tensorboard)'
 _SKIP = {"kind", "time"}
 
 
-@dataclass
-class Export:
-    """What an export did: run id -> its folder, and one line per skipped run."""
-
-    written: dict[str, Path] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-
-
 def summary_writer_class():
     """``torch.utils.tensorboard.SummaryWriter``; ValueError saying how to install tensorboard without it."""
     try:
@@ -44,31 +35,26 @@ def summary_writer_class():
     return SummaryWriter
 
 
-def export_runs(runs_dir: str | Path, out: str | Path) -> Export:
-    """Write every ended run under ``runs_dir`` into ``out`` (see the module); ValueError when
-    ``runs_dir`` is not a folder or tensorboard is missing."""
+def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path], list[str]]:
+    """Write every ended run under ``runs_dir`` into ``out`` (see the module): (run id -> its folder,
+    one line per skipped run); ValueError when ``runs_dir`` is not a folder or tensorboard is missing."""
     writer_class = summary_writer_class()
     root = Path(runs_dir)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder of runs")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Export()
+    written, skipped = {}, []
     for run in list_runs(root):
-        why = _why_skipped(run)
-        if why is not None:
-            report.skipped.append(f"skipped {run.id}: {why}")
-            continue
-        report.written[run.id] = _export_run(run, out, writer_class)
-    return report
-
-
-def _why_skipped(run: RunInfo) -> str | None:
-    if run.state == store.CORRUPT:
-        return f"corrupt ({run.error})"
-    if run.active:
-        return f"{run.state}, not ended yet (export it again once it has ended)"
-    return None
+        if run.state == store.CORRUPT:
+            skipped.append(f"skipped {run.id}: corrupt ({run.error})")
+        elif run.active:
+            skipped.append(
+                f"skipped {run.id}: {run.state}, not ended yet (export it again once it has ended)"
+            )
+        else:
+            written[run.id] = _export_run(run, out, writer_class)
+    return written, skipped
 
 
 def folder_name(run: RunInfo) -> str:

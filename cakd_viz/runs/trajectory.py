@@ -15,7 +15,8 @@ families together (``families.cluster_classes`` on the correlation of the run's 
 
 A ``corr:R`` run of the Tune page split its terms with the teacher's correlation over its training
 rows, which the run folder does not keep: the trajectory then uses the correlation over the evaluation
-split's teacher logits and says so in ``notes`` (a recorded run used exactly that one).
+split's teacher logits (standardized for an LS run) and says so in ``notes`` (a recorded run used
+exactly that one).
 """
 
 from __future__ import annotations
@@ -178,30 +179,28 @@ def trajectory(
     """The trajectory of ``students`` {epoch: (N, C) logits} against ``teacher`` (N, C) with ``labels``
     (N,) or None, each epoch decomposed once on the CPU under ``grouping`` and ``temperature``, of the
     standardized logits with ``standardize`` (a ``corr:R`` grouping uses the (C, C) class correlation of
-    ``teacher``)."""
+    ``teacher``, of its standardized logits with ``standardize``, as a recorded run's terms did)."""
     epochs = tuple(sorted(int(e) for e in students))
     n, c = np.shape(teacher)
     teacher_corr = class_correlation(teacher)
     order, family = _families(teacher_corr)
-    correlation = teacher_corr if parse_grouping(grouping).needs_correlation else None
+    correlation = None
+    if parse_grouping(grouping).needs_correlation:
+        correlation = class_correlation(teacher, standardize=True) if standardize else teacher_corr
     truth, by = (np.asarray(labels, np.int64), "label") if labels is not None else (None, "teacher_pred")
     means = np.full((c, len(epochs), len(COLUMNS)), np.nan)
     overall = np.full((len(epochs), len(COLUMNS)), np.nan)
     pred, kl = np.empty((len(epochs), n), np.int32), np.empty((len(epochs), n), np.float32)
     counts = np.zeros(c, np.int64)
-    every = (
-        decompose_many(  # every epoch against the one teacher, in one pass over its rows
-            [students[epoch] for epoch in epochs],
-            teacher,
-            labels,
-            grouping=grouping,
-            temperature=temperature,
-            device="cpu",
-            correlation=correlation,
-            standardize=standardize,
-        )
-        if epochs
-        else []
+    every = decompose_many(  # every epoch against the one teacher, in one pass over its rows
+        [students[epoch] for epoch in epochs],
+        teacher,
+        labels,
+        grouping=grouping,
+        temperature=temperature,
+        device="cpu",
+        correlation=correlation,
+        standardize=standardize,
     )
     for e, d in enumerate(every):
         if truth is None:
