@@ -72,6 +72,10 @@ def test_loguniform_draws_of_small_values_stay_in_their_range(teacher):
     sweep = _sweep(teacher, random={"lr": {"loguniform": [1e-8, 1e-6]}}, num_samples=20)
     lrs = [t.lr for t in expand(sweep)]
     assert all(1e-8 <= lr <= 1e-6 for lr in lrs) and len(set(lrs)) == 20
+    # draws of 0.1 and more keep their 6 decimals (as sweeps made before drew them): 12.345679, not 12.3457
+    sweep = _sweep(teacher, random={"lr": {"loguniform": [10.0, 90.0]}}, num_samples=20)
+    lrs = [t.lr for t in expand(sweep)]
+    assert all(lr == round(lr, 6) for lr in lrs) and max(len(repr(lr).split(".")[1]) for lr in lrs) == 6
 
 
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):

@@ -196,8 +196,9 @@ def _draws(sweep: SweepConfig) -> list[dict]:
             ((kind, (lo, hi)),) = spec.items()
             if kind == "randint":
                 draw[key] = int(rng.integers(int(lo), int(hi) + 1))
-            elif kind == "loguniform":  # 6 significant digits: 6 decimals would round 1e-7 to 0
-                draw[key] = float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.6g}")
+            elif kind == "loguniform":  # 6 decimals, and 6 significant digits below 0.1 (1e-7 is no 0)
+                x = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+                draw[key] = round(x, max(6, 5 - math.floor(math.log10(x))))
             else:
                 draw[key] = round(float(rng.uniform(lo, hi)), 6)
         out.append(draw)
