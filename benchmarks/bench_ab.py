@@ -28,6 +28,7 @@ SETTINGS = ("topk:5@1", "mass:0.9@1", "mass:0.9@4")
 CHILD = """
 import json, sys, time
 import torch
+import cakd_viz
 from cakd_viz.bundle import load_bundle
 from cakd_viz.decomposition import decompose_many
 torch.set_num_threads(int(sys.argv[2]))
@@ -42,16 +43,22 @@ for setting in sys.argv[4:]:
     start, cpu = time.perf_counter(), time.process_time()
     decompose_many(students, b.teacher[rows], b.labels[rows], **kw)
     out[setting] = [time.perf_counter() - start, time.process_time() - cpu]
-print(json.dumps(out))
+print(json.dumps({"code": cakd_viz.__file__, "times": out}))
 """
 
 
 def _times(checkout: Path, args: argparse.Namespace) -> dict[str, list[float]]:
-    """{setting: [wall seconds, CPU seconds]} of one process running ``checkout``'s code."""
+    """{setting: [wall seconds, CPU seconds]} of one process running ``checkout``'s code: started in the
+    checkout (``python -c`` puts the working directory first on sys.path, before PYTHONPATH and an editable
+    install), and refused unless the package it imported is that checkout's."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    command = [sys.executable, "-c", CHILD, args.bundle, str(args.threads), str(args.rows), *args.settings]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    bundle = str(Path(args.bundle).resolve())
+    command = [sys.executable, "-c", CHILD, bundle, str(args.threads), str(args.rows), *args.settings]
+    done = subprocess.run(command, env=env, cwd=checkout, capture_output=True, text=True, check=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(out["code"]).resolve().is_relative_to(checkout.resolve()):
+        sys.exit(f"bench_ab: the process meant for {checkout} imported cakd_viz from {out['code']}")
+    return out["times"]
 
 
 def main(argv: list[str] | None = None) -> None:
