@@ -78,14 +78,19 @@ def running_server(
     cmd = [str(python), "-m", "cakd_viz", "app", *map(str, paths), "--port", str(port)]
     cmd += ["--address", "127.0.0.1"]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd or REPO,
-        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},  # None: unset
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd or REPO,
+            env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},  # None: unset
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except BaseException:  # no server: the log file is closed here, not left open
+        if log:
+            out.close()
+        raise
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, timeout)
