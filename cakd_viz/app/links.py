@@ -17,6 +17,7 @@ page's example) are read with ``param`` and written with ``set_param``, with the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import streamlit as st
@@ -86,6 +87,8 @@ def bound(
     A link's value is the URL's when the widget is drawn afresh (a new session, a page opened with it);
     on a rerun the URL holds what the widget wrote there."""
     raw = st.query_params.get(key) if key not in st.session_state else None
+    if raw is not None and getattr(draw, "__name__", "") == "number_input" and not _finite(raw):
+        _forget(key)  # Streamlit's seeding fails on "inf" for a whole number: the widget starts at default
     value = draw(label, *args, key=key, bind="query-params", **kwargs)
     if raw is not None and not _same(raw, value, url or kwargs.get("format_func") or str):
         note(
@@ -94,6 +97,24 @@ def bound(
     elif raw is not None:
         drop(key)
     return value
+
+
+def _finite(raw: str) -> bool:
+    """Whether the URL's ``raw`` text is a finite number, or no number at all (Streamlit refuses that itself)."""
+    try:
+        return math.isfinite(float(raw))
+    except ValueError:
+        return True
+
+
+def _forget(key: str) -> None:
+    """Take a link's value for ``key`` out of the URL and out of what Streamlit seeds widgets from."""
+    from streamlit.runtime.state.session_state_proxy import get_session_state
+
+    with get_session_state().query_params() as qp:
+        qp._initial_query_params.pop(key, None)
+        if key in qp and not qp.is_bound(key):
+            del qp[key]
 
 
 def _same(raw: str, value: object, url: Callable[[object], str]) -> bool:
@@ -128,7 +149,7 @@ def number(lo: float, hi: float, *, whole: bool = False) -> Callable[[str], str]
             return "not a whole number" if whole else "not a number"
         if value != value:
             return "not a number"
-        if whole and value != int(value):
+        if whole and math.isfinite(value) and value != int(value):
             return "not a whole number"
         return f"outside {lo:,g} to {hi:,g}"
 
