@@ -207,3 +207,10 @@ def test_runs_in_the_link_must_be_finished_runs_of_the_same_data(root):
     assert not [w for w in _lines(at) if "vs=" in w]
     at.multiselect(key="sb_runs").set_value([]).run()
     assert "runs" not in at.query_params and name not in at.selectbox(key="student").options
+
+
+def test_a_link_with_too_many_runs_says_how_many_it_asks_for(root):
+    ids = ",".join(f"20260101-0000{i:02d}-nope-{i:04d}" for i in range(30))
+    at = _open("overview", runs=ids)
+    (line,) = [w for w in _lines(at) if "runs" in w]
+    assert "only the first 6 of 30 runs are added" in line

@@ -268,7 +268,7 @@ def _add_runs(key: tuple, incoming: str | None) -> tuple[Bundle, tuple]:
     """The open bundle with the students of the runs the URL (or the session) names; one note per refusal."""
     ss = st.session_state
     if incoming is not None:
-        ss[_K_RUNS] = views.parse_runs(incoming)[: views.MAX_RUNS * 4]
+        ss[_K_RUNS] = views.parse_runs(incoming)  # add_runs takes MAX_RUNS, saying of how many
         links.drop("runs")
     asked_for = asked("runs", incoming) if incoming is not None else "runs=" + ",".join(ss.get(_K_RUNS) or ())
     wanted = list(ss.get(_K_RUNS) or ())
