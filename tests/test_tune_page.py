@@ -256,3 +256,14 @@ def test_the_form_becomes_a_run_config_and_a_checked_sweep_grid():
     with pytest.raises(ValueError, match="a sweep needs values to try"):
         tune_form.sweep_grid({k: v for k, v in form.items() if k != "tune_grid_warmup_schedule"})
     assert "alpha" not in RunConfig.from_dict(tune_form.run_config(form)).loss.settings
+
+
+def test_a_sweep_field_of_commas_only_holds_no_values():
+    from cakd_viz.app import tune_form
+
+    form: dict = {}
+    tune_form.start(form)
+    tune_form.prepare(form)
+    with pytest.raises(ValueError, match="a sweep needs values to try"):
+        tune_form.sweep_grid(form | {"tune_grid_seed": " , ,"})
+    assert tune_form.sweep_grid(form | {"tune_grid_seed": ",", "tune_grid_k": "3,"}) == {"k": [3]}

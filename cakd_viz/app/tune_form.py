@@ -183,7 +183,9 @@ def sweep_grid(form: Mapping) -> dict[str, list]:
             raise ValueError(
                 f"sweep values for {p.label}: too long ({len(text):,} characters; at most {MAX_TEXT['grid']})"
             )
-        grid[p.name] = [_parse(p, v) for v in text.split(",") if v.strip()]
+        values = [_parse(p, v) for v in text.split(",") if v.strip()]
+        if values:  # a field of commas only holds no values
+            grid[p.name] = values
     if not grid:
         raise ValueError("a sweep needs values to try: fill at least one field under 'Sweep'")
     return grid
