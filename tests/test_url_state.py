@@ -214,3 +214,16 @@ def test_a_link_with_too_many_runs_says_how_many_it_asks_for(root):
     at = _open("overview", runs=ids)
     (line,) = [w for w in _lines(at) if "runs" in w]
     assert "only the first 6 of 30 runs are added" in line
+
+
+def test_a_class_name_list_that_no_longer_fits_names_itself(root, monkeypatch, tmp_path):
+    monkeypatch.setattr(app_names, "NAMES_DIR", tmp_path / "names")
+    student, teacher, labels = make_logits(40, 4, seed=3)
+    write_bundle(root / "data" / "four", teacher=teacher, students={"ce": student}, labels=labels)
+    token = app_names.store("\n".join(f"name {i}" for i in range(10)).encode(), "n.txt", 10)
+    at = _open("overview", names=token)
+    assert not _lines(at)
+    at.query_params["bundle"] = "path:data/four"  # another bundle, of 4 classes, opened in this session
+    at.run()
+    (line,) = [w for w in _lines(at) if "names=" in w]
+    assert f"names=`{token}`" in line and "the bundle 4 classes" in line

@@ -510,13 +510,14 @@ def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str]
         try:
             raw = names.load(token, bundle.num_classes)
         except ValueError as exc:
-            ss[_K_NAMES] = token = None
+            ss[_K_NAMES] = None
             links.note(
                 "names",
-                f"The link asks for {asked('names', incoming or '')} ({_first_line(exc)}); showing the "
+                f"The link asks for {asked('names', incoming or token)} ({_first_line(exc)}); showing the "
                 "bundle's own class names.",
                 _K_SOURCE,
             )
+            token = None
     return readable_names(raw), token
 
 
