@@ -914,3 +914,14 @@ def test_a_librarys_path_in_a_run_log_or_error_is_shown_in_its_public_form(tmp_p
         assert path not in shown
     assert "site-packages/torch/nn/modules/module.py:12: UserWarning: a warning" in shown
     assert "site-packages/torch/serialization.py: failed reading zip archive" in shown
+
+
+def test_an_uploads_name_is_text_in_a_download_boxs_caption(env):
+    name = "[click](javascript:alert(1)) **x**.npz"
+    at = _upload(_app("path:a", page="cakd_viz/app/pages/data.py"), name, _npz_logits(seed=5))
+    assert f"upload: {name}" in _sidebar_text(at)
+    said = [c.value for c in at.caption if "the file names the view" in c.value]
+    assert said
+    for c in said:
+        assert f"bundle upload: {name}" in _unescape(c)  # read as typed ...
+        assert "[click](" not in c and "**x**" not in c, c  # ... as text, never a link

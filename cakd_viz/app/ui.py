@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from cakd_viz import export
+from cakd_viz.app.config import plain
 from cakd_viz.app.formats import column_config, column_format, formatted, js_precision  # noqa: F401
 from cakd_viz.report import MAX_ROWS, Report
 from cakd_viz.terms import PART, heading, in_units, unit
@@ -274,7 +275,8 @@ def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key
     stem = export.file_stem(name, ctx.get("student"), ctx.get("grouping"), f"T{ctx.get('T', '')}", ls)
     with st.popover("Download table", icon=":material/download:"):
         st.caption(
-            f"{len(frame):,} rows; the file names the view: " + ", ".join(f"{k} {v}" for k, v in ctx.items())
+            f"{len(frame):,} rows; the file names the view: "
+            + ", ".join(f"{k} {plain(v)}" for k, v in ctx.items())  # a value may be an upload's name
         )
         for label, write, ext, mime in (
             ("CSV", export.to_csv_bytes, "csv", "text/csv"),
