@@ -925,3 +925,21 @@ def test_an_uploads_name_is_text_in_a_download_boxs_caption(env):
     for c in said:
         assert f"bundle upload: {name}" in _unescape(c)  # read as typed ...
         assert "[click](" not in c and "**x**" not in c, c  # ... as text, never a link
+
+
+def test_a_traceback_longer_than_the_logs_tail_shows_none_of_its_frames(tmp_path):
+    from cakd_viz.app.run_status import public_log
+    from cakd_viz.runs import read_run
+
+    run = tmp_path / "20260101-000000-kd-deep"
+    run.mkdir()
+    (run / store.CONFIG).write_text(json.dumps({"name": "x", "loss": {"name": "kd"}}))
+    (run / store.STATUS).write_text(json.dumps({"state": "failed", "created": 1.0, "error": "boom"}))
+    frames = "".join(
+        f'  File "/srv/code/deep.py", line {i}, in step\n    secret_step({i})\n' for i in range(300)
+    )
+    log = "12:00:00 epoch 1\n12:00:01 Traceback (most recent call last):\n" + frames + "ValueError: boom\n"
+    (run / store.LOG).write_text(log)
+    shown = public_log(read_run(run))
+    assert "secret_step" not in shown and 'File "' not in shown, shown[:300]
+    assert shown.splitlines()[-1] == "ValueError: boom" and "[a traceback: its frames are in" in shown

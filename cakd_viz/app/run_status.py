@@ -25,7 +25,15 @@ def public_log(run: RunInfo, lines: int = 40) -> str:
     text = app_config.scrub(store.log_tail(run.path, lines=lines * 4))
     where = f"{app_config.public_path(run.path / store.LOG)} on the server"
     out, in_traceback = [], False
-    for line in text.splitlines():
+    rows = text.splitlines()
+    # a traceback longer than the tail: the tail starts among its frames (indented, one "File ..." at least)
+    lead = next(
+        (i for i, line in enumerate(rows) if line.strip() and not line.startswith((" ", "\t"))), len(rows)
+    )
+    if any(line.lstrip().startswith('File "') for line in rows[:lead]):
+        in_traceback = True
+        out.append(f"[a traceback: its frames are in {where}]")
+    for line in rows:
         if "Traceback (most recent call last):" in line:  # the log's lines start with their time
             in_traceback = True
             out.append(f"[a traceback: its frames are in {where}]")
