@@ -267,3 +267,23 @@ def test_a_sweep_field_of_commas_only_holds_no_values():
     with pytest.raises(ValueError, match="a sweep needs values to try"):
         tune_form.sweep_grid(form | {"tune_grid_seed": " , ,"})
     assert tune_form.sweep_grid(form | {"tune_grid_seed": ",", "tune_grid_k": "3,"}) == {"k": [3]}
+
+
+def test_open_in_explorer_names_the_runs_bundle_in_its_public_form(tmp_path, monkeypatch):
+    """The Overview is opened with the bundle's data-root form ("path:runs/ID/bundle"), never its absolute
+    server path: that goes into the browser's address, and a sidebar line repeats it if it cannot open."""
+    from fake_runs import write_run
+
+    from cakd_viz.app import config as app_config
+    from cakd_viz.app import run_actions, state
+    from cakd_viz.runs import read_run, store
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(runs))
+    monkeypatch.setenv(store.RUNS_DIR_ENV, str(runs))
+    run = read_run(write_run(runs, "20260101-000000-kd-aaaa"))
+    asked = []
+    monkeypatch.setattr(state, "goto_overview", lambda source, **kwargs: asked.append(source))
+    run_actions.open_in_explorer(run)
+    assert asked == [f"path:runs/20260101-000000-kd-aaaa/{run.bundle_path.name}"]

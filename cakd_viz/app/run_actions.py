@@ -37,14 +37,14 @@ def act(action: Callable, *args, done: str, refused: str = "Not done", **kwargs)
 def open_in_explorer(run: RunInfo) -> None:
     """Open the run's bundle on the Overview page; one error line when it lies outside the data roots."""
     try:
-        app_config.resolve_server_path(run.bundle_path)
+        path = app_config.resolve_server_path(run.bundle_path)
     except ValueError:
         st.error(
             "This run's bundle lies outside the app's data roots; the operator can add the runs folder to "
             f"${app_config.DATA_ROOT_ENV}."
         )
         return
-    state.goto_overview(f"path:{run.bundle_path}")
+    state.goto_overview(f"path:{app_config.display_path(path)}")  # the data-root form: no server path
 
 
 def compare_with_bundle(run: RunInfo) -> None:
