@@ -91,8 +91,15 @@ def parse_override(data: bytes, filename: str, num_classes: int) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{filename}: not UTF-8 text") from None
-    if filename.lower().endswith(".json") or text.lstrip().startswith("["):
+    names = None
+    if filename.lower().endswith(".json"):
         names = loads_json(text, filename)
+    elif text.lstrip().startswith("["):  # JSON in a file of another name, or a first name such as "[bg]"
+        try:
+            names = loads_json(text, filename)
+        except ValueError:
+            names = None
+    if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{filename}: the JSON must be a list of strings, one per class")
     else:

@@ -64,6 +64,11 @@ def test_override_files_json_and_text():
     assert parse_override("\ufeffé\nü\n".encode(), "n.txt", 2) == ["é", "ü"]
 
 
+def test_a_text_file_whose_first_name_starts_with_a_bracket_is_read_line_by_line():
+    assert parse_override(b"[background]\ncat\n", "n.txt", 2) == ["[background]", "cat"]
+    assert parse_override(b'["a", "b"]', "n.txt", 2) == ["a", "b"]  # JSON under another name still is
+
+
 @pytest.mark.parametrize(
     ("data", "name", "message"),
     [
