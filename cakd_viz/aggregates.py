@@ -51,7 +51,7 @@ def class_breakdown(
     key = d.labels if by == "label" else getattr(d, by)
     if key is None:
         raise ValueError("a breakdown by true class needs labels, and this decomposition has none")
-    c = int(num_classes if num_classes is not None else key.max() + 1)
+    c = int(num_classes if num_classes is not None else key.max(initial=-1) + 1)
     count = np.bincount(key, minlength=c).astype(np.float64)
     sums = {n: np.bincount(key, weights=v, minlength=c) for n, v in {"kl": d.kl, **d.contributions()}.items()}
     present = count > 0

@@ -100,3 +100,9 @@ def test_cluster_classes_finds_families():
     order, family = cluster_classes(class_correlation(np.concatenate(cols, 1)), threshold=0.5)
     assert sorted(order.tolist()) == list(range(9))
     assert len(set(family)) == 3 and all(len(set(family[i : i + 3])) == 1 for i in (0, 3, 6))
+
+
+def test_class_breakdown_of_no_samples_is_an_empty_table(dec):
+    empty = dec.subset(np.zeros(len(dec), dtype=bool))  # e.g. a failure set nobody is in
+    frame = class_breakdown(empty)
+    assert len(frame) == 0 and list(frame.columns) == list(class_breakdown(dec).columns)
