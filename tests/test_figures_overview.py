@@ -242,6 +242,13 @@ def test_image_grid_figure_captions_every_tile_as_text():
     assert len(f.layout.annotations) == 10 and all("<a" not in a.text for a in f.layout.annotations)
 
 
+def test_image_grid_captions_are_cut_before_they_are_escaped():
+    imgs = datafig.as_images(np.zeros((1, 8, 8), np.uint8))
+    f = datafig.image_grid_figure(imgs, ["#3 R&D<lab> & more words"], cols=4)
+    # 18 characters of the name, then escaped: no entity cut in half ("&am"), none shown as text
+    assert f.layout.annotations[0].text == "#3<br>R&amp;D&lt;lab&gt; &amp; more wo"
+
+
 def test_plain_escapes_markup():
     assert plain("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
 

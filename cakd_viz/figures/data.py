@@ -142,7 +142,7 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
         r, c = divmod(i, cols)
         y0, x0 = r * (h + pad + cap), c * (w + pad)
         grid[y0 : y0 + h, x0 : x0 + w] = images[i]
-        text = "<br>".join(plain(part)[:18] for part in str(captions[i]).split(" ", 1))
+        text = "<br>".join(plain(part[:18]) for part in str(captions[i]).split(" ", 1))
         annotations.append(dict(under, x=x0 + w / 2, y=y0 + h + cap / 2 + 1, text=text))
     fig = go.Figure(go.Image(source=png_data_uri(grid), hoverinfo="skip"))
     fig.update_layout(
