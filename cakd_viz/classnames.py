@@ -73,8 +73,16 @@ def readable_names(names) -> list[str]:
         out.append(text)
     while len(set(out)) < len(out):  # again where a told-apart name meets a raw one ("a", "a", "a #1")
         seen = Counter(out)
-        out = [f"{name} #{i}" if seen[name] > 1 else name for i, name in enumerate(out)]
+        out = [_tagged(name, i) if seen[name] > 1 else name for i, name in enumerate(out)]
     return out
+
+
+def _tagged(name: str, i: int) -> str:
+    """``name`` told apart by its index ("cat #3"), cut first so that it stays within MAX_NAME_CHARS."""
+    suffix = f" #{i}"
+    if len(name) + len(suffix) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - len(suffix) - 1] + "…"
+    return name + suffix
 
 
 def parse_override(data: bytes, filename: str, num_classes: int) -> list[str]:

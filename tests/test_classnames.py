@@ -8,6 +8,7 @@ import string
 import pytest
 
 from cakd_viz.classnames import (
+    MAX_NAME_CHARS,
     OVERRIDE_MAX_BYTES,
     has_lookalikes,
     parse_override,
@@ -52,6 +53,12 @@ def test_empty_repeated_and_long_names():
 def test_a_told_apart_name_never_meets_a_raw_name_that_reads_the_same():
     names = readable_names(["a", "a", "a #1"])  # "a" at index 1 becomes "a #1", as the third one reads
     assert names[0] == "a #0" and len(set(names)) == 3
+
+
+def test_long_names_told_apart_stay_within_the_limit():
+    names = readable_names(["x" * 100, "x" * 100, "y" * 59 + "z", "y" * 59 + "z"])
+    assert len(set(names)) == 4 and all(len(n) <= MAX_NAME_CHARS for n in names)
+    assert names[0].endswith("… #0") and names[3].endswith("… #3")
 
 
 def test_spell_out_leaves_anything_else():
