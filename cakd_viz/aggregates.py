@@ -84,9 +84,8 @@ def term_histograms(d: Decomposition, *, bins: int = 60) -> dict[str, pd.DataFra
     out = {}
     for name, values in {"kl": d.kl, **d.contributions()}.items():
         data = np.log10(values[values > 0])
-        if data.size == 0:
-            data = np.zeros(1)
-        lo, hi = np.percentile(data, [0.1, 99.9]) if data.size > 10 else (data.min(), data.max())
+        ref = data if data.size else np.zeros(1)  # no positive value: bins around 1 nat, every one empty
+        lo, hi = np.percentile(ref, [0.1, 99.9]) if ref.size > 10 else (ref.min(), ref.max())
         if hi <= lo:
             hi = lo + 1.0
         counts, edges = np.histogram(np.clip(data, lo, hi), bins=bins, range=(lo, hi))

@@ -63,6 +63,13 @@ def test_histograms_count_every_sample(dec):
         assert frame["count"].sum() + frame.attrs["zeros"] == len(values)
 
 
+def test_histograms_of_a_term_that_is_zero_everywhere_hold_no_sample(logits):
+    student, teacher, labels = logits
+    d = decompose(student, teacher, labels, grouping="topk:1", device="cpu")  # |S| = 1: SCD is 0
+    frame = term_histograms(d, bins=20)["scd"]
+    assert frame.attrs["zeros"] == len(d) and frame["count"].sum() == 0
+
+
 def test_sweeps_agree_with_direct_decompositions(logits):
     student, teacher, labels = logits
     sweep = temperature_scan(
