@@ -222,6 +222,13 @@ def test_input_image(shape, dtype, size):
     assert img.size == size
 
 
+def test_input_image_scales_over_the_finite_pixels():
+    x = np.linspace(0.0, 1.0, 64).reshape(8, 8)
+    x[3, 3] = np.inf
+    img = np.asarray(fs.input_image(x, size=8))
+    assert img[7, 7] == 255 and img[3, 3] == 0  # not every pixel black
+
+
 def test_input_image_refuses_non_images():
     assert fs.input_image(np.zeros(20)) is None
     assert fs.input_image(np.zeros((4, 5, 7))) is None
