@@ -111,7 +111,8 @@ def parse_override(data: bytes, filename: str, num_classes: int) -> list[str]:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{filename}: the JSON must be a list of strings, one per class")
     else:
-        names = text.splitlines()
+        # lines end at LF, CRLF or CR only (not splitlines: U+2028 or a form feed is part of a name)
+        names = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         while names and not names[-1].strip():  # a trailing newline is not a class
             names.pop()
     if len(names) != num_classes:

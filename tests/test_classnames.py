@@ -76,6 +76,11 @@ def test_a_text_file_whose_first_name_starts_with_a_bracket_is_read_line_by_line
     assert parse_override(b'["a", "b"]', "n.txt", 2) == ["a", "b"]  # JSON under another name still is
 
 
+def test_a_text_file_splits_names_at_line_ends_only():
+    data = "a\u2028b\r\nc\x0cd\re\n".encode()  # U+2028 and form feed inside names; CRLF and CR end lines
+    assert parse_override(data, "n.txt", 3) == ["a\u2028b", "c\x0cd", "e"]
+
+
 @pytest.mark.parametrize(
     ("data", "name", "message"),
     [
