@@ -51,7 +51,7 @@ def class_breakdown(
     key = d.labels if by == "label" else getattr(d, by)
     if key is None:
         raise ValueError("a breakdown by true class needs labels, and this decomposition has none")
-    c = int(num_classes if num_classes is not None else key.max() + 1)
+    c = int(num_classes if num_classes is not None else key.max(initial=-1) + 1)
     count = np.bincount(key, minlength=c).astype(np.float64)
     sums = {n: np.bincount(key, weights=v, minlength=c) for n, v in {"kl": d.kl, **d.contributions()}.items()}
     present = count > 0
@@ -84,9 +84,8 @@ def term_histograms(d: Decomposition, *, bins: int = 60) -> dict[str, pd.DataFra
     out = {}
     for name, values in {"kl": d.kl, **d.contributions()}.items():
         data = np.log10(values[values > 0])
-        if data.size == 0:
-            data = np.zeros(1)
-        lo, hi = np.percentile(data, [0.1, 99.9]) if data.size > 10 else (data.min(), data.max())
+        ref = data if data.size else np.zeros(1)  # no positive value: bins around 1 nat, every one empty
+        lo, hi = np.percentile(ref, [0.1, 99.9]) if ref.size > 10 else (ref.min(), ref.max())
         if hi <= lo:
             hi = lo + 1.0
         counts, edges = np.histogram(np.clip(data, lo, hi), bins=bins, range=(lo, hi))

@@ -77,5 +77,9 @@ def publish_dir(tmp: str | Path, path: str | Path) -> None:
         return
     old = path.with_name(f"{path.name}.old-{secrets.token_hex(6)}")
     path.rename(old)
-    tmp.rename(path)
+    try:
+        tmp.rename(path)
+    except BaseException:  # the new folder did not arrive: the old one goes back where it was
+        old.rename(path)
+        raise
     shutil.rmtree(old, ignore_errors=True)

@@ -73,8 +73,16 @@ def readable_names(names) -> list[str]:
         out.append(text)
     while len(set(out)) < len(out):  # again where a told-apart name meets a raw one ("a", "a", "a #1")
         seen = Counter(out)
-        out = [f"{name} #{i}" if seen[name] > 1 else name for i, name in enumerate(out)]
+        out = [_tagged(name, i) if seen[name] > 1 else name for i, name in enumerate(out)]
     return out
+
+
+def _tagged(name: str, i: int) -> str:
+    """``name`` told apart by its index ("cat #3"), cut first so that it stays within MAX_NAME_CHARS."""
+    suffix = f" #{i}"
+    if len(name) + len(suffix) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - len(suffix) - 1] + "…"
+    return name + suffix
 
 
 def parse_override(data: bytes, filename: str, num_classes: int) -> list[str]:
@@ -91,12 +99,20 @@ def parse_override(data: bytes, filename: str, num_classes: int) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{filename}: not UTF-8 text") from None
-    if filename.lower().endswith(".json") or text.lstrip().startswith("["):
+    names = None
+    if filename.lower().endswith(".json"):
         names = loads_json(text, filename)
+    elif text.lstrip().startswith("["):  # JSON in a file of another name, or a first name such as "[bg]"
+        try:
+            names = loads_json(text, filename)
+        except ValueError:
+            names = None
+    if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{filename}: the JSON must be a list of strings, one per class")
     else:
-        names = text.splitlines()
+        # lines end at LF, CRLF or CR only (not splitlines: U+2028 or a form feed is part of a name)
+        names = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         while names and not names[-1].strip():  # a trailing newline is not a class
             names.pop()
     if len(names) != num_classes:

@@ -109,7 +109,8 @@ def python_snippet(view: ViewSpec) -> str:
     g, t, ls = view.grouping, float(view.temperature), bool(view.standardize)
     lines = [
         f"# cakd-viz: recompute the {view.what.replace('_', ' ')} of this view "
-        f"(student {view.student}, grouping {g}, T = {t:g}{', standardized logits (LS)' if ls else ''}).",
+        f"(student {_comment(view.student)}, grouping {_comment(g)}, T = {t:g}"
+        f"{', standardized logits (LS)' if ls else ''}).",
         "# Run from the cakd-viz repository root (or adjust the bundle path).",
         "import pandas as pd",
         "",
@@ -147,6 +148,12 @@ def python_snippet(view: ViewSpec) -> str:
     ]
     lines += _BODY[view.what](view)
     return "\n".join(lines) + "\n"
+
+
+def _comment(value) -> str:
+    """``value`` inside a ``#`` comment line: a line break or other control character written as its escape
+    (``\\n``), so nothing after it becomes code."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(value))
 
 
 # The body of each view's snippet, after the preamble that defines bundle, names, corr and terms().

@@ -88,12 +88,16 @@ def worked_example(
     the z-scored logits.
     """
     g = parse_grouping(grouping)
-    zt = np.asarray(teacher_logits, dtype=np.float64).reshape(1, -1)  # (1, C)
-    zs = np.asarray(student_logits, dtype=np.float64).reshape(1, -1)
+    raw_t, raw_s = np.asarray(teacher_logits), np.asarray(student_logits)
+    # the dtype `decompose` reads a bundle's rows in: float64 logits stay float64 (float32 would round
+    # 1e8 and 1e8 + 1 to one value), anything narrower is read as float32
+    work = np.float64 if np.float64 in (raw_t.dtype, raw_s.dtype) else np.float32
+    zt = raw_t.astype(np.float64).reshape(1, -1)  # (1, C)
+    zs = raw_s.astype(np.float64).reshape(1, -1)
     labels = None if label is None else np.array([int(label)])
     d = decompose(
-        zs.astype(np.float32),
-        zt.astype(np.float32),
+        zs.astype(work),
+        zt.astype(work),
         labels,
         grouping=g,
         temperature=temperature,
@@ -103,7 +107,7 @@ def worked_example(
     )
     correlated = g.correlated(correlation)
     y = None if labels is None else torch.from_numpy(labels)
-    z_sets = torch.from_numpy(zt.astype(np.float32))
+    z_sets = torch.from_numpy(zt.astype(work))
     z_sets = for_strong_sets(z_sets) if standardize else z_sets
     strong = strong_mask(g, z_sets, y, temperature=float(temperature), correlated=correlated)[0].numpy()
     pt, ps = (standardize_numpy(zt)[0], standardize_numpy(zs)[0]) if standardize else (zt[0], zs[0])

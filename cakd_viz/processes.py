@@ -39,7 +39,7 @@ __all__ = [
 
 STALE_AFTER_S = 60.0  # a leftover whose owner cannot be checked is removed after this long
 FOREIGN_STALE_AFTER_S = 24 * 3600.0  # ... and after this long when its owner ran on another host
-_TAG_RE = re.compile(r"(\d+)-(\d+|x)-([0-9a-f]{8})")
+_TAG_RE = re.compile(r"(\d+)-(\d+|x)-([0-9a-f]{8})$")
 
 
 def start_ticks(pid: int) -> int | None:

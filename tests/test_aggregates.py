@@ -63,6 +63,13 @@ def test_histograms_count_every_sample(dec):
         assert frame["count"].sum() + frame.attrs["zeros"] == len(values)
 
 
+def test_histograms_of_a_term_that_is_zero_everywhere_hold_no_sample(logits):
+    student, teacher, labels = logits
+    d = decompose(student, teacher, labels, grouping="topk:1", device="cpu")  # |S| = 1: SCD is 0
+    frame = term_histograms(d, bins=20)["scd"]
+    assert frame.attrs["zeros"] == len(d) and frame["count"].sum() == 0
+
+
 def test_sweeps_agree_with_direct_decompositions(logits):
     student, teacher, labels = logits
     sweep = temperature_scan(
@@ -100,3 +107,9 @@ def test_cluster_classes_finds_families():
     order, family = cluster_classes(class_correlation(np.concatenate(cols, 1)), threshold=0.5)
     assert sorted(order.tolist()) == list(range(9))
     assert len(set(family)) == 3 and all(len(set(family[i : i + 3])) == 1 for i in (0, 3, 6))
+
+
+def test_class_breakdown_of_no_samples_is_an_empty_table(dec):
+    empty = dec.subset(np.zeros(len(dec), dtype=bool))  # e.g. a failure set nobody is in
+    frame = class_breakdown(empty)
+    assert len(frame) == 0 and list(frame.columns) == list(class_breakdown(dec).columns)

@@ -57,3 +57,13 @@ def test_a_full_disk_keeps_the_old_file_and_leaves_no_temporary():
     out = _on_small_disk(script, size="8m")
     assert "REFUSED True True" in out.stdout, out.stderr[-1500:]
     assert _left(out) == ["cache.npy"]
+
+
+def test_a_folder_that_cannot_be_published_leaves_the_old_one_in_place(tmp_path):
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "meta.json").write_text("old")
+    with pytest.raises(OSError):
+        atomic.publish_dir(tmp_path / "never-written", target)  # the rename of the new folder fails
+    assert (target / "meta.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no PATH.old-* beside it

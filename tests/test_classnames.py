@@ -8,6 +8,7 @@ import string
 import pytest
 
 from cakd_viz.classnames import (
+    MAX_NAME_CHARS,
     OVERRIDE_MAX_BYTES,
     has_lookalikes,
     parse_override,
@@ -54,6 +55,12 @@ def test_a_told_apart_name_never_meets_a_raw_name_that_reads_the_same():
     assert names[0] == "a #0" and len(set(names)) == 3
 
 
+def test_long_names_told_apart_stay_within_the_limit():
+    names = readable_names(["x" * 100, "x" * 100, "y" * 59 + "z", "y" * 59 + "z"])
+    assert len(set(names)) == 4 and all(len(n) <= MAX_NAME_CHARS for n in names)
+    assert names[0].endswith("… #0") and names[3].endswith("… #3")
+
+
 def test_spell_out_leaves_anything_else():
     assert spell_out("cat") == "cat" and spell_out("é") == "é" and spell_out("") == ""
 
@@ -62,6 +69,16 @@ def test_override_files_json_and_text():
     assert parse_override(json.dumps(["a", "b", "c"]).encode(), "n.json", 3) == ["a", "b", "c"]
     assert parse_override(b"cat\ndog\nfox\n", "n.txt", 3) == ["cat", "dog", "fox"]
     assert parse_override("\ufeffé\nü\n".encode(), "n.txt", 2) == ["é", "ü"]
+
+
+def test_a_text_file_whose_first_name_starts_with_a_bracket_is_read_line_by_line():
+    assert parse_override(b"[background]\ncat\n", "n.txt", 2) == ["[background]", "cat"]
+    assert parse_override(b'["a", "b"]', "n.txt", 2) == ["a", "b"]  # JSON under another name still is
+
+
+def test_a_text_file_splits_names_at_line_ends_only():
+    data = "a\u2028b\r\nc\x0cd\re\n".encode()  # U+2028 and form feed inside names; CRLF and CR end lines
+    assert parse_override(data, "n.txt", 3) == ["a\u2028b", "c\x0cd", "e"]
 
 
 @pytest.mark.parametrize(

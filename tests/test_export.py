@@ -43,6 +43,13 @@ def test_a_context_name_that_is_a_column_is_prefixed():
     assert list(out.columns) == ["view: student", "student", "x"]
 
 
+def test_a_snippet_writes_a_name_with_a_line_break_as_text_not_code():
+    view = export.ViewSpec("summary", "b", "kd\nimport os; os.remove('x')", "topk:5", 4.0)
+    code = export.python_snippet(view)
+    assert not any(line.startswith("import os") for line in code.splitlines())
+    assert "(student kd\\nimport os; os.remove('x'), grouping topk:5, T = 4)" in code.splitlines()[0]
+
+
 def test_parquet_carries_the_view_in_its_metadata():
     frame = pd.DataFrame({"class": ["a", "b"], "share of KL: BCD (%)": [0.1, 0.2]})
     data = export.to_parquet_bytes(frame, CONTEXT)

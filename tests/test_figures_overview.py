@@ -232,6 +232,15 @@ def test_as_images(shape, dtype, ok):
         assert img.dtype == np.uint8 and img.shape == (5, 8, 8, 3)
 
 
+def test_as_images_scales_an_image_with_a_nan_pixel_over_its_other_pixels():
+    x = np.tile(np.linspace(0.0, 1.0, 64).reshape(1, 8, 8), (2, 1, 1))
+    x[0, 3, 3] = np.nan
+    img = datafig.as_images(x)
+    assert img[0, 3, 3, 0] == 0 and img[0, 7, 7, 0] == 255  # not the whole image black
+    img[1, 3, 3] = 0
+    np.testing.assert_array_equal(img[0], img[1])  # the other pixels as without the NaN
+
+
 def test_image_grid_figure_captions_every_tile_as_text():
     imgs = datafig.as_images(np.zeros((10, 8, 8), np.uint8))
     f = datafig.image_grid_figure(imgs, [f"<a href='x'>{i}</a>" for i in range(10)], cols=4)
@@ -240,6 +249,13 @@ def test_image_grid_figure_captions_every_tile_as_text():
     png = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
     assert png.format == "PNG" and png.width == 4 * (72 + 8)  # 8x8 tiles enlarged 9-fold, 8 px apart
     assert len(f.layout.annotations) == 10 and all("<a" not in a.text for a in f.layout.annotations)
+
+
+def test_image_grid_captions_are_cut_before_they_are_escaped():
+    imgs = datafig.as_images(np.zeros((1, 8, 8), np.uint8))
+    f = datafig.image_grid_figure(imgs, ["#3 R&D<lab> & more words"], cols=4)
+    # 18 characters of the name, then escaped: no entity cut in half ("&am"), none shown as text
+    assert f.layout.annotations[0].text == "#3<br>R&amp;D&lt;lab&gt; &amp; more wo"
 
 
 def test_plain_escapes_markup():

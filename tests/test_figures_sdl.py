@@ -61,6 +61,16 @@ def test_worked_example_matches_reference(grouping, temperature):
         np.testing.assert_allclose(ex.kl, d.kl[i], rtol=1e-5, atol=1e-9)
 
 
+def test_a_float64_worked_example_is_the_float64_decomposition_of_its_row():
+    # 1e8 and 1e8 + 1 are one float32 value: the teacher prefers class 1, the student class 0
+    s, t = np.array([[1e8 + 1, 1e8, 0.0]]), np.array([[1e8, 1e8 + 1, 0.0]])
+    ex = worked_example(s[0], t[0], grouping="topk:1")
+    d = decompose(s, t, grouping="topk:1", device="cpu")
+    assert ex.strong.tolist() == [False, True, False]
+    np.testing.assert_allclose([ex.kl, ex.bcd], [d.kl[0], d.bcd[0]], rtol=1e-9)
+    assert ex.kl > 0.46  # KL of p = (0.27, 0.73, 0) against q = (0.73, 0.27, 0), as ex.p and ex.q say
+
+
 def test_worked_example_corr_needs_the_matrix():
     s, t, y = make_logits(n=50, c=8)
     corr = np.corrcoef(t.T.astype(np.float64))
@@ -210,6 +220,13 @@ def test_input_image(shape, dtype, size):
     row = (rng.random(shape) * 255).astype(dtype)
     img = fs.input_image(row)
     assert img.size == size
+
+
+def test_input_image_scales_over_the_finite_pixels():
+    x = np.linspace(0.0, 1.0, 64).reshape(8, 8)
+    x[3, 3] = np.inf
+    img = np.asarray(fs.input_image(x, size=8))
+    assert img[7, 7] == 255 and img[3, 3] == 0  # not every pixel black
 
 
 def test_input_image_refuses_non_images():

@@ -126,6 +126,13 @@ def test_which_leftovers_count_as_abandoned(tmp_path):
         sleeper.wait()
 
 
+def test_an_owner_tag_is_read_from_the_end_of_a_name_that_holds_a_look_alike_earlier():
+    tag = processes.owner_tag()
+    name = f".scores-12-34-deadbeef.csv.tmp-{tag}"  # "12-34-deadbeef" reads like a tag too
+    assert processes.parse_owner_tag(name) == processes.parse_owner_tag(tag)
+    assert processes.parse_owner_tag(name)["pid"] == os.getpid()
+
+
 def test_a_killed_table_writers_temp_file_is_removed_by_the_next_write(tmp_path):
     student, teacher, labels = make_logits()
     bundle = write_bundle(tmp_path / "b", teacher=teacher, students={"kd": student}, labels=labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -96,7 +98,8 @@ def class_count_figure(
 def as_images(inputs: np.ndarray) -> np.ndarray | None:
     """Inputs (k, ...) as displayable uint8 images (k, H, W, 3), or None when they are not images.
 
-    Accepts (k, H, W), (k, H, W, 1|3|4) and (k, 1|3, H, W); floats are scaled per image to 0..255.
+    Accepts (k, H, W), (k, H, W, 1|3|4) and (k, 1|3, H, W); floats are scaled per image to 0..255 over
+    its finite pixels (NaN and inf pixels black).
     """
     x = np.asarray(inputs)
     if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3, 4):
@@ -108,9 +111,13 @@ def as_images(inputs: np.ndarray) -> np.ndarray | None:
     x = x[..., :3]
     if x.dtype != np.uint8:
         x = x.astype(np.float64)
-        lo = x.min(axis=(1, 2, 3), keepdims=True)
-        hi = x.max(axis=(1, 2, 3), keepdims=True)
-        x = ((x - lo) / np.where(hi > lo, hi - lo, 1.0) * 255).round().astype(np.uint8)
+        x[~np.isfinite(x)] = np.nan  # a NaN or inf pixel is drawn black, the rest scaled
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an image of NaN only: no min, all black
+            lo = np.nanmin(x, axis=(1, 2, 3), keepdims=True)
+            hi = np.nanmax(x, axis=(1, 2, 3), keepdims=True)
+            x = (x - lo) / np.where(hi > lo, hi - lo, 1.0) * 255
+        x = np.nan_to_num(x, nan=0.0).round().astype(np.uint8)
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     return x
@@ -142,7 +149,7 @@ def image_grid_figure(images: np.ndarray, captions: list[str], *, cols: int = 8,
         r, c = divmod(i, cols)
         y0, x0 = r * (h + pad + cap), c * (w + pad)
         grid[y0 : y0 + h, x0 : x0 + w] = images[i]
-        text = "<br>".join(plain(part)[:18] for part in str(captions[i]).split(" ", 1))
+        text = "<br>".join(plain(part[:18]) for part in str(captions[i]).split(" ", 1))
         annotations.append(dict(under, x=x0 + w / 2, y=y0 + h + cap / 2 + 1, text=text))
     fig = go.Figure(go.Image(source=png_data_uri(grid), hoverinfo="skip"))
     fig.update_layout(

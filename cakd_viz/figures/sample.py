@@ -19,7 +19,8 @@ from cakd_viz.worked import format_number
 def input_image(row, *, size: int = 168):
     """One sample's input as a small upscaled PIL image, or None when it is not image-like.
 
-    row: (H, W), (H, W, 1|3|4) or (1|3, H, W), uint8 or float (scaled to its own min..max).
+    row: (H, W), (H, W, 1|3|4) or (1|3, H, W), uint8 or float (scaled to its own finite min..max; NaN
+    and inf pixels black).
     Nearest-neighbour upscaling keeps the pixels crisp; only this one small image reaches a browser.
     """
     from PIL import Image  # only the app needs Pillow
@@ -33,6 +34,7 @@ def input_image(row, *, size: int = 168):
         return None
     if a.dtype != np.uint8:
         a = a.astype(np.float64)
+        a[~np.isfinite(a)] = np.nan  # an inf pixel would stretch the scale: drawn black like NaN
         lo, hi = np.nanmin(a), np.nanmax(a)
         a = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255.0
         a = np.nan_to_num(a).round().astype(np.uint8)
