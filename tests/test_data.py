@@ -221,3 +221,13 @@ def test_bad_specs_list_the_valid_forms(spec):
 def test_bad_normalisation(value):
     with pytest.raises(ValueError, match="normalisation"):
         parse_normalize(value, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0.5/inf", "0.5/nan", "nan/0.25", "inf/1", (0.5, float("nan")), {"mean": [0.1], "std": [float("inf")]}],
+)
+def test_non_finite_normalisation_is_refused(value):
+    """std = inf would turn every input into 0 and NaN every input into NaN: refused, not applied."""
+    with pytest.raises(ValueError, match="normalisation"):
+        parse_normalize(value, None)
