@@ -420,3 +420,19 @@ def test_app_says_the_address_and_port_streamlit_is_given(capsys, bundle, monkey
     with pytest.raises(SystemExit):
         main(["app", str(bundle), *given])
     assert f"serving on {shown} " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [["kd=a.safetensors", "kd=b.safetensors"], ["a.safetensors", "b.safetensors"]],
+)
+def test_extract_refuses_two_weights_files_for_one_student(capsys, tmp_path, weights):
+    """Like a student NAME given twice, two weights files for one student are refused: the second does not
+    silently replace the first."""
+    args = ["extract", "--teacher", "sample:glyphs/teacher", "--student", "kd=pkg.nets:make"]
+    for w in weights:
+        args += ["--student-weights", w]
+    code = main([*args, "--data", "sample:glyphs:test", "--out", str(tmp_path / "b"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "given twice" in err and "kd" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
