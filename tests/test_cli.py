@@ -390,3 +390,49 @@ def test_an_output_that_cannot_be_written_is_named_as_asked(bundle, capsys):
     code, out, err = run_cli(capsys, "decompose", bundle, "--out", "/proc/version.csv", "-q")
     assert code == 2 and out == ""
     assert err.startswith("cakd-viz decompose: error: /proc/version.csv: ") and ".tmp-" not in err
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ([], "http://127.0.0.1:8501"),
+        (["--port", "8600"], "http://127.0.0.1:8600"),
+        (["--server.port", "9001"], "http://127.0.0.1:9001"),
+        (["--server.port=9002", "--server.address=0.0.0.0"], "http://0.0.0.0:9002"),
+    ],
+)
+def test_app_says_the_address_and_port_streamlit_is_given(capsys, bundle, monkeypatch, given, shown):
+    """A Streamlit option replaces the app's own setting (the module docstring): the line that says where
+    the app serves must name what Streamlit gets, not --port's default."""
+    from cakd_viz.cli import app_cmd
+
+    pytest.importorskip("streamlit")
+    started = {}
+
+    def execve(path, cmd, env):
+        started["cmd"] = cmd
+        raise SystemExit(0)
+
+    monkeypatch.setattr(app_cmd.os, "execve", execve)
+    monkeypatch.delenv(app_cmd.ADDRESS_ENV, raising=False)
+    for name in (app_cmd.RUNS_DIR_ENV, app_cmd.DATA_ROOT_ENV, app_cmd.OPEN_ENV):  # run() sets them
+        monkeypatch.setenv(name, str(bundle))
+    with pytest.raises(SystemExit):
+        main(["app", str(bundle), *given])
+    assert f"serving on {shown} " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [["kd=a.safetensors", "kd=b.safetensors"], ["a.safetensors", "b.safetensors"]],
+)
+def test_extract_refuses_two_weights_files_for_one_student(capsys, tmp_path, weights):
+    """Like a student NAME given twice, two weights files for one student are refused: the second does not
+    silently replace the first."""
+    args = ["extract", "--teacher", "sample:glyphs/teacher", "--student", "kd=pkg.nets:make"]
+    for w in weights:
+        args += ["--student-weights", w]
+    code = main([*args, "--data", "sample:glyphs:test", "--out", str(tmp_path / "b"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "given twice" in err and "kd" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()

@@ -110,6 +110,18 @@ def test_npz_errors_name_file_and_field(tmp_path, arrays, match):
     assert "bad.npz" in str(err.value)
 
 
+def test_npz_class_names_as_bytes_or_one_name_are_read_as_text(tmp_path):
+    """class_names saved as bytes (dtype S) are decoded, as the bundle importer decodes them, never
+    shown as "b'cat'"; a single name saved as a 0-d array is one name, not a crash."""
+    inputs, labels = np.zeros((4, 5, 5), np.uint8), np.array([0, 1, 0, 1])
+    path = tmp_path / "bytes.npz"
+    np.savez(path, inputs=inputs, labels=labels, class_names=np.array([b"cat", "d\u00f6g".encode()]))
+    assert load_data(path).class_names == ["cat", "d\u00f6g"]
+    one = tmp_path / "one.npz"
+    np.savez(one, inputs=inputs, labels=np.zeros(4, np.int64), class_names=np.array("cat"))
+    assert load_data(one).class_names == ["cat"]
+
+
 def test_npz_with_pickled_objects_is_refused(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, inputs=np.array([{"a": 1}], dtype=object), labels=np.array([0]))
@@ -207,5 +219,15 @@ def test_bad_specs_list_the_valid_forms(spec):
 
 @pytest.mark.parametrize("value", ["zscore", "1/0", (0.5, -1)])
 def test_bad_normalisation(value):
+    with pytest.raises(ValueError, match="normalisation"):
+        parse_normalize(value, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0.5/inf", "0.5/nan", "nan/0.25", "inf/1", (0.5, float("nan")), {"mean": [0.1], "std": [float("inf")]}],
+)
+def test_non_finite_normalisation_is_refused(value):
+    """std = inf would turn every input into 0 and NaN every input into NaN: refused, not applied."""
     with pytest.raises(ValueError, match="normalisation"):
         parse_normalize(value, None)

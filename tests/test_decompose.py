@@ -327,3 +327,14 @@ def test_integer_logits_are_refused_as_load_bundle_refuses_them(student, dtype):
         ValueError, match=f"^student_logits holds {dtype} values; logits must be float16, float32 or float64$"
     ):
         decompose(student, np.zeros((3, 4), np.float32), device="cpu")
+
+
+def test_bfloat16_tensors_with_corr_grouping(logits):
+    """bfloat16 tensors are accepted logits: corr:R must read their class correlation too (numpy has no
+    bfloat16), and give what the same values as float32 give."""
+    student, teacher, labels = logits
+    zs, zt = torch.from_numpy(student).bfloat16(), torch.from_numpy(teacher).bfloat16()
+    d = decompose(zs, zt, labels, grouping="corr:0.2", device="cpu")
+    ref = decompose(zs.float(), zt.float(), labels, grouping="corr:0.2", device="cpu")
+    np.testing.assert_array_equal(d.kl, ref.kl)
+    np.testing.assert_array_equal(d.strong_size, ref.strong_size)

@@ -39,6 +39,27 @@ def test_specs_parse_and_print_back(spec, kind, param):
 
 
 @pytest.mark.parametrize(
+    ("spec", "text"),
+    [
+        ("mass:0.9999999", "mass:0.9999999"),
+        ("mass:0.1234567", "mass:0.1234567"),
+        ("corr:0.33333333", "corr:0.33333333"),
+        ("topk:1234567", "topk:1234567"),
+        ("mass:1e-7", "mass:1e-07"),
+        ("topk:5.0", "topk:5"),
+        ("mass:0.35000000000000003", "mass:0.35"),
+    ],
+)
+def test_a_spec_prints_back_its_exact_parameter(spec, text):
+    """str(grouping) reads back as the parameter typed (the CLI and every saved setting pass the text on):
+    never rounded to 6 digits, so mass:0.9999999 is no 'mass:1' (refused) and 0.1234567 no 0.123457;
+    float noise from a slider's steps is not shown."""
+    g = parse_grouping(spec)
+    assert str(g) == text
+    assert parse_grouping(str(g)) == parse_grouping(text)
+
+
+@pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("bogus", "valid forms: target, topk:K, topk\\+target:K, mass:P, corr:R"),

@@ -91,6 +91,17 @@ def test_torch_nested_students_dict(tmp_path, logits):
     assert load_bundle(import_file(src, tmp_path / "b")).student_names == ["kd"]
 
 
+def test_torch_student_named_twice_is_refused_not_overwritten(tmp_path, logits):
+    """'student_kd' and {"students": {"kd": ...}} both name kd: one must not silently replace the other."""
+    student, teacher, _ = logits
+    src = tmp_path / "dup.pt"
+    t = torch.from_numpy
+    torch.save({"teacher": t(teacher), "student_kd": t(student), "students": {"kd": t(student + 1)}}, src)
+    with pytest.raises(BundleError, match=r"^dup.pt: .*'kd'.*twice"):
+        read_arrays(src)
+    assert not (tmp_path / "b").exists()
+
+
 def test_pt_with_a_custom_object_is_refused_and_never_run(tmp_path, logits):
     _, teacher, _ = logits
     src = tmp_path / "evil.pt"

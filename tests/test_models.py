@@ -78,6 +78,30 @@ def test_checkpoint_round_trip(tmp_path, dtype, tol):
     torch.testing.assert_close(via_spec(x), loaded(x))
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"arch_kwargs": [1]},
+        {"arch_kwargs": {"bogus": 1}},
+        {"input_shape": [1]},
+        {"input_shape": [1, 12, 12, 12]},
+        {"input_shape": "abc"},
+        {"input_shape": [1, 0, 12]},
+        {"num_classes": "5"},
+    ],
+)
+def test_a_malformed_checkpoint_config_is_one_line_naming_the_file(tmp_path, change):
+    """A checkpoint's json comes from anyone: a field of the wrong kind is a ValueError naming the file
+    and the field, never a TypeError (an "internal error" on the command line) or an unpacking message."""
+    path = save_checkpoint(
+        tmp_path / "m", _trained_like(), arch="cnn_s", class_names=list("abcde"), input_shape=(1, 12, 12)
+    )
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(ValueError, match=r"m\.json: ") as err:
+        load_checkpoint(path)
+    assert str(err.value).count("\n") == 0
+
+
 def test_sample_spec_reads_the_samples_dir(tmp_path, monkeypatch):
     model = _trained_like()
     save_checkpoint(

@@ -326,3 +326,15 @@ def test_mass_rows_a_float_decision_cannot_settle_are_decided_in_float64(p):
         )
     got = strong_mask(grouping, torch.from_numpy(t), temperature=temperature).numpy()
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_membership_of_float64_teachers_is_the_decomposition_s(standardize):
+    """A float64 teacher's sets are decided in float64, as decompose decides them: two logits 1e-12 apart
+    are one value in float32, and the larger (class 1) is the top-1 class and the only member of S."""
+    t = np.array([[1.0, 1.0 + 1e-12, 0.0, -1.0], [0.5, 0.2, 0.1, 0.0]])
+    d = decompose(np.zeros_like(t), t, grouping="topk:1", device="cpu", standardize=standardize)
+    assert d.teacher_pred.tolist() == [1, 0]
+    options = {"grouping": "topk:1", "temperature": 1.0, "standardize": standardize}
+    assert membership.in_strong_set(d.teacher_pred, t, **options).all()
+    assert not membership.in_strong_set([0, 1], t, **options).any()

@@ -460,6 +460,10 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
     for key, value in obj.items():
         if key == "students" and isinstance(value, dict):  # {"students": {"kd": tensor}} -> student_kd
             for name, arr in value.items():
+                if f"student_{name}" in obj:
+                    raise BundleError(
+                        f"{src.name}: student {str(name)!r} is given twice ('student_{name}' and 'students')"
+                    )
                 out[f"student_{name}"] = _torch_value(src, f"students.{name}", arr)
         elif key == "class_names" and isinstance(value, list | tuple):
             out[key] = [_decode(x) for x in value]

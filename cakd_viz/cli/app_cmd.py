@@ -79,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if found := problems():
         raise ValueError(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
     address = args.address or os.environ.get(ADDRESS_ENV, "").strip() or "127.0.0.1"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), *streamlit_options(address, args)]
-    print(f"cakd-viz app: serving on http://{address}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    options = streamlit_options(address, args)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), *options]
+    # a Streamlit option the user gave (--server.port 9000) replaces ours: say where it really serves
+    shown = f"{_option(options, 'server.address', address)}:{_option(options, 'server.port', str(args.port))}"
+    print(f"cakd-viz app: serving on http://{shown} (Ctrl-C stops it)", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, cmd, env)  # the server replaces this process: Ctrl-C and signals reach it
@@ -117,6 +120,17 @@ def streamlit_options(address: str, args: argparse.Namespace) -> list[str]:
         if key not in given:
             out += [f"--{key}", value]
     return out + extra
+
+
+def _option(options: list[str], key: str, default: str) -> str:
+    """The value `options` give Streamlit's ``--KEY`` (the last one: ``--KEY VALUE`` or ``--KEY=VALUE``)."""
+    value = default
+    for i, word in enumerate(options):
+        if word == f"--{key}" and i + 1 < len(options):
+            value = options[i + 1]
+        elif word.startswith(f"--{key}="):
+            value = word.split("=", 1)[1]
+    return value
 
 
 def _check_streamlit() -> None:

@@ -117,6 +117,8 @@ def _weights(args: argparse.Namespace, students: dict[str, str]) -> dict[str, st
             raise ValueError(
                 f"--student-weights {name}={file}: no student named {name!r} ({', '.join(students)})"
             )
+        if name in weights:  # as a NAME given twice to --student: never the last one silently
+            raise ValueError(f"--student-weights {name}={file}: weights for student {name!r} are given twice")
         weights[name] = file
     return weights
 

@@ -7,6 +7,7 @@ floats as they are), then normalised per channel as ``(x - mean) / std``. ``"non
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,8 @@ def _checked(mean: object, std: object) -> Normalization:
     std_t = tuple(float(v) for v in (std if isinstance(std, Sequence) else [std]))
     if not mean_t or not std_t or any(s <= 0 for s in std_t):
         raise ValueError(f"bad normalisation mean={mean!r} std={std!r}: std must be > 0")
+    if not all(math.isfinite(v) for v in mean_t + std_t):  # inf std makes every input 0, NaN makes NaN
+        raise ValueError(f"bad normalisation mean={mean!r} std={std!r}: mean and std must be finite")
     return Normalization(mean_t, std_t)
 
 

@@ -209,7 +209,7 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
     if missing:
         raise ValueError(f"{path}: missing array(s) {missing}; an .npz data file needs 'inputs' and 'labels'")
     inputs, labels = arrays["inputs"], arrays["labels"]
-    names = [str(v) for v in arrays["class_names"]] if "class_names" in arrays else None
+    names = [_text(v) for v in arrays["class_names"].reshape(-1)] if "class_names" in arrays else None
     if inputs.dtype.kind not in "uif" or inputs.ndim < 2:
         raise ValueError(
             f"{path}: 'inputs' must be a numeric array (N, ...), got {inputs.dtype} {inputs.shape}"
@@ -219,6 +219,11 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
     labels = _check_labels(labels, len(inputs), names, f"{path}: 'labels'", "'inputs'")
     names = names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
     return _from_arrays(str(path), inputs, labels, names, size, normalize, Normalization())
+
+
+def _text(value: object) -> str:
+    """A class name as text: bytes (an ``S`` array's items) decoded as UTF-8, anything else by ``str``."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _check_labels(

@@ -62,7 +62,8 @@ def strong_sets(
             )
         else:
             yt = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
-            zt = torch.from_numpy(np.asarray(z, dtype=np.float32))
+            wide = z.dtype.itemsize > 4  # float64 stays float64, as decompose decides its sets
+            zt = torch.from_numpy(np.asarray(z, dtype=np.float64 if wide else np.float32))
             zt = for_strong_sets(zt) if standardize else zt
             yield part, strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
 

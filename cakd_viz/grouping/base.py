@@ -10,6 +10,7 @@ through adding one. This module imports no torch (the command line builds its he
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
@@ -97,8 +98,14 @@ class Grouping:
 
     @classmethod
     def spec(cls, value: float | None = None) -> str:
-        """The spec text of this rule with `value` ("topk:3"); not checked (parse it to check)."""
-        return cls.name if value is None else f"{cls.name}:{value:g}"
+        """The spec text of this rule with `value` ("topk:3"); not checked (parse it to check). Whole
+        numbers as they are, others to 12 significant digits: what a person typed reads back as the same
+        number ("mass:0.9999999", not 6 digits' "mass:1"), float noise (0.35000000000000003) does not show."""
+        if value is None:
+            return cls.name
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return f"{cls.name}:{int(value)}"
+        return f"{cls.name}:{value:.12g}"
 
     # -- words -----------------------------------------------------------------------------------------
 

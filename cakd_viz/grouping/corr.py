@@ -67,7 +67,10 @@ def class_correlation(
     total = torch.zeros(c, dtype=torch.float64)
     gram = torch.zeros((c, c), dtype=torch.float64)
     for start in range(0, n, chunk_rows):
-        rows = np.array(teacher_logits[start : start + chunk_rows], dtype=np.float64)
+        part = teacher_logits[start : start + chunk_rows]
+        if isinstance(part, torch.Tensor):  # bfloat16 (numpy has none), or on a GPU
+            part = part.detach().cpu().double().numpy()
+        rows = np.array(part, dtype=np.float64)
         if standardize:
             rows = standardize_numpy(rows)
         x = torch.from_numpy(rows).to(device)

@@ -93,17 +93,26 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """Rebuild the model of a checkpoint in eval mode (float32); returns (model, info incl. "path")."""
     weights, config = checkpoint_paths(path)
     info = read_checkpoint_info(path)
-    c, *hw = info["input_shape"]
-    model = build_arch(
-        info["arch"],
-        in_channels=c,
-        num_classes=info["num_classes"],
-        image_size=hw,
-        **info.get("arch_kwargs", {}),
-    )
+    shape, num_classes, kwargs = info["input_shape"], info["num_classes"], info.get("arch_kwargs") or {}
+    if not isinstance(shape, list) or len(shape) != 3 or not all(_positive(v) for v in shape):
+        raise ValueError(f"{config}: input_shape must be [channels, height, width], got {shape!r}")
+    if not _positive(num_classes) or not isinstance(kwargs, dict):
+        raise ValueError(
+            f"{config}: num_classes must be a whole number and arch_kwargs an object, got "
+            f"{num_classes!r} and {kwargs!r}"
+        )
+    c, *hw = shape
+    try:
+        model = build_arch(info["arch"], in_channels=c, num_classes=num_classes, image_size=hw, **kwargs)
+    except TypeError as exc:  # arch_kwargs the architecture does not take
+        raise ValueError(f"{config}: cannot build {info['arch']!r} from it ({exc})") from None
     load_weights_into(model, load_state_file(weights), source=str(weights))
     info["path"] = str(config)
     return model.to(map_location).eval(), info
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
