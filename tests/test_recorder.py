@@ -295,6 +295,7 @@ def test_bad_settings_are_refused_before_a_folder_exists(tmp_path):
         ({"grouping": "topk:0"}, "grouping"),
         ({"temperature": 0}, "temperature must be a finite number > 0"),
         ({"name": "a/b"}, "name 'a/b': use at most 100 letters"),
+        ({"name": "ab\n"}, r"name 'ab\\n': use at most 100 letters"),
         ({"config": [("lr", 1)]}, "config must be a dict of hyperparameters, got list"),
         ({"split": "train"}, "split must be one of validation, test"),
     ):

@@ -153,6 +153,8 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ),
         ({"teacher": "sample:digits/nope"}, r"teacher 'sample:digits/nope': no such shipped model"),
         ({"name": "a b"}, r"name 'a b': use at most 100 letters, digits and _ . \+ -"),
+        ({"name": "ab\n"}, r"name 'ab\\n': use at most 100 letters, digits and _ . \+ -"),
+        ({"data": "sample:glyphs\n"}, r"write just sample:NAME"),
     ],
 )
 def test_invalid_run_configs_are_refused_precisely(teacher, change, message):

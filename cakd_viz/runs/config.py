@@ -194,8 +194,8 @@ def _unknown_keys(unknown: list[str], name: str, params: dict) -> str:
 # -- the run --------------------------------------------------------------------------------------------
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-_SAMPLE_DATA = re.compile(r"^sample:(\w+)$")
-_NAME = re.compile(r"^[\w.+-]*$")
+_SAMPLE_DATA = re.compile(r"^sample:(\w+)\Z")
+_NAME = re.compile(r"^[\w.+-]*\Z")
 MAX_NAME = 100  # characters of a run's name
 SEED_MAX = 2**63 - 1  # seeds reach torch and numpy as 64-bit integers
 

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 RECORDED_FORMAT = "cakd-recorded/1"
-_NAME = re.compile(r"^[\w.+-]{0,100}$")
+_NAME = re.compile(r"^[\w.+-]{0,100}\Z")
 _NUMBER, _WHOLE, _TEXT = "number", "whole", "text"
 _TOP = {"lr": _NUMBER, "epochs": _WHOLE, "batch_size": _WHOLE, "seed": _WHOLE}
 _TOP |= {"student": _TEXT, "teacher": _TEXT, "data": _TEXT}
