@@ -210,6 +210,7 @@ def trajectory(
         pred[e], kl[e] = d.student_pred, d.kl
     if truth is None:  # no kept epoch: the teacher's classes still say which samples each class has
         truth = np.asarray(np.argmax(teacher, axis=1), np.int64)
+    if not epochs:  # the labels (or the teacher's classes) still count each class's samples
         counts = np.bincount(truth, minlength=c).astype(np.int64)
     arrays = [means, counts, overall, order, family, truth, pred, kl]
     for a in arrays + ([] if rows is None else [rows]):
