@@ -24,6 +24,7 @@ from reference import strong_mask, terms
 from cakd_viz.runs import Recorder, cancel, dynamics, list_runs, read_run, store
 from cakd_viz.runs.dynamics import EPOCHS_DIR, VAL_TERMS
 from cakd_viz.runs.results import metrics_frame, tracker_table
+from cakd_viz.runs.trajectory import read_trajectory
 
 REPO = Path(__file__).resolve().parents[1]
 T = 4.0
@@ -337,6 +338,17 @@ def test_epoch_logits_keep_the_runs_size_cap(tmp_path, monkeypatch):
     index = json.loads((rec.path / EPOCHS_DIR / "index.json").read_text())
     assert (index["epochs"], index["not_kept"]) == ([1, 2], [3])
     assert len(metrics_frame(rec.path)) == 3  # the terms are recorded for every epoch
+
+
+def test_an_epoch_beyond_float16s_range_is_not_kept_and_the_others_still_read(tmp_path):
+    students, teacher, labels = _epochs(2)
+    with Recorder(tmp_path) as rec:
+        rec.log_epoch(1, students[0] * 1e5, teacher, labels)  # |z| > 65504: inf as float16
+        rec.log_epoch(2, students[1], teacher, labels)
+    index = json.loads((rec.path / EPOCHS_DIR / "index.json").read_text())
+    assert (index["epochs"], index["not_kept"]) == ([2], [1])
+    t = read_trajectory(rec.path)
+    assert t.epochs == (2,) and any("float16" in note for note in t.notes)
 
 
 def test_a_cancel_from_the_page_is_seen_and_kills_nothing(tmp_path):
