@@ -11,6 +11,7 @@ running or corrupt are skipped and named.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -101,7 +102,7 @@ def _add(writer, record: dict) -> None:
     if kind not in ("epoch", "step"):
         return
     step = record.get(kind)
-    if not _is_number(step):
+    if not _is_number(step) or not math.isfinite(step) or abs(step) >= 2**63:  # a damaged row: no step
         return
     wall = record.get("time") if _is_number(record.get("time")) else None
     for key, value in record.items():
