@@ -119,6 +119,10 @@ def test_logit_standardization_can_be_swept(teacher):
             r"random\['alpha'\] must be a list of choices",
         ),
         ({"random": {"alpha": [1, 2]}}, r"random is set but num_samples is 0"),
+        (
+            {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
+            r"random\['seed'\] must be a list of choices",
+        ),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
         (
             {"grid": {"beta": list(range(3000))}},

@@ -150,13 +150,15 @@ def _check_distribution(key: str, spec: object) -> None:
             if (
                 isinstance(lo, int | float)
                 and isinstance(hi, int | float)
+                # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0)
+                and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
                 and lo < hi
                 and (kind != "loguniform" or lo > 0)
             ):
                 return
     raise ValueError(
         f"random[{key!r}] must be a list of choices or one of {{'uniform': [lo, hi]}}, "
-        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} with lo < hi; got {spec!r}"
+        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with lo < hi; got {spec!r}"
     )
 
 
