@@ -78,6 +78,15 @@ def test_loguniform_draws_of_small_values_stay_in_their_range(teacher):
     assert all(lr == round(lr, 6) for lr in lrs) and max(len(repr(lr).split(".")[1]) for lr in lrs) == 6
 
 
+def test_uniform_draws_over_a_narrow_range_stay_in_it(teacher):
+    sweep = _sweep(teacher, random={"lr": {"uniform": [1e-7, 3e-7]}}, num_samples=20)
+    lrs = [t.lr for t in expand(sweep)]
+    assert all(1e-7 <= lr <= 3e-7 for lr in lrs) and len(set(lrs)) == 20
+    # a range of 0.1 or more keeps its 6 decimals (as sweeps made before drew them)
+    sweep = _sweep(teacher, random={"lr": {"uniform": [0.01, 0.5]}}, num_samples=20)
+    assert all(t.lr == round(t.lr, 6) for t in expand(sweep))
+
+
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
     sweep = _sweep(teacher, grid={"warmup_schedule": ["epoch", "step"], "val_split": [0.1, 0.2]})
     trials = expand(sweep)

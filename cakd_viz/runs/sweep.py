@@ -201,8 +201,10 @@ def _draws(sweep: SweepConfig) -> list[dict]:
             elif kind == "loguniform":  # 6 decimals, and 6 significant digits below 0.1 (1e-7 is no 0)
                 x = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
                 draw[key] = round(x, max(6, 5 - math.floor(math.log10(x))))
-            else:
-                draw[key] = round(float(rng.uniform(lo, hi)), 6)
+            else:  # 6 decimals, and 6 significant digits of a range below 0.1 (1e-7..3e-7 is no 0)
+                span = float(hi) - float(lo)
+                decimals = max(6, 5 - math.floor(math.log10(span))) if math.isfinite(span) else 6
+                draw[key] = round(float(rng.uniform(lo, hi)), decimals)
         out.append(draw)
     return out
 
