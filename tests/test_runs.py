@@ -180,6 +180,20 @@ def test_status_never_leaves_a_final_state(tmp_path):
     assert store.read_json(run / store.STATUS)["state"] == "cancelled"
 
 
+def test_a_run_id_taken_by_a_concurrent_creator_is_refused_and_leaves_no_partial_folder(tmp_path, monkeypatch):
+    rename = os.rename
+
+    def racing(src, dst):  # another process creates the same run id between the check and the rename
+        Path(dst).mkdir()
+        (Path(dst) / store.CONFIG).write_text("{}")
+        rename(src, dst)
+
+    monkeypatch.setattr(store.os, "rename", racing)
+    with pytest.raises(FileExistsError, match="a run with this id exists already"):
+        store.create_run(tmp_path, {"name": "x"}, run_id="r1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
+
+
 def test_broken_folders_read_as_such_never_as_done(tmp_path):
     run = store.create_run(tmp_path, {"name": "x"}, **store.process_identity())
     store.update_status(run, "running")

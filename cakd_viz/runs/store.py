@@ -30,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -121,10 +122,16 @@ def create_run(root: Path, config: dict, *, run_id: str | None = None, **status:
         raise FileExistsError(f"{final}: a run with this id exists already")
     tmp = root / f".{run_id}.partial-{secrets.token_hex(3)}"
     tmp.mkdir()
-    write_json(tmp / CONFIG, config)
-    write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | _ERROR_FIELDS | status)
-    (tmp / LOG).touch()
-    os.rename(tmp, final)  # an existing non-empty folder makes this fail rather than merge
+    try:
+        write_json(tmp / CONFIG, config)
+        write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | _ERROR_FIELDS | status)
+        (tmp / LOG).touch()
+        os.rename(tmp, final)  # an existing non-empty folder makes this fail rather than merge
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # no partial folder left behind
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FileExistsError(f"{final}: a run with this id exists already") from None
+        raise
     return final
 
 
