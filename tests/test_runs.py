@@ -194,6 +194,11 @@ def test_a_run_id_taken_by_a_concurrent_creator_is_refused_and_leaves_no_partial
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
 
 
+def test_the_log_tail_keeps_crlf_lines_and_the_last_state_of_progress_lines(tmp_path):
+    (tmp_path / store.LOG).write_bytes(b"first line\r\nsecond line\r\n 10%\r 50%\r100%\nlast\n")
+    assert store.log_tail(tmp_path) == "first line\nsecond line\n100%\nlast"
+
+
 def test_broken_folders_read_as_such_never_as_done(tmp_path):
     run = store.create_run(tmp_path, {"name": "x"}, **store.process_identity())
     store.update_status(run, "running")

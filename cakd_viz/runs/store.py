@@ -250,7 +250,8 @@ def log_tail(run_dir: Path, lines: int = 30, max_bytes: int = 64_000) -> str:
             text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    text = re.sub(r"[^\n]*\r", "", text)  # keep only the final state of progress-bar lines
+    # keep only the final state of progress-bar lines; a CRLF line end is a line end
+    text = re.sub(r"[^\n]*\r(?!\n)", "", text).replace("\r\n", "\n")
     return "\n".join(text.splitlines()[-lines:])
 
 
