@@ -180,7 +180,9 @@ def test_status_never_leaves_a_final_state(tmp_path):
     assert store.read_json(run / store.STATUS)["state"] == "cancelled"
 
 
-def test_a_run_id_taken_by_a_concurrent_creator_is_refused_and_leaves_no_partial_folder(tmp_path, monkeypatch):
+def test_a_run_id_taken_by_a_concurrent_creator_is_refused_and_leaves_no_partial_folder(
+    tmp_path, monkeypatch
+):
     rename = os.rename
 
     def racing(src, dst):  # another process creates the same run id between the check and the rename

@@ -87,6 +87,23 @@ def test_uniform_draws_over_a_narrow_range_stay_in_it(teacher):
     assert all(t.lr == round(t.lr, 6) for t in expand(sweep))
 
 
+def test_a_sweep_that_fails_while_its_folders_are_made_leaves_none_behind(teacher, tmp_path, monkeypatch):
+    from cakd_viz.runs import sweep as sweep_module
+
+    made, create_run = [], store.create_run
+
+    def full_disk(*args, **kwargs):  # the second trial's folder cannot be written
+        if made:
+            raise OSError(28, "No space left on device")
+        made.append(create_run(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(sweep_module.store, "create_run", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        sweep_module.create_sweep(_sweep(teacher, grid={"beta": [1, 2]}), tmp_path)
+    assert len(made) == 1 and list(tmp_path.iterdir()) == []
+
+
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
     sweep = _sweep(teacher, grid={"warmup_schedule": ["epoch", "step"], "val_split": [0.1, 0.2]})
     trials = expand(sweep)

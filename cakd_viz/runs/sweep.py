@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -278,24 +279,30 @@ def create_sweep(
     root.mkdir(parents=True, exist_ok=True)
     sweep_id = store.new_run_id(sweep.name or f"sweep-{sweep.engine}")
     owner = status | {"owner": f"sweep {sweep_id}"}
-    dirs = []
-    for i, trial in enumerate(trials):
-        trial.sweep = sweep_id
-        trial.name = trial.name or _trial_name(trial)
-        dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
+    dirs: list[Path] = []
     tmp = root / f".{sweep_id}.partial"
-    tmp.mkdir()
-    store.write_json(tmp / store.STATUS, {"state": "queued", "created": time.time(), "error": None} | status)
-    info = {
-        "id": sweep_id,
-        "config": sweep.to_dict(),
-        "trials": [d.name for d in dirs],
-        "engine": sweep.engine,
-    }
-    store.write_json(tmp / store.SWEEP, info)
-    (tmp / store.LOG).touch()
-    sweep_dir = root / sweep_id
-    tmp.rename(sweep_dir)  # appears complete, with sweep.json marking it as a sweep
+    try:
+        for i, trial in enumerate(trials):
+            trial.sweep = sweep_id
+            trial.name = trial.name or _trial_name(trial)
+            dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
+        tmp.mkdir()
+        status = {"state": "queued", "created": time.time(), "error": None} | status
+        store.write_json(tmp / store.STATUS, status)
+        info = {
+            "id": sweep_id,
+            "config": sweep.to_dict(),
+            "trials": [d.name for d in dirs],
+            "engine": sweep.engine,
+        }
+        store.write_json(tmp / store.SWEEP, info)
+        (tmp / store.LOG).touch()
+        sweep_dir = root / sweep_id
+        tmp.rename(sweep_dir)  # appears complete, with sweep.json marking it as a sweep
+    except BaseException:  # no trial folders of a sweep that never appeared, no partial sweep folder
+        for path in [*dirs, tmp]:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     return sweep_dir, dirs
 
 

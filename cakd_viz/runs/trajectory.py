@@ -255,7 +255,9 @@ def read_trajectory(run_dir: str | Path) -> Trajectory:
                 "so these numbers may differ slightly from its curves"
             )
     if files.not_kept:
-        notes.append(f"epochs {', '.join(map(str, files.not_kept))} were not kept (over the runs' size cap or float16's range)")
+        notes.append(
+            f"epochs {', '.join(map(str, files.not_kept))} were not kept (over the runs' size cap or float16's range)"
+        )
     students = {e: files.student(e) for e in files.epochs}
     return trajectory(
         students,
