@@ -141,6 +141,15 @@ def test_recorded_hyperparameters_fill_the_trackers_columns(tmp_path):
     assert set(table.index) == {"flat", "nested", "my_loss", "recorded"}  # unknown loss, no loss at all
 
 
+def test_recorded_loss_settings_out_of_their_range_are_kept_as_given_only():
+    from cakd_viz.runs.recorded import recorded_config
+
+    given = {"loss": "cakd", "T": -1, "beta": float("nan"), "alpha": 2, "grouping": "topk:x"}
+    config = recorded_config(given, name=None, grouping="topk:5", temperature=4.0, split="test")
+    assert config["loss"] == {"name": "cakd", "alpha": 2.0, "grouping": "topk:5", "temperature": 4.0}
+    assert config["hyperparameters"]["T"] == -1 and config["hyperparameters"]["grouping"] == "topk:x"
+
+
 def test_per_step_rows(tmp_path):
     _, teacher, labels = _epochs(1)
     with Recorder(tmp_path) as rec:

@@ -92,7 +92,7 @@ def _loss(raw: dict, grouping: str, temperature: float) -> dict:
         for source in (nested, raw):
             value = next((source[a] for a in _ALIASES.get(key, (key,)) if a in source), None)
             try:
-                loss[key] = param.coerce(value) if value is not None else None
+                loss[key] = param.check(value) if value is not None else None
             except ValueError:  # of the wrong type or range: kept in "hyperparameters" only
                 loss[key] = None
             if loss[key] is not None:
