@@ -133,6 +133,7 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"loss": {"bogus": 1}}, r"unknown key\(s\) 'bogus' in loss; cakd takes: name, grouping, w_b"),
         ({"loss": {"name": "kd", "beta": 8}}, r"'beta' belongs to dkd, cakd\); kd takes: name, temperature"),
         ({"loss": {"alpha": "1"}}, r"loss.alpha must be a number, got '1'"),
+        ({"loss": {"alpha": 10**400}}, r"loss.alpha must be a finite number, got 1000000000"),
         (
             {"loss": {"warmup_schedule": "linear"}},
             r"loss.warmup_schedule must be one of epoch, step, got 'linear'",
