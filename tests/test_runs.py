@@ -142,6 +142,7 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"epochs": "5"}, r"epochs must be a whole number, got '5'"),
         ({"batch_size": 1.5}, r"batch_size must be a whole number, got 1.5"),
         ({"lr": -0.1}, r"lr must be a finite number > 0 and <= 1e\+06, got -0.1"),
+        ({"lr": 10**400}, r"lr must be a finite number, got 1000000000"),
         ({"optimizer": "lbfgs"}, r"optimizer must be 'sgd' or 'adamw'"),
         ({"device": "tpu"}, r"device must be one of auto, cpu, cuda, cuda:N, mps; got 'tpu'"),
         ({"data": "sample:cifar"}, r"data 'sample:cifar': unknown sample"),

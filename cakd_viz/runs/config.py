@@ -381,7 +381,10 @@ def _coerce(cls: type, key: str, value: object) -> object:
         return value
     expected, what = _TYPES[kind]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float's range: ValueError, as every bad value
+            raise ValueError(f"{key} must be a finite number, got {str(value)[:10]}…") from None
     if expected is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
