@@ -150,6 +150,15 @@ def test_recorded_loss_settings_out_of_their_range_are_kept_as_given_only():
     assert config["hyperparameters"]["T"] == -1 and config["hyperparameters"]["grouping"] == "topk:x"
 
 
+def test_recorded_numbers_beyond_floats_range_are_kept_as_given_only():
+    from cakd_viz.runs.recorded import recorded_config
+
+    given = {"seed": 10**400, "lr": 10**400, "epochs": 3}
+    config = recorded_config(given, name=None, grouping="topk:5", temperature=4.0, split="test")
+    assert "seed" not in config and "lr" not in config and config["epochs"] == 3
+    assert config["hyperparameters"]["seed"] == 10**400
+
+
 def test_per_step_rows(tmp_path):
     _, teacher, labels = _epochs(1)
     with Recorder(tmp_path) as rec:

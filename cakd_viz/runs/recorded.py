@@ -110,7 +110,12 @@ def _pick(source: dict, key: str, kind: str) -> object:
         value = source.get(alias)
         if kind == _TEXT and isinstance(value, str):
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        try:
+            if not math.isfinite(value):
+                continue
+        except OverflowError:  # an int beyond float's range: kept in "hyperparameters" only
             continue
         if kind == _NUMBER:
             return value
