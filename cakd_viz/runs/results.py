@@ -83,7 +83,10 @@ def _is_type(value: object, kind: str) -> bool:
         return False
     if kind == _INT:
         return isinstance(value, int)
-    return isinstance(value, int | float) and math.isfinite(value)
+    try:
+        return isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:  # an int beyond float's range is no number a reader can use
+        return False
 
 
 def type_error(
