@@ -243,6 +243,10 @@ DAMAGE = {
         "index.json: 'standardize' must be true or false",
     ),
     "epoch file gone": (lambda p: (p / "epochs" / "epoch-002.npy").unlink(), "epochs/epoch-002.npy: missing"),
+    "epoch number too long for a file name": (
+        lambda p: _index(p, epochs=[10**300]),
+        "epochs/epoch-1000000000",
+    ),
     "teacher dtype": (
         lambda p: np.save(p / "epochs" / "teacher.npy", np.zeros((N, C), np.int32)),
         "teacher.npy: holds int32 values, expected floats",
