@@ -54,7 +54,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """ValueError naming the first bad field."""
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:  # (a NaN lr is not > 0)
             raise ValueError(f"epochs, batch_size and lr must be positive: {self.to_dict()}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")

@@ -24,6 +24,7 @@ from reference import strong_mask, terms
 from cakd_viz.runs import Recorder, cancel, dynamics, list_runs, read_run, store
 from cakd_viz.runs.dynamics import EPOCHS_DIR, VAL_TERMS
 from cakd_viz.runs.results import metrics_frame, tracker_table
+from cakd_viz.runs.trajectory import read_trajectory
 
 REPO = Path(__file__).resolve().parents[1]
 T = 4.0
@@ -138,6 +139,24 @@ def test_recorded_hyperparameters_fill_the_trackers_columns(tmp_path):
     (nested_run,) = [r for r in list_runs(tmp_path) if r.config.get("name") == "nested"]
     assert nested_run.config["hyperparameters"] == nested
     assert set(table.index) == {"flat", "nested", "my_loss", "recorded"}  # unknown loss, no loss at all
+
+
+def test_recorded_loss_settings_out_of_their_range_are_kept_as_given_only():
+    from cakd_viz.runs.recorded import recorded_config
+
+    given = {"loss": "cakd", "T": -1, "beta": float("nan"), "alpha": 2, "grouping": "topk:x"}
+    config = recorded_config(given, name=None, grouping="topk:5", temperature=4.0, split="test")
+    assert config["loss"] == {"name": "cakd", "alpha": 2.0, "grouping": "topk:5", "temperature": 4.0}
+    assert config["hyperparameters"]["T"] == -1 and config["hyperparameters"]["grouping"] == "topk:x"
+
+
+def test_recorded_numbers_beyond_floats_range_are_kept_as_given_only():
+    from cakd_viz.runs.recorded import recorded_config
+
+    given = {"seed": 10**400, "lr": 10**400, "epochs": 3}
+    config = recorded_config(given, name=None, grouping="topk:5", temperature=4.0, split="test")
+    assert "seed" not in config and "lr" not in config and config["epochs"] == 3
+    assert config["hyperparameters"]["seed"] == 10**400
 
 
 def test_per_step_rows(tmp_path):
@@ -295,6 +314,7 @@ def test_bad_settings_are_refused_before_a_folder_exists(tmp_path):
         ({"grouping": "topk:0"}, "grouping"),
         ({"temperature": 0}, "temperature must be a finite number > 0"),
         ({"name": "a/b"}, "name 'a/b': use at most 100 letters"),
+        ({"name": "ab\n"}, r"name 'ab\\n': use at most 100 letters"),
         ({"config": [("lr", 1)]}, "config must be a dict of hyperparameters, got list"),
         ({"split": "train"}, "split must be one of validation, test"),
     ):
@@ -336,6 +356,17 @@ def test_epoch_logits_keep_the_runs_size_cap(tmp_path, monkeypatch):
     index = json.loads((rec.path / EPOCHS_DIR / "index.json").read_text())
     assert (index["epochs"], index["not_kept"]) == ([1, 2], [3])
     assert len(metrics_frame(rec.path)) == 3  # the terms are recorded for every epoch
+
+
+def test_an_epoch_beyond_float16s_range_is_not_kept_and_the_others_still_read(tmp_path):
+    students, teacher, labels = _epochs(2)
+    with Recorder(tmp_path) as rec:
+        rec.log_epoch(1, students[0] * 1e5, teacher, labels)  # |z| > 65504: inf as float16
+        rec.log_epoch(2, students[1], teacher, labels)
+    index = json.loads((rec.path / EPOCHS_DIR / "index.json").read_text())
+    assert (index["epochs"], index["not_kept"]) == ([2], [1])
+    t = read_trajectory(rec.path)
+    assert t.epochs == (2,) and any("float16" in note for note in t.notes)
 
 
 def test_a_cancel_from_the_page_is_seen_and_kills_nothing(tmp_path):

@@ -66,6 +66,12 @@ def _done_status() -> dict:
 
 BROKEN = [
     (
+        "created beyond float",
+        GOOD_CONFIG,
+        {"state": "queued", "created": 10**400},
+        "status.json: 'created' must be a number, found 1000000000000000000000000000000000000...",
+    ),
+    (
         "created yesterday",
         GOOD_CONFIG,
         {"state": "queued", "created": "yesterday"},

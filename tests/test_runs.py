@@ -133,6 +133,7 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"loss": {"bogus": 1}}, r"unknown key\(s\) 'bogus' in loss; cakd takes: name, grouping, w_b"),
         ({"loss": {"name": "kd", "beta": 8}}, r"'beta' belongs to dkd, cakd\); kd takes: name, temperature"),
         ({"loss": {"alpha": "1"}}, r"loss.alpha must be a number, got '1'"),
+        ({"loss": {"alpha": 10**400}}, r"loss.alpha must be a finite number, got 1000000000"),
         (
             {"loss": {"warmup_schedule": "linear"}},
             r"loss.warmup_schedule must be one of epoch, step, got 'linear'",
@@ -141,6 +142,7 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"epochs": "5"}, r"epochs must be a whole number, got '5'"),
         ({"batch_size": 1.5}, r"batch_size must be a whole number, got 1.5"),
         ({"lr": -0.1}, r"lr must be a finite number > 0 and <= 1e\+06, got -0.1"),
+        ({"lr": 10**400}, r"lr must be a finite number, got 1000000000"),
         ({"optimizer": "lbfgs"}, r"optimizer must be 'sgd' or 'adamw'"),
         ({"device": "tpu"}, r"device must be one of auto, cpu, cuda, cuda:N, mps; got 'tpu'"),
         ({"data": "sample:cifar"}, r"data 'sample:cifar': unknown sample"),
@@ -153,6 +155,8 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ),
         ({"teacher": "sample:digits/nope"}, r"teacher 'sample:digits/nope': no such shipped model"),
         ({"name": "a b"}, r"name 'a b': use at most 100 letters, digits and _ . \+ -"),
+        ({"name": "ab\n"}, r"name 'ab\\n': use at most 100 letters, digits and _ . \+ -"),
+        ({"data": "sample:glyphs\n"}, r"write just sample:NAME"),
     ],
 )
 def test_invalid_run_configs_are_refused_precisely(teacher, change, message):
@@ -176,6 +180,27 @@ def test_status_never_leaves_a_final_state(tmp_path):
     assert store.update_status(run, "done") is None
     assert store.update_status(run, None, epoch=3) is None
     assert store.read_json(run / store.STATUS)["state"] == "cancelled"
+
+
+def test_a_run_id_taken_by_a_concurrent_creator_is_refused_and_leaves_no_partial_folder(
+    tmp_path, monkeypatch
+):
+    rename = os.rename
+
+    def racing(src, dst):  # another process creates the same run id between the check and the rename
+        Path(dst).mkdir()
+        (Path(dst) / store.CONFIG).write_text("{}")
+        rename(src, dst)
+
+    monkeypatch.setattr(store.os, "rename", racing)
+    with pytest.raises(FileExistsError, match="a run with this id exists already"):
+        store.create_run(tmp_path, {"name": "x"}, run_id="r1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
+
+
+def test_the_log_tail_keeps_crlf_lines_and_the_last_state_of_progress_lines(tmp_path):
+    (tmp_path / store.LOG).write_bytes(b"first line\r\nsecond line\r\n 10%\r 50%\r100%\nlast\n")
+    assert store.log_tail(tmp_path) == "first line\nsecond line\n100%\nlast"
 
 
 def test_broken_folders_read_as_such_never_as_done(tmp_path):

@@ -78,6 +78,32 @@ def test_loguniform_draws_of_small_values_stay_in_their_range(teacher):
     assert all(lr == round(lr, 6) for lr in lrs) and max(len(repr(lr).split(".")[1]) for lr in lrs) == 6
 
 
+def test_uniform_draws_over_a_narrow_range_stay_in_it(teacher):
+    sweep = _sweep(teacher, random={"lr": {"uniform": [1e-7, 3e-7]}}, num_samples=20)
+    lrs = [t.lr for t in expand(sweep)]
+    assert all(1e-7 <= lr <= 3e-7 for lr in lrs) and len(set(lrs)) == 20
+    # a range of 0.1 or more keeps its 6 decimals (as sweeps made before drew them)
+    sweep = _sweep(teacher, random={"lr": {"uniform": [0.01, 0.5]}}, num_samples=20)
+    assert all(t.lr == round(t.lr, 6) for t in expand(sweep))
+
+
+def test_a_sweep_that_fails_while_its_folders_are_made_leaves_none_behind(teacher, tmp_path, monkeypatch):
+    from cakd_viz.runs import sweep as sweep_module
+
+    made, create_run = [], store.create_run
+
+    def full_disk(*args, **kwargs):  # the second trial's folder cannot be written
+        if made:
+            raise OSError(28, "No space left on device")
+        made.append(create_run(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(sweep_module.store, "create_run", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        sweep_module.create_sweep(_sweep(teacher, grid={"beta": [1, 2]}), tmp_path)
+    assert len(made) == 1 and list(tmp_path.iterdir()) == []
+
+
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
     sweep = _sweep(teacher, grid={"warmup_schedule": ["epoch", "step"], "val_split": [0.1, 0.2]})
     trials = expand(sweep)
@@ -119,6 +145,10 @@ def test_logit_standardization_can_be_swept(teacher):
             r"random\['alpha'\] must be a list of choices",
         ),
         ({"random": {"alpha": [1, 2]}}, r"random is set but num_samples is 0"),
+        (
+            {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
+            r"random\['seed'\] must be a list of choices",
+        ),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
         (
             {"grid": {"beta": list(range(3000))}},

@@ -172,3 +172,32 @@ def test_a_skipped_run_with_escape_sequences_in_its_folder_name_is_shown_written
     out, err = capsys.readouterr()
     assert "\x1b" not in err and "\x07" not in err and "\x1b" not in out
     assert err.startswith("cakd-viz tensorboard: skipped evil")
+
+
+def test_rows_whose_step_is_not_a_finite_whole_number_are_left_out_not_fatal(tmp_path):
+    from cakd_viz.runs.tensorboard import export_runs
+
+    path = _record(tmp_path / "runs", "damaged", epochs=1)
+    with open(path / store.METRICS, "a") as handle:  # hand-edited or damaged rows (json reads NaN)
+        handle.write('{"kind": "epoch", "epoch": NaN, "x": 1}\n{"kind": "step", "step": 1e30, "x": 1}\n')
+    written, skipped = export_runs(tmp_path / "runs", tmp_path / "tb")
+    assert skipped == [] and list(written) == [path.name]
+    got = _scalars(written[path.name])
+    assert "epoch/x" not in got and "step/x" not in got and [s for s, _ in got["epoch/val_kl"]] == [1]
+
+
+def test_a_folder_of_the_runs_name_that_no_export_wrote_is_never_replaced(tmp_path):
+    from cakd_viz.runs.tensorboard import export_runs
+
+    path = _record(tmp_path / "runs", "mine", epochs=1)
+    (run,) = list_runs(tmp_path / "runs")
+    own = tmp_path / "tb" / folder_name(run)
+    own.mkdir(parents=True)
+    (own / "precious.txt").write_text("not TensorBoard's")
+    written, skipped = export_runs(tmp_path / "runs", tmp_path / "tb")
+    assert written == {} and len(skipped) == 1 and "was not written by an export" in skipped[0]
+    assert [p.name for p in own.iterdir()] == ["precious.txt"] and path.name in skipped[0]
+    (own / "precious.txt").unlink()
+    own.rmdir()
+    written, skipped = export_runs(tmp_path / "runs", tmp_path / "tb")  # then exported, and again
+    assert list(written) == [path.name] and export_runs(tmp_path / "runs", tmp_path / "tb")[1] == []

@@ -189,6 +189,16 @@ def test_notes_are_written_atomically_capped_and_cleaned(runs):
     assert not (path / NOTE).exists()
 
 
+def test_a_note_that_is_a_fifo_reads_as_none_without_blocking(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / NOTE)  # opening a FIFO for reading would wait for a writer forever
+    assert read_note(tmp_path) == ""
+    (tmp_path / NOTE).unlink()
+    (tmp_path / NOTE).write_bytes(b"first\r\nsecond \xff" + "é".encode() * NOTE_MAX_CHARS)
+    assert read_note(tmp_path) == ("first\nsecond \ufffd" + "é" * NOTE_MAX_CHARS)[:NOTE_MAX_CHARS]
+
+
 def test_archive_restore_and_delete(runs):
     write_run(runs, "20260102-000000-kd-aaaa")
     moved = archive_run(runs, "20260102-000000-kd-aaaa")

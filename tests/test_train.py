@@ -145,6 +145,8 @@ def test_bad_config_and_missing_teacher():
         train(_net(), _blobs(), None, cfg=TrainConfig(optimizer="lion"))
     with pytest.raises(ValueError, match="teacher"):
         train(_net(), _blobs(), None, cfg=CFG, criterion=_HalfKL())
+    with pytest.raises(ValueError, match="epochs, batch_size and lr must be positive"):  # NaN is not > 0
+        train(_net(), _blobs(), None, cfg=TrainConfig(epochs=1, lr=float("nan"), device="cpu"))
 
 
 def test_adamw_and_constant_lr():

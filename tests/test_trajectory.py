@@ -243,6 +243,10 @@ DAMAGE = {
         "index.json: 'standardize' must be true or false",
     ),
     "epoch file gone": (lambda p: (p / "epochs" / "epoch-002.npy").unlink(), "epochs/epoch-002.npy: missing"),
+    "epoch number too long for a file name": (
+        lambda p: _index(p, epochs=[10**300]),
+        "epochs/epoch-1000000000",
+    ),
     "teacher dtype": (
         lambda p: np.save(p / "epochs" / "teacher.npy", np.zeros((N, C), np.int32)),
         "teacher.npy: holds int32 values, expected floats",
@@ -304,3 +308,12 @@ def test_the_checked_files_are_what_the_run_wrote(run):
     np.testing.assert_array_equal(files.student(2), students[1].astype(np.float16))
     with pytest.raises(ValueError, match="epoch 7 is not kept"):
         files.student(7)
+
+
+def test_without_a_kept_epoch_the_counts_are_still_the_samples_per_class():
+    _, teacher, labels = make_logits(N, C, seed=6)
+    with_labels = trajectory({}, teacher, labels, grouping="topk:3", temperature=2.0)
+    assert with_labels.epochs == () and with_labels.by == "label"
+    np.testing.assert_array_equal(with_labels.counts, np.bincount(labels, minlength=C))
+    without = trajectory({}, teacher, None, grouping="topk:3", temperature=2.0)
+    np.testing.assert_array_equal(without.counts, np.bincount(teacher.argmax(1), minlength=C))

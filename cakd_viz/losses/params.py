@@ -60,7 +60,10 @@ class Param:
         key = f"{where}.{self.name}"
         if self.kind == FLOAT:
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
+                try:
+                    return float(value)
+                except OverflowError:  # an int beyond float's range (JSON reads 1 and 400 zeros as one)
+                    raise ValueError(f"{key} must be a finite number, got {str(value)[:10]}…") from None
             raise ValueError(f"{key} must be a number, got {value!r}")
         if self.kind == INT:
             if isinstance(value, float) and value.is_integer():

@@ -194,8 +194,8 @@ def _unknown_keys(unknown: list[str], name: str, params: dict) -> str:
 # -- the run --------------------------------------------------------------------------------------------
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-_SAMPLE_DATA = re.compile(r"^sample:(\w+)$")
-_NAME = re.compile(r"^[\w.+-]*$")
+_SAMPLE_DATA = re.compile(r"^sample:(\w+)\Z")
+_NAME = re.compile(r"^[\w.+-]*\Z")
 MAX_NAME = 100  # characters of a run's name
 SEED_MAX = 2**63 - 1  # seeds reach torch and numpy as 64-bit integers
 
@@ -381,7 +381,10 @@ def _coerce(cls: type, key: str, value: object) -> object:
         return value
     expected, what = _TYPES[kind]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float's range: ValueError, as every bad value
+            raise ValueError(f"{key} must be a finite number, got {str(value)[:10]}…") from None
     if expected is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):

@@ -94,7 +94,8 @@ class EpochLogits:
         epochs/epoch-NNN.npy     (N, C) float16 student logits after epoch NNN (1-based)
 
     Files are written under a temporary name and renamed; index.json last, so it lists only complete
-    files. At most ``MAX_EPOCH_BYTES`` of epoch files are kept per run.
+    files. At most ``MAX_EPOCH_BYTES`` of epoch files are kept per run; an epoch whose logits exceed
+    float16's range is listed as not kept.
     """
 
     def __init__(self, folder: Path, terms: HeldOutTerms, *, split: str, rows: np.ndarray | None) -> None:
@@ -123,10 +124,13 @@ class EpochLogits:
 
     def add(self, student_logits: np.ndarray, epoch: int) -> None:
         size = student_logits.size * 2  # float16
-        if self.used + size > MAX_EPOCH_BYTES:
+        with np.errstate(over="ignore"):
+            half = np.asarray(student_logits).astype(np.float16)
+        # logits beyond float16's range (|z| > 65504) would be written as inf, a file readers refuse
+        if self.used + size > MAX_EPOCH_BYTES or not np.isfinite(half).all():
             self.index["not_kept"].append(int(epoch))
         else:
-            atomic.save_npy(self.folder / f"epoch-{int(epoch):03d}.npy", student_logits.astype(np.float16))
+            atomic.save_npy(self.folder / f"epoch-{int(epoch):03d}.npy", half)
             self.used += size
             self.index["epochs"].append(int(epoch))
         self._write_index()

@@ -179,9 +179,14 @@ def _optional(folder: Path, name: str, file: str, shape: tuple[int, ...]) -> np.
 
 
 def _present(path: Path, where: str) -> None:
-    if path.is_symlink():
+    try:
+        link, plain = path.is_symlink(), path.is_file()
+    except OSError as exc:  # e.g. the name of a huge epoch number is too long: one line, no server path
+        shown = where if len(where) <= 120 else where[:119] + "…"
+        raise ValueError(f"{shown}: unreadable ({exc.strerror or type(exc).__name__})") from None
+    if link:
         raise ValueError(f"{where}: a link, refused (run folders hold plain files)")
-    if not path.is_file():
+    if not plain:
         raise ValueError(f"{where}: missing")
 
 

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 RECORDED_FORMAT = "cakd-recorded/1"
-_NAME = re.compile(r"^[\w.+-]{0,100}$")
+_NAME = re.compile(r"^[\w.+-]{0,100}\Z")
 _NUMBER, _WHOLE, _TEXT = "number", "whole", "text"
 _TOP = {"lr": _NUMBER, "epochs": _WHOLE, "batch_size": _WHOLE, "seed": _WHOLE}
 _TOP |= {"student": _TEXT, "teacher": _TEXT, "data": _TEXT}
@@ -92,7 +92,7 @@ def _loss(raw: dict, grouping: str, temperature: float) -> dict:
         for source in (nested, raw):
             value = next((source[a] for a in _ALIASES.get(key, (key,)) if a in source), None)
             try:
-                loss[key] = param.coerce(value) if value is not None else None
+                loss[key] = param.check(value) if value is not None else None
             except ValueError:  # of the wrong type or range: kept in "hyperparameters" only
                 loss[key] = None
             if loss[key] is not None:
@@ -110,7 +110,12 @@ def _pick(source: dict, key: str, kind: str) -> object:
         value = source.get(alias)
         if kind == _TEXT and isinstance(value, str):
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        try:
+            if not math.isfinite(value):
+                continue
+        except OverflowError:  # an int beyond float's range: kept in "hyperparameters" only
             continue
         if kind == _NUMBER:
             return value

@@ -83,7 +83,10 @@ def _is_type(value: object, kind: str) -> bool:
         return False
     if kind == _INT:
         return isinstance(value, int)
-    return isinstance(value, int | float) and math.isfinite(value)
+    try:
+        return isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:  # an int beyond float's range is no number a reader can use
+        return False
 
 
 def type_error(
@@ -589,10 +592,12 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
 def read_note(path: str | Path) -> str:
     """The run's note ('' when there is none or it cannot be read), at most NOTE_MAX_CHARS characters."""
     try:
-        with open(Path(path) / NOTE, encoding="utf-8", errors="replace") as handle:
-            return handle.read(NOTE_MAX_CHARS + 1).rstrip("\n")[:NOTE_MAX_CHARS]
+        with store.open_regular(Path(path) / NOTE) as handle:  # a FIFO is refused, never waited on
+            raw = handle.read(4 * (NOTE_MAX_CHARS + 1))  # at most 4 bytes a character
     except OSError:
         return ""
+    text = raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads
+    return text[: NOTE_MAX_CHARS + 1].rstrip("\n")[:NOTE_MAX_CHARS]
 
 
 def write_note(path: str | Path, text: str) -> str:

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -121,10 +122,16 @@ def create_run(root: Path, config: dict, *, run_id: str | None = None, **status:
         raise FileExistsError(f"{final}: a run with this id exists already")
     tmp = root / f".{run_id}.partial-{secrets.token_hex(3)}"
     tmp.mkdir()
-    write_json(tmp / CONFIG, config)
-    write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | _ERROR_FIELDS | status)
-    (tmp / LOG).touch()
-    os.rename(tmp, final)  # an existing non-empty folder makes this fail rather than merge
+    try:
+        write_json(tmp / CONFIG, config)
+        write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | _ERROR_FIELDS | status)
+        (tmp / LOG).touch()
+        os.rename(tmp, final)  # an existing non-empty folder makes this fail rather than merge
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # no partial folder left behind
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FileExistsError(f"{final}: a run with this id exists already") from None
+        raise
     return final
 
 
@@ -243,7 +250,8 @@ def log_tail(run_dir: Path, lines: int = 30, max_bytes: int = 64_000) -> str:
             text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    text = re.sub(r"[^\n]*\r", "", text)  # keep only the final state of progress-bar lines
+    # keep only the final state of progress-bar lines; a CRLF line end is a line end
+    text = re.sub(r"[^\n]*\r(?!\n)", "", text).replace("\r\n", "\n")
     return "\n".join(text.splitlines()[-lines:])
 
 

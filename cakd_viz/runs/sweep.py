@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -150,13 +151,15 @@ def _check_distribution(key: str, spec: object) -> None:
             if (
                 isinstance(lo, int | float)
                 and isinstance(hi, int | float)
+                # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0)
+                and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
                 and lo < hi
                 and (kind != "loguniform" or lo > 0)
             ):
                 return
     raise ValueError(
         f"random[{key!r}] must be a list of choices or one of {{'uniform': [lo, hi]}}, "
-        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} with lo < hi; got {spec!r}"
+        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with lo < hi; got {spec!r}"
     )
 
 
@@ -199,8 +202,10 @@ def _draws(sweep: SweepConfig) -> list[dict]:
             elif kind == "loguniform":  # 6 decimals, and 6 significant digits below 0.1 (1e-7 is no 0)
                 x = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
                 draw[key] = round(x, max(6, 5 - math.floor(math.log10(x))))
-            else:
-                draw[key] = round(float(rng.uniform(lo, hi)), 6)
+            else:  # 6 decimals, and 6 significant digits of a range below 0.1 (1e-7..3e-7 is no 0)
+                span = float(hi) - float(lo)
+                decimals = max(6, 5 - math.floor(math.log10(span))) if math.isfinite(span) else 6
+                draw[key] = round(float(rng.uniform(lo, hi)), decimals)
         out.append(draw)
     return out
 
@@ -274,24 +279,30 @@ def create_sweep(
     root.mkdir(parents=True, exist_ok=True)
     sweep_id = store.new_run_id(sweep.name or f"sweep-{sweep.engine}")
     owner = status | {"owner": f"sweep {sweep_id}"}
-    dirs = []
-    for i, trial in enumerate(trials):
-        trial.sweep = sweep_id
-        trial.name = trial.name or _trial_name(trial)
-        dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
+    dirs: list[Path] = []
     tmp = root / f".{sweep_id}.partial"
-    tmp.mkdir()
-    store.write_json(tmp / store.STATUS, {"state": "queued", "created": time.time(), "error": None} | status)
-    info = {
-        "id": sweep_id,
-        "config": sweep.to_dict(),
-        "trials": [d.name for d in dirs],
-        "engine": sweep.engine,
-    }
-    store.write_json(tmp / store.SWEEP, info)
-    (tmp / store.LOG).touch()
-    sweep_dir = root / sweep_id
-    tmp.rename(sweep_dir)  # appears complete, with sweep.json marking it as a sweep
+    try:
+        for i, trial in enumerate(trials):
+            trial.sweep = sweep_id
+            trial.name = trial.name or _trial_name(trial)
+            dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
+        tmp.mkdir()
+        status = {"state": "queued", "created": time.time(), "error": None} | status
+        store.write_json(tmp / store.STATUS, status)
+        info = {
+            "id": sweep_id,
+            "config": sweep.to_dict(),
+            "trials": [d.name for d in dirs],
+            "engine": sweep.engine,
+        }
+        store.write_json(tmp / store.SWEEP, info)
+        (tmp / store.LOG).touch()
+        sweep_dir = root / sweep_id
+        tmp.rename(sweep_dir)  # appears complete, with sweep.json marking it as a sweep
+    except BaseException:  # no trial folders of a sweep that never appeared, no partial sweep folder
+        for path in [*dirs, tmp]:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     return sweep_dir, dirs
 
 

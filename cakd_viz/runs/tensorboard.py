@@ -6,11 +6,13 @@ becomes a scalar: "epoch" rows under ``epoch/FIELD`` at step = the epoch (the he
 ``epoch/val_kl``, ..., accuracies, losses, gradient norms, times), "step" rows under ``step/FIELD`` at
 step = the training step; a row's "time" is its wall time. Exporting again replaces a run's folder
 (written aside, then swapped in), so TensorBoard never sees a point twice. Runs that are queued,
-running or corrupt are skipped and named.
+running or corrupt are skipped and named, and so is a run whose folder name is taken by a folder no
+export of it wrote (only marked folders are ever replaced).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -52,9 +54,27 @@ def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path],
             skipped.append(
                 f"skipped {run.id}: {run.state}, not ended yet (export it again once it has ended)"
             )
+        elif _foreign(out / folder_name(run), run.id):  # only folders an export wrote are replaced
+            skipped.append(
+                f"skipped {run.id}: {folder_name(run)} in the output folder was not written by an export "
+                f"of this run (no {MARKER} naming it); move it away to export this run"
+            )
         else:
             written[run.id] = _export_run(run, out, writer_class)
     return written, skipped
+
+
+def _foreign(target: Path, run_id: str) -> bool:
+    """Whether ``target`` exists and is not a folder an export of run ``run_id`` wrote (marked)."""
+    if not (target.exists() or target.is_symlink()):
+        return False
+    marker = target / MARKER
+    if target.is_symlink() or not marker.is_file():
+        return True
+    try:
+        return marker.read_text().strip() != run_id
+    except (OSError, UnicodeDecodeError):
+        return True
 
 
 def folder_name(run: RunInfo) -> str:
@@ -101,7 +121,7 @@ def _add(writer, record: dict) -> None:
     if kind not in ("epoch", "step"):
         return
     step = record.get(kind)
-    if not _is_number(step):
+    if not _is_number(step) or not math.isfinite(step) or abs(step) >= 2**63:  # a damaged row: no step
         return
     wall = record.get("time") if _is_number(record.get("time")) else None
     for key, value in record.items():

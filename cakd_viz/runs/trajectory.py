@@ -210,6 +210,7 @@ def trajectory(
         pred[e], kl[e] = d.student_pred, d.kl
     if truth is None:  # no kept epoch: the teacher's classes still say which samples each class has
         truth = np.asarray(np.argmax(teacher, axis=1), np.int64)
+    if not epochs:  # the labels (or the teacher's classes) still count each class's samples
         counts = np.bincount(truth, minlength=c).astype(np.int64)
     arrays = [means, counts, overall, order, family, truth, pred, kl]
     for a in arrays + ([] if rows is None else [rows]):
@@ -254,7 +255,9 @@ def read_trajectory(run_dir: str | Path) -> Trajectory:
                 "so these numbers may differ slightly from its curves"
             )
     if files.not_kept:
-        notes.append(f"epochs {', '.join(map(str, files.not_kept))} were not kept (over the runs' size cap)")
+        notes.append(
+            f"epochs {', '.join(map(str, files.not_kept))} were not kept (over the runs' size cap or float16's range)"
+        )
     students = {e: files.student(e) for e in files.epochs}
     return trajectory(
         students,
