@@ -406,7 +406,6 @@ def test_app_says_the_address_and_port_streamlit_is_given(capsys, bundle, monkey
     the app serves must name what Streamlit gets, not --port's default."""
     from cakd_viz.cli import app_cmd
 
-    pytest.importorskip("streamlit")
     started = {}
 
     def execve(path, cmd, env):

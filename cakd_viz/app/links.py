@@ -68,6 +68,9 @@ def show(names: Sequence[str]) -> None:
 # -- widgets bound to the URL ----------------------------------------------------------------------------
 
 
+_NON_FINITE = "_links_non_finite"  # {key: a link's non-finite number}, kept over the rerun that drops it
+
+
 def bound(
     draw: Callable,
     label: str,
@@ -88,7 +91,12 @@ def bound(
     on a rerun the URL holds what the widget wrote there."""
     raw = st.query_params.get(key) if key not in st.session_state else None
     if raw is not None and getattr(draw, "__name__", "") == "number_input" and not _finite(raw):
-        _forget(key)  # Streamlit's seeding fails on "inf" for a whole number: the widget starts at default
+        # Streamlit's own seeding fails on "inf" for a whole number: the link's value leaves the URL and the
+        # run starts over (the widget then at its default), keeping the value for the note below
+        st.session_state.setdefault(_NON_FINITE, {})[key] = raw
+        del st.query_params[key]
+        st.rerun()
+    raw = st.session_state.get(_NON_FINITE, {}).pop(key, raw)
     value = draw(label, *args, key=key, bind="query-params", **kwargs)
     if raw is not None and not _same(raw, value, url or kwargs.get("format_func") or str):
         note(
@@ -105,16 +113,6 @@ def _finite(raw: str) -> bool:
         return math.isfinite(float(raw))
     except ValueError:
         return True
-
-
-def _forget(key: str) -> None:
-    """Take a link's value for ``key`` out of the URL and out of what Streamlit seeds widgets from."""
-    from streamlit.runtime.state.session_state_proxy import get_session_state
-
-    with get_session_state().query_params() as qp:
-        qp._initial_query_params.pop(key, None)
-        if key in qp and not qp.is_bound(key):
-            del qp[key]
 
 
 def _same(raw: str, value: object, url: Callable[[object], str]) -> bool:
