@@ -1576,7 +1576,7 @@ W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, g
     for (int level = 0; m > 0 && level < PICK_LEVELS; level++) {
         const float *vals = cur < 0 ? t : bv[cur], *ps = cur < 0 ? p : bp[cur];
         if (m <= RANK_MAX) return mass_rank(vals, ps, m, base, goal, v, above_v, ties, p_at);
-        if (!banded && m >= 2 * BAND_SAMPLES) {
+        if (!banded && m >= 2 * BAND_SAMPLES && m <= INT32_MAX) { /* (32-bit sample indices) */
             float xs[BAND_SAMPLES], xp[BAND_SAMPLES];
             double up, in_band;
             const int to = cur == 0 ? 1 : 0;
@@ -1858,7 +1858,7 @@ W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, row_t *row, uint8_t 
     band_t band = {0.0f, 0.0f};
     float lanes_mass = INFINITY; /* the lane maxima's p~, estimated in float: mass_lanes_avx512 is skipped where
                                     it is certainly short of the goal (1e-5 relative covers the estimate) */
-    const int banded = c >= 8 * BAND_SAMPLES && row->n_lanes == 16;
+    const int banded = c >= 8 * BAND_SAMPLES && c <= INT32_MAX && row->n_lanes == 16;
     if (banded) {
         float xs[BAND_SAMPLES], xp[BAND_SAMPLES];
         const __m512 itf = _mm512_set1_ps((float)cl->inv_t), mx = _mm512_set1_ps(row->tmax), lv = _mm512_loadu_ps(row->lanes);
