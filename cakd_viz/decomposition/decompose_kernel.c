@@ -83,11 +83,13 @@
  *      keeps k + 1 or k + 2 entries, which give W's maximum too; top-k (k > 32) and mass:P bisect on
  *      the threshold value (a masked count or masked probability sum per probe). On AVX-512, mass:P
  *      first works on float probabilities (mass_float_avx512): v from pass 1's lane maxima where they
- *      hold P (a peaked row), else by selection: a band of likely values from 32 strided samples (one
- *      pass; it holds v in most rows), then split the candidates around a pivot and keep the side that
- *      holds v, level by level; the set is kept where a bound on the float
- *      rounding shows every decision certain, and the rest (a few rows in a thousand) bisect in double;
- *      a certain set is written with its groups' maxima, sizes and references (mass_groups_avx512)
+ *      hold P (a peaked row), else by selection: a band of likely values from 32 strided samples and a
+ *      total estimated from them and the lane maxima, compacted by the pass that computes the
+ *      probabilities (it holds v in 92-97% of rows), then a band of the band's candidates (sampled
+ *      the same way), and the last few dozen ranked (a pivot split where a band misses v); the set is
+ *      kept where a bound on the float rounding shows every decision certain, and the rest (a few rows
+ *      in a thousand) bisect in double; a certain set is written with its groups' maxima, sizes and
+ *      references (mass_groups_avx512)
  *   3. group teacher maxima, |S|, reference classes (skipped for top-k, whose list has them, and for
  *      mass:P's certain rows)
  *   4. e^b and d - d_ref into scratch; Zp and sum e^b (d - d_ref) per group
@@ -208,8 +210,8 @@ typedef struct {
     uint8_t *mask;             /* (cp + 8,) 1 = S, 0 = W, 2 = padding */
     double *pd;                /* (c,) mass: teacher probabilities in double; top-k with a large k: 1s */
     float *pf;                 /* (cp,) mass (AVX-512): teacher probabilities in float, unnormalised */
-    float *pc;                 /* 2 x (c + 16) mass (AVX-512): the candidates' probabilities */
-    float *sel;                /* (c + 16,) top-k, 2 x (c + 16) mass (AVX-512): the candidates */
+    float *pc;                 /* 2 x (c + 16) mass (AVX-512): the candidates' probabilities (two buffers) */
+    float *sel;                /* (c + 16,) top-k, 2 x (c + 16) mass (AVX-512): the candidates (two buffers) */
     int32_t *cand;             /* (c + 16,) top-k: the candidates' classes */
     void *block;
 } scratch_t;
@@ -268,9 +270,9 @@ static int scratch_init(scratch_t *sc, int64_t c, int rule) {
         TAKE(sc->sel, float, c + 16);
         TAKE(sc->cand, int32_t, c + 16);
     }
-    if (rule == RULE_MASS) { /* mass_pick_avx512's candidates, mass_float_avx512's probabilities */
-        TAKE(sc->sel, float, c + 16);
-        TAKE(sc->pc, float, c + 16);
+    if (rule == RULE_MASS) { /* mass_pick_avx512's candidates (two buffers), mass_float_avx512's probabilities */
+        TAKE(sc->sel, float, 2 * (c + 16));
+        TAKE(sc->pc, float, 2 * (c + 16));
         TAKE(sc->pf, float, cp);
     }
 #undef TAKE
@@ -1406,83 +1408,187 @@ W_FN double mass_probe_avx512(const float *t, const double *p, int64_t c, float 
     return _mm512_reduce_add_pd(_mm512_add_pd(a, b)) + mass_probe_scalar(t + c16, p + c16, c - c16, theta, strict);
 }
 
-/* A band of values likely to hold mass:P's threshold v, from BAND_SAMPLES classes taken at even strides:
-   in ascending order, the masses of the samples cumulated from the bottom (scaled by c / BAND_SAMPLES) estimate
-   the mass below each sample's value, and the band runs BAND_HALF samples either side of where that estimate
-   reaches 1 - P of the total. One pass sums the mass above the band and in it, and compacts the band's classes
-   into cv, cp. Returns their number, with *base the mass above the band, where v lies in the band (the sums
-   say so exactly); -1 where it does not (a few rows in a hundred), or for rows too short to sample. */
+/* mass:P's threshold v by sampled bands. A band is the candidates whose values lie in [lo, hi], chosen from
+   BAND_SAMPLES candidates taken at even strides (in class order, so of any rank): in ascending (value, sample)
+   order, their masses cumulated from the bottom estimate the share of the candidates' mass below each sample's
+   value, and the band runs BAND_HALF samples either side of where that estimate reaches the share that lies
+   below v. One pass sums the mass above the band and in it and compacts the band's candidates (for the row
+   itself, mass_expf_avx512's pass does so while it computes p~); v lies in the band where those sums say so
+   (exactly: the masses, not the estimate, decide), and the band is then the candidates of the next step. */
 #define BAND_SAMPLES 32 /* two vectors: the ranks below take them so */
 #define BAND_HALF 3
-W_FN int64_t mass_band_avx512(const float *t, const float *p, int64_t c, double z, goal_t goal, float *cv,
-                              float *cp, double *base) {
-    if (c < 8 * BAND_SAMPLES) return -1;
-    float xs[BAND_SAMPLES], sv[BAND_SAMPLES];
-    double xp[BAND_SAMPLES], sp[BAND_SAMPLES];
-    for (int j = 0; j < BAND_SAMPLES; j++) {
-        const int64_t i = (j * c) / BAND_SAMPLES + c / (2 * BAND_SAMPLES);
-        xs[j] = t[i], xp[j] = p[i];
-    }
+typedef struct {
+    float lo, hi;
+} band_t;
+
+/* the band from the samples' values xs and masses xp (float: an estimate), where their masses below v add up
+   to `need`: in ascending order, the first sample whose mass, with that of those before it, reaches it, k,
+   and the band [value of rank k - BAND_HALF, value of rank k + BAND_HALF] (open where the rank is out of
+   range). Each sample's rank and the mass before it, vectorised over the samples, from distinct keys: the
+   values' monotone bits with the sample's number in the lowest five (the order of values that differ there
+   only may change: an estimate still; a band is a band). */
+W_INLINE band_t band_of(const float *xs, const float *xp, float need) {
+    const __m512i top = _mm512_set1_epi32((int)0x80000000), low = _mm512_set1_epi32(~(BAND_SAMPLES - 1));
     const __m512 x0 = _mm512_loadu_ps(xs), x1 = _mm512_loadu_ps(xs + 16);
-    for (int j = 0; j < BAND_SAMPLES; j++) { /* ascending (value, sample) order: each sample's rank */
-        const __m512 x = _mm512_set1_ps(xs[j]);
-        const uint32_t lt = (uint32_t)_mm512_cmp_ps_mask(x0, x, _CMP_LT_OQ) | (uint32_t)_mm512_cmp_ps_mask(x1, x, _CMP_LT_OQ) << 16;
-        const uint32_t eq = (uint32_t)_mm512_cmp_ps_mask(x0, x, _CMP_EQ_OQ) | (uint32_t)_mm512_cmp_ps_mask(x1, x, _CMP_EQ_OQ) << 16;
-        const int rank = __builtin_popcount(lt | (eq & ((1u << j) - 1)));
-        sv[rank] = xs[j], sp[rank] = xp[j];
+    __m512i k0 = _mm512_castps_si512(x0), k1 = _mm512_castps_si512(x1); /* float_key, 16 at a time */
+    k0 = _mm512_xor_si512(k0, _mm512_or_si512(_mm512_srai_epi32(k0, 31), top));
+    k1 = _mm512_xor_si512(k1, _mm512_or_si512(_mm512_srai_epi32(k1, 31), top));
+    k0 = _mm512_or_si512(_mm512_and_si512(k0, low), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    k1 = _mm512_or_si512(_mm512_and_si512(k1, low), _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31));
+    uint32_t keys[BAND_SAMPLES];
+    _mm512_storeu_si512(keys, k0), _mm512_storeu_si512(keys + 16, k1);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512 b[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512i r0 = _mm512_setzero_si512(), r1 = r0;
+    for (int i = 0; i < BAND_SAMPLES; i++) { /* sample i comes before the samples j with key_j > key_i */
+        const __m512i k = _mm512_set1_epi32((int)keys[i]);
+        const __m512 p = _mm512_set1_ps(xp[i]);
+        const __mmask16 a0 = _mm512_cmpgt_epu32_mask(k0, k), a1 = _mm512_cmpgt_epu32_mask(k1, k);
+        const int c2 = 2 * (i & 1); /* two chains per half */
+        b[c2] = _mm512_mask_add_ps(b[c2], a0, b[c2], p), b[c2 + 1] = _mm512_mask_add_ps(b[c2 + 1], a1, b[c2 + 1], p);
+        r0 = _mm512_mask_add_epi32(r0, a0, r0, one), r1 = _mm512_mask_add_epi32(r1, a1, r1, one);
     }
-    const double need = (z - goal.hi) * BAND_SAMPLES / (double)c;
-    double below = 0.0;
-    int k = 0;
-    for (; k < BAND_SAMPLES - 1 && (below += sp[k]) < need; k++) {
+    const __m512 n = _mm512_set1_ps(need);
+    const __mmask16 c0 = _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_add_ps(b[0], b[2]), _mm512_loadu_ps(xp)), n, _CMP_GE_OQ);
+    const __mmask16 c1 = _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_add_ps(b[1], b[3]), _mm512_loadu_ps(xp + 16)), n, _CMP_GE_OQ);
+    const __m512i last = _mm512_set1_epi32(BAND_SAMPLES - 1);
+    const int k = _mm512_reduce_min_epi32(_mm512_min_epi32(_mm512_mask_mov_epi32(last, c0, r0), _mm512_mask_mov_epi32(last, c1, r1)));
+    band_t band = {-INFINITY, INFINITY};
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    if (k >= BAND_HALF) {
+        const __m512i at = _mm512_set1_epi32(k - BAND_HALF);
+        band.lo = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_mask_mov_ps(ninf, _mm512_cmpeq_epi32_mask(r0, at), x0),
+                                                     _mm512_mask_mov_ps(ninf, _mm512_cmpeq_epi32_mask(r1, at), x1)));
     }
-    const __m512 lo = _mm512_set1_ps(k >= BAND_HALF ? sv[k - BAND_HALF] : -INFINITY);
-    const __m512 hi = _mm512_set1_ps(k + BAND_HALF < BAND_SAMPLES ? sv[k + BAND_HALF] : INFINITY);
-    __m512d up[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()}, in_band[2] = {up[0], up[1]};
-    int64_t m = 0;
-    for (int64_t i = 0; i < c; i += 16) {
-        const __mmask16 in = tail16(c, i);
-        const __m512 y = _mm512_maskz_loadu_ps(in, t + i), pv = _mm512_maskz_loadu_ps(in, p + i);
+    if (k + BAND_HALF < BAND_SAMPLES) {
+        const __m512i at = _mm512_set1_epi32(k + BAND_HALF);
+        band.hi = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_mask_mov_ps(ninf, _mm512_cmpeq_epi32_mask(r0, at), x0),
+                                                     _mm512_mask_mov_ps(ninf, _mm512_cmpeq_epi32_mask(r1, at), x1)));
+    }
+    return band;
+}
+
+/* the classes of m candidates (m >= BAND_SAMPLES) sampled at even strides */
+W_INLINE void band_index(int64_t m, __m512i *i0, __m512i *i1) {
+    int32_t idx[BAND_SAMPLES];
+    for (int j = 0; j < BAND_SAMPLES; j++) idx[j] = (int32_t)(((uint64_t)j * (uint64_t)m) / BAND_SAMPLES + (uint64_t)m / (2 * BAND_SAMPLES));
+    *i0 = _mm512_loadu_si512(idx), *i1 = _mm512_loadu_si512(idx + 16);
+}
+
+/* the samples' values and masses */
+W_INLINE void band_samples(const float *vals, const float *ps, int64_t m, float *xs, float *xp) {
+    __m512i i0, i1;
+    band_index(m, &i0, &i1);
+    _mm512_storeu_ps(xs, _mm512_i32gather_ps(i0, vals, 4)), _mm512_storeu_ps(xs + 16, _mm512_i32gather_ps(i1, vals, 4));
+    _mm512_storeu_ps(xp, _mm512_i32gather_ps(i0, ps, 4)), _mm512_storeu_ps(xp + 16, _mm512_i32gather_ps(i1, ps, 4));
+}
+
+/* one band pass over m candidates: the mass above the band into *up, in it into *in_band, its candidates
+   compacted into cv, cp (another buffer: where v is not in the band, the candidates are needed whole);
+   returns their number */
+W_INLINE int64_t band_pass(const float *vals, const float *ps, int64_t m, band_t b, float *cv, float *cp, double *up,
+                           double *in_band) {
+    const __m512 lo = _mm512_set1_ps(b.lo), hi = _mm512_set1_ps(b.hi);
+    __m512d u[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()}, w[2] = {u[0], u[1]};
+    int64_t n = 0;
+    for (int64_t i = 0; i < m; i += 16) {
+        const __mmask16 in = tail16(m, i);
+        const __m512 y = _mm512_maskz_loadu_ps(in, vals + i), pv = _mm512_maskz_loadu_ps(in, ps + i);
         const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, hi, _CMP_GT_OQ);
         const __mmask16 bd = _mm512_mask_cmp_ps_mask(in, y, lo, _CMP_GE_OQ) & ~gt;
         const __m512d pa = w_lo(pv), pb = w_hi(pv);
-        up[0] = _mm512_mask_add_pd(up[0], (__mmask8)gt, up[0], pa);
-        up[1] = _mm512_mask_add_pd(up[1], (__mmask8)(gt >> 8), up[1], pb);
-        in_band[0] = _mm512_mask_add_pd(in_band[0], (__mmask8)bd, in_band[0], pa);
-        in_band[1] = _mm512_mask_add_pd(in_band[1], (__mmask8)(bd >> 8), in_band[1], pb);
-        _mm512_storeu_ps(cv + m, _mm512_maskz_compress_ps(bd, y));
-        _mm512_storeu_ps(cp + m, _mm512_maskz_compress_ps(bd, pv));
-        m += __builtin_popcount(bd);
+        u[0] = _mm512_mask_add_pd(u[0], (__mmask8)gt, u[0], pa);
+        u[1] = _mm512_mask_add_pd(u[1], (__mmask8)(gt >> 8), u[1], pb);
+        w[0] = _mm512_mask_add_pd(w[0], (__mmask8)bd, w[0], pa);
+        w[1] = _mm512_mask_add_pd(w[1], (__mmask8)(bd >> 8), w[1], pb);
+        _mm512_storeu_ps(cv + n, _mm512_maskz_compress_ps(bd, y));
+        _mm512_storeu_ps(cp + n, _mm512_maskz_compress_ps(bd, pv));
+        n += __builtin_popcount(bd);
     }
-    const double above = _mm512_reduce_add_pd(_mm512_add_pd(up[0], up[1]));
-    const double band = _mm512_reduce_add_pd(_mm512_add_pd(in_band[0], in_band[1]));
-    if (reaches(above, goal) || !reaches(above + band, goal)) return -1;
-    *base = above;
-    return m;
+    *up = _mm512_reduce_add_pd(_mm512_add_pd(u[0], u[1]));
+    *in_band = _mm512_reduce_add_pd(_mm512_add_pd(w[0], w[1]));
+    return n;
 }
 
-/* mass:P's threshold v by selection rather than bisection: the candidates (values, probabilities) are
-   split around a pivot (the median of three candidates), keeping the side where v lies and adding the mass
-   above it to `base`. Each level sums the masses above and at the pivot (a light pass), then compacts the
-   side kept into the scratch, in place from the second level on (a write never passes the read): about two
-   light passes and one compaction over the row in all, against 32 probes. On mass_float_avx512's float
-   probabilities p (their sums in double); v is a candidate, which the caller keeps only where it certifies
-   it, with what mass_above_avx512 would say of v: the mass strictly above it (*above: base and the candidates
-   above the pivot, summed in another order, which the certification's margin covers), the classes at it
-   (*ties: all are candidates at every level) and their probability (*p_at). Returns 0 where no v came out.
-   cv, cp: (c + 16) scratch each. */
+/* v among m <= RANK_MAX candidates (all the classes at v among them) with `base` the mass above them: each
+   candidate's mass at or above its value (in float: an estimate), and v the largest value where base and it
+   reach the goal; then the mass strictly above v and the classes at it, in double. Reports as mass_pick_avx512
+   does (a v the estimate got wrong, in a row within float's rounding of the goal, fails the certification). */
+#define RANK_MAX 48 /* three vectors */
+W_INLINE int mass_rank(const float *vals, const float *ps, int64_t m, double base, goal_t goal, float *v,
+                       double *above_v, int64_t *ties, float *p_at) {
+    __m512 x[3], g[3];
+    __mmask16 in[3];
+    for (int q = 0; q < 3; q++) {
+        in[q] = tail16(m, 16 * q);
+        x[q] = _mm512_mask_loadu_ps(_mm512_set1_ps(INFINITY), in[q], vals + 16 * q);
+        g[q] = _mm512_setzero_ps();
+    }
+    for (int64_t j = 0; j < m; j++) { /* candidate j's mass counts for the candidates at or below it */
+        const __m512 xj = _mm512_set1_ps(vals[j]), pj = _mm512_set1_ps(ps[j]);
+        g[0] = _mm512_mask_add_ps(g[0], _mm512_cmp_ps_mask(x[0], xj, _CMP_LE_OQ), g[0], pj);
+        if (m > 16) g[1] = _mm512_mask_add_ps(g[1], _mm512_cmp_ps_mask(x[1], xj, _CMP_LE_OQ), g[1], pj);
+        if (m > 32) g[2] = _mm512_mask_add_ps(g[2], _mm512_cmp_ps_mask(x[2], xj, _CMP_LE_OQ), g[2], pj);
+    }
+    const __m512 need = _mm512_set1_ps((float)(goal.hi - base)), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 best = ninf, lowest = _mm512_set1_ps(INFINITY);
+    for (int q = 0; q < 3; q++) {
+        best = _mm512_max_ps(best, _mm512_mask_mov_ps(ninf, in[q] & _mm512_cmp_ps_mask(g[q], need, _CMP_GE_OQ), x[q]));
+        lowest = _mm512_min_ps(lowest, x[q]);
+    }
+    float w = _mm512_reduce_max_ps(best);
+    if (w == -INFINITY) w = _mm512_reduce_min_ps(lowest); /* none reached, by the estimate: the lowest value */
+    const __m512 wv = _mm512_set1_ps(w);
+    __m512d a[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+    int64_t n_at = 0;
+    float pw = 0.0f;
+    for (int q = 0; q < 3; q++) {
+        const __m512 pv = _mm512_maskz_loadu_ps(in[q], ps + 16 * q);
+        const __mmask16 gt = _mm512_mask_cmp_ps_mask(in[q], x[q], wv, _CMP_GT_OQ), eq = _mm512_mask_cmp_ps_mask(in[q], x[q], wv, _CMP_EQ_OQ);
+        a[q & 1] = _mm512_mask_add_pd(a[q & 1], (__mmask8)gt, a[q & 1], w_lo(pv));
+        a[2 + (q & 1)] = _mm512_mask_add_pd(a[2 + (q & 1)], (__mmask8)(gt >> 8), a[2 + (q & 1)], w_hi(pv));
+        if (eq) n_at += __builtin_popcount(eq), pw = ps[16 * q + __builtin_ctz(eq)];
+    }
+    *v = w, *above_v = base + w_sum4(a), *ties = n_at, *p_at = pw;
+    return n_at > 0;
+}
+
+/* mass:P's threshold v from the candidates (values, probabilities) of mass_expf_avx512's band where it holds
+   v (m >= 0: then base, the mass above it, and tot, its own), else from the whole row: a band of the
+   candidates (band_of on strided samples of them, now with their exact mass) while more than RANK_MAX of them
+   are left, or where a band misses v, a split around a pivot (the median of three candidates), keeping the
+   side where v lies and adding the mass above it to `base`; at most RANK_MAX candidates are ranked
+   (mass_rank). A band is compacted into the other of two buffers, a split in place (a write never passes
+   the read).
+   On mass_float_avx512's float probabilities p (their sums in double); v is a candidate, which the caller
+   keeps only where it certifies it, with what mass_above_avx512 would say of v: the mass strictly above it
+   (*above: base and the candidates above, summed in another order, which the certification's margin covers),
+   the classes at it (*ties: all are candidates at every step) and their probability (*p_at). Returns 0 where
+   no v came out. cv, cp: 2 (c + 16) scratch each, holding the band's candidates on entry where m >= 0. */
 #define PICK_LEVELS 48 /* a row that needs more (adversarial pivots) is left to the bisection */
 W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, goal_t goal, float *cv, float *cp,
-                          float *v, double *above_v, int64_t *ties, float *p_at) {
-    const float *vals = t; /* the first level reads the row itself, unless the band holds v */
-    const float *ps = p;
-    double base = 0.0;
-    int64_t m = mass_band_avx512(t, p, c, z, goal, cv, cp, &base);
-    if (m >= 0)
-        vals = cv, ps = cp;
-    else
-        m = c, base = 0.0;
+                          int64_t m, double base, double tot, float *v, double *above_v, int64_t *ties, float *p_at) {
+    float *const bv[2] = {cv, cv + c + 16}, *const bp[2] = {cp, cp + c + 16}; /* two buffers: a band never
+                                                                                  overwrites its own candidates */
+    int cur = 0; /* the buffer holding the candidates, -1: the row itself */
+    int banded = 0; /* a band of the candidates missed v at this size */
+    if (m < 0) cur = -1, m = c, base = 0.0, tot = z; /* a band of the row again, on the exact total now */
     for (int level = 0; m > 0 && level < PICK_LEVELS; level++) {
+        const float *vals = cur < 0 ? t : bv[cur], *ps = cur < 0 ? p : bp[cur];
+        if (m <= RANK_MAX) return mass_rank(vals, ps, m, base, goal, v, above_v, ties, p_at);
+        if (!banded && m >= 2 * BAND_SAMPLES && m <= INT32_MAX) { /* (32-bit sample indices) */
+            float xs[BAND_SAMPLES], xp[BAND_SAMPLES];
+            double up, in_band;
+            const int to = cur == 0 ? 1 : 0;
+            band_samples(vals, ps, m, xs, xp); /* the samples' share of the mass below v: */
+            const float need = (float)((tot - (goal.hi - base)) * BAND_SAMPLES / (double)m);
+            const int64_t n = band_pass(vals, ps, m, band_of(xs, xp, need), bv[to], bp[to], &up, &in_band);
+            if (!reaches(base + up, goal) && reaches(base + up + in_band, goal)) {
+                base += up, tot = in_band, m = n, cur = to;
+                continue;
+            }
+            banded = 1; /* v is not in the band: a split of the same candidates */
+        }
         float a = vals[m / 4], b = vals[m / 2], d = vals[(3 * m) / 4]; /* in class order, any rank */
         float med = a < b ? (b < d ? b : (a < d ? d : a)) : (a < d ? a : (b < d ? d : b));
         const __m512 x = _mm512_set1_ps(med);
@@ -1505,23 +1611,24 @@ W_FN int mass_pick_avx512(const float *t, const float *p, int64_t c, double z, g
         const double hi_m = w_sum4(hi), at = w_sum4(eq);
         int above; /* the side kept: above the pivot (1) or below it (0) */
         if (reaches(base + hi_m, goal)) {
-            above = 1;
+            above = 1, tot = hi_m;
         } else if (reaches(base + hi_m + at, goal)) {
             *v = med, *above_v = base + hi_m, *ties = at_n, *p_at = at_p;
             return 1;
         } else {
-            base += hi_m + at, above = 0;
+            base += hi_m + at, tot -= hi_m + at, above = 0;
         }
+        const int to = cur < 0 ? 0 : cur; /* in place, or from the row */
         int64_t w = 0;
         for (int64_t i = 0; i < m; i += 16) {
             const __mmask16 in = tail16(m, i);
             __m512 y = _mm512_maskz_loadu_ps(in, vals + i);
             __mmask16 k = above ? _mm512_mask_cmp_ps_mask(in, y, x, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, y, x, _CMP_LT_OQ);
-            _mm512_storeu_ps(cv + w, _mm512_maskz_compress_ps(k, y));
-            _mm512_storeu_ps(cp + w, _mm512_maskz_compress_ps(k, _mm512_maskz_loadu_ps(in, ps + i)));
+            _mm512_storeu_ps(bv[to] + w, _mm512_maskz_compress_ps(k, y));
+            _mm512_storeu_ps(bp[to] + w, _mm512_maskz_compress_ps(k, _mm512_maskz_loadu_ps(in, ps + i)));
             w += __builtin_popcount(k);
         }
-        vals = cv, ps = cp, m = w;
+        m = w, cur = to, banded = 0;
     }
     return 0;
 }
@@ -1595,48 +1702,82 @@ W_FN int mass_lanes_avx512(const float *t, const float *p, int64_t c, const row_
    by one common factor, which no comparison of a mass with P times the total sees, and moves each x by at
    most 6e-8 |x| + 6e-8 of that factor's exponent, 1.2e-7 |max t / T| (the products of roundings, 1e-14
    |max t / T|, bound the second); with the fused operation's own rounding, 1.2e-7 |x| + 1e-14 |max t / T|
-   in all; and x >= -COMMON_SPAN flushes nothing. */
-W_FN double mass_expf_avx512(const float *t, int64_t c, int64_t cp, float tmax, double inv_t, int common, float *pf,
-                             double *err) {
-    __m512d z[4], a[4]; /* four chains each (w_sum4) */
-    for (int j = 0; j < 4; j++) z[j] = a[j] = _mm512_setzero_pd();
-    if (common) {
-        const __m512 itf = _mm512_set1_ps((float)inv_t), shift = _mm512_set1_ps((float)((double)tmax * inv_t));
-        for (int64_t i = 0; i < cp; i += 32)
-            for (int h = 0; h < 2; h++) {
-                const int64_t at = i + 16 * h;
-                if (at >= cp) break;
-                const __m512 x = _mm512_fmsub_ps(_mm512_load_ps(t + at), itf, shift); /* as p4_body */
-                const __m512 e = w_exp_inrange(x);
-                _mm512_store_ps(pf + at, e);
-                const __m512 ec = _mm512_maskz_mov_ps(tail16(c, at), e), ax = _mm512_abs_ps(x);
-                const __m512d el = w_lo(ec), eh = w_hi(ec);
-                z[2 * h] = _mm512_add_pd(z[2 * h], el), z[2 * h + 1] = _mm512_add_pd(z[2 * h + 1], eh);
-                a[2 * h] = _mm512_fmadd_pd(el, w_lo(ax), a[2 * h]);
-                a[2 * h + 1] = _mm512_fmadd_pd(eh, w_hi(ax), a[2 * h + 1]);
-            }
-        const double zs = w_sum4(z);
-        *err = 1.01 * (1.2e-7 * w_sum4(a) + (3e-7 + 1e-14 * fabs((double)tmax * inv_t)) * zs) + 1e-15 * zs;
-        return zs;
-    }
+   in all; and x >= -COMMON_SPAN flushes nothing. With a band (b), the same pass is the band's (band_pass):
+   the mass above it into *up, in it into *in_band, its classes compacted into cv, cp; returns their number
+   in *bm (-1 without a band). */
+W_INLINE double mass_expf_body(const float *t, int64_t c, int64_t cp, float tmax, double inv_t, float *pf, double *err,
+                               const int common, const int banded, band_t b, float *cv, float *cpb, int64_t *bm,
+                               double *up, double *in_band) {
+    __m512d z[4], a[4], u[4], w[4]; /* four chains each (w_sum4) */
+    for (int j = 0; j < 4; j++) z[j] = a[j] = u[j] = w[j] = _mm512_setzero_pd();
+    __m512 af[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}; /* sum p~ |x|: float partials of FLUSH terms a lane */
+    const __m512 lo = _mm512_set1_ps(b.lo), hi = _mm512_set1_ps(b.hi);
+    int64_t n = 0;
+    const __m512 itf = _mm512_set1_ps((float)inv_t), shift = _mm512_set1_ps((float)((double)tmax * inv_t));
     const __m512d mx = _mm512_set1_pd(tmax), it = _mm512_set1_pd(inv_t), floor = _mm512_set1_pd(-100.0);
-    for (int64_t i = 0; i < c; i += 32)
+    const int64_t end = common ? cp : c;
+    for (int64_t i = 0, step = 1; i < end; i += 32, step++) {
         for (int h = 0; h < 2; h++) {
-            const __mmask16 in = tail16(c, i + 16 * h);
-            const __m512 y = _mm512_maskz_loadu_ps(in, t + i + 16 * h);
-            const __m512d xl = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(y), mx), it), floor);
-            const __m512d xh = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(y), mx), it), floor);
-            const __m512 x = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(xl)), _mm512_cvtpd_ps(xh), 1);
-            const __m512 e = _mm512_maskz_mov_ps(in, w_exp(x));
-            _mm512_mask_storeu_ps(pf + i + 16 * h, in, e);
-            const __m512d el = w_lo(e), eh = w_hi(e);
+            const int64_t at = i + 16 * h;
+            if (common && at >= cp) break;
+            const __mmask16 in = tail16(c, at);
+            __m512 e;
+            __m512d el, eh; /* e in double */
+            const __m512 y = common ? _mm512_load_ps(t + at) : _mm512_maskz_loadu_ps(in, t + at);
+            if (common) {
+                const __m512 x = _mm512_fmsub_ps(y, itf, shift); /* as p4_body */
+                e = w_exp_inrange(x);
+                _mm512_store_ps(pf + at, e);
+                const __m512 ec = _mm512_maskz_mov_ps(in, e);
+                el = w_lo(ec), eh = w_hi(ec);
+                af[h] = _mm512_fmadd_ps(ec, _mm512_abs_ps(x), af[h]);
+            } else {
+                const __m512d xl = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_lo(y), mx), it), floor);
+                const __m512d xh = _mm512_max_pd(_mm512_mul_pd(_mm512_sub_pd(w_hi(y), mx), it), floor);
+                const __m512 x = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(xl)), _mm512_cvtpd_ps(xh), 1);
+                e = _mm512_maskz_mov_ps(in, w_exp(x));
+                _mm512_mask_storeu_ps(pf + at, in, e);
+                el = w_lo(e), eh = w_hi(e);
+                af[h] = _mm512_fmadd_ps(e, _mm512_abs_ps(x), af[h]);
+            }
             z[2 * h] = _mm512_add_pd(z[2 * h], el), z[2 * h + 1] = _mm512_add_pd(z[2 * h + 1], eh);
-            a[2 * h] = _mm512_fnmadd_pd(el, xl, a[2 * h]); /* sum p~ |x| (x <= 0) */
-            a[2 * h + 1] = _mm512_fnmadd_pd(eh, xh, a[2 * h + 1]);
+            if (banded) {
+                const __mmask16 gt = _mm512_mask_cmp_ps_mask(in, y, hi, _CMP_GT_OQ);
+                const __mmask16 bd = _mm512_mask_cmp_ps_mask(in, y, lo, _CMP_GE_OQ) & ~gt;
+                u[2 * h] = _mm512_mask_add_pd(u[2 * h], (__mmask8)gt, u[2 * h], el);
+                u[2 * h + 1] = _mm512_mask_add_pd(u[2 * h + 1], (__mmask8)(gt >> 8), u[2 * h + 1], eh);
+                w[2 * h] = _mm512_mask_add_pd(w[2 * h], (__mmask8)bd, w[2 * h], el);
+                w[2 * h + 1] = _mm512_mask_add_pd(w[2 * h + 1], (__mmask8)(bd >> 8), w[2 * h + 1], eh);
+                _mm512_storeu_ps(cv + n, _mm512_maskz_compress_ps(bd, y));
+                _mm512_storeu_ps(cpb + n, _mm512_maskz_compress_ps(bd, e));
+                n += __builtin_popcount(bd);
+            }
         }
-    const double zs = w_sum4(z);
-    *err = 1.01 * (6e-8 * w_sum4(a) + 3e-7 * zs) + 1e-15 * zs + 2e-38 * (double)c;
+        if (step % FLUSH == 0 || i + 32 >= end)
+            for (int h = 0; h < 2; h++) {
+                a[2 * h] = _mm512_add_pd(a[2 * h], w_lo(af[h])), a[2 * h + 1] = _mm512_add_pd(a[2 * h + 1], w_hi(af[h]));
+                af[h] = _mm512_setzero_ps();
+            }
+    }
+    const double zs = w_sum4(z); /* (sum p~ |x| to 2e-7 from its float partials: within the 1.01 below) */
+    if (common)
+        *err = 1.01 * (1.2e-7 * w_sum4(a) + (3e-7 + 1e-14 * fabs((double)tmax * inv_t)) * zs) + 1e-15 * zs;
+    else
+        *err = 1.01 * (6e-8 * w_sum4(a) + 3e-7 * zs) + 1e-15 * zs + 2e-38 * (double)c;
+    *bm = banded ? n : -1;
+    if (banded) *up = w_sum4(u), *in_band = w_sum4(w);
     return zs;
+}
+
+W_FN double mass_expf_avx512(const float *t, int64_t c, int64_t cp, float tmax, double inv_t, int common, float *pf,
+                             double *err, const band_t *b, float *cv, float *cpb, int64_t *bm, double *up,
+                             double *in_band) {
+    const band_t none = {0.0f, 0.0f};
+    if (common)
+        return b ? mass_expf_body(t, c, cp, tmax, inv_t, pf, err, 1, 1, *b, cv, cpb, bm, up, in_band)
+                 : mass_expf_body(t, c, cp, tmax, inv_t, pf, err, 1, 0, none, cv, cpb, bm, up, in_band);
+    return b ? mass_expf_body(t, c, cp, tmax, inv_t, pf, err, 0, 1, *b, cv, cpb, bm, up, in_band)
+             : mass_expf_body(t, c, cp, tmax, inv_t, pf, err, 0, 0, none, cv, cpb, bm, up, in_band);
 }
 
 /* the mass of p~ strictly above v, the number of classes at v and the first of them (c if none) */
@@ -1696,7 +1837,10 @@ W_FN void mass_groups_avx512(const float *t, int64_t c, float v, int64_t take, u
    rounded: a relative error of at most 6e-8 |x| + 3e-7 each, none where x < -87 flushes a p below 2e-38 to 0),
    so that a subset's mass in double is off its exact value by at most E = sum_i p~_i (6e-8 |x_i| + 3e-7), plus
    the flushed terms; on rows of pass 4's common way, x is pass 4's own and E as mass_expf_avx512 says, and
-   pass 4 then reuses p~ as its weights (row->eb_common). v comes from the lanes or the selection on p~, and the set is kept only where every
+   pass 4 then reuses p~ as its weights (row->eb_common). The pass that computes p~ also compacts the band of
+   the row's likely thresholds (band_of, from strided samples before p~ is known: their p~ in float and the
+   total estimated from them and the lane maxima), and the lane maxima's p~ in float skip mass_lanes_avx512
+   where they certainly fall short of the goal. v comes from the lanes or the selection on p~, and the set is kept only where every
    decision that made it is certain: the mass above v and each step of the walk through the classes at v stay
    further than (1 + P) E from P times the total (the total is off by E too). Then it is the set of exact
    arithmetic, hence the float64 decision's; elsewhere (a row within about 1e-6 of a decision: a few in a
@@ -1708,16 +1852,51 @@ W_FN int mass_float_avx512(const call_t *cl, scratch_t *sc, row_t *row, uint8_t 
     double err;
     row->eb_common = !cl->standardize && ((double)row->tmax - (double)row->tmin) * cl->inv_t <= COMMON_SPAN;
     float *const pf = row->eb_common ? sc->eb : sc->pf;
-    const double z = mass_expf_avx512(t, c, sc->cp, row->tmax, cl->inv_t, row->eb_common, pf, &err);
+    /* the band of the row, before its p~ are known: from its strided samples, their p~ estimated in float,
+       and the total estimated from them and pass 1's lane maxima (the heavy top of the row, which the samples
+       would miss or overweight): the lane maxima's own, and c / BAND_SAMPLES times the samples' other than those */
+    band_t band = {0.0f, 0.0f};
+    float lanes_mass = INFINITY; /* the lane maxima's p~, estimated in float: mass_lanes_avx512 is skipped where
+                                    it is certainly short of the goal (1e-5 relative covers the estimate) */
+    const int banded = c >= 8 * BAND_SAMPLES && c <= INT32_MAX && row->n_lanes == 16;
+    if (banded) {
+        float xs[BAND_SAMPLES], xp[BAND_SAMPLES];
+        const __m512 itf = _mm512_set1_ps((float)cl->inv_t), mx = _mm512_set1_ps(row->tmax), lv = _mm512_loadu_ps(row->lanes);
+        const __m512i c16 = _mm512_set1_epi32((int32_t)(c & ~(int64_t)15)), fifteen = _mm512_set1_epi32(15);
+        __m512i i[2];
+        band_index(c, &i[0], &i[1]);
+        __m512 e[2];
+        __mmask16 other[2]; /* the samples other than their lane's maximum */
+        for (int h = 0; h < 2; h++) {
+            const __m512 x = _mm512_i32gather_ps(i[h], t, 4);
+            _mm512_storeu_ps(xs + 16 * h, x);
+            e[h] = w_exp(_mm512_mul_ps(_mm512_sub_ps(x, mx), itf));
+            _mm512_storeu_ps(xp + 16 * h, e[h]);
+            other[h] = _mm512_cmp_ps_mask(x, _mm512_permutexvar_ps(_mm512_and_si512(i[h], fifteen), lv), _CMP_NEQ_UQ) |
+                       _mm512_cmpge_epi32_mask(i[h], c16);
+        }
+        const float lanes = _mm512_reduce_add_ps(w_exp(_mm512_mul_ps(_mm512_sub_ps(lv, mx), itf)));
+        const float rest = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_maskz_mov_ps(other[0], e[0]), _mm512_maskz_mov_ps(other[1], e[1])));
+        const int n_other = __builtin_popcount(other[0]) + __builtin_popcount(other[1]);
+        const double z_est = lanes + (double)rest * (double)(c - 16) / (n_other ? n_other : 1);
+        lanes_mass = lanes;
+        band = band_of(xs, xp, (float)((1.0 - cl->mass_p) * z_est * BAND_SAMPLES / (double)c));
+    }
+    int64_t bm;
+    double b_up = 0.0, b_in = 0.0;
+    const double z = mass_expf_avx512(t, c, sc->cp, row->tmax, cl->inv_t, row->eb_common, pf, &err,
+                                      banded ? &band : NULL, sc->sel, sc->pc, &bm, &b_up, &b_in);
     const goal_t goal = exact_product(cl->mass_p, z);
+    if (bm >= 0 && (reaches(b_up, goal) || !reaches(b_up + b_in, goal))) bm = -1; /* v is not in the band */
     const double margin = (1.0 + cl->mass_p) * err, below = goal.hi - margin, beyond = goal.hi + margin;
     float v, pvf;
     int64_t ties, first;
     double cum;
-    if (mass_lanes_avx512(t, pf, c, row, cl->inv_t, goal, sc->sel, (int32_t *)sc->pc, &v)) {
+    if (lanes_mass * 1.001 >= goal.hi &&
+        mass_lanes_avx512(t, pf, c, row, cl->inv_t, goal, sc->sel + c + 16, (int32_t *)(sc->pc + c + 16), &v)) {
         cum = mass_above_avx512(t, pf, c, v, &ties, &first);
         pvf = ties ? pf[first] : 0.0f;
-    } else if (!mass_pick_avx512(t, pf, c, z, goal, sc->sel, sc->pc, &v, &cum, &ties, &pvf)) {
+    } else if (!mass_pick_avx512(t, pf, c, z, goal, sc->sel, sc->pc, bm, b_up, b_in, &v, &cum, &ties, &pvf)) {
         return 0;
     }
     if (!(cum < below) || ties < 1) return 0;
