@@ -19,8 +19,9 @@ setting and "all N samples" where the page says it):
 
 The first open is measured on --repeats fresh servers (no results are kept on disk, so every fresh
 server is a cold one); the interactions on the last server, each repeated with a new setting every time.
-Each line gives the median, then every value with the CPU seconds the server used meanwhile (all its
-threads: on 2 free cores a pass takes about half its CPU time) and the 1-minute load average then.
+Each line gives the median and the browser's median CPU seconds, then every value with the CPU seconds
+the server used meanwhile (all its threads: on 2 free cores a pass takes about half its CPU time), those
+of the browser (Chromium's processes, on the same cores) and the 1-minute load average then.
 Targets: exact numbers within 3 s of a temperature, grouping or student change (5 s at
 most), within 15 s of the first open (30 s at most), app memory under 3 GB beyond the memory-mapped
 bundle. The machine is shared: the load average is printed with every figure.
@@ -145,33 +146,64 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _browser_cpu() -> float:
+    """CPU seconds this benchmark's Chromium has used so far: every process descending from this one
+    whose name starts with "chrom" (the browser Playwright started, its renderers and helpers)."""
+    parent, name, cpu = {}, {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, rest = (entry / "stat").read_text().rsplit(")", 1)
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        pid, fields = int(entry.name), rest.split()
+        parent[pid], name[pid] = int(fields[1]), head.split("(", 1)[1]
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    mine, total = os.getpid(), 0.0
+    for pid in cpu:
+        up = pid
+        while up in parent and up != mine:
+            up = parent[up]
+        if up == mine and name[pid].startswith("chrom"):
+            total += cpu[pid]
+    return total
+
+
 class Figures:
-    """Every measurement with the server's CPU seconds and the load average when it was taken; printed
-    as medians."""
+    """Every measurement with the server's and the browser's CPU seconds and the load average when it was
+    taken; printed as medians."""
 
     def __init__(self, pid: int = 0) -> None:
         self.pid = pid
-        self.values: dict[str, list[tuple[float, float, float]]] = {}
+        self.values: dict[str, list[tuple[float, float, float, float]]] = {}
 
     def measure(self, name: str, page, send, charts: int, *texts: str) -> None:
         """Seconds from ``send()`` (an input, see ``_type``) until the exact numbers are on ``page`` (see
-        ``_exact``), with the server's CPU seconds meanwhile and the load average before it."""
-        load, cpu0 = os.getloadavg()[0], _cpu(self.pid)
+        ``_exact``), with the server's and the browser's CPU seconds meanwhile (both on the same cores)
+        and the load average before it."""
+        load, cpu0, browser0 = os.getloadavg()[0], _cpu(self.pid), _browser_cpu()
         t0 = time.perf_counter()
         send()
         seconds = _exact(page, t0, charts, *texts)
-        cpu = _cpu(self.pid) - cpu0
-        self.values.setdefault(name, []).append((seconds, cpu, load))
-        print(f"  {name}: {seconds:.2f} s, server CPU {cpu:.2f} s (load {load:.1f})", flush=True)
+        cpu, browser = _cpu(self.pid) - cpu0, _browser_cpu() - browser0
+        self.values.setdefault(name, []).append((seconds, cpu, browser, load))
+        print(
+            f"  {name}: {seconds:.2f} s, server CPU {cpu:.2f} s, browser CPU {browser:.2f} s (load {load:.1f})",
+            flush=True,
+        )
 
     def report(self, name: str, target: str) -> None:
         rows = self.values.get(name, [])
         if not rows:
             return
-        each = ", ".join(f"{s:.2f} ({cpu:.1f}) @ {load:.1f}" for s, cpu, load in rows)
-        median = statistics.median(s for s, _, _ in rows)
+        each = ", ".join(f"{s:.2f} ({cpu:.1f}, {b:.1f}) @ {load:.1f}" for s, cpu, b, load in rows)
+        median = statistics.median(r[0] for r in rows)
+        browser = statistics.median(r[2] for r in rows)
         print(
-            f"  {name:<34} median {median:6.2f} s   (s (server CPU s) @ load: {each})  {target}", flush=True
+            f"  {name:<34} median {median:6.2f} s, browser CPU {browser:4.2f} s   "
+            f"(s (server, browser CPU s) @ load: {each})  {target}",
+            flush=True,
         )
 
 

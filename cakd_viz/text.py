@@ -54,6 +54,12 @@ def code(value: object, limit: int = 80) -> str:
     return f"`{cut}{more}`"
 
 
+def a_type(value: object) -> str:
+    """The type of ``value`` with its article, for a message: "a str", "an int", "an OrderedDict"."""
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeio' else 'a'} {kind}"
+
+
 def html(value: object) -> str:
     """``value`` as a string that Plotly displays literally (no tags, no entities interpreted)."""
     return _html.escape(str(value), quote=False)

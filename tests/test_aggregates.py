@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cakd_viz import decompose
+from cakd_viz import aggregates, decompose
 from cakd_viz.aggregates import class_breakdown, dataset_summary, term_histograms
 from cakd_viz.diagnose import per_sample_dominant
 from cakd_viz.families import cluster_classes, comembership
@@ -61,6 +61,17 @@ def test_histograms_count_every_sample(dec):
         assert len(frame) == 20
         values = dec.kl if name == "kl" else dec.contributions()[name]
         assert frame["count"].sum() + frame.attrs["zeros"] == len(values)
+
+
+def test_histograms_placed_by_a_sample_of_the_values_still_count_every_sample(dec, monkeypatch):
+    monkeypatch.setattr(aggregates, "RANGE_SAMPLE", 20)  # the range from every 10th of the 200 values
+    for name, frame in term_histograms(dec, bins=20).items():
+        values = dec.kl if name == "kl" else dec.contributions()[name]
+        logs = np.log10(values[values > 0])
+        assert frame["count"].sum() + frame.attrs["zeros"] == len(values)
+        lo, hi = frame["left"].iloc[0], frame["right"].iloc[-1]
+        assert logs[::10].min() <= lo and hi <= logs[::10].max()  # the sample's range, not all values'
+        assert frame["count"].iloc[0] >= (logs <= lo).sum() and frame["count"].iloc[-1] >= (logs > hi).sum()
 
 
 def test_histograms_of_a_term_that_is_zero_everywhere_hold_no_sample(logits):

@@ -459,6 +459,20 @@ def test_writer_with_direct_memmap_writes_and_mark_written(tmp_path, logits):
     assert load_bundle(tmp_path / "b").labels is None
 
 
+@pytest.mark.parametrize("start, stop", [(100, 250), (-1, 10), (50, 20)])
+def test_mark_written_refuses_rows_outside_the_bundle(tmp_path, start, stop):
+    w = BundleWriter(tmp_path / "b", num_samples=200, num_classes=10, student_names=["kd"])
+    with pytest.raises(
+        BundleError, match=rf"^mark_written\({start}, {stop}\): not a range of rows within 0..199$"
+    ):
+        w.mark_written(start, stop)
+    w.mark_written(0, 100)  # the refused range left nothing recorded: rows 100.. are still missing
+    with pytest.raises(BundleError, match=r"rows 100..199 were never written"):
+        w.commit()
+    w.abort()
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("dtype", ["garbage", "complex64", "U3"])
 def test_writer_refuses_inputs_of_no_numeric_dtype_by_name(tmp_path, dtype):
     with pytest.raises(BundleError, match=f"inputs_dtype must be numeric .*got '{dtype}'"):

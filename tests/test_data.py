@@ -190,6 +190,8 @@ def test_factory_spec(tmp_path, monkeypatch):
 
         def broken():
             raise RuntimeError("boom")
+
+        count = 3
     """)
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -203,6 +205,8 @@ def test_factory_spec(tmp_path, monkeypatch):
         load_data("my_data_mod:broken")
     with pytest.raises(ValueError, match="has no attribute 'missing'"):
         load_data("my_data_mod:missing")
+    with pytest.raises(ValueError, match="count is an int, not callable"):
+        load_data("my_data_mod:count")
     with pytest.raises(ValueError, match="cannot import module 'no_such_mod_xyz'"):
         load_data("no_such_mod_xyz:make")
     sys.modules.pop("my_data_mod", None)

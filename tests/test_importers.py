@@ -136,6 +136,9 @@ def test_pt_that_is_not_a_dict_is_refused(tmp_path, logits):
     torch.save({"teacher": torch.zeros(3, 4), "student": "oops"}, src)
     with pytest.raises(BundleError, match="t.pt: 'student' holds a str, expected a tensor"):
         read_arrays(src)
+    torch.save({"teacher": torch.zeros(3, 4), "extra": 3}, src)
+    with pytest.raises(BundleError, match="t.pt: 'extra' holds an int, expected a tensor"):
+        read_arrays(src)
 
 
 @pytest.mark.parametrize("ext", [".npz", ".safetensors", ".pt"])

@@ -150,6 +150,15 @@ def test_logit_standardization_can_be_swept(teacher):
             r"random\['seed'\] must be a list of choices",
         ),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
+        ({"ray": {"num_cpus": True}}, r"ray.num_cpus must be a whole number >= 1, got True"),
+        ({"ray": {"address": 5}}, r"ray.address must be a cluster address such as \"auto\", got 5"),
+        ({"ray": {"address": " "}}, r"ray.address must be a cluster address such as \"auto\", got ' '"),
+        ({"ray": {"gpus_per_trial": "1"}}, r"ray.gpus_per_trial must be a finite number >= 0, got '1'"),
+        ({"ray": {"gpus_per_trial": -0.5}}, r"ray.gpus_per_trial must be a finite number >= 0, got -0.5"),
+        (
+            {"ray": {"gpus_per_trial": float("inf")}},
+            r"ray.gpus_per_trial must be a finite number >= 0, got inf",
+        ),
         (
             {"grid": {"beta": list(range(3000))}},
             r"the sweep has 3,000 trials, more than 2,000; narrow the grid",

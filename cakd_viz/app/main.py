@@ -28,6 +28,17 @@ PAGES = [
 ]
 
 
+# The app's one stylesheet: no animated transitions on what changes while a pass runs. Streamlit fades a
+# rerun's stale elements over 1.5 s and slides its progress bar for 0.5 s after each redraw (every 0.25 s,
+# so without end), and every frame of either repaints the page's charts: on a 2-core server that shares the
+# CPU with the pass, that was about 0.4 s of a browser's CPU per temperature change on the 1.28M-sample view
+# (benchmarks/bench_app_render.py). Stale elements still dim at once; the bar still moves, in steps.
+_STYLE = """<style>
+[data-stale="true"], [data-stale="true"] *, [data-testid="stExpander"] *, [data-testid="stTabs"] *,
+[data-testid="stProgressBarTrack"] * { transition: none !important; }
+</style>"""
+
+
 @functools.cache
 def _icon():
     """The app's icon, a 64 x 64 image: three stacked bars in the colours of BCD, SCD and WCD."""
@@ -53,6 +64,7 @@ def _start() -> None:
 def main() -> None:
     # The icon is drawn here: a Material icon as page_icon makes the browser fetch it from Google's servers.
     st.set_page_config(page_title="cakd-viz", page_icon=_icon(), layout="wide")
+    st.html(_STYLE)  # style only: Streamlit adds it to the page without a container
     sections: dict[str, list] = {
         "": [st.Page(_start, title="Start", url_path="start", default=True, visibility="hidden")]
     }

@@ -44,6 +44,7 @@ from cakd_viz.bundle.npy import NpyHeader, human_size, read_header
 from cakd_viz.bundle.read import LOGIT_DTYPES
 from cakd_viz.bundle.writer import write_bundle
 from cakd_viz.bundle.zipcheck import open_zip
+from cakd_viz.text import a_type
 from cakd_viz.validate import BundleError, as_numpy, check_inputs, check_logits
 
 __all__ = ["SUPPORTED_EXTENSIONS", "ImportLimitError", "import_file", "read_arrays"]
@@ -455,7 +456,7 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
             f"{src.name}: cannot read this file ({type(exc).__name__}: {first[:200]})"
         ) from None
     if not isinstance(obj, dict):
-        raise BundleError(f"{src.name}: expected a dict of tensors, found a {type(obj).__name__}")
+        raise BundleError(f"{src.name}: expected a dict of tensors, found {a_type(obj)}")
     out: dict[str, Any] = {}
     for key, value in obj.items():
         if key == "students" and isinstance(value, dict):  # {"students": {"kd": tensor}} -> student_kd
@@ -487,7 +488,7 @@ def _torch_value(src: Path, key: str, value: Any) -> np.ndarray:
         return as_numpy(value, f"{src.name}: {key}")
     if isinstance(value, list | tuple):
         return as_numpy(value, f"{src.name}: {key}")
-    raise BundleError(f"{src.name}: {key!r} holds a {type(value).__name__}, expected a tensor")
+    raise BundleError(f"{src.name}: {key!r} holds {a_type(value)}, expected a tensor")
 
 
 # -- into a bundle -------------------------------------------------------------------------------------

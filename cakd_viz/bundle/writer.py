@@ -311,8 +311,14 @@ class BundleWriter:
         self.mark_written(start, stop)
 
     def mark_written(self, start: int, stop: int) -> None:
-        """Record rows ``[start, stop)`` as written (after filling the memmaps directly)."""
-        self._rows.append((int(start), int(stop)))
+        """Record rows ``[start, stop)`` as written (after filling the memmaps directly); a range outside
+        ``0..num_samples`` or backwards is refused, as `write` refuses rows past the end."""
+        start, stop = int(start), int(stop)
+        if not 0 <= start <= stop <= self.num_samples:
+            raise BundleError(
+                f"mark_written({start}, {stop}): not a range of rows within 0..{self.num_samples - 1}"
+            )
+        self._rows.append((start, stop))
 
     def close(self) -> None:
         """Flush the memmaps. An attached writer also records its rows for the committer and closes;

@@ -17,6 +17,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from cakd_viz.text import a_type
+
 MAX_FACTORY_SPEC_CHARS = 1000
 _HEAD = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)(\s*\(.*)?$", re.DOTALL)
 _LITERALS = "numbers, strings, True/False/None, and tuples or lists of them"
@@ -145,7 +147,7 @@ def call_factory(spec: str, what: str) -> object:
         raise ValueError(f"{what} {spec!r}: module {parsed.module!r} has no attribute {parsed.attr!r}")
     factory = getattr(module, parsed.attr)
     if not callable(factory):
-        raise ValueError(f"{what} {spec!r}: {parsed.target} is a {type(factory).__name__}, not callable")
+        raise ValueError(f"{what} {spec!r}: {parsed.target} is {a_type(factory)}, not callable")
     try:
         return factory(**parsed.kwargs)
     except Exception as exc:  # report the user's error against the spec that ran it

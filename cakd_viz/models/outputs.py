@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 import torch
 
+from cakd_viz.text import a_type
+
 ACCEPTED = (
     "a logits tensor (batch, C), a tuple or list with the logits first, a mapping with 'logits', "
     "or an object with a .logits tensor"
@@ -60,13 +62,17 @@ def _describe(output: object) -> str:
         keys = [repr(k) for k in list(output)[:6]]
         more = ", ..." if len(output) > 6 else ""
         if "logits" in output:
-            return f"a {kind} whose 'logits' is a {type(output['logits']).__name__}, not a tensor"
-        return f"a {kind} without 'logits' (keys: {', '.join(keys)}{more})" if keys else f"an empty {kind}"
+            return f"{a_type(output)} whose 'logits' is {a_type(output['logits'])}, not a tensor"
+        return (
+            f"{a_type(output)} without 'logits' (keys: {', '.join(keys)}{more})"
+            if keys
+            else f"an empty {kind}"
+        )
     if isinstance(output, tuple | list):
         if not output:
             return f"an empty {kind}"
-        first = "None" if output[0] is None else f"a {type(output[0]).__name__}"
-        return f"a {kind} of {len(output)} whose first item is {first}, not a tensor"
+        first = "None" if output[0] is None else a_type(output[0])
+        return f"{a_type(output)} of {len(output)} whose first item is {first}, not a tensor"
     if output is None:
         return "None"
     return f"a value of type {kind}"

@@ -104,10 +104,16 @@ class SweepConfig:
                 raise ValueError(f"{key} must be a whole number >= 0, got {value!r}")
         if self.random and self.num_samples < 1:
             raise ValueError("random is set but num_samples is 0: say how many random draws to make")
-        if self.ray.num_cpus is not None and (
-            not isinstance(self.ray.num_cpus, int) or self.ray.num_cpus < 1
+        ray = self.ray
+        if ray.num_cpus is not None and (
+            not isinstance(ray.num_cpus, int) or isinstance(ray.num_cpus, bool) or ray.num_cpus < 1
         ):
-            raise ValueError(f"ray.num_cpus must be a whole number >= 1, got {self.ray.num_cpus!r}")
+            raise ValueError(f"ray.num_cpus must be a whole number >= 1, got {ray.num_cpus!r}")
+        if ray.address is not None and (not isinstance(ray.address, str) or not ray.address.strip()):
+            raise ValueError(f'ray.address must be a cluster address such as "auto", got {ray.address!r}')
+        gpus = ray.gpus_per_trial
+        if not isinstance(gpus, int | float) or isinstance(gpus, bool) or not 0 <= gpus < math.inf:
+            raise ValueError(f"ray.gpus_per_trial must be a finite number >= 0, got {gpus!r}")
         for key, values in self.grid.items():
             _check_key(key, "grid")
             if not isinstance(values, list) or not values:
