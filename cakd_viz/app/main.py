@@ -29,12 +29,14 @@ PAGES = [
 
 
 # The app's one stylesheet: no animated transitions on what changes while a pass runs. Streamlit fades a
-# rerun's stale elements over 1.5 s and slides its progress bar for 0.5 s after each redraw (every 0.25 s,
-# so without end), and every frame of either repaints the page's charts: on a 2-core server that shares the
-# CPU with the pass, that was about 0.4 s of a browser's CPU per temperature change on the 1.28M-sample view
-# (benchmarks/bench_app_render.py). Stale elements still dim at once; the bar still moves, in steps.
+# rerun's stale elements over 1 s (after 0.5 s) and slides its progress bar for 0.5 s after each redraw
+# (every 0.25 s, so without end), and every frame of either repaints the page's charts: on a 2-core server
+# that shares the CPU with the pass, that was about 0.4-0.6 s of a browser's CPU per temperature change on
+# the 1.28M-sample view (benchmarks/bench_app_render.py). Stale elements still dim after Streamlit's half
+# second (a quick rerun dims nothing), at once instead of fading; the bar moves in steps.
 _STYLE = """<style>
-[data-stale="true"], [data-stale="true"] *, [data-testid="stExpander"] *, [data-testid="stTabs"] *,
+[data-stale="true"], [data-stale="true"] *, [data-testid="stExpander"] *, [data-testid="stTabs"] *
+{ transition-duration: 0s !important; }
 [data-testid="stProgressBarTrack"] * { transition: none !important; }
 </style>"""
 
