@@ -85,7 +85,7 @@ def test_a_temperature_change_shows_its_progress_then_the_exact_view(big, tmp_pa
         )
         # While the pass runs, nothing on the page is animated: the stale elements dim without fading and
         # the bar moves without sliding, since every frame would repaint the charts beside the pass
-        # (main.py); the stale elements still wait before they dim, so a quick rerun dims nothing.
+        # (main.py); the stale elements still wait before they dim, so one redrawn sooner never dims.
         animated = page.evaluate(
             """() => [...document.querySelectorAll(
                      '[data-stale="true"], [data-stale="true"] *, [data-testid="stProgress"] *')]

@@ -33,7 +33,7 @@ PAGES = [
 # (every 0.25 s, so without end), and every frame of either repaints the page's charts: on a 2-core server
 # that shares the CPU with the pass, that was about 0.4-0.6 s of a browser's CPU per temperature change on
 # the 1.28M-sample view (benchmarks/bench_app_render.py). Stale elements still dim after Streamlit's half
-# second (a quick rerun dims nothing), at once instead of fading; the bar moves in steps.
+# second (an element redrawn sooner never dims), at once instead of fading; the bar moves in steps.
 _STYLE = """<style>
 [data-stale="true"], [data-stale="true"] *, [data-testid="stExpander"] *, [data-testid="stTabs"] *
 { transition-duration: 0s !important; }
