@@ -140,33 +140,39 @@ def _gb(n: int) -> str:
     return f"{n / 2**30:.2f} GB"
 
 
+def _stat(pid: int | str) -> tuple[str, int, float]:
+    """(name, parent pid, CPU seconds used so far by every thread: utime + stime) from /proc/PID/stat."""
+    head, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+    fields = rest.split()
+    return (
+        head.split("(", 1)[1],
+        int(fields[1]),
+        (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+    )
+
+
 def _cpu(pid: int) -> float:
-    """CPU seconds the process has used so far, every thread (utime + stime of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the process has used so far, every thread."""
+    return _stat(pid)[2]
 
 
 def _browser_cpu() -> float:
     """CPU seconds this benchmark's Chromium has used so far: every process descending from this one
     whose name starts with "chrom" (the browser Playwright started, its renderers and helpers)."""
-    parent, name, cpu = {}, {}, {}
+    stats = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            head, rest = (entry / "stat").read_text().rsplit(")", 1)
-        except (OSError, ValueError):  # gone meanwhile
-            continue
-        pid, fields = int(entry.name), rest.split()
-        parent[pid], name[pid] = int(fields[1]), head.split("(", 1)[1]
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = _stat(entry.name)
+            except (OSError, ValueError):  # gone meanwhile
+                continue
     mine, total = os.getpid(), 0.0
-    for pid in cpu:
+    for pid, (name, _, cpu) in stats.items():
         up = pid
-        while up in parent and up != mine:
-            up = parent[up]
-        if up == mine and name[pid].startswith("chrom"):
-            total += cpu[pid]
+        while up in stats and up != mine:
+            up = stats[up][1]
+        if up == mine and name.startswith("chrom"):
+            total += cpu
     return total
 
 

@@ -6,6 +6,8 @@ so the three shares of a group add up to 1 and weight each sample by its own KL.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -89,7 +91,7 @@ def term_histograms(d: Decomposition, *, bins: int = 60) -> dict[str, pd.DataFra
     for name, values in {"kl": d.kl, **d.contributions()}.items():
         data = np.log10(values[values > 0])
         ref = data if data.size else np.zeros(1)  # no positive value: bins around 1 nat, every one empty
-        ref = ref[:: -(-ref.size // RANGE_SAMPLE)]
+        ref = ref[:: math.ceil(ref.size / RANGE_SAMPLE)]
         lo, hi = np.percentile(ref, [0.1, 99.9]) if ref.size > 10 else (ref.min(), ref.max())
         if hi <= lo:
             hi = lo + 1.0
