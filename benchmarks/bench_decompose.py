@@ -128,8 +128,8 @@ class ThreadLog:
         self._pick = engine.default_threads
 
     def __enter__(self) -> ThreadLog:
-        def pick(requested: int) -> int:
-            n = self._pick(requested)
+        def pick(requested: int, **kw) -> int:
+            n = self._pick(requested, **kw)
             self.counts.append(n)
             return n
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import math
 import multiprocessing
 import os
 import subprocess
@@ -25,7 +26,7 @@ import reference as ref
 import torch
 
 from cakd_viz import native
-from cakd_viz.decomposition import decompose, engine, native_path, tensor_path, threads
+from cakd_viz.decomposition import decompose, engine, membership, native_path, scan, tensor_path, threads
 from cakd_viz.decomposition.inputs import Logits
 from cakd_viz.grouping import parse_grouping
 
@@ -306,10 +307,37 @@ def test_switched_off_by_the_environment():
     assert out.stdout.startswith("decompose_kernel: tensor-op kernel: switched off by CAKD_VIZ_NATIVE=0")
 
 
+def test_each_pass_starts_a_window_of_cpu_use_at_its_first_chunk(monkeypatch):
+    """decompose, the scan and the strong sets tell the thread fitting which kernel call is a pass's first
+    (its window of others' CPU use starts there), and only that one."""
+    calls = []
+    real = threads.default_threads
+
+    def record(requested, **kw):
+        calls.append(kw.get("new_pass"))
+        return real(requested, **kw)
+
+    for module in (engine, scan, membership):
+        monkeypatch.setattr(module, "default_threads", record)
+    monkeypatch.setattr(scan, "CHUNK_ELEMENTS", 20 * 7)
+    monkeypatch.setattr(membership, "SIZE_CHUNK_ROWS", 20)
+    rng = np.random.default_rng(3)
+    t, s = (rng.standard_normal((50, 7)).astype(np.float32) for _ in range(2))
+    for run in (
+        lambda: decompose(s, t, grouping="topk:2", temperature=2.0, device="cpu", chunk_rows=20),
+        lambda: scan.scan_logits(t, "teacher"),
+        lambda: list(membership.strong_sets(t, grouping="topk:2", temperature=2.0, chunk_rows=20)),
+        lambda: membership.strong_sizes(t, grouping="topk:2", temperature=2.0),
+    ):
+        calls.clear()
+        run()
+        assert calls == [True, False, False], calls
+
+
 def test_threads_fit_the_cpus_free_now(monkeypatch, tmp_path):
     """Without a recent window of CPU use: the other processes' threads runnable at this instant."""
     loadavg = tmp_path / "loadavg"
-    monkeypatch.setattr(threads, "others_busy", lambda: None)
+    monkeypatch.setattr(threads, "others_busy", lambda **_: None)
     monkeypatch.setattr(threads, "affinity_cpus", lambda: 4)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(threads, "quota_cpus", lambda: None)
@@ -331,7 +359,8 @@ def test_threads_fit_the_cpus_free_now(monkeypatch, tmp_path):
 def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch, tmp_path):
     """A neighbour busy in bursts costs no thread, a CPU-bound one costs one (also where it shared a core
     with our threads and kept two thirds of it: it is runnable at every instant): the machine's busy time
-    less this process's own, averaged between calls at least WINDOW_S apart."""
+    less this process's own, averaged between calls at least WINDOW_S apart within one pass (the time
+    between passes, when a browser draws the last result, never enters a window)."""
     stat = tmp_path / "stat"
     own = {"s": 0.0}
 
@@ -341,8 +370,10 @@ def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch,
 
     monkeypatch.setattr(threads.os, "times", lambda: os.times_result((own["s"], 0.0, 0.0, 0.0, 0.0)))
     monkeypatch.setattr(threads._Window, "sample", None)
+    monkeypatch.setattr(threads._Window, "average", None)
+    monkeypatch.setattr(threads._Window, "taken", -math.inf)
     machine(100.0)
-    assert threads.others_busy(stat, now=1000.0) is None  # the first sample: no window yet
+    assert threads.others_busy(stat, now=1000.0, new_pass=True) is None  # the first sample: no window yet
     machine(100.5)  # 0.5 s busy over the next second, 0.2 s of it this process's own
     own["s"] = 0.2
     assert threads.others_busy(stat, now=1000.2) is None  # too soon: no window yet
@@ -350,8 +381,14 @@ def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch,
     machine(102.5)  # then 2 s busy in 1 s, none of it ours: a CPU-bound neighbour beside our own thread
     own["s"] = 1.2
     assert threads.others_busy(stat, now=1002.0) == pytest.approx(1.0)
-    machine(103.0)  # a pause longer than MAX_AGE_S: the window starts again
-    assert threads.others_busy(stat, now=1002.0 + threads.MAX_AGE_S + 1) is None
+    machine(104.5)  # between two passes: a browser busy on both CPUs, drawing the last pass's result
+    assert threads.others_busy(stat, now=1003.0, new_pass=True) == pytest.approx(1.0)  # the last pass's
+    machine(104.6)  # the new pass's first half second: 0.1 s busy, none of it ours
+    assert threads.others_busy(stat, now=1003.2) == pytest.approx(1.0)  # too soon: still the last pass's
+    assert threads.others_busy(stat, now=1003.5) == pytest.approx(0.2)  # the window began with the pass
+    machine(105.0)  # a pause longer than MAX_AGE_S: no average until a window holds WINDOW_S again
+    assert threads.others_busy(stat, now=1003.5 + threads.MAX_AGE_S + 1) is None
+    assert threads.others_busy(stat, now=1003.5 + threads.MAX_AGE_S + 1.2) is None
     stat.write_text("garbage")
     assert threads.others_busy(stat) is None
     monkeypatch.setattr(threads, "affinity_cpus", lambda: 2)
@@ -367,7 +404,7 @@ def test_threads_fit_the_cpus_others_kept_busy_over_the_last_window(monkeypatch,
         (1, None, 1),  # no window yet: the threads runnable now
     ):
         monkeypatch.setattr(threads, "other_runnable", lambda r=runnable: r)
-        monkeypatch.setattr(threads, "others_busy", lambda a=average: a)
+        monkeypatch.setattr(threads, "others_busy", lambda a=average, **_: a)
         assert threads.default_threads(8) == want, (runnable, average)
 
 

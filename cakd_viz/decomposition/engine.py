@@ -177,7 +177,7 @@ def _run_native(
         stop = min(n, start + rows)
         t_rows, s_rows = zt.numpy_rows(start, stop), [zs.numpy_rows(start, stop) for zs in zss]
         try:
-            threads = default_threads(requested)
+            threads = default_threads(requested, new_pass=start == 0)
             native_path.run_kernel_many(kern, s_rows, t_rows, rule, outs, start, threads=threads)
         except native_path.KernelError as exc:
             _raise_kernel_error(exc, start, zss, zt, c)

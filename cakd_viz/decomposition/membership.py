@@ -57,7 +57,7 @@ def strong_sets(
             yield (
                 part,
                 native_path.kernel_strong_mask(
-                    kern, z, rule, threads=default_threads(torch.get_num_threads())
+                    kern, z, rule, threads=default_threads(torch.get_num_threads(), new_pass=start == 0)
                 ),
             )
         else:
@@ -101,7 +101,7 @@ def strong_sizes(
         )
         z = np.asarray(teacher_logits[part])
         sizes[part] = native_path.kernel_strong_sizes(
-            kern, z, rule, threads=default_threads(torch.get_num_threads())
+            kern, z, rule, threads=default_threads(torch.get_num_threads(), new_pass=start == 0)
         )
     return sizes
 

@@ -42,7 +42,10 @@ def scan_logits(
         if kern is not None:
             try:
                 native_path.kernel_scan(
-                    kern, part, pred[start:stop], threads=default_threads(torch.get_num_threads())
+                    kern,
+                    part,
+                    pred[start:stop],
+                    threads=default_threads(torch.get_num_threads(), new_pass=start == 0),
                 )
             except native_path.KernelError as exc:
                 Logits(arr, name).check_row(start + exc.row)

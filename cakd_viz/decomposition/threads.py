@@ -1,6 +1,6 @@
 """How many threads the decomposition kernel runs on: the CPUs this process may use that are free now.
 
-    threads = default_threads(requested)     # re-evaluated for every kernel call (a chunk of rows)
+    threads = default_threads(requested, new_pass=start == 0)  # for every kernel call (a chunk of rows)
 
 The smallest of four limits, and at least 1:
 
@@ -10,7 +10,9 @@ The smallest of four limits, and at least 1:
 - the cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``, rounded up), where one is set;
 - the CPUs free now: the affinity CPUs less the CPUs other processes keep busy. That is their average
   over the last half second or so (``others_busy``: the machine's busy time in ``/proc/stat`` less this
-  process's own CPU time, between two calls at least ``WINDOW_S`` apart). A CPU counts as taken from
+  process's own CPU time, between two calls at least ``WINDOW_S`` apart, both of one pass over rows:
+  a pass's first call starts a new window, and the last pass's average stands until it holds
+  ``WINDOW_S``). A CPU counts as taken from
   ``TAKEN`` (three quarters) of it on, and from ``SHARED`` (half) of it on where another process's
   thread is runnable at that instant too (the fourth field of ``/proc/loadavg``): a CPU-bound neighbour
   (a tuning run) that shared a core with two threads of ours kept only two thirds of it, yet it is
@@ -21,6 +23,12 @@ The smallest of four limits, and at least 1:
   workers spin for a moment after each parallel region and are no competition). Not the load averages:
   they lag by a minute and would size a call by what ran long before it. Only where the affinity mask
   covers every online CPU, since both counts are machine-wide.
+
+Why a window never spans two passes: the time between them is when others run most. In the app it is
+when the browser draws the last pass's result, and it stops as the next pass starts. Windows that held
+that time left one thread on 5-20% of the chunks of a temperature change's pass over 1.28M rows, all in
+its first second, with the browser beside the server; a CPU-bound neighbour is as busy during a pass as
+between passes, and the last pass's window shows it.
 
 Why fit the free CPUs: beside one CPU-bound process on two cores, two threads of ours would share the
 machine three ways and slow that process (a tuning run, say) for a gain of a third; one thread gets a
@@ -110,16 +118,19 @@ def _machine_busy_s(path: Path) -> float | None:
 
 
 class _Window:
-    """The last sample (monotonic time, machine busy s, own CPU s) and the last average (CPUs) of others."""
+    """The window's first sample (monotonic time, machine busy s, own CPU s); the last average (CPUs) of
+    others and the time it was taken."""
 
     lock = threading.Lock()
     sample: tuple[float, float, float] | None = None
     average: float | None = None
+    taken = -math.inf
 
 
-def others_busy(path: Path = STAT, now: float | None = None) -> float | None:
+def others_busy(path: Path = STAT, now: float | None = None, *, new_pass: bool = False) -> float | None:
     """CPUs other processes kept busy on average over the last window (between this call and the sample
-    at least WINDOW_S before it, at most MAX_AGE_S), or None where there is none yet."""
+    at least WINDOW_S before it, both in one pass: ``new_pass``, a pass's first call, starts a window), or
+    None where there is none yet or it ended more than MAX_AGE_S ago."""
     busy = _machine_busy_s(path)
     if busy is None:
         return None
@@ -127,23 +138,25 @@ def others_busy(path: Path = STAT, now: float | None = None) -> float | None:
     sample = (time.monotonic() if now is None else now, busy, times.user + times.system)
     with _Window.lock:
         prev = _Window.sample
-        if prev is None or sample[0] - prev[0] > MAX_AGE_S:  # a fresh start: no window yet
-            _Window.sample, _Window.average = sample, None
+        if new_pass or prev is None or sample[0] - prev[0] > MAX_AGE_S:  # a window starts
+            _Window.sample = sample
         elif sample[0] - prev[0] >= WINDOW_S:
             others = (sample[1] - prev[1]) - (sample[2] - prev[2])
             _Window.sample, _Window.average = sample, max(0.0, others / (sample[0] - prev[0]))
-        return _Window.average
+            _Window.taken = sample[0]
+        return _Window.average if sample[0] - _Window.taken <= MAX_AGE_S else None
 
 
-def default_threads(requested: int) -> int:
-    """Threads for one kernel call: min(requested, affinity CPUs, cgroup quota, free CPUs), at least 1."""
+def default_threads(requested: int, *, new_pass: bool = False) -> int:
+    """Threads for one kernel call: min(requested, affinity CPUs, cgroup quota, free CPUs), at least 1.
+    new_pass: this is the first call of a pass over rows (see ``others_busy``)."""
     cpus = affinity_cpus()
     limit = min(max(1, int(requested)), cpus)
     quota = quota_cpus()
     if quota is not None:
         limit = min(limit, quota)
     if cpus >= (os.cpu_count() or cpus):  # the counts are machine-wide: only meaningful then
-        average = others_busy()
+        average = others_busy(new_pass=new_pass)
         if average is None:
             others = other_runnable()
         else:
