@@ -7,12 +7,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cakd_viz.decomposition import TERMS
-from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, base_layout, student_color
-from cakd_viz.terms import PART
+from cakd_viz.figures.style import TERM_COLORS, base_layout, student_color
+from cakd_viz.terms import KL_UNIT, PART, PART_HTML
 from cakd_viz.text import html as plain
 
 _MEANS = ["kl_mean", *(f"{t}_mean" for t in TERMS)]
-_MEAN_LABELS = {"kl_mean": "KL", **{f"{t}_mean": TERM_LABELS[t] for t in TERMS}}
+_MEAN_LABELS = {"kl_mean": "KL", **{f"{t}_mean": PART_HTML[t] for t in TERMS}}
 
 
 def mean_terms_figure(summary: pd.DataFrame, a: str, b: str) -> go.Figure:
@@ -67,7 +67,7 @@ def class_delta_figure(deltas: pd.DataFrame, a: str, b: str, *, top: int = 30) -
     for t in TERMS:
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[t],
+                name=PART_HTML[t],
                 meta=t,
                 y=pos,
                 x=rows[f"{t}_mean_delta"],

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import plotly.graph_objects as go
 
-from cakd_viz.figures.style import KL_UNIT, ROLE_COLORS, STUDENT_COLORS, TERM_COLORS, TERM_LABELS, base_layout
+from cakd_viz.figures.style import ROLE_COLORS, STUDENT_COLORS, TERM_COLORS, base_layout
 from cakd_viz.learn import Example, shown_classes
-from cakd_viz.terms import PART
+from cakd_viz.terms import KL_UNIT, PART, PART_HTML
 from cakd_viz.text import html as plain
 from cakd_viz.worked import format_number
 
@@ -170,7 +170,7 @@ def contribution_bars(
     for name, value in parts.items():
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[name],
+                name=PART_HTML[name],
                 meta=name,
                 x=[PART[name], "KL"],
                 y=[value, value],
