@@ -32,6 +32,7 @@ standardized teacher, `class_correlation(..., standardize=True)`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 
 KERNEL_CHUNK_ELEMENTS = 1 << 24  # per kernel call (a progress step): ~10 ms of work at C = 1,000
 TENSOR_CHUNK_ELEMENTS = {"cpu": 1 << 17, "cuda": 1 << 24}  # CPU: cache-sized float64 chunks; GPU: fill it
-_warned: set[str] = set()
 
 
 def decompose(
@@ -125,7 +125,7 @@ def _decompose(
         raise ValueError(f"grouping {g} needs labels, and none were given")
     dev = resolve_device(device)
     if dev.type == "mps":
-        _warn_once("mps", "decompose: MPS has no float64, so this decomposition is computed on the CPU")
+        _warn_mps()
         dev = torch.device("cpu")
     ls = _check_standardize(ls)
     correlated = _correlated(g, zt, correlation, dev, c, ls)
@@ -208,8 +208,9 @@ def _redo_rows(
 def _raise_kernel_error(exc, start: int, zss: list[Logits], zt: Logits, c: int) -> None:
     row = start + exc.row
     if exc.code == native_path.ERR_NONFINITE:
+        zt.check_row(row)
         for zs in zss:
-            _name_non_finite(row, zs, zt)
+            zs.check_row(row)
     if exc.code == native_path.ERR_MEMORY:
         raise MemoryError("decompose: the kernel could not allocate its per-thread scratch space")
     raise RuntimeError(f"decompose: the kernel refused row {row} (code {exc.code}, {c} classes)")
@@ -267,16 +268,12 @@ def _check_finite(out: dict, zs: Logits, zt: Logits) -> None:
     if np.isfinite(kl).all():
         return
     row = int(np.flatnonzero(~np.isfinite(kl))[0])
-    _name_non_finite(row, zs, zt)
+    zt.check_row(row)
+    zs.check_row(row)
     raise ValueError(f"decompose: row {row} gave a non-finite result from finite logits")
 
 
-def _name_non_finite(row: int, zs: Logits, zt: Logits) -> None:
-    zt.check_row(row)
-    zs.check_row(row)
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        log.warning(message)
+@functools.cache
+def _warn_mps() -> None:
+    """Once a process: an "mps" request is computed on the CPU."""
+    log.warning("decompose: MPS has no float64, so this decomposition is computed on the CPU")
