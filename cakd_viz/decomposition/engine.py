@@ -254,8 +254,7 @@ def _correlated(
     if not g.needs_correlation:
         return None
     if correlation is None:
-        source = zt.data if not zt.is_tensor else zt.data.cpu()
-        correlation = class_correlation(source, device=dev, standardize=ls)
+        correlation = class_correlation(zt.data, device=dev, standardize=ls)  # a tensor: read by chunks
     corr = np.asarray(correlation)
     if corr.shape != (c, c):
         raise ValueError(f"correlation has shape {corr.shape}, expected ({c}, {c})")
