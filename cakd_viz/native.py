@@ -14,9 +14,9 @@ tried first on x86-64 Linux; the decomposition kernel brings its own vector code
 AVX2 or plain C when it is loaded.
 
 Where there is no compiler, the build fails, or ``CAKD_VIZ_NATIVE=0`` (or false, no, off: a
-``cakd_viz.settings`` flag) is set, ``get()`` returns None
-and the caller uses its tensor-op path (same results to rounding, slower on CPU); ``status()`` says
-which and why, and the first fallback of each library is logged as a warning.
+``cakd_viz.settings`` flag) is set, ``get()`` returns None and the caller uses its tensor-op path (same
+results to rounding, slower on CPU); ``status()`` says which and why, and the first fallback of each
+library is logged as a warning (not when it was switched off).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ accuracy (docs/architecture.md §1):
 - on the CPU, the fused C kernel (``native_path.py``): one pass per row, float16 and float32 read where
   they lie, threads fitted to the CPUs free at each call (``threads.py``);
 - the tensor-op path (``tensor_path.py``) in float64: CUDA (chunks streamed from host memory), CPUs
-  without a C compiler or with ``CAKD_VIZ_NATIVE=0`` (one warning says so), float64 logits (the
+  without a C compiler (one warning says so) or with ``CAKD_VIZ_NATIVE=0``, float64 logits (the
   kernel reads float16 and float32 only), and grouping rules without a kernel code (`Grouping.code`,
   ``cakd_viz/grouping/rules.h``). MPS has no float64: an "mps" request computes on the CPU and
   logs a warning saying so.
