@@ -15,7 +15,7 @@ setting and "all N samples" where the page says it):
   student B          picking a student B (the Overview adds A against B), and nobody again
   page switch        to Correlation groups, Sample, Diagnose and Data (and back to the Overview)
   memory             the server's anonymous memory (heap, not the memory-mapped bundle): peak sampled
-                     every 50 ms over each server's life, and /proc/PID/smaps_rollup at the end
+                     every 50 ms over each server's life, and /proc/PID/status (RssAnon, VmRSS) at the end
 
 The first open is measured on --repeats fresh servers (no results are kept on disk, so every fresh
 server is a cold one); the interactions on the last server, each repeated with a new setting every time.
@@ -122,18 +122,6 @@ def _goto(page, key: str):
         has_text=re.compile(rf"{re.escape(NAV[key])}$")
     )
     return link.click
-
-
-def _smaps(pid: int) -> dict[str, int]:
-    """Bytes from /proc/PID/smaps_rollup: Rss, Anonymous (heap and other private memory) and the rest
-    of Rss, which is file-backed (the memory-mapped bundle)."""
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, _, rest = line.partition(":")
-        if rest.strip().endswith("kB"):
-            out[key] = int(rest.split()[0]) * 1024
-    out["file_backed"] = out.get("Rss", 0) - out.get("Anonymous", 0)
-    return out
 
 
 def _gb(n: int) -> str:
@@ -281,7 +269,7 @@ def main() -> None:
                     other = _open(browser, server.url, query, n, figures, "another session (same server)")
                     other.close()
                     _interactions(page, n, args.repeats, figures)
-                    final = _smaps(server.pid)
+                    final = serve.memory_bytes(server.pid)
                 page.close()
             peaks.append(peak.peak)
     print("time to exact numbers (median of the values after it, each with the load average then):")
@@ -299,8 +287,7 @@ def main() -> None:
     print(
         f"server memory: peak anonymous {_gb(max(peaks))} (each server: {', '.join(_gb(p) for p in peaks)}; "
         f"target < 3 GB beyond the memory-mapped bundle); at the end anonymous "
-        f"{_gb(final.get('Anonymous', 0))}, file-backed "
-        f"(the memory-mapped bundle) {_gb(final['file_backed'])}",
+        f"{_gb(final['anon'])}, file-backed (the memory-mapped bundle) {_gb(final['rss'] - final['anon'])}",
         flush=True,
     )
     print(f"load average after: {os.getloadavg()[0]:.1f}")

@@ -13,9 +13,10 @@ ctypes, built in a few seconds. For the loss kernel a build against glibc's libm
 tried first on x86-64 Linux; the decomposition kernel brings its own vector code and picks AVX-512,
 AVX2 or plain C when it is loaded.
 
-Where there is no compiler, the build fails, or ``CAKD_VIZ_NATIVE=0`` is set, ``get()`` returns None
-and the caller uses its tensor-op path (same results to rounding, slower on CPU); ``status()`` says
-which and why, and the first fallback of each library is logged as a warning.
+Where there is no compiler, the build fails, or ``CAKD_VIZ_NATIVE=0`` (or false, no, off: a
+``cakd_viz.settings`` flag) is set, ``get()`` returns None and the caller uses its tensor-op path (same
+results to rounding, slower on CPU); ``status()`` says which and why, and the first fallback of each
+library is logged as a warning (not when it was switched off).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from cakd_viz import atomic
+from cakd_viz import atomic, settings
 
 # -fassociative-math lets the compiler vectorise the sums (their order changes, nothing else);
 # no -ffast-math: NaN, infinities and signed comparisons keep their IEEE meaning.
@@ -105,7 +106,7 @@ class NativeLibrary(Generic[T]):
         with self._lock:
             if "kernel" not in self._state:
                 self._state["kernel"], self._state["reason"] = self._make()
-                if self._state["kernel"] is None and os.environ.get(ENV_SWITCH, "").strip() != "0":
+                if self._state["kernel"] is None and settings.flag(ENV_SWITCH):
                     log.warning(
                         "cakd-viz: the %s is not available (%s); using tensor ops",
                         self.what,
@@ -128,8 +129,8 @@ class NativeLibrary(Generic[T]):
             self._state.clear()
 
     def _make(self) -> tuple[T | None, str]:
-        if os.environ.get(ENV_SWITCH, "").strip() == "0":
-            return None, f"switched off by {ENV_SWITCH}=0"
+        if not settings.flag(ENV_SWITCH):  # 0, false, no or off; a value not understood is a ValueError
+            return None, f"switched off by {ENV_SWITCH}={os.environ[ENV_SWITCH].strip()}"
         compiler = _compiler()
         if compiler is None:
             return None, "no C compiler found (set CC, or install gcc)"

@@ -45,8 +45,5 @@ def _scan(student, teacher, labels, settings, sample: int | None, seed, kw: dict
     rows = subset_rows(teacher.shape[0], sample, seed)
     s, t = _take(student, rows), _take(teacher, rows)
     y = None if labels is None else np.asarray(labels)[rows]
-    return pd.DataFrame([_summary(decompose(s, t, y, grouping=g, temperature=T, **kw)) for g, T in settings])
-
-
-def _summary(d) -> dict:
-    return {**dataset_summary(d), "n": len(d)}
+    decompositions = (decompose(s, t, y, grouping=g, temperature=T, **kw) for g, T in settings)
+    return pd.DataFrame([{**dataset_summary(d), "n": len(d)} for d in decompositions])

@@ -1,7 +1,8 @@
 """cakd-viz's settings from the environment, each parsed strictly.
 
-Every ``CAKD_VIZ_*`` variable the library or the app reads is declared here once (its kind, default and
-words) and read through ``flag``, ``number`` or ``text``. A value cakd-viz does not understand is a
+The ``CAKD_VIZ_*`` switches and limits of the library and the app are declared here once (their kind,
+default and words) and read through ``flag`` or ``number`` (folders, addresses and debugging aids are
+read where they are used). A value cakd-viz does not understand is a
 one-line ``ValueError`` naming the variable and what it accepts, never a silent default: a typo in
 ``CAKD_VIZ_REQUIRE_LOGIN=on`` must not serve the app without its login. ``problems()`` lists every
 such value; ``cakd-viz app`` refuses to start on any, and the app shows the first instead of any page.

@@ -35,6 +35,7 @@ __all__ = [
 _CHUNK_ELEMENTS = 1 << 22  # ~4M elements (8 MB of float16) per chunk: bounded memory, cache friendly
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,99}")
 _NUMERIC_KINDS = "fiu"  # float, signed and unsigned integer
+_INT64_MAX = 2**63 - 1  # the largest label (labels are returned as int64)
 
 
 class BundleError(ValueError):
@@ -149,8 +150,12 @@ def _check_finite(arr: np.ndarray, name: str, chunk_rows: int, row_offset: int) 
 
 
 def label_error(name: str, value, row: int, num_classes: int | None) -> BundleError:
-    """The one wording of an out-of-range label, e.g. "labels: label 12 at row 5 is outside 0..9"."""
-    allowed = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+    """The one wording of an out-of-range label, e.g. "labels: label 12 at row 5 is outside 0..9" (without
+    ``num_classes``: below 0, or beyond int64, which labels are returned as)."""
+    if num_classes is not None:
+        allowed = f"0..{num_classes - 1}"
+    else:
+        allowed = ">= 0" if value < 0 else f"0..{_INT64_MAX}"
     return BundleError(f"{name}: label {value} at row {row} is outside {allowed}")
 
 
@@ -164,8 +169,8 @@ def check_labels(
     row_offset: int = 0,
 ) -> np.ndarray:
     """Check labels of shape (N,) and return them as int64: 1-D, integers (floats holding whole
-    numbers are accepted), N rows when ``num_samples`` is given, each in 0..C-1 (each >= 0 without
-    ``num_classes``). Every loader, writer, decomposition and data source calls this one check.
+    numbers are accepted), N rows when ``num_samples`` is given, each in 0..C-1 (without
+    ``num_classes``: each >= 0 and within int64). Every loader, writer, decomposition and data source calls this one check.
 
     Works chunk-wise (a memory-mapped labels.npy of any size); rows in messages are shifted by
     ``row_offset``. The returned array is the input itself when it already is int64.
@@ -186,7 +191,7 @@ def check_labels(
                 raise BundleError(
                     f"{name}: label {float(chunk[i])} at row {rows.start + i + row_offset} is not an integer"
                 )
-        bad = chunk < 0 if num_classes is None else (chunk < 0) | (chunk >= num_classes)
+        bad = (chunk < 0) | (chunk >= (_INT64_MAX + 1 if num_classes is None else num_classes))
         if bad.any():
             i = int(np.argmax(bad))
             raise label_error(name, int(chunk[i]), rows.start + i + row_offset, num_classes)

@@ -419,7 +419,7 @@ def test_cgroup_quota_is_read_in_whole_cpus(tmp_path):
 def test_mps_requests_are_computed_on_the_cpu_and_say_so(monkeypatch, caplog):
     s, t, y = _logits(n=50, c=10, seed=9)
     monkeypatch.setattr(engine, "resolve_device", lambda device: torch.device("mps"))
-    monkeypatch.setattr(engine, "_warned", set())
+    engine._warn_mps.cache_clear()  # the warning is logged once a process
     with caplog.at_level(logging.WARNING, logger="cakd_viz.decomposition.engine"):
         d = decompose(s, t, y, grouping="target", temperature=2.0, device="mps")
     assert "MPS has no float64, so this decomposition is computed on the CPU" in caplog.text

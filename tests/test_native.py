@@ -180,6 +180,21 @@ def test_switched_off_by_the_environment():
     assert out.stdout.startswith("True tensor-op kernel: switched off by CAKD_VIZ_NATIVE=0")
 
 
+def test_switched_off_by_every_off_word_of_the_setting(monkeypatch):
+    # the setting is a flag (cakd_viz.settings: 0/false/no/off); the library only heeded "0"
+    for word in ("off", "False", "no"):
+        monkeypatch.setenv(native.ENV_SWITCH, word)
+        LIBRARY.reset()
+        assert LIBRARY.get() is None
+        assert LIBRARY.status() == f"tensor-op kernel: switched off by CAKD_VIZ_NATIVE={word}"
+    monkeypatch.setenv(native.ENV_SWITCH, "maybe")  # not understood: refused, never a silent default
+    LIBRARY.reset()
+    with pytest.raises(ValueError, match="CAKD_VIZ_NATIVE='maybe' is not understood"):
+        LIBRARY.get()
+    monkeypatch.delenv(native.ENV_SWITCH)
+    LIBRARY.reset()
+
+
 @pytest.mark.parametrize("temperature", [0.5, 4.0])
 def test_dkd_matches_the_published_formula_on_both_kernels(temperature, monkeypatch):
     s, t, y = _tensors()

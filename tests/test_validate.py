@@ -130,6 +130,18 @@ def test_check_labels_rejects_out_of_range():
         check_labels(np.array([-1, 0]), "labels.npy", num_samples=2, num_classes=10)
 
 
+def test_check_labels_without_classes_refuses_labels_no_int64_holds():
+    # a float or uint64 label of 2**63 or more became a negative int64 (-9223372036854775808) silently
+    assert check_labels(np.array([0.0, 2.0**62]), "labels").tolist() == [0, 2**62]
+    for raw in (np.array([0.0, 1e20]), np.array([0.0, 2.0**63]), np.array([0, 2**64 - 1], dtype=np.uint64)):
+        with pytest.raises(
+            BundleError, match=r"^labels: label \d+ at row 1 is outside 0..9223372036854775807$"
+        ):
+            check_labels(raw, "labels")
+    with pytest.raises(BundleError, match=r"^labels: label -1 at row 0 is outside >= 0$"):
+        check_labels(np.array([-1, 0]), "labels")
+
+
 def test_check_labels_rejects_non_integers():
     with pytest.raises(BundleError, match=r"labels.npy: label 2.5 at row 1 is not an integer"):
         check_labels(np.array([1.0, 2.5, np.nan]), "labels.npy", num_samples=3, num_classes=10)

@@ -17,7 +17,7 @@ accuracy (docs/architecture.md §1):
 - on the CPU, the fused C kernel (``native_path.py``): one pass per row, float16 and float32 read where
   they lie, threads fitted to the CPUs free at each call (``threads.py``);
 - the tensor-op path (``tensor_path.py``) in float64: CUDA (chunks streamed from host memory), CPUs
-  without a C compiler or with ``CAKD_VIZ_NATIVE=0`` (one warning says so), float64 logits (the
+  without a C compiler (one warning says so) or with ``CAKD_VIZ_NATIVE=0``, float64 logits (the
   kernel reads float16 and float32 only), and grouping rules without a kernel code (`Grouping.code`,
   ``cakd_viz/grouping/rules.h``). MPS has no float64: an "mps" request computes on the CPU and
   logs a warning saying so.
@@ -32,6 +32,7 @@ standardized teacher, `class_correlation(..., standardize=True)`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 
 KERNEL_CHUNK_ELEMENTS = 1 << 24  # per kernel call (a progress step): ~10 ms of work at C = 1,000
 TENSOR_CHUNK_ELEMENTS = {"cpu": 1 << 17, "cuda": 1 << 24}  # CPU: cache-sized float64 chunks; GPU: fill it
-_warned: set[str] = set()
 
 
 def decompose(
@@ -125,7 +125,7 @@ def _decompose(
         raise ValueError(f"grouping {g} needs labels, and none were given")
     dev = resolve_device(device)
     if dev.type == "mps":
-        _warn_once("mps", "decompose: MPS has no float64, so this decomposition is computed on the CPU")
+        _warn_mps()
         dev = torch.device("cpu")
     ls = _check_standardize(ls)
     correlated = _correlated(g, zt, correlation, dev, c, ls)
@@ -208,8 +208,9 @@ def _redo_rows(
 def _raise_kernel_error(exc, start: int, zss: list[Logits], zt: Logits, c: int) -> None:
     row = start + exc.row
     if exc.code == native_path.ERR_NONFINITE:
+        zt.check_row(row)
         for zs in zss:
-            _name_non_finite(row, zs, zt)
+            zs.check_row(row)
     if exc.code == native_path.ERR_MEMORY:
         raise MemoryError("decompose: the kernel could not allocate its per-thread scratch space")
     raise RuntimeError(f"decompose: the kernel refused row {row} (code {exc.code}, {c} classes)")
@@ -253,8 +254,7 @@ def _correlated(
     if not g.needs_correlation:
         return None
     if correlation is None:
-        source = zt.data if not zt.is_tensor else zt.data.cpu()
-        correlation = class_correlation(source, device=dev, standardize=ls)
+        correlation = class_correlation(zt.data, device=dev, standardize=ls)  # a tensor: read by chunks
     corr = np.asarray(correlation)
     if corr.shape != (c, c):
         raise ValueError(f"correlation has shape {corr.shape}, expected ({c}, {c})")
@@ -267,16 +267,12 @@ def _check_finite(out: dict, zs: Logits, zt: Logits) -> None:
     if np.isfinite(kl).all():
         return
     row = int(np.flatnonzero(~np.isfinite(kl))[0])
-    _name_non_finite(row, zs, zt)
+    zt.check_row(row)
+    zs.check_row(row)
     raise ValueError(f"decompose: row {row} gave a non-finite result from finite logits")
 
 
-def _name_non_finite(row: int, zs: Logits, zt: Logits) -> None:
-    zt.check_row(row)
-    zs.check_row(row)
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        log.warning(message)
+@functools.cache
+def _warn_mps() -> None:
+    """Once a process: an "mps" request is computed on the CPU."""
+    log.warning("decompose: MPS has no float64, so this decomposition is computed on the CPU")

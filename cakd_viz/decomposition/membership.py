@@ -83,14 +83,8 @@ def strong_sizes(
     n = teacher_logits.shape[0]
     sizes = np.zeros(n, dtype=np.int64)
     if kern is None:
-        for part, mask in strong_sets(
-            teacher_logits,
-            labels,
-            grouping=g,
-            temperature=temperature,
-            correlation=correlation,
-            standardize=standardize,
-        ):
+        options = dict(grouping=g, temperature=temperature, correlation=correlation, standardize=standardize)
+        for part, mask in strong_sets(teacher_logits, labels, **options):
             sizes[part] = mask.sum(axis=1)
         return sizes
     corr = None if correlated is None else correlated.numpy()

@@ -43,15 +43,7 @@ INT_OUT = (*INT_ARRAYS, "redo")  # redo: rows left to the caller (float64)
 ERR_NONFINITE, ERR_LABEL, ERR_MEMORY, ERR_ARGS = 1, 2, 3, 4
 
 _i64, _int, _dbl, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
-_RULE = [
-    _ptr,
-    _ptr,
-    _int,
-    _i64,
-    _dbl,
-    _dbl,
-    _int,
-]  # labels, correlated, rule, k, mass_p, temperature, standardize
+_RULE = [_ptr, _ptr, _int, _i64, _dbl, _dbl, _int]  # labels, correlated, rule, k, mass_p, T, standardize
 _RUN = [_int, _int, ctypes.POINTER(_i64)]  # threads, flags, bad_row
 # dk_strong_mask(n, c, teacher, t_stride, t_dtype, <rule>, mask, sizes, <run>)
 _MASK = [_i64, _i64, _ptr, _i64, _int, *_RULE, _ptr, _ptr, *_RUN]
@@ -219,21 +211,8 @@ def run_kernel_many(
         *(out[name].ctypes.data + 8 * offset for out in outs for name in INT_OUT)
     )
     flags = ISA_FLAGS[isa] | (0 if redo64 else NO_REDO64)
-    args = (
-        m,
-        c,
-        zt.ctypes.data,
-        t_stride,
-        t_code,
-        ns,
-        sptrs,
-        strides,
-        codes,
-        *rule.args(offset),
-        fptrs,
-        iptrs,
-    )
-    _call(kern.decompose_many, *args, threads=threads, flags=flags)
+    args = (m, c, zt.ctypes.data, t_stride, t_code, ns, sptrs, strides, codes, *rule.args(offset))
+    _call(kern.decompose_many, *args, fptrs, iptrs, threads=threads, flags=flags)
 
 
 def kernel_strong_mask(

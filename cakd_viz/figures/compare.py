@@ -7,12 +7,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cakd_viz.decomposition import TERMS
-from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, base_layout, student_color
-from cakd_viz.terms import PART
+from cakd_viz.figures.style import TERM_COLORS, base_layout, student_color
+from cakd_viz.terms import KL_UNIT, PART, PART_HTML
 from cakd_viz.text import html as plain
 
-_MEANS = ["kl_mean", *(f"{t}_mean" for t in TERMS)]
-_MEAN_LABELS = {"kl_mean": "KL", **{f"{t}_mean": TERM_LABELS[t] for t in TERMS}}
+_MEANS = {f"{k}_mean": PART_HTML[k] for k in ("kl", *TERMS)}  # the measures drawn -> their labels
 
 
 def mean_terms_figure(summary: pd.DataFrame, a: str, b: str) -> go.Figure:
@@ -21,8 +20,8 @@ def mean_terms_figure(summary: pd.DataFrame, a: str, b: str) -> go.Figure:
     summary: `compare.summary`, or `compare.set_summary` over one set of samples (measure, a, b, delta).
     Traces: A, then B, named after the students and their role ("kd (A)", "ce (B)").
     """
-    rows = summary.set_index("measure").reindex(_MEANS)
-    labels = [_MEAN_LABELS[m] for m in _MEANS]
+    rows = summary.set_index("measure").reindex(list(_MEANS))
+    labels = list(_MEANS.values())
     fig = go.Figure()
     for i, (who, col) in enumerate(((a, "a"), (b, "b"))):
         text = [f"{d:+.3g}" for d in rows["delta"]] if col == "b" else [f"{v:.3g}" for v in rows["a"]]
@@ -67,7 +66,7 @@ def class_delta_figure(deltas: pd.DataFrame, a: str, b: str, *, top: int = 30) -
     for t in TERMS:
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[t],
+                name=PART_HTML[t],
                 meta=t,
                 y=pos,
                 x=rows[f"{t}_mean_delta"],

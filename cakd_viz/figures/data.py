@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from cakd_viz.figures.sample import image_like
+from cakd_viz.figures.sample import image_like, to_uint8
 from cakd_viz.figures.style import ROLE_COLORS, base_layout, student_color
 from cakd_viz.text import html as plain
 
@@ -109,15 +107,7 @@ def as_images(inputs: np.ndarray) -> np.ndarray | None:
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 4 or not image_like(x.shape[1:3]):
         return None
     x = x[..., :3]
-    if x.dtype != np.uint8:
-        x = x.astype(np.float64)
-        x[~np.isfinite(x)] = np.nan  # a NaN or inf pixel is drawn black, the rest scaled
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an image of NaN only: no min, all black
-            lo = np.nanmin(x, axis=(1, 2, 3), keepdims=True)
-            hi = np.nanmax(x, axis=(1, 2, 3), keepdims=True)
-            x = (x - lo) / np.where(hi > lo, hi - lo, 1.0) * 255
-        x = np.nan_to_num(x, nan=0.0).round().astype(np.uint8)
+    x = to_uint8(x, axis=(1, 2, 3))
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     return x

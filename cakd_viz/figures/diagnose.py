@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cakd_viz.decomposition import TERMS
-from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, base_layout
+from cakd_viz.figures.style import TERM_COLORS, base_layout
+from cakd_viz.terms import KL_UNIT, PART_HTML
 from cakd_viz.text import html as _escape
 
 
@@ -33,7 +34,7 @@ def class_failure_chart(
         x = rows[f"share_{t}"] if normalize else rows[f"{t}_total"]
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[t],
+                name=PART_HTML[t],
                 meta=t,
                 y=pos,
                 x=np.nan_to_num(x.to_numpy(dtype=float)),
@@ -41,7 +42,7 @@ def class_failure_chart(
                 marker_color=TERM_COLORS[t],
                 customdata=np.array(labels, dtype=object),
                 hovertemplate="%{customdata}<br>"
-                + TERM_LABELS[t]
+                + PART_HTML[t]
                 + (": %{x:.1%}" if normalize else f": %{{x:.4g}} {KL_UNIT}")
                 + "<extra></extra>",
             )
@@ -86,7 +87,7 @@ def confusion_chart(pairs: pd.DataFrame, *, top: int = 20, student: str | None =
             continue
         fig.add_trace(
             go.Bar(
-                name=f"{TERM_LABELS[t]} dominates",
+                name=f"{PART_HTML[t]} dominates",
                 meta=t,
                 y=pos[sel],
                 x=rows["count"][sel],

@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cakd_viz.decomposition import TERMS
-from cakd_viz.figures.style import KL_UNIT, TERM_COLORS, TERM_LABELS, TERM_NAMES, base_layout
+from cakd_viz.figures.style import TERM_COLORS, base_layout
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.terms import KL_UNIT, MEANING, PART_HTML
 from cakd_viz.text import html as plain
 
 
@@ -54,14 +55,14 @@ def _share_bars(
     fig = go.Figure()
     for term in TERMS:
         share = shares[term]
-        hover = f"%{{y}}<br>{TERM_NAMES[term]}<br>share %{{x:.1f}}% of the KL"
+        hover = f"%{{y}}<br>{MEANING[term]}<br>share %{{x:.1f}}% of the KL"
         extra = {}
         if means is not None:
             extra["customdata"] = means[term]
             hover += f"<br>mean %{{customdata[0]:.4g}} of %{{customdata[1]:.4g}} {KL_UNIT}"
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[term],
+                name=PART_HTML[term],
                 y=names,
                 x=share * 100,
                 orientation="h",
@@ -96,7 +97,7 @@ def histogram_figure(hists: dict[str, pd.DataFrame], *, student: str | None = No
         x = 10.0**edges
         y = np.append(frame["count"].to_numpy(), frame["count"].to_numpy()[-1])
         zeros = int(frame.attrs.get("zeros", 0))
-        label = TERM_LABELS[name] + (f" (+{zeros:,} at 0)" if zeros else "")
+        label = PART_HTML[name] + (f" (+{zeros:,} at 0)" if zeros else "")
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -106,7 +107,7 @@ def histogram_figure(hists: dict[str, pd.DataFrame], *, student: str | None = No
                 line=dict(shape="hv", color=TERM_COLORS[name], width=2.5 if name == "kl" else 1.8),
                 fill="tozeroy" if name != "kl" else None,
                 opacity=0.85,
-                hovertemplate=f"{TERM_NAMES[name]}<br>from %{{x:.3g}} {KL_UNIT}<br>%{{y:,}} samples<extra></extra>",
+                hovertemplate=f"{MEANING[name]}<br>from %{{x:.3g}} {KL_UNIT}<br>%{{y:,}} samples<extra></extra>",
             )
         )
     fig.update_layout(
@@ -145,7 +146,7 @@ def sweep_figure(
                 go.Scatter(
                     x=part[x],
                     y=part[f"share_{term}"] * 100,
-                    name=TERM_LABELS[term],
+                    name=PART_HTML[term],
                     legendgroup=term,
                     showlegend=col == 1,
                     mode="lines+markers",
@@ -153,7 +154,7 @@ def sweep_figure(
                     line=dict(color=TERM_COLORS[term], width=1.5),
                     customdata=part[["kl_mean", f"{term}_mean"]].to_numpy(),
                     hovertemplate=(
-                        f"{x_title} %{{x}}<br>{TERM_NAMES[term]}: %{{y:.1f}}% of the KL<br>"
+                        f"{x_title} %{{x}}<br>{MEANING[term]}: %{{y:.1f}}% of the KL<br>"
                         f"mean %{{customdata[1]:.4g}} of %{{customdata[0]:.4g}} {KL_UNIT}<extra></extra>"
                     ),
                 ),
@@ -190,14 +191,14 @@ def class_breakdown_figure(
         total = part["kl_total"].to_numpy() * part[f"share_{term}"].fillna(0).to_numpy()
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[term],
+                name=PART_HTML[term],
                 y=labels,
                 x=total,
                 orientation="h",
                 marker_color=TERM_COLORS[term],
                 customdata=np.stack([part[f"share_{term}"] * 100, part["count"], part["kl_mean"]], axis=1),
                 hovertemplate=(
-                    f"%{{y}}<br>{TERM_NAMES[term]}: %{{x:.4g}} {KL_UNIT} in total "
+                    f"%{{y}}<br>{MEANING[term]}: %{{x:.4g}} {KL_UNIT} in total "
                     "(%{customdata[0]:.1f}% of this class's KL)<br>"
                     f"%{{customdata[1]:,}} samples, mean KL %{{customdata[2]:.4g}} {KL_UNIT}<extra></extra>"
                 ),

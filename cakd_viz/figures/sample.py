@@ -6,12 +6,14 @@ are escaped before Plotly's HTML-like text renderer sees them.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import plotly.graph_objects as go
 
-from cakd_viz.figures.style import KL_UNIT, ROLE_COLORS, STUDENT_COLORS, TERM_COLORS, TERM_LABELS, base_layout
+from cakd_viz.figures.style import ROLE_COLORS, STUDENT_COLORS, TERM_COLORS, base_layout
 from cakd_viz.learn import Example, shown_classes
-from cakd_viz.terms import PART
+from cakd_viz.terms import KL_UNIT, PART, PART_HTML
 from cakd_viz.text import html as plain
 from cakd_viz.worked import format_number
 
@@ -32,15 +34,26 @@ def input_image(row, *, size: int = 168):
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)) or not image_like(a.shape[:2]):
         return None
-    if a.dtype != np.uint8:
-        a = a.astype(np.float64)
-        a[~np.isfinite(a)] = np.nan  # an inf pixel would stretch the scale: drawn black like NaN
-        lo, hi = np.nanmin(a), np.nanmax(a)
-        a = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255.0
-        a = np.nan_to_num(a).round().astype(np.uint8)
+    a = to_uint8(a)
     img = Image.fromarray(np.ascontiguousarray(a))
     scale = max(1, size // max(a.shape[:2]))
     return img.resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+
+
+def to_uint8(x: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
+    """Pixels as uint8: uint8 as they are, anything else scaled to 0..255 over its finite values (over
+    ``axis``: per image of a stack; None: the whole array), NaN and inf pixels black (an inf pixel would
+    stretch the scale)."""
+    if x.dtype == np.uint8:
+        return x
+    x = x.astype(np.float64)
+    x[~np.isfinite(x)] = np.nan
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an image of NaN only: no min, all black
+        lo = np.nanmin(x, axis=axis, keepdims=True)
+        hi = np.nanmax(x, axis=axis, keepdims=True)
+        x = (x - lo) / np.where(hi > lo, hi - lo, 1.0) * 255
+    return np.nan_to_num(x, nan=0.0).round().astype(np.uint8)
 
 
 MAX_IMAGE_SIDE, MAX_ASPECT = 4096, 16  # larger or longer-and-thinner arrays are data, not pictures
@@ -157,7 +170,7 @@ def contribution_bars(
     for name, value in parts.items():
         fig.add_trace(
             go.Bar(
-                name=TERM_LABELS[name],
+                name=PART_HTML[name],
                 meta=name,
                 x=[PART[name], "KL"],
                 y=[value, value],

@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-from cakd_viz.terms import KL_UNIT, MEANING, PART_HTML
-
-__all__ = [
-    "KL_UNIT",
-    "ROLE_COLORS",
-    "TERM_COLORS",
-    "TERM_LABELS",
-    "TERM_NAMES",
-    "base_layout",
-    "student_color",
-]
-
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
 TERM_COLORS = {
     "bcd": "#0072B2",  # blue
@@ -29,9 +17,6 @@ ROLE_COLORS = {
 }
 # Extra student colours for side-by-side comparisons (Okabe-Ito, skipping the term colours).
 STUDENT_COLORS = ["#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-
-TERM_LABELS = PART_HTML  # Plotly legends: the weighted parts that add up to the KL
-TERM_NAMES = MEANING
 
 
 def student_color(i: int) -> str:

@@ -10,7 +10,6 @@ from cakd_viz.app import links, state, ui
 from cakd_viz.export import learn_snippet
 from cakd_viz.figures import learn as learn_fig
 from cakd_viz.figures import sample as fig
-from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.learn import (
     LEARN_CLASSES,
@@ -24,6 +23,7 @@ from cakd_viz.learn import (
     worked_example,
 )
 from cakd_viz.standardize import setting
+from cakd_viz.terms import KL_UNIT
 from cakd_viz.worked import class_numbers, example_row, format_number
 
 ui.title(

@@ -6,8 +6,8 @@ from cakd_viz.app import compute, explorer, links, state, ui, viewspec
 from cakd_viz.app.config import plain
 from cakd_viz.figures import compare as compare_fig
 from cakd_viz.figures import overview as fig
-from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.terms import KL_UNIT
 
 TABS = ["Distributions", "Per class", "vs temperature", "vs grouping", "Standardization (LS)"]
 

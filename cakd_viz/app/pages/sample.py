@@ -6,9 +6,9 @@ import streamlit as st
 from cakd_viz.app import explorer, links, state, ui, views, viewspec
 from cakd_viz.app.config import plain
 from cakd_viz.figures import sample as fig
-from cakd_viz.figures.style import KL_UNIT
 from cakd_viz.grouping import parse_grouping
 from cakd_viz.learn import shown_classes, worked_example
+from cakd_viz.terms import KL_UNIT
 from cakd_viz.worked import example_row, format_number
 
 ui.title(
