@@ -29,7 +29,6 @@ class Parts:
     # the training split, less the validation rows, after ``train_subset`` and this rank's shard
     train_set: Dataset
     teacher: nn.Module
-    teacher_info: dict
     student: nn.Module
     student_info: dict  # "arch" and "arch_kwargs" when it is a registry architecture, else the loader's info
     criterion: nn.Module | None  # None: cross-entropy only
@@ -97,7 +96,6 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         test,
         train_set,
         teacher,
-        t_info,
         student,
         s_info,
         criterion,
