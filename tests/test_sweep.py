@@ -145,6 +145,15 @@ def test_logit_standardization_can_be_swept(teacher):
             r"random\['alpha'\] must be a list of choices",
         ),
         ({"random": {"alpha": [1, 2]}}, r"random is set but num_samples is 0"),
+        # infinite bounds, or a range wider than a float, reached numpy as a raw OverflowError
+        (
+            {"random": {"lr": {"loguniform": [1e-3, float("inf")]}}, "num_samples": 2},
+            r"random\['lr'\] must be a list of choices .* with finite lo < hi",
+        ),
+        (
+            {"random": {"alpha": {"uniform": [-1e308, 1e308]}}, "num_samples": 2},
+            r"random\['alpha'\] must be a list of choices",
+        ),
         (
             {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
             r"random\['seed'\] must be a list of choices",

@@ -160,12 +160,14 @@ def _check_distribution(key: str, spec: object) -> None:
                 # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0)
                 and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
                 and lo < hi
+                and hi - lo < math.inf  # finite bounds, a range numpy can draw from
                 and (kind != "loguniform" or lo > 0)
             ):
                 return
     raise ValueError(
         f"random[{key!r}] must be a list of choices or one of {{'uniform': [lo, hi]}}, "
-        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with lo < hi; got {spec!r}"
+        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with finite lo < hi; "
+        f"got {spec!r}"
     )
 
 
