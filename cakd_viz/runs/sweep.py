@@ -41,6 +41,7 @@ from cakd_viz.runs import store
 from cakd_viz.runs.config import LossConfig, RunConfig, check_keys, loss_names, loss_parameters
 
 ENGINES = ("local", "ray")
+_JSON_TYPES = {dict: "object", list: "list", str: "string"}
 MAX_TRIALS = 2000
 _RUN_KEYS = {f.name for f in fields(RunConfig)} - {"loss", "sweep", "params"}
 
@@ -93,9 +94,9 @@ class SweepConfig:
     def validate(self) -> list[RunConfig]:
         """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong.
         Returns the trials (``expand``), each validated."""
-        for key, kind in (("base", dict), ("grid", dict), ("cases", list), ("random", dict)):
+        for key, kind in (("base", dict), ("grid", dict), ("cases", list), ("random", dict), ("name", str)):
             if not isinstance(getattr(self, key), kind):
-                raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
+                raise ValueError(f"{key} must be a JSON {_JSON_TYPES[kind]}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for key in ("num_samples", "search_seed", "max_concurrent"):
