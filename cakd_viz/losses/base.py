@@ -27,7 +27,6 @@ here (``STANDARDIZE``), as the temperature and the warm-up are.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -180,18 +179,6 @@ class DistillationLoss(nn.Module):
         if self.standardize:
             student, teacher = standardize_rows(student), standardize_rows(teacher)
         return student, teacher
-
-    @classmethod
-    def from_settings(cls, settings, *, correlation=None) -> DistillationLoss:
-        """This loss made from a mapping holding (some of) its declared ``parameters()``; missing ones take
-        their declared defaults, other keys are ignored.
-
-        ``correlation`` goes to losses that take one (CAKD's ``corr:R`` grouping).
-        """
-        kwargs = {p.name: settings[p.name] for p in cls.parameters() if p.name in settings}
-        if "correlation" in inspect.signature(cls.__init__).parameters:
-            kwargs["correlation"] = correlation
-        return cls(**kwargs)
 
     def warmup_factor(self, epoch: float | None = None) -> float:
         """The factor on every weight at training progress ``epoch`` (0-based, fractional allowed).
