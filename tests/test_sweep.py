@@ -140,6 +140,10 @@ def test_logit_standardization_can_be_swept(teacher):
         ({"grid": {"beta": []}}, r"grid\['beta'\] must be a non-empty list of values"),
         ({"grid": {"beta": [-1]}}, r"trial 0 \(beta=-1\): loss.beta must be a finite number >= 0"),
         ({"grid": {"k": [3]}, "base_loss": {"grouping": "target"}}, r"k needs one of topk:K, topk\+target:K"),
+        # a k that is no number reached the grouping's spec: format-code errors, a raw TypeError, True as 1
+        ({"grid": {"k": ["x"]}}, r"k must be a whole number \(the K of the grouping\), got 'x'"),
+        ({"grid": {"k": [[1]]}}, r"k must be a whole number \(the K of the grouping\), got \[1\]"),
+        ({"grid": {"k": [True]}}, r"k must be a whole number \(the K of the grouping\), got True"),
         (
             {"random": {"alpha": {"uniform": [2, 1]}}, "num_samples": 2},
             r"random\['alpha'\] must be a list of choices",

@@ -223,6 +223,8 @@ def _set(data: dict, key: str, value: object) -> None:
     """Put one swept value into a run config dict (``_with_case``'s: its loss is a section)."""
     loss = data.setdefault("loss", {})
     if key == "k":  # the K of the grouping's rule, for every registered rule that takes one
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"k must be a whole number (the K of the grouping), got {value!r}")
         grouping = str(loss.get("grouping", DEFAULT_GROUPING))
         rule = parse_grouping(grouping)
         if rule.symbol != "K":
