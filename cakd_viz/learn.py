@@ -267,56 +267,52 @@ class Preset(LearnView):
 # Teacher: "cat" (the label) is clearly first, then the other animals, then the vehicles in a clear order.
 _TEACHER = (6.0, 4.5, 3.5, 2.0, 0.0, -2.0)
 
+
+def _preset(student: tuple, temperature: float, grouping: str, *, dominant: str | None, story: str) -> Preset:
+    """A student's logits against ``_TEACHER``, the label being cat (class 0)."""
+    return Preset(_TEACHER, student, temperature, grouping, 0, dominant=dominant, story=story)
+
+
 PRESETS: dict[str, Preset] = {
-    "Right top class, wrong ranking among look-alikes": Preset(
-        _TEACHER,
+    "Right top class, wrong ranking among look-alikes": _preset(
         (6.0, 3.0, 4.7, 2.0, 0.0, -2.0),
         1.0,
         "topk:3",
-        0,
         dominant="scd",
         story="The student still says cat and gives the animals as much mass as the teacher, but ranks fox "
         "above dog. Only the order inside S is wrong, so p_S·SCD carries the KL.",
     ),
-    "Over-confident student flattens the tail": Preset(
-        _TEACHER,
+    "Over-confident student flattens the tail": _preset(
         (6.5, 4.7, 3.6, 0.0, 0.0, 0.0),
         2.0,
         "topk:3",
-        0,
         dominant="wcd",
         story="The student is sure about the animals and treats car, truck and plane as equally unlikely: "
         "the teacher's ordering of the tail (its 'dark knowledge') is gone. p_W·WCD carries most of the KL; "
         "the slightly lower tail mass adds a little BCD.",
     ),
-    "Wrong group mass: under-confident on the look-alikes": Preset(
-        _TEACHER,
+    "Wrong group mass: under-confident on the look-alikes": _preset(
         (3.6, 2.1, 1.1, 2.0, 0.0, -2.0),
         1.0,
         "topk:3",
-        0,
         dominant="bcd",
         story="The student ranks every class like the teacher, inside S and inside W, but puts too little "
         "mass on the strong group. Only the binary split is wrong, so BCD carries the KL.",
     ),
-    "DKD's split: S = {label}, student prefers dog": Preset(
-        _TEACHER,
+    "DKD's split: S = {label}, student prefers dog": _preset(
         (4.5, 6.0, 3.5, 2.0, 0.0, -2.0),
         1.0,
         "target",
-        0,
         dominant="bcd",
         story="With S = {label} the split is DKD's: BCD is TCKD (the mass on the target) and WCD is NCKD "
         "(the ranking of the other classes); SCD is 0 because S has one class. The student swaps cat and "
         "dog, so the target gets too little mass and BCD dominates. Switch the grouping to topk:3 and the "
         "same mistake becomes a ranking error inside S: SCD.",
     ),
-    "Right ranking, smaller logit scale (try LS)": Preset(
-        _TEACHER,
+    "Right ranking, smaller logit scale (try LS)": _preset(
         (2.4, 1.8, 1.4, 0.8, 0.0, -0.8),  # 0.4 x the teacher
         1.0,
         "topk:3",
-        0,
         dominant="scd",
         story="The student's logits are the teacher's times 0.4: the same ranking everywhere, at a smaller "
         "scale, so its softmax is flatter. Without standardization that is a large KL, carried by p_S·SCD "
@@ -324,12 +320,10 @@ PRESETS: dict[str, Preset] = {
         "sample's logits are z-scored before T, the two rows become the same and the KL drops to about 0. "
         "LS asks the student for the teacher's logit relations, not their scale.",
     ),
-    "A good student": Preset(
-        _TEACHER,
+    "A good student": _preset(
         (5.8, 4.6, 3.3, 2.1, -0.2, -1.8),
         1.0,
         "topk:3",
-        0,
         dominant=None,
         story="Close to the teacher everywhere: every term is small. Compare its numbers with the presets "
         "above.",

@@ -84,41 +84,26 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-@torch.no_grad()
 def predict_logits(
     model: nn.Module,
     dataset: Dataset,
     *,
     device: str | torch.device = "cpu",
     batch_size: int = 512,
-    num_workers: int = 0,
     who: str = "model",
 ) -> np.ndarray:
     """Run ``model`` (in eval mode) over ``dataset`` in order; returns float32 logits (N, C).
 
     ``who`` names the model in the error when its output holds no logits.
     """
-    logits, _ = _eval_logits(
-        model, dataset, device=resolve_device(device), batch_size=batch_size, num_workers=num_workers, who=who
-    )
-    return logits.numpy()
+    return _eval_logits(model, dataset, device=device, batch_size=batch_size, who=who)[0].numpy()
 
 
-@torch.no_grad()
 def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
-    *,
-    device: str | torch.device = "cpu",
-    batch_size: int = 512,
-    num_workers: int = 0,
-    who: str = "model",
+    model: nn.Module, dataset: Dataset, *, device: str | torch.device = "cpu", batch_size: int = 512
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset``: {"loss", "acc", "n"}."""
-    logits, labels = _eval_logits(
-        model, dataset, device=resolve_device(device), batch_size=batch_size, num_workers=num_workers, who=who
-    )
-    return _scores(logits, labels)
+    return _scores(*_eval_logits(model, dataset, device=device, batch_size=batch_size))
 
 
 def _scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -130,9 +115,16 @@ def _scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def _eval_logits(
-    model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int, num_workers: int, who: str
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: str | torch.device,
+    batch_size: int = 512,
+    num_workers: int = 0,
+    who: str = "model",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of ``model`` (eval mode) over ``dataset``: (logits (N, C) float32, labels (N,)), on the CPU."""
+    device = resolve_device(device)
     was_training = model.training
     model.eval().to(device)
     out, ys = [], []

@@ -286,10 +286,13 @@ def test_tune_is_deterministic_for_a_seed(teacher, tmp_path):
 
 def test_a_grouping_asking_for_too_many_strong_classes_is_said_before_training(teacher, tmp_path):
     """topk:10 on the 10 digit classes is clipped to topk:9 (W is never empty): the run says so."""
-    from cakd_viz.runs.build import clipped_grouping
+    from cakd_viz.grouping import parse_grouping
 
-    assert clipped_grouping("topk:9", 10) is None and clipped_grouping("target", 10) is None
-    assert clipped_grouping("topk:12", 10).startswith("topk:12 asks for 12 strong classes, and there are 10")
+    def clipped(grouping: str, num_classes: int) -> str | None:  # the line a run logs (build.build)
+        return parse_grouping(grouping).clamp(num_classes)[1]
+
+    assert clipped("topk:9", 10) is None and clipped("target", 10) is None
+    assert clipped("topk:12", 10).startswith("topk:12 asks for 12 strong classes, and there are 10")
     config = write_json(
         tmp_path / "run.json", tiny_config(teacher, loss={"name": "cakd", "grouping": "topk:10"})
     )

@@ -140,16 +140,30 @@ def test_logit_standardization_can_be_swept(teacher):
         ({"grid": {"beta": []}}, r"grid\['beta'\] must be a non-empty list of values"),
         ({"grid": {"beta": [-1]}}, r"trial 0 \(beta=-1\): loss.beta must be a finite number >= 0"),
         ({"grid": {"k": [3]}, "base_loss": {"grouping": "target"}}, r"k needs one of topk:K, topk\+target:K"),
+        # a k that is no number reached the grouping's spec: format-code errors, a raw TypeError, True as 1
+        ({"grid": {"k": ["x"]}}, r"k must be a whole number \(the K of the grouping\), got 'x'"),
+        ({"grid": {"k": [[1]]}}, r"k must be a whole number \(the K of the grouping\), got \[1\]"),
+        ({"grid": {"k": [True]}}, r"k must be a whole number \(the K of the grouping\), got True"),
         (
             {"random": {"alpha": {"uniform": [2, 1]}}, "num_samples": 2},
             r"random\['alpha'\] must be a list of choices",
         ),
         ({"random": {"alpha": [1, 2]}}, r"random is set but num_samples is 0"),
+        # infinite bounds, or a range wider than a float, reached numpy as a raw OverflowError
+        (
+            {"random": {"lr": {"loguniform": [1e-3, float("inf")]}}, "num_samples": 2},
+            r"random\['lr'\] must be a list of choices .* with finite lo < hi",
+        ),
+        (
+            {"random": {"alpha": {"uniform": [-1e308, 1e308]}}, "num_samples": 2},
+            r"random\['alpha'\] must be a list of choices",
+        ),
         (
             {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
             r"random\['seed'\] must be a list of choices",
         ),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
+        ({"name": 5}, r"name must be a JSON string"),  # it reached the folder name as a raw TypeError
         ({"ray": {"num_cpus": True}}, r"ray.num_cpus must be a whole number >= 1, got True"),
         ({"ray": {"address": 5}}, r"ray.address must be a cluster address such as \"auto\", got 5"),
         ({"ray": {"address": " "}}, r"ray.address must be a cluster address such as \"auto\", got ' '"),

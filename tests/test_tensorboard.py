@@ -201,3 +201,17 @@ def test_a_folder_of_the_runs_name_that_no_export_wrote_is_never_replaced(tmp_pa
     own.rmdir()
     written, skipped = export_runs(tmp_path / "runs", tmp_path / "tb")  # then exported, and again
     assert list(written) == [path.name] and export_runs(tmp_path / "runs", tmp_path / "tb")[1] == []
+
+
+def test_an_unreadable_marker_in_another_folder_of_the_output_does_not_stop_the_export(tmp_path):
+    """The output folder is shared with anything else: a marker there that is not text (or not readable)
+    marks no run of ours; it was read unguarded and a UnicodeDecodeError took the whole export down."""
+    from cakd_viz.runs.tensorboard import export_runs
+
+    path = _record(tmp_path / "runs", "mine", epochs=1)
+    other = tmp_path / "tb" / "someone-elses"
+    other.mkdir(parents=True)
+    (other / MARKER).write_bytes(b"\xff\xfe not text")
+    written, skipped = export_runs(tmp_path / "runs", tmp_path / "tb")
+    assert list(written) == [path.name] and skipped == []
+    assert (other / MARKER).read_bytes() == b"\xff\xfe not text"

@@ -128,14 +128,14 @@ def clipped_grouping(form: Mapping) -> str | None:
     """The warning for a grouping that asks for more strong classes than the chosen shipped sample has
     (``topk:K`` with K >= C, clipped to C - 1); None otherwise, or for own data (the run's log says it)."""
     from cakd_viz.data import digits, glyphs
-    from cakd_viz.runs.build import clipped_grouping as words
+    from cakd_viz.grouping import parse_grouping
 
     classes = {"sample:digits": len(digits.CLASS_NAMES), "sample:glyphs": len(glyphs.CLASS_NAMES)}
     grouping, data = form.get(key("grouping")), form[key("data")]
     if str(form.get(key("own_data"), "")).strip() or data not in classes or not isinstance(grouping, str):
         return None
     try:
-        return words(grouping, classes[data])
+        return parse_grouping(grouping).clamp(classes[data])[1]
     except ValueError:
         return None  # a grouping the launch refuses in its own words
 

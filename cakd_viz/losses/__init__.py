@@ -19,6 +19,7 @@ the runs tracker are built from those declarations and from `LOSSES` as it is wh
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 from cakd_viz.losses.base import DistillationLoss
@@ -49,12 +50,17 @@ def loss_class(name: str) -> type[DistillationLoss] | None:
 
 
 def build_criterion(name: str, settings: Mapping, *, correlation=None) -> DistillationLoss:
-    """The loss ``LOSSES[name]`` (any case) made from ``settings``, a mapping that holds at least the
-    keyword arguments that loss takes (extra keys are ignored): e.g. a run config's loss section.
+    """The loss ``LOSSES[name]`` (any case) made from ``settings``, a mapping holding (some of) its
+    declared ``parameters()``: missing ones take their declared defaults, other keys are ignored (e.g. a
+    run config's loss section).
 
-    ``correlation`` is the (C, C) class correlation that CAKD's ``corr:R`` grouping needs.
+    ``correlation`` goes to losses that take one: the (C, C) class correlation that CAKD's ``corr:R``
+    grouping needs.
     """
     cls = loss_class(name)
     if cls is None:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(k.lower() for k in LOSSES)}")
-    return cls.from_settings(settings, correlation=correlation)
+    kwargs = {p.name: settings[p.name] for p in cls.parameters() if p.name in settings}
+    if "correlation" in inspect.signature(cls.__init__).parameters:
+        kwargs["correlation"] = correlation
+    return cls(**kwargs)

@@ -27,7 +27,6 @@ here (``STANDARDIZE``), as the temperature and the warm-up are.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -109,10 +108,6 @@ STANDARDIZE = Param(
 )
 
 
-def _num(w: float) -> str:
-    return f"{w:g}"
-
-
 class DistillationLoss(nn.Module):
     """Base class: a weighted sum of named, T^2-scaled, batch-mean terms with an optional warm-up.
 
@@ -180,18 +175,6 @@ class DistillationLoss(nn.Module):
         if self.standardize:
             student, teacher = standardize_rows(student), standardize_rows(teacher)
         return student, teacher
-
-    @classmethod
-    def from_settings(cls, settings, *, correlation=None) -> DistillationLoss:
-        """This loss made from a mapping holding (some of) its declared ``parameters()``; missing ones take
-        their declared defaults, other keys are ignored.
-
-        ``correlation`` goes to losses that take one (CAKD's ``corr:R`` grouping).
-        """
-        kwargs = {p.name: settings[p.name] for p in cls.parameters() if p.name in settings}
-        if "correlation" in inspect.signature(cls.__init__).parameters:
-            kwargs["correlation"] = correlation
-        return cls(**kwargs)
 
     def warmup_factor(self, epoch: float | None = None) -> float:
         """The factor on every weight at training progress ``epoch`` (0-based, fractional allowed).
@@ -263,13 +246,13 @@ class DistillationLoss(nn.Module):
 
     def _setting(self) -> str:
         per = "" if self.warmup_schedule == "epoch" else ", per step"
-        warm = f", warm-up {_num(self.warmup)} epochs{per}" if self.warmup > 0 else ""
+        warm = f", warm-up {self.warmup:g} epochs{per}" if self.warmup > 0 else ""
         ls = ", logits standardized (LS)" if self.standardize else ""
-        return f"T={_num(self.temperature)}{warm}{ls}"
+        return f"T={self.temperature:g}{warm}{ls}"
 
     def formula(self) -> str:
         """A one-line caption such as "1*TCKD + 8*NCKD (T=4)"."""
-        parts = [f"{_num(w)}*{k.upper()}" for k, w in zip(self.term_names, self._base_weights(), strict=True)]
+        parts = [f"{w:g}*{k.upper()}" for k, w in zip(self.term_names, self._base_weights(), strict=True)]
         return f"{' + '.join(parts)} ({self._setting()})"
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ import torch
 
 from cakd_viz.grouping import DEFAULT_GROUPING, Grouping, parse_grouping
 from cakd_viz.grouping.base import RULE_MASK
-from cakd_viz.losses.base import DistillationLoss, _check_inputs, _num
+from cakd_viz.losses.base import DistillationLoss, _check_inputs
 from cakd_viz.losses.native_kernel import NativeCAKDFunction, kernel, rule_of
 from cakd_viz.losses.params import FLOAT, GROUPING, Param
 from cakd_viz.losses.tensor_kernel import CAKDFunction
@@ -104,9 +104,9 @@ class CAKDLoss(DistillationLoss):
 
     def formula(self) -> str:
         """E.g. "1*BCD + 1*SCD + 8*WCD (T=4, S = teacher top-5)"; natural weights show as p_S, p_W."""
-        scd = "p_S" if self.alpha == NATURAL else _num(self.alpha)
-        wcd = "p_W" if self.beta == NATURAL else _num(self.beta)
-        return f"{_num(self.w_b)}*BCD + {scd}*SCD + {wcd}*WCD ({self._setting()}, S = {self.grouping.describe(short=True)})"
+        scd = "p_S" if self.alpha == NATURAL else f"{self.alpha:g}"
+        wcd = "p_W" if self.beta == NATURAL else f"{self.beta:g}"
+        return f"{self.w_b:g}*BCD + {scd}*SCD + {wcd}*WCD ({self._setting()}, S = {self.grouping.describe(short=True)})"
 
 
 def fused_terms(

@@ -29,7 +29,6 @@ class Parts:
     # the training split, less the validation rows, after ``train_subset`` and this rank's shard
     train_set: Dataset
     teacher: nn.Module
-    teacher_info: dict
     student: nn.Module
     student_info: dict  # "arch" and "arch_kwargs" when it is a registry architecture, else the loader's info
     criterion: nn.Module | None  # None: cross-entropy only
@@ -61,7 +60,8 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         )
     c = train.num_classes
     _check_outputs("teacher", cfg.teacher, teacher, train, c)
-    if cfg.loss.name != NO_DISTILLATION and (clipped := clipped_grouping(cfg.loss.grouping, c)):
+    # topk:K with K >= C: the losses and the decomposition clip K to C - 1, so that W is not empty
+    if cfg.loss.name != NO_DISTILLATION and (clipped := parse_grouping(cfg.loss.grouping).clamp(c)[1]):
         notes.append(f"warning: {clipped}")
     torch.manual_seed(cfg.seed)  # the student's initial weights depend on the seed only
     if cfg.student in ARCHS:
@@ -97,7 +97,6 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         test,
         train_set,
         teacher,
-        t_info,
         student,
         s_info,
         criterion,
@@ -106,13 +105,6 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         val_rows,
         correlation,
     )
-
-
-def clipped_grouping(grouping: str, num_classes: int) -> str | None:
-    """The line a run logs when ``grouping`` asks for more strong classes than ``num_classes`` allows
-    (``topk:K`` with K >= C: the losses and the decomposition clip K to C - 1, so that W is not empty);
-    None when it is used as written."""
-    return parse_grouping(grouping).clamp(num_classes)[1]
 
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

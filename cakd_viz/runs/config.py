@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from cakd_viz.data.factories import is_factory_spec, parse_factory_spec
 from cakd_viz.data.sources import SAMPLE_DATA
 from cakd_viz.grouping import DEFAULT_GROUPING
 from cakd_viz.losses import LOSSES, loss_class
-from cakd_viz.losses.params import BOOL, FLOAT, GROUPING, Param, by_name
+from cakd_viz.losses.base import STANDARDIZE, TEMPERATURE
+from cakd_viz.losses.params import FLOAT, GROUPING, Param, by_name
 from cakd_viz.validate import loads_json
 
 # -- the loss section -----------------------------------------------------------------------------------
@@ -45,28 +46,17 @@ RUN_LOSS_PARAMS = (
         "The strong set S that splits the run's held-out KL after every epoch, whatever its loss.",
         "held-out S",
     ),
-    Param(
-        "temperature",
-        4.0,
-        FLOAT,
-        "T of the held-out split after every epoch.",
-        "T",
-        low=0.0,
-        open_low=True,
-        step=0.5,
-    ),
-    Param(
-        "standardize",
-        False,
-        BOOL,
-        "Logit standardization (LS) of the held-out split after every epoch: each sample's logits z-scored.",
-        "standardize (LS)",
+    replace(TEMPERATURE, help="T of the held-out split after every epoch."),
+    replace(
+        STANDARDIZE,
+        help="Logit standardization (LS) of the held-out split after every epoch: each sample's logits z-scored.",
     ),
 )
 """Settings of a run config's loss section that belong to the run, not to a loss. ``ce_weight`` weights
 the cross-entropy the training loop adds (no loss class ever sees it). ``grouping`` and ``temperature``
 set the held-out decomposition every run records after each epoch, whatever its loss, so a KD or a
-CE-only run holds them too; so does ``standardize`` (logit standardization, LS). A loss that declares a
+CE-only run holds them too; so does ``standardize`` (logit standardization, LS). ``temperature`` and
+``standardize`` are the losses' shared declarations (``losses.base``) with a help line of their own. A loss that declares a
 parameter of the same name (CAKD's grouping, every distillation loss's T and standardize) shares the key:
 it trains with the value the held-out split uses, and the loss's own declaration (range, help, label)
 applies."""

@@ -28,6 +28,7 @@ from cakd_viz import atomic
 VAL_TERMS = ("val_kl", "val_bcd", "val_scd", "val_wcd", "val_scd_part", "val_wcd_part")
 EPOCHS_DIR = "epochs"
 EPOCHS_FORMAT = "cakd-epochs/1"
+SPLITS = ("validation", "test")  # what an epochs/ split and a recorded run's held-out logits are
 # the most bytes of float16 epoch logits one run keeps; later epochs are listed as not kept
 MAX_EPOCH_BYTES = 32 * 2**20
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from cakd_viz.grouping import parse_grouping
-from cakd_viz.runs.dynamics import EPOCHS_DIR, EPOCHS_FORMAT, MAX_EPOCH_BYTES
+from cakd_viz.runs.dynamics import EPOCHS_DIR, EPOCHS_FORMAT, MAX_EPOCH_BYTES, SPLITS
 
 INDEX = "index.json"
 INDEX_MAX_BYTES = 1 << 20  # index.json lists at most a few thousand epochs: anything larger is refused
-SPLITS = ("validation", "test")
 
 
 @dataclass(frozen=True, eq=False)

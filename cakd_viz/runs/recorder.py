@@ -28,11 +28,10 @@ import numpy as np
 
 from cakd_viz.grouping import class_correlation, parse_grouping
 from cakd_viz.runs import store
-from cakd_viz.runs.dynamics import EPOCHS_DIR, VAL_TERMS, EpochLogits, HeldOutTerms
+from cakd_viz.runs.dynamics import EPOCHS_DIR, SPLITS, VAL_TERMS, EpochLogits, HeldOutTerms
 from cakd_viz.runs.recorded import environment, recorded_config
 from cakd_viz.validate import as_numpy, check_temperature
 
-SPLITS = ("validation", "test")
 _EPOCH_RESERVED = frozenset({"kind", "epoch", "time", *VAL_TERMS})
 _STEP_RESERVED = frozenset({"kind", "step", "time"})
 

@@ -41,6 +41,7 @@ from cakd_viz.runs import store
 from cakd_viz.runs.config import LossConfig, RunConfig, check_keys, loss_names, loss_parameters
 
 ENGINES = ("local", "ray")
+_JSON_TYPES = {dict: "object", list: "list", str: "string"}
 MAX_TRIALS = 2000
 _RUN_KEYS = {f.name for f in fields(RunConfig)} - {"loss", "sweep", "params"}
 
@@ -93,9 +94,9 @@ class SweepConfig:
     def validate(self) -> list[RunConfig]:
         """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong.
         Returns the trials (``expand``), each validated."""
-        for key, kind in (("base", dict), ("grid", dict), ("cases", list), ("random", dict)):
+        for key, kind in (("base", dict), ("grid", dict), ("cases", list), ("random", dict), ("name", str)):
             if not isinstance(getattr(self, key), kind):
-                raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
+                raise ValueError(f"{key} must be a JSON {_JSON_TYPES[kind]}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for key in ("num_samples", "search_seed", "max_concurrent"):
@@ -160,12 +161,14 @@ def _check_distribution(key: str, spec: object) -> None:
                 # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0)
                 and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
                 and lo < hi
+                and hi - lo < math.inf  # finite bounds, a range numpy can draw from
                 and (kind != "loguniform" or lo > 0)
             ):
                 return
     raise ValueError(
         f"random[{key!r}] must be a list of choices or one of {{'uniform': [lo, hi]}}, "
-        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with lo < hi; got {spec!r}"
+        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with finite lo < hi; "
+        f"got {spec!r}"
     )
 
 
@@ -220,6 +223,8 @@ def _set(data: dict, key: str, value: object) -> None:
     """Put one swept value into a run config dict (``_with_case``'s: its loss is a section)."""
     loss = data.setdefault("loss", {})
     if key == "k":  # the K of the grouping's rule, for every registered rule that takes one
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"k must be a whole number (the K of the grouping), got {value!r}")
         grouping = str(loss.get("grouping", DEFAULT_GROUPING))
         rule = parse_grouping(grouping)
         if rule.symbol != "K":

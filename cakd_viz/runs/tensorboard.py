@@ -66,15 +66,19 @@ def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path],
 
 def _foreign(target: Path, run_id: str) -> bool:
     """Whether ``target`` exists and is not a folder an export of run ``run_id`` wrote (marked)."""
-    if not (target.exists() or target.is_symlink()):
-        return False
-    marker = target / MARKER
-    if target.is_symlink() or not marker.is_file():
-        return True
+    return (target.exists() or target.is_symlink()) and _marked(target) != run_id
+
+
+def _marked(path: Path) -> str | None:
+    """The run id in the marker of a folder an export wrote; None for anything else (a link, a folder
+    without a readable marker)."""
+    marker = path / MARKER
+    if path.is_symlink() or not marker.is_file():
+        return None
     try:
-        return marker.read_text().strip() != run_id
+        return marker.read_text().strip()
     except (OSError, UnicodeDecodeError):
-        return True
+        return None
 
 
 def folder_name(run: RunInfo) -> str:
@@ -106,14 +110,7 @@ def _export_run(run: RunInfo, out: Path, writer_class) -> Path:
 
 def _ours(out: Path, run_id: str) -> list[Path]:
     """Folders of ``out`` that an export of run ``run_id`` wrote (marked), never anything else."""
-    found = []
-    for path in out.iterdir():
-        marker = path / MARKER
-        if path.name.startswith(".") or path.is_symlink() or not marker.is_file():
-            continue
-        if marker.read_text().strip() == run_id:
-            found.append(path)
-    return found
+    return [p for p in out.iterdir() if not p.name.startswith(".") and _marked(p) == run_id]
 
 
 def _add(writer, record: dict) -> None:

@@ -45,7 +45,6 @@ COLUMNS = (
     "agreement",  # student prediction == teacher prediction
 )
 BY = {"label": "true class", "teacher_pred": "teacher's class"}
-CHANGES = {"became right": True, "became wrong": False}
 
 
 def class_means(d: Decomposition, key: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
