@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from cakd_viz.bundle.core import LOGIT_DTYPES
 from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
 from cakd_viz.bundle.npy import NpyHeader, human_size, read_header
-from cakd_viz.bundle.read import LOGIT_DTYPES
 from cakd_viz.bundle.writer import write_bundle
 from cakd_viz.bundle.zipcheck import open_zip
 from cakd_viz.text import a_type
