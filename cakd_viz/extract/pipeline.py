@@ -29,7 +29,7 @@ from cakd_viz.bundle.writer import BundleWriter, check_target
 from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
-from cakd_viz.extract.loop import Counts, LoadedModel, RowDataset, forward_logits, stream_rows
+from cakd_viz.extract.loop import LoadedModel, RowDataset, forward_logits, stream_rows
 from cakd_viz.extract.models import ModelLike, _load_models, _named_students
 from cakd_viz.validate import check_labels
 
@@ -227,10 +227,10 @@ def _extract(
             "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
         )
         t_loop = time.perf_counter()
-        counts = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
-        total = group.sum([counts.rows, *counts.correct])
+        hits = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
+        correct = group.sum(hits)
         times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
-        group.step("committing the bundle", _commit, group, writer, dev, setup, total, times, notes, opts)
+        group.step("committing the bundle", _commit, group, writer, dev, setup, correct, times, notes, opts)
     except BaseException:
         if writer is not None and group.is_main:
             writer.abort()
@@ -262,8 +262,8 @@ def _create(
 
 def _fill(
     group: Group, dev, setup: _Setup, writer, out: Path, partial_id: str, opts: ExtractOptions
-) -> Counts:
-    """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote."""
+) -> list[int]:
+    """This rank's rows (returns its top-1 hits per model, teacher first); other ranks attach to rank 0's temp directory and record what they wrote."""
     if not group.is_main:
         writer = BundleWriter.attach(BundleWriter.partial_path(out, partial_id))
     rows = group.shard(len(setup.source))
@@ -282,7 +282,7 @@ def _fill(
         def report(done: int) -> None:
             opts.progress(done, len(rows))
 
-    counts = stream_rows(
+    hits = stream_rows(
         setup.models,
         loader,
         writer,
@@ -295,7 +295,7 @@ def _fill(
     )
     if not group.is_main:
         writer.close()  # rank 0 commits; it checks that the recorded rows cover 0..N-1
-    return counts
+    return hits
 
 
 def _one_thread(_worker_id: int) -> None:
@@ -303,13 +303,13 @@ def _one_thread(_worker_id: int) -> None:
 
 
 def _commit(
-    group: Group, writer: BundleWriter | None, dev, setup: _Setup, total: list[int], times, notes, opts
+    group: Group, writer: BundleWriter | None, dev, setup: _Setup, correct: list[int], times, notes, opts
 ) -> None:
     """Rank 0 writes meta.json, with its entries beyond the arrays' own (specs, data, device, settings,
     accuracies, time), and renames the temp directory to ``out``."""
     if not group.is_main:
         return
-    n, correct, models, source = total[0], total[1:], setup.models, setup.source
+    n, models, source = len(setup.source), setup.models, setup.source  # every rank wrote all its rows
     seconds, loop_seconds = times
     import cakd_viz
 
