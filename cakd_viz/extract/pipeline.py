@@ -263,7 +263,8 @@ def _create(
 def _fill(
     group: Group, dev, setup: _Setup, writer, out: Path, partial_id: str, opts: ExtractOptions
 ) -> list[int]:
-    """This rank's rows (returns its top-1 hits per model, teacher first); other ranks attach to rank 0's temp directory and record what they wrote."""
+    """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote.
+    Returns this rank's top-1 hits per model, teacher first."""
     if not group.is_main:
         writer = BundleWriter.attach(BundleWriter.partial_path(out, partial_id))
     rows = group.shard(len(setup.source))
