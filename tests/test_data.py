@@ -212,6 +212,31 @@ def test_factory_spec(tmp_path, monkeypatch):
     sys.modules.pop("my_data_mod", None)
 
 
+def test_factory_class_names_as_an_array(tmp_path, monkeypatch):
+    """Class names in a numpy array (returned beside the data set, or as its .classes) are read as a list:
+    testing an array's truth raised numpy's 'truth value of an array is ambiguous'."""
+    (tmp_path / "my_array_names_mod.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+        import torch
+        from torch.utils.data import TensorDataset
+
+        def beside():
+            ds = TensorDataset(torch.zeros(3, 2), torch.tensor([0, 1, 2]))
+            return ds, np.array(["a", "b", "c"])
+
+        def attribute():
+            ds = TensorDataset(torch.zeros(3, 2), torch.tensor([0, 1, 0]))
+            ds.classes = np.array(["p", "q"])
+            return ds
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_data("my_array_names_mod:beside").class_names == ["a", "b", "c"]
+    assert load_data("my_array_names_mod:attribute").class_names == ["p", "q"]
+    sys.modules.pop("my_array_names_mod", None)
+
+
 @pytest.mark.parametrize(
     "spec", ["sample:cifar:train", "sample:glyphs:val", "sample:digits", "nope", "a/b.npz"]
 )

@@ -294,8 +294,9 @@ def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) ->
         raise ValueError(f"data factory {spec!r} returned {type(ds).__name__}, not a torch Dataset")
     if len(ds) == 0:
         raise ValueError(f"data factory {spec!r} returned an empty data set")
-    names = names or getattr(ds, "class_names", None) or getattr(ds, "classes", None)
-    names = [str(n) for n in names] if names is not None else None
+    # the first non-empty list of names; never `or`, which tests a numpy array's truth (an error)
+    found = (names, getattr(ds, "class_names", None), getattr(ds, "classes", None))
+    names = next(([_text(n) for n in c] for c in found if c is not None and len(c) > 0), None)
     targets = getattr(ds, "targets", None)
     targets = getattr(ds, "labels", None) if targets is None else targets
     if targets is None and names is None:  # no other way to learn the number of classes
