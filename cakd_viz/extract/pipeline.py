@@ -135,7 +135,7 @@ def extract(
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     if str(dtype) not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-    out = Path(out)
+    out, students, weights = Path(out), _named_students(students), dict(weights or {})
     check_target(out, overwrite)  # fail before any long work
     with process_group(device) as (group, dev):
         opts = ExtractOptions(
@@ -149,9 +149,35 @@ def extract(
             store_inputs=store_inputs,
             overwrite=overwrite,
             progress=progress,
-            log=log,
         )
-        return _extract(group, dev, teacher, _named_students(students), data, out, dict(weights or {}), opts)
+        # every rank: prepare, (rank 0) create the temp bundle, fill this rank's rows, (rank 0) commit;
+        # each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank
+        # there and rank 0 removes the temp directory. Notes for the user (e.g. "autocast ignored"),
+        # all made while preparing: kept for meta, and shown once through ``log`` on rank 0.
+        t_start, notes, writer = time.perf_counter(), [], None
+        try:
+            setup = group.step(
+                "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, opts
+            )
+            if group.is_main and log is not None:
+                for note in notes:
+                    log(note)
+            partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(setup.source)
+            writer = group.step(
+                "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
+            )
+            t_loop = time.perf_counter()
+            hits = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
+            correct = group.sum(hits)
+            times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
+            group.step(
+                "committing the bundle", _commit, group, writer, dev, setup, correct, times, notes, opts
+            )
+        except BaseException:
+            if writer is not None and group.is_main:
+                writer.abort()
+            raise
+    return out
 
 
 @dataclass(frozen=True)
@@ -168,7 +194,6 @@ class ExtractOptions:
     store_inputs: bool
     overwrite: bool
     progress: Callable[..., None] | None
-    log: Callable[[str], None] | None
 
 
 @dataclass
@@ -202,40 +227,6 @@ def _prepare(
     return _Setup(
         models, source, c, amp, _shown(source, opts.store_inputs), _class_names(source, models[0], c, notes)
     )
-
-
-def _extract(
-    group: Group, dev: torch.device, teacher, students, data, out: Path, weights, opts: ExtractOptions
-) -> Path:
-    """Every rank: prepare, (rank 0) create the temp bundle, fill this rank's rows, (rank 0) commit.
-
-    Each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank there
-    and rank 0 removes the temp directory.
-    """
-    # notes for the user (e.g. "autocast ignored"), all made while preparing: kept for meta, and shown
-    # once through ``log`` on rank 0
-    t_start, notes, writer = time.perf_counter(), [], None
-    try:
-        setup = group.step(
-            "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, opts
-        )
-        if group.is_main and opts.log is not None:
-            for note in notes:
-                opts.log(note)
-        partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(setup.source)
-        writer = group.step(
-            "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
-        )
-        t_loop = time.perf_counter()
-        hits = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
-        correct = group.sum(hits)
-        times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
-        group.step("committing the bundle", _commit, group, writer, dev, setup, correct, times, notes, opts)
-    except BaseException:
-        if writer is not None and group.is_main:
-            writer.abort()
-        raise
-    return out
 
 
 def _create(
