@@ -427,6 +427,13 @@ class _OutOfMemory(torch.nn.Module):
         return torch.zeros(x.shape[0], C)
 
 
+class _TypeErrorInForward(torch.nn.Module):
+    def forward(self, x):
+        return x.reshape(-1).sum(
+            dim="no"
+        )  # a mistake in the user's own code: a TypeError, not a RuntimeError
+
+
 def _error_cases(toys) -> dict:
     root = toys["root"]
     t, npz, w = f"{TOYS}:teacher", str(toys["npz"]), {"teacher": root / "teacher.safetensors"}
@@ -459,6 +466,10 @@ def _error_cases(toys) -> dict:
             dict(teacher=t, students={"big": _OutOfMemory()}),
             r"out of memory .* student 'big' on a batch of 16.*smaller --batch-size \(e.g. 8\)",
         ),
+        "model_type_error": (  # any failure of the user's model is named, not only a RuntimeError
+            dict(teacher=t, students={"buggy": _TypeErrorInForward()}),
+            r"student 'buggy' \(<_TypeErrorInForward>\) failed on inputs of shape \(2, 1, 8, 8\): ",
+        ),
         "unknown_device": (dict(teacher=t, students=[t], device="tpu"), "unknown device 'tpu'"),
         "autocast_on_cpu": (
             dict(teacher=t, students=[t], autocast="fp16"),
@@ -480,6 +491,7 @@ def _error_cases(toys) -> dict:
         "weights_misfit",
         "weights_unknown",
         "oom",
+        "model_type_error",
         "unknown_device",
         "autocast_on_cpu",
         "autocast_name",

@@ -81,7 +81,8 @@ def forward_logits(
     try:
         with torch.inference_mode(), ctx:
             out = model.module(x)
-    except RuntimeError as exc:  # torch.OutOfMemoryError is one; MPS and older CUDA builds only say so
+    except Exception as exc:  # any failure of the user's model; out of memory is torch.OutOfMemoryError,
+        # or (MPS, older CUDA builds) a RuntimeError that only says so
         if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
             raise ValueError(
                 f"out of memory running the {model.role} on a batch of {batch} on {x.device}; "
