@@ -282,6 +282,16 @@ class _Mapped(Dataset):
         return x, int(y)
 
 
+def _item(ds: Dataset, i: int, spec: str) -> tuple:
+    """Item i of a factory's data set; a failure of the user's code is a ValueError naming the spec."""
+    try:
+        return ds[i]
+    except Exception as exc:  # the data set's own error (a missing key, a bug in the factory's code)
+        raise ValueError(
+            f"data factory {spec!r}: reading item {i} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) -> DataSource:
     made = call_factory(spec, "data factory")
     ds, names = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
@@ -295,7 +305,7 @@ def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) ->
     targets = getattr(ds, "targets", None)
     targets = getattr(ds, "labels", None) if targets is None else targets
     if targets is None and names is None:  # no other way to learn the number of classes
-        targets = [int(ds[i][1]) for i in range(len(ds))]
+        targets = [int(_item(ds, i, spec)[1]) for i in range(len(ds))]
     labels = None
     if targets is not None:
         classes = len(names) if names is not None else None
@@ -307,7 +317,7 @@ def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) ->
     norm = parse_normalize(normalize, Normalization()) if normalize is not None else None
     if size is not None or norm is not None:
         ds = _Mapped(ds, size, norm)
-    x0 = torch.as_tensor(ds[0][0])
+    x0 = torch.as_tensor(_item(ds, 0, spec)[0])
     return DataSource(
         dataset=ds,
         class_names=names,

@@ -71,7 +71,13 @@ def _model_input(dataset, i: int) -> np.ndarray:
 
 def _probe(models: list[LoadedModel], source: DataSource, device: torch.device, amp) -> int:
     """Run every model on the first (up to) two samples; returns the number of classes C."""
-    items = [source.dataset[i] for i in range(min(2, len(source)))]
+    try:
+        items = [source.dataset[i] for i in range(min(2, len(source)))]
+    except Exception as exc:  # the data set's own error, named as the pass names it (loop._batches)
+        rows = f"0..{min(2, len(source)) - 1}"
+        raise ValueError(
+            f"data {source.name!r}: reading rows {rows} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
     c = forward_logits(models[0], x, autocast=amp).shape[1]
     if c < 2:
