@@ -485,6 +485,10 @@ def _torch_value(src: Path, key: str, value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         if value.layout != torch.strided:
             raise BundleError(f"{src.name}: {key!r} is a {value.layout} tensor; save it dense (.to_dense())")
+        if value.is_quantized:
+            raise BundleError(f"{src.name}: {key!r} is a quantized tensor; save it as floats (.dequantize())")
+        if value.is_meta:
+            raise BundleError(f"{src.name}: {key!r} is a tensor on the 'meta' device, which holds no values")
         return as_numpy(value, f"{src.name}: {key}")
     if isinstance(value, list | tuple):
         return as_numpy(value, f"{src.name}: {key}")
