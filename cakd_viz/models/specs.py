@@ -95,11 +95,13 @@ def _sample(text: str, data: str, name: str, device: torch.device) -> tuple[nn.M
 
 
 def is_torchscript(path: Path) -> bool:
-    """True for a ``torch.jit.save`` archive (a zip holding compiled code), False for a pickled state dict."""
-    if not zipfile.is_zipfile(path):
+    """True for a ``torch.jit.save`` archive (a zip holding compiled code), False for a pickled state dict
+    or anything else that is no readable zip archive."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except zipfile.BadZipFile:  # not a zip (a legacy pickle), or one whose end records are damaged
         return False
-    with zipfile.ZipFile(path) as z:
-        return any("/code/" in n for n in z.namelist())
 
 
 def _from_file(text: str, path: Path, device: torch.device) -> tuple[nn.Module, dict]:
