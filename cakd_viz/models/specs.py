@@ -28,7 +28,7 @@ from torch import nn
 
 from cakd_viz.data.factories import call_factory, is_factory_spec
 from cakd_viz.device import resolve_device
-from cakd_viz.locations import SAMPLES_ENV, samples_dir  # noqa: F401 (re-exported)
+from cakd_viz.locations import samples_dir
 from cakd_viz.models.checkpoint import checkpoint_paths, load_checkpoint, load_state_file, load_weights_into
 
 MODEL_SPEC_FORMS = (
