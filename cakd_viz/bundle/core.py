@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ LOGIT_DTYPES = ("float16", "float32", "float64")  # what teacher.npy and student
 MAX_META_BYTES = 16 * 2**20  # meta.json is a few KB (class names included); bounded memory to parse it
 
 
+@dataclass(kw_only=True, repr=False, eq=False)
 class Bundle:
     """Read-only view of a logit bundle. Arrays are numpy memmaps (plain arrays when built in memory).
 
@@ -49,28 +51,19 @@ class Bundle:
     under it, so a reader never sees a half-filled entry.
     """
 
-    def __init__(
-        self,
-        *,
-        path: Path | None,
-        meta: dict,
-        teacher: np.ndarray,
-        students: dict[str, np.ndarray],
-        labels: np.ndarray | None = None,
-        inputs: np.ndarray | None = None,
-        class_names: list[str] | None = None,
-    ) -> None:
-        self.path = path
-        self.meta = meta
-        self.teacher = teacher
-        self.students = students
-        self.labels = labels
-        self.inputs = inputs
-        self.class_names = (
-            class_names if class_names is not None else [str(i) for i in range(teacher.shape[1])]
-        )
-        self._predictions: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
+    path: Path | None
+    meta: dict
+    teacher: np.ndarray
+    students: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+    inputs: np.ndarray | None = None
+    class_names: list[str] | None = None  # None: "0".."C-1"
+    _predictions: dict[str, np.ndarray] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        if self.class_names is None:
+            self.class_names = [str(i) for i in range(self.teacher.shape[1])]
 
     @property
     def num_samples(self) -> int:
