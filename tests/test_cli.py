@@ -421,6 +421,33 @@ def test_app_says_the_address_and_port_streamlit_is_given(capsys, bundle, monkey
     assert f"serving on {shown} " in capsys.readouterr().err
 
 
+def test_app_hands_on_streamlit_options_of_nested_sections(capsys, bundle, monkeypatch):
+    """Streamlit 1.67's options include nested sections (--theme.sidebar.primaryColor,
+    --theme.light.sidebar.textColor): they are handed on like --server.port, not refused as unknown."""
+    from cakd_viz.cli import app_cmd
+
+    started = {}
+
+    def execve(path, cmd, env):
+        started["cmd"] = cmd
+        raise SystemExit(0)
+
+    monkeypatch.setattr(app_cmd.os, "execve", execve)
+    for name in (app_cmd.RUNS_DIR_ENV, app_cmd.DATA_ROOT_ENV, app_cmd.OPEN_ENV):  # run() sets them
+        monkeypatch.setenv(name, str(bundle))
+    given = [
+        "--theme.sidebar.primaryColor",
+        "red",
+        "--theme.light.sidebar.textColor=blue",
+        "--theme.base",
+        "dark",
+    ]
+    with pytest.raises(SystemExit):
+        main(["app", str(bundle), *given])
+    cmd = started["cmd"]
+    assert cmd[-5:] == given and cmd.count("--theme.base") == 1  # the user's theme.base replaces the app's
+
+
 @pytest.mark.parametrize(
     "weights",
     [["kd=a.safetensors", "kd=b.safetensors"], ["a.safetensors", "b.safetensors"]],

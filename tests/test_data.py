@@ -145,6 +145,19 @@ def test_image_folder_spec(tmp_path):
     assert sized.input_shape == (1, 8, 8) and sized.display_inputs().shape == (7, 8, 8)
 
 
+def test_a_folder_of_16_bit_and_float_images_keeps_their_range(tmp_path):
+    """Pixels are brought to [0, 1] as the data convention says (uint16 / 65535, floats as they are):
+    Pillow's convert("L") clipped every 16-bit value above 255 to white and every float below 1 to black."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / "a" / "0.png")  # mode I;16
+    Image.fromarray(np.full((4, 4), 0.25, np.float32)).save(tmp_path / "b" / "0.tif")  # mode F
+    src = load_data(tmp_path)
+    assert src.dataset.image(0).tolist() == np.full((4, 4), 128).tolist()  # 32768 / 65535 * 255, rounded
+    assert src.dataset.image(1).tolist() == np.full((4, 4), 64).tolist()  # 0.25 * 255, rounded
+    assert torch.allclose(src.dataset[0][0], torch.full((1, 4, 4), 128 / 255))
+
+
 def test_a_folder_given_as_home_relative_gets_the_models_size_and_normalisation(tmp_path, monkeypatch):
     """load_data reads '~/imgs' (and ' imgs ') as the folder; the model's input size and normalisation
     apply to it as to any of the user's own folders."""
@@ -210,6 +223,31 @@ def test_factory_spec(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot import module 'no_such_mod_xyz'"):
         load_data("no_such_mod_xyz:make")
     sys.modules.pop("my_data_mod", None)
+
+
+def test_factory_class_names_as_an_array(tmp_path, monkeypatch):
+    """Class names in a numpy array (returned beside the data set, or as its .classes) are read as a list:
+    testing an array's truth raised numpy's 'truth value of an array is ambiguous'."""
+    (tmp_path / "my_array_names_mod.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+        import torch
+        from torch.utils.data import TensorDataset
+
+        def beside():
+            ds = TensorDataset(torch.zeros(3, 2), torch.tensor([0, 1, 2]))
+            return ds, np.array(["a", "b", "c"])
+
+        def attribute():
+            ds = TensorDataset(torch.zeros(3, 2), torch.tensor([0, 1, 0]))
+            ds.classes = np.array(["p", "q"])
+            return ds
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_data("my_array_names_mod:beside").class_names == ["a", "b", "c"]
+    assert load_data("my_array_names_mod:attribute").class_names == ["p", "q"]
+    sys.modules.pop("my_array_names_mod", None)
 
 
 @pytest.mark.parametrize(

@@ -74,15 +74,16 @@ def no_batch():
 class Noise(Dataset):
     classes = [str(i) for i in range({C})]
 
-    def __init__(self, n={N}, fail_at=None, interrupt_at=None, label_offset=0):
+    def __init__(self, n={N}, fail_at=None, interrupt_at=None, label_offset=0, error=OSError):
         self.n, self.fail_at, self.interrupt_at, self.label_offset = n, fail_at, interrupt_at, label_offset
+        self.error = error
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, i):
         if i == self.fail_at:
-            raise OSError(f"disk on fire at item {{i}}")
+            raise self.error(f"disk on fire at item {{i}}")
         if i == self.interrupt_at:
             raise KeyboardInterrupt
         g = torch.Generator().manual_seed(i)
@@ -103,6 +104,14 @@ def noise_interrupted():
 
 def noise_failing_last():
     return Noise(fail_at={N - 1})
+
+
+def noise_key_error_first():
+    return Noise(fail_at=0, error=KeyError)
+
+
+def noise_key_error_second():
+    return Noise(fail_at=1, error=KeyError)
 '''
 
 
@@ -427,6 +436,13 @@ class _OutOfMemory(torch.nn.Module):
         return torch.zeros(x.shape[0], C)
 
 
+class _TypeErrorInForward(torch.nn.Module):
+    def forward(self, x):
+        return x.reshape(-1).sum(
+            dim="no"
+        )  # a mistake in the user's own code: a TypeError, not a RuntimeError
+
+
 def _error_cases(toys) -> dict:
     root = toys["root"]
     t, npz, w = f"{TOYS}:teacher", str(toys["npz"]), {"teacher": root / "teacher.safetensors"}
@@ -459,6 +475,18 @@ def _error_cases(toys) -> dict:
             dict(teacher=t, students={"big": _OutOfMemory()}),
             r"out of memory .* student 'big' on a batch of 16.*smaller --batch-size \(e.g. 8\)",
         ),
+        "model_type_error": (  # any failure of the user's model is named, not only a RuntimeError
+            dict(teacher=t, students={"buggy": _TypeErrorInForward()}),
+            r"student 'buggy' \(<_TypeErrorInForward>\) failed on inputs of shape \(2, 1, 8, 8\): ",
+        ),
+        "data_item_0": (  # the data set's own error in the items read before the pass, named as in it
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_key_error_first"),
+            rf"data factory '{TOYS}:noise_key_error_first': reading item 0 failed: KeyError: 'disk on fire",
+        ),
+        "data_item_1": (
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_key_error_second"),
+            rf"data '{TOYS}:noise_key_error_second': reading rows 0..1 failed: KeyError: 'disk on fire",
+        ),
         "unknown_device": (dict(teacher=t, students=[t], device="tpu"), "unknown device 'tpu'"),
         "autocast_on_cpu": (
             dict(teacher=t, students=[t], autocast="fp16"),
@@ -480,6 +508,9 @@ def _error_cases(toys) -> dict:
         "weights_misfit",
         "weights_unknown",
         "oom",
+        "model_type_error",
+        "data_item_0",
+        "data_item_1",
         "unknown_device",
         "autocast_on_cpu",
         "autocast_name",

@@ -129,6 +129,21 @@ def _deflated_pt(path: Path) -> Path:
     return path
 
 
+def _spanning_disks(path: Path) -> Path:
+    """A valid .npz or .pt with a zip64 locator before its end record claiming the archive spans two
+    disks: zipfile.is_zipfile raises BadZipFile on it (it catches only OSError)."""
+    import struct
+
+    if path.suffix == ".npz":
+        np.savez(path, teacher=np.zeros((4, 3), np.float32), student=np.zeros((4, 3), np.float32))
+    else:
+        _torch_file(path, teacher=np.zeros((4, 3), np.float32), student=np.zeros((4, 3), np.float32))
+    data = path.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    path.write_bytes(data[:at] + struct.pack("<4sLQL", b"PK\x06\x07", 0, 0, 2) + data[at:])
+    return path
+
+
 # (file name, builder, extra CLI arguments, the one line expected)
 ATTACKS = [
     (
@@ -210,6 +225,13 @@ ATTACKS = [
     ),
     ("legacy.pt", _legacy_pt, [], r"legacy\.pt: cannot read this file: it is not a PyTorch zip file"),
     ("random.pt", _random_bytes, [], r"random\.pt: cannot read this file: it is not a PyTorch zip file"),
+    (
+        "disks.npz",
+        _spanning_disks,
+        [],
+        r"disks\.npz: corrupt \.npz archive \(zipfiles that span multiple disks",
+    ),
+    ("disks.pt", _spanning_disks, [], r"disks\.pt: corrupt PyTorch file \(zipfiles that span multiple disks"),
     ("script.pt", _torchscript, [], r"script\.pt is a TorchScript model \(torch\.jit\.save\)"),
 ]
 

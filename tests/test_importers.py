@@ -141,6 +141,29 @@ def test_pt_that_is_not_a_dict_is_refused(tmp_path, logits):
         read_arrays(src)
 
 
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda t: t.to_sparse(), "is a torch.sparse_coo tensor; save it dense"),
+        (
+            lambda t: torch.quantize_per_tensor(t, 0.1, 0, torch.qint8),
+            "is a quantized tensor; save it as floats",
+        ),
+        (
+            lambda t: torch.empty(t.shape, device="meta"),
+            "is a tensor on the 'meta' device, which holds no values",
+        ),
+    ],
+)
+def test_pt_tensors_without_plain_values_are_refused_in_one_line(tmp_path, make, says):
+    """Tensors that hold no plain numbers are refused by name (a quantized or meta tensor was an
+    'internal error': numpy cannot take them)."""
+    src = tmp_path / "t.pt"
+    torch.save({"teacher": make(torch.randn(4, 3)), "student": torch.randn(4, 3)}, src)
+    with pytest.raises(BundleError, match=f"^t.pt: 'teacher' {says}"):
+        read_arrays(src)
+
+
 @pytest.mark.parametrize("ext", [".npz", ".safetensors", ".pt"])
 def test_corrupt_files_are_reported(tmp_path, ext):
     src = tmp_path / f"junk{ext}"

@@ -133,6 +133,20 @@ def test_pickled_module_is_never_loaded(tmp_path):
         load_model(path)
 
 
+def test_a_damaged_zip_model_file_is_refused_in_one_line(tmp_path):
+    """A zip whose end records zipfile cannot read (a zip64 locator claiming two disks) is not a
+    TorchScript archive: a ValueError, not zipfile's BadZipFile (an 'internal error' on the command line)."""
+    import struct
+
+    path = tmp_path / "damaged.pt"
+    torch.save({"w": torch.zeros(2)}, path)
+    data = path.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    path.write_bytes(data[:at] + struct.pack("<4sLQL", b"PK\x06\x07", 0, 0, 2) + data[at:])
+    with pytest.raises(ValueError, match="not a TorchScript archive"):
+        load_model(path)
+
+
 @pytest.fixture
 def factory_module(tmp_path, monkeypatch):
     (tmp_path / "my_models_mod.py").write_text(

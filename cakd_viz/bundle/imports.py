@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from cakd_viz.bundle.core import LOGIT_DTYPES
 from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
 from cakd_viz.bundle.npy import NpyHeader, human_size, read_header
-from cakd_viz.bundle.read import LOGIT_DTYPES
 from cakd_viz.bundle.writer import write_bundle
-from cakd_viz.bundle.zipcheck import open_zip
+from cakd_viz.bundle.zipcheck import is_zip, open_zip
 from cakd_viz.text import a_type
 from cakd_viz.validate import BundleError, as_numpy, check_inputs, check_logits
 
@@ -201,7 +201,7 @@ def _check_sizes(src: Path, sizes: dict[str, int], limit: int, shapes: dict[str,
 
 
 def _read_npz(src: Path, limit: int) -> dict[str, Any]:
-    if not zipfile.is_zipfile(src):  # np.load would try to read it as .npy or as a pickle
+    if not is_zip(src):  # np.load would try to read it as .npy or as a pickle
         raise BundleError(f"{src.name}: cannot read this .npz file (it is not a zip archive)")
     with open_zip(src, ".npz archive") as zf:
         members = {}
@@ -399,7 +399,7 @@ def _map_tensor(src: Path, key: str, dtype: str, shape: tuple[int, ...], offset:
 
 def _check_torch_zip(src: Path, limit: int) -> None:
     """PyTorch's zip format, stored members only, a bounded pickle, data/ members within the limit."""
-    if not zipfile.is_zipfile(src):
+    if not is_zip(src):
         raise BundleError(
             f"{src.name}: cannot read this file: it is not a PyTorch zip file (torch.save since PyTorch 1.6); "
             "legacy and other formats are refused: save the tensors with a recent torch.save, or as .safetensors"
@@ -485,6 +485,10 @@ def _torch_value(src: Path, key: str, value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         if value.layout != torch.strided:
             raise BundleError(f"{src.name}: {key!r} is a {value.layout} tensor; save it dense (.to_dense())")
+        if value.is_quantized:
+            raise BundleError(f"{src.name}: {key!r} is a quantized tensor; save it as floats (.dequantize())")
+        if value.is_meta:
+            raise BundleError(f"{src.name}: {key!r} is a tensor on the 'meta' device, which holds no values")
         return as_numpy(value, f"{src.name}: {key}")
     if isinstance(value, list | tuple):
         return as_numpy(value, f"{src.name}: {key}")

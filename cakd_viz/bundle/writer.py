@@ -45,9 +45,8 @@ from typing import Any
 import numpy as np
 
 from cakd_viz import atomic, processes
-from cakd_viz.bundle.core import load_bundle
+from cakd_viz.bundle.core import FORMAT, load_bundle
 from cakd_viz.bundle.npy import open_npy
-from cakd_viz.bundle.read import FORMAT
 from cakd_viz.validate import (
     BundleError,
     as_numpy,

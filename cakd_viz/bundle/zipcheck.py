@@ -18,13 +18,22 @@ from pathlib import Path
 from cakd_viz.bundle.npy import human_size
 from cakd_viz.validate import BundleError
 
-__all__ = ["MAX_DIRECTORY_BYTES", "MAX_ENTRIES", "open_zip"]
+__all__ = ["MAX_DIRECTORY_BYTES", "MAX_ENTRIES", "is_zip", "open_zip"]
 
 MAX_DIRECTORY_BYTES = 4 * 2**20  # about 60,000 entries of ordinary names; ours hold a handful
 MAX_ENTRIES = 65_535
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
 _LOCATOR = struct.Struct("<4sLQL")  # zip64 end of central directory locator
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record
+
+
+def is_zip(src: Path) -> bool:
+    """``zipfile.is_zipfile``, and True for an archive whose end records it finds but cannot read (it
+    raises BadZipFile there, e.g. "span multiple disks"): :func:`open_zip` names that damage."""
+    try:
+        return zipfile.is_zipfile(src)
+    except zipfile.BadZipFile:
+        return True
 
 
 def _directory_size(src: Path) -> tuple[int, int]:

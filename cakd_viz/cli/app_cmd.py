@@ -37,7 +37,8 @@ SETTINGS = {
     "client.showErrorDetails": "none",  # the app shows its own one-line errors
     "theme.base": "light",
 }
-_OPTION = re.compile(r"^--([a-zA-Z]+\.[a-zA-Z]+)(=.*)?$")
+# a Streamlit option: --section.option, sections nested too (--theme.light.sidebar.primaryColor)
+_OPTION = re.compile(r"^--([a-zA-Z]+(?:\.[a-zA-Z]+)+)(=.*)?$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,9 @@ from torch.utils.data import Dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# grayscale modes wider than 8 bits -> the factor to 0..255: 16-bit integers (Pillow opens a 16-bit PNG
+# as "I;16", older versions as "I") / 65535, floats ("F") taken as [0, 1]
+_WIDE_GRAY = {"I;16": 255 / 65535, "I;16B": 255 / 65535, "I;16L": 255 / 65535, "I": 255 / 65535, "F": 255.0}
 NORMALIZE_FORMS = "'none', 'unit', 'imagenet', 'MEAN/STD' (e.g. '0.5/0.25' or '0.5,0.4,0.3/0.2,0.2,0.2')"
 
 
@@ -150,10 +153,14 @@ class FolderDataset(Dataset):
         return len(self.files)
 
     def image(self, i: int) -> np.ndarray:
-        """Image i as uint8 (H, W) or (H, W, 3), resized to the dataset's size."""
+        """Image i as uint8 (H, W) or (H, W, 3), resized to the dataset's size (16-bit and float
+        grayscale images scaled to 0..255, as the module's convention reads them)."""
         from PIL import Image
 
         with Image.open(self.files[i]) as im:
+            if im.mode in _WIDE_GRAY:  # convert() would clip at 255: scale to 8 bits by the convention
+                wide = np.asarray(im, dtype=np.float64) * _WIDE_GRAY[im.mode]
+                im = Image.fromarray(np.clip(np.floor(wide + 0.5), 0, 255).astype(np.uint8))
             im = im.convert(self.mode)
             if im.size != (self.size[1], self.size[0]):
                 im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)

@@ -216,7 +216,10 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
         )
     if inputs.dtype.kind == "f" and not np.isfinite(inputs).all():
         raise ValueError(f"{path}: 'inputs' holds NaN or inf")
-    labels = _check_labels(labels, len(inputs), names, f"{path}: 'labels'", "'inputs'")
+    classes = len(names) if names else None
+    labels = check_labels(
+        labels, f"{path}: 'labels'", num_samples=len(inputs), num_classes=classes, reference="'inputs'"
+    )
     names = names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
     return _from_arrays(str(path), inputs, labels, names, size, normalize, Normalization())
 
@@ -224,14 +227,6 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
 def _text(value: object) -> str:
     """A class name as text: bytes (an ``S`` array's items) decoded as UTF-8, anything else by ``str``."""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _check_labels(
-    labels: object, n: int, names: list[str] | None, what: str, reference: str | None = None
-) -> np.ndarray:
-    """`validate.check_labels` with this source's sample count and (when known) its classes."""
-    c = len(names) if names else None
-    return check_labels(np.asarray(labels), what, num_samples=n, num_classes=c, reference=reference)
 
 
 def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) -> DataSource:
@@ -287,6 +282,16 @@ class _Mapped(Dataset):
         return x, int(y)
 
 
+def _item(ds: Dataset, i: int, spec: str) -> tuple:
+    """Item i of a factory's data set; a failure of the user's code is a ValueError naming the spec."""
+    try:
+        return ds[i]
+    except Exception as exc:  # the data set's own error (a missing key, a bug in the factory's code)
+        raise ValueError(
+            f"data factory {spec!r}: reading item {i} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) -> DataSource:
     made = call_factory(spec, "data factory")
     ds, names = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
@@ -294,23 +299,25 @@ def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) ->
         raise ValueError(f"data factory {spec!r} returned {type(ds).__name__}, not a torch Dataset")
     if len(ds) == 0:
         raise ValueError(f"data factory {spec!r} returned an empty data set")
-    names = names or getattr(ds, "class_names", None) or getattr(ds, "classes", None)
-    names = [str(n) for n in names] if names is not None else None
+    # the first non-empty list of names; never `or`, which tests a numpy array's truth (an error)
+    found = (names, getattr(ds, "class_names", None), getattr(ds, "classes", None))
+    names = next(([_text(n) for n in c] for c in found if c is not None and len(c) > 0), None)
     targets = getattr(ds, "targets", None)
     targets = getattr(ds, "labels", None) if targets is None else targets
     if targets is None and names is None:  # no other way to learn the number of classes
-        targets = [int(ds[i][1]) for i in range(len(ds))]
-    labels = (
-        _check_labels(np.asarray(targets), len(ds), names, f"data factory {spec!r} labels")
-        if targets is not None
-        else None
-    )
+        targets = [int(_item(ds, i, spec)[1]) for i in range(len(ds))]
+    labels = None
+    if targets is not None:
+        classes = len(names) if names is not None else None
+        labels = check_labels(
+            np.asarray(targets), f"data factory {spec!r} labels", num_samples=len(ds), num_classes=classes
+        )
     if names is None:
         names = [str(c) for c in range(int(labels.max()) + 1)]
     norm = parse_normalize(normalize, Normalization()) if normalize is not None else None
     if size is not None or norm is not None:
         ds = _Mapped(ds, size, norm)
-    x0 = torch.as_tensor(ds[0][0])
+    x0 = torch.as_tensor(_item(ds, 0, spec)[0])
     return DataSource(
         dataset=ds,
         class_names=names,

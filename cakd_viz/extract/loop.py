@@ -23,7 +23,7 @@ from cakd_viz.bundle.writer import BundleWriter
 from cakd_viz.models.outputs import logits_of
 from cakd_viz.validate import check_labels
 
-__all__ = ["Counts", "LoadedModel", "RowDataset", "forward_logits", "stream_rows"]
+__all__ = ["LoadedModel", "RowDataset", "forward_logits", "stream_rows"]
 
 
 @dataclass
@@ -39,14 +39,6 @@ class LoadedModel:
     def role(self) -> str:
         """'teacher' or "student 'NAME'", as messages name it."""
         return "teacher" if self.name == "teacher" else f"student {self.name!r}"
-
-
-@dataclass
-class Counts:
-    """Rows seen and top-1 hits per model (teacher first), summed over ranks at the end."""
-
-    rows: int = 0
-    correct: list[int] = field(default_factory=list)
 
 
 class RowDataset(Dataset):
@@ -89,7 +81,8 @@ def forward_logits(
     try:
         with torch.inference_mode(), ctx:
             out = model.module(x)
-    except RuntimeError as exc:  # torch.OutOfMemoryError is one; MPS and older CUDA builds only say so
+    except Exception as exc:  # any failure of the user's model; out of memory is torch.OutOfMemoryError,
+        # or (MPS, older CUDA builds) a RuntimeError that only says so
         if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
             raise ValueError(
                 f"out of memory running the {model.role} on a batch of {batch} on {x.device}; "
@@ -117,12 +110,13 @@ def stream_rows(
     data_name: str,
     autocast: torch.dtype | None = None,
     progress: Callable[[int], None] | None = None,
-) -> Counts:
+) -> list[int]:
     """Run every model on each batch of ``loader`` and write rows ``first_row, first_row + 1, ...``.
 
-    ``progress(rows_done)`` is called after each batch is written. Returns this rank's counts.
+    ``progress(rows_done)`` is called after each batch is written. Returns this rank's top-1 hits per
+    model (teacher first).
     """
-    counts = Counts(correct=[0] * len(models))
+    correct = [0] * len(models)
     pending: tuple | None = None  # the batch whose logits are on their way to the host
     start = first_row
     for batch in _batches(loader, data_name, first_row):
@@ -141,12 +135,12 @@ def stream_rows(
         else:
             host = stacked.cpu()
         if pending is not None:
-            _write(pending, models, writer, counts, progress)
+            _write(pending, models, writer, correct, first_row, progress)
         pending = (start, host, event, y_np, shown)
         start += len(y_np)
     if pending is not None:
-        _write(pending, models, writer, counts, progress)
-    return counts
+        _write(pending, models, writer, correct, first_row, progress)
+    return correct
 
 
 def _batches(loader: DataLoader, data_name: str, first_row: int) -> Iterator:
@@ -167,7 +161,12 @@ def _batches(loader: DataLoader, data_name: str, first_row: int) -> Iterator:
 
 
 def _write(
-    pending: tuple, models: Sequence[LoadedModel], writer: BundleWriter, counts: Counts, progress
+    pending: tuple,
+    models: Sequence[LoadedModel],
+    writer: BundleWriter,
+    correct: list[int],
+    first_row: int,
+    progress: Callable[[int], None] | None,
 ) -> None:
     start, host, event, labels, shown = pending
     if event is not None:
@@ -182,7 +181,6 @@ def _write(
     )
     hits = logits.argmax(axis=2) == labels[None, :]  # (M, B)
     for k in range(len(models)):
-        counts.correct[k] += int(hits[k].sum())
-    counts.rows += len(labels)
+        correct[k] += int(hits[k].sum())
     if progress is not None:
-        progress(counts.rows)
+        progress(start + len(labels) - first_row)

@@ -29,7 +29,7 @@ from cakd_viz.bundle.writer import BundleWriter, check_target
 from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
-from cakd_viz.extract.loop import Counts, LoadedModel, RowDataset, forward_logits, stream_rows
+from cakd_viz.extract.loop import LoadedModel, RowDataset, forward_logits, stream_rows
 from cakd_viz.extract.models import ModelLike, _load_models, _named_students
 from cakd_viz.validate import check_labels
 
@@ -71,7 +71,13 @@ def _model_input(dataset, i: int) -> np.ndarray:
 
 def _probe(models: list[LoadedModel], source: DataSource, device: torch.device, amp) -> int:
     """Run every model on the first (up to) two samples; returns the number of classes C."""
-    items = [source.dataset[i] for i in range(min(2, len(source)))]
+    try:
+        items = [source.dataset[i] for i in range(min(2, len(source)))]
+    except Exception as exc:  # the data set's own error, named as the pass names it (loop._batches)
+        rows = f"0..{min(2, len(source)) - 1}"
+        raise ValueError(
+            f"data {source.name!r}: reading rows {rows} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
     c = forward_logits(models[0], x, autocast=amp).shape[1]
     if c < 2:
@@ -135,7 +141,7 @@ def extract(
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     if str(dtype) not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-    out = Path(out)
+    out, students, weights = Path(out), _named_students(students), dict(weights or {})
     check_target(out, overwrite)  # fail before any long work
     with process_group(device) as (group, dev):
         opts = ExtractOptions(
@@ -149,9 +155,35 @@ def extract(
             store_inputs=store_inputs,
             overwrite=overwrite,
             progress=progress,
-            log=log,
         )
-        return _extract(group, dev, teacher, _named_students(students), data, out, dict(weights or {}), opts)
+        # every rank: prepare, (rank 0) create the temp bundle, fill this rank's rows, (rank 0) commit;
+        # each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank
+        # there and rank 0 removes the temp directory. Notes for the user (e.g. "autocast ignored"),
+        # all made while preparing: kept for meta, and shown once through ``log`` on rank 0.
+        t_start, notes, writer = time.perf_counter(), [], None
+        try:
+            setup = group.step(
+                "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, opts
+            )
+            if group.is_main and log is not None:
+                for note in notes:
+                    log(note)
+            partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(setup.source)
+            writer = group.step(
+                "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
+            )
+            t_loop = time.perf_counter()
+            hits = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
+            correct = group.sum(hits)
+            times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
+            group.step(
+                "committing the bundle", _commit, group, writer, dev, setup, correct, times, notes, opts
+            )
+        except BaseException:
+            if writer is not None and group.is_main:
+                writer.abort()
+            raise
+    return out
 
 
 @dataclass(frozen=True)
@@ -168,7 +200,6 @@ class ExtractOptions:
     store_inputs: bool
     overwrite: bool
     progress: Callable[..., None] | None
-    log: Callable[[str], None] | None
 
 
 @dataclass
@@ -204,40 +235,6 @@ def _prepare(
     )
 
 
-def _extract(
-    group: Group, dev: torch.device, teacher, students, data, out: Path, weights, opts: ExtractOptions
-) -> Path:
-    """Every rank: prepare, (rank 0) create the temp bundle, fill this rank's rows, (rank 0) commit.
-
-    Each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank there
-    and rank 0 removes the temp directory.
-    """
-    # notes for the user (e.g. "autocast ignored"), all made while preparing: kept for meta, and shown
-    # once through ``log`` on rank 0
-    t_start, notes, writer = time.perf_counter(), [], None
-    try:
-        setup = group.step(
-            "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, opts
-        )
-        if group.is_main and opts.log is not None:
-            for note in notes:
-                opts.log(note)
-        partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(setup.source)
-        writer = group.step(
-            "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
-        )
-        t_loop = time.perf_counter()
-        counts = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
-        total = group.sum([counts.rows, *counts.correct])
-        times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
-        group.step("committing the bundle", _commit, group, writer, dev, setup, total, times, notes, opts)
-    except BaseException:
-        if writer is not None and group.is_main:
-            writer.abort()
-        raise
-    return out
-
-
 def _create(
     group: Group, out: Path, n: int, names: list[str], setup: _Setup, partial_id: str, opts: ExtractOptions
 ):
@@ -262,8 +259,9 @@ def _create(
 
 def _fill(
     group: Group, dev, setup: _Setup, writer, out: Path, partial_id: str, opts: ExtractOptions
-) -> Counts:
-    """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote."""
+) -> list[int]:
+    """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote.
+    Returns this rank's top-1 hits per model, teacher first."""
     if not group.is_main:
         writer = BundleWriter.attach(BundleWriter.partial_path(out, partial_id))
     rows = group.shard(len(setup.source))
@@ -282,7 +280,7 @@ def _fill(
         def report(done: int) -> None:
             opts.progress(done, len(rows))
 
-    counts = stream_rows(
+    hits = stream_rows(
         setup.models,
         loader,
         writer,
@@ -295,7 +293,7 @@ def _fill(
     )
     if not group.is_main:
         writer.close()  # rank 0 commits; it checks that the recorded rows cover 0..N-1
-    return counts
+    return hits
 
 
 def _one_thread(_worker_id: int) -> None:
@@ -303,13 +301,13 @@ def _one_thread(_worker_id: int) -> None:
 
 
 def _commit(
-    group: Group, writer: BundleWriter | None, dev, setup: _Setup, total: list[int], times, notes, opts
+    group: Group, writer: BundleWriter | None, dev, setup: _Setup, correct: list[int], times, notes, opts
 ) -> None:
     """Rank 0 writes meta.json, with its entries beyond the arrays' own (specs, data, device, settings,
     accuracies, time), and renames the temp directory to ``out``."""
     if not group.is_main:
         return
-    n, correct, models, source = total[0], total[1:], setup.models, setup.source
+    n, models, source = len(setup.source), setup.models, setup.source  # every rank wrote all its rows
     seconds, loop_seconds = times
     import cakd_viz
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from cakd_viz.data.factories import call_factory, is_factory_spec
 from cakd_viz.device import resolve_device
-from cakd_viz.locations import SAMPLES_ENV, samples_dir  # noqa: F401 (re-exported)
+from cakd_viz.locations import samples_dir
 from cakd_viz.models.checkpoint import checkpoint_paths, load_checkpoint, load_state_file, load_weights_into
 
 MODEL_SPEC_FORMS = (
@@ -95,11 +95,13 @@ def _sample(text: str, data: str, name: str, device: torch.device) -> tuple[nn.M
 
 
 def is_torchscript(path: Path) -> bool:
-    """True for a ``torch.jit.save`` archive (a zip holding compiled code), False for a pickled state dict."""
-    if not zipfile.is_zipfile(path):
+    """True for a ``torch.jit.save`` archive (a zip holding compiled code), False for a pickled state dict
+    or anything else that is no readable zip archive."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except zipfile.BadZipFile:  # not a zip (a legacy pickle), or one whose end records are damaged
         return False
-    with zipfile.ZipFile(path) as z:
-        return any("/code/" in n for n in z.namelist())
 
 
 def _from_file(text: str, path: Path, device: torch.device) -> tuple[nn.Module, dict]:
