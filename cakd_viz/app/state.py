@@ -165,9 +165,11 @@ def results(
     )
 
 
-def goto_sample(index: int) -> None:
-    """Open the Sample page on sample ``index``, keeping the view."""
-    st.switch_page(PAGE_FILES["sample"], query_params=link_params() | {"i": str(int(index))})
+def goto_sample(index: int, source: str | None = None) -> None:
+    """Open the Sample page on sample ``index``, keeping the view; or, given a ``source`` (a bundle
+    token), on that sample of that bundle."""
+    params = {"bundle": source} if source else link_params()
+    st.switch_page(PAGE_FILES["sample"], query_params=params | {"i": str(int(index))})
 
 
 def goto_overview(source: str, *, runs: tuple[str, ...] = (), compare: str = "") -> None:

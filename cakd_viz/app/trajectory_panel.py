@@ -100,7 +100,7 @@ def changed_samples(r, t, names) -> None:
         key=f"tune_traj_pick_{r.id}",
     )
     if go.button("Open on the Sample page", key="tune_traj_open", width="stretch"):
-        tv.open_sample(token, int(frame.iloc[k]["index"]))
+        state.goto_sample(int(frame.iloc[k]["index"]), token)
 
 
 def compare_part(runs, labels: dict[str, str]) -> None:

@@ -176,11 +176,6 @@ def equal_samples(teacher_a, labels_a, teacher_b, labels_b) -> bool:
     return bool(np.allclose(a, b, rtol=1e-3, atol=1e-3))
 
 
-def open_sample(token: str, index: int) -> None:
-    """The Sample page on sample ``index`` of bundle ``token``."""
-    st.switch_page(state.PAGE_FILES["sample"], query_params={"bundle": token, "i": str(int(index))})
-
-
 def pick_label(row) -> str:
     """How a changed sample is offered: "#12 (training row 345): O → 0, became right"."""
     where = "" if "row" not in row or pd.isna(row["row"]) else f" (training row {row['row']})"
