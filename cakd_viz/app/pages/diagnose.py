@@ -129,10 +129,7 @@ else:
         st.download_button(
             f"Download all {count:,} as CSV",
             data=_every,
-            file_name=export.file_stem(
-                "failures", sel.student, d.grouping, f"T{d.temperature:g}", "LS" if d.standardize else None
-            )
-            + ".csv",
+            file_name=ui.file_stem("failures") + ".csv",
             mime="text/csv",
             on_click="ignore",
         )

@@ -94,14 +94,7 @@ if grid_tab.open:
         st.download_button(
             f"Download all {len(rows):,} matching rows as CSV",
             data=_every,
-            file_name=export.file_stem(
-                "samples",
-                sel.student,
-                sel.grouping,
-                f"T{sel.temperature:g}",
-                "LS" if sel.standardize else None,
-            )
-            + ".csv",
+            file_name=ui.file_stem("samples") + ".csv",
             mime="text/csv",
             on_click="ignore",
             disabled=not len(rows),
