@@ -316,13 +316,7 @@ class Correlation:
 
     def describe(self) -> str:
         """E.g. "over all 50,000 samples" or "over a fixed random subsample of 100,000 of 1,280,000 samples"."""
-        return _scope(self.rows, self.total)
-
-
-def _scope(rows: int, total: int) -> str:
-    if rows == total:
-        return f"over all {total:,} samples"
-    return f"over a fixed random subsample of {rows:,} of {total:,} samples"
+        return correlation_scope(self.total, self.rows)
 
 
 @st.cache_resource(max_entries=6, show_spinner="Correlating the teacher's logits…")
@@ -347,9 +341,13 @@ def teacher_correlation(
     return Correlation(matrix, len(rows), n)
 
 
-def correlation_scope(num_samples: int) -> str:
-    """Which samples the class correlation of a bundle of ``num_samples`` covers, without computing it."""
-    return _scope(min(num_samples, CORRELATION_ROWS), num_samples)
+def correlation_scope(num_samples: int, rows: int | None = None) -> str:
+    """Which samples the class correlation of a bundle of ``num_samples`` covers, without computing it:
+    ``rows`` of them (default: as ``correlation`` takes them, at most ``CORRELATION_ROWS``)."""
+    rows = min(num_samples, CORRELATION_ROWS) if rows is None else rows
+    if rows == num_samples:
+        return f"over all {num_samples:,} samples"
+    return f"over a fixed random subsample of {rows:,} of {num_samples:,} samples"
 
 
 def files_stamp(path: Path) -> str:
