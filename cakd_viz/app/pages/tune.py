@@ -132,7 +132,7 @@ def live() -> None:
         st.info("No runs yet: pick a preset and launch one above.")
         archived()
         return
-    for r in run_status.active(runs):
+    for r in [r for r in runs if r.active]:  # queued or running, here or elsewhere
         with st.container(border=True):
             info, stop = st.columns([5, 1])
             fraction, text = run_status.progress(r)
