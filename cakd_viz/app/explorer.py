@@ -271,30 +271,6 @@ def sort_controls() -> tuple[str, bool]:
     return explore.SORT_KEYS[by], way == ORDERS[0]
 
 
-def pager(pages: int) -> int:
-    """Previous / page number / next; returns the page (from 1)."""
-    ss = st.session_state
-    if K_PAGE in ss:
-        ss[K_PAGE] = min(max(int(ss[K_PAGE]), 1), pages)  # fewer pages after a filter changed
-
-    def step(delta: int) -> None:
-        ss[K_PAGE] = min(max(int(ss.get(K_PAGE, 1)) + delta, 1), pages)
-
-    prev, pick, nxt = st.columns([1, 2, 1], vertical_alignment="bottom")
-    page = links.bound(
-        pick.number_input, f"Page (1 – {pages:,})", 1, pages, step=1, key=K_PAGE,
-        why=links.number(1, pages, whole=True), says=lambda v: f"page {v:,}",
-    )  # fmt: skip
-    prev.button(
-        "◀ Previous", key="samples_prev", on_click=step, args=(-1,), disabled=page <= 1, width="stretch"
-    )
-    nxt.button(
-        "Next ▶", key="samples_next", on_click=step, args=(1,), disabled=page >= pages, width="stretch"
-    )
-    links.show((K_PAGE,))
-    return int(page)
-
-
 def confusion_pills(pairs, names: list[str], current: tuple[int, int] | None, *, labels: bool) -> None:
     """The ``PILLS`` most frequent confusions (``pairs``: ``explore.top_confusions``) as pills with their
     counts; picking one sets the confusion filter."""

@@ -159,6 +159,32 @@ def boolean(raw: str) -> str:
     return "which is neither true nor false"
 
 
+def pager(
+    label: str, lo: int, hi: int, *, key: str, says: Callable[[int], str], button_keys=(None, None)
+) -> int:
+    """◀ Previous / a whole number from ``lo`` to ``hi`` bound to the URL's ``key`` / Next ▶ (the buttons
+    keyed ``button_keys``); returns the number. A value the range no longer holds (a filter left fewer
+    pages, a smaller bundle opened) is brought back into it."""
+    ss = st.session_state
+    if key in ss:
+        ss[key] = min(max(int(ss[key]), lo), hi)
+
+    def step(delta: int) -> None:
+        ss[key] = min(max(int(ss.get(key, lo)) + delta, lo), hi)
+
+    prev, pick, nxt = st.columns([1, 2, 1], vertical_alignment="bottom")
+    value = int(
+        bound(pick.number_input, label, lo, hi, step=1, key=key, why=number(lo, hi, whole=True), says=says)
+    )
+    previous_key, next_key = button_keys
+    prev.button(
+        "◀ Previous", key=previous_key, on_click=step, args=(-1,), disabled=value <= lo, width="stretch"
+    )
+    nxt.button("Next ▶", key=next_key, on_click=step, args=(1,), disabled=value >= hi, width="stretch")
+    show((key,))
+    return value
+
+
 def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str, **kwargs):
     """A widget over ``options`` whose link value is the option itself, not its label (a run picked by its
     id, shown by its name): the URL's ``name`` is checked and written here, left out while the first

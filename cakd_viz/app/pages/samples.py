@@ -44,7 +44,10 @@ grid_tab, map_tab = links.tabs(TABS, explorer.K_TAB)
 if grid_tab.open:
     with grid_tab:
         pages = page_count(len(rows), explorer.PER_PAGE)
-        page = explorer.pager(pages)
+        page = links.pager(
+            f"Page (1 – {pages:,})", 1, pages, key=explorer.K_PAGE, says=lambda v: f"page {v:,}",
+            button_keys=("samples_prev", "samples_next"),
+        )  # fmt: skip
         shown = page_rows(rows, page, explorer.PER_PAGE)
         table = sample_table(a.d, shown, d_b=db, class_names=names)
         images = compute.thumbnails(sel.key, tuple(int(i) for i in shown)) if len(shown) else None
