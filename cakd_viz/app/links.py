@@ -127,6 +127,18 @@ def _same(raw: str, value: object, url: Callable[[object], str]) -> bool:
     return raw == url(value)
 
 
+def worded(draw: Callable, label: str, words: dict, *, key: str, most: int = 12, **kwargs):
+    """``bound`` for an option widget (``st.selectbox``, ``column.radio``, ...) over the keys of ``words``,
+    each shown, said in a note and held in the URL as its words (a link's value that is none of them:
+    "which is not one of" the first ``most``); the note, if any, is drawn under it. Returns the key."""
+    value = bound(
+        draw, label, list(words), key=key, why=one_of(list(words), words.get, most), says=words.get,
+        format_func=words.get, **kwargs,
+    )  # fmt: skip
+    show((key,))
+    return value
+
+
 def one_of(options: Sequence, url: Callable[[object], str] = str, most: int = 12) -> Callable[[str], str]:
     """``why`` for an option widget: "which is not one of A, B, C"."""
     words = ", ".join(url(o) for o in list(options)[:most]) + (" and more" if len(options) > most else "")

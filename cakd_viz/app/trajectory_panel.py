@@ -14,18 +14,7 @@ from cakd_viz.figures import trajectory as tfig
 
 def term_choice(key: str, label: str) -> str:
     """A per-class term (BCD, p_S·SCD, p_W·WCD, KL, accuracy) bound to the URL's ``key``."""
-    terms = tfig.TRAJECTORY_TERMS
-    value = links.bound(
-        st.selectbox,
-        label,
-        list(terms),
-        key=key,
-        why=links.one_of(list(terms), terms.get),
-        says=terms.get,
-        format_func=terms.get,
-    )
-    links.show((key,))
-    return value
+    return links.worded(st.selectbox, label, tfig.TRAJECTORY_TERMS, key=key)
 
 
 def run_part(r) -> None:

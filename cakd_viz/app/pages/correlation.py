@@ -44,16 +44,9 @@ if b.num_classes > fig.SHOW_ALL_UP_TO:
     options = {"overview": "overview: a few classes of each of the largest families"} | {
         str(f): f"family {f} ({s} classes)" for f, s in multi.itertuples(index=False)
     }
-    pick = links.bound(
-        st.selectbox,
-        f"Show (at most {fig.HEATMAP_LIMIT} classes at a time)",
-        list(options),
-        key="show",
-        why=links.one_of(list(options), options.get, most=4),
-        says=options.get,
-        format_func=options.get,
+    pick = links.worded(
+        st.selectbox, f"Show (at most {fig.HEATMAP_LIMIT} classes at a time)", options, key="show", most=4
     )
-    links.show(("show",))
     only = None if pick == "overview" else int(pick)
 classes = fig.pick_classes(order, family, only=only)
 

@@ -212,17 +212,7 @@ if sel.compare:
     ui.subheader(f"What {b_name} (B) fixes and breaks against {a_name} (A)")
     right_means = "the true class" if b.labels is not None else "the teacher's top class"
     kinds = {"fixed": "Fixed by B", "broken": "Broken by B"}
-    kind = links.bound(
-        st.radio,
-        "Set",
-        list(kinds),
-        key="cmp",
-        why=links.one_of(list(kinds), kinds.get),
-        says=kinds.get,
-        horizontal=True,
-        format_func=kinds.get,
-    )
-    links.show(("cmp",))
+    kind = links.worded(st.radio, "Set", kinds, key="cmp", horizontal=True)
     size, change, rows_b = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
     ui.caption(
         f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "

@@ -105,17 +105,12 @@ if grid_tab.open:
 if map_tab.open:
     with map_tab:
         left, right = st.columns(2)
-        method = links.bound(
-            left.radio, "Placed by", list(METHODS), key=explorer.K_METHOD, horizontal=True,
-            format_func=METHODS.get, why=links.one_of(list(METHODS.values())), says=METHODS.get,
+        method = links.worded(
+            left.radio, "Placed by", METHODS, key=explorer.K_METHOD, horizontal=True,
             help=f"PCA: a linear view of every sample (up to {LIMITS['pca']:,}). t-SNE keeps neighbours together; "
             f"it is slow: at most {LIMITS['tsne']:,} samples, a minute or more.",
         )  # fmt: skip
-        color = links.bound(
-            right.radio, "Colour by", list(COLORS), key=explorer.K_COLOR, horizontal=True,
-            format_func=COLORS.get, why=links.one_of(list(COLORS.values())), says=COLORS.get,
-        )  # fmt: skip
-        links.show((explorer.K_METHOD, explorer.K_COLOR))
+        color = links.worded(right.radio, "Colour by", COLORS, key=explorer.K_COLOR, horizontal=True)
         with st.spinner(f"Placing the samples with {METHODS[method]}…"):
             m = compute.sample_map(sel.key, sel.temperature, method)
         points = compute.map_points(a, m, color, family, family_words, sel.class_names, rows)
