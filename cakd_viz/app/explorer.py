@@ -258,16 +258,11 @@ def _parse_pair(raw: str | None, names: list[str]) -> tuple[int, int] | None:
 def sort_controls() -> tuple[str, bool]:
     """The sort (a value of ``explore.SORT_KEYS``) and whether largest first."""
     left, right = st.columns([2, 1])
-    sort_keys = list(explore.SORT_KEYS)
-    by = links.bound(
-        left.selectbox, "Sort by", sort_keys, key=K_SORT, why=links.one_of(sort_keys), on_change=_first_page,
+    by = links.worded(
+        left.selectbox, "Sort by", list(explore.SORT_KEYS), key=K_SORT, on_change=_first_page,
         help="BCD, p_S·SCD and p_W·WCD add up to the KL; SCD and WCD alone are the raw terms.",
     )  # fmt: skip
-    way = links.bound(
-        right.radio, "Order", list(ORDERS), key=K_ORDER, why=links.one_of(list(ORDERS)), horizontal=True,
-        on_change=_first_page,
-    )  # fmt: skip
-    links.show((K_SORT, K_ORDER))
+    way = links.worded(right.radio, "Order", ORDERS, key=K_ORDER, horizontal=True, on_change=_first_page)
     return explore.SORT_KEYS[by], way == ORDERS[0]
 
 

@@ -127,10 +127,12 @@ def _same(raw: str, value: object, url: Callable[[object], str]) -> bool:
     return raw == url(value)
 
 
-def worded(draw: Callable, label: str, words: dict, *, key: str, most: int = 12, **kwargs):
-    """``bound`` for an option widget (``st.selectbox``, ``column.radio``, ...) over the keys of ``words``,
-    each shown, said in a note and held in the URL as its words (a link's value that is none of them:
-    "which is not one of" the first ``most``); the note, if any, is drawn under it. Returns the key."""
+def worded(draw: Callable, label: str, words: dict | Sequence, *, key: str, most: int = 12, **kwargs):
+    """``bound`` for an option widget (``st.selectbox``, ``column.radio``, ...) over the keys of ``words``
+    (or over a list of options that are their own words), each shown, said in a note and held in the URL
+    as its words (a link's value that is none of them: "which is not one of" the first ``most``); the
+    note, if any, is drawn under it. Returns the option picked."""
+    words = words if isinstance(words, dict) else {w: w for w in words}
     value = bound(
         draw, label, list(words), key=key, why=one_of(list(words), words.get, most), says=words.get,
         format_func=words.get, **kwargs,

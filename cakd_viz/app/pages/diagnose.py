@@ -48,16 +48,14 @@ def _failures(limit: int | None = None):
 sets = diagnose.available_sets(d)
 if st.session_state.get("set") not in (None, *sets):  # e.g. a bundle without labels was opened
     st.session_state["set"] = sets[0]
-which = links.bound(
+which = links.worded(
     st.radio,
     "Failure set",
     sets,
     key="set",
-    why=links.one_of(sets),
     horizontal=True,
     help="; ".join(f"{k}: {diagnose.FAILURE_SETS[k].description}" for k in sets),
 )
-links.show(("set",))
 if b.labels is None:
     ui.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
 ui.caption(
@@ -93,15 +91,13 @@ else:
     )
 
     ui.subheader("The failures, ranked")
-    rank = links.bound(
+    rank = links.worded(
         st.selectbox,
         "Rank by",
         list(diagnose.RANK_KEYS),
         key="rank",
-        why=links.one_of(list(diagnose.RANK_KEYS)),
         help="Largest first. BCD, p_S·SCD and p_W·WCD add up to KL; SCD and WCD alone are the raw terms.",
     )
-    links.show(("rank",))
     by = diagnose.RANK_KEYS[rank]
     table, shown = _failures(TABLE_ROWS)
     row = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
