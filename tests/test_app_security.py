@@ -534,6 +534,18 @@ def test_upload_names_cannot_leave_the_upload_folder_or_render_markup(env):
     _no_server_paths(at, env["root"], bundles.UPLOAD_DIR)
 
 
+def test_a_class_name_files_name_is_text_in_its_refusal(env):
+    """The Data page's refusal of a class-name file says the file's name (the browser's) as text: it was
+    put into the Markdown line as it came, so a name could render as a link, bold text or an image."""
+    name = "[click](javascript:alert(1)) **bold** <img src=x onerror=alert(1)>.txt"
+    at = _app("path:a", page="cakd_viz/app/pages/data.py")
+    at.file_uploader(key="data_names_file").set_value((name, b"one\ntwo\n", "text/plain")).run()
+    _ok(at)
+    (line,) = [e.value for e in at.error]
+    assert _unescape(line).startswith(f"Class names not changed: {name}: 2 names for "), line
+    assert not re.search(r"(?<!\\)[\[\]<>()*`]", line), line
+
+
 def test_a_decompression_bomb_is_refused_past_the_cap_and_the_old_bundle_stays(env, monkeypatch):
     monkeypatch.setenv(app_config.UPLOAD_EXPANDED_ENV, "16")
     bomb = _npz_bomb(128)

@@ -263,6 +263,19 @@ def test_the_diagnose_download_of_every_failure_holds_what_the_page_shows(root, 
     assert_same(shown, formats, everything, "every failure")
 
 
+def test_every_download_of_a_view_names_its_temperature_alike(root, downloads):
+    """A table's download and the page's "Download all" name T alike, as the sidebar says it ("_T4"): the
+    tables' files were named "_T4.0" beside the "Download all" file's "_T4"."""
+    for page, params in (("samples", {}), ("diagnose", {"set": "Student disagrees with teacher"})):
+        at = open_app("path:a", page, **params)
+        assert_ok(at)
+        made = downloads.buttons(at)
+        (every,) = [b.file_name for b in made.values() if b.label.startswith("Download all")]
+        tables = [b.file_name for k, b in made.items() if k.startswith("dl_") and k.endswith("_csv")]
+        names = [*tables, every]
+        assert tables and all("_T4.0" not in f and "_T4" in f for f in names), (page, names)
+
+
 def test_every_download_all_names_logit_standardization_as_the_tables_do(root, downloads):
     """Under LS the "Download all" files of Samples and Diagnose are named with LS, as every table's
     download is (a download of the same view without LS must not take the same file name)."""

@@ -83,18 +83,17 @@ def test_correlation_over_all_rows_or_a_stated_subsample(tmp_path):
     student, teacher, labels = make_logits(300, 8)
     b = load_bundle(write_bundle(tmp_path / "b", teacher=teacher, students={"s": student}, labels=labels))
     full = bundles.teacher_correlation(b.teacher)
-    np.testing.assert_allclose(full.matrix, class_correlation(b.teacher))
-    assert (
-        full.rows == full.total
-        and full.describe() == "over all 300 samples"
-        and not full.matrix.flags.writeable
-    )
+    np.testing.assert_allclose(full, class_correlation(b.teacher))
+    assert not full.flags.writeable
     part = bundles.teacher_correlation(b.teacher, max_rows=120)
     rows = subset_rows(300, 120, 0)
     assert len(rows) == 120 and np.all(np.diff(rows) > 0)
-    np.testing.assert_allclose(part.matrix, class_correlation(np.asarray(b.teacher)[rows]))
-    assert part.describe() == "over a fixed random subsample of 120 of 300 samples"
+    np.testing.assert_allclose(part, class_correlation(np.asarray(b.teacher)[rows]))
     assert bundles.correlation_scope(300) == "over all 300 samples"
+    many = bundles.CORRELATION_ROWS + 1
+    assert bundles.correlation_scope(many) == (
+        f"over a fixed random subsample of {bundles.CORRELATION_ROWS:,} of {many:,} samples"
+    )
 
 
 def _tensor_in_strong(d, teacher_logits, rows, correlation) -> np.ndarray:

@@ -6,6 +6,7 @@ Runs go to a tmp_path runs directory (CAKD_VIZ_RUNS_DIR), trained by real proces
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -160,9 +161,19 @@ def test_the_page_states_how_many_runs_and_trials_run_at_once(runs, monkeypatch)
     assert "at most 1 at once" not in intro
 
 
+def test_a_refusal_quoting_the_form_says_it_as_text(teacher, runs):
+    """The library's refusal of a launch quotes what the form holds (here its grouping): the line says
+    it as text, never as a link or bold text."""
+    typed = "[click](javascript:alert(1)) **bold**"
+    at = _click(_fill(_page(), teacher, tune_grouping=typed), "Launch run")
+    line = at.error[0].value
+    assert as_read(line).startswith(f"Not launched: loss.grouping: unknown grouping '{typed}'"), line
+    assert not re.search(r"(?<!\\)[\[\]()*]", line), line
+
+
 def test_an_invalid_config_is_refused_before_launch(teacher, runs):
     at = _click(_fill(_page(), teacher, tune_grouping="topk:x"), "Launch run")
-    assert at.error and at.error[0].value.startswith("Not launched: loss.grouping: ")
+    assert at.error and as_read(at.error[0].value).startswith("Not launched: loss.grouping: ")
     assert [p.name for p in runs.iterdir() if p.name != ".launch.lock"] == []  # no run folder
     at = _click(_fill(_page(), teacher), "Launch sweep")
     assert "a sweep needs values to try" in at.error[0].value

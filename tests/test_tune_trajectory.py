@@ -123,7 +123,6 @@ def test_the_sidebars_other_grouping_is_said_in_one_caption(runs):
 def test_a_sidebar_without_the_runs_ls_is_said_in_the_caption_and_compared_runs_name_it():
     from dataclasses import replace
 
-    from cakd_viz.app import trajectory_compare as tc
     from cakd_viz.app import trajectory_view as tv
     from cakd_viz.runs.trajectory import trajectory
 
@@ -136,11 +135,11 @@ def test_a_sidebar_without_the_runs_ls_is_said_in_the_caption_and_compared_runs_
         "terms used), not the sidebar's topk:2, T = 2."
     )
     assert tv.settings_line(ls, "topk:2", 2.0, True) is None
-    assert tc.settings_note({"a": plain, "b": ls}) == (
+    assert tv.settings_note({"a": plain, "b": ls}) == (
         "The runs' terms use different groupings, T or LS, each its own (a: topk:2, T = 2; "
         "b: topk:2, T = 2, standardized)."
     )
-    assert tc.context({"a": ls, "b": ls})["standardize"] is True
+    assert tv.context({"a": ls, "b": ls})["standardize"] is True
 
 
 def test_samples_that_became_right_open_on_the_sample_page(runs):

@@ -306,50 +306,35 @@ def open_checked(path: str | Path) -> Bundle:
     return bundle
 
 
-@dataclass(frozen=True)
-class Correlation:
-    """The teacher's (C, C) Pearson correlation between classes, and over how many samples."""
-
-    matrix: np.ndarray  # (C, C) float64, read-only
-    rows: int  # samples it was computed over
-    total: int  # samples in the bundle
-
-    def describe(self) -> str:
-        """E.g. "over all 50,000 samples" or "over a fixed random subsample of 100,000 of 1,280,000 samples"."""
-        return _scope(self.rows, self.total)
-
-
-def _scope(rows: int, total: int) -> str:
-    if rows == total:
-        return f"over all {total:,} samples"
-    return f"over a fixed random subsample of {rows:,} of {total:,} samples"
-
-
 @st.cache_resource(max_entries=6, show_spinner="Correlating the teacher's logits…")
-def correlation(path: str, stamp: str, standardize: bool = False) -> Correlation:
+def correlation(path: str, stamp: str, standardize: bool = False) -> np.ndarray:
     """The teacher's (C, C) class correlation (read-only; shared), over all samples or, beyond
-    ``CORRELATION_ROWS``, a fixed random subsample of that many (``Correlation.describe`` says which);
+    ``CORRELATION_ROWS``, a fixed random subsample of that many (``correlation_scope`` says which);
     with ``standardize``, of the teacher's logits standardized per sample (what corr:R reads under LS)."""
     return teacher_correlation(load(path, stamp).teacher, standardize=standardize)
 
 
 def teacher_correlation(
     teacher, max_rows: int = CORRELATION_ROWS, seed: int = 0, *, standardize: bool = False
-) -> Correlation:
-    """``grouping.class_correlation`` of ``teacher`` (N, C) over all rows, or over the fixed random
-    ``scans.subset_rows(N, max_rows, seed)`` when N > ``max_rows``."""
+) -> np.ndarray:
+    """``grouping.class_correlation`` of ``teacher`` (N, C), float64 and read-only, over all rows, or over
+    the fixed random ``scans.subset_rows(N, max_rows, seed)`` when N > ``max_rows``."""
     n = int(teacher.shape[0])
     rows = subset_rows(n, max_rows, seed)
     source = teacher if len(rows) == n else np.asarray(teacher[rows])
     matrix = class_correlation(source, standardize=standardize)
     matrix = np.asarray(matrix, dtype=np.float64)
     matrix.flags.writeable = False  # one matrix serves every caller
-    return Correlation(matrix, len(rows), n)
+    return matrix
 
 
 def correlation_scope(num_samples: int) -> str:
-    """Which samples the class correlation of a bundle of ``num_samples`` covers, without computing it."""
-    return _scope(min(num_samples, CORRELATION_ROWS), num_samples)
+    """Which samples the class correlation of a bundle of ``num_samples`` covers, without computing it:
+    "over all 50,000 samples" or "over a fixed random subsample of 100,000 of 1,280,000 samples"."""
+    rows = min(num_samples, CORRELATION_ROWS)
+    if rows == num_samples:
+        return f"over all {num_samples:,} samples"
+    return f"over a fixed random subsample of {rows:,} of {num_samples:,} samples"
 
 
 def files_stamp(path: Path) -> str:

@@ -258,41 +258,12 @@ def _parse_pair(raw: str | None, names: list[str]) -> tuple[int, int] | None:
 def sort_controls() -> tuple[str, bool]:
     """The sort (a value of ``explore.SORT_KEYS``) and whether largest first."""
     left, right = st.columns([2, 1])
-    sort_keys = list(explore.SORT_KEYS)
-    by = links.bound(
-        left.selectbox, "Sort by", sort_keys, key=K_SORT, why=links.one_of(sort_keys), on_change=_first_page,
+    by = links.worded(
+        left.selectbox, "Sort by", list(explore.SORT_KEYS), key=K_SORT, on_change=_first_page,
         help="BCD, p_S·SCD and p_W·WCD add up to the KL; SCD and WCD alone are the raw terms.",
     )  # fmt: skip
-    way = links.bound(
-        right.radio, "Order", list(ORDERS), key=K_ORDER, why=links.one_of(list(ORDERS)), horizontal=True,
-        on_change=_first_page,
-    )  # fmt: skip
-    links.show((K_SORT, K_ORDER))
+    way = links.worded(right.radio, "Order", ORDERS, key=K_ORDER, horizontal=True, on_change=_first_page)
     return explore.SORT_KEYS[by], way == ORDERS[0]
-
-
-def pager(pages: int) -> int:
-    """Previous / page number / next; returns the page (from 1)."""
-    ss = st.session_state
-    if K_PAGE in ss:
-        ss[K_PAGE] = min(max(int(ss[K_PAGE]), 1), pages)  # fewer pages after a filter changed
-
-    def step(delta: int) -> None:
-        ss[K_PAGE] = min(max(int(ss.get(K_PAGE, 1)) + delta, 1), pages)
-
-    prev, pick, nxt = st.columns([1, 2, 1], vertical_alignment="bottom")
-    page = links.bound(
-        pick.number_input, f"Page (1 – {pages:,})", 1, pages, step=1, key=K_PAGE,
-        why=links.number(1, pages, whole=True), says=lambda v: f"page {v:,}",
-    )  # fmt: skip
-    prev.button(
-        "◀ Previous", key="samples_prev", on_click=step, args=(-1,), disabled=page <= 1, width="stretch"
-    )
-    nxt.button(
-        "Next ▶", key="samples_next", on_click=step, args=(1,), disabled=page >= pages, width="stretch"
-    )
-    links.show((K_PAGE,))
-    return int(page)
 
 
 def confusion_pills(pairs, names: list[str], current: tuple[int, int] | None, *, labels: bool) -> None:

@@ -81,23 +81,27 @@ def _width(strings, header: str) -> int:
     return int(max(longest * CHAR_PX + PAD_PX, min(len(header) * CHAR_PX * 0.85 + PAD_PX, HEADER_CAP_PX)))
 
 
+def column(fmt: str | None, heading: str, **kwargs):
+    """The st.column_config of a column printed as ``fmt`` (a format of ``column_format``, or any number
+    format), with ``kwargs`` (width, help)."""
+    if fmt == "bool":
+        return st.column_config.CheckboxColumn(heading, **kwargs)
+    if fmt == "datetime":
+        return st.column_config.DatetimeColumn(heading, format="YYYY-MM-DD HH:mm", **kwargs)
+    if fmt is None:
+        return st.column_config.TextColumn(heading, **kwargs)
+    return st.column_config.NumberColumn(heading, format=fmt, **kwargs)
+
+
 def column_config(frame: pd.DataFrame, headings: dict[str, str]) -> dict:
     """st.column_config per column of ``frame`` (library names, values in their units), keyed by its
     heading: the format of ``column_format``, a width that fits the longest value as printed (and the
-    heading, up to HEADER_CAP_PX)."""
+    heading, up to HEADER_CAP_PX; a text column at most 420 pixels)."""
     config = {}
     for col in frame.columns:
         head, series = headings[col], frame[col]
         fmt = column_format(col, series)
-        texts = [format_cell(v, fmt) for v in series.dropna()]
-        if fmt == "bool":
-            config[head] = st.column_config.CheckboxColumn(head, width=_width(["xx"], head))
-        elif fmt == "datetime":
-            config[head] = st.column_config.DatetimeColumn(
-                head, format="YYYY-MM-DD HH:mm", width=_width(["2025-01-01 12:00"], head)
-            )
-        elif fmt is None:
-            config[head] = st.column_config.TextColumn(head, width=min(_width(texts, head), 420))
-        else:
-            config[head] = st.column_config.NumberColumn(head, format=fmt, width=_width(texts, head))
+        texts = {"bool": ["xx"], "datetime": ["2025-01-01 12:00"]}.get(fmt)
+        width = _width(texts or [format_cell(v, fmt) for v in series.dropna()], head)
+        config[head] = column(fmt, head, width=min(width, 420) if fmt is None else width)
     return config

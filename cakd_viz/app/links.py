@@ -127,6 +127,20 @@ def _same(raw: str, value: object, url: Callable[[object], str]) -> bool:
     return raw == url(value)
 
 
+def worded(draw: Callable, label: str, words: dict | Sequence, *, key: str, most: int = 12, **kwargs):
+    """``bound`` for an option widget (``st.selectbox``, ``column.radio``, ...) over the keys of ``words``
+    (or over a list of options that are their own words), each shown, said in a note and held in the URL
+    as its words (a link's value that is none of them: "which is not one of" the first ``most``); the
+    note, if any, is drawn under it. Returns the option picked."""
+    words = words if isinstance(words, dict) else {w: w for w in words}
+    value = bound(
+        draw, label, list(words), key=key, why=one_of(list(words), words.get, most), says=words.get,
+        format_func=words.get, **kwargs,
+    )  # fmt: skip
+    show((key,))
+    return value
+
+
 def one_of(options: Sequence, url: Callable[[object], str] = str, most: int = 12) -> Callable[[str], str]:
     """``why`` for an option widget: "which is not one of A, B, C"."""
     words = ", ".join(url(o) for o in list(options)[:most]) + (" and more" if len(options) > most else "")
@@ -157,6 +171,32 @@ def number(lo: float, hi: float, *, whole: bool = False) -> Callable[[str], str]
 def boolean(raw: str) -> str:
     """``why`` for a toggle: the URL holds true or false."""
     return "which is neither true nor false"
+
+
+def pager(
+    label: str, lo: int, hi: int, *, key: str, says: Callable[[int], str], button_keys=(None, None)
+) -> int:
+    """◀ Previous / a whole number from ``lo`` to ``hi`` bound to the URL's ``key`` / Next ▶ (the buttons
+    keyed ``button_keys``); returns the number. A value the range no longer holds (a filter left fewer
+    pages, a smaller bundle opened) is brought back into it."""
+    ss = st.session_state
+    if key in ss:
+        ss[key] = min(max(int(ss[key]), lo), hi)
+
+    def step(delta: int) -> None:
+        ss[key] = min(max(int(ss.get(key, lo)) + delta, lo), hi)
+
+    prev, pick, nxt = st.columns([1, 2, 1], vertical_alignment="bottom")
+    value = int(
+        bound(pick.number_input, label, lo, hi, step=1, key=key, why=number(lo, hi, whole=True), says=says)
+    )
+    previous_key, next_key = button_keys
+    prev.button(
+        "◀ Previous", key=previous_key, on_click=step, args=(-1,), disabled=value <= lo, width="stretch"
+    )
+    nxt.button("Next ▶", key=next_key, on_click=step, args=(1,), disabled=value >= hi, width="stretch")
+    show((key,))
+    return value
 
 
 def choice(draw: Callable, label: str, options: Sequence, *, key: str, name: str, **kwargs):

@@ -128,15 +128,11 @@ def results(
     students = list(dict.fromkeys(students))
     grouping = str(parse_grouping(grouping))
     temperature = float(temperature)
+    b = views.load(key)
+    box = ui.notice_box() if b.num_samples * b.num_classes > progress_above() else None
+    found = _compute(key, students, grouping, temperature, device, box, standardize)
     base = _setting(key, grouping, temperature, device, standardize)
-    keys = {s: (*base, s) for s in students}
-    found = {s: STORE.get(k) for s, k in keys.items()}
-    missing = [s for s in students if found[s] is None]
-    if missing:
-        b = views.load(key)
-        box = ui.notice_box() if b.num_samples * b.num_classes > progress_above() else None
-        found.update(_compute(key, missing, grouping, temperature, device, box, standardize))
-    return {s: Result(found[s], (*keys[s], "exact"), student=s) for s in students}
+    return {s: Result(found[s], (*base, s, "exact"), student=s) for s in students}
 
 
 def _setting(key: tuple, grouping: str, temperature: float, device: str, standardize: bool) -> tuple:
@@ -151,8 +147,8 @@ def _setting(key: tuple, grouping: str, temperature: float, device: str, standar
 def _compute(
     key: tuple, students: list[str], grouping: str, temperature: float, device: str, box, standardize=False
 ):
-    """{student: decomposition} for ``students``, computed here (one pass at a time in the process) or
-    by the pass another session runs, which this one waits for."""
+    """{student: decomposition} for ``students``: kept, computed here (one pass at a time in the process)
+    or by the pass another session runs, which this one waits for."""
     base = _setting(key, grouping, temperature, device, standardize)
     bar = Bar(box)
     try:

@@ -83,11 +83,6 @@ def concurrency_text() -> str:
     )
 
 
-def active(runs: list[RunInfo]) -> list[RunInfo]:
-    """The runs queued or running (here or elsewhere)."""
-    return [r for r in runs if r.active]
-
-
 def failures(runs: list[RunInfo], most: int = 5) -> list[RunInfo]:
     """The newest ``most`` runs that failed or read as corrupt."""
     return [r for r in runs if r.state in ("failed", store.CORRUPT)][:most]

@@ -77,8 +77,8 @@ def running_server(
     port = free_port()
     cmd = [str(python), "-m", "cakd_viz", "app", *map(str, paths), "--port", str(port)]
     cmd += ["--address", "127.0.0.1"]
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    try:
+    with contextlib.ExitStack() as files:  # the log file is closed on exit, the server started or not
+        out = files.enter_context(open(log, "wb")) if log else subprocess.DEVNULL
         proc = subprocess.Popen(
             cmd,
             cwd=cwd or REPO,
@@ -87,25 +87,19 @@ def running_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    except BaseException:  # no server: the log file is closed here, not left open
-        if log:
-            out.close()
-        raise
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, timeout)
-        yield Server(url, proc.pid)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            _wait_healthy(url, proc, timeout)
+            yield Server(url, proc.pid)
+        finally:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        if log:
-            out.close()
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
 
 
 def memory_bytes(pid: int) -> dict[str, int]:

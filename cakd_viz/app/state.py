@@ -80,7 +80,10 @@ def sidebar() -> Selection:
     # the values of LINK_KEYS a link or in-app navigation changed (a key left out: no change)
     incoming = {name: raw for name in LINK_KEYS if (raw := links.incoming(name)) is not None}
     if "bundle" in incoming:
-        _try_switch(incoming["bundle"])
+        try:
+            switch_bundle(incoming["bundle"])
+        except ValueError as exc:  # said, with what is shown instead, until a bundle opens
+            ss[_K_ERROR] = {"asked": incoming["bundle"], "reason": str(exc)}
     if _K_SOURCE not in ss:
         _open_default()
     opened = _reopen(ss.get(_K_SOURCE))
@@ -165,9 +168,11 @@ def results(
     )
 
 
-def goto_sample(index: int) -> None:
-    """Open the Sample page on sample ``index``, keeping the view."""
-    st.switch_page(PAGE_FILES["sample"], query_params=link_params() | {"i": str(int(index))})
+def goto_sample(index: int, source: str | None = None) -> None:
+    """Open the Sample page on sample ``index``, keeping the view; or, given a ``source`` (a bundle
+    token), on that sample of that bundle."""
+    params = {"bundle": source} if source else link_params()
+    st.switch_page(PAGE_FILES["sample"], query_params=params | {"i": str(int(index))})
 
 
 def goto_overview(source: str, *, runs: tuple[str, ...] = (), compare: str = "") -> None:
@@ -206,15 +211,6 @@ def _reopen(source: str | None):
         st.session_state[_K_ERROR] = {"broken": source, "reason": str(exc)}
         st.session_state[_K_SOURCE] = None
         return None
-
-
-def _try_switch(source: str) -> None:
-    """Open the bundle a link asks for; on failure remember what was asked and why (the sidebar says it,
-    with what it shows instead, until a bundle opens)."""
-    try:
-        switch_bundle(source)
-    except ValueError as exc:
-        st.session_state[_K_ERROR] = {"asked": source, "reason": str(exc)}
 
 
 def _open_default() -> None:

@@ -10,7 +10,6 @@ in its label, so its numbers are never mixed silently with validation numbers.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import pandas as pd
@@ -121,18 +120,12 @@ def view(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def column_config(keys: list[str]) -> dict:
     """st.column_config for the tracker's ``keys`` (by heading), compact and with hover help."""
-    import streamlit as st
+    from cakd_viz.app.formats import column  # it imports Streamlit, which only drawing the table needs
 
-    kinds = {
-        "datetime": functools.partial(st.column_config.DatetimeColumn, format="YYYY-MM-DD HH:mm"),
-        "bool": st.column_config.CheckboxColumn,
-        None: st.column_config.TextColumn,
+    every = columns()
+    return {
+        c.heading: column(c.format, c.heading, help=c.help, width=c.width) for c in (every[k] for k in keys)
     }
-    every, config = columns(), {}
-    for c in (every[k] for k in keys):
-        make = kinds.get(c.format) or functools.partial(st.column_config.NumberColumn, format=c.format)
-        config[c.heading] = make(c.heading, help=c.help, width=c.width)
-    return config
 
 
 SORTS = {

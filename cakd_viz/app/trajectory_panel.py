@@ -1,13 +1,12 @@
 """The Tune page's "Classes through training" parts, laid out: one run's (in "A run") and the compared
 runs' (in "Compare runs"). Layout only: the numbers come from ``cakd_viz.runs.trajectory`` through
-``trajectory_view`` and ``trajectory_compare``, the figures from ``cakd_viz.figures.trajectory``."""
+``trajectory_view``, the figures from ``cakd_viz.figures.trajectory``."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from cakd_viz.app import links, state, ui
-from cakd_viz.app import trajectory_compare as tc
 from cakd_viz.app import trajectory_view as tv
 from cakd_viz.app.config import plain
 from cakd_viz.figures import trajectory as tfig
@@ -15,18 +14,7 @@ from cakd_viz.figures import trajectory as tfig
 
 def term_choice(key: str, label: str) -> str:
     """A per-class term (BCD, p_S·SCD, p_W·WCD, KL, accuracy) bound to the URL's ``key``."""
-    terms = tfig.TRAJECTORY_TERMS
-    value = links.bound(
-        st.selectbox,
-        label,
-        list(terms),
-        key=key,
-        why=links.one_of(list(terms), terms.get),
-        says=terms.get,
-        format_func=terms.get,
-    )
-    links.show((key,))
-    return value
+    return links.worded(st.selectbox, label, tfig.TRAJECTORY_TERMS, key=key)
 
 
 def run_part(r) -> None:
@@ -100,13 +88,13 @@ def changed_samples(r, t, names) -> None:
         key=f"tune_traj_pick_{r.id}",
     )
     if go.button("Open on the Sample page", key="tune_traj_open", width="stretch"):
-        tv.open_sample(token, int(frame.iloc[k]["index"]))
+        state.goto_sample(int(frame.iloc[k]["index"]), token)
 
 
 def compare_part(runs, labels: dict[str, str]) -> None:
     """The compared runs' per-class views: side by side (up to 4), or the difference of two."""
     st.markdown("#### Classes through training, runs compared")
-    panels, left = tc.compared(runs, labels)
+    panels, left = tv.compared(runs, labels)
     if left:
         st.caption("Not shown: " + "; ".join(plain(line) for line in left) + ".")
     if not panels:
@@ -117,17 +105,17 @@ def compare_part(runs, labels: dict[str, str]) -> None:
     mode = "side by side"
     if len(panels) > 1:
         mode = st.radio("Show", ["side by side", "difference of two"], horizontal=True, key="tune_cls_mode")
-    if note := tc.settings_note(panels):
+    if note := tv.settings_note(panels):
         st.caption(note)
     if mode == "side by side":
         side = tfig.trajectories_side_by_side(panels, column, names)
-        ui.chart(side, tc.side_caption(panels, column), key="tune_cls_side")
-        table = tc.side_by_side_table(panels, names)
+        ui.chart(side, tv.side_caption(panels, column), key="tune_cls_side")
+        table = tv.side_by_side_table(panels, names)
         ui.table(
             table,
             name="classes-compared",
             key="tune_cls_table",
-            context=tc.context(panels),
+            context=tv.context(panels),
             caption="One row per run, class and kept epoch, each run on its own split, grouping, T and LS.",
         )
         return
@@ -136,18 +124,18 @@ def compare_part(runs, labels: dict[str, str]) -> None:
     la = a.selectbox("A", options, index=0, key="tune_cls_a")
     lb = b.selectbox("B", options, index=1, key="tune_cls_b")
     try:
-        epochs, delta = tc.difference(panels[la], panels[lb], column)
+        epochs, delta = tv.difference(panels[la], panels[lb], column)
     except ValueError as exc:
         st.info(f"No difference to show: {plain(exc)}.")
         return
     by_label = {labels[r.id]: r for r in runs}
-    same = tc.same_samples(by_label[la], by_label[lb])
+    same = tv.same_samples(by_label[la], by_label[lb])
     ui.chart(
         tfig.difference_heatmap(panels[la], epochs, delta, column, names),
-        tc.difference_caption(panels[la], la, lb, epochs, column, same),
+        tv.difference_caption(panels[la], la, lb, epochs, column, same),
         key="tune_cls_diff",
     )
-    table = tc.difference_table(panels[la], panels[lb], column, names)
+    table = tv.difference_table(panels[la], panels[lb], column, names)
     pair = {la: panels[la], lb: panels[lb]}
     ui.table(
         table,
@@ -155,6 +143,6 @@ def compare_part(runs, labels: dict[str, str]) -> None:
         key="tune_cls_diff_table",
         a="A",
         b="B",
-        context=tc.context(pair, column),
+        context=tv.context(pair, column),
         caption="Per class and epoch kept by both runs: A's value, B's, and B − A.",
     )

@@ -1,6 +1,9 @@
 """The Tune page's "Classes through training", without layout: a run's trajectory cached per (run folder,
 epoch files), its class names, what its captions say, whether its bundle holds the evaluation samples
-(then a sample opens on the Sample page), and its per-class numbers beside the bundle's students.
+(then a sample opens on the Sample page), and its per-class numbers beside the bundle's students; and
+for "Compare runs", which compared runs' trajectories can be set side by side (up to ``MAX_PANELS``, the
+same classes), whether two were evaluated on the same samples, their per-class difference, the tables
+and the captions.
 
 Everything is computed from the epochs a run keeps (``cakd_viz.runs.trajectory``) under the run's own
 grouping, T and logit standardization; the sidebar's are never used for it, and a caption says so when
@@ -17,16 +20,18 @@ import streamlit as st
 
 from cakd_viz.app import bundles, progressive, state, tracker, views
 from cakd_viz.app import config as app_config
+from cakd_viz.app.config import plain
 from cakd_viz.classnames import readable_names
 from cakd_viz.figures.trajectory import TRAJECTORY_TERMS
 from cakd_viz.runs.dynamics import EPOCHS_DIR
 from cakd_viz.runs.epoch_files import read_epochs
 from cakd_viz.runs.results import RunInfo
-from cakd_viz.runs.trajectory import BY, COLUMNS, Trajectory, class_means, read_trajectory
+from cakd_viz.runs.trajectory import BY, COLUMNS, Trajectory, class_means, difference, read_trajectory
 from cakd_viz.standardize import setting
 
 MAX_FILES = 10_000  # entries of an epochs/ folder looked at for its identity
 MAX_STUDENTS = 4  # the bundle's students set beside a run
+MAX_PANELS = 4  # runs set side by side
 PICK_LIMIT = 500  # changed samples offered in the "open" selector
 BESIDE_HELP = (
     "The students of the bundle the run was trained against (same data and teacher) and the run's final "
@@ -176,11 +181,6 @@ def equal_samples(teacher_a, labels_a, teacher_b, labels_b) -> bool:
     return bool(np.allclose(a, b, rtol=1e-3, atol=1e-3))
 
 
-def open_sample(token: str, index: int) -> None:
-    """The Sample page on sample ``index`` of bundle ``token``."""
-    st.switch_page(state.PAGE_FILES["sample"], query_params={"bundle": token, "i": str(int(index))})
-
-
 def pick_label(row) -> str:
     """How a changed sample is offered: "#12 (training row 345): O → 0, became right"."""
     where = "" if "row" not in row or pd.isna(row["row"]) else f" (training row {row['row']})"
@@ -264,3 +264,109 @@ def beside_bundle(run: RunInfo, t: Trajectory, column: str) -> tuple[dict[str, n
 @st.cache_data(max_entries=32, show_spinner=False)
 def _means(_d, _truth: np.ndarray, ident: tuple, by: str, num_classes: int) -> np.ndarray:
     return class_means(_d, _truth, num_classes)[0]
+
+
+# -- compared runs -----------------------------------------------------------------------------------------
+
+
+def compared(runs: list[RunInfo], labels: dict[str, str], most: int = MAX_PANELS) -> tuple[dict, list[str]]:
+    """(run label -> Trajectory for up to ``most`` runs with the first one's classes, one line per run left
+    out and why)."""
+    panels, left = {}, []
+    for r in runs:
+        if len(panels) == most:
+            left.append(f"{r.label}: only {most} runs are set side by side")
+            continue
+        try:
+            t = of(r)
+        except ValueError as exc:
+            left.append(f"{r.label}: {exc}")
+            continue
+        if not t.epochs:
+            left.append(f"{r.label}: no epoch kept")
+            continue
+        first = next(iter(panels.values()), t)
+        if t.num_classes != first.num_classes:
+            left.append(f"{r.label}: {t.num_classes} classes, the first run {first.num_classes}")
+            continue
+        panels[labels[r.id]] = t
+    return panels, left
+
+
+def settings_note(panels: dict) -> str:
+    """One line when the runs' terms were split under different groupings, T or LS (else "")."""
+    if len({t.setting for t in panels.values()}) < 2:
+        return ""
+    words = "; ".join(f"{plain(label)}: {t.setting}" for label, t in panels.items())
+    return f"The runs' terms use different groupings, T or LS, each its own ({words})."
+
+
+def same_samples(a: RunInfo, b: RunInfo) -> bool:
+    """Whether two runs' epochs were evaluated on the same samples (teacher logits and labels equal)."""
+    return _same(identity(a), identity(b))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _same(a: tuple, b: tuple) -> bool:
+    fa, fb = read_epochs(a[0]), read_epochs(b[0])
+    return equal_samples(fa.teacher, fa.labels, fb.teacher, fb.labels)
+
+
+def difference_table(a: Trajectory, b: Trajectory, column: str, names: list[str]) -> pd.DataFrame:
+    """Per class (A's families order) and common epoch: ``column`` of A, of B, and B − A."""
+    epochs, delta = difference(a, b, column)
+    rows = []
+    for cls in a.order:
+        for k, e in enumerate(epochs):
+            va = a.term(column)[cls, a.epochs.index(e)]
+            vb = b.term(column)[cls, b.epochs.index(e)]
+            rows.append((int(cls), names[cls], int(a.family[cls]), e, va, vb, delta[cls, k]))
+    head = ["class", "name", "family", "epoch", f"{column}_a", f"{column}_b", f"{column}_delta"]
+    return pd.DataFrame(rows, columns=head)
+
+
+def side_by_side_table(panels: dict, names: list[str]) -> pd.DataFrame:
+    """Every compared run's per-class table, one after the other, with the run's label first."""
+    frames = [t.table(names).assign(run=label) for label, t in panels.items()]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["run", *(c for c in frame.columns if c != "run")]]
+
+
+def context(panels: dict, column: str | None = None) -> dict:
+    """The export context of the compared runs' tables: the runs, their grouping, T and LS (never the
+    sidebar's)."""
+    out = {"runs": " vs ".join(panels)}
+    used = {(t.grouping, t.temperature, t.standardize) for t in panels.values()}
+    if len(used) == 1:
+        out["grouping"], out["T"], out["standardize"] = next(iter(used))
+    return out | ({"term": column} if column else {})
+
+
+def side_caption(panels: dict, column: str) -> str:
+    """Over which samples and epochs the side-by-side panels are."""
+    each = "; ".join(
+        f"{plain(label)}: {t.split} split, {t.num_samples:,} samples, epochs {', '.join(map(str, t.epochs))}"
+        for label, t in panels.items()
+    )
+    return (
+        f"{_what(column)} per class and kept epoch of each run, one colour scale, rows in the first run's "
+        f"families order (its teacher's correlation), each run under its own grouping, T and LS ({each})."
+    )
+
+
+def difference_caption(a: Trajectory, la: str, lb: str, epochs, column: str, same: bool) -> str:
+    """What the difference heatmap shows: B − A per class at the epochs both runs kept, on which samples."""
+    samples = (
+        f"the same {a.num_samples:,} samples"
+        if same
+        else "different samples (another split or validation seed): per-class means of different samples"
+    )
+    return (
+        f"{_what(column)}, B − A, per class at the epochs both runs kept ({', '.join(map(str, epochs))}); "
+        f"A = {plain(la)}, B = {plain(lb)}; {samples}; red: B higher, blue: B lower; rows in A's families order."
+    )
+
+
+def _what(column: str) -> str:
+    label = TRAJECTORY_TERMS.get(column, column)
+    return "Accuracy (%)" if column == "accuracy" else f"Mean {label} (nats)"

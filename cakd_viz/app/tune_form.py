@@ -198,16 +198,16 @@ def launch(form: Mapping, root: str | Path, *, sweep: bool) -> str:
     from cakd_viz.runs.sweep import SweepConfig, sweep_trials
 
     config = launch_config(form)
-    spec = (
-        None
-        if not sweep
-        else SweepConfig(base=config, grid=sweep_grid(form), engine=form.get(key("engine"), "local"))
-    )
+    grid = sweep_grid(form) if sweep else None
     with launching(root):  # the count and the new folder under one lock: launches in parallel cannot pass it
         check_capacity(root)
-        if spec is None:
-            return f"Started run {launcher.launch(RunConfig.from_dict(config), root).name}."
-        sweep_dir = engine.launch_sweep(spec, root)
+        try:  # the library's own checks: its words may quote what the form holds, so they are made text
+            if grid is None:
+                return f"Started run {launcher.launch(RunConfig.from_dict(config), root).name}."
+            spec = SweepConfig(base=config, grid=grid, engine=form.get(key("engine"), "local"))
+            sweep_dir = engine.launch_sweep(spec, root)
+        except ValueError as exc:
+            raise ValueError(app_config.plain(app_config.scrub(str(exc)))) from None
     return f"Started sweep {sweep_dir.name}: {len(sweep_trials(sweep_dir))} trials."
 
 

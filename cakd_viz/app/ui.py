@@ -268,11 +268,20 @@ def measures_table(summary: pd.DataFrame, *, a: str, b: str, name: str, key: str
     report().table(shown)
 
 
+def file_stem(name: str, context: dict | None = None) -> str:
+    """A download's file name stem: ``name`` and the view's student, grouping, T and LS, from ``context``
+    (default: the view's), e.g. "per_class_kd_topk-5_T4_LS"."""
+    ctx = report().context if context is None else context
+    t = ctx.get("T")
+    t = f"T{t:g}" if isinstance(t, int | float) and not isinstance(t, bool) else None
+    ls = "LS" if ctx.get("standardize") is True else None
+    return export.file_stem(name, ctx.get("student"), ctx.get("grouping"), t, ls)
+
+
 def download(frame: pd.DataFrame, *, name: str, context: dict | None = None, key: str) -> None:
     """A "Download" popover with the table as CSV (context in leading columns) and Parquet (in metadata)."""
     ctx = dict(context if context is not None else report().context)
-    ls = "LS" if ctx.get("standardize") is True else None
-    stem = export.file_stem(name, ctx.get("student"), ctx.get("grouping"), f"T{ctx.get('T', '')}", ls)
+    stem = file_stem(name, ctx)
     with st.popover("Download table", icon=":material/download:"):
         st.caption(
             f"{len(frame):,} rows; the file names the view: "

@@ -20,7 +20,6 @@ import numpy as np
 import streamlit as st
 
 from cakd_viz.app import bundles
-from cakd_viz.app.bundles import Correlation
 from cakd_viz.bundle import Bundle
 from cakd_viz.bundle.compose import check_same_teacher, compose_students
 from cakd_viz.grouping import parse_grouping
@@ -132,11 +131,6 @@ def correlation(key: tuple, standardize: bool = False, grouping: str | None = No
     matrix (``corr:R``)."""
     if grouping is not None and not parse_grouping(grouping).needs_correlation:
         return None
-    return bundles.correlation(key[0], key[1], standardize).matrix
-
-
-def correlation_info(key: tuple, standardize: bool = False) -> Correlation:
-    """The correlation with the number of samples it covers (``Correlation.describe``)."""
     return bundles.correlation(key[0], key[1], standardize)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from cakd_viz.app import compute, links, state, ui, views, viewspec
+from cakd_viz.app import bundles, compute, links, state, ui, views, viewspec
 from cakd_viz.figures import correlation as fig
 from cakd_viz.grouping import parse_grouping
 
@@ -29,8 +29,8 @@ threshold = links.bound(
     help="Average-linkage clustering on 1 − r, cut where the average correlation drops below this.",
 )
 links.show(("family",))
-correlation = views.correlation_info(sel.key, sel.standardize)  # under LS the standardized teacher's
-corr, corr_scope = correlation.matrix, correlation.describe()  # the matrix corr:R reads, and its samples
+corr = views.correlation(sel.key, sel.standardize)  # what corr:R reads (under LS the standardized teacher's)
+corr_scope = bundles.correlation_scope(b.num_samples)  # over which samples
 corr_of = "standardized teacher logits (LS: each sample z-scored)" if sel.standardize else "teacher logits"
 order, family = compute.clusters(sel.key, threshold, sel.standardize)
 families = fig.family_table(family)
@@ -44,16 +44,9 @@ if b.num_classes > fig.SHOW_ALL_UP_TO:
     options = {"overview": "overview: a few classes of each of the largest families"} | {
         str(f): f"family {f} ({s} classes)" for f, s in multi.itertuples(index=False)
     }
-    pick = links.bound(
-        st.selectbox,
-        f"Show (at most {fig.HEATMAP_LIMIT} classes at a time)",
-        list(options),
-        key="show",
-        why=links.one_of(list(options), options.get, most=4),
-        says=options.get,
-        format_func=options.get,
+    pick = links.worded(
+        st.selectbox, f"Show (at most {fig.HEATMAP_LIMIT} classes at a time)", options, key="show", most=4
     )
-    links.show(("show",))
     only = None if pick == "overview" else int(pick)
 classes = fig.pick_classes(order, family, only=only)
 

@@ -76,7 +76,8 @@ if b is not None:
                 state.set_class_names(app_names.store(names_file.getvalue(), names_file.name, b.num_classes))
                 st.rerun()
             except ValueError as exc:
-                st.session_state["_names_error"] = (names_file.file_id, f"Class names not changed: {exc}")
+                said = f"Class names not changed: {app_config.plain(exc)}"  # it names the browser's file
+                st.session_state["_names_error"] = (names_file.file_id, said)
         said = st.session_state.get("_names_error")
         if said and (names_file is None or said[0] != names_file.file_id):
             st.session_state["_names_error"] = said = None

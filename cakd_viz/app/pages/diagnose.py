@@ -48,16 +48,14 @@ def _failures(limit: int | None = None):
 sets = diagnose.available_sets(d)
 if st.session_state.get("set") not in (None, *sets):  # e.g. a bundle without labels was opened
     st.session_state["set"] = sets[0]
-which = links.bound(
+which = links.worded(
     st.radio,
     "Failure set",
     sets,
     key="set",
-    why=links.one_of(sets),
     horizontal=True,
     help="; ".join(f"{k}: {diagnose.FAILURE_SETS[k].description}" for k in sets),
 )
-links.show(("set",))
 if b.labels is None:
     ui.caption("This bundle has no labels: only disagreement with the teacher can be diagnosed.")
 ui.caption(
@@ -93,15 +91,13 @@ else:
     )
 
     ui.subheader("The failures, ranked")
-    rank = links.bound(
+    rank = links.worded(
         st.selectbox,
         "Rank by",
         list(diagnose.RANK_KEYS),
         key="rank",
-        why=links.one_of(list(diagnose.RANK_KEYS)),
         help="Largest first. BCD, p_S·SCD and p_W·WCD add up to KL; SCD and WCD alone are the raw terms.",
     )
-    links.show(("rank",))
     by = diagnose.RANK_KEYS[rank]
     table, shown = _failures(TABLE_ROWS)
     row = ui.table(shown, name="failures", key="diagnose_rows", selectable=True, height=360)
@@ -129,10 +125,7 @@ else:
         st.download_button(
             f"Download all {count:,} as CSV",
             data=_every,
-            file_name=export.file_stem(
-                "failures", sel.student, d.grouping, f"T{d.temperature:g}", "LS" if d.standardize else None
-            )
-            + ".csv",
+            file_name=ui.file_stem("failures") + ".csv",
             mime="text/csv",
             on_click="ignore",
         )
@@ -215,17 +208,7 @@ if sel.compare:
     ui.subheader(f"What {b_name} (B) fixes and breaks against {a_name} (A)")
     right_means = "the true class" if b.labels is not None else "the teacher's top class"
     kinds = {"fixed": "Fixed by B", "broken": "Broken by B"}
-    kind = links.bound(
-        st.radio,
-        "Set",
-        list(kinds),
-        key="cmp",
-        why=links.one_of(list(kinds), kinds.get),
-        says=kinds.get,
-        horizontal=True,
-        format_func=kinds.get,
-    )
-    links.show(("cmp",))
+    kind = links.worded(st.radio, "Set", kinds, key="cmp", horizontal=True)
     size, change, rows_b = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
     ui.caption(
         f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "

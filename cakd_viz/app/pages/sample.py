@@ -21,33 +21,9 @@ explorer.follow()  # "← back to the samples", clicked in the last run
 explorer.back_button()
 b = sel.bundle
 n = b.num_samples
-ss = st.session_state
 
 # The index lives in the URL ("i"), bound to its widget; a link's or another page's value is checked.
-if "i" in ss:
-    ss["i"] = min(max(int(ss["i"]), 0), n - 1)  # e.g. after opening a smaller bundle
-
-
-def _step(delta: int) -> None:
-    ss["i"] = min(max(ss["i"] + delta, 0), n - 1)
-
-
-prev, pick, nxt = st.columns([1, 2, 1], vertical_alignment="bottom")
-prev.button("◀ Previous", on_click=_step, args=(-1,), disabled=ss.get("i", 0) == 0, width="stretch")
-i = int(
-    links.bound(
-        pick.number_input,
-        f"Sample index (0 – {n - 1:,})",
-        0,
-        n - 1,
-        step=1,
-        key="i",
-        why=links.number(0, n - 1, whole=True),
-        says=lambda v: f"sample {v:,}",
-    )
-)
-nxt.button("Next ▶", on_click=_step, args=(1,), disabled=i == n - 1, width="stretch")
-links.show(("i",))
+i = links.pager(f"Sample index (0 – {n - 1:,})", 0, n - 1, key="i", says=lambda v: f"sample {v:,}")
 
 corr = views.correlation(sel.key, sel.standardize, sel.grouping)
 label = None if b.labels is None else int(b.labels[i])

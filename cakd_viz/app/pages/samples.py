@@ -44,7 +44,10 @@ grid_tab, map_tab = links.tabs(TABS, explorer.K_TAB)
 if grid_tab.open:
     with grid_tab:
         pages = page_count(len(rows), explorer.PER_PAGE)
-        page = explorer.pager(pages)
+        page = links.pager(
+            f"Page (1 – {pages:,})", 1, pages, key=explorer.K_PAGE, says=lambda v: f"page {v:,}",
+            button_keys=("samples_prev", "samples_next"),
+        )  # fmt: skip
         shown = page_rows(rows, page, explorer.PER_PAGE)
         table = sample_table(a.d, shown, d_b=db, class_names=names)
         images = compute.thumbnails(sel.key, tuple(int(i) for i in shown)) if len(shown) else None
@@ -94,14 +97,7 @@ if grid_tab.open:
         st.download_button(
             f"Download all {len(rows):,} matching rows as CSV",
             data=_every,
-            file_name=export.file_stem(
-                "samples",
-                sel.student,
-                sel.grouping,
-                f"T{sel.temperature:g}",
-                "LS" if sel.standardize else None,
-            )
-            + ".csv",
+            file_name=ui.file_stem("samples") + ".csv",
             mime="text/csv",
             on_click="ignore",
             disabled=not len(rows),
@@ -109,17 +105,12 @@ if grid_tab.open:
 if map_tab.open:
     with map_tab:
         left, right = st.columns(2)
-        method = links.bound(
-            left.radio, "Placed by", list(METHODS), key=explorer.K_METHOD, horizontal=True,
-            format_func=METHODS.get, why=links.one_of(list(METHODS.values())), says=METHODS.get,
+        method = links.worded(
+            left.radio, "Placed by", METHODS, key=explorer.K_METHOD, horizontal=True,
             help=f"PCA: a linear view of every sample (up to {LIMITS['pca']:,}). t-SNE keeps neighbours together; "
             f"it is slow: at most {LIMITS['tsne']:,} samples, a minute or more.",
         )  # fmt: skip
-        color = links.bound(
-            right.radio, "Colour by", list(COLORS), key=explorer.K_COLOR, horizontal=True,
-            format_func=COLORS.get, why=links.one_of(list(COLORS.values())), says=COLORS.get,
-        )  # fmt: skip
-        links.show((explorer.K_METHOD, explorer.K_COLOR))
+        color = links.worded(right.radio, "Colour by", COLORS, key=explorer.K_COLOR, horizontal=True)
         with st.spinner(f"Placing the samples with {METHODS[method]}…"):
             m = compute.sample_map(sel.key, sel.temperature, method)
         points = compute.map_points(a, m, color, family, family_words, sel.class_names, rows)

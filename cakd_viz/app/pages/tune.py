@@ -132,7 +132,7 @@ def live() -> None:
         st.info("No runs yet: pick a preset and launch one above.")
         archived()
         return
-    for r in run_status.active(runs):
+    for r in [r for r in runs if r.active]:  # queued or running, here or elsewhere
         with st.container(border=True):
             info, stop = st.columns([5, 1])
             fraction, text = run_status.progress(r)
@@ -264,16 +264,7 @@ def compare(table, by_id) -> None:
         return
     labels = tracker.run_labels(table)
     chosen = run_actions.pick_compared(with_epochs, labels)
-    metric = links.bound(
-        st.selectbox,
-        "Curve",
-        list(fig.METRICS),
-        key="curve",
-        why=links.one_of(list(fig.METRICS), fig.METRICS.get, most=6),
-        says=fig.METRICS.get,
-        format_func=fig.METRICS.get,
-    )
-    links.show(("curve",))
+    metric = links.worded(st.selectbox, "Curve", fig.METRICS, key="curve", most=6)
     curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
     splits = [by_id[i].eval_split for i in chosen]
     st.plotly_chart(fig.curves_figure(curves, metric, splits=splits), key="tune_curves")
