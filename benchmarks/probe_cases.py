@@ -19,7 +19,7 @@ from unittest import mock
 
 import numpy as np
 import probe_app
-from probe_support import REPO, Case, Hang, NotRun, Wrong, check, cli, command, one_line_refusal
+from probe_support import REPO, Case, Hang, NotRun, Wrong, as_read, check, cli, command, one_line_refusal
 
 CATEGORIES = ("markup", "signals", "disk", "size", "paths", "settings", "inputs", "accuracy")
 MB = 2**20
@@ -296,7 +296,7 @@ def _sweep_form(w: World, fields: int) -> None:
     try:
         tune_form.launch(form, root, sweep=True)
     except ValueError as exc:
-        line = tune_form.refusal(exc)
+        line = as_read(tune_form.refusal(exc))  # Markdown made literal
     else:
         raise Wrong("the sweep was launched")
     grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024

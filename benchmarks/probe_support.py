@@ -230,11 +230,17 @@ def markup_problems(at, seen_word: str) -> tuple[list[str], int]:
     return problems, seen
 
 
+def as_read(markdown: str) -> str:
+    """A Markdown line as a person reads it: the backslash escapes of ``cakd_viz.text.markdown`` out, and
+    the zero-width spaces it puts into addresses."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
+
+
 def leaks(at, forbidden: list[str]) -> list[str]:
     """Every element string showing a server path from ``forbidden`` or a traceback."""
     found = []
     for kind, field, value in page_texts(at):
-        value += "\n" + re.sub(r"\\(.)", r"\1", value).replace("\u200b", "")  # and as a person reads it
+        value += "\n" + as_read(value)  # and as a person reads it
         for path in forbidden:
             if path in value:
                 found.append(f"{kind}.{field} shows {path}")
