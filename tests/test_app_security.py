@@ -955,3 +955,19 @@ def test_a_traceback_longer_than_the_logs_tail_shows_none_of_its_frames(tmp_path
     shown = public_log(read_run(run))
     assert "secret_step" not in shown and 'File "' not in shown, shown[:300]
     assert shown.splitlines()[-1] == "ValueError: boom" and "[a traceback: its frames are in" in shown
+
+
+def test_an_uploads_name_is_text_in_the_line_saying_it_can_no_longer_be_read(env):
+    """A shared upload whose files went bad since (rewritten, half pruned) is refused with the bundle's label
+    first; that label holds the browser's file name, which was put into the Markdown line as it came."""
+    name = "[click](javascript:alert(1)) **x**.npz"
+    token = bundles.import_upload(name, _npz_logits(seed=6))
+    folder = bundles.UPLOAD_DIR / token.partition(":")[2] / "bundle"
+    teacher = np.load(folder / "teacher.npy")
+    teacher[0, 0] = np.nan
+    np.save(folder / "teacher.npy", teacher)
+    with pytest.raises(ValueError) as caught:
+        bundles.open_source(token)
+    line = str(caught.value)
+    assert _unescape(line).startswith(f"upload: {name}: "), line
+    assert not re.search(r"(?<!\\)[\[\]<>()*`]", line), line

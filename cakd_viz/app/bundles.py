@@ -91,7 +91,8 @@ def open_source(source: str) -> Opened:
     try:
         bundle = load(*key)
     except Exception as exc:  # an unreadable or invalid bundle must not take the app down
-        raise ValueError(f"{label}: {_safe(exc, roots=roots)}") from None
+        # the label may hold an upload's name (the browser's) or a folder's: text, like the reason
+        raise ValueError(f"{plain(label)}: {_safe(exc, roots=roots)}") from None
     return Opened(bundle, token, label, key)
 
 
