@@ -971,3 +971,30 @@ def test_an_uploads_name_is_text_in_the_line_saying_it_can_no_longer_be_read(env
     line = str(caught.value)
     assert _unescape(line).startswith(f"upload: {name}: "), line
     assert not re.search(r"(?<!\\)[\[\]<>()*`]", line), line
+
+
+def test_a_planted_class_name_folder_is_not_trusted(monkeypatch, tmp_path):
+    """The class-name lists live in a shared temp folder too: one made first by someone else (a link to
+    another folder, or a folder others may write) must not take lists or serve planted ones, which a
+    link naming their token would show as the classes' names."""
+    from cakd_viz.app import names as app_names
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = tmp_path / "planted-names"
+    planted.symlink_to(elsewhere)
+    monkeypatch.setattr(app_names, "NAMES_DIR", planted)
+    data = "\n".join(f"name {i}" for i in range(3)).encode()
+    with pytest.raises(ValueError, match="not a folder of this server's user"):
+        app_names.store(data, "n.txt", 3)
+    (elsewhere / "0123456789abcdef.json").write_text(json.dumps(["planted", "b", "c"]))
+    with pytest.raises(ValueError, match="not a folder of this server's user"):
+        app_names.load("0123456789abcdef", 3)
+    assert list(elsewhere.iterdir()) == [elsewhere / "0123456789abcdef.json"]
+    shared = tmp_path / "shared-names"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setattr(app_names, "NAMES_DIR", shared)
+    token = app_names.store(data, "n.txt", 3)
+    assert app_names.load(token, 3) == ["name 0", "name 1", "name 2"]
+    assert shared.stat().st_mode & 0o777 == 0o700  # made private on first use

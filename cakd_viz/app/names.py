@@ -1,8 +1,9 @@
 """Class-name override lists for the open bundle: uploaded once, kept on this server, named in the URL.
 
 An override file (JSON list or one name per line; checked by ``cakd_viz.classnames.parse_override``)
-is stored under its content hash, so a link carries ``names=<16 hex digits>`` rather than the names.
-The bundle itself is never changed.
+is stored under its content hash, so a link carries ``names=<16 hex digits>`` rather than the names,
+in a private folder of the server's user (one someone else made first is refused: it could serve planted
+lists). The bundle itself is never changed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from cakd_viz import atomic
+from cakd_viz.app.config import private_folder
 from cakd_viz.classnames import parse_override
 
 NAMES_DIR = Path(tempfile.gettempdir()) / "cakd-viz-names"
@@ -25,20 +27,19 @@ def store(data: bytes, filename: str, num_classes: int) -> str:
     names = parse_override(data, filename, num_classes)
     text = json.dumps(names, ensure_ascii=False)
     token = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    NAMES_DIR.mkdir(parents=True, exist_ok=True)
-    target = NAMES_DIR / f"{token}.json"
+    target = _folder() / f"{token}.json"
     if not target.is_file():
         atomic.write_text(target, text)
     return token
 
 
 def load(token: str, num_classes: int) -> list[str]:
-    """The names a token stands for; ValueError (one line) when it is malformed, unknown here, or made
-    for another number of classes."""
+    """The names a token stands for; ValueError (one line) when it is malformed, unknown here, made for
+    another number of classes, or the folder is not this server's."""
     if not _TOKEN.fullmatch(str(token)):
         raise ValueError("not a class-name list reference")
     try:
-        names = json.loads((NAMES_DIR / f"{token}.json").read_text(encoding="utf-8"))
+        names = json.loads((_folder() / f"{token}.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         raise ValueError("that class-name list is not on this server (any more); upload it again") from None
     if not isinstance(names, list) or len(names) != num_classes:
@@ -46,3 +47,8 @@ def load(token: str, num_classes: int) -> list[str]:
             f"that class-name list has {len(names) if isinstance(names, list) else 0:,} names, the bundle {num_classes:,} classes"
         )
     return [str(n) for n in names]
+
+
+def _folder() -> Path:
+    """NAMES_DIR, created private on first use (``config.private_folder``: ValueError when someone else's)."""
+    return private_folder(NAMES_DIR, "class-name folder", "class-name lists are off")
