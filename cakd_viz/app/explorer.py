@@ -325,6 +325,5 @@ def snippet(sel: state.Selection, f: explore.Filters, by: str, descending: bool)
         class_names=sel.class_names,
         family_threshold=compute.FAMILY_THRESHOLD,
         correlation_rows=bundles.CORRELATION_ROWS,
-        standardize=sel.standardize,
     )
     return preamble + "\n".join(body) + "\n"
