@@ -325,7 +325,7 @@ def map_points(
         groups, words = ref, list(names)
     else:
         groups, words = diagnose.per_sample_dominant(d), []
-    hover = [f"{names[r]}; {a.student or 'A'} says {names[s]}" for r, s in zip(ref, says, strict=True)]
+    hover = [f"{names[r]}; {a.student} says {names[s]}" for r, s in zip(ref, says, strict=True)]
     return {
         "groups": np.asarray(groups),
         "group_names": words,
