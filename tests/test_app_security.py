@@ -998,3 +998,28 @@ def test_a_planted_class_name_folder_is_not_trusted(monkeypatch, tmp_path):
     token = app_names.store(data, "n.txt", 3)
     assert app_names.load(token, 3) == ["name 0", "name 1", "name 2"]
     assert shared.stat().st_mode & 0o777 == 0o700  # made private on first use
+
+
+def test_the_class_name_lists_kept_are_bounded(monkeypatch, tmp_path):
+    """A browser may store any number of class-name lists (each up to a megabyte): the folder keeps at most
+    MAX_BYTES of them, the least recently used going first; a link to one removed says to upload it again."""
+    import os
+
+    from cakd_viz.app import names as app_names
+
+    monkeypatch.setattr(app_names, "NAMES_DIR", tmp_path / "names")
+    tokens = []
+    for k in range(4):
+        tokens.append(
+            app_names.store("\n".join(f"list {k} name {i:03d}" for i in range(40)).encode(), "t", 40)
+        )
+        os.utime(app_names.NAMES_DIR / f"{tokens[-1]}.json", (k, k))  # stored in this order, long ago
+    app_names.load(tokens[0], 40)  # the first, used again: kept
+    full = sum(p.stat().st_size for p in app_names.NAMES_DIR.iterdir())
+    monkeypatch.setattr(app_names, "MAX_BYTES", full)  # one more list is one too many
+    tokens.append(app_names.store("\n".join(f"new {i:03d}" for i in range(40)).encode(), "n.txt", 40))
+    kept = {p.stem for p in app_names.NAMES_DIR.iterdir()}
+    assert sum(p.stat().st_size for p in app_names.NAMES_DIR.iterdir()) <= full
+    assert kept == {tokens[0], *tokens[2:]}  # the least recently used one went
+    with pytest.raises(ValueError, match="not on this server"):
+        app_names.load(tokens[1], 40)
