@@ -196,7 +196,8 @@ def snippet_lines(
     """The body of a "reproduce in Python" snippet that prints the matching rows as CSV (after the
     preamble of `cakd_viz.export.python_snippet`, which defines ``bundle``, ``names``, ``readable`` and
     ``terms(student)``). Families are cut from the teacher's class correlation as the app does: over all
-    samples or a fixed random ``correlation_rows`` of them (seed 0). Every value is written with repr."""
+    samples or a fixed random ``correlation_rows`` of them (seed 0), of the logits standardized per sample
+    when the preamble's ``STANDARDIZE`` says so (LS). Every value is written with repr."""
     lines = ["import sys", "", "from cakd_viz import explore", "from cakd_viz.terms import PART", ""]
     lines += [f"d = terms({student!r})", f"d_b = terms({student_b!r})" if student_b else "d_b = None"]
     if filters.family is not None:
@@ -206,7 +207,8 @@ def snippet_lines(
             "",
             f"picked = subset_rows(bundle.num_samples, {int(correlation_rows)!r})  # the app's rows (seed 0)",
             "teacher = bundle.teacher if len(picked) == bundle.num_samples else bundle.teacher[picked]",
-            f"family = cluster_classes(class_correlation(teacher), threshold={float(family_threshold)!r})[1]",
+            "correlation = class_correlation(teacher, standardize=STANDARDIZE)",
+            f"family = cluster_classes(correlation, threshold={float(family_threshold)!r})[1]",
         ]
     else:
         lines.append("family = None")

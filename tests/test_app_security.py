@@ -955,3 +955,71 @@ def test_a_traceback_longer_than_the_logs_tail_shows_none_of_its_frames(tmp_path
     shown = public_log(read_run(run))
     assert "secret_step" not in shown and 'File "' not in shown, shown[:300]
     assert shown.splitlines()[-1] == "ValueError: boom" and "[a traceback: its frames are in" in shown
+
+
+def test_an_uploads_name_is_text_in_the_line_saying_it_can_no_longer_be_read(env):
+    """A shared upload whose files went bad since (rewritten, half pruned) is refused with the bundle's label
+    first; that label holds the browser's file name, which was put into the Markdown line as it came."""
+    name = "[click](javascript:alert(1)) **x**.npz"
+    token = bundles.import_upload(name, _npz_logits(seed=6))
+    folder = bundles.UPLOAD_DIR / token.partition(":")[2] / "bundle"
+    teacher = np.load(folder / "teacher.npy")
+    teacher[0, 0] = np.nan
+    np.save(folder / "teacher.npy", teacher)
+    with pytest.raises(ValueError) as caught:
+        bundles.open_source(token)
+    line = str(caught.value)
+    assert _unescape(line).startswith(f"upload: {name}: "), line
+    assert not re.search(r"(?<!\\)[\[\]<>()*`]", line), line
+
+
+def test_a_planted_class_name_folder_is_not_trusted(monkeypatch, tmp_path):
+    """The class-name lists live in a shared temp folder too: one made first by someone else (a link to
+    another folder, or a folder others may write) must not take lists or serve planted ones, which a
+    link naming their token would show as the classes' names."""
+    from cakd_viz.app import names as app_names
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = tmp_path / "planted-names"
+    planted.symlink_to(elsewhere)
+    monkeypatch.setattr(app_names, "NAMES_DIR", planted)
+    data = "\n".join(f"name {i}" for i in range(3)).encode()
+    with pytest.raises(ValueError, match="not a folder of this server's user"):
+        app_names.store(data, "n.txt", 3)
+    (elsewhere / "0123456789abcdef.json").write_text(json.dumps(["planted", "b", "c"]))
+    with pytest.raises(ValueError, match="not a folder of this server's user"):
+        app_names.load("0123456789abcdef", 3)
+    assert list(elsewhere.iterdir()) == [elsewhere / "0123456789abcdef.json"]
+    shared = tmp_path / "shared-names"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setattr(app_names, "NAMES_DIR", shared)
+    token = app_names.store(data, "n.txt", 3)
+    assert app_names.load(token, 3) == ["name 0", "name 1", "name 2"]
+    assert shared.stat().st_mode & 0o777 == 0o700  # made private on first use
+
+
+def test_the_class_name_lists_kept_are_bounded(monkeypatch, tmp_path):
+    """A browser may store any number of class-name lists (each up to a megabyte): the folder keeps at most
+    MAX_BYTES of them, the least recently used going first; a link to one removed says to upload it again."""
+    import os
+
+    from cakd_viz.app import names as app_names
+
+    monkeypatch.setattr(app_names, "NAMES_DIR", tmp_path / "names")
+    tokens = []
+    for k in range(4):
+        tokens.append(
+            app_names.store("\n".join(f"list {k} name {i:03d}" for i in range(40)).encode(), "t", 40)
+        )
+        os.utime(app_names.NAMES_DIR / f"{tokens[-1]}.json", (k, k))  # stored in this order, long ago
+    app_names.load(tokens[0], 40)  # the first, used again: kept
+    full = sum(p.stat().st_size for p in app_names.NAMES_DIR.iterdir())
+    monkeypatch.setattr(app_names, "MAX_BYTES", full)  # one more list is one too many
+    tokens.append(app_names.store("\n".join(f"new {i:03d}" for i in range(40)).encode(), "n.txt", 40))
+    kept = {p.stem for p in app_names.NAMES_DIR.iterdir()}
+    assert sum(p.stat().st_size for p in app_names.NAMES_DIR.iterdir()) <= full
+    assert kept == {tokens[0], *tokens[2:]}  # the least recently used one went
+    with pytest.raises(ValueError, match="not on this server"):
+        app_names.load(tokens[1], 40)

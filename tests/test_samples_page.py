@@ -299,3 +299,36 @@ def test_the_overviews_scans_use_every_sample_up_to_a_bound_and_say_so(root, mon
     monkeypatch.setattr(compute, "SCAN_SAMPLE", 50)
     at = open_app("path:a", "overview", view="vs temperature", grouping="topk:3")
     assert any("on 50 of 240 samples, drawn at random with seed 0" in c.value for c in at.caption)
+
+
+def test_under_ls_the_family_filter_takes_the_families_diagnose_and_correlation_show(tmp_path, monkeypatch):
+    """The families are cut from the standardized teacher's correlation under LS, as on the Correlation and
+    Diagnose pages (the help says "the Correlation page's families"), here and in the snippet: a teacher
+    whose logits share one large per-sample shift has one family as it is and one per class standardized."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(300, 6)).astype(np.float32)
+    teacher = base + 40 * rng.normal(size=(300, 1)).astype(np.float32)  # every class moves together
+    labels = base.argmax(1)
+    student = (teacher + rng.normal(size=teacher.shape)).astype(np.float32)
+    write_bundle(tmp_path / "data" / "s", teacher=teacher, students={"ce": student}, labels=labels)
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv("CAKD_SAMPLES_DIR", str(tmp_path / "no-samples"))
+    for standardize, families in ((False, 1), (True, 6)):
+        ids = cluster_classes(class_correlation(teacher, standardize=standardize), threshold=0.5)[1]
+        assert len(set(ids)) == families  # the data are as the test needs
+        params = {"standardize": "true"} if standardize else {}
+        at = _open("s", **params)
+        assert len(at.selectbox(key="fam").options) == families + 1  # (any) and each family
+    at = _open("s", standardize="true", fam=at.selectbox(key="fam").options[2])  # class 1's family: itself
+    assert _count(at) == int((labels == 1).sum())
+    code = next(c.value for c in at.get("code") if "from cakd_viz import" in c.value)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"{_count(at):,} of 300 samples match" in out.stderr

@@ -235,3 +235,27 @@ def test_a_run_without_kept_epochs_or_with_a_damaged_file_says_so(runs):
     write_run(runs, "20260102-000009-kd-bare", loss={"name": "kd"}, created=9)
     at = _tune()
     assert any("kd-bare keeps no per-epoch logits" in as_read(i.value) for i in at.info)
+
+
+def test_a_file_a_running_run_is_writing_neither_changes_nor_breaks_its_trajectorys_identity(
+    runs, monkeypatch
+):
+    """A running run writes each epoch file under a temporary name (".epoch-004.npy.tmp-...") and renames
+    it: listed by one poll and gone before its size was read, it made the Tune page's run view fail
+    (FileNotFoundError); and while it was there the trajectory was decomposed again for nothing."""
+    from cakd_viz.app import trajectory_view
+    from cakd_viz.runs import read_run
+
+    run = read_run(runs / TEST_RUN)
+    before = trajectory_view.identity(run)
+    temp = runs / TEST_RUN / "epochs" / ".epoch-004.npy.tmp-1a2b"
+    temp.write_bytes(b"half written")
+    lstat = Path.lstat
+
+    def renamed_meanwhile(path: Path):
+        if path == temp:
+            raise FileNotFoundError(path)
+        return lstat(path)
+
+    monkeypatch.setattr(Path, "lstat", renamed_meanwhile)
+    assert trajectory_view.identity(run) == before

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -91,7 +90,8 @@ def open_source(source: str) -> Opened:
     try:
         bundle = load(*key)
     except Exception as exc:  # an unreadable or invalid bundle must not take the app down
-        raise ValueError(f"{label}: {_safe(exc, roots=roots)}") from None
+        # the label may hold an upload's name (the browser's) or a folder's: text, like the reason
+        raise ValueError(f"{plain(label)}: {_safe(exc, roots=roots)}") from None
     return Opened(bundle, token, label, key)
 
 
@@ -256,19 +256,9 @@ def _size(folder: Path) -> int:
 
 
 def _upload_root() -> Path:
-    """UPLOAD_DIR, created private (0700) on first use; ValueError when it is a link, not a folder, or
-    belongs to another user (in a shared temp folder anyone could have made it first, and planted
-    bundles or links in it)."""
-    try:
-        UPLOAD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = UPLOAD_DIR.lstat()
-    except OSError as exc:
-        raise ValueError(f"the upload folder cannot be used ({exc.strerror})") from None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise ValueError("the upload folder is not a folder of this server's user; uploads are off")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        UPLOAD_DIR.chmod(0o700)
-    return UPLOAD_DIR
+    """UPLOAD_DIR, created private on first use (``config.private_folder``: ValueError when someone
+    else's)."""
+    return app_config.private_folder(UPLOAD_DIR, "upload folder", "uploads are off")
 
 
 def _touch(folder: Path) -> None:

@@ -263,10 +263,13 @@ def in_strong(r: Result, key: tuple, which: str) -> np.ndarray:
 # -- the samples explorer -----------------------------------------------------------------------------
 
 
-def families_of_classes(key, names: tuple[str, ...]) -> tuple[np.ndarray, dict[int, str]]:
+def families_of_classes(
+    key, names: tuple[str, ...], standardize: bool = False
+) -> tuple[np.ndarray, dict[int, str]]:
     """((C,) family id of each class, {family id: its members' names, "O (upper o) · o (lower o)"}) from the
-    teacher's class correlation (`clusters` at `FAMILY_THRESHOLD`), in the order of their first class."""
-    _, family = clusters(key, FAMILY_THRESHOLD)
+    teacher's class correlation (`clusters` at `FAMILY_THRESHOLD`; with ``standardize``, the standardized
+    teacher's, as the Correlation and Diagnose pages cut them under LS), in the order of their first class."""
+    _, family = clusters(key, FAMILY_THRESHOLD, standardize)
     words: dict[int, str] = {}
     for f in dict.fromkeys(int(x) for x in family):  # first appearance order
         members = [names[c] for c in np.flatnonzero(family == f)]
@@ -322,7 +325,7 @@ def map_points(
         groups, words = ref, list(names)
     else:
         groups, words = diagnose.per_sample_dominant(d), []
-    hover = [f"{names[r]}; {a.student or 'A'} says {names[s]}" for r, s in zip(ref, says, strict=True)]
+    hover = [f"{names[r]}; {a.student} says {names[s]}" for r, s in zip(ref, says, strict=True)]
     return {
         "groups": np.asarray(groups),
         "group_names": words,

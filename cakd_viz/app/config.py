@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import site
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -190,6 +191,22 @@ def check_tree_confined(folder: Path, roots: list[Path], *, limit: int = 100_000
                 shown = public_path(entry, roots)
                 raise PathRefused(f"{shown}: a link that leads outside the data roots")
     return seen
+
+
+def private_folder(folder: Path, what: str, off: str) -> Path:
+    """``folder`` (the uploads', the class-name lists'), created private (0700) on first use; ValueError
+    (one line: "the ``what`` ...; ``off``") when it is a link, not a folder, or belongs to another user (in
+    a shared temp folder anyone could have made it first, and planted files or links in it)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.lstat()
+    except OSError as exc:
+        raise ValueError(f"the {what} cannot be used ({exc.strerror})") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ValueError(f"the {what} is not a folder of this server's user; {off}")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        folder.chmod(0o700)
+    return folder
 
 
 def find_bundles(roots: list[Path] | None = None, max_depth: int = 4, limit: int = 200) -> list[Path]:

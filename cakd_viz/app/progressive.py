@@ -45,7 +45,7 @@ class Result:
 
     d: Decomposition
     ident: tuple  # hashable identity of d (view, settings, student), for caches of what is derived from it
-    student: str = ""
+    student: str
 
     def scope(self) -> str:
         """Which samples the numbers cover, in words: "all 1,280,000 samples"."""
@@ -132,7 +132,7 @@ def results(
     box = ui.notice_box() if b.num_samples * b.num_classes > progress_above() else None
     found = _compute(key, students, grouping, temperature, device, box, standardize)
     base = _setting(key, grouping, temperature, device, standardize)
-    return {s: Result(found[s], (*base, s, "exact"), student=s) for s in students}
+    return {s: Result(found[s], (*base, s), s) for s in students}
 
 
 def _setting(key: tuple, grouping: str, temperature: float, device: str, standardize: bool) -> tuple:

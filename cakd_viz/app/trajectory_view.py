@@ -40,11 +40,14 @@ BESIDE_HELP = (
 
 
 def identity(run: RunInfo) -> tuple:
-    """(run folder, (name, size, mtime) of each file in its epochs/): what the cached trajectory is for."""
+    """(run folder, its inode, (name, size, mtime) of each file in its epochs/): what the cached trajectory
+    is for. A file being written (a running run's ".NAME.tmp-..." until it is renamed) is no part of it."""
     folder = run.path / EPOCHS_DIR
     files = []
     if folder.is_dir():
         for entry in sorted(itertools.islice(folder.iterdir(), MAX_FILES)):
+            if entry.name.startswith("."):
+                continue
             info = entry.lstat()
             files.append((entry.name, info.st_size, info.st_mtime_ns))
     return str(run.path.resolve()), run.path.stat().st_ino, tuple(files)

@@ -26,7 +26,7 @@ res = state.results()  # A (and B when set)
 a, rb = res[sel.student], res.get(sel.compare) if sel.compare else None
 db = None if rb is None else rb.d  # B's decomposition, when a student B is set
 names = list(sel.class_names)
-family, family_words = compute.families_of_classes(sel.key, sel.class_names)
+family, family_words = compute.families_of_classes(sel.key, sel.class_names, sel.standardize)
 
 f, pairs = explorer.filters(
     sel, a.d, family_words, lambda loose: compute.confusions_here(a, rb, loose, family=family)
