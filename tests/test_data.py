@@ -129,6 +129,21 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
         load_data(path)
 
 
+def test_a_damaged_npz_is_refused_in_one_line(tmp_path):
+    """A truncated .npz, or one whose member fails its CRC, raised zipfile's BadZipFile (no ValueError:
+    'internal error' on the command line)."""
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, inputs=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 0, 1]))
+    data = whole.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[200] ^= 0xFF  # inside the stored 'inputs.npy': its CRC no longer matches
+    (tmp_path / "crc.npz").write_bytes(bytes(flipped))
+    for name in ("cut.npz", "crc.npz"):
+        with pytest.raises(ValueError, match="cannot read as a plain .npz"):
+            load_data(tmp_path / name)
+
+
 def test_image_folder_spec(tmp_path):
     for c, name in enumerate(["cat", "ant", "bee"]):
         (tmp_path / name).mkdir()

@@ -14,6 +14,8 @@ Forms (``DATA_SPEC_FORMS``):
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,7 +205,7 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k in ("inputs", "labels", "class_names")}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a damaged zip too
         raise ValueError(f"{path}: cannot read as a plain .npz ({exc}); pickled arrays are refused") from exc
     missing = [k for k in ("inputs", "labels") if k not in arrays]
     if missing:
