@@ -321,6 +321,22 @@ def test_spec_parsing(tmp_path):
     assert default_student_name("sample:glyphs/teacher") == "teacher_copy"
 
 
+def test_default_student_names_are_always_valid_names():
+    """A name the user did not give must never be refused: a file stem ending in '.' (net..pt), a long
+    stem cut after a '.', and a long stem's _2 for a second model of the same name were all refused by
+    check_student_name (names end in no '.' and hold at most 100 characters)."""
+    from cakd_viz.extract.models import name_students
+    from cakd_viz.validate import check_student_name
+
+    assert default_student_name("nets/net..pt") == "net"
+    long = "a" * 99 + ".b"
+    assert default_student_name(f"{long}.pt") == "a" * 99
+    named = name_students([(None, f"x/{'a' * 120}.pt"), (None, f"y/{'a' * 120}.pt")])
+    assert list(named) == ["a" * 100, "a" * 98 + "_2"]
+    for name in named:
+        check_student_name(name)
+
+
 def test_autocast_on_auto_without_a_gpu_falls_back_with_a_note(toys, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
