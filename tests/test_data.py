@@ -274,7 +274,19 @@ def test_bad_specs_list_the_valid_forms(spec):
     assert spec in str(err.value) and DATA_SPEC_FORMS in str(err.value)
 
 
-@pytest.mark.parametrize("value", ["zscore", "1/0", (0.5, -1)])
+@pytest.mark.parametrize(
+    "value",
+    # the last four as a checkpoint's JSON may hold them: they raised float()'s TypeError ('internal error')
+    [
+        "zscore",
+        "1/0",
+        (0.5, -1),
+        {"mean": None, "std": None},
+        {"mean": [[0.5]], "std": [1]},
+        {"mean": {"a": 1}, "std": 1},
+        ([0.5], None),
+    ],
+)
 def test_bad_normalisation(value):
     with pytest.raises(ValueError, match="normalisation"):
         parse_normalize(value, None)
