@@ -286,6 +286,22 @@ def test_image_folder_of_pngs_with_resize_and_normalisation(toys, tmp_path):
     assert b.inputs.shape == (2 * C, SIDE, SIDE) and b.inputs.dtype == np.uint8  # the images, resized
 
 
+def test_a_checkpoints_class_names_that_are_no_list_are_not_used(tmp_path):
+    """The data names 3 classes, the models output 10: the teacher checkpoint's class_names are taken when
+    they are a list of 10; a number there raised len()'s TypeError ('internal error' on the command line)."""
+    import shutil
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(REPO / "sample_checkpoints" / "digits" / f"teacher{suffix}", tmp_path / f"t{suffix}")
+    config = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps({**config, "class_names": 5}))
+    np.savez(tmp_path / "d.npz", inputs=np.zeros((3, 8, 8), np.float32), labels=np.arange(3))
+    out = extract(
+        tmp_path / "t.json", ["sample:digits/student"], tmp_path / "d.npz", tmp_path / "b", device="cpu"
+    )
+    assert load_bundle(out).class_names == [str(c) for c in range(10)]
+
+
 def test_npz_inputs_are_stored_as_they_are(toys, tmp_path):
     m = _models(toys)
     out = extract(
