@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cakd_viz.bundle.npy import as_text
 from cakd_viz.data import digits, glyphs
 from cakd_viz.data.datasets import (
     IMAGE_SUFFIXES,
@@ -211,7 +212,7 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
     if missing:
         raise ValueError(f"{path}: missing array(s) {missing}; an .npz data file needs 'inputs' and 'labels'")
     inputs, labels = arrays["inputs"], arrays["labels"]
-    names = [_text(v) for v in arrays["class_names"].reshape(-1)] if "class_names" in arrays else None
+    names = [as_text(v) for v in arrays["class_names"].reshape(-1)] if "class_names" in arrays else None
     if inputs.dtype.kind not in "uif" or inputs.ndim < 2:
         raise ValueError(
             f"{path}: 'inputs' must be a numeric array (N, ...), got {inputs.dtype} {inputs.shape}"
@@ -224,11 +225,6 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
     )
     names = names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
     return _from_arrays(str(path), inputs, labels, names, size, normalize, Normalization())
-
-
-def _text(value: object) -> str:
-    """A class name as text: bytes (an ``S`` array's items) decoded as UTF-8, anything else by ``str``."""
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) -> DataSource:
@@ -303,7 +299,7 @@ def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) ->
         raise ValueError(f"data factory {spec!r} returned an empty data set")
     # the first non-empty list of names; never `or`, which tests a numpy array's truth (an error)
     found = (names, getattr(ds, "class_names", None), getattr(ds, "classes", None))
-    names = next(([_text(n) for n in c] for c in found if c is not None and len(c) > 0), None)
+    names = next(([as_text(n) for n in c] for c in found if c is not None and len(c) > 0), None)
     targets = getattr(ds, "targets", None)
     targets = getattr(ds, "labels", None) if targets is None else targets
     if targets is None and names is None:  # no other way to learn the number of classes
