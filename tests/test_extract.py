@@ -112,6 +112,10 @@ def noise_key_error_first():
 
 def noise_key_error_second():
     return Noise(fail_at=1, error=KeyError)
+
+
+def noise_half_labels():
+    return Noise(label_offset=0.5)
 '''
 
 
@@ -519,6 +523,10 @@ def _error_cases(toys) -> dict:
             dict(teacher=t, students=[t], data=f"{TOYS}:noise_key_error_second"),
             rf"data '{TOYS}:noise_key_error_second': reading rows 0..1 failed: KeyError: 'disk on fire",
         ),
+        "labels_not_whole": (  # were cut to whole numbers (0.5 -> 0) and written as such
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_half_labels"),
+            rf"data '{TOYS}:noise_half_labels': label 0.5 at row 0 is not an integer",
+        ),
         "unknown_device": (dict(teacher=t, students=[t], device="tpu"), "unknown device 'tpu'"),
         "autocast_on_cpu": (
             dict(teacher=t, students=[t], autocast="fp16"),
@@ -543,6 +551,7 @@ def _error_cases(toys) -> dict:
         "model_type_error",
         "data_item_0",
         "data_item_1",
+        "labels_not_whole",
         "unknown_device",
         "autocast_on_cpu",
         "autocast_name",
