@@ -116,6 +116,12 @@ def noise_key_error_second():
 
 def noise_half_labels():
     return Noise(label_offset=0.5)
+
+
+def noise_half_labels_unnamed():  # no class names: the labels are read first, to count the classes
+    ds = Noise(label_offset=0.5)
+    ds.classes = None
+    return ds
 '''
 
 
@@ -527,6 +533,14 @@ def _error_cases(toys) -> dict:
             dict(teacher=t, students=[t], data=f"{TOYS}:noise_half_labels"),
             rf"data '{TOYS}:noise_half_labels': label 0.5 at row 0 is not an integer",
         ),
+        "labels_not_whole_normalised": (  # the same, through the factory's resize and normalisation
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_half_labels", normalize="unit"),
+            rf"data factory '{TOYS}:noise_half_labels': reading item 0 failed: ValueError: label 0.5 of item 0 is",
+        ),
+        "labels_not_whole_unnamed": (
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_half_labels_unnamed"),
+            rf"data factory '{TOYS}:noise_half_labels_unnamed' labels: label 0.5 at row 0 is not an integer",
+        ),
         "unknown_device": (dict(teacher=t, students=[t], device="tpu"), "unknown device 'tpu'"),
         "autocast_on_cpu": (
             dict(teacher=t, students=[t], autocast="fp16"),
@@ -552,6 +566,8 @@ def _error_cases(toys) -> dict:
         "data_item_0",
         "data_item_1",
         "labels_not_whole",
+        "labels_not_whole_normalised",
+        "labels_not_whole_unnamed",
         "unknown_device",
         "autocast_on_cpu",
         "autocast_name",

@@ -277,6 +277,8 @@ class _Mapped(Dataset):
             x = resize_images(x.reshape(1, -1, *x.shape[-2:]), self.size)[0]
         if self.norm is not None:
             x = self.norm.apply(x, dtype)
+        if int(y) != y:  # never cut a label of 0.5 to 0
+            raise ValueError(f"label {y} of item {i} is not an integer")
         return x, int(y)
 
 
@@ -303,7 +305,7 @@ def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) ->
     targets = getattr(ds, "targets", None)
     targets = getattr(ds, "labels", None) if targets is None else targets
     if targets is None and names is None:  # no other way to learn the number of classes
-        targets = [int(_item(ds, i, spec)[1]) for i in range(len(ds))]
+        targets = [_item(ds, i, spec)[1] for i in range(len(ds))]  # checked below, never cut to int
     labels = None
     if targets is not None:
         classes = len(names) if names is not None else None
