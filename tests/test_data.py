@@ -194,6 +194,19 @@ def test_an_unknown_sample_split_is_named_as_such(name, words):
         sample_data(name, "val")
 
 
+def test_hidden_files_in_a_class_folder_are_skipped(tmp_path):
+    """A folder copied from a Mac holds '._NAME.png' metadata files beside the images, and a notebook's
+    '.ipynb_checkpoints/': read as images, the first made the whole folder 'not a readable image'.
+    Hidden entries are skipped, as hidden class folders are."""
+    for name in ("a", "b"):
+        (tmp_path / name / ".ipynb_checkpoints").mkdir(parents=True)
+        Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / name / "x.png")
+        (tmp_path / name / "._x.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+        Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / name / ".ipynb_checkpoints" / "x.png")
+    src = load_data(tmp_path)
+    assert src.class_names == ["a", "b"] and [f.name for f in src.dataset.files] == ["x.png", "x.png"]
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="no class sub-folders"):
         load_data(tmp_path)

@@ -5,7 +5,8 @@ Forms (``DATA_SPEC_FORMS``):
 - ``sample:digits:train`` / ``sample:digits:test``: scikit-learn's 8x8 digits, 10 classes;
 - ``sample:glyphs:train`` / ``sample:glyphs:test``: rendered 32x32 glyphs, 62 classes;
 - ``PATH.npz`` with arrays ``inputs`` (N, ...) and ``labels`` (N,), optional ``class_names`` (C,);
-- ``FOLDER`` with one sub-folder of images per class (class = sorted sub-folder names);
+- ``FOLDER`` with one sub-folder of images per class (class = sorted sub-folder names; hidden files
+  and folders, a name starting with ".", are skipped);
 - ``package.module:factory`` or ``package.module:factory(key=literal, ...)``: a callable returning a
   torch ``Dataset`` of (input, label), or ``(dataset, class_names)``; class names may also come from
   ``dataset.class_names`` / ``.classes``. Its keyword arguments are literals, parsed without running
@@ -235,7 +236,13 @@ def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) ->
         raise ValueError(f"{path}: no class sub-folders; expected FOLDER/CLASS_NAME/IMAGE files")
     files, labels = [], []
     for c, name in enumerate(classes):
-        found = sorted(p for p in (path / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        folder = path / name  # hidden entries skipped, as hidden class folders are (a Mac's ._NAME.png)
+        found = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        )
         files += found
         labels += [c] * len(found)
     if not files:
