@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,5 +184,5 @@ def remove_abandoned_temps(path: Path) -> list[Path]:
 
 
 def percent(value: float | None) -> str:
-    """0.9123 -> '91.2%'; None -> 'n/a'."""
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+    """0.9123 -> '91.2%'; None or NaN (undefined) -> 'n/a'."""
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
