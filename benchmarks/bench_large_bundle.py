@@ -42,8 +42,8 @@ import torch
 from baseline_decompose import baseline_decompose
 
 from cakd_viz.bundle import load_bundle
+from cakd_viz.bundle.npy import human_size
 from cakd_viz.cli import main as cli_main
-from cakd_viz.cli._common import human_bytes
 from cakd_viz.decomposition import decompose, decompose_many, native_path
 from cakd_viz.decomposition.scan import scan_logits
 
@@ -196,7 +196,7 @@ def _rounds(fns: dict, repeats: int, title: str) -> None:
 
 def from_disk(bundle: Path, out: Path) -> None:
     evicted = evict_from_page_cache(bundle)
-    print(f"evicted {human_bytes(evicted)} from the page cache")
+    print(f"evicted {human_size(evicted)} from the page cache")
     argv = ["decompose", str(bundle), "--out", str(out)]
     argv += "--student kd --grouping topk:5 -T 4 --device cpu".split()
     print("cakd-viz " + " ".join(argv))
@@ -209,9 +209,9 @@ def from_disk(bundle: Path, out: Path) -> None:
         raise SystemExit(f"decompose failed with exit code {code}")
     anon = mem.peak["RssAnon"]
     print(
-        f"from disk, end to end (opening, the table, writing {out.name}, {human_bytes(out.stat().st_size)}): "
-        f"{seconds:.1f} s; peak RssAnon {human_bytes(anon)} (before: {human_bytes(before['RssAnon'])}), "
-        f"peak RssFile {human_bytes(mem.peak['RssFile'])} (memory-mapped pages, reclaimable)"
+        f"from disk, end to end (opening, the table, writing {out.name}, {human_size(out.stat().st_size)}): "
+        f"{seconds:.1f} s; peak RssAnon {human_size(anon)} (before: {human_size(before['RssAnon'])}), "
+        f"peak RssFile {human_size(mem.peak['RssFile'])} (memory-mapped pages, reclaimable)"
     )
     print(f"peak RssAnon: {anon / 1e9:.2f} GB (target < 3 GB)  {'OK' if anon <= TARGET_BYTES else 'MISSED'}")
 
@@ -248,7 +248,7 @@ def main() -> None:
     try:
         ensure_bundle(bundle, args.n, args.classes)
         size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
-        print(f"bundle {human_bytes(size)} at {bundle}")
+        print(f"bundle {human_size(size)} at {bundle}")
         page_cache(bundle, args.repeats)
         students(bundle, args.repeats, args.temperatures)
         if not args.skip_cold:

@@ -98,6 +98,14 @@ def test_summary_shares_add_up(capsys, bundle, tmp_path):
     assert code == 0 and len(shares) == 3 and sum(shares) == pytest.approx(100, abs=0.2)
 
 
+def test_summary_of_a_student_equal_to_its_teacher_says_n_a_for_the_shares(capsys, tmp_path):
+    """KL is 0 everywhere, so its shares are undefined: the summary printed them as 'nan%'."""
+    teacher = np.random.default_rng(0).normal(size=(20, 5)).astype(np.float32)
+    path = write_bundle(tmp_path / "same", teacher=teacher, students={"copy": teacher})
+    code, stdout, _ = run_cli(capsys, "decompose", path, "--out", tmp_path / "t.csv", "-q")
+    assert code == 0 and "BCD 0 (n/a)" in stdout and "nan" not in stdout
+
+
 def test_python_m_decomposes_a_synth_bundle(capsys, tmp_path):
     b, out = tmp_path / "b", tmp_path / "t.csv"
     code, _, _ = run_cli(

@@ -129,6 +129,21 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
         load_data(path)
 
 
+def test_a_damaged_npz_is_refused_in_one_line(tmp_path):
+    """A truncated .npz, or one whose member fails its CRC, raised zipfile's BadZipFile (no ValueError:
+    'internal error' on the command line)."""
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, inputs=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 0, 1]))
+    data = whole.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[200] ^= 0xFF  # inside the stored 'inputs.npy': its CRC no longer matches
+    (tmp_path / "crc.npz").write_bytes(bytes(flipped))
+    for name in ("cut.npz", "crc.npz"):
+        with pytest.raises(ValueError, match="cannot read as a plain .npz"):
+            load_data(tmp_path / name)
+
+
 def test_image_folder_spec(tmp_path):
     for c, name in enumerate(["cat", "ant", "bee"]):
         (tmp_path / name).mkdir()
@@ -177,6 +192,19 @@ def test_a_folder_given_as_home_relative_gets_the_models_size_and_normalisation(
 def test_an_unknown_sample_split_is_named_as_such(name, words):
     with pytest.raises(ValueError, match=words):  # not "per_class must be >= 1, got 0"
         sample_data(name, "val")
+
+
+def test_hidden_files_in_a_class_folder_are_skipped(tmp_path):
+    """A folder copied from a Mac holds '._NAME.png' metadata files beside the images, and a notebook's
+    '.ipynb_checkpoints/': read as images, the first made the whole folder 'not a readable image'.
+    Hidden entries are skipped, as hidden class folders are."""
+    for name in ("a", "b"):
+        (tmp_path / name / ".ipynb_checkpoints").mkdir(parents=True)
+        Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / name / "x.png")
+        (tmp_path / name / "._x.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+        Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / name / ".ipynb_checkpoints" / "x.png")
+    src = load_data(tmp_path)
+    assert src.class_names == ["a", "b"] and [f.name for f in src.dataset.files] == ["x.png", "x.png"]
 
 
 def test_image_folder_errors(tmp_path):
@@ -259,7 +287,19 @@ def test_bad_specs_list_the_valid_forms(spec):
     assert spec in str(err.value) and DATA_SPEC_FORMS in str(err.value)
 
 
-@pytest.mark.parametrize("value", ["zscore", "1/0", (0.5, -1)])
+@pytest.mark.parametrize(
+    "value",
+    # the last four as a checkpoint's JSON may hold them: they raised float()'s TypeError ('internal error')
+    [
+        "zscore",
+        "1/0",
+        (0.5, -1),
+        {"mean": None, "std": None},
+        {"mean": [[0.5]], "std": [1]},
+        {"mean": {"a": 1}, "std": 1},
+        ([0.5], None),
+    ],
+)
 def test_bad_normalisation(value):
     with pytest.raises(ValueError, match="normalisation"):
         parse_normalize(value, None)

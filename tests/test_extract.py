@@ -112,6 +112,16 @@ def noise_key_error_first():
 
 def noise_key_error_second():
     return Noise(fail_at=1, error=KeyError)
+
+
+def noise_half_labels():
+    return Noise(label_offset=0.5)
+
+
+def noise_half_labels_unnamed():  # no class names: the labels are read first, to count the classes
+    ds = Noise(label_offset=0.5)
+    ds.classes = None
+    return ds
 '''
 
 
@@ -286,6 +296,22 @@ def test_image_folder_of_pngs_with_resize_and_normalisation(toys, tmp_path):
     assert b.inputs.shape == (2 * C, SIDE, SIDE) and b.inputs.dtype == np.uint8  # the images, resized
 
 
+def test_a_checkpoints_class_names_that_are_no_list_are_not_used(tmp_path):
+    """The data names 3 classes, the models output 10: the teacher checkpoint's class_names are taken when
+    they are a list of 10; a number there raised len()'s TypeError ('internal error' on the command line)."""
+    import shutil
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(REPO / "sample_checkpoints" / "digits" / f"teacher{suffix}", tmp_path / f"t{suffix}")
+    config = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps({**config, "class_names": 5}))
+    np.savez(tmp_path / "d.npz", inputs=np.zeros((3, 8, 8), np.float32), labels=np.arange(3))
+    out = extract(
+        tmp_path / "t.json", ["sample:digits/student"], tmp_path / "d.npz", tmp_path / "b", device="cpu"
+    )
+    assert load_bundle(out).class_names == [str(c) for c in range(10)]
+
+
 def test_npz_inputs_are_stored_as_they_are(toys, tmp_path):
     m = _models(toys)
     out = extract(
@@ -319,6 +345,22 @@ def test_spec_parsing(tmp_path):
     assert default_student_name("nets/resnet8_ts.pt") == "resnet8_ts"
     assert default_student_name("pkg.zoo:make_resnet") == "make_resnet"
     assert default_student_name("sample:glyphs/teacher") == "teacher_copy"
+
+
+def test_default_student_names_are_always_valid_names():
+    """A name the user did not give must never be refused: a file stem ending in '.' (net..pt), a long
+    stem cut after a '.', and a long stem's _2 for a second model of the same name were all refused by
+    check_student_name (names end in no '.' and hold at most 100 characters)."""
+    from cakd_viz.extract.models import name_students
+    from cakd_viz.validate import check_student_name
+
+    assert default_student_name("nets/net..pt") == "net"
+    long = "a" * 99 + ".b"
+    assert default_student_name(f"{long}.pt") == "a" * 99
+    named = name_students([(None, f"x/{'a' * 120}.pt"), (None, f"y/{'a' * 120}.pt")])
+    assert list(named) == ["a" * 100, "a" * 98 + "_2"]
+    for name in named:
+        check_student_name(name)
 
 
 def test_autocast_on_auto_without_a_gpu_falls_back_with_a_note(toys, tmp_path, monkeypatch):
@@ -487,6 +529,18 @@ def _error_cases(toys) -> dict:
             dict(teacher=t, students=[t], data=f"{TOYS}:noise_key_error_second"),
             rf"data '{TOYS}:noise_key_error_second': reading rows 0..1 failed: KeyError: 'disk on fire",
         ),
+        "labels_not_whole": (  # were cut to whole numbers (0.5 -> 0) and written as such
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_half_labels"),
+            rf"data '{TOYS}:noise_half_labels': label 0.5 at row 0 is not an integer",
+        ),
+        "labels_not_whole_normalised": (  # the same, through the factory's resize and normalisation
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_half_labels", normalize="unit"),
+            rf"data factory '{TOYS}:noise_half_labels': reading item 0 failed: ValueError: label 0.5 of item 0 is",
+        ),
+        "labels_not_whole_unnamed": (
+            dict(teacher=t, students=[t], data=f"{TOYS}:noise_half_labels_unnamed"),
+            rf"data factory '{TOYS}:noise_half_labels_unnamed' labels: label 0.5 at row 0 is not an integer",
+        ),
         "unknown_device": (dict(teacher=t, students=[t], device="tpu"), "unknown device 'tpu'"),
         "autocast_on_cpu": (
             dict(teacher=t, students=[t], autocast="fp16"),
@@ -511,6 +565,9 @@ def _error_cases(toys) -> dict:
         "model_type_error",
         "data_item_0",
         "data_item_1",
+        "labels_not_whole",
+        "labels_not_whole_normalised",
+        "labels_not_whole_unnamed",
         "unknown_device",
         "autocast_on_cpu",
         "autocast_name",

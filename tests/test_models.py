@@ -83,6 +83,9 @@ def test_checkpoint_round_trip(tmp_path, dtype, tol):
     [
         {"arch_kwargs": [1]},
         {"arch_kwargs": {"bogus": 1}},
+        {"arch_kwargs": {"widths": [-1, 2]}},  # torch's RuntimeError: 'internal error' on the command line
+        {"arch_kwargs": {"widths": [1.5]}},  # torch's ValueError, which named no file
+        {"arch": "resnet9000"},  # build_arch's ValueError, which named no file
         {"input_shape": [1]},
         {"input_shape": [1, 12, 12, 12]},
         {"input_shape": "abc"},

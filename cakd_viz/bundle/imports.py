@@ -41,7 +41,7 @@ import numpy as np
 
 from cakd_viz.bundle.core import LOGIT_DTYPES
 from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
-from cakd_viz.bundle.npy import NpyHeader, human_size, read_header
+from cakd_viz.bundle.npy import NpyHeader, as_text, human_size, read_header
 from cakd_viz.bundle.writer import write_bundle
 from cakd_viz.bundle.zipcheck import is_zip, open_zip
 from cakd_viz.text import a_type
@@ -216,7 +216,7 @@ def _read_npz(src: Path, limit: int) -> dict[str, Any]:
         _check_layout(src, {k: (h.shape, h.dtype) for k, h in headers.items()})
         out: dict[str, Any] = {key: _read_member(src, zf, members[key], headers[key]) for key in members}
     if "class_names" in out:
-        out["class_names"] = [_decode(x) for x in np.asarray(out["class_names"]).reshape(-1)]
+        out["class_names"] = [as_text(x) for x in np.asarray(out["class_names"]).reshape(-1)]
     return out
 
 
@@ -269,12 +269,6 @@ def _read_member(src: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, h: NpyHe
     if h.fortran:
         return flat.reshape(h.shape[::-1]).T
     return flat.reshape(h.shape)
-
-
-def _decode(x: Any) -> Any:
-    return (
-        x.decode("utf-8", errors="replace") if isinstance(x, bytes) else x if isinstance(x, str) else str(x)
-    )
 
 
 # -- .safetensors ---------------------------------------------------------------------------------------
@@ -467,7 +461,7 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
                     )
                 out[f"student_{name}"] = _torch_value(src, f"students.{name}", arr)
         elif key == "class_names" and isinstance(value, list | tuple):
-            out[key] = [_decode(x) for x in value]
+            out[key] = [as_text(x) for x in value]
         else:
             out[str(key)] = _torch_value(src, str(key), value)
     _check_keys(src, list(out))

@@ -22,7 +22,7 @@ import numpy as np
 
 from cakd_viz.validate import BundleError, iter_row_chunks
 
-__all__ = ["MAX_HEADER_BYTES", "NpyHeader", "human_size", "open_npy", "read_header"]
+__all__ = ["MAX_HEADER_BYTES", "NpyHeader", "as_text", "human_size", "open_npy", "read_header"]
 
 _MAGIC = b"\x93NUMPY"
 MAX_HEADER_BYTES = 64 * 1024  # numpy writes about 128 bytes; numpy.load's own limit is 10,000
@@ -36,6 +36,12 @@ def human_size(num_bytes: int) -> str:
             return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def as_text(value: object) -> str:
+    """A name read from an array or a file as text: bytes (an ``S`` array's items) decoded as UTF-8,
+    anything else by ``str``."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,16 +183,6 @@ def remove_abandoned_temps(path: Path) -> list[Path]:
     return removed
 
 
-def human_bytes(size: int) -> str:
-    """1536 -> '1.5 KiB'."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def percent(value: float | None) -> str:
-    """0.9123 -> '91.2%'; None -> 'n/a'."""
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+    """0.9123 -> '91.2%'; None or NaN (undefined) -> 'n/a'."""
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"

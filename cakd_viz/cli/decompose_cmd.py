@@ -12,6 +12,7 @@ from cakd_viz.cli._common import (
     check_output_dir,
     grouping_help,
     grouping_spec,
+    percent,
     positive_int,
     say,
     table_path,
@@ -101,12 +102,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_lines(d, *, student: str, device: str, seconds: float) -> str:
-    """Two lines: what was decomposed, and mean KL split into its three contributions with their shares."""
+    """Two lines: what was decomposed, and mean KL split into its three contributions with their shares
+    (n/a when the KL is 0 everywhere)."""
     n = len(d)
     means = {name: float(v.mean()) for name, v in d.contributions().items()}
     shares = d.shares()
     terms = "  +  ".join(
-        f"{label} {means[key]:.4g} ({100 * shares[key]:.1f}%)"
+        f"{label} {means[key]:.4g} ({percent(shares[key])})"
         for key, label in (("bcd", "BCD"), ("scd", "p_S*SCD"), ("wcd", "p_W*WCD"))
     )
     return (

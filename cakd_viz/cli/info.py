@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cakd_viz.cli._common import Command, human_bytes, percent
+from cakd_viz.bundle.npy import human_size
+from cakd_viz.cli._common import Command, percent
 from cakd_viz.text import terminal
 
 
@@ -29,7 +30,7 @@ def format_summary(s: dict[str, Any]) -> str:
     inputs = "none" if s["inputs"] is None else f"{tuple(s['inputs']['shape'])} {s['inputs']['dtype']}"
     no_labels = "" if s["has_labels"] else "  (no labels: accuracy n/a)"
     lines = [
-        f"bundle    {s['path']}  ({s['format']}, {human_bytes(s['size_bytes'])} on disk)",
+        f"bundle    {s['path']}  ({s['format']}, {human_size(s['size_bytes'])} on disk)",
         f"shape     {s['num_samples']:,} samples x {s['num_classes']:,} classes, {s['dtype']}",
         f"labels    {'yes' if s['has_labels'] else 'no'}",
         f"inputs    {inputs}",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, human_bytes, nonnegative_int, positive_int, say
+from cakd_viz.bundle.npy import human_size
+from cakd_viz.cli._common import Command, add_quiet, nonnegative_int, positive_int, say
 from cakd_viz.cli.progress import progress_bar
 
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     b = load_bundle(path, check_values=False)
     say(
         f"wrote {path}: {b.num_samples:,} samples x {b.num_classes:,} classes, {b.dtype}, "
-        f"students: {', '.join(b.student_names)}, seed {args.seed}, {human_bytes(b.size_bytes)} on disk"
+        f"students: {', '.join(b.student_names)}, seed {args.seed}, {human_size(b.size_bytes)} on disk"
     )
     return 0
 

@@ -86,8 +86,13 @@ def parse_normalize(value: object, default: Normalization) -> Normalization:
 
 
 def _checked(mean: object, std: object) -> Normalization:
-    mean_t = tuple(float(v) for v in (mean if isinstance(mean, Sequence) else [mean]))
-    std_t = tuple(float(v) for v in (std if isinstance(std, Sequence) else [std]))
+    try:  # a checkpoint's JSON may hold anything here: null, nested lists, objects
+        mean_t = tuple(float(v) for v in (mean if isinstance(mean, Sequence) else [mean]))
+        std_t = tuple(float(v) for v in (std if isinstance(std, Sequence) else [std]))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"bad normalisation mean={mean!r} std={std!r}: each must be a number or a list of numbers"
+        ) from None
     if not mean_t or not std_t or any(s <= 0 for s in std_t):
         raise ValueError(f"bad normalisation mean={mean!r} std={std!r}: std must be > 0")
     if not all(math.isfinite(v) for v in mean_t + std_t):  # inf std makes every input 0, NaN makes NaN

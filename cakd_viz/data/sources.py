@@ -5,7 +5,8 @@ Forms (``DATA_SPEC_FORMS``):
 - ``sample:digits:train`` / ``sample:digits:test``: scikit-learn's 8x8 digits, 10 classes;
 - ``sample:glyphs:train`` / ``sample:glyphs:test``: rendered 32x32 glyphs, 62 classes;
 - ``PATH.npz`` with arrays ``inputs`` (N, ...) and ``labels`` (N,), optional ``class_names`` (C,);
-- ``FOLDER`` with one sub-folder of images per class (class = sorted sub-folder names);
+- ``FOLDER`` with one sub-folder of images per class (class = sorted sub-folder names; hidden files
+  and folders, a name starting with ".", are skipped);
 - ``package.module:factory`` or ``package.module:factory(key=literal, ...)``: a callable returning a
   torch ``Dataset`` of (input, label), or ``(dataset, class_names)``; class names may also come from
   ``dataset.class_names`` / ``.classes``. Its keyword arguments are literals, parsed without running
@@ -14,6 +15,8 @@ Forms (``DATA_SPEC_FORMS``):
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cakd_viz.bundle.npy import as_text
 from cakd_viz.data import digits, glyphs
 from cakd_viz.data.datasets import (
     IMAGE_SUFFIXES,
@@ -203,13 +207,13 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k in ("inputs", "labels", "class_names")}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a damaged zip too
         raise ValueError(f"{path}: cannot read as a plain .npz ({exc}); pickled arrays are refused") from exc
     missing = [k for k in ("inputs", "labels") if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing array(s) {missing}; an .npz data file needs 'inputs' and 'labels'")
     inputs, labels = arrays["inputs"], arrays["labels"]
-    names = [_text(v) for v in arrays["class_names"].reshape(-1)] if "class_names" in arrays else None
+    names = [as_text(v) for v in arrays["class_names"].reshape(-1)] if "class_names" in arrays else None
     if inputs.dtype.kind not in "uif" or inputs.ndim < 2:
         raise ValueError(
             f"{path}: 'inputs' must be a numeric array (N, ...), got {inputs.dtype} {inputs.shape}"
@@ -224,11 +228,6 @@ def _from_npz(path: Path, size: tuple[int, int] | None, normalize: object) -> Da
     return _from_arrays(str(path), inputs, labels, names, size, normalize, Normalization())
 
 
-def _text(value: object) -> str:
-    """A class name as text: bytes (an ``S`` array's items) decoded as UTF-8, anything else by ``str``."""
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) -> DataSource:
     from PIL import Image
 
@@ -237,7 +236,13 @@ def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) ->
         raise ValueError(f"{path}: no class sub-folders; expected FOLDER/CLASS_NAME/IMAGE files")
     files, labels = [], []
     for c, name in enumerate(classes):
-        found = sorted(p for p in (path / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        folder = path / name  # hidden entries skipped, as hidden class folders are (a Mac's ._NAME.png)
+        found = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        )
         files += found
         labels += [c] * len(found)
     if not files:
@@ -279,6 +284,8 @@ class _Mapped(Dataset):
             x = resize_images(x.reshape(1, -1, *x.shape[-2:]), self.size)[0]
         if self.norm is not None:
             x = self.norm.apply(x, dtype)
+        if int(y) != y:  # never cut a label of 0.5 to 0
+            raise ValueError(f"label {y} of item {i} is not an integer")
         return x, int(y)
 
 
@@ -301,11 +308,11 @@ def _from_factory(spec: str, size: tuple[int, int] | None, normalize: object) ->
         raise ValueError(f"data factory {spec!r} returned an empty data set")
     # the first non-empty list of names; never `or`, which tests a numpy array's truth (an error)
     found = (names, getattr(ds, "class_names", None), getattr(ds, "classes", None))
-    names = next(([_text(n) for n in c] for c in found if c is not None and len(c) > 0), None)
+    names = next(([as_text(n) for n in c] for c in found if c is not None and len(c) > 0), None)
     targets = getattr(ds, "targets", None)
     targets = getattr(ds, "labels", None) if targets is None else targets
     if targets is None and names is None:  # no other way to learn the number of classes
-        targets = [int(_item(ds, i, spec)[1]) for i in range(len(ds))]
+        targets = [_item(ds, i, spec)[1] for i in range(len(ds))]  # checked below, never cut to int
     labels = None
     if targets is not None:
         classes = len(names) if names is not None else None

@@ -122,8 +122,7 @@ def stream_rows(
     for batch in _batches(loader, data_name, first_row):
         x, y = batch[0], batch[1]
         shown = batch[2] if len(batch) > 2 else None
-        y_np = np.asarray(y, dtype=np.int64)
-        check_labels(y_np, f"data {data_name!r}", num_classes=num_classes, row_offset=start)
+        y_np = check_labels(y, f"data {data_name!r}", num_classes=num_classes, row_offset=start)  # int64
         xb = x.to(device, non_blocking=True)
         outs = [forward_logits(m, xb, num_classes=num_classes, autocast=autocast) for m in models]
         stacked = torch.stack([o.float() for o in outs])  # (M, B, C), teacher first

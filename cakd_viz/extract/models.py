@@ -35,14 +35,15 @@ def default_student_name(model: ModelLike) -> str:
         text = str(model).strip().rstrip("/\\")
         base = re.split(r"[/\\:]", text)[-1]
         base = base.rsplit(".", 1)[0] if "." in base and not base.startswith(".") else base
-    base = re.sub(r"[^A-Za-z0-9_.+-]", "_", base).lstrip(".-") or "student"
-    return "teacher_copy" if base == "teacher" else base[:100]
+    # a valid student name (validate.check_student_name): at most 100 characters, ending in no "."
+    base = re.sub(r"[^A-Za-z0-9_.+-]", "_", base).lstrip(".-")[:100].rstrip(".") or "student"
+    return "teacher_copy" if base == "teacher" else base
 
 
 def name_students(pairs: Iterable[tuple[str | None, ModelLike]]) -> dict[str, ModelLike]:
     """{name: model} from (NAME or None, MODEL) pairs, as ``--student [NAME=]MODEL`` gives them: a model
-    without a NAME gets its ``default_student_name`` (``_2``, ``_3``, ... appended while that is taken);
-    a NAME given twice is refused."""
+    without a NAME gets its ``default_student_name`` (``_2``, ``_3``, ... appended while that is taken,
+    cutting the name short where it would pass 100 characters); a NAME given twice is refused."""
     named: dict[str, ModelLike] = {}
     for name, spec in pairs:
         if name is not None and name in named:
@@ -51,7 +52,7 @@ def name_students(pairs: Iterable[tuple[str | None, ModelLike]]) -> dict[str, Mo
             base = name = default_student_name(spec)
             k = 2
             while name in named:
-                name, k = f"{base}_{k}", k + 1
+                name, k = f"{base[: 99 - len(str(k))]}_{k}", k + 1
         named[name] = spec
     return named
 

@@ -94,7 +94,7 @@ def _class_names(source: DataSource, teacher: LoadedModel, c: int, notes: list[s
         return list(source.class_names)
     names = teacher.info.get("class_names")
     notes.append(f"the data names {len(source.class_names)} classes, the models output {c}")
-    return list(names) if names and len(names) == c else None
+    return list(names) if isinstance(names, list) and len(names) == c else None  # a checkpoint's JSON
 
 
 def _describe(m: LoadedModel, correct: int, n: int) -> dict:

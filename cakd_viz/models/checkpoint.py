@@ -102,9 +102,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             f"{num_classes!r} and {kwargs!r}"
         )
     c, *hw = shape
+    # refused: no such architecture, or arch_kwargs it does not take or cannot build with (torch's errors)
     try:
         model = build_arch(info["arch"], in_channels=c, num_classes=num_classes, image_size=hw, **kwargs)
-    except TypeError as exc:  # arch_kwargs the architecture does not take
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{config}: cannot build {info['arch']!r} from it ({exc})") from None
     load_weights_into(model, load_state_file(weights), source=str(weights))
     info["path"] = str(config)
