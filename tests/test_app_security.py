@@ -192,6 +192,19 @@ def _code_specs(env) -> list[tuple[str, str]]:
     ]
 
 
+def test_a_long_path_in_a_refused_spec_is_said_in_its_short_form(tmp_path, monkeypatch):
+    """A spec's server path is replaced before the spec is cut to fit the line: a path longer than the cut
+    whose short form fits is said whole, with no length that is the server's."""
+    root = tmp_path / ("x" * 90) / "data"
+    root.mkdir(parents=True)
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(root))
+    with pytest.raises(spec_gate.SpecRefused) as refused:
+        spec_gate.gate({"teacher": str(root / "teacher.json")}, allow_code=False, roots=[root])
+    line = tune_form.refusal(refused.value)
+    assert "teacher `data/teacher.json`: refused" in line, line
+    assert "characters)" not in line, line
+
+
 def test_code_and_file_specs_are_refused_before_anything_exists(env):
     """Without the operator's opt-in, every spec that names code or a file is refused on the form: the
     module is never imported, tempfile.mkdtemp never runs, no run folder appears (runs and sweeps)."""

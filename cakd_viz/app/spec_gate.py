@@ -84,17 +84,17 @@ def _check(key: str, text: str, allow: bool, roots: list[Path]) -> str:
         if text in shipped or (key == "student" and text in _archs()):
             return text
         if text.startswith("sample:"):
-            raise SpecRefused(f"{what} {shown(text)}: no such shipped model; shipped: {', '.join(shipped)}")
+            raise SpecRefused(f"{what} {_said(text)}: no such shipped model; shipped: {', '.join(shipped)}")
         if _PLAIN_NAME.match(text):  # a word is no file and no factory: at most a mistyped architecture
             if key == "student":
                 raise SpecRefused(
-                    f"{what} {shown(text)}: unknown architecture; choose one of {', '.join(_archs())}"
+                    f"{what} {_said(text)}: unknown architecture; choose one of {', '.join(_archs())}"
                 )
-            raise SpecRefused(f"{what} {shown(text)}: no such model; shipped: {', '.join(shipped)}")
+            raise SpecRefused(f"{what} {_said(text)}: no such model; shipped: {', '.join(shipped)}")
         if not allow:
             archs = "architecture names and " if key == "student" else ""
             raise SpecRefused(
-                f"{what} {shown(text)}: refused, this app runs only {archs}shipped models (sample:DATA/NAME); {_OPT_IN}"
+                f"{what} {_said(text)}: refused, this app runs only {archs}shipped models (sample:DATA/NAME); {_OPT_IN}"
             )
         return _opt_in_model(what, text, roots)
     if key in ("data", "test_data"):
@@ -102,17 +102,23 @@ def _check(key: str, text: str, allow: bool, roots: list[Path]) -> str:
         if text in shipped:
             return text
         if text.startswith("sample:"):
-            raise SpecRefused(f"{what} {shown(text)}: no such shipped data; shipped: {', '.join(shipped)}")
+            raise SpecRefused(f"{what} {_said(text)}: no such shipped data; shipped: {', '.join(shipped)}")
         if not allow:
             raise SpecRefused(
-                f"{what} {shown(text)}: refused, this app trains only on the shipped samples ({', '.join(shipped)}); {_OPT_IN}"
+                f"{what} {_said(text)}: refused, this app trains only on the shipped samples ({', '.join(shipped)}); {_OPT_IN}"
             )
         return _opt_in_data(what, text, roots)
     if not allow:  # a weights file for a factory model
         raise SpecRefused(
-            f"{what} {shown(text)}: refused, weight files come only with a factory model; {_OPT_IN}"
+            f"{what} {_said(text)}: refused, weight files come only with a factory model; {_OPT_IN}"
         )
     return str(_confined_file(what, text, roots))
+
+
+def _said(text: str) -> str:
+    """A spec in a refusal: its server paths replaced first (as the whole line is, later), then cut, so a
+    long path is said in its short form rather than cut to a length that is the server's."""
+    return shown(app_config.scrub(text))
 
 
 _OPT_IN = f"code, model files and own data files need the operator's opt-in ({app_config.ALLOW_CODE_ENV}=1)"
@@ -136,11 +142,11 @@ def _is_factory(what: str, text: str) -> bool:
     try:
         parse_factory_spec(text, what)
     except FactorySpecError as exc:
-        raise SpecRefused(f"{what} {shown(text)}: {exc.reason}") from None
+        raise SpecRefused(f"{what} {_said(text)}: {exc.reason}") from None
     if "(" in text:  # with arguments it is always read as a factory
         return True
     if os.path.lexists(text):
-        raise SpecRefused(f"{what} {shown(text)}: names both a factory and a file; give the file's path")
+        raise SpecRefused(f"{what} {_said(text)}: names both a factory and a file; give the file's path")
     return True
 
 
@@ -153,7 +159,7 @@ def _opt_in_model(what: str, text: str, roots: list[Path]) -> str:
         for sibling in (stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")):
             if os.path.lexists(sibling) and not app_config.is_confined(sibling, roots):
                 shown_path = app_config.public_path(sibling, roots)
-                raise SpecRefused(f"{what} {shown(text)}: {shown_path} leads outside the data roots")
+                raise SpecRefused(f"{what} {_said(text)}: {shown_path} leads outside the data roots")
     return str(path)
 
 
@@ -165,10 +171,10 @@ def _opt_in_data(what: str, text: str, roots: list[Path]) -> str:
         try:
             app_config.check_tree_confined(path, roots)
         except PathRefused as exc:
-            raise SpecRefused(f"{what} {shown(text)}: {exc}") from None
+            raise SpecRefused(f"{what} {_said(text)}: {exc}") from None
         return str(path)
     if path.suffix.lower() != ".npz":
-        raise SpecRefused(f"{what} {shown(text)}: not an .npz file or a folder of class sub-folders")
+        raise SpecRefused(f"{what} {_said(text)}: not an .npz file or a folder of class sub-folders")
     return str(path)
 
 
@@ -176,11 +182,11 @@ def _confined(what: str, text: str, roots: list[Path]) -> Path:
     try:
         return app_config.resolve_server_path(text, roots)
     except PathRefused as exc:
-        raise SpecRefused(f"{what} {shown(text)}: {exc}") from None
+        raise SpecRefused(f"{what} {_said(text)}: {exc}") from None
 
 
 def _confined_file(what: str, text: str, roots: list[Path]) -> Path:
     path = _confined(what, text, roots)
     if not path.is_file():
-        raise SpecRefused(f"{what} {shown(text)}: not a file")
+        raise SpecRefused(f"{what} {_said(text)}: not a file")
     return path
