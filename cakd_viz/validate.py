@@ -204,6 +204,8 @@ def check_temperature(temperature: Any, name: str = "temperature") -> float:
         value = float(temperature)
     except (TypeError, ValueError):
         raise BundleError(f"{name} must be a finite number > 0, got {temperature!r}") from None
+    except OverflowError:  # an int beyond float's range (JSON reads 1 and 400 zeros as one)
+        raise BundleError(f"{name} must be a finite number > 0, got {str(temperature)[:10]}…") from None
     if isinstance(temperature, bool) or not np.isfinite(value) or value <= 0:
         raise BundleError(f"{name} must be a finite number > 0, got {temperature!r}")
     return value

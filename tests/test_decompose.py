@@ -214,6 +214,7 @@ def test_shares_sum_to_one(logits):
         ({"grouping": "nearest:3"}, "valid forms: target, topk:K"),
         ({"temperature": 0}, "temperature must be a finite number > 0"),
         ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": 10**400}, r"temperature must be a finite number > 0, got 1000000000…$"),
         ({"device": "tpu"}, "unknown device"),
         ({"grouping": "target", "labels": None}, "needs labels"),
         ({"standardize": "false"}, "standardize must be True or False, got 'false'"),
