@@ -48,6 +48,10 @@ def test_specs_parse_and_print_back(spec, kind, param):
         ("mass:1e-7", "mass:1e-07"),
         ("topk:5.0", "topk:5"),
         ("mass:0.35000000000000003", "mass:0.35"),
+        ("topk:9007199254740993", "topk:9007199254740993"),
+        ("topk:9223372036854775807", "topk:9223372036854775807"),
+        ("topk:1e60", "topk:9223372036854775807"),  # beyond int64: C - 1 all the same
+        ("topk+target:9223372036854775808", "topk+target:9223372036854775807"),
     ],
 )
 def test_a_spec_prints_back_its_exact_parameter(spec, text):

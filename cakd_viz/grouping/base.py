@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # The codes of rules.h (one definition for the C side; a test checks these against it).
 RULE_MASK, RULE_TARGET, RULE_TOPK, RULE_TOPK_TARGET, RULE_MASS, RULE_CORR = 0, 1, 2, 3, 4, 5
 KERNELS = ("decompose", "loss")  # the C kernels: decompose_kernel.c, cakd_kernel.c
+_INT64_MAX = 2**63 - 1  # the largest whole parameter (K) kept
 
 
 class Sweep(NamedTuple):
@@ -88,7 +89,10 @@ class Grouping:
         if cls.whole:
             if value != int(value):
                 raise ValueError(f"grouping {spec!r}: {cls.symbol} must be a whole number >= 1")
-            value = int(value)
+            # digits read exactly (beyond 2**53 too); a K beyond int64 means C - 1 as any K >= C does, so
+            # it is kept as int64's largest: the C kernels take that, and its text reads back (a spec has
+            # at most 64 characters, and 1e60's digits are 61)
+            value = min(int(raw) if raw.lstrip("+-").isdigit() else int(value), _INT64_MAX)
         return cls(cls.check(spec, value))
 
     @classmethod
@@ -180,6 +184,6 @@ class Grouping:
         return self.code if kernel in self.kernels else RULE_MASK
 
     def kernel_args(self) -> KernelArgs:
-        """k and mass_p for the C kernels, k not fitted to C (at most int64's largest value: the
-        decomposition kernel clamps it to [1, C - 1], the loss kernel's `rule_of` to C - 1)."""
+        """k and mass_p for the C kernels, k not fitted to C (at most int64's largest value, as `parse`
+        allows: the decomposition kernel clamps it to [1, C - 1], the loss kernel's `rule_of` to C - 1)."""
         return KernelArgs()
