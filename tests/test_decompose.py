@@ -271,6 +271,13 @@ def test_a_malformed_cuda_device_is_refused_clearly_where_cuda_is_available(monk
         resolve_device("cuda:1")
 
 
+@pytest.mark.parametrize("device", [0, 1, 0.0, b"cpu"])
+def test_a_device_that_is_no_name_is_refused(logits, device):
+    """0 (torch's habit for the first GPU) silently meant "auto", 1 was an AttributeError."""
+    with pytest.raises(ValueError, match=f"unknown device {device!r}; choose one of auto, cpu, cuda"):
+        decompose(*logits, device=device)
+
+
 @pytest.mark.parametrize("chunk_rows", [-1, 0, 2.5, 10.0, "10", True])
 def test_chunk_rows_must_be_a_whole_number(logits, chunk_rows):
     student, teacher, _ = logits
