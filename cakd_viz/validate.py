@@ -277,11 +277,13 @@ def check_fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype, *, chunk_rows:
         )
 
 
-def loads_json(text: str | bytes, where: str) -> Any:
+def loads_json(text: str, where: str) -> Any:
     """``json.loads`` for text from a file or a browser: a document nested too deeply for the parser (a
     few thousand brackets) is a one-line ValueError naming ``where``, never a RecursionError; so is text
-    that is no JSON (``json.JSONDecodeError`` is a ValueError already, reworded to name ``where``)."""
+    that is no JSON (``json.JSONDecodeError`` is a ValueError already, reworded to name ``where``) and a
+    number too long for Python's int (which says so without ``where``, and names a setting of its own)."""
     import json
+    import sys
 
     try:
         return json.loads(text)
@@ -291,3 +293,6 @@ def loads_json(text: str | bytes, where: str) -> Any:
         raise ValueError(
             f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         ) from None
+    except ValueError:  # the only other one: int's limit on the digits it reads
+        digits = sys.get_int_max_str_digits()
+        raise ValueError(f"{where}: not valid JSON (a number of more than {digits} digits)") from None
