@@ -12,7 +12,8 @@ bounded memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -225,8 +226,9 @@ def check_inputs(inputs: Any, name: str, *, num_samples: int, reference: str | N
 
 
 def check_class_names(class_names: Any, name: str, *, num_classes: int) -> list[str]:
-    """Check and return class names: a sequence of ``num_classes`` strings."""
-    if isinstance(class_names, str | bytes) or not hasattr(class_names, "__len__"):
+    """Check and return class names: a sequence of ``num_classes`` strings (a list, tuple or array; not a
+    string, nor a dict or set, whose order or values are no list of names)."""
+    if isinstance(class_names, str | bytes | Mapping | AbstractSet) or not hasattr(class_names, "__len__"):
         raise BundleError(f"{name}: class names must be a list of strings, got {type(class_names).__name__}")
     names = [_to_str(x, name) for x in class_names]
     if len(names) != num_classes:
