@@ -178,6 +178,18 @@ def test_every_grouping_has_a_description(spec):
 
 
 @pytest.mark.parametrize(
+    ("spec", "number"),
+    [("mass:0.9999999", "0.9999999"), ("corr:0.33333333", "0.33333333"), ("corr:-1", "-1")],
+)
+def test_a_description_states_the_parameter_as_typed(spec, number):
+    """As the spec's text does: captions said mass:0.9999999 holds '1' of the teacher's mass (6 digits)."""
+    g = parse_grouping(spec)
+    for text in (g.describe(), g.describe(short=True)):
+        assert f" {number} of" in text or f">= {number}" in text
+        assert text.count(number) == 1 and "1e" not in text
+
+
+@pytest.mark.parametrize(
     ("spec", "match"),
     [
         ("topk:" + "9" * 400, "too long"),

@@ -40,6 +40,15 @@ class KernelArgs(NamedTuple):
     mass_p: float = 0.0
 
 
+def param_text(value: float | int) -> str:
+    """A rule's parameter as specs and captions write it: whole numbers as they are, others to 12
+    significant digits: what a person typed reads back as the same number ("mass:0.9999999", not 6
+    digits' "mass:1"), float noise (0.35000000000000003) does not show."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    return f"{value:.12g}"
+
+
 @dataclass(frozen=True)
 class Grouping:
     """A parsed grouping spec: a rule (the subclass) and its parameter (K int, P or R float, or None).
@@ -102,14 +111,9 @@ class Grouping:
 
     @classmethod
     def spec(cls, value: float | None = None) -> str:
-        """The spec text of this rule with `value` ("topk:3"); not checked (parse it to check). Whole
-        numbers as they are, others to 12 significant digits: what a person typed reads back as the same
-        number ("mass:0.9999999", not 6 digits' "mass:1"), float noise (0.35000000000000003) does not show."""
-        if value is None:
-            return cls.name
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return f"{cls.name}:{int(value)}"
-        return f"{cls.name}:{value:.12g}"
+        """The spec text of this rule with `value` ("topk:3"; the value as `param_text` writes it); not
+        checked (parse it to check)."""
+        return cls.name if value is None else f"{cls.name}:{param_text(value)}"
 
     # -- words -----------------------------------------------------------------------------------------
 
