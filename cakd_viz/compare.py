@@ -17,9 +17,10 @@ from cakd_viz.diagnose import class_labels
 from cakd_viz.standardize import setting
 
 SETS = {
-    "fixed": "A gets wrong and B gets right",
-    "broken": "A gets right and B gets wrong",
+    "fixed": "{a} gets wrong and {b} gets right",
+    "broken": "{a} gets right and {b} gets wrong",
 }
+"""The samples B fixes or breaks, in words: ``SETS[which].format(a=A's name, b=B's name)``."""
 
 
 def check_comparable(a: Decomposition, b: Decomposition) -> None:

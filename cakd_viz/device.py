@@ -11,6 +11,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Turn "auto" | "cpu" | "cuda" | "cuda:N" | "mps" into a torch.device; clear error when unavailable."""
     if isinstance(device, torch.device):
         return device
+    if device is not None and not isinstance(device, str):  # 0 would read as "auto", 1 as nothing at all
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
     name = (device or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -72,23 +72,25 @@ def teacher_map(
 
 
 def _pca(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
-    """The first ``dims`` principal components of ``x`` (n, C); fewer samples or classes pad with 0."""
+    """The first ``dims`` principal components of ``x`` (n, C); fewer samples or classes pad with 0, and
+    samples all alike (one sample, too) are all at 0."""
     from sklearn.decomposition import PCA
 
     k = min(dims, x.shape[0], x.shape[1])
     out = np.zeros((x.shape[0], dims))
-    if k > 0 and x.shape[0] > 1:
+    if k > 0 and np.ptp(x, axis=0).any():
         out[:, :k] = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit_transform(x)
     return out
 
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    """t-SNE of ``x`` (n, C) to 2-D (perplexity 30, or less for few samples), initialised by PCA."""
+    """t-SNE of ``x`` (n, C) to 2-D (perplexity 30, or less for few samples), initialised by PCA; samples
+    all alike are all at 0 (`_pca`'s)."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
     n = x.shape[0]
-    if n < 4:
+    if n < 4 or not np.ptp(x, axis=0).any():  # alike: the PCA start's spread is 0, and t-SNE crashes on it
         return _pca(x, 2, seed)
     if x.shape[1] > TSNE_INPUT_DIMS:
         x = _pca(x, TSNE_INPUT_DIMS, seed)

@@ -100,14 +100,14 @@ def flag(name: str) -> bool:
 def number(name: str) -> float | int | None:
     """A numeric setting within its range; unset or empty: its default (None: decided by the caller)."""
     setting = SETTINGS[name]
-    raw = _raw(name).replace("_", "")
+    raw = _raw(name)
     if not raw:
         return setting.default  # type: ignore[return-value]
     whole = setting.kind == "int"
     bounds = f"{setting.lo:g} to {setting.hi:g}" if math.isfinite(setting.hi) else f"at least {setting.lo:g}"
     accepts = f"a whole number {bounds}" if whole else f"a number {bounds}"
     try:
-        value = int(raw) if whole else float(raw)
+        value = int(raw) if whole else float(raw)  # "1_000" too, as Python reads it
     except ValueError:
         raise _refuse(setting, raw, accepts) from None
     if not (setting.lo <= value <= setting.hi) or value != value:

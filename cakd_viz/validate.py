@@ -12,7 +12,8 @@ bounded memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -204,6 +205,8 @@ def check_temperature(temperature: Any, name: str = "temperature") -> float:
         value = float(temperature)
     except (TypeError, ValueError):
         raise BundleError(f"{name} must be a finite number > 0, got {temperature!r}") from None
+    except OverflowError:  # an int beyond float's range (JSON reads 1 and 400 zeros as one)
+        raise BundleError(f"{name} must be a finite number > 0, got {str(temperature)[:10]}…") from None
     if isinstance(temperature, bool) or not np.isfinite(value) or value <= 0:
         raise BundleError(f"{name} must be a finite number > 0, got {temperature!r}")
     return value
@@ -223,8 +226,9 @@ def check_inputs(inputs: Any, name: str, *, num_samples: int, reference: str | N
 
 
 def check_class_names(class_names: Any, name: str, *, num_classes: int) -> list[str]:
-    """Check and return class names: a sequence of ``num_classes`` strings."""
-    if isinstance(class_names, str | bytes) or not hasattr(class_names, "__len__"):
+    """Check and return class names: a sequence of ``num_classes`` strings (a list, tuple or array; not a
+    string, nor a dict or set, whose order or values are no list of names)."""
+    if isinstance(class_names, str | bytes | Mapping | AbstractSet) or not hasattr(class_names, "__len__"):
         raise BundleError(f"{name}: class names must be a list of strings, got {type(class_names).__name__}")
     names = [_to_str(x, name) for x in class_names]
     if len(names) != num_classes:
@@ -275,11 +279,13 @@ def check_fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype, *, chunk_rows:
         )
 
 
-def loads_json(text: str | bytes, where: str) -> Any:
+def loads_json(text: str, where: str) -> Any:
     """``json.loads`` for text from a file or a browser: a document nested too deeply for the parser (a
     few thousand brackets) is a one-line ValueError naming ``where``, never a RecursionError; so is text
-    that is no JSON (``json.JSONDecodeError`` is a ValueError already, reworded to name ``where``)."""
+    that is no JSON (``json.JSONDecodeError`` is a ValueError already, reworded to name ``where``) and a
+    number too long for Python's int (which says so without ``where``, and names a setting of its own)."""
     import json
+    import sys
 
     try:
         return json.loads(text)
@@ -289,3 +295,6 @@ def loads_json(text: str | bytes, where: str) -> Any:
         raise ValueError(
             f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         ) from None
+    except ValueError:  # the only other one: int's limit on the digits it reads
+        digits = sys.get_int_max_str_digits()
+        raise ValueError(f"{where}: not valid JSON (a number of more than {digits} digits)") from None

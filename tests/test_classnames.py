@@ -88,6 +88,7 @@ def test_a_text_file_splits_names_at_line_ends_only():
         (b'{"a": 1}', "n.json", "must be a list of strings"),
         (b"[1, 2, 3]", "n.json", "must be a list of strings"),
         (b"[1, 2", "n.json", "not valid JSON"),
+        (b"[" + b"9" * 5000 + b"]", "n.json", r"not valid JSON \(a number of more than 4300 digits\)$"),
         (b"\xff\xfe\x00", "n.txt", "not UTF-8"),
         (b"x" * (OVERRIDE_MAX_BYTES + 1), "n.txt", "at most"),
         (("y" * 300 + "\nb\nc").encode(), "n.txt", "longer than 200"),

@@ -63,6 +63,13 @@ def test_fixed_and_broken_sets(pair):
         compare.set_mask(a, b, "nope")
 
 
+def test_the_sets_in_words_name_the_students():
+    """The Diagnose page replaced the first 'A' and then the first 'B' of the words: A named "ABC" made
+    "AkdC gets wrong and B gets right" (the B inside A's name replaced by B's)."""
+    assert compare.SETS["fixed"].format(a="ABC", b="kd") == "ABC gets wrong and kd gets right"
+    assert compare.SETS["broken"].format(a="BA", b="AB") == "BA gets right and AB gets wrong"
+
+
 def test_changes_lists_what_changed_per_sample(pair):
     a, b, labels = pair
     mask = compare.set_mask(a, b, "fixed")

@@ -214,6 +214,7 @@ def test_shares_sum_to_one(logits):
         ({"grouping": "nearest:3"}, "valid forms: target, topk:K"),
         ({"temperature": 0}, "temperature must be a finite number > 0"),
         ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": 10**400}, r"temperature must be a finite number > 0, got 1000000000…$"),
         ({"device": "tpu"}, "unknown device"),
         ({"grouping": "target", "labels": None}, "needs labels"),
         ({"standardize": "false"}, "standardize must be True or False, got 'false'"),
@@ -268,6 +269,13 @@ def test_a_malformed_cuda_device_is_refused_clearly_where_cuda_is_available(monk
             resolve_device(name)
     with pytest.raises(ValueError, match="only 1 CUDA GPU"):
         resolve_device("cuda:1")
+
+
+@pytest.mark.parametrize("device", [0, 1, 0.0, b"cpu"])
+def test_a_device_that_is_no_name_is_refused(logits, device):
+    """0 (torch's habit for the first GPU) silently meant "auto", 1 was an AttributeError."""
+    with pytest.raises(ValueError, match=f"unknown device {device!r}; choose one of auto, cpu, cuda"):
+        decompose(*logits, device=device)
 
 
 @pytest.mark.parametrize("chunk_rows", [-1, 0, 2.5, 10.0, "10", True])

@@ -3,6 +3,8 @@ softmax, t-SNE for determinism and for keeping separated groups apart, the subsa
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from conftest import make_logits
@@ -50,6 +52,19 @@ def test_beyond_the_limit_a_fixed_random_subsample_is_placed_and_said():
     assert m.rows.tolist() == subset_rows(500, 120, 0).tolist() and m.xy.shape == (120, 2)
     assert m.scope() == "120 of 500 samples, drawn at random with seed 0"
     assert embedding.LIMITS["tsne"] <= 5_000  # t-SNE is slow: it never places more than a stated few
+
+
+@pytest.mark.parametrize("method", list(embedding.METHODS))
+def test_samples_the_teacher_cannot_tell_apart_share_one_place(method):
+    """A teacher with the same probabilities for every sample (constant logits, or confident past float64's
+    range): t-SNE's PCA start divided by their spread, 0, and its Barnes-Hut tree crashed the process on
+    the NaN positions (a segmentation fault: the app's server gone); PCA warned of 0 / 0."""
+    rows = np.zeros((50, 4), np.float32), np.tile(np.float32([[900, 0, 0, 0]]), (50, 1))
+    for t in rows:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m = embedding.teacher_map(t, temperature=1.0, method=method)
+        np.testing.assert_array_equal(m.xy, np.zeros((50, 2)))
 
 
 @pytest.mark.parametrize(

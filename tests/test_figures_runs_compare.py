@@ -21,7 +21,7 @@ from cakd_viz.figures.style import log_ticks
 
 
 @pytest.mark.parametrize(
-    ("lo", "hi"), [(1, 100), (0.03, 2.2), (0.5, 0.9), (1e-4, 50), (3, 4), (0.021, 0.024)]
+    ("lo", "hi"), [(1, 100), (0.03, 2.2), (0.5, 0.9), (1e-4, 50), (3, 4), (0.021, 0.024), (1.0, 1.7e308)]
 )
 def test_log_ticks_read_in_order_and_cover_the_data(lo, hi):
     values, labels, (start, stop) = log_ticks(lo, hi)
@@ -31,6 +31,14 @@ def test_log_ticks_read_in_order_and_cover_the_data(lo, hi):
     assert all(start - 1e-9 <= math.log10(v) <= stop + 1e-9 for v in values)
     mantissas = {round(v / 10 ** math.floor(math.log10(v) + 1e-12), 6) for v in values}
     assert mantissas <= {1.0, 2.0, 5.0}
+
+
+def test_log_ticks_at_the_ends_of_floats_range():
+    """A loss term near float's largest value raised OverflowError (10.0**309), a subnormal one a math
+    domain error (log10 of 1e-325, which is 0): the run's chart failed."""
+    for lo, hi in ((1.0, 1.7e308), (1e-323, 1e-320), (1e-320, 1e-320)):
+        values, labels, (start, stop) = log_ticks(lo, hi)
+        assert len(values) >= 2 and all(0 < v < math.inf for v in values) and start < stop
 
 
 def test_the_live_chart_says_what_it_shows_and_labels_ticks_in_order():

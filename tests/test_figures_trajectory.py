@@ -64,3 +64,19 @@ def test_a_difference_is_centred_on_zero():
     assert heat.zmin == -heat.zmax and heat.zmax == np.nanmax(np.abs(delta))
     assert heat.colorscale[0][1] != heat.colorscale[-1][1] and heat.zmid == 0
     assert "B − A" in heat.colorbar.title.text
+
+
+def test_a_hovered_cell_names_its_epoch():
+    """The columns lie at x = 0, 1, ... under their labels; the hover said %{x}: "0" for epoch 1."""
+    a, b = _trajectory(seed=0), _trajectory(steps=(0.3, 0.5, 0.9), seed=1)
+    figs = [
+        trajectory_heatmap(a, "kl_mean", NAMES, extra={"ce": np.zeros(C)}),
+        trajectories_side_by_side({"run a": a, "run b": b}, "kl_mean", NAMES),
+        difference_heatmap(a, *difference(a, b, "kl_mean"), "kl_mean", NAMES),
+    ]
+    for heat in (h for fig in figs for h in fig.data):
+        assert "%{x}" not in heat.hovertemplate and "%{customdata[2]}" in heat.hovertemplate
+        custom = np.asarray(heat.customdata, dtype=object)
+        assert custom[0, 0, 2] == "epoch 1" and custom[0, 1, 2] == "epoch 2"
+        assert [custom[r, 0, 0] for r in range(C)] == [NAMES[i] for i in a.order]
+    assert np.asarray(figs[0].data[0].customdata, dtype=object)[0, -1, 2] == "ce"

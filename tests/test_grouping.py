@@ -48,6 +48,10 @@ def test_specs_parse_and_print_back(spec, kind, param):
         ("mass:1e-7", "mass:1e-07"),
         ("topk:5.0", "topk:5"),
         ("mass:0.35000000000000003", "mass:0.35"),
+        ("topk:9007199254740993", "topk:9007199254740993"),
+        ("topk:9223372036854775807", "topk:9223372036854775807"),
+        ("topk:1e60", "topk:9223372036854775807"),  # beyond int64: C - 1 all the same
+        ("topk+target:9223372036854775808", "topk+target:9223372036854775807"),
     ],
 )
 def test_a_spec_prints_back_its_exact_parameter(spec, text):
@@ -171,6 +175,18 @@ def test_rules_that_need_inputs_say_so(logits):
 def test_every_grouping_has_a_description(spec):
     text = parse_grouping(spec).describe()
     assert text.startswith("S = ")
+
+
+@pytest.mark.parametrize(
+    ("spec", "number"),
+    [("mass:0.9999999", "0.9999999"), ("corr:0.33333333", "0.33333333"), ("corr:-1", "-1")],
+)
+def test_a_description_states_the_parameter_as_typed(spec, number):
+    """As the spec's text does: captions said mass:0.9999999 holds '1' of the teacher's mass (6 digits)."""
+    g = parse_grouping(spec)
+    for text in (g.describe(), g.describe(short=True)):
+        assert f" {number} of" in text or f">= {number}" in text
+        assert text.count(number) == 1 and "1e" not in text
 
 
 @pytest.mark.parametrize(

@@ -300,3 +300,13 @@ def test_inputs_that_are_no_picture_are_said_not_drawn(tmp_path, monkeypatch, sh
     at = open_page(SAMPLE, "path:odd", i=3)
     assert not at.error and not at.get("image")
     assert any(f"have shape {shape}: not shown as an image" in c.value for c in at.caption)
+
+
+def test_diagnose_says_what_b_fixes_against_a_by_their_names(tmp_path, monkeypatch):
+    """The page's words put the names in for 'A' and then for the first 'B': A named "ABC" read "AkdC"."""
+    s, t, y = make_logits(n=120, c=6, seed=2)
+    write_bundle(tmp_path / "ab", teacher=t, students={"ABC": 0.5 * s, "kd": s}, labels=y)
+    monkeypatch.setenv(app_config.DATA_ROOT_ENV, str(tmp_path))
+    at = open_page(DIAGNOSE, "path:ab", student="ABC", vs="kd")
+    said = [as_read(c.value) for c in at.caption]
+    assert any("samples that ABC gets wrong and kd gets right" in text for text in said), said

@@ -75,11 +75,13 @@ def test_numbers_within_their_range_are_read(monkeypatch, name, raw, value):
         ("CAKD_VIZ_UPLOAD_MAX_EXPANDED_MB", "inf", "a number"),
         ("CAKD_VIZ_RESULTS_MB", "-3", "a number 0 to"),
         ("CAKD_VIZ_PROGRESS_ABOVE", "1e6", "a whole number at least 0"),
+        ("CAKD_VIZ_MAX_RUNS", "_", "a whole number at least 1"),  # was read as unset: the default
+        ("CAKD_VIZ_RESULTS_MB", "__", "a number 0 to"),
     ],
 )
 def test_numbers_it_does_not_understand_are_refused(monkeypatch, name, raw, accepts):
     monkeypatch.setenv(name, raw)
-    with pytest.raises(ValueError, match=rf"^{name}=.* is not understood .*: use {accepts}"):
+    with pytest.raises(ValueError, match=rf"^{name}={raw!r} is not understood .*: use {accepts}"):
         settings.number(name)
 
 

@@ -179,6 +179,10 @@ def test_check_class_names():
         check_class_names([1, 2], "class_names", num_classes=2)
     with pytest.raises(BundleError, match="must be a list of strings"):
         check_class_names("ab", "class_names", num_classes=2)
+    # a meta.json's {"0": "cat", "1": "dog"} gave the names "0" and "1"; a set gave them in any order
+    for names in ({"0": "cat", "1": "dog"}, {"cat", "dog"}):
+        with pytest.raises(BundleError, match=f"must be a list of strings, got {type(names).__name__}$"):
+            check_class_names(names, "meta.json class_names", num_classes=2)
 
 
 @pytest.mark.parametrize("name", ["kd", "student_kd", "dkd-b8.0", "CAKD+topk=5", "_x"])

@@ -53,7 +53,8 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str], list[float]
     start, stop = math.log10(lo) - 0.04 * max(span, 0.5), math.log10(hi) + 0.04 * max(span, 0.5)
     steps = (1, 2, 5) if span <= 2.5 else (1,)
     a, b = math.floor(start), math.ceil(stop)
-    candidates = [m * 10.0**e for e in range(a - 1, b + 1) for m in steps]
+    decimals = (float(f"{m}e{e}") for e in range(a - 1, b + 1) for m in steps)  # 10.0**309 would raise
+    candidates = [v for v in decimals if 0 < v < math.inf]  # beyond float's range: inf, or 0 below it
     inside = [v for v in candidates if start <= math.log10(v) <= stop]
     if len(inside) < 2:
         below = [v for v in candidates if math.log10(v) < start]

@@ -23,6 +23,7 @@ TRAJECTORY_TERMS = {
 }
 """The per-class heatmap's choices: the weighted parts that add up to the KL, the KL, the accuracy."""
 LABELLED_ROWS = 120  # above this many classes, every k-th row is labelled so that labels stay legible
+COLUMN = "%{customdata[2]}"  # a hovered cell's column ("epoch 3"): its x is the column's position
 
 
 def term_unit(column: str, *, delta: bool = False) -> str:
@@ -41,7 +42,7 @@ def class_heatmap(
     diverging: bool = False,
     zmin: float | None = None,
     zmax: float | None = None,
-    hover: str = "%{x}",
+    hover: str = COLUMN,
 ) -> go.Figure:
     """Classes (rows, top to bottom, in the given order) x ``columns``: ``z`` (C, K) as colours with a
     colour bar titled ``colorbar``; lines between ``family`` (C,) blocks. NaN cells stay empty (a
@@ -59,13 +60,16 @@ def class_heatmap(
 
 
 def _heat(z, columns, names, family, *, hover: str, **kwargs) -> go.Heatmap:
-    c = len(names)
-    custom = np.stack([np.asarray([plain(n) for n in names], dtype=object), family.astype(object)], axis=-1)
+    c, k = len(names), len(columns)
+    custom = np.empty((c, k, 3), dtype=object)  # per cell: its class's name and family, its column
+    custom[:, :, 0] = np.asarray([plain(n) for n in names], dtype=object)[:, None]
+    custom[:, :, 1] = family.astype(object)[:, None]
+    custom[:, :, 2] = np.asarray([plain(x) for x in columns], dtype=object)[None, :]
     return go.Heatmap(
         z=np.asarray(z, dtype=float),
-        x=list(range(len(columns))),
+        x=list(range(k)),
         y=list(range(c)),
-        customdata=np.repeat(custom[:, None, :], len(columns), axis=1),
+        customdata=custom,
         hovertemplate=f"%{{customdata[0]}} (family %{{customdata[1]}})<br>{hover}: %{{z:.4g}}<extra></extra>",
         **kwargs,
     )
@@ -113,7 +117,7 @@ def trajectory_heatmap(
         colorbar=_term_title(column),
         zmin=0.0,  # every term is >= 0; Plotly uses zmin only with zmax
         zmax=100.0 if rate else _top(z),
-        hover=f"%{{x}}<br>{TRAJECTORY_TERMS.get(column, column)}",
+        hover=f"{COLUMN}<br>{TRAJECTORY_TERMS.get(column, column)}",
     )
 
 
@@ -132,7 +136,7 @@ def trajectories_side_by_side(panels: dict, column: str, names: list[str]) -> go
     shown = [names[i] for i in order]
     for k, (label, t) in enumerate(panels.items(), start=1):
         columns = [f"epoch {e}" for e in t.epochs]
-        fig.add_trace(_heat(values[label], columns, shown, family, hover="%{x}", coloraxis="coloraxis"), 1, k)
+        fig.add_trace(_heat(values[label], columns, shown, family, hover=COLUMN, coloraxis="coloraxis"), 1, k)
         _class_axes(fig, shown, family, columns, col=k)
     fig.update_layout(
         coloraxis=dict(colorscale="Viridis", cmin=0.0, cmax=high, colorbar=dict(title=_term_title(column)))
@@ -161,7 +165,7 @@ def difference_heatmap(first, epochs, delta: np.ndarray, column: str, names: lis
         diverging=True,
         zmin=-lim,
         zmax=lim,
-        hover=f"%{{x}}<br>{TRAJECTORY_TERMS.get(column, column)}, B − A",
+        hover=f"{COLUMN}<br>{TRAJECTORY_TERMS.get(column, column)}, B − A",
     )
 
 

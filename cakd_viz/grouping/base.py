@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # The codes of rules.h (one definition for the C side; a test checks these against it).
 RULE_MASK, RULE_TARGET, RULE_TOPK, RULE_TOPK_TARGET, RULE_MASS, RULE_CORR = 0, 1, 2, 3, 4, 5
 KERNELS = ("decompose", "loss")  # the C kernels: decompose_kernel.c, cakd_kernel.c
+_INT64_MAX = 2**63 - 1  # the largest whole parameter (K) kept
 
 
 class Sweep(NamedTuple):
@@ -37,6 +38,15 @@ class KernelArgs(NamedTuple):
 
     k: int = 0
     mass_p: float = 0.0
+
+
+def param_text(value: float | int) -> str:
+    """A rule's parameter as specs and captions write it: whole numbers as they are, others to 12
+    significant digits: what a person typed reads back as the same number ("mass:0.9999999", not 6
+    digits' "mass:1"), float noise (0.35000000000000003) does not show."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    return f"{value:.12g}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,10 @@ class Grouping:
         if cls.whole:
             if value != int(value):
                 raise ValueError(f"grouping {spec!r}: {cls.symbol} must be a whole number >= 1")
-            value = int(value)
+            # digits read exactly (beyond 2**53 too); a K beyond int64 means C - 1 as any K >= C does, so
+            # it is kept as int64's largest: the C kernels take that, and its text reads back (a spec has
+            # at most 64 characters, and 1e60's digits are 61)
+            value = min(int(raw) if raw.lstrip("+-").isdigit() else int(value), _INT64_MAX)
         return cls(cls.check(spec, value))
 
     @classmethod
@@ -98,14 +111,9 @@ class Grouping:
 
     @classmethod
     def spec(cls, value: float | None = None) -> str:
-        """The spec text of this rule with `value` ("topk:3"); not checked (parse it to check). Whole
-        numbers as they are, others to 12 significant digits: what a person typed reads back as the same
-        number ("mass:0.9999999", not 6 digits' "mass:1"), float noise (0.35000000000000003) does not show."""
-        if value is None:
-            return cls.name
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return f"{cls.name}:{int(value)}"
-        return f"{cls.name}:{value:.12g}"
+        """The spec text of this rule with `value` ("topk:3"; the value as `param_text` writes it); not
+        checked (parse it to check)."""
+        return cls.name if value is None else f"{cls.name}:{param_text(value)}"
 
     # -- words -----------------------------------------------------------------------------------------
 
@@ -180,6 +188,6 @@ class Grouping:
         return self.code if kernel in self.kernels else RULE_MASK
 
     def kernel_args(self) -> KernelArgs:
-        """k and mass_p for the C kernels, k not fitted to C (at most int64's largest value: the
-        decomposition kernel clamps it to [1, C - 1], the loss kernel's `rule_of` to C - 1)."""
+        """k and mass_p for the C kernels, k not fitted to C (at most int64's largest value, as `parse`
+        allows: the decomposition kernel clamps it to [1, C - 1], the loss kernel's `rule_of` to C - 1)."""
         return KernelArgs()

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from cakd_viz.grouping.base import RULE_CORR, Grouping
+from cakd_viz.grouping.base import RULE_CORR, Grouping, param_text
 
 
 class Corr(Grouping):
@@ -30,7 +30,7 @@ class Corr(Grouping):
         return value
 
     def describe(self, *, short: bool = False) -> str:
-        v = f"{self.param:g}"
+        v = param_text(self.param)
         if short:
             return f"teacher prediction + classes with r >= {v}"
         return f"S = the teacher's prediction plus classes correlated with it at r >= {v}"

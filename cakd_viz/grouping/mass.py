@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from cakd_viz.grouping.base import RULE_MASS, Grouping, KernelArgs
+from cakd_viz.grouping.base import RULE_MASS, Grouping, KernelArgs, param_text
 
 
 class Mass(Grouping):
@@ -26,7 +26,7 @@ class Mass(Grouping):
         return value
 
     def describe(self, *, short: bool = False) -> str:
-        v = f"{self.param:g}"
+        v = param_text(self.param)
         if short:
             return f"teacher top classes holding {v} of its mass"
         return f"S = the fewest teacher-top classes holding {v} of the teacher's mass"

@@ -56,7 +56,7 @@ class TopK(Grouping):
         return Sweep(f"K ({cls.param_words})", [cls.spec(k) for k in ks], [float(k) for k in ks])
 
     def kernel_args(self) -> KernelArgs:
-        return KernelArgs(k=min(int(self.param), 2**63 - 1))  # an int64 in C: a larger K must not wrap
+        return KernelArgs(k=int(self.param))
 
 
 def topk_mask(logits, k: int):

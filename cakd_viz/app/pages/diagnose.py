@@ -211,7 +211,7 @@ if sel.compare:
     kind = links.worded(st.radio, "Set", kinds, key="cmp", horizontal=True)
     size, change, rows_b = compute.compare_set(res[a_name], res[b_name], kind, sel.class_names, TABLE_ROWS)
     ui.caption(
-        f"{size:,} samples that {compare.SETS[kind].replace('A', a_name, 1).replace('B', b_name, 1)} "
+        f"{size:,} samples that {compare.SETS[kind].format(a=a_name, b=b_name)} "
         f"(right = {right_means}); differences are {b_name} − {a_name}, under {sel.grouping} at {sel.setting}."
     )
     if size:
