@@ -149,6 +149,9 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"data": "sample:digits:train"}, r"write just sample:NAME"),
         ({"data": "my_data.npz"}, r"test_data is required when data is not a shipped sample"),
         ({"data": "no/such.npz", "test_data": "x.npz"}, r"data 'no/such.npz': no such file or folder"),
+        # a path too long to look up is no such file, not the system's raw OSError
+        ({"data": "no/" + "a" * 5000 + ".npz", "test_data": "x.npz"}, r"data 'no/a+\.npz': no such file"),
+        ({"student_weights": "pkg.m:f/" + "a" * 5000}, r"student_weights 'pkg.m:f/a+': no such file"),
         (
             {"student": "resnet9000"},
             r"student 'resnet9000': expected an architecture \(cnn_l, .*\) or a model spec",

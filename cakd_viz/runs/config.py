@@ -401,12 +401,20 @@ def _check_path_exists(key: str, spec: str | None) -> None:
     if not spec or spec.startswith("sample:"):
         return
     if is_factory_spec(spec):
-        if "(" in spec or not Path(spec).expanduser().exists():  # an existing file of that name wins
+        if "(" in spec or not _exists(spec):  # an existing file of that name wins
             parse_factory_spec(spec, key)
         return
     if "/" in spec or "\\" in spec or Path(spec).suffix:
-        if not Path(spec).expanduser().exists():
+        if not _exists(spec):
             raise ValueError(f"{key} {spec!r}: no such file or folder")
+
+
+def _exists(spec: str) -> bool:
+    """Whether the path ``spec`` names exists; False for one the system cannot even look up (too long)."""
+    try:
+        return Path(spec).expanduser().exists()
+    except OSError:
+        return False
 
 
 def _check_model_spec(key: str, spec: str, *, archs_allowed: bool) -> None:
