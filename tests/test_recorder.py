@@ -289,6 +289,10 @@ def _bad_calls(teacher, labels) -> dict:
             "student_logits holds int32",
         ),
         "one-dimensional": (lambda r: r.log_epoch(1, s[0], teacher, labels), "must be (N, C) logits"),
+        "beyond float32": (  # a finite float64 value was cast to inf and reported as not finite
+            lambda r: r.log_epoch(1, np.where(s == s.max(), 1e39, s.astype(np.float64)), teacher, labels),
+            "student_logits holds 1e+39, beyond float32's range",
+        ),
         "labels length": (
             lambda r: r.log_epoch(1, s, teacher, labels[:5]),
             "labels must be 200 whole numbers",

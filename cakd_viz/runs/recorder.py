@@ -269,7 +269,12 @@ def _logits(x: object, name: str) -> np.ndarray:
         raise ValueError(f"{name} holds {array.dtype} values; logits must be floats")
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 2:
         raise ValueError(f"{name} must be (N, C) logits with C >= 2, got shape {array.shape}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(array, dtype=np.float32)
+    beyond = np.isinf(out) & np.isfinite(array)  # float64 logits past float32's range (|z| > 3.4e38)
+    if beyond.any():
+        raise ValueError(f"{name} holds {array[beyond][0]:g}, beyond float32's range (|z| <= 3.4e38)")
+    return out
 
 
 def _labels(y: object, n: int) -> np.ndarray:
