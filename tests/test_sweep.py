@@ -162,6 +162,10 @@ def test_logit_standardization_can_be_swept(teacher):
             {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
             r"random\['seed'\] must be a list of choices",
         ),
+        (  # numpy's raw 'high is out of bounds for int64', naming no key
+            {"random": {"seed": {"randint": [0, 10**30]}}, "num_samples": 2},
+            r"random\['seed'\] must be a list of choices .* \(64-bit whole numbers\)",
+        ),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
         ({"name": 5}, r"name must be a JSON string"),  # it reached the folder name as a raw TypeError
         ({"ray": {"num_cpus": True}}, r"ray.num_cpus must be a whole number >= 1, got True"),

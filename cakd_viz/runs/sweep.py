@@ -158,8 +158,10 @@ def _check_distribution(key: str, spec: object) -> None:
             if (
                 isinstance(lo, int | float)
                 and isinstance(hi, int | float)
-                # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0)
+                # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0), and
+                # 64-bit integers (numpy draws no others)
                 and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
+                and (kind != "randint" or -(2**63) <= lo and hi < 2**63)
                 and lo < hi
                 and hi - lo < math.inf  # finite bounds, a range numpy can draw from
                 and (kind != "loguniform" or lo > 0)
@@ -167,7 +169,7 @@ def _check_distribution(key: str, spec: object) -> None:
                 return
     raise ValueError(
         f"random[{key!r}] must be a list of choices or one of {{'uniform': [lo, hi]}}, "
-        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with finite lo < hi; "
+        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (64-bit whole numbers) with finite lo < hi; "
         f"got {spec!r}"
     )
 
