@@ -168,6 +168,8 @@ def test_logit_standardization_can_be_swept(teacher):
         ),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
         ({"name": 5}, r"name must be a JSON string"),  # it reached the folder name as a raw TypeError
+        ({"ray": []}, r"ray must be an object such as \{'num_cpus': 2\}, got \[\]"),  # was taken as {}
+        ({"ray": False}, r"ray must be an object such as \{'num_cpus': 2\}, got False"),
         ({"ray": {"num_cpus": True}}, r"ray.num_cpus must be a whole number >= 1, got True"),
         ({"ray": {"address": 5}}, r"ray.address must be a cluster address such as \"auto\", got 5"),
         ({"ray": {"address": " "}}, r"ray.address must be a cluster address such as \"auto\", got ' '"),

@@ -82,7 +82,8 @@ class SweepConfig:
         if not isinstance(data, dict):
             raise ValueError(f"a sweep config is a JSON object, got {type(data).__name__}")
         check_keys(data, cls, "sweep config")
-        ray = data.get("ray") or {}
+        ray = data.get("ray", {})  # null is no settings; [], 0 or false is a wrong type, refused below
+        ray = {} if ray is None else ray
         if not isinstance(ray, dict):
             raise ValueError(f"ray must be an object such as {{'num_cpus': 2}}, got {ray!r}")
         check_keys(ray, RayOptions, "ray")
