@@ -309,9 +309,7 @@ class RunConfig:
 
     def test_spec(self) -> str:
         """The data spec of the held-out split."""
-        if self.test_data:
-            return self.test_data
-        return f"{self.data}:test"
+        return self.test_data or f"{self.data}:test"
 
     def label(self) -> str:
         """The name, or a summary of the loss when unnamed."""
