@@ -159,6 +159,14 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"teacher": "sample:digits/nope"}, r"teacher 'sample:digits/nope': no such shipped model"),
         ({"name": "a b"}, r"name 'a b': use at most 100 letters, digits and _ . \+ -"),
         ({"name": "ab\n"}, r"name 'ab\\n': use at most 100 letters, digits and _ . \+ -"),
+        # names the bundle refuses were accepted, and the run failed only after its last epoch
+        (
+            {"name": "teacher"},
+            r"name 'teacher' cannot name the student of the run's bundle: .*refers to the teacher",
+        ),
+        ({"name": "-x"}, r"name '-x' cannot name the student of the run's bundle: .*not starting with"),
+        ({"name": "x."}, r"name 'x.' cannot name the student of the run's bundle"),
+        ({"name": "\u00e9t\u00e9"}, r"name 'été' cannot name the student of the run's bundle"),
         ({"data": "sample:glyphs\n"}, r"write just sample:NAME"),
     ],
 )

@@ -23,7 +23,7 @@ from cakd_viz.grouping import DEFAULT_GROUPING
 from cakd_viz.losses import LOSSES, loss_class
 from cakd_viz.losses.base import STANDARDIZE, TEMPERATURE
 from cakd_viz.losses.params import FLOAT, GROUPING, Param, by_name
-from cakd_viz.validate import loads_json
+from cakd_viz.validate import check_student_name, loads_json
 
 # -- the loss section -----------------------------------------------------------------------------------
 
@@ -257,6 +257,12 @@ class RunConfig:
                 self.name if len(self.name) <= 40 else f"{self.name[:40]}… ({len(self.name):,} characters)"
             )
             raise ValueError(f"name {shown!r}: use at most {MAX_NAME} letters, digits and _ . + -")
+        try:  # the name is the student's in the run's bundle/, written after the last epoch
+            check_student_name(self.student_name())
+        except ValueError as exc:
+            raise ValueError(
+                f"name {self.name!r} cannot name the student of the run's bundle: {exc}"
+            ) from None
         _check_int("epochs", self.epochs, 1, 1_000_000)
         _check_int("batch_size", self.batch_size, 1, 2**24)
         _check_int("seed", self.seed, 0, SEED_MAX)
