@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from runs_support import make_teacher, tiny_config, wait_for, write_json
 
-from cakd_viz.runs import list_runs, read_sweep, store
+from cakd_viz.runs import RunConfig, list_runs, read_sweep, store
 from cakd_viz.runs.engine import cancel_sweep, launch_sweep
-from cakd_viz.runs.sweep import SweepConfig, expand
+from cakd_viz.runs.sweep import SweepConfig, create_sweep, expand
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,6 +102,19 @@ def test_a_sweep_that_fails_while_its_folders_are_made_leaves_none_behind(teache
     with pytest.raises(OSError, match="No space left"):
         sweep_module.create_sweep(_sweep(teacher, grid={"beta": [1, 2]}), tmp_path)
     assert len(made) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_every_trial_folder_holds_a_config_its_run_accepts(teacher, tmp_path):
+    # cut at 80 characters, this trial's made-up name ended in '.', a student name the bundle refuses:
+    # the trial trained every epoch and failed writing bundle/ (now its config is refused before)
+    grid = {"weight_decay": [0.0005], "clip_grad_norm": [0.5], "temperature": [4.5], "alpha": [1.5]}
+    grid |= {"beta": [8.5], "ce_weight": [0.5], "lr": [0.05]}
+    _, dirs = create_sweep(_sweep(teacher, grid=grid), tmp_path)
+    for d in dirs:
+        config = RunConfig.from_dict(store.read_json(d / store.CONFIG)).validated()
+        assert (
+            config.name == "weight_decay0.0005_clip_grad_norm0.5_temperature4.5_alpha1.5_beta8.5_ce_weight0"
+        )
 
 
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):

@@ -321,12 +321,14 @@ def create_sweep(
 
 
 def _trial_name(trial: RunConfig) -> str:
-    """E.g. "kd_beta2_k5" from the swept values (a loss name or grouping shows as its value alone)."""
+    """E.g. "kd_beta2_k5" from the swept values (a loss name or grouping shows as its value alone), a
+    name the run's bundle takes for its student (``validate.check_student_name``): ASCII letters, digits
+    and _ . + - only, never ending in '.' (nor starting with '.' or '-')."""
     parts = [
         str(v) if k in ("loss.name", "loss.grouping", "grouping") else f"{k.removeprefix('loss.')}{v}"
         for k, v in trial.params.items()
     ]
-    return re.sub(r"[^\w.+-]", "", "_".join(parts))[:80]
+    return re.sub(r"[^A-Za-z0-9_.+-]", "", "_".join(parts))[:80].lstrip(".-").rstrip(".")
 
 
 def sweep_trials(sweep_dir: Path) -> list[Path]:
