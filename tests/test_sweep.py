@@ -175,6 +175,10 @@ def test_logit_standardization_can_be_swept(teacher):
             {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
             r"random\['seed'\] must be a list of choices",
         ),
+        (  # JSON's true and false were taken as the bounds 1 and 0
+            {"random": {"seed": {"randint": [False, True]}}, "num_samples": 2},
+            r"random\['seed'\] must be a list of choices",
+        ),
         (  # numpy's raw 'high is out of bounds for int64', naming no key
             {"random": {"seed": {"randint": [0, 10**30]}}, "num_samples": 2},
             r"random\['seed'\] must be a list of choices .* \(64-bit whole numbers\)",

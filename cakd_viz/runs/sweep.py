@@ -157,8 +157,7 @@ def _check_distribution(key: str, spec: object) -> None:
         if kind in ("uniform", "loguniform", "randint") and isinstance(bounds, list) and len(bounds) == 2:
             lo, hi = bounds
             if (
-                isinstance(lo, int | float)
-                and isinstance(hi, int | float)
+                all(isinstance(b, int | float) and not isinstance(b, bool) for b in (lo, hi))  # true is no 1
                 # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0), and
                 # 64-bit integers (numpy draws no others)
                 and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
