@@ -451,6 +451,19 @@ def test_runs_beyond_the_limit_wait_queued(teacher, runs):
     assert [r.state for r in list_runs(runs)] == ["cancelled", "cancelled"]
 
 
+def test_a_damaged_folder_beside_never_fails_a_run_waiting_for_a_slot(tmp_path):
+    from cakd_viz.runs import launcher
+
+    run = store.create_run(tmp_path, {"name": "x"})
+    store.update_status(run, "queued", waiting_since=5.0, **store.process_identity())
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    # a whole number beyond float's range (JSON reads it as an int): OverflowError failed the waiting run
+    (damaged / store.STATUS).write_text('{"state": "queued", "waiting_since": 1' + "0" * 400 + "}")
+    with launcher.run_slot(tmp_path, 1, run, should_stop=lambda: False) as slot:
+        assert slot == 0
+
+
 def test_a_queued_run_can_be_cancelled(teacher, runs):
     long = RunConfig.from_dict(tiny_config(teacher, epochs=500))
     first = launch(long, runs, max_concurrent=1)
