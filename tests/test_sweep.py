@@ -171,6 +171,14 @@ def test_logit_standardization_can_be_swept(teacher):
             {"random": {"alpha": {"uniform": [-1e308, 1e308]}}, "num_samples": 2},
             r"random\['alpha'\] must be a list of choices",
         ),
+        (  # an int beyond float's range passed 'hi - lo < inf' and failed the draw with OverflowError
+            {"random": {"alpha": {"uniform": [0, 10**400]}}, "num_samples": 2},
+            r"random\['alpha'\] must be a list of choices .* with finite lo < hi",
+        ),
+        (
+            {"random": {"alpha": {"loguniform": [1, 10**400]}}, "num_samples": 2},
+            r"random\['alpha'\] must be a list of choices .* with finite lo < hi",
+        ),
         (
             {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
             r"random\['seed'\] must be a list of choices",

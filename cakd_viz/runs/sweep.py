@@ -163,7 +163,7 @@ def _check_distribution(key: str, spec: object) -> None:
                 and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
                 and (kind != "randint" or -(2**63) <= lo and hi < 2**63)
                 and lo < hi
-                and hi - lo < math.inf  # finite bounds, a range numpy can draw from
+                and _span(lo, hi) < math.inf  # finite bounds, a range numpy can draw from
                 and (kind != "loguniform" or lo > 0)
             ):
                 return
@@ -172,6 +172,15 @@ def _check_distribution(key: str, spec: object) -> None:
         f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (64-bit whole numbers) with finite lo < hi; "
         f"got {spec!r}"
     )
+
+
+def _span(lo: float, hi: float) -> float:
+    """``hi - lo`` in floats, as numpy draws it: inf for a bound beyond float's range (JSON reads 1 and
+    400 zeros as an int, which Python would subtract exactly)."""
+    try:
+        return float(hi) - float(lo)
+    except OverflowError:
+        return math.inf
 
 
 def expand(sweep: SweepConfig) -> list[RunConfig]:
