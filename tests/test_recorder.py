@@ -271,6 +271,7 @@ def _bad_calls(teacher, labels) -> dict:
             "val_acc is recorded by the Recorder",
         ),
         "epoch 0": (lambda r: r.log_epoch(0, s, teacher, labels), "epochs count from 1"),
+        "epoch 2**70": (lambda r: r.log_epoch(2**70, s, teacher, labels), "epochs count from 1"),
         "epoch twice": (
             lambda r: (r.log_epoch(2, s, teacher, labels), r.log_epoch(2, s, teacher, labels)),
             "epoch 2 is not after epoch 2, the last one logged",

@@ -228,7 +228,8 @@ class Recorder:
 
 
 def _epoch_number(epoch: object, last: int) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 1:
+    # within 64 bits, as status.json's epoch must be for the run to be read back
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or not 1 <= epoch < 2**63:
         raise ValueError(f"epoch must be a whole number >= 1 (epochs count from 1), got {epoch!r}")
     if epoch <= last:
         raise ValueError(
