@@ -159,6 +159,16 @@ def test_recorded_numbers_beyond_floats_range_are_kept_as_given_only():
     assert config["hyperparameters"]["seed"] == 10**400
 
 
+def test_recorded_whole_numbers_beyond_64_bits_are_kept_as_given_only(tmp_path):
+    # seed 2**70 went into config.json's seed, a field readers take within 64 bits: the run read corrupt
+    with Recorder(tmp_path, config={"seed": 2**70, "batch": 1e300, "epochs": 3}) as rec:
+        pass
+    info = read_run(rec.path)
+    assert info.state == "done" and info.config["epochs"] == 3
+    assert "seed" not in info.config and "batch_size" not in info.config
+    assert info.config["hyperparameters"]["seed"] == 2**70
+
+
 def test_per_step_rows(tmp_path):
     _, teacher, labels = _epochs(1)
     with Recorder(tmp_path) as rec:
