@@ -300,6 +300,10 @@ def test_step_warmup_is_an_explicit_per_step_ramp():
     ]
     with pytest.raises(ValueError, match="warmup_schedule must be one of epoch, step, got 'linear'"):
         DKDLoss(warmup=2, warmup_schedule="linear")
+    # inf passed 'warmup >= 0' and trained with a loss of 0 for ever; "2" raised a raw TypeError
+    for warmup in (float("inf"), float("nan"), -1, "2", True):
+        with pytest.raises(ValueError, match=r"warmup must be a finite number >= 0 \(epochs\), got "):
+            DKDLoss(warmup=warmup)
 
 
 def test_kd_has_no_warmup_by_default_as_in_its_recipe():

@@ -159,6 +159,16 @@ def test_recorded_numbers_beyond_floats_range_are_kept_as_given_only():
     assert config["hyperparameters"]["seed"] == 10**400
 
 
+def test_recorded_whole_numbers_beyond_64_bits_are_kept_as_given_only(tmp_path):
+    # seed 2**70 went into config.json's seed, a field readers take within 64 bits: the run read corrupt
+    with Recorder(tmp_path, config={"seed": 2**70, "batch": 1e300, "epochs": 3}) as rec:
+        pass
+    info = read_run(rec.path)
+    assert info.state == "done" and info.config["epochs"] == 3
+    assert "seed" not in info.config and "batch_size" not in info.config
+    assert info.config["hyperparameters"]["seed"] == 2**70
+
+
 def test_per_step_rows(tmp_path):
     _, teacher, labels = _epochs(1)
     with Recorder(tmp_path) as rec:
@@ -271,6 +281,7 @@ def _bad_calls(teacher, labels) -> dict:
             "val_acc is recorded by the Recorder",
         ),
         "epoch 0": (lambda r: r.log_epoch(0, s, teacher, labels), "epochs count from 1"),
+        "epoch 2**70": (lambda r: r.log_epoch(2**70, s, teacher, labels), "epochs count from 1"),
         "epoch twice": (
             lambda r: (r.log_epoch(2, s, teacher, labels), r.log_epoch(2, s, teacher, labels)),
             "epoch 2 is not after epoch 2, the last one logged",
@@ -289,6 +300,10 @@ def _bad_calls(teacher, labels) -> dict:
             "student_logits holds int32",
         ),
         "one-dimensional": (lambda r: r.log_epoch(1, s[0], teacher, labels), "must be (N, C) logits"),
+        "beyond float32": (  # a finite float64 value was cast to inf and reported as not finite
+            lambda r: r.log_epoch(1, np.where(s == s.max(), 1e39, s.astype(np.float64)), teacher, labels),
+            "student_logits holds 1e+39, beyond float32's range",
+        ),
         "labels length": (
             lambda r: r.log_epoch(1, s, teacher, labels[:5]),
             "labels must be 200 whole numbers",

@@ -149,6 +149,9 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"data": "sample:digits:train"}, r"write just sample:NAME"),
         ({"data": "my_data.npz"}, r"test_data is required when data is not a shipped sample"),
         ({"data": "no/such.npz", "test_data": "x.npz"}, r"data 'no/such.npz': no such file or folder"),
+        # a path too long to look up is no such file, not the system's raw OSError
+        ({"data": "no/" + "a" * 5000 + ".npz", "test_data": "x.npz"}, r"data 'no/a+\.npz': no such file"),
+        ({"student_weights": "pkg.m:f/" + "a" * 5000}, r"student_weights 'pkg.m:f/a+': no such file"),
         (
             {"student": "resnet9000"},
             r"student 'resnet9000': expected an architecture \(cnn_l, .*\) or a model spec",
@@ -156,6 +159,14 @@ def test_a_loss_section_holds_only_its_own_loss_and_the_runs_settings():
         ({"teacher": "sample:digits/nope"}, r"teacher 'sample:digits/nope': no such shipped model"),
         ({"name": "a b"}, r"name 'a b': use at most 100 letters, digits and _ . \+ -"),
         ({"name": "ab\n"}, r"name 'ab\\n': use at most 100 letters, digits and _ . \+ -"),
+        # names the bundle refuses were accepted, and the run failed only after its last epoch
+        (
+            {"name": "teacher"},
+            r"name 'teacher' cannot name the student of the run's bundle: .*refers to the teacher",
+        ),
+        ({"name": "-x"}, r"name '-x' cannot name the student of the run's bundle: .*not starting with"),
+        ({"name": "x."}, r"name 'x.' cannot name the student of the run's bundle"),
+        ({"name": "\u00e9t\u00e9"}, r"name 'été' cannot name the student of the run's bundle"),
         ({"data": "sample:glyphs\n"}, r"write just sample:NAME"),
     ],
 )
@@ -438,6 +449,19 @@ def test_runs_beyond_the_limit_wait_queued(teacher, runs):
     wait_for(lambda: _state(second) == "running", 60, "the second run to take the free slot")
     assert cancel(second)
     assert [r.state for r in list_runs(runs)] == ["cancelled", "cancelled"]
+
+
+def test_a_damaged_folder_beside_never_fails_a_run_waiting_for_a_slot(tmp_path):
+    from cakd_viz.runs import launcher
+
+    run = store.create_run(tmp_path, {"name": "x"})
+    store.update_status(run, "queued", waiting_since=5.0, **store.process_identity())
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    # a whole number beyond float's range (JSON reads it as an int): OverflowError failed the waiting run
+    (damaged / store.STATUS).write_text('{"state": "queued", "waiting_since": 1' + "0" * 400 + "}")
+    with launcher.run_slot(tmp_path, 1, run, should_stop=lambda: False) as slot:
+        assert slot == 0
 
 
 def test_a_queued_run_can_be_cancelled(teacher, runs):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from runs_support import make_teacher, tiny_config, wait_for, write_json
 
-from cakd_viz.runs import list_runs, read_sweep, store
+from cakd_viz.runs import RunConfig, list_runs, read_sweep, store
 from cakd_viz.runs.engine import cancel_sweep, launch_sweep
-from cakd_viz.runs.sweep import SweepConfig, expand
+from cakd_viz.runs.sweep import SweepConfig, create_sweep, expand
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,6 +104,19 @@ def test_a_sweep_that_fails_while_its_folders_are_made_leaves_none_behind(teache
     assert len(made) == 1 and list(tmp_path.iterdir()) == []
 
 
+def test_every_trial_folder_holds_a_config_its_run_accepts(teacher, tmp_path):
+    # cut at 80 characters, this trial's made-up name ended in '.', a student name the bundle refuses:
+    # the trial trained every epoch and failed writing bundle/ (now its config is refused before)
+    grid = {"weight_decay": [0.0005], "clip_grad_norm": [0.5], "temperature": [4.5], "alpha": [1.5]}
+    grid |= {"beta": [8.5], "ce_weight": [0.5], "lr": [0.05]}
+    _, dirs = create_sweep(_sweep(teacher, grid=grid), tmp_path)
+    for d in dirs:
+        config = RunConfig.from_dict(store.read_json(d / store.CONFIG)).validated()
+        assert (
+            config.name == "weight_decay0.0005_clip_grad_norm0.5_temperature4.5_alpha1.5_beta8.5_ce_weight0"
+        )
+
+
 def test_warmup_schedule_and_the_validation_split_can_be_swept(teacher):
     sweep = _sweep(teacher, grid={"warmup_schedule": ["epoch", "step"], "val_split": [0.1, 0.2]})
     trials = expand(sweep)
@@ -158,12 +171,30 @@ def test_logit_standardization_can_be_swept(teacher):
             {"random": {"alpha": {"uniform": [-1e308, 1e308]}}, "num_samples": 2},
             r"random\['alpha'\] must be a list of choices",
         ),
+        (  # an int beyond float's range passed 'hi - lo < inf' and failed the draw with OverflowError
+            {"random": {"alpha": {"uniform": [0, 10**400]}}, "num_samples": 2},
+            r"random\['alpha'\] must be a list of choices .* with finite lo < hi",
+        ),
+        (
+            {"random": {"alpha": {"loguniform": [1, 10**400]}}, "num_samples": 2},
+            r"random\['alpha'\] must be a list of choices .* with finite lo < hi",
+        ),
         (
             {"random": {"seed": {"randint": [0.5, 2.5]}}, "num_samples": 2},
             r"random\['seed'\] must be a list of choices",
         ),
+        (  # JSON's true and false were taken as the bounds 1 and 0
+            {"random": {"seed": {"randint": [False, True]}}, "num_samples": 2},
+            r"random\['seed'\] must be a list of choices",
+        ),
+        (  # numpy's raw 'high is out of bounds for int64', naming no key
+            {"random": {"seed": {"randint": [0, 10**30]}}, "num_samples": 2},
+            r"random\['seed'\] must be a list of choices .* \(64-bit whole numbers\)",
+        ),
         ({"engine": "dask"}, r"engine must be one of local, ray, got 'dask'"),
         ({"name": 5}, r"name must be a JSON string"),  # it reached the folder name as a raw TypeError
+        ({"ray": []}, r"ray must be an object such as \{'num_cpus': 2\}, got \[\]"),  # was taken as {}
+        ({"ray": False}, r"ray must be an object such as \{'num_cpus': 2\}, got False"),
         ({"ray": {"num_cpus": True}}, r"ray.num_cpus must be a whole number >= 1, got True"),
         ({"ray": {"address": 5}}, r"ray.address must be a cluster address such as \"auto\", got 5"),
         ({"ray": {"address": " "}}, r"ray.address must be a cluster address such as \"auto\", got ' '"),

@@ -180,10 +180,16 @@ def test_rows_whose_step_is_not_a_finite_whole_number_are_left_out_not_fatal(tmp
     path = _record(tmp_path / "runs", "damaged", epochs=1)
     with open(path / store.METRICS, "a") as handle:  # hand-edited or damaged rows (json reads NaN)
         handle.write('{"kind": "epoch", "epoch": NaN, "x": 1}\n{"kind": "step", "step": 1e30, "x": 1}\n')
+        # a whole number beyond float's range, as step or value: OverflowError ended the whole export
+        big = "1" + "0" * 400
+        handle.write(
+            f'{{"kind": "step", "step": {big}, "x": 1}}\n{{"kind": "step", "step": 2, "y": {big}}}\n'
+        )
     written, skipped = export_runs(tmp_path / "runs", tmp_path / "tb")
     assert skipped == [] and list(written) == [path.name]
     got = _scalars(written[path.name])
     assert "epoch/x" not in got and "step/x" not in got and [s for s, _ in got["epoch/val_kl"]] == [1]
+    assert "step/y" not in got
 
 
 def test_a_folder_of_the_runs_name_that_no_export_wrote_is_never_replaced(tmp_path):

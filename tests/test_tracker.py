@@ -175,6 +175,21 @@ def test_a_corrupt_or_odd_folder_does_not_break_the_table(runs):
     assert table.loc["20260102-000002-broken", "state"] == "corrupt"
 
 
+def test_numbers_no_table_column_holds_read_as_missing_or_corrupt(runs):
+    # a whole number beyond 64 bits reached the tracker's numeric columns as a Python int, which Arrow
+    # refuses ('Python int too large to convert to C long'; Streamlit then shows the column as text)
+    pyarrow = pytest.importorskip("pyarrow")
+    odd = write_run(runs, "20260102-000000-kd-aaaa", loss={"name": "kd"})
+    store.write_json(odd / store.CONFIG, {"loss": {"name": "kd"}, "lr": 10**400, "batch_size": 2**64})
+    big = write_run(runs, "20260102-000001-kd-bbbb", loss={"name": "kd"})
+    store.write_json(big / store.CONFIG, {"loss": {"name": "kd"}, "seed": 2**64})
+    table = tracker_table(list_runs(runs)).set_index("id")
+    assert pd.isna(table.loc[odd.name, "lr"]) and pd.isna(table.loc[odd.name, "batch"])
+    assert table.loc[big.name, "state"] == "corrupt"
+    assert table.loc[big.name, "error"].startswith("config.json: 'seed' must be a whole number, found 1844")
+    pyarrow.Table.from_pandas(table)
+
+
 def test_notes_are_written_atomically_capped_and_cleaned(runs):
     path = write_run(runs, "20260102-000000-kd-aaaa")
     assert read_note(path) == ""

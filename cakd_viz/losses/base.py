@@ -28,6 +28,7 @@ here (``STANDARDIZE``), as the temperature and the warm-up are.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -155,8 +156,9 @@ class DistillationLoss(nn.Module):
         super().__init__()
         if not isinstance(standardize, bool):
             raise ValueError(f"standardize must be True or False, got {standardize!r}")
-        if not warmup >= 0:
-            raise ValueError(f"warmup must be >= 0 epochs, got {warmup}")
+        # an infinite warm-up would scale the loss to 0 for ever; a string or True is no number of epochs
+        if isinstance(warmup, bool) or not isinstance(warmup, numbers.Real) or not 0 <= warmup < math.inf:
+            raise ValueError(f"warmup must be a finite number >= 0 (epochs), got {warmup!r}")
         if warmup_schedule not in WARMUP_SCHEDULES:
             raise ValueError(
                 f"warmup_schedule must be one of {', '.join(WARMUP_SCHEDULES)}, got {warmup_schedule!r}"

@@ -23,7 +23,7 @@ from cakd_viz.grouping import DEFAULT_GROUPING
 from cakd_viz.losses import LOSSES, loss_class
 from cakd_viz.losses.base import STANDARDIZE, TEMPERATURE
 from cakd_viz.losses.params import FLOAT, GROUPING, Param, by_name
-from cakd_viz.validate import loads_json
+from cakd_viz.validate import check_student_name, loads_json
 
 # -- the loss section -----------------------------------------------------------------------------------
 
@@ -257,6 +257,12 @@ class RunConfig:
                 self.name if len(self.name) <= 40 else f"{self.name[:40]}… ({len(self.name):,} characters)"
             )
             raise ValueError(f"name {shown!r}: use at most {MAX_NAME} letters, digits and _ . + -")
+        try:  # the name is the student's in the run's bundle/, written after the last epoch
+            check_student_name(self.student_name())
+        except ValueError as exc:
+            raise ValueError(
+                f"name {self.name!r} cannot name the student of the run's bundle: {exc}"
+            ) from None
         _check_int("epochs", self.epochs, 1, 1_000_000)
         _check_int("batch_size", self.batch_size, 1, 2**24)
         _check_int("seed", self.seed, 0, SEED_MAX)
@@ -309,9 +315,7 @@ class RunConfig:
 
     def test_spec(self) -> str:
         """The data spec of the held-out split."""
-        if self.test_data:
-            return self.test_data
-        return f"{self.data}:test"
+        return self.test_data or f"{self.data}:test"
 
     def label(self) -> str:
         """The name, or a summary of the loss when unnamed."""
@@ -401,12 +405,20 @@ def _check_path_exists(key: str, spec: str | None) -> None:
     if not spec or spec.startswith("sample:"):
         return
     if is_factory_spec(spec):
-        if "(" in spec or not Path(spec).expanduser().exists():  # an existing file of that name wins
+        if "(" in spec or not _exists(spec):  # an existing file of that name wins
             parse_factory_spec(spec, key)
         return
     if "/" in spec or "\\" in spec or Path(spec).suffix:
-        if not Path(spec).expanduser().exists():
+        if not _exists(spec):
             raise ValueError(f"{key} {spec!r}: no such file or folder")
+
+
+def _exists(spec: str) -> bool:
+    """Whether the path ``spec`` names exists; False for one the system cannot even look up (too long)."""
+    try:
+        return Path(spec).expanduser().exists()
+    except OSError:
+        return False
 
 
 def _check_model_spec(key: str, spec: str, *, archs_allowed: bool) -> None:

@@ -51,7 +51,8 @@ class EpochFiles:
     def student(self, epoch: int) -> np.ndarray:
         """The student's (N, C) logits after ``epoch`` (one of ``epochs``), memory-mapped and checked."""
         if epoch not in self.epochs:
-            raise ValueError(f"{self.name}: epoch {epoch} is not kept (kept: {_listed(self.epochs)})")
+            kept = ", ".join(map(str, self.epochs)) or "none"
+            raise ValueError(f"{self.name}: epoch {epoch} is not kept (kept: {kept})")
         return _array(self.folder, self.name, f"epoch-{epoch:03d}.npy", "f", self.teacher.shape)
 
 
@@ -205,7 +206,3 @@ def _short(value: object, limit: int = 60) -> str:
 def _first(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__)[:200]
-
-
-def _listed(epochs: tuple[int, ...]) -> str:
-    return ", ".join(map(str, epochs)) or "none"

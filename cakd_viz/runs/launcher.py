@@ -243,7 +243,11 @@ def _older_waiting(root: Path, run_dir: Path) -> bool:
 
 
 def _time_or_none(value: object) -> float | None:
-    """A Unix time read from a status file, or None when it is not a number."""
+    """A Unix time read from a status file, or None when it is not a number (or a whole number beyond
+    float's range, which JSON reads as an int)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     return None

@@ -119,7 +119,7 @@ def _pick(source: dict, key: str, kind: str) -> object:
             continue
         if kind == _NUMBER:
             return value
-        if kind == _WHOLE and float(value).is_integer():
+        if kind == _WHOLE and float(value).is_integer() and -(2**63) <= value < 2**63:  # as readers take it
             return int(value)
     return None
 

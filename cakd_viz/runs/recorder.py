@@ -228,7 +228,8 @@ class Recorder:
 
 
 def _epoch_number(epoch: object, last: int) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 1:
+    # within 64 bits, as status.json's epoch must be for the run to be read back
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or not 1 <= epoch < 2**63:
         raise ValueError(f"epoch must be a whole number >= 1 (epochs count from 1), got {epoch!r}")
     if epoch <= last:
         raise ValueError(
@@ -269,7 +270,12 @@ def _logits(x: object, name: str) -> np.ndarray:
         raise ValueError(f"{name} holds {array.dtype} values; logits must be floats")
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 2:
         raise ValueError(f"{name} must be (N, C) logits with C >= 2, got shape {array.shape}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(array, dtype=np.float32)
+    beyond = np.isinf(out) & np.isfinite(array)  # float64 logits past float32's range (|z| > 3.4e38)
+    if beyond.any():
+        raise ValueError(f"{name} holds {array[beyond][0]:g}, beyond float32's range (|z| <= 3.4e38)")
+    return out
 
 
 def _labels(y: object, n: int) -> np.ndarray:

@@ -81,8 +81,8 @@ def _is_type(value: object, kind: str) -> bool:
         return isinstance(value, dict)
     if isinstance(value, bool):
         return False
-    if kind == _INT:
-        return isinstance(value, int)
+    if kind == _INT:  # within 64 bits, as every count, id and seed a run writes (and a table column holds)
+        return isinstance(value, int) and -(2**63) <= value < 2**63
     try:
         return isinstance(value, int | float) and math.isfinite(value)
     except OverflowError:  # an int beyond float's range is no number a reader can use
@@ -515,8 +515,9 @@ def hyperparameters(run: RunInfo) -> dict:
         value = c.get(path)
         if column in ("student", "data"):
             out[column] = value if isinstance(value, str) else None
-        else:
-            out[column] = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        else:  # a finite number, a whole one within 64 bits (a table column cannot hold 10**400)
+            number = _is_type(value, _INT) if isinstance(value, int) else _is_type(value, _NUMBER)
+            out[column] = value if number else None
     return out
 
 

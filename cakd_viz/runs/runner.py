@@ -143,9 +143,7 @@ class _Context:
     def should_stop(self) -> bool:
         """``should_stop`` for ``train``: the cancel file, agreed by all ranks."""
         mine = self.cancelled() if self.group.is_main else False
-        if not self.group.distributed:
-            return mine
-        return self.group.sum([int(mine)])[0] > 0
+        return self.group.sum([int(mine)])[0] > 0  # one process: its own answer
 
     @property
     def cache_dir(self) -> Path | None:

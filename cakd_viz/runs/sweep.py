@@ -82,7 +82,8 @@ class SweepConfig:
         if not isinstance(data, dict):
             raise ValueError(f"a sweep config is a JSON object, got {type(data).__name__}")
         check_keys(data, cls, "sweep config")
-        ray = data.get("ray") or {}
+        ray = data.get("ray", {})  # null is no settings; [], 0 or false is a wrong type, refused below
+        ray = {} if ray is None else ray
         if not isinstance(ray, dict):
             raise ValueError(f"ray must be an object such as {{'num_cpus': 2}}, got {ray!r}")
         check_keys(ray, RayOptions, "ray")
@@ -156,20 +157,30 @@ def _check_distribution(key: str, spec: object) -> None:
         if kind in ("uniform", "loguniform", "randint") and isinstance(bounds, list) and len(bounds) == 2:
             lo, hi = bounds
             if (
-                isinstance(lo, int | float)
-                and isinstance(hi, int | float)
-                # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0)
+                all(isinstance(b, int | float) and not isinstance(b, bool) for b in (lo, hi))  # true is no 1
+                # randint draws whole numbers: its bounds must be whole too (0.5 would draw 0), and
+                # 64-bit integers (numpy draws no others)
                 and (kind != "randint" or all(isinstance(b, int) or b.is_integer() for b in (lo, hi)))
+                and (kind != "randint" or -(2**63) <= lo and hi < 2**63)
                 and lo < hi
-                and hi - lo < math.inf  # finite bounds, a range numpy can draw from
+                and _span(lo, hi) < math.inf  # finite bounds, a range numpy can draw from
                 and (kind != "loguniform" or lo > 0)
             ):
                 return
     raise ValueError(
         f"random[{key!r}] must be a list of choices or one of {{'uniform': [lo, hi]}}, "
-        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (whole numbers) with finite lo < hi; "
+        f"{{'loguniform': [lo, hi]}} (lo > 0), {{'randint': [lo, hi]}} (64-bit whole numbers) with finite lo < hi; "
         f"got {spec!r}"
     )
+
+
+def _span(lo: float, hi: float) -> float:
+    """``hi - lo`` in floats, as numpy draws it: inf for a bound beyond float's range (JSON reads 1 and
+    400 zeros as an int, which Python would subtract exactly)."""
+    try:
+        return float(hi) - float(lo)
+    except OverflowError:
+        return math.inf
 
 
 def expand(sweep: SweepConfig) -> list[RunConfig]:
@@ -318,12 +329,14 @@ def create_sweep(
 
 
 def _trial_name(trial: RunConfig) -> str:
-    """E.g. "kd_beta2_k5" from the swept values (a loss name or grouping shows as its value alone)."""
+    """E.g. "kd_beta2_k5" from the swept values (a loss name or grouping shows as its value alone), a
+    name the run's bundle takes for its student (``validate.check_student_name``): ASCII letters, digits
+    and _ . + - only, never ending in '.' (nor starting with '.' or '-')."""
     parts = [
         str(v) if k in ("loss.name", "loss.grouping", "grouping") else f"{k.removeprefix('loss.')}{v}"
         for k, v in trial.params.items()
     ]
-    return re.sub(r"[^\w.+-]", "", "_".join(parts))[:80]
+    return re.sub(r"[^A-Za-z0-9_.+-]", "", "_".join(parts))[:80].lstrip(".-").rstrip(".")
 
 
 def sweep_trials(sweep_dir: Path) -> list[Path]:

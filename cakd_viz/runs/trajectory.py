@@ -186,11 +186,14 @@ def trajectory(
     correlation = None
     if parse_grouping(grouping).needs_correlation:
         correlation = class_correlation(teacher, standardize=True) if standardize else teacher_corr
-    truth, by = (np.asarray(labels, np.int64), "label") if labels is not None else (None, "teacher_pred")
+    if labels is not None:
+        truth, by = np.asarray(labels, np.int64), "label"
+    else:  # the teacher's class stands in for the label (what "right" means, whose samples a class has)
+        truth, by = np.asarray(np.argmax(teacher, axis=1), np.int64), "teacher_pred"
+    counts = np.bincount(truth, minlength=c).astype(np.int64)
     means = np.full((c, len(epochs), len(COLUMNS)), np.nan)
     overall = np.full((len(epochs), len(COLUMNS)), np.nan)
     pred, kl = np.empty((len(epochs), n), np.int32), np.empty((len(epochs), n), np.float32)
-    counts = np.zeros(c, np.int64)
     every = decompose_many(  # every epoch against the one teacher, in one pass over its rows
         [students[epoch] for epoch in epochs],
         teacher,
@@ -202,15 +205,9 @@ def trajectory(
         standardize=standardize,
     )
     for e, d in enumerate(every):
-        if truth is None:
-            truth = d.teacher_pred.astype(np.int64)
-        means[:, e], counts = class_means(d, truth, c)
+        means[:, e] = class_means(d, truth, c)[0]
         overall[e] = class_means(d, np.zeros(n, np.int64), 1)[0][0]
         pred[e], kl[e] = d.student_pred, d.kl
-    if truth is None:  # no kept epoch: the teacher's classes still say which samples each class has
-        truth = np.asarray(np.argmax(teacher, axis=1), np.int64)
-    if not epochs:  # the labels (or the teacher's classes) still count each class's samples
-        counts = np.bincount(truth, minlength=c).astype(np.int64)
     arrays = [means, counts, overall, order, family, truth, pred, kl]
     for a in arrays + ([] if rows is None else [rows]):
         a.setflags(write=False)
