@@ -178,7 +178,8 @@ def test_a_corrupt_or_odd_folder_does_not_break_the_table(runs):
 def test_numbers_no_table_column_holds_read_as_missing_or_corrupt(runs):
     # a whole number beyond 64 bits reached the tracker's numeric columns as a Python int, which Arrow
     # refuses ('Python int too large to convert to C long'; Streamlit then shows the column as text)
-    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow  # Streamlit's own dependency
+
     odd = write_run(runs, "20260102-000000-kd-aaaa", loss={"name": "kd"})
     store.write_json(odd / store.CONFIG, {"loss": {"name": "kd"}, "lr": 10**400, "batch_size": 2**64})
     big = write_run(runs, "20260102-000001-kd-bbbb", loss={"name": "kd"})
