@@ -18,39 +18,24 @@ whole delta counts. The hostile files come from tests/hostile_files.py (the test
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # the hostile-file builders, shared with the tests
-
-import hostile_files as H  # noqa: E402
+from probe_support import REPO, H, cli  # H: tests/hostile_files.py, shared with the tests
 
 MiB = 2**20
 GOAL_MB = 300
 
 
 def run_import(src: Path, out: Path, *extra: str) -> dict:
-    """Run the CLI import in a subprocess; its exit code, first stderr line and peak memory (bytes)."""
+    """Run the CLI import in a subprocess; its exit code, first stderr line and peak memory (MiB)."""
     shutil.rmtree(out, ignore_errors=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cakd_viz", "import", str(src), "--out", str(out), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        env=os.environ | {"PYTHONPATH": str(REPO)},
-    )
-    peak = H.sample_peaks(proc)
-    err = proc.stderr.read().decode()
-    proc.wait()
-    legit = sum(f.stat().st_size for f in out.rglob("*.npy")) if proc.returncode == 0 else 0
-    return {"code": proc.returncode, "message": (err.strip().splitlines() or [""])[0], "legit": legit, **peak}
+    done = cli("import", src, "--out", out, *extra, cwd=REPO, timeout=3600)
+    legit = sum(f.stat().st_size for f in out.rglob("*.npy")) / MiB if done.code == 0 else 0
+    message = (done.stderr.strip().splitlines() or [""])[0]
+    return {"code": done.code, "message": message, "legit": legit, "peak": done.peak_mb, "anon": done.anon_mb}
 
 
 def legit_files(folder: Path, mb: int) -> dict[str, Path]:
@@ -134,9 +119,7 @@ def main() -> None:
     legit = legit_files(folder, args.legit_mb)
     print(f"built the files in {time.time() - t0:.1f} s under {folder}")
     base = min((run_import(tiny, folder / "out") for _ in range(3)), key=lambda r: r["peak"])
-    print(
-        f"baseline (tiny valid .npz): peak {base['peak'] / MiB:.0f} MiB, anonymous {base['anon'] / MiB:.0f} MiB\n"
-    )
+    print(f"baseline (tiny valid .npz): peak {base['peak']:.0f} MiB, anonymous {base['anon']:.0f} MiB\n")
     header = f"{'file':42s} {'size':>9s} {'exit':>4s} {'peak +MiB':>9s} {'anon +MiB':>9s} {'legit MiB':>9s} {'over MiB':>8s}"
     print(header)
     print("-" * len(header))
@@ -148,13 +131,13 @@ def main() -> None:
     for name, path, extra in cases:
         r = run_import(path, folder / "out", *extra)
         size = path.stat().st_size
-        peak, anon = (r["peak"] - base["peak"]) / MiB, (r["anon"] - base["anon"]) / MiB
-        over = peak - r["legit"] / MiB
+        peak, anon = r["peak"] - base["peak"], r["anon"] - base["anon"]
+        over = peak - r["legit"]
         if size < 200e6:
             worst = max(worst, over)
         print(
             f"{name:42s} {size / 1e6:8.1f}M {r['code']:>4d} {round(peak):9d} {round(anon):9d} "
-            f"{round(r['legit'] / MiB):9d} {round(over):8d}"
+            f"{round(r['legit']):9d} {round(over):8d}"
         )
         if r["code"] != 0:
             messages.append(f"  {name}: {r['message']}")

@@ -38,7 +38,6 @@ os.environ["TMPDIR"] = tempfile.tempdir
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))  # the AppTest launcher and the run-folder helpers
 
 import probe_cases  # noqa: E402
 from probe_support import STATES, Outcome, replay  # noqa: E402
@@ -68,11 +67,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="leave out the cases that train runs and the slower page variants",
-    )
+    quick = "leave out the cases that train runs and the slower page variants"
+    parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--only", metavar="CATEGORY", choices=probe_cases.CATEGORIES, help="one category")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each case as it ends")
@@ -87,12 +83,7 @@ def main() -> int:
         print("\n".join(f"{c.category:10s} {'quick' if c.quick else 'full ':5s} {c.name}" for c in cases))
         return 0
     t0 = time.monotonic()
-    outcomes = []
-    for case in cases:
-        outcome = replay(case)
-        outcomes.append(outcome)
-        if args.verbose:
-            print(f"{outcome.seconds:6.1f} s  {outcome.state:8s} {case.category} / {case.name}", flush=True)
+    outcomes = [replay(case, args.verbose) for case in cases]
     print(table(outcomes))
     print(
         f"\n{len(outcomes)} cases in {time.monotonic() - t0:.0f} s ({'quick' if args.quick else 'full'} mode)"

@@ -19,7 +19,8 @@ from unittest import mock
 
 import numpy as np
 import probe_app
-from probe_support import REPO, Case, Hang, NotRun, Wrong, as_read, check, cli, command, one_line_refusal
+import probe_support
+from probe_support import REPO, Case, Hang, NotRun, Wrong, as_read, check, cli, one_line_refusal, refusal
 
 CATEGORIES = ("markup", "signals", "disk", "size", "paths", "settings", "inputs", "accuracy")
 MB = 2**20
@@ -114,16 +115,19 @@ def _cancel_spares(w: World, name: str, forge) -> None:
             proc.wait()
 
 
+FORGERIES = {  # case: (folder, the status from (the process's identity, its pid, the bystander's pid))
+    "live pid, another process group": ("forged", lambda ident, pid, other: ident | {"pgid": other}),
+    "live pid, wrong start time": (
+        "restarted",
+        lambda ident, pid, other: ident | {"pid_start": (ident["pid_start"] or 0) + 7, "pgid": pid},
+    ),
+    "live pid, no start time, not this run's": ("bare", lambda ident, pid, other: {"pid": pid, "pgid": pid}),
+}
+
+
 def signal_cases(w: World) -> list[Case]:
-    forged_group = lambda ident, pid, other: ident | {"pgid": other}  # noqa: E731
-    wrong_start = lambda ident, pid, other: ident | {"pid_start": (ident["pid_start"] or 0) + 7, "pgid": pid}  # noqa: E731
-    no_start = lambda ident, pid, other: {"pid": pid, "pgid": pid}  # noqa: E731
     return [
-        Case("signals", "live pid, another process group", lambda: _cancel_spares(w, "forged", forged_group)),
-        Case("signals", "live pid, wrong start time", lambda: _cancel_spares(w, "restarted", wrong_start)),
-        Case(
-            "signals", "live pid, no start time, not this run's", lambda: _cancel_spares(w, "bare", no_start)
-        ),
+        Case("signals", what, functools.partial(_cancel_spares, w, *how)) for what, how in FORGERIES.items()
     ]
 
 
@@ -140,7 +144,7 @@ def _small_disk(w: World, script: str, size: str = "8m", timeout: float = 240):
         f'( {script} ); rc=$?; echo LEFT:; ls -A "$DISK"; exit $rc'
     )
     env = os.environ | {"PYTHONPATH": str(REPO), "PYTHON": sys.executable}
-    done = command(
+    done = probe_support.command(
         ["unshare", "--map-root-user", "--mount", "bash", "-c", wrapped],
         cwd=w.folder("disk"),
         env=env,
@@ -162,16 +166,8 @@ def _full_disk_cli(w: World, args: str) -> None:
 def _full_disk_upload(w: World) -> None:
     rng = np.random.default_rng(1)
     folder = w.folder("disk-upload")
-    np.savez(
-        folder / "big.npz",
-        teacher=rng.normal(size=(30_000, 50)).astype(np.float32),
-        student=np.zeros((30_000, 50), np.float32),
-    )
-    np.savez(
-        folder / "small.npz",
-        teacher=rng.normal(size=(50, 5)).astype(np.float32),
-        student=np.zeros((50, 5), np.float32),
-    )
+    (folder / "big.npz").write_bytes(_npz(rng, 30_000, 50))  # 12 MB of arrays
+    (folder / "small.npz").write_bytes(_npz(rng, 50, 5))
     code = (
         "from pathlib import Path\nfrom cakd_viz.app import bundles\n"
         f"try:\n    bundles.import_upload('big.npz', Path({str(folder / 'big.npz')!r}).read_bytes())\n"
@@ -205,12 +201,8 @@ def _upload_bytes_quota(w: World) -> None:
 
     # about 100 KB for every upload together
     with mock.patch.dict(os.environ, CAKD_VIZ_UPLOADS_MAX_GB="0.0001"):
-        try:
-            bundles.import_upload("q.npz", _npz(np.random.default_rng(2), 50, 4), max_bytes=MB)
-        except ValueError as exc:
-            line = str(exc)
-        else:
-            raise Wrong("an upload past the byte quota was imported")
+        data, wrong = _npz(np.random.default_rng(2), 50, 4), "an upload past the byte quota was imported"
+        line = refusal(bundles.import_upload, "q.npz", data, max_bytes=MB, wrong=wrong)
     check("\n" not in line and "more than all uploads may hold together" in line, f"said: {line[:160]}")
     check(str(w.base) not in line, "the refusal names a server path")
 
@@ -293,12 +285,10 @@ def _sweep_form(w: World, fields: int) -> None:
     form = FORM | {f"tune_grid_{k}": ",".join(map(str, range(1, 101))) for k in SWEEP_KEYS[:fields]}
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.monotonic()
-    try:
-        tune_form.launch(form, root, sweep=True)
-    except ValueError as exc:
-        line = as_read(tune_form.refusal(exc))  # Markdown made literal
-    else:
-        raise Wrong("the sweep was launched")
+    said = refusal(
+        tune_form.launch, form, root, sweep=True, wrong="the sweep was launched", text=tune_form.refusal
+    )
+    line = as_read(said)  # Markdown made literal
     grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     check(f"the sweep has {100**fields:,} trials, more than 2,000" in line, f"said: {line[:160]}")
     check(time.monotonic() - t0 < 10, "took more than 10 s to refuse")
@@ -410,30 +400,18 @@ def _decompose_out(w: World) -> None:
 
 def input_cases(w: World) -> list[Case]:
     deep = '{"data": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    refusals = [
-        (
-            "weight decay 1e308",
-            "wd",
-            _config(weight_decay=1e308),
-            "weight_decay must be a finite number",
-            False,
-        ),
+    refusals = [  # (case, folder, config text, what the line says, part of --quick)
+        ("weight decay 1e308", "wd", _config(weight_decay=1e308), "weight_decay must be a finite", False),
         ("seed 2**70", "seed", _config(seed=2**70), "seed must be a whole number", True),
         ("a 5,000-character run name", "name", _config(name="n" * 5000), "(5,000 characters)", False),
         ("JSON nested 100,000 deep", "deep", deep, "JSON nested too deeply to read", True),
         ("lr 1e9", "lr", _config(lr=1e9), "lr must be", False),
     ]
-    cases = [
-        Case(
-            "inputs",
-            f"cakd-viz tune: {what}",
-            functools.partial(_tune_refuses, w, key, text, says),
-            quick=quick,
-        )
-        for what, key, text, says, quick in refusals
-    ]
     return [
-        *cases,
+        *(
+            Case("inputs", f"cakd-viz tune: {what}", functools.partial(_tune_refuses, w, *args), quick=q)
+            for what, *args, q in refusals
+        ),
         Case("inputs", "a run folder created at -1e300 (Tune page)", lambda: probe_app.impossible_time(w)),
         Case("inputs", "decompose --out /proc/version.csv", lambda: _decompose_out(w)),
         Case("inputs", "topk:1000 on the digits: K clipped, said", lambda: _topk_clipped(w), quick=False),
@@ -450,10 +428,9 @@ def _backwards(chunk_rows: int | None) -> None:
     rng = np.random.default_rng(11)
     s, t = rng.normal(size=(132, 20)) * 3, rng.normal(size=(132, 20)) * 3  # float64
     y = rng.integers(0, 20, 132)
-    whole = decompose(s, t, y, grouping="topk:3", temperature=2.0, device="cpu")
-    back = decompose(
-        s[::-1], t[::-1], y[::-1], grouping="topk:3", temperature=2.0, device="cpu", chunk_rows=chunk_rows
-    )
+    kw = {"grouping": "topk:3", "temperature": 2.0, "device": "cpu"}
+    whole = decompose(s, t, y, **kw)
+    back = decompose(s[::-1], t[::-1], y[::-1], **kw, chunk_rows=chunk_rows)
     for name in ("kl", "bcd", "scd", "wcd"):
         got, want = getattr(back, name), getattr(whole, name)[::-1]
         rows = np.flatnonzero(got != want)
@@ -482,9 +459,8 @@ def _corr_tie() -> None:
 
     rng = np.random.default_rng(13)
     base = rng.normal(size=4000)
-    t = np.stack([base + 3, 0.5 * base + rng.normal(size=4000) * 0.3, rng.normal(size=4000)], 1).astype(
-        np.float32
-    )
+    t = np.stack([base + 3, 0.5 * base + rng.normal(size=4000) * 0.3, rng.normal(size=4000)], 1)
+    t = t.astype(np.float32)
     corr = class_correlation(t)
     check(corr.dtype == np.float64, f"the correlation is {corr.dtype}")
     exact = np.corrcoef(t.astype(np.float64).T)[0, 1]  # float64, independently
@@ -492,15 +468,9 @@ def _corr_tie() -> None:
     r = float(corr[0, 1])
     rows = t.argmax(1) == 0
     check(rows.sum() > 100, "too few rows predict class 0 (the case is void)")
-    at = decompose(t, t, grouping=f"corr:{r!r}", temperature=1.0, device="cpu", correlation=corr)
-    above = decompose(
-        t,
-        t,
-        grouping=f"corr:{float(np.nextafter(r, 2.0))!r}",
-        temperature=1.0,
-        device="cpu",
-        correlation=corr,
-    )
+    kw = {"temperature": 1.0, "device": "cpu", "correlation": corr}
+    at = decompose(t, t, grouping=f"corr:{r!r}", **kw)
+    above = decompose(t, t, grouping=f"corr:{float(np.nextafter(r, 2.0))!r}", **kw)
     check((at.strong_size[rows] == 2).all(), "r = R exactly: the correlated class is not in S")
     check((above.strong_size[rows] == 1).all(), "R one float64 step above r: the class is still in S")
 
@@ -509,15 +479,13 @@ def accuracy_cases() -> list[Case]:
     return [
         Case("accuracy", "float64 read backwards (N=132), chunk_rows=1", lambda: _backwards(1)),
         Case("accuracy", "float64 read backwards (N=132), default chunks", lambda: _backwards(None)),
-        Case(
-            "accuracy",
-            "student = teacher, rows over 700 T: exactly 0 (float64)",
-            lambda: _equal_wide(np.float64),
-        ),
-        Case(
-            "accuracy",
-            "student = teacher, rows over 700 T: exactly 0 (float32)",
-            lambda: _equal_wide(np.float32),
+        *(
+            Case(
+                "accuracy",
+                f"student = teacher, rows over 700 T: exactly 0 ({d.__name__})",
+                lambda d=d: _equal_wide(d),
+            )
+            for d in (np.float64, np.float32)
         ),
         Case("accuracy", "corr:R on an exact tie, decided in float64", _corr_tie),
     ]

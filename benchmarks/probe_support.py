@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # the hostile files and /proc sampling, the AppTest launcher
+
+import hostile_files as H  # noqa: E402
+
+MiB = 2**20
 STATES = ("clean", "crashed", "wrong")
 
 
@@ -50,7 +55,6 @@ class Outcome:
     case: Case
     state: str  # clean | crashed | wrong | not run
     reason: str = ""
-    seconds: float = 0.0
 
 
 def check(condition: object, reason: str) -> None:
@@ -75,8 +79,8 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def replay(case: Case) -> Outcome:
-    """Run one case and decide its outcome."""
+def replay(case: Case, verbose: bool = False) -> Outcome:
+    """Run one case and decide its outcome (printed with ``verbose``)."""
     t0 = time.monotonic()
     try:
         with time_limit(case.limit_s):
@@ -93,7 +97,18 @@ def replay(case: Case) -> Outcome:
             raise
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         state, reason = "crashed", f"{type(exc).__name__}: {first}"
-    return Outcome(case, state, reason, time.monotonic() - t0)
+    if verbose:
+        print(f"{time.monotonic() - t0:6.1f} s  {state:8s} {case.category} / {case.name}", flush=True)
+    return Outcome(case, state, reason)
+
+
+def refusal(fn: Callable, *args, wrong: str, text: Callable = str, **kwargs) -> str:
+    """``text`` of the ValueError that ``fn(*args, **kwargs)`` raises; ``Wrong(wrong)`` when it returns."""
+    try:
+        fn(*args, **kwargs)
+    except ValueError as exc:
+        return text(exc)
+    raise Wrong(wrong)
 
 
 # -- subprocesses -----------------------------------------------------------------------------------------
@@ -101,48 +116,34 @@ def replay(case: Case) -> Outcome:
 
 @dataclass(frozen=True)
 class Finished:
-    """A subprocess as it ended: its exit code (negative: the signal that killed it), output, peak RSS."""
+    """A subprocess as it ended: its exit code (negative: the signal that killed it), output, and peak
+    memory in MiB (VmHWM, and anonymous RssAnon), sampled from /proc while it ran."""
 
     code: int
     stdout: str
     stderr: str
     peak_mb: float
+    anon_mb: float
     seconds: float
 
 
 def command(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = 120) -> Finished:
-    """Run ``args`` in a session (process group) of its own; its peak resident memory from ``wait4``.
-    Past ``timeout`` its own group is killed and ``Hang`` raised: no other process is ever signalled."""
-    out, err = cwd / f".probe-out-{os.getpid()}", cwd / f".probe-err-{os.getpid()}"
+    """Run ``args`` in a session (process group) of its own, output to files (a pipe nobody reads while
+    sampling could fill up). Past ``timeout`` its own group is killed and ``Hang`` raised: no other
+    process is ever signalled."""
     t0 = time.monotonic()
-    with open(out, "wb") as fo, open(err, "wb") as fe:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdout=fo,
-            stderr=fe,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            args, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    ended: list = []
-    waiter = threading.Thread(target=lambda: ended.append(os.wait4(proc.pid, 0)), daemon=True)
-    waiter.start()
-    waiter.join(timeout)
-    if not ended:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group this call started (pgid == its pid)
-        waiter.join(30)
-    proc.returncode = 0  # reaped by wait4 above: Popen must not wait for it again
-    try:
-        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
-    finally:
-        out.unlink(missing_ok=True)
-        err.unlink(missing_ok=True)
-    if not ended:
-        raise Hang(f"{' '.join(args[1:4])} hung past {timeout:.0f} s")
-    _, status, usage = ended[0]
-    code = os.waitstatus_to_exitcode(status)
-    return Finished(code, stdout, stderr, usage.ru_maxrss / 1024, time.monotonic() - t0)
+        peak = H.sample_peaks(proc, timeout=timeout)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group this call started (pgid == its pid)
+            proc.wait()
+            raise Hang(f"{' '.join(args[1:4])} hung past {timeout:.0f} s")
+        out.seek(0), err.seek(0)
+        text = [f.read().decode(errors="replace") for f in (out, err)]
+    return Finished(proc.returncode, *text, peak["peak"] / MiB, peak["anon"] / MiB, time.monotonic() - t0)
 
 
 def cli(*args: object, cwd: Path, env: dict | None = None, timeout: float = 120) -> Finished:

@@ -262,8 +262,9 @@ def pt_big_pickle(path: Path, names: int = 2_000_000) -> Path:
 # -- measuring -----------------------------------------------------------------------------------------
 
 
-def sample_peaks(proc: subprocess.Popen, interval: float = 0.005) -> dict:
-    """Peak VmHWM and RssAnon (bytes) of ``proc``, read from /proc/PID/status until it exits.
+def sample_peaks(proc: subprocess.Popen, interval: float = 0.005, timeout: float = float("inf")) -> dict:
+    """Peak VmHWM and RssAnon (bytes) of ``proc``, read from /proc/PID/status until it exits (or for
+    ``timeout`` seconds at most).
 
     VmHWM is the kernel's own high-water mark of the process's memory since it started its program;
     the last reading before exit is its peak. (A child's rusage would not do: Linux carries the
@@ -271,7 +272,8 @@ def sample_peaks(proc: subprocess.Popen, interval: float = 0.005) -> dict:
     """
     peak = {"peak": 0, "anon": 0}
     status = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
         try:
             for line in status.read_text().splitlines():
                 key, _, value = line.partition(":")

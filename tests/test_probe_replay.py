@@ -40,3 +40,16 @@ def test_the_quick_replay_of_the_probe_is_clean_in_every_category():
     assert tried == clean >= len(listed)
     for category in CATEGORIES:
         assert rows[category][0] >= 1, f"{category}: no case ran"
+
+
+def test_a_commands_peak_memory_is_its_own_not_the_probes():
+    """The child's peak (VmHWM sampled from /proc), not wait4's ru_maxrss: Linux carries the parent's
+    high-water mark over fork and exec into the child's, so it read as the probe's own memory."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from probe_support import command
+
+    held = np.ones(400 * 2**20 // 8)  # 400 MiB in this process
+    done = command([sys.executable, "-c", "import time; time.sleep(0.5)"], cwd=REPO)
+    assert done.code == 0 and 0 < done.peak_mb < 200, (done.peak_mb, held.size)
