@@ -86,21 +86,10 @@ def paired(a, b, level: float = 0.95) -> dict:
         raise ValueError(
             f"a paired test needs two equal-length samples of at least 2, got {len(a)} and {len(b)}"
         )
-    diff = summarize(a - b, level)
-    if np.all(a - b == (a - b)[0]):
-        t, p = math.nan, math.nan
-    else:
-        res = stats.ttest_rel(a, b)
-        t, p = float(res.statistic), float(res.pvalue)
-    return {
-        "n": diff["n"],
-        "mean_diff": diff["mean"],
-        "sd_diff": diff["sd"],
-        "ci_low": diff["ci_low"],
-        "ci_high": diff["ci_high"],
-        "t": t,
-        "p": p,
-    }
+    d = summarize(a - b, level)
+    t, p = (math.nan, math.nan) if np.all(a - b == (a - b)[0]) else stats.ttest_rel(a, b)
+    named = {"n": d["n"], "mean_diff": d["mean"], "sd_diff": d["sd"], "ci_low": d["ci_low"]}
+    return named | {"ci_high": d["ci_high"], "t": float(t), "p": float(p)}
 
 
 def holm(pvalues) -> list[float]:
@@ -250,14 +239,6 @@ def run_stage(
     return [done[key] for key in keys]
 
 
-def read_sessions(runs_dir: Path) -> list[dict]:
-    """The sessions of this script that ran trials in ``runs_dir`` (one JSON line each)."""
-    path = runs_dir / SESSIONS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -363,7 +344,7 @@ def _warmup_words(plan: dict) -> str:
         groups.setdefault(key, []).append(name)
     parts = []
     for (w, sched), names in sorted(groups.items(), key=lambda kv: -kv[0][0]):
-        who = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+        who = _and(names)
         if w == 0:
             parts.append(f"{who} none (not in {'their recipes' if len(names) > 1 else 'its recipe'})")
         elif sched == "epoch":
@@ -382,7 +363,7 @@ def _variant_words(plan: dict) -> str:
     if not variants:
         return ""
     names = list(variants)
-    who = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+    who = _and(names)
     changed = sorted({k for m in variants.values() for k in m["loss"]})
     grids = {k: v for m in variants.values() for k, v in (m.get("grid") or {}).items()}
     again = "; ".join(
@@ -390,6 +371,10 @@ def _variant_words(plan: dict) -> str:
     )
     words = "with the logits standardized" if changed == ["standardize"] else f"with {', '.join(changed)} set"
     return f"{who} take their method's selected configuration {words} ({again}); "
+
+
+def _and(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _optimizer_words(base: dict) -> str:
@@ -407,10 +392,6 @@ def _minutes(seconds: float) -> str:
 def _span(values: list[float]) -> str:
     lo, hi = min(values), max(values)
     return f"{lo:.1f}" if round(lo, 1) == round(hi, 1) else f"{lo:.1f}-{hi:.1f}"
-
-
-def _pct(x: float) -> str:
-    return f"{x:.2f}"
 
 
 def _p(p: float) -> str:
@@ -450,8 +431,8 @@ def markdown(result: dict) -> str:
         grid = f" (best of {sizes[name]})" if name in sizes else ""
         t = m["test"]
         lines.append(
-            f"| {name} | {describe_loss(loss)}{grid} | {_pct(t['mean'])} ± {_pct(t['sd'])} | "
-            f"[{_pct(t['ci_low'])}, {_pct(t['ci_high'])}] | {_pct(m['val']['mean'])} | "
+            f"| {name} | {describe_loss(loss)}{grid} | {t['mean']:.2f} ± {t['sd']:.2f} | "
+            f"[{t['ci_low']:.2f}, {t['ci_high']:.2f}] | {m['val']['mean']:.2f} | "
             f"{100 * m['clipped_frac']:.0f}% | {m['grad_norm_mean']:.1f} / {m['grad_norm_max']:.1f} |"
         )
     lines += [
@@ -513,22 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Example: nice -n 5 .venv/bin/python scripts/experiment.py --readme",
     )
     parser.add_argument("--plan", type=Path, default=REPO / "results" / "experiment" / "plan.json")
-    parser.add_argument(
-        "--runs-dir",
-        type=Path,
-        default=REPO / "runs" / ".experiment",
-        help="where the trials' run folders go (default: runs/.experiment, hidden from the app's runs list; "
-        "give runs/ to see them on the Tune page)",
+    runs_help = (
+        "where the trials' run folders go (default: runs/.experiment, hidden from the app's runs list; "
+        "give runs/ to see them on the Tune page)"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=REPO / "results" / "experiment",
-        help="folder for results.json and results.md",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="trials at once (default: this machine's cores)"
-    )
+    parser.add_argument("--runs-dir", type=Path, default=REPO / "runs" / ".experiment", help=runs_help)
+    out_help = "folder for results.json and results.md"
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "experiment", help=out_help)
+    parser.add_argument("--workers", type=int, help="trials at once (default: this machine's cores)")
     parser.add_argument("--readme", action="store_true", help="also rewrite the table in README.md")
     parser.add_argument("--report-only", action="store_true", help="run nothing; fail if a trial is missing")
     parser.add_argument("--machine-note", default="", help="a sentence about the machine for the results")
@@ -579,7 +552,10 @@ def main(argv: list[str] | None = None) -> int:
                 handle.write(json.dumps(session) + "\n")
     per, comparisons = analyse(plan, fin_records)
     infos = sel_runs + fin_runs
-    sessions = read_sessions(args.runs_dir)
+    log = args.runs_dir / SESSIONS  # the sessions of this script that ran trials there, a JSON line each
+    sessions = (
+        [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    )
     result = {
         "format": "cakd-experiment/1",
         "plan": plan,
