@@ -46,21 +46,13 @@ sys.path.insert(0, str(REPO))
 from cakd_viz.app import serve  # noqa: E402
 
 SIDEBAR = '[data-testid="stSidebar"]'
-CHARTS = {"overview": 2, "correlation": 4, "sample": 2, "diagnose": 2, "data": 1}
-NAV = {
-    "correlation": "Correlation groups",
-    "sample": "Sample",
-    "diagnose": "Diagnose",
-    "data": "Data",
-    "overview": "Overview",
-}
-# each page's question: on screen only once the new page is drawn
-QUESTION = {
-    "overview": "Which divergence terms dominate?",
-    "correlation": "Which classes travel together?",
-    "sample": "What happens on this one sample?",
-    "diagnose": "Where and why does the student fail?",
-    "data": "What am I looking at?",
+# page: (its navigation label, charts drawn, its question: on screen only once the new page is drawn)
+PAGES = {
+    "correlation": ("Correlation groups", 4, "Which classes travel together?"),
+    "sample": ("Sample", 2, "What happens on this one sample?"),
+    "diagnose": ("Diagnose", 2, "Where and why does the student fail?"),
+    "data": ("Data", 1, "What am I looking at?"),
+    "overview": ("Overview", 2, "Which divergence terms dominate?"),
 }
 
 
@@ -116,10 +108,10 @@ def _pick(page, label: str, option: str):
     return page.get_by_role("option", name=option, exact=True).click
 
 
-def _goto(page, key: str):
+def _goto(page, label: str):
     # the label at the end (after the icon): "Sample" is also the start of "Samples"
     link = page.locator('[data-testid="stSidebarNavLink"]').filter(
-        has_text=re.compile(rf"{re.escape(NAV[key])}$")
+        has_text=re.compile(rf"{re.escape(label)}$")
     )
     return link.click
 
@@ -137,11 +129,6 @@ def _stat(pid: int | str) -> tuple[str, int, float]:
         int(fields[1]),
         (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
     )
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds the process has used so far, every thread."""
-    return _stat(pid)[2]
 
 
 def _browser_cpu() -> float:
@@ -176,11 +163,11 @@ class Figures:
         """Seconds from ``send()`` (an input, see ``_type``) until the exact numbers are on ``page`` (see
         ``_exact``), with the server's and the browser's CPU seconds meanwhile (both on the same cores)
         and the load average before it."""
-        load, cpu0, browser0 = os.getloadavg()[0], _cpu(self.pid), _browser_cpu()
+        load, cpu0, browser0 = os.getloadavg()[0], _stat(self.pid)[2], _browser_cpu()
         t0 = time.perf_counter()
         send()
         seconds = _exact(page, t0, charts, *texts)
-        cpu, browser = _cpu(self.pid) - cpu0, _browser_cpu() - browser0
+        cpu, browser = _stat(self.pid)[2] - cpu0, _browser_cpu() - browser0
         self.values.setdefault(name, []).append((seconds, cpu, browser, load))
         print(
             f"  {name}: {seconds:.2f} s, server CPU {cpu:.2f} s, browser CPU {browser:.2f} s (load {load:.1f})",
@@ -204,7 +191,7 @@ class Figures:
 def _open(browser, url: str, query: str, n: int, figures: Figures, name: str):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     go = functools.partial(page.goto, f"{url}/{query}")
-    figures.measure(name, page, go, CHARTS["overview"], "KL(teacher", f"over all {n:,} samples.")
+    figures.measure(name, page, go, PAGES["overview"][1], "KL(teacher", f"over all {n:,} samples.")
     return page
 
 
@@ -213,7 +200,7 @@ def _interactions(page, n: int, repeats: int, figures: Figures) -> None:
     groupings = iter(["topk:3", "topk:10", "mass:0.9", "topk:2", "topk:7", "mass:0.8"])
     students = iter(["ce", "kd"] * repeats)
     every = f"over all {n:,} samples."
-    charts = CHARTS["overview"]
+    charts = PAGES["overview"][1]
     for r in range(repeats):
         value = next(temps)
         send = _type(page, "Temperature T", f"{value:g}")
@@ -229,9 +216,9 @@ def _interactions(page, n: int, repeats: int, figures: Figures) -> None:
         figures.measure("student B", page, send, 3, f"against {other} (B)", every)
         send = _pick(page, "Compare with (B)", "nobody")
         figures.measure("student B: nobody again", page, send, 2, f"{who}: each", every)
-        for key in ("correlation", "sample", "diagnose", "data", "overview"):
-            texts = [QUESTION[key]] + ([every] if key in ("overview", "correlation") else [])
-            figures.measure(f"page switch to {NAV[key]}", page, _goto(page, key), CHARTS[key], *texts)
+        for key, (label, count, question) in PAGES.items():
+            texts = [question] + ([every] if key in ("overview", "correlation") else [])
+            figures.measure(f"page switch to {label}", page, _goto(page, label), count, *texts)
         print(f"repeat {r + 1} of {repeats} done", flush=True)
 
 
@@ -281,7 +268,7 @@ def main() -> None:
         ("student change", "target < 3 s (5 s at most)"),
         ("student B", "target < 3 s"),
         ("student B: nobody again", "target < 3 s"),
-        *[(f"page switch to {NAV[k]}", "target < 3 s") for k in NAV],
+        *[(f"page switch to {label}", "target < 3 s") for label, _, _ in PAGES.values()],
     ]:
         figures.report(name, target)
     print(

@@ -39,6 +39,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the hostile-file builders, shared with the tests
+
+import hostile_files as H  # noqa: E402
 
 from cakd_viz.app import serve  # noqa: E402
 
@@ -48,21 +51,6 @@ ERROR_BOX = '[data-testid="stAlertContentError"]'
 
 
 # -- the files --------------------------------------------------------------------------------------
-
-
-def npz_bomb(path: Path, expanded_mb: int) -> Path:
-    """A valid .npz of logits whose 'teacher' and 'student' are `expanded_mb` MB of zeros each, deflated."""
-    n = expanded_mb * MB // 4 // 100
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (n, 100)})
-    rows = bytes(400 * 1024)  # 1024 rows of 100 float32
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for member in ("teacher.npy", "student.npy"):
-            with z.open(member, "w", force_zip64=True) as f:
-                f.write(header.getvalue())
-                for start in range(0, n, 1024):
-                    f.write(rows[: 400 * min(1024, n - start)])
-    return path
 
 
 def npz_huge_header(path: Path) -> Path:
@@ -88,19 +76,6 @@ def safetensors_huge_header(path: Path) -> Path:
     return path
 
 
-def pt_deflated(path: Path, expanded_mb: int) -> Path:
-    """A torch.save file of two `expanded_mb` MB zero tensors, rewritten with deflated members."""
-    import torch
-
-    n = expanded_mb * MB // 4 // 100
-    raw = io.BytesIO()
-    torch.save({"teacher": torch.zeros(n, 100), "student": torch.zeros(n, 100)}, raw)
-    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info))
-    return path
-
-
 def honest_npz(path: Path, mb: int) -> tuple[Path, int]:
     """An uncompressed .npz of float16 logits (teacher, one student, labels) of about `mb` MB; returns
     (path, bytes of the arrays it holds)."""
@@ -114,14 +89,26 @@ def honest_npz(path: Path, mb: int) -> tuple[Path, int]:
     return path, teacher.nbytes + student.nbytes + labels.nbytes
 
 
+def _zeros_pt(path: Path) -> Path:
+    import torch
+
+    n = H.GiB // 4 // 100
+    torch.save({"teacher": torch.zeros(n, 100), "student": torch.zeros(n, 100)}, path)
+    return path
+
+
 def hostile_files(folder: Path, honest_mb: int) -> list[tuple[str, Path, int]]:
     """(what, file, bytes of the arrays it legitimately produces) for every file the benchmark uploads."""
     folder.mkdir(parents=True, exist_ok=True)
     files = [
-        ("npz bomb, 2 x 1 GiB of zeros", npz_bomb(folder / "bomb.npz", 1024), 0),
+        ("npz bomb, 2 x 1 GiB of zeros", H.npz_bomb(folder / "bomb.npz"), 0),
         ("npz declaring 4 TB", npz_huge_header(folder / "huge.npz"), 0),
         ("safetensors declaring 40 GB", safetensors_huge_header(folder / "huge.safetensors"), 0),
-        ("pt with deflated 2 x 1 GiB", pt_deflated(folder / "deflated.pt", 1024), 0),
+        (
+            "pt with deflated 2 x 1 GiB",
+            H.pt_recompressed(_zeros_pt(folder / "archive.pt"), folder / "deflated.pt"),
+            0,
+        ),
     ]
     if honest_mb:
         junk = folder / "junk.npz"

@@ -27,12 +27,15 @@ is printed at the start and end (the machine is shared).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from unittest import mock
 
 import numpy as np
 import torch
@@ -120,28 +123,23 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
-class ThreadLog:
-    """Records the thread counts decompose picks (it fits them to the free CPUs at every kernel call)."""
+@contextmanager
+def thread_log() -> Iterator[list[int]]:
+    """The thread counts decompose picks while the block runs (it fits them to the free CPUs at every
+    kernel call)."""
+    counts, pick = [], engine.default_threads
 
-    def __init__(self) -> None:
-        self.counts: list[int] = []
-        self._pick = engine.default_threads
+    def logged(*args, **kw) -> int:
+        counts.append(pick(*args, **kw))
+        return counts[-1]
 
-    def __enter__(self) -> ThreadLog:
-        def pick(requested: int, **kw) -> int:
-            n = self._pick(requested, **kw)
-            self.counts.append(n)
-            return n
+    with mock.patch.object(engine, "default_threads", logged):
+        yield counts
 
-        engine.default_threads = pick
-        return self
 
-    def __exit__(self, *exc) -> None:
-        engine.default_threads = self._pick
-
-    def summary(self) -> str:
-        values, counts = np.unique(self.counts, return_counts=True)
-        return ", ".join(f"{int(v)} thread(s) x{int(c)}" for v, c in zip(values, counts, strict=True))
+def _summary(counts: list[int]) -> str:
+    values, times = np.unique(counts, return_counts=True)
+    return ", ".join(f"{int(v)} thread(s) x{int(c)}" for v, c in zip(values, times, strict=True))
 
 
 def main() -> None:
@@ -186,7 +184,7 @@ def main() -> None:
 
     plain = f"plain KL ({rows} rows)"
     core = {"decompose": ours, "kernel, 2 threads": kernel2, plain: lambda: plain_kl(zs, zt, rows)}
-    with torch.inference_mode(), ThreadLog() as used:
+    with torch.inference_mode(), thread_log() as used:
         quiet = rounds(
             {
                 **core,
@@ -196,7 +194,7 @@ def main() -> None:
             },
             args.repeats,
         )
-    report(f"quiet (load average {load()}; decompose used {used.summary()}):", quiet)
+    report(f"quiet (load average {load()}; decompose used {_summary(used)}):", quiet)
     d = ours()
     kl = plain_kl(zs, zt, rows).double().numpy()
     print(
@@ -213,13 +211,10 @@ def main() -> None:
         f"/ plain KL = {med['decompose LS'] / med[plain]:.2f}x"
     )
 
+    one = functools.partial(native_path.run_kernel_many, kern, [student], teacher, outs=[out], threads=1)
     one_thread = {
-        "kernel, 1 thread": lambda: native_path.run_kernel_many(
-            kern, [student], teacher, rule, [out], threads=1
-        ),
-        "kernel LS, 1 thread": lambda: native_path.run_kernel_many(
-            kern, [student], teacher, rule_ls, [out], threads=1
-        ),
+        "kernel, 1 thread": lambda: one(rule),
+        "kernel LS, 1 thread": lambda: one(rule_ls),
         "plain KL, 1 thread": lambda: plain_kl(zs, zt, rows),
     }
     torch.set_num_threads(1)
@@ -238,12 +233,12 @@ def main() -> None:
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # stopped below, by its handle
     try:
         time.sleep(1.0)
-        with torch.inference_mode(), ThreadLog() as used:
+        with torch.inference_mode(), thread_log() as used:
             busy = rounds(core, args.repeats)
     finally:
         hog.kill()
         hog.wait()
-    report(f"beside one CPU-bound process (load average {load()}; decompose used {used.summary()}):", busy)
+    report(f"beside one CPU-bound process (load average {load()}; decompose used {_summary(used)}):", busy)
     bmed = {name: statistics.median(ts) for name, ts in busy.items()}
     r1, r2 = bmed["decompose"] / med["decompose"], bmed["decompose"] / bmed[plain]
     worst = max(busy["decompose"])

@@ -15,11 +15,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hostile_files import npz_bomb
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # benchmarks/ sits in the clone, not in the package
 
-from benchmarks.bench_app_uploads import UPLOAD_INPUT, npz_bomb, upload_and_measure  # noqa: E402
+from benchmarks.bench_app_uploads import UPLOAD_INPUT, upload_and_measure  # noqa: E402
 from cakd_viz.app import config as app_config  # noqa: E402
 from cakd_viz.app import serve  # noqa: E402
 from cakd_viz.runs import store  # noqa: E402
@@ -132,7 +133,7 @@ def test_code_on_the_tune_form_is_refused_and_nothing_is_created(site, page):
 
 def test_an_upload_bomb_is_refused_with_bounded_memory_and_the_old_bundle_stays(site, page):
     server, dirs = site
-    bomb = npz_bomb(dirs["files"] / "bomb.npz", 1024)  # 2 x 1 GiB of zeros in about 2 MB
+    bomb = npz_bomb(dirs["files"] / "bomb.npz")  # 2 x 1 GiB of zeros in about 2 MB
     page.goto(f"{server.url}/data?bundle=sample:digits")
     serve.wait_rendered(page)
     page.get_by_role("tab", name="Upload a file").click()
