@@ -4,16 +4,14 @@ folder with an impossible time."""
 
 from __future__ import annotations
 
-import json
 import os
 import site
 import sys
 import sysconfig
-import time
 from pathlib import Path
 from unittest import mock
 
-from probe_support import REPO, Case, check, cli, leaks, markup_problems, page_ok
+from probe_support import REPO, Case, check, cli, leaks, markup_problems, page_ok, run_folder
 
 PIECES = (  # each shown alone too: class names and quoted values are cut to a few dozen characters
     "![pwned](http://127.0.0.1:9/x.png)",  # a Markdown image: the browser would fetch it
@@ -52,17 +50,13 @@ def _hostile_runs(w) -> Path:
     root = w.folder("runs-markup")
     if any(root.iterdir()):
         return root
-    config = {"name": HOSTILE, "data": "sample:digits", "teacher": "sample:digits/teacher", "student": "mlp"}
-    failed = {"state": "failed", "created": time.time(), "error": HOSTILE}
+    failed = {"state": "failed", "error": HOSTILE}
     for name, loss, status in (  # the second run's loss is one the page knows
         ("20260101-000000-evil-aaaa", HOSTILE, failed | {"pid": HOSTILE}),
         ("20260101-000001-evil-bbbb", "kd", failed),
     ):
-        folder = root / name
-        folder.mkdir()
-        (folder / "config.json").write_text(json.dumps(config | {"loss": {"name": loss}, "epochs": 1}))
-        (folder / "status.json").write_text(json.dumps(status))
-        (folder / "log.txt").write_text(HOSTILE + "\n")
+        config = {"name": HOSTILE, "teacher": "sample:digits/teacher", "loss": {"name": loss}}
+        run_folder(root, name, status, HOSTILE + "\n", **config)
     return root
 
 
@@ -123,20 +117,9 @@ def _failed_runs(w) -> Path:
         "lib": f"RuntimeError: {lib}/serialization.py: PytorchStreamReader failed reading zip archive",
     }
     for i, (name, error) in enumerate(errors.items()):
-        folder = root / f"20260101-00000{i}-fail-{name}"
-        folder.mkdir()
-        config = {
-            "name": name,
-            "data": "sample:digits",
-            "student": "mlp",
-            "loss": {"name": "kd"},
-            "epochs": 1,
-        }
-        (folder / "config.json").write_text(json.dumps(config))
-        status = {"state": "failed", "created": time.time(), "error": error}
-        (folder / "status.json").write_text(json.dumps(status))
-        (folder / "log.txt").write_text(
-            f"12:00:00 running {folder.name}\n"
+        folder = f"20260101-00000{i}-fail-{name}"
+        log = (
+            f"12:00:00 running {folder}\n"
             f"{lib}/nn/modules/module.py:1234: UserWarning: a library warning\n"
             "  warnings.warn(\n"
             "12:00:01 Traceback (most recent call last):\n"
@@ -147,6 +130,7 @@ def _failed_runs(w) -> Path:
             f"{error}\n"
             f"12:00:01 failed: {error}\n"
         )
+        run_folder(root, folder, {"state": "failed", "error": error}, log, name=name)
     return root
 
 

@@ -82,20 +82,6 @@ def tiny_run(**change) -> dict:
 # -- signals: Cancel signals only a run's own group ---------------------------------------------------------
 
 
-def _running_folder(root: Path, name: str, status: dict) -> Path:
-    import time
-
-    from cakd_viz.runs import store
-
-    folder = root / name
-    folder.mkdir(parents=True)
-    config = {"name": name, "data": "sample:digits", "student": "mlp", "loss": {"name": "kd"}, "epochs": 1}
-    (folder / store.CONFIG).write_text(json.dumps(config))
-    (folder / store.STATUS).write_text(json.dumps({"state": "running", "created": time.time(), **status}))
-    (folder / store.LOG).write_text("")
-    return folder
-
-
 def _cancel_spares(w: World, name: str, forge) -> None:
     """Two `sleep` children of ours, each in a group of its own: one plays the run's process, the other a
     bystander; the run folder's status is ``forge(process, bystander)``. Cancel may signal neither."""
@@ -105,7 +91,7 @@ def _cancel_spares(w: World, name: str, forge) -> None:
     process = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         status = forge(store.process_identity(process.pid), process.pid, bystander.pid)
-        folder = _running_folder(w.folder("runs-signals"), name, status)
+        folder = probe_support.run_folder(w.folder("runs-signals"), name, {"state": "running"} | status)
         cancel(folder, grace_s=0.5)
         check(process.poll() is None, f"the process the folder names was signalled ({process.returncode})")
         check(bystander.poll() is None, f"the bystander group was signalled ({bystander.returncode})")

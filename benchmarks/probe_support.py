@@ -8,6 +8,7 @@ exception escaped, a process died of a signal, or it hung past its time limit).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -163,6 +164,24 @@ def one_line_refusal(done: Finished, *, codes=(1, 2), says: str = "") -> str:
     check("Traceback" not in done.stderr, "a traceback on stderr")
     check(says in lines[0], f"the line does not say {says!r}: {lines[0][:160]!r}")
     return lines[0]
+
+
+def run_folder(root: Path, run_id: str, status: dict, log: str = "", /, **config) -> Path:
+    """A run folder written by hand, as a forger or a broken run would leave it: config.json (a 1-epoch KD
+    run on the digits named ``run_id``, updated by ``config``), status.json and log.txt."""
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    config = {
+        "name": run_id,
+        "data": "sample:digits",
+        "student": "mlp",
+        "loss": {"name": "kd"},
+        "epochs": 1,
+    } | config
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "status.json").write_text(json.dumps({"created": time.time()} | status))
+    (folder / "log.txt").write_text(log)
+    return folder
 
 
 # -- what a page shows ---------------------------------------------------------------------------------------
