@@ -1,32 +1,12 @@
 """How long the app takes to show exact numbers in a real browser, on a 50,000 or a 1,280,000 x 1,000 bundle.
 
-Synthesises the bundle once (float16, a teacher and two students, under artifacts/bench/) unless
---bundle names one, starts `cakd-viz app` on a free port, drives Debian's Chromium through Playwright and
-prints, in seconds from the input until the exact numbers are on the page (the script run is over, no
-element is stale, no progress bar is left, every chart is drawn and the page's text names the new
-setting and "all N samples" where the page says it):
-
-  first open         a fresh server: the bundle opened (each logit file scanned once: NaN/inf check and
-                     predictions), the Overview's exact passes for every student, the page drawn
-  another session    a new tab on the same server: the results are in its memory
-  T change           typing a new temperature in the sidebar (a setting never computed before)
-  grouping change    typing a new grouping spec
-  student change     picking another student A in the sidebar
-  student B          picking a student B (the Overview adds A against B), and nobody again
-  page switch        to Correlation groups, Sample, Diagnose and Data (and back to the Overview)
-  memory             the server's anonymous memory (heap, not the memory-mapped bundle): peak sampled
-                     every 50 ms over each server's life, and /proc/PID/status (RssAnon, VmRSS) at the end
-
-The first open is measured on --repeats fresh servers (no results are kept on disk, so every fresh
-server is a cold one); the interactions on the last server, each repeated with a new setting every time.
-Each line gives the median and the browser's median CPU seconds, then every value with the CPU seconds
-the server used meanwhile (all its threads: on 2 free cores a pass takes about half its CPU time), those
-of the browser (Chromium's processes, on the same cores) and the 1-minute load average then.
-Targets: exact numbers within 3 s of a temperature, grouping or student change (5 s at
-most), within 15 s of the first open (30 s at most), app memory under 3 GB beyond the memory-mapped
-bundle. The machine is shared: the load average is printed with every figure.
-
     .venv/bin/python benchmarks/bench_app_render.py [--n 1280000] [--classes 1000] [--repeats 3] [--bundle DIR]
+
+What it measures, and its targets: benchmarks/README.md. "Exact numbers on the page": the script run is
+over, no element is stale, no progress bar is left, every chart is drawn and the page's text names the
+new setting and "all N samples" where the page says it. Server CPU seconds count all its threads (on 2
+free cores a pass takes about half its CPU time); the machine is shared, so every figure carries the
+1-minute load average.
 """
 
 from __future__ import annotations

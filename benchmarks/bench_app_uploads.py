@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import shutil
 import struct
 import sys
 import tempfile
@@ -89,12 +88,17 @@ def honest_npz(path: Path, mb: int) -> tuple[Path, int]:
     return path, teacher.nbytes + student.nbytes + labels.nbytes
 
 
-def _zeros_pt(path: Path) -> Path:
+def pt_deflated(folder: Path) -> Path:
+    """A torch.save file of two 1 GiB zero tensors, rewritten with deflated members."""
     import torch
 
+    raw = folder / "archive.pt"  # torch names its members after the file: archive/..., as from a buffer
     n = H.GiB // 4 // 100
-    torch.save({"teacher": torch.zeros(n, 100), "student": torch.zeros(n, 100)}, path)
-    return path
+    torch.save({"teacher": torch.zeros(n, 100), "student": torch.zeros(n, 100)}, raw)
+    try:
+        return H.pt_recompressed(raw, folder / "deflated.pt")
+    finally:
+        raw.unlink()
 
 
 def hostile_files(folder: Path, honest_mb: int) -> list[tuple[str, Path, int]]:
@@ -104,11 +108,7 @@ def hostile_files(folder: Path, honest_mb: int) -> list[tuple[str, Path, int]]:
         ("npz bomb, 2 x 1 GiB of zeros", H.npz_bomb(folder / "bomb.npz"), 0),
         ("npz declaring 4 TB", npz_huge_header(folder / "huge.npz"), 0),
         ("safetensors declaring 40 GB", safetensors_huge_header(folder / "huge.safetensors"), 0),
-        (
-            "pt with deflated 2 x 1 GiB",
-            H.pt_recompressed(_zeros_pt(folder / "archive.pt"), folder / "deflated.pt"),
-            0,
-        ),
+        ("pt with deflated 2 x 1 GiB", pt_deflated(folder), 0),
     ]
     if honest_mb:
         junk = folder / "junk.npz"
@@ -148,38 +148,23 @@ def upload_and_measure(server: serve.Server, page, path: Path, timeout_s: float 
     }
 
 
-def run(honest_mb: int, keep: Path | None) -> list[dict]:
-    """Upload every file to a fresh server (its temp folder a private one): a row of figures per file."""
-    work = Path(tempfile.mkdtemp(prefix="cakd-bench-uploads-"))
-    try:
-        files = hostile_files(keep or work / "files", honest_mb)
-        (work / "tmp").mkdir()
-        return _measure(files, work / "tmp")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _measure(files: list[tuple[str, Path, int]], tmp: Path) -> list[dict]:
+def run(honest_mb: int, keep: Path | None) -> list[tuple[str, str, list[float]]]:
+    """Upload every file to a fresh server (its temp folder a private one): per file, what the app said and
+    the figures in MiB: peak +, heap +, upload, arrays and excess (see the module docstring)."""
     rows = []
-    with serve.running_server(env={"TMPDIR": str(tmp)}) as server, serve.browser() as b:
-        page = b.new_page(viewport={"width": 1400, "height": 900})
-        for what, path, arrays in files:
-            page.goto(f"{server.url}/data?bundle=sample:digits")
-            serve.wait_rendered(page)
-            page.get_by_role("tab", name="Upload a file").click()
-            m = upload_and_measure(server, page, path)
-            size = path.stat().st_size
-            rows.append(
-                {
-                    "file": what,
-                    "said": m["said"],
-                    "total_mb": m["total"] / MB,
-                    "anon_mb": m["anon"] / MB,
-                    "upload_mb": size / MB,
-                    "arrays_mb": arrays / MB,
-                    "excess_mb": (m["anon"] - size - arrays) / MB,
-                }
-            )
+    with tempfile.TemporaryDirectory(prefix="cakd-bench-uploads-") as work:
+        files = hostile_files(keep or Path(work) / "files", honest_mb)
+        (Path(work) / "tmp").mkdir()
+        with serve.running_server(env={"TMPDIR": f"{work}/tmp"}) as server, serve.browser() as b:
+            page = b.new_page(viewport={"width": 1400, "height": 900})
+            for what, path, arrays in files:
+                page.goto(f"{server.url}/data?bundle=sample:digits")
+                serve.wait_rendered(page)
+                page.get_by_role("tab", name="Upload a file").click()
+                m = upload_and_measure(server, page, path)
+                size = path.stat().st_size
+                figures = [m["total"], m["anon"], size, arrays, m["anon"] - size - arrays]
+                rows.append((what, m["said"], [x / MB for x in figures]))
     return rows
 
 
@@ -196,12 +181,9 @@ def main() -> None:
     print(
         f"{'file':32s} {'peak +':>7s} {'heap +':>7s} {'upload':>7s} {'arrays':>7s} {'excess':>7s}  the app said"
     )
-    for r in rows:
-        print(
-            f"{r['file']:32s} {r['total_mb']:7.1f} {r['anon_mb']:7.1f} {r['upload_mb']:7.1f} "
-            f"{r['arrays_mb']:7.1f} {r['excess_mb']:7.1f}  {r['said'][:100]}"
-        )
-    worst = max(r["excess_mb"] for r in rows)
+    for what, said, figures in rows:
+        print(f"{what:32s} " + " ".join(f"{x:7.1f}" for x in figures) + f"  {said[:100]}")
+    worst = max(figures[-1] for _, _, figures in rows)
     print(f"largest excess (heap + minus upload minus arrays): {worst:.1f} MiB (goal < 300 MB)")
 
 

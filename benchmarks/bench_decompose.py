@@ -2,26 +2,10 @@
 
     .venv/bin/python benchmarks/bench_decompose.py [--n 50000] [--classes 1000] [--repeats 9] [--busy]
 
-Contenders, timed in turn in every round (medians and maxima over the rounds, all in this process):
-  decompose           `cakd_viz.decompose(..., device="cpu")` as a user calls it: the fused C kernel,
-                      threads fitted to the CPUs free at each call (it prints the counts it used);
-  kernel, 2 threads   the same kernel forced to 2 threads (target A is stated for 2 threads);
-  plain KL            PyTorch's plain per-sample KL(teacher || student) with 2 threads:
-                      sum(p * (log_softmax(zt/T) - log_softmax(zs/T)), 1) over row chunks, the chunk
-                      size the fastest of a few (measured first): the least any KL-based tool must do,
-                      and it gives the KL only;
-  straightforward     (quiet only) the three terms the way DKD/GDKD code computes them (mdistiller's
-                      dkd_loss per sample, for top-k sets);
-  tensor ops          (quiet only) decompose's float64 tensor-op path on the CPU (the fallback);
-  decompose LS        (quiet only) `decompose(..., standardize=True)`: logit standardization, the kernel's
-                      per-row teacher and student scales (its statistics passes, d always in double).
-Targets: decompose <= 0.5x plain KL with 2 threads (A). Also CPU time with one thread each. The LS line
-is a ratio to decompose as called (no target; the issue asks that it be printed).
-
---busy adds a run beside one CPU-bound process that this script starts (`python -c "while True:
-pass"`) and stops: decompose's busy median <= 2.5x its quiet median and <= 1.5x plain KL's busy median,
-no single busy call over 1 s (C). Quiet and busy are measured in the same run; the 1-minute load average
-is printed at the start and end (the machine is shared).
+Contenders and targets: benchmarks/README.md. Each is timed in turn in every round (medians and maxima
+over the rounds, all in this process). "plain KL" is the least any KL-based tool must do, and it gives the
+KL only; "straightforward" is mdistiller's dkd_loss per sample, for top-k sets; "decompose LS" is a ratio
+to decompose as called (no target; the issue asks that it be printed).
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """How quickly the Samples page (the explorer) answers a filter change on a 1,280,000 x 1,000 bundle, as a
 ratio to the same changes on the shipped glyphs sample (3,100 samples), measured in the same run.
 
-Starts `cakd-viz app BUNDLE` for each bundle, opens /samples in Debian's Chromium (Playwright), waits for
-the first exact page (the decomposition pass of student A included: reported, not compared), then
-times, from the input until the script run it starts is over and the page is drawn: a failure set picked,
-a confusion pill clicked, the sort changed, the next page, the map opened (PCA, the first time: the
-embedding is computed) and its colouring changed. Each action is repeated --repeats times with a new
-value each time; the median is printed with every value and the 1-minute load average (the machine is
-shared). Target: about a second per filter change at 1,280,000 samples.
-
     .venv/bin/python benchmarks/bench_explorer.py --bundle /work/data/big1280k [--repeats 3]
+
+The actions and target: benchmarks/README.md. The first exact page (student A's pass included) is
+reported, not compared; each action is repeated --repeats times with a new value each time.
 """
 
 from __future__ import annotations
@@ -54,22 +49,23 @@ def _measure(url: str, repeats: int) -> dict[str, list[float]]:
         page.locator("h1").filter(has_text="Samples").wait_for(timeout=900_000)
         serve.wait_rendered(page, timeout_ms=900_000)
         out["first open (with A's pass)"] = [time.perf_counter() - t0]
-        for r in range(repeats):
-            act = _select(page, "Failure of", FAILURES[r % 2])
-            out.setdefault("failure set picked", []).append(_timed(page, act))
-        for _ in range(repeats):
-            out.setdefault("next page", []).append(
-                _timed(page, page.get_by_role("button", name="Next ▶").click)
-            )
-        for r in range(repeats):
-            out.setdefault("sort changed", []).append(_timed(page, _select(page, "Sort by", SORTS[r % 3])))
-        for r in range(repeats):
-            pill = page.locator('[data-testid="stButtonGroup"] button').nth(r + 1)
-            out.setdefault("confusion pill clicked", []).append(_timed(page, pill.click))
+        actions = {  # what: (the action of repeat r, charts); each repeated in turn
+            "failure set picked": (lambda r: _select(page, "Failure of", FAILURES[r % 2]), 0),
+            "next page": (lambda r: page.get_by_role("button", name="Next ▶").click, 0),
+            "sort changed": (lambda r: _select(page, "Sort by", SORTS[r % 3]), 0),
+            "confusion pill clicked": (
+                lambda r: page.locator('[data-testid="stButtonGroup"] button').nth(r + 1).click,
+                0,
+            ),
+        }
+        for what, (action, charts) in actions.items():
+            out[what] = [_timed(page, action(r), charts) for r in range(repeats)]
         out["map opened (PCA computed)"] = [_timed(page, page.get_by_role("tab", name="Map").click, charts=1)]
-        for r in range(repeats):
-            radio = page.locator('[data-testid="stRadio"]').get_by_text(COLOURS[r % 3], exact=True)
-            out.setdefault("map colour changed", []).append(_timed(page, radio.click, charts=1))
+        radio = page.locator('[data-testid="stRadio"]')
+        out["map colour changed"] = [
+            _timed(page, radio.get_by_text(COLOURS[r % 3], exact=True).click, charts=1)
+            for r in range(repeats)
+        ]
     return out
 
 

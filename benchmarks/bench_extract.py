@@ -69,17 +69,11 @@ def glyph_data(n: int) -> DataSource:
     )
 
 
-def _modules(models: dict[str, object], device: torch.device) -> list[torch.nn.Module]:
-    out = []
-    for m in models.values():
-        module = m if isinstance(m, torch.nn.Module) else load_model(m)[0]
-        out.append(module.to(device).eval())
-    return out
-
-
 def forward_rate(models: dict, source: DataSource, device: torch.device, batch: int, amp: str) -> float:
     """Samples/s of the three models alone on one batch already on the device (no data loading, no writes)."""
-    mods = _modules(models, device)
+    mods = [
+        (m if isinstance(m, torch.nn.Module) else load_model(m)[0]).to(device).eval() for m in models.values()
+    ]
     x = source.dataset.x[:batch].to(device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     ctx = torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast(device.type, enabled=False)

@@ -2,25 +2,12 @@
 
     .venv/bin/python benchmarks/bench_gpu.py [--n 1280000] [--classes 1000] [--repeats 3]
 
-One script for a GPU machine, a few minutes in all (every figure is printed as soon as it is measured):
-
-1. decompose 1,280,000 x 1,000 float16 logits (topk:5, T = 4) with device="cuda", including the transfer
-   from host memory: from numpy arrays in ordinary (pageable) memory, which decompose copies through
-   pinned buffers while the previous chunk computes, and from pinned torch tensors; the logits already
-   on the GPU give the compute alone. Goal: under 1 s on an H100-class GPU. Then the CUDA results
-   against the C kernel on the CPU on a 20,000-row subsample, for topk:5, mass:0.9 and target (both
-   paths promise every term to 1e-3 of a float64 reference).
-2. a training step of a student against fixed teacher logits (batch 256, 1,000 classes; CE + the
-   distillation loss, backward, SGD), with KDLoss, DKDLoss and CAKDLoss (topk:5 and target):
-   (a) the student a linear layer 2,048 -> 1,000 (the loss is most of the step: the hard case);
-   (b) the student the cnn_l architecture on 32 x 32 images (62 classes). Goal: CAKD <= 1.1x KD.
-3. extraction throughput (samples/s) with `cakd_viz.extract.extract` of the glyphs teacher and two
-   students (shipped samples, or untrained models of their architectures) over the shipped glyph
-   images repeated to 100,000, in fp32 and under bf16 and fp16 autocast (benchmarks/bench_extract.py).
-
-On a machine without CUDA it says so in one line and exits 0. `--device cpu` runs the same code on the
-CPU with small sizes, to check the script itself before a GPU is at hand (its figures mean nothing):
-tests/test_bench_gpu.py does.
+One script for a GPU machine, a few minutes in all, every figure printed as soon as it is measured; the
+sections and goals are in benchmarks/README.md. Both decompose paths promise every term to 1e-3 of a
+float64 reference. The linear student is the hard case (the loss is most of the step). Extraction uses
+the shipped glyphs models (or untrained ones of their architectures) over the glyph images repeated to
+100,000. `--device cpu` runs the same code small, to check the script before a GPU is at hand (its
+figures mean nothing): tests/test_bench_gpu.py does.
 """
 
 from __future__ import annotations
@@ -34,24 +21,18 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from bench_decompose import rounds
 
 
-def sync() -> None:
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Wall seconds of `repeats` calls after one warm-up, each synchronised with the GPU at both ends."""
+    return rounds({"fn": fn}, repeats, clock=_synced)["fn"]
+
+
+def _synced() -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
-    """Wall seconds of `repeats` calls after `warmup` (each call synchronised with the GPU)."""
-    times = []
-    for i in range(warmup + repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    return time.perf_counter()
 
 
 def make_logits(n: int, c: int, dev: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -2,17 +2,10 @@
 
     .venv/bin/python benchmarks/bench_hostile_inputs.py [--dir /tmp/cakd-hostile] [--legit-mb 150]
 
-Goal (issue 9): no file under 200 MB raises the command's peak memory by more than 300 MB beyond the
-arrays it legitimately produces.
-
-Each case runs `python -m cakd_viz import FILE --out DIR/out` in a fresh subprocess. Its peak resident
-memory (VmHWM: the kernel's high-water mark, memory-mapped file pages included) and its anonymous
-memory (RssAnon: numpy buffers, excluding memory-mapped files) are read from /proc/PID/status every
-5 ms until it exits. Both are reported as deltas over a baseline measured in the same run:
-the import of a tiny valid file (the interpreter, torch, numpy and pandas that every command loads).
-For a file that imports, "legit" is the bytes of the arrays it produces (the bundle's .npy data);
-"over" = peak delta - legit, the figure the goal bounds. A refused file produces nothing, so its
-whole delta counts. The hostile files come from tests/hostile_files.py (the tests replay them too).
+Goal (issue 9) and files: benchmarks/README.md. Each import runs in a fresh subprocess whose VmHWM
+(memory-mapped pages included) and RssAnon (numpy buffers) are sampled from /proc; both are deltas over a
+tiny valid import in the same run. "legit" is the bytes of the .npy arrays an import produces (a refused
+file produces none, so its whole delta counts); "over" = peak delta - legit, the figure the goal bounds.
 """
 
 from __future__ import annotations

@@ -4,23 +4,9 @@
                                                       [--repeats 3] [--skip-cold] [--keep] [--bundle B]
                                                       [--temperatures 4 1]
 
-1. Creates the bundle with `python -m cakd_viz synth --n N --classes C --dtype float16 --out DIR/...`
-   (a teacher and two students, ~7.7 GB at full size; DIR defaults to a new temporary folder), or
-   reuses one already there with the same sizes.
-2. Page cache: reads the teacher and student "kd" once (so they are cached), then times, in turn in
-   each of `--repeats` rounds, `decompose(student, teacher, grouping="topk:5", temperature=4, device=
-   "cpu")` on the memory-mapped arrays and the engine it replaced (float32 tensor ops, a frozen copy in
-   benchmarks/baseline_decompose.py). Target: at least 3x faster (issue 11).
-3. Both students in one pass (`decompose_many`, what the app's pages ask for) against one `decompose`
-   each, under topk:5 and mass:0.9 at each of --temperatures (default: 4; at T <= 2 the kernel redoes
-   1-2% of real students' rows in double), and the scan that opens a bundle in the app (`scan_logits`
-   of every logit file: NaN/inf check and predictions), in wall and CPU seconds.
-4. Unless --skip-cold: evicts the files from the page cache (posix_fadvise DONTNEED) and runs
-   `cakd-viz decompose BUNDLE --out DIR/terms.parquet --student kd --grouping topk:5 -T 4 --device cpu`
-   in this process, sampling /proc/self/status every 50 ms: wall time and peak RssAnon (anonymous
-   memory; the memory-mapped files are excluded), target < 3 GB.
-5. Deletes the bundle and the table (and DIR if this script created it) unless --keep; a bundle given
-   with --bundle is never deleted.
+The steps and targets: benchmarks/README.md. The old engine is frozen in baseline_decompose.py (issue 11);
+at T <= 2 the kernel redoes 1-2% of real students' rows in double. The from-disk run evicts the files
+(posix_fadvise DONTNEED) and samples /proc/self/status every 50 ms.
 """
 
 from __future__ import annotations
@@ -40,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from baseline_decompose import baseline_decompose
+from bench_decompose import rounds
 
 from cakd_viz.bundle import load_bundle
 from cakd_viz.bundle.npy import human_size
@@ -133,23 +120,18 @@ def page_cache(bundle: Path, repeats: int) -> None:
     for arr in (teacher, student):
         warm(arr)
     kw = {"grouping": "topk:5", "temperature": 4.0}
-    fns = {
-        "decompose (kernel)": lambda: decompose(student, teacher, device="cpu", **kw),
-        "old engine": lambda: baseline_decompose(student, teacher, **kw),
-    }
-    times: dict[str, list[float]] = {name: [] for name in fns}
     results = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - start)
+    fns = {
+        "decompose (kernel)": lambda: results.update(new=decompose(student, teacher, device="cpu", **kw)),
+        "old engine": lambda: results.update(old=baseline_decompose(student, teacher, **kw)),
+    }
+    times = rounds(fns, repeats, warmup=0)
     print(f"from the page cache ({b.num_samples:,} x {b.num_classes:,} {b.dtype}, topk:5, T=4, device cpu):")
     for name, ts in times.items():
         print(
             f"  {name:<20} median {statistics.median(ts):6.2f} s   min {min(ts):6.2f}   max {max(ts):6.2f}   (n={len(ts)})"
         )
-    new, old = results["decompose (kernel)"], results["old engine"]
+    new, old = results["new"], results["old"]
     print(f"  max |kernel KL - old engine KL|: {np.max(np.abs(new.kl - old['kl'])):.1e} nats")
     ratio = statistics.median(times["old engine"]) / statistics.median(times["decompose (kernel)"])
     print(f"old engine / decompose = {ratio:.1f}x (target >= 3)  {'OK' if ratio >= 3 else 'MISSED'}")
@@ -177,20 +159,13 @@ def students(bundle: Path, repeats: int, temperatures: list[float]) -> None:
 
 def _rounds(fns: dict, repeats: int, title: str) -> None:
     """Run each function ``repeats`` times in turn; print wall and CPU seconds (medians) with the load."""
-    wall: dict[str, list[float]] = {name: [] for name in fns}
-    cpu: dict[str, list[float]] = {name: [] for name in fns}
     load = os.getloadavg()[0]
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            c0, start = time.process_time(), time.perf_counter()
-            fn()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - c0)
+    both = rounds(fns, repeats, warmup=0, clock=lambda: np.array([time.perf_counter(), time.process_time()]))
     print(f"{title} (load average {load:.2f} before, {os.getloadavg()[0]:.2f} after):")
-    for name in fns:
+    for name, rows in both.items():
+        (wall, cpu), fastest = np.median(rows, axis=0), min(r[0] for r in rows)
         print(
-            f"  {name:<24} median {statistics.median(wall[name]):6.2f} s wall, "
-            f"{statistics.median(cpu[name]):6.2f} s CPU   (min {min(wall[name]):.2f} s, n={repeats})"
+            f"  {name:<24} median {wall:6.2f} s wall, {cpu:6.2f} s CPU   (min {fastest:.2f} s, n={repeats})"
         )
 
 

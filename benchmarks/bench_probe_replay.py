@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 BASE = Path(tempfile.mkdtemp(prefix="cakd-probe-"))
@@ -40,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import probe_cases  # noqa: E402
-from probe_support import STATES, Outcome, replay  # noqa: E402
+from probe_support import Outcome, replay  # noqa: E402
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -50,9 +51,8 @@ def table(outcomes: list[Outcome]) -> str:
     rows = [head, "-" * len(head)]
 
     def row(name: str, group: list[Outcome]) -> str:
-        n = {s: sum(o.state == s for o in group) for s in (*STATES, "not run")}
-        tried = len(group) - n["not run"]
-        return f"{name:10s} {tried:5d} {n['clean']:5d} {n['crashed']:7d} {n['wrong']:5d} {n['not run']:7d}"
+        n = Counter(o.state for o in group)
+        return f"{name:10s} {len(group) - n['not run']:5d} {n['clean']:5d} {n['crashed']:7d} {n['wrong']:5d} {n['not run']:7d}"
 
     rows += [row(c, [o for o in outcomes if o.case.category == c]) for c in cats]
     rows += ["-" * len(head), row("total", outcomes)]

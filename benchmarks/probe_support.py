@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO / "tests"))  # the hostile files and /proc sampling,
 import hostile_files as H  # noqa: E402
 
 MiB = 2**20
-STATES = ("clean", "crashed", "wrong")
 
 
 class Wrong(Exception):

@@ -250,9 +250,9 @@ def trial_record(method: str, info: RunInfo) -> dict:
     """What results.json keeps of one trial."""
     epochs = list(info.epochs)
     finite = all(math.isfinite(e.get("loss", math.nan)) for e in epochs)
-    norms = [e["grad_norm_max"] for e in epochs if e.get("grad_norm_max") is not None]
-    means = [e["grad_norm"] for e in epochs if e.get("grad_norm") is not None]
-    clipped = [e["clipped_frac"] for e in epochs if e.get("clipped_frac") is not None]
+    norms, means, clipped = (
+        [e[k] for e in epochs if e.get(k) is not None] for k in ("grad_norm_max", "grad_norm", "clipped_frac")
+    )
     return {
         "method": method,
         "run": info.id,
@@ -512,12 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = read_json_config(args.plan)
     workers = args.workers or default_workers(int(plan["base"].get("threads", 1)))
     run = not args.report_only
-    session = {
-        "started": time.time(),
-        "load_start": os.getloadavg()[0],
-        "niceness": os.nice(0),
-        "workers": workers,
-    }
+    session = {"started": time.time(), "load_start": os.getloadavg()[0], "niceness": os.nice(0)}
+    session["workers"] = workers
     try:
         sel = selection_trials(plan)
         sel_runs = run_stage("selection", plan, sel, args.runs_dir, workers, run=run)
