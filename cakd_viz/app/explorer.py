@@ -1,14 +1,6 @@
-"""The samples explorer's Streamlit glue: its controls bound to the URL, and the ways in and back.
-
-Every control of the Samples page is bound to a query parameter (``links.bound``), so a link reproduces
-the view: ``true``, ``teacher``, ``pred``, ``predb`` (classes, by name), ``pair`` (a confusion, "TRUE →
-PREDICTED" by name), ``failure``, ``change``, ``term``, ``fam`` (the filters), ``sort``, ``order``,
-``page``, and the map's ``tab``, ``map``, ``color``. Other pages open the explorer through ``button(label, link(...))``: a callback asks, and
-``follow()`` at the top of the page switches (a callback cannot switch pages), with the explorer's
-previous values forgotten so that only the link's filters hold. The Sample page's way back
-(``back_button``) switches without parameters: Streamlit keeps a page's bound values while another
-page shows, so the explorer comes back as it was.
-"""
+"""The samples explorer's Streamlit glue: its controls bound to the URL (the ``K_*`` query parameters), and
+the ways in (``button(label, link(...))`` then ``follow()``) and back (``back_button``); docs/architecture.md
+§9, "Opening a page with its controls set"."""
 
 from __future__ import annotations
 
@@ -41,23 +33,10 @@ _K_BACK = "_samples_back"  # the Sample page was opened from the explorer: it of
 _K_PILLS = "samples_pills"
 
 
-# -- ways in and back ---------------------------------------------------------------------------------------
-
-
-def link(
-    names,
-    *,
-    true: int | None = None,
-    teacher: int | None = None,
-    pred: int | None = None,
-    pair: tuple[int, int] | None = None,
-    failure: str | None = None,
-    change: str | None = None,
-    sort: str | None = None,
-) -> dict[str, str]:
-    """The explorer's query parameters for these filters (classes by index; ``names``: the classes as
-    shown, which the explorer's class boxes hold) and sort (a key of ``explore.SORT_KEYS``)."""
-    classes = {K_TRUE: true, K_TEACHER: teacher, K_PRED: pred}
+def link(names, *, pair=None, change=None, failure=None, sort=None, **classes: int) -> dict[str, str]:
+    """The explorer's query parameters for these filters (``classes``: ``true``, ``teacher`` or ``pred``, by
+    index; ``names``: the classes as shown, which the explorer's class boxes hold), ``pair`` (reference,
+    predicted) and sort (a key of ``explore.SORT_KEYS``)."""
     out = {k: str(names[int(c)]) for k, c in classes.items() if c is not None}
     if pair is not None:
         out[K_PAIR] = _pair_words(list(names))(pair)
@@ -116,9 +95,6 @@ def follow_open() -> None:
     if (index := ss.pop(_K_OPEN, None)) is not None:
         ss[_K_BACK] = True
         state.goto_sample(index)
-
-
-# -- the controls ------------------------------------------------------------------------------------------
 
 
 def _first_page() -> None:
@@ -184,8 +160,14 @@ def filters(sel: state.Selection, d, family_words: dict[int, str], confusions):
         "Classes whose average teacher-logit correlation is at least 0.5 (the Correlation page's families).",
         lambda raw: "which is not a family of this bundle's classes",
     )  # fmt: skip
-    if b:
-        f |= _b_filters(names, a, b)
+    if b:  # student B's filters, a row of their own: its prediction, and fixed or broken against A
+        row = st.columns(4)
+        f["pred_b"] = _class_box(row[0], f"{b} (B) predicts", K_PRED_B, names, "Student B's top class.")
+        f["change"] = _choice_box(
+            row[1], f"{b} (B) against {a} (A)", K_CHANGE, CHANGES,
+            "Fixed by B: A wrong, B right; broken by B: A right, B wrong (right: the true class, or the "
+            "teacher's without labels).",
+        )  # fmt: skip
     pairs = confusions(explore.Filters(**f))
     f["pair"] = _pair_box(top[3], pairs, names, labels, a)
     notes = [
@@ -196,19 +178,6 @@ def filters(sel: state.Selection, d, family_words: dict[int, str], confusions):
         st.warning(line, icon=":material/link_off:")
     links.show(FILTER_KEYS)
     return explore.Filters(**f), pairs
-
-
-def _b_filters(names: list[str], a: str, b: str) -> dict:
-    """Student B's filters (a row of their own): its prediction, and fixed or broken against A."""
-    row = st.columns(4)
-    return {
-        "pred_b": _class_box(row[0], f"{b} (B) predicts", K_PRED_B, names, "Student B's top class."),
-        "change": _choice_box(
-            row[1], f"{b} (B) against {a} (A)", K_CHANGE, CHANGES,
-            "Fixed by B: A wrong, B right; broken by B: A right, B wrong (right: the true class, or the "
-            "teacher's without labels).",
-        ),
-    }  # fmt: skip
 
 
 def _pair_words(names: list[str]):
@@ -294,13 +263,8 @@ def words(f: explore.Filters, names: list[str], families: dict, by: str, descend
     """The filters and the sort in words, for a download's context: {"true class": "O (upper o)", ...}."""
     said = {"true": "true class", "teacher": "teacher predicts", "pred": "A predicts", "pred_b": "B predicts"}
     out = {said[k]: names[v] for k, v in f.active().items() if k in said}
-    if f.pair is not None:
-        out["confusion"] = _pair_words(names)(f.pair)
-    out |= {
-        "failure": f.failure,
-        "change": CHANGES.get(f.change or ""),
-        "largest part": PART.get(f.term or ""),
-    }
+    out["confusion"] = None if f.pair is None else _pair_words(names)(f.pair)
+    out |= {"failure": f.failure, "change": CHANGES.get(f.change), "largest part": PART.get(f.term)}
     out["family"] = None if f.family is None else families[f.family]
     sort = next(k for k, v in explore.SORT_KEYS.items() if v == by)
     out["sorted by"] = f"{sort}, {ORDERS[0] if descending else ORDERS[1]}"

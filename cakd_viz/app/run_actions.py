@@ -1,10 +1,5 @@
-"""What the Tune page's run view does to a run: save its note, archive, restore or delete it (``act``),
-open its bundle in the explorer, compare its student with the bundle's, and which runs the "Compare
-runs" chart shows.
-
-The library (``cakd_viz.runs.results``) moves and deletes folders and refuses a run that is queued or
-running; here those calls become one visible outcome each (a toast, or one error line).
-"""
+"""What the Tune page's run view does to a run (note, archive, restore, delete, open, compare) as one
+visible outcome each (a toast, or one error line), and which runs "Compare runs" shows."""
 
 from __future__ import annotations
 

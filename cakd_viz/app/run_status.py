@@ -1,12 +1,5 @@
-"""What the Tune page's live view says about runs in progress, without layout: each active run's
-progress line (a clear "waiting" state until its first epoch ends), how many runs train at once, and
-which runs failed.
-
-The concurrency is stated as it is: a plain run takes one of ``launcher.default_max_concurrent()``
-slots (``CAKD_VIZ_MAX_RUNS``, else half the cores), while a sweep runs ``engine.default_workers()``
-trials at a time (the cores divided by each trial's threads), so the page never claims one number for
-both.
-"""
+"""What the Tune page's live view says about runs in progress, without layout: progress lines, how many
+runs and sweep trials train at once (two numbers, never one for both), and which runs failed."""
 
 from __future__ import annotations
 
@@ -23,20 +16,18 @@ def public_log(run: RunInfo, lines: int = 40) -> str:
     traceback (a Python error's frames name the server's files and code) replaced by one line saying
     where the operator finds it. The run's error line is shown beside it."""
     text = app_config.scrub(store.log_tail(run.path, lines=lines * 4))
-    where = f"{app_config.public_path(run.path / store.LOG)} on the server"
-    out, in_traceback = [], False
+    marker = f"[a traceback: its frames are in {app_config.public_path(run.path / store.LOG)} on the server]"
     rows = text.splitlines()
     # a traceback longer than the tail: the tail starts among its frames (indented, one "File ..." at least)
     lead = next(
         (i for i, line in enumerate(rows) if line.strip() and not line.startswith((" ", "\t"))), len(rows)
     )
-    if any(line.lstrip().startswith('File "') for line in rows[:lead]):
-        in_traceback = True
-        out.append(f"[a traceback: its frames are in {where}]")
+    in_traceback = any(line.lstrip().startswith('File "') for line in rows[:lead])
+    out = [marker] if in_traceback else []
     for line in rows:
         if "Traceback (most recent call last):" in line:  # the log's lines start with their time
             in_traceback = True
-            out.append(f"[a traceback: its frames are in {where}]")
+            out.append(marker)
         elif in_traceback and (line.startswith((" ", "\t")) or not line.strip()):
             continue  # a frame, or the source line under it
         else:
@@ -45,29 +36,21 @@ def public_log(run: RunInfo, lines: int = 40) -> str:
     return "\n".join(out[-lines:]) or "(log.txt is empty)"
 
 
-def epochs_done(run: RunInfo) -> tuple[int, int]:
-    """(epochs finished, epochs configured) as the run's folder says (0 and 1 when it does not)."""
-    status, total = run.status.get("epoch"), run.config.get("epochs")
-    done = max(status if isinstance(status, int) and not isinstance(status, bool) else 0, len(run.epochs))
-    total = total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 1
-    return done, total
-
-
-def progress(run: RunInfo, now: float | None = None) -> tuple[float, str]:
+def progress(run: RunInfo) -> tuple[float, str]:
     """An active run's progress bar: (fraction done, its one-line markdown text): "epoch 2/5", or until its
     first epoch ends what it waits for."""
-    done, total = epochs_done(run)
-    head = f"**{plain(run.label)}**"
-    tail = f"`{run.id}`"
+    status, total = run.status.get("epoch"), run.config.get("epochs")  # 0 and 1 when the folder does not say
+    done = max(status if isinstance(status, int) and not isinstance(status, bool) else 0, len(run.epochs))
+    total = total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else 1
+    head, tail = f"**{plain(run.label)}**", f"`{run.id}`"
     if run.state == store.ELSEWHERE:
         return min(done / total, 1.0), f"{head} · running elsewhere · epoch {done}/{total} · {tail}"
     if run.state == "queued":
         return 0.0, f"{head} · queued: waiting for a free run slot · {tail}"
     if done == 0:
         started = run.status.get("started")
-        since = ""
-        if isinstance(started, int | float) and not isinstance(started, bool):
-            since = f", started {max(0.0, (now or time.time()) - started):.0f} s ago"
+        known = isinstance(started, int | float) and not isinstance(started, bool)
+        since = f", started {max(0.0, time.time() - started):.0f} s ago" if known else ""
         return 0.0, f"{head} · running: waiting for the first epoch to end{since} · {tail}"
     return min(done / total, 1.0), f"{head} · running · epoch {done}/{total} · {tail}"
 

@@ -1,16 +1,10 @@
-"""The Tune page's runs tracker, without layout: its columns (the loss columns built from the losses'
-declared parameters), the shown table, filtering, sorting, run labels, and where a run's student can be
-compared with the bundle it was trained against.
-
-Accuracy is one format everywhere (percent with two decimals). The selection column, "best acc", is the
-best per-epoch accuracy on the run's validation split; a run without one (``val_split`` 0, or made
-before runs had one) evaluated its epochs on the test split, and says so in the "epochs on" column and
-in its label, so its numbers are never mixed silently with validation numbers.
-"""
+"""The Tune page's runs tracker, without layout: its columns (one per declared loss parameter), filters,
+sorts and run labels. A run without a validation split says so in "epochs on" and in its label, so its
+test-split numbers are never mixed silently with validation numbers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 import pandas as pd
 
@@ -24,16 +18,9 @@ ACCURACY = ("best_acc", "last_acc", "test_acc")
 NO_VALIDATION = "test: no validation"  # how "epochs on" shows a run without a validation split
 
 
-@dataclass(frozen=True)
-class Column:
-    """A tracker column: heading, hover help, width (pixels) and format: a number format, "datetime",
-    "bool", or None (text)."""
-
-    heading: str
-    help: str
-    width: int
-    format: str | None = None
-
+# A tracker column: heading, hover help, width (pixels) and format: a number format, "datetime", "bool",
+# or None (text).
+Column = namedtuple("Column", "heading help width format", defaults=[None])
 
 _LEAD = {
     "run": Column("run", "The run's name; a sweep trial's is the values it varies.", 200),
@@ -111,9 +98,7 @@ def view(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for k in [k for k in ACCURACY if k in shown]:
         shown[k] = shown[k].astype(float) * 100
     if "eval_split" in shown:
-        shown["eval_split"] = shown["eval_split"].map(
-            lambda s: "validation" if s == "validation" else NO_VALIDATION
-        )
+        shown["eval_split"] = shown["eval_split"].where(shown["eval_split"] == "validation", NO_VALIDATION)
     every = columns()
     return shown.rename(columns={k: every[k].heading for k in keys})
 

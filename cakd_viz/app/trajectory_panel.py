@@ -12,11 +12,6 @@ from cakd_viz.app.config import plain
 from cakd_viz.figures import trajectory as tfig
 
 
-def term_choice(key: str, label: str) -> str:
-    """A per-class term (BCD, p_S·SCD, p_W·WCD, KL, accuracy) bound to the URL's ``key``."""
-    return links.worded(st.selectbox, label, tfig.TRAJECTORY_TERMS, key=key)
-
-
 def run_part(r) -> None:
     """A run's classes through training: the heatmap, its table and the samples that changed."""
     st.markdown("#### Classes through training")
@@ -33,7 +28,7 @@ def run_part(r) -> None:
     sel = state.selection(required=False)
     if line := tv.settings_line(t, sel.grouping, sel.temperature, sel.standardize):
         st.caption(line)
-    column = term_choice("term", "Per-class term")
+    column = links.worded(st.selectbox, "Per-class term", tfig.TRAJECTORY_TERMS, key="term")
     extra, beside = None, ""
     if st.toggle("Beside the bundle's students", key="tune_traj_beside", help=tv.BESIDE_HELP):
         found = tv.beside_bundle(r, t, tv.column_for(t, column))
@@ -64,13 +59,13 @@ def changed_samples(r, t, names) -> None:
     first = a.selectbox("From epoch", t.epochs, index=0, key=f"tune_traj_from_{r.id}")
     last = b.selectbox("To epoch", t.epochs, index=len(t.epochs) - 1, key=f"tune_traj_to_{r.id}")
     frame = t.changes(first, last, names)
-    shown = tv.changes_view(frame, t)
+    shown, headings = tv.changes_view(frame, t, first, last)
     ui.table(
         shown,
         name=f"changes-{r.id}-{first}-{last}",
         key="tune_traj_changes",
         context=tv.epoch_context(r, t),
-        headings=tv.changes_headings(t, first, last),
+        headings=headings,
         height=min(420, 38 + 35 * max(len(shown), 1)),
         caption=tv.changes_caption(frame, t, first, last),
     )
@@ -99,7 +94,9 @@ def compare_part(runs, labels: dict[str, str]) -> None:
         st.caption("Not shown: " + "; ".join(plain(line) for line in left) + ".")
     if not panels:
         return
-    column = term_choice("cterm", "Per-class term of the compared runs")
+    column = links.worded(
+        st.selectbox, "Per-class term of the compared runs", tfig.TRAJECTORY_TERMS, key="cterm"
+    )
     first = next(r for r in runs if labels[r.id] in panels)
     names = tv.class_names(first, panels[labels[first.id]].num_classes)
     mode = "side by side"
@@ -129,7 +126,7 @@ def compare_part(runs, labels: dict[str, str]) -> None:
         st.info(f"No difference to show: {plain(exc)}.")
         return
     by_label = {labels[r.id]: r for r in runs}
-    same = tv.same_samples(by_label[la], by_label[lb])
+    same = tv.same_samples(tv.identity(by_label[la]), tv.identity(by_label[lb]))
     ui.chart(
         tfig.difference_heatmap(panels[la], epochs, delta, column, names),
         tv.difference_caption(panels[la], la, lb, epochs, column, same),

@@ -1,14 +1,6 @@
-"""The Tune page's "Classes through training", without layout: a run's trajectory cached per (run folder,
-epoch files), its class names, what its captions say, whether its bundle holds the evaluation samples
-(then a sample opens on the Sample page), and its per-class numbers beside the bundle's students; and
-for "Compare runs", which compared runs' trajectories can be set side by side (up to ``MAX_PANELS``, the
-same classes), whether two were evaluated on the same samples, their per-class difference, the tables
-and the captions.
-
-Everything is computed from the epochs a run keeps (``cakd_viz.runs.trajectory``) under the run's own
-grouping, T and logit standardization; the sidebar's are never used for it, and a caption says so when
-they differ.
-"""
+"""The Tune page's "Classes through training", without layout: cached trajectories, their captions, tables
+and checks (docs/architecture.md §6, "Classes through training"). Always under the run's own grouping, T
+and LS, never the sidebar's; a caption says when they differ."""
 
 from __future__ import annotations
 
@@ -43,14 +35,10 @@ def identity(run: RunInfo) -> tuple:
     """(run folder, its inode, (name, size, mtime) of each file in its epochs/): what the cached trajectory
     is for. A file being written (a running run's ".NAME.tmp-..." until it is renamed) is no part of it."""
     folder = run.path / EPOCHS_DIR
-    files = []
-    if folder.is_dir():
-        for entry in sorted(itertools.islice(folder.iterdir(), MAX_FILES)):
-            if entry.name.startswith("."):
-                continue
-            info = entry.lstat()
-            files.append((entry.name, info.st_size, info.st_mtime_ns))
-    return str(run.path.resolve()), run.path.stat().st_ino, tuple(files)
+    entries = sorted(itertools.islice(folder.iterdir(), MAX_FILES)) if folder.is_dir() else []
+    stats = [(e.name, e.lstat()) for e in entries if not e.name.startswith(".")]
+    files = tuple((name, info.st_size, info.st_mtime_ns) for name, info in stats)
+    return str(run.path.resolve()), run.path.stat().st_ino, files
 
 
 def of(run: RunInfo) -> Trajectory:
@@ -74,13 +62,11 @@ def _computed(path: str, inode: int, files: tuple) -> Trajectory:
 
 def class_names(run: RunInfo, num_classes: int) -> list[str]:
     """Display names of the run's classes: its bundle's, else its shipped sample's, else the indices."""
-    tokens = []
-    if run.bundle_path is not None:
-        tokens.append(f"path:{run.bundle_path}")
     data = str(run.config.get("data") or "")
-    if data.startswith("sample:") and data.count(":") == 1:
-        tokens.append(data)
-    for token in tokens:
+    bundle = None if run.bundle_path is None else f"path:{run.bundle_path}"
+    for token in filter(
+        None, [bundle, data if data.startswith("sample:") and data.count(":") == 1 else None]
+    ):
         try:
             names = bundles.open_source(token).bundle.class_names
         except ValueError:
@@ -143,9 +129,6 @@ def epoch_context(run: RunInfo, t: Trajectory) -> dict:
     }
 
 
-# -- opening a sample --------------------------------------------------------------------------------------
-
-
 def sample_token(run: RunInfo, t: Trajectory) -> tuple[str | None, str]:
     """(bundle token, "") when the run's bundle holds its evaluation samples in order, so a sample opens
     on the Sample page; else (None, why not)."""
@@ -190,14 +173,10 @@ def pick_label(row) -> str:
     return f"#{row['index']}{where}: {row['before_name']} → {row['after_name']}, {row['change']}"
 
 
-def changes_view(frame: pd.DataFrame, t: Trajectory) -> pd.DataFrame:
-    """The changed samples as shown: sample, training row (validation split only), classes by name, KL."""
-    keep = ["index", "row", "true_name", "before_name", "after_name", "kl_before", "kl_after", "change"]
-    return frame[[c for c in keep if c != "row" or t.rows is not None]]
-
-
-def changes_headings(t: Trajectory, first: int, last: int) -> dict[str, str]:
-    return {
+def changes_view(frame: pd.DataFrame, t: Trajectory, first: int, last: int) -> tuple[pd.DataFrame, dict]:
+    """The changed samples as shown (sample, training row of a validation split, classes by name, KL, the
+    change) and their headings."""
+    headings = {
         "index": "sample",
         "row": "training row",
         "true_name": BY[t.by],
@@ -206,6 +185,7 @@ def changes_headings(t: Trajectory, first: int, last: int) -> dict[str, str]:
         "kl_before": f"KL after epoch {first} (nats)",
         "kl_after": f"KL after epoch {last} (nats)",
     }
+    return frame[[c for c in [*headings, "change"] if c != "row" or t.rows is not None]], headings
 
 
 def changes_caption(frame: pd.DataFrame, t: Trajectory, first: int, last: int) -> str:
@@ -219,9 +199,6 @@ def changes_caption(frame: pd.DataFrame, t: Trajectory, first: int, last: int) -
         f"{right:,} sample{'s' if right != 1 else ''} became right and {wrong:,} wrong between epoch {first} "
         f"and epoch {last}, on {scope(t)}; right: the student predicts the {BY[t.by]}. 'sample' is {sample}."
     )
-
-
-# -- beside the bundle's students -----------------------------------------------------------------------
 
 
 def beside_bundle(run: RunInfo, t: Trajectory, column: str) -> tuple[dict[str, np.ndarray], str] | str:
@@ -269,9 +246,6 @@ def _means(_d, _truth: np.ndarray, ident: tuple, by: str, num_classes: int) -> n
     return class_means(_d, _truth, num_classes)[0]
 
 
-# -- compared runs -----------------------------------------------------------------------------------------
-
-
 def compared(runs: list[RunInfo], labels: dict[str, str], most: int = MAX_PANELS) -> tuple[dict, list[str]]:
     """(run label -> Trajectory for up to ``most`` runs with the first one's classes, one line per run left
     out and why)."""
@@ -304,13 +278,9 @@ def settings_note(panels: dict) -> str:
     return f"The runs' terms use different groupings, T or LS, each its own ({words})."
 
 
-def same_samples(a: RunInfo, b: RunInfo) -> bool:
-    """Whether two runs' epochs were evaluated on the same samples (teacher logits and labels equal)."""
-    return _same(identity(a), identity(b))
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
-def _same(a: tuple, b: tuple) -> bool:
+def same_samples(a: tuple, b: tuple) -> bool:
+    """Whether two runs' epochs (by ``identity``) were evaluated on the same samples."""
     fa, fb = read_epochs(a[0]), read_epochs(b[0])
     return equal_samples(fa.teacher, fa.labels, fb.teacher, fb.labels)
 

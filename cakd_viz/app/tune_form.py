@@ -1,11 +1,7 @@
 """The Tune page's form, built from the losses' declared parameters, turned into a run config or a sweep.
 
-The form's widgets keep their values in session state under ``tune_<field>`` keys (a loss parameter
-under ``tune_<its name>``); the functions here read a mapping of those values (``st.session_state``
-itself, or a plain dict in tests) and fill it. Only the chosen loss's parameters are fields
-(``form_params``), with their declared ranges and help; the sweep fields are its sweepable ones
-(``sweep_params``). Every launch holds out a validation split unless the form asks for none
-(``presets.VALIDATION``). Everything here treats the values as hostile: text is length-checked, and
+The widgets keep their values under ``tune_<field>`` keys; the functions here read and fill a mapping of
+them (``st.session_state``, or a dict in tests). The values are hostile: text is length-checked, and
 ``launch_config`` passes the specs through ``cakd_viz.app.spec_gate`` before anything is created.
 """
 
@@ -213,17 +209,14 @@ def launch(form: Mapping, root: str | Path, *, sweep: bool) -> str:
 
 @contextlib.contextmanager
 def launching(root: str | Path):
-    """Hold the runs folder's launch lock (``.launch.lock``, an exclusive ``flock``, released by the kernel
-    if the holder dies): the capacity check and the launch it allows are one step for every session and
-    server process sharing the folder."""
+    """Hold the runs folder's launch lock (``.launch.lock``, an exclusive ``flock``, released when the file
+    closes or its holder dies): the capacity check and the launch it allows are one step for every session
+    and server process sharing the folder."""
     folder = Path(root)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".launch.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 def refusal(exc: BaseException) -> str:

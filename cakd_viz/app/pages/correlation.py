@@ -34,13 +34,13 @@ corr_scope = bundles.correlation_scope(b.num_samples)  # over which samples
 corr_of = "standardized teacher logits (LS: each sample z-scored)" if sel.standardize else "teacher logits"
 order, family = compute.clusters(sel.key, threshold, sel.standardize)
 families = fig.family_table(family)
+multi = families[families["size"] > 1]  # families of two or more classes
 ui.caption(
     f"{len(families):,} families among {b.num_classes:,} classes; "
-    f"{int((families['size'] > 1).sum()):,} of them have two or more classes. Families are boxed on the diagonal."
+    f"{len(multi):,} of them have two or more classes. Families are boxed on the diagonal."
 )
 only = None
 if b.num_classes > fig.SHOW_ALL_UP_TO:
-    multi = families[families["size"] > 1]
     options = {"overview": "overview: a few classes of each of the largest families"} | {
         str(f): f"family {f} ({s} classes)" for f, s in multi.itertuples(index=False)
     }
@@ -75,12 +75,9 @@ ui.table(
     key="corr_pairs",
 )
 ui.subheader("Families")
-members = {
-    int(f): ", ".join(names[i] for i in order if family[i] == f)
-    for f in families["family"][families["size"] > 1]
-}
+members = {int(f): ", ".join(names[i] for i in order if family[i] == f) for f in multi["family"]}
 ui.table(
-    families[families["size"] > 1].assign(classes=lambda t: t["family"].map(members)),
+    multi.assign(classes=lambda t: t["family"].map(members)),
     name="families",
     headings={"family": "family", "size": "classes in it", "classes": "members"},
     key="corr_families",

@@ -32,12 +32,6 @@ def _open(index: int) -> None:
     st.session_state["_diagnose_open"] = index
 
 
-def _pair_filter(ref: int, pred: int) -> dict:
-    """The explorer's filter for a confusion pair of this page: its pair (true class → student's), or the
-    teacher's class and the student's when the failure set is about the teacher's class."""
-    return {"pair": (ref, pred)} if fs.reference == "label" else {"teacher": ref, "pred": pred}
-
-
 def _failures(limit: int | None = None):
     """The ranked failures as the page shows them: without the class-index columns, the part in words."""
     table = diagnose.failure_table(d, mask, by=by, limit=limit, class_names=names)
@@ -71,24 +65,11 @@ else:
     shares = d.subset(mask).shares()
     top = max(shares, key=shares.get)
     c1, c2, c3, c4 = st.columns(4)
-    ui.metric(
-        c1,
-        "Samples in the set",
-        f"{count:,}",
-        f"{count / len(d):.1%} of {len(d):,}",
-        delta_color="off",
-        delta_arrow="off",
-    )
+    plain_delta = dict(delta_color="off", delta_arrow="off")
+    ui.metric(c1, "Samples in the set", f"{count:,}", f"{count / len(d):.1%} of {len(d):,}", **plain_delta)
     ui.metric(c2, f"Mean KL in the set ({KL_UNIT})", f"{d.kl[mask].mean():.4g}")
     ui.metric(c3, f"Mean KL overall ({KL_UNIT})", f"{d.kl.mean():.4g}")
-    ui.metric(
-        c4,
-        "Largest part of the set's KL",
-        PART[top],
-        f"{shares[top]:.0%}",
-        delta_color="off",
-        delta_arrow="off",
-    )
+    ui.metric(c4, "Largest part of the set's KL", PART[top], f"{shares[top]:.0%}", **plain_delta)
 
     ui.subheader("The failures, ranked")
     rank = links.worded(
@@ -194,10 +175,12 @@ else:
         if row is not None:
             pair = pairs.iloc[row]
             t, p = int(pair["true"]), int(pair["predicted"])
+            # the confusion pair (true class → student's), or the teacher's class and the student's
+            to = {"pair": (t, p)} if fs.reference == "label" else {"teacher": t, "pred": p}
             explorer.button(
                 st,
                 f"The {int(pair['count']):,} samples of {plain(names[t])} → {plain(names[p])} in the samples explorer",
-                explorer.link(sel.class_names, failure=which, **_pair_filter(t, p)),
+                explorer.link(sel.class_names, failure=which, **to),
                 key="diagnose_pair_to_samples",
             )
         else:

@@ -137,17 +137,10 @@ with controls:
     teacher_col, student_col = st.columns(2)
     teacher_col.markdown("**Teacher logits** z_t")
     student_col.markdown("**Student logits** z_s")
-    teacher = np.array(
-        [
-            teacher_col.slider(n, *LOGIT_RANGE, step=0.1, key=f"learn_t{i}", **KEEP)
-            for i, n in enumerate(LEARN_CLASSES)
-        ]
-    )
-    student = np.array(
-        [
-            student_col.slider(n, *LOGIT_RANGE, step=0.1, key=f"learn_s{i}", **KEEP)
-            for i, n in enumerate(LEARN_CLASSES)
-        ]
+    named = list(enumerate(LEARN_CLASSES))
+    teacher, student = (  # the teacher's sliders, then the student's
+        np.array([col.slider(n, *LOGIT_RANGE, step=0.1, key=f"learn_{side}{i}", **KEEP) for i, n in named])
+        for col, side in ((teacher_col, "t"), (student_col, "s"))
     )
 
 view = LearnView(
@@ -169,11 +162,9 @@ story_text = (
     if same_as_preset
     else f"Your own example (changed from “{preset}”). Pick a preset to start again."
 )
-ex = worked_example(
-    student, teacher, view.label, grouping=grouping, temperature=temperature, standardize=standardize
-)
-other = worked_example(  # the same example with the other standardization setting, for one line
-    student, teacher, view.label, grouping=grouping, temperature=temperature, standardize=not standardize
+ex, other = (  # other: the same example with the other standardization setting, for one line
+    worked_example(student, teacher, view.label, grouping=grouping, temperature=temperature, standardize=ls)
+    for ls in (standardize, not standardize)
 )
 with numbers:
     if same_as_preset:
@@ -185,13 +176,10 @@ with numbers:
     ui.contributions(cols[1:], ex, decimals=4, border=True)
     ui.identity(ex, decimals=4, prefix=r"\Large ")
     strong = ", ".join(LEARN_CLASSES[i] for i in ex.strong_classes)
+    other_way = "Without standardization this example's" if standardize else "With standardization (LS) its"
     ui.caption(
         f"Grouping {grouping} at {setting(temperature, standardize)}: S = {{{strong}}}, shaded in the bars. "
-        + (
-            f"Without standardization this example's KL would be {format_number(other.kl, 4)} {KL_UNIT}."
-            if standardize
-            else f"With standardization (LS) its KL would be {format_number(other.kl, 4)} {KL_UNIT}."
-        )
+        f"{other_way} KL would be {format_number(other.kl, 4)} {KL_UNIT}."
     )
 with charts:
     ui.chart(fig.probability_bars(ex, LEARN_CLASSES, np.arange(C), font_size=16), key="learn_bars")
@@ -206,87 +194,64 @@ with st.expander("The example's numbers, as tables"):
     ui.table(pd.DataFrame([example_row(ex)]), name="learn_terms", key="learn_terms")
     ui.table(class_numbers(ex, LEARN_CLASSES), name="learn_classes", key="learn_classes")
 
-ui.header("How it works")
-terms, dkd, loss, ls_tab, honest = st.tabs(
-    [
-        "The three terms",
-        "DKD's special case",
-        "The CAKD loss",
-        "Logit standardization",
-        "What the paper prescribes",
-    ]
-)
-with terms:
-    ui.section("The three terms")
-    ui.markdown(
+HOW = {  # "How it works": per tab, its paragraphs (markdown) and formulas (LaTeX, and as plain text)
+    "The three terms": [
         "Teacher p = softmax(z_t / T), student q = softmax(z_s / T). A grouping rule picks a strong set S for each "
-        "sample; W is the rest. p_S is the teacher's total mass on S, p_W = 1 − p_S (q_S, q_W for the student)."
-    )
-    ui.latex(
-        r"\mathrm{BCD} = p_S \log\frac{p_S}{q_S} + p_W \log\frac{p_W}{q_W}",
-        "BCD = p_S log(p_S / q_S) + p_W log(p_W / q_W)",
-    )
-    ui.latex(
-        r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
-        r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}",
-        "SCD = Σ over i in S of (p_i / p_S) log((p_i / p_S) / (q_i / q_S));   "
-        "WCD = Σ over i in W of (p_i / p_W) log((p_i / p_W) / (q_i / q_W))",
-    )
-    ui.latex(
-        r"\mathrm{KL}(p \,\|\, q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}",
-        "KL(p ‖ q) = BCD + p_S · SCD + p_W · WCD",
-    )
-    ui.markdown(
+        "sample; W is the rest. p_S is the teacher's total mass on S, p_W = 1 − p_S (q_S, q_W for the student).",
+        (
+            r"\mathrm{BCD} = p_S \log\frac{p_S}{q_S} + p_W \log\frac{p_W}{q_W}",
+            "BCD = p_S log(p_S / q_S) + p_W log(p_W / q_W)",
+        ),
+        (
+            r"\mathrm{SCD} = \sum_{i \in S} \frac{p_i}{p_S} \log\frac{p_i / p_S}{q_i / q_S} \qquad "
+            r"\mathrm{WCD} = \sum_{i \in W} \frac{p_i}{p_W} \log\frac{p_i / p_W}{q_i / q_W}",
+            "SCD = Σ over i in S of (p_i / p_S) log((p_i / p_S) / (q_i / q_S));   "
+            "WCD = Σ over i in W of (p_i / p_W) log((p_i / p_W) / (q_i / q_W))",
+        ),
+        (
+            r"\mathrm{KL}(p \,\|\, q) = \mathrm{BCD} + p_S \cdot \mathrm{SCD} + p_W \cdot \mathrm{WCD}",
+            "KL(p ‖ q) = BCD + p_S · SCD + p_W · WCD",
+        ),
         "BCD asks: does the student put the right mass on the strong group? SCD: does it rank the strongly "
         "correlated classes like the teacher? WCD: does it keep the teacher's 'dark knowledge' in the tail? "
         "The identity is the chain rule of KL: exact for every sample and every choice of S. SCD is 0 when S "
-        "has one class, WCD is 0 when W is empty."
-    )
-with dkd:
-    ui.section("DKD's special case")
-    ui.markdown("With S = {true class y}, SCD vanishes and the split is DKD's (Zhao et al., CVPR 2022):")
-    ui.latex(
-        r"\mathrm{KD} = \underbrace{\mathrm{BCD}}_{\mathrm{TCKD}} + (1 - p_y)\,\underbrace{\mathrm{WCD}}_{\mathrm{NCKD}}",
-        "KD = BCD (TCKD) + (1 − p_y) · WCD (NCKD)",
-    )
-    ui.latex(
-        r"L_{\mathrm{DKD}} = \mathrm{CE} + \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}",
-        "L_DKD = CE + α · TCKD + β · NCKD",
-    )
-    ui.markdown(
+        "has one class, WCD is 0 when W is empty.",
+    ],
+    "DKD's special case": [
+        "With S = {true class y}, SCD vanishes and the split is DKD's (Zhao et al., CVPR 2022):",
+        (
+            r"\mathrm{KD} = \underbrace{\mathrm{BCD}}_{\mathrm{TCKD}} + (1 - p_y)\,\underbrace{\mathrm{WCD}}_{\mathrm{NCKD}}",
+            "KD = BCD (TCKD) + (1 − p_y) · WCD (NCKD)",
+        ),
+        (
+            r"L_{\mathrm{DKD}} = \mathrm{CE} + \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}",
+            "L_DKD = CE + α · TCKD + β · NCKD",
+        ),
         "DKD's public defaults on CIFAR-100: α = 1, β = 8, T = 4 (β is tuned per teacher-student pair), and a "
         "warm-up over the first 20 of 240 epochs: in epoch e (counted from 1) the loss is multiplied by "
         "min(e / 20, 1), one factor per epoch, as in DKD's public code (mdistiller). Runs here use that same "
         "per-epoch schedule for DKD and CAKD whenever a warm-up is set; KD's recipe has none. Choose *target* "
-        "above to see this case."
-    )
-with loss:
-    ui.section("The CAKD loss")
-    ui.markdown(
+        "above to see this case.",
+    ],
+    "The CAKD loss": [
         "CAKD trains with the teacher's weights p_S and p_W replaced by tuned constants, the way DKD replaces "
-        "1 − p_target, next to the cross-entropy (each KL term scaled by T², as in KD):"
-    )
-    ui.latex(
-        r"L = \mathrm{CE} + w_b \cdot \mathrm{BCD} + \alpha \cdot \mathrm{SCD} + \beta \cdot \mathrm{WCD}",
-        "L = CE + w_b · BCD + α · SCD + β · WCD",
-    )
-    ui.markdown(
+        "1 − p_target, next to the cross-entropy (each KL term scaled by T², as in KD):",
+        (
+            r"L = \mathrm{CE} + w_b \cdot \mathrm{BCD} + \alpha \cdot \mathrm{SCD} + \beta \cdot \mathrm{WCD}",
+            "L = CE + w_b · BCD + α · SCD + β · WCD",
+        ),
         "Raising α makes the student rank the look-alikes like the teacher; raising β makes it keep the tail. "
         "A three-term variant with S = the teacher's top-k (GDKD, arXiv 2512.04625) uses k = 5 and weights "
-        "1 / 1 / 8 at T = 4 on CIFAR-100, with DKD's 20-epoch warm-up."
-    )
-with ls_tab:
-    ui.section("Logit standardization")
-    ui.markdown(
+        "1 / 1 / 8 at T = 4 on CIFAR-100, with DKD's 20-epoch warm-up.",
+    ],
+    "Logit standardization": [
         "**Logit standardization** (LS: Sun et al., “Logit Standardization in Knowledge Distillation”, "
         "CVPR 2024, arXiv 2403.01427) z-scores each sample's teacher and student logits separately before "
-        "the temperature, as the paper's public code does:"
-    )
-    ui.latex(
-        r"z' = \frac{z - \operatorname{mean}(z)}{\operatorname{std}(z) + 10^{-7}} \qquad p = \operatorname{softmax}(z'_t / T), \quad q = \operatorname{softmax}(z'_s / T)",
-        "z' = (z − mean(z)) / (std(z) + 1e-7);   p = softmax(z'_t / T), q = softmax(z'_s / T)",
-    )
-    ui.markdown(
+        "the temperature, as the paper's public code does:",
+        (
+            r"z' = \frac{z - \operatorname{mean}(z)}{\operatorname{std}(z) + 10^{-7}} \qquad p = \operatorname{softmax}(z'_t / T), \quad q = \operatorname{softmax}(z'_s / T)",
+            "z' = (z − mean(z)) / (std(z) + 1e-7);   p = softmax(z'_t / T), q = softmax(z'_s / T)",
+        ),
         "(std with Bessel's correction, over the classes of one sample). KD normally asks the student to "
         "match the teacher's logits in magnitude too, which a small student may not manage; standardized, it "
         "only has to match their relations: a student whose logits are the teacher's times 0.4 has a KL of "
@@ -297,11 +262,9 @@ with ls_tab:
         "Every loss here takes it (`standardize=True`: KD + LS is the paper's KD), and GDKD (Zheng & Cheng, "
         "arXiv 2512.04625) reports further gains with it. The sidebar's “Standardize logits (LS)” applies it "
         "to the open bundle on every page; the Overview's “Standardization (LS)” tab shows whether it changes "
-        "which term dominates. The toggle above applies to this example only."
-    )
-with honest:
-    ui.section("What the paper prescribes")
-    ui.markdown(
+        "which term dominates. The toggle above applies to this example only.",
+    ],
+    "What the paper prescribes": [
         "CAKD (Zhang et al., arXiv 2410.14741, IEEE ICDM 2024) names BCD, SCD and WCD and trains with "
         "CE + w_b·BCD + α·SCD + β·WCD, the tuned weights α and β taking the place of the teacher's masses p_S "
         "and p_W. What it prescribes, as far as is known to us (its full text is not available to us; these "
@@ -315,6 +278,13 @@ with honest:
         "adequate WCD weight matters when it is less reliable (Tiny-ImageNet).\n\n"
         "Every other grouping rule here (those above; corr:R, which needs a bundle's class correlation, on "
         "the other pages) is **this project's extension** of the split to several classes in S, not the "
-        "paper's rule."
-    )
+        "paper's rule.",
+    ],
+}
+ui.header("How it works")
+for tab, (title, parts) in zip(st.tabs(list(HOW)), HOW.items(), strict=True):
+    with tab:
+        ui.section(title)
+        for part in parts:
+            ui.latex(*part) if isinstance(part, tuple) else ui.markdown(part)
 ui.finish(learn_snippet(view))

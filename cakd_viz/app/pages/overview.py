@@ -19,10 +19,9 @@ ui.title(
 sel = state.selection()
 explorer.follow()  # a button into the samples explorer, clicked in the last run
 b = sel.bundle
-ss = st.session_state
 
-if b.labels is None and ss.get("dkd"):
-    ss["dkd"] = False  # a rerun after a bundle without labels opened
+if b.labels is None and st.session_state.get("dkd"):
+    st.session_state["dkd"] = False  # a rerun after a bundle without labels opened
 dkd = links.bound(
     st.toggle,
     "DKD view (grouping `target`: BCD = TCKD, WCD = NCKD)",
@@ -127,20 +126,15 @@ if per_class.open:
         )
         if row is not None:
             c = int(table["class"].iloc[row])
-            ref = {"true": c} if by == "label" else {"teacher": c}
-            left, right = st.columns(2)
-            explorer.button(
-                left,
+            ref = {"true" if by == "label" else "teacher": c}
+            of, wrong_here = (
                 f"The samples of {plain(sel.class_names[c])}",
-                explorer.link(sel.class_names, **ref),
-                key="overview_class_samples",
+                f"that {plain(sel.student)} gets wrong",
             )
-            explorer.button(
-                right,
-                f"The samples of {plain(sel.class_names[c])} that {plain(sel.student)} gets wrong",
-                explorer.link(sel.class_names, failure=wrong, **ref),
-                key="overview_class_failures",
-            )
+            left, right = st.columns(2)
+            explorer.button(left, of, explorer.link(sel.class_names, **ref), key="overview_class_samples")
+            failures = explorer.link(sel.class_names, failure=wrong, **ref)
+            explorer.button(right, f"{of} {wrong_here}", failures, key="overview_class_failures")
         else:
             ui.caption("Select a class to open its samples in the samples explorer.")
         snippet = viewspec.spec(

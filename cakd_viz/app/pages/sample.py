@@ -28,21 +28,9 @@ i = links.pager(f"Sample index (0 – {n - 1:,})", 0, n - 1, key="i", says=lambd
 corr = views.correlation(sel.key, sel.standardize, sel.grouping)
 label = None if b.labels is None else int(b.labels[i])
 
-
-def _example(student: str):
-    return worked_example(
-        b.student(student)[i],
-        b.teacher[i],
-        label,
-        grouping=sel.grouping,
-        temperature=sel.temperature,
-        correlation=corr,
-        standardize=sel.standardize,
-    )
-
-
-ex = _example(sel.student)
-ex_b = _example(sel.compare) if sel.compare else None
+how = dict(grouping=sel.grouping, temperature=sel.temperature, correlation=corr, standardize=sel.standardize)
+ex = worked_example(b.student(sel.student)[i], b.teacher[i], label, **how)
+ex_b = worked_example(b.student(sel.compare)[i], b.teacher[i], label, **how) if sel.compare else None
 names = list(sel.class_names)
 
 left, right = st.columns([1, 2])

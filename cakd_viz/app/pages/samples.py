@@ -54,18 +54,14 @@ if grid_tab.open:
         if images is not None:
             refs = table["label_name" if "label_name" in table else "teacher_name"]
             tiles = list(zip(table["index"], refs, table["a_says"], strict=True))
-            for start in range(0, len(tiles), TILES_PER_ROW):
-                for col, (k, (i, ref, says)) in zip(
-                    st.columns(TILES_PER_ROW),
-                    enumerate(tiles[start : start + TILES_PER_ROW], start),
-                    strict=False,
-                ):
-                    col.image(images[k], width="stretch")
-                    col.button(
-                        f"#{i}", key=f"tile_{i}", on_click=explorer.open_sample, args=(int(i),), width="stretch",
-                        help=f"Open sample {i} on the Sample page",
-                    )  # fmt: skip
-                    col.caption(plain(ref) if ref == says else f"{plain(ref)} → {plain(says)}")
+            cols = [c for _ in range(0, len(tiles), TILES_PER_ROW) for c in st.columns(TILES_PER_ROW)]
+            for col, image, (i, ref, says) in zip(cols, images, tiles, strict=False):  # rows of TILES_PER_ROW
+                col.image(image, width="stretch")
+                col.button(
+                    f"#{i}", key=f"tile_{i}", on_click=explorer.open_sample, args=(int(i),), width="stretch",
+                    help=f"Open sample {i} on the Sample page",
+                )  # fmt: skip
+                col.caption(plain(ref) if ref == says else f"{plain(ref)} → {plain(says)}")
         view = table.drop(columns=list(CLASS_COLUMNS), errors="ignore")
         view["dominant"] = view["dominant"].map(PART)
         where = st.expander("These samples as a table") if images is not None else st.container()

@@ -1,11 +1,7 @@
 """Tune: which weights help this student?
 
 Each run or sweep is a separate process writing a folder under the runs directory (docs/architecture.md §6);
-this page launches them, then only reads those folders, live, through a fragment that polls them. The
-form comes from the losses' declared parameters (``tune_form``); the tracker, the run view's actions, the
-live progress and the sweep heatmap's choices live in ``tracker``, ``run_actions``, ``run_status`` and
-``sweep_view``: this script lays them out. The classes through training (a run's per-class terms per kept
-epoch, and the compared runs') are laid out by ``trajectory_panel``.
+this page launches them, then only reads those folders, live, through a fragment that polls them.
 """
 
 import streamlit as st
@@ -16,32 +12,14 @@ from cakd_viz.app import links, run_actions, run_status, sweep_view, tracker, tr
 from cakd_viz.app.config import plain
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
-from cakd_viz.runs import (
-    cancel,
-    engine,
-    list_runs,
-    list_sweeps,
-    loss_names,
-    metrics_frame,
-    store,
-    sweep_frame,
-)
+from cakd_viz.runs import cancel, engine, loss_names, results, runs_dir
 from cakd_viz.runs.presets import PRESETS
-from cakd_viz.runs.results import (
-    NOTE_MAX_CHARS,
-    archive_run,
-    delete_run,
-    list_archived,
-    read_note,
-    restore_run,
-    tracker_table,
-    write_note,
-)
+from cakd_viz.runs.results import NOTE_MAX_CHARS, read_note, write_note
 
 POLL_S = 2.0  # how often the live part re-reads the run folders
 CONFIRM = "tune_confirm"  # session key: the run whose deletion waits for a confirmation
 ss = st.session_state
-root = store.runs_dir()
+root = runs_dir()
 
 ui.title(
     "Tune",
@@ -127,7 +105,7 @@ if run_clicked or sweep_clicked:
 @st.fragment(run_every=POLL_S)
 def live() -> None:
     """Everything that reads run folders: re-read every POLL_S seconds, so new runs show everywhere."""
-    runs = list_runs(root)
+    runs = results.list_runs(root)
     if not runs:
         st.info("No runs yet: pick a preset and launch one above.")
         archived()
@@ -140,11 +118,11 @@ def live() -> None:
             if stop.button("Cancel", key=f"cancel_{r.id}"):
                 cancel(r.path)
                 st.rerun()
-            steps = metrics_frame(r, "step")
+            steps = results.metrics_frame(r, "step")
             if not steps.empty:
                 st.plotly_chart(fig.terms_figure(steps), key=f"terms_{r.id}")
                 st.caption(fig.STEP_NOTE)
-    table = tracker_table(runs)
+    table = results.tracker_table(runs)
     by_id = {r.id: r for r in runs}
     runs_tracker(table)
     for r in run_status.failures(runs):
@@ -197,7 +175,7 @@ def run_view(table, by_id) -> None:
     links.show(("run",))
     r = by_id[rid]
     st.caption(plain(tracker.settings_line(table, rid)))  # names from the run folder: text
-    epochs = metrics_frame(r)
+    epochs = results.metrics_frame(r)
     left, right = st.columns(2)
     with left:
         if r.epochs:
@@ -232,7 +210,7 @@ def run_view(table, by_id) -> None:
          "The run's student beside the students of the bundle it was trained against (same data and teacher).",
          lambda: run_actions.compare_with_bundle(r)),
         ("Archive", "tune_archive", busy, "Moves the run into the runs directory's .archive folder." + wait,
-         lambda: run_actions.act(archive_run, root, rid, done=f"Archived {rid}.")),
+         lambda: run_actions.act(results.archive_run, root, rid, done=f"Archived {rid}.")),
         ("Delete…", "tune_delete", busy, "Deletes the run's folder, after you confirm." + wait,
          lambda: ss.update({CONFIRM: rid})),
     )  # fmt: skip
@@ -248,7 +226,7 @@ def run_view(table, by_id) -> None:
         yes, no = st.columns(2)
         if yes.button(f"Yes, delete {rid}", type="primary", key="tune_delete_yes"):
             ss.pop(CONFIRM)
-            run_actions.act(delete_run, root, rid, done=f"Deleted {rid}.")
+            run_actions.act(results.delete_run, root, rid, done=f"Deleted {rid}.")
         if no.button("Keep it", key="tune_delete_no"):
             ss.pop(CONFIRM)
             st.rerun()
@@ -265,7 +243,7 @@ def compare(table, by_id) -> None:
     labels = tracker.run_labels(table)
     chosen = run_actions.pick_compared(with_epochs, labels)
     metric = links.worded(st.selectbox, "Curve", fig.METRICS, key="curve", most=6)
-    curves = {labels[i]: metrics_frame(by_id[i]) for i in chosen}
+    curves = {labels[i]: results.metrics_frame(by_id[i]) for i in chosen}
     splits = [by_id[i].eval_split for i in chosen]
     st.plotly_chart(fig.curves_figure(curves, metric, splits=splits), key="tune_curves")
     lacking = [plain(by_id[i].label) for i in chosen if metric not in curves[labels[i]]]
@@ -284,7 +262,7 @@ def compare(table, by_id) -> None:
 
 
 def sweeps() -> None:
-    found = list_sweeps(root)
+    found = results.list_sweeps(root)
     if not found:
         return
     st.subheader("Sweeps")
@@ -299,7 +277,7 @@ def sweeps() -> None:
     if s.state in ("queued", "running") and st.button("Cancel sweep", key=f"cancel_sweep_{s.id}"):
         engine.cancel_sweep(s.path)
         st.rerun()
-    frame, split, note = sweep_view.heatmap_trials(sweep_frame(list(s.trials)))
+    frame, split, note = sweep_view.heatmap_trials(results.sweep_frame(list(s.trials)))
     keys = sweep_view.swept(s, frame)
     if not keys:
         st.dataframe(frame, hide_index=True)
@@ -313,7 +291,7 @@ def sweeps() -> None:
 
 
 def archived() -> None:
-    runs = list_archived(root)
+    runs = results.list_archived(root)
     if not runs:
         return
     with st.expander(f"Archived runs ({len(runs)})"):
@@ -321,9 +299,9 @@ def archived() -> None:
         rid = st.selectbox("Archived run", list(labels), format_func=labels.get, key="tune_archived")
         a, b = st.columns(2)
         if a.button("Restore", key="tune_restore"):
-            run_actions.act(restore_run, root, rid, done=f"Restored {rid}.")
+            run_actions.act(results.restore_run, root, rid, done=f"Restored {rid}.")
         if b.button("Delete for good", key="tune_delete_archived"):
-            run_actions.act(delete_run, root, rid, done=f"Deleted {rid}.", archived=True)
+            run_actions.act(results.delete_run, root, rid, done=f"Deleted {rid}.", archived=True)
 
 
 live()
