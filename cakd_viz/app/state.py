@@ -11,6 +11,7 @@ value that cannot be used leaves one line saying what is shown instead.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +222,7 @@ def _open_default() -> None:
     it, and that the default is shown instead."""
     ss = st.session_state
     ss[_K_SOURCE] = None
-    first = app_config.bundle_to_open()
+    first = os.environ.get(app_config.OPEN_ENV, "").strip()
     tokens = ([f"path:{first}"] if first else []) + [f"sample:{n}" for n in app_config.available_samples()]
     for token in tokens:
         try:
