@@ -219,7 +219,8 @@ def prune_uploads(
             continue
         partial = ".partial-" in entry.name
         if now - used > (PARTIAL_KEEP_S if partial else quota.keep_s):
-            _remove(entry, removed)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
         elif not partial:
             kept.append((used, entry, _size(entry)))
     kept.sort(key=lambda item: item[0])  # least recently used first
@@ -227,14 +228,10 @@ def prune_uploads(
     for _, entry, size in kept:
         if count + 1 <= quota.max_count and total + room <= quota.max_bytes:
             break
-        _remove(entry, removed)
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
         count, total = count - 1, total - size
     return removed
-
-
-def _remove(entry: Path, removed: list[str]) -> None:
-    shutil.rmtree(entry, ignore_errors=True)
-    removed.append(entry.name)
 
 
 def _size(folder: Path) -> int:

@@ -1,12 +1,7 @@
-"""Cached library calls that pages share (small results in `st.cache_data`).
-
-Wrappers of what is derived from a decomposition take ``progressive.Result`` objects (from
-``state.results``) and cache on their identity (``Result.ident``: the view, the settings and the
-student); the others take the view's key (``cakd_viz.app.views``, which changes with the bundle's
-files). Each calls one `cakd_viz` function and caches the small result; pages never compute themselves.
-``standardize`` (logit standardization, the sidebar's LS) is part of every setting it applies to: the
-scans decompose standardized logits, strong sets and corr:R's correlation are the standardized
-teacher's.
+"""Cached library calls that pages share, each one `cakd_viz` call with its small result in `st.cache_data`:
+keyed by a ``progressive.Result``'s identity (``Result.ident``: view, settings, student) for what is
+derived from a decomposition, else by the view's key (``cakd_viz.app.views``) and the settings, logit
+standardization (``standardize``) included wherever it applies.
 """
 
 from __future__ import annotations

@@ -31,10 +31,7 @@ MAX_ACTIVE_RUNS_ENV = "CAKD_VIZ_MAX_ACTIVE_RUNS"  # queued + running runs the Tu
 LOGIN_ENV = "CAKD_VIZ_REQUIRE_LOGIN"  # 1: every page asks for Streamlit's login (st.login) first
 
 # Shipped sample bundles, in the order the app offers them; the first one that exists opens by default.
-SAMPLES = {
-    "glyphs": "glyphs/bundle",
-    "digits": "digits/bundle",
-}
+SAMPLES = {"glyphs": "glyphs/bundle", "digits": "digits/bundle"}
 
 UPLOAD_EXTENSIONS = ("npz", "safetensors", "pt", "pth")
 UPLOAD_MAX_MB = 200  # keep in step with server.maxUploadSize in .streamlit/config.toml

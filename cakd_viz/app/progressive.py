@@ -73,16 +73,13 @@ class Store:
         with self._lock:
             self._items[key] = d
             self._items.move_to_end(key)
-            while len(self._items) > 1 and self.nbytes_locked() > limit:
+            while len(self._items) > 1 and sum(map(nbytes, self._items.values())) > limit:
                 self._items.popitem(last=False)
         return d
 
     def nbytes(self) -> int:
         with self._lock:
-            return self.nbytes_locked()
-
-    def nbytes_locked(self) -> int:
-        return sum(nbytes(d) for d in self._items.values())
+            return sum(map(nbytes, self._items.values()))
 
     def keys(self) -> list[tuple]:
         with self._lock:

@@ -1,11 +1,6 @@
-"""The app's shared state: which bundle, student, grouping, temperature, logit standardization and device
-are selected.
-
-``main.py`` calls ``sidebar()`` on every run; pages call ``selection()`` and ``results()``. The view lives
-in the URL (``cakd_viz.app.links``): the sidebar's widgets are bound to their query parameters
-(``student``, ``vs``, ``grouping``, ``T``, ``standardize``, ``device``) by Streamlit; the bundle, the runs whose students
-are added and a class-name list are written by this module (``bundle``, ``runs``, ``names``). A link's
-value that cannot be used leaves one line saying what is shown instead.
+"""The app's shared state: the open bundle, student A and B, grouping, T, logit standardization, device and
+class names, kept in the URL (docs/architecture.md §3). ``main.py`` calls ``sidebar()`` on every run;
+pages call ``selection()`` and ``results()``.
 """
 
 from __future__ import annotations
@@ -427,11 +422,10 @@ def _grouping_widget(side, bundle: Bundle | None) -> str:
     return ss[_K_GOOD_GROUPING]
 
 
-def _first_line(exc: Exception, most: int = 200) -> str:
-    """An error's first line, cut to ``most`` characters and made text for Markdown (it may quote a
-    value from a link: a URL there must not become a link, nor `$$...$$` typeset)."""
-    text = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
-    return plain(text if len(text) <= most else text[: most - 1] + "…")
+def _first_line(exc: Exception) -> str:
+    """An error's first line, cut to 200 characters and made text for Markdown (it may quote a value from
+    a link: a URL there must not become a link, nor `$$...$$` typeset)."""
+    return plain(app_config.one_line(str(exc), 200).rstrip(".") or type(exc).__name__)
 
 
 def _temperature_problem(value) -> str | None:
