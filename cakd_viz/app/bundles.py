@@ -6,6 +6,7 @@ as Markdown, naming no server path. Memory-mapped bundles are shared by every se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -78,7 +79,10 @@ def open_source(source: str) -> Opened:
             raise ValueError("that upload holds links out of the upload folder; upload it again") from None
         app_config.touch(upload_root / rest)
         label, token = f"upload: {_upload_name(rest)}", source
-    key = _identity(path)
+    try:
+        key = str(path.resolve()), files_stamp(path)
+    except OSError:
+        raise ValueError("not a bundle directory (no meta.json)") from None
     try:
         bundle = load(*key)
     except Exception as exc:  # an unreadable or invalid bundle must not take the app down
@@ -239,10 +243,8 @@ def _size(folder: Path) -> int:
     total = 0
     for top, _, files in os.walk(folder):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(top, name)).st_blocks * 512
-            except OSError:
-                continue
     return total
 
 
@@ -319,13 +321,6 @@ def files_stamp(path: Path) -> str:
         stamp = (f.name, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         h.update(repr(stamp).encode())
     return h.hexdigest()[:32]
-
-
-def _identity(path: Path) -> tuple[str, str]:
-    try:
-        return str(path.resolve()), files_stamp(path)
-    except OSError:
-        raise ValueError("not a bundle directory (no meta.json)") from None
 
 
 def _upload_name(digest: str) -> str:

@@ -107,17 +107,8 @@ def _scan_students(scan, key, students: tuple[str, ...], **settings) -> pd.DataF
     """``scan`` (a ``cakd_viz.scans`` sweep) of each student of view ``key`` over the samples
     ``scan_sample`` picks (seed ``SCAN_SEED``), one frame with a "student" column."""
     b = views.load(key)
-    frames = [
-        scan(
-            b.student(name),
-            b.teacher,
-            b.labels,
-            sample=scan_sample(b.num_samples),
-            seed=SCAN_SEED,
-            **settings,
-        ).assign(student=name)
-        for name in students
-    ]
+    settings |= {"sample": scan_sample(b.num_samples), "seed": SCAN_SEED}
+    frames = (scan(b.student(s), b.teacher, b.labels, **settings).assign(student=s) for s in students)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -50,12 +50,10 @@ def data_roots() -> list[Path]:
     samples; and the runs folder, once it exists (its runs' bundles open in the explorer)."""
     raw = os.environ.get(DATA_ROOT_ENV, "").strip()
     roots = []
-    for part in raw.split(os.pathsep) if raw else []:
-        if not part.strip():
-            continue
-        path = Path(part.strip()).expanduser()
+    for part in filter(None, map(str.strip, raw.split(os.pathsep))):
+        path = Path(part).expanduser()
         if not path.is_dir():
-            raise ValueError(f"{DATA_ROOT_ENV} names {part.strip()!r}, which is not a folder")
+            raise ValueError(f"{DATA_ROOT_ENV} names {part!r}, which is not a folder")
         roots.append(path.resolve())
     if not raw and samples_dir().is_dir():
         roots.append(samples_dir().resolve())
@@ -176,10 +174,8 @@ def check_tree_confined(folder: Path, roots: list[Path], *, limit: int = 100_000
             seen += 1
             if seen > limit:
                 raise PathRefused(f"{public_path(folder, roots)}: more than {limit:,} entries")
-            entry = Path(top) / name
-            if not is_confined(entry, roots):
-                shown = public_path(entry, roots)
-                raise PathRefused(f"{shown}: a link that leads outside the data roots")
+            if not is_confined(entry := Path(top) / name, roots):
+                raise PathRefused(f"{public_path(entry, roots)}: a link that leads outside the data roots")
     return seen
 
 

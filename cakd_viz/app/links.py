@@ -175,11 +175,10 @@ def pager(
     value = int(
         bound(pick.number_input, label, lo, hi, step=1, key=key, why=number(lo, hi, whole=True), says=says)
     )
-    previous_key, next_key = button_keys
     prev.button(
-        "◀ Previous", key=previous_key, on_click=step, args=(-1,), disabled=value <= lo, width="stretch"
+        "◀ Previous", key=button_keys[0], on_click=step, args=(-1,), disabled=value <= lo, width="stretch"
     )
-    nxt.button("Next ▶", key=next_key, on_click=step, args=(1,), disabled=value >= hi, width="stretch")
+    nxt.button("Next ▶", key=button_keys[1], on_click=step, args=(1,), disabled=value >= hi, width="stretch")
     show((key,))
     return value
 

@@ -159,7 +159,8 @@ def _one_pass(
     """The students' decompositions in one pass over the rows (one strong set per row for all of them:
     ``decompose_many``), its progress drawn by ``bar`` and published for the sessions waiting for it."""
     b = views.load(key)
-    title = f"{_names(students)} under {grouping} at {setting(temperature, standardize)}"
+    who = students[0] if len(students) == 1 else f"{', '.join(students[:-1])} and {students[-1]}"
+    title = f"{who} under {grouping} at {setting(temperature, standardize)}"
     _RUNNING.update(title=title, done=0, total=b.num_samples)
 
     def progress(done: int, total: int) -> None:
@@ -178,10 +179,6 @@ def _one_pass(
         progress=progress,
         standardize=standardize,
     )
-
-
-def _names(students: list[str]) -> str:  # kd; kd and ce; kd, ce and dkd
-    return students[0] if len(students) == 1 else f"{', '.join(students[:-1])} and {students[-1]}"
 
 
 class Bar:

@@ -188,10 +188,8 @@ def link_params() -> dict[str, str]:
 def switch_bundle(source: str) -> None:
     """Open another bundle (a source token); on failure keep the current one and raise ValueError
     (the reason, one markdown-safe line; see ``bundles.open_source``)."""
-    opened = bundles.open_source(source)
-    ss = st.session_state
-    ss[_K_SOURCE] = opened.source
-    ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
+    st.session_state[_K_SOURCE] = bundles.open_source(source).source  # the sidebar fits its widgets to it
+    st.session_state[_K_ERROR] = None
 
 
 # -- bundle ------------------------------------------------------------------------------------------
@@ -325,12 +323,13 @@ def _student_widget(side, bundle: Bundle | None, ids: dict[str, str]) -> str:
     if bundle is None:
         return ""
     names = bundle.student_names
+    listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     return links.bound(
         side.selectbox,
         "Student (A)",
         names,
         key=W_STUDENT,
-        why=lambda raw: f"which this bundle does not have (it has {_list(names)})",
+        why=lambda raw: f"which this bundle does not have (it has {listed})",
         help="Which student's logits are compared with the teacher's." + _runs_said(ids),
     )
 
@@ -375,11 +374,6 @@ def _compare_widget(side, bundle: Bundle | None, student: str, ids: dict[str, st
         format_func=lambda n: n or "nobody",
         help="A second student of the bundle: pages show both, and differences as B − A." + _runs_said(ids),
     )
-
-
-def _list(names: list[str], most: int = 6) -> str:
-    shown = ", ".join(names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _grouping_widget(side, bundle: Bundle | None) -> str:
