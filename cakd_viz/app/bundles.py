@@ -1,16 +1,12 @@
-"""Opening bundles for the app: shipped samples, server paths under the data roots, and uploads.
-
-A bundle is named by a source token that fits in a URL: "sample:glyphs", "path:runs/x/bundle" or
-"upload:<sha256 prefix>" (an uploaded file imported into a temporary bundle on this server). Tokens come
-from URLs and forms, so they are hostile: a path must lie inside the data roots after symlinks are
-resolved, and so must every file in the bundle; an upload's decompressed arrays are capped. Every
-failure is a ValueError with one line that is safe to render as markdown and names no server path
-(values from the browser in backticks, text from files and libraries escaped). Memory-mapped bundles
-live in `st.cache_resource`, shared by every session, and are never modified here.
+"""Opening bundles for the app from a URL's source token: "sample:glyphs", "path:runs/x/bundle" or
+"upload:<sha256 prefix>" (an uploaded file imported into a bundle on this server). Tokens are hostile
+(docs/architecture.md §3, "What a browser can reach"): every failure is a ValueError with one line, safe
+as Markdown, naming no server path. Memory-mapped bundles are shared by every session, never modified.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -67,10 +63,7 @@ def open_source(source: str) -> Opened:
             raise ValueError(f"no such shipped sample (shipped: {', '.join(present) or 'none present'})")
         path, label, token = app_config.sample_path(rest), f"sample: {rest}", source
     elif kind == "path":
-        path = app_config.resolve_server_path(rest, roots)  # PathRefused is a ValueError
-        where = app_config.display_path(path, roots)
-        if not (path / "meta.json").is_file():
-            raise ValueError(f"{where} is not a bundle directory (no meta.json)")
+        path, where = _server_bundle(rest, roots)
         app_config.check_tree_confined(path, roots, limit=BUNDLE_FILES_LIMIT)
         token, label = f"path:{where}", f"path: {where}"
     else:
@@ -84,9 +77,12 @@ def open_source(source: str) -> Opened:
             app_config.check_tree_confined(path, [upload_root], limit=BUNDLE_FILES_LIMIT)
         except app_config.PathRefused:
             raise ValueError("that upload holds links out of the upload folder; upload it again") from None
-        _touch(upload_root / rest)
+        app_config.touch(upload_root / rest)
         label, token = f"upload: {_upload_name(rest)}", source
-    key = _identity(path)
+    try:
+        key = str(path.resolve()), files_stamp(path)
+    except OSError:
+        raise ValueError("not a bundle directory (no meta.json)") from None
     try:
         bundle = load(*key)
     except Exception as exc:  # an unreadable or invalid bundle must not take the app down
@@ -97,14 +93,16 @@ def open_source(source: str) -> Opened:
 
 def path_source(text: str) -> str:
     """The source token of a server path typed by a user; PathRefused when it is outside the data roots."""
-    roots = app_config.data_roots()
-    path = app_config.resolve_server_path(text, roots)
+    return "path:" + _server_bundle(text, app_config.data_roots(), "; import files with `cakd-viz import`")[1]
+
+
+def _server_bundle(text: str, roots: list[Path], hint: str = "") -> tuple[Path, str]:
+    """(resolved path, its data-root form) of a bundle directory under the data roots."""
+    path = app_config.resolve_server_path(text, roots)  # PathRefused is a ValueError
     where = app_config.display_path(path, roots)
     if not (path / "meta.json").is_file():
-        raise ValueError(
-            f"{where} is not a bundle directory (no meta.json); import files with `cakd-viz import`"
-        )
-    return f"path:{where}"
+        raise ValueError(f"{where} is not a bundle directory (no meta.json){hint}")
+    return path, where
 
 
 def upload_limits() -> tuple[int, int]:
@@ -149,7 +147,7 @@ def import_upload(name: str, data: bytes, *, max_bytes: int | None = None) -> st
         )
     prune_uploads(keep=digest, room=len(data) + cap, quota=quota)
     if (folder / "bundle" / "meta.json").is_file():
-        _touch(folder)
+        app_config.touch(folder)
         return f"upload:{digest}"
     from cakd_viz.bundle.imports import import_file  # imported lazily: pulls in torch/safetensors readers
 
@@ -225,7 +223,8 @@ def prune_uploads(
             continue
         partial = ".partial-" in entry.name
         if now - used > (PARTIAL_KEEP_S if partial else quota.keep_s):
-            _remove(entry, removed)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
         elif not partial:
             kept.append((used, entry, _size(entry)))
     kept.sort(key=lambda item: item[0])  # least recently used first
@@ -233,14 +232,10 @@ def prune_uploads(
     for _, entry, size in kept:
         if count + 1 <= quota.max_count and total + room <= quota.max_bytes:
             break
-        _remove(entry, removed)
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
         count, total = count - 1, total - size
     return removed
-
-
-def _remove(entry: Path, removed: list[str]) -> None:
-    shutil.rmtree(entry, ignore_errors=True)
-    removed.append(entry.name)
 
 
 def _size(folder: Path) -> int:
@@ -248,24 +243,13 @@ def _size(folder: Path) -> int:
     total = 0
     for top, _, files in os.walk(folder):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(top, name)).st_blocks * 512
-            except OSError:
-                continue
     return total
 
 
 def _upload_root() -> Path:
-    """UPLOAD_DIR, created private on first use (``config.private_folder``: ValueError when someone
-    else's)."""
     return app_config.private_folder(UPLOAD_DIR, "upload folder", "uploads are off")
-
-
-def _touch(folder: Path) -> None:
-    try:
-        os.utime(folder)
-    except OSError:
-        pass
 
 
 @st.cache_resource(
@@ -274,8 +258,7 @@ def _touch(folder: Path) -> None:
     "taken on the way)…",
 )
 def load(path: str, stamp: str) -> Bundle:
-    """The memory-mapped bundle at `path`, validated (`stamp` changes when any of its files changes:
-    ``_identity``). Shared by every session: its arrays are read-only and nothing here writes them."""
+    """The memory-mapped bundle at `path`, validated (`stamp`: ``files_stamp``), shared by every session."""
     return open_checked(path)
 
 
@@ -305,15 +288,13 @@ def correlation(path: str, stamp: str, standardize: bool = False) -> np.ndarray:
 
 
 def teacher_correlation(
-    teacher, max_rows: int = CORRELATION_ROWS, seed: int = 0, *, standardize: bool = False
+    teacher, max_rows: int = CORRELATION_ROWS, *, standardize: bool = False
 ) -> np.ndarray:
     """``grouping.class_correlation`` of ``teacher`` (N, C), float64 and read-only, over all rows, or over
-    the fixed random ``scans.subset_rows(N, max_rows, seed)`` when N > ``max_rows``."""
-    n = int(teacher.shape[0])
-    rows = subset_rows(n, max_rows, seed)
-    source = teacher if len(rows) == n else np.asarray(teacher[rows])
-    matrix = class_correlation(source, standardize=standardize)
-    matrix = np.asarray(matrix, dtype=np.float64)
+    the fixed random ``scans.subset_rows(N, max_rows, 0)`` when N > ``max_rows``."""
+    rows = subset_rows(len(teacher), max_rows, 0)
+    source = teacher if len(rows) == len(teacher) else np.asarray(teacher[rows])
+    matrix = np.asarray(class_correlation(source, standardize=standardize), dtype=np.float64)
     matrix.flags.writeable = False  # one matrix serves every caller
     return matrix
 
@@ -340,13 +321,6 @@ def files_stamp(path: Path) -> str:
         stamp = (f.name, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         h.update(repr(stamp).encode())
     return h.hexdigest()[:32]
-
-
-def _identity(path: Path) -> tuple[str, str]:
-    try:
-        return str(path.resolve()), files_stamp(path)
-    except OSError:
-        raise ValueError("not a bundle directory (no meta.json)") from None
 
 
 def _upload_name(digest: str) -> str:

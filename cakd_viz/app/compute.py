@@ -1,12 +1,7 @@
-"""Cached library calls that pages share (small results in `st.cache_data`).
-
-Wrappers of what is derived from a decomposition take ``progressive.Result`` objects (from
-``state.results``) and cache on their identity (``Result.ident``: the view, the settings and the
-student); the others take the view's key (``cakd_viz.app.views``, which changes with the bundle's
-files). Each calls one `cakd_viz` function and caches the small result; pages never compute themselves.
-``standardize`` (logit standardization, the sidebar's LS) is part of every setting it applies to: the
-scans decompose standardized logits, strong sets and corr:R's correlation are the standardized
-teacher's.
+"""Cached library calls that pages share, each one `cakd_viz` call with its small result in `st.cache_data`:
+keyed by a ``progressive.Result``'s identity (``Result.ident``: view, settings, student) for what is
+derived from a decomposition, else by the view's key (``cakd_viz.app.views``) and the settings, logit
+standardization (``standardize``) included wherever it applies.
 """
 
 from __future__ import annotations
@@ -112,17 +107,8 @@ def _scan_students(scan, key, students: tuple[str, ...], **settings) -> pd.DataF
     """``scan`` (a ``cakd_viz.scans`` sweep) of each student of view ``key`` over the samples
     ``scan_sample`` picks (seed ``SCAN_SEED``), one frame with a "student" column."""
     b = views.load(key)
-    frames = [
-        scan(
-            b.student(name),
-            b.teacher,
-            b.labels,
-            sample=scan_sample(b.num_samples),
-            seed=SCAN_SEED,
-            **settings,
-        ).assign(student=name)
-        for name in students
-    ]
+    settings |= {"sample": scan_sample(b.num_samples), "seed": SCAN_SEED}
+    frames = (scan(b.student(s), b.teacher, b.labels, **settings).assign(student=s) for s in students)
     return pd.concat(frames, ignore_index=True)
 
 

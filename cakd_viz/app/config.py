@@ -1,15 +1,12 @@
-"""Where the app may open bundles from, and the limits on what a browser may ask for.
-
-No Streamlit here: the app (``cakd_viz.app``) asks this module which paths are allowed, so the rules are
-testable on their own. A server path is allowed only when, after resolving ``..`` and symlinks, it
-lies inside one of the data roots (env ``CAKD_VIZ_DATA_ROOT``, several separated by ``os.pathsep``;
-default: the shipped ``sample_checkpoints`` folder and the runs folder, ``CAKD_VIZ_RUNS_DIR`` or
-``./runs``; ``cakd-viz app PATH ...`` sets the given paths and the runs folder). Messages meant for a browser name paths only in their data-root form ("runs/x/bundle"),
-never as absolute server paths (``public_path``, ``scrub``).
+"""Where the app may open bundles from, and the limits on what a browser may ask for (no Streamlit here,
+so each rule is tested on its own; docs/architecture.md §3, "What a browser can reach"). A server path
+is allowed only when, with ``..`` and symlinks resolved, it lies inside a data root; messages for a
+browser name paths only in their data-root form ("runs/x/bundle"), never as server paths.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import site
@@ -23,6 +20,8 @@ from cakd_viz import settings, text
 from cakd_viz.locations import PACKAGE_DIR, runs_dir, samples_dir
 
 PACKAGE_PARENT = PACKAGE_DIR.parent  # a clone's root, or the site-packages folder of an install
+shown = text.code  # a value from a browser inside a one-line message, cut at 80 characters
+plain = text.markdown  # text from a file or a library message made literal for Markdown
 DATA_ROOT_ENV = "CAKD_VIZ_DATA_ROOT"
 OPEN_ENV = "CAKD_VIZ_OPEN"  # the bundle a new session opens first (set by `cakd-viz app PATH`)
 # The operator's opt-in to model and data specs that run code or read files (docs/architecture.md §3).
@@ -32,17 +31,13 @@ MAX_ACTIVE_RUNS_ENV = "CAKD_VIZ_MAX_ACTIVE_RUNS"  # queued + running runs the Tu
 LOGIN_ENV = "CAKD_VIZ_REQUIRE_LOGIN"  # 1: every page asks for Streamlit's login (st.login) first
 
 # Shipped sample bundles, in the order the app offers them; the first one that exists opens by default.
-SAMPLES = {
-    "glyphs": "glyphs/bundle",
-    "digits": "digits/bundle",
-}
+SAMPLES = {"glyphs": "glyphs/bundle", "digits": "digits/bundle"}
 
 UPLOAD_EXTENSIONS = ("npz", "safetensors", "pt", "pth")
 UPLOAD_MAX_MB = 200  # keep in step with server.maxUploadSize in .streamlit/config.toml
 UPLOAD_EXPANSION = 2  # default cap on the decompressed arrays of an upload: this many times the upload limit
 DEFAULT_TEMPERATURE = 4.0
 MAX_PATH_CHARS = 1024  # a longer path from a browser is refused before it reaches the file system
-SHOWN_CHARS = 80  # how much of a value from a browser a message repeats
 
 
 class PathRefused(ValueError):
@@ -55,12 +50,10 @@ def data_roots() -> list[Path]:
     samples; and the runs folder, once it exists (its runs' bundles open in the explorer)."""
     raw = os.environ.get(DATA_ROOT_ENV, "").strip()
     roots = []
-    for part in raw.split(os.pathsep) if raw else []:
-        if not part.strip():
-            continue
-        path = Path(part.strip()).expanduser()
+    for part in filter(None, map(str.strip, raw.split(os.pathsep))):
+        path = Path(part).expanduser()
         if not path.is_dir():
-            raise ValueError(f"{DATA_ROOT_ENV} names {part.strip()!r}, which is not a folder")
+            raise ValueError(f"{DATA_ROOT_ENV} names {part!r}, which is not a folder")
         roots.append(path.resolve())
     if not raw and samples_dir().is_dir():
         roots.append(samples_dir().resolve())
@@ -78,11 +71,6 @@ def problems() -> list[str]:
     except ValueError as exc:
         out.append(str(exc))
     return out
-
-
-def bundle_to_open() -> str:
-    """The bundle a new session opens first when ``cakd-viz app PATH`` named one (``$CAKD_VIZ_OPEN``)."""
-    return os.environ.get(OPEN_ENV, "").strip()
 
 
 def sample_path(name: str) -> Path:
@@ -186,10 +174,8 @@ def check_tree_confined(folder: Path, roots: list[Path], *, limit: int = 100_000
             seen += 1
             if seen > limit:
                 raise PathRefused(f"{public_path(folder, roots)}: more than {limit:,} entries")
-            entry = Path(top) / name
-            if not is_confined(entry, roots):
-                shown = public_path(entry, roots)
-                raise PathRefused(f"{shown}: a link that leads outside the data roots")
+            if not is_confined(entry := Path(top) / name, roots):
+                raise PathRefused(f"{public_path(entry, roots)}: a link that leads outside the data roots")
     return seen
 
 
@@ -207,6 +193,12 @@ def private_folder(folder: Path, what: str, off: str) -> Path:
     if stat.S_IMODE(info.st_mode) & 0o077:
         folder.chmod(0o700)
     return folder
+
+
+def touch(path: Path) -> None:
+    """Renew ``path``'s modification time, its "last used" (gone meanwhile, pruned by another session: fine)."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
 
 
 def find_bundles(roots: list[Path] | None = None, max_depth: int = 4, limit: int = 200) -> list[Path]:
@@ -286,17 +278,7 @@ def _library_dirs() -> frozenset[str]:
     return frozenset(p for p in paths if p)
 
 
-def shown(value: object, limit: int = SHOWN_CHARS) -> str:
-    """A value from a browser inside a one-line message: ``cakd_viz.text.code``."""
-    return text.code(value, limit)
-
-
 def one_line(text: str, limit: int = 300) -> str:
     """The first line of a message, cut at ``limit`` characters."""
     first = str(text).strip().splitlines()[0] if str(text).strip() else ""
     return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-def plain(value: object) -> str:
-    """Text from a file or a library message made literal for Markdown: ``cakd_viz.text.markdown``."""
-    return text.markdown(value)

@@ -76,11 +76,6 @@ def formatted(frame: pd.DataFrame, formats: dict) -> pd.DataFrame:
     )
 
 
-def _width(strings, header: str) -> int:
-    longest = max((len(s) for s in strings), default=1)
-    return int(max(longest * CHAR_PX + PAD_PX, min(len(header) * CHAR_PX * 0.85 + PAD_PX, HEADER_CAP_PX)))
-
-
 def column(fmt: str | None, heading: str, **kwargs):
     """The st.column_config of a column printed as ``fmt`` (a format of ``column_format``, or any number
     format), with ``kwargs`` (width, help)."""
@@ -102,6 +97,7 @@ def column_config(frame: pd.DataFrame, headings: dict[str, str]) -> dict:
         head, series = headings[col], frame[col]
         fmt = column_format(col, series)
         texts = {"bool": ["xx"], "datetime": ["2025-01-01 12:00"]}.get(fmt)
-        width = _width(texts or [format_cell(v, fmt) for v in series.dropna()], head)
+        longest = max(map(len, texts or [format_cell(v, fmt) for v in series.dropna()]), default=1)
+        width = int(max(longest * CHAR_PX + PAD_PX, min(len(head) * CHAR_PX * 0.85 + PAD_PX, HEADER_CAP_PX)))
         config[head] = column(fmt, head, width=min(width, 420) if fmt is None else width)
     return config

@@ -1,18 +1,7 @@
 """Links: the view lives in the URL, so that a link reproduces it, and a value a link asks for that the app
-cannot use is said in one visible line, never dropped silently.
-
-Widgets whose value belongs in a link are bound to their query parameter by Streamlit itself
-(``bind="query-params"``; the widget's key is the parameter's name): Streamlit seeds the widget from a
-link, writes every change back, and leaves a value out while it is the widget's default. It also drops,
-without a word, a value it cannot use (an unknown option, a number outside the range, a fraction for a
-whole number); ``bound`` draws such a widget and says so: "The link asks for T=abc, not a number;
-showing T = 4." The line stays while the widget shows that substitute, and goes once the user picks
-something else. A bound parameter can only be changed through ``st.session_state`` (Streamlit refuses
-``st.query_params`` for it), so in-app navigation sets the widget's state (``state.goto_overview``).
-
-Values that are no widget (the bundle, the runs whose students are added, a class-name list, the Learn
-page's example) are read with ``param`` and written with ``set_param``, with the same one-line notes;
-``incoming`` tells a value a link brought from one this session wrote itself (``write``).
+cannot use is said in one visible line ("The link asks for T=abc, not a number; showing T = 4."), never
+dropped silently. Widgets are bound by Streamlit (``bind="query-params"``), ``bound`` adds the line; values
+that are no widget go through ``param``/``write`` (docs/architecture.md §9, "Adding a page").
 """
 
 from __future__ import annotations
@@ -144,11 +133,7 @@ def worded(draw: Callable, label: str, words: dict | Sequence, *, key: str, most
 def one_of(options: Sequence, url: Callable[[object], str] = str, most: int = 12) -> Callable[[str], str]:
     """``why`` for an option widget: "which is not one of A, B, C"."""
     words = ", ".join(url(o) for o in list(options)[:most]) + (" and more" if len(options) > most else "")
-
-    def why(raw: str) -> str:
-        return f"which is not one of {words or 'none here'}"
-
-    return why
+    return lambda raw: f"which is not one of {words or 'none here'}"
 
 
 def number(lo: float, hi: float, *, whole: bool = False) -> Callable[[str], str]:
@@ -190,11 +175,10 @@ def pager(
     value = int(
         bound(pick.number_input, label, lo, hi, step=1, key=key, why=number(lo, hi, whole=True), says=says)
     )
-    previous_key, next_key = button_keys
     prev.button(
-        "◀ Previous", key=previous_key, on_click=step, args=(-1,), disabled=value <= lo, width="stretch"
+        "◀ Previous", key=button_keys[0], on_click=step, args=(-1,), disabled=value <= lo, width="stretch"
     )
-    nxt.button("Next ▶", key=next_key, on_click=step, args=(1,), disabled=value >= hi, width="stretch")
+    nxt.button("Next ▶", key=button_keys[1], on_click=step, args=(1,), disabled=value >= hi, width="stretch")
     show((key,))
     return value
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
 
 from cakd_viz import atomic
-from cakd_viz.app.config import private_folder
+from cakd_viz.app.config import private_folder, touch
 from cakd_viz.classnames import parse_override
 
 NAMES_DIR = Path(tempfile.gettempdir()) / "cakd-viz-names"
@@ -33,7 +32,7 @@ def store(data: bytes, filename: str, num_classes: int) -> str:
     target = _folder() / f"{token}.json"
     if not target.is_file():
         atomic.write_text(target, text)
-    _touch(target)
+    touch(target)
     _prune(keep=target)
     return token
 
@@ -52,20 +51,13 @@ def load(token: str, num_classes: int) -> list[str]:
         raise ValueError(
             f"that class-name list has {len(names) if isinstance(names, list) else 0:,} names, the bundle {num_classes:,} classes"
         )
-    _touch(path)  # used: the last to go
+    touch(path)  # used: the last to go
     return [str(n) for n in names]
 
 
 def _folder() -> Path:
     """NAMES_DIR, created private on first use (``config.private_folder``: ValueError when someone else's)."""
     return private_folder(NAMES_DIR, "class-name folder", "class-name lists are off")
-
-
-def _touch(path: Path) -> None:
-    try:
-        os.utime(path)
-    except OSError:  # removed meanwhile by another session's pruning
-        pass
 
 
 def _prune(keep: Path) -> None:

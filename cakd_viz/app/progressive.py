@@ -1,21 +1,6 @@
-"""Exact decompositions for the pages: computed when asked, with a progress bar, kept in memory.
-
-``results`` (what ``state.results`` calls) gives every student asked for its decomposition over every
-sample of the view, computed in the page run that asks for it: the students that are not kept yet in
-one pass of the fused C kernel (``decompose_many``: each row's strong set decided once for all of them),
-about a second per student on 1,280,000 x 1,000 float16 logits on 2 quiet cores. The page waits for it,
-with a progress bar in the placeholder under the page title (``ui.notice_box``). A change of setting
-during a pass stops it at its next progress report (Streamlit interrupts the run at its next delta),
-and nothing half-computed is kept.
-
-What was computed is kept in one store per server process, shared by every session (read-only arrays):
-at most ``results_budget()`` bytes (``$CAKD_VIZ_RESULTS_MB``, default 1,536 MB: fifteen results of
-1,280,000 samples), least recently used out first. A result is keyed by the view's key (the bundle's
-path and a stamp of its files' identities, ``cakd_viz.app.bundles``: a rewritten or edited file gives
-a new key), the student, the grouping, T, logit standardization (``standardize``) and the device. One pass runs at a time per process (two side
-by side only slow each other down); a session that needs results while another pass runs waits for it,
-showing that pass's progress, and then computes what is still missing.
-"""
+"""Exact decompositions for the pages: computed when asked (one ``decompose_many`` pass for the missing
+students, its progress drawn under the page title), kept in memory and shared by every session
+(docs/architecture.md §3, "Exact results at any size")."""
 
 from __future__ import annotations
 
@@ -53,8 +38,7 @@ class Result:
 
 
 def progress_above() -> int:
-    """Logits per model (N x C) above which a pass draws a progress bar (``$CAKD_VIZ_PROGRESS_ABOVE``,
-    default 10 million; ``cakd_viz.settings``: a value not understood is a one-line ValueError)."""
+    """Logits per model (N x C) above which a pass draws a progress bar (default 10 million)."""
     return int(settings.number(PROGRESS_ABOVE_ENV))
 
 
@@ -89,16 +73,13 @@ class Store:
         with self._lock:
             self._items[key] = d
             self._items.move_to_end(key)
-            while len(self._items) > 1 and self.nbytes_locked() > limit:
+            while len(self._items) > 1 and sum(map(nbytes, self._items.values())) > limit:
                 self._items.popitem(last=False)
         return d
 
     def nbytes(self) -> int:
         with self._lock:
-            return self.nbytes_locked()
-
-    def nbytes_locked(self) -> int:
-        return sum(nbytes(d) for d in self._items.values())
+            return sum(map(nbytes, self._items.values()))
 
     def keys(self) -> list[tuple]:
         with self._lock:
@@ -113,7 +94,7 @@ def nbytes(d: Decomposition) -> int:
 
 
 STORE = Store()
-_PASS = threading.Lock()  # one pass at a time in this process
+_PASS = threading.Lock()  # one pass at a time in this process: two side by side only slow each other down
 _RUNNING: dict = {}  # what the pass holding _PASS computes: {"title", "done", "total"} (read by waiters)
 
 
@@ -178,7 +159,8 @@ def _one_pass(
     """The students' decompositions in one pass over the rows (one strong set per row for all of them:
     ``decompose_many``), its progress drawn by ``bar`` and published for the sessions waiting for it."""
     b = views.load(key)
-    title = f"{_names(students)} under {grouping} at {setting(temperature, standardize)}"
+    who = students[0] if len(students) == 1 else f"{', '.join(students[:-1])} and {students[-1]}"
+    title = f"{who} under {grouping} at {setting(temperature, standardize)}"
     _RUNNING.update(title=title, done=0, total=b.num_samples)
 
     def progress(done: int, total: int) -> None:
@@ -197,11 +179,6 @@ def _one_pass(
         progress=progress,
         standardize=standardize,
     )
-
-
-def _names(students: list[str]) -> str:
-    """The students in words: kd; kd and ce; kd, ce and dkd."""
-    return students[0] if len(students) == 1 else f"{', '.join(students[:-1])} and {students[-1]}"
 
 
 class Bar:

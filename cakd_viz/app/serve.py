@@ -23,22 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]  # a clone's root (the folder holding the package)
 CHROMIUM = os.environ.get("CAKD_VIZ_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# Streamlit marks the script state on the app root; Plotly draws charts into .js-plotly-plot.
+CHROMIUM_ARGS = "--no-sandbox --disable-gpu --disable-background-networking --no-first-run".split()
+CHROMIUM_ARGS += ["--disable-component-update", "--disable-sync"]
 EXCEPTION = '[data-testid="stException"]'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -74,7 +61,9 @@ def running_server(
     interpreter of the environment to serve from, e.g. a fresh one with the wheel installed), in ``cwd``
     (default: the folder holding the package, a clone's root). A variable set to None in ``env`` is
     removed from the server's environment."""
-    port = free_port()
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
     cmd = [str(python), "-m", "cakd_viz", "app", *map(str, paths), "--port", str(port)]
     cmd += ["--address", "127.0.0.1"]
     with contextlib.ExitStack() as files:  # the log file is closed on exit, the server started or not

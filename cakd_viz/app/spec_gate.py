@@ -1,18 +1,8 @@
-"""The gate between the Tune form and a run: which model and data specs a browser may launch with.
-
-Model and data specs can name Python code (``package.module:factory``) or files that load code or read
-anything on disk (TorchScript, weights, own ``.npz`` files and image folders). The command line and
-run config files accept them all; a browser does not, unless the operator opted in:
-
-- without ``CAKD_VIZ_ALLOW_CODE_SPECS=1``: the teacher is a shipped checkpoint (``sample:DATA/NAME``),
-  the student an architecture name or a shipped checkpoint, the data a shipped sample, and no weights
-  file; anything else is refused with one line before a run folder exists;
-- with it: factories run (that is the operator's choice), and every path must lie inside the data roots
-  once symlinks are resolved (a folder: every entry in it, at any depth). The config that goes on is
-  rewritten to the resolved absolute paths the gate checked, so the run reads exactly those.
-
-Pure functions of a config dict (the JSON form of ``RunConfig``), no Streamlit, so each rule is tested
-on its own and the page only calls ``gate``.
+"""The gate between the Tune form and a run: which model and data specs a browser may launch with
+(docs/architecture.md §3, "What a browser can reach"). Specs can name Python code or files that load code
+or read anything on disk: without the operator's opt-in only shipped models, architecture names and
+shipped samples pass; with it, factories too, and every path confined to the data roots and passed on
+resolved, so the run reads exactly what was checked. Pure functions of a config dict, no Streamlit.
 """
 
 from __future__ import annotations
@@ -37,22 +27,6 @@ _FIELDS = {
 
 class SpecRefused(ValueError):
     """A model or data spec a browser may not launch a run with (one line, no server path)."""
-
-
-def shipped_models() -> list[str]:
-    """Specs of the shipped checkpoints, e.g. ['sample:digits/student', ..., 'sample:glyphs/teacher']."""
-    from cakd_viz.models.specs import list_sample_models
-
-    return list_sample_models()
-
-
-def shipped_data(*, split: bool) -> list[str]:
-    """Shipped data specs: 'sample:NAME' (a run's data field) or 'sample:NAME:SPLIT' (held-out data)."""
-    from cakd_viz.data.sources import SAMPLE_DATA
-
-    if not split:
-        return [f"sample:{name}" for name in SAMPLE_DATA]
-    return [f"sample:{name}:{part}" for name in SAMPLE_DATA for part in ("train", "test")]
 
 
 def gate(config: dict, *, allow_code: bool | None = None, roots: list[Path] | None = None) -> dict:
@@ -80,7 +54,9 @@ def gate(config: dict, *, allow_code: bool | None = None, roots: list[Path] | No
 def _check(key: str, text: str, allow: bool, roots: list[Path]) -> str:
     what = _FIELDS[key]
     if key in ("teacher", "student"):
-        shipped = shipped_models()
+        from cakd_viz.models.specs import list_sample_models
+
+        shipped = list_sample_models()  # e.g. ['sample:digits/student', ..., 'sample:glyphs/teacher']
         if text in shipped or (key == "student" and text in _archs()):
             return text
         if text.startswith("sample:"):
@@ -98,7 +74,10 @@ def _check(key: str, text: str, allow: bool, roots: list[Path]) -> str:
             )
         return _opt_in_model(what, text, roots)
     if key in ("data", "test_data"):
-        shipped = shipped_data(split=key == "test_data")
+        from cakd_viz.data.sources import SAMPLE_DATA
+
+        parts = [":train", ":test"] if key == "test_data" else [""]  # held-out data names its split
+        shipped = [f"sample:{name}{part}" for name in SAMPLE_DATA for part in parts]
         if text in shipped:
             return text
         if text.startswith("sample:"):

@@ -1,16 +1,12 @@
-"""The app's shared state: which bundle, student, grouping, temperature, logit standardization and device
-are selected.
-
-``main.py`` calls ``sidebar()`` on every run; pages call ``selection()`` and ``results()``. The view lives
-in the URL (``cakd_viz.app.links``): the sidebar's widgets are bound to their query parameters
-(``student``, ``vs``, ``grouping``, ``T``, ``standardize``, ``device``) by Streamlit; the bundle, the runs whose students
-are added and a class-name list are written by this module (``bundle``, ``runs``, ``names``). A link's
-value that cannot be used leaves one line saying what is shown instead.
+"""The app's shared state: the open bundle, student A and B, grouping, T, logit standardization, device and
+class names, kept in the URL (docs/architecture.md §3). ``main.py`` calls ``sidebar()`` on every run;
+pages call ``selection()`` and ``results()``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,10 +188,8 @@ def link_params() -> dict[str, str]:
 def switch_bundle(source: str) -> None:
     """Open another bundle (a source token); on failure keep the current one and raise ValueError
     (the reason, one markdown-safe line; see ``bundles.open_source``)."""
-    opened = bundles.open_source(source)
-    ss = st.session_state
-    ss[_K_SOURCE] = opened.source
-    ss[_K_ERROR] = None  # the sidebar fits the student and grouping widgets to it on the next run
+    st.session_state[_K_SOURCE] = bundles.open_source(source).source  # the sidebar fits its widgets to it
+    st.session_state[_K_ERROR] = None
 
 
 # -- bundle ------------------------------------------------------------------------------------------
@@ -221,7 +215,7 @@ def _open_default() -> None:
     it, and that the default is shown instead."""
     ss = st.session_state
     ss[_K_SOURCE] = None
-    first = app_config.bundle_to_open()
+    first = os.environ.get(app_config.OPEN_ENV, "").strip()
     tokens = ([f"path:{first}"] if first else []) + [f"sample:{n}" for n in app_config.available_samples()]
     for token in tokens:
         try:
@@ -329,12 +323,13 @@ def _student_widget(side, bundle: Bundle | None, ids: dict[str, str]) -> str:
     if bundle is None:
         return ""
     names = bundle.student_names
+    listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     return links.bound(
         side.selectbox,
         "Student (A)",
         names,
         key=W_STUDENT,
-        why=lambda raw: f"which this bundle does not have (it has {_list(names)})",
+        why=lambda raw: f"which this bundle does not have (it has {listed})",
         help="Which student's logits are compared with the teacher's." + _runs_said(ids),
     )
 
@@ -381,11 +376,6 @@ def _compare_widget(side, bundle: Bundle | None, student: str, ids: dict[str, st
     )
 
 
-def _list(names: list[str], most: int = 6) -> str:
-    shown = ", ".join(names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
 def _grouping_widget(side, bundle: Bundle | None) -> str:
     ss = st.session_state
     ss.setdefault(_K_GOOD_GROUPING, DEFAULT_GROUPING)
@@ -426,11 +416,10 @@ def _grouping_widget(side, bundle: Bundle | None) -> str:
     return ss[_K_GOOD_GROUPING]
 
 
-def _first_line(exc: Exception, most: int = 200) -> str:
-    """An error's first line, cut to ``most`` characters and made text for Markdown (it may quote a
-    value from a link: a URL there must not become a link, nor `$$...$$` typeset)."""
-    text = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
-    return plain(text if len(text) <= most else text[: most - 1] + "…")
+def _first_line(exc: Exception) -> str:
+    """An error's first line, cut to 200 characters and made text for Markdown (it may quote a value from
+    a link: a URL there must not become a link, nor `$$...$$` typeset)."""
+    return plain(app_config.one_line(str(exc), 200).rstrip(".") or type(exc).__name__)
 
 
 def _temperature_problem(value) -> str | None:

@@ -1,12 +1,7 @@
-"""How pages show things, so that every page reads and exports alike.
-
-Pages draw through this module: ``title``, ``subheader``, ``markdown``, ``caption``, ``note``,
-``metric``, ``image``, ``latex``/``identity`` and ``chart`` draw with Streamlit and record what they drew
-in the page's ``Report`` (``cakd_viz.report``: text without markup, images as PNG, formulas as text and
-MathML). ``table`` shows a library table as people read it (``cakd_viz.terms.readable``: headings in
-words, each column in the unit its heading says; printed as ``formats`` says), offers it as CSV or
-Parquet carrying the view's context, and records it as printed. ``finish`` (the last call of a page)
-fills the sidebar's "Export this view" box with the HTML report and a "reproduce in Python" snippet.
+"""How pages show things, so that every page reads and exports alike: each call draws with Streamlit and
+records the same thing in the page's ``Report``; ``table`` shows a library table in the units its
+headings say and offers it as CSV / Parquet; ``finish`` fills the sidebar's "Export this view" box
+(docs/architecture.md §3, "Units, in one place" and "The report").
 """
 
 from __future__ import annotations
@@ -40,10 +35,7 @@ def start(context: dict, box) -> None:
 
 
 def report() -> Report:
-    rep = st.session_state.get(_K_REPORT)
-    if rep is None:
-        rep = st.session_state[_K_REPORT] = Report(title="cakd-viz")
-    return rep
+    return st.session_state.setdefault(_K_REPORT, Report(title="cakd-viz"))
 
 
 def context(**extra) -> dict:

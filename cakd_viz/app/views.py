@@ -1,15 +1,7 @@
-"""The bundle a page works on: the open bundle, or a read-only view of it with finished runs' students.
-
-A link may add runs' students to the open bundle with ``runs=RUNID,RUNID``: each id must name a finished
-run folder under the runs directory (a name, never a path) whose own bundle holds the same samples,
-labels and teacher (``cakd_viz.bundle.compose``). Nothing is written anywhere; every refused id gets
-one line saying why. A view's identity for caches is ``key``: ``(path, stamp)`` for a plain bundle,
-``(path, stamp, ((run id, run bundle path, its stamp, its name), ...))`` with runs added; a stamp changes
-whenever one of the bundle's files does (``bundles.files_stamp``).
-
-A run's student is named by the run's name, "run:NAME" (``student_names``: unique, readable, only
-characters that are plain in Markdown and file names), not by its 30-character id; ``run_ids`` gives the
-id behind each name (for hover help) and ``renamed`` reads the older "run:RUN_ID" form of a link.
+"""The bundle a page works on: the open bundle, or a read-only view of it with the students of finished
+runs (``runs=RUNID,...``: ids of run folders, never paths) whose bundles hold the same samples, labels
+and teacher (docs/architecture.md §3, "Run students"). A view's key for caches: ``(path, stamp)``, and
+``((run id, run bundle path, its stamp, its name), ...)`` third with runs added.
 """
 
 from __future__ import annotations
