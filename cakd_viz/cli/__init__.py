@@ -1,9 +1,11 @@
 """The command line: `python -m cakd_viz COMMAND ...` or `cakd-viz COMMAND ...` (README, 'Command line').
 
-Each command is one small module in this package exposing `COMMAND = Command(...)`: its name, a
-one-line summary, a description and examples for `--help`, `add_arguments(parser)` and
-`run(args) -> int`. Modules import heavy libraries (torch, pandas, bundles) inside `run`, so that
-`--help` stays fast. A new command registers with one line in `COMMANDS` below.
+Each command is one small module in this package, named after it (`NAME_cmd` where NAME is a keyword):
+its docstring is the description `--help` shows, `SUMMARY` the line of `cakd-viz --help`, `EXAMPLES`
+the end of its `--help`; `add_arguments(parser)` and `run(args) -> int`; optionally `split_extra(argv)
+-> (its own arguments, those it hands on as args.extra)`, before argparse sees them (`app`'s Streamlit
+options). Modules import heavy libraries (torch, pandas, bundles) inside `run`, so that `--help` stays
+fast. A new command registers with one line in `COMMANDS` below.
 
 Errors: every failure prints exactly one line `cakd-viz CMD: error: MESSAGE` on stderr and exits 2:
 bad input (ValueError, including BundleError), files that are missing, unreadable or unwritable (any
@@ -25,14 +27,14 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from cakd_viz.cli._common import Command, HelpFormatter, Parser
+from cakd_viz.cli._common import HelpFormatter, Parser
 from cakd_viz.text import terminal
 
-__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 PROG = "cakd-viz"
 
-# Command modules, in the order `--help` lists them. Add a command: write cli/NAME.py, add one line here.
+# Command modules, in the order `--help` lists them. Add a command: write cli/NAME_cmd.py, add one line here.
 COMMANDS: tuple[str, ...] = (
     "cakd_viz.cli.app_cmd",
     "cakd_viz.cli.import_cmd",
@@ -66,17 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in COMMANDS:
-        cmd: Command = importlib.import_module(module).COMMAND
+    for module in map(importlib.import_module, COMMANDS):
         p = sub.add_parser(
-            cmd.name,
-            help=cmd.summary,
-            description=cmd.description,
-            epilog="examples:\n" + cmd.examples.strip("\n"),
+            module.__name__.rsplit(".", 1)[1].removesuffix("_cmd"),
+            help=module.SUMMARY,
+            description=module.__doc__,
+            epilog="examples:\n" + module.EXAMPLES.strip("\n"),
             formatter_class=HelpFormatter,
         )
-        cmd.add_arguments(p)
-        p.set_defaults(_run=cmd.run, _parser=p, _split_extra=cmd.split_extra)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run, _parser=p, _split_extra=getattr(module, "split_extra", None))
     return parser
 
 

@@ -1,12 +1,9 @@
-"""`cakd-viz app [PATH ...]`: serve the Streamlit app on your own bundles (or the shipped samples).
-
-The paths (bundles, or folders holding bundles) become the app's data roots and the first bundle found
-opens; with no path the shipped samples open. `--runs-dir` is where the Tune page reads and writes runs.
-Every serving setting of the README's "Serving cakd-viz to others" applies: the command passes the
-app's own Streamlit settings (localhost, upload limit, no error details in the browser) on the command
-line, so they hold in any directory, and Streamlit options given after them (`--server.baseUrlPath /kd`)
-are handed on.
-"""
+"""Start the Streamlit app. The PATHs (bundle directories, or folders holding bundles) become the
+folders the app may open bundles from, and the first bundle found opens; with no PATH the
+shipped samples open. The Tune page keeps its runs in --runs-dir. The app listens on this
+machine only (127.0.0.1) unless --address says otherwise. Options of Streamlit itself
+(--server.baseUrlPath PATH, --server.sslCertFile FILE, ...) may follow and are handed on.
+Needs the app's extra: pip install 'cakd-viz[app]'."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, positive_int
+from cakd_viz.cli._common import positive_int
 from cakd_viz.locations import PACKAGE_DIR, RUNS_DIR_ENV, runs_dir
 
 ENTRY = PACKAGE_DIR / "app" / "entry" / "streamlit_app.py"
@@ -91,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def split_streamlit_options(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the command's own arguments, Streamlit's options: ``--section.option VALUE`` or
     ``--section.option=VALUE``)."""
     own, extra = [], []
@@ -169,24 +166,10 @@ def _roots_and_first_bundle(paths: list[Path]) -> tuple[list[Path], Path]:
     return roots, bundles[0]
 
 
-COMMAND = Command(
-    name="app",
-    summary="serve the app on your bundles (or the shipped samples) in a browser",
-    description=(
-        "Start the Streamlit app. The PATHs (bundle directories, or folders holding bundles) become the\n"
-        "folders the app may open bundles from, and the first bundle found opens; with no PATH the\n"
-        "shipped samples open. The Tune page keeps its runs in --runs-dir. The app listens on this\n"
-        "machine only (127.0.0.1) unless --address says otherwise. Options of Streamlit itself\n"
-        "(--server.baseUrlPath PATH, --server.sslCertFile FILE, ...) may follow and are handed on.\n"
-        "Needs the app's extra: pip install 'cakd-viz[app]'."
-    ),
-    examples="""
+SUMMARY = "serve the app on your bundles (or the shipped samples) in a browser"
+EXAMPLES = """
   cakd-viz app                                   # the shipped samples, http://127.0.0.1:8501
   cakd-viz app bundles/cifar100 --runs-dir runs  # your bundles and runs
   cakd-viz app my_bundle --port 8600
   cakd-viz app bundles --address 0.0.0.0 --server.baseUrlPath /kd   # behind a proxy at /kd
-""",
-    add_arguments=add_arguments,
-    run=run,
-    split_extra=split_streamlit_options,
-)
+"""

@@ -1,11 +1,20 @@
-"""`cakd-viz import SRC --out BUNDLE`: an .npz / .safetensors / .pt file of logits -> a bundle."""
+"""Convert a file of logits into a bundle directory (docs/architecture.md §5), validating it on the way:
+shapes must agree, values must be finite, labels must lie in 0..C-1.
+
+Tensor names: 'teacher' (N, C), 'student' or 'student_NAME' (N, C, at least one), optional
+'labels' (N,), 'class_names' and 'inputs' (N, ...). .pt/.pth files must hold a dict of
+tensors and are read with torch.load(weights_only=True): pickled objects are refused.
+
+Every array's shape and dtype are read from the file's headers first: a file whose arrays would
+exceed --max-bytes, or whose compressed members would expand more than 100x (a decompression
+bomb, beyond 256 MiB), is refused before any data is read, and nothing is created."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, argument_type, say
+from cakd_viz.cli._common import argument_type, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,25 +72,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command(
-    name="import",
-    summary="convert an .npz / .safetensors / .pt file of logits into a bundle",
-    description=(
-        "Convert a file of logits into a bundle directory (docs/architecture.md §5), validating it on the way:\n"
-        "shapes must agree, values must be finite, labels must lie in 0..C-1.\n\n"
-        "Tensor names: 'teacher' (N, C), 'student' or 'student_NAME' (N, C, at least one), optional\n"
-        "'labels' (N,), 'class_names' and 'inputs' (N, ...). .pt/.pth files must hold a dict of\n"
-        "tensors and are read with torch.load(weights_only=True): pickled objects are refused.\n\n"
-        "Every array's shape and dtype are read from the file's headers first: a file whose arrays would\n"
-        "exceed --max-bytes, or whose compressed members would expand more than 100x (a decompression\n"
-        "bomb, beyond 256 MiB), is refused before any data is read, and nothing is created."
-    ),
-    examples="""
+SUMMARY = "convert an .npz / .safetensors / .pt file of logits into a bundle"
+EXAMPLES = """
   cakd-viz import logits.npz --out bundles/cifar100
   cakd-viz import run42.safetensors --out bundles/run42 --dtype float16 --overwrite
   cakd-viz import logits.pt --out bundles/imagenet && cakd-viz info bundles/imagenet
   cakd-viz import big.npz --out bundles/big --max-bytes 40G
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""
