@@ -1,13 +1,5 @@
-"""The :class:`Bundle` a reader works with, and :func:`load_bundle`, which opens and validates one.
-
-Arrays are memory-mapped, so bundles larger than memory open instantly; the on-disk layout is in
-``cakd_viz.bundle`` (and docs/architecture.md).
-
-Every file is confined to the bundle directory: a link (in the directory or in ``students/``) that
-resolves outside it is refused before anything is read, so a bundle cannot make a reader open a file
-elsewhere on the machine. Logits must be float16, float32 or float64 (integer logits are refused when
-the bundle opens, naming the file); big-endian arrays are read in native byte order (``npy``).
-"""
+"""The :class:`Bundle` a reader works with, and :func:`load_bundle`, which opens and validates one,
+memory-mapped (what it checks, links confined to the directory included: docs/architecture.md §5)."""
 
 from __future__ import annotations
 

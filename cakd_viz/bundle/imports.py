@@ -1,27 +1,10 @@
 """Importing logits from ``.npz``, ``.safetensors`` and ``.pt``/``.pth`` files into a bundle.
 
-Array names (docs/architecture.md §5): ``teacher`` (N, C); ``student`` and/or ``student_NAME`` (N, C),
-one or more; optional ``labels`` (N,), ``inputs`` (N, ...) and ``class_names`` (C strings; in a
-.safetensors file, the metadata key "class_names" holding a JSON list). Nothing is ever unpickled:
-``.npz`` members are read by cakd-viz's own ``.npy`` reader, and ``.pt`` files only through
-``torch.load(weights_only=True)``.
-
-Bounded memory: every format declares its arrays before their data, and all of it is checked before
-any data is read or decompressed (``limits``: the ``max_bytes`` limit and decompression bombs;
-``zipcheck``: the zip directory). Then:
-
-- ``.npz``: each member's zip entry and ``.npy`` header (shape, dtype, order) are read and must agree
-  with each other; the shapes must make a bundle (teacher (N, C), students alike, labels (N,), ...);
-  then each member is decompressed straight into its array (big-endian ones swapped in place).
-- ``.safetensors``: the JSON header is parsed (at most ``MAX_SAFETENSORS_HEADER``); dtypes, shapes and
-  data offsets must tile the file exactly; tensors are memory-mapped from the file (bfloat16 becomes
-  float32).
-- ``.pt``/``.pth``: only PyTorch's zip format (``torch.save`` since 1.6), with every member stored
-  uncompressed (as ``torch.save`` writes them) and a pickle of at most ``MAX_PICKLE_BYTES``; the
-  ``data/`` members must fit the limit; then ``torch.load(weights_only=True, mmap=True)`` maps the
-  tensors from the file, with its warnings held back, and what it returns is checked against the
-  limit and the bomb ratio again (one storage may back many tensors, or a tensor with zero strides).
-  Legacy (pre-zip) files and TorchScript archives are refused.
+Array names, and how each format is checked before any data is read or decompressed (``limits``,
+``zipcheck``): docs/architecture.md §5 "Imports". Nothing is ever unpickled: ``.npz`` members are read by
+cakd-viz's own ``.npy`` reader, ``.pt`` files only through ``torch.load(weights_only=True)``; ``.npz``
+members are inflated straight into their arrays, ``.safetensors`` tensors memory-mapped (bfloat16
+widened to float32).
 """
 
 from __future__ import annotations

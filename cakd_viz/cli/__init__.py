@@ -121,25 +121,18 @@ def _main(argv: Sequence[str] | None) -> int:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
-        except MemoryError as exc:
-            detail = _one_line(exc)
-            _report(prog, "error", f"out of memory{f' ({detail})' if detail != 'MemoryError' else ''}")
-            return EXIT_ERROR
-        except BAD_INPUT as exc:
-            if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
-                _report(prog, "error", f"out of memory ({_one_line(exc)})")
-            else:
-                _report(prog, "error", _one_line(exc))
+        except (MemoryError, *BAD_INPUT) as exc:
+            message = _one_line(exc)
+            if isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM:
+                message = "out of memory" + (f" ({message})" if message != "MemoryError" else "")
+            _report(prog, "error", message)
             return EXIT_ERROR
         except Exception as exc:  # a bug, not bad input: say so in one line, traceback on request
             message = f"{type(exc).__name__}: {_one_line(exc)} (set CAKD_VIZ_DEBUG=1 to see the traceback)"
             _report(prog, "internal error", message)
             return EXIT_ERROR
-    unique: dict[tuple, warnings.WarningMessage] = {}
-    for w in held:
-        unique.setdefault((w.category, str(w.message)), w)
-    for w in unique.values():
-        print(terminal(f"{prog}: warning: {_one_line(w.message)}"), file=sys.stderr)
+    for message in dict.fromkeys((w.category, _one_line(w.message)) for w in held):  # each once, in order
+        print(terminal(f"{prog}: warning: {message[1]}"), file=sys.stderr)
     return code
 
 
@@ -161,10 +154,8 @@ def _report(prog: str, kind: str, message: str) -> None:
 
 def _one_line(exc: BaseException | Warning) -> str:
     """The exception's message on one line; OSErrors as 'PATH: reason' without the errno."""
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        text = f"{exc.filename}: {exc.strerror}"
-    elif isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())

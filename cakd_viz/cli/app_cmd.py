@@ -77,13 +77,18 @@ def run(args: argparse.Namespace) -> int:
     if found := problems():
         raise ValueError(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
     address = args.address or os.environ.get(ADDRESS_ENV, "").strip() or "127.0.0.1"
-    options = streamlit_options(address, args)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), *options]
-    # a Streamlit option the user gave (--server.port 9000) replaces ours: say where it really serves
-    shown = f"{_option(options, 'server.address', address)}:{_option(options, 'server.port', str(args.port))}"
-    print(f"cakd-viz app: serving on http://{shown} (Ctrl-C stops it)", file=sys.stderr)
+    extra = getattr(args, "extra", None) or []
+    given = _given(extra)  # a Streamlit option the user gave (--server.port 9000) replaces ours
+    settings = SETTINGS | {"server.address": address, "server.port": str(args.port)}
+    options = [word for key, value in settings.items() if key not in given for word in (f"--{key}", value)]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), *options, *extra]
+    served = settings | given
+    print(
+        f"cakd-viz app: serving on http://{served['server.address']}:{served['server.port']} (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
     sys.stdout.flush()
-    sys.stderr.flush()
     os.execve(sys.executable, cmd, env)  # the server replaces this process: Ctrl-C and signals reach it
     return 0  # not reached
 
@@ -108,27 +113,13 @@ def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     return own, extra
 
 
-def streamlit_options(address: str, args: argparse.Namespace) -> list[str]:
-    """`streamlit run` options: the app's settings, the address and port, then the user's own."""
-    extra = list(getattr(args, "extra", None) or [])
-    given = {m.group(1) for m in map(_OPTION.match, extra) if m}
-    settings = SETTINGS | {"server.address": address, "server.port": str(args.port)}
-    out = []
-    for key, value in settings.items():
-        if key not in given:
-            out += [f"--{key}", value]
-    return out + extra
-
-
-def _option(options: list[str], key: str, default: str) -> str:
-    """The value `options` give Streamlit's ``--KEY`` (the last one: ``--KEY VALUE`` or ``--KEY=VALUE``)."""
-    value = default
-    for i, word in enumerate(options):
-        if word == f"--{key}" and i + 1 < len(options):
-            value = options[i + 1]
-        elif word.startswith(f"--{key}="):
-            value = word.split("=", 1)[1]
-    return value
+def _given(extra: list[str]) -> dict[str, str]:
+    """{KEY: VALUE} of the Streamlit options ``split_extra`` handed on (the last of each KEY)."""
+    words, given = iter(extra), {}
+    for word in words:
+        key, sep, value = word[2:].partition("=")
+        given[key] = value if sep else next(words)
+    return given
 
 
 def _check_streamlit() -> None:
