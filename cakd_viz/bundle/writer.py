@@ -472,26 +472,11 @@ def remove_abandoned(path: Path) -> list[Path]:
     without an owner on record (killed between creating it and writing the layout) goes after a
     minute. An ``.old-*`` directory is a replaced bundle that its publisher was deleting: always garbage.
     """
-    removed = []
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        partial = entry.name.startswith(f"{path.name}.partial-")
-        if not (partial or entry.name.startswith(f"{path.name}.old-")):
-            continue
-        try:
-            if entry.is_symlink() or not entry.is_dir():
-                continue
-            if partial and not processes.abandoned(_owner(entry), time.time() - entry.stat().st_mtime):
-                continue
-        except OSError:
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        if not entry.exists():
-            removed.append(entry)
-    return removed
+
+    def partial(entry: Path) -> bool:
+        return entry.is_dir() and processes.abandoned(_owner(entry), time.time() - entry.stat().st_mtime)
+
+    return atomic.remove_leftovers(path, {f"{path.name}.partial-": partial, f"{path.name}.old-": Path.is_dir})
 
 
 def _owner(partial_dir: Path) -> dict | None:

@@ -146,25 +146,12 @@ def remove_abandoned_temps(path: Path) -> list[Path]:
     from cakd_viz import processes
 
     prefix = f".{path.name}.tmp-"
-    removed = []
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        try:
-            info = entry.lstat()
-            if not entry.is_file() or entry.is_symlink():
-                continue
-            owner = processes.parse_owner_tag(entry.name[len(prefix) :])
-            if processes.abandoned(owner, time.time() - info.st_mtime):
-                entry.unlink()
-                removed.append(entry)
-        except OSError:
-            continue  # gone already, or not ours to remove
-    return removed
+
+    def abandoned(entry: Path) -> bool:
+        owner = processes.parse_owner_tag(entry.name[len(prefix) :])
+        return entry.is_file() and processes.abandoned(owner, time.time() - entry.lstat().st_mtime)
+
+    return atomic.remove_leftovers(path, {prefix: abandoned})
 
 
 def percent(value: float | None) -> str:
