@@ -27,19 +27,15 @@ from pathlib import Path
 import numpy as np
 
 
-def temp_name(path: Path, tag: str | None = None) -> Path:
-    """The temporary name beside ``path``: hidden, and naming its writer (``tag``)."""
-    tag = tag or f"{os.getpid()}-{secrets.token_hex(3)}"
-    return path.with_name(f".{path.name}.tmp-{tag}")
-
-
 @contextlib.contextmanager
 def replacing(path: str | Path, *, tag: str | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; when the block ends normally it replaces ``path`` in one rename.
     On any failure the temporary file is removed and ``path`` is untouched; an ``OSError`` about the
     temporary file is raised about ``path`` instead."""
     path = Path(path)
-    tmp = temp_name(path, tag)
+    tmp = path.with_name(
+        f".{path.name}.tmp-{tag or f'{os.getpid()}-{secrets.token_hex(3)}'}"
+    )  # names its writer
     try:
         yield tmp
         os.replace(tmp, path)

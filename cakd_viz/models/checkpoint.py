@@ -163,12 +163,7 @@ def load_weights_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, so
         if k in state and state[k].shape != own[k].shape
     ]
     if missing or unexpected or shaped:
-        parts = [f"{source} does not fit {type(model).__name__}:"]
-        if missing:
-            parts.append(f"missing keys [{_listing(missing)}]")
-        if unexpected:
-            parts.append(f"unexpected keys [{_listing(unexpected)}]")
-        if shaped:
-            parts.append(f"mis-shaped [{_listing(shaped)}]")
-        raise ValueError(" ".join(parts))
+        found = {"missing keys": missing, "unexpected keys": unexpected, "mis-shaped": shaped}
+        parts = [f"{what} [{_listing(keys)}]" for what, keys in found.items() if keys]
+        raise ValueError(f"{source} does not fit {type(model).__name__}: {' '.join(parts)}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
