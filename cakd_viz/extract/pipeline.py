@@ -1,9 +1,4 @@
-"""Logits from checkpoints and data: one pass over a data set, every model on each batch, streamed
-into a logit bundle (docs/architecture.md §5; the ``extract`` command).
-
-    from cakd_viz.extract import extract
-    extract("sample:glyphs/teacher", ["sample:glyphs/student_ce", "sample:glyphs/student_kd"],
-            "sample:glyphs:test", "glyphs_bundle", device="auto", batch_size=256)
+""":func:`extract` (``cakd_viz.extract``): its phases, from loading the models to the committed bundle.
 
 Rows go straight into memory-mapped ``.npy`` files (:class:`~cakd_viz.bundle.writer.BundleWriter`)
 inside ``<out>.partial-<id>``, renamed to ``out`` only once every row is written and meta.json is
