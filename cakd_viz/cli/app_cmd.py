@@ -96,20 +96,17 @@ def run(args: argparse.Namespace) -> int:
 def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the command's own arguments, Streamlit's options: ``--section.option VALUE`` or
     ``--section.option=VALUE``)."""
-    own, extra = [], []
-    i = 0
-    while i < len(argv):
-        m = _OPTION.match(argv[i])
+    own, extra, words = [], [], iter(argv)
+    for word in words:
+        m = _OPTION.match(word)
         if m is None:
-            own.append(argv[i])
+            own.append(word)
         elif m.group(2) is not None:
-            extra.append(argv[i])
+            extra.append(word)
+        elif (value := next(words, None)) is None:
+            raise ValueError(f"Streamlit option {word} needs a value")
         else:
-            if i + 1 >= len(argv):
-                raise ValueError(f"Streamlit option {argv[i]} needs a value")
-            extra += argv[i : i + 2]
-            i += 1
-        i += 1
+            extra += [word, value]
     return own, extra
 
 
