@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cakd_viz.bundle.core import LOGIT_DTYPES
+from cakd_viz.bundle.core import check_float
 from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
 from cakd_viz.bundle.npy import NpyHeader, as_text, human_size, read_header
 from cakd_viz.bundle.writer import write_bundle
@@ -122,22 +122,13 @@ def _probe(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 def _check_layout(src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     """The checks ``write_bundle`` makes on shapes, made on the declared shapes before reading any data."""
-    students = [k for k in declared if _is_student(k)]
     _check_logit_dtypes(src, {k: v[1] for k, v in declared.items()})
     try:
-        shape, dtype = declared["teacher"]
-        check_logits(_probe(shape, dtype), "teacher", check_values=False)
-        n, c = shape
-        for key in students:
-            shape, dtype = declared[key]
-            check_logits(
-                _probe(shape, dtype),
-                _role(key),
-                num_samples=n,
-                num_classes=c,
-                check_values=False,
-                reference="teacher",
-            )
+        check_logits(_probe(*declared["teacher"]), "teacher", check_values=False)
+        n, c = declared["teacher"][0]
+        same = {"num_samples": n, "num_classes": c, "check_values": False, "reference": "teacher"}
+        for key in filter(_is_student, declared):
+            check_logits(_probe(*declared[key]), _role(key), **same)
         if "labels" in declared:
             shape = declared["labels"][0]
             if len(shape) != 1:
@@ -159,14 +150,8 @@ def _check_logit_dtypes(src: Path, dtypes: dict[str, np.dtype]) -> None:
     """Logits must be float16, float32 or float64, as ``load_bundle`` requires: an integer teacher or
     student is refused in the words of its message ("x.pt: teacher holds int32 values; logits must be ...")."""
     for key, dtype in dtypes.items():
-        if key != "teacher" and not _is_student(key):
-            continue
-        dtype = np.dtype(dtype)
-        if dtype.kind in "iub":
-            raise BundleError(
-                f"{src.name}: {_role(key)} holds {dtype.name} values; logits must be "
-                f"{', '.join(LOGIT_DTYPES[:-1])} or {LOGIT_DTYPES[-1]}"
-            )
+        if key == "teacher" or _is_student(key):
+            check_float(np.dtype(dtype), f"{src.name}: {_role(key)}", kinds="iub")
 
 
 def _check_sizes(src: Path, sizes: dict[str, int], limit: int, shapes: dict[str, str] | None = None) -> None:

@@ -100,26 +100,17 @@ def check_rows(
     arrays. ``num_classes``: what the teacher must have; ``row_offset``: where the rows start (messages)."""
     teacher = as_numpy(teacher, "teacher")
     check_logits(teacher, "teacher", num_classes=num_classes, row_offset=row_offset)
-    n, c = teacher.shape
+    same = {"num_samples": teacher.shape[0], "num_classes": teacher.shape[1], "reference": "teacher"}
     arrays = {}
     for name, arr in students.items():
         arrays[name] = as_numpy(arr, f"student {name!r}")
-        check_logits(
-            arrays[name],
-            f"student {name!r}",
-            num_samples=n,
-            num_classes=c,
-            reference="teacher",
-            row_offset=row_offset,
-        )
+        check_logits(arrays[name], f"student {name!r}", **same, row_offset=row_offset)
     if labels is not None:
         labels = as_numpy(labels, "labels")
-        check_labels(
-            labels, "labels", num_samples=n, num_classes=c, reference="teacher", row_offset=row_offset
-        )
+        check_labels(labels, "labels", **same, row_offset=row_offset)
     if inputs is not None:
         inputs = as_numpy(inputs, "inputs")
-        check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
+        check_inputs(inputs, "inputs", num_samples=teacher.shape[0], reference="teacher")
     return teacher, arrays, labels, inputs
 
 

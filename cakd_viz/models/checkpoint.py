@@ -8,7 +8,6 @@ back as float32. Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -66,8 +65,7 @@ def save_checkpoint(
     }
     with atomic.replacing(weights) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "arch": arch})
-    with atomic.replacing(config) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    atomic.write_json(config, info)
     return config
 
 
