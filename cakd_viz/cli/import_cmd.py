@@ -18,7 +18,7 @@ from cakd_viz.cli._common import argument_type, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cakd_viz.bundle.limits import default_max_bytes
+    from cakd_viz.bundle.limits import default_max_bytes, parse_size
     from cakd_viz.bundle.npy import human_size
 
     parser.add_argument(
@@ -37,20 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-bytes",
         metavar="SIZE",
-        type=max_bytes,
+        type=argument_type(parse_size),
         default=None,
         help="refuse a file whose arrays would hold more than SIZE, checked from its headers before any "
         "data is read (e.g. 500M, 2G, 1.5GiB; binary units). Default: half this machine's memory "
         f"({human_size(default_max_bytes())}), since an import holds its arrays in memory",
     )
-
-
-@argument_type
-def max_bytes(text: str) -> int:
-    """argparse type: a size such as 500M or 2G (``limits.parse_size``)."""
-    from cakd_viz.bundle.limits import parse_size
-
-    return parse_size(text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -61,14 +61,10 @@ def run(args: argparse.Namespace) -> int:
         state = execute_sweep(args.sweep_dir, engine=args.engine, log=log)
         return _report(read_sweep(args.sweep_dir), state)
     sweep = SweepConfig.from_dict(read_json_config(args.config))
-    if args.engine:
-        sweep.engine = args.engine
-    if args.max_concurrent:
-        sweep.max_concurrent = args.max_concurrent
-    if args.num_cpus:
-        sweep.ray.num_cpus = args.num_cpus
-    if args.address:
-        sweep.ray.address = args.address
+    owners = {"engine": sweep, "max_concurrent": sweep, "num_cpus": sweep.ray, "address": sweep.ray}
+    for key, owner in owners.items():
+        if getattr(args, key):  # an option given replaces the config's value
+            setattr(owner, key, getattr(args, key))
     trials = sweep.validate()
     if args.dry_run:
         for i, trial in enumerate(trials):
