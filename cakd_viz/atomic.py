@@ -11,6 +11,7 @@ where a later writer must tell a dead writer's leftovers from a live one's).
         ...
     write_text(path, text); write_json(path, obj); save_npy(path, array)
     publish_dir(tmp_dir, folder)      # a folder made elsewhere, renamed into place (replacing an old one)
+    remove_leftovers(path, tests)     # what killed writers of path left beside it
 """
 
 from __future__ import annotations
@@ -20,16 +21,10 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-
-
-def temp_name(path: Path, tag: str | None = None) -> Path:
-    """The temporary name beside ``path``: hidden, and naming its writer (``tag``)."""
-    tag = tag or f"{os.getpid()}-{secrets.token_hex(3)}"
-    return path.with_name(f".{path.name}.tmp-{tag}")
 
 
 @contextlib.contextmanager
@@ -38,7 +33,9 @@ def replacing(path: str | Path, *, tag: str | None = None) -> Iterator[Path]:
     On any failure the temporary file is removed and ``path`` is untouched; an ``OSError`` about the
     temporary file is raised about ``path`` instead."""
     path = Path(path)
-    tmp = temp_name(path, tag)
+    tmp = path.with_name(
+        f".{path.name}.tmp-{tag or f'{os.getpid()}-{secrets.token_hex(3)}'}"
+    )  # names its writer
     try:
         yield tmp
         os.replace(tmp, path)
@@ -83,3 +80,27 @@ def publish_dir(tmp: str | Path, path: str | Path) -> None:
         old.rename(path)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_leftovers(path: Path, abandoned: dict[str, Callable[[Path], bool]]) -> list[Path]:
+    """Remove the entries beside ``path`` whose name starts with a key of ``abandoned`` and that its
+    test says a killed writer left (never a link, nor a live writer's); returns those removed."""
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        test = next((t for prefix, t in abandoned.items() if entry.name.startswith(prefix)), None)
+        try:
+            if test is None or entry.is_symlink() or not test(entry):
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink()
+        except OSError:
+            continue  # gone already, or not ours to remove
+        if not entry.exists():
+            removed.append(entry)
+    return removed

@@ -18,21 +18,6 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "BundleError",
-    "as_numpy",
-    "check_class_names",
-    "check_inputs",
-    "check_labels",
-    "check_temperature",
-    "label_error",
-    "check_logits",
-    "check_file_name",
-    "check_fits_dtype",
-    "check_student_name",
-    "iter_row_chunks",
-]
-
 _CHUNK_ELEMENTS = 1 << 22  # ~4M elements (8 MB of float16) per chunk: bounded memory, cache friendly
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,99}")
 _NUMERIC_KINDS = "fiu"  # float, signed and unsigned integer
@@ -58,10 +43,9 @@ def as_numpy(x: Any, name: str) -> np.ndarray:
             t = t.float()
         return t.numpy()
     try:
-        arr = np.asarray(x)
+        return np.asarray(x)
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{name}: cannot be read as an array ({exc})") from exc
-    return arr
 
 
 def iter_row_chunks(num_rows: int, row_size: int, chunk_rows: int = 65536) -> Iterator[slice]:

@@ -9,6 +9,8 @@ is written: the extra students stay memory-mapped from their own folders.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from cakd_viz.bundle.core import Bundle
@@ -63,12 +65,4 @@ def compose_students(base: Bundle, extra: dict[str, tuple[Bundle, str]]) -> Bund
     meta["students"] = dict(base.meta.get("students") or {}) | {
         n: dict((other.meta.get("students") or {}).get(s) or {}) for n, (other, s) in extra.items()
     }
-    return Bundle(
-        path=base.path,
-        meta=meta,
-        teacher=base.teacher,
-        students=students,
-        labels=base.labels,
-        inputs=base.inputs,
-        class_names=base.class_names,
-    )
+    return dataclasses.replace(base, meta=meta, students=students)  # a fresh predictions cache

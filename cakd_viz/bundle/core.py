@@ -1,13 +1,5 @@
-"""The :class:`Bundle` a reader works with, and :func:`load_bundle`, which opens and validates one.
-
-Arrays are memory-mapped, so bundles larger than memory open instantly; the on-disk layout is in
-``cakd_viz.bundle`` (and docs/architecture.md).
-
-Every file is confined to the bundle directory: a link (in the directory or in ``students/``) that
-resolves outside it is refused before anything is read, so a bundle cannot make a reader open a file
-elsewhere on the machine. Logits must be float16, float32 or float64 (integer logits are refused when
-the bundle opens, naming the file); big-endian arrays are read in native byte order (``npy``).
-"""
+"""The :class:`Bundle` a reader works with, and :func:`load_bundle`, which opens and validates one,
+memory-mapped (what it checks, links confined to the directory included: docs/architecture.md §5)."""
 
 from __future__ import annotations
 
@@ -204,7 +196,7 @@ def load_bundle(path: str | Path, *, check_values: bool = True) -> Bundle:
     _check_links(root)
     meta = _read_meta(root)
     teacher = open_npy(root / "teacher.npy", "teacher.npy")
-    _check_float(teacher, "teacher.npy")
+    check_float(teacher.dtype, "teacher.npy")
     check_logits(teacher, "teacher.npy", check_values=check_values)
     n, c = teacher.shape
     for key, actual, what in (("num_samples", n, "rows"), ("num_classes", c, "classes")):
@@ -259,12 +251,12 @@ def _check_links(root: Path) -> None:
                 raise BundleError(f"{rel} is a link to a {what} outside the bundle; refusing it")
 
 
-def _check_float(arr: np.ndarray, rel: str) -> None:
-    """Refuse integer (and other non-float16/32/64 numeric) logits; non-numeric ones are check_logits'."""
-    if arr.dtype.kind in "fiu" and arr.dtype.name not in LOGIT_DTYPES:
+def check_float(dtype: np.dtype, rel: str, kinds: str = "fiu") -> None:
+    """Refuse logits of a dtype of ``kinds`` other than float16/32/64 (integers; non-numeric ones are
+    check_logits')."""
+    if dtype.kind in kinds and dtype.name not in LOGIT_DTYPES:
         raise BundleError(
-            f"{rel} holds {arr.dtype.name} values; logits must be {', '.join(LOGIT_DTYPES[:-1])} "
-            f"or {LOGIT_DTYPES[-1]}"
+            f"{rel} holds {dtype.name} values; logits must be {', '.join(LOGIT_DTYPES[:-1])} or {LOGIT_DTYPES[-1]}"
         )
 
 
@@ -298,7 +290,7 @@ def _read_meta(root: Path) -> dict:
 
 
 def _open_students(root: Path, meta: dict, teacher: np.ndarray, check_values: bool) -> dict[str, np.ndarray]:
-    students = {}
+    students, n, c = {}, *teacher.shape
     for name in meta["students"]:
         try:
             check_student_name(name)
@@ -308,14 +300,9 @@ def _open_students(root: Path, meta: dict, teacher: np.ndarray, check_values: bo
         if not (root / rel).is_file():
             raise BundleError(f"{rel} is missing (meta.json lists student {name!r})")
         arr = open_npy(root / rel, rel)
-        _check_float(arr, rel)
+        check_float(arr.dtype, rel)
         check_logits(
-            arr,
-            rel,
-            num_samples=teacher.shape[0],
-            num_classes=teacher.shape[1],
-            check_values=check_values,
-            reference="teacher.npy",
+            arr, rel, num_samples=n, num_classes=c, check_values=check_values, reference="teacher.npy"
         )
         students[name] = arr
     extra = sorted(f.name for f in (root / "students").glob("*.npy") if f.stem not in students)

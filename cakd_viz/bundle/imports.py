@@ -1,27 +1,10 @@
 """Importing logits from ``.npz``, ``.safetensors`` and ``.pt``/``.pth`` files into a bundle.
 
-Array names (docs/architecture.md §5): ``teacher`` (N, C); ``student`` and/or ``student_NAME`` (N, C),
-one or more; optional ``labels`` (N,), ``inputs`` (N, ...) and ``class_names`` (C strings; in a
-.safetensors file, the metadata key "class_names" holding a JSON list). Nothing is ever unpickled:
-``.npz`` members are read by cakd-viz's own ``.npy`` reader, and ``.pt`` files only through
-``torch.load(weights_only=True)``.
-
-Bounded memory: every format declares its arrays before their data, and all of it is checked before
-any data is read or decompressed (``limits``: the ``max_bytes`` limit and decompression bombs;
-``zipcheck``: the zip directory). Then:
-
-- ``.npz``: each member's zip entry and ``.npy`` header (shape, dtype, order) are read and must agree
-  with each other; the shapes must make a bundle (teacher (N, C), students alike, labels (N,), ...);
-  then each member is decompressed straight into its array (big-endian ones swapped in place).
-- ``.safetensors``: the JSON header is parsed (at most ``MAX_SAFETENSORS_HEADER``); dtypes, shapes and
-  data offsets must tile the file exactly; tensors are memory-mapped from the file (bfloat16 becomes
-  float32).
-- ``.pt``/``.pth``: only PyTorch's zip format (``torch.save`` since 1.6), with every member stored
-  uncompressed (as ``torch.save`` writes them) and a pickle of at most ``MAX_PICKLE_BYTES``; the
-  ``data/`` members must fit the limit; then ``torch.load(weights_only=True, mmap=True)`` maps the
-  tensors from the file, with its warnings held back, and what it returns is checked against the
-  limit and the bomb ratio again (one storage may back many tensors, or a tensor with zero strides).
-  Legacy (pre-zip) files and TorchScript archives are refused.
+Array names, and how each format is checked before any data is read or decompressed (``limits``,
+``zipcheck``): docs/architecture.md §5 "Imports". Nothing is ever unpickled: ``.npz`` members are read by
+cakd-viz's own ``.npy`` reader, ``.pt`` files only through ``torch.load(weights_only=True)``; ``.npz``
+members are inflated straight into their arrays, ``.safetensors`` tensors memory-mapped (bfloat16
+widened to float32).
 """
 
 from __future__ import annotations
@@ -39,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cakd_viz.bundle.core import LOGIT_DTYPES
+from cakd_viz.bundle.core import check_float
 from cakd_viz.bundle.limits import ImportLimitError, check_expansion, check_limit, resolve_limit
 from cakd_viz.bundle.npy import NpyHeader, as_text, human_size, read_header
 from cakd_viz.bundle.writer import write_bundle
@@ -139,22 +122,13 @@ def _probe(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 def _check_layout(src: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
     """The checks ``write_bundle`` makes on shapes, made on the declared shapes before reading any data."""
-    students = [k for k in declared if _is_student(k)]
     _check_logit_dtypes(src, {k: v[1] for k, v in declared.items()})
     try:
-        shape, dtype = declared["teacher"]
-        check_logits(_probe(shape, dtype), "teacher", check_values=False)
-        n, c = shape
-        for key in students:
-            shape, dtype = declared[key]
-            check_logits(
-                _probe(shape, dtype),
-                _role(key),
-                num_samples=n,
-                num_classes=c,
-                check_values=False,
-                reference="teacher",
-            )
+        check_logits(_probe(*declared["teacher"]), "teacher", check_values=False)
+        n, c = declared["teacher"][0]
+        same = {"num_samples": n, "num_classes": c, "check_values": False, "reference": "teacher"}
+        for key in filter(_is_student, declared):
+            check_logits(_probe(*declared[key]), _role(key), **same)
         if "labels" in declared:
             shape = declared["labels"][0]
             if len(shape) != 1:
@@ -176,14 +150,8 @@ def _check_logit_dtypes(src: Path, dtypes: dict[str, np.dtype]) -> None:
     """Logits must be float16, float32 or float64, as ``load_bundle`` requires: an integer teacher or
     student is refused in the words of its message ("x.pt: teacher holds int32 values; logits must be ...")."""
     for key, dtype in dtypes.items():
-        if key != "teacher" and not _is_student(key):
-            continue
-        dtype = np.dtype(dtype)
-        if dtype.kind in "iub":
-            raise BundleError(
-                f"{src.name}: {_role(key)} holds {dtype.name} values; logits must be "
-                f"{', '.join(LOGIT_DTYPES[:-1])} or {LOGIT_DTYPES[-1]}"
-            )
+        if key == "teacher" or _is_student(key):
+            check_float(np.dtype(dtype), f"{src.name}: {_role(key)}", kinds="iub")
 
 
 def _check_sizes(src: Path, sizes: dict[str, int], limit: int, shapes: dict[str, str] | None = None) -> None:

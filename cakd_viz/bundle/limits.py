@@ -22,17 +22,6 @@ import re
 from cakd_viz.bundle.npy import human_size
 from cakd_viz.validate import BundleError
 
-__all__ = [
-    "BOMB_FLOOR",
-    "BOMB_RATIO",
-    "ImportLimitError",
-    "check_expansion",
-    "check_limit",
-    "default_max_bytes",
-    "parse_size",
-    "resolve_limit",
-]
-
 BOMB_RATIO = 100  # bytes an import may produce per byte of file, once past BOMB_FLOOR
 BOMB_FLOOR = 256 * 2**20  # any expansion up to this much output is accepted
 _FALLBACK_LIMIT = 8 * 2**30

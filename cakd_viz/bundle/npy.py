@@ -35,7 +35,6 @@ def human_size(num_bytes: int) -> str:
         if value < 1024 or unit == "EiB":
             return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
-    raise AssertionError("unreachable")
 
 
 def as_text(value: object) -> str:

@@ -79,23 +79,26 @@ def make_spec(
     classes: int, *, students: Sequence[str] = DEFAULT_STUDENTS, families: int | None = None, seed: int = 0
 ) -> SynthSpec:
     """A validated `SynthSpec`; families default to round(sqrt(C)), at least 2."""
-    if int(classes) != classes or classes < 2:
-        raise ValueError(f"classes must be a whole number >= 2, got {classes!r}")
-    classes = int(classes)
+    classes = _whole(classes, "classes", 2)
     if families is None:
         families = max(2, round(math.sqrt(classes)))
     if int(families) != families or not 1 <= families <= classes:
         raise ValueError(
             f"families must be a whole number in 1..{classes} (the number of classes), got {families!r}"
         )
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    seed = _whole(seed, "seed", 0)
     names = tuple(students)
     if not names:
         raise ValueError("a synthetic bundle needs at least one student")
     if len(set(names)) != len(names):
         raise ValueError(f"student names must differ, got {list(names)}")
-    return SynthSpec(classes=classes, families=int(families), students=names, seed=int(seed))
+    return SynthSpec(classes=classes, families=int(families), students=names, seed=seed)
+
+
+def _whole(value: object, name: str, minimum: int) -> int:
+    if int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def synth_arrays(
@@ -110,10 +113,8 @@ def synth_arrays(
 
     The same values `synth_bundle` writes for these arguments (before rounding to the bundle dtype).
     """
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
-    spec = make_spec(classes, students=students, families=families, seed=seed)
-    return _rows(spec, 0, int(n), _buffers(spec, int(n)))
+    n, spec = _whole(n, "n", 1), make_spec(classes, students=students, families=families, seed=seed)
+    return _rows(spec, 0, n, _buffers(spec, n))
 
 
 def synth_bundle(
@@ -138,10 +139,7 @@ def synth_bundle(
     """
     from cakd_viz.bundle.writer import BundleWriter
 
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
-    n = int(n)
-    spec = make_spec(classes, students=students, families=families, seed=seed)
+    n, spec = _whole(n, "n", 1), make_spec(classes, students=students, families=families, seed=seed)
     step = max(1, int(chunk_rows) // BLOCK_ROWS) * BLOCK_ROWS
     writer = BundleWriter(  # refuses a dtype other than float16/float32 before anything is written
         out,

@@ -100,26 +100,17 @@ def check_rows(
     arrays. ``num_classes``: what the teacher must have; ``row_offset``: where the rows start (messages)."""
     teacher = as_numpy(teacher, "teacher")
     check_logits(teacher, "teacher", num_classes=num_classes, row_offset=row_offset)
-    n, c = teacher.shape
+    same = {"num_samples": teacher.shape[0], "num_classes": teacher.shape[1], "reference": "teacher"}
     arrays = {}
     for name, arr in students.items():
         arrays[name] = as_numpy(arr, f"student {name!r}")
-        check_logits(
-            arrays[name],
-            f"student {name!r}",
-            num_samples=n,
-            num_classes=c,
-            reference="teacher",
-            row_offset=row_offset,
-        )
+        check_logits(arrays[name], f"student {name!r}", **same, row_offset=row_offset)
     if labels is not None:
         labels = as_numpy(labels, "labels")
-        check_labels(
-            labels, "labels", num_samples=n, num_classes=c, reference="teacher", row_offset=row_offset
-        )
+        check_labels(labels, "labels", **same, row_offset=row_offset)
     if inputs is not None:
         inputs = as_numpy(inputs, "inputs")
-        check_inputs(inputs, "inputs", num_samples=n, reference="teacher")
+        check_inputs(inputs, "inputs", num_samples=teacher.shape[0], reference="teacher")
     return teacher, arrays, labels, inputs
 
 
@@ -472,26 +463,11 @@ def remove_abandoned(path: Path) -> list[Path]:
     without an owner on record (killed between creating it and writing the layout) goes after a
     minute. An ``.old-*`` directory is a replaced bundle that its publisher was deleting: always garbage.
     """
-    removed = []
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        partial = entry.name.startswith(f"{path.name}.partial-")
-        if not (partial or entry.name.startswith(f"{path.name}.old-")):
-            continue
-        try:
-            if entry.is_symlink() or not entry.is_dir():
-                continue
-            if partial and not processes.abandoned(_owner(entry), time.time() - entry.stat().st_mtime):
-                continue
-        except OSError:
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        if not entry.exists():
-            removed.append(entry)
-    return removed
+
+    def partial(entry: Path) -> bool:
+        return entry.is_dir() and processes.abandoned(_owner(entry), time.time() - entry.stat().st_mtime)
+
+    return atomic.remove_leftovers(path, {f"{path.name}.partial-": partial, f"{path.name}.old-": Path.is_dir})
 
 
 def _owner(partial_dir: Path) -> dict | None:

@@ -1,9 +1,11 @@
 """The command line: `python -m cakd_viz COMMAND ...` or `cakd-viz COMMAND ...` (README, 'Command line').
 
-Each command is one small module in this package exposing `COMMAND = Command(...)`: its name, a
-one-line summary, a description and examples for `--help`, `add_arguments(parser)` and
-`run(args) -> int`. Modules import heavy libraries (torch, pandas, bundles) inside `run`, so that
-`--help` stays fast. A new command registers with one line in `COMMANDS` below.
+Each command is one small module in this package, named after it (`NAME_cmd` where NAME is a keyword):
+its docstring is the description `--help` shows, `SUMMARY` the line of `cakd-viz --help`, `EXAMPLES`
+the end of its `--help`; `add_arguments(parser)` and `run(args) -> int`; optionally `split_extra(argv)
+-> (its own arguments, those it hands on as args.extra)`, before argparse sees them (`app`'s Streamlit
+options). Modules import heavy libraries (torch, pandas, bundles) inside `run`, so that `--help` stays
+fast. A new command registers with one line in `COMMANDS` below.
 
 Errors: every failure prints exactly one line `cakd-viz CMD: error: MESSAGE` on stderr and exits 2:
 bad input (ValueError, including BundleError), files that are missing, unreadable or unwritable (any
@@ -25,14 +27,14 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from cakd_viz.cli._common import Command, HelpFormatter, Parser
+from cakd_viz.cli._common import HelpFormatter, Parser
 from cakd_viz.text import terminal
 
-__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 PROG = "cakd-viz"
 
-# Command modules, in the order `--help` lists them. Add a command: write cli/NAME.py, add one line here.
+# Command modules, in the order `--help` lists them. Add a command: write cli/NAME_cmd.py, add one line here.
 COMMANDS: tuple[str, ...] = (
     "cakd_viz.cli.app_cmd",
     "cakd_viz.cli.import_cmd",
@@ -66,17 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in COMMANDS:
-        cmd: Command = importlib.import_module(module).COMMAND
+    for module in map(importlib.import_module, COMMANDS):
         p = sub.add_parser(
-            cmd.name,
-            help=cmd.summary,
-            description=cmd.description,
-            epilog="examples:\n" + cmd.examples.strip("\n"),
+            module.__name__.rsplit(".", 1)[1].removesuffix("_cmd"),
+            help=module.SUMMARY,
+            description=module.__doc__,
+            epilog="examples:\n" + module.EXAMPLES.strip("\n"),
             formatter_class=HelpFormatter,
         )
-        cmd.add_arguments(p)
-        p.set_defaults(_run=cmd.run, _parser=p, _split_extra=cmd.split_extra)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run, _parser=p, _split_extra=getattr(module, "split_extra", None))
     return parser
 
 
@@ -120,25 +121,18 @@ def _main(argv: Sequence[str] | None) -> int:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
-        except MemoryError as exc:
-            detail = _one_line(exc)
-            _report(prog, "error", f"out of memory{f' ({detail})' if detail != 'MemoryError' else ''}")
-            return EXIT_ERROR
-        except BAD_INPUT as exc:
-            if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
-                _report(prog, "error", f"out of memory ({_one_line(exc)})")
-            else:
-                _report(prog, "error", _one_line(exc))
+        except (MemoryError, *BAD_INPUT) as exc:
+            message = _one_line(exc)
+            if isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM:
+                message = "out of memory" + (f" ({message})" if message != "MemoryError" else "")
+            _report(prog, "error", message)
             return EXIT_ERROR
         except Exception as exc:  # a bug, not bad input: say so in one line, traceback on request
             message = f"{type(exc).__name__}: {_one_line(exc)} (set CAKD_VIZ_DEBUG=1 to see the traceback)"
             _report(prog, "internal error", message)
             return EXIT_ERROR
-    unique: dict[tuple, warnings.WarningMessage] = {}
-    for w in held:
-        unique.setdefault((w.category, str(w.message)), w)
-    for w in unique.values():
-        print(terminal(f"{prog}: warning: {_one_line(w.message)}"), file=sys.stderr)
+    for message in dict.fromkeys((w.category, _one_line(w.message)) for w in held):  # each once, in order
+        print(terminal(f"{prog}: warning: {message[1]}"), file=sys.stderr)
     return code
 
 
@@ -160,10 +154,8 @@ def _report(prog: str, kind: str, message: str) -> None:
 
 def _one_line(exc: BaseException | Warning) -> str:
     """The exception's message on one line; OSErrors as 'PATH: reason' without the errno."""
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        text = f"{exc.filename}: {exc.strerror}"
-    elif isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())

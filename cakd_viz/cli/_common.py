@@ -6,7 +6,6 @@ import argparse
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,21 +14,6 @@ from cakd_viz import atomic
 from cakd_viz.text import terminal
 
 TABLE_SUFFIXES = (".csv", ".parquet")
-
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: what `--help` shows and what runs."""
-
-    name: str
-    summary: str  # one line, shown in `cakd-viz --help`
-    description: str  # a paragraph, shown in `cakd-viz NAME --help`
-    examples: str  # example invocations, shown at the end of `cakd-viz NAME --help`
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int | None]
-    # Splits the command's arguments into (its own, others it hands on as args.extra: `app`'s Streamlit
-    # options), before argparse sees them; None: every argument is its own.
-    split_extra: Callable[[list[str]], tuple[list[str], list[str]]] | None = None
 
 
 class Parser(argparse.ArgumentParser):
@@ -162,25 +146,12 @@ def remove_abandoned_temps(path: Path) -> list[Path]:
     from cakd_viz import processes
 
     prefix = f".{path.name}.tmp-"
-    removed = []
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        try:
-            info = entry.lstat()
-            if not entry.is_file() or entry.is_symlink():
-                continue
-            owner = processes.parse_owner_tag(entry.name[len(prefix) :])
-            if processes.abandoned(owner, time.time() - info.st_mtime):
-                entry.unlink()
-                removed.append(entry)
-        except OSError:
-            continue  # gone already, or not ours to remove
-    return removed
+
+    def abandoned(entry: Path) -> bool:
+        owner = processes.parse_owner_tag(entry.name[len(prefix) :])
+        return entry.is_file() and processes.abandoned(owner, time.time() - entry.lstat().st_mtime)
+
+    return atomic.remove_leftovers(path, {prefix: abandoned})
 
 
 def percent(value: float | None) -> str:

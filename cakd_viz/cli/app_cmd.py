@@ -1,12 +1,9 @@
-"""`cakd-viz app [PATH ...]`: serve the Streamlit app on your own bundles (or the shipped samples).
-
-The paths (bundles, or folders holding bundles) become the app's data roots and the first bundle found
-opens; with no path the shipped samples open. `--runs-dir` is where the Tune page reads and writes runs.
-Every serving setting of the README's "Serving cakd-viz to others" applies: the command passes the
-app's own Streamlit settings (localhost, upload limit, no error details in the browser) on the command
-line, so they hold in any directory, and Streamlit options given after them (`--server.baseUrlPath /kd`)
-are handed on.
-"""
+"""Start the Streamlit app. The PATHs (bundle directories, or folders holding bundles) become the
+folders the app may open bundles from, and the first bundle found opens; with no PATH the
+shipped samples open. The Tune page keeps its runs in --runs-dir. The app listens on this
+machine only (127.0.0.1) unless --address says otherwise. Options of Streamlit itself
+(--server.baseUrlPath PATH, --server.sslCertFile FILE, ...) may follow and are handed on.
+Needs the app's extra: pip install 'cakd-viz[app]'."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, positive_int
+from cakd_viz.cli._common import positive_int
 from cakd_viz.locations import PACKAGE_DIR, RUNS_DIR_ENV, runs_dir
 
 ENTRY = PACKAGE_DIR / "app" / "entry" / "streamlit_app.py"
@@ -80,58 +77,46 @@ def run(args: argparse.Namespace) -> int:
     if found := problems():
         raise ValueError(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
     address = args.address or os.environ.get(ADDRESS_ENV, "").strip() or "127.0.0.1"
-    options = streamlit_options(address, args)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), *options]
-    # a Streamlit option the user gave (--server.port 9000) replaces ours: say where it really serves
-    shown = f"{_option(options, 'server.address', address)}:{_option(options, 'server.port', str(args.port))}"
-    print(f"cakd-viz app: serving on http://{shown} (Ctrl-C stops it)", file=sys.stderr)
+    extra = getattr(args, "extra", None) or []
+    given = _given(extra)  # a Streamlit option the user gave (--server.port 9000) replaces ours
+    settings = SETTINGS | {"server.address": address, "server.port": str(args.port)}
+    options = [word for key, value in settings.items() if key not in given for word in (f"--{key}", value)]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), *options, *extra]
+    served = settings | given
+    print(
+        f"cakd-viz app: serving on http://{served['server.address']}:{served['server.port']} (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
     sys.stdout.flush()
-    sys.stderr.flush()
     os.execve(sys.executable, cmd, env)  # the server replaces this process: Ctrl-C and signals reach it
     return 0  # not reached
 
 
-def split_streamlit_options(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the command's own arguments, Streamlit's options: ``--section.option VALUE`` or
     ``--section.option=VALUE``)."""
-    own, extra = [], []
-    i = 0
-    while i < len(argv):
-        m = _OPTION.match(argv[i])
+    own, extra, words = [], [], iter(argv)
+    for word in words:
+        m = _OPTION.match(word)
         if m is None:
-            own.append(argv[i])
+            own.append(word)
         elif m.group(2) is not None:
-            extra.append(argv[i])
+            extra.append(word)
+        elif (value := next(words, None)) is None:
+            raise ValueError(f"Streamlit option {word} needs a value")
         else:
-            if i + 1 >= len(argv):
-                raise ValueError(f"Streamlit option {argv[i]} needs a value")
-            extra += argv[i : i + 2]
-            i += 1
-        i += 1
+            extra += [word, value]
     return own, extra
 
 
-def streamlit_options(address: str, args: argparse.Namespace) -> list[str]:
-    """`streamlit run` options: the app's settings, the address and port, then the user's own."""
-    extra = list(getattr(args, "extra", None) or [])
-    given = {m.group(1) for m in map(_OPTION.match, extra) if m}
-    settings = SETTINGS | {"server.address": address, "server.port": str(args.port)}
-    out = []
-    for key, value in settings.items():
-        if key not in given:
-            out += [f"--{key}", value]
-    return out + extra
-
-
-def _option(options: list[str], key: str, default: str) -> str:
-    """The value `options` give Streamlit's ``--KEY`` (the last one: ``--KEY VALUE`` or ``--KEY=VALUE``)."""
-    value = default
-    for i, word in enumerate(options):
-        if word == f"--{key}" and i + 1 < len(options):
-            value = options[i + 1]
-        elif word.startswith(f"--{key}="):
-            value = word.split("=", 1)[1]
-    return value
+def _given(extra: list[str]) -> dict[str, str]:
+    """{KEY: VALUE} of the Streamlit options ``split_extra`` handed on (the last of each KEY)."""
+    words, given = iter(extra), {}
+    for word in words:
+        key, sep, value = word[2:].partition("=")
+        given[key] = value if sep else next(words)
+    return given
 
 
 def _check_streamlit() -> None:
@@ -169,24 +154,10 @@ def _roots_and_first_bundle(paths: list[Path]) -> tuple[list[Path], Path]:
     return roots, bundles[0]
 
 
-COMMAND = Command(
-    name="app",
-    summary="serve the app on your bundles (or the shipped samples) in a browser",
-    description=(
-        "Start the Streamlit app. The PATHs (bundle directories, or folders holding bundles) become the\n"
-        "folders the app may open bundles from, and the first bundle found opens; with no PATH the\n"
-        "shipped samples open. The Tune page keeps its runs in --runs-dir. The app listens on this\n"
-        "machine only (127.0.0.1) unless --address says otherwise. Options of Streamlit itself\n"
-        "(--server.baseUrlPath PATH, --server.sslCertFile FILE, ...) may follow and are handed on.\n"
-        "Needs the app's extra: pip install 'cakd-viz[app]'."
-    ),
-    examples="""
+SUMMARY = "serve the app on your bundles (or the shipped samples) in a browser"
+EXAMPLES = """
   cakd-viz app                                   # the shipped samples, http://127.0.0.1:8501
   cakd-viz app bundles/cifar100 --runs-dir runs  # your bundles and runs
   cakd-viz app my_bundle --port 8600
   cakd-viz app bundles --address 0.0.0.0 --server.baseUrlPath /kd   # behind a proxy at /kd
-""",
-    add_arguments=add_arguments,
-    run=run,
-    split_extra=split_streamlit_options,
-)
+"""

@@ -1,4 +1,11 @@
-"""`cakd-viz decompose BUNDLE --out FILE`: the per-sample BCD/SCD/WCD table of one student, as CSV or Parquet."""
+"""Decompose the distillation KL of every sample of a bundle (docs/architecture.md §1):
+  KL(p || q) = BCD + p_S * SCD + p_W * WCD,  p = softmax(z_t / T), q = softmax(z_s / T),
+with the strong set S of each sample picked by --grouping; with --standardize, z' = (z - mean)
+/ (std + 1e-7) per sample in place of z (logit standardization). Writes one row per sample with
+the columns index, label, teacher_pred, student_pred, kl, bcd, scd, wcd, teacher_strong_mass,
+student_strong_mass, strong_size, and prints the mean KL and the share of each contribution.
+Bundles larger than memory are read memory-mapped, chunk by chunk. The table is written to a
+temporary name and renamed, so FILE is never left half-written."""
 
 from __future__ import annotations
 
@@ -7,7 +14,6 @@ import time
 from pathlib import Path
 
 from cakd_viz.cli._common import (
-    Command,
     add_quiet,
     check_output_dir,
     grouping_help,
@@ -118,25 +124,10 @@ def summary_lines(d, *, student: str, device: str, seconds: float) -> str:
     )
 
 
-COMMAND = Command(
-    name="decompose",
-    summary="split each sample's KL(teacher || student) into BCD, SCD, WCD; write a CSV/Parquet table",
-    description=(
-        "Decompose the distillation KL of every sample of a bundle (docs/architecture.md §1):\n"
-        "  KL(p || q) = BCD + p_S * SCD + p_W * WCD,  p = softmax(z_t / T), q = softmax(z_s / T),\n"
-        "with the strong set S of each sample picked by --grouping; with --standardize, z' = (z - mean)\n"
-        "/ (std + 1e-7) per sample in place of z (logit standardization). Writes one row per sample with\n"
-        "the columns index, label, teacher_pred, student_pred, kl, bcd, scd, wcd, teacher_strong_mass,\n"
-        "student_strong_mass, strong_size, and prints the mean KL and the share of each contribution.\n"
-        "Bundles larger than memory are read memory-mapped, chunk by chunk. The table is written to a\n"
-        "temporary name and renamed, so FILE is never left half-written."
-    ),
-    examples="""
+SUMMARY = "split each sample's KL(teacher || student) into BCD, SCD, WCD; write a CSV/Parquet table"
+EXAMPLES = """
   cakd-viz decompose sample_checkpoints/glyphs/bundle --out terms.csv
   cakd-viz decompose bundles/imagenet --student kd --grouping corr:0.5 -T 4 --out kd.parquet
   cakd-viz decompose bundles/cifar100 --grouping target --temperature 4 --device cuda --out dkd.csv
   cakd-viz decompose sample_checkpoints/glyphs/bundle --grouping topk:5 -T 2 --standardize --out ls.csv
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

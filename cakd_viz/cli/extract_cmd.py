@@ -1,5 +1,9 @@
-"""`cakd-viz extract --teacher MODEL --student [NAME=]MODEL ... --data DATA --out BUNDLE`: logits from
-checkpoints and data, one pass over the data, streamed into a bundle (also under torchrun)."""
+"""One pass over the data, every model on each batch (teacher first), rows streamed into
+memory-mapped .npy files in BUNDLE.partial-ID, renamed to BUNDLE only when complete: a data set
+larger than memory works, and a failed or interrupted run never leaves a bundle that looks
+complete. Meta records the model and data specs, device, dtype, batch size, accuracies and time.
+On several GPUs or nodes, start the same command with torchrun: the rows are split across the
+ranks (NCCL on CUDA, each rank on cuda:LOCAL_RANK; gloo on CPU) and rank 0 commits the bundle."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, nonnegative_int, percent, positive_int, say
+from cakd_viz.cli._common import add_quiet, nonnegative_int, percent, positive_int, say
 
 
 def _named(text: str) -> tuple[str | None, str]:
@@ -179,18 +183,8 @@ def _summary(path: Path) -> str:
     )
 
 
-COMMAND = Command(
-    name="extract",
-    summary="run a teacher and students over a data set and write their logits as a bundle",
-    description=(
-        "One pass over the data, every model on each batch (teacher first), rows streamed into\n"
-        "memory-mapped .npy files in BUNDLE.partial-ID, renamed to BUNDLE only when complete: a data set\n"
-        "larger than memory works, and a failed or interrupted run never leaves a bundle that looks\n"
-        "complete. Meta records the model and data specs, device, dtype, batch size, accuracies and time.\n"
-        "On several GPUs or nodes, start the same command with torchrun: the rows are split across the\n"
-        "ranks (NCCL on CUDA, each rank on cuda:LOCAL_RANK; gloo on CPU) and rank 0 commits the bundle."
-    ),
-    examples="""
+SUMMARY = "run a teacher and students over a data set and write their logits as a bundle"
+EXAMPLES = """
   cakd-viz extract --teacher sample:glyphs/teacher --student sample:glyphs/student_ce \\
       --student kd=sample:glyphs/student_kd --data sample:glyphs:test --out glyphs_bundle
   cakd-viz extract --teacher teacher_ts.pt --student mynets.zoo:resnet8 --student-weights r8.safetensors \\
@@ -200,7 +194,4 @@ COMMAND = Command(
   cakd-viz extract --teacher "models.cifar:resnet32x4(num_classes=100)" --teacher-weights r32x4.pth \\
       --student "r8=models.cifar:resnet8x4(num_classes=100)" --student-weights r8=r8.pth \\
       --data cifar100_test.npz --out c100_bundle
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

@@ -1,15 +1,24 @@
-"""`cakd-viz import SRC --out BUNDLE`: an .npz / .safetensors / .pt file of logits -> a bundle."""
+"""Convert a file of logits into a bundle directory (docs/architecture.md §5), validating it on the way:
+shapes must agree, values must be finite, labels must lie in 0..C-1.
+
+Tensor names: 'teacher' (N, C), 'student' or 'student_NAME' (N, C, at least one), optional
+'labels' (N,), 'class_names' and 'inputs' (N, ...). .pt/.pth files must hold a dict of
+tensors and are read with torch.load(weights_only=True): pickled objects are refused.
+
+Every array's shape and dtype are read from the file's headers first: a file whose arrays would
+exceed --max-bytes, or whose compressed members would expand more than 100x (a decompression
+bomb, beyond 256 MiB), is refused before any data is read, and nothing is created."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, argument_type, say
+from cakd_viz.cli._common import argument_type, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cakd_viz.bundle.limits import default_max_bytes
+    from cakd_viz.bundle.limits import default_max_bytes, parse_size
     from cakd_viz.bundle.npy import human_size
 
     parser.add_argument(
@@ -28,20 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-bytes",
         metavar="SIZE",
-        type=max_bytes,
+        type=argument_type(parse_size),
         default=None,
         help="refuse a file whose arrays would hold more than SIZE, checked from its headers before any "
         "data is read (e.g. 500M, 2G, 1.5GiB; binary units). Default: half this machine's memory "
         f"({human_size(default_max_bytes())}), since an import holds its arrays in memory",
     )
-
-
-@argument_type
-def max_bytes(text: str) -> int:
-    """argparse type: a size such as 500M or 2G (``limits.parse_size``)."""
-    from cakd_viz.bundle.limits import parse_size
-
-    return parse_size(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,25 +64,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command(
-    name="import",
-    summary="convert an .npz / .safetensors / .pt file of logits into a bundle",
-    description=(
-        "Convert a file of logits into a bundle directory (docs/architecture.md §5), validating it on the way:\n"
-        "shapes must agree, values must be finite, labels must lie in 0..C-1.\n\n"
-        "Tensor names: 'teacher' (N, C), 'student' or 'student_NAME' (N, C, at least one), optional\n"
-        "'labels' (N,), 'class_names' and 'inputs' (N, ...). .pt/.pth files must hold a dict of\n"
-        "tensors and are read with torch.load(weights_only=True): pickled objects are refused.\n\n"
-        "Every array's shape and dtype are read from the file's headers first: a file whose arrays would\n"
-        "exceed --max-bytes, or whose compressed members would expand more than 100x (a decompression\n"
-        "bomb, beyond 256 MiB), is refused before any data is read, and nothing is created."
-    ),
-    examples="""
+SUMMARY = "convert an .npz / .safetensors / .pt file of logits into a bundle"
+EXAMPLES = """
   cakd-viz import logits.npz --out bundles/cifar100
   cakd-viz import run42.safetensors --out bundles/run42 --dtype float16 --overwrite
   cakd-viz import logits.pt --out bundles/imagenet && cakd-viz info bundles/imagenet
   cakd-viz import big.npz --out bundles/big --max-bytes 40G
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

@@ -1,4 +1,6 @@
-"""`cakd-viz info BUNDLE [--json]`: shapes, students, accuracies, agreement, dtype and size of a bundle."""
+"""Open and validate a bundle (shapes, labels, NaN/inf), then show its shapes, dtype and size
+on disk, the teacher's accuracy, and each student's accuracy and top-1 agreement with the
+teacher. Accuracies need labels. Large bundles are read chunk by chunk (memory-mapped)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cakd_viz.bundle.npy import human_size
-from cakd_viz.cli._common import Command, percent
+from cakd_viz.cli._common import percent
 from cakd_viz.text import terminal
 
 
@@ -49,18 +51,8 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-COMMAND = Command(
-    name="info",
-    summary="show a bundle's shapes, students, accuracies, agreement, dtype and size",
-    description=(
-        "Open and validate a bundle (shapes, labels, NaN/inf), then show its shapes, dtype and size\n"
-        "on disk, the teacher's accuracy, and each student's accuracy and top-1 agreement with the\n"
-        "teacher. Accuracies need labels. Large bundles are read chunk by chunk (memory-mapped)."
-    ),
-    examples="""
+SUMMARY = "show a bundle's shapes, students, accuracies, agreement, dtype and size"
+EXAMPLES = """
   cakd-viz info sample_checkpoints/glyphs/bundle
   cakd-viz info bundles/imagenet --json | jq .students
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

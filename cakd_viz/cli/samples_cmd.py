@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, HelpFormatter, Parser, add_quiet, say
+from cakd_viz.cli._common import HelpFormatter, Parser, add_quiet, say
 from cakd_viz.cli.progress import progress_bar
 
+# the description `--help` shows (in a docstring, `ruff format` would take its second line's indent)
+__doc__ = (
+    "Manage the sample checkpoints that the app and the examples use.\n"
+    "  build   train the sample teachers and students with fixed seeds and write their bundles"
+)
 DEFAULT_OUT = Path("sample_checkpoints")
 
 
@@ -46,17 +51,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command(
-    name="samples",
-    summary="rebuild the sample checkpoints and bundles (samples build [--quick] [--out DIR])",
-    description=(
-        "Manage the sample checkpoints that the app and the examples use.\n"
-        "  build   train the sample teachers and students with fixed seeds and write their bundles"
-    ),
-    examples="""
+SUMMARY = "rebuild the sample checkpoints and bundles (samples build [--quick] [--out DIR])"
+EXAMPLES = """
   cakd-viz samples build
   cakd-viz samples build --quick --out /tmp/samples
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

@@ -1,4 +1,9 @@
-"""`cakd-viz sweep --config SWEEP.json [--engine local|ray]`: many runs over a grid or random sample."""
+"""Expand a sweep config (a base run config; 'grid' values crossed; 'cases', partial configs such
+as one per loss; 'random' draws) into trials and run each as an ordinary run folder
+RUNS_DIR/SWEEP_ID-NNN, plus RUNS_DIR/SWEEP_ID/sweep.json. Engines: 'local' runs up to
+--max-concurrent processes on this machine; 'ray' runs Ray Tune trials (pip install 'ray[tune]';
+--address joins a cluster, else Ray starts here with --num-cpus). Both write the same folders.
+Exit code: 0 when every trial is done, 1 when one failed, 130 when cancelled."""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, add_runs_dir, positive_int, say
+from cakd_viz.cli._common import add_quiet, add_runs_dir, positive_int, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,14 +61,10 @@ def run(args: argparse.Namespace) -> int:
         state = execute_sweep(args.sweep_dir, engine=args.engine, log=log)
         return _report(read_sweep(args.sweep_dir), state)
     sweep = SweepConfig.from_dict(read_json_config(args.config))
-    if args.engine:
-        sweep.engine = args.engine
-    if args.max_concurrent:
-        sweep.max_concurrent = args.max_concurrent
-    if args.num_cpus:
-        sweep.ray.num_cpus = args.num_cpus
-    if args.address:
-        sweep.ray.address = args.address
+    owners = {"engine": sweep, "max_concurrent": sweep, "num_cpus": sweep.ray, "address": sweep.ray}
+    for key, owner in owners.items():
+        if getattr(args, key):  # an option given replaces the config's value
+            setattr(owner, key, getattr(args, key))
     trials = sweep.validate()
     if args.dry_run:
         for i, trial in enumerate(trials):
@@ -89,23 +90,10 @@ def _report(info, state: str) -> int:
     return 0 if all(r.state == "done" for r in info.trials) else 1
 
 
-COMMAND = Command(
-    name="sweep",
-    summary="many weight-tuning runs over a grid or random sample (local processes or Ray Tune)",
-    description=(
-        "Expand a sweep config (a base run config; 'grid' values crossed; 'cases', partial configs such\n"
-        "as one per loss; 'random' draws) into trials and run each as an ordinary run folder\n"
-        "RUNS_DIR/SWEEP_ID-NNN, plus RUNS_DIR/SWEEP_ID/sweep.json. Engines: 'local' runs up to\n"
-        "--max-concurrent processes on this machine; 'ray' runs Ray Tune trials (pip install 'ray[tune]';\n"
-        "--address joins a cluster, else Ray starts here with --num-cpus). Both write the same folders.\n"
-        "Exit code: 0 when every trial is done, 1 when one failed, 130 when cancelled."
-    ),
-    examples="""
+SUMMARY = "many weight-tuning runs over a grid or random sample (local processes or Ray Tune)"
+EXAMPLES = """
   cakd-viz sweep --config examples/sweep_glyphs_grid.json
   cakd-viz sweep --config examples/sweep_glyphs_grid.json --dry-run
   cakd-viz sweep --config examples/sweep_glyphs_ray.json --engine ray --num-cpus 2
   cakd-viz sweep --config examples/sweep_glyphs_ray.json --engine ray --address auto
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

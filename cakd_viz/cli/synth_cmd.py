@@ -1,4 +1,8 @@
-"""`cakd-viz synth --n N --classes C --out BUNDLE`: a structured synthetic bundle of any size."""
+"""Generate synthetic logits for scale tests and demos, streamed to disk in chunks (so any size
+fits in bounded memory). Classes come in families of consecutive classes named 'f03/c17'
+whose teacher logits correlate strongly, so corr:R groupings recover the families. The teacher
+is accurate but not perfect (about 90-96%); each student is a noisier, rescaled copy of it
+(the first closest). Labels are included. The same seed and sizes give the same bundle."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from cakd_viz.bundle.npy import human_size
-from cakd_viz.cli._common import Command, add_quiet, nonnegative_int, positive_int, say
+from cakd_viz.cli._common import add_quiet, nonnegative_int, positive_int, say
 from cakd_viz.cli.progress import progress_bar
 
 
@@ -84,21 +88,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command(
-    name="synth",
-    summary="write a structured synthetic bundle (correlated class families, a teacher, weaker students)",
-    description=(
-        "Generate synthetic logits for scale tests and demos, streamed to disk in chunks (so any size\n"
-        "fits in bounded memory). Classes come in families of consecutive classes named 'f03/c17'\n"
-        "whose teacher logits correlate strongly, so corr:R groupings recover the families. The teacher\n"
-        "is accurate but not perfect (about 90-96%); each student is a noisier, rescaled copy of it\n"
-        "(the first closest). Labels are included. The same seed and sizes give the same bundle."
-    ),
-    examples="""
+SUMMARY = "write a structured synthetic bundle (correlated class families, a teacher, weaker students)"
+EXAMPLES = """
   cakd-viz synth --n 10000 --classes 100 --out /tmp/demo
   cakd-viz synth --n 1280000 --classes 1000 --out /tmp/imagenet-scale --dtype float16 --seed 1
   cakd-viz synth --n 5000 --classes 20 --students kd dkd ce --families 4 --out /tmp/small --overwrite
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

@@ -1,5 +1,10 @@
-"""`cakd-viz tensorboard RUNS_DIR --out LOGDIR`: every run's per-epoch and per-step numbers as TensorBoard
-scalars, one folder per run (``cakd_viz.runs.tensorboard``)."""
+"""Write the runs under RUNS_DIR (launched by `cakd-viz tune`/`sweep` or the app, or recorded from your own
+training loop with cakd_viz.runs.Recorder) into LOGDIR, one folder per run named NAME-RUN_ID. Every
+numeric field of a run's metrics.jsonl becomes a scalar: per-epoch fields (the held-out terms val_kl,
+val_bcd, val_scd, val_wcd, val_scd_part, val_wcd_part, val_acc, the loss terms, ...) under epoch/FIELD
+at step = the epoch, per-step ones under step/FIELD at step = the training step. Exporting again
+replaces each run's folder (no duplicate points). Queued, running and corrupt runs are skipped, one
+line each on stderr. Needs the tensorboard package (pip install "cakd-viz[tensorboard]")."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, say
+from cakd_viz.cli._common import say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,23 +36,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command(
-    name="tensorboard",
-    summary="write every run's held-out terms, accuracies and losses as TensorBoard scalars",
-    description=(
-        "Write the runs under RUNS_DIR (launched by `cakd-viz tune`/`sweep` or the app, or recorded from your own\n"
-        "training loop with cakd_viz.runs.Recorder) into LOGDIR, one folder per run named NAME-RUN_ID. Every\n"
-        "numeric field of a run's metrics.jsonl becomes a scalar: per-epoch fields (the held-out terms val_kl,\n"
-        "val_bcd, val_scd, val_wcd, val_scd_part, val_wcd_part, val_acc, the loss terms, ...) under epoch/FIELD\n"
-        "at step = the epoch, per-step ones under step/FIELD at step = the training step. Exporting again\n"
-        "replaces each run's folder (no duplicate points). Queued, running and corrupt runs are skipped, one\n"
-        'line each on stderr. Needs the tensorboard package (pip install "cakd-viz[tensorboard]").'
-    ),
-    examples="""
+SUMMARY = "write every run's held-out terms, accuracies and losses as TensorBoard scalars"
+EXAMPLES = """
   cakd-viz tensorboard runs --out tb
   tensorboard --logdir tb
   cakd-viz tensorboard /shared/runs --out /tmp/tb_runs
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

@@ -1,4 +1,11 @@
-"""`cakd-viz tune --config RUN.json`: one weight-tuning run into RUNS_DIR/RUN_ID (docs/architecture.md §6)."""
+"""Train a student on a data set with cross-entropy plus a distillation loss from a frozen teacher,
+and write runs/RUN_ID/: config.json, status.json, metrics.jsonl (every loss term and the held-out
+accuracy per epoch), log.txt, env.json (seed, device, batch size, versions), the final student
+weights (student.safetensors + student.json) and bundle/, the held-out logits of the teacher and
+the student, which opens in the app's explorer pages. Under torchrun it trains data-parallel.
+Runs beyond --max-concurrent wait (state 'queued'). Exit code: 0 done, 1 failed, 130 cancelled,
+2 refused (bad config, or --run-dir on a run that has ended: rerun with --config RUN/config.json,
+which makes a new run; a run killed outright is recorded as failed, never relabelled)."""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from cakd_viz.cli._common import Command, add_quiet, add_runs_dir, say
+from cakd_viz.cli._common import add_quiet, add_runs_dir, say
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -112,25 +119,10 @@ def _report(info, state: str) -> int:
     return 130 if state == "cancelled" else 1
 
 
-COMMAND = Command(
-    name="tune",
-    summary="one weight-tuning run: train a student with CE + KD/DKD/CAKD into runs/RUN_ID",
-    description=(
-        "Train a student on a data set with cross-entropy plus a distillation loss from a frozen teacher,\n"
-        "and write runs/RUN_ID/: config.json, status.json, metrics.jsonl (every loss term and the held-out\n"
-        "accuracy per epoch), log.txt, env.json (seed, device, batch size, versions), the final student\n"
-        "weights (student.safetensors + student.json) and bundle/, the held-out logits of the teacher and\n"
-        "the student, which opens in the app's explorer pages. Under torchrun it trains data-parallel.\n"
-        "Runs beyond --max-concurrent wait (state 'queued'). Exit code: 0 done, 1 failed, 130 cancelled,\n"
-        "2 refused (bad config, or --run-dir on a run that has ended: rerun with --config RUN/config.json,\n"
-        "which makes a new run; a run killed outright is recorded as failed, never relabelled)."
-    ),
-    examples="""
+SUMMARY = "one weight-tuning run: train a student with CE + KD/DKD/CAKD into runs/RUN_ID"
+EXAMPLES = """
   cakd-viz tune --config examples/run_glyphs_cakd.json
   cakd-viz tune --config examples/run_digits_kd.json --set epochs=2 --set loss.temperature=2
   cakd-viz tune --config examples/run_glyphs_cakd.json --detach --runs-dir /tmp/runs
   torchrun --nproc-per-node=2 -m cakd_viz tune --config examples/run_digits_kd.json
-""",
-    add_arguments=add_arguments,
-    run=run,
-)
+"""

@@ -139,20 +139,15 @@ class ArrayDataset(Dataset):
         return self.x[i], int(self.y[i])
 
 
+@dataclass(eq=False)
 class FolderDataset(Dataset):
     """A folder with one sub-folder per class (sorted names), images read lazily with Pillow."""
 
-    def __init__(
-        self,
-        files: list[Path],
-        labels: list[int],
-        *,
-        mode: str,
-        size: tuple[int, int],
-        normalization: Normalization,
-    ) -> None:
-        self.files, self.labels = files, np.asarray(labels, dtype=np.int64)
-        self.mode, self.size, self.normalization = mode, size, normalization
+    files: list[Path]
+    labels: np.ndarray  # (N,) int64
+    mode: str  # what Pillow converts each image to: "L" or "RGB"
+    size: tuple[int, int]  # (H, W) of every image
+    normalization: Normalization
 
     def __len__(self) -> int:
         return len(self.files)

@@ -254,7 +254,7 @@ def _from_folder(path: Path, size: tuple[int, int] | None, normalize: object) ->
     except OSError as exc:
         raise ValueError(f"{files[0]}: not a readable image ({exc})") from exc
     norm = parse_normalize(normalize, Normalization())
-    ds = FolderDataset(files, labels, mode=mode, size=size or first, normalization=norm)
+    ds = FolderDataset(files, np.asarray(labels, dtype=np.int64), mode, size or first, norm)
     h, w = ds.size
     return DataSource(
         dataset=ds,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from torch import nn
@@ -54,13 +54,6 @@ def name_students(pairs: Iterable[tuple[str | None, ModelLike]]) -> dict[str, Mo
             while name in named:
                 name, k = f"{base[: 99 - len(str(k))]}_{k}", k + 1
         named[name] = spec
-    return named
-
-
-def _named_students(students: Mapping[str, ModelLike] | Sequence[ModelLike]) -> dict[str, ModelLike]:
-    named = dict(students) if isinstance(students, Mapping) else name_students((None, s) for s in students)
-    if not named:
-        raise ValueError("at least one student is needed (--student [NAME=]MODEL)")
     return named
 
 

@@ -1,9 +1,4 @@
-"""Logits from checkpoints and data: one pass over a data set, every model on each batch, streamed
-into a logit bundle (docs/architecture.md §5; the ``extract`` command).
-
-    from cakd_viz.extract import extract
-    extract("sample:glyphs/teacher", ["sample:glyphs/student_ce", "sample:glyphs/student_kd"],
-            "sample:glyphs:test", "glyphs_bundle", device="auto", batch_size=256)
+""":func:`extract` (``cakd_viz.extract``): its phases, from loading the models to the committed bundle.
 
 Rows go straight into memory-mapped ``.npy`` files (:class:`~cakd_viz.bundle.writer.BundleWriter`)
 inside ``<out>.partial-<id>``, renamed to ``out`` only once every row is written and meta.json is
@@ -30,7 +25,7 @@ from cakd_viz.data import DataSource, FolderDataset, load_data_for_model
 from cakd_viz.device import describe_device
 from cakd_viz.distributed import Group, process_group
 from cakd_viz.extract.loop import LoadedModel, RowDataset, forward_logits, stream_rows
-from cakd_viz.extract.models import ModelLike, _load_models, _named_students
+from cakd_viz.extract.models import ModelLike, _load_models, name_students
 from cakd_viz.validate import check_labels
 
 __all__ = ["AUTOCAST", "extract"]
@@ -141,7 +136,10 @@ def extract(
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     if str(dtype) not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-    out, students, weights = Path(out), _named_students(students), dict(weights or {})
+    out, weights = Path(out), dict(weights or {})
+    students = dict(students) if isinstance(students, Mapping) else name_students((None, s) for s in students)
+    if not students:
+        raise ValueError("at least one student is needed (--student [NAME=]MODEL)")
     check_target(out, overwrite)  # fail before any long work
     with process_group(device) as (group, dev):
         opts = ExtractOptions(

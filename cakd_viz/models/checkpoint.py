@@ -8,7 +8,6 @@ back as float32. Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -66,8 +65,7 @@ def save_checkpoint(
     }
     with atomic.replacing(weights) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "arch": arch})
-    with atomic.replacing(config) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    atomic.write_json(config, info)
     return config
 
 
@@ -163,12 +161,7 @@ def load_weights_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, so
         if k in state and state[k].shape != own[k].shape
     ]
     if missing or unexpected or shaped:
-        parts = [f"{source} does not fit {type(model).__name__}:"]
-        if missing:
-            parts.append(f"missing keys [{_listing(missing)}]")
-        if unexpected:
-            parts.append(f"unexpected keys [{_listing(unexpected)}]")
-        if shaped:
-            parts.append(f"mis-shaped [{_listing(shaped)}]")
-        raise ValueError(" ".join(parts))
+        found = {"missing keys": missing, "unexpected keys": unexpected, "mis-shaped": shaped}
+        parts = [f"{what} [{_listing(keys)}]" for what, keys in found.items() if keys]
+        raise ValueError(f"{source} does not fit {type(model).__name__}: {' '.join(parts)}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

@@ -46,9 +46,8 @@ def list_sample_models(root: Path | None = None) -> list[str]:
 
 
 def _base_info(spec: str, kind: str, **more: object) -> dict:
-    info = {"spec": spec, "kind": kind, "arch": None, "num_classes": None, "class_names": None}
-    info |= {"input_shape": None, "normalization": None, "accuracy": None}
-    return info | more
+    unknown = ("arch", "num_classes", "class_names", "input_shape", "normalization", "accuracy")
+    return {"spec": spec, "kind": kind} | dict.fromkeys(unknown) | more
 
 
 def load_model(
