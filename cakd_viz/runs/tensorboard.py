@@ -118,22 +118,11 @@ def _add(writer, record: dict) -> None:
     if kind not in ("epoch", "step"):
         return
     step = record.get(kind)
-    if _float(step) is None or not math.isfinite(step) or abs(step) >= 2**63:  # a damaged row: no step
+    if store.number(step) is None or not math.isfinite(step) or abs(step) >= 2**63:  # a damaged row: no step
         return
-    wall = _float(record.get("time"))
+    wall = store.number(record.get("time"))
     for key, value in record.items():
-        number = _float(value)
+        number = store.number(value)
         if key in _SKIP or key == kind or number is None:
             continue
         writer.add_scalar(f"{kind}/{key}", number, global_step=int(step), walltime=wall)
-
-
-def _float(value: object) -> float | None:
-    """A JSON number as a float; None for anything else, a whole number beyond float's range included
-    (JSON reads 1 and 400 zeros as an int, which float() refuses)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
