@@ -52,14 +52,9 @@ RUN_LOSS_PARAMS = (
         help="Logit standardization (LS) of the held-out split after every epoch: each sample's logits z-scored.",
     ),
 )
-"""Settings of a run config's loss section that belong to the run, not to a loss. ``ce_weight`` weights
-the cross-entropy the training loop adds (no loss class ever sees it). ``grouping`` and ``temperature``
-set the held-out decomposition every run records after each epoch, whatever its loss, so a KD or a
-CE-only run holds them too; so does ``standardize`` (logit standardization, LS). ``temperature`` and
-``standardize`` are the losses' shared declarations (``losses.base``) with a help line of their own. A loss that declares a
-parameter of the same name (CAKD's grouping, every distillation loss's T and standardize) shares the key:
-it trains with the value the held-out split uses, and the loss's own declaration (range, help, label)
-applies."""
+"""Settings of a run config's loss section that belong to the run, not to a loss (docs/architecture.md
+§6, "The loss section"): the CE weight the training loop adds, and the held-out split's grouping, T and
+LS; a loss declaring a parameter of the same name shares the key, with its own declaration."""
 
 # Before losses declared their parameters, every config.json held these fields whatever its loss.
 _LEGACY_KEYS = frozenset(

@@ -1,20 +1,11 @@
-"""Training dynamics: the held-out decomposition of a run's student, every epoch.
+"""Training dynamics: the held-out decomposition of a run's student, every epoch (docs/architecture.md
+§6, "Epoch records" and "epochs/").
 
 Every run splits, after each epoch, the KL of its student against the teacher on the per-epoch
-evaluation split (the validation split when the run has one, else the test split) under the run's
-``loss.grouping``, ``loss.temperature`` and ``loss.standardize`` (logit standardization: the split of
-the standardized logits, as an LS run trains on them), whatever its loss: a CE, KD or DKD run uses the same
-field, so runs that share it are compared on the same split (DKD trains on S = {label}; give a DKD run
-``grouping`` ``target`` to watch its own TCKD = BCD and NCKD = WCD). The epoch's row of metrics.jsonl
-gets the means over the split's samples:
-
-    val_kl, val_bcd, val_scd, val_wcd     raw terms (nats, no T^2 factor, no loss weight)
-    val_scd_part, val_wcd_part            weighted parts p_S*SCD and p_W*WCD (val_kl = bcd + the two)
-
-It costs one decomposition per epoch: the teacher's logits on the split are computed once per run
-(and cached with the teacher's training logits), the student's come from the epoch's one evaluation
-pass. Each epoch's student logits are also kept, small and bounded, in ``RUN_DIR/epochs/``
-(docs/architecture.md §6), so that a reader can step through the epochs.
+evaluation split under the run's ``loss.grouping``, ``loss.temperature`` and ``loss.standardize``,
+whatever its loss, so runs that share them are compared on the same split; the epoch's row of
+metrics.jsonl gets the means ``VAL_TERMS`` (raw terms in nats, no T^2, no loss weight, then the
+weighted parts p_S*SCD and p_W*WCD), and the epoch's student logits are kept in ``RUN_DIR/epochs/``.
 """
 
 from __future__ import annotations
@@ -84,19 +75,9 @@ class HeldOutTerms:
 
 
 class EpochLogits:
-    """``RUN_DIR/epochs/``: the evaluation split's teacher logits and labels once, each epoch's student.
-
-        epochs/index.json        {"format", "split", "rows", "classes", "grouping", "temperature",
-                                  "standardize", "epochs": [kept epoch numbers], "not_kept": [...],
-                                  "max_bytes"}
-        epochs/teacher.npy       (N, C) float32
-        epochs/labels.npy        (N,) int64 (absent when the run had no labels)
-        epochs/rows.npy          (N,) int64 rows of the training split (validation split only)
-        epochs/epoch-NNN.npy     (N, C) float16 student logits after epoch NNN (1-based)
-
-    Files are written under a temporary name and renamed; index.json last, so it lists only complete
-    files. At most ``MAX_EPOCH_BYTES`` of epoch files are kept per run; an epoch whose logits exceed
-    float16's range is listed as not kept.
+    """``RUN_DIR/epochs/`` (docs/architecture.md §6): the evaluation split's teacher logits and labels
+    once, each epoch's student as float16. index.json is written last, so it lists only complete files;
+    beyond ``MAX_EPOCH_BYTES``, or past float16's range, an epoch is listed as not kept.
     """
 
     def __init__(self, folder: Path, terms: HeldOutTerms, *, split: str, rows: np.ndarray | None) -> None:

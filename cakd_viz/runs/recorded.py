@@ -1,23 +1,12 @@
 """What a recorded run's config.json (and env.json) hold: a researcher's own hyperparameters, in the run's
-columns.
+columns (the format: docs/architecture.md §6, "Recorded runs"), so readers (``runs.results``) read it as
+a launched run's.
 
-A run recorded from its own training loop (``cakd_viz.runs.Recorder``) has no ``RunConfig``. Its
-config.json is marked ``"recorded": true`` and holds:
-
-    {"format": "cakd-recorded/1", "recorded": true, "name": "...",
-     "lr", "epochs", "batch_size", "seed", "student", "teacher", "data"     (where the config gave them)
-     "loss": {"name", and every declared loss parameter the config gives: "temperature", "alpha", ...},
-     "decomposition": {"grouping", "temperature", "standardize", "split"},   the recorder's held-out split
-     "hyperparameters": {...}}                                  the config as given (JSON)
-
-so readers (``runs.results``: the runs table, the tracker's hyperparameter columns, labels) read it as
-they read a launched run's. The config may be flat or nested: ``{"loss": "cakd", "alpha": 1, "T": 4}``
-and ``{"loss": {"name": "cakd", "alpha": 1, "temperature": 4}}`` say the same; "T" is read as
-"temperature" and "batch" as "batch_size". The loss section takes the parameters the registered losses
-declare (``cakd_viz.losses`` parameters, the tracker's columns), each checked by its declaration; a value
-of the wrong type (``"lr": "fast"``) is kept in "hyperparameters" only. ``loss.grouping`` and
-``loss.temperature`` default to the recorder's, and so does ``loss.standardize`` when the recorder
-standardizes.
+The config may be flat (``{"loss": "cakd", "alpha": 1, "T": 4}``) or nested (``{"loss": {"name":
+"cakd", ...}}``); "T" is read as "temperature" and "batch" as "batch_size". The loss section takes the
+parameters the registered losses declare, each checked by its declaration; a value of the wrong type
+(``"lr": "fast"``) is kept in "hyperparameters" only. ``loss.grouping`` and ``loss.temperature``
+default to the recorder's, and so does ``loss.standardize`` when the recorder standardizes.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
-"""Runs as TensorBoard scalars (``cakd-viz tensorboard RUNS_DIR --out LOGDIR``).
-
-Each run (launched or recorded) gets its own folder ``LOGDIR/NAME-RUN_ID``: its label made safe for
-a file name, then its id, so two runs never share a folder. Every numeric field of its metrics.jsonl
-becomes a scalar: "epoch" rows under ``epoch/FIELD`` at step = the epoch (the held-out terms
-``epoch/val_kl``, ..., accuracies, losses, gradient norms, times), "step" rows under ``step/FIELD`` at
-step = the training step; a row's "time" is its wall time. Exporting again replaces a run's folder
-(written aside, then swapped in), so TensorBoard never sees a point twice. Runs that are queued,
-running or corrupt are skipped and named, and so is a run whose folder name is taken by a folder no
-export of it wrote (only marked folders are ever replaced).
+"""Runs as TensorBoard scalars (``cakd-viz tensorboard RUNS_DIR --out LOGDIR``; the layout: README and
+docs/architecture.md §6). Exporting again replaces a run's folder (written aside, then swapped in), so
+TensorBoard never sees a point twice; queued, running and corrupt runs are skipped and named, and so is
+a run whose folder name is taken by a folder no export of it wrote (only marked folders are replaced).
 """
 
 from __future__ import annotations
