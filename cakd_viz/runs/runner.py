@@ -211,16 +211,8 @@ def _train_and_write(ctx: _Context) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    tcfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=per_rank,
-        lr=cfg.lr,
-        optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay,
-        seed=cfg.seed,
-        device=str(dev),
-        clip_grad_norm=cfg.clip_grad_norm,
-    )
+    same = ("epochs", "lr", "optimizer", "weight_decay", "seed", "clip_grad_norm")  # as the run config says
+    tcfg = TrainConfig(**{k: getattr(cfg, k) for k in same}, batch_size=per_rank, device=str(dev))
     teacher = parts.teacher
     if parts.criterion is not None:  # the teacher's logits, looked up instead of recomputed every step
         logits, digests = teacher_logits(teacher, parts.train_set, ctx.cache_dir, device=dev)
