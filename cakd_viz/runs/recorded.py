@@ -11,6 +11,7 @@ default to the recorder's, and so does ``loss.standardize`` when the recorder st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -80,14 +81,10 @@ def _loss(raw: dict, grouping: str, temperature: float) -> dict:
     for key, param in loss_columns().items():
         for source in (nested, raw):
             value = next((source[a] for a in _ALIASES.get(key, (key,)) if a in source), None)
-            try:
-                loss[key] = param.check(value) if value is not None else None
-            except ValueError:  # of the wrong type or range: kept in "hyperparameters" only
-                loss[key] = None
-            if loss[key] is not None:
-                break
-        if loss[key] is None:
-            del loss[key]
+            with contextlib.suppress(ValueError):  # of the wrong type or range: in "hyperparameters" only
+                if value is not None:
+                    loss[key] = param.check(value)
+                    break
     loss.setdefault("grouping", grouping)
     loss.setdefault("temperature", temperature)
     return loss
