@@ -29,7 +29,7 @@ class HeldOutTerms:
 
     teacher_logits (N, C) and labels (N,) are the evaluation split's, in the order the training loop
     evaluates it (labels may be None for a grouping that does not need them: a recorded run given no
-    labels); ``keep_dir`` (None: keep nothing) receives each epoch's logits as float16.
+    labels); a ``keeper`` (``EpochLogits``, None: keep nothing) receives each epoch's logits.
     """
 
     def __init__(
@@ -42,17 +42,12 @@ class HeldOutTerms:
         standardize: bool = False,
         correlation: np.ndarray | None = None,
         device: str = "cpu",
-        keep_dir: Path | None = None,
-        split: str = "test",
-        rows: np.ndarray | None = None,
     ) -> None:
         self.teacher = np.ascontiguousarray(teacher_logits, dtype=np.float32)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.grouping, self.temperature, self.standardize = grouping, float(temperature), bool(standardize)
         self.correlation, self.device = correlation, device
-        self.keeper = None
-        if keep_dir is not None:
-            self.keeper = EpochLogits(keep_dir, self, split=split, rows=rows)
+        self.keeper: EpochLogits | None = None
 
     def __call__(self, student_logits: np.ndarray, epoch: int) -> dict[str, float]:
         from cakd_viz.decomposition import decompose
@@ -84,18 +79,9 @@ class EpochLogits:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         n, c = terms.teacher.shape
-        self.index = {
-            "format": EPOCHS_FORMAT,
-            "split": split,
-            "rows": n,
-            "classes": c,
-            "grouping": terms.grouping,
-            "temperature": terms.temperature,
-            "standardize": terms.standardize,
-            "epochs": [],
-            "not_kept": [],
-            "max_bytes": MAX_EPOCH_BYTES,
-        }
+        self.index = {"format": EPOCHS_FORMAT, "split": split, "rows": n, "classes": c}
+        self.index |= {k: getattr(terms, k) for k in ("grouping", "temperature", "standardize")}
+        self.index |= {"epochs": [], "not_kept": [], "max_bytes": MAX_EPOCH_BYTES}
         self.used = 0
         atomic.save_npy(self.folder / "teacher.npy", terms.teacher)
         if terms.labels is not None:

@@ -171,14 +171,8 @@ class Recorder:
             correlation = None  # corr:R: the first epoch's teacher correlation (of LS logits under LS), kept
             if rule.needs_correlation:
                 correlation = class_correlation(teacher, standardize=self.standardize)
-            terms = HeldOutTerms(
-                teacher,
-                labels,
-                grouping=self.grouping,
-                temperature=self.temperature,
-                standardize=self.standardize,
-                correlation=correlation,
-            )
+            held = {k: getattr(self, k) for k in ("grouping", "temperature", "standardize")}
+            terms = HeldOutTerms(teacher, labels, **held, correlation=correlation)
             out = terms(student, epoch)  # checks the logits before anything is kept
             terms.keeper = EpochLogits(self.path / EPOCHS_DIR, terms, split=self.split, rows=None)
             terms.keeper.add(student, epoch)
