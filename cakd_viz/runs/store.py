@@ -121,7 +121,8 @@ def create_run(root: Path, config: dict, *, run_id: str | None = None, **status:
     tmp.mkdir()
     try:
         write_json(tmp / CONFIG, config)
-        write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | _ERROR_FIELDS | status)
+        unset = dict.fromkeys(("pid", "started", "ended", "error"))
+        write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | unset | status)
         (tmp / LOG).touch()
         os.rename(tmp, final)  # an existing non-empty folder makes this fail rather than merge
     except BaseException as exc:
@@ -130,9 +131,6 @@ def create_run(root: Path, config: dict, *, run_id: str | None = None, **status:
             raise FileExistsError(f"{final}: a run with this id exists already") from None
         raise
     return final
-
-
-_ERROR_FIELDS = {"pid": None, "started": None, "ended": None, "error": None}
 
 
 @contextlib.contextmanager

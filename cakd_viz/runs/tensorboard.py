@@ -22,19 +22,13 @@ INSTALL = 'pip install "cakd-viz[tensorboard]" (or: pip install tensorboard)'
 _SKIP = {"kind", "time"}
 
 
-def summary_writer_class():
-    """``torch.utils.tensorboard.SummaryWriter``; ValueError saying how to install tensorboard without it."""
+def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path], list[str]]:
+    """Write every ended run under ``runs_dir`` into ``out`` (see the module): (run id -> its folder,
+    one line per skipped run); ValueError when ``runs_dir`` is not a folder or tensorboard is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ValueError(f"writing TensorBoard files needs the tensorboard package: {INSTALL}") from None
-    return SummaryWriter
-
-
-def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path], list[str]]:
-    """Write every ended run under ``runs_dir`` into ``out`` (see the module): (run id -> its folder,
-    one line per skipped run); ValueError when ``runs_dir`` is not a folder or tensorboard is missing."""
-    writer_class = summary_writer_class()
     root = Path(runs_dir)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder of runs")
@@ -54,7 +48,7 @@ def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path],
                 f"of this run (no {MARKER} naming it); move it away to export this run"
             )
         else:
-            written[run.id] = _export_run(run, out, writer_class)
+            written[run.id] = _export_run(run, out, SummaryWriter)
     return written, skipped
 
 
