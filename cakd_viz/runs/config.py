@@ -248,9 +248,8 @@ class RunConfig:
         """Cheap checks (no model or data is loaded); ValueError naming the first bad field."""
         self.loss.validate()
         if not _NAME.match(self.name) or len(self.name) > MAX_NAME:
-            shown = (
-                self.name if len(self.name) <= 40 else f"{self.name[:40]}… ({len(self.name):,} characters)"
-            )
+            n = self.name
+            shown = n if len(n) <= 40 else f"{n[:40]}… ({len(n):,} characters)"
             raise ValueError(f"name {shown!r}: use at most {MAX_NAME} letters, digits and _ . + -")
         try:  # the name is the student's in the run's bundle/, written after the last epoch
             check_student_name(self.student_name())

@@ -201,8 +201,10 @@ def _read_run(path: Path) -> RunInfo:
             why = type_error(summary, _SUMMARY_FIELDS, store.SUMMARY, required=required)
             if why is not None:
                 raise ValueError(why)
-            if not recorded:
-                _check_outputs(path)
+            if not recorded and not (path / store.BUNDLE / "meta.json").is_file():
+                raise ValueError(f"{store.BUNDLE}/meta.json is missing")
+            if not recorded and not (path / f"{store.WEIGHTS}.json").is_file():
+                raise ValueError(f"{store.WEIGHTS}.json (the student's weights) is missing")
         except ValueError as exc:
             return corrupt(f"marked done, but {exc}", config)
     return RunInfo(path.name, path, state, error, config, status, summary, epochs)
@@ -227,13 +229,6 @@ def _liveness(status: dict, state: str, error: str | None, path: Path) -> tuple[
             f"is not running {path.name}; treating it as ended without recording a result"
         )
     return "failed", f"{who} (pid {pid}) ended without recording a result (killed?); see the end of log.txt"
-
-
-def _check_outputs(path: Path) -> None:
-    if not (path / store.BUNDLE / "meta.json").is_file():
-        raise ValueError(f"{store.BUNDLE}/meta.json is missing")
-    if not (path / f"{store.WEIGHTS}.json").is_file():
-        raise ValueError(f"{store.WEIGHTS}.json (the student's weights) is missing")
 
 
 def _folders(root: Path) -> list[Path]:
