@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from cakd_viz.data import DataSource, load_data_for_model
 from cakd_viz.grouping import class_correlation, parse_grouping
-from cakd_viz.runs.config import NO_DISTILLATION, RunConfig
+from cakd_viz.runs.config import NO_DISTILLATION, LossConfig, RunConfig
 
 
 @dataclass
@@ -48,7 +48,6 @@ class Parts:
 
 def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     """Load the data, the teacher and the student, and make the loss; ValueError on a mismatch."""
-    from cakd_viz.losses import build_criterion
     from cakd_viz.models import ARCHS, build_arch, load_model
     from cakd_viz.train import predict_logits
 
@@ -95,9 +94,7 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
         shard = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
         train_set = Subset(train_set, list(shard))
-    criterion = None  # cross-entropy only; else the loss from the registry, given its own keys
-    if cfg.loss.name != NO_DISTILLATION:
-        criterion = build_criterion(cfg.loss.name, cfg.loss.settings, correlation=correlation)
+    criterion = make_criterion(cfg.loss, correlation=correlation)
     return Parts(
         train,
         test,
@@ -133,6 +130,16 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         raise ValueError(f"val_split {fraction}: no class has the two rows a validation split needs")
     val = np.sort(np.concatenate(held))
     return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def make_criterion(loss: LossConfig, *, correlation: np.ndarray | None = None):
+    """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce");
+    ``corr:R`` groupings need ``correlation``, as ``build`` computes it."""
+    from cakd_viz.losses import build_criterion
+
+    if loss.name == NO_DISTILLATION:
+        return None
+    return build_criterion(loss.name, loss.settings, correlation=correlation)  # takes the loss's own keys
 
 
 def labels_of(source: DataSource) -> np.ndarray:
