@@ -81,19 +81,15 @@ def liveness(pid: object, pid_start: object = None, host: object = None, *, hint
         return "elsewhere"
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return "gone"
     except PermissionError:
         pass  # it exists, owned by someone else
-    except OverflowError:
-        return "gone"
     start = start_ticks(pid)
     if start == -1:  # a zombie: exited, not yet reaped
         return "gone"
-    if pid_start is not None:
-        if start is None:  # no /proc here: the pid exists, that is all we can tell
-            return "alive"
-        return "alive" if pid_start == start else "gone"
+    if pid_start is not None:  # without /proc (start None) the pid exists, and that is all we can tell
+        return "alive" if start is None or pid_start == start else "gone"
     if hint and any(_last_part(arg) == hint for arg in _argv(pid)):
         return "alive"
     return "unproven"
@@ -142,10 +138,6 @@ def abandoned(owner: dict | None, age_s: float) -> bool:
     if owner is None:
         return age_s > STALE_AFTER_S
     live = liveness(owner.get("pid"), owner.get("pid_start"), owner.get("host"))
-    if live == "gone":
-        return True
-    if live == "alive":
-        return False
-    if live == "elsewhere":
-        return age_s > FOREIGN_STALE_AFTER_S
-    return age_s > STALE_AFTER_S
+    if live in ("gone", "alive"):
+        return live == "gone"
+    return age_s > (FOREIGN_STALE_AFTER_S if live == "elsewhere" else STALE_AFTER_S)

@@ -40,8 +40,6 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (per step, down to 0) or "none"
     seed: int = 0  # data order, dropout and any other randomness inside the loop
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
-    num_workers: int = 0  # DataLoader worker processes
-    amp: str = "none"  # autocast on GPU: "none" | "bf16" | "fp16"
     clip_grad_norm: float = 0.0  # clip the gradient's global L2 norm to this (0: no clipping)
     eval_batch_size: int = 512  # batch size of the held-out evaluation (and of the teacher cache)
     cache_teacher: bool = False  # run the teacher once over the train set and reuse its logits every
@@ -60,11 +58,9 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "none"):
             raise ValueError(f"schedule must be 'cosine' or 'none', got {self.schedule!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
 
 
-def _loader(dataset: Dataset, batch_size: int, *, device: torch.device, workers: int, shuffle_seed=None):
+def _loader(dataset: Dataset, batch_size: int, *, device: torch.device, shuffle_seed=None):
     # an own generator even without shuffling: iterating a DataLoader otherwise draws its worker seed
     # from the global RNG, so evaluating or caching would change the dropout masks of training
     gen = torch.Generator().manual_seed(int(shuffle_seed or 0))
@@ -73,15 +69,8 @@ def _loader(dataset: Dataset, batch_size: int, *, device: torch.device, workers:
         batch_size=batch_size,
         shuffle=shuffle_seed is not None,
         generator=gen,
-        num_workers=workers,
         pin_memory=device.type == "cuda",
     )
-
-
-def _autocast(device: torch.device, amp: str):
-    if amp == "none":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def predict_logits(
@@ -120,7 +109,6 @@ def _eval_logits(
     *,
     device: str | torch.device,
     batch_size: int = 512,
-    num_workers: int = 0,
     who: str = "model",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of ``model`` (eval mode) over ``dataset``: (logits (N, C) float32, labels (N,)), on the CPU."""
@@ -128,7 +116,7 @@ def _eval_logits(
     was_training = model.training
     model.eval().to(device)
     out, ys = [], []
-    for x, y in _loader(dataset, batch_size, device=device, workers=num_workers):
+    for x, y in _loader(dataset, batch_size, device=device):
         logits = logits_of(model(x.to(device, non_blocking=True)), who=who, batch=len(x))
         out.append(logits.float().cpu())
         ys.append(torch.as_tensor(y))
@@ -245,9 +233,8 @@ class _Loop:
                 )
                 self.cached = torch.from_numpy(logits).to(dev)
         data = _Indexed(train_set) if self.cached is not None else train_set
-        loader = _loader(data, cfg.batch_size, device=dev, workers=cfg.num_workers, shuffle_seed=cfg.seed)
+        loader = _loader(data, cfg.batch_size, device=dev, shuffle_seed=cfg.seed)
         self.opt = _optimizer(self.student, cfg)
-        self.scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16" and dev.type == "cuda")
         self.steps_per_epoch, self.step = len(loader), 0
         history = []
         for epoch in range(cfg.epochs):
@@ -273,7 +260,6 @@ class _Loop:
             val_set,
             device=self.dev,
             batch_size=cfg.eval_batch_size,
-            num_workers=cfg.num_workers,
             who="student",
         )
         scores = _scores(logits, labels)
@@ -319,23 +305,21 @@ class _Loop:
         for group in self.opt.param_groups:
             group["lr"] = lr
         x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-        with _autocast(dev, self.cfg.amp):
-            logits = logits_of(self.student(x), who="student", batch=len(x))
-            ce = F.cross_entropy(logits.float(), y)
-            terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
-            loss = self.ce_weight * ce
-            if self.criterion is not None:
-                if self.cached is not None:
-                    t_logits = self.cached[batch[2].to(dev)]
-                else:
-                    with torch.no_grad():
-                        t_logits = logits_of(self.teacher(x), who="teacher", batch=len(x)).float()
-                kd, named = _distill(self.criterion, logits.float(), t_logits, y, epoch)
-                loss = loss + kd
-                terms.update(named)
+        logits = logits_of(self.student(x), who="student", batch=len(x))
+        ce = F.cross_entropy(logits.float(), y)
+        terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
+        loss = self.ce_weight * ce
+        if self.criterion is not None:
+            if self.cached is not None:
+                t_logits = self.cached[batch[2].to(dev)]
+            else:
+                with torch.no_grad():
+                    t_logits = logits_of(self.teacher(x), who="teacher", batch=len(x)).float()
+            kd, named = _distill(self.criterion, logits.float(), t_logits, y, epoch)
+            loss = loss + kd
+            terms.update(named)
         self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.opt)  # a no-op without fp16 scaling; the norm is of the true gradient
+        loss.backward()
         norm = nn.utils.get_total_norm([p.grad for p in self.student.parameters() if p.grad is not None])
         clip = self.cfg.clip_grad_norm
         if clip > 0:  # what clip_grad_norm_ does, with the norm computed once
@@ -346,7 +330,6 @@ class _Loop:
         kept = torch.where(finite, norm, 0.0)
         self.norms[:3] += torch.stack((kept, finite.double(), hit.double()))
         self.norms[3] = torch.maximum(self.norms[3], kept)
-        self.scaler.step(self.opt)
-        self.scaler.update()
+        self.opt.step()
         terms["loss"] = loss.detach()
         return terms, (logits.detach().argmax(1) == y).sum(), len(y)

@@ -138,18 +138,10 @@ def write_epochs(
     """A run's ``epochs/`` as a run writes it (``runs.dynamics.HeldOutTerms`` keeping each epoch), for
     epochs 1, 2, ... with ``students[e - 1]``; metrics.jsonl is rewritten with those epochs' held-out
     terms and accuracy. Returns the epoch rows written."""
-    from cakd_viz.runs.dynamics import EPOCHS_DIR, HeldOutTerms
+    from cakd_viz.runs.dynamics import EPOCHS_DIR, EpochLogits, HeldOutTerms
 
-    terms = HeldOutTerms(
-        teacher,
-        labels,
-        grouping=grouping,
-        temperature=temperature,
-        keep_dir=Path(run_dir) / EPOCHS_DIR,
-        split=split,
-        rows=rows,
-        standardize=standardize,
-    )
+    terms = HeldOutTerms(teacher, labels, grouping=grouping, temperature=temperature, standardize=standardize)
+    terms.keeper = EpochLogits(Path(run_dir) / EPOCHS_DIR, terms, split=split, rows=rows)
     records = []
     for epoch, student in enumerate(students, start=1):
         rec = {"kind": "epoch", "epoch": epoch} | terms(np.asarray(student, np.float32), epoch)

@@ -246,7 +246,9 @@ def test_a_run_of_another_host_reads_elsewhere_never_running(tmp_path):
     info = read_run(run)
     assert info.state == store.ELSEWHERE and info.active
     assert info.error == "running elsewhere (host gpu-node-7, cannot be checked from here)"
-    assert not store.process_alive(store.read_json(run / store.STATUS), run)  # nothing here is killed for it
+    assert (
+        store.process_liveness(store.read_json(run / store.STATUS), run) != "alive"
+    )  # nothing here is killed for it
     assert runs_table([info]).iloc[0]["state"] == "elsewhere"
 
 

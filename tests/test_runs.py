@@ -380,7 +380,7 @@ def test_cancel_kills_the_whole_process_group(teacher, runs, tmp_path, monkeypat
     info = read_run(run_dir)
     assert info.state == "cancelled" and info.error is None
     assert not group_alive(status["pgid"])  # no process of the group runs (a zombie may wait for init)
-    assert not store.process_alive({"pid": child}, run_dir)
+    assert store.process_liveness({"pid": child}, run_dir) != "alive"
     assert not cancel(run_dir)  # already final
 
 

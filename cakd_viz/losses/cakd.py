@@ -37,9 +37,7 @@ class CAKDLoss(DistillationLoss):
     w_b·KL of the binary [p_S, p_W] split + alpha·KL inside the top-k + beta·KL inside the rest. There is deliberately no running estimate from training batches: it
     would move S under the student while it learns and make early batches' S noise.
 
-    warmup, warmup_schedule: DKD's warm-up, as DKD's public code (mdistiller) does it: the loss is
-    scaled by min(e / warmup, 1), e the 1-based number of the current whole epoch ("epoch", the
-    default); "step" ramps per step instead, from 0 at the first step. Default: no warm-up.
+    warmup, warmup_schedule: DKD's warm-up (see `losses.base`); default none.
     """
 
     term_names = ("bcd", "scd", "wcd")

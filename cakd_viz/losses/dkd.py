@@ -17,10 +17,8 @@ class DKDLoss(DistillationLoss):
     classes, both distributions renormalised there: CAKD's BCD and WCD at S = {label}, so it runs through
     CAKD's kernels (the fused one on CPU, its tensor ops elsewhere).
 
-    Warm-up as DKD's public code (mdistiller) does it: with ``warmup`` = W > 0 the loss is scaled by
-    min(e / W, 1), e the 1-based number of the current whole epoch (one factor per epoch, 1/W already
-    in the first; pass ``epoch`` = the 0-based training progress). DKD's CIFAR-100 recipe uses W = 20
-    of 240 epochs; the default here is no warm-up. ``warmup_schedule="step"`` ramps per step instead.
+    Warm-up as DKD's public code (mdistiller) does it (see `losses.base`); DKD's CIFAR-100 recipe uses
+    W = 20 of 240 epochs, the default here is none.
     """
 
     term_names = ("tckd", "nckd")

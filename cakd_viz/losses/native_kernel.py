@@ -95,24 +95,10 @@ class NativeCAKDFunction(torch.autograd.Function):
         probs = torch.empty((2, n, c), dtype=dtype)
         rows = torch.empty((n, ROW), dtype=torch.float64)
         sums, bad = SUMS(), BAD()  # batch sums of the three terms' rows; a bad label's row
-        code = kern.forward[name](
-            n,
-            c,
-            student.data_ptr(),
-            teacher.data_ptr(),
-            1.0 / temperature,
-            rule,
-            k,
-            label_ptr,
-            mask.data_ptr(),
-            probs.data_ptr(),
-            rows.data_ptr(),
-            sums,
-            natural[0],
-            natural[1],
-            bad,
-            torch.get_num_threads(),
-        )
+        inputs = (n, c, student.data_ptr(), teacher.data_ptr(), 1.0 / temperature, rule, k, label_ptr)
+        # the arguments in _FORWARD's order: inputs, buffers, the thread count
+        buffers = (mask.data_ptr(), probs.data_ptr(), rows.data_ptr(), sums, *natural, bad)
+        code = kern.forward[name](*inputs, *buffers, torch.get_num_threads())
         if code == -1:
             row = int(bad[0])
             raise label_error("labels", int(labels[row]), row, c)
@@ -144,18 +130,7 @@ class NativeCAKDFunction(torch.autograd.Function):
         scale = temperature / n  # d(T^2 * batch mean)/ds = (T / n) d(term)/du
         cb, cs, cw = ((g * w + u) * scale for w, u in zip(weights, up, strict=True))
         grad = torch.empty((n, c), dtype=ctx.probs.dtype)
-        ctx.kern.backward[ctx.name](
-            n,
-            c,
-            ctx.probs.data_ptr(),
-            ctx.mask.data_ptr(),
-            ctx.rows.data_ptr(),
-            cb,
-            cs,
-            cw,
-            int(natural[0]),
-            int(natural[1]),
-            grad.data_ptr(),
-            torch.get_num_threads(),
-        )
+        saved = (ctx.probs.data_ptr(), ctx.mask.data_ptr(), ctx.rows.data_ptr())  # in _BACKWARD's order
+        rest = (*map(int, natural), grad.data_ptr(), torch.get_num_threads())
+        ctx.kern.backward[ctx.name](n, c, *saved, cb, cs, cw, *rest)
         return None, grad, None, None, None, None, None, None, None, None, None

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from cakd_viz.data import DataSource, load_data_for_model
-from cakd_viz.grouping import parse_grouping
+from cakd_viz.grouping import class_correlation, parse_grouping
 from cakd_viz.runs.config import NO_DISTILLATION, LossConfig, RunConfig
 
 
@@ -49,6 +49,7 @@ class Parts:
 def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
     """Load the data, the teacher and the student, and make the loss; ValueError on a mismatch."""
     from cakd_viz.models import ARCHS, build_arch, load_model
+    from cakd_viz.train import predict_logits
 
     teacher, t_info = load_model(cfg.teacher, weights=cfg.teacher_weights)
     teacher.eval().requires_grad_(False)
@@ -81,11 +82,13 @@ def build(cfg: RunConfig, *, rank: int = 0, world_size: int = 1) -> Parts:
         keep, val_rows = validation_split(labels_of(train), cfg.val_split, cfg.val_seed)
         train_set = Subset(train.dataset, keep.tolist())
         notes.append(f"validation split: {len(val_rows)} of {len(train)} training rows (seed {cfg.val_seed})")
-    # corr:R: the teacher's class correlation over the training rows (all of them, not the subset);
-    # the run's grouping also splits every run's held-out KL each epoch, whatever its loss
+    # corr:R: the teacher's class correlation over the training rows (all of them, not the subset), of
+    # the standardized logits under LS; the run's grouping (one key of the loss section, so a loss's
+    # grouping is the run's) also splits every run's held-out KL each epoch, whatever its loss
     correlation = None
     if parse_grouping(cfg.loss.grouping).needs_correlation:
-        correlation = _correlation(teacher, train_set, standardize=cfg.loss.standardize)
+        logits = predict_logits(teacher, train_set, device="cpu", who="teacher")
+        correlation = class_correlation(logits, standardize=cfg.loss.standardize)
     train_set = _subset(train_set, cfg.train_subset, cfg.seed)
     train_samples = len(train_set)
     if world_size > 1:  # this rank's shard, the same size on every rank (DistributedSampler pads)
@@ -130,25 +133,13 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def make_criterion(loss: LossConfig, *, correlation: np.ndarray | None = None):
-    """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce").
-
-    ``corr:R`` groupings need ``correlation``, the class correlation of the teacher's logits over the
-    training data (of the standardized logits when the loss standardizes), as ``build`` computes it: a
-    loss's grouping is the run's (one key of the loss section).
-    """
+    """The distillation loss of ``loss`` through the registry ``cakd_viz.losses.LOSSES`` (None for "ce");
+    ``corr:R`` groupings need ``correlation``, as ``build`` computes it."""
     from cakd_viz.losses import build_criterion
 
     if loss.name == NO_DISTILLATION:
         return None
     return build_criterion(loss.name, loss.settings, correlation=correlation)  # takes the loss's own keys
-
-
-def _correlation(teacher: nn.Module, dataset: Dataset, *, standardize: bool) -> np.ndarray:
-    from cakd_viz.grouping import class_correlation
-    from cakd_viz.train import predict_logits
-
-    logits = predict_logits(teacher, dataset, device="cpu", who="teacher")
-    return class_correlation(logits, standardize=standardize)
 
 
 def labels_of(source: DataSource) -> np.ndarray:

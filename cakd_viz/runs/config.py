@@ -52,14 +52,9 @@ RUN_LOSS_PARAMS = (
         help="Logit standardization (LS) of the held-out split after every epoch: each sample's logits z-scored.",
     ),
 )
-"""Settings of a run config's loss section that belong to the run, not to a loss. ``ce_weight`` weights
-the cross-entropy the training loop adds (no loss class ever sees it). ``grouping`` and ``temperature``
-set the held-out decomposition every run records after each epoch, whatever its loss, so a KD or a
-CE-only run holds them too; so does ``standardize`` (logit standardization, LS). ``temperature`` and
-``standardize`` are the losses' shared declarations (``losses.base``) with a help line of their own. A loss that declares a
-parameter of the same name (CAKD's grouping, every distillation loss's T and standardize) shares the key:
-it trains with the value the held-out split uses, and the loss's own declaration (range, help, label)
-applies."""
+"""Settings of a run config's loss section that belong to the run, not to a loss (docs/architecture.md
+§6, "The loss section"): the CE weight the training loop adds, and the held-out split's grouping, T and
+LS; a loss declaring a parameter of the same name shares the key, with its own declaration."""
 
 # Before losses declared their parameters, every config.json held these fields whatever its loss.
 _LEGACY_KEYS = frozenset(
@@ -253,9 +248,8 @@ class RunConfig:
         """Cheap checks (no model or data is loaded); ValueError naming the first bad field."""
         self.loss.validate()
         if not _NAME.match(self.name) or len(self.name) > MAX_NAME:
-            shown = (
-                self.name if len(self.name) <= 40 else f"{self.name[:40]}… ({len(self.name):,} characters)"
-            )
+            n = self.name
+            shown = n if len(n) <= 40 else f"{n[:40]}… ({len(n):,} characters)"
             raise ValueError(f"name {shown!r}: use at most {MAX_NAME} letters, digits and _ . + -")
         try:  # the name is the student's in the run's bundle/, written after the last epoch
             check_student_name(self.student_name())

@@ -1,20 +1,11 @@
-"""Training dynamics: the held-out decomposition of a run's student, every epoch.
+"""Training dynamics: the held-out decomposition of a run's student, every epoch (docs/architecture.md
+§6, "Epoch records" and "epochs/").
 
 Every run splits, after each epoch, the KL of its student against the teacher on the per-epoch
-evaluation split (the validation split when the run has one, else the test split) under the run's
-``loss.grouping``, ``loss.temperature`` and ``loss.standardize`` (logit standardization: the split of
-the standardized logits, as an LS run trains on them), whatever its loss: a CE, KD or DKD run uses the same
-field, so runs that share it are compared on the same split (DKD trains on S = {label}; give a DKD run
-``grouping`` ``target`` to watch its own TCKD = BCD and NCKD = WCD). The epoch's row of metrics.jsonl
-gets the means over the split's samples:
-
-    val_kl, val_bcd, val_scd, val_wcd     raw terms (nats, no T^2 factor, no loss weight)
-    val_scd_part, val_wcd_part            weighted parts p_S*SCD and p_W*WCD (val_kl = bcd + the two)
-
-It costs one decomposition per epoch: the teacher's logits on the split are computed once per run
-(and cached with the teacher's training logits), the student's come from the epoch's one evaluation
-pass. Each epoch's student logits are also kept, small and bounded, in ``RUN_DIR/epochs/``
-(docs/architecture.md §6), so that a reader can step through the epochs.
+evaluation split under the run's ``loss.grouping``, ``loss.temperature`` and ``loss.standardize``,
+whatever its loss, so runs that share them are compared on the same split; the epoch's row of
+metrics.jsonl gets the means ``VAL_TERMS`` (raw terms in nats, no T^2, no loss weight, then the
+weighted parts p_S*SCD and p_W*WCD), and the epoch's student logits are kept in ``RUN_DIR/epochs/``.
 """
 
 from __future__ import annotations
@@ -38,7 +29,7 @@ class HeldOutTerms:
 
     teacher_logits (N, C) and labels (N,) are the evaluation split's, in the order the training loop
     evaluates it (labels may be None for a grouping that does not need them: a recorded run given no
-    labels); ``keep_dir`` (None: keep nothing) receives each epoch's logits as float16.
+    labels); a ``keeper`` (``EpochLogits``, None: keep nothing) receives each epoch's logits.
     """
 
     def __init__(
@@ -51,17 +42,12 @@ class HeldOutTerms:
         standardize: bool = False,
         correlation: np.ndarray | None = None,
         device: str = "cpu",
-        keep_dir: Path | None = None,
-        split: str = "test",
-        rows: np.ndarray | None = None,
     ) -> None:
         self.teacher = np.ascontiguousarray(teacher_logits, dtype=np.float32)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.grouping, self.temperature, self.standardize = grouping, float(temperature), bool(standardize)
         self.correlation, self.device = correlation, device
-        self.keeper = None
-        if keep_dir is not None:
-            self.keeper = EpochLogits(keep_dir, self, split=split, rows=rows)
+        self.keeper: EpochLogits | None = None
 
     def __call__(self, student_logits: np.ndarray, epoch: int) -> dict[str, float]:
         from cakd_viz.decomposition import decompose
@@ -84,37 +70,18 @@ class HeldOutTerms:
 
 
 class EpochLogits:
-    """``RUN_DIR/epochs/``: the evaluation split's teacher logits and labels once, each epoch's student.
-
-        epochs/index.json        {"format", "split", "rows", "classes", "grouping", "temperature",
-                                  "standardize", "epochs": [kept epoch numbers], "not_kept": [...],
-                                  "max_bytes"}
-        epochs/teacher.npy       (N, C) float32
-        epochs/labels.npy        (N,) int64 (absent when the run had no labels)
-        epochs/rows.npy          (N,) int64 rows of the training split (validation split only)
-        epochs/epoch-NNN.npy     (N, C) float16 student logits after epoch NNN (1-based)
-
-    Files are written under a temporary name and renamed; index.json last, so it lists only complete
-    files. At most ``MAX_EPOCH_BYTES`` of epoch files are kept per run; an epoch whose logits exceed
-    float16's range is listed as not kept.
+    """``RUN_DIR/epochs/`` (docs/architecture.md §6): the evaluation split's teacher logits and labels
+    once, each epoch's student as float16. index.json is written last, so it lists only complete files;
+    beyond ``MAX_EPOCH_BYTES``, or past float16's range, an epoch is listed as not kept.
     """
 
     def __init__(self, folder: Path, terms: HeldOutTerms, *, split: str, rows: np.ndarray | None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         n, c = terms.teacher.shape
-        self.index = {
-            "format": EPOCHS_FORMAT,
-            "split": split,
-            "rows": n,
-            "classes": c,
-            "grouping": terms.grouping,
-            "temperature": terms.temperature,
-            "standardize": terms.standardize,
-            "epochs": [],
-            "not_kept": [],
-            "max_bytes": MAX_EPOCH_BYTES,
-        }
+        self.index = {"format": EPOCHS_FORMAT, "split": split, "rows": n, "classes": c}
+        self.index |= {k: getattr(terms, k) for k in ("grouping", "temperature", "standardize")}
+        self.index |= {"epochs": [], "not_kept": [], "max_bytes": MAX_EPOCH_BYTES}
         self.used = 0
         atomic.save_npy(self.folder / "teacher.npy", terms.teacher)
         if terms.labels is not None:

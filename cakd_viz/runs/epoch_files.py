@@ -5,10 +5,8 @@
     files.teacher, files.labels       # (N, C) float32 teacher logits, (N,) int64 labels or None
     files.student(3)                  # (N, C) float16 student logits after epoch 3
 
-Every file is opened without pickles (``allow_pickle=False``), memory-mapped, and checked against
-index.json before anything is computed: dtype kind, shape, finite values, labels in [0, C), rows >= 0,
-no links, and the kept epoch files together within the runs' size cap. A missing or damaged file is one
-``ValueError`` line that names it relative to the runs folder ("RUN_ID/epochs/epoch-003.npy: ...").
+Everything is checked against index.json before anything is computed (the checks: docs/architecture.md
+§6); a missing or damaged file is one ``ValueError`` line naming it as "RUN_ID/epochs/FILE".
 """
 
 from __future__ import annotations

@@ -133,13 +133,13 @@ def stop_folder(folder: Path, *, grace_s: float) -> bool:
 
 def run_group(status: dict, folder: Path) -> int | None:
     """The process group to signal for a run or sweep, or None: only when the process that status.json
-    names provably is this folder's (pid, start time and host, ``store.process_alive``) AND leads the
+    names provably is this folder's (pid, start time and host, ``store.process_liveness``) AND leads the
     group status.json names (a run is started in a session of its own, so its pid is its group's id).
     A folder naming a live pid and some other group never gets that group signalled."""
     pid, pgid = status.get("pid"), status.get("pgid")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 1 for v in (pid, pgid)):
         return None
-    if pid != pgid or not store.process_alive(status, folder):
+    if pid != pgid or store.process_liveness(status, folder) != "alive":
         return None
     try:
         return pgid if os.getpgid(pid) == pgid else None
@@ -227,7 +227,7 @@ def run_slot(root: Path, limit: int, run_dir: Path, *, should_stop: Callable[[],
 def _older_waiting(root: Path, run_dir: Path) -> bool:
     """Whether a run queued before ``run_dir`` is itself waiting for a slot (first come, first served)."""
     try:
-        mine = _time_or_none(store.read_json(run_dir / store.STATUS).get("waiting_since")) or 0.0
+        mine = store.number(store.read_json(run_dir / store.STATUS).get("waiting_since")) or 0.0
         others = [p for p in root.iterdir() if p != run_dir and not p.name.startswith(".") and p.is_dir()]
     except (ValueError, OSError):
         return False
@@ -236,18 +236,8 @@ def _older_waiting(root: Path, run_dir: Path) -> bool:
             status = store.read_json(other / store.STATUS)
         except ValueError:
             continue  # a broken folder never holds up the queue
-        since = _time_or_none(status.get("waiting_since"))
-        if status.get("state") == "queued" and since and since < mine and store.process_alive(status, other):
-            return True
+        since = store.number(status.get("waiting_since"))
+        if status.get("state") == "queued" and since and since < mine:
+            if store.process_liveness(status, other) == "alive":
+                return True
     return False
-
-
-def _time_or_none(value: object) -> float | None:
-    """A Unix time read from a status file, or None when it is not a number (or a whole number beyond
-    float's range, which JSON reads as an int)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    return None

@@ -1,27 +1,17 @@
 """What a recorded run's config.json (and env.json) hold: a researcher's own hyperparameters, in the run's
-columns.
+columns (the format: docs/architecture.md §6, "Recorded runs"), so readers (``runs.results``) read it as
+a launched run's.
 
-A run recorded from its own training loop (``cakd_viz.runs.Recorder``) has no ``RunConfig``. Its
-config.json is marked ``"recorded": true`` and holds:
-
-    {"format": "cakd-recorded/1", "recorded": true, "name": "...",
-     "lr", "epochs", "batch_size", "seed", "student", "teacher", "data"     (where the config gave them)
-     "loss": {"name", and every declared loss parameter the config gives: "temperature", "alpha", ...},
-     "decomposition": {"grouping", "temperature", "standardize", "split"},   the recorder's held-out split
-     "hyperparameters": {...}}                                  the config as given (JSON)
-
-so readers (``runs.results``: the runs table, the tracker's hyperparameter columns, labels) read it as
-they read a launched run's. The config may be flat or nested: ``{"loss": "cakd", "alpha": 1, "T": 4}``
-and ``{"loss": {"name": "cakd", "alpha": 1, "temperature": 4}}`` say the same; "T" is read as
-"temperature" and "batch" as "batch_size". The loss section takes the parameters the registered losses
-declare (``cakd_viz.losses`` parameters, the tracker's columns), each checked by its declaration; a value
-of the wrong type (``"lr": "fast"``) is kept in "hyperparameters" only. ``loss.grouping`` and
-``loss.temperature`` default to the recorder's, and so does ``loss.standardize`` when the recorder
-standardizes.
+The config may be flat (``{"loss": "cakd", "alpha": 1, "T": 4}``) or nested (``{"loss": {"name":
+"cakd", ...}}``); "T" is read as "temperature" and "batch" as "batch_size". The loss section takes the
+parameters the registered losses declare, each checked by its declaration; a value of the wrong type
+(``"lr": "fast"``) is kept in "hyperparameters" only. ``loss.grouping`` and ``loss.temperature``
+default to the recorder's, and so does ``loss.standardize`` when the recorder standardizes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -91,14 +81,10 @@ def _loss(raw: dict, grouping: str, temperature: float) -> dict:
     for key, param in loss_columns().items():
         for source in (nested, raw):
             value = next((source[a] for a in _ALIASES.get(key, (key,)) if a in source), None)
-            try:
-                loss[key] = param.check(value) if value is not None else None
-            except ValueError:  # of the wrong type or range: kept in "hyperparameters" only
-                loss[key] = None
-            if loss[key] is not None:
-                break
-        if loss[key] is None:
-            del loss[key]
+            with contextlib.suppress(ValueError):  # of the wrong type or range: in "hyperparameters" only
+                if value is not None:
+                    loss[key] = param.check(value)
+                    break
     loss.setdefault("grouping", grouping)
     loss.setdefault("temperature", temperature)
     return loss

@@ -8,13 +8,10 @@
             rec.log(loss=loss.item())                         # per-step values, optional
             rec.log_epoch(epoch, val_student, val_teacher, val_labels, train_loss=mean_loss)
 
-``RUNS_DIR/RUN_ID`` gets the files of docs/architecture.md §6: config.json (``runs.recorded``: marked
-"recorded", with the hyperparameters in the runs table's columns), status.json (pid, start time and
-host, so a killed script reads as failed), metrics.jsonl, env.json, log.txt, epochs/ (each epoch's
-held-out student logits, float16, within the runs' size cap) and, at the end, summary.json. Each
-epoch's held-out KL is split as a launched run's is (``runs.dynamics.HeldOutTerms``: val_kl, val_bcd,
-val_scd, val_wcd, val_scd_part, val_wcd_part) under the recorder's grouping and T. Leaving the block
-marks the run done; an exception marks it failed with the error's line (Ctrl-C: cancelled) and goes on.
+``RUNS_DIR/RUN_ID`` gets the files of docs/architecture.md §6 ("Recorded runs"): each epoch's held-out
+KL split as a launched run's is (``runs.dynamics.HeldOutTerms``) under the recorder's grouping and T,
+its logits in epochs/, and at the end summary.json. Leaving the block marks the run done; an exception
+marks it failed with the error's line (Ctrl-C: cancelled) and goes on.
 """
 
 from __future__ import annotations
@@ -174,14 +171,8 @@ class Recorder:
             correlation = None  # corr:R: the first epoch's teacher correlation (of LS logits under LS), kept
             if rule.needs_correlation:
                 correlation = class_correlation(teacher, standardize=self.standardize)
-            terms = HeldOutTerms(
-                teacher,
-                labels,
-                grouping=self.grouping,
-                temperature=self.temperature,
-                standardize=self.standardize,
-                correlation=correlation,
-            )
+            held = {k: getattr(self, k) for k in ("grouping", "temperature", "standardize")}
+            terms = HeldOutTerms(teacher, labels, **held, correlation=correlation)
             out = terms(student, epoch)  # checks the logits before anything is kept
             terms.keeper = EpochLogits(self.path / EPOCHS_DIR, terms, split=self.split, rows=None)
             terms.keeper.add(student, epoch)

@@ -1,18 +1,8 @@
 """Reading runs back: one ``RunInfo`` per folder, tables for the app, curves and sweep grids.
 
-Reading never trusts a folder more than its files allow, and never raises for a broken one:
-
-- a folder whose config.json or status.json is missing, unreadable, not a JSON object, or holds a
-  field of the wrong type (``"created": "yesterday"``, ``"loss": [1]``) reads as ``corrupt``, with a
-  one-line reason naming the file and field; a "done" run without its summary, weights or bundle
-  reads as ``corrupt`` too;
-- a "queued" or "running" run is checked against its process (pid, start time, host; see
-  ``store.process_liveness``): gone, it reads as ``failed`` ("the run's process (pid N) ended without
-  recording a result (killed?)"); on another host, as ``elsewhere`` ("running elsewhere (host X,
-  cannot be checked from here)"); alive but not provably the run (a pid without a start time that
-  does not run this folder), as ``failed`` too.
-
-The files on disk are left as they are; only ``runner.execute`` records a crash it finds.
+Reading never raises for a broken folder and never writes: what each state means as read (``corrupt``
+with its one-line reason, a dead or unproven process read as ``failed``, ``elsewhere``) is the table of
+docs/architecture.md §6; only ``runner.execute`` records a crash it finds.
 """
 
 from __future__ import annotations
@@ -39,38 +29,20 @@ _START_GRACE_S = 60.0  # a queued run without a pid yet is given this long for i
 
 # The fields readers use, and their JSON types (absent or null is always fine).
 _NUMBER, _INT, _TEXT, _OBJECT = "a number", "a whole number", "a string", "an object"
-_STATUS_FIELDS = {
-    "state": _TEXT,
-    "pid": _INT,
-    "pgid": _INT,
-    "pid_start": _INT,
-    "host": _TEXT,
-    "owner": _TEXT,
-    "error": _TEXT,
-    "created": _NUMBER,
-    "started": _NUMBER,
-    "ended": _NUMBER,
-    "waiting_since": _NUMBER,
-    "epoch": _INT,
-    "epochs": _INT,
-}
-_CONFIG_FIELDS = {
-    "name": _TEXT,
-    "data": _TEXT,
-    "test_data": _TEXT,
-    "teacher": _TEXT,
-    "student": _TEXT,
-    "sweep": _TEXT,
-    "loss": _OBJECT,
-    "params": _OBJECT,
-    "seed": _INT,
-    "epochs": _INT,
-}
-_SUMMARY_FIELDS = {
-    "best_val_acc": _NUMBER,
-    "last_val_acc": _NUMBER,
-    "teacher_val_acc": _NUMBER,
-    "best_epoch": _INT,
+_STATUS_FIELDS = (
+    {"state": _TEXT}
+    | dict.fromkeys(("pid", "pgid", "pid_start"), _INT)
+    | dict.fromkeys(("host", "owner", "error"), _TEXT)
+    | dict.fromkeys(("created", "started", "ended", "waiting_since"), _NUMBER)
+    | dict.fromkeys(("epoch", "epochs"), _INT)
+)
+_CONFIG_FIELDS = (
+    dict.fromkeys(("name", "data", "test_data", "teacher", "student", "sweep"), _TEXT)
+    | dict.fromkeys(("loss", "params"), _OBJECT)
+    | dict.fromkeys(("seed", "epochs"), _INT)
+)
+_SUMMARY_FIELDS = dict.fromkeys(("best_val_acc", "last_val_acc", "teacher_val_acc"), _NUMBER) | {
+    "best_epoch": _INT
 }
 
 
@@ -229,8 +201,10 @@ def _read_run(path: Path) -> RunInfo:
             why = type_error(summary, _SUMMARY_FIELDS, store.SUMMARY, required=required)
             if why is not None:
                 raise ValueError(why)
-            if not recorded:
-                _check_outputs(path)
+            if not recorded and not (path / store.BUNDLE / "meta.json").is_file():
+                raise ValueError(f"{store.BUNDLE}/meta.json is missing")
+            if not recorded and not (path / f"{store.WEIGHTS}.json").is_file():
+                raise ValueError(f"{store.WEIGHTS}.json (the student's weights) is missing")
         except ValueError as exc:
             return corrupt(f"marked done, but {exc}", config)
     return RunInfo(path.name, path, state, error, config, status, summary, epochs)
@@ -255,13 +229,6 @@ def _liveness(status: dict, state: str, error: str | None, path: Path) -> tuple[
             f"is not running {path.name}; treating it as ended without recording a result"
         )
     return "failed", f"{who} (pid {pid}) ended without recording a result (killed?); see the end of log.txt"
-
-
-def _check_outputs(path: Path) -> None:
-    if not (path / store.BUNDLE / "meta.json").is_file():
-        raise ValueError(f"{store.BUNDLE}/meta.json is missing")
-    if not (path / f"{store.WEIGHTS}.json").is_file():
-        raise ValueError(f"{store.WEIGHTS}.json (the student's weights) is missing")
 
 
 def _folders(root: Path) -> list[Path]:
@@ -303,20 +270,8 @@ def list_runs(root: str | Path | None = None, *, sweep: str | None = None) -> li
     return out
 
 
-TABLE_COLUMNS = (
-    "id",
-    "state",
-    "run",
-    "data",
-    "student",
-    "loss",
-    "seed",
-    "epochs",
-    "best_acc",
-    "last_acc",
-    "duration_s",
-    "sweep",
-    "error",
+TABLE_COLUMNS = tuple(
+    "id state run data student loss seed epochs best_acc last_acc duration_s sweep error".split()
 )
 
 
@@ -468,14 +423,7 @@ NOTE_MAX_CHARS = 2000
 ARCHIVE = ".archive"  # archived runs move here (a hidden folder, so list_runs leaves them out)
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 # run config fields -> tracker column, after the loss's columns (``loss_columns``)
-_RUN_HYPER = (
-    ("lr", "lr"),
-    ("epochs", "epochs"),
-    ("batch_size", "batch"),
-    ("seed", "seed"),
-    ("student", "student"),
-    ("data", "data"),
-)
+_RUN_HYPER = dict(lr="lr", epochs="epochs", batch_size="batch", seed="seed", student="student", data="data")
 
 
 def loss_columns() -> dict:
@@ -511,7 +459,7 @@ def hyperparameters(run: RunInfo) -> dict:
     out: dict = {"loss": name}
     for key, param in loss_columns().items():
         out[key] = _setting(param, loss.get(key, param.default)) if key in takes and name else None
-    for path, column in _RUN_HYPER:
+    for path, column in _RUN_HYPER.items():
         value = c.get(path)
         if column in ("student", "data"):
             out[column] = value if isinstance(value, str) else None
@@ -584,7 +532,7 @@ def tracker_table(runs: list[RunInfo]) -> pd.DataFrame:
             "error": r.error or "",
         }
         rows.append(row)
-    columns = ["id", "state", "run", "sweep", "loss", *loss_columns(), *(c for _, c in _RUN_HYPER)]
+    columns = ["id", "state", "run", "sweep", "loss", *loss_columns(), *_RUN_HYPER.values()]
     columns += ["epochs_done", "best_acc", "last_acc", "eval_split", "test_acc"]
     columns += ["duration_s", "created", "note", "held_out_terms"]
     return pd.DataFrame(rows, columns=[*columns, "error"])

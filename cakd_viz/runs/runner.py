@@ -32,7 +32,7 @@ from cakd_viz.distributed import Group, process_group
 from cakd_viz.runs import store
 from cakd_viz.runs.build import build
 from cakd_viz.runs.config import RunConfig
-from cakd_viz.runs.dynamics import EPOCHS_DIR, HeldOutTerms
+from cakd_viz.runs.dynamics import EPOCHS_DIR, EpochLogits, HeldOutTerms
 from cakd_viz.runs.launcher import Cancelled, cancel_reason, default_max_concurrent, record_signal, run_slot
 from cakd_viz.runs.outputs import environment, write_outputs
 from cakd_viz.runs.teacher_cache import LookupTeacher, teacher_logits
@@ -211,16 +211,8 @@ def _train_and_write(ctx: _Context) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    tcfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=per_rank,
-        lr=cfg.lr,
-        optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay,
-        seed=cfg.seed,
-        device=str(dev),
-        clip_grad_norm=cfg.clip_grad_norm,
-    )
+    same = ("epochs", "lr", "optimizer", "weight_decay", "seed", "clip_grad_norm")  # as the run config says
+    tcfg = TrainConfig(**{k: getattr(cfg, k) for k in same}, batch_size=per_rank, device=str(dev))
     teacher = parts.teacher
     if parts.criterion is not None:  # the teacher's logits, looked up instead of recomputed every step
         logits, digests = teacher_logits(teacher, parts.train_set, ctx.cache_dir, device=dev)
@@ -230,18 +222,12 @@ def _train_and_write(ctx: _Context) -> None:
     val_metrics = None
     if group.is_main:  # the held-out decomposition of every epoch (cakd_viz.runs.dynamics)
         eval_teacher, _ = teacher_logits(parts.teacher, eval_set, ctx.cache_dir, device=dev)
+        held = {k: getattr(cfg.loss, k) for k in ("grouping", "temperature", "standardize")}
+        device = str(dev) if dev.type == "cuda" else "cpu"
         val_metrics = HeldOutTerms(
-            eval_teacher,
-            eval_labels,
-            grouping=cfg.loss.grouping,
-            temperature=cfg.loss.temperature,
-            standardize=cfg.loss.standardize,
-            correlation=parts.correlation,
-            device=str(dev) if dev.type == "cuda" else "cpu",
-            keep_dir=run_dir / EPOCHS_DIR,
-            split=split,
-            rows=parts.val_rows,
+            eval_teacher, eval_labels, **held, correlation=parts.correlation, device=device
         )
+        val_metrics.keeper = EpochLogits(run_dir / EPOCHS_DIR, val_metrics, split=split, rows=parts.val_rows)
     steps = math.ceil(len(parts.train_set) / per_rank)
     if group.is_main:
         store.write_json(run_dir / store.ENV, environment(cfg, dev, group, per_rank, parts))

@@ -1,24 +1,10 @@
-"""The run folder on disk (docs/architecture.md §6): written by the run's own process, read by anyone.
+"""The run folder on disk (docs/architecture.md §6: its files, and how they are published): written by the
+run's own process, read by anyone.
 
-    RUN_ID/config.json     the RunConfig (everything needed to rerun it)
-    RUN_ID/status.json     {"state": "queued|running|done|failed|cancelled", "pid", "pid_start", "host", "started",
-                            "ended", "error", ...}
-    RUN_ID/metrics.jsonl   one JSON object per logged step ("kind": "step") or epoch ("kind": "epoch")
-    RUN_ID/log.txt         the run's own output
-    RUN_ID/env.json        seed, device, batch size, world size, library versions, host
-    RUN_ID/summary.json    best and last held-out accuracy (written just before "done")
-    RUN_ID/student.*       final student weights (a cakd-viz checkpoint: .safetensors + .json)
-    RUN_ID/bundle/         the student's logit bundle on the held-out split (opens in the explorer)
-
-Every JSON file is written to a temporary name and renamed over (``os.replace``), so a reader sees
-the old or the new file, never half of one. A folder is created under a hidden temporary name and
-renamed into place once config.json and status.json are in it. "done" is written last, after the
-weights, bundle and summary, and is trusted only when they are present. Status changes go through
-``update_status``, which holds a lock and never leaves a final state (done, failed, cancelled).
-
-Whether the process a status names still runs is decided by :func:`process_liveness` from its pid,
-start time and host (``cakd_viz.processes``): a run on another host cannot be checked from here, and
-a pid without a recorded start time proves nothing unless the process is visibly this run.
+Status changes go through ``update_status``, which holds a lock and never leaves a final state (done,
+failed, cancelled). Whether the process a status names still runs is :func:`process_liveness`'s
+(``cakd_viz.processes``): a run on another host cannot be checked from here, and a pid without a
+recorded start time proves nothing unless the process is visibly this run.
 """
 
 from __future__ import annotations
@@ -105,6 +91,17 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def number(value: object) -> float | None:
+    """A JSON number as a float; None for anything else, a whole number beyond float's range included
+    (JSON reads 1 and 400 zeros as an int, which float() refuses)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def read_state(run_dir: Path) -> str | None:
     """The state a run or sweep folder's status.json records (None when it cannot be read)."""
     try:
@@ -124,7 +121,8 @@ def create_run(root: Path, config: dict, *, run_id: str | None = None, **status:
     tmp.mkdir()
     try:
         write_json(tmp / CONFIG, config)
-        write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | _ERROR_FIELDS | status)
+        unset = dict.fromkeys(("pid", "started", "ended", "error"))
+        write_json(tmp / STATUS, {"state": "queued", "created": time.time()} | unset | status)
         (tmp / LOG).touch()
         os.rename(tmp, final)  # an existing non-empty folder makes this fail rather than merge
     except BaseException as exc:
@@ -133,9 +131,6 @@ def create_run(root: Path, config: dict, *, run_id: str | None = None, **status:
             raise FileExistsError(f"{final}: a run with this id exists already") from None
         raise
     return final
-
-
-_ERROR_FIELDS = {"pid": None, "started": None, "ended": None, "error": None}
 
 
 @contextlib.contextmanager
@@ -184,6 +179,7 @@ def process_identity(pid: int | None = None) -> dict:
 
 def process_liveness(status: dict, folder: Path) -> str:
     """Whether the process ``status`` names runs: "alive", "gone", "elsewhere" or "unproven" (``processes``).
+    Only "alive" is proof: nothing may be killed or waited for on any other answer's account.
 
     Without a recorded start time the process counts as alive only when ``folder``'s name is on its
     command line (``tune --run-dir RUNS/RUN_ID``), so pid 1 or a reused pid never reads alive forever.
@@ -191,16 +187,6 @@ def process_liveness(status: dict, folder: Path) -> str:
     return processes.liveness(
         status.get("pid"), status.get("pid_start"), status.get("host"), hint=folder.name
     )
-
-
-def process_alive(status: dict, folder: Path) -> bool:
-    """Whether the process named by ``status`` (pid, pid_start, host) provably still runs on this host.
-
-    A process on another host, a zombie, a pid now belonging to a process started at another time, and
-    a pid without a start time that is not visibly this run's all count as not alive: nothing may be
-    killed or waited for on their account.
-    """
-    return process_liveness(status, folder) == "alive"
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:

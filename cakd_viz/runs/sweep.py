@@ -89,9 +89,6 @@ class SweepConfig:
         check_keys(ray, RayOptions, "ray")
         return cls(**{k: v for k, v in data.items() if k != "ray"}, ray=RayOptions(**ray))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     def validate(self) -> list[RunConfig]:
         """Check the sweep's own fields and every trial's run config; ValueError naming what is wrong.
         Returns the trials (``expand``), each validated."""
@@ -313,7 +310,7 @@ def create_sweep(
         store.write_json(tmp / store.STATUS, status)
         info = {
             "id": sweep_id,
-            "config": sweep.to_dict(),
+            "config": asdict(sweep),
             "trials": [d.name for d in dirs],
             "engine": sweep.engine,
         }

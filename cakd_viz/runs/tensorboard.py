@@ -1,13 +1,7 @@
-"""Runs as TensorBoard scalars (``cakd-viz tensorboard RUNS_DIR --out LOGDIR``).
-
-Each run (launched or recorded) gets its own folder ``LOGDIR/NAME-RUN_ID``: its label made safe for
-a file name, then its id, so two runs never share a folder. Every numeric field of its metrics.jsonl
-becomes a scalar: "epoch" rows under ``epoch/FIELD`` at step = the epoch (the held-out terms
-``epoch/val_kl``, ..., accuracies, losses, gradient norms, times), "step" rows under ``step/FIELD`` at
-step = the training step; a row's "time" is its wall time. Exporting again replaces a run's folder
-(written aside, then swapped in), so TensorBoard never sees a point twice. Runs that are queued,
-running or corrupt are skipped and named, and so is a run whose folder name is taken by a folder no
-export of it wrote (only marked folders are ever replaced).
+"""Runs as TensorBoard scalars (``cakd-viz tensorboard RUNS_DIR --out LOGDIR``; the layout: README and
+docs/architecture.md §6). Exporting again replaces a run's folder (written aside, then swapped in), so
+TensorBoard never sees a point twice; queued, running and corrupt runs are skipped and named, and so is
+a run whose folder name is taken by a folder no export of it wrote (only marked folders are replaced).
 """
 
 from __future__ import annotations
@@ -28,19 +22,13 @@ INSTALL = 'pip install "cakd-viz[tensorboard]" (or: pip install tensorboard)'
 _SKIP = {"kind", "time"}
 
 
-def summary_writer_class():
-    """``torch.utils.tensorboard.SummaryWriter``; ValueError saying how to install tensorboard without it."""
+def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path], list[str]]:
+    """Write every ended run under ``runs_dir`` into ``out`` (see the module): (run id -> its folder,
+    one line per skipped run); ValueError when ``runs_dir`` is not a folder or tensorboard is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ValueError(f"writing TensorBoard files needs the tensorboard package: {INSTALL}") from None
-    return SummaryWriter
-
-
-def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path], list[str]]:
-    """Write every ended run under ``runs_dir`` into ``out`` (see the module): (run id -> its folder,
-    one line per skipped run); ValueError when ``runs_dir`` is not a folder or tensorboard is missing."""
-    writer_class = summary_writer_class()
     root = Path(runs_dir)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder of runs")
@@ -60,7 +48,7 @@ def export_runs(runs_dir: str | Path, out: str | Path) -> tuple[dict[str, Path],
                 f"of this run (no {MARKER} naming it); move it away to export this run"
             )
         else:
-            written[run.id] = _export_run(run, out, writer_class)
+            written[run.id] = _export_run(run, out, SummaryWriter)
     return written, skipped
 
 
@@ -118,22 +106,11 @@ def _add(writer, record: dict) -> None:
     if kind not in ("epoch", "step"):
         return
     step = record.get(kind)
-    if _float(step) is None or not math.isfinite(step) or abs(step) >= 2**63:  # a damaged row: no step
+    if store.number(step) is None or not math.isfinite(step) or abs(step) >= 2**63:  # a damaged row: no step
         return
-    wall = _float(record.get("time"))
+    wall = store.number(record.get("time"))
     for key, value in record.items():
-        number = _float(value)
+        number = store.number(value)
         if key in _SKIP or key == kind or number is None:
             continue
         writer.add_scalar(f"{kind}/{key}", number, global_step=int(step), walltime=wall)
-
-
-def _float(value: object) -> float | None:
-    """A JSON number as a float; None for anything else, a whole number beyond float's range included
-    (JSON reads 1 and 400 zeros as an int, which float() refuses)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None

@@ -6,17 +6,10 @@
     t.table(class_names)                                  # class, name, family, epoch, count, terms...
     t.changes(1, 5)                                       # samples that became right or wrong
 
-A run keeps each epoch's student logits on its evaluation split (``epochs/``, ``runs.epoch_files``);
-this module decomposes each kept epoch once, with the run's own grouping, T and logit standardization
-(index.json: the split, grouping, T and ``standardize`` its ``val_*`` numbers used), and keeps small results: per class (by true class; by the
-teacher's class when there are no labels) and per epoch the means of ``COLUMNS`` (C x E x 8 floats),
-plus each sample's prediction and KL per epoch (E x N) for ``changes``. Classes are ordered with their
-families together (``families.cluster_classes`` on the correlation of the run's own teacher logits).
-
-A ``corr:R`` run of the Tune page split its terms with the teacher's correlation over its training
-rows, which the run folder does not keep: the trajectory then uses the correlation over the evaluation
-split's teacher logits (standardized for an LS run) and says so in ``notes`` (a recorded run used
-exactly that one).
+Each kept epoch (``runs.epoch_files``) is decomposed once, under what index.json records, into small
+results (docs/architecture.md §6, "Classes through training"); a ``corr:R`` run of the Tune page used
+its training rows' correlation, which the folder does not keep, so ``notes`` says the evaluation
+split's stands in.
 """
 
 from __future__ import annotations
