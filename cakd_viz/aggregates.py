@@ -71,9 +71,10 @@ def class_breakdown(
             }
         )
     frame["dominant"] = dominant(frame[[f"share_{n}" for n in TERMS]].to_numpy())
-    if d.labels is not None:
-        frame["teacher_accuracy"] = _rate(key, d.teacher_pred == d.labels, c)
-        frame["student_accuracy"] = _rate(key, d.student_pred == d.labels, c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for who in ("teacher", "student") if d.labels is not None else ():
+            hits = (getattr(d, f"{who}_pred") == d.labels).astype(np.float64)
+            frame[f"{who}_accuracy"] = np.bincount(key, weights=hits, minlength=c) / count
     frame = frame[present].sort_values("kl_total", ascending=False, kind="stable")
     return frame.reset_index(drop=True)
 
@@ -105,9 +106,3 @@ def term_histograms(d: Decomposition, *, bins: int = 60) -> dict[str, pd.DataFra
 def dominant(shares: np.ndarray) -> np.ndarray:
     """The largest part's name per row of (n, 3) shares (NaN rows: the first term)."""
     return np.array(TERMS)[np.nan_to_num(shares, nan=-1.0).argmax(1)]
-
-
-def _rate(key: np.ndarray, hit: np.ndarray, c: int) -> np.ndarray:
-    count = np.bincount(key, minlength=c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.bincount(key, weights=hit.astype(np.float64), minlength=c) / count

@@ -34,9 +34,7 @@ def check_comparable(a: Decomposition, b: Decomposition) -> None:
         )
     if not np.array_equal(a.teacher_pred, b.teacher_pred):
         raise ValueError("the two decompositions have different teachers")
-    if (a.labels is None) != (b.labels is None) or (
-        a.labels is not None and not np.array_equal(a.labels, b.labels)
-    ):
+    if not np.array_equal(a.labels, b.labels):  # (None equals only None)
         raise ValueError("the two decompositions have different labels")
 
 
@@ -149,9 +147,7 @@ def changes(
     frame["kl_delta"] = b.kl[rows] - a.kl[rows]
     pa, pb = a.contributions(), b.contributions()
     deltas = np.stack([pb[t][rows] - pa[t][rows] for t in TERMS], axis=1)  # (M, 3), (0, 3) for no rows
-    frame["bcd_delta"] = deltas[:, 0]
-    frame["scd_contribution_delta"] = deltas[:, 1]
-    frame["wcd_contribution_delta"] = deltas[:, 2]
+    frame[["bcd_delta", "scd_contribution_delta", "wcd_contribution_delta"]] = deltas
     frame["scd_delta"] = b.scd[rows] - a.scd[rows]
     frame["wcd_delta"] = b.wcd[rows] - a.wcd[rows]
     frame["changed_most"] = np.array(TERMS)[np.abs(deltas).argmax(1)]
@@ -166,9 +162,7 @@ def set_summary(a: Decomposition, b: Decomposition, mask: np.ndarray) -> pd.Data
     check_comparable(a, b)
     pa, pb = a.contributions(), b.contributions()
     rows = []
-    any_rows = bool(mask.any())
     for name, va, vb in [("kl_mean", a.kl, b.kl)] + [(f"{t}_mean", pa[t], pb[t]) for t in TERMS]:
-        ma = float(va[mask].mean()) if any_rows else float("nan")
-        mb = float(vb[mask].mean()) if any_rows else float("nan")
+        ma, mb = (float(v[mask].mean()) if mask.any() else float("nan") for v in (va, vb))
         rows.append({"measure": name, "a": ma, "b": mb, "delta": mb - ma})
     return pd.DataFrame(rows)

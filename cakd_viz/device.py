@@ -11,8 +11,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Turn "auto" | "cpu" | "cuda" | "cuda:N" | "mps" into a torch.device; clear error when unavailable."""
     if isinstance(device, torch.device):
         return device
+    unknown = ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
     if device is not None and not isinstance(device, str):  # 0 would read as "auto", 1 as nothing at all
-        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+        raise unknown
     name = (device or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -22,19 +23,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
             raise ValueError("device 'mps' was asked for, but no Apple GPU is available here")
         return torch.device("mps")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was asked for, but no CUDA GPU is available here")
-        try:
-            dev = torch.device(name)
-        except RuntimeError:  # "cuda:x", "cuda:-1": torch names no such device
-            raise ValueError(
-                f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}"
-            ) from None
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
-        return dev
-    raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if name != "cuda" and not name.startswith("cuda:"):
+        raise unknown
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but no CUDA GPU is available here")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:  # "cuda:x", "cuda:-1": torch names no such device
+        raise unknown from None
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    return dev
 
 
 def describe_device(device: str | torch.device | None = "auto") -> str:

@@ -22,11 +22,8 @@ SHARES = tuple(f"share_{t}" for t in TERMS)
 def _check_pair(plain: Decomposition, standardized: Decomposition) -> None:
     if plain.standardize or not standardized.standardize:
         raise ValueError("compare a plain decomposition (first) with a standardized one (second)")
-    if (len(plain), plain.grouping, plain.temperature) != (
-        len(standardized),
-        standardized.grouping,
-        standardized.temperature,
-    ):
+    setting = [(len(d), d.grouping, d.temperature) for d in (plain, standardized)]
+    if setting[0] != setting[1]:
         raise ValueError(
             f"the two decompositions differ in setting: {len(plain):,} samples under {plain.grouping} at "
             f"T = {plain.temperature:g} against {len(standardized):,} under {standardized.grouping} at "

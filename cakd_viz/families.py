@@ -34,16 +34,10 @@ def comembership(
     """
     c = teacher.shape[1]
     counts = torch.zeros((c, c), dtype=torch.float64)
-    sets = strong_sets(
-        teacher,
-        labels,
-        grouping=grouping,
-        temperature=temperature,
-        correlation=correlation,
-        standardize=standardize,
-        chunk_rows=chunk_rows,
+    options = dict(
+        grouping=grouping, temperature=temperature, correlation=correlation, standardize=standardize
     )
-    for _, mask in sets:
+    for _, mask in strong_sets(teacher, labels, chunk_rows=chunk_rows, **options):
         m = torch.from_numpy(mask).float()  # (n, C)
         counts += (m.T @ m).double()
     return counts.numpy()

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from cakd_viz.decomposition import decompose
-from cakd_viz.grouping import RULES, Grouping, parse_grouping, strong_mask
-from cakd_viz.standardize import for_strong_sets, standardize_numpy
+from cakd_viz.decomposition.membership import strong_sets
+from cakd_viz.grouping import RULES, Grouping, parse_grouping
+from cakd_viz.standardize import standardize_numpy
 
 LEARN_CLASSES = ("cat", "dog", "fox", "car", "truck", "plane")
 """The Learn page's classes: two families of look-alikes (animals, vehicles)."""
@@ -95,42 +96,16 @@ def worked_example(
     zt = raw_t.astype(np.float64).reshape(1, -1)  # (1, C)
     zs = raw_s.astype(np.float64).reshape(1, -1)
     labels = None if label is None else np.array([int(label)])
-    d = decompose(
-        zs.astype(work),
-        zt.astype(work),
-        labels,
-        grouping=g,
-        temperature=temperature,
-        device="cpu",
-        correlation=correlation,
-        standardize=standardize,
-    )
-    correlated = g.correlated(correlation)
-    y = None if labels is None else torch.from_numpy(labels)
-    z_sets = torch.from_numpy(zt.astype(work))
-    z_sets = for_strong_sets(z_sets) if standardize else z_sets
-    strong = strong_mask(g, z_sets, y, temperature=float(temperature), correlated=correlated)[0].numpy()
+    options = dict(grouping=g, temperature=temperature, correlation=correlation, standardize=standardize)
+    d = decompose(zs.astype(work), zt.astype(work), labels, device="cpu", **options)
+    strong = next(strong_sets(zt.astype(work), labels, **options))[1][0]  # (C,) S, as decompose decided it
     pt, ps = (standardize_numpy(zt)[0], standardize_numpy(zs)[0]) if standardize else (zt[0], zs[0])
     p = torch.softmax(torch.from_numpy(pt) / temperature, 0).numpy()
     q = torch.softmax(torch.from_numpy(ps) / temperature, 0).numpy()
-    return Example(
-        teacher_logits=zt[0],
-        student_logits=zs[0],
-        label=None if label is None else int(label),
-        grouping=str(g),
-        temperature=float(temperature),
-        p=p,
-        q=q,
-        strong=strong,
-        kl=float(d.kl[0]),
-        bcd=float(d.bcd[0]),
-        scd=float(d.scd[0]),
-        wcd=float(d.wcd[0]),
-        p_strong=float(d.teacher_strong_mass[0]),
-        p_weak=float(d.teacher_weak_mass[0]),
-        q_strong=float(d.student_strong_mass[0]),
-        standardize=bool(standardize),
-    )
+    terms = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
+    label = None if label is None else int(label)
+    numbers = (float(getattr(d, name)[0]) for name in terms)  # kl, bcd, scd, wcd, p_S, p_W, q_S
+    return Example(zt[0], zs[0], label, str(g), float(temperature), p, q, strong, *numbers, bool(standardize))
 
 
 def shown_classes(example: Example, *, top: int = 15, max_strong: int = 40) -> np.ndarray:
@@ -144,12 +119,7 @@ def shown_classes(example: Example, *, top: int = 15, max_strong: int = 40) -> n
     top = min(top, c)
     by_teacher = np.argsort(-example.p, kind="stable")[:top]
     by_student = np.argsort(-example.q, kind="stable")[: max(1, top // 3)]
-    pick = (
-        set(by_teacher.tolist())
-        | set(by_student.tolist())
-        | set(example.strong_classes[:max_strong].tolist())
-    )
-    idx = np.fromiter(pick, dtype=np.int64)
+    idx = np.unique(np.concatenate([by_teacher, by_student, example.strong_classes[:max_strong]]))
     return idx[np.argsort(-example.p[idx], kind="stable")]
 
 
@@ -254,14 +224,9 @@ class Preset(LearnView):
 
     def example(self, *, standardize: bool | None = None) -> Example:
         """The worked example (``standardize``: the preset's own setting unless given)."""
-        return worked_example(
-            np.array(self.student),
-            np.array(self.teacher),
-            self.label,
-            grouping=self.grouping,
-            temperature=self.temperature,
-            standardize=self.standardize if standardize is None else standardize,
-        )
+        ls = self.standardize if standardize is None else standardize
+        options = dict(grouping=self.grouping, temperature=self.temperature, standardize=ls)
+        return worked_example(np.array(self.student), np.array(self.teacher), self.label, **options)
 
 
 # Teacher: "cat" (the label) is clearly first, then the other animals, then the vehicles in a clear order.

@@ -38,19 +38,10 @@ from typing import Generic, TypeVar
 
 from cakd_viz import atomic, settings
 
+STRICT_FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99", "-fno-math-errno", "-fno-trapping-math")
 # -fassociative-math lets the compiler vectorise the sums (their order changes, nothing else);
 # no -ffast-math: NaN, infinities and signed comparisons keep their IEEE meaning.
-FLAGS = (
-    "-O3",
-    "-fPIC",
-    "-shared",
-    "-pthread",
-    "-std=gnu99",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-fassociative-math",
-    "-fno-signed-zeros",
-)
+FLAGS = (*STRICT_FLAGS, "-fassociative-math", "-fno-signed-zeros")
 # Tried first on x86-64: glibc's libmvec gives a vector expf (about 3x faster than the portable one).
 VARIANTS = (("mvec", ("-DCAKD_MVEC",), ("-lmvec", "-lm")), ("portable", (), ("-lm",)))
 ENV_SWITCH = "CAKD_VIZ_NATIVE"
@@ -159,15 +150,9 @@ class NativeLibrary(Generic[T]):
         return None, "; ".join(errors)
 
     def _library_path(self, compiler: str, flags: tuple[str, ...]) -> Path:
-        key = hashlib.sha256()
-        for part in (
-            *(f.read_bytes() for f in source_files(self.source)),
-            " ".join(flags).encode(),
-            compiler.encode(),
-            platform.machine().encode(),
-        ):
-            key.update(part)
-            key.update(b"\0")
+        parts = [f.read_bytes() for f in source_files(self.source)]
+        parts += [" ".join(flags).encode(), compiler.encode(), platform.machine().encode()]
+        key = hashlib.sha256(b"".join(part + b"\0" for part in parts))  # each part ends in a NUL
         suffix = ".dll" if sys.platform == "win32" else ".so"
         return cache_dir() / f"{self.name}-{key.hexdigest()[:16]}{suffix}"
 

@@ -37,20 +37,9 @@ def identity_parts(example, *, decimals: int | None = None) -> list:
     quantity, and the operators between them ("=", "+", "·"). What ``identity_latex`` draws, and what the
     HTML report writes as MathML and as text."""
     e = example
-    num = lambda v: format_number(v, decimals)  # noqa: E731
-    return [
-        ("KL", num(e.kl)),
-        "=",
-        ("BCD", num(e.bcd)),
-        "+",
-        ("p_S", num(e.p_strong)),
-        "·",
-        ("SCD", num(e.scd)),
-        "+",
-        ("p_W", num(e.p_weak)),
-        "·",
-        ("WCD", num(e.wcd)),
-    ]
+    nums = [format_number(v, decimals) for v in (e.kl, e.bcd, e.p_strong, e.scd, e.p_weak, e.wcd)]
+    kl, bcd, p_s, scd, p_w, wcd = zip(("KL", "BCD", "p_S", "SCD", "p_W", "WCD"), nums, strict=True)
+    return [kl, "=", bcd, "+", p_s, "·", scd, "+", p_w, "·", wcd]
 
 
 def identity_text(example, *, decimals: int | None = None) -> str:
@@ -67,15 +56,14 @@ def identity_latex(example, *, decimals: int | None = None) -> str:
     `example`: anything with kl, bcd, scd, wcd, p_strong, p_weak attributes. decimals: fixed decimals
     (steadier while a slider moves) instead of 4 significant digits.
     """
-    tex = {"KL": r"\mathrm{KL}", "BCD": r"\mathrm{BCD}", "SCD": r"\mathrm{SCD}", "WCD": r"\mathrm{WCD}"}
-    ops = {"=": "=", "+": "+", "·": r"\cdot"}
-    out = []
-    for part in identity_parts(example, decimals=decimals):
-        if isinstance(part, str):
-            out.append(ops[part])
-        else:
-            out.append(rf"\underbrace{{{_tex_number(part[1])}}}_{{{tex.get(part[0], part[0])}}}")
-    return " ".join(out)
+
+    def tex(part) -> str:
+        if isinstance(part, str):  # an operator
+            return r"\cdot" if part == "·" else part
+        name = rf"\mathrm{{{part[0]}}}" if part[0] in ("KL", "BCD", "SCD", "WCD") else part[0]
+        return rf"\underbrace{{{_tex_number(part[1])}}}_{{{name}}}"
+
+    return " ".join(tex(part) for part in identity_parts(example, decimals=decimals))
 
 
 def class_numbers(example, class_names) -> pd.DataFrame:

@@ -1,11 +1,7 @@
 """The exact per-sample split of the distillation KL into BCD, SCD and WCD, and its result type.
 
-    from cakd_viz.decomposition import decompose, Decomposition
-    d = decompose(student_logits, teacher_logits, labels, grouping="topk:5", temperature=4.0)
-
-``engine`` holds :func:`decompose` (checks, row chunks, the per-chunk computation) and
-:func:`decompose_many` (several students against one teacher, in one pass over the rows); ``result`` holds
-:class:`Decomposition`, the frozen per-sample result every aggregate, figure and page draws from.
+from cakd_viz.decomposition import decompose, Decomposition
+d = decompose(student_logits, teacher_logits, labels, grouping="topk:5", temperature=4.0)
 """
 
 from cakd_viz.decomposition.engine import decompose, decompose_many

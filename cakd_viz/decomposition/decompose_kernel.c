@@ -651,6 +651,24 @@ V_INLINE void v_groups(const uint8_t *m, __m256 *is_s, __m256 *is_w) {
     *is_w = _mm256_castsi256_ps(_mm256_cmpeq_epi32(g, _mm256_setzero_si256()));
 }
 
+/* Pass 1's last classes, [from, c), one at a time after the vector part's reductions; then the row's values. */
+V_INLINE void v_pass1_tail(const call_t *cl, scratch_t *sc, row_t *row, const char *tp, const char *sp, int64_t from,
+                           int64_t c, float tm, float sm, float tn, float dm, int64_t targ, int64_t sarg, int finite) {
+    for (int64_t i = from; i < c; i++) {
+        float x = cl->t_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
+        float y = cl->s_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
+        finite &= isfinite(x) && isfinite(y);
+        sc->tf[i] = x;
+        sc->sf[i] = y;
+        if (x > tm) tm = x, targ = i;
+        if (y > sm) sm = y, sarg = i;
+        tn = x < tn ? x : tn;
+        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
+    }
+    row->tmax = tm, row->smax = sm, row->tmin = tn, row->targ = targ, row->sarg = sarg, row->finite = finite;
+    row->dx = dm;
+}
+
 V_FN void pass1_avx2(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
     const char *tp = cl->t + r * cl->t_stride, *sp = cl->s + r * cl->s_stride;
     const int64_t c = cl->c, c8 = c & ~(int64_t)7;
@@ -680,19 +698,7 @@ V_FN void pass1_avx2(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
     float tm = v_hmax(tmax), sm = v_hmax(smax), tn = -v_hmax(_mm256_sub_ps(_mm256_setzero_ps(), tmin)), dm = v_hmax(dx);
     int64_t targ = c8 ? v_argmax(tmax, tidx, tm) : 0, sarg = c8 ? v_argmax(smax, sidx, sm) : 0;
     int finite = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(nan_t, nan_s), zero, _CMP_UNORD_Q)) == 0;
-    for (int64_t i = c8; i < c; i++) { /* the last c % 8 classes */
-        float x = cl->t_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
-        float y = cl->s_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
-        finite &= isfinite(x) && isfinite(y);
-        sc->tf[i] = x;
-        sc->sf[i] = y;
-        if (x > tm) tm = x, targ = i;
-        if (y > sm) sm = y, sarg = i;
-        tn = x < tn ? x : tn;
-        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
-    }
-    row->tmax = tm, row->smax = sm, row->tmin = tn, row->targ = targ, row->sarg = sarg, row->finite = finite;
-    row->dx = dm;
+    v_pass1_tail(cl, sc, row, tp, sp, c8, c, tm, sm, tn, dm, targ, sarg, finite); /* the last c % 8 classes */
 }
 
 /* A lower bound of the row's cap-th largest value: pass 1's lane maxima are the maxima of disjoint
@@ -983,8 +989,8 @@ V_FN void pass5_avx2(const call_t *cl, scratch_t *sc, row_t *row, int mode) {
 #define W_INLINE __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,f16c"), always_inline)) static inline
 #define W_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,f16c"))) static
 
-W_INLINE __m512 w_exp(__m512 x) { /* as v_exp */
-    x = _mm512_max_ps(x, _mm512_set1_ps(-100.0f));
+/* e^x = p 2^n as v_exp computes it: returns p = e^r, *n_out = n (unclamped, unscaled) */
+W_INLINE __m512 w_exp_poly(__m512 x, __m512 *n_out) {
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -995,25 +1001,18 @@ W_INLINE __m512 w_exp(__m512 x) { /* as v_exp */
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-    __mmask16 ok = _mm512_cmp_ps_mask(n, _mm512_set1_ps(-126.0f), _CMP_GT_OQ);
-    return _mm512_maskz_scalef_ps(ok, p, n); /* p 2^n */
+    *n_out = n;
+    return _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f)); /* e^r */
 }
-
 /* as w_exp for -87 <= x <= 88 only: no clamp, no flush (pass 4's common way: x >= -COMMON_SPAN) */
 W_INLINE __m512 w_exp_inrange(__m512 x) {
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    __m512 n, p = w_exp_poly(x, &n);
     return _mm512_scalef_ps(p, n);
+}
+W_INLINE __m512 w_exp(__m512 x) { /* as v_exp */
+    __m512 n, p = w_exp_poly(_mm512_max_ps(x, _mm512_set1_ps(-100.0f)), &n);
+    __mmask16 ok = _mm512_cmp_ps_mask(n, _mm512_set1_ps(-126.0f), _CMP_GT_OQ);
+    return _mm512_maskz_scalef_ps(ok, p, n); /* p 2^n */
 }
 
 W_INLINE __m512d w_lo(__m512 x) { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
@@ -1062,19 +1061,7 @@ W_FN void pass1_avx512(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
         sarg = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(big, _mm512_cmp_ps_mask(smax, _mm512_set1_ps(sm), _CMP_EQ_OQ), sidx));
     }
     int finite = bad == 0;
-    for (int64_t i = c16; i < c; i++) { /* the last c % 16 classes */
-        float x = cl->t_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
-        float y = cl->s_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
-        finite &= isfinite(x) && isfinite(y);
-        sc->tf[i] = x;
-        sc->sf[i] = y;
-        if (x > tm) tm = x, targ = i;
-        if (y > sm) sm = y, sarg = i;
-        tn = x < tn ? x : tn;
-        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
-    }
-    row->tmax = tm, row->smax = sm, row->tmin = tn, row->targ = targ, row->sarg = sarg, row->finite = finite;
-    row->dx = dm;
+    v_pass1_tail(cl, sc, row, tp, sp, c16, c, tm, sm, tn, dm, targ, sarg, finite); /* the last c % 16 classes */
 }
 
 /* Pass 1 for a later student of a decompose_many call, on a row whose teacher the first student's pass 1
@@ -2034,31 +2021,21 @@ static int cpu_has_avx512(void) { return 0; }
 /* One row.                                                                                            */
 
 /* LS: the row's means and scales into the row's copy of the call (see the header), and max |d| into dxs. */
+#ifdef DK_X86
+#define LS_CALL(cl, f, ...) ((cl)->simd ? f##_avx2(__VA_ARGS__) : f##_scalar(__VA_ARGS__)) /* AVX2 where it runs */
+#else
+#define LS_CALL(cl, f, ...) f##_scalar(__VA_ARGS__)
+#endif
 static void row_scales(call_t *rc, const scratch_t *sc, row_t *row) {
     const int64_t c = rc->c;
     double st, ss, vt, vs;
-#ifdef DK_X86
-    if (rc->simd)
-        ls_sums_avx2(sc->tf, sc->sf, c, &st, &ss);
-    else
-#endif
-        ls_sums_scalar(sc->tf, sc->sf, c, &st, &ss);
+    LS_CALL(rc, ls_sums, sc->tf, sc->sf, c, &st, &ss);
     rc->mean_t = st / (double)c, rc->mean_s = ss / (double)c;
-#ifdef DK_X86
-    if (rc->simd)
-        ls_squares_avx2(sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
-    else
-#endif
-        ls_squares_scalar(sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
+    LS_CALL(rc, ls_squares, sc->tf, sc->sf, c, rc->mean_t, rc->mean_s, &vt, &vs);
     rc->inv_t = 1.0 / ((sqrt(vt / (double)(c - 1)) + LS_EPS) * rc->temp);
     rc->inv_s = 1.0 / ((sqrt(vs / (double)(c - 1)) + LS_EPS) * rc->temp);
     rc->dmean = rc->mean_t - rc->mean_s, rc->dinv = rc->inv_t - rc->inv_s;
-#ifdef DK_X86
-    if (rc->simd)
-        row->dxs = ls_dmax_avx2(rc, sc->tf, sc->sf, c);
-    else
-#endif
-        row->dxs = ls_dmax_scalar(rc, sc->tf, sc->sf, c);
+    row->dxs = LS_CALL(rc, ls_dmax, rc, sc->tf, sc->sf, c);
 }
 
 static void write_row(const call_t *cl, int64_t r, const double *f, const int64_t *iv) {

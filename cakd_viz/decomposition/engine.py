@@ -1,33 +1,11 @@
-"""The exact per-sample split of the distillation KL into BCD, SCD and WCD.
+"""`decompose` and `decompose_many`: the exact per-sample split of KL(teacher || student) into BCD, SCD, WCD.
 
-CAKD (Zhang et al., "CAKD: A Correlation-Aware Knowledge Distillation Framework Based on Decoupling
-Kullback-Leibler Divergence", arXiv 2410.14741). With teacher p = softmax(z_t / T), student
-q = softmax(z_s / T), a strong set S of classes per sample and its complement W, the chain rule of KL gives
-
-    KL(p || q) = BCD + p_S * SCD + p_W * WCD
-    BCD = KL([p_S, p_W] || [q_S, q_W])
-    SCD = KL(p|S renormalised || q|S renormalised)     (0 when |S| = 1)
-    WCD = KL(p|W renormalised || q|W renormalised)     (0 when W is empty)
-
-With S = {label} this is DKD's split (Zhao et al., CVPR 2022): BCD = TCKD, WCD = NCKD.
-
-Two paths compute the same formulation (``decompose_kernel.c``'s header has the maths), both to float64
-accuracy (docs/architecture.md §1):
-
-- on the CPU, the fused C kernel (``native_path.py``): one pass per row, float16 and float32 read where
-  they lie, threads fitted to the CPUs free at each call (``threads.py``);
-- the tensor-op path (``tensor_path.py``) in float64: CUDA (chunks streamed from host memory), CPUs
-  without a C compiler (one warning says so) or with ``CAKD_VIZ_NATIVE=0``, float64 logits (the
-  kernel reads float16 and float32 only), and grouping rules without a kernel code (`Grouping.code`,
-  ``cakd_viz/grouping/rules.h``). MPS has no float64: an "mps" request computes on the CPU and
-  logs a warning saying so.
-
-With ``standardize=True`` (logit standardization, LS: Sun et al., CVPR 2024; `cakd_viz.standardize`) each
-row's teacher and student logits are z-scored separately before T, and everything above is the
-decomposition of the standardized logits: the kernel as a per-row temperature for each (no standardized
-copy), the tensor path by standardizing each float64 chunk. The strong sets are the standardized
-teacher's (top-k: the same classes; mass:P: its probabilities; corr:R: the class correlation of the
-standardized teacher, `class_correlation(..., standardize=True)`).
+CAKD (Zhang et al., arXiv 2410.14741): KL(p || q) = BCD + p_S * SCD + p_W * WCD with p = softmax(z_t / T),
+q = softmax(z_s / T) and a strong set S per sample; with S = {label} it is DKD's split (Zhao et al., CVPR
+2022). docs/architecture.md §1 has the definitions, the numerics and logit standardization. Arguments are
+checked here; then the C kernel (``native_path.py``) computes on the CPU, and the float64 tensor ops
+(``tensor_path.py``) on CUDA, without a C compiler or with ``CAKD_VIZ_NATIVE=0``, for float64 logits and
+for rules without a kernel code; an "mps" request computes on the CPU (MPS has no float64).
 """
 
 from __future__ import annotations
@@ -165,11 +143,8 @@ def _run_native(
     """Every output of every student through the C kernel, one call per chunk of rows (threads re-fitted
     to the free CPUs each time): one output dict per student. ls: logit standardization."""
     n, c = zt.shape
-    outs = []
-    for _ in zss:
-        out = {name: np.empty(n, dtype=np.float64) for name in native_path.FLOAT_OUT}
-        out.update({name: np.empty(n, dtype=np.int64) for name in native_path.INT_OUT})
-        outs.append(out)
+    dtypes = dict.fromkeys(native_path.FLOAT_OUT, np.float64) | dict.fromkeys(native_path.INT_OUT, np.int64)
+    outs = [{name: np.empty(n, dtype=dtype) for name, dtype in dtypes.items()} for _ in zss]
     rule = native_path.Rule.of(g, temp, y, correlated, standardize=ls)
     rows = rows or max(1, KERNEL_CHUNK_ELEMENTS // c)
     requested = torch.get_num_threads()

@@ -2,13 +2,10 @@
 
     inside = in_strong_set(d.student_pred[rows], teacher, labels, rows, grouping="mass:0.9", temperature=4)
 
-S is the teacher's (it does not depend on a student; under logit standardization the standardized
-teacher's, ``standardize``), decided by the decomposition kernel's own selection on the CPU for
-float16/float32 teachers (``native_path.kernel_strong_mask``, the sets every
-implementation agrees on: tests/test_strong_sets.py), else by ``grouping.strong_mask``; rows in chunks,
-so memory stays bounded (a chunk's (m, C) mask). ``strong_sets`` gives the chunks' masks themselves
-(the Correlation page's pair counts, ``cakd_viz.families.comembership``); ``strong_sizes`` every sample's
-|S| (the Correlation page's |S| chart), from the kernel without writing the masks.
+S is the teacher's (the standardized teacher's under LS), decided by the decomposition kernel's own
+selection for float16/float32 teachers, else by ``grouping.strong_mask`` (the same sets:
+tests/test_strong_sets.py), in row chunks. ``strong_sets`` yields the chunks' masks (``families.
+comembership``), ``strong_sizes`` every sample's |S| without writing the masks.
 """
 
 from __future__ import annotations
@@ -43,29 +40,7 @@ def strong_sets(
     in ``rows``, its (m, C) bool mask). teacher_logits: (N, C) (only ``rows`` are read; a memmap is fine);
     labels: (N,) or None; correlation: the (C, C) class correlation, for ``corr:R`` (the standardized
     teacher's under LS); standardize: the sets of the standardized teacher (logit standardization)."""
-    g, labels, correlated, kern = _rule(teacher_logits, labels, grouping, correlation)
-    n = teacher_logits.shape[0]
-    count = n if rows is None else len(rows)
-    for start in range(0, count, chunk_rows):
-        part = slice(start, min(count, start + chunk_rows))
-        picked = part if rows is None else rows[part]
-        z = np.asarray(teacher_logits[picked])
-        y = None if labels is None else labels[picked]
-        if kern is not None:
-            corr = None if correlated is None else correlated.numpy()
-            rule = native_path.Rule.of(g, temperature, y, corr, standardize=standardize)
-            yield (
-                part,
-                native_path.kernel_strong_mask(
-                    kern, z, rule, threads=default_threads(torch.get_num_threads(), new_pass=start == 0)
-                ),
-            )
-        else:
-            yt = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
-            wide = z.dtype.itemsize > 4  # float64 stays float64, as decompose decides its sets
-            zt = torch.from_numpy(np.asarray(z, dtype=np.float64 if wide else np.float32))
-            zt = for_strong_sets(zt) if standardize else zt
-            yield part, strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
+    return _chunks(teacher_logits, labels, rows, grouping, temperature, correlation, standardize, chunk_rows)
 
 
 def strong_sizes(
@@ -79,41 +54,44 @@ def strong_sizes(
 ) -> np.ndarray:
     """(N,) int64: the size |S| of every sample's strong set; arguments as `strong_sets`'. The kernel's
     selection without its (N, C) masks where it applies, else `strong_sets`' masks counted."""
-    g, labels, correlated, kern = _rule(teacher_logits, labels, grouping, correlation)
-    n = teacher_logits.shape[0]
-    sizes = np.zeros(n, dtype=np.int64)
-    if kern is None:
-        options = dict(grouping=g, temperature=temperature, correlation=correlation, standardize=standardize)
-        for part, mask in strong_sets(teacher_logits, labels, **options):
-            sizes[part] = mask.sum(axis=1)
-        return sizes
-    corr = None if correlated is None else correlated.numpy()
-    for start in range(0, n, SIZE_CHUNK_ROWS):
-        part = slice(start, min(n, start + SIZE_CHUNK_ROWS))
-        rule = native_path.Rule.of(
-            g, temperature, None if labels is None else labels[part], corr, standardize=standardize
-        )
-        z = np.asarray(teacher_logits[part])
-        sizes[part] = native_path.kernel_strong_sizes(
-            kern, z, rule, threads=default_threads(torch.get_num_threads(), new_pass=start == 0)
-        )
+    sizes = np.zeros(teacher_logits.shape[0], dtype=np.int64)
+    for part, chunk in _chunks(teacher_logits, labels, None, grouping, temperature, correlation, standardize):
+        sizes[part] = chunk
     return sizes
 
 
-def _rule(teacher_logits, labels, grouping, correlation):
-    """(the parsed grouping, the labels checked as decompose checks them (int64, or None), what the rule
-    reads from the correlation, the kernel where it decides this rule on these logits, else None)."""
+def _chunks(teacher_logits, labels, rows, grouping, temperature, correlation, standardize, chunk_rows=None):
+    """`strong_sets`' chunks; without ``chunk_rows``, `strong_sizes`': each chunk's (m,) set sizes."""
     g = parse_grouping(grouping)
     n, c = teacher_logits.shape
-    y = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
-    if g.needs_labels and y is None:
-        raise ValueError(f"grouping {g} needs labels, and none were given")
-    if g.needs_correlation and correlation is None:
-        raise ValueError(f"grouping {g} needs the class-correlation matrix of the teacher's logits")
+    labels = None if labels is None else check_labels(labels, "labels", num_samples=n, num_classes=c)
+    g.check_inputs(labels, correlation)
     if g.needs_correlation and np.shape(correlation) != (c, c):  # the kernel reads C x C of it
         raise ValueError(f"correlation has shape {np.shape(correlation)}, expected ({c}, {c})")
+    correlated = g.correlated(correlation)
     use_kernel = native_path.kernel_dtype(teacher_logits) and native_path.selects(g)
-    return g, y, g.correlated(correlation), native_path.kernel() if use_kernel else None
+    kern = native_path.kernel() if use_kernel else None
+    sizes = chunk_rows is None
+    if sizes:
+        chunk_rows = CHUNK_ROWS if kern is None else SIZE_CHUNK_ROWS
+    count = n if rows is None else len(rows)
+    for start in range(0, count, chunk_rows):
+        part = slice(start, min(count, start + chunk_rows))
+        picked = part if rows is None else rows[part]
+        z = np.asarray(teacher_logits[picked])
+        y = None if labels is None else labels[picked]
+        if kern is not None:
+            rule = native_path.Rule.of(g, temperature, y, correlated, standardize=standardize)
+            threads = default_threads(torch.get_num_threads(), new_pass=start == 0)
+            select = native_path.kernel_strong_sizes if sizes else native_path.kernel_strong_mask
+            yield part, select(kern, z, rule, threads=threads)
+            continue
+        yt = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
+        wide = z.dtype.itemsize > 4  # float64 stays float64, as decompose decides its sets
+        zt = torch.from_numpy(np.asarray(z, dtype=np.float64 if wide else np.float32))
+        zt = for_strong_sets(zt) if standardize else zt
+        mask = strong_mask(g, zt, yt, temperature=temperature, correlated=correlated).numpy()
+        yield part, mask.sum(axis=1) if sizes else mask
 
 
 def in_strong_set(classes, teacher_logits, labels=None, rows=None, **options) -> np.ndarray:
@@ -128,7 +106,6 @@ def in_strong_set(classes, teacher_logits, labels=None, rows=None, **options) ->
     if outside.any():
         raise ValueError(f"classes must lie in 0..{c - 1}; got {int(classes[outside][0])}")
     out = np.zeros(len(rows), dtype=bool)
-    sets = strong_sets(teacher_logits, labels, rows, **options)
-    for part, mask in sets:
+    for part, mask in strong_sets(teacher_logits, labels, rows, **options):
         out[part] = mask[np.arange(len(mask)), classes[part]]
     return out

@@ -4,14 +4,9 @@
     run_kernel_many(kern, [student_rows], teacher_rows, Rule.of(grouping, T, labels, correlated), [out],
                     offset, threads=2)
 
-The library is built on first use by :class:`cakd_viz.native.NativeLibrary` (one build serves every
-x86-64 CPU: the AVX-512, AVX2 or portable path is picked when it is loaded). Rows go to C where they
-lie: a float16 or float32 (N, C) array with unit class stride, memory-mapped or not, is passed as a
-pointer and a row stride, without a copy; float16 is widened in registers. Anything else (bfloat16,
-byte-swapped, strided classes) is converted to float32 one chunk at a time (`kernel_rows`).
-The engine (``engine.py``) checks every argument before calling here. A grouping rule reaches the kernel
-as its code (``cakd_viz/grouping/rules.h``) and `Grouping.kernel_args`; a rule without a code
-(`selects` is False) is computed by the tensor path instead.
+Built on first use by `cakd_viz.native.NativeLibrary` (one build for every x86-64 CPU: the SIMD path is
+picked when it loads). Rows are passed where they lie (`kernel_rows`); the engine checks every argument
+first. A rule reaches the kernel as its code (``rules.h``) and `Grouping.kernel_args`.
 """
 
 from __future__ import annotations
@@ -25,13 +20,13 @@ import numpy as np
 from cakd_viz.decomposition.result import FLOAT_ARRAYS, INT_ARRAYS
 from cakd_viz.grouping import Grouping
 from cakd_viz.grouping.base import RULE_MASK
-from cakd_viz.native import NativeLibrary
+from cakd_viz.native import STRICT_FLAGS, NativeLibrary
 
 ABI_VERSION = 7
 # No -ffast-math nor -fassociative-math (unlike the loss kernel): the accurate formulation depends on
 # the order and exact meaning of a few operations (differences taken before shifts, the series of phi,
 # the finiteness tests). The hot loops are intrinsics, so the compiler's freedom would buy nothing.
-FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-std=gnu99", "-fno-math-errno", "-fno-trapping-math")
+FLAGS = STRICT_FLAGS
 VARIANTS = (("dispatch", (), ("-lm",)),)  # one build; the instruction set is chosen at run time
 
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}

@@ -99,11 +99,7 @@ class Decomposition:
             },
             columns=list(FRAME_COLUMNS),
         )
-        frame.attrs = {
-            "grouping": self.grouping,
-            "temperature": self.temperature,
-            "standardize": self.standardize,
-        }
+        frame.attrs = dict(grouping=self.grouping, temperature=self.temperature, standardize=self.standardize)
         return frame
 
 

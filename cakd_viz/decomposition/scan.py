@@ -2,11 +2,8 @@
 
     pred = scan_logits(bundle.teacher, "teacher.npy")   # (N,) int64; ValueError at a NaN or infinity
 
-What opening a big bundle needs (the NaN/inf check and the predictions behind its accuracies), read
-once: on the CPU through pass 1 of the decomposition kernel (``native_path.kernel_scan``: float16 and
-float32 where they lie, threads fitted to the free CPUs), so that the predictions are the very argmaxes
-``decompose`` reports as ``teacher_pred`` and ``student_pred``; other dtypes, or without a C compiler,
-by numpy in row chunks. Either way the lowest index wins among equal maxima, as in ``np.argmax``.
+What opening a big bundle needs, read once: through pass 1 of the decomposition kernel (the very
+argmaxes ``decompose`` reports), else by numpy in row chunks; the lowest index wins among equal maxima.
 """
 
 from __future__ import annotations
@@ -40,13 +37,9 @@ def scan_logits(
         stop = min(n, start + rows)
         part = arr[start:stop]
         if kern is not None:
+            threads = default_threads(torch.get_num_threads(), new_pass=start == 0)
             try:
-                native_path.kernel_scan(
-                    kern,
-                    part,
-                    pred[start:stop],
-                    threads=default_threads(torch.get_num_threads(), new_pass=start == 0),
-                )
+                native_path.kernel_scan(kern, part, pred[start:stop], threads=threads)
             except native_path.KernelError as exc:
                 Logits(arr, name).check_row(start + exc.row)
                 raise  # a refusal other than a NaN or an infinity

@@ -1,29 +1,12 @@
 """The tensor-op path of `decompose`, in float64: CUDA, CPUs without the C kernel, and float64 logits.
 
 The same formulation as ``decompose_kernel.c`` (its header has the maths and why it is accurate), with
-torch ops on whole chunks of rows, every quantity in float64 on the compute device. Per row, for each
-group G (S or W) with its teacher argmax r (lowest index), in float64 from the exact input values:
-
-    b_i = (t_i - t_r) / T <= 0,  w_i = e^{b_i},  Zp = sum_G w          (the group's own shift: Zp >= 1)
-    dd_i = ((t_i - s_i) - (t_r - s_r)) / T                             (differences before any shift)
-    dbc = sum_G w dd / Zp,  u_i = dbc - dd_i                           (centred: E_{p^G}[u] = 0)
-    F = sum_G w_i phi(u_i),  phi(u) = e^u - 1 - u >= 0,   KL_G = log1p(F / Zp)
-
-where w_i phi(u_i) is w u^2 (1/2 + u/6 + ...) for |u| < 0.01 and e^{a_i + dbc} - w_i (1 + u_i) above
-(a_i = (s_i - s_r) / T, so that a weight w_i below float64's range still counts through e^{a + dbc}).
-Every summand is >= 0: no cancellation, whatever the size of the term. A group whose F overflows
-(KL_G of hundreds of nats) is recomputed as KL_G = logsumexp_G(a) + dbc - log Zp, which cannot cancel
-there. BCD, p_S, p_W and q_S follow from the two groups as in the kernel. The terms are accurate to
-about 1e-12 relative (float64 rounding and the series truncation), far inside the 1e-3 the tests ask.
-
-Streaming (`decompose_tensors`): chunks of rows are read where they lie (memory maps: the page cache),
-and on CUDA copied through two pinned host buffers on a copy stream while the previous chunk
-computes; per-row results stay on the device until the end, so the only synchronisations are the
-buffer reuse and one at the end (rows to recompute, then the results to the host).
-
-Logit standardization (``standardize``): each float64 chunk's rows are z-scored (`cakd_viz.standardize`)
-for the terms, and the strong sets decided on the teacher divided by its rows' std + 1e-7 (the
-standardized logits up to a per-row shift: `cakd_viz.standardize`'s docstring says why).
+torch ops on whole chunks of rows, every quantity in float64 on the compute device: `chunk_terms` with one
+shift per row, and `chunk_terms_grouped` (each group its own shift and reference) for the rows it flags.
+The terms are accurate to about 1e-12 relative (float64 rounding and the series truncation), far inside
+the 1e-3 the tests ask. Per-row results stay on the device until the end (`decompose_tensors`), so the
+only synchronisations are `_Feeder`'s buffer reuse and one at the end (rows to recompute, then the
+results to the host). Under logit standardization each float64 chunk is z-scored first (`_prepared`).
 """
 
 from __future__ import annotations
@@ -110,12 +93,13 @@ def chunk_terms_grouped(
     def per_class(pair: torch.Tensor) -> torch.Tensor:  # (n, 2) group constants -> (n, C)
         return torch.where(strong, pair[:, :1], pair[:, 1:])
 
-    def group_sums(x: torch.Tensor) -> torch.Tensor:  # (n, C) -> (n, 2), each class in its own group
-        return torch.stack((torch.where(strong, x, 0.0).sum(1), torch.where(weak, x, 0.0).sum(1)), 1)
+    def per_group(x: torch.Tensor, reduce, fill=-torch.inf) -> torch.Tensor:  # (n, C) -> (n, 2): S, W
+        return torch.stack((reduce(x.masked_fill(weak, fill)), reduce(x.masked_fill(strong, fill))), 1)
 
-    refs = torch.stack(  # each group's teacher argmax, lowest index (W empty: class 0, unused)
-        (t.masked_fill(weak, -torch.inf).argmax(1), t.masked_fill(strong, -torch.inf).argmax(1)), 1
-    )
+    def group_sums(x: torch.Tensor) -> torch.Tensor:
+        return per_group(x, lambda v: v.sum(1), 0.0)
+
+    refs = per_group(t, lambda v: v.argmax(1))  # each group's teacher argmax, lowest index (W empty: unused)
     t_ref, s_ref = t.gather(1, refs), s.gather(1, refs)  # (n, 2)
     d_ref = t_ref - s_ref
     w = torch.exp((t - per_class(t_ref)) * inv_t)  # in (0, 1]
@@ -128,15 +112,11 @@ def chunk_terms_grouped(
     series = w * u * u * (0.5 + u * (1 / 6 + u * (1 / 24 + u * (1 / 120 + u / 720))))
     wide = torch.exp(a + per_class(dbc)) - w * (1.0 + u)
     f = group_sums(torch.where(u.abs() < SERIES_BELOW, series, wide))
-    lse = torch.stack(
-        (a.masked_fill(weak, -torch.inf).logsumexp(1), a.masked_fill(strong, -torch.inf).logsumexp(1)), 1
-    )
+    lse = per_group(a, lambda v: v.logsumexp(1))
     kl_g = torch.where(torch.isfinite(f), torch.log1p(f / zp_safe), lse + dbc - zp_safe.log())
     rho = (t_ref[:, 1] - t_ref[:, 0]) * inv_t + torch.log(zp_safe[:, 1] / zp_safe[:, 0])
     # log(q_S / q_W) from each group's own student maximum (s_r may be far below it)
-    s_max = torch.stack(
-        (s.masked_fill(weak, -torch.inf).amax(1), s.masked_fill(strong, -torch.inf).amax(1)), 1
-    )
+    s_max = per_group(s, lambda v: v.amax(1))
     s_max = torch.where(torch.isfinite(s_max), s_max, 0.0)  # an empty W: finite, unused
     zq = group_sums(torch.exp((s - per_class(s_max)) * inv_t))
     sigma = (s_max[:, 0] - s_max[:, 1]) * inv_t + torch.log(
@@ -189,16 +169,9 @@ def _bcd_direct(rho: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, .
     return p_s, p_w, p_s * (lp_s - lq_s) + p_w * (lp_w - lq_w), torch.exp(lq_s)
 
 
-def _assemble(
-    kl_g: torch.Tensor,
-    strong: torch.Tensor,
-    has_w: torch.Tensor,
-    p_s: torch.Tensor,
-    p_w: torch.Tensor,
-    bcd: torch.Tensor,
-    q_s: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """The row outputs from the groups' KLs (n, 2) and the masses and BCD (n,) each; W may be empty."""
+def _assemble(kl_g, strong, has_w, p_s, p_w, bcd, q_s) -> dict[str, torch.Tensor]:
+    """The row outputs (tensors) from the groups' KLs (n, 2), S (n, C), whether W has a class (n,) and the
+    masses and BCD (n,) each; W may be empty."""
     c = strong.shape[1]
     size_s = strong.sum(1)
     kl_g = torch.where(torch.stack((size_s, c - size_s), 1) > 1, kl_g, 0.0)  # one class (or none): 0
@@ -217,18 +190,10 @@ def _assemble(
     }
 
 
-def _redo_terms(
-    t: torch.Tensor,
-    s: torch.Tensor,
-    t_sets: torch.Tensor,
-    labels,
-    grouping: Grouping,
-    temperature: float,
-    corr,
-) -> dict[str, torch.Tensor]:
-    """`chunk_terms_grouped` of some rows, S decided on ``t_sets``, with exactly 0 for every divergence,
-    and q_S = p_S, on rows where the student's logits equal the teacher's: the group sums of rows
-    spanning more than 700 T are rounded apart by the order of their additions (3e-17 nats where the
+def _redo_terms(t, s, t_sets, labels, grouping: Grouping, temperature: float, corr) -> dict:
+    """`chunk_terms_grouped` of some (m, C) float64 rows, S decided on ``t_sets``, with exactly 0 for every
+    divergence, and q_S = p_S, on rows where the student's logits equal the teacher's: the group sums of
+    rows spanning more than 700 T are rounded apart by the order of their additions (3e-17 nats where the
     answer is 0)."""
     strong = strong_mask(grouping, t_sets, labels, temperature=temperature, correlated=corr)
     part = chunk_terms_grouped(t, s, strong, temperature)

@@ -2,27 +2,17 @@
 
     threads = default_threads(requested, new_pass=start == 0)  # for every kernel call (a chunk of rows)
 
-The smallest of four limits, and at least 1:
-
-- ``requested``: the caller's setting (``decompose`` passes ``torch.get_num_threads()``, so a run that
-  set one thread per trial keeps one);
-- the CPUs of the process's affinity mask (``os.sched_getaffinity``; taskset, cpusets, containers);
-- the cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``, rounded up), where one is set;
-- the CPUs free now: the affinity CPUs less the CPUs other processes keep busy. That is their average
-  over the last half second or so (``others_busy``: the machine's busy time in ``/proc/stat`` less this
-  process's own CPU time, between two calls at least ``WINDOW_S`` apart, both of one pass over rows:
-  a pass's first call starts a new window, and the last pass's average stands until it holds
-  ``WINDOW_S``). A CPU counts as taken from
-  ``TAKEN`` (three quarters) of it on, and from ``SHARED`` (half) of it on where another process's
-  thread is runnable at that instant too (the fourth field of ``/proc/loadavg``): a CPU-bound neighbour
-  (a tuning run) that shared a core with two threads of ours kept only two thirds of it, yet it is
-  always runnable, so it costs one thread; a neighbour busy in bursts (a browser drawing the page beside
-  the pass) costs none unless caught in a burst. Where no recent window exists (the first call after
-  ``MAX_AGE_S`` or more), the threads of other processes runnable at this instant (the fourth field of
-  ``/proc/loadavg``, less this process's own runnable threads from ``/proc/self/task``: torch's OpenMP
-  workers spin for a moment after each parallel region and are no competition). Not the load averages:
-  they lag by a minute and would size a call by what ran long before it. Only where the affinity mask
-  covers every online CPU, since both counts are machine-wide.
+The smallest of ``requested`` (``decompose`` passes ``torch.get_num_threads()``, so a run that set one
+thread per trial keeps one), the affinity CPUs, the cgroup v2 quota, and the CPUs free now: the affinity
+CPUs less those other processes keep busy on average over a window of at least ``WINDOW_S`` within one
+pass (``others_busy``; the last pass's average stands until a new window holds ``WINDOW_S``), a CPU counted
+from ``TAKEN`` of it, or from ``SHARED`` where another process's thread is runnable at that instant (a
+CPU-bound neighbour that shared a core with two threads of ours kept only two thirds of it, yet it is
+always runnable, so it costs one thread; a neighbour busy in bursts, a browser drawing the page beside
+the pass, costs none unless caught in a burst). Where no recent window exists (``MAX_AGE_S``), the threads
+of other processes runnable at this instant (``other_runnable``: torch's OpenMP workers spin for a moment
+after each parallel region and are no competition). Not the load averages: they lag by a minute. Only
+where the affinity mask covers every online CPU, since both counts are machine-wide.
 
 Why a window never spans two passes: the time between them is when others run most. In the app it is
 when the browser draws the last pass's result, and it stops as the next pass starts. Windows that held
@@ -68,13 +58,8 @@ def quota_cpus(path: Path = CPU_MAX) -> int | None:
     """The cgroup v2 CPU quota in whole CPUs (rounded up), or None where none is set or readable."""
     try:
         quota, period = path.read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    if quota == "max":
-        return None
-    try:
-        return max(1, math.ceil(int(quota) / int(period)))
-    except (ValueError, ZeroDivisionError):
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError, ZeroDivisionError):
         return None
 
 

@@ -27,9 +27,8 @@ def family_table(family: np.ndarray) -> pd.DataFrame:
     """Families (id, size, first member) sorted by size, largest first; singletons included."""
     ids, sizes = np.unique(family, return_counts=True)
     frame = pd.DataFrame({"family": ids, "size": sizes})
-    return frame.sort_values(["size", "family"], ascending=[False, True], kind="stable").reset_index(
-        drop=True
-    )
+    frame = frame.sort_values(["size", "family"], ascending=[False, True], kind="stable")
+    return frame.reset_index(drop=True)
 
 
 def pick_classes(order: np.ndarray, family: np.ndarray, *, only=None) -> np.ndarray:

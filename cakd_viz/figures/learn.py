@@ -13,18 +13,15 @@ def group_mass_bars(example: Example, *, title: str | None = None, font_size: in
 
     Traces: "strong set S" and "weak set W", each with a teacher and a student bar.
     """
-    who = ["teacher", "student"]
-    strong = [example.p_strong, example.q_strong]
-    weak = [example.p_weak, example.q_weak]
     fig = go.Figure()
     for name, values, color, sym in (
-        ("strong set S", strong, ROLE_COLORS["strong"], "S"),
-        ("weak set W", weak, ROLE_COLORS["weak"], "W"),
+        ("strong set S", [example.p_strong, example.q_strong], ROLE_COLORS["strong"], "S"),
+        ("weak set W", [example.p_weak, example.q_weak], ROLE_COLORS["weak"], "W"),
     ):
         fig.add_trace(
             go.Bar(
                 name=name,
-                y=who,
+                y=["teacher", "student"],
                 x=values,
                 orientation="h",
                 marker_color=color,

@@ -91,17 +91,7 @@ def curves_figure(
         if frame.empty or metric not in frame:
             continue
         pct = metric.endswith("acc")
-        y = frame[metric] * (100 if pct else 1)
-        fig.add_trace(
-            go.Scatter(
-                x=frame["epoch"],
-                y=y,
-                mode="lines+markers",
-                name=plain(label),
-                line=dict(color=student_color(i)),
-                hovertemplate=f"{plain(label)}<br>epoch %{{x}}<br>%{{y:.4g}}{'%' if pct else ''}<extra></extra>",
-            )
-        )
+        fig.add_trace(_line(frame, metric, plain(label), student_color(i), pct=pct, unit="%" if pct else ""))
     fig.update_layout(**base_layout(height=380))
     if not fig.data:
         return _empty(fig)
@@ -126,14 +116,7 @@ def terms_figure(steps: pd.DataFrame) -> go.Figure:
             if key in steps:
                 dash = "dot" if key == "loss" else "solid"
                 fig.add_trace(
-                    go.Scatter(
-                        x=steps["epoch"],
-                        y=steps[key],
-                        mode="lines",
-                        name=label,
-                        line=dict(color=color, dash=dash),
-                        hovertemplate=f"{label}<br>epoch %{{x:.2f}}<br>%{{y:.4g}}<extra></extra>",
-                    )
+                    _line(steps, key, label, color, dash=dash, mode="lines", epoch="%{x:.2f}", unit="")
                 )
     fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch")
@@ -172,15 +155,20 @@ def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False) -> go.Figu
     return fig
 
 
-def _line(frame, key, name, color, *, dash="solid", stackgroup=None, name_html=None) -> go.Scatter:
+def _line(
+    frame, key, name, color, *, dash=None, stackgroup=None, name_html=None, pct=False, **style
+) -> go.Scatter:
+    """``frame[key]`` (in percent with ``pct``) against the epoch; ``style``: mode, the hover's epoch
+    format and unit (defaults: lines and markers, "%{x}", " nats")."""
+    style = {"mode": "lines+markers", "epoch": "%{x}", "unit": " nats"} | style
     return go.Scatter(
         x=frame["epoch"],
-        y=frame[key],
-        mode="lines+markers",
+        y=frame[key] * (100 if pct else 1),
+        mode=style["mode"],
         name=name_html or name,
         stackgroup=stackgroup,
         line=dict(color=color, dash=dash),
-        hovertemplate=f"{name}<br>epoch %{{x}}<br>%{{y:.4g}} nats<extra></extra>",
+        hovertemplate=f"{name}<br>epoch {style['epoch']}<br>%{{y:.4g}}{style['unit']}<extra></extra>",
     )
 
 

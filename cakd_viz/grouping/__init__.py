@@ -1,19 +1,9 @@
-"""Grouping rules: which classes form the strong set S of each sample (docs/architecture.md §4).
+"""Grouping rules: which classes form the strong set S of each sample (docs/architecture.md §4: the specs,
+their grammar, ties and thresholds).
 
-A rule is one string spec, used the same way by the API, the command line, the app and run configs:
-
-    target          S = {label}                       (DKD's split; needs labels)
-    topk:K          S = the teacher's K largest logits (ties: lower class index first; K clipped to C-1)
-    topk+target:K   S = teacher top-K plus the label   (needs labels)
-    mass:P          S = smallest set of teacher-top classes whose teacher mass (at T) reaches P, 0 < P < 1
-                        (decided in float64; equal logits enter in class-index order)
-    corr:R          S = the teacher's predicted class plus every class whose teacher-logit correlation
-                        with it (Pearson, over the whole bundle) is at least R
-
-One module per rule (`target.py`, `topk.py`, `topk_target.py`, `mass.py`, `corr.py`), each a subclass
-of `base.Grouping`, registered in `registry.RULES`; ``rules.h`` holds their codes for the C kernels.
-The weak set W is the complement of S. Masks are boolean tensors of shape (n, C). Importing this
-package does not import torch.
+One module per rule, each a subclass of `base.Grouping`, registered in `registry.RULES`; ``rules.h`` holds
+their codes for the C kernels. The weak set W is the complement of S; masks are boolean (n, C) tensors.
+Importing this package does not import torch.
 """
 
 from cakd_viz.grouping.base import KernelArgs, Sweep

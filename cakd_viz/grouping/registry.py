@@ -52,8 +52,6 @@ class _Forms(Sequence):
     def __eq__(self, other) -> bool:
         return tuple(self) == tuple(other) if isinstance(other, (tuple, list, _Forms)) else NotImplemented
 
-    __hash__ = None  # changes as rules register
-
     def __repr__(self) -> str:
         return repr(tuple(self))
 
