@@ -238,6 +238,14 @@ DAMAGE = {
     "epochs": (lambda p: _index(p, epochs=[2, 1]), "index.json: 'epochs' must be increasing"),
     "grouping": (lambda p: _index(p, grouping="nope:3"), "index.json: 'grouping' is not a grouping"),
     "temperature": (lambda p: _index(p, temperature=-1), "index.json: 'temperature' must be"),
+    "temperature beyond float": (
+        lambda p: _index(p, temperature=10**400),
+        "index.json: 'temperature' must be a finite number > 0",
+    ),
+    "a number of more digits than Python reads": (
+        lambda p: (p / "epochs" / "index.json").write_text('{"rows": 1' + "0" * 5000 + "}"),
+        "index.json: not JSON",
+    ),
     "standardize": (
         lambda p: _index(p, standardize="yes"),
         "index.json: 'standardize' must be true or false",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cakd_viz.grouping import parse_grouping
+from cakd_viz.runs import store
 from cakd_viz.runs.dynamics import EPOCHS_DIR, EPOCHS_FORMAT, MAX_EPOCH_BYTES, SPLITS
 
 INDEX = "index.json"
@@ -97,7 +98,7 @@ def _index(folder: Path, name: str) -> dict:
         raise ValueError(f"{where}: {path.stat().st_size:,} bytes, more than an index holds")
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: too deep
+    except (ValueError, RecursionError) as exc:  # undecodable, not JSON, too many digits; too deep
         raise ValueError(f"{where}: not JSON ({_first(exc)})") from None
     if not isinstance(index, dict):
         raise ValueError(f"{where}: not a JSON object")
@@ -114,9 +115,11 @@ def _index(folder: Path, name: str) -> dict:
         grouping = str(parse_grouping(str(index.get("grouping"))))
     except ValueError as exc:
         raise ValueError(f"{where}: 'grouping' is not a grouping ({_first(exc)})") from None
-    t = index.get("temperature")
-    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
-        raise ValueError(f"{where}: 'temperature' must be a finite number > 0, found {_short(t)}")
+    t = store.number(index.get("temperature"))  # None for a whole number beyond float's range
+    if t is None or not math.isfinite(t) or t <= 0:
+        raise ValueError(
+            f"{where}: 'temperature' must be a finite number > 0, found {_short(index.get('temperature'))}"
+        )
     standardize = index.get("standardize", False)  # absent in the files of runs before LS
     if not isinstance(standardize, bool):
         raise ValueError(f"{where}: 'standardize' must be true or false, found {_short(standardize)}")
@@ -124,7 +127,7 @@ def _index(folder: Path, name: str) -> dict:
     not_kept = _epoch_list(index.get("not_kept", []), f"{where}: 'not_kept'")
     return index | {
         "grouping": grouping,
-        "temperature": float(t),
+        "temperature": t,
         "standardize": standardize,
         "epochs": epochs,
         "not_kept": not_kept,
