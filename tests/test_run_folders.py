@@ -279,6 +279,16 @@ def test_a_dead_runs_duration_is_unknown_rather_than_still_counting(tmp_path):
     assert read_run(live).state == "running" and read_run(live).duration >= 100
 
 
+def test_a_run_that_ended_before_it_started_has_no_duration(tmp_path):
+    """A hand-edited status.json, or a clock set back meanwhile: no negative seconds in the tracker."""
+    status = {"state": "cancelled", "created": 1000.0, "started": 2000.0, "ended": 1500.0}
+    info = read_run(_folder(tmp_path, "r", GOOD_CONFIG, status))
+    assert info.state == "cancelled" and info.duration is None
+    me = store.process_identity()
+    ahead = _running(tmp_path, "s", **me, started=time.time() + 3600)  # started "in an hour"
+    assert read_run(ahead).state == "running" and read_run(ahead).duration is None
+
+
 def test_a_pid_without_start_time_counts_when_it_runs_this_folder(tmp_path):
     run_name = "20250101-000000-legacy-status"
     proc = subprocess.Popen(

@@ -133,11 +133,12 @@ class RunInfo:
     @property
     def duration(self) -> float | None:
         """Seconds from start to end, or to now while it is active; None when unknown (a run found dead
-        has no end on record)."""
+        has no end on record) or impossible (an end before the start: a hand-edited file, a clock set back)."""
         started, ended = _number(self.status.get("started")), _number(self.status.get("ended"))
         if not started or (ended is None and not self.active):
             return None
-        return (ended or time.time()) - started
+        seconds = (ended or time.time()) - started
+        return seconds if seconds >= 0 else None
 
     def _accs(self) -> list[float]:
         return [v for v in (_number(e.get("val_acc")) for e in self.epochs) if v is not None]
