@@ -170,15 +170,8 @@ def sweep_grid(form: Mapping) -> dict[str, list]:
     its declaration); ValueError naming a bad field, or when no field holds values."""
     grid = {}
     for p in sweep_params(form[key("lossname")]):
-        text = str(form.get(key(f"grid_{p.name}"), "") or "").strip()
-        if not text:
-            continue
-        if len(text) > MAX_TEXT["grid"]:
-            raise ValueError(
-                f"sweep values for {p.label}: too long ({len(text):,} characters; at most {MAX_TEXT['grid']})"
-            )
-        values = [_parse(p, v) for v in text.split(",") if v.strip()]
-        if values:  # a field of commas only holds no values
+        text = _text(form, f"grid_{p.name}", f"sweep values for {p.label}", MAX_TEXT["grid"])
+        if values := [_parse(p, v) for v in text.split(",") if v.strip()]:  # empty, or commas only: none
             grid[p.name] = values
     if not grid:
         raise ValueError("a sweep needs values to try: fill at least one field under 'Sweep'")
