@@ -118,15 +118,8 @@ def column_for(t: Trajectory, column: str) -> str:
 
 def epoch_context(run: RunInfo, t: Trajectory) -> dict:
     """The export context of a run's per-class tables (never the sidebar's bundle or settings)."""
-    return {
-        "run": run.id,
-        "student": f"run:{run.id}",
-        "split": t.split,
-        "samples": t.num_samples,
-        "grouping": t.grouping,
-        "T": t.temperature,
-        "standardize": t.standardize,
-    }
+    settings = {"grouping": t.grouping, "T": t.temperature, "standardize": t.standardize}
+    return {"run": run.id, "student": f"run:{run.id}", "split": t.split, "samples": t.num_samples} | settings
 
 
 def sample_token(run: RunInfo, t: Trajectory) -> tuple[str | None, str]:
