@@ -1,5 +1,5 @@
 """What the Tune page's live view says about runs in progress, without layout: progress lines, how many
-runs and sweep trials train at once (two numbers, never one for both), and which runs failed."""
+runs and sweep trials train at once (two numbers, never one for both)."""
 
 from __future__ import annotations
 
@@ -64,8 +64,3 @@ def concurrency_text() -> str:
         f"a sweep runs {trials} trial{'s' if trials != 1 else ''} at a time "
         "(the CPU cores divided by each trial's threads)"
     )
-
-
-def failures(runs: list[RunInfo], most: int = 5) -> list[RunInfo]:
-    """The newest ``most`` runs that failed or read as corrupt."""
-    return [r for r in runs if r.state in ("failed", store.CORRUPT)][:most]

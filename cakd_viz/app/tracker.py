@@ -157,11 +157,9 @@ def sorted_table(table: pd.DataFrame, sort: str) -> pd.DataFrame:
 def run_labels(table: pd.DataFrame) -> dict[str, str]:
     """How each run (by id) is named in selectors and legends: its label and id, marked when it has no
     validation split ("my_kd (ID) · no validation: test split")."""
-    labels = {}
-    for _, row in table.iterrows():
-        mark = "" if row.get("eval_split", "validation") == "validation" else " · no validation: test split"
-        labels[row["id"]] = f"{row['run']} ({row['id']}){mark}"
-    return labels
+    mark = {"validation": ""}
+    rows = zip(table["id"], table["run"], table["eval_split"], strict=True)
+    return {i: f"{run} ({i}){mark.get(split, ' · no validation: test split')}" for i, run, split in rows}
 
 
 def newest_first(table: pd.DataFrame) -> list[str]:

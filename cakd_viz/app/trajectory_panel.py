@@ -107,9 +107,8 @@ def compare_part(runs, labels: dict[str, str]) -> None:
     if mode == "side by side":
         side = tfig.trajectories_side_by_side(panels, column, names)
         ui.chart(side, tv.side_caption(panels, column), key="tune_cls_side")
-        table = tv.side_by_side_table(panels, names)
         ui.table(
-            table,
+            tv.side_by_side_table(panels, names),
             name="classes-compared",
             key="tune_cls_table",
             context=tv.context(panels),
@@ -132,14 +131,10 @@ def compare_part(runs, labels: dict[str, str]) -> None:
         tv.difference_caption(panels[la], la, lb, epochs, column, same),
         key="tune_cls_diff",
     )
-    table = tv.difference_table(panels[la], panels[lb], column, names)
-    pair = {la: panels[la], lb: panels[lb]}
     ui.table(
-        table,
+        tv.difference_table(panels[la], panels[lb], column, names),
         name="classes-difference",
         key="tune_cls_diff_table",
-        a="A",
-        b="B",
-        context=tv.context(pair, column),
+        context=tv.context({la: panels[la], lb: panels[lb]}, column),
         caption="Per class and epoch kept by both runs: A's value, B's, and B − A.",
     )

@@ -97,15 +97,15 @@ def scope(t: Trajectory) -> str:
 
 def heatmap_caption(t: Trajectory, column: str) -> str:
     """What the heatmap shows, over which samples and epochs, and its units."""
-    what = TRAJECTORY_TERMS[column]
-    rate = column == "accuracy"
-    if rate and t.by == "teacher_pred":
-        what = "agreement with the teacher (no labels: accuracy is not defined)"
-    mean = "" if rate else "Mean "
-    what = what[:1].upper() + what[1:] if rate else what
-    unit = "%" if rate else "nats, the parts BCD + p_S·SCD + p_W·WCD add up to the KL"
+    what, unit = (
+        f"Mean {TRAJECTORY_TERMS[column]}",
+        "nats, the parts BCD + p_S·SCD + p_W·WCD add up to the KL",
+    )
+    if column == "accuracy":
+        no_labels = "Agreement with the teacher (no labels: accuracy is not defined)"
+        what, unit = no_labels if t.by == "teacher_pred" else "Accuracy", "%"
     return (
-        f"{mean}{what} per class ({unit}) on {scope(t)}; classes of one teacher family (correlation of the "
+        f"{what} per class ({unit}) on {scope(t)}; classes of one teacher family (correlation of the "
         "run's teacher logits) are together, lines between families. From the float16 logits the run keeps"
         + ("." if not t.notes else "; " + "; ".join(t.notes) + ".")
     )
@@ -118,15 +118,8 @@ def column_for(t: Trajectory, column: str) -> str:
 
 def epoch_context(run: RunInfo, t: Trajectory) -> dict:
     """The export context of a run's per-class tables (never the sidebar's bundle or settings)."""
-    return {
-        "run": run.id,
-        "student": f"run:{run.id}",
-        "split": t.split,
-        "samples": t.num_samples,
-        "grouping": t.grouping,
-        "T": t.temperature,
-        "standardize": t.standardize,
-    }
+    settings = {"grouping": t.grouping, "T": t.temperature, "standardize": t.standardize}
+    return {"run": run.id, "student": f"run:{run.id}", "split": t.split, "samples": t.num_samples} | settings
 
 
 def sample_token(run: RunInfo, t: Trajectory) -> tuple[str | None, str]:
@@ -140,31 +133,13 @@ def sample_token(run: RunInfo, t: Trajectory) -> tuple[str | None, str]:
         opened = bundles.open_source(token)
     except ValueError as exc:
         return None, f"the run's bundle cannot be opened ({app_config.one_line(app_config.scrub(str(exc)))})"
-    if not _holds(opened.key, identity(run)):
+    if not same_samples(("bundle", opened.key), identity(run)):
         split = run.summary.get("bundle_split") or "another split"
         return None, (
             f"the run's bundle holds the {split} split, not the {t.split} split its epochs were evaluated "
             "on (the training rows are listed)"
         )
     return token, ""
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _holds(key: tuple, ident: tuple) -> bool:
-    """Whether bundle ``key`` holds the run's evaluation samples: same N, C, labels and teacher logits."""
-    bundle, files = bundles.load(key[0], key[1]), read_epochs(ident[0])
-    return equal_samples(bundle.teacher, bundle.labels, files.teacher, files.labels)
-
-
-def equal_samples(teacher_a, labels_a, teacher_b, labels_b) -> bool:
-    """Whether two sets of samples are the same: equal shapes and labels, teacher logits equal within
-    1e-3 (absolute and relative)."""
-    if teacher_a.shape != teacher_b.shape or (labels_a is None) != (labels_b is None):
-        return False
-    if labels_a is not None and not np.array_equal(np.asarray(labels_a), np.asarray(labels_b)):
-        return False
-    a, b = np.asarray(teacher_a, np.float64), np.asarray(teacher_b, np.float64)
-    return bool(np.allclose(a, b, rtol=1e-3, atol=1e-3))
 
 
 def pick_label(row) -> str:
@@ -209,8 +184,8 @@ def beside_bundle(run: RunInfo, t: Trajectory, column: str) -> tuple[dict[str, n
         return "it needs the run's finished bundle (same data and teacher), and " + (
             "a recorded run keeps none" if run.config.get("recorded") else "this run has none yet"
         )
-    source = tracker.compare_source(run, state.selection(required=False).source)
-    if not source:
+    sel = state.selection(required=False)
+    if not (source := tracker.compare_source(run, sel.source)):
         return "no bundle is open to compare with; open the one the run was trained on first"
     try:
         opened = bundles.open_source(source)
@@ -223,15 +198,16 @@ def beside_bundle(run: RunInfo, t: Trajectory, column: str) -> tuple[dict[str, n
         return f"the bundle has {opened.bundle.num_classes} classes, the run {t.num_classes}"
     final = views.renamed(key, views.RUN_PREFIX + run.id)  # the run's student as the view names it
     students = [*opened.bundle.student_names[:MAX_STUDENTS], final]
-    device = state.selection(required=False).device or "cpu"
-    res = progressive.results(key, students, t.grouping, t.temperature, device, standardize=t.standardize)
+    res = progressive.results(
+        key, students, t.grouping, t.temperature, sel.device or "cpu", standardize=t.standardize
+    )
     labels = opened.bundle.labels
     means, j = {}, COLUMNS.index(column)
     for name, r in res.items():
         truth = r.d.teacher_pred if labels is None or t.by == "teacher_pred" else labels
         who = "final run" if name == final else name
         means[who] = _means(r.d, np.asarray(truth, np.int64), r.ident, t.by, t.num_classes)[:, j]
-    same = _holds(opened.key, identity(run))
+    same = same_samples(("bundle", opened.key), identity(run))
     first = next(iter(res.values()))
     samples = "the same samples as the epochs" if same else f"other samples than the run's {t.split} split"
     return (
@@ -246,13 +222,13 @@ def _means(_d, _truth: np.ndarray, ident: tuple, by: str, num_classes: int) -> n
     return class_means(_d, _truth, num_classes)[0]
 
 
-def compared(runs: list[RunInfo], labels: dict[str, str], most: int = MAX_PANELS) -> tuple[dict, list[str]]:
-    """(run label -> Trajectory for up to ``most`` runs with the first one's classes, one line per run left
+def compared(runs: list[RunInfo], labels: dict[str, str]) -> tuple[dict, list[str]]:
+    """(run label -> Trajectory for up to ``MAX_PANELS`` runs with the first one's classes, one line per run left
     out and why)."""
     panels, left = {}, []
     for r in runs:
-        if len(panels) == most:
-            left.append(f"{r.label}: only {most} runs are set side by side")
+        if len(panels) == MAX_PANELS:
+            left.append(f"{r.label}: only {MAX_PANELS} runs are set side by side")
             continue
         try:
             t = of(r)
@@ -280,9 +256,19 @@ def settings_note(panels: dict) -> str:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def same_samples(a: tuple, b: tuple) -> bool:
-    """Whether two runs' epochs (by ``identity``) were evaluated on the same samples."""
-    fa, fb = read_epochs(a[0]), read_epochs(b[0])
-    return equal_samples(fa.teacher, fa.labels, fb.teacher, fb.labels)
+    """Whether two sets of samples, each a run's epochs (``identity``) or a bundle (``("bundle", key)``), are
+    the same: equal shapes and labels, teacher logits equal within 1e-3 (absolute and relative)."""
+    (ta, la), (tb, lb) = (_samples(x) for x in (a, b))
+    if ta.shape != tb.shape or (la is None) != (lb is None):
+        return False
+    if la is not None and not np.array_equal(la, lb):
+        return False
+    return bool(np.allclose(np.asarray(ta, np.float64), np.asarray(tb, np.float64), rtol=1e-3, atol=1e-3))
+
+
+def _samples(of: tuple) -> tuple:
+    found = bundles.load(*of[1][:2]) if of[0] == "bundle" else read_epochs(of[0])
+    return found.teacher, found.labels
 
 
 def difference_table(a: Trajectory, b: Trajectory, column: str, names: list[str]) -> pd.DataFrame:

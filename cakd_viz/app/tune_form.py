@@ -19,9 +19,10 @@ from cakd_viz.losses.params import BOOL, CHOICE, GROUPING, INT, Param
 from cakd_viz.runs.config import NO_DISTILLATION, RunConfig, loss_names
 from cakd_viz.runs.presets import PRESETS, VALIDATION
 
+# The shipped samples the form offers, with the teacher each one goes with.
 DATA = {"sample:glyphs": "sample:glyphs/teacher", "sample:digits": "sample:digits/teacher"}
-"""The shipped samples the form offers, with the teacher each one goes with."""
-RUN_FIELDS = ("data", "teacher", "student", "epochs", "batch_size", "lr", "seed", "name")
+_NUMBERS = {"epochs": int, "batch_size": int, "lr": float, "seed": int}  # the run's number fields
+RUN_FIELDS = ("data", "teacher", "student", *_NUMBERS, "name")
 K = Param("k", 5, INT, "K of the top-k grouping (topk:K or topk+target:K).", "K (top-k)", low=1)
 SEED = Param("seed", 0, INT, "Seed of the student's initialisation and the data order.", "seed", low=0)
 MAX_TEXT = {"name": 100, GROUPING: 100, "grid": 500}  # characters a text field may hold
@@ -151,10 +152,7 @@ def run_config(form: Mapping) -> dict:
         "teacher": str(form[key("teacher")]).strip(),
         "student": str(form[key("student")]).strip(),
         "loss": loss,
-        "epochs": int(form[key("epochs")]),
-        "batch_size": int(form[key("batch_size")]),
-        "lr": float(form[key("lr")]),
-        "seed": int(form[key("seed")]),
+        **{name: kind(form[key(name)]) for name, kind in _NUMBERS.items()},
         "val_split": float(form.get(key("val_split"), VALIDATION["val_split"])),
         "val_seed": int(form.get(key("val_seed"), VALIDATION["val_seed"])),
         "name": _text(form, "name", "Run name", MAX_TEXT["name"]),
@@ -172,15 +170,8 @@ def sweep_grid(form: Mapping) -> dict[str, list]:
     its declaration); ValueError naming a bad field, or when no field holds values."""
     grid = {}
     for p in sweep_params(form[key("lossname")]):
-        text = str(form.get(key(f"grid_{p.name}"), "") or "").strip()
-        if not text:
-            continue
-        if len(text) > MAX_TEXT["grid"]:
-            raise ValueError(
-                f"sweep values for {p.label}: too long ({len(text):,} characters; at most {MAX_TEXT['grid']})"
-            )
-        values = [_parse(p, v) for v in text.split(",") if v.strip()]
-        if values:  # a field of commas only holds no values
+        text = _text(form, f"grid_{p.name}", f"sweep values for {p.label}", MAX_TEXT["grid"])
+        if values := [_parse(p, v) for v in text.split(",") if v.strip()]:  # empty, or commas only: none
             grid[p.name] = values
     if not grid:
         raise ValueError("a sweep needs values to try: fill at least one field under 'Sweep'")

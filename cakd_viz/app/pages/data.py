@@ -91,11 +91,13 @@ st.subheader("Open another bundle")
 shipped, upload, server = st.tabs(["Shipped sample", "Upload a file", "Server path"])
 
 
-def _open(source: str) -> None:
+def _open(source: str, *, typed: bool = False) -> None:
+    token = source
     try:
-        state.switch_bundle(source)
+        token = bundles.path_source(source) if typed else source
+        state.switch_bundle(token)
     except ValueError as exc:
-        st.error(f"Could not open {app_config.shown(source)}: {exc}. The previous bundle stays open.")
+        st.error(f"Could not open {app_config.shown(token)}: {exc}. The previous bundle stays open.")
         return
     st.rerun()
 
@@ -153,10 +155,5 @@ with server:
             _open(f"path:{pick}")
     typed = st.text_input("…or type a path", key="data_path", placeholder="runs/my-run/bundle")
     if st.button("Open path", key="data_open_path") and typed:
-        try:
-            token = bundles.path_source(typed)
-        except ValueError as exc:
-            st.error(f"Could not open {app_config.shown(typed)}: {exc}. The previous bundle stays open.")
-        else:
-            _open(token)
+        _open(typed, typed=True)
 ui.finish()

@@ -64,11 +64,11 @@ if "learn_t0" not in ss:
     _load(PRESETS[ss["learn_preset"]].view())
 if incoming is not None and incoming.to_params() != ss.get("_learn_url"):
     _load(incoming)
-    same = [name for name, p in PRESETS.items() if p.view().to_params() == incoming.to_params()]
-    ss["learn_preset"] = same[0] if same else ss["learn_preset"]
-if incoming is None and any(v is not None for v in _asked.values()):  # a broken link is said, not ignored
-    if ss.get("_learn_bad") != _asked:
-        ss["_learn_bad"] = _asked
+    same = (name for name, p in PRESETS.items() if p.view().to_params() == incoming.to_params())
+    ss["learn_preset"] = next(same, ss["learn_preset"])
+if any(v is not None for v in _asked.values()) and ss.get("_learn_said") != _asked:  # said, not ignored
+    ss["_learn_said"] = _asked
+    if incoming is None:  # a broken link
         links.note(
             "learn",
             "The link asks for "
@@ -76,14 +76,11 @@ if incoming is None and any(v is not None for v in _asked.values()):  # a broken
             + ": an example that is incomplete or out of range; showing the example you had, or the first preset.",
             "learn_T",
         )
-if incoming is not None and ss.get("_learn_clip") != _asked:
-    ss["_learn_clip"] = _asked
-    clipped = [
+    elif clipped := [
         f"{k}={_asked[k]} became {v}"
         for k, v in incoming.to_params().items()
         if k in ("zt", "zs", "lt") and _floats(_asked[k]) != _floats(v)
-    ]
-    if clipped:
+    ]:
         links.note(
             "learn",
             "The link asks for an example outside the sliders' ranges (logits "

@@ -127,14 +127,12 @@ if per_class.open:
         if row is not None:
             c = int(table["class"].iloc[row])
             ref = {"true" if by == "label" else "teacher": c}
-            of, wrong_here = (
-                f"The samples of {plain(sel.class_names[c])}",
-                f"that {plain(sel.student)} gets wrong",
-            )
-            left, right = st.columns(2)
+            of, (left, right) = f"The samples of {plain(sel.class_names[c])}", st.columns(2)
             explorer.button(left, of, explorer.link(sel.class_names, **ref), key="overview_class_samples")
             failures = explorer.link(sel.class_names, failure=wrong, **ref)
-            explorer.button(right, f"{of} {wrong_here}", failures, key="overview_class_failures")
+            explorer.button(
+                right, f"{of} that {plain(sel.student)} gets wrong", failures, key="overview_class_failures"
+            )
         else:
             ui.caption("Select a class to open its samples in the samples explorer.")
         snippet = viewspec.spec(

@@ -12,7 +12,7 @@ from cakd_viz.app import links, run_actions, run_status, sweep_view, tracker, tr
 from cakd_viz.app.config import plain
 from cakd_viz.figures import runs as fig
 from cakd_viz.models import ARCHS
-from cakd_viz.runs import cancel, engine, loss_names, results, runs_dir
+from cakd_viz.runs import cancel, engine, loss_names, results, runs_dir, store
 from cakd_viz.runs.presets import PRESETS
 from cakd_viz.runs.results import NOTE_MAX_CHARS, read_note, write_note
 
@@ -125,7 +125,7 @@ def live() -> None:
     table = results.tracker_table(runs)
     by_id = {r.id: r for r in runs}
     runs_tracker(table)
-    for r in run_status.failures(runs):
+    for r in [r for r in runs if r.state in ("failed", store.CORRUPT)][:5]:  # the newest five
         with st.expander(f"{r.state}: {plain(r.label)} ({r.id})"):
             st.error(plain(app_config.scrub(r.error or "no error recorded")))  # text, no server paths
             st.code(run_status.public_log(r), language=None)
