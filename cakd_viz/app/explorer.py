@@ -188,10 +188,8 @@ def _pair_box(where, pairs, names: list[str], labels: bool, a: str) -> tuple[int
     """The confusion filter: (reference class, A's class) among ``pairs`` (``explore.top_confusions``),
     the first ``PAIR_CHOICES`` and the one a link asks for. The URL holds "TRUE → PREDICTED" by name."""
     every = [(int(t), int(p)) for t, p in zip(pairs["true"], pairs["predicted"], strict=True)]
-    options, words = every[:PAIR_CHOICES], _pair_words(names)
-    asked_for = (
-        {words(p): p for p in every}.get(links.param(K_PAIR)) if K_PAIR not in st.session_state else None
-    )
+    options = every[:PAIR_CHOICES]
+    asked_for = _parse_pair(links.param(K_PAIR), names) if K_PAIR not in st.session_state else None
     chosen = st.session_state.get(K_PAIR)
     for extra in (asked_for, chosen):  # a rare pair asked for by a link or a pill stays choosable
         if extra is not None and extra not in options and extra in every:
@@ -204,13 +202,26 @@ def _pair_box(where, pairs, names: list[str], labels: bool, a: str) -> tuple[int
         f"Confusion ({ref} → {a} predicts)",
         [None, *options],
         key=K_PAIR,
-        format_func=words,
+        format_func=_pair_words(names),
         why=lambda raw: "which is not a confusion of these samples",
-        says=lambda p: "every sample" if p is None else words(p),
+        says=lambda p: "every sample" if p is None else _pair_words(names)(p),
         on_change=_first_page,
         help=f"The {ref} class and A's prediction of the samples A gets wrong, the most frequent first "
         f"(the {PAIR_CHOICES:,} most frequent are listed).",
     )
+
+
+def _parse_pair(raw: str | None, names: list[str]) -> tuple[int, int] | None:
+    """(reference, predicted) from a link's "TRUE → PREDICTED" (class names as shown), or None."""
+    if not raw or len(raw) > 1000:
+        return None
+    index = {n: i for i, n in enumerate(names)}
+    parts = raw.split(" → ")
+    for cut in range(1, len(parts)):
+        left, right = " → ".join(parts[:cut]), " → ".join(parts[cut:])
+        if left in index and right in index:
+            return index[left], index[right]
+    return None
 
 
 def sort_controls() -> tuple[str, bool]:
