@@ -1,6 +1,18 @@
-"""How much an import may produce, checked from its declarations before any data is read
-(docs/architecture.md §5 "Imports"): the size limit, its default, parsing "500M"/"2G", and the
-decompression-bomb ratio (real logits compress about 1.1x, labels and images 2-20x)."""
+"""How much an import may produce: the size limit, its default, parsing "500M"/"2G", and its error.
+
+Every import file declares its arrays' shapes and dtypes before their data (``.npy`` headers inside an
+``.npz``, the JSON header of a ``.safetensors`` file, the zip directory of a ``.pt`` file), so an
+import adds up what a file would produce and refuses it, in one line, before reading any data:
+
+- when one array, or all of them together, would exceed ``max_bytes`` (:func:`check_limit`);
+- when compressed members would expand more than ``BOMB_RATIO`` times the file's size, beyond
+  ``BOMB_FLOOR`` (:func:`check_expansion`): a 0.9 MB file that decompresses to 1 GB is a bomb,
+  not logits (real logits compress about 1.1x, labels and images 2-20x).
+
+The default limit is half of this machine's physical memory (8 GiB where that cannot be read): an
+import holds its arrays in memory while it writes the bundle, so more than that would push the
+machine into swap or the out-of-memory killer rather than fail cleanly.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,13 @@
-"""Reading ``.npy`` headers (from a file or a zip member) and opening ``.npy`` files, with one-line errors
-naming the file and bounded memory (docs/architecture.md §5). ``numpy.load`` reports a damaged file as a
-bare ``ValueError`` ("mmap length is greater than file size"), tries to unpickle a file that is not
-``.npy`` at all, and reads whatever header length a file declares."""
+"""Reading ``.npy`` headers and opening ``.npy`` files, with precise errors and bounded memory.
+
+``numpy.load`` reports a damaged file as a bare ``ValueError`` ("mmap length is greater than file
+size"), tries to unpickle a file that is not ``.npy`` at all, and reads whatever header length a file
+declares. Here the header is read first, by :func:`read_header`, from a file or any stream (a zip
+member of an ``.npz``): at most ``MAX_HEADER_BYTES``, parsed as a Python literal, simple numeric or
+text dtypes only (pickles and structured dtypes are refused), sizes computed with Python integers so
+that a declared shape like ``(10**12, 10**12)`` is a clear error and never an overflow or a
+``MemoryError``. Every error is one line naming the file.
+"""
 
 from __future__ import annotations
 

@@ -22,9 +22,12 @@ Several ranks (e.g. torchrun), each writing its own rows into one shared temp di
     if rank == 0:
         w.commit()                                     # checks all N rows were written, then renames
 
-The temp directory holds the arrays, ``.writer.json`` (the layout and owner, read by :meth:`attach`)
-and one ``.rows-<id>.json`` per closed writer (its row ranges): ``commit`` refuses rows nobody wrote.
-Partial folders and what killed writers leave: docs/architecture.md §5.
+The temp directory holds the arrays, ``.writer.json`` (the layout, read by :meth:`attach`) and one
+``.rows-<id>.json`` per closed writer (the row ranges it wrote). ``commit`` refuses to publish a
+bundle with rows nobody wrote; it writes ``meta.json`` last, validates, and renames the directory
+to ``path``, so ``path`` never holds a half-written bundle. A process killed outright leaves only
+``<path>.partial-<id>`` behind; ``.writer.json`` names its owner (pid, start time, host), and the next
+writer to the same ``path`` removes it once that process is gone (:func:`remove_abandoned`).
 """
 
 from __future__ import annotations
@@ -453,8 +456,13 @@ def check_target(path: Path, overwrite: bool) -> None:
 
 
 def remove_abandoned(path: Path) -> list[Path]:
-    """Remove the ``<path>.partial-*`` directories whose owner is gone (``processes.abandoned``) and the
-    ``<path>.old-*`` ones (a replaced bundle its publisher was deleting); returns them."""
+    """Remove the ``<path>.partial-*`` and ``<path>.old-*`` directories that killed writers left; returns them.
+
+    A partial directory names its owner in ``.writer.json`` ({"owner": {"pid", "pid_start", "host"}});
+    it is removed when that process is gone (``processes.abandoned``), never while it still writes. One
+    without an owner on record (killed between creating it and writing the layout) goes after a
+    minute. An ``.old-*`` directory is a replaced bundle that its publisher was deleting: always garbage.
+    """
 
     def partial(entry: Path) -> bool:
         return entry.is_dir() and processes.abandoned(_owner(entry), time.time() - entry.stat().st_mtime)

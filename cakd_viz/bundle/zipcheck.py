@@ -1,6 +1,13 @@
-"""Checking a zip archive (``.npz``, ``.pt``) from its end records before ``zipfile`` builds an object
-per entry, then its entries (docs/architecture.md §5 "Imports"); ``zipfile`` hands a bzip2 or LZMA chunk
-to its decompressor without an output limit, so only stored and deflated entries are read."""
+"""Checking a zip archive (``.npz``, ``.pt``) before anything in it is read or decompressed.
+
+Python's ``zipfile`` (and PyTorch's reader) load the whole central directory into memory, one object
+per entry, whatever its size; and they trust each entry's declared sizes. So, from the end-of-central-
+directory record alone (at most 64 KiB at the end of the file), :func:`open_zip` refuses an archive
+whose directory exceeds ``MAX_DIRECTORY_BYTES`` or ``MAX_ENTRIES`` entries, then lists the entries and
+refuses duplicate names, encrypted entries, and compression methods whose decompressor cannot be
+bounded (only stored and deflated entries are read: ``zipfile`` hands a bzip2 or LZMA chunk to its
+decompressor without an output limit).
+"""
 
 from __future__ import annotations
 
