@@ -56,9 +56,9 @@ def iter_row_chunks(num_rows: int, row_size: int, chunk_rows: int = 65536) -> It
 
 
 def _mismatch(name: str, got: int, expected: int, reference: str | None, what: str) -> str:
-    if reference:
-        return f"{name} has {got} {what}, {reference} has {expected}"
-    return f"{name} has {got} {what}, expected {expected}"
+    return f"{name} has {got} {what}, " + (
+        f"{reference} has {expected}" if reference else f"expected {expected}"
+    )
 
 
 def check_logits(

@@ -115,8 +115,6 @@ def _file_header(file: Path, rel: str) -> NpyHeader:
             return read_header(fp, rel)
     except FileNotFoundError:
         raise BundleError(f"{rel} is missing") from None
-    except IsADirectoryError:
-        raise BundleError(f"{rel} is a directory, not a .npy file") from None
     except OSError as exc:
         raise BundleError(f"{rel} cannot be read ({exc.strerror or exc})") from None
 

@@ -156,27 +156,22 @@ def extract(
         )
         # every rank: prepare, (rank 0) create the temp bundle, fill this rank's rows, (rank 0) commit;
         # each phase ends with ``group.step``'s agreement, so a failure on any rank stops every rank
-        # there and rank 0 removes the temp directory. Notes for the user (e.g. "autocast ignored"),
-        # all made while preparing: kept for meta, and shown once through ``log`` on rank 0.
-        t_start, notes, writer = time.perf_counter(), [], None
+        # there and rank 0 removes the temp directory.
+        t_start, writer = time.perf_counter(), None
         try:
             setup = group.step(
-                "loading the models and data", _prepare, dev, teacher, students, data, weights, notes, opts
+                "loading the models and data", _prepare, group, dev, teacher, students, data, weights, opts
             )
             if group.is_main and log is not None:
-                for note in notes:
+                for note in setup.notes:
                     log(note)
-            partial_id, n = group.broadcast(uuid.uuid4().hex[:12]), len(setup.source)
-            writer = group.step(
-                "creating the bundle", _create, group, out, n, list(students), setup, partial_id, opts
-            )
+            partial_id = group.broadcast(uuid.uuid4().hex[:12])
+            writer = group.step("creating the bundle", _create, setup, out, partial_id, opts)
             t_loop = time.perf_counter()
-            hits = group.step("extracting logits", _fill, group, dev, setup, writer, out, partial_id, opts)
+            hits = group.step("extracting logits", _fill, setup, writer, out, partial_id, opts)
             correct = group.sum(hits)
             times = (time.perf_counter() - t_start, time.perf_counter() - t_loop)
-            group.step(
-                "committing the bundle", _commit, group, writer, dev, setup, correct, times, notes, opts
-            )
+            group.step("committing the bundle", _commit, setup, writer, correct, times, opts)
         except BaseException:
             if writer is not None and group.is_main:
                 writer.abort()
@@ -202,19 +197,22 @@ class ExtractOptions:
 
 @dataclass
 class _Setup:
-    """What every rank knows before the pass: models (teacher first), data, classes, input storage."""
+    """What every rank knows before the pass: its group and device, models (teacher first), data, classes,
+    input storage."""
 
+    group: Group
+    dev: torch.device
     models: list[LoadedModel]
     source: DataSource
     num_classes: int
     amp: torch.dtype | None
     shown: Callable[[int], np.ndarray] | None  # input i as stored in inputs.npy, if stored
     class_names: list[str] | None
+    notes: list[str]  # for the user (e.g. "autocast ignored"): kept for meta, shown through ``log`` on rank 0
 
 
-def _prepare(
-    dev: torch.device, teacher, students, data, weights, notes: list[str], opts: ExtractOptions
-) -> _Setup:
+def _prepare(group: Group, dev, teacher, students, data, weights, opts: ExtractOptions) -> _Setup:
+    notes: list[str] = []
     amp = _autocast(opts.autocast, dev, opts.requested_device, notes)
     models = _load_models(teacher, students, weights)
     for m in models:
@@ -228,23 +226,20 @@ def _prepare(
     if len(source) < 1:
         raise ValueError(f"data {source.name!r} is empty")
     c = _probe(models, source, dev, amp)
-    return _Setup(
-        models, source, c, amp, _shown(source, opts.store_inputs), _class_names(source, models[0], c, notes)
-    )
+    shown, names = _shown(source, opts.store_inputs), _class_names(source, models[0], c, notes)
+    return _Setup(group, dev, models, source, c, amp, shown, names, notes)
 
 
-def _create(
-    group: Group, out: Path, n: int, names: list[str], setup: _Setup, partial_id: str, opts: ExtractOptions
-):
+def _create(setup: _Setup, out: Path, partial_id: str, opts: ExtractOptions) -> BundleWriter | None:
     """Rank 0 creates ``<out>.partial-<id>`` with every array; the others get None here."""
-    if not group.is_main:
+    if not setup.group.is_main:
         return None
     first = None if setup.shown is None else setup.shown(0)  # input 0 as stored: sizes inputs.npy
     return BundleWriter(
         out,
-        num_samples=n,
+        num_samples=len(setup.source),
         num_classes=setup.num_classes,
-        student_names=names,
+        student_names=[m.name for m in setup.models[1:]],
         dtype=opts.dtype,
         class_names=setup.class_names,
         with_labels=True,
@@ -255,11 +250,10 @@ def _create(
     )
 
 
-def _fill(
-    group: Group, dev, setup: _Setup, writer, out: Path, partial_id: str, opts: ExtractOptions
-) -> list[int]:
+def _fill(setup: _Setup, writer, out: Path, partial_id: str, opts: ExtractOptions) -> list[int]:
     """This rank's rows; other ranks attach to rank 0's temp directory and record what they wrote.
     Returns this rank's top-1 hits per model, teacher first."""
+    group, dev = setup.group, setup.dev
     if not group.is_main:
         writer = BundleWriter.attach(BundleWriter.partial_path(out, partial_id))
     rows = group.shard(len(setup.source))
@@ -298,11 +292,10 @@ def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)  # data-loader workers must not fight the model for cores
 
 
-def _commit(
-    group: Group, writer: BundleWriter | None, dev, setup: _Setup, correct: list[int], times, notes, opts
-) -> None:
+def _commit(setup: _Setup, writer: BundleWriter | None, correct: list[int], times, opts) -> None:
     """Rank 0 writes meta.json, with its entries beyond the arrays' own (specs, data, device, settings,
     accuracies, time), and renames the temp directory to ``out``."""
+    group, dev = setup.group, setup.dev
     if not group.is_main:
         return
     n, models, source = len(setup.source), setup.models, setup.source  # every rank wrote all its rows
@@ -323,7 +316,7 @@ def _commit(
         "samples_per_s": round(n / loop_seconds, 1) if loop_seconds > 0 else None,
         "torch": torch.__version__,
         "cakd_viz": cakd_viz.__version__,
-        "notes": notes,
+        "notes": setup.notes,
     }
     meta = {
         "source": "extract",

@@ -4,23 +4,13 @@
 ``logits_of(output, who=...)`` takes the logits out of whatever a model's forward returns.
 """
 
-from cakd_viz.models.archs import ARCHS, CNN, MLP, arch_defaults, build_arch, count_params
-from cakd_viz.models.checkpoint import (
-    CHECKPOINT_FORMAT,
-    load_checkpoint,
-    load_state_file,
-    load_weights_into,
-    read_checkpoint_info,
-    save_checkpoint,
-)
+from cakd_viz.models.archs import ARCHS, arch_defaults, build_arch, count_params
+from cakd_viz.models.checkpoint import load_checkpoint, save_checkpoint
 from cakd_viz.models.outputs import logits_of
 from cakd_viz.models.specs import MODEL_SPEC_FORMS, list_sample_models, load_model, samples_dir
 
 __all__ = [
     "ARCHS",
-    "CHECKPOINT_FORMAT",
-    "CNN",
-    "MLP",
     "MODEL_SPEC_FORMS",
     "arch_defaults",
     "build_arch",
@@ -28,10 +18,7 @@ __all__ = [
     "list_sample_models",
     "load_checkpoint",
     "load_model",
-    "load_state_file",
-    "load_weights_into",
     "logits_of",
-    "read_checkpoint_info",
     "samples_dir",
     "save_checkpoint",
 ]

@@ -69,8 +69,9 @@ def save_checkpoint(
     return config
 
 
-def read_checkpoint_info(path: str | Path) -> dict:
-    """The json of a checkpoint; ValueError when it is missing or not a cakd-viz checkpoint."""
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint in eval mode (float32); returns (model, info incl. "path").
+    ValueError when it is missing, not a cakd-viz checkpoint, or does not build."""
     weights, config = checkpoint_paths(path)
     if not config.is_file():
         raise ValueError(f"{config}: missing; a checkpoint is NAME.safetensors beside NAME.json")
@@ -84,13 +85,6 @@ def read_checkpoint_info(path: str | Path) -> dict:
         )
     if not weights.is_file():
         raise ValueError(f"{weights}: missing (the weights of {config.name})")
-    return info
-
-
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint in eval mode (float32); returns (model, info incl. "path")."""
-    weights, config = checkpoint_paths(path)
-    info = read_checkpoint_info(path)
     shape, num_classes, kwargs = info["input_shape"], info["num_classes"], info.get("arch_kwargs") or {}
     if not isinstance(shape, list) or len(shape) != 3 or not all(_positive(v) for v in shape):
         raise ValueError(f"{config}: input_shape must be [channels, height, width], got {shape!r}")

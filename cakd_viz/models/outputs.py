@@ -1,13 +1,6 @@
-"""A model's logits, whatever its ``forward`` returns, as the knowledge-distillation codebases write them.
-
-    logits_of(model(x), who="teacher 'pkg.mod:resnet32x4(num_classes=100)'", batch=len(x)) -> (B, C)
-
-Accepted outputs: a tensor; a tuple or list whose first item is the logits (mdistiller's and CRD's
-ResNets return ``(logits, features)``); a mapping with a ``"logits"`` key; an object with a ``.logits``
-tensor attribute (Hugging Face's ``ModelOutput``). Anything else, and logits that are not a floating
-(batch, C) tensor, is one ValueError line naming the model and what came back. Every place cakd-viz
-calls a model (extraction, training, evaluation, the teacher-logit cache) goes through this function.
-"""
+"""A model's logits, whatever its ``forward`` returns (``ACCEPTED``: mdistiller's and CRD's ResNets return
+``(logits, features)``, Hugging Face's ``ModelOutput`` has ``.logits``). Every place cakd-viz calls a
+model (extraction, training, evaluation, the teacher-logit cache) goes through ``logits_of``."""
 
 from __future__ import annotations
 
