@@ -255,17 +255,21 @@ def as_read(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
 
 
+def shows(text: str, forbidden: list[str]) -> list[str]:
+    """The server paths of ``forbidden`` that ``text`` shows, also as a person reads it, and "a traceback"."""
+    text += "\n" + as_read(text)
+    return [p for p in forbidden if p in text] + ["a traceback"] * (
+        "Traceback (most recent" in text or 'File "' in text
+    )
+
+
 def leaks(at, forbidden: list[str]) -> list[str]:
     """Every element string showing a server path from ``forbidden`` or a traceback."""
-    found = []
-    for kind, field, value in page_texts(at):
-        value += "\n" + as_read(value)  # and as a person reads it
-        for path in forbidden:
-            if path in value:
-                found.append(f"{kind}.{field} shows {path}")
-        if "Traceback (most recent" in value or 'File "' in value:
-            found.append(f"{kind}.{field} shows a traceback")
-    return found
+    return [
+        f"{kind}.{field} shows {what}"
+        for kind, field, value in page_texts(at)
+        for what in shows(value, forbidden)
+    ]
 
 
 def page_ok(at) -> None:
