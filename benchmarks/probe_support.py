@@ -230,12 +230,8 @@ def live_markup(text: str) -> list[str]:
     """What in a Markdown source would render as markup from the hostile strings: outside code spans
     (shown literally, ``cakd_viz.text.code``), any of them verbatim; ``cakd_viz.text.markdown`` puts a
     backslash before every punctuation character, so an escaped one is never verbatim."""
-    outside = _CODE_SPAN.sub("", text)
-    found = [what for what, marker in LIVE.items() if marker in outside]
-    found += [
-        what for what in ("an escape sequence", "a BEL byte") if LIVE[what] in text and what not in found
-    ]
-    return found
+    outside = _CODE_SPAN.sub("", text)  # control bytes count inside code spans too
+    return [what for what, mark in LIVE.items() if mark in (text if mark in "\x1b\x07" else outside)]
 
 
 def markup_problems(at, seen_word: str) -> tuple[list[str], int]:
