@@ -25,13 +25,9 @@ uncompressed .npz of float16 logits of about `--honest-mb` MB (default 180: unde
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import struct
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,25 +50,18 @@ ERROR_BOX = '[data-testid="stAlertContentError"]'
 
 def npz_huge_header(path: Path) -> Path:
     """An .npz whose members declare (10^9, 1000) float32 (4 TB) and hold a few bytes."""
-    header = io.BytesIO()
-    shape = (10**9, 1000)
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        for member in ("teacher.npy", "student.npy"):
-            z.writestr(member, header.getvalue() + bytes(64))
-    return path
+    head = H.npy_header((10**9, 1000)) + bytes(64)
+    return H.write_zip(path, [H.stored(f"{k}.npy", head) for k in ("teacher", "student")])
 
 
 def safetensors_huge_header(path: Path) -> Path:
     """A .safetensors file whose header declares 2 x 20 GB tensors; the file is a few hundred bytes."""
-    n = 10**6 * 5000 * 4
+    n, shape = 10**6 * 5000 * 4, [10**6, 5000]
     meta = {
-        "teacher": {"dtype": "F32", "shape": [10**6, 5000], "data_offsets": [0, n]},
-        "student": {"dtype": "F32", "shape": [10**6, 5000], "data_offsets": [n, 2 * n]},
+        k: {"dtype": "F32", "shape": shape, "data_offsets": [i * n, (i + 1) * n]}
+        for i, k in enumerate(("teacher", "student"))
     }
-    head = json.dumps(meta).encode()
-    path.write_bytes(struct.pack("<Q", len(head)) + head + bytes(64))
-    return path
+    return H.safetensors_file(path, meta, bytes(64))
 
 
 def honest_npz(path: Path, mb: int) -> tuple[Path, int]:

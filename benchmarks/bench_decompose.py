@@ -50,17 +50,11 @@ def best_chunk(zs: torch.Tensor, zt: torch.Tensor) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cost = {}
-        for rows in sizes:
-            runs = []
-            for _ in range(3):
-                start = time.process_time()
-                plain_kl(zs, zt, rows)
-                runs.append(time.process_time() - start)
-            cost[rows] = min(runs)
+        runs = {rows: functools.partial(plain_kl, zs, zt, rows) for rows in sizes}
+        cost = rounds(runs, 3, warmup=0, clock=time.process_time)
     finally:
         torch.set_num_threads(threads)
-    return min(cost, key=cost.get)
+    return min(cost, key=lambda rows: min(cost[rows]))
 
 
 def straightforward_terms(zs: torch.Tensor, zt: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ the device, an upper bound for the loop.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -58,14 +59,8 @@ def glyph_data(n: int) -> DataSource:
     labels = np.tile(base.labels, reps)[:n]
     norm = Normalization(**{k: tuple(v) for k, v in base.normalization.items()})
     ds = ArrayDataset(images, labels, normalization=norm)
-    return DataSource(
-        dataset=ds,
-        class_names=base.class_names,
-        num_classes=62,
-        input_shape=(1, 32, 32),
-        name=f"glyphs:test x{reps} ({n})",
-        normalization=base.normalization,
-        labels=ds.labels,
+    return dataclasses.replace(
+        base, dataset=ds, name=f"glyphs:test x{reps} ({n})", inputs=None, labels=ds.labels
     )
 
 

@@ -106,6 +106,8 @@ def section_decompose(args: argparse.Namespace, dev: torch.device) -> None:
 
 
 def section_step(args: argparse.Namespace, dev: torch.device) -> None:
+    from bench_train import train_step
+
     from cakd_viz.losses import CAKDLoss, DKDLoss, KDLoss
     from cakd_viz.models import build_arch
 
@@ -139,15 +141,7 @@ def section_step(args: argparse.Namespace, dev: torch.device) -> None:
             torch.manual_seed(0)
             model = make().to(dev)
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-            def steps(model=model, opt=opt, crit=crit, x=x, y=y, teacher=teacher) -> None:
-                for _ in range(args.steps):
-                    opt.zero_grad(set_to_none=True)
-                    logits = model(x)
-                    loss = torch.nn.functional.cross_entropy(logits, y) + crit(logits, teacher, y)
-                    loss.backward()
-                    opt.step()
-
+            steps = train_step(crit, model, opt, x, y, teacher, repeat=args.steps)
             per_step[name] = statistics.median(timed(steps, 3)) / args.steps
         base = per_step["KDLoss"]
         line = ", ".join(f"{name} {t * 1e3:.3f} ms ({t / base:.2f}x)" for name, t in per_step.items())

@@ -43,26 +43,18 @@ def legit_files(folder: Path, mb: int) -> dict[str, Path]:
     teacher = rng.normal(size=(n, c)).astype(np.float32)
     student = (teacher + rng.normal(size=(n, c)).astype(np.float32)).astype(np.float32)
     labels = rng.integers(0, c, n)
+    arrays = {"teacher": teacher, "student": student, "labels": labels}
     files = {
         "npz": folder / "legit.npz",
         "safetensors": folder / "legit.safetensors",
         "pt": folder / "legit.pt",
         "npz-compressed": folder / "legit_compressed.npz",
     }
-    np.savez(files["npz"], teacher=teacher, student=student, labels=labels)
-    save_file({"teacher": teacher, "student": student, "labels": labels}, str(files["safetensors"]))
-    torch.save(
-        {
-            "teacher": torch.from_numpy(teacher),
-            "student": torch.from_numpy(student),
-            "labels": torch.from_numpy(labels),
-        },
-        files["pt"],
-    )
-    coarse = np.round(teacher * 2) / 2  # few distinct values: deflate gets ~2.5x
-    np.savez_compressed(
-        files["npz-compressed"], teacher=coarse, student=np.round(student * 2) / 2, labels=labels
-    )
+    np.savez(files["npz"], **arrays)
+    save_file(arrays, str(files["safetensors"]))
+    torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, files["pt"])
+    coarse = {k: np.round(arrays[k] * 2) / 2 for k in ("teacher", "student")}  # deflate gets ~2.5x
+    np.savez_compressed(files["npz-compressed"], **coarse, labels=labels)
     return files
 
 
@@ -83,16 +75,12 @@ def hostile_files(folder: Path) -> dict[str, Path]:
         "pt: one storage x 5000 tensors": H.pt_shared_storage(folder / "shared.pt"),
         "pt: 43 MB pickle": H.pt_big_pickle(folder / "pickle.pt"),
     }
-    plain = folder / "plain.pt"
-    torch.save({"teacher": torch.zeros(10, 5), "student": torch.zeros(10, 5)}, plain)
-    files["pt: members deflated"] = H.pt_recompressed(plain, folder / "deflated.pt")
-    torch.save(
-        {"teacher": torch.zeros(10, 5), "student": torch.zeros(10, 5)},
-        folder / "legacy.pt",
-        _use_new_zipfile_serialization=False,
-    )
-    files["pt: legacy format"] = folder / "legacy.pt"
+    small = {"teacher": torch.zeros(10, 5), "student": torch.zeros(10, 5)}
+    torch.save(small, folder / "plain.pt")
+    torch.save(small, folder / "legacy.pt", _use_new_zipfile_serialization=False)
     (folder / "random.pt").write_bytes(np.random.default_rng(0).bytes(1000))
+    files["pt: members deflated"] = H.pt_recompressed(folder / "plain.pt", folder / "deflated.pt")
+    files["pt: legacy format"] = folder / "legacy.pt"
     files["pt: random bytes"] = folder / "random.pt"
     return files
 

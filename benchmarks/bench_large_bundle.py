@@ -21,6 +21,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,42 +39,30 @@ from cakd_viz.decomposition.scan import scan_logits
 TARGET_BYTES = 3 * 10**9
 
 
-class MemorySampler:
-    """Samples RssAnon and RssFile (bytes) of this process from /proc/self/status in a thread."""
+def rss() -> dict[str, int]:
+    """RssAnon and RssFile (bytes) of this process, from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        fields = [line.split() for line in f]
+    return {f[0][:-1]: int(f[1]) * 1024 for f in fields if f[:1] in (["RssAnon:"], ["RssFile:"])}  # kB
 
-    FIELDS = ("RssAnon", "RssFile")
 
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak = dict.fromkeys(self.FIELDS, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+@contextmanager
+def peak_rss(every_s: float = 0.05) -> Iterator[dict[str, int]]:
+    """The peak of each of ``rss()`` while the block runs, sampled in a thread."""
+    peak, stop = rss(), threading.Event()
 
-    @classmethod
-    def read(cls) -> dict[str, int]:
-        out = {}
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in cls.FIELDS:
-                    out[key] = int(value.split()[0]) * 1024  # kB
-        return out
+    def sample() -> None:
+        while not stop.wait(every_s):
+            peak.update({k: max(v, peak[k]) for k, v in rss().items()})
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            for key, value in self.read().items():
-                self.peak[key] = max(self.peak[key], value)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        for key, value in self.read().items():
-            self.peak[key] = max(self.peak[key], value)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+        peak.update({k: max(v, peak[k]) for k, v in rss().items()})
 
 
 def evict_from_page_cache(root: Path) -> int:
@@ -175,18 +165,18 @@ def from_disk(bundle: Path, out: Path) -> None:
     argv = ["decompose", str(bundle), "--out", str(out)]
     argv += "--student kd --grouping topk:5 -T 4 --device cpu".split()
     print("cakd-viz " + " ".join(argv))
-    before = MemorySampler.read()
+    before = rss()
     start = time.perf_counter()
-    with MemorySampler() as mem:
+    with peak_rss() as peak:
         code = cli_main(argv)
     seconds = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"decompose failed with exit code {code}")
-    anon = mem.peak["RssAnon"]
+    anon = peak["RssAnon"]
     print(
         f"from disk, end to end (opening, the table, writing {out.name}, {human_size(out.stat().st_size)}): "
         f"{seconds:.1f} s; peak RssAnon {human_size(anon)} (before: {human_size(before['RssAnon'])}), "
-        f"peak RssFile {human_size(mem.peak['RssFile'])} (memory-mapped pages, reclaimable)"
+        f"peak RssFile {human_size(peak['RssFile'])} (memory-mapped pages, reclaimable)"
     )
     print(f"peak RssAnon: {anon / 1e9:.2f} GB (target < 3 GB)  {'OK' if anon <= TARGET_BYTES else 'MISSED'}")
 

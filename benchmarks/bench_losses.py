@@ -2,12 +2,9 @@
 
     .venv/bin/python benchmarks/bench_losses.py [--batch 256] [--classes 100] [--repeats 2000] [--threads 2]
 
-Target (issue 2): CAKDLoss at most 1.5x KDLoss. The "+ LS" lines (standardize=True: each row z-scored
-before T, autograd through it) are printed as ratios to the same loss without it (no target). The candidates run round-robin, one call each per
-round, so that load from other processes falls on all of them alike; each figure is the median over
-rounds after a warm-up. "plain autograd CAKD" is the same loss written as a straightforward autograd
-graph of masked log-sum-exps, for comparison. CAKDLoss uses the fused C kernel (cakd_viz.native) when
-it is built; run with CAKD_VIZ_NATIVE=0 to measure the tensor-op kernel it falls back to.
+Target, kernels and the round-robin: benchmarks/README.md; each figure is a median over rounds after a
+warm-up. "+ LS" (standardize=True: each row z-scored before T, autograd through it) is a ratio to the
+same loss without it; "plain autograd CAKD" is the loss as a straightforward graph of masked log-sum-exps.
 """
 
 from __future__ import annotations

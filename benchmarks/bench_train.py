@@ -34,13 +34,16 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_CONFIG = REPO / "examples" / "run_glyphs_cakd.json"
 
 
-def _step(criterion, student, opt, x, y, t_logits):
+def train_step(criterion, student, opt, x, y, t_logits, repeat: int = 1):
+    """``repeat`` steps: CE + distillation loss, backward, the optimiser's step (bench_gpu.py's too)."""
+
     def run():
-        logits = student(x)
-        loss = F.cross_entropy(logits, y) + criterion(logits, t_logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        for _ in range(repeat):
+            logits = student(x)
+            loss = F.cross_entropy(logits, y) + criterion(logits, t_logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
     return run
 
@@ -56,7 +59,7 @@ def bench_steps(repeats: int, batch: int = 64, classes: int = 62) -> dict:
         torch.manual_seed(0)
         student = build_arch("cnn_s", in_channels=1, num_classes=classes, image_size=32)
         opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
-        steps[name] = _step(criterion, student, opt, x, y, t_logits)
+        steps[name] = train_step(criterion, student, opt, x, y, t_logits)
     times = rounds(steps, repeats, warmup=20)
     med = {name: statistics.median(v) for name, v in times.items()}
     return {"step_s": med, "ratio": med["CAKD topk:5"] / med["KD"]}

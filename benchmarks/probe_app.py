@@ -4,6 +4,7 @@ folder with an impossible time."""
 
 from __future__ import annotations
 
+import functools
 import os
 import site
 import sys
@@ -11,7 +12,7 @@ import sysconfig
 from pathlib import Path
 from unittest import mock
 
-from probe_support import REPO, Case, check, cli, leaks, markup_problems, page_ok, run_folder
+from probe_support import REPO, Case, check, cli, leaks, markup_problems, page_ok, run_folder, shows
 
 PIECES = (  # each shown alone too: class names and quoted values are cut to a few dozen characters
     "![pwned](http://127.0.0.1:9/x.png)",  # a Markdown image: the browser would fetch it
@@ -39,10 +40,11 @@ def _open(w, page: str, runs_root: Path, bundle: str | None = "path:evil", **par
     return at
 
 
-def _as_text(at, where: str) -> None:
-    problems, seen = markup_problems(at, SEEN)
-    check(not problems, f"{where}: live markup in {problems[:3]}")
-    check(seen > 0, f"{where}: the hostile text is shown nowhere (the case did not reach it)")
+def _as_text(w, page: str, runs_root: Path | None = None, **params) -> None:
+    """``page`` (runs from ``runs_root``, default none) shows the hostile text, none of it live."""
+    problems, seen = markup_problems(_open(w, page, runs_root or w.folder("runs-empty"), **params), SEEN)
+    check(not problems, f"{page}: live markup in {problems[:3]}")
+    check(seen > 0, f"{page}: the hostile text is shown nowhere (the case did not reach it)")
 
 
 def _hostile_runs(w) -> Path:
@@ -60,19 +62,6 @@ def _hostile_runs(w) -> Path:
     return root
 
 
-def _url_values(w, page: str) -> None:
-    values = {k: PIECES[i % len(PIECES)] for i, k in enumerate(URL_KEYS)}
-    _as_text(_open(w, page, w.folder("runs-empty"), **values), page)
-
-
-def _class_names(w) -> None:
-    _as_text(_open(w, "sample", w.folder("runs-empty"), i=0), "sample")
-
-
-def _tune_runs(w) -> None:
-    _as_text(_open(w, "tune", _hostile_runs(w), bundle=None), "tune")
-
-
 def _info(w) -> None:
     done = cli("info", w.data / "evil", cwd=w.folder("info"))
     check(done.code == 0, f"exit code {done.code}: {done.stderr.strip()[-160:]}")
@@ -82,12 +71,15 @@ def _info(w) -> None:
 
 
 def markup_cases(w) -> list[Case]:
+    urls = {k: PIECES[i % len(PIECES)] for i, k in enumerate(URL_KEYS)}
+    shown = functools.partial(_as_text, w)
+    tune = functools.partial(shown, "tune", bundle=None)
     return [
-        Case("markup", "URL values on the Overview", lambda: _url_values(w, "overview")),
-        Case("markup", "URL values on the Sample page", lambda: _url_values(w, "sample"), quick=False),
-        Case("markup", "URL values on Diagnose", lambda: _url_values(w, "diagnose"), quick=False),
-        Case("markup", "class names (bundle meta) on the Sample page", lambda: _class_names(w)),
-        Case("markup", "run name, loss.name, error and pid on the Tune page", lambda: _tune_runs(w)),
+        Case("markup", "URL values on the Overview", lambda: shown("overview", **urls)),
+        Case("markup", "URL values on the Sample page", lambda: shown("sample", **urls), quick=False),
+        Case("markup", "URL values on Diagnose", lambda: shown("diagnose", **urls), quick=False),
+        Case("markup", "class names (bundle meta) on the Sample page", lambda: shown("sample", i=0)),
+        Case("markup", "run name, loss.name, error and pid on the Tune page", lambda: tune(_hostile_runs(w))),
         Case("markup", "cakd-viz info on hostile class names", lambda: _info(w)),
     ]
 
@@ -138,13 +130,9 @@ def _public_log(w) -> None:
     from cakd_viz.app.run_status import public_log
     from cakd_viz.runs import list_runs
 
-    forbidden = server_paths(w)
     for run in list_runs(_failed_runs(w)):
-        text = public_log(run)
-        shown = [p for p in forbidden if p in text]
-        check(not shown, f"{run.id}: the log shows {shown[0]}" if shown else "")
-        shown = "Traceback (most recent" in text or 'File "' in text
-        check(not shown, f"{run.id}: a traceback is shown")
+        shown = shows(public_log(run), server_paths(w))
+        check(not shown, f"{run.id}: the log shows {shown[:1]}")
 
 
 def _tune_page(w) -> None:

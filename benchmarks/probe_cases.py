@@ -8,6 +8,7 @@ Markup and paths drive the app's pages through AppTest (`probe_app.py`); the res
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import shutil
@@ -171,14 +172,8 @@ def _full_disk_upload(w: World) -> None:
 
 
 def _npz(rng, n: int, c: int) -> bytes:
-    import io
-
     buf = io.BytesIO()
-    np.savez(
-        buf,
-        teacher=rng.normal(size=(n, c)).astype(np.float32),
-        student=rng.normal(size=(n, c)).astype(np.float32),
-    )
+    np.savez(buf, **{k: rng.normal(size=(n, c)).astype(np.float32) for k in ("teacher", "student")})
     return buf.getvalue()
 
 

@@ -230,12 +230,8 @@ def live_markup(text: str) -> list[str]:
     """What in a Markdown source would render as markup from the hostile strings: outside code spans
     (shown literally, ``cakd_viz.text.code``), any of them verbatim; ``cakd_viz.text.markdown`` puts a
     backslash before every punctuation character, so an escaped one is never verbatim."""
-    outside = _CODE_SPAN.sub("", text)
-    found = [what for what, marker in LIVE.items() if marker in outside]
-    found += [
-        what for what in ("an escape sequence", "a BEL byte") if LIVE[what] in text and what not in found
-    ]
-    return found
+    outside = _CODE_SPAN.sub("", text)  # control bytes count inside code spans too
+    return [what for what, mark in LIVE.items() if mark in (text if mark in "\x1b\x07" else outside)]
 
 
 def markup_problems(at, seen_word: str) -> tuple[list[str], int]:
@@ -255,17 +251,21 @@ def as_read(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
 
 
+def shows(text: str, forbidden: list[str]) -> list[str]:
+    """The server paths of ``forbidden`` that ``text`` shows, also as a person reads it, and "a traceback"."""
+    text += "\n" + as_read(text)
+    return [p for p in forbidden if p in text] + ["a traceback"] * (
+        "Traceback (most recent" in text or 'File "' in text
+    )
+
+
 def leaks(at, forbidden: list[str]) -> list[str]:
     """Every element string showing a server path from ``forbidden`` or a traceback."""
-    found = []
-    for kind, field, value in page_texts(at):
-        value += "\n" + as_read(value)  # and as a person reads it
-        for path in forbidden:
-            if path in value:
-                found.append(f"{kind}.{field} shows {path}")
-        if "Traceback (most recent" in value or 'File "' in value:
-            found.append(f"{kind}.{field} shows a traceback")
-    return found
+    return [
+        f"{kind}.{field} shows {what}"
+        for kind, field, value in page_texts(at)
+        for what in shows(value, forbidden)
+    ]
 
 
 def page_ok(at) -> None:

@@ -4,35 +4,23 @@
                                            [--out results/experiment] [--workers N] [--readme]
                                            [--report-only] [--machine-note TEXT]
 
-The plan (``results/experiment/plan.json``) gives every loss the same budget (base run config:
-epochs, batch, optimiser, learning-rate schedule, clipping policy), a validation split carved from the
-training data (``val_split``, stratified, seeded) and a grid per method of equal size (``grid``: lists
-of loss settings, every combination; ``cases``: settings that vary together, crossed with the grid).
-Two stages,
-both run through the project's sweep engine (``cakd_viz.runs.engine.run_sweep``), every trial an
-ordinary run folder under ``--runs-dir`` (default ``runs/.experiment``: a hidden folder, so that its
-dozens of runs stay out of the Tune page's list; ``--runs-dir runs`` shows them there):
+The plan (README.md, "An experiment") gives every loss the same base run config, a stratified seeded
+validation split (``val_split``) and per method a grid (``grid``: lists of loss settings, every
+combination; ``cases``: settings that vary together, crossed with the grid). Every trial is an ordinary
+run folder made by the sweep engine (``run_sweep``) under ``--runs-dir`` (default ``runs/.experiment``,
+hidden from the Tune page's list). Stages:
 
-1. selection: every grid point once, at ``selection_seed``, with ``evaluate_test`` false (the test
-   split is never evaluated); each method's configuration with the best last-epoch validation
-   accuracy is selected (ties: the first in grid order);
-2. final: each method's selected configuration (CE only has no grid) at every seed of ``seeds``,
-   evaluated once on the test split at the end.
+1. selection: every grid point once at ``selection_seed`` with ``evaluate_test`` false; each method keeps
+   the point with the best last-epoch validation accuracy (ties: the first in grid order);
+2. final: each method's selected configuration (CE only has no grid) at every seed of ``seeds``, tested once.
 
-A method may be a variant of another (``"from": "KD"``): its loss settings are laid over the settings
-its method selected (``{"standardize": true}``: the LS variant), and its own grid (the temperature) is
-searched again on validation once that selection is known. The variants' selection runs in one stage
-with the plain methods' finals, then the variants' finals.
+A variant (``"from": "KD"``) lays its loss settings over its method's selection and searches its own
+grid again on validation; its selection runs in one stage with the plain methods' finals, then its finals.
 
-Then it writes ``OUT/results.json`` (every trial, the per-method statistics, the paired comparisons)
-and ``OUT/results.md`` (the table the README embeds; ``--readme`` rewrites the README's copy) and
-prints the table. Statistics: mean, standard deviation and a t-based 95% interval over seeds; paired
-differences over seeds (same seed = same initial weights and data order) with a two-sided paired
-t-test (``scipy.stats.ttest_rel``) and Holm's correction over the plan's comparisons.
-
-Interrupting loses no finished trial: a rerun finds every finished run folder whose config equals a
-planned trial's and runs only the others. ``--report-only`` runs nothing and fails if a trial is
-missing.
+Writes ``OUT/results.json`` (every trial, mean, sd and t-based 95% interval over seeds, paired
+differences with ``scipy.stats.ttest_rel`` and Holm's correction) and ``OUT/results.md`` (the README's
+table; ``--readme`` rewrites the README's copy). A rerun runs only the planned trials without a finished
+run folder of equal config; ``--report-only`` runs nothing and fails if a trial is missing.
 """
 
 from __future__ import annotations
@@ -514,33 +502,31 @@ def main(argv: list[str] | None = None) -> int:
     run = not args.report_only
     session = {"started": time.time(), "load_start": os.getloadavg()[0], "niceness": os.nice(0)}
     session["workers"] = workers
+
+    def stage(label: str, trials: list[tuple[str, dict]]) -> tuple[list[RunInfo], list[dict]]:
+        infos = run_stage(label, plan, trials, args.runs_dir, workers, run=run)
+        return infos, [trial_record(m, info) for (m, _), info in zip(trials, infos, strict=True)]
+
+    def choose(records: list[dict], selected: dict[str, dict]) -> dict[str, dict]:
+        chosen = select(plan, records)
+        for name in chosen:
+            say(f"selected for {name}: {describe_loss(method_loss(plan, name, selected | chosen))}")
+        return selected | chosen
+
     try:
-        sel = selection_trials(plan)
-        sel_runs = run_stage("selection", plan, sel, args.runs_dir, workers, run=run)
-        sel_records = [trial_record(m, info) for (m, _), info in zip(sel, sel_runs, strict=True)]
-        selected = select(plan, sel_records)
-        for name in selected:
-            say(f"selected for {name}: {describe_loss(method_loss(plan, name, selected))}")
+        sel_runs, sel_records = stage("selection", selection_trials(plan))
+        selected = choose(sel_records, {})
         fin = final_trials(plan, selected, variants=False)
         var_sel = selection_trials(plan, selected, variants=True)
         if var_sel:  # the variants' selection needs their methods' selection, not their finals: one stage
-            both = var_sel + fin
-            both_runs = run_stage(
-                "variants' selection and final", plan, both, args.runs_dir, workers, run=run
-            )
-            var_sel_runs, fin_runs = both_runs[: len(var_sel)], both_runs[len(var_sel) :]
-            var_records = [trial_record(m, i) for (m, _), i in zip(var_sel, var_sel_runs, strict=True)]
-            sel, sel_runs, sel_records = sel + var_sel, sel_runs + var_sel_runs, sel_records + var_records
-            var_selected = select(plan, var_records)
-            for name in var_selected:
-                say(f"selected for {name}: {describe_loss(method_loss(plan, name, selected | var_selected))}")
-            selected |= var_selected
-            var_fin = final_trials(plan, selected, variants=True)
-            var_fin_runs = run_stage("variants' final", plan, var_fin, args.runs_dir, workers, run=run)
-            fin, fin_runs = fin + var_fin, fin_runs + var_fin_runs
+            both_runs, both = stage("variants' selection and final", var_sel + fin)
+            k = len(var_sel)
+            sel_runs, sel_records = sel_runs + both_runs[:k], sel_records + both[:k]
+            selected = choose(both[:k], selected)
+            var_runs, var_records = stage("variants' final", final_trials(plan, selected, variants=True))
+            fin_runs, fin_records = both_runs[k:] + var_runs, both[k:] + var_records
         else:
-            fin_runs = run_stage("final", plan, fin, args.runs_dir, workers, run=run)
-        fin_records = [trial_record(m, info) for (m, _), info in zip(fin, fin_runs, strict=True)]
+            fin_runs, fin_records = stage("final", fin)
     finally:
         if run and args.runs_dir.is_dir():  # every session that may have run trials, for the wall time
             session |= {"ended": time.time(), "load_end": os.getloadavg()[0]}
