@@ -204,23 +204,9 @@ def trajectory(
     arrays = [means, counts, overall, order, family, truth, pred, kl]
     for a in arrays + ([] if rows is None else [rows]):
         a.setflags(write=False)
+    setting = str(parse_grouping(grouping)), float(temperature), tuple(notes), bool(standardize)
     return Trajectory(
-        epochs=epochs,
-        means=means,
-        counts=counts,
-        overall=overall,
-        order=order,
-        family=family,
-        truth=truth,
-        by=by,
-        pred=pred,
-        kl=kl,
-        rows=rows,
-        split=split,
-        grouping=str(parse_grouping(grouping)),
-        temperature=float(temperature),
-        notes=tuple(notes),
-        standardize=bool(standardize),
+        epochs, means, counts, overall, order, family, truth, by, pred, kl, rows, split, *setting
     )
 
 
@@ -248,17 +234,8 @@ def read_trajectory(run_dir: str | Path) -> Trajectory:
             f"epochs {', '.join(map(str, files.not_kept))} were not kept (over the runs' size cap or float16's range)"
         )
     students = {e: files.student(e) for e in files.epochs}
-    return trajectory(
-        students,
-        files.teacher,
-        files.labels,
-        grouping=files.grouping,
-        temperature=files.temperature,
-        standardize=files.standardize,
-        rows=files.rows,
-        split=files.split,
-        notes=tuple(notes),
-    )
+    settings = {k: getattr(files, k) for k in ("grouping", "temperature", "standardize", "rows", "split")}
+    return trajectory(students, files.teacher, files.labels, **settings, notes=tuple(notes))
 
 
 def difference(a: Trajectory, b: Trajectory, column: str) -> tuple[tuple[int, ...], np.ndarray]:
