@@ -45,22 +45,13 @@ def class_means(d: Decomposition, key: np.ndarray, num_classes: int) -> tuple[np
     ``key`` (N,) class indices; a class without samples has NaN means."""
     key = np.asarray(key, dtype=np.int64)
     counts = np.bincount(key, minlength=num_classes)
-    truth = d.labels
-    values = {
-        "kl_mean": d.kl,
-        "bcd_mean": d.bcd,
-        "scd_mean": d.scd_contribution,
-        "wcd_mean": d.wcd_contribution,
-        "scd_raw_mean": d.scd,
-        "wcd_raw_mean": d.wcd,
-        "accuracy": None if truth is None else (d.student_pred == truth).astype(np.float64),
-        "agreement": (d.student_pred == d.teacher_pred).astype(np.float64),
-    }
+    right = None if d.labels is None else d.student_pred == d.labels
+    values = (d.kl, d.bcd, d.scd_contribution, d.wcd_contribution, d.scd, d.wcd, right)  # in COLUMNS order
     out = np.full((num_classes, len(COLUMNS)), np.nan)
     seen = counts > 0
-    for j, name in enumerate(COLUMNS):
-        if values[name] is not None:
-            sums = np.bincount(key, weights=np.asarray(values[name], dtype=np.float64), minlength=num_classes)
+    for j, value in enumerate((*values, d.student_pred == d.teacher_pred)):
+        if value is not None:
+            sums = np.bincount(key, weights=np.asarray(value, dtype=np.float64), minlength=num_classes)
             out[seen, j] = sums[seen] / counts[seen]
     return out, counts.astype(np.int64)
 
