@@ -149,11 +149,14 @@ class RunInfo:
 
 def read_run(path: str | Path) -> RunInfo:
     """Read one run folder; never raises for a broken folder (it reads as ``corrupt``, with its reason)."""
-    path = Path(path)
+    return _never_raising(_read_run, RunInfo, Path(path))
+
+
+def _never_raising(read, info: type, path: Path):
     try:
-        return _read_run(path)
+        return read(path)
     except Exception as exc:  # a last resort: one bad folder never breaks a table or a page
-        return RunInfo(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
+        return info(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
 
 
 def _read_run(path: Path) -> RunInfo:
@@ -346,11 +349,7 @@ _SWEEP_CONFIG_FIELDS = {"name": TEXT, "grid": OBJECT, "random": OBJECT, "engine"
 
 def read_sweep(path: str | Path) -> SweepInfo:
     """Read a sweep folder and its trials; never raises (a broken folder reads as ``corrupt``)."""
-    path = Path(path)
-    try:
-        return _read_sweep(path)
-    except Exception as exc:  # a last resort, as in read_run
-        return SweepInfo(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
+    return _never_raising(_read_sweep, SweepInfo, Path(path))
 
 
 def _read_sweep(path: Path) -> SweepInfo:
