@@ -134,14 +134,6 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def _distill(criterion: nn.Module, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, epoch: float):
-    """(loss, {name: detached term}) from a losses-module criterion, or from any plain criterion."""
-    if hasattr(criterion, "loss_and_terms"):
-        return criterion.loss_and_terms(s, t, y, epoch=epoch)
-    loss = criterion(s, t, y)
-    return loss, {"distill": loss.detach()}
-
-
 class Diverged(ValueError):
     """Training diverged: the loss or the student's outputs stopped being finite numbers (one line)."""
 
@@ -172,7 +164,8 @@ def train(
     ``train_acc``, ``val_acc``/``val_loss`` (when ``val_set``), ``lr``, ``seconds``, ``stopped``,
     ``grad_norm`` / ``grad_norm_max`` (mean / largest global L2 norm of the gradient before clipping,
     over the epoch's steps with a finite norm) and ``clipped_frac`` (fraction of the epoch's steps whose norm exceeded
-    ``cfg.clip_grad_norm``; 0 without clipping). ``teacher`` is used only with a ``criterion``.
+    ``cfg.clip_grad_norm``; 0 without clipping). ``teacher`` is used only with a ``criterion``, whose
+    ``loss_and_terms`` (a ``cakd_viz.losses`` loss's) gives each step's loss and terms.
     ``on_step`` gets {"step", "epoch" (fractional), "loss", "ce", terms...} after every step;
     ``should_stop()`` is polled before every step. ``val_metrics(logits, epoch)``, with the student's
     float32 logits (N, C) on ``val_set`` from the epoch's one evaluation pass, returns extra numbers
@@ -256,11 +249,7 @@ class _Loop:
         """val_acc, val_loss and ``val_metrics``' numbers, from one pass of the student over ``val_set``."""
         cfg = self.cfg
         logits, labels = _eval_logits(
-            self.student,
-            val_set,
-            device=self.dev,
-            batch_size=cfg.eval_batch_size,
-            who="student",
+            self.student, val_set, device=self.dev, batch_size=cfg.eval_batch_size, who="student"
         )
         scores = _scores(logits, labels)
         out = {"val_acc": scores["acc"], "val_loss": scores["loss"]}
@@ -315,7 +304,7 @@ class _Loop:
             else:
                 with torch.no_grad():
                     t_logits = logits_of(self.teacher(x), who="teacher", batch=len(x)).float()
-            kd, named = _distill(self.criterion, logits.float(), t_logits, y, epoch)
+            kd, named = self.criterion.loss_and_terms(logits.float(), t_logits, y, epoch=epoch)
             loss = loss + kd
             terms.update(named)
         self.opt.zero_grad(set_to_none=True)

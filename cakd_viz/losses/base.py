@@ -1,28 +1,15 @@
 """What every distillation loss shares: input checks and the weighted sum of named, T^2-scaled terms.
 
-All losses take (student_logits, teacher_logits, labels=None, epoch=None), logits (N, C), labels (N,),
-and return the distillation part only (no cross-entropy) as a 0-dim batch mean. KL is always
-KL(teacher || student) = KL(p || q) with p = softmax(z_t / T), q = softmax(z_s / T); each term is
-T^2 times its batch mean (T^2 is applied there and nowhere else). Gradients reach the student only.
+All losses take (student_logits (N, C), teacher_logits (N, C), labels (N,) or None, epoch=None) and
+return the distillation part only (no cross-entropy) as a 0-dim batch mean: each term is T^2 times the
+batch mean of its part of KL(teacher || student) = KL(p || q), p = softmax(z_t / T), q = softmax(z_s / T)
+(T^2 is applied there and nowhere else), and `loss == sum(weights[k] * terms[k])` exactly. Gradients
+reach the student only; float16/bfloat16 inputs are computed in float32, float64 stays float64.
 
-`loss == sum(weights[k] * terms[k])` holds exactly. With `warmup` > 0 the weights are scaled by a
-warm-up factor. ``epoch`` is the training progress in epochs, 0 at the first step (the 0-based epoch
-index, plus the fraction of the epoch done if you like); epoch=None means fully warmed up.
-
-- ``warmup_schedule="epoch"`` (the default) is DKD's own schedule, as in mdistiller
-  (megvii-research/mdistiller, ``distillers/DKD.py``): ``min(e / warmup, 1)`` with ``e`` the 1-based
-  number of the current whole epoch, ``e = floor(epoch) + 1``. One factor per epoch; the first epoch
-  already gets ``1 / warmup`` (and ``warmup <= 1`` means no warm-up at all).
-- ``warmup_schedule="step"`` is a per-step linear ramp, ``min(epoch / warmup, 1)`` with the
-  fractional 0-based progress: 0 at the very first step.
-Float16/bfloat16 inputs are computed in float32, float64 stays float64, and the teacher is computed in
-the student's dtype; everything runs on the inputs' device.
-
-``standardize=True`` is logit standardization (LS: Sun et al., CVPR 2024, arXiv 2403.01427;
-`cakd_viz.standardize`): every loss z-scores each row of the teacher's and the student's logits
-separately, (z - mean) / (std + 1e-7), before the temperature, on every kernel (the gradient goes
-through the standardization by autograd); strong sets are then the standardized teacher's. Declared once
-here (``STANDARDIZE``), as the temperature and the warm-up are.
+The warm-up (``warmup_factor``: DKD's per-epoch factor, as in mdistiller's ``distillers/DKD.py``, or a
+per-step ramp) and logit standardization (``standardize``, LS: Sun et al., CVPR 2024, arXiv 2403.01427;
+`cakd_viz.standardize`, the gradient going through it by autograd) are declared and applied here, once
+for every loss; README, "Python", says what each does.
 """
 
 from __future__ import annotations
@@ -232,12 +219,9 @@ class DistillationLoss(nn.Module):
             return fused[0], self._named(fused[1])
         terms = self.terms(student_logits, teacher_logits, labels)
         weights = self.weights(epoch)
-        # Left to right, as Python's sum() adds; a weight of exactly 1 costs no extra op.
+        # Left to right from the first part (no 0 + ...); a weight of exactly 1 costs no extra op.
         parts = [t if weights[k] == 1.0 else weights[k] * t for k, t in terms.items()]
-        loss = parts[0]
-        for part in parts[1:]:
-            loss = loss + part
-        return loss, {k: v.detach() for k, v in terms.items()}
+        return sum(parts[1:], parts[0]), {k: v.detach() for k, v in terms.items()}
 
     def forward(self, student_logits, teacher_logits, labels=None, epoch=None) -> torch.Tensor:
         """The distillation loss, a 0-dim batch mean (add cross-entropy yourself)."""

@@ -82,12 +82,10 @@ class NativeCAKDFunction(torch.autograd.Function):
         n, c = student.shape
         dtype = student.dtype
         name = "float32" if dtype == torch.float32 else "float64"
-        if not (student.is_contiguous() and teacher.is_contiguous()):
-            student, teacher = student.contiguous(), teacher.contiguous()
-        if rule == RULE_MASK:
-            mask = mask.to(torch.bool).contiguous()
-        else:
-            mask = torch.empty((n, c), dtype=torch.bool)
+        student, teacher = student.contiguous(), teacher.contiguous()  # (no copy when they are already)
+        mask = (
+            mask.to(torch.bool).contiguous() if rule == RULE_MASK else torch.empty((n, c), dtype=torch.bool)
+        )
         label_ptr = None
         if rule != RULE_MASK and labels is not None:  # the kernel reads them for the rules that need them
             labels = labels.contiguous()  # kept referenced: the kernel reads it through a raw pointer

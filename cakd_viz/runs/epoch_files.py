@@ -125,13 +125,9 @@ def _index(folder: Path, name: str) -> dict:
         raise ValueError(f"{where}: 'standardize' must be true or false, found {_short(standardize)}")
     epochs = _epoch_list(index.get("epochs"), f"{where}: 'epochs'")
     not_kept = _epoch_list(index.get("not_kept", []), f"{where}: 'not_kept'")
-    return index | {
-        "grouping": grouping,
-        "temperature": t,
-        "standardize": standardize,
-        "epochs": epochs,
-        "not_kept": not_kept,
-    }
+    return index | dict(
+        grouping=grouping, temperature=t, standardize=standardize, epochs=epochs, not_kept=not_kept
+    )
 
 
 def _epoch_list(value: object, where: str) -> tuple[int, ...]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import platform
 import re
 import sys
@@ -22,11 +21,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from cakd_viz.runs.store import INT, NUMBER, TEXT, is_type
+
 RECORDED_FORMAT = "cakd-recorded/1"
 _NAME = re.compile(r"^[\w.+-]{0,100}\Z")
-_NUMBER, _WHOLE, _TEXT = "number", "whole", "text"
-_TOP = {"lr": _NUMBER, "epochs": _WHOLE, "batch_size": _WHOLE, "seed": _WHOLE}
-_TOP |= {"student": _TEXT, "teacher": _TEXT, "data": _TEXT}
+_TOP = {"lr": NUMBER, "epochs": INT, "batch_size": INT, "seed": INT}
+_TOP |= {"student": TEXT, "teacher": TEXT, "data": TEXT}
 _ALIASES = {"temperature": ("temperature", "T"), "batch_size": ("batch_size", "batch")}
 
 
@@ -91,22 +91,14 @@ def _loss(raw: dict, grouping: str, temperature: float) -> dict:
 
 
 def _pick(source: dict, key: str, kind: str) -> object:
-    """``source[key]`` (or an alias of it) when it has the type ``kind``; else None."""
+    """``source[key]`` (or an alias of it) when it has the type ``kind`` as readers take it
+    (``store.is_type``; 2.0 is the whole number 2); else None."""
     for alias in _ALIASES.get(key, (key,)):
         value = source.get(alias)
-        if kind == _TEXT and isinstance(value, str):
+        if kind == INT and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if is_type(value, kind):
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        try:
-            if not math.isfinite(value):
-                continue
-        except OverflowError:  # an int beyond float's range: kept in "hyperparameters" only
-            continue
-        if kind == _NUMBER:
-            return value
-        if kind == _WHOLE and float(value).is_integer() and -(2**63) <= value < 2**63:  # as readers take it
-            return int(value)
     return None
 
 

@@ -61,14 +61,8 @@ class Recorder:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         self.split, self.root = split, store.runs_dir(runs_dir)
-        self.config = recorded_config(
-            config,
-            name=name,
-            grouping=self.grouping,
-            temperature=self.temperature,
-            split=split,
-            standardize=standardize,
-        )
+        self._held = {"grouping": self.grouping, "temperature": self.temperature, "standardize": standardize}
+        self.config = recorded_config(config, name=name, split=split, **self._held)
         self.path: Path | None = None  # the run folder, once the block is entered
         self._terms: HeldOutTerms | None = None  # the first epoch's teacher and labels
         self._accs: list[tuple[int, float]] = []  # (epoch, held-out accuracy)
@@ -171,8 +165,7 @@ class Recorder:
             correlation = None  # corr:R: the first epoch's teacher correlation (of LS logits under LS), kept
             if rule.needs_correlation:
                 correlation = class_correlation(teacher, standardize=self.standardize)
-            held = {k: getattr(self, k) for k in ("grouping", "temperature", "standardize")}
-            terms = HeldOutTerms(teacher, labels, **held, correlation=correlation)
+            terms = HeldOutTerms(teacher, labels, **self._held, correlation=correlation)
             out = terms(student, epoch)  # checks the logits before anything is kept
             terms.keeper = EpochLogits(self.path / EPOCHS_DIR, terms, split=self.split, rows=None)
             terms.keeper.add(student, epoch)

@@ -8,7 +8,6 @@ docs/architecture.md §6; only ``runner.execute`` records a crash it finds.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import secrets
@@ -24,41 +23,26 @@ from cakd_viz import atomic
 from cakd_viz.runs import store
 from cakd_viz.runs.dynamics import VAL_TERMS
 from cakd_viz.runs.recorded import is_recorded
+from cakd_viz.runs.store import INT, NUMBER, OBJECT, TEXT, is_type
 
 _START_GRACE_S = 60.0  # a queued run without a pid yet is given this long for its process to start
 
 # The fields readers use, and their JSON types (absent or null is always fine).
-_NUMBER, _INT, _TEXT, _OBJECT = "a number", "a whole number", "a string", "an object"
 _STATUS_FIELDS = (
-    {"state": _TEXT}
-    | dict.fromkeys(("pid", "pgid", "pid_start"), _INT)
-    | dict.fromkeys(("host", "owner", "error"), _TEXT)
-    | dict.fromkeys(("created", "started", "ended", "waiting_since"), _NUMBER)
-    | dict.fromkeys(("epoch", "epochs"), _INT)
+    {"state": TEXT}
+    | dict.fromkeys(("pid", "pgid", "pid_start"), INT)
+    | dict.fromkeys(("host", "owner", "error"), TEXT)
+    | dict.fromkeys(("created", "started", "ended", "waiting_since"), NUMBER)
+    | dict.fromkeys(("epoch", "epochs"), INT)
 )
 _CONFIG_FIELDS = (
-    dict.fromkeys(("name", "data", "test_data", "teacher", "student", "sweep"), _TEXT)
-    | dict.fromkeys(("loss", "params"), _OBJECT)
-    | dict.fromkeys(("seed", "epochs"), _INT)
+    dict.fromkeys(("name", "data", "test_data", "teacher", "student", "sweep"), TEXT)
+    | dict.fromkeys(("loss", "params"), OBJECT)
+    | dict.fromkeys(("seed", "epochs"), INT)
 )
-_SUMMARY_FIELDS = dict.fromkeys(("best_val_acc", "last_val_acc", "teacher_val_acc"), _NUMBER) | {
-    "best_epoch": _INT
+_SUMMARY_FIELDS = dict.fromkeys(("best_val_acc", "last_val_acc", "teacher_val_acc"), NUMBER) | {
+    "best_epoch": INT
 }
-
-
-def _is_type(value: object, kind: str) -> bool:
-    if kind == _TEXT:
-        return isinstance(value, str)
-    if kind == _OBJECT:
-        return isinstance(value, dict)
-    if isinstance(value, bool):
-        return False
-    if kind == _INT:  # within 64 bits, as every count, id and seed a run writes (and a table column holds)
-        return isinstance(value, int) and -(2**63) <= value < 2**63
-    try:
-        return isinstance(value, int | float) and math.isfinite(value)
-    except OverflowError:  # an int beyond float's range is no number a reader can use
-        return False
 
 
 def type_error(
@@ -67,7 +51,7 @@ def type_error(
     """The first field of ``data`` (a JSON object read from ``file``) of the wrong type, as one line; or None."""
     for key, kind in fields.items():
         value = data.get(key)
-        if value is not None and not _is_type(value, kind):
+        if value is not None and not is_type(value, kind):
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
             return f"{file}: '{key}' must be {kind}, found {shown}"
     for key in required:
@@ -80,7 +64,7 @@ def type_error(
 
 
 def _number(value: object) -> float | None:
-    return float(value) if _is_type(value, _NUMBER) else None
+    return float(value) if is_type(value, NUMBER) else None
 
 
 @dataclass(frozen=True)
@@ -165,11 +149,14 @@ class RunInfo:
 
 def read_run(path: str | Path) -> RunInfo:
     """Read one run folder; never raises for a broken folder (it reads as ``corrupt``, with its reason)."""
-    path = Path(path)
+    return _never_raising(_read_run, RunInfo, Path(path))
+
+
+def _never_raising(read, info: type, path: Path):
     try:
-        return _read_run(path)
+        return read(path)
     except Exception as exc:  # a last resort: one bad folder never breaks a table or a page
-        return RunInfo(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
+        return info(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
 
 
 def _read_run(path: Path) -> RunInfo:
@@ -357,16 +344,12 @@ class SweepInfo:
         return ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no trials"
 
 
-_SWEEP_CONFIG_FIELDS = {"name": _TEXT, "grid": _OBJECT, "random": _OBJECT, "engine": _TEXT}
+_SWEEP_CONFIG_FIELDS = {"name": TEXT, "grid": OBJECT, "random": OBJECT, "engine": TEXT}
 
 
 def read_sweep(path: str | Path) -> SweepInfo:
     """Read a sweep folder and its trials; never raises (a broken folder reads as ``corrupt``)."""
-    path = Path(path)
-    try:
-        return _read_sweep(path)
-    except Exception as exc:  # a last resort, as in read_run
-        return SweepInfo(path.name, path, store.CORRUPT, f"cannot be read ({type(exc).__name__}: {exc})")
+    return _never_raising(_read_sweep, SweepInfo, Path(path))
 
 
 def _read_sweep(path: Path) -> SweepInfo:
@@ -465,7 +448,7 @@ def hyperparameters(run: RunInfo) -> dict:
         if column in ("student", "data"):
             out[column] = value if isinstance(value, str) else None
         else:  # a finite number, a whole one within 64 bits (a table column cannot hold 10**400)
-            number = _is_type(value, _INT) if isinstance(value, int) else _is_type(value, _NUMBER)
+            number = is_type(value, INT) if isinstance(value, int) else is_type(value, NUMBER)
             out[column] = value if number else None
     return out
 

@@ -3,13 +3,11 @@
     run_config(cfg, root)   create a run folder for ``cfg`` and execute it in this process
     execute(run_dir)        execute a prepared folder (what a launched process and a Ray trial do)
 
-The run waits ``queued`` for a concurrency slot (``launcher.run_slot``), then goes ``running`` ->
-``done`` (written last, after ``student.*``, ``bundle/`` and ``summary.json``), ``failed`` (the error,
-with the traceback in log.txt) or ``cancelled`` (cancel file, or SIGTERM). Under ``torchrun`` every
-rank calls the same function: the student trains data-parallel (DistributedDataParallel; each rank
-gets a fixed DistributedSampler shard of the training set, reshuffled every epoch, and
-``batch_size / world_size`` samples per step, so the global batch stays ``batch_size``); rank 0 alone
-writes the folder. Slots are not used under torchrun.
+The run waits ``queued`` for a concurrency slot (``launcher.run_slot``), then runs and ends as
+docs/architecture.md §6 says (``done`` written last; ``failed`` with the traceback in log.txt;
+``cancelled`` by the cancel file or SIGTERM). Under ``torchrun`` every rank calls the same function and
+trains data-parallel (DistributedDataParallel on ``build``'s per-rank shard, reshuffled every epoch,
+``batch_size / world_size`` samples per step); rank 0 alone writes the folder, and takes no slot.
 """
 
 from __future__ import annotations

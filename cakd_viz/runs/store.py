@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -100,6 +101,26 @@ def number(value: object) -> float | None:
         return float(value)
     except OverflowError:
         return None
+
+
+NUMBER, INT, TEXT, OBJECT = "a number", "a whole number", "a string", "an object"  # JSON types readers take
+
+
+def is_type(value: object, kind: str) -> bool:
+    """Whether a JSON value is of ``kind``: a finite number, a whole number within 64 bits (as every
+    count, id and seed a run writes, and a table column holds), a string or an object."""
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == OBJECT:
+        return isinstance(value, dict)
+    if isinstance(value, bool):
+        return False
+    if kind == INT:
+        return isinstance(value, int) and -(2**63) <= value < 2**63
+    try:
+        return isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:  # an int beyond float's range is no number a reader can use
+        return False
 
 
 def read_state(run_dir: Path) -> str | None:

@@ -306,15 +306,10 @@ def create_sweep(
             trial.name = trial.name or _trial_name(trial)
             dirs.append(store.create_run(root, trial.to_dict(), run_id=f"{sweep_id}-{i:03d}", **owner))
         tmp.mkdir()
-        status = {"state": "queued", "created": time.time(), "error": None} | status
-        store.write_json(tmp / store.STATUS, status)
-        info = {
-            "id": sweep_id,
-            "config": asdict(sweep),
-            "trials": [d.name for d in dirs],
-            "engine": sweep.engine,
-        }
-        store.write_json(tmp / store.SWEEP, info)
+        queued = {"state": "queued", "created": time.time(), "error": None}
+        store.write_json(tmp / store.STATUS, queued | status)
+        info = {"id": sweep_id, "config": asdict(sweep), "trials": [d.name for d in dirs]}
+        store.write_json(tmp / store.SWEEP, info | {"engine": sweep.engine})
         (tmp / store.LOG).touch()
         sweep_dir = root / sweep_id
         tmp.rename(sweep_dir)  # appears complete, with sweep.json marking it as a sweep

@@ -45,22 +45,13 @@ def class_means(d: Decomposition, key: np.ndarray, num_classes: int) -> tuple[np
     ``key`` (N,) class indices; a class without samples has NaN means."""
     key = np.asarray(key, dtype=np.int64)
     counts = np.bincount(key, minlength=num_classes)
-    truth = d.labels
-    values = {
-        "kl_mean": d.kl,
-        "bcd_mean": d.bcd,
-        "scd_mean": d.scd_contribution,
-        "wcd_mean": d.wcd_contribution,
-        "scd_raw_mean": d.scd,
-        "wcd_raw_mean": d.wcd,
-        "accuracy": None if truth is None else (d.student_pred == truth).astype(np.float64),
-        "agreement": (d.student_pred == d.teacher_pred).astype(np.float64),
-    }
+    right = None if d.labels is None else d.student_pred == d.labels
+    values = (d.kl, d.bcd, d.scd_contribution, d.wcd_contribution, d.scd, d.wcd, right)  # in COLUMNS order
     out = np.full((num_classes, len(COLUMNS)), np.nan)
     seen = counts > 0
-    for j, name in enumerate(COLUMNS):
-        if values[name] is not None:
-            sums = np.bincount(key, weights=np.asarray(values[name], dtype=np.float64), minlength=num_classes)
+    for j, value in enumerate((*values, d.student_pred == d.teacher_pred)):
+        if value is not None:
+            sums = np.bincount(key, weights=np.asarray(value, dtype=np.float64), minlength=num_classes)
             out[seen, j] = sums[seen] / counts[seen]
     return out, counts.astype(np.int64)
 
@@ -204,23 +195,9 @@ def trajectory(
     arrays = [means, counts, overall, order, family, truth, pred, kl]
     for a in arrays + ([] if rows is None else [rows]):
         a.setflags(write=False)
+    setting = str(parse_grouping(grouping)), float(temperature), tuple(notes), bool(standardize)
     return Trajectory(
-        epochs=epochs,
-        means=means,
-        counts=counts,
-        overall=overall,
-        order=order,
-        family=family,
-        truth=truth,
-        by=by,
-        pred=pred,
-        kl=kl,
-        rows=rows,
-        split=split,
-        grouping=str(parse_grouping(grouping)),
-        temperature=float(temperature),
-        notes=tuple(notes),
-        standardize=bool(standardize),
+        epochs, means, counts, overall, order, family, truth, by, pred, kl, rows, split, *setting
     )
 
 
@@ -248,17 +225,8 @@ def read_trajectory(run_dir: str | Path) -> Trajectory:
             f"epochs {', '.join(map(str, files.not_kept))} were not kept (over the runs' size cap or float16's range)"
         )
     students = {e: files.student(e) for e in files.epochs}
-    return trajectory(
-        students,
-        files.teacher,
-        files.labels,
-        grouping=files.grouping,
-        temperature=files.temperature,
-        standardize=files.standardize,
-        rows=files.rows,
-        split=files.split,
-        notes=tuple(notes),
-    )
+    settings = {k: getattr(files, k) for k in ("grouping", "temperature", "standardize", "rows", "split")}
+    return trajectory(students, files.teacher, files.labels, **settings, notes=tuple(notes))
 
 
 def difference(a: Trajectory, b: Trajectory, column: str) -> tuple[tuple[int, ...], np.ndarray]:
