@@ -6,8 +6,6 @@ and teacher (docs/architecture.md §3, "Run students"). A view's key for caches:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
@@ -132,12 +130,6 @@ def _names(key: tuple) -> dict[str, str]:
     return student_names(runs, taken=bundles.load(key[0], key[1]).student_names) if runs else {}
 
 
-def run_bundles(key: tuple) -> dict[str, str]:
-    """Student name in the view -> the run bundle it comes from (empty for a plain bundle)."""
-    names = _names(key)
-    return {names[r[0]]: r[1] for r in (key[2] if len(key) > 2 else ())}
-
-
 def run_ids(key: tuple) -> dict[str, str]:
     """Student name in the view -> the id of the run it comes from (empty for a plain bundle)."""
     return {name: run_id for run_id, name in _names(key).items()}
@@ -148,10 +140,3 @@ def renamed(key: tuple, value: str | None) -> str | None:
     becomes that run's student name; anything else is returned as it is."""
     ids = {f"{RUN_PREFIX}{run_id}": name for run_id, name in _names(key).items()}
     return ids.get(value, value) if isinstance(value, str) else value
-
-
-def short_path(path: str) -> str:
-    """A run bundle's path as shown to people: relative to the runs directory's parent."""
-    root = store.runs_dir().resolve()
-    p = Path(path).resolve()
-    return str(Path(root.name) / p.relative_to(root)) if p.is_relative_to(root) else p.name
