@@ -228,13 +228,10 @@ def prune_uploads(
         elif not partial:
             kept.append((used, entry, _size(entry)))
     kept.sort(key=lambda item: item[0])  # least recently used first
-    count, total = len(kept), sum(size for _, _, size in kept)
-    for _, entry, size in kept:
-        if count + 1 <= quota.max_count and total + room <= quota.max_bytes:
-            break
+    while kept and (len(kept) >= quota.max_count or sum(s for *_, s in kept) + room > quota.max_bytes):
+        entry = kept.pop(0)[1]
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry.name)
-        count, total = count - 1, total - size
     return removed
 
 
