@@ -124,19 +124,14 @@ def correlation(key: tuple, standardize: bool = False, grouping: str | None = No
     return bundles.correlation(key[0], key[1], standardize)
 
 
-def _names(key: tuple) -> dict[str, str]:
+def run_names(key: tuple) -> dict[str, str]:
     """Run id -> its student's name in the view ``key`` (empty for a plain bundle)."""
     runs = key[2] if len(key) > 2 else ()
     return student_names(runs, taken=bundles.load(key[0], key[1]).student_names) if runs else {}
 
 
-def run_ids(key: tuple) -> dict[str, str]:
-    """Student name in the view -> the id of the run it comes from (empty for a plain bundle)."""
-    return {name: run_id for run_id, name in _names(key).items()}
-
-
 def renamed(key: tuple, value: str | None) -> str | None:
     """A student as a link or the Tune page names it, in the view ``key``: "run:RUN_ID" (the older form)
     becomes that run's student name; anything else is returned as it is."""
-    ids = {f"{RUN_PREFIX}{run_id}": name for run_id, name in _names(key).items()}
+    ids = {f"{RUN_PREFIX}{run_id}": name for run_id, name in run_names(key).items()}
     return ids.get(value, value) if isinstance(value, str) else value
