@@ -1,10 +1,7 @@
 """Class-name override lists for the open bundle: uploaded once, kept on this server, named in the URL.
 
-An override file (JSON list or one name per line; checked by ``cakd_viz.classnames.parse_override``)
-is stored under its content hash, so a link carries ``names=<16 hex digits>`` rather than the names,
-in a private folder of the server's user (one someone else made first is refused: it could serve planted
-lists) that keeps at most ``MAX_BYTES`` of them, the least recently stored or used going first. The bundle
-itself is never changed.
+An override file (checked by ``cakd_viz.classnames.parse_override``) is stored under its content hash,
+so a link carries ``names=<16 hex digits>`` rather than the names, in ``config.private_folder``.
 """
 
 from __future__ import annotations

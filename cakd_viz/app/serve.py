@@ -1,9 +1,5 @@
-"""Start the app as a real server and drive it with Chromium (for the browser test and the benchmark).
-
-`running_app(...)` starts `cakd-viz app` on a free port and stops it (and only it) on exit
-(`running_server` also gives its pid, and `memory_bytes` / `reset_peak_memory` read its memory);
-`browser()` launches Debian's Chromium through Playwright, never a downloaded one.
-"""
+"""Start the app as a real server and drive it with Chromium (the browser tests, benchmarks and
+screenshots): Debian's Chromium through Playwright, never a downloaded one."""
 
 from __future__ import annotations
 

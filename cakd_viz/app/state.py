@@ -355,16 +355,12 @@ def _compare_widget(side, bundle: Bundle | None, student: str, said: str) -> str
     elif W_COMPARE in ss and ss[W_COMPARE] not in options:  # another bundle opened
         ss[W_COMPARE] = ""
     ss[_K_PREV_STUDENT] = student
-
-    def why(raw: str) -> str:
-        return "the same student as A" if raw == student else "not a student of this bundle"
-
     return links.bound(
         side.selectbox,
         "Compare with (B)",
         options,
         key=W_COMPARE,
-        why=why,
+        why=lambda raw: "the same student as A" if raw == student else "not a student of this bundle",
         says=lambda n: n or "no comparison",
         url=lambda n: n,
         format_func=lambda n: n or "nobody",
@@ -478,8 +474,7 @@ def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str]
     if bundle is None:
         return [], None
     if incoming is not None:
-        ss[_K_NAMES] = incoming
-        links.drop("names")
+        set_class_names(incoming)
     token = ss.get(_K_NAMES)
     raw = bundle.class_names
     if token:
