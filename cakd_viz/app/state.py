@@ -127,8 +127,7 @@ def sidebar() -> Selection:
         links.write(name, value)
     links.show(SIDEBAR_KEYS + LINK_KEYS)
     context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
-    context["standardize"] = standardize
-    ui.start(context | ({"student B": compare} if compare else {}), box)
+    ui.start(context | {"standardize": standardize} | ({"student B": compare} if compare else {}), box)
     return sel
 
 
