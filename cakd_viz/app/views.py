@@ -79,7 +79,7 @@ def _check(base_path: str, base_stamp: str, run: tuple[str, str, str]) -> str | 
 
 def add_runs(key: tuple, run_ids: list[str]) -> tuple[tuple, list[str], list[str]]:
     """(the view's key, the run ids added, one line per refused id) for the plain bundle ``key`` plus runs."""
-    added, refused, runs = [], [], []
+    refused, runs = [], []
     if len(run_ids) > MAX_RUNS:
         refused.append(f"only the first {MAX_RUNS} of {len(run_ids)} runs are added")
         run_ids = run_ids[:MAX_RUNS]
@@ -93,8 +93,7 @@ def add_runs(key: tuple, run_ids: list[str]) -> tuple[tuple, list[str], list[str
             refused.append(why)
         else:
             runs.append(run)
-            added.append(run_id)
-    return ((key[0], key[1], tuple(runs)) if runs else tuple(key[:2])), added, refused
+    return ((key[0], key[1], tuple(runs)) if runs else tuple(key[:2])), [r[0] for r in runs], refused
 
 
 @st.cache_resource(max_entries=4, show_spinner="Adding the runs' students…")
