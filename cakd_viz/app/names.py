@@ -6,6 +6,7 @@ so a link carries ``names=<16 hex digits>`` rather than the names, in ``config.p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -61,11 +62,8 @@ def _prune(keep: Path) -> None:
     """Remove the least recently used lists until those left take at most ``MAX_BYTES`` (``keep`` stays)."""
     kept = []
     for path in NAMES_DIR.glob("*.json"):
-        try:
-            info = path.stat()
-        except OSError:  # removed meanwhile
-            continue
-        kept.append((info.st_mtime, info.st_size, path))
+        with contextlib.suppress(OSError):  # removed meanwhile
+            kept.append(((info := path.stat()).st_mtime, info.st_size, path))
     total = sum(size for _, size, _ in kept)
     for _, size, path in sorted(kept):
         if total <= MAX_BYTES:

@@ -108,10 +108,11 @@ class PeakAnon:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
+        stopped = False
+        while not stopped:  # one last sample once stopped
+            stopped = self._stop.wait(self.every_s)
             with contextlib.suppress(OSError, KeyError):
                 self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
-            self._stop.wait(self.every_s)
 
     def __enter__(self) -> PeakAnon:
         self.peak = memory_bytes(self.pid)["anon"]
@@ -121,8 +122,6 @@ class PeakAnon:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        with contextlib.suppress(OSError, KeyError):
-            self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
