@@ -133,9 +133,7 @@ def sidebar() -> Selection:
 
 def selection(required: bool = True) -> Selection:
     """The current selection; with `required`, a page without a bundle shows a note and stops."""
-    sel = st.session_state.get(_K_SELECTION)
-    if sel is None:
-        sel = sidebar()
+    sel = st.session_state[_K_SELECTION]  # main.py draws the sidebar before any page
     if required and sel.bundle is None:
         st.info(
             "No bundle is open yet: open a shipped sample, upload a file or give a server path on the Data page."
