@@ -205,6 +205,8 @@ def test_runs_in_the_link_must_be_finished_runs_of_the_same_data(root):
     assert at.selectbox(key="vs").value == name
     assert "20260101-000000-good-aaaa" in at.selectbox(key="vs").help  # the id, on hover
     assert not [w for w in _lines(at) if "vs=" in w]
+    snippet = "\n".join(c.value for c in at.code)  # "Reproduce in Python" loads the run's bundle from runs/
+    assert f"{name!r}: (load_bundle('runs/20260101-000000-good-aaaa/bundle'), 't')," in snippet
     at.multiselect(key="sb_runs").set_value([]).run()
     assert "runs" not in at.query_params and name not in at.selectbox(key="student").options
 

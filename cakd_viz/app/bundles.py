@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
@@ -37,8 +38,7 @@ BUNDLE_FILES_LIMIT = 10_000  # entries a path: bundle may hold (each is checked 
 CORRELATION_ROWS = 100_000
 
 
-@dataclass(frozen=True)
-class Opened:
+class Opened(NamedTuple):
     bundle: Bundle
     source: str  # the canonical source token (paths shortened to their data-root form)
     label: str  # shown as text: "sample: glyphs", "upload: logits.npz", "path: runs/x/bundle"
@@ -228,13 +228,10 @@ def prune_uploads(
         elif not partial:
             kept.append((used, entry, _size(entry)))
     kept.sort(key=lambda item: item[0])  # least recently used first
-    count, total = len(kept), sum(size for _, _, size in kept)
-    for _, entry, size in kept:
-        if count + 1 <= quota.max_count and total + room <= quota.max_bytes:
-            break
+    while kept and (len(kept) >= quota.max_count or sum(s for *_, s in kept) + room > quota.max_bytes):
+        entry = kept.pop(0)[1]
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry.name)
-        count, total = count - 1, total - size
     return removed
 
 
@@ -302,10 +299,9 @@ def teacher_correlation(
 def correlation_scope(num_samples: int) -> str:
     """Which samples the class correlation of a bundle of ``num_samples`` covers, without computing it:
     "over all 50,000 samples" or "over a fixed random subsample of 100,000 of 1,280,000 samples"."""
-    rows = min(num_samples, CORRELATION_ROWS)
-    if rows == num_samples:
+    if num_samples <= CORRELATION_ROWS:
         return f"over all {num_samples:,} samples"
-    return f"over a fixed random subsample of {rows:,} of {num_samples:,} samples"
+    return f"over a fixed random subsample of {CORRELATION_ROWS:,} of {num_samples:,} samples"
 
 
 def files_stamp(path: Path) -> str:

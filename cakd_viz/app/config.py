@@ -209,21 +209,13 @@ def find_bundles(roots: list[Path] | None = None, max_depth: int = 4, limit: int
     roots = data_roots() if roots is None else roots
     found: list[Path] = []
     for root in roots:
-        stack = [(root, 0)]
-        while stack and len(found) < limit:
-            folder, depth = stack.pop()
-            if (folder / "meta.json").is_file():
-                found.append(folder)
-                continue
-            if depth >= max_depth:
-                continue
-            try:
-                children = sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True)
-            except OSError:
-                continue
-            stack.extend(
-                (c, depth + 1) for c in children if not c.name.startswith(".") and is_confined(c, roots)
-            )
+        for top, dirs, _ in os.walk(root, followlinks=True):  # a linked folder is entered when confined
+            if len(found) >= limit:
+                break
+            folder = Path(top)
+            found += [folder] if (bundle := (folder / "meta.json").is_file()) else []
+            deeper = not bundle and len(folder.relative_to(root).parts) < max_depth
+            dirs[:] = sorted(d for d in dirs if deeper and d[0] != "." and is_confined(folder / d, roots))
     return found
 
 
@@ -260,10 +252,9 @@ def scrub(text: str, roots: list[Path] | None = None) -> str:
     swaps = [(str(r), r.name) for r in roots]
     swaps += [(p, "site-packages") for p in _library_dirs()]
     swaps += [(p, "python") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
-    swaps += [(str(Path(tempfile.gettempdir()) / "cakd-viz-uploads"), "upload")]
-    swaps += [(str(PACKAGE_PARENT), "."), (str(Path(tempfile.gettempdir()).resolve()), "tmp")]
-    swaps += [(str(Path.cwd()), ".")]
-    swaps += [(str(Path.home()), "~")]
+    tmp = Path(tempfile.gettempdir())
+    swaps += [(str(tmp / "cakd-viz-uploads"), "upload"), (str(tmp.resolve()), "tmp"), (str(Path.home()), "~")]
+    swaps += [(str(PACKAGE_PARENT), "."), (str(Path.cwd()), ".")]
     for long, short in sorted(swaps, key=lambda s: -len(s[0])):
         if len(long) > 1:
             text = text.replace(long, short)

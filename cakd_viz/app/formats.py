@@ -1,11 +1,6 @@
 """How a table for people prints its numbers: one format per column, used by the page (Streamlit's
-column config) and by the HTML report (the same text, written by Python).
-
-Tables reach here already in the units of their headings (``cakd_viz.terms.in_units``): a "%" column in
-percent, printed with two decimals ("56.03"); other floats with 4 significant digits, as the browser's
-``%.4g`` prints them (JavaScript's ``toPrecision``); counts with thousands separators; identifiers
-(sample and class indices) as plain integers.
-"""
+column config) and by the HTML report (the same text, written by Python); docs/architecture.md §3,
+"Units, in one place"."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
 """The app's entry: page config, navigation, the shared sidebar, the optional login and the guard around
-every page (an unexpected error is one line with an id; ``guard.py``). Each page script in ``pages/``
-answers one question.
-
-Streamlit runs an entry script on every interaction; both entry scripts (``app.py`` in a clone,
-``cakd_viz/app/entry/streamlit_app.py`` in an install, started by ``cakd-viz app``) only call ``main()``.
-"""
+every page. Both entry scripts only call ``main()`` (docs/architecture.md §2, "Entry scripts")."""
 
 import functools
 

@@ -1,14 +1,12 @@
 """Class-name override lists for the open bundle: uploaded once, kept on this server, named in the URL.
 
-An override file (JSON list or one name per line; checked by ``cakd_viz.classnames.parse_override``)
-is stored under its content hash, so a link carries ``names=<16 hex digits>`` rather than the names,
-in a private folder of the server's user (one someone else made first is refused: it could serve planted
-lists) that keeps at most ``MAX_BYTES`` of them, the least recently stored or used going first. The bundle
-itself is never changed.
+An override file (checked by ``cakd_viz.classnames.parse_override``) is stored under its content hash,
+so a link carries ``names=<16 hex digits>`` rather than the names, in ``config.private_folder``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -64,11 +62,8 @@ def _prune(keep: Path) -> None:
     """Remove the least recently used lists until those left take at most ``MAX_BYTES`` (``keep`` stays)."""
     kept = []
     for path in NAMES_DIR.glob("*.json"):
-        try:
-            info = path.stat()
-        except OSError:  # removed meanwhile
-            continue
-        kept.append((info.st_mtime, info.st_size, path))
+        with contextlib.suppress(OSError):  # removed meanwhile
+            kept.append(((info := path.stat()).st_mtime, info.st_size, path))
     total = sum(size for _, size, _ in kept)
     for _, size, path in sorted(kept):
         if total <= MAX_BYTES:

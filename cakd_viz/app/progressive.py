@@ -68,7 +68,9 @@ class Store:
 
     def put(self, key: tuple, d: Decomposition) -> Decomposition:
         """Keep ``d`` (its arrays made read-only: it is shared) and evict beyond the budget."""
-        d = _read_only(d)
+        for arr in (getattr(d, name) for name in (*PER_SAMPLE, "labels")):
+            if isinstance(arr, np.ndarray):
+                arr.flags.writeable = False
         limit = self.budget()
         with self._lock:
             self._items[key] = d
@@ -212,12 +214,3 @@ class Bar:
     def close(self) -> None:
         if self.box is not None and self.drawn >= 0:
             self.box.empty()
-
-
-def _read_only(d: Decomposition) -> Decomposition:
-    """``d`` with every array read-only (it is shared by every session)."""
-    for name in (*PER_SAMPLE, "labels"):
-        arr = getattr(d, name)
-        if isinstance(arr, np.ndarray) and arr.flags.writeable:
-            arr.flags.writeable = False
-    return d

@@ -1,9 +1,5 @@
-"""Start the app as a real server and drive it with Chromium (for the browser test and the benchmark).
-
-`running_app(...)` starts `cakd-viz app` on a free port and stops it (and only it) on exit
-(`running_server` also gives its pid, and `memory_bytes` / `reset_peak_memory` read its memory);
-`browser()` launches Debian's Chromium through Playwright, never a downloaded one.
-"""
+"""Start the app as a real server and drive it with Chromium (the browser tests, benchmarks and
+screenshots): Debian's Chromium through Playwright, never a downloaded one."""
 
 from __future__ import annotations
 
@@ -18,8 +14,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[2]  # a clone's root (the folder holding the package)
 CHROMIUM = os.environ.get("CAKD_VIZ_CHROMIUM", "/usr/bin/chromium")
@@ -28,8 +24,7 @@ CHROMIUM_ARGS += ["--disable-component-update", "--disable-sync"]
 EXCEPTION = '[data-testid="stException"]'
 
 
-@dataclass(frozen=True)
-class Server:
+class Server(NamedTuple):
     """A running app: its base URL and the pid of the `streamlit run` process (its group leader)."""
 
     url: str
@@ -37,11 +32,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_app(
-    env: dict[str, str] | None = None, timeout: float = 90.0, log: Path | None = None, **kwargs
-) -> Iterator[str]:
-    """Run the app on a free port; yields its base URL. The server process group is killed on exit."""
-    with running_server(env=env, timeout=timeout, log=log, **kwargs) as server:
+def running_app(*args, **kwargs) -> Iterator[str]:
+    """Run the app on a free port (``running_server``'s arguments); yields its base URL. The server
+    process group is killed on exit."""
+    with running_server(*args, **kwargs) as server:
         yield server.url
 
 
@@ -94,13 +88,9 @@ def running_server(
 def memory_bytes(pid: int) -> dict[str, int]:
     """Resident memory of process `pid` in bytes (Linux /proc/PID/status): "rss" (VmRSS), "peak" (VmHWM,
     since the last `reset_peak_memory`), "anon" (RssAnon: heap, not memory-mapped files)."""
+    fields = dict(line.partition(":")[::2] for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     keys = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anon"}
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in keys:
-            values[keys[key]] = int(rest.split()[0]) * 1024
-    return values
+    return {name: int(fields[key].split()[0]) * 1024 for key, name in keys.items() if key in fields}
 
 
 def reset_peak_memory(pid: int) -> None:
@@ -118,10 +108,11 @@ class PeakAnon:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
+        stopped = False
+        while not stopped:  # one last sample once stopped
+            stopped = self._stop.wait(self.every_s)
             with contextlib.suppress(OSError, KeyError):
                 self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
-            self._stop.wait(self.every_s)
 
     def __enter__(self) -> PeakAnon:
         self.peak = memory_bytes(self.pid)["anon"]
@@ -131,8 +122,6 @@ class PeakAnon:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        with contextlib.suppress(OSError, KeyError):
-            self.peak = max(self.peak, memory_bytes(self.pid)["anon"])
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:

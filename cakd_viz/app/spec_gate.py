@@ -54,59 +54,44 @@ def gate(config: dict, *, allow_code: bool | None = None, roots: list[Path] | No
 def _check(key: str, text: str, allow: bool, roots: list[Path]) -> str:
     what = _FIELDS[key]
     if key in ("teacher", "student"):
+        from cakd_viz.models.archs import ARCHS
         from cakd_viz.models.specs import list_sample_models
 
-        shipped = list_sample_models()  # e.g. ['sample:digits/student', ..., 'sample:glyphs/teacher']
-        if text in shipped or (key == "student" and text in _archs()):
-            return text
-        if text.startswith("sample:"):
-            raise SpecRefused(f"{what} {_said(text)}: no such shipped model; shipped: {', '.join(shipped)}")
-        if _PLAIN_NAME.match(text):  # a word is no file and no factory: at most a mistyped architecture
-            if key == "student":
-                raise SpecRefused(
-                    f"{what} {_said(text)}: unknown architecture; choose one of {', '.join(_archs())}"
-                )
-            raise SpecRefused(f"{what} {_said(text)}: no such model; shipped: {', '.join(shipped)}")
-        if not allow:
-            archs = "architecture names and " if key == "student" else ""
-            raise SpecRefused(
-                f"{what} {_said(text)}: refused, this app runs only {archs}shipped models (sample:DATA/NAME); {_OPT_IN}"
-            )
-        return _opt_in_model(what, text, roots)
-    if key in ("data", "test_data"):
+        shipped, word = list_sample_models(), "model"  # e.g. ['sample:digits/student', ...]
+        archs = list(ARCHS) if key == "student" else []
+        only = f"runs only {'architecture names and ' if archs else ''}shipped models (sample:DATA/NAME)"
+    elif key in ("data", "test_data"):
         from cakd_viz.data.sources import SAMPLE_DATA
 
         parts = [":train", ":test"] if key == "test_data" else [""]  # held-out data names its split
-        shipped = [f"sample:{name}{part}" for name in SAMPLE_DATA for part in parts]
-        if text in shipped:
-            return text
-        if text.startswith("sample:"):
-            raise SpecRefused(f"{what} {_said(text)}: no such shipped data; shipped: {', '.join(shipped)}")
+        shipped, word, archs = [f"sample:{name}{part}" for name in SAMPLE_DATA for part in parts], "data", []
+        only = f"trains only on the shipped samples ({', '.join(shipped)})"
+    else:  # a weights file for a factory model
         if not allow:
-            raise SpecRefused(
-                f"{what} {_said(text)}: refused, this app trains only on the shipped samples ({', '.join(shipped)}); {_OPT_IN}"
-            )
-        return _opt_in_data(what, text, roots)
-    if not allow:  # a weights file for a factory model
-        raise SpecRefused(
-            f"{what} {_said(text)}: refused, weight files come only with a factory model; {_OPT_IN}"
-        )
-    return str(_confined_file(what, text, roots))
+            raise _refused(what, text, f"refused, weight files come only with a factory model; {_OPT_IN}")
+        return str(_confined_file(what, text, roots))
+    if text in shipped or text in archs:
+        return text
+    if text.startswith("sample:"):
+        raise _refused(what, text, f"no such shipped {word}; shipped: {', '.join(shipped)}")
+    if word == "model" and _PLAIN_NAME.match(text):  # a word is no file and no factory: a mistyped name
+        if archs:
+            raise _refused(what, text, f"unknown architecture; choose one of {', '.join(archs)}")
+        raise _refused(what, text, f"no such model; shipped: {', '.join(shipped)}")
+    if not allow:
+        raise _refused(what, text, f"refused, this app {only}; {_OPT_IN}")
+    if _is_factory(what, text):
+        return text
+    return (_opt_in_model if word == "model" else _opt_in_data)(what, text, roots)
 
 
-def _said(text: str) -> str:
-    """A spec in a refusal: its server paths replaced first (as the whole line is, later), then cut, so a
-    long path is said in its short form rather than cut to a length that is the server's."""
-    return shown(app_config.scrub(text))
+def _refused(what: str, text: str, why: str) -> SpecRefused:
+    """The refusal of spec ``text`` for field ``what``: its server paths replaced first (as the whole line
+    is, later), then cut, so a long path is said in its short form rather than cut to the server's length."""
+    return SpecRefused(f"{what} {shown(app_config.scrub(text))}: {why}")
 
 
 _OPT_IN = f"code, model files and own data files need the operator's opt-in ({app_config.ALLOW_CODE_ENV}=1)"
-
-
-def _archs() -> list[str]:
-    from cakd_viz.models.archs import ARCHS
-
-    return list(ARCHS)
 
 
 def _is_factory(what: str, text: str) -> bool:
@@ -121,51 +106,42 @@ def _is_factory(what: str, text: str) -> bool:
     try:
         parse_factory_spec(text, what)
     except FactorySpecError as exc:
-        raise SpecRefused(f"{what} {_said(text)}: {exc.reason}") from None
+        raise _refused(what, text, exc.reason) from None
     if "(" in text:  # with arguments it is always read as a factory
         return True
     if os.path.lexists(text):
-        raise SpecRefused(f"{what} {_said(text)}: names both a factory and a file; give the file's path")
+        raise _refused(what, text, "names both a factory and a file; give the file's path")
     return True
 
 
 def _opt_in_model(what: str, text: str, roots: list[Path]) -> str:
-    if _is_factory(what, text):
-        return text
     path = _confined_file(what, text, roots)
     if path.suffix in (".json", ".safetensors"):  # a cakd-viz checkpoint reads the file beside it too
         stem = path.with_suffix("")
         for sibling in (stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")):
             if os.path.lexists(sibling) and not app_config.is_confined(sibling, roots):
-                shown_path = app_config.public_path(sibling, roots)
-                raise SpecRefused(f"{what} {_said(text)}: {shown_path} leads outside the data roots")
+                where = app_config.public_path(sibling, roots)
+                raise _refused(what, text, f"{where} leads outside the data roots")
     return str(path)
 
 
 def _opt_in_data(what: str, text: str, roots: list[Path]) -> str:
-    if _is_factory(what, text):
-        return text
-    path = _confined(what, text, roots)
-    if path.is_dir():
-        try:
+    try:
+        path = app_config.resolve_server_path(text, roots)
+        if path.is_dir():
             app_config.check_tree_confined(path, roots)
-        except PathRefused as exc:
-            raise SpecRefused(f"{what} {_said(text)}: {exc}") from None
-        return str(path)
-    if path.suffix.lower() != ".npz":
-        raise SpecRefused(f"{what} {_said(text)}: not an .npz file or a folder of class sub-folders")
+    except PathRefused as exc:
+        raise _refused(what, text, str(exc)) from None
+    if not path.is_dir() and path.suffix.lower() != ".npz":
+        raise _refused(what, text, "not an .npz file or a folder of class sub-folders")
     return str(path)
 
 
-def _confined(what: str, text: str, roots: list[Path]) -> Path:
-    try:
-        return app_config.resolve_server_path(text, roots)
-    except PathRefused as exc:
-        raise SpecRefused(f"{what} {_said(text)}: {exc}") from None
-
-
 def _confined_file(what: str, text: str, roots: list[Path]) -> Path:
-    path = _confined(what, text, roots)
+    try:
+        path = app_config.resolve_server_path(text, roots)
+    except PathRefused as exc:
+        raise _refused(what, text, str(exc)) from None
     if not path.is_file():
-        raise SpecRefused(f"{what} {_said(text)}: not a file")
+        raise _refused(what, text, "not a file")
     return path

@@ -94,10 +94,12 @@ def sidebar() -> Selection:
         side.info("No bundle is open. Open one on the Data page.")
     if ss.get(_K_ERROR):
         side.error(_error_line(ss[_K_ERROR], opened))
-    ids = views.run_ids(key) if bundle is not None else {}  # run student's name -> its run's id
-    _runs_widget(side, ids)
-    student = _student_widget(side, bundle, ids)
-    compare = _compare_widget(side, bundle, student, ids)
+    names = views.run_names(key) if bundle is not None else {}  # run id -> its student's name
+    listed = "; ".join(f"{n} is run {i}" for i, n in names.items())  # hover help: "run:tuned is run 2026..."
+    _runs_widget(side, names, listed)
+    said = f" Runs' students: {listed}." if listed else ""
+    student = _student_widget(side, bundle, said)
+    compare = _compare_widget(side, bundle, student, said)
     grouping = _grouping_widget(side, bundle)
     temperature = _temperature_widget(side)
     standardize = _standardize_widget(side)
@@ -125,16 +127,13 @@ def sidebar() -> Selection:
         links.write(name, value)
     links.show(SIDEBAR_KEYS + LINK_KEYS)
     context = {"bundle": sel.label or sel.source, "student": student, "grouping": grouping, "T": temperature}
-    context["standardize"] = standardize
-    ui.start(context | ({"student B": compare} if compare else {}), box)
+    ui.start(context | {"standardize": standardize} | ({"student B": compare} if compare else {}), box)
     return sel
 
 
 def selection(required: bool = True) -> Selection:
     """The current selection; with `required`, a page without a bundle shows a note and stops."""
-    sel = st.session_state.get(_K_SELECTION)
-    if sel is None:
-        sel = sidebar()
+    sel = st.session_state[_K_SELECTION]  # main.py draws the sidebar before any page
     if required and sel.bundle is None:
         st.info(
             "No bundle is open yet: open a shipped sample, upload a file or give a server path on the Data page."
@@ -288,7 +287,7 @@ def _rename_run_students(view_key: tuple) -> None:
             ss[key] = name
 
 
-def _runs_widget(side, ids: dict[str, str]) -> None:
+def _runs_widget(side, names: dict[str, str], listed: str) -> None:
     """The runs whose students are added (a link's ``runs=``); un-ticking one removes it."""
     ss = st.session_state
     added = list(ss.get(_K_RUNS) or ())
@@ -301,7 +300,6 @@ def _runs_widget(side, ids: dict[str, str]) -> None:
     def _changed() -> None:
         ss[_K_RUNS] = list(ss[W_RUNS])
 
-    names = {run_id: name for name, run_id in ids.items()}
     side.multiselect(
         "Runs' students added",
         added,
@@ -309,17 +307,12 @@ def _runs_widget(side, ids: dict[str, str]) -> None:
         on_change=_changed,
         format_func=lambda run_id: names.get(run_id, run_id),
         help="Finished runs trained against this bundle's teacher and data, shown as students named "
-        "'run:' and the run's name: " + "; ".join(f"{n} is run {i}" for n, i in ids.items()) + ". "
+        "'run:' and the run's name: " + listed + ". "
         "Their files are read from the runs' own folders; the bundle is not changed.",
     )
 
 
-def _runs_said(ids: dict[str, str]) -> str:
-    """Hover help naming the run behind each run's student ("run:tuned is run 20260101-...")."""
-    return (" Runs' students: " + "; ".join(f"{n} is run {i}" for n, i in ids.items()) + ".") if ids else ""
-
-
-def _student_widget(side, bundle: Bundle | None, ids: dict[str, str]) -> str:
+def _student_widget(side, bundle: Bundle | None, said: str) -> str:
     if bundle is None:
         return ""
     names = bundle.student_names
@@ -330,11 +323,11 @@ def _student_widget(side, bundle: Bundle | None, ids: dict[str, str]) -> str:
         names,
         key=W_STUDENT,
         why=lambda raw: f"which this bundle does not have (it has {listed})",
-        help="Which student's logits are compared with the teacher's." + _runs_said(ids),
+        help="Which student's logits are compared with the teacher's." + said,
     )
 
 
-def _compare_widget(side, bundle: Bundle | None, student: str, ids: dict[str, str]) -> str:
+def _compare_widget(side, bundle: Bundle | None, student: str, said: str) -> str:
     """Student B (or ""): every page that can sets A and B side by side. Picking B as A swaps them."""
     ss = st.session_state
     if bundle is None or len(bundle.student_names) < 2:
@@ -359,20 +352,16 @@ def _compare_widget(side, bundle: Bundle | None, student: str, ids: dict[str, st
     elif W_COMPARE in ss and ss[W_COMPARE] not in options:  # another bundle opened
         ss[W_COMPARE] = ""
     ss[_K_PREV_STUDENT] = student
-
-    def why(raw: str) -> str:
-        return "the same student as A" if raw == student else "not a student of this bundle"
-
     return links.bound(
         side.selectbox,
         "Compare with (B)",
         options,
         key=W_COMPARE,
-        why=why,
+        why=lambda raw: "the same student as A" if raw == student else "not a student of this bundle",
         says=lambda n: n or "no comparison",
         url=lambda n: n,
         format_func=lambda n: n or "nobody",
-        help="A second student of the bundle: pages show both, and differences as B − A." + _runs_said(ids),
+        help="A second student of the bundle: pages show both, and differences as B − A." + said,
     )
 
 
@@ -404,16 +393,18 @@ def _grouping_widget(side, bundle: Bundle | None) -> str:
                 f"{g} uses the teacher's class correlation {bundles.correlation_scope(bundle.num_samples)}."
             )
     except ValueError as exc:
-        if from_link:  # said once, by the link's note (kept while the box holds the link's text)
-            links.note(
-                W_GROUPING,
-                f"The link asks for {asked(W_GROUPING, text)}, which is not usable here ({_first_line(exc)}); "
-                f"showing {ss[_K_GOOD_GROUPING]}.",
-                W_GROUPING,
-            )
-        elif not links.current((W_GROUPING,)):
-            side.error(f"{_first_line(exc)}. Still using {ss[_K_GOOD_GROUPING]}.")
+        why, good = f"which is not usable here ({_first_line(exc)})", ss[_K_GOOD_GROUPING]
+        if _say_here(W_GROUPING, from_link, why, good):
+            side.error(f"{_first_line(exc)}. Still using {good}.")
     return ss[_K_GOOD_GROUPING]
+
+
+def _say_here(key: str, from_link: bool, why: str, showing: str) -> bool:
+    """For a widget value that is not used: a link's value is said once, by the link's note (kept while the
+    widget holds it); True when the caller says it instead (no link set it, and no note of one is kept)."""
+    if from_link:
+        links.note(key, f"The link asks for {asked(key, links.param(key))}, {why}; showing {showing}.", key)
+    return not from_link and not links.current((key,))
 
 
 def _first_line(exc: Exception) -> str:
@@ -452,14 +443,7 @@ def _temperature_widget(side) -> float:
     problem = _temperature_problem(value)
     if problem is None:
         ss[_K_GOOD_T] = float(value)
-    elif from_link:  # said once, by the link's note (kept while the box holds the link's value)
-        links.note(
-            W_TEMPERATURE,
-            f"The link asks for {asked(W_TEMPERATURE, links.param(W_TEMPERATURE))}, {problem}; "
-            f"showing T = {ss[_K_GOOD_T]:g}.",
-            W_TEMPERATURE,
-        )
-    elif not links.current((W_TEMPERATURE,)):
+    elif _say_here(W_TEMPERATURE, from_link, problem, f"T = {ss[_K_GOOD_T]:g}"):
         # said under the field, and at the top of the page, where it is seen whatever the sidebar's scroll
         said = f"T = {value:g} is {problem}: still using T = {ss[_K_GOOD_T]:g}."
         side.error(said, icon=":material/thermostat:")
@@ -487,8 +471,7 @@ def _class_names(bundle: Bundle | None, incoming: str | None) -> tuple[list[str]
     if bundle is None:
         return [], None
     if incoming is not None:
-        ss[_K_NAMES] = incoming
-        links.drop("names")
+        set_class_names(incoming)
     token = ss.get(_K_NAMES)
     raw = bundle.class_names
     if token:

@@ -238,10 +238,10 @@ def measures(summary: pd.DataFrame, *, a: str = "A", b: str = "B") -> pd.DataFra
             f" {u}" if u and u != "classes" and not is_delta else ""
         )
 
-    rows = []
-    for m, row in zip(summary["measure"], values.itertuples(index=False), strict=True):
-        u = unit(str(m))
-        rows.append({"measure": row[0], a: fmt(row[1], u), b: fmt(row[2], u), delta: fmt(row[3], u, True)})
+    rows = [
+        (row[0], fmt(row[1], u := unit(str(m))), fmt(row[2], u), fmt(row[3], u, True))
+        for m, row in zip(summary["measure"], values.itertuples(index=False), strict=True)
+    ]
     return pd.DataFrame(rows, columns=["measure", a, b, delta])
 
 

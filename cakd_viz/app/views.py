@@ -6,8 +6,6 @@ and teacher (docs/architecture.md §3, "Run students"). A view's key for caches:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
@@ -81,7 +79,7 @@ def _check(base_path: str, base_stamp: str, run: tuple[str, str, str]) -> str | 
 
 def add_runs(key: tuple, run_ids: list[str]) -> tuple[tuple, list[str], list[str]]:
     """(the view's key, the run ids added, one line per refused id) for the plain bundle ``key`` plus runs."""
-    added, refused, runs = [], [], []
+    refused, runs = [], []
     if len(run_ids) > MAX_RUNS:
         refused.append(f"only the first {MAX_RUNS} of {len(run_ids)} runs are added")
         run_ids = run_ids[:MAX_RUNS]
@@ -95,8 +93,7 @@ def add_runs(key: tuple, run_ids: list[str]) -> tuple[tuple, list[str], list[str
             refused.append(why)
         else:
             runs.append(run)
-            added.append(run_id)
-    return ((key[0], key[1], tuple(runs)) if runs else tuple(key[:2])), added, refused
+    return ((key[0], key[1], tuple(runs)) if runs else tuple(key[:2])), [r[0] for r in runs], refused
 
 
 @st.cache_resource(max_entries=4, show_spinner="Adding the runs' students…")
@@ -126,32 +123,14 @@ def correlation(key: tuple, standardize: bool = False, grouping: str | None = No
     return bundles.correlation(key[0], key[1], standardize)
 
 
-def _names(key: tuple) -> dict[str, str]:
+def run_names(key: tuple) -> dict[str, str]:
     """Run id -> its student's name in the view ``key`` (empty for a plain bundle)."""
     runs = key[2] if len(key) > 2 else ()
     return student_names(runs, taken=bundles.load(key[0], key[1]).student_names) if runs else {}
 
 
-def run_bundles(key: tuple) -> dict[str, str]:
-    """Student name in the view -> the run bundle it comes from (empty for a plain bundle)."""
-    names = _names(key)
-    return {names[r[0]]: r[1] for r in (key[2] if len(key) > 2 else ())}
-
-
-def run_ids(key: tuple) -> dict[str, str]:
-    """Student name in the view -> the id of the run it comes from (empty for a plain bundle)."""
-    return {name: run_id for run_id, name in _names(key).items()}
-
-
 def renamed(key: tuple, value: str | None) -> str | None:
     """A student as a link or the Tune page names it, in the view ``key``: "run:RUN_ID" (the older form)
     becomes that run's student name; anything else is returned as it is."""
-    ids = {f"{RUN_PREFIX}{run_id}": name for run_id, name in _names(key).items()}
+    ids = {f"{RUN_PREFIX}{run_id}": name for run_id, name in run_names(key).items()}
     return ids.get(value, value) if isinstance(value, str) else value
-
-
-def short_path(path: str) -> str:
-    """A run bundle's path as shown to people: relative to the runs directory's parent."""
-    root = store.runs_dir().resolve()
-    p = Path(path).resolve()
-    return str(Path(root.name) / p.relative_to(root)) if p.is_relative_to(root) else p.name

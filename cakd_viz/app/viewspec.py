@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from cakd_viz.app import config as app_config
-from cakd_viz.app import names, views
+from cakd_viz.app import names
 from cakd_viz.app.state import Selection
 from cakd_viz.export import ViewSpec
+from cakd_viz.runs import store
 
 UPLOAD_PLACEHOLDER = "PATH/TO/YOUR/BUNDLE"  # an upload lives only on the server: `cakd-viz import` it
 
@@ -41,9 +42,10 @@ def bundle_path(sel: Selection) -> str:
 def extra(sel: Selection) -> tuple[tuple[str, str, str], ...]:
     """(name, run bundle path, student in it) of every run student added to the view."""
     composed = (sel.bundle.meta.get("composed") or {}) if sel.bundle is not None else {}
+    runs = [store.runs_dir().resolve()]  # a run's bundle lies in it (views.run_source checks)
     return tuple(
-        (name, views.short_path(path), str(composed.get(name, {}).get("student", "")))
-        for name, path in views.run_bundles(sel.key).items()
+        (name, app_config.display_path(Path(c["path"]).resolve(), runs), str(c["student"]))
+        for name, c in composed.items()
     )
 
 
