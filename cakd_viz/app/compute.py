@@ -125,9 +125,15 @@ def temperature_scan(
     subset (`scan_sample`); column "n" holds how many samples were decomposed."""
     corr = views.correlation(key, standardize, grouping)
     return _scan_students(
-        scans.temperature_scan, key, students, temperatures=temperatures, grouping=grouping, device=device,
-        correlation=corr, standardize=standardize,
-    )  # fmt: skip
+        scans.temperature_scan,
+        key,
+        students,
+        temperatures=temperatures,
+        grouping=grouping,
+        device=device,
+        correlation=corr,
+        standardize=standardize,
+    )
 
 
 @st.cache_data(max_entries=32, show_spinner="Scanning the grouping…")
@@ -145,9 +151,15 @@ def grouping_scan(
     needs = any(parse_grouping(g).needs_correlation for g in groupings)
     corr = views.correlation(key, standardize) if needs else None
     frame = _scan_students(
-        scans.grouping_scan, key, students, groupings=groupings, temperature=temperature, device=device,
-        correlation=corr, standardize=standardize,
-    )  # fmt: skip
+        scans.grouping_scan,
+        key,
+        students,
+        groupings=groupings,
+        temperature=temperature,
+        device=device,
+        correlation=corr,
+        standardize=standardize,
+    )
     return frame.assign(param=list(values) * len(students))
 
 

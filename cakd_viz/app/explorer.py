@@ -147,27 +147,39 @@ def filters(sel: state.Selection, d, family_words: dict[int, str], confusions):
     f["pred"] = _class_box(top[2], f"{a} (A) predicts", K_PRED, names, "Student A's top class.")
     sets = ([explore.ANY_FAILURE] if labels else []) + available_sets(d)
     f["failure"] = _choice_box(
-        low[0], f"Failure of {a}", K_FAILURE, {s: s for s in sets},
+        low[0],
+        f"Failure of {a}",
+        K_FAILURE,
+        {s: s for s in sets},
         "; ".join(f"{s}: {explore.FAILURES[s]}" for s in sets),
-    )  # fmt: skip
+    )
     f["term"] = _choice_box(
-        low[1], "Largest part of the KL", K_TERM, {t: PART[t] for t in TERMS},
+        low[1],
+        "Largest part of the KL",
+        K_TERM,
+        {t: PART[t] for t in TERMS},
         "The part of this sample's KL that is largest: BCD, p_S·SCD or p_W·WCD.",
-    )  # fmt: skip
+    )
     ref = "true class" if labels else "teacher's class"
     f["family"] = _choice_box(
-        low[2], f"Family of the {ref}", K_FAMILY, family_words,
+        low[2],
+        f"Family of the {ref}",
+        K_FAMILY,
+        family_words,
         "Classes whose average teacher-logit correlation is at least 0.5 (the Correlation page's families).",
         lambda raw: "which is not a family of this bundle's classes",
-    )  # fmt: skip
+    )
     if b:  # student B's filters, a row of their own: its prediction, and fixed or broken against A
         row = st.columns(4)
         f["pred_b"] = _class_box(row[0], f"{b} (B) predicts", K_PRED_B, names, "Student B's top class.")
         f["change"] = _choice_box(
-            row[1], f"{b} (B) against {a} (A)", K_CHANGE, CHANGES,
+            row[1],
+            f"{b} (B) against {a} (A)",
+            K_CHANGE,
+            CHANGES,
             "Fixed by B: A wrong, B right; broken by B: A right, B wrong (right: the true class, or the "
             "teacher's without labels).",
-        )  # fmt: skip
+        )
     pairs = confusions(explore.Filters(**f))
     f["pair"] = _pair_box(top[3], pairs, names, labels, a)
     notes = [
@@ -228,9 +240,13 @@ def sort_controls() -> tuple[str, bool]:
     """The sort (a value of ``explore.SORT_KEYS``) and whether largest first."""
     left, right = st.columns([2, 1])
     by = links.worded(
-        left.selectbox, "Sort by", list(explore.SORT_KEYS), key=K_SORT, on_change=_first_page,
+        left.selectbox,
+        "Sort by",
+        list(explore.SORT_KEYS),
+        key=K_SORT,
+        on_change=_first_page,
         help="BCD, p_S·SCD and p_W·WCD add up to the KL; SCD and WCD alone are the raw terms.",
-    )  # fmt: skip
+    )
     way = links.worded(right.radio, "Order", ORDERS, key=K_ORDER, horizontal=True, on_change=_first_page)
     return explore.SORT_KEYS[by], way == ORDERS[0]
 

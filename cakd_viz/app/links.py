@@ -123,9 +123,15 @@ def worded(draw: Callable, label: str, words: dict | Sequence, *, key: str, most
     note, if any, is drawn under it. Returns the option picked."""
     words = words if isinstance(words, dict) else {w: w for w in words}
     value = bound(
-        draw, label, list(words), key=key, why=one_of(list(words), words.get, most), says=words.get,
-        format_func=words.get, **kwargs,
-    )  # fmt: skip
+        draw,
+        label,
+        list(words),
+        key=key,
+        why=one_of(list(words), words.get, most),
+        says=words.get,
+        format_func=words.get,
+        **kwargs,
+    )
     show((key,))
     return value
 

@@ -132,9 +132,14 @@ def contributions(cols, example, *, decimals: int | None = None, **kwargs) -> No
     for col, (name, value) in zip(cols, example.contributions().items(), strict=True):
         share = value / example.kl if example.kl > 0 else 0.0
         metric(
-            col, PART[name], format_number(value, decimals), f"{share:.0%} of KL", delta_color="off",
-            delta_arrow="off", **kwargs,
-        )  # fmt: skip
+            col,
+            PART[name],
+            format_number(value, decimals),
+            f"{share:.0%} of KL",
+            delta_color="off",
+            delta_arrow="off",
+            **kwargs,
+        )
 
 
 def image(picture, caption: str = "") -> None:

@@ -45,9 +45,13 @@ if grid_tab.open:
     with grid_tab:
         pages = page_count(len(rows), explorer.PER_PAGE)
         page = links.pager(
-            f"Page (1 – {pages:,})", 1, pages, key=explorer.K_PAGE, says=lambda v: f"page {v:,}",
+            f"Page (1 – {pages:,})",
+            1,
+            pages,
+            key=explorer.K_PAGE,
+            says=lambda v: f"page {v:,}",
             button_keys=("samples_prev", "samples_next"),
-        )  # fmt: skip
+        )
         shown = page_rows(rows, page, explorer.PER_PAGE)
         table = sample_table(a.d, shown, d_b=db, class_names=names)
         images = compute.thumbnails(sel.key, tuple(int(i) for i in shown)) if len(shown) else None
@@ -58,21 +62,30 @@ if grid_tab.open:
             for col, image, (i, ref, says) in zip(cols, images, tiles, strict=False):  # rows of TILES_PER_ROW
                 col.image(image, width="stretch")
                 col.button(
-                    f"#{i}", key=f"tile_{i}", on_click=explorer.open_sample, args=(int(i),), width="stretch",
+                    f"#{i}",
+                    key=f"tile_{i}",
+                    on_click=explorer.open_sample,
+                    args=(int(i),),
+                    width="stretch",
                     help=f"Open sample {i} on the Sample page",
-                )  # fmt: skip
+                )
                 col.caption(plain(ref) if ref == says else f"{plain(ref)} → {plain(says)}")
         view = table.drop(columns=list(CLASS_COLUMNS), errors="ignore")
         view["dominant"] = view["dominant"].map(PART)
         where = st.expander("These samples as a table") if images is not None else st.container()
         with where:
             row = ui.table(
-                view, name="samples", a=sel.student, b=sel.compare or "B", key="samples_rows",
-                selectable=images is None, height=420,
+                view,
+                name="samples",
+                a=sel.student,
+                b=sel.compare or "B",
+                key="samples_rows",
+                selectable=images is None,
+                height=420,
                 caption=f"Page {page:,} of {pages:,}: samples {len(shown) and (page - 1) * explorer.PER_PAGE + 1:,}"
                 f"–{(page - 1) * explorer.PER_PAGE + len(shown):,} of the {len(rows):,} that match.",
                 context=view_context,
-            )  # fmt: skip
+            )
             if row is not None:
                 i = int(table["index"].iloc[row])
                 st.button(
@@ -102,10 +115,14 @@ if map_tab.open:
     with map_tab:
         left, right = st.columns(2)
         method = links.worded(
-            left.radio, "Placed by", METHODS, key=explorer.K_METHOD, horizontal=True,
+            left.radio,
+            "Placed by",
+            METHODS,
+            key=explorer.K_METHOD,
+            horizontal=True,
             help=f"PCA: a linear view of every sample (up to {LIMITS['pca']:,}). t-SNE keeps neighbours together; "
             f"it is slow: at most {LIMITS['tsne']:,} samples, a minute or more.",
-        )  # fmt: skip
+        )
         color = links.worded(right.radio, "Colour by", COLORS, key=explorer.K_COLOR, horizontal=True)
         with st.spinner(f"Placing the samples with {METHODS[method]}…"):
             m = compute.sample_map(sel.key, sel.temperature, method)

@@ -204,16 +204,35 @@ def run_view(table, by_id) -> None:
     finished, busy = r.bundle_path is not None, r.active
     wait = " Cancel it first." if busy else ""
     buttons = (  # (label, key, disabled, help, what a click does)
-        ("Open in explorer", "tune_open", not finished, "Opens the run's own bundle.",
-         lambda: run_actions.open_in_explorer(r)),
-        ("Compare with the bundle's students", "tune_compare_bundle", not finished,
-         "The run's student beside the students of the bundle it was trained against (same data and teacher).",
-         lambda: run_actions.compare_with_bundle(r)),
-        ("Archive", "tune_archive", busy, "Moves the run into the runs directory's .archive folder." + wait,
-         lambda: run_actions.act(results.archive_run, root, rid, done=f"Archived {rid}.")),
-        ("Delete…", "tune_delete", busy, "Deletes the run's folder, after you confirm." + wait,
-         lambda: ss.update({CONFIRM: rid})),
-    )  # fmt: skip
+        (
+            "Open in explorer",
+            "tune_open",
+            not finished,
+            "Opens the run's own bundle.",
+            lambda: run_actions.open_in_explorer(r),
+        ),
+        (
+            "Compare with the bundle's students",
+            "tune_compare_bundle",
+            not finished,
+            "The run's student beside the students of the bundle it was trained against (same data and teacher).",
+            lambda: run_actions.compare_with_bundle(r),
+        ),
+        (
+            "Archive",
+            "tune_archive",
+            busy,
+            "Moves the run into the runs directory's .archive folder." + wait,
+            lambda: run_actions.act(results.archive_run, root, rid, done=f"Archived {rid}."),
+        ),
+        (
+            "Delete…",
+            "tune_delete",
+            busy,
+            "Deletes the run's folder, after you confirm." + wait,
+            lambda: ss.update({CONFIRM: rid}),
+        ),
+    )
     for where, (label, key, disabled, help_text, click) in zip(
         st.columns([2, 3, 1.4, 1.4]), buttons, strict=True
     ):
