@@ -69,14 +69,8 @@ def _bind(lib: ctypes.CDLL, path: Path) -> Kernel:
     lib.dk_scan.argtypes, lib.dk_scan.restype = _SCAN, _int
     lib.dk_decompose_many.argtypes, lib.dk_decompose_many.restype = _MANY, _int
     lib.dk_simd_level.restype = lib.dk_pool_size.restype = _int
-    return Kernel(
-        path,
-        lib.dk_strong_mask,
-        lib.dk_simd_level(),
-        lib.dk_pool_size,
-        lib.dk_scan,
-        lib.dk_decompose_many,
-    )
+    entries = lib.dk_strong_mask, lib.dk_simd_level(), lib.dk_pool_size, lib.dk_scan, lib.dk_decompose_many
+    return Kernel(path, *entries)
 
 
 LIBRARY: NativeLibrary[Kernel] = NativeLibrary(
@@ -230,11 +224,11 @@ def kernel_strong_mask(
     return out if sizes else out.view(bool)
 
 
-def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int, isa: str = "auto") -> None:
+def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int) -> None:
     """Each row's argmax of (m, C) `rows` (see `kernel_rows`; lowest index among equal maxima, as
     `decompose`'s teacher_pred) into `out` ((m,) contiguous int64), by pass 1 of the decomposition.
     Raises KernelError(ERR_NONFINITE, row) for the first row holding a NaN or an infinity."""
     data, stride, code_dtype = kernel_rows(rows)
     m, c = data.shape
     args = (m, c, data.ctypes.data, stride, code_dtype, out.ctypes.data)
-    _call(kern.scan, *args, threads=threads, flags=ISA_FLAGS[isa])
+    _call(kern.scan, *args, threads=threads, flags=0)
