@@ -93,18 +93,13 @@ def curves_figure(
         pct = metric.endswith("acc")
         fig.add_trace(_line(frame, metric, plain(label), student_color(i), pct=pct, unit="%" if pct else ""))
     fig.update_layout(**base_layout(height=380))
-    if not fig.data:
-        return _empty(fig)
+    if not fig.data:  # no axes (Plotly's empty ones run from -1), one line saying that there is nothing yet
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.add_annotation(text=EMPTY, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return fig
     fig.update_xaxes(title="epoch", dtick=1)
     fig.update_yaxes(title=metric_title(metric, splits), ticksuffix="%" if metric.endswith("acc") else "")
-    return fig
-
-
-def _empty(fig: go.Figure) -> go.Figure:
-    """No axes (Plotly's empty ones run from -1), one line saying that there is nothing yet."""
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.add_annotation(text=EMPTY, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
 
 
