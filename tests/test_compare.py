@@ -107,7 +107,6 @@ def test_students_under_different_settings_are_refused(pair):
         compare.summary(a, standardized)
 
 
-
 def test_students_of_other_samples_teachers_or_labels_are_refused(pair):
     a, b, labels = pair
     other_teacher = replace(b, teacher_pred=(b.teacher_pred + 1) % 8)
@@ -119,6 +118,7 @@ def test_students_of_other_samples_teachers_or_labels_are_refused(pair):
     unlabelled = replace(a, labels=None)
     with pytest.raises(ValueError, match="comparison by true class needs labels"):
         compare.class_deltas(unlabelled, replace(b, labels=None), num_classes=8)
+
 
 # -- composing run students into a bundle ---------------------------------------------------------------
 
