@@ -136,15 +136,10 @@ def changes(
     kl_delta = b.kl[rows] - a.kl[rows]
     order = np.argsort(-np.abs(kl_delta), kind="stable")
     rows = rows[order[:limit] if limit is not None else order]
-    frame = pd.DataFrame({"index": rows})
-    if a.labels is not None:
-        frame["label_name"] = class_labels(class_names, a.labels[rows])
-    frame["teacher_name"] = class_labels(class_names, a.teacher_pred[rows])
-    frame["a_says"] = class_labels(class_names, a.student_pred[rows])
-    frame["b_says"] = class_labels(class_names, b.student_pred[rows])
-    frame["kl_a"] = a.kl[rows]
-    frame["kl_b"] = b.kl[rows]
-    frame["kl_delta"] = b.kl[rows] - a.kl[rows]
+    classes = {"label_name": a.labels, "teacher_name": a.teacher_pred, "a_says": a.student_pred}
+    names = {k: class_labels(class_names, v[rows]) for k, v in classes.items() if v is not None}
+    frame = pd.DataFrame({"index": rows, **names, "b_says": class_labels(class_names, b.student_pred[rows])})
+    frame = frame.assign(kl_a=a.kl[rows], kl_b=b.kl[rows], kl_delta=b.kl[rows] - a.kl[rows])
     pa, pb = a.contributions(), b.contributions()
     deltas = np.stack([pb[t][rows] - pa[t][rows] for t in TERMS], axis=1)  # (M, 3), (0, 3) for no rows
     frame[["bcd_delta", "scd_contribution_delta", "wcd_contribution_delta"]] = deltas

@@ -123,18 +123,10 @@ def sample_frame(d: Decomposition, rows: np.ndarray, *, class_names=None, studen
             frame[name] = class_labels(class_names, values[rows])
     sub = d.subset(rows)
     parts = sub.contributions()
-    return frame.assign(
-        kl=sub.kl,
-        bcd=sub.bcd,
-        scd_contribution=parts["scd"],
-        wcd_contribution=parts["wcd"],
-        scd=sub.scd,
-        wcd=sub.wcd,
-        dominant=np.array(TERMS)[per_sample_dominant(sub)],
-        teacher_strong_mass=sub.teacher_strong_mass,
-        student_strong_mass=sub.student_strong_mass,
-        strong_size=sub.strong_size,
-    )
+    terms = {"kl": sub.kl, "bcd": sub.bcd, "scd_contribution": parts["scd"], "wcd_contribution": parts["wcd"]}
+    masses = {k: getattr(sub, k) for k in ("teacher_strong_mass", "student_strong_mass", "strong_size")}
+    dominant = np.array(TERMS)[per_sample_dominant(sub)]
+    return frame.assign(**terms, scd=sub.scd, wcd=sub.wcd, dominant=dominant, **masses)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

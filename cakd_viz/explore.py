@@ -84,25 +84,20 @@ def match(
 
     ``d_b``: student B's decomposition (needed by ``pred_b`` and ``change``); ``family``: (C,) family id
     per class (needed by ``family``). A condition that needs what is missing is a ValueError."""
-    mask = np.ones(len(d), dtype=bool)
     f = filters
-    if f.true is not None:
-        if d.labels is None:
-            raise ValueError("a filter on the true class needs labels, and this decomposition has none")
-        mask &= d.labels == f.true
-    if f.teacher is not None:
-        mask &= d.teacher_pred == f.teacher
-    if f.pred is not None:
-        mask &= d.student_pred == f.pred
-    if f.pair is not None:
-        mask &= (reference(d) == f.pair[0]) & (d.student_pred == f.pair[1])
-    if f.pred_b is not None or f.change is not None:
-        if d_b is None:
-            raise ValueError("a filter on student B needs B's decomposition")
-        if f.pred_b is not None:
-            mask &= d_b.student_pred == f.pred_b
-        if f.change is not None:
-            mask &= compare.set_mask(d, d_b, f.change)
+    if f.true is not None and d.labels is None:
+        raise ValueError("a filter on the true class needs labels, and this decomposition has none")
+    if (f.pred_b is not None or f.change is not None) and d_b is None:
+        raise ValueError("a filter on student B needs B's decomposition")
+    mask = np.ones(len(d), dtype=bool)
+    ref, pred = f.pair or (None, None)
+    b_pred = None if d_b is None else d_b.student_pred
+    classes = [(d.labels, f.true), (d.teacher_pred, f.teacher), (d.student_pred, f.pred), (b_pred, f.pred_b)]
+    for values, wanted in [*classes, (reference(d), ref), (d.student_pred, pred)]:
+        if wanted is not None:
+            mask &= values == wanted
+    if f.change is not None:
+        mask &= compare.set_mask(d, d_b, f.change)
     if f.failure is not None:
         mask &= failure_mask(d, f.failure)
     if f.term is not None:

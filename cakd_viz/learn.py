@@ -100,8 +100,7 @@ def worked_example(
     d = decompose(zs.astype(work), zt.astype(work), labels, device="cpu", **options)
     strong = next(strong_sets(zt.astype(work), labels, **options))[1][0]  # (C,) S, as decompose decided it
     pt, ps = (standardize_numpy(zt)[0], standardize_numpy(zs)[0]) if standardize else (zt[0], zs[0])
-    p = torch.softmax(torch.from_numpy(pt) / temperature, 0).numpy()
-    q = torch.softmax(torch.from_numpy(ps) / temperature, 0).numpy()
+    p, q = (torch.softmax(torch.from_numpy(z) / temperature, 0).numpy() for z in (pt, ps))
     terms = ("kl", "bcd", "scd", "wcd", "teacher_strong_mass", "teacher_weak_mass", "student_strong_mass")
     label = None if label is None else int(label)
     numbers = (float(getattr(d, name)[0]) for name in terms)  # kl, bcd, scd, wcd, p_S, p_W, q_S

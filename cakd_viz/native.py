@@ -1,22 +1,15 @@
 """Plain C kernels, compiled on first use with the system C compiler, cached, and optional.
 
-A :class:`NativeLibrary` names one C source in the package: the CAKD loss's kernel
-(``cakd_viz/losses/cakd_kernel.c``, declared in ``cakd_viz/losses/native_kernel.py``) and the
-decomposition kernel (``cakd_viz/decomposition/decompose_kernel.c``, declared in
-``cakd_viz/decomposition/native_path.py``). On the first ``get()`` it is compiled once per machine
-with ``$CC`` (else ``cc``, ``gcc`` or ``clang``) into ``$CAKD_VIZ_CACHE_DIR/native/`` (default
-``~/.cache/cakd-viz/native/``), named by a hash of the source (with the headers it includes, such as
-``cakd_viz/grouping/rules.h``), the flags and the platform, written to
-a temporary file and renamed, so that concurrent processes (a sweep's trials) never load a
-half-written library. It needs no Python or torch headers: plain C, libm and pthreads, loaded with
-ctypes, built in a few seconds. For the loss kernel a build against glibc's libmvec (vector exp) is
-tried first on x86-64 Linux; the decomposition kernel brings its own vector code and picks AVX-512,
-AVX2 or plain C when it is loaded.
-
-Where there is no compiler, the build fails, or ``CAKD_VIZ_NATIVE=0`` (or false, no, off: a
-``cakd_viz.settings`` flag) is set, ``get()`` returns None and the caller uses its tensor-op path (same
-results to rounding, slower on CPU); ``status()`` says which and why, and the first fallback of each
-library is logged as a warning (not when it was switched off).
+A `NativeLibrary` names one C source of the package (the loss kernel, declared in
+``losses/native_kernel.py``; the decomposition kernel, in ``decomposition/native_path.py``). The first
+``get()`` compiles it once per machine with ``$CC`` (else cc, gcc or clang) into
+``$CAKD_VIZ_CACHE_DIR/native/`` (default ``~/.cache/cakd-viz/native/``), named by a hash of the source
+with the headers it includes, the flags and the platform, written to a temporary file and renamed, so that
+concurrent processes (a sweep's trials) never load a half-written library. Plain C, libm and pthreads
+through ctypes: no Python or torch headers. Without a compiler, on a failed build or with
+``CAKD_VIZ_NATIVE=0`` (a ``cakd_viz.settings`` flag), ``get()`` returns None and the caller uses its
+tensor ops; ``status()`` says which and why, and each library's first fallback is logged (not when it
+was switched off).
 """
 
 from __future__ import annotations

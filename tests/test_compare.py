@@ -3,6 +3,8 @@ checked against sums and masks computed here sample by sample."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import make_logits
@@ -103,6 +105,19 @@ def test_students_under_different_settings_are_refused(pair):
     standardized = decompose(student, teacher, labels, grouping="topk:3", temperature=2.0, standardize=True)
     with pytest.raises(ValueError, match="topk:3 at T = 2 against topk:3 at T = 2, standardized"):
         compare.summary(a, standardized)
+
+
+def test_students_of_other_samples_teachers_or_labels_are_refused(pair):
+    a, b, labels = pair
+    other_teacher = replace(b, teacher_pred=(b.teacher_pred + 1) % 8)
+    other_labels = replace(b, labels=None)
+    cases = [(b.subset(slice(0, 10)), "300 and 10 samples"), (other_teacher, "different teachers")]
+    for other, words in [*cases, (other_labels, "different labels")]:
+        with pytest.raises(ValueError, match=words):
+            compare.summary(a, other)
+    unlabelled = replace(a, labels=None)
+    with pytest.raises(ValueError, match="comparison by true class needs labels"):
+        compare.class_deltas(unlabelled, replace(b, labels=None), num_classes=8)
 
 
 # -- composing run students into a bundle ---------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_strong_sizes_count_those_sets_on_both_paths(case, grouping, monkeypatch
     want = reference_mask(t, y, grouping, 2.0, corr_np).sum(1)
     rule = native_path.Rule.of(g, 2.0, y, corr_np)
     for isa in ISAS:
-        got = native_path.kernel_strong_sizes(KERNEL, t, rule, isa=isa)
+        got = native_path.kernel_strong_mask(KERNEL, t, rule, sizes=True, isa=isa)
         np.testing.assert_array_equal(got, want, err_msg=f"{isa}, {case}, {grouping}")
     kw = {"grouping": grouping, "temperature": 2.0, "correlation": corr}
     ls_want = np.concatenate([m.sum(1) for _, m in membership.strong_sets(t, y, standardize=True, **kw)])

@@ -476,24 +476,24 @@ static void threshold_select(const float *t, int64_t c, float tmin, float tmax, 
 /* ------------------------------------------------------------------------------------------------ */
 /* Portable passes (plain C; double arithmetic, float scratch as in the AVX2 path).                  */
 
-static void pass1_portable(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
-    const char *tp = cl->t + r * cl->t_stride, *sp = cl->s + r * cl->s_stride;
-    float tmax = -INFINITY, smax = -INFINITY, tmin = INFINITY, dx = 0.0f;
-    int64_t targ = 0, sarg = 0;
-    int finite = 1;
-    for (int64_t i = 0; i < cl->c; i++) {
+/* Pass 1 over classes [from, c), one at a time, on from the reductions given (the portable path: all of
+   them; the SIMD passes: their last c % 8 or c % 16 classes, after the vector part's); then the row's values. */
+static inline void pass1_scalar(const call_t *cl, scratch_t *sc, row_t *row, const char *tp, const char *sp,
+                                int64_t from, float tm, float sm, float tn, float dm, int64_t targ, int64_t sarg,
+                                int finite) {
+    for (int64_t i = from; i < cl->c; i++) {
         float x = cl->t_dtype == DT_F16 ? half_to_float(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
         float y = cl->s_dtype == DT_F16 ? half_to_float(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
         finite &= isfinite(x) && isfinite(y);
         sc->tf[i] = x;
         sc->sf[i] = y;
-        if (x > tmax) tmax = x, targ = i;
-        if (y > smax) smax = y, sarg = i;
-        tmin = x < tmin ? x : tmin;
-        dx = fabsf(x - y) > dx ? fabsf(x - y) : dx;
+        if (x > tm) tm = x, targ = i;
+        if (y > sm) sm = y, sarg = i;
+        tn = x < tn ? x : tn;
+        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
     }
-    row->tmax = tmax, row->smax = smax, row->tmin = tmin, row->targ = targ, row->sarg = sarg, row->finite = finite;
-    row->dx = dx;
+    row->tmax = tm, row->smax = sm, row->tmin = tn, row->targ = targ, row->sarg = sarg, row->finite = finite;
+    row->dx = dm;
 }
 
 static void pass3_portable(const call_t *cl, scratch_t *sc, row_t *row) {
@@ -651,24 +651,6 @@ V_INLINE void v_groups(const uint8_t *m, __m256 *is_s, __m256 *is_w) {
     *is_w = _mm256_castsi256_ps(_mm256_cmpeq_epi32(g, _mm256_setzero_si256()));
 }
 
-/* Pass 1's last classes, [from, c), one at a time after the vector part's reductions; then the row's values. */
-V_INLINE void v_pass1_tail(const call_t *cl, scratch_t *sc, row_t *row, const char *tp, const char *sp, int64_t from,
-                           int64_t c, float tm, float sm, float tn, float dm, int64_t targ, int64_t sarg, int finite) {
-    for (int64_t i = from; i < c; i++) {
-        float x = cl->t_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)tp)[i]) : ((const float *)tp)[i];
-        float y = cl->s_dtype == DT_F16 ? _cvtsh_ss(((const uint16_t *)sp)[i]) : ((const float *)sp)[i];
-        finite &= isfinite(x) && isfinite(y);
-        sc->tf[i] = x;
-        sc->sf[i] = y;
-        if (x > tm) tm = x, targ = i;
-        if (y > sm) sm = y, sarg = i;
-        tn = x < tn ? x : tn;
-        dm = fabsf(x - y) > dm ? fabsf(x - y) : dm;
-    }
-    row->tmax = tm, row->smax = sm, row->tmin = tn, row->targ = targ, row->sarg = sarg, row->finite = finite;
-    row->dx = dm;
-}
-
 V_FN void pass1_avx2(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
     const char *tp = cl->t + r * cl->t_stride, *sp = cl->s + r * cl->s_stride;
     const int64_t c = cl->c, c8 = c & ~(int64_t)7;
@@ -698,7 +680,7 @@ V_FN void pass1_avx2(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
     float tm = v_hmax(tmax), sm = v_hmax(smax), tn = -v_hmax(_mm256_sub_ps(_mm256_setzero_ps(), tmin)), dm = v_hmax(dx);
     int64_t targ = c8 ? v_argmax(tmax, tidx, tm) : 0, sarg = c8 ? v_argmax(smax, sidx, sm) : 0;
     int finite = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(nan_t, nan_s), zero, _CMP_UNORD_Q)) == 0;
-    v_pass1_tail(cl, sc, row, tp, sp, c8, c, tm, sm, tn, dm, targ, sarg, finite); /* the last c % 8 classes */
+    pass1_scalar(cl, sc, row, tp, sp, c8, tm, sm, tn, dm, targ, sarg, finite); /* the last c % 8 classes */
 }
 
 /* A lower bound of the row's cap-th largest value: pass 1's lane maxima are the maxima of disjoint
@@ -862,13 +844,12 @@ V_INLINE void pass4_body(const call_t *cl, scratch_t *sc, row_t *row, const int 
     row->g[1].zp = v_hsum_pd(zp_w), row->g[1].dsum = v_hsum_pd(ds_w);
 }
 
+/* body(args..., m) with the mode m one of a, b, c, passed as a constant: the always-inline body is compiled once
+   for each mode, its branches on the mode resolved */
+#define BY_MODE(body, m, a, b, c, ...) ((m) == (a) ? body(__VA_ARGS__, a) : (m) == (b) ? body(__VA_ARGS__, b) : body(__VA_ARGS__, c))
+
 V_FN void pass4_avx2(const call_t *cl, scratch_t *sc, row_t *row, int float_d) { /* float_d: 0, 1, 2 (LS) */
-    if (float_d == 2)
-        pass4_body(cl, sc, row, 2);
-    else if (float_d)
-        pass4_body(cl, sc, row, 1);
-    else
-        pass4_body(cl, sc, row, 0);
+    BY_MODE(pass4_body, float_d, 2, 1, 0, cl, sc, row);
 }
 
 /* Pass 5, one vector: e^b phi(u), u = dbar_c - (d - d_ref), with per-lane group constants (dbc: dbar_c
@@ -975,12 +956,7 @@ V_INLINE void pass5_body(const call_t *cl, scratch_t *sc, row_t *row, const int 
 }
 
 V_FN void pass5_avx2(const call_t *cl, scratch_t *sc, row_t *row, int mode) {
-    if (mode == P5_UNIFIED)
-        pass5_body(cl, sc, row, P5_UNIFIED);
-    else if (mode == P5_WIDE)
-        pass5_body(cl, sc, row, P5_WIDE);
-    else
-        pass5_body(cl, sc, row, P5_SERIES);
+    BY_MODE(pass5_body, mode, P5_UNIFIED, P5_WIDE, P5_SERIES, cl, sc, row);
 }
 
 
@@ -1061,7 +1037,7 @@ W_FN void pass1_avx512(const call_t *cl, scratch_t *sc, int64_t r, row_t *row) {
         sarg = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(big, _mm512_cmp_ps_mask(smax, _mm512_set1_ps(sm), _CMP_EQ_OQ), sidx));
     }
     int finite = bad == 0;
-    v_pass1_tail(cl, sc, row, tp, sp, c16, c, tm, sm, tn, dm, targ, sarg, finite); /* the last c % 16 classes */
+    pass1_scalar(cl, sc, row, tp, sp, c16, tm, sm, tn, dm, targ, sarg, finite); /* the last c % 16 classes */
 }
 
 /* Pass 1 for a later student of a decompose_many call, on a row whose teacher the first student's pass 1
@@ -1343,12 +1319,7 @@ W_INLINE void pass5_512_body(const call_t *cl, scratch_t *sc, row_t *row, const 
 }
 
 W_FN void pass5_avx512(const call_t *cl, scratch_t *sc, row_t *row, int mode) {
-    if (mode == P5_UNIFIED)
-        pass5_512_body(cl, sc, row, P5_UNIFIED);
-    else if (mode == P5_WIDE)
-        pass5_512_body(cl, sc, row, P5_WIDE);
-    else
-        pass5_512_body(cl, sc, row, P5_SERIES);
+    BY_MODE(pass5_512_body, mode, P5_UNIFIED, P5_WIDE, P5_SERIES, cl, sc, row);
 }
 
 /* e^x in double, 8 lanes, x <= 0: x = n ln2 + r (ln2 in two parts), Taylor to r^13 on |r| <= ln2/2
@@ -2290,7 +2261,8 @@ static int process_row(const call_t *cl, scratch_t *sc, int64_t r, share_t *sh) 
         pass1_avx2(cl, sc, r, &row);
     else
 #endif
-        pass1_portable(cl, sc, r, &row);
+        pass1_scalar(cl, sc, &row, cl->t + r * cl->t_stride, cl->s + r * cl->s_stride, 0, -INFINITY, -INFINITY,
+                     INFINITY, 0.0f, 0, 0, 1);
     if (cl->scan_out) { /* a scan: the argmax and finiteness only */
         cl->scan_out[r] = row.finite ? row.targ : -1;
         return row.finite ? OK : ERR_NONFINITE;

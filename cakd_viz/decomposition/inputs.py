@@ -73,9 +73,7 @@ class Logits:
             return self.data[start:stop]
         import torch
 
-        part = self.data[start:stop]
-        if part.device.type != "cpu":
-            part = part.cpu()
+        part = self.data[start:stop].cpu()  # (the tensor itself on the CPU)
         if part.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
             part = part.float()
         return part.numpy()

@@ -83,8 +83,7 @@ def _chunks(teacher_logits, labels, rows, grouping, temperature, correlation, st
         if kern is not None:
             rule = native_path.Rule.of(g, temperature, y, correlated, standardize=standardize)
             threads = default_threads(torch.get_num_threads(), new_pass=start == 0)
-            select = native_path.kernel_strong_sizes if sizes else native_path.kernel_strong_mask
-            yield part, select(kern, z, rule, threads=threads)
+            yield part, native_path.kernel_strong_mask(kern, z, rule, sizes=sizes, threads=threads)
             continue
         yt = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
         wide = z.dtype.itemsize > 4  # float64 stays float64, as decompose decides its sets

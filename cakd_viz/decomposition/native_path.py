@@ -69,14 +69,8 @@ def _bind(lib: ctypes.CDLL, path: Path) -> Kernel:
     lib.dk_scan.argtypes, lib.dk_scan.restype = _SCAN, _int
     lib.dk_decompose_many.argtypes, lib.dk_decompose_many.restype = _MANY, _int
     lib.dk_simd_level.restype = lib.dk_pool_size.restype = _int
-    return Kernel(
-        path,
-        lib.dk_strong_mask,
-        lib.dk_simd_level(),
-        lib.dk_pool_size,
-        lib.dk_scan,
-        lib.dk_decompose_many,
-    )
+    entries = lib.dk_strong_mask, lib.dk_simd_level(), lib.dk_pool_size, lib.dk_scan, lib.dk_decompose_many
+    return Kernel(path, *entries)
 
 
 LIBRARY: NativeLibrary[Kernel] = NativeLibrary(
@@ -133,9 +127,7 @@ class Rule:
 
     @classmethod
     def of(cls, g: Grouping, temperature: float, labels, correlated, *, standardize: bool = False) -> Rule:
-        """The kernel's arguments for `g`; a ValueError for a rule this kernel does not select (`selects`)."""
-        if not selects(g):
-            raise ValueError(f"the decomposition kernel has no code for grouping {g}; use the tensor path")
+        """The kernel's arguments for `g`, a rule the kernel selects (`selects`)."""
         args = g.kernel_args()
         y = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
         corr = None if correlated is None else np.ascontiguousarray(correlated, dtype=np.uint8)
@@ -177,7 +169,7 @@ def run_kernel_many(
     isa: str = "auto",
     redo64: bool = True,
 ) -> None:
-    """Decompose the rows of each of `students` against `teacher` ((m, C) numpy arrays, see `kernel_rows`)
+    """Decompose the rows of each of `students` (1 to MAX_STUDENTS) against `teacher` ((m, C) numpy arrays, see `kernel_rows`)
     into ``outs[j][name][offset : offset + m]`` ({name: (N,) contiguous float64 / int64 array, FLOAT_OUT +
     INT_OUT} per student); labels from `rule.labels[offset:]`. One pass over the rows: each row's strong
     set (and, on AVX-512, its weights e^b) is decided once for every student, and ``outs[j]`` is what a
@@ -190,8 +182,6 @@ def run_kernel_many(
     KernelError (its row counted from `offset`, the lowest over all students) for a non-finite logit
     (ERR_NONFINITE), a bad label or no memory; the other rows are computed.
     """
-    if not 1 <= len(students) <= MAX_STUDENTS or len(outs) != len(students):
-        raise ValueError(f"run_kernel_many: 1 to {MAX_STUDENTS} students, one output dict each")
     zt, t_stride, t_code = kernel_rows(teacher)
     m, c = zt.shape
     rows = [kernel_rows(s) for s in students]  # kept alive until the call returns
@@ -211,34 +201,34 @@ def run_kernel_many(
 
 
 def kernel_strong_mask(
-    kern: Kernel, teacher: np.ndarray, rule: Rule, *, threads: int = 1, isa: str = "auto"
+    kern: Kernel, teacher: np.ndarray, rule: Rule, *, sizes: bool = False, threads: int = 1, isa: str = "auto"
 ) -> np.ndarray:
-    """The kernel's strong set of every row, (N, C) bool, by the same code as `run_kernel_many`."""
+    """The kernel's strong set of every row, (N, C) bool, by the same code as `run_kernel_many`; with
+    ``sizes`` each row's |S| instead, (N,) int64 (without the (N, C) bytes)."""
     zt, t_stride, t_code = kernel_rows(teacher)
     n, c = zt.shape
-    mask = np.zeros((n, c), np.uint8)
-    args = (n, c, zt.ctypes.data, t_stride, t_code, *rule.args(0), mask.ctypes.data, None)
-    _call(kern.strong_mask, *args, threads=threads, flags=ISA_FLAGS[isa])
-    return mask.view(bool)
+    out = np.zeros(n, np.int64) if sizes else np.zeros((n, c), np.uint8)
+    ptrs = (None, out.ctypes.data) if sizes else (out.ctypes.data, None)
+    _call(
+        kern.strong_mask,
+        n,
+        c,
+        zt.ctypes.data,
+        t_stride,
+        t_code,
+        *rule.args(0),
+        *ptrs,
+        threads=threads,
+        flags=ISA_FLAGS[isa],
+    )
+    return out if sizes else out.view(bool)
 
 
-def kernel_strong_sizes(
-    kern: Kernel, teacher: np.ndarray, rule: Rule, *, threads: int = 1, isa: str = "auto"
-) -> np.ndarray:
-    """Each row's |S|, (N,) int64, by the same code as `kernel_strong_mask` (without its (N, C) bytes)."""
-    zt, t_stride, t_code = kernel_rows(teacher)
-    n, c = zt.shape
-    sizes = np.zeros(n, np.int64)
-    args = (n, c, zt.ctypes.data, t_stride, t_code, *rule.args(0), None, sizes.ctypes.data)
-    _call(kern.strong_mask, *args, threads=threads, flags=ISA_FLAGS[isa])
-    return sizes
-
-
-def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int, isa: str = "auto") -> None:
+def kernel_scan(kern: Kernel, rows: np.ndarray, out: np.ndarray, *, threads: int) -> None:
     """Each row's argmax of (m, C) `rows` (see `kernel_rows`; lowest index among equal maxima, as
     `decompose`'s teacher_pred) into `out` ((m,) contiguous int64), by pass 1 of the decomposition.
     Raises KernelError(ERR_NONFINITE, row) for the first row holding a NaN or an infinity."""
     data, stride, code_dtype = kernel_rows(rows)
     m, c = data.shape
     args = (m, c, data.ctypes.data, stride, code_dtype, out.ctypes.data)
-    _call(kern.scan, *args, threads=threads, flags=ISA_FLAGS[isa])
+    _call(kern.scan, *args, threads=threads, flags=0)

@@ -73,10 +73,6 @@ class Decomposition:
             return {name: float("nan") for name in TERMS}
         return {name: float(v.sum()) / total for name, v in self.contributions().items()}
 
-    def identity_error(self) -> np.ndarray:
-        """|KL - (BCD + p_S*SCD + p_W*WCD)| per sample. (N,)"""
-        return np.abs(self.kl - (self.bcd + self.scd_contribution + self.wcd_contribution))
-
     def subset(self, index) -> Decomposition:
         """The same result restricted to some samples (a boolean mask or integer indices)."""
         pick = {name: getattr(self, name)[index] for name in PER_SAMPLE}
@@ -86,18 +82,14 @@ class Decomposition:
         """The setting in words: "grouping topk:5, T = 4" (", standardized" under LS)."""
         return f"grouping {self.grouping}, {setting(self.temperature, self.standardize)}"
 
-    def to_frame(self, index: np.ndarray | None = None) -> pd.DataFrame:
+    def to_frame(self) -> pd.DataFrame:
         """One row per sample, columns as in `FRAME_COLUMNS` (label is <NA> without labels); the setting in
         ``attrs`` (grouping, temperature, standardize)."""
         n = len(self)
         labels = pd.array(self.labels if self.labels is not None else [pd.NA] * n, dtype="Int64")
+        per_sample = {name: getattr(self, name) for name in FRAME_COLUMNS[2:]}
         frame = pd.DataFrame(
-            {
-                "index": np.arange(n) if index is None else np.asarray(index),
-                "label": labels,
-                **{name: getattr(self, name) for name in FRAME_COLUMNS[2:]},  # the per-sample arrays
-            },
-            columns=list(FRAME_COLUMNS),
+            {"index": np.arange(n), "label": labels, **per_sample}, columns=list(FRAME_COLUMNS)
         )
         frame.attrs = dict(grouping=self.grouping, temperature=self.temperature, standardize=self.standardize)
         return frame

@@ -44,15 +44,11 @@ def scan_logits(
                 Logits(arr, name).check_row(start + exc.row)
                 raise  # a refusal other than a NaN or an infinity
         else:
-            _numpy_scan(arr, name, part, pred, start)
+            values = np.asarray(part, dtype=np.float32) if part.dtype == np.float16 else np.asarray(part)
+            finite = np.isfinite(values).all(axis=1)
+            if not finite.all():
+                Logits(arr, name).check_row(start + int(np.flatnonzero(~finite)[0]))
+            pred[start:stop] = np.argmax(values, axis=1)
         if progress is not None:
             progress(stop, n)
     return pred
-
-
-def _numpy_scan(arr: np.ndarray, name: str, part: np.ndarray, pred: np.ndarray, start: int) -> None:
-    values = np.asarray(part, dtype=np.float32) if part.dtype == np.float16 else np.asarray(part)
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
-        Logits(arr, name).check_row(start + int(np.flatnonzero(~finite)[0]))
-    pred[start : start + len(part)] = np.argmax(values, axis=1)

@@ -136,10 +136,7 @@ def default_threads(requested: int, *, new_pass: bool = False) -> int:
     """Threads for one kernel call: min(requested, affinity CPUs, cgroup quota, free CPUs), at least 1.
     new_pass: this is the first call of a pass over rows (see ``others_busy``)."""
     cpus = affinity_cpus()
-    limit = min(max(1, int(requested)), cpus)
-    quota = quota_cpus()
-    if quota is not None:
-        limit = min(limit, quota)
+    limit = min(max(1, int(requested)), cpus, quota_cpus() or cpus)  # (a quota is at least 1 CPU)
     if cpus >= (os.cpu_count() or cpus):  # the counts are machine-wide: only meaningful then
         average = others_busy(new_pass=new_pass)
         if average is None:

@@ -141,7 +141,10 @@ def strong_mass_figure(d: Decomposition, *, bins: int = 40, student: str = "stud
     Both axes span the same range, the central 99.8% of both masses (padded), so the diagonal
     "student = teacher" stays the diagonal and a concentrated cloud still gets all the bins.
     """
-    lo, hi = _mass_range(d.teacher_strong_mass, d.student_strong_mass)
+    both = np.concatenate([d.teacher_strong_mass, d.student_strong_mass]).astype(np.float64)
+    lo, hi = np.percentile(both, [0.1, 99.9]) if both.size > 20 else (both.min(), both.max())
+    pad = max((hi - lo) * 0.05, 1e-6)
+    lo, hi = max(0.0, float(lo - pad)), min(1.0, float(hi + pad))
     h, xe, ye = np.histogram2d(
         np.clip(d.teacher_strong_mass, lo, hi),
         np.clip(d.student_strong_mass, lo, hi),
@@ -182,13 +185,6 @@ def strong_mass_figure(d: Decomposition, *, bins: int = 40, student: str = "stud
         title=f"{plain(student)}'s strong-group mass q<sub>S</sub>", range=[lo, hi], scaleanchor="x"
     )
     return fig
-
-
-def _mass_range(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    both = np.concatenate([np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)])
-    lo, hi = np.percentile(both, [0.1, 99.9]) if both.size > 20 else (both.min(), both.max())
-    pad = max((hi - lo) * 0.05, 1e-6)
-    return max(0.0, float(lo - pad)), min(1.0, float(hi + pad))
 
 
 def _heatmap(z, classes, family, class_names, *, colorscale, zmin, zmax, colorbar, hover, title) -> go.Figure:

@@ -59,9 +59,7 @@ def accuracy_figure(models: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def class_count_figure(
-    counts: np.ndarray, class_names: list[str], *, title: str = "samples per class"
-) -> go.Figure:
+def class_count_figure(counts: np.ndarray, class_names: list[str]) -> go.Figure:
     """Bars of how many samples each class has (counts: (C,)); for C > 200 a histogram of the counts."""
     fig = go.Figure()
     if len(counts) <= 200:
@@ -74,7 +72,7 @@ def class_count_figure(
             )
         )
         fig.update_xaxes(title="class", type="category", dtick=1, tickangle=-90 if len(counts) > 20 else 0)
-        fig.update_yaxes(title=title)
+        fig.update_yaxes(title="samples per class")
     else:
         hist, edges = np.histogram(counts, bins=40)
         fig.add_trace(

@@ -93,31 +93,23 @@ def curves_figure(
         pct = metric.endswith("acc")
         fig.add_trace(_line(frame, metric, plain(label), student_color(i), pct=pct, unit="%" if pct else ""))
     fig.update_layout(**base_layout(height=380))
-    if not fig.data:
-        return _empty(fig)
+    if not fig.data:  # no axes (Plotly's empty ones run from -1), one line saying that there is nothing yet
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.add_annotation(text=EMPTY, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return fig
     fig.update_xaxes(title="epoch", dtick=1)
     fig.update_yaxes(title=metric_title(metric, splits), ticksuffix="%" if metric.endswith("acc") else "")
-    return fig
-
-
-def _empty(fig: go.Figure) -> go.Figure:
-    """No axes (Plotly's empty ones run from -1), one line saying that there is nothing yet."""
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.add_annotation(text=EMPTY, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
 
 
 def terms_figure(steps: pd.DataFrame) -> go.Figure:
     """One run's loss terms (unweighted, T^2-scaled batch means) and total against the fractional epoch."""
     fig = go.Figure()
-    if not steps.empty:
-        for key, (label, color) in _TERM_STYLE.items():
-            if key in steps:
-                dash = "dot" if key == "loss" else "solid"
-                fig.add_trace(
-                    _line(steps, key, label, color, dash=dash, mode="lines", epoch="%{x:.2f}", unit="")
-                )
+    for key, (label, color) in _TERM_STYLE.items() if not steps.empty else ():
+        if key in steps:
+            style = dict(dash="dot" if key == "loss" else "solid", mode="lines", epoch="%{x:.2f}", unit="")
+            fig.add_trace(_line(steps, key, label, color, **style))
     fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch")
     values = steps[[k for k in _TERM_STYLE if k in steps]].to_numpy(dtype=float)  # (0, k) without steps
@@ -136,15 +128,12 @@ def held_out_terms_figure(epochs: pd.DataFrame, *, raw: bool = False) -> go.Figu
     fig = go.Figure()
     have = epochs.dropna(subset=[k for k in ("val_kl", "val_bcd") if k in epochs])
     if not have.empty and "val_kl" in have:
-        if raw:
-            for key, term in (("val_bcd", "bcd"), ("val_scd", "scd"), ("val_wcd", "wcd")):
-                if key in have:
-                    fig.add_trace(_line(have, key, RAW[term], TERM_COLORS[term]))
-        else:
-            for key, term in (("val_bcd", "bcd"), ("val_scd_part", "scd"), ("val_wcd_part", "wcd")):
-                if key in have:
-                    stacked = dict(stackgroup="parts", name_html=PART_HTML[term])
-                    fig.add_trace(_line(have, key, PART[term], TERM_COLORS[term], **stacked))
+        for term in ("bcd", "scd", "wcd"):
+            key = f"val_{term}" if raw or term == "bcd" else f"val_{term}_part"
+            stacked = {} if raw else dict(stackgroup="parts", name_html=PART_HTML[term])
+            if key in have:
+                fig.add_trace(_line(have, key, (RAW if raw else PART)[term], TERM_COLORS[term], **stacked))
+        if not raw:
             fig.add_trace(_line(have, "val_kl", "KL (sum of the parts)", TERM_COLORS["kl"], dash="dot"))
     fig.update_layout(**base_layout(height=320))
     fig.update_xaxes(title="epoch", dtick=1)
@@ -247,10 +236,15 @@ def sweep_heatmap(
     table = cell_table(trials, keys)
     order = {k: _ordered(trials[k]) for k in keys}
     title = f"best {'validation' if split == 'validation' else 'test (no validation split)'} accuracy (%)"
+
+    def cells(column: str) -> pd.Series | pd.DataFrame:  # the column on the chart's grid: (x,) or (y, x)
+        if y is None:
+            return table[column].reindex(order[x])
+        return table[column].unstack(x).reindex(index=order[y], columns=order[x])
+
+    means, spread, counts = cells("mean") * 100, cells("std") * 100, cells("count").fillna(0)
     if y is None:
-        means = table["mean"].reindex(order[x]) * 100
-        spread = table["std"].reindex(order[x]).fillna(0) * 100
-        counts = table["count"].reindex(order[x]).fillna(0)
+        spread = spread.fillna(0)
         fig = go.Figure(
             go.Scatter(
                 x=[plain(v) for v in order[x]],
@@ -268,18 +262,15 @@ def sweep_heatmap(
         fig.update_xaxes(title=x, type="category")
         fig.update_yaxes(title=title)
         return fig
-    grid = table["mean"].unstack(x).reindex(index=order[y], columns=order[x]) * 100
-    spread = table["std"].unstack(x).reindex(index=order[y], columns=order[x]) * 100
-    counts = table["count"].unstack(x).reindex(index=order[y], columns=order[x]).fillna(0)
     text = [
         [_cell(m, s, n) for m, s, n in zip(rm, rs, rn, strict=True)]
-        for rm, rs, rn in zip(grid.to_numpy(), spread.to_numpy(), counts.to_numpy(), strict=True)
+        for rm, rs, rn in zip(means.to_numpy(), spread.to_numpy(), counts.to_numpy(), strict=True)
     ]
     lo, hi, _ = colour_range(table)
     custom = np.stack([np.nan_to_num(spread.to_numpy(), nan=0.0), counts.to_numpy()], axis=-1)
     fig = go.Figure(
         go.Heatmap(
-            z=grid.to_numpy(),
+            z=means.to_numpy(),
             x=[plain(v) for v in order[x]],
             y=[plain(v) for v in order[y]],
             text=text,

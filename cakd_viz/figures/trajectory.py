@@ -108,7 +108,6 @@ def trajectory_heatmap(
     if extra:
         z = np.hstack([z, np.full((len(z), 1), np.nan)] + [v[t.order, None] * scale for v in extra.values()])
         columns += [" "] + list(extra)
-    rate = scale == 100.0
     return class_heatmap(
         z,
         columns,
@@ -116,7 +115,7 @@ def trajectory_heatmap(
         t.family[t.order],
         colorbar=_term_title(column),
         zmin=0.0,  # every term is >= 0; Plotly uses zmin only with zmax
-        zmax=100.0 if rate else _top(z),
+        zmax=100.0 if scale == 100.0 else _top(z),
         hover=f"{COLUMN}<br>{TRAJECTORY_TERMS.get(column, column)}",
     )
 

@@ -31,6 +31,4 @@ class TopKTarget(TopK):
     @classmethod
     def sweep(cls, num_classes: int, *, has_labels: bool = True) -> Sweep:
         """K of topk+target, or of topk where there are no labels."""
-        if not has_labels:
-            return TopK.sweep(num_classes, has_labels=False)
-        return super().sweep(num_classes, has_labels=True)
+        return super().sweep(num_classes) if has_labels else TopK.sweep(num_classes, has_labels=False)
