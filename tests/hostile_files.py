@@ -24,6 +24,11 @@ GiB = 2**30
 def npy_header(shape: tuple, descr: str = "<f4", fortran: bool = False, version: int = 1) -> bytes:
     """The bytes of a .npy header declaring ``shape`` and ``descr``, whatever the data that follows."""
     text = f"{{'descr': {descr!r}, 'fortran_order': {fortran!r}, 'shape': {tuple(shape)!r}, }}"
+    return npy_header_text(text, version)
+
+
+def npy_header_text(text: str, version: int = 1) -> bytes:
+    """A .npy header whose dictionary is ``text`` as given (padded as numpy pads it), however wrong."""
     size_len = 2 if version == 1 else 4
     pad = (64 - (6 + 2 + size_len + len(text) + 1) % 64) % 64
     text = text + " " * pad + "\n"
