@@ -24,6 +24,11 @@ GiB = 2**30
 def npy_header(shape: tuple, descr: str = "<f4", fortran: bool = False, version: int = 1) -> bytes:
     """The bytes of a .npy header declaring ``shape`` and ``descr``, whatever the data that follows."""
     text = f"{{'descr': {descr!r}, 'fortran_order': {fortran!r}, 'shape': {tuple(shape)!r}, }}"
+    return npy_header_text(text, version)
+
+
+def npy_header_text(text: str, version: int = 1) -> bytes:
+    """A .npy header whose dictionary is ``text`` as given (padded as numpy pads it), however wrong."""
     size_len = 2 if version == 1 else 4
     pad = (64 - (6 + 2 + size_len + len(text) + 1) % 64) % 64
     text = text + " " * pad + "\n"
@@ -140,6 +145,33 @@ def write_zip(path: Path, entries: list[Entry]) -> Path:
         "<4s4H2LH", b"PK\x05\x06", 0, 0, min(n, 0xFFFF), min(n, 0xFFFF), len(directory), start, 0
     )
     path.write_bytes(bytes(out))
+    return path
+
+
+def zip64_end(
+    path: Path,
+    *,
+    entries: int | None = None,
+    cd_size: int | None = None,
+    record_at: int | None = None,
+    locator_sig: bytes = b"PK\x06\x07",
+    record_sig: bytes = b"PK\x06\x06",
+) -> Path:
+    """Rewrite the end of the zip archive at ``path`` as zip64 writes it (a zip64 end record and its
+    locator before an end record whose counts and sizes say "see zip64", where cakd-viz must read the
+    zip64 record), the zip64 record telling the truth unless given ``entries``, ``cd_size``, where it is
+    (``record_at``) or other signatures. Zip64 records already there (torch.save writes them) are replaced."""
+    data = path.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    _, _, _, count, _, size, offset, _ = struct.unpack_from("<4s4H2LH", data, at)
+    if data[at - 20 : at - 16] == b"PK\x06\x07":  # already zip64 (torch.save's writer adds the records)
+        at = struct.unpack_from("<4sLQL", data, at - 20)[2]
+    count = count if entries is None else entries
+    size = size if cd_size is None else cd_size
+    record = struct.pack("<4sQ2H2L4Q", record_sig, 44, 45, 45, 0, 0, count, count, size, offset)
+    locator = struct.pack("<4sLQL", locator_sig, 0, at if record_at is None else record_at, 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(data[:at] + record + locator + end)
     return path
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
+import hostile_files as H
 import numpy as np
 import pytest
 import torch
 
 from cakd_viz.bundle import FORMAT, Bundle, BundleError, load_bundle, write_bundle
+from cakd_viz.bundle.imports import import_file
 from cakd_viz.bundle.writer import BundleWriter
 
 
@@ -627,3 +631,165 @@ def test_predictions_are_safe_when_many_threads_ask_at_once(tmp_path, logits):
         np.testing.assert_array_equal(pred, expected[who])
         assert pred is b.predictions(who) and not pred.flags.writeable
     assert b.accuracy() == float(np.mean(expected["teacher"] == labels))
+
+
+# ---------------------------------------------------------------- refusals no other test reaches
+
+
+def _teacher_file_refusal(path, raw: bytes, tmp_path) -> tuple[str, str]:
+    """(what load_bundle says of teacher.npy holding ``raw`` followed by its data, what an import says of
+    an .npz member 'teacher' holding the same bytes): both read the header with npy.read_header."""
+    data = np.load(path / "teacher.npy").tobytes()
+    (path / "teacher.npy").write_bytes(raw + data)
+    with pytest.raises(BundleError) as in_bundle:
+        load_bundle(path)
+    student = H.npy_bytes(np.load(path / "students" / "kd.npy"))
+    src = H.write_zip(
+        tmp_path / "x.npz", [H.stored("teacher.npy", raw + data), H.stored("student.npy", student)]
+    )
+    with pytest.raises(BundleError) as in_npz:
+        import_file(src, tmp_path / "imported")
+    assert not (tmp_path / "imported").exists()
+    return str(in_bundle.value), str(in_npz.value)
+
+
+_PLAIN = "'descr': '<f4', 'fortran_order': False"
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (
+            b"\x93NUMPY\x09\x00" + H.npy_header((200, 10))[8:],
+            "is corrupt: unknown .npy format version (9, 0)",
+        ),
+        (
+            H.npy_header_text("[200, 10]"),
+            "is corrupt: its .npy header is not {'descr', 'fortran_order', 'shape'}",
+        ),
+        (
+            H.npy_header_text("{'descr': '<f4', 'shape': (200, 10)}"),
+            "is corrupt: its .npy header is not {'descr', 'fortran_order', 'shape'}",
+        ),
+        (
+            H.npy_header_text(f"{{{_PLAIN}, 'shape': [200, 10]}}"),
+            "is corrupt: its .npy shape [200, 10] is not a tuple of whole numbers",
+        ),
+        (
+            H.npy_header_text(f"{{{_PLAIN}, 'shape': (200, 10.0)}}"),
+            "is corrupt: its .npy shape (200, 10.0) is not a tuple of whole numbers",
+        ),
+        (
+            H.npy_header_text(f"{{{_PLAIN}, 'shape': (-200, 10)}}"),
+            "is corrupt: impossible .npy shape (-200, 10)",
+        ),
+        (H.npy_header((1,) * 33), f"is corrupt: impossible .npy shape {(1,) * 33}"),
+        (
+            H.npy_header_text("{'descr': '<f4', 'fortran_order': 0, 'shape': (200, 10)}"),
+            "is corrupt: its .npy fortran_order is 0",
+        ),
+        (
+            H.npy_header((200, 10), descr="<q7"),
+            "is corrupt: unknown .npy dtype '<q7' (data type '<q7' not understood)",
+        ),
+        (
+            H.npy_header_text("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (200, 10)}"),
+            "has dtype [('a', '<f4')]; only plain numbers (or text for names) are supported",
+        ),
+        (
+            H.npy_header((200, 10), descr="<M8[s]"),
+            "has dtype datetime64[s]; only plain numbers (or text for names) are supported",
+        ),
+    ],
+    ids=[
+        "version",
+        "not a dict",
+        "lacks a key",
+        "shape a list",
+        "shape of floats",
+        "negative shape",
+        "33 dimensions",
+        "fortran_order not a bool",
+        "unknown dtype",
+        "structured dtype",
+        "datetime dtype",
+    ],
+)
+def test_a_bad_npy_header_is_one_line_in_a_bundle_and_in_an_npz(tmp_path, logits, raw, says):
+    path = _write(tmp_path, logits)
+    in_bundle, in_npz = _teacher_file_refusal(path, raw, tmp_path)
+    assert in_bundle == f"teacher.npy {says}"
+    assert in_npz == f"x.npz: member 'teacher' {says}"
+
+
+def test_fortran_order_arrays_are_read_in_a_bundle_and_in_an_npz(tmp_path, logits):
+    student, teacher, labels = logits
+    path = _write(tmp_path, logits)
+    np.save(path / "teacher.npy", np.asfortranarray(teacher))
+    assert np.load(path / "teacher.npy").flags.f_contiguous  # the file says fortran_order: True
+    np.testing.assert_array_equal(load_bundle(path).teacher, teacher)
+    src = tmp_path / "f.npz"
+    np.savez(src, teacher=np.asfortranarray(teacher), student=student, labels=labels)
+    np.testing.assert_array_equal(load_bundle(import_file(src, tmp_path / "imported")).teacher, teacher)
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("loop", "loop is a link that cannot be resolved (a loop?); refusing it"),
+        ("students/loop", "students/loop is a link that cannot be resolved (a loop?); refusing it"),
+    ],
+)
+def test_a_link_loop_in_a_bundle_is_refused(tmp_path, logits, where, message):
+    path = _write(tmp_path, logits)
+    (path / where).symlink_to((path / where).name)  # a link to itself
+    with pytest.raises(BundleError, match=f"^{re.escape(message)}$"):
+        load_bundle(path)
+
+
+def test_a_students_entry_that_is_not_a_folder_is_refused(tmp_path, logits):
+    path = _write(tmp_path, logits)
+    shutil.rmtree(path / "students")
+    (path / "students").write_text("not a folder")
+    with pytest.raises(BundleError, match=r"^students/: cannot list this directory \(Not a directory\)$"):
+        load_bundle(path)
+
+
+def test_an_unreadable_meta_json_is_one_line(tmp_path, logits, monkeypatch):
+    """Root reads any file whatever its mode, so the failure is injected where core opens meta.json."""
+    from cakd_viz.bundle import core
+
+    path = _write(tmp_path, logits)
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(core, "open", denied, raising=False)
+    with pytest.raises(BundleError, match=r"^meta.json cannot be read \(Permission denied\)$"):
+        load_bundle(path)
+
+
+def test_a_writer_without_students_is_refused(tmp_path):
+    with pytest.raises(BundleError, match="^student_names: a bundle needs at least one student$"):
+        BundleWriter(tmp_path / "b", num_samples=5, num_classes=3, student_names=[])
+    assert not list(tmp_path.iterdir())
+
+
+_META_SHAPES = r"^meta: 'teacher' must be an object and 'students' an object \{NAME: \{\.\.\.\}\}$"
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"teacher": "resnet"}, _META_SHAPES),
+        ({"students": ["kd"]}, _META_SHAPES),
+        ({"students": {"kd": "resnet8"}}, _META_SHAPES),
+        ("resnet", r"^meta must be an object \{KEY: value\}, got a str$"),
+        ([1, 2], r"^meta must be an object \{KEY: value\}, got a list$"),
+    ],
+)
+def test_a_bad_meta_is_refused_before_anything_is_written(tmp_path, logits, meta, message):
+    student, teacher, _ = logits
+    with pytest.raises(BundleError, match=message):
+        write_bundle(tmp_path / "b", teacher=teacher, students={"kd": student}, meta=meta)
+    assert not list(tmp_path.iterdir())

@@ -10,7 +10,9 @@ The files come from tests/hostile_files.py, which benchmarks/bench_hostile_input
 from __future__ import annotations
 
 import os
+import re
 import resource
+import struct
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ import pytest
 from conftest import make_logits
 
 from cakd_viz.bundle import BundleError, load_bundle, write_bundle
+from cakd_viz.bundle.imports import import_file, read_arrays
 from cakd_viz.decomposition import decompose
 
 REPO = Path(__file__).resolve().parent.parent
@@ -507,3 +510,81 @@ def test_a_fifo_in_a_bundle_is_refused_without_blocking(bundle):
     os.mkfifo(bundle / "teacher.npy")  # opening a FIFO for reading would wait for a writer forever
     with pytest.raises(BundleError, match="^teacher.npy is not a regular file$"):
         load_bundle(bundle)
+
+
+# -- zip64 end records (zipcheck) and the import limit's argument ------------------------------------------
+
+
+def _zip(path: Path) -> Path:
+    """A valid .npz or .pt of a (4, 3) teacher and student."""
+    arrays = {"teacher": np.zeros((4, 3), np.float32), "student": np.zeros((4, 3), np.float32)}
+    if path.suffix == ".npz":
+        np.savez(path, **arrays)
+        return path
+    return _torch_file(path, **arrays)
+
+
+@pytest.mark.parametrize("ext", [".npz", ".pt"])
+def test_an_honest_zip64_end_record_is_read(tmp_path, ext):
+    src = H.zip64_end(_zip(tmp_path / f"x{ext}"))
+    assert load_bundle(import_file(src, tmp_path / "b")).num_samples == 4
+
+
+_ZIP64_LIES = [
+    (
+        {"entries": 10**9},
+        r"its zip directory declares 1,000,000,000 entries in 114 bytes \(at most 65,535 in 4\.0 MiB\)",
+    ),
+    ({"cd_size": 2**40}, r"its zip directory declares 2 entries in 1\.0 TiB \(at most 65,535 in 4\.0 MiB\)"),
+    ({"cd_size": 10}, r"corrupt \.npz archive \(Truncated central directory\)"),
+    ({"locator_sig": b"PK\x00\x00"}, r"corrupt zip archive \(bad zip64 locator\)"),
+    ({"record_at": 10**9}, r"corrupt zip archive \(bad zip64 locator\)"),
+    ({"record_at": 0}, r"corrupt zip archive \(bad zip64 directory record\)"),
+    ({"record_sig": b"PK\x00\x00"}, r"corrupt zip archive \(bad zip64 directory record\)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("lie", "message"),
+    _ZIP64_LIES,
+    ids=[
+        "entries",
+        "directory size",
+        "small directory",
+        "locator",
+        "record beyond the file",
+        "record elsewhere",
+        "record signature",
+    ],
+)
+def test_a_zip64_end_record_that_lies_is_one_line(tmp_path, lie, message):
+    src = H.zip64_end(_zip(tmp_path / "x.npz"), **lie)
+    with pytest.raises(BundleError, match=rf"^x\.npz: {message}"):
+        import_file(src, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_zip64_pt_that_lies_about_its_entries_is_one_line(tmp_path):
+    src = H.zip64_end(_zip(tmp_path / "x.pt"), entries=70_000)
+    with pytest.raises(
+        BundleError,
+        match=r"^x\.pt: its zip directory declares 70,000 entries in .*; not a PyTorch file of logits$",
+    ):
+        import_file(src, tmp_path / "b")
+
+
+def test_a_zip64_end_record_without_room_for_its_locator_is_one_line(tmp_path):
+    src = tmp_path / "x.npz"
+    src.write_bytes(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+    with pytest.raises(BundleError, match=r"^x\.npz: corrupt zip archive \(zip64 locator missing\)$"):
+        import_file(src, tmp_path / "b")
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1, True, 1.5, "1M"])
+def test_max_bytes_must_be_a_whole_number_of_bytes(tmp_path, max_bytes):
+    src = _zip(tmp_path / "x.npz")
+    message = f"max_bytes must be a whole number of bytes >= 1 (or None), got {max_bytes!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        import_file(src, tmp_path / "b", max_bytes=max_bytes)
+    assert not (tmp_path / "b").exists()
+    assert read_arrays(src, max_bytes=None)["teacher"].shape == (4, 3)

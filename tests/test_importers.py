@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import struct
 
+import hostile_files as H
 import numpy as np
 import pytest
 import torch
@@ -282,3 +285,216 @@ def test_the_import_command_refuses_integer_logits_in_one_line(tmp_path, logits)
         run, "import", "ints.npz: teacher holds int32 values; logits must be float16, float32 or float64$"
     )
     assert not (tmp_path / "b").exists()
+
+
+# -- damaged files: one line naming the file and the field, nothing created -----------------------------
+
+
+def _import_refusal(capsys, src, out) -> str:
+    """`cakd-viz import SRC --out OUT` in process: exit 2, exactly one line, no traceback; the message."""
+    from cakd_viz.cli import main
+
+    code = main(["import", str(src), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and str(src.parent) not in err
+    assert not out.exists() and not list(out.parent.glob(f"{out.name}.partial-*"))
+    return err.strip().removeprefix("cakd-viz import: error: ")
+
+
+_F32 = {"dtype": "F32", "shape": [4, 3]}
+_PAIR = {"teacher": {**_F32, "data_offsets": [0, 48]}, "student": {**_F32, "data_offsets": [48, 96]}}
+_UNREADABLE = r"cannot read this \.safetensors file \("
+_ST_DTYPES = "F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL"
+
+
+def _teacher_entry(**change) -> dict:
+    return {**_PAIR, "teacher": {**_PAIR["teacher"], **change}}
+
+
+@pytest.mark.parametrize(
+    ("header", "data", "header_len", "message"),
+    [
+        (
+            b"{not json",
+            b"",
+            None,
+            _UNREADABLE + r"its header is not JSON: Expecting property name .*\(char 1\)\)$",
+        ),
+        (b"[1, 2]", b"", None, _UNREADABLE + r"its header is not a JSON object\)$"),
+        (
+            _PAIR,
+            bytes(96),
+            5000,
+            _UNREADABLE + r"its header claims 5,000 bytes of a 247-byte file; at most 16\.0 MiB\)$",
+        ),
+        (
+            _teacher_entry(dtype="F128"),
+            bytes(96),
+            None,
+            rf"tensor 'teacher': unsupported dtype 'F128'; supported: {_ST_DTYPES}$",
+        ),
+        (
+            _teacher_entry(dtype=["F32"]),
+            bytes(96),
+            None,
+            rf"tensor 'teacher': unsupported dtype \['F32'\]; supported: {_ST_DTYPES}$",
+        ),
+        (
+            {**_PAIR, "teacher": [0, 48]},
+            bytes(96),
+            None,
+            r"tensor 'teacher': its header entry is not an object$",
+        ),
+        (
+            _teacher_entry(shape=[4, -3]),
+            bytes(96),
+            None,
+            r"tensor 'teacher': shape \[4, -3\] is not a list of whole numbers >= 0$",
+        ),
+        (
+            _teacher_entry(data_offsets=[0]),
+            bytes(96),
+            None,
+            r"tensor 'teacher': data_offsets \[0\] is not \[begin, end\]$",
+        ),
+        (
+            _teacher_entry(shape=[4, 4]),
+            bytes(96),
+            None,
+            r"tensor 'teacher': data_offsets \[0, 48\] hold 48 bytes, but \(4, 4\) F32 needs 64$",
+        ),
+        (_PAIR, bytes(90), None, r"the header describes 96 bytes of tensor data, the file holds 90$"),
+        (_PAIR, bytes(100), None, r"the header describes 96 bytes of tensor data, the file holds 100$"),
+        (
+            {"teacher": {**_F32, "data_offsets": [0, 48]}, "student": {**_F32, "data_offsets": [40, 88]}},
+            bytes(88),
+            None,
+            r"tensor 'student' starts at byte 40 of the data, expected 48 \(tensors overlap or leave a gap\)$",
+        ),
+        (
+            {"teacher": {**_F32, "data_offsets": [16, 64]}, "student": {**_F32, "data_offsets": [64, 112]}},
+            bytes(112),
+            None,
+            r"tensor 'teacher' starts at byte 16 of the data, expected 0 \(tensors overlap or leave a gap\)$",
+        ),
+        (
+            {**_PAIR, "__metadata__": ["names"]},
+            bytes(96),
+            None,
+            r"its __metadata__ must be a JSON object of strings$",
+        ),
+    ],
+    ids=[
+        "not JSON",
+        "not an object",
+        "length beyond the file",
+        "unknown dtype",
+        "dtype not a string",
+        "entry not an object",
+        "negative shape",
+        "offsets not a pair",
+        "shape against byte length",
+        "offsets beyond the data",
+        "data after the tensors",
+        "overlap",
+        "gap",
+        "metadata not an object",
+    ],
+)
+def test_a_damaged_safetensors_header_is_one_line_naming_the_file_and_field(
+    tmp_path, capsys, header, data, header_len, message
+):
+    src = tmp_path / "x.safetensors"
+    if isinstance(header, bytes):
+        src.write_bytes(struct.pack("<Q", len(header)) + header)
+    else:
+        H.safetensors_file(src, header, data, header_len=header_len)
+    assert re.search(r"^x\.safetensors: " + message, _import_refusal(capsys, src, tmp_path / "b"))
+
+
+@pytest.mark.parametrize(
+    ("class_names", "message"),
+    [
+        (
+            "a,b,c",
+            r"metadata 'class_names' is not a JSON list \(Expecting value: line 1 column 1 \(char 0\)\)$",
+        ),
+        ('{"a": 1}', "metadata 'class_names' must be a JSON list of strings$"),
+        (
+            5,
+            r"metadata 'class_names' is not a JSON list \(the JSON object must be str, bytes or bytearray, not int\)$",
+        ),
+        ('["a", "b"]', "class_names has 2 class names, but the logits have 3 classes$"),
+        ("[1, 2, 3]", "class_names: class names must be strings, found int 1$"),
+    ],
+)
+def test_bad_class_names_metadata_is_refused_by_name(tmp_path, capsys, class_names, message):
+    src = H.safetensors_file(
+        tmp_path / "x.safetensors", {**_PAIR, "__metadata__": {"class_names": class_names}}, bytes(96)
+    )
+    assert re.search(r"^x\.safetensors: " + message, _import_refusal(capsys, src, tmp_path / "b"))
+
+
+def _torch_zip(tmp_path, keep=lambda name: True) -> list:
+    """The members of a real torch.save file, stored, those ``keep`` accepts (hostile_files.Entry)."""
+    import zipfile
+
+    torch.save({"teacher": torch.zeros(4, 3), "student": torch.zeros(4, 3)}, tmp_path / "src.pt")
+    with zipfile.ZipFile(tmp_path / "src.pt") as zf:
+        members = [H.stored(i.filename, zf.read(i)) for i in zf.infolist() if keep(i.filename)]
+    (tmp_path / "src.pt").unlink()
+    return members
+
+
+def test_a_pt_file_without_its_pickle_is_refused(tmp_path, capsys):
+    src = H.write_zip(tmp_path / "x.pt", _torch_zip(tmp_path, keep=lambda name: not name.endswith(".pkl")))
+    assert (
+        _import_refusal(capsys, src, tmp_path / "b")
+        == "x.pt: not a PyTorch file (no pickle inside the zip archive)"
+    )
+
+
+def test_a_stored_pt_member_whose_sizes_disagree_is_refused_as_compressed(tmp_path, capsys):
+    """A stored member whose directory entry claims more bytes than it stores: torch.save never writes that."""
+    members = _torch_zip(tmp_path)
+    (storage,) = [m for m in members if m.name.endswith(b"data/0")]
+    storage.file_size *= 1000
+    src = H.write_zip(tmp_path / "x.pt", members)
+    assert _import_refusal(capsys, src, tmp_path / "b") == (
+        "x.pt: member 'src/data/0' is compressed; torch.save never compresses, so this is not a file torch.save wrote"
+    )
+
+
+_NPY = H.npy_bytes(np.arange(12, dtype=np.float32).reshape(4, 3))
+
+
+@pytest.mark.parametrize(
+    ("teacher", "message"),
+    [
+        (
+            H.deflated("teacher.npy", _NPY[:-20], claim_size=len(_NPY)),
+            "member 'teacher' is truncated: its data ends after 28 bytes",
+        ),
+        (
+            H.stored("teacher.npy", _NPY[:-20]),
+            r"member 'teacher' is corrupt: its header declares \(4, 3\) float32 = 48 bytes, its zip entry holds 28 bytes of data",
+        ),
+        (
+            H.stored("teacher.npy", _NPY[:30]),
+            r"member 'teacher' is corrupt: cannot read its \.npy header \(the file ends inside it\)",
+        ),
+        (
+            H.Entry("teacher.npy", b"\xff" * 50, method=8, crc=0, file_size=len(_NPY)),
+            r"member 'teacher' is corrupt \(Error -3 while decompressing data: invalid block type\)",
+        ),
+        (
+            H.Entry("teacher.npy", _NPY, method=0, crc=1, file_size=len(_NPY)),
+            r"member 'teacher' is corrupt \(Bad CRC-32 for file 'teacher\.npy'\)",
+        ),
+    ],
+    ids=["deflated data ends early", "entry shorter than header", "header cut", "not deflate", "bad CRC"],
+)
+def test_a_truncated_or_damaged_npz_member_is_one_line_naming_it(tmp_path, capsys, teacher, message):
+    src = H.write_zip(tmp_path / "x.npz", [teacher, H.stored("student.npy", _NPY)])
+    assert re.search(rf"^x\.npz: {message}$", _import_refusal(capsys, src, tmp_path / "b"))

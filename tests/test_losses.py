@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from conftest import make_logits
 
 from cakd_viz.grouping import class_correlation, parse_grouping, strong_mask
-from cakd_viz.losses import LOSSES, CAKDLoss, DKDLoss, KDLoss
+from cakd_viz.losses import LOSSES, CAKDLoss, DKDLoss, KDLoss, build_criterion
 from cakd_viz.losses.tensor_kernel import CAKDFunction
 
 GROUPINGS = ["target", "topk:1", "topk:3", "topk+target:2", "mass:0.8", "corr:0.3"]
@@ -444,3 +444,38 @@ def test_fast_strong_masks_match_grouping(grouping, kind):
 def test_loss_modules_do_not_import_streamlit():
     code = "import sys, cakd_viz.losses, cakd_viz.losses.tensor_kernel; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["nope", "", "kd_ls"])
+def test_build_criterion_refuses_an_unknown_loss_naming_the_choices(name):
+    with pytest.raises(ValueError, match=rf"^unknown loss '{name}'; choose one of kd, dkd, cakd$"):
+        build_criterion(name, {})
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_torch_correlation_gives_the_numpy_ones_loss(dtype):
+    s, t, y = _tensors()
+    corr = _correlation(t)
+    want_loss, want_terms = CAKDLoss("corr:0.3", correlation=corr).loss_and_terms(s, t, y)
+    crit = build_criterion("cakd", {"grouping": "corr:0.3"}, correlation=torch.tensor(corr, dtype=dtype))
+    loss, terms = crit.loss_and_terms(s, t, y)
+    assert torch.equal(loss, want_loss) and all(torch.equal(terms[k], want_terms[k]) for k in want_terms)
+
+
+@pytest.mark.parametrize("crit", [KDLoss(), DKDLoss(), CAKDLoss("target"), CAKDLoss("topk+target:3")])
+@pytest.mark.parametrize(
+    "as_given",
+    [
+        lambda y: y.tolist(),
+        lambda y: y.numpy().astype(np.int32),
+        lambda y: y.to(torch.int32),
+        lambda y: y.to(torch.uint8),
+    ],
+    ids=["list", "numpy int32", "int32", "uint8"],
+)
+def test_labels_as_a_list_or_another_integer_dtype_give_the_tensors_loss(crit, as_given):
+    s, t, y = _tensors()
+    want_loss, want_terms = crit.loss_and_terms(s, t, y)
+    loss, terms = crit.loss_and_terms(s, t, as_given(y))
+    assert torch.equal(loss, want_loss) and all(torch.equal(terms[k], want_terms[k]) for k in want_terms)
+    assert torch.equal(crit(s, t, as_given(y)), crit(s, t, y))

@@ -243,3 +243,9 @@ def test_the_loop_applies_dkds_warmup_one_factor_per_epoch():
     for e, f in factors:
         per_epoch.setdefault(e, set()).add(f)
     assert per_epoch == {0: {1 / 3}, 1: {2 / 3}, 2: {1.0}, 3: {1.0}}
+
+
+@pytest.mark.parametrize("schedule", ["step", "Cosine", ""])
+def test_a_bad_schedule_is_refused_naming_the_field(schedule):
+    with pytest.raises(ValueError, match=rf"^schedule must be 'cosine' or 'none', got '{schedule}'$"):
+        train(_net(), _blobs(), None, cfg=TrainConfig(epochs=1, schedule=schedule, device="cpu"))

@@ -325,3 +325,24 @@ def test_without_a_kept_epoch_the_counts_are_still_the_samples_per_class():
     np.testing.assert_array_equal(with_labels.counts, np.bincount(labels, minlength=C))
     without = trajectory({}, teacher, None, grouping="topk:3", temperature=2.0)
     np.testing.assert_array_equal(without.counts, np.bincount(teacher.argmax(1), minlength=C))
+
+
+def _small(classes: int, epochs=(1, 2)):
+    student, teacher, labels = make_logits(60, classes, seed=7)
+    return trajectory(dict.fromkeys(epochs, student), teacher, labels, grouping="topk:2", temperature=2.0)
+
+
+def test_the_difference_refuses_runs_of_other_classes_or_without_a_common_epoch():
+    with pytest.raises(ValueError, match="^the runs have 5 and 6 classes: no per-class difference$"):
+        difference(_small(5), _small(6), "kl_mean")
+    with pytest.raises(ValueError, match="^the two runs keep no epoch in common$"):
+        difference(_small(5, epochs=(1, 2)), _small(5, epochs=(3,)), "kl_mean")
+
+
+def test_class_names_of_another_count_are_refused():
+    t = _small(5)
+    with pytest.raises(ValueError, match="^2 class names for 5 classes$"):
+        t.table(class_names=["a", "b"])
+    with pytest.raises(ValueError, match="^6 class names for 5 classes$"):
+        t.changes(1, 2, class_names=list("abcdef"))
+    assert list(t.table(class_names=list("abcde"))["name"].unique()) == [list("abcde")[c] for c in t.order]

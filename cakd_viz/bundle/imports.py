@@ -227,6 +227,8 @@ def _read_member(src: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, h: NpyHe
                 pos += len(chunk)
             if fp.read(1):
                 raise BundleError(f"{name} is corrupt: data beyond its declared {h.describe()}")
+    except BundleError:  # already one line naming the member (it is a ValueError: not wrapped again)
+        raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as exc:
         raise BundleError(f"{name} is corrupt ({' '.join(str(exc).split())})") from None
     if not h.dtype.isnative and h.dtype.itemsize > 1:
@@ -302,7 +304,7 @@ def _tensor_entry(src: Path, key: str, value: Any) -> tuple[str, list[int], tupl
     if not isinstance(value, dict):
         raise BundleError(f"{bad} its header entry is not an object")
     dtype, shape, offsets = value.get("dtype"), value.get("shape"), value.get("data_offsets")
-    if dtype not in _SAFETENSORS_DTYPES:
+    if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:  # a list is not even hashable
         raise BundleError(f"{bad} unsupported dtype {dtype!r}; supported: {', '.join(_SAFETENSORS_DTYPES)}")
     if not isinstance(shape, list) or len(shape) > 32 or not all(_whole(s) for s in shape):
         raise BundleError(f"{bad} shape {shape!r} is not a list of whole numbers >= 0")

@@ -47,6 +47,7 @@ import numpy as np
 from cakd_viz import atomic, processes
 from cakd_viz.bundle.core import FORMAT, load_bundle
 from cakd_viz.bundle.npy import open_npy
+from cakd_viz.text import a_type
 from cakd_viz.validate import (
     BundleError,
     as_numpy,
@@ -410,11 +411,18 @@ def first_gap(rows: list[tuple[int, int]], num_rows: int) -> tuple[int, int] | N
 
 def base_meta(meta: dict | None, layout: dict, class_names: list[str] | None) -> dict:
     """meta.json as the writer knows it at the start; the caller's ``meta`` merged in."""
-    user = dict(meta or {})
+    try:
+        user = dict(meta or {})
+    except (TypeError, ValueError):  # dict() of a str or a list of non-pairs
+        raise BundleError(f"meta must be an object {{KEY: value}}, got {a_type(meta)}") from None
     n, c, dtype = layout["num_samples"], layout["num_classes"], layout["dtype"]
     teacher = user.pop("teacher", None) or {}
     user_students = user.pop("students", None) or {}
-    if not isinstance(teacher, dict) or not isinstance(user_students, dict):
+    if (
+        not isinstance(teacher, dict)
+        or not isinstance(user_students, dict)
+        or not all(isinstance(entry or {}, dict) for entry in user_students.values())
+    ):
         raise BundleError("meta: 'teacher' must be an object and 'students' an object {NAME: {...}}")
     teacher = {"file": "teacher.npy", "dtype": dtype, **teacher}
     students = {
