@@ -339,6 +339,13 @@ def test_the_difference_refuses_runs_of_other_classes_or_without_a_common_epoch(
         difference(_small(5, epochs=(1, 2)), _small(5, epochs=(3,)), "kl_mean")
 
 
+def test_an_unknown_column_is_refused_naming_the_columns():
+    with pytest.raises(ValueError, match="^unknown column 'nope'; one of: kl_mean, bcd_mean, "):
+        difference(_small(5), _small(5), "nope")
+    with pytest.raises(ValueError, match="^unknown column 'kl'"):
+        _small(5).term("kl")
+
+
 def test_class_names_of_another_count_are_refused():
     t = _small(5)
     with pytest.raises(ValueError, match="^2 class names for 5 classes$"):

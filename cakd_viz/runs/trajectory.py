@@ -92,6 +92,8 @@ class Trajectory:
 
     def term(self, column: str) -> np.ndarray:
         """(C, E): ``column`` (one of COLUMNS) per class (class index order) and kept epoch."""
+        if column not in COLUMNS:
+            raise ValueError(f"unknown column {column!r}; one of: {', '.join(COLUMNS)}")
         return self.means[:, :, COLUMNS.index(column)]
 
     def table(self, class_names=None) -> pd.DataFrame:
