@@ -104,6 +104,24 @@ def test_a_sweep_that_fails_while_its_folders_are_made_leaves_none_behind(teache
     assert len(made) == 1 and list(tmp_path.iterdir()) == []
 
 
+def test_a_sweep_whose_process_never_started_reads_failed_after_the_grace(teacher, tmp_path, monkeypatch):
+    """The app creates the folder, then starts its process: a failed start (fork refused) leaves a queued
+    sweep without a pid, which must not stay queued for ever (a run in that case reads failed too)."""
+
+    def no_fork(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("cakd_viz.runs.launcher.subprocess.Popen", no_fork)
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        launch_sweep(_sweep(teacher, grid={"beta": [1, 2]}), tmp_path)
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if (p / store.SWEEP).exists()]
+    assert read_sweep(sweep_dir).state == "queued"  # its process may still be starting
+    status = store.read_json(sweep_dir / store.STATUS)
+    write_json(sweep_dir / store.STATUS, status | {"created": status["created"] - 120})
+    info = read_sweep(sweep_dir)
+    assert (info.state, info.error) == ("failed", "the sweep's process never started (no pid was recorded)")
+
+
 def test_every_trial_folder_holds_a_config_its_run_accepts(teacher, tmp_path):
     # cut at 80 characters, this trial's made-up name ended in '.', a student name the bundle refuses:
     # the trial trained every epoch and failed writing bundle/ (now its config is refused before)

@@ -180,7 +180,8 @@ def sweep_grid(form: Mapping) -> dict[str, list]:
 
 def launch(form: Mapping, root: str | Path, *, sweep: bool) -> str:
     """Launch the form's run (or, with ``sweep``, its sweep) under ``root``; returns the line to show.
-    ValueError or OSError (one line) when it is refused; nothing is created then."""
+    ValueError or OSError (one line) when it is refused: nothing is created then, except where its process
+    cannot be started (the folder stays, and reads failed a minute later)."""
     from cakd_viz.runs import engine, launcher
     from cakd_viz.runs.sweep import SweepConfig, sweep_trials
 

@@ -379,7 +379,10 @@ def _read_sweep(path: Path) -> SweepInfo:
     state, error = status["state"], status.get("error")
     if state not in store.STATES:
         return corrupt(f"status.json has an unknown state {state!r}")
-    if state in ("queued", "running") and status.get("pid") is not None:
+    if state == "queued" and status.get("pid") is None:  # created, its process not started (yet)
+        if time.time() - (_number(status.get("created")) or 0) >= _START_GRACE_S:
+            state, error = "failed", "the sweep's process never started (no pid was recorded)"
+    elif state in ("queued", "running") and status.get("pid") is not None:
         live = store.process_liveness(status, path)
         if live == "elsewhere":
             error = f"{state} elsewhere (host {status['host']}, cannot be checked from here)"
