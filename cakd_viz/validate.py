@@ -263,14 +263,19 @@ def check_fits_dtype(arr: np.ndarray, name: str, dtype: np.dtype, *, chunk_rows:
         )
 
 
-def loads_json(text: str, where: str) -> Any:
+def loads_json(text: str | bytes, where: str) -> Any:
     """``json.loads`` for text from a file or a browser: a document nested too deeply for the parser (a
     few thousand brackets) is a one-line ValueError naming ``where``, never a RecursionError; so is text
-    that is no JSON (``json.JSONDecodeError`` is a ValueError already, reworded to name ``where``) and a
-    number too long for Python's int (which says so without ``where``, and names a setting of its own)."""
+    that is no JSON (``json.JSONDecodeError`` is a ValueError already, reworded to name ``where``), a
+    number too long for Python's int (which says so without ``where``, and names a setting of its own)
+    and bytes that are not UTF-8 (a file's, read whole)."""
     import json
     import sys
 
+    try:
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not UTF-8 text") from None
     try:
         return json.loads(text)
     except RecursionError:

@@ -470,3 +470,13 @@ def test_extract_refuses_two_weights_files_for_one_student(capsys, tmp_path, wei
     err = capsys.readouterr().err
     assert code == 2 and "given twice" in err and "kd" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("command", ["tune", "sweep"])
+def test_a_config_file_that_is_no_utf8_text_is_one_line_naming_it(tmp_path, capsys, command):
+    config = tmp_path / "run.json"
+    config.write_bytes(b'{"name": "\xff"}')
+    code, out, err = run_cli(capsys, command, "--config", config, "--runs-dir", tmp_path / "runs")
+    assert (code, out) == (2, "")
+    assert err == f"cakd-viz {command}: error: {config}: not UTF-8 text\n"
+    assert not (tmp_path / "runs").exists()

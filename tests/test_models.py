@@ -105,6 +105,20 @@ def test_a_malformed_checkpoint_config_is_one_line_naming_the_file(tmp_path, cha
     assert str(err.value).count("\n") == 0
 
 
+@pytest.mark.parametrize(
+    "content, said",
+    [(b"\xff\xfe{}", "not UTF-8 text"), (b"[" * 100_000, "JSON nested too deeply"), (b"{", "not valid JSON")],
+)
+def test_a_checkpoint_config_that_is_no_json_text_is_one_line_naming_the_file(tmp_path, content, said):
+    path = save_checkpoint(
+        tmp_path / "m", _trained_like(), arch="cnn_s", class_names=list("abcde"), input_shape=(1, 12, 12)
+    )
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/m\.json: {said}") as err:
+        load_checkpoint(path)
+    assert str(err.value).count("\n") == 0
+
+
 def test_sample_spec_reads_the_samples_dir(tmp_path, monkeypatch):
     model = _trained_like()
     save_checkpoint(

@@ -75,7 +75,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     weights, config = checkpoint_paths(path)
     if not config.is_file():
         raise ValueError(f"{config}: missing; a checkpoint is NAME.safetensors beside NAME.json")
-    info = loads_json(config.read_text(), str(config))
+    info = loads_json(config.read_bytes(), str(config))
     if not isinstance(info, dict):
         raise ValueError(f"{config}: not a {CHECKPOINT_FORMAT} checkpoint config (not a JSON object)")
     missing = [k for k in ("arch", "num_classes", "input_shape") if k not in info]

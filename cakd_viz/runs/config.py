@@ -330,7 +330,7 @@ def read_json_config(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: no such config file")
-    data = loads_json(p.read_text(), str(p))
+    data = loads_json(p.read_bytes(), str(p))
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a JSON object, got {type(data).__name__}")
     return data
