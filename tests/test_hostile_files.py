@@ -537,10 +537,10 @@ _ZIP64_LIES = [
     ),
     ({"cd_size": 2**40}, r"its zip directory declares 2 entries in 1\.0 TiB \(at most 65,535 in 4\.0 MiB\)"),
     ({"cd_size": 10}, r"corrupt \.npz archive \(Truncated central directory\)"),
-    ({"locator_sig": b"PK\x00\x00"}, r"corrupt zip archive \(bad zip64 locator\)"),
-    ({"record_at": 10**9}, r"corrupt zip archive \(bad zip64 locator\)"),
-    ({"record_at": 0}, r"corrupt zip archive \(bad zip64 directory record\)"),
-    ({"record_sig": b"PK\x00\x00"}, r"corrupt zip archive \(bad zip64 directory record\)"),
+    ({"locator_sig": b"PK\x00\x00"}, r"corrupt \.npz archive \(bad zip64 locator\)"),
+    ({"record_at": 10**9}, r"corrupt \.npz archive \(bad zip64 locator\)"),
+    ({"record_at": 0}, r"corrupt \.npz archive \(bad zip64 directory record\)"),
+    ({"record_sig": b"PK\x00\x00"}, r"corrupt \.npz archive \(bad zip64 directory record\)"),
 ]
 
 
@@ -576,7 +576,7 @@ def test_a_zip64_pt_that_lies_about_its_entries_is_one_line(tmp_path):
 def test_a_zip64_end_record_without_room_for_its_locator_is_one_line(tmp_path):
     src = tmp_path / "x.npz"
     src.write_bytes(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
-    with pytest.raises(BundleError, match=r"^x\.npz: corrupt zip archive \(zip64 locator missing\)$"):
+    with pytest.raises(BundleError, match=r"^x\.npz: corrupt \.npz archive \(zip64 locator missing\)$"):
         import_file(src, tmp_path / "b")
 
 

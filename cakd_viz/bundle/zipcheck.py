@@ -36,7 +36,7 @@ def is_zip(src: Path) -> bool:
         return True
 
 
-def _directory_size(src: Path) -> tuple[int, int]:
+def _directory_size(src: Path, what: str) -> tuple[int, int]:
     """(entries, central directory bytes) from the end records; BundleError when it is not a zip."""
     with open(src, "rb") as fp:
         size = fp.seek(0, 2)
@@ -50,15 +50,15 @@ def _directory_size(src: Path) -> tuple[int, int]:
         if entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:  # zip64
             loc_at = size - tail_len + at - _LOCATOR.size
             if loc_at < 0:
-                raise BundleError(f"{src.name}: corrupt zip archive (zip64 locator missing)")
+                raise BundleError(f"{src.name}: corrupt {what} (zip64 locator missing)")
             fp.seek(loc_at)
             sig, _, eocd64_at, _ = _LOCATOR.unpack(fp.read(_LOCATOR.size))
             if sig != b"PK\x06\x07" or eocd64_at + _EOCD64.size > size:
-                raise BundleError(f"{src.name}: corrupt zip archive (bad zip64 locator)")
+                raise BundleError(f"{src.name}: corrupt {what} (bad zip64 locator)")
             fp.seek(eocd64_at)
             record = fp.read(_EOCD64.size)
             if len(record) != _EOCD64.size or record[:4] != b"PK\x06\x06":
-                raise BundleError(f"{src.name}: corrupt zip archive (bad zip64 directory record)")
+                raise BundleError(f"{src.name}: corrupt {what} (bad zip64 directory record)")
             fields = _EOCD64.unpack(record)
             entries, cd_size = fields[7], fields[8]
     return entries, cd_size
@@ -67,7 +67,7 @@ def _directory_size(src: Path) -> tuple[int, int]:
 def open_zip(src: Path, what: str = "zip archive") -> zipfile.ZipFile:
     """Open ``src`` as a zip archive after the checks above; the caller closes it."""
     try:
-        entries, cd_size = _directory_size(src)
+        entries, cd_size = _directory_size(src, what)
     except OSError as exc:
         raise BundleError(f"{src.name}: cannot be read ({exc.strerror or exc})") from None
     except struct.error:
