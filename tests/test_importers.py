@@ -455,6 +455,15 @@ def test_a_pt_file_without_its_pickle_is_refused(tmp_path, capsys):
     )
 
 
+def test_a_pt_file_without_a_storage_is_refused_in_torchs_first_sentence(tmp_path, capsys):
+    """torch's own message goes on for 300 characters of advice; the line keeps its first sentence."""
+    src = H.write_zip(tmp_path / "x.pt", _torch_zip(tmp_path, keep=lambda name: not name.endswith("data/0")))
+    assert _import_refusal(capsys, src, tmp_path / "b") == (
+        "x.pt: cannot read this file (RuntimeError: PytorchStreamReader failed locating file data/0: "
+        "file not found)"
+    )
+
+
 def test_a_stored_pt_member_whose_sizes_disagree_is_refused_as_compressed(tmp_path, capsys):
     """A stored member whose directory entry claims more bytes than it stores: torch.save never writes that."""
     members = _torch_zip(tmp_path)

@@ -415,10 +415,9 @@ def _read_torch(src: Path, limit: int) -> dict[str, Any]:
     except MemoryError:
         raise
     except Exception as exc:  # torch reports a damaged archive as RuntimeError, KeyError, ValueError ...
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise BundleError(
-            f"{src.name}: cannot read this file ({type(exc).__name__}: {first[:200]})"
-        ) from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0]  # torch's advice follows
+        first = first if len(first) <= 200 else first[:200].rsplit(" ", 1)[0] + " …"
+        raise BundleError(f"{src.name}: cannot read this file ({type(exc).__name__}: {first})") from None
     if not isinstance(obj, dict):
         raise BundleError(f"{src.name}: expected a dict of tensors, found {a_type(obj)}")
     out: dict[str, Any] = {}
