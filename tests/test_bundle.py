@@ -786,6 +786,11 @@ _META_SHAPES = r"^meta: 'teacher' must be an object and 'students' an object \{N
         ({"students": {"kd": "resnet8"}}, _META_SHAPES),
         ("resnet", r"^meta must be an object \{KEY: value\}, got a str$"),
         ([1, 2], r"^meta must be an object \{KEY: value\}, got a list$"),
+        (
+            {"x": object()},
+            r"^meta must hold JSON values only \(Object of type object is not JSON serializable\)$",
+        ),
+        ({"x": {1j}}, r"^meta must hold JSON values only \(Object of type set is not JSON serializable\)$"),
     ],
 )
 def test_a_bad_meta_is_refused_before_anything_is_written(tmp_path, logits, meta, message):

@@ -415,6 +415,10 @@ def base_meta(meta: dict | None, layout: dict, class_names: list[str] | None) ->
         user = dict(meta or {})
     except (TypeError, ValueError):  # dict() of a str or a list of non-pairs
         raise BundleError(f"meta must be an object {{KEY: value}}, got {a_type(meta)}") from None
+    try:  # checked before anything is written, not when meta.json is
+        json.dumps(user)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"meta must hold JSON values only ({exc})") from None
     n, c, dtype = layout["num_samples"], layout["num_classes"], layout["dtype"]
     teacher = user.pop("teacher", None) or {}
     user_students = user.pop("students", None) or {}
