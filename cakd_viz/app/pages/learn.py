@@ -282,6 +282,11 @@ ui.header("How it works")
 for tab, (title, parts) in zip(st.tabs(list(HOW)), HOW.items(), strict=True):
     with tab:
         ui.section(title)
-        for part in parts:
-            ui.latex(*part) if isinstance(part, tuple) else ui.markdown(part)
+        for (
+            part
+        ) in parts:  # statements, not one conditional expression: Streamlit's magic would write its None
+            if isinstance(part, tuple):
+                ui.latex(*part)
+            else:
+                ui.markdown(part)
 ui.finish(learn_snippet(view))
