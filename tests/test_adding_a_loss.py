@@ -170,7 +170,7 @@ def test_a_loss_declares_every_keyword_its_constructor_takes_with_the_same_defau
     cls = LOSSES[name]
     signature = inspect.signature(cls.__init__).parameters
     takes = {k: p.default for k, p in signature.items() if k not in ("self", "correlation")}
-    assert takes == {p.name: p.default for p in cls.parameters()}
+    assert takes == {p.name: p.default for p in cls.params()}
     assert cls.describe({}) == label  # the declared defaults, labelled
 
 
@@ -178,4 +178,4 @@ def test_no_loss_parameter_shadows_a_run_field():
     from dataclasses import fields
 
     run_fields = {f.name for f in fields(RunConfig)}
-    assert not {p.name for cls in LOSSES.values() for p in cls.parameters()} & run_fields
+    assert not {p.name for cls in LOSSES.values() for p in cls.params()} & run_fields

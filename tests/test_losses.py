@@ -100,6 +100,20 @@ def test_registry_lists_the_three_losses():
     assert all(issubclass(cls, torch.nn.Module) for cls in LOSSES.values())
 
 
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_loss_is_an_ordinary_module_for_torch(name):
+    """A loss has no tensors of its own: nn.Module's parameters() is empty, and what calls it (zero_grad,
+    requires_grad_, an optimizer over a model holding the loss) works; its declared settings are params()."""
+    crit = LOSSES[name]()
+    assert list(crit.parameters()) == [] and list(crit.named_parameters()) == []
+    crit.zero_grad()
+    crit.requires_grad_(False)
+    model = torch.nn.ModuleDict({"head": torch.nn.Linear(4, 3), "criterion": crit})
+    assert sum(p.numel() for p in model.parameters()) == 4 * 3 + 3
+    torch.optim.SGD(model.parameters(), lr=0.1).zero_grad()
+    assert [p.name for p in LOSSES[name].params()][-4:] == ["temperature", "warmup", "warmup_schedule", "standardize"]
+
+
 @pytest.mark.parametrize("temperature", TEMPERATURES)
 def test_dkd_matches_the_published_formula(temperature):
     s, t, y = _tensors()

@@ -125,7 +125,7 @@ def test_gradients_through_the_standardization_pass_gradcheck(kernel, make):
 def test_standardize_is_declared_once_for_every_loss():
     """One shared declaration (the base class's), a yes/no setting; labels say "+ LS"."""
     declared = [
-        next(p for p in cls.parameters() if p.name == "standardize") for cls in (KDLoss, DKDLoss, CAKDLoss)
+        next(p for p in cls.params() if p.name == "standardize") for cls in (KDLoss, DKDLoss, CAKDLoss)
     ]
     assert (
         declared[0] is declared[1] is declared[2]

@@ -103,7 +103,7 @@ def test_every_parameter_of_every_registered_loss_is_a_column():
     from cakd_viz.losses import LOSSES
     from cakd_viz.runs.results import loss_columns
 
-    declared = {p.name for cls in LOSSES.values() for p in cls.parameters()}
+    declared = {p.name for cls in LOSSES.values() for p in cls.params()}
     assert declared | {"ce_weight"} == set(loss_columns())
     assert {"grouping", "w_b", "alpha", "beta", "temperature", "warmup", "warmup_schedule"} <= declared
     assert set(loss_columns()) <= set(tracker_table([]).columns)

@@ -79,9 +79,9 @@ def columns() -> dict[str, Column]:
 def _loss_help(key: str, own: str) -> str:
     """What each registered loss that takes ``key`` says it is ("DKD: Weight of TCKD. CAKD: ...")."""
     said = [
-        f"{cls.title or name}: {by_name(cls.parameters())[key].help}"
+        f"{cls.title or name}: {by_name(cls.params())[key].help}"
         for name, cls in LOSSES.items()
-        if key in by_name(cls.parameters())
+        if key in by_name(cls.params())
     ]
     return (" ".join(said) + " Empty for a loss without it.") if said else own
 

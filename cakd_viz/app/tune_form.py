@@ -36,7 +36,7 @@ def key(name: str) -> str:
 def form_params(loss: str) -> tuple[Param, ...]:
     """The parameters of loss ``loss`` the form shows: those its class declares ("ce": none)."""
     cls = loss_class(loss) if loss != NO_DISTILLATION else None
-    return () if cls is None else cls.parameters()
+    return () if cls is None else cls.params()
 
 
 def sweep_params(loss: str) -> tuple[Param, ...]:

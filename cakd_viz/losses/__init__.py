@@ -13,7 +13,7 @@
 (`native_kernel`, `cakd_kernel.c`) and elsewhere through tensor ops (`tensor_kernel`). `LOSSES` maps
 a name to its class and `build_criterion` makes a criterion from plain settings (what a run config
 holds), so the app, the command line and runs pick a loss the same way. Each class declares its
-parameters (`params.Param`, `DistillationLoss.parameters()`): run configs, the Tune form, sweeps and
+parameters (`params.Param`, `DistillationLoss.params()`): run configs, the Tune form, sweeps and
 the runs tracker are built from those declarations and from `LOSSES` as it is when they are read.
 """
 
@@ -51,7 +51,7 @@ def loss_class(name: str) -> type[DistillationLoss] | None:
 
 def build_criterion(name: str, settings: Mapping, *, correlation=None) -> DistillationLoss:
     """The loss ``LOSSES[name]`` (any case) made from ``settings``, a mapping holding (some of) its
-    declared ``parameters()``: missing ones take their declared defaults, other keys are ignored (e.g. a
+    declared ``params()``: missing ones take their declared defaults, other keys are ignored (e.g. a
     run config's loss section).
 
     ``correlation`` goes to losses that take one: the (C, C) class correlation that CAKD's ``corr:R``
@@ -60,7 +60,7 @@ def build_criterion(name: str, settings: Mapping, *, correlation=None) -> Distil
     cls = loss_class(name)
     if cls is None:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(k.lower() for k in LOSSES)}")
-    kwargs = {p.name: settings[p.name] for p in cls.parameters() if p.name in settings}
+    kwargs = {p.name: settings[p.name] for p in cls.params() if p.name in settings}
     if "correlation" in inspect.signature(cls.__init__).parameters:
         kwargs["correlation"] = correlation
     return cls(**kwargs)

@@ -112,8 +112,9 @@ class DistillationLoss(nn.Module):
     shared_params: tuple[Param, ...] = (TEMPERATURE, WARMUP, WARMUP_SCHEDULE, STANDARDIZE)
 
     @classmethod
-    def parameters(cls) -> tuple[Param, ...]:
-        """Every parameter this loss takes: its own, then the shared temperature, warm-up and standardize."""
+    def params(cls) -> tuple[Param, ...]:
+        """Every parameter this loss takes: its own, then the shared temperature, warm-up and standardize.
+        (Not ``parameters()``: that is ``nn.Module``'s list of tensors, which ``zero_grad`` and optimizers use.)"""
         return (*cls.own_params, *cls.shared_params)
 
     @classmethod
@@ -121,7 +122,7 @@ class DistillationLoss(nn.Module):
         """A short label from settings (missing ones at their defaults): the title ("+ LS" when it
         standardizes), any grouping, the loss's own numbers joined by "/", T and the warm-up, e.g.
         "CAKD topk:5 (1/1/8, T=4, warm-up 2)", "KD + LS (T=4)"."""
-        value = {p.name: settings.get(p.name, p.default) for p in cls.parameters()}
+        value = {p.name: settings.get(p.name, p.default) for p in cls.params()}
         groups = [str(value[p.name]) for p in cls.own_params if p.kind == GROUPING]
         numbers = [p.show(value[p.name]) for p in cls.own_params if p.numeric]
         parts = ["/".join(numbers)] if numbers else []

@@ -1,6 +1,6 @@
 """A loss's parameters, declared once: what a run config, the Tune form, sweeps and the runs tracker read.
 
-Each loss class lists its parameters as ``Param`` objects (``DistillationLoss.parameters()``); from them
+Each loss class lists its parameters as ``Param`` objects (``DistillationLoss.params()``); from them
 come a run config's loss section (defaults, types, ranges, unknown keys refused), its one-line label,
 the Tune form's fields, the values a sweep may vary and the tracker's columns. Nothing else names a
 loss's parameters, so adding a loss is one module and its tests (docs/architecture.md §8).

@@ -76,7 +76,7 @@ def loss_parameters(name: str) -> tuple[Param, ...]:
     cls = loss_class(name) if name in loss_names() else None
     if cls is None:
         raise ValueError(f"loss.name must be one of {', '.join(loss_names())}, got {name!r}")
-    return tuple(by_name((*cls.parameters(), *RUN_LOSS_PARAMS)).values())
+    return tuple(by_name((*cls.params(), *RUN_LOSS_PARAMS)).values())
 
 
 def declared_by(key: str) -> list[str]:
@@ -161,7 +161,7 @@ def describe_loss(loss: dict) -> str:
     if cls is None:
         return name
     try:
-        values = {p.name: p.check(loss[p.name]) for p in cls.parameters() if p.name in loss}
+        values = {p.name: p.check(loss[p.name]) for p in cls.params() if p.name in loss}
         return cls.describe(values)
     except (ValueError, TypeError):
         return name

@@ -421,7 +421,7 @@ def loss_columns() -> dict:
     from cakd_viz.runs.config import RUN_LOSS_PARAMS
 
     run_only = [p for p in RUN_LOSS_PARAMS if p.name == "ce_weight"]
-    return by_name([*(p for cls in LOSSES.values() for p in cls.parameters()), *run_only])
+    return by_name([*(p for cls in LOSSES.values() for p in cls.params()), *run_only])
 
 
 def _timestamp(value: object) -> pd.Timestamp:
@@ -442,7 +442,7 @@ def hyperparameters(run: RunInfo) -> dict:
     loss = c.get("loss") if isinstance(c.get("loss"), dict) else {}
     name = loss.get("name") if isinstance(loss.get("name"), str) else None
     cls = loss_class(name) if name else None
-    takes = {p.name for p in cls.parameters()} | {"ce_weight"} if cls else {"ce_weight"}
+    takes = {p.name for p in cls.params()} | {"ce_weight"} if cls else {"ce_weight"}
     out: dict = {"loss": name}
     for key, param in loss_columns().items():
         out[key] = _setting(param, loss.get(key, param.default)) if key in takes and name else None
