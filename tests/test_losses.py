@@ -111,7 +111,12 @@ def test_a_loss_is_an_ordinary_module_for_torch(name):
     model = torch.nn.ModuleDict({"head": torch.nn.Linear(4, 3), "criterion": crit})
     assert sum(p.numel() for p in model.parameters()) == 4 * 3 + 3
     torch.optim.SGD(model.parameters(), lr=0.1).zero_grad()
-    assert [p.name for p in LOSSES[name].params()][-4:] == ["temperature", "warmup", "warmup_schedule", "standardize"]
+    assert [p.name for p in LOSSES[name].params()][-4:] == [
+        "temperature",
+        "warmup",
+        "warmup_schedule",
+        "standardize",
+    ]
 
 
 @pytest.mark.parametrize("temperature", TEMPERATURES)
