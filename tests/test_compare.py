@@ -146,6 +146,17 @@ def test_a_run_student_is_added_without_touching_the_files(tmp_path):
     assert load_bundle(tmp_path / "base").student_names == ["s1"]
 
 
+def test_a_composed_view_keeps_the_predictions_already_worked_out(tmp_path):
+    """Opening a bundle scans every logit file once for its predictions (the app's open_checked): the view
+    with a run's student added reuses them, the base's and the run's, instead of another argmax pass."""
+    base, run, tuned = _bundles(tmp_path)
+    known = {who: base.predictions(who) for who in ("teacher", "s1")} | {"run:x": run.predictions("tuned")}
+    view = compose_students(base, {"run:x": (run, "tuned")})
+    for who, pred in known.items():
+        assert view.predictions(who) is pred
+    np.testing.assert_array_equal(known["run:x"], tuned.argmax(1))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -65,4 +65,10 @@ def compose_students(base: Bundle, extra: dict[str, tuple[Bundle, str]]) -> Bund
     meta["students"] = dict(base.meta.get("students") or {}) | {
         n: dict((other.meta.get("students") or {}).get(s) or {}) for n, (other, s) in extra.items()
     }
-    return dataclasses.replace(base, meta=meta, students=students)  # a fresh predictions cache
+    view = dataclasses.replace(base, meta=meta, students=students)  # a fresh predictions cache
+    # holding what was worked out already (opening a bundle scans each file for them): no other argmax pass
+    known = [*base._predictions.items(), *((n, other._predictions.get(s)) for n, (other, s) in extra.items())]
+    for who, pred in known:
+        if pred is not None:
+            view.remember_predictions(who, pred)
+    return view
