@@ -326,6 +326,26 @@ def test_top_level_help_lists_every_registered_command(capsys):
     assert code == 2 and "usage: cakd-viz" in err
 
 
+HELP_WITHOUT = """
+import contextlib, io, sys
+from cakd_viz.cli import main
+for argv in ARGV:
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*argv, "--help"]) == 0, argv
+print(sorted(m for m in ("pandas", "torch", "streamlit", "plotly", "scipy") if m in sys.modules))
+"""
+
+
+def test_help_of_every_command_imports_no_heavy_library():
+    """`--help` stays fast: the commands import pandas, torch and the app inside `run` (pandas alone is a
+    third of a second). In a fresh interpreter, every command's help leaves them unimported."""
+    argv = [[], *(name.split() for name in _subparsers())]
+    code = HELP_WITHOUT.replace("ARGV", repr(argv))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_samples_build_calls_the_library_lazily(capsys, tmp_path, monkeypatch):
     calls = []
 

@@ -7,11 +7,13 @@ import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from cakd_viz import atomic
 from cakd_viz.text import terminal
+
+if TYPE_CHECKING:  # pandas takes a third of a second to import: --help does without it
+    import pandas as pd
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
