@@ -129,7 +129,7 @@ def test_the_tracker_shows_its_column_and_its_name(scaled_kd, tmp_path, monkeypa
     monkeypatch.setenv(store.RUNS_DIR_ENV, str(root))
     at = open_app(page="cakd_viz/app/pages/tune.py")
     assert_ok(at)
-    shown = next(d.value for d in at.dataframe if "best acc" in d.value).set_index("run")
+    shown = next(d.value for d in at.dataframe if "best acc (%)" in d.value).set_index("run")
     assert (
         shown.loc["SCALED_KD (2, T=4)", "gain"] == 2.0
         and shown.loc["SCALED_KD (2, T=4)", "loss"] == "scaled_kd"

@@ -434,7 +434,7 @@ def test_the_tune_page_shows_a_recorded_run_with_its_held_out_term_curves(tmp_pa
     monkeypatch.setenv("CAKD_VIZ_DATA_ROOT", str(tmp_path / "runs"))
     at = open_app(page="cakd_viz/app/pages/tune.py")
     assert not at.exception, [e.value for e in at.exception]
-    table = next(d.value for d in at.dataframe if "best acc" in d.value)
+    table = next(d.value for d in at.dataframe if "best acc (%)" in d.value)
     row = table.iloc[0]
     assert (row["run"], row["state"], row["loss"], row["lr"], row["β"]) == ("mine", "done", "cakd", 0.05, 8)
     kl = [m["val_kl"] for m in metrics_frame(rec.path).to_dict("records")]

@@ -147,11 +147,11 @@ def test_accuracy_is_one_format_in_percent(runs):
     table = tracker_table(list_runs(runs))
     keys = ["run", "best_acc", "last_acc", "eval_split", "test_acc"]
     shown = tracker.view(table, keys).iloc[0]
-    assert shown["best acc"] == pytest.approx(96.0) and shown["test acc"] == pytest.approx(84.32)
+    assert shown["best acc (%)"] == pytest.approx(96.0) and shown["test acc (%)"] == pytest.approx(84.32)
     assert shown["epochs on"] == "validation"
     config = tracker.column_config(keys)
-    formats = {config[h]["type_config"]["format"] for h in ("best acc", "last acc", "test acc")}
-    assert formats == {"%.2f%%"}  # "96.00%" beside "84.32%", never "96%"
+    formats = {config[h]["type_config"]["format"] for h in ("best acc (%)", "last acc (%)", "test acc (%)")}
+    assert formats == {"%.2f"}  # "96.00" beside "84.32", never "96", under headings in percent
 
 
 def test_sorting_by_validation_accuracy_never_ranks_test_numbers_among_them(runs):
@@ -258,7 +258,7 @@ def _tune(**params) -> AppTest:
 
 
 def _tracker(at: AppTest):
-    return next(d.value for d in at.dataframe if "best acc" in d.value)
+    return next(d.value for d in at.dataframe if "best acc (%)" in d.value)
 
 
 def test_the_tracker_filters_and_sorts(runs):
@@ -277,9 +277,9 @@ def test_the_tracker_filters_and_sorts(runs):
         "lr",
         "seed",
         "grouping",
-        "best acc",
+        "best acc (%)",
         "epochs on",
-        "test acc",
+        "test acc (%)",
     }
     assert headings <= set(table.columns)
     at.multiselect(key="tune_f_loss").set_value(["kd"]).run()
@@ -411,6 +411,16 @@ def test_a_sweep_mixing_splits_averages_only_its_validation_trials(runs):
     assert "" in texts and "98.2% ± 0.3 (n=3)" in texts  # the (1, 4) cell is empty, not a test number
     caption = next(c.value for c in at.caption if c.value.startswith("Mean best validation accuracy"))
     assert "3 trials without a validation split (accuracy on the test split) left out" in caption
+
+
+def test_a_sweep_that_varies_nothing_lists_its_trials_as_the_tracker_does(runs):
+    write_run(runs, f"{SWEEP}-000", accs=(0.9, 0.96), test_acc=0.8432, val_split=0.1, sweep=SWEEP, params={})
+    write_sweep(runs, SWEEP, [f"{SWEEP}-000"], {})
+    at = _tune()
+    trials = next(d.value for d in at.dataframe if "run id" in d.value and len(d.value) == 1).iloc[0]
+    assert trials["run id"] == f"{SWEEP}-000" and trials["epochs on"] == "validation"
+    assert trials["best acc (%)"] == pytest.approx(96.0) and trials["test acc (%)"] == pytest.approx(84.32)
+    assert "best_acc" not in trials  # no raw key, no fraction under a heading without a unit
 
 
 def test_a_link_to_an_unknown_run_says_so(runs):

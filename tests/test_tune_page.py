@@ -78,7 +78,7 @@ def _poll(at: AppTest, until, timeout: float = 90.0) -> AppTest:
 
 
 def _table(at: AppTest):
-    return next(d.value for d in at.dataframe if "best acc" in d.value)
+    return next(d.value for d in at.dataframe if "best acc (%)" in d.value)
 
 
 def test_launch_watch_until_done_and_the_accuracy_shows(teacher, runs):
@@ -93,9 +93,9 @@ def test_launch_watch_until_done_and_the_accuracy_shows(teacher, runs):
     # validation first: 10% of the training split per class, every epoch on it, the test split once
     assert (run.config["val_split"], run.config["val_seed"]) == (0.1, 0)
     assert run.summary["eval_split"] == "validation" and run.summary["eval_samples"] < 200
-    assert row["epochs on"] == "validation" and row["best acc"] > 20  # percent points
-    assert row["best acc"] == pytest.approx(100 * run.summary["best_val_acc"])
-    assert row["test acc"] == pytest.approx(100 * run.summary["test_acc"])
+    assert row["epochs on"] == "validation" and row["best acc (%)"] > 20  # percent points
+    assert row["best acc (%)"] == pytest.approx(100 * run.summary["best_val_acc"])
+    assert row["test acc (%)"] == pytest.approx(100 * run.summary["test_acc"])
     assert any(c.proto.spec for c in at.get("plotly_chart"))  # the overlaid curves
     at.selectbox(key="curve").set_value("train_acc").run()
     assert not at.exception

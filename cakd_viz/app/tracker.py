@@ -13,7 +13,7 @@ from cakd_viz.losses import LOSSES
 from cakd_viz.losses.params import BOOL, CHOICE, GROUPING, INT, by_name
 from cakd_viz.runs.results import RunInfo, loss_columns
 
-ACC_FORMAT = "%.2f%%"  # accuracies are shown in percent, always with two decimals
+ACC_FORMAT = "%.2f"  # accuracies are shown in percent (the heading says so), always with two decimals
 ACCURACY = ("best_acc", "last_acc", "test_acc")
 NO_VALIDATION = "test: no validation"  # how "epochs on" shows a run without a validation split
 
@@ -31,13 +31,13 @@ _TAIL = {
     "lr": Column("lr", "Peak learning rate.", 52, "%g"),
     "seed": Column("seed", "Seed of the student's initialisation and the data order.", 46, "%d"),
     "best_acc": Column(
-        "best acc",
+        "best acc (%)",
         "Best accuracy over the epochs on the validation split: what weights are picked on. "
         "On the test split for a run without validation (see 'epochs on').",
-        74,
+        84,
         ACC_FORMAT,
     ),
-    "last_acc": Column("last acc", "Accuracy after the last epoch, on the same split.", 74, ACC_FORMAT),
+    "last_acc": Column("last acc (%)", "Accuracy after the last epoch, on the same split.", 84, ACC_FORMAT),
     "eval_split": Column(
         "epochs on",
         f"The split every epoch was evaluated on: validation, or '{NO_VALIDATION}' for a run without a "
@@ -45,7 +45,7 @@ _TAIL = {
         120,
     ),
     "test_acc": Column(
-        "test acc", "The final student on the test split, evaluated once at the end.", 74, ACC_FORMAT
+        "test acc (%)", "The final student on the test split, evaluated once at the end.", 84, ACC_FORMAT
     ),
     "note": Column("note", "Your note on the run (pick the run below to edit it).", 160),
     "epochs": Column("epochs", "Epochs the run was configured for.", 58, "%d"),
