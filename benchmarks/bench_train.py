@@ -1,6 +1,6 @@
 """Training cost of CAKD: one optimisation step with CAKDLoss vs KDLoss, and a whole 5-epoch glyphs run.
 
-    .venv/bin/python benchmarks/bench_train.py [--threads 2] [--rounds 300] [--skip-run]
+    .venv/bin/python benchmarks/bench_train.py [--threads 1] [--rounds 300] [--skip-run]
 
 1. Step: the default glyphs student (``cnn_s``) on a batch of 64 32x32 images, 62 classes, teacher
    logits given (runs cache them): forward, CE + distillation loss, backward, SGD step. The two

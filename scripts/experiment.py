@@ -1,4 +1,4 @@
-"""The README experiment: CE, KD, DKD and CAKD on glyphs, each tuned on a validation split, then 10 seeds.
+"""The README experiment: CE, KD, DKD and CAKD on glyphs, each tuned on a validation split, then 8 seeds.
 
     .venv/bin/python scripts/experiment.py [--plan results/experiment/plan.json] [--runs-dir DIR]
                                            [--out results/experiment] [--workers N] [--readme]

@@ -3,7 +3,7 @@
 All losses take (student_logits (N, C), teacher_logits (N, C), labels (N,) or None, epoch=None) and
 return the distillation part only (no cross-entropy) as a 0-dim batch mean: each term is T^2 times the
 batch mean of its part of KL(teacher || student) = KL(p || q), p = softmax(z_t / T), q = softmax(z_s / T)
-(T^2 is applied there and nowhere else), and `loss == sum(weights[k] * terms[k])` exactly. Gradients
+(T^2 is applied by the kernels and KD's `_terms`, never here), and `loss == sum(weights[k] * terms[k])` exactly. Gradients
 reach the student only; float16/bfloat16 inputs are computed in float32, float64 stays float64.
 
 The warm-up (``warmup_factor``: DKD's per-epoch factor, as in mdistiller's ``distillers/DKD.py``, or a

@@ -84,7 +84,7 @@ class CAKDFunction(torch.autograd.Function):
         log_mass_q, log_mass_p = log_mass.unbind(0)
         bcd = masses[1] * (log_mass_p - log_mass_q)  # (2, n, 1): BCD's S and W halves
         sums = torch.cat((bcd.sum((1, 2)), inner.sum((1, 2))))  # (4,)
-        factor = temperature**2 / n  # T^2 is applied here and in native_kernel.py, nowhere else
+        factor = temperature**2 / n  # T^2: here, in native_kernel.py and in kd.py's _terms only
         terms = torch.mv(_combine(factor, sums.dtype, sums.device), sums)
         terms.clamp_min_(0.0)  # >= 0 despite rounding
         w = torch.tensor(weights, dtype=terms.dtype, device=terms.device)
