@@ -11,7 +11,7 @@ Errors: every failure prints exactly one line `cakd-viz CMD: error: MESSAGE` on 
 bad input (ValueError, including BundleError), files that are missing, unreadable or unwritable (any
 OSError), running out of memory ("out of memory ..."), and, labelled "internal error" with a hint,
 anything unexpected. Set CAKD_VIZ_DEBUG=1 to see the traceback as well. Library warnings raised while
-a command runs are held back: after an error only the error line is printed; after success each is
+a command runs are held back: after an error only the error line is printed; otherwise each is
 shown as one line `cakd-viz CMD: warning: ...`. A reader that closes the pipe early
 (`cakd-viz info B | head -3`) ends the command quietly.
 """

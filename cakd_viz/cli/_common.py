@@ -95,7 +95,7 @@ def grouping_help() -> str:
 
 @argument_type
 def grouping_spec(text: str) -> str:
-    """argparse type: a grouping spec of docs/architecture.md §4; a bad one lists the valid forms."""
+    """argparse type: a grouping spec of docs/architecture.md §4, refused as `parse_grouping` refuses it."""
     from cakd_viz.grouping import parse_grouping
 
     return str(parse_grouping(text))

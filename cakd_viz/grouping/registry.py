@@ -60,7 +60,8 @@ GROUPING_FORMS: Sequence[str] = _Forms()
 
 
 def parse_grouping(spec: str | Grouping) -> Grouping:
-    """Parse a grouping spec such as ``"topk:5"``; a bad spec raises ValueError listing the valid forms."""
+    """Parse a grouping spec such as ``"topk:5"``. ValueError in one line: an unknown rule lists the valid forms,
+    a bad parameter names the spec and what is wrong with it."""
     if isinstance(spec, Grouping):
         return spec
     forms = ", ".join(GROUPING_FORMS)
