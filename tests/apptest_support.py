@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,21 @@ def as_read(markdown: str) -> str:
 
 def assert_ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
+
+
+def run_snippet(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A page's "Reproduce in Python" snippet run as a user runs it: a fresh interpreter in ``cwd`` that
+    imports this checkout's cakd_viz and nothing else from the environment; it must exit 0."""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(APP.parent), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
 
 
 # -- what download buttons hand out ----------------------------------------------------------------------

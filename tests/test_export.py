@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from apptest_support import assert_ok, open_app
+from apptest_support import assert_ok, open_app, run_snippet
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
@@ -22,7 +20,6 @@ from cakd_viz import export
 from cakd_viz.app import config as app_config
 from cakd_viz.bundle import write_bundle
 
-REPO = Path(__file__).resolve().parent.parent
 CONTEXT = {"bundle": "sample: glyphs", "student": "student_kd", "grouping": "topk:5", "T": 4.0}
 
 
@@ -106,15 +103,7 @@ def _snippet(at: AppTest) -> str:
 
 
 def _run(code: str, cwd: Path) -> pd.DataFrame:
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_snippet(code, cwd)
     return pd.read_csv(io.StringIO(out.stdout))
 
 

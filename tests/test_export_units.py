@@ -8,22 +8,19 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from apptest_support import Downloads, assert_ok, open_app
+from apptest_support import Downloads, assert_ok, open_app, run_snippet
 from conftest import make_logits
 
 from cakd_viz.app import config as app_config
 from cakd_viz.app.formats import js_precision
 from cakd_viz.bundle import write_bundle
 
-REPO = Path(__file__).resolve().parent.parent
 NAMES = ["0", "O", "o", "1", "l", "I", "cat", "dog", "=x", "b", "c", "d"]
 
 
@@ -193,15 +190,7 @@ def _snippet(at) -> str | None:
 
 
 def _run(code: str, cwd: Path) -> pd.DataFrame:
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_snippet(code, cwd)
     return pd.read_csv(io.StringIO(out.stdout), dtype=str, keep_default_na=False)
 
 

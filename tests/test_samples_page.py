@@ -9,14 +9,12 @@ import base64
 import io
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from apptest_support import as_read, assert_ok, open_app
+from apptest_support import as_read, assert_ok, open_app, run_snippet
 from conftest import make_logits
 from streamlit.testing.v1 import AppTest
 
@@ -273,15 +271,7 @@ def test_the_snippet_prints_the_rows_the_page_shows(root, standardize):
     at = _open(vs="kd", failure="Student wrong", sort="p_W·WCD", true=names[1], **ls)
     assert any(w.label.startswith("Standardize") and w.value == standardize for w in at.sidebar.toggle)
     code = next(c.value for c in at.get("code") if "from cakd_viz import" in c.value)
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=root.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_snippet(code, root.parent)
     got, shown = pd.read_csv(io.StringIO(out.stdout)), _table(at)
     assert f"{_count(at):,} of 240 samples match" in out.stderr and len(got) == _count(at)
     assert list(got.columns) == list(shown.columns)
@@ -322,13 +312,5 @@ def test_under_ls_the_family_filter_takes_the_families_diagnose_and_correlation_
     at = _open("s", standardize="true", fam=at.selectbox(key="fam").options[2])  # class 1's family: itself
     assert _count(at) == int((labels == 1).sum())
     code = next(c.value for c in at.get("code") if "from cakd_viz import" in c.value)
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_snippet(code, tmp_path)
     assert f"{_count(at):,} of 300 samples match" in out.stderr
