@@ -103,6 +103,13 @@ def view(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return shown.rename(columns={k: every[k].heading for k in keys})
 
 
+def trials_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """A sweep's trials (``results.sweep_frame``) as ``view`` shows runs, and the tracker keys shown."""
+    trials = frame.rename(columns={"case": "run"})
+    keys = [k for k in columns() if k in trials]
+    return view(trials, keys), keys
+
+
 def column_config(keys: list[str]) -> dict:
     """st.column_config for the tracker's ``keys`` (by heading), compact and with hover help."""
     from cakd_viz.app.formats import column  # it imports Streamlit, which only drawing the table needs

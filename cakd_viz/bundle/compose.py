@@ -67,7 +67,8 @@ def compose_students(base: Bundle, extra: dict[str, tuple[Bundle, str]]) -> Bund
     }
     view = dataclasses.replace(base, meta=meta, students=students)  # a fresh predictions cache
     # holding what was worked out already (opening a bundle scans each file for them): no other argmax pass
-    known = [*base._predictions.items(), *((n, other._predictions.get(s)) for n, (other, s) in extra.items())]
+    known = [*base.known_predictions().items()]
+    known += [(n, other.known_predictions().get(s)) for n, (other, s) in extra.items()]
     for who, pred in known:
         if pred is not None:
             view.remember_predictions(who, pred)

@@ -126,6 +126,11 @@ class Bundle:
         with self._lock:
             return self._predictions.setdefault(who, pred)
 
+    def known_predictions(self) -> dict[str, np.ndarray]:
+        """The predictions worked out so far (read-only arrays), by "teacher" or student name."""
+        with self._lock:
+            return dict(self._predictions)
+
     def remember_predictions(self, who: str, pred: np.ndarray) -> None:
         """Publish top-1 predictions (N,) of "teacher" or a student computed elsewhere (e.g. read back
         from a cache), so that ``predictions``, ``accuracy`` and ``summary`` need not recompute them.

@@ -195,7 +195,7 @@ class RunConfig:
     teacher_weights: str | None = None  # weights file, for a package.module:factory teacher only
     student: str = "cnn_s"  # an architecture name (trained from scratch) or a model spec (fine-tuned)
     student_weights: str | None = None  # weights file, for a package.module:factory student only
-    loss: LossConfig = field(default_factory=LossConfig)  # the loss, its weights and T (LossConfig)
+    loss: LossConfig = field(default_factory=LossConfig)  # the loss: its name and its parameters' values
     epochs: int = 5  # passes over the training set
     batch_size: int = 64  # samples per step (the global batch under torchrun)
     lr: float = 0.05  # peak learning rate (cosine schedule down to 0)

@@ -27,6 +27,12 @@ from cakd_viz.runs.store import INT, NUMBER, OBJECT, TEXT, is_type
 
 _START_GRACE_S = 60.0  # a queued run without a pid yet is given this long for its process to start
 
+
+def _never_started(status: dict) -> bool:
+    """No pid recorded, and the start grace since "created" is over."""
+    return status.get("pid") is None and time.time() - (_number(status.get("created")) or 0) >= _START_GRACE_S
+
+
 # The fields readers use, and their JSON types (absent or null is always fine).
 _STATUS_FIELDS = (
     {"state": TEXT}
@@ -201,7 +207,7 @@ def _read_run(path: Path) -> RunInfo:
 def _liveness(status: dict, state: str, error: str | None, path: Path) -> tuple[str, str | None]:
     pid = status.get("pid")
     if pid is None:
-        if time.time() - (_number(status.get("created")) or 0) < _START_GRACE_S:
+        if not _never_started(status):
             return state, error
         return "failed", "the run's process never started (no pid was recorded)"
     live = store.process_liveness(status, path)
@@ -379,9 +385,8 @@ def _read_sweep(path: Path) -> SweepInfo:
     state, error = status["state"], status.get("error")
     if state not in store.STATES:
         return corrupt(f"status.json has an unknown state {state!r}")
-    if state == "queued" and status.get("pid") is None:  # created, its process not started (yet)
-        if time.time() - (_number(status.get("created")) or 0) >= _START_GRACE_S:
-            state, error = "failed", "the sweep's process never started (no pid was recorded)"
+    if state == "queued" and _never_started(status):  # created, its process not started within the grace
+        state, error = "failed", "the sweep's process never started (no pid was recorded)"
     elif state in ("queued", "running") and status.get("pid") is not None:
         live = store.process_liveness(status, path)
         if live == "elsewhere":

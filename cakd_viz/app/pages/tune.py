@@ -299,9 +299,8 @@ def sweeps() -> None:
     frame, split, note = sweep_view.heatmap_trials(results.sweep_frame(list(s.trials)))
     keys = sweep_view.swept(s, frame)
     if not keys:  # nothing varied: its trials as the runs tracker shows runs
-        trials = frame.rename(columns={"case": "run"})
-        shown = [k for k in tracker.columns() if k in trials]
-        st.dataframe(tracker.view(trials, shown), hide_index=True, column_config=tracker.column_config(shown))
+        trials, shown = tracker.trials_view(frame)
+        st.dataframe(trials, hide_index=True, column_config=tracker.column_config(shown))
         return
     sweep_view.axes(ss, sid, frame, keys)
     x = st.selectbox("Across", keys, key=sweep_view.X)
